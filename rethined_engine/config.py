@@ -1,0 +1,73 @@
+"""Every hyper-parameter of the RETHINED model in one place."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and inference settings.
+
+    Sizes are in pixels of the low-resolution (LR) working image unless stated.
+    """
+
+    # --- geometry -------------------------------------------------------
+    lr_long_side: int = 512          # L: the LR working size (long side), HR scale s = ceil(max(H, W) / L)
+    patch_size: int = 8              # P: NeuralPatchMatch patch (token) size at LR
+    # --- coarse CNN -----------------------------------------------------
+    widths: tuple[int, ...] = (32, 48, 96, 128, 192)  # channels of the 5 encoder stages (strides 2..32)
+    blocks_per_stage: tuple[int, ...] = (1, 1, 2, 2, 2)
+    train_branches: int = 2          # MobileOne over-parameterisation: k x k conv branches per layer
+    feature_stage: int = 2           # stage index (stride 2 ** (index + 1)) of the decoder level whose features condition the tokens (stride 8)
+    # --- NeuralPatchMatch -----------------------------------------------
+    attn_dim: int = 256              # d_k of the Q/K projection
+    init_logit_scale: float = 10.0   # 1/tau at init; logits are cosine similarities times this scale
+    max_logit_scale: float = 100.0
+    coherence_hidden: int = 32
+    # --- attention upscaling (HR) ----------------------------------------
+    hr_topk: int = 1                 # keys mixed per masked token at HR; 0 = dense softmax rows
+    hf_transfer: bool = True         # False: HR result is the bilinear-upsampled LR result
+    # --- input handling -------------------------------------------------
+    float_mask_threshold: float = 0.5  # a float mask fills where value >= this (bool/int masks: nonzero)
+
+    def __post_init__(self) -> None:
+        if len(self.widths) != 5 or len(self.blocks_per_stage) != 5:
+            raise ValueError("widths and blocks_per_stage must have 5 entries (one per stage)")
+        if self.patch_size not in (4, 8, 16):
+            raise ValueError(f"patch_size must be 4, 8 or 16, got {self.patch_size}")
+        if self.lr_long_side % self.grid_multiple:
+            raise ValueError(f"lr_long_side must be a multiple of {self.grid_multiple}, got {self.lr_long_side}")
+        if self.hr_topk < 0:
+            raise ValueError(f"hr_topk must be >= 0, got {self.hr_topk}")
+        if 2 ** (self.feature_stage + 1) != self.patch_size:
+            raise ValueError("feature_stage must be the stage at stride patch_size (2 ** (feature_stage + 1))")
+
+    @property
+    def grid_multiple(self) -> int:
+        """LR sides must be multiples of this (the CNN's total stride of 32)."""
+        return 32
+
+    @property
+    def token_dim(self) -> int:
+        """Values per token: 3 * P * P."""
+        return 3 * self.patch_size ** 2
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        raw = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields in weights metadata: {sorted(unknown)}")
+        for key in ("widths", "blocks_per_stage"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
+        return cls(**raw)
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)

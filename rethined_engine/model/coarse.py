@@ -1,0 +1,60 @@
+"""Coarse CNN f_theta: a small MobileOne encoder-decoder that fills the hole at LR."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from .reparam import MobileOneBlock, ReparamConv
+
+INPUT_CHANNELS = 4  # RGB with holes zeroed + the hole mask
+HEAD_HIDDEN = 16
+
+
+def _upsample2x(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+class CoarseNet(nn.Module):
+    """(B, 3, h, w) image in [0, 1] with holes zeroed, (B, 1, h, w) hole mask -> coarse RGB (B, 3, h, w)
+    in [0, 1] and the decoder features at stride P (B, widths[feature_stage], h/P, w/P).
+
+    h and w must be multiples of 32 (five stride-2 stages).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w, n, k = cfg.widths, cfg.blocks_per_stage, cfg.train_branches
+        self.feature_stage = cfg.feature_stage
+        self.stem = nn.Sequential(ReparamConv(INPUT_CHANNELS, w[0], 3, stride=2, branches=k), nn.ReLU(inplace=True))
+        stages = [nn.Sequential(*[MobileOneBlock(w[0], w[0], 1, k) for _ in range(n[0])])]
+        for i in range(1, 5):
+            blocks = [MobileOneBlock(w[i - 1], w[i], 2, k)] + [MobileOneBlock(w[i], w[i], 1, k) for _ in range(n[i] - 1)]
+            stages.append(nn.Sequential(*blocks))
+        self.encoder = nn.ModuleList(stages)
+        # decoder[i] merges the upsampled level i+1 with the skip of level i -> width w[i]
+        self.decoder = nn.ModuleList(MobileOneBlock(w[i + 1] + w[i], w[i], 1, k) for i in range(4))
+        self.head = nn.Sequential(
+            nn.Conv2d(w[0] + INPUT_CHANNELS, HEAD_HIDDEN, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(HEAD_HIDDEN, 3, 3, padding=1))
+
+    @property
+    def feature_channels(self) -> int:
+        return self.decoder[self.feature_stage].pointwise.out_ch
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x_in = torch.cat([image * (1.0 - mask), mask], dim=1)
+        skips = []
+        x = self.stem(x_in)
+        for stage in self.encoder:
+            x = stage(x)
+            skips.append(x)
+        x = skips[-1]
+        features = x
+        for i in range(3, -1, -1):
+            x = self.decoder[i](torch.cat([_upsample2x(x), skips[i]], dim=1))
+            if i == self.feature_stage:
+                features = x
+        coarse = torch.sigmoid(self.head(torch.cat([_upsample2x(x), x_in], dim=1)))
+        return coarse, features

@@ -1,0 +1,90 @@
+"""NeuralPatchMatch: token attention from masked patches to known patches, at LR.
+
+Shapes: an LR image (B, C, h, w) with h = gh * P and w = gw * P splits into N = gh * gw non-overlapping
+P x P tokens (row-major over the grid) of C * P * P values, channel-major (c, dy, dx) as
+`pixel_unshuffle` orders them.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+
+
+def patchify(image: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, C, gh*P, gw*P) -> tokens (B, N, C*P*P)."""
+    return F.pixel_unshuffle(image, patch).flatten(2).transpose(1, 2)
+
+
+def unpatchify(tokens: torch.Tensor, patch: int, grid_h: int, grid_w: int) -> torch.Tensor:
+    """tokens (B, N, C*P*P) -> (B, C, gh*P, gw*P); inverse of `patchify`."""
+    b, n, d = tokens.shape
+    return F.pixel_shuffle(tokens.transpose(1, 2).reshape(b, d, grid_h, grid_w), patch)
+
+
+def token_mask(mask: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, 1, h, w) hole mask -> (B, N) bool: True where any pixel of the token is a hole."""
+    return F.max_pool2d(mask.float(), patch).flatten(1) > 0
+
+
+def masked_attention(q: torch.Tensor, k: torch.Tensor, query_masked: torch.Tensor,
+                     key_ok: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Attention weights A (B, N, N), fp32, rows summing to 1.
+
+    q, k: (B, N, d) unit vectors; query_masked: (B, N) bool (hole tokens); key_ok: (B, N) bool (known
+    tokens allowed as sources). A masked token attends to allowed keys only (never itself, never another
+    hole, never padding); a row with no allowed key (every known token, or a hole when the image has no
+    allowed key) keeps itself: A_ii = 1. Disallowed logits are -inf before the softmax, so their weights
+    are exactly 0.
+    """
+    logits = torch.bmm(q.float(), k.float().transpose(1, 2)) * logit_scale.float()
+    allowed = query_masked[:, :, None] & key_ok[:, None, :]
+    keeps_self = ~allowed.any(dim=-1)
+    eye = torch.eye(q.shape[1], dtype=torch.bool, device=q.device)
+    allowed = allowed | (eye[None] & keeps_self[:, :, None])
+    return torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
+
+
+class NeuralPatchMatch(nn.Module):
+    """Masked patch attention + token mixing + coherence layer at LR.
+
+    forward(composite (B, 3, h, w), coarse (B, 3, h, w), mask (B, 1, h, w) float, features
+    (B, Cf, gh, gw), key_inside (B, N) bool) -> (refined (B, 3, h, w), mixed (B, 3, h, w) (tokens mixed
+    by A, before the coherence layer), A (B, N, N), query_masked (B, N), key_ok (B, N)).
+    """
+
+    def __init__(self, cfg: ModelConfig, feature_channels: int):
+        super().__init__()
+        self.patch = cfg.patch_size
+        in_dim = cfg.token_dim + feature_channels
+        self.to_q = nn.Linear(in_dim, cfg.attn_dim)
+        self.to_k = nn.Linear(in_dim, cfg.attn_dim)
+        self.log_logit_scale = nn.Parameter(torch.tensor(float(cfg.init_logit_scale)).log())
+        self.max_log_logit_scale = float(torch.tensor(cfg.max_logit_scale).log())
+        hidden = cfg.coherence_hidden
+        self.coherence = nn.Sequential(
+            nn.Conv2d(7, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(hidden, 3, 3, padding=1))
+        nn.init.zeros_(self.coherence[-1].weight)
+        nn.init.zeros_(self.coherence[-1].bias)
+
+    def logit_scale(self) -> torch.Tensor:
+        return self.log_logit_scale.clamp(max=self.max_log_logit_scale).exp()
+
+    def project(self, tokens: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens (B, N, 3P^2), features (B, Cf, gh, gw) -> unit-norm q, k (B, N, d)."""
+        x = torch.cat([tokens, features.flatten(2).transpose(1, 2)], dim=-1)
+        return F.normalize(self.to_q(x), dim=-1), F.normalize(self.to_k(x), dim=-1)
+
+    def forward(self, composite, coarse, mask, features, key_inside):
+        grid_h, grid_w = features.shape[-2:]
+        tokens = patchify(composite, self.patch)
+        query_masked = token_mask(mask, self.patch)
+        key_ok = ~query_masked & key_inside
+        q, k = self.project(tokens, features)
+        attn = masked_attention(q, k, query_masked, key_ok, self.logit_scale())
+        mixed_tokens = torch.bmm(attn, tokens.float()).to(tokens.dtype)
+        mixed = unpatchify(mixed_tokens, self.patch, grid_h, grid_w)
+        refined = mixed + self.coherence(torch.cat([mixed, coarse, mask], dim=1))
+        return refined, mixed, attn, query_masked, key_ok

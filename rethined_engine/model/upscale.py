@@ -1,0 +1,91 @@
+"""Resampling between HR and LR, and attention upscaling of the LR result to HR.
+
+HR stage (integer scale s): each LR token is an (sP) x (sP) HR patch. With up = bilinear(x_LR),
+HF_j = y_j - up_j on known tokens (hole-free by construction, so no zero-filled blur enters), and a
+masked token becomes up_i + sum_j A_ij HF_j. Known pixels are copied from the input.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .patchmatch import patchify, unpatchify
+
+
+def gaussian_taps(scale: int) -> tuple[torch.Tensor, int]:
+    """1-D anti-alias taps for an integer downsample by `scale`, centred on each s-pixel cell.
+
+    sigma = (s - 1) / 2 (as scikit-image's anti-aliasing); returns (taps of length s + 2r, r).
+    """
+    sigma = (scale - 1) / 2
+    radius = math.ceil(3 * sigma)
+    offsets = torch.arange(-radius, scale + radius, dtype=torch.float64) - (scale - 1) / 2
+    taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return (taps / taps.sum()).float(), radius
+
+
+def _blur_down(x: torch.Tensor, taps: torch.Tensor, radius: int, scale: int) -> torch.Tensor:
+    """Separable strided filtering of (B, C, H, W) -> (B, C, H/s, W/s), reflect-padded."""
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    kh = taps.to(x).reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
+    x = F.conv2d(x, kh, stride=(scale, 1), groups=c)
+    return F.conv2d(x, kh.reshape(c, 1, 1, -1), stride=(1, scale), groups=c)
+
+
+def downsample(image: torch.Tensor, mask: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """HR image (B, 3, H, W) in [0, 1] and hole mask (B, 1, H, W) float -> LR (B, 3, H/s, W/s), LR mask.
+
+    Normalised convolution: only known HR pixels contribute, so holes never bleed into known LR pixels.
+    An LR pixel is a hole if any of its s x s HR pixels is (max pooling).
+    """
+    if scale == 1:
+        return image, mask
+    taps, radius = gaussian_taps(scale)
+    known = 1.0 - mask
+    num = _blur_down(torch.cat([image * known, known], dim=1), taps, radius, scale)
+    weight = num[:, 3:]
+    lr = torch.where(weight > 0, num[:, :3] / weight.clamp_min(1e-12), torch.zeros_like(num[:, :3]))
+    return lr, F.max_pool2d(mask, scale)
+
+
+def upsample(image: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bilinear x s (half-pixel centres, the inverse geometry of `downsample`)."""
+    if scale == 1:
+        return image
+    return F.interpolate(image, scale_factor=float(scale), mode="bilinear", align_corners=False)
+
+
+def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor, attn: torch.Tensor,
+                      query_masked: torch.Tensor, key_ok: torch.Tensor, scale: int, patch: int,
+                      topk: int = 1, hf_transfer: bool = True) -> torch.Tensor:
+    """Carry the LR result to HR.
+
+    image: padded HR (B, 3, gh*s*P, gw*s*P) in [0, 1]; mask: (B, 1, ...) float hole mask; lr_result:
+    (B, 3, gh*P, gw*P); attn: (B, N, N) LR attention; query_masked, key_ok: (B, N) bool.
+    topk: mix the k strongest keys per masked token (weights renormalised); 0 mixes the dense row.
+    Returns the HR result (B, 3, ...) with known pixels equal to `image`.
+    """
+    grid_h, grid_w = lr_result.shape[-2] // patch, lr_result.shape[-1] // patch
+    hr_patch = scale * patch
+    up = upsample(lr_result, scale)
+    if hf_transfer:
+        # HF of known tokens only: hole tokens (and the garbage y - up inside holes) are never sources.
+        hf = patchify(image - up, hr_patch) * key_ok[..., None].to(up.dtype)
+        out = patchify(up, hr_patch)
+        batch, token = query_masked.nonzero(as_tuple=True)
+        rows = attn[batch, token]                                   # (M, N) rows of masked tokens
+        if topk > 0:
+            weights, idx = rows.topk(min(topk, rows.shape[-1]), dim=-1)
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+            mixed = (weights[..., None].to(hf.dtype) * hf[batch[:, None], idx]).sum(dim=1)
+        else:
+            mixed = torch.empty(rows.shape[0], hf.shape[-1], dtype=hf.dtype, device=hf.device)
+            for b in range(hf.shape[0]):
+                sel = batch == b
+                mixed[sel] = rows[sel].to(hf.dtype) @ hf[b]
+        out[batch, token] += mixed
+        up = unpatchify(out, hr_patch, grid_h, grid_w)
+    return torch.where(mask > 0, up.clamp(0.0, 1.0), image)

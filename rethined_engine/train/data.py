@@ -1,0 +1,67 @@
+"""Random multi-scale crops of a folder of photographs, with free-form masks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .masks import DEFAULT_COVERAGE, random_mask
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+CACHE_LONG_SIDE = 1024  # photos are held in memory at most this large (LR-scale content)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    return files
+
+
+def load_rgb(path: str | Path, long_side: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8, optionally Lanczos-downscaled so that max(H, W) <= long_side."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if long_side is not None and max(im.size) > long_side:
+            f = long_side / max(im.size)
+            im = im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), Image.LANCZOS)
+        return np.asarray(im).copy()
+
+
+class PhotoCrops:
+    """Samples batches of (image (B, 3, c, c) float [0, 1], mask (B, 1, c, c) float {0, 1}).
+
+    Each crop takes a random square window of side c / f from a photo held at long side <= 1024, with f
+    drawn so that the photo appears at long side 512..1024 (multi-scale), resized to c x c with
+    anti-aliasing, randomly flipped.
+    """
+
+    def __init__(self, folder: str | Path, crop: int = 256, coverage: tuple[float, float] = DEFAULT_COVERAGE):
+        self.crop, self.coverage = crop, coverage
+        self.photos = [torch.from_numpy(load_rgb(p, CACHE_LONG_SIDE)).permute(2, 0, 1) for p in list_images(folder)]
+        self.photos = [p for p in self.photos if min(p.shape[-2:]) >= crop // 2]
+        if not self.photos:
+            raise ValueError(f"no photo under {folder} has a short side >= {crop // 2}")
+
+    def _crop(self, photo: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        h, w = photo.shape[-2:]
+        long_side = rng.uniform(512, CACHE_LONG_SIDE)
+        f = min(1.0, long_side / max(h, w))            # target scale of the photo
+        window = min(round(self.crop / f), h, w)        # window side in cached pixels
+        y, x = rng.integers(0, h - window + 1), rng.integers(0, w - window + 1)
+        patch = photo[:, y:y + window, x:x + window].float()[None] / 255.0
+        patch = F.interpolate(patch, size=(self.crop, self.crop), mode="bilinear", antialias=True,
+                              align_corners=False)[0]
+        if rng.random() < 0.5:
+            patch = patch.flip(-1)
+        return patch.clamp(0.0, 1.0)
+
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        images, masks = [], []
+        for _ in range(batch):
+            images.append(self._crop(self.photos[rng.integers(len(self.photos))], rng))
+            masks.append(torch.from_numpy(random_mask(self.crop, self.crop, rng, self.coverage))[None].float())
+        return torch.stack(images), torch.stack(masks)

@@ -1,0 +1,59 @@
+"""Training losses; none needs downloaded network weights."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..model import LROutput
+from ..model.patchmatch import patchify
+
+PROB_FLOOR = 1e-8
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    hole_l1: float = 1.0        # final LR result, hole pixels
+    coarse_l2: float = 1.0      # coarse CNN, hole pixels
+    mixed_l1: float = 0.5       # attention-mixed tokens before the coherence layer, hole pixels
+    focal_freq: float = 1.0     # focal frequency loss of the final result
+    retrieval: float = 0.05     # -log A at the known token closest to the ground-truth patch
+
+
+def hole_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x (B, C, h, w) over hole pixels of mask (B, 1, h, w)."""
+    return (x * mask).sum() / (mask.sum() * x.shape[1]).clamp_min(1.0)
+
+
+def focal_frequency_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Focal frequency loss (Jiang et al. 2021): spectrum distance weighted by its own (detached) size."""
+    diff = torch.fft.fft2(pred.float(), norm="ortho") - torch.fft.fft2(target.float(), norm="ortho")
+    dist = diff.real ** 2 + diff.imag ** 2
+    weight = dist.sqrt() ** alpha
+    weight = (weight / weight.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)).detach()
+    return (weight * dist).mean()
+
+
+def retrieval_loss(out: LROutput, target: torch.Tensor, patch: int) -> torch.Tensor:
+    """Teach the attention to put its mass on the known token nearest (L2) to each hole's true patch."""
+    gt_tokens = patchify(target, patch)                               # (B, N, D)
+    dist = torch.cdist(gt_tokens.float(), gt_tokens.float())          # (B, N, N)
+    dist = dist.masked_fill(~out.key_ok[:, None, :], float("inf"))
+    best = dist.argmin(dim=-1)                                        # (B, N)
+    rows = out.query_masked & out.key_ok.any(dim=-1, keepdim=True)
+    prob = out.attn.gather(-1, best[..., None])[..., 0].clamp_min(PROB_FLOOR)
+    return -(prob.log() * rows).sum() / rows.sum().clamp_min(1)
+
+
+def total_loss(out: LROutput, target: torch.Tensor, mask: torch.Tensor, patch: int,
+               w: LossWeights = LossWeights()) -> tuple[torch.Tensor, dict[str, float]]:
+    """target (B, 3, h, w) ground truth, mask (B, 1, h, w) holes. Returns (loss, parts for logging)."""
+    parts = {
+        "hole_l1": hole_mean((out.refined - target).abs(), mask),
+        "coarse_l2": hole_mean((out.coarse - target) ** 2, mask),
+        "mixed_l1": hole_mean((out.mixed - target).abs(), mask),
+        "focal_freq": focal_frequency_loss(out.result, target),
+        "retrieval": retrieval_loss(out, target, patch),
+    }
+    loss = sum(getattr(w, name) * value for name, value in parts.items())
+    return loss, {name: float(value.detach()) for name, value in parts.items()}

@@ -1,0 +1,156 @@
+"""Fetch the photographs we may train and evaluate on, from Debian packages only.
+
+    python -m rethined_engine.train.photos DEST      # -> DEST/train/*, DEST/heldout/*
+
+Needs `apt-get download` (Debian's archive), `dpkg-deb`, and `edje_decc` (package libedje-bin) for the
+enlightenment backgrounds. Nothing is committed: several packages are GPL/ShareAlike. The held-out
+split (>= 20 photos of >= 2048 px) is never used for training.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import io
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+Image.MAX_IMAGE_PIXELS = None
+
+ENLIGHTENMENT = "usr/share/enlightenment/data/backgrounds/{}.edj"
+LXQT = "usr/share/lxqt/wallpapers/{}"
+MATE = "usr/share/backgrounds/mate/nature/{}"
+OPENCV = "usr/share/doc/opencv-doc/examples/{}"
+
+# (package, path inside the package); an .edj path means its largest embedded image (img.png).
+HELD_OUT = [
+    *[("enlightenment-data", ENLIGHTENMENT.format(n)) for n in (
+        "Bamboo", "God-Rays", "Green-Maple", "Mountain", "Red-Maple", "Sea-of-Lanterns", "Snow-Trees",
+        "Spruce-Needles", "White-Flower")],
+    *[("lxqt-themes", LXQT.format(n)) for n in (
+        "after-the-rain.jpg", "butterfly.png", "flowers.png", "fog.jpg", "this-is-not-windows.jpg")],
+    *[("mate-backgrounds", MATE.format(n)) for n in ("Aqua.jpg", "Garden.jpg", "LadyBird.jpg", "TwoWings.jpg")],
+    ("digikam-data", "usr/share/digikam/about/images/body-background.jpg"),
+    ("libelementary-data", "usr/share/elementary/images/insanely_huge_test_image.jpg"),
+]
+
+TRAIN = [
+    *[("enlightenment-data", ENLIGHTENMENT.format(n)) for n in (
+        "Foggy-Trees", "Lichen-Branches", "Peaks", "Sunset-Clouds", "Sunset-Hills", "Yellow-Flower")],
+    *[("lxqt-themes", LXQT.format(n)) for n in (
+        "appleflower.png", "beam.png", "cloud.png", "drop.png", "Butterfly-Kenneth-Wimer.jpg", "Valendas.png")],
+    *[("mate-backgrounds", MATE.format(n)) for n in (
+        "Wood.jpg", "YellowFlower.jpg", "Blinds.jpg", "Dune.jpg", "FreshFlower.jpg", "GreenMeadow.jpg",
+        "RainDrops.jpg", "Storm.jpg")],
+    *[("palapeli-data", f"usr/share/palapeli/collection/{n}.jpg") for n in (
+        "castle-maintenon", "cincinnati-bridge", "citrus-fruits", "european-honey-bee", "panther-chameleon-female")],
+    *[("opencv-doc", OPENCV.format(n)) for n in (
+        "data/aloeL.jpg", "data/leuvenA.jpg", "data/baboon.jpg", "data/fruits.jpg", "data/home.jpg",
+        "data/squirrel_cls.jpg", "alphamat/input_images/plant.jpg",
+        *[f"text/scenetext0{i}.jpg" for i in range(1, 7)])],
+]
+
+# gcompris-qt-data: lossy WEBP photos carved out of Qt .rcc bundles (>= 256 px); these bundles hold
+# drawings or paintings rather than photographs and are skipped.
+GCOMPRIS_RCC = "usr/share/gcompris-qt/rcc"
+GCOMPRIS_SKIP = {"babyshapes"}
+GCOMPRIS_SKIP_BLOBS = {"details_002", "details_004", "details_007", "details_008", "details_010", "details_014",
+                       "details_018"}  # paintings
+GCOMPRIS_MIN_SIDE = 256
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def unpack_package(name: str, cache: Path) -> Path:
+    """apt-get download + dpkg-deb -x into cache/NAME (skipped when already there)."""
+    root = cache / name
+    if root.exists():
+        return root
+    cache.mkdir(parents=True, exist_ok=True)
+    _run(["apt-get", "download", name], cache)
+    deb = sorted(cache.glob(f"{name}_*.deb"))[-1]
+    tmp = cache / f"{name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    _run(["dpkg-deb", "-x", str(deb), str(tmp)], cache)
+    tmp.rename(root)
+    return root
+
+
+def _edj_image(edj: Path, work: Path) -> Path:
+    out = work / edj.stem
+    if not (out / "img.png").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        _run(["edje_decc", str(edj.resolve()), "-no-build-sh", "-current-dir"], out)
+    return out / "img.png"
+
+
+def carve_gcompris(root: Path):
+    """Yield (name, webp bytes) of lossy WEBP photos inside gcompris' .rcc bundles."""
+    for rcc in sorted((root / GCOMPRIS_RCC).glob("*.rcc")):
+        if rcc.stem in GCOMPRIS_SKIP:
+            continue
+        data, start, index = rcc.read_bytes(), 0, 0
+        while (start := data.find(b"RIFF", start)) >= 0:
+            size = struct.unpack("<I", data[start + 4:start + 8])[0]
+            if data[start + 8:start + 16] == b"WEBPVP8 ":
+                blob, name = data[start:start + 8 + size], f"{rcc.stem}_{index:03d}"
+                index += 1
+                try:
+                    size_ok = min(Image.open(io.BytesIO(blob)).size) >= GCOMPRIS_MIN_SIDE
+                except OSError:
+                    size_ok = False
+                if size_ok and name not in GCOMPRIS_SKIP_BLOBS:
+                    yield name, blob
+            start += 4
+
+
+def fetch(dest: Path, cache: Path) -> dict[str, list[Path]]:
+    """Write DEST/train and DEST/heldout; returns the files per split."""
+    written: dict[str, list[Path]] = {"train": [], "heldout": []}
+    for split, entries in (("heldout", HELD_OUT), ("train", TRAIN)):
+        (dest / split).mkdir(parents=True, exist_ok=True)
+        for package, member in entries:
+            root = unpack_package(package, cache)
+            src = root / member
+            if src.suffix == ".edj":
+                src = _edj_image(src, cache / "edj")
+                name = f"{package}__{Path(member).stem}.png"
+            else:
+                name = f"{package}__{src.name}"
+            target = dest / split / name
+            if not target.exists():
+                shutil.copyfile(src, target)
+            written[split].append(target)
+    root = unpack_package("gcompris-qt-data", cache)
+    for name, blob in carve_gcompris(root):
+        target = dest / "train" / f"gcompris-qt-data__{name}.webp"
+        target.write_bytes(blob)
+        written["train"].append(target)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dest", type=Path, help="output folder (gets train/ and heldout/)")
+    parser.add_argument("--cache", type=Path, default=None, help="where .deb files are unpacked (default DEST/.debs)")
+    args = parser.parse_args(argv)
+    for tool in ("apt-get", "dpkg-deb", "edje_decc"):
+        if shutil.which(tool) is None:
+            hint = " (apt-get install libedje-bin)" if tool == "edje_decc" else ""
+            print(f"error: '{tool}' not found{hint}", file=sys.stderr)
+            return 2
+    written = fetch(args.dest, args.cache or args.dest / ".debs")
+    for split, files in written.items():
+        print(f"{split}: {len(files)} photos in {args.dest / split}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Train RETHINED at LR on random crops; resumable.
+
+    python -m rethined_engine.train.train --data PHOTOS/train --out runs/v0 --steps 4000
+    python -m rethined_engine.train.train --out runs/v0 --export rethined_engine/weights/rethined_v0.safetensors
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import ModelConfig
+from ..model import Rethined
+from ..weights import save_inference_weights
+from .data import PhotoCrops
+from .losses import LossWeights, total_loss
+
+CHECKPOINT = "last.pt"
+LOG = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 4000
+    batch: int = 8
+    crop: int = 256              # LR training crop (the model is fully convolutional + attention)
+    lr: float = 1e-3             # Adam, as in the paper
+    warmup: int = 200            # linear warm-up steps, then cosine decay to 0
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 100
+    threads: int = 0             # torch CPU threads (0: torch's default)
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _save(path: Path, model, opt, step: int, rng: np.random.Generator, tcfg: TrainConfig, elapsed: float) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "model_config": model.cfg.to_json(),
+                "train_config": dataclasses.asdict(tcfg), "elapsed_s": elapsed}, tmp)
+    tmp.replace(path)
+
+
+def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelConfig(),
+          device: str = "cpu") -> Path:
+    """Run (or resume) training until tcfg.steps; returns the checkpoint path."""
+    out.mkdir(parents=True, exist_ok=True)
+    if tcfg.threads:
+        torch.set_num_threads(tcfg.threads)
+    torch.manual_seed(tcfg.seed)
+    rng = np.random.default_rng(tcfg.seed)
+    model = Rethined(mcfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    ckpt_path, step, elapsed = out / CHECKPOINT, 0, 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ModelConfig.from_json(state["model_config"]) != mcfg:
+            raise ValueError(f"{ckpt_path} was trained with a different ModelConfig")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, elapsed = state["step"], state["elapsed_s"]
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resumed from {ckpt_path} at step {step}")
+    dataset = PhotoCrops(data, tcfg.crop)
+    print(f"{len(dataset.photos)} photos, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params")
+    model.train()
+    key_inside = torch.ones(1, (tcfg.crop // mcfg.patch_size) ** 2, dtype=torch.bool, device=device)
+    with open(out / LOG, "a") as log:
+        while step < tcfg.steps:
+            t0 = time.perf_counter()
+            image, mask = (t.to(device) for t in dataset.sample(tcfg.batch, rng))
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(step, tcfg)
+            lr_out = model.forward_lr(image, mask, key_inside)
+            loss, parts = total_loss(lr_out, image, mask, mcfg.patch_size, LossWeights())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+            opt.step()
+            step += 1
+            elapsed += time.perf_counter() - t0
+            log.write(json.dumps({"step": step, "loss": float(loss.detach()), **parts, "lr": learning_rate(step - 1, tcfg),
+                                  "logit_scale": float(model.patch_match.logit_scale()), "elapsed_s": elapsed}) + "\n")
+            if step % 10 == 0:
+                log.flush()
+                print(f"step {step} loss {float(loss.detach()):.4f} {parts} {elapsed:.0f}s", flush=True)
+            if step % tcfg.checkpoint_every == 0 or step == tcfg.steps:
+                _save(ckpt_path, model, opt, step, rng, tcfg, elapsed)
+    return ckpt_path
+
+
+def export(checkpoint: Path, weights: Path, extra: dict[str, str] | None = None) -> None:
+    """Checkpoint -> shipped inference weights (re-parameterised, fp16)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = Rethined(ModelConfig.from_json(state["model_config"]))
+    model.load_state_dict(state["model"])
+    meta = {"train_steps": str(state["step"]), "train_seconds": f"{state['elapsed_s']:.0f}",
+            "train_config": json.dumps(state["train_config"]), **(extra or {})}
+    save_inference_weights(model, weights, meta)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train RETHINED (resumes from OUT/last.pt).")
+    parser.add_argument("--data", type=Path, help="folder of training photographs")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoint + log)")
+    parser.add_argument("--export", type=Path, help="write inference weights from OUT/last.pt and exit")
+    parser.add_argument("--device", default="cpu")
+    for field in dataclasses.fields(TrainConfig):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
+    args = parser.parse_args(argv)
+    if args.export:
+        export(args.out / CHECKPOINT, args.export)
+        print(f"wrote {args.export}")
+        return
+    if args.data is None:
+        parser.error("--data is required for training")
+    tcfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    train(args.data, args.out, tcfg, device=args.device)
+
+
+if __name__ == "__main__":
+    main()
