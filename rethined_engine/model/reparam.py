@@ -79,7 +79,7 @@ class ReparamConv(nn.Module):
             return
         weight, bias = self.fused_weight_bias()
         self.fused = nn.Conv2d(self.in_ch, self.out_ch, self.k, self.stride, self.k // 2, groups=self.groups,
-                               bias=True).to(weight.device)
+                               bias=True).to(device=weight.device, dtype=weight.dtype)
         self.fused.weight.copy_(weight)
         self.fused.bias.copy_(bias)
         del self.conv_branches, self.scale_branch, self.identity_branch

@@ -1,0 +1,45 @@
+"""Shared fixtures: a randomly initialised (but BN-randomised, hence non-trivial) weights file."""
+import numpy as np
+import pytest
+import torch
+
+from rethined_engine import Engine, ModelConfig, Rethined
+from rethined_engine.weights import save_inference_weights
+
+
+def randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give every BN layer non-trivial statistics so that folding them is actually tested."""
+    gen = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+            module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            module.bias.data.copy_(torch.rand(n, generator=gen) * 0.2 - 0.1)
+
+
+def make_model(seed: int = 0, cfg: ModelConfig = ModelConfig()) -> Rethined:
+    torch.manual_seed(seed)
+    model = Rethined(cfg)
+    randomise_batchnorm(model, seed)
+    # a non-zero coherence layer, so that the LR result is not just the mixed tokens
+    torch.nn.init.normal_(model.patch_match.coherence[-1].weight, std=0.01)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def weights_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "random.safetensors"
+    save_inference_weights(make_model(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def engine(weights_path):
+    return Engine(weights=weights_path, device="cpu")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

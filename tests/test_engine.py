@@ -1,0 +1,205 @@
+"""The Engine contract: types, layouts, bit-exact known pixels, batches, bad inputs."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rethined_engine import Engine
+
+
+def stroke_mask(h, w, rng, frac=0.3):
+    mask = np.zeros((h, w), bool)
+    while mask.mean() < frac:
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        mask[max(0, y - h // 8):y + h // 8, max(0, x - w // 8):x + w // 8] = True
+    return mask
+
+
+def assert_known_exact(out, img, mask):
+    known = ~mask
+    assert out.dtype == img.dtype and out.shape == img.shape
+    assert np.array_equal(out[known], img[known])
+
+
+@pytest.mark.parametrize("h,w", [(37, 53), (333, 1000), (1030, 2050)])
+def test_known_pixels_bit_exact_uint8(engine, rng, h, w):
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = stroke_mask(h, w, rng)
+    out = engine.inpaint(img, mask)
+    assert_known_exact(out, img, mask)
+    assert not np.array_equal(out[mask], img[mask])  # the holes were actually filled
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("h,w", [(37, 53), (333, 1000)])
+def test_known_pixels_bit_exact_float(engine, rng, h, w, dtype):
+    img = rng.random((h, w, 3)).astype(dtype)
+    mask = stroke_mask(h, w, rng)
+    out = engine.inpaint(img, mask)
+    assert_known_exact(out, img, mask)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_torch_chw_and_bchw(engine, rng):
+    img = torch.from_numpy(rng.random((3, 45, 61)).astype(np.float32))
+    mask = torch.from_numpy(stroke_mask(45, 61, rng))
+    out = engine.inpaint(img, mask)
+    assert isinstance(out, torch.Tensor) and out.shape == img.shape and out.dtype == img.dtype
+    assert torch.equal(out[:, ~mask], img[:, ~mask])
+    batch_out = engine.inpaint(img[None], mask[None, None])
+    assert batch_out.shape == (1, 3, 45, 61)
+    torch.testing.assert_close(batch_out[0], out, rtol=0, atol=0)
+
+
+def test_torch_uint8_and_half(engine, rng):
+    img = torch.from_numpy(rng.integers(0, 256, (3, 40, 40), dtype=np.uint8))
+    mask = torch.zeros(40, 40, dtype=torch.bool)
+    mask[10:30, 5:20] = True
+    out = engine.inpaint(img, mask)
+    assert out.dtype == torch.uint8 and torch.equal(out[:, ~mask], img[:, ~mask])
+    half = (img.float() / 255).half()
+    out_h = engine.inpaint(half, mask)
+    assert out_h.dtype == torch.float16 and torch.equal(out_h[:, ~mask], half[:, ~mask])
+
+
+def test_pil_in_pil_out(engine, rng):
+    arr = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    mask = stroke_mask(50, 70, rng)
+    out = engine.inpaint(Image.fromarray(arr), Image.fromarray(mask.astype(np.uint8) * 255))
+    assert isinstance(out, Image.Image) and out.mode == "RGB" and out.size == (70, 50)
+    assert_known_exact(np.asarray(out), arr, mask)
+    # a mode "1" mask works too
+    out1 = engine.inpaint(Image.fromarray(arr), Image.fromarray(mask))
+    assert np.array_equal(np.asarray(out1), np.asarray(out))
+
+
+def test_mask_forms_agree(engine, rng):
+    img = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    mask = stroke_mask(40, 48, rng)
+    ref = engine.inpaint(img, mask)
+    for form in (mask.astype(np.uint8) * 255, mask[..., None], mask.astype(np.float32),
+                 torch.from_numpy(mask)[None], mask.astype(np.float64) * 0.9 + 0.05):
+        assert np.array_equal(engine.inpaint(img, form), ref)
+
+
+def test_float_mask_threshold(engine, rng):
+    img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    soft = np.full((32, 32), 0.49, np.float32)
+    assert np.array_equal(engine.inpaint(img, soft), img)  # below 0.5: nothing to fill
+    soft[8:16, 8:16] = 0.5
+    out = engine.inpaint(img, soft)
+    assert np.array_equal(out[soft < 0.5], img[soft < 0.5])
+
+
+def test_batch_equals_single_calls(engine, rng):
+    imgs = torch.from_numpy(rng.random((2, 3, 72, 90)).astype(np.float32))
+    masks = torch.from_numpy(np.stack([stroke_mask(72, 90, rng), stroke_mask(72, 90, rng)]))
+    batch = engine.inpaint(imgs, masks[:, None])
+    for i in range(2):
+        torch.testing.assert_close(batch[i], engine.inpaint(imgs[i], masks[i]), rtol=0, atol=1e-5)
+    # a single HW mask is shared by the batch
+    shared = engine.inpaint(imgs, masks[0])
+    torch.testing.assert_close(shared[1], engine.inpaint(imgs[1], masks[0]), rtol=0, atol=1e-5)
+    # numpy BHWC batches
+    np_batch = engine.inpaint(imgs.permute(0, 2, 3, 1).numpy(), masks.numpy())
+    torch.testing.assert_close(torch.from_numpy(np_batch).permute(0, 3, 1, 2), batch, rtol=0, atol=1e-5)
+
+
+def test_deterministic(engine, rng):
+    img = rng.integers(0, 256, (100, 150, 3), dtype=np.uint8)
+    mask = stroke_mask(100, 150, rng)
+    assert np.array_equal(engine.inpaint(img, mask), engine.inpaint(img, mask))
+    assert np.array_equal(Engine(weights=engine.weights_path, device="cpu").inpaint(img, mask),
+                          engine.inpaint(img, mask))
+
+
+def test_empty_mask_returns_input(engine, rng):
+    img = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    out = engine.inpaint(img, np.zeros((20, 30), bool))
+    assert np.array_equal(out, img) and out is not img
+
+
+def test_full_mask_warns_and_returns_coarse(engine, rng):
+    img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    with pytest.warns(RuntimeWarning, match="whole image"):
+        out = engine.inpaint(img, np.ones((64, 64), bool))
+    assert out.shape == img.shape and out.dtype == np.uint8
+
+
+def test_no_warning_for_normal_mask(engine, rng):
+    img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        engine.inpaint(img, stroke_mask(64, 64, rng))
+
+
+GOOD = np.zeros((16, 16, 3), np.uint8)
+MASK = np.zeros((16, 16), bool)
+MASK[4:8, 4:8] = True
+
+
+@pytest.mark.parametrize("img,mask,exc,match", [
+    (np.zeros((16, 16), np.uint8), MASK, ValueError, "grayscale"),
+    (np.zeros((16, 16, 4), np.uint8), MASK, ValueError, "RGBA"),
+    (np.zeros((16, 16, 1), np.uint8), MASK, ValueError, "grayscale"),
+    (np.zeros((3, 16, 16), np.uint8), MASK, ValueError, "CHW"),
+    (torch.zeros(16, 16, 3), MASK, ValueError, "channels-last"),
+    (torch.zeros(4, 16, 16), MASK, ValueError, "RGBA"),
+    (torch.zeros(1, 1, 3, 16, 16), MASK, ValueError, "ndim"),
+    (np.zeros((5, 16, 16, 3, 1), np.uint8), MASK, ValueError, "ndim"),
+    (GOOD, np.zeros((16, 17), bool), ValueError, "does not match"),
+    (GOOD, np.zeros((15, 16, 1), bool), ValueError, "does not match"),
+    (GOOD, np.zeros((2, 16, 16), bool), ValueError, "batch of 1"),
+    (GOOD, np.zeros((16,), bool), ValueError, "does not match"),
+    (np.zeros((0, 16, 3), np.uint8), np.zeros((0, 16), bool), ValueError, "empty"),
+    (np.full((16, 16, 3), np.nan, np.float32), MASK, ValueError, "NaN"),
+    (np.full((16, 16, 3), np.inf, np.float32), MASK, ValueError, "NaN or infinite"),
+    (np.full((16, 16, 3), 255.0, np.float32), MASK, ValueError, r"\[0, 1\].*divide by 255"),
+    (np.full((16, 16, 3), -0.5, np.float32), MASK, ValueError, r"\[0, 1\]"),
+    (np.zeros((16, 16, 3), np.int32), MASK, TypeError, "dtype"),
+    (np.zeros((16, 16, 3), bool), MASK, TypeError, "dtype"),
+    (torch.zeros(3, 16, 16, dtype=torch.int64), MASK, TypeError, "dtype"),
+    ([[0, 0, 0]], MASK, TypeError, "img: expected"),
+    ("image.png", MASK, TypeError, "img: expected"),
+    (GOOD, [[1]], TypeError, "mask: expected"),
+    (GOOD, np.full((16, 16), np.nan, np.float32), ValueError, "mask: contains NaN"),
+    (GOOD, np.array([["a"] * 16] * 16), TypeError, "mask: unsupported"),
+    (Image.new("RGBA", (16, 16)), MASK, ValueError, "RGBA"),
+    (Image.new("L", (16, 16)), MASK, ValueError, "PIL mode 'L'"),
+    (GOOD, Image.new("RGB", (16, 16)), ValueError, "mask: PIL mode 'RGB'"),
+])
+def test_bad_inputs(engine, img, mask, exc, match):
+    with pytest.raises(exc, match=match):
+        engine.inpaint(img, mask)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"backend": "cudnn"}, "unknown backend"),
+    ({"backend": "triton"}, "not available"),
+    ({"dtype": "int8"}, "dtype"),
+    ({"dtype": torch.int32}, "dtype"),
+])
+def test_bad_engine_arguments(weights_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Engine(weights=weights_path, device="cpu", **kwargs)
+
+
+def test_missing_weights_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="weights"):
+        Engine(weights=tmp_path / "nope.safetensors", device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_cuda_requested_without_cuda(weights_path):
+    with pytest.raises(ValueError, match="device"):
+        Engine(weights=weights_path, device="cuda")
+
+
+def test_shipped_weights_load_and_inpaint(rng):
+    engine = Engine(device="cpu")
+    img = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    mask = stroke_mask(64, 80, rng)
+    out = engine.inpaint(img, mask)
+    assert_known_exact(out, img, mask)

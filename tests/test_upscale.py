@@ -1,0 +1,92 @@
+"""Geometry, resampling and the HR attention-upscaling stage."""
+import pytest
+import torch
+
+from rethined_engine import ModelConfig
+from rethined_engine.geometry import pad_to, plan
+from rethined_engine.model.upscale import attention_upscale, downsample, gaussian_taps
+
+from conftest import make_model
+
+CFG = ModelConfig()
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (37, 53), (333, 1000), (512, 512), (513, 200), (1030, 2050),
+                                 (2160, 3840), (8192, 8192)])
+def test_plan_covers_image(h, w):
+    g = plan(h, w, CFG)
+    ph, pw = g.padded_size
+    assert ph >= h and pw >= w
+    assert g.lr_size[0] % 32 == 0 and g.lr_size[1] % 32 == 0
+    assert max(g.lr_size) <= max(CFG.lr_long_side, 32)
+    assert g.scale == max(1, -(-max(h, w) // CFG.lr_long_side))
+    # padding is less than one CNN multiple in HR pixels
+    assert ph - h < g.scale * 32 and pw - w < g.scale * 32
+
+
+def test_key_inside_excludes_padding():
+    g = plan(100, 70, CFG)  # s=1, grid 16x12 (LR 128x96)
+    inside = g.key_inside().reshape(g.grid_h, g.grid_w)
+    assert inside[:12, :8].all() and not inside[12:].any() and not inside[:, 8:].any()
+
+
+def test_pad_to_small_image_replicates():
+    x = torch.rand(1, 3, 5, 4)
+    y = pad_to(x, (32, 32))
+    assert y.shape == (1, 3, 32, 32) and torch.equal(y[..., :5, :4], x)
+
+
+def test_gaussian_taps_normalised_and_symmetric():
+    for s in (2, 3, 4, 8):
+        taps, r = gaussian_taps(s)
+        assert len(taps) == s + 2 * r
+        torch.testing.assert_close(taps.sum(), torch.tensor(1.0))
+        torch.testing.assert_close(taps, taps.flip(0))
+
+
+def test_downsample_ignores_hole_values():
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 64, 96)
+    mask = torch.zeros(1, 1, 64, 96)
+    mask[..., 10:30, 20:50] = 1
+    lr1, m1 = downsample(image * (1 - mask), mask, 4)
+    lr2, m2 = downsample(torch.where(mask > 0, torch.ones_like(image), image), mask, 4)
+    known = m1.expand_as(lr1) == 0
+    assert torch.equal(m1, m2) and lr1.shape == (1, 3, 16, 24)
+    torch.testing.assert_close(lr1[known], lr2[known])
+    # a constant image stays constant
+    lr, _ = downsample(torch.full((1, 3, 32, 32), 0.25), torch.zeros(1, 1, 32, 32), 4)
+    torch.testing.assert_close(lr, torch.full_like(lr, 0.25))
+
+
+@pytest.mark.parametrize("topk", [0, 1, 3])
+def test_upscale_at_scale_one_equals_lr(topk):
+    model = make_model(seed=3)
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 64, 96)
+    mask = (torch.rand(1, 1, 64, 96) < 0.05).float()
+    with torch.no_grad():
+        out = model.forward_lr(image * (1 - mask), mask, torch.ones(1, 96, dtype=torch.bool))
+        hr = attention_upscale(image * (1 - mask), mask, out.result, out.attn, out.query_masked, out.key_ok,
+                               scale=1, patch=8, topk=topk)
+    torch.testing.assert_close(hr, out.result, rtol=0, atol=1e-6)
+
+
+def test_upscale_copies_hf_of_selected_key():
+    """One masked token, one key: the hole becomes up(LR) + HF of that key's HR patch."""
+    s, p = 2, 8
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 16, 32)   # grid 1x2 at HR patch 16
+    mask = torch.zeros(1, 1, 16, 32)
+    mask[..., :, 16:] = 1              # token 1 is the hole
+    lr = torch.rand(1, 3, 8, 16)
+    attn = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    query_masked = torch.tensor([[False, True]])
+    key_ok = torch.tensor([[True, False]])
+    hr = attention_upscale(image, mask, lr, attn, query_masked, key_ok, s, p, topk=1)
+    up = torch.nn.functional.interpolate(lr, scale_factor=2.0, mode="bilinear", align_corners=False)
+    expected = (up[..., 16:] + (image[..., :16] - up[..., :16])).clamp(0, 1)
+    torch.testing.assert_close(hr[..., 16:], expected)
+    assert torch.equal(hr[..., :16], image[..., :16])
+    no_hf = attention_upscale(image, mask, lr, attn, query_masked, key_ok, s, p, hf_transfer=False)
+    torch.testing.assert_close(no_hf[..., 16:], up[..., 16:].clamp(0, 1))
