@@ -125,7 +125,8 @@ def _mask_tensor(mask: Any) -> torch.Tensor:
             raise TypeError(f"mask: unsupported numpy dtype {mask.dtype}")
         if mask.dtype in (np.uint16, np.uint32, np.uint64):
             mask = mask.astype(np.int64)
-        return torch.from_numpy(np.ascontiguousarray(mask))
+        mask = np.ascontiguousarray(mask)
+        return torch.from_numpy(mask if mask.flags.writeable else mask.copy())
     if isinstance(mask, torch.Tensor):
         if mask.is_complex():
             raise TypeError(f"mask: unsupported torch dtype {mask.dtype}")

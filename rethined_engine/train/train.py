@@ -95,7 +95,7 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
             step += 1
             elapsed += time.perf_counter() - t0
             log.write(json.dumps({"step": step, "loss": float(loss.detach()), **parts, "lr": learning_rate(step - 1, tcfg),
-                                  "logit_scale": float(model.patch_match.logit_scale()), "elapsed_s": elapsed}) + "\n")
+                                  "logit_scale": float(model.patch_match.logit_scale().detach()), "elapsed_s": elapsed}) + "\n")
             if step % 10 == 0:
                 log.flush()
                 print(f"step {step} loss {float(loss.detach()):.4f} {parts} {elapsed:.0f}s", flush=True)

@@ -1,0 +1,54 @@
+"""The `rethined` command line."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rethined_engine.cli import main
+
+
+def test_help():
+    result = subprocess.run([sys.executable, "-m", "rethined_engine.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "inpaint" in result.stdout
+
+
+def test_inpaint_png_and_jpeg(tmp_path, weights_path, capsys):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    mask = np.zeros((60, 90), np.uint8)
+    mask[20:40, 30:60] = 255
+    Image.fromarray(img).save(tmp_path / "in.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    for name in ("out.png", "out.jpg"):
+        assert main(["inpaint", str(tmp_path / "in.png"), str(tmp_path / "mask.png"), "-o", str(tmp_path / name),
+                     "--device", "cpu", "--weights", str(weights_path)]) == 0
+        out = np.asarray(Image.open(tmp_path / name))
+        assert out.shape == img.shape
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png"))[mask == 0], img[mask == 0])
+    assert "inpainted in" in capsys.readouterr().out
+
+
+def test_demo_uses_shipped_sample(tmp_path):
+    assert main(["demo", "-o", str(tmp_path / "demo.png"), "--device", "cpu"]) == 0
+    assert Image.open(tmp_path / "demo.png").size == Image.open(
+        __import__("rethined_engine.cli", fromlist=["SAMPLE_IMAGE"]).SAMPLE_IMAGE).size
+
+
+@pytest.mark.parametrize("case,match", [
+    ("missing", "not found"),
+    ("not_image", "cannot read"),
+    ("size", "does not match"),
+    ("suffix", "must end in"),
+])
+def test_errors(tmp_path, case, match):
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "in.png")
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "mask.png")
+    Image.fromarray(np.zeros((21, 20), np.uint8)).save(tmp_path / "mask21.png")
+    (tmp_path / "bad.png").write_text("hello")
+    args = {"missing": ["nope.png", "mask.png", "o.png"], "not_image": ["bad.png", "mask.png", "o.png"],
+            "size": ["in.png", "mask21.png", "o.png"], "suffix": ["in.png", "mask.png", "o.gif"]}[case]
+    with pytest.raises(SystemExit, match=match):
+        main(["inpaint", str(tmp_path / args[0]), str(tmp_path / args[1]), "-o", str(tmp_path / args[2]),
+              "--device", "cpu"])
