@@ -1,0 +1,126 @@
+"""End-to-end `Engine.inpaint` latency and peak memory per image size.
+
+    python -m bench.latency --sizes 1024 2048 --repeats 3 [--device cpu] [--backend torch]
+
+Input: the shipped sample photo resized to size x size, uint8 HWC, a fixed free-form mask of 40 %
+coverage. Each size runs in a fresh subprocess so that peak memory is its own: on CPU, the rise of
+peak resident memory (ru_maxrss) over the resident size before the first call; on CUDA,
+torch.cuda.max_memory_allocated. Results go to bench/results/latency-<device>.json (schema of the
+Triton issue).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+MASK_COVERAGE = (0.39, 0.41)
+MASK_SEED = 0
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({__import__('os').cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int) -> dict:
+    """Runs in the child process: time `repeats` calls after `warmup` calls."""
+    import torch
+    from PIL import Image
+
+    from rethined_engine import Engine
+    from rethined_engine.cli import SAMPLE_IMAGE
+    from rethined_engine.train.masks import random_mask
+
+    engine = Engine(device=device, backend=backend)
+    img = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB").resize((size, size), Image.BICUBIC))
+    mask = random_mask(size, size, np.random.default_rng(MASK_SEED), MASK_COVERAGE)
+    cuda = engine.device.type == "cuda"
+    if cuda:
+        img_t, mask_t = torch.from_numpy(img).to(device).permute(2, 0, 1).contiguous(), torch.from_numpy(mask).to(device)
+        img, mask = img_t, mask_t
+        torch.cuda.reset_peak_memory_stats()
+    base_rss = _rss_mb()
+    times = []
+    for i in range(warmup + repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        engine.inpaint(img, mask)
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss)
+    return {"backend": backend, "size": size, "mask_frac": float(mask.float().mean() if cuda else mask.mean()),
+            "median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
+            "peak_mem_mb": float(peak), "repeats": repeats, "times_ms": times}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
+    parser.add_argument("--backend", default="torch")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None, help="default bench/results/latency-<device>.json")
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(measure_one(args.child, args.backend, args.device, args.repeats, args.warmup)))
+        return
+    import torch
+
+    rows = []
+    for size in args.sizes:
+        cmd = [sys.executable, "-m", "bench.latency", "--child", str(size), "--backend", args.backend,
+               "--device", args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+        if proc.returncode != 0:
+            print(f"size {size}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"{args.backend:8s} {size:5d}^2  median {row['median_ms']:9.1f} ms  p90 {row['p90_ms']:9.1f} ms  "
+              f"peak +{row['peak_mem_mb']:.0f} MiB", flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    try:
+        import triton
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    device = _device_name(args.device)
+    result = {"commit": commit, "device": device, "torch": torch.__version__, "triton": triton_version,
+              "threads": torch.get_num_threads(), "rows": rows}
+    out = args.out or RESULTS / f"latency-{args.device.split(':')[0]}-{args.backend}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
