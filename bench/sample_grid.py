@@ -22,10 +22,11 @@ HOLE_COLOUR = np.array([255, 0, 255], np.uint8)
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=Path("bench/results/sample_grid.jpg"))
+    parser.add_argument("--weights", type=Path, default=None, help="default: shipped weights")
     args = parser.parse_args(argv)
-    image = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB"))
+    image = np.array(Image.open(SAMPLE_IMAGE).convert("RGB"))
     mask = np.asarray(Image.open(SAMPLE_MASK)) > 0
-    engine = Engine(device="cpu")
+    engine = Engine(weights=args.weights, device="cpu")
     ours = engine.inpaint(image, mask)
     with torch.inference_mode():
         t = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255

@@ -23,7 +23,7 @@ class ModelConfig:
     feature_stage: int = 2           # stage index (stride 2 ** (index + 1)) of the decoder level whose features condition the tokens (stride 8)
     # --- NeuralPatchMatch -----------------------------------------------
     attn_dim: int = 256              # d_k of the Q/K projection
-    init_logit_scale: float = 10.0   # 1/tau at init; logits are cosine similarities times this scale
+    init_logit_scale: float = 20.0   # 1/tau at init; logits are cosine similarities times this scale
     max_logit_scale: float = 100.0
     coherence_hidden: int = 32
     # --- attention upscaling (HR) ----------------------------------------

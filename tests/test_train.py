@@ -106,3 +106,34 @@ def test_train_resume_and_export(photo_dir, tmp_path, rng):
     mask[10:20, 10:30] = True
     result = Engine(weights=weights, device="cpu").inpaint(img, mask)
     assert np.array_equal(result[~mask], img[~mask])
+
+
+def test_warm_start_skips_prefixes(photo_dir, tmp_path):
+    from rethined_engine import ModelConfig, Rethined
+    from rethined_engine.train.train import warm_start
+
+    run = tmp_path / "run"
+    train(photo_dir, run, TrainConfig(steps=1, batch=1, crop=64, warmup=1))
+    torch.manual_seed(123)
+    fresh = Rethined(ModelConfig())
+    before_q = fresh.patch_match.to_q.weight.clone()
+    loaded = warm_start(fresh, run / CHECKPOINT, ("patch_match.to_q",))
+    trained = torch.load(run / CHECKPOINT, weights_only=False)["model"]
+    assert "patch_match.to_k.weight" in loaded and not any(k.startswith("patch_match.to_q") for k in loaded)
+    assert torch.equal(fresh.patch_match.to_q.weight, before_q)
+    assert torch.equal(fresh.patch_match.to_k.weight, trained["patch_match.to_k.weight"])
+
+
+def test_attention_starts_as_nearest_neighbour():
+    """Tied Q/K initialisation: a hole token that duplicates a known token attends to it most."""
+    from rethined_engine.model.patchmatch import NeuralPatchMatch
+    from rethined_engine import ModelConfig
+
+    torch.manual_seed(0)
+    npm = NeuralPatchMatch(ModelConfig(), feature_channels=4)
+    tokens = torch.rand(1, 6, 192)
+    tokens[0, 5] = tokens[0, 2]  # the hole's content equals known token 2
+    feats = torch.zeros(1, 4, 2, 3)
+    q, k = npm.project(tokens, feats)
+    sims = (q[0, 5] @ k[0, :5].T)
+    assert int(sims.argmax()) == 2

@@ -12,6 +12,8 @@ from torch import nn
 
 from ..config import ModelConfig
 
+PIXEL_CENTER = 0.5  # tokens are centred before projection so that cosine similarity sees contrast, not brightness
+
 
 def patchify(image: torch.Tensor, patch: int) -> torch.Tensor:
     """(B, C, gh*P, gw*P) -> tokens (B, N, C*P*P)."""
@@ -61,6 +63,8 @@ class NeuralPatchMatch(nn.Module):
         in_dim = cfg.token_dim + feature_channels
         self.to_q = nn.Linear(in_dim, cfg.attn_dim)
         self.to_k = nn.Linear(in_dim, cfg.attn_dim)
+        # start as nearest-neighbour search: identical Q and K projections (q_i . k_j ~ similarity of i and j)
+        self.to_k.load_state_dict(self.to_q.state_dict())
         self.log_logit_scale = nn.Parameter(torch.tensor(float(cfg.init_logit_scale)).log())
         self.max_log_logit_scale = float(torch.tensor(cfg.max_logit_scale).log())
         hidden = cfg.coherence_hidden
@@ -74,7 +78,7 @@ class NeuralPatchMatch(nn.Module):
 
     def project(self, tokens: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens (B, N, 3P^2), features (B, Cf, gh, gw) -> unit-norm q, k (B, N, d)."""
-        x = torch.cat([tokens, features.flatten(2).transpose(1, 2)], dim=-1)
+        x = torch.cat([tokens - PIXEL_CENTER, features.flatten(2).transpose(1, 2)], dim=-1)
         return F.normalize(self.to_q(x), dim=-1), F.normalize(self.to_k(x), dim=-1)
 
     def forward(self, composite, coarse, mask, features, key_inside):

@@ -55,9 +55,22 @@ def _save(path: Path, model, opt, step: int, rng: np.random.Generator, tcfg: Tra
     tmp.replace(path)
 
 
+def warm_start(model: Rethined, checkpoint: Path, skip: tuple[str, ...]) -> list[str]:
+    """Load another run's weights except parameters whose names start with one of `skip`; returns the
+    names loaded."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    own = model.state_dict()
+    keep = {k: v for k, v in state.items() if not k.startswith(skip) and k in own and own[k].shape == v.shape}
+    model.load_state_dict(keep, strict=False)
+    return sorted(keep)
+
+
 def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelConfig(),
-          device: str = "cpu") -> Path:
-    """Run (or resume) training until tcfg.steps; returns the checkpoint path."""
+          device: str = "cpu", init_from: Path | None = None, init_skip: tuple[str, ...] = ()) -> Path:
+    """Run (or resume) training until tcfg.steps; returns the checkpoint path.
+
+    init_from: a checkpoint whose weights (except names starting with init_skip) start a new run.
+    """
     out.mkdir(parents=True, exist_ok=True)
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)
@@ -76,6 +89,9 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from {ckpt_path} at step {step}")
+    elif init_from is not None:
+        loaded = warm_start(model, init_from, init_skip)
+        print(f"warm start: {len(loaded)} tensors from {init_from} (re-initialised: {init_skip})")
     dataset = PhotoCrops(data, tcfg.crop)
     print(f"{len(dataset.photos)} photos, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params")
     model.train()
@@ -120,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoint + log)")
     parser.add_argument("--export", type=Path, help="write inference weights from OUT/last.pt and exit")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--init-from", type=Path, default=None, help="warm-start a new run from this checkpoint")
+    parser.add_argument("--init-skip", nargs="*", default=[], help="parameter-name prefixes not to warm-start")
     for field in dataclasses.fields(TrainConfig):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
     args = parser.parse_args(argv)
@@ -130,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.data is None:
         parser.error("--data is required for training")
     tcfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-    train(args.data, args.out, tcfg, device=args.device)
+    train(args.data, args.out, tcfg, device=args.device, init_from=args.init_from, init_skip=tuple(args.init_skip))
 
 
 if __name__ == "__main__":
