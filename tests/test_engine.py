@@ -33,7 +33,7 @@ def test_known_pixels_bit_exact_uint8(engine, rng, h, w):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("h,w", [(37, 53), (333, 1000)])
+@pytest.mark.parametrize("h,w", [(37, 53), (333, 1000), (1030, 2050)])
 def test_known_pixels_bit_exact_float(engine, rng, h, w, dtype):
     img = rng.random((h, w, 3)).astype(dtype)
     mask = stroke_mask(h, w, rng)

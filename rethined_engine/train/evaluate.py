@@ -2,7 +2,8 @@
 
     python -m rethined_engine.train.evaluate PHOTOS/heldout --long-side 2048 --json out.json
 
-Methods: `ours` (the weights), `ours_no_hf` (LR result bilinear-upsampled, no HF transfer),
+Methods: `ours` (the weights, default settings: top-1 HR mixing), `ours_dense` (dense HR mixing),
+`ours_no_hf` (LR result bilinear-upsampled, no HF transfer),
 `coarse_bicubic` (our coarse CNN's LR fill, bicubic-upsampled), `untrained` (same architecture, random
 init). Masks: free-form, 30-50 % coverage, seed = image index, so runs are comparable.
 """
@@ -44,6 +45,7 @@ def evaluate(folder: Path, weights: Path | None, long_side: int, seed_offset: in
     ours = load_model(weights)
     methods = {
         "ours": ours,
+        "ours_dense": load_model(weights, hr_topk=0),
         "ours_no_hf": load_model(weights, hf_transfer=False),
         "coarse_bicubic": lambda img, m: coarse_bicubic(ours, img, m),
     }
