@@ -25,7 +25,8 @@ class ModelConfig:
     attn_dim: int = 256              # d_k of the Q/K projection
     init_logit_scale: float = 20.0   # 1/tau at init; logits are cosine similarities times this scale
     max_logit_scale: float = 100.0
-    coherence_hidden: int = 32
+    coherence_hidden: int = 16       # channels of the coherence convs
+    coherence_dilations: tuple[int, ...] = (1, 2, 4)  # hidden 3x3 convs; receptive field 3 + 2 * sum > 2 * patch_size spans a seam
     # --- attention upscaling (HR) ----------------------------------------
     hr_topk: int = 1                 # keys mixed per masked token at HR; 0 = dense softmax rows
     hf_transfer: bool = True         # False: HR result is the bilinear-upsampled LR result
@@ -39,6 +40,8 @@ class ModelConfig:
             raise ValueError(f"patch_size must be 4, 8 or 16, got {self.patch_size}")
         if self.lr_long_side % self.grid_multiple:
             raise ValueError(f"lr_long_side must be a multiple of {self.grid_multiple}, got {self.lr_long_side}")
+        if not self.coherence_dilations or min(self.coherence_dilations) < 1:
+            raise ValueError(f"coherence_dilations must be a non-empty tuple of ints >= 1, got {self.coherence_dilations}")
         if self.hr_topk < 0:
             raise ValueError(f"hr_topk must be >= 0, got {self.hr_topk}")
         if 2 ** (self.feature_stage + 1) != self.patch_size:
@@ -64,7 +67,7 @@ class ModelConfig:
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown ModelConfig fields in weights metadata: {sorted(unknown)}")
-        for key in ("widths", "blocks_per_stage"):
+        for key in ("widths", "blocks_per_stage", "coherence_dilations"):
             if key in raw:
                 raw[key] = tuple(raw[key])
         return cls(**raw)

@@ -49,6 +49,20 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, query_masked: torch.Tenso
     return torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
 
 
+def coherence_layer(hidden: int, dilations: tuple[int, ...]) -> nn.Sequential:
+    """Residual conv stack (B, 7 = mixed RGB + coarse RGB + mask, h, w) -> (B, 3, h, w) correction.
+
+    Dilated 3x3 convs widen the receptive field past a token so that a seam sees both patches' interiors.
+    """
+    layers: list[nn.Module] = []
+    channels = 7
+    for dilation in dilations:
+        layers += [nn.Conv2d(channels, hidden, 3, padding=dilation, dilation=dilation), nn.ReLU(inplace=True)]
+        channels = hidden
+    layers.append(nn.Conv2d(channels, 3, 3, padding=1))
+    return nn.Sequential(*layers)
+
+
 class NeuralPatchMatch(nn.Module):
     """Masked patch attention + token mixing + coherence layer at LR.
 
@@ -67,9 +81,7 @@ class NeuralPatchMatch(nn.Module):
         self.to_k.load_state_dict(self.to_q.state_dict())
         self.log_logit_scale = nn.Parameter(torch.tensor(float(cfg.init_logit_scale)).log())
         self.max_log_logit_scale = float(torch.tensor(cfg.max_logit_scale).log())
-        hidden = cfg.coherence_hidden
-        self.coherence = nn.Sequential(
-            nn.Conv2d(7, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(hidden, 3, 3, padding=1))
+        self.coherence = coherence_layer(cfg.coherence_hidden, cfg.coherence_dilations)
         nn.init.zeros_(self.coherence[-1].weight)
         nn.init.zeros_(self.coherence[-1].bias)
 

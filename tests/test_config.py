@@ -1,0 +1,41 @@
+"""ModelConfig: validation, JSON round trip (the weights carry it), parameter budget."""
+import pytest
+
+from rethined_engine import ModelConfig, Rethined
+from rethined_engine.model.patchmatch import coherence_layer
+
+MAX_PARAMS = 5_000_000  # the issue's budget (the paper's model has 4.3 M)
+
+
+def test_json_round_trip_keeps_tuples():
+    cfg = ModelConfig(coherence_dilations=(1, 3), widths=(16, 24, 32, 48, 64), hr_topk=0)
+    assert ModelConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_unknown_metadata_field_is_rejected():
+    with pytest.raises(ValueError, match="unknown ModelConfig fields"):
+        ModelConfig.from_json('{"no_such_field": 1}')
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"patch_size": 6}, "patch_size"),
+    ({"lr_long_side": 500}, "lr_long_side"),
+    ({"hr_topk": -1}, "hr_topk"),
+    ({"coherence_dilations": ()}, "coherence_dilations"),
+    ({"coherence_dilations": (1, 0)}, "coherence_dilations"),
+    ({"widths": (8, 8)}, "widths"),
+])
+def test_bad_values_name_the_field(changes, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**changes)
+
+
+def test_coherence_receptive_field_spans_a_token_seam():
+    cfg = ModelConfig()
+    convs = [m for m in coherence_layer(cfg.coherence_hidden, cfg.coherence_dilations) if hasattr(m, "dilation")]
+    field = 1 + sum((m.kernel_size[0] - 1) * m.dilation[0] for m in convs)
+    assert field > 2 * cfg.patch_size
+
+
+def test_parameter_budget():
+    assert sum(p.numel() for p in Rethined(ModelConfig()).parameters()) <= MAX_PARAMS
