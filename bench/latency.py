@@ -4,7 +4,8 @@
 
 Input: the shipped sample photo resized to size x size, uint8 HWC, a fixed free-form mask of 40 %
 coverage. Each size runs in a fresh subprocess so that peak memory is its own: on CPU, the rise of
-peak resident memory (ru_maxrss) over the resident size before the first call; on CUDA,
+peak resident memory (ru_maxrss) over the resident size before the first call (engine, weights and
+input already loaded: `rss_before_mb`); on CUDA,
 torch.cuda.max_memory_allocated. Results go to bench/results/latency-<device>.json (schema of the
 Triton issue).
 """
@@ -76,7 +77,7 @@ def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int)
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss)
     return {"backend": backend, "size": size, "mask_frac": float(mask.float().mean() if cuda else mask.mean()),
             "median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
-            "peak_mem_mb": float(peak), "repeats": repeats, "times_ms": times}
+            "peak_mem_mb": float(peak), "rss_before_mb": None if cuda else base_rss, "repeats": repeats, "times_ms": times}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,8 +2,9 @@
 
     python -m rethined_engine.train.evaluate PHOTOS/heldout --long-side 2048 --json out.json
 
-Methods: `ours` (the weights, default settings: top-1 HR mixing), `ours_dense` (dense HR mixing),
-`ours_no_hf` (LR result bilinear-upsampled, no HF transfer),
+Methods: `ours_top1` / `ours_top4` / `ours_dense` (the weights, mixing the 1 / 4 strongest keys or the
+dense attention row at HR; the shipped default is recorded as `default_hr_topk`), `ours_no_hf` (LR
+result bilinear-upsampled, no HF transfer),
 `coarse_bicubic` (our coarse CNN's LR fill, bicubic-upsampled), `untrained` (same architecture, random
 init). Masks: free-form, 30-50 % coverage, seed = image index, so runs are comparable.
 """
@@ -44,7 +45,8 @@ def coarse_bicubic(model: Rethined, image: torch.Tensor, mask: torch.Tensor) -> 
 def evaluate(folder: Path, weights: Path | None, long_side: int, seed_offset: int = 0) -> dict:
     ours = load_model(weights)
     methods = {
-        "ours": ours,
+        "ours_top1": load_model(weights, hr_topk=1),
+        "ours_top4": load_model(weights, hr_topk=4),
         "ours_dense": load_model(weights, hr_topk=0),
         "ours_no_hf": load_model(weights, hf_transfer=False),
         "coarse_bicubic": lambda img, m: coarse_bicubic(ours, img, m),
@@ -69,7 +71,7 @@ def evaluate(folder: Path, weights: Path | None, long_side: int, seed_offset: in
     for name in methods:
         sel = [r for r in rows if r["method"] == name]
         summary[name] = {k: float(np.mean([r[k] for r in sel])) for k in ("psnr", "ssim", "l1", "seconds")}
-    return {"folder": str(folder), "long_side": long_side, "images": len(rows) // len(methods),
+    return {"folder": str(folder), "long_side": long_side, "default_hr_topk": ours.cfg.hr_topk, "images": len(rows) // len(methods),
             "summary": summary, "rows": rows}
 
 
