@@ -8,7 +8,7 @@ from PIL import Image
 
 from rethined_engine import Engine
 from rethined_engine.train.data import PhotoCrops
-from rethined_engine.train.losses import focal_frequency_loss, total_loss
+from rethined_engine.train.losses import focal_frequency_loss, gradient_l1, total_loss
 from rethined_engine.train.masks import random_mask
 from rethined_engine.train.train import CHECKPOINT, LOG, TrainConfig, export, learning_rate, train
 
@@ -45,6 +45,21 @@ def test_focal_frequency_zero_iff_equal():
     x = torch.rand(2, 3, 16, 16)
     assert float(focal_frequency_loss(x, x)) == 0.0
     assert float(focal_frequency_loss(x, x.flip(-1))) > 0.0
+
+
+def test_gradient_loss_sees_seams_in_holes_only():
+    target = torch.rand(1, 3, 16, 16)
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    assert float(gradient_l1(target, target, mask)) == 0.0
+    seam = target.clone()
+    seam[..., 4:12, 8:12] += 0.2                       # a step inside the hole: a token seam
+    assert float(gradient_l1(seam, target, mask)) > 0.0
+    outside = target.clone()
+    outside[..., 13:, 13:] += 0.2                      # far from the hole: ignored
+    assert float(gradient_l1(outside, target, mask)) == 0.0
+    flat_shift = target + 0.2 * mask                   # a constant offset in the hole steps at its border
+    assert float(gradient_l1(flat_shift, target, mask)) > 0.0
 
 
 def test_losses_finite_and_differentiable():

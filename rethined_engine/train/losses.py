@@ -17,6 +17,7 @@ class LossWeights:
     coarse_l2: float = 1.0      # coarse CNN, hole pixels
     mixed_l1: float = 0.5       # attention-mixed tokens before the coherence layer, hole pixels
     focal_freq: float = 1.0     # focal frequency loss of the final result
+    hole_grad_l1: float = 1.0   # image-gradient L1 of the final result next to/inside holes (token seams)
     retrieval: float = 0.05     # -log A at the known token closest to the ground-truth patch
 
 
@@ -32,6 +33,22 @@ def focal_frequency_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float 
     weight = dist.sqrt() ** alpha
     weight = (weight / weight.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)).detach()
     return (weight * dist).mean()
+
+
+def gradient_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |grad pred - grad target| over horizontal/vertical pixel pairs that touch a hole.
+
+    pred, target (B, 3, h, w); mask (B, 1, h, w). Token seams and hole borders are steps that the
+    ground truth does not have, so this is the loss that teaches the coherence layer to remove them.
+    """
+    total, count = pred.new_zeros(()), pred.new_zeros(())
+    for dim in (-1, -2):
+        n = pred.shape[dim] - 1
+        grad_err = (pred.diff(dim=dim) - target.diff(dim=dim)).abs()
+        pair = torch.maximum(mask.narrow(dim, 0, n), mask.narrow(dim, 1, n))
+        total = total + (grad_err * pair).sum()
+        count = count + pair.sum() * pred.shape[1]
+    return total / count.clamp_min(1.0)
 
 
 def retrieval_loss(out: LROutput, target: torch.Tensor, patch: int) -> torch.Tensor:
@@ -53,6 +70,7 @@ def total_loss(out: LROutput, target: torch.Tensor, mask: torch.Tensor, patch: i
         "coarse_l2": hole_mean((out.coarse - target) ** 2, mask),
         "mixed_l1": hole_mean((out.mixed - target).abs(), mask),
         "focal_freq": focal_frequency_loss(out.result, target),
+        "hole_grad_l1": gradient_l1(out.result, target, mask),
         "retrieval": retrieval_loss(out, target, patch),
     }
     loss = sum(getattr(w, name) * value for name, value in parts.items())
