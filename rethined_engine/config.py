@@ -6,6 +6,9 @@ import json
 from dataclasses import dataclass
 
 
+INFERENCE_FIELDS = ("lr_long_side", "hr_topk", "hf_transfer", "float_mask_threshold")  # may differ from training
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture and inference settings.
@@ -44,6 +47,8 @@ class ModelConfig:
             raise ValueError(f"coherence_dilations must be a non-empty tuple of ints >= 1, got {self.coherence_dilations}")
         if self.hr_topk < 0:
             raise ValueError(f"hr_topk must be >= 0, got {self.hr_topk}")
+        if not 0.0 < self.float_mask_threshold <= 1.0:
+            raise ValueError(f"float_mask_threshold must be in (0, 1], got {self.float_mask_threshold}")
         if 2 ** (self.feature_stage + 1) != self.patch_size:
             raise ValueError("feature_stage must be the stage at stride patch_size (2 ** (feature_stage + 1))")
 

@@ -37,7 +37,7 @@ class Engine:
     weights: path to a .safetensors file (default: shipped). device: "cpu", "cuda", ... (default: CUDA
     when available). backend: "torch" (the only one in this release). dtype: compute dtype (default
     float16 on CUDA, float32 on CPU). Other keyword arguments override inference settings of
-    `ModelConfig` (hr_topk, hf_transfer, float_mask_threshold).
+    `ModelConfig` (`config.INFERENCE_FIELDS`: lr_long_side, hr_topk, hf_transfer, float_mask_threshold).
     """
 
     def __init__(self, weights: str | Path | None = None, device: str | torch.device | None = None,

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
-from .config import ModelConfig
+from .config import INFERENCE_FIELDS, ModelConfig
 from .model import Rethined
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "rethined_v0.safetensors"
@@ -37,6 +37,10 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
+    fixed = sorted(set(overrides) - set(INFERENCE_FIELDS))
+    if fixed:
+        raise TypeError(f"{', '.join(fixed)}: not an inference setting (the architecture comes from the weights "
+                        f"file); settings that may be overridden: {', '.join(INFERENCE_FIELDS)}")
     cfg = ModelConfig.from_json(read_metadata(path)[CONFIG_KEY]).replace(**overrides)
     model = Rethined(cfg).reparameterize()
     state = load_file(str(path))
