@@ -50,8 +50,25 @@ def hole_ssim(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
     return _hole_mean(ssim_map(pred.double(), target.double()), mask)
 
 
+def laplacian(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel 3x3 Laplacian (4-neighbour), reflect-padded, same shape as x."""
+    c = x.shape[1]
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=x.dtype, device=x.device)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), kernel.expand(c, 1, 3, 3), groups=c)
+
+
+def hole_sharpness(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """High-frequency energy (squared Laplacian) of pred over that of target, summed over hole pixels, (B,).
+
+    1.0: as much fine detail as the ground truth; blur -> 0; noise or hard seams -> above 1.
+    """
+    pred, target = pred.double(), target.double()
+    return _hole_mean(laplacian(pred) ** 2, mask) / _hole_mean(laplacian(target) ** 2, mask).clamp_min(1e-12)
+
+
 def hole_metrics(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-    """Mean over the batch of hole PSNR (dB), SSIM and L1."""
+    """Mean over the batch of hole PSNR (dB), SSIM, L1 and sharpness ratio."""
     return {"psnr": float(hole_psnr(pred, target, mask).mean()),
             "ssim": float(hole_ssim(pred, target, mask).mean()),
-            "l1": float(hole_l1(pred, target, mask).mean())}
+            "l1": float(hole_l1(pred, target, mask).mean()),
+            "sharpness": float(hole_sharpness(pred, target, mask).mean())}

@@ -164,4 +164,4 @@ def test_evaluate_reports_every_method(tmp_path):
     assert set(result["summary"]) == {"ours_top1", "ours_top4", "ours_dense", "ours_no_hf", "coarse_bicubic", "untrained"}
     for row in result["rows"]:
         assert row["size"] == [96, 160] and 0.3 <= row["coverage"] <= 0.5
-        assert all(np.isfinite(row[k]) for k in ("psnr", "ssim", "l1"))
+        assert all(np.isfinite(row[k]) for k in ("psnr", "ssim", "l1", "sharpness"))

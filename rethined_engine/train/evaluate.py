@@ -66,26 +66,26 @@ def evaluate(folder: Path, weights: Path | None, long_side: int, seed_offset: in
             rows.append({"image": path.name, "method": name, "size": [h, w], "coverage": float(mask.mean()),
                          "seconds": seconds, **hole_metrics(pred, image, mask)})
             print(f"{path.name:55s} {name:15s} psnr {rows[-1]['psnr']:6.2f} ssim {rows[-1]['ssim']:.4f} "
-                  f"l1 {rows[-1]['l1']:.4f} {seconds:.2f}s", flush=True)
+                  f"l1 {rows[-1]['l1']:.4f} sharp {rows[-1]['sharpness']:.3f} {seconds:.2f}s", flush=True)
     summary = {}
     for name in methods:
         sel = [r for r in rows if r["method"] == name]
-        summary[name] = {k: float(np.mean([r[k] for r in sel])) for k in ("psnr", "ssim", "l1", "seconds")}
+        summary[name] = {k: float(np.mean([r[k] for r in sel])) for k in ("psnr", "ssim", "l1", "sharpness", "seconds")}
     return {"folder": str(folder), "long_side": long_side, "default_hr_topk": ours.cfg.hr_topk, "images": len(rows) // len(methods),
             "summary": summary, "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Hole-region PSNR/SSIM/L1 on a folder of photographs.")
+    parser = argparse.ArgumentParser(description="Hole-region PSNR/SSIM/L1/sharpness on a folder of photographs.")
     parser.add_argument("folder", type=Path)
     parser.add_argument("--weights", type=Path, default=None, help="default: shipped weights")
     parser.add_argument("--long-side", type=int, default=2048, help="photos are resized to this long side")
     parser.add_argument("--json", type=Path, default=None, help="write all rows and the summary here")
     args = parser.parse_args(argv)
     result = evaluate(args.folder, args.weights, args.long_side)
-    print("\nmethod           PSNR(dB)  SSIM    L1")
+    print("\nmethod           PSNR(dB)  SSIM    L1      sharpness")
     for name, s in result["summary"].items():
-        print(f"{name:15s}  {s['psnr']:7.2f}  {s['ssim']:.4f}  {s['l1']:.4f}")
+        print(f"{name:15s}  {s['psnr']:7.2f}  {s['ssim']:.4f}  {s['l1']:.4f}  {s['sharpness']:.3f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))
