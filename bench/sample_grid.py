@@ -12,22 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from rethined_engine import Engine
 from rethined_engine.cli import SAMPLE_IMAGE, SAMPLE_MASK
 from rethined_engine.train.evaluate import coarse_bicubic
 
-PANEL_WIDTH = 640
-ZOOM = 2                 # bottom row: crop of PANEL_WIDTH / ZOOM pixels shown at ZOOM x
-TITLE_HEIGHT = 20
-HOLE_COLOUR = np.array([255, 0, 255], np.uint8)
-
-
-def _hole_centre(mask: np.ndarray) -> tuple[int, int]:
-    """(y, x) of the hole's centre of mass."""
-    ys, xs = np.nonzero(mask)
-    return int(ys.mean()), int(xs.mean())
+from .grid import masked_input, picture_grid
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,23 +34,9 @@ def main(argv: list[str] | None = None) -> None:
         t = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
         coarse = coarse_bicubic(engine.model, t, torch.from_numpy(mask)[None, None].float())
     coarse = (coarse[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    masked = image.copy()
-    masked[mask] = HOLE_COLOUR
-    panels = [("masked input", masked), ("RETHINED (ours)", ours), ("coarse fill, bicubic", coarse),
-              ("original", image)]
-    h, w = image.shape[:2]
-    ph = round(h * PANEL_WIDTH / w)
-    crop_w, crop_h = PANEL_WIDTH // ZOOM, ph // ZOOM
-    cy, cx = _hole_centre(mask)
-    y0 = int(np.clip(cy - crop_h // 2, 0, h - crop_h))
-    x0 = int(np.clip(cx - crop_w // 2, 0, w - crop_w))
-    grid = Image.new("RGB", (PANEL_WIDTH * len(panels), 2 * ph + TITLE_HEIGHT), "white")
-    draw = ImageDraw.Draw(grid)
-    for i, (title, arr) in enumerate(panels):
-        grid.paste(Image.fromarray(arr).resize((PANEL_WIDTH, ph), Image.LANCZOS), (i * PANEL_WIDTH, TITLE_HEIGHT))
-        crop = Image.fromarray(arr[y0:y0 + crop_h, x0:x0 + crop_w]).resize((PANEL_WIDTH, ph), Image.NEAREST)
-        grid.paste(crop, (i * PANEL_WIDTH, TITLE_HEIGHT + ph))
-        draw.text((i * PANEL_WIDTH + 6, 4), title, fill="black")
+    panels = [("masked input", masked_input(image, mask)), ("RETHINED (ours)", ours),
+              ("coarse fill, bicubic", coarse), ("original", image)]
+    grid = picture_grid(panels, mask)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.output, quality=90)
     print(f"wrote {args.output}")
