@@ -8,8 +8,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["rethined_engine", "rethined_engine.model", "rethined_engine.train", "rethined_engine.kernels"],
-    package_dir={"rethined_engine.kernels": "kernels"},
+    packages=["rethined_engine", "rethined_engine.model", "rethined_engine.train", "rethined_engine.kernels",
+              "rethined_engine.bench"],
+    package_dir={"rethined_engine.kernels": "kernels", "rethined_engine.bench": "bench"},
     package_data={"rethined_engine": ["weights/*.safetensors", "weights/*.md", "assets/*"]},
     install_requires=[
         "torch>=2.4,<3",
@@ -19,7 +20,8 @@ setup(
     ],
     extras_require={
         "triton": ["triton>=3.0; platform_system == 'Linux'"],
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "opencv-python-headless>=4.8"],
+        "bench": ["opencv-python-headless>=4.8"],
     },
     entry_points={"console_scripts": ["rethined=rethined_engine.cli:main"]},
 )

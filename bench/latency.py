@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -22,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).parent / "results"
+from .env import RESULTS, device_name, git_commit
+
 MASK_COVERAGE = (0.39, 0.41)
 MASK_SEED = 0
 
@@ -30,19 +30,6 @@ MASK_SEED = 0
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def _device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        import torch
-        return torch.cuda.get_device_name(torch.device(device))
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({__import__('os').cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int) -> dict:
@@ -97,9 +84,9 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for size in args.sizes:
-        cmd = [sys.executable, "-m", "bench.latency", "--child", str(size), "--backend", args.backend,
+        cmd = [sys.executable, "-m", __spec__.name, "--child", str(size), "--backend", args.backend,
                "--device", args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"size {size}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
             continue
@@ -107,14 +94,13 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(row)
         print(f"{args.backend:8s} {size:5d}^2  median {row['median_ms']:9.1f} ms  p90 {row['p90_ms']:9.1f} ms  "
               f"peak +{row['peak_mem_mb']:.0f} MiB", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    commit = git_commit()
     try:
         import triton
         triton_version = triton.__version__
     except ImportError:
         triton_version = None
-    device = _device_name(args.device)
+    device = device_name(args.device)
     result = {"commit": commit, "device": device, "torch": torch.__version__, "triton": triton_version,
               "threads": torch.get_num_threads(), "rows": rows}
     out = args.out or RESULTS / f"latency-{args.device.split(':')[0]}-{args.backend}.json"

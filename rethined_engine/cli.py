@@ -1,4 +1,4 @@
-"""Command line: `rethined inpaint IMAGE MASK -o OUT`, `rethined demo -o OUT`."""
+"""Command line: `rethined inpaint IMAGE MASK -o OUT`, `rethined demo -o OUT`, `rethined bench NAME ...`."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +13,7 @@ ASSETS = Path(__file__).parent / "assets"
 SAMPLE_IMAGE = ASSETS / "sample.jpg"
 SAMPLE_MASK = ASSETS / "sample_mask.png"
 JPEG_QUALITY = 95
+BENCHMARKS = ("quality", "latency")  # modules of rethined_engine.bench (the repository's bench/)
 
 
 def _open(path: Path, what: str) -> Image.Image:
@@ -62,11 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     inp.add_argument("-o", "--output", type=Path, required=True, help="output .png or .jpg")
     demo = sub.add_parser("demo", help="inpaint the shipped sample image with its mask")
     demo.add_argument("-o", "--output", type=Path, default=Path("rethined_demo.png"), help="output .png or .jpg")
+    bench = sub.add_parser("bench", help="run a benchmark: quality or latency (its own --help lists options)")
+    bench.add_argument("name", choices=BENCHMARKS)
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark")
     for p in (inp, demo):
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
         p.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")
     args = parser.parse_args(argv)
-    if args.command == "demo":
+    if args.command == "bench":
+        import importlib
+        importlib.import_module(f"rethined_engine.bench.{args.name}").main(args.args)
+    elif args.command == "demo":
         run_inpaint(SAMPLE_IMAGE, SAMPLE_MASK, args.output, args.device, args.weights)
     else:
         run_inpaint(args.image, args.mask, args.output, args.device, args.weights)

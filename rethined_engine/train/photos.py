@@ -9,9 +9,7 @@ split (>= 20 photos of >= 2048 px) is never used for training.
 from __future__ import annotations
 
 import argparse
-import glob
 import io
-import os
 import shutil
 import struct
 import subprocess

@@ -1,0 +1,190 @@
+"""Hole-region quality of ours and peers on fixed masks, at several resolutions.
+
+    python -m bench.quality --images PHOTOS/heldout --resolutions 1024 2048 4096 [--seed 0]
+
+Each photo is Lanczos-resized to every long side in --resolutions (the ground truth at that size; a
+row says `upsampled` when the photo was smaller). Masks: free-form strokes + boxes, 30-50 % coverage
+(`rethined_engine.train.masks`), drawn once per photo at the smallest resolution with seed
+(seed, photo index), saved as PNG under OUT/masks-<dataset>/ and reused by later runs (nearest-resized
+to the other resolutions), so every method and every run sees identical holes.
+
+Methods: `ours` (shipped weights, default settings), `ours_no_hf` (HF transfer off), `coarse_bicubic`
+(our coarse LR fill, bicubic-upsampled), OpenCV `cv2.inpaint` Telea and Navier-Stokes at radius 3 and
+at a radius scaled with resolution (3 px per 1024 px of long side). All outputs are uint8 before
+scoring. Metrics over hole pixels: PSNR (dB), SSIM, L1, sharpness (Laplacian energy / ground truth's).
+
+Writes OUT/quality-<dataset>.json ({"commit", "device", "dataset", "rows": [...], "summary": [...]}),
+OUT/quality-<dataset>.md (the table) and OUT/quality-<dataset>-grid.jpg (first photo, largest size).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rethined_engine import Engine
+from rethined_engine.metrics import hole_metrics
+from rethined_engine.train.data import list_images, load_rgb
+from rethined_engine.train.evaluate import coarse_bicubic
+from rethined_engine.train.masks import random_mask
+
+from .grid import masked_input, picture_grid
+from .env import RESULTS, device_name, git_commit
+
+OPENCV_RADIUS = 3                 # px: cv2.inpaint's neighbourhood, the common default
+OPENCV_RADIUS_PER_1024 = 3        # the scaled variant: radius grows with the long side
+METRICS = ("psnr", "ssim", "l1", "sharpness", "seconds")
+
+Method = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image HWC uint8, mask HW bool, long side) -> HWC uint8
+
+
+def _opencv(flag_name: str, scaled: bool) -> Method:
+    import cv2
+
+    flag = getattr(cv2, flag_name)
+
+    def run(image: np.ndarray, mask: np.ndarray, long_side: int) -> np.ndarray:
+        radius = max(OPENCV_RADIUS, round(OPENCV_RADIUS_PER_1024 * long_side / 1024)) if scaled else OPENCV_RADIUS
+        return cv2.inpaint(image, mask.astype(np.uint8) * 255, radius, flag)
+    return run
+
+
+def _coarse_bicubic(engine: Engine) -> Method:
+    def run(image: np.ndarray, mask: np.ndarray, long_side: int) -> np.ndarray:
+        with torch.inference_mode():
+            t = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+            out = coarse_bicubic(engine.model, t, torch.from_numpy(mask)[None, None].float())
+        return (out[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return run
+
+
+def build_methods(names: list[str] | None, device: str | None) -> dict[str, Method]:
+    ours = Engine(device=device)
+    no_hf = Engine(device=device, hf_transfer=False)
+    makers: dict[str, Callable[[], Method]] = {
+        "ours": lambda: lambda img, m, _: ours.inpaint(img, m),
+        "ours_no_hf": lambda: lambda img, m, _: no_hf.inpaint(img, m),
+        "coarse_bicubic": lambda: _coarse_bicubic(ours),
+        "opencv_telea_r3": lambda: _opencv("INPAINT_TELEA", scaled=False),
+        "opencv_ns_r3": lambda: _opencv("INPAINT_NS", scaled=False),
+        "opencv_telea_scaled": lambda: _opencv("INPAINT_TELEA", scaled=True),
+        "opencv_ns_scaled": lambda: _opencv("INPAINT_NS", scaled=True),
+    }
+    names = names or list(makers)
+    unknown = sorted(set(names) - set(makers))
+    if unknown:
+        raise SystemExit(f"error: --methods: unknown {unknown}; known: {list(makers)}")
+    return {name: makers[name]() for name in names}
+
+
+def fixed_mask(mask_dir: Path, photo: Path, index: int, shape: tuple[int, int], seed: int) -> np.ndarray:
+    """The photo's saved mask (drawn and saved on first use), nearest-resized to shape (H, W)."""
+    path = mask_dir / f"{photo.stem}.png"
+    if not path.exists():
+        mask_dir.mkdir(parents=True, exist_ok=True)
+        mask = random_mask(shape[0], shape[1], np.random.default_rng([seed, index]))
+        Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+    mask = Image.open(path).convert("L")
+    if mask.size != (shape[1], shape[0]):
+        mask = mask.resize((shape[1], shape[0]), Image.NEAREST)
+    return np.asarray(mask) > 0
+
+
+def resized(path: Path, long_side: int) -> tuple[np.ndarray, bool]:
+    """(image (H, W, 3) uint8 at this long side, whether it had to be upsampled)."""
+    with Image.open(path) as im:
+        native = max(im.size)
+    if native >= long_side:
+        return load_rgb(path, long_side), False
+    image = Image.fromarray(load_rgb(path))
+    f = long_side / native
+    return np.array(image.resize((round(image.width * f), round(image.height * f)), Image.LANCZOS)), True
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        for res in dict.fromkeys(r["resolution"] for r in rows):
+            sel = [r for r in rows if r["method"] == method and r["resolution"] == res]
+            if sel:
+                out.append({"method": method, "resolution": res, "images": len(sel),
+                            **{k: float(np.mean([r[k] for r in sel])) for k in METRICS}})
+    return out
+
+
+def markdown_table(summary: list[dict]) -> str:
+    lines = ["| method | long side | PSNR (dB) | SSIM | L1 | sharpness | seconds/image |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for s in summary:
+        lines.append(f"| {s['method']} | {s['resolution']} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['l1']:.4f} "
+                     f"| {s['sharpness']:.3f} | {s['seconds']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dict[str, Method],
+        limit: int | None = None, device: str = "cpu") -> dict:
+    """Score every method on every photo at every resolution; write JSON, table and grid under out."""
+    dataset = images.name
+    photos = list_images(images)[:limit]
+    mask_dir = out / f"masks-{dataset}"
+    resolutions = sorted(resolutions)
+    rows, grid_panels = [], None
+    for index, photo in enumerate(photos):
+        for res in resolutions:
+            image, upsampled = resized(photo, res)
+            mask = fixed_mask(mask_dir, photo, index, image.shape[:2], seed)
+            target = torch.from_numpy(image).permute(2, 0, 1)[None].double() / 255
+            hole = torch.from_numpy(mask)[None, None].double()
+            panels = [("masked input", masked_input(image, mask))]
+            for name, method in methods.items():
+                t0 = time.perf_counter()
+                pred = method(image, mask, res)
+                seconds = time.perf_counter() - t0
+                scores = hole_metrics(torch.from_numpy(pred).permute(2, 0, 1)[None].double() / 255, target, hole)
+                rows.append({"method": name, "resolution": res, "image": photo.name, "size": list(image.shape[:2]),
+                             "upsampled": upsampled, "coverage": float(mask.mean()), "seconds": seconds, **scores})
+                panels.append((name, pred))
+                print(f"{photo.name[:40]:40s} {res:5d} {name:20s} psnr {scores['psnr']:6.2f} ssim {scores['ssim']:.4f} "
+                      f"l1 {scores['l1']:.4f} sharp {scores['sharpness']:.3f} {seconds:7.2f}s", flush=True)
+            if index == 0 and res == resolutions[-1]:
+                grid_panels = (panels + [("ground truth", image)], mask)
+    commit = git_commit()
+    result = {"commit": commit, "device": device_name(device), "dataset": dataset, "seed": seed,
+              "resolutions": resolutions, "images": [p.name for p in photos], "rows": rows,
+              "summary": summarise(rows)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"quality-{dataset}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / f"quality-{dataset}.md").write_text(
+        f"Hole-region quality on `{dataset}` ({len(photos)} photos, seed {seed}, commit {commit}, "
+        f"{result['device']}).\n\n" + markdown_table(result["summary"]))
+    if grid_panels is not None:
+        picture_grid(*grid_panels).save(out / f"quality-{dataset}-grid.jpg", quality=90)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=Path, required=True, help="folder of photographs (the ground truth)")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[1024, 2048, 4096], help="long sides, px")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--methods", nargs="+", default=None, help="subset of methods (default: all)")
+    parser.add_argument("--limit", type=int, default=None, help="use the first N photos only")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    if min(args.resolutions) < 64:
+        parser.error(f"--resolutions must be >= 64 px, got {args.resolutions}")
+    torch.set_grad_enabled(False)
+    result = run(args.images, args.resolutions, args.seed, args.out, build_methods(args.methods, args.device),
+                 args.limit, args.device)
+    print("\n" + markdown_table(result["summary"]))
+
+
+if __name__ == "__main__":
+    main()

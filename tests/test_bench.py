@@ -1,0 +1,62 @@
+"""Benchmarks as data: the quality benchmark's files, fixed masks and methods (tiny sizes)."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("cv2")
+from rethined_engine.bench.quality import build_methods, run  # noqa: E402
+from rethined_engine.cli import main as cli_main  # noqa: E402
+
+RESOLUTIONS = [64, 96]
+
+
+@pytest.fixture
+def photos(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, (h, w) in enumerate([(60, 90), (100, 70)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    return folder
+
+
+def test_quality_writes_json_table_grid_and_masks(photos, tmp_path):
+    out = tmp_path / "results"
+    methods = build_methods(None, "cpu")
+    result = run(photos, RESOLUTIONS, seed=0, out=out, methods=methods)
+    saved = json.loads((out / "quality-photos.json").read_text())
+    assert set(saved) >= {"commit", "device", "dataset", "rows"} and saved["dataset"] == "photos"
+    assert len(saved["rows"]) == 2 * len(RESOLUTIONS) * len(methods)
+    for row in saved["rows"]:
+        assert set(row) >= {"method", "resolution", "psnr", "ssim", "l1", "sharpness", "seconds"}
+        assert max(row["size"]) == row["resolution"]
+        assert row["upsampled"] == (row["resolution"] > max(60, 90) if row["image"] == "p0.png" else row["resolution"] > 100)
+    assert sorted(p.name for p in (out / "masks-photos").iterdir()) == ["p0.png", "p1.png"]
+    table = (out / "quality-photos.md").read_text()
+    assert table.count("\n| ") == len(methods) * len(RESOLUTIONS) + 1
+    assert Image.open(out / "quality-photos-grid.jpg").width > 0
+    assert result["summary"][0]["images"] == 2
+
+
+def test_quality_masks_are_reused(photos, tmp_path):
+    out = tmp_path / "results"
+    methods = build_methods(["coarse_bicubic", "opencv_telea_r3"], "cpu")
+    first = run(photos, RESOLUTIONS, seed=0, out=out, methods=methods)
+    again = run(photos, RESOLUTIONS, seed=123, out=out, methods=methods)  # saved masks win over the seed
+    for a, b in zip(first["rows"], again["rows"]):
+        assert a["coverage"] == b["coverage"] and a["psnr"] == b["psnr"]
+    fresh = run(photos, RESOLUTIONS, seed=123, out=tmp_path / "other", methods=methods)
+    assert [r["coverage"] for r in fresh["rows"]] != [r["coverage"] for r in first["rows"]]
+
+
+def test_unknown_method_is_named():
+    with pytest.raises(SystemExit, match="no_such_peer"):
+        build_methods(["ours", "no_such_peer"], "cpu")
+
+
+def test_cli_reaches_the_benchmark(photos, tmp_path):
+    cli_main(["bench", "quality", "--images", str(photos), "--resolutions", "64", "--methods", "opencv_ns_r3",
+              "--out", str(tmp_path / "cli")])
+    assert (tmp_path / "cli" / "quality-photos.json").exists()
