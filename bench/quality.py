@@ -180,9 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if min(args.resolutions) < 64:
         parser.error(f"--resolutions must be >= 64 px, got {args.resolutions}")
-    torch.set_grad_enabled(False)
-    result = run(args.images, args.resolutions, args.seed, args.out, build_methods(args.methods, args.device),
-                 args.limit, args.device)
+    with torch.inference_mode():
+        result = run(args.images, args.resolutions, args.seed, args.out, build_methods(args.methods, args.device),
+                     args.limit, args.device)
     print("\n" + markdown_table(result["summary"]))
 
 
