@@ -31,7 +31,7 @@ class ModelConfig:
     coherence_hidden: int = 16       # channels of the coherence convs
     coherence_dilations: tuple[int, ...] = (1, 2, 4)  # hidden 3x3 convs; receptive field 3 + 2 * sum > 2 * patch_size spans a seam
     # --- attention upscaling (HR) ----------------------------------------
-    hr_topk: int = 1                 # keys mixed per masked token at HR; 0 = dense softmax rows
+    hr_topk: int = 4                 # keys mixed per masked token at HR; 0 = dense softmax rows, 1 = argmax gather
     hf_transfer: bool = True         # False: HR result is the bilinear-upsampled LR result
     # --- input handling -------------------------------------------------
     float_mask_threshold: float = 0.5  # a float mask fills where value >= this (bool/int masks: nonzero)

@@ -8,7 +8,7 @@ from PIL import Image
 
 from rethined_engine import Engine
 from rethined_engine.train.data import PhotoCrops
-from rethined_engine.train.losses import focal_frequency_loss, gradient_l1, total_loss
+from rethined_engine.train.losses import LossWeights, focal_frequency_loss, gradient_l1, total_loss
 from rethined_engine.train.masks import random_mask
 from rethined_engine.train.train import CHECKPOINT, LOG, TrainConfig, export, learning_rate, train
 
@@ -67,8 +67,9 @@ def test_losses_finite_and_differentiable():
     image = torch.rand(2, 3, 64, 64)
     mask = torch.from_numpy(np.stack([random_mask(64, 64, np.random.default_rng(i)) for i in range(2)]))[:, None]
     out = model.forward_lr(image, mask.float(), torch.ones(1, 64, dtype=torch.bool))
-    loss, parts = total_loss(out, image, mask.float(), 8)
+    loss, parts = total_loss(out, image, mask.float(), 8, LossWeights(hole_ssim=1.0))
     assert torch.isfinite(loss) and all(np.isfinite(v) for v in parts.values())
+    assert 0.0 <= parts["hole_ssim"] <= 2.0
     loss.backward()
     assert model.patch_match.to_q.weight.grad is not None
     assert model.coarse_net.stem[0].conv_branches[0][0].weight.grad.abs().sum() > 0

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..metrics import ssim_map
 from ..model import LROutput
 from ..model.patchmatch import patchify
 
@@ -19,6 +20,7 @@ class LossWeights:
     focal_freq: float = 1.0     # focal frequency loss of the final result
     hole_grad_l1: float = 1.0   # image-gradient L1 of the final result next to/inside holes (token seams)
     retrieval: float = 0.05     # -log A at the known token closest to the ground-truth patch
+    hole_ssim: float = 0.0      # 1 - SSIM of the final result over hole pixels (from run v3 on)
 
 
 def hole_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -73,5 +75,7 @@ def total_loss(out: LROutput, target: torch.Tensor, mask: torch.Tensor, patch: i
         "hole_grad_l1": gradient_l1(out.result, target, mask),
         "retrieval": retrieval_loss(out, target, patch),
     }
+    if w.hole_ssim:
+        parts["hole_ssim"] = 1.0 - hole_mean(ssim_map(out.result, target), mask)
     loss = sum(getattr(w, name) * value for name, value in parts.items())
     return loss, {name: float(value.detach()) for name, value in parts.items()}

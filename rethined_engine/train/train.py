@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ModelConfig
+from ..config import INFERENCE_FIELDS, ModelConfig
 from ..model import Rethined
 from ..weights import save_inference_weights
 from .data import PhotoCrops
@@ -38,6 +38,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     threads: int = 0             # torch CPU threads (0: torch's default)
+    ssim_weight: float = 0.0     # LossWeights.hole_ssim (0 in runs v0-v2)
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -103,7 +104,7 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, tcfg)
             lr_out = model.forward_lr(image, mask, key_inside)
-            loss, parts = total_loss(lr_out, image, mask, mcfg.patch_size, LossWeights())
+            loss, parts = total_loss(lr_out, image, mask, mcfg.patch_size, LossWeights(hole_ssim=tcfg.ssim_weight))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
@@ -120,10 +121,17 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
     return ckpt_path
 
 
-def export(checkpoint: Path, weights: Path, extra: dict[str, str] | None = None) -> None:
-    """Checkpoint -> shipped inference weights (re-parameterised, fp16)."""
+def export(checkpoint: Path, weights: Path, extra: dict[str, str] | None = None, **inference) -> None:
+    """Checkpoint -> shipped inference weights (re-parameterised, fp16).
+
+    Inference settings (`INFERENCE_FIELDS`, not learned) take the current `ModelConfig` defaults, or
+    the values given in `inference`; the architecture comes from the checkpoint.
+    """
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model = Rethined(ModelConfig.from_json(state["model_config"]))
+    defaults = ModelConfig()
+    settings = {name: getattr(defaults, name) for name in INFERENCE_FIELDS} | inference
+    cfg = dataclasses.replace(ModelConfig.from_json(state["model_config"]), **settings)
+    model = Rethined(cfg)
     model.load_state_dict(state["model"])
     meta = {"train_steps": str(state["step"]), "train_seconds": f"{state['elapsed_s']:.0f}",
             "train_config": json.dumps(state["train_config"]), **(extra or {})}
