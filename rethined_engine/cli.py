@@ -54,6 +54,31 @@ def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, device: str |
     print(f"[3/3] inpainted in {t3 - t2:.2f}s, wrote {out_path} (total {time.perf_counter() - t0:.2f}s)")
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' -> (H, W)."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise SystemExit(f"error: --size must look like 2048x2048 (height x width, positive), got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def run_export(out_path: Path, size: str, dynamic: bool, topk: int | None, weights: Path | None) -> None:
+    from .deploy.onnx_export import export_onnx
+    from .deploy.tensorrt_ops import check_graph
+
+    height, width = parse_size(size)
+    t0 = time.perf_counter()
+    try:
+        path, geom = export_onnx(out_path, height, width, dynamic=dynamic, weights=weights, topk=topk)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}")
+    h, w = geom.lr_size
+    print(f"wrote {path} ({time.perf_counter() - t0:.1f}s): image {height}x{width} -> LR {h}x{w}, scale "
+          f"{geom.scale}, {geom.grid_h * geom.grid_w} tokens" + (", dynamic axes" if dynamic else ""))
+    problems = check_graph(path)
+    print("TensorRT check: " + ("every op supported, fp16-safe constants" if not problems else "; ".join(problems)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rethined", description="RETHINED high-resolution image inpainting.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="run a benchmark: quality or latency (its own --help lists options)")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark")
+    export = sub.add_parser("export", help="export for deployment: onnx (the LR network, for TensorRT)")
+    export.add_argument("format", choices=("onnx",))
+    export.add_argument("output", type=Path, help="output .onnx file")
+    export.add_argument("--size", default="2048x2048", help="image size HxW in pixels (default 2048x2048); "
+                        "the graph takes the LR size it maps to")
+    export.add_argument("--dynamic", action="store_true", help="free batch and LR height/width axes")
+    export.add_argument("--topk", type=int, default=None, help="keys per hole token for the HR stage "
+                        "(default: the weights' hr_topk)")
+    export.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")
     for p in (inp, demo):
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
         p.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")
@@ -73,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         import importlib
         importlib.import_module(f"rethined_engine.bench.{args.name}").main(args.args)
+    elif args.command == "export":
+        run_export(args.output, args.size, args.dynamic, args.topk, args.weights)
     elif args.command == "demo":
         run_inpaint(SAMPLE_IMAGE, SAMPLE_MASK, args.output, args.device, args.weights)
     else:

@@ -1,13 +1,19 @@
-"""Shapes for arbitrary images: integer HR scale, token grid, padding (brief section 3)."""
+"""Shapes for arbitrary images: integer HR scale, token grid, padding (brief section 3).
+
+Importable without torch (the TensorRT runtime plans with it); the tensor helpers import torch lazily.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+import numpy as np
 
 from .config import ModelConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -33,12 +39,18 @@ class Geometry:
     def padded_size(self) -> tuple[int, int]:
         return self.grid_h * self.patch * self.scale, self.grid_w * self.patch * self.scale
 
-    def key_inside(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """(gh*gw,) bool: tokens whose HR patch lies wholly inside the original image (may be keys)."""
+    def key_inside_grid(self) -> np.ndarray:
+        """(gh, gw) bool: tokens whose HR patch lies wholly inside the original image (may be keys)."""
         span = self.scale * self.patch
-        rows = (torch.arange(self.grid_h, device=device) + 1) * span <= self.height
-        cols = (torch.arange(self.grid_w, device=device) + 1) * span <= self.width
-        return (rows[:, None] & cols[None, :]).flatten()
+        rows = (np.arange(self.grid_h) + 1) * span <= self.height
+        cols = (np.arange(self.grid_w) + 1) * span <= self.width
+        return rows[:, None] & cols[None, :]
+
+    def key_inside(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(gh*gw,) bool tensor of `key_inside_grid`, flattened row-major."""
+        import torch
+
+        return torch.from_numpy(self.key_inside_grid().reshape(-1)).to(device)
 
 
 def plan(height: int, width: int, cfg: ModelConfig) -> Geometry:
@@ -52,11 +64,28 @@ def plan(height: int, width: int, cfg: ModelConfig) -> Geometry:
     return Geometry(height, width, scale, cfg.patch_size, grid_h, grid_w)
 
 
+def pad_mode(height: int, width: int, size: tuple[int, int]) -> str:
+    """"reflect" (edge not repeated) or, where the pad exceeds the image, "replicate"."""
+    return "reflect" if size[0] - height < height and size[1] - width < width else "replicate"
+
+
 def pad_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Pad (B, C, H, W) bottom/right to `size` by reflection (replication where the pad exceeds the
-    image, which reflection cannot do)."""
+    """Pad (B, C, H, W) bottom/right to `size` by `pad_mode`."""
+    import torch.nn.functional as F
+
     pad_h, pad_w = size[0] - x.shape[-2], size[1] - x.shape[-1]
     if pad_h == 0 and pad_w == 0:
         return x
-    mode = "reflect" if pad_h < x.shape[-2] and pad_w < x.shape[-1] else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=pad_mode(x.shape[-2], x.shape[-1], size))
+
+
+def gaussian_taps(scale: int) -> tuple[np.ndarray, int]:
+    """1-D anti-alias taps (float64) for an integer downsample by `scale`, centred on each s-pixel cell.
+
+    sigma = (s - 1) / 2 (as scikit-image's anti-aliasing); returns (taps of length s + 2r, r).
+    """
+    sigma = (scale - 1) / 2
+    radius = math.ceil(3 * sigma)
+    offsets = np.arange(-radius, scale + radius, dtype=np.float64) - (scale - 1) / 2
+    taps = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return taps / taps.sum(), radius

@@ -13,6 +13,7 @@ from torch import nn
 from ..config import ModelConfig
 
 PIXEL_CENTER = 0.5  # tokens are centred before projection so that cosine similarity sees contrast, not brightness
+NORM_EPS = 1e-6     # floor of |q|, |k| before normalising; 1e-12 (torch's default) is 0 in fp16
 
 
 def patchify(image: torch.Tensor, patch: int) -> torch.Tensor:
@@ -44,8 +45,9 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, query_masked: torch.Tenso
     logits = torch.bmm(q.float(), k.float().transpose(1, 2)) * logit_scale.float()
     allowed = query_masked[:, :, None] & key_ok[:, None, :]
     keeps_self = ~allowed.any(dim=-1)
-    eye = torch.eye(q.shape[1], dtype=torch.bool, device=q.device)
-    allowed = allowed | (eye[None] & keeps_self[:, :, None])
+    token = torch.arange(q.shape[1], device=q.device)
+    diagonal = token[:, None] == token[None, :]      # not torch.eye: exports to Range + Equal, not EyeLike
+    allowed = allowed | (diagonal[None] & keeps_self[:, :, None])
     return torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
 
 
@@ -91,7 +93,7 @@ class NeuralPatchMatch(nn.Module):
     def project(self, tokens: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens (B, N, 3P^2), features (B, Cf, gh, gw) -> unit-norm q, k (B, N, d)."""
         x = torch.cat([tokens - PIXEL_CENTER, features.flatten(2).transpose(1, 2)], dim=-1)
-        return F.normalize(self.to_q(x), dim=-1), F.normalize(self.to_k(x), dim=-1)
+        return F.normalize(self.to_q(x), dim=-1, eps=NORM_EPS), F.normalize(self.to_k(x), dim=-1, eps=NORM_EPS)
 
     def forward(self, composite, coarse, mask, features, key_inside):
         grid_h, grid_w = features.shape[-2:]

@@ -6,31 +6,18 @@ masked token becomes up_i + sum_j A_ij HF_j. Known pixels are copied from the in
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
+from ..geometry import gaussian_taps
 from .patchmatch import patchify, unpatchify
-
-
-def gaussian_taps(scale: int) -> tuple[torch.Tensor, int]:
-    """1-D anti-alias taps for an integer downsample by `scale`, centred on each s-pixel cell.
-
-    sigma = (s - 1) / 2 (as scikit-image's anti-aliasing); returns (taps of length s + 2r, r).
-    """
-    sigma = (scale - 1) / 2
-    radius = math.ceil(3 * sigma)
-    offsets = torch.arange(-radius, scale + radius, dtype=torch.float64) - (scale - 1) / 2
-    taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    return (taps / taps.sum()).float(), radius
 
 
 def _blur_down(x: torch.Tensor, taps: torch.Tensor, radius: int, scale: int) -> torch.Tensor:
     """Separable strided filtering of (B, C, H, W) -> (B, C, H/s, W/s), reflect-padded."""
     c = x.shape[1]
     x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    kh = taps.to(x).reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
+    kh = torch.from_numpy(taps).to(x).reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
     x = F.conv2d(x, kh, stride=(scale, 1), groups=c)
     return F.conv2d(x, kh.reshape(c, 1, 1, -1), stride=(1, scale), groups=c)
 

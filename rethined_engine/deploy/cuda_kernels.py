@@ -1,0 +1,42 @@
+"""The CUDA C HR stage (`csrc/cuda/hr_upscale.cu`): source lookup, launch geometry, and launchers for
+CuPy (tests on a lent GPU) and pycuda (the TensorRT runtime). Imports neither torch nor a CUDA library
+until a launcher is called."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from ..geometry import Geometry
+
+KERNEL_NAME = "hr_upscale_u8"
+BLOCK = (32, 8, 1)  # 256 threads; x runs along image rows (coalesced uint8 HWC reads and writes)
+_SOURCE_PLACES = (Path(__file__).resolve().parents[1] / "csrc" / "cuda",    # installed: rethined_engine/csrc
+                  Path(__file__).resolve().parents[2] / "csrc" / "cuda")    # source checkout
+
+
+@lru_cache(maxsize=None)
+def cuda_source(name: str = "hr_upscale.cu") -> str:
+    for folder in _SOURCE_PLACES:
+        if (folder / name).is_file():
+            return (folder / name).read_text()
+    raise FileNotFoundError(f"{name} not found in {[str(p) for p in _SOURCE_PLACES]}")
+
+
+def launch_grid(geom: Geometry) -> tuple[int, int, int]:
+    """Blocks covering the H x W image with `BLOCK` threads each."""
+    return (-(-geom.width // BLOCK[0]), -(-geom.height // BLOCK[1]), 1)
+
+
+def kernel_scalars(geom: Geometry, topk: int) -> tuple[int, ...]:
+    """The int arguments after the pointers: H, W, scale, patch, grid_h, grid_w, K."""
+    return (geom.height, geom.width, geom.scale, geom.patch, geom.grid_h, geom.grid_w, topk)
+
+
+def launch_hr_upscale_cupy(image, mask, lr, weight, index, out, geom: Geometry) -> None:
+    """CuPy arrays: image/out (H, W, 3) uint8, mask (H, W) uint8, lr (1, 3, h, w) float32, weight (N, K)
+    float32, index (N, K) int32 (all C-contiguous)."""
+    import cupy as cp
+
+    kernel = cp.RawKernel(cuda_source(), KERNEL_NAME)
+    scalars = tuple(cp.int32(v) for v in kernel_scalars(geom, weight.shape[-1]))
+    kernel(launch_grid(geom), BLOCK, (image, mask, lr, weight, index, out, *scalars))

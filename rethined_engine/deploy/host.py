@@ -1,0 +1,100 @@
+"""Host-side (numpy, no torch) halves of the deployed pipeline: HR -> LR preparation before the LR
+network, and the HR attention-upscale stage after it. They compute what `Rethined.forward` computes
+(float32) and are the reference the CUDA C kernel (`csrc/cuda/hr_upscale.cu`) is tested against.
+
+Layouts: HR images (H, W, 3) uint8; masks (H, W) bool, True = hole; LR tensors (1, C, h, w) float32 as
+the ONNX graph takes them; top-K weight/index (N, K) for the N = gh * gw tokens (row-major).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..geometry import Geometry, gaussian_taps, pad_mode
+
+
+class LRInputs(NamedTuple):
+    image: np.ndarray       # (1, 3, h, w) float32 in [0, 1], 0 in holes
+    mask: np.ndarray        # (1, 1, h, w) float32, 1 = hole
+    key_inside: np.ndarray  # (1, 1, gh, gw) float32, 1 = may be a source token
+
+
+def _pad(x: np.ndarray, geom: Geometry) -> np.ndarray:
+    """(H, W, ...) -> (padded H, padded W, ...) bottom/right, as `geometry.pad_to`."""
+    size = geom.padded_size
+    pad = [(0, size[0] - x.shape[0]), (0, size[1] - x.shape[1])] + [(0, 0)] * (x.ndim - 2)
+    mode = "reflect" if pad_mode(x.shape[0], x.shape[1], size) == "reflect" else "edge"
+    return np.pad(x, pad, mode=mode)
+
+
+def _blur_down(x: np.ndarray, scale: int) -> np.ndarray:
+    """(H, W, C) float32 -> (H/s, W/s, C): reflect-padded separable Gaussian, stride s (as `downsample`)."""
+    taps, radius = gaussian_taps(scale)
+    taps = taps.astype(np.float32)
+    out_h, out_w = x.shape[0] // scale, x.shape[1] // scale
+    x = np.pad(x, ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
+    rows = np.zeros((out_h, x.shape[1], x.shape[2]), np.float32)
+    for t, tap in enumerate(taps):
+        rows += tap * x[t:t + scale * out_h:scale]
+    out = np.zeros((out_h, out_w, x.shape[2]), np.float32)
+    for t, tap in enumerate(taps):
+        out += tap * rows[:, t:t + scale * out_w:scale]
+    return out
+
+
+def prepare_lr(image: np.ndarray, mask: np.ndarray, geom: Geometry) -> LRInputs:
+    """HR uint8 image (H, W, 3) and bool mask (H, W) -> the LR network's inputs."""
+    known = (~mask).astype(np.float32)
+    hr = _pad(image.astype(np.float32) / 255.0 * known[..., None], geom)
+    hr_mask = _pad(mask.astype(np.float32), geom)
+    s = geom.scale
+    key_inside = geom.key_inside_grid().astype(np.float32)[None, None]
+    if s == 1:
+        return LRInputs(hr.transpose(2, 0, 1)[None].copy(), hr_mask[None, None].copy(), key_inside)
+    hr_known = 1.0 - hr_mask
+    num = _blur_down(np.concatenate([hr * hr_known[..., None], hr_known[..., None]], axis=-1), s)
+    weight = num[..., 3:]
+    lr = np.where(weight > 0, num[..., :3] / np.maximum(weight, 1e-12), 0.0).astype(np.float32)
+    h, w = lr.shape[:2]
+    lr_mask = hr_mask.reshape(h, s, w, s).max(axis=(1, 3))
+    return LRInputs(lr.transpose(2, 0, 1)[None].copy(), lr_mask[None, None].astype(np.float32), key_inside)
+
+
+def _bilinear_axis(n_out: int, n_in: int, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Half-pixel bilinear taps along one axis (torch `interpolate(..., align_corners=False)`)."""
+    src = np.maximum((np.arange(n_out, dtype=np.float32) + 0.5) / np.float32(scale) - 0.5, 0.0)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (src - i0).astype(np.float32)
+
+
+def upsample(lr: np.ndarray, scale: int) -> np.ndarray:
+    """(3, h, w) float32 -> (h*s, w*s, 3) bilinear (half-pixel centres)."""
+    c, h, w = lr.shape
+    y0, y1, ly = _bilinear_axis(h * scale, h, scale)
+    x0, x1, lx = _bilinear_axis(w * scale, w, scale)
+    rows = lr[:, y0] * (1 - ly)[None, :, None] + lr[:, y1] * ly[None, :, None]
+    out = rows[:, :, x0] * (1 - lx) + rows[:, :, x1] * lx
+    return out.transpose(1, 2, 0)
+
+
+def upscale_hr(image: np.ndarray, mask: np.ndarray, lr_result: np.ndarray, weight: np.ndarray,
+               index: np.ndarray, geom: Geometry) -> np.ndarray:
+    """The HR stage: hole pixel p of token i becomes clamp(up_p + sum_k w_ik * HF_{index_ik}(p)) with
+    up = bilinear(lr_result), HF = image - up of the source token at the same offset; known pixels are
+    the input's. image (H, W, 3) uint8, mask (H, W) bool, lr_result (1, 3, h, w) -> (H, W, 3) uint8."""
+    s, span = geom.scale, geom.scale * geom.patch
+    up = upsample(lr_result[0], s)                                               # (pH, pW, 3)
+    if s > 1:
+        padded = _pad(image.astype(np.float32) / 255.0 * (~mask)[..., None], geom)
+        tokens = lambda x: x.reshape(geom.grid_h, span, geom.grid_w, span, 3).transpose(0, 2, 1, 3, 4).reshape(
+            geom.grid_h * geom.grid_w, span, span, 3)
+        hf, out = tokens(padded - up), tokens(up).copy()
+        for k in range(weight.shape[-1]):
+            w = weight[:, k]
+            live = w != 0
+            out[live] += w[live, None, None, None] * hf[index[live, k]]
+        up = out.reshape(geom.grid_h, geom.grid_w, span, span, 3).transpose(0, 2, 1, 3, 4).reshape(up.shape)
+    filled = np.rint(np.clip(up[:geom.height, :geom.width], 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.where(mask[..., None], filled, image)

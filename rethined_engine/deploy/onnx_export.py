@@ -1,0 +1,85 @@
+"""ONNX export of the LR network: coarse CNN + NeuralPatchMatch + coherence, inference form.
+
+Graph inputs (float32; h, w multiples of 32, gh = h / P, gw = w / P, N = gh * gw):
+    image (B, 3, h, w) in [0, 1], hole pixels ignored;  mask (B, 1, h, w), 1 = hole;
+    key_inside (B, 1, gh, gw), 1 = token may be a source (its HR patch lies inside the image).
+Graph outputs:
+    lr_result (B, 3, h, w) float32, the composited LR inpainting;
+    topk_weight (B, N, K) float32 and topk_index (B, N, K) int32: token i at HR becomes
+    up_i + sum_k topk_weight[i, k] * HF[topk_index[i, k]]. Weights are the attention row's K largest
+    entries renormalised to sum 1, then zeroed where the row is a known token or the source is not a
+    key, so the HR stage needs no other mask (`attention_upscale` with topk = K, exactly).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..geometry import Geometry, plan
+from ..model import Rethined
+from ..weights import load_model
+
+OPSET = 17
+INPUT_NAMES = ("image", "mask", "key_inside")
+OUTPUT_NAMES = ("lr_result", "topk_weight", "topk_index")
+
+
+class LRNetwork(nn.Module):
+    """The exported graph: `Rethined.forward_lr` plus the top-K selection the HR stage consumes."""
+
+    def __init__(self, model: Rethined, topk: int):
+        super().__init__()
+        if topk < 1:
+            raise ValueError(f"topk: the exported graph mixes the K strongest keys, K >= 1; got {topk} "
+                             "(dense rows, hr_topk=0, are not exported)")
+        self.model, self.topk = model, topk
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, key_inside: torch.Tensor):
+        out = self.model.forward_lr(image, mask, key_inside.flatten(1) > 0.5)
+        weight, index = out.attn.topk(self.topk, dim=-1)
+        weight = weight / weight.sum(dim=-1, keepdim=True)
+        source_ok = torch.gather(out.key_ok.float(), 1, index.flatten(1)).reshape(index.shape)
+        weight = weight * source_ok * out.query_masked.float()[..., None]
+        return out.result, weight, index.to(torch.int32)
+
+
+def example_inputs(height: int, width: int, patch: int, batch: int = 1, seed: int = 0):
+    """Random LR inputs of the graph's shapes (a ~30 % hole), for tracing and tests."""
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(batch, 3, height, width, generator=g)
+    mask = (torch.rand(batch, 1, height // patch, width // patch, generator=g) < 0.3).float()
+    mask = torch.nn.functional.interpolate(mask, scale_factor=patch, mode="nearest")
+    key_inside = torch.ones(batch, 1, height // patch, width // patch)
+    return image, mask, key_inside
+
+
+def export_onnx(path: str | Path, height: int = 2048, width: int = 2048, dynamic: bool = False,
+                weights: str | Path | None = None, topk: int | None = None) -> tuple[Path, Geometry]:
+    """Write the LR network for images of height x width (HR pixels) as ONNX, opset 17.
+
+    The graph's LR size follows from the image size by `geometry.plan` (e.g. 2048x2048 -> 512x512, scale
+    4). dynamic: batch and the LR height/width become free axes (the image size only picks the example).
+    topk: default the weights' hr_topk. Returns (path, geometry of the example size).
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"height, width: expected positive image sizes, got {height}x{width}")
+    model = load_model(weights, "cpu", torch.float32).eval()
+    geom = plan(height, width, model.cfg)
+    net = LRNetwork(model, model.cfg.hr_topk if topk is None else topk).eval()
+    inputs = example_inputs(*geom.lr_size, model.cfg.patch_size)
+    dynamic_axes = None
+    if dynamic:
+        lr_axes = {0: "batch", 2: "lr_height", 3: "lr_width"}
+        dynamic_axes = {"image": lr_axes, "mask": lr_axes, "lr_result": lr_axes,
+                        "key_inside": {0: "batch", 2: "grid_h", 3: "grid_w"},
+                        "topk_weight": {0: "batch", 1: "tokens"}, "topk_index": {0: "batch", 1: "tokens"}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python ints from shapes: sizes stay symbolic
+        torch.onnx.export(net, inputs, str(path), input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                          opset_version=OPSET, dynamic_axes=dynamic_axes, dynamo=False)
+    return path, geom
