@@ -1,70 +1,56 @@
-"""`Engine`: the user-facing inpainting entry point."""
+"""`Engine`: the user-facing inpainting entry point. Importing it does not import torch, so the
+TensorRT backend runs where only numpy, tensorrt and pycuda are installed."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .io import prepare
-from .weights import DEFAULT_WEIGHTS, load_model
-
-BACKENDS = ("torch",)
-PLANNED_BACKENDS = ("triton", "native", "tensorrt")
-DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-               "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-
-
-def _resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
-    if dtype is None:
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if isinstance(dtype, str):
-        if dtype not in DTYPE_NAMES:
-            raise ValueError(f"dtype: expected one of {sorted(DTYPE_NAMES)}, got {dtype!r}")
-        dtype = DTYPE_NAMES[dtype]
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ValueError(f"dtype: expected torch.float32, float16 or bfloat16, got {dtype}")
-    return dtype
+from .backends import AVAILABLE, PLANNED
 
 
 class Engine:
-    """Inpaint images with the shipped RETHINED weights.
+    """Inpaint images with RETHINED.
 
-    >>> engine = Engine()                       # shipped weights, fastest backend for the device
+    >>> engine = Engine()                       # shipped weights, torch backend
     >>> out = engine.inpaint(img, mask)         # same type/size/layout as img; mask nonzero = fill
 
-    weights: path to a .safetensors file (default: shipped). device: "cpu", "cuda", ... (default: CUDA
-    when available). backend: "torch" (the only one in this release). dtype: compute dtype (default
-    float16 on CUDA, float32 on CPU). Other keyword arguments override inference settings of
-    `ModelConfig` (`config.INFERENCE_FIELDS`: lr_long_side, hr_topk, hf_transfer, float_mask_threshold).
+    backend: "torch" (default; any torch device) or "tensorrt" (a TensorRT plan built by
+    `rethined export onnx` + `rethined_engine.deploy.tensorrt_build`, given as `engine_path`; numpy/PIL
+    inputs; no torch import). weights: .safetensors file for the torch backend (default: shipped).
+    device: "cpu", "cuda", "cuda:1", ... (default: CUDA when available). dtype: torch compute dtype
+    (default float16 on CUDA, float32 on CPU). Other keyword arguments override inference settings
+    (`config.INFERENCE_FIELDS`; the tensorrt backend takes `float_mask_threshold` only, the rest is
+    fixed when its plan is built).
     """
 
-    def __init__(self, weights: str | Path | None = None, device: str | torch.device | None = None,
-                 backend: str | None = None, dtype: torch.dtype | str | None = None, **overrides):
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device: CUDA was requested but torch.cuda.is_available() is False")
+    def __init__(self, weights: str | Path | None = None, device: Any = None, backend: str | None = None,
+                 dtype: Any = None, engine_path: str | Path | None = None, **overrides):
         backend = backend or "torch"
-        if backend not in BACKENDS:
-            if backend in PLANNED_BACKENDS:
-                raise ValueError(f"backend: {backend!r} is not available in this build; available: {BACKENDS}")
-            raise ValueError(f"backend: unknown backend {backend!r}; expected one of {BACKENDS + PLANNED_BACKENDS}")
+        if backend not in AVAILABLE:
+            if backend in PLANNED:
+                raise ValueError(f"backend: {backend!r} is not available in this build; available: {AVAILABLE}")
+            raise ValueError(f"backend: unknown backend {backend!r}; expected one of {AVAILABLE + PLANNED}")
+        if backend == "tensorrt":
+            if engine_path is None:
+                raise ValueError("engine_path: backend='tensorrt' needs a TensorRT plan file "
+                                 "(see docs/jetson.md: rethined export onnx, then rethined build-trt)")
+            if weights is not None or dtype is not None:
+                raise ValueError("weights, dtype: fixed when the TensorRT plan is built; pass engine_path only")
+            from .deploy.tensorrt_runtime import TensorRTBackend
+            self._impl = TensorRTBackend(engine_path, device, **overrides)
+        else:
+            if engine_path is not None:
+                raise ValueError(f"engine_path: only used by backend='tensorrt', got backend={backend!r}")
+            from .backends.torch_backend import TorchBackend
+            self._impl = TorchBackend(weights, device, dtype, **overrides)
         self.backend = backend
-        self.dtype = _resolve_dtype(dtype, self.device)
-        self.weights_path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-        self.model = load_model(self.weights_path, self.device, self.dtype, **overrides)
-        self.config = self.model.cfg
 
-    @torch.inference_mode()
     def inpaint(self, img: Any, mask: Any) -> Any:
         """Fill the pixels where `mask` is set. See `rethined_engine.io` for the accepted inputs."""
-        batch = prepare(img, mask, self.config.float_mask_threshold)
-        if not bool(batch.mask.any()):
-            return batch.unchanged()
-        if bool(batch.mask.flatten(1).all(dim=1).any()):
-            warnings.warn("mask covers the whole image: nothing is known, the result is the coarse network's "
-                          "guess", RuntimeWarning, stacklevel=2)
-        image = batch.as_float(self.dtype).to(self.device)
-        result = self.model(image, batch.mask.to(self.device))
-        return batch.compose(result)
+        return self._impl.inpaint(img, mask)
+
+    def __getattr__(self, name: str) -> Any:
+        """device, dtype, config, model, weights_path, ...: the backend's."""
+        if name == "_impl":
+            raise AttributeError(name)
+        return getattr(self._impl, name)

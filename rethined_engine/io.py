@@ -15,16 +15,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .validation import (channel_hint, check_float_values, check_numpy_image, check_pil_image, mask_batch_shape,
+                         numpy_mask)
+
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 IMAGE_DTYPES = (torch.uint8, *FLOAT_DTYPES)
-
-
-def _channel_hint(channels: int) -> str:
-    if channels == 4:
-        return " (RGBA: drop or composite the alpha channel first, e.g. img[..., :3] / pil.convert('RGB'))"
-    if channels == 1:
-        return " (grayscale: repeat it to 3 channels, e.g. np.repeat(img, 3, axis=-1) / pil.convert('RGB'))"
-    return ""
 
 
 @dataclass
@@ -55,20 +50,7 @@ class Batch:
 
 
 def _image_from_numpy(img: np.ndarray) -> tuple[torch.Tensor, Callable]:
-    if img.ndim not in (3, 4):
-        hint = _channel_hint(1) if img.ndim == 2 else ""
-        raise ValueError(f"img: numpy images must be HWC or BHWC (ndim 3 or 4), got shape {img.shape}{hint}")
-    if img.shape[-1] != 3:
-        if img.ndim == 3 and img.shape[0] == 3:
-            raise ValueError(f"img: numpy images are HWC; shape {img.shape} looks CHW, use img.transpose(1, 2, 0)")
-        raise ValueError(f"img: expected 3 channels (RGB) in the last axis, got shape {img.shape}"
-                         f"{_channel_hint(img.shape[-1])}")
-    if img.dtype not in (np.uint8, np.float16, np.float32, np.float64):
-        raise TypeError(f"img: unsupported numpy dtype {img.dtype}; expected uint8 or float16/32/64")
-    batched = img.ndim == 4
-    arr = np.ascontiguousarray(img if batched else img[None])
-    if not arr.flags.writeable:  # torch cannot wrap read-only memory (e.g. np.asarray of a PIL image)
-        arr = arr.copy()
+    arr, batched = check_numpy_image(img)
     tensor = torch.from_numpy(arr).permute(0, 3, 1, 2)
 
     def restore(out: torch.Tensor) -> np.ndarray:
@@ -87,7 +69,7 @@ def _image_from_torch(img: torch.Tensor) -> tuple[torch.Tensor, Callable]:
             raise ValueError(f"img: torch images are CHW/BCHW; shape {tuple(img.shape)} looks channels-last, "
                              "use img.permute(2, 0, 1) (or (0, 3, 1, 2) for a batch)")
         raise ValueError(f"img: expected 3 channels (RGB) in dim -3, got shape {tuple(img.shape)}"
-                         f"{_channel_hint(channels)}")
+                         f"{channel_hint(channels)}")
     if img.dtype not in IMAGE_DTYPES:
         raise TypeError(f"img: unsupported torch dtype {img.dtype}; expected uint8 or a float dtype")
     batched = img.ndim == 4
@@ -95,43 +77,22 @@ def _image_from_torch(img: torch.Tensor) -> tuple[torch.Tensor, Callable]:
 
 
 def _image_from_pil(img: Image.Image) -> tuple[torch.Tensor, Callable]:
-    if img.mode != "RGB":
-        hint = _channel_hint(4 if "A" in img.mode else 1)
-        raise ValueError(f"img: PIL mode {img.mode!r} is not RGB; use img.convert('RGB'){hint}")
-    tensor, _ = _image_from_numpy(np.asarray(img))
+    tensor, _ = _image_from_numpy(check_pil_image(img))
     return tensor, lambda out: Image.fromarray(out[0].permute(1, 2, 0).contiguous().numpy(), mode="RGB")
 
 
 def _check_values(image: torch.Tensor) -> None:
-    if image.dtype == torch.uint8:
-        return
-    if not bool(torch.isfinite(image).all()):
-        raise ValueError("img: contains NaN or infinite values")
-    lo, hi = float(image.min()), float(image.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"img: float images must lie in [0, 1], got values in [{lo:g}, {hi:g}]"
-                         + (" (0..255 data? divide by 255)" if hi > 1.0 else ""))
+    if image.dtype != torch.uint8:
+        finite = bool(torch.isfinite(image).all())
+        check_float_values(float(image.min()) if finite else 0.0, float(image.max()) if finite else 0.0, finite)
 
 
 def _mask_tensor(mask: Any) -> torch.Tensor:
-    if isinstance(mask, Image.Image):
-        if mask.mode not in ("1", "L", "I", "F", "P"):
-            raise ValueError(f"mask: PIL mode {mask.mode!r} has several channels; use mask.convert('L')")
-        if mask.mode == "P":
-            mask = mask.convert("L")
-        return torch.from_numpy(np.array(mask))
-    if isinstance(mask, np.ndarray):
-        if mask.dtype == object or not (np.issubdtype(mask.dtype, np.number) or mask.dtype == np.bool_):
-            raise TypeError(f"mask: unsupported numpy dtype {mask.dtype}")
-        if mask.dtype in (np.uint16, np.uint32, np.uint64):
-            mask = mask.astype(np.int64)
-        mask = np.ascontiguousarray(mask)
-        return torch.from_numpy(mask if mask.flags.writeable else mask.copy())
     if isinstance(mask, torch.Tensor):
         if mask.is_complex():
             raise TypeError(f"mask: unsupported torch dtype {mask.dtype}")
         return mask
-    raise TypeError(f"mask: expected a numpy array, torch tensor or PIL image, got {type(mask).__name__}")
+    return torch.from_numpy(numpy_mask(mask))
 
 
 def _binarise(mask: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -147,18 +108,7 @@ def _binarise(mask: torch.Tensor, threshold: float) -> torch.Tensor:
 def _mask_batch(mask: Any, batch: int, height: int, width: int, threshold: float,
                 device: torch.device) -> torch.Tensor:
     m = _mask_tensor(mask)
-    shape = tuple(m.shape)
-    if m.ndim >= 3 and m.shape[-1] == 1 and m.shape[-3:-1] == (height, width):
-        m = m[..., 0]                                            # HW1 / BHW1
-    if m.ndim < 2 or m.shape[-2:] != (height, width):
-        raise ValueError(f"mask: shape {shape} does not match the image size {height}x{width} "
-                         "(expected HW, HW1, 1HW, BHW or B1HW)")
-    lead = tuple(m.shape[:-2])
-    if len(lead) == 2 and lead[1] == 1:
-        lead = lead[:1]                                          # B1HW
-    if len(lead) > 1 or (lead and lead[0] not in (1, batch)):
-        raise ValueError(f"mask: shape {shape} does not fit a batch of {batch} images of {height}x{width}")
-    m = _binarise(m.reshape(*(lead or (1,)), 1, height, width), threshold)
+    m = _binarise(m.reshape(mask_batch_shape(tuple(m.shape), batch, height, width)), threshold)
     return m.to(device).expand(batch, 1, height, width)
 
 

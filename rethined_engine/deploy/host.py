@@ -2,7 +2,7 @@
 network, and the HR attention-upscale stage after it. They compute what `Rethined.forward` computes
 (float32) and are the reference the CUDA C kernel (`csrc/cuda/hr_upscale.cu`) is tested against.
 
-Layouts: HR images (H, W, 3) uint8; masks (H, W) bool, True = hole; LR tensors (1, C, h, w) float32 as
+Layouts: HR images (H, W, 3) uint8, or float in [0, 1]; masks (H, W) bool, True = hole; LR tensors (1, C, h, w) float32 as
 the ONNX graph takes them; top-K weight/index (N, K) for the N = gh * gw tokens (row-major).
 """
 from __future__ import annotations
@@ -43,10 +43,15 @@ def _blur_down(x: np.ndarray, scale: int) -> np.ndarray:
     return out
 
 
+def unit_float(image: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 / 255 (as `io.Batch.as_float`); float -> float32."""
+    return image.astype(np.float32) / np.float32(255.0) if image.dtype == np.uint8 else image.astype(np.float32)
+
+
 def prepare_lr(image: np.ndarray, mask: np.ndarray, geom: Geometry) -> LRInputs:
-    """HR uint8 image (H, W, 3) and bool mask (H, W) -> the LR network's inputs."""
+    """HR image (H, W, 3) and bool mask (H, W) -> the LR network's inputs."""
     known = (~mask).astype(np.float32)
-    hr = _pad(image.astype(np.float32) / 255.0 * known[..., None], geom)
+    hr = _pad(unit_float(image) * known[..., None], geom)
     hr_mask = _pad(mask.astype(np.float32), geom)
     s = geom.scale
     key_inside = geom.key_inside_grid().astype(np.float32)[None, None]
@@ -83,11 +88,12 @@ def upscale_hr(image: np.ndarray, mask: np.ndarray, lr_result: np.ndarray, weigh
                index: np.ndarray, geom: Geometry) -> np.ndarray:
     """The HR stage: hole pixel p of token i becomes clamp(up_p + sum_k w_ik * HF_{index_ik}(p)) with
     up = bilinear(lr_result), HF = image - up of the source token at the same offset; known pixels are
-    the input's. image (H, W, 3) uint8, mask (H, W) bool, lr_result (1, 3, h, w) -> (H, W, 3) uint8."""
+    the input's. image (H, W, 3) uint8 or float, mask (H, W) bool, lr_result (1, 3, h, w) -> (H, W, 3) of
+    image's dtype (uint8: rounded to nearest, ties to even)."""
     s, span = geom.scale, geom.scale * geom.patch
     up = upsample(lr_result[0], s)                                               # (pH, pW, 3)
     if s > 1:
-        padded = _pad(image.astype(np.float32) / 255.0 * (~mask)[..., None], geom)
+        padded = _pad(unit_float(image) * (~mask)[..., None], geom)
         tokens = lambda x: x.reshape(geom.grid_h, span, geom.grid_w, span, 3).transpose(0, 2, 1, 3, 4).reshape(
             geom.grid_h * geom.grid_w, span, span, 3)
         hf, out = tokens(padded - up), tokens(up).copy()
@@ -96,5 +102,6 @@ def upscale_hr(image: np.ndarray, mask: np.ndarray, lr_result: np.ndarray, weigh
             live = w != 0
             out[live] += w[live, None, None, None] * hf[index[live, k]]
         up = out.reshape(geom.grid_h, geom.grid_w, span, span, 3).transpose(0, 2, 1, 3, 4).reshape(up.shape)
-    filled = np.rint(np.clip(up[:geom.height, :geom.width], 0.0, 1.0) * 255.0).astype(np.uint8)
+    filled = np.clip(up[:geom.height, :geom.width], 0.0, 1.0)
+    filled = np.rint(filled * 255.0).astype(np.uint8) if image.dtype == np.uint8 else filled.astype(image.dtype)
     return np.where(mask[..., None], filled, image)

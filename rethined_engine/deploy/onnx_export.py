@@ -12,6 +12,7 @@ Graph outputs:
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -21,10 +22,7 @@ from torch import nn
 from ..geometry import Geometry, plan
 from ..model import Rethined
 from ..weights import load_model
-
-OPSET = 17
-INPUT_NAMES = ("image", "mask", "key_inside")
-OUTPUT_NAMES = ("lr_result", "topk_weight", "topk_index")
+from .graph_spec import INPUT_NAMES, METADATA_CONFIG, METADATA_DYNAMIC, METADATA_LR_SIZE, OPSET, OUTPUT_NAMES
 
 
 class LRNetwork(nn.Module):
@@ -82,4 +80,18 @@ def export_onnx(path: str | Path, height: int = 2048, width: int = 2048, dynamic
         warnings.simplefilter("ignore")  # tracer warnings about Python ints from shapes: sizes stay symbolic
         torch.onnx.export(net, inputs, str(path), input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
                           opset_version=OPSET, dynamic_axes=dynamic_axes, dynamo=False)
+    _add_metadata(path, {METADATA_CONFIG: dataclasses.replace(model.cfg, hr_topk=net.topk).to_json(),
+                         METADATA_DYNAMIC: "1" if dynamic else "0",
+                         METADATA_LR_SIZE: ",".join(map(str, geom.lr_size))})
     return path, geom
+
+
+def _add_metadata(path: Path, entries: dict[str, str]) -> None:
+    """Store what the TensorRT builder and runtime need inside the ONNX file (metadata_props)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for key, value in entries.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    onnx.save(model, str(path))
+

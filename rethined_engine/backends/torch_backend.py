@@ -1,0 +1,53 @@
+"""The plain-PyTorch backend: `Rethined.forward` on any torch device."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..io import prepare
+from ..weights import DEFAULT_WEIGHTS, load_model
+
+DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+               "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        if dtype not in DTYPE_NAMES:
+            raise ValueError(f"dtype: expected one of {sorted(DTYPE_NAMES)}, got {dtype!r}")
+        dtype = DTYPE_NAMES[dtype]
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype: expected torch.float32, float16 or bfloat16, got {dtype}")
+    return dtype
+
+
+class TorchBackend:
+    """weights: .safetensors (default shipped); device: torch device (default CUDA when available);
+    dtype: compute dtype (default float16 on CUDA, float32 on CPU); overrides: inference settings."""
+
+    def __init__(self, weights: str | Path | None = None, device: str | torch.device | None = None,
+                 dtype: torch.dtype | str | None = None, **overrides):
+        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device: CUDA was requested but torch.cuda.is_available() is False")
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.weights_path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        self.model = load_model(self.weights_path, self.device, self.dtype, **overrides)
+        self.config = self.model.cfg
+
+    @torch.inference_mode()
+    def inpaint(self, img: Any, mask: Any) -> Any:
+        batch = prepare(img, mask, self.config.float_mask_threshold)
+        if not bool(batch.mask.any()):
+            return batch.unchanged()
+        if bool(batch.mask.flatten(1).all(dim=1).any()):
+            warnings.warn("mask covers the whole image: nothing is known, the result is the coarse network's "
+                          "guess", RuntimeWarning, stacklevel=3)
+        image = batch.as_float(self.dtype).to(self.device)
+        result = self.model(image, batch.mask.to(self.device))
+        return batch.compose(result)

@@ -1,0 +1,101 @@
+"""The deployed pipeline without torch: input contract -> LR preparation -> LR network (any runner)
+-> HR stage (any runner) -> output of the caller's type. `tensorrt_runtime` plugs in TensorRT and the
+CUDA C kernel; tests plug in onnxruntime and the numpy HR stage, which checks this orchestration on
+machines without a GPU."""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from ..config import ModelConfig
+from ..geometry import Geometry, plan
+from ..validation import check_float_values, check_numpy_image, check_pil_image, mask_batch_shape, numpy_mask
+from .host import LRInputs, prepare_lr, upscale_hr
+
+LRRunner = Callable[[LRInputs], tuple[np.ndarray, np.ndarray, np.ndarray]]  # -> lr_result, topk_weight, topk_index
+HRRunner = Callable[..., np.ndarray]  # upscale_hr's signature
+
+
+class HostBatch(NamedTuple):
+    images: np.ndarray                   # (B, H, W, 3) uint8 or float, values untouched
+    masks: np.ndarray                    # (B, H, W) bool, True = fill
+    restore: Callable[[np.ndarray], Any]  # (B, H, W, 3) -> the caller's type
+
+
+def host_inputs(img: Any, mask: Any, threshold: float) -> HostBatch:
+    """The `Engine.inpaint` contract for numpy HWC/BHWC and PIL RGB images (no torch tensors here)."""
+    from PIL import Image
+
+    if isinstance(img, Image.Image):
+        arr, _ = check_numpy_image(check_pil_image(img))
+        restore = lambda out: Image.fromarray(out[0], mode="RGB")  # noqa: E731
+    elif isinstance(img, np.ndarray):
+        arr, batched = check_numpy_image(img)
+        restore = (lambda out: out) if batched else (lambda out: out[0])
+    elif type(img).__module__.startswith("torch"):
+        raise TypeError("img: this backend takes numpy arrays (HWC/BHWC) or PIL images; convert torch tensors "
+                        "with img.permute(1, 2, 0).cpu().numpy() or use backend='torch'")
+    else:
+        raise TypeError(f"img: expected a numpy array or PIL image, got {type(img).__name__}")
+    if arr.dtype != np.uint8:
+        finite = bool(np.isfinite(arr).all())
+        check_float_values(float(arr.min()) if finite else 0.0, float(arr.max()) if finite else 0.0, finite)
+    batch, height, width = arr.shape[:3]
+    if type(mask).__module__.startswith("torch"):
+        raise TypeError("mask: this backend takes numpy arrays or PIL images; use mask.cpu().numpy()")
+    m = numpy_mask(mask)
+    m = m.reshape(mask_batch_shape(m.shape, batch, height, width))[:, 0]
+    if m.dtype.kind == "f":
+        if np.isnan(m).any():
+            raise ValueError("mask: contains NaN")
+        m = m >= threshold
+    else:
+        m = m != 0
+    return HostBatch(arr, np.broadcast_to(m, (batch, height, width)), restore)
+
+
+class LRSizeRange(NamedTuple):
+    """LR sizes a runner accepts: [low, high] per side (equal for a static graph) and the batch limit."""
+
+    low: tuple[int, int]
+    high: tuple[int, int]
+
+    def check(self, geom: Geometry) -> None:
+        h, w = geom.lr_size
+        if not (self.low[0] <= h <= self.high[0] and self.low[1] <= w <= self.high[1]):
+            raise ValueError(f"img: a {geom.height}x{geom.width} image needs LR size {h}x{w}, but this plan accepts "
+                             f"{self.low[0]}x{self.low[1]} to {self.high[0]}x{self.high[1]}; export and build "
+                             "with --dynamic, or for this size (rethined export onnx --size HxW)")
+
+
+class DeployedPipeline:
+    """inpaint(img, mask) over an LR runner and an HR runner (numpy in, numpy out, per image)."""
+
+    def __init__(self, cfg: ModelConfig, lr_runner: LRRunner, sizes: LRSizeRange,
+                 hr_runner: HRRunner = upscale_hr, float_mask_threshold: float | None = None):
+        self.config = cfg
+        self.lr_runner, self.hr_runner, self.sizes = lr_runner, hr_runner, sizes
+        self.threshold = cfg.float_mask_threshold if float_mask_threshold is None else float_mask_threshold
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"float_mask_threshold: expected a value in (0, 1], got {self.threshold}")
+
+    def inpaint_one(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """image (H, W, 3), mask (H, W) bool -> (H, W, 3) of image's dtype."""
+        if not mask.any():
+            return image.copy()
+        geom = plan(image.shape[0], image.shape[1], self.config)
+        self.sizes.check(geom)
+        lr_result, weight, index = self.lr_runner(prepare_lr(image, mask, geom))
+        if not self.config.hf_transfer:
+            weight = np.zeros_like(weight)
+        runner = self.hr_runner if image.dtype == np.uint8 else upscale_hr  # the CUDA kernel is uint8 only
+        return runner(image, mask, lr_result, weight[0], index[0], geom)
+
+    def inpaint(self, img: Any, mask: Any) -> Any:
+        batch = host_inputs(img, mask, self.threshold)
+        if batch.masks.reshape(len(batch.masks), -1).all(axis=1).any():
+            warnings.warn("mask covers the whole image: nothing is known, the result is the coarse network's "
+                          "guess", RuntimeWarning, stacklevel=3)
+        return batch.restore(np.stack([self.inpaint_one(i, m) for i, m in zip(batch.images, batch.masks)]))

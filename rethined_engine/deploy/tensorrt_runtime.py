@@ -1,0 +1,164 @@
+"""`Engine(backend="tensorrt", engine_path=...)`: TensorRT runs the LR network, the CUDA C kernel
+(compiled at start-up by pycuda) runs the HR stage; needs numpy, tensorrt and pycuda, never torch.
+
+Per image: numpy LR preparation on the host -> pinned buffers -> async copies on one stream ->
+TensorRT `execute_async_v3` -> the HR kernel reads the uint8 image and writes the uint8 result on the
+device -> one copy back. Buffers are kept for the last image size (video frames reuse them).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import INFERENCE_FIELDS, ModelConfig
+from ..geometry import Geometry, plan
+from .cuda_kernels import BLOCK, KERNEL_NAME, cuda_source, kernel_scalars, launch_grid
+from .graph_spec import INPUT_NAMES, OUTPUT_NAMES
+from .host import LRInputs, prepare_lr
+from .pipeline import DeployedPipeline, LRSizeRange
+from .tensorrt_build import sidecar_path
+
+
+def load_plan_info(engine_path: str | Path) -> dict:
+    """The sidecar `<plan>.json` that `tensorrt_build` writes next to a plan."""
+    engine_path = Path(engine_path)
+    if not engine_path.is_file():
+        raise FileNotFoundError(f"engine_path: TensorRT plan not found: {engine_path}")
+    side = sidecar_path(engine_path)
+    if not side.is_file():
+        raise FileNotFoundError(f"engine_path: {side} is missing; build the plan with "
+                                "python -m rethined_engine.deploy.tensorrt_build (it writes both files)")
+    return json.loads(side.read_text())
+
+
+def buffer_plan(geom: Geometry, topk: int) -> dict[str, tuple[tuple[int, ...], type]]:
+    """Device buffers for one image: the LR graph's inputs/outputs and the HR stage's uint8 images."""
+    h, w = geom.lr_size
+    tokens = geom.grid_h * geom.grid_w
+    return {"image": ((1, 3, h, w), np.float32), "mask": ((1, 1, h, w), np.float32),
+            "key_inside": ((1, 1, geom.grid_h, geom.grid_w), np.float32),
+            "lr_result": ((1, 3, h, w), np.float32), "topk_weight": ((1, tokens, topk), np.float32),
+            "topk_index": ((1, tokens, topk), np.int32),
+            "hr_image": ((geom.height, geom.width, 3), np.uint8), "hr_mask": ((geom.height, geom.width), np.uint8),
+            "hr_out": ((geom.height, geom.width, 3), np.uint8)}
+
+
+def parse_device(device: Any) -> int:
+    """None, "cuda", "cuda:N" or N -> CUDA device index."""
+    if device is None or device == "cuda":
+        return 0
+    if isinstance(device, int) and device >= 0:
+        return device
+    if isinstance(device, str) and device.startswith("cuda:") and device[5:].isdigit():
+        return int(device[5:])
+    raise ValueError(f"device: the tensorrt backend runs on a CUDA GPU: expected 'cuda', 'cuda:N' or N, got {device!r}")
+
+
+class _Buffers:
+    """Device + pinned host memory of `buffer_plan`, reused while the image size stays the same."""
+
+    def __init__(self, cuda, geom: Geometry, topk: int):
+        self.geom = geom
+        self.device, self.host = {}, {}
+        for name, (shape, dtype) in buffer_plan(geom, topk).items():
+            self.host[name] = cuda.pagelocked_empty(shape, dtype)
+            self.device[name] = cuda.mem_alloc(self.host[name].nbytes)
+
+
+class TensorRTBackend(DeployedPipeline):
+    def __init__(self, engine_path: str | Path, device: Any = None, **overrides):
+        bad = sorted(set(overrides) - {"float_mask_threshold"})
+        if bad:
+            fixed = [b for b in bad if b in INFERENCE_FIELDS]
+            raise TypeError(f"{', '.join(bad)}: " + ("fixed when the TensorRT plan is built (export/build again)"
+                                                     if fixed else "not an Engine argument"))
+        info = load_plan_info(engine_path)
+        try:
+            import pycuda.driver as cuda
+            import tensorrt as trt
+            from pycuda.compiler import SourceModule
+        except ImportError as exc:
+            raise ImportError(f"backend 'tensorrt' needs the tensorrt and pycuda packages ({exc}); on Jetson "
+                              "tensorrt comes with JetPack, then: pip install pycuda") from exc
+        self.cuda = cuda
+        cuda.init()
+        self.device = f"cuda:{parse_device(device)}"
+        self._context = cuda.Device(parse_device(device)).retain_primary_context()
+        self._context.push()
+        self.engine_path = Path(engine_path)
+        self.dtype = "float16" if info["build"]["fp16"] else "float32"
+        self.topk = info["topk"]
+        logger = trt.Logger(trt.Logger.WARNING)
+        self._trt_engine = trt.Runtime(logger).deserialize_cuda_engine(self.engine_path.read_bytes())
+        if self._trt_engine is None:
+            raise RuntimeError(f"engine_path: TensorRT could not load {engine_path} (built by another TensorRT "
+                               "version or GPU? rebuild it on this device)")
+        self._exec = self._trt_engine.create_execution_context()
+        self._stream = cuda.Stream()
+        self._kernel = SourceModule(cuda_source(), no_extern_c=True).get_function(KERNEL_NAME)
+        self._buffers: _Buffers | None = None
+        cfg = ModelConfig.from_json(json.dumps(info["model_config"]))
+        sizes = LRSizeRange(tuple(info["lr_min"]), tuple(info["lr_max"]))
+        super().__init__(cfg, self._run_lr, sizes, float_mask_threshold=overrides.get("float_mask_threshold"))
+
+    def _buffers_for(self, geom: Geometry) -> _Buffers:
+        if self._buffers is None or self._buffers.geom != geom:
+            self._buffers = None  # free the previous size before allocating the next
+            self._buffers = _Buffers(self.cuda, geom, self.topk)
+        return self._buffers
+
+    def _enqueue_lr(self, buf: _Buffers, inputs: LRInputs) -> None:
+        """Copy the LR inputs in and run the network; outputs stay in buf.device."""
+        cuda, stream = self.cuda, self._stream
+        for name, value in zip(INPUT_NAMES, inputs):
+            np.copyto(buf.host[name], value)
+            cuda.memcpy_htod_async(buf.device[name], buf.host[name], stream)
+            self._exec.set_input_shape(name, value.shape)
+        for name in INPUT_NAMES + OUTPUT_NAMES:
+            self._exec.set_tensor_address(name, int(buf.device[name]))
+        if not self._exec.execute_async_v3(stream.handle):
+            raise RuntimeError("TensorRT execution failed")
+        if not self.config.hf_transfer:
+            cuda.memset_d32_async(buf.device["topk_weight"], 0, buf.host["topk_weight"].size, stream)
+
+    def _run_lr(self, inputs: LRInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """LR runner with host outputs (the float-image path)."""
+        h, w = inputs.image.shape[-2:]
+        patch = self.config.patch_size
+        buf = _Buffers(self.cuda, Geometry(h, w, 1, patch, h // patch, w // patch), self.topk)
+        self._enqueue_lr(buf, inputs)
+        for name in OUTPUT_NAMES:
+            self.cuda.memcpy_dtoh_async(buf.host[name], buf.device[name], self._stream)
+        self._stream.synchronize()
+        return tuple(buf.host[name].copy() for name in OUTPUT_NAMES)
+
+    def inpaint_one(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if image.dtype != np.uint8 or not mask.any():
+            return super().inpaint_one(image, mask)   # float images: HR stage in numpy, fp32
+        geom = plan(image.shape[0], image.shape[1], self.config)
+        self.sizes.check(geom)
+        buf = self._buffers_for(geom)
+        cuda, stream = self.cuda, self._stream
+        self._enqueue_lr(buf, prepare_lr(image, mask, geom))
+        np.copyto(buf.host["hr_image"], image)
+        np.copyto(buf.host["hr_mask"], mask)
+        for name in ("hr_image", "hr_mask"):
+            cuda.memcpy_htod_async(buf.device[name], buf.host[name], stream)
+        scalars = [np.int32(v) for v in kernel_scalars(geom, self.topk)]
+        self._kernel(buf.device["hr_image"], buf.device["hr_mask"], buf.device["lr_result"], buf.device["topk_weight"],
+                     buf.device["topk_index"], buf.device["hr_out"], *scalars, block=BLOCK, grid=launch_grid(geom),
+                     stream=stream)
+        cuda.memcpy_dtoh_async(buf.host["hr_out"], buf.device["hr_out"], stream)
+        stream.synchronize()
+        return buf.host["hr_out"].copy()
+
+    def __del__(self):
+        context = getattr(self, "_context", None)
+        if context is not None:
+            try:
+                context.pop()
+            except Exception:  # interpreter shutdown: the driver may already be gone
+                pass
