@@ -33,7 +33,7 @@ class Engine:
         if backend == "tensorrt":
             if engine_path is None:
                 raise ValueError("engine_path: backend='tensorrt' needs a TensorRT plan file "
-                                 "(see docs/jetson.md: rethined export onnx, then rethined build-trt)")
+                                 "(docs/jetson.md: rethined export onnx, then python -m rethined_engine.deploy.tensorrt_build)")
             if weights is not None or dtype is not None:
                 raise ValueError("weights, dtype: fixed when the TensorRT plan is built; pass engine_path only")
             from .deploy.tensorrt_runtime import TensorRTBackend
