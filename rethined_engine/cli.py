@@ -54,19 +54,20 @@ def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, device: str |
     print(f"[3/3] inpainted in {t3 - t2:.2f}s, wrote {out_path} (total {time.perf_counter() - t0:.2f}s)")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'HxW' -> (H, W)."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise SystemExit(f"error: --size must look like 2048x2048 (height x width, positive), got {text!r}")
-    return int(parts[0]), int(parts[1])
-
-
 def run_export(out_path: Path, size: str, dynamic: bool, topk: int | None, weights: Path | None) -> None:
     from .deploy.onnx_export import export_onnx
     from .deploy.tensorrt_ops import check_graph
 
-    height, width = parse_size(size)
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:
+        raise SystemExit("error: ONNX export needs the onnx package: pip install 'rethined_engine[onnx]' "
+                         "(or pip install onnx onnxruntime)")
+    from .deploy.tensorrt_build import parse_size
+    try:
+        height, width = parse_size(size)
+    except ValueError as exc:
+        raise SystemExit(f"error: --{exc}")
     t0 = time.perf_counter()
     try:
         path, geom = export_onnx(out_path, height, width, dynamic=dynamic, weights=weights, topk=topk)
