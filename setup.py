@@ -1,5 +1,44 @@
-"""rethined_engine: real-time high-resolution image inpainting (RETHINED)."""
+"""rethined_engine: real-time high-resolution image inpainting (RETHINED).
+
+The optional native CPU extension (`rethined_engine._native`, csrc/native/, pybind11 + OpenMP) needs a
+C++17 compiler; when it cannot be built the install goes on without it and `Engine` uses the torch
+backend. RETHINED_NATIVE_MARCH=0 leaves out -march=native (for binaries copied to other CPUs).
+"""
+import os
+import sys
+
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+try:
+    from pybind11.setup_helpers import Pybind11Extension
+except ImportError:  # pybind11 is a build requirement (pyproject.toml); without it: no extension
+    Pybind11Extension = None
+
+
+class OptionalBuildExt(build_ext):
+    """Build the native extension if possible; a failure is a warning, never a failed install."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # compiler missing, OpenMP missing, ...
+            print(f"WARNING: rethined_engine._native not built ({exc}); the torch backend will be used", file=sys.stderr)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            print(f"WARNING: rethined_engine._native not built ({exc}); the torch backend will be used", file=sys.stderr)
+
+
+def native_extensions():
+    if Pybind11Extension is None:
+        return []
+    flags = ["-O3", "-fopenmp"] + (["-march=native"] if os.environ.get("RETHINED_NATIVE_MARCH", "1") != "0" else [])
+    return [Pybind11Extension("rethined_engine._native", ["csrc/native/rethined_native.cpp"], cxx_std=17,
+                              extra_compile_args=flags, extra_link_args=["-fopenmp"])]
+
 
 setup(
     name="rethined_engine",
@@ -15,6 +54,8 @@ setup(
                  "rethined_engine.csrc": "csrc"},
     package_data={"rethined_engine": ["weights/*.safetensors", "weights/*.md", "assets/*"],
                   "rethined_engine.csrc": ["cuda/*.cu"]},
+    ext_modules=native_extensions(),
+    cmdclass={"build_ext": OptionalBuildExt},
     install_requires=[
         "torch>=2.4,<3",
         "numpy>=1.24,<3",

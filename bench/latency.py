@@ -1,13 +1,14 @@
 """End-to-end `Engine.inpaint` latency and peak memory per image size.
 
-    python -m bench.latency --sizes 1024 2048 --repeats 3 [--device cpu] [--backend torch]
+    python -m bench.latency --sizes 2048 4096 --repeats 3 [--device cpu] [--backends native torch opencv_telea]
 
-Input: the shipped sample photo resized to size x size, uint8 HWC, a fixed free-form mask of 40 %
-coverage. Each size runs in a fresh subprocess so that peak memory is its own: on CPU, the rise of
+Backends: any `Engine` backend (native, torch, ...) and, as a peer on the same input, OpenCV's
+`cv2.inpaint` Telea with radius 3 (`opencv_telea`). Input: the shipped sample photo resized to
+size x size, uint8 HWC, a fixed free-form mask of 40 % coverage. Each size runs in a fresh subprocess so that peak memory is its own: on CPU, the rise of
 peak resident memory (ru_maxrss) over the resident size before the first call (engine, weights and
 input already loaded: `rss_before_mb`); on CUDA,
 torch.cuda.max_memory_allocated. Results go to bench/results/latency-<device>.json (schema of the
-Triton issue).
+Triton issue), one row per backend and size.
 """
 from __future__ import annotations
 
@@ -25,6 +26,18 @@ from .env import RESULTS, device_name, git_commit
 
 MASK_COVERAGE = (0.39, 0.41)
 MASK_SEED = 0
+OPENCV_TELEA = "opencv_telea"
+OPENCV_RADIUS = 3
+
+
+class _OpenCVTelea:
+    """The peer: cv2.inpaint Telea, radius 3, on the same uint8 image and mask."""
+
+    def __init__(self, cv2):
+        self.cv2 = cv2
+
+    def inpaint(self, img, mask):
+        return self.cv2.inpaint(img, mask.astype(np.uint8) * 255, OPENCV_RADIUS, self.cv2.INPAINT_TELEA)
 
 
 def _rss_mb() -> float:
@@ -41,10 +54,14 @@ def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int)
     from rethined_engine.cli import SAMPLE_IMAGE
     from rethined_engine.train.masks import random_mask
 
-    engine = Engine(device=device, backend=backend)
+    if backend == OPENCV_TELEA:
+        import cv2
+        engine = _OpenCVTelea(cv2)
+    else:
+        engine = Engine(device=device, backend=backend)
     img = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB").resize((size, size), Image.BICUBIC))
     mask = random_mask(size, size, np.random.default_rng(MASK_SEED), MASK_COVERAGE)
-    cuda = engine.device.type == "cuda"
+    cuda = backend != OPENCV_TELEA and engine.device.type == "cuda"
     if cuda:
         img_t, mask_t = torch.from_numpy(img).to(device).permute(2, 0, 1).contiguous(), torch.from_numpy(mask).to(device)
         img, mask = img_t, mask_t
@@ -70,30 +87,34 @@ def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int)
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
-    parser.add_argument("--backend", default="torch")
+    parser.add_argument("--backends", nargs="+", default=None,
+                        help=f"Engine backends and/or {OPENCV_TELEA} (default: native torch {OPENCV_TELEA} on the CPU, torch on CUDA)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="default bench/results/latency-<device>.json")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.backends is None:
+        args.backends = ["native", "torch", OPENCV_TELEA] if args.device == "cpu" else ["torch"]
     if args.child is not None:
-        print(json.dumps(measure_one(args.child, args.backend, args.device, args.repeats, args.warmup)))
+        print(json.dumps(measure_one(args.child, args.backends[0], args.device, args.repeats, args.warmup)))
         return
     import torch
 
     rows = []
     for size in args.sizes:
-        cmd = [sys.executable, "-m", __spec__.name, "--child", str(size), "--backend", args.backend,
-               "--device", args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(f"size {size}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
-            continue
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
-        rows.append(row)
-        print(f"{args.backend:8s} {size:5d}^2  median {row['median_ms']:9.1f} ms  p90 {row['p90_ms']:9.1f} ms  "
-              f"peak +{row['peak_mem_mb']:.0f} MiB", flush=True)
+        for backend in args.backends:
+            cmd = [sys.executable, "-m", __spec__.name, "--child", str(size), "--backends", backend,
+                   "--device", args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"{backend} {size}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{backend:13s} {size:5d}^2  median {row['median_ms']:9.1f} ms  p90 {row['p90_ms']:9.1f} ms  "
+                  f"peak +{row['peak_mem_mb']:.0f} MiB", flush=True)
     commit = git_commit()
     try:
         import triton
@@ -103,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     device = device_name(args.device)
     result = {"commit": commit, "device": device, "torch": torch.__version__, "triton": triton_version,
               "threads": torch.get_num_threads(), "rows": rows}
-    out = args.out or RESULTS / f"latency-{args.device.split(':')[0]}-{args.backend}.json"
+    out = args.out or RESULTS / f"latency-{args.device.split(':')[0]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")

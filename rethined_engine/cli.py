@@ -13,7 +13,7 @@ ASSETS = Path(__file__).parent / "assets"
 SAMPLE_IMAGE = ASSETS / "sample.jpg"
 SAMPLE_MASK = ASSETS / "sample_mask.png"
 JPEG_QUALITY = 95
-BENCHMARKS = ("quality", "latency")  # modules of rethined_engine.bench (the repository's bench/)
+BENCHMARKS = ("quality", "latency", "native_stages")  # modules of rethined_engine.bench (the repository's bench/)
 
 
 def _open(path: Path, what: str) -> Image.Image:
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     inp.add_argument("-o", "--output", type=Path, required=True, help="output .png or .jpg")
     demo = sub.add_parser("demo", help="inpaint the shipped sample image with its mask")
     demo.add_argument("-o", "--output", type=Path, default=Path("rethined_demo.png"), help="output .png or .jpg")
-    bench = sub.add_parser("bench", help="run a benchmark: quality or latency (its own --help lists options)")
+    bench = sub.add_parser("bench", help=f"run a benchmark: {', '.join(BENCHMARKS)} (its own --help lists options)")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark")
     export = sub.add_parser("export", help="export for deployment: onnx (the LR network, for TensorRT)")

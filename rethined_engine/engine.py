@@ -2,19 +2,37 @@
 TensorRT backend runs where only numpy, tensorrt and pycuda are installed."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 from .backends import AVAILABLE, PLANNED
 
 
+def _default_backend(device: Any) -> str:
+    """native on the CPU when the extension is built (torch with a one-line warning when not), torch on CUDA."""
+    import torch
+
+    from .backends.native_backend import native_module
+
+    on_cpu = torch.device(device).type == "cpu" if device is not None else not torch.cuda.is_available()
+    if not on_cpu:
+        return "torch"
+    if native_module() is None:
+        warnings.warn("rethined_engine._native is not built: using the torch backend on the CPU (slower)",
+                      RuntimeWarning, stacklevel=3)
+        return "torch"
+    return "native"
+
+
 class Engine:
     """Inpaint images with RETHINED.
 
-    >>> engine = Engine()                       # shipped weights, torch backend
+    >>> engine = Engine()                       # shipped weights, fastest backend for the device
     >>> out = engine.inpaint(img, mask)         # same type/size/layout as img; mask nonzero = fill
 
-    backend: "torch" (default; any torch device) or "tensorrt" (a TensorRT plan built by
+    backend: "native" (default on the CPU when the C++ extension is built), "torch" (the reference;
+    default on CUDA and where the extension is missing) or "tensorrt" (a TensorRT plan built by
     `rethined export onnx` + `rethined_engine.deploy.tensorrt_build`, given as `engine_path`; numpy/PIL
     inputs; no torch import). weights: .safetensors file for the torch backend (default: shipped).
     device: "cpu", "cuda", "cuda:1", ... (default: CUDA when available). dtype: torch compute dtype
@@ -25,7 +43,7 @@ class Engine:
 
     def __init__(self, weights: str | Path | None = None, device: Any = None, backend: str | None = None,
                  dtype: Any = None, engine_path: str | Path | None = None, **overrides):
-        backend = backend or "torch"
+        backend = backend or _default_backend(device)
         if backend not in AVAILABLE:
             if backend in PLANNED:
                 raise ValueError(f"backend: {backend!r} is not available in this build; available: {AVAILABLE}")
@@ -41,8 +59,12 @@ class Engine:
         else:
             if engine_path is not None:
                 raise ValueError(f"engine_path: only used by backend='tensorrt', got backend={backend!r}")
-            from .backends.torch_backend import TorchBackend
-            self._impl = TorchBackend(weights, device, dtype, **overrides)
+            if backend == "native":
+                from .backends.native_backend import NativeBackend
+                self._impl = NativeBackend(weights, device, dtype, **overrides)
+            else:
+                from .backends.torch_backend import TorchBackend
+                self._impl = TorchBackend(weights, device, dtype, **overrides)
         self.backend = backend
 
     def inpaint(self, img: Any, mask: Any) -> Any:

@@ -60,3 +60,15 @@ def test_cli_reaches_the_benchmark(photos, tmp_path):
     cli_main(["bench", "quality", "--images", str(photos), "--resolutions", "64", "--methods", "opencv_ns_r3",
               "--out", str(tmp_path / "cli")])
     assert (tmp_path / "cli" / "quality-photos.json").exists()
+
+
+@pytest.mark.parametrize("backend", ["opencv_telea", "native", "torch"])
+def test_latency_row_per_backend(backend):
+    from rethined_engine.backends.native_backend import native_module
+    from rethined_engine.bench.latency import measure_one
+
+    if backend == "native" and native_module() is None:
+        pytest.skip("native extension not built")
+    row = measure_one(96, backend, "cpu", repeats=1, warmup=0)
+    assert row["backend"] == backend and row["size"] == 96 and row["median_ms"] > 0
+    assert 0.35 < row["mask_frac"] < 0.45

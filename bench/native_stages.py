@@ -1,0 +1,101 @@
+"""The two stages the native extension replaces, timed against the torch backend's code for them.
+
+    python -m bench.native_stages --sizes 2048 4096 --repeats 5
+
+prep: HR uint8 image + mask -> LR input (torch: to float, pad, normalised Gaussian downsample; native:
+`prepare_lr`). HR: LR result + attention -> HR uint8 result (torch: `attention_upscale` top-K + uint8
+rounding + composite; native: `hr_upscale`). Same inputs: the sample photo at size x size, 40 % mask,
+the shipped weights' real LR output. Median ms, written to bench/results/native-stages-<device>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from .env import RESULTS, device_name, git_commit
+from .latency import MASK_COVERAGE, MASK_SEED
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+@torch.inference_mode()
+def measure(size: int, repeats: int) -> list[dict]:
+    from PIL import Image
+
+    from rethined_engine import Engine
+    from rethined_engine.cli import SAMPLE_IMAGE
+    from rethined_engine.deploy.onnx_export import LRNetwork
+    from rethined_engine.geometry import pad_to, plan
+    from rethined_engine.model.upscale import attention_upscale, downsample
+    from rethined_engine.train.masks import random_mask
+
+    engine = Engine(backend="native")
+    native, model, cfg = engine.native, engine.model, engine.config
+    img = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB").resize((size, size), Image.BICUBIC)).copy()
+    mask = random_mask(size, size, np.random.default_rng(MASK_SEED), MASK_COVERAGE)
+    mask_u8 = mask.astype(np.uint8)
+    geom = plan(size, size, cfg)
+    t_img = torch.from_numpy(img).permute(2, 0, 1)[None]
+    t_mask = torch.from_numpy(mask)[None, None]
+
+    def torch_prep():
+        image = t_img.float() / 255.0
+        m = t_mask.float()
+        return downsample(pad_to(image * (1 - m), geom.padded_size), pad_to(m, geom.padded_size), geom.scale)
+
+    def native_prep():
+        return native.prepare_lr(img, mask_u8, geom.scale, geom.grid_h, geom.grid_w, geom.patch)
+
+    lr_image, lr_mask = torch_prep()
+    out = model.forward_lr(lr_image, lr_mask, geom.key_inside())
+    _, weight, index = LRNetwork(model, cfg.hr_topk)(lr_image, lr_mask, torch.from_numpy(
+        geom.key_inside_grid().astype(np.float32))[None, None])
+    lr_np, w_np, i_np = out.result.numpy(), weight[0].numpy(), index[0].numpy()
+
+    def torch_hr():
+        image = t_img.float() / 255.0
+        m = t_mask.float()
+        hr = attention_upscale(pad_to(image * (1 - m), geom.padded_size), pad_to(m, geom.padded_size), out.result,
+                               out.attn, out.query_masked, out.key_ok, geom.scale, cfg.patch_size, cfg.hr_topk)
+        filled = (hr[..., :size, :size] * 255.0).round().clamp(0, 255).to(torch.uint8)
+        return torch.where(t_mask, filled, t_img)
+
+    def native_hr():
+        return native.hr_upscale(img, mask_u8, lr_np, w_np, i_np, geom.scale, geom.patch, geom.grid_h, geom.grid_w)
+
+    rows = []
+    for stage, reference, fast in (("prep", torch_prep, native_prep), ("hr", torch_hr, native_hr)):
+        t_ref, t_fast = _median_ms(reference, repeats), _median_ms(fast, repeats)
+        rows.append({"stage": stage, "size": size, "torch_ms": t_ref, "native_ms": t_fast, "speedup": t_ref / t_fast,
+                     "threads": native.max_threads()})
+        print(f"{stage:4s} {size:5d}^2  torch {t_ref:8.1f} ms  native {t_fast:8.1f} ms  x{t_ref / t_fast:.1f}", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    rows = [row for size in args.sizes for row in measure(size, args.repeats)]
+    out = RESULTS / "native-stages-cpu.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"commit": git_commit(), "device": device_name("cpu"), "torch": torch.__version__,
+                               "rows": rows}, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

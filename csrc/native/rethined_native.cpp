@@ -1,0 +1,268 @@
+// rethined_engine._native: the CPU halves of RETHINED around the LR network, one pass each, OpenMP.
+//
+//   prepare_lr(image (H, W, 3) uint8|float32, mask (H, W) uint8, scale, grid_h, grid_w, patch)
+//       -> (lr_image (1, 3, h, w) float32, lr_mask (1, 1, h, w) float32)
+//   hr_upscale(image, mask, lr_result (1, 3, h, w) float32, weight (N, K) float32, index (N, K) int32,
+//              scale, patch, grid_h, grid_w) -> (H, W, 3) of image's dtype
+//
+// Same math as rethined_engine/deploy/host.py (numpy) and csrc/cuda/hr_upscale.cu; the torch model is
+// the specification (`Rethined.forward`). Buffers are read in place (no copies of the inputs).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace py = pybind11;
+
+namespace {
+
+template <typename T> inline float unit(T v);
+template <> inline float unit<uint8_t>(uint8_t v) { return static_cast<float>(v) / 255.0f; }
+template <> inline float unit<float>(float v) { return v; }
+
+template <typename T> inline T store(float v);
+template <> inline uint8_t store<uint8_t>(float v) {
+    return static_cast<uint8_t>(std::nearbyint(std::min(std::max(v, 0.0f), 1.0f) * 255.0f));  // ties to even
+}
+template <> inline float store<float>(float v) { return std::min(std::max(v, 0.0f), 1.0f); }
+
+// Index into [0, n) of a bottom/right pad to `padded` elements: torch "reflect" (edge not repeated)
+// or "replicate".
+inline int pad_index(int i, int n, bool reflect) {
+    if (i < n) return i;
+    return reflect ? 2 * (n - 1) - i : n - 1;
+}
+
+// Index into [0, n) for a reflect pad of `radius` on both sides (torch F.pad mode="reflect").
+inline int reflect_index(int i, int n) {
+    if (i < 0) return -i;
+    if (i >= n) return 2 * (n - 1) - i;
+    return i;
+}
+
+std::vector<float> gaussian_taps(int scale, int* radius) {
+    const double sigma = (scale - 1) / 2.0;
+    *radius = static_cast<int>(std::ceil(3 * sigma));
+    std::vector<double> taps(scale + 2 * *radius);
+    double sum = 0.0;
+    for (size_t t = 0; t < taps.size(); ++t) {
+        const double offset = static_cast<double>(t) - *radius - (scale - 1) / 2.0;
+        taps[t] = std::exp(-0.5 * (offset / sigma) * (offset / sigma));
+        sum += taps[t];
+    }
+    std::vector<float> out(taps.size());
+    for (size_t t = 0; t < taps.size(); ++t) out[t] = static_cast<float>(taps[t] / sum);
+    return out;
+}
+
+void check_image(const py::buffer_info& img, const py::buffer_info& mask) {
+    if (img.ndim != 3 || img.shape[2] != 3) throw std::invalid_argument("image: expected (H, W, 3)");
+    if (mask.ndim != 2 || mask.shape[0] != img.shape[0] || mask.shape[1] != img.shape[1])
+        throw std::invalid_argument("mask: expected (H, W) matching the image");
+}
+
+// LR = padded HR (holes zeroed), scale 1.
+template <typename T>
+void copy_lr(const T* img, const uint8_t* msk, int H, int W, int h, int w, bool reflect, float* out, float* out_mask) {
+    const size_t plane = static_cast<size_t>(h) * w;
+#pragma omp parallel for schedule(static)
+    for (int y = 0; y < h; ++y) {
+        const int sy = pad_index(y, H, reflect);
+        for (int x = 0; x < w; ++x) {
+            const size_t p = static_cast<size_t>(sy) * W + pad_index(x, W, reflect);
+            const bool hole = msk[p] != 0;
+            const size_t o = static_cast<size_t>(y) * w + x;
+            for (int c = 0; c < 3; ++c) out[c * plane + o] = hole ? 0.0f : unit<T>(img[3 * p + c]);
+            out_mask[o] = hole ? 1.0f : 0.0f;
+        }
+    }
+}
+
+// Normalised Gaussian downsample by `scale` of the padded HR image (known pixels only) + any-hole pool.
+template <typename T>
+void downsample_lr(const T* img, const uint8_t* msk, int H, int W, int Hp, int Wp, int h, int w, int scale,
+                   bool reflect, float* out, float* out_mask) {
+    int radius = 0;
+    const std::vector<float> taps = gaussian_taps(scale, &radius);
+    const int taps_n = static_cast<int>(taps.size());
+    const int row_len = Wp + 2 * radius;
+    const size_t plane = static_cast<size_t>(h) * w;
+    std::vector<int> col_src(row_len);   // blur-padded column -> image column
+    for (int x = 0; x < row_len; ++x) col_src[x] = pad_index(reflect_index(x - radius, Wp), W, reflect);
+#pragma omp parallel
+    {
+        std::vector<float> rows(static_cast<size_t>(row_len) * 4);   // r*k, g*k, b*k, k after the vertical pass
+#pragma omp for schedule(static)
+        for (int oy = 0; oy < h; ++oy) {
+            std::fill(rows.begin(), rows.end(), 0.0f);
+            for (int t = 0; t < taps_n; ++t) {
+                const int sy = pad_index(reflect_index(oy * scale + t - radius, Hp), H, reflect);
+                const float tap = taps[t];
+                const T* irow = img + static_cast<size_t>(sy) * W * 3;
+                const uint8_t* mrow = msk + static_cast<size_t>(sy) * W;
+                for (int x = 0; x < row_len; ++x) {
+                    const int sx = col_src[x];
+                    if (mrow[sx]) continue;   // holes contribute neither value nor weight
+                    float* r = &rows[static_cast<size_t>(x) * 4];
+                    r[0] += tap * unit<T>(irow[3 * sx]);
+                    r[1] += tap * unit<T>(irow[3 * sx + 1]);
+                    r[2] += tap * unit<T>(irow[3 * sx + 2]);
+                    r[3] += tap;
+                }
+            }
+            for (int ox = 0; ox < w; ++ox) {
+                float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                for (int t = 0; t < taps_n; ++t) {
+                    const float* r = &rows[static_cast<size_t>(ox * scale + t) * 4];
+                    for (int c = 0; c < 4; ++c) acc[c] += taps[t] * r[c];
+                }
+                const size_t o = static_cast<size_t>(oy) * w + ox;
+                for (int c = 0; c < 3; ++c) out[c * plane + o] = acc[3] > 0.0f ? acc[c] / acc[3] : 0.0f;
+                float hole = 0.0f;   // any HR pixel of the s x s cell is a hole
+                for (int dy = 0; dy < scale && hole == 0.0f; ++dy) {
+                    const uint8_t* mrow = msk + static_cast<size_t>(pad_index(oy * scale + dy, H, reflect)) * W;
+                    for (int dx = 0; dx < scale; ++dx)
+                        if (mrow[pad_index(ox * scale + dx, W, reflect)]) { hole = 1.0f; break; }
+                }
+                out_mask[o] = hole;
+            }
+        }
+    }
+}
+
+template <typename T>
+py::tuple prepare_lr(py::array_t<T, py::array::c_style> image, py::array_t<uint8_t, py::array::c_style> mask,
+                     int scale, int grid_h, int grid_w, int patch) {
+    const auto ib = image.request(), mb = mask.request();
+    check_image(ib, mb);
+    const int H = static_cast<int>(ib.shape[0]), W = static_cast<int>(ib.shape[1]);
+    const int Hp = grid_h * patch * scale, Wp = grid_w * patch * scale;   // padded HR size
+    const int h = grid_h * patch, w = grid_w * patch;
+    if (scale < 1 || Hp < H || Wp < W) throw std::invalid_argument("grid: smaller than the image");
+    const bool reflect = (Hp - H < H) && (Wp - W < W);
+    py::array_t<float> lr_image({1, 3, h, w}), lr_mask({1, 1, h, w});
+    const T* img = static_cast<const T*>(ib.ptr);
+    const uint8_t* msk = static_cast<const uint8_t*>(mb.ptr);
+    float* out = lr_image.mutable_data();
+    float* out_mask = lr_mask.mutable_data();
+    {
+        py::gil_scoped_release release;
+        if (scale == 1) copy_lr(img, msk, H, W, h, w, reflect, out, out_mask);
+        else downsample_lr(img, msk, H, W, Hp, Wp, h, w, scale, reflect, out, out_mask);
+    }
+    return py::make_tuple(lr_image, lr_mask);
+}
+
+// Bilinear sample of the (3, h, w) LR result at HR pixel (y, x), half-pixel centres, edge clamped.
+inline void bilinear(const float* lr, int h, int w, float inv_scale, int y, int x, float rgb[3]) {
+    const float sy = std::max((y + 0.5f) * inv_scale - 0.5f, 0.0f);
+    const float sx = std::max((x + 0.5f) * inv_scale - 0.5f, 0.0f);
+    const int y0 = static_cast<int>(sy), x0 = static_cast<int>(sx);
+    const int y1 = std::min(y0 + 1, h - 1), x1 = std::min(x0 + 1, w - 1);
+    const float ly = sy - y0, lx = sx - x0;
+    const size_t plane = static_cast<size_t>(h) * w;
+    for (int c = 0; c < 3; ++c) {
+        const float* p = lr + c * plane;
+        const float top = p[y0 * w + x0] * (1.0f - lx) + p[y0 * w + x1] * lx;
+        const float bottom = p[y1 * w + x0] * (1.0f - lx) + p[y1 * w + x1] * lx;
+        rgb[c] = top * (1.0f - ly) + bottom * ly;
+    }
+}
+
+template <typename T>
+py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<uint8_t, py::array::c_style> mask,
+                          py::array_t<float, py::array::c_style> lr_result, py::array_t<float, py::array::c_style> weight,
+                          py::array_t<int32_t, py::array::c_style> index, int scale, int patch, int grid_h, int grid_w) {
+    const auto ib = image.request(), mb = mask.request(), lb = lr_result.request(), wb = weight.request(), xb = index.request();
+    check_image(ib, mb);
+    const int H = static_cast<int>(ib.shape[0]), W = static_cast<int>(ib.shape[1]);
+    const int h = grid_h * patch, w = grid_w * patch, tokens = grid_h * grid_w;
+    if (lb.size != 3LL * h * w) throw std::invalid_argument("lr_result: expected (1, 3, grid_h*patch, grid_w*patch)");
+    if (wb.ndim != 2 || wb.shape[0] != tokens || xb.ndim != 2 || xb.shape[0] != tokens || xb.shape[1] != wb.shape[1])
+        throw std::invalid_argument("weight, index: expected (grid_h*grid_w, K) each");
+    if (static_cast<long long>(grid_h) * patch * scale < H || static_cast<long long>(grid_w) * patch * scale < W)
+        throw std::invalid_argument("grid: smaller than the image");
+    const int K = static_cast<int>(wb.shape[1]);
+    const T* img = static_cast<const T*>(ib.ptr);
+    const uint8_t* msk = static_cast<const uint8_t*>(mb.ptr);
+    const float* lr = static_cast<const float*>(lb.ptr);
+    const float* wt = static_cast<const float*>(wb.ptr);
+    const int32_t* ix = static_cast<const int32_t*>(xb.ptr);
+    for (py::ssize_t i = 0; i < xb.size; ++i)
+        if (wt[i] != 0.0f && (ix[i] < 0 || ix[i] >= tokens)) throw std::invalid_argument("index: out of range");
+    py::array_t<T> result({H, W, 3});
+    T* out = result.mutable_data();
+    const int span = scale * patch;
+    const float inv_scale = 1.0f / static_cast<float>(scale);
+    {
+        py::gil_scoped_release release;
+#pragma omp parallel for schedule(dynamic, 8)
+        for (int y = 0; y < H; ++y) {
+            const int ty = y / span, oy = y - ty * span;
+            for (int x = 0; x < W; ++x) {
+                const size_t p = static_cast<size_t>(y) * W + x;
+                if (!msk[p]) {
+                    out[3 * p] = img[3 * p]; out[3 * p + 1] = img[3 * p + 1]; out[3 * p + 2] = img[3 * p + 2];
+                    continue;
+                }
+                const int tx = x / span, ox = x - tx * span, token = ty * grid_w + tx;
+                float acc[3];
+                bilinear(lr, h, w, inv_scale, y, x, acc);
+                if (scale > 1) {
+                    for (int k = 0; k < K; ++k) {
+                        const float wk = wt[token * K + k];
+                        if (wk == 0.0f) continue;
+                        const int src = ix[token * K + k];
+                        const int sy = (src / grid_w) * span + oy, sx = (src % grid_w) * span + ox;
+                        float up[3];
+                        bilinear(lr, h, w, inv_scale, sy, sx, up);
+                        const size_t q = static_cast<size_t>(sy) * W + sx;
+                        for (int c = 0; c < 3; ++c) acc[c] += wk * (unit<T>(img[3 * q + c]) - up[c]);
+                    }
+                }
+                for (int c = 0; c < 3; ++c) out[3 * p + c] = store<T>(acc[c]);
+            }
+        }
+    }
+    return result;
+}
+
+int max_threads() {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+void set_num_threads(int n) {
+    if (n < 1) throw std::invalid_argument("n: expected >= 1 threads");
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+    m.doc() = "RETHINED CPU kernels: LR preparation and the HR attention-upscale stage (OpenMP).";
+    m.def("prepare_lr", &prepare_lr<uint8_t>, py::arg("image"), py::arg("mask"), py::arg("scale"), py::arg("grid_h"),
+          py::arg("grid_w"), py::arg("patch"));
+    m.def("prepare_lr", &prepare_lr<float>, py::arg("image"), py::arg("mask"), py::arg("scale"), py::arg("grid_h"),
+          py::arg("grid_w"), py::arg("patch"));
+    m.def("hr_upscale", &hr_upscale<uint8_t>, py::arg("image"), py::arg("mask"), py::arg("lr_result"), py::arg("weight"),
+          py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"));
+    m.def("hr_upscale", &hr_upscale<float>, py::arg("image"), py::arg("mask"), py::arg("lr_result"), py::arg("weight"),
+          py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"));
+    m.def("max_threads", &max_threads, "OpenMP threads the kernels use (1 without OpenMP)");
+    m.def("set_num_threads", &set_num_threads, py::arg("n"), "OpenMP threads for later calls");
+}

@@ -1,0 +1,66 @@
+"""The native CPU backend: the C++/OpenMP extension (`rethined_engine._native`, csrc/native/) does the
+LR preparation and the HR attention-upscale stage in one pass each, on the caller's buffers; torch
+runs only the LR network (fixed size, long side 512)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..deploy.onnx_export import LRNetwork
+from ..geometry import plan
+from ..io import prepare
+from .torch_backend import TorchBackend
+
+
+def native_module():
+    """The extension, or None when it was not built."""
+    try:
+        from .. import _native
+    except ImportError:
+        return None
+    return _native
+
+
+class NativeBackend(TorchBackend):
+    """Same arguments as `TorchBackend`; CPU only, top-K HR mixing (hr_topk >= 1; hr_topk=0, dense rows,
+    runs the torch path)."""
+
+    def __init__(self, weights=None, device=None, dtype=None, **overrides):
+        if device is not None and torch.device(device).type != "cpu":
+            raise ValueError(f"device: the native backend runs on the CPU, got {device!r}")
+        self.native = native_module()
+        if self.native is None:
+            raise ImportError("rethined_engine._native is not built (see README: native CPU backend)")
+        super().__init__(weights, "cpu", dtype, **overrides)
+        self.lr_network = LRNetwork(self.model, self.config.hr_topk) if self.config.hr_topk > 0 else None
+
+    def _inpaint_one(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """image (H, W, 3) uint8 or float32, mask (H, W) uint8 -> (H, W, 3) of image's dtype."""
+        geom = plan(image.shape[0], image.shape[1], self.config)
+        lr_image, lr_mask = self.native.prepare_lr(image, mask, geom.scale, geom.grid_h, geom.grid_w, geom.patch)
+        key_inside = torch.from_numpy(geom.key_inside_grid().astype(np.float32))[None, None]
+        lr_result, weight, index = self.lr_network(torch.from_numpy(lr_image).to(self.dtype),
+                                                   torch.from_numpy(lr_mask).to(self.dtype), key_inside)
+        weight = weight[0].float() if self.config.hf_transfer else torch.zeros_like(weight[0], dtype=torch.float32)
+        return self.native.hr_upscale(image, mask, lr_result.float().numpy(), weight.numpy(), index[0].numpy(),
+                                      geom.scale, geom.patch, geom.grid_h, geom.grid_w)
+
+    @torch.inference_mode()
+    def inpaint(self, img: Any, mask: Any) -> Any:
+        if self.lr_network is None:
+            return super().inpaint(img, mask)
+        batch = prepare(img, mask, self.config.float_mask_threshold)
+        if not bool(batch.mask.any()) or bool(batch.mask.flatten(1).all(dim=1).any()):
+            return super().inpaint(img, mask)  # input back / coarse guess with its warning
+        images = batch.image.cpu().permute(0, 2, 3, 1)                    # (B, H, W, 3): numpy input's own memory
+        as_uint8 = images.dtype == torch.uint8
+        if not as_uint8:
+            images = images.float()
+        masks = batch.mask.cpu()[:, 0].to(torch.uint8)
+        out = [self._inpaint_one(np.ascontiguousarray(i.numpy()), m.numpy()) for i, m in zip(images, masks)]
+        result = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
+        if as_uint8:   # known pixels were copied by the kernel
+            return batch.restore(result.to(batch.image.device))
+        return batch.compose(result)   # float: cast to the input dtype, known pixels from the input

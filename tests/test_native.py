@@ -1,0 +1,153 @@
+"""The native CPU extension: each function vs its reference (odd sizes, 1 and several threads), and
+the native backend end to end vs the torch backend."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rethined_engine import Engine, ModelConfig
+from rethined_engine.backends.native_backend import native_module
+from rethined_engine.deploy.host import upscale_hr
+from rethined_engine.geometry import pad_to, plan
+from rethined_engine.model.upscale import downsample
+from rethined_engine.train.masks import random_mask
+
+native = native_module()
+needs_native = pytest.mark.skipif(native is None, reason="rethined_engine._native not built")
+LR_ATOL = 1e-5      # float32 filters, different summation order
+HR_FLOAT_ATOL = 1e-4  # bilinear source coordinates: x * (1/s) (as torch) here, x / s in numpy; << 1/255
+TIE_FRACTION = 1e-3  # end to end: top-K near-ties may pick another, equally weighted source
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler")
+def test_extension_is_built_where_a_compiler_exists():
+    assert native is not None, "pip install . should have built rethined_engine._native (see its build log)"
+
+
+@pytest.fixture(params=[1, 3], ids=["1thread", "3threads"])
+def threads(request):
+    before = native.max_threads()
+    native.set_num_threads(request.param)
+    yield request.param
+    native.set_num_threads(before)
+
+
+@needs_native
+@pytest.mark.parametrize("h,w,lr_long", [(37, 53, 512), (187, 153, 64), (250, 64, 64), (333, 1000, 512), (1030, 2050, 512)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_prepare_lr_matches_torch(rng, threads, h, w, lr_long, dtype):
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    image = image if dtype == np.uint8 else (image / 255.0).astype(np.float32)
+    mask = random_mask(h, w, rng).astype(np.uint8)
+    geom = plan(h, w, ModelConfig(lr_long_side=lr_long))
+    lr, lr_mask = native.prepare_lr(image, mask, geom.scale, geom.grid_h, geom.grid_w, geom.patch)
+    t_img = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    t_img = t_img / 255.0 if dtype == np.uint8 else t_img
+    t_mask = torch.from_numpy(mask)[None, None].float()
+    ref, ref_mask = downsample(pad_to(t_img * (1 - t_mask), geom.padded_size), pad_to(t_mask, geom.padded_size), geom.scale)
+    np.testing.assert_allclose(lr, ref.numpy(), atol=LR_ATOL, rtol=0)
+    np.testing.assert_array_equal(lr_mask, ref_mask.numpy())
+
+
+def valid_sources(geom, mask, rng, k=4):
+    """Random top-K rows whose sources are known tokens inside the image, as the LR network emits."""
+    span = geom.scale * geom.patch
+    padded = np.pad(mask, ((0, geom.padded_size[0] - mask.shape[0]), (0, geom.padded_size[1] - mask.shape[1])))
+    has_hole = padded.reshape(geom.grid_h, span, geom.grid_w, span).any(axis=(1, 3)).reshape(-1)
+    keys = np.flatnonzero(geom.key_inside_grid().reshape(-1) & ~has_hole)
+    tokens = geom.grid_h * geom.grid_w
+    if keys.size == 0:   # no known token: every row keeps itself, no mixing
+        return np.zeros((tokens, k), np.float32), np.zeros((tokens, k), np.int32)
+    index = rng.choice(keys, (tokens, k)).astype(np.int32)
+    weight = rng.random((tokens, k), dtype=np.float32)
+    weight /= weight.sum(-1, keepdims=True)
+    weight[::3, -1] = 0.0
+    return weight, index
+
+
+@needs_native
+@pytest.mark.parametrize("h,w", [(37, 53), (333, 1000), (1030, 2050), (700, 515)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_hr_upscale_matches_reference(rng, threads, h, w, dtype):
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    image = image if dtype == np.uint8 else (image / 255.0).astype(np.float32)
+    mask = random_mask(h, w, rng)
+    geom = plan(h, w, ModelConfig())
+    lr = rng.random((1, 3, *geom.lr_size), dtype=np.float32)
+    weight, index = valid_sources(geom, mask, rng)
+    out = native.hr_upscale(image, mask.astype(np.uint8), lr, weight, index, geom.scale, geom.patch, geom.grid_h, geom.grid_w)
+    ref = upscale_hr(image, mask, lr, weight, index, geom)
+    assert out.dtype == image.dtype and out.shape == image.shape
+    np.testing.assert_array_equal(out[~mask], image[~mask])
+    if dtype == np.uint8:
+        diff = np.abs(out.astype(np.int16) - ref.astype(np.int16))
+        assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3
+    else:
+        np.testing.assert_allclose(out, ref, atol=HR_FLOAT_ATOL, rtol=0)
+
+
+@needs_native
+def test_bad_arguments_raise_value_error(rng):
+    image = np.zeros((20, 30, 3), np.uint8)
+    with pytest.raises(ValueError, match="mask"):
+        native.prepare_lr(image, np.zeros((20, 31), np.uint8), 1, 4, 4, 8)
+    with pytest.raises(ValueError, match="grid"):
+        native.prepare_lr(image, np.zeros((20, 30), np.uint8), 1, 1, 1, 8)
+    with pytest.raises(ValueError, match="weight, index"):
+        native.hr_upscale(image, np.zeros((20, 30), np.uint8), np.zeros((1, 3, 32, 32), np.float32),
+                          np.zeros((3, 4), np.float32), np.zeros((3, 4), np.int32), 1, 8, 4, 4)
+    with pytest.raises(ValueError, match="n:"):
+        native.set_num_threads(0)
+
+
+@pytest.fixture(scope="module")
+def engines():
+    return Engine(backend="native"), Engine(backend="torch")
+
+
+def photo(h, w):
+    from rethined_engine.cli import SAMPLE_IMAGE
+    return np.array(Image.open(SAMPLE_IMAGE).convert("RGB").resize((w, h)))
+
+
+@needs_native
+@pytest.mark.parametrize("h,w", [(37, 53), (333, 1000), (1030, 2050)])
+def test_native_backend_matches_torch_backend(engines, rng, h, w):
+    fast, reference = engines
+    image, mask = photo(h, w), random_mask(h, w, rng)
+    out = fast.inpaint(image, mask)
+    diff = np.abs(out.astype(np.int16) - reference.inpaint(image, mask).astype(np.int16))
+    assert (diff > 1).mean() <= TIE_FRACTION and (diff > 0).mean() <= 2e-3
+    np.testing.assert_array_equal(out[~mask], image[~mask])
+
+
+@needs_native
+def test_native_backend_input_types(engines, rng):
+    fast, reference = engines
+    image, mask = photo(90, 130), random_mask(90, 130, rng)
+    as_float = image.astype(np.float64) / 255.0
+    out = fast.inpaint(as_float, mask)
+    assert out.dtype == np.float64 and np.array_equal(out[~mask], as_float[~mask])
+    assert (np.abs(out - reference.inpaint(as_float, mask)) > 1e-4).mean() <= TIE_FRACTION
+    chw = torch.from_numpy(image).permute(2, 0, 1)
+    batch = torch.stack([chw, chw.flip(-1)])
+    got = fast.inpaint(batch, torch.from_numpy(mask))
+    assert got.shape == batch.shape and got.dtype == torch.uint8
+    assert torch.equal(got[1], fast.inpaint(batch[1], torch.from_numpy(mask)))
+    assert isinstance(fast.inpaint(Image.fromarray(image), Image.fromarray(mask.astype(np.uint8) * 255)), Image.Image)
+    np.testing.assert_array_equal(fast.inpaint(image, np.zeros_like(mask)), image)
+
+
+@needs_native
+def test_default_backend_on_cpu_and_fallback(monkeypatch, weights_path):
+    assert Engine(weights=weights_path, device="cpu").backend == "native"
+    import rethined_engine.backends.native_backend as nb
+
+    monkeypatch.setattr(nb, "native_module", lambda: None)
+    with pytest.warns(RuntimeWarning, match="not built"):
+        engine = Engine(weights=weights_path, device="cpu")
+    assert engine.backend == "torch"
+    with pytest.raises(ValueError, match="device"):
+        Engine(weights=weights_path, backend="native", device="cuda")
