@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .backends import AVAILABLE, PLANNED
+from .backends import AVAILABLE
 
 
 def _default_backend(device: Any) -> str:
@@ -32,7 +32,8 @@ class Engine:
     >>> out = engine.inpaint(img, mask)         # same type/size/layout as img; mask nonzero = fill
 
     backend: "native" (default on the CPU when the C++ extension is built), "torch" (the reference;
-    default on CUDA and where the extension is missing) or "tensorrt" (a TensorRT plan built by
+    default on CUDA and where the extension is missing), "triton" (CUDA; Triton HR kernel) or
+    "tensorrt" (a TensorRT plan built by
     `rethined export onnx` + `rethined_engine.deploy.tensorrt_build`, given as `engine_path`; numpy/PIL
     inputs; no torch import). weights: .safetensors file for the torch backend (default: shipped).
     device: "cpu", "cuda", "cuda:1", ... (default: CUDA when available). dtype: torch compute dtype
@@ -45,9 +46,7 @@ class Engine:
                  dtype: Any = None, engine_path: str | Path | None = None, **overrides):
         backend = backend or _default_backend(device)
         if backend not in AVAILABLE:
-            if backend in PLANNED:
-                raise ValueError(f"backend: {backend!r} is not available in this build; available: {AVAILABLE}")
-            raise ValueError(f"backend: unknown backend {backend!r}; expected one of {AVAILABLE + PLANNED}")
+            raise ValueError(f"backend: unknown backend {backend!r}; expected one of {AVAILABLE}")
         if backend == "tensorrt":
             if engine_path is None:
                 raise ValueError("engine_path: backend='tensorrt' needs a TensorRT plan file "
@@ -62,6 +61,9 @@ class Engine:
             if backend == "native":
                 from .backends.native_backend import NativeBackend
                 self._impl = NativeBackend(weights, device, dtype, **overrides)
+            elif backend == "triton":
+                from .backends.triton_backend import TritonBackend
+                self._impl = TritonBackend(weights, device, dtype, **overrides)
             else:
                 from .backends.torch_backend import TorchBackend
                 self._impl = TorchBackend(weights, device, dtype, **overrides)

@@ -1,7 +1,14 @@
-"""Shared fixtures: a randomly initialised (but BN-randomised, hence non-trivial) weights file."""
+"""Shared fixtures: a randomly initialised (but BN-randomised, hence non-trivial) weights file.
+
+Without CUDA, Triton kernels run in the interpreter (TRITON_INTERPRET=1, set before triton loads)."""
+import os
+
 import numpy as np
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from rethined_engine import Engine, ModelConfig, Rethined
 from rethined_engine.weights import save_inference_weights

@@ -177,7 +177,6 @@ def test_bad_inputs(engine, img, mask, exc, match):
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"backend": "cudnn"}, "unknown backend"),
-    ({"backend": "triton"}, "not available"),
     ({"dtype": "int8"}, "dtype"),
     ({"dtype": torch.int32}, "dtype"),
 ])

@@ -49,6 +49,15 @@ class Rethined(nn.Module):
         result = torch.where(mask > 0, refined.clamp(0.0, 1.0), image)
         return LROutput(result, coarse, refined, mixed, attn, query_masked, key_ok)
 
+    def prepare(self, image: torch.Tensor, mask: torch.Tensor):
+        """image (B, 3, H, W) in [0, 1], mask (B, 1, H, W) float {0, 1} -> (geometry, padded HR image with
+        holes zeroed, padded mask, LR image, LR mask)."""
+        geom = plan(image.shape[-2], image.shape[-1], self.cfg)
+        padded = pad_to(image * (1.0 - mask), geom.padded_size)
+        padded_mask = pad_to(mask, geom.padded_size)
+        lr_image, lr_mask = downsample(padded, padded_mask, geom.scale)
+        return geom, padded, padded_mask, lr_image, lr_mask
+
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Inpaint at full resolution.
 
@@ -56,11 +65,8 @@ class Rethined(nn.Module):
         Returns (B, 3, H, W) in image.dtype with known pixels equal to the input.
         """
         height, width = image.shape[-2:]
-        geom = plan(height, width, self.cfg)
         mask = mask.to(image.dtype)
-        padded = pad_to(image * (1.0 - mask), geom.padded_size)
-        padded_mask = pad_to(mask, geom.padded_size)
-        lr_image, lr_mask = downsample(padded, padded_mask, geom.scale)
+        geom, padded, padded_mask, lr_image, lr_mask = self.prepare(image, mask)
         lr = self.forward_lr(lr_image, lr_mask, geom.key_inside(image.device))
         if geom.scale == 1:
             hr = lr.result

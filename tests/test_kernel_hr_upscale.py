@@ -1,0 +1,115 @@
+"""Triton HR upscale kernel vs its torch reference (and the reference vs the numpy host stage that is
+tested against the model). CPU: the Triton interpreter at small sizes; CUDA: real sizes too."""
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("triton")
+from rethined_engine.config import ModelConfig  # noqa: E402
+from rethined_engine.deploy.host import upscale_hr  # noqa: E402
+from rethined_engine.geometry import plan  # noqa: E402
+from rethined_engine.kernels.hr_upscale import hr_upscale, hr_upscale_reference  # noqa: E402
+from rethined_engine.train.masks import random_mask  # noqa: E402
+
+CPU_SHAPES = [((37, 53), 512), ((61, 130), 32), ((130, 517), 64)]   # (H, W), lr_long_side: scales 1, 5, 9
+GPU_SHAPES = [((2048, 2048), 512), ((2160, 3840), 512), ((4096, 4096), 512)]
+POISON = 77
+MAX_LSB, MAX_FLIPPED = 1, 1e-3   # fp32 rounding order may flip a .5 by one uint8 level
+
+
+def case(rng, size, lr_long, device, k=4):
+    h, w = size
+    geom = plan(h, w, ModelConfig(lr_long_side=lr_long))
+    image = torch.from_numpy(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).to(device)
+    mask_np = random_mask(h, w, rng)
+    span = geom.scale * geom.patch
+    padded = np.pad(mask_np, ((0, geom.padded_size[0] - h), (0, geom.padded_size[1] - w)))
+    known = ~padded.reshape(geom.grid_h, span, geom.grid_w, span).any(axis=(1, 3)).reshape(-1)
+    keys = np.flatnonzero(geom.key_inside_grid().reshape(-1) & known)
+    tokens = geom.grid_h * geom.grid_w
+    weight = rng.random((tokens, k), dtype=np.float32)
+    weight /= weight.sum(-1, keepdims=True)
+    weight[::5, -1] = 0.0                                 # zero weights are skipped
+    index = rng.choice(keys, (tokens, k)) if keys.size else np.zeros((tokens, k))
+    weight = weight if keys.size else np.zeros_like(weight)
+    lr = rng.random((1, 3, *geom.lr_size), dtype=np.float32)
+    to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+    return geom, image, to(mask_np), to(lr), to(weight), to(index.astype(np.int32))
+
+
+def check(got, ref):
+    diff = (got.int() - ref.int()).abs()
+    assert int(diff.max()) <= MAX_LSB and float((diff > 0).float().mean()) <= MAX_FLIPPED
+
+
+def run_case(rng, size, lr_long, device, channels_last):
+    geom, image, mask, lr, weight, index = case(rng, size, lr_long, device)
+    img = image if channels_last else image.permute(2, 0, 1)          # CHW: a strided view, not a copy
+    out = torch.full(img.shape, POISON, dtype=torch.uint8, device=device)
+    hr_upscale(img, mask, lr, weight, index, geom, channels_last, out=out)
+    ref = hr_upscale_reference(img, mask, lr, weight, index, geom, channels_last)
+    check(out, ref)
+    known = ~mask.bool() if channels_last else ~mask.bool()[None].expand_as(img)
+    assert torch.equal(out[known], img[known])
+
+
+@pytest.mark.parametrize("size,lr_long", CPU_SHAPES)
+@pytest.mark.parametrize("channels_last", [True, False], ids=["HWC", "CHW"])
+def test_kernel_matches_reference(rng, size, lr_long, channels_last):
+    run_case(rng, size, lr_long, "cpu", channels_last)
+
+
+@pytest.mark.parametrize("size,lr_long", CPU_SHAPES)
+def test_reference_matches_numpy_host_stage(rng, size, lr_long):
+    geom, image, mask, lr, weight, index = case(rng, size, lr_long, "cpu")
+    ref = hr_upscale_reference(image, mask, lr, weight, index, geom)
+    host = upscale_hr(image.numpy(), mask.numpy(), lr.numpy(), weight.numpy(), index.numpy(), geom)
+    check(ref, torch.from_numpy(host))
+
+
+def test_rejects_non_uint8(rng):
+    geom, image, mask, lr, weight, index = case(rng, (37, 53), 512, "cpu")
+    with pytest.raises(TypeError, match="image"):
+        hr_upscale(image.float(), mask, lr, weight, index, geom)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("size,lr_long", CPU_SHAPES + GPU_SHAPES)
+@pytest.mark.parametrize("channels_last", [True, False], ids=["HWC", "CHW"])
+def test_kernel_matches_reference_cuda(rng, size, lr_long, channels_last):
+    run_case(rng, size, lr_long, "cuda", channels_last)
+
+
+@pytest.fixture(scope="module")
+def triton_and_torch():
+    from rethined_engine import Engine
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    small = {"lr_long_side": 64}   # scale > 1 already at ~100 px: fast in the interpreter
+    return (Engine(backend="triton", device=device, dtype="float32", **small),
+            Engine(backend="torch", device=device, dtype="float32", **small))
+
+
+@pytest.mark.parametrize("h,w", [(37, 53), (90, 130), (200, 150)])
+def test_triton_backend_matches_torch_backend(triton_and_torch, rng, h, w):
+    """End to end (interpreter on the CPU), HR scales 1, 3 and 4: uint8 numpy HWC and torch CHW."""
+    fast, reference = triton_and_torch
+    from PIL import Image
+    from rethined_engine.cli import SAMPLE_IMAGE
+
+    image = np.array(Image.open(SAMPLE_IMAGE).convert("RGB").resize((w, h)))
+    mask = random_mask(h, w, rng)
+    got, ref = fast.inpaint(image, mask), reference.inpaint(image, mask)
+    diff = np.abs(got.astype(np.int16) - ref.astype(np.int16))
+    assert (diff > 1).mean() <= 1e-3 and (diff > 0).mean() <= 2e-3
+    chw = torch.from_numpy(image).permute(2, 0, 1)
+    assert torch.equal(fast.inpaint(chw, torch.from_numpy(mask)), torch.from_numpy(got).permute(2, 0, 1))
+
+
+def test_triton_backend_needs_cuda_or_interpreter(monkeypatch, weights_path):
+    from rethined_engine import Engine
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="CUDA"):
+        Engine(weights=weights_path, backend="triton", device="cpu")
