@@ -91,9 +91,9 @@ def triton_and_torch():
             Engine(backend="torch", device=device, dtype="float32", **small))
 
 
-@pytest.mark.parametrize("h,w", [(37, 53), (90, 130), (200, 150)])
+@pytest.mark.parametrize("h,w", [(37, 53), (90, 130)])
 def test_triton_backend_matches_torch_backend(triton_and_torch, rng, h, w):
-    """End to end (interpreter on the CPU), HR scales 1, 3 and 4: uint8 numpy HWC and torch CHW."""
+    """End to end (interpreter on the CPU), HR scales 1 and 3: uint8 numpy HWC and torch CHW."""
     fast, reference = triton_and_torch
     from PIL import Image
     from rethined_engine.cli import SAMPLE_IMAGE

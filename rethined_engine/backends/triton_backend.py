@@ -1,6 +1,7 @@
-"""The Triton backend: torch runs the preparation and the LR network, the Triton HR-upscale kernel
-(`kernels/hr_upscale.py`) carries the result to full resolution, reading and writing the caller's
-uint8 image in place of layout (no HR float copies). Float images and hr_topk=0 run the torch path."""
+"""The Triton backend: the Triton preparation kernel (`kernels/prep.py`) makes the LR input straight
+from the caller's uint8 image, torch runs the LR network, and the Triton HR-upscale kernel
+(`kernels/hr_upscale.py`) carries the result to full resolution, reading and writing uint8 in the
+caller's layout (no HR float copies). Float images and hr_topk=0 run the torch path."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ from typing import Any
 import torch
 
 from ..deploy.onnx_export import LRNetwork
+from ..geometry import plan
 from ..io import prepare
 from .torch_backend import TorchBackend
 
@@ -22,10 +24,11 @@ class TritonBackend(TorchBackend):
                              f"the CPU), got {target}")
         try:
             from ..kernels.hr_upscale import hr_upscale
+            from ..kernels.prep import prepare_lr
         except ImportError as exc:
             raise ImportError(f"backend 'triton' needs triton: pip install 'rethined_engine[triton]' ({exc})") from exc
         super().__init__(weights, target, dtype, **overrides)
-        self.hr_upscale = hr_upscale
+        self.hr_upscale, self.prepare_lr = hr_upscale, prepare_lr
         self.lr_network = LRNetwork(self.model, self.config.hr_topk) if self.config.hr_topk > 0 else None
 
     @torch.inference_mode()
@@ -38,7 +41,9 @@ class TritonBackend(TorchBackend):
         masks = batch.mask.to(self.device)
         out = []
         for image, hole in zip(images, masks):                        # image (3, H, W) uint8, any strides
-            geom, _, _, lr_image, lr_mask = self.model.prepare((image[None].to(self.dtype) / 255.0), hole[None].to(self.dtype))
+            geom = plan(image.shape[-2], image.shape[-1], self.config)
+            lr_image, lr_mask = self.prepare_lr(image, hole[0], geom, channels_last=False)
+            lr_image, lr_mask = lr_image.to(self.dtype), lr_mask.to(self.dtype)
             key_inside = geom.key_inside(self.device).to(self.dtype).reshape(1, 1, geom.grid_h, geom.grid_w)
             lr_result, weight, index = self.lr_network(lr_image, lr_mask, key_inside)
             if not self.config.hf_transfer:
