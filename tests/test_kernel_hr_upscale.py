@@ -79,37 +79,3 @@ def test_rejects_non_uint8(rng):
 @pytest.mark.parametrize("channels_last", [True, False], ids=["HWC", "CHW"])
 def test_kernel_matches_reference_cuda(rng, size, lr_long, channels_last):
     run_case(rng, size, lr_long, "cuda", channels_last)
-
-
-@pytest.fixture(scope="module")
-def triton_and_torch():
-    from rethined_engine import Engine
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    small = {"lr_long_side": 64}   # scale > 1 already at ~100 px: fast in the interpreter
-    return (Engine(backend="triton", device=device, dtype="float32", **small),
-            Engine(backend="torch", device=device, dtype="float32", **small))
-
-
-@pytest.mark.parametrize("h,w", [(37, 53), (90, 130)])
-def test_triton_backend_matches_torch_backend(triton_and_torch, rng, h, w):
-    """End to end (interpreter on the CPU), HR scales 1 and 3: uint8 numpy HWC and torch CHW."""
-    fast, reference = triton_and_torch
-    from PIL import Image
-    from rethined_engine.cli import SAMPLE_IMAGE
-
-    image = np.array(Image.open(SAMPLE_IMAGE).convert("RGB").resize((w, h)))
-    mask = random_mask(h, w, rng)
-    got, ref = fast.inpaint(image, mask), reference.inpaint(image, mask)
-    diff = np.abs(got.astype(np.int16) - ref.astype(np.int16))
-    assert (diff > 1).mean() <= 1e-3 and (diff > 0).mean() <= 2e-3
-    chw = torch.from_numpy(image).permute(2, 0, 1)
-    assert torch.equal(fast.inpaint(chw, torch.from_numpy(mask)), torch.from_numpy(got).permute(2, 0, 1))
-
-
-def test_triton_backend_needs_cuda_or_interpreter(monkeypatch, weights_path):
-    from rethined_engine import Engine
-
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    with pytest.raises(ValueError, match="CUDA"):
-        Engine(weights=weights_path, backend="triton", device="cpu")

@@ -1,7 +1,9 @@
 """The Triton backend: the Triton preparation kernel (`kernels/prep.py`) makes the LR input straight
-from the caller's uint8 image, torch runs the LR network, and the Triton HR-upscale kernel
-(`kernels/hr_upscale.py`) carries the result to full resolution, reading and writing uint8 in the
-caller's layout (no HR float copies). Float images and hr_topk=0 run the torch path."""
+from the caller's uint8 image; at LR the coarse CNN and the coherence convs run in torch (cuDNN), the
+patch projection (`kernels/patch_projection.py`) and the masked attention + token mixing + top-K
+(`kernels/masked_attention.py`) in Triton; the Triton HR-upscale kernel (`kernels/hr_upscale.py`)
+carries the result to full resolution, reading and writing uint8 in the caller's layout (no HR float
+copies). Float images and hr_topk=0 run the torch path."""
 from __future__ import annotations
 
 import os
@@ -9,10 +11,46 @@ from typing import Any
 
 import torch
 
-from ..deploy.onnx_export import LRNetwork
 from ..geometry import plan
 from ..io import prepare
+from ..model.patchmatch import token_mask
+from ..model.rethined import Rethined
 from .torch_backend import TorchBackend
+
+
+class TritonLRNetwork:
+    """`LRNetwork` (forward_lr + top-K) with the attention block on Triton kernels, one image at a time.
+
+    __call__(image (1, 3, h, w), mask (1, 1, h, w) float, key_inside (1, 1, gh, gw) float) ->
+    (lr_result (1, 3, h, w), weight (1, N, K) float32, index (1, N, K) int32).
+    """
+
+    def __init__(self, model: Rethined, topk: int):
+        from ..kernels.masked_attention import masked_attention_topk
+        from ..kernels.patch_projection import patch_projection
+
+        if topk < 1:
+            raise ValueError(f"topk: expected >= 1, got {topk}")
+        self.model, self.topk = model, topk
+        self.project, self.attend = patch_projection, masked_attention_topk
+        self.logit_scale = float(model.patch_match.logit_scale().detach())   # once: .item() on CUDA syncs
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor, key_inside: torch.Tensor):
+        if image.shape[0] != 1:
+            raise ValueError(f"image: TritonLRNetwork takes one image, got batch {image.shape[0]}")
+        pm, patch = self.model.patch_match, self.model.cfg.patch_size
+        coarse, features = self.model.coarse_net(image, mask)
+        composite = torch.where(mask > 0, coarse, image)
+        q, k = self.project(composite[0], features[0], pm.to_q.weight, pm.to_q.bias, pm.to_k.weight, pm.to_k.bias, patch)
+        query_masked = token_mask(mask, patch)[0]
+        key_ok = ~query_masked & (key_inside.flatten() > 0.5)
+        # values are read from known tokens only and only hole tokens are written: mix in place
+        mixed, weight, index = self.attend(q, k, composite[0], query_masked, key_ok, self.logit_scale,
+                                           self.topk, patch, out=composite[0])
+        mixed = mixed[None]
+        refined = mixed + pm.coherence(torch.cat([mixed, coarse, mask], dim=1))
+        result = torch.where(mask > 0, refined.clamp(0.0, 1.0), image)
+        return result, weight[None], index[None]
 
 
 class TritonBackend(TorchBackend):
@@ -29,7 +67,7 @@ class TritonBackend(TorchBackend):
             raise ImportError(f"backend 'triton' needs triton: pip install 'rethined_engine[triton]' ({exc})") from exc
         super().__init__(weights, target, dtype, **overrides)
         self.hr_upscale, self.prepare_lr = hr_upscale, prepare_lr
-        self.lr_network = LRNetwork(self.model, self.config.hr_topk) if self.config.hr_topk > 0 else None
+        self.lr_network = TritonLRNetwork(self.model, self.config.hr_topk) if self.config.hr_topk > 0 else None
 
     @torch.inference_mode()
     def inpaint(self, img: Any, mask: Any) -> Any:

@@ -1,0 +1,60 @@
+"""Engine(backend="triton") end to end vs the torch backend, and its LR network (Triton projection +
+attention kernels around the torch CNN) vs the exported `LRNetwork`. CPU: the Triton interpreter."""
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("triton")
+from rethined_engine.backends.triton_backend import TritonLRNetwork  # noqa: E402
+from rethined_engine.deploy.onnx_export import LRNetwork, example_inputs  # noqa: E402
+from rethined_engine.train.masks import random_mask  # noqa: E402
+
+from conftest import make_model  # noqa: E402
+
+
+@pytest.mark.parametrize("lr_size", [(64, 96), (96, 160)])
+def test_lr_network_matches_exported_graph(lr_size):
+    model = make_model()
+    image, mask, key_inside = example_inputs(*lr_size, model.cfg.patch_size, seed=lr_size[0])
+    key_inside[..., -1] = 0                                     # a column of tokens outside the image
+    with torch.inference_mode():
+        got = TritonLRNetwork(model, 4)(image, mask, key_inside)
+        want = LRNetwork(model, 4)(image, mask, key_inside)
+    torch.testing.assert_close(got[0], want[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(got[1], want[1], rtol=0, atol=1e-5)
+    live = want[1] > 0
+    assert torch.equal(got[2][live], want[2][live])             # random weights: no near-ties here
+
+
+@pytest.fixture(scope="module")
+def triton_and_torch():
+    from rethined_engine import Engine
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    small = {"lr_long_side": 64}   # scale > 1 already at ~100 px: fast in the interpreter
+    return (Engine(backend="triton", device=device, dtype="float32", **small),
+            Engine(backend="torch", device=device, dtype="float32", **small))
+
+
+@pytest.mark.parametrize("h,w", [(37, 53), (90, 130)])
+def test_triton_backend_matches_torch_backend(triton_and_torch, rng, h, w):
+    """End to end (interpreter on the CPU), HR scales 1 and 3: uint8 numpy HWC and torch CHW."""
+    fast, reference = triton_and_torch
+    from PIL import Image
+    from rethined_engine.cli import SAMPLE_IMAGE
+
+    image = np.array(Image.open(SAMPLE_IMAGE).convert("RGB").resize((w, h)))
+    mask = random_mask(h, w, rng)
+    got, ref = fast.inpaint(image, mask), reference.inpaint(image, mask)
+    diff = np.abs(got.astype(np.int16) - ref.astype(np.int16))
+    assert (diff > 1).mean() <= 1e-3 and (diff > 0).mean() <= 2e-3
+    chw = torch.from_numpy(image).permute(2, 0, 1)
+    assert torch.equal(fast.inpaint(chw, torch.from_numpy(mask)), torch.from_numpy(got).permute(2, 0, 1))
+
+
+def test_triton_backend_needs_cuda_or_interpreter(monkeypatch, weights_path):
+    from rethined_engine import Engine
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="CUDA"):
+        Engine(weights=weights_path, backend="triton", device="cpu")
