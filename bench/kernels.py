@@ -1,9 +1,14 @@
 """Kernel microbenchmarks on CUDA (`triton.testing.do_bench`, median ms): each Triton kernel vs its torch
-reference at equal shapes, as GB/s and as a fraction of the device's measured copy bandwidth.
+reference at equal shapes, as GB/s (fraction of the device's measured copy bandwidth) or TFLOP/s.
 
     python -m bench.kernels [--sizes 2048 4096 8192]
 
-Appends to bench/results/kernels-<gpu>.json. Kernels so far: HR upscale (kernels/hr_upscale.py).
+Kernels: HR upscale (kernels/hr_upscale.py) per image size; at LR (64 x 64 tokens, the grid of every
+square image >= 512 px, fp16) the patch projection (kernels/patch_projection.py) and the masked
+attention + mixing + top-K (kernels/masked_attention.py), the latter also against
+`F.scaled_dot_product_attention` on the already-compacted hole queries and allowed keys/values (equal
+shapes, no masking, no gathers, no top-K: the unfused floor it must stay within 2x of).
+Appends to bench/results/kernels-<gpu>.json.
 """
 from __future__ import annotations
 
@@ -65,6 +70,62 @@ def bench_hr_upscale(size: int, bandwidth: float, rng) -> list[dict]:
     return rows
 
 
+def lr_case(hole: float, dtype=torch.float16, seed: int = 0):
+    """LR inputs of the attention block at the 64 x 64 grid: composite image, features, weights of the
+    shipped model, a free-form mask of `hole` coverage at token level."""
+    from rethined_engine.model.patchmatch import token_mask
+    from rethined_engine.train.masks import random_mask
+    from rethined_engine.weights import load_model
+
+    model = load_model(None, "cuda", dtype)
+    cfg, pm = model.cfg, model.patch_match
+    side = cfg.lr_long_side
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    image = torch.rand(3, side, side, device="cuda", generator=g).to(dtype)
+    features = torch.randn(model.coarse_net.feature_channels, side // cfg.patch_size, side // cfg.patch_size,
+                           device="cuda", generator=g).to(dtype)
+    mask = random_mask(side, side, np.random.default_rng(seed), (hole - 0.01, hole + 0.01))
+    query_masked = token_mask(torch.from_numpy(mask).cuda()[None, None].float(), cfg.patch_size)[0]
+    weights = (pm.to_q.weight, pm.to_q.bias, pm.to_k.weight, pm.to_k.bias)
+    return image, features, weights, query_masked, float(pm.logit_scale().detach()), cfg
+
+
+def _row(kernel, impl, size, q, **extra) -> dict:
+    return {"kernel": kernel, "impl": impl, "size": size, "median_ms": q[0], "p20_ms": q[1], "p80_ms": q[2], **extra}
+
+
+def bench_lr_kernels(hole: float = MASK_COVERAGE) -> list[dict]:
+    import torch.nn.functional as F
+    from triton.testing import do_bench
+
+    from rethined_engine.kernels.masked_attention import masked_attention_topk, masked_attention_topk_reference
+    from rethined_engine.kernels.patch_projection import patch_projection, patch_projection_reference
+
+    image, features, weights, query_masked, scale, cfg = lr_case(hole)
+    p, n = cfg.patch_size, query_masked.numel()
+    d, in_dim = weights[0].shape
+    rows = []
+    proj_flop = 2 * 2 * n * in_dim * d
+    for name, fn in (("triton", patch_projection), ("torch_reference", patch_projection_reference)):
+        q = do_bench(lambda: fn(image, features, *weights, p), quantiles=[0.5, 0.2, 0.8])
+        rows.append(_row("patch_projection", name, n, q, tflop_s=proj_flop / q[0] / 1e9))
+    qv, kv = patch_projection(image, features, *weights, p)
+    key_inside = torch.ones_like(query_masked)
+    m, keys = int(query_masked.sum()), int((~query_masked).sum())
+    attn_flop = 2 * m * keys * (d + 3 * p * p)
+    for name, fn in (("triton", masked_attention_topk), ("torch_reference", masked_attention_topk_reference)):
+        q = do_bench(lambda: fn(qv, kv, image, query_masked, key_inside, scale, TOPK, p), quantiles=[0.5, 0.2, 0.8])
+        rows.append(_row("masked_attention", name, n, q, hole_rows=m, keys=keys, tflop_s=attn_flop / q[0] / 1e9))
+    tokens = image.reshape(3, n // (image.shape[2] // p), p, image.shape[2] // p, p).permute(1, 3, 0, 2, 4).reshape(n, -1)
+    sq, sk, sv = (t[None, None].contiguous() for t in (qv[query_masked], kv[~query_masked], tokens[~query_masked]))
+    sv = F.pad(sv, (0, 256 - sv.shape[-1])) if sv.shape[-1] not in (64, 128, 256) else sv   # flash head dims
+    q = do_bench(lambda: F.scaled_dot_product_attention(sq, sk, sv, scale=scale), quantiles=[0.5, 0.2, 0.8])
+    rows.append(_row("masked_attention", "sdpa_compacted", n, q, hole_rows=m, keys=keys, tflop_s=attn_flop / q[0] / 1e9))
+    for row in rows:
+        print(f"{row['kernel']:17s} {row['impl']:16s} {row['median_ms']:8.3f} ms  {row['tflop_s']:7.2f} TFLOP/s", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192])
@@ -77,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     bandwidth = measured_bandwidth_gbs()
     print(f"measured copy bandwidth {bandwidth:.0f} GB/s")
     rows = [row for size in args.sizes for row in bench_hr_upscale(size, bandwidth, rng)]
+    rows += bench_lr_kernels()
     gpu = device_name("cuda")
     out = RESULTS / f"kernels-{gpu.replace(' ', '_')}.json"
     runs = json.loads(out.read_text())["runs"] if out.is_file() else []

@@ -1,9 +1,13 @@
 """End-to-end `Engine.inpaint` latency and peak memory per image size.
 
     python -m bench.latency --sizes 2048 4096 --repeats 3 [--device cpu] [--backends native torch opencv_telea]
+    python -m bench.latency --device cuda --repeats 20 --warmup 3       # torch, torch_compile, triton
 
-Backends: any `Engine` backend (native, torch, ...) and, as a peer on the same input, OpenCV's
-`cv2.inpaint` Telea with radius 3 (`opencv_telea`). Input: the shipped sample photo resized to
+Backends: any `Engine` backend (native, torch, triton, ...), `torch_compile` (the torch backend with its
+model wrapped in `torch.compile`, default mode; compilation happens in the warm-up calls) and, as a peer
+on the same input, OpenCV's `cv2.inpaint` Telea with radius 3 (`opencv_telea`). On CUDA the image and
+mask are GPU-resident uint8 (3, H, W) / (H, W) tensors before the clock starts, and the result stays
+on the GPU. Input: the shipped sample photo resized to
 size x size, uint8 HWC, a fixed free-form mask of 40 % coverage. Each size runs in a fresh subprocess so that peak memory is its own: on CPU, the rise of
 peak resident memory (ru_maxrss) over the resident size before the first call (engine, weights and
 input already loaded: `rss_before_mb`); on CUDA,
@@ -28,6 +32,7 @@ MASK_COVERAGE = (0.39, 0.41)
 MASK_SEED = 0
 OPENCV_TELEA = "opencv_telea"
 OPENCV_RADIUS = 3
+TORCH_COMPILE = "torch_compile"
 
 
 class _OpenCVTelea:
@@ -57,6 +62,9 @@ def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int)
     if backend == OPENCV_TELEA:
         import cv2
         engine = _OpenCVTelea(cv2)
+    elif backend == TORCH_COMPILE:
+        engine = Engine(device=device, backend="torch")
+        engine._impl.model = torch.compile(engine._impl.model)
     else:
         engine = Engine(device=device, backend=backend)
     img = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB").resize((size, size), Image.BICUBIC))
@@ -88,15 +96,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
     parser.add_argument("--backends", nargs="+", default=None,
-                        help=f"Engine backends and/or {OPENCV_TELEA} (default: native torch {OPENCV_TELEA} on the CPU, torch on CUDA)")
+                        help=f"Engine backends, {TORCH_COMPILE} and/or {OPENCV_TELEA} (default: native torch {OPENCV_TELEA} "
+                             f"on the CPU; torch {TORCH_COMPILE} triton on CUDA)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None, help="default bench/results/latency-<device>.json")
+    parser.add_argument("--out", type=Path, default=None, help="default bench/results/latency-<cpu or GPU name>.json")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.backends is None:
-        args.backends = ["native", "torch", OPENCV_TELEA] if args.device == "cpu" else ["torch"]
+        args.backends = ["native", "torch", OPENCV_TELEA] if args.device == "cpu" else ["torch", TORCH_COMPILE, "triton"]
     if args.child is not None:
         print(json.dumps(measure_one(args.child, args.backends[0], args.device, args.repeats, args.warmup)))
         return
@@ -124,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     device = device_name(args.device)
     result = {"commit": commit, "device": device, "torch": torch.__version__, "triton": triton_version,
               "threads": torch.get_num_threads(), "rows": rows}
-    out = args.out or RESULTS / f"latency-{args.device.split(':')[0]}.json"
+    tag = "cpu" if args.device == "cpu" else device.replace(" ", "_")
+    out = args.out or RESULTS / f"latency-{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
