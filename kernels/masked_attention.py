@@ -24,10 +24,18 @@ import triton
 import triton.language as tl
 
 from .patch_projection import dot_precision
+from .tuning import autotune
 
 LOG2E = math.log2(math.e)
-BLOCK_ROWS = 64    # hole tokens per program
-BLOCK_KEYS = 32    # keys per online-softmax step
+# BLOCK_M: hole tokens per program (three (BLOCK_M, P*P) fp32 accumulators in registers); BLOCK_N: keys
+# per online-softmax step
+CONFIGS = {
+    "m64_n32_w4": triton.Config({"BLOCK_M": 64, "BLOCK_N": 32}, num_warps=4, num_stages=2),
+    "m64_n64_w8": triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=8, num_stages=2),
+    "m32_n64_w4": triton.Config({"BLOCK_M": 32, "BLOCK_N": 64}, num_warps=4, num_stages=3),
+    "m128_n32_w8": triton.Config({"BLOCK_M": 128, "BLOCK_N": 32}, num_warps=8, num_stages=2),
+    "m16_n64_w4": triton.Config({"BLOCK_M": 16, "BLOCK_N": 64}, num_warps=4, num_stages=3),
+}
 
 
 @triton.jit
@@ -48,6 +56,7 @@ def _store_mixed(out_ptr, image_ptr, acc, inv_l, has_keys, row, row_ok, c, h, w,
     tl.store(out_ptr + off, mixed.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
 
 
+@autotune(CONFIGS, key=["D", "P", "K"])
 @triton.jit
 def masked_attention_kernel(q_ptr, k_ptr, image_ptr, out_ptr, rows_ptr, n_rows_ptr, keys_ptr, n_keys_ptr,
                             weight_ptr, index_ptr, h, w, grid_w, scale_log2,
@@ -157,11 +166,11 @@ def masked_attention_topk(q: torch.Tensor, k: torch.Tensor, image: torch.Tensor,
     weight = torch.zeros(n, topk, dtype=torch.float32, device=q.device)
     index = torch.zeros(n, topk, dtype=torch.int32, device=q.device)
     kp = triton.next_power_of_2(topk)
-    masked_attention_kernel[(triton.cdiv(n, BLOCK_ROWS),)](
+    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_M"]),)  # noqa: E731  (programs past the hole count exit)
+    masked_attention_kernel[grid](
         q.contiguous(), k.to(q.dtype).contiguous(), image, out, rows, n_rows, keys, n_keys, weight, index,
         image.shape[1], image.shape[2], grid_w, float(logit_scale) * LOG2E,
-        D=d, P=patch, K=topk, KP=kp, PRECISION=dot_precision(q.dtype), BLOCK_M=BLOCK_ROWS, BLOCK_N=BLOCK_KEYS,
-        num_warps=4)
+        D=d, P=patch, K=topk, KP=kp, PRECISION=dot_precision(q.dtype))
     return out, weight, index
 
 

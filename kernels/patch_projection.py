@@ -18,8 +18,16 @@ import triton.language as tl
 
 from rethined_engine.model.patchmatch import NORM_EPS, PIXEL_CENTER
 
-BLOCK_TOKENS = 32   # tokens per program: the (BLOCK_TOKENS, d) fp32 accumulator lives in registers
-BLOCK_IN = 32       # input values per tensor-core step
+from .tuning import autotune
+
+# BLOCK_M: tokens per program (the (BLOCK_M, d) fp32 accumulator lives in registers); BLOCK_IN: input
+# values per tensor-core step
+CONFIGS = {
+    "m32_k32_w8": triton.Config({"BLOCK_M": 32, "BLOCK_IN": 32}, num_warps=8, num_stages=2),
+    "m64_k32_w8": triton.Config({"BLOCK_M": 64, "BLOCK_IN": 32}, num_warps=8, num_stages=2),
+    "m32_k64_w4": triton.Config({"BLOCK_M": 32, "BLOCK_IN": 64}, num_warps=4, num_stages=3),
+    "m16_k64_w4": triton.Config({"BLOCK_M": 16, "BLOCK_IN": 64}, num_warps=4, num_stages=3),
+}
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -47,6 +55,7 @@ def _token_inputs(image_ptr, feat_ptr, token, token_ok, e, h, w, grid_w, n_token
     return pixel + feature
 
 
+@autotune(CONFIGS, key=["P", "IN_DIM", "D"])
 @triton.jit
 def patch_projection_kernel(image_ptr, feat_ptr, weight_ptr, bias_ptr, out_ptr, h, w, grid_w, n_tokens, eps,
                             P: tl.constexpr, IN_DIM: tl.constexpr, D: tl.constexpr, CENTER: tl.constexpr,
@@ -92,11 +101,10 @@ def patch_projection(image: torch.Tensor, features: torch.Tensor, wq: torch.Tens
                          f"{tuple(qk.shape)} {qk.dtype}")
     weight = torch.stack([wq, wk]).to(image.dtype).contiguous()
     bias = torch.stack([bq, bk]).to(image.dtype).contiguous()
-    grid = (triton.cdiv(n_tokens, BLOCK_TOKENS), 2)
+    grid = lambda meta: (triton.cdiv(n_tokens, meta["BLOCK_M"]), 2)  # noqa: E731
     patch_projection_kernel[grid](image.contiguous(), features.to(image.dtype).contiguous(), weight, bias, qk,
                                   image.shape[1], image.shape[2], grid_w, n_tokens, NORM_EPS,
-                                  P=patch, IN_DIM=in_dim, D=d, CENTER=PIXEL_CENTER, PRECISION=dot_precision(image.dtype),
-                                  BLOCK_M=BLOCK_TOKENS, BLOCK_IN=BLOCK_IN, num_warps=8)
+                                  P=patch, IN_DIM=in_dim, D=d, CENTER=PIXEL_CENTER, PRECISION=dot_precision(image.dtype))
     return qk[0], qk[1]
 
 

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 pytest.importorskip("triton")
-from rethined_engine.kernels.masked_attention import (compact, masked_attention_topk,  # noqa: E402
+from rethined_engine.kernels.masked_attention import (CONFIGS, compact, masked_attention_kernel,  # noqa: E402
+                                                      masked_attention_topk,
                                                       masked_attention_topk_reference)
 
 # (grid_h, grid_w, patch, d, hole fraction): N = 15 .. 221 tokens, partial blocks of rows and keys
@@ -118,3 +119,11 @@ def test_rejects_bad_shapes():
         masked_attention_topk(q, k, image, query_masked[:-1], inside, LOGIT_SCALE, TOPK, p)
     with pytest.raises(ValueError, match="topk"):
         masked_attention_topk(q, k, image, query_masked, inside, LOGIT_SCALE, 0, p)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_every_autotune_config(monkeypatch, name):
+    """The interpreter runs the first config only; force each one so that no tile shape is untested."""
+    monkeypatch.setattr(masked_attention_kernel, "configs", [CONFIGS[name]])
+    monkeypatch.setattr(masked_attention_kernel, "cache", {})
+    run_case((9, 13, 8, 64, 0.4), torch.float16, "cpu")

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 pytest.importorskip("triton")
-from rethined_engine.kernels.patch_projection import patch_projection, patch_projection_reference  # noqa: E402
+from rethined_engine.kernels.patch_projection import (CONFIGS, patch_projection, patch_projection_kernel,  # noqa: E402
+                                                      patch_projection_reference)
 from rethined_engine.model.patchmatch import patchify  # noqa: E402
 
 from conftest import make_model  # noqa: E402
@@ -67,3 +68,11 @@ def test_rejects_mismatched_shapes():
         patch_projection(image[:, :-8], features, *params, p)
     with pytest.raises(ValueError, match="wq"):
         patch_projection(image, features[:-1], *params, p)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_every_autotune_config(monkeypatch, name):
+    """The interpreter runs the first config only; force each one so that no tile shape is untested."""
+    monkeypatch.setattr(patch_projection_kernel, "configs", [CONFIGS[name]])
+    monkeypatch.setattr(patch_projection_kernel, "cache", {})
+    run_case((9, 13, 8, 96, 256), torch.float16, "cpu")
