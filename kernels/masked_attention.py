@@ -160,6 +160,9 @@ def masked_attention_topk(q: torch.Tensor, k: torch.Tensor, image: torch.Tensor,
     if topk < 1:
         raise ValueError(f"topk: expected >= 1, got {topk}")
     image = image.contiguous()
+    if out is not None and (out.shape != image.shape or out.dtype != image.dtype or not out.is_contiguous()):
+        raise ValueError(f"out: expected a contiguous {tuple(image.shape)} {image.dtype} tensor, got "
+                         f"{tuple(out.shape)} {out.dtype} (contiguous: {out.is_contiguous()})")
     out = image.clone() if out is None else out
     rows, n_rows = compact(query_masked)
     keys, n_keys = compact(key_ok & ~query_masked)

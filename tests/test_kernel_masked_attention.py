@@ -127,3 +127,10 @@ def test_every_autotune_config(monkeypatch, name):
     monkeypatch.setattr(masked_attention_kernel, "configs", [CONFIGS[name]])
     monkeypatch.setattr(masked_attention_kernel, "cache", {})
     run_case((9, 13, 8, 64, 0.4), torch.float16, "cpu")
+
+
+def test_rejects_non_contiguous_out():
+    q, k, image, query_masked, inside, p = case((3, 5, 8, 64, 0.4), torch.float32, "cpu")
+    strided = torch.empty(image.shape[1], image.shape[2], 3).permute(2, 0, 1)
+    with pytest.raises(ValueError, match="out"):
+        masked_attention_topk(q, k, image, query_masked, inside, LOGIT_SCALE, TOPK, p, out=strided)

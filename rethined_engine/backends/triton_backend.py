@@ -40,7 +40,7 @@ class TritonLRNetwork:
             raise ValueError(f"image: TritonLRNetwork takes one image, got batch {image.shape[0]}")
         pm, patch = self.model.patch_match, self.model.cfg.patch_size
         coarse, features = self.model.coarse_net(image, mask)
-        composite = torch.where(mask > 0, coarse, image)
+        composite = torch.where(mask > 0, coarse, image).contiguous()   # the attention mixes it in place
         q, k = self.project(composite[0], features[0], pm.to_q.weight, pm.to_q.bias, pm.to_k.weight, pm.to_k.bias, patch)
         query_masked = token_mask(mask, patch)[0]
         key_ok = ~query_masked & (key_inside.flatten() > 0.5)
