@@ -11,7 +11,7 @@ def test_identical_images():
     mask = torch.zeros(2, 1, 32, 40)
     mask[..., 5:20, 10:30] = 1
     m = hole_metrics(x, x, mask)
-    assert m["l1"] == 0 and m["psnr"] > 100 and abs(m["ssim"] - 1) < 1e-9 and abs(m["sharpness"] - 1) < 1e-9
+    assert m["l1"] == 0 and m["psnr"] > 100 and abs(m["ssim"] - 1) < 1e-6 and abs(m["sharpness"] - 1) < 1e-9
 
 
 def test_only_holes_count():
