@@ -1,6 +1,7 @@
 """Hole-region quality of ours and peers on fixed masks, at several resolutions.
 
     python -m bench.quality --images PHOTOS/heldout --resolutions 1024 2048 4096 [--seed 0]
+    python -m bench.quality --images PHOTOS/heldout --resolutions 4096 --methods ours opencv_ns_r3 --merge
 
 Each photo is Lanczos-resized to every long side in --resolutions (the ground truth at that size; a
 row says `upsampled` when the photo was smaller). Masks: free-form strokes + boxes, 30-50 % coverage
@@ -110,7 +111,7 @@ def resized(path: Path, long_side: int) -> tuple[np.ndarray, bool]:
 def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for method in dict.fromkeys(r["method"] for r in rows):
-        for res in dict.fromkeys(r["resolution"] for r in rows):
+        for res in sorted({r["resolution"] for r in rows}):
             sel = [r for r in rows if r["method"] == method and r["resolution"] == res]
             if sel:
                 out.append({"method": method, "resolution": res, "images": len(sel),
@@ -127,9 +128,19 @@ def markdown_table(summary: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merged_rows(previous: dict, rows: list[dict], images: list[str], seed: int) -> list[dict]:
+    """previous run's rows for (method, resolution) pairs this run did not score, then this run's rows."""
+    if previous["images"] != images or previous.get("seed") != seed:
+        raise SystemExit(f"error: --merge needs the same photos and seed as the saved run (saved: "
+                         f"{len(previous['images'])} photos, seed {previous.get('seed')}; now {len(images)}, seed {seed})")
+    fresh = {(r["method"], r["resolution"]) for r in rows}
+    return [r for r in previous["rows"] if (r["method"], r["resolution"]) not in fresh] + rows
+
+
 def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dict[str, Method],
-        limit: int | None = None, device: str = "cpu") -> dict:
-    """Score every method on every photo at every resolution; write JSON, table and grid under out."""
+        limit: int | None = None, device: str = "cpu", merge: bool = False) -> dict:
+    """Score every method on every photo at every resolution; write JSON, table and grid under out.
+    merge: keep the saved JSON's rows for (method, resolution) pairs this run does not score."""
     dataset = images.name
     photos = list_images(images)[:limit]
     mask_dir = out / f"masks-{dataset}"
@@ -155,13 +166,23 @@ def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dic
             if index == 0 and res == resolutions[-1]:
                 grid_panels = (panels + [("ground truth", image)], mask)
     commit = git_commit()
+    names = [p.name for p in photos]
+    this_run = {"commit": commit, "resolutions": resolutions, "methods": list(methods)}
+    runs = [this_run]
+    saved = out / f"quality-{dataset}.json"
+    if merge and saved.is_file():
+        previous = json.loads(saved.read_text())
+        rows = merged_rows(previous, rows, names, seed)
+        runs = previous.get("runs", [{"commit": previous["commit"], "resolutions": previous["resolutions"]}]) + runs
+        resolutions = sorted({r["resolution"] for r in rows})
     result = {"commit": commit, "device": device_name(device), "dataset": dataset, "seed": seed,
-              "resolutions": resolutions, "images": [p.name for p in photos], "rows": rows,
+              "resolutions": resolutions, "images": names, "runs": runs, "rows": rows,
               "summary": summarise(rows)}
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"quality-{dataset}.json").write_text(json.dumps(result, indent=1) + "\n")
+    saved.write_text(json.dumps(result, indent=1) + "\n")
+    commits = ", ".join(dict.fromkeys(r["commit"] for r in runs))
     (out / f"quality-{dataset}.md").write_text(
-        f"Hole-region quality on `{dataset}` ({len(photos)} photos, seed {seed}, commit {commit}, "
+        f"Hole-region quality on `{dataset}` ({len(photos)} photos, seed {seed}, commit {commits}, "
         f"{result['device']}).\n\n" + markdown_table(result["summary"]))
     if grid_panels is not None:
         picture_grid(*grid_panels).save(out / f"quality-{dataset}-grid.jpg", quality=90)
@@ -177,12 +198,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=None, help="subset of methods (default: all)")
     parser.add_argument("--limit", type=int, default=None, help="use the first N photos only")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the saved results of (method, resolution) pairs this run does not score")
     args = parser.parse_args(argv)
     if min(args.resolutions) < 64:
         parser.error(f"--resolutions must be >= 64 px, got {args.resolutions}")
     with torch.inference_mode():
         result = run(args.images, args.resolutions, args.seed, args.out, build_methods(args.methods, args.device),
-                     args.limit, args.device)
+                     args.limit, args.device, args.merge)
     print("\n" + markdown_table(result["summary"]))
 
 

@@ -72,3 +72,15 @@ def test_latency_row_per_backend(backend):
     row = measure_one(96, backend, "cpu", repeats=1, warmup=0)
     assert row["backend"] == backend and row["size"] == 96 and row["median_ms"] > 0
     assert 0.35 < row["mask_frac"] < 0.45
+
+
+def test_quality_merge_keeps_other_pairs(photos, tmp_path):
+    out = tmp_path / "results"
+    run(photos, [64], seed=0, out=out, methods=build_methods(["coarse_bicubic", "opencv_ns_r3"], "cpu"))
+    merged = run(photos, [96], seed=0, out=out, methods=build_methods(["opencv_ns_r3"], "cpu"), merge=True)
+    pairs = {(r["method"], r["resolution"]) for r in merged["rows"]}
+    assert pairs == {("coarse_bicubic", 64), ("opencv_ns_r3", 64), ("opencv_ns_r3", 96)}
+    assert merged["resolutions"] == [64, 96] and len(merged["runs"]) == 2
+    assert json.loads((out / "quality-photos.json").read_text())["rows"] == merged["rows"]
+    with pytest.raises(SystemExit, match="same photos and seed"):
+        run(photos, [96], seed=1, out=out, methods=build_methods(["opencv_ns_r3"], "cpu"), merge=True)
