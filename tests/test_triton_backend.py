@@ -58,3 +58,24 @@ def test_triton_backend_needs_cuda_or_interpreter(monkeypatch, weights_path):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(ValueError, match="CUDA"):
         Engine(weights=weights_path, backend="triton", device="cpu")
+
+
+def test_triton_backend_fp16_is_as_close_as_torch_fp16(triton_and_torch, rng):
+    """fp16 (the CUDA default): the triton backend's error vs the fp32 torch backend is at most the torch
+    backend's own fp16 error (x2 + 0.1 % of values), and never more than 2 uint8 levels."""
+    from PIL import Image
+    from rethined_engine import Engine
+    from rethined_engine.cli import SAMPLE_IMAGE
+
+    _, reference = triton_and_torch
+    small = {"lr_long_side": 64}
+    fast16 = Engine(backend="triton", device=reference.device, dtype="float16", **small)
+    torch16 = Engine(backend="torch", device=reference.device, dtype="float16", **small)
+    h, w = 90, 130
+    image = np.array(Image.open(SAMPLE_IMAGE).convert("RGB").resize((w, h)))
+    mask = random_mask(h, w, rng)
+    want = reference.inpaint(image, mask).astype(np.int16)
+    err_triton = np.abs(fast16.inpaint(image, mask).astype(np.int16) - want)
+    err_torch = np.abs(torch16.inpaint(image, mask).astype(np.int16) - want)
+    assert err_triton.max() <= 2
+    assert (err_triton > 0).mean() <= 2 * (err_torch > 0).mean() + 1e-3
