@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.backends is None:
         args.backends = ["native", "torch", OPENCV_TELEA] if args.device == "cpu" else ["torch", TORCH_COMPILE, "triton"]
+    if args.device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise SystemExit(f"error: --device {args.device}: no CUDA device here")
     if args.child is not None:
         print(json.dumps(measure_one(args.child, args.backends[0], args.device, args.repeats, args.warmup)))
         return
