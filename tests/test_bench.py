@@ -23,6 +23,7 @@ def photos(tmp_path):
 
 
 def test_quality_writes_json_table_grid_and_masks(photos, tmp_path):
+    pytest.importorskip("patchmatch")                 # every method, PatchMatch included (Python >= 3.11)
     out = tmp_path / "results"
     methods = build_methods(None, "cpu")
     result = run(photos, RESOLUTIONS, seed=0, out=out, methods=methods)
@@ -49,6 +50,17 @@ def test_quality_masks_are_reused(photos, tmp_path):
         assert a["coverage"] == b["coverage"] and a["psnr"] == b["psnr"]
     fresh = run(photos, RESOLUTIONS, seed=123, out=tmp_path / "other", methods=methods)
     assert [r["coverage"] for r in fresh["rows"]] != [r["coverage"] for r in first["rows"]]
+
+
+def test_patchmatch_peer_keeps_known_pixels(photos):
+    pytest.importorskip("patchmatch")
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    mask = np.zeros((40, 56), bool)
+    mask[10:25, 20:40] = True
+    out = build_methods(["patchmatch"], "cpu")["patchmatch"](image, mask, 56)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.array_equal(out[~mask], image[~mask]) and not np.array_equal(out[mask], image[mask])
 
 
 def test_unknown_method_is_named():
