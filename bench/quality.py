@@ -136,6 +136,19 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def resolution_table(summary: list[dict]) -> str:
+    """Compact markdown: one row per method, PSNR / SSIM / sharpness across resolutions ("-": not run)."""
+    resolutions = sorted({s["resolution"] for s in summary})
+    cell = {(s["method"], s["resolution"]): s for s in summary}
+    span = " / ".join(f"{r // 1024}K" if r % 1024 == 0 else str(r) for r in resolutions)
+    lines = [f"| method | PSNR (dB) {span} | SSIM {span} | sharpness {span} |", "|---|---|---|---|"]
+    for method in dict.fromkeys(s["method"] for s in summary):
+        def series(key: str, fmt: str) -> str:
+            return " / ".join(format(cell[method, r][key], fmt) if (method, r) in cell else "-" for r in resolutions)
+        lines.append(f"| {method} | {series('psnr', '.2f')} | {series('ssim', '.4f')} | {series('sharpness', '.3f')} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(summary: list[dict]) -> str:
     lines = ["| method | long side | PSNR (dB) | SSIM | L1 | sharpness | seconds/image |",
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -200,7 +213,7 @@ def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dic
     commits = ", ".join(dict.fromkeys(r["commit"] for r in runs))
     (out / f"quality-{dataset}.md").write_text(
         f"Hole-region quality on `{dataset}` ({len(photos)} photos, seed {seed}, commit {commits}, "
-        f"{result['device']}).\n\n" + markdown_table(result["summary"]))
+        f"{result['device']}).\n\n" + markdown_table(result["summary"]) + "\n" + resolution_table(result["summary"]))
     if grid_panels is not None:
         picture_grid(*grid_panels).save(out / f"quality-{dataset}-grid.jpg", quality=90)
     return result
