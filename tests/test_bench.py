@@ -36,7 +36,7 @@ def test_quality_writes_json_table_grid_and_masks(photos, tmp_path):
         assert row["upsampled"] == (row["resolution"] > max(60, 90) if row["image"] == "p0.png" else row["resolution"] > 100)
     assert sorted(p.name for p in (out / "masks-photos").iterdir()) == ["p0.png", "p1.png"]
     table = (out / "quality-photos.md").read_text()
-    assert table.count("\n| ") == len(methods) * len(RESOLUTIONS) + 1
+    assert table.count("\n| ") == (len(methods) * len(RESOLUTIONS) + 1) + (len(methods) + 1)   # long + per-method tables
     assert Image.open(out / "quality-photos-grid.jpg").width > 0
     assert result["summary"][0]["images"] == 2
 
