@@ -166,3 +166,19 @@ def test_evaluate_reports_every_method(tmp_path):
     for row in result["rows"]:
         assert row["size"] == [96, 160] and 0.3 <= row["coverage"] <= 0.5
         assert all(np.isfinite(row[k]) for k in ("psnr", "ssim", "l1", "sharpness"))
+
+
+def test_pack_photos_for_a_remote_run(tmp_path):
+    from PIL import Image
+
+    from rethined_engine.train.data import CACHE_LONG_SIDE, list_images
+    from rethined_engine.train.photos import main as photos_main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (1300, 700, 3), dtype=np.uint8)).save(src / "big.png")
+    Image.fromarray(rng.integers(0, 256, (50, 80, 3), dtype=np.uint8)).save(src / "small.png")
+    assert photos_main([str(tmp_path / "packed"), "--pack-from", str(src)]) == 0
+    sizes = {p.name: Image.open(p).size for p in list_images(tmp_path / "packed")}
+    assert sizes == {"big.jpg": (round(700 * CACHE_LONG_SIDE / 1300), CACHE_LONG_SIDE), "small.jpg": (80, 50)}

@@ -1,6 +1,7 @@
 """Fetch the photographs we may train and evaluate on, from Debian packages only.
 
     python -m rethined_engine.train.photos DEST      # -> DEST/train/*, DEST/heldout/*
+    python -m rethined_engine.train.photos photos/train-1024 --pack-from DEST/train   # small copy for a GPU
 
 Needs `apt-get download` (Debian's archive), `dpkg-deb`, and `edje_decc` (package libedje-bin) for the
 enlightenment backgrounds. Nothing is committed: several packages are GPL/ShareAlike. The held-out
@@ -134,11 +135,39 @@ def fetch(dest: Path, cache: Path) -> dict[str, list[Path]]:
     return written
 
 
+PACK_JPEG_QUALITY = 95
+
+
+def pack(source: Path, dest: Path, long_side: int, quality: int = PACK_JPEG_QUALITY) -> list[Path]:
+    """Copy every photo of `source` into `dest` as JPEG with max(H, W) <= long_side (Lanczos). Training
+    never looks at more than `data.CACHE_LONG_SIDE` px, so a pack at that size is all a remote training
+    run needs (the 114 training photos: ~70 MB as shipped, a few tens of MB packed)."""
+    from .data import list_images, load_rgb
+
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in list_images(source):
+        out = dest / f"{path.stem}.jpg"
+        Image.fromarray(load_rgb(path, long_side)).save(out, quality=quality)
+        written.append(out)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .data import CACHE_LONG_SIDE
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dest", type=Path, help="output folder (gets train/ and heldout/)")
     parser.add_argument("--cache", type=Path, default=None, help="where .deb files are unpacked (default DEST/.debs)")
+    parser.add_argument("--pack-from", type=Path, default=None,
+                        help=f"instead of fetching: copy this folder's photos into DEST as JPEG q{PACK_JPEG_QUALITY} "
+                             f"at long side <= {CACHE_LONG_SIDE} (what training reads)")
     args = parser.parse_args(argv)
+    if args.pack_from is not None:
+        files = pack(args.pack_from, args.dest, CACHE_LONG_SIDE)
+        size = sum(f.stat().st_size for f in files) / 2**20
+        print(f"packed {len(files)} photos into {args.dest} ({size:.1f} MiB)")
+        return 0
     for tool in ("apt-get", "dpkg-deb", "edje_decc"):
         if shutil.which(tool) is None:
             hint = " (apt-get install libedje-bin)" if tool == "edje_decc" else ""
