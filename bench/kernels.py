@@ -4,8 +4,9 @@ reference at equal shapes, as GB/s (fraction of the device's measured copy bandw
     python -m bench.kernels [--sizes 2048 4096 8192]
 
 Kernels: HR upscale (kernels/hr_upscale.py) per image size; at LR (64 x 64 tokens, the grid of every
-square image >= 512 px, fp16) the patch projection (kernels/patch_projection.py) and the masked
-attention + mixing + top-K (kernels/masked_attention.py), the latter also against
+square image >= 512 px, fp16) the patch projection (kernels/patch_projection.py), the coherence
+epilogue (kernels/coherence.py) and the masked attention + mixing + top-K
+(kernels/masked_attention.py), the latter also against
 `F.scaled_dot_product_attention` on the already-compacted hole queries and allowed keys/values (equal
 shapes, no masking, no gathers, no top-K: the unfused floor it must stay within 2x of).
 Appends to bench/results/kernels-<gpu>.json.
@@ -121,8 +122,32 @@ def bench_lr_kernels(hole: float = MASK_COVERAGE) -> list[dict]:
     sv = F.pad(sv, (0, 256 - sv.shape[-1])) if sv.shape[-1] not in (64, 128, 256) else sv   # flash head dims
     q = do_bench(lambda: F.scaled_dot_product_attention(sq, sk, sv, scale=scale), quantiles=[0.5, 0.2, 0.8])
     rows.append(_row("masked_attention", "sdpa_compacted", n, q, hole_rows=m, keys=keys, tflop_s=attn_flop / q[0] / 1e9))
+    rows += bench_coherence_epilogue(image, cfg)
     for row in rows:
-        print(f"{row['kernel']:17s} {row['impl']:16s} {row['median_ms']:8.3f} ms  {row['tflop_s']:7.2f} TFLOP/s", flush=True)
+        print(f"{row['kernel']:19s} {row['impl']:16s} {row['median_ms']:8.3f} ms  {row.get('tflop_s', 0):7.2f} TFLOP/s"
+              f"  {row.get('gb_s', 0):7.1f} GB/s", flush=True)
+    return rows
+
+
+def bench_coherence_epilogue(image: torch.Tensor, cfg) -> list[dict]:
+    """Last coherence conv + residual + clamp + composite at LR vs the torch ops it replaces."""
+    from triton.testing import do_bench
+
+    from rethined_engine.kernels.coherence import coherence_epilogue, coherence_epilogue_reference
+
+    _, h, w = image.shape
+    c = cfg.coherence_hidden
+    g = torch.Generator(device="cuda").manual_seed(1)
+    hidden = torch.relu(torch.randn(c, h, w, device="cuda", generator=g)).to(image.dtype)
+    weight = (torch.randn(3, c, 3, 3, device="cuda", generator=g) * 0.1).to(image.dtype)
+    bias = torch.zeros(3, device="cuda", dtype=image.dtype)
+    mixed = torch.rand(3, h, w, device="cuda", generator=g).to(image.dtype)
+    mask = (torch.rand(h, w, device="cuda", generator=g) < MASK_COVERAGE).to(image.dtype)
+    moved = (c + 3 + 3 + 1 + 3) * h * w * image.element_size()            # hidden, mixed, image, mask in; out
+    rows = []
+    for name, fn in (("triton", coherence_epilogue), ("torch_reference", coherence_epilogue_reference)):
+        q = do_bench(lambda: fn(hidden, weight, bias, mixed, image, mask), quantiles=[0.5, 0.2, 0.8])
+        rows.append(_row("coherence_epilogue", name, h * w, q, gb_s=moved / q[0] / 1e6))
     return rows
 
 

@@ -1,7 +1,7 @@
 """The Triton backend: the Triton preparation kernel (`kernels/prep.py`) makes the LR input straight
 from the caller's uint8 image; at LR the coarse CNN and the coherence convs run in torch (cuDNN), the
-patch projection (`kernels/patch_projection.py`) and the masked attention + token mixing + top-K
-(`kernels/masked_attention.py`) in Triton; the Triton HR-upscale kernel (`kernels/hr_upscale.py`)
+patch projection (`kernels/patch_projection.py`), the masked attention + token mixing + top-K
+(`kernels/masked_attention.py`) and the coherence epilogue (`kernels/coherence.py`) in Triton; the Triton HR-upscale kernel (`kernels/hr_upscale.py`)
 carries the result to full resolution, reading and writing uint8 in the caller's layout (no HR float
 copies). Float images and hr_topk=0 run the torch path."""
 from __future__ import annotations
@@ -19,20 +19,26 @@ from .torch_backend import TorchBackend
 
 
 class TritonLRNetwork:
-    """`LRNetwork` (forward_lr + top-K) with the attention block on Triton kernels, one image at a time.
+    """`LRNetwork` (forward_lr + top-K) with the attention block on Triton kernels, one image at a time:
+    torch CNN -> Triton projection -> Triton attention (mixes in place) -> cuDNN coherence convs ->
+    Triton epilogue (last conv + residual + clamp + composite).
 
     __call__(image (1, 3, h, w), mask (1, 1, h, w) float, key_inside (1, 1, gh, gw) float) ->
     (lr_result (1, 3, h, w), weight (1, N, K) float32, index (1, N, K) int32).
     """
 
     def __init__(self, model: Rethined, topk: int):
+        from ..kernels.coherence import coherence_epilogue
         from ..kernels.masked_attention import masked_attention_topk
         from ..kernels.patch_projection import patch_projection
 
         if topk < 1:
             raise ValueError(f"topk: expected >= 1, got {topk}")
         self.model, self.topk = model, topk
-        self.project, self.attend = patch_projection, masked_attention_topk
+        last = model.patch_match.coherence[-1]
+        if last.kernel_size != (3, 3) or last.padding != (1, 1) or last.dilation != (1, 1):
+            raise ValueError(f"model: the coherence epilogue kernel needs a 3x3, padding 1 last conv, got {last}")
+        self.project, self.attend, self.epilogue = patch_projection, masked_attention_topk, coherence_epilogue
         self.logit_scale = float(model.patch_match.logit_scale().detach())   # once: .item() on CUDA syncs
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor, key_inside: torch.Tensor):
@@ -47,10 +53,10 @@ class TritonLRNetwork:
         # values are read from known tokens only and only hole tokens are written: mix in place
         mixed, weight, index = self.attend(q, k, composite[0], query_masked, key_ok, self.logit_scale,
                                            self.topk, patch, out=composite[0])
-        mixed = mixed[None]
-        refined = mixed + pm.coherence(torch.cat([mixed, coarse, mask], dim=1))
-        result = torch.where(mask > 0, refined.clamp(0.0, 1.0), image)
-        return result, weight[None], index[None]
+        hidden = pm.coherence[:-1](torch.cat([mixed[None], coarse, mask], dim=1))     # cuDNN convs + ReLU
+        last = pm.coherence[-1]
+        result = self.epilogue(hidden[0], last.weight, last.bias, mixed, image[0], mask[0, 0])
+        return result[None], weight[None], index[None]
 
 
 class TritonBackend(TorchBackend):
