@@ -33,7 +33,8 @@ EOF
 
 echo "== GPU correctness (kernels vs references at real sizes, backends end to end)"
 python -m pytest -q -m gpu -x tests/test_kernel_prep.py tests/test_kernel_hr_upscale.py \
-    tests/test_kernel_patch_projection.py tests/test_kernel_masked_attention.py tests/test_triton_backend.py \
+    tests/test_kernel_patch_projection.py tests/test_kernel_masked_attention.py tests/test_kernel_coherence.py \
+    tests/test_triton_backend.py \
     tests/test_deploy.py 2>&1 | tail -25
 python -m pytest -q -x tests/test_triton_backend.py 2>&1 | tail -5
 
