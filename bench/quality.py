@@ -214,8 +214,12 @@ def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dic
     (out / f"quality-{dataset}.md").write_text(
         f"Hole-region quality on `{dataset}` ({len(photos)} photos, seed {seed}, commit {commits}, "
         f"{result['device']}).\n\n" + markdown_table(result["summary"]) + "\n" + resolution_table(result["summary"]))
-    if grid_panels is not None:
-        picture_grid(*grid_panels).save(out / f"quality-{dataset}-grid.jpg", quality=90)
+    grid = out / f"quality-{dataset}-grid.jpg"
+    if merge and grid.is_file():
+        print(f"kept {grid} (--merge: this run's methods are only part of it; to redraw it for every method run "
+              f"--limit 1 --resolutions R --out SCRATCH with the saved masks copied there)")
+    elif grid_panels is not None:
+        picture_grid(*grid_panels).save(grid, quality=90)
     return result
 
 

@@ -94,5 +94,7 @@ def test_quality_merge_keeps_other_pairs(photos, tmp_path):
     assert pairs == {("coarse_bicubic", 64), ("opencv_ns_r3", 64), ("opencv_ns_r3", 96)}
     assert merged["resolutions"] == [64, 96] and len(merged["runs"]) == 2
     assert json.loads((out / "quality-photos.json").read_text())["rows"] == merged["rows"]
+    grid = Image.open(out / "quality-photos-grid.jpg")
+    assert grid.width > 0                                       # the first run's grid is kept, not redrawn
     with pytest.raises(SystemExit, match="same photos and seed"):
         run(photos, [96], seed=1, out=out, methods=build_methods(["opencv_ns_r3"], "cpu"), merge=True)
