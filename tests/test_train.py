@@ -182,3 +182,24 @@ def test_pack_photos_for_a_remote_run(tmp_path):
     assert photos_main([str(tmp_path / "packed"), "--pack-from", str(src)]) == 0
     sizes = {p.name: Image.open(p).size for p in list_images(tmp_path / "packed")}
     assert sizes == {"big.jpg": (round(700 * CACHE_LONG_SIDE / 1300), CACHE_LONG_SIDE), "small.jpg": (80, 50)}
+
+
+def test_wheel_photos_are_read_from_the_cached_wheel(tmp_path):
+    """Offline: a cached wheel is opened, not downloaded; scipy's raw face.dat becomes a PNG."""
+    import bz2
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from rethined_engine.train.photos import FACE_SHAPE, WHEEL_TRAIN, wheel_photo
+
+    requirement, member = next(entry for entry in WHEEL_TRAIN if entry[1].endswith("face.dat"))
+    name, version = requirement.split("==")
+    (tmp_path / "wheels").mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, FACE_SHAPE, dtype=np.uint8)
+    with zipfile.ZipFile(tmp_path / "wheels" / f"{name}-{version}-cp311-cp311-manylinux2014_x86_64.whl", "w") as wheel:
+        wheel.writestr(member, bz2.compress(pixels.tobytes()))
+    filename, data = wheel_photo(requirement, member, tmp_path)
+    assert filename == "scipy__face.png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), pixels)

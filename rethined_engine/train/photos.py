@@ -1,10 +1,12 @@
-"""Fetch the photographs we may train and evaluate on, from Debian packages only.
+"""Fetch the photographs we may train and evaluate on: Debian packages and photos bundled in PyPI wheels.
 
     python -m rethined_engine.train.photos DEST      # -> DEST/train/*, DEST/heldout/*
     python -m rethined_engine.train.photos photos/train-1024 --pack-from DEST/train   # small copy for a GPU
 
-Needs `apt-get download` (Debian's archive), `dpkg-deb`, and `edje_decc` (package libedje-bin) for the
-enlightenment backgrounds. Nothing is committed: several packages are GPL/ShareAlike. The held-out
+Needs `apt-get download` (Debian's archive), `dpkg-deb`, `edje_decc` (package libedje-bin) for the
+enlightenment backgrounds, and pip (scikit-image, scikit-learn and scipy wheels, read as zip files, never
+installed). The wheel photos (9, all small) joined the training split after the shipped weights were
+trained (those saw 114 photos). Nothing is committed: several packages are GPL/ShareAlike. The held-out
 split (>= 20 photos of >= 2048 px) is never used for training.
 """
 from __future__ import annotations
@@ -54,6 +56,18 @@ TRAIN = [
         *[f"text/scenetext0{i}.jpg" for i in range(1, 7)])],
 ]
 
+# Photographs bundled in PyPI wheels (DESIGN section 8): (requirement, member inside the wheel). Colour
+# photographs only: no grey test images, microscopy, fundus images, renders or the second image of a
+# stereo pair. scipy's face.dat is a bz2-compressed 768 x 1024 x 3 uint8 array.
+WHEEL_TRAIN = [
+    *[("scikit-image==0.25.2", f"skimage/data/{n}") for n in (
+        "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg")],
+    *[("scikit-learn==1.7.2", f"sklearn/datasets/images/{n}") for n in ("china.jpg", "flower.jpg")],
+    ("scipy==1.11.4", "scipy/misc/face.dat"),
+]
+WHEEL_TARGET = ("--python-version", "3.11", "--platform", "manylinux2014_x86_64", "--only-binary=:all:")
+FACE_SHAPE = (768, 1024, 3)
+
 # gcompris-qt-data: lossy WEBP photos carved out of Qt .rcc bundles (>= 256 px); these bundles hold
 # drawings or paintings rather than photographs and are skipped.
 GCOMPRIS_RCC = "usr/share/gcompris-qt/rcc"
@@ -80,6 +94,40 @@ def unpack_package(name: str, cache: Path) -> Path:
     _run(["dpkg-deb", "-x", str(deb), str(tmp)], cache)
     tmp.rename(root)
     return root
+
+
+def wheel_member(requirement: str, member: str, cache: Path) -> bytes:
+    """`pip download` the wheel (cached under cache/wheels; a fixed CPython 3.11 manylinux build, so the
+    same file whatever runs this) and read one file out of it."""
+    import zipfile
+
+    folder = cache / "wheels"
+    name, version = requirement.split("==")
+    pattern = f"{name.replace('-', '_')}-{version}-*.whl"
+    wheels = sorted(folder.glob(pattern))
+    if not wheels:
+        folder.mkdir(parents=True, exist_ok=True)
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", *WHEEL_TARGET, requirement, "-d", str(folder)],
+             folder)
+        wheels = sorted(folder.glob(pattern))
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        return wheel.read(member)
+
+
+def wheel_photo(requirement: str, member: str, cache: Path) -> tuple[str, bytes]:
+    """(file name, encoded image) of a photo in a wheel; scipy's raw face.dat becomes a PNG."""
+    import bz2
+
+    import numpy as np
+
+    data = wheel_member(requirement, member, cache)
+    package = requirement.split("==")[0]
+    if member.endswith(".dat"):
+        pixels = np.frombuffer(bz2.decompress(data), dtype=np.uint8).reshape(FACE_SHAPE)
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, format="PNG")
+        return f"{package}__{Path(member).stem}.png", out.getvalue()
+    return f"{package}__{Path(member).name}", data
 
 
 def _edj_image(edj: Path, work: Path) -> Path:
@@ -127,6 +175,12 @@ def fetch(dest: Path, cache: Path) -> dict[str, list[Path]]:
             if not target.exists():
                 shutil.copyfile(src, target)
             written[split].append(target)
+    for requirement, member in WHEEL_TRAIN:
+        name, data = wheel_photo(requirement, member, cache)
+        target = dest / "train" / name
+        if not target.exists():
+            target.write_bytes(data)
+        written["train"].append(target)
     root = unpack_package("gcompris-qt-data", cache)
     for name, blob in carve_gcompris(root):
         target = dest / "train" / f"gcompris-qt-data__{name}.webp"
