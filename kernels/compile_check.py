@@ -1,0 +1,141 @@
+"""Compile every Triton kernel for real GPU targets without a GPU: Triton's full pipeline down to a cubin
+(bundled ptxas), for each named autotune config, both dtypes and the specialisations a launch creates
+(an int argument equal to 1 becomes a constexpr). Catches what the interpreter accepts and the compiler
+does not, and reports registers / spills (ptxas -v) and shared memory per config.
+
+    python -m rethined_engine.kernels.compile_check [--arch 90 87]       # H100/H200, Jetson Orin
+
+Must run without TRITON_INTERPRET (the kernels must be JIT functions, not interpreted ones).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+INT_ONE = 1            # what the launcher specialises: an int argument equal to 1 is a constexpr
+
+
+def _variants():
+    """(name, kernel JITFunction, signature {arg: type}, constexprs {arg: value}, num_warps, num_stages)."""
+    from . import coherence, hr_upscale, masked_attention, patch_projection, prep
+    from .patch_projection import dot_precision
+
+    import torch
+
+    out = []
+    hr = {"image_ptr": "*u8", "mask_ptr": "*u8", "lr_ptr": "*fp32", "weight_ptr": "*fp32", "index_ptr": "*i32",
+          "out_ptr": "*u8", "H": "i32", "W": "i32", "h": "i32", "w": "i32", "scale": "i32", "patch": "i32",
+          "grid_w": "i32", "img_sy": "i32", "img_sx": "i32", "img_sc": "i32", "out_sy": "i32", "out_sx": "i32",
+          "out_sc": "i32", "mask_sy": "i32", "mask_sx": "i32", "K": "constexpr", "BLOCK": "constexpr"}
+    for layout, ones in (("hwc_scale1", ("scale", "img_sc", "out_sc", "mask_sx")),
+                         ("chw_scale4", ("img_sx", "out_sx", "mask_sx"))):
+        out.append((f"hr_upscale[{layout}]", hr_upscale.hr_upscale_kernel, hr,
+                    {**{k: INT_ONE for k in ones}, "K": 4, "BLOCK": hr_upscale.BLOCK_PIXELS}, 4, 3))
+    pr = {"image_ptr": "*u8", "mask_ptr": "*u8", "taps_ptr": "*fp32", "lr_ptr": "*fp32", "lr_mask_ptr": "*fp32",
+          "H": "i32", "W": "i32", "Hp": "i32", "Wp": "i32", "h": "i32", "w": "i32", "scale": "i32", "radius": "i32",
+          "img_sy": "i32", "img_sx": "i32", "img_sc": "i32", "mask_sy": "i32", "mask_sx": "i32",
+          "TAPS": "constexpr", "REFLECT": "constexpr", "BLOCK": "constexpr"}
+    out.append(("prep[hwc_scale1]", prep.prep_kernel, pr,
+                {"scale": INT_ONE, "img_sc": INT_ONE, "mask_sx": INT_ONE, "TAPS": 1, "REFLECT": True,
+                 "BLOCK": prep.BLOCK_LR}, 4, 3))
+    out.append(("prep[chw_scale4]", prep.prep_kernel, pr,
+                {"img_sx": INT_ONE, "mask_sx": INT_ONE, "TAPS": 9, "REFLECT": False, "BLOCK": prep.BLOCK_LR}, 4, 3))
+    for dtype, ty in ((torch.float16, "fp16"), (torch.float32, "fp32")):
+        pj = {"image_ptr": f"*{ty}", "feat_ptr": f"*{ty}", "weight_ptr": f"*{ty}", "bias_ptr": f"*{ty}",
+              "out_ptr": f"*{ty}", "h": "i32", "w": "i32", "grid_w": "i32", "n_tokens": "i32", "eps": "fp32",
+              "P": "constexpr", "IN_DIM": "constexpr", "D": "constexpr", "CENTER": "constexpr",
+              "PRECISION": "constexpr", "BLOCK_M": "constexpr", "BLOCK_IN": "constexpr"}
+        for name, cfg in patch_projection.CONFIGS.items():
+            out.append((f"patch_projection[{ty},{name}]", patch_projection.patch_projection_kernel.fn, pj,
+                        {"P": 8, "IN_DIM": 288, "D": 256, "CENTER": 0.5, "PRECISION": dot_precision(dtype),
+                         **cfg.kwargs}, cfg.num_warps, cfg.num_stages))
+        at = {"q_ptr": f"*{ty}", "k_ptr": f"*{ty}", "image_ptr": f"*{ty}", "out_ptr": f"*{ty}", "rows_ptr": "*i32",
+              "n_rows_ptr": "*i32", "keys_ptr": "*i32", "n_keys_ptr": "*i32", "weight_ptr": "*fp32",
+              "index_ptr": "*i32", "h": "i32", "w": "i32", "grid_w": "i32", "scale_log2": "fp32",
+              "D": "constexpr", "P": "constexpr", "K": "constexpr", "KP": "constexpr", "PRECISION": "constexpr",
+              "BLOCK_M": "constexpr", "BLOCK_N": "constexpr"}
+        for name, cfg in masked_attention.CONFIGS.items():
+            out.append((f"masked_attention[{ty},{name}]", masked_attention.masked_attention_kernel.fn, at,
+                        {"D": 256, "P": 8, "K": 4, "KP": 4, "PRECISION": dot_precision(dtype), **cfg.kwargs},
+                        cfg.num_warps, cfg.num_stages))
+        co = {"hidden_ptr": f"*{ty}", "weight_ptr": f"*{ty}", "bias_ptr": f"*{ty}", "mixed_ptr": f"*{ty}",
+              "image_ptr": f"*{ty}", "mask_ptr": f"*{ty}", "out_ptr": f"*{ty}", "h": "i32", "w": "i32",
+              "C": "constexpr", "BH": "constexpr", "BW": "constexpr"}
+        out.append((f"coherence_epilogue[{ty}]", coherence.coherence_epilogue_kernel, co,
+                    {"C": 16, "BH": coherence.BLOCK_ROWS, "BW": coherence.BLOCK_COLS}, 4, 3))
+    return out
+
+
+def _ptxas_usage(ptx: str, arch: int) -> tuple[int | None, int | None]:
+    """(registers per thread, spill stores in bytes) from `ptxas -v`, or (None, None) if it cannot say."""
+    import shutil
+
+    try:                                    # the ptxas Triton itself used (its API moved between versions)
+        from triton.backends.nvidia.compiler import get_ptxas
+        try:
+            ptxas = get_ptxas(arch).path
+        except TypeError:
+            ptxas = get_ptxas().path
+    except Exception:  # noqa: BLE001
+        ptxas = shutil.which("ptxas")
+    if ptxas is None:
+        return None, None
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "k.ptx"
+        src.write_text(ptx)
+        gpu = f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"     # Triton targets sm_90a on Hopper
+        proc = subprocess.run([ptxas, "-v", f"--gpu-name={gpu}", str(src), "-o", str(Path(tmp) / "k.cubin")],
+                              capture_output=True, text=True)
+    regs = re.search(r"Used (\d+) registers", proc.stderr)
+    spills = re.search(r"(\d+) bytes spill stores", proc.stderr)
+    return (int(regs.group(1)) if regs else None, int(spills.group(1)) if spills else None)
+
+
+def compile_all(archs: list[int]) -> list[dict]:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        raise SystemExit("error: unset TRITON_INTERPRET: the interpreter does not compile kernels")
+    rows = []
+    for arch in archs:
+        target = GPUTarget("cuda", arch, 32)
+        for name, fn, signature, constexprs, num_warps, num_stages in _variants():
+            sig = {k: ("constexpr" if k in constexprs else v) for k, v in signature.items()}
+            t0 = time.perf_counter()
+            try:
+                kernel = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs), target=target,
+                                        options={"num_warps": num_warps, "num_stages": num_stages})
+            except Exception as exc:  # noqa: BLE001 - reported per kernel, the caller decides
+                rows.append({"arch": arch, "kernel": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000]})
+                continue
+            regs, spills = _ptxas_usage(kernel.asm["ptx"], arch)
+            rows.append({"arch": arch, "kernel": name, "ok": True, "seconds": time.perf_counter() - t0,
+                         "shared_bytes": kernel.metadata.shared, "registers": regs, "spill_bytes": spills,
+                         "num_warps": num_warps})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", type=int, nargs="+", default=[90, 87], help="SM versions (90 H100/H200, 87 Orin)")
+    args = parser.parse_args(argv)
+    rows = compile_all(args.arch)
+    for r in rows:
+        if r["ok"]:
+            print(f"sm_{r['arch']} {r['kernel']:40s} ok  {r['seconds']:5.1f} s  regs {r['registers']}  "
+                  f"spill {r['spill_bytes']} B  smem {r['shared_bytes']} B  warps {r['num_warps']}")
+        else:
+            print(f"sm_{r['arch']} {r['kernel']:40s} FAILED  {r['error']}")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
