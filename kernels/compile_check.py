@@ -40,12 +40,12 @@ def _variants():
     pr = {"image_ptr": "*u8", "mask_ptr": "*u8", "taps_ptr": "*fp32", "lr_ptr": "*fp32", "lr_mask_ptr": "*fp32",
           "H": "i32", "W": "i32", "Hp": "i32", "Wp": "i32", "h": "i32", "w": "i32", "scale": "i32", "radius": "i32",
           "img_sy": "i32", "img_sx": "i32", "img_sc": "i32", "mask_sy": "i32", "mask_sx": "i32",
-          "TAPS": "constexpr", "REFLECT": "constexpr", "BLOCK": "constexpr"}
+          "n_taps": "i32", "REFLECT": "constexpr", "BLOCK": "constexpr"}
     out.append(("prep[hwc_scale1]", prep.prep_kernel, pr,
-                {"scale": INT_ONE, "img_sc": INT_ONE, "mask_sx": INT_ONE, "TAPS": 1, "REFLECT": True,
+                {"scale": INT_ONE, "img_sc": INT_ONE, "mask_sx": INT_ONE, "n_taps": INT_ONE, "REFLECT": True,
                  "BLOCK": prep.BLOCK_LR}, 4, 3))
     out.append(("prep[chw_scale4]", prep.prep_kernel, pr,
-                {"img_sx": INT_ONE, "mask_sx": INT_ONE, "TAPS": 9, "REFLECT": False, "BLOCK": prep.BLOCK_LR}, 4, 3))
+                {"img_sx": INT_ONE, "mask_sx": INT_ONE, "REFLECT": False, "BLOCK": prep.BLOCK_LR}, 4, 3))
     for dtype, ty in ((torch.float16, "fp16"), (torch.float32, "fp32")):
         pj = {"image_ptr": f"*{ty}", "feat_ptr": f"*{ty}", "weight_ptr": f"*{ty}", "bias_ptr": f"*{ty}",
               "out_ptr": f"*{ty}", "h": "i32", "w": "i32", "grid_w": "i32", "n_tokens": "i32", "eps": "fp32",
