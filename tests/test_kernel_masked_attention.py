@@ -47,16 +47,16 @@ def check_topk(q, k, query_masked, allowed, weight, index, ref_weight):
         assert keys.unique().numel() == keys.numel()
 
 
-def run_case(shape, dtype, device):
+def run_case(shape, dtype, device, topk=TOPK):
     q, k, image, query_masked, inside, p = case(shape, dtype, device)
     allowed = inside & ~query_masked
     hole_pixels = F.interpolate(query_masked.reshape(1, 1, shape[0], shape[1]).float(), scale_factor=p)[0, 0] > 0
     out = image.clone()
     out[:, hole_pixels] = float("nan")                             # poison what the kernel must write
-    mixed, weight, index = masked_attention_topk(q, k, image, query_masked, inside, LOGIT_SCALE, TOPK, p, out=out)
+    mixed, weight, index = masked_attention_topk(q, k, image, query_masked, inside, LOGIT_SCALE, topk, p, out=out)
     ref_mixed, ref_weight, _ = masked_attention_topk_reference(q.double(), k.double(), image.double(), query_masked,
-                                                               inside, LOGIT_SCALE, TOPK, p)
-    assert mixed.data_ptr() == out.data_ptr() and weight.shape == (q.shape[0], TOPK) and index.dtype == torch.int32
+                                                               inside, LOGIT_SCALE, topk, p)
+    assert mixed.data_ptr() == out.data_ptr() and weight.shape == (q.shape[0], topk) and index.dtype == torch.int32
     torch.testing.assert_close(mixed.double(), ref_mixed, rtol=0, atol=MIXED_ATOL[dtype])
     assert torch.equal(mixed[:, ~hole_pixels], image[:, ~hole_pixels])
     check_topk(q, k, query_masked, allowed, weight, index, ref_weight.float())
@@ -74,6 +74,12 @@ def test_kernel_matches_reference(shape, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 def test_kernel_matches_reference_cuda(shape, dtype):
     run_case(shape, dtype, "cuda")
+
+
+@pytest.mark.parametrize("topk", [1, 3, 8])
+def test_other_topk(topk):
+    """K = 1 (a one-column top list), K not a power of two (padded columns), K = 8."""
+    run_case((9, 13, 8, 64, 0.4), torch.float32, "cpu", topk)
 
 
 def test_in_place_and_no_allowed_key():
