@@ -22,6 +22,7 @@ import torch
 from .env import RESULTS, device_name, git_commit
 
 MASK_COVERAGE = 0.4
+QUANTILES = [0.5, 0.2, 0.8]   # median, p20, p80 -> `_row`
 TOPK = 4
 
 
@@ -52,6 +53,10 @@ def hr_upscale_case(size: int, rng: np.random.Generator):
     return geom, image, mask, lr, weight, index
 
 
+def _row(kernel, impl, size, q, **extra) -> dict:
+    return {"kernel": kernel, "impl": impl, "size": size, "median_ms": q[0], "p20_ms": q[1], "p80_ms": q[2], **extra}
+
+
 def bench_hr_upscale(size: int, bandwidth: float, rng) -> list[dict]:
     from triton.testing import do_bench
 
@@ -63,9 +68,9 @@ def bench_hr_upscale(size: int, bandwidth: float, rng) -> list[dict]:
     moved = size * size * (3 + 1 + 3) + hole * size * size * 3 * TOPK
     rows = []
     for name, fn in (("triton", hr_upscale), ("torch_reference", hr_upscale_reference)):
-        q = do_bench(lambda: fn(image, mask, lr, weight, index, geom), quantiles=[0.5, 0.2, 0.8])
-        rows.append({"kernel": "hr_upscale", "impl": name, "size": size, "median_ms": q[0], "p20_ms": q[1],
-                     "p80_ms": q[2], "gb_s": moved / q[0] / 1e6, "fraction_of_copy_bw": moved / q[0] / 1e6 / bandwidth})
+        q = do_bench(lambda: fn(image, mask, lr, weight, index, geom), quantiles=QUANTILES)
+        rows.append(_row("hr_upscale", name, size, q, gb_s=moved / q[0] / 1e6,
+                         fraction_of_copy_bw=moved / q[0] / 1e6 / bandwidth))
         print(f"hr_upscale {name:16s} {size:5d}^2  {q[0]:8.3f} ms  {rows[-1]['gb_s']:7.1f} GB/s "
               f"({100 * rows[-1]['fraction_of_copy_bw']:.0f} % of copy)", flush=True)
     return rows
@@ -91,16 +96,13 @@ def lr_case(hole: float, dtype=torch.float16, seed: int = 0):
     return image, features, weights, query_masked, float(pm.logit_scale().detach()), cfg
 
 
-def _row(kernel, impl, size, q, **extra) -> dict:
-    return {"kernel": kernel, "impl": impl, "size": size, "median_ms": q[0], "p20_ms": q[1], "p80_ms": q[2], **extra}
-
-
 def bench_lr_kernels(hole: float = MASK_COVERAGE) -> list[dict]:
     import torch.nn.functional as F
     from triton.testing import do_bench
 
     from rethined_engine.kernels.masked_attention import masked_attention_topk, masked_attention_topk_reference
     from rethined_engine.kernels.patch_projection import patch_projection, patch_projection_reference
+    from rethined_engine.model.patchmatch import patchify
 
     image, features, weights, query_masked, scale, cfg = lr_case(hole)
     p, n = cfg.patch_size, query_masked.numel()
@@ -108,19 +110,19 @@ def bench_lr_kernels(hole: float = MASK_COVERAGE) -> list[dict]:
     rows = []
     proj_flop = 2 * 2 * n * in_dim * d
     for name, fn in (("triton", patch_projection), ("torch_reference", patch_projection_reference)):
-        q = do_bench(lambda: fn(image, features, *weights, p), quantiles=[0.5, 0.2, 0.8])
+        q = do_bench(lambda: fn(image, features, *weights, p), quantiles=QUANTILES)
         rows.append(_row("patch_projection", name, n, q, tflop_s=proj_flop / q[0] / 1e9))
     qv, kv = patch_projection(image, features, *weights, p)
     key_inside = torch.ones_like(query_masked)
     m, keys = int(query_masked.sum()), int((~query_masked).sum())
     attn_flop = 2 * m * keys * (d + 3 * p * p)
     for name, fn in (("triton", masked_attention_topk), ("torch_reference", masked_attention_topk_reference)):
-        q = do_bench(lambda: fn(qv, kv, image, query_masked, key_inside, scale, TOPK, p), quantiles=[0.5, 0.2, 0.8])
+        q = do_bench(lambda: fn(qv, kv, image, query_masked, key_inside, scale, TOPK, p), quantiles=QUANTILES)
         rows.append(_row("masked_attention", name, n, q, hole_rows=m, keys=keys, tflop_s=attn_flop / q[0] / 1e9))
-    tokens = image.reshape(3, n // (image.shape[2] // p), p, image.shape[2] // p, p).permute(1, 3, 0, 2, 4).reshape(n, -1)
+    tokens = patchify(image[None], p)[0]
     sq, sk, sv = (t[None, None].contiguous() for t in (qv[query_masked], kv[~query_masked], tokens[~query_masked]))
     sv = F.pad(sv, (0, 256 - sv.shape[-1])) if sv.shape[-1] not in (64, 128, 256) else sv   # flash head dims
-    q = do_bench(lambda: F.scaled_dot_product_attention(sq, sk, sv, scale=scale), quantiles=[0.5, 0.2, 0.8])
+    q = do_bench(lambda: F.scaled_dot_product_attention(sq, sk, sv, scale=scale), quantiles=QUANTILES)
     rows.append(_row("masked_attention", "sdpa_compacted", n, q, hole_rows=m, keys=keys, tflop_s=attn_flop / q[0] / 1e9))
     rows += bench_coherence_epilogue(image, cfg)
     for row in rows:
@@ -146,7 +148,7 @@ def bench_coherence_epilogue(image: torch.Tensor, cfg) -> list[dict]:
     moved = (c + 3 + 3 + 1 + 3) * h * w * image.element_size()            # hidden, mixed, image, mask in; out
     rows = []
     for name, fn in (("triton", coherence_epilogue), ("torch_reference", coherence_epilogue_reference)):
-        q = do_bench(lambda: fn(hidden, weight, bias, mixed, image, mask), quantiles=[0.5, 0.2, 0.8])
+        q = do_bench(lambda: fn(hidden, weight, bias, mixed, image, mask), quantiles=QUANTILES)
         rows.append(_row("coherence_epilogue", name, h * w, q, gb_s=moved / q[0] / 1e6))
     return rows
 

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .patch_projection import dot_precision
+from .patch_projection import dot_precision, token_pixel_offsets
 from .tuning import autotune
 
 LOG2E = math.log2(math.e)
@@ -42,10 +42,7 @@ CONFIGS = {
 @triton.jit
 def _token_pixels(image_ptr, token, token_ok, c, h, w, grid_w, P: tl.constexpr):
     """(len(token), P*P) pixels of channel c of each token, (dy, dx) row-major, read from (3, h, w)."""
-    e = tl.arange(0, P * P)
-    ty = token // grid_w
-    tx = token % grid_w
-    off = c * h * w + (ty[:, None] * P + (e // P)[None, :]) * w + tx[:, None] * P + (e % P)[None, :]
+    off = token_pixel_offsets(c * h * w, token, tl.arange(0, P * P), w, grid_w, P)
     return tl.load(image_ptr + off, mask=token_ok[:, None], other=0.0), off
 
 

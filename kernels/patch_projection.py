@@ -38,18 +38,24 @@ def dot_precision(dtype: torch.dtype) -> str:
 
 
 @triton.jit
+def token_pixel_offsets(plane_offset, token, within, w, grid_w, P: tl.constexpr):
+    """plane_offset + the offset in an (h, w) plane of pixel `within` = dy * P + dx of each token,
+    (len(token), len(within)). A token's 3*P*P values are channel-major (c, dy, dx), the order
+    `pixel_unshuffle` (hence `patchify`) gives them: value e lives in plane e // (P*P) at pixel e % (P*P).
+    (plane_offset is added first: the association the register budgets in CONFIGS were measured with.)"""
+    ty = token // grid_w
+    tx = token % grid_w
+    return plane_offset + (ty[:, None] * P + (within // P)[None, :]) * w + tx[:, None] * P + (within % P)[None, :]
+
+
+@triton.jit
 def _token_inputs(image_ptr, feat_ptr, token, token_ok, e, h, w, grid_w, n_tokens,
                   P: tl.constexpr, IN_DIM: tl.constexpr, CENTER: tl.constexpr):
     """(BLOCK_M, BLOCK_IN) tile of x: tokens along rows, input index e along columns."""
     pix = 3 * P * P
-    c = e // (P * P)
-    dy = (e // P) % P
-    dx = e % P
-    ty = token // grid_w
-    tx = token % grid_w
     in_image = token_ok[:, None] & (e < pix)[None, :]
     in_feat = token_ok[:, None] & ((e >= pix) & (e < IN_DIM))[None, :]
-    img_off = c[None, :] * h * w + (ty[:, None] * P + dy[None, :]) * w + tx[:, None] * P + dx[None, :]
+    img_off = token_pixel_offsets((e // (P * P))[None, :] * h * w, token, e % (P * P), w, grid_w, P)
     feat_off = (e - pix)[None, :] * n_tokens + token[:, None]
     pixel = tl.load(image_ptr + img_off, mask=in_image, other=CENTER).to(tl.float32) - CENTER
     feature = tl.load(feat_ptr + feat_off, mask=in_feat, other=0.0).to(tl.float32)
