@@ -124,6 +124,34 @@ def test_train_resume_and_export(photo_dir, tmp_path, rng):
     assert np.array_equal(result[~mask], img[~mask])
 
 
+def test_fine_tune_from_weights_file(photo_dir, tmp_path):
+    """A run can start from a committed .safetensors file (inference form), resume, and export again."""
+    from rethined_engine.weights import load_model
+
+    shipped = tmp_path / "shipped.safetensors"
+    train(photo_dir, tmp_path / "seed", TrainConfig(steps=1, batch=1, crop=64, warmup=1))
+    export(tmp_path / "seed" / CHECKPOINT, shipped)
+    out = tmp_path / "fine"
+    zero_lr = TrainConfig(steps=1, batch=2, crop=64, warmup=1, lr=0.0, checkpoint_every=1)
+    train(photo_dir, out, zero_lr, init_from=shipped)
+    state = torch.load(out / CHECKPOINT, weights_only=False)
+    assert state["fused"] and state["step"] == 1
+    reference = load_model(shipped).state_dict()
+    assert state["model"].keys() == reference.keys()
+    for key, value in reference.items():      # lr 0: the run starts exactly at the file's weights
+        torch.testing.assert_close(state["model"][key], value)
+    train(photo_dir, out, TrainConfig(steps=2, batch=2, crop=64, warmup=1, lr=1e-3), init_from=shipped)
+    resumed = torch.load(out / CHECKPOINT, weights_only=False)
+    assert resumed["fused"] and resumed["step"] == 2
+    assert any(not torch.equal(resumed["model"][k], reference[k]) for k in reference)
+    again = tmp_path / "again.safetensors"
+    export(out / CHECKPOINT, again)
+    for key, value in load_model(again).state_dict().items():
+        torch.testing.assert_close(value, resumed["model"][key].half().float())
+    with pytest.raises(ValueError, match="init-skip"):
+        train(photo_dir, tmp_path / "bad", zero_lr, init_from=shipped, init_skip=("patch_match.to_q",))
+
+
 def test_warm_start_skips_prefixes(photo_dir, tmp_path):
     from rethined_engine import ModelConfig, Rethined
     from rethined_engine.train.train import warm_start

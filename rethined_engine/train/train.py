@@ -2,6 +2,11 @@
 
     python -m rethined_engine.train.train --data PHOTOS/train --out runs/v0 --steps 4000
     python -m rethined_engine.train.train --out runs/v0 --export rethined_engine/weights/rethined_v0.safetensors
+
+`--init-from` takes a training checkpoint (`runs/<run>/last.pt`) or an inference weights file
+(`.safetensors`, e.g. the shipped weights). From a weights file the run fine-tunes the inference form
+(MobileOne branches and BN already folded into plain convs with bias; the architecture comes from the
+file), so training can go on in any later session from what was committed, without the lost `runs/`.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import torch
 
 from ..config import INFERENCE_FIELDS, ModelConfig
 from ..model import Rethined
-from ..weights import save_inference_weights
+from ..weights import load_model, read_metadata, save_inference_weights, CONFIG_KEY
 from .data import PhotoCrops
 from .losses import LossWeights, total_loss
 
@@ -48,12 +53,33 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _is_fused(model: Rethined) -> bool:
+    """True when the model is in inference form (MobileOne branches folded)."""
+    return any(getattr(m, "fused", None) is not None for m in model.modules())
+
+
+def _build(mcfg: ModelConfig, fused: bool, device: str) -> Rethined:
+    model = Rethined(mcfg)
+    if fused:
+        model.reparameterize()
+    return model.to(device)
+
+
 def _save(path: Path, model, opt, step: int, rng: np.random.Generator, tcfg: TrainConfig, elapsed: float) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(), "model_config": model.cfg.to_json(),
+                "torch_rng": torch.get_rng_state(), "model_config": model.cfg.to_json(), "fused": _is_fused(model),
                 "train_config": dataclasses.asdict(tcfg), "elapsed_s": elapsed}, tmp)
     tmp.replace(path)
+
+
+def is_weights_file(path: Path) -> bool:
+    return path.suffix == ".safetensors"
+
+
+def weights_file_config(path: Path) -> ModelConfig:
+    """The architecture stored in an inference weights file."""
+    return ModelConfig.from_json(read_metadata(path)[CONFIG_KEY])
 
 
 def warm_start(model: Rethined, checkpoint: Path, skip: tuple[str, ...]) -> list[str]:
@@ -70,26 +96,38 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
           device: str = "cpu", init_from: Path | None = None, init_skip: tuple[str, ...] = ()) -> Path:
     """Run (or resume) training until tcfg.steps; returns the checkpoint path.
 
-    init_from: a checkpoint whose weights (except names starting with init_skip) start a new run.
+    init_from: a checkpoint whose weights (except names starting with init_skip) start a new run, or an
+    inference weights file (.safetensors) whose inference-form model is fine-tuned (mcfg is then ignored:
+    the architecture comes from the file).
     """
     out.mkdir(parents=True, exist_ok=True)
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)
     torch.manual_seed(tcfg.seed)
     rng = np.random.default_rng(tcfg.seed)
-    model = Rethined(mcfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     ckpt_path, step, elapsed = out / CHECKPOINT, 0, 0.0
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ModelConfig.from_json(state["model_config"]) != mcfg:
-            raise ValueError(f"{ckpt_path} was trained with a different ModelConfig")
+    state = torch.load(ckpt_path, map_location=device, weights_only=False) if ckpt_path.exists() else None
+    from_weights = state is None and init_from is not None and is_weights_file(init_from)
+    if state is not None:
+        mcfg, fused = ModelConfig.from_json(state["model_config"]), state.get("fused", False)
+    elif from_weights:
+        if init_skip:
+            raise ValueError("--init-skip applies to a training checkpoint, not to a .safetensors weights file")
+        mcfg, fused = weights_file_config(init_from), True
+    else:
+        fused = False
+    model = _build(mcfg, fused, device)
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step, elapsed = state["step"], state["elapsed_s"]
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from {ckpt_path} at step {step}")
+    elif from_weights:
+        model.load_state_dict(load_model(init_from).state_dict())
+        print(f"fine-tuning the inference-form model of {init_from}")
     elif init_from is not None:
         loaded = warm_start(model, init_from, init_skip)
         print(f"warm start: {len(loaded)} tensors from {init_from} (re-initialised: {init_skip})")
@@ -131,7 +169,7 @@ def export(checkpoint: Path, weights: Path, extra: dict[str, str] | None = None,
     defaults = ModelConfig()
     settings = {name: getattr(defaults, name) for name in INFERENCE_FIELDS} | inference
     cfg = dataclasses.replace(ModelConfig.from_json(state["model_config"]), **settings)
-    model = Rethined(cfg)
+    model = _build(cfg, state.get("fused", False), "cpu")
     model.load_state_dict(state["model"])
     meta = {"train_steps": str(state["step"]), "train_seconds": f"{state['elapsed_s']:.0f}",
             "train_config": json.dumps(state["train_config"]), **(extra or {})}
@@ -144,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoint + log)")
     parser.add_argument("--export", type=Path, help="write inference weights from OUT/last.pt and exit")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--init-from", type=Path, default=None, help="warm-start a new run from this checkpoint")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="warm-start a new run from this checkpoint, or fine-tune this .safetensors weights file")
     parser.add_argument("--init-skip", nargs="*", default=[], help="parameter-name prefixes not to warm-start")
     for field in dataclasses.fields(TrainConfig):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
