@@ -93,6 +93,13 @@ def test_photo_crops(photo_dir):
     assert torch.equal(image, image2) and torch.equal(mask, mask2)
 
 
+def test_photo_crops_long_side_range(photo_dir):
+    with pytest.raises(ValueError, match="long_side"):
+        PhotoCrops(photo_dir, crop=64, long_side=(600, 2048))
+    image, _ = PhotoCrops(photo_dir, crop=64, long_side=(512, 512)).sample(2, np.random.default_rng(0))
+    assert image.shape == (2, 3, 64, 64)
+
+
 def test_photo_crops_empty_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no images"):
         PhotoCrops(tmp_path)

@@ -12,6 +12,7 @@ from .masks import DEFAULT_COVERAGE, random_mask
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 CACHE_LONG_SIDE = 1024  # photos are held in memory at most this large (LR-scale content)
+PHOTO_LONG_SIDE = (512, 1024)  # default range of the long side (px) at which a crop sees its photo
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -35,12 +36,16 @@ class PhotoCrops:
     """Samples batches of (image (B, 3, c, c) float [0, 1], mask (B, 1, c, c) float {0, 1}).
 
     Each crop takes a random square window of side c / f from a photo held at long side <= 1024, with f
-    drawn so that the photo appears at long side 512..1024 (multi-scale), resized to c x c with
-    anti-aliasing, randomly flipped.
+    drawn so that the photo appears at a long side uniform in `long_side` (px; multi-scale; inference
+    sees every photo at long side 512, the LR working size), resized to c x c with anti-aliasing,
+    randomly flipped.
     """
 
-    def __init__(self, folder: str | Path, crop: int = 256, coverage: tuple[float, float] = DEFAULT_COVERAGE):
-        self.crop, self.coverage = crop, coverage
+    def __init__(self, folder: str | Path, crop: int = 256, coverage: tuple[float, float] = DEFAULT_COVERAGE,
+                 long_side: tuple[int, int] = PHOTO_LONG_SIDE):
+        if not 0 < long_side[0] <= long_side[1] <= CACHE_LONG_SIDE:
+            raise ValueError(f"long_side must satisfy 0 < lo <= hi <= {CACHE_LONG_SIDE}, got {long_side}")
+        self.crop, self.coverage, self.long_side = crop, coverage, long_side
         self.photos = [torch.from_numpy(load_rgb(p, CACHE_LONG_SIDE)).permute(2, 0, 1) for p in list_images(folder)]
         self.photos = [p for p in self.photos if min(p.shape[-2:]) >= crop // 2]
         if not self.photos:
@@ -48,7 +53,7 @@ class PhotoCrops:
 
     def _crop(self, photo: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         h, w = photo.shape[-2:]
-        long_side = rng.uniform(512, CACHE_LONG_SIDE)
+        long_side = rng.uniform(*self.long_side)
         f = min(1.0, long_side / max(h, w))            # target scale of the photo
         window = min(round(self.crop / f), h, w)        # window side in cached pixels
         y, x = rng.integers(0, h - window + 1), rng.integers(0, w - window + 1)

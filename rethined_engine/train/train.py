@@ -24,7 +24,7 @@ import torch
 from ..config import INFERENCE_FIELDS, ModelConfig
 from ..model import Rethined
 from ..weights import load_model, read_metadata, save_inference_weights, CONFIG_KEY
-from .data import PhotoCrops
+from .data import PHOTO_LONG_SIDE, PhotoCrops
 from .losses import LossWeights, total_loss
 
 CHECKPOINT = "last.pt"
@@ -44,6 +44,8 @@ class TrainConfig:
     checkpoint_every: int = 100
     threads: int = 0             # torch CPU threads (0: torch's default)
     ssim_weight: float = 0.0     # LossWeights.hole_ssim (0 in runs v0-v2)
+    photo_min: int = PHOTO_LONG_SIDE[0]   # px: long side range at which crops see their photo
+    photo_max: int = PHOTO_LONG_SIDE[1]
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -131,7 +133,7 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
     elif init_from is not None:
         loaded = warm_start(model, init_from, init_skip)
         print(f"warm start: {len(loaded)} tensors from {init_from} (re-initialised: {init_skip})")
-    dataset = PhotoCrops(data, tcfg.crop)
+    dataset = PhotoCrops(data, tcfg.crop, long_side=(tcfg.photo_min, tcfg.photo_max))
     print(f"{len(dataset.photos)} photos, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params")
     model.train()
     key_inside = torch.ones(1, (tcfg.crop // mcfg.patch_size) ** 2, dtype=torch.bool, device=device)
