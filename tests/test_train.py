@@ -95,7 +95,7 @@ def test_photo_crops(photo_dir):
 
 def test_photo_crops_long_side_range(photo_dir):
     with pytest.raises(ValueError, match="long_side"):
-        PhotoCrops(photo_dir, crop=64, long_side=(600, 2048))
+        PhotoCrops(photo_dir, crop=64, long_side=(600, 500))
     image, _ = PhotoCrops(photo_dir, crop=64, long_side=(512, 512)).sample(2, np.random.default_rng(0))
     assert image.shape == (2, 3, 64, 64)
 
@@ -157,6 +157,50 @@ def test_fine_tune_from_weights_file(photo_dir, tmp_path):
         torch.testing.assert_close(value, resumed["model"][key].half().float())
     with pytest.raises(ValueError, match="init-skip"):
         train(photo_dir, tmp_path / "bad", zero_lr, init_from=shipped, init_skip=("patch_match.to_q",))
+
+
+def test_hr_training_path_is_the_inference_path(rng):
+    """The HR crops' forward (masked downsampling, LR net, attention upscaling) is what Rethined.forward runs."""
+    from rethined_engine import ModelConfig, Rethined
+    from rethined_engine.train.train import hr_forward
+
+    torch.manual_seed(0)
+    model = Rethined(ModelConfig(lr_long_side=64)).reparameterize()
+    image = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    mask = torch.from_numpy(np.stack([random_mask(128, 128, rng) for _ in range(2)]))[:, None].float()
+    key_inside = torch.ones(1, (64 // 8) ** 2, dtype=torch.bool)
+    with torch.no_grad():
+        *_, hr = hr_forward(model, image, mask, 2, key_inside)
+        expected = model(image, mask)
+    torch.testing.assert_close(hr, expected, rtol=0, atol=1e-6)
+
+
+def test_hr_losses_reach_the_attention(photo_dir, tmp_path):
+    """HR crops: the run logs the HR terms, and the HR losses alone move the Q/K projections."""
+    from rethined_engine import ModelConfig, Rethined
+    from rethined_engine.train.losses import LossWeights, log_energy_ratio
+    from rethined_engine.train.train import _hr_step
+
+    out = tmp_path / "hr"
+    train(photo_dir, out, TrainConfig(steps=1, batch=2, crop=64, warmup=1, hr_scale=2, hr_ssim_weight=1.0,
+                                      hr_sharpness_weight=0.1, photo_min=64, photo_max=96))
+    logged = json.loads((out / LOG).read_text().splitlines()[0])
+    assert {"hr_ssim", "hr_sharpness", "hr_l1"} <= logged.keys()
+    torch.manual_seed(0)
+    model = Rethined(ModelConfig()).reparameterize().train()
+    image = torch.rand(2, 3, 128, 128)
+    mask = torch.zeros(2, 1, 128, 128)
+    mask[:, :, 30:90, 20:100] = 1
+    no_lr = LossWeights(hole_l1=0, coarse_l2=0, mixed_l1=0, focal_freq=0, hole_grad_l1=0, retrieval=0,
+                        hr_ssim=1.0, hr_sharpness=0.1)
+    loss, _ = _hr_step(model, image, mask, 2, torch.ones(1, 64, dtype=torch.bool), no_lr)
+    loss.backward()
+    assert model.patch_match.to_q.weight.grad.abs().sum() > 0
+    # the sharpness term: 0 for equal images, log(4) for a 2x contrast (4x Laplacian energy)
+    assert float(log_energy_ratio(image, image, mask)) == 0.0
+    assert abs(float(log_energy_ratio(2 * image, image, mask)) - np.log(4.0)) < 1e-5
+    with pytest.raises(ValueError, match="hr_scale"):
+        train(photo_dir, tmp_path / "bad", TrainConfig(steps=1, batch=1, crop=64, hr_scale=0))
 
 
 def test_warm_start_skips_prefixes(photo_dir, tmp_path):

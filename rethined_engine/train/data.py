@@ -11,7 +11,7 @@ from PIL import Image
 from .masks import DEFAULT_COVERAGE, random_mask
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-CACHE_LONG_SIDE = 1024  # photos are held in memory at most this large (LR-scale content)
+CACHE_LONG_SIDE = 1024  # photos are held in memory at most this large, or at the largest long side asked for
 PHOTO_LONG_SIDE = (512, 1024)  # default range of the long side (px) at which a crop sees its photo
 
 
@@ -35,18 +35,20 @@ def load_rgb(path: str | Path, long_side: int | None = None) -> np.ndarray:
 class PhotoCrops:
     """Samples batches of (image (B, 3, c, c) float [0, 1], mask (B, 1, c, c) float {0, 1}).
 
-    Each crop takes a random square window of side c / f from a photo held at long side <= 1024, with f
-    drawn so that the photo appears at a long side uniform in `long_side` (px; multi-scale; inference
-    sees every photo at long side 512, the LR working size), resized to c x c with anti-aliasing,
-    randomly flipped.
+    Each crop takes a random square window of side c / f from a photo held at long side
+    <= max(1024, long_side[1]), with f drawn so that the photo appears at a long side uniform in
+    `long_side` (px; multi-scale; inference sees every photo at long side 512, the LR working size),
+    resized to c x c with anti-aliasing, randomly flipped.
     """
 
     def __init__(self, folder: str | Path, crop: int = 256, coverage: tuple[float, float] = DEFAULT_COVERAGE,
                  long_side: tuple[int, int] = PHOTO_LONG_SIDE):
-        if not 0 < long_side[0] <= long_side[1] <= CACHE_LONG_SIDE:
-            raise ValueError(f"long_side must satisfy 0 < lo <= hi <= {CACHE_LONG_SIDE}, got {long_side}")
+        if not 0 < long_side[0] <= long_side[1]:
+            raise ValueError(f"long_side must satisfy 0 < lo <= hi, got {long_side}")
         self.crop, self.coverage, self.long_side = crop, coverage, long_side
-        self.photos = [torch.from_numpy(load_rgb(p, CACHE_LONG_SIDE)).permute(2, 0, 1) for p in list_images(folder)]
+        self.cache_long_side = max(CACHE_LONG_SIDE, long_side[1])
+        self.photos = [torch.from_numpy(load_rgb(p, self.cache_long_side)).permute(2, 0, 1)
+                       for p in list_images(folder)]
         self.photos = [p for p in self.photos if min(p.shape[-2:]) >= crop // 2]
         if not self.photos:
             raise ValueError(f"no photo under {folder} has a short side >= {crop // 2}")

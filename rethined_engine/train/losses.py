@@ -5,11 +5,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..metrics import ssim_map
+from ..metrics import laplacian, ssim_map
 from ..model import LROutput
 from ..model.patchmatch import patchify
 
 PROB_FLOOR = 1e-8
+ENERGY_FLOOR = 1e-8   # Laplacian energy floor of the HR sharpness loss (flat holes)
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class LossWeights:
     hole_grad_l1: float = 1.0   # image-gradient L1 of the final result next to/inside holes (token seams)
     retrieval: float = 0.05     # -log A at the known token closest to the ground-truth patch
     hole_ssim: float = 0.0      # 1 - SSIM of the final result over hole pixels (from run v3 on)
+    hr_ssim: float = 0.0        # 1 - SSIM of the attention-upscaled HR result over hole pixels (HR crops only)
+    hr_sharpness: float = 0.0   # |log| of the HR hole's Laplacian energy over the ground truth's (HR crops only)
 
 
 def hole_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -78,4 +81,28 @@ def total_loss(out: LROutput, target: torch.Tensor, mask: torch.Tensor, patch: i
     if w.hole_ssim:
         parts["hole_ssim"] = 1.0 - hole_mean(ssim_map(out.result, target), mask)
     loss = sum(getattr(w, name) * value for name, value in parts.items())
+    return loss, {name: float(value.detach()) for name, value in parts.items()}
+
+
+def log_energy_ratio(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of |log(E_pred / E_target)|, E = per-image hole mean of the squared Laplacian.
+
+    The log form of `metrics.hole_sharpness` (1 = as much fine detail as the ground truth): blur and
+    noise cost the same per factor of energy. pred, target (B, 3, H, W); mask (B, 1, H, W).
+    """
+    m = mask.expand_as(pred)
+    count = m.flatten(1).sum(1).clamp_min(1.0)
+    energy_pred = (laplacian(pred) ** 2 * m).flatten(1).sum(1) / count
+    energy_target = (laplacian(target) ** 2 * m).flatten(1).sum(1) / count
+    ratio = (energy_pred + ENERGY_FLOOR).log() - (energy_target + ENERGY_FLOOR).log()
+    return ratio.abs().mean()
+
+
+def hr_loss(hr_result: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+            w: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
+    """Losses of the attention-upscaled result at HR (B, 3, H, W) against the HR ground truth, over holes."""
+    parts = {"hr_ssim": 1.0 - hole_mean(ssim_map(hr_result, target), mask),
+             "hr_sharpness": log_energy_ratio(hr_result, target, mask),
+             "hr_l1": hole_mean((hr_result - target).abs(), mask)}
+    loss = w.hr_ssim * parts["hr_ssim"] + w.hr_sharpness * parts["hr_sharpness"]
     return loss, {name: float(value.detach()) for name, value in parts.items()}

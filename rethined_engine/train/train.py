@@ -23,9 +23,10 @@ import torch
 
 from ..config import INFERENCE_FIELDS, ModelConfig
 from ..model import Rethined
+from ..model.upscale import attention_upscale, downsample
 from ..weights import load_model, read_metadata, save_inference_weights, CONFIG_KEY
 from .data import PHOTO_LONG_SIDE, PhotoCrops
-from .losses import LossWeights, total_loss
+from .losses import LossWeights, hr_loss, total_loss
 
 CHECKPOINT = "last.pt"
 LOG = "log.jsonl"
@@ -44,8 +45,12 @@ class TrainConfig:
     checkpoint_every: int = 100
     threads: int = 0             # torch CPU threads (0: torch's default)
     ssim_weight: float = 0.0     # LossWeights.hole_ssim (0 in runs v0-v2)
-    photo_min: int = PHOTO_LONG_SIDE[0]   # px: long side range at which crops see their photo
+    photo_min: int = PHOTO_LONG_SIDE[0]   # px: long side range at which crops see their photo (at LR)
     photo_max: int = PHOTO_LONG_SIDE[1]
+    hr_scale: int = 1            # > 1: crops are HR (crop * hr_scale px), downsampled like inference, and the
+                                 # attention-upscaled result is scored too (hr_* weights); 1 in runs v0-v4
+    hr_ssim_weight: float = 0.0       # LossWeights.hr_ssim
+    hr_sharpness_weight: float = 0.0  # LossWeights.hr_sharpness
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -94,6 +99,28 @@ def warm_start(model: Rethined, checkpoint: Path, skip: tuple[str, ...]) -> list
     return sorted(keep)
 
 
+def hr_forward(model: Rethined, image: torch.Tensor, mask: torch.Tensor, scale: int, key_inside: torch.Tensor):
+    """An HR crop batch as inference sees it: image (B, 3, H, W), mask (B, 1, H, W) float at HR -> LR input by
+    the engine's masked downsampling, the LR network, then attention upscaling with the engine's hr_topk
+    mixing (differentiable in the kept weights). Returns (LROutput, LR ground truth, LR mask, HR result)."""
+    known = 1.0 - mask
+    lr_target, _ = downsample(image, torch.zeros_like(mask), scale)
+    lr_input, lr_mask = downsample(image * known, mask, scale)
+    lr_out = model.forward_lr(lr_input, lr_mask, key_inside)
+    hr = attention_upscale(image * known, mask, lr_out.result, lr_out.attn, lr_out.query_masked, lr_out.key_ok,
+                           scale, model.cfg.patch_size, model.cfg.hr_topk)
+    return lr_out, lr_target, lr_mask, hr
+
+
+def _hr_step(model: Rethined, image: torch.Tensor, mask: torch.Tensor, scale: int, key_inside: torch.Tensor,
+             weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
+    """LR losses against the downsampled ground truth plus HR losses on the upscaled result."""
+    lr_out, lr_target, lr_mask, hr = hr_forward(model, image, mask, scale, key_inside)
+    loss, parts = total_loss(lr_out, lr_target, lr_mask, model.cfg.patch_size, weights)
+    hr_extra, hr_parts = hr_loss(hr, image, mask, weights)
+    return loss + hr_extra, parts | hr_parts
+
+
 def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelConfig(),
           device: str = "cpu", init_from: Path | None = None, init_skip: tuple[str, ...] = ()) -> Path:
     """Run (or resume) training until tcfg.steps; returns the checkpoint path.
@@ -133,18 +160,26 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
     elif init_from is not None:
         loaded = warm_start(model, init_from, init_skip)
         print(f"warm start: {len(loaded)} tensors from {init_from} (re-initialised: {init_skip})")
-    dataset = PhotoCrops(data, tcfg.crop, long_side=(tcfg.photo_min, tcfg.photo_max))
+    if tcfg.hr_scale < 1:
+        raise ValueError(f"hr_scale must be >= 1, got {tcfg.hr_scale}")
+    scale = tcfg.hr_scale
+    dataset = PhotoCrops(data, tcfg.crop * scale, long_side=(tcfg.photo_min * scale, tcfg.photo_max * scale))
     print(f"{len(dataset.photos)} photos, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params")
     model.train()
     key_inside = torch.ones(1, (tcfg.crop // mcfg.patch_size) ** 2, dtype=torch.bool, device=device)
+    weights = LossWeights(hole_ssim=tcfg.ssim_weight, hr_ssim=tcfg.hr_ssim_weight,
+                          hr_sharpness=tcfg.hr_sharpness_weight)
     with open(out / LOG, "a") as log:
         while step < tcfg.steps:
             t0 = time.perf_counter()
             image, mask = (t.to(device) for t in dataset.sample(tcfg.batch, rng))
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, tcfg)
-            lr_out = model.forward_lr(image, mask, key_inside)
-            loss, parts = total_loss(lr_out, image, mask, mcfg.patch_size, LossWeights(hole_ssim=tcfg.ssim_weight))
+            if scale == 1:
+                lr_out = model.forward_lr(image, mask, key_inside)
+                loss, parts = total_loss(lr_out, image, mask, mcfg.patch_size, weights)
+            else:
+                loss, parts = _hr_step(model, image, mask, scale, key_inside, weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
