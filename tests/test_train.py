@@ -7,10 +7,11 @@ import torch
 from PIL import Image
 
 from rethined_engine import Engine
+from rethined_engine.weights import load_model
 from rethined_engine.train.data import PhotoCrops
 from rethined_engine.train.losses import LossWeights, focal_frequency_loss, gradient_l1, total_loss
 from rethined_engine.train.masks import random_mask
-from rethined_engine.train.train import CHECKPOINT, LOG, TrainConfig, export, learning_rate, train
+from rethined_engine.train.train import CHECKPOINT, LOG, TrainConfig, export, learning_rate, main, train
 
 from conftest import make_model
 
@@ -124,6 +125,9 @@ def test_train_resume_and_export(photo_dir, tmp_path, rng):
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
     weights = tmp_path / "w.safetensors"
     export(out / CHECKPOINT, weights)
+    top3 = tmp_path / "top3.safetensors"
+    main(["--out", str(out), "--export", str(top3), "--export-hr-topk", "3"])
+    assert load_model(top3).cfg.hr_topk == 3
     img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
     mask = np.zeros((40, 50), bool)
     mask[10:20, 10:30] = True
@@ -133,8 +137,6 @@ def test_train_resume_and_export(photo_dir, tmp_path, rng):
 
 def test_fine_tune_from_weights_file(photo_dir, tmp_path):
     """A run can start from a committed .safetensors file (inference form), resume, and export again."""
-    from rethined_engine.weights import load_model
-
     shipped = tmp_path / "shipped.safetensors"
     train(photo_dir, tmp_path / "seed", TrainConfig(steps=1, batch=1, crop=64, warmup=1))
     export(tmp_path / "seed" / CHECKPOINT, shipped)

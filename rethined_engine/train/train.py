@@ -218,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, help="folder of training photographs")
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoint + log)")
     parser.add_argument("--export", type=Path, help="write inference weights from OUT/last.pt and exit")
+    parser.add_argument("--export-hr-topk", type=int, default=None,
+                        help="with --export: the file's default hr_topk (else ModelConfig's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="warm-start a new run from this checkpoint, or fine-tune this .safetensors weights file")
@@ -226,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
     args = parser.parse_args(argv)
     if args.export:
-        export(args.out / CHECKPOINT, args.export)
+        settings = {} if args.export_hr_topk is None else {"hr_topk": args.export_hr_topk}
+        export(args.out / CHECKPOINT, args.export, **settings)
         print(f"wrote {args.export}")
         return
     if args.data is None:
