@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from rethined_engine import Engine
-from rethined_engine.weights import load_model
+from rethined_engine.weights import load_model, read_metadata
 from rethined_engine.train.data import PhotoCrops
 from rethined_engine.train.losses import LossWeights, focal_frequency_loss, gradient_l1, total_loss
 from rethined_engine.train.masks import random_mask
@@ -126,8 +126,8 @@ def test_train_resume_and_export(photo_dir, tmp_path, rng):
     weights = tmp_path / "w.safetensors"
     export(out / CHECKPOINT, weights)
     top3 = tmp_path / "top3.safetensors"
-    main(["--out", str(out), "--export", str(top3), "--export-hr-topk", "3"])
-    assert load_model(top3).cfg.hr_topk == 3
+    main(["--out", str(out), "--export", str(top3), "--export-hr-topk", "3", "--export-lineage", "a -> b"])
+    assert load_model(top3).cfg.hr_topk == 3 and read_metadata(top3)["lineage"] == "a -> b"
     img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
     mask = np.zeros((40, 50), bool)
     mask[10:20, 10:30] = True

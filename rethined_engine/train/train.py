@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--export", type=Path, help="write inference weights from OUT/last.pt and exit")
     parser.add_argument("--export-hr-topk", type=int, default=None,
                         help="with --export: the file's default hr_topk (else ModelConfig's)")
+    parser.add_argument("--export-lineage", default=None, help="with --export: the runs these weights descend from")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="warm-start a new run from this checkpoint, or fine-tune this .safetensors weights file")
@@ -229,7 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.export:
         settings = {} if args.export_hr_topk is None else {"hr_topk": args.export_hr_topk}
-        export(args.out / CHECKPOINT, args.export, **settings)
+        extra = {} if args.export_lineage is None else {"lineage": args.export_lineage}
+        export(args.out / CHECKPOINT, args.export, extra, **settings)
         print(f"wrote {args.export}")
         return
     if args.data is None:
