@@ -103,8 +103,9 @@ def test_static_plan_refuses_other_sizes(deployed, rng):
 
 def test_build_settings_profiles_and_trtexec(onnx_path):
     info = plan_info(onnx_path, BuildSettings())
-    assert info["dynamic"] and info["lr_min"] == [32, 32] and info["lr_max"] == [512, 512] and info["topk"] == 4
     cfg = load_model().cfg
+    assert info["dynamic"] and info["lr_min"] == [32, 32] and info["lr_max"] == [512, 512]
+    assert info["topk"] == cfg.hr_topk  # the exported graph keeps the shipped file's top-K
     shapes = profile_shapes(cfg, BuildSettings(opt_size=(1080, 1920), max_batch=2))
     assert shapes["image"] == ((1, 3, 32, 32), (1, 3, 288, 480), (2, 3, 512, 512))
     assert shapes["key_inside"][2] == (2, 1, 64, 64)
