@@ -243,7 +243,9 @@ def test_evaluate_reports_every_method(tmp_path):
         Image.fromarray(rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)).save(tmp_path / f"p{i}.png")
     result = evaluate(tmp_path, None, long_side=160)
     assert result["images"] == 2 and result["default_hr_topk"] == Engine().model.cfg.hr_topk
-    assert set(result["summary"]) == {"ours_top1", "ours_top4", "ours_dense", "ours_no_hf", "coarse_bicubic", "untrained"}
+    default = f"ours_top{result['default_hr_topk']}"
+    assert set(result["summary"]) == {"ours_top1", "ours_top4", default, "ours_dense", "ours_no_hf", "coarse_bicubic",
+                                      "untrained"}
     for row in result["rows"]:
         assert row["size"] == [96, 160] and 0.3 <= row["coverage"] <= 0.5
         assert all(np.isfinite(row[k]) for k in ("psnr", "ssim", "l1", "sharpness"))

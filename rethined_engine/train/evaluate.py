@@ -2,8 +2,8 @@
 
     python -m rethined_engine.train.evaluate PHOTOS/heldout --long-side 2048 --json out.json
 
-Methods: `ours_top1` / `ours_top4` / `ours_dense` (the weights, mixing the 1 / 4 strongest keys or the
-dense attention row at HR; the shipped default is recorded as `default_hr_topk`), `ours_no_hf` (LR
+Methods: `ours_topK` for K = 1, 4 and the weights file's default `hr_topk` (mixing the K strongest keys
+at HR; the default is recorded as `default_hr_topk`), `ours_dense` (the dense attention row), `ours_no_hf` (LR
 result bilinear-upsampled, no HF transfer),
 `coarse_bicubic` (our coarse CNN's LR fill, bicubic-upsampled), `untrained` (same architecture, random
 init). Masks: free-form, 30-50 % coverage, seed = image index, so runs are comparable.
@@ -44,9 +44,9 @@ def coarse_bicubic(model: Rethined, image: torch.Tensor, mask: torch.Tensor) -> 
 
 def evaluate(folder: Path, weights: Path | None, long_side: int, seed_offset: int = 0) -> dict:
     ours = load_model(weights)
+    topks = sorted({1, 4, ours.cfg.hr_topk} - {0})
     methods = {
-        "ours_top1": load_model(weights, hr_topk=1),
-        "ours_top4": load_model(weights, hr_topk=4),
+        **{f"ours_top{k}": load_model(weights, hr_topk=k) for k in topks},
         "ours_dense": load_model(weights, hr_topk=0),
         "ours_no_hf": load_model(weights, hf_transfer=False),
         "coarse_bicubic": lambda img, m: coarse_bicubic(ours, img, m),
