@@ -59,13 +59,18 @@ def laplacian(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), kernel.expand(c, 1, 3, 3), groups=c)
 
 
+def hole_laplacian_energy(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-image mean squared Laplacian of x (B, C, H, W) over hole pixels, (B,)."""
+    return _hole_mean(laplacian(x) ** 2, mask)
+
+
 def hole_sharpness(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """High-frequency energy (squared Laplacian) of pred over that of target, summed over hole pixels, (B,).
 
     1.0: as much fine detail as the ground truth; blur -> 0; noise or hard seams -> above 1.
     """
     pred, target = pred.double(), target.double()
-    return _hole_mean(laplacian(pred) ** 2, mask) / _hole_mean(laplacian(target) ** 2, mask).clamp_min(1e-12)
+    return hole_laplacian_energy(pred, mask) / hole_laplacian_energy(target, mask).clamp_min(1e-12)
 
 
 def hole_metrics(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..metrics import laplacian, ssim_map
+from ..metrics import hole_laplacian_energy, ssim_map
 from ..model import LROutput
 from ..model.patchmatch import patchify
 
@@ -90,11 +90,8 @@ def log_energy_ratio(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     The log form of `metrics.hole_sharpness` (1 = as much fine detail as the ground truth): blur and
     noise cost the same per factor of energy. pred, target (B, 3, H, W); mask (B, 1, H, W).
     """
-    m = mask.expand_as(pred)
-    count = m.flatten(1).sum(1).clamp_min(1.0)
-    energy_pred = (laplacian(pred) ** 2 * m).flatten(1).sum(1) / count
-    energy_target = (laplacian(target) ** 2 * m).flatten(1).sum(1) / count
-    ratio = (energy_pred + ENERGY_FLOOR).log() - (energy_target + ENERGY_FLOOR).log()
+    ratio = ((hole_laplacian_energy(pred, mask) + ENERGY_FLOOR).log()
+             - (hole_laplacian_energy(target, mask) + ENERGY_FLOOR).log())
     return ratio.abs().mean()
 
 

@@ -80,15 +80,6 @@ def _save(path: Path, model, opt, step: int, rng: np.random.Generator, tcfg: Tra
     tmp.replace(path)
 
 
-def is_weights_file(path: Path) -> bool:
-    return path.suffix == ".safetensors"
-
-
-def weights_file_config(path: Path) -> ModelConfig:
-    """The architecture stored in an inference weights file."""
-    return ModelConfig.from_json(read_metadata(path)[CONFIG_KEY])
-
-
 def warm_start(model: Rethined, checkpoint: Path, skip: tuple[str, ...]) -> list[str]:
     """Load another run's weights except parameters whose names start with one of `skip`; returns the
     names loaded."""
@@ -129,39 +120,40 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
     inference weights file (.safetensors) whose inference-form model is fine-tuned (mcfg is then ignored:
     the architecture comes from the file).
     """
+    if tcfg.hr_scale < 1:
+        raise ValueError(f"hr_scale must be >= 1, got {tcfg.hr_scale}")
+    from_weights = init_from is not None and init_from.suffix == ".safetensors"
+    if from_weights and init_skip:
+        raise ValueError("--init-skip applies to a training checkpoint, not to a .safetensors weights file")
     out.mkdir(parents=True, exist_ok=True)
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)
     torch.manual_seed(tcfg.seed)
     rng = np.random.default_rng(tcfg.seed)
     ckpt_path, step, elapsed = out / CHECKPOINT, 0, 0.0
-    state = torch.load(ckpt_path, map_location=device, weights_only=False) if ckpt_path.exists() else None
-    from_weights = state is None and init_from is not None and is_weights_file(init_from)
-    if state is not None:
-        mcfg, fused = ModelConfig.from_json(state["model_config"]), state.get("fused", False)
-    elif from_weights:
-        if init_skip:
-            raise ValueError("--init-skip applies to a training checkpoint, not to a .safetensors weights file")
-        mcfg, fused = weights_file_config(init_from), True
-    else:
-        fused = False
-    model = _build(mcfg, fused, device)
-    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    if state is not None:
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        expected = ModelConfig.from_json(read_metadata(init_from)[CONFIG_KEY]) if from_weights else mcfg
+        if ModelConfig.from_json(state["model_config"]) != expected:
+            raise ValueError(f"{ckpt_path} was trained with a different ModelConfig")
+        model = _build(expected, state.get("fused", False), device)
         model.load_state_dict(state["model"])
+    elif from_weights:
+        model = load_model(init_from, device)   # inference form; the architecture comes from the file
+        print(f"fine-tuning the inference-form model of {init_from}")
+    else:
+        model = _build(mcfg, False, device)
+        if init_from is not None:
+            loaded = warm_start(model, init_from, init_skip)
+            print(f"warm start: {len(loaded)} tensors from {init_from} (re-initialised: {init_skip})")
+    mcfg = model.cfg
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    if ckpt_path.exists():
         opt.load_state_dict(state["opt"])
         step, elapsed = state["step"], state["elapsed_s"]
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from {ckpt_path} at step {step}")
-    elif from_weights:
-        model.load_state_dict(load_model(init_from).state_dict())
-        print(f"fine-tuning the inference-form model of {init_from}")
-    elif init_from is not None:
-        loaded = warm_start(model, init_from, init_skip)
-        print(f"warm start: {len(loaded)} tensors from {init_from} (re-initialised: {init_skip})")
-    if tcfg.hr_scale < 1:
-        raise ValueError(f"hr_scale must be >= 1, got {tcfg.hr_scale}")
     scale = tcfg.hr_scale
     dataset = PhotoCrops(data, tcfg.crop * scale, long_side=(tcfg.photo_min * scale, tcfg.photo_max * scale))
     print(f"{len(dataset.photos)} photos, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params")
