@@ -35,10 +35,13 @@ def make_model(seed: int = 0, cfg: ModelConfig = ModelConfig()) -> Rethined:
     return model.eval()
 
 
+FIXTURE_HF_DECAY = 1.0  # the fixture's weights fade HF with hole depth, so every backend test covers `hf_gain`
+
+
 @pytest.fixture(scope="session")
 def weights_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "random.safetensors"
-    save_inference_weights(make_model(), path)
+    save_inference_weights(make_model(cfg=ModelConfig(hf_decay=FIXTURE_HF_DECAY)), path)
     return path
 
 

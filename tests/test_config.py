@@ -21,6 +21,8 @@ def test_unknown_metadata_field_is_rejected():
     ({"patch_size": 6}, "patch_size"),
     ({"lr_long_side": 500}, "lr_long_side"),
     ({"hr_topk": -1}, "hr_topk"),
+    ({"hf_decay": -0.5}, "hf_decay"),
+    ({"hf_decay": float("nan")}, "hf_decay"),
     ({"coherence_dilations": ()}, "coherence_dilations"),
     ({"coherence_dilations": (1, 0)}, "coherence_dilations"),
     ({"widths": (8, 8)}, "widths"),

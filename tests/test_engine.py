@@ -189,6 +189,7 @@ def test_bad_engine_arguments(weights_path, kwargs, match):
     ({"patch_size": 4}, TypeError, "patch_size: not an inference setting"),
     ({"no_such_setting": 1}, TypeError, "no_such_setting: not an inference setting"),
     ({"hr_topk": -1}, ValueError, "hr_topk"),
+    ({"hf_decay": -1.0}, ValueError, "hf_decay"),
     ({"float_mask_threshold": 0.0}, ValueError, "float_mask_threshold"),
 ])
 def test_bad_inference_overrides(weights_path, kwargs, exc, match):
@@ -197,8 +198,9 @@ def test_bad_inference_overrides(weights_path, kwargs, exc, match):
 
 
 def test_inference_overrides_apply(weights_path):
-    engine = Engine(weights=weights_path, device="cpu", hr_topk=0, hf_transfer=False, lr_long_side=256)
+    engine = Engine(weights=weights_path, device="cpu", hr_topk=0, hf_transfer=False, lr_long_side=256, hf_decay=3.0)
     assert (engine.config.hr_topk, engine.config.hf_transfer, engine.config.lr_long_side) == (0, False, 256)
+    assert engine.config.hf_decay == 3.0
 
 
 def test_missing_weights_file(tmp_path):

@@ -126,8 +126,10 @@ def test_train_resume_and_export(photo_dir, tmp_path, rng):
     weights = tmp_path / "w.safetensors"
     export(out / CHECKPOINT, weights)
     top3 = tmp_path / "top3.safetensors"
-    main(["--out", str(out), "--export", str(top3), "--export-hr-topk", "3", "--export-lineage", "a -> b"])
-    assert load_model(top3).cfg.hr_topk == 3 and read_metadata(top3)["lineage"] == "a -> b"
+    main(["--out", str(out), "--export", str(top3), "--export-hr-topk", "3", "--export-hf-decay", "1.5",
+          "--export-lineage", "a -> b"])
+    assert (load_model(top3).cfg.hr_topk, load_model(top3).cfg.hf_decay) == (3, 1.5)
+    assert read_metadata(top3)["lineage"] == "a -> b"
     img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
     mask = np.zeros((40, 50), bool)
     mask[10:20, 10:30] = True
@@ -242,9 +244,10 @@ def test_evaluate_reports_every_method(tmp_path):
     for i in range(2):
         Image.fromarray(rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)).save(tmp_path / f"p{i}.png")
     result = evaluate(tmp_path, None, long_side=160)
-    assert result["images"] == 2 and result["default_hr_topk"] == Engine().model.cfg.hr_topk
-    default = f"ours_top{result['default_hr_topk']}"
-    assert set(result["summary"]) == {"ours_top1", "ours_top4", default, "ours_dense", "ours_no_hf", "coarse_bicubic",
+    shipped = Engine().model.cfg
+    assert result["images"] == 2
+    assert result["defaults"] == {"hr_topk": shipped.hr_topk, "hf_decay": shipped.hf_decay}
+    assert set(result["summary"]) == {"ours", "ours_top1", "ours_top4", "ours_dense", "ours_no_hf", "coarse_bicubic",
                                       "untrained"}
     for row in result["rows"]:
         assert row["size"] == [96, 160] and 0.3 <= row["coverage"] <= 0.5

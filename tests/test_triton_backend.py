@@ -5,6 +5,7 @@ import pytest
 import torch
 
 pytest.importorskip("triton")
+from rethined_engine import ModelConfig  # noqa: E402
 from rethined_engine.backends.triton_backend import TritonLRNetwork  # noqa: E402
 from rethined_engine.deploy.onnx_export import LRNetwork, example_inputs  # noqa: E402
 from rethined_engine.train.masks import random_mask  # noqa: E402
@@ -12,9 +13,9 @@ from rethined_engine.train.masks import random_mask  # noqa: E402
 from conftest import make_model  # noqa: E402
 
 
-@pytest.mark.parametrize("lr_size", [(64, 96), (96, 160)])
-def test_lr_network_matches_exported_graph(lr_size):
-    model = make_model()
+@pytest.mark.parametrize("lr_size,hf_decay", [((64, 96), 0.0), ((96, 160), 0.7)])
+def test_lr_network_matches_exported_graph(lr_size, hf_decay):
+    model = make_model(cfg=ModelConfig(hf_decay=hf_decay))
     image, mask, key_inside = example_inputs(*lr_size, model.cfg.patch_size, seed=lr_size[0])
     key_inside[..., -1] = 0                                     # a column of tokens outside the image
     with torch.inference_mode():

@@ -5,7 +5,7 @@ import torch
 
 from rethined_engine import ModelConfig
 from rethined_engine.geometry import gaussian_taps, pad_to, plan
-from rethined_engine.model.upscale import attention_upscale, downsample
+from rethined_engine.model.upscale import HF_GAIN_FLOOR, attention_upscale, downsample, hf_gain
 
 from conftest import make_model
 
@@ -91,3 +91,52 @@ def test_upscale_copies_hf_of_selected_key():
     assert torch.equal(hr[..., :16], image[..., :16])
     no_hf = attention_upscale(image, mask, lr, attn, query_masked, key_ok, s, p, hf_transfer=False)
     torch.testing.assert_close(no_hf[..., 16:], up[..., 16:].clamp(0, 1))
+
+
+def chebyshev_distance_to_known(known: np.ndarray) -> np.ndarray:
+    """Brute force: for every cell of a (gh, gw) bool grid, the Chebyshev distance to the nearest True."""
+    ys, xs = np.nonzero(known)
+    gy, gx = np.mgrid[:known.shape[0], :known.shape[1]]
+    if len(ys) == 0:
+        return np.full(known.shape, np.inf)
+    return np.maximum(np.abs(gy[..., None] - ys), np.abs(gx[..., None] - xs)).min(axis=-1)
+
+
+@pytest.mark.parametrize("decay", [0.7, 2.0])
+@pytest.mark.parametrize("grid", [(5, 7), (13, 31), (40, 24)])
+def test_hf_gain_matches_brute_force_distance(decay, grid):
+    rng = np.random.default_rng(grid[0])
+    known = rng.random((2, *grid)) < 0.15
+    known[1] = False
+    known[1, 0, 0] = True                                     # one known corner: distances up to the cap
+    gain = hf_gain(torch.from_numpy(known)[:, None], decay).reshape(2, *grid).numpy()
+    cap = 1 + np.ceil(decay * np.log(1 / HF_GAIN_FLOOR))
+    for b in range(2):
+        d = np.minimum(chebyshev_distance_to_known(known[b]), cap)
+        want = np.where(known[b], 1.0, np.exp(-(d - 1) / decay))
+        np.testing.assert_allclose(gain[b], want, rtol=1e-6)
+    assert gain.max() == 1.0
+
+
+def test_hf_gain_without_decay_or_known_tokens():
+    known = torch.zeros(1, 1, 4, 6, dtype=torch.bool)
+    assert torch.equal(hf_gain(known, 0.0), torch.ones(1, 24))
+    assert (hf_gain(known, 1.5) <= HF_GAIN_FLOOR).all()         # nothing known: every token as far as counted
+
+
+def test_upscale_fades_hf_with_distance_from_known():
+    """Grid 1x3, token 0 known, tokens 1 and 2 holes copying token 0: token 2 gets exp(-1 / decay) of the HF."""
+    s, p, decay = 2, 8, 1.5
+    torch.manual_seed(1)
+    image = torch.rand(1, 3, 16, 48)
+    mask = torch.zeros(1, 1, 16, 48)
+    mask[..., 16:] = 1
+    lr = torch.rand(1, 3, 8, 24)
+    attn = torch.tensor([[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]])
+    query_masked = torch.tensor([[False, True, True]])
+    key_ok = ~query_masked
+    hr = attention_upscale(image, mask, lr, attn, query_masked, key_ok, s, p, topk=1, hf_decay=decay)
+    up = torch.nn.functional.interpolate(lr, scale_factor=2.0, mode="bilinear", align_corners=False)
+    hf = image[..., :16] - up[..., :16]
+    torch.testing.assert_close(hr[..., 16:32], (up[..., 16:32] + hf).clamp(0, 1))
+    torch.testing.assert_close(hr[..., 32:], (up[..., 32:] + np.exp(-1 / decay) * hf).clamp(0, 1))

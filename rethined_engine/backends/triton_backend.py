@@ -15,6 +15,7 @@ from ..geometry import plan
 from ..io import prepare
 from ..model.patchmatch import token_mask
 from ..model.rethined import Rethined
+from ..model.upscale import hf_gain
 from .torch_backend import TorchBackend
 
 
@@ -56,7 +57,8 @@ class TritonLRNetwork:
         hidden = pm.coherence[:-1](torch.cat([mixed[None], coarse, mask], dim=1))     # cuDNN convs + ReLU
         last = pm.coherence[-1]
         result = self.epilogue(hidden[0], last.weight, last.bias, mixed, image[0], mask[0, 0])
-        return result[None], weight[None], index[None]
+        gain = hf_gain(key_ok.reshape(key_inside.shape), self.model.cfg.hf_decay)
+        return result[None], weight[None] * gain[..., None].to(weight.dtype), index[None]
 
 
 class TritonBackend(TorchBackend):

@@ -7,8 +7,9 @@ Graph outputs:
     lr_result (B, 3, h, w) float32, the composited LR inpainting;
     topk_weight (B, N, K) float32 and topk_index (B, N, K) int32: token i at HR becomes
     up_i + sum_k topk_weight[i, k] * HF[topk_index[i, k]]. Weights are the attention row's K largest
-    entries renormalised to sum 1, then zeroed where the row is a known token or the source is not a
-    key, so the HR stage needs no other mask (`attention_upscale` with topk = K, exactly).
+    entries renormalised to sum 1, scaled by the token's `hf_gain`, then zeroed where the row is a known
+    token or the source is not a key, so the HR stage needs no other mask (`attention_upscale` with
+    topk = K, exactly).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from torch import nn
 
 from ..geometry import Geometry, plan
 from ..model import Rethined
+from ..model.upscale import hf_gain
 from ..weights import load_model
 from .graph_spec import INPUT_NAMES, METADATA_CONFIG, METADATA_DYNAMIC, METADATA_LR_SIZE, OPSET, OUTPUT_NAMES
 
@@ -39,6 +41,7 @@ class LRNetwork(nn.Module):
         out = self.model.forward_lr(image, mask, key_inside.flatten(1) > 0.5)
         weight, index = out.attn.topk(self.topk, dim=-1)
         weight = weight / weight.sum(dim=-1, keepdim=True)
+        weight = weight * hf_gain(out.key_ok.reshape(key_inside.shape), self.model.cfg.hf_decay)[..., None]
         source_ok = torch.gather(out.key_ok.float(), 1, index.flatten(1)).reshape(index.shape)
         weight = weight * source_ok * out.query_masked.float()[..., None]
         return out.result, weight, index.to(torch.int32)

@@ -2,9 +2,12 @@
 
 HR stage (integer scale s): each LR token is an (sP) x (sP) HR patch. With up = bilinear(x_LR),
 HF_j = y_j - up_j on known tokens (hole-free by construction, so no zero-filled blur enters), and a
-masked token becomes up_i + sum_j A_ij HF_j. Known pixels are copied from the input.
+masked token becomes up_i + g_i sum_j A_ij HF_j, where the gain g_i fades the transferred texture with
+the token's distance from known content (`hf_gain`). Known pixels are copied from the input.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -45,14 +48,38 @@ def upsample(image: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(image, scale_factor=float(scale), mode="bilinear", align_corners=False)
 
 
+HF_GAIN_FLOOR = 0.01   # hf_gain counts distances only up to where the gain falls below this
+
+
+def hf_gain(key_ok: torch.Tensor, decay: float) -> torch.Tensor:
+    """Per-token gain of the transferred HF, (B, gh * gw) float32.
+
+    key_ok: (B, 1, gh, gw) bool or {0, 1}, the known in-image tokens; decay: in tokens. A token at
+    Chebyshev distance d >= 1 from the nearest known token gets exp(-(d - 1) / decay): full texture next to
+    the hole's border, where the match continues what is visible, fading inside where it is a guess (and
+    where texture uncorrelated with the truth costs more SSIM than it gives detail). d is counted up to
+    where the gain falls below HF_GAIN_FLOOR. Known tokens get 1; decay 0 gives 1 everywhere.
+    """
+    reached = key_ok.float()
+    if decay <= 0:
+        return torch.ones_like(reached).flatten(1)
+    steps = 1 + math.ceil(decay * math.log(1.0 / HF_GAIN_FLOOR))
+    distance = torch.zeros_like(reached)
+    for _ in range(steps):      # distance counts the dilations of the known tokens that miss a token
+        distance = distance + (1.0 - reached)
+        reached = F.max_pool2d(reached, 3, stride=1, padding=1)     # padding never counts as known
+    return torch.exp((1.0 - distance).clamp_max(0.0) / decay).flatten(1)
+
+
 def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor, attn: torch.Tensor,
                       query_masked: torch.Tensor, key_ok: torch.Tensor, scale: int, patch: int,
-                      topk: int = 1, hf_transfer: bool = True) -> torch.Tensor:
+                      topk: int = 1, hf_transfer: bool = True, hf_decay: float = 0.0) -> torch.Tensor:
     """Carry the LR result to HR.
 
     image: padded HR (B, 3, gh*s*P, gw*s*P) in [0, 1]; mask: (B, 1, ...) float hole mask; lr_result:
     (B, 3, gh*P, gw*P); attn: (B, N, N) LR attention; query_masked, key_ok: (B, N) bool.
     topk: mix the k strongest keys per masked token (weights renormalised); 0 mixes the dense row.
+    hf_decay: the `hf_gain` decay in tokens (0: no fading).
     Returns the HR result (B, 3, ...) with known pixels equal to `image`.
     """
     grid_h, grid_w = lr_result.shape[-2] // patch, lr_result.shape[-1] // patch
@@ -64,6 +91,7 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
         out = patchify(up, hr_patch)
         batch, token = query_masked.nonzero(as_tuple=True)
         rows = attn[batch, token]                                   # (M, N) rows of masked tokens
+        gain = hf_gain(key_ok.reshape(-1, 1, grid_h, grid_w), hf_decay)[batch, token]
         if topk > 0:
             weights, idx = rows.topk(min(topk, rows.shape[-1]), dim=-1)
             weights = weights / weights.sum(dim=-1, keepdim=True)
@@ -73,6 +101,6 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
             for b in range(hf.shape[0]):
                 sel = batch == b
                 mixed[sel] = rows[sel].to(hf.dtype) @ hf[b]
-        out[batch, token] += mixed
+        out[batch, token] += gain[:, None].to(hf.dtype) * mixed
         up = unpatchify(out, hr_patch, grid_h, grid_w)
     return torch.where(mask > 0, up.clamp(0.0, 1.0), image)

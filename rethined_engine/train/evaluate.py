@@ -2,9 +2,9 @@
 
     python -m rethined_engine.train.evaluate PHOTOS/heldout --long-side 2048 --json out.json
 
-Methods: `ours_topK` for K = 1, 4 and the weights file's default `hr_topk` (mixing the K strongest keys
-at HR; the default is recorded as `default_hr_topk`), `ours_dense` (the dense attention row), `ours_no_hf` (LR
-result bilinear-upsampled, no HF transfer),
+Methods: `ours` (the weights file's inference defaults, recorded as `defaults`), `ours_topK` for K = 1, 4
+(mixing the K strongest keys at HR, HF not faded: hf_decay 0), `ours_dense` (the dense attention row, not
+faded), `ours_no_hf` (LR result bilinear-upsampled, no HF transfer),
 `coarse_bicubic` (our coarse CNN's LR fill, bicubic-upsampled), `untrained` (same architecture, random
 init). Masks: free-form, 30-50 % coverage, seed = image index, so runs are comparable.
 """
@@ -44,10 +44,10 @@ def coarse_bicubic(model: Rethined, image: torch.Tensor, mask: torch.Tensor) -> 
 
 def evaluate(folder: Path, weights: Path | None, long_side: int, seed_offset: int = 0) -> dict:
     ours = load_model(weights)
-    topks = sorted({1, 4, ours.cfg.hr_topk} - {0})
     methods = {
-        **{f"ours_top{k}": load_model(weights, hr_topk=k) for k in topks},
-        "ours_dense": load_model(weights, hr_topk=0),
+        "ours": ours,
+        **{f"ours_top{k}": load_model(weights, hr_topk=k, hf_decay=0.0) for k in (1, 4)},
+        "ours_dense": load_model(weights, hr_topk=0, hf_decay=0.0),
         "ours_no_hf": load_model(weights, hf_transfer=False),
         "coarse_bicubic": lambda img, m: coarse_bicubic(ours, img, m),
     }
@@ -71,7 +71,7 @@ def evaluate(folder: Path, weights: Path | None, long_side: int, seed_offset: in
     for name in methods:
         sel = [r for r in rows if r["method"] == name]
         summary[name] = {k: float(np.mean([r[k] for r in sel])) for k in ("psnr", "ssim", "l1", "sharpness", "seconds")}
-    return {"folder": str(folder), "long_side": long_side, "default_hr_topk": ours.cfg.hr_topk, "images": len(rows) // len(methods),
+    return {"folder": str(folder), "long_side": long_side, "defaults": {"hr_topk": ours.cfg.hr_topk, "hf_decay": ours.cfg.hf_decay}, "images": len(rows) // len(methods),
             "summary": summary, "rows": rows}
 
 

@@ -99,7 +99,7 @@ def hr_forward(model: Rethined, image: torch.Tensor, mask: torch.Tensor, scale: 
     lr_input, lr_mask = downsample(image * known, mask, scale)
     lr_out = model.forward_lr(lr_input, lr_mask, key_inside)
     hr = attention_upscale(image * known, mask, lr_out.result, lr_out.attn, lr_out.query_masked, lr_out.key_ok,
-                           scale, model.cfg.patch_size, model.cfg.hr_topk)
+                           scale, model.cfg.patch_size, model.cfg.hr_topk, hf_decay=model.cfg.hf_decay)
     return lr_out, lr_target, lr_mask, hr
 
 
@@ -211,7 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoint + log)")
     parser.add_argument("--export", type=Path, help="write inference weights from OUT/last.pt and exit")
     parser.add_argument("--export-hr-topk", type=int, default=None,
-                        help="with --export: the file's default hr_topk (else ModelConfig's)")
+                        help="with --export: the file's default hr_topk (else the checkpoint's)")
+    parser.add_argument("--export-hf-decay", type=float, default=None,
+                        help="with --export: the file's default hf_decay in tokens (else the checkpoint's)")
     parser.add_argument("--export-lineage", default=None, help="with --export: the runs these weights descend from")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--init-from", type=Path, default=None,
@@ -221,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
     args = parser.parse_args(argv)
     if args.export:
-        settings = {} if args.export_hr_topk is None else {"hr_topk": args.export_hr_topk}
+        settings = {key: value for key, value in (("hr_topk", args.export_hr_topk), ("hf_decay", args.export_hf_decay))
+                    if value is not None}
         extra = {} if args.export_lineage is None else {"lineage": args.export_lineage}
         export(args.out / CHECKPOINT, args.export, extra, **settings)
         print(f"wrote {args.export}")
