@@ -28,6 +28,11 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
+def read_config(path: str | Path) -> ModelConfig:
+    """The ModelConfig (architecture and inference defaults) stored in a weights file's metadata."""
+    return ModelConfig.from_json(read_metadata(path)[CONFIG_KEY])
+
+
 def load_model(path: str | Path | None = None, device: torch.device | str = "cpu",
                dtype: torch.dtype = torch.float32, **overrides) -> Rethined:
     """Build the inference-form model from a weights file (default: the shipped weights).
@@ -41,7 +46,7 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
     if fixed:
         raise TypeError(f"{', '.join(fixed)}: not an inference setting (the architecture comes from the weights "
                         f"file); settings that may be overridden: {', '.join(INFERENCE_FIELDS)}")
-    cfg = ModelConfig.from_json(read_metadata(path)[CONFIG_KEY]).replace(**overrides)
+    cfg = read_config(path).replace(**overrides)
     model = Rethined(cfg).reparameterize()
     state = load_file(str(path))
     model.load_state_dict({k: v.float() for k, v in state.items()})

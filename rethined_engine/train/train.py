@@ -24,7 +24,7 @@ import torch
 from ..config import INFERENCE_FIELDS, ModelConfig
 from ..model import Rethined
 from ..model.upscale import attention_upscale, downsample
-from ..weights import load_model, read_metadata, save_inference_weights, CONFIG_KEY
+from ..weights import load_model, read_config, save_inference_weights
 from .data import PHOTO_LONG_SIDE, PhotoCrops
 from .losses import LossWeights, hr_loss, total_loss
 
@@ -131,9 +131,9 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
     torch.manual_seed(tcfg.seed)
     rng = np.random.default_rng(tcfg.seed)
     ckpt_path, step, elapsed = out / CHECKPOINT, 0, 0.0
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        expected = ModelConfig.from_json(read_metadata(init_from)[CONFIG_KEY]) if from_weights else mcfg
+    state = torch.load(ckpt_path, map_location=device, weights_only=False) if ckpt_path.exists() else None
+    if state is not None:
+        expected = read_config(init_from) if from_weights else mcfg
         if ModelConfig.from_json(state["model_config"]) != expected:
             raise ValueError(f"{ckpt_path} was trained with a different ModelConfig")
         model = _build(expected, state.get("fused", False), device)
@@ -148,7 +148,7 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
             print(f"warm start: {len(loaded)} tensors from {init_from} (re-initialised: {init_skip})")
     mcfg = model.cfg
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    if ckpt_path.exists():
+    if state is not None:
         opt.load_state_dict(state["opt"])
         step, elapsed = state["step"], state["elapsed_s"]
         rng.bit_generator.state = state["rng"]
