@@ -25,7 +25,10 @@ def device_name(device: str) -> str:
 
 
 def git_commit() -> str | None:
-    """Short commit of the checkout the benchmark runs in (the working directory, else this file's)."""
+    """Short commit of the checkout the benchmark runs in (the working directory, else this file's), or
+    $BENCH_COMMIT where the copy has no git history (a lent GPU machine gets the tree without .git)."""
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"]
     for where in (Path.cwd(), Path(__file__).parent):
         proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=where)
         if proc.returncode == 0:

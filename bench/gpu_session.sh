@@ -8,6 +8,7 @@
 # the environment report at the top says what is missing. The package is put on the path without pip
 # (symlinks for the package_dir mapping), so nothing needs installing.
 set -uo pipefail
+export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 MODE=${1:-full}
@@ -31,22 +32,30 @@ import torch
 print("cuda", torch.cuda.is_available(), torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "")
 EOF
 
-echo "== GPU correctness (kernels vs references at real sizes, backends end to end)"
-python -m pytest -q -m gpu -x tests/test_kernel_prep.py tests/test_kernel_hr_upscale.py \
+# Each step has a time limit (a lent machine's command is cut at 10 minutes) and its results are copied
+# to $OUT as soon as it ends, so a step cut short loses only itself.
+step() {   # step SECONDS LABEL CMD...
+    local limit=$1 label=$2; shift 2
+    echo "== $label (limit ${limit}s)"
+    local t0=$SECONDS
+    timeout "$limit" "$@"; local rc=$?
+    echo "-- $label: exit $rc after $((SECONDS - t0)) s"
+    if [ -n "${OUT:-}" ]; then
+        mkdir -p "$OUT/results" && cp bench/results/kernels-*.json bench/results/latency-*.json \
+            bench/results/profile-*.json "$OUT/results/" 2>/dev/null
+    fi
+    return 0
+}
+
+if [ "$MODE" = quick ]; then SIZES="2048 4096"; LSIZES="2048 4096"; else SIZES="2048 4096 8192"; LSIZES="1024 2048 4096 8192"; fi
+step 150 "GPU correctness (kernels vs references at real sizes, backends end to end)" \
+    python -m pytest -q -p no:cacheprovider --maxfail=10 -m gpu tests/test_kernel_prep.py tests/test_kernel_hr_upscale.py \
     tests/test_kernel_patch_projection.py tests/test_kernel_masked_attention.py tests/test_kernel_coherence.py \
-    tests/test_triton_backend.py \
-    tests/test_deploy.py 2>&1 | tail -25
-python -m pytest -q -x tests/test_triton_backend.py 2>&1 | tail -5
-
-echo "== kernel microbenchmarks"
-if [ "$MODE" = quick ]; then SIZES="2048 4096"; else SIZES="2048 4096 8192"; fi
-python -m bench.kernels --sizes $SIZES
-
-echo "== end-to-end latency (GPU-resident uint8, 40 % mask)"
-if [ "$MODE" = quick ]; then LSIZES="2048 4096"; else LSIZES="1024 2048 4096 8192"; fi
-python -m bench.latency --device cuda --sizes $LSIZES --repeats 20 --warmup 3
-
-if [ -n "${OUT:-}" ]; then
-    mkdir -p "$OUT/results" && cp -r bench/results/kernels-*.json bench/results/latency-*.json "$OUT/results/" 2>/dev/null
-    echo "copied results to $OUT/results"
-fi
+    tests/test_triton_backend.py tests/test_deploy.py
+step 60 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider tests/test_triton_backend.py
+step 90 "kernel microbenchmarks" python -m bench.kernels --sizes $SIZES
+step 100 "end-to-end latency, torch eager + triton (GPU-resident uint8, 40 % mask)" \
+    python -m bench.latency --device cuda --backends triton torch --sizes $LSIZES --repeats 20 --warmup 3
+step 120 "end-to-end latency, torch.compile (compiles once per size in its warm-up)" \
+    python -m bench.latency --device cuda --backends torch_compile --sizes $LSIZES --repeats 20 --warmup 3 --append
+step 45 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton torch --sizes 2048 4096

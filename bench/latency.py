@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="default bench/results/latency-<cpu or GPU name>.json")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows already in the output file, replacing those of the same backend and size")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.backends is None:
@@ -115,7 +117,19 @@ def main(argv: list[str] | None = None) -> None:
         return
     import torch
 
+    commit, device = git_commit(), device_name(args.device)
+    try:
+        import triton
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    tag = "cpu" if args.device == "cpu" else device.replace(" ", "_")
+    out = args.out or RESULTS / f"latency-{tag}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
+    if args.append and out.is_file():
+        done = {(backend, size) for size in args.sizes for backend in args.backends}
+        rows = [row for row in json.loads(out.read_text())["rows"] if (row["backend"], row["size"]) not in done]
     for size in args.sizes:
         for backend in args.backends:
             cmd = [sys.executable, "-m", __spec__.name, "--child", str(size), "--backends", backend,
@@ -126,21 +140,11 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             rows.append(row)
-            print(f"{backend:13s} {size:5d}^2  median {row['median_ms']:9.1f} ms  p90 {row['p90_ms']:9.1f} ms  "
+            print(f"{backend:13s} {size:5d}^2  median {row['median_ms']:9.2f} ms  p90 {row['p90_ms']:9.2f} ms  "
                   f"peak +{row['peak_mem_mb']:.0f} MiB", flush=True)
-    commit = git_commit()
-    try:
-        import triton
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = None
-    device = device_name(args.device)
-    result = {"commit": commit, "device": device, "torch": torch.__version__, "triton": triton_version,
-              "threads": torch.get_num_threads(), "rows": rows}
-    tag = "cpu" if args.device == "cpu" else device.replace(" ", "_")
-    out = args.out or RESULTS / f"latency-{tag}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+            result = {"commit": commit, "device": device, "torch": torch.__version__, "triton": triton_version,
+                      "threads": torch.get_num_threads(), "rows": rows}
+            out.write_text(json.dumps(result, indent=1) + "\n")   # after every row: a run cut short keeps its rows
     print(f"wrote {out}")
 
 

@@ -1,6 +1,7 @@
 """Random multi-scale crops of a folder of photographs, with free-form masks."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +43,12 @@ class PhotoCrops:
     """
 
     def __init__(self, folder: str | Path, crop: int = 256, coverage: tuple[float, float] = DEFAULT_COVERAGE,
-                 long_side: tuple[int, int] = PHOTO_LONG_SIDE):
+                 long_side: tuple[int, int] = PHOTO_LONG_SIDE, device: str | torch.device = "cpu"):
         if not 0 < long_side[0] <= long_side[1]:
             raise ValueError(f"long_side must satisfy 0 < lo <= hi, got {long_side}")
-        self.crop, self.coverage, self.long_side = crop, coverage, long_side
+        self.crop, self.coverage, self.long_side, self.device = crop, coverage, long_side, torch.device(device)
         self.cache_long_side = max(CACHE_LONG_SIDE, long_side[1])
-        self.photos = [torch.from_numpy(load_rgb(p, self.cache_long_side)).permute(2, 0, 1)
+        self.photos = [torch.from_numpy(load_rgb(p, self.cache_long_side)).permute(2, 0, 1).to(self.device)
                        for p in list_images(folder)]
         self.photos = [p for p in self.photos if min(p.shape[-2:]) >= crop // 2]
         if not self.photos:
@@ -67,8 +68,39 @@ class PhotoCrops:
         return patch.clamp(0.0, 1.0)
 
     def sample(self, batch: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crops and masks on the photos' device (crops are cut and resized there)."""
         images, masks = [], []
         for _ in range(batch):
             images.append(self._crop(self.photos[rng.integers(len(self.photos))], rng))
             masks.append(torch.from_numpy(random_mask(self.crop, self.crop, rng, self.coverage))[None].float())
-        return torch.stack(images), torch.stack(masks)
+        return torch.stack(images), torch.stack(masks).to(self.device)
+
+
+class Prefetcher:
+    """Samples the next batch in a worker thread while the caller trains on the current one.
+
+    `next()` returns (rng_state, image, mask) where rng_state is the generator's state from before that
+    batch was drawn: a checkpoint that stores the state of the first batch not yet trained on resumes
+    on exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, dataset: PhotoCrops, batch: int, rng: np.random.Generator):
+        self.dataset, self.batch, self.rng = dataset, batch, rng
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending = self.pool.submit(self._draw)
+
+    def _draw(self) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        state = self.rng.bit_generator.state
+        return (state, *self.dataset.sample(self.batch, self.rng))
+
+    def next(self) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        drawn = self.pending.result()
+        self.pending = self.pool.submit(self._draw)
+        return drawn
+
+    def upcoming_state(self) -> dict:
+        """The rng state from before the batch `next()` will return."""
+        return self.pending.result()[0]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)

@@ -25,7 +25,7 @@ from ..config import INFERENCE_FIELDS, ModelConfig
 from ..model import Rethined
 from ..model.upscale import attention_upscale, downsample
 from ..weights import load_model, read_config, save_inference_weights
-from .data import PHOTO_LONG_SIDE, PhotoCrops
+from .data import PHOTO_LONG_SIDE, PhotoCrops, Prefetcher
 from .losses import LossWeights, hr_loss, total_loss
 
 CHECKPOINT = "last.pt"
@@ -72,9 +72,10 @@ def _build(mcfg: ModelConfig, fused: bool, device: str) -> Rethined:
     return model.to(device)
 
 
-def _save(path: Path, model, opt, step: int, rng: np.random.Generator, tcfg: TrainConfig, elapsed: float) -> None:
+def _save(path: Path, model, opt, step: int, rng_state: dict, tcfg: TrainConfig, elapsed: float) -> None:
+    """rng_state: the data generator's state from before the next batch to train on."""
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.bit_generator.state,
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng_state,
                 "torch_rng": torch.get_rng_state(), "model_config": model.cfg.to_json(), "fused": _is_fused(model),
                 "train_config": dataclasses.asdict(tcfg), "elapsed_s": elapsed}, tmp)
     tmp.replace(path)
@@ -155,16 +156,18 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from {ckpt_path} at step {step}")
     scale = tcfg.hr_scale
-    dataset = PhotoCrops(data, tcfg.crop * scale, long_side=(tcfg.photo_min * scale, tcfg.photo_max * scale))
+    dataset = PhotoCrops(data, tcfg.crop * scale, long_side=(tcfg.photo_min * scale, tcfg.photo_max * scale),
+                         device=device)
     print(f"{len(dataset.photos)} photos, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params")
     model.train()
     key_inside = torch.ones(1, (tcfg.crop // mcfg.patch_size) ** 2, dtype=torch.bool, device=device)
     weights = LossWeights(hole_ssim=tcfg.ssim_weight, hr_ssim=tcfg.hr_ssim_weight,
                           hr_sharpness=tcfg.hr_sharpness_weight)
+    batches = Prefetcher(dataset, tcfg.batch, rng)   # owns rng from here on
     with open(out / LOG, "a") as log:
         while step < tcfg.steps:
             t0 = time.perf_counter()
-            image, mask = (t.to(device) for t in dataset.sample(tcfg.batch, rng))
+            _, image, mask = batches.next()
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, tcfg)
             if scale == 1:
@@ -184,7 +187,8 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
                 log.flush()
                 print(f"step {step} loss {float(loss.detach()):.4f} {parts} {elapsed:.0f}s", flush=True)
             if step % tcfg.checkpoint_every == 0 or step == tcfg.steps:
-                _save(ckpt_path, model, opt, step, rng, tcfg, elapsed)
+                _save(ckpt_path, model, opt, step, batches.upcoming_state(), tcfg, elapsed)
+    batches.close()
     return ckpt_path
 
 
