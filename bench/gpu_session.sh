@@ -3,6 +3,7 @@
 # and, when the device tool's $OUT is set, are copied there to come back.
 #
 #   bash bench/gpu_session.sh [quick]        # quick: tests + kernel bench + latency at 2048/4096 only
+#   STEPS="tests latency" bash bench/gpu_session.sh   # only these steps (names below; default: all)
 #
 # The device image is offline (torch, triton, numpy preinstalled; maybe not safetensors/pillow/pytest):
 # the environment report at the top says what is missing. The package is put on the path without pip
@@ -34,8 +35,10 @@ EOF
 
 # Each step has a time limit (a lent machine's command is cut at 10 minutes) and its results are copied
 # to $OUT as soon as it ends, so a step cut short loses only itself.
-step() {   # step SECONDS LABEL CMD...
-    local limit=$1 label=$2; shift 2
+STEPS=${STEPS:-"tests backend kernels latency compile profile"}
+step() {   # step NAME SECONDS LABEL CMD...
+    local name=$1 limit=$2 label=$3; shift 3
+    case " $STEPS " in *" $name "*) ;; *) echo "== $label: skipped (STEPS)"; return 0;; esac
     echo "== $label (limit ${limit}s)"
     local t0=$SECONDS
     timeout "$limit" "$@"; local rc=$?
@@ -48,14 +51,15 @@ step() {   # step SECONDS LABEL CMD...
 }
 
 if [ "$MODE" = quick ]; then SIZES="2048 4096"; LSIZES="2048 4096"; else SIZES="2048 4096 8192"; LSIZES="1024 2048 4096 8192"; fi
-step 150 "GPU correctness (kernels vs references at real sizes, backends end to end)" \
-    python -m pytest -q -p no:cacheprovider --maxfail=10 -m gpu tests/test_kernel_prep.py tests/test_kernel_hr_upscale.py \
+# 8 workers: a cold machine spends most of this compiling and autotuning Triton kernels (CPU-bound)
+step tests 200 "GPU correctness (kernels vs references at real sizes, backends end to end)" \
+    python -m pytest -q -n 8 -p no:cacheprovider --maxfail=10 -m gpu tests/test_kernel_prep.py tests/test_kernel_hr_upscale.py \
     tests/test_kernel_patch_projection.py tests/test_kernel_masked_attention.py tests/test_kernel_coherence.py \
     tests/test_triton_backend.py tests/test_deploy.py
-step 60 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider tests/test_triton_backend.py
-step 90 "kernel microbenchmarks" python -m bench.kernels --sizes $SIZES
-step 100 "end-to-end latency, torch eager + triton (GPU-resident uint8, 40 % mask)" \
-    python -m bench.latency --device cuda --backends triton torch --sizes $LSIZES --repeats 20 --warmup 3
-step 120 "end-to-end latency, torch.compile (compiles once per size in its warm-up)" \
+step backend 60 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider tests/test_triton_backend.py
+step kernels 90 "kernel microbenchmarks" python -m bench.kernels --sizes $SIZES
+step latency 120 "end-to-end latency, triton (graphed and eager) + torch eager (GPU-resident uint8, 40 % mask)" \
+    python -m bench.latency --device cuda --backends triton triton_eager torch --sizes $LSIZES --repeats 20 --warmup 3
+step compile 200 "end-to-end latency, torch.compile (compiles once per size in its warm-up)" \
     python -m bench.latency --device cuda --backends torch_compile --sizes $LSIZES --repeats 20 --warmup 3 --append
-step 45 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton torch --sizes 2048 4096
+step profile 45 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton_eager torch --sizes 2048 4096 8192

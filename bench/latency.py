@@ -4,7 +4,8 @@
     python -m bench.latency --device cuda --repeats 20 --warmup 3       # torch, torch_compile, triton
 
 Backends: any `Engine` backend (native, torch, triton, ...), `torch_compile` (the torch backend with its
-model wrapped in `torch.compile`, default mode; compilation happens in the warm-up calls) and, as a peer
+model wrapped in `torch.compile`, default mode; compilation happens in the warm-up calls), `triton_eager`
+(the triton backend without CUDA graphs: what the graph saves) and, as a peer
 on the same input, OpenCV's `cv2.inpaint` Telea with radius 3 (`opencv_telea`). On CUDA the image and
 mask are GPU-resident uint8 (3, H, W) / (H, W) tensors before the clock starts, and the result stays
 on the GPU. Input: the shipped sample photo resized to
@@ -33,6 +34,7 @@ MASK_SEED = 0
 OPENCV_TELEA = "opencv_telea"
 OPENCV_RADIUS = 3
 TORCH_COMPILE = "torch_compile"
+TRITON_EAGER = "triton_eager"   # the triton backend launching kernel by kernel (no CUDA graph)
 
 
 class _OpenCVTelea:
@@ -45,6 +47,21 @@ class _OpenCVTelea:
         return self.cv2.inpaint(img, mask.astype(np.uint8) * 255, OPENCV_RADIUS, self.cv2.INPAINT_TELEA)
 
 
+def make_engine(backend: str, device: str):
+    """An `Engine` for a benchmark backend name: any Engine backend, TORCH_COMPILE or TRITON_EAGER."""
+    import torch
+
+    from rethined_engine import Engine
+
+    if backend == TORCH_COMPILE:
+        engine = Engine(device=device, backend="torch")
+        engine._impl.model = torch.compile(engine._impl.model)
+        return engine
+    if backend == TRITON_EAGER:
+        return Engine(device=device, backend="triton", cuda_graphs=False)
+    return Engine(device=device, backend=backend)
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
@@ -55,18 +72,14 @@ def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int)
     import torch
     from PIL import Image
 
-    from rethined_engine import Engine
     from rethined_engine.cli import SAMPLE_IMAGE
     from rethined_engine.train.masks import random_mask
 
     if backend == OPENCV_TELEA:
         import cv2
         engine = _OpenCVTelea(cv2)
-    elif backend == TORCH_COMPILE:
-        engine = Engine(device=device, backend="torch")
-        engine._impl.model = torch.compile(engine._impl.model)
     else:
-        engine = Engine(device=device, backend=backend)
+        engine = make_engine(backend, device)
     img = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB").resize((size, size), Image.BICUBIC))
     mask = random_mask(size, size, np.random.default_rng(MASK_SEED), MASK_COVERAGE)
     cuda = backend != OPENCV_TELEA and engine.device.type == "cuda"

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from .env import RESULTS, device_name, git_commit
-from .latency import MASK_COVERAGE, MASK_SEED, TORCH_COMPILE
+from .latency import MASK_COVERAGE, MASK_SEED, make_engine
 
 TOP_KERNELS = 15
 
@@ -26,14 +26,11 @@ def profile(backend: str, size: int, calls: int, warmup: int) -> dict:
     from PIL import Image
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    from rethined_engine import Engine
     from rethined_engine.cli import SAMPLE_IMAGE
     from rethined_engine.train.masks import random_mask
 
-    engine = Engine(device="cuda", backend="torch" if backend == TORCH_COMPILE else backend)
-    if backend == TORCH_COMPILE:
-        engine._impl.model = torch.compile(engine._impl.model)
-    img = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB").resize((size, size), Image.BICUBIC))
+    engine = make_engine(backend, "cuda")
+    img = np.array(Image.open(SAMPLE_IMAGE).convert("RGB").resize((size, size), Image.BICUBIC))
     mask = random_mask(size, size, np.random.default_rng(MASK_SEED), MASK_COVERAGE)
     img = torch.from_numpy(img).cuda().permute(2, 0, 1).contiguous()
     mask = torch.from_numpy(mask).cuda()

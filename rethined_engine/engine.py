@@ -32,12 +32,13 @@ class Engine:
     >>> out = engine.inpaint(img, mask)         # same type/size/layout as img; mask nonzero = fill
 
     backend: "native" (default on the CPU when the C++ extension is built), "torch" (the reference;
-    default on CUDA and where the extension is missing), "triton" (CUDA; Triton HR kernel) or
+    default on CUDA and where the extension is missing), "triton" (CUDA; Triton kernels) or
     "tensorrt" (a TensorRT plan built by
     `rethined export onnx` + `rethined_engine.deploy.tensorrt_build`, given as `engine_path`; numpy/PIL
     inputs; no torch import). weights: .safetensors file for the torch backend (default: shipped).
     device: "cpu", "cuda", "cuda:1", ... (default: CUDA when available). dtype: torch compute dtype
-    (default float16 on CUDA, float32 on CPU). Other keyword arguments override inference settings
+    (default float16 on CUDA, float32 on CPU). cuda_graphs (triton backend only, default True): replay each
+    image shape's pipeline as a captured CUDA graph. Other keyword arguments override inference settings
     (`config.INFERENCE_FIELDS`; the tensorrt backend takes `float_mask_threshold` only, the rest is
     fixed when its plan is built).
     """

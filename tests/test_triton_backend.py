@@ -15,8 +15,9 @@ from conftest import make_model  # noqa: E402
 
 @pytest.mark.parametrize("lr_size,hf_decay", [((64, 96), 0.0), ((96, 160), 0.7)])
 def test_lr_network_matches_exported_graph(lr_size, hf_decay):
-    model = make_model(cfg=ModelConfig(hf_decay=hf_decay))
-    image, mask, key_inside = example_inputs(*lr_size, model.cfg.patch_size, seed=lr_size[0])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = make_model(cfg=ModelConfig(hf_decay=hf_decay)).to(device)
+    image, mask, key_inside = (t.to(device) for t in example_inputs(*lr_size, model.cfg.patch_size, seed=lr_size[0]))
     key_inside[..., -1] = 0                                     # a column of tokens outside the image
     with torch.inference_mode():
         got = TritonLRNetwork(model, 4)(image, mask, key_inside)
@@ -80,3 +81,34 @@ def test_triton_backend_fp16_is_as_close_as_torch_fp16(triton_and_torch, rng):
     err_torch = np.abs(torch16.inpaint(image, mask).astype(np.int16) - want)
     assert err_triton.max() <= 2
     assert (err_triton > 0).mean() <= 2 * (err_torch > 0).mean() + 1e-3
+
+
+def test_cuda_graphs_argument(weights_path):
+    from rethined_engine import Engine
+
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        Engine(weights_path, backend="triton", cuda_graphs="yes")
+    if not torch.cuda.is_available():
+        assert Engine(weights_path, backend="triton", device="cpu")._graphed is None   # interpreter: no graphs
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_replay_matches_eager(weights_path, rng):
+    """Graph replays equal eager launches on new inputs of a captured shape and on a second shape, and a
+    returned image is not overwritten by the next call."""
+    from rethined_engine import Engine
+
+    graphed = Engine(weights_path, backend="triton", device="cuda")
+    eager = Engine(weights_path, backend="triton", device="cuda", cuda_graphs=False)
+    first = None
+    for h, w in [(600, 900), (600, 900), (1100, 700), (600, 900)]:
+        image = torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8)).cuda()
+        mask = torch.from_numpy(random_mask(h, w, rng)).cuda()
+        got = graphed.inpaint(image, mask)
+        diff = (got.short() - eager.inpaint(image, mask).short()).abs()   # same kernels; cuDNN may pick another algorithm
+        assert diff.max() <= 1 and (diff > 0).float().mean() <= 1e-3
+        if first is None:
+            first, kept = got, got.clone()
+    assert torch.equal(first, kept)
+    assert len(graphed._graphed.graphs) == 2 and all(g is not None for g in graphed._graphed.graphs.values())

@@ -16,6 +16,7 @@ from ..io import prepare
 from ..model.patchmatch import token_mask
 from ..model.rethined import Rethined
 from ..model.upscale import hf_gain
+from .cuda_graph import GraphedFunction
 from .torch_backend import TorchBackend
 
 
@@ -62,7 +63,13 @@ class TritonLRNetwork:
 
 
 class TritonBackend(TorchBackend):
-    def __init__(self, weights=None, device=None, dtype=None, **overrides):
+    """TorchBackend's arguments, plus cuda_graphs: on CUDA, replay each image shape's whole pipeline
+    (prep -> LR network -> HR upscale) as a captured CUDA graph (`cuda_graph.GraphedFunction`); the first
+    call at a new shape runs it eagerly a few times and captures it."""
+
+    def __init__(self, weights=None, device=None, dtype=None, cuda_graphs: bool = True, **overrides):
+        if not isinstance(cuda_graphs, bool):
+            raise ValueError(f"cuda_graphs: expected True or False, got {cuda_graphs!r}")
         interpret = os.environ.get("TRITON_INTERPRET") == "1"
         target = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if target.type != "cuda" and not interpret:
@@ -76,6 +83,8 @@ class TritonBackend(TorchBackend):
         super().__init__(weights, target, dtype, **overrides)
         self.hr_upscale, self.prepare_lr = hr_upscale, prepare_lr
         self.lr_network = TritonLRNetwork(self.model, self.config.hr_topk) if self.config.hr_topk > 0 else None
+        self._key_inside: dict = {}    # per geometry, on the device: no host copy inside a captured graph
+        self._graphed = GraphedFunction(self._inpaint_one) if cuda_graphs and self.device.type == "cuda" else None
 
     @torch.inference_mode()
     def inpaint(self, img: Any, mask: Any) -> Any:
@@ -85,14 +94,19 @@ class TritonBackend(TorchBackend):
             return super().inpaint(img, mask)
         images = batch.image.to(self.device)
         masks = batch.mask.to(self.device)
-        out = []
-        for image, hole in zip(images, masks):                        # image (3, H, W) uint8, any strides
-            geom = plan(image.shape[-2], image.shape[-1], self.config)
-            lr_image, lr_mask = self.prepare_lr(image, hole[0], geom, channels_last=False)
-            lr_image, lr_mask = lr_image.to(self.dtype), lr_mask.to(self.dtype)
-            key_inside = geom.key_inside(self.device).to(self.dtype).reshape(1, 1, geom.grid_h, geom.grid_w)
-            lr_result, weight, index = self.lr_network(lr_image, lr_mask, key_inside)
-            if not self.config.hf_transfer:
-                weight = torch.zeros_like(weight)
-            out.append(self.hr_upscale(image, hole[0], lr_result, weight[0], index[0], geom, channels_last=False))
+        run = self._graphed or self._inpaint_one
+        out = [run(image, hole[0]) for image, hole in zip(images, masks)]   # image (3, H, W) uint8, any strides
         return batch.restore(torch.stack(out).to(batch.image.device))
+
+    def _inpaint_one(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        """image (3, H, W) uint8, hole (H, W) bool on the device -> (3, H, W) uint8; no host syncs."""
+        geom = plan(image.shape[-2], image.shape[-1], self.config)
+        lr_image, lr_mask = self.prepare_lr(image, hole, geom, channels_last=False)
+        lr_image, lr_mask = lr_image.to(self.dtype), lr_mask.to(self.dtype)
+        if geom not in self._key_inside:
+            inside = geom.key_inside(self.device).to(self.dtype).reshape(1, 1, geom.grid_h, geom.grid_w)
+            self._key_inside[geom] = inside
+        lr_result, weight, index = self.lr_network(lr_image, lr_mask, self._key_inside[geom])
+        if not self.config.hf_transfer:
+            weight = torch.zeros_like(weight)
+        return self.hr_upscale(image, hole, lr_result, weight[0], index[0], geom, channels_last=False)
