@@ -9,6 +9,9 @@ of a row; the image is read in the caller's layout (strides) straight from uint8
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
+import numpy as np
 import torch
 import triton
 import triton.language as tl
@@ -72,6 +75,14 @@ def prep_kernel(image_ptr, mask_ptr, taps_ptr, lr_ptr, lr_mask_ptr, H, W, Hp, Wp
     tl.store(lr_mask_ptr + oy * w + ox, hole.to(tl.float32), mask=valid)
 
 
+@lru_cache(maxsize=None)
+def _device_taps(scale: int, device: torch.device) -> tuple[torch.Tensor, int]:
+    """`gaussian_taps` as float32 on the device, made once: a call copies nothing from the host (so the
+    launcher can be captured in a CUDA graph)."""
+    taps, radius = gaussian_taps(scale) if scale > 1 else (np.ones(1), 0)
+    return torch.as_tensor(taps, dtype=torch.float32, device=device), radius
+
+
 def prepare_lr(image: torch.Tensor, mask: torch.Tensor, geom: Geometry,
                channels_last: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """image uint8 (H, W, 3) if channels_last else (3, H, W), any strides; mask (H, W) bool/uint8.
@@ -81,8 +92,7 @@ def prepare_lr(image: torch.Tensor, mask: torch.Tensor, geom: Geometry,
     mask = mask.view(torch.uint8) if mask.dtype == torch.bool else mask
     h, w = geom.lr_size
     hp, wp = geom.padded_size
-    taps, radius = gaussian_taps(geom.scale) if geom.scale > 1 else (torch.ones(1).double().numpy(), 0)
-    taps = torch.as_tensor(taps, dtype=torch.float32, device=image.device)
+    taps, radius = _device_taps(geom.scale, image.device)
     lr = torch.empty(1, 3, h, w, dtype=torch.float32, device=image.device)
     lr_mask = torch.empty(1, 1, h, w, dtype=torch.float32, device=image.device)
     sy, sx, sc = (image.stride(0), image.stride(1), image.stride(2)) if channels_last else (

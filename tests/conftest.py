@@ -53,3 +53,12 @@ def engine(weights_path):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def hr_key_tokens(mask: np.ndarray, geom) -> np.ndarray:
+    """Flat indices of the tokens an HR stage may copy HF from, as the LR network allows them: wholly
+    inside the image and without a hole pixel. mask (H, W) bool, nonzero = hole."""
+    span = geom.scale * geom.patch
+    padded = np.pad(mask, ((0, geom.padded_size[0] - mask.shape[0]), (0, geom.padded_size[1] - mask.shape[1])))
+    known = ~padded.reshape(geom.grid_h, span, geom.grid_w, span).any(axis=(1, 3)).reshape(-1)
+    return np.flatnonzero(geom.key_inside_grid().reshape(-1) & known)

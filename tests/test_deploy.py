@@ -19,6 +19,8 @@ from rethined_engine.model.upscale import downsample
 from rethined_engine.train.masks import random_mask
 from rethined_engine.weights import load_model
 
+from conftest import hr_key_tokens
+
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
@@ -168,8 +170,7 @@ def test_cuda_kernel_matches_host(rng, size):
     geom = plan(h, w, load_model().cfg)
     lr = rng.random((1, 3, *geom.lr_size), dtype=np.float32)
     tokens, k = geom.grid_h * geom.grid_w, 4
-    keys = np.flatnonzero(geom.key_inside_grid().reshape(-1))
-    index = rng.choice(keys, (tokens, k)).astype(np.int32)
+    index = rng.choice(hr_key_tokens(mask, geom), (tokens, k)).astype(np.int32)   # the kernel reads sources unmasked
     weight = rng.random((tokens, k), dtype=np.float32)
     weight /= weight.sum(-1, keepdims=True)
     weight[:, -1] = 0.0                                       # zero weights are skipped

@@ -11,6 +11,8 @@ from rethined_engine.geometry import plan  # noqa: E402
 from rethined_engine.kernels.hr_upscale import hr_upscale, hr_upscale_reference  # noqa: E402
 from rethined_engine.train.masks import random_mask  # noqa: E402
 
+from conftest import hr_key_tokens  # noqa: E402
+
 CPU_SHAPES = [((37, 53), 512), ((61, 130), 32), ((130, 517), 64)]   # (H, W), lr_long_side: scales 1, 5, 9
 GPU_SHAPES = [((2048, 2048), 512), ((2160, 3840), 512), ((4096, 4096), 512)]
 POISON = 77
@@ -22,10 +24,7 @@ def case(rng, size, lr_long, device, k=4):
     geom = plan(h, w, ModelConfig(lr_long_side=lr_long))
     image = torch.from_numpy(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).to(device)
     mask_np = random_mask(h, w, rng)
-    span = geom.scale * geom.patch
-    padded = np.pad(mask_np, ((0, geom.padded_size[0] - h), (0, geom.padded_size[1] - w)))
-    known = ~padded.reshape(geom.grid_h, span, geom.grid_w, span).any(axis=(1, 3)).reshape(-1)
-    keys = np.flatnonzero(geom.key_inside_grid().reshape(-1) & known)
+    keys = hr_key_tokens(mask_np, geom)
     tokens = geom.grid_h * geom.grid_w
     weight = rng.random((tokens, k), dtype=np.float32)
     weight /= weight.sum(-1, keepdims=True)

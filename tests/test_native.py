@@ -14,6 +14,8 @@ from rethined_engine.geometry import pad_to, plan
 from rethined_engine.model.upscale import downsample
 from rethined_engine.train.masks import random_mask
 
+from conftest import hr_key_tokens
+
 native = native_module()
 needs_native = pytest.mark.skipif(native is None, reason="rethined_engine._native not built")
 LR_ATOL = 1e-5      # float32 filters, different summation order
@@ -53,10 +55,7 @@ def test_prepare_lr_matches_torch(rng, threads, h, w, lr_long, dtype):
 
 def valid_sources(geom, mask, rng, k=4):
     """Random top-K rows whose sources are known tokens inside the image, as the LR network emits."""
-    span = geom.scale * geom.patch
-    padded = np.pad(mask, ((0, geom.padded_size[0] - mask.shape[0]), (0, geom.padded_size[1] - mask.shape[1])))
-    has_hole = padded.reshape(geom.grid_h, span, geom.grid_w, span).any(axis=(1, 3)).reshape(-1)
-    keys = np.flatnonzero(geom.key_inside_grid().reshape(-1) & ~has_hole)
+    keys = hr_key_tokens(mask, geom)
     tokens = geom.grid_h * geom.grid_w
     if keys.size == 0:   # no known token: every row keeps itself, no mixing
         return np.zeros((tokens, k), np.float32), np.zeros((tokens, k), np.int32)
