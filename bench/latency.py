@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
             if proc.returncode != 0:
                 print(f"{backend} {size}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
                 continue
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            row = json.loads(proc.stdout.strip().splitlines()[-1]) | {"commit": commit}   # rows of --append runs differ
             rows.append(row)
             print(f"{backend:13s} {size:5d}^2  median {row['median_ms']:9.2f} ms  p90 {row['p90_ms']:9.2f} ms  "
                   f"peak +{row['peak_mem_mb']:.0f} MiB", flush=True)

@@ -10,14 +10,17 @@ from .backends import AVAILABLE
 
 
 def _default_backend(device: Any) -> str:
-    """native on the CPU when the extension is built (torch with a one-line warning when not), torch on CUDA."""
+    """native on the CPU when the extension is built (torch with a one-line warning when not); on CUDA
+    triton when Triton is installed (H100: 2.6 ms vs torch's 10.1 ms at 4096², bench/results), else torch."""
+    import importlib.util
+
     import torch
 
     from .backends.native_backend import native_module
 
     on_cpu = torch.device(device).type == "cpu" if device is not None else not torch.cuda.is_available()
     if not on_cpu:
-        return "torch"
+        return "triton" if importlib.util.find_spec("triton") is not None else "torch"
     if native_module() is None:
         warnings.warn("rethined_engine._native is not built: using the torch backend on the CPU (slower)",
                       RuntimeWarning, stacklevel=3)
@@ -32,7 +35,8 @@ class Engine:
     >>> out = engine.inpaint(img, mask)         # same type/size/layout as img; mask nonzero = fill
 
     backend: "native" (default on the CPU when the C++ extension is built), "torch" (the reference;
-    default on CUDA and where the extension is missing), "triton" (CUDA; Triton kernels) or
+    default where neither the extension nor, on CUDA, Triton is installed), "triton" (CUDA; Triton
+    kernels replayed as a CUDA graph per image shape; default on CUDA) or
     "tensorrt" (a TensorRT plan built by
     `rethined export onnx` + `rethined_engine.deploy.tensorrt_build`, given as `engine_path`; numpy/PIL
     inputs; no torch import). weights: .safetensors file for the torch backend (default: shipped).

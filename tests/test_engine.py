@@ -220,3 +220,15 @@ def test_shipped_weights_load_and_inpaint(rng):
     mask = stroke_mask(64, 80, rng)
     out = engine.inpaint(img, mask)
     assert_known_exact(out, img, mask)
+
+
+def test_default_backend_on_cuda_is_triton_when_installed(monkeypatch):
+    import importlib.util
+
+    from rethined_engine.engine import _default_backend
+
+    pytest.importorskip("triton")
+    assert _default_backend("cuda") == "triton" and _default_backend("cuda:1") == "triton"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "triton" else real(name, *a))
+    assert _default_backend("cuda") == "torch"
