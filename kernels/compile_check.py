@@ -37,15 +37,22 @@ def _variants():
                          ("chw_scale4", ("img_sx", "out_sx", "mask_sx"))):
         out.append((f"hr_upscale[{layout}]", hr_upscale.hr_upscale_kernel, hr,
                     {**{k: INT_ONE for k in ones}, "K": 4, "BLOCK": hr_upscale.BLOCK_PIXELS}, 4, 3))
-    pr = {"image_ptr": "*u8", "mask_ptr": "*u8", "taps_ptr": "*fp32", "lr_ptr": "*fp32", "lr_mask_ptr": "*fp32",
-          "H": "i32", "W": "i32", "Hp": "i32", "Wp": "i32", "h": "i32", "w": "i32", "scale": "i32", "radius": "i32",
-          "img_sy": "i32", "img_sx": "i32", "img_sc": "i32", "mask_sy": "i32", "mask_sx": "i32",
-          "n_taps": "i32", "REFLECT": "constexpr", "BLOCK": "constexpr"}
-    out.append(("prep[hwc_scale1]", prep.prep_kernel, pr,
+    rows = {"image_ptr": "*u8", "mask_ptr": "*u8", "taps_ptr": "*fp32", "rows_ptr": "*fp32", "H": "i32", "W": "i32",
+            "Wp": "i32", "w": "i32", "scale": "i32", "radius": "i32", "img_sy": "i32", "img_sx": "i32",
+            "img_sc": "i32", "mask_sy": "i32", "mask_sx": "i32", "n_taps": "i32", "REFLECT": "constexpr",
+            "BLOCK": "constexpr"}
+    cols = {"rows_ptr": "*fp32", "mask_ptr": "*u8", "taps_ptr": "*fp32", "lr_ptr": "*fp32", "lr_mask_ptr": "*fp32",
+            "H": "i32", "W": "i32", "Hp": "i32", "h": "i32", "w": "i32", "scale": "i32", "radius": "i32",
+            "mask_sy": "i32", "mask_sx": "i32", "n_taps": "i32", "REFLECT": "constexpr", "BLOCK": "constexpr"}
+    out.append(("prep_rows[hwc_scale1]", prep.prep_rows_kernel, rows,
                 {"scale": INT_ONE, "img_sc": INT_ONE, "mask_sx": INT_ONE, "n_taps": INT_ONE, "REFLECT": True,
                  "BLOCK": prep.BLOCK_LR}, 4, 3))
-    out.append(("prep[chw_scale4]", prep.prep_kernel, pr,
+    out.append(("prep_rows[chw_scale4]", prep.prep_rows_kernel, rows,
                 {"img_sx": INT_ONE, "mask_sx": INT_ONE, "REFLECT": False, "BLOCK": prep.BLOCK_LR}, 4, 3))
+    out.append(("prep_cols[scale1]", prep.prep_cols_kernel, cols,
+                {"scale": INT_ONE, "mask_sx": INT_ONE, "n_taps": INT_ONE, "REFLECT": True, "BLOCK": prep.BLOCK_LR}, 4, 3))
+    out.append(("prep_cols[scale4]", prep.prep_cols_kernel, cols,
+                {"mask_sx": INT_ONE, "REFLECT": False, "BLOCK": prep.BLOCK_LR}, 4, 3))
     for dtype, ty in ((torch.float16, "fp16"), (torch.float32, "fp32")):
         pj = {"image_ptr": f"*{ty}", "feat_ptr": f"*{ty}", "weight_ptr": f"*{ty}", "bias_ptr": f"*{ty}",
               "out_ptr": f"*{ty}", "h": "i32", "w": "i32", "grid_w": "i32", "n_tokens": "i32", "eps": "fp32",
