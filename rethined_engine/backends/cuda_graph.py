@@ -23,13 +23,16 @@ class GraphedFunction:
     A call copies its inputs into the signature's static buffers, replays the graph and returns a clone
     of the static output (the next replay overwrites it). fn must not synchronise with the host or copy
     from host memory (cache such constants before), and its output must depend only on its inputs.
-    A signature whose capture fails runs eagerly from then on, with one warning.
+    Right after capture the graph is replayed once on the last warm-up's inputs and its output checked
+    with `agree(eager, replayed)` (default: equal): a signature whose capture fails or disagrees runs
+    eagerly from then on, with one warning.
     """
 
-    def __init__(self, fn: Callable[..., torch.Tensor], max_graphs: int = MAX_GRAPHS):
+    def __init__(self, fn: Callable[..., torch.Tensor], max_graphs: int = MAX_GRAPHS,
+                 agree: Callable[[torch.Tensor, torch.Tensor], bool] = torch.equal):
         if max_graphs < 1:
             raise ValueError(f"max_graphs: expected >= 1, got {max_graphs}")
-        self.fn, self.max_graphs = fn, max_graphs
+        self.fn, self.max_graphs, self.agree = fn, max_graphs, agree
         self.graphs: OrderedDict[tuple, tuple | None] = OrderedDict()   # None: capture failed, run eagerly
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
@@ -57,14 +60,21 @@ class GraphedFunction:
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             for _ in range(WARMUP_CALLS):
-                self.fn(*static_in)
+                eager = self.fn(*static_in)
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
                 static_out = self.fn(*static_in)
         except RuntimeError as exc:
-            warnings.warn(f"CUDA graph capture failed for inputs {[tuple(a.shape) for a in args]}; running "
-                          f"eagerly ({exc})", RuntimeWarning, stacklevel=3)
-            return None
+            return self._eager_from_now(args, f"capture failed: {exc}")
+        graph.replay()
+        if not self.agree(eager, static_out):
+            return self._eager_from_now(args, "the replayed graph disagrees with the eager call")
         return static_in, graph, static_out
+
+    @staticmethod
+    def _eager_from_now(args: tuple[torch.Tensor, ...], why: str) -> None:
+        warnings.warn(f"CUDA graph for inputs {[tuple(a.shape) for a in args]} not used, running eagerly ({why})",
+                      RuntimeWarning, stacklevel=4)
+        return None
