@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rethined_engine import Engine
+from rethined_engine import Engine, ModelConfig
 from rethined_engine.weights import load_model, read_metadata
 from rethined_engine.train.data import PhotoCrops
 from rethined_engine.train.losses import LossWeights, focal_frequency_loss, gradient_l1, total_loss
@@ -161,6 +161,14 @@ def test_fine_tune_from_weights_file(photo_dir, tmp_path):
         torch.testing.assert_close(value, resumed["model"][key].half().float())
     with pytest.raises(ValueError, match="init-skip"):
         train(photo_dir, tmp_path / "bad", zero_lr, init_from=shipped, init_skip=("patch_match.to_q",))
+    # the init file's inference defaults changed since (same tensors, new hf_decay): the run still resumes,
+    # with its own settings; another architecture is refused
+    main(["--out", str(out), "--export", str(shipped), "--export-hf-decay", "2.5"])
+    train(photo_dir, out, TrainConfig(steps=3, batch=2, crop=64, warmup=1, lr=1e-3), init_from=shipped)
+    resumed = torch.load(out / CHECKPOINT, weights_only=False)
+    assert resumed["step"] == 3 and ModelConfig.from_json(resumed["model_config"]).hf_decay == 0.0
+    with pytest.raises(ValueError, match="architecture"):
+        train(photo_dir, out, TrainConfig(steps=4, batch=2, crop=64, warmup=1), ModelConfig(coherence_hidden=8))
 
 
 def test_hr_training_path_is_the_inference_path(rng):

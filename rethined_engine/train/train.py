@@ -65,6 +65,12 @@ def _is_fused(model: Rethined) -> bool:
     return any(getattr(m, "fused", None) is not None for m in model.modules())
 
 
+def _architecture(cfg: ModelConfig) -> ModelConfig:
+    """cfg with the inference settings (INFERENCE_FIELDS, not learned) at their defaults."""
+    defaults = ModelConfig()
+    return dataclasses.replace(cfg, **{name: getattr(defaults, name) for name in INFERENCE_FIELDS})
+
+
 def _build(mcfg: ModelConfig, fused: bool, device: str) -> Rethined:
     model = Rethined(mcfg)
     if fused:
@@ -134,10 +140,11 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
     ckpt_path, step, elapsed = out / CHECKPOINT, 0, 0.0
     state = torch.load(ckpt_path, map_location=device, weights_only=False) if ckpt_path.exists() else None
     if state is not None:
-        expected = read_config(init_from) if from_weights else mcfg
-        if ModelConfig.from_json(state["model_config"]) != expected:
-            raise ValueError(f"{ckpt_path} was trained with a different ModelConfig")
-        model = _build(expected, state.get("fused", False), device)
+        expected, saved = read_config(init_from) if from_weights else mcfg, ModelConfig.from_json(state["model_config"])
+        if _architecture(saved) != _architecture(expected):
+            raise ValueError(f"{ckpt_path} was trained with a different architecture (ModelConfig beyond the "
+                             f"inference settings {INFERENCE_FIELDS})")
+        model = _build(saved, state.get("fused", False), device)   # the run keeps its own inference settings
         model.load_state_dict(state["model"])
     elif from_weights:
         model = load_model(init_from, device)   # inference form; the architecture comes from the file
