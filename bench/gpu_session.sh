@@ -4,6 +4,10 @@
 #
 #   bash bench/gpu_session.sh [quick]        # quick: tests + kernel bench + latency at 2048/4096 only
 #   STEPS="tests latency" bash bench/gpu_session.sh   # only these steps (names below; default: all)
+# The step limits add up to more than a lent machine's 10-minute command: run it as two commands,
+#   STEPS="tests backend kernels latency profile" ...   then   STEPS=compile ...
+# (on the H100, 2026-11-25: tests on 8 workers 72 s, kernels 30 s, latency 3 backends x 4 sizes ~130 s,
+# profile ~40 s; torch.compile ~100 s per size, mostly compiling). Then bench/train_gpu.sh for training.
 #
 # The device image is offline (torch, triton, numpy preinstalled; maybe not safetensors/pillow/pytest):
 # the environment report at the top says what is missing. The package is put on the path without pip
@@ -60,6 +64,6 @@ step backend 60 "triton backend vs torch backend (CUDA)" python -m pytest -q -p 
 step kernels 90 "kernel microbenchmarks" python -m bench.kernels --sizes $SIZES
 step latency 120 "end-to-end latency, triton (graphed and eager) + torch eager (GPU-resident uint8, 40 % mask)" \
     python -m bench.latency --device cuda --backends triton triton_eager torch --sizes $LSIZES --repeats 20 --warmup 3
-step compile 200 "end-to-end latency, torch.compile (compiles once per size in its warm-up)" \
-    python -m bench.latency --device cuda --backends torch_compile --sizes $LSIZES --repeats 20 --warmup 3 --append
+step compile 240 "end-to-end latency, torch.compile at 4096 and 2048 (each size compiles for ~100 s in its warm-up)" \
+    python -m bench.latency --device cuda --backends torch_compile --sizes 4096 2048 --repeats 20 --warmup 3 --append
 step profile 45 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton_eager torch --sizes 2048 4096 8192
