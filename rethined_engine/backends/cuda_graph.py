@@ -46,12 +46,17 @@ class GraphedFunction:
         if entry is None:
             return self.fn(*args)
         static_in, graph, static_out = entry
-        for buffer, arg in zip(static_in, args):
-            buffer.copy_(arg)
-        graph.replay()
-        return static_out.clone()
+        with torch.cuda.device(args[0].device):    # the graph's device, whatever the caller's current one
+            for buffer, arg in zip(static_in, args):
+                buffer.copy_(arg)
+            graph.replay()
+            return static_out.clone()
 
     def _capture(self, args: tuple[torch.Tensor, ...]) -> tuple | None:
+        with torch.cuda.device(args[0].device):    # capture on the inputs' device (cuda:1 ...), not the current one
+            return self._capture_on_device(args)
+
+    def _capture_on_device(self, args: tuple[torch.Tensor, ...]) -> tuple | None:
         static_in = [torch.empty_like(a) for a in args]      # dense inputs keep their strides
         for buffer, arg in zip(static_in, args):
             buffer.copy_(arg)
@@ -76,5 +81,5 @@ class GraphedFunction:
     @staticmethod
     def _eager_from_now(args: tuple[torch.Tensor, ...], why: str) -> None:
         warnings.warn(f"CUDA graph for inputs {[tuple(a.shape) for a in args]} not used, running eagerly ({why})",
-                      RuntimeWarning, stacklevel=4)
+                      RuntimeWarning, stacklevel=5)
         return None
