@@ -1,31 +1,31 @@
 #!/usr/bin/env bash
-# bench/train_gpu.sh [BUDGET_S]: two fine-tunes of the shipped weights side by side on one GPU (the model is tiny; one run leaves it idle):
-#   A: the v6 objective (LR crops), batch 32;  B: HR crops (2x) scored after attention upscaling, batch 16.
-# Data: python -m rethined_engine.train.photos .gpu/train --pack-from PHOTOS/train (23.5 MiB; carried to the
-# device with carry [".gpu"]); checkpoints and logs go to $OUT/gpuA, $OUT/gpuB (they come back).
-# Each first times 40 steps (both at once, as they will run), then runs as many steps as fit BUDGET s.
+# Fine-tune the shipped weights on a lent GPU with v7's objective (HR crops 2x scored after attention
+# upscaling, bench/results/training/README.md), resumable across the machine's 10-minute commands:
+#
+#   bash bench/train_gpu.sh NAME STEPS [SECONDS]
+#
+# The run lives in .gpu/runs/NAME (carry ".gpu" with the command); it resumes there if a checkpoint is
+# present, trains towards STEPS (the cosine schedule's length: keep it the same across commands) for at
+# most SECONDS (default 540), then copies the run to $OUT/NAME. To go on in the next command, copy
+# $OUT/NAME back to .gpu/runs/NAME here first. On the H100 v7's setting ran ~0.1 s/step (two runs sharing
+# the GPU), so STEPS = 10000 is about two commands. Photos: .gpu/train, made by
+#   python -m rethined_engine.train.photos .gpu/train --pack-from PHOTOS/train
+# The v7 and v7-lr runs were made by this script's first version (git show f59696b:bench/train_gpu.sh).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
+NAME=${1:?usage: bench/train_gpu.sh NAME STEPS [SECONDS]}
+STEPS=${2:?usage: bench/train_gpu.sh NAME STEPS [SECONDS]}
+SECONDS_LIMIT=${3:-540}
 for pkg in kernels bench csrc; do [ -e "rethined_engine/$pkg" ] || ln -s "$PWD/$pkg" "rethined_engine/$pkg"; done
 export PYTHONPATH=$PWD
-BUDGET=${1:-450}
-W=rethined_engine/weights/rethined_v0.safetensors
-BASE="--data .gpu/train --init-from $W --device cuda --crop 256 --lr 0.0003 --ssim-weight 0.5 --photo-min 512 --photo-max 768 --warmup 100"
-A="$BASE --batch 32"
-B="$BASE --batch 16 --hr-scale 2 --hr-ssim-weight 1.0 --hr-sharpness-weight 0.03"
+RUN=.gpu/runs/$NAME
+mkdir -p "$RUN"
 nvidia-smi --query-gpu=name --format=csv,noheader
-python -m rethined_engine.train.train $A --out /tmp/calA --steps 40 --checkpoint-every 1000 > /tmp/calA.log 2>&1 &
-python -m rethined_engine.train.train $B --out /tmp/calB --steps 40 --checkpoint-every 1000 > /tmp/calB.log 2>&1 &
-wait
-tail -n 2 /tmp/calA.log /tmp/calB.log
-steps() {  # steps LOG -> how many steps fit BUDGET at the timed rate (steps 11-40), in hundreds
-    python -c "import json,sys; L=[json.loads(l) for l in open('$1')]; s=(L[-1]['elapsed_s']-L[9]['elapsed_s'])/(len(L)-10); print(f'{s:.3f} s/step', file=sys.stderr); print(max(100, int($BUDGET/s)//100*100))"
-}
-NA=$(steps /tmp/calA/log.jsonl); NB=$(steps /tmp/calB/log.jsonl)
-echo "A: $NA steps, B: $NB steps"
-mkdir -p $OUT/gpuA $OUT/gpuB
-python -m rethined_engine.train.train $A --out $OUT/gpuA --steps $NA --checkpoint-every 200 > $OUT/gpuA/stdout.txt 2>&1 &
-python -m rethined_engine.train.train $B --out $OUT/gpuB --steps $NB --checkpoint-every 200 > $OUT/gpuB/stdout.txt 2>&1 &
-wait
-tail -n 3 $OUT/gpuA/stdout.txt $OUT/gpuB/stdout.txt
+timeout "$SECONDS_LIMIT" python -m rethined_engine.train.train --data .gpu/train --out "$RUN" \
+    --init-from rethined_engine/weights/rethined_v0.safetensors --device cuda --crop 256 --lr 0.0003 \
+    --ssim-weight 0.5 --photo-min 512 --photo-max 768 --warmup 100 --batch 16 --hr-scale 2 \
+    --hr-ssim-weight 1.0 --hr-sharpness-weight 0.03 --steps "$STEPS" --checkpoint-every 100 > "$RUN/stdout.txt" 2>&1
+echo "train exit $? (124: stopped at the time limit; resume from the last checkpoint)"
+tail -n 2 "$RUN/stdout.txt"
+if [ -n "${OUT:-}" ]; then mkdir -p "$OUT/$NAME" && cp "$RUN"/last.pt "$RUN"/log.jsonl "$RUN"/stdout.txt "$OUT/$NAME/"; fi
