@@ -47,6 +47,18 @@ class _OpenCVTelea:
         return self.cv2.inpaint(img, mask.astype(np.uint8) * 255, OPENCV_RADIUS, self.cv2.INPAINT_TELEA)
 
 
+def bench_input(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The benchmark's input: the shipped sample photo resized to size x size, (size, size, 3) uint8, and a
+    fixed free-form mask of 40 % coverage, (size, size) bool."""
+    from PIL import Image
+
+    from rethined_engine.cli import SAMPLE_IMAGE
+    from rethined_engine.train.masks import random_mask
+
+    img = np.array(Image.open(SAMPLE_IMAGE).convert("RGB").resize((size, size), Image.BICUBIC))
+    return img, random_mask(size, size, np.random.default_rng(MASK_SEED), MASK_COVERAGE)
+
+
 def make_engine(backend: str, device: str):
     """An `Engine` for a benchmark backend name: any Engine backend, TORCH_COMPILE or TRITON_EAGER."""
     import torch
@@ -70,18 +82,13 @@ def _rss_mb() -> float:
 def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int) -> dict:
     """Runs in the child process: time `repeats` calls after `warmup` calls."""
     import torch
-    from PIL import Image
-
-    from rethined_engine.cli import SAMPLE_IMAGE
-    from rethined_engine.train.masks import random_mask
 
     if backend == OPENCV_TELEA:
         import cv2
         engine = _OpenCVTelea(cv2)
     else:
         engine = make_engine(backend, device)
-    img = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB").resize((size, size), Image.BICUBIC))
-    mask = random_mask(size, size, np.random.default_rng(MASK_SEED), MASK_COVERAGE)
+    img, mask = bench_input(size)
     cuda = backend != OPENCV_TELEA and engine.device.type == "cuda"
     if cuda:
         img_t, mask_t = torch.from_numpy(img).to(device).permute(2, 0, 1).contiguous(), torch.from_numpy(mask).to(device)

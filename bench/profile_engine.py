@@ -13,25 +13,18 @@ import argparse
 import json
 import time
 
-import numpy as np
-
 from .env import RESULTS, device_name, git_commit
-from .latency import MASK_COVERAGE, MASK_SEED, make_engine
+from .latency import bench_input, make_engine
 
 TOP_KERNELS = 15
 
 
 def profile(backend: str, size: int, calls: int, warmup: int) -> dict:
     import torch
-    from PIL import Image
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    from rethined_engine.cli import SAMPLE_IMAGE
-    from rethined_engine.train.masks import random_mask
-
     engine = make_engine(backend, "cuda")
-    img = np.array(Image.open(SAMPLE_IMAGE).convert("RGB").resize((size, size), Image.BICUBIC))
-    mask = random_mask(size, size, np.random.default_rng(MASK_SEED), MASK_COVERAGE)
+    img, mask = bench_input(size)
     img = torch.from_numpy(img).cuda().permute(2, 0, 1).contiguous()
     mask = torch.from_numpy(mask).cuda()
     for _ in range(warmup):
