@@ -79,28 +79,24 @@ class PhotoCrops:
 class Prefetcher:
     """Samples the next batch in a worker thread while the caller trains on the current one.
 
-    `next()` returns (rng_state, image, mask) where rng_state is the generator's state from before that
-    batch was drawn: a checkpoint that stores the state of the first batch not yet trained on resumes
-    on exactly the batches an uninterrupted run would have seen.
+    `upcoming_state` is the generator's state from before the batch `next()` will return: a checkpoint
+    that stores it resumes on exactly the batches an uninterrupted run would have seen.
     """
 
     def __init__(self, dataset: PhotoCrops, batch: int, rng: np.random.Generator):
         self.dataset, self.batch, self.rng = dataset, batch, rng
         self.pool = ThreadPoolExecutor(max_workers=1)
-        self.pending = self.pool.submit(self._draw)
+        self._submit()
 
-    def _draw(self) -> tuple[dict, torch.Tensor, torch.Tensor]:
-        state = self.rng.bit_generator.state
-        return (state, *self.dataset.sample(self.batch, self.rng))
+    def _submit(self) -> None:
+        self.upcoming_state = self.rng.bit_generator.state   # the worker is idle: no draw in flight
+        self.pending = self.pool.submit(self.dataset.sample, self.batch, self.rng)
 
-    def next(self) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image, mask) as `PhotoCrops.sample` returns them."""
         drawn = self.pending.result()
-        self.pending = self.pool.submit(self._draw)
+        self._submit()
         return drawn
-
-    def upcoming_state(self) -> dict:
-        """The rng state from before the batch `next()` will return."""
-        return self.pending.result()[0]
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

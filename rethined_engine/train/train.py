@@ -174,7 +174,7 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
     with open(out / LOG, "a") as log:
         while step < tcfg.steps:
             t0 = time.perf_counter()
-            _, image, mask = batches.next()
+            image, mask = batches.next()
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, tcfg)
             if scale == 1:
@@ -194,7 +194,7 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
                 log.flush()
                 print(f"step {step} loss {float(loss.detach()):.4f} {parts} {elapsed:.0f}s", flush=True)
             if step % tcfg.checkpoint_every == 0 or step == tcfg.steps:
-                _save(ckpt_path, model, opt, step, batches.upcoming_state(), tcfg, elapsed)
+                _save(ckpt_path, model, opt, step, batches.upcoming_state, tcfg, elapsed)
     batches.close()
     return ckpt_path
 
@@ -206,9 +206,7 @@ def export(checkpoint: Path, weights: Path, extra: dict[str, str] | None = None,
     the values given in `inference`; the architecture comes from the checkpoint.
     """
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    defaults = ModelConfig()
-    settings = {name: getattr(defaults, name) for name in INFERENCE_FIELDS} | inference
-    cfg = dataclasses.replace(ModelConfig.from_json(state["model_config"]), **settings)
+    cfg = _architecture(ModelConfig.from_json(state["model_config"])).replace(**inference)
     model = _build(cfg, state.get("fused", False), "cpu")
     model.load_state_dict(state["model"])
     meta = {"train_steps": str(state["step"]), "train_seconds": f"{state['elapsed_s']:.0f}",
