@@ -64,15 +64,17 @@ def bench_hr_upscale(size: int, bandwidth: float, rng) -> list[dict]:
 
     geom, image, mask, lr, weight, index = hr_upscale_case(size, rng)
     hole = float(mask.float().mean())
-    # uint8 image read + mask read + uint8 write, plus K source pixels per hole pixel (LR reads are cached)
+    # uint8 image read + mask read + uint8 write, plus K source pixels per hole pixel (LR reads and the fine
+    # band's 3x3 neighbourhood come from cache)
     moved = size * size * (3 + 1 + 3) + hole * size * size * 3 * TOPK
     rows = []
-    for name, fn in (("triton", hr_upscale), ("torch_reference", hr_upscale_reference)):
-        q = do_bench(lambda: fn(image, mask, lr, weight, index, geom), quantiles=QUANTILES)
-        rows.append(_row("hr_upscale", name, size, q, gb_s=moved / q[0] / 1e6,
-                         fraction_of_copy_bw=moved / q[0] / 1e6 / bandwidth))
-        print(f"hr_upscale {name:16s} {size:5d}^2  {q[0]:8.3f} ms  {rows[-1]['gb_s']:7.1f} GB/s "
-              f"({100 * rows[-1]['fraction_of_copy_bw']:.0f} % of copy)", flush=True)
+    for bands, fine_weight in (("one_band", torch.zeros_like(weight)), ("two_band", weight)):
+        for name, fn in (("triton", hr_upscale), ("torch_reference", hr_upscale_reference)):
+            q = do_bench(lambda: fn(image, mask, lr, weight, fine_weight, index, geom), quantiles=QUANTILES)
+            rows.append(_row("hr_upscale", name, size, q, bands=bands, gb_s=moved / q[0] / 1e6,
+                             fraction_of_copy_bw=moved / q[0] / 1e6 / bandwidth))
+            print(f"hr_upscale {bands} {name:16s} {size:5d}^2  {q[0]:8.3f} ms  {rows[-1]['gb_s']:7.1f} GB/s "
+                  f"({100 * rows[-1]['fraction_of_copy_bw']:.0f} % of copy)", flush=True)
     return rows
 
 

@@ -60,20 +60,21 @@ def measure(size: int, repeats: int) -> list[dict]:
 
     lr_image, lr_mask = torch_prep()
     out = model.forward_lr(lr_image, lr_mask, geom.key_inside())
-    _, weight, index = LRNetwork(model, cfg.hr_topk)(lr_image, lr_mask, torch.from_numpy(
+    _, weight, fine_weight, index = LRNetwork(model, cfg.hr_topk)(lr_image, lr_mask, torch.from_numpy(
         geom.key_inside_grid().astype(np.float32))[None, None])
-    lr_np, w_np, i_np = out.result.numpy(), weight[0].numpy(), index[0].numpy()
+    lr_np, w_np, f_np, i_np = out.result.numpy(), weight[0].numpy(), fine_weight[0].numpy(), index[0].numpy()
 
     def torch_hr():
         image = t_img.float() / 255.0
         m = t_mask.float()
         hr = attention_upscale(pad_to(image * (1 - m), geom.padded_size), pad_to(m, geom.padded_size), out.result,
-                               out.attn, out.query_masked, out.key_ok, geom.scale, cfg.patch_size, cfg.hr_topk)
+                               out.attn, out.query_masked, out.key_ok, geom.scale, cfg.patch_size, cfg.hr_topk,
+                               hf_decay=cfg.hf_decay, hf_fine_decay=cfg.hf_fine_decay)
         filled = (hr[..., :size, :size] * 255.0).round().clamp(0, 255).to(torch.uint8)
         return torch.where(t_mask, filled, t_img)
 
     def native_hr():
-        return native.hr_upscale(img, mask_u8, lr_np, w_np, i_np, geom.scale, geom.patch, geom.grid_h, geom.grid_w)
+        return native.hr_upscale(img, mask_u8, lr_np, w_np, f_np, i_np, geom.scale, geom.patch, geom.grid_h, geom.grid_w)
 
     rows = []
     for stage, reference, fast in (("prep", torch_prep, native_prep), ("hr", torch_hr, native_hr)):

@@ -1,14 +1,16 @@
 """HR attention upscale: one pass over the HR image, uint8 in -> uint8 out (Triton), with its torch
 reference of the same signature.
 
-A hole pixel p of token i (token = (s*P)^2 HR pixels) becomes
-    clamp(up(p) + sum_k weight[i, k] * (image(q_k) / 255 - up(q_k)), 0, 1)        (then * 255, rounded)
-with up = bilinear(lr_result) (half-pixel centres, edge clamped) and q_k the pixel at p's offset in
-source token index[i, k]. Sources with nonzero weight are known tokens inside the image (the LR
-network's top-K rows guarantee it), so q_k is a known pixel. Known pixels are copied. The image is
-read in the caller's layout (any strides: HWC numpy-style or CHW torch-style).
+A hole pixel p of token i (token = (s*P)^2 HR pixels) becomes (then * 255, rounded)
+    clamp(up(p) + sum_k weight[i, k] * (y(q_k) - up(q_k)) + fine_weight[i, k] * (y(q_k) - B(y)(q_k)), 0, 1)
+with y = image / 255, up = bilinear(lr_result) (half-pixel centres, edge clamped), q_k the pixel at p's
+offset in source token index[i, k], and B the 3x3 binomial blur inside that token (edge pixels
+replicated: `model.upscale.fine_band`). Sources with a nonzero weight are known tokens inside the image
+(the LR network's top-K rows guarantee it), so every pixel read is known. Known pixels are copied. The
+image is read in the caller's layout (any strides: HWC numpy-style or CHW torch-style).
 
-Bytes moved per image: read 3 B (image) + 1 B (mask) + 3 B per source for hole pixels, write 3 B.
+Bytes moved per image: read 3 B (image) + 1 B (mask) + 3 B per source for hole pixels, write 3 B (the
+fine band's 3x3 neighbourhood comes from the cache lines the source row already brought in).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from rethined_engine.geometry import Geometry
 
 BLOCK_PIXELS = 512   # pixels per program (flattened row-major), 4 warps: 148 registers, no spill on sm_90
                      # (1024 needed 255 registers + 176 B of spills; kernels/compile_check.py)
+BLOCK_PIXELS_FINE = 256   # with the fine band (its 3x3 neighbourhoods): 512 spilled 612 B at K=4 on sm_90
 
 
 @triton.jit
@@ -48,10 +51,26 @@ def _round_half_even(v):
 
 
 @triton.jit
-def hr_upscale_kernel(image_ptr, mask_ptr, lr_ptr, weight_ptr, index_ptr, out_ptr,
+def _token_blur(image_ptr, y0, x0, oy, ox, span, img_sy, img_sx, chan, use):
+    """3x3 binomial blur (FINE_TAPS) of image / 255 at offset (oy, ox) of the token whose top-left HR pixel
+    is (y0, x0), the token's edge pixels replicated; chan: channel offset (c * stride_c)."""
+    acc = tl.zeros(oy.shape, tl.float32)
+    for dy in tl.static_range(3):
+        ry = y0 + tl.minimum(tl.maximum(oy + (dy - 1), 0), span - 1)
+        row = tl.zeros(oy.shape, tl.float32)
+        for dx in tl.static_range(3):
+            rx = x0 + tl.minimum(tl.maximum(ox + (dx - 1), 0), span - 1)
+            v = tl.load(image_ptr + ry * img_sy + rx * img_sx + chan, mask=use, other=0).to(tl.float32)
+            row += v * (0.5 if dx == 1 else 0.25)
+        acc += row * (0.5 if dy == 1 else 0.25)
+    return acc / 255.0
+
+
+@triton.jit
+def hr_upscale_kernel(image_ptr, mask_ptr, lr_ptr, weight_ptr, fine_weight_ptr, index_ptr, out_ptr,
                       H, W, h, w, scale, patch, grid_w,
                       img_sy, img_sx, img_sc, out_sy, out_sx, out_sc, mask_sy, mask_sx,
-                      K: tl.constexpr, BLOCK: tl.constexpr):
+                      K: tl.constexpr, FINE: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     inside = offs < H * W
@@ -72,11 +91,20 @@ def hr_upscale_kernel(image_ptr, mask_ptr, lr_ptr, weight_ptr, index_ptr, out_pt
         for k in tl.static_range(K):
             wk = tl.load(weight_ptr + token * K + k, mask=live, other=0.0)
             use = live & (wk != 0.0)
+            if FINE:
+                fk = tl.load(fine_weight_ptr + token * K + k, mask=live, other=0.0)
+                use = use | (live & (fk != 0.0))
             src = tl.load(index_ptr + token * K + k, mask=use, other=0)
-            sy = (src // grid_w) * span + oy
-            sx = (src % grid_w) * span + ox
+            y0 = (src // grid_w) * span
+            x0 = (src % grid_w) * span
+            sy = y0 + oy
+            sx = x0 + ox
             q = tl.load(image_ptr + sy * img_sy + sx * img_sx + c * img_sc, mask=use, other=0).to(tl.float32) / 255.0
             acc += tl.where(use, wk * (q - _bilinear(lr_ptr, h, w, inv_scale, sy, sx, c, use)), 0.0)
+            if FINE:
+                fine = use & (fk != 0.0)
+                acc += tl.where(fine, fk * (q - _token_blur(image_ptr, y0, x0, oy, ox, span, img_sy, img_sx,
+                                                            c * img_sc, fine)), 0.0)
         filled = _round_half_even(tl.minimum(tl.maximum(acc, 0.0), 1.0) * 255.0).to(tl.uint8)
         tl.store(out_ptr + y * out_sy + x * out_sx + c * out_sc, tl.where(hole, filled, pix), mask=inside)
 
@@ -87,11 +115,12 @@ def _layout(t: torch.Tensor, channels_last: bool) -> tuple[int, int, int]:
 
 
 def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor, weight: torch.Tensor,
-               index: torch.Tensor, geom: Geometry, channels_last: bool = True,
+               fine_weight: torch.Tensor | None, index: torch.Tensor, geom: Geometry, channels_last: bool = True,
                out: torch.Tensor | None = None) -> torch.Tensor:
     """image uint8 (H, W, 3) if channels_last else (3, H, W), any strides; mask (H, W) bool/uint8;
-    lr_result (1, 3, h, w) float32; weight (N, K) float32; index (N, K) int32. Writes `out` (default: a
-    new contiguous uint8 tensor of image's shape) and returns it."""
+    lr_result (1, 3, h, w) float32; weight, fine_weight (N, K) float32 (fine_weight None: one band, the
+    kernel without the fine band's loads); index (N, K) int32. Writes `out` (default: a new contiguous
+    uint8 tensor of image's shape) and returns it."""
     if image.dtype != torch.uint8:
         raise TypeError(f"image: expected uint8, got {image.dtype}")
     if out is None:
@@ -99,21 +128,25 @@ def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor,
     mask = mask.view(torch.uint8) if mask.dtype == torch.bool else mask
     lr = lr_result.float().contiguous()
     h, w = geom.lr_size
-    grid = (triton.cdiv(geom.height * geom.width, BLOCK_PIXELS),)
-    hr_upscale_kernel[grid](image, mask, lr, weight.float().contiguous(), index.to(torch.int32).contiguous(), out,
+    fine = fine_weight is not None and geom.scale > 1    # at scale 1 the LR result is the result (y - up = 0)
+    block = BLOCK_PIXELS_FINE if fine else BLOCK_PIXELS
+    weight = weight.float().contiguous()
+    grid = (triton.cdiv(geom.height * geom.width, block),)
+    hr_upscale_kernel[grid](image, mask, lr, weight, fine_weight.float().contiguous() if fine else weight,
+                            index.to(torch.int32).contiguous(), out,
                             geom.height, geom.width, h, w, geom.scale, geom.patch, geom.grid_w,
                             *_layout(image, channels_last), *_layout(out, channels_last),
-                            mask.stride(0), mask.stride(1), K=weight.shape[-1], BLOCK=BLOCK_PIXELS)
+                            mask.stride(0), mask.stride(1), K=weight.shape[-1], FINE=fine, BLOCK=block)
     return out
 
 
 def hr_upscale_reference(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor, weight: torch.Tensor,
-                         index: torch.Tensor, geom: Geometry, channels_last: bool = True,
+                         fine_weight: torch.Tensor | None, index: torch.Tensor, geom: Geometry, channels_last: bool = True,
                          out: torch.Tensor | None = None) -> torch.Tensor:
     """Plain torch, same signature and math (fp32): what `Rethined.forward` computes for top-K rows."""
     from rethined_engine.geometry import pad_to
     from rethined_engine.model.patchmatch import patchify, unpatchify
-    from rethined_engine.model.upscale import upsample
+    from rethined_engine.model.upscale import fine_band, upsample
 
     chw = image.permute(2, 0, 1) if channels_last else image
     hole = mask.bool()
@@ -123,9 +156,12 @@ def hr_upscale_reference(image: torch.Tensor, mask: torch.Tensor, lr_result: tor
     if geom.scale > 1:
         padded = pad_to((img * ~hole)[None], geom.padded_size)
         hf = patchify(padded - up, span)[0]                                   # (N, 3 * span^2)
+        fine = fine_band(patchify(padded, span)[0], span)
         tokens = patchify(up, span)[0].clone()
-        live = weight != 0
-        mixed = (weight[..., None] * hf[index.long()] * live[..., None]).sum(dim=1)
+        src = index.long()
+        fine_weight = torch.zeros_like(weight) if fine_weight is None else fine_weight
+        live = ((weight != 0) | (fine_weight != 0))[..., None]
+        mixed = (live * (weight[..., None] * hf[src] + fine_weight[..., None] * fine[src])).sum(dim=1)
         up = unpatchify((tokens + mixed)[None], span, geom.grid_h, geom.grid_w)
     filled = (up[0, :, :geom.height, :geom.width].clamp(0, 1) * 255.0).round().to(torch.uint8)
     result = torch.where(hole, filled, chw)

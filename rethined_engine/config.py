@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 
-INFERENCE_FIELDS = ("lr_long_side", "hr_topk", "hf_transfer", "hf_decay", "float_mask_threshold")  # may differ from training
+INFERENCE_FIELDS = ("lr_long_side", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay", "float_mask_threshold")  # may differ from training
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class ModelConfig:
     hr_topk: int = 4                 # keys mixed per masked token at HR; 0 = dense softmax rows, 1 = argmax gather
     hf_transfer: bool = True         # False: HR result is the bilinear-upsampled LR result
     hf_decay: float = 0.0            # tokens: transferred HF fades as exp(-(d - 1) / hf_decay) with a hole token's distance d from known tokens; 0 = no fading
+    hf_fine_decay: float | None = None  # tokens: the HF's finest band (what a 3x3 binomial blur removes) fades with this decay instead; None = one band, hf_decay
     # --- input handling -------------------------------------------------
     float_mask_threshold: float = 0.5  # a float mask fills where value >= this (bool/int masks: nonzero)
 
@@ -50,6 +51,8 @@ class ModelConfig:
             raise ValueError(f"hr_topk must be >= 0, got {self.hr_topk}")
         if not self.hf_decay >= 0.0:
             raise ValueError(f"hf_decay must be >= 0 (tokens; 0 = no fading), got {self.hf_decay}")
+        if self.hf_fine_decay is not None and not self.hf_fine_decay >= 0.0:
+            raise ValueError(f"hf_fine_decay must be None (one band) or >= 0 (tokens; 0 = no fading), got {self.hf_fine_decay}")
         if not 0.0 < self.float_mask_threshold <= 1.0:
             raise ValueError(f"float_mask_threshold must be in (0, 1], got {self.float_mask_threshold}")
         if 2 ** (self.feature_stage + 1) != self.patch_size:

@@ -79,6 +79,9 @@ def pad_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.pad(x, (0, pad_w, 0, pad_h), mode=pad_mode(x.shape[-2], x.shape[-1], size))
 
 
+FINE_TAPS = (0.25, 0.5, 0.25)   # separable 3x3 binomial blur B; y - B(y) is the finest band of an HR token
+
+
 def gaussian_taps(scale: int) -> tuple[np.ndarray, int]:
     """1-D anti-alias taps (float64) for an integer downsample by `scale`, centred on each s-pixel cell.
 

@@ -35,13 +35,15 @@ def make_model(seed: int = 0, cfg: ModelConfig = ModelConfig()) -> Rethined:
     return model.eval()
 
 
-FIXTURE_HF_DECAY = 1.0  # the fixture's weights fade HF with hole depth, so every backend test covers `hf_gain`
+FIXTURE_HF_DECAY = 1.0       # the fixture's weights fade HF with hole depth and keep its finest band at full
+FIXTURE_HF_FINE_DECAY = 0.0  # strength, so every backend test covers `hf_band_gains` and the fine band
 
 
 @pytest.fixture(scope="session")
 def weights_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "random.safetensors"
-    save_inference_weights(make_model(cfg=ModelConfig(hf_decay=FIXTURE_HF_DECAY)), path)
+    save_inference_weights(make_model(cfg=ModelConfig(hf_decay=FIXTURE_HF_DECAY,
+                                                      hf_fine_decay=FIXTURE_HF_FINE_DECAY)), path)
     return path
 
 

@@ -12,6 +12,12 @@ def test_json_round_trip_keeps_tuples():
     assert ModelConfig.from_json(cfg.to_json()) == cfg
 
 
+@pytest.mark.parametrize("fine_decay", [None, 0.0, 4.5])
+def test_fine_decay_survives_the_weights_metadata(fine_decay):
+    cfg = ModelConfig(hf_fine_decay=fine_decay)
+    assert ModelConfig.from_json(cfg.to_json()) == cfg
+
+
 def test_unknown_metadata_field_is_rejected():
     with pytest.raises(ValueError, match="unknown ModelConfig fields"):
         ModelConfig.from_json('{"no_such_field": 1}')
@@ -23,6 +29,8 @@ def test_unknown_metadata_field_is_rejected():
     ({"hr_topk": -1}, "hr_topk"),
     ({"hf_decay": -0.5}, "hf_decay"),
     ({"hf_decay": float("nan")}, "hf_decay"),
+    ({"hf_fine_decay": -1.0}, "hf_fine_decay"),
+    ({"hf_fine_decay": float("nan")}, "hf_fine_decay"),
     ({"coherence_dilations": ()}, "coherence_dilations"),
     ({"coherence_dilations": (1, 0)}, "coherence_dilations"),
     ({"widths": (8, 8)}, "widths"),

@@ -15,7 +15,7 @@ from rethined_engine.deploy.host import prepare_lr, upscale_hr
 from rethined_engine.deploy.onnx_export import INPUT_NAMES, LRNetwork, example_inputs, export_onnx
 from rethined_engine.deploy.tensorrt_ops import check_graph
 from rethined_engine.geometry import pad_to, plan
-from rethined_engine.model.upscale import downsample
+from rethined_engine.model.upscale import downsample, hf_band_gains
 from rethined_engine.train.masks import random_mask
 from rethined_engine.weights import load_model
 
@@ -38,20 +38,24 @@ def run_onnx(session, inputs):
 
 
 def assert_graph_matches(session, net, inputs):
-    """LR result to GRAPH_ATOL; top-K: the same weights, at indices that are a valid top-K of the torch
-    attention (near-equal keys may be picked in either order or swapped at the K-th place)."""
+    """LR result to GRAPH_ATOL; top-K: the same weights (both bands), at indices that are a valid top-K of
+    the torch attention (near-equal keys may be picked in either order or swapped at the K-th place)."""
     with torch.no_grad():
         ref = [t.numpy() for t in net(*inputs)]
         out = net.model.forward_lr(inputs[0], inputs[1], inputs[2].flatten(1) > 0.5)
-    got = run_onnx(session, inputs)
-    assert got[0].shape == ref[0].shape and got[2].dtype == np.int32
+    got = run_onnx(session, inputs)       # lr_result, topk_weight, topk_fine_weight, topk_index
+    assert got[0].shape == ref[0].shape and got[3].dtype == np.int32
     np.testing.assert_allclose(got[0], ref[0], atol=GRAPH_ATOL, rtol=0)
-    np.testing.assert_allclose(np.sort(got[1], -1), np.sort(ref[1], -1), atol=GRAPH_ATOL, rtol=0)
-    index = torch.from_numpy(got[2]).long()
+    for band in (1, 2):
+        np.testing.assert_allclose(np.sort(got[band], -1), np.sort(ref[band], -1), atol=GRAPH_ATOL, rtol=0)
+    index = torch.from_numpy(got[3]).long()
     row_sum = out.attn.topk(net.topk, dim=-1).values.sum(-1, keepdim=True)
     gates = out.key_ok.float().gather(1, index.flatten(1)).reshape(index.shape) * out.query_masked.float()[..., None]
-    expected = out.attn.gather(-1, index) / row_sum * gates
-    np.testing.assert_allclose(got[1], expected.numpy(), atol=GRAPH_ATOL, rtol=0)
+    cfg = net.model.cfg
+    gains = hf_band_gains(out.key_ok.reshape(inputs[2].shape), cfg.hf_decay, cfg.hf_fine_decay)
+    for band, gain in zip((1, 2), gains):
+        expected = out.attn.gather(-1, index) / row_sum * gates * gain[..., None]
+        np.testing.assert_allclose(got[band], expected.numpy(), atol=GRAPH_ATOL, rtol=0)
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +120,8 @@ def test_host_prepare_matches_torch_downsample(rng, h, w, scale):
 
 def torch_free_pipeline(session, image, mask, cfg):
     geom = plan(*image.shape[:2], cfg)
-    result, weight, index = run_onnx(session, prepare_lr(image, mask, geom))
-    return upscale_hr(image, mask, result, weight[0], index[0], geom)
+    result, weight, fine_weight, index = run_onnx(session, prepare_lr(image, mask, geom))
+    return upscale_hr(image, mask, result, weight[0], fine_weight[0], index[0], geom)
 
 
 @pytest.mark.parametrize("size", [(37, 53), (333, 1000), (720, 1280), (1030, 2050)])
@@ -174,9 +178,11 @@ def test_cuda_kernel_matches_host(rng, size):
     weight = rng.random((tokens, k), dtype=np.float32)
     weight /= weight.sum(-1, keepdims=True)
     weight[:, -1] = 0.0                                       # zero weights are skipped
-    ref = upscale_hr(image, mask, lr, weight, index, geom)
+    fine_weight = weight * rng.uniform(-0.5, 2.0, (tokens, 1)).astype(np.float32)
+    fine_weight[::3] = 0.0                                    # one-band tokens
+    ref = upscale_hr(image, mask, lr, weight, fine_weight, index, geom)
     out = cp.full((h, w, 3), 77, dtype=cp.uint8)              # poisoned
     launch_hr_upscale_cupy(cp.asarray(image), cp.asarray(mask.astype(np.uint8)), cp.asarray(lr), cp.asarray(weight),
-                           cp.asarray(index), out, geom)
+                           cp.asarray(fine_weight), cp.asarray(index), out, geom)
     diff = np.abs(cp.asnumpy(out).astype(np.int16) - ref.astype(np.int16))
     assert diff.max() <= HR_MAX_LSB and (diff > 0).mean() <= HR_MAX_FLIPPED

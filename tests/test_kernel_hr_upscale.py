@@ -31,9 +31,11 @@ def case(rng, size, lr_long, device, k=4):
     weight[::5, -1] = 0.0                                 # zero weights are skipped
     index = rng.choice(keys, (tokens, k)) if keys.size else np.zeros((tokens, k))
     weight = weight if keys.size else np.zeros_like(weight)
+    fine_weight = weight * rng.uniform(-0.5, 2.0, (tokens, 1)).astype(np.float32)   # f - g: either sign
+    fine_weight[::3] = 0.0                                                        # one-band tokens
     lr = rng.random((1, 3, *geom.lr_size), dtype=np.float32)
     to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
-    return geom, image, to(mask_np), to(lr), to(weight), to(index.astype(np.int32))
+    return geom, image, to(mask_np), to(lr), to(weight), to(fine_weight), to(index.astype(np.int32))
 
 
 def check(got, ref):
@@ -41,12 +43,13 @@ def check(got, ref):
     assert int(diff.max()) <= MAX_LSB and float((diff > 0).float().mean()) <= MAX_FLIPPED
 
 
-def run_case(rng, size, lr_long, device, channels_last):
-    geom, image, mask, lr, weight, index = case(rng, size, lr_long, device)
+def run_case(rng, size, lr_long, device, channels_last, one_band=False):
+    geom, image, mask, lr, weight, fine_weight, index = case(rng, size, lr_long, device)
+    fine_weight = None if one_band else fine_weight          # None: the kernel without the fine band
     img = image if channels_last else image.permute(2, 0, 1)          # CHW: a strided view, not a copy
     out = torch.full(img.shape, POISON, dtype=torch.uint8, device=device)
-    hr_upscale(img, mask, lr, weight, index, geom, channels_last, out=out)
-    ref = hr_upscale_reference(img, mask, lr, weight, index, geom, channels_last)
+    hr_upscale(img, mask, lr, weight, fine_weight, index, geom, channels_last, out=out)
+    ref = hr_upscale_reference(img, mask, lr, weight, fine_weight, index, geom, channels_last)
     check(out, ref)
     known = ~mask.bool() if channels_last else ~mask.bool()[None].expand_as(img)
     assert torch.equal(out[known], img[known])
@@ -58,18 +61,22 @@ def test_kernel_matches_reference(rng, size, lr_long, channels_last):
     run_case(rng, size, lr_long, "cpu", channels_last)
 
 
+def test_one_band_kernel_matches_reference(rng):
+    run_case(rng, (61, 130), 32, "cpu", channels_last=True, one_band=True)
+
+
 @pytest.mark.parametrize("size,lr_long", CPU_SHAPES)
 def test_reference_matches_numpy_host_stage(rng, size, lr_long):
-    geom, image, mask, lr, weight, index = case(rng, size, lr_long, "cpu")
-    ref = hr_upscale_reference(image, mask, lr, weight, index, geom)
-    host = upscale_hr(image.numpy(), mask.numpy(), lr.numpy(), weight.numpy(), index.numpy(), geom)
+    geom, image, mask, lr, weight, fine_weight, index = case(rng, size, lr_long, "cpu")
+    ref = hr_upscale_reference(image, mask, lr, weight, fine_weight, index, geom)
+    host = upscale_hr(image.numpy(), mask.numpy(), lr.numpy(), weight.numpy(), fine_weight.numpy(), index.numpy(), geom)
     check(ref, torch.from_numpy(host))
 
 
 def test_rejects_non_uint8(rng):
-    geom, image, mask, lr, weight, index = case(rng, (37, 53), 512, "cpu")
+    geom, image, mask, lr, weight, fine_weight, index = case(rng, (37, 53), 512, "cpu")
     with pytest.raises(TypeError, match="image"):
-        hr_upscale(image.float(), mask, lr, weight, index, geom)
+        hr_upscale(image.float(), mask, lr, weight, fine_weight, index, geom)
 
 
 @pytest.mark.gpu

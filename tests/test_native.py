@@ -54,16 +54,19 @@ def test_prepare_lr_matches_torch(rng, threads, h, w, lr_long, dtype):
 
 
 def valid_sources(geom, mask, rng, k=4):
-    """Random top-K rows whose sources are known tokens inside the image, as the LR network emits."""
+    """Random top-K rows (weight, fine_weight, index) whose sources are known tokens inside the image, as the
+    LR network emits them."""
     keys = hr_key_tokens(mask, geom)
     tokens = geom.grid_h * geom.grid_w
     if keys.size == 0:   # no known token: every row keeps itself, no mixing
-        return np.zeros((tokens, k), np.float32), np.zeros((tokens, k), np.int32)
+        return np.zeros((tokens, k), np.float32), np.zeros((tokens, k), np.float32), np.zeros((tokens, k), np.int32)
     index = rng.choice(keys, (tokens, k)).astype(np.int32)
     weight = rng.random((tokens, k), dtype=np.float32)
     weight /= weight.sum(-1, keepdims=True)
     weight[::3, -1] = 0.0
-    return weight, index
+    fine_weight = weight * rng.uniform(-0.5, 2.0, (tokens, 1)).astype(np.float32)   # f - g: either sign
+    fine_weight[::4] = 0.0                                                         # one-band tokens
+    return weight, fine_weight, index
 
 
 @needs_native
@@ -75,9 +78,10 @@ def test_hr_upscale_matches_reference(rng, threads, h, w, dtype):
     mask = random_mask(h, w, rng)
     geom = plan(h, w, ModelConfig())
     lr = rng.random((1, 3, *geom.lr_size), dtype=np.float32)
-    weight, index = valid_sources(geom, mask, rng)
-    out = native.hr_upscale(image, mask.astype(np.uint8), lr, weight, index, geom.scale, geom.patch, geom.grid_h, geom.grid_w)
-    ref = upscale_hr(image, mask, lr, weight, index, geom)
+    weight, fine_weight, index = valid_sources(geom, mask, rng)
+    out = native.hr_upscale(image, mask.astype(np.uint8), lr, weight, fine_weight, index, geom.scale, geom.patch,
+                            geom.grid_h, geom.grid_w)
+    ref = upscale_hr(image, mask, lr, weight, fine_weight, index, geom)
     assert out.dtype == image.dtype and out.shape == image.shape
     np.testing.assert_array_equal(out[~mask], image[~mask])
     if dtype == np.uint8:
@@ -94,9 +98,12 @@ def test_bad_arguments_raise_value_error(rng):
         native.prepare_lr(image, np.zeros((20, 31), np.uint8), 1, 4, 4, 8)
     with pytest.raises(ValueError, match="grid"):
         native.prepare_lr(image, np.zeros((20, 30), np.uint8), 1, 1, 1, 8)
-    with pytest.raises(ValueError, match="weight, index"):
+    with pytest.raises(ValueError, match="weight, fine_weight, index"):
         native.hr_upscale(image, np.zeros((20, 30), np.uint8), np.zeros((1, 3, 32, 32), np.float32),
-                          np.zeros((3, 4), np.float32), np.zeros((3, 4), np.int32), 1, 8, 4, 4)
+                          np.zeros((3, 4), np.float32), np.zeros((3, 4), np.float32), np.zeros((3, 4), np.int32), 1, 8, 4, 4)
+    with pytest.raises(ValueError, match="weight, fine_weight, index"):
+        native.hr_upscale(image, np.zeros((20, 30), np.uint8), np.zeros((1, 3, 32, 32), np.float32),
+                          np.zeros((16, 4), np.float32), np.zeros((16, 3), np.float32), np.zeros((16, 4), np.int32), 1, 8, 4, 4)
     with pytest.raises(ValueError, match="n:"):
         native.set_num_threads(0)
 

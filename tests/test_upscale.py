@@ -5,7 +5,9 @@ import torch
 
 from rethined_engine import ModelConfig
 from rethined_engine.geometry import gaussian_taps, pad_to, plan
-from rethined_engine.model.upscale import HF_GAIN_FLOOR, attention_upscale, downsample, hf_gain
+from rethined_engine.deploy import host
+from rethined_engine.model.patchmatch import patchify
+from rethined_engine.model.upscale import HF_GAIN_FLOOR, attention_upscale, downsample, fine_band, hf_band_gains, hf_gain
 
 from conftest import make_model
 
@@ -140,3 +142,53 @@ def test_upscale_fades_hf_with_distance_from_known():
     hf = image[..., :16] - up[..., :16]
     torch.testing.assert_close(hr[..., 16:32], (up[..., 16:32] + hf).clamp(0, 1))
     torch.testing.assert_close(hr[..., 32:], (up[..., 32:] + np.exp(-1 / decay) * hf).clamp(0, 1))
+
+
+@pytest.mark.parametrize("span", [2, 5, 16])
+def test_fine_band_matches_host_and_keeps_to_the_token(span):
+    rng = np.random.default_rng(span)
+    tokens = rng.random((7, span, span, 3)).astype(np.float32)                   # host layout (N, span, span, 3)
+    torch_tokens = torch.from_numpy(tokens).permute(0, 3, 1, 2).reshape(7, -1)   # channel-major, as patchify
+    got = fine_band(torch_tokens, span).reshape(7, 3, span, span).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(got, host.fine_band(tokens), atol=1e-6)
+    flat = np.full((1, span, span, 3), 0.4, np.float32)                           # a flat token has no fine band,
+    np.testing.assert_allclose(host.fine_band(flat), 0.0, atol=1e-7)              # even at its edges (replicated)
+    image = torch.rand(1, 3, 2 * span, 2 * span)                                  # tokens never see their neighbours
+    alone = fine_band(patchify(image, span), span)
+    image[..., span:, :] = 0.0
+    torch.testing.assert_close(fine_band(patchify(image, span), span)[:, :2], alone[:, :2])
+
+
+def test_band_gains():
+    known = torch.zeros(1, 1, 1, 4, dtype=torch.bool)
+    known[..., 0] = True                                           # distances 0, 1, 2, 3
+    gain, extra = hf_band_gains(known, 1.0, None)
+    assert torch.equal(gain, hf_gain(known, 1.0)) and torch.equal(extra, torch.zeros_like(gain))
+    gain, extra = hf_band_gains(known, 1.0, 0.0)                   # the finest band is never faded
+    torch.testing.assert_close(gain + extra, torch.ones_like(gain))
+
+
+def test_upscale_fades_each_band_with_its_own_decay():
+    """Grid 1x3 as above; token 2 (distance 2) gets exp(-1 / decay) of the HF below the finest band and
+    exp(-1 / fine_decay) of the finest band; equal decays give the one-band result."""
+    s, p, decay, fine_decay = 2, 8, 1.0, 4.0
+    torch.manual_seed(2)
+    image = torch.rand(1, 3, 16, 48)
+    mask = torch.zeros(1, 1, 16, 48)
+    mask[..., 16:] = 1
+    lr = torch.rand(1, 3, 8, 24) * 0.2 + 0.4
+    attn = torch.tensor([[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]])
+    query_masked = torch.tensor([[False, True, True]])
+    key_ok = ~query_masked
+    args = (image, mask, lr, attn, query_masked, key_ok, s, p)
+    hr = attention_upscale(*args, topk=1, hf_decay=decay, hf_fine_decay=fine_decay)
+    up = torch.nn.functional.interpolate(lr, scale_factor=2.0, mode="bilinear", align_corners=False)
+    hf = image[..., :16] - up[..., :16]
+    fine = fine_band(patchify(image[..., :16], 16), 16).reshape(1, 3, 16, 16)
+    g, f = np.exp(-1 / decay), np.exp(-1 / fine_decay)
+    torch.testing.assert_close(hr[..., 16:32], (up[..., 16:32] + hf).clamp(0, 1))
+    torch.testing.assert_close(hr[..., 32:], (up[..., 32:] + g * (hf - fine) + f * fine).clamp(0, 1))
+    one_band = attention_upscale(*args, topk=1, hf_decay=decay)
+    torch.testing.assert_close(attention_upscale(*args, topk=1, hf_decay=decay, hf_fine_decay=decay), one_band)
+    dense = attention_upscale(*args, topk=0, hf_decay=decay, hf_fine_decay=fine_decay)
+    torch.testing.assert_close(dense, hr)

@@ -2,8 +2,8 @@
 //
 //   prepare_lr(image (H, W, 3) uint8|float32, mask (H, W) uint8, scale, grid_h, grid_w, patch)
 //       -> (lr_image (1, 3, h, w) float32, lr_mask (1, 1, h, w) float32)
-//   hr_upscale(image, mask, lr_result (1, 3, h, w) float32, weight (N, K) float32, index (N, K) int32,
-//              scale, patch, grid_h, grid_w) -> (H, W, 3) of image's dtype
+//   hr_upscale(image, mask, lr_result (1, 3, h, w) float32, weight (N, K) float32, fine_weight (N, K) float32,
+//              index (N, K) int32, scale, patch, grid_h, grid_w) -> (H, W, 3) of image's dtype
 //
 // Same math as rethined_engine/deploy/host.py (numpy) and csrc/cuda/hr_upscale.cu; the torch model is
 // the specification (`Rethined.forward`). Buffers are read in place (no copies of the inputs).
@@ -178,17 +178,36 @@ inline void bilinear(const float* lr, int h, int w, float inv_scale, int y, int 
     }
 }
 
+// 3x3 binomial blur (taps 1/4, 1/2, 1/4) of the image at offset (oy, ox) of the span x span token whose top-left
+// pixel is (y0, x0), the token's edge pixels replicated: y - blur is the finest band (`model.upscale.fine_band`).
+template <typename T>
+inline void token_blur(const T* img, int W, int span, int y0, int x0, int oy, int ox, float rgb[3]) {
+    static const float taps[3] = {0.25f, 0.5f, 0.25f};
+    rgb[0] = rgb[1] = rgb[2] = 0.0f;
+    for (int dy = 0; dy < 3; ++dy) {
+        const int ry = y0 + std::min(std::max(oy + dy - 1, 0), span - 1);
+        for (int dx = 0; dx < 3; ++dx) {
+            const size_t q = static_cast<size_t>(ry) * W + x0 + std::min(std::max(ox + dx - 1, 0), span - 1);
+            const float t = taps[dy] * taps[dx];
+            for (int c = 0; c < 3; ++c) rgb[c] += t * unit<T>(img[3 * q + c]);
+        }
+    }
+}
+
 template <typename T>
 py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<uint8_t, py::array::c_style> mask,
                           py::array_t<float, py::array::c_style> lr_result, py::array_t<float, py::array::c_style> weight,
-                          py::array_t<int32_t, py::array::c_style> index, int scale, int patch, int grid_h, int grid_w) {
-    const auto ib = image.request(), mb = mask.request(), lb = lr_result.request(), wb = weight.request(), xb = index.request();
+                          py::array_t<float, py::array::c_style> fine_weight, py::array_t<int32_t, py::array::c_style> index,
+                          int scale, int patch, int grid_h, int grid_w) {
+    const auto ib = image.request(), mb = mask.request(), lb = lr_result.request(), wb = weight.request(),
+               fb = fine_weight.request(), xb = index.request();
     check_image(ib, mb);
     const int H = static_cast<int>(ib.shape[0]), W = static_cast<int>(ib.shape[1]);
     const int h = grid_h * patch, w = grid_w * patch, tokens = grid_h * grid_w;
     if (lb.size != 3LL * h * w) throw std::invalid_argument("lr_result: expected (1, 3, grid_h*patch, grid_w*patch)");
-    if (wb.ndim != 2 || wb.shape[0] != tokens || xb.ndim != 2 || xb.shape[0] != tokens || xb.shape[1] != wb.shape[1])
-        throw std::invalid_argument("weight, index: expected (grid_h*grid_w, K) each");
+    if (wb.ndim != 2 || wb.shape[0] != tokens || xb.ndim != 2 || xb.shape[0] != tokens || xb.shape[1] != wb.shape[1]
+        || fb.ndim != 2 || fb.shape[0] != tokens || fb.shape[1] != wb.shape[1])
+        throw std::invalid_argument("weight, fine_weight, index: expected (grid_h*grid_w, K) each");
     if (static_cast<long long>(grid_h) * patch * scale < H || static_cast<long long>(grid_w) * patch * scale < W)
         throw std::invalid_argument("grid: smaller than the image");
     const int K = static_cast<int>(wb.shape[1]);
@@ -196,9 +215,11 @@ py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<
     const uint8_t* msk = static_cast<const uint8_t*>(mb.ptr);
     const float* lr = static_cast<const float*>(lb.ptr);
     const float* wt = static_cast<const float*>(wb.ptr);
+    const float* fw = static_cast<const float*>(fb.ptr);
     const int32_t* ix = static_cast<const int32_t*>(xb.ptr);
     for (py::ssize_t i = 0; i < xb.size; ++i)
-        if (wt[i] != 0.0f && (ix[i] < 0 || ix[i] >= tokens)) throw std::invalid_argument("index: out of range");
+        if ((wt[i] != 0.0f || fw[i] != 0.0f) && (ix[i] < 0 || ix[i] >= tokens))
+            throw std::invalid_argument("index: out of range");
     py::array_t<T> result({H, W, 3});
     T* out = result.mutable_data();
     const int span = scale * patch;
@@ -219,14 +240,19 @@ py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<
                 bilinear(lr, h, w, inv_scale, y, x, acc);
                 if (scale > 1) {
                     for (int k = 0; k < K; ++k) {
-                        const float wk = wt[token * K + k];
-                        if (wk == 0.0f) continue;
+                        const float wk = wt[token * K + k], fk = fw[token * K + k];
+                        if (wk == 0.0f && fk == 0.0f) continue;
                         const int src = ix[token * K + k];
-                        const int sy = (src / grid_w) * span + oy, sx = (src % grid_w) * span + ox;
-                        float up[3];
+                        const int y0 = (src / grid_w) * span, x0 = (src % grid_w) * span;
+                        const int sy = y0 + oy, sx = x0 + ox;
+                        float up[3], blur[3] = {0.0f, 0.0f, 0.0f};
                         bilinear(lr, h, w, inv_scale, sy, sx, up);
+                        if (fk != 0.0f) token_blur(img, W, span, y0, x0, oy, ox, blur);
                         const size_t q = static_cast<size_t>(sy) * W + sx;
-                        for (int c = 0; c < 3; ++c) acc[c] += wk * (unit<T>(img[3 * q + c]) - up[c]);
+                        for (int c = 0; c < 3; ++c) {
+                            const float v = unit<T>(img[3 * q + c]);
+                            acc[c] += wk * (v - up[c]) + fk * (v - blur[c]);
+                        }
                     }
                 }
                 for (int c = 0; c < 3; ++c) out[3 * p + c] = store<T>(acc[c]);
@@ -260,9 +286,9 @@ PYBIND11_MODULE(_native, m) {
     m.def("prepare_lr", &prepare_lr<float>, py::arg("image"), py::arg("mask"), py::arg("scale"), py::arg("grid_h"),
           py::arg("grid_w"), py::arg("patch"));
     m.def("hr_upscale", &hr_upscale<uint8_t>, py::arg("image"), py::arg("mask"), py::arg("lr_result"), py::arg("weight"),
-          py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"));
+          py::arg("fine_weight"), py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"));
     m.def("hr_upscale", &hr_upscale<float>, py::arg("image"), py::arg("mask"), py::arg("lr_result"), py::arg("weight"),
-          py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"));
+          py::arg("fine_weight"), py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"));
     m.def("max_threads", &max_threads, "OpenMP threads the kernels use (1 without OpenMP)");
     m.def("set_num_threads", &set_num_threads, py::arg("n"), "OpenMP threads for later calls");
 }

@@ -15,7 +15,7 @@ from ..geometry import plan
 from ..io import prepare
 from ..model.patchmatch import token_mask
 from ..model.rethined import Rethined
-from ..model.upscale import hf_gain
+from ..model.upscale import hf_band_gains
 from .cuda_graph import GraphedFunction
 from .torch_backend import TorchBackend
 
@@ -26,7 +26,7 @@ class TritonLRNetwork:
     Triton epilogue (last conv + residual + clamp + composite).
 
     __call__(image (1, 3, h, w), mask (1, 1, h, w) float, key_inside (1, 1, gh, gw) float) ->
-    (lr_result (1, 3, h, w), weight (1, N, K) float32, index (1, N, K) int32).
+    (lr_result (1, 3, h, w), weight, fine_weight (1, N, K) float32, index (1, N, K) int32).
     """
 
     def __init__(self, model: Rethined, topk: int):
@@ -58,8 +58,10 @@ class TritonLRNetwork:
         hidden = pm.coherence[:-1](torch.cat([mixed[None], coarse, mask], dim=1))     # cuDNN convs + ReLU
         last = pm.coherence[-1]
         result = self.epilogue(hidden[0], last.weight, last.bias, mixed, image[0], mask[0, 0])
-        gain = hf_gain(key_ok.reshape(key_inside.shape), self.model.cfg.hf_decay)
-        return result[None], weight[None] * gain[..., None].to(weight.dtype), index[None]
+        cfg = self.model.cfg
+        gain, fine_gain = hf_band_gains(key_ok.reshape(key_inside.shape), cfg.hf_decay, cfg.hf_fine_decay)
+        weight = weight[None].float()
+        return result[None], weight * gain[..., None], weight * fine_gain[..., None], index[None]
 
 
 GRAPH_MAX_LSB, GRAPH_MAX_FLIPPED = 1, 1e-3   # graph replay vs eager: the same kernels; cuDNN may pick another algorithm
@@ -116,7 +118,8 @@ class TritonBackend(TorchBackend):
         if geom not in self._key_inside:
             inside = geom.key_inside(self.device).to(self.dtype).reshape(1, 1, geom.grid_h, geom.grid_w)
             self._key_inside[geom] = inside
-        lr_result, weight, index = self.lr_network(lr_image, lr_mask, self._key_inside[geom])
+        lr_result, weight, fine_weight, index = self.lr_network(lr_image, lr_mask, self._key_inside[geom])
         if not self.config.hf_transfer:
-            weight = torch.zeros_like(weight)
-        return self.hr_upscale(image, hole, lr_result, weight[0], index[0], geom, channels_last=False)
+            weight, fine_weight = torch.zeros_like(weight), torch.zeros_like(fine_weight)
+        fine_weight = fine_weight[0] if self.config.hf_fine_decay is not None else None   # None: the one-band kernel
+        return self.hr_upscale(image, hole, lr_result, weight[0], fine_weight, index[0], geom, channels_last=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 OPSET = 17
 INPUT_NAMES = ("image", "mask", "key_inside")
-OUTPUT_NAMES = ("lr_result", "topk_weight", "topk_index")
+OUTPUT_NAMES = ("lr_result", "topk_weight", "topk_fine_weight", "topk_index")
 METADATA_CONFIG = "rethined_model_config"    # ModelConfig JSON of the weights (hr_topk = the graph's K)
 METADATA_DYNAMIC = "rethined_dynamic"        # "1": free batch / LR axes; "0": fixed at rethined_lr_size
 METADATA_LR_SIZE = "rethined_lr_size"        # "h,w" of the example (the only size when static)

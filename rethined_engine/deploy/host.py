@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..geometry import Geometry, gaussian_taps, pad_mode
+from ..geometry import FINE_TAPS, Geometry, gaussian_taps, pad_mode
 
 
 class LRInputs(NamedTuple):
@@ -84,12 +84,23 @@ def upsample(lr: np.ndarray, scale: int) -> np.ndarray:
     return out.transpose(1, 2, 0)
 
 
+def fine_band(tokens: np.ndarray) -> np.ndarray:
+    """(N, span, span, 3) -> each token minus its 3x3 binomial blur, edge pixels replicated inside the token
+    (`model.upscale.fine_band`)."""
+    taps = np.asarray(FINE_TAPS, np.float32)
+    n = tokens.shape[1]
+    padded = np.pad(tokens, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    rows = sum(t * padded[:, i:i + n] for i, t in enumerate(taps))
+    return tokens - sum(t * rows[:, :, i:i + n] for i, t in enumerate(taps))
+
+
 def upscale_hr(image: np.ndarray, mask: np.ndarray, lr_result: np.ndarray, weight: np.ndarray,
-               index: np.ndarray, geom: Geometry) -> np.ndarray:
-    """The HR stage: hole pixel p of token i becomes clamp(up_p + sum_k w_ik * HF_{index_ik}(p)) with
-    up = bilinear(lr_result), HF = image - up of the source token at the same offset; known pixels are
-    the input's. image (H, W, 3) uint8 or float, mask (H, W) bool, lr_result (1, 3, h, w) -> (H, W, 3) of
-    image's dtype (uint8: rounded to nearest, ties to even)."""
+               fine_weight: np.ndarray, index: np.ndarray, geom: Geometry) -> np.ndarray:
+    """The HR stage: hole pixel p of token i becomes clamp(up_p + sum_k (w_ik HF_j(p) + fw_ik fine_j(p)))
+    with j = index_ik, up = bilinear(lr_result), HF = image - up and fine = image - its 3x3 binomial blur
+    (`fine_band`) of the source token at the same offset; known pixels are the input's. image (H, W, 3)
+    uint8 or float, mask (H, W) bool, lr_result (1, 3, h, w), weight/fine_weight/index (N, K) -> (H, W, 3)
+    of image's dtype (uint8: rounded to nearest, ties to even)."""
     s, span = geom.scale, geom.scale * geom.patch
     up = upsample(lr_result[0], s)                                               # (pH, pW, 3)
     if s > 1:
@@ -97,10 +108,14 @@ def upscale_hr(image: np.ndarray, mask: np.ndarray, lr_result: np.ndarray, weigh
         tokens = lambda x: x.reshape(geom.grid_h, span, geom.grid_w, span, 3).transpose(0, 2, 1, 3, 4).reshape(
             geom.grid_h * geom.grid_w, span, span, 3)
         hf, out = tokens(padded - up), tokens(up).copy()
+        fine = fine_band(tokens(padded)) if fine_weight.any() else None
         for k in range(weight.shape[-1]):
-            w = weight[:, k]
+            w, fw = weight[:, k], fine_weight[:, k]
             live = w != 0
             out[live] += w[live, None, None, None] * hf[index[live, k]]
+            live = fw != 0
+            if live.any():
+                out[live] += fw[live, None, None, None] * fine[index[live, k]]
         up = out.reshape(geom.grid_h, geom.grid_w, span, span, 3).transpose(0, 2, 1, 3, 4).reshape(up.shape)
     filled = np.clip(up[:geom.height, :geom.width], 0.0, 1.0)
     filled = np.rint(filled * 255.0).astype(np.uint8) if image.dtype == np.uint8 else filled.astype(image.dtype)

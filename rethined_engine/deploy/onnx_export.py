@@ -5,11 +5,12 @@ Graph inputs (float32; h, w multiples of 32, gh = h / P, gw = w / P, N = gh * gw
     key_inside (B, 1, gh, gw), 1 = token may be a source (its HR patch lies inside the image).
 Graph outputs:
     lr_result (B, 3, h, w) float32, the composited LR inpainting;
-    topk_weight (B, N, K) float32 and topk_index (B, N, K) int32: token i at HR becomes
-    up_i + sum_k topk_weight[i, k] * HF[topk_index[i, k]]. Weights are the attention row's K largest
-    entries renormalised to sum 1, scaled by the token's `hf_gain`, then zeroed where the row is a known
-    token or the source is not a key, so the HR stage needs no other mask (`attention_upscale` with
-    topk = K, exactly).
+    topk_weight, topk_fine_weight (B, N, K) float32 and topk_index (B, N, K) int32: token i at HR becomes
+    up_i + sum_k (topk_weight[i, k] * HF_j + topk_fine_weight[i, k] * fine_j), j = topk_index[i, k]
+    (`model.upscale`: HF = y - up, fine = the finest band). Both weights are the attention row's K
+    largest entries renormalised to sum 1, scaled by the token's band gains (`hf_band_gains`), then
+    zeroed where the row is a known token or the source is not a key, so the HR stage needs no other
+    mask (`attention_upscale` with topk = K, exactly).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from torch import nn
 
 from ..geometry import Geometry, plan
 from ..model import Rethined
-from ..model.upscale import hf_gain
+from ..model.upscale import hf_band_gains
 from ..weights import load_model
 from .graph_spec import INPUT_NAMES, METADATA_CONFIG, METADATA_DYNAMIC, METADATA_LR_SIZE, OPSET, OUTPUT_NAMES
 
@@ -40,18 +41,21 @@ class LRNetwork(nn.Module):
     def forward(self, image: torch.Tensor, mask: torch.Tensor, key_inside: torch.Tensor):
         out = self.model.forward_lr(image, mask, key_inside.flatten(1) > 0.5)
         weight, index = out.attn.topk(self.topk, dim=-1)
-        weight = weight / weight.sum(dim=-1, keepdim=True)
-        weight = weight * hf_gain(out.key_ok.reshape(key_inside.shape), self.model.cfg.hf_decay)[..., None]
         source_ok = torch.gather(out.key_ok.float(), 1, index.flatten(1)).reshape(index.shape)
-        weight = weight * source_ok * out.query_masked.float()[..., None]
-        return out.result, weight, index.to(torch.int32)
+        weight = weight / weight.sum(dim=-1, keepdim=True) * source_ok * out.query_masked.float()[..., None]
+        cfg = self.model.cfg
+        gain, fine_gain = hf_band_gains(out.key_ok.reshape(key_inside.shape), cfg.hf_decay, cfg.hf_fine_decay)
+        return out.result, weight * gain[..., None], weight * fine_gain[..., None], index.to(torch.int32)
 
 
 def example_inputs(height: int, width: int, patch: int, batch: int = 1, seed: int = 0):
-    """Random LR inputs of the graph's shapes (a ~30 % hole), for tracing and tests."""
+    """Random LR inputs of the graph's shapes (scattered hole tokens plus a block of them, whose inner
+    tokens lie deeper than 1 token from known content), for tracing and tests."""
     g = torch.Generator().manual_seed(seed)
     image = torch.rand(batch, 3, height, width, generator=g)
-    mask = (torch.rand(batch, 1, height // patch, width // patch, generator=g) < 0.3).float()
+    grid_h, grid_w = height // patch, width // patch
+    mask = (torch.rand(batch, 1, grid_h, grid_w, generator=g) < 0.2).float()
+    mask[..., grid_h // 4:grid_h // 2, grid_w // 4:grid_w // 2] = 1.0
     mask = torch.nn.functional.interpolate(mask, scale_factor=patch, mode="nearest")
     key_inside = torch.ones(batch, 1, height // patch, width // patch)
     return image, mask, key_inside
@@ -76,7 +80,7 @@ def export_onnx(path: str | Path, height: int = 2048, width: int = 2048, dynamic
         lr_axes = {0: "batch", 2: "lr_height", 3: "lr_width"}
         dynamic_axes = {"image": lr_axes, "mask": lr_axes, "lr_result": lr_axes,
                         "key_inside": {0: "batch", 2: "grid_h", 3: "grid_w"},
-                        "topk_weight": {0: "batch", 1: "tokens"}, "topk_index": {0: "batch", 1: "tokens"}}
+                        **{name: {0: "batch", 1: "tokens"} for name in ("topk_weight", "topk_fine_weight", "topk_index")}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():

@@ -14,7 +14,7 @@ from ..geometry import Geometry, plan
 from ..validation import check_float_values, check_numpy_image, check_pil_image, mask_batch_shape, numpy_mask
 from .host import LRInputs, prepare_lr, upscale_hr
 
-LRRunner = Callable[[LRInputs], tuple[np.ndarray, np.ndarray, np.ndarray]]  # -> lr_result, topk_weight, topk_index
+LRRunner = Callable[[LRInputs], tuple[np.ndarray, ...]]  # -> lr_result, topk_weight, topk_fine_weight, topk_index
 HRRunner = Callable[..., np.ndarray]  # upscale_hr's signature
 
 
@@ -87,11 +87,11 @@ class DeployedPipeline:
             return image.copy()
         geom = plan(image.shape[0], image.shape[1], self.config)
         self.sizes.check(geom)
-        lr_result, weight, index = self.lr_runner(prepare_lr(image, mask, geom))
+        lr_result, weight, fine_weight, index = self.lr_runner(prepare_lr(image, mask, geom))
         if not self.config.hf_transfer:
-            weight = np.zeros_like(weight)
+            weight, fine_weight = np.zeros_like(weight), np.zeros_like(fine_weight)
         runner = self.hr_runner if image.dtype == np.uint8 else upscale_hr  # the CUDA kernel is uint8 only
-        return runner(image, mask, lr_result, weight[0], index[0], geom)
+        return runner(image, mask, lr_result, weight[0], fine_weight[0], index[0], geom)
 
     def inpaint(self, img: Any, mask: Any) -> Any:
         batch = host_inputs(img, mask, self.threshold)

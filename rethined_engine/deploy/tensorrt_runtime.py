@@ -41,7 +41,7 @@ def buffer_plan(geom: Geometry, topk: int) -> dict[str, tuple[tuple[int, ...], t
     return {"image": ((1, 3, h, w), np.float32), "mask": ((1, 1, h, w), np.float32),
             "key_inside": ((1, 1, geom.grid_h, geom.grid_w), np.float32),
             "lr_result": ((1, 3, h, w), np.float32), "topk_weight": ((1, tokens, topk), np.float32),
-            "topk_index": ((1, tokens, topk), np.int32),
+            "topk_fine_weight": ((1, tokens, topk), np.float32), "topk_index": ((1, tokens, topk), np.int32),
             "hr_image": ((geom.height, geom.width, 3), np.uint8), "hr_mask": ((geom.height, geom.width), np.uint8),
             "hr_out": ((geom.height, geom.width, 3), np.uint8)}
 
@@ -122,7 +122,8 @@ class TensorRTBackend(DeployedPipeline):
         if not self._exec.execute_async_v3(stream.handle):
             raise RuntimeError("TensorRT execution failed")
         if not self.config.hf_transfer:
-            cuda.memset_d32_async(buf.device["topk_weight"], 0, buf.host["topk_weight"].size, stream)
+            for name in ("topk_weight", "topk_fine_weight"):
+                cuda.memset_d32_async(buf.device[name], 0, buf.host[name].size, stream)
 
     def _run_lr(self, inputs: LRInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """LR runner with host outputs (the float-image path)."""
@@ -149,7 +150,7 @@ class TensorRTBackend(DeployedPipeline):
             cuda.memcpy_htod_async(buf.device[name], buf.host[name], stream)
         scalars = [np.int32(v) for v in kernel_scalars(geom, self.topk)]
         self._kernel(buf.device["hr_image"], buf.device["hr_mask"], buf.device["lr_result"], buf.device["topk_weight"],
-                     buf.device["topk_index"], buf.device["hr_out"], *scalars, block=BLOCK, grid=launch_grid(geom),
+                     buf.device["topk_fine_weight"], buf.device["topk_index"], buf.device["hr_out"], *scalars, block=BLOCK, grid=launch_grid(geom),
                      stream=stream)
         cuda.memcpy_dtoh_async(buf.host["hr_out"], buf.device["hr_out"], stream)
         stream.synchronize()

@@ -2,8 +2,10 @@
 
 HR stage (integer scale s): each LR token is an (sP) x (sP) HR patch. With up = bilinear(x_LR),
 HF_j = y_j - up_j on known tokens (hole-free by construction, so no zero-filled blur enters), and a
-masked token becomes up_i + g_i sum_j A_ij HF_j, where the gain g_i fades the transferred texture with
-the token's distance from known content (`hf_gain`). Known pixels are copied from the input.
+masked token becomes up_i + sum_j A_ij (g_i HF_j + (f_i - g_i) fine_j), where fine_j = y_j - B(y_j) is
+the source's finest band (B: 3x3 binomial blur inside the token, `fine_band`) and the gains g_i (whole
+HF) and f_i (finest band) fade the transferred texture with the token's distance from known content
+(`hf_gain`, `hf_band_gains`). Known pixels are copied from the input.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..geometry import gaussian_taps
+from ..geometry import FINE_TAPS, gaussian_taps
 from .patchmatch import patchify, unpatchify
 
 
@@ -71,15 +73,38 @@ def hf_gain(key_ok: torch.Tensor, decay: float) -> torch.Tensor:
     return torch.exp((1.0 - distance).clamp_max(0.0) / decay).flatten(1)
 
 
+def fine_band(tokens: torch.Tensor, span: int) -> torch.Tensor:
+    """The finest band x - B(x) of HR tokens (..., C * span * span), channel-major as `patchify` makes them.
+
+    B is the 3x3 binomial blur (FINE_TAPS x FINE_TAPS) with the token's edge pixels replicated, so only
+    the token's own pixels enter: a hole-free source token stays hole-free.
+    """
+    planes = tokens.reshape(-1, 1, span, span)
+    taps = torch.tensor(FINE_TAPS, dtype=planes.dtype, device=planes.device)
+    blurred = F.pad(planes, (1, 1, 1, 1), mode="replicate")
+    blurred = F.conv2d(F.conv2d(blurred, taps.reshape(1, 1, 3, 1)), taps.reshape(1, 1, 1, 3))
+    return (planes - blurred).reshape(tokens.shape)
+
+
+def hf_band_gains(key_ok: torch.Tensor, decay: float, fine_decay: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(g, f - g), each (B, gh * gw) float32: g = hf_gain(decay) scales a token's whole transferred HF,
+    f - g what its finest band gets on top (f = hf_gain(fine_decay)); fine_decay None: one band, f = g."""
+    gain = hf_gain(key_ok, decay)
+    if fine_decay is None:
+        return gain, torch.zeros_like(gain)
+    return gain, hf_gain(key_ok, fine_decay) - gain
+
+
 def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor, attn: torch.Tensor,
                       query_masked: torch.Tensor, key_ok: torch.Tensor, scale: int, patch: int,
-                      topk: int = 1, hf_transfer: bool = True, hf_decay: float = 0.0) -> torch.Tensor:
+                      topk: int = 1, hf_transfer: bool = True, hf_decay: float = 0.0,
+                      hf_fine_decay: float | None = None) -> torch.Tensor:
     """Carry the LR result to HR.
 
     image: padded HR (B, 3, gh*s*P, gw*s*P) in [0, 1]; mask: (B, 1, ...) float hole mask; lr_result:
     (B, 3, gh*P, gw*P); attn: (B, N, N) LR attention; query_masked, key_ok: (B, N) bool.
     topk: mix the k strongest keys per masked token (weights renormalised); 0 mixes the dense row.
-    hf_decay: the `hf_gain` decay in tokens (0: no fading).
+    hf_decay, hf_fine_decay: the decays of the whole HF and of its finest band (`hf_band_gains`).
     Returns the HR result (B, 3, ...) with known pixels equal to `image`.
     """
     grid_h, grid_w = lr_result.shape[-2] // patch, lr_result.shape[-1] // patch
@@ -87,20 +112,29 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
     up = upsample(lr_result, scale)
     if hf_transfer:
         # HF of known tokens only: hole tokens (and the garbage y - up inside holes) are never sources.
-        hf = patchify(image - up, hr_patch) * key_ok[..., None].to(up.dtype)
+        source_ok = key_ok[..., None].to(up.dtype)
+        hf = patchify(image - up, hr_patch) * source_ok
         out = patchify(up, hr_patch)
         batch, token = query_masked.nonzero(as_tuple=True)
         rows = attn[batch, token]                                   # (M, N) rows of masked tokens
-        gain = hf_gain(key_ok.reshape(-1, 1, grid_h, grid_w), hf_decay)[batch, token]
+        gain, fine_gain = (g[batch, token][:, None].to(hf.dtype)
+                           for g in hf_band_gains(key_ok.reshape(-1, 1, grid_h, grid_w), hf_decay, hf_fine_decay))
+        values = hf
+        if hf_fine_decay is not None:   # mix both bands of the sources at once: (N, 2 * D)
+            values = torch.cat([hf, fine_band(patchify(image, hr_patch), hr_patch) * source_ok], dim=-1)
         if topk > 0:
             weights, idx = rows.topk(min(topk, rows.shape[-1]), dim=-1)
             weights = weights / weights.sum(dim=-1, keepdim=True)
-            mixed = (weights[..., None].to(hf.dtype) * hf[batch[:, None], idx]).sum(dim=1)
+            mixed = (weights[..., None].to(values.dtype) * values[batch[:, None], idx]).sum(dim=1)
         else:
-            mixed = torch.empty(rows.shape[0], hf.shape[-1], dtype=hf.dtype, device=hf.device)
-            for b in range(hf.shape[0]):
+            mixed = torch.empty(rows.shape[0], values.shape[-1], dtype=values.dtype, device=values.device)
+            for b in range(values.shape[0]):
                 sel = batch == b
-                mixed[sel] = rows[sel].to(hf.dtype) @ hf[b]
-        out[batch, token] += gain[:, None].to(hf.dtype) * mixed
+                mixed[sel] = rows[sel].to(values.dtype) @ values[b]
+        dim = hf.shape[-1]
+        transferred = gain * mixed[:, :dim]
+        if hf_fine_decay is not None:
+            transferred = transferred + fine_gain * mixed[:, dim:]
+        out[batch, token] += transferred
         up = unpatchify(out, hr_patch, grid_h, grid_w)
     return torch.where(mask > 0, up.clamp(0.0, 1.0), image)

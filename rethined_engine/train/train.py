@@ -106,7 +106,8 @@ def hr_forward(model: Rethined, image: torch.Tensor, mask: torch.Tensor, scale: 
     lr_input, lr_mask = downsample(image * known, mask, scale)
     lr_out = model.forward_lr(lr_input, lr_mask, key_inside)
     hr = attention_upscale(image * known, mask, lr_out.result, lr_out.attn, lr_out.query_masked, lr_out.key_ok,
-                           scale, model.cfg.patch_size, model.cfg.hr_topk, hf_decay=model.cfg.hf_decay)
+                           scale, model.cfg.patch_size, model.cfg.hr_topk, hf_decay=model.cfg.hf_decay,
+                           hf_fine_decay=model.cfg.hf_fine_decay)
     return lr_out, lr_target, lr_mask, hr
 
 
@@ -223,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="with --export: the file's default hr_topk (else the checkpoint's)")
     parser.add_argument("--export-hf-decay", type=float, default=None,
                         help="with --export: the file's default hf_decay in tokens (else the checkpoint's)")
+    parser.add_argument("--export-hf-fine-decay", type=float, default=None,
+                        help="with --export: the file's default hf_fine_decay in tokens (else the checkpoint's)")
     parser.add_argument("--export-lineage", default=None, help="with --export: the runs these weights descend from")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--init-from", type=Path, default=None,
@@ -232,8 +235,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
     args = parser.parse_args(argv)
     if args.export:
-        settings = {key: value for key, value in (("hr_topk", args.export_hr_topk), ("hf_decay", args.export_hf_decay))
-                    if value is not None}
+        settings = {key: value for key, value in (("hr_topk", args.export_hr_topk), ("hf_decay", args.export_hf_decay),
+                                                  ("hf_fine_decay", args.export_hf_fine_decay)) if value is not None}
         extra = {} if args.export_lineage is None else {"lineage": args.export_lineage}
         export(args.out / CHECKPOINT, args.export, extra, **settings)
         print(f"wrote {args.export}")
