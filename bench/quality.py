@@ -9,7 +9,8 @@ row says `upsampled` when the photo was smaller). Masks: free-form strokes + box
 (seed, photo index), saved as PNG under OUT/masks-<dataset>/ and reused by later runs (nearest-resized
 to the other resolutions), so every method and every run sees identical holes.
 
-Methods: `ours` (shipped weights, default settings), `ours_no_hf` (HF transfer off), `coarse_bicubic`
+Methods: `ours` (shipped weights, default settings), `ours_no_hf` (HF transfer off), `ours_NAME` for each
+`--ours NAME=key:value,...` (ours with those inference settings, e.g. `hf_fine_decay:0`), `coarse_bicubic`
 (our coarse LR fill, bicubic-upsampled), OpenCV `cv2.inpaint` Telea and Navier-Stokes at radius 3 and
 at a radius scaled with resolution (3 px per 1024 px of long side), and PatchMatch (PyPatchMatch, 7x7
 patches; slow: ~8 s per 1K image, minutes at 4K on 2 cores). All outputs are uint8 before
@@ -81,7 +82,23 @@ def _coarse_bicubic(engine: Engine) -> Method:
     return run
 
 
-def build_methods(names: list[str] | None, device: str | None) -> dict[str, Method]:
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """'NAME=key:value,key:value' -> ("ours_NAME", Engine settings); values: numbers, true/false, none."""
+    name, sep, body = spec.partition("=")
+    if not sep or not name.isidentifier():
+        raise SystemExit(f"error: --ours: expected NAME=key:value,..., got {spec!r}")
+    settings = {}
+    for item in filter(None, body.split(",")):
+        key, colon, value = item.partition(":")
+        if not colon:
+            raise SystemExit(f"error: --ours {spec!r}: expected key:value, got {item!r}")
+        words = {"true": True, "false": False, "none": None}
+        settings[key] = words[value.lower()] if value.lower() in words else (float(value) if "." in value else int(value))
+    return f"ours_{name}", settings
+
+
+def build_methods(names: list[str] | None, device: str | None, variants: list[str] = ()) -> dict[str, Method]:
+    """The named methods (default: all), plus `ours` under each --ours variant's inference settings."""
     ours = Engine(device=device)
     no_hf = Engine(device=device, hf_transfer=False)
     makers: dict[str, Callable[[], Method]] = {
@@ -98,7 +115,11 @@ def build_methods(names: list[str] | None, device: str | None) -> dict[str, Meth
     unknown = sorted(set(names) - set(makers))
     if unknown:
         raise SystemExit(f"error: --methods: unknown {unknown}; known: {list(makers)}")
-    return {name: makers[name]() for name in names}
+    methods = {name: makers[name]() for name in names}
+    for name, settings in map(parse_variant, variants):
+        engine = Engine(device=device, **settings)
+        methods[name] = lambda img, m, _, engine=engine: engine.inpaint(img, m)
+    return methods
 
 
 def fixed_mask(mask_dir: Path, photo: Path, index: int, shape: tuple[int, int], seed: int) -> np.ndarray:
@@ -232,13 +253,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=None, help="subset of methods (default: all)")
     parser.add_argument("--limit", type=int, default=None, help="use the first N photos only")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--ours", nargs="+", default=[], metavar="NAME=key:value,...",
+                        help="also score ours with these inference settings, as method ours_NAME (e.g. "
+                             "two_band=hf_decay:0.5,hf_fine_decay:0)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the saved results of (method, resolution) pairs this run does not score")
     args = parser.parse_args(argv)
     if min(args.resolutions) < 64:
         parser.error(f"--resolutions must be >= 64 px, got {args.resolutions}")
     with torch.inference_mode():
-        result = run(args.images, args.resolutions, args.seed, args.out, build_methods(args.methods, args.device),
+        result = run(args.images, args.resolutions, args.seed, args.out, build_methods(args.methods, args.device, args.ours),
                      args.limit, args.device, args.merge)
     print("\n" + markdown_table(result["summary"]))
 

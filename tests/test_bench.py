@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("cv2")
+from rethined_engine import Engine  # noqa: E402
 from rethined_engine.bench.quality import build_methods, run  # noqa: E402
 from rethined_engine.cli import main as cli_main  # noqa: E402
 
@@ -61,6 +62,20 @@ def test_patchmatch_peer_keeps_known_pixels(photos):
     out = build_methods(["patchmatch"], "cpu")["patchmatch"](image, mask, 56)
     assert out.shape == image.shape and out.dtype == np.uint8
     assert np.array_equal(out[~mask], image[~mask]) and not np.array_equal(out[mask], image[mask])
+
+
+def test_ours_variants_take_inference_settings(photos):
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (600, 1100, 3), dtype=np.uint8)     # scale 3: an HR stage
+    mask = np.zeros((600, 1100), bool)
+    mask[100:500, 200:900] = True
+    methods = build_methods(["ours"], "cpu", ["two_band=hf_decay:0.5,hf_fine_decay:0.0", "plain=hf_transfer:false"])
+    assert list(methods) == ["ours", "ours_two_band", "ours_plain"]
+    outs = {name: method(image, mask, 1100) for name, method in methods.items()}
+    assert not np.array_equal(outs["ours"][mask], outs["ours_two_band"][mask])
+    assert np.array_equal(outs["ours_plain"], Engine(device="cpu", hf_transfer=False).inpaint(image, mask))
+    with pytest.raises(SystemExit, match="--ours"):
+        build_methods(["ours"], "cpu", ["no_equals_sign"])
 
 
 def test_unknown_method_is_named():
