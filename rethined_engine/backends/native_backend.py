@@ -43,9 +43,10 @@ class NativeBackend(TorchBackend):
         key_inside = torch.from_numpy(geom.key_inside_grid().astype(np.float32))[None, None]
         lr_result, weight, fine_weight, index = self.lr_network(torch.from_numpy(lr_image).to(self.dtype),
                                                                 torch.from_numpy(lr_mask).to(self.dtype), key_inside)
-        weight, fine_weight = ((w[0].float() if self.config.hf_transfer else torch.zeros_like(w[0], dtype=torch.float32)).numpy()
-                               for w in (weight, fine_weight))
-        return self.native.hr_upscale(image, mask, lr_result.float().numpy(), weight, fine_weight, index[0].numpy(),
+        if not self.config.hf_transfer:
+            weight, fine_weight = torch.zeros_like(weight), torch.zeros_like(fine_weight)
+        return self.native.hr_upscale(image, mask, lr_result.float().numpy(), weight[0].float().numpy(),
+                                      fine_weight[0].float().numpy(), index[0].numpy(),
                                       geom.scale, geom.patch, geom.grid_h, geom.grid_w)
 
     @torch.inference_mode()

@@ -78,9 +78,10 @@ def export_onnx(path: str | Path, height: int = 2048, width: int = 2048, dynamic
     dynamic_axes = None
     if dynamic:
         lr_axes = {0: "batch", 2: "lr_height", 3: "lr_width"}
+        token_axes = {0: "batch", 1: "tokens"}
         dynamic_axes = {"image": lr_axes, "mask": lr_axes, "lr_result": lr_axes,
                         "key_inside": {0: "batch", 2: "grid_h", 3: "grid_w"},
-                        **{name: {0: "batch", 1: "tokens"} for name in ("topk_weight", "topk_fine_weight", "topk_index")}}
+                        "topk_weight": token_axes, "topk_fine_weight": token_axes, "topk_index": token_axes}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():

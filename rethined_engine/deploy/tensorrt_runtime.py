@@ -96,6 +96,11 @@ class TensorRTBackend(DeployedPipeline):
         if self._trt_engine is None:
             raise RuntimeError(f"engine_path: TensorRT could not load {engine_path} (built by another TensorRT "
                                "version or GPU? rebuild it on this device)")
+        tensors = {self._trt_engine.get_tensor_name(i) for i in range(self._trt_engine.num_io_tensors)}
+        missing = [name for name in INPUT_NAMES + OUTPUT_NAMES if name not in tensors]
+        if missing:
+            raise ValueError(f"engine_path: {engine_path} lacks {', '.join(missing)} (built from an older ONNX export?); "
+                             "export and build it again")
         self._exec = self._trt_engine.create_execution_context()
         self._stream = cuda.Stream()
         self._kernel = SourceModule(cuda_source(), no_extern_c=True).get_function(KERNEL_NAME)
