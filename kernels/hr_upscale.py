@@ -156,12 +156,14 @@ def hr_upscale_reference(image: torch.Tensor, mask: torch.Tensor, lr_result: tor
     if geom.scale > 1:
         padded = pad_to((img * ~hole)[None], geom.padded_size)
         hf = patchify(padded - up, span)[0]                                   # (N, 3 * span^2)
-        fine = fine_band(patchify(padded, span)[0], span)
         tokens = patchify(up, span)[0].clone()
         src = index.long()
-        fine_weight = torch.zeros_like(weight) if fine_weight is None else fine_weight
-        live = ((weight != 0) | (fine_weight != 0))[..., None]
-        mixed = (live * (weight[..., None] * hf[src] + fine_weight[..., None] * fine[src])).sum(dim=1)
+        live = weight != 0
+        mixed = weight[..., None] * hf[src]
+        if fine_weight is not None:                                           # one band: no fine band to build
+            live = live | (fine_weight != 0)
+            mixed = mixed + fine_weight[..., None] * fine_band(patchify(padded, span)[0], span)[src]
+        mixed = (live[..., None] * mixed).sum(dim=1)
         up = unpatchify((tokens + mixed)[None], span, geom.grid_h, geom.grid_w)
     filled = (up[0, :, :geom.height, :geom.width].clamp(0, 1) * 255.0).round().to(torch.uint8)
     result = torch.where(hole, filled, chw)
