@@ -34,7 +34,8 @@ class NativeBackend(TorchBackend):
         if self.native is None:
             raise ImportError("rethined_engine._native is not built (see README: native CPU backend)")
         super().__init__(weights, "cpu", dtype, **overrides)
-        self.lr_network = LRNetwork(self.model, self.config.hr_topk) if self.config.hr_topk > 0 else None
+        self.lr_network = (LRNetwork(self.model, self.config.hr_topk, compact=True)
+                           if self.config.hr_topk > 0 else None)
 
     def _inpaint_one(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """image (H, W, 3) uint8 or float32, mask (H, W) uint8 -> (H, W, 3) of image's dtype."""

@@ -29,20 +29,28 @@ from .graph_spec import INPUT_NAMES, METADATA_CONFIG, METADATA_DYNAMIC, METADATA
 
 
 class LRNetwork(nn.Module):
-    """The exported graph: `Rethined.forward_lr` plus the top-K selection the HR stage consumes."""
+    """The exported graph: `Rethined.forward_lr` plus the top-K selection the HR stage consumes.
 
-    def __init__(self, model: Rethined, topk: int):
+    compact=True computes the same outputs over hole rows x allowed keys only (`masked_attention_topk`):
+    faster eager inference, but data-dependent shapes, so not for export.
+    """
+
+    def __init__(self, model: Rethined, topk: int, compact: bool = False):
         super().__init__()
         if topk < 1:
             raise ValueError(f"topk: the exported graph mixes the K strongest keys, K >= 1; got {topk} "
                              "(dense rows, hr_topk=0, are not exported)")
-        self.model, self.topk = model, topk
+        self.model, self.topk, self.compact = model, topk, compact
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor, key_inside: torch.Tensor):
-        out = self.model.forward_lr(image, mask, key_inside.flatten(1) > 0.5)
-        weight, index = out.attn.topk(self.topk, dim=-1)
-        source_ok = torch.gather(out.key_ok.float(), 1, index.flatten(1)).reshape(index.shape)
-        weight = weight / weight.sum(dim=-1, keepdim=True) * source_ok * out.query_masked.float()[..., None]
+        if self.compact:
+            out = self.model.forward_lr(image, mask, key_inside.flatten(1) > 0.5, topk=self.topk)
+            weight, index = out.attn     # already zero on known rows and past the allowed keys
+        else:
+            out = self.model.forward_lr(image, mask, key_inside.flatten(1) > 0.5)
+            weight, index = out.attn.topk(self.topk, dim=-1)
+            source_ok = torch.gather(out.key_ok.float(), 1, index.flatten(1)).reshape(index.shape)
+            weight = weight / weight.sum(dim=-1, keepdim=True) * source_ok * out.query_masked.float()[..., None]
         cfg = self.model.cfg
         gain, fine_gain = hf_band_gains(out.key_ok.reshape(key_inside.shape), cfg.hf_decay, cfg.hf_fine_decay)
         return out.result, weight * gain[..., None], weight * fine_gain[..., None], index.to(torch.int32)

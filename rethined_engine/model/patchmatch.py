@@ -6,6 +6,8 @@ P x P tokens (row-major over the grid) of C * P * P values, channel-major (c, dy
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,6 +53,44 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, query_masked: torch.Tenso
     return torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
 
 
+class TopKRows(NamedTuple):
+    """The K largest entries of each attention row, renormalised to sum 1 (B, N, K) fp32, and their key
+    indices (B, N, K) int64. Zero weight (index: the row's own token) on known rows, on rows without an
+    allowed key and past the number of allowed keys."""
+
+    weight: torch.Tensor
+    index: torch.Tensor
+
+
+def masked_attention_topk(q: torch.Tensor, k: torch.Tensor, tokens: torch.Tensor, query_masked: torch.Tensor,
+                          key_ok: torch.Tensor, logit_scale: torch.Tensor, topk: int) -> tuple[torch.Tensor, TopKRows]:
+    """`masked_attention`, its product with the tokens and the top-K of its rows, computed over hole rows x
+    allowed keys only (a quarter of the dense work at 50 % holes; data-dependent sizes, so eager
+    inference only: the exported graph and training use the dense form).
+
+    q, k: (B, N, d) unit vectors; tokens (B, N, D); query_masked, key_ok (B, N) bool; topk >= 1.
+    Returns (A @ tokens (B, N, D) in tokens.dtype: known rows and rows without an allowed key keep their
+    own token, `TopKRows`).
+    """
+    batch, n = query_masked.shape
+    own = torch.arange(n, device=q.device)
+    mixed = tokens.clone()
+    weight = torch.zeros(batch, n, topk, dtype=torch.float32, device=q.device)
+    index = own[None, :, None].expand(batch, n, topk).clone()
+    for b in range(batch):
+        rows, keys = query_masked[b].nonzero()[:, 0], key_ok[b].nonzero()[:, 0]
+        if len(rows) == 0 or len(keys) == 0:
+            continue
+        logits = q[b, rows].float() @ k[b, keys].float().T * logit_scale.float()
+        attn = torch.softmax(logits, dim=-1)
+        mixed[b, rows] = (attn @ tokens[b, keys].float()).to(tokens.dtype)
+        kept = min(topk, len(keys))
+        top, at = attn.topk(kept, dim=-1)
+        weight[b, rows, :kept] = top / top.sum(dim=-1, keepdim=True)
+        index[b, rows, :kept] = keys[at]
+    return mixed, TopKRows(weight, index)
+
+
 def coherence_layer(hidden: int, dilations: tuple[int, ...]) -> nn.Sequential:
     """Residual conv stack (B, 7 = mixed RGB + coarse RGB + mask, h, w) -> (B, 3, h, w) correction.
 
@@ -69,8 +109,9 @@ class NeuralPatchMatch(nn.Module):
     """Masked patch attention + token mixing + coherence layer at LR.
 
     forward(composite (B, 3, h, w), coarse (B, 3, h, w), mask (B, 1, h, w) float, features
-    (B, Cf, gh, gw), key_inside (B, N) bool) -> (refined (B, 3, h, w), mixed (B, 3, h, w) (tokens mixed
-    by A, before the coherence layer), A (B, N, N), query_masked (B, N), key_ok (B, N)).
+    (B, Cf, gh, gw), key_inside (B, N) bool, topk) -> (refined (B, 3, h, w), mixed (B, 3, h, w) (tokens mixed
+    by A, before the coherence layer), A (B, N, N) or, with topk=K, its rows' `TopKRows` (computed over
+    hole rows x allowed keys only), query_masked (B, N), key_ok (B, N)).
     """
 
     def __init__(self, cfg: ModelConfig, feature_channels: int):
@@ -95,14 +136,17 @@ class NeuralPatchMatch(nn.Module):
         x = torch.cat([tokens - PIXEL_CENTER, features.flatten(2).transpose(1, 2)], dim=-1)
         return F.normalize(self.to_q(x), dim=-1, eps=NORM_EPS), F.normalize(self.to_k(x), dim=-1, eps=NORM_EPS)
 
-    def forward(self, composite, coarse, mask, features, key_inside):
+    def forward(self, composite, coarse, mask, features, key_inside, topk: int | None = None):
         grid_h, grid_w = features.shape[-2:]
         tokens = patchify(composite, self.patch)
         query_masked = token_mask(mask, self.patch)
         key_ok = ~query_masked & key_inside
         q, k = self.project(tokens, features)
-        attn = masked_attention(q, k, query_masked, key_ok, self.logit_scale())
-        mixed_tokens = torch.bmm(attn, tokens.float()).to(tokens.dtype)
+        if topk is None:
+            attn = masked_attention(q, k, query_masked, key_ok, self.logit_scale())
+            mixed_tokens = torch.bmm(attn, tokens.float()).to(tokens.dtype)
+        else:
+            mixed_tokens, attn = masked_attention_topk(q, k, tokens, query_masked, key_ok, self.logit_scale(), topk)
         mixed = unpatchify(mixed_tokens, self.patch, grid_h, grid_w)
         refined = mixed + self.coherence(torch.cat([mixed, coarse, mask], dim=1))
         return refined, mixed, attn, query_masked, key_ok

@@ -9,7 +9,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..geometry import pad_to, plan
 from .coarse import CoarseNet
-from .patchmatch import NeuralPatchMatch
+from .patchmatch import NeuralPatchMatch, TopKRows
 from .reparam import reparameterize_model
 from .upscale import attention_upscale, downsample
 
@@ -21,7 +21,7 @@ class LROutput(NamedTuple):
     coarse: torch.Tensor        # coarse CNN output (not composited)
     refined: torch.Tensor       # NeuralPatchMatch + coherence output (not composited)
     mixed: torch.Tensor         # tokens mixed by the attention, before the coherence layer
-    attn: torch.Tensor          # (B, N, N) fp32 attention
+    attn: torch.Tensor | TopKRows  # (B, N, N) fp32 attention, or its rows' top K (forward_lr(topk=K))
     query_masked: torch.Tensor  # (B, N) bool
     key_ok: torch.Tensor        # (B, N) bool
 
@@ -39,13 +39,15 @@ class Rethined(nn.Module):
         """Fold BN and MobileOne branches into single convs (inference form, eval mode)."""
         return reparameterize_model(self)
 
-    def forward_lr(self, image: torch.Tensor, mask: torch.Tensor, key_inside: torch.Tensor) -> LROutput:
+    def forward_lr(self, image: torch.Tensor, mask: torch.Tensor, key_inside: torch.Tensor,
+                   topk: int | None = None) -> LROutput:
         """image (B, 3, h, w) in [0, 1] (hole values ignored), mask (B, 1, h, w) float {0, 1}, key_inside
-        (B, N) or (N,) bool; h, w multiples of 32."""
+        (B, N) or (N,) bool; h, w multiples of 32. topk=K: the attention is computed over hole rows x
+        allowed keys only and `LROutput.attn` holds its rows' top K (eager inference)."""
         coarse, features = self.coarse_net(image, mask)
         composite = torch.where(mask > 0, coarse, image)
         key_inside = key_inside.expand(image.shape[0], -1)
-        refined, mixed, attn, query_masked, key_ok = self.patch_match(composite, coarse, mask, features, key_inside)
+        refined, mixed, attn, query_masked, key_ok = self.patch_match(composite, coarse, mask, features, key_inside, topk)
         result = torch.where(mask > 0, refined.clamp(0.0, 1.0), image)
         return LROutput(result, coarse, refined, mixed, attn, query_masked, key_ok)
 
