@@ -1,10 +1,12 @@
-"""The two stages the native extension replaces, timed against the torch backend's code for them.
+"""The native backend's three stages, timed against the torch backend's code for them.
 
     python -m bench.native_stages --sizes 2048 4096 --repeats 5
 
 prep: HR uint8 image + mask -> LR input (torch: to float, pad, normalised Gaussian downsample; native:
-`prepare_lr`). HR: LR result + attention -> HR uint8 result (torch: `attention_upscale` top-K + uint8
-rounding + composite; native: `hr_upscale`). Same inputs: the sample photo at size x size, 40 % mask,
+`prepare_lr`). lr: the LR network with its top-K outputs (torch: the exported graph's dense attention,
+`LRNetwork`; native: the same network in torch with the compact attention over hole rows x allowed keys,
+`LRNetwork(compact=True)`). HR: LR result + attention -> HR uint8 result (torch: `attention_upscale`
+top-K + uint8 rounding + composite; native: `hr_upscale`). Same inputs: the sample photo at size x size, 40 % mask,
 the shipped weights' real LR output. Median ms, written to bench/results/native-stages-<device>.json.
 """
 from __future__ import annotations
@@ -60,9 +62,16 @@ def measure(size: int, repeats: int) -> list[dict]:
 
     lr_image, lr_mask = torch_prep()
     out = model.forward_lr(lr_image, lr_mask, geom.key_inside())
-    _, weight, fine_weight, index = LRNetwork(model, cfg.hr_topk)(lr_image, lr_mask, torch.from_numpy(
-        geom.key_inside_grid().astype(np.float32))[None, None])
+    key_inside = torch.from_numpy(geom.key_inside_grid().astype(np.float32))[None, None]
+    dense_lr, compact_lr = LRNetwork(model, cfg.hr_topk), LRNetwork(model, cfg.hr_topk, compact=True)
+    _, weight, fine_weight, index = dense_lr(lr_image, lr_mask, key_inside)
     lr_np, w_np, f_np, i_np = out.result.numpy(), weight[0].numpy(), fine_weight[0].numpy(), index[0].numpy()
+
+    def torch_lr():
+        return dense_lr(lr_image, lr_mask, key_inside)
+
+    def native_lr():
+        return compact_lr(lr_image, lr_mask, key_inside)
 
     def torch_hr():
         image = t_img.float() / 255.0
@@ -77,7 +86,7 @@ def measure(size: int, repeats: int) -> list[dict]:
         return native.hr_upscale(img, mask_u8, lr_np, w_np, f_np, i_np, geom.scale, geom.patch, geom.grid_h, geom.grid_w)
 
     rows = []
-    for stage, reference, fast in (("prep", torch_prep, native_prep), ("hr", torch_hr, native_hr)):
+    for stage, reference, fast in (("prep", torch_prep, native_prep), ("lr", torch_lr, native_lr), ("hr", torch_hr, native_hr)):
         t_ref, t_fast = _median_ms(reference, repeats), _median_ms(fast, repeats)
         rows.append({"stage": stage, "size": size, "torch_ms": t_ref, "native_ms": t_fast, "speedup": t_ref / t_fast,
                      "threads": native.max_threads()})
