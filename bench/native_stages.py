@@ -4,8 +4,8 @@
 
 prep: HR uint8 image + mask -> LR input (torch: to float, pad, normalised Gaussian downsample; native:
 `prepare_lr`). lr: the LR network with its top-K outputs (torch: the exported graph's dense attention,
-`LRNetwork`; native: the same network in torch with the compact attention over hole rows x allowed keys,
-`LRNetwork(compact=True)`). HR: LR result + attention -> HR uint8 result (torch: `attention_upscale`
+`LRNetwork`; native: the same network in torch, channels-last, with the compact attention over hole rows x
+allowed keys, `LRNetwork(compact=True)`). HR: LR result + attention -> HR uint8 result (torch: `attention_upscale`
 top-K + uint8 rounding + composite; native: `hr_upscale`). Same inputs: the sample photo at size x size, 40 % mask,
 the shipped weights' real LR output. Median ms, written to bench/results/native-stages-<device>.json.
 """
@@ -44,7 +44,7 @@ def measure(size: int, repeats: int) -> list[dict]:
     from rethined_engine.train.masks import random_mask
 
     engine = Engine(backend="native")
-    native, model, cfg = engine.native, engine.model, engine.config
+    native, model, cfg = engine.native, Engine(backend="torch").model, engine.config
     img = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB").resize((size, size), Image.BICUBIC)).copy()
     mask = random_mask(size, size, np.random.default_rng(MASK_SEED), MASK_COVERAGE)
     mask_u8 = mask.astype(np.uint8)
@@ -63,15 +63,16 @@ def measure(size: int, repeats: int) -> list[dict]:
     lr_image, lr_mask = torch_prep()
     out = model.forward_lr(lr_image, lr_mask, geom.key_inside())
     key_inside = torch.from_numpy(geom.key_inside_grid().astype(np.float32))[None, None]
-    dense_lr, compact_lr = LRNetwork(model, cfg.hr_topk), LRNetwork(model, cfg.hr_topk, compact=True)
+    dense_lr = LRNetwork(model, cfg.hr_topk)
     _, weight, fine_weight, index = dense_lr(lr_image, lr_mask, key_inside)
     lr_np, w_np, f_np, i_np = out.result.numpy(), weight[0].numpy(), fine_weight[0].numpy(), index[0].numpy()
+    lr_image_nhwc, lr_mask_nhwc = (x.contiguous(memory_format=torch.channels_last) for x in (lr_image, lr_mask))
 
     def torch_lr():
         return dense_lr(lr_image, lr_mask, key_inside)
 
     def native_lr():
-        return compact_lr(lr_image, lr_mask, key_inside)
+        return engine.lr_network(lr_image_nhwc, lr_mask_nhwc, key_inside)
 
     def torch_hr():
         image = t_img.float() / 255.0

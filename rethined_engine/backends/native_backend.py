@@ -34,6 +34,7 @@ class NativeBackend(TorchBackend):
         if self.native is None:
             raise ImportError("rethined_engine._native is not built (see README: native CPU backend)")
         super().__init__(weights, "cpu", dtype, **overrides)
+        self.model.to(memory_format=torch.channels_last)   # oneDNN's convs run ~1.3x faster on NHWC
         self.lr_network = (LRNetwork(self.model, self.config.hr_topk, compact=True)
                            if self.config.hr_topk > 0 else None)
 
@@ -42,11 +43,12 @@ class NativeBackend(TorchBackend):
         geom = plan(image.shape[0], image.shape[1], self.config)
         lr_image, lr_mask = self.native.prepare_lr(image, mask, geom.scale, geom.grid_h, geom.grid_w, geom.patch)
         key_inside = torch.from_numpy(geom.key_inside_grid().astype(np.float32))[None, None]
-        lr_result, weight, fine_weight, index = self.lr_network(torch.from_numpy(lr_image).to(self.dtype),
-                                                                torch.from_numpy(lr_mask).to(self.dtype), key_inside)
+        lr_image, lr_mask = (torch.from_numpy(x).to(self.dtype).contiguous(memory_format=torch.channels_last)
+                             for x in (lr_image, lr_mask))
+        lr_result, weight, fine_weight, index = self.lr_network(lr_image, lr_mask, key_inside)
         if not self.config.hf_transfer:
             weight, fine_weight = torch.zeros_like(weight), torch.zeros_like(fine_weight)
-        return self.native.hr_upscale(image, mask, lr_result.float().numpy(), weight[0].float().numpy(),
+        return self.native.hr_upscale(image, mask, lr_result.float().contiguous().numpy(), weight[0].float().numpy(),
                                       fine_weight[0].float().numpy(), index[0].numpy(),
                                       geom.scale, geom.patch, geom.grid_h, geom.grid_w)
 
