@@ -67,8 +67,9 @@ setup(
         "onnx": ["onnx>=1.15,<2", "onnxruntime>=1.17,<2"],
         "test": ["pytest>=7", "opencv-python-headless>=4.8", "onnx>=1.15,<2", "onnxruntime>=1.17,<2",
                  "triton>=3.0; platform_system == 'Linux'",    # kernel tests run in the Triton interpreter
-                 "pypatchmatch>=2.2,<3; python_version >= '3.11'"],
-        "bench": ["opencv-python-headless>=4.8", "pypatchmatch>=2.2,<3; python_version >= '3.11'"],
+                 "pypatchmatch>=2.2,<3; python_version >= '3.11'", "scikit-image>=0.22,<1"],
+        "bench": ["opencv-python-headless>=4.8", "pypatchmatch>=2.2,<3; python_version >= '3.11'",
+                  "scikit-image>=0.22,<1"],
     },
     entry_points={"console_scripts": ["rethined=rethined_engine.cli:main"]},
 )

@@ -53,6 +53,22 @@ def test_quality_masks_are_reused(photos, tmp_path):
     assert [r["coverage"] for r in fresh["rows"]] != [r["coverage"] for r in first["rows"]]
 
 
+def test_biharmonic_peer_never_reads_hole_pixels():
+    pytest.importorskip("skimage")
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (70, 1100, 3), dtype=np.uint8)     # long side > 512: solved small, upsampled
+    mask = np.zeros((70, 1100), dtype=bool)
+    mask[20:50, 300:700] = True
+    run = build_methods(["biharmonic_lr"], "cpu")["biharmonic_lr"]
+    out = run(image, mask, 1100)
+    poisoned = image.copy()
+    poisoned[mask] = 255 - poisoned[mask]
+    assert out.shape == image.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[~mask], image[~mask])
+    np.testing.assert_array_equal(run(poisoned, mask, 1100), out)
+    assert out[mask].std() > 0            # a fill, not a constant
+
+
 def test_patchmatch_peer_keeps_known_pixels(photos):
     pytest.importorskip("patchmatch")
     rng = np.random.default_rng(1)
