@@ -16,7 +16,9 @@ at a radius scaled with resolution (3 px per 1024 px of long side), PatchMatch (
 patches; slow: ~8 s per 1K image, minutes at 4K on 2 cores) and scikit-image's biharmonic
 interpolation (`biharmonic_lr`: solved at our LR size, long side 512, from the known pixels only, then
 bicubic-upsampled, ~1 s per image: the smooth-fill peer of `coarse_bicubic`). All outputs are uint8 before
-scoring. Metrics over hole pixels: PSNR (dB), SSIM, L1, sharpness (Laplacian energy / ground truth's).
+scoring. Metrics over hole pixels: PSNR (dB), SSIM, L1, sharpness (Laplacian energy / ground truth's) and
+sharpness_inner (the same over hole pixels off the hole's border ring and off our token-grid lines: seams
+are Laplacian energy but not detail; see `rethined_engine.metrics.hole_sharpness_inner`).
 
 Writes OUT/quality-<dataset>.json ({"commit", "device", "dataset", "rows": [...], "summary": [...]}),
 OUT/quality-<dataset>.md (the table) and OUT/quality-<dataset>-grid.jpg (first photo, largest size).
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -34,10 +37,12 @@ import torch
 from PIL import Image
 
 from rethined_engine import Engine
+from rethined_engine.geometry import plan
 from rethined_engine.metrics import hole_metrics
 from rethined_engine.train.data import list_images, load_rgb
 from rethined_engine.train.evaluate import coarse_bicubic
 from rethined_engine.train.masks import random_mask
+from rethined_engine.weights import DEFAULT_WEIGHTS, read_config
 
 from .grid import masked_input, picture_grid
 from .env import RESULTS, device_name, git_commit
@@ -47,7 +52,7 @@ OPENCV_RADIUS_PER_1024 = 3        # the scaled variant: radius grows with the lo
 PATCHMATCH_RADIUS = 3             # PyPatchMatch patch_size: patches of (2 * 3 + 1)^2 px
 PATCHMATCH_SEED = 0
 BIHARMONIC_LONG_SIDE = 512        # px: where the biharmonic fill is solved (our LR working size)
-METRICS = ("psnr", "ssim", "l1", "sharpness", "seconds")
+METRICS = ("psnr", "ssim", "l1", "sharpness", "sharpness_inner", "seconds")
 
 Method = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image HWC uint8, mask HW bool, long side) -> HWC uint8
 
@@ -180,14 +185,20 @@ def resized(path: Path, long_side: int) -> tuple[np.ndarray, bool]:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
+    """Per (method, resolution) means; a metric is None where a row lacks it (an older run) or has none."""
     out = []
     for method in dict.fromkeys(r["method"] for r in rows):
         for res in sorted({r["resolution"] for r in rows}):
             sel = [r for r in rows if r["method"] == method and r["resolution"] == res]
             if sel:
+                values = {k: [r.get(k) for r in sel] for k in METRICS}
                 out.append({"method": method, "resolution": res, "images": len(sel),
-                            **{k: float(np.mean([r[k] for r in sel])) for k in METRICS}})
+                            **{k: None if None in v else float(np.mean(v)) for k, v in values.items()}})
     return out
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def resolution_table(summary: list[dict]) -> str:
@@ -195,20 +206,22 @@ def resolution_table(summary: list[dict]) -> str:
     resolutions = sorted({s["resolution"] for s in summary})
     cell = {(s["method"], s["resolution"]): s for s in summary}
     span = " / ".join(f"{r // 1024}K" if r % 1024 == 0 else str(r) for r in resolutions)
-    lines = [f"| method | PSNR (dB) {span} | SSIM {span} | sharpness {span} |", "|---|---|---|---|"]
+    lines = [f"| method | PSNR (dB) {span} | SSIM {span} | sharpness {span} | sharpness, seams excluded {span} |",
+             "|---|---|---|---|---|"]
     for method in dict.fromkeys(s["method"] for s in summary):
         def series(key: str, fmt: str) -> str:
-            return " / ".join(format(cell[method, r][key], fmt) if (method, r) in cell else "-" for r in resolutions)
-        lines.append(f"| {method} | {series('psnr', '.2f')} | {series('ssim', '.4f')} | {series('sharpness', '.3f')} |")
+            return " / ".join(_fmt(cell[method, r][key], fmt) if (method, r) in cell else "-" for r in resolutions)
+        lines.append(f"| {method} | {series('psnr', '.2f')} | {series('ssim', '.4f')} | {series('sharpness', '.3f')} "
+                     f"| {series('sharpness_inner', '.3f')} |")
     return "\n".join(lines) + "\n"
 
 
 def markdown_table(summary: list[dict]) -> str:
-    lines = ["| method | long side | PSNR (dB) | SSIM | L1 | sharpness | seconds/image |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| method | long side | PSNR (dB) | SSIM | L1 | sharpness | sharpness, seams excluded | seconds/image |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for s in summary:
         lines.append(f"| {s['method']} | {s['resolution']} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['l1']:.4f} "
-                     f"| {s['sharpness']:.3f} | {s['seconds']:.2f} |")
+                     f"| {s['sharpness']:.3f} | {_fmt(s['sharpness_inner'], '.3f')} | {s['seconds']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -229,6 +242,7 @@ def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dic
     photos = list_images(images)[:limit]
     mask_dir = out / f"masks-{dataset}"
     resolutions = sorted(resolutions)
+    config = read_config(DEFAULT_WEIGHTS)
     rows, grid_panels = [], None
     for index, photo in enumerate(photos):
         for res in resolutions:
@@ -236,17 +250,21 @@ def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dic
             mask = fixed_mask(mask_dir, photo, index, image.shape[:2], seed)
             target = torch.from_numpy(image).permute(2, 0, 1)[None].double() / 255
             hole = torch.from_numpy(mask)[None, None].double()
+            token_span = plan(*mask.shape, config).scale * config.patch_size    # HR px per token of ours
             panels = [("masked input", masked_input(image, mask))]
             for name, method in methods.items():
                 t0 = time.perf_counter()
                 pred = method(image, mask, res)
                 seconds = time.perf_counter() - t0
-                scores = hole_metrics(torch.from_numpy(pred).permute(2, 0, 1)[None].double() / 255, target, hole)
+                scores = hole_metrics(torch.from_numpy(pred).permute(2, 0, 1)[None].double() / 255, target, hole,
+                                      grid_span=token_span)
+                scores = {k: None if math.isnan(v) else v for k, v in scores.items()}
                 rows.append({"method": name, "resolution": res, "image": photo.name, "size": list(image.shape[:2]),
                              "upsampled": upsampled, "coverage": float(mask.mean()), "seconds": seconds, **scores})
                 panels.append((name, pred))
                 print(f"{photo.name[:40]:40s} {res:5d} {name:20s} psnr {scores['psnr']:6.2f} ssim {scores['ssim']:.4f} "
-                      f"l1 {scores['l1']:.4f} sharp {scores['sharpness']:.3f} {seconds:7.2f}s", flush=True)
+                      f"l1 {scores['l1']:.4f} sharp {scores['sharpness']:.3f} inner {_fmt(scores['sharpness_inner'], '.3f')} "
+                      f"{seconds:7.2f}s", flush=True)
             if index == 0 and res == resolutions[-1]:
                 grid_panels = (panels + [("ground truth", image)], mask)
     commit = git_commit()

@@ -73,9 +73,37 @@ def hole_sharpness(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor)
     return hole_laplacian_energy(pred, mask) / hole_laplacian_energy(target, mask).clamp_min(1e-12)
 
 
-def hole_metrics(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-    """Mean over the batch of hole PSNR (dB), SSIM, L1 and sharpness ratio."""
-    return {"psnr": float(hole_psnr(pred, target, mask).mean()),
-            "ssim": float(hole_ssim(pred, target, mask).mean()),
-            "l1": float(hole_l1(pred, target, mask).mean()),
-            "sharpness": float(hole_sharpness(pred, target, mask).mean())}
+def seam_free_hole(mask: torch.Tensor, grid_span: int) -> torch.Tensor:
+    """Hole pixels (B, 1, H, W) bool whose 3x3 Laplacian straddles neither the hole's border (no known
+    8-neighbour) nor a token-grid line (rows and columns at multiples of grid_span px, the HR token size
+    s * P of our attention upscaling, which pastes each token's texture from its own source)."""
+    hole = mask > 0
+    inside = ~F.max_pool2d((~hole).to(torch.float32), 3, stride=1, padding=1).bool()
+    rows = torch.arange(mask.shape[-2], device=mask.device) % grid_span
+    cols = torch.arange(mask.shape[-1], device=mask.device) % grid_span
+    on_line = ((rows == 0) | (rows == grid_span - 1))[:, None] | ((cols == 0) | (cols == grid_span - 1))[None, :]
+    return hole & inside & ~on_line
+
+
+def hole_sharpness_inner(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, grid_span: int) -> torch.Tensor:
+    """`hole_sharpness` over `seam_free_hole` pixels only, (B,); NaN where there are none.
+
+    Seams are high-frequency energy but not detail: a fill offset from the known pixels, or tokens pasted
+    side by side, score as "sharp" in `hole_sharpness` (the same pixels are used for every method and the
+    truth, so peers without seams score about the same in both)."""
+    inner = seam_free_hole(mask, grid_span)
+    ratio = hole_sharpness(pred, target, inner)
+    return torch.where(inner.flatten(1).any(dim=1), ratio, torch.full_like(ratio, float("nan")))
+
+
+def hole_metrics(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                 grid_span: int | None = None) -> dict[str, float]:
+    """Mean over the batch of hole PSNR (dB), SSIM, L1 and sharpness ratio; with grid_span (px) also
+    `sharpness_inner` (`hole_sharpness_inner`)."""
+    scores = {"psnr": float(hole_psnr(pred, target, mask).mean()),
+              "ssim": float(hole_ssim(pred, target, mask).mean()),
+              "l1": float(hole_l1(pred, target, mask).mean()),
+              "sharpness": float(hole_sharpness(pred, target, mask).mean())}
+    if grid_span is not None:
+        scores["sharpness_inner"] = float(hole_sharpness_inner(pred, target, mask, grid_span).mean())
+    return scores

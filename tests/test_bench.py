@@ -7,7 +7,7 @@ from PIL import Image
 
 pytest.importorskip("cv2")
 from rethined_engine import Engine  # noqa: E402
-from rethined_engine.bench.quality import build_methods, run  # noqa: E402
+from rethined_engine.bench.quality import build_methods, resolution_table, run, summarise  # noqa: E402
 from rethined_engine.cli import main as cli_main  # noqa: E402
 
 RESOLUTIONS = [64, 96]
@@ -32,7 +32,7 @@ def test_quality_writes_json_table_grid_and_masks(photos, tmp_path):
     assert set(saved) >= {"commit", "device", "dataset", "rows"} and saved["dataset"] == "photos"
     assert len(saved["rows"]) == 2 * len(RESOLUTIONS) * len(methods)
     for row in saved["rows"]:
-        assert set(row) >= {"method", "resolution", "psnr", "ssim", "l1", "sharpness", "seconds"}
+        assert set(row) >= {"method", "resolution", "psnr", "ssim", "l1", "sharpness", "sharpness_inner", "seconds"}
         assert max(row["size"]) == row["resolution"]
         assert row["upsampled"] == (row["resolution"] > max(60, 90) if row["image"] == "p0.png" else row["resolution"] > 100)
     assert sorted(p.name for p in (out / "masks-photos").iterdir()) == ["p0.png", "p1.png"]
@@ -129,3 +129,13 @@ def test_quality_merge_keeps_other_pairs(photos, tmp_path):
     assert (out / "quality-photos-grid.jpg").read_bytes() == first_grid   # kept, not redrawn with 1 method
     with pytest.raises(SystemExit, match="same photos and seed"):
         run(photos, [96], seed=1, out=out, methods=build_methods(["opencv_ns_r3"], "cpu"), merge=True)
+
+
+def test_quality_summary_of_rows_without_inner_sharpness(photos, tmp_path):
+    """Rows saved before `sharpness_inner` existed summarise to None for it (a "-" in the tables)."""
+    result = run(photos, [64], seed=0, out=tmp_path, methods=build_methods(["opencv_ns_r3"], "cpu"))
+    assert all(s["sharpness_inner"] is not None for s in result["summary"])
+    old = [{k: v for k, v in row.items() if k != "sharpness_inner"} for row in result["rows"]]
+    (summary,) = summarise(old)
+    assert summary["sharpness_inner"] is None and summary["sharpness"] == result["summary"][0]["sharpness"]
+    assert "| - |" in resolution_table([summary])
