@@ -254,7 +254,8 @@ def test_evaluate_reports_every_method(tmp_path):
     result = evaluate(tmp_path, None, long_side=160)
     shipped = Engine().model.cfg
     assert result["images"] == 2
-    assert result["defaults"] == {"hr_topk": shipped.hr_topk, "hf_decay": shipped.hf_decay}
+    assert result["defaults"] == {"hr_topk": shipped.hr_topk, "hf_decay": shipped.hf_decay,
+                                  "hf_fine_decay": shipped.hf_fine_decay}
     assert set(result["summary"]) == {"ours", "ours_top1", "ours_top4", "ours_dense", "ours_no_hf", "coarse_bicubic",
                                       "untrained"}
     for row in result["rows"]:

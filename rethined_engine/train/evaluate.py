@@ -3,7 +3,7 @@
     python -m rethined_engine.train.evaluate PHOTOS/heldout --long-side 2048 --json out.json
 
 Methods: `ours` (the weights file's inference defaults, recorded as `defaults`), `ours_topK` for K = 1, 4
-(mixing the K strongest keys at HR, HF not faded: hf_decay 0), `ours_dense` (the dense attention row, not
+(mixing the K strongest keys at HR, one band, HF not faded: hf_decay 0), `ours_dense` (the dense attention row, not
 faded), `ours_no_hf` (LR result bilinear-upsampled, no HF transfer),
 `coarse_bicubic` (our coarse CNN's LR fill, bicubic-upsampled), `untrained` (same architecture, random
 init). Masks: free-form, 30-50 % coverage, seed = image index, so runs are comparable.
@@ -28,6 +28,8 @@ from ..weights import load_model
 from .data import list_images, load_rgb
 from .masks import random_mask
 
+DEFAULT_KEYS = ("hr_topk", "hf_decay", "hf_fine_decay")   # the inference defaults a result records
+
 
 def coarse_bicubic(model: Rethined, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The coarse CNN's LR fill, bicubic-upsampled to HR and composited (no attention, no HF)."""
@@ -46,8 +48,8 @@ def evaluate(folder: Path, weights: Path | None, long_side: int, seed_offset: in
     ours = load_model(weights)
     methods = {
         "ours": ours,
-        **{f"ours_top{k}": load_model(weights, hr_topk=k, hf_decay=0.0) for k in (1, 4)},
-        "ours_dense": load_model(weights, hr_topk=0, hf_decay=0.0),
+        **{f"ours_top{k}": load_model(weights, hr_topk=k, hf_decay=0.0, hf_fine_decay=None) for k in (1, 4)},
+        "ours_dense": load_model(weights, hr_topk=0, hf_decay=0.0, hf_fine_decay=None),
         "ours_no_hf": load_model(weights, hf_transfer=False),
         "coarse_bicubic": lambda img, m: coarse_bicubic(ours, img, m),
     }
@@ -71,7 +73,7 @@ def evaluate(folder: Path, weights: Path | None, long_side: int, seed_offset: in
     for name in methods:
         sel = [r for r in rows if r["method"] == name]
         summary[name] = {k: float(np.mean([r[k] for r in sel])) for k in ("psnr", "ssim", "l1", "sharpness", "seconds")}
-    return {"folder": str(folder), "long_side": long_side, "defaults": {"hr_topk": ours.cfg.hr_topk, "hf_decay": ours.cfg.hf_decay}, "images": len(rows) // len(methods),
+    return {"folder": str(folder), "long_side": long_side, "defaults": {key: getattr(ours.cfg, key) for key in DEFAULT_KEYS}, "images": len(rows) // len(methods),
             "summary": summary, "rows": rows}
 
 
