@@ -202,7 +202,8 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def resolution_table(summary: list[dict]) -> str:
-    """Compact markdown: one row per method, PSNR / SSIM / sharpness across resolutions ("-": not run)."""
+    """Compact markdown: one row per method, PSNR / SSIM / sharpness / sharpness_inner across resolutions
+    ("-": not run, or not measured by the run that made the row)."""
     resolutions = sorted({s["resolution"] for s in summary})
     cell = {(s["method"], s["resolution"]): s for s in summary}
     span = " / ".join(f"{r // 1024}K" if r % 1024 == 0 else str(r) for r in resolutions)
