@@ -1,9 +1,9 @@
 """Hole-region metrics."""
+import math
+
 import torch
 
 import torch.nn.functional as F
-
-import math
 
 from rethined_engine.metrics import (hole_metrics, hole_psnr, hole_sharpness, hole_sharpness_inner, hole_ssim,
                                       laplacian, seam_free_hole, ssim_map)
