@@ -128,7 +128,8 @@ def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor,
     mask = mask.view(torch.uint8) if mask.dtype == torch.bool else mask
     lr = lr_result.float().contiguous()
     h, w = geom.lr_size
-    fine = fine_weight is not None and geom.scale > 1    # at scale 1 the LR result is the result (y - up = 0)
+    transfer = geom.scale > 1        # at scale 1 the LR result is the result: no sources read (K = 0)
+    fine = fine_weight is not None and transfer
     block = BLOCK_PIXELS_FINE if fine else BLOCK_PIXELS
     weight = weight.float().contiguous()
     grid = (triton.cdiv(geom.height * geom.width, block),)
@@ -136,32 +137,36 @@ def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor,
                             index.to(torch.int32).contiguous(), out,
                             geom.height, geom.width, h, w, geom.scale, geom.patch, geom.grid_w,
                             *_layout(image, channels_last), *_layout(out, channels_last),
-                            mask.stride(0), mask.stride(1), K=weight.shape[-1], FINE=fine, BLOCK=block)
+                            mask.stride(0), mask.stride(1), K=weight.shape[-1] if transfer else 0, FINE=fine,
+                            BLOCK=block)
     return out
 
 
 def hr_upscale_reference(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor, weight: torch.Tensor,
                          fine_weight: torch.Tensor | None, index: torch.Tensor, geom: Geometry, channels_last: bool = True,
-                         out: torch.Tensor | None = None) -> torch.Tensor:
-    """Plain torch, same signature and math (fp32): what `Rethined.forward` computes for top-K rows."""
+                         out: torch.Tensor | None = None, compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Plain torch, same signature and math: what `Rethined.forward` computes for top-K rows, in
+    compute_dtype (float32 as the model runs; float64 is the yardstick tests judge both against)."""
     from rethined_engine.geometry import pad_to
     from rethined_engine.model.patchmatch import patchify, unpatchify
     from rethined_engine.model.upscale import fine_band, upsample
 
     chw = image.permute(2, 0, 1) if channels_last else image
     hole = mask.bool()
-    img = chw.float() / 255.0
-    up = upsample(lr_result.float(), geom.scale)
+    img = chw.to(compute_dtype) / 255.0
+    up = upsample(lr_result.to(compute_dtype), geom.scale)
     span = geom.scale * geom.patch
     if geom.scale > 1:
         padded = pad_to((img * ~hole)[None], geom.padded_size)
         hf = patchify(padded - up, span)[0]                                   # (N, 3 * span^2)
         tokens = patchify(up, span)[0].clone()
         src = index.long()
+        weight = weight.to(compute_dtype)
         live = weight != 0
         mixed = weight[..., None] * hf[src]
         if fine_weight is not None:                                           # one band: no fine band to build
             live = live | (fine_weight != 0)
+            fine_weight = fine_weight.to(compute_dtype)
             mixed = mixed + fine_weight[..., None] * fine_band(patchify(padded, span)[0], span)[src]
         mixed = (live[..., None] * mixed).sum(dim=1)
         up = unpatchify((tokens + mixed)[None], span, geom.grid_h, geom.grid_w)
