@@ -20,25 +20,30 @@ import triton.language as tl
 
 from rethined_engine.geometry import Geometry
 
-BLOCK_PIXELS = 512   # pixels per program (flattened row-major), 4 warps: 148 registers, no spill on sm_90
-                     # (1024 needed 255 registers + 176 B of spills; kernels/compile_check.py)
-BLOCK_PIXELS_FINE = 256   # with the fine band (its 3x3 neighbourhoods): 512 spilled 612 B at K=4 on sm_90
+BLOCK_PIXELS = 256   # pixels per program (flattened row-major), 4 warps: 168 registers at K=4, no spill on
+                     # sm_90 (512: 210; kernels/compile_check.py)
+BLOCK_PIXELS_FINE = 128   # with the fine band (its 3x3 neighbourhoods): 255 registers + 32 B of spills at K=4 on
+                          # sm_90 (256: 444 B of spills)
 
 
 @triton.jit
-def _bilinear(lr_ptr, h, w, inv_scale, y, x, c, valid):
-    """LR result (3, h, w) sampled at HR pixels (y, x), channel c; half-pixel centres, edge clamp."""
+def _bilinear_taps(h, w, inv_scale, y, x):
+    """Flat offsets of the 4 LR taps around HR pixels (y, x) and their weights (ly, lx); half-pixel
+    centres, edge clamp. The same for every channel."""
     sy = tl.maximum((y.to(tl.float32) + 0.5) * inv_scale - 0.5, 0.0)
     sx = tl.maximum((x.to(tl.float32) + 0.5) * inv_scale - 0.5, 0.0)
     y0 = sy.to(tl.int32)
     x0 = sx.to(tl.int32)
     y1 = tl.minimum(y0 + 1, h - 1)
     x1 = tl.minimum(x0 + 1, w - 1)
-    ly = sy - y0.to(tl.float32)
-    lx = sx - x0.to(tl.float32)
-    base = lr_ptr + c * h * w
-    top = tl.load(base + y0 * w + x0, mask=valid, other=0.0) * (1.0 - lx) + tl.load(base + y0 * w + x1, mask=valid, other=0.0) * lx
-    bottom = tl.load(base + y1 * w + x0, mask=valid, other=0.0) * (1.0 - lx) + tl.load(base + y1 * w + x1, mask=valid, other=0.0) * lx
+    return y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1, sy - y0.to(tl.float32), sx - x0.to(tl.float32)
+
+
+@triton.jit
+def _bilinear(plane_ptr, o00, o01, o10, o11, ly, lx, valid):
+    """One LR channel plane sampled with `_bilinear_taps`' offsets and weights."""
+    top = tl.load(plane_ptr + o00, mask=valid, other=0.0) * (1.0 - lx) + tl.load(plane_ptr + o01, mask=valid, other=0.0) * lx
+    bottom = tl.load(plane_ptr + o10, mask=valid, other=0.0) * (1.0 - lx) + tl.load(plane_ptr + o11, mask=valid, other=0.0) * lx
     return top * (1.0 - ly) + bottom * ly
 
 
@@ -51,19 +56,51 @@ def _round_half_even(v):
 
 
 @triton.jit
-def _token_blur(image_ptr, y0, x0, oy, ox, span, img_sy, img_sx, chan, use):
-    """3x3 binomial blur (FINE_TAPS) of image / 255 at offset (oy, ox) of the token whose top-left HR pixel
-    is (y0, x0), the token's edge pixels replicated; chan: channel offset (c * stride_c)."""
-    acc = tl.zeros(oy.shape, tl.float32)
-    for dy in tl.static_range(3):
-        ry = y0 + tl.minimum(tl.maximum(oy + (dy - 1), 0), span - 1)
-        row = tl.zeros(oy.shape, tl.float32)
-        for dx in tl.static_range(3):
-            rx = x0 + tl.minimum(tl.maximum(ox + (dx - 1), 0), span - 1)
-            v = tl.load(image_ptr + ry * img_sy + rx * img_sx + chan, mask=use, other=0).to(tl.float32)
-            row += v * (0.5 if dx == 1 else 0.25)
-        acc += row * (0.5 if dy == 1 else 0.25)
+def _blur_offsets(y0, x0, oy, ox, span, img_sy, img_sx):
+    """Row and column offsets of the 3x3 neighbourhood of offset (oy, ox) in the token whose top-left HR
+    pixel is (y0, x0), the token's edge pixels replicated."""
+    r0 = (y0 + tl.maximum(oy - 1, 0)) * img_sy
+    r1 = (y0 + oy) * img_sy
+    r2 = (y0 + tl.minimum(oy + 1, span - 1)) * img_sy
+    c0 = (x0 + tl.maximum(ox - 1, 0)) * img_sx
+    c1 = (x0 + ox) * img_sx
+    c2 = (x0 + tl.minimum(ox + 1, span - 1)) * img_sx
+    return r0, r1, r2, c0, c1, c2
+
+
+@triton.jit
+def _blur_row(plane_ptr, r, c0, c1, c2, use):
+    return (tl.load(plane_ptr + r + c0, mask=use, other=0).to(tl.float32) * 0.25
+            + tl.load(plane_ptr + r + c1, mask=use, other=0).to(tl.float32) * 0.5
+            + tl.load(plane_ptr + r + c2, mask=use, other=0).to(tl.float32) * 0.25)
+
+
+@triton.jit
+def _token_blur(plane_ptr, r0, r1, r2, c0, c1, c2, use):
+    """3x3 binomial blur (FINE_TAPS) of one image channel plane / 255 at `_blur_offsets`."""
+    acc = _blur_row(plane_ptr, r0, c0, c1, c2, use) * 0.25
+    acc += _blur_row(plane_ptr, r1, c0, c1, c2, use) * 0.5
+    acc += _blur_row(plane_ptr, r2, c0, c1, c2, use) * 0.25
     return acc / 255.0
+
+
+@triton.jit
+def _source_term(image_ptr, lr_ptr, c, img_sc, lr_plane, q_off, o00, o01, o10, o11, ly, lx, wk, use,
+                 fk, fine, r0, r1, r2, c0, c1, c2, FINE: tl.constexpr):
+    """Channel c of one source's contribution: wk (q - up(q)) [+ fk (q - B(y)(q))]."""
+    plane = image_ptr + c * img_sc
+    q = tl.load(plane + q_off, mask=use, other=0).to(tl.float32) / 255.0
+    term = tl.where(use, wk * (q - _bilinear(lr_ptr + c * lr_plane, o00, o01, o10, o11, ly, lx, use)), 0.0)
+    if FINE:
+        term += tl.where(fine, fk * (q - _token_blur(plane, r0, r1, r2, c0, c1, c2, fine)), 0.0)
+    return term
+
+
+@triton.jit
+def _store_channel(out_ptr, image_ptr, c, img_sc, out_sc, pix_off, out_off, acc, hole, inside):
+    pix = tl.load(image_ptr + pix_off + c * img_sc, mask=inside, other=0)
+    filled = _round_half_even(tl.minimum(tl.maximum(acc, 0.0), 1.0) * 255.0).to(tl.uint8)
+    tl.store(out_ptr + out_off + c * out_sc, tl.where(hole, filled, pix), mask=inside)
 
 
 @triton.jit
@@ -71,6 +108,8 @@ def hr_upscale_kernel(image_ptr, mask_ptr, lr_ptr, weight_ptr, fine_weight_ptr, 
                       H, W, h, w, scale, patch, grid_w,
                       img_sy, img_sx, img_sc, out_sy, out_sx, out_sc, mask_sy, mask_sx,
                       K: tl.constexpr, FINE: tl.constexpr, BLOCK: tl.constexpr):
+    """Per-pixel geometry, each source's index, weights, LR taps and blur offsets are computed once and
+    shared by the 3 channels."""
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     inside = offs < H * W
@@ -85,28 +124,39 @@ def hr_upscale_kernel(image_ptr, mask_ptr, lr_ptr, weight_ptr, fine_weight_ptr, 
     ox = x - tx * span
     token = ty * grid_w + tx
     inv_scale = 1.0 / scale          # no .to(): an int argument equal to 1 is specialised to a constexpr on GPU
-    for c in tl.static_range(3):
-        pix = tl.load(image_ptr + y * img_sy + x * img_sx + c * img_sc, mask=inside, other=0)
-        acc = _bilinear(lr_ptr, h, w, inv_scale, y, x, c, live)
-        for k in tl.static_range(K):
-            wk = tl.load(weight_ptr + token * K + k, mask=live, other=0.0)
-            use = live & (wk != 0.0)
-            if FINE:
-                fk = tl.load(fine_weight_ptr + token * K + k, mask=live, other=0.0)
-                use = use | (live & (fk != 0.0))
-            src = tl.load(index_ptr + token * K + k, mask=use, other=0)
-            y0 = (src // grid_w) * span
-            x0 = (src % grid_w) * span
-            sy = y0 + oy
-            sx = x0 + ox
-            q = tl.load(image_ptr + sy * img_sy + sx * img_sx + c * img_sc, mask=use, other=0).to(tl.float32) / 255.0
-            acc += tl.where(use, wk * (q - _bilinear(lr_ptr, h, w, inv_scale, sy, sx, c, use)), 0.0)
-            if FINE:
-                fine = use & (fk != 0.0)
-                acc += tl.where(fine, fk * (q - _token_blur(image_ptr, y0, x0, oy, ox, span, img_sy, img_sx,
-                                                            c * img_sc, fine)), 0.0)
-        filled = _round_half_even(tl.minimum(tl.maximum(acc, 0.0), 1.0) * 255.0).to(tl.uint8)
-        tl.store(out_ptr + y * out_sy + x * out_sx + c * out_sc, tl.where(hole, filled, pix), mask=inside)
+    lr_plane = h * w
+    o00, o01, o10, o11, ly, lx = _bilinear_taps(h, w, inv_scale, y, x)
+    acc0 = _bilinear(lr_ptr, o00, o01, o10, o11, ly, lx, live)
+    acc1 = _bilinear(lr_ptr + lr_plane, o00, o01, o10, o11, ly, lx, live)
+    acc2 = _bilinear(lr_ptr + 2 * lr_plane, o00, o01, o10, o11, ly, lx, live)
+    for k in tl.static_range(K):
+        wk = tl.load(weight_ptr + token * K + k, mask=live, other=0.0)
+        use = live & (wk != 0.0)
+        fk = wk
+        fine = use
+        if FINE:
+            fk = tl.load(fine_weight_ptr + token * K + k, mask=live, other=0.0)
+            fine = live & (fk != 0.0)
+            use = use | fine
+        src = tl.load(index_ptr + token * K + k, mask=use, other=0)
+        y0 = (src // grid_w) * span
+        x0 = (src % grid_w) * span
+        sy = y0 + oy
+        sx = x0 + ox
+        q_off = sy * img_sy + sx * img_sx
+        s00, s01, s10, s11, sly, slx = _bilinear_taps(h, w, inv_scale, sy, sx)
+        r0, r1, r2, c0, c1, c2 = _blur_offsets(y0, x0, oy, ox, span, img_sy, img_sx)
+        acc0 += _source_term(image_ptr, lr_ptr, 0, img_sc, lr_plane, q_off, s00, s01, s10, s11, sly, slx, wk, use,
+                             fk, fine, r0, r1, r2, c0, c1, c2, FINE)
+        acc1 += _source_term(image_ptr, lr_ptr, 1, img_sc, lr_plane, q_off, s00, s01, s10, s11, sly, slx, wk, use,
+                             fk, fine, r0, r1, r2, c0, c1, c2, FINE)
+        acc2 += _source_term(image_ptr, lr_ptr, 2, img_sc, lr_plane, q_off, s00, s01, s10, s11, sly, slx, wk, use,
+                             fk, fine, r0, r1, r2, c0, c1, c2, FINE)
+    pix_off = y * img_sy + x * img_sx
+    out_off = y * out_sy + x * out_sx
+    _store_channel(out_ptr, image_ptr, 0, img_sc, out_sc, pix_off, out_off, acc0, hole, inside)
+    _store_channel(out_ptr, image_ptr, 1, img_sc, out_sc, pix_off, out_off, acc1, hole, inside)
+    _store_channel(out_ptr, image_ptr, 2, img_sc, out_sc, pix_off, out_off, acc2, hole, inside)
 
 
 def _layout(t: torch.Tensor, channels_last: bool) -> tuple[int, int, int]:
