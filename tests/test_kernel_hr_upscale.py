@@ -1,5 +1,7 @@
 """Triton HR upscale kernel vs its torch reference (and the reference vs the numpy host stage that is
 tested against the model). CPU: the Triton interpreter at small sizes; CUDA: real sizes too."""
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -45,9 +47,21 @@ def flipped(got, exact):
     return int(diff.max()), float((diff > 0).float().mean())
 
 
+@contextlib.contextmanager
+def fp32_convolutions():
+    """cuDNN convolutions in true fp32 (by default torch runs them in TF32 on CUDA: 1 level off on
+    0.15-0.17 % of values at 2K-4K, measured on an H200, against 3-5e-6 without)."""
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
 def check(got, exact, peer):
     """got within MAX_LSB of the float64 reference everywhere, and flipped no more often than twice the
-    fp32 torch reference `peer` (on CUDA its convolutions run in TF32) plus FLIP_SLACK."""
+    fp32 torch reference `peer` plus FLIP_SLACK."""
     lsb, rate = flipped(got, exact)
     _, peer_rate = flipped(peer, exact)
     assert lsb <= MAX_LSB, f"{lsb} levels off"
@@ -61,7 +75,9 @@ def run_case(rng, size, lr_long, device, channels_last, one_band=False):
     out = torch.full(img.shape, POISON, dtype=torch.uint8, device=device)
     hr_upscale(img, mask, lr, weight, fine_weight, index, geom, channels_last, out=out)
     args = (img, mask, lr, weight, fine_weight, index, geom, channels_last)
-    check(out, hr_upscale_reference(*args, compute_dtype=torch.float64), hr_upscale_reference(*args))
+    with fp32_convolutions():
+        peer = hr_upscale_reference(*args)
+    check(out, hr_upscale_reference(*args, compute_dtype=torch.float64), peer)
     known = ~mask.bool() if channels_last else ~mask.bool()[None].expand_as(img)
     assert torch.equal(out[known], img[known])
 
