@@ -3,7 +3,8 @@ reference at equal shapes, as GB/s (fraction of the device's measured copy bandw
 
     python -m bench.kernels [--sizes 2048 4096 8192]
 
-Kernels: HR upscale (kernels/hr_upscale.py) per image size; at LR (64 x 64 tokens, the grid of every
+Kernels: HR upscale (kernels/hr_upscale.py) per image size, K = 4 on a channels-last image and as the
+engine calls it ((3, H, W), the shipped K, both bands); at LR (64 x 64 tokens, the grid of every
 square image >= 512 px, fp16) the patch projection (kernels/patch_projection.py), the coherence
 epilogue (kernels/coherence.py) and the masked attention + mixing + top-K
 (kernels/masked_attention.py), the latter also against
@@ -36,18 +37,21 @@ def measured_bandwidth_gbs() -> float:
     return 2 * src.numel() / ms / 1e6
 
 
-def hr_upscale_case(size: int, rng: np.random.Generator):
+def hr_upscale_case(size: int, rng: np.random.Generator, topk: int = TOPK, channels_last: bool = True):
+    """Random uint8 image ((H, W, 3) if channels_last else (3, H, W), as the engine passes it), 40 % mask,
+    random LR result, `topk` random known sources per token with weights summing to 1."""
     from rethined_engine.config import ModelConfig
     from rethined_engine.geometry import plan
     from rethined_engine.train.masks import random_mask
 
     geom = plan(size, size, ModelConfig())
-    image = torch.from_numpy(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).cuda()
+    shape = (size, size, 3) if channels_last else (3, size, size)
+    image = torch.from_numpy(rng.integers(0, 256, shape, dtype=np.uint8)).cuda()
     mask = torch.from_numpy(random_mask(size, size, rng, (MASK_COVERAGE - 0.01, MASK_COVERAGE + 0.01))).cuda()
     tokens = geom.grid_h * geom.grid_w
     keys = torch.from_numpy(np.flatnonzero(geom.key_inside_grid().reshape(-1))).cuda()
-    index = keys[torch.randint(0, keys.numel(), (tokens, TOPK), device="cuda")].int()
-    weight = torch.rand(tokens, TOPK, device="cuda")
+    index = keys[torch.randint(0, keys.numel(), (tokens, topk), device="cuda")].int()
+    weight = torch.rand(tokens, topk, device="cuda")
     weight /= weight.sum(-1, keepdim=True)
     lr = torch.rand(1, 3, *geom.lr_size, device="cuda")
     return geom, image, mask, lr, weight, index
@@ -58,23 +62,31 @@ def _row(kernel, impl, size, q, **extra) -> dict:
 
 
 def bench_hr_upscale(size: int, bandwidth: float, rng) -> list[dict]:
+    """K = 4 random sources on a channels-last image (the rows kept since the first GPU session), and the
+    engine's own call: (3, H, W) image, K = the shipped hr_topk, both bands."""
     from triton.testing import do_bench
 
     from rethined_engine.kernels.hr_upscale import hr_upscale, hr_upscale_reference
+    from rethined_engine.weights import DEFAULT_WEIGHTS, read_config
 
-    geom, image, mask, lr, weight, index = hr_upscale_case(size, rng)
-    hole = float(mask.float().mean())
-    # uint8 image read + mask read + uint8 write, plus K source pixels per hole pixel (LR reads and the fine
-    # band's 3x3 neighbourhood come from cache)
-    moved = size * size * (3 + 1 + 3) + hole * size * size * 3 * TOPK
+    shipped_topk = read_config(DEFAULT_WEIGHTS).hr_topk
     rows = []
-    for bands, fine_weight in (("one_band", torch.zeros_like(weight)), ("two_band", weight)):
-        for name, fn in (("triton", hr_upscale), ("torch_reference", hr_upscale_reference)):
-            q = do_bench(lambda: fn(image, mask, lr, weight, fine_weight, index, geom), quantiles=QUANTILES)
-            rows.append(_row("hr_upscale", name, size, q, bands=bands, gb_s=moved / q[0] / 1e6,
-                             fraction_of_copy_bw=moved / q[0] / 1e6 / bandwidth))
-            print(f"hr_upscale {bands} {name:16s} {size:5d}^2  {q[0]:8.3f} ms  {rows[-1]['gb_s']:7.1f} GB/s "
-                  f"({100 * rows[-1]['fraction_of_copy_bw']:.0f} % of copy)", flush=True)
+    for topk, channels_last, label in ((TOPK, True, "hwc"), (shipped_topk, False, "engine_chw")):
+        geom, image, mask, lr, weight, index = hr_upscale_case(size, rng, topk, channels_last)
+        hole = float(mask.float().mean())
+        # uint8 image read + mask read + uint8 write, plus K source pixels per hole pixel (LR reads and the
+        # fine band's 3x3 neighbourhood come from cache)
+        moved = size * size * (3 + 1 + 3) + hole * size * size * 3 * topk
+        for bands, fine_weight in (("one_band", torch.zeros_like(weight)), ("two_band", weight)):
+            if label == "engine_chw" and bands == "one_band":
+                continue
+            for name, fn in (("triton", hr_upscale), ("torch_reference", hr_upscale_reference)):
+                q = do_bench(lambda: fn(image, mask, lr, weight, fine_weight, index, geom, channels_last),
+                             quantiles=QUANTILES)
+                rows.append(_row("hr_upscale", name, size, q, bands=bands, layout=label, k=topk,
+                                 gb_s=moved / q[0] / 1e6, fraction_of_copy_bw=moved / q[0] / 1e6 / bandwidth))
+                print(f"hr_upscale {label:10s} K={topk} {bands} {name:16s} {size:5d}^2  {q[0]:8.3f} ms  "
+                      f"{rows[-1]['gb_s']:7.1f} GB/s ({100 * rows[-1]['fraction_of_copy_bw']:.0f} % of copy)", flush=True)
     return rows
 
 
