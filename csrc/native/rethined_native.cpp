@@ -29,6 +29,11 @@ template <typename T> inline float unit(T v);
 template <> inline float unit<uint8_t>(uint8_t v) { return static_cast<float>(v) / 255.0f; }
 template <> inline float unit<float>(float v) { return v; }
 
+// A sum of raw pixel values (weights summing to 1) in [0, 1] units.
+template <typename T> inline float unit_sum(float v);
+template <> inline float unit_sum<uint8_t>(float v) { return v / 255.0f; }
+template <> inline float unit_sum<float>(float v) { return v; }
+
 template <typename T> inline T store(float v);
 template <> inline uint8_t store<uint8_t>(float v) {
     return static_cast<uint8_t>(std::nearbyint(std::min(std::max(v, 0.0f), 1.0f) * 255.0f));  // ties to even
@@ -180,18 +185,24 @@ inline void bilinear(const float* lr, int h, int w, float inv_scale, int y, int 
 
 // 3x3 binomial blur (taps 1/4, 1/2, 1/4) of the image at offset (oy, ox) of the span x span token whose top-left
 // pixel is (y0, x0), the token's edge pixels replicated: y - blur is the finest band (`model.upscale.fine_band`).
+// Rows first, then columns, in raw pixel units, scaled to [0, 1] once at the end (as the Triton kernel).
 template <typename T>
 inline void token_blur(const T* img, int W, int span, int y0, int x0, int oy, int ox, float rgb[3]) {
     static const float taps[3] = {0.25f, 0.5f, 0.25f};
+    const size_t c0 = x0 + std::max(ox - 1, 0), c1 = x0 + ox, c2 = x0 + std::min(ox + 1, span - 1);
     rgb[0] = rgb[1] = rgb[2] = 0.0f;
     for (int dy = 0; dy < 3; ++dy) {
-        const int ry = y0 + std::min(std::max(oy + dy - 1, 0), span - 1);
-        for (int dx = 0; dx < 3; ++dx) {
-            const size_t q = static_cast<size_t>(ry) * W + x0 + std::min(std::max(ox + dx - 1, 0), span - 1);
-            const float t = taps[dy] * taps[dx];
-            for (int c = 0; c < 3; ++c) rgb[c] += t * unit<T>(img[3 * q + c]);
+        const size_t row = static_cast<size_t>(y0 + std::min(std::max(oy + dy - 1, 0), span - 1)) * W;
+        const T* a = img + 3 * (row + c0);
+        const T* b = img + 3 * (row + c1);
+        const T* d = img + 3 * (row + c2);
+        for (int c = 0; c < 3; ++c) {
+            const float r = static_cast<float>(a[c]) * 0.25f + static_cast<float>(b[c]) * 0.5f
+                            + static_cast<float>(d[c]) * 0.25f;
+            rgb[c] += r * taps[dy];
         }
     }
+    for (int c = 0; c < 3; ++c) rgb[c] = unit_sum<T>(rgb[c]);
 }
 
 template <typename T>
