@@ -92,3 +92,12 @@ def gaussian_taps(scale: int) -> tuple[np.ndarray, int]:
     offsets = np.arange(-radius, scale + radius, dtype=np.float64) - (scale - 1) / 2
     taps = np.exp(-0.5 * (offsets / sigma) ** 2)
     return taps / taps.sum(), radius
+
+
+def seam_taps(sigma: float) -> np.ndarray:
+    """1-D Gaussian taps (float32, radius ceil(3 sigma) px, summing to 1) of the seam blend
+    (`model.upscale.blend_seams`)."""
+    radius = math.ceil(3 * sigma)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1, dtype=np.float64) / sigma) ** 2)
+    return (taps / taps.sum()).astype(np.float32)
+

@@ -36,14 +36,19 @@ class Batch:
             return self.image.to(dtype) / 255.0
         return self.image.to(dtype)
 
-    def compose(self, result: torch.Tensor) -> Any:
-        """Fill holes from `result` ((B, 3, H, W) float in [0, 1]); known pixels stay the input's."""
+    def filled(self, result: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in the image's dtype and device: holes from `result` ((B, 3, H, W) float in [0, 1]),
+        known pixels the input's."""
         result = result.to(self.image.device)
         if self.image.dtype == torch.uint8:
             filled = (result.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
         else:
             filled = result.to(self.image.dtype)
-        return self.restore(torch.where(self.mask, filled, self.image))
+        return torch.where(self.mask, filled, self.image)
+
+    def compose(self, result: torch.Tensor) -> Any:
+        """`filled`, in the caller's type."""
+        return self.restore(self.filled(result))
 
     def unchanged(self) -> Any:
         return self.restore(self.image.clone())

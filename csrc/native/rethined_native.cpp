@@ -4,6 +4,7 @@
 //       -> (lr_image (1, 3, h, w) float32, lr_mask (1, 1, h, w) float32)
 //   hr_upscale(image, mask, lr_result (1, 3, h, w) float32, weight (N, K) float32, fine_weight (N, K) float32,
 //              index (N, K) int32, scale, patch, grid_h, grid_w) -> (H, W, 3) of image's dtype
+//   blend_seams(image, mask, filled, taps (2r + 1) float32, gain) -> (H, W, 3) of image's dtype
 //
 // Same math as rethined_engine/deploy/host.py (numpy) and csrc/cuda/hr_upscale.cu; the torch model is
 // the specification (`Rethined.forward`). Buffers are read in place (no copies of the inputs).
@@ -273,6 +274,110 @@ py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<
     return result;
 }
 
+// dst[x] += sum_t g[t] src[x + t - r] over 0 <= x + t - r < W (zero outside): one row of a separable filter.
+inline void add_taps(float* __restrict dst, const float* __restrict src, int W, const float* __restrict g, int r) {
+    for (int t = 0; t <= 2 * r; ++t) {
+        const int shift = t - r, x_lo = std::max(0, -shift), x_hi = std::min(W, W - shift);
+        const float gt = g[t];
+        const float* __restrict s = src + shift;
+        for (int x = x_lo; x < x_hi; ++x) dst[x] += gt * s[x];
+    }
+}
+
+inline void axpy(float* __restrict dst, const float* __restrict src, int n, float a) {
+    for (int i = 0; i < n; ++i) dst[i] += a * src[i];
+}
+
+template <typename T> inline T store_raw(float v);   // a value in the image's own units
+template <> inline uint8_t store_raw<uint8_t>(float v) {
+    return static_cast<uint8_t>(std::nearbyint(std::min(std::max(v, 0.0f), 255.0f)));  // ties to even
+}
+template <> inline float store_raw<float>(float v) { return std::min(std::max(v, 0.0f), 1.0f); }
+
+// `model.upscale.blend_seams`: hole pixels within r of a known pixel move towards the Gaussian average of the
+// known pixels around them. Rows are processed in blocks; each block first sums its rows (and r rows either
+// side) horizontally into a per-thread buffer, then sums those vertically at the block's hole pixels only.
+template <typename T>
+py::array_t<T> blend_seams(py::array_t<T, py::array::c_style> image, py::array_t<uint8_t, py::array::c_style> mask,
+                           py::array_t<T, py::array::c_style> filled, py::array_t<float, py::array::c_style> taps,
+                           float gain) {
+    const auto ib = image.request(), mb = mask.request(), fb = filled.request(), tb = taps.request();
+    check_image(ib, mb);
+    if (fb.ndim != 3 || fb.shape[0] != ib.shape[0] || fb.shape[1] != ib.shape[1] || fb.shape[2] != 3)
+        throw std::invalid_argument("filled: expected image's shape (H, W, 3)");
+    if (tb.ndim != 1 || tb.size % 2 == 0) throw std::invalid_argument("taps: expected an odd-length 1-D array");
+    if (!(gain > 0.0f)) throw std::invalid_argument("gain: expected > 0");
+    const int H = static_cast<int>(ib.shape[0]), W = static_cast<int>(ib.shape[1]);
+    const int r = static_cast<int>(tb.size / 2), n_taps = static_cast<int>(tb.size);
+    const T* img = static_cast<const T*>(ib.ptr);
+    const uint8_t* msk = static_cast<const uint8_t*>(mb.ptr);
+    const T* fill = static_cast<const T*>(fb.ptr);
+    const float* g = static_cast<const float*>(tb.ptr);
+    py::array_t<T> result({H, W, 3});
+    T* out = result.mutable_data();
+    std::copy(fill, fill + static_cast<size_t>(H) * W * 3, out);
+    constexpr int kBlockRows = 32;
+    const int blocks = (H + kBlockRows - 1) / kBlockRows;
+    {
+        py::gil_scoped_release release;
+#pragma omp parallel
+        {
+            std::vector<float> rows;                 // (block rows + 2r) x 4 planes x W: D, N_r, N_g, N_b
+            std::vector<float> source(4 * static_cast<size_t>(W));   // one row: known, known x R, G, B
+            std::vector<float> column(W);                            // one row's vertical sums of D
+#pragma omp for schedule(dynamic, 1)
+            for (int b = 0; b < blocks; ++b) {
+                const int y_begin = b * kBlockRows, y_end = std::min(H, y_begin + kBlockRows);
+                const uint8_t* block_mask = msk + static_cast<size_t>(y_begin) * W;
+                if (std::none_of(block_mask, block_mask + static_cast<size_t>(y_end - y_begin) * W,
+                                 [](uint8_t v) { return v != 0; })) continue;   // no hole in this block
+                const int r_begin = std::max(0, y_begin - r), r_end = std::min(H, y_end + r);
+                rows.assign(static_cast<size_t>(r_end - r_begin) * 4 * W, 0.0f);
+                for (int y = r_begin; y < r_end; ++y) {
+                    for (int x = 0; x < W; ++x) {
+                        const size_t p = static_cast<size_t>(y) * W + x;
+                        const float k = msk[p] ? 0.0f : 1.0f;
+                        source[x] = k;
+                        for (int c = 0; c < 3; ++c) source[(c + 1) * W + x] = k * static_cast<float>(img[3 * p + c]);
+                    }
+                    float* sums = &rows[static_cast<size_t>(y - r_begin) * 4 * W];   // planes D, N_r, N_g, N_b
+                    for (int plane = 0; plane < 4; ++plane)
+                        add_taps(sums + static_cast<size_t>(plane) * W, source.data() + static_cast<size_t>(plane) * W,
+                                 W, g, r);
+                }
+                for (int y = y_begin; y < y_end; ++y) {
+                    const uint8_t* row_mask = msk + static_cast<size_t>(y) * W;
+                    if (std::none_of(row_mask, row_mask + W, [](uint8_t v) { return v != 0; })) continue;   // no hole
+                    std::fill(column.begin(), column.end(), 0.0f);   // D for the whole row (vectorised) ...
+                    for (int t = 0; t < n_taps; ++t) {
+                        const int yy = y + t - r;
+                        if (yy < r_begin || yy >= r_end) continue;   // outside the image: zero
+                        axpy(column.data(), &rows[static_cast<size_t>(yy - r_begin) * 4 * W], W, g[t]);
+                    }
+                    for (int x = 0; x < W; ++x) {                    // ... N only where a hole pixel has D > 0
+                        const float d = column[x];
+                        if (!row_mask[x] || !(d > 0.0f)) continue;
+                        float n[3] = {0.0f, 0.0f, 0.0f};
+                        for (int t = 0; t < n_taps; ++t) {
+                            const int yy = y + t - r;
+                            if (yy < r_begin || yy >= r_end) continue;
+                            const float* sums = &rows[static_cast<size_t>(yy - r_begin) * 4 * W];
+                            for (int c = 0; c < 3; ++c) n[c] += g[t] * sums[static_cast<size_t>(c + 1) * W + x];
+                        }
+                        const size_t p = static_cast<size_t>(y) * W + x;
+                        const bool saturated = gain * d >= 1.0f;
+                        for (int c = 0; c < 3; ++c) {
+                            const float f = static_cast<float>(fill[3 * p + c]);
+                            out[3 * p + c] = store_raw<T>(saturated ? n[c] / d : gain * n[c] + (1.0f - gain * d) * f);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return result;
+}
+
 int max_threads() {
 #ifdef _OPENMP
     return omp_get_max_threads();
@@ -291,7 +396,7 @@ void set_num_threads(int n) {
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
-    m.doc() = "RETHINED CPU kernels: LR preparation and the HR attention-upscale stage (OpenMP).";
+    m.doc() = "RETHINED CPU kernels: LR preparation, the HR attention-upscale stage and the seam blend (OpenMP).";
     m.def("prepare_lr", &prepare_lr<uint8_t>, py::arg("image"), py::arg("mask"), py::arg("scale"), py::arg("grid_h"),
           py::arg("grid_w"), py::arg("patch"));
     m.def("prepare_lr", &prepare_lr<float>, py::arg("image"), py::arg("mask"), py::arg("scale"), py::arg("grid_h"),
@@ -300,6 +405,10 @@ PYBIND11_MODULE(_native, m) {
           py::arg("fine_weight"), py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"));
     m.def("hr_upscale", &hr_upscale<float>, py::arg("image"), py::arg("mask"), py::arg("lr_result"), py::arg("weight"),
           py::arg("fine_weight"), py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"));
+    m.def("blend_seams", &blend_seams<uint8_t>, py::arg("image"), py::arg("mask"), py::arg("filled"), py::arg("taps"),
+          py::arg("gain"));
+    m.def("blend_seams", &blend_seams<float>, py::arg("image"), py::arg("mask"), py::arg("filled"), py::arg("taps"),
+          py::arg("gain"));
     m.def("max_threads", &max_threads, "OpenMP threads the kernels use (1 without OpenMP)");
     m.def("set_num_threads", &set_num_threads, py::arg("n"), "OpenMP threads for later calls");
 }

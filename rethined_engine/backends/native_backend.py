@@ -48,9 +48,12 @@ class NativeBackend(TorchBackend):
         lr_result, weight, fine_weight, index = self.lr_network(lr_image, lr_mask, key_inside)
         if not self.config.hf_transfer:
             weight, fine_weight = torch.zeros_like(weight), torch.zeros_like(fine_weight)
-        return self.native.hr_upscale(image, mask, lr_result.float().contiguous().numpy(), weight[0].float().numpy(),
-                                      fine_weight[0].float().numpy(), index[0].numpy(),
-                                      geom.scale, geom.patch, geom.grid_h, geom.grid_w)
+        out = self.native.hr_upscale(image, mask, lr_result.float().contiguous().numpy(), weight[0].float().numpy(),
+                                     fine_weight[0].float().numpy(), index[0].numpy(),
+                                     geom.scale, geom.patch, geom.grid_h, geom.grid_w)
+        if self._seam_taps is not None:
+            out = self.native.blend_seams(image, mask, out, self._seam_taps.numpy(), self.config.seam_gain)
+        return out
 
     @torch.inference_mode()
     def inpaint(self, img: Any, mask: Any) -> Any:

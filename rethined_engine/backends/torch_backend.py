@@ -7,7 +7,9 @@ from typing import Any
 
 import torch
 
+from ..geometry import seam_taps
 from ..io import prepare
+from ..model.upscale import blend_seams
 from ..weights import DEFAULT_WEIGHTS, load_model
 
 DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -39,6 +41,8 @@ class TorchBackend:
         self.weights_path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
         self.model = load_model(self.weights_path, self.device, self.dtype, **overrides)
         self.config = self.model.cfg
+        self._seam_taps = (torch.from_numpy(seam_taps(self.config.seam_sigma)).to(self.device)
+                           if self.config.seam_sigma > 0 else None)    # None: no seam blend
 
     @torch.inference_mode()
     def inpaint(self, img: Any, mask: Any) -> Any:
@@ -50,4 +54,13 @@ class TorchBackend:
                           "guess", RuntimeWarning, stacklevel=3)
         image = batch.as_float(self.dtype).to(self.device)
         result = self.model(image, batch.mask.to(self.device))
-        return batch.compose(result)
+        return batch.restore(self.blend_seams(batch.image, batch.mask, batch.filled(result)))
+
+    def blend_seams(self, image: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+        """`model.upscale.blend_seams` on this backend's device when `seam_sigma` > 0, else `filled`;
+        (B, 3, H, W) tensors of the image's dtype, returned on filled's device."""
+        if self._seam_taps is None:
+            return filled
+        out = blend_seams(image.to(self.device), mask.to(self.device), filled.to(self.device), self._seam_taps,
+                          self.config.seam_gain)
+        return out.to(filled.device)

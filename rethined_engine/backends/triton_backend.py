@@ -15,7 +15,7 @@ from ..geometry import plan
 from ..io import prepare
 from ..model.patchmatch import token_mask
 from ..model.rethined import Rethined
-from ..model.upscale import hf_band_gains
+from ..model.upscale import blend_seams, hf_band_gains
 from .cuda_graph import GraphedFunction
 from .torch_backend import TorchBackend
 
@@ -122,4 +122,7 @@ class TritonBackend(TorchBackend):
         if not self.config.hf_transfer:
             weight, fine_weight = torch.zeros_like(weight), torch.zeros_like(fine_weight)
         fine_weight = fine_weight[0] if self.config.hf_fine_decay is not None else None   # None: the one-band kernel
-        return self.hr_upscale(image, hole, lr_result, weight[0], fine_weight, index[0], geom, channels_last=False)
+        out = self.hr_upscale(image, hole, lr_result, weight[0], fine_weight, index[0], geom, channels_last=False)
+        if self._seam_taps is not None:   # torch ops on the device (captured with the rest)
+            out = blend_seams(image[None], hole[None, None], out[None], self._seam_taps, self.config.seam_gain)[0]
+        return out

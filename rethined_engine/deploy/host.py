@@ -120,3 +120,34 @@ def upscale_hr(image: np.ndarray, mask: np.ndarray, lr_result: np.ndarray, weigh
     filled = np.clip(up[:geom.height, :geom.width], 0.0, 1.0)
     filled = np.rint(filled * 255.0).astype(np.uint8) if image.dtype == np.uint8 else filled.astype(image.dtype)
     return np.where(mask[..., None], filled, image)
+
+
+def _filter_axis(x: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
+    """Centred 1-D filter of x along `axis`, zero outside."""
+    out = np.zeros_like(x)
+    radius, n = len(taps) // 2, x.shape[axis]
+    for t, tap in enumerate(taps):
+        shift = t - radius
+        lo, hi = max(0, -shift), min(n, n - shift)
+        dst, src = [slice(None)] * x.ndim, [slice(None)] * x.ndim
+        dst[axis], src[axis] = slice(lo, hi), slice(lo + shift, hi + shift)
+        out[tuple(dst)] += tap * x[tuple(src)]
+    return out
+
+
+def blend_seams(image: np.ndarray, mask: np.ndarray, filled: np.ndarray, taps: np.ndarray, gain: float) -> np.ndarray:
+    """`model.upscale.blend_seams` on (H, W, 3) uint8 or float32 arrays (mask (H, W) bool); the native
+    extension's `blend_seams` does the same without the full-size temporaries."""
+    known = (~mask).astype(np.float32)[..., None]
+    sums = _filter_axis(_filter_axis(np.concatenate([known, image.astype(np.float32) * known], axis=-1), taps, 1),
+                        taps, 0)
+    den, num = sums[..., :1], sums[..., 1:]
+    fill = filled.astype(np.float32)
+    saturated = gain * den >= 1.0
+    blended = np.where(saturated, num / np.where(saturated, den, 1.0), gain * num + (1.0 - gain * den) * fill)
+    if image.dtype == np.uint8:
+        blended = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    else:
+        blended = np.clip(blended, 0.0, 1.0).astype(image.dtype)
+    return np.where(mask[..., None] & (den > 0), blended, filled)
+

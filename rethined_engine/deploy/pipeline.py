@@ -10,12 +10,25 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from ..config import ModelConfig
-from ..geometry import Geometry, plan
+from ..geometry import Geometry, plan, seam_taps
 from ..validation import check_float_values, check_numpy_image, check_pil_image, mask_batch_shape, numpy_mask
-from .host import LRInputs, prepare_lr, upscale_hr
+from .host import LRInputs, blend_seams, prepare_lr, upscale_hr
 
 LRRunner = Callable[[LRInputs], tuple[np.ndarray, ...]]  # -> lr_result, topk_weight, topk_fine_weight, topk_index
 HRRunner = Callable[..., np.ndarray]  # upscale_hr's signature
+
+
+def _seam_blender() -> Callable[..., np.ndarray]:
+    """The native extension's `blend_seams` when it was built (no full-size temporaries), else numpy's."""
+    try:
+        from .._native import blend_seams as native_blend
+    except ImportError:
+        return blend_seams
+
+    def blend(image, mask, filled, taps, gain):
+        return native_blend(np.ascontiguousarray(image), np.ascontiguousarray(mask, dtype=np.uint8),
+                            np.ascontiguousarray(filled, dtype=image.dtype), taps, gain)
+    return blend
 
 
 class HostBatch(NamedTuple):
@@ -91,7 +104,10 @@ class DeployedPipeline:
         if not self.config.hf_transfer:
             weight, fine_weight = np.zeros_like(weight), np.zeros_like(fine_weight)
         runner = self.hr_runner if image.dtype == np.uint8 else upscale_hr  # the CUDA kernel is uint8 only
-        return runner(image, mask, lr_result, weight[0], fine_weight[0], index[0], geom)
+        out = runner(image, mask, lr_result, weight[0], fine_weight[0], index[0], geom)
+        if self.config.seam_sigma > 0:
+            out = _seam_blender()(image, mask, out, seam_taps(self.config.seam_sigma), self.config.seam_gain)
+        return out
 
     def inpaint(self, img: Any, mask: Any) -> Any:
         batch = host_inputs(img, mask, self.threshold)

@@ -143,3 +143,33 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
         out[batch, token] += transferred
         up = unpatchify(out, hr_patch, grid_h, grid_w)
     return torch.where(mask > 0, up.clamp(0.0, 1.0), image)
+
+
+def blend_seams(image: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor, taps: torch.Tensor,
+                gain: float) -> torch.Tensor:
+    """Soften the step where the fill meets the known pixels (`ModelConfig.seam_sigma`, `seam_gain`).
+
+    image, filled: (B, 3, H, W) uint8 or float in [0, 1] (filled: the inpainted result, known pixels equal to
+    image); mask: (B, 1, H, W) bool, True = hole; taps: `seam_taps(sigma)` as a float32 tensor on image's
+    device. With G the separable Gaussian of those taps (zero outside the image), D = G * known and
+    N = G * (known x image), a hole pixel becomes N / D where gain D >= 1, else gain N + (1 - gain D) filled,
+    in the image's units (uint8: rounded half to even). Hole pixels farther than the taps' radius from every
+    known pixel (D = 0) and known pixels are returned unchanged. Same dtype as image.
+    """
+    radius = (taps.numel() - 1) // 2
+    known = (~mask).float()
+    stack = torch.cat([image.float() * known, known], dim=1)
+    column = taps.reshape(1, 1, -1, 1).expand(4, 1, -1, 1)
+    stack = F.conv2d(F.pad(stack, (0, 0, radius, radius)), column, groups=4)
+    stack = F.conv2d(F.pad(stack, (radius, radius, 0, 0)), column.reshape(4, 1, 1, -1), groups=4)
+    num, den = stack[:, :3], stack[:, 3:]
+    fill = filled.float()
+    saturated = gain * den >= 1.0
+    blended = torch.where(saturated, num / torch.where(saturated, den, torch.ones_like(den)),
+                          gain * num + (1.0 - gain * den) * fill)
+    if image.dtype == torch.uint8:
+        blended = blended.round().clamp(0, 255).to(torch.uint8)
+    else:
+        blended = blended.clamp(0.0, 1.0).to(image.dtype)
+    return torch.where(mask & (den > 0), blended, filled)
+
