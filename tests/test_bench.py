@@ -105,12 +105,12 @@ def test_cli_reaches_the_benchmark(photos, tmp_path):
     assert (tmp_path / "cli" / "quality-photos.json").exists()
 
 
-@pytest.mark.parametrize("backend", ["opencv_telea", "native", "torch"])
+@pytest.mark.parametrize("backend", ["opencv_telea", "native", "torch", "native+seam"])
 def test_latency_row_per_backend(backend):
     from rethined_engine.backends.native_backend import native_module
     from rethined_engine.bench.latency import measure_one
 
-    if backend == "native" and native_module() is None:
+    if backend.startswith("native") and native_module() is None:
         pytest.skip("native extension not built")
     row = measure_one(96, backend, "cpu", repeats=1, warmup=0)
     assert row["backend"] == backend and row["size"] == 96 and row["median_ms"] > 0
