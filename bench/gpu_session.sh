@@ -7,7 +7,9 @@
 # The step limits add up to more than a lent machine's 10-minute command: run it as two commands,
 #   STEPS="tests backend kernels latency profile" ...   then   STEPS=compile ...
 # (on the H100, 2026-11-25: tests on 8 workers 72 s, kernels 30 s, latency 3 backends x 4 sizes ~130 s,
-# profile ~40 s; torch.compile ~100 s per size, mostly compiling). Then bench/train_gpu.sh for training.
+# profile ~40 s; torch.compile ~100 s per size, mostly compiling. On the H200, 2026-11-26, `quick` with
+# tests, backend, kernels, latency and profile took 221 s including a cold start; latency now has a 4th
+# backend, triton+seam, so the full size list may need its step run alone). Then bench/train_gpu.sh.
 #
 # The device image is offline (torch, triton, numpy preinstalled; maybe not safetensors/pillow/pytest):
 # the environment report at the top says what is missing. The package is put on the path without pip
