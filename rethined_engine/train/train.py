@@ -226,6 +226,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="with --export: the file's default hf_decay in tokens (else the checkpoint's)")
     parser.add_argument("--export-hf-fine-decay", type=float, default=None,
                         help="with --export: the file's default hf_fine_decay in tokens (else the checkpoint's)")
+    parser.add_argument("--export-seam-sigma", type=float, default=None,
+                        help="with --export: the file's default seam_sigma in HR px (else the checkpoint's)")
+    parser.add_argument("--export-seam-gain", type=float, default=None,
+                        help="with --export: the file's default seam_gain (else the checkpoint's)")
     parser.add_argument("--export-lineage", default=None, help="with --export: the runs these weights descend from")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--init-from", type=Path, default=None,
@@ -236,7 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.export:
         settings = {key: value for key, value in (("hr_topk", args.export_hr_topk), ("hf_decay", args.export_hf_decay),
-                                                  ("hf_fine_decay", args.export_hf_fine_decay)) if value is not None}
+                                                  ("hf_fine_decay", args.export_hf_fine_decay),
+                                                  ("seam_sigma", args.export_seam_sigma),
+                                                  ("seam_gain", args.export_seam_gain)) if value is not None}
         extra = {} if args.export_lineage is None else {"lineage": args.export_lineage}
         export(args.out / CHECKPOINT, args.export, extra, **settings)
         print(f"wrote {args.export}")
