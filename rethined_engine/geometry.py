@@ -100,4 +100,3 @@ def seam_taps(sigma: float) -> np.ndarray:
     radius = math.ceil(3 * sigma)
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1, dtype=np.float64) / sigma) ** 2)
     return (taps / taps.sum()).astype(np.float32)
-

@@ -150,4 +150,3 @@ def blend_seams(image: np.ndarray, mask: np.ndarray, filled: np.ndarray, taps: n
     else:
         blended = np.clip(blended, 0.0, 1.0).astype(image.dtype)
     return np.where(mask[..., None] & (den > 0), blended, filled)
-

@@ -172,4 +172,3 @@ def blend_seams(image: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor, t
     else:
         blended = blended.clamp(0.0, 1.0).to(image.dtype)
     return torch.where(mask & (den > 0), blended, filled)
-
