@@ -18,11 +18,14 @@ LRRunner = Callable[[LRInputs], tuple[np.ndarray, ...]]  # -> lr_result, topk_we
 HRRunner = Callable[..., np.ndarray]  # upscale_hr's signature
 
 
-def _seam_blender() -> Callable[..., np.ndarray]:
-    """The native extension's `blend_seams` when it was built (no full-size temporaries), else numpy's."""
+def _seam_blender(dtype: np.dtype) -> Callable[..., np.ndarray]:
+    """The native extension's `blend_seams` when it was built and takes this dtype (uint8, float32; no
+    full-size temporaries), else numpy's."""
     try:
         from .._native import blend_seams as native_blend
     except ImportError:
+        return blend_seams
+    if dtype not in (np.uint8, np.float32):
         return blend_seams
 
     def blend(image, mask, filled, taps, gain):
@@ -106,7 +109,7 @@ class DeployedPipeline:
         runner = self.hr_runner if image.dtype == np.uint8 else upscale_hr  # the CUDA kernel is uint8 only
         out = runner(image, mask, lr_result, weight[0], fine_weight[0], index[0], geom)
         if self.config.seam_sigma > 0:
-            out = _seam_blender()(image, mask, out, seam_taps(self.config.seam_sigma), self.config.seam_gain)
+            out = _seam_blender(image.dtype)(image, mask, out, seam_taps(self.config.seam_sigma), self.config.seam_gain)
         return out
 
     def inpaint(self, img: Any, mask: Any) -> Any:
