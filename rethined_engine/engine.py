@@ -43,8 +43,8 @@ class Engine:
     device: "cpu", "cuda", "cuda:1", ... (default: CUDA when available). dtype: torch compute dtype
     (default float16 on CUDA, float32 on CPU). cuda_graphs (triton backend only, default True): replay each
     image shape's pipeline as a captured CUDA graph. Other keyword arguments override inference settings
-    (`config.INFERENCE_FIELDS`; the tensorrt backend takes `float_mask_threshold` only, the rest is
-    fixed when its plan is built).
+    (`config.INFERENCE_FIELDS`; the tensorrt backend takes the host-side ones only, `float_mask_threshold`,
+    `seam_sigma` and `seam_gain`: the rest is fixed when its plan is built).
     """
 
     def __init__(self, weights: str | Path | None = None, device: Any = None, backend: str | None = None,

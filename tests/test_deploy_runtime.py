@@ -152,8 +152,9 @@ def test_engine_tensorrt_arguments(tmp_path, onnx_path):
     with pytest.raises(TypeError, match="hr_topk: fixed when the TensorRT plan is built"):
         Engine(backend="tensorrt", engine_path=plan_file, hr_topk=1)
     if importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("pycuda") is None:
-        with pytest.raises(ImportError, match="pycuda"):
-            Engine(backend="tensorrt", engine_path=plan_file)
+        for host_side in ({}, {"seam_sigma": 2.0, "seam_gain": 8.0, "float_mask_threshold": 0.3}):
+            with pytest.raises(ImportError, match="pycuda"):
+                Engine(backend="tensorrt", engine_path=plan_file, **host_side)
 
 
 def test_runtime_imports_without_torch():

@@ -7,6 +7,7 @@ device -> one copy back. Buffers are kept for the last image size (video frames 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,12 @@ class _Buffers:
             self.device[name] = cuda.mem_alloc(self.host[name].nbytes)
 
 
+HOST_SETTINGS = ("float_mask_threshold", "seam_sigma", "seam_gain")   # applied on the host: not baked into the plan
+
+
 class TensorRTBackend(DeployedPipeline):
     def __init__(self, engine_path: str | Path, device: Any = None, **overrides):
-        bad = sorted(set(overrides) - {"float_mask_threshold"})
+        bad = sorted(set(overrides) - set(HOST_SETTINGS))
         if bad:
             fixed = [b for b in bad if b in INFERENCE_FIELDS]
             raise TypeError(f"{', '.join(bad)}: " + ("fixed when the TensorRT plan is built (export/build again)"
@@ -105,7 +109,8 @@ class TensorRTBackend(DeployedPipeline):
         self._stream = cuda.Stream()
         self._kernel = SourceModule(cuda_source(), no_extern_c=True).get_function(KERNEL_NAME)
         self._buffers: _Buffers | None = None
-        cfg = ModelConfig.from_json(json.dumps(info["model_config"]))
+        cfg = dataclasses.replace(ModelConfig.from_json(json.dumps(info["model_config"])),
+                                  **{k: v for k, v in overrides.items() if k != "float_mask_threshold"})
         sizes = LRSizeRange(tuple(info["lr_min"]), tuple(info["lr_max"]))
         super().__init__(cfg, self._run_lr, sizes, float_mask_threshold=overrides.get("float_mask_threshold"))
 
