@@ -4,7 +4,8 @@ reference at equal shapes, as GB/s (fraction of the device's measured copy bandw
     python -m bench.kernels [--sizes 2048 4096 8192]
 
 Kernels: HR upscale (kernels/hr_upscale.py) per image size, K = 4 on a channels-last image and as the
-engine calls it ((3, H, W), the shipped K, both bands); at LR (64 x 64 tokens, the grid of every
+engine calls it ((3, H, W), the shipped K, both bands), and the opt-in seam blend (kernels/seam_blend.py)
+per image size; at LR (64 x 64 tokens, the grid of every
 square image >= 512 px, fp16) the patch projection (kernels/patch_projection.py), the coherence
 epilogue (kernels/coherence.py) and the masked attention + mixing + top-K
 (kernels/masked_attention.py), the latter also against
@@ -87,6 +88,31 @@ def bench_hr_upscale(size: int, bandwidth: float, rng) -> list[dict]:
                                  gb_s=moved / q[0] / 1e6, fraction_of_copy_bw=moved / q[0] / 1e6 / bandwidth))
                 print(f"hr_upscale {label:10s} K={topk} {bands} {name:16s} {size:5d}^2  {q[0]:8.3f} ms  "
                       f"{rows[-1]['gb_s']:7.1f} GB/s ({100 * rows[-1]['fraction_of_copy_bw']:.0f} % of copy)", flush=True)
+    return rows
+
+
+SEAM_SIGMA, SEAM_GAIN = 2.0, 8.0
+
+
+def bench_seam_blend(size: int, bandwidth: float, rng) -> list[dict]:
+    """The seam blend on a (3, H, W) uint8 result (as the triton backend calls it), 40 % mask."""
+    from triton.testing import do_bench
+
+    from rethined_engine.geometry import seam_taps
+    from rethined_engine.kernels.seam_blend import seam_blend, seam_blend_reference
+
+    _, image, mask, _, _, _ = hr_upscale_case(size, rng, 1, channels_last=False)
+    filled = image.clone()
+    taps = torch.from_numpy(seam_taps(SEAM_SIGMA)).cuda()
+    # read image + mask, write and read back the 4 fp32 row-sum planes; the blended pixels are few
+    moved = size * size * (3 + 1 + 16 + 16 + 1)
+    rows = []
+    for name, fn in (("triton", seam_blend), ("torch_reference", seam_blend_reference)):
+        q = do_bench(lambda: fn(image, mask, filled, taps, SEAM_GAIN, False), quantiles=QUANTILES)
+        rows.append(_row("seam_blend", name, size, q, gb_s=moved / q[0] / 1e6,
+                         fraction_of_copy_bw=moved / q[0] / 1e6 / bandwidth))
+        print(f"seam_blend {name:16s} {size:5d}^2  {q[0]:8.3f} ms  {rows[-1]['gb_s']:7.1f} GB/s "
+              f"({100 * rows[-1]['fraction_of_copy_bw']:.0f} % of copy)", flush=True)
     return rows
 
 
@@ -179,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     bandwidth = measured_bandwidth_gbs()
     print(f"measured copy bandwidth {bandwidth:.0f} GB/s")
     rows = [row for size in args.sizes for row in bench_hr_upscale(size, bandwidth, rng)]
+    rows += [row for size in args.sizes for row in bench_seam_blend(size, bandwidth, rng)]
     rows += bench_lr_kernels()
     gpu = device_name("cuda")
     out = RESULTS / f"kernels-{gpu.replace(' ', '_')}.json"

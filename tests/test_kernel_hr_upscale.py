@@ -1,7 +1,5 @@
 """Triton HR upscale kernel vs its torch reference (and the reference vs the numpy host stage that is
 tested against the model). CPU: the Triton interpreter at small sizes; CUDA: real sizes too."""
-import contextlib
-
 import numpy as np
 import pytest
 import torch
@@ -13,7 +11,7 @@ from rethined_engine.geometry import plan  # noqa: E402
 from rethined_engine.kernels.hr_upscale import hr_upscale, hr_upscale_reference  # noqa: E402
 from rethined_engine.train.masks import random_mask  # noqa: E402
 
-from conftest import hr_key_tokens  # noqa: E402
+from conftest import fp32_convolutions, hr_key_tokens  # noqa: E402
 
 CPU_SHAPES = [((37, 53), 512), ((61, 130), 32), ((130, 517), 64)]   # (H, W), lr_long_side: scales 1, 5, 9
 GPU_SHAPES = [((2048, 2048), 512), ((2160, 3840), 512), ((4096, 4096), 512)]
@@ -45,18 +43,6 @@ def flipped(got, exact):
     """(largest difference in uint8 levels, fraction of values that differ) of got vs the float64 result."""
     diff = (got.int() - exact.int()).abs()
     return int(diff.max()), float((diff > 0).float().mean())
-
-
-@contextlib.contextmanager
-def fp32_convolutions():
-    """cuDNN convolutions in true fp32 (by default torch runs them in TF32 on CUDA: 1 level off on
-    0.15-0.17 % of values at 2K-4K, measured on an H200, against 3-5e-6 without)."""
-    before = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = before
 
 
 def check(got, exact, peer):

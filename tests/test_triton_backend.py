@@ -55,7 +55,7 @@ def test_triton_backend_matches_torch_backend(triton_and_torch, rng, h, w):
 
 
 def test_triton_backend_seam_blend_matches_torch_backend(rng):
-    """With `seam_sigma` on (the blend runs as torch ops after the HR kernel), at HR scale 3."""
+    """With `seam_sigma` on (`kernels/seam_blend.py` after the HR kernel), at HR scale 3."""
     from PIL import Image
     from rethined_engine import Engine
     from rethined_engine.cli import SAMPLE_IMAGE

@@ -3,7 +3,8 @@ from the caller's uint8 image; at LR the coarse CNN and the coherence convs run 
 patch projection (`kernels/patch_projection.py`), the masked attention + token mixing + top-K
 (`kernels/masked_attention.py`) and the coherence epilogue (`kernels/coherence.py`) in Triton; the Triton HR-upscale kernel (`kernels/hr_upscale.py`)
 carries the result to full resolution, reading and writing uint8 in the caller's layout (no HR float
-copies). Float images and hr_topk=0 run the torch path."""
+copies), and with `seam_sigma` the seam blend (`kernels/seam_blend.py`) rewrites its hole border in place.
+Float images and hr_topk=0 run the torch path."""
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ from ..geometry import plan
 from ..io import prepare
 from ..model.patchmatch import token_mask
 from ..model.rethined import Rethined
-from ..model.upscale import blend_seams, hf_band_gains
+from ..model.upscale import hf_band_gains
 from .cuda_graph import GraphedFunction
 from .torch_backend import TorchBackend
 
@@ -89,10 +90,11 @@ class TritonBackend(TorchBackend):
         try:
             from ..kernels.hr_upscale import hr_upscale
             from ..kernels.prep import prepare_lr
+            from ..kernels.seam_blend import seam_blend
         except ImportError as exc:
             raise ImportError(f"backend 'triton' needs triton: pip install 'rethined_engine[triton]' ({exc})") from exc
         super().__init__(weights, target, dtype, **overrides)
-        self.hr_upscale, self.prepare_lr = hr_upscale, prepare_lr
+        self.hr_upscale, self.prepare_lr, self.seam_blend = hr_upscale, prepare_lr, seam_blend
         self.lr_network = TritonLRNetwork(self.model, self.config.hr_topk) if self.config.hr_topk > 0 else None
         self._key_inside: dict = {}    # per geometry, on the device: no host copy inside a captured graph
         self._graphed = (GraphedFunction(self._inpaint_one, agree=uint8_images_agree)
@@ -123,6 +125,6 @@ class TritonBackend(TorchBackend):
             weight, fine_weight = torch.zeros_like(weight), torch.zeros_like(fine_weight)
         fine_weight = fine_weight[0] if self.config.hf_fine_decay is not None else None   # None: the one-band kernel
         out = self.hr_upscale(image, hole, lr_result, weight[0], fine_weight, index[0], geom, channels_last=False)
-        if self._seam_taps is not None:   # torch ops on the device (captured with the rest)
-            out = blend_seams(image[None], hole[None, None], out[None], self._seam_taps, self.config.seam_gain)[0]
+        if self._seam_taps is not None:
+            self.seam_blend(image, hole, out, self._seam_taps, self.config.seam_gain, channels_last=False)
         return out
