@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .hr_upscale import _round_half_even
+from .hr_upscale import _layout, _round_half_even
 
 BLOCK_PIXELS = 128    # pixels per program (flattened row-major), 4 warps: 76 registers on sm_90 (256: 155, 512: 255 + spills)
 
@@ -91,11 +91,6 @@ def seam_columns_kernel(sums_ptr, mask_ptr, taps_ptr, out_ptr, H, W, gain, mask_
     _blend_channel(out_ptr, out_off, n0, d, gain, saturated, store)
     _blend_channel(out_ptr, out_off + out_sc, n1, d, gain, saturated, store)
     _blend_channel(out_ptr, out_off + 2 * out_sc, n2, d, gain, saturated, store)
-
-
-def _layout(t: torch.Tensor, channels_last: bool) -> tuple[int, int, int]:
-    """(stride_y, stride_x, stride_c) of an (H, W, 3) or (3, H, W) view."""
-    return (t.stride(0), t.stride(1), t.stride(2)) if channels_last else (t.stride(1), t.stride(2), t.stride(0))
 
 
 def seam_blend(image: torch.Tensor, mask: torch.Tensor, out: torch.Tensor, taps: torch.Tensor, gain: float,
