@@ -160,3 +160,20 @@ def test_seam_settings_are_inference_settings():
     assert {"seam_sigma", "seam_gain"} <= set(INFERENCE_FIELDS)
     cfg = dataclasses.replace(ModelConfig(), seam_sigma=SIGMA)
     assert ModelConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_evaluate_applies_the_files_seam_setting(rng):
+    """`train.evaluate` records seam_sigma among the file's defaults, so its `ours` must apply it."""
+    from rethined_engine.train.evaluate import with_file_seams
+    from rethined_engine.weights import load_model
+
+    h, w = 90, 130
+    image = torch.from_numpy(photo(h, w).copy()).permute(2, 0, 1)[None].float() / 255.0
+    mask = torch.from_numpy(random_mask(h, w, rng))[None, None].float()
+    plain, seamed = load_model(), load_model(seam_sigma=SIGMA, seam_gain=GAIN)
+    with torch.inference_mode():
+        unblended = plain(image, mask)
+        assert torch.equal(with_file_seams(plain, image, mask), unblended)
+        want = blend_seams(image, mask > 0, seamed(image, mask), torch.from_numpy(seam_taps(SIGMA)), GAIN)
+        got = with_file_seams(seamed, image, mask)
+    assert torch.equal(got, want) and not torch.equal(got, unblended)

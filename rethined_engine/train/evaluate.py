@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ModelConfig
-from ..geometry import pad_to, plan
+from ..geometry import pad_to, plan, seam_taps
 from ..metrics import hole_metrics
 from ..model import Rethined
-from ..model.upscale import downsample
+from ..model.upscale import blend_seams, downsample
 from ..weights import load_model
 from .data import list_images, load_rgb
 from .masks import random_mask
@@ -44,10 +44,19 @@ def coarse_bicubic(model: Rethined, image: torch.Tensor, mask: torch.Tensor) -> 
     return torch.where(mask > 0, up[..., :height, :width].clamp(0, 1), image)
 
 
+def with_file_seams(model: Rethined, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`model`'s result with the seam blend its config asks for (`seam_sigma` > 0), as the engines apply it."""
+    pred = model(image, mask)
+    if model.cfg.seam_sigma <= 0:
+        return pred
+    taps = torch.from_numpy(seam_taps(model.cfg.seam_sigma))
+    return blend_seams(image, mask > 0, pred, taps, model.cfg.seam_gain)
+
+
 def evaluate(folder: Path, weights: Path | None, long_side: int, seed_offset: int = 0) -> dict:
     ours = load_model(weights)
     methods = {
-        "ours": ours,
+        "ours": lambda img, m: with_file_seams(ours, img, m),
         **{f"ours_top{k}": load_model(weights, hr_topk=k, hf_decay=0.0, hf_fine_decay=None) for k in (1, 4)},
         "ours_dense": load_model(weights, hr_topk=0, hf_decay=0.0, hf_fine_decay=None),
         "ours_no_hf": load_model(weights, hf_transfer=False),
