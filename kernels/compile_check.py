@@ -27,6 +27,7 @@ def _variants():
     from .patch_projection import dot_precision
 
     import torch
+    import triton
 
     out = []
     hr = {"image_ptr": "*u8", "mask_ptr": "*u8", "lr_ptr": "*fp32", "weight_ptr": "*fp32", "fine_weight_ptr": "*fp32",
@@ -56,17 +57,16 @@ def _variants():
                 {"scale": INT_ONE, "mask_sx": INT_ONE, "n_taps": INT_ONE, "REFLECT": True, "BLOCK": prep.BLOCK_LR}, 4, 3))
     out.append(("prep_cols[scale4]", prep.prep_cols_kernel, cols,
                 {"mask_sx": INT_ONE, "REFLECT": False, "BLOCK": prep.BLOCK_LR}, 4, 3))
-    seam_rows = {"image_ptr": "*u8", "mask_ptr": "*u8", "taps_ptr": "*fp32", "sums_ptr": "*fp32", "H": "i32",
-                 "W": "i32", "img_sy": "i32", "img_sx": "i32", "img_sc": "i32", "mask_sy": "i32", "mask_sx": "i32",
-                 "R": "constexpr", "BLOCK": "constexpr"}
-    seam_cols = {"sums_ptr": "*fp32", "mask_ptr": "*u8", "taps_ptr": "*fp32", "out_ptr": "*u8", "H": "i32", "W": "i32",
-                 "gain": "fp32", "mask_sy": "i32", "mask_sx": "i32", "out_sy": "i32", "out_sx": "i32", "out_sc": "i32",
-                 "R": "constexpr", "BLOCK": "constexpr"}
-    seam = {"R": 6, "BLOCK": seam_blend.BLOCK_PIXELS}
-    out.append(("seam_rows[chw]", seam_blend.seam_rows_kernel, seam_rows,
-                {"img_sx": INT_ONE, "mask_sx": INT_ONE, **seam}, 4, 3))
-    out.append(("seam_columns[chw]", seam_blend.seam_columns_kernel, seam_cols,
-                {"mask_sx": INT_ONE, "out_sx": INT_ONE, **seam}, 4, 3))
+    seam = {"image_ptr": "*u8", "mask_ptr": "*u8", "taps_ptr": "*fp32", "out_ptr": "*u8", "H": "i32", "W": "i32",
+            "gain": "fp32", "img_sy": "i32", "img_sx": "i32", "img_sc": "i32", "mask_sy": "i32", "mask_sx": "i32",
+            "out_sy": "i32", "out_sx": "i32", "out_sc": "i32", "R": "constexpr", "TILE_H": "constexpr",
+            "TILE_W": "constexpr", "ROWS": "constexpr", "HALO_W": "constexpr"}
+    radius = 6                                                   # seam_taps(2.0)
+    out.append(("seam_blend[chw]", seam_blend.seam_blend_kernel, seam,
+                {"img_sx": INT_ONE, "mask_sx": INT_ONE, "out_sx": INT_ONE, "R": radius, "TILE_H": seam_blend.TILE_H,
+                 "TILE_W": seam_blend.TILE_W, "ROWS": triton.next_power_of_2(seam_blend.TILE_H + 2 * radius),
+                 "HALO_W": triton.next_power_of_2(seam_blend.TILE_W + 2 * radius)},
+                seam_blend.NUM_WARPS, 3))
     for dtype, ty in ((torch.float16, "fp16"), (torch.float32, "fp32")):
         pj = {"image_ptr": f"*{ty}", "feat_ptr": f"*{ty}", "weight_ptr": f"*{ty}", "bias_ptr": f"*{ty}",
               "out_ptr": f"*{ty}", "h": "i32", "w": "i32", "grid_w": "i32", "n_tokens": "i32", "eps": "fp32",

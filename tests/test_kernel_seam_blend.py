@@ -6,7 +6,7 @@ import torch
 
 pytest.importorskip("triton")
 from rethined_engine.geometry import seam_taps  # noqa: E402
-from rethined_engine.kernels.seam_blend import seam_blend, seam_blend_reference  # noqa: E402
+from rethined_engine.kernels.seam_blend import TILE_H, TILE_W, seam_blend, seam_blend_reference  # noqa: E402
 from rethined_engine.train.masks import random_mask  # noqa: E402
 
 from conftest import fp32_convolutions  # noqa: E402
@@ -48,6 +48,24 @@ def test_low_gain_and_no_hole(rng):
     image, mask, filled, taps = case(rng, 20, 30, "cpu", True)
     untouched = filled.clone()
     assert torch.equal(seam_blend(image, torch.zeros_like(mask), filled, taps, 8.0), untouched)
+
+
+@pytest.mark.parametrize("side", ["left", "right", "above", "below"])
+def test_known_pixels_only_in_a_tiles_halo(rng, side):
+    """A tile that is all hole, its only known pixels a line just outside it: it must still be blended
+    (the kernel skips tiles without hole pixels or without known pixels within reach)."""
+    h, w = 3 * TILE_H, 3 * TILE_W
+    mask = np.ones((h, w), bool)
+    line = {"left": np.s_[:, TILE_W - 1], "right": np.s_[:, 2 * TILE_W],
+            "above": np.s_[TILE_H - 1, :], "below": np.s_[2 * TILE_H, :]}[side]
+    mask[line] = False
+    image = torch.from_numpy(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    filled = torch.where(torch.from_numpy(mask)[..., None], torch.zeros_like(image), image)
+    taps = torch.from_numpy(seam_taps(2.0))
+    got = seam_blend(image, torch.from_numpy(mask), filled.clone(), taps, 8.0)
+    want = seam_blend_reference(image, torch.from_numpy(mask), filled.clone(), taps, 8.0)
+    assert int((got.int() - want.int()).abs().max()) <= 1
+    assert bool((got[TILE_H:2 * TILE_H, TILE_W:2 * TILE_W] != 0).any())   # the middle tile was blended
 
 
 def test_rejects_non_uint8(rng):
