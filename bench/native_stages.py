@@ -1,4 +1,4 @@
-"""The native backend's three stages, timed against the torch backend's code for them.
+"""The native backend's four stages, timed against the torch backend's code for them.
 
     python -m bench.native_stages --sizes 2048 4096 --repeats 5
 
@@ -6,7 +6,8 @@ prep: HR uint8 image + mask -> LR input (torch: to float, pad, normalised Gaussi
 `prepare_lr`). lr: the LR network with its top-K outputs (torch: the exported graph's dense attention,
 `LRNetwork`; native: the same network in torch, channels-last, with the compact attention over hole rows x
 allowed keys, `LRNetwork(compact=True)`). HR: LR result + attention -> HR uint8 result (torch: `attention_upscale`
-top-K + uint8 rounding + composite; native: `hr_upscale`). Same inputs: the sample photo at size x size, 40 % mask,
+top-K + uint8 rounding + composite; native: `hr_upscale`). seam: the seam blend on that uint8 result (torch:
+`model.upscale.blend_seams`; native: `blend_seams`, only tiles meeting the hole border). Same inputs: the sample photo at size x size, 40 % mask,
 the shipped weights' real LR output. Median ms, written to bench/results/native-stages-<device>.json.
 """
 from __future__ import annotations
@@ -20,6 +21,8 @@ import torch
 
 from .env import RESULTS, device_name, git_commit
 from .latency import MASK_COVERAGE, MASK_SEED
+
+SEAM_SIGMA = 2.0      # timed when the shipped file's seam_sigma is 0 (off)
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -40,7 +43,8 @@ def measure(size: int, repeats: int) -> list[dict]:
     from rethined_engine.cli import SAMPLE_IMAGE
     from rethined_engine.deploy.onnx_export import LRNetwork
     from rethined_engine.geometry import pad_to, plan
-    from rethined_engine.model.upscale import attention_upscale, downsample
+    from rethined_engine.geometry import seam_taps
+    from rethined_engine.model.upscale import attention_upscale, blend_seams, downsample
     from rethined_engine.train.masks import random_mask
 
     engine = Engine(backend="native")
@@ -86,8 +90,18 @@ def measure(size: int, repeats: int) -> list[dict]:
     def native_hr():
         return native.hr_upscale(img, mask_u8, lr_np, w_np, f_np, i_np, geom.scale, geom.patch, geom.grid_h, geom.grid_w)
 
+    hr_np = native_hr()
+    t_hr, taps = torch.from_numpy(hr_np).permute(2, 0, 1)[None], seam_taps(cfg.seam_sigma or SEAM_SIGMA)
+
+    def torch_seam():
+        return blend_seams(t_img, t_mask, t_hr, torch.from_numpy(taps), cfg.seam_gain)
+
+    def native_seam():
+        return native.blend_seams(img, mask_u8, hr_np, taps, cfg.seam_gain)
+
     rows = []
-    for stage, reference, fast in (("prep", torch_prep, native_prep), ("lr", torch_lr, native_lr), ("hr", torch_hr, native_hr)):
+    for stage, reference, fast in (("prep", torch_prep, native_prep), ("lr", torch_lr, native_lr), ("hr", torch_hr, native_hr),
+                                   ("seam", torch_seam, native_seam)):
         t_ref, t_fast = _median_ms(reference, repeats), _median_ms(fast, repeats)
         rows.append({"stage": stage, "size": size, "torch_ms": t_ref, "native_ms": t_fast, "speedup": t_ref / t_fast,
                      "threads": native.max_threads()})
