@@ -11,10 +11,10 @@ from PIL import Image
 
 from rethined_engine import Engine, ModelConfig
 from rethined_engine.cli import main as cli_main
-from rethined_engine.deploy.host import prepare_lr, upscale_hr
+from rethined_engine.deploy.host import blend_seams, prepare_lr, upscale_hr
 from rethined_engine.deploy.onnx_export import INPUT_NAMES, LRNetwork, example_inputs, export_onnx
 from rethined_engine.deploy.tensorrt_ops import check_graph
-from rethined_engine.geometry import pad_to, plan
+from rethined_engine.geometry import pad_to, plan, seam_taps
 from rethined_engine.model.upscale import downsample, hf_band_gains
 from rethined_engine.train.masks import random_mask
 from rethined_engine.weights import load_model
@@ -121,12 +121,13 @@ def test_host_prepare_matches_torch_downsample(rng, h, w, scale):
 def torch_free_pipeline(session, image, mask, cfg):
     geom = plan(*image.shape[:2], cfg)
     result, weight, fine_weight, index = run_onnx(session, prepare_lr(image, mask, geom))
-    return upscale_hr(image, mask, result, weight[0], fine_weight[0], index[0], geom)
+    out = upscale_hr(image, mask, result, weight[0], fine_weight[0], index[0], geom)
+    return blend_seams(image, mask, out, seam_taps(cfg.seam_sigma), cfg.seam_gain) if cfg.seam_sigma > 0 else out
 
 
 @pytest.mark.parametrize("size", [(37, 53), (333, 1000), (720, 1280), (1030, 2050)])
 def test_onnx_plus_host_matches_engine_on_a_photo(tmp_path_factory, rng, size):
-    """The whole deployed pipeline (numpy prep -> ONNX LR network -> numpy HR stage) with the shipped
+    """The whole deployed pipeline (numpy prep -> ONNX LR network -> numpy HR stage and seam blend) with the shipped
     weights reproduces `Engine().inpaint` (torch backend, fp32) on a real photograph."""
     path, _ = export_onnx(tmp_path_factory.mktemp("shipped") / "lr.onnx", 1024, 1024, dynamic=True)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -126,7 +126,7 @@ def test_backends_agree_with_seams_on(rng):
     image, mask = photo(h, w), random_mask(h, w, rng).astype(bool)
     reference_engine = Engine(backend="torch", seam_sigma=SIGMA, seam_gain=GAIN)
     ref = reference_engine.inpaint(image, mask)
-    plain = Engine(backend="torch").inpaint(image, mask)
+    plain = Engine(backend="torch", seam_sigma=0.0).inpaint(image, mask)
     net = reference_engine.model
     lr_runner = _torch_lr_runner(net)
     deployed = DeployedPipeline(reference_engine.config, lr_runner, LRSizeRange((32, 32), (512, 512)))
@@ -170,7 +170,7 @@ def test_evaluate_applies_the_files_seam_setting(rng):
     h, w = 90, 130
     image = torch.from_numpy(photo(h, w).copy()).permute(2, 0, 1)[None].float() / 255.0
     mask = torch.from_numpy(random_mask(h, w, rng))[None, None].float()
-    plain, seamed = load_model(), load_model(seam_sigma=SIGMA, seam_gain=GAIN)
+    plain, seamed = load_model(seam_sigma=0.0), load_model(seam_sigma=SIGMA, seam_gain=GAIN)
     with torch.inference_mode():
         unblended = plain(image, mask)
         assert torch.equal(with_file_seams(plain, image, mask), unblended)
