@@ -9,7 +9,8 @@
 # (on the H100, 2026-11-25: tests on 8 workers 72 s, kernels 30 s, latency 3 backends x 4 sizes ~130 s,
 # profile ~40 s; torch.compile ~100 s per size, mostly compiling. On the H200, 2026-11-26, `quick` with
 # tests, backend, kernels, latency and profile took 221 s including a cold start; latency now has a 4th
-# backend, triton+seam, so the full size list may need its step run alone). Then bench/train_gpu.sh.
+# backend, triton+noseam (the seam blend off; "triton+seam" before the eighth session, when it was off by
+# default), so the full size list may need its step run alone). Then bench/train_gpu.sh.
 #
 # The device image is offline (torch, triton, numpy preinstalled; maybe not safetensors/pillow/pytest):
 # the environment report at the top says what is missing. The package is put on the path without pip
@@ -64,8 +65,8 @@ step tests 200 "GPU correctness (kernels vs references at real sizes, backends e
     tests/test_triton_backend.py tests/test_deploy.py
 step backend 60 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider tests/test_triton_backend.py
 step kernels 90 "kernel microbenchmarks" python -m bench.kernels --sizes $SIZES
-step latency 150 "end-to-end latency, triton (graphed, eager, graphed with the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
-    python -m bench.latency --device cuda --backends triton triton_eager triton+seam torch --sizes $LSIZES --repeats 20 --warmup 3
+step latency 150 "end-to-end latency, triton (graphed, eager, graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
+    python -m bench.latency --device cuda --backends triton triton_eager triton+noseam torch --sizes $LSIZES --repeats 20 --warmup 3
 step compile 240 "end-to-end latency, torch.compile at 4096 and 2048 (each size compiles for ~100 s in its warm-up)" \
     python -m bench.latency --device cuda --backends torch_compile --sizes 4096 2048 --repeats 20 --warmup 3 --append
-step profile 45 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton_eager torch --sizes 2048 4096 8192
+step profile 60 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton+noseam triton_eager torch --sizes 2048 4096 8192

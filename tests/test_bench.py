@@ -105,7 +105,7 @@ def test_cli_reaches_the_benchmark(photos, tmp_path):
     assert (tmp_path / "cli" / "quality-photos.json").exists()
 
 
-@pytest.mark.parametrize("backend", ["opencv_telea", "native", "torch", "native+seam"])
+@pytest.mark.parametrize("backend", ["opencv_telea", "native", "torch", "native+noseam"])
 def test_latency_row_per_backend(backend):
     from rethined_engine.backends.native_backend import native_module
     from rethined_engine.bench.latency import measure_one
