@@ -4,7 +4,7 @@ reference at equal shapes, as GB/s (fraction of the device's measured copy bandw
     python -m bench.kernels [--sizes 2048 4096 8192]
 
 Kernels: HR upscale (kernels/hr_upscale.py) per image size, K = 4 on a channels-last image and as the
-engine calls it ((3, H, W), the shipped K, both bands), and the opt-in seam blend (kernels/seam_blend.py)
+engine calls it ((3, H, W), the shipped K, both bands), and the seam blend (kernels/seam_blend.py)
 per image size; at LR (64 x 64 tokens, the grid of every
 square image >= 512 px, fp16) the patch projection (kernels/patch_projection.py), the coherence
 epilogue (kernels/coherence.py) and the masked attention + mixing + top-K
