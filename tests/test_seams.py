@@ -88,6 +88,23 @@ def test_native_matches_reference(rng, h, w, dtype):
 
 
 @needs_native
+@pytest.mark.parametrize("side", ["left", "right", "above", "below"])
+def test_native_blends_a_tile_whose_known_pixels_are_only_in_its_halo(rng, side):
+    """The extension skips tiles without a hole pixel or without a known pixel within reach: a tile that is
+    all hole, its only known pixels a line just outside it, must still be blended."""
+    rows, cols = native_module().seam_tile
+    h, w = 3 * rows, 3 * cols
+    mask = np.ones((h, w), bool)
+    mask[{"left": np.s_[:, cols - 1], "right": np.s_[:, 2 * cols], "above": np.s_[rows - 1, :],
+          "below": np.s_[2 * rows, :]}[side]] = False
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    filled = np.where(mask[..., None], 0, image).astype(np.uint8)
+    got = native_module().blend_seams(image, mask.astype(np.uint8), filled, seam_taps(SIGMA), GAIN)
+    assert_matches(got, reference(image, mask, filled))
+    assert (got[rows:2 * rows, cols:2 * cols] != 0).any()        # the middle tile was blended
+
+
+@needs_native
 def test_native_rejects_bad_arguments(rng):
     image, mask, filled = case(rng, 20, 30, np.uint8)
     with pytest.raises(ValueError, match="filled"):

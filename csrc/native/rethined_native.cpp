@@ -427,6 +427,7 @@ PYBIND11_MODULE(_native, m) {
           py::arg("fine_weight"), py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"));
     m.def("hr_upscale", &hr_upscale<float>, py::arg("image"), py::arg("mask"), py::arg("lr_result"), py::arg("weight"),
           py::arg("fine_weight"), py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"));
+    m.attr("seam_tile") = py::make_tuple(kSeamRows, kSeamCols);   // blend_seams' work unit (rows, columns)
     m.def("blend_seams", &blend_seams<uint8_t>, py::arg("image"), py::arg("mask"), py::arg("filled"), py::arg("taps"),
           py::arg("gain"));
     m.def("blend_seams", &blend_seams<float>, py::arg("image"), py::arg("mask"), py::arg("filled"), py::arg("taps"),
