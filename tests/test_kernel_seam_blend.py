@@ -68,6 +68,18 @@ def test_known_pixels_only_in_a_tiles_halo(rng, side):
     assert bool((got[TILE_H:2 * TILE_H, TILE_W:2 * TILE_W] != 0).any())   # the middle tile was blended
 
 
+@pytest.mark.parametrize("size", [(5, 7), (1, 40), (40, 1)])
+@pytest.mark.parametrize("sigma", [0.5, 8.0])
+def test_tiny_images_and_other_radii(rng, size, sigma):
+    """Images smaller than a tile and radii other than the shipped one (R = 2 and 24: ROWS 32 and 64)."""
+    image = torch.from_numpy(rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+    mask = torch.from_numpy(rng.random(size) < 0.5)
+    filled = torch.where(mask[..., None], torch.randint_like(image, 0, 256), image)
+    taps = torch.from_numpy(seam_taps(sigma))
+    got = seam_blend(image, mask, filled.clone(), taps, 8.0)
+    assert int((got.int() - seam_blend_reference(image, mask, filled.clone(), taps, 8.0).int()).abs().max()) <= 1
+
+
 def test_rejects_non_uint8(rng):
     image, mask, filled, taps = case(rng, 20, 30, "cpu", True)
     with pytest.raises(TypeError, match="uint8"):
