@@ -1,4 +1,4 @@
-"""Picture grids for results: one column per method, whole images on top, a zoomed hole crop below."""
+"""Picture grids for results: one column per method, whole images on top, a zoomed crop of the hole's border below."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,19 +17,35 @@ def masked_input(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _hole_centre(mask: np.ndarray) -> tuple[int, int]:
-    ys, xs = np.nonzero(mask)
-    return (int(ys.mean()), int(xs.mean())) if len(ys) else (mask.shape[0] // 2, mask.shape[1] // 2)
+CROP_STRIDE = 8            # px between the crop positions tried
+
+
+def crop_origin(mask: np.ndarray, crop_h: int, crop_w: int) -> tuple[int, int]:
+    """(y0, x0) of the crop_h x crop_w window holding the most hole-border pixels (hole pixels with a known
+    4-neighbour): where fill meets photo, so seams and texture show. The image centre if there is no border."""
+    h, w = mask.shape
+    border = np.zeros_like(mask)
+    border[1:] |= mask[1:] & ~mask[:-1]
+    border[:-1] |= mask[:-1] & ~mask[1:]
+    border[:, 1:] |= mask[:, 1:] & ~mask[:, :-1]
+    border[:, :-1] |= mask[:, :-1] & ~mask[:, 1:]
+    if not border.any():
+        return (h - crop_h) // 2, (w - crop_w) // 2
+    table = np.pad(border.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))     # summed-area table
+    ys = np.arange(0, h - crop_h + 1, CROP_STRIDE)[:, None]
+    xs = np.arange(0, w - crop_w + 1, CROP_STRIDE)[None, :]
+    counts = table[ys + crop_h, xs + crop_w] - table[ys, xs + crop_w] - table[ys + crop_h, xs] + table[ys, xs]
+    iy, ix = np.unravel_index(int(np.argmax(counts)), counts.shape)
+    return int(ys[iy, 0]), int(xs[0, ix])
 
 
 def picture_grid(panels: list[tuple[str, np.ndarray]], mask: np.ndarray) -> Image.Image:
-    """panels: (title, (H, W, 3) uint8) of one size; the crop row is centred on the hole of mask (H, W)."""
+    """panels: (title, (H, W, 3) uint8) of one size; the crop row shows the stretch of the hole's border
+    (mask (H, W)) where most of it lies (`crop_origin`)."""
     h, w = panels[0][1].shape[:2]
     ph = round(h * PANEL_WIDTH / w)
     crop_w, crop_h = min(w, PANEL_WIDTH // ZOOM), min(h, ph // ZOOM)
-    cy, cx = _hole_centre(mask)
-    y0 = int(np.clip(cy - crop_h // 2, 0, h - crop_h))
-    x0 = int(np.clip(cx - crop_w // 2, 0, w - crop_w))
+    y0, x0 = crop_origin(mask, crop_h, crop_w)
     grid = Image.new("RGB", (PANEL_WIDTH * len(panels), 2 * ph + TITLE_HEIGHT), "white")
     draw = ImageDraw.Draw(grid)
     for i, (title, arr) in enumerate(panels):

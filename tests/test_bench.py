@@ -139,3 +139,17 @@ def test_quality_summary_of_rows_without_inner_sharpness(photos, tmp_path):
     (summary,) = summarise(old)
     assert summary["sharpness_inner"] is None and summary["sharpness"] == result["summary"][0]["sharpness"]
     assert "| - |" in resolution_table([summary])
+
+
+def test_grid_crop_shows_the_hole_border():
+    """The zoomed row shows where fill meets photo (a big box's interior shows nothing of seams)."""
+    from rethined_engine.bench.grid import crop_origin
+
+    mask = np.zeros((400, 600), bool)
+    mask[50:350, 50:350] = True                      # a big box: its centre is all hole
+    mask[200:210, 400:580] = True                    # and a thin stroke: mostly border
+    y0, x0 = crop_origin(mask, 100, 150)
+    window = mask[y0:y0 + 100, x0:x0 + 150]
+    assert window.any() and not window.all()
+    assert crop_origin(np.zeros((40, 60), bool), 20, 30) == (10, 15)
+    assert crop_origin(np.ones((40, 60), bool), 20, 30) == (10, 15)
