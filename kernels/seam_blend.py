@@ -41,18 +41,19 @@ def seam_blend_kernel(image_ptr, mask_ptr, taps_ptr, out_ptr, H, W, gain, img_sy
                       ROWS: tl.constexpr, HALO_W: tl.constexpr):
     """Blend the hole pixels of out (uint8, any strides) that have known pixels within reach, in place."""
     y0 = tl.program_id(0) * TILE_H
-    x = tl.program_id(1) * TILE_W + tl.arange(0, TILE_W)[None, :]                  # (1, TILE_W)
+    x0 = tl.program_id(1) * TILE_W
+    x = x0 + tl.arange(0, TILE_W)[None, :]                                         # (1, TILE_W)
     y = y0 + tl.arange(0, TILE_H)[:, None]                                         # (TILE_H, 1)
     inside = (y < H) & (x < W)
     hole = inside & (tl.load(mask_ptr + y * mask_sy + x * mask_sx, mask=inside, other=0) != 0)
     j = tl.arange(0, ROWS)[:, None]                                                # halo row j is y0 - R + j
     ry = y0 - R + j
-    hx = tl.program_id(1) * TILE_W - R + tl.arange(0, HALO_W)[None, :]
-    in_halo = (j < TILE_H + 2 * R) & (ry >= 0) & (ry < H) & (hx < tl.program_id(1) * TILE_W + TILE_W + R) & \
-        (hx >= 0) & (hx < W)
+    halo_rows = (j < TILE_H + 2 * R) & (ry >= 0) & (ry < H)
+    hx = x0 - R + tl.arange(0, HALO_W)[None, :]
+    in_halo = halo_rows & (hx < x0 + TILE_W + R) & (hx >= 0) & (hx < W)
     known_near = in_halo & (tl.load(mask_ptr + ry * mask_sy + hx * mask_sx, mask=in_halo, other=1) == 0)
     if (tl.max(hole.to(tl.int32)) > 0) & (tl.max(known_near.to(tl.int32)) > 0):   # the tile meets the border
-        row_ok = (j < TILE_H + 2 * R) & (ry >= 0) & (ry < H) & (x < W)
+        row_ok = halo_rows & (x < W)
         d = tl.zeros((ROWS, TILE_W), tl.float32)
         n0 = tl.zeros((ROWS, TILE_W), tl.float32)
         n1 = tl.zeros((ROWS, TILE_W), tl.float32)
