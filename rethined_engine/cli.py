@@ -13,7 +13,7 @@ ASSETS = Path(__file__).parent / "assets"
 SAMPLE_IMAGE = ASSETS / "sample.jpg"
 SAMPLE_MASK = ASSETS / "sample_mask.png"
 JPEG_QUALITY = 95
-BENCHMARKS = ("quality", "latency", "native_stages", "kernels")  # modules of rethined_engine.bench (the repository's bench/)
+BENCHMARKS = ("quality", "detail_correlation", "latency", "native_stages", "kernels")  # modules of rethined_engine.bench (the repository's bench/)
 
 
 def _open(path: Path, what: str) -> Image.Image:

@@ -153,3 +153,41 @@ def test_grid_crop_shows_the_hole_border():
     assert window.any() and not window.all()
     assert crop_origin(np.zeros((40, 60), bool), 20, 30) == (10, 15)
     assert crop_origin(np.ones((40, 60), bool), 20, 30) == (10, 15)
+
+
+def test_detail_correlation_tells_the_truth_from_invented_detail():
+    """rho = 1 and energy = 1 for the truth itself, energy ~ 0 for a flat fill, rho ~ 0 for detail of the
+    right amount from an independent source, and the bins split the hole by distance from its border."""
+    from rethined_engine.bench.detail_correlation import DISTANCE_BINS, band_sums, border_distance, correlation_rows
+
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    mask = np.zeros((120, 160), bool)
+    mask[20:100, 30:130] = True                      # 40 px to the centre: bins up to 33-64 hold pixels
+    flat = truth.copy()
+    flat[mask] = 128
+    invented = truth.copy()
+    invented[mask] = rng.integers(0, 256, (int(mask.sum()), 3), dtype=np.uint8)
+
+    def rows(pred):
+        return correlation_rows(band_sums(pred, truth, mask))
+
+    assert all(r["rho"] == pytest.approx(1.0) and r["energy"] == pytest.approx(1.0) for r in rows(truth) if r["pixels"])
+    inner = [r for r in rows(flat) if r["pixels"] and r["distance"] not in ("1-2",)]   # the first px see known neighbours
+    assert inner and all(r["rho"] is None and r["energy"] == 0.0 for r in inner)
+    deep = [r for r in rows(invented) if r["pixels"] > 1000]
+    assert deep and all(abs(r["rho"]) < 0.1 and 0.7 < r["energy"] < 1.3 for r in deep)
+    assert sum(r["pixels"] for r in rows(truth)) == mask.sum()
+    assert [r["distance"] for r in rows(truth)] == [f"{lo}-{hi}" if hi else f">={lo}" for lo, hi in DISTANCE_BINS]
+    dist = border_distance(mask)
+    assert dist[~mask].max() == 0 and dist[20, 60] == 1 and dist[60, 80] == 40
+
+
+def test_detail_correlation_run_writes_json(photos, tmp_path):
+    from rethined_engine.bench.detail_correlation import markdown_table, run as run_detail
+
+    result = run_detail(photos, 96, seed=0, out=tmp_path, methods=build_methods(["opencv_ns_r3", "ours"], "cpu"))
+    saved = json.loads((tmp_path / "detail-correlation-photos-96.json").read_text())
+    assert saved["methods"].keys() == {"opencv_ns_r3", "ours"} and saved["resolution"] == 96
+    assert sorted(p.name for p in (tmp_path / "masks-photos").iterdir()) == ["p0.png", "p1.png"]
+    assert len(markdown_table(result).splitlines()) == 2 + 2          # header, rule, one row per method

@@ -166,6 +166,11 @@ def test_band_gains():
     assert torch.equal(gain, hf_gain(known, 1.0)) and torch.equal(extra, torch.zeros_like(gain))
     gain, extra = hf_band_gains(known, 1.0, 0.0)                   # the finest band is never faded
     torch.testing.assert_close(gain + extra, torch.ones_like(gain))
+    mid, fine = hf_band_gains(known, 1.0, 0.0, mid_gain=0.25)      # the band below it scaled, the finest kept
+    torch.testing.assert_close(mid, 0.25 * gain)
+    torch.testing.assert_close(mid + fine, torch.ones_like(gain))
+    with pytest.raises(ValueError, match="mid_gain"):
+        hf_band_gains(known, 1.0, None, mid_gain=0.5)
 
 
 def test_upscale_fades_each_band_with_its_own_decay():
@@ -188,6 +193,9 @@ def test_upscale_fades_each_band_with_its_own_decay():
     g, f = np.exp(-1 / decay), np.exp(-1 / fine_decay)
     torch.testing.assert_close(hr[..., 16:32], (up[..., 16:32] + hf).clamp(0, 1))
     torch.testing.assert_close(hr[..., 32:], (up[..., 32:] + g * (hf - fine) + f * fine).clamp(0, 1))
+    fine_only = attention_upscale(*args, topk=1, hf_decay=decay, hf_fine_decay=fine_decay, hf_mid_gain=0.0)
+    torch.testing.assert_close(fine_only[..., 16:32], (up[..., 16:32] + fine).clamp(0, 1))
+    torch.testing.assert_close(fine_only[..., 32:], (up[..., 32:] + f * fine).clamp(0, 1))
     one_band = attention_upscale(*args, topk=1, hf_decay=decay)
     torch.testing.assert_close(attention_upscale(*args, topk=1, hf_decay=decay, hf_fine_decay=decay), one_band)
     dense = attention_upscale(*args, topk=0, hf_decay=decay, hf_fine_decay=fine_decay)

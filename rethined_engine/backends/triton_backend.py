@@ -60,7 +60,8 @@ class TritonLRNetwork:
         last = pm.coherence[-1]
         result = self.epilogue(hidden[0], last.weight, last.bias, mixed, image[0], mask[0, 0])
         cfg = self.model.cfg
-        gain, fine_gain = hf_band_gains(key_ok.reshape(key_inside.shape), cfg.hf_decay, cfg.hf_fine_decay)
+        gain, fine_gain = hf_band_gains(key_ok.reshape(key_inside.shape), cfg.hf_decay, cfg.hf_fine_decay,
+                                        cfg.hf_mid_gain)
         weight = weight[None].float()
         return result[None], weight * gain[..., None], weight * fine_gain[..., None], index[None]
 

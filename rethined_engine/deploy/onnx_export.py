@@ -52,7 +52,8 @@ class LRNetwork(nn.Module):
             source_ok = torch.gather(out.key_ok.float(), 1, index.flatten(1)).reshape(index.shape)
             weight = weight / weight.sum(dim=-1, keepdim=True) * source_ok * out.query_masked.float()[..., None]
         cfg = self.model.cfg
-        gain, fine_gain = hf_band_gains(out.key_ok.reshape(key_inside.shape), cfg.hf_decay, cfg.hf_fine_decay)
+        gain, fine_gain = hf_band_gains(out.key_ok.reshape(key_inside.shape), cfg.hf_decay, cfg.hf_fine_decay,
+                                        cfg.hf_mid_gain)
         return out.result, weight * gain[..., None], weight * fine_gain[..., None], index.to(torch.int32)
 
 

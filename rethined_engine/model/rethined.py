@@ -75,5 +75,5 @@ class Rethined(nn.Module):
         else:
             hr = attention_upscale(padded, padded_mask, lr.result, lr.attn, lr.query_masked, lr.key_ok,
                                    geom.scale, self.cfg.patch_size, self.cfg.hr_topk, self.cfg.hf_transfer,
-                                   self.cfg.hf_decay, self.cfg.hf_fine_decay)
+                                   self.cfg.hf_decay, self.cfg.hf_fine_decay, self.cfg.hf_mid_gain)
         return torch.where(mask > 0, hr[..., :height, :width], image)

@@ -4,8 +4,8 @@ HR stage (integer scale s): each LR token is an (sP) x (sP) HR patch. With up = 
 HF_j = y_j - up_j on known tokens (hole-free by construction, so no zero-filled blur enters), and a
 masked token becomes up_i + sum_j A_ij (g_i HF_j + (f_i - g_i) fine_j), where fine_j = y_j - B(y_j) is
 the source's finest band (B: 3x3 binomial blur inside the token, `fine_band`) and the gains g_i (whole
-HF) and f_i (finest band) fade the transferred texture with the token's distance from known content
-(`hf_gain`, `hf_band_gains`). Known pixels are copied from the input.
+HF, scaled by `hf_mid_gain`) and f_i (finest band) fade the transferred texture with the token's distance
+from known content (`hf_gain`, `hf_band_gains`). Known pixels are copied from the input.
 """
 from __future__ import annotations
 
@@ -87,25 +87,32 @@ def fine_band(tokens: torch.Tensor, span: int) -> torch.Tensor:
     return (planes - blurred).reshape(tokens.shape)
 
 
-def hf_band_gains(key_ok: torch.Tensor, decay: float, fine_decay: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(g, f - g), each (B, gh * gw) float32: g = hf_gain(decay) scales a token's whole transferred HF,
-    f - g what its finest band gets on top (f = hf_gain(fine_decay)); fine_decay None: one band, f = g."""
+def hf_band_gains(key_ok: torch.Tensor, decay: float, fine_decay: float | None,
+                  mid_gain: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(g, f - g), each (B, gh * gw) float32: g = mid_gain * hf_gain(decay) scales a token's whole transferred
+    HF, f - g what its finest band gets on top (f = hf_gain(fine_decay)), so that the band between the LR
+    result's cut-off and the finest band gets g and the finest band f. fine_decay None: one band, f = g
+    (mid_gain must then be 1)."""
     gain = hf_gain(key_ok, decay)
     if fine_decay is None:
+        if mid_gain != 1.0:
+            raise ValueError(f"mid_gain: only with two bands (fine_decay not None), got {mid_gain}")
         return gain, torch.zeros_like(gain)
+    gain = gain * mid_gain
     return gain, hf_gain(key_ok, fine_decay) - gain
 
 
 def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor, attn: torch.Tensor,
                       query_masked: torch.Tensor, key_ok: torch.Tensor, scale: int, patch: int,
                       topk: int = 1, hf_transfer: bool = True, hf_decay: float = 0.0,
-                      hf_fine_decay: float | None = None) -> torch.Tensor:
+                      hf_fine_decay: float | None = None, hf_mid_gain: float = 1.0) -> torch.Tensor:
     """Carry the LR result to HR.
 
     image: padded HR (B, 3, gh*s*P, gw*s*P) in [0, 1]; mask: (B, 1, ...) float hole mask; lr_result:
     (B, 3, gh*P, gw*P); attn: (B, N, N) LR attention; query_masked, key_ok: (B, N) bool.
     topk: mix the k strongest keys per masked token (weights renormalised); 0 mixes the dense row.
-    hf_decay, hf_fine_decay: the decays of the whole HF and of its finest band (`hf_band_gains`).
+    hf_decay, hf_fine_decay, hf_mid_gain: the decays of the whole HF and of its finest band, and the scale of
+    the band between them (`hf_band_gains`).
     Returns the HR result (B, 3, ...) with known pixels equal to `image`.
     """
     grid_h, grid_w = lr_result.shape[-2] // patch, lr_result.shape[-1] // patch
@@ -119,7 +126,8 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
         batch, token = query_masked.nonzero(as_tuple=True)
         rows = attn[batch, token]                                   # (M, N) rows of masked tokens
         gain, fine_gain = (g[batch, token][:, None].to(hf.dtype)
-                           for g in hf_band_gains(key_ok.reshape(-1, 1, grid_h, grid_w), hf_decay, hf_fine_decay))
+                           for g in hf_band_gains(key_ok.reshape(-1, 1, grid_h, grid_w), hf_decay, hf_fine_decay,
+                                               hf_mid_gain))
         if topk > 0:
             weights, idx = rows.topk(min(topk, rows.shape[-1]), dim=-1)
             weights = weights / weights.sum(dim=-1, keepdim=True)

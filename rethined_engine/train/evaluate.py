@@ -28,7 +28,7 @@ from ..weights import load_model
 from .data import list_images, load_rgb
 from .masks import random_mask
 
-DEFAULT_KEYS = ("hr_topk", "hf_decay", "hf_fine_decay", "seam_sigma", "seam_gain")   # the inference defaults a result records
+DEFAULT_KEYS = ("hr_topk", "hf_decay", "hf_fine_decay", "hf_mid_gain", "seam_sigma", "seam_gain")   # the inference defaults a result records
 
 
 def coarse_bicubic(model: Rethined, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

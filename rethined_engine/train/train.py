@@ -107,7 +107,7 @@ def hr_forward(model: Rethined, image: torch.Tensor, mask: torch.Tensor, scale: 
     lr_out = model.forward_lr(lr_input, lr_mask, key_inside)
     hr = attention_upscale(image * known, mask, lr_out.result, lr_out.attn, lr_out.query_masked, lr_out.key_ok,
                            scale, model.cfg.patch_size, model.cfg.hr_topk, hf_decay=model.cfg.hf_decay,
-                           hf_fine_decay=model.cfg.hf_fine_decay)
+                           hf_fine_decay=model.cfg.hf_fine_decay, hf_mid_gain=model.cfg.hf_mid_gain)
     return lr_out, lr_target, lr_mask, hr
 
 
@@ -226,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="with --export: the file's default hf_decay in tokens (else the checkpoint's)")
     parser.add_argument("--export-hf-fine-decay", type=float, default=None,
                         help="with --export: the file's default hf_fine_decay in tokens (else the checkpoint's)")
+    parser.add_argument("--export-hf-mid-gain", type=float, default=None,
+                        help="with --export: the file's default hf_mid_gain (else the checkpoint's)")
     parser.add_argument("--export-seam-sigma", type=float, default=None,
                         help="with --export: the file's default seam_sigma in HR px (else the checkpoint's)")
     parser.add_argument("--export-seam-gain", type=float, default=None,
@@ -241,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.export:
         settings = {key: value for key, value in (("hr_topk", args.export_hr_topk), ("hf_decay", args.export_hf_decay),
                                                   ("hf_fine_decay", args.export_hf_fine_decay),
+                                                  ("hf_mid_gain", args.export_hf_mid_gain),
                                                   ("seam_sigma", args.export_seam_sigma),
                                                   ("seam_gain", args.export_seam_gain)) if value is not None}
         extra = {} if args.export_lineage is None else {"lineage": args.export_lineage}
