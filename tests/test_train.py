@@ -127,9 +127,11 @@ def test_train_resume_and_export(photo_dir, tmp_path, rng):
     export(out / CHECKPOINT, weights)
     top3 = tmp_path / "top3.safetensors"
     main(["--out", str(out), "--export", str(top3), "--export-hr-topk", "3", "--export-hf-decay", "1.5",
-          "--export-seam-sigma", "2", "--export-lineage", "a -> b"])
+          "--export-hf-fine-decay", "0", "--export-hf-mid-gain", "0.5", "--export-seam-sigma", "2",
+          "--export-lineage", "a -> b"])
     cfg = load_model(top3).cfg
-    assert (cfg.hr_topk, cfg.hf_decay, cfg.seam_sigma, cfg.seam_gain) == (3, 1.5, 2.0, 8.0)
+    assert (cfg.hr_topk, cfg.hf_decay, cfg.hf_fine_decay, cfg.hf_mid_gain, cfg.seam_sigma, cfg.seam_gain) == \
+        (3, 1.5, 0.0, 0.5, 2.0, 8.0)
     assert read_metadata(top3)["lineage"] == "a -> b"
     img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
     mask = np.zeros((40, 50), bool)
@@ -256,8 +258,8 @@ def test_evaluate_reports_every_method(tmp_path):
     shipped = Engine().model.cfg
     assert result["images"] == 2
     assert result["defaults"] == {"hr_topk": shipped.hr_topk, "hf_decay": shipped.hf_decay,
-                                  "hf_fine_decay": shipped.hf_fine_decay, "seam_sigma": shipped.seam_sigma,
-                                  "seam_gain": shipped.seam_gain}
+                                  "hf_fine_decay": shipped.hf_fine_decay, "hf_mid_gain": shipped.hf_mid_gain,
+                                  "seam_sigma": shipped.seam_sigma, "seam_gain": shipped.seam_gain}
     assert set(result["summary"]) == {"ours", "ours_top1", "ours_top4", "ours_dense", "ours_no_hf", "coarse_bicubic",
                                       "untrained"}
     for row in result["rows"]:
