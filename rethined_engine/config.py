@@ -36,7 +36,7 @@ class ModelConfig:
     hf_transfer: bool = True         # False: HR result is the bilinear-upsampled LR result
     hf_decay: float = 0.0            # tokens: transferred HF fades as exp(-(d - 1) / hf_decay) with a hole token's distance d from known tokens; 0 = no fading
     hf_fine_decay: float | None = None  # tokens: the HF's finest band (what a 3x3 binomial blur removes) fades with this decay instead; None = one band, hf_decay
-    hf_mid_gain: float = 1.0         # two bands only: scales the HF below the finest band (0 = transfer the finest band only)
+    hf_mid_gain: float = 1.0         # two bands: scales the HF below the finest band (0 = the finest band only); ignored with one band
     seam_sigma: float = 0.0          # HR px: hole pixels near known ones blend towards a Gaussian average of those (`blend_seams`); 0 = off
     seam_gain: float = 8.0           # the blend's weight is min(1, seam_gain * the known pixels' share of the Gaussian)
     # --- input handling -------------------------------------------------
@@ -59,8 +59,6 @@ class ModelConfig:
             raise ValueError(f"hf_fine_decay must be None (one band) or >= 0 (tokens; 0 = no fading), got {self.hf_fine_decay}")
         if not 0.0 <= self.hf_mid_gain <= 1.0:
             raise ValueError(f"hf_mid_gain must be in [0, 1], got {self.hf_mid_gain}")
-        if self.hf_mid_gain != 1.0 and self.hf_fine_decay is None:
-            raise ValueError(f"hf_mid_gain={self.hf_mid_gain} needs two bands: set hf_fine_decay (tokens, >= 0)")
         if not self.seam_sigma >= 0.0:
             raise ValueError(f"seam_sigma must be >= 0 (HR pixels; 0 = off), got {self.seam_sigma}")
         if not self.seam_gain > 0.0:

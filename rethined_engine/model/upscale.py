@@ -92,11 +92,9 @@ def hf_band_gains(key_ok: torch.Tensor, decay: float, fine_decay: float | None,
     """(g, f - g), each (B, gh * gw) float32: g = mid_gain * hf_gain(decay) scales a token's whole transferred
     HF, f - g what its finest band gets on top (f = hf_gain(fine_decay)), so that the band between the LR
     result's cut-off and the finest band gets g and the finest band f. fine_decay None: one band, f = g
-    (mid_gain must then be 1)."""
+    (mid_gain is ignored: there is no band to scale apart)."""
     gain = hf_gain(key_ok, decay)
     if fine_decay is None:
-        if mid_gain != 1.0:
-            raise ValueError(f"mid_gain: only with two bands (fine_decay not None), got {mid_gain}")
         return gain, torch.zeros_like(gain)
     gain = gain * mid_gain
     return gain, hf_gain(key_ok, fine_decay) - gain
