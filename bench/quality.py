@@ -10,7 +10,7 @@ row says `upsampled` when the photo was smaller). Masks: free-form strokes + box
 to the other resolutions), so every method and every run sees identical holes.
 
 Methods: `ours` (shipped weights, default settings), `ours_no_hf` (HF transfer off), `ours_NAME` for each
-`--ours NAME=key:value,...` (ours with those inference settings, e.g. `hf_fine_decay:0`), `coarse_bicubic`
+`--ours NAME=key:value,...` (ours with those inference settings, e.g. `hf_mid_gain:0`), `coarse_bicubic`
 (our coarse LR fill, bicubic-upsampled), OpenCV `cv2.inpaint` Telea and Navier-Stokes at radius 3 and
 at a radius scaled with resolution (3 px per 1024 px of long side), PatchMatch (PyPatchMatch, 7x7
 patches; slow: ~8 s per 1K image, minutes at 4K on 2 cores) and scikit-image's biharmonic
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--ours", nargs="+", default=[], metavar="NAME=key:value,...",
                         help="also score ours with these inference settings, as method ours_NAME (e.g. "
-                             "two_band=hf_decay:0.5,hf_fine_decay:0)")
+                             "fine_only=hf_fine_decay:0,hf_mid_gain:0)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the saved results of (method, resolution) pairs this run does not score")
     args = parser.parse_args(argv)
