@@ -30,6 +30,9 @@ from .losses import LossWeights, hr_loss, total_loss
 
 CHECKPOINT = "last.pt"
 LOG = "log.jsonl"
+# inference settings that --export can write as the file's defaults: (type, unit for --help)
+EXPORT_SETTINGS = {"hr_topk": (int, ""), "hf_decay": (float, " in tokens"), "hf_fine_decay": (float, " in tokens"),
+                   "hf_mid_gain": (float, ""), "seam_sigma": (float, " in HR px"), "seam_gain": (float, "")}
 
 
 @dataclass(frozen=True)
@@ -220,18 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, help="folder of training photographs")
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoint + log)")
     parser.add_argument("--export", type=Path, help="write inference weights from OUT/last.pt and exit")
-    parser.add_argument("--export-hr-topk", type=int, default=None,
-                        help="with --export: the file's default hr_topk (else the checkpoint's)")
-    parser.add_argument("--export-hf-decay", type=float, default=None,
-                        help="with --export: the file's default hf_decay in tokens (else the checkpoint's)")
-    parser.add_argument("--export-hf-fine-decay", type=float, default=None,
-                        help="with --export: the file's default hf_fine_decay in tokens (else the checkpoint's)")
-    parser.add_argument("--export-hf-mid-gain", type=float, default=None,
-                        help="with --export: the file's default hf_mid_gain (else the checkpoint's)")
-    parser.add_argument("--export-seam-sigma", type=float, default=None,
-                        help="with --export: the file's default seam_sigma in HR px (else the checkpoint's)")
-    parser.add_argument("--export-seam-gain", type=float, default=None,
-                        help="with --export: the file's default seam_gain (else the checkpoint's)")
+    for name, (kind, unit) in EXPORT_SETTINGS.items():
+        parser.add_argument(f"--export-{name.replace('_', '-')}", type=kind, default=None,
+                            help=f"with --export: the file's default {name}{unit} (else the checkpoint's)")
     parser.add_argument("--export-lineage", default=None, help="with --export: the runs these weights descend from")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--init-from", type=Path, default=None,
@@ -241,11 +235,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
     args = parser.parse_args(argv)
     if args.export:
-        settings = {key: value for key, value in (("hr_topk", args.export_hr_topk), ("hf_decay", args.export_hf_decay),
-                                                  ("hf_fine_decay", args.export_hf_fine_decay),
-                                                  ("hf_mid_gain", args.export_hf_mid_gain),
-                                                  ("seam_sigma", args.export_seam_sigma),
-                                                  ("seam_gain", args.export_seam_gain)) if value is not None}
+        chosen = {name: getattr(args, f"export_{name}") for name in EXPORT_SETTINGS}
+        settings = {name: value for name, value in chosen.items() if value is not None}
         extra = {} if args.export_lineage is None else {"lineage": args.export_lineage}
         export(args.out / CHECKPOINT, args.export, extra, **settings)
         print(f"wrote {args.export}")
