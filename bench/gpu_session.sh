@@ -62,7 +62,7 @@ if [ "$MODE" = quick ]; then SIZES="2048 4096"; LSIZES="2048 4096"; else SIZES="
 step tests 200 "GPU correctness (kernels vs references at real sizes, backends end to end)" \
     python -m pytest -q -n 8 -p no:cacheprovider --maxfail=10 -m gpu tests/test_kernel_prep.py tests/test_kernel_hr_upscale.py \
     tests/test_kernel_patch_projection.py tests/test_kernel_masked_attention.py tests/test_kernel_coherence.py tests/test_kernel_seam_blend.py \
-    tests/test_triton_backend.py tests/test_deploy.py
+    tests/test_triton_backend.py tests/test_deploy.py tests/test_engine.py
 step backend 60 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider tests/test_triton_backend.py
 step kernels 90 "kernel microbenchmarks" python -m bench.kernels --sizes $SIZES
 step latency 150 "end-to-end latency, triton (graphed, eager, graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \

@@ -3,7 +3,8 @@ reference at equal shapes, as GB/s (fraction of the device's measured copy bandw
 
     python -m bench.kernels [--sizes 2048 4096 8192]
 
-Kernels: HR upscale (kernels/hr_upscale.py) per image size, K = 4 on a channels-last image and as the
+Kernels: HR upscale (kernels/hr_upscale.py) per image size, K = 4 on a channels-last image (beside it the
+CUDA C kernel of the TensorRT path, csrc/cuda/hr_upscale.cu, through CuPy when installed) and as the
 engine calls it ((3, H, W), the shipped K, both bands), and the seam blend (kernels/seam_blend.py)
 per image size; at LR (64 x 64 tokens, the grid of every
 square image >= 512 px, fp16) the patch projection (kernels/patch_projection.py), the coherence
@@ -62,6 +63,24 @@ def _row(kernel, impl, size, q, **extra) -> dict:
     return {"kernel": kernel, "impl": impl, "size": size, "median_ms": q[0], "p20_ms": q[1], "p80_ms": q[2], **extra}
 
 
+def cuda_c_hr_upscale():
+    """`hr_upscale`'s signature (channels-last only) over the CUDA C kernel launched by CuPy on the
+    tensors' memory (no copies; the output is allocated like the Triton launcher's), or None without CuPy."""
+    try:
+        import cupy as cp
+    except ImportError:
+        return None
+    from rethined_engine.deploy.cuda_kernels import launch_hr_upscale_cupy
+
+    def run(image, mask, lr, weight, fine_weight, index, geom, channels_last):
+        out = torch.empty_like(image)
+        launch_hr_upscale_cupy(*(cp.asarray(t.contiguous()) for t in (image, mask, lr, weight, fine_weight)),
+                               cp.asarray(index.contiguous()), cp.asarray(out), geom)
+        return out
+
+    return run
+
+
 def bench_hr_upscale(size: int, bandwidth: float, rng) -> list[dict]:
     """K = 4 random sources on a channels-last image (the rows kept since the first GPU session), and the
     engine's own call: (3, H, W) image, K = the shipped hr_topk, both bands."""
@@ -81,7 +100,10 @@ def bench_hr_upscale(size: int, bandwidth: float, rng) -> list[dict]:
         for bands, fine_weight in (("one_band", torch.zeros_like(weight)), ("two_band", weight)):
             if label == "engine_chw" and bands == "one_band":
                 continue
-            for name, fn in (("triton", hr_upscale), ("torch_reference", hr_upscale_reference)):
+            impls = [("triton", hr_upscale), ("torch_reference", hr_upscale_reference)]
+            if channels_last and cuda_c_hr_upscale() is not None:
+                impls.insert(1, ("cuda_c", cuda_c_hr_upscale()))
+            for name, fn in impls:
                 q = do_bench(lambda: fn(image, mask, lr, weight, fine_weight, index, geom, channels_last),
                              quantiles=QUANTILES)
                 rows.append(_row("hr_upscale", name, size, q, bands=bands, layout=label, k=topk,

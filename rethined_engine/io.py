@@ -8,7 +8,7 @@ known (unmasked) pixels are copied from the input bit for bit.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -29,6 +29,10 @@ class Batch:
     image: torch.Tensor               # original dtype (uint8 or float), values untouched
     mask: torch.Tensor
     restore: Callable[[torch.Tensor], Any]  # (B, 3, H, W) tensor of the original dtype -> caller's type
+
+    def to(self, device: torch.device) -> "Batch":
+        """This batch with image and mask on `device` (the same objects where they are there already)."""
+        return replace(self, image=self.image.to(device), mask=self.mask.to(device))
 
     def as_float(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1]."""

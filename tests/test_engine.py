@@ -236,6 +236,20 @@ def test_shipped_weights_load_and_inpaint(rng):
     assert_known_exact(out, img, mask)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_torch_backend_on_cuda_host_and_device_inputs_agree(rng):
+    """The shipped file (seam blend on) on the torch backend: a numpy input is uploaded once, worked on and
+    blended on the GPU, and comes back equal to the same call on CUDA tensors."""
+    engine = Engine(backend="torch", device="cuda")
+    image = rng.integers(0, 256, (301, 517, 3), dtype=np.uint8)
+    mask = stroke_mask(301, 517, rng)
+    out = engine.inpaint(image, mask)
+    assert_known_exact(out, image, mask)
+    on_device = engine.inpaint(torch.from_numpy(image).permute(2, 0, 1).cuda(), torch.from_numpy(mask).cuda())
+    assert on_device.is_cuda and torch.equal(on_device.permute(1, 2, 0).cpu(), torch.from_numpy(out))
+
+
 def test_default_backend_on_cuda_is_triton_when_installed(monkeypatch):
     import importlib.util
 

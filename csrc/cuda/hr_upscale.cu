@@ -29,11 +29,12 @@ __device__ __forceinline__ void bilinear_rgb(const float* __restrict__ lr, int h
 }
 
 // 3x3 binomial blur of image / 255 (HWC uint8, row stride W) at offset (oy, ox) of the span x span token
-// whose top-left pixel is (y0, x0), the token's edge pixels replicated.
+// whose top-left pixel is (y0, x0), the token's edge pixels replicated. Integer taps (1 2 1) x (1 2 1)
+// summed exactly, scaled once by 1 / (16 * 255).
 __device__ __forceinline__ void token_blur_rgb(const unsigned char* __restrict__ image, int W, int span,
                                                int y0, int x0, int oy, int ox, float rgb[3]) {
-    const float taps[3] = {0.25f, 0.5f, 0.25f};
-    rgb[0] = rgb[1] = rgb[2] = 0.0f;
+    const int taps[3] = {1, 2, 1};
+    int sum[3] = {0, 0, 0};
 #pragma unroll
     for (int dy = 0; dy < 3; ++dy) {
         const int ry = y0 + min(max(oy + dy - 1, 0), span - 1);
@@ -41,11 +42,14 @@ __device__ __forceinline__ void token_blur_rgb(const unsigned char* __restrict__
         for (int dx = 0; dx < 3; ++dx) {
             const int rx = x0 + min(max(ox + dx - 1, 0), span - 1);
             const long long q = (long long)ry * W + rx;
-            const float t = taps[dy] * taps[dx] / 255.0f;
+            const int t = taps[dy] * taps[dx];
 #pragma unroll
-            for (int c = 0; c < 3; ++c) rgb[c] += t * image[3 * q + c];
+            for (int c = 0; c < 3; ++c) sum[c] += t * image[3 * q + c];
         }
     }
+    const float norm = 1.0f / (16.0f * 255.0f);
+#pragma unroll
+    for (int c = 0; c < 3; ++c) rgb[c] = sum[c] * norm;
 }
 
 // image, out: (H, W, 3) uint8; mask: (H, W) uint8, nonzero = hole; lr: (3, h, w) float32 with
@@ -85,7 +89,7 @@ __global__ void hr_upscale_u8(const unsigned char* __restrict__ image, const uns
             const long long q = (long long)sy * W + sx;
 #pragma unroll
             for (int c = 0; c < 3; ++c) {
-                const float v = image[3 * q + c] / 255.0f;
+                const float v = image[3 * q + c] * (1.0f / 255.0f);
                 acc[c] += wk * (v - up[c]) + fk * (v - blur[c]);
             }
         }

@@ -52,15 +52,14 @@ class TorchBackend:
         if bool(batch.mask.flatten(1).all(dim=1).any()):
             warnings.warn("mask covers the whole image: nothing is known, the result is the coarse network's "
                           "guess", RuntimeWarning, stacklevel=3)
-        image = batch.as_float(self.dtype).to(self.device)
-        result = self.model(image, batch.mask.to(self.device))
-        return batch.restore(self.blend_seams(batch.image, batch.mask, batch.filled(result)))
+        work = batch.to(self.device)     # one upload of the uint8 (or float) input, one download at the end
+        result = self.model(work.as_float(self.dtype), work.mask)
+        out = self.blend_seams(work.image, work.mask, work.filled(result))
+        return batch.restore(out.to(batch.image.device))
 
     def blend_seams(self, image: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
-        """`model.upscale.blend_seams` on this backend's device when `seam_sigma` > 0, else `filled`;
-        (B, 3, H, W) tensors of the image's dtype, returned on filled's device."""
+        """`model.upscale.blend_seams` when `seam_sigma` > 0, else `filled`; (B, 3, H, W) tensors of the
+        image's dtype on this backend's device."""
         if self._seam_taps is None:
             return filled
-        out = blend_seams(image.to(self.device), mask.to(self.device), filled.to(self.device), self._seam_taps,
-                          self.config.seam_gain)
-        return out.to(filled.device)
+        return blend_seams(image, mask, filled, self._seam_taps, self.config.seam_gain)

@@ -32,11 +32,18 @@ def kernel_scalars(geom: Geometry, topk: int) -> tuple[int, ...]:
     return (geom.height, geom.width, geom.scale, geom.patch, geom.grid_h, geom.grid_w, topk)
 
 
-def launch_hr_upscale_cupy(image, mask, lr, weight, fine_weight, index, out, geom: Geometry) -> None:
-    """CuPy arrays: image/out (H, W, 3) uint8, mask (H, W) uint8, lr (1, 3, h, w) float32, weight and
-    fine_weight (N, K) float32, index (N, K) int32 (all C-contiguous)."""
+@lru_cache(maxsize=None)
+def cupy_kernel():
+    """The kernel compiled by CuPy (NVRTC), once per process."""
     import cupy as cp
 
-    kernel = cp.RawKernel(cuda_source(), KERNEL_NAME)
+    return cp.RawKernel(cuda_source(), KERNEL_NAME)
+
+
+def launch_hr_upscale_cupy(image, mask, lr, weight, fine_weight, index, out, geom: Geometry) -> None:
+    """CuPy arrays: image/out (H, W, 3) uint8, mask (H, W) uint8 or bool, lr (1, 3, h, w) float32, weight
+    and fine_weight (N, K) float32, index (N, K) int32 (all C-contiguous), on CuPy's current stream."""
+    import cupy as cp
+
     scalars = tuple(cp.int32(v) for v in kernel_scalars(geom, weight.shape[-1]))
-    kernel(launch_grid(geom), BLOCK, (image, mask, lr, weight, fine_weight, index, out, *scalars))
+    cupy_kernel()(launch_grid(geom), BLOCK, (image, mask, lr, weight, fine_weight, index, out, *scalars))
