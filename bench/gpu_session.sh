@@ -63,10 +63,10 @@ step tests 200 "GPU correctness (kernels vs references at real sizes, backends e
     python -m pytest -q -n 8 -p no:cacheprovider --maxfail=10 -m gpu tests/test_kernel_prep.py tests/test_kernel_hr_upscale.py \
     tests/test_kernel_patch_projection.py tests/test_kernel_masked_attention.py tests/test_kernel_coherence.py tests/test_kernel_seam_blend.py \
     tests/test_triton_backend.py tests/test_deploy.py tests/test_engine.py
-step backend 60 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider tests/test_triton_backend.py
+step backend 120 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider tests/test_triton_backend.py
 step kernels 90 "kernel microbenchmarks" python -m bench.kernels --sizes $SIZES
 step latency 150 "end-to-end latency, triton (graphed, eager, graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
     python -m bench.latency --device cuda --backends triton triton_eager triton+noseam torch --sizes $LSIZES --repeats 20 --warmup 3
 step compile 240 "end-to-end latency, torch.compile at 4096 and 2048 (each size compiles for ~100 s in its warm-up)" \
     python -m bench.latency --device cuda --backends torch_compile --sizes 4096 2048 --repeats 20 --warmup 3 --append
-step profile 60 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton+noseam triton_eager torch --sizes 2048 4096 8192
+step profile 120 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton+noseam triton_eager torch --sizes 2048 4096 8192

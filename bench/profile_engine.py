@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     out = RESULTS / f"profile-{gpu.replace(' ', '_')}.json"
     runs = json.loads(out.read_text())["runs"] if out.is_file() else []
     rows = []
+    runs.append({"commit": git_commit(), "device": gpu, "torch": torch.__version__, "rows": rows})
+    out.parent.mkdir(parents=True, exist_ok=True)
     for backend in args.backend:
         for size in args.sizes:
             row = profile(backend, size, args.calls, args.warmup)
@@ -73,9 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{row['gpu_busy_ms_per_call']:.2f} ms, {row['kernels_per_call']:.0f} kernels/call", flush=True)
             for k in row["top_kernels"]:
                 print(f"   {k['ms_per_call']:8.3f} ms  x{k['count_per_call']:<4.0f} {k['name'][:100]}")
-    runs.append({"commit": git_commit(), "device": gpu, "torch": torch.__version__, "rows": rows})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+            out.write_text(json.dumps({"runs": runs}, indent=1) + "\n")   # after every row: a cut run keeps its rows
     print(f"wrote {out}")
 
 
