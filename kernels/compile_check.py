@@ -32,15 +32,17 @@ def _variants():
     out = []
     hr = {"image_ptr": "*u8", "mask_ptr": "*u8", "lr_ptr": "*fp32", "weight_ptr": "*fp32", "fine_weight_ptr": "*fp32",
           "index_ptr": "*i32", "out_ptr": "*u8", "H": "i32", "W": "i32", "h": "i32", "w": "i32", "scale": "i32",
-          "patch": "i32", "grid_w": "i32", "img_sy": "i32", "img_sx": "i32", "img_sc": "i32", "out_sy": "i32", "out_sx": "i32",
-          "out_sc": "i32", "mask_sy": "i32", "mask_sx": "i32", "K": "constexpr", "FINE": "constexpr",
-          "BLOCK": "constexpr"}
-    for layout, ones, fine in (("hwc_scale1", ("scale", "img_sc", "out_sc", "mask_sx"), False),
-                               ("chw_scale4", ("img_sx", "out_sx", "mask_sx"), False),
-                               ("chw_scale4,fine", ("img_sx", "out_sx", "mask_sx"), True)):
-        block = hr_upscale.BLOCK_PIXELS_FINE if fine else hr_upscale.BLOCK_PIXELS
+          "span": "i32", "grid_w": "i32", "tiles_x": "i32", "img_sy": "i32", "img_sx": "i32", "img_sc": "i32",
+          "out_sy": "i32", "out_sx": "i32", "out_sc": "i32", "mask_sy": "i32", "mask_sx": "i32", "K": "constexpr",
+          "FINE": "constexpr", "TILE_H": "constexpr", "TILE_W": "constexpr"}
+    for layout, ones, fine, span in (("hwc_scale1", ("scale", "img_sc", "out_sc", "mask_sx"), False, 8),
+                                     ("chw_scale4", ("img_sx", "out_sx", "mask_sx"), False, 32),
+                                     ("chw_scale4,fine", ("img_sx", "out_sx", "mask_sx"), True, 32),
+                                     ("chw_scale8,fine", ("img_sx", "out_sx", "mask_sx"), True, 64)):
+        tile_h, tile_w = hr_upscale.tile_shape(span, fine)
         out.append((f"hr_upscale[{layout}]", hr_upscale.hr_upscale_kernel, hr,
-                    {**{k: INT_ONE for k in ones}, "K": 4, "FINE": fine, "BLOCK": block}, 4, 3))
+                    {**{k: INT_ONE for k in ones}, "K": 4, "FINE": fine, "TILE_H": tile_h, "TILE_W": tile_w},
+                    hr_upscale.NUM_WARPS, 3))
     rows = {"image_ptr": "*u8", "mask_ptr": "*u8", "taps_ptr": "*fp32", "rows_ptr": "*fp32", "H": "i32", "W": "i32",
             "Wp": "i32", "w": "i32", "scale": "i32", "radius": "i32", "img_sy": "i32", "img_sx": "i32",
             "img_sc": "i32", "mask_sy": "i32", "mask_sx": "i32", "n_taps": "i32", "REFLECT": "constexpr",

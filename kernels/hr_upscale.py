@@ -20,30 +20,28 @@ import triton.language as tl
 
 from rethined_engine.geometry import Geometry
 
-BLOCK_PIXELS = 256   # pixels per program (flattened row-major), 4 warps: 168 registers at K=4, no spill on
-                     # sm_90 (512: 210; kernels/compile_check.py)
-BLOCK_PIXELS_FINE = 128   # with the fine band (its 3x3 neighbourhoods): 255 registers + 32 B of spills at K=4 on
-                          # sm_90 (256: 444 B of spills)
+TILE_PIXELS = 256       # HR pixels per program: a tile inside one token (4 warps, 2 pixels per thread)
+TILE_PIXELS_FINE = 128  # with the fine band's 3x3 neighbourhoods
+MAX_TILE_W = 32         # tile columns: one 32-byte sector per row and channel (CHW)
+NUM_WARPS = 4
+INV_255 = tl.constexpr(1.0 / 255.0)
+INV_BLUR = tl.constexpr(1.0 / (16.0 * 255.0))   # the integer binomial taps (1 2 1) x (1 2 1) sum to 16
 
 
 @triton.jit
-def _bilinear_taps(h, w, inv_scale, y, x):
-    """Flat offsets of the 4 LR taps around HR pixels (y, x) and their weights (ly, lx); half-pixel
-    centres, edge clamp. The same for every channel."""
-    sy = tl.maximum((y.to(tl.float32) + 0.5) * inv_scale - 0.5, 0.0)
-    sx = tl.maximum((x.to(tl.float32) + 0.5) * inv_scale - 0.5, 0.0)
-    y0 = sy.to(tl.int32)
-    x0 = sx.to(tl.int32)
-    y1 = tl.minimum(y0 + 1, h - 1)
-    x1 = tl.minimum(x0 + 1, w - 1)
-    return y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1, sy - y0.to(tl.float32), sx - x0.to(tl.float32)
+def _axis_taps(v, n, inv_scale):
+    """LR taps (i0, i1) and weight of i1 along one axis for HR coordinates v; half-pixel centres, edge
+    clamp. The bilinear weights are separable, so rows and columns are computed once per tile."""
+    s = tl.maximum((v.to(tl.float32) + 0.5) * inv_scale - 0.5, 0.0)
+    i0 = s.to(tl.int32)
+    return i0, tl.minimum(i0 + 1, n - 1), s - i0.to(tl.float32)
 
 
 @triton.jit
-def _bilinear(plane_ptr, o00, o01, o10, o11, ly, lx, valid):
-    """One LR channel plane sampled with `_bilinear_taps`' offsets and weights."""
-    top = tl.load(plane_ptr + o00, mask=valid, other=0.0) * (1.0 - lx) + tl.load(plane_ptr + o01, mask=valid, other=0.0) * lx
-    bottom = tl.load(plane_ptr + o10, mask=valid, other=0.0) * (1.0 - lx) + tl.load(plane_ptr + o11, mask=valid, other=0.0) * lx
+def _bilinear(plane_ptr, w, y0, y1, ly, x0, x1, lx, valid):
+    """One LR channel plane (row length w) at rows (y0, y1, ly) (TILE_H, 1) x columns (x0, x1, lx) (1, TILE_W)."""
+    top = tl.load(plane_ptr + y0 * w + x0, mask=valid, other=0.0) * (1.0 - lx) + tl.load(plane_ptr + y0 * w + x1, mask=valid, other=0.0) * lx
+    bottom = tl.load(plane_ptr + y1 * w + x0, mask=valid, other=0.0) * (1.0 - lx) + tl.load(plane_ptr + y1 * w + x1, mask=valid, other=0.0) * lx
     return top * (1.0 - ly) + bottom * ly
 
 
@@ -56,43 +54,22 @@ def _round_half_even(v):
 
 
 @triton.jit
-def _blur_offsets(y0, x0, oy, ox, span, img_sy, img_sx):
-    """Row and column offsets of the 3x3 neighbourhood of offset (oy, ox) in the token whose top-left HR
-    pixel is (y0, x0), the token's edge pixels replicated."""
-    r0 = (y0 + tl.maximum(oy - 1, 0)) * img_sy
-    r1 = (y0 + oy) * img_sy
-    r2 = (y0 + tl.minimum(oy + 1, span - 1)) * img_sy
-    c0 = (x0 + tl.maximum(ox - 1, 0)) * img_sx
-    c1 = (x0 + ox) * img_sx
-    c2 = (x0 + tl.minimum(ox + 1, span - 1)) * img_sx
-    return r0, r1, r2, c0, c1, c2
+def _blur_row(plane_ptr, r, c0, c1, c2, valid):
+    return (tl.load(plane_ptr + r + c0, mask=valid, other=0).to(tl.int32)
+            + 2 * tl.load(plane_ptr + r + c1, mask=valid, other=0).to(tl.int32)
+            + tl.load(plane_ptr + r + c2, mask=valid, other=0).to(tl.int32))
 
 
 @triton.jit
-def _blur_row(plane_ptr, r, c0, c1, c2, use):
-    return (tl.load(plane_ptr + r + c0, mask=use, other=0).to(tl.float32) * 0.25
-            + tl.load(plane_ptr + r + c1, mask=use, other=0).to(tl.float32) * 0.5
-            + tl.load(plane_ptr + r + c2, mask=use, other=0).to(tl.float32) * 0.25)
-
-
-@triton.jit
-def _token_blur(plane_ptr, r0, r1, r2, c0, c1, c2, use):
-    """3x3 binomial blur (FINE_TAPS) of one image channel plane / 255 at `_blur_offsets`."""
-    acc = _blur_row(plane_ptr, r0, c0, c1, c2, use) * 0.25
-    acc += _blur_row(plane_ptr, r1, c0, c1, c2, use) * 0.5
-    acc += _blur_row(plane_ptr, r2, c0, c1, c2, use) * 0.25
-    return acc / 255.0
-
-
-@triton.jit
-def _source_term(image_ptr, lr_ptr, c, img_sc, lr_plane, q_off, o00, o01, o10, o11, ly, lx, wk, use,
-                 fk, fine, r0, r1, r2, c0, c1, c2, FINE: tl.constexpr):
-    """Channel c of one source's contribution: wk (q - up(q)) [+ fk (q - B(y)(q))]."""
-    plane = image_ptr + c * img_sc
-    q = tl.load(plane + q_off, mask=use, other=0).to(tl.float32) / 255.0
-    term = tl.where(use, wk * (q - _bilinear(lr_ptr + c * lr_plane, o00, o01, o10, o11, ly, lx, use)), 0.0)
-    if FINE:
-        term += tl.where(fine, fk * (q - _token_blur(plane, r0, r1, r2, c0, c1, c2, fine)), 0.0)
+def _source_term(plane_ptr, lr_plane_ptr, w, q_off, sy0, sy1, sly, sx0, sx1, slx, wk, fk, valid,
+                 r0, r1, r2, c0, c1, c2, FINE: tl.constexpr):
+    """One channel of one source's contribution: wk (q - up(q)) [+ fk (q - B(y)(q))], q = y at the source."""
+    q = tl.load(plane_ptr + q_off, mask=valid, other=0).to(tl.float32) * INV_255
+    term = wk * (q - _bilinear(lr_plane_ptr, w, sy0, sy1, sly, sx0, sx1, slx, valid))
+    if FINE:   # 3x3 binomial blur inside the source token, summed exactly in integers
+        blur = (_blur_row(plane_ptr, r0, c0, c1, c2, valid) + 2 * _blur_row(plane_ptr, r1, c0, c1, c2, valid)
+                + _blur_row(plane_ptr, r2, c0, c1, c2, valid))
+        term += fk * (q - blur.to(tl.float32) * INV_BLUR)
     return term
 
 
@@ -105,53 +82,62 @@ def _store_channel(out_ptr, image_ptr, c, img_sc, out_sc, pix_off, out_off, acc,
 
 @triton.jit
 def hr_upscale_kernel(image_ptr, mask_ptr, lr_ptr, weight_ptr, fine_weight_ptr, index_ptr, out_ptr,
-                      H, W, h, w, scale, patch, grid_w,
+                      H, W, h, w, scale, span, grid_w, tiles_x,
                       img_sy, img_sx, img_sc, out_sy, out_sx, out_sc, mask_sy, mask_sx,
-                      K: tl.constexpr, FINE: tl.constexpr, BLOCK: tl.constexpr):
-    """Per-pixel geometry, each source's index, weights, LR taps and blur offsets are computed once and
-    shared by the 3 channels."""
-    pid = tl.program_id(0)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    inside = offs < H * W
-    y = offs // W
-    x = offs % W
+                      K: tl.constexpr, FINE: tl.constexpr, TILE_H: tl.constexpr, TILE_W: tl.constexpr):
+    """Program (token, tile): a TILE_H x TILE_W tile of one span x span token, so the token's sources and
+    weights are scalars, a source with zero weights is skipped, a tile without hole pixels only copies,
+    and the LR taps and blur offsets are computed per row and per column."""
+    token = tl.program_id(0)
+    tile = tl.program_id(1)
+    ty = token // grid_w
+    tx = token - ty * grid_w
+    oy = (tile // tiles_x) * TILE_H + tl.arange(0, TILE_H)[:, None]     # offsets inside the token
+    ox = (tile % tiles_x) * TILE_W + tl.arange(0, TILE_W)[None, :]
+    y = ty * span + oy
+    x = tx * span + ox
+    inside = (oy < span) & (ox < span) & (y < H) & (x < W)
     hole = tl.load(mask_ptr + y * mask_sy + x * mask_sx, mask=inside, other=0) != 0
     live = inside & hole
-    span = scale * patch
-    ty = y // span
-    tx = x // span
-    oy = y - ty * span
-    ox = x - tx * span
-    token = ty * grid_w + tx
-    inv_scale = 1.0 / scale          # no .to(): an int argument equal to 1 is specialised to a constexpr on GPU
-    lr_plane = h * w
-    o00, o01, o10, o11, ly, lx = _bilinear_taps(h, w, inv_scale, y, x)
-    acc0 = _bilinear(lr_ptr, o00, o01, o10, o11, ly, lx, live)
-    acc1 = _bilinear(lr_ptr + lr_plane, o00, o01, o10, o11, ly, lx, live)
-    acc2 = _bilinear(lr_ptr + 2 * lr_plane, o00, o01, o10, o11, ly, lx, live)
-    for k in tl.static_range(K):
-        wk = tl.load(weight_ptr + token * K + k, mask=live, other=0.0)
-        use = live & (wk != 0.0)
-        fk = wk
-        fine = use
-        if FINE:
-            fk = tl.load(fine_weight_ptr + token * K + k, mask=live, other=0.0)
-            fine = live & (fk != 0.0)
-            use = use | fine
-        src = tl.load(index_ptr + token * K + k, mask=use, other=0)
-        y0 = (src // grid_w) * span
-        x0 = (src % grid_w) * span
-        sy = y0 + oy
-        sx = x0 + ox
-        q_off = sy * img_sy + sx * img_sx
-        s00, s01, s10, s11, sly, slx = _bilinear_taps(h, w, inv_scale, sy, sx)
-        r0, r1, r2, c0, c1, c2 = _blur_offsets(y0, x0, oy, ox, span, img_sy, img_sx)
-        acc0 += _source_term(image_ptr, lr_ptr, 0, img_sc, lr_plane, q_off, s00, s01, s10, s11, sly, slx, wk, use,
-                             fk, fine, r0, r1, r2, c0, c1, c2, FINE)
-        acc1 += _source_term(image_ptr, lr_ptr, 1, img_sc, lr_plane, q_off, s00, s01, s10, s11, sly, slx, wk, use,
-                             fk, fine, r0, r1, r2, c0, c1, c2, FINE)
-        acc2 += _source_term(image_ptr, lr_ptr, 2, img_sc, lr_plane, q_off, s00, s01, s10, s11, sly, slx, wk, use,
-                             fk, fine, r0, r1, r2, c0, c1, c2, FINE)
+    acc0 = tl.zeros((TILE_H, TILE_W), tl.float32)
+    acc1 = tl.zeros((TILE_H, TILE_W), tl.float32)
+    acc2 = tl.zeros((TILE_H, TILE_W), tl.float32)
+    if tl.max(tl.max(live.to(tl.int32), axis=1), axis=0) > 0:
+        inv_scale = 1.0 / scale      # no .to(): an int argument equal to 1 is specialised to a constexpr on GPU
+        lr_plane = h * w
+        py0, py1, ply = _axis_taps(y, h, inv_scale)
+        px0, px1, plx = _axis_taps(x, w, inv_scale)
+        acc0 = _bilinear(lr_ptr, w, py0, py1, ply, px0, px1, plx, live)
+        acc1 = _bilinear(lr_ptr + lr_plane, w, py0, py1, ply, px0, px1, plx, live)
+        acc2 = _bilinear(lr_ptr + 2 * lr_plane, w, py0, py1, ply, px0, px1, plx, live)
+        for k in tl.static_range(K):
+            wk = tl.load(weight_ptr + token * K + k)
+            fk = wk                  # unused without the fine band
+            use = wk != 0.0
+            if FINE:
+                fk = tl.load(fine_weight_ptr + token * K + k)
+                use = use | (fk != 0.0)
+            if use:
+                src = tl.load(index_ptr + token * K + k)
+                src_y = (src // grid_w) * span
+                src_x = (src % grid_w) * span
+                sy = src_y + oy
+                sx = src_x + ox
+                q_off = sy * img_sy + sx * img_sx
+                sy0, sy1, sly = _axis_taps(sy, h, inv_scale)
+                sx0, sx1, slx = _axis_taps(sx, w, inv_scale)
+                r0 = (src_y + tl.maximum(oy - 1, 0)) * img_sy            # the token's edge pixels replicated
+                r1 = sy * img_sy
+                r2 = (src_y + tl.minimum(oy + 1, span - 1)) * img_sy
+                c0 = (src_x + tl.maximum(ox - 1, 0)) * img_sx
+                c1 = sx * img_sx
+                c2 = (src_x + tl.minimum(ox + 1, span - 1)) * img_sx
+                acc0 += _source_term(image_ptr, lr_ptr, w, q_off, sy0, sy1, sly, sx0, sx1, slx, wk, fk, live,
+                                     r0, r1, r2, c0, c1, c2, FINE)
+                acc1 += _source_term(image_ptr + img_sc, lr_ptr + lr_plane, w, q_off, sy0, sy1, sly, sx0, sx1, slx,
+                                     wk, fk, live, r0, r1, r2, c0, c1, c2, FINE)
+                acc2 += _source_term(image_ptr + 2 * img_sc, lr_ptr + 2 * lr_plane, w, q_off, sy0, sy1, sly, sx0,
+                                     sx1, slx, wk, fk, live, r0, r1, r2, c0, c1, c2, FINE)
     pix_off = y * img_sy + x * img_sx
     out_off = y * out_sy + x * out_sx
     _store_channel(out_ptr, image_ptr, 0, img_sc, out_sc, pix_off, out_off, acc0, hole, inside)
@@ -162,6 +148,14 @@ def hr_upscale_kernel(image_ptr, mask_ptr, lr_ptr, weight_ptr, fine_weight_ptr, 
 def _layout(t: torch.Tensor, channels_last: bool) -> tuple[int, int, int]:
     """(stride_y, stride_x, stride_c) of an (H, W, 3) or (3, H, W) view."""
     return (t.stride(0), t.stride(1), t.stride(2)) if channels_last else (t.stride(1), t.stride(2), t.stride(0))
+
+
+def tile_shape(span: int, fine: bool) -> tuple[int, int]:
+    """(TILE_H, TILE_W) of a program's tile inside a span x span token: powers of two, no wider than the
+    token (rounded up to a power of two) or MAX_TILE_W, TILE_PIXELS(_FINE) pixels when the token is large."""
+    pixels = TILE_PIXELS_FINE if fine else TILE_PIXELS
+    tile_w = min(MAX_TILE_W, triton.next_power_of_2(span))
+    return min(pixels // tile_w, triton.next_power_of_2(span)), tile_w
 
 
 def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor, weight: torch.Tensor,
@@ -178,17 +172,19 @@ def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor,
     mask = mask.view(torch.uint8) if mask.dtype == torch.bool else mask
     lr = lr_result.float().contiguous()
     h, w = geom.lr_size
+    span = geom.scale * geom.patch
     transfer = geom.scale > 1        # at scale 1 the LR result is the result: no sources read (K = 0)
     fine = fine_weight is not None and transfer
-    block = BLOCK_PIXELS_FINE if fine else BLOCK_PIXELS
+    tile_h, tile_w = tile_shape(span, fine)
+    tiles_x = triton.cdiv(span, tile_w)
     weight = weight.float().contiguous()
-    grid = (triton.cdiv(geom.height * geom.width, block),)
+    grid = (geom.grid_h * geom.grid_w, triton.cdiv(span, tile_h) * tiles_x)
     hr_upscale_kernel[grid](image, mask, lr, weight, fine_weight.float().contiguous() if fine else weight,
                             index.to(torch.int32).contiguous(), out,
-                            geom.height, geom.width, h, w, geom.scale, geom.patch, geom.grid_w,
+                            geom.height, geom.width, h, w, geom.scale, span, geom.grid_w, tiles_x,
                             *_layout(image, channels_last), *_layout(out, channels_last),
                             mask.stride(0), mask.stride(1), K=weight.shape[-1] if transfer else 0, FINE=fine,
-                            BLOCK=block)
+                            TILE_H=tile_h, TILE_W=tile_w, num_warps=NUM_WARPS)
     return out
 
 
