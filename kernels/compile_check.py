@@ -39,7 +39,7 @@ def _variants():
                                      ("chw_scale4", ("img_sx", "out_sx", "mask_sx"), False, 32),
                                      ("chw_scale4,fine", ("img_sx", "out_sx", "mask_sx"), True, 32),
                                      ("chw_scale8,fine", ("img_sx", "out_sx", "mask_sx"), True, 64)):
-        tile_h, tile_w = hr_upscale.tile_shape(span, fine)
+        tile_h, tile_w = hr_upscale.tile_shape(span)
         out.append((f"hr_upscale[{layout}]", hr_upscale.hr_upscale_kernel, hr,
                     {**{k: INT_ONE for k in ones}, "K": 4, "FINE": fine, "TILE_H": tile_h, "TILE_W": tile_w},
                     hr_upscale.NUM_WARPS, 3))

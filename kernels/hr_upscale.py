@@ -20,10 +20,10 @@ import triton.language as tl
 
 from rethined_engine.geometry import Geometry
 
-TILE_PIXELS = 256       # HR pixels per program: a tile inside one token (4 warps, 2 pixels per thread)
-TILE_PIXELS_FINE = 128  # with the fine band's 3x3 neighbourhoods
-MAX_TILE_W = 32         # tile columns: one 32-byte sector per row and channel (CHW)
-NUM_WARPS = 4
+TILE_PIXELS = 128   # HR pixels per program, a tile inside one token, one per thread of NUM_WARPS = 4 warps:
+NUM_WARPS = 4       # the fastest of 128/256/512 px x 4/8 warps on an H100 at 2048^2-8192^2, two bands, K = 1
+                    # and 4 (bench/results/hr-upscale-tiled-ab-*.json); 48 / 72 registers at K = 1 / 4 (sm_90)
+MAX_TILE_W = 32     # tile columns: one 32-byte sector per row and channel (CHW)
 INV_255 = tl.constexpr(1.0 / 255.0)
 INV_BLUR = tl.constexpr(1.0 / (16.0 * 255.0))   # the integer binomial taps (1 2 1) x (1 2 1) sum to 16
 
@@ -150,12 +150,11 @@ def _layout(t: torch.Tensor, channels_last: bool) -> tuple[int, int, int]:
     return (t.stride(0), t.stride(1), t.stride(2)) if channels_last else (t.stride(1), t.stride(2), t.stride(0))
 
 
-def tile_shape(span: int, fine: bool) -> tuple[int, int]:
+def tile_shape(span: int) -> tuple[int, int]:
     """(TILE_H, TILE_W) of a program's tile inside a span x span token: powers of two, no wider than the
-    token (rounded up to a power of two) or MAX_TILE_W, TILE_PIXELS(_FINE) pixels when the token is large."""
-    pixels = TILE_PIXELS_FINE if fine else TILE_PIXELS
+    token (rounded up to a power of two) or MAX_TILE_W, TILE_PIXELS pixels when the token is large."""
     tile_w = min(MAX_TILE_W, triton.next_power_of_2(span))
-    return min(pixels // tile_w, triton.next_power_of_2(span)), tile_w
+    return min(TILE_PIXELS // tile_w, triton.next_power_of_2(span)), tile_w
 
 
 def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor, weight: torch.Tensor,
@@ -175,7 +174,7 @@ def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor,
     span = geom.scale * geom.patch
     transfer = geom.scale > 1        # at scale 1 the LR result is the result: no sources read (K = 0)
     fine = fine_weight is not None and transfer
-    tile_h, tile_w = tile_shape(span, fine)
+    tile_h, tile_w = tile_shape(span)
     tiles_x = triton.cdiv(span, tile_w)
     weight = weight.float().contiguous()
     grid = (geom.grid_h * geom.grid_w, triton.cdiv(span, tile_h) * tiles_x)
