@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from .layout import cat_channels
 from .reparam import MobileOneBlock, ReparamConv
 
 INPUT_CHANNELS = 4  # RGB with holes zeroed + the hole mask
@@ -44,7 +45,7 @@ class CoarseNet(nn.Module):
         return self.decoder[self.feature_stage].pointwise.out_ch
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x_in = torch.cat([image * (1.0 - mask), mask], dim=1)
+        x_in = cat_channels([image * (1.0 - mask), mask])
         skips = []
         x = self.stem(x_in)
         for stage in self.encoder:
@@ -53,8 +54,8 @@ class CoarseNet(nn.Module):
         x = skips[-1]
         features = x
         for i in range(3, -1, -1):
-            x = self.decoder[i](torch.cat([_upsample2x(x), skips[i]], dim=1))
+            x = self.decoder[i](cat_channels([_upsample2x(x), skips[i]]))
             if i == self.feature_stage:
                 features = x
-        coarse = torch.sigmoid(self.head(torch.cat([_upsample2x(x), x_in], dim=1)))
+        coarse = torch.sigmoid(self.head(cat_channels([_upsample2x(x), x_in])))
         return coarse, features

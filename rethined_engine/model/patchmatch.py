@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from .layout import cat_channels
 
 PIXEL_CENTER = 0.5  # tokens are centred before projection so that cosine similarity sees contrast, not brightness
 NORM_EPS = 1e-6     # floor of |q|, |k| before normalising; 1e-12 (torch's default) is 0 in fp16
@@ -148,5 +149,5 @@ class NeuralPatchMatch(nn.Module):
         else:
             mixed_tokens, attn = masked_attention_topk(q, k, tokens, query_masked, key_ok, self.logit_scale(), topk)
         mixed = unpatchify(mixed_tokens, self.patch, grid_h, grid_w)
-        refined = mixed + self.coherence(torch.cat([mixed, coarse, mask], dim=1))
+        refined = mixed + self.coherence(cat_channels([mixed, coarse, mask]))
         return refined, mixed, attn, query_masked, key_ok
