@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..cpu_memory import retain_freed_memory
 from ..geometry import seam_taps
 from ..io import prepare
 from ..model.upscale import blend_seams
@@ -43,6 +44,8 @@ class TorchBackend:
         self.config = self.model.cfg
         self._seam_taps = (torch.from_numpy(seam_taps(self.config.seam_sigma)).to(self.device)
                            if self.config.seam_sigma > 0 else None)    # None: no seam blend
+        if self.device.type == "cpu":
+            retain_freed_memory()      # no page faults for each call's large temporaries (cpu_memory.py)
 
     @torch.inference_mode()
     def inpaint(self, img: Any, mask: Any) -> Any:
