@@ -32,7 +32,7 @@ def _variants():
     out = []
     hr = {"image_ptr": "*u8", "mask_ptr": "*u8", "lr_ptr": "*fp32", "weight_ptr": "*fp32", "fine_weight_ptr": "*fp32",
           "index_ptr": "*i32", "out_ptr": "*u8", "H": "i32", "W": "i32", "h": "i32", "w": "i32", "scale": "i32",
-          "span": "i32", "grid_w": "i32", "tiles_x": "i32", "img_sy": "i32", "img_sx": "i32", "img_sc": "i32",
+          "span": "i32", "grid_w": "i32", "cols": "i32", "tiles_x": "i32", "img_sy": "i32", "img_sx": "i32", "img_sc": "i32",
           "out_sy": "i32", "out_sx": "i32", "out_sc": "i32", "mask_sy": "i32", "mask_sx": "i32", "K": "constexpr",
           "FINE": "constexpr", "TILE_H": "constexpr", "TILE_W": "constexpr"}
     for layout, ones, fine, span in (("hwc_scale1", ("scale", "img_sc", "out_sc", "mask_sx"), False, 8),

@@ -20,9 +20,10 @@ import triton.language as tl
 
 from rethined_engine.geometry import Geometry
 
-TILE_PIXELS = 128   # HR pixels per program, a tile inside one token, one per thread of NUM_WARPS = 4 warps:
-NUM_WARPS = 4       # the fastest of 128/256/512 px x 4/8 warps on an H100 at 2048^2-8192^2, two bands, K = 1
-                    # and 4 (bench/results/hr-upscale-tiled-ab-*.json); 48 / 72 registers at K = 1 / 4 (sm_90)
+TILE_PIXELS = 32    # HR pixels per program (one row of 32 in a large token), one per thread of one warp: the
+NUM_WARPS = 1       # fastest of 32-512 px x 1-8 warps on an H100 at 2048^2-8192^2 (engine call, two bands, K = 1:
+                    # 0.092 / 0.333 / 1.29 ms vs 0.120 / 0.410 / 1.58 at 128 px x 4 warps;
+                    # bench/results/hr-upscale-tile-sweep-*.json); 64 registers at K = 1 and 4 (sm_90)
 MAX_TILE_W = 32     # tile columns: one 32-byte sector per row and channel (CHW)
 INV_255 = tl.constexpr(1.0 / 255.0)
 INV_BLUR = tl.constexpr(1.0 / (16.0 * 255.0))   # the integer binomial taps (1 2 1) x (1 2 1) sum to 16
@@ -82,16 +83,16 @@ def _store_channel(out_ptr, image_ptr, c, img_sc, out_sc, pix_off, out_off, acc,
 
 @triton.jit
 def hr_upscale_kernel(image_ptr, mask_ptr, lr_ptr, weight_ptr, fine_weight_ptr, index_ptr, out_ptr,
-                      H, W, h, w, scale, span, grid_w, tiles_x,
+                      H, W, h, w, scale, span, grid_w, cols, tiles_x,
                       img_sy, img_sx, img_sc, out_sy, out_sx, out_sc, mask_sy, mask_sx,
                       K: tl.constexpr, FINE: tl.constexpr, TILE_H: tl.constexpr, TILE_W: tl.constexpr):
     """Program (token, tile): a TILE_H x TILE_W tile of one span x span token, so the token's sources and
     weights are scalars, a source with zero weights is skipped, a tile without hole pixels only copies,
     and the LR taps and blur offsets are computed per row and per column."""
-    token = tl.program_id(0)
+    ty = tl.program_id(0) // cols       # the tokens that meet the image, `cols` of them per row
+    tx = tl.program_id(0) - ty * cols
+    token = ty * grid_w + tx
     tile = tl.program_id(1)
-    ty = token // grid_w
-    tx = token - ty * grid_w
     oy = (tile // tiles_x) * TILE_H + tl.arange(0, TILE_H)[:, None]     # offsets inside the token
     ox = (tile % tiles_x) * TILE_W + tl.arange(0, TILE_W)[None, :]
     y = ty * span + oy
@@ -177,10 +178,11 @@ def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor,
     tile_h, tile_w = tile_shape(span)
     tiles_x = triton.cdiv(span, tile_w)
     weight = weight.float().contiguous()
-    grid = (geom.grid_h * geom.grid_w, triton.cdiv(span, tile_h) * tiles_x)
+    cols = triton.cdiv(geom.width, span)       # padding tokens wholly outside the image get no program
+    grid = (triton.cdiv(geom.height, span) * cols, triton.cdiv(span, tile_h) * tiles_x)
     hr_upscale_kernel[grid](image, mask, lr, weight, fine_weight.float().contiguous() if fine else weight,
                             index.to(torch.int32).contiguous(), out,
-                            geom.height, geom.width, h, w, geom.scale, span, geom.grid_w, tiles_x,
+                            geom.height, geom.width, h, w, geom.scale, span, geom.grid_w, cols, tiles_x,
                             *_layout(image, channels_last), *_layout(out, channels_last),
                             mask.stride(0), mask.stride(1), K=weight.shape[-1] if transfer else 0, FINE=fine,
                             TILE_H=tile_h, TILE_W=tile_w, num_warps=NUM_WARPS)
