@@ -2,6 +2,7 @@
 TensorRT backend runs where only numpy, tensorrt and pycuda are installed."""
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,10 @@ class Engine:
     image shape's pipeline as a captured CUDA graph. Other keyword arguments override inference settings
     (`config.INFERENCE_FIELDS`; the tensorrt backend takes the host-side ones only, `float_mask_threshold`,
     `seam_sigma` and `seam_gain`: the rest is fixed when its plan is built).
+
+    One Engine may be shared by threads: its calls run one at a time (the triton backend's CUDA graphs and
+    the TensorRT runtime reuse per-shape buffers). Each call is already parallel inside (GPU, OpenMP);
+    Engines of their own let threads' calls overlap.
     """
 
     def __init__(self, weights: str | Path | None = None, device: Any = None, backend: str | None = None,
@@ -73,13 +78,15 @@ class Engine:
                 from .backends.torch_backend import TorchBackend
                 self._impl = TorchBackend(weights, device, dtype, **overrides)
         self.backend = backend
+        self._lock = threading.Lock()
 
     def inpaint(self, img: Any, mask: Any) -> Any:
         """Fill the pixels where `mask` is set. See `rethined_engine.io` for the accepted inputs."""
-        return self._impl.inpaint(img, mask)
+        with self._lock:
+            return self._impl.inpaint(img, mask)
 
     def __getattr__(self, name: str) -> Any:
         """device, dtype, config, model, weights_path, ...: the backend's."""
-        if name == "_impl":
+        if name in ("_impl", "_lock"):
             raise AttributeError(name)
         return getattr(self._impl, name)

@@ -250,6 +250,42 @@ def test_torch_backend_on_cuda_host_and_device_inputs_agree(rng):
     assert on_device.is_cuda and torch.equal(on_device.permute(1, 2, 0).cpu(), torch.from_numpy(out))
 
 
+def test_calls_from_threads_run_one_at_a_time(weights_path, rng):
+    """Shared Engine: concurrent calls are serialised (per-shape buffers of the triton/TensorRT backends)
+    and each thread gets its own image's result."""
+    import threading
+    import time
+
+    engine = Engine(weights=weights_path, device="cpu", backend="torch")
+    images = [rng.integers(0, 256, (40, 56, 3), dtype=np.uint8) for _ in range(4)]
+    mask = stroke_mask(40, 56, rng)
+    expected = [engine.inpaint(img, mask) for img in images]
+    inner, running, most = engine._impl.inpaint, [0], [0]
+
+    def counting_inpaint(img, m):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        try:
+            return inner(img, m)
+        finally:
+            running[0] -= 1
+
+    engine._impl.inpaint = counting_inpaint
+    results = [None] * len(images)
+
+    def work(i):
+        results[i] = engine.inpaint(images[i], mask)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
+    assert all(np.array_equal(r, e) for r, e in zip(results, expected))
+
+
 def test_default_backend_on_cuda_is_triton_when_installed(monkeypatch):
     import importlib.util
 
