@@ -10,7 +10,7 @@ row says `upsampled` when the photo was smaller). Masks: free-form strokes + box
 to the other resolutions), so every method and every run sees identical holes.
 
 Methods: `ours` (shipped weights, default settings), `ours_no_hf` (HF transfer off), `ours_NAME` for each
-`--ours NAME=key:value,...` (ours with those inference settings, e.g. `hf_mid_gain:0`), `coarse_bicubic`
+`--ours NAME=key:value,...` (ours with those inference settings or Engine arguments, e.g. `hf_mid_gain:0`, `dtype:bfloat16`), `coarse_bicubic`
 (our coarse LR fill, bicubic-upsampled), OpenCV `cv2.inpaint` Telea and Navier-Stokes at radius 3 and
 at a radius scaled with resolution (3 px per 1024 px of long side), PatchMatch (PyPatchMatch, 7x7
 patches; slow: ~8 s per 1K image, minutes at 4K on 2 cores) and scikit-image's biharmonic
@@ -120,7 +120,8 @@ def _coarse_bicubic(engine: Engine) -> Method:
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
-    """'NAME=key:value,key:value' -> ("ours_NAME", Engine settings); values: numbers, true/false, none."""
+    """'NAME=key:value,key:value' -> ("ours_NAME", Engine arguments); values: numbers, true/false, none, else
+    words (e.g. dtype:bfloat16)."""
     name, sep, body = spec.partition("=")
     if not sep or not name.isidentifier():
         raise SystemExit(f"error: --ours: expected NAME=key:value,..., got {spec!r}")
@@ -130,8 +131,15 @@ def parse_variant(spec: str) -> tuple[str, dict]:
         if not colon:
             raise SystemExit(f"error: --ours {spec!r}: expected key:value, got {item!r}")
         words = {"true": True, "false": False, "none": None}
-        settings[key] = words[value.lower()] if value.lower() in words else (float(value) if "." in value else int(value))
+        settings[key] = words[value.lower()] if value.lower() in words else _number_or_word(value)
     return f"ours_{name}", settings
+
+
+def _number_or_word(value: str) -> int | float | str:
+    try:
+        return float(value) if "." in value else int(value)
+    except ValueError:
+        return value
 
 
 def build_methods(names: list[str] | None, device: str | None, variants: list[str] = ()) -> dict[str, Method]:

@@ -7,7 +7,7 @@ from PIL import Image
 
 pytest.importorskip("cv2")
 from rethined_engine import Engine  # noqa: E402
-from rethined_engine.bench.quality import build_methods, resolution_table, run, summarise  # noqa: E402
+from rethined_engine.bench.quality import build_methods, parse_variant, resolution_table, run, summarise  # noqa: E402
 from rethined_engine.cli import main as cli_main  # noqa: E402
 
 RESOLUTIONS = [64, 96]
@@ -93,6 +93,11 @@ def test_ours_variants_take_inference_settings(photos):
     assert np.array_equal(outs["ours_plain"], Engine(device="cpu", hf_transfer=False).inpaint(image, mask))
     with pytest.raises(SystemExit, match="--ours"):
         build_methods(["ours"], "cpu", ["no_equals_sign"])
+
+
+def test_ours_variant_values():
+    assert parse_variant("x=dtype:bfloat16,hf_decay:0.5,hr_topk:2,hf_transfer:false,hf_fine_decay:none") == (
+        "ours_x", {"dtype": "bfloat16", "hf_decay": 0.5, "hr_topk": 2, "hf_transfer": False, "hf_fine_decay": None})
 
 
 def test_unknown_method_is_named():
