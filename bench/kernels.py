@@ -90,6 +90,7 @@ def bench_hr_upscale(size: int, bandwidth: float, rng) -> list[dict]:
     from rethined_engine.weights import DEFAULT_WEIGHTS, read_config
 
     shipped_topk = read_config(DEFAULT_WEIGHTS).hr_topk
+    cuda_c = cuda_c_hr_upscale()
     rows = []
     for topk, channels_last, label in ((TOPK, True, "hwc"), (shipped_topk, False, "engine_chw")):
         geom, image, mask, lr, weight, index = hr_upscale_case(size, rng, topk, channels_last)
@@ -101,8 +102,8 @@ def bench_hr_upscale(size: int, bandwidth: float, rng) -> list[dict]:
             if label == "engine_chw" and bands == "one_band":
                 continue
             impls = [("triton", hr_upscale), ("torch_reference", hr_upscale_reference)]
-            if channels_last and cuda_c_hr_upscale() is not None:
-                impls.insert(1, ("cuda_c", cuda_c_hr_upscale()))
+            if channels_last and cuda_c is not None:
+                impls.insert(1, ("cuda_c", cuda_c))
             for name, fn in impls:
                 q = do_bench(lambda: fn(image, mask, lr, weight, fine_weight, index, geom, channels_last),
                              quantiles=QUANTILES)

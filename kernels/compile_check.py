@@ -37,8 +37,7 @@ def _variants():
           "FINE": "constexpr", "TILE_H": "constexpr", "TILE_W": "constexpr"}
     for layout, ones, fine, span in (("hwc_scale1", ("scale", "img_sc", "out_sc", "mask_sx"), False, 8),
                                      ("chw_scale4", ("img_sx", "out_sx", "mask_sx"), False, 32),
-                                     ("chw_scale4,fine", ("img_sx", "out_sx", "mask_sx"), True, 32),
-                                     ("chw_scale8,fine", ("img_sx", "out_sx", "mask_sx"), True, 64)):
+                                     ("chw_scale4,fine", ("img_sx", "out_sx", "mask_sx"), True, 32)):
         tile_h, tile_w = hr_upscale.tile_shape(span)
         out.append((f"hr_upscale[{layout}]", hr_upscale.hr_upscale_kernel, hr,
                     {**{k: INT_ONE for k in ones}, "K": 4, "FINE": fine, "TILE_H": tile_h, "TILE_W": tile_w},

@@ -107,10 +107,9 @@ class TritonBackend(TorchBackend):
         if (self.lr_network is None or batch.image.dtype != torch.uint8 or not bool(batch.mask.any())
                 or bool(batch.mask.flatten(1).all(dim=1).any())):
             return super().inpaint(img, mask)
-        images = batch.image.to(self.device)
-        masks = batch.mask.to(self.device)
+        work = batch.to(self.device)
         run = self._graphed or self._inpaint_one
-        out = [run(image, hole[0]) for image, hole in zip(images, masks)]   # image (3, H, W) uint8, any strides
+        out = [run(image, hole[0]) for image, hole in zip(work.image, work.mask)]   # image (3, H, W) uint8, any strides
         return batch.restore(torch.stack(out).to(batch.image.device))
 
     def _inpaint_one(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
