@@ -11,8 +11,9 @@ from .backends import AVAILABLE
 
 
 def _default_backend(device: Any) -> str:
-    """native on the CPU when the extension is built (torch with a one-line warning when not); on CUDA
-    triton when Triton is installed (H100: 2.6 ms vs torch's 10.1 ms at 4096², bench/results), else torch."""
+    """native on the CPU when the extension is built; on CUDA triton when Triton is installed (H100: 2.6 ms
+    vs torch's 10.1 ms at 4096², bench/results). Without them torch, with a one-line warning saying how to
+    get the faster one; only this default choice falls back (an explicit backend raises instead)."""
     import importlib.util
 
     import torch
@@ -21,9 +22,14 @@ def _default_backend(device: Any) -> str:
 
     on_cpu = torch.device(device).type == "cpu" if device is not None else not torch.cuda.is_available()
     if not on_cpu:
-        return "triton" if importlib.util.find_spec("triton") is not None else "torch"
+        if importlib.util.find_spec("triton") is not None:
+            return "triton"
+        warnings.warn("triton is not installed: using the torch backend on CUDA (slower); "
+                      "pip install 'rethined_engine[triton]' for the triton backend", RuntimeWarning, stacklevel=3)
+        return "torch"
     if native_module() is None:
-        warnings.warn("rethined_engine._native is not built: using the torch backend on the CPU (slower)",
+        warnings.warn("rethined_engine._native is not built: using the torch backend on the CPU (slower); "
+                      "pip install -e . from the repository root builds it (C++17 compiler with OpenMP)",
                       RuntimeWarning, stacklevel=3)
         return "torch"
     return "native"

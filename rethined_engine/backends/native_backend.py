@@ -15,11 +15,29 @@ from .torch_backend import TorchBackend
 
 
 def native_module():
-    """The extension, or None when it was not built."""
+    """The extension, or None when it was not built (`require_native` raises with why and how to build it)."""
     try:
         from .. import _native
     except ImportError:
         return None
+    return _native
+
+
+def require_native():
+    """The extension, or an ImportError naming the package folder it was looked for in and how to build it."""
+    try:
+        from .. import _native
+    except ImportError as exc:
+        import os
+
+        where = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        raise ImportError(
+            f"backend='native' needs the C++ extension rethined_engine._native, which is not importable from "
+            f"{where} ({exc}). Build it there: from the repository root run `pip install -e .` (needs a C++17 "
+            f"compiler with OpenMP, e.g. g++ or clang with libomp; add -v to see the compiler's output, or set "
+            f"RETHINED_NATIVE_REQUIRED=1 to make a failed build fail the install); an installed copy's extension "
+            f"is not used when the repository root is the working directory. Or choose backend='torch', or "
+            f"backend=None for the fastest one available.") from exc
     return _native
 
 
@@ -30,9 +48,7 @@ class NativeBackend(TorchBackend):
     def __init__(self, weights=None, device=None, dtype=None, **overrides):
         if device is not None and torch.device(device).type != "cpu":
             raise ValueError(f"device: the native backend runs on the CPU, got {device!r}")
-        self.native = native_module()
-        if self.native is None:
-            raise ImportError("rethined_engine._native is not built (see README: native CPU backend)")
+        self.native = require_native()
         super().__init__(weights, "cpu", dtype, **overrides)
         self.model.to(memory_format=torch.channels_last)   # oneDNN's convs run ~1.3x faster on NHWC
         self.lr_network = (LRNetwork(self.model, self.config.hr_topk, compact=True)
