@@ -6,8 +6,29 @@ import json
 from dataclasses import dataclass
 
 
-INFERENCE_FIELDS = ("lr_long_side", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain", "seam_sigma",
-                    "seam_gain", "float_mask_threshold")  # may differ from training
+INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay",
+                    "hf_mid_gain", "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
+LR_TEXTURES = ("mix", "copy")
+
+# Named groups of inference settings (`Engine(style=...)`): "realistic" copies each hole token's strongest
+# source and transfers that source's whole high-frequency band at full strength (real texture); "smooth"
+# mixes the sources by their attention weights and fades the transferred texture away from the hole's
+# border (the fill that scores best on PSNR/SSIM, which reward blur). docs/quality.md measures both.
+STYLES = {
+    "realistic": dict(lr_texture="copy", copy_feather=2, hr_topk=1, hf_transfer=True, hf_decay=0.0,
+                      hf_fine_decay=None, hf_mid_gain=1.0, seam_sigma=2.0, seam_gain=8.0),
+    "smooth": dict(lr_texture="mix", hr_topk=1, hf_transfer=True, hf_decay=0.5, hf_fine_decay=0.0,
+                   hf_mid_gain=0.5, seam_sigma=2.0, seam_gain=8.0),
+}
+
+
+def style_settings(style: str | None, overrides: dict) -> dict:
+    """The inference settings of `style` (a STYLES name; None: none) with `overrides` on top."""
+    if style is None:
+        return dict(overrides)
+    if style not in STYLES:
+        raise ValueError(f"style: expected one of {sorted(STYLES)}, got {style!r}")
+    return {**STYLES[style], **overrides}
 
 
 @dataclass(frozen=True)
@@ -31,6 +52,8 @@ class ModelConfig:
     max_logit_scale: float = 100.0
     coherence_hidden: int = 16       # channels of the coherence convs
     coherence_dilations: tuple[int, ...] = (1, 2, 4)  # hidden 3x3 convs; receptive field 3 + 2 * sum > 2 * patch_size spans a seam
+    lr_texture: str = "mix"          # "mix": hole tokens = attention-weighted mix of sources + coherence layer; "copy": the strongest source's pixels
+    copy_feather: int = 2            # LR px: with "copy", neighbouring copies cross-fade over 2 * copy_feather px (0..patch_size // 2)
     # --- attention upscaling (HR) ----------------------------------------
     hr_topk: int = 4                 # keys mixed per masked token at HR; 0 = dense softmax rows, 1 = argmax gather
     hf_transfer: bool = True         # False: HR result is the bilinear-upsampled LR result
@@ -51,6 +74,10 @@ class ModelConfig:
             raise ValueError(f"lr_long_side must be a multiple of {self.grid_multiple}, got {self.lr_long_side}")
         if not self.coherence_dilations or min(self.coherence_dilations) < 1:
             raise ValueError(f"coherence_dilations must be a non-empty tuple of ints >= 1, got {self.coherence_dilations}")
+        if self.lr_texture not in LR_TEXTURES:
+            raise ValueError(f"lr_texture must be one of {LR_TEXTURES}, got {self.lr_texture!r}")
+        if not (isinstance(self.copy_feather, int) and 0 <= self.copy_feather <= self.patch_size // 2):
+            raise ValueError(f"copy_feather must be an int in 0..{self.patch_size // 2} (LR px), got {self.copy_feather!r}")
         if self.hr_topk < 0:
             raise ValueError(f"hr_topk must be >= 0, got {self.hr_topk}")
         if not self.hf_decay >= 0.0:

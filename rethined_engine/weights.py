@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
-from .config import INFERENCE_FIELDS, ModelConfig
+from .config import INFERENCE_FIELDS, ModelConfig, style_settings
 from .model import Rethined
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "rethined_v0.safetensors"
@@ -34,11 +34,13 @@ def read_config(path: str | Path) -> ModelConfig:
 
 
 def load_model(path: str | Path | None = None, device: torch.device | str = "cpu",
-               dtype: torch.dtype = torch.float32, **overrides) -> Rethined:
+               dtype: torch.dtype = torch.float32, style: str | None = None, **overrides) -> Rethined:
     """Build the inference-form model from a weights file (default: the shipped weights).
 
-    `overrides` replace inference-time config fields (e.g. hr_topk=4, hf_transfer=False).
+    style: a named group of inference settings (`config.STYLES`: "realistic", "smooth"; None: the file's
+    own); `overrides` replace single inference-time config fields on top (e.g. hr_topk=4, hf_transfer=False).
     """
+    overrides = style_settings(style, overrides)
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")

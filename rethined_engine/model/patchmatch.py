@@ -92,6 +92,161 @@ def masked_attention_topk(q: torch.Tensor, k: torch.Tensor, tokens: torch.Tensor
     return mixed, TopKRows(weight, index)
 
 
+COPY_FLOOR = 1e-3   # weight of a copied pixel whose source pixel is a hole: only counts where nothing known reaches
+
+
+def feather_weight(offset: torch.Tensor, patch: int, feather: int) -> torch.Tensor:
+    """Weight of a token's copy at `offset` px from the token's first row (or column): 1 inside the
+    token, falling linearly to 0 over `feather` px on either side of its edges, so that the weights of two
+    neighbouring tokens sum to 1 across their shared edge (a partition of unity for feather <= P / 2).
+    feather 0: 1 inside the token, 0 outside. offset: any float tensor (px)."""
+    if feather == 0:
+        return ((offset > -1) & (patch - offset > 0)).to(offset.dtype)
+    rising, falling = offset + feather + 0.5, patch + feather - 0.5 - offset
+    return (torch.where(falling > rising, rising, falling) / (2 * feather)).clamp(0.0, 1.0)
+
+
+def _modulo(x: torch.Tensor, divisor: int) -> torch.Tensor:
+    """x mod divisor for non-negative int64 x, as Div/Mul/Sub (the TensorRT operator list has no Mod)."""
+    return x - (x // divisor) * divisor
+
+
+def _pad_grid(grid: torch.Tensor) -> torch.Tensor:
+    """(B, C, gh, gw) -> (B, C, gh + 2, gw + 2) with a border of zeros, by concatenation (no Pad op)."""
+    b, c, gh, gw = grid.shape
+    column = grid.new_zeros(b, c, gh, 1)
+    grid = torch.cat([column, grid, column], dim=3)
+    row = grid.new_zeros(b, c, 1, gw + 2)
+    return torch.cat([row, grid, row], dim=2)
+
+
+def _per_pixel(grid: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, C, gh, gw) -> (B, C, gh * P, gw * P), each token's value repeated over its pixels (nearest
+    upsampling as plain Unsqueeze/Expand/Reshape: exports to ONNX without Resize)."""
+    b, c, gh, gw = grid.shape
+    return grid[:, :, :, None, :, None].expand(b, c, gh, patch, gw, patch).reshape(b, c, gh * patch, gw * patch)
+
+
+def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, patch: int,
+                feather: int) -> torch.Tensor:
+    """Hard copies at LR: every token takes the pixels of its source token, feathered into its neighbours.
+
+    image: (B, 3, h, w) composite (known pixels real, holes filled by the coarse CNN); known: (B, 1, h, w)
+    float {0, 1}; source: (B, N) int64 source token of each token (its own index where it keeps itself);
+    h = gh * P, w = gw * P. Each token's copy is its source token's P x P pixels plus `feather` px of the
+    source's surroundings, weighted by `feather_weight` (the copies of neighbouring tokens cross-fade over
+    2 * feather px instead of meeting at a step), and by whether the source pixel is known (COPY_FLOOR if
+    not): a hole pixel is the weighted mean of the copies that reach it. With feather <= P / 2 a pixel is
+    reached by its own token's copy and by those of the (up to) three neighbours on its side of the
+    token's centre lines. Returns (B, 3, h, w); known tokens reproduce themselves on their known pixels.
+    """
+    if not 0 <= feather <= patch // 2:
+        raise ValueError(f"feather: expected 0..{patch // 2} px (half a token), got {feather}")
+    batch, _, height, width = image.shape
+    grid_h, grid_w = height // patch, width // patch
+    token = torch.arange(grid_h * grid_w, device=image.device)
+    shift = torch.stack([source // grid_w - token // grid_w, _modulo(source, grid_w) - _modulo(token, grid_w)], dim=1)
+    shift = (shift * patch).reshape(batch, 2, grid_h, grid_w)                  # (dy, dx) px to the source, int64
+    padded = _pad_grid(shift)                                                    # no neighbour: weight 0 below
+    inside = _pad_grid(torch.ones_like(shift[:, :1]))
+    local_y = _modulo(torch.arange(height, device=image.device), patch)
+    local_x = _modulo(torch.arange(width, device=image.device), patch)
+    side_y = torch.where(patch // 2 - local_y > 0, -1, 1)                            # the neighbour row each pixel meets
+    side_x = torch.where(patch // 2 - local_x > 0, -1, 1)
+    rows = torch.arange(height, device=image.device)[:, None]
+    cols = torch.arange(width, device=image.device)[None, :]
+    flat_image, flat_known = image.flatten(2), known.flatten(2)
+    total = torch.zeros_like(image)
+    weight_sum = torch.zeros_like(known)
+    for use_y, use_x in ((False, False), (True, False), (False, True), (True, True)):
+        picked, picked_inside = [], []
+        for dy in ((-1, 1) if use_y else (0,)):
+            for dx in ((-1, 1) if use_x else (0,)):
+                view = (slice(None), slice(None), slice(1 + dy, 1 + dy + grid_h), slice(1 + dx, 1 + dx + grid_w))
+                picked.append(_per_pixel(padded[view], patch))
+                picked_inside.append(_per_pixel(inside[view], patch))
+        ny = side_y[:, None] if use_y else torch.zeros_like(side_y)[:, None]
+        nx = side_x[None, :] if use_x else torch.zeros_like(side_x)[None, :]
+        if use_y and use_x:   # four candidates: (-1, -1), (-1, 1), (1, -1), (1, 1)
+            left_x, up_y = nx == -1, ny == -1
+            top = torch.where(left_x, picked[0], picked[1])
+            bottom = torch.where(left_x, picked[2], picked[3])
+            disp = torch.where(up_y, top, bottom)
+            top_in = torch.where(left_x, picked_inside[0], picked_inside[1])
+            bottom_in = torch.where(left_x, picked_inside[2], picked_inside[3])
+            valid = torch.where(up_y, top_in, bottom_in)
+        elif use_y or use_x:
+            toward = ny if use_y else nx
+            disp = torch.where(toward == -1, picked[0], picked[1])
+            valid = torch.where(toward == -1, picked_inside[0], picked_inside[1])
+        else:
+            disp, valid = picked[0], picked_inside[0]
+        weight = (feather_weight((local_y[:, None] - ny * patch).float(), patch, feather) *
+                  feather_weight((local_x[None, :] - nx * patch).float(), patch, feather)).to(image.dtype)
+        weight = weight * valid.to(image.dtype)
+        src_y = (rows + disp[:, :1]).clamp(0, height - 1)
+        src_x = (cols + disp[:, 1:]).clamp(0, width - 1)
+        index = (src_y * width + src_x).flatten(2)                                 # (B, 1, h * w) int64
+        values = torch.gather(flat_image, 2, index.expand(-1, image.shape[1], -1)).reshape(image.shape)
+        source_known = torch.gather(flat_known, 2, index).reshape(known.shape)
+        weight = weight * (source_known + COPY_FLOOR)
+        total = total + weight * values
+        weight_sum = weight_sum + weight
+    return total / weight_sum
+
+
+COPY_CANDIDATES = 8           # strongest keys per hole token that `choose_sources` considers
+COPY_CONTINUITY_BONUS = 0.02  # cosine similarity credited to continuing a neighbour's copy seamlessly
+NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+NO_OPTION = -3.0              # score of a ruled-out candidate (cosine similarities + bonus lie in [-1, 1.02])
+
+
+def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, query_masked: torch.Tensor,
+                   key_ok: torch.Tensor, grid_w: int) -> torch.Tensor:
+    """The source token each token copies with lr_texture="copy", (B, N) int64.
+
+    q, k: (B, N, d) unit vectors; candidates: (B, N, C) key indices, strongest first (entries that are not
+    allowed keys are ignored); query_masked, key_ok: (B, N) bool. Copying every hole token's strongest key
+    stamps the same source on neighbouring tokens (a lattice of repeats in flat regions), so the hole
+    tokens are split like a checkerboard: the first colour keeps its strongest key; a token of the second
+    colour, whose four neighbours are all of the first, takes the candidate of highest cosine similarity
+    that none of its hole neighbours copies, where candidates are its own C strongest keys and each hole
+    neighbour's source shifted by their offset (which continues that neighbour's copy without a seam,
+    credited COPY_CONTINUITY_BONUS). Known tokens, and holes without an allowed key, keep themselves.
+    """
+    batch, n = query_masked.shape
+    grid_h = n // grid_w
+    own = torch.arange(n, device=q.device)
+    row, col = own // grid_w, _modulo(own, grid_w)
+    valid = torch.gather(key_ok, 1, candidates.flatten(1)).reshape(candidates.shape)
+    has_key = (valid.to(torch.int32).sum(dim=-1) > 0) & query_masked
+    first = torch.where(has_key, candidates[..., 0], own[None])
+    options, bonus, taken = [candidates], [torch.zeros_like(candidates, dtype=q.dtype)], []
+    option_ok = [valid]
+    for dy, dx in NEIGHBOURS:
+        inside = (row + dy > -1) & (grid_h - row - dy > 0) & (col + dx > -1) & (grid_w - col - dx > 0)
+        neighbour = ((row + dy).clamp(0, grid_h - 1) * grid_w + (col + dx).clamp(0, grid_w - 1))[None].expand(batch, -1)
+        neighbour_source = torch.gather(first, 1, neighbour)
+        neighbour_hole = torch.gather(has_key, 1, neighbour) & inside[None]
+        taken.append(torch.where(neighbour_hole, neighbour_source, torch.full_like(neighbour_source, -1)))
+        src_row, src_col = neighbour_source // grid_w - dy, _modulo(neighbour_source, grid_w) - dx
+        in_grid = (src_row > -1) & (grid_h - src_row > 0) & (src_col > -1) & (grid_w - src_col > 0)
+        shifted = src_row.clamp(0, grid_h - 1) * grid_w + src_col.clamp(0, grid_w - 1)
+        options.append(shifted[..., None])
+        option_ok.append((neighbour_hole & in_grid & torch.gather(key_ok, 1, shifted))[..., None])
+        bonus.append(torch.full_like(shifted[..., None], COPY_CONTINUITY_BONUS, dtype=q.dtype))
+    options, option_ok, bonus = torch.cat(options, -1), torch.cat(option_ok, -1), torch.cat(bonus, -1)
+    taken = torch.stack(taken, -1)                                                   # (B, N, 4)
+    repeats = (options[..., :, None] == taken[..., None, :]).to(torch.int32).sum(dim=-1) > 0
+    keys = torch.gather(k, 1, options.flatten(1)[..., None].expand(-1, -1, k.shape[-1])).reshape(*options.shape, -1)
+    score = (keys.float() * q.float()[:, :, None]).sum(-1) + bonus.float()
+    score = torch.where(option_ok & ~repeats, score, torch.full_like(score, NO_OPTION))
+    top_score, top = score.topk(1, dim=-1)                   # TopK, not ArgMax: the TensorRT operator list
+    best = torch.gather(options, 2, top)[..., 0]
+    second_colour = (_modulo(row + col, 2) == 1)[None] & has_key & (top_score[..., 0] > NO_OPTION)
+    return torch.where(second_colour, best, first)
+
+
 def coherence_layer(hidden: int, dilations: tuple[int, ...]) -> nn.Sequential:
     """Residual conv stack (B, 7 = mixed RGB + coarse RGB + mask, h, w) -> (B, 3, h, w) correction.
 
@@ -112,12 +267,15 @@ class NeuralPatchMatch(nn.Module):
     forward(composite (B, 3, h, w), coarse (B, 3, h, w), mask (B, 1, h, w) float, features
     (B, Cf, gh, gw), key_inside (B, N) bool, topk) -> (refined (B, 3, h, w), mixed (B, 3, h, w) (tokens mixed
     by A, before the coherence layer), A (B, N, N) or, with topk=K, its rows' `TopKRows` (computed over
-    hole rows x allowed keys only), query_masked (B, N), key_ok (B, N)).
+    hole rows x allowed keys only), query_masked (B, N), key_ok (B, N)). With lr_texture="copy" refined =
+    mixed = the hard copies and A is the chosen source per token as `TopKRows` with K = 1.
     """
 
     def __init__(self, cfg: ModelConfig, feature_channels: int):
         super().__init__()
         self.patch = cfg.patch_size
+        self.copy = cfg.lr_texture == "copy"
+        self.copy_feather = cfg.copy_feather
         in_dim = cfg.token_dim + feature_channels
         self.to_q = nn.Linear(in_dim, cfg.attn_dim)
         self.to_k = nn.Linear(in_dim, cfg.attn_dim)
@@ -145,9 +303,26 @@ class NeuralPatchMatch(nn.Module):
         q, k = self.project(tokens, features)
         if topk is None:
             attn = masked_attention(q, k, query_masked, key_ok, self.logit_scale())
+            if self.copy:
+                candidates = attn.topk(min(COPY_CANDIDATES, attn.shape[-1]), dim=-1).indices
+                return self._copied(composite, mask, q, k, candidates, query_masked, key_ok, grid_w)
             mixed_tokens = torch.bmm(attn, tokens.float()).to(tokens.dtype)
         else:
-            mixed_tokens, attn = masked_attention_topk(q, k, tokens, query_masked, key_ok, self.logit_scale(), topk)
+            kept = max(topk, COPY_CANDIDATES) if self.copy else topk
+            mixed_tokens, attn = masked_attention_topk(q, k, tokens, query_masked, key_ok, self.logit_scale(), kept)
+            if self.copy:
+                return self._copied(composite, mask, q, k, attn.index, query_masked, key_ok, grid_w)
         mixed = unpatchify(mixed_tokens, self.patch, grid_h, grid_w)
         refined = mixed + self.coherence(cat_channels([mixed, coarse, mask]))
         return refined, mixed, attn, query_masked, key_ok
+
+    def _copied(self, composite, mask, q, k, candidates, query_masked, key_ok, grid_w):
+        """forward's outputs with lr_texture="copy": every hole token takes the pixels of the source
+        `choose_sources` picks among its candidates (`copy_tokens`; known tokens and holes without an allowed
+        key keep their own), no coherence layer; the attention output is that choice as `TopKRows` with K = 1
+        (weight 1 on hole rows that copy), so the HR stage transfers the same source's texture."""
+        source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w)
+        copied = copy_tokens(composite, 1.0 - mask, source, self.patch, self.copy_feather)
+        own = torch.arange(source.shape[1], device=source.device)
+        weight = (query_masked & (source != own)).to(torch.float32)[..., None]
+        return copied, copied, TopKRows(weight, source[..., None]), query_masked, key_ok

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry import FINE_TAPS, gaussian_taps
-from .patchmatch import patchify, unpatchify
+from .patchmatch import TopKRows, patchify, unpatchify
 
 
 def _blur_down(x: torch.Tensor, taps: torch.Tensor, radius: int, scale: int) -> torch.Tensor:
@@ -107,7 +107,8 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
     """Carry the LR result to HR.
 
     image: padded HR (B, 3, gh*s*P, gw*s*P) in [0, 1]; mask: (B, 1, ...) float hole mask; lr_result:
-    (B, 3, gh*P, gw*P); attn: (B, N, N) LR attention; query_masked, key_ok: (B, N) bool.
+    (B, 3, gh*P, gw*P); attn: (B, N, N) LR attention, or `TopKRows` (the sources each token mixes, as
+    lr_texture="copy" makes them); query_masked, key_ok: (B, N) bool.
     topk: mix the k strongest keys per masked token (weights renormalised); 0 mixes the dense row.
     hf_decay, hf_fine_decay, hf_mid_gain: the decays of the whole HF and of its finest band, and the scale of
     the band between them (`hf_band_gains`).
@@ -122,13 +123,21 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
         hf = patchify(image - up, hr_patch) * source_ok
         out = patchify(up, hr_patch)
         batch, token = query_masked.nonzero(as_tuple=True)
-        rows = attn[batch, token]                                   # (M, N) rows of masked tokens
+        if isinstance(attn, TopKRows):      # sparse rows (lr_texture="copy"): their K entries are the choice
+            topk = attn.index.shape[-1] if topk == 0 else min(topk, attn.index.shape[-1])
+            rows = None
+        else:
+            rows = attn[batch, token]                               # (M, N) rows of masked tokens
         gain, fine_gain = (g[batch, token][:, None].to(hf.dtype)
                            for g in hf_band_gains(key_ok.reshape(-1, 1, grid_h, grid_w), hf_decay, hf_fine_decay,
                                                hf_mid_gain))
         if topk > 0:
-            weights, idx = rows.topk(min(topk, rows.shape[-1]), dim=-1)
-            weights = weights / weights.sum(dim=-1, keepdim=True)
+            if rows is None:
+                weights, idx = attn.weight[batch, token, :topk], attn.index[batch, token, :topk]
+                weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+            else:
+                weights, idx = rows.topk(min(topk, rows.shape[-1]), dim=-1)
+                weights = weights / weights.sum(dim=-1, keepdim=True)
             values = hf[batch[:, None], idx]                        # (M, k, D): only the chosen sources
             if hf_fine_decay is not None:   # their finest band too: (M, k, 2 * D)
                 tokens = patchify(image, hr_patch)[batch[:, None], idx] * source_ok[batch[:, None], idx]

@@ -1,0 +1,121 @@
+"""lr_texture="copy" (the "realistic" style): source choice, every backend against the torch reference,
+the exported graph in onnxruntime, and the style presets."""
+import numpy as np
+import pytest
+import torch
+
+from rethined_engine import Engine, ModelConfig
+from rethined_engine.config import STYLES
+from rethined_engine.deploy.onnx_export import LRNetwork, example_inputs
+from rethined_engine.model.patchmatch import NEIGHBOURS, choose_sources
+from rethined_engine.train.masks import random_mask
+from rethined_engine.weights import load_model, save_inference_weights
+
+from conftest import make_model
+
+COPY = dict(lr_texture="copy", copy_feather=2, hr_topk=1, hf_decay=0.0, hf_fine_decay=None, hf_mid_gain=1.0)
+
+
+@pytest.fixture(scope="module")
+def copy_weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "copy.safetensors"
+    save_inference_weights(make_model(cfg=ModelConfig(**COPY)), path)
+    return path
+
+
+def sample(h, w):
+    from PIL import Image
+    from rethined_engine.cli import SAMPLE_IMAGE
+
+    return np.array(Image.open(SAMPLE_IMAGE).convert("RGB").resize((w, h)))
+
+
+def test_choose_sources_never_repeats_a_hole_neighbours_source_when_it_has_a_choice():
+    g = torch.Generator().manual_seed(0)
+    grid_h, grid_w, dim = 6, 7, 16
+    n = grid_h * grid_w
+    q = torch.nn.functional.normalize(torch.randn(1, n, dim, generator=g), dim=-1)
+    k = torch.nn.functional.normalize(torch.randn(1, n, dim, generator=g), dim=-1)
+    hole = torch.zeros(grid_h, grid_w, dtype=torch.bool)
+    hole[1:5, 1:6] = True
+    query_masked = hole.flatten()[None]
+    key_ok = ~query_masked
+    # every hole token's strongest key is the same token: plain argmax copying stamps it everywhere
+    keys = key_ok[0].nonzero()[:, 0]
+    candidates = torch.stack([keys[torch.randperm(len(keys), generator=g)[:8]] for _ in range(n)])[None]
+    candidates[..., 0] = keys[0]
+    source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w)[0].reshape(grid_h, grid_w)
+    assert bool(key_ok[0][source[hole]].all())                       # holes copy known tokens only
+    for dy, dx in NEIGHBOURS:
+        for y, x in hole.nonzero().tolist():
+            if hole[y + dy, x + dx]:
+                assert source[y, x] != source[y + dy, x + dx]
+    assert torch.equal(source[~hole], torch.arange(n).reshape(grid_h, grid_w)[~hole])
+
+
+@pytest.mark.parametrize("lr_size", [(64, 96), (96, 160)])
+def test_compact_and_dense_copy_agree(copy_weights, lr_size):
+    model = load_model(copy_weights)
+    inputs = example_inputs(*lr_size, 8, seed=lr_size[1])
+    with torch.inference_mode():
+        dense = LRNetwork(model, 1)(*inputs)
+        compact = LRNetwork(model, 1, compact=True)(*inputs)
+    torch.testing.assert_close(compact[0], dense[0], rtol=0, atol=1e-5)
+    assert torch.equal(compact[3], dense[3]) and torch.equal(compact[1], dense[1])
+
+
+def test_exported_copy_graph_matches_torch(tmp_path, copy_weights):
+    ort = pytest.importorskip("onnxruntime")
+    from rethined_engine.deploy.onnx_export import export_onnx
+    from rethined_engine.deploy.tensorrt_ops import check_graph
+
+    path, geom = export_onnx(tmp_path / "copy.onnx", 300, 500, dynamic=True, weights=copy_weights)
+    assert check_graph(path) == []
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = example_inputs(96, 160, 8, seed=3)
+    got = session.run(None, {name: t.numpy() for name, t in zip(("image", "mask", "key_inside"), inputs)})
+    with torch.inference_mode():
+        want = LRNetwork(load_model(copy_weights), 1)(*inputs)
+    np.testing.assert_allclose(got[0], want[0].numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(got[3], want[3].numpy())
+
+
+def test_native_backend_matches_torch_backend_with_copies(copy_weights, rng):
+    image, mask = sample(300, 420), random_mask(300, 420, rng)
+    native = Engine(copy_weights, backend="native", device="cpu").inpaint(image, mask)
+    reference = Engine(copy_weights, backend="torch", device="cpu").inpaint(image, mask)
+    diff = np.abs(native.astype(np.int16) - reference.astype(np.int16))
+    assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3
+
+
+def test_triton_backend_matches_torch_backend_with_copies(copy_weights, rng):
+    pytest.importorskip("triton")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    image, mask = sample(90, 130), random_mask(90, 130, rng)
+    settings = dict(lr_long_side=64, dtype="float32", device=device)
+    got = Engine(copy_weights, backend="triton", **settings).inpaint(image, mask)
+    ref = Engine(copy_weights, backend="torch", **settings).inpaint(image, mask)
+    diff = np.abs(got.astype(np.int16) - ref.astype(np.int16))
+    assert (diff > 1).mean() <= 1e-3 and (diff > 0).mean() <= 2e-3
+
+
+def test_copies_carry_more_texture_than_mixing(copy_weights, rng):
+    """The copied fill keeps the sources' contrast: its hole variance exceeds the attention-weighted mix's."""
+    image, mask = sample(256, 384), random_mask(256, 384, rng)
+    copied = Engine(copy_weights, backend="torch", device="cpu").inpaint(image, mask)
+    mixed = Engine(copy_weights, backend="torch", device="cpu", lr_texture="mix").inpaint(image, mask)
+    lap = lambda x: np.abs(np.diff(x.astype(np.float32), axis=1))[mask[:, 1:]].mean()   # noqa: E731
+    assert lap(copied) > 1.2 * lap(mixed)
+
+
+def test_styles_set_their_settings_and_overrides_win():
+    engine = Engine(backend="torch", device="cpu", style="smooth", seam_sigma=0.0)
+    for name, value in STYLES["smooth"].items():
+        assert getattr(engine.config, name) == (0.0 if name == "seam_sigma" else value)
+    assert Engine(backend="torch", device="cpu", style="realistic").config.lr_texture == "copy"
+    with pytest.raises(ValueError, match="style"):
+        Engine(backend="torch", device="cpu", style="glossy")
+    with pytest.raises(ValueError, match="copy_feather"):
+        ModelConfig(copy_feather=5)
+    with pytest.raises(ValueError, match="lr_texture"):
+        ModelConfig(lr_texture="blend")
