@@ -1,8 +1,17 @@
 """rethined_engine: real-time high-resolution image inpainting (RETHINED).
 
+Developer set-up, from the repository root (editable: the code runs from this checkout, the native
+extension is built in place, next to rethined_engine/__init__.py):
+
+    python3 -m venv .venv && .venv/bin/pip install -e '.[test,bench]'
+
+kernels/, bench/ and csrc/ are installed as rethined_engine.kernels, .bench and .csrc (package_dir); in a
+source checkout rethined_engine/__init__.py maps those names to the same folders.
+
 The optional native CPU extension (`rethined_engine._native`, csrc/native/, pybind11 + OpenMP) needs a
-C++17 compiler; when it cannot be built the install goes on without it and `Engine` uses the torch
-backend. RETHINED_NATIVE_MARCH=0 leaves out -march=native (for binaries copied to other CPUs).
+C++17 compiler; when it cannot be built the install goes on without it (the default backend is then
+torch, with a warning; `Engine(backend="native")` raises). RETHINED_NATIVE_REQUIRED=1 makes a failed
+build fail the install. RETHINED_NATIVE_MARCH=0 leaves out -march=native (for binaries copied to other CPUs).
 """
 import os
 import sys
@@ -16,24 +25,39 @@ except ImportError:  # pybind11 is a build requirement (pyproject.toml); without
     Pybind11Extension = None
 
 
+NATIVE_REQUIRED = os.environ.get("RETHINED_NATIVE_REQUIRED", "0") not in ("", "0")
+
+
+def native_not_built(exc: Exception) -> None:
+    if NATIVE_REQUIRED:
+        raise RuntimeError(f"RETHINED_NATIVE_REQUIRED is set and rethined_engine._native could not be built: {exc}; "
+                           "install a C++17 compiler with OpenMP (e.g. g++), or unset RETHINED_NATIVE_REQUIRED "
+                           "to install without the native backend") from exc
+    print(f"WARNING: rethined_engine._native not built ({exc}); Engine() will use the torch backend on the CPU "
+          "and Engine(backend='native') will raise. Install a C++17 compiler with OpenMP and reinstall.",
+          file=sys.stderr)
+
+
 class OptionalBuildExt(build_ext):
-    """Build the native extension if possible; a failure is a warning, never a failed install."""
+    """Build the native extension if possible; a failure is a warning, not a failed install, unless
+    RETHINED_NATIVE_REQUIRED=1."""
 
     def run(self):
         try:
             super().run()
         except Exception as exc:  # compiler missing, OpenMP missing, ...
-            print(f"WARNING: rethined_engine._native not built ({exc}); the torch backend will be used", file=sys.stderr)
+            native_not_built(exc)
 
     def build_extension(self, ext):
         try:
             super().build_extension(ext)
         except Exception as exc:
-            print(f"WARNING: rethined_engine._native not built ({exc}); the torch backend will be used", file=sys.stderr)
+            native_not_built(exc)
 
 
 def native_extensions():
     if Pybind11Extension is None:
+        native_not_built(ImportError("pybind11 is not installed (a build requirement in pyproject.toml)"))
         return []
     flags = ["-O3", "-fopenmp"] + (["-march=native"] if os.environ.get("RETHINED_NATIVE_MARCH", "1") != "0" else [])
     return [Pybind11Extension("rethined_engine._native", ["csrc/native/rethined_native.cpp"], cxx_std=17,

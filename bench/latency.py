@@ -6,15 +6,19 @@
 Backends: any `Engine` backend (native, torch, triton, ...), `torch_compile` (the torch backend with its
 model wrapped in `torch.compile`, default mode; compilation happens in the warm-up calls), `triton_eager`
 (the triton backend without CUDA graphs: what the graph saves), any of these with `+noseam` (the seam blend,
-on in the shipped file since the eighth session, turned off: what it costs) and, as a peer
+on in the shipped weights file, turned off: what it costs) and, as a peer
 on the same input, OpenCV's `cv2.inpaint` Telea with radius 3 (`opencv_telea`). On CUDA the image and
 mask are GPU-resident uint8 (3, H, W) / (H, W) tensors before the clock starts, and the result stays
 on the GPU. Input: the shipped sample photo resized to
 size x size, uint8 HWC, a fixed free-form mask of 40 % coverage. Each size runs in a fresh subprocess so that peak memory is its own: on CPU, the rise of
 peak resident memory (ru_maxrss) over the resident size before the first call (engine, weights and
 input already loaded: `rss_before_mb`); on CUDA,
-torch.cuda.max_memory_allocated. Results go to bench/results/latency-<device>.json (schema of the
-Triton issue), one row per backend and size.
+torch.cuda.max_memory_allocated. Results go to bench/results/latency-<device>.json, one row per backend
+and size; each row and the file carry the device, the versions (python, torch, triton, numpy), the commit
+(HEAD of the checkout the code runs from) and `dirty` (tracked files changed since it). --append adds rows
+to the file's rows, never replacing one. A backend that cannot be loaded (say native without the built
+extension) is an error: its traceback is printed, the other rows are still measured and written, and the
+run exits with status 1.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .env import RESULTS, device_name, git_commit
+from .env import RESULTS, run_environment
 
 MASK_COVERAGE = (0.39, 0.41)
 MASK_SEED = 0
@@ -80,6 +84,24 @@ def make_engine(backend: str, device: str):
     return Engine(device=device, backend=backend, **settings)
 
 
+ENV_KEYS = ("device", "commit", "dirty", "python", "torch", "triton", "numpy", "rethined_engine", "threads")
+
+
+def earlier_rows(out: Path) -> list[dict]:
+    """The rows already in `out` (none if it does not exist), each with the file's device, versions and
+    commit where the row has none of its own (files written before rows carried them)."""
+    if not out.is_file():
+        return []
+    try:
+        saved = json.loads(out.read_text())
+        rows = saved["rows"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"error: --append: {out} is not a latency result file (a JSON object with 'rows'): "
+                         f"{exc!r}; pass another --out, or run without --append to start a new file") from exc
+    file_env = {key: saved[key] for key in ENV_KEYS if key in saved}
+    return [file_env | row for row in rows]
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
@@ -113,7 +135,8 @@ def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int)
             times.append((time.perf_counter() - t0) * 1e3)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss)
-    return {"backend": backend, "size": size, "mask_frac": float(mask.float().mean() if cuda else mask.mean()),
+    return {"backend": backend, "engine_backend": getattr(engine, "backend", backend),   # the one that ran
+            "size": size, "mask_frac": float(mask.float().mean() if cuda else mask.mean()),
             "median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
             "peak_mem_mb": float(peak), "rss_before_mb": None if cuda else base_rss, "repeats": repeats, "times_ms": times}
 
@@ -129,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="default bench/results/latency-<cpu or GPU name>.json")
     parser.add_argument("--append", action="store_true",
-                        help="keep the rows already in the output file, replacing those of the same backend and size")
+                        help="add this run's rows to those already in the output file (none is replaced)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.backends is None:
@@ -141,37 +164,31 @@ def main(argv: list[str] | None = None) -> None:
     if args.child is not None:
         print(json.dumps(measure_one(args.child, args.backends[0], args.device, args.repeats, args.warmup)))
         return
-    import torch
-
-    commit, device = git_commit(), device_name(args.device)
-    try:
-        import triton
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = None
-    tag = "cpu" if args.device == "cpu" else device.replace(" ", "_")
+    env = run_environment(args.device)     # before any measuring: exits if the commit is unknown
+    tag = "cpu" if args.device == "cpu" else env["device"].replace(" ", "_")
     out = args.out or RESULTS / f"latency-{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
-    if args.append and out.is_file():
-        done = {(backend, size) for size in args.sizes for backend in args.backends}
-        rows = [row for row in json.loads(out.read_text())["rows"] if (row["backend"], row["size"]) not in done]
+    rows = earlier_rows(out) if args.append else []
+    failed = []
     for size in args.sizes:
         for backend in args.backends:
             cmd = [sys.executable, "-m", __spec__.name, "--child", str(size), "--backends", backend,
                    "--device", args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
-                print(f"{backend} {size}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+                print(f"{backend} {size}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
+                failed.append(f"{backend} at {size}")
                 continue
-            row = json.loads(proc.stdout.strip().splitlines()[-1]) | {"commit": commit}   # rows of --append runs differ
+            row = json.loads(proc.stdout.strip().splitlines()[-1]) | env   # rows of --append runs differ
             rows.append(row)
             print(f"{backend:13s} {size:5d}^2  median {row['median_ms']:9.2f} ms  p90 {row['p90_ms']:9.2f} ms  "
                   f"peak +{row['peak_mem_mb']:.0f} MiB", flush=True)
-            result = {"commit": commit, "device": device, "torch": torch.__version__, "triton": triton_version,
-                      "threads": torch.get_num_threads(), "rows": rows}
-            out.write_text(json.dumps(result, indent=1) + "\n")   # after every row: a run cut short keeps its rows
-    print(f"wrote {out}")
+            out.write_text(json.dumps(env | {"rows": rows}, indent=1) + "\n")   # after every row: a run cut short keeps its rows
+    if len(failed) < len(args.sizes) * len(args.backends):
+        print(f"wrote {out}")
+    if failed:
+        raise SystemExit(f"error: {len(failed)} of {len(args.sizes) * len(args.backends)} measurements failed "
+                         f"({', '.join(failed)}): see the errors above; the other rows are in {out}")
 
 
 if __name__ == "__main__":

@@ -197,3 +197,97 @@ def test_detail_correlation_run_writes_json(photos, tmp_path):
     assert saved["methods"].keys() == {"opencv_ns_r3", "ours"} and saved["resolution"] == 96
     assert sorted(p.name for p in (tmp_path / "masks-photos").iterdir()) == ["p0.png", "p1.png"]
     assert len(markdown_table(result).splitlines()) == 2 + 2          # header, rule, one row per method
+
+
+def _latency(tmp_path, *args):
+    from rethined_engine.bench.latency import main as latency_main
+
+    latency_main(["--sizes", "64", "--repeats", "1", "--warmup", "0", "--out", str(tmp_path / "latency.json"), *args])
+    return json.loads((tmp_path / "latency.json").read_text())
+
+
+def _commit_exists(commit):
+    import subprocess
+
+    return subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True).returncode == 0
+
+
+def test_latency_append_adds_rows_and_every_row_says_where_it_ran(tmp_path):
+    old = {"commit": "0123abc", "device": "Old CPU", "torch": "2.0", "triton": None, "threads": 4,
+           "rows": [{"backend": "opencv_telea", "size": 64, "median_ms": 1.0, "commit": "0123abc"}]}
+    (tmp_path / "latency.json").write_text(json.dumps(old))
+    saved = _latency(tmp_path, "--backends", "opencv_telea", "--append")
+    saved = _latency(tmp_path, "--backends", "opencv_telea", "--append")       # the same backend and size again
+    first, *new = saved["rows"]
+    assert len(new) == 2 and first["median_ms"] == 1.0            # kept, not replaced by a same-key row
+    assert first | {"device": "Old CPU", "torch": "2.0", "threads": 4} == first   # the file's values, its own commit
+    for record in [saved, *new]:
+        assert set(record) >= {"device", "commit", "dirty", "python", "torch", "triton", "numpy", "threads"}
+        assert _commit_exists(record["commit"]) and isinstance(record["dirty"], bool)
+    assert all(row["engine_backend"] == "opencv_telea" and row["size"] == 64 for row in new)
+
+
+def test_latency_without_append_starts_a_new_file(tmp_path):
+    (tmp_path / "latency.json").write_text(json.dumps({"rows": [{"backend": "opencv_telea", "size": 64}] * 3}))
+    assert len(_latency(tmp_path, "--backends", "opencv_telea")["rows"]) == 1
+
+
+def test_latency_unloadable_backend_fails_loudly_and_keeps_the_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)          # the triton backend then needs CUDA
+    (tmp_path / "latency.json").write_text(json.dumps({"rows": []}))
+    with pytest.raises(SystemExit, match="1 of 1 measurements failed .*triton at 64"):
+        _latency(tmp_path, "--backends", "triton", "--append")
+    assert "needs a CUDA device" in capsys.readouterr().err
+    assert json.loads((tmp_path / "latency.json").read_text()) == {"rows": []}
+
+
+def test_latency_append_refuses_a_file_without_rows(tmp_path):
+    (tmp_path / "latency.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="--append: .* not a latency result file"):
+        _latency(tmp_path, "--backends", "opencv_telea", "--append")
+
+
+def test_result_commit_is_head_and_dirty_counts_tracked_code_only(tmp_path, monkeypatch):
+    import subprocess
+
+    from rethined_engine.bench import env
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("a = 1\n")
+    (tmp_path / "bench" / "results" / "r.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", "code.py", "bench/results/r.json")
+    git("commit", "-q", "-m", "start")
+    monkeypatch.setattr(env, "checkout", lambda: tmp_path)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert env.git_commit() == head and env.git_dirty() is False
+    (tmp_path / "bench" / "results" / "r.json").write_text("{\"rows\": []}\n")   # a benchmark's own output
+    (tmp_path / "new.py").write_text("")                                          # untracked
+    assert env.git_dirty() is False
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert env.git_dirty() is True
+
+
+def test_result_commit_outside_a_checkout_comes_from_bench_commit(monkeypatch):
+    from rethined_engine.bench import env
+
+    monkeypatch.setattr(env, "checkout", lambda: None)
+    monkeypatch.delenv("BENCH_COMMIT", raising=False)
+    monkeypatch.delenv("BENCH_DIRTY", raising=False)
+    with pytest.raises(SystemExit, match="BENCH_COMMIT=<git rev-parse HEAD"):
+        env.run_environment("cpu")
+    monkeypatch.setenv("BENCH_COMMIT", "working tree")
+    with pytest.raises(SystemExit, match="BENCH_COMMIT: expected the hash"):
+        env.run_environment("cpu")
+    monkeypatch.setenv("BENCH_COMMIT", "6b5134e")
+    with pytest.raises(SystemExit, match="BENCH_DIRTY: not set"):
+        env.run_environment("cpu")
+    monkeypatch.setenv("BENCH_DIRTY", "maybe")
+    with pytest.raises(SystemExit, match="BENCH_DIRTY: expected 1"):
+        env.run_environment("cpu")
+    monkeypatch.setenv("BENCH_DIRTY", "1")
+    assert env.run_environment("cpu") | {"commit": "6b5134e", "dirty": True} == env.run_environment("cpu")
