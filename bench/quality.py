@@ -16,9 +16,12 @@ at a radius scaled with resolution (3 px per 1024 px of long side), PatchMatch (
 patches; slow: ~8 s per 1K image, minutes at 4K on 2 cores) and scikit-image's biharmonic
 interpolation (`biharmonic_lr`: solved at our LR size, long side 512, from the known pixels only, then
 bicubic-upsampled, ~1 s per image: the smooth-fill peer of `coarse_bicubic`). All outputs are uint8 before
-scoring. Metrics over hole pixels: PSNR (dB), SSIM, L1, sharpness (Laplacian energy / ground truth's) and
+scoring. Metrics over hole pixels: PSNR (dB), SSIM, L1, sharpness (Laplacian energy / ground truth's),
 sharpness_inner (the same over hole pixels off the hole's border ring and off our token-grid lines: seams
-are Laplacian energy but not detail; see `rethined_engine.metrics.hole_sharpness_inner`).
+are Laplacian energy but not detail; see `rethined_engine.metrics.hole_sharpness_inner`) and texture realism
+swd_l0 .. swd_l3, swd_mean (x 10^3, lower is better: sliced Wasserstein distance between the fill's and the
+truth's 7x7 neighbourhoods per Laplacian pyramid level, level 0 finest, level 3 local colour; see
+`rethined_engine.metrics.realism_swd`).
 
 Writes OUT/quality-<dataset>.json ({"commit", "device", "dataset", "rows": [...], "summary": [...]}),
 OUT/quality-<dataset>.md (the table) and OUT/quality-<dataset>-grid.jpg (first photo, largest size).
@@ -38,7 +41,7 @@ from PIL import Image
 
 from rethined_engine import Engine
 from rethined_engine.geometry import plan
-from rethined_engine.metrics import hole_metrics
+from rethined_engine.metrics import SWD_LEVELS, hole_metrics, realism_swd
 from rethined_engine.train.data import list_images, load_rgb
 from rethined_engine.train.evaluate import coarse_bicubic
 from rethined_engine.train.masks import random_mask
@@ -52,7 +55,8 @@ OPENCV_RADIUS_PER_1024 = 3        # the scaled variant: radius grows with the lo
 PATCHMATCH_RADIUS = 3             # PyPatchMatch patch_size: patches of (2 * 3 + 1)^2 px
 PATCHMATCH_SEED = 0
 BIHARMONIC_LONG_SIDE = 512        # px: where the biharmonic fill is solved (our LR working size)
-METRICS = ("psnr", "ssim", "l1", "sharpness", "sharpness_inner", "seconds")
+SWD_KEYS = tuple(f"swd_l{level}" for level in range(SWD_LEVELS)) + ("swd_mean",)
+METRICS = ("psnr", "ssim", "l1", "sharpness", "sharpness_inner", *SWD_KEYS, "seconds")
 
 Method = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image HWC uint8, mask HW bool, long side) -> HWC uint8
 
@@ -210,27 +214,32 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def resolution_table(summary: list[dict]) -> str:
-    """Compact markdown: one row per method, PSNR / SSIM / sharpness / sharpness_inner across resolutions
-    ("-": not run, or not measured by the run that made the row)."""
+    """Compact markdown: one row per method, PSNR / SSIM / sharpness / sharpness_inner / SWD mean across
+    resolutions ("-": not run, or not measured by the run that made the row)."""
     resolutions = sorted({s["resolution"] for s in summary})
     cell = {(s["method"], s["resolution"]): s for s in summary}
     span = " / ".join(f"{r // 1024}K" if r % 1024 == 0 else str(r) for r in resolutions)
-    lines = [f"| method | PSNR (dB) {span} | SSIM {span} | sharpness {span} | sharpness, seams excluded {span} |",
-             "|---|---|---|---|---|"]
+    lines = [f"| method | PSNR (dB) {span} | SSIM {span} | sharpness {span} | sharpness, seams excluded {span} "
+             f"| SWD mean x10^3 {span} |",
+             "|---|---|---|---|---|---|"]
     for method in dict.fromkeys(s["method"] for s in summary):
         def series(key: str, fmt: str) -> str:
             return " / ".join(_fmt(cell[method, r][key], fmt) if (method, r) in cell else "-" for r in resolutions)
         lines.append(f"| {method} | {series('psnr', '.2f')} | {series('ssim', '.4f')} | {series('sharpness', '.3f')} "
-                     f"| {series('sharpness_inner', '.3f')} |")
+                     f"| {series('sharpness_inner', '.3f')} | {series('swd_mean', '.1f')} |")
     return "\n".join(lines) + "\n"
 
 
 def markdown_table(summary: list[dict]) -> str:
-    lines = ["| method | long side | PSNR (dB) | SSIM | L1 | sharpness | sharpness, seams excluded | seconds/image |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    """One row per (method, resolution); SWD columns x 10^3 per pyramid level (L0 finest, L3 colour) and mean."""
+    swd_heads = " | ".join([f"SWD L{level}" for level in range(SWD_LEVELS)] + ["SWD mean"])
+    lines = [f"| method | long side | PSNR (dB) | SSIM | L1 | sharpness | sharpness, seams excluded | {swd_heads} "
+             "| seconds/image |",
+             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(SWD_KEYS) + "---:|"]
     for s in summary:
+        swd = " | ".join(_fmt(s.get(k), ".1f") for k in SWD_KEYS)
         lines.append(f"| {s['method']} | {s['resolution']} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['l1']:.4f} "
-                     f"| {s['sharpness']:.3f} | {_fmt(s['sharpness_inner'], '.3f')} | {s['seconds']:.2f} |")
+                     f"| {s['sharpness']:.3f} | {_fmt(s['sharpness_inner'], '.3f')} | {swd} | {s['seconds']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -265,15 +274,15 @@ def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dic
                 t0 = time.perf_counter()
                 pred = method(image, mask, res)
                 seconds = time.perf_counter() - t0
-                scores = hole_metrics(torch.from_numpy(pred).permute(2, 0, 1)[None].double() / 255, target, hole,
-                                      grid_span=token_span)
+                pred_t = torch.from_numpy(pred).permute(2, 0, 1)[None].double() / 255
+                scores = hole_metrics(pred_t, target, hole, grid_span=token_span) | realism_swd(pred_t, target, hole)
                 scores = {k: None if math.isnan(v) else v for k, v in scores.items()}
                 rows.append({"method": name, "resolution": res, "image": photo.name, "size": list(image.shape[:2]),
                              "upsampled": upsampled, "coverage": float(mask.mean()), "seconds": seconds, **scores})
                 panels.append((name, pred))
                 print(f"{photo.name[:40]:40s} {res:5d} {name:20s} psnr {scores['psnr']:6.2f} ssim {scores['ssim']:.4f} "
                       f"l1 {scores['l1']:.4f} sharp {scores['sharpness']:.3f} inner {_fmt(scores['sharpness_inner'], '.3f')} "
-                      f"{seconds:7.2f}s", flush=True)
+                      f"swd {_fmt(scores['swd_mean'], '.1f')} {seconds:7.2f}s", flush=True)
             if index == 0 and res == resolutions[-1]:
                 grid_panels = (panels + [("ground truth", image)], mask)
     commit = git_commit()

@@ -147,6 +147,28 @@ def test_quality_summary_of_rows_without_inner_sharpness(photos, tmp_path):
     assert "| - |" in resolution_table([summary])
 
 
+def test_quality_rows_and_tables_carry_texture_realism(photos, tmp_path):
+    """Every row has swd_l0 .. swd_l3 and swd_mean (x 10^3); both tables gain SWD columns, every table row as
+    many cells as its header; rows saved before the metric existed summarise to None ("-")."""
+    from rethined_engine.bench.quality import markdown_table
+
+    result = run(photos, [64], seed=0, out=tmp_path, methods=build_methods(["coarse_bicubic", "opencv_ns_r3"], "cpu"))
+    levels = [f"swd_l{level}" for level in range(4)]
+    for row in result["rows"]:
+        assert all(row[k] > 0 for k in levels)
+        assert row["swd_mean"] == pytest.approx(sum(row[k] for k in levels) / 4)
+    assert all(s["swd_mean"] is not None for s in result["summary"])
+    lines = [line for line in (tmp_path / "quality-photos.md").read_text().splitlines() if line.startswith("|")]
+    long_header, compact_header = [line for line in lines if line.startswith("| method")]
+    assert all(f"SWD L{level}" in long_header for level in range(4)) and "SWD mean" in long_header
+    assert "SWD mean" in compact_header
+    long_cells = long_header.count("|")
+    assert [line.count("|") for line in lines[:4]] == [long_cells] * 4          # header, rule, 2 methods
+    old = [{k: v for k, v in row.items() if not k.startswith("swd")} for row in result["rows"]]
+    (summary,) = summarise(old[:1])
+    assert summary["swd_mean"] is None and markdown_table([summary]).count("| - ") == 5
+
+
 def test_grid_crop_shows_the_hole_border():
     """The zoomed row shows where fill meets photo (a big box's interior shows nothing of seams)."""
     from rethined_engine.bench.grid import crop_origin
