@@ -2,12 +2,15 @@
 
     python -m bench.quality --images PHOTOS/heldout --resolutions 1024 2048 4096 [--seed 0]
     python -m bench.quality --images PHOTOS/heldout --resolutions 4096 --methods ours opencv_ns_r3 --merge
+    python -m bench.quality --images PHOTOS/heldout --resolutions 2048 --mask-family objects
 
 Each photo is Lanczos-resized to every long side in --resolutions (the ground truth at that size; a
-row says `upsampled` when the photo was smaller). Masks: free-form strokes + boxes, 30-50 % coverage
-(`rethined_engine.train.masks`), drawn once per photo at the smallest resolution with seed
-(seed, photo index), saved as PNG under OUT/masks-<dataset>/ and reused by later runs (nearest-resized
-to the other resolutions), so every method and every run sees identical holes.
+row says `upsampled` when the photo was smaller). Masks (--mask-family): `strokes` (default), free-form
+strokes + boxes, 30-50 % coverage (`rethined_engine.train.masks.random_mask`), or `objects`, one or two
+person-, sign- or car-like silhouettes covering 5-20 % (`object_mask`: what a user erases); drawn once per
+photo at the smallest resolution with seed (seed, photo index), saved as PNG under OUT/masks-<dataset>/
+(objects: OUT/masks-<dataset>-objects/) and reused by later runs (nearest-resized to the other
+resolutions), so every method and every run sees identical holes.
 
 Methods: `ours` (shipped weights, default settings), `ours_no_hf` (HF transfer off), `ours_NAME` for each
 `--ours NAME=key:value,...` (ours with those inference settings or Engine arguments, e.g. `hf_mid_gain:0`, `dtype:bfloat16`), `coarse_bicubic`
@@ -23,8 +26,10 @@ swd_l0 .. swd_l3, swd_mean (x 10^3, lower is better: sliced Wasserstein distance
 truth's 7x7 neighbourhoods per Laplacian pyramid level, level 0 finest, level 3 local colour; see
 `rethined_engine.metrics.realism_swd`).
 
-Writes OUT/quality-<dataset>.json ({"commit", "device", "dataset", "rows": [...], "summary": [...]}),
-OUT/quality-<dataset>.md (the table) and OUT/quality-<dataset>-grid.jpg (first photo, largest size).
+Writes OUT/quality-<dataset>.json ({"commit", "device", "dataset", "mask_family", "rows": [...], "summary":
+[...]}; each row names its mask_family), OUT/quality-<dataset>.md (the tables) and
+OUT/quality-<dataset>-grid.jpg (first photo, largest size); with --mask-family objects the same files are
+named quality-<dataset>-objects.json, .md and -grid.jpg, beside the strokes ones.
 """
 from __future__ import annotations
 
@@ -44,7 +49,7 @@ from rethined_engine.geometry import plan
 from rethined_engine.metrics import SWD_LEVELS, hole_metrics, realism_swd
 from rethined_engine.train.data import list_images, load_rgb
 from rethined_engine.train.evaluate import coarse_bicubic
-from rethined_engine.train.masks import random_mask
+from rethined_engine.train.masks import MASK_FAMILIES
 from rethined_engine.weights import DEFAULT_WEIGHTS, read_config
 
 from .grid import masked_input, picture_grid
@@ -172,12 +177,24 @@ def build_methods(names: list[str] | None, device: str | None, variants: list[st
     return methods
 
 
-def fixed_mask(mask_dir: Path, photo: Path, index: int, shape: tuple[int, int], seed: int) -> np.ndarray:
-    """The photo's saved mask (drawn and saved on first use), nearest-resized to shape (H, W)."""
+DEFAULT_MASK_FAMILY = "strokes"
+
+
+def run_name(dataset: str, mask_family: str = DEFAULT_MASK_FAMILY) -> str:
+    """Stem of a run's files and of its mask folder's suffix: the dataset, then -<family> unless strokes."""
+    if mask_family not in MASK_FAMILIES:
+        raise SystemExit(f"error: unknown mask family {mask_family!r}; known: {list(MASK_FAMILIES)}")
+    return dataset if mask_family == DEFAULT_MASK_FAMILY else f"{dataset}-{mask_family}"
+
+
+def fixed_mask(mask_dir: Path, photo: Path, index: int, shape: tuple[int, int], seed: int,
+               mask_family: str = DEFAULT_MASK_FAMILY) -> np.ndarray:
+    """The photo's saved mask (drawn from MASK_FAMILIES[mask_family] and saved on first use), nearest-resized
+    to shape (H, W)."""
     path = mask_dir / f"{photo.stem}.png"
     if not path.exists():
         mask_dir.mkdir(parents=True, exist_ok=True)
-        mask = random_mask(shape[0], shape[1], np.random.default_rng([seed, index]))
+        mask = MASK_FAMILIES[mask_family](shape[0], shape[1], np.random.default_rng([seed, index]))
         Image.fromarray(mask.astype(np.uint8) * 255).save(path)
     mask = Image.open(path).convert("L")
     if mask.size != (shape[1], shape[0]):
@@ -243,45 +260,57 @@ def markdown_table(summary: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def merged_rows(previous: dict, rows: list[dict], images: list[str], seed: int) -> list[dict]:
-    """previous run's rows for (method, resolution) pairs this run did not score, then this run's rows."""
+def merged_rows(previous: dict, rows: list[dict], images: list[str], seed: int,
+                mask_family: str = DEFAULT_MASK_FAMILY) -> list[dict]:
+    """previous run's rows for (method, resolution) pairs this run did not score, then this run's rows.
+    Files written before mask families existed hold strokes rows."""
     if previous["images"] != images or previous.get("seed") != seed:
         raise SystemExit(f"error: --merge needs the same photos and seed as the saved run (saved: "
                          f"{len(previous['images'])} photos, seed {previous.get('seed')}; now {len(images)}, seed {seed})")
+    saved_family = previous.get("mask_family", DEFAULT_MASK_FAMILY)
+    if saved_family != mask_family:
+        raise SystemExit(f"error: --merge: the saved run used {saved_family} masks, this one {mask_family}")
     fresh = {(r["method"], r["resolution"]) for r in rows}
-    return [r for r in previous["rows"] if (r["method"], r["resolution"]) not in fresh] + rows
+    kept = [{**r, "mask_family": r.get("mask_family", saved_family)} for r in previous["rows"]
+            if (r["method"], r["resolution"]) not in fresh]
+    return kept + rows
 
 
 def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dict[str, Method],
-        limit: int | None = None, device: str = "cpu", merge: bool = False) -> dict:
+        limit: int | None = None, device: str = "cpu", merge: bool = False,
+        mask_family: str = DEFAULT_MASK_FAMILY) -> dict:
     """Score every method on every photo at every resolution; write JSON, table and grid under out.
-    merge: keep the saved JSON's rows for (method, resolution) pairs this run does not score."""
+    merge: keep the saved JSON's rows for (method, resolution) pairs this run does not score.
+    mask_family: a MASK_FAMILIES name; other than strokes, its masks and files carry the name (`run_name`)."""
     dataset = images.name
+    name = run_name(dataset, mask_family)
     photos = list_images(images)[:limit]
-    mask_dir = out / f"masks-{dataset}"
+    mask_dir = out / f"masks-{name}"
     resolutions = sorted(resolutions)
     config = read_config(DEFAULT_WEIGHTS)
     rows, grid_panels = [], None
     for index, photo in enumerate(photos):
         for res in resolutions:
             image, upsampled = resized(photo, res)
-            mask = fixed_mask(mask_dir, photo, index, image.shape[:2], seed)
+            mask = fixed_mask(mask_dir, photo, index, image.shape[:2], seed, mask_family)
             target = torch.from_numpy(image).permute(2, 0, 1)[None].double() / 255
             hole = torch.from_numpy(mask)[None, None].double()
             token_span = plan(*mask.shape, config).scale * config.patch_size    # HR px per token of ours
             panels = [("masked input", masked_input(image, mask))]
-            for name, method in methods.items():
+            for method_name, method in methods.items():
                 t0 = time.perf_counter()
                 pred = method(image, mask, res)
                 seconds = time.perf_counter() - t0
                 pred_t = torch.from_numpy(pred).permute(2, 0, 1)[None].double() / 255
                 scores = hole_metrics(pred_t, target, hole, grid_span=token_span) | realism_swd(pred_t, target, hole)
                 scores = {k: None if math.isnan(v) else v for k, v in scores.items()}
-                rows.append({"method": name, "resolution": res, "image": photo.name, "size": list(image.shape[:2]),
-                             "upsampled": upsampled, "coverage": float(mask.mean()), "seconds": seconds, **scores})
-                panels.append((name, pred))
-                print(f"{photo.name[:40]:40s} {res:5d} {name:20s} psnr {scores['psnr']:6.2f} ssim {scores['ssim']:.4f} "
-                      f"l1 {scores['l1']:.4f} sharp {scores['sharpness']:.3f} inner {_fmt(scores['sharpness_inner'], '.3f')} "
+                rows.append({"method": method_name, "resolution": res, "image": photo.name,
+                             "size": list(image.shape[:2]), "upsampled": upsampled, "mask_family": mask_family,
+                             "coverage": float(mask.mean()), "seconds": seconds, **scores})
+                panels.append((method_name, pred))
+                print(f"{photo.name[:40]:40s} {res:5d} {method_name:20s} psnr {scores['psnr']:6.2f} "
+                      f"ssim {scores['ssim']:.4f} l1 {scores['l1']:.4f} sharp {scores['sharpness']:.3f} "
+                      f"inner {_fmt(scores['sharpness_inner'], '.3f')} "
                       f"swd {_fmt(scores['swd_mean'], '.1f')} {seconds:7.2f}s", flush=True)
             if index == 0 and res == resolutions[-1]:
                 grid_panels = (panels + [("ground truth", image)], mask)
@@ -289,22 +318,23 @@ def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dic
     names = [p.name for p in photos]
     this_run = {"commit": commit, "resolutions": resolutions, "methods": list(methods)}
     runs = [this_run]
-    saved = out / f"quality-{dataset}.json"
+    saved = out / f"quality-{name}.json"
     if merge and saved.is_file():
         previous = json.loads(saved.read_text())
-        rows = merged_rows(previous, rows, names, seed)
+        rows = merged_rows(previous, rows, names, seed, mask_family)
         runs = previous.get("runs", [{"commit": previous["commit"], "resolutions": previous["resolutions"]}]) + runs
         resolutions = sorted({r["resolution"] for r in rows})
-    result = {"commit": commit, "device": device_name(device), "dataset": dataset, "seed": seed,
-              "resolutions": resolutions, "images": names, "runs": runs, "rows": rows,
+    result = {"commit": commit, "device": device_name(device), "dataset": dataset, "mask_family": mask_family,
+              "seed": seed, "resolutions": resolutions, "images": names, "runs": runs, "rows": rows,
               "summary": summarise(rows)}
     out.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(result, indent=1) + "\n")
     commits = ", ".join(dict.fromkeys(r["commit"] for r in runs))
-    (out / f"quality-{dataset}.md").write_text(
-        f"Hole-region quality on `{dataset}` ({len(photos)} photos, seed {seed}, commit {commits}, "
-        f"{result['device']}).\n\n" + markdown_table(result["summary"]) + "\n" + resolution_table(result["summary"]))
-    grid = out / f"quality-{dataset}-grid.jpg"
+    (out / f"quality-{name}.md").write_text(
+        f"Hole-region quality on `{dataset}` ({len(photos)} photos, {mask_family} masks, seed {seed}, "
+        f"commit {commits}, {result['device']}).\n\n" + markdown_table(result["summary"]) + "\n"
+        + resolution_table(result["summary"]))
+    grid = out / f"quality-{name}-grid.jpg"
     if merge and grid.is_file():
         print(f"kept {grid} (--merge: this run's methods are only part of it; to redraw it for every method run "
               f"--limit 1 --resolutions R --out SCRATCH with the saved masks copied there)")
@@ -327,12 +357,15 @@ def main(argv: list[str] | None = None) -> None:
                              "fine_only=hf_fine_decay:0,hf_mid_gain:0)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the saved results of (method, resolution) pairs this run does not score")
+    parser.add_argument("--mask-family", choices=list(MASK_FAMILIES), default=DEFAULT_MASK_FAMILY,
+                        help="strokes: free-form strokes and boxes, 30-50 %% (default); objects: one or two "
+                             "person/sign/car silhouettes, 5-20 %%; objects runs write *-objects files and masks")
     args = parser.parse_args(argv)
     if min(args.resolutions) < 64:
         parser.error(f"--resolutions must be >= 64 px, got {args.resolutions}")
     with torch.inference_mode():
         result = run(args.images, args.resolutions, args.seed, args.out, build_methods(args.methods, args.device, args.ours),
-                     args.limit, args.device, args.merge)
+                     args.limit, args.device, args.merge, args.mask_family)
     print("\n" + markdown_table(result["summary"]))
 
 

@@ -169,6 +169,28 @@ def test_quality_rows_and_tables_carry_texture_realism(photos, tmp_path):
     assert summary["swd_mean"] is None and markdown_table([summary]).count("| - ") == 5
 
 
+def test_quality_object_masks_live_beside_the_strokes_run(photos, tmp_path):
+    """--mask-family objects: its own mask folder and files (*-objects), rows naming the family, 5-20 % holes;
+    the strokes run's masks and files in the same folder are left as they were."""
+    out = tmp_path / "results"
+    cli_main(["bench", "quality", "--images", str(photos), "--resolutions", "64", "--methods", "opencv_ns_r3",
+              "--out", str(out)])
+    strokes = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file() and "grid" not in p.name}
+    cli_main(["bench", "quality", "--images", str(photos), "--resolutions", "64", "--methods", "opencv_ns_r3",
+              "--out", str(out), "--mask-family", "objects"])
+    after = {p.name: p.read_bytes() for p in out.rglob("*") if p.name in strokes and p.parent.name == "masks-photos"}
+    after |= {p.name: p.read_bytes() for p in out.glob("quality-photos.*")}
+    assert after == strokes
+    assert sorted(p.name for p in (out / "masks-photos-objects").iterdir()) == ["p0.png", "p1.png"]
+    assert all((out / f"quality-photos-objects{suffix}").is_file() for suffix in (".json", ".md", "-grid.jpg"))
+    saved = json.loads((out / "quality-photos-objects.json").read_text())
+    assert saved["mask_family"] == "objects" and all(r["mask_family"] == "objects" for r in saved["rows"])
+    assert all(0.05 <= r["coverage"] <= 0.20 for r in saved["rows"])
+    assert all(r["mask_family"] == "strokes" and r["coverage"] >= 0.3
+               for r in json.loads((out / "quality-photos.json").read_text())["rows"])
+    assert "objects masks" in (out / "quality-photos-objects.md").read_text()
+
+
 def test_grid_crop_shows_the_hole_border():
     """The zoomed row shows where fill meets photo (a big box's interior shows nothing of seams)."""
     from rethined_engine.bench.grid import crop_origin
