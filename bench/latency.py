@@ -184,11 +184,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{backend:13s} {size:5d}^2  median {row['median_ms']:9.2f} ms  p90 {row['p90_ms']:9.2f} ms  "
                   f"peak +{row['peak_mem_mb']:.0f} MiB", flush=True)
             out.write_text(json.dumps(env | {"rows": rows}, indent=1) + "\n")   # after every row: a run cut short keeps its rows
-    if len(failed) < len(args.sizes) * len(args.backends):
+    measured = len(args.sizes) * len(args.backends) - len(failed)
+    if measured:
         print(f"wrote {out}")
     if failed:
-        raise SystemExit(f"error: {len(failed)} of {len(args.sizes) * len(args.backends)} measurements failed "
-                         f"({', '.join(failed)}): see the errors above; the other rows are in {out}")
+        kept = f"; the {measured} measured rows are in {out}" if measured else f"; {out} was not written"
+        raise SystemExit(f"error: {len(failed)} of {len(failed) + measured} measurements failed "
+                         f"({', '.join(failed)}): see the errors above{kept}")
 
 
 if __name__ == "__main__":
