@@ -107,10 +107,14 @@ class DeployedPipeline:
         if not self.config.hf_transfer:
             weight, fine_weight = np.zeros_like(weight), np.zeros_like(fine_weight)
         runner = self.hr_runner if image.dtype == np.uint8 else upscale_hr  # the CUDA kernel is uint8 only
-        out = runner(image, mask, lr_result, weight[0], fine_weight[0], index[0], geom)
-        if self.config.seam_sigma > 0:
-            out = _seam_blender(image.dtype)(image, mask, out, seam_taps(self.config.seam_sigma), self.config.seam_gain)
-        return out
+        return self.blend_seams(image, mask, runner(image, mask, lr_result, weight[0], fine_weight[0], index[0], geom))
+
+    def blend_seams(self, image: np.ndarray, mask: np.ndarray, filled: np.ndarray) -> np.ndarray:
+        """The seam blend every backend applies after its HR stage (`seam_sigma`, `seam_gain`; none when
+        seam_sigma is 0: then `filled` itself is returned, else a new array)."""
+        if self.config.seam_sigma <= 0:
+            return filled
+        return _seam_blender(image.dtype)(image, mask, filled, seam_taps(self.config.seam_sigma), self.config.seam_gain)
 
     def inpaint(self, img: Any, mask: Any) -> Any:
         batch = host_inputs(img, mask, self.threshold)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -100,8 +101,13 @@ def build_plan(onnx_path: str | Path, plan_path: str | Path, settings: BuildSett
         raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)
-    if settings.fp16 and builder.platform_has_fast_fp16:
+    fp16 = settings.fp16 and bool(builder.platform_has_fast_fp16)
+    if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
+    elif settings.fp16:
+        warnings.warn("fp16: this GPU has no fast fp16 kernels; building an fp32 plan (pass --fp32 to ask for "
+                      "one)", RuntimeWarning, stacklevel=2)
+    info["build"]["fp16"] = fp16   # the sidecar records what the plan was built with, not what was asked for
     if info["dynamic"]:
         profile = builder.create_optimization_profile()
         for name, (low, mid, high) in profile_shapes(cfg, settings).items():

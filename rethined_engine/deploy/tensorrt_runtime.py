@@ -3,7 +3,9 @@
 
 Per image: numpy LR preparation on the host -> pinned buffers -> async copies on one stream ->
 TensorRT `execute_async_v3` -> the HR kernel reads the uint8 image and writes the uint8 result on the
-device -> one copy back. Buffers are kept for the last image size (video frames reuse them).
+device -> one copy back -> the seam blend on the host (`seam_sigma`, `seam_gain`, as every backend).
+Buffers are kept for the last image size (video frames reuse them). The CUDA context is current only
+during a call, in the calling thread, so that an Engine may be shared by threads.
 """
 from __future__ import annotations
 
@@ -61,10 +63,12 @@ def parse_device(device: Any) -> int:
 class _Buffers:
     """Device + pinned host memory of `buffer_plan`, reused while the image size stays the same."""
 
-    def __init__(self, cuda, geom: Geometry, topk: int):
+    def __init__(self, cuda, geom: Geometry, topk: int, names: tuple[str, ...] | None = None):
         self.geom = geom
         self.device, self.host = {}, {}
         for name, (shape, dtype) in buffer_plan(geom, topk).items():
+            if names is not None and name not in names:
+                continue
             self.host[name] = cuda.pagelocked_empty(shape, dtype)
             self.device[name] = cuda.mem_alloc(self.host[name].nbytes)
 
@@ -92,6 +96,18 @@ class TensorRTBackend(DeployedPipeline):
         self.device = f"cuda:{parse_device(device)}"
         self._context = cuda.Device(parse_device(device)).retain_primary_context()
         self._context.push()
+        try:
+            self._load(engine_path, info, trt, SourceModule)
+        finally:
+            self._context.pop()
+        cfg = dataclasses.replace(ModelConfig.from_json(json.dumps(info["model_config"])),
+                                  **{k: v for k, v in overrides.items() if k != "float_mask_threshold"})
+        sizes = LRSizeRange(tuple(info["lr_min"]), tuple(info["lr_max"]))
+        super().__init__(cfg, self._run_lr, sizes, float_mask_threshold=overrides.get("float_mask_threshold"))
+
+    def _load(self, engine_path: str | Path, info: dict, trt, source_module) -> None:
+        """Plan, execution context, stream and HR kernel (with the context current)."""
+        cuda = self.cuda
         self.engine_path = Path(engine_path)
         self.dtype = "float16" if info["build"]["fp16"] else "float32"
         self.topk = info["topk"]
@@ -107,12 +123,9 @@ class TensorRTBackend(DeployedPipeline):
                              "export and build it again")
         self._exec = self._trt_engine.create_execution_context()
         self._stream = cuda.Stream()
-        self._kernel = SourceModule(cuda_source(), no_extern_c=True).get_function(KERNEL_NAME)
-        self._buffers: _Buffers | None = None
-        cfg = dataclasses.replace(ModelConfig.from_json(json.dumps(info["model_config"])),
-                                  **{k: v for k, v in overrides.items() if k != "float_mask_threshold"})
-        sizes = LRSizeRange(tuple(info["lr_min"]), tuple(info["lr_max"]))
-        super().__init__(cfg, self._run_lr, sizes, float_mask_threshold=overrides.get("float_mask_threshold"))
+        self._kernel = source_module(cuda_source(), no_extern_c=True).get_function(KERNEL_NAME)
+        self._buffers: _Buffers | None = None      # uint8 images: LR graph and HR kernel
+        self._lr_buffers: _Buffers | None = None   # float images: LR graph only (the HR stage runs on the host)
 
     def _buffers_for(self, geom: Geometry) -> _Buffers:
         if self._buffers is None or self._buffers.geom != geom:
@@ -120,13 +133,31 @@ class TensorRTBackend(DeployedPipeline):
             self._buffers = _Buffers(self.cuda, geom, self.topk)
         return self._buffers
 
+    def _lr_buffers_for(self, geom: Geometry) -> _Buffers:
+        if self._lr_buffers is None or self._lr_buffers.geom != geom:
+            self._lr_buffers = None
+            self._lr_buffers = _Buffers(self.cuda, geom, self.topk, INPUT_NAMES + OUTPUT_NAMES)
+        return self._lr_buffers
+
+    def _profile_text(self, name: str) -> str:
+        """The shapes the plan's optimisation profile accepts for input `name`, for error messages."""
+        try:
+            low, _, high = self._trt_engine.get_tensor_profile_shape(name, 0)
+            return f"shapes from {tuple(low)} to {tuple(high)}"
+        except Exception:  # TensorRT without this query
+            return "the shapes of its optimisation profile"
+
     def _enqueue_lr(self, buf: _Buffers, inputs: LRInputs) -> None:
         """Copy the LR inputs in and run the network; outputs stay in buf.device."""
         cuda, stream = self.cuda, self._stream
         for name, value in zip(INPUT_NAMES, inputs):
             np.copyto(buf.host[name], value)
             cuda.memcpy_htod_async(buf.device[name], buf.host[name], stream)
-            self._exec.set_input_shape(name, value.shape)
+            if not self._exec.set_input_shape(name, value.shape):
+                raise ValueError(f"engine_path: {self.engine_path} rejects input {name!r} of shape "
+                                 f"{tuple(value.shape)}: expected {self._profile_text(name)} (the plan and its "
+                                 f"sidecar {sidecar_path(self.engine_path).name} disagree?); build both again with "
+                                 "python -m rethined_engine.deploy.tensorrt_build")
         for name in INPUT_NAMES + OUTPUT_NAMES:
             self._exec.set_tensor_address(name, int(buf.device[name]))
         if not self._exec.execute_async_v3(stream.handle):
@@ -139,7 +170,7 @@ class TensorRTBackend(DeployedPipeline):
         """LR runner with host outputs (the float-image path)."""
         h, w = inputs.image.shape[-2:]
         patch = self.config.patch_size
-        buf = _Buffers(self.cuda, Geometry(h, w, 1, patch, h // patch, w // patch), self.topk)
+        buf = self._lr_buffers_for(Geometry(h, w, 1, patch, h // patch, w // patch))
         self._enqueue_lr(buf, inputs)
         for name in OUTPUT_NAMES:
             self.cuda.memcpy_dtoh_async(buf.host[name], buf.device[name], self._stream)
@@ -147,6 +178,15 @@ class TensorRTBackend(DeployedPipeline):
         return tuple(buf.host[name].copy() for name in OUTPUT_NAMES)
 
     def inpaint_one(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """One image with this backend's CUDA context current in the calling thread, popped however the
+        call ends (the Engine's lock lets one thread at a time in)."""
+        self._context.push()
+        try:
+            return self._inpaint_one(image, mask)
+        finally:
+            self._context.pop()
+
+    def _inpaint_one(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if image.dtype != np.uint8 or not mask.any():
             return super().inpaint_one(image, mask)   # float images: HR stage in numpy, fp32
         geom = plan(image.shape[0], image.shape[1], self.config)
@@ -164,12 +204,5 @@ class TensorRTBackend(DeployedPipeline):
                      stream=stream)
         cuda.memcpy_dtoh_async(buf.host["hr_out"], buf.device["hr_out"], stream)
         stream.synchronize()
-        return buf.host["hr_out"].copy()
-
-    def __del__(self):
-        context = getattr(self, "_context", None)
-        if context is not None:
-            try:
-                context.pop()
-            except Exception:  # interpreter shutdown: the driver may already be gone
-                pass
+        out = self.blend_seams(image, mask, buf.host["hr_out"])
+        return out.copy() if out is buf.host["hr_out"] else out   # the buffer is the next image's
