@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Everything a lent GPU should run, correctness first, then numbers; results land in bench/results/
-# and, when the device tool's $OUT is set, are copied there to come back.
+# The GPU checks, correctness first, then numbers; results land in bench/results/ and, when $OUT is
+# set (a folder copied back from a remote machine), are copied there too.
 #
-#   bash bench/gpu_session.sh [quick]        # quick: tests + kernel bench + latency at 2048/4096 only
-#   STEPS="tests latency" bash bench/gpu_session.sh   # only these steps (names below; default: all)
-# The step limits add up to more than a lent machine's 10-minute command: run it as two commands,
+#   bash bench/gpu_bench.sh [quick]        # quick: tests + kernel bench + latency at 2048/4096 only
+#   STEPS="tests latency" bash bench/gpu_bench.sh   # only these steps (names below; default: all)
+# The step limits add up to more than 10 minutes: where a command is cut at 10 minutes, run it as two,
 #   STEPS="tests backend kernels latency profile" ...   then   STEPS=compile ...
 # (on the H100, 2026-11-25: tests on 8 workers 72 s, kernels 30 s, latency 3 backends x 4 sizes ~130 s,
 # profile ~40 s; torch.compile ~100 s per size, mostly compiling. On the H200, 2026-11-26, `quick` with
 # tests, backend, kernels, latency and profile took 221 s including a cold start; latency now has a 4th
-# backend, triton+noseam (the seam blend off; "triton+seam" before the eighth session, when it was off by
-# default), so the full size list may need its step run alone). Then bench/train_gpu.sh.
+# backend, triton+noseam (the seam blend off; until 7672712 the extra backend was "triton+seam",
+# the blend on), so the full size list may need its step run alone). Then bench/train_gpu.sh.
 #
-# The device image is offline (torch, triton, numpy preinstalled; maybe not safetensors/pillow/pytest):
+# The GPU machine may be offline (torch, triton, numpy preinstalled; maybe not safetensors/pillow/pytest):
 # the environment report at the top says what is missing. The package is put on the path without pip
 # (symlinks for the package_dir mapping), so nothing needs installing.
 set -uo pipefail
@@ -40,7 +40,7 @@ import torch
 print("cuda", torch.cuda.is_available(), torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "")
 EOF
 
-# Each step has a time limit (a lent machine's command is cut at 10 minutes) and its results are copied
+# Each step has a time limit (a remote command may be cut at 10 minutes) and its results are copied
 # to $OUT as soon as it ends, so a step cut short loses only itself.
 STEPS=${STEPS:-"tests backend kernels latency compile profile"}
 step() {   # step NAME SECONDS LABEL CMD...
