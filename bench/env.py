@@ -62,7 +62,7 @@ def _env_commit() -> str | None:
 
 def git_commit() -> str | None:
     """Full hash of HEAD of the checkout this code runs from; where the code is not in a checkout (a copy
-    of the tree without .git, as a lent GPU machine gets), $BENCH_COMMIT; else None."""
+    of the tree without .git, as a copy on a remote GPU machine may be), $BENCH_COMMIT; else None."""
     root = checkout()
     if root is not None:
         return _git(["rev-parse", "HEAD"], root)

@@ -12,7 +12,8 @@ epilogue (kernels/coherence.py) and the masked attention + mixing + top-K
 (kernels/masked_attention.py), the latter also against
 `F.scaled_dot_product_attention` on the already-compacted hole queries and allowed keys/values (equal
 shapes, no masking, no gathers, no top-K: the unfused floor it must stay within 2x of).
-Appends to bench/results/kernels-<gpu>.json.
+Appends a run to bench/results/kernels-<gpu>.json: its rows, the copy bandwidth and where it ran (device,
+commit, `dirty`, versions, threads; `bench.env.run_environment`).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import json
 import numpy as np
 import torch
 
-from .env import RESULTS, device_name, git_commit
+from .env import RESULTS, run_environment
 
 MASK_COVERAGE = 0.4
 QUANTILES = [0.5, 0.2, 0.8]   # median, p20, p80 -> `_row`
@@ -82,7 +83,7 @@ def cuda_c_hr_upscale():
 
 
 def bench_hr_upscale(size: int, bandwidth: float, rng) -> list[dict]:
-    """K = 4 random sources on a channels-last image (the rows kept since the first GPU session), and the
+    """K = 4 random sources on a channels-last image (the rows kept since the first GPU measurements, 06321c4), and the
     engine's own call: (3, H, W) image, K = the shipped hr_topk, both bands."""
     from triton.testing import do_bench
 
@@ -222,7 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("error: bench.kernels measures CUDA kernels; no CUDA device here")
-    import triton
+    import triton  # noqa: F401  (every kernel needs it: fail before measuring)
+
+    env = run_environment("cuda")     # before any measuring: exits if the commit is unknown
 
     rng = np.random.default_rng(0)
     bandwidth = measured_bandwidth_gbs()
@@ -230,11 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = [row for size in args.sizes for row in bench_hr_upscale(size, bandwidth, rng)]
     rows += [row for size in args.sizes for row in bench_seam_blend(size, bandwidth, rng)]
     rows += bench_lr_kernels()
-    gpu = device_name("cuda")
-    out = RESULTS / f"kernels-{gpu.replace(' ', '_')}.json"
+    out = RESULTS / f"kernels-{env['device'].replace(' ', '_')}.json"
     runs = json.loads(out.read_text())["runs"] if out.is_file() else []
-    runs.append({"commit": git_commit(), "device": gpu, "torch": torch.__version__, "triton": triton.__version__,
-                 "copy_bandwidth_gb_s": bandwidth, "rows": rows})
+    runs.append(env | {"copy_bandwidth_gb_s": bandwidth, "rows": rows})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
     print(f"wrote {out}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fine-tune the shipped weights on a lent GPU with v7's objective (HR crops 2x scored after attention
+# Fine-tune the shipped weights on a GPU with v7's objective (HR crops 2x scored after attention
 # upscaling, bench/results/training/README.md), resumable across the machine's 10-minute commands:
 #
 #   bash bench/train_gpu.sh NAME STEPS [SECONDS]

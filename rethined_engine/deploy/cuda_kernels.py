@@ -1,5 +1,5 @@
 """The CUDA C HR stage (`csrc/cuda/hr_upscale.cu`): source lookup, launch geometry, and launchers for
-CuPy (tests on a lent GPU) and pycuda (the TensorRT runtime). Imports neither torch nor a CUDA library
+CuPy (GPU tests) and pycuda (the TensorRT runtime). Imports neither torch nor a CUDA library
 until a launcher is called."""
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
 `--init-from` takes a training checkpoint (`runs/<run>/last.pt`) or an inference weights file
 (`.safetensors`, e.g. the shipped weights). From a weights file the run fine-tunes the inference form
 (MobileOne branches and BN already folded into plain convs with bias; the architecture comes from the
-file), so training can go on in any later session from what was committed, without the lost `runs/`.
+file), so training can go on later from what was committed, without the lost `runs/`.
 """
 from __future__ import annotations
 
