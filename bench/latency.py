@@ -66,14 +66,20 @@ def bench_input(size: int) -> tuple[np.ndarray, np.ndarray]:
     return img, random_mask(size, size, np.random.default_rng(MASK_SEED), MASK_COVERAGE)
 
 
+STYLE_SEPARATOR = "@"   # BACKEND@STYLE: Engine(style=STYLE), e.g. native@smooth against the default
+
+
 def make_engine(backend: str, device: str):
     """An `Engine` for a benchmark backend name: any Engine backend, TORCH_COMPILE or TRITON_EAGER, each
-    optionally with NO_SEAM_SUFFIX."""
+    optionally with NO_SEAM_SUFFIX and then STYLE_SEPARATOR + a style name (e.g. native@smooth)."""
     import torch
 
     from rethined_engine import Engine
 
-    settings = NO_SEAM_SETTINGS if backend.endswith(NO_SEAM_SUFFIX) else {}
+    backend, _, style = backend.partition(STYLE_SEPARATOR)
+    settings = dict(NO_SEAM_SETTINGS) if backend.endswith(NO_SEAM_SUFFIX) else {}
+    if style:
+        settings["style"] = style
     backend = backend.removesuffix(NO_SEAM_SUFFIX)
     if backend == TORCH_COMPILE:
         engine = Engine(device=device, backend="torch", **settings)
@@ -146,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
     parser.add_argument("--backends", nargs="+", default=None,
                         help=f"Engine backends, {TORCH_COMPILE} and/or {OPENCV_TELEA} (default: native torch {OPENCV_TELEA} "
-                             f"on the CPU; torch {TORCH_COMPILE} triton on CUDA)")
+                             f"on the CPU; torch {TORCH_COMPILE} triton on CUDA); NAME{STYLE_SEPARATOR}STYLE runs "
+                             f"Engine(style=STYLE), e.g. native{STYLE_SEPARATOR}smooth")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)

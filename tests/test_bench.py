@@ -239,6 +239,7 @@ def test_detail_correlation_run_writes_json(photos, tmp_path):
     result = run_detail(photos, 96, seed=0, out=tmp_path, methods=build_methods(["opencv_ns_r3", "ours"], "cpu"))
     saved = json.loads((tmp_path / "detail-correlation-photos-96.json").read_text())
     assert saved["methods"].keys() == {"opencv_ns_r3", "ours"} and saved["resolution"] == 96
+    _ran_here(saved)
     assert sorted(p.name for p in (tmp_path / "masks-photos").iterdir()) == ["p0.png", "p1.png"]
     assert len(markdown_table(result).splitlines()) == 2 + 2          # header, rule, one row per method
 
@@ -335,3 +336,82 @@ def test_result_commit_outside_a_checkout_comes_from_bench_commit(monkeypatch):
         env.run_environment("cpu")
     monkeypatch.setenv("BENCH_DIRTY", "1")
     assert env.run_environment("cpu") | {"commit": "6b5134e", "dirty": True} == env.run_environment("cpu")
+
+
+ENVIRONMENT_KEYS = ("device", "commit", "dirty", "python", "torch", "triton", "numpy", "rethined_engine", "threads")
+
+
+def _ran_here(record):
+    """record carries this machine's device, versions and threads, a commit of this repository and the dirty flag."""
+    import platform
+
+    import torch
+
+    import rethined_engine
+    from rethined_engine.bench.env import device_name
+
+    assert set(record) >= set(ENVIRONMENT_KEYS)
+    assert record["device"] == device_name("cpu") and record["threads"] == torch.get_num_threads()
+    assert (record["python"], record["torch"], record["numpy"], record["rethined_engine"]) == (
+        platform.python_version(), torch.__version__, np.__version__, rethined_engine.__version__)
+    assert len(record["commit"]) == 40 and _commit_exists(record["commit"]) and isinstance(record["dirty"], bool)
+
+
+@pytest.fixture
+def photos_96x128(tmp_path):
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "small"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(folder / f"q{i}.png")
+    return folder
+
+
+def test_quality_file_and_each_run_say_where_they_ran(photos_96x128, tmp_path):
+    out = tmp_path / "results"
+    cli_main(["bench", "quality", "--images", str(photos_96x128), "--resolutions", "96", "--methods", "ours",
+              "--out", str(out)])
+    saved = json.loads((out / "quality-small.json").read_text())
+    (this_run,) = saved["runs"]
+    for record in (saved, this_run):
+        _ran_here(record)
+    assert this_run["methods"] == ["ours"] and this_run["resolutions"] == [96]
+    assert {k: saved[k] for k in ENVIRONMENT_KEYS} == {k: this_run[k] for k in ENVIRONMENT_KEYS}
+    assert saved["commit"] in (out / "quality-small.md").read_text()
+
+
+def test_quality_merge_into_a_file_written_before_runs_carried_the_environment(photos_96x128, tmp_path):
+    """An older file (no `runs`, no dirty flag or versions) merges: its run keeps its own commit and device,
+    the new run and the file's top level carry this run's environment."""
+    out = tmp_path / "results"
+    first = run(photos_96x128, [64], seed=0, out=out, methods=build_methods(["opencv_ns_r3"], "cpu"))
+    old = {k: v for k, v in first.items() if k not in ENVIRONMENT_KEYS and k not in ("runs", "mask_family")}
+    old |= {"commit": "0123abc", "device": "Old CPU"}
+    old["rows"] = [{k: v for k, v in row.items() if k != "mask_family"} for row in old["rows"]]
+    (out / "quality-small.json").write_text(json.dumps(old))
+    merged = run(photos_96x128, [96], seed=0, out=out, methods=build_methods(["ours"], "cpu"), merge=True)
+    saved = json.loads((out / "quality-small.json").read_text())
+    assert saved["runs"] == merged["runs"] and len(saved["runs"]) == 2
+    assert saved["runs"][0] == {"commit": "0123abc", "device": "Old CPU", "resolutions": [64]}
+    _ran_here(saved)
+    _ran_here(saved["runs"][1])
+    assert {(r["method"], r["resolution"]) for r in saved["rows"]} == {("opencv_ns_r3", 64), ("ours", 96)}
+    caption = (out / "quality-small.md").read_text().splitlines()[0]
+    assert "0123abc" in caption and saved["commit"] in caption
+
+
+def test_evaluate_json_says_where_it_ran(photos_96x128, tmp_path):
+    from rethined_engine.train.evaluate import main as evaluate_main
+
+    evaluate_main([str(photos_96x128), "--long-side", "96", "--json", str(tmp_path / "eval.json")])
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    _ran_here(saved)
+    assert saved["images"] == 2 and saved["long_side"] == 96
+
+
+def test_latency_backend_names_can_pick_a_style():
+    from bench.latency import make_engine
+
+    assert make_engine("torch@smooth", "cpu").config.lr_texture == "mix"
+    assert make_engine("torch@realistic", "cpu").config.lr_texture == "copy"
+    assert make_engine("torch+noseam@smooth", "cpu").config.seam_sigma == 0.0
