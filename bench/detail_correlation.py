@@ -12,7 +12,8 @@ with rho ~ 0 is invented: it costs SSIM in proportion to its energy (SSIM's stru
 from covariance), so a fill can trade sharpness for SSIM but not win both unless rho > 0.
 
 Same photos, Lanczos resizing, saved masks (OUT/masks-<dataset>/, drawn on first use) and method names
-as `bench.quality`. Writes OUT/detail-correlation-<dataset>-<resolution>.json and prints a table.
+as `bench.quality`. Writes OUT/detail-correlation-<dataset>-<resolution>.json (with where it ran: device,
+commit, `dirty`, versions, threads; `bench.env.run_environment`) and prints a table.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import torch
 from rethined_engine.geometry import FINE_TAPS
 from rethined_engine.train.data import list_images
 
-from .env import RESULTS, device_name, git_commit
+from .env import RESULTS, run_environment
 from .quality import build_methods, fixed_mask, resized
 
 DISTANCE_BINS = ((1, 2), (3, 4), (5, 8), (9, 16), (17, 32), (33, 64), (65, None))   # px from the nearest known pixel
@@ -70,6 +71,7 @@ def correlation_rows(sums: np.ndarray) -> list[dict]:
 
 def run(images: Path, resolution: int, seed: int, out: Path, methods: dict, limit: int | None = None,
         device: str = "cpu") -> dict:
+    env = run_environment(device)     # before any measuring: exits if the commit is unknown
     dataset = images.name
     photos = list_images(images)[:limit]
     sums = {name: np.zeros((len(DISTANCE_BINS), 4)) for name in methods}
@@ -79,9 +81,8 @@ def run(images: Path, resolution: int, seed: int, out: Path, methods: dict, limi
         for name, method in methods.items():
             sums[name] += band_sums(method(image, mask, resolution), image, mask)
         print(f"{photo.name[:40]:40s} {resolution:5d} done", flush=True)
-    result = {"commit": git_commit(), "device": device_name(device), "dataset": dataset, "seed": seed,
-              "resolution": resolution, "images": [p.name for p in photos],
-              "methods": {name: correlation_rows(s) for name, s in sums.items()}}
+    result = env | {"dataset": dataset, "seed": seed, "resolution": resolution, "images": [p.name for p in photos],
+                    "methods": {name: correlation_rows(s) for name, s in sums.items()}}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"detail-correlation-{dataset}-{resolution}.json").write_text(json.dumps(result, indent=1) + "\n")
     return result

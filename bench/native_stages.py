@@ -8,7 +8,8 @@ prep: HR uint8 image + mask -> LR input (torch: to float, pad, normalised Gaussi
 allowed keys, `LRNetwork(compact=True)`). HR: LR result + attention -> HR uint8 result (torch: `attention_upscale`
 top-K + uint8 rounding + composite; native: `hr_upscale`). seam: the seam blend on that uint8 result (torch:
 `model.upscale.blend_seams`; native: `blend_seams`, only tiles meeting the hole border). Same inputs: the sample photo at size x size, 40 % mask,
-the shipped weights' real LR output. Median ms, written to bench/results/native-stages-<device>.json.
+the shipped weights' real LR output. Median ms, written to bench/results/native-stages-cpu.json with where it
+ran (device, commit, `dirty`, versions, torch threads; `bench.env.run_environment`).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from .env import RESULTS, device_name, git_commit
+from .env import RESULTS, run_environment
 from .latency import MASK_COVERAGE, MASK_SEED
 
 SEAM_SIGMA = 2.0      # timed when the shipped file's seam_sigma is 0 (off)
@@ -114,11 +115,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
+    env = run_environment("cpu")     # before any measuring: exits if the commit is unknown
     rows = [row for size in args.sizes for row in measure(size, args.repeats)]
     out = RESULTS / "native-stages-cpu.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"commit": git_commit(), "device": device_name("cpu"), "torch": torch.__version__,
-                               "rows": rows}, indent=1) + "\n")
+    out.write_text(json.dumps(env | {"rows": rows}, indent=1) + "\n")
     print(f"wrote {out}")
 
 

@@ -5,7 +5,8 @@
 Same input as bench.latency (shipped sample photo resized to size², 40 % free-form mask, GPU-resident
 uint8). Reports per call: wall time, the sum of GPU kernel time ("busy"; wall >> busy means the call is
 bound by launches / host work, not by the GPU), kernel launches, and the kernels by GPU time.
-Appends to bench/results/profile-<gpu>.json.
+Appends a run to bench/results/profile-<gpu>.json: its rows and where it ran (device, commit, `dirty`,
+versions, threads; `bench.env.run_environment`).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import argparse
 import json
 import time
 
-from .env import RESULTS, device_name, git_commit
+from .env import RESULTS, run_environment
 from .latency import bench_input, make_engine
 
 TOP_KERNELS = 15
@@ -61,11 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     if not torch.cuda.is_available():
         raise SystemExit("error: bench.profile_engine profiles CUDA; no CUDA device here")
-    gpu = device_name("cuda")
-    out = RESULTS / f"profile-{gpu.replace(' ', '_')}.json"
+    env = run_environment("cuda")     # before any measuring: exits if the commit is unknown
+    out = RESULTS / f"profile-{env['device'].replace(' ', '_')}.json"
     runs = json.loads(out.read_text())["runs"] if out.is_file() else []
     rows = []
-    runs.append({"commit": git_commit(), "device": gpu, "torch": torch.__version__, "rows": rows})
+    runs.append(env | {"rows": rows})
     out.parent.mkdir(parents=True, exist_ok=True)
     for backend in args.backend:
         for size in args.sizes:

@@ -26,8 +26,12 @@ swd_l0 .. swd_l3, swd_mean (x 10^3, lower is better: sliced Wasserstein distance
 truth's 7x7 neighbourhoods per Laplacian pyramid level, level 0 finest, level 3 local colour; see
 `rethined_engine.metrics.realism_swd`).
 
-Writes OUT/quality-<dataset>.json ({"commit", "device", "dataset", "mask_family", "rows": [...], "summary":
-[...]}; each row names its mask_family), OUT/quality-<dataset>.md (the tables) and
+Writes OUT/quality-<dataset>.json ({"commit", "dirty", "device", "python", "torch", "triton", "numpy",
+"rethined_engine", "threads", "dataset", "mask_family", "runs": [...], "rows": [...], "summary": [...]}: the
+top level says where the latest run ran (`bench.env.run_environment`: HEAD of the checkout the code runs
+from, `dirty` when tracked files differ from it), each entry of `runs` the same for the run that made its
+methods and resolutions (entries merged from files written before runs carried it may lack some); each row
+names its mask_family), OUT/quality-<dataset>.md (the tables) and
 OUT/quality-<dataset>-grid.jpg (first photo, largest size); with --mask-family objects the same files are
 named quality-<dataset>-objects.json, .md and -grid.jpg, beside the strokes ones.
 """
@@ -53,7 +57,7 @@ from rethined_engine.train.masks import MASK_FAMILIES
 from rethined_engine.weights import DEFAULT_WEIGHTS, read_config
 
 from .grid import masked_input, picture_grid
-from .env import RESULTS, device_name, git_commit
+from .env import RESULTS, run_environment
 
 OPENCV_RADIUS = 3                 # px: cv2.inpaint's neighbourhood, the common default
 OPENCV_RADIUS_PER_1024 = 3        # the scaled variant: radius grows with the long side
@@ -276,12 +280,29 @@ def merged_rows(previous: dict, rows: list[dict], images: list[str], seed: int,
     return kept + rows
 
 
+ENV_KEYS = ("device", "commit", "dirty", "python", "torch", "triton", "numpy", "rethined_engine", "threads")
+
+
+def previous_runs(previous: dict) -> list[dict]:
+    """A saved file's `runs`; for a file written before it had them, one run: the file's commit, device and
+    versions (those it has) and resolutions."""
+    if "runs" in previous:
+        return previous["runs"]
+    return [{key: previous[key] for key in ENV_KEYS if key in previous} | {"resolutions": previous["resolutions"]}]
+
+
+def commit_label(run_entry: dict) -> str:
+    """A run's commit for the table's caption, marked when the tree had uncommitted changes to tracked files."""
+    return (run_entry.get("commit") or "unknown") + (" (uncommitted changes)" if run_entry.get("dirty") else "")
+
+
 def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dict[str, Method],
         limit: int | None = None, device: str = "cpu", merge: bool = False,
         mask_family: str = DEFAULT_MASK_FAMILY) -> dict:
     """Score every method on every photo at every resolution; write JSON, table and grid under out.
     merge: keep the saved JSON's rows for (method, resolution) pairs this run does not score.
     mask_family: a MASK_FAMILIES name; other than strokes, its masks and files carry the name (`run_name`)."""
+    env = run_environment(device)     # before any scoring: exits if the commit is unknown
     dataset = images.name
     name = run_name(dataset, mask_family)
     photos = list_images(images)[:limit]
@@ -314,22 +335,19 @@ def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dic
                       f"swd {_fmt(scores['swd_mean'], '.1f')} {seconds:7.2f}s", flush=True)
             if index == 0 and res == resolutions[-1]:
                 grid_panels = (panels + [("ground truth", image)], mask)
-    commit = git_commit()
     names = [p.name for p in photos]
-    this_run = {"commit": commit, "resolutions": resolutions, "methods": list(methods)}
-    runs = [this_run]
+    runs = [env | {"resolutions": resolutions, "methods": list(methods)}]
     saved = out / f"quality-{name}.json"
     if merge and saved.is_file():
         previous = json.loads(saved.read_text())
         rows = merged_rows(previous, rows, names, seed, mask_family)
-        runs = previous.get("runs", [{"commit": previous["commit"], "resolutions": previous["resolutions"]}]) + runs
+        runs = previous_runs(previous) + runs
         resolutions = sorted({r["resolution"] for r in rows})
-    result = {"commit": commit, "device": device_name(device), "dataset": dataset, "mask_family": mask_family,
-              "seed": seed, "resolutions": resolutions, "images": names, "runs": runs, "rows": rows,
-              "summary": summarise(rows)}
+    result = env | {"dataset": dataset, "mask_family": mask_family, "seed": seed, "resolutions": resolutions,
+                    "images": names, "runs": runs, "rows": rows, "summary": summarise(rows)}
     out.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(result, indent=1) + "\n")
-    commits = ", ".join(dict.fromkeys(r["commit"] for r in runs))
+    commits = ", ".join(dict.fromkeys(commit_label(r) for r in runs))
     (out / f"quality-{name}.md").write_text(
         f"Hole-region quality on `{dataset}` ({len(photos)} photos, {mask_family} masks, seed {seed}, "
         f"commit {commits}, {result['device']}).\n\n" + markdown_table(result["summary"]) + "\n"

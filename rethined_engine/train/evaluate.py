@@ -6,7 +6,9 @@ Methods: `ours` (the weights file's inference defaults, recorded as `defaults`),
 (mixing the K strongest keys at HR, one band, HF not faded: hf_decay 0), `ours_dense` (the dense attention row, not
 faded), `ours_no_hf` (LR result bilinear-upsampled, no HF transfer),
 `coarse_bicubic` (our coarse CNN's LR fill, bicubic-upsampled), `untrained` (same architecture, random
-init). Masks: free-form, 30-50 % coverage, seed = image index, so runs are comparable.
+init). Masks: free-form, 30-50 % coverage, seed = image index, so runs are comparable. The result (and the
+--json file) records where it ran: device, commit (HEAD of the checkout the code runs from), `dirty`,
+versions and threads (`bench.env.run_environment`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..bench.env import run_environment
 from ..config import ModelConfig
 from ..geometry import pad_to, plan, seam_taps
 from ..metrics import hole_metrics
@@ -54,6 +57,7 @@ def with_file_seams(model: Rethined, image: torch.Tensor, mask: torch.Tensor) ->
 
 
 def evaluate(folder: Path, weights: Path | None, long_side: int, seed_offset: int = 0) -> dict:
+    env = run_environment("cpu")     # the models run on the CPU; exits first if the commit is unknown
     ours = load_model(weights)
     methods = {
         "ours": lambda img, m: with_file_seams(ours, img, m),
@@ -82,8 +86,9 @@ def evaluate(folder: Path, weights: Path | None, long_side: int, seed_offset: in
     for name in methods:
         sel = [r for r in rows if r["method"] == name]
         summary[name] = {k: float(np.mean([r[k] for r in sel])) for k in ("psnr", "ssim", "l1", "sharpness", "seconds")}
-    return {"folder": str(folder), "long_side": long_side, "defaults": {key: getattr(ours.cfg, key) for key in DEFAULT_KEYS}, "images": len(rows) // len(methods),
-            "summary": summary, "rows": rows}
+    return env | {"folder": str(folder), "long_side": long_side,
+                  "defaults": {key: getattr(ours.cfg, key) for key in DEFAULT_KEYS},
+                  "images": len(rows) // len(methods), "summary": summary, "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> None:
