@@ -14,17 +14,18 @@
 #
 # The GPU machine may be offline (torch, triton, numpy preinstalled; maybe not safetensors/pillow/pytest):
 # the environment report at the top says what is missing. The package is put on the path without pip
-# (symlinks for the package_dir mapping), so nothing needs installing.
+# (the source checkout maps its package_dir folders itself), so nothing needs installing.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 MODE=${1:-full}
 
-for pkg in kernels bench csrc; do                       # setup.py's package_dir, as symlinks
-    [ -e "rethined_engine/$pkg" ] || ln -s "$ROOT/$pkg" "rethined_engine/$pkg"
-done
-export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}   # rethined_engine maps kernels/, bench/, csrc/ itself
+# Result files record the commit: a copy of the tree without .git must say which commit it is.
+if ! git rev-parse HEAD > /dev/null 2>&1 && [ -z "${BENCH_COMMIT:-}" ]; then
+    echo "error: no .git here; run as BENCH_COMMIT=<hash> BENCH_DIRTY=0|1 bash bench/gpu_bench.sh" >&2; exit 2
+fi
 
 echo "== environment"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv || true
@@ -65,8 +66,8 @@ step tests 200 "GPU correctness (kernels vs references at real sizes, backends e
     tests/test_triton_backend.py tests/test_deploy.py tests/test_engine.py
 step backend 120 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider tests/test_triton_backend.py
 step kernels 90 "kernel microbenchmarks" python -m bench.kernels --sizes $SIZES
-step latency 150 "end-to-end latency, triton (graphed, eager, graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
-    python -m bench.latency --device cuda --backends triton triton_eager triton+noseam torch --sizes $LSIZES --repeats 20 --warmup 3
+step latency 150 "end-to-end latency, triton (graphed: default and smooth style; eager; graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
+    python -m bench.latency --device cuda --backends triton triton@smooth triton_eager triton+noseam torch --sizes $LSIZES --repeats 20 --warmup 3 --append
 step compile 240 "end-to-end latency, torch.compile at 4096 and 2048 (each size compiles for ~100 s in its warm-up)" \
     python -m bench.latency --device cuda --backends torch_compile --sizes 4096 2048 --repeats 20 --warmup 3 --append
 step profile 120 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton+noseam triton_eager torch --sizes 2048 4096 8192
