@@ -53,6 +53,8 @@ class Engine:
     (`config.INFERENCE_FIELDS`; the tensorrt backend takes the host-side ones only, `float_mask_threshold`,
     `seam_sigma` and `seam_gain`: the rest is fixed when its plan is built).
 
+    Read-only properties: backend, device, dtype, config (the settings in use), weights_path, engine_path.
+
     One Engine may be shared by threads: its calls run one at a time (the triton backend's CUDA graphs and
     the TensorRT runtime reuse per-shape buffers). Each call is already parallel inside (GPU, OpenMP);
     Engines of their own let threads' calls overlap.
@@ -83,7 +85,7 @@ class Engine:
             else:
                 from .backends.torch_backend import TorchBackend
                 self._impl = TorchBackend(weights, device, dtype, **overrides)
-        self.backend = backend
+        self._backend = backend
         self._lock = threading.Lock()
 
     def inpaint(self, img: Any, mask: Any) -> Any:
@@ -91,8 +93,32 @@ class Engine:
         with self._lock:
             return self._impl.inpaint(img, mask)
 
-    def __getattr__(self, name: str) -> Any:
-        """device, dtype, config, model, weights_path, ...: the backend's."""
-        if name in ("_impl", "_lock"):
-            raise AttributeError(name)
-        return getattr(self._impl, name)
+    @property
+    def backend(self) -> str:
+        """The backend's name: "torch", "native", "triton" or "tensorrt"."""
+        return self._backend
+
+    @property
+    def device(self) -> Any:
+        """Where the backend computes: a torch.device ("tensorrt": the CUDA device's name, e.g. "cuda:0")."""
+        return self._impl.device
+
+    @property
+    def dtype(self) -> Any:
+        """The compute dtype: a torch.dtype ("tensorrt": "float16" or "float32", as the plan was built)."""
+        return self._impl.dtype
+
+    @property
+    def config(self):
+        """The `ModelConfig` in use: the weights' (or plan's) settings with this Engine's overrides applied."""
+        return self._impl.config
+
+    @property
+    def weights_path(self) -> Path | None:
+        """The .safetensors file the model was loaded from (None for "tensorrt": see `engine_path`)."""
+        return None if self._backend == "tensorrt" else self._impl.weights_path
+
+    @property
+    def engine_path(self) -> Path | None:
+        """The TensorRT plan file ("tensorrt" only, else None)."""
+        return self._impl.engine_path if self._backend == "tensorrt" else None

@@ -140,7 +140,7 @@ MASK = np.zeros((16, 16), bool)
 MASK[4:8, 4:8] = True
 
 
-@pytest.mark.parametrize("img,mask,exc,match", [
+BAD_INPUT_CASES = [
     (np.zeros((16, 16), np.uint8), MASK, ValueError, "grayscale"),
     (np.zeros((16, 16, 4), np.uint8), MASK, ValueError, "RGBA"),
     (np.zeros((16, 16, 1), np.uint8), MASK, ValueError, "grayscale"),
@@ -169,7 +169,10 @@ MASK[4:8, 4:8] = True
     (Image.new("RGBA", (16, 16)), MASK, ValueError, "RGBA"),
     (Image.new("L", (16, 16)), MASK, ValueError, "PIL mode 'L'"),
     (GOOD, Image.new("RGB", (16, 16)), ValueError, "mask: PIL mode 'RGB'"),
-])
+]
+
+
+@pytest.mark.parametrize("img,mask,exc,match", BAD_INPUT_CASES)
 def test_bad_inputs(engine, img, mask, exc, match):
     with pytest.raises(exc, match=match):
         engine.inpaint(img, mask)
@@ -296,3 +299,129 @@ def test_default_backend_on_cuda_is_triton_when_installed(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "triton" else real(name, *a))
     assert _default_backend("cuda") == "torch"
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F", "L", "1"])
+def test_single_channel_pil_masks(engine, rng, mode):
+    """Every single-channel PIL mode is a mask (nonzero = fill; F: >= the threshold), 16-bit grey included."""
+    img = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    mask = stroke_mask(40, 48, rng)
+    values = {"I;16": mask.astype(np.uint16) * 1000, "I": mask.astype(np.int32) * 70000, "F": mask.astype(np.float32),
+              "L": mask.astype(np.uint8) * 255, "1": mask}[mode]
+    pil = Image.fromarray(values) if mode != "I" else Image.fromarray(values, mode="I")
+    assert pil.mode == mode
+    np.testing.assert_array_equal(engine.inpaint(img, pil), engine.inpaint(img, mask))
+
+
+def test_multi_channel_pil_mask_is_refused(engine):
+    with pytest.raises(ValueError, match=r"mask: PIL mode 'LA' has several channels; use mask.convert\('L'\)"):
+        engine.inpaint(GOOD, Image.new("LA", (16, 16)))
+
+
+def test_mask_memory_layouts(engine, rng):
+    """Read-only, reversed and big-endian masks give the same result as a plain bool mask."""
+    img = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    mask = stroke_mask(40, 48, rng)
+    ref = engine.inpaint(img, mask)
+    read_only = mask.copy()
+    read_only.flags.writeable = False
+    for form in (read_only, mask[::-1].copy()[::-1], mask.astype(">f4"), mask.astype(">u2"),
+                 np.broadcast_to(mask, (1, 40, 48))):
+        np.testing.assert_array_equal(engine.inpaint(img, form), ref)
+
+
+@pytest.mark.parametrize("backend", ["torch", "native"])
+def test_fully_masked_image_in_a_batch_alone_takes_the_coarse_result(weights_path, rng, backend):
+    """A batch where one image's mask covers all of it: that image gets the coarse result (with the
+    warning, pointing at the caller), every other image the result it gets on its own."""
+    from rethined_engine.backends.native_backend import native_module
+
+    if backend == "native" and native_module() is None:
+        pytest.skip("the native extension is not built")
+    engine = Engine(weights=weights_path, device="cpu", backend=backend)
+    images = rng.integers(0, 256, (3, 48, 64, 3), dtype=np.uint8)
+    masks = np.stack([stroke_mask(48, 64, rng), np.ones((48, 64), bool), stroke_mask(48, 64, rng)])
+    alone = []
+    for image, mask in zip(images, masks):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            alone.append(engine.inpaint(image, mask))
+    with pytest.warns(RuntimeWarning, match="whole image") as record:
+        batch = engine.inpaint(images, masks)
+    assert len(record) == 1 and record[0].filename == __file__
+    tolerance = 1 if backend == "torch" else 0     # torch: batched convolutions may round one value apart
+    for got, want in zip(batch, alone):
+        assert np.abs(got.astype(np.int16) - want.astype(np.int16)).max() <= tolerance
+
+
+def test_native_backend_runs_only_the_fully_masked_image_on_the_torch_path(weights_path, rng, monkeypatch):
+    from rethined_engine.backends.native_backend import NativeBackend, native_module
+
+    if native_module() is None:
+        pytest.skip("the native extension is not built")
+    backend = NativeBackend(weights_path)
+    calls = []
+    inner = backend._inpaint_one
+    monkeypatch.setattr(backend, "_inpaint_one", lambda image, mask: calls.append(image.shape) or inner(image, mask))
+    images = rng.integers(0, 256, (3, 48, 64, 3), dtype=np.uint8)
+    masks = np.stack([stroke_mask(48, 64, rng), np.ones((48, 64), bool), stroke_mask(48, 64, rng)])
+    with pytest.warns(RuntimeWarning, match="whole image"):
+        backend.inpaint(images, masks)
+    assert calls == [(48, 64, 3)] * 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        float_out = backend.inpaint(images[[0, 2]].astype(np.float32) / 255, masks[[0, 2]].astype(np.float32)[:, None])
+    assert float_out.dtype == np.float32 and len(calls) == 4
+
+
+def test_engine_exposes_read_only_properties_only(engine):
+    """device, dtype, config, weights_path, backend (engine_path for TensorRT); the backend's internals are
+    not reachable through the Engine."""
+    assert engine.device == torch.device("cpu") and engine.dtype == torch.float32
+    assert engine.config.hr_topk >= 0 and engine.weights_path.suffix == ".safetensors"
+    assert engine.backend in ("native", "torch") and engine.engine_path is None
+    for name in ("device", "dtype", "config", "weights_path", "backend", "engine_path"):
+        with pytest.raises(AttributeError):
+            setattr(engine, name, None)
+    for internal in ("model", "native", "lr_network", "blend_seams"):
+        assert not hasattr(engine, internal)
+
+
+def test_torch_free_input_checks_agree_with_prepare():
+    """The deployed pipeline's checks (numpy/PIL only, no torch) are the Engine's: same results, same errors."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import numpy as np\n"
+            "from PIL import Image\n"
+            "from rethined_engine.io import host_inputs\n"
+            "img = np.zeros((2, 8, 10, 3), np.uint8)\n"
+            "batch = host_inputs(img, np.eye(8, 10, dtype=np.float32)[None, ..., None], 0.5)\n"
+            "assert batch.images.shape == (2, 8, 10, 3) and batch.masks.shape == (2, 8, 10)\n"
+            "assert batch.masks.dtype == bool and batch.masks[1].sum() == 8\n"
+            "pil = host_inputs(Image.new('RGB', (10, 8)), Image.new('I;16', (10, 8)), 0.5)\n"
+            "assert isinstance(pil.restore(pil.images), Image.Image)\n"
+            "print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize("img,mask,exc,match", [c for c in BAD_INPUT_CASES if not isinstance(c[0], torch.Tensor)])
+def test_bad_inputs_same_errors_without_torch(img, mask, exc, match):
+    from rethined_engine.io import host_inputs
+
+    with pytest.raises(exc, match=match):
+        host_inputs(img, mask, 0.5)
+
+
+@pytest.mark.parametrize("img,mask,match", [
+    (torch.zeros(3, 16, 16), MASK, "img: this backend takes numpy arrays"),
+    (GOOD, torch.from_numpy(MASK), "mask: this backend takes numpy arrays"),
+    ([[0, 0, 0]], MASK, "img: expected a numpy array or PIL image, got list"),
+])
+def test_torch_free_input_checks_refuse_tensors(img, mask, match):
+    from rethined_engine.io import host_inputs
+
+    with pytest.raises(TypeError, match=match):
+        host_inputs(img, mask, 0.5)

@@ -6,26 +6,46 @@ import torch
 
 pytest.importorskip("triton")
 from rethined_engine import ModelConfig  # noqa: E402
-from rethined_engine.backends.triton_backend import TritonLRNetwork, uint8_images_agree  # noqa: E402
+from rethined_engine.backends.triton_backend import TritonBackend, TritonLRNetwork, uint8_images_agree  # noqa: E402
 from rethined_engine.deploy.onnx_export import LRNetwork, example_inputs  # noqa: E402
 from rethined_engine.train.masks import random_mask  # noqa: E402
 
 from conftest import make_model  # noqa: E402
 
 
-@pytest.mark.parametrize("lr_size,hf_decay", [((64, 96), 0.0), ((96, 160), 0.7)])
-def test_lr_network_matches_exported_graph(lr_size, hf_decay):
+def assert_lr_outputs_match(got, want):
+    """TritonLRNetwork's outputs against LRNetwork's: the LR result and both bands' weights everywhere, the
+    top-K indices wherever a weight is live (a zero weight's index is never read)."""
+    torch.testing.assert_close(got[0], want[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(got[1], want[1], rtol=0, atol=1e-5)
+    torch.testing.assert_close(got[2], want[2], rtol=0, atol=1e-5)
+    live = want[1] != 0
+    assert got[3].dtype == want[3].dtype == torch.int32
+    assert torch.equal(got[3][live], want[3][live])             # random weights: no near-ties here
+
+
+# two bands (hf_fine_decay set) and hf_mid_gain < 1: both weight outputs are nonzero and differ
+@pytest.mark.parametrize("lr_size,hf_decay,hf_fine_decay,hf_mid_gain", [((64, 96), 0.0, 0.0, 0.3),
+                                                                        ((96, 160), 0.7, 2.0, 0.25)])
+def test_lr_network_matches_exported_graph(lr_size, hf_decay, hf_fine_decay, hf_mid_gain):
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = make_model(cfg=ModelConfig(hf_decay=hf_decay)).to(device)
+    cfg = ModelConfig(hf_decay=hf_decay, hf_fine_decay=hf_fine_decay, hf_mid_gain=hf_mid_gain)
+    model = make_model(cfg=cfg).to(device)
     image, mask, key_inside = (t.to(device) for t in example_inputs(*lr_size, model.cfg.patch_size, seed=lr_size[0]))
     key_inside[..., -1] = 0                                     # a column of tokens outside the image
     with torch.inference_mode():
         got = TritonLRNetwork(model, 4)(image, mask, key_inside)
         want = LRNetwork(model, 4)(image, mask, key_inside)
-    torch.testing.assert_close(got[0], want[0], rtol=0, atol=1e-5)
-    torch.testing.assert_close(got[1], want[1], rtol=0, atol=1e-5)
-    live = want[1] > 0
-    assert torch.equal(got[2][live], want[2][live])             # random weights: no near-ties here
+    live = want[1] != 0
+    assert live.any() and (want[2][live] != 0).all() and not torch.allclose(want[1], want[2])
+    assert len(torch.unique(want[3][live])) > 1
+    assert_lr_outputs_match(got, want)
+    # the comparison reads the indices: one live index moved to another key is caught
+    wrong = got[3].clone()
+    row, k = live.nonzero()[0, 1:].tolist()
+    wrong[0, row, k] = (wrong[0, row, k] + 1) % wrong.shape[1]
+    with pytest.raises(AssertionError):
+        assert_lr_outputs_match((*got[:3], wrong), want)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +93,29 @@ def test_triton_backend_seam_blend_matches_torch_backend(rng):
                                              seam_sigma=0.0).inpaint(image, mask))
 
 
+def test_fully_masked_image_in_a_batch_alone_takes_the_torch_path(rng, monkeypatch):
+    """A batch with one fully masked image: that image gets the coarse result (torch path, with the
+    warning), the other runs the Triton pipeline; each equals its result on its own."""
+    from PIL import Image
+    from rethined_engine.cli import SAMPLE_IMAGE
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    backend = TritonBackend(device=device, dtype="float32", cuda_graphs=False, lr_long_side=64)
+    image = np.array(Image.open(SAMPLE_IMAGE).convert("RGB").resize((53, 37)))
+    images = np.stack([image, image[::-1]])
+    masks = np.stack([random_mask(37, 53, rng), np.ones((37, 53), bool)])
+    calls = []
+    inner = backend._inpaint_one
+    monkeypatch.setattr(backend, "_inpaint_one", lambda img, hole: calls.append(1) or inner(img, hole))
+    with pytest.warns(RuntimeWarning, match="whole image"):
+        batch = backend.inpaint(images, masks)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(batch[0], backend.inpaint(images[0], masks[0]))
+    with pytest.warns(RuntimeWarning, match="whole image"):
+        np.testing.assert_array_equal(batch[1], backend.inpaint(images[1], masks[1]))
+    assert len(calls) == 2
+
+
 def test_triton_backend_needs_cuda_or_interpreter(monkeypatch, weights_path):
     from rethined_engine import Engine
 
@@ -108,7 +151,7 @@ def test_cuda_graphs_argument(weights_path):
     with pytest.raises(ValueError, match="cuda_graphs"):
         Engine(weights_path, backend="triton", cuda_graphs="yes")
     if not torch.cuda.is_available():
-        assert Engine(weights_path, backend="triton", device="cpu")._graphed is None   # interpreter: no graphs
+        assert TritonBackend(weights_path, device="cpu")._graphed is None   # interpreter: no graphs
 
 
 @pytest.mark.gpu
@@ -118,7 +161,7 @@ def test_cuda_graph_replay_matches_eager(weights_path, rng):
     returned image is not overwritten by the next call."""
     from rethined_engine import Engine
 
-    graphed = Engine(weights_path, backend="triton", device="cuda")
+    graphed = TritonBackend(weights_path, device="cuda")
     eager = Engine(weights_path, backend="triton", device="cuda", cuda_graphs=False)
     first = None
     for h, w in [(600, 900), (600, 900), (1100, 700), (600, 900)]:

@@ -73,18 +73,26 @@ class NativeBackend(TorchBackend):
 
     @torch.inference_mode()
     def inpaint(self, img: Any, mask: Any) -> Any:
-        if self.lr_network is None:
-            return super().inpaint(img, mask)
         batch = prepare(img, mask, self.config.float_mask_threshold)
-        if not bool(batch.mask.any()) or bool(batch.mask.flatten(1).all(dim=1).any()):
-            return super().inpaint(img, mask)  # input back / coarse guess with its warning
-        images = batch.image.cpu().permute(0, 2, 3, 1)                    # (B, H, W, 3): numpy input's own memory
+        full = self._fully_masked(batch)
+        if full is None:
+            return batch.unchanged()
+        if self.lr_network is None:
+            return self._torch_result(batch)
+        work = batch.to(self.device)
+        images = work.image.permute(0, 2, 3, 1)                    # (B, H, W, 3): numpy input's own memory
         as_uint8 = images.dtype == torch.uint8
         if not as_uint8:
             images = images.float()
-        masks = batch.mask.cpu()[:, 0].to(torch.uint8)
-        out = [self._inpaint_one(np.ascontiguousarray(i.numpy()), m.numpy()) for i, m in zip(images, masks)]
-        result = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
-        if as_uint8:   # known pixels were copied by the kernel
-            return batch.restore(result.to(batch.image.device))
-        return batch.compose(result)   # float: cast to the input dtype, known pixels from the input
+        masks = work.mask[:, 0].to(torch.uint8)
+        out = []
+        for i, (image, hole) in enumerate(zip(images, masks)):
+            part = work.part(slice(i, i + 1))
+            if full[i]:                  # nothing known: the coarse network's guess, the torch path
+                out.append(self._fill(part))
+                continue
+            result = torch.from_numpy(self._inpaint_one(np.ascontiguousarray(image.numpy()), hole.numpy()))
+            result = result.permute(2, 0, 1)[None]
+            # uint8: known pixels were copied by the kernel; float: cast to the input dtype, known pixels the input's
+            out.append(result if as_uint8 else part.filled(result))
+        return batch.restore(torch.cat(out).to(batch.image.device))

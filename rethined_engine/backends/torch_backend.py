@@ -1,7 +1,6 @@
 """The plain-PyTorch backend: `Rethined.forward` on any torch device."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +8,7 @@ import torch
 
 from ..cpu_memory import retain_freed_memory
 from ..geometry import seam_taps
-from ..io import prepare
+from ..io import Batch, prepare, warn_fully_masked
 from ..model.upscale import blend_seams
 from ..weights import DEFAULT_WEIGHTS, load_model
 
@@ -50,15 +49,30 @@ class TorchBackend:
     @torch.inference_mode()
     def inpaint(self, img: Any, mask: Any) -> Any:
         batch = prepare(img, mask, self.config.float_mask_threshold)
-        if not bool(batch.mask.any()):
+        if self._fully_masked(batch) is None:
             return batch.unchanged()
-        if bool(batch.mask.flatten(1).all(dim=1).any()):
-            warnings.warn("mask covers the whole image: nothing is known, the result is the coarse network's "
-                          "guess", RuntimeWarning, stacklevel=3)
+        return self._torch_result(batch)
+
+    def _fully_masked(self, batch: Batch) -> list[bool] | None:
+        """None when no mask has a hole (nothing to fill), else per image whether its mask covers all of it
+        (its result is the coarse network's guess; warns once, pointing at the caller of `Engine.inpaint`)."""
+        if not bool(batch.mask.any()):
+            return None
+        full = batch.fully_masked()
+        if any(full):
+            warn_fully_masked(stacklevel=5)   # here <- inpaint <- inference_mode <- Engine.inpaint <- caller
+        return full
+
+    def _torch_result(self, batch: Batch) -> Any:
+        """The torch path for a whole batch, in the caller's type."""
         work = batch.to(self.device)     # one upload of the uint8 (or float) input, one download at the end
+        return batch.restore(self._fill(work).to(batch.image.device))
+
+    def _fill(self, work: Batch) -> torch.Tensor:
+        """The torch path on a batch on this backend's device: (B, 3, H, W) of the image's dtype there,
+        holes filled by the model, known pixels the input's, seams blended."""
         result = self.model(work.as_float(self.dtype), work.mask)
-        out = self.blend_seams(work.image, work.mask, work.filled(result))
-        return batch.restore(out.to(batch.image.device))
+        return self.blend_seams(work.image, work.mask, work.filled(result))
 
     def blend_seams(self, image: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
         """`model.upscale.blend_seams` when `seam_sigma` > 0, else `filled`; (B, 3, H, W) tensors of the

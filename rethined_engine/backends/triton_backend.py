@@ -131,12 +131,16 @@ class TritonBackend(TorchBackend):
     @torch.inference_mode()
     def inpaint(self, img: Any, mask: Any) -> Any:
         batch = prepare(img, mask, self.config.float_mask_threshold)
-        if (self.lr_network is None or batch.image.dtype != torch.uint8 or not bool(batch.mask.any())
-                or bool(batch.mask.flatten(1).all(dim=1).any())):
-            return super().inpaint(img, mask)
+        full = self._fully_masked(batch)
+        if full is None:
+            return batch.unchanged()
+        if self.lr_network is None or batch.image.dtype != torch.uint8:
+            return self._torch_result(batch)
         work = batch.to(self.device)
         run = self._graphed or self._inpaint_one
-        out = [run(image, hole[0]) for image, hole in zip(work.image, work.mask)]   # image (3, H, W) uint8, any strides
+        out = [self._fill(work.part(slice(i, i + 1)))[0] if full[i]   # nothing known: the coarse guess, torch path
+               else run(image, hole[0])                              # image (3, H, W) uint8, any strides
+               for i, (image, hole) in enumerate(zip(work.image, work.mask))]
         return batch.restore(torch.stack(out).to(batch.image.device))
 
     def _inpaint_one(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
