@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -36,11 +37,14 @@ def _median_ms(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-@torch.inference_mode()
-def measure(size: int, repeats: int) -> list[dict]:
+def stages(size: int) -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
+    """(stage, torch reference, native) for prep, lr, hr and seam at size x size, on the same inputs; call
+    them under torch.inference_mode(). Each pair computes the same result (the hr pair with the shipped
+    file's settings: hf_decay, hf_fine_decay and hf_mid_gain)."""
     from PIL import Image
 
-    from rethined_engine import Engine
+    from rethined_engine.backends.native_backend import NativeBackend
+    from rethined_engine.backends.torch_backend import TorchBackend
     from rethined_engine.cli import SAMPLE_IMAGE
     from rethined_engine.deploy.onnx_export import LRNetwork
     from rethined_engine.geometry import pad_to, plan
@@ -48,8 +52,8 @@ def measure(size: int, repeats: int) -> list[dict]:
     from rethined_engine.model.upscale import attention_upscale, blend_seams, downsample
     from rethined_engine.train.masks import random_mask
 
-    engine = Engine(backend="native")
-    native, model, cfg = engine.native, Engine(backend="torch").model, engine.config
+    backend = NativeBackend()
+    native, model, cfg = backend.native, TorchBackend(device="cpu").model, backend.config
     img = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB").resize((size, size), Image.BICUBIC)).copy()
     mask = random_mask(size, size, np.random.default_rng(MASK_SEED), MASK_COVERAGE)
     mask_u8 = mask.astype(np.uint8)
@@ -65,11 +69,12 @@ def measure(size: int, repeats: int) -> list[dict]:
     def native_prep():
         return native.prepare_lr(img, mask_u8, geom.scale, geom.grid_h, geom.grid_w, geom.patch)
 
-    lr_image, lr_mask = torch_prep()
-    out = model.forward_lr(lr_image, lr_mask, geom.key_inside())
-    key_inside = torch.from_numpy(geom.key_inside_grid().astype(np.float32))[None, None]
-    dense_lr = LRNetwork(model, cfg.hr_topk)
-    _, weight, fine_weight, index = dense_lr(lr_image, lr_mask, key_inside)
+    with torch.inference_mode():
+        lr_image, lr_mask = torch_prep()
+        out = model.forward_lr(lr_image, lr_mask, geom.key_inside())
+        key_inside = torch.from_numpy(geom.key_inside_grid().astype(np.float32))[None, None]
+        dense_lr = LRNetwork(model, cfg.hr_topk)
+        _, weight, fine_weight, index = dense_lr(lr_image, lr_mask, key_inside)
     lr_np, w_np, f_np, i_np = out.result.numpy(), weight[0].numpy(), fine_weight[0].numpy(), index[0].numpy()
     lr_image_nhwc, lr_mask_nhwc = (x.contiguous(memory_format=torch.channels_last) for x in (lr_image, lr_mask))
 
@@ -77,14 +82,14 @@ def measure(size: int, repeats: int) -> list[dict]:
         return dense_lr(lr_image, lr_mask, key_inside)
 
     def native_lr():
-        return engine.lr_network(lr_image_nhwc, lr_mask_nhwc, key_inside)
+        return backend.lr_network(lr_image_nhwc, lr_mask_nhwc, key_inside)
 
     def torch_hr():
         image = t_img.float() / 255.0
         m = t_mask.float()
         hr = attention_upscale(pad_to(image * (1 - m), geom.padded_size), pad_to(m, geom.padded_size), out.result,
                                out.attn, out.query_masked, out.key_ok, geom.scale, cfg.patch_size, cfg.hr_topk,
-                               hf_decay=cfg.hf_decay, hf_fine_decay=cfg.hf_fine_decay)
+                               hf_decay=cfg.hf_decay, hf_fine_decay=cfg.hf_fine_decay, hf_mid_gain=cfg.hf_mid_gain)
         filled = (hr[..., :size, :size] * 255.0).round().clamp(0, 255).to(torch.uint8)
         return torch.where(t_mask, filled, t_img)
 
@@ -100,12 +105,20 @@ def measure(size: int, repeats: int) -> list[dict]:
     def native_seam():
         return native.blend_seams(img, mask_u8, hr_np, taps, cfg.seam_gain)
 
+    return [("prep", torch_prep, native_prep), ("lr", torch_lr, native_lr), ("hr", torch_hr, native_hr),
+            ("seam", torch_seam, native_seam)]
+
+
+@torch.inference_mode()
+def measure(size: int, repeats: int) -> list[dict]:
+    from rethined_engine.backends.native_backend import require_native
+
+    threads = require_native().max_threads()
     rows = []
-    for stage, reference, fast in (("prep", torch_prep, native_prep), ("lr", torch_lr, native_lr), ("hr", torch_hr, native_hr),
-                                   ("seam", torch_seam, native_seam)):
+    for stage, reference, fast in stages(size):
         t_ref, t_fast = _median_ms(reference, repeats), _median_ms(fast, repeats)
         rows.append({"stage": stage, "size": size, "torch_ms": t_ref, "native_ms": t_fast, "speedup": t_ref / t_fast,
-                     "threads": native.max_threads()})
+                     "threads": threads})
         print(f"{stage:4s} {size:5d}^2  torch {t_ref:8.1f} ms  native {t_fast:8.1f} ms  x{t_ref / t_fast:.1f}", flush=True)
     return rows
 

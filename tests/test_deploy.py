@@ -17,9 +17,9 @@ from rethined_engine.deploy.tensorrt_ops import check_graph
 from rethined_engine.geometry import pad_to, plan, seam_taps
 from rethined_engine.model.upscale import downsample, hf_band_gains
 from rethined_engine.train.masks import random_mask
-from rethined_engine.weights import load_model
+from rethined_engine.weights import load_model, save_inference_weights
 
-from conftest import hr_key_tokens
+from conftest import hr_key_tokens, make_model
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -52,10 +52,19 @@ def assert_graph_matches(session, net, inputs):
     row_sum = out.attn.topk(net.topk, dim=-1).values.sum(-1, keepdim=True)
     gates = out.key_ok.float().gather(1, index.flatten(1)).reshape(index.shape) * out.query_masked.float()[..., None]
     cfg = net.model.cfg
-    gains = hf_band_gains(out.key_ok.reshape(inputs[2].shape), cfg.hf_decay, cfg.hf_fine_decay)
+    gains = hf_band_gains(out.key_ok.reshape(inputs[2].shape), cfg.hf_decay, cfg.hf_fine_decay, cfg.hf_mid_gain)
     for band, gain in zip((1, 2), gains):
         expected = out.attn.gather(-1, index) / row_sum * gates * gain[..., None]
         np.testing.assert_allclose(got[band], expected.numpy(), atol=GRAPH_ATOL, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def mid_gain_weights(tmp_path_factory):
+    """Two HF bands with the coarser one scaled (hf_mid_gain < 1), as the shipped file has them: the graph's
+    two weight outputs differ, and each carries its gain."""
+    path = tmp_path_factory.mktemp("mid_gain") / "mid_gain.safetensors"
+    save_inference_weights(make_model(cfg=ModelConfig(hf_decay=1.0, hf_fine_decay=0.0, hf_mid_gain=0.3)), path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +75,12 @@ def dynamic_graph(tmp_path_factory, weights_path):
 
 
 @pytest.mark.parametrize("size", [(256, 256), (600, 1100)])
-def test_static_graph_matches_torch(tmp_path, weights_path, size):
-    path, geom = export_onnx(tmp_path / "lr.onnx", *size, weights=weights_path)
+def test_static_graph_matches_torch(tmp_path, mid_gain_weights, size):
+    path, geom = export_onnx(tmp_path / "lr.onnx", *size, weights=mid_gain_weights)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    net = LRNetwork(load_model(weights_path), load_model(weights_path).cfg.hr_topk).eval()
+    model = load_model(mid_gain_weights)
+    assert model.cfg.hf_mid_gain == 0.3
+    net = LRNetwork(model, model.cfg.hr_topk).eval()
     assert_graph_matches(session, net, example_inputs(*geom.lr_size, geom.patch, seed=1))
 
 
