@@ -54,7 +54,7 @@ from rethined_engine.metrics import SWD_LEVELS, hole_metrics, realism_swd
 from rethined_engine.train.data import list_images, load_rgb
 from rethined_engine.train.evaluate import coarse_bicubic
 from rethined_engine.train.masks import MASK_FAMILIES
-from rethined_engine.weights import DEFAULT_WEIGHTS, read_config
+from rethined_engine.weights import DEFAULT_WEIGHTS, load_model, read_config
 
 from .grid import masked_input, picture_grid
 from .env import RESULTS, run_environment
@@ -124,10 +124,12 @@ def _biharmonic() -> Method:
 
 
 def _coarse_bicubic(engine: Engine) -> Method:
+    model = load_model(engine.weights_path, "cpu")   # the engine's weights, on the CPU like the inputs
+
     def run(image: np.ndarray, mask: np.ndarray, long_side: int) -> np.ndarray:
         with torch.inference_mode():
             t = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
-            out = coarse_bicubic(engine.model, t, torch.from_numpy(mask)[None, None].float())
+            out = coarse_bicubic(model, t, torch.from_numpy(mask)[None, None].float())
         return (out[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     return run
 

@@ -16,6 +16,7 @@ from rethined_engine.deploy.pipeline import DeployedPipeline, LRSizeRange
 from rethined_engine.geometry import seam_taps
 from rethined_engine.model.upscale import blend_seams
 from rethined_engine.train.masks import random_mask
+from rethined_engine.weights import load_model
 
 SIGMA, GAIN = 2.0, 8.0
 SHAPES = [(37, 53), (61, 130), (200, 150)]
@@ -148,7 +149,7 @@ def test_backends_agree_with_seams_on(rng):
     reference_engine = Engine(backend="torch", seam_sigma=SIGMA, seam_gain=GAIN)
     ref = reference_engine.inpaint(image, mask)
     plain = Engine(backend="torch", seam_sigma=0.0).inpaint(image, mask)
-    net = reference_engine.model
+    net = load_model(seam_sigma=SIGMA, seam_gain=GAIN)   # the reference engine's model
     lr_runner = _torch_lr_runner(net)
     deployed = DeployedPipeline(reference_engine.config, lr_runner, LRSizeRange((32, 32), (512, 512)))
     for got in (Engine(backend="native", seam_sigma=SIGMA, seam_gain=GAIN).inpaint(image, mask),

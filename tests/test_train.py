@@ -255,7 +255,7 @@ def test_evaluate_reports_every_method(tmp_path):
     for i in range(2):
         Image.fromarray(rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)).save(tmp_path / f"p{i}.png")
     result = evaluate(tmp_path, None, long_side=160)
-    shipped = Engine().model.cfg
+    shipped = Engine().config
     assert result["images"] == 2
     assert result["defaults"] == {"hr_topk": shipped.hr_topk, "hf_decay": shipped.hf_decay,
                                   "hf_fine_decay": shipped.hf_fine_decay, "hf_mid_gain": shipped.hf_mid_gain,

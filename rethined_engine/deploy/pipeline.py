@@ -4,14 +4,13 @@ CUDA C kernel; tests plug in onnxruntime and the numpy HR stage, which checks th
 machines without a GPU."""
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from ..config import ModelConfig
 from ..geometry import Geometry, plan, seam_taps
-from ..validation import check_float_values, check_numpy_image, check_pil_image, mask_batch_shape, numpy_mask
+from ..io import HostBatch, host_inputs, warn_fully_masked
 from .host import LRInputs, blend_seams, prepare_lr, upscale_hr
 
 LRRunner = Callable[[LRInputs], tuple[np.ndarray, ...]]  # -> lr_result, topk_weight, topk_fine_weight, topk_index
@@ -32,44 +31,6 @@ def _seam_blender(dtype: np.dtype) -> Callable[..., np.ndarray]:
         return native_blend(np.ascontiguousarray(image), np.ascontiguousarray(mask, dtype=np.uint8),
                             np.ascontiguousarray(filled, dtype=image.dtype), taps, gain)
     return blend
-
-
-class HostBatch(NamedTuple):
-    images: np.ndarray                   # (B, H, W, 3) uint8 or float, values untouched
-    masks: np.ndarray                    # (B, H, W) bool, True = fill
-    restore: Callable[[np.ndarray], Any]  # (B, H, W, 3) -> the caller's type
-
-
-def host_inputs(img: Any, mask: Any, threshold: float) -> HostBatch:
-    """The `Engine.inpaint` contract for numpy HWC/BHWC and PIL RGB images (no torch tensors here)."""
-    from PIL import Image
-
-    if isinstance(img, Image.Image):
-        arr, _ = check_numpy_image(check_pil_image(img))
-        restore = lambda out: Image.fromarray(out[0], mode="RGB")  # noqa: E731
-    elif isinstance(img, np.ndarray):
-        arr, batched = check_numpy_image(img)
-        restore = (lambda out: out) if batched else (lambda out: out[0])
-    elif type(img).__module__.startswith("torch"):
-        raise TypeError("img: this backend takes numpy arrays (HWC/BHWC) or PIL images; convert torch tensors "
-                        "with img.permute(1, 2, 0).cpu().numpy() or use backend='torch'")
-    else:
-        raise TypeError(f"img: expected a numpy array or PIL image, got {type(img).__name__}")
-    if arr.dtype != np.uint8:
-        finite = bool(np.isfinite(arr).all())
-        check_float_values(float(arr.min()) if finite else 0.0, float(arr.max()) if finite else 0.0, finite)
-    batch, height, width = arr.shape[:3]
-    if type(mask).__module__.startswith("torch"):
-        raise TypeError("mask: this backend takes numpy arrays or PIL images; use mask.cpu().numpy()")
-    m = numpy_mask(mask)
-    m = m.reshape(mask_batch_shape(m.shape, batch, height, width))[:, 0]
-    if m.dtype.kind == "f":
-        if np.isnan(m).any():
-            raise ValueError("mask: contains NaN")
-        m = m >= threshold
-    else:
-        m = m != 0
-    return HostBatch(arr, np.broadcast_to(m, (batch, height, width)), restore)
 
 
 class LRSizeRange(NamedTuple):
@@ -119,6 +80,5 @@ class DeployedPipeline:
     def inpaint(self, img: Any, mask: Any) -> Any:
         batch = host_inputs(img, mask, self.threshold)
         if batch.masks.reshape(len(batch.masks), -1).all(axis=1).any():
-            warnings.warn("mask covers the whole image: nothing is known, the result is the coarse network's "
-                          "guess", RuntimeWarning, stacklevel=3)
+            warn_fully_masked(stacklevel=3)
         return batch.restore(np.stack([self.inpaint_one(i, m) for i, m in zip(batch.images, batch.masks)]))
