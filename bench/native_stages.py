@@ -37,10 +37,11 @@ def _median_ms(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def stages(size: int) -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
+def stages(size: int, **settings) -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
     """(stage, torch reference, native) for prep, lr, hr and seam at size x size, on the same inputs; call
-    them under torch.inference_mode(). Each pair computes the same result (the hr pair with the shipped
-    file's settings: hf_decay, hf_fine_decay and hf_mid_gain)."""
+    them under torch.inference_mode(). Each pair computes the same result (the hr pair with the engine's
+    settings: hf_decay, hf_fine_decay and hf_mid_gain). settings: Engine keyword arguments (e.g.
+    style="smooth"); default the shipped file's."""
     from PIL import Image
 
     from rethined_engine.backends.native_backend import NativeBackend
@@ -52,8 +53,8 @@ def stages(size: int) -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
     from rethined_engine.model.upscale import attention_upscale, blend_seams, downsample
     from rethined_engine.train.masks import random_mask
 
-    backend = NativeBackend()
-    native, model, cfg = backend.native, TorchBackend(device="cpu").model, backend.config
+    backend = NativeBackend(**settings)
+    native, model, cfg = backend.native, TorchBackend(device="cpu", **settings).model, backend.config
     img = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB").resize((size, size), Image.BICUBIC)).copy()
     mask = random_mask(size, size, np.random.default_rng(MASK_SEED), MASK_COVERAGE)
     mask_u8 = mask.astype(np.uint8)

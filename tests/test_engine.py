@@ -206,13 +206,13 @@ def test_inference_overrides_apply(weights_path):
     assert engine.config.hf_decay == 3.0
 
 
-def test_one_band_override_of_the_shipped_file():
-    """The shipped file scales the coarser band (hf_mid_gain < 1); asking for one band still works and
+def test_one_band_override_of_the_smooth_style():
+    """The smooth style scales the coarser band (hf_mid_gain < 1); asking for one band still works and
     transfers the whole HF, as one band always did."""
-    shipped = Engine(device="cpu", backend="torch")
-    one_band = Engine(device="cpu", backend="torch", hf_fine_decay=None)
-    assert shipped.config.hf_mid_gain < 1.0 and one_band.config.hf_fine_decay is None
-    reference = Engine(device="cpu", backend="torch", hf_fine_decay=None, hf_mid_gain=1.0)
+    smooth = Engine(device="cpu", backend="torch", style="smooth")
+    one_band = Engine(device="cpu", backend="torch", style="smooth", hf_fine_decay=None)
+    assert smooth.config.hf_mid_gain < 1.0 and one_band.config.hf_fine_decay is None
+    reference = Engine(device="cpu", backend="torch", style="smooth", hf_fine_decay=None, hf_mid_gain=1.0)
     rng = np.random.default_rng(5)
     image = rng.integers(0, 256, (300, 700, 3), dtype=np.uint8)     # scale 2: an HR stage
     mask = np.zeros((300, 700), bool)

@@ -9,14 +9,16 @@ pytestmark = pytest.mark.skipif(native_module() is None, reason="the native exte
 
 
 def test_each_torch_reference_computes_the_native_result():
-    """prep, hr and seam: the torch reference and the native stage agree (HR at scale 2, with the shipped
-    file's two HF bands and hf_mid_gain < 1, which the torch reference must apply too)."""
+    """prep, hr and seam: the torch reference and the native stage agree (HR at scale 2, with the smooth
+    style's two HF bands and hf_mid_gain < 1, which the torch reference must apply too)."""
     from bench.native_stages import stages
     from rethined_engine.weights import load_model
 
-    assert load_model().cfg.hf_mid_gain < 1.0 and load_model().cfg.hf_fine_decay is not None
+    smooth = load_model(style="smooth").cfg
+    assert smooth.hf_mid_gain < 1.0 and smooth.hf_fine_decay is not None
     with torch.inference_mode():
-        pairs = {stage: (reference(), fast()) for stage, reference, fast in stages(640) if stage != "lr"}
+        pairs = {stage: (reference(), fast()) for stage, reference, fast in stages(640, style="smooth")
+                 if stage != "lr"}
     (ref_image, ref_mask), (image, mask) = pairs["prep"]
     np.testing.assert_allclose(np.asarray(image), ref_image.numpy(), atol=1e-5, rtol=0)
     np.testing.assert_array_equal(np.asarray(mask), ref_mask.numpy())
