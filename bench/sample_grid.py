@@ -1,4 +1,4 @@
-"""Picture for the README: masked input | ours | coarse fill, bicubic | original, on the shipped sample.
+"""Picture for the README: masked input | ours (default) | ours, smooth style | original, on the shipped sample.
 
 Top row: whole images; bottom row: the same crop at 2x nearest-neighbour zoom (the hole pixels that
 the downscaled top row hides).
@@ -11,12 +11,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from rethined_engine import Engine
 from rethined_engine.cli import SAMPLE_IMAGE, SAMPLE_MASK
-from rethined_engine.train.evaluate import coarse_bicubic
 
 from .grid import masked_input, picture_grid
 
@@ -28,14 +26,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     image = np.array(Image.open(SAMPLE_IMAGE).convert("RGB"))
     mask = np.asarray(Image.open(SAMPLE_MASK)) > 0
-    engine = Engine(weights=args.weights, device="cpu")
-    ours = engine.inpaint(image, mask)
-    with torch.inference_mode():
-        t = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
-        coarse = coarse_bicubic(engine.model, t, torch.from_numpy(mask)[None, None].float())
-    coarse = (coarse[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    panels = [("masked input", masked_input(image, mask)), ("RETHINED (ours)", ours),
-              ("coarse fill, bicubic", coarse), ("original", image)]
+    ours = Engine(weights=args.weights, device="cpu").inpaint(image, mask)
+    smooth = Engine(weights=args.weights, device="cpu", style="smooth").inpaint(image, mask)
+    panels = [("masked input", masked_input(image, mask)), ("RETHINED (ours, default)", ours),
+              ("ours, style='smooth'", smooth), ("original", image)]
     grid = picture_grid(panels, mask)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.output, quality=90)
