@@ -155,7 +155,8 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
     side_x = torch.where(patch // 2 - local_x > 0, -1, 1)
     rows = torch.arange(height, device=image.device)[:, None]
     cols = torch.arange(width, device=image.device)[None, :]
-    flat_image, flat_known = image.flatten(2), known.flatten(2)
+    pixels = torch.cat([image, known], dim=1).permute(0, 2, 3, 1).reshape(batch * height * width, -1)
+    first_pixel = (torch.arange(batch, device=image.device) * (height * width))[:, None, None, None]
     total = torch.zeros_like(image)
     weight_sum = torch.zeros_like(known)
     for use_y, use_x in ((False, False), (True, False), (False, True), (True, True)):
@@ -186,9 +187,9 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
         weight = weight * valid.to(image.dtype)
         src_y = (rows + disp[:, :1]).clamp(0, height - 1)
         src_x = (cols + disp[:, 1:]).clamp(0, width - 1)
-        index = (src_y * width + src_x).flatten(2)                                 # (B, 1, h * w) int64
-        values = torch.gather(flat_image, 2, index.expand(-1, image.shape[1], -1)).reshape(image.shape)
-        source_known = torch.gather(flat_known, 2, index).reshape(known.shape)
+        index = src_y * width + src_x + first_pixel                                 # (B, 1, h, w) int64
+        sampled = pixels[index.flatten()].reshape(batch, height, width, -1).permute(0, 3, 1, 2)
+        values, source_known = sampled[:, :-1], sampled[:, -1:]                    # image and known, one gather
         weight = weight * (source_known + COPY_FLOOR)
         total = total + weight * values
         weight_sum = weight_sum + weight
@@ -238,8 +239,9 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
     options, option_ok, bonus = torch.cat(options, -1), torch.cat(option_ok, -1), torch.cat(bonus, -1)
     taken = torch.stack(taken, -1)                                                   # (B, N, 4)
     repeats = (options[..., :, None] == taken[..., None, :]).to(torch.int32).sum(dim=-1) > 0
-    keys = torch.gather(k, 1, options.flatten(1)[..., None].expand(-1, -1, k.shape[-1])).reshape(*options.shape, -1)
-    score = (keys.float() * q.float()[:, :, None]).sum(-1) + bonus.float()
+    rows = options + (torch.arange(batch, device=q.device) * n)[:, None, None]        # into the flattened batch
+    keys = k.reshape(batch * n, -1).float()[rows.flatten()].reshape(*options.shape, -1)  # (B, N, C + 4, d)
+    score = torch.matmul(keys, q.float()[..., None])[..., 0] + bonus.float()
     score = torch.where(option_ok & ~repeats, score, torch.full_like(score, NO_OPTION))
     top_score, top = score.topk(1, dim=-1)                   # TopK, not ArgMax: the TensorRT operator list
     best = torch.gather(options, 2, top)[..., 0]
