@@ -14,7 +14,7 @@ import torch
 
 from ..geometry import plan
 from ..io import prepare
-from ..model.patchmatch import COPY_CANDIDATES, choose_sources, copy_tokens, token_mask
+from ..model.patchmatch import COPY_CANDIDATES, pad_rows, token_mask
 from ..model.rethined import Rethined
 from ..model.upscale import hf_band_gains
 from .cuda_graph import GraphedFunction
@@ -70,25 +70,18 @@ class TritonLRNetwork:
 
     def _copy(self, image, mask, key_inside, composite, q, k, query_masked, key_ok):
         """lr_texture="copy": the attention kernel's COPY_CANDIDATES strongest keys per hole token ->
-        `choose_sources` -> `copy_tokens` (torch ops), composited; the HR stage mixes the chosen source only."""
+        `NeuralPatchMatch.copy_outputs` (torch ops), composited; the HR stage mixes the chosen source only."""
         pm, patch = self.model.patch_match, self.model.cfg.patch_size
-        candidates = max(self.topk, COPY_CANDIDATES)
-        _, _, index = self.attend(q, k, composite[0], query_masked, key_ok, self.logit_scale, candidates,
-                                  patch, out=None)
-        grid_w = key_inside.shape[-1]
-        source = choose_sources(q[None], k[None], index[None].long(), query_masked[None], key_ok[None], grid_w)
-        copied = copy_tokens(composite, 1.0 - mask, source, patch, pm.copy_feather)
+        _, _, index = self.attend(q, k, composite[0], query_masked, key_ok, self.logit_scale,
+                                  max(self.topk, COPY_CANDIDATES), patch, out=None)
+        copied, _, rows, _, _ = pm.copy_outputs(composite, mask, q[None], k[None], index[None].long(),
+                                                query_masked[None], key_ok[None], key_inside.shape[-1])
         result = torch.where(mask > 0, copied.clamp(0.0, 1.0), image)
-        own = torch.arange(source.shape[1], device=source.device)
-        weight = (query_masked[None] & (source != own)).float()[..., None]
+        weight, index = pad_rows(rows, self.topk)
         cfg = self.model.cfg
         gain, fine_gain = hf_band_gains(key_ok.reshape(key_inside.shape), cfg.hf_decay, cfg.hf_fine_decay,
                                         cfg.hf_mid_gain)
-        rows = torch.zeros(*weight.shape[:2], self.topk, device=weight.device)
-        rows[..., :1] = weight
-        index_rows = own[None, :, None].expand(1, -1, self.topk).clone()
-        index_rows[..., :1] = source[..., None]
-        return result, rows * gain[..., None], rows * fine_gain[..., None], index_rows.to(torch.int32)
+        return result, weight * gain[..., None], weight * fine_gain[..., None], index.to(torch.int32)
 
 
 GRAPH_MAX_LSB, GRAPH_MAX_FLIPPED = 1, 1e-3   # graph replay vs eager: the same kernels; cuDNN may pick another algorithm

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..geometry import Geometry, plan
 from ..model import Rethined
-from ..model.patchmatch import TopKRows
+from ..model.patchmatch import pad_rows
 from ..model.upscale import hf_band_gains
 from ..weights import load_model
 from .graph_spec import INPUT_NAMES, METADATA_CONFIG, METADATA_DYNAMIC, METADATA_LR_SIZE, OPSET, OUTPUT_NAMES
@@ -57,17 +57,6 @@ class LRNetwork(nn.Module):
         gain, fine_gain = hf_band_gains(out.key_ok.reshape(key_inside.shape), cfg.hf_decay, cfg.hf_fine_decay,
                                         cfg.hf_mid_gain)
         return out.result, weight * gain[..., None], weight * fine_gain[..., None], index.to(torch.int32)
-
-
-def pad_rows(rows: TopKRows, topk: int) -> TopKRows:
-    """`rows` with exactly `topk` entries: cut, or padded with zero weights on the row's own token."""
-    kept = rows.index.shape[-1]
-    if kept >= topk:
-        return TopKRows(rows.weight[..., :topk], rows.index[..., :topk])
-    own = torch.arange(rows.index.shape[1], device=rows.index.device)[None, :, None]
-    pad = topk - kept
-    index = torch.cat([rows.index, own.expand(rows.index.shape[0], -1, pad)], dim=-1)
-    return TopKRows(torch.cat([rows.weight, rows.weight.new_zeros(*rows.weight.shape[:2], pad)], dim=-1), index)
 
 
 def example_inputs(height: int, width: int, patch: int, batch: int = 1, seed: int = 0):

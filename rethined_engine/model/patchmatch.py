@@ -63,6 +63,17 @@ class TopKRows(NamedTuple):
     index: torch.Tensor
 
 
+def pad_rows(rows: TopKRows, topk: int) -> TopKRows:
+    """`rows` with exactly `topk` entries: cut, or padded with zero weights on the row's own token."""
+    kept = rows.index.shape[-1]
+    if kept >= topk:
+        return TopKRows(rows.weight[..., :topk], rows.index[..., :topk])
+    own = torch.arange(rows.index.shape[1], device=rows.index.device)[None, :, None]
+    pad = topk - kept
+    index = torch.cat([rows.index, own.expand(rows.index.shape[0], -1, pad)], dim=-1)
+    return TopKRows(torch.cat([rows.weight, rows.weight.new_zeros(*rows.weight.shape[:2], pad)], dim=-1), index)
+
+
 def masked_attention_topk(q: torch.Tensor, k: torch.Tensor, tokens: torch.Tensor, query_masked: torch.Tensor,
                           key_ok: torch.Tensor, logit_scale: torch.Tensor, topk: int) -> tuple[torch.Tensor, TopKRows]:
     """`masked_attention`, its product with the tokens and the top-K of its rows, computed over hole rows x
@@ -307,18 +318,18 @@ class NeuralPatchMatch(nn.Module):
             attn = masked_attention(q, k, query_masked, key_ok, self.logit_scale())
             if self.copy:
                 candidates = attn.topk(min(COPY_CANDIDATES, attn.shape[-1]), dim=-1).indices
-                return self._copied(composite, mask, q, k, candidates, query_masked, key_ok, grid_w)
+                return self.copy_outputs(composite, mask, q, k, candidates, query_masked, key_ok, grid_w)
             mixed_tokens = torch.bmm(attn, tokens.float()).to(tokens.dtype)
         else:
             kept = max(topk, COPY_CANDIDATES) if self.copy else topk
             mixed_tokens, attn = masked_attention_topk(q, k, tokens, query_masked, key_ok, self.logit_scale(), kept)
             if self.copy:
-                return self._copied(composite, mask, q, k, attn.index, query_masked, key_ok, grid_w)
+                return self.copy_outputs(composite, mask, q, k, attn.index, query_masked, key_ok, grid_w)
         mixed = unpatchify(mixed_tokens, self.patch, grid_h, grid_w)
         refined = mixed + self.coherence(cat_channels([mixed, coarse, mask]))
         return refined, mixed, attn, query_masked, key_ok
 
-    def _copied(self, composite, mask, q, k, candidates, query_masked, key_ok, grid_w):
+    def copy_outputs(self, composite, mask, q, k, candidates, query_masked, key_ok, grid_w):
         """forward's outputs with lr_texture="copy": every hole token takes the pixels of the source
         `choose_sources` picks among its candidates (`copy_tokens`; known tokens and holes without an allowed
         key keep their own), no coherence layer; the attention output is that choice as `TopKRows` with K = 1
