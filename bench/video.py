@@ -144,11 +144,12 @@ def component_modes() -> list[str]:
 
 def make_inpainter(mode: str, engine):
     """A `VideoInpainter` over `engine` for a mode (see parse_mode)."""
-    from rethined_engine.video.stream import VideoConfig, VideoInpainter
+    from rethined_engine.video.stream import VideoInpainter
 
     temporal, overrides = parse_mode(mode)
     if not overrides:
         return VideoInpainter(engine, temporal=temporal)
+    from rethined_engine.video.stream import VideoConfig
     return VideoInpainter(engine, temporal=temporal, config=VideoConfig(**overrides))
 
 
