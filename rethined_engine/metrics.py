@@ -309,52 +309,21 @@ def realism_swd(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, le
 
 # --- temporal consistency (DESIGN.md section 9) ---------------------------------------------------------------
 
-WARP_FB_RELATIVE = 0.01   # forward-backward check (Ruder et al. 2016): |f + b|^2 <= rel (|f|^2 + |b|^2) + abs
-WARP_FB_ABSOLUTE = 0.5    # px^2
-
-
-def _dis_flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Dense flow (H, W, 2) float32 px from source to target (H, W, 3) uint8 RGB: source(x) ~ target(x + flow(x)).
-    OpenCV DIS, medium preset, on the grey images."""
-    import cv2
-
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    grey = [cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY) for x in (source, target)]
-    return dis.calc(grey[0], grey[1], None)
-
-
-def _warp_back(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """image (H, W, C) sampled at x + flow(x), bilinear, border replicated -> (H, W, C) float32."""
-    import cv2
-
-    h, w = flow.shape[:2]
-    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1) + flow
-    return cv2.remap(image.astype(np.float32), grid[..., 0], grid[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE).reshape(*flow.shape[:2], -1)
-
-
-def _non_occluded(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
-    """(H, W) bool: pixels whose forward flow (H, W, 2) the backward flow, sampled at its end, undoes
-    (forward-backward check, WARP_FB_RELATIVE / WARP_FB_ABSOLUTE); the end must lie inside the frame."""
-    h, w = forward.shape[:2]
-    back = _warp_back(backward, forward)
-    error = np.square(forward + back).sum(-1)
-    bound = WARP_FB_RELATIVE * (np.square(forward).sum(-1) + np.square(back).sum(-1)) + WARP_FB_ABSOLUTE
-    ys, xs = np.mgrid[0:h, 0:w]
-    inside = ((xs + forward[..., 0] >= 0) & (xs + forward[..., 0] <= w - 1)
-              & (ys + forward[..., 1] >= 0) & (ys + forward[..., 1] <= h - 1))
-    return (error <= bound) & inside
+WARP_FLOW_PRESET = "medium"   # DIS preset of the flow on the true frames
 
 
 def warping_error(frames: np.ndarray, outputs: np.ndarray, masks: np.ndarray) -> dict[str, float]:
     """Warping error E_warp (Lai et al. 2018) of outputs by the motion of the true frames.
 
     frames, outputs: (T, H, W, 3) uint8 RGB, the truth and the result; masks: (T, H, W) or (H, W), nonzero = hole.
-    For t < T-1: DIS flow on the truth from t to t+1 and back, outputs[t+1] warped to t with cv2.remap, and
-    the squared difference to outputs[t], summed over channels in [0, 1], averaged over the non-occluded
-    pixels (`_non_occluded`) of the hole of frame t ("hole") and of the whole frame ("frame"); each is the
-    mean over the frame pairs that have such pixels (NaN when none has). The truth's own E_warp is
+    For t < T-1: DIS flow (`video.flow.dis_flow`) on the truth from t to t+1 and back, outputs[t+1] warped to t
+    with cv2.remap, and the squared difference to outputs[t], summed over channels in [0, 1], averaged over the
+    non-occluded pixels (`video.flow.forward_backward_valid`) of the hole of frame t ("hole") and of the whole
+    frame ("frame"); each is the mean over the frame pairs that have such pixels (NaN when none has). The
+    truth's own E_warp is
     warping_error(frames, frames, masks)."""
+    from .video.flow import dis_flow, forward_backward_valid, warp_back
+
     frames, outputs = np.asarray(frames), np.asarray(outputs)
     if frames.ndim != 4 or frames.shape[-1] != 3 or outputs.shape != frames.shape:
         raise ValueError(f"frames, outputs: expected two (T, H, W, 3) arrays of one shape, got {frames.shape} "
@@ -362,9 +331,10 @@ def warping_error(frames: np.ndarray, outputs: np.ndarray, masks: np.ndarray) ->
     masks = np.broadcast_to(np.asarray(masks) != 0, frames.shape[:3])
     per_pair = {"hole": [], "frame": []}
     for t in range(len(frames) - 1):
-        forward, backward = _dis_flow(frames[t], frames[t + 1]), _dis_flow(frames[t + 1], frames[t])
-        valid = _non_occluded(forward, backward)
-        warped = _warp_back(outputs[t + 1], forward) / 255.0
+        forward = dis_flow(frames[t], frames[t + 1], WARP_FLOW_PRESET)
+        backward = dis_flow(frames[t + 1], frames[t], WARP_FLOW_PRESET)
+        valid = forward_backward_valid(forward, backward)
+        warped = warp_back(outputs[t + 1].astype(np.float32), forward) / 255.0
         error = np.square(outputs[t].astype(np.float32) / 255.0 - warped).sum(-1)
         for name, region in (("hole", valid & masks[t]), ("frame", valid)):
             if region.any():

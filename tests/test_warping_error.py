@@ -4,7 +4,8 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from rethined_engine.metrics import _non_occluded, warping_error
+from rethined_engine.metrics import warping_error
+from rethined_engine.video.flow import forward_backward_valid
 
 SIZE = (96, 128)           # H, W of the test clips
 SHIFT = 3                  # px per frame of the pan, content moving left
@@ -75,7 +76,7 @@ def test_forward_backward_check_against_exact_flows():
     backward[:, 50:60] = 0
     xs = np.arange(w)[None].repeat(h, 0)
     expected = ~(((xs + SHIFT >= 50) & (xs + SHIFT < 60)) | (xs + SHIFT > w - 1))
-    np.testing.assert_array_equal(_non_occluded(forward, backward), expected)
+    np.testing.assert_array_equal(forward_backward_valid(forward, backward), expected)
 
 
 def test_rejects_mismatched_shapes(rng):

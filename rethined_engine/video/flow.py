@@ -1,0 +1,103 @@
+"""Dense optical flow primitives (OpenCV): DIS flow, backward warping, composition, the forward-backward
+check and push-pull completion of fields with holes.
+
+A flow field is (h, w, 2) float32 in px, (dx, dy), pointing from a pixel of the source frame to where it lies
+in the target frame: source(x) ~ target(x + flow(x)).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+FB_RELATIVE = 0.01   # forward-backward check (Ruder et al. 2016): |f + b|^2 <= rel (|f|^2 + |b|^2) + abs
+FB_ABSOLUTE = 0.5    # px^2
+PUSH_PULL_MIN_SIDE = 2   # push-pull stops halving at this side (px)
+
+
+def dis(preset: str = "medium") -> cv2.DISOpticalFlow:
+    """A DIS flow estimator; preset: one of DIS_PRESETS."""
+    if preset not in DIS_PRESETS:
+        raise ValueError(f"preset: expected one of {tuple(DIS_PRESETS)}, got {preset!r}")
+    return cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) uint8 luma."""
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+
+
+def dis_flow(source: np.ndarray, target: np.ndarray, preset: str = "medium") -> np.ndarray:
+    """Flow (H, W, 2) float32 from source to target, both (H, W, 3) uint8 RGB or (H, W) uint8 grey."""
+    source, target = (x if x.ndim == 2 else grey(x) for x in (source, target))
+    return dis(preset).calc(source, target, None)
+
+
+@lru_cache(maxsize=8)
+def pixel_grid(height: int, width: int) -> np.ndarray:
+    """(height, width, 2) float32 (x, y) coordinates of every pixel; read-only, shared."""
+    grid = np.stack(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)), -1)
+    grid.flags.writeable = False
+    return grid
+
+
+def sample(image: np.ndarray, positions: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """image (H, W) or (H, W, C) sampled at positions (h, w, 2) float32 (x, y) px, border replicated ->
+    (h, w) or (h, w, C) of image's dtype (float32 for bilinear sampling of integer images is the caller's)."""
+    return cv2.remap(image, positions[..., 0], positions[..., 1], interpolation, borderMode=cv2.BORDER_REPLICATE)
+
+
+def warp_back(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """image (H, W[, C]) sampled at x + flow(x) for every pixel x of flow (H, W, 2): the target frame brought
+    to the source frame. Same dtype as image; C = 1 comes back as (H, W)."""
+    return sample(image, pixel_grid(*flow.shape[:2]) + flow, interpolation)
+
+
+def inside(flow: np.ndarray) -> np.ndarray:
+    """(H, W) bool: x + flow(x) lies inside the (H, W) frame."""
+    end = pixel_grid(*flow.shape[:2]) + flow
+    h, w = flow.shape[:2]
+    return (end[..., 0] >= 0) & (end[..., 0] <= w - 1) & (end[..., 1] >= 0) & (end[..., 1] <= h - 1)
+
+
+def forward_backward_valid(forward: np.ndarray, backward: np.ndarray, relative: float = FB_RELATIVE,
+                           absolute: float = FB_ABSOLUTE) -> np.ndarray:
+    """(H, W) bool: pixels whose forward flow (H, W, 2) the backward flow, sampled at its end, undoes
+    (|f + b|^2 <= relative (|f|^2 + |b|^2) + absolute, px^2) and whose end lies inside the frame."""
+    back = warp_back(backward, forward)
+    error = np.square(forward + back).sum(-1)
+    bound = relative * (np.square(forward).sum(-1) + np.square(back).sum(-1)) + absolute
+    return (error <= bound) & inside(forward)
+
+
+def compose(step: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Flow a -> c from step a -> b and flow b -> c, both (H, W, 2): step(x) + flow(x + step(x))."""
+    return step + warp_back(flow, step)
+
+
+def push_pull(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Fill the unknown pixels of values (H, W) or (H, W, C) float32 from the known ones (known (H, W) bool):
+    push (halve the weighted values and the weights, INTER_AREA, down to PUSH_PULL_MIN_SIDE) then pull (each
+    level's unknown share taken from the coarser level, bilinear). Known pixels are returned unchanged; with
+    no known pixel, zeros."""
+    weight = known.astype(np.float32)
+    if not weight.any():
+        return np.zeros_like(values)
+    channels = values.shape[2:]
+    levels = [(values * weight.reshape(*weight.shape, *([1] * len(channels))), weight)]
+    while min(levels[-1][1].shape) > PUSH_PULL_MIN_SIDE:
+        summed, weights = levels[-1]
+        size = ((weights.shape[1] + 1) // 2, (weights.shape[0] + 1) // 2)
+        levels.append((cv2.resize(summed, size, interpolation=cv2.INTER_AREA).reshape(*size[::-1], *channels),
+                       cv2.resize(weights, size, interpolation=cv2.INTER_AREA)))
+    summed, weights = levels[-1]
+    filled = summed / np.maximum(weights, 1e-12).reshape(*weights.shape, *([1] * len(channels)))
+    for summed, weights in reversed(levels[:-1]):
+        coarse = cv2.resize(filled, weights.shape[::-1], interpolation=cv2.INTER_LINEAR).reshape(summed.shape)
+        share = np.minimum(weights, 1.0).reshape(*weights.shape, *([1] * len(channels)))
+        mean = summed / np.maximum(weights, 1e-12).reshape(share.shape)
+        filled = share * mean + (1 - share) * coarse
+    return np.where(known.reshape(*known.shape, *([1] * len(channels))), values, filled).astype(values.dtype)
