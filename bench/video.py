@@ -63,12 +63,12 @@ class Case:
 
 CASES = (
     Case("vtest-logo", "vtest", "logo", STATIC_STATIC),
-    Case("static-1080p-logo", ("enlightenment-data__Yellow-Flower.png", "static", 1080), "logo", STATIC_STATIC),
+    Case("static-1080p-logo", ("enlightenment-data__Lichen-Branches.png", "static", 1080), "logo", STATIC_STATIC),
     Case("box-logo", "box", "logo", MOVING_STATIC),
-    Case("cup-logo", "cup", "logo", MOVING_STATIC),
-    Case("pan-1080p-logo", ("enlightenment-data__Peaks.png", "pan", 1080), "logo", MOVING_STATIC),
-    Case("zoom-1080p-watermark", ("enlightenment-data__Lichen-Branches.png", "zoom", 1080), "watermark", MOVING_STATIC),
-    Case("pan-2160p-logo", ("enlightenment-data__Peaks.png", "pan", 2160), "logo", MOVING_STATIC),
+    Case("cup-watermark", "cup", "watermark", MOVING_STATIC),
+    Case("pan-1080p-logo", ("enlightenment-data__Sunset-Clouds.png", "pan", 1080), "logo", MOVING_STATIC),
+    Case("zoom-1080p-watermark", ("enlightenment-data__Yellow-Flower.png", "zoom", 1080), "watermark", MOVING_STATIC),
+    Case("pan-2160p-logo", ("enlightenment-data__Sunset-Clouds.png", "pan", 2160), "logo", MOVING_STATIC),
     Case("vtest-blob", "vtest", "blob", MOVING_MASK),
     Case("cup-blob", "cup", "blob", MOVING_MASK),
     Case("pan-1080p-blob", ("enlightenment-data__Sunset-Hills.png", "pan", 1080), "blob", MOVING_MASK),
@@ -83,7 +83,7 @@ FRAMES_4K = 12               # frames per quality clip of 2160 px or more
 SPEED_HEIGHTS = (720, 1080, 2160)
 SPEED_FRAMES = 24
 SPEED_FRAMES_4K = 8
-SPEED_PHOTO = "enlightenment-data__Peaks.png"
+SPEED_PHOTO = "enlightenment-data__Sunset-Clouds.png"
 MEMORY_HEIGHT = 360
 MEMORY_FRAMES = 1000
 MEMORY_EVERY = 50            # frames between resident-memory samples

@@ -47,7 +47,7 @@ X264_PRESET = "veryfast"
 FPS = 24
 MOTIONS = ("static", "pan", "zoom")
 
-LOGO_BOX = (0.06, 0.06, 0.16, 0.12)      # logo: x, y, width, height, in frame widths / heights (top left)
+LOGO_BOX = (0.06, 0.80, 0.16, 0.12)      # logo: x, y, width, height, in frame widths / heights (bottom left)
 LOGO_CORNER = 0.25                       # logo: corner radius, in box heights
 WATERMARK_TEXT = "SAMPLE"
 WATERMARK_HEIGHT = 0.14                  # watermark: text height, frame heights, centred
@@ -186,7 +186,7 @@ def synthetic_clip(photo_path: Path, motion: str, count: int, size: tuple[int, i
 # --- masks -------------------------------------------------------------------------------------------------
 
 def logo_mask(size: tuple[int, int]) -> np.ndarray:
-    """A static rounded-box logo near the top-left corner, (H, W) bool."""
+    """A static rounded-box logo near the bottom-left corner, (H, W) bool."""
     height, width = size
     x, y, w, h = (int(round(v * s)) for v, s in zip(LOGO_BOX, (width, height, width, height)))
     radius = max(1, int(LOGO_CORNER * h))
