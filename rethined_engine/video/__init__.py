@@ -1,4 +1,5 @@
 """Video inpainting: a streaming, temporally consistent inpainter over the image `Engine`."""
 from .stream import VideoInpainter
+from .files import EncodeSettings, LOSSLESS, VideoSummary, inpaint_video
 
-__all__ = ["VideoInpainter"]
+__all__ = ["VideoInpainter", "EncodeSettings", "LOSSLESS", "VideoSummary", "inpaint_video"]

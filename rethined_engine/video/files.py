@@ -1,0 +1,503 @@
+"""Video files in and out with PyAV: `inpaint_video(src, mask, dst)`.
+
+Reading: any container and codec the bundled FFmpeg decodes; the first video stream is decoded frame by
+frame to rgb24 (H, W, 3) uint8 with the source's colour matrix and range, inpainted by a `VideoInpainter`,
+converted back to the output pixel format with the same matrix and range, and encoded. One frame is held
+at a time (plus the encoder's own look-ahead): the clip is never buffered.
+
+Writing (`EncodeSettings`): libx264, yuv420p, crf 18, preset medium by default, at the source's frame
+rate and time base with the source's frame timestamps (shifted to start at 0 when a range cuts the
+start). The colour tags (color_range, colorspace, primaries, trc) and the rotation (display matrix) are
+copied; the first audio stream is copied packet for packet, not re-encoded.
+
+Pixel formats: rgb24 -> yuv420p/yuv422p/yuv444p is lossy (colour matrix rounding, and chroma subsampling
+for 420/422), so a round trip through a YUV format never returns the same pixels. RGB pixel formats
+keep rgb24 bit for bit: `LOSSLESS` (ffv1 with bgr0, in .mkv/.avi/.nut), or libx264rgb with qp 0 and
+rgb24/bgr0 — for pipelines that re-encode later.
+
+Frame ranges (`frames=(first, stop)` in source frame indices, `seconds=(t0, t1)` in presentation time;
+stop and t1 excluded, None = open; both may be given and a frame is kept when it lies in both): frames
+before the range are decoded and skipped, decoding stops after it. The audio is cut without re-encoding
+at packet boundaries: packets starting in [time of the first kept frame, time of the first frame after
+the range) are kept and shifted like the video, so the audio may start up to one packet (about 21 ms for
+AAC at 48 kHz) late and stays in sync. Audio without timestamps cannot be cut and is dropped with a
+warning when a range is given; audio whose codec the output container cannot hold is dropped with a
+warning too (`VideoSummary.audio` says what happened).
+
+The output is written to a hidden temporary file in `dst`'s folder (same filesystem) and moved onto
+`dst` with `os.replace` at the end; any exception or KeyboardInterrupt removes the temporary file, so
+an existing `dst` is untouched and no truncated file is left.
+
+Errors (each names the argument): `src` missing (FileNotFoundError), unreadable, without a video stream,
+or without a frame in the selected range (ValueError); a frame whose size differs from the first frame's
+(ValueError, the frame index and both sizes); masks as in `rethined_engine.video.masks` (size mismatch:
+ValueError; a folder or mask video shorter than the video: `MaskTooShortError`, or the last mask held
+with a warning when `hold_last_mask=True`); `dst` equal to `src`, in a missing folder, with a suffix
+FFmpeg does not know, or a codec/pixel format/option the encoder or container lacks (ValueError, raised
+before any frame is inpainted).
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+from .masks import MaskTooShortError, open_mask_source
+from .stream import VideoInpainter
+
+Progress = Callable[[int, "int | None"], None]  # (frames done, total frames or None when unknown)
+POSITION_PATTERN = re.compile(r"^(\d+(?:\.\d*)?)s$")  # "2.5s": seconds; a bare integer: a frame index
+PROGRESS_INTERVAL_S = 0.25  # the progress line is redrawn at most this often
+NEW_FILE_MODE = 0o666  # before the umask, as open() creates files
+CHROMA_PROBE = 64  # a width divisible by every chroma subsampling factor, to read the factor off
+RGB_FORMAT = "rgb24"
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How the output video stream is encoded.
+
+    codec: an FFmpeg encoder name (libx264, libx265, libvpx-vp9, ffv1, ...); pix_fmt: the encoded pixel
+    format (see the module docstring for which are lossless); crf: constant rate factor (libx264: 0-51,
+    lower = better, 18 = visually lossless; None = the codec's default or a codec without crf); preset:
+    the encoder's speed/size trade-off (libx264: ultrafast ... veryslow; None = the codec's default);
+    options: further encoder options, FFmpeg names and string values (e.g. {"tune": "film"}).
+    """
+
+    codec: str = "libx264"
+    pix_fmt: str = "yuv420p"
+    crf: int | None = 18
+    preset: str | None = "medium"
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def codec_options(self) -> dict[str, str]:
+        """The encoder options as FFmpeg takes them; ValueError when the codec lacks the pixel format or an option."""
+        import av
+
+        try:
+            context = av.codec.CodecContext.create(self.codec, "w")
+        except (ValueError, av.FFmpegError) as exc:
+            raise ValueError(f"encode.codec: no FFmpeg encoder named {self.codec!r} ({exc})") from exc
+        formats = [fmt.name for fmt in context.codec.video_formats or ()]
+        if self.pix_fmt not in formats:
+            raise ValueError(f"encode.pix_fmt: {self.codec} cannot encode {self.pix_fmt!r}; it takes {', '.join(formats)}")
+        known = {opt.name for opt in context.supported_options.private} | {
+            opt.name for opt in context.supported_options.generic}
+        options = {"crf": self.crf, "preset": self.preset}
+        for name, value in options.items():
+            if value is not None and name not in known:
+                raise ValueError(f"encode.{name}: the encoder {self.codec} has no {name} option; set {name}=None")
+        options = {name: str(value) for name, value in options.items() if value is not None}
+        for name, value in self.options.items():
+            if name not in known:
+                raise ValueError(f"encode.options: the encoder {self.codec} has no option {name!r}")
+            options[name] = str(value)
+        return options
+
+
+LOSSLESS = EncodeSettings(codec="ffv1", pix_fmt="bgr0", crf=None, preset=None)  # rgb24 kept bit for bit
+
+
+@dataclass(frozen=True)
+class VideoSummary:
+    """What `inpaint_video` wrote: output path, frames written, wall-clock seconds, frames per second of
+    processing (decode + inpaint + encode), the video's frame rate, and the audio's fate
+    ("copied", "none", or "dropped: <reason>")."""
+
+    output: Path
+    frames: int
+    elapsed_s: float
+    processing_fps: float
+    video_fps: Fraction
+    audio: str
+
+
+def parse_position(text: str) -> tuple[int | None, float | None]:
+    """A range end as the CLI takes it: "120" -> frame index 120, "2.5s" -> 2.5 seconds.
+    Returns (frame index, None) or (None, seconds)."""
+    if text.isdigit():
+        return int(text), None
+    match = POSITION_PATTERN.match(text)
+    if match is None:
+        raise ValueError(f"expected a frame index (e.g. 120) or a time in seconds (e.g. 2.5s), got {text!r}")
+    return None, float(match.group(1))
+
+
+@dataclass(frozen=True)
+class FrameRange:
+    """Which source frames to keep: index in [first, stop) and presentation time in [t0, t1) (None = open)."""
+
+    first: int | None = None
+    stop: int | None = None
+    t0: float | None = None
+    t1: float | None = None
+
+    @classmethod
+    def of(cls, frames: tuple[int | None, int | None] | None,
+           seconds: tuple[float | None, float | None] | None) -> "FrameRange":
+        first, stop = frames if frames is not None else (None, None)
+        t0, t1 = seconds if seconds is not None else (None, None)
+        for name, lo, hi in (("frames", first, stop), ("seconds", t0, t1)):
+            if any(v is not None and v < 0 for v in (lo, hi)):
+                raise ValueError(f"{name}: expected values >= 0 (or None), got ({lo}, {hi})")
+            if lo is not None and hi is not None and hi <= lo:
+                raise ValueError(f"{name}: the end ({hi}) must come after the start ({lo}); the end is excluded")
+        return cls(first, stop, t0, t1)
+
+    @property
+    def cuts(self) -> bool:
+        """Whether any bound is set."""
+        return any(v is not None for v in (self.first, self.stop, self.t0, self.t1))
+
+    def before(self, index: int, t: float) -> bool:
+        return (self.first is not None and index < self.first) or (self.t0 is not None and t < self.t0)
+
+    def after(self, index: int, t: float) -> bool:
+        return (self.stop is not None and index >= self.stop) or (self.t1 is not None and t >= self.t1)
+
+    def expected_frames(self, count: int | None, fps: Fraction) -> int | None:
+        """How many frames the range keeps of a `count`-frame video at `fps` (an estimate for time bounds;
+        None when unknown)."""
+        first = max(self.first or 0, math.ceil(self.t0 * fps) if self.t0 is not None else 0)
+        stops = [v for v in (count, self.stop, math.ceil(self.t1 * fps) if self.t1 is not None else None)
+                 if v is not None]
+        return max(min(stops) - first, 0) if stops else None
+
+
+def _open_source(src: Path):
+    import av
+
+    if not src.is_file():
+        raise FileNotFoundError(f"src: file not found: {src}")
+    try:
+        container = av.open(str(src))
+    except av.FFmpegError as exc:
+        raise ValueError(f"src: cannot read {src} as a video: {exc}") from exc
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"src: {src} has no video stream")
+    return container
+
+
+def _frame_rate(stream) -> Fraction:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate:
+        raise ValueError("src: the video stream states no frame rate")
+    return Fraction(rate)
+
+
+def _check_frame_size(pix_fmt: str, width: int, height: int) -> None:
+    """Chroma-subsampled formats need a width/height divisible by the subsampling (yuv420p: 2 and 2)."""
+    import av
+
+    fmt = av.VideoFormat(pix_fmt)
+    for name, size, chroma in (("width", width, fmt.chroma_width), ("height", height, fmt.chroma_height)):
+        factor = CHROMA_PROBE // chroma(CHROMA_PROBE)
+        if size % factor:
+            raise ValueError(f"encode.pix_fmt: {pix_fmt} needs a {name} divisible by {factor}, the video is "
+                             f"{width}x{height}; use pix_fmt='yuv444p' or LOSSLESS")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _decode_rgb(frame) -> np.ndarray:
+    """A decoded frame -> (H, W, 3) uint8 RGB, with the frame's own colour matrix and range."""
+    return frame.to_ndarray(format=RGB_FORMAT, src_color_range=frame.color_range)
+
+
+class _KeptFrames:
+    """The source's video frames in the range, as (source index, frame, presentation time in s);
+    after the iteration `end_time` is the time of the first frame past the range (None: the video ended)."""
+
+    def __init__(self, source, rng: FrameRange, fps: Fraction):
+        self.video = source.streams.video[0]
+        self.video.thread_type = "AUTO"
+        self.source, self.rng, self.fps = source, rng, fps
+        self.end_time: float | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, Any, float]]:
+        for index, frame in enumerate(self.source.decode(self.video)):
+            t = float(frame.time) if frame.time is not None else index / self.fps
+            if self.rng.before(index, t):
+                continue
+            if self.rng.after(index, t):
+                self.end_time = t
+                return
+            yield index, frame, t
+
+
+class _Writer:
+    """The output container: the video stream encoded from RGB frames, and the copied audio stream."""
+
+    def __init__(self, path: Path, encode: EncodeSettings, options: dict[str, str], src_video, first_frame,
+                 fps: Fraction, pts_offset: int):
+        import av
+
+        try:
+            self.container = av.open(str(path), "w")
+        except (ValueError, av.FFmpegError) as exc:
+            raise ValueError(f"dst: FFmpeg knows no container for the suffix {path.suffix!r} "
+                             f"(use .mp4, .mkv, .mov, .avi, ...): {exc}") from exc
+        if encode.codec not in self.container.supported_codecs:
+            self.container.close()
+            raise ValueError(f"encode.codec: the {self.container.format.name} container cannot hold "
+                             f"{encode.codec}; choose another suffix for dst (e.g. .mkv)")
+        _check_frame_size(encode.pix_fmt, first_frame.width, first_frame.height)
+        self.pix_fmt = encode.pix_fmt
+        self.is_rgb = av.VideoFormat(encode.pix_fmt).is_rgb
+        self.video = self.container.add_stream(encode.codec, rate=fps, options=options)
+        ctx = self.video.codec_context
+        ctx.width, ctx.height, ctx.pix_fmt = first_frame.width, first_frame.height, encode.pix_fmt
+        ctx.time_base = self.video.time_base = self.time_base = src_video.time_base
+        ctx.color_primaries, ctx.color_trc = first_frame.color_primaries, first_frame.color_trc
+        # the source's YUV matrix and range, for both conversions and the tags (they describe YUV only)
+        self.colorspace, self.color_range = first_frame.colorspace, first_frame.color_range
+        if not self.is_rgb:
+            ctx.colorspace, ctx.color_range = self.colorspace, self.color_range
+        if first_frame.rotation:
+            self.video.set_display_rotation(first_frame.rotation)
+        self.pts_offset = pts_offset
+        self.audio = None
+
+    def add_audio(self, template) -> bool:
+        """Add a stream copying `template`; False when the container cannot hold its codec."""
+        if template.codec_context.name not in self.container.supported_codecs:
+            return False
+        self.audio = self.container.add_stream_from_template(template)
+        return True
+
+    def write_frame(self, rgb: np.ndarray, pts: int) -> None:
+        """Encode one (H, W, 3) uint8 RGB frame at source timestamp `pts` (source video time base)."""
+        import av
+
+        frame = av.VideoFrame.from_ndarray(rgb, format=RGB_FORMAT)
+        if self.is_rgb:
+            frame = frame.reformat(format=self.pix_fmt)
+        else:
+            frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.colorspace,
+                                   dst_color_range=self.color_range)
+        frame.pts, frame.time_base = pts - self.pts_offset, self.time_base
+        self.container.mux(self.video.encode(frame))
+
+    def write_audio(self, packet, offset: int) -> None:
+        """Copy one audio packet, its timestamps moved back by `offset` (audio time base)."""
+        if packet.pts is not None:
+            packet.pts -= offset
+        if packet.dts is not None:
+            packet.dts -= offset
+        packet.stream = self.audio
+        self.container.mux(packet)
+
+    def finish(self) -> None:
+        self.container.mux(self.video.encode(None))
+        self.container.close()
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        except Exception:  # closing a half-written file may fail; the file is removed anyway
+            pass
+
+
+class _AudioCopy:
+    """The source's first audio stream, demuxed from a second reader of the file and copied packet by
+    packet up to the video's current time, so the muxer never holds more than a moment of either."""
+
+    def __init__(self, src: Path, start_time: float | None):
+        import av
+
+        self.container = av.open(str(src))
+        self.stream = self.container.streams.audio[0]
+        self.packets = (p for p in self.container.demux(self.stream) if p.dts is not None)
+        self.start_time = start_time  # packets starting before it are dropped (None: keep all)
+        self.offset = 0 if start_time is None else round(start_time / self.stream.time_base)
+        self.next = next(self.packets, None)
+
+    @property
+    def has_timestamps(self) -> bool:
+        return self.next is None or self.next.pts is not None
+
+    def copy_until(self, writer: _Writer, end_time: float | None) -> None:
+        """Copy the packets starting before `end_time` seconds (None: all that are left)."""
+        while self.next is not None:
+            packet = self.next
+            t = float(packet.pts * packet.time_base)
+            if end_time is not None and t >= end_time:
+                return
+            if self.start_time is None or t >= self.start_time:
+                writer.write_audio(packet, self.offset)
+            self.next = next(self.packets, None)
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str = "on", engine: Any = None,
+                  frames: tuple[int | None, int | None] | None = None,
+                  seconds: tuple[float | None, float | None] | None = None,
+                  encode: EncodeSettings = EncodeSettings(), dilate: int = 0, audio: bool = True,
+                  hold_last_mask: bool = False, progress: Progress | None = None) -> VideoSummary:
+    """Inpaint every frame of the video `src` where `mask` says, write the video `dst`; see the module docstring.
+
+    mask: an image path, numpy (H, W) array or PIL image (one mask for every frame), a folder of images
+    (one per frame), a mask video path (decoded in step), or a function `(source frame index, (H, W, 3)
+    uint8 RGB frame) -> (H, W) mask`; nonzero/white fills (`rethined_engine.video.masks`).
+    temporal: "on" (temporally consistent) or "off" (every frame `engine.inpaint` alone); engine: an
+    `Engine` (default `Engine()`). frames / seconds: the range to keep (see the module docstring).
+    encode: `EncodeSettings` (`LOSSLESS` for ffv1 bgr0). dilate: grow every mask by this many pixels.
+    audio: copy the first audio stream. hold_last_mask: when a mask folder/video ends before the video,
+    hold its last mask (with a warning) instead of raising `MaskTooShortError`.
+    progress: called after every frame with (frames done, expected total or None; an estimate when
+    `seconds` is given).
+    """
+    src, dst = Path(src), Path(dst)
+    rng = FrameRange.of(frames, seconds)
+    options = encode.codec_options()
+    if not dst.parent.is_dir():
+        raise ValueError(f"dst: the folder {dst.parent} does not exist")
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise ValueError(f"dst: {dst} is the input video; write to another file")
+    inpainter = VideoInpainter(engine, temporal)
+    source = _open_source(src)
+    try:
+        masks = open_mask_source(mask, dilate, hold_last_mask)
+    except BaseException:
+        source.close()
+        raise
+    try:
+        return _run(source, src, masks, dst, rng, encode, options, inpainter, audio, progress)
+    finally:
+        masks.close()
+        source.close()
+
+
+def _check_mask_count(masks, rng: FrameRange, video_frames: int) -> None:
+    """Before decoding: a folder or mask video known to be shorter than the frame range needs."""
+    if not video_frames or masks.count is None or masks.hold_last or rng.t0 is not None or rng.t1 is not None:
+        return
+    needed = min(rng.stop, video_frames) if rng.stop is not None else video_frames
+    if needed > masks.count:
+        raise MaskTooShortError(f"mask: {masks.describe()} has {masks.count} masks, the video needs {needed}; "
+                                "give one mask per frame, or hold the last mask (hold_last_mask=True / "
+                                "--hold-last-mask)")
+
+
+def _run(source, src: Path, masks, dst: Path, rng: FrameRange, encode: EncodeSettings, options: dict[str, str],
+         inpainter: VideoInpainter, keep_audio: bool, progress: Progress | None) -> VideoSummary:
+    t_start = time.perf_counter()
+    video = source.streams.video[0]
+    fps = _frame_rate(video)
+    _check_mask_count(masks, rng, video.frames)
+    total = rng.expected_frames(video.frames or None, fps)
+    audio_fate = "copied" if source.streams.audio and keep_audio else (
+        "dropped: audio=False" if source.streams.audio else "none")
+    kept = _KeptFrames(source, rng, fps)
+    frames_in = iter(kept)
+    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=f".partial{dst.suffix}")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    os.chmod(tmp, NEW_FILE_MODE & ~_umask())  # mkstemp makes it private; dst gets the usual permissions
+    writer: _Writer | None = None
+    audio: _AudioCopy | None = None
+    written, first_size = 0, None
+    try:
+        for index, frame, t in frames_in:
+            rgb = _decode_rgb(frame)
+            if first_size is None:
+                first_size = rgb.shape[:2]
+                pts = frame.pts if frame.pts is not None else round(t / video.time_base)
+                writer = _Writer(tmp, encode, options, video, frame, fps, pts if rng.cuts else 0)
+                if audio_fate == "copied":
+                    audio, audio_fate = _open_audio(src, writer, t if rng.cuts else None)
+            elif rgb.shape[:2] != first_size:
+                raise ValueError(f"src: frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, the first frame "
+                                 f"{first_size[1]}x{first_size[0]} (WxH); the size must not change mid-stream")
+            mask = masks.mask_at(index, rgb)
+            if audio is not None:
+                audio.copy_until(writer, t)
+            pts = frame.pts if frame.pts is not None else round(t / video.time_base)
+            writer.write_frame(inpainter.process(rgb, mask), pts)
+            written += 1
+            if progress is not None:
+                progress(written, total)
+        if writer is None:
+            raise ValueError(f"src: {src} has no video frames" + (" in the selected range" if rng.cuts else ""))
+        if audio is not None:
+            audio.copy_until(writer, kept.end_time)
+        writer.finish()
+        os.replace(tmp, dst)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        if audio is not None:
+            audio.close()
+    elapsed = time.perf_counter() - t_start
+    return VideoSummary(dst, written, elapsed, written / elapsed if elapsed > 0 else 0.0, fps, audio_fate)
+
+
+def _open_audio(src: Path, writer: _Writer, start_time: float | None) -> tuple[_AudioCopy | None, str]:
+    """The audio copier (None when the audio is dropped, with a warning) and the audio's fate."""
+    audio = _AudioCopy(src, start_time)
+    reason = None
+    if start_time is not None and not audio.has_timestamps:
+        reason = "no timestamps to cut it by"
+    elif not writer.add_audio(audio.stream):
+        reason = f"the {writer.container.format.name} container cannot hold {audio.stream.codec_context.name}"
+    if reason is None:
+        return audio, "copied"
+    audio.close()
+    warnings.warn(f"src: the audio is dropped ({reason}; it is copied, never re-encoded)", stacklevel=4)
+    return None, f"dropped: {reason}"
+
+
+class ProgressLine:
+    """A `progress` callback drawing one self-updating line on a text stream (stderr by default):
+    frames done/total, percent, processing frames per second, and the ETA when the total is known."""
+
+    def __init__(self, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.t_start = time.perf_counter()
+        self.t_drawn = -math.inf
+        self.drawn = False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.perf_counter()
+        if now - self.t_drawn < PROGRESS_INTERVAL_S and done != total:
+            return
+        self.t_drawn = now
+        fps = done / (now - self.t_start) if now > self.t_start else 0.0
+        line = f"frames {done}" + (f"/{total} ({100 * done / total:.0f}%)" if total else "") + f"  {fps:.1f} fps"
+        if total and fps > 0:
+            line += f"  ETA {_clock(max(total - done, 0) / fps)}"
+        self.stream.write("\r" + line.ljust(60))
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        """End the line (call once after the run)."""
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
