@@ -255,7 +255,9 @@ def save_strip(path: Path, rows: dict[str, np.ndarray], masks: np.ndarray) -> No
     if strip.shape[1] > PICTURE_MAX_WIDTH:
         scale = PICTURE_MAX_WIDTH / strip.shape[1]
         strip = cv2.resize(strip, (PICTURE_MAX_WIDTH, round(strip.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-    cv2.imwrite(str(path), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, PICTURE_QUALITY])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, PICTURE_QUALITY]):
+        raise OSError(f"path: could not write {path}")
 
 
 # --- speed and memory (each in a fresh process) ------------------------------------------------------------
@@ -303,7 +305,7 @@ def measure_speed(source: Path, mask_path: Path, mode: str, device: str) -> dict
                                 engine=engine)
         seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_rss_mb() - base_rss
-    frames = read_frames(source, summary["frames"])
+    frames = read_frames(source, summary.frames)
     mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) > 0
     engine.inpaint(frames[0], mask)                               # warm-up
     t0 = time.perf_counter()
