@@ -1,4 +1,5 @@
-"""Command line: `rethined inpaint IMAGE MASK -o OUT`, `rethined demo -o OUT`, `rethined bench NAME ...`."""
+"""Command line: `rethined inpaint IMAGE MASK -o OUT`, `rethined video IN MASK -o OUT`, `rethined demo -o OUT`,
+`rethined bench NAME ...`."""
 from __future__ import annotations
 
 import argparse
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--topk", type=int, default=None, help="keys per hole token for the HR stage "
                         "(default: the weights' hr_topk)")
     export.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")
+    from .video.files import add_video_parser, run_video_command
+    add_video_parser(sub)
     for p in (inp, demo):
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
         p.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         importlib.import_module(f"rethined_engine.bench.{args.name}").main(args.args)
     elif args.command == "export":
         run_export(args.output, args.size, args.dynamic, args.topk, args.weights)
+    elif args.command == "video":
+        run_video_command(args)
     elif args.command == "demo":
         run_inpaint(SAMPLE_IMAGE, SAMPLE_MASK, args.output, args.device, args.weights)
     else:

@@ -150,8 +150,8 @@ class FrameRange:
         for name, lo, hi in (("frames", first, stop), ("seconds", t0, t1)):
             if any(v is not None and v < 0 for v in (lo, hi)):
                 raise ValueError(f"{name}: expected values >= 0 (or None), got ({lo}, {hi})")
-            if lo is not None and hi is not None and hi <= lo:
-                raise ValueError(f"{name}: the end ({hi}) must come after the start ({lo}); the end is excluded")
+            if hi is not None and hi <= (lo or 0):
+                raise ValueError(f"{name}: the end ({hi}) must come after the start ({lo or 0}); the end is excluded")
         return cls(first, stop, t0, t1)
 
     @property
@@ -172,6 +172,14 @@ class FrameRange:
         stops = [v for v in (count, self.stop, math.ceil(self.t1 * fps) if self.t1 is not None else None)
                  if v is not None]
         return max(min(stops) - first, 0) if stops else None
+
+
+def require_av() -> None:
+    """ImportError with the install command when PyAV is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("av") is None:
+        raise ImportError("video files need PyAV: pip install 'rethined_engine[video]' (or pip install 'av>=18,<19')")
 
 
 def _open_source(src: Path):
@@ -364,6 +372,7 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
     progress: called after every frame with (frames done, expected total or None; an estimate when
     `seconds` is given).
     """
+    require_av()
     src, dst = Path(src), Path(dst)
     rng = FrameRange.of(frames, seconds)
     options = encode.codec_options()
@@ -501,3 +510,99 @@ def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+VIDEO_HELP = """Inpaint a video file: every frame is filled where its mask is nonzero (white).
+
+MASK is one image (the same mask for every frame), a folder of images (one per frame, in natural name
+order), or a mask video (frame i masks frame i; luma >= 128 fills). A folder or mask video shorter than
+the video is an error before anything is written (or, when its length shows only while decoding, the
+run stops and the partial output is removed), unless --hold-last-mask repeats its last mask (with a
+warning). Masks are indexed by source frame, also when --start cuts the video.
+
+The output keeps the frame rate, timestamps, colour tags and rotation; the first audio stream is copied,
+not re-encoded, and cut with --start/--end at audio packet boundaries (audio without timestamps is dropped
+with a warning when cut). Default encoding: libx264 yuv420p crf 18 preset medium (lossy); --lossless
+writes ffv1 bgr0, which keeps the RGB pixels bit for bit (use .mkv or .avi). The output is written to a
+temporary file next to OUT and renamed at the end: an error or Ctrl-C leaves no partial file.
+"""
+
+
+def add_video_parser(subparsers) -> None:
+    """The `rethined video` subcommand's arguments (run by `run_video_command`)."""
+    import argparse
+
+    defaults = EncodeSettings()
+    cmd = subparsers.add_parser("video", help="inpaint a video file (mask: image, folder of images, or video)",
+                                description=VIDEO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmd.add_argument("input", type=Path, help="input video (any container FFmpeg reads)")
+    cmd.add_argument("mask", help="mask image, folder of mask images, or mask video; nonzero/white = fill")
+    cmd.add_argument("-o", "--output", type=Path, required=True, help="output video; the suffix picks the "
+                     "container (.mp4, .mkv, .mov, .avi)")
+    cmd.add_argument("--temporal", choices=("on", "off"), default="on",
+                     help="on: temporally consistent fill (default); off: every frame inpainted alone")
+    cmd.add_argument("--start", help="first frame kept: a frame index (120) or a time in seconds (4.5s)")
+    cmd.add_argument("--end", help="end of the range, excluded: a frame index or a time in seconds (9s)")
+    cmd.add_argument("--codec", help=f"FFmpeg encoder (default {defaults.codec})")
+    cmd.add_argument("--pix-fmt", help=f"encoded pixel format (default {defaults.pix_fmt})")
+    cmd.add_argument("--crf", type=int, help=f"constant rate factor, lower = better (default {defaults.crf})")
+    cmd.add_argument("--preset", help=f"encoder preset (default {defaults.preset})")
+    cmd.add_argument("--lossless", action="store_true",
+                     help="ffv1 with bgr0: the RGB frames bit for bit (not with --codec/--pix-fmt/--crf/--preset)")
+    cmd.add_argument("--dilate", type=int, default=0, help="grow every mask by this many pixels (default 0)")
+    cmd.add_argument("--no-audio", action="store_true", help="leave the audio out")
+    cmd.add_argument("--hold-last-mask", action="store_true",
+                     help="when the mask folder/video ends first, repeat its last mask instead of failing")
+    cmd.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    cmd.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")
+
+
+def _range_args(start: str | None, end: str | None) -> tuple[tuple | None, tuple | None]:
+    """--start/--end -> (frames, seconds) for `inpaint_video`; SystemExit on a malformed value."""
+    bounds = {}
+    for name, text in (("start", start), ("end", end)):
+        try:
+            bounds[name] = parse_position(text) if text is not None else (None, None)
+        except ValueError as exc:
+            raise SystemExit(f"error: --{name}: {exc}") from None
+    frames = (bounds["start"][0], bounds["end"][0])
+    seconds = (bounds["start"][1], bounds["end"][1])
+    return (frames if frames != (None, None) else None), (seconds if seconds != (None, None) else None)
+
+
+def _encode_args(args) -> EncodeSettings:
+    chosen = {name: getattr(args, name) for name in ("codec", "pix_fmt", "crf", "preset")
+              if getattr(args, name) is not None}
+    if args.lossless:
+        if chosen:
+            flags = ", ".join("--" + name.replace("_", "-") for name in chosen)
+            raise SystemExit(f"error: --lossless sets the codec and pixel format; leave out {flags}")
+        return LOSSLESS
+    return EncodeSettings(**chosen)
+
+
+def run_video_command(args) -> None:
+    """`rethined video`: `inpaint_video` with a progress line on stderr and a one-line summary on stdout."""
+    from ..engine import Engine  # torch import is slow: only after the arguments parsed
+
+    frames, seconds = _range_args(args.start, args.end)
+    encode = _encode_args(args)
+    try:
+        engine = Engine(weights=args.weights, device=args.device)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    progress = ProgressLine()
+    try:
+        summary = inpaint_video(args.input, args.mask, args.output, temporal=args.temporal, engine=engine,
+                                frames=frames, seconds=seconds, encode=encode, dilate=args.dilate,
+                                audio=not args.no_audio, hold_last_mask=args.hold_last_mask, progress=progress)
+    except (ValueError, FileNotFoundError, NotImplementedError, ImportError) as exc:
+        progress.close()
+        raise SystemExit(f"error: {exc}") from None
+    except KeyboardInterrupt:
+        progress.close()
+        raise SystemExit(f"interrupted: {args.output} was not written") from None
+    progress.close()
+    print(f"wrote {summary.output}: {summary.frames} frames at {float(summary.video_fps):.3g} fps in "
+          f"{summary.elapsed_s:.1f}s ({summary.processing_fps:.1f} frames/s on {engine.device}), "
+          f"audio {summary.audio}")
