@@ -90,7 +90,8 @@ class EncodeSettings:
             raise ValueError(f"encode.codec: no FFmpeg encoder named {self.codec!r} ({exc})") from exc
         formats = [fmt.name for fmt in context.codec.video_formats or ()]
         if self.pix_fmt not in formats:
-            raise ValueError(f"encode.pix_fmt: {self.codec} cannot encode {self.pix_fmt!r}; it takes {', '.join(formats)}")
+            raise ValueError(f"encode.pix_fmt: {self.codec} cannot encode {self.pix_fmt!r}; "
+                             f"it takes {', '.join(formats)}")
         known = {opt.name for opt in context.supported_options.private} | {
             opt.name for opt in context.supported_options.generic}
         options = {"crf": self.crf, "preset": self.preset}
@@ -330,23 +331,29 @@ class _AudioCopy:
 
         self.container = av.open(str(src))
         self.stream = self.container.streams.audio[0]
-        self.packets = (p for p in self.container.demux(self.stream) if p.dts is not None)
+        self.packets = (p for p in self.container.demux(self.stream) if p.size)  # size 0: end of stream
         self.start_time = start_time  # packets starting before it are dropped (None: keep all)
         self.offset = 0 if start_time is None else round(start_time / self.stream.time_base)
         self.next = next(self.packets, None)
 
+    @staticmethod
+    def _time(packet) -> float | None:
+        """When the packet starts, in seconds (its pts, else its dts; None when it carries neither)."""
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        return float(stamp * packet.time_base) if stamp is not None else None
+
     @property
     def has_timestamps(self) -> bool:
-        return self.next is None or self.next.pts is not None
+        return self.next is None or self._time(self.next) is not None
 
     def copy_until(self, writer: _Writer, end_time: float | None) -> None:
-        """Copy the packets starting before `end_time` seconds (None: all that are left)."""
+        """Copy the packets starting before `end_time` seconds (None: all that are left); packets without
+        timestamps (only when no range cuts the audio) are copied in file order."""
         while self.next is not None:
-            packet = self.next
-            t = float(packet.pts * packet.time_base)
-            if end_time is not None and t >= end_time:
+            packet, t = self.next, self._time(self.next)
+            if t is not None and end_time is not None and t >= end_time:
                 return
-            if self.start_time is None or t >= self.start_time:
+            if self.start_time is None or (t is not None and t >= self.start_time):
                 writer.write_audio(packet, self.offset)
             self.next = next(self.packets, None)
 
