@@ -15,8 +15,8 @@ def cat_channels(tensors: list[torch.Tensor]) -> torch.Tensor:
     first = tensors[0]
     channels_last = (first.dim() == 4 and not first.is_contiguous()
                      and first.is_contiguous(memory_format=torch.channels_last))
-    if not channels_last or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+    if not channels_last or (torch.is_grad_enabled() and any([t.requires_grad for t in tensors])):
         return torch.cat(tensors, dim=1)
-    shape = (first.shape[0], sum(t.shape[1] for t in tensors), *first.shape[2:])
+    shape = [first.shape[0], sum([t.shape[1] for t in tensors]), first.shape[2], first.shape[3]]
     out = torch.empty(shape, dtype=first.dtype, device=first.device, memory_format=torch.channels_last)
     return torch.cat(tensors, dim=1, out=out)

@@ -4,8 +4,8 @@ Shapes: an LR image (B, C, h, w) with h = gh * P and w = gw * P splits into N = 
 P x P tokens (row-major over the grid) of C * P * P values, channel-major (c, dy, dx) as
 `pixel_unshuffle` orders them.
 """
-from __future__ import annotations
 
+import sys
 from typing import NamedTuple
 
 import torch
@@ -17,6 +17,7 @@ from .layout import cat_channels
 
 PIXEL_CENTER = 0.5  # tokens are centred before projection so that cosine similarity sees contrast, not brightness
 NORM_EPS = 1e-6     # floor of |q|, |k| before normalising; 1e-12 (torch's default) is 0 in fp16
+_consts = sys.modules[__name__]  # TorchScript reads module-level numbers only as a module's attributes: _consts.NAME
 
 
 def patchify(image: torch.Tensor, patch: int) -> torch.Tensor:
@@ -172,11 +173,10 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
     weight_sum = torch.zeros_like(known)
     for use_y, use_x in ((False, False), (True, False), (False, True), (True, True)):
         picked, picked_inside = [], []
-        for dy in ((-1, 1) if use_y else (0,)):
-            for dx in ((-1, 1) if use_x else (0,)):
-                view = (slice(None), slice(None), slice(1 + dy, 1 + dy + grid_h), slice(1 + dx, 1 + dx + grid_w))
-                picked.append(_per_pixel(padded[view], patch))
-                picked_inside.append(_per_pixel(inside[view], patch))
+        for dy in ([-1, 1] if use_y else [0]):
+            for dx in ([-1, 1] if use_x else [0]):
+                picked.append(_per_pixel(padded[:, :, 1 + dy:1 + dy + grid_h, 1 + dx:1 + dx + grid_w], patch))
+                picked_inside.append(_per_pixel(inside[:, :, 1 + dy:1 + dy + grid_h, 1 + dx:1 + dx + grid_w], patch))
         ny = side_y[:, None] if use_y else torch.zeros_like(side_y)[:, None]
         nx = side_x[None, :] if use_x else torch.zeros_like(side_x)[None, :]
         if use_y and use_x:   # four candidates: (-1, -1), (-1, 1), (1, -1), (1, 1)
@@ -201,7 +201,7 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
         index = src_y * width + src_x + first_pixel                                 # (B, 1, h, w) int64
         sampled = pixels[index.flatten()].reshape(batch, height, width, -1).permute(0, 3, 1, 2)
         values, source_known = sampled[:, :-1], sampled[:, -1:]                    # image and known, one gather
-        weight = weight * (source_known + COPY_FLOOR)
+        weight = weight * (source_known + _consts.COPY_FLOOR)
         total = total + weight * values
         weight_sum = weight_sum + weight
     return total / weight_sum
@@ -235,7 +235,7 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
     first = torch.where(has_key, candidates[..., 0], own[None])
     options, bonus, taken = [candidates], [torch.zeros_like(candidates, dtype=q.dtype)], []
     option_ok = [valid]
-    for dy, dx in NEIGHBOURS:
+    for dy, dx in _consts.NEIGHBOURS:
         inside = (row + dy > -1) & (grid_h - row - dy > 0) & (col + dx > -1) & (grid_w - col - dx > 0)
         neighbour = ((row + dy).clamp(0, grid_h - 1) * grid_w + (col + dx).clamp(0, grid_w - 1))[None].expand(batch, -1)
         neighbour_source = torch.gather(first, 1, neighbour)
@@ -246,17 +246,16 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
         shifted = src_row.clamp(0, grid_h - 1) * grid_w + src_col.clamp(0, grid_w - 1)
         options.append(shifted[..., None])
         option_ok.append((neighbour_hole & in_grid & torch.gather(key_ok, 1, shifted))[..., None])
-        bonus.append(torch.full_like(shifted[..., None], COPY_CONTINUITY_BONUS, dtype=q.dtype))
-    options, option_ok, bonus = torch.cat(options, -1), torch.cat(option_ok, -1), torch.cat(bonus, -1)
-    taken = torch.stack(taken, -1)                                                   # (B, N, 4)
-    repeats = (options[..., :, None] == taken[..., None, :]).to(torch.int32).sum(dim=-1) > 0
-    rows = options + (torch.arange(batch, device=q.device) * n)[:, None, None]        # into the flattened batch
-    keys = k.reshape(batch * n, -1).float()[rows.flatten()].reshape(*options.shape, -1)  # (B, N, C + 4, d)
-    score = torch.matmul(keys, q.float()[..., None])[..., 0] + bonus.float()
-    score = torch.where(option_ok & ~repeats, score, torch.full_like(score, NO_OPTION))
+        bonus.append(torch.full_like(shifted[..., None], _consts.COPY_CONTINUITY_BONUS, dtype=q.dtype))
+    all_options = torch.cat(options, -1)                                              # (B, N, C + 4)
+    repeats = (all_options[..., :, None] == torch.stack(taken, -1)[..., None, :]).to(torch.int32).sum(dim=-1) > 0
+    rows = all_options + (torch.arange(batch, device=q.device) * n)[:, None, None]          # into the flattened batch
+    keys = k.reshape(batch * n, -1).float()[rows.flatten()].reshape(batch, n, all_options.shape[-1], -1)
+    score = torch.matmul(keys, q.float()[..., None])[..., 0] + torch.cat(bonus, -1).float()
+    score = torch.where(torch.cat(option_ok, -1) & ~repeats, score, torch.full_like(score, _consts.NO_OPTION))
     top_score, top = score.topk(1, dim=-1)                   # TopK, not ArgMax: the TensorRT operator list
-    best = torch.gather(options, 2, top)[..., 0]
-    second_colour = (_modulo(row + col, 2) == 1)[None] & has_key & (top_score[..., 0] > NO_OPTION)
+    best = torch.gather(all_options, 2, top)[..., 0]
+    second_colour = (_modulo(row + col, 2) == 1)[None] & has_key & (top_score[..., 0] > _consts.NO_OPTION)
     return torch.where(second_colour, best, first)
 
 
@@ -305,31 +304,35 @@ class NeuralPatchMatch(nn.Module):
 
     def project(self, tokens: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens (B, N, 3P^2), features (B, Cf, gh, gw) -> unit-norm q, k (B, N, d)."""
-        x = torch.cat([tokens - PIXEL_CENTER, features.flatten(2).transpose(1, 2)], dim=-1)
-        return F.normalize(self.to_q(x), dim=-1, eps=NORM_EPS), F.normalize(self.to_k(x), dim=-1, eps=NORM_EPS)
+        x = torch.cat([tokens - _consts.PIXEL_CENTER, features.flatten(2).transpose(1, 2)], dim=-1)
+        eps = _consts.NORM_EPS
+        return F.normalize(self.to_q(x), dim=-1, eps=eps), F.normalize(self.to_k(x), dim=-1, eps=eps)
 
-    def forward(self, composite, coarse, mask, features, key_inside, topk: int | None = None):
-        grid_h, grid_w = features.shape[-2:]
+    def forward(self, composite, coarse, mask, features, key_inside, topk: int | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | TopKRows, torch.Tensor, torch.Tensor]:
+        grid_h, grid_w = features.shape[-2], features.shape[-1]
         tokens = patchify(composite, self.patch)
         query_masked = token_mask(mask, self.patch)
         key_ok = ~query_masked & key_inside
         q, k = self.project(tokens, features)
         if topk is None:
-            attn = masked_attention(q, k, query_masked, key_ok, self.logit_scale())
+            dense = masked_attention(q, k, query_masked, key_ok, self.logit_scale())
             if self.copy:
-                candidates = attn.topk(min(COPY_CANDIDATES, attn.shape[-1]), dim=-1).indices
+                candidates = dense.topk(min(_consts.COPY_CANDIDATES, dense.shape[-1]), dim=-1).indices
                 return self.copy_outputs(composite, mask, q, k, candidates, query_masked, key_ok, grid_w)
-            mixed_tokens = torch.bmm(attn, tokens.float()).to(tokens.dtype)
+            mixed_tokens = torch.bmm(dense, tokens.float()).to(tokens.dtype)
+            attn: torch.Tensor | TopKRows = dense
         else:
-            kept = max(topk, COPY_CANDIDATES) if self.copy else topk
-            mixed_tokens, attn = masked_attention_topk(q, k, tokens, query_masked, key_ok, self.logit_scale(), kept)
+            kept = max(topk, _consts.COPY_CANDIDATES) if self.copy else topk
+            mixed_tokens, rows = masked_attention_topk(q, k, tokens, query_masked, key_ok, self.logit_scale(), kept)
             if self.copy:
-                return self.copy_outputs(composite, mask, q, k, attn.index, query_masked, key_ok, grid_w)
+                return self.copy_outputs(composite, mask, q, k, rows.index, query_masked, key_ok, grid_w)
+            attn = rows
         mixed = unpatchify(mixed_tokens, self.patch, grid_h, grid_w)
         refined = mixed + self.coherence(cat_channels([mixed, coarse, mask]))
         return refined, mixed, attn, query_masked, key_ok
 
-    def copy_outputs(self, composite, mask, q, k, candidates, query_masked, key_ok, grid_w):
+    def copy_outputs(self, composite, mask, q, k, candidates, query_masked, key_ok, grid_w: int):
         """forward's outputs with lr_texture="copy": every hole token takes the pixels of the source
         `choose_sources` picks among its candidates (`copy_tokens`; known tokens and holes without an allowed
         key keep their own), no coherence layer; the attention output is that choice as `TopKRows` with K = 1
