@@ -54,6 +54,7 @@ def test_video_x264_options_and_no_audio(inputs, tmp_path, capsys):
     (["--start", "1.5"], "--start: expected a frame index"),
     (["--end", "0"], "frames: the end"),
     (["--pix-fmt", "nope"], "encode.pix_fmt: libx264 cannot encode 'nope'"),
+    (["--preset", "fastest"], "encode: the encoder libx264 rejects the options"),
 ])
 def test_video_bad_options_exit_with_a_message(inputs, tmp_path, extra, match):
     src, mask, _ = inputs

@@ -314,6 +314,8 @@ def test_bad_inputs_name_the_argument(clip, engine, tmp_path):
         run(encode=EncodeSettings(codec="ffv1", pix_fmt="bgr0"))
     with pytest.raises(ValueError, match="encode.pix_fmt: libx264 cannot encode 'bgr0'"):
         run(encode=EncodeSettings(pix_fmt="bgr0"))
+    with pytest.raises(ValueError, match="encode: the encoder libx264 rejects the options"):
+        run(encode=EncodeSettings(preset="fastest"))
     with pytest.raises(ValueError, match="frames: the end"):
         run(frames=(5, 5))
     with pytest.raises(ValueError, match="src: .* has no video frames in the selected range"):

@@ -240,7 +240,7 @@ class _KeptFrames:
 
     def __iter__(self) -> Iterator[tuple[int, Any, float]]:
         for index, frame in enumerate(self.source.decode(self.video)):
-            t = float(frame.time) if frame.time is not None else index / self.fps
+            t = float(frame.time) if frame.time is not None else float(index / self.fps)
             if self.rng.before(index, t):
                 continue
             if self.rng.after(index, t):
@@ -261,8 +261,20 @@ class _Writer:
         except (ValueError, av.FFmpegError) as exc:
             raise ValueError(f"dst: FFmpeg knows no container for the suffix {path.suffix!r} "
                              f"(use .mp4, .mkv, .mov, .avi, ...): {exc}") from exc
-        if encode.codec not in self.container.supported_codecs:
+        try:
+            self._add_video(encode, options, src_video, first_frame, fps)
+        except BaseException:
             self.container.close()
+            raise
+        self.pts_offset = pts_offset
+        self.audio = None
+
+    def _add_video(self, encode: EncodeSettings, options: dict[str, str], src_video, first_frame,
+                   fps: Fraction) -> None:
+        """The video stream, its encoder opened now so that rejected settings fail before any inpainting."""
+        import av
+
+        if encode.codec not in self.container.supported_codecs:
             raise ValueError(f"encode.codec: the {self.container.format.name} container cannot hold "
                              f"{encode.codec}; choose another suffix for dst (e.g. .mkv)")
         _check_frame_size(encode.pix_fmt, first_frame.width, first_frame.height)
@@ -279,8 +291,10 @@ class _Writer:
             ctx.colorspace, ctx.color_range = self.colorspace, self.color_range
         if first_frame.rotation:
             self.video.set_display_rotation(first_frame.rotation)
-        self.pts_offset = pts_offset
-        self.audio = None
+        try:
+            ctx.open()
+        except av.FFmpegError as exc:
+            raise ValueError(f"encode: the encoder {encode.codec} rejects the options {options}: {exc}") from exc
 
     def add_audio(self, template) -> bool:
         """Add a stream copying `template`; False when the container cannot hold its codec."""
