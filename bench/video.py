@@ -66,9 +66,9 @@ CASES = (
     Case("static-1080p-logo", ("enlightenment-data__Lichen-Branches.png", "static", 1080), "logo", STATIC_STATIC),
     Case("box-logo", "box", "logo", MOVING_STATIC),
     Case("cup-watermark", "cup", "watermark", MOVING_STATIC),
-    Case("pan-1080p-logo", ("enlightenment-data__Sunset-Clouds.png", "pan", 1080), "logo", MOVING_STATIC),
+    Case("pan-1080p-logo", ("enlightenment-data__Lichen-Branches.png", "pan", 1080), "logo", MOVING_STATIC),
     Case("zoom-1080p-watermark", ("enlightenment-data__Yellow-Flower.png", "zoom", 1080), "watermark", MOVING_STATIC),
-    Case("pan-2160p-logo", ("enlightenment-data__Sunset-Clouds.png", "pan", 2160), "logo", MOVING_STATIC),
+    Case("pan-2160p-logo", ("enlightenment-data__Lichen-Branches.png", "pan", 2160), "logo", MOVING_STATIC),
     Case("vtest-blob", "vtest", "blob", MOVING_MASK),
     Case("cup-blob", "cup", "blob", MOVING_MASK),
     Case("pan-1080p-blob", ("enlightenment-data__Sunset-Hills.png", "pan", 1080), "blob", MOVING_MASK),
@@ -83,7 +83,7 @@ FRAMES_4K = 12               # frames per quality clip of 2160 px or more
 SPEED_HEIGHTS = (720, 1080, 2160)
 SPEED_FRAMES = 24
 SPEED_FRAMES_4K = 8
-SPEED_PHOTO = "enlightenment-data__Sunset-Clouds.png"
+SPEED_PHOTO = "enlightenment-data__Lichen-Branches.png"
 MEMORY_HEIGHT = 360
 MEMORY_FRAMES = 1000
 MEMORY_EVERY = 50            # frames between resident-memory samples
@@ -95,8 +95,8 @@ QUICK_FRAMES = 3
 QUICK_MEMORY = (12, 2, 4)    # --quick: memory frames, sample every, warm-up
 OFF, ON = "off", "on"
 MODE_SEPARATOR = "+"         # on+FIELD=VALUE,FIELD=VALUE
-PICTURE_FRAMES = 4           # consecutive frames in a picture strip
-PICTURE_MARGIN = 0.6         # crop margin around the holes, in hole-box sizes
+PICTURE_FRAMES = 3           # consecutive frames in a picture strip
+PICTURE_MARGIN = 0.35        # window margin around the hole, in hole-box sizes per side
 PICTURE_MAX_WIDTH = 1600     # px
 PICTURE_QUALITY = 85         # JPEG
 
@@ -199,7 +199,7 @@ def run_mode(mode: str, engine, frames: np.ndarray, masks: np.ndarray) -> tuple[
 def evaluate_case(case: Case, clip: Clip, masks: np.ndarray, modes: list[str], engine,
                   picture: Path | None = None) -> list[dict]:
     """Rows of one case: the truth's own E_warp and, per mode, hole PSNR/SSIM and E_warp; with `picture`,
-    a strip of the hole over PICTURE_FRAMES frames, truth / off / on (the first two modes after the truth)."""
+    a strip of the hole over PICTURE_FRAMES frames: the truth and the first two modes."""
     truth = clip.frames
     truth_warp = warp_errors(truth, truth, masks)
     base = {"case": case.name, "clip": clip.name, "camera": clip.camera, "mask": case.mask,
@@ -226,30 +226,40 @@ def evaluate_case(case: Case, clip: Clip, masks: np.ndarray, modes: list[str], e
     return rows
 
 
-def save_strip(path: Path, rows: dict[str, np.ndarray], masks: np.ndarray) -> None:
-    """A JPEG of the hole's neighbourhood over PICTURE_FRAMES consecutive frames from the middle of the clip:
-    one row per entry of `rows` (name -> frames (T, H, W, 3) uint8), labelled, the hole outlined in the
-    first row's frames."""
-    count = len(masks)
-    start = max(0, count // 2 - PICTURE_FRAMES // 2)
-    shown = range(start, min(count, start + PICTURE_FRAMES))
-    ys, xs = np.nonzero(masks[list(shown)].any(axis=0))
+def hole_windows(masks: np.ndarray, margin: float) -> list[tuple[slice, slice]]:
+    """Per frame of masks (T, H, W), a window of one size for all frames centred on that frame's hole:
+    the largest hole box grown by `margin` box sizes on each side, clamped inside the frame."""
+    boxes = [(ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) for ys, xs in (np.nonzero(m) for m in masks)]
     height, width = masks.shape[1:]
-    margin_y, margin_x = int(PICTURE_MARGIN * (np.ptp(ys) + 1)), int(PICTURE_MARGIN * (np.ptp(xs) + 1))
-    y0, y1 = max(0, ys.min() - margin_y), min(height, ys.max() + 1 + margin_y)
-    x0, x1 = max(0, xs.min() - margin_x), min(width, xs.max() + 1 + margin_x)
+    win_h = min(height, round(max(b[1] - b[0] for b in boxes) * (1 + 2 * margin)))
+    win_w = min(width, round(max(b[3] - b[2] for b in boxes) * (1 + 2 * margin)))
+    windows = []
+    for y0, y1, x0, x1 in boxes:
+        top = int(np.clip((y0 + y1 - win_h) // 2, 0, height - win_h))
+        left = int(np.clip((x0 + x1 - win_w) // 2, 0, width - win_w))
+        windows.append((slice(top, top + win_h), slice(left, left + win_w)))
+    return windows
+
+
+def save_strip(path: Path, rows: dict[str, np.ndarray], masks: np.ndarray) -> None:
+    """A JPEG of the hole's neighbourhood over PICTURE_FRAMES consecutive frames from the middle of the clip
+    (each frame's window centred on its hole, `hole_windows`): one row per entry of `rows` (name -> frames
+    (T, H, W, 3) uint8), labelled, the hole outlined in red in the first row's frames."""
+    start = max(0, len(masks) // 2 - PICTURE_FRAMES // 2)
+    shown = list(range(start, min(len(masks), start + PICTURE_FRAMES)))
+    windows = hole_windows(masks[shown], PICTURE_MARGIN)
     lines = []
-    for name, frames in rows.items():
+    for row, (name, frames) in enumerate(rows.items()):
         tiles = []
-        for t in shown:
-            tile = np.ascontiguousarray(frames[t, y0:y1, x0:x1])
-            if name == "truth":
-                contours, _ = cv2.findContours(masks[t, y0:y1, x0:x1].astype(np.uint8), cv2.RETR_EXTERNAL,
+        for t, window in zip(shown, windows):
+            tile = np.ascontiguousarray(frames[t][window])
+            if row == 0:
+                contours, _ = cv2.findContours(masks[t][window].astype(np.uint8), cv2.RETR_EXTERNAL,
                                                cv2.CHAIN_APPROX_SIMPLE)
                 cv2.drawContours(tile, contours, -1, (255, 0, 0), 1)
             tiles.append(tile)
         line = np.hstack(tiles)
-        cv2.putText(line, f"{name}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA)
+        cv2.putText(line, name, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA)
         lines.append(line)
     strip = np.vstack(lines)
     if strip.shape[1] > PICTURE_MAX_WIDTH:
@@ -349,7 +359,8 @@ def run_child(args: list[str], threads: int | None) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)}: failed\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1]) | {"load_average": [load_before, os.getloadavg()[0]]}
+    return json.loads(proc.stdout.strip().splitlines()[-1]) | {"load_average": [load_before, os.getloadavg()[0]],
+                                                               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
 def child(argv: list[str], photos: Path, device: str) -> dict:

@@ -107,3 +107,12 @@ def test_quick_run_writes_every_part(photo, tmp_path):
     memory, = result["memory"]
     assert len(memory["rss_mb"]) == video.QUICK_MEMORY[0] // video.QUICK_MEMORY[1]
     assert "| pan-1080p-blob |" in video.markdown(result)
+
+
+def test_hole_windows_share_a_size_and_hold_each_hole():
+    masks = video_clips.clip_masks("blob", (90, 160), 3)
+    windows = video.hole_windows(masks, 0.35)
+    shapes = {masks[t][w].shape for t, w in enumerate(windows)}
+    assert len(shapes) == 1
+    for mask, window in zip(masks, windows):
+        assert mask[window].sum() == mask.sum()                  # the whole hole is inside its window
