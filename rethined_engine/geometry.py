@@ -42,8 +42,8 @@ class Geometry:
     def key_inside_grid(self) -> np.ndarray:
         """(gh, gw) bool: tokens whose HR patch lies wholly inside the original image (may be keys)."""
         span = self.scale * self.patch
-        rows = (np.arange(self.grid_h) + 1) * span <= self.height
-        cols = (np.arange(self.grid_w) + 1) * span <= self.width
+        rows = np.arange(self.grid_h) < tokens_inside(self.height, span)
+        cols = np.arange(self.grid_w) < tokens_inside(self.width, span)
         return rows[:, None] & cols[None, :]
 
     def key_inside(self, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -53,14 +53,28 @@ class Geometry:
         return torch.from_numpy(self.key_inside_grid().reshape(-1)).to(device)
 
 
+def tokens_inside(extent: int, span: int) -> int:
+    """How many leading tokens of `span` HR px lie wholly inside `extent` HR px (token i ends at (i + 1) span)."""
+    return extent // span
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def grid_plan(height: int, width: int, lr_long_side: int, patch: int, grid_multiple: int) -> tuple[int, int, int]:
+    """(scale s, grid_h, grid_w) for an H x W image: s = ceil(max(H, W) / L) and the smallest token grid
+    covering the image whose LR size is a multiple of `grid_multiple` (the CNN's stride). Integer
+    arithmetic only: TorchScript compiles it, so the exported module plans any size itself."""
+    scale = max(1, _ceil_div(max(height, width), lr_long_side))
+    tokens_per_multiple = grid_multiple // patch
+    span = scale * patch * tokens_per_multiple
+    return scale, _ceil_div(height, span) * tokens_per_multiple, _ceil_div(width, span) * tokens_per_multiple
+
+
 def plan(height: int, width: int, cfg: ModelConfig) -> Geometry:
-    """Pick s = ceil(max(H, W) / L) and the smallest token grid covering the image whose LR size is a
-    multiple of the CNN's stride."""
-    scale = max(1, math.ceil(max(height, width) / cfg.lr_long_side))
-    tokens_per_multiple = cfg.grid_multiple // cfg.patch_size
-    span = scale * cfg.patch_size * tokens_per_multiple
-    grid_h = math.ceil(height / span) * tokens_per_multiple
-    grid_w = math.ceil(width / span) * tokens_per_multiple
+    """The `Geometry` of an H x W image (`grid_plan`)."""
+    scale, grid_h, grid_w = grid_plan(height, width, cfg.lr_long_side, cfg.patch_size, cfg.grid_multiple)
     return Geometry(height, width, scale, cfg.patch_size, grid_h, grid_w)
 
 
@@ -70,28 +84,33 @@ def pad_mode(height: int, width: int, size: tuple[int, int]) -> str:
 
 
 def pad_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Pad (B, C, H, W) bottom/right to `size` by `pad_mode`."""
-    import torch.nn.functional as F
+    """Pad (B, C, H, W) bottom/right to `size` by `pad_mode` (`model.upscale.pad_to`, which TorchScript
+    compiles; this module imports without torch)."""
+    from .model.upscale import pad_to as pad_tensor
 
-    pad_h, pad_w = size[0] - x.shape[-2], size[1] - x.shape[-1]
-    if pad_h == 0 and pad_w == 0:
-        return x
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=pad_mode(x.shape[-2], x.shape[-1], size))
+    return pad_tensor(x, size)
 
 
 FINE_TAPS = (0.25, 0.5, 0.25)   # separable 3x3 binomial blur B; y - B(y) is the finest band of an HR token
 
 
-def gaussian_taps(scale: int) -> tuple[np.ndarray, int]:
-    """1-D anti-alias taps (float64) for an integer downsample by `scale`, centred on each s-pixel cell.
+def gaussian_tap_list(scale: int) -> tuple[list[float], int]:
+    """1-D anti-alias taps for an integer downsample by `scale` (> 1), centred on each s-pixel cell.
 
-    sigma = (s - 1) / 2 (as scikit-image's anti-aliasing); returns (taps of length s + 2r, r).
+    sigma = (s - 1) / 2 (as scikit-image's anti-aliasing); returns (taps of length s + 2r summing to 1, r).
+    Python floats (double precision), no numpy: TorchScript compiles it.
     """
     sigma = (scale - 1) / 2
     radius = math.ceil(3 * sigma)
-    offsets = np.arange(-radius, scale + radius, dtype=np.float64) - (scale - 1) / 2
-    taps = np.exp(-0.5 * (offsets / sigma) ** 2)
-    return taps / taps.sum(), radius
+    taps = [math.exp(-0.5 * ((i - radius - sigma) / sigma) ** 2) for i in range(scale + 2 * radius)]
+    total = sum(taps)
+    return [tap / total for tap in taps], radius
+
+
+def gaussian_taps(scale: int) -> tuple[np.ndarray, int]:
+    """`gaussian_tap_list` as a float64 array: (taps of length s + 2r, r)."""
+    taps, radius = gaussian_tap_list(scale)
+    return np.asarray(taps, dtype=np.float64), radius
 
 
 def seam_taps(sigma: float) -> np.ndarray:

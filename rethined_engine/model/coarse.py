@@ -13,6 +13,14 @@ INPUT_CHANNELS = 4  # RGB with holes zeroed + the hole mask
 HEAD_HIDDEN = 16
 
 
+@torch.jit.interface
+class _Block(nn.Module):
+    """What TorchScript needs to index the decoder with a loop variable: (B, C, H, W) -> (B, C', H, W)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pass
+
+
 def _upsample2x(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
@@ -23,6 +31,8 @@ class CoarseNet(nn.Module):
 
     h and w must be multiples of 32 (five stride-2 stages).
     """
+
+    __jit_unused_properties__ = ["feature_channels"]   # Python-side only (TorchScript compiles properties)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -54,7 +64,8 @@ class CoarseNet(nn.Module):
         x = skips[-1]
         features = x
         for i in range(3, -1, -1):
-            x = self.decoder[i](cat_channels([_upsample2x(x), skips[i]]))
+            block: _Block = self.decoder[i]
+            x = block.forward(cat_channels([_upsample2x(x), skips[i]]))
             if i == self.feature_stage:
                 features = x
         coarse = torch.sigmoid(self.head(cat_channels([_upsample2x(x), x_in])))

@@ -1,17 +1,15 @@
 """The whole RETHINED model in plain torch: the reference every backend matches."""
-from __future__ import annotations
-
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..geometry import pad_to, plan
+from ..geometry import grid_plan, tokens_inside
 from .coarse import CoarseNet
 from .patchmatch import NeuralPatchMatch, TopKRows
 from .reparam import reparameterize_model
-from .upscale import attention_upscale, downsample
+from .upscale import attention_upscale, downsample, pad_to
 
 
 class LROutput(NamedTuple):
@@ -26,12 +24,24 @@ class LROutput(NamedTuple):
     key_ok: torch.Tensor        # (B, N) bool
 
 
+def key_inside_tokens(height: int, width: int, span: int, grid_h: int, grid_w: int, device: torch.device) -> torch.Tensor:
+    """(gh * gw,) bool, row-major: tokens of span x span HR px that lie wholly inside the H x W image (may be
+    keys); the tensor form of `Geometry.key_inside_grid`."""
+    rows = torch.arange(grid_h, device=device) < tokens_inside(height, span)
+    cols = torch.arange(grid_w, device=device) < tokens_inside(width, span)
+    return (rows[:, None] & cols[None, :]).reshape(-1)
+
+
 class Rethined(nn.Module):
-    """Coarse CNN + NeuralPatchMatch at LR, attention upscaling to HR."""
+    """Coarse CNN + NeuralPatchMatch at LR, attention upscaling to HR. `torch.jit.script` compiles it
+    (`forward` reads the settings it needs as plain attributes: TorchScript cannot read the config)."""
 
     def __init__(self, cfg: ModelConfig = ModelConfig()):
         super().__init__()
         self.cfg = cfg
+        self.lr_long_side, self.patch_size, self.grid_multiple = cfg.lr_long_side, cfg.patch_size, cfg.grid_multiple
+        self.hr_topk, self.hf_transfer, self.hf_decay = cfg.hr_topk, cfg.hf_transfer, cfg.hf_decay
+        self.hf_fine_decay, self.hf_mid_gain = cfg.hf_fine_decay, cfg.hf_mid_gain
         self.coarse_net = CoarseNet(cfg)
         self.patch_match = NeuralPatchMatch(cfg, self.coarse_net.feature_channels)
 
@@ -51,14 +61,16 @@ class Rethined(nn.Module):
         result = torch.where(mask > 0, refined.clamp(0.0, 1.0), image)
         return LROutput(result, coarse, refined, mixed, attn, query_masked, key_ok)
 
-    def prepare(self, image: torch.Tensor, mask: torch.Tensor):
-        """image (B, 3, H, W) in [0, 1], mask (B, 1, H, W) float {0, 1} -> (geometry, padded HR image with
-        holes zeroed, padded mask, LR image, LR mask)."""
-        geom = plan(image.shape[-2], image.shape[-1], self.cfg)
-        padded = pad_to(image * (1.0 - mask), geom.padded_size)
-        padded_mask = pad_to(mask, geom.padded_size)
-        lr_image, lr_mask = downsample(padded, padded_mask, geom.scale)
-        return geom, padded, padded_mask, lr_image, lr_mask
+    def prepare(self, image: torch.Tensor, mask: torch.Tensor, scale: int, grid_h: int, grid_w: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """image (B, 3, H, W) in [0, 1], mask (B, 1, H, W) float {0, 1}, the `grid_plan` -> (padded HR image
+        with holes zeroed, padded mask, LR image, LR mask)."""
+        span = scale * self.patch_size
+        padded_size = (grid_h * span, grid_w * span)
+        padded = pad_to(image * (1.0 - mask), padded_size)
+        padded_mask = pad_to(mask, padded_size)
+        lr_image, lr_mask = downsample(padded, padded_mask, scale)
+        return padded, padded_mask, lr_image, lr_mask
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Inpaint at full resolution.
@@ -66,14 +78,16 @@ class Rethined(nn.Module):
         image: (B, 3, H, W) float in [0, 1]; mask: (B, 1, H, W) bool or {0, 1}, True = fill.
         Returns (B, 3, H, W) in image.dtype with known pixels equal to the input.
         """
-        height, width = image.shape[-2:]
+        height, width = image.shape[-2], image.shape[-1]
         mask = mask.to(image.dtype)
-        geom, padded, padded_mask, lr_image, lr_mask = self.prepare(image, mask)
-        lr = self.forward_lr(lr_image, lr_mask, geom.key_inside(image.device))
-        if geom.scale == 1:
+        scale, grid_h, grid_w = grid_plan(height, width, self.lr_long_side, self.patch_size, self.grid_multiple)
+        padded, padded_mask, lr_image, lr_mask = self.prepare(image, mask, scale, grid_h, grid_w)
+        inside = key_inside_tokens(height, width, scale * self.patch_size, grid_h, grid_w, image.device)
+        lr = self.forward_lr(lr_image, lr_mask, inside)
+        if scale == 1:
             hr = lr.result
         else:
             hr = attention_upscale(padded, padded_mask, lr.result, lr.attn, lr.query_masked, lr.key_ok,
-                                   geom.scale, self.cfg.patch_size, self.cfg.hr_topk, self.cfg.hf_transfer,
-                                   self.cfg.hf_decay, self.cfg.hf_fine_decay, self.cfg.hf_mid_gain)
+                                   scale, self.patch_size, self.hr_topk, self.hf_transfer,
+                                   self.hf_decay, self.hf_fine_decay, self.hf_mid_gain)
         return torch.where(mask > 0, hr[..., :height, :width], image)

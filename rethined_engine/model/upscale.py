@@ -10,19 +10,31 @@ from known content (`hf_gain`, `hf_band_gains`). Known pixels are copied from th
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 import torch.nn.functional as F
 
-from ..geometry import FINE_TAPS, gaussian_taps
+from .. import geometry
+from ..geometry import gaussian_tap_list, pad_mode
 from .patchmatch import TopKRows, patchify, unpatchify
 
+_consts = sys.modules[__name__]  # TorchScript reads module-level numbers only as a module's attributes: _consts.NAME
 
-def _blur_down(x: torch.Tensor, taps: torch.Tensor, radius: int, scale: int) -> torch.Tensor:
+
+def pad_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Pad (B, C, H, W) bottom/right to `size` (H', W') by `geometry.pad_mode`."""
+    pad_h, pad_w = size[0] - x.shape[-2], size[1] - x.shape[-1]
+    if pad_h == 0 and pad_w == 0:
+        return x
+    return F.pad(x, [0, pad_w, 0, pad_h], mode=pad_mode(x.shape[-2], x.shape[-1], size))
+
+
+def _blur_down(x: torch.Tensor, taps: list[float], radius: int, scale: int) -> torch.Tensor:
     """Separable strided filtering of (B, C, H, W) -> (B, C, H/s, W/s), reflect-padded."""
     c = x.shape[1]
-    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    kh = torch.from_numpy(taps).to(x).reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
+    x = F.pad(x, [radius, radius, radius, radius], mode="reflect")
+    kh = torch.tensor(taps, dtype=x.dtype, device=x.device).reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
     x = F.conv2d(x, kh, stride=(scale, 1), groups=c)
     return F.conv2d(x, kh.reshape(c, 1, 1, -1), stride=(1, scale), groups=c)
 
@@ -35,7 +47,7 @@ def downsample(image: torch.Tensor, mask: torch.Tensor, scale: int) -> tuple[tor
     """
     if scale == 1:
         return image, mask
-    taps, radius = gaussian_taps(scale)
+    taps, radius = gaussian_tap_list(scale)
     known = 1.0 - mask
     num = _blur_down(torch.cat([image * known, known], dim=1), taps, radius, scale)
     weight = num[:, 3:]
@@ -65,7 +77,7 @@ def hf_gain(key_ok: torch.Tensor, decay: float) -> torch.Tensor:
     reached = key_ok.float()
     if decay <= 0:
         return torch.ones_like(reached).flatten(1)
-    steps = 1 + math.ceil(decay * math.log(1.0 / HF_GAIN_FLOOR))
+    steps = 1 + math.ceil(decay * math.log(1.0 / _consts.HF_GAIN_FLOOR))
     distance = torch.zeros_like(reached)
     for _ in range(steps):      # distance counts the dilations of the known tokens that miss a token
         distance = distance + (1.0 - reached)
@@ -80,7 +92,7 @@ def fine_band(tokens: torch.Tensor, span: int) -> torch.Tensor:
     the token's own pixels enter: a hole-free source token stays hole-free.
     """
     planes = tokens.reshape(-1, 1, span, span)
-    a, b, c = FINE_TAPS
+    a, b, c = geometry.FINE_TAPS
     padded = F.pad(planes, (1, 1, 1, 1), mode="replicate")
     rows = a * padded[..., :-2] + b * padded[..., 1:-1] + c * padded[..., 2:]      # shifted adds: a 3-tap conv on
     blurred = a * rows[..., :-2, :] + b * rows[..., 1:-1, :] + c * rows[..., 2:, :]  # thousands of tiny planes is slow
@@ -100,7 +112,20 @@ def hf_band_gains(key_ok: torch.Tensor, decay: float, fine_decay: float | None,
     return gain, hf_gain(key_ok, fine_decay) - gain
 
 
-def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor, attn: torch.Tensor,
+def _mix_sources(image: torch.Tensor, hf: torch.Tensor, source_ok: torch.Tensor, batch: torch.Tensor,
+                 weights: torch.Tensor, idx: torch.Tensor, hr_patch: int, two_bands: bool) -> torch.Tensor:
+    """The weighted sum of each hole token's chosen sources' HF (M, D), and of their finest band after it
+    with two_bands (M, 2 * D). image: padded HR (B, 3, ...); hf: (B, N, D) HF of the known tokens; source_ok:
+    (B, N, 1); batch: (M,) image of each hole token; weights, idx: (M, k) its sources' weights and tokens."""
+    values = hf[batch[:, None], idx]                        # (M, k, D): only the chosen sources
+    if two_bands:   # their finest band too: (M, k, 2 * D)
+        tokens = patchify(image, hr_patch)[batch[:, None], idx] * source_ok[batch[:, None], idx]
+        values = torch.cat([values, fine_band(tokens, hr_patch)], dim=-1)
+    return (weights[..., None].to(values.dtype) * values).sum(dim=1)
+
+
+def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor,
+                      attn: torch.Tensor | TopKRows,
                       query_masked: torch.Tensor, key_ok: torch.Tensor, scale: int, patch: int,
                       topk: int = 1, hf_transfer: bool = True, hf_decay: float = 0.0,
                       hf_fine_decay: float | None = None, hf_mid_gain: float = 1.0) -> torch.Tensor:
@@ -122,38 +147,33 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
         source_ok = key_ok[..., None].to(up.dtype)
         hf = patchify(image - up, hr_patch) * source_ok
         out = patchify(up, hr_patch)
-        batch, token = query_masked.nonzero(as_tuple=True)
+        hole = query_masked.nonzero()
+        batch, token = hole[:, 0], hole[:, 1]
+        gain, fine_gain = hf_band_gains(key_ok.reshape(-1, 1, grid_h, grid_w), hf_decay, hf_fine_decay, hf_mid_gain)
+        gain, fine_gain = gain[batch, token][:, None].to(hf.dtype), fine_gain[batch, token][:, None].to(hf.dtype)
+        two_bands = hf_fine_decay is not None
         if isinstance(attn, TopKRows):      # sparse rows (lr_texture="copy"): their K entries are the choice
-            topk = attn.index.shape[-1] if topk == 0 else min(topk, attn.index.shape[-1])
-            rows = None
+            kept = attn.index.shape[-1] if topk == 0 else min(topk, attn.index.shape[-1])
+            weights, idx = attn.weight[batch, token, :kept], attn.index[batch, token, :kept]
+            weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+            mixed = _mix_sources(image, hf, source_ok, batch, weights, idx, hr_patch, two_bands)
         else:
             rows = attn[batch, token]                               # (M, N) rows of masked tokens
-        gain, fine_gain = (g[batch, token][:, None].to(hf.dtype)
-                           for g in hf_band_gains(key_ok.reshape(-1, 1, grid_h, grid_w), hf_decay, hf_fine_decay,
-                                               hf_mid_gain))
-        if topk > 0:
-            if rows is None:
-                weights, idx = attn.weight[batch, token, :topk], attn.index[batch, token, :topk]
-                weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-            else:
+            if topk > 0:
                 weights, idx = rows.topk(min(topk, rows.shape[-1]), dim=-1)
                 weights = weights / weights.sum(dim=-1, keepdim=True)
-            values = hf[batch[:, None], idx]                        # (M, k, D): only the chosen sources
-            if hf_fine_decay is not None:   # their finest band too: (M, k, 2 * D)
-                tokens = patchify(image, hr_patch)[batch[:, None], idx] * source_ok[batch[:, None], idx]
-                values = torch.cat([values, fine_band(tokens, hr_patch)], dim=-1)
-            mixed = (weights[..., None].to(values.dtype) * values).sum(dim=1)
-        else:
-            values = hf
-            if hf_fine_decay is not None:   # mix both bands of the sources at once: (N, 2 * D)
-                values = torch.cat([hf, fine_band(patchify(image, hr_patch), hr_patch) * source_ok], dim=-1)
-            mixed = torch.empty(rows.shape[0], values.shape[-1], dtype=values.dtype, device=values.device)
-            for b in range(values.shape[0]):
-                sel = batch == b
-                mixed[sel] = rows[sel].to(values.dtype) @ values[b]
+                mixed = _mix_sources(image, hf, source_ok, batch, weights, idx, hr_patch, two_bands)
+            else:
+                values = hf
+                if two_bands:   # mix both bands of the sources at once: (N, 2 * D)
+                    values = torch.cat([hf, fine_band(patchify(image, hr_patch), hr_patch) * source_ok], dim=-1)
+                mixed = torch.empty(rows.shape[0], values.shape[-1], dtype=values.dtype, device=values.device)
+                for b in range(values.shape[0]):
+                    sel = batch == b
+                    mixed[sel] = rows[sel].to(values.dtype) @ values[b]
         dim = hf.shape[-1]
         transferred = gain * mixed[:, :dim]
-        if hf_fine_decay is not None:
+        if two_bands:
             transferred = transferred + fine_gain * mixed[:, dim:]
         out[batch, token] += transferred
         up = unpatchify(out, hr_patch, grid_h, grid_w)
@@ -165,7 +185,8 @@ def _gaussian_along(x: torch.Tensor, taps: torch.Tensor, dim: int) -> torch.Tens
     (a third of the time and none of the padded copies of a depthwise conv2d on the CPU)."""
     radius, n = (taps.numel() - 1) // 2, x.shape[dim]
     out = torch.zeros_like(x)
-    for t, g in enumerate(taps.tolist()):
+    weights: list[float] = taps.tolist()
+    for t, g in enumerate(weights):
         shift = t - radius
         if abs(shift) >= n:
             continue
