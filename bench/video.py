@@ -373,7 +373,8 @@ def child(argv: list[str], photos: Path, device: str) -> dict:
 
 # --- results -----------------------------------------------------------------------------------------------
 
-ROW_KEYS = {"quality": ("case", "mode", "frames"), "speed": ("size", "mode"), "memory": ("size", "mode", "frames")}
+ROW_KEYS = {"quality": ("case", "mode", "frames"), "speed": ("size", "mode", "threads"),
+            "memory": ("size", "mode", "frames", "threads")}
 
 
 def merged(saved: dict, fresh: dict) -> dict:
@@ -421,21 +422,23 @@ def quality_table(rows: list[dict]) -> str:
 
 
 def speed_table(rows: list[dict]) -> str:
-    lines = ["| size | mode | frames | s/frame end to end | frames/s | peak memory (MiB) | engine alone (frames/s) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| size | mode | threads | frames | s/frame end to end | frames/s | peak memory (MiB) | "
+             "engine alone (frames/s) | load average |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['size'][1]}x{r['size'][0]} | {r['mode']} | {r['frames']} | {r['seconds_per_frame']:.3f} | "
-                     f"{r['fps']:.2f} | {r['peak_mem_mb']:.0f} | {r['engine_fps']:.2f} |")
+        lines.append(f"| {r['size'][1]}x{r['size'][0]} | {r['mode']} | {r['threads']} | {r['frames']} | "
+                     f"{r['seconds_per_frame']:.3f} | {r['fps']:.2f} | {r['peak_mem_mb']:.0f} | {r['engine_fps']:.2f} | "
+                     f"{r['load_average'][0]:.1f}-{r['load_average'][1]:.1f} |")
     return "\n".join(lines)
 
 
 def memory_table(rows: list[dict]) -> str:
-    lines = ["| size | mode | frames | RSS first / last sample (MiB) | slope (MiB per 1,000 frames) | s/frame |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| size | mode | threads | frames | RSS first / last sample (MiB) | slope (MiB per 1,000 frames) | "
+             "s/frame |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         first, last = r["rss_mb"][0][1], r["rss_mb"][-1][1]
-        lines.append(f"| {r['size'][1]}x{r['size'][0]} | {r['mode']} | {r['frames']} | {first:.0f} / {last:.0f} | "
-                     f"{_fmt(r['slope_mb_per_1000'], '+.1f')} | {r['seconds_per_frame']:.3f} |")
+        lines.append(f"| {r['size'][1]}x{r['size'][0]} | {r['mode']} | {r['threads']} | {r['frames']} | "
+                     f"{first:.0f} / {last:.0f} | {_fmt(r['slope_mb_per_1000'], '+.1f')} | {r['seconds_per_frame']:.3f} |")
     return "\n".join(lines)
 
 
