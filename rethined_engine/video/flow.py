@@ -15,7 +15,10 @@ DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DI
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 FB_RELATIVE = 0.01   # forward-backward check (Ruder et al. 2016): |f + b|^2 <= rel (|f|^2 + |b|^2) + abs
 FB_ABSOLUTE = 0.5    # px^2
-PUSH_PULL_MIN_SIDE = 2   # push-pull stops halving at this side (px)
+PUSH_PULL_MIN_SIDE = 2      # push-pull stops halving at this side (px)
+PUSH_PULL_CONTEXT = 0.5     # push-pull works in the unknown pixels' box grown by this share of its size ...
+PUSH_PULL_MIN_CONTEXT = 16  # ... and by at least this many px
+PUSH_PULL_EPS = 1e-12       # floor of the weights it divides by
 
 
 def dis(preset: str = "medium") -> cv2.DISOpticalFlow:
@@ -81,23 +84,41 @@ def compose(step: np.ndarray, flow: np.ndarray) -> np.ndarray:
 def push_pull(values: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Fill the unknown pixels of values (H, W) or (H, W, C) float32 from the known ones (known (H, W) bool):
     push (halve the weighted values and the weights, INTER_AREA, down to PUSH_PULL_MIN_SIDE) then pull (each
-    level's unknown share taken from the coarser level, bilinear). Known pixels are returned unchanged; with
-    no known pixel, zeros."""
+    level's unknown share taken from the coarser level, bilinear). Only a box around the unknown pixels (their
+    bounding box grown by PUSH_PULL_CONTEXT times its size on every side) takes part. Known pixels are returned
+    unchanged; with no known pixel in that box, zeros fill it."""
+    rows, cols = np.flatnonzero(~known.all(1)), np.flatnonzero(~known.all(0))
+    if rows.size == 0:
+        return values
+    grow_y = max(PUSH_PULL_MIN_CONTEXT, round(PUSH_PULL_CONTEXT * (rows[-1] + 1 - rows[0])))
+    grow_x = max(PUSH_PULL_MIN_CONTEXT, round(PUSH_PULL_CONTEXT * (cols[-1] + 1 - cols[0])))
+    y0, y1 = max(0, rows[0] - grow_y), min(known.shape[0], rows[-1] + 1 + grow_y)
+    x0, x1 = max(0, cols[0] - grow_x), min(known.shape[1], cols[-1] + 1 + grow_x)
+    out = values.copy()
+    out[y0:y1, x0:x1] = _push_pull(values[y0:y1, x0:x1], known[y0:y1, x0:x1])
+    return out
+
+
+def _push_pull(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """push_pull over the whole of values (H, W[, C]) float32, known (H, W) bool."""
     weight = known.astype(np.float32)
     if not weight.any():
         return np.zeros_like(values)
     channels = values.shape[2:]
-    levels = [(values * weight.reshape(*weight.shape, *([1] * len(channels))), weight)]
+
+    def per_channel(x: np.ndarray) -> np.ndarray:
+        return x.reshape(*x.shape, *([1] * len(channels)))
+
+    levels = [(values * per_channel(weight), weight)]
     while min(levels[-1][1].shape) > PUSH_PULL_MIN_SIDE:
         summed, weights = levels[-1]
         size = ((weights.shape[1] + 1) // 2, (weights.shape[0] + 1) // 2)
         levels.append((cv2.resize(summed, size, interpolation=cv2.INTER_AREA).reshape(*size[::-1], *channels),
                        cv2.resize(weights, size, interpolation=cv2.INTER_AREA)))
     summed, weights = levels[-1]
-    filled = summed / np.maximum(weights, 1e-12).reshape(*weights.shape, *([1] * len(channels)))
+    filled = summed / per_channel(np.maximum(weights, PUSH_PULL_EPS))
     for summed, weights in reversed(levels[:-1]):
         coarse = cv2.resize(filled, weights.shape[::-1], interpolation=cv2.INTER_LINEAR).reshape(summed.shape)
-        share = np.minimum(weights, 1.0).reshape(*weights.shape, *([1] * len(channels)))
-        mean = summed / np.maximum(weights, 1e-12).reshape(share.shape)
-        filled = share * mean + (1 - share) * coarse
-    return np.where(known.reshape(*known.shape, *([1] * len(channels))), values, filled).astype(values.dtype)
+        share = per_channel(np.minimum(weights, 1.0))
+        filled = share * (summed / per_channel(np.maximum(weights, PUSH_PULL_EPS))) + (1 - share) * coarse
+    return np.where(per_channel(known), values, filled).astype(values.dtype)

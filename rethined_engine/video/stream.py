@@ -1,6 +1,7 @@
 """`VideoInpainter`: frames of one size in, in order, one inpainted frame out per frame in."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -8,28 +9,99 @@ import numpy as np
 TEMPORAL_MODES = ("off", "on")
 
 
+@dataclass(frozen=True)
+class VideoConfig:
+    """Settings of temporal mode ("on"). Flow is computed at a working size whose long side is flow_long_side;
+    distances marked "working px" are at that size, "px" at full resolution.
+
+    propagate: copy into the hole what past frames saw (dense flow, forward-backward check), the engine
+        filling only what is left.
+    stabilise: blend the pixels the engine invents with the previous output moved by the flow, where the flow
+        passed the check (an unchecked average ghosts on motion).
+    scene_cut: forget the past when the known pixels change more than scene_cut_threshold.
+    """
+    propagate: bool = True
+    stabilise: bool = True
+    scene_cut: bool = True
+    flow_long_side: int = 480           # working size of the flow, px of its longer side
+    flow_preset: str = "fast"           # DIS preset (video.flow.DIS_PRESETS)
+    flow_margin: int = 3                # working px: the hole grown by this before its flow is completed
+    refine_flow: bool = True            # re-estimate composed flows to older frames from the composition (DIS)
+    fb_relative: float = 0.01           # forward-backward check: |f + b|^2 <= rel (|f|^2 + |b|^2) + abs
+    fb_absolute: float = 0.5            # working px^2
+    memory_frames: int = 6              # past frames kept, at most
+    recent_frames: int = 2              # the newest frames always kept
+    key_interval: int = 8               # besides those, every key_interval-th frame is kept
+    source_margin: int = 2              # px: a past frame gives no pixel this close to its own hole
+    stabilise_weight: float = 0.7       # share of the previous output in an invented pixel
+    scene_cut_side: int = 64            # px of the longer side of the thumbnails compared for a cut
+    scene_cut_threshold: float = 30.0   # mean absolute difference of the known thumbnail pixels, uint8 levels
+
+    def __post_init__(self):
+        from .flow import DIS_PRESETS
+
+        if self.flow_preset not in DIS_PRESETS:
+            raise ValueError(f"flow_preset: expected one of {tuple(DIS_PRESETS)}, got {self.flow_preset!r}")
+        for name in ("flow_long_side", "memory_frames", "recent_frames", "key_interval", "scene_cut_side"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        for name in ("flow_margin", "source_margin", "fb_relative", "fb_absolute", "scene_cut_threshold"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
+        if not 0 <= self.stabilise_weight < 1:
+            raise ValueError(f"stabilise_weight: expected in [0, 1), got {self.stabilise_weight}")
+
+
+@dataclass
+class _Previous:
+    """What temporal mode keeps of the previous frame: grey (h, w) uint8 with its hole completed, hole (h, w)
+    bool (grown by flow_margin), output (H, W, 3) uint8, thumb (s, t) uint8 and thumb_known (s, t) bool."""
+    grey: np.ndarray
+    hole: np.ndarray
+    output: np.ndarray
+    thumb: np.ndarray
+    thumb_known: np.ndarray
+
+
 class VideoInpainter:
     """Stream frames through an `Engine`.
 
     frame: (H, W, 3) uint8 RGB; mask: (H, W) bool or uint8 (nonzero = fill). temporal="off": each frame is
-    `engine.inpaint(frame, mask)`; "on": temporal consistency (not yet implemented here).
+    `engine.inpaint(frame, mask)`; "on": past frames fill what they saw and steady what the engine invents
+    (`VideoConfig`). State is bounded: at most config.memory_frames past frames, whatever the clip's length.
+    Known pixels of every output equal the input's.
     """
 
-    def __init__(self, engine: Any = None, temporal: str = "on"):
+    def __init__(self, engine: Any = None, temporal: str = "on", config: VideoConfig | None = None):
         if temporal not in TEMPORAL_MODES:
             raise ValueError(f"temporal: expected one of {TEMPORAL_MODES}, got {temporal!r}")
-        if temporal == "on":
-            raise NotImplementedError("temporal='on' is not implemented yet")
         if engine is None:
             from ..engine import Engine
             engine = Engine()
         self.engine = engine
         self.temporal = temporal
+        self.config = config or VideoConfig()
         self.frame_size: tuple[int, int] | None = None
+        self.scene_cuts = 0
+        if temporal == "on":
+            from .flow import dis
+            from .temporal import FrameMemory
+
+            self._dis = dis(self.config.flow_preset)
+            self._memory = FrameMemory(self.config.memory_frames, self.config.recent_frames,
+                                       self.config.key_interval)
+        self._forget()
+
+    def _forget(self) -> None:
+        self._previous: _Previous | None = None
+        self._index = 0
+        if self.temporal == "on":
+            self._memory.clear()
 
     def reset(self) -> None:
         """Forget every past frame (the next frame may have another size)."""
         self.frame_size = None
+        self._forget()
 
     def process(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """One frame (H, W, 3) uint8 and its mask (H, W) -> the inpainted frame (H, W, 3) uint8."""
@@ -37,5 +109,62 @@ class VideoInpainter:
         if self.frame_size is not None and size != self.frame_size:
             raise ValueError(f"frame: size {size[1]}x{size[0]} differs from the stream's "
                              f"{self.frame_size[1]}x{self.frame_size[0]}; call reset() before a new size")
+        if self.temporal == "off":
+            self.frame_size = size
+            return self.engine.inpaint(frame, mask)
+        frame, mask = np.asarray(frame), np.asarray(mask)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"frame: expected (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+        if mask.shape != size:
+            raise ValueError(f"mask: expected shape {size}, got {mask.shape}")
         self.frame_size = size
-        return self.engine.inpaint(frame, mask)
+        return self._temporal(np.ascontiguousarray(frame), mask != 0)
+
+    def process_batch(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Frames (B, H, W, 3) uint8 in order, masks (B, H, W) or one (H, W) for all -> (B, H, W, 3) uint8."""
+        frames, masks = np.asarray(frames), np.asarray(masks)
+        if frames.ndim != 4:
+            raise ValueError(f"frames: expected (B, H, W, 3), got {frames.shape}")
+        if masks.shape not in (frames.shape[:3], frames.shape[1:3]):
+            raise ValueError(f"masks: expected {frames.shape[:3]} or {frames.shape[1:3]}, got {masks.shape}")
+        masks = np.broadcast_to(masks, frames.shape[:3])
+        return np.stack([self.process(frame, mask) for frame, mask in zip(frames, masks)])
+
+    def _temporal(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import cv2
+
+        from .flow import forward_backward_valid, grey, push_pull
+        from .temporal import complete_flow, grow, propagate, scene_cut, shrink_mask, stabilise, working_size
+
+        cfg = self.config
+        size = working_size(frame.shape[:2], cfg.flow_long_side)
+        hole = shrink_mask(mask, size, cfg.flow_margin)
+        luma = cv2.resize(grey(frame), size[::-1], interpolation=cv2.INTER_AREA)
+        luma = np.round(push_pull(luma.astype(np.float32), ~hole)).astype(np.uint8)
+        thumb_size = working_size(frame.shape[:2], cfg.scene_cut_side)
+        thumb = cv2.resize(luma, thumb_size[::-1], interpolation=cv2.INTER_AREA)
+        thumb_known = ~shrink_mask(mask, thumb_size, 0)
+        previous = self._previous
+        if previous is not None and cfg.scene_cut and scene_cut(thumb, previous.thumb, thumb_known & previous.thumb_known,
+                                                                 cfg.scene_cut_threshold):
+            self.scene_cuts += 1
+            self._forget()
+            previous = None
+        step = step_valid = None
+        if previous is not None:
+            step = complete_flow(self._dis.calc(luma, previous.grey, None), hole, previous.hole)
+            back = complete_flow(self._dis.calc(previous.grey, luma, None), previous.hole, hole)
+            step_valid = forward_backward_valid(step, back, cfg.fb_relative, cfg.fb_absolute)
+            self._memory.advance(step, step_valid, luma, hole, self._dis if cfg.refine_flow else None)
+        filled, remaining = propagate(frame, mask, self._memory) if cfg.propagate else (frame, mask)
+        if remaining.any():
+            filled = self.engine.inpaint(filled, remaining)
+        if cfg.stabilise and previous is not None:
+            filled = stabilise(filled, remaining, previous.output, step, step_valid, cfg.stabilise_weight)
+        output = np.where(mask[..., None], filled, frame)
+        if cfg.propagate:
+            self._memory.push(frame.copy(), ~grow(mask, cfg.source_margin), luma, hole, self._index)
+            self._memory.evict()
+        self._previous = _Previous(luma, hole, output, thumb, thumb_known)
+        self._index += 1
+        return output

@@ -1,0 +1,180 @@
+"""Temporal parts of the streaming inpainter: a bounded memory of past frames with the flow from the current
+frame to each, copying what they saw into the hole, a flow-gated blend of invented pixels with the previous
+output, and a scene-cut test.
+
+Sizes: full-resolution frames (H, W, 3) uint8 and masks (H, W) bool (True = hole); flow at a working size
+(h, w) (`working_size`), in working px. A box is (y0, y1, x0, x1), full-resolution px, end exclusive.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .flow import compose, pixel_grid, push_pull, sample, warp_back
+
+
+def working_size(frame_size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """(h, w) with the longer side long_side (never above the frame's own), aspect kept, >= 1 px."""
+    height, width = frame_size
+    scale = min(1.0, long_side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def shrink_mask(mask: np.ndarray, size: tuple[int, int], margin: int) -> np.ndarray:
+    """mask (H, W) bool -> (h, w) bool: every working pixel touching the hole, grown by margin working px."""
+    small = cv2.resize(mask.astype(np.float32), size[::-1], interpolation=cv2.INTER_AREA) > 0
+    if margin > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+        small = cv2.dilate(small.astype(np.uint8), kernel).astype(bool)
+    return small
+
+
+def grow(mask: np.ndarray, margin: int) -> np.ndarray:
+    """mask (H, W) bool grown by margin px (a square)."""
+    if margin <= 0:
+        return mask
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)).astype(bool)
+
+
+def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of the True pixels of mask (H, W), or None when there is none."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def upsample_flow(flow: np.ndarray, frame_size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    """Working-size flow (h, w, 2) brought to full resolution over box only -> (box h, box w, 2) float32 in
+    full-resolution px (bilinear, pixel centres aligned as in cv2.resize)."""
+    (height, width), (h, w) = frame_size, flow.shape[:2]
+    y0, y1, x0, x1 = box
+    scale = np.array([width / w, height / h], np.float32)
+    full = pixel_grid(height, width)[y0:y1, x0:x1]
+    return sample(flow, (full + 0.5) / scale - 0.5) * scale
+
+
+def complete_flow(flow: np.ndarray, hole: np.ndarray, target_hole: np.ndarray) -> np.ndarray:
+    """Flow (h, w, 2) to a target frame with its values replaced, by push-pull, where they cannot be trusted:
+    in the hole (h, w) bool of its own frame and where it lands in the target's hole (h, w) bool."""
+    landed = warp_back(target_hole.view(np.uint8), flow, cv2.INTER_NEAREST).astype(bool)
+    return push_pull(flow, ~hole & ~landed)
+
+
+@dataclass
+class PastFrame:
+    """One remembered frame: frame (H, W, 3) uint8; source (H, W) bool, the pixels it may give (outside its
+    hole grown by a margin); grey (h, w) uint8 and hole (h, w) bool at the working size, the grey's hole
+    completed; flow (h, w, 2) float32 from the current frame to it and valid (h, w) uint8 (1 where every step
+    of the chain that made that flow passed the forward-backward check); index: its position in the stream."""
+    frame: np.ndarray
+    source: np.ndarray
+    grey: np.ndarray
+    hole: np.ndarray
+    flow: np.ndarray
+    valid: np.ndarray
+    index: int
+
+
+class FrameMemory:
+    """A bounded window of past frames, newest first: the `recent` latest frames and key frames (every
+    `key_interval`-th), at most `capacity` in all (the oldest key frame leaves first)."""
+
+    def __init__(self, capacity: int, recent: int, key_interval: int):
+        if capacity < 1 or recent < 1 or key_interval < 1:
+            raise ValueError(f"capacity, recent, key_interval: expected >= 1, got {capacity}, {recent}, {key_interval}")
+        self.capacity, self.recent, self.key_interval = capacity, recent, key_interval
+        self.frames: list[PastFrame] = []
+
+    def clear(self) -> None:
+        self.frames = []
+
+    def advance(self, step: np.ndarray, step_valid: np.ndarray, grey: np.ndarray, hole: np.ndarray,
+                refine: cv2.DISOpticalFlow | None) -> None:
+        """A new current frame, grey (h, w) uint8 with hole (h, w) bool: step (h, w, 2) is the flow from it to
+        the previous current frame, step_valid (h, w) bool its forward-backward check. Every remembered flow
+        becomes step composed with it; with refine (a DIS estimator: given a flow, it starts from it),
+        the flows to frames older than the previous one are then re-estimated from the composed ones, so
+        that the errors of the steps do not add up."""
+        for age, past in enumerate(self.frames):
+            past.valid = (warp_back(past.valid, step, cv2.INTER_NEAREST) & step_valid).astype(np.uint8)
+            past.flow = compose(step, past.flow)
+            if refine is not None and age > 0:
+                past.flow = complete_flow(refine.calc(grey, past.grey, past.flow), hole, past.hole)
+
+    def push(self, frame: np.ndarray, source: np.ndarray, grey: np.ndarray, hole: np.ndarray, index: int) -> None:
+        """Remember the current frame: its flow to itself is zero and valid."""
+        self.frames.insert(0, PastFrame(frame, source, grey, hole, np.zeros((*grey.shape, 2), np.float32),
+                                        np.ones(grey.shape, np.uint8), index))
+
+    def evict(self) -> None:
+        """Keep the `recent` newest frames and key frames, at most `capacity`."""
+        kept = [p for i, p in enumerate(self.frames) if i < self.recent or p.index % self.key_interval == 0]
+        self.frames = kept[:self.capacity]
+
+
+def propagate(frame: np.ndarray, mask: np.ndarray, memory: FrameMemory) -> tuple[np.ndarray, np.ndarray]:
+    """Copy into the hole what remembered frames saw: each hole pixel takes, from the newest remembered frame
+    whose flow to it passed every check and lands on a pixel it may give, that frame's pixel there (bilinear).
+
+    frame (H, W, 3) uint8, mask (H, W) bool -> (frame with the copied pixels, the hole still left (H, W) bool).
+    """
+    box = bounding_box(mask)
+    out, remaining = frame.copy(), mask.copy()
+    if box is None or not memory.frames:
+        return out, remaining
+    y0, y1, x0, x1 = box
+    grid = pixel_grid(*mask.shape)[y0:y1, x0:x1]
+    left = mask[y0:y1, x0:x1].copy()
+    patch = out[y0:y1, x0:x1]
+    height, width = mask.shape
+    for past in memory.frames:
+        if not left.any():
+            break
+        flow = upsample_flow(past.flow, mask.shape, box)
+        ends = grid + flow
+        h, w = past.flow.shape[:2]
+        small_ends = (ends + 0.5) * np.array([w / width, h / height], np.float32) - 0.5
+        usable = (sample(past.valid, small_ends, cv2.INTER_NEAREST).astype(bool)
+                  & (ends[..., 0] >= 0) & (ends[..., 0] <= width - 1)
+                  & (ends[..., 1] >= 0) & (ends[..., 1] <= height - 1)
+                  & sample(past.source.view(np.uint8), ends, cv2.INTER_NEAREST).astype(bool))
+        take = left & usable
+        if take.any():
+            patch[take] = sample(past.frame, ends)[take]
+            left &= ~take
+    remaining[y0:y1, x0:x1] = left
+    return out, remaining
+
+
+def stabilise(filled: np.ndarray, invented: np.ndarray, previous: np.ndarray, step: np.ndarray,
+              step_valid: np.ndarray, weight: float) -> np.ndarray:
+    """Blend the invented pixels of filled (H, W, 3) uint8 (invented (H, W) bool) with the previous output
+    (H, W, 3) uint8 brought to this frame by step (h, w, 2, working flow to the previous frame): weight of the
+    previous output where step_valid (h, w) bool holds at the pixel, 0 elsewhere. Other pixels unchanged."""
+    box = bounding_box(invented)
+    if box is None:
+        return filled
+    y0, y1, x0, x1 = box
+    height, width = invented.shape
+    h, w = step.shape[:2]
+    grid = pixel_grid(height, width)[y0:y1, x0:x1]
+    ends = grid + upsample_flow(step, invented.shape, box)
+    small = (grid + 0.5) * np.array([w / width, h / height], np.float32) - 0.5
+    gate = sample(step_valid.view(np.uint8), small, cv2.INTER_NEAREST).astype(bool) & invented[y0:y1, x0:x1]
+    out = filled.copy()
+    patch = out[y0:y1, x0:x1]
+    warped = sample(previous, ends).astype(np.float32)
+    blended = weight * warped + (1 - weight) * patch.astype(np.float32)
+    patch[gate] = np.clip(np.round(blended[gate]), 0, 255).astype(np.uint8)
+    return out
+
+
+def scene_cut(thumb: np.ndarray, previous: np.ndarray, known: np.ndarray, threshold: float) -> bool:
+    """True when grey thumbnails (s, t) uint8 of two frames differ by more than threshold (mean absolute
+    difference, uint8 levels) over known (s, t) bool, the pixels known in both; False when none is."""
+    if not known.any():
+        return False
+    return float(np.abs(thumb.astype(np.float32) - previous.astype(np.float32))[known].mean()) > threshold
