@@ -369,3 +369,40 @@ def test_audio_the_output_container_cannot_hold_is_dropped_with_a_warning(clip, 
     assert summary.audio.startswith("dropped") and summary.frames == 2
     with av.open(str(tmp_path / "out.webm")) as container:
         assert not container.streams.audio and container.streams.video[0].codec_context.name == "vp9"
+
+
+def test_pipeline_threads_keep_order_and_carry_exceptions():
+    from rethined_engine.video.files import _Drain, _Prefetch
+
+    def numbers(fail_at=None):
+        for i in range(20):
+            if i == fail_at:
+                raise RuntimeError(f"failed at {i}")
+            yield i
+
+    assert list(_Prefetch(numbers())) == list(range(20))
+    seen = []
+    with pytest.raises(RuntimeError, match="failed at 7"):
+        for i in _Prefetch(numbers(fail_at=7)):
+            seen.append(i)
+    assert seen == list(range(7))
+    early = _Prefetch(numbers())
+    next(iter(early))
+    early.close()  # returns although the consumer stopped reading
+
+    done = []
+    drain = _Drain(done.append)
+    for i in range(20):
+        drain.put(i)
+    drain.finish()
+    assert done == list(range(20))
+
+    def fail_on_three(item):
+        if item == 3:
+            raise RuntimeError("encoder failed")
+
+    drain = _Drain(fail_on_three)
+    with pytest.raises(RuntimeError, match="encoder failed"):
+        for i in range(100):
+            drain.put(i)
+    drain.abort()

@@ -40,9 +40,11 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import re
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -61,6 +63,8 @@ PROGRESS_INTERVAL_S = 0.25  # the progress line is redrawn at most this often
 NEW_FILE_MODE = 0o666  # before the umask, as open() creates files
 CHROMA_PROBE = 64  # a width divisible by every chroma subsampling factor, to read the factor off
 RGB_FORMAT = "rgb24"
+PIPELINE_DEPTH = 4  # frames queued between the decoding thread, the inpainting (calling) thread and the encoding thread
+PIPELINE_POLL_S = 0.1  # how often a blocked pipeline thread checks whether the other side stopped
 
 
 @dataclass(frozen=True)
@@ -238,7 +242,7 @@ class _KeptFrames:
         self.source, self.rng, self.fps = source, rng, fps
         self.end_time: float | None = None
 
-    def __iter__(self) -> Iterator[tuple[int, Any, float]]:
+    def __iter__(self) -> Iterator[tuple[int, Any, float, np.ndarray]]:
         for index, frame in enumerate(self.source.decode(self.video)):
             t = float(frame.time) if frame.time is not None else float(index / self.fps)
             if self.rng.before(index, t):
@@ -246,7 +250,104 @@ class _KeptFrames:
             if self.rng.after(index, t):
                 self.end_time = t
                 return
-            yield index, frame, t
+            yield index, frame, t, _decode_rgb(frame)
+
+
+class _Failure:
+    """An exception raised on a pipeline thread, carried to the calling thread."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+_END = object()  # the end of a pipeline queue
+
+
+class _Prefetch:
+    """Iterate `items` on a background thread, at most `PIPELINE_DEPTH` items ahead of the consumer;
+    an exception raised there is raised in the consumer. `close()` stops the thread early."""
+
+    def __init__(self, items: Iterator):
+        self._queue: queue.Queue = queue.Queue(PIPELINE_DEPTH)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(items,), daemon=True)
+        self._thread.start()
+
+    def _produce(self, items: Iterator) -> None:
+        try:
+            for item in items:
+                if not _put_unless(self._queue, item, self._stop):
+                    return
+            _put_unless(self._queue, _END, self._stop)
+        except BaseException as exc:  # carried to the consumer, which raises it
+            _put_unless(self._queue, _Failure(exc), self._stop)
+
+    def __iter__(self) -> Iterator:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Drain:
+    """Call `work(item)` on a background thread for every `put` item, at most `PIPELINE_DEPTH` queued;
+    an exception raised there is raised by the next `put` or by `finish`."""
+
+    def __init__(self, work: Callable[[Any], None]):
+        self._queue: queue.Queue = queue.Queue(PIPELINE_DEPTH)
+        self._failed = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._consume, args=(work,), daemon=True)
+        self._thread.start()
+
+    def _consume(self, work: Callable[[Any], None]) -> None:
+        while (item := self._queue.get()) is not _END:
+            try:
+                work(item)
+            except BaseException as exc:  # raised in the producer by put/finish
+                self._error = exc
+                self._failed.set()
+                return
+
+    def put(self, item: Any) -> None:
+        if not _put_unless(self._queue, item, self._failed):
+            raise self._error
+
+    def finish(self) -> None:
+        """Wait until every item is done; raise the worker's exception if it failed."""
+        if not _put_unless(self._queue, _END, self._failed):
+            raise self._error
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """Stop after the item in hand, dropping the queued ones."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        _put_unless(self._queue, _END, self._failed)
+        self._thread.join()
+
+
+def _put_unless(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """Put `item`, waiting for room; False (not put) once `stop` is set."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=PIPELINE_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 class _Writer:
@@ -436,46 +537,54 @@ def _run(source, src: Path, masks, dst: Path, rng: FrameRange, encode: EncodeSet
     audio_fate = "copied" if source.streams.audio and keep_audio else (
         "dropped: audio=False" if source.streams.audio else "none")
     kept = _KeptFrames(source, rng, fps)
-    frames_in = iter(kept)
     fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=f".partial{dst.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, NEW_FILE_MODE & ~_umask())  # mkstemp makes it private; dst gets the usual permissions
     writer: _Writer | None = None
     audio: _AudioCopy | None = None
+    encoding: _Drain | None = None
+    decoding = _Prefetch(iter(kept))
     written, first_size = 0, None
+
+    def encode_frame(item: tuple[np.ndarray, int, float]) -> None:
+        rgb, pts, t = item
+        if audio is not None:
+            audio.copy_until(writer, t)
+        writer.write_frame(rgb, pts)
+
     try:
-        for index, frame, t in frames_in:
-            rgb = _decode_rgb(frame)
+        for index, frame, t, rgb in decoding:
+            pts = frame.pts if frame.pts is not None else round(t / video.time_base)
             if first_size is None:
                 first_size = rgb.shape[:2]
-                pts = frame.pts if frame.pts is not None else round(t / video.time_base)
                 writer = _Writer(tmp, encode, options, video, frame, fps, pts if rng.cuts else 0)
                 if audio_fate == "copied":
                     audio, audio_fate = _open_audio(src, writer, t if rng.cuts else None)
+                encoding = _Drain(encode_frame)
             elif rgb.shape[:2] != first_size:
                 raise ValueError(f"src: frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, the first frame "
                                  f"{first_size[1]}x{first_size[0]} (WxH); the size must not change mid-stream")
-            mask = masks.mask_at(index, rgb)
-            if audio is not None:
-                audio.copy_until(writer, t)
-            pts = frame.pts if frame.pts is not None else round(t / video.time_base)
-            writer.write_frame(inpainter.process(rgb, mask), pts)
+            encoding.put((inpainter.process(rgb, masks.mask_at(index, rgb)), pts, t))
             written += 1
             if progress is not None:
                 progress(written, total)
         if writer is None:
             raise ValueError(f"src: {src} has no video frames" + (" in the selected range" if rng.cuts else ""))
+        encoding.finish()
         if audio is not None:
             audio.copy_until(writer, kept.end_time)
         writer.finish()
         os.replace(tmp, dst)
     except BaseException:
+        if encoding is not None:
+            encoding.abort()
         if writer is not None:
             writer.abort()
         tmp.unlink(missing_ok=True)
         raise
     finally:
+        decoding.close()
         if audio is not None:
             audio.close()
     elapsed = time.perf_counter() - t_start
