@@ -75,6 +75,13 @@ def pad_rows(rows: TopKRows, topk: int) -> TopKRows:
     return TopKRows(torch.cat([rows.weight, rows.weight.new_zeros(*rows.weight.shape[:2], pad)], dim=-1), index)
 
 
+def as_attention(attn: torch.Tensor | TopKRows) -> torch.Tensor | TopKRows:
+    """`attn` typed as either form of the attention (TorchScript: a saved module's code is compiled again on
+    loading, where a variable that is a Tensor on one branch and `TopKRows` on the other only type-checks when
+    both branches give it this union type)."""
+    return attn
+
+
 def masked_attention_topk(q: torch.Tensor, k: torch.Tensor, tokens: torch.Tensor, query_masked: torch.Tensor,
                           key_ok: torch.Tensor, logit_scale: torch.Tensor, topk: int) -> tuple[torch.Tensor, TopKRows]:
     """`masked_attention`, its product with the tokens and the top-K of its rows, computed over hole rows x
@@ -321,13 +328,13 @@ class NeuralPatchMatch(nn.Module):
                 candidates = dense.topk(min(_consts.COPY_CANDIDATES, dense.shape[-1]), dim=-1).indices
                 return self.copy_outputs(composite, mask, q, k, candidates, query_masked, key_ok, grid_w)
             mixed_tokens = torch.bmm(dense, tokens.float()).to(tokens.dtype)
-            attn: torch.Tensor | TopKRows = dense
+            attn = as_attention(dense)
         else:
             kept = max(topk, _consts.COPY_CANDIDATES) if self.copy else topk
             mixed_tokens, rows = masked_attention_topk(q, k, tokens, query_masked, key_ok, self.logit_scale(), kept)
             if self.copy:
                 return self.copy_outputs(composite, mask, q, k, rows.index, query_masked, key_ok, grid_w)
-            attn = rows
+            attn = as_attention(rows)
         mixed = unpatchify(mixed_tokens, self.patch, grid_h, grid_w)
         refined = mixed + self.coherence(cat_channels([mixed, coarse, mask]))
         return refined, mixed, attn, query_masked, key_ok
