@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .config import STYLES
+
 ASSETS = Path(__file__).parent / "assets"
 SAMPLE_IMAGE = ASSETS / "sample.jpg"
 SAMPLE_MASK = ASSETS / "sample_mask.png"
@@ -81,6 +83,19 @@ def run_export(out_path: Path, size: str, dynamic: bool, topk: int | None, weigh
     print("TensorRT check: " + ("every op supported, fp16-safe constants" if not problems else "; ".join(problems)))
 
 
+def run_export_torchscript(out_path: Path, style: str | None, weights: Path | None) -> None:
+    from .deploy.torchscript_export import export_torchscript
+
+    t0 = time.perf_counter()
+    try:
+        path = export_torchscript(out_path, weights=weights, style=style)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}")
+    print(f"wrote {path} ({time.perf_counter() - t0:.1f}s): TorchScript, input (1, 4, H, W) float RGB + hole "
+          "mask in alpha (>= 0.5 = fill), output (1, 3, H, W), any H and W; style "
+          f"{style or 'of the weights'} (docs/integrations.md: Nuke)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rethined", description="RETHINED high-resolution image inpainting.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,9 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help=f"run a benchmark: {', '.join(BENCHMARKS)} (its own --help lists options)")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark")
-    export = sub.add_parser("export", help="export for deployment: onnx (the LR network, for TensorRT)")
-    export.add_argument("format", choices=("onnx",))
-    export.add_argument("output", type=Path, help="output .onnx file")
+    export = sub.add_parser("export", help="export for deployment: onnx (the LR network, for TensorRT), "
+                            "torchscript (the whole inpainting, for Nuke's Inference node)")
+    export.add_argument("format", choices=("onnx", "torchscript"))
+    export.add_argument("output", type=Path, help="output .onnx file (onnx) or .pt file (torchscript)")
+    export.add_argument("--style", choices=sorted(STYLES), default=None, help="torchscript: inference style "
+                        "(default: the weights' own, as Engine())")
     export.add_argument("--size", default="2048x2048", help="image size HxW in pixels (default 2048x2048); "
                         "the graph takes the LR size it maps to")
     export.add_argument("--dynamic", action="store_true", help="free batch and LR height/width axes")
@@ -111,7 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         import importlib
         importlib.import_module(f"rethined_engine.bench.{args.name}").main(args.args)
+    elif args.command == "export" and args.format == "torchscript":
+        if args.dynamic or args.topk is not None:
+            raise SystemExit("error: --dynamic and --topk apply to onnx only (torchscript takes any size)")
+        run_export_torchscript(args.output, args.style, args.weights)
     elif args.command == "export":
+        if args.style is not None:
+            raise SystemExit("error: --style applies to torchscript only")
         run_export(args.output, args.size, args.dynamic, args.topk, args.weights)
     elif args.command == "video":
         run_video_command(args)
