@@ -27,11 +27,12 @@ class VideoConfig:
     flow_preset: str = "fast"           # DIS preset (video.flow.DIS_PRESETS)
     flow_margin: int = 3                # working px: the hole grown by this before its flow is completed
     refine_flow: bool = True            # re-estimate composed flows to older frames from the composition (DIS)
+    refine_scales: int = 1              # ... over this many pyramid scales above DIS's finest (a local search)
     fb_relative: float = 0.01           # forward-backward check: |f + b|^2 <= rel (|f|^2 + |b|^2) + abs
     fb_absolute: float = 0.5            # working px^2
-    memory_frames: int = 6              # past frames kept, at most
-    recent_frames: int = 2              # the newest frames always kept
-    key_interval: int = 8               # besides those, every key_interval-th frame is kept
+    memory_frames: int = 8              # past frames kept, at most
+    recent_frames: int = 3              # the newest frames always kept
+    key_interval: int = 4               # besides those, every key_interval-th frame is kept
     source_margin: int = 2              # px: a past frame gives no pixel this close to its own hole
     stabilise_weight: float = 0.7       # share of the previous output in an invented pixel
     scene_cut_side: int = 64            # px of the longer side of the thumbnails compared for a cut
@@ -45,7 +46,7 @@ class VideoConfig:
         for name in ("flow_long_side", "memory_frames", "recent_frames", "key_interval", "scene_cut_side"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        for name in ("flow_margin", "source_margin", "fb_relative", "fb_absolute", "scene_cut_threshold"):
+        for name in ("refine_scales", "flow_margin", "source_margin", "fb_relative", "fb_absolute", "scene_cut_threshold"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
         if not 0 <= self.stabilise_weight < 1:
@@ -88,6 +89,8 @@ class VideoInpainter:
             from .temporal import FrameMemory
 
             self._dis = dis(self.config.flow_preset)
+            self._refine = dis(self.config.flow_preset)
+            self._refine.setCoarsestScale(self._refine.getFinestScale() + self.config.refine_scales)
             self._memory = FrameMemory(self.config.memory_frames, self.config.recent_frames,
                                        self.config.key_interval)
         self._forget()
@@ -102,6 +105,15 @@ class VideoInpainter:
         """Forget every past frame (the next frame may have another size)."""
         self.frame_size = None
         self._forget()
+
+    def state_nbytes(self) -> int:
+        """Bytes of image data the stream holds between frames (past frames, flows, the previous output)."""
+        if self.temporal == "off":
+            return 0
+        held = [] if self._previous is None else list(vars(self._previous).values())
+        for past in self._memory.frames:
+            held += [past.frame, past.source, past.grey, past.hole, past.flow, past.valid]
+        return sum(x.nbytes for x in held)
 
     def process(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """One frame (H, W, 3) uint8 and its mask (H, W) -> the inpainted frame (H, W, 3) uint8."""
@@ -155,7 +167,7 @@ class VideoInpainter:
             step = complete_flow(self._dis.calc(luma, previous.grey, None), hole, previous.hole)
             back = complete_flow(self._dis.calc(previous.grey, luma, None), previous.hole, hole)
             step_valid = forward_backward_valid(step, back, cfg.fb_relative, cfg.fb_absolute)
-            self._memory.advance(step, step_valid, luma, hole, self._dis if cfg.refine_flow else None)
+            self._memory.advance(step, step_valid, luma, hole, self._refine if cfg.refine_flow else None)
         filled, remaining = propagate(frame, mask, self._memory) if cfg.propagate else (frame, mask)
         if remaining.any():
             filled = self.engine.inpaint(filled, remaining)

@@ -1,0 +1,197 @@
+"""VideoInpainter and its temporal parts (rethined_engine.video.flow, .temporal) against plain references."""
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+from scipy import ndimage
+
+from rethined_engine.video.flow import compose, push_pull, warp_back
+from rethined_engine.video.stream import VideoConfig, VideoInpainter
+from rethined_engine.video.temporal import FrameMemory, propagate, stabilise, upsample_flow
+
+SIZE = (96, 160)          # H, W of the test clips (below the flow working size: flow runs at full size)
+PAN = 6                   # px per frame, content moving left
+TEXTURE_BLUR = 2.0        # sigma of the blurred-noise texture, px
+
+
+def texture(rng, height, width):
+    """Blurred-noise RGB texture (height, width, 3) uint8."""
+    smooth = cv2.GaussianBlur(rng.normal(0, 1, (height, width, 3)).astype(np.float32), (0, 0), TEXTURE_BLUR)
+    return np.round((smooth - smooth.min()) / (smooth.max() - smooth.min()) * 230 + 12).astype(np.uint8)
+
+
+def pan_clip(rng, frames):
+    """A camera pan (frames, H, W, 3) over a wider texture, PAN px per frame."""
+    field = texture(rng, SIZE[0], SIZE[1] + PAN * frames)
+    return np.stack([field[:, t * PAN:t * PAN + SIZE[1]] for t in range(frames)])
+
+
+def box_mask(y0=30, y1=60, x0=50, x1=80):
+    mask = np.zeros(SIZE, bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def hole_psnr(output, truth, mask):
+    error = (output.astype(np.float64) - truth)[mask] / 255
+    return 10 * np.log10(1 / max(np.mean(error ** 2), 1e-12))
+
+
+def smooth_flow(rng, scale):
+    """A random smooth flow field (H, W, 2) float32 of about +-scale px."""
+    flow = cv2.GaussianBlur(rng.normal(0, 1, (*SIZE, 2)).astype(np.float32), (0, 0), 12)
+    return flow / np.abs(flow).max() * scale
+
+
+def reference_warp(image, flow):
+    """image (H, W, C) sampled at x + flow(x) by scipy (bilinear, edge replicated)."""
+    ys, xs = np.mgrid[0:flow.shape[0], 0:flow.shape[1]].astype(np.float64)
+    coords = [ys + flow[..., 1], xs + flow[..., 0]]
+    return np.stack([ndimage.map_coordinates(image[..., c].astype(np.float64), coords, order=1, mode="nearest")
+                     for c in range(image.shape[2])], -1)
+
+
+# --- flow and temporal parts -----------------------------------------------------------------------------
+
+def test_warp_back_and_compose_match_scipy(rng):
+    step, flow = smooth_flow(rng, 5), smooth_flow(rng, 9)
+    image = texture(rng, *SIZE).astype(np.float32)
+    # cv2.remap weighs its bilinear taps in 1/32 px: a few hundredths of the sampled value's local change
+    np.testing.assert_allclose(warp_back(image, step), reference_warp(image, step), atol=0.5)
+    expected = step + reference_warp(flow, step)
+    np.testing.assert_allclose(compose(step, flow), expected, atol=0.02)
+
+
+def test_push_pull_keeps_known_pixels_and_fills_a_constant_exactly(rng):
+    values = rng.normal(0, 1, (*SIZE, 2)).astype(np.float32)
+    known = ~box_mask()
+    filled = push_pull(values, known)
+    np.testing.assert_array_equal(filled[known], values[known])
+    assert np.isfinite(filled).all()
+    assert filled[~known].min() >= values[known].min() and filled[~known].max() <= values[known].max()
+    constant = np.full((*SIZE, 2), 3.5, np.float32)
+    np.testing.assert_allclose(push_pull(np.where(known[..., None], constant, 99), known), constant, atol=1e-5)
+
+
+def test_upsample_flow_matches_cv2_resize(rng):
+    small = smooth_flow(rng, 4)[:48, :80].copy()
+    full_size, box = (96, 160), (10, 70, 30, 150)
+    expected = cv2.resize(small, full_size[::-1], interpolation=cv2.INTER_LINEAR) * 2
+    np.testing.assert_allclose(upsample_flow(small, full_size, box), expected[10:70, 30:150], atol=1e-4)
+
+
+def memory_with(frame, source, flow):
+    memory = FrameMemory(capacity=2, recent=1, key_interval=1)
+    memory.push(frame, source, cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), np.zeros(SIZE, bool), index=0)
+    memory.frames[0].flow = flow
+    return memory
+
+
+def test_propagate_copies_along_an_exact_flow_and_not_from_the_past_hole(rng):
+    past, frame = texture(rng, *SIZE), texture(rng, *SIZE)
+    mask = box_mask()
+    source = np.ones(SIZE, bool)
+    source[:, 90:] = False            # the past frame may not give its columns >= 90
+    flow = np.zeros((*SIZE, 2), np.float32)
+    flow[..., 0] = 20                 # hole pixel x shows what the past frame had at x + 20
+    out, remaining = propagate(frame, mask, memory_with(past, source, flow))
+    ys, xs = np.nonzero(mask)
+    from_past = xs + 20 < 90
+    np.testing.assert_array_equal(out[ys[from_past], xs[from_past]], past[ys[from_past], xs[from_past] + 20])
+    np.testing.assert_array_equal(remaining[ys, xs], ~from_past)
+    np.testing.assert_array_equal(out[~mask], frame[~mask])
+
+
+def test_stabilise_is_the_stated_blend_where_the_flow_holds(rng):
+    filled, previous = texture(rng, *SIZE), texture(rng, *SIZE)
+    invented = box_mask()
+    step = np.zeros((*SIZE, 2), np.float32)
+    step[..., 1] = -3                 # this frame's pixel (x, y) was at (x, y - 3) in the previous frame
+    valid = np.ones(SIZE, bool)
+    valid[:, :65] = False
+    out = stabilise(filled, invented, previous, step, valid, weight=0.7)
+    shifted = np.roll(previous, 3, axis=0).astype(np.float32)
+    expected = filled.copy()
+    gate = invented & valid
+    expected[gate] = np.round(0.7 * shifted[gate] + 0.3 * filled[gate].astype(np.float32))
+    np.testing.assert_array_equal(out, expected)
+
+
+# --- VideoInpainter --------------------------------------------------------------------------------------
+
+def test_temporal_off_equals_the_engine_frame_by_frame(engine, rng):
+    frames, masks = pan_clip(rng, 3), np.stack([box_mask(), box_mask(20, 50, 60, 100), box_mask()])
+    inpainter = VideoInpainter(engine, temporal="off")
+    for frame, mask in zip(frames, masks):
+        np.testing.assert_array_equal(inpainter.process(frame, mask), engine.inpaint(frame, mask))
+
+
+def test_temporal_on_keeps_known_pixels_bit_exact(engine, rng):
+    frames = pan_clip(rng, 5)
+    inpainter = VideoInpainter(engine)
+    for t, frame in enumerate(frames):
+        mask = box_mask(20 + 3 * t, 50 + 3 * t, 40 + 5 * t, 80 + 5 * t)
+        out = inpainter.process(frame, mask.astype(np.uint8))
+        assert out.dtype == np.uint8 and out.shape == frame.shape
+        np.testing.assert_array_equal(out[~mask], frame[~mask])
+
+
+def test_pan_with_a_static_mask_recovers_the_hole_from_past_frames(engine, rng):
+    """The hole (30 px wide) was in view PAN px per frame earlier: after a few frames it is copied, not invented."""
+    frames, mask = pan_clip(rng, 10), box_mask()
+    inpainter = VideoInpainter(engine)
+    outputs = inpainter.process_batch(frames, mask)
+    for t in range(6, 10):
+        per_frame = hole_psnr(engine.inpaint(frames[t], mask), frames[t], mask)
+        temporal = hole_psnr(outputs[t], frames[t], mask)
+        assert temporal > per_frame + 10, (t, temporal, per_frame)
+
+
+def test_process_batch_equals_process_in_order(engine, rng):
+    frames = pan_clip(rng, 4)
+    masks = np.stack([box_mask(20 + 5 * t, 50 + 5 * t, 40, 80) for t in range(4)])
+    batch = VideoInpainter(engine).process_batch(frames, masks)
+    one_by_one = VideoInpainter(engine)
+    for t in range(4):
+        np.testing.assert_array_equal(batch[t], one_by_one.process(frames[t], masks[t]))
+
+
+def test_state_does_not_grow_with_the_clip(engine, rng):
+    config = VideoConfig(memory_frames=3, recent_frames=1, key_interval=4)
+    frames, mask = pan_clip(rng, 6), box_mask(30, 34, 50, 54)
+    inpainter = VideoInpainter(engine, config=config)
+    held = []
+    for t in range(30):
+        inpainter.process(frames[t % 6], mask)
+        held.append(inpainter.state_nbytes())
+        assert len(inpainter._memory.frames) <= config.memory_frames
+    assert held[-1] == held[15] > 0 and max(held) == held[-1]
+
+
+def test_a_scene_cut_forgets_the_past(engine, rng):
+    first, second = pan_clip(rng, 3), pan_clip(rng, 2) // 3    # another, darker scene
+    mask = box_mask()
+    inpainter = VideoInpainter(engine)
+    inpainter.process_batch(first, mask)
+    assert inpainter.scene_cuts == 0
+    after_cut = inpainter.process_batch(second, mask)
+    assert inpainter.scene_cuts == 1
+    np.testing.assert_array_equal(after_cut, VideoInpainter(engine).process_batch(second, mask))
+
+
+def test_reset_allows_a_new_size_and_sizes_are_checked(engine, rng):
+    inpainter = VideoInpainter(engine)
+    inpainter.process(pan_clip(rng, 1)[0], box_mask())
+    with pytest.raises(ValueError, match="reset"):
+        inpainter.process(np.zeros((64, 64, 3), np.uint8), np.ones((64, 64), bool))
+    inpainter.reset()
+    assert inpainter.process(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64), bool)).shape == (64, 64, 3)
+    with pytest.raises(ValueError, match="mask"):
+        inpainter.process(np.zeros((64, 64, 3), np.uint8), np.zeros((32, 64), bool))
+
+
+@pytest.mark.parametrize("field, value", [("stabilise_weight", 1.0), ("memory_frames", 0), ("flow_preset", "slow"),
+                                          ("fb_absolute", -1.0)])
+def test_config_rejects_bad_values_by_name(field, value):
+    with pytest.raises(ValueError, match=field):
+        VideoConfig(**{field: value})
