@@ -78,8 +78,8 @@ TARGETS = {   # category -> (min hole PSNR gain over off, dB; max E_warp / truth
     MOVING_STATIC: (3.0, 2.0, False),
     MOVING_MASK: (0.0, None, True),
 }
-FRAMES = 36                  # frames per quality clip
-FRAMES_4K = 12               # frames per quality clip of 2160 px or more
+FRAMES = 30                  # frames per quality clip
+FRAMES_4K = 10               # frames per quality clip of 2160 px or more
 SPEED_HEIGHTS = (720, 1080, 2160)
 SPEED_FRAMES = 24
 SPEED_FRAMES_4K = 8
