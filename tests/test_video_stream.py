@@ -195,3 +195,42 @@ def test_reset_allows_a_new_size_and_sizes_are_checked(engine, rng):
 def test_config_rejects_bad_values_by_name(field, value):
     with pytest.raises(ValueError, match=field):
         VideoConfig(**{field: value})
+
+
+class CountingEngine:
+    """Fills the hole with fresh noise on every call and counts the calls."""
+
+    def __init__(self, rng):
+        self.rng, self.calls = rng, 0
+
+    def inpaint(self, frame, mask):
+        self.calls += 1
+        out = frame.copy()
+        out[mask != 0] = self.rng.integers(0, 256, (int((mask != 0).sum()), 3), dtype=np.uint8)
+        return out
+
+
+def test_hold_keeps_the_invented_pixels_while_the_surroundings_stay(rng):
+    still, mask = texture(rng, *SIZE), box_mask()
+    engine = CountingEngine(rng)
+    inpainter = VideoInpainter(engine)
+    first = inpainter.process(still, mask)
+    for _ in range(3):
+        np.testing.assert_array_equal(inpainter.process(still, mask), first)
+    assert engine.calls == 1 and inpainter.held_frames == 3
+    brighter = np.clip(still.astype(int) + 20, 0, 255).astype(np.uint8)   # the surroundings change: fill anew
+    inpainter.process(brighter, mask)
+    assert engine.calls == 2
+
+
+def test_without_hold_the_fill_is_blended_with_the_previous_output(rng):
+    still, mask = texture(rng, *SIZE), box_mask()
+    engine = CountingEngine(rng)
+    config = VideoConfig(hold=False, stabilise_weight=0.5)
+    inpainter = VideoInpainter(engine, config=config)
+    first = inpainter.process(still, mask).astype(np.float32)
+    engine.rng = np.random.default_rng(7)
+    second = inpainter.process(still, mask)
+    fill = CountingEngine(np.random.default_rng(7)).inpaint(still, mask).astype(np.float32)
+    np.testing.assert_array_equal(second[mask], np.round(0.5 * first[mask] + 0.5 * fill[mask]))
+    assert engine.calls == 2

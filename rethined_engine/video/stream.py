@@ -16,11 +16,15 @@ class VideoConfig:
 
     propagate: copy into the hole what past frames saw (dense flow, forward-backward check), the engine
         filling only what is left.
+    hold: where the pixels left to invent passed the flow's check and the known pixels around the hole moved as
+        the flow says (within hold_threshold), keep the previous output's pixels moved by the flow instead of
+        running the engine (the static-mask case: steady and cheap).
     stabilise: blend the pixels the engine invents with the previous output moved by the flow, where the flow
         passed the check (an unchecked average ghosts on motion).
     scene_cut: forget the past when the known pixels change more than scene_cut_threshold.
     """
     propagate: bool = True
+    hold: bool = True
     stabilise: bool = True
     scene_cut: bool = True
     flow_long_side: int = 480           # working size of the flow, px of its longer side
@@ -34,6 +38,8 @@ class VideoConfig:
     recent_frames: int = 3              # the newest frames always kept
     key_interval: int = 4               # besides those, every key_interval-th frame is kept
     source_margin: int = 2              # px: a past frame gives no pixel this close to its own hole
+    hold_ring: int = 8                  # px: the known pixels this close to the hole decide a hold
+    hold_threshold: float = 3.0         # mean absolute change of those pixels, uint8 levels, up to which it holds
     stabilise_weight: float = 0.7       # share of the previous output in an invented pixel
     scene_cut_side: int = 64            # px of the longer side of the thumbnails compared for a cut
     scene_cut_threshold: float = 30.0   # mean absolute difference of the known thumbnail pixels, uint8 levels
@@ -46,7 +52,8 @@ class VideoConfig:
         for name in ("flow_long_side", "memory_frames", "recent_frames", "key_interval", "scene_cut_side"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        for name in ("refine_scales", "flow_margin", "source_margin", "fb_relative", "fb_absolute", "scene_cut_threshold"):
+        for name in ("refine_scales", "flow_margin", "source_margin", "fb_relative", "fb_absolute",
+                     "hold_ring", "hold_threshold", "scene_cut_threshold"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
         if not 0 <= self.stabilise_weight < 1:
@@ -83,7 +90,8 @@ class VideoInpainter:
         self.temporal = temporal
         self.config = config or VideoConfig()
         self.frame_size: tuple[int, int] | None = None
-        self.scene_cuts = 0
+        self.scene_cuts = 0         # frames found to start a new scene
+        self.held_frames = 0        # frames whose invented pixels were held from the previous output
         if temporal == "on":
             from .flow import dis
             from .temporal import FrameMemory
@@ -146,7 +154,7 @@ class VideoInpainter:
         import cv2
 
         from .flow import forward_backward_valid, grey, push_pull
-        from .temporal import complete_flow, grow, propagate, scene_cut, shrink_mask, stabilise, working_size
+        from .temporal import complete_flow, grow, hold, propagate, scene_cut, shrink_mask, stabilise, working_size
 
         cfg = self.config
         size = working_size(frame.shape[:2], cfg.flow_long_side)
@@ -157,8 +165,8 @@ class VideoInpainter:
         thumb = cv2.resize(luma, thumb_size[::-1], interpolation=cv2.INTER_AREA)
         thumb_known = ~shrink_mask(mask, thumb_size, 0)
         previous = self._previous
-        if previous is not None and cfg.scene_cut and scene_cut(thumb, previous.thumb, thumb_known & previous.thumb_known,
-                                                                 cfg.scene_cut_threshold):
+        if previous is not None and cfg.scene_cut and scene_cut(
+                thumb, previous.thumb, thumb_known & previous.thumb_known, cfg.scene_cut_threshold):
             self.scene_cuts += 1
             self._forget()
             previous = None
@@ -169,10 +177,17 @@ class VideoInpainter:
             step_valid = forward_backward_valid(step, back, cfg.fb_relative, cfg.fb_absolute)
             self._memory.advance(step, step_valid, luma, hole, self._refine if cfg.refine_flow else None)
         filled, remaining = propagate(frame, mask, self._memory) if cfg.propagate else (frame, mask)
-        if remaining.any():
+        held = None
+        if cfg.hold and previous is not None:
+            held = hold(filled, mask, remaining, previous.output, step, step_valid, cfg.hold_ring,
+                        cfg.hold_threshold)
+        if held is not None:
+            filled = held
+            self.held_frames += 1
+        elif remaining.any():
             filled = self.engine.inpaint(filled, remaining)
-        if cfg.stabilise and previous is not None:
-            filled = stabilise(filled, remaining, previous.output, step, step_valid, cfg.stabilise_weight)
+            if cfg.stabilise and previous is not None:
+                filled = stabilise(filled, remaining, previous.output, step, step_valid, cfg.stabilise_weight)
         output = np.where(mask[..., None], filled, frame)
         if cfg.propagate:
             self._memory.push(frame.copy(), ~grow(mask, cfg.source_margin), luma, hole, self._index)

@@ -149,26 +149,61 @@ def propagate(frame: np.ndarray, mask: np.ndarray, memory: FrameMemory) -> tuple
     return out, remaining
 
 
+def follow(previous: np.ndarray, step: np.ndarray, step_valid: np.ndarray,
+           box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The previous output (H, W, 3) uint8 brought to this frame over box by step (h, w, 2, working flow to
+    the previous frame) -> (box h, box w, 3) float32 and (box h, box w) bool, where step_valid (h, w) bool holds."""
+    y0, y1, x0, x1 = box
+    height, width = previous.shape[:2]
+    h, w = step.shape[:2]
+    grid = pixel_grid(height, width)[y0:y1, x0:x1]
+    small = (grid + 0.5) * np.array([w / width, h / height], np.float32) - 0.5
+    gate = sample(step_valid.view(np.uint8), small, cv2.INTER_NEAREST).astype(bool)
+    return sample(previous, grid + upsample_flow(step, (height, width), box)).astype(np.float32), gate
+
+
 def stabilise(filled: np.ndarray, invented: np.ndarray, previous: np.ndarray, step: np.ndarray,
               step_valid: np.ndarray, weight: float) -> np.ndarray:
     """Blend the invented pixels of filled (H, W, 3) uint8 (invented (H, W) bool) with the previous output
-    (H, W, 3) uint8 brought to this frame by step (h, w, 2, working flow to the previous frame): weight of the
-    previous output where step_valid (h, w) bool holds at the pixel, 0 elsewhere. Other pixels unchanged."""
+    (H, W, 3) uint8 brought to this frame by step (`follow`): weight of the previous output where step_valid
+    holds, 0 elsewhere. Other pixels unchanged."""
     box = bounding_box(invented)
     if box is None:
         return filled
     y0, y1, x0, x1 = box
-    height, width = invented.shape
-    h, w = step.shape[:2]
-    grid = pixel_grid(height, width)[y0:y1, x0:x1]
-    ends = grid + upsample_flow(step, invented.shape, box)
-    small = (grid + 0.5) * np.array([w / width, h / height], np.float32) - 0.5
-    gate = sample(step_valid.view(np.uint8), small, cv2.INTER_NEAREST).astype(bool) & invented[y0:y1, x0:x1]
+    warped, gate = follow(previous, step, step_valid, box)
+    gate &= invented[y0:y1, x0:x1]
     out = filled.copy()
     patch = out[y0:y1, x0:x1]
-    warped = sample(previous, ends).astype(np.float32)
     blended = weight * warped + (1 - weight) * patch.astype(np.float32)
     patch[gate] = np.clip(np.round(blended[gate]), 0, 255).astype(np.uint8)
+    return out
+
+
+def hold(frame: np.ndarray, mask: np.ndarray, invented: np.ndarray, previous: np.ndarray, step: np.ndarray,
+         step_valid: np.ndarray, ring: int, threshold: float) -> np.ndarray | None:
+    """Keep what the previous output showed where this frame's pixels would be invented, when the scene
+    around the hole moved as the flow says.
+
+    frame (H, W, 3) uint8 with its hole mask (H, W) bool; invented (H, W) bool, the pixels still to fill. The
+    previous output is brought here by step (`follow`); if every invented pixel passed the flow's check and
+    the known pixels within ring px of the hole differ from it by at most threshold (mean absolute
+    difference, uint8 levels), returns frame with the invented pixels taken from it (rounded); else None."""
+    box = bounding_box(invented)
+    if box is None:
+        return frame
+    near = grow(mask, ring)
+    y0, y1, x0, x1 = bounding_box(near)
+    warped, gate = follow(previous, step, step_valid, (y0, y1, x0, x1))
+    known_ring = near[y0:y1, x0:x1] & ~mask[y0:y1, x0:x1] & gate
+    left = invented[y0:y1, x0:x1]
+    if not known_ring.any() or not gate[left].all():
+        return None
+    change = np.abs(warped[known_ring] - frame[y0:y1, x0:x1][known_ring]).mean()
+    if change > threshold:
+        return None
+    out = frame.copy()
+    out[y0:y1, x0:x1][left] = np.clip(np.round(warped[left]), 0, 255).astype(np.uint8)
     return out
 
 
