@@ -1,6 +1,8 @@
 """Coarse CNN f_theta: a small MobileOne encoder-decoder that fills the hole at LR."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,12 +15,15 @@ INPUT_CHANNELS = 4  # RGB with holes zeroed + the hole mask
 HEAD_HIDDEN = 16
 
 
-@torch.jit.interface
-class _Block(nn.Module):
-    """What TorchScript needs to index the decoder with a loop variable: (B, C, H, W) -> (B, C', H, W)."""
+with warnings.catch_warnings():   # torch 2.13 deprecates TorchScript, which hosts such as Nuke still load
+    warnings.simplefilter("ignore", DeprecationWarning)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pass
+    @torch.jit.interface
+    class _Block(nn.Module):
+        """What TorchScript needs to index the decoder with a loop variable: (B, C, H, W) -> (B, C', H, W)."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            pass
 
 
 def _upsample2x(x: torch.Tensor) -> torch.Tensor:
