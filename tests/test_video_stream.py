@@ -5,7 +5,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 from scipy import ndimage
 
-from rethined_engine.video.flow import compose, push_pull, warp_back
+from rethined_engine.video.flow import push_pull, warp_back
 from rethined_engine.video.stream import VideoConfig, VideoInpainter
 from rethined_engine.video.temporal import FrameMemory, propagate, stabilise, upsample_flow
 
@@ -53,13 +53,26 @@ def reference_warp(image, flow):
 
 # --- flow and temporal parts -----------------------------------------------------------------------------
 
-def test_warp_back_and_compose_match_scipy(rng):
-    step, flow = smooth_flow(rng, 5), smooth_flow(rng, 9)
+def test_warp_back_matches_scipy(rng):
+    step = smooth_flow(rng, 5)
     image = texture(rng, *SIZE).astype(np.float32)
     # cv2.remap weighs its bilinear taps in 1/32 px: a few hundredths of the sampled value's local change
     np.testing.assert_allclose(warp_back(image, step), reference_warp(image, step), atol=0.5)
-    expected = step + reference_warp(flow, step)
-    np.testing.assert_allclose(compose(step, flow), expected, atol=0.02)
+
+
+def test_advance_composes_flows_over_the_box_like_scipy(rng):
+    step, flow = smooth_flow(rng, 5), smooth_flow(rng, 9)
+    frame = texture(rng, *SIZE)
+    memory = memory_with(frame, np.ones(SIZE, bool), flow.copy())
+    box = (10, 70, 20, 120)
+    memory.advance(step, np.ones(SIZE, bool), cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), np.zeros(SIZE, bool), box,
+                   refine=None)
+    expected = step + reference_warp(flow, step)      # flow to the past frame: one step, then the old flow
+    inside, outside = np.zeros(SIZE, bool), np.ones(SIZE, bool)
+    inside[10:70, 20:120], outside[10:70, 20:120] = True, False
+    # remap's 1/32 px interpolation weights again
+    np.testing.assert_allclose(memory.frames[0].flow[inside], expected[inside], atol=0.02)
+    np.testing.assert_array_equal(memory.frames[0].flow[outside], flow[outside])
 
 
 def test_push_pull_keeps_known_pixels_and_fills_a_constant_exactly(rng):

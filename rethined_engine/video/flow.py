@@ -1,5 +1,4 @@
-"""Dense optical flow primitives (OpenCV): DIS flow, backward warping, composition, the forward-backward
-check and push-pull completion of fields with holes.
+"""Dense optical flow primitives (OpenCV): DIS flow, backward warping, the forward-backward check and push-pull completion of fields with holes.
 
 A flow field is (h, w, 2) float32 in px, (dx, dy), pointing from a pixel of the source frame to where it lies
 in the target frame: source(x) ~ target(x + flow(x)).
@@ -74,11 +73,6 @@ def forward_backward_valid(forward: np.ndarray, backward: np.ndarray, relative: 
     error = np.square(forward + back).sum(-1)
     bound = relative * (np.square(forward).sum(-1) + np.square(back).sum(-1)) + absolute
     return (error <= bound) & inside(forward)
-
-
-def compose(step: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Flow a -> c from step a -> b and flow b -> c, both (H, W, 2): step(x) + flow(x + step(x))."""
-    return step + warp_back(flow, step)
 
 
 def push_pull(values: np.ndarray, known: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ class VideoConfig:
     flow_long_side: int = 480           # working size of the flow, px of its longer side
     flow_preset: str = "fast"           # DIS preset (video.flow.DIS_PRESETS)
     flow_margin: int = 3                # working px: the hole grown by this before its flow is completed
+    flow_context: int = 24              # working px: flows to past frames are kept over the holes' box grown by this
     refine_flow: bool = True            # re-estimate composed flows to older frames from the composition (DIS)
     refine_scales: int = 1              # ... over this many pyramid scales above DIS's finest (a local search)
     fb_relative: float = 0.01           # forward-backward check: |f + b|^2 <= rel (|f|^2 + |b|^2) + abs
@@ -53,7 +54,7 @@ class VideoConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         for name in ("refine_scales", "flow_margin", "source_margin", "fb_relative", "fb_absolute",
-                     "hold_ring", "hold_threshold", "scene_cut_threshold"):
+                     "flow_context", "hold_ring", "hold_threshold", "scene_cut_threshold"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
         if not 0 <= self.stabilise_weight < 1:
@@ -154,7 +155,8 @@ class VideoInpainter:
         import cv2
 
         from .flow import forward_backward_valid, grey, push_pull
-        from .temporal import complete_flow, grow, hold, propagate, scene_cut, shrink_mask, stabilise, working_size
+        from .temporal import (bounding_box, complete_flow, grow, grow_box, hold, propagate, scene_cut, shrink_mask,
+                               stabilise, working_size)
 
         cfg = self.config
         size = working_size(frame.shape[:2], cfg.flow_long_side)
@@ -175,7 +177,8 @@ class VideoInpainter:
             step = complete_flow(self._dis.calc(luma, previous.grey, None), hole, previous.hole)
             back = complete_flow(self._dis.calc(previous.grey, luma, None), previous.hole, hole)
             step_valid = forward_backward_valid(step, back, cfg.fb_relative, cfg.fb_absolute)
-            self._memory.advance(step, step_valid, luma, hole, self._refine if cfg.refine_flow else None)
+            box = grow_box(bounding_box(hole | previous.hole) or (0, 0, 0, 0), cfg.flow_context, size)
+            self._memory.advance(step, step_valid, luma, hole, box, self._refine if cfg.refine_flow else None)
         filled, remaining = propagate(frame, mask, self._memory) if cfg.propagate else (frame, mask)
         held = None
         if cfg.hold and previous is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .flow import compose, pixel_grid, push_pull, sample, warp_back
+from .flow import pixel_grid, push_pull, sample, warp_back
 
 
 def working_size(frame_size: tuple[int, int], long_side: int) -> tuple[int, int]:
@@ -63,6 +63,12 @@ def complete_flow(flow: np.ndarray, hole: np.ndarray, target_hole: np.ndarray) -
     return push_pull(flow, ~hole & ~landed)
 
 
+def grow_box(box: tuple[int, int, int, int], margin: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """box grown by margin px on every side, clipped to a frame of size (H, W)."""
+    y0, y1, x0, x1 = box
+    return max(0, y0 - margin), min(size[0], y1 + margin), max(0, x0 - margin), min(size[1], x1 + margin)
+
+
 @dataclass
 class PastFrame:
     """One remembered frame: frame (H, W, 3) uint8; source (H, W) bool, the pixels it may give (outside its
@@ -92,17 +98,26 @@ class FrameMemory:
         self.frames = []
 
     def advance(self, step: np.ndarray, step_valid: np.ndarray, grey: np.ndarray, hole: np.ndarray,
-                refine: cv2.DISOpticalFlow | None) -> None:
+                box: tuple[int, int, int, int], refine: cv2.DISOpticalFlow | None) -> None:
         """A new current frame, grey (h, w) uint8 with hole (h, w) bool: step (h, w, 2) is the flow from it to
-        the previous current frame, step_valid (h, w) bool its forward-backward check. Every remembered flow
-        becomes step composed with it; with refine (a DIS estimator: given a flow, it starts from it),
-        the flows to frames older than the previous one are then re-estimated from the composed ones, so
-        that the errors of the steps do not add up."""
+        the previous current frame, step_valid (h, w) bool its forward-backward check. Over box (working px;
+        the flows outside it are left as they were), every remembered flow becomes step composed with it and
+        its hole is completed (`complete_flow`); with refine (a DIS estimator: given a flow, it starts from it),
+        the flows to frames older than the previous one are first re-estimated there (`refine_near`), so that
+        the errors of the steps do not add up."""
+        y0, y1, x0, x1 = box
+        grid = pixel_grid(*grey.shape)[y0:y1, x0:x1]
+        step_box = step[y0:y1, x0:x1]
+        ends = grid + step_box
         for age, past in enumerate(self.frames):
-            past.valid = (warp_back(past.valid, step, cv2.INTER_NEAREST) & step_valid).astype(np.uint8)
-            past.flow = compose(step, past.flow)
+            past.valid[y0:y1, x0:x1] = (sample(past.valid, ends, cv2.INTER_NEAREST)
+                                        & step_valid[y0:y1, x0:x1]).astype(np.uint8)
+            past.flow[y0:y1, x0:x1] = step_box + sample(past.flow, ends)
             if refine is not None and age > 0:
-                past.flow = complete_flow(refine.calc(grey, past.grey, past.flow), hole, past.hole)
+                refine_near(refine, grey, past, box)
+            flow = past.flow[y0:y1, x0:x1]
+            landed = sample(past.hole.view(np.uint8), grid + flow, cv2.INTER_NEAREST).astype(bool)
+            past.flow[y0:y1, x0:x1] = push_pull(flow, ~hole[y0:y1, x0:x1] & ~landed)
 
     def push(self, frame: np.ndarray, source: np.ndarray, grey: np.ndarray, hole: np.ndarray, index: int) -> None:
         """Remember the current frame: its flow to itself is zero and valid."""
@@ -113,6 +128,18 @@ class FrameMemory:
         """Keep the `recent` newest frames and key frames, at most `capacity`."""
         kept = [p for i, p in enumerate(self.frames) if i < self.recent or p.index % self.key_interval == 0]
         self.frames = kept[:self.capacity]
+
+
+def refine_near(estimator: cv2.DISOpticalFlow, grey: np.ndarray, past: PastFrame,
+                box: tuple[int, int, int, int]) -> None:
+    """Re-estimate past.flow (h, w, 2) over box (working px) from itself: DIS from grey (h, w) uint8 over box
+    to past.grey over box moved by the flow's median (rounded), starting from the flow less that move."""
+    y0, y1, x0, x1 = box
+    start = past.flow[y0:y1, x0:x1]
+    move = np.round(np.median(start.reshape(-1, 2), 0)).astype(np.float32)
+    target = sample(past.grey, pixel_grid(*grey.shape)[y0:y1, x0:x1] + move)
+    source = np.ascontiguousarray(grey[y0:y1, x0:x1])
+    past.flow[y0:y1, x0:x1] = estimator.calc(source, target, np.ascontiguousarray(start - move)) + move
 
 
 def propagate(frame: np.ndarray, mask: np.ndarray, memory: FrameMemory) -> tuple[np.ndarray, np.ndarray]:
@@ -130,14 +157,13 @@ def propagate(frame: np.ndarray, mask: np.ndarray, memory: FrameMemory) -> tuple
     left = mask[y0:y1, x0:x1].copy()
     patch = out[y0:y1, x0:x1]
     height, width = mask.shape
+    h, w = memory.frames[0].flow.shape[:2]
+    small_grid = (grid + 0.5) * np.array([w / width, h / height], np.float32) - 0.5
     for past in memory.frames:
         if not left.any():
             break
-        flow = upsample_flow(past.flow, mask.shape, box)
-        ends = grid + flow
-        h, w = past.flow.shape[:2]
-        small_ends = (ends + 0.5) * np.array([w / width, h / height], np.float32) - 0.5
-        usable = (sample(past.valid, small_ends, cv2.INTER_NEAREST).astype(bool)
+        ends = grid + upsample_flow(past.flow, mask.shape, box)
+        usable = (sample(past.valid, small_grid, cv2.INTER_NEAREST).astype(bool)
                   & (ends[..., 0] >= 0) & (ends[..., 0] <= width - 1)
                   & (ends[..., 1] >= 0) & (ends[..., 1] <= height - 1)
                   & sample(past.source.view(np.uint8), ends, cv2.INTER_NEAREST).astype(bool))
