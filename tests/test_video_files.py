@@ -105,10 +105,12 @@ def test_ffv1_bgr0_round_trip_is_bit_exact(clip):
     assert times == pytest.approx([i / FPS for i in range(len(frames))], abs=1e-3)
 
 
-def test_lossless_output_equals_per_frame_engine_and_keeps_audio(clip, engine, tmp_path):
+@pytest.mark.parametrize("overlap_io", [False, True])
+def test_lossless_output_equals_per_frame_engine_and_keeps_audio(clip, engine, tmp_path, overlap_io):
     path, frames = clip
     mask = box_mask()
-    summary = inpaint_video(path, mask, tmp_path / "out.mkv", temporal="off", engine=engine, encode=LOSSLESS)
+    summary = inpaint_video(path, mask, tmp_path / "out.mkv", temporal="off", engine=engine, encode=LOSSLESS,
+                            overlap_io=overlap_io)
     got, times = decoded(tmp_path / "out.mkv")
     assert summary.frames == len(frames) and summary.audio == "copied" and summary.video_fps == FPS
     assert len(got) == len(frames)
@@ -249,7 +251,8 @@ def test_short_mask_video_of_unknown_length_fails_mid_stream_and_leaves_nothing(
     assert (tmp_path / "out.mkv").read_bytes() == b"an older result"
 
 
-def test_interrupt_removes_the_temporary_file(clip, engine, tmp_path):
+@pytest.mark.parametrize("overlap_io", [False, True])
+def test_interrupt_removes_the_temporary_file(clip, engine, tmp_path, overlap_io):
     path, _ = clip
     calls = []
 
@@ -259,7 +262,8 @@ def test_interrupt_removes_the_temporary_file(clip, engine, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        inpaint_video(path, box_mask(), tmp_path / "out.mkv", temporal="off", engine=engine, progress=interrupt)
+        inpaint_video(path, box_mask(), tmp_path / "out.mkv", temporal="off", engine=engine, progress=interrupt,
+                      overlap_io=overlap_io)
     assert calls == [(1, None), (2, None)]  # Matroska states no frame count
     assert os.listdir(tmp_path) == []
 

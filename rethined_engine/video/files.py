@@ -2,8 +2,10 @@
 
 Reading: any container and codec the bundled FFmpeg decodes; the first video stream is decoded frame by
 frame to rgb24 (H, W, 3) uint8 with the source's colour matrix and range, inpainted by a `VideoInpainter`,
-converted back to the output pixel format with the same matrix and range, and encoded. One frame is held
-at a time (plus the encoder's own look-ahead): the clip is never buffered.
+converted back to the output pixel format with the same matrix and range, and encoded. The clip is never
+buffered: at most `PIPELINE_DEPTH` frames wait between decoding, inpainting and encoding (plus the
+encoder's own look-ahead). With `overlap_io` (by default when the engine runs on CUDA) decoding and
+encoding run on two threads beside the inpainting.
 
 Writing (`EncodeSettings`): libx264, yuv420p, crf 18, preset medium by default, at the source's frame
 rate and time base with the source's frame timestamps (shifted to start at 0 when a range cuts the
@@ -339,6 +341,37 @@ class _Drain:
         self._thread.join()
 
 
+class _InlineFetch:
+    """`_Prefetch`'s interface, iterating in the caller's thread."""
+
+    def __init__(self, items: Iterator):
+        self._items = items
+
+    def __iter__(self) -> Iterator:
+        return self._items
+
+    def close(self) -> None:
+        """Nothing runs in the background."""
+
+
+class _InlineDrain:
+    """`_Drain`'s interface, calling `work` in the caller's thread."""
+
+    def __init__(self, work: Callable[[Any], None]):
+        self.put = work
+
+    def finish(self) -> None:
+        """Every item is done when `put` returns."""
+
+    def abort(self) -> None:
+        """Nothing is queued."""
+
+
+def _inference_on_gpu(inpainter: VideoInpainter) -> bool:
+    """Whether the engine computes on a CUDA device, leaving the CPU idle during inference."""
+    return str(getattr(inpainter.engine, "device", "cpu")).startswith("cuda")
+
+
 def _put_unless(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
     """Put `item`, waiting for room; False (not put) once `stop` is set."""
     while not stop.is_set():
@@ -480,7 +513,8 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
                   frames: tuple[int | None, int | None] | None = None,
                   seconds: tuple[float | None, float | None] | None = None,
                   encode: EncodeSettings = EncodeSettings(), dilate: int = 0, audio: bool = True,
-                  hold_last_mask: bool = False, progress: Progress | None = None) -> VideoSummary:
+                  hold_last_mask: bool = False, progress: Progress | None = None,
+                  overlap_io: bool | None = None) -> VideoSummary:
     """Inpaint every frame of the video `src` where `mask` says, write the video `dst`; see the module docstring.
 
     mask: an image path, numpy (H, W) array or PIL image (one mask for every frame), a folder of images
@@ -492,7 +526,9 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
     audio: copy the first audio stream. hold_last_mask: when a mask folder/video ends before the video,
     hold its last mask (with a warning) instead of raising `MaskTooShortError`.
     progress: called after every frame with (frames done, expected total or None; an estimate when
-    `seconds` is given).
+    `seconds` is given). overlap_io: decode and encode on two threads, `PIPELINE_DEPTH` frames apart,
+    while the calling thread inpaints (PyAV releases the GIL); None = when the engine runs on a CUDA device
+    (with inference on the CPU, the threads compete with the engine's own for the cores).
     """
     require_av()
     src, dst = Path(src), Path(dst)
@@ -510,7 +546,8 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
         source.close()
         raise
     try:
-        return _run(source, src, masks, dst, rng, encode, options, inpainter, audio, progress)
+        overlap = _inference_on_gpu(inpainter) if overlap_io is None else overlap_io
+        return _run(source, src, masks, dst, rng, encode, options, inpainter, audio, progress, overlap)
     finally:
         masks.close()
         source.close()
@@ -528,7 +565,7 @@ def _check_mask_count(masks, rng: FrameRange, video_frames: int) -> None:
 
 
 def _run(source, src: Path, masks, dst: Path, rng: FrameRange, encode: EncodeSettings, options: dict[str, str],
-         inpainter: VideoInpainter, keep_audio: bool, progress: Progress | None) -> VideoSummary:
+         inpainter: VideoInpainter, keep_audio: bool, progress: Progress | None, overlap: bool) -> VideoSummary:
     t_start = time.perf_counter()
     video = source.streams.video[0]
     fps = _frame_rate(video)
@@ -543,8 +580,8 @@ def _run(source, src: Path, masks, dst: Path, rng: FrameRange, encode: EncodeSet
     os.chmod(tmp, NEW_FILE_MODE & ~_umask())  # mkstemp makes it private; dst gets the usual permissions
     writer: _Writer | None = None
     audio: _AudioCopy | None = None
-    encoding: _Drain | None = None
-    decoding = _Prefetch(iter(kept))
+    encoding: _Drain | _InlineDrain | None = None
+    decoding = (_Prefetch if overlap else _InlineFetch)(iter(kept))
     written, first_size = 0, None
 
     def encode_frame(item: tuple[np.ndarray, int, float]) -> None:
@@ -561,7 +598,7 @@ def _run(source, src: Path, masks, dst: Path, rng: FrameRange, encode: EncodeSet
                 writer = _Writer(tmp, encode, options, video, frame, fps, pts if rng.cuts else 0)
                 if audio_fate == "copied":
                     audio, audio_fate = _open_audio(src, writer, t if rng.cuts else None)
-                encoding = _Drain(encode_frame)
+                encoding = (_Drain if overlap else _InlineDrain)(encode_frame)
             elif rgb.shape[:2] != first_size:
                 raise ValueError(f"src: frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, the first frame "
                                  f"{first_size[1]}x{first_size[0]} (WxH); the size must not change mid-stream")
