@@ -459,8 +459,9 @@ def markdown(result: dict) -> str:
 
 # --- main --------------------------------------------------------------------------------------------------
 
-def run(args: argparse.Namespace, env: dict) -> dict:
-    """Measure the chosen parts; rows carry env."""
+def run(args: argparse.Namespace, env: dict, save) -> dict:
+    """Measure the chosen parts; rows carry env; save(fresh) after every case and row (a run cut short keeps
+    what it measured)."""
     fresh = {"quality": [], "speed": [], "memory": []}
     quick_height = QUICK_HEIGHT if args.quick else None
     if "quality" in args.parts:
@@ -474,6 +475,7 @@ def run(args: argparse.Namespace, env: dict) -> dict:
             clip, masks = load_case(case, frames, args.photos, quick_height)
             picture = args.out.parent / f"video-{case.name}.jpg" if args.pictures else None
             fresh["quality"] += [row | env for row in evaluate_case(case, clip, masks, modes, engine, picture)]
+            save(fresh)
     speed_modes = args.modes or [OFF, ON]
     if "speed" in args.parts:
         with tempfile.TemporaryDirectory() as tmp:
@@ -484,6 +486,7 @@ def run(args: argparse.Namespace, env: dict) -> dict:
                     row = run_child(["speed", str(source), str(mask_path), mode, "--device", args.device,
                                      "--photos", str(args.photos)], args.threads) | env
                     fresh["speed"].append(row)
+                    save(fresh)
                     print(f"speed  {height:5d}p {mode:6s} {row['seconds_per_frame']:.3f} s/frame ({row['fps']:.2f} "
                           f"frames/s) peak +{row['peak_mem_mb']:.0f} MiB, engine alone {row['engine_fps']:.2f} frames/s",
                           flush=True)
@@ -494,6 +497,7 @@ def run(args: argparse.Namespace, env: dict) -> dict:
             row = run_child(["memory", str(height), mode, str(frames), str(every), str(warmup), "--device",
                              args.device, "--photos", str(args.photos)], args.threads) | env
             fresh["memory"].append(row)
+            save(fresh)
             print(f"memory {height:5d}p {mode:6s} {frames} frames: slope {_fmt(row['slope_mb_per_1000'], '+.1f')} "
                   f"MiB per 1,000 frames, peak {row['peak_rss_mb']:.0f} MiB", flush=True)
     return fresh
@@ -535,12 +539,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.tables:
         print(markdown(json.loads(args.out.read_text())))
         return
-    fresh = run(args, env)
     saved = json.loads(args.out.read_text()) if args.merge and args.out.is_file() else {}
-    result = env | merged(saved, fresh)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}\n\n{markdown(result)}")
+
+    def save(fresh: dict) -> None:
+        args.out.write_text(json.dumps(env | merged(saved, fresh), indent=1) + "\n")
+
+    fresh = run(args, env, save)
+    save(fresh)
+    print(f"wrote {args.out}\n\n{markdown(env | merged(saved, fresh))}")
 
 
 if __name__ == "__main__":
