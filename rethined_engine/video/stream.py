@@ -19,8 +19,9 @@ class VideoConfig:
     hold: where the pixels left to invent passed the flow's check and the known pixels around the hole moved as
         the flow says (within hold_threshold), keep the previous output's pixels moved by the flow instead of
         running the engine (the static-mask case: steady and cheap).
-    stabilise: blend the pixels the engine invents with the previous output moved by the flow, where the flow
-        passed the check (an unchecked average ghosts on motion).
+    stabilise: blend the hole's pixels with the previous output moved by the flow, where the flow passed the
+        check (an unchecked average ghosts on motion): invented ones by stabilise_weight, copied ones by
+        copied_weight (copies from different past frames disagree by their flows' errors).
     scene_cut: forget the past when the known pixels change more than scene_cut_threshold.
     """
     propagate: bool = True
@@ -42,6 +43,7 @@ class VideoConfig:
     hold_ring: int = 8                  # px: the known pixels this close to the hole decide a hold
     hold_threshold: float = 3.0         # mean absolute change of those pixels, uint8 levels, up to which it holds
     stabilise_weight: float = 0.7       # share of the previous output in an invented pixel
+    copied_weight: float = 0.8          # share of the previous output in a pixel copied from a past frame
     scene_cut_side: int = 64            # px of the longer side of the thumbnails compared for a cut
     scene_cut_threshold: float = 30.0   # mean absolute difference of the known thumbnail pixels, uint8 levels
 
@@ -57,8 +59,9 @@ class VideoConfig:
                      "flow_context", "hold_ring", "hold_threshold", "scene_cut_threshold"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
-        if not 0 <= self.stabilise_weight < 1:
-            raise ValueError(f"stabilise_weight: expected in [0, 1), got {self.stabilise_weight}")
+        for name in ("stabilise_weight", "copied_weight"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected in [0, 1), got {getattr(self, name)}")
 
 
 @dataclass
@@ -191,6 +194,9 @@ class VideoInpainter:
             filled = self.engine.inpaint(filled, remaining)
             if cfg.stabilise and previous is not None:
                 filled = stabilise(filled, remaining, previous.output, step, step_valid, cfg.stabilise_weight)
+        copied = mask & ~remaining
+        if cfg.stabilise and previous is not None and copied.any():
+            filled = stabilise(filled, copied, previous.output, step, step_valid, cfg.copied_weight)
         output = np.where(mask[..., None], filled, frame)
         if cfg.propagate:
             self._memory.push(frame.copy(), ~grow(mask, cfg.source_margin), luma, hole, self._index)

@@ -93,31 +93,36 @@ class FrameMemory:
             raise ValueError(f"capacity, recent, key_interval: expected >= 1, got {capacity}, {recent}, {key_interval}")
         self.capacity, self.recent, self.key_interval = capacity, recent, key_interval
         self.frames: list[PastFrame] = []
+        self.box: tuple[int, int, int, int] | None = None   # where the flows are current (working px)
 
     def clear(self) -> None:
-        self.frames = []
+        self.frames, self.box = [], None
 
     def advance(self, step: np.ndarray, step_valid: np.ndarray, grey: np.ndarray, hole: np.ndarray,
                 box: tuple[int, int, int, int], refine: cv2.DISOpticalFlow | None) -> None:
         """A new current frame, grey (h, w) uint8 with hole (h, w) bool: step (h, w, 2) is the flow from it to
-        the previous current frame, step_valid (h, w) bool its forward-backward check. Over box (working px;
-        the flows outside it are left as they were), every remembered flow becomes step composed with it and
+        the previous current frame, step_valid (h, w) bool its forward-backward check. Over box (working px),
+        every remembered flow becomes step composed with it (as it was over the previous call's box, its edge
+        standing for what lies beyond: flows outside the box are not kept current) and
         its hole is completed (`complete_flow`); with refine (a DIS estimator: given a flow, it starts from it),
         the flows to frames older than the previous one are first re-estimated there (`refine_near`), so that
         the errors of the steps do not add up."""
         y0, y1, x0, x1 = box
+        py0, py1, px0, px1 = self.box or box
         grid = pixel_grid(*grey.shape)[y0:y1, x0:x1]
         step_box = step[y0:y1, x0:x1]
-        ends = grid + step_box
+        ends = grid + step_box - np.array([px0, py0], np.float32)   # in the previous box, border replicated
         for age, past in enumerate(self.frames):
-            past.valid[y0:y1, x0:x1] = (sample(past.valid, ends, cv2.INTER_NEAREST)
+            valid, flow = past.valid[py0:py1, px0:px1].copy(), past.flow[py0:py1, px0:px1].copy()
+            past.valid[y0:y1, x0:x1] = (sample(valid, ends, cv2.INTER_NEAREST)
                                         & step_valid[y0:y1, x0:x1]).astype(np.uint8)
-            past.flow[y0:y1, x0:x1] = step_box + sample(past.flow, ends)
+            past.flow[y0:y1, x0:x1] = step_box + sample(flow, ends)
             if refine is not None and age > 0:
                 refine_near(refine, grey, past, box)
             flow = past.flow[y0:y1, x0:x1]
             landed = sample(past.hole.view(np.uint8), grid + flow, cv2.INTER_NEAREST).astype(bool)
             past.flow[y0:y1, x0:x1] = push_pull(flow, ~hole[y0:y1, x0:x1] & ~landed)
+        self.box = box
 
     def push(self, frame: np.ndarray, source: np.ndarray, grey: np.ndarray, hole: np.ndarray, index: int) -> None:
         """Remember the current frame: its flow to itself is zero and valid."""
