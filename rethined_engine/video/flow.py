@@ -1,4 +1,5 @@
-"""Dense optical flow primitives (OpenCV): DIS flow, backward warping, the forward-backward check and push-pull completion of fields with holes.
+"""Dense optical flow primitives (OpenCV): DIS flow, backward warping, the forward-backward check and
+push-pull completion of fields with holes.
 
 A flow field is (h, w, 2) float32 in px, (dx, dy), pointing from a pixel of the source frame to where it lies
 in the target frame: source(x) ~ target(x + flow(x)).
