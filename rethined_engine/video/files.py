@@ -57,7 +57,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from .masks import MaskTooShortError, open_mask_source
-from .stream import VideoInpainter
+from .stream import VideoConfig, VideoInpainter
 
 Progress = Callable[[int, "int | None"], None]  # (frames done, total frames or None when unknown)
 POSITION_PATTERN = re.compile(r"^(\d+(?:\.\d*)?)s$")  # "2.5s": seconds; a bare integer: a frame index
@@ -514,14 +514,15 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
                   seconds: tuple[float | None, float | None] | None = None,
                   encode: EncodeSettings = EncodeSettings(), dilate: int = 0, audio: bool = True,
                   hold_last_mask: bool = False, progress: Progress | None = None,
-                  overlap_io: bool | None = None) -> VideoSummary:
+                  overlap_io: bool | None = None, config: VideoConfig | None = None) -> VideoSummary:
     """Inpaint every frame of the video `src` where `mask` says, write the video `dst`; see the module docstring.
 
     mask: an image path, numpy (H, W) array or PIL image (one mask for every frame), a folder of images
     (one per frame), a mask video path (decoded in step), or a function `(source frame index, (H, W, 3)
     uint8 RGB frame) -> (H, W) mask`; nonzero/white fills (`rethined_engine.video.masks`).
     temporal: "on" (temporally consistent) or "off" (every frame `engine.inpaint` alone); engine: an
-    `Engine` (default `Engine()`). frames / seconds: the range to keep (see the module docstring).
+    `Engine` (default `Engine()`); config: the temporal mode's `VideoConfig` (default `VideoConfig()`).
+    frames / seconds: the range to keep (see the module docstring).
     encode: `EncodeSettings` (`LOSSLESS` for ffv1 bgr0). dilate: grow every mask by this many pixels.
     audio: copy the first audio stream. hold_last_mask: when a mask folder/video ends before the video,
     hold its last mask (with a warning) instead of raising `MaskTooShortError`.
@@ -538,7 +539,7 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
         raise ValueError(f"dst: the folder {dst.parent} does not exist")
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise ValueError(f"dst: {dst} is the input video; write to another file")
-    inpainter = VideoInpainter(engine, temporal)
+    inpainter = VideoInpainter(engine, temporal, config)
     source = _open_source(src)
     try:
         masks = open_mask_source(mask, dilate, hold_last_mask)

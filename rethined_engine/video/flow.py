@@ -59,21 +59,22 @@ def warp_back(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTE
     return sample(image, pixel_grid(*flow.shape[:2]) + flow, interpolation)
 
 
-def inside(flow: np.ndarray) -> np.ndarray:
-    """(H, W) bool: x + flow(x) lies inside the (H, W) frame."""
-    end = pixel_grid(*flow.shape[:2]) + flow
-    h, w = flow.shape[:2]
-    return (end[..., 0] >= 0) & (end[..., 0] <= w - 1) & (end[..., 1] >= 0) & (end[..., 1] <= h - 1)
-
-
 def forward_backward_valid(forward: np.ndarray, backward: np.ndarray, relative: float = FB_RELATIVE,
-                           absolute: float = FB_ABSOLUTE) -> np.ndarray:
+                           absolute: float = FB_ABSOLUTE, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """(H, W) bool: pixels whose forward flow (H, W, 2) the backward flow, sampled at its end, undoes
-    (|f + b|^2 <= relative (|f|^2 + |b|^2) + absolute, px^2) and whose end lies inside the frame."""
-    back = warp_back(backward, forward)
-    error = np.square(forward + back).sum(-1)
-    bound = relative * (np.square(forward).sum(-1) + np.square(back).sum(-1)) + absolute
-    return (error <= bound) & inside(forward)
+    (|f + b|^2 <= relative (|f|^2 + |b|^2) + absolute, px^2) and whose end lies inside the frame. With box
+    (y0, y1, x0, x1), only the pixels inside it are checked; the others are False."""
+    y0, y1, x0, x1 = box or (0, forward.shape[0], 0, forward.shape[1])
+    h, w = forward.shape[:2]
+    ahead = forward[y0:y1, x0:x1]
+    end = pixel_grid(h, w)[y0:y1, x0:x1] + ahead
+    back = sample(backward, end)
+    error = np.square(ahead + back).sum(-1)
+    bound = relative * (np.square(ahead).sum(-1) + np.square(back).sum(-1)) + absolute
+    inside = (end[..., 0] >= 0) & (end[..., 0] <= w - 1) & (end[..., 1] >= 0) & (end[..., 1] <= h - 1)
+    valid = np.zeros((h, w), bool)
+    valid[y0:y1, x0:x1] = (error <= bound) & inside
+    return valid
 
 
 def push_pull(values: np.ndarray, known: np.ndarray) -> np.ndarray:

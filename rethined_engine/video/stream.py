@@ -179,8 +179,8 @@ class VideoInpainter:
         if previous is not None:
             step = complete_flow(self._dis.calc(luma, previous.grey, None), hole, previous.hole)
             back = complete_flow(self._dis.calc(previous.grey, luma, None), previous.hole, hole)
-            step_valid = forward_backward_valid(step, back, cfg.fb_relative, cfg.fb_absolute)
             box = grow_box(bounding_box(hole | previous.hole) or (0, 0, 0, 0), cfg.flow_context, size)
+            step_valid = forward_backward_valid(step, back, cfg.fb_relative, cfg.fb_absolute, box)
             self._memory.advance(step, step_valid, luma, hole, box, self._refine if cfg.refine_flow else None)
         filled, remaining = propagate(frame, mask, self._memory) if cfg.propagate else (frame, mask)
         held = None
@@ -197,7 +197,11 @@ class VideoInpainter:
         copied = mask & ~remaining
         if cfg.stabilise and previous is not None and copied.any():
             filled = stabilise(filled, copied, previous.output, step, step_valid, cfg.copied_weight)
-        output = np.where(mask[..., None], filled, frame)
+        output = frame.copy()
+        hole_box = bounding_box(mask)
+        if hole_box is not None:
+            y0, y1, x0, x1 = hole_box
+            output[y0:y1, x0:x1][mask[y0:y1, x0:x1]] = filled[y0:y1, x0:x1][mask[y0:y1, x0:x1]]
         if cfg.propagate:
             self._memory.push(frame.copy(), ~grow(mask, cfg.source_margin), luma, hole, self._index)
             self._memory.evict()

@@ -24,18 +24,23 @@ def working_size(frame_size: tuple[int, int], long_side: int) -> tuple[int, int]
 
 def shrink_mask(mask: np.ndarray, size: tuple[int, int], margin: int) -> np.ndarray:
     """mask (H, W) bool -> (h, w) bool: every working pixel touching the hole, grown by margin working px."""
-    small = cv2.resize(mask.astype(np.float32), size[::-1], interpolation=cv2.INTER_AREA) > 0
+    small = cv2.resize(mask.view(np.uint8) * np.uint8(255), size[::-1], interpolation=cv2.INTER_AREA) > 0
     if margin > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
-        small = cv2.dilate(small.astype(np.uint8), kernel).astype(bool)
+        small = cv2.dilate(small.view(np.uint8), kernel).view(bool)
     return small
 
 
 def grow(mask: np.ndarray, margin: int) -> np.ndarray:
-    """mask (H, W) bool grown by margin px (a square)."""
-    if margin <= 0:
+    """mask (H, W) bool grown by margin px (a square); only the box around its True pixels is dilated."""
+    box = bounding_box(mask)
+    if margin <= 0 or box is None:
         return mask
-    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)).astype(bool)
+    y0, y1, x0, x1 = grow_box(box, margin, mask.shape)
+    out = np.zeros_like(mask)
+    kernel = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
+    out[y0:y1, x0:x1] = cv2.dilate(np.ascontiguousarray(mask[y0:y1, x0:x1]).view(np.uint8), kernel).view(bool)
+    return out
 
 
 def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
