@@ -120,6 +120,17 @@ def test_lossless_output_equals_per_frame_engine_and_keeps_audio(clip, engine, t
     assert audio_packets(tmp_path / "out.mkv") == audio_packets(path)  # copied: same bytes, same times
 
 
+def test_libx264rgb_qp0_is_lossless_too(clip, engine, tmp_path):
+    path, frames = clip
+    lossless_h264 = EncodeSettings(codec="libx264rgb", pix_fmt="rgb24", crf=None, preset="ultrafast",
+                                   options={"qp": "0"})
+    inpaint_video(path, box_mask(), tmp_path / "out.mkv", temporal="off", engine=engine, encode=lossless_h264,
+                  frames=(0, 3))
+    got, _ = decoded(tmp_path / "out.mkv")
+    assert len(got) == 3 and all(np.array_equal(out, engine.inpaint(frame, box_mask()))
+                                 for frame, out in zip(frames, got))
+
+
 def test_x264_default_keeps_timing_colour_tags_and_rotation(tmp_path, engine):
     bt709 = dict(colorspace=1, color_primaries=1, color_trc=1, color_range=1)  # BT.709, limited range
     src = tmp_path / "in.mp4"

@@ -14,8 +14,10 @@ copied; the first audio stream is copied packet for packet, not re-encoded.
 
 Pixel formats: rgb24 -> yuv420p/yuv422p/yuv444p is lossy (colour matrix rounding, and chroma subsampling
 for 420/422), so a round trip through a YUV format never returns the same pixels. RGB pixel formats
-keep rgb24 bit for bit: `LOSSLESS` (ffv1 with bgr0, in .mkv/.avi/.nut), or libx264rgb with qp 0 and
-rgb24/bgr0 — for pipelines that re-encode later.
+keep rgb24 bit for bit: `LOSSLESS` (ffv1 with bgr0, in .mkv/.avi/.nut), or libx264rgb with
+options={"qp": "0"} and rgb24/bgr24/bgr0 — for pipelines that re-encode later. The pipeline is 8-bit:
+sources of higher bit depth (10-bit HDR, 16-bit RGB) are reduced to 8 bits per channel, their transfer
+and primaries tags copied unchanged.
 
 Frame ranges (`frames=(first, stop)` in source frame indices, `seconds=(t0, t1)` in presentation time;
 stop and t1 excluded, None = open; both may be given and a frame is kept when it lies in both): frames
