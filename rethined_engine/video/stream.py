@@ -183,17 +183,18 @@ class VideoInpainter:
             step_valid = forward_backward_valid(step, back, cfg.fb_relative, cfg.fb_absolute, box)
             self._memory.advance(step, step_valid, luma, hole, box, self._refine if cfg.refine_flow else None)
         filled, remaining = propagate(frame, mask, self._memory) if cfg.propagate else (frame, mask)
-        held = None
-        if cfg.hold and previous is not None:
-            held = hold(filled, mask, remaining, previous.output, step, step_valid, cfg.hold_ring,
-                        cfg.hold_threshold)
-        if held is not None:
-            filled = held
-            self.held_frames += 1
-        elif remaining.any():
-            filled = self.engine.inpaint(filled, remaining)
-            if cfg.stabilise and previous is not None:
-                filled = stabilise(filled, remaining, previous.output, step, step_valid, cfg.stabilise_weight)
+        if remaining.any():
+            held = None
+            if cfg.hold and previous is not None:
+                held = hold(filled, mask, remaining, previous.output, step, step_valid, cfg.hold_ring,
+                            cfg.hold_threshold)
+            if held is not None:
+                filled = held
+                self.held_frames += 1
+            else:
+                filled = self.engine.inpaint(filled, remaining)
+                if cfg.stabilise and previous is not None:
+                    filled = stabilise(filled, remaining, previous.output, step, step_valid, cfg.stabilise_weight)
         copied = mask & ~remaining
         if cfg.stabilise and previous is not None and copied.any():
             filled = stabilise(filled, copied, previous.output, step, step_valid, cfg.copied_weight)

@@ -1,9 +1,10 @@
 """Temporal parts of the streaming inpainter: a bounded memory of past frames with the flow from the current
-frame to each, copying what they saw into the hole, a flow-gated blend of invented pixels with the previous
-output, and a scene-cut test.
+frame to each, copying what they saw into the hole, holding or blending the hole with the previous output
+moved by the flow, and a scene-cut test.
 
 Sizes: full-resolution frames (H, W, 3) uint8 and masks (H, W) bool (True = hole); flow at a working size
-(h, w) (`working_size`), in working px. A box is (y0, y1, x0, x1), full-resolution px, end exclusive.
+(h, w) (`working_size`), in working px. A box is (y0, y1, x0, x1), end exclusive, in the px of the array it
+indexes.
 """
 from __future__ import annotations
 
@@ -51,6 +52,13 @@ def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
+def to_working(positions: np.ndarray, frame_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Full-resolution positions (..., 2) (x, y) of a (H, W) frame -> the same places at the working size (h, w)
+    (pixel centres aligned as in cv2.resize)."""
+    (height, width), (h, w) = frame_size, size
+    return (positions + 0.5) * np.array([w / width, h / height], np.float32) - 0.5
+
+
 def upsample_flow(flow: np.ndarray, frame_size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
     """Working-size flow (h, w, 2) brought to full resolution over box only -> (box h, box w, 2) float32 in
     full-resolution px (bilinear, pixel centres aligned as in cv2.resize)."""
@@ -58,7 +66,7 @@ def upsample_flow(flow: np.ndarray, frame_size: tuple[int, int], box: tuple[int,
     y0, y1, x0, x1 = box
     scale = np.array([width / w, height / h], np.float32)
     full = pixel_grid(height, width)[y0:y1, x0:x1]
-    return sample(flow, (full + 0.5) / scale - 0.5) * scale
+    return sample(flow, to_working(full, frame_size, (h, w))) * scale
 
 
 def complete_flow(flow: np.ndarray, hole: np.ndarray, target_hole: np.ndarray) -> np.ndarray:
@@ -167,8 +175,7 @@ def propagate(frame: np.ndarray, mask: np.ndarray, memory: FrameMemory) -> tuple
     left = mask[y0:y1, x0:x1].copy()
     patch = out[y0:y1, x0:x1]
     height, width = mask.shape
-    h, w = memory.frames[0].flow.shape[:2]
-    small_grid = (grid + 0.5) * np.array([w / width, h / height], np.float32) - 0.5
+    small_grid = to_working(grid, mask.shape, memory.frames[0].flow.shape[:2])
     for past in memory.frames:
         if not left.any():
             break
@@ -190,12 +197,10 @@ def follow(previous: np.ndarray, step: np.ndarray, step_valid: np.ndarray,
     """The previous output (H, W, 3) uint8 brought to this frame over box by step (h, w, 2, working flow to
     the previous frame) -> (box h, box w, 3) float32 and (box h, box w) bool, where step_valid (h, w) bool holds."""
     y0, y1, x0, x1 = box
-    height, width = previous.shape[:2]
-    h, w = step.shape[:2]
-    grid = pixel_grid(height, width)[y0:y1, x0:x1]
-    small = (grid + 0.5) * np.array([w / width, h / height], np.float32) - 0.5
+    grid = pixel_grid(*previous.shape[:2])[y0:y1, x0:x1]
+    small = to_working(grid, previous.shape[:2], step.shape[:2])
     gate = sample(step_valid.view(np.uint8), small, cv2.INTER_NEAREST).astype(bool)
-    return sample(previous, grid + upsample_flow(step, (height, width), box)).astype(np.float32), gate
+    return sample(previous, grid + upsample_flow(step, previous.shape[:2], box)).astype(np.float32), gate
 
 
 def stabilise(filled: np.ndarray, invented: np.ndarray, previous: np.ndarray, step: np.ndarray,
