@@ -321,6 +321,8 @@ def test_bad_inputs_name_the_argument(clip, engine, tmp_path):
         run(mask=tmp_path / "missing.png")
     with pytest.raises(ValueError, match="dst: .* is the input video"):
         run(dst=path)
+    with pytest.raises(ValueError, match="dst: .* is a folder"):
+        run(dst=tmp_path)
     with pytest.raises(ValueError, match="dst: the folder"):
         run(dst=tmp_path / "no" / "out.mkv")
     with pytest.raises(ValueError, match="dst: FFmpeg knows no container"):

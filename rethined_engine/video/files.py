@@ -539,6 +539,8 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
     options = encode.codec_options()
     if not dst.parent.is_dir():
         raise ValueError(f"dst: the folder {dst.parent} does not exist")
+    if dst.is_dir():
+        raise ValueError(f"dst: {dst} is a folder; give a file name such as {dst / 'inpainted.mp4'}")
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise ValueError(f"dst: {dst} is the input video; write to another file")
     inpainter = VideoInpainter(engine, temporal, config)
