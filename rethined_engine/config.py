@@ -6,9 +6,10 @@ import json
 from dataclasses import dataclass
 
 
-INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay",
+INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_pool", "copy_colour_weight", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay",
                     "hf_mid_gain", "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
 LR_TEXTURES = ("mix", "copy")
+COPY_POOL_MAX = 1024  # TensorRT's TopK takes K <= 3840; a larger pool than this only adds distant, dissimilar keys
 
 # Named groups of inference settings (`Engine(style=...)`): "realistic" copies each hole token's strongest
 # source and transfers that source's whole high-frequency band at full strength (real texture); "smooth"
@@ -54,6 +55,8 @@ class ModelConfig:
     coherence_dilations: tuple[int, ...] = (1, 2, 4)  # hidden 3x3 convs; receptive field 3 + 2 * sum > 2 * patch_size spans a seam
     lr_texture: str = "mix"          # "mix": hole tokens = attention-weighted mix of sources + coherence layer; "copy": the strongest source's pixels
     copy_feather: int = 2            # LR px: with "copy", neighbouring copies cross-fade over 2 * copy_feather px (0..patch_size // 2)
+    copy_pool: int = 8               # with "copy": keys per hole token ranked by similarity, re-ranked by colour (`copy_candidates`)
+    copy_colour_weight: float = 0.0  # with "copy": similarity credit lost per unit of L1 RGB distance (in [0, 3]) from the expected colour
     # --- attention upscaling (HR) ----------------------------------------
     hr_topk: int = 4                 # keys mixed per masked token at HR; 0 = dense softmax rows, 1 = argmax gather
     hf_transfer: bool = True         # False: HR result is the bilinear-upsampled LR result
@@ -78,6 +81,10 @@ class ModelConfig:
             raise ValueError(f"lr_texture must be one of {LR_TEXTURES}, got {self.lr_texture!r}")
         if not (isinstance(self.copy_feather, int) and 0 <= self.copy_feather <= self.patch_size // 2):
             raise ValueError(f"copy_feather must be an int in 0..{self.patch_size // 2} (LR px), got {self.copy_feather!r}")
+        if not (isinstance(self.copy_pool, int) and 1 <= self.copy_pool <= COPY_POOL_MAX):
+            raise ValueError(f"copy_pool must be an int in 1..{COPY_POOL_MAX} (keys per hole token), got {self.copy_pool!r}")
+        if not self.copy_colour_weight >= 0.0:
+            raise ValueError(f"copy_colour_weight must be >= 0 (0 = rank by similarity only), got {self.copy_colour_weight}")
         if self.hr_topk < 0:
             raise ValueError(f"hr_topk must be >= 0, got {self.hr_topk}")
         if not self.hf_decay >= 0.0:

@@ -14,7 +14,7 @@ import torch
 
 from ..geometry import plan
 from ..io import prepare
-from ..model.patchmatch import COPY_CANDIDATES, pad_rows, token_mask
+from ..model.patchmatch import pad_rows, token_mask
 from ..model.rethined import Rethined
 from ..model.upscale import hf_band_gains
 from .cuda_graph import GraphedFunction
@@ -69,13 +69,13 @@ class TritonLRNetwork:
 
 
     def _copy(self, image, mask, key_inside, composite, q, k, query_masked, key_ok):
-        """lr_texture="copy": the attention kernel's COPY_CANDIDATES strongest keys per hole token ->
-        `NeuralPatchMatch.copy_outputs` (torch ops), composited; the HR stage mixes the chosen source only."""
-        pm, patch = self.model.patch_match, self.model.cfg.patch_size
-        _, _, index = self.attend(q, k, composite[0], query_masked, key_ok, self.logit_scale,
-                                  max(self.topk, COPY_CANDIDATES), patch, out=None)
-        copied, _, rows, _, _ = pm.copy_outputs(composite, mask, q[None], k[None], index[None].long(),
-                                                query_masked[None], key_ok[None], key_inside.shape[-1])
+        """lr_texture="copy": `NeuralPatchMatch.copy_candidates` and `.copy_outputs` (torch ops: cuBLAS for the
+        similarities), composited; the HR stage mixes the chosen source only."""
+        pm = self.model.patch_match
+        grid_h, grid_w = key_inside.shape[-2], key_inside.shape[-1]
+        q, k, query_masked, key_ok = q[None], k[None], query_masked[None], key_ok[None]
+        candidates = pm.copy_candidates(composite, q, k, query_masked, key_ok, grid_h, grid_w, True)
+        copied, _, rows, _, _ = pm.copy_outputs(composite, mask, q, k, candidates, query_masked, key_ok, grid_w)
         result = torch.where(mask > 0, copied.clamp(0.0, 1.0), image)
         weight, index = pad_rows(rows, self.topk)
         cfg = self.model.cfg

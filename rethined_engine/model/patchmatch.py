@@ -218,6 +218,10 @@ COPY_CANDIDATES = 8           # strongest keys per hole token that `choose_sourc
 COPY_CONTINUITY_BONUS = 0.02  # cosine similarity credited to continuing a neighbour's copy seamlessly
 NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 NO_OPTION = -3.0              # score of a ruled-out candidate (cosine similarities + bonus lie in [-1, 1.02])
+NOT_ALLOWED = -1.0e4          # similarity of a key a hole token may not copy (below any colour-penalised score)
+JACOBI_SWEEPS = 8             # `harmonic_fill`: neighbour-mean sweeps per finer grid level
+JACOBI_COARSEST_SWEEPS = 24   # `harmonic_fill`: sweeps on the coarsest grid, from the fixed cells' mean
+COARSE_FIXED_SHARE = 0.5      # `harmonic_fill`: a coarse cell is fixed where at least this share of its 4 cells is
 
 
 def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, query_masked: torch.Tensor,
@@ -266,6 +270,109 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
     return torch.where(second_colour, best, first)
 
 
+def _abs(x: torch.Tensor) -> torch.Tensor:
+    """|x| as two Relus (the TensorRT operator list has neither Abs nor Neg)."""
+    return torch.relu(x) + torch.relu(0.0 - x)
+
+
+def _neighbour_mean(x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> the mean of each cell's 4 grid neighbours; count (B, 1, h, w): how many it has."""
+    padded = _pad_grid(x)
+    total = padded[:, :, :-2, 1:-1] + padded[:, :, 2:, 1:-1] + padded[:, :, 1:-1, :-2] + padded[:, :, 1:-1, 2:]
+    return total / count
+
+
+def _halve(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> (B, C, h / 2, w / 2): sums of 2 x 2 cells (h, w even; ReduceSum, no AveragePool)."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // 2, 2, w // 2, 2).sum(dim=(3, 5))
+
+
+def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> torch.Tensor:
+    """A membrane through the fixed cells: (B, C, h, w) `values` where `fixed` (B, 1, h, w, float {0, 1}) is
+    set; elsewhere an approximation of the discrete harmonic interpolation (each free cell the mean of its
+    grid neighbours: Laplace's equation with the fixed cells as boundary), by a coarse-to-fine multigrid:
+    `levels` halvings (h and w divisible by 2 ** levels; a coarse cell is fixed where at least half of its
+    four are), JACOBI_COARSEST_SWEEPS neighbour-mean sweeps on the coarsest grid starting from the fixed
+    cells' mean, then at each finer grid JACOBI_SWEEPS sweeps starting from the coarser solution. Without a
+    fixed cell the free cells are 0."""
+    value_levels, fixed_levels = [values * fixed], [fixed]
+    for _ in range(levels):
+        value, weight = value_levels[-1], fixed_levels[-1]
+        weight_sum = _halve(weight)
+        value_levels.append(_halve(value * weight) / weight_sum.clamp(min=1.0))
+        fixed_levels.append((weight_sum > 4 * _consts.COARSE_FIXED_SHARE - 0.5).to(values.dtype))   # >= without GreaterOrEqual
+    value, weight = value_levels[-1], fixed_levels[-1]
+    mean = (value * weight).sum(dim=(2, 3), keepdim=True) / weight.sum(dim=(2, 3), keepdim=True).clamp(min=1.0)
+    x = mean.expand_as(value)
+    for level in range(levels, -1, -1):
+        value, weight = value_levels[level], fixed_levels[level]
+        if level < levels:
+            x = _per_pixel(x, 2)
+        count = _neighbour_mean(torch.ones_like(weight), torch.ones_like(weight)) * 4
+        sweeps = _consts.JACOBI_COARSEST_SWEEPS if level == levels else _consts.JACOBI_SWEEPS
+        x = torch.where(weight > 0, value, x)
+        for _ in range(sweeps):
+            x = torch.where(weight > 0, value, _neighbour_mean(x, count))
+    return x
+
+
+def token_colours(image: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, 3, gh * P, gw * P) -> each token's mean colour (B, 3, gh, gw)."""
+    b, c, h, w = image.shape
+    return image.reshape(b, c, h // patch, patch, w // patch, patch).sum(dim=(3, 5)) * (1.0 / (patch * patch))
+
+
+def copy_candidates(q: torch.Tensor, k: torch.Tensor, colours: torch.Tensor, expected: torch.Tensor,
+                    query_masked: torch.Tensor, key_ok: torch.Tensor, pool: int, colour_weight: float,
+                    compact: bool) -> torch.Tensor:
+    """The keys each hole token's copy is chosen from (`choose_sources`), (B, N, COPY_CANDIDATES) int64.
+
+    q, k: (B, N, d) unit vectors; colours: (B, N, 3) each token's mean colour; expected: (B, N, 3) the
+    colour expected at each token (`NeuralPatchMatch.expected_colours`); query_masked, key_ok (B, N) bool.
+    Of a hole token i's `pool` allowed keys j of highest similarity q_i . k_j, the COPY_CANDIDATES of
+    highest q_i . k_j - colour_weight * |expected_i - colour_j|_1, best first (a source of the colour the
+    surroundings predict continues the hole's content; similarity alone copies look-alikes of any colour).
+    Entries past the allowed keys, and every entry of a known row, are not allowed keys (`choose_sources`
+    ignores them). compact: computed over hole rows x allowed keys only (eager inference; data-dependent
+    sizes), else densely over all N x N pairs (the exported graph).
+    """
+    batch, n = query_masked.shape
+    width = _consts.COPY_CANDIDATES
+    own = torch.arange(n, device=q.device)
+    if not compact:
+        allowed = query_masked[:, :, None] & key_ok[:, None, :]
+        similarity = torch.bmm(q.float(), k.float().transpose(1, 2))
+        similarity = torch.where(allowed, similarity, torch.full_like(similarity, _consts.NOT_ALLOWED))
+        return _rank_by_colour(similarity, colours, expected, pool, colour_weight, width)
+    candidates = own[None, :, None].expand(batch, n, width).clone()
+    for b in range(batch):
+        rows, keys = query_masked[b].nonzero()[:, 0], key_ok[b].nonzero()[:, 0]
+        if len(rows) == 0 or len(keys) == 0:
+            continue
+        similarity = q[b, rows].float() @ k[b, keys].float().T
+        chosen = _rank_by_colour(similarity[None], colours[b, keys][None], expected[b, rows][None], pool,
+                                 colour_weight, width)[0]
+        candidates[b, rows, :chosen.shape[-1]] = keys[chosen]
+    return candidates
+
+
+def _rank_by_colour(similarity: torch.Tensor, colours: torch.Tensor, expected: torch.Tensor, pool: int,
+                    colour_weight: float, width: int) -> torch.Tensor:
+    """similarity (B, R, K) of rows to keys (NOT_ALLOWED where ruled out), colours (B, K, 3) of the keys,
+    expected (B, R, 3) of the rows -> (B, R, min(width, pool, K)) key positions, best first: the `pool` most
+    similar keys re-ranked by similarity - colour_weight * L1 colour distance (ruled-out keys stay last)."""
+    batch, rows, keys = similarity.shape
+    top_similarity, top = similarity.topk(min(pool, keys), dim=-1)                       # (B, R, pool)
+    first_key = (torch.arange(batch, device=similarity.device) * keys)[:, None, None]
+    picked = colours.reshape(batch * keys, -1)[(top + first_key).flatten()].reshape(batch, rows, top.shape[-1], -1)
+    distance = _abs(picked - expected[:, :, None, :]).sum(dim=-1)
+    score = top_similarity - colour_weight * distance
+    score = torch.where(top_similarity > _consts.NOT_ALLOWED, score, torch.full_like(score, _consts.NOT_ALLOWED))
+    _, order = score.topk(min(width, top.shape[-1]), dim=-1)
+    return torch.gather(top, 2, order)
+
+
 def coherence_layer(hidden: int, dilations: tuple[int, ...]) -> nn.Sequential:
     """Residual conv stack (B, 7 = mixed RGB + coarse RGB + mask, h, w) -> (B, 3, h, w) correction.
 
@@ -295,6 +402,9 @@ class NeuralPatchMatch(nn.Module):
         self.patch = cfg.patch_size
         self.copy = cfg.lr_texture == "copy"
         self.copy_feather = cfg.copy_feather
+        self.copy_pool = cfg.copy_pool
+        self.copy_colour_weight = float(cfg.copy_colour_weight)
+        self.colour_levels = (cfg.grid_multiple // cfg.patch_size).bit_length() - 1   # token grid sides divide by 2 ** this
         in_dim = cfg.token_dim + feature_channels
         self.to_q = nn.Linear(in_dim, cfg.attn_dim)
         self.to_k = nn.Linear(in_dim, cfg.attn_dim)
@@ -322,22 +432,34 @@ class NeuralPatchMatch(nn.Module):
         query_masked = token_mask(mask, self.patch)
         key_ok = ~query_masked & key_inside
         q, k = self.project(tokens, features)
+        if self.copy:
+            candidates = self.copy_candidates(composite, q, k, query_masked, key_ok, grid_h, grid_w, topk is not None)
+            return self.copy_outputs(composite, mask, q, k, candidates, query_masked, key_ok, grid_w)
         if topk is None:
             dense = masked_attention(q, k, query_masked, key_ok, self.logit_scale())
-            if self.copy:
-                candidates = dense.topk(min(_consts.COPY_CANDIDATES, dense.shape[-1]), dim=-1).indices
-                return self.copy_outputs(composite, mask, q, k, candidates, query_masked, key_ok, grid_w)
             mixed_tokens = torch.bmm(dense, tokens.float()).to(tokens.dtype)
             attn = as_attention(dense)
         else:
-            kept = max(topk, _consts.COPY_CANDIDATES) if self.copy else topk
-            mixed_tokens, rows = masked_attention_topk(q, k, tokens, query_masked, key_ok, self.logit_scale(), kept)
-            if self.copy:
-                return self.copy_outputs(composite, mask, q, k, rows.index, query_masked, key_ok, grid_w)
+            mixed_tokens, rows = masked_attention_topk(q, k, tokens, query_masked, key_ok, self.logit_scale(), topk)
             attn = as_attention(rows)
         mixed = unpatchify(mixed_tokens, self.patch, grid_h, grid_w)
         refined = mixed + self.coherence(cat_channels([mixed, coarse, mask]))
         return refined, mixed, attn, query_masked, key_ok
+
+    def expected_colours(self, composite: torch.Tensor, key_ok: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+        """composite (B, 3, h, w), key_ok (B, N) bool -> (B, N, 3): the allowed keys' own mean colours, and on
+        every other token the membrane through them (`harmonic_fill` on the token grid): the colour a hole
+        token's surroundings predict."""
+        colours = token_colours(composite, self.patch).float()
+        fixed = key_ok.reshape(key_ok.shape[0], 1, grid_h, grid_w).to(colours.dtype)
+        return harmonic_fill(colours, fixed, self.colour_levels).flatten(2).transpose(1, 2)
+
+    def copy_candidates(self, composite, q, k, query_masked, key_ok, grid_h: int, grid_w: int, compact: bool):
+        """`copy_candidates` with this module's pool and colour weight, (B, N, COPY_CANDIDATES) int64."""
+        colours = token_colours(composite, self.patch).float().flatten(2).transpose(1, 2)
+        expected = self.expected_colours(composite, key_ok, grid_h, grid_w)
+        return copy_candidates(q, k, colours, expected, query_masked, key_ok, self.copy_pool,
+                               self.copy_colour_weight, compact)
 
     def copy_outputs(self, composite, mask, q, k, candidates, query_masked, key_ok, grid_w: int):
         """forward's outputs with lr_texture="copy": every hole token takes the pixels of the source
