@@ -309,7 +309,8 @@ def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> tor
         value, weight = value_levels[level], fixed_levels[level]
         if level < levels:
             x = _per_pixel(x, 2)
-        count = _neighbour_mean(torch.ones_like(weight), torch.ones_like(weight)) * 4
+        ones = torch.ones_like(weight)
+        count = _neighbour_mean(ones, ones)                       # the neighbour sum of ones: 2, 3 or 4
         sweeps = _consts.JACOBI_COARSEST_SWEEPS if level == levels else _consts.JACOBI_SWEEPS
         x = torch.where(weight > 0, value, x)
         for _ in range(sweeps):
