@@ -32,6 +32,9 @@ class VideoConfig:
     flow_preset: str = "fast"           # DIS preset (video.flow.DIS_PRESETS)
     flow_margin: int = 3                # working px: the hole grown by this before its flow is completed
     flow_context: int = 24              # working px: flows to past frames are kept over the holes' box grown by this
+    flow_fill: str = "affine"           # how the hole's flow is completed (video.temporal.FLOW_FILLS)
+    flow_fill_ring: int = 16            # working px: the known flow this close to the hole completes it
+    trust_hole_flow: bool = True        # a step's completed hole flow counts as checked (FrameMemory)
     refine_flow: bool = True            # re-estimate composed flows to older frames from the composition (DIS)
     refine_scales: int = 1              # ... over this many pyramid scales above DIS's finest (a local search)
     fb_relative: float = 0.01           # forward-backward check: |f + b|^2 <= rel (|f|^2 + |b|^2) + abs
@@ -49,14 +52,17 @@ class VideoConfig:
 
     def __post_init__(self):
         from .flow import DIS_PRESETS
+        from .temporal import FLOW_FILLS
 
+        if self.flow_fill not in FLOW_FILLS:
+            raise ValueError(f"flow_fill: expected one of {FLOW_FILLS}, got {self.flow_fill!r}")
         if self.flow_preset not in DIS_PRESETS:
             raise ValueError(f"flow_preset: expected one of {tuple(DIS_PRESETS)}, got {self.flow_preset!r}")
         for name in ("flow_long_side", "memory_frames", "recent_frames", "key_interval", "scene_cut_side"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         for name in ("refine_scales", "flow_margin", "source_margin", "fb_relative", "fb_absolute",
-                     "flow_context", "hold_ring", "hold_threshold", "scene_cut_threshold"):
+                     "flow_context", "flow_fill_ring", "hold_ring", "hold_threshold", "scene_cut_threshold"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
         for name in ("stabilise_weight", "copied_weight"):
@@ -104,7 +110,8 @@ class VideoInpainter:
             self._refine = dis(self.config.flow_preset)
             self._refine.setCoarsestScale(self._refine.getFinestScale() + self.config.refine_scales)
             self._memory = FrameMemory(self.config.memory_frames, self.config.recent_frames,
-                                       self.config.key_interval)
+                                       self.config.key_interval, self.config.flow_fill, self.config.flow_fill_ring,
+                                       self.config.trust_hole_flow)
         self._forget()
 
     def _forget(self) -> None:
@@ -177,8 +184,9 @@ class VideoInpainter:
             previous = None
         step = step_valid = None
         if previous is not None:
-            step = complete_flow(self._dis.calc(luma, previous.grey, None), hole, previous.hole)
-            back = complete_flow(self._dis.calc(previous.grey, luma, None), previous.hole, hole)
+            fill = (cfg.flow_fill, cfg.flow_fill_ring)
+            step = complete_flow(self._dis.calc(luma, previous.grey, None), hole, previous.hole, *fill)
+            back = complete_flow(self._dis.calc(previous.grey, luma, None), previous.hole, hole, *fill)
             box = grow_box(bounding_box(hole | previous.hole) or (0, 0, 0, 0), cfg.flow_context, size)
             step_valid = forward_backward_valid(step, back, cfg.fb_relative, cfg.fb_absolute, box)
             self._memory.advance(step, step_valid, luma, hole, box, self._refine if cfg.refine_flow else None)

@@ -69,11 +69,43 @@ def upsample_flow(flow: np.ndarray, frame_size: tuple[int, int], box: tuple[int,
     return sample(flow, to_working(full, frame_size, (h, w))) * scale
 
 
-def complete_flow(flow: np.ndarray, hole: np.ndarray, target_hole: np.ndarray) -> np.ndarray:
-    """Flow (h, w, 2) to a target frame with its values replaced, by push-pull, where they cannot be trusted:
+FLOW_FILLS = ("affine", "push_pull")
+AFFINE_MIN_POINTS = 12       # fewer known pixels around the unknown ones: push-pull instead of the affine fit
+AFFINE_TRIM = 2.0            # the fit is redone without the pixels whose residual exceeds this x the median ...
+AFFINE_MIN_RESIDUAL = 0.5    # ... or this many working px, whichever is more
+
+
+def fill_flow(flow: np.ndarray, unknown: np.ndarray, fill: str, ring: int) -> np.ndarray:
+    """Flow (h, w, 2) with its unknown (h, w) bool pixels filled from the known ones. fill "affine": the
+    affine motion (x, y, 1) -> flow least-squares fitted to the known pixels within ring px of the unknown
+    ones, refitted once without the outliers (AFFINE_TRIM); the pixels right at a hole's edge carry the
+    hole's own motion into the flow, which a wide ring outvotes. "push_pull": `flow.push_pull`."""
+    if fill not in FLOW_FILLS:
+        raise ValueError(f"fill: expected one of {FLOW_FILLS}, got {fill!r}")
+    if not unknown.any():
+        return flow
+    around = grow(unknown, ring) & ~unknown
+    if fill == "push_pull" or np.count_nonzero(around) < AFFINE_MIN_POINTS:
+        return push_pull(flow, ~unknown)
+    ys, xs = np.nonzero(around)
+    points = np.stack([xs, ys, np.ones_like(xs)], 1).astype(np.float64)
+    values = flow[ys, xs].astype(np.float64)
+    motion = np.linalg.lstsq(points, values, rcond=None)[0]
+    residual = np.linalg.norm(points @ motion - values, axis=1)
+    inliers = residual <= max(AFFINE_MIN_RESIDUAL, AFFINE_TRIM * float(np.median(residual)))
+    if np.count_nonzero(inliers) >= AFFINE_MIN_POINTS:
+        motion = np.linalg.lstsq(points[inliers], values[inliers], rcond=None)[0]
+    ys, xs = np.nonzero(unknown)
+    out = flow.copy()
+    out[ys, xs] = np.stack([xs, ys, np.ones_like(xs)], 1).astype(np.float64) @ motion
+    return out
+
+
+def complete_flow(flow: np.ndarray, hole: np.ndarray, target_hole: np.ndarray, fill: str, ring: int) -> np.ndarray:
+    """Flow (h, w, 2) to a target frame with its values replaced (`fill_flow`) where they cannot be trusted:
     in the hole (h, w) bool of its own frame and where it lands in the target's hole (h, w) bool."""
     landed = warp_back(target_hole.view(np.uint8), flow, cv2.INTER_NEAREST).astype(bool)
-    return push_pull(flow, ~hole & ~landed)
+    return fill_flow(flow, hole | landed, fill, ring)
 
 
 def grow_box(box: tuple[int, int, int, int], margin: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -99,12 +131,16 @@ class PastFrame:
 
 class FrameMemory:
     """A bounded window of past frames, newest first: the `recent` latest frames and key frames (every
-    `key_interval`-th), at most `capacity` in all (the oldest key frame leaves first)."""
+    `key_interval`-th), at most `capacity` in all (the oldest key frame leaves first). Flows are completed
+    by `fill_flow` (fill, ring); with trust_hole, a step's completed flow in the current hole counts as
+    checked (the forward-backward check of two completed flows says nothing, and failing it there would
+    bar every copy into a moving hole)."""
 
-    def __init__(self, capacity: int, recent: int, key_interval: int):
+    def __init__(self, capacity: int, recent: int, key_interval: int, fill: str, ring: int, trust_hole: bool):
         if capacity < 1 or recent < 1 or key_interval < 1:
             raise ValueError(f"capacity, recent, key_interval: expected >= 1, got {capacity}, {recent}, {key_interval}")
         self.capacity, self.recent, self.key_interval = capacity, recent, key_interval
+        self.fill, self.ring, self.trust_hole = fill, ring, trust_hole
         self.frames: list[PastFrame] = []
         self.box: tuple[int, int, int, int] | None = None   # where the flows are current (working px)
 
@@ -114,7 +150,8 @@ class FrameMemory:
     def advance(self, step: np.ndarray, step_valid: np.ndarray, grey: np.ndarray, hole: np.ndarray,
                 box: tuple[int, int, int, int], refine: cv2.DISOpticalFlow | None) -> None:
         """A new current frame, grey (h, w) uint8 with hole (h, w) bool: step (h, w, 2) is the flow from it to
-        the previous current frame, step_valid (h, w) bool its forward-backward check. Over box (working px),
+        the previous current frame, step_valid (h, w) bool its forward-backward check (the chained check of
+        each remembered flow is ANDed with it, or with trust_hole in the hole). Over box (working px),
         every remembered flow becomes step composed with it (as it was over the previous call's box, its edge
         standing for what lies beyond: flows outside the box are not kept current) and
         its hole is completed (`complete_flow`); with refine (a DIS estimator: given a flow, it starts from it),
@@ -125,16 +162,16 @@ class FrameMemory:
         grid = pixel_grid(*grey.shape)[y0:y1, x0:x1]
         step_box = step[y0:y1, x0:x1]
         ends = grid + step_box - np.array([px0, py0], np.float32)   # in the previous box, border replicated
+        trusted = step_valid[y0:y1, x0:x1] | (self.trust_hole & hole[y0:y1, x0:x1])
         for age, past in enumerate(self.frames):
             valid, flow = past.valid[py0:py1, px0:px1].copy(), past.flow[py0:py1, px0:px1].copy()
-            past.valid[y0:y1, x0:x1] = (sample(valid, ends, cv2.INTER_NEAREST)
-                                        & step_valid[y0:y1, x0:x1]).astype(np.uint8)
+            past.valid[y0:y1, x0:x1] = (sample(valid, ends, cv2.INTER_NEAREST) & trusted).astype(np.uint8)
             past.flow[y0:y1, x0:x1] = step_box + sample(flow, ends)
             if refine is not None and age > 0:
                 refine_near(refine, grey, past, box)
             flow = past.flow[y0:y1, x0:x1]
             landed = sample(past.hole.view(np.uint8), grid + flow, cv2.INTER_NEAREST).astype(bool)
-            past.flow[y0:y1, x0:x1] = push_pull(flow, ~hole[y0:y1, x0:x1] & ~landed)
+            past.flow[y0:y1, x0:x1] = fill_flow(flow, hole[y0:y1, x0:x1] | landed, self.fill, self.ring)
         self.box = box
 
     def push(self, frame: np.ndarray, source: np.ndarray, grey: np.ndarray, hole: np.ndarray, index: int) -> None:
