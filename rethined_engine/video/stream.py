@@ -17,8 +17,8 @@ class VideoConfig:
     propagate: copy into the hole what past frames saw (dense flow, forward-backward check), the engine
         filling only what is left.
     hold: where the pixels left to invent passed the flow's check and the known pixels around the hole moved as
-        the flow says (within hold_threshold), keep the previous output's pixels moved by the flow instead of
-        running the engine (the static-mask case: steady and cheap).
+        the flow says (within hold_threshold), keep the pixels of the last output the engine filled, moved by
+        the flow, instead of running the engine (the static-mask case: steady and cheap).
     stabilise: blend the hole's pixels with the previous output moved by the flow, where the flow passed the
         check (an unchecked average ghosts on motion): invented ones by stabilise_weight, copied ones by
         copied_weight (copies from different past frames disagree by their flows' errors).
@@ -101,7 +101,7 @@ class VideoInpainter:
         self.config = config or VideoConfig()
         self.frame_size: tuple[int, int] | None = None
         self.scene_cuts = 0         # frames found to start a new scene
-        self.held_frames = 0        # frames whose invented pixels were held from the previous output
+        self.held_frames = 0        # frames whose invented pixels were held from the anchor
         if temporal == "on":
             from .flow import dis
             from .temporal import FrameMemory
@@ -130,9 +130,9 @@ class VideoInpainter:
         if self.temporal == "off":
             return 0
         held = [] if self._previous is None else list(vars(self._previous).values())
-        for past in self._memory.frames:
+        for past in self._memory.frames + ([self._memory.anchor] if self._memory.anchor is not None else []):
             held += [past.frame, past.source, past.grey, past.hole, past.flow, past.valid]
-        return sum(x.nbytes for x in held)
+        return sum(x.nbytes for x in held if x is not None)
 
     def process(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """One frame (H, W, 3) uint8 and its mask (H, W) -> the inpainted frame (H, W, 3) uint8."""
@@ -191,11 +191,11 @@ class VideoInpainter:
             step_valid = forward_backward_valid(step, back, cfg.fb_relative, cfg.fb_absolute, box)
             self._memory.advance(step, step_valid, luma, hole, box, self._refine if cfg.refine_flow else None)
         filled, remaining = propagate(frame, mask, self._memory) if cfg.propagate else (frame, mask)
+        engine_filled = False
         if remaining.any():
             held = None
-            if cfg.hold and previous is not None:
-                held = hold(filled, mask, remaining, previous.output, step, step_valid, cfg.hold_ring,
-                            cfg.hold_threshold)
+            if cfg.hold and self._memory.anchor is not None:
+                held = hold(filled, mask, remaining, self._memory.anchor, cfg.hold_ring, cfg.hold_threshold)
             if held is not None:
                 filled = held
                 self.held_frames += 1
@@ -203,6 +203,7 @@ class VideoInpainter:
                 filled = self.engine.inpaint(filled, remaining)
                 if cfg.stabilise and previous is not None:
                     filled = stabilise(filled, remaining, previous.output, step, step_valid, cfg.stabilise_weight)
+                engine_filled = True
         copied = mask & ~remaining
         if cfg.stabilise and previous is not None and copied.any():
             filled = stabilise(filled, copied, previous.output, step, step_valid, cfg.copied_weight)
@@ -214,6 +215,9 @@ class VideoInpainter:
         if cfg.propagate:
             self._memory.push(frame.copy(), ~grow(mask, cfg.source_margin), luma, hole, self._index)
             self._memory.evict()
+        if engine_filled and cfg.hold:
+            self._memory.set_anchor(output.copy(), luma, hole, self._index)
+        self._memory.latest = self._index
         self._previous = _Previous(luma, hole, output, thumb, thumb_known)
         self._index += 1
         return output

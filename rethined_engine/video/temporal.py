@@ -117,11 +117,12 @@ def grow_box(box: tuple[int, int, int, int], margin: int, size: tuple[int, int])
 @dataclass
 class PastFrame:
     """One remembered frame: frame (H, W, 3) uint8; source (H, W) bool, the pixels it may give (outside its
-    hole grown by a margin); grey (h, w) uint8 and hole (h, w) bool at the working size, the grey's hole
-    completed; flow (h, w, 2) float32 from the current frame to it and valid (h, w) uint8 (1 where every step
-    of the chain that made that flow passed the forward-backward check); index: its position in the stream."""
+    hole grown by a margin; None for the anchor, an output); grey (h, w) uint8 and hole (h, w) bool at the
+    working size, the grey's hole completed; flow (h, w, 2) float32 from the current frame to it and valid
+    (h, w) uint8 (1 where every step of the chain that made that flow passed the forward-backward check);
+    index: its position in the stream."""
     frame: np.ndarray
-    source: np.ndarray
+    source: np.ndarray | None
     grey: np.ndarray
     hole: np.ndarray
     flow: np.ndarray
@@ -142,10 +143,12 @@ class FrameMemory:
         self.capacity, self.recent, self.key_interval = capacity, recent, key_interval
         self.fill, self.ring, self.trust_hole = fill, ring, trust_hole
         self.frames: list[PastFrame] = []
+        self.anchor: PastFrame | None = None   # the last output the engine filled (its frame: that output)
+        self.latest = -1                       # index of the frame processed last (the caller sets it)
         self.box: tuple[int, int, int, int] | None = None   # where the flows are current (working px)
 
     def clear(self) -> None:
-        self.frames, self.box = [], None
+        self.frames, self.anchor, self.latest, self.box = [], None, -1, None
 
     def advance(self, step: np.ndarray, step_valid: np.ndarray, grey: np.ndarray, hole: np.ndarray,
                 box: tuple[int, int, int, int], refine: cv2.DISOpticalFlow | None) -> None:
@@ -155,7 +158,7 @@ class FrameMemory:
         every remembered flow becomes step composed with it (as it was over the previous call's box, its edge
         standing for what lies beyond: flows outside the box are not kept current) and
         its hole is completed (`complete_flow`); with refine (a DIS estimator: given a flow, it starts from it),
-        the flows to frames older than the previous one are first re-estimated there (`refine_near`), so that
+        the flows to frames older than the newest are first re-estimated there (`refine_near`), so that
         the errors of the steps do not add up."""
         y0, y1, x0, x1 = box
         py0, py1, px0, px1 = self.box or box
@@ -163,11 +166,11 @@ class FrameMemory:
         step_box = step[y0:y1, x0:x1]
         ends = grid + step_box - np.array([px0, py0], np.float32)   # in the previous box, border replicated
         trusted = step_valid[y0:y1, x0:x1] | (self.trust_hole & hole[y0:y1, x0:x1])
-        for age, past in enumerate(self.frames):
+        for past in self.frames + ([self.anchor] if self.anchor is not None else []):
             valid, flow = past.valid[py0:py1, px0:px1].copy(), past.flow[py0:py1, px0:px1].copy()
             past.valid[y0:y1, x0:x1] = (sample(valid, ends, cv2.INTER_NEAREST) & trusted).astype(np.uint8)
             past.flow[y0:y1, x0:x1] = step_box + sample(flow, ends)
-            if refine is not None and age > 0:
+            if refine is not None and past.index < self.latest:
                 refine_near(refine, grey, past, box)
             flow = past.flow[y0:y1, x0:x1]
             landed = sample(past.hole.view(np.uint8), grid + flow, cv2.INTER_NEAREST).astype(bool)
@@ -178,6 +181,12 @@ class FrameMemory:
         """Remember the current frame: its flow to itself is zero and valid."""
         self.frames.insert(0, PastFrame(frame, source, grey, hole, np.zeros((*grey.shape, 2), np.float32),
                                         np.ones(grey.shape, np.uint8), index))
+
+    def set_anchor(self, output: np.ndarray, grey: np.ndarray, hole: np.ndarray, index: int) -> None:
+        """Anchor the current frame's output (H, W, 3) uint8, whose hole the engine filled: `hold` copies from
+        it through its own flow, so held pixels are resampled once, not once per frame."""
+        self.anchor = PastFrame(output, None, grey, hole, np.zeros((*grey.shape, 2), np.float32),
+                                np.ones(grey.shape, np.uint8), index)
 
     def evict(self) -> None:
         """Keep the `recent` newest frames and key frames, at most `capacity`."""
@@ -258,13 +267,13 @@ def stabilise(filled: np.ndarray, invented: np.ndarray, previous: np.ndarray, st
     return out
 
 
-def hold(frame: np.ndarray, mask: np.ndarray, invented: np.ndarray, previous: np.ndarray, step: np.ndarray,
-         step_valid: np.ndarray, ring: int, threshold: float) -> np.ndarray | None:
-    """Keep what the previous output showed where this frame's pixels would be invented, when the scene
-    around the hole moved as the flow says.
+def hold(frame: np.ndarray, mask: np.ndarray, invented: np.ndarray, anchor: PastFrame, ring: int,
+         threshold: float) -> np.ndarray | None:
+    """Keep what the anchor (an earlier output) showed where this frame's pixels would be invented, when the
+    scene around the hole moved as the flow says.
 
     frame (H, W, 3) uint8 with its hole mask (H, W) bool; invented (H, W) bool, the pixels still to fill. The
-    previous output is brought here by step (`follow`); if every invented pixel passed the flow's check and
+    anchor is brought here by its flow (`follow`); if every invented pixel passed the flow's check and
     the known pixels within ring px of the hole differ from it by at most threshold (mean absolute
     difference, uint8 levels), returns frame with the invented pixels taken from it (rounded); else None."""
     box = bounding_box(invented)
@@ -272,7 +281,7 @@ def hold(frame: np.ndarray, mask: np.ndarray, invented: np.ndarray, previous: np
         return frame
     near = grow(mask, ring)
     y0, y1, x0, x1 = bounding_box(near)
-    warped, gate = follow(previous, step, step_valid, (y0, y1, x0, x1))
+    warped, gate = follow(anchor.frame, anchor.flow, anchor.valid, (y0, y1, x0, x1))
     known_ring = near[y0:y1, x0:x1] & ~mask[y0:y1, x0:x1] & gate
     left = invented[y0:y1, x0:x1]
     if not known_ring.any() or not gate[left].all():
