@@ -16,10 +16,11 @@ from conftest import make_model
 COPY = dict(lr_texture="copy", copy_feather=2, hr_topk=1, hf_decay=0.0, hf_fine_decay=None, hf_mid_gain=1.0)
 
 
-@pytest.fixture(scope="module")
-def copy_weights(tmp_path_factory):
+@pytest.fixture(scope="module", params=[{}, dict(copy_pool=64, copy_colour_weight=1.0)], ids=["similarity", "colour"])
+def copy_weights(tmp_path_factory, request):
+    """Weights with copies chosen by similarity alone, and ranked by colour."""
     path = tmp_path_factory.mktemp("weights") / "copy.safetensors"
-    save_inference_weights(make_model(cfg=ModelConfig(**COPY)), path)
+    save_inference_weights(make_model(cfg=ModelConfig(**COPY, **request.param)), path)
     return path
 
 
