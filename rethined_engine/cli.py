@@ -1,4 +1,5 @@
-"""Command line: `rethined inpaint IMAGE MASK -o OUT`, `rethined video IN MASK -o OUT`, `rethined demo -o OUT`,
+"""Command line: `rethined inpaint IMAGE MASK -o OUT`, `rethined video IN MASK -o OUT` (or `- MASK -o - --raw WxH`
+for raw frames through pipes), `rethined demo -o OUT`,
 `rethined bench NAME ...`."""
 from __future__ import annotations
 
@@ -122,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")
     from .video.files import add_video_parser, run_video_command
     add_video_parser(sub)
+    sub.choices["video"].add_argument(
+        "--raw", metavar="WxH", help="pipe mode: raw frames of this size on stdin (INPUT '-'), raw frames on stdout "
+        "('-o -'); --pix-fmt then names their pixel format (rgb24, the default)")
     for p in (inp, demo):
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
         p.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")
@@ -137,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.style is not None:
             raise SystemExit("error: --style applies to torchscript only")
         run_export(args.output, args.size, args.dynamic, args.topk, args.weights)
+    elif args.command == "video" and args.raw:
+        from .video.raw_pipe import run_raw_command
+        run_raw_command(args)
     elif args.command == "video":
         run_video_command(args)
     elif args.command == "demo":
