@@ -1,0 +1,182 @@
+"""`rethined video - MASK -o - --raw WxH --pix-fmt rgb24` between two ffmpeg processes (imageio-ffmpeg's binary).
+
+The clip: 8 frames at 96x64 panning over the shipped photo, ffv1 bgr0 (lossless RGB) with a 440 Hz AAC track,
+written with PyAV. The reference: `VideoInpainter(temporal=...)` on the frames as PyAV decodes them; the
+pipeline's ffv1 output must equal it bit for bit, and carry the source's audio packets unchanged."""
+import io
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rethined_engine.cli import SAMPLE_IMAGE, main
+from rethined_engine.video.raw_pipe import RawFormat, ShortReadError, read_frame
+
+av = pytest.importorskip("av")
+imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+
+WIDTH, HEIGHT, FRAMES, FPS = 96, 64, 8, 12
+PAN_STEP = (2, 3)  # px per frame, down and right
+SAMPLE_RATE, AUDIO_FRAME = 48000, 1024
+CLI = f"{sys.executable} -m rethined_engine.cli"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def photo_pan() -> list[np.ndarray]:
+    """FRAMES crops of the shipped photo, the window moving PAN_STEP per frame: (HEIGHT, WIDTH, 3) uint8 each."""
+    photo = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB"))
+    return [np.ascontiguousarray(photo[200 + i * PAN_STEP[0]:200 + i * PAN_STEP[0] + HEIGHT,
+                                       400 + i * PAN_STEP[1]:400 + i * PAN_STEP[1] + WIDTH]) for i in range(FRAMES)]
+
+
+def write_clip(path: Path, frames: list[np.ndarray], pix_fmt: str = "bgr0", audio: bool = True) -> None:
+    """ffv1 video of `frames` (rgb24 converted to pix_fmt) plus, with `audio`, a mono sine AAC track."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("ffv1", rate=FPS)
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, pix_fmt
+        sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono") if audio else None
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        if sound is not None:
+            t = np.arange(SAMPLE_RATE * len(frames) // FPS) / SAMPLE_RATE
+            samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+            for start in range(0, samples.shape[1], AUDIO_FRAME):
+                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + AUDIO_FRAME]),
+                                                   format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts, chunk.time_base = SAMPLE_RATE, start, Fraction(1, SAMPLE_RATE)
+                container.mux(sound.encode(chunk))
+            container.mux(sound.encode(None))
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def audio_payloads(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(audio=0) if p.size]
+
+
+def moving_masks() -> list[np.ndarray]:
+    """A 20x28 box moving 3 px right per frame: (HEIGHT, WIDTH) bool each."""
+    masks = []
+    for i in range(FRAMES):
+        mask = np.zeros((HEIGHT, WIDTH), bool)
+        mask[22:42, 20 + 3 * i:48 + 3 * i] = True
+        masks.append(mask)
+    return masks
+
+
+def run_shell(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", "set -o pipefail\n" + script], cwd=cwd, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+
+
+@pytest.fixture(scope="module")
+def ffmpeg() -> str:
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pipe") / "clip.mkv"
+    write_clip(path, photo_pan())
+    return path
+
+
+@pytest.mark.parametrize("temporal, mask_kind", [("on", "still"), ("off", "video")])
+def test_ffmpeg_pipeline_equals_the_video_inpainter_bit_for_bit(engine, ffmpeg, clip, tmp_path, temporal, mask_kind):
+    from rethined_engine.video import VideoInpainter
+
+    if mask_kind == "still":
+        masks = [moving_masks()[0]] * FRAMES
+        mask_path = tmp_path / "mask.png"
+        Image.fromarray(masks[0].astype(np.uint8) * 255).save(mask_path)
+    else:
+        masks = moving_masks()
+        mask_path = tmp_path / "masks.mkv"
+        write_clip(mask_path, [np.repeat(m[..., None].astype(np.uint8) * 255, 3, axis=-1) for m in masks],
+                   pix_fmt="gray", audio=False)
+    out = tmp_path / "out.mkv"
+    weights = engine.weights_path
+    result = run_shell(
+        f"{ffmpeg} -v error -i {clip} -f rawvideo -pix_fmt rgb24 - "
+        f"| {CLI} video - {mask_path} -o - --raw {WIDTH}x{HEIGHT} --pix-fmt rgb24 --temporal {temporal} "
+        f"--device cpu --weights {weights} "
+        f"| {ffmpeg} -v error -f rawvideo -pix_fmt rgb24 -s {WIDTH}x{HEIGHT} -r {FPS} -i - -i {clip} "
+        f"-map 0:v -map 1:a? -c:v ffv1 -pix_fmt bgr0 -c:a copy {out}", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {FRAMES} frames {WIDTH}x{HEIGHT} rgb24" in result.stderr
+
+    inpainter = VideoInpainter(engine, temporal)
+    expected = [inpainter.process(frame, mask) for frame, mask in zip(decoded(clip), masks)]
+    got = decoded(out)
+    assert len(got) == FRAMES
+    for i, (g, e) in enumerate(zip(got, expected)):
+        np.testing.assert_array_equal(g, e, err_msg=f"frame {i}")
+    assert audio_payloads(out) == audio_payloads(clip)
+
+
+def test_a_short_last_frame_is_a_one_line_error(engine, ffmpeg, clip, tmp_path):
+    mask_path = tmp_path / "mask.png"
+    Image.fromarray(moving_masks()[0].astype(np.uint8) * 255).save(mask_path)
+    cut = RawFormat(WIDTH, HEIGHT).frame_bytes * 3 // 2  # one frame and a half
+    result = run_shell(
+        f"{ffmpeg} -v error -i {clip} -f rawvideo -pix_fmt rgb24 - | head -c {cut} "
+        f"| {CLI} video - {mask_path} -o - --raw {WIDTH}x{HEIGHT} --device cpu --weights {engine.weights_path} "
+        "> frames.rgb", tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert f"error: input: frame 1 is cut short: {cut - RawFormat(WIDTH, HEIGHT).frame_bytes} of" in result.stderr
+    assert (tmp_path / "frames.rgb").stat().st_size == RawFormat(WIDTH, HEIGHT).frame_bytes  # frame 0 went out
+
+
+def test_a_reader_that_goes_away_is_a_one_line_error(engine, ffmpeg, clip, tmp_path):
+    mask_path = tmp_path / "mask.png"
+    Image.fromarray(moving_masks()[0].astype(np.uint8) * 255).save(mask_path)
+    result = run_shell(
+        f"{ffmpeg} -v error -i {clip} -f rawvideo -pix_fmt rgb24 - "
+        f"| {CLI} video - {mask_path} -o - --raw {WIDTH}x{HEIGHT} --device cpu --weights {engine.weights_path} "
+        "| head -c 100 > /dev/null; echo \"stages ${PIPESTATUS[*]}\" >&2", tmp_path)
+    stages = result.stderr.strip().splitlines()[-1].split()[1:]
+    assert stages[1] != "0", result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error: output: the reader closed the pipe" in result.stderr
+
+
+def test_read_frame_splits_a_stream_into_frames_and_flags_a_cut():
+    raw = RawFormat.parse("5x3")
+    data = np.random.default_rng(0).integers(0, 256, raw.frame_bytes * 2 + 7, dtype=np.uint8).tobytes()
+    stream = io.BufferedReader(io.BytesIO(data), buffer_size=4)  # reads come back in pieces
+    first, second = read_frame(stream, raw, 0), read_frame(stream, raw, 1)
+    np.testing.assert_array_equal(first, np.frombuffer(data[:45], np.uint8).reshape(3, 5, 3))
+    np.testing.assert_array_equal(second, np.frombuffer(data[45:90], np.uint8).reshape(3, 5, 3))
+    with pytest.raises(ShortReadError, match="frame 2 is cut short: 7 of 45 bytes"):
+        read_frame(stream, raw, 2)
+    assert read_frame(io.BytesIO(b""), raw, 0) is None
+
+
+@pytest.mark.parametrize("size, pix_fmt, message", [("96x", "rgb24", "raw: expected WIDTHxHEIGHT"),
+                                                     ("0x64", "rgb24", "raw: expected WIDTHxHEIGHT"),
+                                                     ("96x64", "yuv420p", "pix_fmt: expected one of")])
+def test_raw_format_errors_name_the_option(size, pix_fmt, message):
+    with pytest.raises(ValueError, match=message):
+        RawFormat.parse(size, pix_fmt)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["video", "in.mp4", "m.png", "-o", "-", "--raw", "96x64"], "give '-' as INPUT and '-o -'"),
+    (["video", "-", "m.png", "-o", "-", "--raw", "96x64", "--lossless"], "--lossless apply to video files"),
+    (["video", "-", "m.png", "-o", "-", "--raw", "96x64", "--pix-fmt", "nv12"], "--pix_fmt: expected one of"),
+])
+def test_raw_mode_rejects_file_options_before_loading_the_engine(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        main(argv)
