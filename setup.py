@@ -72,7 +72,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=["rethined_engine", "rethined_engine.model", "rethined_engine.train", "rethined_engine.backends",
-              "rethined_engine.deploy", "rethined_engine.video",
+              "rethined_engine.deploy", "rethined_engine.video", "rethined_engine.distributed",
               "rethined_engine.integrations", "rethined_engine.integrations.comfyui",
               "rethined_engine.kernels", "rethined_engine.bench", "rethined_engine.csrc"],
     package_dir={"rethined_engine.kernels": "kernels", "rethined_engine.bench": "bench",
@@ -91,6 +91,7 @@ setup(
         "triton": ["triton>=3.0; platform_system == 'Linux'"],
         "onnx": ["onnx>=1.15,<2", "onnxruntime>=1.17,<2"],
         "video": ["av>=18,<19"],    # PyAV wheels bundle FFmpeg
+        "ray": ["ray[data]>=2.60,<3"],   # rethined batch --ray; tested with 2.60.0
         "test": ["pytest>=7", "opencv-python-headless>=4.8", "onnx>=1.15,<2", "onnxruntime>=1.17,<2",
                  "triton>=3.0; platform_system == 'Linux'",    # kernel tests run in the Triton interpreter
                  "pypatchmatch>=2.2,<3; python_version >= '3.11'", "scikit-image>=0.22,<1", "av>=18,<19",

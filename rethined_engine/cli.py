@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")
     from .video.files import add_video_parser, run_video_command
     add_video_parser(sub)
+    from .distributed.command import add_batch_parser, run_batch_command
+    add_batch_parser(sub)
     sub.choices["video"].add_argument(
         "--raw", metavar="WxH", help="pipe mode: raw frames of this size on stdin (INPUT '-'), raw frames on stdout "
         "('-o -'); --pix-fmt then names their pixel format (rgb24, the default)")
@@ -146,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         run_raw_command(args)
     elif args.command == "video":
         run_video_command(args)
+    elif args.command == "batch":
+        return run_batch_command(args)
     elif args.command == "demo":
         run_inpaint(SAMPLE_IMAGE, SAMPLE_MASK, args.output, args.device, args.weights)
     else:

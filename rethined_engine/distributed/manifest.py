@@ -1,0 +1,93 @@
+"""The work list of a batch run: one row per (image, mask, output), images paired with masks by file stem.
+
+An image without a mask is kept as a row with `mask=None` (the run reports it as an error row); a mask
+without an image is listed in `Manifest.unmatched_masks`. Nothing is dropped silently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg")
+UNKNOWN_SIZE = (0, 0)   # (height, width) of an image whose header cannot be read: sorts first, fails in decode
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One unit of work. image, mask, output: file paths as strings (mask None: no mask of that stem);
+    height, width: the image's size in pixels from its header (UNKNOWN_SIZE when unreadable)."""
+    image: str
+    mask: str | None
+    output: str
+    height: int
+    width: int
+
+    def as_dict(self) -> dict:
+        return {"image": self.image, "mask": self.mask, "output": self.output,
+                "height": self.height, "width": self.width}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """rows: sorted by image size (height, width), then file name, so that equal shapes run together (the
+    triton backend keeps a CUDA graph per shape, for a few shapes). unmatched_masks: mask files whose stem
+    names no image."""
+    rows: tuple[ManifestRow, ...]
+    unmatched_masks: tuple[str, ...]
+
+    @property
+    def missing_masks(self) -> tuple[str, ...]:
+        """Images without a mask of their stem."""
+        return tuple(row.image for row in self.rows if row.mask is None)
+
+
+def image_files(folder: Path, what: str) -> dict[str, Path]:
+    """Image files directly in folder (suffix in IMAGE_SUFFIXES, hidden files left out) keyed by stem.
+    Two files sharing a stem are an error: the stem names the output."""
+    if not folder.is_dir():
+        raise ValueError(f"{what}: expected a folder of images, got {folder}")
+    by_stem: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith(".") or not path.is_file():
+            continue
+        if path.stem in by_stem:
+            raise ValueError(f"{what}: {by_stem[path.stem].name} and {path.name} share the stem {path.stem!r}; "
+                             "expected one file per stem (the stem pairs images with masks and names the output)")
+        by_stem[path.stem] = path
+    return by_stem
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the file's header only (no decode); UNKNOWN_SIZE when it cannot be read."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except (UnidentifiedImageError, OSError):
+        return UNKNOWN_SIZE
+
+
+def build_manifest(images: Path, masks: Path, out_dir: Path, out_suffix: str = ".png") -> Manifest:
+    """Pair every image in the folder `images` with the mask of the same stem in the folder `masks`, or
+    with the single mask file `masks` (a static mask for every image). Output: out_dir / (stem +
+    out_suffix); out_suffix one of OUTPUT_SUFFIXES (PNG is lossless; JPEG at stages.JPEG_QUALITY)."""
+    if out_suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"out_suffix: expected one of {OUTPUT_SUFFIXES}, got {out_suffix!r}")
+    image_paths = image_files(Path(images), "images")
+    masks = Path(masks)
+    if masks.is_file():
+        mask_for = {stem: masks for stem in image_paths}
+        unmatched: tuple[str, ...] = ()
+    else:
+        mask_for = image_files(masks, "masks")
+        unmatched = tuple(str(path) for stem, path in mask_for.items() if stem not in image_paths)
+    rows = []
+    for stem, path in image_paths.items():
+        mask = mask_for.get(stem)
+        height, width = image_size(path)
+        rows.append(ManifestRow(str(path), None if mask is None else str(mask),
+                                str(Path(out_dir) / (stem + out_suffix)), height, width))
+    rows.sort(key=lambda row: (row.height, row.width, Path(row.image).name))
+    return Manifest(tuple(rows), unmatched)

@@ -1,0 +1,136 @@
+"""The three stages of a batch run, on row dicts, shared by the local loop and Ray Data: `decode` (CPU),
+`EngineStage` (one `Engine`, loaded once per process or actor), `encode` (CPU, atomic write).
+
+A row carries the manifest's fields (image, mask, output, height, width), `status` ("pending" while
+work remains, then "ok", "skipped" or "error"), `error` (a message, "" unless status is "error") and, between
+decode and encode, `pixels` ((H, W, 3) uint8 RGB) and `hole` ((H, W) uint8, nonzero = fill). A failure in
+any stage turns that row into an error row; it never stops the run.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..cli import JPEG_QUALITY
+
+PENDING, OK, SKIPPED, ERROR = "pending", "ok", "skipped", "error"
+RESULT_FIELDS = ("image", "mask", "output", "status", "error")
+NO_PIXELS = np.zeros((0, 0, 3), np.uint8)   # pixels of a row that has none (skipped, failed): same ndim
+NO_HOLE = np.zeros((0, 0), np.uint8)
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Settings of a batch run.
+
+    skip_existing: a row whose output file exists is "skipped" (a restarted run resumes).
+    jpeg_quality: quality of .jpg/.jpeg outputs (PNG outputs are lossless).
+    engine: keyword arguments of `Engine(...)` in every process (device, backend, weights, ...).
+    Ray only: workers: engine actors; gpus_per_worker, cpus_per_worker: resources each actor reserves;
+    cpus_per_io_task: CPUs each decode/encode task reserves; rows_per_call: rows per engine call.
+    """
+    skip_existing: bool = True
+    jpeg_quality: int = JPEG_QUALITY
+    engine: dict[str, Any] = field(default_factory=dict)
+    workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    cpus_per_io_task: float = 1.0
+    rows_per_call: int = 1
+
+    def __post_init__(self):
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality: expected 1..100, got {self.jpeg_quality}")
+        for name in ("workers", "rows_per_call"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
+        for name in ("gpus_per_worker", "cpus_per_worker", "cpus_per_io_task"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected a number >= 0, got {getattr(self, name)}")
+
+
+def _failed(row: dict, stage: str, exc: BaseException) -> dict:
+    return {**row, "status": ERROR, "error": f"{stage}: {type(exc).__name__}: {exc}",
+            "pixels": NO_PIXELS, "hole": NO_HOLE}
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB pixels of an image file (as stored: EXIF orientation not applied)."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def read_hole(path: str) -> np.ndarray:
+    """(H, W) uint8 mask of a mask file, nonzero = fill (colour masks through their luma, as `rethined inpaint`)."""
+    with Image.open(path) as im:
+        return np.asarray(im if im.mode in ("1", "L") else im.convert("L")).astype(np.uint8, copy=False)
+
+
+def decode(row: dict, config: BatchConfig) -> dict:
+    """Manifest row -> row with pixels and hole (status pending), or a skipped or error row."""
+    row = {**row, "status": PENDING, "error": "", "pixels": NO_PIXELS, "hole": NO_HOLE}
+    if config.skip_existing and os.path.exists(row["output"]):
+        return {**row, "status": SKIPPED}
+    if row["mask"] is None:
+        return {**row, "status": ERROR, "error": f"mask: no mask file with the stem {Path(row['image']).stem!r}"}
+    try:
+        return {**row, "pixels": read_rgb(row["image"]), "hole": read_hole(row["mask"])}
+    except Exception as exc:  # unreadable, truncated, not an image: this row fails, the run goes on
+        return _failed(row, "decode", exc)
+
+
+class EngineStage:
+    """Holds one `Engine(**config.engine)`, created once; inpaints pending rows. A Ray Data callable class
+    (`__call__` on a numpy batch) and, through `row`, the local loop's stage."""
+
+    def __init__(self, config: BatchConfig):
+        from ..engine import Engine
+
+        self.engine = Engine(**config.engine)
+
+    def row(self, row: dict) -> dict:
+        if row["status"] != PENDING:
+            return row
+        try:
+            return {**row, "pixels": self.engine.inpaint(row["pixels"], row["hole"]), "hole": NO_HOLE}
+        except Exception as exc:  # a size mismatch, an out-of-memory: this row fails, the run goes on
+            return _failed(row, "inpaint", exc)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        """batch: column -> array of n values (pixels and hole: object arrays of per-row arrays)."""
+        count = len(batch["status"])
+        rows = [self.row({key: values[i] for key, values in batch.items()}) for i in range(count)]
+        return {key: [row[key] for row in rows] for key in batch}
+
+
+def write_atomically(path: Path, pixels: np.ndarray, jpeg_quality: int) -> None:
+    """Write (H, W, 3) uint8 pixels to path in the format of its suffix, through a hidden temporary file in
+    the same folder renamed over path: a process killed while writing leaves no partial file at path."""
+    fmt = SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"output: expected a suffix in {tuple(SAVE_FORMATS)}, got {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        Image.fromarray(pixels).save(temporary, format=fmt, **({"quality": jpeg_quality} if fmt == "JPEG" else {}))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def encode(row: dict, config: BatchConfig) -> dict:
+    """Write a pending row's pixels to its output; returns the row's RESULT_FIELDS with status ok or error."""
+    if row["status"] == PENDING:
+        try:
+            write_atomically(Path(row["output"]), row["pixels"], config.jpeg_quality)
+            row = {**row, "status": OK}
+        except Exception as exc:  # a full disk, a read-only folder: this row fails, the run goes on
+            row = _failed(row, "encode", exc)
+    return {key: row[key] for key in RESULT_FIELDS}
