@@ -23,6 +23,8 @@ WIDTH, HEIGHT, FRAMES, FPS = 96, 64, 8, 12
 PAN_STEP = (2, 3)  # px per frame, down and right
 SAMPLE_RATE, AUDIO_FRAME = 48000, 1024
 CLI = f"{sys.executable} -m rethined_engine.cli"
+X264_KNOWN_PIXEL_TOLERANCE = 4.0  # mean |difference| (of 255) of known pixels, in.mp4 against out.mp4 (one x264
+# encode at its default crf 23; measured 1.72 on the photo pan)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -180,3 +182,37 @@ def test_raw_format_errors_name_the_option(size, pix_fmt, message):
 def test_raw_mode_rejects_file_options_before_loading_the_engine(argv, message):
     with pytest.raises(SystemExit, match=message):
         main(argv)
+
+
+def doc_block(section: str, language: str) -> str:
+    """The first ```language block under the '## section' heading of docs/integrations.md."""
+    text = (REPO / "docs" / "integrations.md").read_text()
+    body = text.split(f"\n## {section}", 1)[1].split("\n## ", 1)[0]
+    return body.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_pipeline_runs_as_written(ffmpeg, tmp_path):
+    """docs/integrations.md's ffmpeg recipe, only the programs' paths filled in: x264 in, x264 out, the shipped
+    weights; the audio must come through unchanged and the known pixels within x264's loss."""
+    with av.open(str(tmp_path / "in.mp4"), "w") as container:  # x264 + AAC, as a camera or an editor writes
+        video = container.add_stream("libx264", rate=FPS, options={"crf": "10"})
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for i, rgb in enumerate(photo_pan()):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+    write_clip(tmp_path / "sound.mkv", photo_pan())  # the audio track, muxed into in.mp4 below
+    subprocess.run([ffmpeg, "-v", "error", "-i", str(tmp_path / "in.mp4"), "-i", str(tmp_path / "sound.mkv"),
+                    "-map", "0:v", "-map", "1:a", "-c", "copy", str(tmp_path / "in_audio.mp4")], check=True)
+    (tmp_path / "in_audio.mp4").replace(tmp_path / "in.mp4")
+    mask = moving_masks()[0]
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    script = doc_block("ffmpeg", "bash").replace("ffmpeg ", f"{ffmpeg} ").replace("rethined ", f"{CLI} ")
+    result = run_shell(script, tmp_path)
+    assert result.returncode == 0, result.stderr
+    got, source = decoded(tmp_path / "out.mp4"), decoded(tmp_path / "in.mp4")
+    assert len(got) == FRAMES and got[0].shape == (HEIGHT, WIDTH, 3)
+    assert audio_payloads(tmp_path / "out.mp4") == audio_payloads(tmp_path / "in.mp4")
+    known_error = np.mean([np.abs(g.astype(int) - s)[~mask].mean() for g, s in zip(got, source)])
+    assert known_error < X264_KNOWN_PIXEL_TOLERANCE
