@@ -7,7 +7,8 @@ speed and peak memory per frame size, memory over a long stream.
     python -m bench.video --quick --out /tmp/video.json  # 3-frame clips, tiny sizes: the code paths only
 
 quality: per case (a clip and a mask, bench.video_clips) and mode (`off`, `on`, or `on+FIELD=VALUE,...`:
-temporal on with VideoConfig fields changed, one per component switched off by default), the mean over
+temporal on with VideoConfig fields changed; by default off and on everywhere, and each boolean component
+switched off on COMPONENT_CASES, one case per category), the mean over
 frames of hole PSNR (dB) and SSIM against the true frames, and the warping error E_warp
 (`rethined_engine.metrics.warping_error`: DIS flow on the true frames, forward-backward occlusion check) over
 the hole and over the frame, beside the true footage's own E_warp. The engine runs on the frames as they are
@@ -73,6 +74,7 @@ CASES = (
     Case("cup-blob", "cup", "blob", MOVING_MASK),
     Case("pan-1080p-blob", ("enlightenment-data__Sunset-Hills.png", "pan", 1080), "blob", MOVING_MASK),
 )
+COMPONENT_CASES = ("vtest-logo", "pan-1080p-logo", "vtest-blob")   # one per category: every component measured
 TARGETS = {   # category -> (min hole PSNR gain over off, dB; max E_warp / truth's; E_warp must not exceed off's)
     STATIC_STATIC: (0.0, 1.5, False),
     MOVING_STATIC: (3.0, 2.0, False),
@@ -467,9 +469,10 @@ def run(args: argparse.Namespace, env: dict, save) -> dict:
     if "quality" in args.parts:
         from rethined_engine import Engine
         engine = Engine(device=args.device)
-        modes = args.modes or [OFF, ON, *component_modes()]
+        components = component_modes()
         cases = [c for c in CASES if args.cases is None or c.name in args.cases]
         for case in cases:
+            modes = args.modes or [OFF, ON, *(components if case.name in COMPONENT_CASES else [])]
             large = not isinstance(case.clip, str) and case.clip[2] >= LARGE_HEIGHT
             frames = QUICK_FRAMES if args.quick else args.frames_4k if large else args.frames
             clip, masks = load_case(case, frames, args.photos, quick_height)
@@ -508,8 +511,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parts", nargs="+", choices=list(ROW_KEYS), default=list(ROW_KEYS))
     parser.add_argument("--cases", nargs="+", choices=[c.name for c in CASES], default=None, help="default: all")
     parser.add_argument("--modes", nargs="+", default=None,
-                        help=f"off, on, on{MODE_SEPARATOR}FIELD=VALUE,... (default: off, on and each component off "
-                             f"for quality; off and on for speed and memory)")
+                        help=f"off, on, on{MODE_SEPARATOR}FIELD=VALUE,... for every case (default: off and on, and on "
+                             f"with each component off on {', '.join(COMPONENT_CASES)}; off and on for speed and memory)")
     parser.add_argument("--frames", type=int, default=FRAMES)
     parser.add_argument("--frames-4k", type=int, default=FRAMES_4K)
     parser.add_argument("--speed-heights", type=int, nargs="+", default=list(SPEED_HEIGHTS))
