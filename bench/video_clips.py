@@ -1,7 +1,7 @@
 """Clips and masks for the video benchmark. Frames are (T, H, W, 3) uint8 RGB; masks (T, H, W) bool,
 True = fill.
 
-Real clips (DESIGN.md section 9): `vtest.avi` (768x576, static camera, pedestrians), `box.mp4` and `cup.mp4`
+Real clips: `vtest.avi` (768x576, static camera, pedestrians), `box.mp4` and `cup.mp4`
 (640x480, hand-held) from Debian's opencv-doc package, fetched into clips/ (not committed) by
 
     python -m bench.video_clips [--folder clips]
