@@ -3,6 +3,11 @@ the class made without arguments, the function called by name with IMAGE (B, H, 
 cut from the shipped photo. References: `Engine().inpaint` (image node, bit for bit) and `VideoInpainter` on the
 frames quantised to uint8 (video node: hole pixels = its output / 255 exactly in float32, known pixels the
 input's)."""
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -102,3 +107,23 @@ def test_masks_of_the_wrong_shape_are_refused_by_name():
         nodes.RethinedInpaint(engine=object()).inpaint(pan_tensor()[:2], box_mask(3))
     with pytest.raises(ValueError, match="image: expected IMAGE"):
         nodes.RethinedVideoInpaint(engine=object()).inpaint(pan_tensor()[0], box_mask(1))
+
+
+def test_the_documented_link_loads_as_a_custom_node_folder(tmp_path):
+    """docs/integrations.md's `ln -s` line run as written (`python` = this interpreter), then the folder loaded
+    the way ComfyUI loads custom_nodes/<name>: its __init__.py as a top-level package named after the folder."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "integrations.md").read_text()
+    command = text.split("\n## ComfyUI", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "ComfyUI" / "custom_nodes").mkdir(parents=True)
+    subprocess.run(["bash", "-c", command.replace("python -c", f"{sys.executable} -c")], cwd=tmp_path, check=True)
+    folder = tmp_path / "ComfyUI" / "custom_nodes" / "rethined"
+    spec = importlib.util.spec_from_file_location("rethined", folder / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["rethined"] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        for name in [name for name in sys.modules if name == "rethined" or name.startswith("rethined.")]:
+            del sys.modules[name]
+    assert set(module.NODE_CLASS_MAPPINGS) == {"RethinedInpaint", "RethinedVideoInpaint"}
+    assert module.NODE_CLASS_MAPPINGS["RethinedInpaint"].INPUT_TYPES() == nodes.RethinedInpaint.INPUT_TYPES()

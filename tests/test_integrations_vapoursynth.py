@@ -169,3 +169,38 @@ def test_vspipe_into_ffmpeg_equals_the_video_inpainter(engine, weights_path, tmp
     assert len(got) == FRAMES
     for n in range(FRAMES):
         np.testing.assert_array_equal(got[n], expected[n], err_msg=f"frame {n}")
+
+
+def doc_blocks(section: str, language: str) -> list[str]:
+    """The ```language blocks under the '## section' heading of docs/integrations.md."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "integrations.md").read_text()
+    body = text.split(f"\n## {section}", 1)[1].split("\n## ", 1)[0]
+    return [part.split("```", 1)[0] for part in body.split(f"```{language}\n")[1:]]
+
+
+DOC_SOURCES = """
+import sys
+import vapoursynth as vs
+sys.path.insert(0, {tests!r})
+from test_integrations_vapoursynth import CUT, numpy_clip, source_frames, source_masks
+
+clip = numpy_clip(vs.core, source_frames(), vs.RGB24, CUT).resize.Bicubic(format=vs.YUV420P8, matrix_s="709")
+mask = numpy_clip(vs.core, source_masks(), vs.GRAY8)
+"""
+
+
+def test_the_documented_script_runs_as_written(tmp_path):
+    """docs/integrations.md's VapourSynth script and vspipe command, with `clip` (YUV 4:2:0, as a source plugin
+    gives) and `mask` defined before it and the programs' paths filled in: 10 frames come out of ffmpeg."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    (script,) = doc_blocks("VapourSynth", "python")
+    (command,) = doc_blocks("VapourSynth", "bash")
+    (tmp_path / "script.vpy").write_text(DOC_SOURCES.format(tests=str(Path(__file__).parent)) + script)
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    command = command.replace("vspipe ", f"{Path(sys.executable).with_name('vspipe')} ").replace("ffmpeg ", f"{ffmpeg} ")
+    result = subprocess.run(["bash", "-c", "set -o pipefail\n" + command], cwd=tmp_path, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    raw = subprocess.run([ffmpeg, "-v", "error", "-i", str(tmp_path / "out.mkv"), "-f", "rawvideo", "-pix_fmt",
+                          "rgb24", "-"], capture_output=True, check=True).stdout
+    assert len(raw) == FRAMES * HEIGHT * WIDTH * 3
