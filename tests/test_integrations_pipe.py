@@ -78,7 +78,7 @@ def moving_masks() -> list[np.ndarray]:
 
 
 def run_shell(script: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", "set -o pipefail\n" + script], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run(["bash", "-c", "set -o pipefail\n" + script], cwd=cwd, capture_output=True, text=True, check=False,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
 
 

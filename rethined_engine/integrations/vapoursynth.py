@@ -45,9 +45,9 @@ def _rgb(frame: Any) -> np.ndarray:
 class _ClipInpainter:
     """The frame function's state: the inpainter, the last index it processed, kept outputs, scene starts."""
 
-    def __init__(self, clip: Any, mask_clip: Any, inpainter: VideoInpainter):
+    def __init__(self, clip: Any, mask_clip: Any, inpainter: VideoInpainter, float_input: bool):
         self.clip, self.mask_clip, self.inpainter = clip, mask_clip, inpainter
-        self.float_input = clip.format.sample_type != 0  # vs.INTEGER == 0
+        self.float_input = float_input  # RGBS/RGBH: quantised for the inpainter, filled pixels written back as floats
         self.last: int | None = None
         self.kept: OrderedDict[int, np.ndarray] = OrderedDict()  # index -> (H, W, 3) uint8 output
         self.scene_starts = {0}
@@ -114,5 +114,6 @@ def inpaint(clip: Any, mask_clip: Any, temporal: str = "on", engine: Any = None,
         mask_clip = mask_clip.std.Loop(clip.num_frames)
     if mask_clip.num_frames != clip.num_frames:
         raise ValueError(f"mask_clip: expected 1 or {clip.num_frames} frames (the clip's), got {mask_clip.num_frames}")
-    state = _ClipInpainter(clip, mask_clip, VideoInpainter(engine, temporal, config))
+    inpainter = VideoInpainter(engine, temporal, config)
+    state = _ClipInpainter(clip, mask_clip, inpainter, clip.format.sample_type == vs.FLOAT)
     return clip.std.ModifyFrame(clips=[clip, mask_clip], selector=state)

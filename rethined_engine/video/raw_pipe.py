@@ -23,7 +23,8 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class RawFormat:
                 raise ValueError(f"{name}: expected >= 1 pixel, got {getattr(self, name)}")
 
     @classmethod
-    def parse(cls, size: str, pix_fmt: str = "rgb24") -> "RawFormat":
+    def parse(cls, size: str, pix_fmt: str = "rgb24") -> RawFormat:
         """"1280x720" (width x height, as ffmpeg's -s) -> RawFormat; ValueError naming --raw otherwise."""
         match = RAW_SIZE_PATTERN.match(size)
         if match is None:

@@ -91,7 +91,7 @@ class RethinedVideoInpaint:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {"required": {"frames": ("IMAGE",), "mask": ("MASK",),
-                             "temporal": (list(TEMPORAL_MODES)[::-1], {"default": "on"})}}
+                             "temporal": (list(TEMPORAL_MODES), {"default": "on"})}}
 
     def inpaint(self, frames: Any, mask: Any, temporal: str = "on") -> tuple[Any]:
         from rethined_engine.video import VideoInpainter
