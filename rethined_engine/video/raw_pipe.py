@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
