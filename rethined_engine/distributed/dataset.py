@@ -2,18 +2,19 @@
 
 Both paths call the same stage functions (stages.py); Ray adds only the placement: decode and encode as
 Ray tasks on CPUs, the Engine in a fixed pool of actors (`ActorPoolStrategy(size=workers)`, `num_gpus`
-per actor), each actor loading its Engine once.
+per actor), each actor loading its Engine once. Ray Data fuses the decode tasks into the actors when both
+reserve the same resources (Ray 2.60's fusion rule); actors with GPUs, or a cpus_per_io_task other than
+cpus_per_worker, keep decoding on CPUs of its own.
 """
 from __future__ import annotations
 
-import functools
-import math
 from typing import Iterable, Iterator
 
 from .manifest import Manifest, ManifestRow
 from .stages import BatchConfig, EngineStage, decode, encode
 
-ROWS_PER_INPUT_BLOCK = 4   # manifest rows per Ray block: small blocks spread over the actors and stream results
+MAX_INPUT_BLOCKS = 10_000   # Ray blocks of manifest rows: one row per block up to this many rows (spread over
+                            # the actors, results stream), then several rows per block
 
 
 def inpaint_local(rows: Iterable[ManifestRow], config: BatchConfig) -> Iterator[dict]:
@@ -24,13 +25,6 @@ def inpaint_local(rows: Iterable[ManifestRow], config: BatchConfig) -> Iterator[
         yield encode(stage.row(decode(row.as_dict(), config)), config)
 
 
-def _io_task_args(config: BatchConfig) -> dict:
-    """Remote arguments of a decode or encode task. Given through ray_remote_args_fn, which also keeps
-    Ray Data from fusing the stage into the engine's actors (it fuses stages of equal resources), so
-    decoding and encoding run on CPUs of their own."""
-    return {"num_cpus": config.cpus_per_io_task}
-
-
 def ray_dataset(rows: Iterable[ManifestRow], config: BatchConfig):
     """The lazy `ray.data.Dataset` of results (stages.RESULT_FIELDS columns) of rows, in their order
     (sorted by image size in a Manifest). Needs `ray[data]` and a connected or local Ray."""
@@ -39,19 +33,18 @@ def ray_dataset(rows: Iterable[ManifestRow], config: BatchConfig):
     items = [row.as_dict() for row in rows]
     if not items:
         raise ValueError("rows: expected at least one manifest row, got none")
-    io_args = functools.partial(_io_task_args, config)
-    dataset = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / ROWS_PER_INPUT_BLOCK))
-    dataset = dataset.map(decode, fn_kwargs={"config": config}, ray_remote_args_fn=io_args)
+    dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_INPUT_BLOCKS))
+    dataset = dataset.map(decode, fn_kwargs={"config": config}, num_cpus=config.cpus_per_io_task)
     dataset = dataset.map_batches(EngineStage, fn_constructor_kwargs={"config": config},
                                   batch_size=config.rows_per_call, batch_format="numpy",
                                   compute=ray.data.ActorPoolStrategy(size=config.workers),
                                   num_gpus=config.gpus_per_worker, num_cpus=config.cpus_per_worker)
-    return dataset.map(encode, fn_kwargs={"config": config}, ray_remote_args_fn=io_args)
+    return dataset.map(encode, fn_kwargs={"config": config}, num_cpus=config.cpus_per_io_task)
 
 
 def inpaint_dataset(manifest: Manifest, config: BatchConfig = BatchConfig(), use_ray: bool = False) -> Iterator[dict]:
-    """Inpaint every row of manifest; yields one result dict per row (image, mask, output, status in
-    ok/skipped/error, error message) as rows finish: in manifest order locally, in completion order on
+    """Inpaint every row of manifest; yields one result dict per row (stages.RESULT_FIELDS: image,
+    mask, output, status ok/skipped/error, error message, worker) as rows finish: in manifest order locally, in completion order on
     Ray. use_ray: run on the Ray cluster this process is connected to (ray.init() first; without it Ray
     starts a local one), else in a local loop with one Engine."""
     if not manifest.rows:

@@ -2,13 +2,15 @@
 `EngineStage` (one `Engine`, loaded once per process or actor), `encode` (CPU, atomic write).
 
 A row carries the manifest's fields (image, mask, output, height, width), `status` ("pending" while
-work remains, then "ok", "skipped" or "error"), `error` (a message, "" unless status is "error") and, between
+work remains, then "ok", "skipped" or "error"), `error` (a message, "" unless status is "error"), `worker`
+("host:pid" of the process whose Engine took the row, "" when none did) and, between
 decode and encode, `pixels` ((H, W, 3) uint8 RGB) and `hole` ((H, W) uint8, nonzero = fill). A failure in
 any stage turns that row into an error row; it never stops the run.
 """
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,7 @@ from PIL import Image
 from ..cli import JPEG_QUALITY
 
 PENDING, OK, SKIPPED, ERROR = "pending", "ok", "skipped", "error"
-RESULT_FIELDS = ("image", "mask", "output", "status", "error")
+RESULT_FIELDS = ("image", "mask", "output", "status", "error", "worker")
 NO_PIXELS = np.zeros((0, 0, 3), np.uint8)   # pixels of a row that has none (skipped, failed): same ndim
 NO_HOLE = np.zeros((0, 0), np.uint8)
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
@@ -75,7 +77,7 @@ def read_hole(path: str) -> np.ndarray:
 
 def decode(row: dict, config: BatchConfig) -> dict:
     """Manifest row -> row with pixels and hole (status pending), or a skipped or error row."""
-    row = {**row, "status": PENDING, "error": "", "pixels": NO_PIXELS, "hole": NO_HOLE}
+    row = {**row, "status": PENDING, "error": "", "worker": "", "pixels": NO_PIXELS, "hole": NO_HOLE}
     if config.skip_existing and os.path.exists(row["output"]):
         return {**row, "status": SKIPPED}
     if row["mask"] is None:
@@ -94,10 +96,12 @@ class EngineStage:
         from ..engine import Engine
 
         self.engine = Engine(**config.engine)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def row(self, row: dict) -> dict:
         if row["status"] != PENDING:
             return row
+        row = {**row, "worker": self.worker}
         try:
             return {**row, "pixels": self.engine.inpaint(row["pixels"], row["hole"]), "hole": NO_HOLE}
         except Exception as exc:  # a size mismatch, an out-of-memory: this row fails, the run goes on

@@ -1,0 +1,162 @@
+"""Batch inpainting over files: the manifest, the stages, the local loop and Ray Data (one Ray start for the
+module, 2 CPUs), against `Engine().inpaint` on crops of the shipped photo with fixed-seed masks."""
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rethined_engine import Engine
+from rethined_engine.cli import SAMPLE_IMAGE, main
+from rethined_engine.distributed import ERROR, OK, SKIPPED, BatchConfig, build_manifest, inpaint_dataset
+from rethined_engine.distributed.stages import read_hole, read_rgb, write_atomically
+from rethined_engine.train.masks import random_mask
+
+PHOTO_SIZES = {"beach": (240, 320), "field": (256, 256), "hill": (240, 320), "road": (288, 224)}   # (height, width)
+RAY_CONFIG = BatchConfig(engine={"device": "cpu"}, workers=2, cpus_per_worker=0.75, cpus_per_io_task=0.25)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """images/ (crops of the sample photo resized to PHOTO_SIZES, a corrupt JPEG, an image without mask) and
+    masks/ (fixed-seed random masks, one without an image)."""
+    root = tmp_path_factory.mktemp("batch")
+    images, masks = root / "images", root / "masks"
+    images.mkdir()
+    masks.mkdir()
+    photo = Image.open(SAMPLE_IMAGE).convert("RGB")
+    for seed, (stem, (height, width)) in enumerate(PHOTO_SIZES.items()):
+        left = seed * photo.width // 8
+        crop = photo.crop((left, 0, left + photo.width // 2, photo.height // 2)).resize((width, height))
+        crop.save(images / f"{stem}.jpg" if seed % 2 else images / f"{stem}.png", quality=90)
+        hole = random_mask(height, width, np.random.default_rng(seed))
+        Image.fromarray(hole.astype(np.uint8) * 255).save(masks / f"{stem}.png")
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(masks / "broken.png")
+    photo.resize((40, 40)).save(images / "lonely.png")
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(masks / "orphan.png")
+    return images, masks
+
+
+@pytest.fixture(scope="module")
+def expected(folders):
+    """stem -> Engine(device="cpu").inpaint of that photo and mask, (H, W, 3) uint8."""
+    images, masks = folders
+    engine = Engine(device="cpu")
+    return {stem: engine.inpaint(read_rgb(str(next(images.glob(stem + ".*")))), read_hole(str(masks / f"{stem}.png")))
+            for stem in PHOTO_SIZES}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+def _by_stem(results) -> dict:
+    return {Path(result["image"]).stem: result for result in results}
+
+
+def test_manifest_pairs_by_stem_sorts_by_size_and_reports_unmatched(folders, tmp_path):
+    images, masks = folders
+    manifest = build_manifest(images, masks, tmp_path / "out")
+    assert [Path(path).name for path in manifest.missing_masks] == ["lonely.png"]
+    assert [Path(path).name for path in manifest.unmatched_masks] == ["orphan.png"]
+    assert {Path(row.image).stem: Path(row.output) for row in manifest.rows} == {
+        stem: tmp_path / "out" / f"{stem}.png" for stem in [*PHOTO_SIZES, "broken", "lonely"]}
+    sizes = [(row.height, row.width) for row in manifest.rows]
+    assert sizes == sorted(sizes) and sizes[0] == (0, 0)   # the corrupt file's header cannot be read
+    static = build_manifest(images, masks / "beach.png", tmp_path / "out", ".jpg")
+    assert {row.mask for row in static.rows} == {str(masks / "beach.png")} and static.unmatched_masks == ()
+    assert all(row.output.endswith(".jpg") for row in static.rows)
+
+
+def test_manifest_refuses_shared_stems_and_unknown_formats(folders, tmp_path):
+    images, masks = folders
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    with pytest.raises(ValueError, match="share the stem 'a'"):
+        build_manifest(tmp_path, masks, tmp_path / "out")
+    with pytest.raises(ValueError, match="out_suffix"):
+        build_manifest(images, masks, tmp_path / "out", ".gif")
+
+
+def test_write_atomically_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "out.png"
+    old = np.full((4, 5, 3), 7, np.uint8)
+    write_atomically(target, old, 95)
+
+    def killed(*args):
+        raise OSError("killed while renaming")
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(OSError, match="killed"):
+        write_atomically(target, np.zeros((4, 5, 3), np.uint8), 95)
+    assert os.listdir(tmp_path) == ["out.png"] and np.array_equal(np.asarray(Image.open(target)), old)
+
+
+def test_ray_two_actors_equal_engine_with_error_rows_then_resume(folders, expected, ray_local, tmp_path):
+    images, masks = folders
+    manifest = build_manifest(images, masks, tmp_path)
+    results = _by_stem(inpaint_dataset(manifest, RAY_CONFIG, use_ray=True))
+    assert {stem: result["status"] for stem, result in results.items()} == {
+        **{stem: OK for stem in PHOTO_SIZES}, "broken": ERROR, "lonely": ERROR}
+    assert results["broken"]["error"].startswith("decode:") and results["lonely"]["error"].startswith("mask:")
+    engine_processes = {results[stem]["worker"] for stem in PHOTO_SIZES}   # Ray's pool may give one actor all rows
+    assert 1 <= len(engine_processes) <= RAY_CONFIG.workers and f"{socket.gethostname()}:{os.getpid()}" not in engine_processes
+    for stem, filled in expected.items():
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"{stem}.png")), filled), stem
+    assert sorted(os.listdir(tmp_path)) == sorted(f"{stem}.png" for stem in PHOTO_SIZES)   # no temporaries
+
+    written = {stem: (tmp_path / f"{stem}.png").stat().st_mtime_ns for stem in PHOTO_SIZES}
+    (tmp_path / "road.png").unlink()
+    rerun = _by_stem(inpaint_dataset(manifest, RAY_CONFIG, use_ray=True))
+    assert {stem: result["status"] for stem, result in rerun.items()} == {
+        **{stem: SKIPPED for stem in PHOTO_SIZES if stem != "road"}, "road": OK, "broken": ERROR, "lonely": ERROR}
+    assert all((tmp_path / f"{stem}.png").stat().st_mtime_ns == written[stem] for stem in written if stem != "road")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "road.png")), expected["road"])
+
+
+def test_local_loop_writes_the_same_files(folders, expected, tmp_path):
+    images, masks = folders
+    results = list(inpaint_dataset(build_manifest(images, masks, tmp_path), BatchConfig(engine={"device": "cpu"})))
+    assert [Path(r["image"]).stem for r in results if r["status"] == OK] == sorted(
+        PHOTO_SIZES, key=lambda stem: (PHOTO_SIZES[stem], stem))
+    for stem, filled in expected.items():
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"{stem}.png")), filled), stem
+
+
+def test_cli_batch_jpeg_summary_and_exit_status(folders, expected, tmp_path, capsys):
+    images, masks = folders
+    status = main(["batch", str(images), str(masks), "-o", str(tmp_path), "--format", "jpg", "--jpeg-quality", "80",
+                   "--device", "cpu"])
+    out = capsys.readouterr()
+    assert status == 1   # two rows failed
+    assert "done 4, skipped 0, failed 2" in out.out and "1 masks without an image" in out.out
+    assert "failed: " in out.out and "orphan.png" in out.err
+    for stem, filled in expected.items():
+        Image.fromarray(filled).save(tmp_path / "reference.jpg", quality=80)
+        assert (tmp_path / f"{stem}.jpg").read_bytes() == (tmp_path / "reference.jpg").read_bytes(), stem
+
+
+def test_cli_batch_on_ray_with_a_static_mask(folders, ray_local, tmp_path, capsys):
+    images, masks = folders
+    for stem in PHOTO_SIZES:   # one size for all, as a static mask needs
+        Image.open(next(images.glob(stem + ".*"))).resize((64, 48)).save(tmp_path / f"{stem}.png")
+    hole = random_mask(48, 64, np.random.default_rng(9)).astype(np.uint8) * 255
+    Image.fromarray(hole).save(tmp_path / "static.png")
+    (tmp_path / "images").mkdir()
+    for stem in PHOTO_SIZES:
+        (tmp_path / f"{stem}.png").rename(tmp_path / "images" / f"{stem}.png")
+    status = main(["batch", str(tmp_path / "images"), str(tmp_path / "static.png"), "-o", str(tmp_path / "out"),
+                   "--ray", "--workers", "2", "--cpus-per-worker", "0.5", "--device", "cpu"])
+    assert status == 0 and "done 4, skipped 0, failed 0" in capsys.readouterr().out
+    engine = Engine(device="cpu")
+    for stem in PHOTO_SIZES:
+        filled = engine.inpaint(read_rgb(str(tmp_path / "images" / f"{stem}.png")), hole)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"{stem}.png")), filled), stem
