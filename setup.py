@@ -95,7 +95,8 @@ setup(
         "test": ["pytest>=7", "opencv-python-headless>=4.8", "onnx>=1.15,<2", "onnxruntime>=1.17,<2",
                  "triton>=3.0; platform_system == 'Linux'",    # kernel tests run in the Triton interpreter
                  "pypatchmatch>=2.2,<3; python_version >= '3.11'", "scikit-image>=0.22,<1", "av>=18,<19",
-                 "imageio-ffmpeg>=0.5,<1"],    # an ffmpeg binary for the raw-pipe test
+                 "imageio-ffmpeg>=0.5,<1",    # an ffmpeg binary for the raw-pipe test
+                 "ray[data]>=2.60,<3"],       # tests/test_distributed.py: one local Ray, 2 CPUs
         "bench": ["opencv-python-headless>=4.8", "pypatchmatch>=2.2,<3; python_version >= '3.11'",
                   "scikit-image>=0.22,<1"],
     },
