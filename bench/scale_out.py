@@ -7,7 +7,8 @@ Input: --images crops of the shipped sample photo resized to --size, saved as JP
 its own fixed-seed random mask (train.masks.random_mask, 30-50 % coverage); outputs PNG. Each run writes
 into a fresh folder (nothing skipped). Local: wall time of the whole loop, Engine loading included. Ray:
 `ray.init(num_cpus=os.cpu_count())` timed apart, then the wall time of the run, actor start and Engine
-loading included. Both also give the time to the first result and the rate after it (start-up left out); actors reserve --cpus-per-worker CPUs each, decode/encode tasks --cpus-per-io-task.
+loading included. Both also give the time to the first result and the rate after it (start-up left out).
+Ray's engine actors reserve --cpus-per-worker CPUs each, its decode/encode tasks --cpus-per-io-task.
 Writes bench/results/scale-out-<device>.json with bench.env.run_environment and the load average
 before each run (the machine may be shared).
 """
