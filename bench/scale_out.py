@@ -9,8 +9,10 @@ into a fresh folder (nothing skipped). Local: wall time of the whole loop, Engin
 `ray.init(num_cpus=os.cpu_count())` timed apart, then the wall time of the run, actor start and Engine
 loading included. Both also give the time to the first result and the rate after it (start-up left out).
 Ray's engine actors reserve --cpus-per-worker CPUs each, its decode/encode tasks --cpus-per-io-task.
-Writes bench/results/scale-out-<device>.json with bench.env.run_environment and the load average
-before each run (the machine may be shared).
+Ray sets OMP_NUM_THREADS to an actor's whole CPUs (at least 1) unless it is set; the local loop uses
+torch's default threads unless OMP_NUM_THREADS is set (`threads` and `omp_num_threads_env` in the file).
+Writes bench/results/scale-out-<device>.json (--out: elsewhere) with bench.env.run_environment and the load
+average before each run (the machine may be shared).
 """
 from __future__ import annotations
 
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
             "cpus_per_worker": args.cpus_per_worker, "cpus_per_io_task": args.cpus_per_io_task}
         print("ray", on_ray)
         ray.shutdown()
-    result = env | {"ray": ray.__version__, "cpu_count": os.cpu_count(), "image_size": [height, width],
+    result = env | {"ray": ray.__version__, "cpu_count": os.cpu_count(),
+                    "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"), "image_size": [height, width],
                     "input": f"JPEG q{INPUT_JPEG_QUALITY} crops of the sample photo, random masks 30-50 %, PNG out",
                     "local": local, "ray_data": on_ray}
     out = args.out or RESULTS / f"scale-out-{args.device}.json"
