@@ -90,7 +90,7 @@ setup(
     extras_require={
         "triton": ["triton>=3.0; platform_system == 'Linux'"],
         "onnx": ["onnx>=1.15,<2", "onnxruntime>=1.17,<2"],
-        "video": ["av>=18,<19"],    # PyAV wheels bundle FFmpeg
+        "video": ["av>=18,<19", "opencv-python-headless>=4.8"],    # PyAV wheels bundle FFmpeg; OpenCV: DIS flow of the temporal mode
         "ray": ["ray[data]>=2.60,<3"],   # rethined batch --ray; tested with 2.60.0
         "test": ["pytest>=7", "opencv-python-headless>=4.8", "onnx>=1.15,<2", "onnxruntime>=1.17,<2",
                  "triton>=3.0; platform_system == 'Linux'",    # kernel tests run in the Triton interpreter
