@@ -15,7 +15,8 @@ from rethined_engine.distributed.stages import read_hole, read_rgb, write_atomic
 from rethined_engine.train.masks import random_mask
 
 PHOTO_SIZES = {"beach": (240, 320), "field": (256, 256), "hill": (240, 320), "road": (288, 224)}   # (height, width)
-RAY_CONFIG = BatchConfig(engine={"device": "cpu"}, workers=2, cpus_per_worker=0.75, cpus_per_io_task=0.25)
+RAY_CONFIG = BatchConfig(engine={"device": "cpu"}, workers=2, cpus_per_worker=0.75, cpus_per_io_task=0.25,
+                         rows_per_call=2)   # engine calls on batches of 2 rows, of equal or unequal shapes
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,19 @@ def test_manifest_refuses_shared_stems_and_unknown_formats(folders, tmp_path):
         build_manifest(images, masks, tmp_path / "out", ".gif")
 
 
+@pytest.mark.parametrize("setting,value", [("workers", 0), ("rows_per_call", 0), ("gpus_per_worker", -1),
+                                           ("cpus_per_io_task", -0.5), ("jpeg_quality", 101)])
+def test_batch_config_names_a_bad_setting(setting, value):
+    with pytest.raises(ValueError, match=f"^{setting}: expected"):
+        BatchConfig(**{setting: value})
+
+
+def test_cli_batch_refuses_ray_settings_without_ray(folders, tmp_path):
+    images, masks = folders
+    with pytest.raises(SystemExit, match="apply with --ray only"):
+        main(["batch", str(images), str(masks), "-o", str(tmp_path), "--workers", "2"])
+
+
 def test_write_atomically_leaves_no_partial_file(tmp_path, monkeypatch):
     target = tmp_path / "out.png"
     old = np.full((4, 5, 3), 7, np.uint8)
@@ -129,6 +143,17 @@ def test_local_loop_writes_the_same_files(folders, expected, tmp_path):
         PHOTO_SIZES, key=lambda stem: (PHOTO_SIZES[stem], stem))
     for stem, filled in expected.items():
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"{stem}.png")), filled), stem
+
+
+def test_static_mask_of_another_size_is_an_error_row(folders, expected, tmp_path):
+    images, masks = folders
+    static = masks / "beach.png"   # 240x320: fits beach and hill only
+    results = _by_stem(inpaint_dataset(build_manifest(images, static, tmp_path), BatchConfig(engine={"device": "cpu"})))
+    assert {stem: results[stem]["status"] for stem in PHOTO_SIZES} == {
+        "beach": OK, "hill": OK, "field": ERROR, "road": ERROR}
+    assert results["field"]["error"].startswith("inpaint: ValueError: mask")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "beach.png")), expected["beach"])
+    assert sorted(os.listdir(tmp_path)) == ["beach.png", "hill.png"]
 
 
 def test_cli_batch_jpeg_summary_and_exit_status(folders, expected, tmp_path, capsys):

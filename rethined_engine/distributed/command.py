@@ -31,7 +31,7 @@ def add_batch_parser(sub) -> None:
     batch.add_argument("--workers", type=int, default=1, help="--ray: engine actors (default 1)")
     batch.add_argument("--gpus-per-worker", type=float, default=None,
                        help="--ray: GPUs per engine actor (default 1 where the cluster has GPUs, else 0)")
-    batch.add_argument("--cpus-per-worker", type=float, default=1.0, help="--ray: CPUs per engine actor (default 1)")
+    batch.add_argument("--cpus-per-worker", type=float, default=None, help="--ray: CPUs per engine actor (default 1)")
     batch.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda where available)")
     batch.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")
 
@@ -42,8 +42,8 @@ def _config(args: argparse.Namespace):
     engine = {key: value for key, value in (("device", args.device), ("weights", args.weights)) if value is not None}
     options = {"skip_existing": not args.overwrite, "engine": engine, "jpeg_quality": args.jpeg_quality}
     if args.ray is None:
-        if args.workers != 1 or args.gpus_per_worker is not None:
-            raise SystemExit("error: --workers and --gpus-per-worker apply with --ray only")
+        if args.workers != 1 or args.gpus_per_worker is not None or args.cpus_per_worker is not None:
+            raise SystemExit("error: --workers, --gpus-per-worker and --cpus-per-worker apply with --ray only")
         return BatchConfig(**options)
     import ray
 
@@ -52,7 +52,9 @@ def _config(args: argparse.Namespace):
     gpus = args.gpus_per_worker
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    return BatchConfig(**options, workers=args.workers, gpus_per_worker=gpus, cpus_per_worker=args.cpus_per_worker)
+    if args.cpus_per_worker is not None:
+        options["cpus_per_worker"] = args.cpus_per_worker
+    return BatchConfig(**options, workers=args.workers, gpus_per_worker=gpus)
 
 
 def _counts(counts: dict[str, int], seconds: float) -> str:
@@ -70,7 +72,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     try:
         manifest = build_manifest(args.images, args.masks, args.output, "." + args.format)
         config = _config(args)
-    except ValueError as exc:
+    except ValueError as exc:   # a folder that is not one, shared stems, a setting out of range
         raise SystemExit(f"error: {exc}")
     for mask in manifest.unmatched_masks:
         print(f"warning: mask without an image of its stem: {mask}", file=sys.stderr)
