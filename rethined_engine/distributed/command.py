@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 from ..cli import JPEG_QUALITY
-from .manifest import OUTPUT_SUFFIXES
+from .dataset import inpaint_dataset
+from .manifest import OUTPUT_SUFFIXES, build_manifest
+from .stages import ERROR, OK, SKIPPED, BatchConfig
 
 LOCAL_RAY = ""   # --ray given without an address: connect to RAY_ADDRESS's cluster, or start a local Ray
 FAILURES_LISTED = 20   # failed rows named in the summary; the rest are counted
@@ -37,16 +39,16 @@ def add_batch_parser(sub) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from .stages import BatchConfig
-
     engine = {key: value for key, value in (("device", args.device), ("weights", args.weights)) if value is not None}
     options = {"skip_existing": not args.overwrite, "engine": engine, "jpeg_quality": args.jpeg_quality}
     if args.ray is None:
         if args.workers != 1 or args.gpus_per_worker is not None or args.cpus_per_worker is not None:
             raise SystemExit("error: --workers, --gpus-per-worker and --cpus-per-worker apply with --ray only")
         return BatchConfig(**options)
-    import ray
-
+    try:
+        import ray
+    except ImportError:
+        raise SystemExit("error: --ray needs Ray Data: pip install 'rethined_engine[ray]'")
     if not ray.is_initialized():
         ray.init(address=args.ray or None)
     gpus = args.gpus_per_worker
@@ -59,15 +61,12 @@ def _config(args: argparse.Namespace):
 
 def _counts(counts: dict[str, int], seconds: float) -> str:
     """counts: status -> rows; seconds: wall time since the command started (Ray start, engine loads included)."""
-    return (f"done {counts['ok']}, skipped {counts['skipped']}, failed {counts['error']}, "
-            f"{counts['ok'] / max(seconds, 1e-9):.2f} images/s")
+    return (f"done {counts[OK]}, skipped {counts[SKIPPED]}, failed {counts[ERROR]}, "
+            f"{counts[OK] / max(seconds, 1e-9):.2f} images/s")
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
     """Exit status 0 when no row failed, 1 otherwise."""
-    from .dataset import inpaint_dataset
-    from .manifest import build_manifest
-
     t0 = time.perf_counter()
     try:
         manifest = build_manifest(args.images, args.masks, args.output, "." + args.format)
@@ -76,12 +75,12 @@ def run_batch_command(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {exc}")
     for mask in manifest.unmatched_masks:
         print(f"warning: mask without an image of its stem: {mask}", file=sys.stderr)
-    counts = {"ok": 0, "skipped": 0, "error": 0}
+    counts = {OK: 0, SKIPPED: 0, ERROR: 0}
     failures = []
     total = len(manifest.rows)
     for result in inpaint_dataset(manifest, config, use_ray=args.ray is not None):
         counts[result["status"]] += 1
-        if result["status"] == "error":
+        if result["status"] == ERROR:
             failures.append(f"{result['image']}: {result['error']}")
         print(f"\r[{sum(counts.values())}/{total}] {_counts(counts, time.perf_counter() - t0)}", end="",
               file=sys.stderr, flush=True)
