@@ -45,7 +45,9 @@ def test_choose_sources_never_repeats_a_hole_neighbours_source_when_it_has_a_cho
     keys = key_ok[0].nonzero()[:, 0]
     candidates = torch.stack([keys[torch.randperm(len(keys), generator=g)[:8]] for _ in range(n)])[None]
     candidates[..., 0] = keys[0]
-    source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w)[0].reshape(grid_h, grid_w)
+    no_colour = torch.zeros(1, n, 3)
+    source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, no_colour, no_colour, 0.0)
+    source = source[0].reshape(grid_h, grid_w)
     assert bool(key_ok[0][source[hole]].all())                       # holes copy known tokens only
     for dy, dx in NEIGHBOURS:
         for y, x in hole.nonzero().tolist():

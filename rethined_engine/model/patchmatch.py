@@ -225,11 +225,14 @@ COARSE_FIXED_SHARE = 0.5      # `harmonic_fill`: a coarse cell is fixed where at
 
 
 def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, query_masked: torch.Tensor,
-                   key_ok: torch.Tensor, grid_w: int) -> torch.Tensor:
+                   key_ok: torch.Tensor, grid_w: int, colours: torch.Tensor, expected: torch.Tensor,
+                   colour_weight: float) -> torch.Tensor:
     """The source token each token copies with lr_texture="copy", (B, N) int64.
 
     q, k: (B, N, d) unit vectors; candidates: (B, N, C) key indices, strongest first (entries that are not
-    allowed keys are ignored); query_masked, key_ok: (B, N) bool. Copying every hole token's strongest key
+    allowed keys are ignored); query_masked, key_ok: (B, N) bool; colours, expected (B, N, 3) and
+    colour_weight as in `copy_candidates` (every option's score loses colour_weight times its colour
+    distance, as the candidates' ranking did). Copying every hole token's strongest key
     stamps the same source on neighbouring tokens (a lattice of repeats in flat regions), so the hole
     tokens are split like a checkerboard: the first colour keeps its strongest key; a token of the second
     colour, whose four neighbours are all of the first, takes the candidate of highest cosine similarity
@@ -263,6 +266,8 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
     rows = all_options + (torch.arange(batch, device=q.device) * n)[:, None, None]          # into the flattened batch
     keys = k.reshape(batch * n, -1).float()[rows.flatten()].reshape(batch, n, all_options.shape[-1], -1)
     score = torch.matmul(keys, q.float()[..., None])[..., 0] + torch.cat(bonus, -1).float()
+    picked = colours.reshape(batch * n, -1).float()[rows.flatten()].reshape(batch, n, all_options.shape[-1], -1)
+    score = score - colour_weight * _abs(picked - expected.float()[:, :, None, :]).sum(dim=-1)
     score = torch.where(torch.cat(option_ok, -1) & ~repeats, score, torch.full_like(score, _consts.NO_OPTION))
     top_score, top = score.topk(1, dim=-1)                   # TopK, not ArgMax: the TensorRT operator list
     best = torch.gather(all_options, 2, top)[..., 0]
@@ -434,8 +439,9 @@ class NeuralPatchMatch(nn.Module):
         key_ok = ~query_masked & key_inside
         q, k = self.project(tokens, features)
         if self.copy:
-            candidates = self.copy_candidates(composite, q, k, query_masked, key_ok, grid_h, grid_w, topk is not None)
-            return self.copy_outputs(composite, mask, q, k, candidates, query_masked, key_ok, grid_w)
+            candidates, colours, expected = self.copy_candidates(composite, q, k, query_masked, key_ok, grid_h, grid_w,
+                                                                 topk is not None)
+            return self.copy_outputs(composite, mask, q, k, candidates, colours, expected, query_masked, key_ok, grid_w)
         if topk is None:
             dense = masked_attention(q, k, query_masked, key_ok, self.logit_scale())
             mixed_tokens = torch.bmm(dense, tokens.float()).to(tokens.dtype)
@@ -456,18 +462,20 @@ class NeuralPatchMatch(nn.Module):
         return harmonic_fill(colours, fixed, self.colour_levels).flatten(2).transpose(1, 2)
 
     def copy_candidates(self, composite, q, k, query_masked, key_ok, grid_h: int, grid_w: int, compact: bool):
-        """`copy_candidates` with this module's pool and colour weight, (B, N, COPY_CANDIDATES) int64."""
+        """`copy_candidates` with this module's pool and colour weight -> (candidates (B, N, COPY_CANDIDATES)
+        int64, the tokens' mean colours (B, N, 3), the expected colours (B, N, 3)), for `copy_outputs`."""
         colours = token_colours(composite, self.patch).float().flatten(2).transpose(1, 2)
         expected = self.expected_colours(composite, key_ok, grid_h, grid_w)
-        return copy_candidates(q, k, colours, expected, query_masked, key_ok, self.copy_pool,
-                               self.copy_colour_weight, compact)
+        candidates = copy_candidates(q, k, colours, expected, query_masked, key_ok, self.copy_pool,
+                                     self.copy_colour_weight, compact)
+        return candidates, colours, expected
 
-    def copy_outputs(self, composite, mask, q, k, candidates, query_masked, key_ok, grid_w: int):
+    def copy_outputs(self, composite, mask, q, k, candidates, colours, expected, query_masked, key_ok, grid_w: int):
         """forward's outputs with lr_texture="copy": every hole token takes the pixels of the source
         `choose_sources` picks among its candidates (`copy_tokens`; known tokens and holes without an allowed
         key keep their own), no coherence layer; the attention output is that choice as `TopKRows` with K = 1
         (weight 1 on hole rows that copy), so the HR stage transfers the same source's texture."""
-        source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w)
+        source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, colours, expected, self.copy_colour_weight)
         copied = copy_tokens(composite, 1.0 - mask, source, self.patch, self.copy_feather)
         own = torch.arange(source.shape[1], device=source.device)
         weight = (query_masked & (source != own)).to(torch.float32)[..., None]
