@@ -415,3 +415,13 @@ def test_latency_backend_names_can_pick_a_style():
     assert make_engine("torch@smooth", "cpu").config.lr_texture == "mix"
     assert make_engine("torch@realistic", "cpu").config.lr_texture == "copy"
     assert make_engine("torch+noseam@smooth", "cpu").config.seam_sigma == 0.0
+
+
+def test_lr_runtimes_agree_on_a_small_image():
+    pytest.importorskip("onnxruntime")
+    from rethined_engine.bench.lr_runtimes import measure
+
+    rows = measure(256, repeats=1, threads=1)
+    assert [r["runtime"] for r in rows][0].startswith("torch compact")
+    for row in rows:
+        assert row["lr_result_max_abs_diff"] < 1e-4 and row["topk_index_differ_share"] == 0.0
