@@ -266,8 +266,9 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
     rows = all_options + (torch.arange(batch, device=q.device) * n)[:, None, None]          # into the flattened batch
     keys = k.reshape(batch * n, -1).float()[rows.flatten()].reshape(batch, n, all_options.shape[-1], -1)
     score = torch.matmul(keys, q.float()[..., None])[..., 0] + torch.cat(bonus, -1).float()
-    picked = colours.reshape(batch * n, -1).float()[rows.flatten()].reshape(batch, n, all_options.shape[-1], -1)
-    score = score - colour_weight * _abs(picked - expected.float()[:, :, None, :]).sum(dim=-1)
+    if colour_weight > 0.0:
+        picked = colours.reshape(batch * n, -1).float()[rows.flatten()].reshape(batch, n, all_options.shape[-1], -1)
+        score = score - colour_weight * _abs(picked - expected.float()[:, :, None, :]).sum(dim=-1)
     score = torch.where(torch.cat(option_ok, -1) & ~repeats, score, torch.full_like(score, _consts.NO_OPTION))
     top_score, top = score.topk(1, dim=-1)                   # TopK, not ArgMax: the TensorRT operator list
     best = torch.gather(all_options, 2, top)[..., 0]
@@ -465,7 +466,10 @@ class NeuralPatchMatch(nn.Module):
         """`copy_candidates` with this module's pool and colour weight -> (candidates (B, N, COPY_CANDIDATES)
         int64, the tokens' mean colours (B, N, 3), the expected colours (B, N, 3)), for `copy_outputs`."""
         colours = token_colours(composite, self.patch).float().flatten(2).transpose(1, 2)
-        expected = self.expected_colours(composite, key_ok, grid_h, grid_w)
+        if self.copy_colour_weight > 0.0:
+            expected = self.expected_colours(composite, key_ok, grid_h, grid_w)
+        else:                                  # unused without the colour term: skip the membrane
+            expected = colours
         candidates = copy_candidates(q, k, colours, expected, query_masked, key_ok, self.copy_pool,
                                      self.copy_colour_weight, compact)
         return candidates, colours, expected
