@@ -3,6 +3,7 @@
 Without CUDA, Triton kernels run in the interpreter (TRITON_INTERPRET=1, set before triton loads)."""
 import contextlib
 import os
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -77,3 +78,39 @@ def fp32_convolutions():
         yield
     finally:
         torch.backends.cudnn.allow_tf32 = before
+
+
+CLIP_FPS, CLIP_SAMPLE_RATE, CLIP_AUDIO_FRAME = 12, 48000, 1024   # the tests' video clips
+
+
+def write_video(path, frames: list[np.ndarray], codec: str = "ffv1", pix_fmt: str = "bgr0", audio: bool = True,
+                rotation: int = 0, colour: dict | None = None) -> None:
+    """A clip written with PyAV: `frames` ((H, W, 3) uint8 RGB, converted to pix_fmt with colour's colorspace)
+    at CLIP_FPS, with `colour` set on the codec context and a display rotation in degrees, plus, with `audio`,
+    a mono 440 Hz AAC track of the same length."""
+    import av
+
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(codec, rate=CLIP_FPS)
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        if rotation:
+            video.set_display_rotation(rotation)
+        for name, value in (colour or {}).items():
+            setattr(video.codec_context, name, value)
+        sound = container.add_stream("aac", rate=CLIP_SAMPLE_RATE, layout="mono") if audio else None
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                format=pix_fmt, dst_colorspace=(colour or {}).get("colorspace"))
+            frame.pts, frame.time_base = i, Fraction(1, CLIP_FPS)
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        if sound is not None:
+            t = np.arange(CLIP_SAMPLE_RATE * len(frames) // CLIP_FPS) / CLIP_SAMPLE_RATE
+            samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+            for start in range(0, samples.shape[1], CLIP_AUDIO_FRAME):
+                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + CLIP_AUDIO_FRAME]),
+                                                   format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts, chunk.time_base = CLIP_SAMPLE_RATE, start, Fraction(1, CLIP_SAMPLE_RATE)
+                container.mux(sound.encode(chunk))
+            container.mux(sound.encode(None))

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import CLIP_FPS as FPS, write_video
 from rethined_engine.cli import SAMPLE_IMAGE, main
 from rethined_engine.video.raw_pipe import RawFormat, ShortReadError, read_frame
 
 av = pytest.importorskip("av")
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
-WIDTH, HEIGHT, FRAMES, FPS = 96, 64, 8, 12
+WIDTH, HEIGHT, FRAMES = 96, 64, 8
 PAN_STEP = (2, 3)  # px per frame, down and right
-SAMPLE_RATE, AUDIO_FRAME = 48000, 1024
 CLI = f"{sys.executable} -m rethined_engine.cli"
 X264_KNOWN_PIXEL_TOLERANCE = 4.0  # mean |difference| (of 255) of known pixels, in.mp4 against out.mp4 (one x264
 # encode at its default crf 23; measured 1.72 on the photo pan)
@@ -33,28 +33,6 @@ def photo_pan() -> list[np.ndarray]:
     photo = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB"))
     return [np.ascontiguousarray(photo[200 + i * PAN_STEP[0]:200 + i * PAN_STEP[0] + HEIGHT,
                                        400 + i * PAN_STEP[1]:400 + i * PAN_STEP[1] + WIDTH]) for i in range(FRAMES)]
-
-
-def write_clip(path: Path, frames: list[np.ndarray], pix_fmt: str = "bgr0", audio: bool = True) -> None:
-    """ffv1 video of `frames` (rgb24 converted to pix_fmt) plus, with `audio`, a mono sine AAC track."""
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("ffv1", rate=FPS)
-        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, pix_fmt
-        sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono") if audio else None
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
-        if sound is not None:
-            t = np.arange(SAMPLE_RATE * len(frames) // FPS) / SAMPLE_RATE
-            samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            for start in range(0, samples.shape[1], AUDIO_FRAME):
-                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + AUDIO_FRAME]),
-                                                   format="fltp", layout="mono")
-                chunk.sample_rate, chunk.pts, chunk.time_base = SAMPLE_RATE, start, Fraction(1, SAMPLE_RATE)
-                container.mux(sound.encode(chunk))
-            container.mux(sound.encode(None))
 
 
 def decoded(path: Path) -> list[np.ndarray]:
@@ -90,7 +68,7 @@ def ffmpeg() -> str:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("pipe") / "clip.mkv"
-    write_clip(path, photo_pan())
+    write_video(path, photo_pan())
     return path
 
 
@@ -105,7 +83,7 @@ def test_ffmpeg_pipeline_equals_the_video_inpainter_bit_for_bit(engine, ffmpeg, 
     else:
         masks = moving_masks()
         mask_path = tmp_path / "masks.mkv"
-        write_clip(mask_path, [np.repeat(m[..., None].astype(np.uint8) * 255, 3, axis=-1) for m in masks],
+        write_video(mask_path, [np.repeat(m[..., None].astype(np.uint8) * 255, 3, axis=-1) for m in masks],
                    pix_fmt="gray", audio=False)
     out = tmp_path / "out.mkv"
     weights = engine.weights_path
@@ -202,7 +180,7 @@ def test_the_documented_pipeline_runs_as_written(ffmpeg, tmp_path):
             frame.pts, frame.time_base = i, Fraction(1, FPS)
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
-    write_clip(tmp_path / "sound.mkv", photo_pan())  # the audio track, muxed into in.mp4 below
+    write_video(tmp_path / "sound.mkv", photo_pan())  # the audio track, muxed into in.mp4 below
     subprocess.run([ffmpeg, "-v", "error", "-i", str(tmp_path / "in.mp4"), "-i", str(tmp_path / "sound.mkv"),
                     "-map", "0:v", "-map", "1:a", "-c", "copy", str(tmp_path / "in_audio.mp4")], check=True)
     (tmp_path / "in_audio.mp4").replace(tmp_path / "in.mp4")

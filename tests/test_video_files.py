@@ -15,8 +15,9 @@ from rethined_engine.video import LOSSLESS, EncodeSettings, inpaint_video  # noq
 from rethined_engine.video.files import FrameRange, parse_position  # noqa: E402
 from rethined_engine.video.masks import MaskTooShortError, dilate  # noqa: E402
 
-WIDTH, HEIGHT, FPS = 96, 64, 12
-SAMPLE_RATE, AUDIO_FRAME = 48000, 1024
+from conftest import CLIP_AUDIO_FRAME as AUDIO_FRAME, CLIP_FPS as FPS, CLIP_SAMPLE_RATE as SAMPLE_RATE, write_video  # noqa: E402
+
+WIDTH, HEIGHT = 96, 64
 X264_KNOWN_PIXEL_TOLERANCE = 3.0  # mean |difference| (of 255), crf 18 re-encode of smooth frames (measured
 # about 1.8 with the BT.709 matrix both ways, about 8 when the output is read with BT.601)
 
@@ -36,29 +37,7 @@ def write_clip(path, n=12, size=(HEIGHT, WIDTH), codec="ffv1", pix_fmt="bgr0", a
     rng = np.random.default_rng(seed)
     frames = smooth_frames(n, size) if smooth else [rng.integers(0, 256, (*size, 3), dtype=np.uint8)
                                                     for _ in range(n)]
-    with av.open(str(path), "w") as container:
-        video = container.add_stream(codec, rate=FPS)
-        video.width, video.height, video.pix_fmt = size[1], size[0], pix_fmt
-        if rotation:
-            video.set_display_rotation(rotation)
-        for name, value in (colour or {}).items():
-            setattr(video.codec_context, name, value)
-        sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono") if audio else None
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-                format=pix_fmt, dst_colorspace=(colour or {}).get("colorspace"))
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
-        if sound is not None:
-            t = np.arange(SAMPLE_RATE * n // FPS) / SAMPLE_RATE
-            samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            for start in range(0, samples.shape[1], AUDIO_FRAME):
-                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + AUDIO_FRAME]),
-                                                   format="fltp", layout="mono")
-                chunk.sample_rate, chunk.pts, chunk.time_base = SAMPLE_RATE, start, Fraction(1, SAMPLE_RATE)
-                container.mux(sound.encode(chunk))
-            container.mux(sound.encode(None))
+    write_video(path, frames, codec, pix_fmt, audio, rotation, colour)
     return frames
 
 
