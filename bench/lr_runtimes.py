@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +21,9 @@ import torch
 
 from .env import RESULTS, run_environment
 from .latency import MASK_COVERAGE, MASK_SEED
+from .native_stages import median_ms
 
 OUTPUTS = ("lr_result", "topk_weight", "topk_fine_weight", "topk_index")
-
-
-def _median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
 
 
 def lr_inputs(size: int, model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -94,7 +84,7 @@ def _measure(size: int, repeats: int, threads: int) -> list[dict]:
         for name, run in runtimes.items():
             got = run()
             rows.append({"runtime": name, "size": size, "lr_size": list(inputs[0].shape[-2:]), "threads": threads,
-                         "median_ms": _median_ms(run, repeats),
+                         "median_ms": median_ms(run, repeats),
                          "lr_result_max_abs_diff": float(np.abs(got[0] - reference[0]).max()),
                          "topk_index_differ_share": float((got[3] != reference[3]).mean())})
             print(f"{name:38s} {rows[-1]['median_ms']:8.2f} ms  max|Δ result| {rows[-1]['lr_result_max_abs_diff']:.2e}"

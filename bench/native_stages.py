@@ -27,7 +27,8 @@ from .latency import MASK_COVERAGE, MASK_SEED
 SEAM_SIGMA = 2.0      # timed when the shipped file's seam_sigma is 0 (off)
 
 
-def _median_ms(fn, repeats: int) -> float:
+def median_ms(fn, repeats: int) -> float:
+    """Median wall time of `repeats` calls of fn (ms), after one warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
@@ -117,7 +118,7 @@ def measure(size: int, repeats: int) -> list[dict]:
     threads = require_native().max_threads()
     rows = []
     for stage, reference, fast in stages(size):
-        t_ref, t_fast = _median_ms(reference, repeats), _median_ms(fast, repeats)
+        t_ref, t_fast = median_ms(reference, repeats), median_ms(fast, repeats)
         rows.append({"stage": stage, "size": size, "torch_ms": t_ref, "native_ms": t_fast, "speedup": t_ref / t_fast,
                      "threads": threads})
         print(f"{stage:4s} {size:5d}^2  torch {t_ref:8.1f} ms  native {t_fast:8.1f} ms  x{t_ref / t_fast:.1f}", flush=True)

@@ -145,16 +145,23 @@ def parse_variant(spec: str) -> tuple[str, dict]:
         key, colon, value = item.partition(":")
         if not colon:
             raise SystemExit(f"error: --ours {spec!r}: expected key:value, got {item!r}")
-        words = {"true": True, "false": False, "none": None}
-        settings[key] = words[value.lower()] if value.lower() in words else _number_or_word(value)
+        settings[key] = setting_value(value)
     return f"ours_{name}", settings
 
 
-def _number_or_word(value: str) -> int | float | str:
-    try:
-        return float(value) if "." in value else int(value)
-    except ValueError:
-        return value
+SETTING_WORDS = {"true": True, "false": False, "none": None}
+
+
+def setting_value(text: str) -> bool | None | int | float | str:
+    """A setting's value from the command line: true/false/none (any case), an int, a float, else the word."""
+    if text.lower() in SETTING_WORDS:
+        return SETTING_WORDS[text.lower()]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def build_methods(names: list[str] | None, device: str | None, variants: list[str] = ()) -> dict[str, Method]:

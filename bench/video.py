@@ -43,8 +43,8 @@ import cv2
 import numpy as np
 
 from .env import RESULTS, run_environment
-from .video_clips import (FPS, REAL_CLIPS, Clip, clip_masks, read_frames, real_clip, synthetic_clip,
-                          x264_round_trip)
+from .quality import setting_value
+from .video_clips import (FPS, Clip, clip_masks, read_frames, real_clip, synthetic_clip)
 
 PHOTOS = Path("photos/train")
 STATIC_STATIC = "static camera, static mask"
@@ -110,18 +110,6 @@ def frame_width(height: int) -> int:
 
 # --- modes -------------------------------------------------------------------------------------------------
 
-def _parse_value(text: str) -> bool | int | float | str:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_mode(mode: str) -> tuple[str, dict]:
     """'off', 'on' or 'on+FIELD=VALUE,...' -> (temporal, VideoConfig overrides)."""
     temporal, _, settings = mode.partition(MODE_SEPARATOR)
@@ -132,7 +120,7 @@ def parse_mode(mode: str) -> tuple[str, dict]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"mode: expected FIELD=VALUE after '{MODE_SEPARATOR}', got {item!r} in {mode!r}")
-        overrides[key] = _parse_value(value)
+        overrides[key] = setting_value(value)
     return temporal, overrides
 
 
