@@ -72,9 +72,9 @@ class TritonLRNetwork:
         """lr_texture="copy": `NeuralPatchMatch.copy_candidates` and `.copy_outputs` (torch ops: cuBLAS for the
         similarities), composited; the HR stage mixes the chosen source only."""
         pm = self.model.patch_match
-        grid_h, grid_w = key_inside.shape[-2], key_inside.shape[-1]
+        grid_w = key_inside.shape[-1]
         q, k, query_masked, key_ok = q[None], k[None], query_masked[None], key_ok[None]
-        candidates, colours, expected = pm.copy_candidates(composite, q, k, query_masked, key_ok, grid_h, grid_w, True)
+        candidates, colours, expected = pm.copy_candidates(composite, q, k, query_masked, key_ok, True)
         copied, _, rows, _, _ = pm.copy_outputs(composite, mask, q, k, candidates, colours, expected, query_masked,
                                                 key_ok, grid_w)
         result = torch.where(mask > 0, copied.clamp(0.0, 1.0), image)

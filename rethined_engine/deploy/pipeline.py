@@ -10,7 +10,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..geometry import Geometry, plan, seam_taps
-from ..io import HostBatch, host_inputs, warn_fully_masked
+from ..io import host_inputs, warn_fully_masked
 from .host import LRInputs, blend_seams, prepare_lr, upscale_hr
 
 LRRunner = Callable[[LRInputs], tuple[np.ndarray, ...]]  # -> lr_result, topk_weight, topk_fine_weight, topk_index

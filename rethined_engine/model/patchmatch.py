@@ -440,8 +440,7 @@ class NeuralPatchMatch(nn.Module):
         key_ok = ~query_masked & key_inside
         q, k = self.project(tokens, features)
         if self.copy:
-            candidates, colours, expected = self.copy_candidates(composite, q, k, query_masked, key_ok, grid_h, grid_w,
-                                                                 topk is not None)
+            candidates, colours, expected = self.copy_candidates(composite, q, k, query_masked, key_ok, topk is not None)
             return self.copy_outputs(composite, mask, q, k, candidates, colours, expected, query_masked, key_ok, grid_w)
         if topk is None:
             dense = masked_attention(q, k, query_masked, key_ok, self.logit_scale())
@@ -454,20 +453,20 @@ class NeuralPatchMatch(nn.Module):
         refined = mixed + self.coherence(cat_channels([mixed, coarse, mask]))
         return refined, mixed, attn, query_masked, key_ok
 
-    def expected_colours(self, composite: torch.Tensor, key_ok: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
-        """composite (B, 3, h, w), key_ok (B, N) bool -> (B, N, 3): the allowed keys' own mean colours, and on
-        every other token the membrane through them (`harmonic_fill` on the token grid): the colour a hole
-        token's surroundings predict."""
-        colours = token_colours(composite, self.patch).float()
-        fixed = key_ok.reshape(key_ok.shape[0], 1, grid_h, grid_w).to(colours.dtype)
-        return harmonic_fill(colours, fixed, self.colour_levels).flatten(2).transpose(1, 2)
+    def expected_colours(self, colour_grid: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+        """colour_grid (B, 3, gh, gw) the tokens' mean colours, key_ok (B, N) bool -> (B, N, 3): the allowed
+        keys' own colours, and on every other token the membrane through them (`harmonic_fill` on the token
+        grid): the colour a hole token's surroundings predict."""
+        fixed = key_ok.reshape(colour_grid.shape[0], 1, colour_grid.shape[2], colour_grid.shape[3])
+        return harmonic_fill(colour_grid, fixed.to(colour_grid.dtype), self.colour_levels).flatten(2).transpose(1, 2)
 
-    def copy_candidates(self, composite, q, k, query_masked, key_ok, grid_h: int, grid_w: int, compact: bool):
+    def copy_candidates(self, composite, q, k, query_masked, key_ok, compact: bool):
         """`copy_candidates` with this module's pool and colour weight -> (candidates (B, N, COPY_CANDIDATES)
         int64, the tokens' mean colours (B, N, 3), the expected colours (B, N, 3)), for `copy_outputs`."""
-        colours = token_colours(composite, self.patch).float().flatten(2).transpose(1, 2)
+        colour_grid = token_colours(composite, self.patch).float()
+        colours = colour_grid.flatten(2).transpose(1, 2)
         if self.copy_colour_weight > 0.0:
-            expected = self.expected_colours(composite, key_ok, grid_h, grid_w)
+            expected = self.expected_colours(colour_grid, key_ok)
         else:                                  # unused without the colour term: skip the membrane
             expected = colours
         candidates = copy_candidates(q, k, colours, expected, query_masked, key_ok, self.copy_pool,
