@@ -5,9 +5,13 @@ from __future__ import annotations
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
+
+import numpy as np
 
 from .backends import AVAILABLE
+
+FRAME_BATCH = 8      # frames per batch of `Engine.inpaint_frames`: one LR network call (one CUDA graph) each
 
 
 def _default_backend(device: Any) -> str:
@@ -93,6 +97,50 @@ class Engine:
         with self._lock:
             return self._impl.inpaint(img, mask)
 
+    def inpaint_frames(self, frames: Iterable[Any], masks: Any, batch_size: int = FRAME_BATCH) -> Iterator[Any]:
+        """Inpaint a sequence of frames of one size, `batch_size` at a time (one `inpaint` call per batch, so
+        one LR network run per batch), yielding each frame's result in order as `inpaint(frame, mask)`
+        would return it.
+
+        frames: iterable of single images of one size (numpy HWC or torch CHW, as `inpaint` takes them);
+        returns numpy HWC / torch CHW results of the frames' type and dtype;
+        masks: one mask for every frame (numpy array, torch tensor or PIL image) or an iterable of masks,
+        one per frame. Raises ValueError naming `frames` for a frame of another size than the first and
+        naming `masks` when the masks run out before the frames.
+        """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+        shared = _is_single_mask(masks)
+        mask_iter = None if shared else iter(masks)
+        first_shape, pending, pending_masks = None, [], []
+        for index, frame in enumerate(frames):
+            if not hasattr(frame, "shape"):
+                raise TypeError(f"frames: frame {index} is a {type(frame).__name__}; expected a numpy HWC array "
+                                "or a torch CHW tensor")
+            shape = tuple(frame.shape)
+            if first_shape is None:
+                first_shape = shape
+            elif shape != first_shape:
+                raise ValueError(f"frames: frame {index} has shape {shape}, expected {first_shape} (the first "
+                                 "frame's); start another sequence for another size")
+            pending.append(frame)
+            if not shared:
+                try:
+                    pending_masks.append(next(mask_iter))
+                except StopIteration:
+                    raise ValueError(f"masks: ran out at frame {index} (after {index} masks); expected one mask "
+                                     "per frame or one mask for all") from None
+            if len(pending) == batch_size:
+                yield from self._inpaint_stacked(pending, masks if shared else pending_masks)
+                pending, pending_masks = [], []
+        if pending:
+            yield from self._inpaint_stacked(pending, masks if shared else pending_masks)
+
+    def _inpaint_stacked(self, frames: list[Any], masks: Any) -> list[Any]:
+        """Frames of one size and one shared mask or a list of masks -> the results, one per frame."""
+        stack = _stack(frames)
+        return list(self.inpaint(stack, masks if not isinstance(masks, list) else _stack(masks)))
+
     @property
     def backend(self) -> str:
         """The backend's name: "torch", "native", "triton" or "tensorrt"."""
@@ -122,3 +170,17 @@ class Engine:
     def engine_path(self) -> Path | None:
         """The TensorRT plan file ("tensorrt" only, else None)."""
         return self._impl.engine_path if self._backend == "tensorrt" else None
+
+
+def _is_single_mask(masks: Any) -> bool:
+    """One mask (a numpy array, torch tensor or PIL image) rather than an iterable of per-frame masks."""
+    return isinstance(masks, np.ndarray) or type(masks).__module__.startswith(("torch", "PIL"))
+
+
+def _stack(items: list[Any]) -> Any:
+    """numpy arrays, torch tensors or PIL images (as arrays) of one shape -> one stack along a new first axis."""
+    if type(items[0]).__module__.startswith("torch"):
+        import torch
+
+        return torch.stack(items)
+    return np.stack([np.asarray(item) for item in items])

@@ -54,21 +54,29 @@ class NativeBackend(TorchBackend):
         self.lr_network = (LRNetwork(self.model, self.config.hr_topk, compact=True)
                            if self.config.hr_topk > 0 else None)
 
-    def _inpaint_one(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """image (H, W, 3) uint8 or float32, mask (H, W) uint8 -> (H, W, 3) of image's dtype."""
-        geom = plan(image.shape[0], image.shape[1], self.config)
-        lr_image, lr_mask = self.native.prepare_lr(image, mask, geom.scale, geom.grid_h, geom.grid_w, geom.patch)
+    def _inpaint_known(self, images: list[np.ndarray], masks: list[np.ndarray]) -> list[np.ndarray]:
+        """Images of one size (H, W, 3) uint8 or float32 with masks (H, W) uint8, each with known pixels ->
+        (H, W, 3) results of the images' dtype: the C++ LR preparation per image, the LR network once for
+        the whole batch, the C++ HR stage (and seam blend) per image."""
+        geom = plan(images[0].shape[0], images[0].shape[1], self.config)
+        prepared = [self.native.prepare_lr(image, mask, geom.scale, geom.grid_h, geom.grid_w, geom.patch)
+                    for image, mask in zip(images, masks)]
+        lr_image, lr_mask = (torch.from_numpy(np.concatenate(x)).to(self.dtype).contiguous(memory_format=torch.channels_last)
+                             for x in zip(*prepared))
         key_inside = torch.from_numpy(geom.key_inside_grid().astype(np.float32))[None, None]
-        lr_image, lr_mask = (torch.from_numpy(x).to(self.dtype).contiguous(memory_format=torch.channels_last)
-                             for x in (lr_image, lr_mask))
+        key_inside = key_inside.expand(len(images), -1, -1, -1)
         lr_result, weight, fine_weight, index = self.lr_network(lr_image, lr_mask, key_inside)
         if not self.config.hf_transfer:
             weight, fine_weight = torch.zeros_like(weight), torch.zeros_like(fine_weight)
-        out = self.native.hr_upscale(image, mask, lr_result.float().contiguous().numpy(), weight[0].float().numpy(),
-                                     fine_weight[0].float().numpy(), index[0].numpy(),
-                                     geom.scale, geom.patch, geom.grid_h, geom.grid_w)
-        if self._seam_taps is not None:
-            out = self.native.blend_seams(image, mask, out, self._seam_taps.numpy(), self.config.seam_gain)
+        lr_result = lr_result.float().contiguous().numpy()
+        weight, fine_weight, index = weight.float().numpy(), fine_weight.float().numpy(), index.numpy()
+        out = []
+        for i, (image, mask) in enumerate(zip(images, masks)):
+            result = self.native.hr_upscale(image, mask, lr_result[i:i + 1], weight[i], fine_weight[i], index[i],
+                                            geom.scale, geom.patch, geom.grid_h, geom.grid_w)
+            if self._seam_taps is not None:
+                result = self.native.blend_seams(image, mask, result, self._seam_taps.numpy(), self.config.seam_gain)
+            out.append(result)
         return out
 
     @torch.inference_mode()
@@ -85,14 +93,16 @@ class NativeBackend(TorchBackend):
         if not as_uint8:
             images = images.float()
         masks = work.mask[:, 0].to(torch.uint8)
+        known = [i for i in range(len(full)) if not full[i]]
+        results = dict(zip(known, self._inpaint_known([np.ascontiguousarray(images[i].numpy()) for i in known],
+                                                      [masks[i].numpy() for i in known]) if known else []))
         out = []
-        for i, (image, hole) in enumerate(zip(images, masks)):
+        for i in range(len(full)):
             part = work.part(slice(i, i + 1))
             if full[i]:                  # nothing known: the coarse network's guess, the torch path
                 out.append(self._fill(part))
                 continue
-            result = torch.from_numpy(self._inpaint_one(np.ascontiguousarray(image.numpy()), hole.numpy()))
-            result = result.permute(2, 0, 1)[None]
+            result = torch.from_numpy(results[i]).permute(2, 0, 1)[None]
             # uint8: known pixels were copied by the kernel; float: cast to the input dtype, known pixels the input's
             out.append(result if as_uint8 else part.filled(result))
         return batch.restore(torch.cat(out).to(batch.image.device))

@@ -137,9 +137,7 @@ class VideoInpainter:
     def process(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """One frame (H, W, 3) uint8 and its mask (H, W) -> the inpainted frame (H, W, 3) uint8."""
         size = frame.shape[:2]
-        if self.frame_size is not None and size != self.frame_size:
-            raise ValueError(f"frame: size {size[1]}x{size[0]} differs from the stream's "
-                             f"{self.frame_size[1]}x{self.frame_size[0]}; call reset() before a new size")
+        self._check_size("frame", size)
         if self.temporal == "off":
             self.frame_size = size
             return self.engine.inpaint(frame, mask)
@@ -158,8 +156,19 @@ class VideoInpainter:
             raise ValueError(f"frames: expected (B, H, W, 3), got {frames.shape}")
         if masks.shape not in (frames.shape[:3], frames.shape[1:3]):
             raise ValueError(f"masks: expected {frames.shape[:3]} or {frames.shape[1:3]}, got {masks.shape}")
+        if self.temporal == "off":          # one engine call for the whole batch
+            self._check_size("frames", frames.shape[1:3])
+            self.frame_size = frames.shape[1:3]
+            per_frame = list(masks) if masks.ndim == 3 else masks     # one mask each, or one for all
+            return np.stack(list(self.engine.inpaint_frames(frames, per_frame, batch_size=len(frames))))
         masks = np.broadcast_to(masks, frames.shape[:3])
         return np.stack([self.process(frame, mask) for frame, mask in zip(frames, masks)])
+
+    def _check_size(self, name: str, size: tuple[int, int]) -> None:
+        """Raise ValueError naming `name` when (height, width) `size` is not the stream's frame size."""
+        if self.frame_size is not None and tuple(size) != tuple(self.frame_size):
+            raise ValueError(f"{name}: size {size[1]}x{size[0]} differs from the stream's "
+                             f"{self.frame_size[1]}x{self.frame_size[0]}; call reset() before a new size")
 
     def _temporal(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import cv2
