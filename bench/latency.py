@@ -2,6 +2,7 @@
 
     python -m bench.latency --sizes 2048 4096 --repeats 3 [--device cpu] [--backends native torch opencv_telea]
     python -m bench.latency --device cuda --repeats 20 --warmup 3       # torch, torch_compile, triton
+    python -m bench.latency --sizes 1920x1080 --batch 8 --backends native  # frames/s of 8-frame batches
 
 Backends: any `Engine` backend (native, torch, triton, ...), `torch_compile` (the torch backend with its
 model wrapped in `torch.compile`, default mode; compilation happens in the warm-up calls), `triton_eager`
@@ -10,7 +11,8 @@ on in the shipped weights file, turned off: what it costs) and, as a peer
 on the same input, OpenCV's `cv2.inpaint` Telea with radius 3 (`opencv_telea`). On CUDA the image and
 mask are GPU-resident uint8 (3, H, W) / (H, W) tensors before the clock starts, and the result stays
 on the GPU. Input: the shipped sample photo resized to
-size x size, uint8 HWC, a fixed free-form mask of 40 % coverage. Each size runs in a fresh subprocess so that peak memory is its own: on CPU, the rise of
+size x size (or WIDTHxHEIGHT), uint8 HWC, a fixed free-form mask of 40 % coverage; --batch B stacks
+B copies into one (B, H, W, 3) call (CUDA: (B, 3, H, W)) sharing the mask, and the row adds frames_per_s. Each size runs in a fresh subprocess so that peak memory is its own: on CPU, the rise of
 peak resident memory (ru_maxrss) over the resident size before the first call (engine, weights and
 input already loaded: `rss_before_mb`); on CUDA,
 torch.cuda.max_memory_allocated. Results go to bench/results/latency-<device>.json, one row per backend
@@ -54,16 +56,29 @@ class _OpenCVTelea:
         return self.cv2.inpaint(img, mask.astype(np.uint8) * 255, OPENCV_RADIUS, self.cv2.INPAINT_TELEA)
 
 
-def bench_input(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The benchmark's input: the shipped sample photo resized to size x size, (size, size, 3) uint8, and a
-    fixed free-form mask of 40 % coverage, (size, size) bool."""
+def bench_input(size: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The benchmark's input: the shipped sample photo resized to size x size (or size high, width wide),
+    (H, W, 3) uint8, and a fixed free-form mask of 40 % coverage, (H, W) bool."""
     from PIL import Image
 
     from rethined_engine.cli import SAMPLE_IMAGE
     from rethined_engine.train.masks import random_mask
 
-    img = np.array(Image.open(SAMPLE_IMAGE).convert("RGB").resize((size, size), Image.BICUBIC))
-    return img, random_mask(size, size, np.random.default_rng(MASK_SEED), MASK_COVERAGE)
+    height, width = size, width or size
+    img = np.array(Image.open(SAMPLE_IMAGE).convert("RGB").resize((width, height), Image.BICUBIC))
+    return img, random_mask(height, width, np.random.default_rng(MASK_SEED), MASK_COVERAGE)
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """"2048" -> (2048, 2048); "1920x1080" (WIDTHxHEIGHT) -> (1080, 1920): (height, width) in px."""
+    width, _, height = text.partition("x")
+    try:
+        size = (int(height or width), int(width))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a side or WIDTHxHEIGHT in px, got {text!r}") from None
+    if min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes, got {text!r}")
+    return size
 
 
 STYLE_SEPARATOR = "@"   # BACKEND@STYLE: Engine(style=STYLE), e.g. native@smooth against the default
@@ -113,8 +128,10 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int) -> dict:
-    """Runs in the child process: time `repeats` calls after `warmup` calls."""
+def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int, width: int | None = None,
+                batch: int = 1) -> dict:
+    """Runs in the child process: time `repeats` calls after `warmup` calls on `batch` frames of size x size
+    (or size high, width wide) per call."""
     import torch
 
     if backend == OPENCV_TELEA:
@@ -122,11 +139,15 @@ def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int)
         engine = _OpenCVTelea(cv2)
     else:
         engine = make_engine(backend, device)
-    img, mask = bench_input(size)
+    if batch > 1 and backend == OPENCV_TELEA:
+        raise ValueError(f"batch: {OPENCV_TELEA} takes one image per call, got batch {batch}")
+    img, mask = bench_input(size, width)
+    if batch > 1:
+        img = np.ascontiguousarray(np.broadcast_to(img, (batch, *img.shape)))
     cuda = backend != OPENCV_TELEA and engine.device.type == "cuda"
     if cuda:
-        img_t, mask_t = torch.from_numpy(img).to(device).permute(2, 0, 1).contiguous(), torch.from_numpy(mask).to(device)
-        img, mask = img_t, mask_t
+        img_t = torch.from_numpy(img).to(device).movedim(-1, -3).contiguous()
+        img, mask = img_t, torch.from_numpy(mask).to(device)
         torch.cuda.reset_peak_memory_stats()
     base_rss = _rss_mb()
     times = []
@@ -142,14 +163,17 @@ def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss)
     return {"backend": backend, "engine_backend": getattr(engine, "backend", backend),   # the one that ran
-            "size": size, "mask_frac": float(mask.float().mean() if cuda else mask.mean()),
+            "size": size if width in (None, size) else f"{width}x{size}", "batch": batch,
+            "frames_per_s": batch * 1e3 / float(np.median(times)), "mask_frac": float(mask.float().mean() if cuda else mask.mean()),
             "median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
             "peak_mem_mb": float(peak), "rss_before_mb": None if cuda else base_rss, "repeats": repeats, "times_ms": times}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
+    parser.add_argument("--sizes", type=frame_size, nargs="+", default=[(s, s) for s in (1024, 2048, 4096, 8192)],
+                        help="sides (square) or WIDTHxHEIGHT, px")
+    parser.add_argument("--batch", type=int, default=1, help="frames per call (one (B, H, W, 3) batch)")
     parser.add_argument("--backends", nargs="+", default=None,
                         help=f"Engine backends, {TORCH_COMPILE} and/or {OPENCV_TELEA} (default: native torch {OPENCV_TELEA} "
                              f"on the CPU; torch {TORCH_COMPILE} triton on CUDA); NAME{STYLE_SEPARATOR}STYLE runs "
@@ -160,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="default bench/results/latency-<cpu or GPU name>.json")
     parser.add_argument("--append", action="store_true",
                         help="add this run's rows to those already in the output file (none is replaced)")
-    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child", type=frame_size, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.backends is None:
         args.backends = ["native", "torch", OPENCV_TELEA] if args.device == "cpu" else ["torch", TORCH_COMPILE, "triton"]
@@ -169,7 +193,9 @@ def main(argv: list[str] | None = None) -> None:
         if not torch.cuda.is_available():
             raise SystemExit(f"error: --device {args.device}: no CUDA device here")
     if args.child is not None:
-        print(json.dumps(measure_one(args.child, args.backends[0], args.device, args.repeats, args.warmup)))
+        height, width = args.child
+        print(json.dumps(measure_one(height, args.backends[0], args.device, args.repeats, args.warmup, width,
+                                     args.batch)))
         return
     env = run_environment(args.device)     # before any measuring: exits if the commit is unknown
     tag = "cpu" if args.device == "cpu" else env["device"].replace(" ", "_")
@@ -177,10 +203,12 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = earlier_rows(out) if args.append else []
     failed = []
-    for size in args.sizes:
+    for height, width in args.sizes:
+        size = height if height == width else f"{width}x{height}"
         for backend in args.backends:
-            cmd = [sys.executable, "-m", __spec__.name, "--child", str(size), "--backends", backend,
-                   "--device", args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+            cmd = [sys.executable, "-m", __spec__.name, "--child", f"{width}x{height}", "--backends", backend,
+                   "--device", args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup),
+                   "--batch", str(args.batch)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"{backend} {size}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
@@ -188,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             row = json.loads(proc.stdout.strip().splitlines()[-1]) | env   # rows of --append runs differ
             rows.append(row)
-            print(f"{backend:13s} {size:5d}^2  median {row['median_ms']:9.2f} ms  p90 {row['p90_ms']:9.2f} ms  "
+            print(f"{backend:13s} {size!s:>9s} x{args.batch}  median {row['median_ms']:9.2f} ms  "
+                  f"p90 {row['p90_ms']:9.2f} ms  {row['frames_per_s']:8.1f} frames/s  "
                   f"peak +{row['peak_mem_mb']:.0f} MiB", flush=True)
             out.write_text(json.dumps(env | {"rows": rows}, indent=1) + "\n")   # after every row: a run cut short keeps its rows
     measured = len(args.sizes) * len(args.backends) - len(failed)
