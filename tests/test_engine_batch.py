@@ -130,3 +130,25 @@ def test_video_process_batch_with_temporal_off_uses_one_engine_call(engines, rng
     got = VideoInpainter(engine, temporal="off").process_batch(frames, masks)
     assert calls == [frames.shape]
     assert_same(got, want, engine.backend)
+
+
+@pytest.mark.skipif(native_module() is None, reason="the native extension is not built")
+@pytest.mark.parametrize("lr_batch", [2, 8])
+def test_native_lr_network_on_several_images_per_call(engines, rng, monkeypatch, lr_batch):
+    """The native backend's LR network on LR_BATCH images per call (1 by default: faster on the CPU) gives
+    the per-image results bit for bit, with a fully-masked and a hole-free image in the batch."""
+    from rethined_engine.backends import native_backend
+
+    monkeypatch.setattr(native_backend, "LR_BATCH", lr_batch)
+    engine = engines["native"]
+    images = rng.integers(0, 256, (5, HEIGHT, WIDTH, 3), dtype=np.uint8)
+    masks = box_masks(5, rng)
+    masks[1], masks[3] = True, False
+    want = alone(engine, images, masks)
+    calls = []
+    inner = engine._impl._inpaint_known
+    monkeypatch.setattr(engine._impl, "_inpaint_known", lambda i, m: calls.append(len(i)) or inner(i, m))
+    with pytest.warns(RuntimeWarning, match="whole image"):
+        batch = engine.inpaint(images, masks)
+    assert calls == [min(lr_batch, 4)] + ([4 - lr_batch] if lr_batch < 4 else [])
+    assert_same(batch, want, "native")
