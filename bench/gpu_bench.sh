@@ -43,7 +43,7 @@ EOF
 
 # Each step has a time limit (a remote command may be cut at 10 minutes) and its results are copied
 # to $OUT as soon as it ends, so a step cut short loses only itself.
-STEPS=${STEPS:-"tests backend kernels latency compile profile"}
+STEPS=${STEPS:-"tests backend kernels latency batch compile profile"}
 step() {   # step NAME SECONDS LABEL CMD...
     local name=$1 limit=$2 label=$3; shift 3
     case " $STEPS " in *" $name "*) ;; *) echo "== $label: skipped (STEPS)"; return 0;; esac
@@ -68,6 +68,8 @@ step backend 120 "triton backend vs torch backend (CUDA)" python -m pytest -q -p
 step kernels 90 "kernel microbenchmarks" python -m bench.kernels --sizes $SIZES
 step latency 150 "end-to-end latency, triton (graphed: default and smooth style; eager; graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
     python -m bench.latency --device cuda --backends triton triton@smooth triton_eager triton+noseam torch --sizes $LSIZES --repeats 20 --warmup 3 --append
+step batch 150 "frames/s of 8-frame batches at 3840x2160 (one (8, 3, H, W) uint8 call each; triton graphed, torch eager)" \
+    python -m bench.latency --device cuda --backends triton torch --sizes 3840x2160 --batch 8 --repeats 10 --warmup 3 --append
 step compile 240 "end-to-end latency, torch.compile at 4096 and 2048 (each size compiles for ~100 s in its warm-up)" \
     python -m bench.latency --device cuda --backends torch_compile --sizes 4096 2048 --repeats 20 --warmup 3 --append
 step profile 120 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton+noseam triton_eager torch --sizes 2048 4096 8192
