@@ -15,7 +15,7 @@ from .torch_backend import TorchBackend
 
 LR_BATCH = 1   # images per LR network call. On the 2-core Xeon at 1920x1080 one call on 8 images took 97 ms per
                # image against 61 ms alone (the working set leaves the caches); bench/results/latency-cpu-batch.json:
-               # native 8-frame batches 6.4 frames/s vs 9.9 one by one at 0d62298
+               # native 8-frame batches 6.4 frames/s vs 9.9 one by one at 52af968
 
 
 def native_module():
