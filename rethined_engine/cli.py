@@ -17,6 +17,7 @@ ASSETS = Path(__file__).parent / "assets"
 SAMPLE_IMAGE = ASSETS / "sample.jpg"
 SAMPLE_MASK = ASSETS / "sample_mask.png"
 JPEG_QUALITY = 95
+TRITON_DEFAULTS = ("rethined", None, 1, None)  # export's --model-name, --device, --instances, --backend
 BENCHMARKS = ("quality", "detail_correlation", "latency", "native_stages", "kernels")  # modules of rethined_engine.bench (the repository's bench/)
 
 
@@ -97,6 +98,20 @@ def run_export_torchscript(out_path: Path, style: str | None, weights: Path | No
           f"{style or 'of the weights'} (docs/integrations.md: Nuke)")
 
 
+def run_export_triton_repo(out_dir: Path, args: argparse.Namespace) -> None:
+    from .deploy.triton_repo import TritonRepoConfig, write_triton_repo
+
+    try:
+        config = TritonRepoConfig(model_name=args.model_name, device=args.device or "cpu", instances=args.instances,
+                                  backend=args.backend, style=args.style, weights=args.weights)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}")
+    model_dir = write_triton_repo(out_dir, config)
+    print(f"wrote {model_dir} (config.pbtxt, 1/model.py): Triton Python-backend model {config.model_name!r}, "
+          f"IMAGE uint8 HxWx3 + MASK uint8 HxW in, IMAGE out; start it with tritonserver --model-repository "
+          f"{out_dir} (docs/scale-out.md: Triton Inference Server)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rethined", description="RETHINED high-resolution image inpainting.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,11 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark")
     export = sub.add_parser("export", help="export for deployment: onnx (the LR network, for TensorRT), "
-                            "torchscript (the whole inpainting, for Nuke's Inference node)")
-    export.add_argument("format", choices=("onnx", "torchscript"))
-    export.add_argument("output", type=Path, help="output .onnx file (onnx) or .pt file (torchscript)")
-    export.add_argument("--style", choices=sorted(STYLES), default=None, help="torchscript: inference style "
-                        "(default: the weights' own, as Engine())")
+                            "torchscript (the whole inpainting, for Nuke's Inference node), triton-repo (a Triton "
+                            "Inference Server model repository)")
+    export.add_argument("format", choices=("onnx", "torchscript", "triton-repo"))
+    export.add_argument("output", type=Path, help="output .onnx file (onnx), .pt file (torchscript) or model "
+                        "repository folder (triton-repo)")
+    export.add_argument("--style", choices=sorted(STYLES), default=None, help="torchscript, triton-repo: inference "
+                        "style (default: the weights' own, as Engine())")
+    export.add_argument("--model-name", default="rethined", help="triton-repo: the model's name (default rethined)")
+    export.add_argument("--device", choices=("cpu", "cuda"), default=None, help="triton-repo: instance kind, "
+                        "KIND_CPU or KIND_GPU (default cpu)")
+    export.add_argument("--instances", type=int, default=1, help="triton-repo: Engine instances per device "
+                        "(default 1)")
+    export.add_argument("--backend", choices=("torch", "native", "triton"), default=None, help="triton-repo: "
+                        "Engine backend (default: the Engine's for the device)")
     export.add_argument("--size", default="2048x2048", help="image size HxW in pixels (default 2048x2048); "
                         "the graph takes the LR size it maps to")
     export.add_argument("--dynamic", action="store_true", help="free batch and LR height/width axes")
@@ -135,13 +159,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         import importlib
         importlib.import_module(f"rethined_engine.bench.{args.name}").main(args.args)
+    elif args.command == "export" and args.format == "triton-repo":
+        if args.dynamic or args.topk is not None:
+            raise SystemExit("error: --dynamic and --topk apply to onnx only (triton-repo serves the whole Engine)")
+        run_export_triton_repo(args.output, args)
+    elif args.command == "export" and (args.model_name, args.device, args.instances, args.backend) != TRITON_DEFAULTS:
+        raise SystemExit("error: --model-name, --device, --instances and --backend apply to triton-repo only")
     elif args.command == "export" and args.format == "torchscript":
         if args.dynamic or args.topk is not None:
             raise SystemExit("error: --dynamic and --topk apply to onnx only (torchscript takes any size)")
         run_export_torchscript(args.output, args.style, args.weights)
     elif args.command == "export":
         if args.style is not None:
-            raise SystemExit("error: --style applies to torchscript only")
+            raise SystemExit("error: --style applies to torchscript and triton-repo only")
         run_export(args.output, args.size, args.dynamic, args.topk, args.weights)
     elif args.command == "video" and args.raw:
         from .video.raw_pipe import run_raw_command
