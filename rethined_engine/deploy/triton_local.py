@@ -1,0 +1,153 @@
+"""Run the `tritonserver` shipped in the nvidia-pytriton wheel on 127.0.0.1, for tests and local measurements
+without the Triton container.
+
+The wheel holds the server (pytriton/tritonserver/bin), its libraries (nvidia_pytriton.libs), the Python
+backend (pytriton/tritonserver/backends/python) and one Python-backend stub per CPython version
+(pytriton/tritonserver/python_backend_stubs/3.X). `LocalTritonServer` assembles a backend folder with the
+stub of the running interpreter's version and starts the server with this interpreter's environment first on
+PATH: the stub runs the `python3` it finds there, so model.py imports what this environment has installed.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+STUB = "triton_python_backend_stub"
+PYTHON_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
+READY_TIMEOUT_S = 180.0     # model loading includes the Engine's import of torch and its weights
+POLL_INTERVAL_S = 0.5
+EXIT_TIMEOUT_S = 10         # tritonserver's wait for in-flight requests and open connections when stopped
+STOP_TIMEOUT_S = 30.0       # then SIGKILL
+LOCALHOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class PytritonServer:
+    """Paths inside an installed nvidia-pytriton wheel."""
+
+    binary: Path          # tritonserver
+    libraries: Path       # nvidia_pytriton.libs: the shared libraries the binary and the stubs link
+    python_backend: Path  # libtriton_python.so and triton_python_backend_utils.py
+    stub: Path            # the Python-backend stub for this interpreter's CPython version
+
+
+def find_pytriton_server() -> PytritonServer | None:
+    """The nvidia-pytriton wheel installed in this interpreter's environment, or None where it is missing or
+    ships no stub for this CPython version."""
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    server = PytritonServer(binary=root / "bin" / "tritonserver", libraries=root.parent.parent / "nvidia_pytriton.libs",
+                            python_backend=root / "backends" / "python",
+                            stub=root / "python_backend_stubs" / version / STUB)
+    return server if server.binary.is_file() and server.stub.is_file() else None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        return sock.getsockname()[1]
+
+
+class LocalTritonServer:
+    """`tritonserver --model-repository REPOSITORY` on free 127.0.0.1 ports, as a context manager that waits
+    until the server is ready and stops it on exit. `http_url` ("127.0.0.1:PORT") is for
+    `tritonclient.http`; the server's log is in `log_path`."""
+
+    def __init__(self, repository: str | Path, server: PytritonServer | None = None):
+        self.server = server or find_pytriton_server()
+        if self.server is None:
+            raise FileNotFoundError("nvidia-pytriton: not installed in this environment (or no stub for CPython "
+                                    f"{sys.version_info.major}.{sys.version_info.minor}); pip install nvidia-pytriton")
+        self.repository = Path(repository)
+        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.http_url = f"{LOCALHOST}:{self.http_port}"
+        self._workdir = Path(tempfile.mkdtemp(prefix="tritonserver-"))
+        self.log_path = self._workdir / "tritonserver.log"
+        self._process: subprocess.Popen | None = None
+
+    def _backend_directory(self) -> Path:
+        """A backend folder for --backend-directory: python/ with the backend and this interpreter's stub."""
+        python_dir = self._workdir / "backends" / "python"
+        python_dir.mkdir(parents=True)
+        for name in PYTHON_BACKEND_FILES:
+            shutil.copy2(self.server.python_backend / name, python_dir / name)
+        shutil.copy2(self.server.stub, python_dir / STUB)
+        return python_dir.parent
+
+    def command(self) -> list[str]:
+        """The tritonserver command line (HTTP, gRPC and metrics on 127.0.0.1 only)."""
+        return [str(self.server.binary), f"--model-repository={self.repository}",
+                f"--backend-directory={self._backend_directory()}",
+                f"--http-address={LOCALHOST}", f"--http-port={self.http_port}",
+                f"--grpc-address={LOCALHOST}", f"--grpc-port={self.grpc_port}",
+                f"--metrics-address={LOCALHOST}", f"--metrics-port={self.metrics_port}",
+                f"--exit-timeout-secs={EXIT_TIMEOUT_S}"]
+
+    def environment(self) -> dict[str, str]:
+        """This process's environment with the wheel's libraries on LD_LIBRARY_PATH and this interpreter's bin
+        folder first on PATH (where the stub finds python3)."""
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(self.server.libraries),
+                                                                env.get("LD_LIBRARY_PATH")]))
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        return env
+
+    def start(self) -> "LocalTritonServer":
+        """Start the server and wait until it is ready (every model loaded); raises RuntimeError with the end of
+        its log when it exits or is not ready within READY_TIMEOUT_S."""
+        import tritonclient.http as triton_http
+
+        with open(self.log_path, "wb") as log:
+            self._process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                             env=self.environment())
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                tail = self.log_tail()
+                self.stop()
+                raise RuntimeError(f"tritonserver exited with code {self._process.returncode}:\n{tail}")
+            client = triton_http.InferenceServerClient(self.http_url)
+            try:
+                if client.is_server_ready():
+                    return self
+            except (ConnectionError, OSError):   # not listening yet
+                pass
+            finally:
+                client.close()   # an open connection holds the server's shutdown for its exit timeout
+            time.sleep(POLL_INTERVAL_S)
+        tail = self.log_tail()
+        self.stop()
+        raise RuntimeError(f"tritonserver not ready after {READY_TIMEOUT_S:.0f}s:\n{tail}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last `lines` lines of the server's log."""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after STOP_TIMEOUT_S) and remove its folder and log."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalTritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
