@@ -1,0 +1,175 @@
+"""`rethined export triton-repo`: the files it writes, config.pbtxt against Triton's ModelConfig protobuf, and
+the Python-backend model.py run against a stand-in `triton_python_backend_utils` (it checks our model code:
+request -> Engine -> response; tests/test_triton_server.py runs the real server)."""
+import importlib.util
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from rethined_engine import Engine
+from rethined_engine.cli import main as cli_main
+from rethined_engine.deploy.triton_repo import (INPUT_IMAGE, INPUT_MASK, MODEL_SOURCE, MODEL_VERSION, OUTPUT_IMAGE,
+                                                PARAMETERS, WEIGHTS_FILE, TritonRepoConfig, engine_arguments,
+                                                write_triton_repo)
+from rethined_engine.weights import DEFAULT_WEIGHTS
+
+
+def test_writes_config_and_model(tmp_path):
+    model_dir = write_triton_repo(tmp_path, TritonRepoConfig(style="smooth", instances=2))
+    assert model_dir == tmp_path / "rethined"
+    assert (model_dir / MODEL_VERSION / "model.py").read_bytes() == MODEL_SOURCE.read_bytes()
+    text = (model_dir / "config.pbtxt").read_text()
+    assert 'backend: "python"' in text and "max_batch_size: 0" in text and "count: 2 kind: KIND_CPU" in text
+    assert 'key: "style" value: { string_value: "smooth" }' in text
+    assert not (model_dir / MODEL_VERSION / WEIGHTS_FILE).exists()
+
+
+def test_weights_copied_and_removed_again(tmp_path):
+    (tmp_path / "other").mkdir()
+    weights = DEFAULT_WEIGHTS
+    write_triton_repo(tmp_path, TritonRepoConfig(weights=weights))
+    copy = tmp_path / "rethined" / MODEL_VERSION / WEIGHTS_FILE
+    assert copy.read_bytes() == weights.read_bytes()
+    write_triton_repo(tmp_path)
+    assert not copy.exists() and (tmp_path / "other").is_dir()   # other models in the repository stay
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("model_name", "a b", "model_name"), ("device", "gpu", "device"), ("instances", 0, "instances"),
+    ("backend", "tensorrt", "backend"), ("style", "sharp", "style")])
+def test_config_refuses(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TritonRepoConfig(**{field: value})
+
+
+def test_config_refuses_missing_weights(tmp_path):
+    with pytest.raises(FileNotFoundError, match="weights"):
+        TritonRepoConfig(weights=tmp_path / "none.safetensors")
+
+
+@pytest.mark.parametrize("config", [TritonRepoConfig(), TritonRepoConfig(
+    model_name="rethined_gpu", device="cuda", instances=3, backend="triton", style="realistic",
+    weights=DEFAULT_WEIGHTS)])
+def test_config_pbtxt_parses_as_model_config(tmp_path, config):
+    model_config_pb2 = pytest.importorskip(
+        "tritonclient.grpc.model_config_pb2",
+        reason="tritonclient[grpc] is not in this environment (its protobuf pin conflicts with the main venv's); "
+               "run in .venv-triton (docs/scale-out.md)")
+    from google.protobuf import text_format
+
+    model_dir = write_triton_repo(tmp_path, config)
+    parsed = text_format.Parse((model_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert (parsed.name, parsed.backend, parsed.max_batch_size) == (config.model_name, "python", 0)
+    uint8 = model_config_pb2.DataType.TYPE_UINT8
+    assert [(t.name, t.data_type, list(t.dims)) for t in parsed.input] == [
+        (INPUT_IMAGE, uint8, [-1, -1, 3]), (INPUT_MASK, uint8, [-1, -1])]
+    assert [(t.name, t.data_type, list(t.dims)) for t in parsed.output] == [(OUTPUT_IMAGE, uint8, [-1, -1, 3])]
+    (group,) = parsed.instance_group
+    kind = {"cpu": model_config_pb2.ModelInstanceGroup.KIND_CPU, "cuda": model_config_pb2.ModelInstanceGroup.KIND_GPU}
+    assert (group.count, group.kind) == (config.instances, kind[config.device])
+    parameters = {key: {"string_value": value.string_value} for key, value in parsed.parameters.items()}
+    assert engine_arguments(parameters, model_dir / MODEL_VERSION) == {
+        "backend": config.backend, "style": config.style,
+        "weights": model_dir / MODEL_VERSION / WEIGHTS_FILE if config.weights else None}
+
+
+def test_engine_arguments_refuses_unknown_keys(tmp_path):
+    with pytest.raises(ValueError, match="parameters: unknown keys \\['stlye'\\]"):
+        engine_arguments({"stlye": {"string_value": "smooth"}}, tmp_path)
+
+
+# --- model.py against a stand-in of Triton's triton_python_backend_utils -------------------------------------
+
+
+class FakeTensor:
+    def __init__(self, name, array):
+        self._name, self._array = name, array
+
+    def name(self):
+        return self._name
+
+    def as_numpy(self):
+        return self._array
+
+
+class FakeTritonError:
+    INVALID_ARG = 3
+
+    def __init__(self, message, code=None):
+        self._message, self._code = message, code
+
+    def message(self):
+        return self._message
+
+    def code(self):
+        return self._code
+
+
+class FakeResponse:
+    def __init__(self, output_tensors=(), error=None):
+        self.output_tensors, self.error = list(output_tensors), error
+
+
+def fake_backend_utils() -> types.ModuleType:
+    module = types.ModuleType("triton_python_backend_utils")
+    module.Tensor, module.TritonError, module.InferenceResponse = FakeTensor, FakeTritonError, FakeResponse
+    module.get_input_tensor_by_name = lambda request, name: next((t for t in request if t.name() == name), None)
+    return module
+
+
+@pytest.fixture
+def model_module(tmp_path, monkeypatch):
+    """The exported model.py, imported with the stand-in backend utilities."""
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake_backend_utils())
+    model_dir = write_triton_repo(tmp_path, TritonRepoConfig(style="smooth"))
+    spec = importlib.util.spec_from_file_location("rethined_triton_model", model_dir / MODEL_VERSION / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, model_dir
+
+
+def test_model_answers_like_engine_and_refuses_bad_requests(model_module):
+    module, model_dir = model_module
+    model = module.TritonPythonModel()
+    parameters = {key: {"string_value": value} for key, value in (("backend", ""), ("style", "smooth"), ("weights", ""))}
+    assert set(parameters) == set(PARAMETERS)
+    model.initialize({"model_config": json.dumps({"parameters": parameters}), "model_repository": str(model_dir),
+                      "model_version": MODEL_VERSION, "model_instance_kind": "CPU", "model_instance_device_id": "0"})
+    rng = np.random.default_rng()
+    image = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    mask = np.zeros((45, 70), np.uint8)
+    mask[10:30, 20:45] = rng.integers(1, 256)
+    good = [FakeTensor(INPUT_IMAGE, image), FakeTensor(INPUT_MASK, mask)]
+    bad = [FakeTensor(INPUT_IMAGE, image), FakeTensor(INPUT_MASK, mask[:, :-1])]
+    responses = model.execute([good, bad, good])
+    assert len(responses) == 3
+    expected = Engine(style="smooth").inpaint(image, mask)
+    for response in (responses[0], responses[2]):
+        assert response.error is None
+        (tensor,) = response.output_tensors
+        assert tensor.name() == OUTPUT_IMAGE and np.array_equal(tensor.as_numpy(), expected)
+    assert responses[1].output_tensors == [] and responses[1].error.code() == FakeTritonError.INVALID_ARG
+    assert responses[1].error.message().startswith("mask: shape (45, 69) does not match the image size 45x70")
+    model.finalize()
+
+
+@pytest.mark.parametrize("kind, device_id, device", [("GPU", "1", "cuda:1"), ("CPU", "0", "cpu"),
+                                                      ("MODEL", "0", None)])
+def test_instance_device(model_module, kind, device_id, device):
+    module, _ = model_module
+    assert module.instance_device(kind, device_id) == device
+
+
+def test_cli_export_triton_repo(tmp_path, capsys):
+    assert cli_main(["export", "triton-repo", str(tmp_path), "--model-name", "fill", "--device", "cuda",
+                     "--backend", "torch"]) == 0
+    text = (tmp_path / "fill" / "config.pbtxt").read_text()
+    assert 'name: "fill"' in text and "kind: KIND_GPU" in text and 'string_value: "torch"' in text
+    assert "tritonserver --model-repository" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="apply to triton-repo only"):
+        cli_main(["export", "torchscript", str(tmp_path / "m.pt"), "--instances", "2"])
+    with pytest.raises(SystemExit, match="instances: expected an int >= 1"):
+        cli_main(["export", "triton-repo", str(tmp_path), "--instances", "0"])
