@@ -1,0 +1,105 @@
+"""A real Triton Inference Server (the `tritonserver` of the nvidia-pytriton wheel) loads the repository
+`rethined export triton-repo` writes and answers on 127.0.0.1 with the bytes of `Engine().inpaint`.
+
+Marked `tritonserver`; skipped where nvidia-pytriton or tritonclient is not installed (the main venv: the wheel
+pins numpy<2). docs/scale-out.md (Triton Inference Server) sets up .venv-triton and runs this file.
+"""
+import numpy as np
+import pytest
+from PIL import Image
+
+from rethined_engine import Engine
+from rethined_engine.cli import SAMPLE_IMAGE, SAMPLE_MASK
+from rethined_engine.deploy.triton_local import LocalTritonServer, find_pytriton_server
+from rethined_engine.deploy.triton_repo import TritonRepoConfig, write_triton_repo
+from rethined_engine.weights import DEFAULT_WEIGHTS
+
+triton_http = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
+if find_pytriton_server() is None:
+    pytest.skip("nvidia-pytriton (tritonserver and a Python-backend stub for this CPython) is not installed",
+                allow_module_level=True)
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+from rethined_engine.deploy.triton_client import inpaint_remote, main as client_main  # noqa: E402
+
+pytestmark = pytest.mark.tritonserver
+SAMPLE_WIDTH = 192          # the shipped photo and mask, resized to this width (aspect kept)
+SMOOTH_MODEL = "rethined_smooth"
+HTTP_BAD_REQUEST = "400"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    repository = tmp_path_factory.mktemp("triton_repository")
+    write_triton_repo(repository)
+    write_triton_repo(repository, TritonRepoConfig(model_name=SMOOTH_MODEL, style="smooth", weights=DEFAULT_WEIGHTS))
+    with LocalTritonServer(repository) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server):
+    connection = triton_http.InferenceServerClient(server.http_url)
+    yield connection
+    connection.close()   # an open connection would hold the server's shutdown
+
+
+def sample_inputs() -> tuple[np.ndarray, np.ndarray]:
+    """The shipped photo (RGB) and its mask (luma, nonzero = fill), resized to SAMPLE_WIDTH wide."""
+    with Image.open(SAMPLE_IMAGE) as image, Image.open(SAMPLE_MASK) as mask:
+        size = (SAMPLE_WIDTH, round(image.height * SAMPLE_WIDTH / image.width))
+        return (np.asarray(image.convert("RGB").resize(size, Image.BILINEAR)),
+                np.asarray(mask.convert("L").resize(size, Image.NEAREST)))
+
+
+def random_inputs(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fresh random image and a mask with one random rectangle of random nonzero values."""
+    rng = np.random.default_rng()
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    mask = np.zeros((height, width), np.uint8)
+    top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
+    mask[top:top + height // 3, left:left + width // 3] = rng.integers(1, 256, (height // 3, width // 3))
+    return image, mask
+
+
+def test_server_answers_with_engine_bytes(client):
+    engine = Engine()
+    for image, mask in (sample_inputs(), random_inputs(53, 75)):
+        assert mask.any()
+        result = inpaint_remote(client, image, mask)
+        assert result.dtype == np.uint8 and np.array_equal(result, engine.inpaint(image, mask))
+
+
+def test_style_and_weights_from_parameters(client):
+    image, mask = random_inputs(61, 90)
+    result = inpaint_remote(client, image, mask, SMOOTH_MODEL)
+    assert np.array_equal(result, Engine(style="smooth").inpaint(image, mask))
+    assert not np.array_equal(result, Engine(style="realistic").inpaint(image, mask))   # the parameter took effect
+
+
+def test_bad_requests_get_errors_and_server_stays_ready(client):
+    image, mask = random_inputs(40, 64)
+    with pytest.raises(InferenceServerException) as mismatch:
+        inpaint_remote(client, image, mask[:, :-8])
+    assert mismatch.value.status() == HTTP_BAD_REQUEST
+    assert "mask: shape (40, 56) does not match the image size 40x64" in mismatch.value.message()
+    wrong_dtype = triton_http.InferInput("MASK", list(mask.shape), "FP32")
+    wrong_dtype.set_data_from_numpy(mask.astype(np.float32))
+    image_input = triton_http.InferInput("IMAGE", list(image.shape), "UINT8")
+    image_input.set_data_from_numpy(image)
+    with pytest.raises(InferenceServerException, match="MASK.*FP32.*UINT8"):
+        client.infer(TritonRepoConfig.model_name, [image_input, wrong_dtype])
+    assert client.is_server_ready() and client.is_model_ready(TritonRepoConfig.model_name)
+    assert np.array_equal(inpaint_remote(client, image, mask), Engine().inpaint(image, mask))
+
+
+def test_client_example(server, tmp_path, capsys):
+    image, mask = random_inputs(48, 80)
+    Image.fromarray(image).save(tmp_path / "image.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "out.png"
+    assert client_main([str(tmp_path / "image.png"), str(tmp_path / "mask.png"), "-o", str(out),
+                        "--url", server.http_url]) == 0
+    assert np.array_equal(np.asarray(Image.open(out)), Engine().inpaint(image, mask))
+    assert client_main([str(tmp_path / "image.png"), str(SAMPLE_MASK), "-o", str(out), "--url", server.http_url]) == 1
+    assert "refused the request: [400] mask: shape" in capsys.readouterr().err
