@@ -1,0 +1,111 @@
+"""Latency of `Engine.inpaint` served by Triton Inference Server (the model `rethined export triton-repo`
+writes, on the nvidia-pytriton wheel's `tritonserver` at 127.0.0.1, HTTP with binary tensors) against the
+same call in-process, on the same inputs.
+
+    .venv-triton/bin/python -m bench.triton_serving [--sizes 384x512,1080x1920] [--repeats 5]
+
+Runs in an environment with nvidia-pytriton and tritonclient[http] (docs/scale-out.md: .venv-triton).
+Inputs: the shipped sample photo and its mask resized to each size. Each size: one warm-up call, then
+--repeats timed calls, in-process first, then through the server (the two never run at once); the median
+and minimum of each and their difference (request encoding, localhost HTTP, Triton and the Python
+backend's shared-memory hand-over). Also: the server's start-up to ready (process start, model.py import,
+Engine load). Both Engines run on the CPU with torch's default threads. Writes
+bench/results/triton-serving-cpu.json (--out: elsewhere) with bench.env.run_environment and the load average
+before each size (the machine may be shared).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .env import RESULTS, run_environment
+
+DEVICE = "cpu"
+
+
+def sample_at(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shipped photo (RGB uint8) and its mask (luma uint8, nonzero = fill) resized to height x width."""
+    from PIL import Image
+
+    from rethined_engine.cli import SAMPLE_IMAGE, SAMPLE_MASK
+
+    with Image.open(SAMPLE_IMAGE) as image, Image.open(SAMPLE_MASK) as mask:
+        return (np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR)),
+                np.asarray(mask.convert("L").resize((width, height), Image.NEAREST)))
+
+
+def timed_ms(call, repeats: int) -> list[float]:
+    """One warm-up call, then `repeats` timed calls; wall milliseconds of each."""
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(1000 * (time.perf_counter() - start))
+    return times
+
+
+def main(argv: list[str] | None = None) -> None:
+    import tritonclient.http as triton_http
+
+    from rethined_engine import Engine
+    from rethined_engine.deploy.tensorrt_build import parse_size
+    from rethined_engine.deploy.triton_client import inpaint_remote
+    from rethined_engine.deploy.triton_local import LocalTritonServer
+    from rethined_engine.deploy.triton_repo import write_triton_repo
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="384x512,1080x1920", help="HxW image sizes, comma-separated")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per size and path (default 5)")
+    parser.add_argument("--out", type=Path, default=None, help="result file (default bench/results/"
+                        "triton-serving-cpu.json)")
+    args = parser.parse_args(argv)
+    sizes = [parse_size(size) for size in args.sizes.split(",")]
+    env = run_environment(DEVICE)
+    engine = Engine(device=DEVICE)
+    rows = []
+    with tempfile.TemporaryDirectory() as repository:
+        write_triton_repo(repository)
+        start = time.perf_counter()
+        with LocalTritonServer(repository) as server:
+            startup_s = time.perf_counter() - start
+            client = triton_http.InferenceServerClient(server.http_url)
+            try:
+                server_version = client.get_server_metadata()["version"]
+                for height, width in sizes:
+                    image, mask = sample_at(height, width)
+                    load = os.getloadavg()[0]
+                    local = timed_ms(lambda: engine.inpaint(image, mask), args.repeats)
+                    served = timed_ms(lambda: inpaint_remote(client, image, mask), args.repeats)
+                    same = bool(np.array_equal(inpaint_remote(client, image, mask), engine.inpaint(image, mask)))
+                    rows.append({"height": height, "width": width, "load_average_1min": load,
+                                 "in_process_ms": local, "served_ms": served,
+                                 "in_process_median_ms": statistics.median(local),
+                                 "served_median_ms": statistics.median(served),
+                                 "overhead_median_ms": statistics.median(served) - statistics.median(local),
+                                 "overhead_min_ms": min(served) - min(local), "same_bytes": same})
+                    print(f"{height}x{width}: in-process {statistics.median(local):.1f} ms, served "
+                          f"{statistics.median(served):.1f} ms (median of {args.repeats}), same bytes: {same}")
+            finally:
+                client.close()
+    from importlib.metadata import version
+
+    result = {"benchmark": "triton_serving", "env": env, "engine_backend": engine.backend,
+              "tritonserver": server_version, "nvidia_pytriton": version("nvidia-pytriton"),
+              "tritonclient": version("tritonclient"),
+              "protocol": "HTTP, binary tensors, 127.0.0.1", "repeats": args.repeats,
+              "server_startup_to_ready_s": startup_s, "rows": rows}
+    out = args.out or RESULTS / f"triton-serving-{DEVICE}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"server ready in {startup_s:.1f}s; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
