@@ -5,7 +5,7 @@ same call in-process, on the same inputs.
     .venv-triton/bin/python -m bench.triton_serving [--sizes 384x512,1080x1920] [--repeats 5]
 
 Runs in an environment with nvidia-pytriton and tritonclient[http] (docs/scale-out.md: .venv-triton).
-Inputs: the shipped sample photo and its mask resized to each size. Each size: one warm-up call, then
+Inputs: the shipped sample photo and its mask resized to each size. Each size: --warmup untimed calls, then
 --repeats timed calls, in-process first, then through the server (the two never run at once); the median
 and minimum of each and their difference (request encoding, localhost HTTP, Triton and the Python
 backend's shared-memory hand-over). Also: the server's start-up to ready (process start, model.py import,
@@ -41,9 +41,10 @@ def sample_at(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
                 np.asarray(mask.convert("L").resize((width, height), Image.NEAREST)))
 
 
-def timed_ms(call, repeats: int) -> list[float]:
-    """One warm-up call, then `repeats` timed calls; wall milliseconds of each."""
-    call()
+def timed_ms(call, warmup: int, repeats: int) -> list[float]:
+    """`warmup` untimed calls, then `repeats` timed calls; wall milliseconds of each."""
+    for _ in range(warmup):
+        call()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="384x512,1080x1920", help="HxW image sizes, comma-separated")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per size and path (default 5)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per size and path first (default 3)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per size and path (default 10)")
     parser.add_argument("--out", type=Path, default=None, help="result file (default bench/results/"
                         "triton-serving-cpu.json)")
     args = parser.parse_args(argv)
@@ -82,8 +84,8 @@ def main(argv: list[str] | None = None) -> None:
                 for height, width in sizes:
                     image, mask = sample_at(height, width)
                     load = os.getloadavg()[0]
-                    local = timed_ms(lambda: engine.inpaint(image, mask), args.repeats)
-                    served = timed_ms(lambda: inpaint_remote(client, image, mask), args.repeats)
+                    local = timed_ms(lambda: engine.inpaint(image, mask), args.warmup, args.repeats)
+                    served = timed_ms(lambda: inpaint_remote(client, image, mask), args.warmup, args.repeats)
                     same = bool(np.array_equal(inpaint_remote(client, image, mask), engine.inpaint(image, mask)))
                     rows.append({"height": height, "width": width, "load_average_1min": load,
                                  "in_process_ms": local, "served_ms": served,
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"benchmark": "triton_serving", "env": env, "engine_backend": engine.backend,
               "tritonserver": server_version, "nvidia_pytriton": version("nvidia-pytriton"),
               "tritonclient": version("tritonclient"),
-              "protocol": "HTTP, binary tensors, 127.0.0.1", "repeats": args.repeats,
+              "protocol": "HTTP, binary tensors, 127.0.0.1", "warmup": args.warmup, "repeats": args.repeats,
               "server_startup_to_ready_s": startup_s, "rows": rows}
     out = args.out or RESULTS / f"triton-serving-{DEVICE}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
