@@ -8,7 +8,8 @@ Runs in an environment with nvidia-pytriton and tritonclient[http] (docs/scale-o
 Inputs: the shipped sample photo and its mask resized to each size. Each size: --warmup untimed calls, then
 --repeats timed calls, in-process first, then through the server (the two never run at once); the median
 and minimum of each and their difference (request encoding, localhost HTTP, Triton and the Python
-backend's shared-memory hand-over). Also: the server's start-up to ready (process start, model.py import,
+backend's shared-memory hand-over); Triton's own statistics per stage over the served calls (warm-up
+included): queue, compute_input, compute_infer (model.py's execute: the Engine), compute_output. Also: the server's start-up to ready (process start, model.py import,
 Engine load). Both Engines run on the CPU with torch's default threads. Writes
 bench/results/triton-serving-cpu.json (--out: elsewhere) with bench.env.run_environment and the load average
 before each size (the machine may be shared).
@@ -28,6 +29,7 @@ import numpy as np
 from .env import RESULTS, run_environment
 
 DEVICE = "cpu"
+SERVER_STAGES = ("queue", "compute_input", "compute_infer", "compute_output")  # compute_infer: model.py's execute
 
 
 def sample_at(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +55,18 @@ def timed_ms(call, warmup: int, repeats: int) -> list[float]:
     return times
 
 
+def server_stats(client, model_name: str) -> dict[str, tuple[int, int]]:
+    """Triton's cumulative inference statistics of `model_name`: {stage: (count, nanoseconds)}."""
+    stats = client.get_inference_statistics(model_name)["model_stats"][0]["inference_stats"]
+    return {stage: (int(value["count"]), int(value["ns"])) for stage, value in stats.items()}
+
+
+def stage_means_ms(before: dict, after: dict) -> dict[str, float]:
+    """Mean milliseconds per request of each server stage between two `server_stats` readings."""
+    return {stage: (after[stage][1] - before[stage][1]) / 1e6 / (after[stage][0] - before[stage][0])
+            for stage in SERVER_STAGES}
+
+
 def main(argv: list[str] | None = None) -> None:
     import tritonclient.http as triton_http
 
@@ -74,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     engine = Engine(device=DEVICE)
     rows = []
     with tempfile.TemporaryDirectory() as repository:
-        write_triton_repo(repository)
+        model_name = write_triton_repo(repository).name
         start = time.perf_counter()
         with LocalTritonServer(repository) as server:
             startup_s = time.perf_counter() - start
@@ -85,14 +99,17 @@ def main(argv: list[str] | None = None) -> None:
                     image, mask = sample_at(height, width)
                     load = os.getloadavg()[0]
                     local = timed_ms(lambda: engine.inpaint(image, mask), args.warmup, args.repeats)
+                    before = server_stats(client, model_name)
                     served = timed_ms(lambda: inpaint_remote(client, image, mask), args.warmup, args.repeats)
+                    stages = stage_means_ms(before, server_stats(client, model_name))
                     same = bool(np.array_equal(inpaint_remote(client, image, mask), engine.inpaint(image, mask)))
                     rows.append({"height": height, "width": width, "load_average_1min": load,
                                  "in_process_ms": local, "served_ms": served,
                                  "in_process_median_ms": statistics.median(local),
                                  "served_median_ms": statistics.median(served),
                                  "overhead_median_ms": statistics.median(served) - statistics.median(local),
-                                 "overhead_min_ms": min(served) - min(local), "same_bytes": same})
+                                 "overhead_min_ms": min(served) - min(local),
+                                 "server_stage_mean_ms": stages, "same_bytes": same})
                     print(f"{height}x{width}: in-process {statistics.median(local):.1f} ms, served "
                           f"{statistics.median(served):.1f} ms (median of {args.repeats}), same bytes: {same}")
             finally:
