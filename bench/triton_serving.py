@@ -9,8 +9,8 @@ Inputs: the shipped sample photo and its mask resized to each size. Each size: -
 --repeats timed calls, in-process first, then through the server (the two never run at once); the median
 and minimum of each and their difference (request encoding, localhost HTTP, Triton and the Python
 backend's shared-memory hand-over); Triton's own statistics per stage over the served calls (warm-up
-included): queue, compute_input, compute_infer (model.py's execute: the Engine), compute_output. Also: the server's start-up to ready (process start, model.py import,
-Engine load). Both Engines run on the CPU with torch's default threads. Writes
+included): queue, compute_input, compute_infer (model.py's execute: the Engine), compute_output. Also:
+the server's start-up to ready (process start, model.py import, Engine load). Both Engines run on the CPU with torch's default threads. Writes
 bench/results/triton-serving-cpu.json (--out: elsewhere) with bench.env.run_environment and the load average
 before each size (the machine may be shared).
 """

@@ -17,7 +17,7 @@ ASSETS = Path(__file__).parent / "assets"
 SAMPLE_IMAGE = ASSETS / "sample.jpg"
 SAMPLE_MASK = ASSETS / "sample_mask.png"
 JPEG_QUALITY = 95
-TRITON_DEFAULTS = ("rethined", None, 1, None)  # export's --model-name, --device, --instances, --backend
+TRITON_DEFAULTS = ("rethined", None, 1, None, False, "onnxruntime_onnx")  # export's triton-repo-only options
 BENCHMARKS = ("quality", "detail_correlation", "latency", "native_stages", "kernels")  # modules of rethined_engine.bench (the repository's bench/)
 
 
@@ -99,17 +99,25 @@ def run_export_torchscript(out_path: Path, style: str | None, weights: Path | No
 
 
 def run_export_triton_repo(out_dir: Path, args: argparse.Namespace) -> None:
+    import importlib.util
+
     from .deploy.triton_repo import TritonRepoConfig, write_triton_repo
 
+    if args.ensemble and importlib.util.find_spec("onnx") is None:
+        raise SystemExit("error: --ensemble exports the LR network as ONNX and needs the onnx package: "
+                         "pip install 'rethined_engine[onnx]'")
     try:
         config = TritonRepoConfig(model_name=args.model_name, device=args.device or "cpu", instances=args.instances,
-                                  backend=args.backend, style=args.style, weights=args.weights)
+                                  backend=args.backend, style=args.style, weights=args.weights,
+                                  ensemble=args.ensemble, lr_platform=args.lr_platform)
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}")
     model_dir = write_triton_repo(out_dir, config)
-    print(f"wrote {model_dir} (config.pbtxt, 1/model.py): Triton Python-backend model {config.model_name!r}, "
-          f"IMAGE uint8 HxWx3 + MASK uint8 HxW in, IMAGE out; start it with tritonserver --model-repository "
-          f"{out_dir} (docs/scale-out.md: Triton Inference Server)")
+    ensemble = (f" and the ensemble {config.model_name}_ensemble (prep -> LR network on {config.lr_platform} -> HR)"
+                if config.ensemble else "")
+    print(f"wrote {model_dir} (config.pbtxt, 1/model.py): Triton Python-backend model {config.model_name!r}"
+          f"{ensemble}, IMAGE uint8 HxWx3 + MASK uint8 HxW in, INPAINTED out; start it with tritonserver "
+          f"--model-repository {out_dir} (docs/scale-out.md: Triton Inference Server)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
                         "(default 1)")
     export.add_argument("--backend", choices=("torch", "native", "triton"), default=None, help="triton-repo: "
                         "Engine backend (default: the Engine's for the device)")
+    export.add_argument("--ensemble", action="store_true", help="triton-repo: also an ensemble, host preparation -> "
+                        "ONNX LR network -> HR stage (needs onnx; the weights' own settings)")
+    export.add_argument("--lr-platform", choices=("onnxruntime_onnx", "python"), default="onnxruntime_onnx",
+                        help="triton-repo --ensemble: the LR network on Triton's onnxruntime backend (default) or "
+                        "onnxruntime in the Python backend")
     export.add_argument("--size", default="2048x2048", help="image size HxW in pixels (default 2048x2048); "
                         "the graph takes the LR size it maps to")
     export.add_argument("--dynamic", action="store_true", help="free batch and LR height/width axes")
@@ -163,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.dynamic or args.topk is not None:
             raise SystemExit("error: --dynamic and --topk apply to onnx only (triton-repo serves the whole Engine)")
         run_export_triton_repo(args.output, args)
-    elif args.command == "export" and (args.model_name, args.device, args.instances, args.backend) != TRITON_DEFAULTS:
-        raise SystemExit("error: --model-name, --device, --instances and --backend apply to triton-repo only")
+    elif args.command == "export" and (args.model_name, args.device, args.instances, args.backend, args.ensemble,
+                                       args.lr_platform) != TRITON_DEFAULTS:
+        raise SystemExit("error: --model-name, --device, --instances, --backend, --ensemble and --lr-platform apply "
+                         "to triton-repo only")
     elif args.command == "export" and args.format == "torchscript":
         if args.dynamic or args.topk is not None:
             raise SystemExit("error: --dynamic and --topk apply to onnx only (torchscript takes any size)")

@@ -134,7 +134,8 @@ def model_module(tmp_path, monkeypatch):
 def test_model_answers_like_engine_and_refuses_bad_requests(model_module):
     module, model_dir = model_module
     model = module.TritonPythonModel()
-    parameters = {key: {"string_value": value} for key, value in (("backend", ""), ("style", "smooth"), ("weights", ""))}
+    parameters = {key: {"string_value": value}
+                  for key, value in (("backend", ""), ("style", "smooth"), ("weights", ""))}
     assert set(parameters) == set(PARAMETERS)
     model.initialize({"model_config": json.dumps({"parameters": parameters}), "model_repository": str(model_dir),
                       "model_version": MODEL_VERSION, "model_instance_kind": "CPU", "model_instance_device_id": "0"})

@@ -132,8 +132,9 @@ class LocalTritonServer:
         raise RuntimeError(f"tritonserver not ready after {READY_TIMEOUT_S:.0f}s:\n{tail}")
 
     def log_tail(self, lines: int = 40) -> str:
-        """The last `lines` lines of the server's log."""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        """The server log's error lines (glog's "E" prefix), then its last `lines` lines."""
+        log = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join([line for line in log if line.startswith("E")] + log[-lines:])
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after STOP_TIMEOUT_S) and remove its folder and log."""

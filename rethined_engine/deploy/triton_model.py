@@ -2,7 +2,7 @@
 copies this file to `<repository>/<model>/<version>/model.py`.
 
 One request: IMAGE uint8 (H, W, 3) RGB and MASK uint8 (H, W), nonzero = fill, of any H and W; one response:
-IMAGE uint8 (H, W, 3), the bytes `Engine().inpaint(image, mask)` returns. A request the Engine refuses (a
+INPAINTED uint8 (H, W, 3), the bytes `Engine().inpaint(image, mask)` returns. A request the Engine refuses (a
 mask of another size, an empty image) gets an error response carrying the Engine's message; the model
 stays loaded. The Engine's settings come from the `parameters` of config.pbtxt (`triton_repo.PARAMETERS`)
 and its device from the instance group: KIND_GPU -> "cuda:<device id>", KIND_CPU -> "cpu", KIND_MODEL ->

@@ -4,7 +4,7 @@ Layout, for `TritonRepoConfig(model_name="rethined")`:
 
     DIR/rethined/config.pbtxt          backend "python", max_batch_size 0 (images of any size: no batching
                                        across requests); IMAGE uint8 [-1, -1, 3] and MASK uint8 [-1, -1] in,
-                                       IMAGE uint8 [-1, -1, 3] out; instance group and Engine parameters
+                                       INPAINTED uint8 [-1, -1, 3] out; instance group and Engine parameters
     DIR/rethined/1/model.py            a copy of rethined_engine/deploy/triton_model.py
     DIR/rethined/1/weights.safetensors only with `weights`: a copy of that file
 
@@ -19,11 +19,13 @@ from pathlib import Path
 
 INPUT_IMAGE = "IMAGE"            # uint8 (H, W, 3) RGB
 INPUT_MASK = "MASK"              # uint8 (H, W), nonzero = fill
-OUTPUT_IMAGE = "IMAGE"           # uint8 (H, W, 3): the inpainted image
+OUTPUT_IMAGE = "INPAINTED"       # uint8 (H, W, 3); not "IMAGE": an ensemble whose output reuses its input's name
+                                 # loads in Triton 2.51 but its HTTP responses do not decode
 MODEL_VERSION = "1"
 WEIGHTS_FILE = "weights.safetensors"   # in the version folder, when the repository carries its own weights
 PARAMETERS = ("backend", "style", "weights")   # config.pbtxt parameters model.py reads; "" = the Engine's default
 INSTANCE_KINDS = {"cpu": "KIND_CPU", "cuda": "KIND_GPU"}
+LR_PLATFORMS = ("onnxruntime_onnx", "python")   # the ensemble's LR runner; python: onnxruntime in the Python backend
 SERVED_BACKENDS = ("torch", "native", "triton")  # Engine backends that load from weights (tensorrt needs a plan)
 MODEL_SOURCE = Path(__file__).with_name("triton_model.py")
 
@@ -37,7 +39,9 @@ class TritonRepoConfig:
     (each holds its own weights; Triton runs them concurrently). backend: an Engine backend (None: the
     Engine's default for the device). style: a `config.STYLES` name (None: the weights' own settings).
     weights: a .safetensors file copied into the repository (None: the weights shipped with the installed
-    rethined_engine).
+    rethined_engine). ensemble: also write the ensemble prep -> ONNX LR network -> HR stage
+    (`triton_ensemble`; the weights' own settings, so no style); lr_platform: its LR model's runner,
+    "onnxruntime_onnx" (Triton's onnxruntime backend) or "python" (onnxruntime in the Python backend).
     """
 
     model_name: str = "rethined"
@@ -46,6 +50,8 @@ class TritonRepoConfig:
     backend: str | None = None
     style: str | None = None
     weights: Path | None = None
+    ensemble: bool = False
+    lr_platform: str = "onnxruntime_onnx"
 
     def __post_init__(self) -> None:
         from ..config import STYLES
@@ -62,6 +68,11 @@ class TritonRepoConfig:
             raise ValueError(f"style: expected one of {sorted(STYLES)} or None, got {self.style!r}")
         if self.weights is not None and not Path(self.weights).is_file():
             raise FileNotFoundError(f"weights: no such file: {self.weights}")
+        if self.lr_platform not in LR_PLATFORMS:
+            raise ValueError(f"lr_platform: expected one of {LR_PLATFORMS}, got {self.lr_platform!r}")
+        if self.ensemble and self.style is not None:
+            raise ValueError(f"style: the ensemble runs the ONNX graph of the weights' own settings; got style="
+                             f"{self.style!r} with ensemble=True (export the weights of that style instead)")
 
 
 def config_pbtxt(config: TritonRepoConfig) -> str:
@@ -98,8 +109,9 @@ def engine_arguments(parameters: dict, version_dir: Path) -> dict:
 
 
 def write_triton_repo(directory: str | Path, config: TritonRepoConfig = TritonRepoConfig()) -> Path:
-    """Write the model `config.model_name` into the model repository `directory` (created if missing; other
-    models in it are left alone; this model's files are replaced). Returns the model's folder."""
+    """Write the model `config.model_name` (and with `config.ensemble` the ensemble `triton_ensemble` writes)
+    into the model repository `directory` (created if missing; other models in it are left alone; these
+    models' files are replaced). Returns the Python-backend model's folder."""
     model_dir = Path(directory) / config.model_name
     version_dir = model_dir / MODEL_VERSION
     version_dir.mkdir(parents=True, exist_ok=True)
@@ -110,4 +122,7 @@ def write_triton_repo(directory: str | Path, config: TritonRepoConfig = TritonRe
         shutil.copyfile(config.weights, weights_copy)
     elif weights_copy.exists():
         weights_copy.unlink()
+    if config.ensemble:
+        from .triton_ensemble import write_ensemble
+        write_ensemble(directory, config)
     return model_dir
