@@ -174,3 +174,117 @@ def test_cli_export_triton_repo(tmp_path, capsys):
         cli_main(["export", "torchscript", str(tmp_path / "m.pt"), "--instances", "2"])
     with pytest.raises(SystemExit, match="instances: expected an int >= 1"):
         cli_main(["export", "triton-repo", str(tmp_path), "--instances", "0"])
+
+
+# --- the ensemble: prep -> LR network -> HR ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ensemble_repo(tmp_path_factory):
+    """A repository with the ensemble, its LR step on onnxruntime in the Python backend."""
+    pytest.importorskip("onnx")
+    directory = tmp_path_factory.mktemp("ensemble")
+    write_triton_repo(directory, TritonRepoConfig(ensemble=True, lr_platform="python"))
+    return directory
+
+
+def deployed_pipeline(onnx_path):
+    """The torch-free pipeline over the same graph, in this process (the ensemble's reference)."""
+    ort = pytest.importorskip("onnxruntime")
+    from rethined_engine.deploy.graph_spec import INPUT_NAMES
+    from rethined_engine.deploy.pipeline import DeployedPipeline, LRSizeRange
+    from rethined_engine.weights import load_model
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    runner = lambda inputs: tuple(session.run(None, dict(zip(INPUT_NAMES, inputs))))  # noqa: E731
+    return DeployedPipeline(load_model().cfg, runner, LRSizeRange((1, 1), (ANY_LR_SIDE, ANY_LR_SIDE)))
+
+
+ANY_LR_SIDE = 1 << 16   # the dynamic graph takes any LR size
+
+
+def load_stage(directory, name, monkeypatch):
+    """An ensemble step's model.py, imported with the stand-in backend utilities and initialised."""
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake_backend_utils())
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", directory / name / MODEL_VERSION / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    stage = name.rsplit("_", 1)[1]
+    model.initialize({"model_config": json.dumps({"parameters": {"stage": {"string_value": stage}}}),
+                      "model_repository": str(directory / name), "model_version": MODEL_VERSION,
+                      "model_instance_kind": "CPU", "model_instance_device_id": "0"})
+    return model
+
+
+def run_ensemble(models, image, mask):
+    """prep -> lr -> hr as the ensemble's steps map their tensors; the first error response ends the request."""
+    tensors = {INPUT_IMAGE: image, INPUT_MASK: mask}
+    for model in models:
+        (response,) = model.execute([[FakeTensor(name, array) for name, array in tensors.items()]])
+        if response.error is not None:
+            return response.error
+        tensors.update({tensor.name(): tensor.as_numpy() for tensor in response.output_tensors})
+    return tensors[OUTPUT_IMAGE]
+
+
+def test_ensemble_steps_match_deployed_pipeline(ensemble_repo, monkeypatch):
+    from rethined_engine.deploy.triton_ensemble import ONNX_FILE, stage_names
+
+    names = stage_names(TritonRepoConfig.model_name)
+    models = [load_stage(ensemble_repo, names[stage], monkeypatch) for stage in ("prep", "lr", "hr")]
+    reference = deployed_pipeline(ensemble_repo / names["lr"] / MODEL_VERSION / ONNX_FILE)
+    rng = np.random.default_rng()
+    for height, width in ((37, 53), (333, 600)):
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        mask = np.zeros((height, width), np.uint8)
+        mask[height // 4:height // 2, width // 3:width // 2] = rng.integers(1, 256)
+        result = run_ensemble(models, image, mask)
+        assert result.dtype == np.uint8 and np.array_equal(result, reference.inpaint(image, mask))
+    assert np.array_equal(run_ensemble(models, image, np.zeros_like(mask)), image)
+    error = run_ensemble(models, image, mask[:-1])
+    assert error.code() == FakeTritonError.INVALID_ARG and error.message().startswith("mask: shape (332, 600)")
+
+
+def test_ensemble_configs_parse_and_connect(ensemble_repo):
+    model_config_pb2 = pytest.importorskip(
+        "tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] is not in this environment (see above)")
+    from google.protobuf import text_format
+
+    import onnx
+
+    from rethined_engine.deploy.triton_ensemble import stage_configs, stage_names
+
+    def parse(text):
+        return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+    names = stage_names(TritonRepoConfig.model_name)
+    ensemble = parse((ensemble_repo / names["ensemble"] / "config.pbtxt").read_text())
+    steps = {name: parse((ensemble_repo / name / "config.pbtxt").read_text()) for name in
+             (names["prep"], names["lr"], names["hr"])}
+    assert ensemble.platform == "ensemble" and [t.name for t in ensemble.input] == [INPUT_IMAGE, INPUT_MASK]
+    available = {t.name for t in ensemble.input}
+    for step in ensemble.ensemble_scheduling.step:   # every step reads tensors that exist, writes its outputs
+        model = steps[step.model_name]
+        assert set(step.input_map) == {t.name for t in model.input}
+        assert set(step.input_map.values()) <= available
+        assert set(step.output_map) == {t.name for t in model.output}
+        available |= set(step.output_map.values())
+    assert [t.name for t in ensemble.output] == [OUTPUT_IMAGE] and OUTPUT_IMAGE in available
+    graph = onnx.load(str(ensemble_repo / names["lr"] / MODEL_VERSION / "model.onnx"), load_external_data=False)
+    lr = steps[names["lr"]]
+    triton_type = {onnx.TensorProto.FLOAT: model_config_pb2.DataType.TYPE_FP32,
+                   onnx.TensorProto.INT32: model_config_pb2.DataType.TYPE_INT32}
+    for declared, in_graph in ((lr.input, graph.graph.input), (lr.output, graph.graph.output)):
+        assert [(t.name, t.data_type, len(t.dims)) for t in declared] == [
+            (t.name, triton_type[t.type.tensor_type.elem_type], len(t.type.tensor_type.shape.dim)) for t in in_graph]
+    onnx_platform = parse(stage_configs(TritonRepoConfig(ensemble=True, device="cuda"))[names["lr"]])
+    assert onnx_platform.platform == "onnxruntime_onnx" and not onnx_platform.backend
+    assert onnx_platform.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+
+
+def test_ensemble_refuses_style():
+    with pytest.raises(ValueError, match="style: the ensemble runs the ONNX graph"):
+        TritonRepoConfig(ensemble=True, style="smooth")
+    with pytest.raises(ValueError, match="lr_platform"):
+        TritonRepoConfig(ensemble=True, lr_platform="tensorrt_plan")
