@@ -1,6 +1,9 @@
 """A real Triton Inference Server (the `tritonserver` of the nvidia-pytriton wheel) loads the repository
 `rethined export triton-repo` writes and answers on 127.0.0.1 with the bytes of `Engine().inpaint`.
 
+The ensemble (prep -> LR network -> HR) runs with its LR step on onnxruntime inside the Python backend: the
+wheel has no onnxruntime backend, so the "onnxruntime_onnx" LR config is only parsed (test_triton_repo.py).
+
 Marked `tritonserver`; skipped where nvidia-pytriton or tritonclient is not installed (the main venv: the wheel
 pins numpy<2). docs/scale-out.md (Triton Inference Server) sets up .venv-triton and runs this file.
 """
@@ -11,7 +14,8 @@ from PIL import Image
 from rethined_engine import Engine
 from rethined_engine.cli import SAMPLE_IMAGE, SAMPLE_MASK
 from rethined_engine.deploy.triton_local import LocalTritonServer, find_pytriton_server
-from rethined_engine.deploy.triton_repo import TritonRepoConfig, write_triton_repo
+from rethined_engine.deploy.triton_ensemble import ONNX_FILE, stage_names
+from rethined_engine.deploy.triton_repo import MODEL_VERSION, TritonRepoConfig, write_triton_repo
 from rethined_engine.weights import DEFAULT_WEIGHTS
 
 triton_http = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
@@ -21,17 +25,20 @@ if find_pytriton_server() is None:
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from rethined_engine.deploy.triton_client import inpaint_remote, main as client_main  # noqa: E402
+from test_triton_repo import deployed_pipeline  # noqa: E402
 
 pytestmark = pytest.mark.tritonserver
 SAMPLE_WIDTH = 192          # the shipped photo and mask, resized to this width (aspect kept)
 SMOOTH_MODEL = "rethined_smooth"
+ENSEMBLE = stage_names(TritonRepoConfig.model_name)
 HTTP_BAD_REQUEST = "400"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     repository = tmp_path_factory.mktemp("triton_repository")
-    write_triton_repo(repository)
+    pytest.importorskip("onnx")
+    write_triton_repo(repository, TritonRepoConfig(ensemble=True, lr_platform="python"))
     write_triton_repo(repository, TritonRepoConfig(model_name=SMOOTH_MODEL, style="smooth", weights=DEFAULT_WEIGHTS))
     with LocalTritonServer(repository) as running:
         yield running
@@ -103,3 +110,14 @@ def test_client_example(server, tmp_path, capsys):
     assert np.array_equal(np.asarray(Image.open(out)), Engine().inpaint(image, mask))
     assert client_main([str(tmp_path / "image.png"), str(SAMPLE_MASK), "-o", str(out), "--url", server.http_url]) == 1
     assert "refused the request: [400] mask: shape" in capsys.readouterr().err
+
+
+def test_ensemble_answers_with_deployed_pipeline_bytes(server, client):
+    reference = deployed_pipeline(server.repository / ENSEMBLE["lr"] / MODEL_VERSION / ONNX_FILE)
+    for image, mask in (sample_inputs(), random_inputs(53, 75)):
+        result = inpaint_remote(client, image, mask, ENSEMBLE["ensemble"])
+        assert np.array_equal(result, reference.inpaint(image, mask))
+    with pytest.raises(InferenceServerException) as mismatch:
+        inpaint_remote(client, image, mask[:-1], ENSEMBLE["ensemble"])
+    assert mismatch.value.status() == HTTP_BAD_REQUEST and "mask: shape (52, 75)" in mismatch.value.message()
+    assert client.is_server_ready() and client.is_model_ready(ENSEMBLE["ensemble"])
