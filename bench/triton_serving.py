@@ -1,6 +1,7 @@
 """Latency of `Engine.inpaint` served by Triton Inference Server (the model `rethined export triton-repo`
 writes, on the nvidia-pytriton wheel's `tritonserver` at 127.0.0.1, HTTP with binary tensors) against the
-same call in-process, on the same inputs.
+same call in-process, on the same inputs; and of the ensemble (`--ensemble`, its LR step on onnxruntime in
+the Python backend: the wheel has no onnxruntime backend).
 
     .venv-triton/bin/python -m bench.triton_serving [--sizes 384x512,1080x1920] [--repeats 5]
 
@@ -9,10 +10,12 @@ Inputs: the shipped sample photo and its mask resized to each size. Each size: -
 --repeats timed calls, in-process first, then through the server (the two never run at once); the median
 and minimum of each and their difference (request encoding, localhost HTTP, Triton and the Python
 backend's shared-memory hand-over); Triton's own statistics per stage over the served calls (warm-up
-included): queue, compute_input, compute_infer (model.py's execute: the Engine), compute_output. Also:
-the server's start-up to ready (process start, model.py import, Engine load). Both Engines run on the CPU with torch's default threads. Writes
-bench/results/triton-serving-cpu.json (--out: elsewhere) with bench.env.run_environment and the load average
-before each size (the machine may be shared).
+included): queue, compute_input, compute_infer (model.py's execute: the Engine), compute_output; the
+ensemble's median and each step's compute_infer, and the fraction of its output values more than one
+level off the Engine's (top-K near-ties of the ONNX graph). Also: the server's start-up to ready (process
+start, every model.py import, Engine load, ONNX session). Both Engines run on the CPU with torch's default
+threads. Writes bench/results/triton-serving-cpu.json (--out: elsewhere) with bench.env.run_environment and
+the load average before each size (the machine may be shared).
 """
 from __future__ import annotations
 
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     from rethined_engine.deploy.tensorrt_build import parse_size
     from rethined_engine.deploy.triton_client import inpaint_remote
     from rethined_engine.deploy.triton_local import LocalTritonServer
-    from rethined_engine.deploy.triton_repo import write_triton_repo
+    from rethined_engine.deploy.triton_ensemble import STAGES, stage_names
+    from rethined_engine.deploy.triton_repo import TritonRepoConfig, write_triton_repo
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="384x512,1080x1920", help="HxW image sizes, comma-separated")
@@ -88,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     engine = Engine(device=DEVICE)
     rows = []
     with tempfile.TemporaryDirectory() as repository:
-        model_name = write_triton_repo(repository).name
+        model_name = write_triton_repo(repository, TritonRepoConfig(ensemble=True, lr_platform="python")).name
+        ensemble = stage_names(model_name)
         start = time.perf_counter()
         with LocalTritonServer(repository) as server:
             startup_s = time.perf_counter() - start
@@ -102,16 +107,27 @@ def main(argv: list[str] | None = None) -> None:
                     before = server_stats(client, model_name)
                     served = timed_ms(lambda: inpaint_remote(client, image, mask), args.warmup, args.repeats)
                     stages = stage_means_ms(before, server_stats(client, model_name))
-                    same = bool(np.array_equal(inpaint_remote(client, image, mask), engine.inpaint(image, mask)))
+                    expected = engine.inpaint(image, mask)
+                    same = bool(np.array_equal(inpaint_remote(client, image, mask), expected))
+                    before = {stage: server_stats(client, ensemble[stage]) for stage in STAGES}
+                    chained = timed_ms(lambda: inpaint_remote(client, image, mask, ensemble["ensemble"]), args.warmup,
+                                       args.repeats)
+                    steps = {stage: stage_means_ms(before[stage], server_stats(client, ensemble[stage]))
+                             ["compute_infer"] for stage in STAGES}
+                    off = np.abs(inpaint_remote(client, image, mask, ensemble["ensemble"]).astype(np.int16) - expected)
                     rows.append({"height": height, "width": width, "load_average_1min": load,
                                  "in_process_ms": local, "served_ms": served,
                                  "in_process_median_ms": statistics.median(local),
                                  "served_median_ms": statistics.median(served),
                                  "overhead_median_ms": statistics.median(served) - statistics.median(local),
                                  "overhead_min_ms": min(served) - min(local),
-                                 "server_stage_mean_ms": stages, "same_bytes": same})
+                                 "server_stage_mean_ms": stages, "same_bytes": same,
+                                 "ensemble_ms": chained, "ensemble_median_ms": statistics.median(chained),
+                                 "ensemble_step_compute_infer_mean_ms": steps,
+                                 "ensemble_fraction_off_by_more_than_1": float((off > 1).mean())})
                     print(f"{height}x{width}: in-process {statistics.median(local):.1f} ms, served "
-                          f"{statistics.median(served):.1f} ms (median of {args.repeats}), same bytes: {same}")
+                          f"{statistics.median(served):.1f} ms, ensemble {statistics.median(chained):.1f} ms "
+                          f"(medians of {args.repeats}), same bytes: {same}")
             finally:
                 client.close()
     from importlib.metadata import version
