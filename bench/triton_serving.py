@@ -3,19 +3,19 @@ writes, on the nvidia-pytriton wheel's `tritonserver` at 127.0.0.1, HTTP with bi
 same call in-process, on the same inputs; and of the ensemble (`--ensemble`, its LR step on onnxruntime in
 the Python backend: the wheel has no onnxruntime backend).
 
-    .venv-triton/bin/python -m bench.triton_serving [--sizes 384x512,1080x1920] [--repeats 5]
+    .venv-triton/bin/python -m bench.triton_serving [--sizes 384x512,1080x1920] [--warmup 3] [--repeats 10]
 
 Runs in an environment with nvidia-pytriton and tritonclient[http] (docs/scale-out.md: .venv-triton).
 Inputs: the shipped sample photo and its mask resized to each size. Each size: --warmup untimed calls, then
 --repeats timed calls, in-process first, then through the server (the two never run at once); the median
 and minimum of each and their difference (request encoding, localhost HTTP, Triton and the Python
-backend's shared-memory hand-over); Triton's own statistics per stage over the served calls (warm-up
-included): queue, compute_input, compute_infer (model.py's execute: the Engine), compute_output; the
-ensemble's median and each step's compute_infer, and the fraction of its output values more than one
-level off the Engine's (top-K near-ties of the ONNX graph). Also: the server's start-up to ready (process
-start, every model.py import, Engine load, ONNX session). Both Engines run on the CPU with torch's default
-threads. Writes bench/results/triton-serving-cpu.json (--out: elsewhere) with bench.env.run_environment and
-the load average before each size (the machine may be shared).
+backend's shared-memory hand-over); Triton's own statistics per stage over the timed served calls: queue,
+compute_input, compute_infer (model.py's execute: the Engine), compute_output; the ensemble's median,
+each step's compute_infer, and the fraction of its output values more than one level off the Engine's
+(top-K near-ties of the ONNX graph). Also: the server's start-up to ready (process start, every model.py
+import, Engine load, ONNX session). Both Engines run on the CPU with torch's default threads. Writes
+bench/results/triton-serving-cpu.json (--out: elsewhere) with bench.env.run_environment and the load
+average before each size (the machine may be shared).
 """
 from __future__ import annotations
 
@@ -46,10 +46,11 @@ def sample_at(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
                 np.asarray(mask.convert("L").resize((width, height), Image.NEAREST)))
 
 
-def timed_ms(call, warmup: int, repeats: int) -> list[float]:
-    """`warmup` untimed calls, then `repeats` timed calls; wall milliseconds of each."""
+def timed_ms(call, warmup: int, repeats: int, after_warmup=lambda: None) -> list[float]:
+    """`warmup` untimed calls, `after_warmup()`, then `repeats` timed calls; wall milliseconds of each."""
     for _ in range(warmup):
         call()
+    after_warmup()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -104,14 +105,16 @@ def main(argv: list[str] | None = None) -> None:
                     image, mask = sample_at(height, width)
                     load = os.getloadavg()[0]
                     local = timed_ms(lambda: engine.inpaint(image, mask), args.warmup, args.repeats)
-                    before = server_stats(client, model_name)
-                    served = timed_ms(lambda: inpaint_remote(client, image, mask), args.warmup, args.repeats)
+                    before = {}
+                    served = timed_ms(lambda: inpaint_remote(client, image, mask), args.warmup, args.repeats,
+                                      lambda: before.update(server_stats(client, model_name)))
                     stages = stage_means_ms(before, server_stats(client, model_name))
                     expected = engine.inpaint(image, mask)
                     same = bool(np.array_equal(inpaint_remote(client, image, mask), expected))
-                    before = {stage: server_stats(client, ensemble[stage]) for stage in STAGES}
+                    before = {}
                     chained = timed_ms(lambda: inpaint_remote(client, image, mask, ensemble["ensemble"]), args.warmup,
-                                       args.repeats)
+                                       args.repeats, lambda: before.update({stage: server_stats(client, ensemble[stage])
+                                                                           for stage in STAGES}))
                     steps = {stage: stage_means_ms(before[stage], server_stats(client, ensemble[stage]))
                              ["compute_infer"] for stage in STAGES}
                     off = np.abs(inpaint_remote(client, image, mask, ensemble["ensemble"]).astype(np.int16) - expected)
