@@ -188,6 +188,9 @@ def ensemble_repo(tmp_path_factory):
     return directory
 
 
+ANY_LR_SIDE = 1 << 16   # the dynamic graph takes any LR size
+
+
 def deployed_pipeline(onnx_path):
     """The torch-free pipeline over the same graph, in this process (the ensemble's reference)."""
     ort = pytest.importorskip("onnxruntime")
@@ -198,9 +201,6 @@ def deployed_pipeline(onnx_path):
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     runner = lambda inputs: tuple(session.run(None, dict(zip(INPUT_NAMES, inputs))))  # noqa: E731
     return DeployedPipeline(load_model().cfg, runner, LRSizeRange((1, 1), (ANY_LR_SIDE, ANY_LR_SIDE)))
-
-
-ANY_LR_SIDE = 1 << 16   # the dynamic graph takes any LR size
 
 
 def load_stage(directory, name, monkeypatch):

@@ -53,11 +53,16 @@ def find_pytriton_server() -> PytritonServer | None:
     return server if server.binary.is_file() and server.stub.is_file() else None
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOCALHOST, 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports on 127.0.0.1 that nothing listens on now."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:   # all bound at once, so the system hands out distinct ports
+            sock.bind((LOCALHOST, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 class LocalTritonServer:
@@ -71,7 +76,7 @@ class LocalTritonServer:
             raise FileNotFoundError("nvidia-pytriton: not installed in this environment (or no stub for CPython "
                                     f"{sys.version_info.major}.{sys.version_info.minor}); pip install nvidia-pytriton")
         self.repository = Path(repository)
-        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
         self.http_url = f"{LOCALHOST}:{self.http_port}"
         self._workdir = Path(tempfile.mkdtemp(prefix="tritonserver-"))
         self.log_path = self._workdir / "tritonserver.log"
