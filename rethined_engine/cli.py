@@ -12,12 +12,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .config import STYLES
+from .deploy.triton_repo import INSTANCE_KINDS, LR_PLATFORMS, SERVED_BACKENDS, TritonRepoConfig, write_triton_repo
 
 ASSETS = Path(__file__).parent / "assets"
 SAMPLE_IMAGE = ASSETS / "sample.jpg"
 SAMPLE_MASK = ASSETS / "sample_mask.png"
 JPEG_QUALITY = 95
-TRITON_DEFAULTS = ("rethined", None, 1, None, False, "onnxruntime_onnx")  # export's triton-repo-only options
+TRITON_DEFAULTS = (TritonRepoConfig.model_name, None, TritonRepoConfig.instances, None, TritonRepoConfig.ensemble,
+                   TritonRepoConfig.lr_platform)   # export's triton-repo-only options, unset
 BENCHMARKS = ("quality", "detail_correlation", "latency", "native_stages", "kernels")  # modules of rethined_engine.bench (the repository's bench/)
 
 
@@ -101,8 +103,6 @@ def run_export_torchscript(out_path: Path, style: str | None, weights: Path | No
 def run_export_triton_repo(out_dir: Path, args: argparse.Namespace) -> None:
     import importlib.util
 
-    from .deploy.triton_repo import TritonRepoConfig, write_triton_repo
-
     if args.ensemble and importlib.util.find_spec("onnx") is None:
         raise SystemExit("error: --ensemble exports the LR network as ONNX and needs the onnx package: "
                          "pip install 'rethined_engine[onnx]'")
@@ -140,16 +140,17 @@ def main(argv: list[str] | None = None) -> int:
                         "repository folder (triton-repo)")
     export.add_argument("--style", choices=sorted(STYLES), default=None, help="torchscript, triton-repo: inference "
                         "style (default: the weights' own, as Engine())")
-    export.add_argument("--model-name", default="rethined", help="triton-repo: the model's name (default rethined)")
-    export.add_argument("--device", choices=("cpu", "cuda"), default=None, help="triton-repo: instance kind, "
+    export.add_argument("--model-name", default=TritonRepoConfig.model_name, help="triton-repo: the model's name "
+                        f"(default {TritonRepoConfig.model_name})")
+    export.add_argument("--device", choices=sorted(INSTANCE_KINDS), default=None, help="triton-repo: instance kind, "
                         "KIND_CPU or KIND_GPU (default cpu)")
-    export.add_argument("--instances", type=int, default=1, help="triton-repo: Engine instances per device "
-                        "(default 1)")
-    export.add_argument("--backend", choices=("torch", "native", "triton"), default=None, help="triton-repo: "
+    export.add_argument("--instances", type=int, default=TritonRepoConfig.instances, help="triton-repo: Engine "
+                        f"instances per device (default {TritonRepoConfig.instances})")
+    export.add_argument("--backend", choices=SERVED_BACKENDS, default=None, help="triton-repo: "
                         "Engine backend (default: the Engine's for the device)")
     export.add_argument("--ensemble", action="store_true", help="triton-repo: also an ensemble, host preparation -> "
                         "ONNX LR network -> HR stage (needs onnx; the weights' own settings)")
-    export.add_argument("--lr-platform", choices=("onnxruntime_onnx", "python"), default="onnxruntime_onnx",
+    export.add_argument("--lr-platform", choices=LR_PLATFORMS, default=TritonRepoConfig.lr_platform,
                         help="triton-repo --ensemble: the LR network on Triton's onnxruntime backend (default) or "
                         "onnxruntime in the Python backend")
     export.add_argument("--size", default="2048x2048", help="image size HxW in pixels (default 2048x2048); "

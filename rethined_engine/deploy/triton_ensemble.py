@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from .graph_spec import INPUT_NAMES, METADATA_CONFIG, OUTPUT_NAMES, read_metadata
-from .triton_repo import INPUT_IMAGE, INPUT_MASK, MODEL_VERSION, OUTPUT_IMAGE, TritonRepoConfig
+from .triton_repo import INPUT_IMAGE, INPUT_MASK, INSTANCE_KINDS, MODEL_VERSION, OUTPUT_IMAGE, TritonRepoConfig
 
 STAGES = ("prep", "lr", "hr")
 STAGE_PARAMETER = "stage"
@@ -27,7 +27,7 @@ ONNX_FILE = "model.onnx"
 CONFIG_FILE = "model_config.json"
 STAGE_SOURCE = Path(__file__).with_name("triton_stage_model.py")
 EXAMPLE_SIZE = (512, 512)   # the image size the dynamic ONNX graph is traced at (any LR size runs)
-INSTANCE_KIND_CPU = "KIND_CPU"   # prep and hr are numpy on the host
+INSTANCE_KIND_CPU = INSTANCE_KINDS["cpu"]   # prep and hr are numpy on the host
 LR_INPUT_DIMS = {"image": "-1, 3, -1, -1", "mask": "-1, 1, -1, -1", "key_inside": "-1, 1, -1, -1"}
 LR_OUTPUTS = {"lr_result": ("TYPE_FP32", "-1, 3, -1, -1"), "topk_weight": ("TYPE_FP32", "-1, -1, -1"),
               "topk_fine_weight": ("TYPE_FP32", "-1, -1, -1"), "topk_index": ("TYPE_INT32", "-1, -1, -1")}
@@ -80,7 +80,7 @@ def ensemble_pbtxt(config: TritonRepoConfig) -> str:
 def stage_configs(config: TritonRepoConfig) -> dict[str, str]:
     """config.pbtxt text of the prep, lr and hr models, by model name."""
     names = stage_names(config.model_name)
-    lr_kind = {"cpu": INSTANCE_KIND_CPU, "cuda": "KIND_GPU"}[config.device]
+    lr_kind = INSTANCE_KINDS[config.device]
     lr_outputs = {name: LR_OUTPUTS[name] for name in OUTPUT_NAMES}
     return {
         names["prep"]: _model_config(names["prep"], INSTANCE_KIND_CPU, config.instances, IMAGE_INPUTS, LR_INPUTS,

@@ -51,7 +51,7 @@ class TritonRepoConfig:
     style: str | None = None
     weights: Path | None = None
     ensemble: bool = False
-    lr_platform: str = "onnxruntime_onnx"
+    lr_platform: str = LR_PLATFORMS[0]
 
     def __post_init__(self) -> None:
         from ..config import STYLES
