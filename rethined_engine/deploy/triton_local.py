@@ -6,6 +6,9 @@ backend (pytriton/tritonserver/backends/python) and one Python-backend stub per 
 (pytriton/tritonserver/python_backend_stubs/3.X). `LocalTritonServer` assembles a backend folder with the
 stub of the running interpreter's version and starts the server with this interpreter's environment first on
 PATH: the stub runs the `python3` it finds there, so model.py imports what this environment has installed.
+The stub links libpython3.X.so.1.0; this interpreter's own, where it is a shared build, goes first on
+LD_LIBRARY_PATH, so the stub does not run another patch release's libpython (e.g. the system's) with this
+environment's standard library.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass
@@ -101,10 +105,12 @@ class LocalTritonServer:
                 f"--exit-timeout-secs={EXIT_TIMEOUT_S}"]
 
     def environment(self) -> dict[str, str]:
-        """This process's environment with the wheel's libraries on LD_LIBRARY_PATH and this interpreter's bin
-        folder first on PATH (where the stub finds python3)."""
+        """This process's environment with this interpreter's libpython (if shared) and the wheel's libraries on
+        LD_LIBRARY_PATH and this interpreter's bin folder first on PATH (where the stub finds python3)."""
         env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(self.server.libraries),
+        libdir, soname = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+        own_libpython = libdir if libdir and soname and (Path(libdir) / soname).is_file() else None
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [own_libpython, str(self.server.libraries),
                                                                 env.get("LD_LIBRARY_PATH")]))
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         return env
