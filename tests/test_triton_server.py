@@ -7,6 +7,8 @@ wheel has no onnxruntime backend, so the "onnxruntime_onnx" LR config is only pa
 Marked `tritonserver`; skipped where nvidia-pytriton or tritonclient is not installed (the main venv: the wheel
 pins numpy<2). docs/scale-out.md (Triton Inference Server) sets up .venv-triton and runs this file.
 """
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -30,6 +32,7 @@ from test_triton_repo import deployed_pipeline  # noqa: E402
 pytestmark = pytest.mark.tritonserver
 SAMPLE_WIDTH = 192          # the shipped photo and mask, resized to this width (aspect kept)
 SMOOTH_MODEL = "rethined_smooth"
+PAIR_MODEL, PAIR_INSTANCES = "rethined_pair", 2
 ENSEMBLE = stage_names(TritonRepoConfig.model_name)
 HTTP_BAD_REQUEST = "400"
 
@@ -40,6 +43,7 @@ def server(tmp_path_factory):
     pytest.importorskip("onnx")
     write_triton_repo(repository, TritonRepoConfig(ensemble=True, lr_platform="python"))
     write_triton_repo(repository, TritonRepoConfig(model_name=SMOOTH_MODEL, style="smooth", weights=DEFAULT_WEIGHTS))
+    write_triton_repo(repository, TritonRepoConfig(model_name=PAIR_MODEL, instances=PAIR_INSTANCES))
     with LocalTritonServer(repository) as running:
         yield running
 
@@ -121,3 +125,22 @@ def test_ensemble_answers_with_deployed_pipeline_bytes(server, client):
         inpaint_remote(client, image, mask[:-1], ENSEMBLE["ensemble"])
     assert mismatch.value.status() == HTTP_BAD_REQUEST and "mask: shape (52, 75)" in mismatch.value.message()
     assert client.is_server_ready() and client.is_model_ready(ENSEMBLE["ensemble"])
+
+
+def test_concurrent_requests_on_two_instances(server):
+    inputs = [random_inputs(40 + 7 * i, 60 + 11 * i) for i in range(2 * PAIR_INSTANCES)]
+
+    def request(pair):
+        connection = triton_http.InferenceServerClient(server.http_url)
+        try:
+            return inpaint_remote(connection, *pair, PAIR_MODEL)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(len(inputs)) as pool:
+        results = list(pool.map(request, inputs))
+    engine = Engine()
+    assert all(np.array_equal(result, engine.inpaint(image, mask)) for result, (image, mask) in zip(results, inputs))
+    with triton_http.InferenceServerClient(server.http_url) as connection:
+        config = connection.get_model_config(PAIR_MODEL)
+    assert config["instance_group"][0]["count"] == PAIR_INSTANCES
