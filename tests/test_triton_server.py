@@ -144,3 +144,20 @@ def test_concurrent_requests_on_two_instances(server):
     with triton_http.InferenceServerClient(server.http_url) as connection:
         config = connection.get_model_config(PAIR_MODEL)
     assert config["instance_group"][0]["count"] == PAIR_INSTANCES
+
+
+def test_grpc_requests(server, tmp_path):
+    triton_grpc = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed")
+    image, mask = random_inputs(44, 66)
+    with triton_grpc.InferenceServerClient(server.grpc_url) as connection:
+        assert np.array_equal(inpaint_remote(connection, image, mask), Engine().inpaint(image, mask))
+        with pytest.raises(InferenceServerException) as mismatch:
+            inpaint_remote(connection, image, mask[:-4])
+        assert mismatch.value.status() == "StatusCode.INVALID_ARGUMENT"
+        assert "mask: shape (40, 66) does not match the image size 44x66" in mismatch.value.message()
+        assert connection.is_server_ready()
+    Image.fromarray(image).save(tmp_path / "image.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert client_main([str(tmp_path / "image.png"), str(tmp_path / "mask.png"), "-o", str(tmp_path / "out.png"),
+                        "--protocol", "grpc", "--url", server.grpc_url]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), Engine().inpaint(image, mask))

@@ -1,13 +1,15 @@
 """Inpaint an image through a Triton Inference Server that serves a `rethined export triton-repo` repository.
 
-    python -m rethined_engine.deploy.triton_client IMAGE MASK -o OUT.png [--url 127.0.0.1:8000] [--model rethined]
+    python -m rethined_engine.deploy.triton_client IMAGE MASK -o OUT.png [--protocol http|grpc] [--url HOST:PORT]
+        [--model rethined]
 
-Needs `tritonclient[http]`. The image is sent as RGB uint8 (H, W, 3), the mask as its luma uint8 (H, W) (nonzero =
+Needs `tritonclient[http]` (or `[grpc]`). The image is sent as RGB uint8 (H, W, 3), the mask as its luma uint8 (H, W) (nonzero =
 fill, as `rethined inpaint` reads it); the answer is the bytes `Engine().inpaint` returns on the server.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -17,25 +19,26 @@ from PIL import Image
 
 from .triton_repo import INPUT_IMAGE, INPUT_MASK, OUTPUT_IMAGE, TritonRepoConfig
 
-DEFAULT_URL = "127.0.0.1:8000"     # tritonserver's default HTTP port
+DEFAULT_URLS = {"http": "127.0.0.1:8000", "grpc": "127.0.0.1:8001"}   # tritonserver's default ports
 TRITON_UINT8 = "UINT8"
 
 
 def inpaint_remote(client, image: np.ndarray, mask: np.ndarray,
                    model_name: str = TritonRepoConfig.model_name) -> np.ndarray:
-    """One request to `model_name` on `client` (a `tritonclient.http.InferenceServerClient`).
+    """One request to `model_name` on `client` (a `tritonclient.http` or `tritonclient.grpc`
+    InferenceServerClient; HTTP sends binary tensors).
 
     image: uint8 (H, W, 3) RGB; mask: uint8 (H, W), nonzero = fill. Returns uint8 (H, W, 3). A request the
-    server refuses raises `tritonclient.utils.InferenceServerException` with the Engine's message (HTTP 400).
+    server refuses raises `tritonclient.utils.InferenceServerException` with the Engine's message (HTTP 400,
+    gRPC INVALID_ARGUMENT).
     """
-    import tritonclient.http as triton_http
-
+    protocol = importlib.import_module(".".join(type(client).__module__.split(".")[:2]))   # tritonclient.http/.grpc
     inputs = []
     for name, array in ((INPUT_IMAGE, image), (INPUT_MASK, mask)):
-        tensor = triton_http.InferInput(name, list(array.shape), TRITON_UINT8)
-        tensor.set_data_from_numpy(np.ascontiguousarray(array), binary_data=True)
+        tensor = protocol.InferInput(name, list(array.shape), TRITON_UINT8)
+        tensor.set_data_from_numpy(np.ascontiguousarray(array))
         inputs.append(tensor)
-    outputs = [triton_http.InferRequestedOutput(OUTPUT_IMAGE, binary_data=True)]
+    outputs = [protocol.InferRequestedOutput(OUTPUT_IMAGE)]
     return client.infer(model_name, inputs, outputs=outputs).as_numpy(OUTPUT_IMAGE)
 
 
@@ -48,7 +51,6 @@ def read_inputs(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarr
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tritonclient.http as triton_http
     from tritonclient.utils import InferenceServerException
 
     parser = argparse.ArgumentParser(prog="python -m rethined_engine.deploy.triton_client", description=__doc__,
@@ -56,21 +58,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("image", type=Path, help="input image (PNG/JPEG/...)")
     parser.add_argument("mask", type=Path, help="mask of the same size; nonzero pixels are filled")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output image (.png: lossless)")
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"the server's HTTP host:port (default {DEFAULT_URL})")
+    parser.add_argument("--protocol", choices=sorted(DEFAULT_URLS), default="http", help="http (default) or grpc")
+    parser.add_argument("--url", default=None, help="the server's host:port (default "
+                        f"{DEFAULT_URLS['http']} for http, {DEFAULT_URLS['grpc']} for grpc)")
     parser.add_argument("--model", default=TritonRepoConfig.model_name, help="model name (default rethined)")
     args = parser.parse_args(argv)
+    url = args.url or DEFAULT_URLS[args.protocol]
     image, mask = read_inputs(args.image, args.mask)
-    client = triton_http.InferenceServerClient(args.url)
+    client = importlib.import_module(f"tritonclient.{args.protocol}").InferenceServerClient(url)
     start = time.perf_counter()
     try:
         result = inpaint_remote(client, image, mask, args.model)
     except InferenceServerException as exc:
-        print(f"error: {args.url} refused the request: {exc}", file=sys.stderr)
+        print(f"error: {url} refused the request: {exc}", file=sys.stderr)
         return 1
+    finally:
+        client.close()
     elapsed = time.perf_counter() - start
     Image.fromarray(result).save(args.output)
-    print(f"wrote {args.output}: {image.shape[1]}x{image.shape[0]} inpainted by {args.model} at {args.url} "
-          f"in {elapsed:.2f}s (request and response included)")
+    print(f"wrote {args.output}: {image.shape[1]}x{image.shape[0]} inpainted by {args.model} at {url} "
+          f"({args.protocol}) in {elapsed:.2f}s (request and response included)")
     return 0
 
 

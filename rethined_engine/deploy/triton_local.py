@@ -71,8 +71,8 @@ def free_ports(count: int) -> list[int]:
 
 class LocalTritonServer:
     """`tritonserver --model-repository REPOSITORY` on free 127.0.0.1 ports, as a context manager that waits
-    until the server is ready and stops it on exit. `http_url` ("127.0.0.1:PORT") is for
-    `tritonclient.http`; the server's log is in `log_path`."""
+    until the server is ready and stops it on exit. `http_url` and `grpc_url` ("127.0.0.1:PORT") are for
+    `tritonclient.http` and `tritonclient.grpc`; the server's log is in `log_path`."""
 
     def __init__(self, repository: str | Path, server: PytritonServer | None = None):
         self.server = server or find_pytriton_server()
@@ -81,7 +81,7 @@ class LocalTritonServer:
                                     f"{sys.version_info.major}.{sys.version_info.minor}); pip install nvidia-pytriton")
         self.repository = Path(repository)
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
-        self.http_url = f"{LOCALHOST}:{self.http_port}"
+        self.http_url, self.grpc_url = f"{LOCALHOST}:{self.http_port}", f"{LOCALHOST}:{self.grpc_port}"
         self._workdir = Path(tempfile.mkdtemp(prefix="tritonserver-"))
         self.log_path = self._workdir / "tritonserver.log"
         self._process: subprocess.Popen | None = None
