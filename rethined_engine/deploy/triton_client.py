@@ -3,8 +3,9 @@
     python -m rethined_engine.deploy.triton_client IMAGE MASK -o OUT.png [--protocol http|grpc] [--url HOST:PORT]
         [--model rethined]
 
-Needs `tritonclient[http]` (or `[grpc]`). The image is sent as RGB uint8 (H, W, 3), the mask as its luma uint8 (H, W) (nonzero =
-fill, as `rethined inpaint` reads it); the answer is the bytes `Engine().inpaint` returns on the server.
+Needs `tritonclient[http]` (or `[grpc]`). The image is sent as RGB uint8 (H, W, 3), the mask as its luma
+uint8 (H, W) (nonzero = fill, as `rethined inpaint` reads it); the answer is the bytes `Engine().inpaint`
+returns on the server.
 """
 from __future__ import annotations
 
