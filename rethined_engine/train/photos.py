@@ -90,6 +90,7 @@ def _run(cmd: list[str], cwd: Path) -> None:
 
 def unpack_package(name: str, cache: Path) -> Path:
     """apt-get download + dpkg-deb -x into cache/NAME (skipped when already there)."""
+    cache = cache.resolve()  # the commands below run inside cache: relative paths would resolve twice
     root = cache / name
     if root.exists():
         return root
@@ -108,7 +109,7 @@ def wheel_member(requirement: str, member: str, cache: Path) -> bytes:
     same file whatever runs this) and read one file out of it."""
     import zipfile
 
-    folder = cache / "wheels"
+    folder = cache.resolve() / "wheels"  # pip runs inside folder
     name, version = requirement.split("==")
     pattern = f"{name.replace('-', '_')}-{version}-*.whl"
     wheels = sorted(folder.glob(pattern))
