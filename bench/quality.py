@@ -21,7 +21,9 @@ interpolation (`biharmonic_lr`: solved at our LR size, long side 512, from the k
 bicubic-upsampled, ~1 s per image: the smooth-fill peer of `coarse_bicubic`). All outputs are uint8 before
 scoring. Metrics over hole pixels: PSNR (dB), SSIM, L1, sharpness (Laplacian energy / ground truth's),
 sharpness_inner (the same over hole pixels off the hole's border ring and off our token-grid lines: seams
-are Laplacian energy but not detail; see `rethined_engine.metrics.hole_sharpness_inner`) and texture realism
+are Laplacian energy but not detail; see `rethined_engine.metrics.hole_sharpness_inner`), seam_ratio (how
+much more the fill steps across our token-grid lines than elsewhere: 1 = no staircase;
+`rethined_engine.metrics.grid_seam_ratio`) and texture realism
 swd_l0 .. swd_l3, swd_mean (x 10^3, lower is better: sliced Wasserstein distance between the fill's and the
 truth's 7x7 neighbourhoods per Laplacian pyramid level, level 0 finest, level 3 local colour; see
 `rethined_engine.metrics.realism_swd`).
@@ -65,7 +67,7 @@ PATCHMATCH_RADIUS = 3             # PyPatchMatch patch_size: patches of (2 * 3 +
 PATCHMATCH_SEED = 0
 BIHARMONIC_LONG_SIDE = 512        # px: where the biharmonic fill is solved (our LR working size)
 SWD_KEYS = tuple(f"swd_l{level}" for level in range(SWD_LEVELS)) + ("swd_mean",)
-METRICS = ("psnr", "ssim", "l1", "sharpness", "sharpness_inner", *SWD_KEYS, "seconds")
+METRICS = ("psnr", "ssim", "l1", "sharpness", "sharpness_inner", "seam_ratio", *SWD_KEYS, "seconds")
 
 Method = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image HWC uint8, mask HW bool, long side) -> HWC uint8
 
@@ -263,13 +265,14 @@ def resolution_table(summary: list[dict]) -> str:
 def markdown_table(summary: list[dict]) -> str:
     """One row per (method, resolution); SWD columns x 10^3 per pyramid level (L0 finest, L3 colour) and mean."""
     swd_heads = " | ".join([f"SWD L{level}" for level in range(SWD_LEVELS)] + ["SWD mean"])
-    lines = [f"| method | long side | PSNR (dB) | SSIM | L1 | sharpness | sharpness, seams excluded | {swd_heads} "
-             "| seconds/image |",
-             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(SWD_KEYS) + "---:|"]
+    lines = [f"| method | long side | PSNR (dB) | SSIM | L1 | sharpness | sharpness, seams excluded | seam ratio "
+             f"| {swd_heads} | seconds/image |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(SWD_KEYS) + "---:|"]
     for s in summary:
         swd = " | ".join(_fmt(s.get(k), ".1f") for k in SWD_KEYS)
         lines.append(f"| {s['method']} | {s['resolution']} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['l1']:.4f} "
-                     f"| {s['sharpness']:.3f} | {_fmt(s['sharpness_inner'], '.3f')} | {swd} | {s['seconds']:.2f} |")
+                     f"| {s['sharpness']:.3f} | {_fmt(s['sharpness_inner'], '.3f')} | {_fmt(s.get('seam_ratio'), '.3f')} "
+                     f"| {swd} | {s['seconds']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -340,7 +343,7 @@ def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dic
                 panels.append((method_name, pred))
                 print(f"{photo.name[:40]:40s} {res:5d} {method_name:20s} psnr {scores['psnr']:6.2f} "
                       f"ssim {scores['ssim']:.4f} l1 {scores['l1']:.4f} sharp {scores['sharpness']:.3f} "
-                      f"inner {_fmt(scores['sharpness_inner'], '.3f')} "
+                      f"inner {_fmt(scores['sharpness_inner'], '.3f')} seam {_fmt(scores['seam_ratio'], '.3f')} "
                       f"swd {_fmt(scores['swd_mean'], '.1f')} {seconds:7.2f}s", flush=True)
             if index == 0 and res == resolutions[-1]:
                 grid_panels = (panels + [("ground truth", image)], mask)

@@ -97,16 +97,43 @@ def hole_sharpness_inner(pred: torch.Tensor, target: torch.Tensor, mask: torch.T
     return torch.where(inner.flatten(1).any(dim=1), ratio, torch.full_like(ratio, float("nan")))
 
 
+def grid_seam_ratio(pred: torch.Tensor, mask: torch.Tensor, grid_span: int) -> torch.Tensor:
+    """How much more pred changes across the token grid's lines than between other neighbouring pixels, in
+    the hole, (B,): the mean absolute difference (over channels) of horizontally and vertically adjacent hole
+    pixel pairs that straddle a grid line (between columns or rows k * grid_span - 1 and k * grid_span)
+    over that of the pairs that do not. About 1 for a fill without seams on those lines (a real photo, a
+    fill that ignores the grid); above 1 where blocks pasted side by side meet at a step (a staircase of
+    token edges). NaN where the hole has no pair of either kind. pred (B, C, H, W), mask (B, 1, H, W)."""
+    pred = pred.double()
+    hole = mask > 0
+    across_sum, across_count = pred.new_zeros(pred.shape[0]), pred.new_zeros(pred.shape[0])
+    within_sum, within_count = pred.new_zeros(pred.shape[0]), pred.new_zeros(pred.shape[0])
+    for dim in (-1, -2):
+        size = pred.shape[dim]
+        step = (pred.narrow(dim, 1, size - 1) - pred.narrow(dim, 0, size - 1)).abs().mean(dim=1, keepdim=True)
+        both = hole.narrow(dim, 1, size - 1) & hole.narrow(dim, 0, size - 1)
+        line = (torch.arange(size - 1, device=pred.device) % grid_span) == grid_span - 1
+        line = line.view(-1, 1) if dim == -2 else line.view(1, -1)
+        for on_line, sums, counts in ((line, across_sum, across_count), (~line, within_sum, within_count)):
+            pairs = both & on_line
+            sums += (step * pairs).flatten(1).sum(dim=1)
+            counts += pairs.flatten(1).sum(dim=1)
+    ratios = (across_sum / across_count) / (within_sum / within_count)
+    return torch.where((across_count > 0) & (within_count > 0) & (within_sum > 0), ratios,
+                       torch.full_like(ratios, float("nan")))
+
+
 def hole_metrics(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                  grid_span: int | None = None) -> dict[str, float]:
     """Mean over the batch of hole PSNR (dB), SSIM, L1 and sharpness ratio; with grid_span (px) also
-    `sharpness_inner` (`hole_sharpness_inner`)."""
+    `sharpness_inner` (`hole_sharpness_inner`) and `seam_ratio` (`grid_seam_ratio`)."""
     scores = {"psnr": float(hole_psnr(pred, target, mask).mean()),
               "ssim": float(hole_ssim(pred, target, mask).mean()),
               "l1": float(hole_l1(pred, target, mask).mean()),
               "sharpness": float(hole_sharpness(pred, target, mask).mean())}
     if grid_span is not None:
         scores["sharpness_inner"] = float(hole_sharpness_inner(pred, target, mask, grid_span).mean())
+        scores["seam_ratio"] = float(grid_seam_ratio(pred, mask, grid_span).mean())
     return scores
 
 

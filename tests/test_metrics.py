@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from rethined_engine.metrics import (hole_metrics, hole_psnr, hole_pyramid, hole_sharpness, hole_sharpness_inner,
-                                      hole_ssim, laplacian, laplacian_pyramid, realism_swd, seam_free_hole, ssim_map,
+from rethined_engine.metrics import (grid_seam_ratio, hole_metrics, hole_psnr, hole_pyramid, hole_sharpness,
+                                      hole_sharpness_inner, hole_ssim, laplacian, laplacian_pyramid, realism_swd, seam_free_hole, ssim_map,
                                       swd_levels, swd_reach)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "rethined_engine" / "assets" / "sample.jpg"
@@ -91,6 +91,32 @@ def test_seam_free_hole_pixels():
     thin = torch.zeros(1, 1, 16, 16)
     thin[..., 4:6, :] = 1                       # two rows: every hole pixel touches the border
     assert math.isnan(float(hole_sharpness_inner(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), thin, 8)))
+
+
+def test_grid_seam_ratio_sees_pasted_blocks_not_the_photo():
+    """Blocks of the photo pasted from shifted places step at the grid lines; the photo itself, and the
+    same blocks on a grid the metric is not told about, do not."""
+    x, span = photo(), 16
+    mask = box_hole(180, 320, 16, 160, 32, 288)
+    assert abs(float(grid_seam_ratio(x, mask, span)) - 1) < 0.15
+    g = torch.Generator().manual_seed(0)
+    pasted = x.clone()
+    for top in range(16, 160, span):
+        for left in range(32, 288, span):
+            dy, dx = (int(v) for v in torch.randint(-12, 13, (2,), generator=g))
+            pasted[..., top:top + span, left:left + span] = x[..., top + dy:top + dy + span, left + dx:left + dx + span]
+    assert float(grid_seam_ratio(pasted, mask, span)) > 1.5
+    assert abs(float(grid_seam_ratio(pasted, mask, 11)) - 1) < 0.3
+
+
+def test_grid_seam_ratio_ignores_known_pixels_and_needs_pairs():
+    x, span = photo(), 16
+    mask = box_hole(180, 320, 16, 160, 32, 288)
+    noisy = torch.where(mask > 0, x, torch.rand_like(x))
+    assert float(grid_seam_ratio(noisy, mask, span)) == float(grid_seam_ratio(x, mask, span))
+    assert abs(hole_metrics(x, x, mask, grid_span=span)["seam_ratio"] - float(grid_seam_ratio(x, mask, span))) < 1e-12
+    inside_one_block = box_hole(180, 320, 17, 30, 33, 46)
+    assert math.isnan(float(grid_seam_ratio(x, inside_one_block, span)))
 
 
 def photo(width: int = 320, height: int = 180) -> torch.Tensor:
