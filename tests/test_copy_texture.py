@@ -31,7 +31,8 @@ def sample(h, w):
     return np.array(Image.open(SAMPLE_IMAGE).convert("RGB").resize((w, h)))
 
 
-def test_choose_sources_never_repeats_a_hole_neighbours_source_when_it_has_a_choice():
+@pytest.mark.parametrize("sweeps", [1, 2, 5])
+def test_choose_sources_never_repeats_a_hole_neighbours_source_when_it_has_a_choice(sweeps):
     g = torch.Generator().manual_seed(0)
     grid_h, grid_w, dim = 6, 7, 16
     n = grid_h * grid_w
@@ -46,7 +47,7 @@ def test_choose_sources_never_repeats_a_hole_neighbours_source_when_it_has_a_cho
     candidates = torch.stack([keys[torch.randperm(len(keys), generator=g)[:8]] for _ in range(n)])[None]
     candidates[..., 0] = keys[0]
     no_colour = torch.zeros(1, n, 3)
-    source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, no_colour, no_colour, 0.0)
+    source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, no_colour, no_colour, 0.0, sweeps)
     source = source[0].reshape(grid_h, grid_w)
     assert bool(key_ok[0][source[hole]].all())                       # holes copy known tokens only
     for dy, dx in NEIGHBOURS:
@@ -54,6 +55,40 @@ def test_choose_sources_never_repeats_a_hole_neighbours_source_when_it_has_a_cho
             if hole[y + dy, x + dx]:
                 assert source[y, x] != source[y + dy, x + dx]
     assert torch.equal(source[~hole], torch.arange(n).reshape(grid_h, grid_w)[~hole])
+
+
+def continued_share(source: torch.Tensor, hole: torch.Tensor, grid_w: int) -> float:
+    """Share of horizontally or vertically adjacent hole-token pairs whose copies continue each other (the
+    source of one is the other's source shifted by their offset: no seam between them)."""
+    grid = source.reshape(hole.shape)
+    row, col = grid // grid_w, grid % grid_w
+    pairs = continued = 0
+    for dy, dx in ((0, 1), (1, 0)):
+        both = hole[:hole.shape[0] - dy, :hole.shape[1] - dx] & hole[dy:, dx:]
+        same_shift = ((row[dy:, dx:] - row[:row.shape[0] - dy, :row.shape[1] - dx] == dy) &
+                      (col[dy:, dx:] - col[:col.shape[0] - dy, :col.shape[1] - dx] == dx))
+        pairs, continued = pairs + int(both.sum()), continued + int((both & same_shift).sum())
+    return continued / pairs
+
+
+def test_more_sweeps_and_continuity_grow_coherent_copies():
+    """On a real image's tokens, propagation sweeps with a continuity credit continue neighbours' copies more
+    often than the single checkerboard update."""
+    image = torch.from_numpy(sample(96, 128)).permute(2, 0, 1)[None].float() / 255
+    tokens = torch.nn.functional.pixel_unshuffle(image, 8).flatten(2).transpose(1, 2) - 0.5
+    unit = torch.nn.functional.normalize(tokens, dim=-1)
+    grid_h, grid_w = 12, 16
+    hole = torch.zeros(grid_h, grid_w, dtype=torch.bool)
+    hole[3:9, 4:12] = True
+    query_masked = hole.flatten()[None]
+    key_ok = ~query_masked
+    colours = torch.zeros(1, grid_h * grid_w, 3)
+    from rethined_engine.model.patchmatch import copy_candidates
+    candidates = copy_candidates(unit, unit, colours, colours, query_masked, key_ok, 8, 0.0, compact=False)
+    shares = [continued_share(choose_sources(unit, unit, candidates, query_masked, key_ok, grid_w, colours, colours,
+                                             0.0, sweeps, continuity)[0], hole, grid_w)
+              for sweeps, continuity in ((1, 0.02), (4, 0.2))]
+    assert shares[1] > shares[0] + 0.15
 
 
 @pytest.mark.parametrize("lr_size", [(64, 96), (96, 160)])

@@ -215,7 +215,6 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
 
 
 COPY_CANDIDATES = 8           # strongest keys per hole token that `choose_sources` considers
-COPY_CONTINUITY_BONUS = 0.02  # cosine similarity credited to continuing a neighbour's copy seamlessly
 NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 NO_OPTION = -3.0              # score of a ruled-out candidate (cosine similarities + bonus lie in [-1, 1.02])
 NOT_ALLOWED = -1.0e4          # similarity of a key a hole token may not copy (below any colour-penalised score)
@@ -226,7 +225,7 @@ COARSE_FIXED_SHARE = 0.5      # `harmonic_fill`: a coarse cell is fixed where at
 
 def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, query_masked: torch.Tensor,
                    key_ok: torch.Tensor, grid_w: int, colours: torch.Tensor, expected: torch.Tensor,
-                   colour_weight: float) -> torch.Tensor:
+                   colour_weight: float, sweeps: int = 1, continuity: float = 0.02) -> torch.Tensor:
     """The source token each token copies with lr_texture="copy", (B, N) int64.
 
     q, k: (B, N, d) unit vectors; candidates: (B, N, C) key indices, strongest first (entries that are not
@@ -234,11 +233,14 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
     colour_weight as in `copy_candidates` (every option's score loses colour_weight times its colour
     distance, as the candidates' ranking did). Copying every hole token's strongest key
     stamps the same source on neighbouring tokens (a lattice of repeats in flat regions), so the hole
-    tokens are split like a checkerboard: the first colour keeps its strongest key; a token of the second
-    colour, whose four neighbours are all of the first, takes the candidate of highest cosine similarity
-    that none of its hole neighbours copies, where candidates are its own C strongest keys and each hole
-    neighbour's source shifted by their offset (which continues that neighbour's copy without a seam,
-    credited COPY_CONTINUITY_BONUS). Known tokens, and holes without an allowed key, keep themselves.
+    tokens are split like a checkerboard and start from their strongest key; then `sweeps` updates
+    alternate between the two colours, the second colour first. An update gives each hole token of its
+    colour, whose four neighbours are all of the other, the option of highest cosine similarity that none
+    of its hole neighbours copies, where options are its own C strongest keys and each hole neighbour's
+    source shifted by their offset (which continues that neighbour's copy without a seam); an option is
+    credited `continuity` for every hole neighbour whose copy it continues. More sweeps let continued copies
+    grow into coherent regions, as PatchMatch's propagation does (one sweep: the second colour's update only). Known tokens, and holes without an
+    allowed key, keep themselves.
     """
     batch, n = query_masked.shape
     grid_h = n // grid_w
@@ -246,34 +248,51 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
     row, col = own // grid_w, _modulo(own, grid_w)
     valid = torch.gather(key_ok, 1, candidates.flatten(1)).reshape(candidates.shape)
     has_key = (valid.to(torch.int32).sum(dim=-1) > 0) & query_masked
-    first = torch.where(has_key, candidates[..., 0], own[None])
-    options, bonus, taken = [candidates], [torch.zeros_like(candidates, dtype=q.dtype)], []
-    option_ok = [valid]
+    source = torch.where(has_key, candidates[..., 0], own[None])
+    own_score = _option_scores(q, k, candidates, colours, expected, colour_weight)      # (B, N, C), fixed
+    neighbours, inside = [], []
     for dy, dx in _consts.NEIGHBOURS:
-        inside = (row + dy > -1) & (grid_h - row - dy > 0) & (col + dx > -1) & (grid_w - col - dx > 0)
-        neighbour = ((row + dy).clamp(0, grid_h - 1) * grid_w + (col + dx).clamp(0, grid_w - 1))[None].expand(batch, -1)
-        neighbour_source = torch.gather(first, 1, neighbour)
-        neighbour_hole = torch.gather(has_key, 1, neighbour) & inside[None]
-        taken.append(torch.where(neighbour_hole, neighbour_source, torch.full_like(neighbour_source, -1)))
-        src_row, src_col = neighbour_source // grid_w - dy, _modulo(neighbour_source, grid_w) - dx
-        in_grid = (src_row > -1) & (grid_h - src_row > 0) & (src_col > -1) & (grid_w - src_col > 0)
-        shifted = src_row.clamp(0, grid_h - 1) * grid_w + src_col.clamp(0, grid_w - 1)
-        options.append(shifted[..., None])
-        option_ok.append((neighbour_hole & in_grid & torch.gather(key_ok, 1, shifted))[..., None])
-        bonus.append(torch.full_like(shifted[..., None], _consts.COPY_CONTINUITY_BONUS, dtype=q.dtype))
-    all_options = torch.cat(options, -1)                                              # (B, N, C + 4)
-    repeats = (all_options[..., :, None] == torch.stack(taken, -1)[..., None, :]).to(torch.int32).sum(dim=-1) > 0
-    rows = all_options + (torch.arange(batch, device=q.device) * n)[:, None, None]          # into the flattened batch
-    keys = k.reshape(batch * n, -1).float()[rows.flatten()].reshape(batch, n, all_options.shape[-1], -1)
-    score = torch.matmul(keys, q.float()[..., None])[..., 0] + torch.cat(bonus, -1).float()
+        inside.append((row + dy > -1) & (grid_h - row - dy > 0) & (col + dx > -1) & (grid_w - col - dx > 0))
+        neighbours.append(((row + dy).clamp(0, grid_h - 1) * grid_w + (col + dx).clamp(0, grid_w - 1))[None].expand(batch, -1))
+    parity = _modulo(row + col, 2)
+    for sweep in range(sweeps):
+        options, option_ok, taken = [candidates], [valid], []
+        for side, (dy, dx) in enumerate(_consts.NEIGHBOURS):
+            neighbour_source = torch.gather(source, 1, neighbours[side])
+            neighbour_hole = torch.gather(has_key, 1, neighbours[side]) & inside[side][None]
+            taken.append(torch.where(neighbour_hole, neighbour_source, torch.full_like(neighbour_source, -1)))
+            src_row, src_col = neighbour_source // grid_w - dy, _modulo(neighbour_source, grid_w) - dx
+            in_grid = (src_row > -1) & (grid_h - src_row > 0) & (src_col > -1) & (grid_w - src_col > 0)
+            shifted = src_row.clamp(0, grid_h - 1) * grid_w + src_col.clamp(0, grid_w - 1)
+            options.append(shifted[..., None])
+            option_ok.append((neighbour_hole & in_grid & torch.gather(key_ok, 1, shifted))[..., None])
+        all_options, all_ok = torch.cat(options, -1), torch.cat(option_ok, -1)           # (B, N, C + 4)
+        repeats = (all_options[..., :, None] == torch.stack(taken, -1)[..., None, :]).to(torch.int32).sum(dim=-1) > 0
+        continuations = torch.where(all_ok[..., candidates.shape[-1]:], all_options[..., candidates.shape[-1]:],
+                                    torch.full_like(all_options[..., candidates.shape[-1]:], -1))
+        agree = (all_options[..., :, None] == continuations[..., None, :]).to(q.dtype).sum(dim=-1)  # neighbours continued
+        continued = _option_scores(q, k, all_options[..., candidates.shape[-1]:], colours, expected, colour_weight)
+        score = torch.cat([own_score, continued], -1) + continuity * agree
+        score = torch.where(all_ok & ~repeats, score, torch.full_like(score, _consts.NO_OPTION))
+        top_score, top = score.topk(1, dim=-1)               # TopK, not ArgMax: the TensorRT operator list
+        best = torch.gather(all_options, 2, top)[..., 0]
+        updated = (parity == 1 - sweep % 2)[None] & has_key & (top_score[..., 0] > _consts.NO_OPTION)
+        source = torch.where(updated, best, source)
+    return source
+
+
+def _option_scores(q: torch.Tensor, k: torch.Tensor, options: torch.Tensor, colours: torch.Tensor,
+                   expected: torch.Tensor, colour_weight: float) -> torch.Tensor:
+    """options (B, N, O) key indices -> (B, N, O) fp32: each option's cosine similarity to its row's query,
+    less colour_weight times the L1 distance of its colour from the row's expected colour."""
+    batch, n, width = options.shape
+    rows = (options + (torch.arange(batch, device=q.device) * n)[:, None, None]).flatten()   # into the flattened batch
+    keys = k.reshape(batch * n, -1).float()[rows].reshape(batch, n, width, -1)
+    score = torch.matmul(keys, q.float()[..., None])[..., 0]
     if colour_weight > 0.0:
-        picked = colours.reshape(batch * n, -1).float()[rows.flatten()].reshape(batch, n, all_options.shape[-1], -1)
+        picked = colours.reshape(batch * n, -1).float()[rows].reshape(batch, n, width, -1)
         score = score - colour_weight * _abs(picked - expected.float()[:, :, None, :]).sum(dim=-1)
-    score = torch.where(torch.cat(option_ok, -1) & ~repeats, score, torch.full_like(score, _consts.NO_OPTION))
-    top_score, top = score.topk(1, dim=-1)                   # TopK, not ArgMax: the TensorRT operator list
-    best = torch.gather(all_options, 2, top)[..., 0]
-    second_colour = (_modulo(row + col, 2) == 1)[None] & has_key & (top_score[..., 0] > _consts.NO_OPTION)
-    return torch.where(second_colour, best, first)
+    return score
 
 
 def _abs(x: torch.Tensor) -> torch.Tensor:
@@ -411,6 +430,7 @@ class NeuralPatchMatch(nn.Module):
         self.copy_feather = cfg.copy_feather
         self.copy_pool = cfg.copy_pool
         self.copy_colour_weight = float(cfg.copy_colour_weight)
+        self.copy_sweeps, self.copy_continuity = cfg.copy_sweeps, float(cfg.copy_continuity)
         self.colour_levels = (cfg.grid_multiple // cfg.patch_size).bit_length() - 1   # token grid sides divide by 2 ** this
         in_dim = cfg.token_dim + feature_channels
         self.to_q = nn.Linear(in_dim, cfg.attn_dim)
@@ -478,7 +498,8 @@ class NeuralPatchMatch(nn.Module):
         `choose_sources` picks among its candidates (`copy_tokens`; known tokens and holes without an allowed
         key keep their own), no coherence layer; the attention output is that choice as `TopKRows` with K = 1
         (weight 1 on hole rows that copy), so the HR stage transfers the same source's texture."""
-        source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, colours, expected, self.copy_colour_weight)
+        source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, colours, expected, self.copy_colour_weight,
+                                self.copy_sweeps, self.copy_continuity)
         copied = copy_tokens(composite, 1.0 - mask, source, self.patch, self.copy_feather)
         own = torch.arange(source.shape[1], device=source.device)
         weight = (query_masked & (source != own)).to(torch.float32)[..., None]
