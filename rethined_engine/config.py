@@ -6,11 +6,12 @@ import json
 from dataclasses import dataclass
 
 
-INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_pool", "copy_colour_weight", "copy_sweeps", "copy_continuity",
-                    "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay",
+INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_pool", "copy_colour_weight", "copy_sweeps",
+                    "copy_continuity", "copy_match_sweeps", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay",
                     "hf_mid_gain", "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
 LR_TEXTURES = ("mix", "copy")
 COPY_SWEEPS_MAX = 16   # each sweep is unrolled in the exported graph
+COPY_MATCH_SWEEPS_MAX = 256  # unrolled in the exported graph too
 COPY_POOL_MAX = 1024  # TensorRT's TopK takes K <= 3840; a larger pool than this only adds distant, dissimilar keys
 
 # Named groups of inference settings (`Engine(style=...)`): "realistic" copies each hole token's strongest
@@ -61,6 +62,7 @@ class ModelConfig:
     copy_colour_weight: float = 0.0  # with "copy": similarity credit lost per unit of L1 RGB distance (in [0, 3]) from the expected colour
     copy_sweeps: int = 1             # with "copy": checkerboard updates of the source choice (`choose_sources`); more grow coherent copies
     copy_continuity: float = 0.02    # with "copy": similarity credited to continuing a neighbour's copy without a seam
+    copy_match_sweeps: int = 0       # with "copy": Jacobi sweeps of the copies' colour offsets (`copy_colour_offsets`); 0 = off
     # --- attention upscaling (HR) ----------------------------------------
     hr_topk: int = 4                 # keys mixed per masked token at HR; 0 = dense softmax rows, 1 = argmax gather
     hf_transfer: bool = True         # False: HR result is the bilinear-upsampled LR result
@@ -89,6 +91,8 @@ class ModelConfig:
             raise ValueError(f"copy_pool must be an int in 1..{COPY_POOL_MAX} (keys per hole token), got {self.copy_pool!r}")
         if not (isinstance(self.copy_sweeps, int) and 1 <= self.copy_sweeps <= COPY_SWEEPS_MAX):
             raise ValueError(f"copy_sweeps must be an int in 1..{COPY_SWEEPS_MAX} (checkerboard updates), got {self.copy_sweeps!r}")
+        if not (isinstance(self.copy_match_sweeps, int) and 0 <= self.copy_match_sweeps <= COPY_MATCH_SWEEPS_MAX):
+            raise ValueError(f"copy_match_sweeps must be an int in 0..{COPY_MATCH_SWEEPS_MAX} (0 = off), got {self.copy_match_sweeps!r}")
         if not 0.0 <= self.copy_continuity <= 1.0:
             raise ValueError(f"copy_continuity must be in [0, 1] (cosine similarity credit), got {self.copy_continuity}")
         if not self.copy_colour_weight >= 0.0:

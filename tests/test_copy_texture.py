@@ -16,9 +16,12 @@ from conftest import make_model
 COPY = dict(lr_texture="copy", copy_feather=2, hr_topk=1, hf_decay=0.0, hf_fine_decay=None, hf_mid_gain=1.0)
 
 
-@pytest.fixture(scope="module", params=[{}, dict(copy_pool=64, copy_colour_weight=1.0)], ids=["similarity", "colour"])
+@pytest.fixture(scope="module", params=[{}, dict(copy_pool=64, copy_colour_weight=1.0),
+                                        dict(copy_sweeps=4, copy_continuity=0.3, copy_match_sweeps=8)],
+                ids=["similarity", "colour", "propagated"])
 def copy_weights(tmp_path_factory, request):
-    """Weights with copies chosen by similarity alone, and ranked by colour."""
+    """Weights with copies chosen by similarity alone, ranked by colour, and grown by propagation sweeps with
+    their colours matched."""
     path = tmp_path_factory.mktemp("weights") / "copy.safetensors"
     save_inference_weights(make_model(cfg=ModelConfig(**COPY, **request.param)), path)
     return path

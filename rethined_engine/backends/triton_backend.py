@@ -76,7 +76,7 @@ class TritonLRNetwork:
         q, k, query_masked, key_ok = q[None], k[None], query_masked[None], key_ok[None]
         candidates, colours, expected = pm.copy_candidates(composite, q, k, query_masked, key_ok, True)
         copied, _, rows, _, _ = pm.copy_outputs(composite, mask, q, k, candidates, colours, expected, query_masked,
-                                                key_ok, grid_w)
+                                                key_ok, grid_w, True)
         result = torch.where(mask > 0, copied.clamp(0.0, 1.0), image)
         weight, index = pad_rows(rows, self.topk)
         cfg = self.model.cfg

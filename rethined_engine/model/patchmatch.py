@@ -218,6 +218,7 @@ COPY_CANDIDATES = 8           # strongest keys per hole token that `choose_sourc
 NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 NO_OPTION = -3.0              # score of a ruled-out candidate (cosine similarities + bonus lie in [-1, 1.02])
 NOT_ALLOWED = -1.0e4          # similarity of a key a hole token may not copy (below any colour-penalised score)
+COPY_MATCH_MAX_STEP = 0.08     # `copy_colour_offsets`: colour steps (L1 over RGB, [0, 1] scale) above this are not evened out
 JACOBI_SWEEPS = 8             # `harmonic_fill`: neighbour-mean sweeps per finer grid level
 JACOBI_COARSEST_SWEEPS = 24   # `harmonic_fill`: sweeps on the coarsest grid, from the fixed cells' mean
 COARSE_FIXED_SHARE = 0.5      # `harmonic_fill`: a coarse cell is fixed where at least this share of its 4 cells is
@@ -225,7 +226,7 @@ COARSE_FIXED_SHARE = 0.5      # `harmonic_fill`: a coarse cell is fixed where at
 
 def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, query_masked: torch.Tensor,
                    key_ok: torch.Tensor, grid_w: int, colours: torch.Tensor, expected: torch.Tensor,
-                   colour_weight: float, sweeps: int = 1, continuity: float = 0.02) -> torch.Tensor:
+                   colour_weight: float, sweeps: int = 1, continuity: float = 0.02, compact: bool = False) -> torch.Tensor:
     """The source token each token copies with lr_texture="copy", (B, N) int64.
 
     q, k: (B, N, d) unit vectors; candidates: (B, N, C) key indices, strongest first (entries that are not
@@ -239,8 +240,9 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
     of its hole neighbours copies, where options are its own C strongest keys and each hole neighbour's
     source shifted by their offset (which continues that neighbour's copy without a seam); an option is
     credited `continuity` for every hole neighbour whose copy it continues. More sweeps let continued copies
-    grow into coherent regions, as PatchMatch's propagation does (one sweep: the second colour's update only). Known tokens, and holes without an
-    allowed key, keep themselves.
+    grow into coherent regions, as PatchMatch's propagation does (one sweep: the second colour's update
+    only). Known tokens, and holes without an allowed key, keep themselves. compact: the continuations are
+    scored on the rows each sweep updates only (eager inference; data-dependent sizes), else densely.
     """
     batch, n = query_masked.shape
     grid_h = n // grid_w
@@ -249,7 +251,10 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
     valid = torch.gather(key_ok, 1, candidates.flatten(1)).reshape(candidates.shape)
     has_key = (valid.to(torch.int32).sum(dim=-1) > 0) & query_masked
     source = torch.where(has_key, candidates[..., 0], own[None])
-    own_score = _option_scores(q, k, candidates, colours, expected, colour_weight)      # (B, N, C), fixed
+    if compact:                                                                       # (B, N, C), fixed
+        own_score = _scores_on_rows(q, k, candidates, colours, expected, colour_weight, has_key)
+    else:
+        own_score = _option_scores(q, k, candidates, colours, expected, colour_weight)
     neighbours, inside = [], []
     for dy, dx in _consts.NEIGHBOURS:
         inside.append((row + dy > -1) & (grid_h - row - dy > 0) & (col + dx > -1) & (grid_w - col - dx > 0))
@@ -271,28 +276,106 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
         continuations = torch.where(all_ok[..., candidates.shape[-1]:], all_options[..., candidates.shape[-1]:],
                                     torch.full_like(all_options[..., candidates.shape[-1]:], -1))
         agree = (all_options[..., :, None] == continuations[..., None, :]).to(q.dtype).sum(dim=-1)  # neighbours continued
-        continued = _option_scores(q, k, all_options[..., candidates.shape[-1]:], colours, expected, colour_weight)
+        updated = (parity == 1 - sweep % 2)[None] & has_key
+        continuation = all_options[..., candidates.shape[-1]:]
+        if compact:                                   # score the rows this sweep updates only
+            continued = _scores_on_rows(q, k, continuation, colours, expected, colour_weight, updated)
+        else:
+            continued = _option_scores(q, k, continuation, colours, expected, colour_weight)
         score = torch.cat([own_score, continued], -1) + continuity * agree
         score = torch.where(all_ok & ~repeats, score, torch.full_like(score, _consts.NO_OPTION))
         top_score, top = score.topk(1, dim=-1)               # TopK, not ArgMax: the TensorRT operator list
         best = torch.gather(all_options, 2, top)[..., 0]
-        updated = (parity == 1 - sweep % 2)[None] & has_key & (top_score[..., 0] > _consts.NO_OPTION)
+        updated = updated & (top_score[..., 0] > _consts.NO_OPTION)
         source = torch.where(updated, best, source)
     return source
 
 
+def copy_colour_offsets(colours: torch.Tensor, source: torch.Tensor, copies: torch.Tensor, key_ok: torch.Tensor,
+                        grid_w: int, sweeps: int) -> torch.Tensor:
+    """Per-token colour offsets (B, N, 3) that make neighbouring copies meet without a step in brightness.
+
+    colours (B, N, 3): every token's mean colour in the composite; source (B, N) int64 as `choose_sources`
+    gives; copies (B, N) bool: hole tokens that copy a source; key_ok (B, N) bool. Where two neighbouring
+    tokens copy one source region (a continued copy) nothing changes. Elsewhere a copy predicts its
+    neighbour's colour: the token next to its source, in the neighbour's direction. Each copying token i
+    asks for the offset o_i that agrees with every neighbour n's prediction: o_i = colour(n) - colour(s_i +
+    d) for a known n (d the offset from i to n; s_i + d must be a known token), o_i = o_n + colour(s_n - d) -
+    colour(s_i) for a copying n (s_n - d known). `sweeps` Jacobi updates, from 0, average those targets
+    (a Poisson problem on the token grid whose guidance is the copies' own colour steps: seams between
+    different sources spread into gradients over a few tokens, and the hole's colour follows its border).
+    Tokens that do not copy get 0."""
+    batch, n, _ = colours.shape
+    grid_h = n // grid_w
+    own = torch.arange(n, device=colours.device)
+    row, col = own // grid_w, _modulo(own, grid_w)
+    first_row = (torch.arange(batch, device=colours.device) * n)[:, None]
+    colours_flat, known_flat = colours.reshape(batch * n, -1).float(), key_ok.reshape(-1)
+    copy_colour = colours_flat[(source + first_row).flatten()].reshape(batch, n, -1)
+    weights, constants, chained, neighbours = [], [], [], []
+    for dy, dx in _consts.NEIGHBOURS:
+        inside = ((row + dy > -1) & (grid_h - row - dy > 0) & (col + dx > -1) & (grid_w - col - dx > 0))[None]
+        neighbour = ((row + dy).clamp(0, grid_h - 1) * grid_w + (col + dx).clamp(0, grid_w - 1))[None].expand(batch, -1)
+        # a known neighbour: the token beside i's source, towards it
+        ahead_row, ahead_col = source // grid_w + dy, _modulo(source, grid_w) + dx
+        ahead_in = (ahead_row > -1) & (grid_h - ahead_row > 0) & (ahead_col > -1) & (grid_w - ahead_col > 0)
+        ahead = (ahead_row.clamp(0, grid_h - 1) * grid_w + ahead_col.clamp(0, grid_w - 1) + first_row).flatten()
+        known_ok = torch.gather(key_ok, 1, neighbour) & inside & ahead_in & known_flat[ahead].reshape(batch, n)
+        known_target = colours_flat[(neighbour + first_row).flatten()].reshape(batch, n, -1) - \
+            colours_flat[ahead].reshape(batch, n, -1)
+        # a copying neighbour: the token beside its source, back towards i
+        neighbour_source = torch.gather(source, 1, neighbour)
+        back_row, back_col = neighbour_source // grid_w - dy, _modulo(neighbour_source, grid_w) - dx
+        back_in = (back_row > -1) & (grid_h - back_row > 0) & (back_col > -1) & (grid_w - back_col > 0)
+        back = (back_row.clamp(0, grid_h - 1) * grid_w + back_col.clamp(0, grid_w - 1) + first_row).flatten()
+        copy_ok = torch.gather(copies, 1, neighbour) & inside & back_in & known_flat[back].reshape(batch, n)
+        copy_target = colours_flat[back].reshape(batch, n, -1) - copy_colour
+        constant = torch.where(known_ok[..., None], known_target, copy_target)
+        small = _consts.COPY_MATCH_MAX_STEP - _abs(constant).sum(dim=-1) > 0     # a larger step is structure, kept (no Less op)
+        weights.append((copies & (known_ok | copy_ok) & small).to(colours_flat.dtype)[..., None])
+        constants.append(constant)
+        chained.append((copy_ok & ~known_ok).to(colours_flat.dtype)[..., None])
+        neighbours.append((neighbour + first_row).flatten())
+    weight_sum = (weights[0] + weights[1] + weights[2] + weights[3]).clamp(min=1.0)
+    offsets = torch.zeros_like(copy_colour)
+    for _ in range(sweeps):
+        flat = offsets.reshape(batch * n, -1)
+        total = torch.zeros_like(offsets)
+        for side in range(4):
+            total = total + weights[side] * (constants[side] + chained[side] * flat[neighbours[side]].reshape(batch, n, -1))
+        offsets = total / weight_sum
+    return offsets
+
+
 def _option_scores(q: torch.Tensor, k: torch.Tensor, options: torch.Tensor, colours: torch.Tensor,
                    expected: torch.Tensor, colour_weight: float) -> torch.Tensor:
-    """options (B, N, O) key indices -> (B, N, O) fp32: each option's cosine similarity to its row's query,
-    less colour_weight times the L1 distance of its colour from the row's expected colour."""
-    batch, n, width = options.shape
-    rows = (options + (torch.arange(batch, device=q.device) * n)[:, None, None]).flatten()   # into the flattened batch
-    keys = k.reshape(batch * n, -1).float()[rows].reshape(batch, n, width, -1)
+    """q (B, R, d) queries, k (B, K, d) keys, options (B, R, O) key indices, colours (B, K, 3) of the keys,
+    expected (B, R, 3) -> (B, R, O) fp32: each option's cosine similarity to its row's query, less
+    colour_weight times the L1 distance of its colour from the row's expected colour."""
+    batch, rows, width = options.shape
+    keys_per_image = k.shape[1]
+    flat = (options + (torch.arange(batch, device=q.device) * keys_per_image)[:, None, None]).flatten()
+    keys = k.reshape(batch * keys_per_image, -1).float()[flat].reshape(batch, rows, width, -1)
     score = torch.matmul(keys, q.float()[..., None])[..., 0]
     if colour_weight > 0.0:
-        picked = colours.reshape(batch * n, -1).float()[rows].reshape(batch, n, width, -1)
+        picked = colours.reshape(batch * keys_per_image, -1).float()[flat].reshape(batch, rows, width, -1)
         score = score - colour_weight * _abs(picked - expected.float()[:, :, None, :]).sum(dim=-1)
     return score
+
+
+def _scores_on_rows(q: torch.Tensor, k: torch.Tensor, options: torch.Tensor, colours: torch.Tensor,
+                    expected: torch.Tensor, colour_weight: float, rows: torch.Tensor) -> torch.Tensor:
+    """`_option_scores` (B, N, O) of q, k (B, N, d), options (B, N, O), colours, expected (B, N, 3), computed on
+    the rows where `rows` (B, N) bool is set only; NO_OPTION elsewhere."""
+    batch, n, _ = options.shape
+    flat_rows = rows.flatten().nonzero()[:, 0]
+    picked = _option_scores(q.reshape(batch * n, -1)[flat_rows][None], k.reshape(1, batch * n, -1),
+                            (options.reshape(batch * n, -1)[flat_rows] + (flat_rows // n * n)[:, None])[None],
+                            colours.reshape(1, batch * n, -1), expected.reshape(batch * n, -1)[flat_rows][None],
+                            colour_weight)[0]
+    scores = torch.full(options.shape, _consts.NO_OPTION, dtype=picked.dtype, device=q.device)
+    scores.reshape(batch * n, -1)[flat_rows] = picked
+    return scores
 
 
 def _abs(x: torch.Tensor) -> torch.Tensor:
@@ -431,6 +514,7 @@ class NeuralPatchMatch(nn.Module):
         self.copy_pool = cfg.copy_pool
         self.copy_colour_weight = float(cfg.copy_colour_weight)
         self.copy_sweeps, self.copy_continuity = cfg.copy_sweeps, float(cfg.copy_continuity)
+        self.copy_match_sweeps = cfg.copy_match_sweeps
         self.colour_levels = (cfg.grid_multiple // cfg.patch_size).bit_length() - 1   # token grid sides divide by 2 ** this
         in_dim = cfg.token_dim + feature_channels
         self.to_q = nn.Linear(in_dim, cfg.attn_dim)
@@ -461,7 +545,8 @@ class NeuralPatchMatch(nn.Module):
         q, k = self.project(tokens, features)
         if self.copy:
             candidates, colours, expected = self.copy_candidates(composite, q, k, query_masked, key_ok, topk is not None)
-            return self.copy_outputs(composite, mask, q, k, candidates, colours, expected, query_masked, key_ok, grid_w)
+            return self.copy_outputs(composite, mask, q, k, candidates, colours, expected, query_masked, key_ok, grid_w,
+                                     topk is not None)
         if topk is None:
             dense = masked_attention(q, k, query_masked, key_ok, self.logit_scale())
             mixed_tokens = torch.bmm(dense, tokens.float()).to(tokens.dtype)
@@ -493,14 +578,21 @@ class NeuralPatchMatch(nn.Module):
                                      self.copy_colour_weight, compact)
         return candidates, colours, expected
 
-    def copy_outputs(self, composite, mask, q, k, candidates, colours, expected, query_masked, key_ok, grid_w: int):
+    def copy_outputs(self, composite, mask, q, k, candidates, colours, expected, query_masked, key_ok, grid_w: int,
+                     compact: bool):
         """forward's outputs with lr_texture="copy": every hole token takes the pixels of the source
         `choose_sources` picks among its candidates (`copy_tokens`; known tokens and holes without an allowed
         key keep their own), no coherence layer; the attention output is that choice as `TopKRows` with K = 1
         (weight 1 on hole rows that copy), so the HR stage transfers the same source's texture."""
         source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, colours, expected, self.copy_colour_weight,
-                                self.copy_sweeps, self.copy_continuity)
+                                self.copy_sweeps, self.copy_continuity, compact)
         copied = copy_tokens(composite, 1.0 - mask, source, self.patch, self.copy_feather)
         own = torch.arange(source.shape[1], device=source.device)
+        if self.copy_match_sweeps > 0:
+            offsets = copy_colour_offsets(colours, source, query_masked & (source != own), key_ok, grid_w,
+                                          self.copy_match_sweeps)
+            grid = offsets.transpose(1, 2).reshape(offsets.shape[0], 3, -1, grid_w).to(copied.dtype)
+            smooth = F.interpolate(grid, scale_factor=float(self.patch), mode="bilinear", align_corners=False)
+            copied = torch.where(mask > 0, (copied + smooth).clamp(0.0, 1.0), copied)
         weight = (query_masked & (source != own)).to(torch.float32)[..., None]
         return copied, copied, TopKRows(weight, source[..., None]), query_masked, key_ok
