@@ -160,3 +160,30 @@ def test_styles_set_their_settings_and_overrides_win():
         ModelConfig(copy_feather=5)
     with pytest.raises(ValueError, match="lr_texture"):
         ModelConfig(lr_texture="blend")
+
+
+def uniform_copy(step: float, sweeps: int) -> torch.Tensor:
+    """`copy_colour_offsets` of a hole (rows 2-5, columns 2-5 of an 8 x 16 grid of 0.5 grey) copied as one
+    continued block from rows 2-5, columns 11-14 of a region 0.5 + step bright (rows 1-6, columns 10-15)."""
+    from rethined_engine.model.patchmatch import copy_colour_offsets
+
+    grid_h, grid_w = 8, 16
+    colours = torch.full((1, grid_h, grid_w, 3), 0.5)
+    colours[0, 1:7, 10:16] = 0.5 + step
+    hole = torch.zeros(grid_h, grid_w, dtype=torch.bool)
+    hole[2:6, 2:6] = True
+    own = torch.arange(grid_h * grid_w).reshape(grid_h, grid_w)
+    source = own.clone()
+    source[2:6, 2:6] = own[2:6, 11:15]
+    copies = (hole & (source != own)).flatten()[None]
+    return copy_colour_offsets(colours.reshape(1, -1, 3), source.flatten()[None], copies, ~hole.flatten()[None],
+                               grid_w, sweeps).reshape(grid_h, grid_w, 3)
+
+
+def test_copy_colour_offsets_even_out_a_small_step_and_keep_a_large_one():
+    small = uniform_copy(0.02, 200)
+    assert torch.allclose(small[2:6, 2:6], torch.full_like(small[2:6, 2:6], -0.02), atol=1e-4)
+    assert bool((small[:2] == 0).all()) and bool((small[:, 6:] == 0).all())        # tokens that do not copy
+    large = uniform_copy(0.2, 200)                                                 # an edge, not a seam
+    assert bool((large == 0).all())
+    assert bool((uniform_copy(0.02, 0) == 0).all())
