@@ -15,8 +15,10 @@ from rethined_engine.distributed.stages import read_hole, read_rgb, write_atomic
 from rethined_engine.train.masks import random_mask
 
 PHOTO_SIZES = {"beach": (240, 320), "field": (256, 256), "hill": (240, 320), "road": (288, 224)}   # (height, width)
-RAY_CONFIG = BatchConfig(engine={"device": "cpu"}, workers=2, cpus_per_worker=0.75, cpus_per_io_task=0.25,
+# half the 2 CPUs for the actors, half for decode and encode: file work keeps both actors fed
+RAY_CONFIG = BatchConfig(engine={"device": "cpu"}, workers=2, cpus_per_worker=0.5, cpus_per_io_task=0.25,
                          rows_per_call=2)   # engine calls on batches of 2 rows, of equal or unequal shapes
+COPIES = 3                                      # copies of each photo in the two-actor run
 
 
 @pytest.fixture(scope="module")
@@ -116,24 +118,46 @@ def test_write_atomically_leaves_no_partial_file(tmp_path, monkeypatch):
 
 def test_ray_two_actors_equal_engine_with_error_rows_then_resume(folders, expected, ray_local, tmp_path):
     images, masks = folders
-    manifest = build_manifest(images, masks, tmp_path)
+    copies = tmp_path / "images"     # each photo three times: enough rows for both actors
+    copies.mkdir()
+    for path in images.iterdir():
+        for copy in range(COPIES):
+            (copies / f"{path.stem}{copy}{path.suffix}").symlink_to(path)
+            if (masks / f"{path.stem}.png").exists():
+                (tmp_path / "masks").mkdir(exist_ok=True)
+                (tmp_path / "masks" / f"{path.stem}{copy}.png").symlink_to(masks / f"{path.stem}.png")
+    out = tmp_path / "out"
+    manifest = build_manifest(copies, tmp_path / "masks", out)
     results = _by_stem(inpaint_dataset(manifest, RAY_CONFIG, use_ray=True))
+    good = [f"{stem}{copy}" for stem in PHOTO_SIZES for copy in range(COPIES)]
     assert {stem: result["status"] for stem, result in results.items()} == {
-        **{stem: OK for stem in PHOTO_SIZES}, "broken": ERROR, "lonely": ERROR}
-    assert results["broken"]["error"].startswith("decode:") and results["lonely"]["error"].startswith("mask:")
-    engine_processes = {results[stem]["worker"] for stem in PHOTO_SIZES}   # Ray's pool may give one actor all rows
-    assert 1 <= len(engine_processes) <= RAY_CONFIG.workers and f"{socket.gethostname()}:{os.getpid()}" not in engine_processes
-    for stem, filled in expected.items():
-        assert np.array_equal(np.asarray(Image.open(tmp_path / f"{stem}.png")), filled), stem
-    assert sorted(os.listdir(tmp_path)) == sorted(f"{stem}.png" for stem in PHOTO_SIZES)   # no temporaries
+        **{stem: OK for stem in good}, **{f"{bad}{copy}": ERROR for bad in ("broken", "lonely") for copy in range(COPIES)}}
+    assert results["broken0"]["error"].startswith("decode:") and results["lonely0"]["error"].startswith("mask:")
+    engine_processes = {results[stem]["worker"] for stem in good}           # both actors took rows
+    assert len(engine_processes) == RAY_CONFIG.workers and f"{socket.gethostname()}:{os.getpid()}" not in engine_processes
+    for stem in good:
+        assert np.array_equal(np.asarray(Image.open(out / f"{stem}.png")), expected[stem[:-1]]), stem
+    assert sorted(os.listdir(out)) == sorted(f"{stem}.png" for stem in good)   # no temporaries
 
-    written = {stem: (tmp_path / f"{stem}.png").stat().st_mtime_ns for stem in PHOTO_SIZES}
-    (tmp_path / "road.png").unlink()
+    written = {stem: (out / f"{stem}.png").stat().st_mtime_ns for stem in good}
+    (out / "road0.png").unlink()
     rerun = _by_stem(inpaint_dataset(manifest, RAY_CONFIG, use_ray=True))
-    assert {stem: result["status"] for stem, result in rerun.items()} == {
-        **{stem: SKIPPED for stem in PHOTO_SIZES if stem != "road"}, "road": OK, "broken": ERROR, "lonely": ERROR}
-    assert all((tmp_path / f"{stem}.png").stat().st_mtime_ns == written[stem] for stem in written if stem != "road")
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "road.png")), expected["road"])
+    assert {stem: rerun[stem]["status"] for stem in good} == {stem: SKIPPED if stem != "road0" else OK for stem in good}
+    assert all((out / f"{stem}.png").stat().st_mtime_ns == written[stem] for stem in good if stem != "road0")
+    assert np.array_equal(np.asarray(Image.open(out / "road0.png")), expected["road"])
+
+
+def test_ray_decodes_in_tasks_of_its_own(folders, ray_local, tmp_path):
+    """Equal CPU reservations for file tasks and engine actors (the defaults): decode is still not fused into
+    the actors."""
+    from rethined_engine.distributed.dataset import ray_dataset
+
+    images, masks = folders
+    config = BatchConfig(engine={"device": "cpu"}, workers=1, cpus_per_worker=0.5, cpus_per_io_task=0.5)
+    dataset = ray_dataset(build_manifest(images, masks, tmp_path).rows, config).materialize()
+    stats = dataset.stats()
+    assert "Map(decode)" in stats and "Map(decode)->" not in stats and "MapBatches(EngineStage)" in stats
+    assert sorted(os.listdir(tmp_path)) == sorted(f"{stem}.png" for stem in PHOTO_SIZES)
 
 
 def test_local_loop_writes_the_same_files(folders, expected, tmp_path):

@@ -1,10 +1,10 @@
 """`inpaint_dataset`: run a manifest through decode -> Engine -> encode, in a plain local loop or on Ray Data.
 
 Both paths call the same stage functions (stages.py); Ray adds only the placement: decode and encode as
-Ray tasks on CPUs, the Engine in a fixed pool of actors (`ActorPoolStrategy(size=workers)`, `num_gpus`
-per actor), each actor loading its Engine once. Ray Data fuses the decode tasks into the actors when both
-reserve the same resources (Ray 2.60's fusion rule); actors with GPUs, or a cpus_per_io_task other than
-cpus_per_worker, keep decoding on CPUs of its own.
+Ray tasks on CPUs of their own (never fused into the actors), the Engine in a fixed pool of actors
+(`ActorPoolStrategy(size=workers)`, `num_gpus` per actor, one engine call in flight per actor), each actor
+loading its Engine once. Rows start once every actor has loaded its Engine (up to
+`BatchConfig.actor_start_timeout_s`), so the first actor up does not take every row of a short run.
 """
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from typing import Iterable, Iterator
 from .manifest import Manifest, ManifestRow
 from .stages import BatchConfig, EngineStage, decode, encode
 
+IO_TASK_MEMORY = 512 * 2 ** 20  # bytes Ray reserves per decode/encode task (an 8K RGB image is 100 MB decoded, its
+                                # encoder a few times that); the actors reserve none, so Ray Data (2.60) never fuses
+                                # decode into them: file work keeps CPUs of its own
 MAX_INPUT_BLOCKS = 10_000   # Ray blocks of manifest rows: one row per block up to this many rows (spread over
                             # the actors, results stream), then several rows per block
 
@@ -34,12 +37,17 @@ def ray_dataset(rows: Iterable[ManifestRow], config: BatchConfig):
     if not items:
         raise ValueError("rows: expected at least one manifest row, got none")
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_INPUT_BLOCKS))
-    dataset = dataset.map(decode, fn_kwargs={"config": config}, num_cpus=config.cpus_per_io_task)
+    io_task = {"num_cpus": config.cpus_per_io_task, "memory": IO_TASK_MEMORY}
+    dataset = dataset.map(decode, fn_kwargs={"config": config}, **io_task)
     dataset = dataset.map_batches(EngineStage, fn_constructor_kwargs={"config": config},
                                   batch_size=config.rows_per_call, batch_format="numpy",
-                                  compute=ray.data.ActorPoolStrategy(size=config.workers),
+                                  compute=ray.data.ActorPoolStrategy(size=config.workers,
+                                                                     max_tasks_in_flight_per_actor=1),
                                   num_gpus=config.gpus_per_worker, num_cpus=config.cpus_per_worker)
-    return dataset.map(encode, fn_kwargs={"config": config}, num_cpus=config.cpus_per_io_task)
+    dataset = dataset.map(encode, fn_kwargs={"config": config}, **io_task)
+    dataset.context.wait_for_min_actors_s = config.actor_start_timeout_s
+    return dataset
+
 
 
 def inpaint_dataset(manifest: Manifest, config: BatchConfig = BatchConfig(), use_ray: bool = False) -> Iterator[dict]:

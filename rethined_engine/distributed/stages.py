@@ -36,7 +36,9 @@ class BatchConfig:
     jpeg_quality: quality of .jpg/.jpeg outputs (PNG outputs are lossless).
     engine: keyword arguments of `Engine(...)` in every process (device, backend, weights, ...).
     Ray only: workers: engine actors; gpus_per_worker, cpus_per_worker: resources each actor reserves;
-    cpus_per_io_task: CPUs each decode/encode task reserves; rows_per_call: rows per engine call.
+    cpus_per_io_task: CPUs each decode/encode task reserves; rows_per_call: rows per engine call;
+    actor_start_timeout_s: how long rows wait for every engine actor to start (a cluster without the
+    resources for them fails after it with Ray's GetTimeoutError).
     """
     skip_existing: bool = True
     jpeg_quality: int = JPEG_QUALITY
@@ -46,11 +48,12 @@ class BatchConfig:
     cpus_per_worker: float = 1.0
     cpus_per_io_task: float = 1.0
     rows_per_call: int = 1
+    actor_start_timeout_s: int = 600
 
     def __post_init__(self):
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality: expected 1..100, got {self.jpeg_quality}")
-        for name in ("workers", "rows_per_call"):
+        for name in ("workers", "rows_per_call", "actor_start_timeout_s"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
         for name in ("gpus_per_worker", "cpus_per_worker", "cpus_per_io_task"):
