@@ -53,7 +53,7 @@ step() {   # step NAME SECONDS LABEL CMD...
     echo "-- $label: exit $rc after $((SECONDS - t0)) s"
     if [ -n "${OUT:-}" ]; then
         mkdir -p "$OUT/results" && cp bench/results/kernels-*.json bench/results/latency-*.json \
-            bench/results/profile-*.json "$OUT/results/" 2>/dev/null
+            bench/results/profile-*.json bench/results/scale-*.json "$OUT/results/" 2>/dev/null
     fi
     return 0
 }
@@ -73,3 +73,5 @@ step batch 150 "frames/s of 8-frame batches at 3840x2160 (one (8, 3, H, W) uint8
 step compile 240 "end-to-end latency, torch.compile at 4096 and 2048 (each size compiles for ~100 s in its warm-up)" \
     python -m bench.latency --device cuda --backends torch_compile --sizes 4096 2048 --repeats 20 --warmup 3 --append
 step profile 120 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton+noseam triton_eager torch --sizes 2048 4096 8192
+step scale 150 "files per second: local loop vs Ray Data with one GPU actor (decode/encode on the CPUs)" \
+    python -m bench.scale --device cuda --gpus-per-worker 1 --workers 1 --cpus-per-worker 1
