@@ -84,16 +84,17 @@ CLIP_FPS, CLIP_SAMPLE_RATE, CLIP_AUDIO_FRAME = 12, 48000, 1024   # the tests' vi
 
 
 def write_video(path, frames: list[np.ndarray], codec: str = "ffv1", pix_fmt: str = "bgr0", audio: bool = True,
-                rotation: int = 0, colour: dict | None = None) -> None:
+                rotation: int = 0, colour: dict | None = None, options: dict | None = None) -> None:
     """A clip written with PyAV: `frames` ((H, W, 3) uint8 RGB, converted to pix_fmt with colour's colorspace)
-    at CLIP_FPS, with `colour` set on the codec context and a display rotation in degrees, plus, with `audio`,
-    a mono 440 Hz AAC track of the same length."""
+    at CLIP_FPS, with `colour` set on the codec context, the encoder's `options` and a display rotation in
+    degrees, plus, with `audio`, a mono 440 Hz AAC track of the same length."""
     import av
 
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
         video = container.add_stream(codec, rate=CLIP_FPS)
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        video.options = options or {}
         if rotation:
             video.set_display_rotation(rotation)
         for name, value in (colour or {}).items():

@@ -209,3 +209,31 @@ def test_cli_batch_on_ray_with_a_static_mask(folders, ray_local, tmp_path, capsy
     for stem in PHOTO_SIZES:
         filled = engine.inpaint(read_rgb(str(tmp_path / "images" / f"{stem}.png")), hole)
         assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"{stem}.png")), filled), stem
+
+
+def test_video_segments_on_ray_equal_the_local_segments(ray_local, tmp_path):
+    """Segments of an H.264 clip (a keyframe every 3 frames) as Ray rows on 2 actors, temporal mode on: the same
+    frames as the local loop over the same segments."""
+    av = pytest.importorskip("av")
+    from conftest import write_video
+
+    from rethined_engine.distributed.video_segments import inpaint_video_segments
+
+    rng = np.random.default_rng(3)
+    frames = [(rng.random((48, 64, 3)) * 255).astype(np.uint8) for _ in range(12)]
+    write_video(tmp_path / "clip.mkv", frames, codec="libx264", pix_fmt="yuv420p", audio=False,
+                options={"g": "3", "keyint_min": "3", "sc_threshold": "0"})
+    hole = np.zeros((48, 64), bool)
+    hole[12:30, 20:44] = True
+    settings = dict(seconds=0.25, temporal="on", engine={"device": "cpu"}, warmup=2)   # 12 fps: 4 segments
+    local = inpaint_video_segments(tmp_path / "clip.mkv", hole, tmp_path / "local.mkv", **settings)
+    on_ray = inpaint_video_segments(tmp_path / "clip.mkv", hole, tmp_path / "ray.mkv", use_ray=True, workers=2,
+                                    **settings)
+    assert local == on_ray and len(local) > 2
+
+    def decoded(path):
+        with av.open(str(path)) as container:
+            return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(tmp_path / "local.mkv"), decoded(tmp_path / "ray.mkv")))
+    assert len(decoded(tmp_path / "ray.mkv")) == 12

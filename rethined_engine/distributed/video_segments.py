@@ -1,0 +1,246 @@
+"""Long videos at scale: split a video into keyframe-aligned segments, inpaint each segment on its own (in a
+local loop, or as the rows of a Ray Data job with one Engine per actor) and join the parts without re-encoding.
+
+    segments = plan_segments("clip.mp4", seconds=10, warmup=8)
+    inpaint_video_segments("clip.mp4", "logo.png", "out.mkv", seconds=10, use_ray=True, workers=4)
+
+A segment starts at a keyframe (the first one at or after each multiple of `seconds`), so its decoder starts
+there after a seek and decodes nothing of the segments before it. With temporal mode on, a segment also
+decodes and inpaints the `warmup` frames before its first frame (seeking to the keyframe at or before them)
+to rebuild the temporal state, and drops their output: every frame is written once, by its own segment. The
+parts are lossless FFV1 (bgr0) in Matroska with the source's timestamps; `join_parts` remuxes their packets
+into one file (FFV1 frames are all keyframes, so any part boundary is a clean cut). The output is that FFV1
+file: encode it to a delivery codec afterwards (no audio is carried). Frames are indexed in presentation
+order, found from the packets' timestamps (a container without packet timestamps is refused).
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..video.files import LOSSLESS, _decode_rgb, _frame_rate, _open_source, require_av
+from ..video.masks import open_mask_source
+
+PART_SUFFIX = ".mkv"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Frames [first, stop) of a video (presentation order), written by one task. warm: the first frame
+    decoded (<= first; frames [warm, first) only warm the temporal state); seek_pts: the timestamp (video stream
+    time base) of the keyframe at or before `warm`, where decoding starts."""
+
+    index: int
+    first: int
+    stop: int
+    warm: int
+    seek_pts: int
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "first": self.first, "stop": self.stop, "warm": self.warm,
+                "seek_pts": self.seek_pts}
+
+
+def frame_table(src: str | Path) -> tuple[list[int], list[bool], Fraction, Fraction]:
+    """(every video frame's timestamp in presentation order, whether it is a keyframe, the stream's time base,
+    its frame rate), read from the packets without decoding."""
+    require_av()
+    with _open_source(Path(src)) as container:
+        video = container.streams.video[0]
+        frames = []
+        for packet in container.demux(video):
+            if packet.size == 0:   # the demuxer's flush packet
+                continue
+            if packet.pts is None:
+                raise ValueError(f"src: {src} has video packets without timestamps; segments need a container "
+                                 "that stores them (mp4, mkv, mov, ...)")
+            frames.append((packet.pts, packet.is_keyframe))
+        if not frames:
+            raise ValueError(f"src: {src} has no video frames")
+        frames.sort()
+        return [pts for pts, _ in frames], [key for _, key in frames], Fraction(video.time_base), _frame_rate(video)
+
+
+def plan_segments(src: str | Path, seconds: float, warmup: int = 0) -> list[Segment]:
+    """Keyframe-aligned segments of about `seconds` each covering every frame of src once; each decodes
+    `warmup` frames before its first (temporal state) from the keyframe at or before them."""
+    if not seconds > 0:
+        raise ValueError(f"seconds: expected a segment length > 0, got {seconds}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup: expected a whole number of frames >= 0, got {warmup!r}")
+    pts, keyframe, time_base, _ = frame_table(src)
+    keys = [i for i, key in enumerate(keyframe) if key]
+    if not keys or keys[0] != 0:
+        raise ValueError(f"src: {src} does not start with a keyframe")
+    starts, boundary = [0], seconds
+    for i in keys[1:]:
+        if (pts[i] - pts[0]) * time_base >= boundary:
+            starts.append(i)
+            boundary = math.floor((pts[i] - pts[0]) * time_base / seconds + 1) * seconds
+    segments = []
+    for index, (first, stop) in enumerate(zip(starts, starts[1:] + [len(pts)])):
+        warm = max(0, first - warmup)
+        seek = keys[bisect.bisect_right(keys, warm) - 1]
+        segments.append(Segment(index, first, stop, warm, pts[seek]))
+    return segments
+
+
+def _segment_frames(src: Path, segment: Segment, pts: list[int]) -> Iterator[tuple[int, Any, np.ndarray]]:
+    """(source index, decoded frame, (H, W, 3) uint8 RGB) of frames [warm, stop), decoded from the seek point."""
+    with _open_source(src) as container:
+        video = container.streams.video[0]
+        video.thread_type = "AUTO"
+        container.seek(segment.seek_pts, stream=video, backward=True, any_frame=False)
+        index_of = {p: i for i, p in enumerate(pts)}
+        expected = segment.warm
+        for frame in container.decode(video):
+            index = index_of.get(frame.pts)
+            if index is None:
+                raise ValueError(f"src: a decoded frame's timestamp {frame.pts} is not one of the packets'")
+            if index < segment.warm:
+                continue
+            if index >= segment.stop:
+                return
+            if index != expected:
+                raise ValueError(f"src: frame {expected} could not be decoded after seeking to timestamp "
+                                 f"{segment.seek_pts} (got frame {index})")
+            expected += 1
+            yield index, frame, _decode_rgb(frame)
+    if expected < segment.stop:
+        raise ValueError(f"src: the video ended at frame {expected}, before frame {segment.stop}")
+
+
+def inpaint_segment(src: str | Path, mask: Any, segment: Segment, part: str | Path, *, inpainter,
+                    dilate: int = 0, hold_last_mask: bool = False) -> int:
+    """Inpaint one segment of src into the FFV1 file `part` (written under a temporary name, then renamed);
+    returns the frames written (stop - first). inpainter: a `VideoInpainter`, reset first."""
+    import av
+
+    src, part = Path(src), Path(part)
+    pts, _, time_base, fps = frame_table(src)
+    masks = open_mask_source(mask, dilate, hold_last_mask)
+    inpainter.reset()
+    temporary = part.with_name(f".{part.name}.{os.getpid()}.tmp{PART_SUFFIX}")
+    written = 0
+    try:
+        with av.open(str(temporary), "w") as out:
+            stream = None
+            for index, frame, rgb in _segment_frames(src, segment, pts):
+                filled = inpainter.process(rgb, masks.mask_at(index, rgb))
+                if index < segment.first:
+                    continue
+                if stream is None:
+                    stream = out.add_stream(LOSSLESS.codec, rate=fps)
+                    stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], LOSSLESS.pix_fmt
+                    stream.time_base = time_base
+                picture = av.VideoFrame.from_ndarray(filled, format="rgb24").reformat(format=LOSSLESS.pix_fmt)
+                picture.pts, picture.time_base = frame.pts, time_base
+                out.mux(stream.encode(picture))
+                written += 1
+            if stream is not None:
+                out.mux(stream.encode(None))
+        os.replace(temporary, part)
+    finally:
+        masks.close()
+        Path(temporary).unlink(missing_ok=True)
+    return written
+
+
+def join_parts(parts: list[str | Path], dst: str | Path) -> None:
+    """Remux the video packets of `parts` (FFV1 files from `inpaint_segment`, in order) into dst, without
+    decoding; dst is written under a temporary name and renamed."""
+    import av
+
+    dst = Path(dst)
+    temporary = dst.with_name(f".{dst.name}.{os.getpid()}.tmp{dst.suffix}")
+    try:
+        with av.open(str(temporary), "w") as out:
+            stream = None
+            for part in parts:
+                with av.open(str(part)) as source:
+                    video = source.streams.video[0]
+                    if stream is None:
+                        stream = out.add_stream_from_template(video)
+                    for packet in source.demux(video):
+                        if packet.size == 0:
+                            continue
+                        packet.stream = stream
+                        out.mux(packet)
+        os.replace(temporary, dst)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+class SegmentStage:
+    """One `VideoInpainter` (its Engine loaded once) per process or Ray actor; inpaints segment rows."""
+
+    def __init__(self, src: str, mask: Any, folder: str, temporal: str, engine: dict, dilate: int):
+        from ..engine import Engine
+        from ..video.stream import VideoInpainter
+
+        self.src, self.mask, self.folder, self.dilate = src, mask, Path(folder), dilate
+        self.inpainter = VideoInpainter(Engine(**engine), temporal)
+
+    def part(self, index: int) -> Path:
+        return self.folder / f"part{index:06d}{PART_SUFFIX}"
+
+    def row(self, row: dict) -> dict:
+        segment = Segment(**{key: int(row[key]) for key in ("index", "first", "stop", "warm", "seek_pts")})
+        frames = inpaint_segment(self.src, self.mask, segment, self.part(segment.index), inpainter=self.inpainter,
+                                 dilate=self.dilate)
+        return {**row, "frames": frames}
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        rows = [self.row({key: values[i] for key, values in batch.items()}) for i in range(len(batch["index"]))]
+        return {key: [row[key] for row in rows] for key in rows[0]}
+
+
+def inpaint_video_segments(src: str | Path, mask: Any, dst: str | Path, *, seconds: float, temporal: str = "on",
+                           engine: dict | None = None, dilate: int = 0, use_ray: bool = False, workers: int = 1,
+                           gpus_per_worker: float = 0.0, warmup: int | None = None) -> list[Segment]:
+    """Inpaint src segment by segment into the FFV1 file dst (see the module docstring); returns the segments.
+    mask: an image, array, folder, mask video or callable, as `inpaint_video`. engine: `Engine(**engine)`
+    keyword arguments in every process. use_ray: segments are the rows of a Ray Data job with `workers` engine
+    actors of `gpus_per_worker` GPUs (ray.init() first, or Ray starts a local one). warmup: frames decoded before
+    each segment to rebuild the temporal state (default: `VideoConfig.memory_frames` with temporal on, 0 off)."""
+    from ..video.stream import VideoConfig
+
+    if temporal not in ("on", "off"):
+        raise ValueError(f"temporal: expected 'on' or 'off', got {temporal!r}")
+    if warmup is None:
+        warmup = VideoConfig().memory_frames if temporal == "on" else 0
+    src, dst = Path(src), Path(dst)
+    if not dst.parent.is_dir():
+        raise ValueError(f"dst: the folder {dst.parent} does not exist")
+    if callable(mask) and use_ray:
+        raise ValueError("mask: a function cannot be sent to Ray workers; give an image, a folder or a mask video")
+    segments = plan_segments(src, seconds, warmup)
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.parts.") as folder:
+        stage_args = (str(src), mask if not isinstance(mask, Path) else str(mask), folder, temporal, engine or {},
+                      dilate)
+        rows = [segment.as_dict() for segment in segments]
+        if use_ray:
+            import ray.data
+
+            dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
+            dataset = dataset.map_batches(SegmentStage, fn_constructor_args=stage_args, batch_size=1,
+                                          compute=ray.data.ActorPoolStrategy(size=workers,
+                                                                             max_tasks_in_flight_per_actor=1),
+                                          num_gpus=gpus_per_worker)
+            done = dataset.take_all()
+        else:
+            stage = SegmentStage(*stage_args)
+            done = [stage.row(row) for row in rows]
+        missing = {row["index"] for row in rows} - {int(row["index"]) for row in done}
+        if missing:
+            raise RuntimeError(f"segments {sorted(missing)} were not written")
+        join_parts([Path(folder) / f"part{segment.index:06d}{PART_SUFFIX}" for segment in segments], dst)
+    return segments
