@@ -60,6 +60,23 @@ def test_choose_sources_never_repeats_a_hole_neighbours_source_when_it_has_a_cho
     assert torch.equal(source[~hole], torch.arange(n).reshape(grid_h, grid_w)[~hole])
 
 
+@pytest.mark.parametrize("holes", [0, 1])
+def test_choose_sources_with_no_row_to_update(holes):
+    """No hole token, or one (a colour of the checkerboard without any), in both forms."""
+    g = torch.Generator().manual_seed(1)
+    n, grid_w = 20, 5
+    q = torch.nn.functional.normalize(torch.randn(1, n, 8, generator=g), dim=-1)
+    query_masked = torch.zeros(1, n, dtype=torch.bool)
+    query_masked[0, 7:7 + holes] = True
+    colours = torch.rand(1, n, 3, generator=g)
+    from rethined_engine.model.patchmatch import copy_candidates
+    candidates = copy_candidates(q, q, colours, colours, query_masked, ~query_masked, 8, 0.5, compact=True)
+    for compact in (False, True):
+        source = choose_sources(q, q, candidates, query_masked, ~query_masked, grid_w, colours, colours, 0.5, 4, 0.5,
+                                compact)
+        assert bool((source[0, 7:7 + holes] != 7).all()) and source[0, 0] == 0
+
+
 def continued_share(source: torch.Tensor, hole: torch.Tensor, grid_w: int) -> float:
     """Share of horizontally or vertically adjacent hole-token pairs whose copies continue each other (the
     source of one is the other's source shifted by their offset: no seam between them)."""

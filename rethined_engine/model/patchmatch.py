@@ -355,10 +355,10 @@ def _option_scores(q: torch.Tensor, k: torch.Tensor, options: torch.Tensor, colo
     batch, rows, width = options.shape
     keys_per_image = k.shape[1]
     flat = (options + (torch.arange(batch, device=q.device) * keys_per_image)[:, None, None]).flatten()
-    keys = k.reshape(batch * keys_per_image, -1).float()[flat].reshape(batch, rows, width, -1)
+    keys = k.reshape(batch * keys_per_image, -1).float()[flat].reshape(batch, rows, width, k.shape[-1])
     score = torch.matmul(keys, q.float()[..., None])[..., 0]
     if colour_weight > 0.0:
-        picked = colours.reshape(batch * keys_per_image, -1).float()[flat].reshape(batch, rows, width, -1)
+        picked = colours.reshape(batch * keys_per_image, -1).float()[flat].reshape(batch, rows, width, colours.shape[-1])
         score = score - colour_weight * _abs(picked - expected.float()[:, :, None, :]).sum(dim=-1)
     return score
 
