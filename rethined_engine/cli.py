@@ -162,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     from .video.files import add_video_parser, run_video_command
     add_video_parser(sub)
     from .distributed.command import add_batch_parser, run_batch_command
+    from .distributed.video_segments import add_segment_arguments, run_segments_command
     add_batch_parser(sub)
+    add_segment_arguments(sub.choices["video"])
     sub.choices["video"].add_argument(
         "--raw", metavar="WxH", help="pipe mode: raw frames of this size on stdin (INPUT '-'), raw frames on stdout "
         "('-o -'); --pix-fmt then names their pixel format (rgb24, the default)")
@@ -189,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.style is not None:
             raise SystemExit("error: --style applies to torchscript and triton-repo only")
         run_export(args.output, args.size, args.dynamic, args.topk, args.weights)
+    elif args.command == "video" and args.segments is not None:
+        run_segments_command(args)
     elif args.command == "video" and args.raw:
         from .video.raw_pipe import run_raw_command
         run_raw_command(args)

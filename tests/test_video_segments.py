@@ -104,3 +104,20 @@ def test_a_segment_past_the_end_is_an_error(clip):
     pts = frame_table(path)[0]
     with pytest.raises(ValueError, match="ended at frame 23"):
         list(_segment_frames(path, Segment(0, 20, 30, 20, pts[20]), pts))
+
+
+def test_cli_video_segments_writes_the_same_file_and_refuses_encoder_options(clip, tmp_path, capsys):
+    from PIL import Image
+
+    from rethined_engine.cli import main
+
+    path, mask = clip
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    main(["video", str(path), str(tmp_path / "mask.png"), "-o", str(tmp_path / "cli.mkv"), "--segments", "1",
+          "--temporal", "off", "--device", "cpu"])
+    assert "23 frames in 3 segments" in capsys.readouterr().out
+    inpaint_video_segments(path, mask, tmp_path / "api.mkv", seconds=1, temporal="off", engine={"device": "cpu"})
+    assert all(np.array_equal(a, b) for a, b in zip(decode_all(tmp_path / "cli.mkv"), decode_all(tmp_path / "api.mkv")))
+    with pytest.raises(SystemExit, match="leave out --crf"):
+        main(["video", str(path), str(tmp_path / "mask.png"), "-o", str(tmp_path / "x.mkv"), "--segments", "1",
+              "--crf", "18"])

@@ -244,3 +244,37 @@ def inpaint_video_segments(src: str | Path, mask: Any, dst: str | Path, *, secon
             raise RuntimeError(f"segments {sorted(missing)} were not written")
         join_parts([Path(folder) / f"part{segment.index:06d}{PART_SUFFIX}" for segment in segments], dst)
     return segments
+
+
+def add_segment_arguments(video) -> None:
+    """`rethined video ... --segments SECONDS [--ray [ADDRESS]] [--workers N] [--gpus-per-worker G]`."""
+    video.add_argument("--segments", type=float, metavar="SECONDS", default=None,
+                       help="inpaint in keyframe-aligned segments of about SECONDS, locally or on Ray (--ray), and "
+                       "join them into an FFV1 file (.mkv; no audio, no --start/--end or encoder options)")
+    video.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="--segments on Ray Data: the cluster at ADDRESS, or RAY_ADDRESS's / a local one")
+    video.add_argument("--workers", type=int, default=1, help="--ray: engine actors (default 1)")
+    video.add_argument("--gpus-per-worker", type=float, default=0.0, help="--ray: GPUs per engine actor (default 0)")
+
+
+def run_segments_command(args) -> None:
+    """`rethined video IN MASK -o OUT --segments SECONDS`: `inpaint_video_segments` and a one-line summary."""
+    refused = [flag for flag, value in (("--start", args.start), ("--end", args.end), ("--codec", args.codec),
+                                        ("--pix-fmt", args.pix_fmt), ("--crf", args.crf), ("--preset", args.preset),
+                                        ("--hold-last-mask", args.hold_last_mask)) if value]
+    if refused:
+        raise SystemExit(f"error: --segments writes the whole video as FFV1; leave out {', '.join(refused)}")
+    use_ray = args.ray is not None
+    if use_ray:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=args.ray or None)
+    engine = {key: value for key, value in (("device", args.device), ("weights", args.weights)) if value is not None}
+    try:
+        segments = inpaint_video_segments(args.input, args.mask, args.output, seconds=args.segments,
+                                          temporal=args.temporal, engine=engine, dilate=args.dilate, use_ray=use_ray,
+                                          workers=args.workers, gpus_per_worker=args.gpus_per_worker)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"wrote {args.output}: {segments[-1].stop} frames in {len(segments)} segments (FFV1)")
