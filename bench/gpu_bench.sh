@@ -73,5 +73,6 @@ step batch 150 "frames/s of 8-frame batches at 3840x2160 (one (8, 3, H, W) uint8
 step compile 240 "end-to-end latency, torch.compile at 4096 and 2048 (each size compiles for ~100 s in its warm-up)" \
     python -m bench.latency --device cuda --backends torch_compile --sizes 4096 2048 --repeats 20 --warmup 3 --append
 step profile 120 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton+noseam triton_eager torch --sizes 2048 4096 8192
+# scale (only when named in STEPS) needs >= 10 photos in $SCALE_PHOTOS (default photos/heldout, not in git)
 step scale 150 "files per second: local loop vs Ray Data with one GPU actor (decode/encode on the CPUs)" \
-    python -m bench.scale --device cuda --gpus-per-worker 1 --workers 1 --cpus-per-worker 1
+    python -m bench.scale --device cuda --gpus-per-worker 1 --workers 1 --cpus-per-worker 1 --photos "${SCALE_PHOTOS:-photos/heldout}"

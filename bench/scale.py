@@ -4,8 +4,8 @@ engine actors (--workers), on the same files, at each --sizes.
     python -m bench.scale [--sizes 1024x1024 2048x2048] [--images 10] [--workers 1 2] [--device cpu]
     python -m bench.scale --device cuda --gpus-per-worker 1 --workers 1      # on a GPU machine
 
-Input: --images crops of the shipped sample photo resized to each size, saved as JPEG (quality 90), each with
-its own fixed-seed random mask (train.masks.random_mask, 30-50 % coverage); outputs PNG. Each run writes
+Input: the first --images photos of --photos (default photos/heldout) resized to each size, saved as JPEG
+(quality 90), each with its own fixed-seed random mask (train.masks.random_mask, 30-50 % coverage); outputs PNG. Each run writes
 into a fresh folder (nothing skipped). Local: wall time of the whole loop, Engine loading included. Ray:
 `ray.init(num_cpus=os.cpu_count())` once, timed apart (`ray_init_seconds`), then per run the wall time with
 actor start and Engine loading included. Every run also gives the time to the first result and the rate
@@ -30,25 +30,26 @@ from .env import RESULTS, run_environment
 
 INPUT_JPEG_QUALITY = 90
 MASK_SEED = 0
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
-def write_inputs(folder: Path, count: int, height: int, width: int) -> tuple[Path, Path]:
-    """count JPEG crops of the sample photo at height x width in folder/images, their masks in folder/masks."""
+def write_inputs(photos: Path, folder: Path, count: int, height: int, width: int) -> tuple[Path, Path]:
+    """The first count photos of the folder photos (sorted by name) resized to height x width, saved as JPEG
+    in folder/images; a fixed-seed random mask each in folder/masks."""
     from PIL import Image
 
-    from rethined_engine.cli import SAMPLE_IMAGE
     from rethined_engine.train.masks import random_mask
 
+    files = sorted(f for f in photos.iterdir() if f.suffix.lower() in PHOTO_SUFFIXES)[:count]
+    if len(files) < count:
+        raise ValueError(f"--photos must hold at least --images={count} photos, {photos} has {len(files)}")
     images, masks = folder / "images", folder / "masks"
     images.mkdir()
     masks.mkdir()
-    photo = Image.open(SAMPLE_IMAGE).convert("RGB")
     rng = np.random.default_rng(MASK_SEED)
-    for index in range(count):
-        left = int(rng.integers(0, photo.width // 2))
-        top = int(rng.integers(0, photo.height // 2))
-        crop = photo.crop((left, top, left + photo.width // 2, top + photo.height // 2)).resize((width, height))
-        crop.save(images / f"photo{index:03d}.jpg", quality=INPUT_JPEG_QUALITY)
+    for index, file in enumerate(files):
+        photo = Image.open(file).convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+        photo.save(images / f"photo{index:03d}.jpg", quality=INPUT_JPEG_QUALITY)
         hole = random_mask(height, width, rng).astype(np.uint8) * 255
         Image.fromarray(hole).save(masks / f"photo{index:03d}.png")
     return images, masks
@@ -73,6 +74,7 @@ def timed_run(images: Path, masks: Path, out: Path, config, use_ray: bool) -> di
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", default=["1024x1024", "2048x2048"], help="HxW of the images, per run")
+    parser.add_argument("--photos", type=Path, default=Path("photos/heldout"), help="folder of input photos")
     parser.add_argument("--images", type=int, default=10, help="images per size")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray engine actors, one run each")
     parser.add_argument("--cpus-per-worker", type=float, default=0.75)
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         height, width = (int(v) for v in size.lower().split("x"))
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            images, masks = write_inputs(folder, args.images, height, width)
+            images, masks = write_inputs(args.photos, folder, args.images, height, width)
             local = timed_run(images, masks, folder / "local", BatchConfig(engine=engine), use_ray=False)
             runs.append({"size": [height, width], "run": "local loop", "workers": 0} | local)
             print(runs[-1], flush=True)
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
                     "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
                     "cpus_per_worker": args.cpus_per_worker, "gpus_per_worker": args.gpus_per_worker,
                     "cpus_per_io_task": args.cpus_per_io_task,
-                    "input": f"JPEG q{INPUT_JPEG_QUALITY} crops of the sample photo, random masks 30-50 %, PNG out",
+                    "input": f"first {args.images} photos of {args.photos} resized, JPEG q{INPUT_JPEG_QUALITY}, "
+                             "random masks 30-50 % (train.masks.random_mask, seed 0), PNG out",
                     "runs": runs}
     out = args.out or RESULTS / f"scale-{args.device}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
