@@ -97,6 +97,8 @@ QUICK_FRAMES = 3
 QUICK_MEMORY = (12, 2, 4)    # --quick: memory frames, sample every, warm-up
 OFF, ON = "off", "on"
 MODE_SEPARATOR = "+"         # on+FIELD=VALUE,FIELD=VALUE
+ORACLE_LONG_SIDE = 480      # px: the oracle's flows on the truth are taken at this long side
+ORACLE_WINDOW = 8            # past frames that temporal mode keeps (VideoConfig.memory_frames): the oracle's short memory
 PICTURE_FRAMES = 3           # consecutive frames in a picture strip
 PICTURE_MARGIN = 0.35        # window margin around the hole, in hole-box sizes per side
 PICTURE_MAX_WIDTH = 1600     # px
@@ -176,6 +178,51 @@ def warp_errors(truth: np.ndarray, outputs: np.ndarray, masks: np.ndarray) -> di
     return dict(warping_error(truth, outputs, masks))
 
 
+def ever_seen(truth: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The oracle of what propagation can copy: per frame t of truth (T, H, W, 3) uint8 and masks (T, H, W) bool,
+    which hole pixels some past frame saw outside its own mask, following DIS flow (medium) on the true frames
+    chained frame to frame at ORACLE_LONG_SIDE. Returns (ever, recent), both (T, H, W) bool: seen in any past
+    frame, and in one of the last ORACLE_WINDOW frames."""
+    from rethined_engine.video.flow import dis_flow
+    from rethined_engine.video.temporal import working_size
+
+    height, width = masks.shape[1:]
+    h, w = working_size((height, width), ORACLE_LONG_SIDE)
+    small = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in truth]
+    holes = [cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0 for m in masks]
+    back = [None] + [dis_flow(small[t], small[t - 1]) for t in range(1, len(small))]   # t -> t-1
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1)
+    ever, recent = np.zeros(masks.shape, bool), np.zeros(masks.shape, bool)
+    for t in range(1, len(small)):
+        pos, seen, seen_recent = grid.copy(), np.zeros((h, w), bool), np.zeros((h, w), bool)
+        for s in range(t - 1, -1, -1):
+            pos = pos + cv2.remap(back[s + 1], pos[..., 0], pos[..., 1], cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+            x, y = np.round(pos[..., 0]).astype(int), np.round(pos[..., 1]).astype(int)
+            inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+            visible = inside & ~holes[s][np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)]
+            seen |= visible
+            if t - s <= ORACLE_WINDOW:
+                seen_recent |= visible
+        for out, small_seen in ((ever, seen), (recent, seen_recent)):
+            out[t] = masks[t] & (cv2.resize(small_seen.astype(np.uint8), (width, height),
+                                            interpolation=cv2.INTER_NEAREST) > 0)
+    return ever, recent
+
+
+def oracle_scores(truth: np.ndarray, off: np.ndarray, masks: np.ndarray) -> dict:
+    """The ceiling of propagation from the per-frame outputs `off` (T, H, W, 3) uint8: the share of hole pixels
+    some past frame saw (ever / within ORACLE_WINDOW frames, `ever_seen`) and the mean hole PSNR when those are
+    copied perfectly (the truth) and the rest kept from `off`."""
+    ever, recent = ever_seen(truth, masks)
+    hole = masks.sum()
+    row = {"oracle_seen": float(ever.sum() / hole), "oracle_seen_recent": float(recent.sum() / hole)}
+    for key, seen in (("oracle_psnr", ever), ("oracle_psnr_recent", recent)):
+        ceiling = np.where(seen[..., None], truth, off)
+        row[key] = float(np.mean([hole_scores(t, c, m)[0] for t, c, m in zip(truth, ceiling, masks)]))
+    return row
+
+
 def run_mode(mode: str, engine, frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, float]:
     """Stream the clip through a fresh inpainter: outputs (T, H, W, 3) uint8 and mean seconds per frame."""
     inpainter = make_inpainter(mode, engine)
@@ -206,6 +253,12 @@ def evaluate_case(case: Case, clip: Clip, masks: np.ndarray, modes: list[str], e
                             "psnr_per_frame": scores[:, 0].tolist(), "warp_hole": warp["hole"],
                             "warp_frame": warp["frame"], "seconds_per_frame": seconds,
                             "load_average": [load_before, os.getloadavg()[0]]})
+        if mode == OFF:
+            base |= oracle_scores(truth, outputs, masks)
+            print(f"{case.name:22s} oracle: seen ever {base['oracle_seen']:.1%} (psnr {base['oracle_psnr']:.2f}), "
+                  f"within {ORACLE_WINDOW} frames {base['oracle_seen_recent']:.1%} "
+                  f"(psnr {base['oracle_psnr_recent']:.2f})", flush=True)
+            rows[-1] |= base
         if len(shown) < 3:
             shown[mode] = outputs
         print(f"{case.name:22s} {mode:28s} psnr {rows[-1]['psnr']:6.2f} ssim {rows[-1]['ssim']:.4f} "
