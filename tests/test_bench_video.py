@@ -116,3 +116,19 @@ def test_hole_windows_share_a_size_and_hold_each_hole():
     assert len(shapes) == 1
     for mask, window in zip(masks, windows):
         assert mask[window].sum() == mask.sum()                  # the whole hole is inside its window
+
+
+def test_ever_seen_follows_a_pan_and_the_ceiling_copies_the_truth():
+    """A 4 px/frame pan past a still 12 px wide hole: a third more of the hole was seen with each frame."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    scene = cv2.GaussianBlur(rng.integers(0, 256, (40, 132, 3), dtype=np.uint8), (7, 7), 2)
+    truth = np.stack([scene[:, 4 * t:4 * t + 80] for t in range(4)])
+    masks = np.zeros((4, 40, 80), bool)
+    masks[:, 10:30, 30:42] = True
+    ever, recent = video.ever_seen(truth, masks)
+    assert [round(float(ever[t].sum() / masks[t].sum()), 2) for t in range(4)] == [0.0, 0.33, 0.67, 1.0]
+    assert np.array_equal(ever, recent)       # all within ORACLE_WINDOW frames
+    scores = video.oracle_scores(truth, np.zeros_like(truth), masks)
+    assert scores["oracle_seen"] == pytest.approx(0.5, abs=0.01)
