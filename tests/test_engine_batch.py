@@ -1,7 +1,7 @@
 """Batched inference and `Engine.inpaint_frames` on the CPU backends, against per-image `Engine.inpaint`
-calls on fresh random inputs. The native backend runs the LR network once per batch: its results must
-equal the per-image calls bit for bit; the torch backend's batched convolutions may round one uint8 level
-apart (TORCH_BATCH_LSB)."""
+calls on fresh random inputs. The native backend runs the LR network once per image by default: its results
+must equal the per-image calls bit for bit; batched convolutions (the torch backend, and the native one with
+LR_BATCH > 1) may round one uint8 level apart (TORCH_BATCH_LSB)."""
 import warnings
 
 import numpy as np
@@ -136,7 +136,8 @@ def test_video_process_batch_with_temporal_off_uses_one_engine_call(engines, rng
 @pytest.mark.parametrize("lr_batch", [2, 8])
 def test_native_lr_network_on_several_images_per_call(engines, rng, monkeypatch, lr_batch):
     """The native backend's LR network on LR_BATCH images per call (1 by default: faster on the CPU) gives
-    the per-image results bit for bit, with a fully-masked and a hole-free image in the batch."""
+    the per-image results within TORCH_BATCH_LSB (oneDNN may pick another convolution kernel for a batch on
+    some CPUs), with a fully-masked and a hole-free image in the batch."""
     from rethined_engine.backends import native_backend
 
     monkeypatch.setattr(native_backend, "LR_BATCH", lr_batch)
@@ -151,4 +152,4 @@ def test_native_lr_network_on_several_images_per_call(engines, rng, monkeypatch,
     with pytest.warns(RuntimeWarning, match="whole image"):
         batch = engine.inpaint(images, masks)
     assert calls == [min(lr_batch, 4)] + ([4 - lr_batch] if lr_batch < 4 else [])
-    assert_same(batch, want, "native")
+    assert_same(batch, want, "torch")   # the LR network's batched convolutions: as torch's, within one level
