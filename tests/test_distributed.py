@@ -10,7 +10,14 @@ from PIL import Image
 
 from rethined_engine import Engine
 from rethined_engine.cli import SAMPLE_IMAGE, main
-from rethined_engine.distributed import ERROR, OK, SKIPPED, BatchConfig, build_manifest, inpaint_dataset
+from rethined_engine.distributed import (
+    ERROR,
+    OK,
+    SKIPPED,
+    BatchConfig,
+    build_manifest,
+    inpaint_dataset,
+)
 from rethined_engine.distributed.stages import read_hole, read_rgb, write_atomically
 from rethined_engine.train.masks import random_mask
 
@@ -194,7 +201,7 @@ def test_cli_batch_jpeg_summary_and_exit_status(folders, expected, tmp_path, cap
 
 
 def test_cli_batch_on_ray_with_a_static_mask(folders, ray_local, tmp_path, capsys):
-    images, masks = folders
+    images, _masks = folders
     for stem in PHOTO_SIZES:   # one size for all, as a static mask needs
         Image.open(next(images.glob(stem + ".*"))).resize((64, 48)).save(tmp_path / f"{stem}.png")
     hole = random_mask(48, 64, np.random.default_rng(9)).astype(np.uint8) * 255
@@ -225,7 +232,7 @@ def test_video_segments_on_ray_equal_the_local_segments(ray_local, tmp_path):
                 options={"g": "3", "keyint_min": "3", "sc_threshold": "0"})
     hole = np.zeros((48, 64), bool)
     hole[12:30, 20:44] = True
-    settings = dict(seconds=0.25, temporal="on", engine={"device": "cpu"}, warmup=2)   # 12 fps: 4 segments
+    settings = {"seconds": 0.25, "temporal": "on", "engine": {"device": "cpu"}, "warmup": 2}   # 12 fps: 4 segments
     local = inpaint_video_segments(tmp_path / "clip.mkv", hole, tmp_path / "local.mkv", **settings)
     on_ray = inpaint_video_segments(tmp_path / "clip.mkv", hole, tmp_path / "ray.mkv", use_ray=True, workers=2,
                                     **settings)

@@ -12,7 +12,6 @@ from rethined_engine.distributed import OK, BatchConfig, build_manifest, inpaint
 from rethined_engine.train.masks import random_mask
 
 
-
 def ancestors(pid: int) -> set[int]:
     """Process ids above pid (Linux /proc)."""
     found = set()

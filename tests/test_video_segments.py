@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from rethined_engine import Engine
-from rethined_engine.distributed.video_segments import (Segment, _segment_frames, frame_table, inpaint_video_segments,
-                                                        plan_segments)
+from rethined_engine.distributed.video_segments import (
+    Segment,
+    _segment_frames,
+    frame_table,
+    inpaint_video_segments,
+    plan_segments,
+)
 from rethined_engine.video.files import LOSSLESS, inpaint_video
 
 av = pytest.importorskip("av")

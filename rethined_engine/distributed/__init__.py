@@ -2,7 +2,7 @@
 a local loop or on Ray Data (`pip install 'rethined_engine[ray]'`). docs/scale-out.md."""
 from .dataset import inpaint_dataset, inpaint_local, ray_dataset
 from .manifest import Manifest, ManifestRow, build_manifest
-from .stages import BatchConfig, ERROR, OK, SKIPPED
+from .stages import ERROR, OK, SKIPPED, BatchConfig
 
-__all__ = ["BatchConfig", "ERROR", "Manifest", "ManifestRow", "OK", "SKIPPED", "build_manifest", "inpaint_dataset",
+__all__ = ["ERROR", "OK", "SKIPPED", "BatchConfig", "Manifest", "ManifestRow", "build_manifest", "inpaint_dataset",
            "inpaint_local", "ray_dataset"]

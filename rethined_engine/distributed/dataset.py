@@ -8,7 +8,7 @@ loading its Engine once. Rows start once every actor has loaded its Engine (up t
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .manifest import Manifest, ManifestRow
 from .stages import BatchConfig, EngineStage, decode, encode
@@ -49,12 +49,12 @@ def ray_dataset(rows: Iterable[ManifestRow], config: BatchConfig):
     return dataset
 
 
-
-def inpaint_dataset(manifest: Manifest, config: BatchConfig = BatchConfig(), use_ray: bool = False) -> Iterator[dict]:
+def inpaint_dataset(manifest: Manifest, config: BatchConfig | None = None, use_ray: bool = False) -> Iterator[dict]:
     """Inpaint every row of manifest; yields one result dict per row (stages.RESULT_FIELDS: image,
     mask, output, status ok/skipped/error, error message, worker) as rows finish: in manifest order locally, in completion order on
     Ray. use_ray: run on the Ray cluster this process is connected to (ray.init() first; without it Ray
-    starts a local one), else in a local loop with one Engine."""
+    starts a local one), else in a local loop with one Engine. config: BatchConfig() when None."""
+    config = BatchConfig() if config is None else config
     if not manifest.rows:
         return iter(())
     if use_ray:

@@ -87,7 +87,7 @@ def decode(row: dict, config: BatchConfig) -> dict:
         return {**row, "status": ERROR, "error": f"mask: no mask file with the stem {Path(row['image']).stem!r}"}
     try:
         return {**row, "pixels": read_rgb(row["image"]), "hole": read_hole(row["mask"])}
-    except Exception as exc:  # unreadable, truncated, not an image: this row fails, the run goes on
+    except Exception as exc:  # noqa: BLE001 - unreadable, truncated, not an image: this row fails, the run goes on
         return _failed(row, "decode", exc)
 
 
@@ -107,7 +107,7 @@ class EngineStage:
         row = {**row, "worker": self.worker}
         try:
             return {**row, "pixels": self.engine.inpaint(row["pixels"], row["hole"]), "hole": NO_HOLE}
-        except Exception as exc:  # a size mismatch, an out-of-memory: this row fails, the run goes on
+        except Exception as exc:  # noqa: BLE001 - a size mismatch, an out-of-memory: this row fails, the run goes on
             return _failed(row, "inpaint", exc)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
@@ -138,6 +138,6 @@ def encode(row: dict, config: BatchConfig) -> dict:
         try:
             write_atomically(Path(row["output"]), row["pixels"], config.jpeg_quality)
             row = {**row, "status": OK}
-        except Exception as exc:  # a full disk, a read-only folder: this row fails, the run goes on
+        except Exception as exc:  # noqa: BLE001 - a full disk, a read-only folder: this row fails, the run goes on
             row = _failed(row, "encode", exc)
     return {key: row[key] for key in RESULT_FIELDS}
