@@ -257,8 +257,9 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
         own_score = _option_scores(q, k, candidates, colours, expected, colour_weight)
     neighbours, inside = [], []
     for dy, dx in _consts.NEIGHBOURS:
-        inside.append((row + dy > -1) & (grid_h - row - dy > 0) & (col + dx > -1) & (grid_w - col - dx > 0))
-        neighbours.append(((row + dy).clamp(0, grid_h - 1) * grid_w + (col + dx).clamp(0, grid_w - 1))[None].expand(batch, -1))
+        neighbour, neighbour_inside = _grid_cell(row + dy, col + dx, grid_h, grid_w)
+        neighbours.append(neighbour[None].expand(batch, -1))
+        inside.append(neighbour_inside)
     parity = _modulo(row + col, 2)
     for sweep in range(sweeps):
         options, option_ok, taken = [candidates], [valid], []
@@ -266,18 +267,16 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
             neighbour_source = torch.gather(source, 1, neighbours[side])
             neighbour_hole = torch.gather(has_key, 1, neighbours[side]) & inside[side][None]
             taken.append(torch.where(neighbour_hole, neighbour_source, torch.full_like(neighbour_source, -1)))
-            src_row, src_col = neighbour_source // grid_w - dy, _modulo(neighbour_source, grid_w) - dx
-            in_grid = (src_row > -1) & (grid_h - src_row > 0) & (src_col > -1) & (grid_w - src_col > 0)
-            shifted = src_row.clamp(0, grid_h - 1) * grid_w + src_col.clamp(0, grid_w - 1)
+            shifted, in_grid = _grid_cell(neighbour_source // grid_w - dy, _modulo(neighbour_source, grid_w) - dx,
+                                          grid_h, grid_w)
             options.append(shifted[..., None])
             option_ok.append((neighbour_hole & in_grid & torch.gather(key_ok, 1, shifted))[..., None])
         all_options, all_ok = torch.cat(options, -1), torch.cat(option_ok, -1)           # (B, N, C + 4)
         repeats = (all_options[..., :, None] == torch.stack(taken, -1)[..., None, :]).to(torch.int32).sum(dim=-1) > 0
-        continuations = torch.where(all_ok[..., candidates.shape[-1]:], all_options[..., candidates.shape[-1]:],
-                                    torch.full_like(all_options[..., candidates.shape[-1]:], -1))
-        agree = (all_options[..., :, None] == continuations[..., None, :]).to(q.dtype).sum(dim=-1)  # neighbours continued
-        updated = (parity == 1 - sweep % 2)[None] & has_key
         continuation = all_options[..., candidates.shape[-1]:]
+        continued_ok = torch.where(all_ok[..., candidates.shape[-1]:], continuation, torch.full_like(continuation, -1))
+        agree = (all_options[..., :, None] == continued_ok[..., None, :]).to(q.dtype).sum(dim=-1)  # neighbours continued
+        updated = (parity == 1 - sweep % 2)[None] & has_key
         if compact:                                   # score the rows this sweep updates only
             continued = _scores_on_rows(q, k, continuation, colours, expected, colour_weight, updated)
         else:
@@ -314,20 +313,18 @@ def copy_colour_offsets(colours: torch.Tensor, source: torch.Tensor, copies: tor
     copy_colour = colours_flat[(source + first_row).flatten()].reshape(batch, n, -1)
     weights, constants, chained, neighbours = [], [], [], []
     for dy, dx in _consts.NEIGHBOURS:
-        inside = ((row + dy > -1) & (grid_h - row - dy > 0) & (col + dx > -1) & (grid_w - col - dx > 0))[None]
-        neighbour = ((row + dy).clamp(0, grid_h - 1) * grid_w + (col + dx).clamp(0, grid_w - 1))[None].expand(batch, -1)
+        neighbour, inside = _grid_cell(row + dy, col + dx, grid_h, grid_w)
+        neighbour, inside = neighbour[None].expand(batch, -1), inside[None]
         # a known neighbour: the token beside i's source, towards it
-        ahead_row, ahead_col = source // grid_w + dy, _modulo(source, grid_w) + dx
-        ahead_in = (ahead_row > -1) & (grid_h - ahead_row > 0) & (ahead_col > -1) & (grid_w - ahead_col > 0)
-        ahead = (ahead_row.clamp(0, grid_h - 1) * grid_w + ahead_col.clamp(0, grid_w - 1) + first_row).flatten()
+        ahead, ahead_in = _grid_cell(source // grid_w + dy, _modulo(source, grid_w) + dx, grid_h, grid_w)
+        ahead = (ahead + first_row).flatten()
         known_ok = torch.gather(key_ok, 1, neighbour) & inside & ahead_in & known_flat[ahead].reshape(batch, n)
         known_target = colours_flat[(neighbour + first_row).flatten()].reshape(batch, n, -1) - \
             colours_flat[ahead].reshape(batch, n, -1)
         # a copying neighbour: the token beside its source, back towards i
         neighbour_source = torch.gather(source, 1, neighbour)
-        back_row, back_col = neighbour_source // grid_w - dy, _modulo(neighbour_source, grid_w) - dx
-        back_in = (back_row > -1) & (grid_h - back_row > 0) & (back_col > -1) & (grid_w - back_col > 0)
-        back = (back_row.clamp(0, grid_h - 1) * grid_w + back_col.clamp(0, grid_w - 1) + first_row).flatten()
+        back, back_in = _grid_cell(neighbour_source // grid_w - dy, _modulo(neighbour_source, grid_w) - dx, grid_h, grid_w)
+        back = (back + first_row).flatten()
         copy_ok = torch.gather(copies, 1, neighbour) & inside & back_in & known_flat[back].reshape(batch, n)
         copy_target = colours_flat[back].reshape(batch, n, -1) - copy_colour
         constant = torch.where(known_ok[..., None], known_target, copy_target)
@@ -345,6 +342,13 @@ def copy_colour_offsets(colours: torch.Tensor, source: torch.Tensor, copies: tor
             total = total + weights[side] * (constants[side] + chained[side] * flat[neighbours[side]].reshape(batch, n, -1))
         offsets = total / weight_sum
     return offsets
+
+
+def _grid_cell(row: torch.Tensor, col: torch.Tensor, grid_h: int, grid_w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token (row, col) of a gh x gw grid, any int64 shape -> (its row-major index, clamped into the grid;
+    whether it lies inside), with comparisons the TensorRT operator list has (Greater, no Less)."""
+    inside = (row > -1) & (grid_h - row > 0) & (col > -1) & (grid_w - col > 0)
+    return row.clamp(0, grid_h - 1) * grid_w + col.clamp(0, grid_w - 1), inside
 
 
 def _option_scores(q: torch.Tensor, k: torch.Tensor, options: torch.Tensor, colours: torch.Tensor,
