@@ -38,6 +38,18 @@ def add_batch_parser(sub) -> None:
     batch.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")
 
 
+def connect_ray(address: str):
+    """The `ray` module, this process connected to the cluster at address (LOCAL_RAY: RAY_ADDRESS's, or a
+    local Ray) unless it already is; SystemExit with the install command where Ray is missing."""
+    try:
+        import ray
+    except ImportError:
+        raise SystemExit("error: --ray needs Ray Data: pip install 'rethined_engine[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address or None)
+    return ray
+
+
 def _config(args: argparse.Namespace):
     engine = {key: value for key, value in (("device", args.device), ("weights", args.weights)) if value is not None}
     options = {"skip_existing": not args.overwrite, "engine": engine, "jpeg_quality": args.jpeg_quality}
@@ -45,12 +57,7 @@ def _config(args: argparse.Namespace):
         if args.workers != 1 or args.gpus_per_worker is not None or args.cpus_per_worker is not None:
             raise SystemExit("error: --workers, --gpus-per-worker and --cpus-per-worker apply with --ray only")
         return BatchConfig(**options)
-    try:
-        import ray
-    except ImportError:
-        raise SystemExit("error: --ray needs Ray Data: pip install 'rethined_engine[ray]'")
-    if not ray.is_initialized():
-        ray.init(address=args.ray or None)
+    ray = connect_ray(args.ray)
     gpus = args.gpus_per_worker
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -50,9 +50,22 @@ class Segment:
                 "seek_pts": self.seek_pts}
 
 
-def frame_table(src: str | Path) -> tuple[list[int], list[bool], Fraction, Fraction]:
-    """(every video frame's timestamp in presentation order, whether it is a keyframe, the stream's time base,
-    its frame rate), read from the packets without decoding."""
+class FrameTable(NamedTuple):
+    """A video stream's frames in presentation order, read from its packets without decoding."""
+
+    pts: list[int]          # every frame's timestamp (time_base units)
+    keyframe: list[bool]    # whether the frame is a keyframe
+    time_base: Fraction
+    fps: Fraction
+
+
+def part_path(folder: str | Path, index: int) -> Path:
+    """Where segment `index` writes its FFV1 part in folder."""
+    return Path(folder) / f"part{index:06d}{PART_SUFFIX}"
+
+
+def frame_table(src: str | Path) -> FrameTable:
+    """The `FrameTable` of src's first video stream."""
     require_av()
     with _open_source(Path(src)) as container:
         video = container.streams.video[0]
@@ -67,17 +80,19 @@ def frame_table(src: str | Path) -> tuple[list[int], list[bool], Fraction, Fract
         if not frames:
             raise ValueError(f"src: {src} has no video frames")
         frames.sort()
-        return [pts for pts, _ in frames], [key for _, key in frames], Fraction(video.time_base), _frame_rate(video)
+        return FrameTable([pts for pts, _ in frames], [key for _, key in frames], Fraction(video.time_base),
+                          _frame_rate(video))
 
 
-def plan_segments(src: str | Path, seconds: float, warmup: int = 0) -> list[Segment]:
+def plan_segments(src: str | Path, seconds: float, warmup: int = 0, table: FrameTable | None = None) -> list[Segment]:
     """Keyframe-aligned segments of about `seconds` each covering every frame of src once; each decodes
-    `warmup` frames before its first (temporal state) from the keyframe at or before them."""
+    `warmup` frames before its first (temporal state) from the keyframe at or before them. table: src's
+    `frame_table`, when already read."""
     if not seconds > 0:
         raise ValueError(f"seconds: expected a segment length > 0, got {seconds}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup: expected a whole number of frames >= 0, got {warmup!r}")
-    pts, keyframe, time_base, _ = frame_table(src)
+    pts, keyframe, time_base, _ = table or frame_table(src)
     keys = [i for i, key in enumerate(keyframe) if key]
     if not keys or keys[0] != 0:
         raise ValueError(f"src: {src} does not start with a keyframe")
@@ -120,13 +135,14 @@ def _segment_frames(src: Path, segment: Segment, pts: list[int]) -> Iterator[tup
 
 
 def inpaint_segment(src: str | Path, mask: Any, segment: Segment, part: str | Path, *, inpainter,
-                    dilate: int = 0, hold_last_mask: bool = False) -> int:
+                    dilate: int = 0, hold_last_mask: bool = False, table: FrameTable | None = None) -> int:
     """Inpaint one segment of src into the FFV1 file `part` (written under a temporary name, then renamed);
-    returns the frames written (stop - first). inpainter: a `VideoInpainter`, reset first."""
+    returns the frames written (stop - first). inpainter: a `VideoInpainter`, reset first. table: src's
+    `frame_table`, when already read (a long video's packets are then not read again per segment)."""
     import av
 
     src, part = Path(src), Path(part)
-    pts, _, time_base, fps = frame_table(src)
+    pts, _, time_base, fps = table or frame_table(src)
     masks = open_mask_source(mask, dilate, hold_last_mask)
     inpainter.reset()
     temporary = part.with_name(f".{part.name}.{os.getpid()}.tmp{PART_SUFFIX}")
@@ -183,20 +199,18 @@ def join_parts(parts: list[str | Path], dst: str | Path) -> None:
 class SegmentStage:
     """One `VideoInpainter` (its Engine loaded once) per process or Ray actor; inpaints segment rows."""
 
-    def __init__(self, src: str, mask: Any, folder: str, temporal: str, engine: dict, dilate: int):
+    def __init__(self, src: str, mask: Any, folder: str, temporal: str, engine: dict, dilate: int,
+                 table: FrameTable):
         from ..engine import Engine
         from ..video.stream import VideoInpainter
 
-        self.src, self.mask, self.folder, self.dilate = src, mask, Path(folder), dilate
+        self.src, self.mask, self.folder, self.dilate, self.table = src, mask, folder, dilate, table
         self.inpainter = VideoInpainter(Engine(**engine), temporal)
-
-    def part(self, index: int) -> Path:
-        return self.folder / f"part{index:06d}{PART_SUFFIX}"
 
     def row(self, row: dict) -> dict:
         segment = Segment(**{key: int(row[key]) for key in ("index", "first", "stop", "warm", "seek_pts")})
-        frames = inpaint_segment(self.src, self.mask, segment, self.part(segment.index), inpainter=self.inpainter,
-                                 dilate=self.dilate)
+        frames = inpaint_segment(self.src, self.mask, segment, part_path(self.folder, segment.index),
+                                 inpainter=self.inpainter, dilate=self.dilate, table=self.table)
         return {**row, "frames": frames}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
@@ -223,10 +237,11 @@ def inpaint_video_segments(src: str | Path, mask: Any, dst: str | Path, *, secon
         raise ValueError(f"dst: the folder {dst.parent} does not exist")
     if callable(mask) and use_ray:
         raise ValueError("mask: a function cannot be sent to Ray workers; give an image, a folder or a mask video")
-    segments = plan_segments(src, seconds, warmup)
+    table = frame_table(src)
+    segments = plan_segments(src, seconds, warmup, table)
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.parts.") as folder:
         stage_args = (str(src), mask if not isinstance(mask, Path) else str(mask), folder, temporal, engine or {},
-                      dilate)
+                      dilate, table)
         rows = [segment.as_dict() for segment in segments]
         if use_ray:
             import ray.data
@@ -243,7 +258,7 @@ def inpaint_video_segments(src: str | Path, mask: Any, dst: str | Path, *, secon
         missing = {row["index"] for row in rows} - {int(row["index"]) for row in done}
         if missing:
             raise RuntimeError(f"segments {sorted(missing)} were not written")
-        join_parts([Path(folder) / f"part{segment.index:06d}{PART_SUFFIX}" for segment in segments], dst)
+        join_parts([part_path(folder, segment.index) for segment in segments], dst)
     return segments
 
 
@@ -267,10 +282,9 @@ def run_segments_command(args) -> None:
         raise SystemExit(f"error: --segments writes the whole video as FFV1; leave out {', '.join(refused)}")
     use_ray = args.ray is not None
     if use_ray:
-        import ray
+        from .command import connect_ray
 
-        if not ray.is_initialized():
-            ray.init(address=args.ray or None)
+        connect_ray(args.ray)
     engine = {key: value for key, value in (("device", args.device), ("weights", args.weights)) if value is not None}
     try:
         segments = inpaint_video_segments(args.input, args.mask, args.output, seconds=args.segments,
