@@ -90,7 +90,6 @@ def _run(cmd: list[str], cwd: Path) -> None:
 
 def unpack_package(name: str, cache: Path) -> Path:
     """apt-get download + dpkg-deb -x into cache/NAME (skipped when already there)."""
-    cache = cache.resolve()  # the commands below run inside cache: relative paths would resolve twice
     root = cache / name
     if root.exists():
         return root
@@ -109,7 +108,7 @@ def wheel_member(requirement: str, member: str, cache: Path) -> bytes:
     same file whatever runs this) and read one file out of it."""
     import zipfile
 
-    folder = cache.resolve() / "wheels"  # pip runs inside folder
+    folder = cache / "wheels"
     name, version = requirement.split("==")
     pattern = f"{name.replace('-', '_')}-{version}-*.whl"
     wheels = sorted(folder.glob(pattern))
@@ -168,6 +167,7 @@ def carve_gcompris(root: Path):
 
 def fetch(dest: Path, cache: Path) -> dict[str, list[Path]]:
     """Write DEST/train and DEST/heldout; returns the files per split."""
+    cache = cache.resolve()   # apt-get, dpkg-deb and pip run inside it: a relative path would resolve twice
     written: dict[str, list[Path]] = {"train": [], "heldout": []}
     for split, entries in (("heldout", HELD_OUT), ("train", TRAIN)):
         (dest / split).mkdir(parents=True, exist_ok=True)
