@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_pool", "copy_colour_weight", "copy_sweeps",
-                    "copy_continuity", "copy_match_sweeps", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay",
+                    "copy_continuity", "copy_match_sweeps", "copy_repeat_radius", "copy_repeat_penalty", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay",
                     "hf_mid_gain", "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
 LR_TEXTURES = ("mix", "copy")
 COPY_SWEEPS_MAX = 16   # each sweep is unrolled in the exported graph
@@ -63,6 +63,8 @@ class ModelConfig:
     copy_sweeps: int = 1             # with "copy": checkerboard updates of the source choice (`choose_sources`); more grow coherent copies
     copy_continuity: float = 0.02    # with "copy": similarity credited to continuing a neighbour's copy without a seam
     copy_match_sweeps: int = 0       # with "copy": Jacobi sweeps of the copies' colour offsets (`copy_colour_offsets`); 0 = off
+    copy_repeat_radius: int = 0      # with "copy": tokens; a source already copied this close counts against an option; 0 = off
+    copy_repeat_penalty: float = 0.0  # with "copy": similarity lost per such copy of the same source
     # --- attention upscaling (HR) ----------------------------------------
     hr_topk: int = 4                 # keys mixed per masked token at HR; 0 = dense softmax rows, 1 = argmax gather
     hf_transfer: bool = True         # False: HR result is the bilinear-upsampled LR result

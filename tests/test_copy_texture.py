@@ -17,11 +17,12 @@ COPY = dict(lr_texture="copy", copy_feather=2, hr_topk=1, hf_decay=0.0, hf_fine_
 
 
 @pytest.fixture(scope="module", params=[{}, dict(copy_pool=64, copy_colour_weight=1.0),
-                                        dict(copy_sweeps=4, copy_continuity=0.3, copy_match_sweeps=8)],
+                                        dict(copy_sweeps=4, copy_continuity=0.3, copy_match_sweeps=8,
+                                             copy_repeat_radius=2, copy_repeat_penalty=0.05)],
                 ids=["similarity", "colour", "propagated"])
 def copy_weights(tmp_path_factory, request):
     """Weights with copies chosen by similarity alone, ranked by colour, and grown by propagation sweeps with
-    their colours matched."""
+    their colours matched and nearby repeats of a source penalised."""
     path = tmp_path_factory.mktemp("weights") / "copy.safetensors"
     save_inference_weights(make_model(cfg=ModelConfig(**COPY, **request.param)), path)
     return path
@@ -109,6 +110,30 @@ def test_more_sweeps_and_continuity_grow_coherent_copies():
                                              0.0, sweeps, continuity)[0], hole, grid_w)
               for sweeps, continuity in ((1, 0.02), (4, 0.2))]
     assert shares[1] > shares[0] + 0.15
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_repeat_penalty_stops_one_source_being_stamped_over_a_hole(compact):
+    """Every hole token's strongest key is one source token (a salient region): without the penalty the
+    checkerboard rule still lets every other token copy it (23 of 48 here); with it, nearby repeats give way."""
+    g = torch.Generator().manual_seed(2)
+    grid_h, grid_w, dim = 10, 12, 16
+    n = grid_h * grid_w
+    hole = torch.zeros(grid_h, grid_w, dtype=torch.bool)
+    hole[2:8, 2:10] = True
+    k = torch.nn.functional.normalize(torch.randn(1, n, dim, generator=g), dim=-1)
+    hub = int((~hole).flatten().nonzero()[0])
+    q = torch.nn.functional.normalize(k[:, hub:hub + 1] * 3 + 0.3 * torch.randn(1, n, dim, generator=g), dim=-1)
+    query_masked = hole.flatten()[None]
+    key_ok = ~query_masked
+    colours = torch.zeros(1, n, 3)
+    from rethined_engine.model.patchmatch import copy_candidates
+    candidates = copy_candidates(q, k, colours, colours, query_masked, key_ok, 8, 0.0, compact=compact)
+    assert bool((candidates[0][hole.flatten()][:, 0] == hub).all())
+    counts = [int((choose_sources(q, k, candidates, query_masked, key_ok, grid_w, colours, colours, 0.0, 8, 0.5,
+                                  compact, radius, penalty)[0] == hub).sum())
+              for radius, penalty in ((0, 0.0), (2, 0.5))]
+    assert counts[0] >= 16 and counts[1] <= counts[0] // 2, counts
 
 
 @pytest.mark.parametrize("lr_size", [(64, 96), (96, 160)])

@@ -226,7 +226,8 @@ COARSE_FIXED_SHARE = 0.5      # `harmonic_fill`: a coarse cell is fixed where at
 
 def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, query_masked: torch.Tensor,
                    key_ok: torch.Tensor, grid_w: int, colours: torch.Tensor, expected: torch.Tensor,
-                   colour_weight: float, sweeps: int = 1, continuity: float = 0.02, compact: bool = False) -> torch.Tensor:
+                   colour_weight: float, sweeps: int = 1, continuity: float = 0.02, compact: bool = False,
+                   repeat_radius: int = 0, repeat_penalty: float = 0.0) -> torch.Tensor:
     """The source token each token copies with lr_texture="copy", (B, N) int64.
 
     q, k: (B, N, d) unit vectors; candidates: (B, N, C) key indices, strongest first (entries that are not
@@ -243,6 +244,11 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
     grow into coherent regions, as PatchMatch's propagation does (one sweep: the second colour's update
     only). Known tokens, and holes without an allowed key, keep themselves. compact: the continuations are
     scored on the rows each sweep updates only (eager inference; data-dependent sizes), else densely.
+    repeat_radius, repeat_penalty: an option loses repeat_penalty for every hole token before it in raster
+    order within repeat_radius tokens (a square window) that copies that same source (0: off): a salient
+    source copied over and over (a lattice of repeats of one distinctive region) gives way to the next best.
+    Only earlier tokens count, so the first copy keeps its source (counting every token that updates at the
+    same time makes them all leave a source together, and return together in the next update).
     """
     batch, n = query_masked.shape
     grid_h = n // grid_w
@@ -261,6 +267,13 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
         neighbours.append(neighbour[None].expand(batch, -1))
         inside.append(neighbour_inside)
     parity = _modulo(row + col, 2)
+    if repeat_radius > 0 and repeat_penalty > 0.0:
+        window = [(dy, dx) for dy in range(-repeat_radius, repeat_radius + 1)
+                  for dx in range(-repeat_radius, repeat_radius + 1) if (dy, dx) < (0, 0)]   # earlier in raster order
+        cells = [_grid_cell(row + dy, col + dx, grid_h, grid_w) for dy, dx in window]
+        window_cells = torch.stack([c for c, _ in cells], -1)                              # (N, W)
+        window_in = torch.stack([i for _, i in cells], -1)[None] & \
+            torch.gather(has_key, 1, window_cells.flatten()[None].expand(batch, -1)).reshape(batch, n, -1)
     for sweep in range(sweeps):
         options, option_ok, taken = [candidates], [valid], []
         for side, (dy, dx) in enumerate(_consts.NEIGHBOURS):
@@ -282,6 +295,11 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
         else:
             continued = _option_scores(q, k, continuation, colours, expected, colour_weight)
         score = torch.cat([own_score, continued], -1) + continuity * agree
+        if repeat_radius > 0 and repeat_penalty > 0.0:
+            window_source = torch.gather(source, 1, window_cells.flatten()[None].expand(batch, -1)).reshape(batch, n, -1)
+            window_source = torch.where(window_in, window_source, torch.full_like(window_source, -1))
+            repeated = (all_options[..., :, None] == window_source[..., None, :]).to(q.dtype).sum(dim=-1)
+            score = score - repeat_penalty * repeated
         score = torch.where(all_ok & ~repeats, score, torch.full_like(score, _consts.NO_OPTION))
         top_score, top = score.topk(1, dim=-1)               # TopK, not ArgMax: the TensorRT operator list
         best = torch.gather(all_options, 2, top)[..., 0]
@@ -519,6 +537,7 @@ class NeuralPatchMatch(nn.Module):
         self.copy_colour_weight = float(cfg.copy_colour_weight)
         self.copy_sweeps, self.copy_continuity = cfg.copy_sweeps, float(cfg.copy_continuity)
         self.copy_match_sweeps = cfg.copy_match_sweeps
+        self.copy_repeat_radius, self.copy_repeat_penalty = cfg.copy_repeat_radius, float(cfg.copy_repeat_penalty)
         self.colour_levels = (cfg.grid_multiple // cfg.patch_size).bit_length() - 1   # token grid sides divide by 2 ** this
         in_dim = cfg.token_dim + feature_channels
         self.to_q = nn.Linear(in_dim, cfg.attn_dim)
@@ -589,7 +608,8 @@ class NeuralPatchMatch(nn.Module):
         key keep their own), no coherence layer; the attention output is that choice as `TopKRows` with K = 1
         (weight 1 on hole rows that copy), so the HR stage transfers the same source's texture."""
         source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, colours, expected, self.copy_colour_weight,
-                                self.copy_sweeps, self.copy_continuity, compact)
+                                self.copy_sweeps, self.copy_continuity, compact, self.copy_repeat_radius,
+                                self.copy_repeat_penalty)
         copied = copy_tokens(composite, 1.0 - mask, source, self.patch, self.copy_feather)
         own = torch.arange(source.shape[1], device=source.device)
         if self.copy_match_sweeps > 0:
