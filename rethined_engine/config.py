@@ -15,11 +15,13 @@ COPY_MATCH_SWEEPS_MAX = 256  # unrolled in the exported graph too
 COPY_POOL_MAX = 1024  # TensorRT's TopK takes K <= 3840; a larger pool than this only adds distant, dissimilar keys
 
 # Named groups of inference settings (`Engine(style=...)`): "realistic" copies each hole token's strongest
-# source, grown into coherent copies by 8 propagation sweeps, and transfers that source's whole high-frequency band at full strength (real texture); "smooth"
+# source, grown into coherent copies by 8 propagation sweeps (a source already copied diagonally before
+# loses 0.05 of similarity), and transfers that source's whole high-frequency band at full strength (real texture); "smooth"
 # mixes the sources by their attention weights and fades the transferred texture away from the hole's
 # border (the fill that scores best on PSNR/SSIM, which reward blur). docs/quality.md measures both.
 STYLES = {
-    "realistic": dict(lr_texture="copy", copy_feather=2, copy_sweeps=8, copy_continuity=0.5, hr_topk=1,
+    "realistic": dict(lr_texture="copy", copy_feather=2, copy_sweeps=8, copy_continuity=0.5, copy_repeat_radius=1,
+                      copy_repeat_penalty=0.05, hr_topk=1,
                       hf_transfer=True, hf_decay=0.0, hf_fine_decay=None, hf_mid_gain=1.0, seam_sigma=2.0, seam_gain=8.0),
     "smooth": dict(lr_texture="mix", hr_topk=1, hf_transfer=True, hf_decay=0.5, hf_fine_decay=0.0,
                    hf_mid_gain=0.5, seam_sigma=2.0, seam_gain=8.0),
