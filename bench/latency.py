@@ -81,19 +81,29 @@ def frame_size(text: str) -> tuple[int, int]:
     return size
 
 
-STYLE_SEPARATOR = "@"   # BACKEND@STYLE: Engine(style=STYLE), e.g. native@smooth against the default
+STYLE_SEPARATOR = "@"   # BACKEND@STYLE: Engine(style=STYLE), e.g. native@smooth against the default;
+                        # BACKEND@KEY=VALUE,...: Engine(KEY=VALUE, ...), e.g. native@copy_repeat_radius=0
 
 
 def make_engine(backend: str, device: str):
     """An `Engine` for a benchmark backend name: any Engine backend, TORCH_COMPILE or TRITON_EAGER, each
-    optionally with NO_SEAM_SUFFIX and then STYLE_SEPARATOR + a style name (e.g. native@smooth)."""
+    optionally with NO_SEAM_SUFFIX and then STYLE_SEPARATOR + a style name (e.g. native@smooth) or
+    comma-separated KEY=VALUE inference settings (e.g. native@copy_repeat_radius=0)."""
     import torch
 
     from rethined_engine import Engine
 
+    from .quality import setting_value
+
     backend, _, style = backend.partition(STYLE_SEPARATOR)
     settings = dict(NO_SEAM_SETTINGS) if backend.endswith(NO_SEAM_SUFFIX) else {}
-    if style:
+    if "=" in style:
+        for item in style.split(","):
+            key, equals, value = item.partition("=")
+            if not (key and equals):
+                raise ValueError(f"backend: expected NAME@KEY=VALUE,..., got {item!r} in {style!r}")
+            settings[key] = setting_value(value)
+    elif style:
         settings["style"] = style
     backend = backend.removesuffix(NO_SEAM_SUFFIX)
     if backend == TORCH_COMPILE:
@@ -177,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backends", nargs="+", default=None,
                         help=f"Engine backends, {TORCH_COMPILE} and/or {OPENCV_TELEA} (default: native torch {OPENCV_TELEA} "
                              f"on the CPU; torch {TORCH_COMPILE} triton on CUDA); NAME{STYLE_SEPARATOR}STYLE runs "
-                             f"Engine(style=STYLE), e.g. native{STYLE_SEPARATOR}smooth")
+                             f"Engine(style=STYLE), e.g. native{STYLE_SEPARATOR}smooth; NAME{STYLE_SEPARATOR}KEY=VALUE,... "
+                             f"runs Engine(KEY=VALUE, ...), e.g. native{STYLE_SEPARATOR}copy_repeat_radius=0")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)

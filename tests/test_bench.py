@@ -409,12 +409,16 @@ def test_evaluate_json_says_where_it_ran(photos_96x128, tmp_path):
     assert saved["images"] == 2 and saved["long_side"] == 96
 
 
-def test_latency_backend_names_can_pick_a_style():
+def test_latency_backend_names_can_pick_a_style_or_settings():
     from bench.latency import make_engine
 
     assert make_engine("torch@smooth", "cpu").config.lr_texture == "mix"
     assert make_engine("torch@realistic", "cpu").config.lr_texture == "copy"
     assert make_engine("torch+noseam@smooth", "cpu").config.seam_sigma == 0.0
+    settings = make_engine("torch@copy_repeat_radius=0,copy_continuity=0.25", "cpu").config
+    assert settings.copy_repeat_radius == 0 and settings.copy_continuity == 0.25 and settings.lr_texture == "copy"
+    with pytest.raises(ValueError, match="NAME@KEY=VALUE"):
+        make_engine("torch@copy_repeat_radius=0,smooth", "cpu")
 
 
 def test_lr_runtimes_agree_on_a_small_image():
