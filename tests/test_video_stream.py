@@ -7,7 +7,8 @@ from scipy import ndimage
 
 from rethined_engine.video.flow import push_pull, warp_back
 from rethined_engine.video.stream import VideoConfig, VideoInpainter
-from rethined_engine.video.temporal import FrameMemory, fill_flow, propagate, stabilise, upsample_flow
+from rethined_engine.video.temporal import (BackgroundCanvas, FrameMemory, fill_flow, propagate, stabilise,
+                                           upsample_flow)
 
 SIZE = (96, 160)          # H, W of the test clips (below the flow working size: flow runs at full size)
 PAN = 6                   # px per frame, content moving left
@@ -247,6 +248,17 @@ class CountingEngine:
         return out
 
 
+class PerfectEngine:
+    """Returns the frame as it is (the test clips hold the truth under the hole) and counts the calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def inpaint(self, frame, mask):
+        self.calls += 1
+        return frame.copy()
+
+
 def test_hold_keeps_the_invented_pixels_while_the_surroundings_stay(rng):
     still, mask = texture(rng, *SIZE), box_mask()
     engine = CountingEngine(rng)
@@ -271,3 +283,71 @@ def test_without_hold_the_fill_is_blended_with_the_previous_output(rng):
     fill = CountingEngine(np.random.default_rng(7)).inpaint(still, mask).astype(np.float32)
     np.testing.assert_array_equal(second[mask], np.round(0.5 * first[mask] + 0.5 * fill[mask]))
     assert engine.calls == 2
+
+
+# --- background canvas and motion-gated hold --------------------------------------------------------------
+
+SLOW_PAN = 2              # px per frame
+SHORT_MEMORY = {"memory_frames": 2, "recent_frames": 2, "key_interval": 1000}   # the last two frames only
+
+
+def test_canvas_follows_an_exact_shift_and_decays(rng):
+    """A shift of 3 px as the step flow: the canvas is the previous frame moved, the hole's confidence decayed."""
+    frame, mask, shift = texture(rng, *SIZE), box_mask(), 3
+    canvas = BackgroundCanvas(margin=4, decay=0.5)
+    canvas.advance(frame, mask, ~mask, None, None, None)
+    canvas.advance(frame, mask, ~mask, frame, np.zeros((*SIZE, 2), np.float32), np.ones(SIZE, bool))
+    assert not canvas.confidence[4:-4, 4:-4].any()          # the hole was never seen
+    moved = np.roll(frame, -shift, axis=1)                  # content moves left by shift px
+    step = np.zeros((*SIZE, 2), np.float32)
+    step[..., 0] = shift                                    # this frame's x lies at x + shift in the previous one
+    canvas.advance(moved, mask, ~mask, frame, step,
+                   np.ones(SIZE, bool))
+    y0, y1, x0, x1 = canvas.box
+    seen = canvas.confidence > 0
+    hole = mask[y0:y1, x0:x1]
+    # the hole's right 3 columns were known one frame ago: confidence 0.5, colour the shifted frame's, exactly
+    assert seen[hole].sum() == 30 * shift and np.allclose(canvas.confidence[hole & seen], 0.5)
+    colour = canvas.weighted[hole & seen] / canvas.confidence[hole & seen][:, None]
+    np.testing.assert_allclose(colour, moved[y0:y1, x0:x1][hole & seen], atol=1e-3)
+    np.testing.assert_array_equal(canvas.confidence[~hole], 1.0)
+
+
+def test_canvas_recovers_what_the_kept_frames_no_longer_show(rng):
+    """A slow pan under a static hole, two past frames kept: the hole's left part was seen over 10 frames ago."""
+    field = texture(rng, SIZE[0], SIZE[1] + SLOW_PAN * 24)
+    frames = np.stack([field[:, t * SLOW_PAN:t * SLOW_PAN + SIZE[1]] for t in range(24)])
+    mask = box_mask()
+    scores = {}
+    for canvas in (False, True):
+        inpainter = VideoInpainter(CountingEngine(np.random.default_rng(1)),
+                                   config=VideoConfig(canvas=canvas, **SHORT_MEMORY))
+        outputs = inpainter.process_batch(frames, mask)
+        for out, frame in zip(outputs, frames):
+            np.testing.assert_array_equal(out[~mask], frame[~mask])
+        scores[canvas] = [hole_psnr(outputs[t], frames[t], mask) for t in range(20, 24)]
+    assert min(scores[True]) > max(scores[False]) + 10, scores
+
+
+def test_canvas_state_stays_bounded(rng):
+    frames, mask = pan_clip(rng, 6), box_mask()
+    inpainter = VideoInpainter(CountingEngine(rng), config=VideoConfig(canvas=True, **SHORT_MEMORY))
+    held = []
+    for t in range(24):
+        inpainter.process(frames[t % 6], mask)
+        held.append(inpainter.state_nbytes())
+    assert inpainter._canvas.nbytes() > 0 and max(held) == held[-1] == held[8]
+
+
+def test_hold_waits_for_a_still_camera(rng):
+    """On a slow pan the hole is filled anew every frame; with the motion gate off, hold keeps the old fill.
+    The engine fills perfectly (the frames hold the truth under the hole), so only the gate stops a hold."""
+    field = texture(rng, SIZE[0], SIZE[1] + SLOW_PAN * 6)
+    frames, mask = np.stack([field[:, t * SLOW_PAN:t * SLOW_PAN + SIZE[1]] for t in range(6)]), box_mask()
+    calls = {}
+    for max_motion in (1.0, float("inf")):
+        engine = PerfectEngine()
+        config = VideoConfig(hold_max_motion=max_motion, propagate=False, canvas=False)
+        VideoInpainter(engine, config=config).process_batch(frames, mask)
+        calls[max_motion] = engine.calls
+    assert calls[1.0] == 6 and calls[float("inf")] < 6, calls

@@ -23,11 +23,17 @@ class VideoConfig:
         check (an unchecked average ghosts on motion): invented ones by stabilise_weight, copied ones by
         copied_weight (copies from different past frames disagree by their flows' errors).
     scene_cut: forget the past when the known pixels change more than scene_cut_threshold.
+    canvas: keep one background canvas (`temporal.BackgroundCanvas`) over the hole's box, brought along by the
+        flow and updated with every pixel seen, and copy from it what the kept past frames no longer show
+        (confidence times canvas_decay per frame, used down to canvas_min_confidence).
+    hold_max_motion: hold only while the known pixels around the hole moved at most this far (median, working
+        px) since the frame held from: a static camera keeps a steady fill, a moving one gets a fresh one.
     """
     propagate: bool = True
     hold: bool = True
     stabilise: bool = True
     scene_cut: bool = True
+    canvas: bool = False
     flow_long_side: int = 480           # working size of the flow, px of its longer side
     flow_preset: str = "fast"           # DIS preset (video.flow.DIS_PRESETS)
     flow_margin: int = 3                # working px: the hole grown by this before its flow is completed
@@ -45,6 +51,10 @@ class VideoConfig:
     source_margin: int = 2              # px: a past frame gives no pixel this close to its own hole
     hold_ring: int = 8                  # px: the known pixels this close to the hole decide a hold
     hold_threshold: float = 3.0         # mean absolute change of those pixels, uint8 levels, up to which it holds
+    hold_max_motion: float = float("inf")  # working px: median motion of the hole's surroundings since the held frame
+    canvas_margin: int = 8              # px: the canvas covers the hole's box grown by this (>= 2)
+    canvas_decay: float = 0.97          # the canvas's confidence is multiplied by this every frame
+    canvas_min_confidence: float = 0.1  # the canvas gives no pixel of lower confidence (about 75 frames old)
     stabilise_weight: float = 0.7       # share of the previous output in an invented pixel
     copied_weight: float = 0.8          # share of the previous output in a pixel copied from a past frame
     scene_cut_side: int = 64            # px of the longer side of the thumbnails compared for a cut
@@ -62,9 +72,14 @@ class VideoConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         for name in ("refine_scales", "flow_margin", "source_margin", "fb_relative", "fb_absolute",
-                     "flow_context", "flow_fill_ring", "hold_ring", "hold_threshold", "scene_cut_threshold"):
+                     "flow_context", "flow_fill_ring", "hold_ring", "hold_threshold", "hold_max_motion",
+                     "scene_cut_threshold", "canvas_min_confidence"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
+        if self.canvas_margin < 2:
+            raise ValueError(f"canvas_margin: expected >= 2, got {self.canvas_margin}")
+        if not 0 < self.canvas_decay <= 1:
+            raise ValueError(f"canvas_decay: expected in (0, 1], got {self.canvas_decay}")
         for name in ("stabilise_weight", "copied_weight"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected in [0, 1), got {getattr(self, name)}")
@@ -86,7 +101,8 @@ class VideoInpainter:
 
     frame: (H, W, 3) uint8 RGB; mask: (H, W) bool or uint8 (nonzero = fill). temporal="off": each frame is
     `engine.inpaint(frame, mask)`; "on": past frames fill what they saw and steady what the engine invents
-    (`VideoConfig`). State is bounded: at most config.memory_frames past frames, whatever the clip's length.
+    (`VideoConfig`). State is bounded: at most config.memory_frames past frames and one canvas over the hole's
+    box, whatever the clip's length.
     Known pixels of every output equal the input's.
     """
 
@@ -104,7 +120,7 @@ class VideoInpainter:
         self.held_frames = 0        # frames whose invented pixels were held from the anchor
         if temporal == "on":
             from .flow import dis
-            from .temporal import FrameMemory
+            from .temporal import BackgroundCanvas, FrameMemory
 
             self._dis = dis(self.config.flow_preset)
             self._refine = dis(self.config.flow_preset)
@@ -112,6 +128,7 @@ class VideoInpainter:
             self._memory = FrameMemory(self.config.memory_frames, self.config.recent_frames,
                                        self.config.key_interval, self.config.flow_fill, self.config.flow_fill_ring,
                                        self.config.trust_hole_flow)
+            self._canvas = BackgroundCanvas(self.config.canvas_margin, self.config.canvas_decay)
         self._forget()
 
     def _forget(self) -> None:
@@ -119,6 +136,7 @@ class VideoInpainter:
         self._index = 0
         if self.temporal == "on":
             self._memory.clear()
+            self._canvas.clear()
 
     def reset(self) -> None:
         """Forget every past frame (the next frame may have another size)."""
@@ -126,13 +144,14 @@ class VideoInpainter:
         self._forget()
 
     def state_nbytes(self) -> int:
-        """Bytes of image data the stream holds between frames (past frames, flows, the previous output)."""
+        """Bytes of image data the stream holds between frames (past frames, flows, the previous output, the
+        canvas)."""
         if self.temporal == "off":
             return 0
         held = [] if self._previous is None else list(vars(self._previous).values())
         for past in self._memory.frames + ([self._memory.anchor] if self._memory.anchor is not None else []):
             held += [past.frame, past.source, past.grey, past.hole, past.flow, past.valid]
-        return sum(x.nbytes for x in held if x is not None)
+        return sum(x.nbytes for x in held if x is not None) + self._canvas.nbytes()
 
     def process(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """One frame (H, W, 3) uint8 and its mask (H, W) -> the inpainted frame (H, W, 3) uint8."""
@@ -174,8 +193,8 @@ class VideoInpainter:
         import cv2
 
         from .flow import forward_backward_valid, grey, push_pull
-        from .temporal import (bounding_box, complete_flow, grow, grow_box, hold, propagate, scene_cut, shrink_mask,
-                               stabilise, working_size)
+        from .temporal import (bounding_box, camera_motion, complete_flow, grow, grow_box, hold, propagate, scene_cut,
+                               shrink_mask, stabilise, working_size)
 
         cfg = self.config
         size = working_size(frame.shape[:2], cfg.flow_long_side)
@@ -199,11 +218,20 @@ class VideoInpainter:
             box = grow_box(bounding_box(hole | previous.hole) or (0, 0, 0, 0), cfg.flow_context, size)
             step_valid = forward_backward_valid(step, back, cfg.fb_relative, cfg.fb_absolute, box)
             self._memory.advance(step, step_valid, luma, hole, box, self._refine if cfg.refine_flow else None)
+        source = ~grow(mask, cfg.source_margin)
+        if cfg.canvas:
+            trusted = None if previous is None else step_valid | (hole & cfg.trust_hole_flow)
+            self._canvas.advance(frame, mask, source, None if previous is None else previous.output, step, trusted)
         filled, remaining = propagate(frame, mask, self._memory) if cfg.propagate else (frame, mask)
+        if cfg.canvas:
+            self._canvas.refresh(filled, mask & ~remaining)
+            filled, remaining = self._canvas.fill(filled, remaining, cfg.canvas_min_confidence)
         engine_filled = False
         if remaining.any():
             held = None
-            if cfg.hold and self._memory.anchor is not None:
+            anchor = self._memory.anchor
+            if (cfg.hold and anchor is not None
+                    and camera_motion(anchor.flow, hole, cfg.flow_fill_ring) <= cfg.hold_max_motion):
                 held = hold(filled, mask, remaining, self._memory.anchor, cfg.hold_ring, cfg.hold_threshold)
             if held is not None:
                 filled = held
@@ -222,7 +250,7 @@ class VideoInpainter:
             y0, y1, x0, x1 = hole_box
             output[y0:y1, x0:x1][mask[y0:y1, x0:x1]] = filled[y0:y1, x0:x1][mask[y0:y1, x0:x1]]
         if cfg.propagate:
-            self._memory.push(frame.copy(), ~grow(mask, cfg.source_margin), luma, hole, self._index)
+            self._memory.push(frame.copy(), source, luma, hole, self._index)
             self._memory.evict()
         if engine_filled and cfg.hold:
             self._memory.set_anchor(output.copy(), luma, hole, self._index)

@@ -69,6 +69,7 @@ def upsample_flow(flow: np.ndarray, frame_size: tuple[int, int], box: tuple[int,
     return sample(flow, to_working(full, frame_size, (h, w))) * scale
 
 
+CANVAS_EPS = 1e-6             # confidence below this counts as nothing seen
 FLOW_FILLS = ("affine", "push_pull")
 AFFINE_MIN_POINTS = 12       # fewer known pixels around the unknown ones: push-pull instead of the affine fit
 AFFINE_TRIM = 2.0            # the fit is redone without the pixels whose residual exceeds this x the median ...
@@ -192,6 +193,100 @@ class FrameMemory:
         """Keep the `recent` newest frames and key frames, at most `capacity`."""
         kept = [p for i, p in enumerate(self.frames) if i < self.recent or p.index % self.key_interval == 0]
         self.frames = kept[:self.capacity]
+
+
+class BackgroundCanvas:
+    """One motion-compensated image of what was seen in and around the hole, at full resolution over the hole's
+    box grown by margin px (its cost and memory follow the hole, not the frame, and a copy from it keeps the
+    frame's detail). Each frame it is brought to the current frame by the step flow, its confidence times decay,
+    and every pixel the frame may give is written in at confidence 1: a hole pixel keeps what was last seen there,
+    however long ago, until its confidence falls below the caller's bound.
+
+    Stored premultiplied (weighted = colour x confidence, (bh, bw, 3) float32; confidence (bh, bw) float32), so
+    that bilinear sampling never mixes in a colour of confidence 0; box (y0, y1, x0, x1) in full-resolution px.
+    """
+
+    def __init__(self, margin: int, decay: float):
+        if margin < 2 or not 0 < decay <= 1:
+            raise ValueError(f"margin, decay: expected >= 2 and in (0, 1], got {margin}, {decay}")
+        self.margin, self.decay = margin, decay
+        self.clear()
+
+    def clear(self) -> None:
+        self.weighted: np.ndarray | None = None
+        self.confidence: np.ndarray | None = None
+        self.box: tuple[int, int, int, int] | None = None
+
+    def nbytes(self) -> int:
+        return 0 if self.box is None else self.weighted.nbytes + self.confidence.nbytes
+
+    def advance(self, frame: np.ndarray, mask: np.ndarray, source: np.ndarray, previous: np.ndarray | None,
+                step: np.ndarray | None, trusted: np.ndarray | None) -> None:
+        """A new frame (H, W, 3) uint8 with its hole mask (H, W) bool; source (H, W) bool: the pixels it may
+        give. previous (H, W, 3) uint8: the previous output, whose known pixels stand for the canvas outside its
+        box; step (h, w, 2) working flow from this frame to the previous one, trusted (h, w) bool where it may be
+        followed (None, None, None after a cut or on the first frame: only what this frame shows)."""
+        hole_box = bounding_box(mask)
+        if hole_box is None:
+            self.clear()
+            return
+        height, width = mask.shape
+        y0, y1, x0, x1 = grow_box(hole_box, self.margin, mask.shape)
+        colour = frame[y0:y1, x0:x1].astype(np.float32)
+        confidence = np.zeros(colour.shape[:2], np.float32)
+        if previous is not None and self.box is not None:
+            grid = pixel_grid(height, width)[y0:y1, x0:x1]
+            ends = grid + upsample_flow(step, mask.shape, (y0, y1, x0, x1))
+            gate = sample(trusted.view(np.uint8), to_working(grid, mask.shape, step.shape[:2]), cv2.INTER_NEAREST)
+            py0, py1, px0, px1 = self.box
+            local = ends - np.array([px0, py0], np.float32)
+            # the canvas's outer ring is known pixels (margin >= 2): beyond it the previous output holds
+            inside = ((local[..., 0] >= 0) & (local[..., 0] <= px1 - px0 - 1)
+                      & (local[..., 1] >= 0) & (local[..., 1] <= py1 - py0 - 1))
+            in_frame = ((ends[..., 0] >= 0) & (ends[..., 0] <= width - 1)
+                        & (ends[..., 1] >= 0) & (ends[..., 1] <= height - 1))
+            seen = sample(self.confidence, local)
+            weighted = sample(self.weighted, local)
+            colour = np.where(inside[..., None], weighted / np.maximum(seen, CANVAS_EPS)[..., None],
+                              sample(previous, ends).astype(np.float32))
+            confidence = np.where(inside, seen, in_frame.astype(np.float32)) * self.decay * gate
+        given = source[y0:y1, x0:x1]
+        colour[given] = frame[y0:y1, x0:x1][given]
+        confidence[given] = 1.0
+        self.weighted, self.confidence, self.box = colour * confidence[..., None], confidence, (y0, y1, x0, x1)
+
+    def refresh(self, filled: np.ndarray, copied: np.ndarray) -> None:
+        """Take the colours of filled (H, W, 3) uint8 where copied (H, W) bool (pixels copied straight from a
+        past frame: one resampling, not one per frame), at the confidence the canvas has there."""
+        if self.box is None:
+            return
+        y0, y1, x0, x1 = self.box
+        take = copied[y0:y1, x0:x1]
+        self.weighted[take] = filled[y0:y1, x0:x1][take] * self.confidence[take][:, None]
+
+    def fill(self, filled: np.ndarray, remaining: np.ndarray, min_confidence: float) -> tuple[np.ndarray, np.ndarray]:
+        """Copy the canvas into the remaining (H, W) bool pixels of filled (H, W, 3) uint8 where its confidence
+        is at least min_confidence -> (filled with them, the pixels still left (H, W) bool)."""
+        if self.box is None:
+            return filled, remaining
+        y0, y1, x0, x1 = self.box
+        take = remaining[y0:y1, x0:x1] & (self.confidence >= max(min_confidence, CANVAS_EPS))
+        if not take.any():
+            return filled, remaining
+        out, left = filled.copy(), remaining.copy()
+        colour = self.weighted[take] / self.confidence[take][:, None]
+        out[y0:y1, x0:x1][take] = np.clip(np.round(colour), 0, 255).astype(np.uint8)
+        left[y0:y1, x0:x1] &= ~take
+        return out, left
+
+
+def camera_motion(flow: np.ndarray, hole: np.ndarray, ring: int) -> float:
+    """Median length (working px) of flow (h, w, 2) over the known pixels within ring px of hole (h, w) bool:
+    how far the scene around the hole moved; 0 when there is no such pixel."""
+    around = grow(hole, ring) & ~hole
+    if not around.any():
+        return 0.0
+    return float(np.median(np.linalg.norm(flow[around], axis=-1)))
 
 
 def refine_near(estimator: cv2.DISOpticalFlow, grey: np.ndarray, past: PastFrame,
