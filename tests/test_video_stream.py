@@ -351,3 +351,11 @@ def test_hold_waits_for_a_still_camera(rng):
         VideoInpainter(engine, config=config).process_batch(frames, mask)
         calls[max_motion] = engine.calls
     assert calls[1.0] == 6 and calls[float("inf")] < 6, calls
+
+
+def test_canvas_gives_nothing_behind_a_moving_hole(rng):
+    frames = pan_clip(rng, 5)
+    masks = np.stack([box_mask(20 + 3 * t, 50 + 3 * t, 40 + 5 * t, 80 + 5 * t) for t in range(5)])
+    outputs = [VideoInpainter(CountingEngine(np.random.default_rng(3)), config=VideoConfig(canvas=canvas))
+               .process_batch(frames, masks) for canvas in (False, True)]
+    np.testing.assert_array_equal(outputs[0], outputs[1])

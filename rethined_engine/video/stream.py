@@ -25,7 +25,9 @@ class VideoConfig:
     scene_cut: forget the past when the known pixels change more than scene_cut_threshold.
     canvas: keep one background canvas (`temporal.BackgroundCanvas`) over the hole's box, brought along by the
         flow and updated with every pixel seen, and copy from it what the kept past frames no longer show
-        (confidence times canvas_decay per frame, used down to canvas_min_confidence).
+        (confidence times canvas_decay per frame, used down to canvas_min_confidence), while the hole stays where
+        it was (its working-size mask equal to the previous frame's: behind a moving hole the canvas holds what
+        moved away).
     hold_max_motion: hold only while the known pixels around the hole moved at most this far (median, working
         px) since the frame held from: a static camera keeps a steady fill, a moving one gets a fresh one.
     """
@@ -33,7 +35,7 @@ class VideoConfig:
     hold: bool = True
     stabilise: bool = True
     scene_cut: bool = True
-    canvas: bool = False
+    canvas: bool = True
     flow_long_side: int = 480           # working size of the flow, px of its longer side
     flow_preset: str = "fast"           # DIS preset (video.flow.DIS_PRESETS)
     flow_margin: int = 3                # working px: the hole grown by this before its flow is completed
@@ -51,7 +53,7 @@ class VideoConfig:
     source_margin: int = 2              # px: a past frame gives no pixel this close to its own hole
     hold_ring: int = 8                  # px: the known pixels this close to the hole decide a hold
     hold_threshold: float = 3.0         # mean absolute change of those pixels, uint8 levels, up to which it holds
-    hold_max_motion: float = float("inf")  # working px: median motion of the hole's surroundings since the held frame
+    hold_max_motion: float = 0.25       # working px: median motion of the hole's surroundings since the held frame
     canvas_margin: int = 8              # px: the canvas covers the hole's box grown by this (>= 2)
     canvas_decay: float = 0.97          # the canvas's confidence is multiplied by this every frame
     canvas_min_confidence: float = 0.1  # the canvas gives no pixel of lower confidence (about 75 frames old)
@@ -223,7 +225,7 @@ class VideoInpainter:
             trusted = None if previous is None else step_valid | (hole & cfg.trust_hole_flow)
             self._canvas.advance(frame, mask, source, None if previous is None else previous.output, step, trusted)
         filled, remaining = propagate(frame, mask, self._memory) if cfg.propagate else (frame, mask)
-        if cfg.canvas:
+        if cfg.canvas and previous is not None and np.array_equal(hole, previous.hole):
             self._canvas.refresh(filled, mask & ~remaining)
             filled, remaining = self._canvas.fill(filled, remaining, cfg.canvas_min_confidence)
         engine_filled = False
