@@ -267,12 +267,16 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
         neighbours.append(neighbour[None].expand(batch, -1))
         inside.append(neighbour_inside)
     parity = _modulo(row + col, 2)
+    window_cells, window_in = own[:, None], has_key[:, :, None]          # (N, W), (B, N, W); set below when used
     if repeat_radius > 0 and repeat_penalty > 0.0:
-        window = [(dy, dx) for dy in range(-repeat_radius, repeat_radius + 1)
-                  for dx in range(-repeat_radius, repeat_radius + 1) if (dy, dx) < (0, 0)]   # earlier in raster order
-        cells = [_grid_cell(row + dy, col + dx, grid_h, grid_w) for dy, dx in window]
-        window_cells = torch.stack([c for c, _ in cells], -1)                              # (N, W)
-        window_in = torch.stack([i for _, i in cells], -1)[None] & \
+        cells, cells_in = [], []
+        for dy in range(-repeat_radius, 1):                  # the tokens before each one in raster order
+            for dx in range(-repeat_radius, repeat_radius + 1 if dy < 0 else 0):
+                cell, cell_in = _grid_cell(row + dy, col + dx, grid_h, grid_w)
+                cells.append(cell)
+                cells_in.append(cell_in)
+        window_cells = torch.stack(cells, -1)
+        window_in = torch.stack(cells_in, -1)[None] & \
             torch.gather(has_key, 1, window_cells.flatten()[None].expand(batch, -1)).reshape(batch, n, -1)
     for sweep in range(sweeps):
         options, option_ok, taken = [candidates], [valid], []
