@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_pool", "copy_colour_weight", "copy_sweeps",
                     "copy_continuity", "copy_match_sweeps", "copy_repeat_radius", "copy_repeat_penalty", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay",
-                    "hf_mid_gain", "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
+                    "hf_mid_gain", "hr_feather", "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
 LR_TEXTURES = ("mix", "copy")
 COPY_SWEEPS_MAX = 16   # each sweep is unrolled in the exported graph
 COPY_MATCH_SWEEPS_MAX = 256  # unrolled in the exported graph too
@@ -73,6 +73,7 @@ class ModelConfig:
     hf_decay: float = 0.0            # tokens: transferred HF fades as exp(-(d - 1) / hf_decay) with a hole token's distance d from known tokens; 0 = no fading
     hf_fine_decay: float | None = None  # tokens: the HF's finest band (what a 3x3 binomial blur removes) fades with this decay instead; None = one band, hf_decay
     hf_mid_gain: float = 1.0         # two bands: scales the HF below the finest band (0 = the finest band only); ignored with one band
+    hr_feather: int = 0              # LR px: with "copy" and one band, neighbouring copies' HR texture cross-fades over 2 * hr_feather * s HR px; 0 = pasted whole
     seam_sigma: float = 0.0          # HR px: hole pixels near known ones blend towards a Gaussian average of those (`blend_seams`); 0 = off
     seam_gain: float = 8.0           # the blend's weight is min(1, seam_gain * the known pixels' share of the Gaussian)
     # --- input handling -------------------------------------------------
@@ -109,6 +110,11 @@ class ModelConfig:
             raise ValueError(f"hf_fine_decay must be None (one band) or >= 0 (tokens; 0 = no fading), got {self.hf_fine_decay}")
         if not 0.0 <= self.hf_mid_gain <= 1.0:
             raise ValueError(f"hf_mid_gain must be in [0, 1], got {self.hf_mid_gain}")
+        if not (isinstance(self.hr_feather, int) and 0 <= self.hr_feather <= self.patch_size // 2):
+            raise ValueError(f"hr_feather must be an int in 0..{self.patch_size // 2} (LR px), got {self.hr_feather!r}")
+        if self.hr_feather > 0 and (self.lr_texture != "copy" or self.hf_fine_decay is not None):
+            raise ValueError(f"hr_feather > 0 needs lr_texture='copy' and hf_fine_decay=None (one band), got "
+                             f"lr_texture={self.lr_texture!r}, hf_fine_decay={self.hf_fine_decay!r}")
         if not self.seam_sigma >= 0.0:
             raise ValueError(f"seam_sigma must be >= 0 (HR pixels; 0 = off), got {self.seam_sigma}")
         if not self.seam_gain > 0.0:

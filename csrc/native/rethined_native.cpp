@@ -3,7 +3,8 @@
 //   prepare_lr(image (H, W, 3) uint8|float32, mask (H, W) uint8, scale, grid_h, grid_w, patch)
 //       -> (lr_image (1, 3, h, w) float32, lr_mask (1, 1, h, w) float32)
 //   hr_upscale(image, mask, lr_result (1, 3, h, w) float32, weight (N, K) float32, fine_weight (N, K) float32,
-//              index (N, K) int32, scale, patch, grid_h, grid_w) -> (H, W, 3) of image's dtype
+//              index (N, K) int32, scale, patch, grid_h, grid_w, feather=0) -> (H, W, 3) of image's dtype
+//       (feather > 0 HR px, K = 1: neighbouring copies' texture cross-fades, `model.upscale.feathered_texture`)
 //   blend_seams(image, mask, filled, taps (2r + 1) float32, gain) -> (H, W, 3) of image's dtype
 //
 // Same math as rethined_engine/deploy/host.py (numpy) and csrc/cuda/hr_upscale.cu; the torch model is
@@ -206,11 +207,78 @@ inline void token_blur(const T* img, int W, int span, int y0, int x0, int oy, in
     for (int c = 0; c < 3; ++c) rgb[c] = unit_sum<T>(rgb[c]);
 }
 
+constexpr float kCopyFloor = 1e-3f;   // model.patchmatch.COPY_FLOOR: weight of a sample whose source is not known
+
+// Weight of a token's copy at `offset` px from the token's first row (or column): `model.patchmatch.feather_weight`.
+inline float feather_weight(float offset, int span, int feather) {
+    const float rising = offset + feather + 0.5f, falling = span + feather - 0.5f - offset;
+    return std::min(std::max(std::min(rising, falling) / (2.0f * feather), 0.0f), 1.0f);
+}
+
+// Tokens wholly inside the H x W image without a hole pixel: the keys whose texture may be copied.
+std::vector<uint8_t> known_tokens(const uint8_t* msk, int H, int W, int span, int grid_h, int grid_w) {
+    std::vector<uint8_t> known(static_cast<size_t>(grid_h) * grid_w, 0);
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < grid_h * grid_w; ++t) {
+        const int y0 = (t / grid_w) * span, x0 = (t % grid_w) * span;
+        if (y0 + span > H || x0 + span > W) continue;
+        bool hole = false;
+        for (int y = y0; y < y0 + span && !hole; ++y)
+            for (int x = x0; x < x0 + span; ++x)
+                if (msk[static_cast<size_t>(y) * W + x]) { hole = true; break; }
+        known[t] = hole ? 0 : 1;
+    }
+    return known;
+}
+
+// The copied texture at hole pixel (y, x) of copying token (ty, tx), cross-faded with the copies of the (up to) three
+// neighbours on its side of the token's centre lines: `copy_tokens` over image - bilinear(LR), K = 1 sources.
+// Copies that continue each other move the pixel by the same offset: each distinct offset is sampled once.
+template <typename T>
+inline void feathered_texture(const T* img, int W, const float* lr, int h, int w, float inv_scale,
+                              const float* wt, const int32_t* ix, const uint8_t* known, int grid_h, int grid_w,
+                              int span, int feather, int y, int x, float rgb[3]) {
+    const int ty = y / span, tx = x / span, oy = y - ty * span, ox = x - tx * span;
+    const int side_y = span / 2 - oy > 0 ? -1 : 1, side_x = span / 2 - ox > 0 ? -1 : 1;
+    const int max_y = grid_h * span - 1, max_x = grid_w * span - 1;
+    int shift_y[4], shift_x[4], n = 0;
+    float weights[4];
+    for (int ny = 0; ny != 2 * side_y; ny += side_y) {
+        for (int nx = 0; nx != 2 * side_x; nx += side_x) {
+            const int uy = ty + ny, ux = tx + nx;
+            if (uy < 0 || uy >= grid_h || ux < 0 || ux >= grid_w) continue;
+            const float fw = feather_weight(static_cast<float>(oy - ny * span), span, feather)
+                             * feather_weight(static_cast<float>(ox - nx * span), span, feather);
+            if (fw == 0.0f) continue;
+            const int u = uy * grid_w + ux, su = wt[u] != 0.0f ? ix[u] : u;
+            const int dy = (su / grid_w - uy) * span, dx = (su % grid_w - ux) * span;
+            int k = 0;
+            while (k < n && (shift_y[k] != dy || shift_x[k] != dx)) ++k;
+            if (k == n) { shift_y[n] = dy; shift_x[n] = dx; weights[n] = 0.0f; ++n; }
+            weights[k] += fw;
+        }
+    }
+    float total[3] = {0.0f, 0.0f, 0.0f}, weight_sum = 0.0f;
+    for (int k = 0; k < n; ++k) {
+        const int qy = std::min(std::max(y + shift_y[k], 0), max_y), qx = std::min(std::max(x + shift_x[k], 0), max_x);
+        const bool source_known = known[(qy / span) * grid_w + qx / span] != 0;
+        const float weight = weights[k] * ((source_known ? 1.0f : 0.0f) + kCopyFloor);
+        if (source_known) {
+            float up[3];
+            bilinear(lr, h, w, inv_scale, qy, qx, up);
+            const size_t q = static_cast<size_t>(qy) * W + qx;
+            for (int c = 0; c < 3; ++c) total[c] += weight * (unit<T>(img[3 * q + c]) - up[c]);
+        }
+        weight_sum += weight;
+    }
+    for (int c = 0; c < 3; ++c) rgb[c] = total[c] / weight_sum;
+}
+
 template <typename T>
 py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<uint8_t, py::array::c_style> mask,
                           py::array_t<float, py::array::c_style> lr_result, py::array_t<float, py::array::c_style> weight,
                           py::array_t<float, py::array::c_style> fine_weight, py::array_t<int32_t, py::array::c_style> index,
-                          int scale, int patch, int grid_h, int grid_w) {
+                          int scale, int patch, int grid_h, int grid_w, int feather) {
     const auto ib = image.request(), mb = mask.request(), lb = lr_result.request(), wb = weight.request(),
                fb = fine_weight.request(), xb = index.request();
     check_image(ib, mb);
@@ -232,12 +300,16 @@ py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<
     for (py::ssize_t i = 0; i < xb.size; ++i)
         if ((wt[i] != 0.0f || fw[i] != 0.0f) && (ix[i] < 0 || ix[i] >= tokens))
             throw std::invalid_argument("index: out of range");
+    const int span = scale * patch;
+    if (feather < 0 || feather > span / 2) throw std::invalid_argument("feather: expected 0..span / 2 HR px");
+    if (feather > 0 && K != 1) throw std::invalid_argument("feather: needs one source per token (K = 1)");
     py::array_t<T> result({H, W, 3});
     T* out = result.mutable_data();
-    const int span = scale * patch;
     const float inv_scale = 1.0f / static_cast<float>(scale);
     {
         py::gil_scoped_release release;
+        const std::vector<uint8_t> known = feather > 0 ? known_tokens(msk, H, W, span, grid_h, grid_w)
+                                                       : std::vector<uint8_t>();
 #pragma omp parallel for schedule(dynamic, 8)
         for (int y = 0; y < H; ++y) {
             const int ty = y / span, oy = y - ty * span;
@@ -250,7 +322,15 @@ py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<
                 const int tx = x / span, ox = x - tx * span, token = ty * grid_w + tx;
                 float acc[3];
                 bilinear(lr, h, w, inv_scale, y, x, acc);
-                if (scale > 1) {
+                const bool interior = oy >= feather && span - feather - oy > 0 && ox >= feather && span - feather - ox > 0;
+                if (scale > 1 && feather > 0 && !interior) {   // the interior of a token: its own copy, weight 1
+                    if (wt[token] != 0.0f) {
+                        float texture[3];
+                        feathered_texture(img, W, lr, h, w, inv_scale, wt, ix, known.data(), grid_h, grid_w, span,
+                                          feather, y, x, texture);
+                        for (int c = 0; c < 3; ++c) acc[c] += wt[token] * texture[c];
+                    }
+                } else if (scale > 1) {
                     for (int k = 0; k < K; ++k) {
                         const float wk = wt[token * K + k], fk = fw[token * K + k];
                         if (wk == 0.0f && fk == 0.0f) continue;
@@ -424,9 +504,11 @@ PYBIND11_MODULE(_native, m) {
     m.def("prepare_lr", &prepare_lr<float>, py::arg("image"), py::arg("mask"), py::arg("scale"), py::arg("grid_h"),
           py::arg("grid_w"), py::arg("patch"));
     m.def("hr_upscale", &hr_upscale<uint8_t>, py::arg("image"), py::arg("mask"), py::arg("lr_result"), py::arg("weight"),
-          py::arg("fine_weight"), py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"));
+          py::arg("fine_weight"), py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"),
+          py::arg("feather") = 0);
     m.def("hr_upscale", &hr_upscale<float>, py::arg("image"), py::arg("mask"), py::arg("lr_result"), py::arg("weight"),
-          py::arg("fine_weight"), py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"));
+          py::arg("fine_weight"), py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"),
+          py::arg("feather") = 0);
     m.attr("seam_tile") = py::make_tuple(kSeamRows, kSeamCols);   // blend_seams' work unit (rows, columns)
     m.def("blend_seams", &blend_seams<uint8_t>, py::arg("image"), py::arg("mask"), py::arg("filled"), py::arg("taps"),
           py::arg("gain"));

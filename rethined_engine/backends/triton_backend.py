@@ -4,7 +4,7 @@ patch projection (`kernels/patch_projection.py`), the masked attention + token m
 (`kernels/masked_attention.py`) and the coherence epilogue (`kernels/coherence.py`) in Triton; the Triton HR-upscale kernel (`kernels/hr_upscale.py`)
 carries the result to full resolution, reading and writing uint8 in the caller's layout (no HR float
 copies), and with `seam_sigma` the seam blend (`kernels/seam_blend.py`) rewrites its hole border in place.
-Float images and hr_topk=0 run the torch path."""
+Float images, hr_topk=0 and hr_feather > 0 (the feathered texture has no Triton kernel yet) run the torch path."""
 from __future__ import annotations
 
 import os
@@ -117,7 +117,8 @@ class TritonBackend(TorchBackend):
             raise ImportError(f"backend 'triton' needs triton: pip install 'rethined_engine[triton]' ({exc})") from exc
         super().__init__(weights, target, dtype, **overrides)
         self.hr_upscale, self.prepare_lr, self.seam_blend = hr_upscale, prepare_lr, seam_blend
-        self.lr_network = TritonLRNetwork(self.model, self.config.hr_topk) if self.config.hr_topk > 0 else None
+        kernels_cover = self.config.hr_topk > 0 and self.config.hr_feather == 0   # else the torch path
+        self.lr_network = TritonLRNetwork(self.model, self.config.hr_topk) if kernels_cover else None
         self._key_inside: dict = {}    # per geometry, on the device: no host copy inside a captured graph
         self._graphed = (GraphedFunction(self._inpaint_one, agree=uint8_images_agree)
                          if cuda_graphs and self.device.type == "cuda" else None)

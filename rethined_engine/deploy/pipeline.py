@@ -52,6 +52,10 @@ class DeployedPipeline:
 
     def __init__(self, cfg: ModelConfig, lr_runner: LRRunner, sizes: LRSizeRange,
                  hr_runner: HRRunner = upscale_hr, float_mask_threshold: float | None = None):
+        if cfg.hr_feather > 0:
+            raise ValueError(f"hr_feather: the deployed pipeline's HR stage pastes each copy's texture whole; got "
+                             f"hr_feather={cfg.hr_feather} in the graph's config, expected 0 (export with hr_feather=0, or "
+                             "run Engine(backend='native' or 'torch') for the feathered texture)")
         self.config = cfg
         self.lr_runner, self.hr_runner, self.sizes = lr_runner, hr_runner, sizes
         self.threshold = cfg.float_mask_threshold if float_mask_threshold is None else float_mask_threshold

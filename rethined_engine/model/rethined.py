@@ -41,7 +41,7 @@ class Rethined(nn.Module):
         self.cfg = cfg
         self.lr_long_side, self.patch_size, self.grid_multiple = cfg.lr_long_side, cfg.patch_size, cfg.grid_multiple
         self.hr_topk, self.hf_transfer, self.hf_decay = cfg.hr_topk, cfg.hf_transfer, cfg.hf_decay
-        self.hf_fine_decay, self.hf_mid_gain = cfg.hf_fine_decay, cfg.hf_mid_gain
+        self.hf_fine_decay, self.hf_mid_gain, self.hr_feather = cfg.hf_fine_decay, cfg.hf_mid_gain, cfg.hr_feather
         self.coarse_net = CoarseNet(cfg)
         self.patch_match = NeuralPatchMatch(cfg, self.coarse_net.feature_channels)
 
@@ -89,5 +89,5 @@ class Rethined(nn.Module):
         else:
             hr = attention_upscale(padded, padded_mask, lr.result, lr.attn, lr.query_masked, lr.key_ok,
                                    scale, self.patch_size, self.hr_topk, self.hf_transfer,
-                                   self.hf_decay, self.hf_fine_decay, self.hf_mid_gain)
+                                   self.hf_decay, self.hf_fine_decay, self.hf_mid_gain, self.hr_feather)
         return torch.where(mask > 0, hr[..., :height, :width], image)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .. import geometry
 from ..geometry import gaussian_tap_list, pad_mode
-from .patchmatch import TopKRows, patchify, unpatchify
+from .patchmatch import TopKRows, copy_tokens, patchify, unpatchify
 
 _consts = sys.modules[__name__]  # TorchScript reads module-level numbers only as a module's attributes: _consts.NAME
 
@@ -128,7 +128,7 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
                       attn: torch.Tensor | TopKRows,
                       query_masked: torch.Tensor, key_ok: torch.Tensor, scale: int, patch: int,
                       topk: int = 1, hf_transfer: bool = True, hf_decay: float = 0.0,
-                      hf_fine_decay: float | None = None, hf_mid_gain: float = 1.0) -> torch.Tensor:
+                      hf_fine_decay: float | None = None, hf_mid_gain: float = 1.0, feather: int = 0) -> torch.Tensor:
     """Carry the LR result to HR.
 
     image: padded HR (B, 3, gh*s*P, gw*s*P) in [0, 1]; mask: (B, 1, ...) float hole mask; lr_result:
@@ -137,6 +137,9 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
     topk: mix the k strongest keys per masked token (weights renormalised); 0 mixes the dense row.
     hf_decay, hf_fine_decay, hf_mid_gain: the decays of the whole HF and of its finest band, and the scale of
     the band between them (`hf_band_gains`).
+    feather: LR px (`ModelConfig.hr_feather`); with copies (`TopKRows`, K = 1, one band) > 0, the texture of
+    neighbouring copies cross-fades over 2 * feather * scale HR px (`feathered_texture`) instead of each
+    token's source texture being pasted whole.
     Returns the HR result (B, 3, ...) with known pixels equal to `image`.
     """
     grid_h, grid_w = lr_result.shape[-2] // patch, lr_result.shape[-1] // patch
@@ -152,6 +155,9 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
         gain, fine_gain = hf_band_gains(key_ok.reshape(-1, 1, grid_h, grid_w), hf_decay, hf_fine_decay, hf_mid_gain)
         gain, fine_gain = gain[batch, token][:, None].to(hf.dtype), fine_gain[batch, token][:, None].to(hf.dtype)
         two_bands = hf_fine_decay is not None
+        if feather > 0 and isinstance(attn, TopKRows) and not two_bands:
+            texture = feathered_texture(image - up, key_ok, attn, gain, batch, token, patch, scale, feather)
+            return torch.where(mask > 0, (up + texture).clamp(0.0, 1.0), image)
         if isinstance(attn, TopKRows):      # sparse rows (lr_texture="copy"): their K entries are the choice
             kept = attn.index.shape[-1] if topk == 0 else min(topk, attn.index.shape[-1])
             weights, idx = attn.weight[batch, token, :kept], attn.index[batch, token, :kept]
@@ -178,6 +184,33 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
         out[batch, token] += transferred
         up = unpatchify(out, hr_patch, grid_h, grid_w)
     return torch.where(mask > 0, up.clamp(0.0, 1.0), image)
+
+
+def feathered_texture(hf: torch.Tensor, key_ok: torch.Tensor, attn: TopKRows, gain: torch.Tensor,
+                      batch: torch.Tensor, token: torch.Tensor, patch: int, scale: int, feather: int) -> torch.Tensor:
+    """The copied texture of `attention_upscale`'s copies, cross-faded between neighbouring tokens.
+
+    hf: (B, 3, gh*s*P, gw*s*P) padded HR image minus the upsampled LR result; key_ok: (B, N) bool; attn:
+    `TopKRows` with K = 1 (the source of each hole token that copies, weight 1); gain: (M, 1) the texture gain of
+    the hole tokens (batch, token) (M,) each. Every token's source texture is the known tokens' hf moved by
+    its copy's offset, feathered over feather * scale HR px across token edges (`copy_tokens` at HR, the
+    cross-fade the LR copies use): where two copies from different places meet, the texture blends instead of
+    stepping. Returns (B, 3, ...) texture, gain times it on hole tokens that copy, 0 elsewhere."""
+    batch_size, n = key_ok.shape
+    grid_h = hf.shape[-2] // (scale * patch)
+    grid_w = n // grid_h
+    hr_patch = scale * patch
+    source = torch.arange(n, device=hf.device)[None].expand(batch_size, -1).clone()
+    copies = attn.weight[batch, token, 0] > 0
+    source[batch, token] = torch.where(copies, attn.index[batch, token, 0], token)
+    known = key_ok.to(hf.dtype).reshape(batch_size, 1, grid_h, grid_w)
+    known_px = F.interpolate(known, scale_factor=float(hr_patch), mode="nearest")
+    texture = copy_tokens(hf * known_px, known_px, source, hr_patch, feather * scale)
+    token_gain = torch.zeros(batch_size, n, dtype=hf.dtype, device=hf.device)
+    token_gain[batch, token] = gain[:, 0].to(hf.dtype) * copies.to(hf.dtype)
+    gain_px = F.interpolate(token_gain.reshape(batch_size, 1, grid_h, grid_w), scale_factor=float(hr_patch),
+                            mode="nearest")
+    return texture * gain_px
 
 
 def _gaussian_along(x: torch.Tensor, taps: torch.Tensor, dim: int) -> torch.Tensor:
