@@ -234,7 +234,7 @@ class VideoInpainter:
             anchor = self._memory.anchor
             if (cfg.hold and anchor is not None
                     and camera_motion(anchor.flow, hole, cfg.flow_fill_ring) <= cfg.hold_max_motion):
-                held = hold(filled, mask, remaining, self._memory.anchor, cfg.hold_ring, cfg.hold_threshold)
+                held = hold(filled, mask, remaining, anchor, cfg.hold_ring, cfg.hold_threshold)
             if held is not None:
                 filled = held
                 self.held_frames += 1
