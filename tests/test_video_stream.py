@@ -275,7 +275,7 @@ def test_hold_keeps_the_invented_pixels_while_the_surroundings_stay(rng):
 def test_without_hold_the_fill_is_blended_with_the_previous_output(rng):
     still, mask = texture(rng, *SIZE), box_mask()
     engine = CountingEngine(rng)
-    config = VideoConfig(hold=False, stabilise_weight=0.5)
+    config = VideoConfig(hold=False, still_stabilise_weight=0.5)   # the hole stays put
     inpainter = VideoInpainter(engine, config=config)
     first = inpainter.process(still, mask).astype(np.float32)
     engine.rng = np.random.default_rng(7)

@@ -20,8 +20,10 @@ class VideoConfig:
         the flow says (within hold_threshold), keep the pixels of the last output the engine filled, moved by
         the flow, instead of running the engine (the static-mask case: steady and cheap).
     stabilise: blend the hole's pixels with the previous output moved by the flow, where the flow passed the
-        check (an unchecked average ghosts on motion): invented ones by stabilise_weight, copied ones by
-        copied_weight (copies from different past frames disagree by their flows' errors).
+        check (an unchecked average ghosts on motion): invented ones by stabilise_weight (still_stabilise_weight
+        while the hole stays where it was: the background behind it moves steadily, while a moving hole needs
+        a fresher fill), copied ones by copied_weight (copies from different past frames disagree by their
+        flows' errors).
     scene_cut: forget the past when the known pixels change more than scene_cut_threshold.
     canvas: keep one background canvas (`temporal.BackgroundCanvas`) over the hole's box, brought along by the
         flow and updated with every pixel seen, and copy from it what the kept past frames no longer show
@@ -58,6 +60,7 @@ class VideoConfig:
     canvas_decay: float = 0.97          # the canvas's confidence is multiplied by this every frame
     canvas_min_confidence: float = 0.1  # the canvas gives no pixel of lower confidence (about 75 frames old)
     stabilise_weight: float = 0.7       # share of the previous output in an invented pixel
+    still_stabilise_weight: float = 0.8  # ... while the hole's working-size mask equals the previous frame's
     copied_weight: float = 0.8          # share of the previous output in a pixel copied from a past frame
     scene_cut_side: int = 64            # px of the longer side of the thumbnails compared for a cut
     scene_cut_threshold: float = 30.0   # mean absolute difference of the known thumbnail pixels, uint8 levels
@@ -82,7 +85,7 @@ class VideoConfig:
             raise ValueError(f"canvas_margin: expected >= 2, got {self.canvas_margin}")
         if not 0 < self.canvas_decay <= 1:
             raise ValueError(f"canvas_decay: expected in (0, 1], got {self.canvas_decay}")
-        for name in ("stabilise_weight", "copied_weight"):
+        for name in ("stabilise_weight", "still_stabilise_weight", "copied_weight"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected in [0, 1), got {getattr(self, name)}")
 
@@ -225,7 +228,8 @@ class VideoInpainter:
             trusted = None if previous is None else step_valid | (hole & cfg.trust_hole_flow)
             self._canvas.advance(frame, mask, source, None if previous is None else previous.output, step, trusted)
         filled, remaining = propagate(frame, mask, self._memory) if cfg.propagate else (frame, mask)
-        if cfg.canvas and previous is not None and np.array_equal(hole, previous.hole):
+        still_hole = previous is not None and np.array_equal(hole, previous.hole)
+        if cfg.canvas and still_hole:
             self._canvas.refresh(filled, mask & ~remaining)
             filled, remaining = self._canvas.fill(filled, remaining, cfg.canvas_min_confidence)
         engine_filled = False
@@ -241,7 +245,8 @@ class VideoInpainter:
             else:
                 filled = self.engine.inpaint(filled, remaining)
                 if cfg.stabilise and previous is not None:
-                    filled = stabilise(filled, remaining, previous.output, step, step_valid, cfg.stabilise_weight)
+                    weight = cfg.still_stabilise_weight if still_hole else cfg.stabilise_weight
+                    filled = stabilise(filled, remaining, previous.output, step, step_valid, weight)
                 engine_filled = True
         copied = mask & ~remaining
         if cfg.stabilise and previous is not None and copied.any():
