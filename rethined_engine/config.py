@@ -73,7 +73,7 @@ class ModelConfig:
     hf_decay: float = 0.0            # tokens: transferred HF fades as exp(-(d - 1) / hf_decay) with a hole token's distance d from known tokens; 0 = no fading
     hf_fine_decay: float | None = None  # tokens: the HF's finest band (what a 3x3 binomial blur removes) fades with this decay instead; None = one band, hf_decay
     hf_mid_gain: float = 1.0         # two bands: scales the HF below the finest band (0 = the finest band only); ignored with one band
-    hr_feather: int = 0              # LR px: with "copy" and one band, neighbouring copies' HR texture cross-fades over 2 * hr_feather * s HR px; 0 = pasted whole
+    hr_feather: int = 0              # LR px: with "copy" and one band, neighbouring copies' HR texture cross-fades (contrast kept) over 2 * hr_feather * s HR px; 0 = pasted whole
     seam_sigma: float = 0.0          # HR px: hole pixels near known ones blend towards a Gaussian average of those (`blend_seams`); 0 = off
     seam_gain: float = 8.0           # the blend's weight is min(1, seam_gain * the known pixels' share of the Gaussian)
     # --- input handling -------------------------------------------------

@@ -232,7 +232,8 @@ std::vector<uint8_t> known_tokens(const uint8_t* msk, int H, int W, int span, in
 }
 
 // The copied texture at hole pixel (y, x) of copying token (ty, tx), cross-faded with the copies of the (up to) three
-// neighbours on its side of the token's centre lines: `copy_tokens` over image - bilinear(LR), K = 1 sources.
+// neighbours on its side of the token's centre lines: `copy_tokens(keep_contrast=True)` over image - bilinear(LR),
+// K = 1 sources.
 // Copies that continue each other move the pixel by the same offset: each distinct offset is sampled once.
 template <typename T>
 inline void feathered_texture(const T* img, int W, const float* lr, int h, int w, float inv_scale,
@@ -258,7 +259,7 @@ inline void feathered_texture(const T* img, int W, const float* lr, int h, int w
             weights[k] += fw;
         }
     }
-    float total[3] = {0.0f, 0.0f, 0.0f}, weight_sum = 0.0f;
+    float total[3] = {0.0f, 0.0f, 0.0f}, weight_squares = 0.0f;
     for (int k = 0; k < n; ++k) {
         const int qy = std::min(std::max(y + shift_y[k], 0), max_y), qx = std::min(std::max(x + shift_x[k], 0), max_x);
         const bool source_known = known[(qy / span) * grid_w + qx / span] != 0;
@@ -269,9 +270,10 @@ inline void feathered_texture(const T* img, int W, const float* lr, int h, int w
             const size_t q = static_cast<size_t>(qy) * W + qx;
             for (int c = 0; c < 3; ++c) total[c] += weight * (unit<T>(img[3 * q + c]) - up[c]);
         }
-        weight_sum += weight;
+        weight_squares += weight * weight;
     }
-    for (int c = 0; c < 3; ++c) rgb[c] = total[c] / weight_sum;
+    const float norm = 1.0f / std::sqrt(weight_squares);   // contrast kept across the fade (copy_tokens keep_contrast)
+    for (int c = 0; c < 3; ++c) rgb[c] = total[c] * norm;
 }
 
 template <typename T>

@@ -147,7 +147,7 @@ def _per_pixel(grid: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, patch: int,
-                feather: int) -> torch.Tensor:
+                feather: int, keep_contrast: bool = False) -> torch.Tensor:
     """Hard copies at LR: every token takes the pixels of its source token, feathered into its neighbours.
 
     image: (B, 3, h, w) composite (known pixels real, holes filled by the coarse CNN); known: (B, 1, h, w)
@@ -158,6 +158,11 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
     not): a hole pixel is the weighted mean of the copies that reach it. With feather <= P / 2 a pixel is
     reached by its own token's copy and by those of the (up to) three neighbours on its side of the
     token's centre lines. Returns (B, 3, h, w); known tokens reproduce themselves on their known pixels.
+    keep_contrast: for zero-mean images (texture): the weighted sum over the root of the summed squared weights
+    (the weights of copies with one displacement, which continue each other, summed first) instead of over
+    the summed weights, so that two uncorrelated textures cross-fade without losing contrast in the middle
+    of the fade (a weighted mean halves their variance there); where one copy reaches a pixel alone, both
+    are that copy.
     """
     if not 0 <= feather <= patch // 2:
         raise ValueError(f"feather: expected 0..{patch // 2} px (half a token), got {feather}")
@@ -178,6 +183,7 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
     first_pixel = (torch.arange(batch, device=image.device) * (height * width))[:, None, None, None]
     total = torch.zeros_like(image)
     weight_sum = torch.zeros_like(known)
+    weights, displacements = [], []
     for use_y, use_x in ((False, False), (True, False), (False, True), (True, True)):
         picked, picked_inside = [], []
         for dy in ([-1, 1] if use_y else [0]):
@@ -211,6 +217,15 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
         weight = weight * (source_known + _consts.COPY_FLOOR)
         total = total + weight * values
         weight_sum = weight_sum + weight
+        weights.append(weight)
+        displacements.append(disp)
+    if keep_contrast:      # copies that continue each other (one displacement) are one texture: their weights add
+        squares = torch.zeros_like(known)
+        for i in range(len(weights)):
+            for j in range(len(weights)):
+                same = (displacements[i] == displacements[j]).all(dim=1, keepdim=True)
+                squares = squares + weights[i] * weights[j] * same.to(known.dtype)
+        return total / squares.sqrt()
     return total / weight_sum
 
 

@@ -193,9 +193,9 @@ def feathered_texture(hf: torch.Tensor, key_ok: torch.Tensor, attn: TopKRows, ga
     hf: (B, 3, gh*s*P, gw*s*P) padded HR image minus the upsampled LR result; key_ok: (B, N) bool; attn:
     `TopKRows` with K = 1 (the source of each hole token that copies, weight 1); gain: (M, 1) the texture gain of
     the hole tokens (batch, token) (M,) each. Every token's source texture is the known tokens' hf moved by
-    its copy's offset, feathered over feather * scale HR px across token edges (`copy_tokens` at HR, the
-    cross-fade the LR copies use): where two copies from different places meet, the texture blends instead of
-    stepping. Returns (B, 3, ...) texture, gain times it on hole tokens that copy, 0 elsewhere."""
+    its copy's offset, feathered over feather * scale HR px across token edges (`copy_tokens` at HR with the
+    LR copies' fade weights, normalised to keep the textures' contrast): where two copies from different
+    places meet, the texture blends instead of stepping, and stays as strong in the middle of the fade. Returns (B, 3, ...) texture, gain times it on hole tokens that copy, 0 elsewhere."""
     batch_size, n = key_ok.shape
     grid_h = hf.shape[-2] // (scale * patch)
     grid_w = n // grid_h
@@ -205,7 +205,7 @@ def feathered_texture(hf: torch.Tensor, key_ok: torch.Tensor, attn: TopKRows, ga
     source[batch, token] = torch.where(copies, attn.index[batch, token, 0], token)
     known = key_ok.to(hf.dtype).reshape(batch_size, 1, grid_h, grid_w)
     known_px = F.interpolate(known, scale_factor=float(hr_patch), mode="nearest")
-    texture = copy_tokens(hf * known_px, known_px, source, hr_patch, feather * scale)
+    texture = copy_tokens(hf * known_px, known_px, source, hr_patch, feather * scale, keep_contrast=True)
     token_gain = torch.zeros(batch_size, n, dtype=hf.dtype, device=hf.device)
     token_gain[batch, token] = gain[:, 0].to(hf.dtype) * copies.to(hf.dtype)
     gain_px = F.interpolate(token_gain.reshape(batch_size, 1, grid_h, grid_w), scale_factor=float(hr_patch),
