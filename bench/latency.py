@@ -93,11 +93,11 @@ def make_engine(backend: str, device: str):
 
     from rethined_engine import Engine
 
-    from .quality import setting_value
-
     backend, _, style = backend.partition(STYLE_SEPARATOR)
     settings = dict(NO_SEAM_SETTINGS) if backend.endswith(NO_SEAM_SUFFIX) else {}
     if "=" in style:
+        from .quality import setting_value
+
         for item in style.split(","):
             key, equals, value = item.partition("=")
             if not (key and equals):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .. import geometry
 from ..geometry import gaussian_tap_list, pad_mode
-from .patchmatch import TopKRows, copy_tokens, patchify, unpatchify
+from .patchmatch import TopKRows, _per_pixel, copy_tokens, patchify, unpatchify
 
 _consts = sys.modules[__name__]  # TorchScript reads module-level numbers only as a module's attributes: _consts.NAME
 
@@ -147,17 +147,17 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
     up = upsample(lr_result, scale)
     if hf_transfer:
         # HF of known tokens only: hole tokens (and the garbage y - up inside holes) are never sources.
-        source_ok = key_ok[..., None].to(up.dtype)
-        hf = patchify(image - up, hr_patch) * source_ok
-        out = patchify(up, hr_patch)
         hole = query_masked.nonzero()
         batch, token = hole[:, 0], hole[:, 1]
         gain, fine_gain = hf_band_gains(key_ok.reshape(-1, 1, grid_h, grid_w), hf_decay, hf_fine_decay, hf_mid_gain)
-        gain, fine_gain = gain[batch, token][:, None].to(hf.dtype), fine_gain[batch, token][:, None].to(hf.dtype)
+        gain, fine_gain = gain[batch, token][:, None].to(up.dtype), fine_gain[batch, token][:, None].to(up.dtype)
         two_bands = hf_fine_decay is not None
         if feather > 0 and isinstance(attn, TopKRows) and not two_bands:
             texture = feathered_texture(image - up, key_ok, attn, gain, batch, token, patch, scale, feather)
             return torch.where(mask > 0, (up + texture).clamp(0.0, 1.0), image)
+        source_ok = key_ok[..., None].to(up.dtype)
+        hf = patchify(image - up, hr_patch) * source_ok
+        out = patchify(up, hr_patch)
         if isinstance(attn, TopKRows):      # sparse rows (lr_texture="copy"): their K entries are the choice
             kept = attn.index.shape[-1] if topk == 0 else min(topk, attn.index.shape[-1])
             weights, idx = attn.weight[batch, token, :kept], attn.index[batch, token, :kept]
@@ -203,14 +203,11 @@ def feathered_texture(hf: torch.Tensor, key_ok: torch.Tensor, attn: TopKRows, ga
     source = torch.arange(n, device=hf.device)[None].expand(batch_size, -1).clone()
     copies = attn.weight[batch, token, 0] > 0
     source[batch, token] = torch.where(copies, attn.index[batch, token, 0], token)
-    known = key_ok.to(hf.dtype).reshape(batch_size, 1, grid_h, grid_w)
-    known_px = F.interpolate(known, scale_factor=float(hr_patch), mode="nearest")
+    known_px = _per_pixel(key_ok.to(hf.dtype).reshape(batch_size, 1, grid_h, grid_w), hr_patch)
     texture = copy_tokens(hf * known_px, known_px, source, hr_patch, feather * scale, keep_contrast=True)
     token_gain = torch.zeros(batch_size, n, dtype=hf.dtype, device=hf.device)
     token_gain[batch, token] = gain[:, 0].to(hf.dtype) * copies.to(hf.dtype)
-    gain_px = F.interpolate(token_gain.reshape(batch_size, 1, grid_h, grid_w), scale_factor=float(hr_patch),
-                            mode="nearest")
-    return texture * gain_px
+    return texture * _per_pixel(token_gain.reshape(batch_size, 1, grid_h, grid_w), hr_patch)
 
 
 def _gaussian_along(x: torch.Tensor, taps: torch.Tensor, dim: int) -> torch.Tensor:
