@@ -167,7 +167,8 @@ def setting_value(text: str) -> bool | None | int | float | str:
 
 
 def build_methods(names: list[str] | None, device: str | None, variants: list[str] = ()) -> dict[str, Method]:
-    """The named methods (default: all), plus `ours` under each --ours variant's inference settings."""
+    """The named methods (default: all), plus `ours` under each --ours variant's inference settings (always scored;
+    `names` may list only variants, ours_NAME, to score nothing else)."""
     ours = Engine(device=device)
     no_hf = Engine(device=device, hf_transfer=False)
     makers: dict[str, Callable[[], Method]] = {
@@ -181,12 +182,13 @@ def build_methods(names: list[str] | None, device: str | None, variants: list[st
         "patchmatch": _patchmatch,
         "biharmonic_lr": _biharmonic,
     }
+    variants = [parse_variant(text) for text in variants]
     names = names or list(makers)
-    unknown = sorted(set(names) - set(makers))
+    unknown = sorted(set(names) - set(makers) - {name for name, _ in variants})
     if unknown:
-        raise SystemExit(f"error: --methods: unknown {unknown}; known: {list(makers)}")
-    methods = {name: makers[name]() for name in names}
-    for name, settings in map(parse_variant, variants):
+        raise SystemExit(f"error: --methods: unknown {unknown}; known: {list(makers)} and the --ours variants")
+    methods = {name: makers[name]() for name in names if name in makers}
+    for name, settings in variants:
         engine = Engine(device=device, **settings)
         methods[name] = lambda img, m, _, engine=engine: engine.inpaint(img, m)
     return methods
@@ -379,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[1024, 2048, 4096], help="long sides, px")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--methods", nargs="+", default=None, help="subset of methods (default: all)")
+    parser.add_argument("--methods", nargs="+", default=None, help="subset of methods (default: all); --ours variants are always scored")
     parser.add_argument("--limit", type=int, default=None, help="use the first N photos only")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--ours", nargs="+", default=[], metavar="NAME=key:value,...",
