@@ -229,7 +229,7 @@ def test_reset_allows_a_new_size_and_sizes_are_checked(engine, rng):
 
 
 @pytest.mark.parametrize("field, value", [("stabilise_weight", 1.0), ("memory_frames", 0), ("flow_preset", "slow"),
-                                          ("fb_absolute", -1.0), ("flow_fill", "mean")])
+                                          ("fb_absolute", -1.0), ("flow_fill", "mean"), ("still_average_frames", 0)])
 def test_config_rejects_bad_values_by_name(field, value):
     with pytest.raises(ValueError, match=field):
         VideoConfig(**{field: value})
@@ -262,7 +262,7 @@ class PerfectEngine:
 def test_hold_keeps_the_invented_pixels_while_the_surroundings_stay(rng):
     still, mask = texture(rng, *SIZE), box_mask()
     engine = CountingEngine(rng)
-    inpainter = VideoInpainter(engine)
+    inpainter = VideoInpainter(engine, config=VideoConfig(still_average_frames=1))
     first = inpainter.process(still, mask)
     for _ in range(3):
         np.testing.assert_array_equal(inpainter.process(still, mask), first)
@@ -270,6 +270,22 @@ def test_hold_keeps_the_invented_pixels_while_the_surroundings_stay(rng):
     brighter = np.clip(still.astype(int) + 20, 0, 255).astype(np.uint8)   # the surroundings change: fill anew
     inpainter.process(brighter, mask)
     assert engine.calls == 2
+
+
+def test_a_still_hole_holds_the_mean_of_its_first_fills(rng):
+    """While hold would keep the fill, the engine's first still_average_frames fills are averaged (a running mean,
+    rounded each frame), then the fill is frozen."""
+    still, mask, count = texture(rng, *SIZE), box_mask(), 4
+    engine = CountingEngine(np.random.default_rng(5))
+    inpainter = VideoInpainter(engine, config=VideoConfig(still_average_frames=count))
+    outputs = [inpainter.process(still, mask) for _ in range(count + 2)]
+    replay = CountingEngine(np.random.default_rng(5))
+    expected = replay.inpaint(still, mask)[mask].astype(np.float64)
+    for n in range(2, count + 1):
+        expected = np.round(expected + (replay.inpaint(still, mask)[mask] - expected) / n)
+    np.testing.assert_array_equal(outputs[count - 1][mask], expected)
+    np.testing.assert_array_equal(outputs[-1], outputs[count - 1])
+    assert engine.calls == count and inpainter.held_frames == 2
 
 
 def test_without_hold_the_fill_is_blended_with_the_previous_output(rng):
@@ -347,7 +363,7 @@ def test_hold_waits_for_a_still_camera(rng):
     calls = {}
     for max_motion in (1.0, float("inf")):
         engine = PerfectEngine()
-        config = VideoConfig(hold_max_motion=max_motion, propagate=False, canvas=False)
+        config = VideoConfig(hold_max_motion=max_motion, propagate=False, canvas=False, still_average_frames=1)
         VideoInpainter(engine, config=config).process_batch(frames, mask)
         calls[max_motion] = engine.calls
     assert calls[1.0] == 6 and calls[float("inf")] < 6, calls

@@ -32,6 +32,12 @@ class VideoConfig:
         moved away).
     hold_max_motion: hold only while the known pixels around the hole moved at most this far (median, working
         px) since the frame held from: a static camera keeps a steady fill, a moving one gets a fresh one.
+    still_average_frames: a fill the engine made alone (the first frame, the first after a cut, or any with
+        stabilise off) is not held at once: while hold would keep it, the engine fills again and the held fill
+        becomes the running mean of its fills (each weighing the same), up to this many, and is then held as is.
+        Fills of one still scene differ by the frames' noise, so their mean is nearer the truth than any one of
+        them; each frame changes the fill by 1/n of a fill's difference. A stabilised fill is held as is; 1:
+        hold the first fill.
     """
     propagate: bool = True
     hold: bool = True
@@ -56,6 +62,7 @@ class VideoConfig:
     hold_ring: int = 8                  # px: the known pixels this close to the hole decide a hold
     hold_threshold: float = 3.0         # mean absolute change of those pixels, uint8 levels, up to which it holds
     hold_max_motion: float = 0.25       # working px: median motion of the hole's surroundings since the held frame
+    still_average_frames: int = 8       # engine fills averaged into a held fill before it is frozen
     canvas_margin: int = 8              # px: the canvas covers the hole's box grown by this (>= 2)
     canvas_decay: float = 0.97          # the canvas's confidence is multiplied by this every frame
     canvas_min_confidence: float = 0.1  # the canvas gives no pixel of lower confidence (about 75 frames old)
@@ -73,7 +80,8 @@ class VideoConfig:
             raise ValueError(f"flow_fill: expected one of {FLOW_FILLS}, got {self.flow_fill!r}")
         if self.flow_preset not in DIS_PRESETS:
             raise ValueError(f"flow_preset: expected one of {tuple(DIS_PRESETS)}, got {self.flow_preset!r}")
-        for name in ("flow_long_side", "memory_frames", "recent_frames", "key_interval", "scene_cut_side"):
+        for name in ("flow_long_side", "memory_frames", "recent_frames", "key_interval", "scene_cut_side",
+                     "still_average_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         for name in ("refine_scales", "flow_margin", "source_margin", "fb_relative", "fb_absolute",
@@ -139,6 +147,7 @@ class VideoInpainter:
     def _forget(self) -> None:
         self._previous: _Previous | None = None
         self._index = 0
+        self._anchor_fills = 0      # engine fills averaged in the anchor (still_average_frames: frozen)
         if self.temporal == "on":
             self._memory.clear()
             self._canvas.clear()
@@ -198,8 +207,8 @@ class VideoInpainter:
         import cv2
 
         from .flow import forward_backward_valid, grey, push_pull
-        from .temporal import (bounding_box, camera_motion, complete_flow, grow, grow_box, hold, propagate, scene_cut,
-                               shrink_mask, stabilise, working_size)
+        from .temporal import (blend, bounding_box, camera_motion, complete_flow, grow, grow_box, hold, propagate,
+                               scene_cut, shrink_mask, stabilise, working_size)
 
         cfg = self.config
         size = working_size(frame.shape[:2], cfg.flow_long_side)
@@ -239,14 +248,20 @@ class VideoInpainter:
             if (cfg.hold and anchor is not None
                     and camera_motion(anchor.flow, hole, cfg.flow_fill_ring) <= cfg.hold_max_motion):
                 held = hold(filled, mask, remaining, anchor, cfg.hold_ring, cfg.hold_threshold)
-            if held is not None:
+            if held is not None and self._anchor_fills >= cfg.still_average_frames:
                 filled = held
                 self.held_frames += 1
             else:
-                filled = self.engine.inpaint(filled, remaining)
-                if cfg.stabilise and previous is not None:
+                fresh = self.engine.inpaint(filled, remaining)
+                if held is not None:
+                    self._anchor_fills += 1
+                    filled = blend(held, fresh, remaining, 1 / self._anchor_fills)
+                elif cfg.stabilise and previous is not None:
                     weight = cfg.still_stabilise_weight if still_hole else cfg.stabilise_weight
-                    filled = stabilise(filled, remaining, previous.output, step, step_valid, weight)
+                    filled = stabilise(fresh, remaining, previous.output, step, step_valid, weight)
+                    self._anchor_fills = cfg.still_average_frames
+                else:
+                    filled, self._anchor_fills = fresh, 1
                 engine_filled = True
         copied = mask & ~remaining
         if cfg.stabilise and previous is not None and copied.any():

@@ -362,6 +362,15 @@ def stabilise(filled: np.ndarray, invented: np.ndarray, previous: np.ndarray, st
     return out
 
 
+def blend(base: np.ndarray, fresh: np.ndarray, pixels: np.ndarray, weight: float) -> np.ndarray:
+    """base (H, W, 3) uint8 with its pixels (H, W) bool replaced by (1 - weight) base + weight fresh (H, W, 3)
+    uint8, rounded; other pixels unchanged."""
+    out = base.copy()
+    mixed = (1 - weight) * base[pixels].astype(np.float32) + weight * fresh[pixels].astype(np.float32)
+    out[pixels] = np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+    return out
+
+
 def hold(frame: np.ndarray, mask: np.ndarray, invented: np.ndarray, anchor: PastFrame, ring: int,
          threshold: float) -> np.ndarray | None:
     """Keep what the anchor (an earlier output) showed where this frame's pixels would be invented, when the
