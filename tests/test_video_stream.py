@@ -262,7 +262,7 @@ class PerfectEngine:
 def test_hold_keeps_the_invented_pixels_while_the_surroundings_stay(rng):
     still, mask = texture(rng, *SIZE), box_mask()
     engine = CountingEngine(rng)
-    inpainter = VideoInpainter(engine, config=VideoConfig(still_average_frames=1))
+    inpainter = VideoInpainter(engine)
     first = inpainter.process(still, mask)
     for _ in range(3):
         np.testing.assert_array_equal(inpainter.process(still, mask), first)
@@ -363,7 +363,7 @@ def test_hold_waits_for_a_still_camera(rng):
     calls = {}
     for max_motion in (1.0, float("inf")):
         engine = PerfectEngine()
-        config = VideoConfig(hold_max_motion=max_motion, propagate=False, canvas=False, still_average_frames=1)
+        config = VideoConfig(hold_max_motion=max_motion, propagate=False, canvas=False)
         VideoInpainter(engine, config=config).process_batch(frames, mask)
         calls[max_motion] = engine.calls
     assert calls[1.0] == 6 and calls[float("inf")] < 6, calls

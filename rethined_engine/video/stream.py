@@ -36,8 +36,9 @@ class VideoConfig:
         stabilise off) is not held at once: while hold would keep it, the engine fills again and the held fill
         becomes the running mean of its fills (each weighing the same), up to this many, and is then held as is.
         Fills of one still scene differ by the frames' noise, so their mean is nearer the truth than any one of
-        them; each frame changes the fill by 1/n of a fill's difference. A stabilised fill is held as is; 1:
-        hold the first fill.
+        them; each frame changes the fill by 1/n of a fill's difference. A stabilised fill is held as is; 1 (the
+        default): hold the first fill. The mean is smoother than one fill: on grass (vtest) its texture washes
+        out visibly (docs/video.md), so it is an option for noisy footage of smooth surfaces.
     """
     propagate: bool = True
     hold: bool = True
@@ -62,7 +63,7 @@ class VideoConfig:
     hold_ring: int = 8                  # px: the known pixels this close to the hole decide a hold
     hold_threshold: float = 3.0         # mean absolute change of those pixels, uint8 levels, up to which it holds
     hold_max_motion: float = 0.25       # working px: median motion of the hole's surroundings since the held frame
-    still_average_frames: int = 8       # engine fills averaged into a held fill before it is frozen
+    still_average_frames: int = 1       # engine fills averaged into a held fill before it is frozen
     canvas_margin: int = 8              # px: the canvas covers the hole's box grown by this (>= 2)
     canvas_decay: float = 0.97          # the canvas's confidence is multiplied by this every frame
     canvas_min_confidence: float = 0.1  # the canvas gives no pixel of lower confidence (about 75 frames old)
