@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from rethined_engine.model.patchmatch import COPY_FLOOR, copy_tokens, feather_weight
+from rethined_engine.model.patchmatch import COPY_FLOOR, blur_base, copy_tokens, feather_weight
 
 
 def reference_copy(image, known, source, patch, feather):
@@ -64,3 +64,46 @@ def test_feather_is_a_partition_of_unity_across_a_shared_edge():
 def test_feather_wider_than_half_a_token_is_refused():
     with pytest.raises(ValueError, match="feather"):
         copy_tokens(torch.rand(1, 3, 8, 8), torch.ones(1, 1, 8, 8), torch.zeros(1, 1, dtype=torch.long), 8, 5)
+
+
+@pytest.mark.parametrize("grid,patch,feather,base_feather,sigma", [((3, 4), 8, 2, 4, 2.0), ((2, 3), 8, 1, 3, 1.5),
+                                                                   ((4, 3), 4, 1, 2, 1.0)])
+def test_two_bands_are_the_mean_blended_base_plus_the_contrast_kept_detail(grid, patch, feather, base_feather, sigma):
+    g = torch.Generator().manual_seed(patch + feather + base_feather)
+    gh, gw = grid
+    image = torch.rand(2, 3, gh * patch, gw * patch, generator=g)
+    known = (torch.rand(2, 1, gh * patch, gw * patch, generator=g) > 0.3).float()
+    source = torch.randint(0, gh * gw, (2, gh * gw), generator=g)
+    out = copy_tokens(image, known, source, patch, feather, base_feather=base_feather, base_sigma=sigma)
+    base = blur_base(image, sigma)
+    expected = (reference_copy(base, known, source, patch, base_feather)
+                + copy_tokens(image - base, known, source, patch, feather, keep_contrast=True))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_blur_base_keeps_a_flat_image_flat_up_to_its_border():
+    flat = torch.full((1, 3, 16, 24), 0.3)
+    torch.testing.assert_close(blur_base(flat, 2.0), flat)
+
+
+def test_two_bands_turn_a_brightness_step_between_flat_copies_into_a_ramp():
+    """Flat areas of brightness 0.4 and 0.6 (tokens 0-2 and 3-5) copied side by side (tokens 6 and 7 copy 1 and
+    4): the wide base fade spreads their step over more pixels than the one-band feather does."""
+    levels = [0.4, 0.4, 0.4, 0.6, 0.6, 0.6, 0.5, 0.5]
+    image = torch.cat([torch.full((1, 3, 8, 8), v) for v in levels], dim=-1)
+    known = torch.ones(1, 1, 8, 64)
+    source = torch.tensor([[0, 1, 2, 3, 4, 5, 1, 4]])
+    one = copy_tokens(image, known, source, 8, 1)
+    two = copy_tokens(image, known, source, 8, 1, base_feather=4, base_sigma=2.0)
+    def largest_step(x):
+        return (x[0, 0, 4, 49:63] - x[0, 0, 4, 48:62]).abs().max()
+    assert largest_step(two) < 0.7 * largest_step(one)
+    torch.testing.assert_close(two[..., :40], image[..., :40])        # tokens that keep themselves, off the fade
+
+
+def test_two_band_settings_out_of_range_are_refused():
+    args = (torch.rand(1, 3, 8, 8), torch.ones(1, 1, 8, 8), torch.zeros(1, 1, dtype=torch.long), 8, 2)
+    with pytest.raises(ValueError, match="base_feather"):
+        copy_tokens(*args, base_feather=5)
+    with pytest.raises(ValueError, match="base_sigma"):
+        copy_tokens(*args, base_feather=2, base_sigma=0.0)

@@ -91,6 +91,22 @@ def test_dynamic_graph_matches_torch(dynamic_graph, weights_path, lr_size, batch
     assert_graph_matches(session, net, example_inputs(*lr_size, 8, batch=batch, seed=2))
 
 
+def test_two_band_copies_export_and_pass_tensorrt_checks(tmp_path):
+    """lr_texture="copy" with copy_base_feather > 0 (the blurred base cross-fades wide, the detail keeps its
+    contrast): the graph parses for TensorRT and its LR result matches torch."""
+    path = tmp_path / "two_band.safetensors"
+    save_inference_weights(make_model(cfg=ModelConfig(lr_texture="copy", hr_topk=1, copy_base_feather=4)), path)
+    graph, geom = export_onnx(tmp_path / "lr.onnx", 300, 500, weights=path)
+    assert check_graph(graph) == []
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    model = load_model(path)
+    net = LRNetwork(model, model.cfg.hr_topk).eval()
+    inputs = example_inputs(*geom.lr_size, geom.patch, seed=3)
+    with torch.no_grad():
+        ref = net(*inputs)[0].numpy()
+    np.testing.assert_allclose(run_onnx(session, inputs)[0], ref, atol=GRAPH_ATOL, rtol=0)
+
+
 def test_exported_graphs_pass_tensorrt_checks(dynamic_graph):
     assert check_graph(dynamic_graph) == []
 

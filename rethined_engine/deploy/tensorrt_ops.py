@@ -25,7 +25,7 @@ SUPPORTED_OPS = {
     "GatherElements": "", "Greater": "", "Identity": "", "MatMul": "FP32/FP16", "MaxPool": "2D, no Indices output",
     "Mul": "", "Not": "BOOL", "Or": "BOOL", "Range": "integer inputs", "ReduceL2": "", "ReduceSum": "",
     "Relu": "", "Reshape": "", "Resize": "linear/nearest; half_pixel", "Shape": "", "Sigmoid": "",
-    "Slice": "axes are constants", "Softmax": "", "Squeeze": "axes are constants", "Sub": "",
+    "Slice": "axes are constants", "Softmax": "", "Sqrt": "", "Squeeze": "axes are constants", "Sub": "",
     "TopK": "K is a constant (<= 3840)", "Transpose": "", "Unsqueeze": "axes are constants", "Where": "",
 }
 TOPK_MAX = 3840

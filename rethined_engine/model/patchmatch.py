@@ -5,6 +5,7 @@ P x P tokens (row-major over the grid) of C * P * P values, channel-major (c, dy
 `pixel_unshuffle` orders them.
 """
 
+import math
 import sys
 from typing import NamedTuple
 
@@ -146,8 +147,39 @@ def _per_pixel(grid: torch.Tensor, patch: int) -> torch.Tensor:
     return grid[:, :, :, None, :, None].expand(b, c, gh, patch, gw, patch).reshape(b, c, gh * patch, gw * patch)
 
 
+def _filter_along(x: torch.Tensor, taps: list[float], dim: int) -> torch.Tensor:
+    """The 1-D filter `taps` (odd length, centred) along dim of x, zero outside: a sum of shifted slices of x
+    padded with zeros by concatenation (Slice, Mul, Add, Concat: no Pad op, no Conv weights to export)."""
+    radius = (len(taps) - 1) // 2
+    shape = list(x.shape)
+    shape[dim] = radius
+    zeros = x.new_zeros(shape)
+    padded = torch.cat([zeros, x, zeros], dim=dim)
+    n = x.shape[dim]
+    out = taps[0] * padded.narrow(dim, 0, n)
+    for t in range(1, len(taps)):
+        out = out + taps[t] * padded.narrow(dim, t, n)
+    return out
+
+
+def blur_base(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The Gaussian blur (sigma px, radius ceil(3 sigma), separable) of (B, C, h, w), normalised by the taps
+    that fall inside the image (no darkened border)."""
+    radius = math.ceil(3.0 * sigma)
+    weights: list[float] = []
+    for offset in range(-radius, radius + 1):
+        weights.append(math.exp(-0.5 * offset * offset / (sigma * sigma)))
+    total = sum(weights)
+    taps = [w / total for w in weights]
+    channels = image.shape[1]
+    stack = torch.cat([image, torch.ones_like(image[:, :1])], dim=1)
+    stack = _filter_along(_filter_along(stack, taps, 2), taps, 3)
+    return stack[:, :channels] / stack[:, channels:]
+
+
 def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, patch: int,
-                feather: int, keep_contrast: bool = False) -> torch.Tensor:
+                feather: int, keep_contrast: bool = False, base_feather: int = 0,
+                base_sigma: float = 1.0) -> torch.Tensor:
     """Hard copies at LR: every token takes the pixels of its source token, feathered into its neighbours.
 
     image: (B, 3, h, w) composite (known pixels real, holes filled by the coarse CNN); known: (B, 1, h, w)
@@ -163,10 +195,23 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
     the summed weights, so that two uncorrelated textures cross-fade without losing contrast in the middle
     of the fade (a weighted mean halves their variance there); where one copy reaches a pixel alone, both
     are that copy.
+    base_feather > 0 (px, `ModelConfig.copy_base_feather`): two bands. The copies' base (`blur_base` of the
+    image, base_sigma px) cross-fades over 2 * base_feather px as a weighted mean, their detail (image - base)
+    over 2 * feather px with the contrast kept (as keep_contrast), and the result is their sum: neighbouring
+    copies' brightness meets in a wide ramp instead of a step while their texture keeps its contrast.
     """
     if not 0 <= feather <= patch // 2:
         raise ValueError(f"feather: expected 0..{patch // 2} px (half a token), got {feather}")
-    batch, _, height, width = image.shape
+    if not 0 <= base_feather <= patch // 2:
+        raise ValueError(f"base_feather: expected 0..{patch // 2} px (half a token; 0 = one band), got {base_feather}")
+    two_bands = base_feather > 0
+    if two_bands:
+        if not base_sigma > 0.0:
+            raise ValueError(f"base_sigma: expected > 0 px, got {base_sigma}")
+        base = blur_base(image, base_sigma)
+        image = torch.cat([base, image - base], dim=1)
+        keep_contrast = True
+    batch, channels, height, width = image.shape
     grid_h, grid_w = height // patch, width // patch
     token = torch.arange(grid_h * grid_w, device=image.device)
     shift = torch.stack([source // grid_w - token // grid_w, _modulo(source, grid_w) - _modulo(token, grid_w)], dim=1)
@@ -181,8 +226,10 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
     cols = torch.arange(width, device=image.device)[None, :]
     pixels = torch.cat([image, known], dim=1).permute(0, 2, 3, 1).reshape(batch * height * width, -1)
     first_pixel = (torch.arange(batch, device=image.device) * (height * width))[:, None, None, None]
-    total = torch.zeros_like(image)
+    band = channels // 2 if two_bands else channels
+    total = torch.zeros_like(image[:, :band])
     weight_sum = torch.zeros_like(known)
+    base_total, base_sum = torch.zeros_like(total), torch.zeros_like(known)
     weights, displacements = [], []
     for use_y, use_x in ((False, False), (True, False), (False, True), (True, True)):
         picked, picked_inside = [], []
@@ -208,13 +255,20 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
             disp, valid = picked[0], picked_inside[0]
         weight = (feather_weight((local_y[:, None] - ny * patch).float(), patch, feather) *
                   feather_weight((local_x[None, :] - nx * patch).float(), patch, feather)).to(image.dtype)
-        weight = weight * valid.to(image.dtype)
         src_y = (rows + disp[:, :1]).clamp(0, height - 1)
         src_x = (cols + disp[:, 1:]).clamp(0, width - 1)
         index = src_y * width + src_x + first_pixel                                 # (B, 1, h, w) int64
         sampled = pixels[index.flatten()].reshape(batch, height, width, -1).permute(0, 3, 1, 2)
         values, source_known = sampled[:, :-1], sampled[:, -1:]                    # image and known, one gather
-        weight = weight * (source_known + _consts.COPY_FLOOR)
+        known_weight = valid.to(image.dtype) * (source_known + _consts.COPY_FLOOR)
+        weight = weight * known_weight
+        if two_bands:      # the base's weight: the same copy, a wider fade
+            base_weight = (feather_weight((local_y[:, None] - ny * patch).float(), patch, base_feather) *
+                           feather_weight((local_x[None, :] - nx * patch).float(), patch, base_feather)).to(image.dtype)
+            base_weight = base_weight * known_weight
+            base_total = base_total + base_weight * values[:, :band]
+            base_sum = base_sum + base_weight
+            values = values[:, band:]
         total = total + weight * values
         weight_sum = weight_sum + weight
         weights.append(weight)
@@ -225,7 +279,8 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
             for j in range(len(weights)):
                 same = (displacements[i] == displacements[j]).all(dim=1, keepdim=True)
                 squares = squares + weights[i] * weights[j] * same.to(known.dtype)
-        return total / squares.sqrt()
+        detail = total / squares.sqrt()
+        return base_total / base_sum + detail if two_bands else detail
     return total / weight_sum
 
 
@@ -552,6 +607,7 @@ class NeuralPatchMatch(nn.Module):
         self.patch = cfg.patch_size
         self.copy = cfg.lr_texture == "copy"
         self.copy_feather = cfg.copy_feather
+        self.copy_base_feather, self.copy_base_sigma = cfg.copy_base_feather, cfg.copy_base_sigma
         self.copy_pool = cfg.copy_pool
         self.copy_colour_weight = float(cfg.copy_colour_weight)
         self.copy_sweeps, self.copy_continuity = cfg.copy_sweeps, float(cfg.copy_continuity)
@@ -629,7 +685,8 @@ class NeuralPatchMatch(nn.Module):
         source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, colours, expected, self.copy_colour_weight,
                                 self.copy_sweeps, self.copy_continuity, compact, self.copy_repeat_radius,
                                 self.copy_repeat_penalty)
-        copied = copy_tokens(composite, 1.0 - mask, source, self.patch, self.copy_feather)
+        copied = copy_tokens(composite, 1.0 - mask, source, self.patch, self.copy_feather,
+                             base_feather=self.copy_base_feather, base_sigma=self.copy_base_sigma)
         own = torch.arange(source.shape[1], device=source.device)
         if self.copy_match_sweeps > 0:
             offsets = copy_colour_offsets(colours, source, query_masked & (source != own), key_ok, grid_w,
