@@ -32,6 +32,11 @@ class VideoConfig:
         moved away).
     hold_max_motion: hold only while the known pixels around the hole moved at most this far (median, working
         px) since the frame held from: a static camera keeps a steady fill, a moving one gets a fresh one.
+    engine_margin: the engine fills a cut-out of the frame, the box of the pixels left to invent grown by this
+        many px (0: the whole frame). The engine works at most at its LR size (`ModelConfig.lr_long_side`) and
+        brings the fill up to the frame's size; a cut-out around a small hole fits that size at a lower scale
+        (at full resolution when its long side is within lr_long_side), so thin strokes keep their width, at the
+        price of the context the engine may copy from (known pixels farther than this from the hole's box).
     still_average_frames: a fill the engine made alone (the first frame, the first after a cut, or any with
         stabilise off) is not held at once: while hold would keep it, the engine fills again and the held fill
         becomes the running mean of its fills (each weighing the same), up to this many, and is then held as is.
@@ -64,6 +69,7 @@ class VideoConfig:
     hold_threshold: float = 3.0         # mean absolute change of those pixels, uint8 levels, up to which it holds
     hold_max_motion: float = 0.25       # working px: median motion of the hole's surroundings since the held frame
     still_average_frames: int = 1       # engine fills averaged into a held fill before it is frozen
+    engine_margin: int = 0              # px around the box of the pixels to invent that the engine sees; 0: all
     canvas_margin: int = 8              # px: the canvas covers the hole's box grown by this (>= 2)
     canvas_decay: float = 0.97          # the canvas's confidence is multiplied by this every frame
     canvas_min_confidence: float = 0.1  # the canvas gives no pixel of lower confidence (about 75 frames old)
@@ -87,7 +93,7 @@ class VideoConfig:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         for name in ("refine_scales", "flow_margin", "source_margin", "fb_relative", "fb_absolute",
                      "flow_context", "flow_fill_ring", "hold_ring", "hold_threshold", "hold_max_motion",
-                     "scene_cut_threshold", "canvas_min_confidence"):
+                     "scene_cut_threshold", "canvas_min_confidence", "engine_margin"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
         if self.canvas_margin < 2:
@@ -204,6 +210,20 @@ class VideoInpainter:
             raise ValueError(f"{name}: size {size[1]}x{size[0]} differs from the stream's "
                              f"{self.frame_size[1]}x{self.frame_size[0]}; call reset() before a new size")
 
+    def _engine_fill(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """frame (H, W, 3) uint8 with its mask (H, W) bool filled by the engine, over the mask's box grown by
+        config.engine_margin px (the whole frame when 0); pixels outside that box unchanged."""
+        from .temporal import bounding_box, grow_box
+
+        margin = self.config.engine_margin
+        if margin == 0:
+            return self.engine.inpaint(frame, mask)
+        y0, y1, x0, x1 = grow_box(bounding_box(mask), margin, mask.shape)
+        out = frame.copy()
+        out[y0:y1, x0:x1] = self.engine.inpaint(np.ascontiguousarray(frame[y0:y1, x0:x1]),
+                                                np.ascontiguousarray(mask[y0:y1, x0:x1]))
+        return out
+
     def _temporal(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import cv2
 
@@ -253,7 +273,7 @@ class VideoInpainter:
                 filled = held
                 self.held_frames += 1
             else:
-                fresh = self.engine.inpaint(filled, remaining)
+                fresh = self._engine_fill(filled, remaining)
                 if held is not None:
                     self._anchor_fills += 1
                     filled = blend(held, fresh, remaining, 1 / self._anchor_fills)
