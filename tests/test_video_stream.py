@@ -7,8 +7,8 @@ from scipy import ndimage
 
 from rethined_engine.video.flow import push_pull, warp_back
 from rethined_engine.video.stream import VideoConfig, VideoInpainter
-from rethined_engine.video.temporal import (BackgroundCanvas, FrameMemory, fill_flow, propagate, stabilise,
-                                           upsample_flow)
+from rethined_engine.video.temporal import (BackgroundCanvas, FrameMemory, fill_flow, hole_width, propagate,
+                                           stabilise, upsample_flow)
 
 SIZE = (96, 160)          # H, W of the test clips (below the flow working size: flow runs at full size)
 PAN = 6                   # px per frame, content moving left
@@ -375,3 +375,37 @@ def test_canvas_gives_nothing_behind_a_moving_hole(rng):
     outputs = [VideoInpainter(CountingEngine(np.random.default_rng(3)), config=VideoConfig(canvas=canvas))
                .process_batch(frames, masks) for canvas in (False, True)]
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+# --- thin holes on a cut-out ------------------------------------------------------------------------------
+
+class ShapeEngine(CountingEngine):
+    """CountingEngine with an LR size (`config.lr_long_side`) that records the shape of every frame it fills."""
+
+    def __init__(self, rng, lr_long_side):
+        super().__init__(rng)
+        self.config = type("ModelConfig", (), {"lr_long_side": lr_long_side})()
+        self.shapes = []
+
+    def inpaint(self, frame, mask):
+        self.shapes.append(frame.shape[:2])
+        return super().inpaint(frame, mask)
+
+
+@pytest.mark.parametrize("width", [4, 9, 30])
+def test_hole_width_is_a_long_stroke_width(width):
+    mask = np.zeros((120, 200), bool)
+    mask[40:40 + width, 10:190] = True
+    assert abs(hole_width(mask) - width) <= 2, hole_width(mask)
+    assert hole_width(np.zeros((8, 8), bool)) == 0
+
+
+def test_a_thin_hole_is_filled_on_a_cut_out_and_a_wide_one_on_the_whole_frame(rng):
+    frame, margin = texture(rng, *SIZE), 5
+    thin, wide = box_mask(40, 44, 30, 120), box_mask(20, 80, 30, 120)      # 4 and 60 px wide
+    config = VideoConfig(engine_margin=margin, engine_thin_width=12)
+    for mask, shape in ((thin, (4 + 2 * margin, 90 + 2 * margin)), (wide, SIZE)):
+        engine = ShapeEngine(np.random.default_rng(1), lr_long_side=80)   # the frame is 2 LR px per px
+        out = VideoInpainter(engine, config=config).process(frame, mask)
+        assert engine.shapes == [shape]
+        np.testing.assert_array_equal(out[~mask], frame[~mask])

@@ -32,11 +32,14 @@ class VideoConfig:
         moved away).
     hold_max_motion: hold only while the known pixels around the hole moved at most this far (median, working
         px) since the frame held from: a static camera keeps a steady fill, a moving one gets a fresh one.
-    engine_margin: the engine fills a cut-out of the frame, the box of the pixels left to invent grown by this
-        many px (0: the whole frame). The engine works at most at its LR size (`ModelConfig.lr_long_side`) and
-        brings the fill up to the frame's size; a cut-out around a small hole fits that size at a lower scale
-        (at full resolution when its long side is within lr_long_side), so thin strokes keep their width, at the
-        price of the context the engine may copy from (known pixels farther than this from the hole's box).
+    engine_margin, engine_thin_width: a thin hole (its typical width, `temporal.hole_width`, at most
+        engine_thin_width of the engine's LR px over the whole frame: its HR scale, ceil(the frame's long side /
+        `ModelConfig.lr_long_side`) px each) is filled by the engine on a cut-out of the frame, the box
+        of the pixels left to invent grown by engine_margin px (0: always the whole frame). The engine fills at
+        most at its LR size and brings the fill up to the frame's size; the cut-out fits that size at a lower
+        scale (at full resolution when its long side is within lr_long_side), so thin strokes keep their width.
+        A wide hole keeps the whole frame: on a cut-out its fill repeats what little context the margin holds.
+        Engines without a `config` (test stand-ins) always get the whole frame.
     still_average_frames: a fill the engine made alone (the first frame, the first after a cut, or any with
         stabilise off) is not held at once: while hold would keep it, the engine fills again and the held fill
         becomes the running mean of its fills (each weighing the same), up to this many, and is then held as is.
@@ -69,7 +72,8 @@ class VideoConfig:
     hold_threshold: float = 3.0         # mean absolute change of those pixels, uint8 levels, up to which it holds
     hold_max_motion: float = 0.25       # working px: median motion of the hole's surroundings since the held frame
     still_average_frames: int = 1       # engine fills averaged into a held fill before it is frozen
-    engine_margin: int = 0              # px around the box of the pixels to invent that the engine sees; 0: all
+    engine_margin: int = 32             # px around a thin hole's box that the engine sees; 0: the whole frame
+    engine_thin_width: float = 12.0     # engine LR px: a hole at most this wide (typically) counts as thin
     canvas_margin: int = 8              # px: the canvas covers the hole's box grown by this (>= 2)
     canvas_decay: float = 0.97          # the canvas's confidence is multiplied by this every frame
     canvas_min_confidence: float = 0.1  # the canvas gives no pixel of lower confidence (about 75 frames old)
@@ -93,7 +97,8 @@ class VideoConfig:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         for name in ("refine_scales", "flow_margin", "source_margin", "fb_relative", "fb_absolute",
                      "flow_context", "flow_fill_ring", "hold_ring", "hold_threshold", "hold_max_motion",
-                     "scene_cut_threshold", "canvas_min_confidence", "engine_margin"):
+                     "scene_cut_threshold", "canvas_min_confidence", "engine_margin",
+                     "engine_thin_width"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
         if self.canvas_margin < 2:
@@ -211,14 +216,18 @@ class VideoInpainter:
                              f"{self.frame_size[1]}x{self.frame_size[0]}; call reset() before a new size")
 
     def _engine_fill(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """frame (H, W, 3) uint8 with its mask (H, W) bool filled by the engine, over the mask's box grown by
-        config.engine_margin px (the whole frame when 0); pixels outside that box unchanged."""
-        from .temporal import bounding_box, grow_box
+        """frame (H, W, 3) uint8 with its mask (H, W) bool filled by the engine: over the mask's box grown by
+        config.engine_margin px when the hole is thin (`hole_width`, VideoConfig), else over the whole frame;
+        pixels outside that box unchanged."""
+        from .temporal import bounding_box, grow_box, hole_width
 
-        margin = self.config.engine_margin
-        if margin == 0:
+        cfg, model = self.config, getattr(self.engine, "config", None)
+        if cfg.engine_margin == 0 or model is None:
             return self.engine.inpaint(frame, mask)
-        y0, y1, x0, x1 = grow_box(bounding_box(mask), margin, mask.shape)
+        scale = max(1, -(-max(mask.shape) // model.lr_long_side))   # the engine's HR scale over the whole frame
+        if hole_width(mask) > cfg.engine_thin_width * scale:
+            return self.engine.inpaint(frame, mask)
+        y0, y1, x0, x1 = grow_box(bounding_box(mask), cfg.engine_margin, mask.shape)
         out = frame.copy()
         out[y0:y1, x0:x1] = self.engine.inpaint(np.ascontiguousarray(frame[y0:y1, x0:x1]),
                                                 np.ascontiguousarray(mask[y0:y1, x0:x1]))

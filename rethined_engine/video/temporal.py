@@ -44,6 +44,19 @@ def grow(mask: np.ndarray, margin: int) -> np.ndarray:
     return out
 
 
+def hole_width(mask: np.ndarray) -> float:
+    """Typical width in px of the hole mask (H, W) bool: 4 x the mean Euclidean distance from a hole pixel to
+    the nearest pixel outside it (outside the frame counts as outside), which is a long stroke's width; 0 when
+    there is no hole."""
+    box = bounding_box(mask)
+    if box is None:
+        return 0.0
+    y0, y1, x0, x1 = box
+    padded = np.pad(mask[y0:y1, x0:x1], 1).view(np.uint8)
+    distance = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return 4.0 * float(distance[padded.view(bool)].mean())
+
+
 def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """(y0, y1, x0, x1) of the True pixels of mask (H, W), or None when there is none."""
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
