@@ -6,10 +6,11 @@ import json
 from dataclasses import dataclass
 
 
-INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma", "copy_pool",
-                    "copy_colour_weight", "copy_sweeps", "copy_continuity", "copy_match_sweeps", "copy_repeat_radius",
-                    "copy_repeat_penalty", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain",
-                    "hr_feather", "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
+INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma",
+                    "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_sweeps", "copy_continuity",
+                    "copy_match_sweeps", "copy_repeat_radius", "copy_repeat_penalty", "hr_topk", "hf_transfer",
+                    "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather", "seam_sigma", "seam_gain",
+                    "float_mask_threshold")  # may differ from training
 LR_TEXTURES = ("mix", "copy")
 COPY_SWEEPS_MAX = 16   # each sweep is unrolled in the exported graph
 COPY_MATCH_SWEEPS_MAX = 256  # unrolled in the exported graph too
@@ -63,6 +64,7 @@ class ModelConfig:
     copy_feather: int = 2            # LR px: with "copy", neighbouring copies cross-fade over 2 * copy_feather px (0..patch_size // 2)
     copy_base_feather: int = 0       # LR px: with "copy", the copies' blurred base cross-fades over 2 * this (their detail over copy_feather, contrast kept); 0 = one band
     copy_base_sigma: float = 2.0     # LR px: the Gaussian that splits base from detail (with copy_base_feather > 0)
+    copy_border_sigma: float = 0.0   # LR px: with "copy", the fill is shifted by a membrane of its colour mismatch (Gaussian means of this sigma) at the hole's border (`border_match`); 0 = off
     copy_pool: int = 8               # with "copy": keys per hole token ranked by similarity, re-ranked by colour (`copy_candidates`)
     copy_colour_weight: float = 0.0  # with "copy": similarity credit lost per unit of L1 RGB distance (in [0, 3]) from the expected colour
     copy_sweeps: int = 1             # with "copy": checkerboard updates of the source choice (`choose_sources`); more grow coherent copies
@@ -100,6 +102,8 @@ class ModelConfig:
                              f"got {self.copy_base_feather!r}")
         if not self.copy_base_sigma > 0.0:
             raise ValueError(f"copy_base_sigma must be > 0 (LR px), got {self.copy_base_sigma}")
+        if not self.copy_border_sigma >= 0.0:
+            raise ValueError(f"copy_border_sigma must be >= 0 (LR px; 0 = off), got {self.copy_border_sigma}")
         if not (isinstance(self.copy_pool, int) and 1 <= self.copy_pool <= COPY_POOL_MAX):
             raise ValueError(f"copy_pool must be an int in 1..{COPY_POOL_MAX} (keys per hole token), got {self.copy_pool!r}")
         if not (isinstance(self.copy_sweeps, int) and 1 <= self.copy_sweeps <= COPY_SWEEPS_MAX):

@@ -37,6 +37,11 @@ def test_unknown_metadata_field_is_rejected():
     ({"coherence_dilations": ()}, "coherence_dilations"),
     ({"coherence_dilations": (1, 0)}, "coherence_dilations"),
     ({"widths": (8, 8)}, "widths"),
+    ({"copy_base_feather": 5}, "copy_base_feather"),
+    ({"copy_base_feather": 2.0}, "copy_base_feather"),
+    ({"copy_base_sigma": 0.0}, "copy_base_sigma"),
+    ({"copy_border_sigma": -1.0}, "copy_border_sigma"),
+    ({"copy_border_sigma": float("nan")}, "copy_border_sigma"),
 ])
 def test_bad_values_name_the_field(changes, message):
     with pytest.raises(ValueError, match=message):

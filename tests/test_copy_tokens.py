@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from rethined_engine.model.patchmatch import COPY_FLOOR, blur_base, copy_tokens, feather_weight
+from rethined_engine.model.patchmatch import COPY_FLOOR, blur_base, border_match, copy_tokens, feather_weight
 
 
 def reference_copy(image, known, source, patch, feather):
@@ -107,3 +107,32 @@ def test_two_band_settings_out_of_range_are_refused():
         copy_tokens(*args, base_feather=5)
     with pytest.raises(ValueError, match="base_sigma"):
         copy_tokens(*args, base_feather=2, base_sigma=0.0)
+
+
+def _hole(h, w, box):
+    mask = torch.zeros(1, 1, h, w)
+    y0, y1, x0, x1 = box
+    mask[..., y0:y1, x0:x1] = 1.0
+    return mask
+
+
+def test_border_match_removes_a_brightness_offset_and_keeps_the_fill_texture():
+    g = torch.Generator().manual_seed(4)
+    truth = 0.5 + 0.05 * torch.randn(1, 3, 64, 96, generator=g)
+    mask = _hole(64, 96, (16, 48, 24, 72))
+    filled = torch.where(mask > 0, truth + 0.15, truth)            # the right texture, 0.15 too bright
+    out = border_match(truth, mask, filled, 2.0)
+    hole = mask.expand_as(out) > 0
+    assert (out - truth)[hole].abs().mean() < 0.02 < 0.15
+    assert torch.equal(out[~hole], filled[~hole])                  # known pixels untouched
+    def texture(x):
+        return x - blur_base(x, 2.0)
+    inner = _hole(64, 96, (22, 42, 30, 66)).expand_as(out) > 0     # off the border ring
+    torch.testing.assert_close(texture(out)[inner], texture(filled)[inner], atol=0.01, rtol=0)
+
+
+def test_border_match_without_a_hole_or_mismatch_changes_nothing():
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(border_match(image, torch.zeros(1, 1, 32, 32), image, 2.0), image)
+    flat = torch.full((1, 3, 32, 32), 0.3)
+    torch.testing.assert_close(border_match(flat, _hole(32, 32, (8, 24, 8, 24)), flat, 2.0), flat)

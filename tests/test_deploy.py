@@ -11,7 +11,7 @@ from PIL import Image
 
 from rethined_engine import Engine, ModelConfig
 from rethined_engine.cli import main as cli_main
-from rethined_engine.deploy.host import blend_seams, prepare_lr, upscale_hr
+from rethined_engine.deploy.host import blend_seams, known_tokens, prepare_lr, upscale_hr
 from rethined_engine.deploy.onnx_export import INPUT_NAMES, LRNetwork, example_inputs, export_onnx
 from rethined_engine.deploy.tensorrt_ops import check_graph
 from rethined_engine.geometry import pad_to, plan, seam_taps
@@ -91,11 +91,13 @@ def test_dynamic_graph_matches_torch(dynamic_graph, weights_path, lr_size, batch
     assert_graph_matches(session, net, example_inputs(*lr_size, 8, batch=batch, seed=2))
 
 
-def test_two_band_copies_export_and_pass_tensorrt_checks(tmp_path):
-    """lr_texture="copy" with copy_base_feather > 0 (the blurred base cross-fades wide, the detail keeps its
-    contrast): the graph parses for TensorRT and its LR result matches torch."""
-    path = tmp_path / "two_band.safetensors"
-    save_inference_weights(make_model(cfg=ModelConfig(lr_texture="copy", hr_topk=1, copy_base_feather=4)), path)
+@pytest.mark.parametrize("settings", [dict(copy_base_feather=4), dict(copy_border_sigma=2.0)])
+def test_copy_variants_export_and_pass_tensorrt_checks(tmp_path, settings):
+    """lr_texture="copy" with two bands (the blurred base cross-fades wide, the detail keeps its contrast) or
+    the border match (a membrane of the border mismatch): the graph parses for TensorRT and its LR result
+    matches torch."""
+    path = tmp_path / "copy_variant.safetensors"
+    save_inference_weights(make_model(cfg=ModelConfig(lr_texture="copy", hr_topk=1, **settings)), path)
     graph, geom = export_onnx(tmp_path / "lr.onnx", 300, 500, weights=path)
     assert check_graph(graph) == []
     session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
@@ -190,7 +192,10 @@ def test_cuda_kernel_compiles(tmp_path, arch):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("size", [(333, 1000), (2048, 2048), (2160, 3840)])
-def test_cuda_kernel_matches_host(rng, size):
+@pytest.mark.parametrize("feather", [0, 1, 2])
+def test_cuda_kernel_matches_host(rng, size, feather):
+    """K = 4 sources and both bands (feather 0), or one copied source per token and one band (feather > 0:
+    the cross-faded texture, `host.feathered_texture`), against the numpy HR stage."""
     cp = pytest.importorskip("cupy")
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
@@ -201,16 +206,20 @@ def test_cuda_kernel_matches_host(rng, size):
     mask = random_mask(h, w, rng).astype(bool)
     geom = plan(h, w, load_model().cfg)
     lr = rng.random((1, 3, *geom.lr_size), dtype=np.float32)
-    tokens, k = geom.grid_h * geom.grid_w, 4
+    tokens, k = geom.grid_h * geom.grid_w, 4 if feather == 0 else 1
     index = rng.choice(hr_key_tokens(mask, geom), (tokens, k)).astype(np.int32)   # the kernel reads sources unmasked
     weight = rng.random((tokens, k), dtype=np.float32)
     weight /= weight.sum(-1, keepdims=True)
-    weight[:, -1] = 0.0                                       # zero weights are skipped
+    weight[::4, -1] = 0.0                                     # zero weights are skipped (no copy)
     fine_weight = weight * rng.uniform(-0.5, 2.0, (tokens, 1)).astype(np.float32)
     fine_weight[::3] = 0.0                                    # one-band tokens
-    ref = upscale_hr(image, mask, lr, weight, fine_weight, index, geom)
+    if feather > 0:
+        weight *= rng.uniform(0.3, 1.0, (tokens, 1)).astype(np.float32)    # a texture gain
+        fine_weight = np.zeros_like(weight)
+    ref = upscale_hr(image, mask, lr, weight, fine_weight, index, geom, feather)
     out = cp.full((h, w, 3), 77, dtype=cp.uint8)              # poisoned
     launch_hr_upscale_cupy(cp.asarray(image), cp.asarray(mask.astype(np.uint8)), cp.asarray(lr), cp.asarray(weight),
-                           cp.asarray(fine_weight), cp.asarray(index), out, geom)
+                           cp.asarray(fine_weight), cp.asarray(index), cp.asarray(known_tokens(mask, geom)), out, geom,
+                           feather)
     diff = np.abs(cp.asnumpy(out).astype(np.int16) - ref.astype(np.int16))
     assert diff.max() <= HR_MAX_LSB and (diff > 0).mean() <= HR_MAX_FLIPPED

@@ -292,6 +292,8 @@ COPY_MATCH_MAX_STEP = 0.08     # `copy_colour_offsets`: colour steps (L1 over RG
 JACOBI_SWEEPS = 8             # `harmonic_fill`: neighbour-mean sweeps per finer grid level
 JACOBI_COARSEST_SWEEPS = 24   # `harmonic_fill`: sweeps on the coarsest grid, from the fixed cells' mean
 COARSE_FIXED_SHARE = 0.5      # `harmonic_fill`: a coarse cell is fixed where at least this share of its 4 cells is
+BORDER_MATCH_LEVELS = 4       # `border_match`: multigrid halvings of the membrane (LR sides are multiples of 32)
+MEAN_WEIGHT_FLOOR = 1e-6      # `border_match`: a Gaussian mean over no pixel of its kind is 0, not NaN
 
 
 def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, query_masked: torch.Tensor,
@@ -522,6 +524,25 @@ def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> tor
     return x
 
 
+def border_match(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The fill shifted by a membrane of its colour mismatch at the hole's border (`ModelConfig.copy_border_sigma`).
+
+    composite: (B, 3, h, w) image with known pixels real; mask: (B, 1, h, w) float {0, 1}, 1 = hole; filled:
+    (B, 3, h, w) the fill (hole pixels used). At each hole pixel touching a known one (8-neighbourhood) the
+    mismatch is the Gaussian (sigma px) mean of the known pixels around it minus that of the fill's hole pixels
+    around it; `harmonic_fill` carries it smoothly over the hole (Laplace's equation with those pixels fixed),
+    and the hole pixels of the fill get it added (clamped to [0, 1]): a gradient-domain correction, so the fill
+    meets its surroundings' colour and brightness without a step while its own texture is kept. h and w are
+    multiples of 2 ** BORDER_MATCH_LEVELS. Returns (B, 3, h, w); known pixels are `filled`'s."""
+    known = 1.0 - mask
+    means = blur_base(torch.cat([composite * known, known, filled * mask, mask], dim=1), sigma)
+    known_mean = means[:, 0:3] / means[:, 3:4].clamp_min(_consts.MEAN_WEIGHT_FLOOR)
+    fill_mean = means[:, 4:7] / means[:, 7:8].clamp_min(_consts.MEAN_WEIGHT_FLOOR)
+    at_border = F.max_pool2d(known, 3, stride=1, padding=1) * mask
+    membrane = harmonic_fill((known_mean - fill_mean) * at_border, at_border, _consts.BORDER_MATCH_LEVELS)
+    return torch.where(mask > 0, (filled + membrane).clamp(0.0, 1.0), filled)
+
+
 def token_colours(image: torch.Tensor, patch: int) -> torch.Tensor:
     """(B, 3, gh * P, gw * P) -> each token's mean colour (B, 3, gh, gw)."""
     b, c, h, w = image.shape
@@ -608,6 +629,7 @@ class NeuralPatchMatch(nn.Module):
         self.copy = cfg.lr_texture == "copy"
         self.copy_feather = cfg.copy_feather
         self.copy_base_feather, self.copy_base_sigma = cfg.copy_base_feather, cfg.copy_base_sigma
+        self.copy_border_sigma = cfg.copy_border_sigma
         self.copy_pool = cfg.copy_pool
         self.copy_colour_weight = float(cfg.copy_colour_weight)
         self.copy_sweeps, self.copy_continuity = cfg.copy_sweeps, float(cfg.copy_continuity)
@@ -687,6 +709,8 @@ class NeuralPatchMatch(nn.Module):
                                 self.copy_repeat_penalty)
         copied = copy_tokens(composite, 1.0 - mask, source, self.patch, self.copy_feather,
                              base_feather=self.copy_base_feather, base_sigma=self.copy_base_sigma)
+        if self.copy_border_sigma > 0.0:
+            copied = border_match(composite, mask, copied, self.copy_border_sigma)
         own = torch.arange(source.shape[1], device=source.device)
         if self.copy_match_sweeps > 0:
             offsets = copy_colour_offsets(colours, source, query_masked & (source != own), key_ok, grid_w,
