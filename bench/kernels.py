@@ -4,8 +4,9 @@ reference at equal shapes, as GB/s (fraction of the device's measured copy bandw
     python -m bench.kernels [--sizes 2048 4096 8192]
 
 Kernels: HR upscale (kernels/hr_upscale.py) per image size, K = 4 on a channels-last image (beside it the
-CUDA C kernel of the TensorRT path, csrc/cuda/hr_upscale.cu, through CuPy when installed) and as the
-engine calls it ((3, H, W), the shipped K, both bands), and the seam blend (kernels/seam_blend.py)
+CUDA C kernel of the TensorRT path, csrc/cuda/hr_upscale.cu, through CuPy when installed), as the
+engine calls it ((3, H, W), the shipped K, both bands), and with the cross-faded texture (hr_feather = 1: one
+copied source, one band; HWC with the CUDA C kernel, and CHW), and the seam blend (kernels/seam_blend.py)
 per image size; at LR (64 x 64 tokens, the grid of every
 square image >= 512 px, fp16) the patch projection (kernels/patch_projection.py), the coherence
 epilogue (kernels/coherence.py) and the masked attention + mixing + top-K
@@ -73,10 +74,11 @@ def cuda_c_hr_upscale():
         return None
     from rethined_engine.deploy.cuda_kernels import launch_hr_upscale_cupy
 
-    def run(image, mask, lr, weight, fine_weight, index, geom, channels_last):
+    def run(image, mask, lr, weight, fine_weight, index, geom, channels_last, feather=0, known=None):
         out = torch.empty_like(image)
-        launch_hr_upscale_cupy(*(cp.asarray(t.contiguous()) for t in (image, mask, lr, weight, fine_weight)),
-                               cp.asarray(index.contiguous()), cp.asarray(out), geom)
+        known = torch.zeros(geom.grid_h * geom.grid_w, dtype=torch.uint8, device=image.device) if known is None else known
+        launch_hr_upscale_cupy(*(cp.asarray(t.contiguous()) for t in (image, mask, lr, weight, fine_weight, index, known)),
+                               cp.asarray(out), geom, feather)
         return out
 
     return run
@@ -112,6 +114,38 @@ def bench_hr_upscale(size: int, bandwidth: float, rng) -> list[dict]:
                                  gb_s=moved / q[0] / 1e6, fraction_of_copy_bw=moved / q[0] / 1e6 / bandwidth))
                 print(f"hr_upscale {label:10s} K={topk} {bands} {name:16s} {size:5d}^2  {q[0]:8.3f} ms  "
                       f"{rows[-1]['gb_s']:7.1f} GB/s ({100 * rows[-1]['fraction_of_copy_bw']:.0f} % of copy)", flush=True)
+    return rows + bench_hr_feather(size, bandwidth, rng, cuda_c)
+
+
+HR_FEATHER = 1   # LR px: the setting the docs' rule picked
+
+
+def bench_hr_feather(size: int, bandwidth: float, rng, cuda_c) -> list[dict]:
+    """The cross-faded texture (feather = HR_FEATHER LR px): one random known source per token, one band,
+    on HWC (Triton, CUDA C, torch reference) and CHW (Triton, torch reference) images. The byte floor counts
+    one source read per hole pixel, as the pasted K = 1 kernel (the edge band's extra samples come from cache)."""
+    from triton.testing import do_bench
+
+    from rethined_engine.deploy.host import known_tokens
+    from rethined_engine.kernels.hr_upscale import hr_upscale, hr_upscale_reference
+
+    rows = []
+    for channels_last, label in ((True, "hwc"), (False, "engine_chw")):
+        geom, image, mask, lr, weight, index = hr_upscale_case(size, rng, 1, channels_last)
+        known = torch.from_numpy(known_tokens(mask.cpu().numpy(), geom)).cuda()
+        hole = float(mask.float().mean())
+        moved = size * size * (3 + 1 + 3) + hole * size * size * 3
+        impls = [("triton", hr_upscale), ("torch_reference", hr_upscale_reference)]
+        if channels_last and cuda_c is not None:
+            impls.insert(1, ("cuda_c", cuda_c))
+        for name, fn in impls:
+            fine_weight = torch.zeros_like(weight) if name == "cuda_c" else None
+            q = do_bench(lambda: fn(image, mask, lr, weight, fine_weight, index, geom, channels_last,
+                                    feather=HR_FEATHER, known=known), quantiles=QUANTILES)
+            rows.append(_row("hr_upscale", name, size, q, bands="one_band", layout=label, k=1, feather=HR_FEATHER,
+                             gb_s=moved / q[0] / 1e6, fraction_of_copy_bw=moved / q[0] / 1e6 / bandwidth))
+            print(f"hr_upscale {label:10s} K=1 feather={HR_FEATHER} {name:16s} {size:5d}^2  {q[0]:8.3f} ms  "
+                  f"{rows[-1]['gb_s']:7.1f} GB/s ({100 * rows[-1]['fraction_of_copy_bw']:.0f} % of copy)", flush=True)
     return rows
 
 

@@ -18,6 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
+from rethined_engine.deploy.host import check_feather
 from rethined_engine.geometry import Geometry
 
 TILE_PIXELS = 32    # HR pixels per program (one row of 32 in a large token), one per thread of one warp: the
@@ -27,6 +28,7 @@ NUM_WARPS = 1       # fastest of 32-512 px x 1-8 warps on an H100 at 2048^2-8192
 MAX_TILE_W = 32     # tile columns: one 32-byte sector per row and channel (CHW)
 INV_255 = tl.constexpr(1.0 / 255.0)
 INV_BLUR = tl.constexpr(1.0 / (16.0 * 255.0))   # the integer binomial taps (1 2 1) x (1 2 1) sum to 16
+COPY_FLOOR = tl.constexpr(1e-3)   # `model.patchmatch.COPY_FLOOR`: weight of a copy whose source token is not known
 
 
 @triton.jit
@@ -82,13 +84,111 @@ def _store_channel(out_ptr, image_ptr, c, img_sc, out_sc, pix_off, out_off, acc,
 
 
 @triton.jit
-def hr_upscale_kernel(image_ptr, mask_ptr, lr_ptr, weight_ptr, fine_weight_ptr, index_ptr, out_ptr,
-                      H, W, h, w, scale, span, grid_w, cols, tiles_x,
+def _feather_weight(offset, span, feather):
+    """`model.patchmatch.feather_weight` (feather > 0 HR px) of offsets (float32 px from a token's first row/column)."""
+    rising = offset + feather + 0.5
+    falling = span + feather - 0.5 - offset
+    return tl.minimum(tl.maximum(tl.minimum(rising, falling) / (2.0 * feather), 0.0), 1.0)
+
+
+@triton.jit
+def _neighbour_copy(weight_ptr, index_ptr, ty, tx, oy, ox, ny, nx, span, feather, grid_h, grid_w, live):
+    """The copy that token (ty + ny, tx + nx) brings to pixels at offsets (oy, ox) of token (ty, tx): its
+    feather weight along both axes (0 outside the grid) and its offset (dy, dx) in HR px (a token with
+    weight 0 keeps itself: offset 0)."""
+    uy = ty + ny
+    ux = tx + nx
+    fw = (_feather_weight((oy - ny * span).to(tl.float32), span, feather)
+          * _feather_weight((ox - nx * span).to(tl.float32), span, feather))
+    fw = tl.where((uy >= 0) & (uy < grid_h) & (ux >= 0) & (ux < grid_w), fw, 0.0)
+    u = uy * grid_w + ux
+    reads = live & (fw > 0.0)
+    copies = tl.load(weight_ptr + u, mask=reads, other=0.0) != 0.0
+    source = tl.where(copies, tl.load(index_ptr + u, mask=reads, other=0), u)
+    return fw, (source // grid_w - uy) * span, (source % grid_w - ux) * span
+
+
+@triton.jit
+def _same(dy_a, dx_a, dy_b, dx_b):
+    return ((dy_a == dy_b) & (dx_a == dx_b)).to(tl.float32)
+
+
+@triton.jit
+def _copy_sample(image_ptr, lr_ptr, known_ptr, y, x, dy, dx, weight, h, w, inv_scale, span, grid_h, grid_w,
+                 img_sy, img_sx, img_sc, live):
+    """One distinct offset's sample: its weight (the summed feather weights of the copies that move the pixel by
+    (dy, dx), times whether the sampled pixel's token is known + COPY_FLOOR) and weight x (y - up) there (0 if
+    not known) per channel."""
+    qy = tl.minimum(tl.maximum(y + dy, 0), grid_h * span - 1)
+    qx = tl.minimum(tl.maximum(x + dx, 0), grid_w * span - 1)
+    reads = live & (weight > 0.0)
+    known = tl.load(known_ptr + (qy // span) * grid_w + qx // span, mask=reads, other=0) != 0
+    weight = weight * (known.to(tl.float32) + COPY_FLOOR)
+    reads = reads & known                          # a known token lies wholly inside the image
+    qy0, qy1, qly = _axis_taps(qy, h, inv_scale)
+    qx0, qx1, qlx = _axis_taps(qx, w, inv_scale)
+    q_off = qy * img_sy + qx * img_sx
+    lr_plane = h * w
+    t0 = tl.load(image_ptr + q_off, mask=reads, other=0).to(tl.float32) * INV_255 - _bilinear(
+        lr_ptr, w, qy0, qy1, qly, qx0, qx1, qlx, reads)
+    t1 = tl.load(image_ptr + img_sc + q_off, mask=reads, other=0).to(tl.float32) * INV_255 - _bilinear(
+        lr_ptr + lr_plane, w, qy0, qy1, qly, qx0, qx1, qlx, reads)
+    t2 = tl.load(image_ptr + 2 * img_sc + q_off, mask=reads, other=0).to(tl.float32) * INV_255 - _bilinear(
+        lr_ptr + 2 * lr_plane, w, qy0, qy1, qly, qx0, qx1, qlx, reads)
+    return weight, weight * t0, weight * t1, weight * t2
+
+
+@triton.jit
+def _feathered_texture(image_ptr, lr_ptr, weight_ptr, index_ptr, known_ptr, y, x, ty, tx, oy, ox, h, w, inv_scale,
+                       span, feather, grid_h, grid_w, img_sy, img_sx, img_sc, live):
+    """The cross-faded copied texture (3 channels) at pixels (y, x) of token (ty, tx): the copies of the token
+    and of the (up to) three neighbours on each pixel's side of the token's centre lines, one sample per
+    distinct offset, summed over the root of the summed squared weights (`copy_tokens(keep_contrast=True)`;
+    the native `feathered_texture`)."""
+    side_y = tl.where(span // 2 - oy > 0, -1, 1)
+    side_x = tl.where(span // 2 - ox > 0, -1, 1)
+    fw0, dy0, dx0 = _neighbour_copy(weight_ptr, index_ptr, ty, tx, oy, ox, 0 * side_y, 0 * side_x, span, feather,
+                                    grid_h, grid_w, live)
+    fw1, dy1, dx1 = _neighbour_copy(weight_ptr, index_ptr, ty, tx, oy, ox, side_y, 0 * side_x, span, feather,
+                                    grid_h, grid_w, live)
+    fw2, dy2, dx2 = _neighbour_copy(weight_ptr, index_ptr, ty, tx, oy, ox, 0 * side_y, side_x, span, feather,
+                                    grid_h, grid_w, live)
+    fw3, dy3, dx3 = _neighbour_copy(weight_ptr, index_ptr, ty, tx, oy, ox, side_y, side_x, span, feather,
+                                    grid_h, grid_w, live)
+    s01 = _same(dy0, dx0, dy1, dx1)
+    s02 = _same(dy0, dx0, dy2, dx2)
+    s03 = _same(dy0, dx0, dy3, dx3)
+    s12 = _same(dy1, dx1, dy2, dx2)
+    s13 = _same(dy1, dx1, dy3, dx3)
+    s23 = _same(dy2, dx2, dy3, dx3)
+    # each offset's summed weight, on the first candidate that has it (0 on the others)
+    g0 = fw0 + fw1 * s01 + fw2 * s02 + fw3 * s03
+    g1 = (fw1 + fw0 * s01 + fw2 * s12 + fw3 * s13) * (1.0 - s01)
+    g2 = (fw2 + fw0 * s02 + fw1 * s12 + fw3 * s23) * (1.0 - s02) * (1.0 - s12)
+    g3 = (fw3 + fw0 * s03 + fw1 * s13 + fw2 * s23) * (1.0 - s03) * (1.0 - s13) * (1.0 - s23)
+    w0, a0, b0, c0 = _copy_sample(image_ptr, lr_ptr, known_ptr, y, x, dy0, dx0, g0, h, w, inv_scale, span, grid_h,
+                                  grid_w, img_sy, img_sx, img_sc, live)
+    w1, a1, b1, c1 = _copy_sample(image_ptr, lr_ptr, known_ptr, y, x, dy1, dx1, g1, h, w, inv_scale, span, grid_h,
+                                  grid_w, img_sy, img_sx, img_sc, live)
+    w2, a2, b2, c2 = _copy_sample(image_ptr, lr_ptr, known_ptr, y, x, dy2, dx2, g2, h, w, inv_scale, span, grid_h,
+                                  grid_w, img_sy, img_sx, img_sc, live)
+    w3, a3, b3, c3 = _copy_sample(image_ptr, lr_ptr, known_ptr, y, x, dy3, dx3, g3, h, w, inv_scale, span, grid_h,
+                                  grid_w, img_sy, img_sx, img_sc, live)
+    squares = w0 * w0 + w1 * w1 + w2 * w2 + w3 * w3
+    norm = tl.where(squares > 0.0, 1.0 / tl.sqrt(tl.where(squares > 0.0, squares, 1.0)), 0.0)
+    return (a0 + a1 + a2 + a3) * norm, (b0 + b1 + b2 + b3) * norm, (c0 + c1 + c2 + c3) * norm
+
+
+@triton.jit
+def hr_upscale_kernel(image_ptr, mask_ptr, lr_ptr, weight_ptr, fine_weight_ptr, index_ptr, known_ptr, out_ptr,
+                      H, W, h, w, scale, span, grid_h, grid_w, cols, tiles_x, feather,
                       img_sy, img_sx, img_sc, out_sy, out_sx, out_sc, mask_sy, mask_sx,
-                      K: tl.constexpr, FINE: tl.constexpr, TILE_H: tl.constexpr, TILE_W: tl.constexpr):
+                      K: tl.constexpr, FINE: tl.constexpr, FEATHER: tl.constexpr, TILE_H: tl.constexpr,
+                      TILE_W: tl.constexpr):
     """Program (token, tile): a TILE_H x TILE_W tile of one span x span token, so the token's sources and
     weights are scalars, a source with zero weights is skipped, a tile without hole pixels only copies,
-    and the LR taps and blur offsets are computed per row and per column."""
+    and the LR taps and blur offsets are computed per row and per column. FEATHER (K = 1, one band; feather
+    HR px): a copying token's texture is `_feathered_texture` (its own copy inside, cross-faded near edges)."""
     ty = tl.program_id(0) // cols       # the tokens that meet the image, `cols` of them per row
     tx = tl.program_id(0) - ty * cols
     token = ty * grid_w + tx
@@ -111,34 +211,44 @@ def hr_upscale_kernel(image_ptr, mask_ptr, lr_ptr, weight_ptr, fine_weight_ptr, 
         acc0 = _bilinear(lr_ptr, w, py0, py1, ply, px0, px1, plx, live)
         acc1 = _bilinear(lr_ptr + lr_plane, w, py0, py1, ply, px0, px1, plx, live)
         acc2 = _bilinear(lr_ptr + 2 * lr_plane, w, py0, py1, ply, px0, px1, plx, live)
-        for k in tl.static_range(K):
-            wk = tl.load(weight_ptr + token * K + k)
-            fk = wk                  # unused without the fine band
-            use = wk != 0.0
-            if FINE:
-                fk = tl.load(fine_weight_ptr + token * K + k)
-                use = use | (fk != 0.0)
-            if use:
-                src = tl.load(index_ptr + token * K + k)
-                src_y = (src // grid_w) * span
-                src_x = (src % grid_w) * span
-                sy = src_y + oy
-                sx = src_x + ox
-                q_off = sy * img_sy + sx * img_sx
-                sy0, sy1, sly = _axis_taps(sy, h, inv_scale)
-                sx0, sx1, slx = _axis_taps(sx, w, inv_scale)
-                r0 = (src_y + tl.maximum(oy - 1, 0)) * img_sy            # the token's edge pixels replicated
-                r1 = sy * img_sy
-                r2 = (src_y + tl.minimum(oy + 1, span - 1)) * img_sy
-                c0 = (src_x + tl.maximum(ox - 1, 0)) * img_sx
-                c1 = sx * img_sx
-                c2 = (src_x + tl.minimum(ox + 1, span - 1)) * img_sx
-                acc0 += _source_term(image_ptr, lr_ptr, w, q_off, sy0, sy1, sly, sx0, sx1, slx, wk, fk, live,
-                                     r0, r1, r2, c0, c1, c2, FINE)
-                acc1 += _source_term(image_ptr + img_sc, lr_ptr + lr_plane, w, q_off, sy0, sy1, sly, sx0, sx1, slx,
-                                     wk, fk, live, r0, r1, r2, c0, c1, c2, FINE)
-                acc2 += _source_term(image_ptr + 2 * img_sc, lr_ptr + 2 * lr_plane, w, q_off, sy0, sy1, sly, sx0,
-                                     sx1, slx, wk, fk, live, r0, r1, r2, c0, c1, c2, FINE)
+        if FEATHER:
+            gain = tl.load(weight_ptr + token)
+            if gain != 0.0:
+                t0, t1, t2 = _feathered_texture(image_ptr, lr_ptr, weight_ptr, index_ptr, known_ptr, y, x, ty, tx,
+                                                oy, ox, h, w, inv_scale, span, feather, grid_h, grid_w,
+                                                img_sy, img_sx, img_sc, live)
+                acc0 += gain * t0
+                acc1 += gain * t1
+                acc2 += gain * t2
+        else:
+            for k in tl.static_range(K):
+                wk = tl.load(weight_ptr + token * K + k)
+                fk = wk                  # unused without the fine band
+                use = wk != 0.0
+                if FINE:
+                    fk = tl.load(fine_weight_ptr + token * K + k)
+                    use = use | (fk != 0.0)
+                if use:
+                    src = tl.load(index_ptr + token * K + k)
+                    src_y = (src // grid_w) * span
+                    src_x = (src % grid_w) * span
+                    sy = src_y + oy
+                    sx = src_x + ox
+                    q_off = sy * img_sy + sx * img_sx
+                    sy0, sy1, sly = _axis_taps(sy, h, inv_scale)
+                    sx0, sx1, slx = _axis_taps(sx, w, inv_scale)
+                    r0 = (src_y + tl.maximum(oy - 1, 0)) * img_sy            # the token's edge pixels replicated
+                    r1 = sy * img_sy
+                    r2 = (src_y + tl.minimum(oy + 1, span - 1)) * img_sy
+                    c0 = (src_x + tl.maximum(ox - 1, 0)) * img_sx
+                    c1 = sx * img_sx
+                    c2 = (src_x + tl.minimum(ox + 1, span - 1)) * img_sx
+                    acc0 += _source_term(image_ptr, lr_ptr, w, q_off, sy0, sy1, sly, sx0, sx1, slx, wk, fk, live,
+                                         r0, r1, r2, c0, c1, c2, FINE)
+                    acc1 += _source_term(image_ptr + img_sc, lr_ptr + lr_plane, w, q_off, sy0, sy1, sly, sx0, sx1, slx,
+                                         wk, fk, live, r0, r1, r2, c0, c1, c2, FINE)
+                    acc2 += _source_term(image_ptr + 2 * img_sc, lr_ptr + 2 * lr_plane, w, q_off, sy0, sy1, sly, sx0,
+                                         sx1, slx, wk, fk, live, r0, r1, r2, c0, c1, c2, FINE)
     pix_off = y * img_sy + x * img_sx
     out_off = y * out_sy + x * out_sx
     _store_channel(out_ptr, image_ptr, 0, img_sc, out_sc, pix_off, out_off, acc0, hole, inside)
@@ -160,13 +270,21 @@ def tile_shape(span: int) -> tuple[int, int]:
 
 def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor, weight: torch.Tensor,
                fine_weight: torch.Tensor | None, index: torch.Tensor, geom: Geometry, channels_last: bool = True,
-               out: torch.Tensor | None = None) -> torch.Tensor:
+               out: torch.Tensor | None = None, feather: int = 0, known: torch.Tensor | None = None) -> torch.Tensor:
     """image uint8 (H, W, 3) if channels_last else (3, H, W), any strides; mask (H, W) bool/uint8;
     lr_result (1, 3, h, w) float32; weight, fine_weight (N, K) float32 (fine_weight None: one band, the
     kernel without the fine band's loads); index (N, K) int32. Writes `out` (default: a new contiguous
-    uint8 tensor of image's shape) and returns it."""
+    uint8 tensor of image's shape) and returns it.
+    feather: LR px (`ModelConfig.hr_feather`; `deploy.host.check_feather`: > 0 needs K = 1 and fine_weight
+    None); known: (N,) bool, the tokens whose texture may be copied (the LR network's key tokens), needed with
+    feather > 0: a token with a nonzero weight copies token index, cross-faded with its neighbours' copies
+    within feather * scale HR px of its edges."""
     if image.dtype != torch.uint8:
         raise TypeError(f"image: expected uint8, got {image.dtype}")
+    check_feather(feather, geom.patch, weight.shape[-1], fine_weight is not None)
+    if feather > 0 and (known is None or known.shape != (geom.grid_h * geom.grid_w,)):
+        raise ValueError(f"known: feather > 0 needs the known tokens, a ({geom.grid_h * geom.grid_w},) bool tensor; "
+                         f"got {None if known is None else tuple(known.shape)}")
     if out is None:
         out = torch.empty(image.shape, dtype=torch.uint8, device=image.device)
     mask = mask.view(torch.uint8) if mask.dtype == torch.bool else mask
@@ -180,30 +298,41 @@ def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor,
     weight = weight.float().contiguous()
     cols = triton.cdiv(geom.width, span)       # padding tokens wholly outside the image get no program
     grid = (triton.cdiv(geom.height, span) * cols, triton.cdiv(span, tile_h) * tiles_x)
+    feathered = feather > 0 and transfer
+    known = known.view(torch.uint8) if feathered and known.dtype == torch.bool else known
     hr_upscale_kernel[grid](image, mask, lr, weight, fine_weight.float().contiguous() if fine else weight,
-                            index.to(torch.int32).contiguous(), out,
-                            geom.height, geom.width, h, w, geom.scale, span, geom.grid_w, cols, tiles_x,
-                            *_layout(image, channels_last), *_layout(out, channels_last),
+                            index.to(torch.int32).contiguous(), known.contiguous() if feathered else mask, out,
+                            geom.height, geom.width, h, w, geom.scale, span, geom.grid_h, geom.grid_w, cols, tiles_x,
+                            feather * geom.scale, *_layout(image, channels_last), *_layout(out, channels_last),
                             mask.stride(0), mask.stride(1), K=weight.shape[-1] if transfer else 0, FINE=fine,
-                            TILE_H=tile_h, TILE_W=tile_w, num_warps=NUM_WARPS)
+                            FEATHER=feathered, TILE_H=tile_h, TILE_W=tile_w, num_warps=NUM_WARPS)
     return out
 
 
 def hr_upscale_reference(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor, weight: torch.Tensor,
                          fine_weight: torch.Tensor | None, index: torch.Tensor, geom: Geometry, channels_last: bool = True,
-                         out: torch.Tensor | None = None, compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                         out: torch.Tensor | None = None, feather: int = 0, known: torch.Tensor | None = None,
+                         compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Plain torch, same signature and math: what `Rethined.forward` computes for top-K rows, in
-    compute_dtype (float32 as the model runs; float64 is the yardstick tests judge both against)."""
+    compute_dtype (float32 as the model runs; float64 is the yardstick tests judge both against); with
+    feather > 0, up + gain x `model.upscale.feathered_texture` on the hole tokens that copy (K = 1)."""
     from rethined_engine.geometry import pad_to
-    from rethined_engine.model.patchmatch import patchify, unpatchify
-    from rethined_engine.model.upscale import fine_band, upsample
+    from rethined_engine.model.patchmatch import TopKRows, patchify, unpatchify
+    from rethined_engine.model.upscale import feathered_texture, fine_band, upsample
 
     chw = image.permute(2, 0, 1) if channels_last else image
     hole = mask.bool()
     img = chw.to(compute_dtype) / 255.0
     up = upsample(lr_result.to(compute_dtype), geom.scale)
     span = geom.scale * geom.patch
-    if geom.scale > 1:
+    if geom.scale > 1 and feather > 0:
+        padded = pad_to((img * ~hole)[None], geom.padded_size)
+        token = (weight[:, 0] != 0).nonzero()[:, 0]
+        rows = TopKRows((weight != 0).to(compute_dtype)[None], index.long()[None])
+        gain = weight[token, :1].to(compute_dtype)
+        up = up + feathered_texture(padded - up, known.bool()[None], rows, gain, torch.zeros_like(token), token,
+                                    geom.patch, geom.scale, feather)
+    elif geom.scale > 1:
         padded = pad_to((img * ~hole)[None], geom.padded_size)
         hf = patchify(padded - up, span)[0]                                   # (N, 3 * span^2)
         tokens = patchify(up, span)[0].clone()

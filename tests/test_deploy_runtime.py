@@ -152,7 +152,7 @@ def test_engine_tensorrt_arguments(tmp_path, onnx_path):
     with pytest.raises(TypeError, match="hr_topk: fixed when the TensorRT plan is built"):
         Engine(backend="tensorrt", engine_path=plan_file, hr_topk=1)
     if importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("pycuda") is None:
-        for host_side in ({}, {"seam_sigma": 2.0, "seam_gain": 8.0, "float_mask_threshold": 0.3}):
+        for host_side in ({}, {"seam_sigma": 2.0, "seam_gain": 8.0, "float_mask_threshold": 0.3, "hr_feather": 1}):
             with pytest.raises(ImportError, match="pycuda"):
                 Engine(backend="tensorrt", engine_path=plan_file, **host_side)
 

@@ -1,6 +1,7 @@
 """hr_feather: the full-resolution texture of neighbouring copies cross-fades across token edges (torch
-reference `model.upscale.feathered_texture`, native `hr_upscale(..., feather)`), and the backends that do not
-implement it refuse it or run the torch path."""
+reference `model.upscale.feathered_texture`; native `hr_upscale(..., feather)`, the deployed pipeline's numpy
+HR stage `deploy.host.upscale_hr(..., feather)`; the Triton kernel in test_kernel_hr_upscale.py, the CUDA C
+kernel in test_deploy.py)."""
 import numpy as np
 import pytest
 import torch
@@ -8,7 +9,9 @@ import torch
 from rethined_engine import Engine, ModelConfig
 from rethined_engine.cli import SAMPLE_IMAGE
 from rethined_engine.config import STYLES
+from rethined_engine.deploy.host import known_tokens, upscale_hr
 from rethined_engine.deploy.pipeline import DeployedPipeline, LRSizeRange
+from rethined_engine.geometry import plan
 from rethined_engine.metrics import grid_seam_ratio
 from rethined_engine.train.masks import random_mask
 
@@ -82,7 +85,85 @@ def test_bad_feather_settings_are_refused(settings, match):
         ModelConfig(**settings)
 
 
-def test_deployed_pipeline_refuses_a_feathered_config():
-    cfg = ModelConfig(lr_texture="copy", hr_feather=2)
-    with pytest.raises(ValueError, match="hr_feather"):
-        DeployedPipeline(cfg, lambda inputs: None, LRSizeRange((32, 32), (512, 512)))
+def copy_case(rng, size, lr_long):
+    """An HR stage's inputs as copies make them, on fresh seeded noise: (geom, image, mask, lr, weight, index,
+    known) numpy, one source per token (a known token) with a gain in [0.3, 1] on hole tokens, every fourth
+    token not copying (weight 0). The left half of the image is known, so that there are sources."""
+    h, w = size
+    geom = plan(h, w, ModelConfig(lr_long_side=lr_long))
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = random_mask(h, w, rng)
+    mask[:, :w // 2] = False
+    known = known_tokens(mask, geom)
+    tokens = geom.grid_h * geom.grid_w
+    weight = rng.uniform(0.3, 1.0, (tokens, 1)).astype(np.float32) * ~known[:, None]
+    weight[::4] = 0.0
+    index = rng.choice(np.flatnonzero(known), (tokens, 1)).astype(np.int32)
+    lr = rng.random((1, 3, *geom.lr_size), dtype=np.float32)
+    return geom, image, mask, lr, weight, index, known
+
+
+FEATHER_SHAPES = [((61, 130), 64), ((130, 517), 256), ((37, 53), 512)]   # (H, W), lr_long_side: scales 2, 3, 1
+
+
+def levels_off(got: np.ndarray, exact: torch.Tensor) -> tuple[int, float]:
+    """(largest difference in uint8 levels, fraction of values that differ) of got vs the float64 reference."""
+    diff = np.abs(got.astype(np.int16) - exact.numpy().astype(np.int16))
+    return int(diff.max()), float((diff > 0).mean())
+
+
+@pytest.mark.parametrize("size,lr_long", FEATHER_SHAPES)
+@pytest.mark.parametrize("feather", [1, 2])
+def test_host_feathered_stage_matches_the_torch_reference(size, lr_long, feather):
+    """Numpy HR stage within one level of the float64 torch reference, as often off as the float32 one."""
+    hr_upscale_reference = pytest.importorskip("rethined_engine.kernels.hr_upscale").hr_upscale_reference
+    geom, image, mask, lr, weight, index, known = copy_case(np.random.default_rng(feather), size, lr_long)
+    got = upscale_hr(image, mask, lr, weight, np.zeros_like(weight), index, geom, feather)
+    args = [torch.from_numpy(a) for a in (image, mask, lr, weight)] + [None, torch.from_numpy(index), geom]
+    exact = hr_upscale_reference(*args, feather=feather, known=torch.from_numpy(known), compute_dtype=torch.float64)
+    peer = hr_upscale_reference(*args, feather=feather, known=torch.from_numpy(known)).numpy()
+    lsb, rate = levels_off(got, exact)
+    assert lsb <= 1 and rate <= 2 * levels_off(peer, exact)[1] + 1e-4, (lsb, rate)
+    assert np.array_equal(got[~mask], image[~mask])
+    if geom.scale == 1:   # no HR stage: the LR result, whatever the feather
+        assert np.array_equal(got, upscale_hr(image, mask, lr, weight, np.zeros_like(weight), index, geom))
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"feather": 5}, "feather: expected an int in 0..4"),
+    ({"feather": 1, "weight": np.ones((24, 2), np.float32)}, "weight: feather > 0 needs one source"),
+    ({"feather": 1, "fine_weight": np.ones((24, 1), np.float32)}, "fine_weight: feather > 0 needs one band"),
+])
+def test_host_stage_refuses_bad_feather_arguments(settings, match):
+    geom = plan(64, 96, ModelConfig(lr_long_side=32))
+    args = {"image": np.zeros((64, 96, 3), np.uint8), "mask": np.ones((64, 96), bool),
+            "lr_result": np.zeros((1, 3, *geom.lr_size), np.float32), "weight": np.zeros((24, 1), np.float32),
+            "fine_weight": np.zeros((24, 1), np.float32), "index": np.zeros((24, 1), np.int32), "geom": geom}
+    with pytest.raises(ValueError, match=match):
+        upscale_hr(**{**args, **settings})
+
+
+def test_deployed_pipeline_feathers_as_the_torch_engine():
+    """ONNX LR network (onnxruntime) + numpy HR stage with hr_feather=1 reproduce Engine(backend="torch",
+    hr_feather=1) on the sample photo (shipped weights; scale 2), and differ from the pasted texture."""
+    ort = pytest.importorskip("onnxruntime")
+    import dataclasses
+    import tempfile
+
+    from rethined_engine.deploy.graph_spec import INPUT_NAMES
+    from rethined_engine.deploy.onnx_export import export_onnx
+    from rethined_engine.weights import load_model
+
+    with tempfile.TemporaryDirectory() as folder:
+        path, _ = export_onnx(f"{folder}/lr.onnx", 384, 1000, dynamic=False)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    runner = lambda inputs: tuple(session.run(None, dict(zip(INPUT_NAMES, inputs))))
+    cfg = dataclasses.replace(load_model().cfg, hr_feather=1)
+    pipeline = DeployedPipeline(cfg, runner, LRSizeRange((192, 512), (192, 512)))
+    image, mask = sample(384, 1000), random_mask(384, 1000, np.random.default_rng(5))
+    got = pipeline.inpaint(image, mask)
+    ref = Engine(backend="torch", device="cpu", hr_feather=1).inpaint(image, mask)
+    diff = np.abs(got.astype(np.int16) - ref)
+    assert diff.max() <= 1 and (diff > 0).mean() <= 1e-4     # measured: 1 of 1,152,000 values one level off
+    assert not np.array_equal(got, DeployedPipeline(load_model().cfg, runner, pipeline.sizes).inpaint(image, mask))
+    assert np.array_equal(got[~mask], image[~mask])

@@ -1,12 +1,13 @@
 """Triton HR upscale kernel vs its torch reference (and the reference vs the numpy host stage that is
-tested against the model). CPU: the Triton interpreter at small sizes; CUDA: real sizes too."""
+tested against the model), pasted and cross-faded (feather > 0) texture. CPU: the Triton interpreter at
+small sizes; CUDA: real sizes too."""
 import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("triton")
 from rethined_engine.config import ModelConfig  # noqa: E402
-from rethined_engine.deploy.host import upscale_hr  # noqa: E402
+from rethined_engine.deploy.host import known_tokens, upscale_hr  # noqa: E402
 from rethined_engine.geometry import plan  # noqa: E402
 from rethined_engine.kernels import hr_upscale as hr_module  # noqa: E402
 from rethined_engine.kernels.hr_upscale import hr_upscale, hr_upscale_reference  # noqa: E402
@@ -118,3 +119,49 @@ def test_rejects_non_uint8(rng):
 @pytest.mark.parametrize("channels_last", [True, False], ids=["HWC", "CHW"])
 def test_kernel_matches_reference_cuda(rng, size, lr_long, channels_last):
     run_case(rng, size, lr_long, "cuda", channels_last)
+
+
+FEATHER_CPU_CASES = [((61, 130), 64, 1), ((61, 130), 64, 2), ((96, 200), 64, 1), ((37, 53), 512, 2)]   # scales 3, 3, 4, 1
+FEATHER_GPU_SHAPES = [((2048, 2048), 512), ((2160, 3840), 512)]
+
+
+def run_feather_case(rng, size, lr_long, device, feather, channels_last):
+    """One copied source per token (every fifth token copies nothing) with a texture gain in [0.3, 1], one band:
+    the kernel's cross-faded texture against the torch reference (`model.upscale.feathered_texture`)."""
+    geom, image, mask, lr, weight, _, index = case(rng, size, lr_long, device, k=1)
+    weight = weight * torch.from_numpy(rng.uniform(0.3, 1.0, weight.shape).astype(np.float32)).to(device)
+    known = torch.from_numpy(known_tokens(mask.bool().cpu().numpy(), geom)).to(device)
+    img = image if channels_last else image.permute(2, 0, 1)
+    out = torch.full(img.shape, POISON, dtype=torch.uint8, device=device)
+    args = (img, mask, lr, weight, None, index, geom, channels_last)
+    hr_upscale(*args, out=out, feather=feather, known=known)
+    with fp32_convolutions():
+        peer = hr_upscale_reference(*args, feather=feather, known=known)
+    check(out, hr_upscale_reference(*args, feather=feather, known=known, compute_dtype=torch.float64), peer)
+    if geom.scale > 1:   # there are copies, and the cross-fade changes the fill
+        assert bool((weight != 0).any()) and not torch.equal(out, hr_upscale_reference(*args))
+
+
+@pytest.mark.parametrize("size,lr_long,feather", FEATHER_CPU_CASES)
+def test_feathered_kernel_matches_reference(rng, size, lr_long, feather):
+    run_feather_case(rng, size, lr_long, "cpu", feather, channels_last=feather == 1)
+
+
+def test_feathered_kernel_refuses_bad_arguments(rng):
+    geom, image, mask, lr, weight, fine_weight, index = case(rng, (61, 130), 64, "cpu", k=1)
+    known = torch.from_numpy(known_tokens(mask.bool().numpy(), geom))
+    with pytest.raises(ValueError, match="known: feather > 0 needs the known tokens"):
+        hr_upscale(image, mask, lr, weight, None, index, geom, feather=1)
+    with pytest.raises(ValueError, match="fine_weight: feather > 0 needs one band"):
+        hr_upscale(image, mask, lr, weight, fine_weight, index, geom, feather=1, known=known)
+    with pytest.raises(ValueError, match="feather: expected an int in 0..4"):
+        hr_upscale(image, mask, lr, weight, None, index, geom, feather=5, known=known)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("size,lr_long", [case[:2] for case in FEATHER_CPU_CASES[1:]] + FEATHER_GPU_SHAPES)
+@pytest.mark.parametrize("feather", [1, 2])
+@pytest.mark.parametrize("channels_last", [True, False], ids=["HWC", "CHW"])
+def test_feathered_kernel_matches_reference_cuda(rng, size, lr_long, feather, channels_last):
+    run_feather_case(rng, size, lr_long, "cuda", feather, channels_last)

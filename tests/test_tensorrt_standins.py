@@ -19,7 +19,7 @@ from PIL import Image
 from rethined_engine import Engine
 from rethined_engine.deploy.cuda_kernels import BLOCK, KERNEL_NAME, launch_grid
 from rethined_engine.deploy.graph_spec import INPUT_NAMES
-from rethined_engine.deploy.host import upscale_hr
+from rethined_engine.deploy.host import known_tokens, upscale_hr
 from rethined_engine.deploy.onnx_export import export_onnx
 from rethined_engine.deploy.tensorrt_build import BuildSettings, build_plan, sidecar_path
 from rethined_engine.geometry import Geometry
@@ -156,16 +156,19 @@ class StandInKernel:
 
     def __call__(self, *args, block, grid, stream=None) -> None:
         self.driver.require_context("cuLaunchKernel")
-        image, mask, lr, weight, fine_weight, index, out = args[:7]
-        height, width, scale, patch, grid_h, grid_w, topk = (int(v) for v in args[7:])
+        image, mask, lr, weight, fine_weight, index, known, out = args[:8]
+        height, width, scale, patch, grid_h, grid_w, topk, feather = (int(v) for v in args[8:])
         geom = Geometry(height, width, scale, patch, grid_h, grid_w)
-        assert block == BLOCK and grid == launch_grid(geom)
+        assert block == BLOCK and grid == launch_grid(geom) and feather % scale == 0
         tokens = (grid_h * grid_w, topk)
         arr = self.driver.array
+        hole = arr(mask, np.uint8, (height, width)) != 0
+        if feather > 0:   # the numpy stage finds the known tokens itself: check the uploaded ones
+            assert np.array_equal(arr(known, np.uint8, tokens[:1]) != 0, known_tokens(hole, geom))
         arr(out, np.uint8, (height, width, 3))[:] = upscale_hr(
-            arr(image, np.uint8, (height, width, 3)), arr(mask, np.uint8, (height, width)) != 0,
+            arr(image, np.uint8, (height, width, 3)), hole,
             arr(lr, np.float32, (1, 3) + geom.lr_size), arr(weight, np.float32, tokens),
-            arr(fine_weight, np.float32, tokens), arr(index, np.int32, tokens), geom)
+            arr(fine_weight, np.float32, tokens), arr(index, np.int32, tokens), geom, feather // scale)
 
 
 class StandInSourceModule:
@@ -395,7 +398,7 @@ def test_tensorrt_matches_torch_on_sample_photo_with_seam_blend(tensorrt, sample
     np.testing.assert_array_equal(out[~mask], image[~mask])
 
 
-@pytest.mark.parametrize("settings", [{"seam_sigma": 0.0}, {"seam_sigma": 3.0, "seam_gain": 2.0}])
+@pytest.mark.parametrize("settings", [{"seam_sigma": 0.0}, {"seam_sigma": 3.0, "seam_gain": 2.0}, {"hr_feather": 1}])
 def test_tensorrt_seam_settings_are_applied(standins, plan_path, sample, settings):
     image, mask = (a[:360, :640] for a in sample)
     out = Engine(backend="tensorrt", engine_path=plan_path, **settings).inpaint(image, mask)

@@ -112,6 +112,18 @@ def test_style_option_matches_the_engine_with_that_style(cases):
     assert np.abs(got - default).max() > 0.05     # the style changed the fill
 
 
+def test_hr_feather_option_matches_the_engine_with_it(cases):
+    """hr_feather = 1 (neighbouring copies' texture cross-faded at full resolution) scripts, and matches the engine."""
+    image, alpha = max(cases, key=lambda case: case[0].shape[0] * case[0].shape[1])   # the largest: HR scale > 1
+    module = script_inpainter(hr_feather=1)
+    with torch.no_grad():
+        got = module(rgba(image, alpha))[0].permute(1, 2, 0).numpy()
+    want = Engine(backend="torch", device="cpu", hr_feather=1).inpaint(image, alpha)
+    default = Engine(backend="torch", device="cpu").inpaint(image, alpha)
+    assert np.abs(got - want).max() <= FLOAT_TOLERANCE
+    assert np.abs(got - default).max() > 0.05     # the cross-fade changed the fill
+
+
 def test_half_precision_keeps_known_pixels_and_stays_close_to_float32(cases):
     image, soft = cases[1]
     alpha = (soft >= 0.5).astype(np.float32)     # 0.4999 rounds to 0.5 in float16: a hard alpha is the same mask

@@ -7,7 +7,10 @@
 // inside source token index[i,k], B = the 3x3 binomial blur inside that token (its edge pixels
 // replicated). Sources with a nonzero weight are known tokens lying wholly inside the image (the LR
 // network zeroes every other weight), so every pixel read is a known pixel of `image`. Known pixels are
-// copied. Plain C for NVRTC/pycuda SourceModule/CuPy RawKernel: no includes, extern "C" names.
+// copied. With feather > 0 (HR px; one source per token, K = 1, no fine band), hole pixels within feather
+// px of a token edge take the cross-faded texture of the neighbouring copies instead of their own copy's
+// (`feathered_texture`; host.py::feathered_texture, torch reference `model.upscale.feathered_texture`).
+// Plain C for NVRTC/pycuda SourceModule/CuPy RawKernel: no includes, extern "C" names.
 
 extern "C" {
 
@@ -52,13 +55,72 @@ __device__ __forceinline__ void token_blur_rgb(const unsigned char* __restrict__
     for (int c = 0; c < 3; ++c) rgb[c] = sum[c] * norm;
 }
 
+#define COPY_FLOOR 1e-3f   // model.patchmatch.COPY_FLOOR: weight of a sample whose source token is not known
+
+// Weight of a token's copy at `offset` px from the token's first row (or column), feather > 0:
+// `model.patchmatch.feather_weight`.
+__device__ __forceinline__ float feather_weight(float offset, int span, int feather) {
+    const float rising = offset + feather + 0.5f, falling = span + feather - 0.5f - offset;
+    return fminf(fmaxf(fminf(rising, falling) / (2.0f * feather), 0.0f), 1.0f);
+}
+
+// The copied texture at hole pixel (y, x): the copies of its token and of the (up to) three neighbours on its
+// side of the token's centre lines (a token with weight 0 keeps itself), weighted by feather_weight along
+// both axes, one sample per distinct offset (the summed weights of the copies that move the pixel by it),
+// times whether the sampled pixel's token is known (+ COPY_FLOOR); the weighted sum of image / 255 -
+// bilinear(lr) over the root of the summed squared weights (`copy_tokens(keep_contrast=True)`).
+__device__ __forceinline__ void feathered_texture(const unsigned char* __restrict__ image, int W,
+                                                  const float* __restrict__ lr, int h, int w, float inv_scale,
+                                                  const float* __restrict__ weight, const int* __restrict__ index,
+                                                  const unsigned char* __restrict__ known, int grid_h, int grid_w,
+                                                  int span, int feather, int y, int x, float rgb[3]) {
+    const int ty = y / span, tx = x / span, oy = y - ty * span, ox = x - tx * span;
+    const int side_y = span / 2 - oy > 0 ? -1 : 1, side_x = span / 2 - ox > 0 ? -1 : 1;
+    int shift_y[4], shift_x[4], n = 0;
+    float weights[4];
+    for (int ny = 0; ny != 2 * side_y; ny += side_y) {
+        for (int nx = 0; nx != 2 * side_x; nx += side_x) {
+            const int uy = ty + ny, ux = tx + nx;
+            if (uy < 0 || uy >= grid_h || ux < 0 || ux >= grid_w) continue;
+            const float fw = feather_weight((float)(oy - ny * span), span, feather)
+                             * feather_weight((float)(ox - nx * span), span, feather);
+            if (fw == 0.0f) continue;
+            const int u = uy * grid_w + ux, su = weight[u] != 0.0f ? index[u] : u;
+            const int dy = (su / grid_w - uy) * span, dx = (su % grid_w - ux) * span;
+            int k = 0;
+            while (k < n && (shift_y[k] != dy || shift_x[k] != dx)) ++k;
+            if (k == n) { shift_y[n] = dy; shift_x[n] = dx; weights[n] = 0.0f; ++n; }
+            weights[k] += fw;
+        }
+    }
+    float total[3] = {0.0f, 0.0f, 0.0f}, weight_squares = 0.0f;
+    for (int k = 0; k < n; ++k) {
+        const int qy = min(max(y + shift_y[k], 0), grid_h * span - 1), qx = min(max(x + shift_x[k], 0), grid_w * span - 1);
+        const bool source_known = known[(qy / span) * grid_w + qx / span] != 0;
+        const float wk = weights[k] * ((source_known ? 1.0f : 0.0f) + COPY_FLOOR);
+        if (source_known) {       // a known token lies wholly inside the image
+            float up[3];
+            bilinear_rgb(lr, h, w, inv_scale, qy, qx, up);
+            const long long q = (long long)qy * W + qx;
+#pragma unroll
+            for (int c = 0; c < 3; ++c) total[c] += wk * (image[3 * q + c] * (1.0f / 255.0f) - up[c]);
+        }
+        weight_squares += wk * wk;
+    }
+    const float norm = rsqrtf(weight_squares);
+#pragma unroll
+    for (int c = 0; c < 3; ++c) rgb[c] = total[c] * norm;
+}
+
 // image, out: (H, W, 3) uint8; mask: (H, W) uint8, nonzero = hole; lr: (3, h, w) float32 with
-// h = grid_h * patch, w = grid_w * patch; weight, fine_weight: (grid_h * grid_w, K) float32; index: same, int32.
+// h = grid_h * patch, w = grid_w * patch; weight, fine_weight: (grid_h * grid_w, K) float32; index: same, int32;
+// known: (grid_h * grid_w) uint8, nonzero = a token wholly inside the image without a hole pixel (read only
+// with feather > 0); feather: HR px, 0..span / 2 (> 0: K = 1, fine_weight not read: one band).
 __global__ void hr_upscale_u8(const unsigned char* __restrict__ image, const unsigned char* __restrict__ mask,
                               const float* __restrict__ lr, const float* __restrict__ weight,
                               const float* __restrict__ fine_weight, const int* __restrict__ index,
-                              unsigned char* __restrict__ out,
-                              int H, int W, int scale, int patch, int grid_h, int grid_w, int K) {
+                              const unsigned char* __restrict__ known, unsigned char* __restrict__ out,
+                              int H, int W, int scale, int patch, int grid_h, int grid_w, int K, int feather) {
     const int x = blockIdx.x * blockDim.x + threadIdx.x;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= W || y >= H) return;
@@ -76,9 +138,18 @@ __global__ void hr_upscale_u8(const unsigned char* __restrict__ image, const uns
     const float inv_scale = 1.0f / (float)scale;
     float acc[3];
     bilinear_rgb(lr, h, w, inv_scale, y, x, acc);
-    if (scale > 1) {
+    const bool interior = oy >= feather && span - feather - oy > 0 && ox >= feather && span - feather - ox > 0;
+    if (scale > 1 && !interior) {      // feather > 0 and near a token edge: the cross-faded texture
+        if (weight[token] != 0.0f) {
+            float texture[3];
+            feathered_texture(image, W, lr, h, w, inv_scale, weight, index, known, grid_h, grid_w, span, feather,
+                              y, x, texture);
+#pragma unroll
+            for (int c = 0; c < 3; ++c) acc[c] += weight[token] * texture[c];
+        }
+    } else if (scale > 1) {
         for (int k = 0; k < K; ++k) {
-            const float wk = weight[token * K + k], fk = fine_weight[token * K + k];
+            const float wk = weight[token * K + k], fk = feather > 0 ? 0.0f : fine_weight[token * K + k];
             if (wk == 0.0f && fk == 0.0f) continue;
             const int src = index[token * K + k];
             const int y0 = (src / grid_w) * span, x0 = (src % grid_w) * span;

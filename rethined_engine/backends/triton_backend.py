@@ -3,8 +3,9 @@ from the caller's uint8 image; at LR the coarse CNN and the coherence convs run 
 patch projection (`kernels/patch_projection.py`), the masked attention + token mixing + top-K
 (`kernels/masked_attention.py`) and the coherence epilogue (`kernels/coherence.py`) in Triton; the Triton HR-upscale kernel (`kernels/hr_upscale.py`)
 carries the result to full resolution, reading and writing uint8 in the caller's layout (no HR float
-copies), and with `seam_sigma` the seam blend (`kernels/seam_blend.py`) rewrites its hole border in place.
-Float images, hr_topk=0 and hr_feather > 0 (the feathered texture has no Triton kernel yet) run the torch path."""
+copies; with hr_feather > 0 it cross-fades neighbouring copies' texture), and with `seam_sigma` the seam blend
+(`kernels/seam_blend.py`) rewrites its hole border in place. Float images, hr_topk=0, and hr_feather > 0 with
+hr_topk > 1 run the torch path."""
 from __future__ import annotations
 
 import os
@@ -117,7 +118,8 @@ class TritonBackend(TorchBackend):
             raise ImportError(f"backend 'triton' needs triton: pip install 'rethined_engine[triton]' ({exc})") from exc
         super().__init__(weights, target, dtype, **overrides)
         self.hr_upscale, self.prepare_lr, self.seam_blend = hr_upscale, prepare_lr, seam_blend
-        kernels_cover = self.config.hr_topk > 0 and self.config.hr_feather == 0   # else the torch path
+        # the HR kernel cross-fades (hr_feather > 0) one copied source per token: hr_topk = 1
+        kernels_cover = self.config.hr_topk > 0 and (self.config.hr_feather == 0 or self.config.hr_topk == 1)
         self.lr_network = TritonLRNetwork(self.model, self.config.hr_topk) if kernels_cover else None
         self._key_inside: dict = {}    # per geometry, on the device: no host copy inside a captured graph
         self._graphed = (GraphedFunction(self._inpaint_one, agree=uint8_images_agree)
@@ -150,7 +152,11 @@ class TritonBackend(TorchBackend):
         if not self.config.hf_transfer:
             weight, fine_weight = torch.zeros_like(weight), torch.zeros_like(fine_weight)
         fine_weight = fine_weight[0] if self.config.hf_fine_decay is not None else None   # None: the one-band kernel
-        out = self.hr_upscale(image, hole, lr_result, weight[0], fine_weight, index[0], geom, channels_last=False)
+        known = None
+        if self.config.hr_feather > 0:    # the LR network's key tokens: no hole pixel, wholly inside the image
+            known = ~token_mask(lr_mask, geom.patch)[0] & (self._key_inside[geom].flatten() > 0.5)
+        out = self.hr_upscale(image, hole, lr_result, weight[0], fine_weight, index[0], geom, channels_last=False,
+                              feather=self.config.hr_feather, known=known)
         if self._seam_taps is not None:
             self.seam_blend(image, hole, out, self._seam_taps, self.config.seam_gain, channels_last=False)
         return out

@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..geometry import Geometry
+from .host import check_feather
 
 KERNEL_NAME = "hr_upscale_u8"
 BLOCK = (32, 8, 1)  # 256 threads; x runs along image rows (coalesced uint8 HWC reads and writes)
@@ -27,9 +28,10 @@ def launch_grid(geom: Geometry) -> tuple[int, int, int]:
     return (-(-geom.width // BLOCK[0]), -(-geom.height // BLOCK[1]), 1)
 
 
-def kernel_scalars(geom: Geometry, topk: int) -> tuple[int, ...]:
-    """The int arguments after the pointers: H, W, scale, patch, grid_h, grid_w, K."""
-    return (geom.height, geom.width, geom.scale, geom.patch, geom.grid_h, geom.grid_w, topk)
+def kernel_scalars(geom: Geometry, topk: int, feather: int = 0) -> tuple[int, ...]:
+    """The int arguments after the pointers: H, W, scale, patch, grid_h, grid_w, K, feather in HR px (feather:
+    LR px, `ModelConfig.hr_feather`)."""
+    return (geom.height, geom.width, geom.scale, geom.patch, geom.grid_h, geom.grid_w, topk, feather * geom.scale)
 
 
 @lru_cache(maxsize=None)
@@ -40,10 +42,14 @@ def cupy_kernel():
     return cp.RawKernel(cuda_source(), KERNEL_NAME)
 
 
-def launch_hr_upscale_cupy(image, mask, lr, weight, fine_weight, index, out, geom: Geometry) -> None:
+def launch_hr_upscale_cupy(image, mask, lr, weight, fine_weight, index, known, out, geom: Geometry,
+                           feather: int = 0) -> None:
     """CuPy arrays: image/out (H, W, 3) uint8, mask (H, W) uint8 or bool, lr (1, 3, h, w) float32, weight
-    and fine_weight (N, K) float32, index (N, K) int32 (all C-contiguous), on CuPy's current stream."""
+    and fine_weight (N, K) float32, index (N, K) int32, known (N,) uint8 or bool (`host.known_tokens`; read
+    with feather > 0 only) (all C-contiguous), on CuPy's current stream. feather: LR px (`host.check_feather`;
+    with feather > 0 the kernel reads no fine weights: one band)."""
     import cupy as cp
 
-    scalars = tuple(cp.int32(v) for v in kernel_scalars(geom, weight.shape[-1]))
-    cupy_kernel()(launch_grid(geom), BLOCK, (image, mask, lr, weight, fine_weight, index, out, *scalars))
+    check_feather(feather, geom.patch, weight.shape[-1], two_bands=False)
+    scalars = tuple(cp.int32(v) for v in kernel_scalars(geom, weight.shape[-1], feather))
+    cupy_kernel()(launch_grid(geom), BLOCK, (image, mask, lr, weight, fine_weight, index, known, out, *scalars))

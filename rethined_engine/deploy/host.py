@@ -76,7 +76,7 @@ def _bilinear_axis(n_out: int, n_in: int, scale: int) -> tuple[np.ndarray, np.nd
 
 def upsample(lr: np.ndarray, scale: int) -> np.ndarray:
     """(3, h, w) float32 -> (h*s, w*s, 3) bilinear (half-pixel centres)."""
-    c, h, w = lr.shape
+    _, h, w = lr.shape
     y0, y1, ly = _bilinear_axis(h * scale, h, scale)
     x0, x1, lx = _bilinear_axis(w * scale, w, scale)
     rows = lr[:, y0] * (1 - ly)[None, :, None] + lr[:, y1] * ly[None, :, None]
@@ -94,20 +94,94 @@ def fine_band(tokens: np.ndarray) -> np.ndarray:
     return tokens - sum(t * rows[:, :, i:i + n] for i, t in enumerate(taps))
 
 
+def known_tokens(mask: np.ndarray, geom: Geometry) -> np.ndarray:
+    """(N,) bool: the tokens whose texture may be copied (the LR network's key tokens): wholly inside the
+    image (`Geometry.key_inside_grid`) and without a hole pixel. mask (H, W) bool, True = hole."""
+    span = geom.scale * geom.patch
+    rows, cols = geom.height // span, geom.width // span     # tokens wholly inside (`geometry.tokens_inside`)
+    known = np.zeros((geom.grid_h, geom.grid_w), bool)
+    known[:rows, :cols] = ~mask[:rows * span, :cols * span].reshape(rows, span, cols, span).any(axis=(1, 3))
+    return known.reshape(-1)
+
+
+def check_feather(feather: int, patch: int, topk: int, two_bands: bool) -> None:
+    """The HR stages' feather (LR px, `ModelConfig.hr_feather`): an int in 0..patch // 2; > 0 needs one
+    source per token (topk = K = 1) and one band (no fine weights). ValueError naming what is wrong."""
+    if not (isinstance(feather, (int, np.integer)) and 0 <= feather <= patch // 2):
+        raise ValueError(f"feather: expected an int in 0..{patch // 2} (LR px), got {feather!r}")
+    if feather > 0 and topk != 1:
+        raise ValueError(f"weight: feather > 0 needs one source per token, (N, 1) weights and indices; got K = {topk}")
+    if feather > 0 and two_bands:
+        raise ValueError("fine_weight: feather > 0 needs one band (hf_fine_decay=None): expected no fine weights "
+                         "(zeros, or None for the Triton kernel)")
+
+
+COPY_FLOOR = np.float32(1e-3)   # `model.patchmatch.COPY_FLOOR`: weight of a copy whose source pixel is not known
+
+
+def feather_weight(offset: np.ndarray, span: int, feather: int) -> np.ndarray:
+    """`model.patchmatch.feather_weight` for feather > 0 (HR px), float32."""
+    rising, falling = offset + np.float32(feather + 0.5), np.float32(span + feather - 0.5) - offset
+    return np.clip(np.minimum(rising, falling) / np.float32(2 * feather), 0.0, 1.0)
+
+
+def feathered_texture(hf: np.ndarray, known: np.ndarray, weight: np.ndarray, index: np.ndarray, geom: Geometry,
+                      feather: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """The cross-faded copied texture at HR pixels (ys, xs) (M,) of copying tokens: `model.upscale.feathered_texture`
+    (`copy_tokens(keep_contrast=True)`). hf: padded (pH, pW, 3) image - bilinear(LR); known (N,) bool
+    (`known_tokens`); weight, index (N, 1): a token with a nonzero weight copies token index, the others keep
+    themselves; feather: HR px. The pixel's own token and the (up to) three neighbours on its side of the
+    token's centre lines each bring their copy, weighted by `feather_weight` along both axes; copies that move
+    the pixel by the same offset are one sample, weighted by the sum of their weights. Returns (M, 3) float32."""
+    span, grid_h, grid_w = geom.scale * geom.patch, geom.grid_h, geom.grid_w
+    ty, tx = ys // span, xs // span
+    oy, ox = (ys - ty * span).astype(np.float32), (xs - tx * span).astype(np.float32)
+    side_y = np.where(span // 2 - (ys - ty * span) > 0, -1, 1)
+    side_x = np.where(span // 2 - (xs - tx * span) > 0, -1, 1)
+    weights, shifts = [], []
+    for ny, nx in ((0, 0), (side_y, 0), (0, side_x), (side_y, side_x)):
+        uy, ux = ty + ny, tx + nx
+        inside = (uy >= 0) & (uy < grid_h) & (ux >= 0) & (ux < grid_w)
+        u = np.where(inside, uy * grid_w + ux, 0)
+        fw = (feather_weight(oy - np.float32(span) * ny, span, feather)
+              * feather_weight(ox - np.float32(span) * nx, span, feather) * inside)
+        source = np.where(weight[u, 0] != 0, index[u, 0], u)
+        weights.append(fw)
+        shifts.append(((source // grid_w - u // grid_w) * span, (source % grid_w - u % grid_w) * span))
+    total = np.zeros((len(ys), 3), np.float32)
+    squares = np.zeros(len(ys), np.float32)
+    max_y, max_x = grid_h * span - 1, grid_w * span - 1
+    for i, (dy, dx) in enumerate(shifts):
+        same = [(dy == sy) & (dx == sx) for sy, sx in shifts]
+        first = ~np.any(same[:i], axis=0) if i else np.ones(len(ys), bool)    # one sample per distinct offset
+        summed = sum(w * s for w, s in zip(weights, same)) * first
+        qy, qx = np.clip(ys + dy, 0, max_y), np.clip(xs + dx, 0, max_x)
+        source_known = known[(qy // span) * grid_w + qx // span]
+        w = summed * (source_known + COPY_FLOOR)
+        total += (w * source_known)[:, None] * hf[qy, qx]
+        squares += w * w
+    return total / np.sqrt(squares)[:, None]
+
+
 def upscale_hr(image: np.ndarray, mask: np.ndarray, lr_result: np.ndarray, weight: np.ndarray,
-               fine_weight: np.ndarray, index: np.ndarray, geom: Geometry) -> np.ndarray:
+               fine_weight: np.ndarray, index: np.ndarray, geom: Geometry, feather: int = 0) -> np.ndarray:
     """The HR stage: hole pixel p of token i becomes clamp(up_p + sum_k (w_ik HF_j(p) + fw_ik fine_j(p)))
     with j = index_ik, up = bilinear(lr_result), HF = image - up and fine = image - its 3x3 binomial blur
     (`fine_band`) of the source token at the same offset; known pixels are the input's. image (H, W, 3)
     uint8 or float, mask (H, W) bool, lr_result (1, 3, h, w), weight/fine_weight/index (N, K) -> (H, W, 3)
-    of image's dtype (uint8: rounded to nearest, ties to even)."""
+    of image's dtype (uint8: rounded to nearest, ties to even).
+    feather: LR px (`ModelConfig.hr_feather`); > 0 needs K = 1 and zero fine weights: within feather * scale
+    HR px of a token edge, HF_j(p) is the cross-faded texture of the neighbouring copies (`feathered_texture`)."""
     s, span = geom.scale, geom.scale * geom.patch
+    check_feather(feather, geom.patch, weight.shape[-1], bool(fine_weight.any()))
     up = upsample(lr_result[0], s)                                               # (pH, pW, 3)
     if s > 1:
+        bilinear = up
         padded = _pad(unit_float(image) * (~mask)[..., None], geom)
         tokens = lambda x: x.reshape(geom.grid_h, span, geom.grid_w, span, 3).transpose(0, 2, 1, 3, 4).reshape(
             geom.grid_h * geom.grid_w, span, span, 3)
-        hf, out = tokens(padded - up), tokens(up).copy()
+        hf_image = padded - up
+        hf, out = tokens(hf_image), tokens(up).copy()
         fine = fine_band(tokens(padded)) if fine_weight.any() else None
         for k in range(weight.shape[-1]):
             w, fw = weight[:, k], fine_weight[:, k]
@@ -117,6 +191,15 @@ def upscale_hr(image: np.ndarray, mask: np.ndarray, lr_result: np.ndarray, weigh
             if live.any():
                 out[live] += fw[live, None, None, None] * fine[index[live, k]]
         up = out.reshape(geom.grid_h, geom.grid_w, span, span, 3).transpose(0, 2, 1, 3, 4).reshape(up.shape)
+        if feather > 0:   # the pixels within feather * s of a copying token's edge: the cross-faded texture instead
+            hr_feather = feather * s
+            ys, xs = np.nonzero(mask)
+            oy, ox = ys % span, xs % span
+            edge = (np.minimum(oy, span - 1 - oy) < hr_feather) | (np.minimum(ox, span - 1 - ox) < hr_feather)
+            gain = weight[(ys // span) * geom.grid_w + xs // span, 0]
+            ys, xs, gain = ys[edge & (gain != 0)], xs[edge & (gain != 0)], gain[edge & (gain != 0)]
+            texture = feathered_texture(hf_image, known_tokens(mask, geom), weight, index, geom, hr_feather, ys, xs)
+            up[ys, xs] = bilinear[ys, xs] + gain[:, None] * texture
     filled = np.clip(up[:geom.height, :geom.width], 0.0, 1.0)
     filled = np.rint(filled * 255.0).astype(np.uint8) if image.dtype == np.uint8 else filled.astype(image.dtype)
     return np.where(mask[..., None], filled, image)

@@ -4,7 +4,8 @@ CUDA C kernel; tests plug in onnxruntime and the numpy HR stage, which checks th
 machines without a GPU."""
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from ..io import host_inputs, warn_fully_masked
 from .host import LRInputs, blend_seams, prepare_lr, upscale_hr
 
 LRRunner = Callable[[LRInputs], tuple[np.ndarray, ...]]  # -> lr_result, topk_weight, topk_fine_weight, topk_index
-HRRunner = Callable[..., np.ndarray]  # upscale_hr's signature
+HRRunner = Callable[..., np.ndarray]  # upscale_hr's signature (feather: the config's hr_feather, LR px)
 
 
 def _seam_blender(dtype: np.dtype) -> Callable[..., np.ndarray]:
@@ -52,10 +53,6 @@ class DeployedPipeline:
 
     def __init__(self, cfg: ModelConfig, lr_runner: LRRunner, sizes: LRSizeRange,
                  hr_runner: HRRunner = upscale_hr, float_mask_threshold: float | None = None):
-        if cfg.hr_feather > 0:
-            raise ValueError(f"hr_feather: the deployed pipeline's HR stage pastes each copy's texture whole; got "
-                             f"hr_feather={cfg.hr_feather} in the graph's config, expected 0 (export with hr_feather=0, or "
-                             "run Engine(backend='native' or 'torch') for the feathered texture)")
         self.config = cfg
         self.lr_runner, self.hr_runner, self.sizes = lr_runner, hr_runner, sizes
         self.threshold = cfg.float_mask_threshold if float_mask_threshold is None else float_mask_threshold
@@ -72,7 +69,8 @@ class DeployedPipeline:
         if not self.config.hf_transfer:
             weight, fine_weight = np.zeros_like(weight), np.zeros_like(fine_weight)
         runner = self.hr_runner if image.dtype == np.uint8 else upscale_hr  # the CUDA kernel is uint8 only
-        return self.blend_seams(image, mask, runner(image, mask, lr_result, weight[0], fine_weight[0], index[0], geom))
+        filled = runner(image, mask, lr_result, weight[0], fine_weight[0], index[0], geom, self.config.hr_feather)
+        return self.blend_seams(image, mask, filled)
 
     def blend_seams(self, image: np.ndarray, mask: np.ndarray, filled: np.ndarray) -> np.ndarray:
         """The seam blend every backend applies after its HR stage (`seam_sigma`, `seam_gain`; none when

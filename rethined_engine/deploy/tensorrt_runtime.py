@@ -20,7 +20,7 @@ from ..config import INFERENCE_FIELDS, ModelConfig
 from ..geometry import Geometry, plan
 from .cuda_kernels import BLOCK, KERNEL_NAME, cuda_source, kernel_scalars, launch_grid
 from .graph_spec import INPUT_NAMES, OUTPUT_NAMES
-from .host import LRInputs, prepare_lr
+from .host import LRInputs, check_feather, known_tokens, prepare_lr
 from .pipeline import DeployedPipeline, LRSizeRange
 from .tensorrt_build import sidecar_path
 
@@ -46,7 +46,7 @@ def buffer_plan(geom: Geometry, topk: int) -> dict[str, tuple[tuple[int, ...], t
             "lr_result": ((1, 3, h, w), np.float32), "topk_weight": ((1, tokens, topk), np.float32),
             "topk_fine_weight": ((1, tokens, topk), np.float32), "topk_index": ((1, tokens, topk), np.int32),
             "hr_image": ((geom.height, geom.width, 3), np.uint8), "hr_mask": ((geom.height, geom.width), np.uint8),
-            "hr_out": ((geom.height, geom.width, 3), np.uint8)}
+            "hr_known": ((tokens,), np.uint8), "hr_out": ((geom.height, geom.width, 3), np.uint8)}
 
 
 def parse_device(device: Any) -> int:
@@ -73,7 +73,7 @@ class _Buffers:
             self.device[name] = cuda.mem_alloc(self.host[name].nbytes)
 
 
-HOST_SETTINGS = ("float_mask_threshold", "seam_sigma", "seam_gain")   # applied on the host: not baked into the plan
+HOST_SETTINGS = ("float_mask_threshold", "seam_sigma", "seam_gain", "hr_feather")   # applied after the LR graph: not baked into the plan
 
 
 class TensorRTBackend(DeployedPipeline):
@@ -104,6 +104,7 @@ class TensorRTBackend(DeployedPipeline):
                                   **{k: v for k, v in overrides.items() if k != "float_mask_threshold"})
         sizes = LRSizeRange(tuple(info["lr_min"]), tuple(info["lr_max"]))
         super().__init__(cfg, self._run_lr, sizes, float_mask_threshold=overrides.get("float_mask_threshold"))
+        check_feather(cfg.hr_feather, cfg.patch_size, self.topk, two_bands=cfg.hf_fine_decay is not None)
 
     def _load(self, engine_path: str | Path, info: dict, trt, source_module) -> None:
         """Plan, execution context, stream and HR kernel (with the context current)."""
@@ -196,12 +197,16 @@ class TensorRTBackend(DeployedPipeline):
         self._enqueue_lr(buf, prepare_lr(image, mask, geom))
         np.copyto(buf.host["hr_image"], image)
         np.copyto(buf.host["hr_mask"], mask)
-        for name in ("hr_image", "hr_mask"):
+        uploads = ("hr_image", "hr_mask")
+        if self.config.hr_feather > 0:     # the kernel reads which tokens are known only to cross-fade
+            np.copyto(buf.host["hr_known"], known_tokens(mask, geom))
+            uploads += ("hr_known",)
+        for name in uploads:
             cuda.memcpy_htod_async(buf.device[name], buf.host[name], stream)
-        scalars = [np.int32(v) for v in kernel_scalars(geom, self.topk)]
+        scalars = [np.int32(v) for v in kernel_scalars(geom, self.topk, self.config.hr_feather)]
         self._kernel(buf.device["hr_image"], buf.device["hr_mask"], buf.device["lr_result"], buf.device["topk_weight"],
-                     buf.device["topk_fine_weight"], buf.device["topk_index"], buf.device["hr_out"], *scalars, block=BLOCK, grid=launch_grid(geom),
-                     stream=stream)
+                     buf.device["topk_fine_weight"], buf.device["topk_index"], buf.device["hr_known"],
+                     buf.device["hr_out"], *scalars, block=BLOCK, grid=launch_grid(geom), stream=stream)
         cuda.memcpy_dtoh_async(buf.host["hr_out"], buf.device["hr_out"], stream)
         stream.synchronize()
         out = self.blend_seams(image, mask, buf.host["hr_out"])
