@@ -7,8 +7,15 @@ from scipy import ndimage
 
 from rethined_engine.video.flow import push_pull, warp_back
 from rethined_engine.video.stream import VideoConfig, VideoInpainter
-from rethined_engine.video.temporal import (BackgroundCanvas, FrameMemory, fill_flow, hole_width, propagate,
-                                           stabilise, upsample_flow)
+from rethined_engine.video.temporal import (
+    BackgroundCanvas,
+    FrameMemory,
+    fill_flow,
+    hole_width,
+    propagate,
+    stabilise,
+    upsample_flow,
+)
 
 SIZE = (96, 160)          # H, W of the test clips (below the flow working size: flow runs at full size)
 PAN = 6                   # px per frame, content moving left

@@ -237,8 +237,20 @@ class VideoInpainter:
         import cv2
 
         from .flow import forward_backward_valid, grey, push_pull
-        from .temporal import (blend, bounding_box, camera_motion, complete_flow, grow, grow_box, hold, propagate,
-                               scene_cut, shrink_mask, stabilise, working_size)
+        from .temporal import (
+            blend,
+            bounding_box,
+            camera_motion,
+            complete_flow,
+            grow,
+            grow_box,
+            hold,
+            propagate,
+            scene_cut,
+            shrink_mask,
+            stabilise,
+            working_size,
+        )
 
         cfg = self.config
         size = working_size(frame.shape[:2], cfg.flow_long_side)
