@@ -65,8 +65,8 @@ step tests 200 "GPU correctness (kernels vs references at real sizes, backends e
     tests/test_kernel_patch_projection.py tests/test_kernel_masked_attention.py tests/test_kernel_coherence.py tests/test_kernel_seam_blend.py \
     tests/test_triton_backend.py tests/test_deploy.py tests/test_engine.py
 step backend 120 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider tests/test_triton_backend.py
-step kernels 90 "kernel microbenchmarks" python -m bench.kernels --sizes $SIZES
-step latency 150 "end-to-end latency, triton (graphed: default, smooth style, hr_feather=1; eager; graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
+step kernels 120 "kernel microbenchmarks" python -m bench.kernels --sizes $SIZES
+step latency 200 "end-to-end latency, triton (graphed: default, smooth style, hr_feather=1; eager; graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
     python -m bench.latency --device cuda --backends triton triton@smooth triton@hr_feather=1 triton_eager triton+noseam torch --sizes $LSIZES --repeats 20 --warmup 3 --append
 step batch 150 "frames/s of 8-frame batches at 3840x2160 (one (8, 3, H, W) uint8 call each; triton graphed, torch eager)" \
     python -m bench.latency --device cuda --backends triton torch --sizes 3840x2160 --batch 8 --repeats 10 --warmup 3 --append
