@@ -9,6 +9,13 @@ replicated: `model.upscale.fine_band`). Sources with a nonzero weight are known 
 (the LR network's top-K rows guarantee it), so every pixel read is known. Known pixels are copied. The
 image is read in the caller's layout (any strides: HWC numpy-style or CHW torch-style).
 
+With feather > 0 (`ModelConfig.hr_feather`, LR px; one source per token, one band) the term of a copying token
+(weight[i] = its gain g) is g x the cross-faded texture of `model.upscale.feathered_texture`: the copies of
+the pixel's token and of the (up to) three neighbours on its side of the token's centre lines, each weighted
+by `feather_weight` (feather * s HR px) along both axes and by whether the sampled pixel's token is known
+(+ COPY_FLOOR), one sample per distinct offset, summed over the root of the summed squared weights. Token
+interiors (farther than feather * s from every edge) get their own copy alone, as without feather.
+
 Bytes moved per image: read 3 B (image) + 1 B (mask) + 3 B per source for hole pixels, write 3 B (the
 fine band's 3x3 neighbourhood comes from the cache lines the source row already brought in).
 """
