@@ -130,8 +130,9 @@ class ModelConfig:
         if not (isinstance(self.hr_feather, int) and 0 <= self.hr_feather <= self.patch_size // 2):
             raise ValueError(f"hr_feather must be an int in 0..{self.patch_size // 2} (LR px), got {self.hr_feather!r}")
         if self.hr_feather > 0 and (self.lr_texture != "copy" or self.hf_fine_decay is not None):
-            raise ValueError(f"hr_feather > 0 needs lr_texture='copy' and hf_fine_decay=None (one band), got "
-                             f"lr_texture={self.lr_texture!r}, hf_fine_decay={self.hf_fine_decay!r}")
+            raise ValueError(f"hr_feather > 0 (the default) needs lr_texture='copy' and hf_fine_decay=None (one band), "
+                             f"got lr_texture={self.lr_texture!r}, hf_fine_decay={self.hf_fine_decay!r}; pass "
+                             f"hr_feather=0 with these, or style='smooth'")
         if not self.seam_sigma >= 0.0:
             raise ValueError(f"seam_sigma must be >= 0 (HR pixels; 0 = off), got {self.seam_sigma}")
         if not self.seam_gain > 0.0:

@@ -85,7 +85,7 @@ def test_ours_variants_take_inference_settings(photos):
     image = rng.integers(0, 256, (600, 1100, 3), dtype=np.uint8)     # scale 3: an HR stage
     mask = np.zeros((600, 1100), bool)
     mask[100:500, 200:900] = True
-    methods = build_methods(["ours"], "cpu", ["two_band=hf_decay:0.5,hf_fine_decay:3.0,hf_mid_gain:1.0",
+    methods = build_methods(["ours"], "cpu", ["two_band=hf_decay:0.5,hf_fine_decay:3.0,hf_mid_gain:1.0,hr_feather:0",
                                               "plain=hf_transfer:false"])
     assert list(methods) == ["ours", "ours_two_band", "ours_plain"]
     outs = {name: method(image, mask, 1100) for name, method in methods.items()}
