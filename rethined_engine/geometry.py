@@ -113,9 +113,15 @@ def gaussian_taps(scale: int) -> tuple[np.ndarray, int]:
     return np.asarray(taps, dtype=np.float64), radius
 
 
-def seam_taps(sigma: float) -> np.ndarray:
-    """1-D Gaussian taps (float32, radius ceil(3 sigma) px, summing to 1) of the seam blend
-    (`model.upscale.blend_seams`)."""
+def gaussian_kernel_list(sigma: float) -> list[float]:
+    """1-D Gaussian taps of sigma px, centred, radius ceil(3 sigma) px, summing to 1 (length 2r + 1).
+    Python floats (double precision), no numpy: TorchScript compiles it."""
     radius = math.ceil(3 * sigma)
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1, dtype=np.float64) / sigma) ** 2)
-    return (taps / taps.sum()).astype(np.float32)
+    taps = [math.exp(-0.5 * (i * i) / (sigma * sigma)) for i in range(-radius, radius + 1)]
+    total = sum(taps)
+    return [tap / total for tap in taps]
+
+
+def seam_taps(sigma: float) -> np.ndarray:
+    """`gaussian_kernel_list(sigma)` as float32: the taps of the seam blend (`model.upscale.blend_seams`)."""
+    return np.asarray(gaussian_kernel_list(sigma), dtype=np.float32)

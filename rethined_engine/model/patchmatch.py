@@ -5,7 +5,6 @@ P x P tokens (row-major over the grid) of C * P * P values, channel-major (c, dy
 `pixel_unshuffle` orders them.
 """
 
-import math
 import sys
 from typing import NamedTuple
 
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from ..geometry import gaussian_kernel_list
 from .layout import cat_channels
 
 PIXEL_CENTER = 0.5  # tokens are centred before projection so that cosine similarity sees contrast, not brightness
@@ -166,12 +166,7 @@ def _filter_along(x: torch.Tensor, taps: list[float], dim: int) -> torch.Tensor:
 def blur_base(image: torch.Tensor, sigma: float) -> torch.Tensor:
     """The Gaussian blur (sigma px, radius ceil(3 sigma), separable) of (B, C, h, w), normalised by the taps
     that fall inside the image (no darkened border)."""
-    radius = math.ceil(3.0 * sigma)
-    weights: list[float] = []
-    for offset in range(-radius, radius + 1):
-        weights.append(math.exp(-0.5 * offset * offset / (sigma * sigma)))
-    total = sum(weights)
-    taps = [w / total for w in weights]
+    taps = gaussian_kernel_list(sigma)
     channels = image.shape[1]
     stack = torch.cat([image, torch.ones_like(image[:, :1])], dim=1)
     stack = _filter_along(_filter_along(stack, taps, 2), taps, 3)
