@@ -6,11 +6,15 @@
 //              index (N, K) int32, scale, patch, grid_h, grid_w, feather=0) -> (H, W, 3) of image's dtype
 //       (feather > 0 HR px, K = 1: neighbouring copies' texture cross-fades, `model.upscale.feathered_texture`)
 //   blend_seams(image, mask, filled, taps (2r + 1) float32, gain) -> (H, W, 3) of image's dtype
+//   and the LR network's copy steps, lr_copy.cpp: blur_base, copy_tokens, harmonic_fill, border_match
 //
 // Same math as rethined_engine/deploy/host.py (numpy) and csrc/cuda/hr_upscale.cu; the torch model is
 // the specification (`Rethined.forward`). Buffers are read in place (no copies of the inputs).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+
+#include "copy_rules.h"
+#include "lr_copy.h"
 
 #include <algorithm>
 #include <cmath>
@@ -24,6 +28,8 @@
 #endif
 
 namespace py = pybind11;
+using rethined::feather_weight;
+using rethined::kCopyFloor;
 
 namespace {
 
@@ -207,14 +213,6 @@ inline void token_blur(const T* img, int W, int span, int y0, int x0, int oy, in
     for (int c = 0; c < 3; ++c) rgb[c] = unit_sum<T>(rgb[c]);
 }
 
-constexpr float kCopyFloor = 1e-3f;   // model.patchmatch.COPY_FLOOR: weight of a sample whose source is not known
-
-// Weight of a token's copy at `offset` px from the token's first row (or column): `model.patchmatch.feather_weight`.
-inline float feather_weight(float offset, int span, int feather) {
-    const float rising = offset + feather + 0.5f, falling = span + feather - 0.5f - offset;
-    return std::min(std::max(std::min(rising, falling) / (2.0f * feather), 0.0f), 1.0f);
-}
-
 // Tokens wholly inside the H x W image without a hole pixel: the keys whose texture may be copied.
 std::vector<uint8_t> known_tokens(const uint8_t* msk, int H, int W, int span, int grid_h, int grid_w) {
     std::vector<uint8_t> known(static_cast<size_t>(grid_h) * grid_w, 0);
@@ -235,10 +233,12 @@ std::vector<uint8_t> known_tokens(const uint8_t* msk, int H, int W, int span, in
 // neighbours on its side of the token's centre lines: `copy_tokens(keep_contrast=True)` over image - bilinear(LR),
 // K = 1 sources.
 // Copies that continue each other move the pixel by the same offset: each distinct offset is sampled once.
+// fade (3 * span): feather_weight(o - n * span) at [(n + 1) * span + o], n = -1, 0, 1; shift (2 * tokens): each
+// token's (dy, dx) HR px to the source it copies (its own position where it keeps itself): `feather_tables`.
 template <typename T>
 inline void feathered_texture(const T* img, int W, const float* lr, int h, int w, float inv_scale,
-                              const float* wt, const int32_t* ix, const uint8_t* known, int grid_h, int grid_w,
-                              int span, int feather, int y, int x, float rgb[3]) {
+                              const float* fade, const int* shift, const uint8_t* known, int grid_h, int grid_w,
+                              int span, int y, int x, float rgb[3]) {
     const int ty = y / span, tx = x / span, oy = y - ty * span, ox = x - tx * span;
     const int side_y = span / 2 - oy > 0 ? -1 : 1, side_x = span / 2 - ox > 0 ? -1 : 1;
     const int max_y = grid_h * span - 1, max_x = grid_w * span - 1;
@@ -248,11 +248,9 @@ inline void feathered_texture(const T* img, int W, const float* lr, int h, int w
         for (int nx = 0; nx != 2 * side_x; nx += side_x) {
             const int uy = ty + ny, ux = tx + nx;
             if (uy < 0 || uy >= grid_h || ux < 0 || ux >= grid_w) continue;
-            const float fw = feather_weight(static_cast<float>(oy - ny * span), span, feather)
-                             * feather_weight(static_cast<float>(ox - nx * span), span, feather);
+            const float fw = fade[(ny + 1) * span + oy] * fade[(nx + 1) * span + ox];
             if (fw == 0.0f) continue;
-            const int u = uy * grid_w + ux, su = wt[u] != 0.0f ? ix[u] : u;
-            const int dy = (su / grid_w - uy) * span, dx = (su % grid_w - ux) * span;
+            const int u = uy * grid_w + ux, dy = shift[2 * u], dx = shift[2 * u + 1];
             int k = 0;
             while (k < n && (shift_y[k] != dy || shift_x[k] != dx)) ++k;
             if (k == n) { shift_y[n] = dy; shift_x[n] = dx; weights[n] = 0.0f; ++n; }
@@ -274,6 +272,21 @@ inline void feathered_texture(const T* img, int W, const float* lr, int h, int w
     }
     const float norm = 1.0f / std::sqrt(weight_squares);   // contrast kept across the fade (copy_tokens keep_contrast)
     for (int c = 0; c < 3; ++c) rgb[c] = total[c] * norm;
+}
+
+// The lookup tables of `feathered_texture` for K = 1 sources (weight, index: (tokens,)).
+void feather_tables(const float* wt, const int32_t* ix, int grid_h, int grid_w, int span, int feather,
+                    std::vector<float>& fade, std::vector<int>& shift) {
+    fade.resize(3 * static_cast<size_t>(span));
+    for (int n = -1; n <= 1; ++n)
+        for (int o = 0; o < span; ++o)
+            fade[(n + 1) * span + o] = feather_weight(static_cast<float>(o - n * span), span, feather);
+    shift.resize(2 * static_cast<size_t>(grid_h) * grid_w);
+    for (int u = 0; u < grid_h * grid_w; ++u) {
+        const int su = wt[u] != 0.0f ? ix[u] : u;
+        shift[2 * u] = (su / grid_w - u / grid_w) * span;
+        shift[2 * u + 1] = (su % grid_w - u % grid_w) * span;
+    }
 }
 
 template <typename T>
@@ -312,6 +325,9 @@ py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<
         py::gil_scoped_release release;
         const std::vector<uint8_t> known = feather > 0 ? known_tokens(msk, H, W, span, grid_h, grid_w)
                                                        : std::vector<uint8_t>();
+        std::vector<float> fade;
+        std::vector<int> shift;
+        if (feather > 0) feather_tables(wt, ix, grid_h, grid_w, span, feather, fade, shift);
 #pragma omp parallel for schedule(dynamic, 8)
         for (int y = 0; y < H; ++y) {
             const int ty = y / span, oy = y - ty * span;
@@ -328,8 +344,8 @@ py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<
                 if (scale > 1 && feather > 0 && !interior) {   // the interior of a token: its own copy, weight 1
                     if (wt[token] != 0.0f) {
                         float texture[3];
-                        feathered_texture(img, W, lr, h, w, inv_scale, wt, ix, known.data(), grid_h, grid_w, span,
-                                          feather, y, x, texture);
+                        feathered_texture(img, W, lr, h, w, inv_scale, fade.data(), shift.data(), known.data(), grid_h,
+                                          grid_w, span, y, x, texture);
                         for (int c = 0; c < 3; ++c) acc[c] += wt[token] * texture[c];
                     }
                 } else if (scale > 1) {
@@ -500,7 +516,7 @@ void set_num_threads(int n) {
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
-    m.doc() = "RETHINED CPU kernels: LR preparation, the HR attention-upscale stage and the seam blend (OpenMP).";
+    m.doc() = "RETHINED CPU kernels: LR preparation, the LR copy steps, the HR attention-upscale stage and the seam blend (OpenMP).";
     m.def("prepare_lr", &prepare_lr<uint8_t>, py::arg("image"), py::arg("mask"), py::arg("scale"), py::arg("grid_h"),
           py::arg("grid_w"), py::arg("patch"));
     m.def("prepare_lr", &prepare_lr<float>, py::arg("image"), py::arg("mask"), py::arg("scale"), py::arg("grid_h"),
@@ -516,6 +532,7 @@ PYBIND11_MODULE(_native, m) {
           py::arg("gain"));
     m.def("blend_seams", &blend_seams<float>, py::arg("image"), py::arg("mask"), py::arg("filled"), py::arg("taps"),
           py::arg("gain"));
+    rethined::register_lr_copy(m);
     m.def("max_threads", &max_threads, "OpenMP threads the kernels use (1 without OpenMP)");
     m.def("set_num_threads", &set_num_threads, py::arg("n"), "OpenMP threads for later calls");
 }

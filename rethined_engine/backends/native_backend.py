@@ -1,6 +1,6 @@
 """The native CPU backend: the C++/OpenMP extension (`rethined_engine._native`, csrc/native/) does the
 LR preparation and the HR attention-upscale stage in one pass each, on the caller's buffers; torch
-runs only the LR network (fixed size, long side 512)."""
+runs the LR network (fixed size, long side 512) but for its copy steps, which the extension does too."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from ..deploy.onnx_export import LRNetwork
-from ..geometry import plan
+from ..geometry import gaussian_kernel_list, plan
 from ..io import prepare
+from ..model import patchmatch
 from .torch_backend import TorchBackend
 
 LR_BATCH = 1   # images per LR network call. On the 2-core Xeon at 1920x1080 one call on 8 images took 97 ms per
@@ -45,6 +46,38 @@ def require_native():
     return _native
 
 
+def _taps(sigma: float) -> np.ndarray:
+    return np.asarray(gaussian_kernel_list(sigma), dtype=np.float32)
+
+
+def _channels_last(x: torch.Tensor) -> np.ndarray:
+    """(B, C, h, w) float32 -> its (B, h, w, C) numpy array (no copy when x is channels-last)."""
+    return x.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+class CopyKernels:
+    """The LR network's copy steps with lr_texture="copy" in the extension (csrc/native/lr_copy.cpp):
+    `patchmatch.copy_tokens`, then `patchmatch.border_match` when border_sigma > 0. Same arguments and results
+    as those (float32; equal to float rounding, tests/test_native_lr_copy.py), several times faster on the CPU
+    (bench/results/native-stages-cpu.json)."""
+
+    def __init__(self, native):
+        self.native = native
+
+    def __call__(self, composite: torch.Tensor, mask: torch.Tensor, source: torch.Tensor, patch: int, feather: int,
+                 base_feather: int, base_sigma: float, border_sigma: float) -> torch.Tensor:
+        image = _channels_last(composite)
+        holes = mask[:, 0].contiguous().numpy()
+        base_taps = _taps(base_sigma) if base_feather > 0 else np.zeros(0, dtype=np.float32)
+        copied = self.native.copy_tokens(image, 1.0 - holes, source.contiguous().numpy(), patch, feather, base_feather,
+                                         base_taps)
+        if border_sigma > 0.0:
+            copied = self.native.border_match(image, holes, copied, _taps(border_sigma), patchmatch.BORDER_MATCH_LEVELS,
+                                              patchmatch.JACOBI_SWEEPS, patchmatch.JACOBI_COARSEST_SWEEPS,
+                                              patchmatch.COARSE_FIXED_SHARE, patchmatch.MEAN_WEIGHT_FLOOR)
+        return torch.from_numpy(copied).permute(0, 3, 1, 2)           # (B, 3, h, w), channels-last
+
+
 class NativeBackend(TorchBackend):
     """Same arguments as `TorchBackend`; CPU only, top-K HR mixing (hr_topk >= 1; hr_topk=0, dense rows,
     runs the torch path)."""
@@ -55,6 +88,8 @@ class NativeBackend(TorchBackend):
         self.native = require_native()
         super().__init__(weights, "cpu", dtype, **overrides)
         self.model.to(memory_format=torch.channels_last)   # oneDNN's convs run ~1.3x faster on NHWC
+        if self.dtype == torch.float32:
+            self.model.patch_match.copy_kernels = CopyKernels(self.native)
         self.lr_network = (LRNetwork(self.model, self.config.hr_topk, compact=True)
                            if self.config.hr_topk > 0 else None)
 

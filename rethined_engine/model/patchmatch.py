@@ -631,6 +631,7 @@ class NeuralPatchMatch(nn.Module):
         self.copy_sweeps, self.copy_continuity = cfg.copy_sweeps, float(cfg.copy_continuity)
         self.copy_match_sweeps = cfg.copy_match_sweeps
         self.copy_repeat_radius, self.copy_repeat_penalty = cfg.copy_repeat_radius, float(cfg.copy_repeat_penalty)
+        self.copy_kernels = None   # the native backend's `CopyKernels`: copy_tokens and border_match in C++
         self.colour_levels = (cfg.grid_multiple // cfg.patch_size).bit_length() - 1   # token grid sides divide by 2 ** this
         in_dim = cfg.token_dim + feature_channels
         self.to_q = nn.Linear(in_dim, cfg.attn_dim)
@@ -694,6 +695,12 @@ class NeuralPatchMatch(nn.Module):
                                      self.copy_colour_weight, compact)
         return candidates, colours, expected
 
+    @torch.jit.unused
+    def kernel_copies(self, composite: torch.Tensor, mask: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """`copy_tokens` then (copy_border_sigma > 0) `border_match`, by `self.copy_kernels`."""
+        return self.copy_kernels(composite, mask, source, self.patch, self.copy_feather, self.copy_base_feather,
+                                 self.copy_base_sigma, self.copy_border_sigma)
+
     def copy_outputs(self, composite, mask, q, k, candidates, colours, expected, query_masked, key_ok, grid_w: int,
                      compact: bool):
         """forward's outputs with lr_texture="copy": every hole token takes the pixels of the source
@@ -703,10 +710,13 @@ class NeuralPatchMatch(nn.Module):
         source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, colours, expected, self.copy_colour_weight,
                                 self.copy_sweeps, self.copy_continuity, compact, self.copy_repeat_radius,
                                 self.copy_repeat_penalty)
-        copied = copy_tokens(composite, 1.0 - mask, source, self.patch, self.copy_feather,
-                             base_feather=self.copy_base_feather, base_sigma=self.copy_base_sigma)
-        if self.copy_border_sigma > 0.0:
-            copied = border_match(composite, mask, copied, self.copy_border_sigma)
+        if self.copy_kernels is not None and not torch.jit.is_scripting():
+            copied = self.kernel_copies(composite, mask, source)
+        else:
+            copied = copy_tokens(composite, 1.0 - mask, source, self.patch, self.copy_feather,
+                                 base_feather=self.copy_base_feather, base_sigma=self.copy_base_sigma)
+            if self.copy_border_sigma > 0.0:
+                copied = border_match(composite, mask, copied, self.copy_border_sigma)
         own = torch.arange(source.shape[1], device=source.device)
         if self.copy_match_sweeps > 0:
             offsets = copy_colour_offsets(colours, source, query_masked & (source != own), key_ok, grid_w,

@@ -1,0 +1,525 @@
+// The copy steps of the LR network with lr_texture="copy", on channels-last float32 buffers, OpenMP:
+//
+//   blur_base(image (B, h, w, C), taps (2r + 1)) -> (B, h, w, C)
+//       separable Gaussian, zero outside, normalised by the taps inside the image (`model.patchmatch.blur_base`)
+//   copy_tokens(image (B, h, w, 3), known (B, h, w), source (B, N) int64, patch, feather, base_feather=0,
+//               base_taps=[]) -> (B, h, w, 3)
+//       every token takes its source token's pixels, feathered into its neighbours; base_feather > 0: two bands
+//       (`model.patchmatch.copy_tokens` without keep_contrast, which only the HR stage uses)
+//   harmonic_fill(values (B, h, w, C), fixed (B, h, w), levels, sweeps, coarsest_sweeps) -> (B, h, w, C)
+//       multigrid membrane through the fixed cells (`model.patchmatch.harmonic_fill`)
+//   border_match(composite (B, h, w, 3), mask (B, h, w), filled (B, h, w, 3), taps, levels, sweeps,
+//                coarsest_sweeps, weight_floor) -> (B, h, w, 3)
+//       the fill shifted by a membrane of its colour mismatch at the hole's border (`model.patchmatch.border_match`)
+//
+// The torch functions are the specification; each operation is done in the same order and precision as they
+// do it (the separable filters as fused multiply-adds, as ATen's vectorised add with alpha), so the results
+// agree to float rounding (tests/test_native_lr_copy.py). Only the coarsest grid's mean is summed in double.
+#include "lr_copy.h"
+
+// a * b + c rounded twice, as torch computes it (only the separable filters fuse, explicitly, with std::fma)
+#pragma GCC optimize("fp-contract=off")
+
+#include <pybind11/numpy.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "copy_rules.h"
+
+namespace py = pybind11;
+
+namespace rethined {
+namespace {
+
+using Floats = py::array_t<float, py::array::c_style>;
+
+constexpr int kMaxTaps = 63;   // filter taps: radius ceil(3 sigma) <= 31, sigma <= 10 px
+constexpr int kMaxLevels = 10;  // harmonic_fill halvings
+constexpr int kMaxMembraneChannels = 4;
+
+// Scratch buffers, one set per calling thread, kept between calls and grown as needed: allocating a few fresh
+// megabytes per call cost more in page faults than the arithmetic (border_match at 512 x 512: ~25 ms with fresh
+// buffers). About 30 floats per LR pixel in all (~30 MB at 512 x 512).
+enum Slot { kFilterZeros, kFilterRows, kBlurSums, kBase, kBorderStack, kBorderMeans, kMismatch, kBorder,
+            kShift, kSolution, kNextSolution, kCountChannels, kLevelValues,
+            kLevelWeights = kLevelValues + kMaxLevels + 1, kSlots = kLevelWeights + kMaxLevels + 1 };
+
+float* scratch(int slot, size_t n) {
+    thread_local std::vector<float> buffers[kSlots];
+    std::vector<float>& buffer = buffers[slot];
+    if (buffer.size() < n) buffer.resize(n);
+    return buffer.data();
+}
+
+// out[i] = the taps' sum over src[t][i], t in order, as fused multiply-adds from 0 (as ATen's vectorised add with
+// alpha computes `_filter_along`), a block of kLanes outputs at a time so that the compiler keeps them in registers.
+inline void sum_taps(float* __restrict out, const float* const* src, const float* g, int n_taps, int n) {
+    constexpr int kLanes = 16;
+    int i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+        float acc[kLanes] = {};
+        for (int t = 0; t < n_taps; ++t) {
+            const float* __restrict s = src[t] + i;
+            const float gt = g[t];
+            for (int j = 0; j < kLanes; ++j) acc[j] = std::fma(s[j], gt, acc[j]);
+        }
+        for (int j = 0; j < kLanes; ++j) out[i + j] = acc[j];
+    }
+    for (; i < n; ++i) {
+        float acc = 0.0f;
+        for (int t = 0; t < n_taps; ++t) acc = std::fma(src[t][i], g[t], acc);
+        out[i] = acc;
+    }
+}
+
+// One image's separable filter with zero outside, rows then columns (`_filter_along` dim 2, then dim 3): src and
+// dst (h, w, C). A zero outside the image adds nothing (fma(0, g, a) = a), so taps outside read zero padding.
+void filter_rows_cols(const float* src, int h, int w, int C, const std::vector<float>& taps, float* dst) {
+    const int r = static_cast<int>(taps.size() / 2), row = w * C, n_taps = 2 * r + 1;
+    float* zeros = scratch(kFilterZeros, row);
+    float* tmp = scratch(kFilterRows, static_cast<size_t>(h) * row);
+    std::fill(zeros, zeros + row, 0.0f);
+#pragma omp parallel for schedule(static)
+    for (int y = 0; y < h; ++y) {
+        const float* rows[kMaxTaps];
+        for (int t = 0; t < n_taps; ++t) {
+            const int yy = y + t - r;
+            rows[t] = yy < 0 || yy >= h ? zeros : src + static_cast<size_t>(yy) * row;
+        }
+        sum_taps(tmp + static_cast<size_t>(y) * row, rows, taps.data(), n_taps, row);
+    }
+#pragma omp parallel
+    {
+        std::vector<float> padded(static_cast<size_t>(row) + 2 * r * C, 0.0f);
+        const float* shifted[kMaxTaps];
+        for (int t = 0; t < n_taps; ++t) shifted[t] = padded.data() + t * C;
+#pragma omp for schedule(static)
+        for (int y = 0; y < h; ++y) {
+            std::copy(tmp + static_cast<size_t>(y) * row, tmp + static_cast<size_t>(y + 1) * row,
+                      padded.begin() + r * C);
+            sum_taps(dst + static_cast<size_t>(y) * row, shifted, taps.data(), n_taps, row);
+        }
+    }
+}
+
+// The filter of a plane of ones, as filter_rows_cols computes it, at row y for columns x in [0, w): the taps inside
+// the image summed in order. Columns at least r from both edges all take every tap: computed once.
+void ones_filtered(int y, int h, int w, const std::vector<float>& taps, float* row) {
+    const int r = static_cast<int>(taps.size() / 2);
+    float column = 0.0f;                               // the vertical pass: the same at every column
+    for (int t = 0; t <= 2 * r; ++t)
+        if (y + t - r >= 0 && y + t - r < h) column = std::fma(1.0f, taps[t], column);
+    auto at = [&](int x) {
+        float acc = 0.0f;
+        for (int t = 0; t <= 2 * r; ++t)
+            if (x + t - r >= 0 && x + t - r < w) acc = std::fma(column, taps[t], acc);
+        return acc;
+    };
+    const int lo = std::min(r, w), hi = std::max(lo, w - r);
+    for (int x = 0; x < lo; ++x) row[x] = at(x);
+    if (hi > lo) std::fill(row + lo, row + hi, at(lo));
+    for (int x = hi; x < w; ++x) row[x] = at(x);
+}
+
+// `blur_base` of one (h, w, C) image into out: the filter of the image over the filter of a plane of ones.
+void blur_normalised(const float* image, int h, int w, int C, const std::vector<float>& taps, float* out) {
+    const size_t pixels = static_cast<size_t>(h) * w;
+    float* blurred = scratch(kBlurSums, pixels * C);
+    filter_rows_cols(image, h, w, C, taps, blurred);
+#pragma omp parallel
+    {
+        std::vector<float> ones(w);
+#pragma omp for schedule(static)
+        for (int y = 0; y < h; ++y) {
+            ones_filtered(y, h, w, taps, ones.data());
+            const size_t p0 = static_cast<size_t>(y) * w;
+            for (int x = 0; x < w; ++x)
+                for (int c = 0; c < C; ++c) out[(p0 + x) * C + c] = blurred[(p0 + x) * C + c] / ones[x];
+        }
+    }
+}
+
+std::vector<float> taps_of(const Floats& taps) {
+    const auto tb = taps.request();
+    if (tb.ndim != 1 || tb.size % 2 == 0 || tb.size > kMaxTaps)
+        throw std::invalid_argument("taps: expected an odd-length 1-D array of at most " + std::to_string(kMaxTaps));
+    const float* g = static_cast<const float*>(tb.ptr);
+    return std::vector<float>(g, g + tb.size);
+}
+
+// (B, h, w, C) of any C >= 1 (C = 0: any); returns C.
+int check_nhwc(const py::buffer_info& b, const char* name, int B, int h, int w, int C) {
+    if (b.ndim != 4 || b.shape[0] != B || b.shape[1] != h || b.shape[2] != w || (C > 0 && b.shape[3] != C) || b.shape[3] < 1)
+        throw std::invalid_argument(std::string(name) + ": expected (B, h, w, " + (C > 0 ? std::to_string(C) : "C") +
+                                    ") = (" + std::to_string(B) + ", " + std::to_string(h) + ", " + std::to_string(w) +
+                                    ", ...) float32");
+    return static_cast<int>(b.shape[3]);
+}
+
+void check_plane(const py::buffer_info& b, const char* name, int B, int h, int w) {
+    if (b.ndim != 3 || b.shape[0] != B || b.shape[1] != h || b.shape[2] != w)
+        throw std::invalid_argument(std::string(name) + ": expected (B, h, w) = (" + std::to_string(B) + ", " +
+                                    std::to_string(h) + ", " + std::to_string(w) + ") float32");
+}
+
+Floats blur_base(Floats image, Floats taps) {
+    const auto ib = image.request();
+    if (ib.ndim != 4) throw std::invalid_argument("image: expected (B, h, w, C) float32");
+    const int B = static_cast<int>(ib.shape[0]), h = static_cast<int>(ib.shape[1]), w = static_cast<int>(ib.shape[2]),
+              C = static_cast<int>(ib.shape[3]);
+    const std::vector<float> g = taps_of(taps);
+    Floats result({B, h, w, C});
+    const float* in = static_cast<const float*>(ib.ptr);
+    float* out = result.mutable_data();
+    const size_t plane = static_cast<size_t>(h) * w * C;
+    py::gil_scoped_release release;
+    for (int b = 0; b < B; ++b) blur_normalised(in + b * plane, h, w, C, g, out + b * plane);
+    return result;
+}
+
+// One image's copies (`copy_tokens`): img (h, w, 3); base (h, w, 3) or null (one band); known (h, w); src (N).
+void copy_image(const float* img, const float* base, const float* known, const int64_t* src, int h, int w, int patch,
+                int feather, int base_feather, float* out) {
+    const int grid_h = h / patch, grid_w = w / patch;
+    std::vector<int> shift(2 * static_cast<size_t>(grid_h) * grid_w);   // (dy, dx) px from each token to its source
+    for (int u = 0; u < grid_h * grid_w; ++u) {
+        const int s = static_cast<int>(src[u]);
+        shift[2 * u] = (s / grid_w - u / grid_w) * patch;
+        shift[2 * u + 1] = (s % grid_w - u % grid_w) * patch;
+    }
+    // feather weights by (neighbour step + 1, px within the token): a token's own copy (step 0) and its neighbours'
+    std::vector<float> fade(3 * patch), base_fade(3 * patch);
+    for (int n = -1; n <= 1; ++n)
+        for (int l = 0; l < patch; ++l) {
+            fade[(n + 1) * patch + l] = feather_weight(static_cast<float>(l - n * patch), patch, feather);
+            base_fade[(n + 1) * patch + l] = feather_weight(static_cast<float>(l - n * patch), patch, base_feather);
+        }
+#pragma omp parallel for schedule(static)
+    for (int y = 0; y < h; ++y) {
+        const int ty = y / patch, ly = y - ty * patch, side_y = patch / 2 - ly > 0 ? -1 : 1;
+        for (int x = 0; x < w; ++x) {
+            const int tx = x / patch, lx = x - tx * patch, side_x = patch / 2 - lx > 0 ? -1 : 1;
+            float total[3] = {0.0f, 0.0f, 0.0f}, base_total[3] = {0.0f, 0.0f, 0.0f};
+            float weight_sum = 0.0f, base_sum = 0.0f, weights[4];
+            int shift_y[4], shift_x[4];
+            // candidates in copy_tokens' order: own token, the row neighbour, the column neighbour, the diagonal one
+            for (int k = 0; k < 4; ++k) {
+                const int ny = (k == 1 || k == 3) ? side_y : 0, nx = (k == 2 || k == 3) ? side_x : 0;
+                const int uy = ty + ny, ux = tx + nx;
+                const bool inside = uy >= 0 && uy < grid_h && ux >= 0 && ux < grid_w;
+                const int u = uy * grid_w + ux, dy = inside ? shift[2 * u] : 0, dx = inside ? shift[2 * u + 1] : 0;
+                const int qy = std::min(std::max(y + dy, 0), h - 1), qx = std::min(std::max(x + dx, 0), w - 1);
+                const size_t q = static_cast<size_t>(qy) * w + qx;
+                const float known_weight = (inside ? 1.0f : 0.0f) * (known[q] + kCopyFloor);
+                const int iy = (ny + 1) * patch + ly, ix = (nx + 1) * patch + lx;
+                const float weight = fade[iy] * fade[ix] * known_weight;
+                if (base != nullptr) {
+                    const float base_weight = base_fade[iy] * base_fade[ix] * known_weight;
+                    for (int c = 0; c < 3; ++c) {
+                        base_total[c] = base_total[c] + base_weight * base[3 * q + c];
+                        total[c] = total[c] + weight * (img[3 * q + c] - base[3 * q + c]);
+                    }
+                    base_sum = base_sum + base_weight;
+                } else {
+                    for (int c = 0; c < 3; ++c) total[c] = total[c] + weight * img[3 * q + c];
+                }
+                weight_sum = weight_sum + weight;
+                weights[k] = weight; shift_y[k] = dy; shift_x[k] = dx;
+            }
+            float* o = out + 3 * (static_cast<size_t>(y) * w + x);
+            if (base == nullptr) {
+                for (int c = 0; c < 3; ++c) o[c] = total[c] / weight_sum;
+                continue;
+            }
+            // detail keeps its contrast: copies with one displacement continue each other, their weights add
+            // (copy_tokens sums w_i w_j over all pairs, adding 0 for pairs of two displacements)
+            float squares = 0.0f;
+            for (int i = 0; i < 4; ++i)
+                for (int j = 0; j < 4; ++j)
+                    if (shift_y[i] == shift_y[j] && shift_x[i] == shift_x[j]) squares = squares + weights[i] * weights[j];
+            const float root = std::sqrt(squares);
+            for (int c = 0; c < 3; ++c) o[c] = base_total[c] / base_sum + total[c] / root;
+        }
+    }
+}
+
+Floats copy_tokens(Floats image, Floats known, py::array_t<int64_t, py::array::c_style> source, int patch, int feather,
+                   int base_feather, Floats base_taps) {
+    const auto ib = image.request(), kb = known.request(), sb = source.request();
+    if (ib.ndim != 4) throw std::invalid_argument("image: expected (B, h, w, 3) float32");
+    const int B = static_cast<int>(ib.shape[0]), h = static_cast<int>(ib.shape[1]), w = static_cast<int>(ib.shape[2]);
+    check_nhwc(ib, "image", B, h, w, 3);
+    check_plane(kb, "known", B, h, w);
+    if (patch < 1 || h % patch || w % patch)
+        throw std::invalid_argument("patch: expected >= 1 dividing h and w, got " + std::to_string(patch));
+    if (feather < 0 || feather > patch / 2)
+        throw std::invalid_argument("feather: expected 0.." + std::to_string(patch / 2) + " px, got " + std::to_string(feather));
+    if (base_feather < 0 || base_feather > patch / 2)
+        throw std::invalid_argument("base_feather: expected 0.." + std::to_string(patch / 2) + " px, got " +
+                                    std::to_string(base_feather));
+    const int64_t tokens = static_cast<int64_t>(h / patch) * (w / patch);
+    if (sb.ndim != 2 || sb.shape[0] != B || sb.shape[1] != tokens)
+        throw std::invalid_argument("source: expected (B, N) int64 with N = " + std::to_string(tokens) + " tokens");
+    const int64_t* src = static_cast<const int64_t*>(sb.ptr);
+    for (py::ssize_t i = 0; i < sb.size; ++i)
+        if (src[i] < 0 || src[i] >= tokens) throw std::invalid_argument("source: token index out of range");
+    const bool two_bands = base_feather > 0;
+    const std::vector<float> g = two_bands ? taps_of(base_taps) : std::vector<float>();
+    Floats result({B, h, w, 3});
+    const float* img = static_cast<const float*>(ib.ptr);
+    const float* kn = static_cast<const float*>(kb.ptr);
+    float* out = result.mutable_data();
+    const size_t pixels = static_cast<size_t>(h) * w;
+    py::gil_scoped_release release;
+    float* base = two_bands ? scratch(kBase, pixels * 3) : nullptr;
+    for (int b = 0; b < B; ++b) {
+        if (two_bands) blur_normalised(img + b * pixels * 3, h, w, 3, g, base);
+        copy_image(img + b * pixels * 3, base, kn + b * pixels, src + b * tokens, h, w,
+                   patch, feather, base_feather, out + b * pixels * 3);
+    }
+    return result;
+}
+
+// Zeros around an (H, W, C) grid stored with a border, (H + 2, W + 2, C).
+void zero_border(float* grid, int H, int W, int C) {
+    const size_t stride = static_cast<size_t>(W + 2) * C;
+    std::fill(grid, grid + stride, 0.0f);
+    std::fill(grid + (H + 1) * stride, grid + (H + 2) * stride, 0.0f);
+    for (int y = 1; y <= H; ++y) {
+        std::fill(grid + y * stride, grid + y * stride + C, 0.0f);
+        std::fill(grid + y * stride + (W + 1) * C, grid + (y + 1) * stride, 0.0f);
+    }
+}
+
+// One image's membrane (`harmonic_fill`): values (h, w, C), fixed (h, w) in {0, 1} -> out (h, w, C).
+// region (h, w) or null: the cells whose result is wanted, a set that every free cell's grid neighbours of it belong
+// to (a hole with its fixed border); the finest grid's sweeps then update only these, and the other cells of out
+// are not the membrane's. The wanted cells' values are the same either way: no sweep reads past the fixed border.
+void membrane(const float* values, const float* fixed, int h, int w, int C, int levels, int sweeps, int coarsest_sweeps,
+              float fixed_share, const float* region, float* out) {
+    float* value[kMaxLevels + 1];
+    float* weight[kMaxLevels + 1];
+    int hs[kMaxLevels + 1], ws[kMaxLevels + 1];
+    hs[0] = h; ws[0] = w;
+    value[0] = scratch(kLevelValues, static_cast<size_t>(h) * w * C);
+    weight[0] = scratch(kLevelWeights, static_cast<size_t>(h) * w);
+    std::copy(fixed, fixed + static_cast<size_t>(h) * w, weight[0]);
+#pragma omp parallel for schedule(static)
+    for (long long p = 0; p < static_cast<long long>(h) * w; ++p)
+        for (int c = 0; c < C; ++c) value[0][p * C + c] = values[p * C + c] * fixed[p];
+    const float threshold = 4.0f * fixed_share - 0.5f;
+    for (int l = 0; l < levels; ++l) {   // halvings: sums of 2 x 2 cells, the values' weighted mean
+        const int H = hs[l] / 2, W = ws[l] / 2, w0 = ws[l];
+        hs[l + 1] = H; ws[l + 1] = W;
+        value[l + 1] = scratch(kLevelValues + l + 1, static_cast<size_t>(H) * W * C);
+        weight[l + 1] = scratch(kLevelWeights + l + 1, static_cast<size_t>(H) * W);
+        const float* v = value[l];
+        const float* f = weight[l];
+#pragma omp parallel for schedule(static)
+        for (int y = 0; y < H; ++y)
+            for (int x = 0; x < W; ++x) {
+                const size_t a = static_cast<size_t>(2 * y) * w0 + 2 * x, b = a + 1, c2 = a + w0, d = c2 + 1;
+                const float sum = f[a] + f[b] + f[c2] + f[d];
+                const size_t p = static_cast<size_t>(y) * W + x;
+                for (int c = 0; c < C; ++c)
+                    value[l + 1][p * C + c] = (v[a * C + c] * f[a] + v[b * C + c] * f[b] + v[c2 * C + c] * f[c2] +
+                                               v[d * C + c] * f[d]) / std::max(sum, 1.0f);
+                weight[l + 1][p] = sum > threshold ? 1.0f : 0.0f;
+            }
+    }
+    // coarsest grid: start from the fixed cells' mean
+    const int Hc = hs[levels], Wc = ws[levels];
+    double mean[kMaxMembraneChannels] = {}, count = 0.0;
+    for (size_t p = 0; p < static_cast<size_t>(Hc) * Wc; ++p) {
+        const float f = weight[levels][p];
+        count += f;
+        for (int c = 0; c < C; ++c) mean[c] += static_cast<double>(value[levels][p * C + c] * f);
+    }
+    // x: the current level's solution with a border of zeros, (H + 2, W + 2, C)
+    const size_t most = static_cast<size_t>(h + 2) * (w + 2) * C;
+    float* x = scratch(kSolution, most);
+    float* next = scratch(kNextSolution, most);
+    float* count_c = scratch(kCountChannels, static_cast<size_t>(h) * w * C);   // 0 on fixed cells
+    std::fill(x, x + static_cast<size_t>(Hc + 2) * (Wc + 2) * C, 0.0f);
+    for (int y = 0; y < Hc; ++y)
+        for (int xx = 0; xx < Wc; ++xx)
+            for (int c = 0; c < C; ++c)
+                x[(static_cast<size_t>(y + 1) * (Wc + 2) + xx + 1) * C + c] = static_cast<float>(mean[c] / std::max(count, 1.0));
+    std::vector<int> runs, first_run;   // per row: [begin, end) columns of the cells a level works on
+    for (int l = levels; l >= 0; --l) {
+        const int H = hs[l], W = ws[l], stride = (W + 2) * C, row = W * C;
+        const bool in_region = l == 0 && region != nullptr;
+        runs.clear();
+        first_run.assign(H + 1, 0);
+        for (int y = 0; y < H; ++y) {
+            first_run[y] = static_cast<int>(runs.size() / 2);
+            const float* r = in_region ? region + static_cast<size_t>(y) * W : nullptr;
+            for (int xx = 0; xx < W;) {
+                if (r == nullptr || r[xx] > 0.0f) {
+                    const int begin = xx;
+                    while (xx < W && (r == nullptr || r[xx] > 0.0f)) ++xx;
+                    runs.push_back(begin); runs.push_back(xx);
+                } else {
+                    ++xx;
+                }
+            }
+        }
+        first_run[H] = static_cast<int>(runs.size() / 2);
+        auto for_cells = [&](auto&& body) {   // body(y, begin, end): the cells [begin, end) of row y, in parallel
+#pragma omp parallel for schedule(static)
+            for (int y = 0; y < H; ++y)
+                for (int run = first_run[y]; run < first_run[y + 1]; ++run) body(y, runs[2 * run], runs[2 * run + 1]);
+        };
+        if (l < levels) {   // nearest upsampling of the coarser solution (in x) into next, then swapped
+            zero_border(next, H, W, C);
+            const int coarse_stride = (W / 2 + 2) * C;
+            for_cells([&](int y, int begin, int end) {
+                for (int xx = begin; xx < end; ++xx)
+                    for (int c = 0; c < C; ++c)
+                        next[static_cast<size_t>(y + 1) * stride + (xx + 1) * C + c] =
+                            x[static_cast<size_t>(y / 2 + 1) * coarse_stride + (xx / 2 + 1) * C + c];
+            });
+            std::swap(x, next);
+        }
+        const float* v = value[l];
+        const float* f = weight[l];
+        for_cells([&](int y, int begin, int end) {
+            for (int xx = begin; xx < end; ++xx) {
+                const size_t p = static_cast<size_t>(y) * W + xx;
+                const float n = f[p] > 0.0f ? 0.0f : static_cast<float>((y > 0) + (y + 1 < H) + (xx > 0) + (xx + 1 < W));
+                for (int c = 0; c < C; ++c) {
+                    count_c[p * C + c] = n;
+                    if (f[p] > 0.0f) x[static_cast<size_t>(y + 1) * stride + (xx + 1) * C + c] = v[p * C + c];
+                }
+            }
+        });
+        zero_border(next, H, W, C);    // every sweep writes all of the level's cells and reads the border's zeros
+        const int n_sweeps = l == levels ? coarsest_sweeps : sweeps;
+        for (int s = 0; s < n_sweeps; ++s) {   // Jacobi: each free cell the mean of its grid neighbours, fixed ones kept
+            for_cells([&](int y, int begin, int end) {
+                const float* __restrict up = x + static_cast<size_t>(y) * stride + C;
+                const float* __restrict mid = x + static_cast<size_t>(y + 1) * stride;
+                const float* __restrict down = x + static_cast<size_t>(y + 2) * stride + C;
+                const float* __restrict count_row = count_c + static_cast<size_t>(y) * row;
+                float* __restrict result = next + static_cast<size_t>(y + 1) * stride + C;
+                for (int i = begin * C; i < end * C; ++i) {
+                    const float neighbours = ((up[i] + down[i]) + mid[i]) + mid[i + 2 * C];
+                    result[i] = count_row[i] > 0.0f ? neighbours / count_row[i] : mid[i + C];
+                }
+            });
+            std::swap(x, next);
+        }
+        if (l == 0)
+            for_cells([&](int y, int begin, int end) {
+                std::copy(x + static_cast<size_t>(y + 1) * stride + (begin + 1) * C,
+                          x + static_cast<size_t>(y + 1) * stride + (end + 1) * C, out + (static_cast<size_t>(y) * W + begin) * C);
+            });
+    }
+}
+
+void check_levels(int h, int w, int levels, int sweeps, int coarsest_sweeps) {
+    if (levels < 0 || levels > kMaxLevels || h % (1 << levels) || w % (1 << levels))
+        throw std::invalid_argument("levels: expected 0..10 with h and w divisible by 2 ** levels, got levels=" + std::to_string(levels));
+    if (sweeps < 0 || coarsest_sweeps < 0) throw std::invalid_argument("sweeps, coarsest_sweeps: expected >= 0");
+}
+
+Floats harmonic_fill(Floats values, Floats fixed, int levels, int sweeps, int coarsest_sweeps, float fixed_share) {
+    const auto vb = values.request(), fb = fixed.request();
+    if (vb.ndim != 4) throw std::invalid_argument("values: expected (B, h, w, C) float32");
+    const int B = static_cast<int>(vb.shape[0]), h = static_cast<int>(vb.shape[1]), w = static_cast<int>(vb.shape[2]);
+    const int C = check_nhwc(vb, "values", B, h, w, 0);
+    if (C > kMaxMembraneChannels)
+        throw std::invalid_argument("values: expected at most " + std::to_string(kMaxMembraneChannels) + " channels");
+    check_plane(fb, "fixed", B, h, w);
+    check_levels(h, w, levels, sweeps, coarsest_sweeps);
+    Floats result({B, h, w, C});
+    const float* v = static_cast<const float*>(vb.ptr);
+    const float* f = static_cast<const float*>(fb.ptr);
+    float* out = result.mutable_data();
+    const size_t pixels = static_cast<size_t>(h) * w;
+    py::gil_scoped_release release;
+    for (int b = 0; b < B; ++b)
+        membrane(v + b * pixels * C, f + b * pixels, h, w, C, levels, sweeps, coarsest_sweeps, fixed_share, nullptr,
+                 out + b * pixels * C);
+    return result;
+}
+
+Floats border_match(Floats composite, Floats mask, Floats filled, Floats taps, int levels, int sweeps,
+                    int coarsest_sweeps, float fixed_share, float weight_floor) {
+    const auto cb = composite.request(), mb = mask.request(), fb = filled.request();
+    if (cb.ndim != 4) throw std::invalid_argument("composite: expected (B, h, w, 3) float32");
+    const int B = static_cast<int>(cb.shape[0]), h = static_cast<int>(cb.shape[1]), w = static_cast<int>(cb.shape[2]);
+    check_nhwc(cb, "composite", B, h, w, 3);
+    check_plane(mb, "mask", B, h, w);
+    check_nhwc(fb, "filled", B, h, w, 3);
+    check_levels(h, w, levels, sweeps, coarsest_sweeps);
+    const std::vector<float> g = taps_of(taps);
+    Floats result({B, h, w, 3});
+    const float* comp = static_cast<const float*>(cb.ptr);
+    const float* msk = static_cast<const float*>(mb.ptr);
+    const float* fill = static_cast<const float*>(fb.ptr);
+    float* out = result.mutable_data();
+    const size_t pixels = static_cast<size_t>(h) * w;
+    py::gil_scoped_release release;
+    float* stack = scratch(kBorderStack, pixels * 8);
+    float* means = scratch(kBorderMeans, pixels * 8);
+    float* mismatch = scratch(kMismatch, pixels * 3);
+    float* border = scratch(kBorder, pixels);
+    float* shift = scratch(kShift, pixels * 3);
+    for (int b = 0; b < B; ++b) {
+        const float* cm = comp + b * pixels * 3;
+        const float* m = msk + b * pixels;
+        const float* fl = fill + b * pixels * 3;
+#pragma omp parallel for schedule(static)
+        for (long long p = 0; p < static_cast<long long>(pixels); ++p) {
+            const float known = 1.0f - m[p];
+            for (int c = 0; c < 3; ++c) {
+                stack[p * 8 + c] = cm[p * 3 + c] * known;
+                stack[p * 8 + 4 + c] = fl[p * 3 + c] * m[p];
+            }
+            stack[p * 8 + 3] = known;
+            stack[p * 8 + 7] = m[p];
+        }
+        blur_normalised(stack, h, w, 8, g, means);
+#pragma omp parallel for schedule(static)
+        for (int y = 0; y < h; ++y)
+            for (int x = 0; x < w; ++x) {   // hole pixels with a known pixel in their 3 x 3 neighbourhood
+                const size_t p = static_cast<size_t>(y) * w + x;
+                float near_known = 0.0f;
+                for (int yy = std::max(y - 1, 0); yy <= std::min(y + 1, h - 1); ++yy)
+                    for (int xx = std::max(x - 1, 0); xx <= std::min(x + 1, w - 1); ++xx)
+                        near_known = std::max(near_known, 1.0f - m[static_cast<size_t>(yy) * w + xx]);
+                border[p] = near_known * m[p];
+                const float* mean = &means[p * 8];
+                for (int c = 0; c < 3; ++c)
+                    mismatch[p * 3 + c] = (mean[c] / std::max(mean[3], weight_floor) -
+                                           mean[4 + c] / std::max(mean[7], weight_floor)) * border[p];
+            }
+        membrane(mismatch, border, h, w, 3, levels, sweeps, coarsest_sweeps, fixed_share, m, shift);   // hole pixels only
+        float* o = out + b * pixels * 3;
+#pragma omp parallel for schedule(static)
+        for (long long p = 0; p < static_cast<long long>(pixels); ++p)
+            for (int c = 0; c < 3; ++c)
+                o[p * 3 + c] = m[p] > 0.0f ? std::min(std::max(fl[p * 3 + c] + shift[p * 3 + c], 0.0f), 1.0f) : fl[p * 3 + c];
+    }
+    return result;
+}
+
+}  // namespace
+
+void register_lr_copy(py::module_& m) {
+    m.def("blur_base", &blur_base, py::arg("image"), py::arg("taps"));
+    m.def("copy_tokens", &copy_tokens, py::arg("image"), py::arg("known"), py::arg("source"), py::arg("patch"),
+          py::arg("feather"), py::arg("base_feather") = 0, py::arg("base_taps") = Floats(0));
+    m.def("harmonic_fill", &harmonic_fill, py::arg("values"), py::arg("fixed"), py::arg("levels"), py::arg("sweeps"),
+          py::arg("coarsest_sweeps"), py::arg("fixed_share"));
+    m.def("border_match", &border_match, py::arg("composite"), py::arg("mask"), py::arg("filled"), py::arg("taps"),
+          py::arg("levels"), py::arg("sweeps"), py::arg("coarsest_sweeps"), py::arg("fixed_share"),
+          py::arg("weight_floor"));
+}
+
+}  // namespace rethined

@@ -1,0 +1,128 @@
+"""The LR copy steps in the native extension (csrc/native/lr_copy.cpp) against their torch references in
+`model.patchmatch`: fresh random inputs, odd batch and grid shapes, 1 and several threads. The C++ does each
+operation in the torch order, so results agree to float rounding (COPY_ATOL); the native backend's outputs with
+and without them are compared end to end."""
+import numpy as np
+import pytest
+import torch
+
+from rethined_engine import Engine
+from rethined_engine.backends.native_backend import CopyKernels, native_module
+from rethined_engine.geometry import gaussian_kernel_list
+from rethined_engine.model import patchmatch as pm
+from rethined_engine.train.masks import random_mask
+
+native = native_module()
+pytestmark = pytest.mark.skipif(native is None, reason="rethined_engine._native not built")
+COPY_ATOL = 1e-6     # float32 values in [0, 1]; the C++ differs from torch by a rounding step at most (~1e-7)
+
+
+@pytest.fixture(params=[1, 3], ids=["1thread", "3threads"])
+def threads(request):
+    before = native.max_threads()
+    native.set_num_threads(request.param)
+    yield request.param
+    native.set_num_threads(before)
+
+
+def channels_last(x: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())
+
+
+def taps(sigma: float) -> np.ndarray:
+    return np.asarray(gaussian_kernel_list(sigma), dtype=np.float32)
+
+
+def hole_masks(batch: int, h: int, w: int, seed: int) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(np.stack([random_mask(h, w, rng) for _ in range(batch)]).astype(np.float32))[:, None]
+
+
+@pytest.mark.parametrize("shape", [(1, 40, 56, 1), (2, 64, 48, 3), (1, 96, 128, 8)])
+@pytest.mark.parametrize("sigma", [1.0, 3.0])
+def test_blur_base_matches_torch(threads, shape, sigma):
+    b, h, w, c = shape
+    image = torch.rand(b, c, h, w)
+    got = native.blur_base(channels_last(image), taps(sigma))
+    np.testing.assert_allclose(got, channels_last(pm.blur_base(image, sigma)), atol=COPY_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("batch,grid_h,grid_w,patch", [(1, 5, 7, 8), (2, 8, 6, 4), (1, 4, 3, 16)])
+@pytest.mark.parametrize("feather,base_feather", [(0, 0), (2, 0), (1, 2), (2, 4)])
+def test_copy_tokens_matches_torch(threads, batch, grid_h, grid_w, patch, feather, base_feather):
+    if max(feather, base_feather) > patch // 2:
+        pytest.skip("feather past half a token")
+    h, w = grid_h * patch, grid_w * patch
+    image = torch.rand(batch, 3, h, w)
+    known = 1.0 - hole_masks(batch, h, w, seed=grid_h * patch + feather)
+    n = grid_h * grid_w
+    source = torch.where(torch.rand(batch, n) < 0.5, torch.randint(0, n, (batch, n)), torch.arange(n)[None])
+    ref = pm.copy_tokens(image, known, source, patch, feather, base_feather=base_feather, base_sigma=2.0)
+    got = native.copy_tokens(channels_last(image), known[:, 0].numpy().copy(), source.numpy(), patch, feather,
+                             base_feather, taps(2.0))
+    np.testing.assert_allclose(got, channels_last(ref), atol=COPY_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("batch,h,w,channels,levels", [(1, 32, 48, 1, 0), (2, 64, 32, 3, 3), (1, 128, 96, 3, 4)])
+def test_harmonic_fill_matches_torch(threads, batch, h, w, channels, levels):
+    fixed = (torch.rand(batch, 1, h, w) < 0.05).float()
+    values = torch.randn(batch, channels, h, w)
+    ref = pm.harmonic_fill(values, fixed, levels)
+    got = native.harmonic_fill(channels_last(values), fixed[:, 0].numpy().copy(), levels, pm.JACOBI_SWEEPS,
+                               pm.JACOBI_COARSEST_SWEEPS, pm.COARSE_FIXED_SHARE)
+    np.testing.assert_allclose(got, channels_last(ref), atol=COPY_ATOL * 10, rtol=0)   # values ~N(0, 1), not [0, 1]
+
+
+@pytest.mark.parametrize("batch,h,w,sigma", [(1, 64, 96, 2.0), (2, 128, 64, 1.0)])
+def test_border_match_matches_torch(threads, batch, h, w, sigma):
+    composite, filled = torch.rand(batch, 3, h, w), torch.rand(batch, 3, h, w)
+    mask = hole_masks(batch, h, w, seed=h + w)
+    ref = pm.border_match(composite, mask, filled, sigma)
+    got = native.border_match(channels_last(composite), mask[:, 0].numpy().copy(), channels_last(filled), taps(sigma),
+                              pm.BORDER_MATCH_LEVELS, pm.JACOBI_SWEEPS, pm.JACOBI_COARSEST_SWEEPS,
+                              pm.COARSE_FIXED_SHARE, pm.MEAN_WEIGHT_FLOOR)
+    hole = channels_last(mask.expand(-1, 3, -1, -1)) > 0
+    np.testing.assert_allclose(got, channels_last(ref), atol=COPY_ATOL, rtol=0)
+    assert hole.any() and (~hole).any()
+
+
+def test_copy_kernels_stand_in_for_the_torch_steps():
+    """`CopyKernels` with the arguments NeuralPatchMatch passes gives the torch steps' result (seamless settings)."""
+    image, mask = torch.rand(1, 3, 64, 64), hole_masks(1, 64, 64, seed=3)
+    source = torch.randint(0, 64, (1, 64))
+    got = CopyKernels(native)(image.contiguous(memory_format=torch.channels_last), mask, source, 8, 2, 4, 3.0, 2.0)
+    ref = pm.border_match(image, mask, pm.copy_tokens(image, 1.0 - mask, source, 8, 2, base_feather=4, base_sigma=3.0), 2.0)
+    torch.testing.assert_close(got, ref, atol=COPY_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("style", ["realistic", "seamless"])
+def test_native_backend_with_and_without_the_kernels(rng, style):
+    """End to end the kernels change nothing a uint8 result shows but a rare rounding tie."""
+    image = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)
+    mask = random_mask(300, 420, rng).astype(np.uint8)
+    with_kernels = Engine(backend="native", style=style)
+    assert with_kernels._impl.model.patch_match.copy_kernels is not None
+    without = Engine(backend="native", style=style)
+    without._impl.model.patch_match.copy_kernels = None
+    diff = np.abs(with_kernels.inpaint(image, mask).astype(int) - without.inpaint(image, mask).astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: native.copy_tokens(np.zeros((1, 16, 16, 3), np.float32), np.ones((1, 16, 16), np.float32),
+                                np.zeros((1, 3), np.int64), 8, 2), "source: expected"),
+    (lambda: native.copy_tokens(np.zeros((1, 16, 16, 3), np.float32), np.ones((1, 16, 16), np.float32),
+                                np.full((1, 4), 9, np.int64), 8, 2), "source: token index out of range"),
+    (lambda: native.copy_tokens(np.zeros((1, 16, 16, 3), np.float32), np.ones((1, 16, 16), np.float32),
+                                np.zeros((1, 4), np.int64), 8, 5), "feather: expected 0..4"),
+    (lambda: native.copy_tokens(np.zeros((1, 16, 16, 3), np.float32), np.ones((1, 16, 8), np.float32),
+                                np.zeros((1, 4), np.int64), 8, 2), "known: expected"),
+    (lambda: native.blur_base(np.zeros((1, 8, 8, 3), np.float32), np.ones(4, np.float32)), "taps: expected an odd"),
+    (lambda: native.harmonic_fill(np.zeros((1, 24, 24, 3), np.float32), np.zeros((1, 24, 24), np.float32), 4, 8, 24,
+                                  0.5), "levels: expected"),
+    (lambda: native.harmonic_fill(np.zeros((1, 8, 8, 5), np.float32), np.zeros((1, 8, 8), np.float32), 1, 8, 24, 0.5),
+     "values: expected at most 4 channels"),
+])
+def test_bad_arguments_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
