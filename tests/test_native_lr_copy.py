@@ -91,7 +91,8 @@ def test_copy_kernels_stand_in_for_the_torch_steps():
     image, mask = torch.rand(1, 3, 64, 64), hole_masks(1, 64, 64, seed=3)
     source = torch.randint(0, 64, (1, 64))
     got = CopyKernels(native)(image.contiguous(memory_format=torch.channels_last), mask, source, 8, 2, 4, 3.0, 2.0)
-    ref = pm.border_match(image, mask, pm.copy_tokens(image, 1.0 - mask, source, 8, 2, base_feather=4, base_sigma=3.0), 2.0)
+    copied = pm.copy_tokens(image, 1.0 - mask, source, 8, 2, base_feather=4, base_sigma=3.0)
+    ref = pm.border_match(image, mask, copied, 2.0)
     torch.testing.assert_close(got, ref, atol=COPY_ATOL, rtol=0)
 
 
