@@ -18,7 +18,10 @@ input already loaded: `rss_before_mb`); on CUDA,
 torch.cuda.max_memory_allocated. Results go to bench/results/latency-<device>.json, one row per backend
 and size; each row and the file carry the device, the versions (python, torch, triton, numpy), the commit
 (HEAD of the checkout the code runs from) and `dirty` (tracked files changed since it). --append adds rows
-to the file's rows, never replacing one. A backend that cannot be loaded (say native without the built
+to the file's rows, never replacing one. --interleave times the backends of one size in one process, a call
+of each in turn (the order reversed every round), so that a drift of the machine's speed reaches them all alike:
+the way to compare settings whose difference is a few per cent (rows carry `interleaved` and the ratio of their
+median to the first backend's, `ratio_to_first`; peak memory is not measured then). A backend that cannot be loaded (say native without the built
 extension) is an error: its traceback is printed, the other rows are still measured and written, and the
 run exits with status 1.
 """
@@ -179,6 +182,54 @@ def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int,
             "peak_mem_mb": float(peak), "rss_before_mb": None if cuda else base_rss, "repeats": repeats, "times_ms": times}
 
 
+def measure_interleaved(size: int, backends: list[str], device: str, repeats: int, warmup: int,
+                        width: int | None = None, batch: int = 1) -> list[dict]:
+    """Runs in the child process: `warmup` calls of each backend, then `repeats` rounds of one call of each,
+    in the listed order on even rounds and reversed on odd ones. One row per backend, without peak memory."""
+    import torch
+
+    engines = [_OpenCVTelea(__import__("cv2")) if name == OPENCV_TELEA else make_engine(name, device) for name in backends]
+    img, mask = bench_input(size, width)
+    if batch > 1:
+        img = np.ascontiguousarray(np.broadcast_to(img, (batch, *img.shape)))
+    cuda = any(getattr(e, "device", None) is not None and e.device.type == "cuda" for e in engines)
+    if cuda:
+        img, mask = torch.from_numpy(img).to(device).movedim(-1, -3).contiguous(), torch.from_numpy(mask).to(device)
+    times = [[] for _ in engines]
+
+    def timed(engine) -> float:
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        engine.inpaint(img, mask)
+        if cuda:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t0) * 1e3
+
+    for engine in engines:
+        for _ in range(warmup):
+            timed(engine)
+    for round_ in range(repeats):
+        order = range(len(engines)) if round_ % 2 == 0 else reversed(range(len(engines)))
+        for i in order:
+            times[i].append(timed(engines[i]))
+    first = float(np.median(times[0]))
+    return [{"backend": name, "engine_backend": getattr(engine, "backend", name),
+             "size": size if width in (None, size) else f"{width}x{size}", "batch": batch,
+             "frames_per_s": batch * 1e3 / float(np.median(t)), "mask_frac": float(mask.float().mean() if cuda else mask.mean()),
+             "median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "peak_mem_mb": None,
+             "rss_before_mb": None, "repeats": repeats, "times_ms": t, "interleaved": True,
+             "ratio_to_first": float(np.median(t)) / first}
+            for name, engine, t in zip(backends, engines, times)]
+
+
+def print_row(row: dict, size, batch: int) -> None:
+    peak = "" if row["peak_mem_mb"] is None else f"  peak +{row['peak_mem_mb']:.0f} MiB"
+    ratio = f"  {row['ratio_to_first']:.3f} x first" if row.get("interleaved") else ""
+    print(f"{row['backend']:13s} {size!s:>9s} x{batch}  median {row['median_ms']:9.2f} ms  "
+          f"p90 {row['p90_ms']:9.2f} ms  {row['frames_per_s']:8.1f} frames/s{peak}{ratio}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=frame_size, nargs="+", default=[(s, s) for s in (1024, 2048, 4096, 8192)],
@@ -195,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="default bench/results/latency-<cpu or GPU name>.json")
     parser.add_argument("--append", action="store_true",
                         help="add this run's rows to those already in the output file (none is replaced)")
+    parser.add_argument("--interleave", action="store_true",
+                        help="time the backends of a size in one process, alternating calls (ratios to the first)")
     parser.add_argument("--child", type=frame_size, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.backends is None:
@@ -205,8 +258,12 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"error: --device {args.device}: no CUDA device here")
     if args.child is not None:
         height, width = args.child
-        print(json.dumps(measure_one(height, args.backends[0], args.device, args.repeats, args.warmup, width,
-                                     args.batch)))
+        if args.interleave:
+            print(json.dumps(measure_interleaved(height, args.backends, args.device, args.repeats, args.warmup, width,
+                                                 args.batch)))
+        else:
+            print(json.dumps(measure_one(height, args.backends[0], args.device, args.repeats, args.warmup, width,
+                                         args.batch)))
         return
     env = run_environment(args.device)     # before any measuring: exits if the commit is unknown
     tag = "cpu" if args.device == "cpu" else env["device"].replace(" ", "_")
@@ -216,20 +273,21 @@ def main(argv: list[str] | None = None) -> None:
     failed = []
     for height, width in args.sizes:
         size = height if height == width else f"{width}x{height}"
-        for backend in args.backends:
-            cmd = [sys.executable, "-m", __spec__.name, "--child", f"{width}x{height}", "--backends", backend,
+        groups = [args.backends] if args.interleave else [[backend] for backend in args.backends]
+        for group in groups:
+            cmd = [sys.executable, "-m", __spec__.name, "--child", f"{width}x{height}", "--backends", *group,
                    "--device", args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup),
-                   "--batch", str(args.batch)]
+                   "--batch", str(args.batch)] + (["--interleave"] if args.interleave else [])
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
-                print(f"{backend} {size}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
-                failed.append(f"{backend} at {size}")
+                print(f"{' '.join(group)} {size}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
+                failed.extend(f"{backend} at {size}" for backend in group)
                 continue
-            row = json.loads(proc.stdout.strip().splitlines()[-1]) | env   # rows of --append runs differ
-            rows.append(row)
-            print(f"{backend:13s} {size!s:>9s} x{args.batch}  median {row['median_ms']:9.2f} ms  "
-                  f"p90 {row['p90_ms']:9.2f} ms  {row['frames_per_s']:8.1f} frames/s  "
-                  f"peak +{row['peak_mem_mb']:.0f} MiB", flush=True)
+            measured_rows = json.loads(proc.stdout.strip().splitlines()[-1])
+            for row in measured_rows if args.interleave else [measured_rows]:
+                row = row | env   # rows of --append runs differ
+                rows.append(row)
+                print_row(row, size, args.batch)
             out.write_text(json.dumps(env | {"rows": rows}, indent=1) + "\n")   # after every row: a run cut short keeps its rows
     measured = len(args.sizes) * len(args.backends) - len(failed)
     if measured:

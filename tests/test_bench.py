@@ -272,6 +272,15 @@ def test_latency_append_adds_rows_and_every_row_says_where_it_ran(tmp_path):
     assert all(row["engine_backend"] == "opencv_telea" and row["size"] == 64 for row in new)
 
 
+def test_latency_interleave_times_backends_in_turn_with_ratios(tmp_path):
+    saved = _latency(tmp_path, "--backends", "opencv_telea", "native@hr_feather=0", "--interleave", "--repeats", "3")
+    first, second = saved["rows"]
+    assert [first["backend"], second["backend"]] == ["opencv_telea", "native@hr_feather=0"]
+    assert first["ratio_to_first"] == 1.0 and all(row["interleaved"] and len(row["times_ms"]) == 3 for row in (first, second))
+    assert second["ratio_to_first"] == pytest.approx(second["median_ms"] / first["median_ms"])
+    assert first["peak_mem_mb"] is None and first["commit"] == saved["commit"]
+
+
 def test_latency_without_append_starts_a_new_file(tmp_path):
     (tmp_path / "latency.json").write_text(json.dumps({"rows": [{"backend": "opencv_telea", "size": 64}] * 3}))
     assert len(_latency(tmp_path, "--backends", "opencv_telea")["rows"]) == 1
