@@ -43,7 +43,7 @@ EOF
 
 # Each step has a time limit (a remote command may be cut at 10 minutes) and its results are copied
 # to $OUT as soon as it ends, so a step cut short loses only itself.
-STEPS=${STEPS:-"tests backend kernels latency batch compile profile"}
+STEPS=${STEPS:-"tests backend kernels latency interleave batch compile profile"}
 step() {   # step NAME SECONDS LABEL CMD...
     local name=$1 limit=$2 label=$3; shift 3
     case " $STEPS " in *" $name "*) ;; *) echo "== $label: skipped (STEPS)"; return 0;; esac
@@ -66,8 +66,11 @@ step tests 200 "GPU correctness (kernels vs references at real sizes, backends e
     tests/test_triton_backend.py tests/test_deploy.py tests/test_engine.py
 step backend 120 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider tests/test_triton_backend.py
 step kernels 120 "kernel microbenchmarks" python -m bench.kernels --sizes $SIZES
-step latency 200 "end-to-end latency, triton (graphed: default, smooth style, hr_feather=1; eager; graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
-    python -m bench.latency --device cuda --backends triton triton@smooth triton@hr_feather=1 triton_eager triton+noseam torch --sizes $LSIZES --repeats 20 --warmup 3 --append
+step latency 200 "end-to-end latency, triton (graphed: default, fast and smooth styles; eager; graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
+    python -m bench.latency --device cuda --backends triton triton@fast triton@smooth triton_eager triton+noseam torch --sizes $LSIZES --repeats 20 --warmup 3 --append
+step interleave 90 "the default against the smooth style (the default until the realistic style) and fast, interleaved in one process" \
+    python -m bench.latency --device cuda --backends triton@smooth triton@fast triton --sizes 2048 4096 --repeats 30 --warmup 3 --interleave \
+    --out bench/results/latency-styles-cuda.json
 step batch 150 "frames/s of 8-frame batches at 3840x2160 (one (8, 3, H, W) uint8 call each; triton graphed, torch eager)" \
     python -m bench.latency --device cuda --backends triton torch --sizes 3840x2160 --batch 8 --repeats 10 --warmup 3 --append
 step compile 240 "end-to-end latency, torch.compile at 4096 and 2048 (each size compiles for ~100 s in its warm-up)" \

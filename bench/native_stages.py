@@ -8,7 +8,9 @@ prep: HR uint8 image + mask -> LR input (torch: to float, pad, normalised Gaussi
 allowed keys, `LRNetwork(compact=True)`). HR: LR result + attention -> HR uint8 result (torch: `attention_upscale`
 top-K + uint8 rounding + composite; native: `hr_upscale`). seam: the seam blend on that uint8 result (torch:
 `model.upscale.blend_seams`; native: `blend_seams`, only tiles meeting the hole border). Same inputs: the sample photo at size x size, 40 % mask,
-the shipped weights' real LR output. Median ms, written to bench/results/native-stages-cpu.json with where it
+the shipped weights' real LR output. With lr_texture="copy" (the shipped styles but smooth) two steps inside the LR
+network too: copy (`copy_tokens` with the settings' bands; native: `CopyKernels`) and border (`border_match`,
+when copy_border_sigma > 0; native: `border_match` of csrc/native/lr_copy.cpp), on that network's real sources. Median ms, written to bench/results/native-stages-cpu.json with where it
 ran (device, commit, `dirty`, versions, torch threads; `bench.env.run_environment`).
 """
 from __future__ import annotations
@@ -107,8 +109,49 @@ def stages(size: int, **settings) -> list[tuple[str, Callable[[], Any], Callable
     def native_seam():
         return native.blend_seams(img, mask_u8, hr_np, taps, cfg.seam_gain)
 
-    return [("prep", torch_prep, native_prep), ("lr", torch_lr, native_lr), ("hr", torch_hr, native_hr),
-            ("seam", torch_seam, native_seam)]
+    pairs = [("prep", torch_prep, native_prep), ("lr", torch_lr, native_lr), ("hr", torch_hr, native_hr),
+             ("seam", torch_seam, native_seam)]
+    return pairs + (copy_stages(model, backend, out, lr_image, lr_mask) if cfg.lr_texture == "copy" else [])
+
+
+def copy_stages(model, backend, out, lr_image: torch.Tensor, lr_mask: torch.Tensor
+                ) -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
+    """(stage, torch reference, native) for the LR copy steps on the LR network's own sources."""
+    from rethined_engine.backends.native_backend import CopyKernels
+    from rethined_engine.model import patchmatch as pm
+
+    match, cfg = model.patch_match, model.cfg
+    tokens = torch.arange(out.attn.index.shape[1])[None]
+    source = torch.where(out.attn.weight[..., 0] > 0, out.attn.index[..., 0], tokens)
+    composite = torch.where(lr_mask > 0, out.coarse, lr_image)            # as `Rethined.forward_lr` composites
+    composite_nhwc = composite.contiguous(memory_format=torch.channels_last)
+    kernels = CopyKernels(backend.native)
+
+    def torch_copy():
+        return pm.copy_tokens(composite, 1.0 - lr_mask, source, match.patch, match.copy_feather,
+                              base_feather=match.copy_base_feather, base_sigma=match.copy_base_sigma)
+
+    def native_copy():
+        return kernels(composite_nhwc, lr_mask, source, match.patch, match.copy_feather, match.copy_base_feather,
+                       match.copy_base_sigma, 0.0)
+
+    copied = torch_copy()
+    pairs = [("copy", torch_copy, native_copy)]
+    if cfg.copy_border_sigma > 0:
+        copied_nhwc = copied.permute(0, 2, 3, 1).contiguous().numpy()
+        image_nhwc, holes = composite.permute(0, 2, 3, 1).contiguous().numpy(), lr_mask[:, 0].contiguous().numpy()
+        taps = np.asarray(pm.gaussian_kernel_list(cfg.copy_border_sigma), dtype=np.float32)
+
+        def torch_border():
+            return pm.border_match(composite, lr_mask, copied, cfg.copy_border_sigma)
+
+        def native_border():
+            return backend.native.border_match(image_nhwc, holes, copied_nhwc, taps, pm.BORDER_MATCH_LEVELS,
+                                               pm.JACOBI_SWEEPS, pm.JACOBI_COARSEST_SWEEPS, pm.COARSE_FIXED_SHARE,
+                                               pm.MEAN_WEIGHT_FLOOR)
+
+        pairs.append(("border", torch_border, native_border))
+    return pairs
 
 
 @torch.inference_mode()

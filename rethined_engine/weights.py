@@ -37,7 +37,7 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
                dtype: torch.dtype = torch.float32, style: str | None = None, **overrides) -> Rethined:
     """Build the inference-form model from a weights file (default: the shipped weights).
 
-    style: a named group of inference settings (`config.STYLES`: "realistic", "seamless", "smooth"; None: the file's
+    style: a named group of inference settings (`config.STYLES`: "realistic", "fast", "smooth"; None: the file's
     own); `overrides` replace single inference-time config fields on top (e.g. hr_topk=4, hf_transfer=False).
     """
     overrides = style_settings(style, overrides)

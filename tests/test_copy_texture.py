@@ -231,18 +231,20 @@ def test_copy_colour_offsets_even_out_a_small_step_and_keep_a_large_one():
     assert bool((uniform_copy(0.02, 0) == 0).all())
 
 
-def test_the_default_is_the_realistic_style_and_seamless_adds_its_seam_settings():
-    """The shipped file's own settings are the realistic style's; seamless is realistic plus the two-band copies
-    and the border match, and keeps known pixels exact like every style."""
+def test_the_default_is_the_realistic_style_and_fast_drops_its_seam_settings():
+    """The shipped file's own settings are the realistic style's (seamless: its former name); fast is realistic
+    without the two-band copies and the border match, and keeps known pixels exact like every style."""
     default = Engine(backend="torch", device="cpu").config
     assert default == Engine(backend="torch", device="cpu", style="realistic").config
-    seamless = Engine(backend="torch", device="cpu", style="seamless")
-    assert seamless.config.replace(copy_base_feather=0, copy_base_sigma=default.copy_base_sigma,
-                                   copy_border_sigma=0.0) == default
-    assert seamless.config.copy_base_feather > 0 and seamless.config.copy_border_sigma > 0
+    assert default == Engine(backend="torch", device="cpu", style="seamless").config
+    assert default.copy_base_feather > 0 and default.copy_border_sigma > 0
+    fast = Engine(backend="torch", device="cpu", style="fast")
+    assert fast.config.copy_base_feather == 0 and fast.config.copy_border_sigma == 0.0
+    assert fast.config.replace(copy_base_feather=default.copy_base_feather, copy_base_sigma=default.copy_base_sigma,
+                               copy_border_sigma=default.copy_border_sigma) == default
     rng = np.random.default_rng(7)
     image = rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)
     mask = np.zeros((200, 300), bool)
     mask[60:140, 100:220] = True
-    out = seamless.inpaint(image, mask)
+    out = fast.inpaint(image, mask)
     np.testing.assert_array_equal(out[~mask], image[~mask])

@@ -87,7 +87,7 @@ def test_border_match_matches_torch(threads, batch, h, w, sigma):
 
 
 def test_copy_kernels_stand_in_for_the_torch_steps():
-    """`CopyKernels` with the arguments NeuralPatchMatch passes gives the torch steps' result (seamless settings)."""
+    """`CopyKernels` with the arguments NeuralPatchMatch passes gives the torch steps' result (realistic settings)."""
     image, mask = torch.rand(1, 3, 64, 64), hole_masks(1, 64, 64, seed=3)
     source = torch.randint(0, 64, (1, 64))
     got = CopyKernels(native)(image.contiguous(memory_format=torch.channels_last), mask, source, 8, 2, 4, 3.0, 2.0)
@@ -96,7 +96,7 @@ def test_copy_kernels_stand_in_for_the_torch_steps():
     torch.testing.assert_close(got, ref, atol=COPY_ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("style", ["realistic", "seamless"])
+@pytest.mark.parametrize("style", ["realistic", "fast"])
 def test_native_backend_with_and_without_the_kernels(rng, style):
     """End to end the kernels change nothing a uint8 result shows but a rare rounding tie."""
     image = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)
