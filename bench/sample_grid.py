@@ -1,4 +1,4 @@
-"""Picture for the README: masked input | ours (default) | ours, seamless | ours, smooth | original, on the shipped sample.
+"""Picture for the README: masked input | ours (default) | ours, fast | ours, smooth | original, on the shipped sample.
 
 Top row: whole images; bottom row: the same crop at 2x nearest-neighbour zoom (the hole pixels that
 the downscaled top row hides).
@@ -27,10 +27,10 @@ def main(argv: list[str] | None = None) -> None:
     image = np.array(Image.open(SAMPLE_IMAGE).convert("RGB"))
     mask = np.asarray(Image.open(SAMPLE_MASK)) > 0
     ours = Engine(weights=args.weights, device="cpu").inpaint(image, mask)
-    seamless = Engine(weights=args.weights, device="cpu", style="seamless").inpaint(image, mask)
+    fast = Engine(weights=args.weights, device="cpu", style="fast").inpaint(image, mask)
     smooth = Engine(weights=args.weights, device="cpu", style="smooth").inpaint(image, mask)
     panels = [("masked input", masked_input(image, mask)), ("RETHINED (ours, default)", ours),
-              ("ours, style='seamless'", seamless), ("ours, style='smooth'", smooth), ("original", image)]
+              ("ours, style='fast'", fast), ("ours, style='smooth'", smooth), ("original", image)]
     grid = picture_grid(panels, mask)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.output, quality=90)
