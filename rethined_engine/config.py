@@ -18,7 +18,7 @@ COPY_POOL_MAX = 1024  # TensorRT's TopK takes K <= 3840; a larger pool than this
 
 # Named groups of inference settings (`Engine(style=...)`): "realistic" (the shipped default) copies each hole
 # token's strongest source, grown into coherent copies by 8 propagation sweeps (a source already copied diagonally
-# before loses 0.05 of similarity), cross-fades the copies' blurred base wide and their detail with contrast kept,
+# before loses 0.05 of similarity), cross-fades the copies' blurred base and their detail (contrast kept) over 8 px,
 # moves the fill's colour to its border's (a membrane of the mismatch), and transfers each source's whole
 # high-frequency band at full strength, cross-faded between neighbouring copies (real texture); "fast" is realistic
 # without the two-band copies and the border match (more visible seams, about 0.93 x the time on the CPU);
@@ -28,7 +28,7 @@ COPY_POOL_MAX = 1024  # TensorRT's TopK takes K <= 3840; a larger pool than this
 _FAST = dict(lr_texture="copy", copy_feather=2, copy_base_feather=0, copy_border_sigma=0.0, copy_sweeps=8,
              copy_continuity=0.5, copy_repeat_radius=1, copy_repeat_penalty=0.05, hr_topk=1, hf_transfer=True,
              hf_decay=0.0, hf_fine_decay=None, hf_mid_gain=1.0, hr_feather=1, seam_sigma=2.0, seam_gain=8.0)
-_REALISTIC = {**_FAST, "copy_base_feather": 4, "copy_base_sigma": 3.0, "copy_border_sigma": 2.0}
+_REALISTIC = {**_FAST, "copy_feather": 4, "copy_base_feather": 4, "copy_base_sigma": 3.0, "copy_border_sigma": 2.0}
 STYLES = {
     "realistic": _REALISTIC,
     "seamless": _REALISTIC,
