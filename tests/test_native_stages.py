@@ -28,13 +28,19 @@ def test_each_torch_reference_computes_the_native_result():
         assert diff.max() <= 1 and (diff > 0).mean() <= 2e-3, stage
 
 
-def test_the_copy_stages_compute_the_native_result():
-    """copy and border (the default's LR copy steps): the torch reference and the C++ agree to float rounding."""
+def test_the_default_stages_compute_the_native_result():
+    """copy and border (the default's LR copy steps): the torch reference and the C++ agree to float rounding;
+    hr with the default's full-resolution cross-fade: to a uint8 level."""
     from bench.native_stages import stages
 
     with torch.inference_mode():
-        pairs = {stage: (reference(), fast()) for stage, reference, fast in stages(640) if stage in ("copy", "border")}
-    assert set(pairs) == {"copy", "border"}
-    for stage, (ref, got) in pairs.items():
+        pairs = {stage: (reference(), fast()) for stage, reference, fast in stages(640)
+                 if stage in ("copy", "border", "hr")}
+    assert set(pairs) == {"copy", "border", "hr"}
+    for stage in ("copy", "border"):
+        ref, got = pairs[stage]
         got = got.numpy() if isinstance(got, torch.Tensor) else got.transpose(0, 3, 1, 2)
         np.testing.assert_allclose(got, ref.numpy(), atol=1e-6, rtol=0, err_msg=stage)
+    ref, got = pairs["hr"]
+    diff = np.abs(ref[0].permute(1, 2, 0).numpy().astype(np.int16) - got.astype(np.int16))
+    assert diff.max() <= 1 and (diff > 0).mean() <= 2e-3
