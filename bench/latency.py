@@ -141,6 +141,19 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def timed_call(engine, img, mask, cuda: bool) -> float:
+    """ms of one engine.inpaint(img, mask); on CUDA from a synchronised start to a synchronised end."""
+    import torch
+
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    engine.inpaint(img, mask)
+    if cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) * 1e3
+
+
 def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int, width: int | None = None,
                 batch: int = 1) -> dict:
     """Runs in the child process: time `repeats` calls after `warmup` calls on `batch` frames of size x size
@@ -165,14 +178,9 @@ def measure_one(size: int, backend: str, device: str, repeats: int, warmup: int,
     base_rss = _rss_mb()
     times = []
     for i in range(warmup + repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        engine.inpaint(img, mask)
-        if cuda:
-            torch.cuda.synchronize()
+        elapsed = timed_call(engine, img, mask, cuda)
         if i >= warmup:
-            times.append((time.perf_counter() - t0) * 1e3)
+            times.append(elapsed)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss)
     return {"backend": backend, "engine_backend": getattr(engine, "backend", backend),   # the one that ran
@@ -196,23 +204,13 @@ def measure_interleaved(size: int, backends: list[str], device: str, repeats: in
     if cuda:
         img, mask = torch.from_numpy(img).to(device).movedim(-1, -3).contiguous(), torch.from_numpy(mask).to(device)
     times = [[] for _ in engines]
-
-    def timed(engine) -> float:
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        engine.inpaint(img, mask)
-        if cuda:
-            torch.cuda.synchronize()
-        return (time.perf_counter() - t0) * 1e3
-
     for engine in engines:
         for _ in range(warmup):
-            timed(engine)
+            timed_call(engine, img, mask, cuda)
     for round_ in range(repeats):
         order = range(len(engines)) if round_ % 2 == 0 else reversed(range(len(engines)))
         for i in order:
-            times[i].append(timed(engines[i]))
+            times[i].append(timed_call(engines[i], img, mask, cuda))
     first = float(np.median(times[0]))
     return [{"backend": name, "engine_backend": getattr(engine, "backend", name),
              "size": size if width in (None, size) else f"{width}x{size}", "batch": batch,

@@ -54,6 +54,20 @@ def engine(weights_path):
     return Engine(weights=weights_path, device="cpu")
 
 
+@pytest.fixture(params=[1, 3], ids=["1thread", "3threads"])
+def threads(request):
+    """The native extension's OpenMP threads for one test, 1 and 3 (restored after it)."""
+    from rethined_engine.backends.native_backend import native_module
+
+    native = native_module()
+    if native is None:
+        pytest.skip("rethined_engine._native not built")
+    before = native.max_threads()
+    native.set_num_threads(request.param)
+    yield request.param
+    native.set_num_threads(before)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -28,14 +28,6 @@ def test_extension_is_built_where_a_compiler_exists():
     assert native is not None, "pip install . should have built rethined_engine._native (see its build log)"
 
 
-@pytest.fixture(params=[1, 3], ids=["1thread", "3threads"])
-def threads(request):
-    before = native.max_threads()
-    native.set_num_threads(request.param)
-    yield request.param
-    native.set_num_threads(before)
-
-
 @needs_native
 @pytest.mark.parametrize("h,w,lr_long", [(37, 53, 512), (187, 153, 64), (250, 64, 64), (333, 1000, 512), (1030, 2050, 512)])
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])

@@ -17,14 +17,6 @@ pytestmark = pytest.mark.skipif(native is None, reason="rethined_engine._native 
 COPY_ATOL = 1e-6     # float32 values in [0, 1]; the C++ differs from torch by a rounding step at most (~1e-7)
 
 
-@pytest.fixture(params=[1, 3], ids=["1thread", "3threads"])
-def threads(request):
-    before = native.max_threads()
-    native.set_num_threads(request.param)
-    yield request.param
-    native.set_num_threads(before)
-
-
 def channels_last(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())
 

@@ -6,10 +6,10 @@
 //               base_taps=[]) -> (B, h, w, 3)
 //       every token takes its source token's pixels, feathered into its neighbours; base_feather > 0: two bands
 //       (`model.patchmatch.copy_tokens` without keep_contrast, which only the HR stage uses)
-//   harmonic_fill(values (B, h, w, C), fixed (B, h, w), levels, sweeps, coarsest_sweeps) -> (B, h, w, C)
-//       multigrid membrane through the fixed cells (`model.patchmatch.harmonic_fill`)
+//   harmonic_fill(values (B, h, w, C <= 4), fixed (B, h, w), levels, sweeps, coarsest_sweeps, fixed_share)
+//       -> (B, h, w, C): multigrid membrane through the fixed cells (`model.patchmatch.harmonic_fill`)
 //   border_match(composite (B, h, w, 3), mask (B, h, w), filled (B, h, w, 3), taps, levels, sweeps,
-//                coarsest_sweeps, weight_floor) -> (B, h, w, 3)
+//                coarsest_sweeps, fixed_share, weight_floor) -> (B, h, w, 3)
 //       the fill shifted by a membrane of its colour mismatch at the hole's border (`model.patchmatch.border_match`)
 //
 // The torch functions are the specification; each operation is done in the same order and precision as they
