@@ -59,6 +59,17 @@ def expected(folders):
             for stem in PHOTO_SIZES}
 
 
+RAY_LEVEL_FLIPS = 1e-3   # share of pixels a Ray worker's result may have one level off the local one
+
+
+def assert_same_fill(got: np.ndarray, want: np.ndarray, name: str) -> None:
+    """The Ray workers run torch with their own thread count (OMP_NUM_THREADS, 1 unless set), and torch's CPU
+    kernels round differently per thread count, which can move a rare pixel by one level (the crop "beach": one
+    pixel between 1 and 2 threads): equal but for such pixels."""
+    diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
+    assert diff.max() <= 1 and (diff > 0).mean() <= RAY_LEVEL_FLIPS, name
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray")
@@ -143,7 +154,7 @@ def test_ray_two_actors_equal_engine_with_error_rows_then_resume(folders, expect
     engine_processes = {results[stem]["worker"] for stem in good}           # both actors took rows
     assert len(engine_processes) == RAY_CONFIG.workers and f"{socket.gethostname()}:{os.getpid()}" not in engine_processes
     for stem in good:
-        assert np.array_equal(np.asarray(Image.open(out / f"{stem}.png")), expected[stem[:-1]]), stem
+        assert_same_fill(np.asarray(Image.open(out / f"{stem}.png")), expected[stem[:-1]], stem)
     assert sorted(os.listdir(out)) == sorted(f"{stem}.png" for stem in good)   # no temporaries
 
     written = {stem: (out / f"{stem}.png").stat().st_mtime_ns for stem in good}
@@ -151,7 +162,7 @@ def test_ray_two_actors_equal_engine_with_error_rows_then_resume(folders, expect
     rerun = _by_stem(inpaint_dataset(manifest, RAY_CONFIG, use_ray=True))
     assert {stem: rerun[stem]["status"] for stem in good} == {stem: SKIPPED if stem != "road0" else OK for stem in good}
     assert all((out / f"{stem}.png").stat().st_mtime_ns == written[stem] for stem in good if stem != "road0")
-    assert np.array_equal(np.asarray(Image.open(out / "road0.png")), expected["road"])
+    assert_same_fill(np.asarray(Image.open(out / "road0.png")), expected["road"], "road0")
 
 
 def test_ray_decodes_in_tasks_of_its_own(folders, ray_local, tmp_path):
