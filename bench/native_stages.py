@@ -119,7 +119,6 @@ def stages(size: int, **settings) -> list[tuple[str, Callable[[], Any], Callable
 def copy_stages(model, backend, out, lr_image: torch.Tensor, lr_mask: torch.Tensor
                 ) -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
     """(stage, torch reference, native) for the LR copy steps on the LR network's own sources."""
-    from rethined_engine.backends.native_backend import CopyKernels
     from rethined_engine.model import patchmatch as pm
 
     match, cfg = model.patch_match, model.cfg
@@ -127,7 +126,7 @@ def copy_stages(model, backend, out, lr_image: torch.Tensor, lr_mask: torch.Tens
     source = torch.where(out.attn.weight[..., 0] > 0, out.attn.index[..., 0], tokens)
     composite = torch.where(lr_mask > 0, out.coarse, lr_image)            # as `Rethined.forward_lr` composites
     composite_nhwc = composite.contiguous(memory_format=torch.channels_last)
-    kernels = CopyKernels(backend.native)
+    kernels = backend.model.patch_match.copy_kernels             # the native backend's `CopyKernels`
 
     def torch_copy():
         return pm.copy_tokens(composite, 1.0 - lr_mask, source, match.patch, match.copy_feather,
@@ -142,15 +141,12 @@ def copy_stages(model, backend, out, lr_image: torch.Tensor, lr_mask: torch.Tens
     if cfg.copy_border_sigma > 0:
         copied_nhwc = copied.permute(0, 2, 3, 1).contiguous().numpy()
         image_nhwc, holes = composite.permute(0, 2, 3, 1).contiguous().numpy(), lr_mask[:, 0].contiguous().numpy()
-        taps = np.asarray(pm.gaussian_kernel_list(cfg.copy_border_sigma), dtype=np.float32)
 
         def torch_border():
             return pm.border_match(composite, lr_mask, copied, cfg.copy_border_sigma)
 
         def native_border():
-            return backend.native.border_match(image_nhwc, holes, copied_nhwc, taps, pm.BORDER_MATCH_LEVELS,
-                                               pm.JACOBI_SWEEPS, pm.JACOBI_COARSEST_SWEEPS, pm.COARSE_FIXED_SHARE,
-                                               pm.MEAN_WEIGHT_FLOOR)
+            return kernels.border_match(image_nhwc, holes, copied_nhwc, cfg.copy_border_sigma)
 
         pairs.append(("border", torch_border, native_border))
     return pairs

@@ -123,5 +123,6 @@ def gaussian_kernel_list(sigma: float) -> list[float]:
 
 
 def seam_taps(sigma: float) -> np.ndarray:
-    """`gaussian_kernel_list(sigma)` as float32: the taps of the seam blend (`model.upscale.blend_seams`)."""
+    """`gaussian_kernel_list(sigma)` as float32: the taps of the seam blend (`model.upscale.blend_seams`), and of
+    the native extension's copy-step filters (`backends.native_backend.CopyKernels`)."""
     return np.asarray(gaussian_kernel_list(sigma), dtype=np.float32)

@@ -8,7 +8,7 @@ import torch
 
 from rethined_engine import Engine
 from rethined_engine.backends.native_backend import CopyKernels, native_module
-from rethined_engine.geometry import gaussian_kernel_list
+from rethined_engine.geometry import seam_taps
 from rethined_engine.model import patchmatch as pm
 from rethined_engine.train.masks import random_mask
 
@@ -21,10 +21,6 @@ def channels_last(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())
 
 
-def taps(sigma: float) -> np.ndarray:
-    return np.asarray(gaussian_kernel_list(sigma), dtype=np.float32)
-
-
 def hole_masks(batch: int, h: int, w: int, seed: int) -> torch.Tensor:
     rng = np.random.default_rng(seed)
     return torch.from_numpy(np.stack([random_mask(h, w, rng) for _ in range(batch)]).astype(np.float32))[:, None]
@@ -35,7 +31,7 @@ def hole_masks(batch: int, h: int, w: int, seed: int) -> torch.Tensor:
 def test_blur_base_matches_torch(threads, shape, sigma):
     b, h, w, c = shape
     image = torch.rand(b, c, h, w)
-    got = native.blur_base(channels_last(image), taps(sigma))
+    got = native.blur_base(channels_last(image), seam_taps(sigma))
     np.testing.assert_allclose(got, channels_last(pm.blur_base(image, sigma)), atol=COPY_ATOL, rtol=0)
 
 
@@ -51,7 +47,7 @@ def test_copy_tokens_matches_torch(threads, batch, grid_h, grid_w, patch, feathe
     source = torch.where(torch.rand(batch, n) < 0.5, torch.randint(0, n, (batch, n)), torch.arange(n)[None])
     ref = pm.copy_tokens(image, known, source, patch, feather, base_feather=base_feather, base_sigma=2.0)
     got = native.copy_tokens(channels_last(image), known[:, 0].numpy().copy(), source.numpy(), patch, feather,
-                             base_feather, taps(2.0))
+                             base_feather, seam_taps(2.0))
     np.testing.assert_allclose(got, channels_last(ref), atol=COPY_ATOL, rtol=0)
 
 
@@ -70,8 +66,8 @@ def test_border_match_matches_torch(threads, batch, h, w, sigma):
     composite, filled = torch.rand(batch, 3, h, w), torch.rand(batch, 3, h, w)
     mask = hole_masks(batch, h, w, seed=h + w)
     ref = pm.border_match(composite, mask, filled, sigma)
-    got = native.border_match(channels_last(composite), mask[:, 0].numpy().copy(), channels_last(filled), taps(sigma),
-                              pm.BORDER_MATCH_LEVELS, pm.JACOBI_SWEEPS, pm.JACOBI_COARSEST_SWEEPS,
+    got = native.border_match(channels_last(composite), mask[:, 0].numpy().copy(), channels_last(filled),
+                              seam_taps(sigma), pm.BORDER_MATCH_LEVELS, pm.JACOBI_SWEEPS, pm.JACOBI_COARSEST_SWEEPS,
                               pm.COARSE_FIXED_SHARE, pm.MEAN_WEIGHT_FLOOR)
     hole = channels_last(mask.expand(-1, 3, -1, -1)) > 0
     np.testing.assert_allclose(got, channels_last(ref), atol=COPY_ATOL, rtol=0)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..deploy.onnx_export import LRNetwork
-from ..geometry import gaussian_kernel_list, plan
+from ..geometry import plan, seam_taps
 from ..io import prepare
 from ..model import patchmatch
 from .torch_backend import TorchBackend
@@ -46,10 +46,6 @@ def require_native():
     return _native
 
 
-def _taps(sigma: float) -> np.ndarray:
-    return np.asarray(gaussian_kernel_list(sigma), dtype=np.float32)
-
-
 def _channels_last(x: torch.Tensor) -> np.ndarray:
     """(B, C, h, w) float32 -> its (B, h, w, C) numpy array (no copy when x is channels-last)."""
     return x.permute(0, 2, 3, 1).contiguous().numpy()
@@ -68,14 +64,19 @@ class CopyKernels:
                  base_feather: int, base_sigma: float, border_sigma: float) -> torch.Tensor:
         image = _channels_last(composite)
         holes = mask[:, 0].contiguous().numpy()
-        base_taps = _taps(base_sigma) if base_feather > 0 else np.zeros(0, dtype=np.float32)
+        base_taps = seam_taps(base_sigma) if base_feather > 0 else np.zeros(0, dtype=np.float32)
         copied = self.native.copy_tokens(image, 1.0 - holes, source.contiguous().numpy(), patch, feather, base_feather,
                                          base_taps)
         if border_sigma > 0.0:
-            copied = self.native.border_match(image, holes, copied, _taps(border_sigma), patchmatch.BORDER_MATCH_LEVELS,
-                                              patchmatch.JACOBI_SWEEPS, patchmatch.JACOBI_COARSEST_SWEEPS,
-                                              patchmatch.COARSE_FIXED_SHARE, patchmatch.MEAN_WEIGHT_FLOOR)
+            copied = self.border_match(image, holes, copied, border_sigma)
         return torch.from_numpy(copied).permute(0, 3, 1, 2)           # (B, 3, h, w), channels-last
+
+    def border_match(self, image: np.ndarray, holes: np.ndarray, filled: np.ndarray, sigma: float) -> np.ndarray:
+        """`patchmatch.border_match` on channels-last arrays: image and filled (B, h, w, 3), holes (B, h, w)
+        float32 {0, 1} -> (B, h, w, 3), with the model's membrane constants."""
+        return self.native.border_match(image, holes, filled, seam_taps(sigma), patchmatch.BORDER_MATCH_LEVELS,
+                                        patchmatch.JACOBI_SWEEPS, patchmatch.JACOBI_COARSEST_SWEEPS,
+                                        patchmatch.COARSE_FIXED_SHARE, patchmatch.MEAN_WEIGHT_FLOOR)
 
 
 class NativeBackend(TorchBackend):
