@@ -43,7 +43,8 @@ EOF
 
 # Each step has a time limit (a remote command may be cut at 10 minutes) and its results are copied
 # to $OUT as soon as it ends, so a step cut short loses only itself.
-STEPS=${STEPS:-"tests backend kernels latency interleave batch compile profile"}
+STEPS=${STEPS:-"tests backend kernels latency interleave batch video compile profile"}
+STAMP=$(mktemp); touch "$STAMP"   # result files newer than this one were written by this run
 step() {   # step NAME SECONDS LABEL CMD...
     local name=$1 limit=$2 label=$3; shift 3
     case " $STEPS " in *" $name "*) ;; *) echo "== $label: skipped (STEPS)"; return 0;; esac
@@ -51,31 +52,34 @@ step() {   # step NAME SECONDS LABEL CMD...
     local t0=$SECONDS
     timeout "$limit" "$@"; local rc=$?
     echo "-- $label: exit $rc after $((SECONDS - t0)) s"
-    if [ -n "${OUT:-}" ]; then
-        mkdir -p "$OUT/results" && cp bench/results/kernels-*.json bench/results/latency-*.json \
-            bench/results/profile-*.json bench/results/scale-*.json "$OUT/results/" 2>/dev/null
+    if [ -n "${OUT:-}" ]; then   # the result files this run wrote (a remote machine returns only a few files)
+        mkdir -p "$OUT/results" && find bench/results -maxdepth 1 -type f -newer "$STAMP" -exec cp {} "$OUT/results/" \;
     fi
     return 0
 }
 
-if [ "$MODE" = quick ]; then SIZES="2048 4096"; LSIZES="2048 4096"; else SIZES="2048 4096 8192"; LSIZES="1024 2048 4096 8192"; fi
+if [ "$MODE" = quick ]; then SIZES="2048 4096"; LSIZES=${LSIZES:-"2048 4096"}; else SIZES="2048 4096 8192"; LSIZES=${LSIZES:-"1024 2048 4096 8192"}; fi
+LBACKENDS=${LBACKENDS:-"triton triton@fast triton@smooth triton_eager triton+noseam torch"}
 # 8 workers: a cold machine spends most of this compiling and autotuning Triton kernels (CPU-bound)
 step tests 200 "GPU correctness (kernels vs references at real sizes, backends end to end)" \
     python -m pytest -q -n 8 -p no:cacheprovider --maxfail=10 -m gpu tests/test_kernel_prep.py tests/test_kernel_hr_upscale.py \
     tests/test_kernel_patch_projection.py tests/test_kernel_masked_attention.py tests/test_kernel_coherence.py tests/test_kernel_seam_blend.py \
     tests/test_triton_backend.py tests/test_deploy.py tests/test_engine.py
 step backend 120 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider tests/test_triton_backend.py
-step kernels 120 "kernel microbenchmarks" python -m bench.kernels --sizes $SIZES
-step latency 200 "end-to-end latency, triton (graphed: default, fast and smooth styles; eager; graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
-    python -m bench.latency --device cuda --backends triton triton@fast triton@smooth triton_eager triton+noseam torch --sizes $LSIZES --repeats 20 --warmup 3 --append
 step interleave 90 "the default against the smooth style (the default until the realistic style) and fast, interleaved in one process" \
     python -m bench.latency --device cuda --backends triton@smooth triton@fast triton --sizes 2048 4096 --repeats 30 --warmup 3 --interleave \
     --out bench/results/latency-styles-cuda.json
+step latency 200 "end-to-end latency, triton (graphed: default, fast and smooth styles; eager; graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
+    python -m bench.latency --device cuda --backends $LBACKENDS --sizes $LSIZES --repeats 20 --warmup 3 --append
+# video needs photos/train/enlightenment-data__Lichen-Branches.png (bench.video.SPEED_PHOTO; photos/ is not in git)
+step video 150 "frames/s of VideoInpainter.process, temporal off and on, at 3840x2160 (frames in host memory)" \
+    python -m bench.video --parts throughput --device cuda --throughput-heights 2160 --throughput-frames 30
 step batch 150 "frames/s of 8-frame batches at 3840x2160 (one (8, 3, H, W) uint8 call each; triton graphed, torch eager)" \
     python -m bench.latency --device cuda --backends triton torch --sizes 3840x2160 --batch 8 --repeats 10 --warmup 3 --append
+step profile 120 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton@smooth triton_eager torch --sizes 2048 4096 8192
+step kernels 120 "kernel microbenchmarks" python -m bench.kernels --sizes $SIZES
 step compile 240 "end-to-end latency, torch.compile at 4096 and 2048 (each size compiles for ~100 s in its warm-up)" \
     python -m bench.latency --device cuda --backends torch_compile --sizes 4096 2048 --repeats 20 --warmup 3 --append
-step profile 120 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton+noseam triton_eager torch --sizes 2048 4096 8192
 # scale (only when named in STEPS) needs >= 10 photos in $SCALE_PHOTOS (default photos/heldout, not in git)
 step scale 150 "files per second: local loop vs Ray Data with one GPU actor (decode/encode on the CPUs)" \
     python -m bench.scale --device cuda --gpus-per-worker 1 --workers 1 --cpus-per-worker 1 --photos "${SCALE_PHOTOS:-photos/heldout}"

@@ -17,6 +17,10 @@ speed: `inpaint_video` on a synthetic pan (x264 source, a still logo mask, x264 
 size and mode: seconds per frame end to end (decode + inpaint + encode), the rise of peak resident memory
 (ru_maxrss, CPU) or torch.cuda.max_memory_allocated (CUDA), and frames/s of `Engine.inpaint` alone on the
 decoded frames.
+throughput: frames/s of `VideoInpainter.process` alone (no decode or encode; frames in host memory, as a
+pipeline hands them over) on a synthetic pan with a still logo mask, after THROUGHPUT_WARMUP frames (the CUDA
+graph capture, the flow's set-up), in a fresh process per size and mode, beside `Engine.inpaint` alone on the
+same frames.
 memory: resident memory sampled every MEMORY_EVERY frames while one `VideoInpainter` streams a long clip (a
 synthetic pan played forwards and backwards), and its slope in MiB per 1,000 frames after the first
 MEMORY_WARMUP frames.
@@ -86,6 +90,9 @@ SPEED_HEIGHTS = (720, 1080, 2160)
 SPEED_FRAMES = 24
 SPEED_FRAMES_4K = 8
 SPEED_PHOTO = "enlightenment-data__Lichen-Branches.png"
+THROUGHPUT_HEIGHTS = (1080, 2160)
+THROUGHPUT_FRAMES = 48       # timed frames per size and mode
+THROUGHPUT_WARMUP = 6        # frames before the clock starts
 MEMORY_HEIGHT = 360
 MEMORY_FRAMES = 1000
 MEMORY_EVERY = 50            # frames between resident-memory samples
@@ -373,6 +380,36 @@ def measure_speed(source: Path, mask_path: Path, mode: str, device: str) -> dict
             "engine_fps": 1.0 / engine_seconds}
 
 
+def measure_throughput(height: int, mode: str, frames: int, warmup: int, photos: Path, device: str) -> dict:
+    """In a fresh process: frames/s of `VideoInpainter.process` over `frames` frames of a synthetic pan after
+    `warmup` untimed ones, then of `Engine.inpaint` alone on the same frames (numpy in and out both)."""
+    import torch
+
+    from rethined_engine import Engine
+
+    clip = synthetic_clip(photos / SPEED_PHOTO, "pan", warmup + frames, (height, frame_width(height)),
+                          round_trip=False)
+    mask = clip_masks("logo", clip.frames.shape[1:3], 1)[0]
+    engine = Engine(device=device)
+    cuda = engine.device.type == "cuda"
+
+    def frames_per_second(step) -> float:
+        for frame in clip.frames[:warmup]:
+            step(frame)
+        t0 = time.perf_counter()
+        for frame in clip.frames[warmup:]:
+            step(frame)
+        if cuda:
+            torch.cuda.synchronize()
+        return frames / (time.perf_counter() - t0)
+
+    inpainter = make_inpainter(mode, engine)
+    fps = frames_per_second(lambda frame: inpainter.process(frame, mask))
+    engine_fps = frames_per_second(lambda frame: engine.inpaint(frame, mask))
+    return {"mode": mode, "size": list(clip.frames.shape[1:3]), "frames": frames, "warmup": warmup, "fps": fps,
+            "engine_fps": engine_fps, "mask_fraction": float(mask.mean())}
+
+
 def measure_memory(height: int, mode: str, frames: int, every: int, warmup: int, photos: Path, device: str) -> dict:
     """In a fresh process: resident memory every `every` frames while one inpainter streams `frames` frames of
     a MEMORY_LOOP-frame pan played forwards and backwards; slope in MiB per 1,000 frames after `warmup`."""
@@ -410,6 +447,9 @@ def child(argv: list[str], photos: Path, device: str) -> dict:
     kind, *rest = argv
     if kind == "speed":
         return measure_speed(Path(rest[0]), Path(rest[1]), rest[2], device)
+    if kind == "throughput":
+        height, mode, frames, warmup = rest
+        return measure_throughput(int(height), mode, int(frames), int(warmup), photos, device)
     height, mode, frames, every, warmup = rest
     return measure_memory(int(height), mode, int(frames), int(every), int(warmup), photos, device)
 
@@ -417,6 +457,7 @@ def child(argv: list[str], photos: Path, device: str) -> dict:
 # --- results -----------------------------------------------------------------------------------------------
 
 ROW_KEYS = {"quality": ("case", "mode", "frames"), "speed": ("size", "mode", "threads"),
+            "throughput": ("size", "mode", "threads"),
             "memory": ("size", "mode", "frames", "threads")}
 
 
@@ -475,6 +516,16 @@ def speed_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def throughput_table(rows: list[dict]) -> str:
+    lines = ["| size | mode | threads | timed frames | frames/s (`VideoInpainter.process`) | "
+             "frames/s (`Engine.inpaint` alone) | load average |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['size'][1]}x{r['size'][0]} | {r['mode']} | {r['threads']} | {r['frames']} | "
+                     f"{r['fps']:.1f} | {r['engine_fps']:.1f} | "
+                     f"{r['load_average'][0]:.1f}-{r['load_average'][1]:.1f} |")
+    return "\n".join(lines)
+
+
 def memory_table(rows: list[dict]) -> str:
     lines = ["| size | mode | threads | frames | RSS first / last sample (MiB) | slope (MiB per 1,000 frames) | "
              "s/frame |", "|---|---|---|---|---|---|---|"]
@@ -487,7 +538,8 @@ def memory_table(rows: list[dict]) -> str:
 
 def markdown(result: dict) -> str:
     """The result file's tables, each headed by the commits and device of its rows."""
-    tables = {"quality": quality_table, "speed": speed_table, "memory": memory_table}
+    tables = {"quality": quality_table, "speed": speed_table, "throughput": throughput_table,
+              "memory": memory_table}
     parts = []
     for part, table in tables.items():
         rows = result.get(part, [])
@@ -505,7 +557,7 @@ def markdown(result: dict) -> str:
 def run(args: argparse.Namespace, env: dict, save) -> dict:
     """Measure the chosen parts; rows carry env; save(fresh) after every case and row (a run cut short keeps
     what it measured)."""
-    fresh = {"quality": [], "speed": [], "memory": []}
+    fresh = {part: [] for part in ROW_KEYS}
     quick_height = QUICK_HEIGHT if args.quick else None
     if "quality" in args.parts:
         from rethined_engine import Engine
@@ -534,6 +586,16 @@ def run(args: argparse.Namespace, env: dict, save) -> dict:
                     print(f"speed  {height:5d}p {mode:6s} {row['seconds_per_frame']:.3f} s/frame ({row['fps']:.2f} "
                           f"frames/s) peak +{row['peak_mem_mb']:.0f} MiB, engine alone {row['engine_fps']:.2f} frames/s",
                           flush=True)
+    if "throughput" in args.parts:
+        frames, warmup = (QUICK_FRAMES, 1) if args.quick else (args.throughput_frames, THROUGHPUT_WARMUP)
+        for height in ([QUICK_HEIGHT] if args.quick else args.throughput_heights):
+            for mode in speed_modes:
+                row = run_child(["throughput", str(height), mode, str(frames), str(warmup), "--device", args.device,
+                                 "--photos", str(args.photos)], args.threads) | env
+                fresh["throughput"].append(row)
+                save(fresh)
+                print(f"throughput {height:5d}p {mode:6s} {row['fps']:.1f} frames/s, engine alone "
+                      f"{row['engine_fps']:.1f} frames/s", flush=True)
     if "memory" in args.parts:
         frames, every, warmup = QUICK_MEMORY if args.quick else (args.memory_frames, MEMORY_EVERY, MEMORY_WARMUP)
         height = quick_height or args.memory_height
@@ -557,6 +619,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=FRAMES)
     parser.add_argument("--frames-4k", type=int, default=FRAMES_4K)
     parser.add_argument("--speed-heights", type=int, nargs="+", default=list(SPEED_HEIGHTS))
+    parser.add_argument("--throughput-heights", type=int, nargs="+", default=list(THROUGHPUT_HEIGHTS))
+    parser.add_argument("--throughput-frames", type=int, default=THROUGHPUT_FRAMES)
     parser.add_argument("--memory-frames", type=int, default=MEMORY_FRAMES)
     parser.add_argument("--memory-height", type=int, default=MEMORY_HEIGHT)
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="folder of the synthetic clips' photos")
