@@ -61,18 +61,19 @@ def _env_commit() -> str | None:
 
 
 def git_commit() -> str | None:
-    """Full hash of HEAD of the checkout this code runs from; where the code is not in a checkout (a copy
-    of the tree without .git, as a copy on a remote GPU machine may be), $BENCH_COMMIT; else None."""
+    """$BENCH_COMMIT where set (a copy of the tree on a remote GPU machine may have no .git, or a stale one
+    whose HEAD is not the tree's); else the full hash of HEAD of the checkout this code runs from; else None."""
+    given = _env_commit()
+    if given is not None:
+        return given
     root = checkout()
-    if root is not None:
-        return _git(["rev-parse", "HEAD"], root)
-    return _env_commit()
+    return None if root is None else _git(["rev-parse", "HEAD"], root)
 
 
 def git_dirty() -> bool | None:
     """Whether tracked files differ from HEAD (result files under bench/results/ aside) in the checkout this
-    code runs from; outside a checkout, $BENCH_DIRTY (0 or 1); else None."""
-    root = checkout()
+    code runs from; with $BENCH_COMMIT set or outside a checkout, $BENCH_DIRTY (0 or 1); else None."""
+    root = None if os.environ.get("BENCH_COMMIT") else checkout()
     if root is not None:
         excludes = [f":(exclude){path}" for path in NOT_DIRTY_PATHS]
         status = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", *excludes], root)

@@ -347,6 +347,16 @@ def test_result_commit_outside_a_checkout_comes_from_bench_commit(monkeypatch):
     assert env.run_environment("cpu") | {"commit": "6b5134e", "dirty": True} == env.run_environment("cpu")
 
 
+def test_bench_commit_wins_over_the_checkout(monkeypatch):
+    """A tree copied with a stale .git (HEAD not the tree's commit) is labelled by BENCH_COMMIT/BENCH_DIRTY."""
+    from rethined_engine.bench import env
+
+    monkeypatch.setenv("BENCH_COMMIT", "6b5134e")
+    monkeypatch.setenv("BENCH_DIRTY", "0")
+    assert env.checkout() is not None
+    assert env.git_commit() == "6b5134e" and env.git_dirty() is False
+
+
 ENVIRONMENT_KEYS = ("device", "commit", "dirty", "python", "torch", "triton", "numpy", "rethined_engine", "threads")
 
 
