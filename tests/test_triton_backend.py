@@ -3,9 +3,11 @@ attention kernels around the torch CNN) vs the exported `LRNetwork`. CPU: the Tr
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 pytest.importorskip("triton")
 from rethined_engine import ModelConfig  # noqa: E402
+from rethined_engine.config import STYLES  # noqa: E402
 from rethined_engine.backends.triton_backend import TritonBackend, TritonLRNetwork, uint8_images_agree  # noqa: E402
 from rethined_engine.deploy.onnx_export import LRNetwork, example_inputs  # noqa: E402
 from rethined_engine.train.masks import random_mask  # noqa: E402
@@ -180,13 +182,14 @@ def test_cuda_graphs_argument(weights_path):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_graph_replay_matches_eager(weights_path, rng):
-    """Graph replays equal eager launches on new inputs of a captured shape and on a second shape, and a
-    returned image is not overwritten by the next call."""
+@pytest.mark.parametrize("style", ["realistic", "fast", "smooth"])
+def test_cuda_graph_replay_matches_eager(weights_path, rng, style):
+    """Every style is captured (no host sync inside), graph replays equal eager launches on new inputs of a
+    captured shape and on a second shape, and a returned image is not overwritten by the next call."""
     from rethined_engine import Engine
 
-    graphed = TritonBackend(weights_path, device="cuda")
-    eager = Engine(weights_path, backend="triton", device="cuda", cuda_graphs=False)
+    graphed = TritonBackend(weights_path, device="cuda", **STYLES[style])
+    eager = Engine(weights_path, backend="triton", device="cuda", cuda_graphs=False, style=style)
     first = None
     for h, w in [(600, 900), (600, 900), (1100, 700), (600, 900)]:
         image = torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8)).cuda()
@@ -197,6 +200,53 @@ def test_cuda_graph_replay_matches_eager(weights_path, rng):
             first, kept = got, got.clone()
     assert torch.equal(first, kept)
     assert len(graphed._graphed.graphs) == 2 and all(g is not None for g in graphed._graphed.graphs.values())
+
+
+HOST_SYNC_OPS = {"aten::nonzero", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::masked_select",
+                 "aten::lift_fresh", "aten::unique", "aten::_unique2", "aten::unique_consecutive"}
+
+
+class HostSyncSpy(TorchDispatchMode):
+    """Records the ops that, on CUDA, wait for the device or copy from host memory (a tensor's value read on
+    the host, a data-dependent size, a tensor made from Python data), which a captured CUDA graph cannot
+    hold; indexing by a bool tensor counts too (it is a nonzero)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func._schema.name
+        bool_index = name.startswith("aten::index") and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else ()) or ())
+        if name in HOST_SYNC_OPS or bool_index:
+            self.ops.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("style", ["realistic", "fast", "smooth"])
+def test_graphed_pipeline_has_no_host_sync(weights_path, rng, style):
+    """What a CUDA graph captures (`_inpaint_one` with the LR network a graphed backend builds, compact=False)
+    issues no host sync once the per-shape constants are cached (the graph's eager warm-up calls cache them),
+    and gives the eager backend's (compact) result. Without CUDA, the interpreter on the CPU stands in."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    backend = TritonBackend(weights_path, device=device, dtype="float32", lr_long_side=64, cuda_graphs=False,
+                            **STYLES[style])
+    h, w = 40, 64                                                # HR scale 1: the HR kernel is slow interpreted
+    image = torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8)).to(device)
+    hole = torch.from_numpy(random_mask(h, w, rng)).to(device)
+    want = backend._inpaint_one(image, hole)                      # compact (the eager backend's network)
+    backend.lr_network = TritonLRNetwork(backend.model, backend.config.hr_topk, compact=False)
+    spy = HostSyncSpy()
+    with spy:
+        got = backend._inpaint_one(image, hole)
+    assert spy.ops == []
+    assert torch.equal(got, want)
+    # the spy sees the compact copy path's syncs
+    lr_inputs = [t.to(device) for t in example_inputs(64, 96, backend.model.cfg.patch_size, seed=1)]
+    with spy:
+        TritonLRNetwork(backend.model, backend.config.hr_topk, compact=True)(*lr_inputs)
+    assert ("aten::nonzero" in spy.ops) == (style != "smooth")
 
 
 def test_uint8_images_agree():

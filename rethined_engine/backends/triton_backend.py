@@ -29,16 +29,19 @@ class TritonLRNetwork:
 
     __call__(image (1, 3, h, w), mask (1, 1, h, w) float, key_inside (1, 1, gh, gw) float) ->
     (lr_result (1, 3, h, w), weight, fine_weight (1, N, K) float32, index (1, N, K) int32).
+    compact: lr_texture="copy"'s similarities and source scores over hole rows x allowed keys only
+    (data-dependent sizes: host syncs, which a captured CUDA graph cannot hold); False: dense, the same
+    sources, with no host sync.
     """
 
-    def __init__(self, model: Rethined, topk: int):
+    def __init__(self, model: Rethined, topk: int, compact: bool = True):
         from ..kernels.coherence import coherence_epilogue
         from ..kernels.masked_attention import masked_attention_topk
         from ..kernels.patch_projection import patch_projection
 
         if topk < 1:
             raise ValueError(f"topk: expected >= 1, got {topk}")
-        self.model, self.topk = model, topk
+        self.model, self.topk, self.compact = model, topk, compact
         last = model.patch_match.coherence[-1]
         if last.kernel_size != (3, 3) or last.padding != (1, 1) or last.dilation != (1, 1):
             raise ValueError(f"model: the coherence epilogue kernel needs a 3x3, padding 1 last conv, got {last}")
@@ -75,9 +78,9 @@ class TritonLRNetwork:
         pm = self.model.patch_match
         grid_w = key_inside.shape[-1]
         q, k, query_masked, key_ok = q[None], k[None], query_masked[None], key_ok[None]
-        candidates, colours, expected = pm.copy_candidates(composite, q, k, query_masked, key_ok, True)
+        candidates, colours, expected = pm.copy_candidates(composite, q, k, query_masked, key_ok, self.compact)
         copied, _, rows, _, _ = pm.copy_outputs(composite, mask, q, k, candidates, colours, expected, query_masked,
-                                                key_ok, grid_w, True)
+                                                key_ok, grid_w, self.compact)
         result = torch.where(mask > 0, copied.clamp(0.0, 1.0), image)
         weight, index = pad_rows(rows, self.topk)
         cfg = self.model.cfg
@@ -120,10 +123,11 @@ class TritonBackend(TorchBackend):
         self.hr_upscale, self.prepare_lr, self.seam_blend = hr_upscale, prepare_lr, seam_blend
         # the HR kernel cross-fades (hr_feather > 0) one copied source per token: hr_topk = 1
         kernels_cover = self.config.hr_topk > 0 and (self.config.hr_feather == 0 or self.config.hr_topk == 1)
-        self.lr_network = TritonLRNetwork(self.model, self.config.hr_topk) if kernels_cover else None
+        graphed = cuda_graphs and self.device.type == "cuda"
+        self.lr_network = (TritonLRNetwork(self.model, self.config.hr_topk, compact=not graphed)
+                           if kernels_cover else None)
         self._key_inside: dict = {}    # per geometry, on the device: no host copy inside a captured graph
-        self._graphed = (GraphedFunction(self._inpaint_one, agree=uint8_images_agree)
-                         if cuda_graphs and self.device.type == "cuda" else None)
+        self._graphed = GraphedFunction(self._inpaint_one, agree=uint8_images_agree) if graphed else None
 
     @torch.inference_mode()
     def inpaint(self, img: Any, mask: Any) -> Any:
