@@ -226,16 +226,17 @@ class HostSyncSpy(TorchDispatchMode):
 
 @pytest.mark.parametrize("style", ["realistic", "fast", "smooth"])
 def test_graphed_pipeline_has_no_host_sync(weights_path, rng, style):
-    """What a CUDA graph captures (`_inpaint_one` with the LR network a graphed backend builds, compact=False)
+    """What a CUDA graph captures (`_inpaint_one` with the LR network a CUDA backend builds, compact=False)
     issues no host sync once the per-shape constants are cached (the graph's eager warm-up calls cache them),
-    and gives the eager backend's (compact) result. Without CUDA, the interpreter on the CPU stands in."""
+    and gives the compact network's result. Without CUDA, the interpreter on the CPU stands in."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     backend = TritonBackend(weights_path, device=device, dtype="float32", lr_long_side=64, cuda_graphs=False,
                             **STYLES[style])
     h, w = 40, 64                                                # HR scale 1: the HR kernel is slow interpreted
     image = torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8)).to(device)
     hole = torch.from_numpy(random_mask(h, w, rng)).to(device)
-    want = backend._inpaint_one(image, hole)                      # compact (the eager backend's network)
+    backend.lr_network = TritonLRNetwork(backend.model, backend.config.hr_topk, compact=True)
+    want = backend._inpaint_one(image, hole)
     backend.lr_network = TritonLRNetwork(backend.model, backend.config.hr_topk, compact=False)
     spy = HostSyncSpy()
     with spy:

@@ -123,11 +123,13 @@ class TritonBackend(TorchBackend):
         self.hr_upscale, self.prepare_lr, self.seam_blend = hr_upscale, prepare_lr, seam_blend
         # the HR kernel cross-fades (hr_feather > 0) one copied source per token: hr_topk = 1
         kernels_cover = self.config.hr_topk > 0 and (self.config.hr_feather == 0 or self.config.hr_topk == 1)
-        graphed = cuda_graphs and self.device.type == "cuda"
-        self.lr_network = (TritonLRNetwork(self.model, self.config.hr_topk, compact=not graphed)
+        # On CUDA the dense copy paths, graphed or not: no host sync (a graph can hold them), and the eager
+        # call picks the same sources as the graph (cuBLAS may round a compacted similarity differently).
+        cuda = self.device.type == "cuda"
+        self.lr_network = (TritonLRNetwork(self.model, self.config.hr_topk, compact=not cuda)
                            if kernels_cover else None)
         self._key_inside: dict = {}    # per geometry, on the device: no host copy inside a captured graph
-        self._graphed = GraphedFunction(self._inpaint_one, agree=uint8_images_agree) if graphed else None
+        self._graphed = GraphedFunction(self._inpaint_one, agree=uint8_images_agree) if cuda_graphs and cuda else None
 
     @torch.inference_mode()
     def inpaint(self, img: Any, mask: Any) -> Any:
