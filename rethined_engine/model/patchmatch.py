@@ -133,11 +133,19 @@ def _modulo(x: torch.Tensor, divisor: int) -> torch.Tensor:
 
 def _pad_grid(grid: torch.Tensor) -> torch.Tensor:
     """(B, C, gh, gw) -> (B, C, gh + 2, gw + 2) with a border of zeros, by concatenation (no Pad op)."""
+    column, row = _zero_border(grid)
+    return _pad_with(grid, column, row)
+
+
+def _zero_border(grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The zero column (B, C, gh, 1) and row (B, C, 1, gw + 2) that `_pad_with` puts around grid (B, C, gh, gw)."""
     b, c, gh, gw = grid.shape
-    column = grid.new_zeros(b, c, gh, 1)
-    grid = torch.cat([column, grid, column], dim=3)
-    row = grid.new_zeros(b, c, 1, gw + 2)
-    return torch.cat([row, grid, row], dim=2)
+    return grid.new_zeros(b, c, gh, 1), grid.new_zeros(b, c, 1, gw + 2)
+
+
+def _pad_with(grid: torch.Tensor, column: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    """`_pad_grid` with its zero border made beforehand (`_zero_border`: once for many grids of one shape)."""
+    return torch.cat([row, torch.cat([column, grid, column], dim=3), row], dim=2)
 
 
 def _per_pixel(grid: torch.Tensor, patch: int) -> torch.Tensor:
@@ -329,11 +337,20 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
         own_score = _scores_on_rows(q, k, candidates, colours, expected, colour_weight, has_key)
     else:
         own_score = _option_scores(q, k, candidates, colours, expected, colour_weight)
-    neighbours, inside = [], []
+    # the four sides at once: each token's neighbours (B, N * 4), which of them are holes that copy (fixed), and
+    # the offsets (4,) that shift a neighbour's source back to the token's own position
+    neighbours, inside, side_dy, side_dx = [], [], [], []
     for dy, dx in _consts.NEIGHBOURS:
         neighbour, neighbour_inside = _grid_cell(row + dy, col + dx, grid_h, grid_w)
-        neighbours.append(neighbour[None].expand(batch, -1))
+        neighbours.append(neighbour)
         inside.append(neighbour_inside)
+        side_dy.append(torch.full((1,), dy, dtype=torch.int64, device=q.device))
+        side_dx.append(torch.full((1,), dx, dtype=torch.int64, device=q.device))
+    sides = len(neighbours)
+    neighbour_index = torch.stack(neighbours, -1).flatten()[None].expand(batch, -1)
+    neighbour_hole = torch.gather(has_key, 1, neighbour_index).reshape(batch, n, sides) & torch.stack(inside, -1)[None]
+    dy_side, dx_side = torch.cat(side_dy), torch.cat(side_dx)
+    no_source = torch.full((batch, n, sides), -1, dtype=torch.int64, device=q.device)
     parity = _modulo(row + col, 2)
     window_cells, window_in = own[:, None], has_key[:, :, None]          # (N, W), (B, N, W); set below when used
     if repeat_radius > 0 and repeat_penalty > 0.0:
@@ -347,19 +364,16 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
         window_in = torch.stack(cells_in, -1)[None] & \
             torch.gather(has_key, 1, window_cells.flatten()[None].expand(batch, -1)).reshape(batch, n, -1)
     for sweep in range(sweeps):
-        options, option_ok, taken = [candidates], [valid], []
-        for side, (dy, dx) in enumerate(_consts.NEIGHBOURS):
-            neighbour_source = torch.gather(source, 1, neighbours[side])
-            neighbour_hole = torch.gather(has_key, 1, neighbours[side]) & inside[side][None]
-            taken.append(torch.where(neighbour_hole, neighbour_source, torch.full_like(neighbour_source, -1)))
-            shifted, in_grid = _grid_cell(neighbour_source // grid_w - dy, _modulo(neighbour_source, grid_w) - dx,
-                                          grid_h, grid_w)
-            options.append(shifted[..., None])
-            option_ok.append((neighbour_hole & in_grid & torch.gather(key_ok, 1, shifted))[..., None])
-        all_options, all_ok = torch.cat(options, -1), torch.cat(option_ok, -1)           # (B, N, C + 4)
-        repeats = (all_options[..., :, None] == torch.stack(taken, -1)[..., None, :]).to(torch.int32).sum(dim=-1) > 0
-        continuation = all_options[..., candidates.shape[-1]:]
-        continued_ok = torch.where(all_ok[..., candidates.shape[-1]:], continuation, torch.full_like(continuation, -1))
+        neighbour_source = torch.gather(source, 1, neighbour_index).reshape(batch, n, sides)
+        taken = torch.where(neighbour_hole, neighbour_source, no_source)                    # (B, N, 4)
+        continuation, in_grid = _grid_cell(neighbour_source // grid_w - dy_side,
+                                           _modulo(neighbour_source, grid_w) - dx_side, grid_h, grid_w)
+        continuation_ok = neighbour_hole & in_grid & \
+            torch.gather(key_ok, 1, continuation.flatten(1)).reshape(batch, n, sides)
+        all_options = torch.cat([candidates, continuation], -1)                              # (B, N, C + 4)
+        all_ok = torch.cat([valid, continuation_ok], -1)
+        repeats = (all_options[..., :, None] == taken[..., None, :]).to(torch.int32).sum(dim=-1) > 0
+        continued_ok = torch.where(continuation_ok, continuation, no_source)
         agree = (all_options[..., :, None] == continued_ok[..., None, :]).to(q.dtype).sum(dim=-1)  # neighbours continued
         updated = (parity == 1 - sweep % 2)[None] & has_key
         if compact:                                   # score the rows this sweep updates only
@@ -477,9 +491,10 @@ def _abs(x: torch.Tensor) -> torch.Tensor:
     return torch.relu(x) + torch.relu(0.0 - x)
 
 
-def _neighbour_mean(x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """(B, C, h, w) -> the mean of each cell's 4 grid neighbours; count (B, 1, h, w): how many it has."""
-    padded = _pad_grid(x)
+def _neighbour_mean(x: torch.Tensor, count: torch.Tensor, column: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> the mean of each cell's 4 grid neighbours; count (B, 1, h, w): how many it has;
+    column, row: x's `_zero_border`."""
+    padded = _pad_with(x, column, row)
     total = padded[:, :, :-2, 1:-1] + padded[:, :, 2:, 1:-1] + padded[:, :, 1:-1, :-2] + padded[:, :, 1:-1, 2:]
     return total / count
 
@@ -512,11 +527,13 @@ def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> tor
         if level < levels:
             x = _per_pixel(x, 2)
         ones = torch.ones_like(weight)
-        count = _neighbour_mean(ones, ones)                       # the neighbour sum of ones: 2, 3 or 4
+        count = _neighbour_mean(ones, ones, *_zero_border(ones))    # the neighbour sum of ones: 2, 3 or 4
         sweeps = _consts.JACOBI_COARSEST_SWEEPS if level == levels else _consts.JACOBI_SWEEPS
-        x = torch.where(weight > 0, value, x)
+        is_fixed = weight > 0
+        column, row = _zero_border(x)
+        x = torch.where(is_fixed, value, x)
         for _ in range(sweeps):
-            x = torch.where(weight > 0, value, _neighbour_mean(x, count))
+            x = torch.where(is_fixed, value, _neighbour_mean(x, count, column, row))
     return x
 
 
