@@ -448,3 +448,15 @@ def test_lr_runtimes_agree_on_a_small_image():
     assert [r["runtime"] for r in rows][0].startswith("torch compact")
     for row in rows:
         assert row["lr_result_max_abs_diff"] < 1e-4 and row["topk_index_differ_share"] == 0.0
+
+
+def test_op_count_counts_the_lr_networks_operations():
+    """bench.op_count: a positive count per style that its by-function table adds up to; the copy styles issue
+    more operations than the attention mix (the propagation sweeps and the membrane)."""
+    from rethined_engine.bench.op_count import count_style
+
+    rows = {style: count_style(style, 64, 96) for style in ("realistic", "smooth")}
+    for row in rows.values():
+        assert row["ops"] > 0 and sum(row["by_function"].values()) == row["ops"]
+    assert rows["realistic"]["ops"] > 2 * rows["smooth"]["ops"]
+    assert "choose_sources" in rows["realistic"]["by_function"]
