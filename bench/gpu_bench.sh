@@ -11,6 +11,9 @@
 # tests, backend, kernels, latency and profile took 221 s including a cold start; latency now has a 4th
 # backend, triton+noseam (the seam blend off; until 7672712 the extra backend was "triton+seam",
 # the blend on), so the full size list may need its step run alone). Then bench/train_gpu.sh.
+# On the H200, 2026-12-04, `quick` with STEPS="tests interleave latency video batch profile kernels",
+# LSIZES="2048 4096 8192" and LBACKENDS="triton triton@smooth triton_eager torch" took 491 s plus the
+# machine's start: tests 71 s, interleave 36, latency 128, video 97, batch 28, profile 105, kernels 19.
 #
 # The GPU machine may be offline (torch, triton, numpy preinstalled; maybe not safetensors/pillow/pytest):
 # the environment report at the top says what is missing. The package is put on the path without pip
