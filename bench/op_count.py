@@ -1,10 +1,13 @@
-"""Operations per call of the LR network on its dense path (the one a captured CUDA graph and the exported
-graph run), by style and by the function that issues them: each operation is about one GPU kernel, and
-at LR sizes a kernel costs a few microseconds whatever its work, so their number bounds the LR stage's
-latency on a GPU. Counted on the CPU (TorchDispatchMode), so it runs anywhere.
+"""Operations per call of the LR network on its dense path, by style and by the function that issues them:
+each operation is about one GPU kernel, and at LR sizes a kernel costs a few microseconds whatever its work,
+so their number bounds the LR stage's latency on a GPU. Counted on the CPU (TorchDispatchMode), so it runs
+anywhere. --network exported: the exported graph's torch form (`LRNetwork`); triton: the triton backend's
+(`TritonLRNetwork` with its copy kernels, as a captured CUDA graph runs it), under the Triton interpreter,
+where each Triton launch counts as one operation named after its kernel and the interpreter's own torch
+calls are not counted.
 
-    python -m bench.op_count                          # the shipped styles at 512 x 512 LR
-    python -m bench.op_count --styles realistic --size 384 512
+    python -m bench.op_count                          # the shipped styles at 512 x 512 LR, both networks
+    python -m bench.op_count --styles realistic --size 384 512 --networks triton
 
 Results: bench/results/op-count-cpu.json (run environment; per style: total, by function, and the
 commit on every row; --append keeps earlier rows). Views (reshape,
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
+import os
 import traceback
 from pathlib import Path
 
@@ -29,6 +34,8 @@ VIEW_OPS = {"aten::view", "aten::reshape", "aten::_unsafe_view", "aten::expand",
             "aten::narrow", "aten::lift_fresh", "aten::empty", "aten::empty_strided"}
 PACKAGE = "rethined_engine"
 DEFAULT_STYLES = ("realistic", "fast", "smooth")
+NETWORKS = ("exported", "triton")
+INTERPRETER_FRAMES = "triton/runtime/interpreter"   # the interpreter's own torch calls: no GPU kernel
 
 
 class OpCounter(TorchDispatchMode):
@@ -41,33 +48,68 @@ class OpCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func._schema.name not in VIEW_OPS:
-            frames = [f for f in traceback.extract_stack() if f"/{PACKAGE}/" in f.filename.replace("\\", "/")
-                      or "/kernels/" in f.filename.replace("\\", "/")]
-            self.by_function[frames[-1].name if frames else "?"] += 1
+            stack = [f.filename.replace("\\", "/") for f in traceback.extract_stack()]
+            if not any(INTERPRETER_FRAMES in f for f in stack):
+                frames = [f for f in traceback.extract_stack() if f"/{PACKAGE}/" in f.filename.replace("\\", "/")
+                          or "/kernels/" in f.filename.replace("\\", "/")]
+                self.by_function[frames[-1].name if frames else "?"] += 1
         return func(*args, **(kwargs or {}))
 
+    def count_triton_launches(self):
+        """Count each interpreted Triton kernel launch as one operation, named triton:KERNEL (a context)."""
+        from triton.runtime.interpreter import InterpretedFunction
 
-def count_style(style: str, height: int, width: int) -> dict:
-    """Operations of one `LRNetwork` call (dense, batch 1) at height x width LR px with `style`'s settings."""
-    from rethined_engine.backends.torch_backend import TorchBackend
+        counter, run = self, InterpretedFunction.run
+
+        def counted(fn, *args, **kwargs):
+            counter.by_function[f"triton:{fn.fn.__name__}"] += 1
+            return run(fn, *args, **kwargs)
+
+        class _Patch:
+            def __enter__(self):
+                InterpretedFunction.run = counted
+
+            def __exit__(self, *exc):
+                InterpretedFunction.run = run
+
+        return _Patch()
+
+
+def count_style(style: str, height: int, width: int, network: str = "exported") -> dict:
+    """Operations of one LR network call (dense, batch 1) at height x width LR px with `style`'s settings;
+    network: one of NETWORKS (triton: needs TRITON_INTERPRET=1 set before triton is imported)."""
     from rethined_engine.config import STYLES
     from rethined_engine.deploy.onnx_export import LRNetwork, example_inputs
 
-    backend = TorchBackend(None, device="cpu", dtype="float32", **STYLES[style])
-    network = LRNetwork(backend.model, max(backend.config.hr_topk, 1))
+    if network not in NETWORKS:
+        raise ValueError(f"network: expected one of {NETWORKS}, got {network!r}")
+    if network == "triton":
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError("network: 'triton' is counted under the Triton interpreter: set TRITON_INTERPRET=1")
+        from rethined_engine.backends.triton_backend import TritonBackend, TritonLRNetwork
+
+        backend = TritonBackend(None, device="cpu", dtype="float32", **STYLES[style])
+        call = TritonLRNetwork(backend.model, backend.config.hr_topk, compact=False)   # as on CUDA
+    else:
+        from rethined_engine.backends.torch_backend import TorchBackend
+
+        backend = TorchBackend(None, device="cpu", dtype="float32", **STYLES[style])
+        call = LRNetwork(backend.model, max(backend.config.hr_topk, 1))
     inputs = example_inputs(height, width, backend.model.cfg.patch_size, seed=0)
     counter = OpCounter()
     with torch.inference_mode():
-        network(*inputs)                       # first call: anything cached per shape
-        with counter:
-            network(*inputs)
-    return {"style": style, "lr_size": [height, width], "ops": sum(counter.by_function.values()),
+        call(*inputs)                          # first call: anything cached per shape
+        with counter, counter.count_triton_launches() if network == "triton" else contextlib.nullcontext():
+            call(*inputs)
+    return {"style": style, "network": network, "lr_size": [height, width], "ops": sum(counter.by_function.values()),
             "by_function": dict(counter.by_function.most_common())}
 
 
 def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("TRITON_INTERPRET", "1")     # before triton is imported: the triton network's count
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--styles", nargs="+", default=list(DEFAULT_STYLES))
+    parser.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS))
     parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("HEIGHT", "WIDTH"),
                         help="LR px, multiples of 32")
     parser.add_argument("--out", type=Path, default=RESULTS / "op-count-cpu.json")
@@ -75,11 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     env = run_environment("cpu")
     rows = json.loads(args.out.read_text())["rows"] if args.append and args.out.is_file() else []
-    for style in args.styles:
-        row = count_style(style, *args.size) | env
-        rows.append(row)
-        top = ", ".join(f"{name} {n}" for name, n in list(row["by_function"].items())[:6])
-        print(f"{style:10s} {row['ops']:5d} ops per LR call ({top})", flush=True)
+    for network in args.networks:
+        for style in args.styles:
+            row = count_style(style, *args.size, network=network) | env
+            rows.append(row)
+            top = ", ".join(f"{name} {n}" for name, n in list(row["by_function"].items())[:6])
+            print(f"{network:8s} {style:10s} {row['ops']:5d} ops per LR call ({top})", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(env | {"rows": rows}, indent=1) + "\n")
     print(f"wrote {args.out}")

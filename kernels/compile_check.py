@@ -23,7 +23,7 @@ INT_ONE = 1            # what the launcher specialises: an int argument equal to
 
 def _variants():
     """(name, kernel JITFunction, signature {arg: type}, constexprs {arg: value}, num_warps, num_stages)."""
-    from . import coherence, hr_upscale, masked_attention, patch_projection, prep, seam_blend
+    from . import coherence, hr_upscale, masked_attention, membrane, patch_projection, prep, seam_blend
     from .patch_projection import dot_precision
 
     import torch
@@ -94,6 +94,9 @@ def _variants():
               "C": "constexpr", "BH": "constexpr", "BW": "constexpr"}
         out.append((f"coherence_epilogue[{ty}]", coherence.coherence_epilogue_kernel, co,
                     {"C": 16, "BH": coherence.BLOCK_ROWS, "BW": coherence.BLOCK_COLS}, 4, 3))
+        mb = {"x_ptr": f"*{ty}", "value_ptr": f"*{ty}", "fixed_ptr": f"*{ty}", "count_ptr": f"*{ty}",
+              "out_ptr": f"*{ty}", "height": "i32", "width": "i32", "channels": "i32", "BLOCK": "constexpr"}
+        out.append((f"jacobi_sweep[{ty}]", membrane.jacobi_sweep_kernel, mb, {"BLOCK": membrane.BLOCK}, 4, 3))
     return out
 
 

@@ -1,5 +1,6 @@
 """Benchmarks as data: the quality benchmark's files, fixed masks and methods (tiny sizes)."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -460,3 +461,8 @@ def test_op_count_counts_the_lr_networks_operations():
         assert row["ops"] > 0 and sum(row["by_function"].values()) == row["ops"]
     assert rows["realistic"]["ops"] > 2 * rows["smooth"]["ops"]
     assert "choose_sources" in rows["realistic"]["by_function"]
+    pytest.importorskip("triton")
+    if os.environ.get("TRITON_INTERPRET") == "1":  # the interpreter (conftest sets it without CUDA)
+        triton_row = count_style("realistic", 64, 96, network="triton")
+        assert triton_row["by_function"]["triton:jacobi_sweep_kernel"] > 0
+        assert triton_row["ops"] < rows["realistic"]["ops"]   # the membrane's sweeps: one launch each

@@ -4,8 +4,9 @@ patch projection (`kernels/patch_projection.py`), the masked attention + token m
 (`kernels/masked_attention.py`) and the coherence epilogue (`kernels/coherence.py`) in Triton; the Triton HR-upscale kernel (`kernels/hr_upscale.py`)
 carries the result to full resolution, reading and writing uint8 in the caller's layout (no HR float
 copies; with hr_feather > 0 it cross-fades neighbouring copies' texture), and with `seam_sigma` the seam blend
-(`kernels/seam_blend.py`) rewrites its hole border in place. Float images, hr_topk=0, and hr_feather > 0 with
-hr_topk > 1 run the torch path."""
+(`kernels/seam_blend.py`) rewrites its hole border in place. With lr_texture="copy" the copies are chosen and
+blended by torch operations, but for the border match's membrane sweeps (`kernels/membrane.py`). Float images,
+hr_topk=0, and hr_feather > 0 with hr_topk > 1 run the torch path."""
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ import torch
 
 from ..geometry import plan
 from ..io import prepare
-from ..model.patchmatch import pad_rows, token_mask
+from ..model.patchmatch import copy_tokens, pad_rows, token_mask
 from ..model.rethined import Rethined
 from ..model.upscale import hf_band_gains
 from .cuda_graph import GraphedFunction
@@ -89,6 +90,23 @@ class TritonLRNetwork:
         return result, weight * gain[..., None], weight * fine_gain[..., None], index.to(torch.int32)
 
 
+class TritonCopyKernels:
+    """The LR network's copy steps with lr_texture="copy" (`NeuralPatchMatch.copy_kernels`): `copy_tokens` in
+    torch, then, when border_sigma > 0, the border match with its membrane's Jacobi sweeps as Triton kernels
+    (`kernels.membrane.border_match`: one kernel per sweep instead of ten). Same arguments and float32 results
+    as the torch path's (tests/test_kernel_membrane.py)."""
+
+    def __init__(self):
+        from ..kernels.membrane import border_match
+        self.border_match = border_match
+
+    def __call__(self, composite: torch.Tensor, mask: torch.Tensor, source: torch.Tensor, patch: int, feather: int,
+                 base_feather: int, base_sigma: float, border_sigma: float) -> torch.Tensor:
+        copied = copy_tokens(composite, 1.0 - mask, source, patch, feather, base_feather=base_feather,
+                             base_sigma=base_sigma)
+        return self.border_match(composite, mask, copied, border_sigma) if border_sigma > 0.0 else copied
+
+
 GRAPH_MAX_LSB, GRAPH_MAX_FLIPPED = 1, 1e-3   # graph replay vs eager: the same kernels; cuDNN may pick another algorithm
 
 
@@ -121,6 +139,7 @@ class TritonBackend(TorchBackend):
             raise ImportError(f"backend 'triton' needs triton: pip install 'rethined_engine[triton]' ({exc})") from exc
         super().__init__(weights, target, dtype, **overrides)
         self.hr_upscale, self.prepare_lr, self.seam_blend = hr_upscale, prepare_lr, seam_blend
+        self.model.patch_match.copy_kernels = TritonCopyKernels()
         # the HR kernel cross-fades (hr_feather > 0) one copied source per token: hr_topk = 1
         kernels_cover = self.config.hr_topk > 0 and (self.config.hr_feather == 0 or self.config.hr_topk == 1)
         # On CUDA the dense copy paths, graphed or not: no host sync (a graph can hold them), and the eager

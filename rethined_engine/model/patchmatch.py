@@ -511,8 +511,28 @@ def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> tor
     grid neighbours: Laplace's equation with the fixed cells as boundary), by a coarse-to-fine multigrid:
     `levels` halvings (h and w divisible by 2 ** levels; a coarse cell is fixed where at least half of its
     four are), JACOBI_COARSEST_SWEEPS neighbour-mean sweeps on the coarsest grid starting from the fixed
-    cells' mean, then at each finer grid JACOBI_SWEEPS sweeps starting from the coarser solution. Without a
-    fixed cell the free cells are 0."""
+    cells' mean, then at each finer grid JACOBI_SWEEPS sweeps starting from the coarser solution
+    (`membrane_pyramid`, `membrane_sweeps`). Without a fixed cell the free cells are 0."""
+    value_levels, fixed_levels, x = membrane_pyramid(values, fixed, levels)
+    for level in range(levels, -1, -1):
+        value, weight = value_levels[level], fixed_levels[level]
+        if level < levels:
+            x = _per_pixel(x, 2)
+        ones = torch.ones_like(weight)
+        count = _neighbour_mean(ones, ones, *_zero_border(ones))    # the neighbour sum of ones: 2, 3 or 4
+        is_fixed = weight > 0
+        column, row = _zero_border(x)
+        x = torch.where(is_fixed, value, x)
+        for _ in range(membrane_sweeps(level, levels)):
+            x = torch.where(is_fixed, value, _neighbour_mean(x, count, column, row))
+    return x
+
+
+def membrane_pyramid(values: torch.Tensor, fixed: torch.Tensor,
+                     levels: int) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """`harmonic_fill`'s grids: values * fixed and fixed (B, 1, h, w) at full size and after each of `levels`
+    halvings (a coarse cell's value the mean of its fixed cells; fixed where at least COARSE_FIXED_SHARE of its
+    four are), finest first, and the coarsest grid's start (the mean of its fixed cells everywhere)."""
     value_levels, fixed_levels = [values * fixed], [fixed]
     for _ in range(levels):
         value, weight = value_levels[-1], fixed_levels[-1]
@@ -521,20 +541,12 @@ def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> tor
         fixed_levels.append((weight_sum > 4 * _consts.COARSE_FIXED_SHARE - 0.5).to(values.dtype))   # >= without GreaterOrEqual
     value, weight = value_levels[-1], fixed_levels[-1]
     mean = (value * weight).sum(dim=(2, 3), keepdim=True) / weight.sum(dim=(2, 3), keepdim=True).clamp(min=1.0)
-    x = mean.expand_as(value)
-    for level in range(levels, -1, -1):
-        value, weight = value_levels[level], fixed_levels[level]
-        if level < levels:
-            x = _per_pixel(x, 2)
-        ones = torch.ones_like(weight)
-        count = _neighbour_mean(ones, ones, *_zero_border(ones))    # the neighbour sum of ones: 2, 3 or 4
-        sweeps = _consts.JACOBI_COARSEST_SWEEPS if level == levels else _consts.JACOBI_SWEEPS
-        is_fixed = weight > 0
-        column, row = _zero_border(x)
-        x = torch.where(is_fixed, value, x)
-        for _ in range(sweeps):
-            x = torch.where(is_fixed, value, _neighbour_mean(x, count, column, row))
-    return x
+    return value_levels, fixed_levels, mean.expand_as(value)
+
+
+def membrane_sweeps(level: int, levels: int) -> int:
+    """`harmonic_fill`'s Jacobi sweeps at `level` (0: the finest) of `levels` halvings."""
+    return _consts.JACOBI_COARSEST_SWEEPS if level == levels else _consts.JACOBI_SWEEPS
 
 
 def border_match(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -543,17 +555,26 @@ def border_match(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tens
     composite: (B, 3, h, w) image with known pixels real; mask: (B, 1, h, w) float {0, 1}, 1 = hole; filled:
     (B, 3, h, w) the fill (hole pixels used). At each hole pixel touching a known one (8-neighbourhood) the
     mismatch is the Gaussian (sigma px) mean of the known pixels around it minus that of the fill's hole pixels
-    around it; `harmonic_fill` carries it smoothly over the hole (Laplace's equation with those pixels fixed),
-    and the hole pixels of the fill get it added (clamped to [0, 1]): a gradient-domain correction, so the fill
-    meets its surroundings' colour and brightness without a step while its own texture is kept. h and w are
-    multiples of 2 ** BORDER_MATCH_LEVELS. Returns (B, 3, h, w); known pixels are `filled`'s."""
+    around it (`border_mismatch`); `harmonic_fill` carries it smoothly over the hole (Laplace's equation with
+    those pixels fixed), and the hole pixels of the fill get it added (clamped to [0, 1]): a gradient-domain
+    correction, so the fill meets its surroundings' colour and brightness without a step while its own texture
+    is kept. h and w are multiples of 2 ** BORDER_MATCH_LEVELS. Returns (B, 3, h, w); known pixels are
+    `filled`'s."""
+    mismatch, at_border = border_mismatch(composite, mask, filled, sigma)
+    membrane = harmonic_fill(mismatch, at_border, _consts.BORDER_MATCH_LEVELS)
+    return torch.where(mask > 0, (filled + membrane).clamp(0.0, 1.0), filled)
+
+
+def border_mismatch(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor,
+                    sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`border_match`'s boundary: (the mismatch (B, 3, h, w), zero away from the border; the hole pixels that
+    touch a known one (B, 1, h, w) float {0, 1})."""
     known = 1.0 - mask
     means = blur_base(torch.cat([composite * known, known, filled * mask, mask], dim=1), sigma)
     known_mean = means[:, 0:3] / means[:, 3:4].clamp_min(_consts.MEAN_WEIGHT_FLOOR)
     fill_mean = means[:, 4:7] / means[:, 7:8].clamp_min(_consts.MEAN_WEIGHT_FLOOR)
     at_border = F.max_pool2d(known, 3, stride=1, padding=1) * mask
-    membrane = harmonic_fill((known_mean - fill_mean) * at_border, at_border, _consts.BORDER_MATCH_LEVELS)
-    return torch.where(mask > 0, (filled + membrane).clamp(0.0, 1.0), filled)
+    return (known_mean - fill_mean) * at_border, at_border
 
 
 def token_colours(image: torch.Tensor, patch: int) -> torch.Tensor:
@@ -648,7 +669,7 @@ class NeuralPatchMatch(nn.Module):
         self.copy_sweeps, self.copy_continuity = cfg.copy_sweeps, float(cfg.copy_continuity)
         self.copy_match_sweeps = cfg.copy_match_sweeps
         self.copy_repeat_radius, self.copy_repeat_penalty = cfg.copy_repeat_radius, float(cfg.copy_repeat_penalty)
-        self.copy_kernels = None   # the native backend's `CopyKernels`: copy_tokens and border_match in C++
+        self.copy_kernels = None   # a backend's copy steps: native `CopyKernels` (C++), triton `TritonCopyKernels`
         self.colour_levels = (cfg.grid_multiple // cfg.patch_size).bit_length() - 1   # token grid sides divide by 2 ** this
         in_dim = cfg.token_dim + feature_channels
         self.to_q = nn.Linear(in_dim, cfg.attn_dim)
