@@ -23,7 +23,7 @@ INT_ONE = 1            # what the launcher specialises: an int argument equal to
 
 def _variants():
     """(name, kernel JITFunction, signature {arg: type}, constexprs {arg: value}, num_warps, num_stages)."""
-    from . import coherence, hr_upscale, masked_attention, membrane, patch_projection, prep, seam_blend
+    from . import coherence, hr_upscale, masked_attention, membrane, patch_projection, prep, seam_blend, token_copy
     from .patch_projection import dot_precision
 
     import torch
@@ -97,6 +97,13 @@ def _variants():
         mb = {"x_ptr": f"*{ty}", "value_ptr": f"*{ty}", "fixed_ptr": f"*{ty}", "count_ptr": f"*{ty}",
               "out_ptr": f"*{ty}", "height": "i32", "width": "i32", "channels": "i32", "BLOCK": "constexpr"}
         out.append((f"jacobi_sweep[{ty}]", membrane.jacobi_sweep_kernel, mb, {"BLOCK": membrane.BLOCK}, 4, 3))
+        tc = {"image_ptr": f"*{ty}", "base_ptr": f"*{ty}", "known_ptr": f"*{ty}", "source_ptr": "*i64",
+              "out_ptr": f"*{ty}", "h": "i32", "w": "i32", "grid_h": "i32", "grid_w": "i32", "PATCH": "constexpr",
+              "FEATHER": "constexpr", "BASE_FEATHER": "constexpr", "BLOCK": "constexpr"}
+        for feather, base_feather in ((4, 4), (2, 0)):                 # the realistic and the fast style
+            out.append((f"copy_tokens[{ty},{feather},{base_feather}]", token_copy.copy_tokens_kernel, tc,
+                        {"PATCH": 8, "FEATHER": feather, "BASE_FEATHER": base_feather, "BLOCK": token_copy.BLOCK},
+                        4, 3))
     return out
 
 

@@ -4,8 +4,8 @@ patch projection (`kernels/patch_projection.py`), the masked attention + token m
 (`kernels/masked_attention.py`) and the coherence epilogue (`kernels/coherence.py`) in Triton; the Triton HR-upscale kernel (`kernels/hr_upscale.py`)
 carries the result to full resolution, reading and writing uint8 in the caller's layout (no HR float
 copies; with hr_feather > 0 it cross-fades neighbouring copies' texture), and with `seam_sigma` the seam blend
-(`kernels/seam_blend.py`) rewrites its hole border in place. With lr_texture="copy" the copies are chosen and
-blended by torch operations, but for the border match's membrane sweeps (`kernels/membrane.py`). Float images,
+(`kernels/seam_blend.py`) rewrites its hole border in place. With lr_texture="copy" the sources are chosen by
+torch operations and copied by Triton kernels (`kernels/token_copy.py`, `kernels/membrane.py`). Float images,
 hr_topk=0, and hr_feather > 0 with hr_topk > 1 run the torch path."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 
 from ..geometry import plan
 from ..io import prepare
-from ..model.patchmatch import copy_tokens, pad_rows, token_mask
+from ..model.patchmatch import pad_rows, token_mask
 from ..model.rethined import Rethined
 from ..model.upscale import hf_band_gains
 from .cuda_graph import GraphedFunction
@@ -91,19 +91,20 @@ class TritonLRNetwork:
 
 
 class TritonCopyKernels:
-    """The LR network's copy steps with lr_texture="copy" (`NeuralPatchMatch.copy_kernels`): `copy_tokens` in
-    torch, then, when border_sigma > 0, the border match with its membrane's Jacobi sweeps as Triton kernels
-    (`kernels.membrane.border_match`: one kernel per sweep instead of ten). Same arguments and float32 results
-    as the torch path's (tests/test_kernel_membrane.py)."""
+    """The LR network's copy steps with lr_texture="copy" (`NeuralPatchMatch.copy_kernels`) on Triton:
+    `kernels.token_copy.copy_tokens` (one kernel instead of ~500 torch ones), then, when border_sigma > 0,
+    `kernels.membrane.border_match` (one kernel per membrane sweep instead of ten). Same arguments as the
+    torch path, float32 results equal to float rounding (tests/test_kernel_token_copy.py,
+    tests/test_kernel_membrane.py)."""
 
     def __init__(self):
         from ..kernels.membrane import border_match
-        self.border_match = border_match
+        from ..kernels.token_copy import copy_tokens
+        self.copy_tokens, self.border_match = copy_tokens, border_match
 
     def __call__(self, composite: torch.Tensor, mask: torch.Tensor, source: torch.Tensor, patch: int, feather: int,
                  base_feather: int, base_sigma: float, border_sigma: float) -> torch.Tensor:
-        copied = copy_tokens(composite, 1.0 - mask, source, patch, feather, base_feather=base_feather,
-                             base_sigma=base_sigma)
+        copied = self.copy_tokens(composite, 1.0 - mask, source, patch, feather, base_feather, base_sigma)
         return self.border_match(composite, mask, copied, border_sigma) if border_sigma > 0.0 else copied
 
 
