@@ -48,31 +48,28 @@ class OpCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func._schema.name not in VIEW_OPS:
-            stack = [f.filename.replace("\\", "/") for f in traceback.extract_stack()]
-            if not any(INTERPRETER_FRAMES in f for f in stack):
-                frames = [f for f in traceback.extract_stack() if f"/{PACKAGE}/" in f.filename.replace("\\", "/")
-                          or "/kernels/" in f.filename.replace("\\", "/")]
-                self.by_function[frames[-1].name if frames else "?"] += 1
+            files = [(f.filename.replace("\\", "/"), f.name) for f in traceback.extract_stack()]
+            if not any(INTERPRETER_FRAMES in path for path, _ in files):
+                ours = [name for path, name in files if f"/{PACKAGE}/" in path or "/kernels/" in path]
+                self.by_function[ours[-1] if ours else "?"] += 1
         return func(*args, **(kwargs or {}))
 
+    @contextlib.contextmanager
     def count_triton_launches(self):
-        """Count each interpreted Triton kernel launch as one operation, named triton:KERNEL (a context)."""
+        """Count each interpreted Triton kernel launch as one operation, named triton:KERNEL, while inside."""
         from triton.runtime.interpreter import InterpretedFunction
 
-        counter, run = self, InterpretedFunction.run
+        run = InterpretedFunction.run
 
         def counted(fn, *args, **kwargs):
-            counter.by_function[f"triton:{fn.fn.__name__}"] += 1
+            self.by_function[f"triton:{fn.fn.__name__}"] += 1
             return run(fn, *args, **kwargs)
 
-        class _Patch:
-            def __enter__(self):
-                InterpretedFunction.run = counted
-
-            def __exit__(self, *exc):
-                InterpretedFunction.run = run
-
-        return _Patch()
+        InterpretedFunction.run = counted
+        try:
+            yield
+        finally:
+            InterpretedFunction.run = run
 
 
 def count_style(style: str, height: int, width: int, network: str = "exported") -> dict:

@@ -94,7 +94,7 @@ def _variants():
               "C": "constexpr", "BH": "constexpr", "BW": "constexpr"}
         out.append((f"coherence_epilogue[{ty}]", coherence.coherence_epilogue_kernel, co,
                     {"C": 16, "BH": coherence.BLOCK_ROWS, "BW": coherence.BLOCK_COLS}, 4, 3))
-        mb = {"x_ptr": f"*{ty}", "value_ptr": f"*{ty}", "fixed_ptr": f"*{ty}", "count_ptr": f"*{ty}",
+        mb = {"x_ptr": f"*{ty}", "value_ptr": f"*{ty}", "fixed_ptr": "*i1", "count_ptr": f"*{ty}",
               "out_ptr": f"*{ty}", "height": "i32", "width": "i32", "channels": "i32", "BLOCK": "constexpr"}
         out.append((f"jacobi_sweep[{ty}]", membrane.jacobi_sweep_kernel, mb, {"BLOCK": membrane.BLOCK}, 4, 3))
         tc = {"image_ptr": f"*{ty}", "base_ptr": f"*{ty}", "known_ptr": f"*{ty}", "source_ptr": "*i64",

@@ -23,7 +23,7 @@ BLOCK = 512           # grid cells per program
 def jacobi_sweep_kernel(x_ptr, value_ptr, fixed_ptr, count_ptr, out_ptr, height, width, channels,
                         BLOCK: tl.constexpr):
     """One sweep over plane program_id(1) (of B * C) of contiguous (B, C, h, w) x, value, out and (B, 1, h, w)
-    fixed, count."""
+    fixed (bool), count."""
     plane = tl.program_id(1)
     cells = height * width
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -38,38 +38,36 @@ def jacobi_sweep_kernel(x_ptr, value_ptr, fixed_ptr, count_ptr, out_ptr, height,
     right = tl.load(x_ptr + grid + offs + 1, mask=inside & (x < width - 1), other=0.0).to(tl.float32)
     count = tl.load(count_ptr + per_image + offs, mask=inside, other=1.0).to(tl.float32)
     mean = tl.math.div_rn(((up + down) + left) + right, count)
-    fixed = tl.load(fixed_ptr + per_image + offs, mask=inside, other=0.0)
+    fixed = tl.load(fixed_ptr + per_image + offs, mask=inside, other=0) != 0
     value = tl.load(value_ptr + grid + offs, mask=inside, other=0.0).to(tl.float32)
-    out = tl.where(fixed > 0, value, mean)
+    out = tl.where(fixed, value, mean)
     tl.store(out_ptr + grid + offs, out.to(out_ptr.dtype.element_ty), mask=inside)
 
 
-def jacobi_sweeps(x: torch.Tensor, value: torch.Tensor, fixed: torch.Tensor, count: torch.Tensor,
+def jacobi_sweeps(x: torch.Tensor, value: torch.Tensor, is_fixed: torch.Tensor, count: torch.Tensor,
                   sweeps: int) -> torch.Tensor:
-    """`sweeps` Jacobi sweeps from x: x, value (B, C, h, w), fixed, count (B, 1, h, w) (count: each cell's
-    number of grid neighbours) -> (B, C, h, w), fixed cells equal to value. One launch per sweep, two buffers."""
-    if x.dim() != 4 or value.shape != x.shape or fixed.shape != count.shape or fixed.shape[1] != 1 \
-            or fixed.shape[0] != x.shape[0] or fixed.shape[2:] != x.shape[2:]:
-        raise ValueError(f"x, value: expected (B, C, h, w) and fixed, count (B, 1, h, w) of one grid, got "
-                         f"{tuple(x.shape)}, {tuple(value.shape)}, {tuple(fixed.shape)}, {tuple(count.shape)}")
+    """`sweeps` Jacobi sweeps from x: x, value (B, C, h, w), is_fixed (B, 1, h, w) bool, count (B, 1, h, w)
+    (each cell's number of grid neighbours) -> (B, C, h, w), fixed cells equal to value. One launch per
+    sweep, two buffers."""
+    if x.dim() != 4 or value.shape != x.shape or is_fixed.shape != count.shape or is_fixed.shape[1] != 1 \
+            or is_fixed.shape[0] != x.shape[0] or is_fixed.shape[2:] != x.shape[2:] or is_fixed.dtype != torch.bool:
+        raise ValueError(f"x, value: expected (B, C, h, w), is_fixed (B, 1, h, w) bool and count (B, 1, h, w) of "
+                         f"one grid, got {tuple(x.shape)}, {tuple(value.shape)}, {tuple(is_fixed.shape)} "
+                         f"{is_fixed.dtype}, {tuple(count.shape)}")
     batch, channels, height, width = x.shape
-    value, fixed, count = value.contiguous(), fixed.contiguous(), count.contiguous()
-    current, other = x.contiguous().clone(), torch.empty_like(value)
+    value, is_fixed, count = value.contiguous(), is_fixed.contiguous(), count.contiguous()
+    current, other = x.clone(memory_format=torch.contiguous_format), torch.empty_like(value)   # x is not written
     grid = (triton.cdiv(height * width, BLOCK), batch * channels)
     for _ in range(sweeps):
-        jacobi_sweep_kernel[grid](current, value, fixed, count, other, height, width, channels, BLOCK=BLOCK)
+        jacobi_sweep_kernel[grid](current, value, is_fixed, count, other, height, width, channels, BLOCK=BLOCK)
         current, other = other, current
     return current
 
 
-def jacobi_sweeps_reference(x: torch.Tensor, value: torch.Tensor, fixed: torch.Tensor, count: torch.Tensor,
+def jacobi_sweeps_reference(x: torch.Tensor, value: torch.Tensor, is_fixed: torch.Tensor, count: torch.Tensor,
                             sweeps: int) -> torch.Tensor:
-    """`jacobi_sweeps` in torch: the sweep of `patchmatch.harmonic_fill`."""
-    is_fixed = fixed > 0
-    column, row = patchmatch._zero_border(x)
-    for _ in range(sweeps):
-        x = torch.where(is_fixed, value, patchmatch._neighbour_mean(x, count, column, row))
-    return x
+    """`jacobi_sweeps` in torch: `patchmatch.jacobi_sweeps`, the sweeps of `patchmatch.harmonic_fill`."""
+    return patchmatch.jacobi_sweeps(x, value, is_fixed, count, sweeps)
 
 
 def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> torch.Tensor:
@@ -79,9 +77,8 @@ def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> tor
         value, weight = value_levels[level], fixed_levels[level]
         if level < levels:
             x = patchmatch._per_pixel(x, 2)
-        ones = torch.ones_like(weight)
-        count = patchmatch._neighbour_mean(ones, ones, *patchmatch._zero_border(ones))
-        x = jacobi_sweeps(torch.where(weight > 0, value, x), value, weight, count,
+        is_fixed = weight > 0
+        x = jacobi_sweeps(torch.where(is_fixed, value, x), value, is_fixed, patchmatch.neighbour_count(weight),
                           patchmatch.membrane_sweeps(level, levels))
     return x
 

@@ -159,10 +159,7 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
     batch, _, h, w = image.shape
     if patch < 1 or h % patch or w % patch:
         raise ValueError(f"patch: expected >= 1 dividing h and w ({h}, {w}), got {patch}")
-    if not 0 <= feather <= patch // 2:
-        raise ValueError(f"feather: expected 0..{patch // 2} px (half a token), got {feather}")
-    if not 0 <= base_feather <= patch // 2:
-        raise ValueError(f"base_feather: expected 0..{patch // 2} px (half a token; 0 = one band), got {base_feather}")
+    patchmatch.check_copy_settings(patch, feather, base_feather, base_sigma)
     tokens = (h // patch) * (w // patch)
     if source.shape != (batch, tokens) or source.dtype != torch.int64:
         raise ValueError(f"source: expected ({batch}, {tokens}) int64, got {tuple(source.shape)} {source.dtype}")

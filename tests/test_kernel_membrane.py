@@ -23,11 +23,6 @@ def grids(shape, dtype, seed):
     return values.to(DEVICE, dtype), fixed.to(DEVICE, dtype)
 
 
-def neighbour_count(fixed):
-    ones = torch.ones_like(fixed)
-    return patchmatch._neighbour_mean(ones, ones, *patchmatch._zero_border(ones))
-
-
 @pytest.mark.parametrize("shape", CPU_SHAPES)
 @pytest.mark.parametrize("sweeps", [1, 5])
 def test_jacobi_sweeps_match_reference_bit_for_bit(shape, sweeps):
@@ -50,9 +45,9 @@ def test_jacobi_sweeps_at_lr_sizes_on_cuda(shape):
 def check_sweeps(shape, sweeps):
     values, fixed = grids(shape, torch.float32, seed=sweeps)
     start = torch.rand(shape, generator=torch.Generator().manual_seed(7)).to(DEVICE)
-    count = neighbour_count(fixed)
-    got = jacobi_sweeps(start, values, fixed, count, sweeps)
-    want = jacobi_sweeps_reference(start, values, fixed, count, sweeps)
+    count = patchmatch.neighbour_count(fixed)
+    got = jacobi_sweeps(start, values, fixed > 0, count, sweeps)
+    want = jacobi_sweeps_reference(start, values, fixed > 0, count, sweeps)
     assert torch.equal(got, want)
     assert torch.equal(got[fixed.expand_as(got) > 0], values[fixed.expand_as(got) > 0])
     assert not torch.equal(got, start)
@@ -85,5 +80,7 @@ def test_border_match_matches_reference():
 
 def test_jacobi_sweeps_shape_errors():
     values, fixed = grids((1, 3, 8, 8), torch.float32, seed=0)
-    with pytest.raises(ValueError, match="fixed, count"):
-        jacobi_sweeps(values, values, fixed[:, :, :4], fixed[:, :, :4], 1)
+    with pytest.raises(ValueError, match="is_fixed \\(B, 1, h, w\\) bool and count"):
+        jacobi_sweeps(values, values, fixed[:, :, :4] > 0, fixed[:, :, :4], 1)
+    with pytest.raises(ValueError, match="is_fixed \\(B, 1, h, w\\) bool"):
+        jacobi_sweeps(values, values, fixed, fixed, 1)                # float, not bool

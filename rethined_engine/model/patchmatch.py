@@ -181,6 +181,16 @@ def blur_base(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return stack[:, :channels] / stack[:, channels:]
 
 
+def check_copy_settings(patch: int, feather: int, base_feather: int, base_sigma: float) -> None:
+    """`copy_tokens`' feathers (0..P / 2 px) and, with two bands (base_feather > 0), base_sigma > 0 px."""
+    if not 0 <= feather <= patch // 2:
+        raise ValueError(f"feather: expected 0..{patch // 2} px (half a token), got {feather}")
+    if not 0 <= base_feather <= patch // 2:
+        raise ValueError(f"base_feather: expected 0..{patch // 2} px (half a token; 0 = one band), got {base_feather}")
+    if base_feather > 0 and not base_sigma > 0.0:
+        raise ValueError(f"base_sigma: expected > 0 px, got {base_sigma}")
+
+
 def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, patch: int,
                 feather: int, keep_contrast: bool = False, base_feather: int = 0,
                 base_sigma: float = 1.0) -> torch.Tensor:
@@ -204,14 +214,9 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
     over 2 * feather px with the contrast kept (as keep_contrast), and the result is their sum: neighbouring
     copies' brightness meets in a wide ramp instead of a step while their texture keeps its contrast.
     """
-    if not 0 <= feather <= patch // 2:
-        raise ValueError(f"feather: expected 0..{patch // 2} px (half a token), got {feather}")
-    if not 0 <= base_feather <= patch // 2:
-        raise ValueError(f"base_feather: expected 0..{patch // 2} px (half a token; 0 = one band), got {base_feather}")
+    check_copy_settings(patch, feather, base_feather, base_sigma)
     two_bands = base_feather > 0
     if two_bands:
-        if not base_sigma > 0.0:
-            raise ValueError(f"base_sigma: expected > 0 px, got {base_sigma}")
         base = blur_base(image, base_sigma)
         image = torch.cat([base, image - base], dim=1)
         keep_contrast = True
@@ -518,14 +523,27 @@ def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> tor
         value, weight = value_levels[level], fixed_levels[level]
         if level < levels:
             x = _per_pixel(x, 2)
-        ones = torch.ones_like(weight)
-        count = _neighbour_mean(ones, ones, *_zero_border(ones))    # the neighbour sum of ones: 2, 3 or 4
         is_fixed = weight > 0
-        column, row = _zero_border(x)
-        x = torch.where(is_fixed, value, x)
-        for _ in range(membrane_sweeps(level, levels)):
-            x = torch.where(is_fixed, value, _neighbour_mean(x, count, column, row))
+        x = jacobi_sweeps(torch.where(is_fixed, value, x), value, is_fixed, neighbour_count(weight),
+                          membrane_sweeps(level, levels))
     return x
+
+
+def jacobi_sweeps(x: torch.Tensor, value: torch.Tensor, is_fixed: torch.Tensor, count: torch.Tensor,
+                  sweeps: int) -> torch.Tensor:
+    """`sweeps` Jacobi sweeps of `harmonic_fill` from x: every free cell of x, value (B, C, h, w) becomes the
+    mean of its grid neighbours, every cell where is_fixed (B, 1, h, w) bool is set its value; count
+    (B, 1, h, w): `neighbour_count`."""
+    column, row = _zero_border(x)
+    for _ in range(sweeps):
+        x = torch.where(is_fixed, value, _neighbour_mean(x, count, column, row))
+    return x
+
+
+def neighbour_count(grid: torch.Tensor) -> torch.Tensor:
+    """(B, 1, h, w) -> each cell's number of grid neighbours (2, 3 or 4), in grid's dtype."""
+    ones = torch.ones_like(grid)
+    return _neighbour_mean(ones, ones, *_zero_border(ones))
 
 
 def membrane_pyramid(values: torch.Tensor, fixed: torch.Tensor,
