@@ -4,8 +4,9 @@ patch projection (`kernels/patch_projection.py`), the masked attention + token m
 (`kernels/masked_attention.py`) and the coherence epilogue (`kernels/coherence.py`) in Triton; the Triton HR-upscale kernel (`kernels/hr_upscale.py`)
 carries the result to full resolution, reading and writing uint8 in the caller's layout (no HR float
 copies; with hr_feather > 0 it cross-fades neighbouring copies' texture), and with `seam_sigma` the seam blend
-(`kernels/seam_blend.py`) rewrites its hole border in place. With lr_texture="copy" the sources are chosen by
-torch operations and copied by Triton kernels (`kernels/token_copy.py`, `kernels/membrane.py`). Float images,
+(`kernels/seam_blend.py`) rewrites its hole border in place. With lr_texture="copy" the candidates are ranked
+by torch operations, the sources' propagation updates run as Triton kernels (`kernels/source_sweep.py`), and the
+copies too (`kernels/token_copy.py`, `kernels/membrane.py`). Float images,
 hr_topk=0, and hr_feather > 0 with hr_topk > 1 run the torch path."""
 from __future__ import annotations
 
@@ -140,7 +141,9 @@ class TritonBackend(TorchBackend):
             raise ImportError(f"backend 'triton' needs triton: pip install 'rethined_engine[triton]' ({exc})") from exc
         super().__init__(weights, target, dtype, **overrides)
         self.hr_upscale, self.prepare_lr, self.seam_blend = hr_upscale, prepare_lr, seam_blend
+        from ..kernels.source_sweep import propagate_sources
         self.model.patch_match.copy_kernels = TritonCopyKernels()
+        self.model.patch_match.propagation_kernel = propagate_sources
         # the HR kernel cross-fades (hr_feather > 0) one copied source per token: hr_topk = 1
         kernels_cover = self.config.hr_topk > 0 and (self.config.hr_feather == 0 or self.config.hr_topk == 1)
         # On CUDA the dense copy paths, graphed or not: no host sync (a graph can hold them), and the eager

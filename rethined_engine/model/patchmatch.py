@@ -316,32 +316,61 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
     colour_weight as in `copy_candidates` (every option's score loses colour_weight times its colour
     distance, as the candidates' ranking did). Copying every hole token's strongest key
     stamps the same source on neighbouring tokens (a lattice of repeats in flat regions), so the hole
-    tokens are split like a checkerboard and start from their strongest key; then `sweeps` updates
-    alternate between the two colours, the second colour first. An update gives each hole token of its
-    colour, whose four neighbours are all of the other, the option of highest cosine similarity that none
-    of its hole neighbours copies, where options are its own C strongest keys and each hole neighbour's
-    source shifted by their offset (which continues that neighbour's copy without a seam); an option is
-    credited `continuity` for every hole neighbour whose copy it continues. More sweeps let continued copies
-    grow into coherent regions, as PatchMatch's propagation does (one sweep: the second colour's update
-    only). Known tokens, and holes without an allowed key, keep themselves. compact: the continuations are
-    scored on the rows each sweep updates only (eager inference; data-dependent sizes), else densely.
-    repeat_radius, repeat_penalty: an option loses repeat_penalty for every hole token before it in raster
-    order within repeat_radius tokens (a square window) that copies that same source (0: off): a salient
-    source copied over and over (a lattice of repeats of one distinctive region) gives way to the next best.
-    Only earlier tokens count, so the first copy keeps its source (counting every token that updates at the
-    same time makes them all leave a source together, and return together in the next update).
+    tokens are split like a checkerboard and start from their strongest key (`start_sources`); then `sweeps`
+    updates alternate between the two colours (`propagate_sources`). compact: the scores are computed on the
+    rows that use them only (eager inference; data-dependent sizes), else densely.
     """
-    batch, n = query_masked.shape
-    grid_h = n // grid_w
+    source, own_score, valid, has_key = start_sources(q, k, candidates, query_masked, key_ok, colours, expected,
+                                                      colour_weight, compact)
+    return propagate_sources(q, k, candidates, own_score, valid, has_key, key_ok, source, grid_w, colours, expected,
+                             colour_weight, sweeps, continuity, repeat_radius, repeat_penalty, compact)
+
+
+def start_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, query_masked: torch.Tensor,
+                  key_ok: torch.Tensor, colours: torch.Tensor, expected: torch.Tensor, colour_weight: float,
+                  compact: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`choose_sources`' start (arguments as there) -> (source (B, N) int64: each hole token with an allowed
+    candidate takes its first, every other token itself; own_score (B, N, C) float32: each candidate's score,
+    NO_OPTION off the hole rows with compact; valid (B, N, C) bool: which candidates are allowed keys;
+    has_key (B, N) bool: the hole tokens with at least one)."""
+    n = query_masked.shape[1]
     own = torch.arange(n, device=q.device)
-    row, col = own // grid_w, _modulo(own, grid_w)
     valid = torch.gather(key_ok, 1, candidates.flatten(1)).reshape(candidates.shape)
     has_key = (valid.to(torch.int32).sum(dim=-1) > 0) & query_masked
     source = torch.where(has_key, candidates[..., 0], own[None])
-    if compact:                                                                       # (B, N, C), fixed
+    if compact:
         own_score = _scores_on_rows(q, k, candidates, colours, expected, colour_weight, has_key)
     else:
         own_score = _option_scores(q, k, candidates, colours, expected, colour_weight)
+    return source, own_score, valid, has_key
+
+
+def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, own_score: torch.Tensor,
+                      valid: torch.Tensor, has_key: torch.Tensor, key_ok: torch.Tensor, source: torch.Tensor,
+                      grid_w: int, colours: torch.Tensor, expected: torch.Tensor, colour_weight: float, sweeps: int,
+                      continuity: float, repeat_radius: int = 0, repeat_penalty: float = 0.0,
+                      compact: bool = False) -> torch.Tensor:
+    """`choose_sources`' propagation: `sweeps` checkerboard updates of source (B, N) int64 from `start_sources`
+    (own_score, valid, has_key), the second colour first -> the updated sources (B, N) int64.
+
+    An update gives each hole token of its colour, whose four neighbours are all of the other, the option of
+    highest score that none of its hole neighbours copies, where options are its own C candidates (scored
+    own_score) and each hole neighbour's source shifted by their offset (which continues that neighbour's copy
+    without a seam; scored as `_option_scores` does), and an option is credited `continuity` for every hole
+    neighbour whose copy it continues. More sweeps let continued copies grow into coherent regions, as
+    PatchMatch's propagation does (one sweep: the second colour's update only). Known tokens, and holes
+    without an allowed key, keep themselves. repeat_radius, repeat_penalty: an option loses repeat_penalty for
+    every hole token before it in raster order within repeat_radius tokens (a square window) that copies that
+    same source (0: off): a salient source copied over and over (a lattice of repeats of one distinctive
+    region) gives way to the next best. Only earlier tokens count, so the first copy keeps its source
+    (counting every token that updates at the same time makes them all leave a source together, and return
+    together in the next update). Scores are float32; of equal scores of two different keys (identical key
+    vectors) torch's TopK picks either. compact: continuations scored on the rows each sweep updates only.
+    """
+    batch, n = has_key.shape
+    grid_h = n // grid_w
+    own = torch.arange(n, device=q.device)
+    row, col = own // grid_w, _modulo(own, grid_w)
     # the four sides at once: each token's neighbours (B, N * 4), which of them are holes that copy (fixed), and
     # the offsets (4,) that shift a neighbour's source back to the token's own position
     neighbours, inside, side_dy, side_dx = [], [], [], []
@@ -379,7 +408,7 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
         all_ok = torch.cat([valid, continuation_ok], -1)
         repeats = (all_options[..., :, None] == taken[..., None, :]).to(torch.int32).sum(dim=-1) > 0
         continued_ok = torch.where(continuation_ok, continuation, no_source)
-        agree = (all_options[..., :, None] == continued_ok[..., None, :]).to(q.dtype).sum(dim=-1)  # neighbours continued
+        agree = (all_options[..., :, None] == continued_ok[..., None, :]).to(own_score.dtype).sum(dim=-1)  # neighbours continued
         updated = (parity == 1 - sweep % 2)[None] & has_key
         if compact:                                   # score the rows this sweep updates only
             continued = _scores_on_rows(q, k, continuation, colours, expected, colour_weight, updated)
@@ -389,7 +418,7 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
         if repeat_radius > 0 and repeat_penalty > 0.0:
             window_source = torch.gather(source, 1, window_cells.flatten()[None].expand(batch, -1)).reshape(batch, n, -1)
             window_source = torch.where(window_in, window_source, torch.full_like(window_source, -1))
-            repeated = (all_options[..., :, None] == window_source[..., None, :]).to(q.dtype).sum(dim=-1)
+            repeated = (all_options[..., :, None] == window_source[..., None, :]).to(own_score.dtype).sum(dim=-1)
             score = score - repeat_penalty * repeated
         score = torch.where(all_ok & ~repeats, score, torch.full_like(score, _consts.NO_OPTION))
         top_score, top = score.topk(1, dim=-1)               # TopK, not ArgMax: the TensorRT operator list
@@ -688,6 +717,7 @@ class NeuralPatchMatch(nn.Module):
         self.copy_match_sweeps = cfg.copy_match_sweeps
         self.copy_repeat_radius, self.copy_repeat_penalty = cfg.copy_repeat_radius, float(cfg.copy_repeat_penalty)
         self.copy_kernels = None   # a backend's copy steps: native `CopyKernels` (C++), triton `TritonCopyKernels`
+        self.propagation_kernel = None   # a backend's `propagate_sources`: triton `kernels.source_sweep`
         self.colour_levels = (cfg.grid_multiple // cfg.patch_size).bit_length() - 1   # token grid sides divide by 2 ** this
         in_dim = cfg.token_dim + feature_channels
         self.to_q = nn.Linear(in_dim, cfg.attn_dim)
@@ -757,15 +787,28 @@ class NeuralPatchMatch(nn.Module):
         return self.copy_kernels(composite, mask, source, self.patch, self.copy_feather, self.copy_base_feather,
                                  self.copy_base_sigma, self.copy_border_sigma)
 
+    @torch.jit.unused
+    def kernel_sources(self, q, k, candidates, colours, expected, query_masked, key_ok, grid_w: int,
+                       compact: bool) -> torch.Tensor:
+        """`choose_sources` with its propagation updates by `self.propagation_kernel`."""
+        source, own_score, valid, has_key = start_sources(q, k, candidates, query_masked, key_ok, colours, expected,
+                                                          self.copy_colour_weight, compact)
+        return self.propagation_kernel(q, k, candidates, own_score, valid, has_key, key_ok, source, grid_w, colours,
+                                       expected, self.copy_colour_weight, self.copy_sweeps, self.copy_continuity,
+                                       self.copy_repeat_radius, self.copy_repeat_penalty)
+
     def copy_outputs(self, composite, mask, q, k, candidates, colours, expected, query_masked, key_ok, grid_w: int,
                      compact: bool):
         """forward's outputs with lr_texture="copy": every hole token takes the pixels of the source
         `choose_sources` picks among its candidates (`copy_tokens`; known tokens and holes without an allowed
         key keep their own), no coherence layer; the attention output is that choice as `TopKRows` with K = 1
         (weight 1 on hole rows that copy), so the HR stage transfers the same source's texture."""
-        source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, colours, expected, self.copy_colour_weight,
-                                self.copy_sweeps, self.copy_continuity, compact, self.copy_repeat_radius,
-                                self.copy_repeat_penalty)
+        if self.propagation_kernel is not None and not torch.jit.is_scripting():
+            source = self.kernel_sources(q, k, candidates, colours, expected, query_masked, key_ok, grid_w, compact)
+        else:
+            source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, colours, expected,
+                                    self.copy_colour_weight, self.copy_sweeps, self.copy_continuity, compact,
+                                    self.copy_repeat_radius, self.copy_repeat_penalty)
         if self.copy_kernels is not None and not torch.jit.is_scripting():
             copied = self.kernel_copies(composite, mask, source)
         else:
