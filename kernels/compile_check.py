@@ -23,7 +23,8 @@ INT_ONE = 1            # what the launcher specialises: an int argument equal to
 
 def _variants():
     """(name, kernel JITFunction, signature {arg: type}, constexprs {arg: value}, num_warps, num_stages)."""
-    from . import coherence, hr_upscale, masked_attention, membrane, patch_projection, prep, seam_blend, token_copy
+    from . import (coherence, hr_upscale, masked_attention, membrane, patch_projection, prep, seam_blend,
+                   source_sweep, token_copy)
     from .patch_projection import dot_precision
 
     import torch
@@ -104,6 +105,17 @@ def _variants():
             out.append((f"copy_tokens[{ty},{feather},{base_feather}]", token_copy.copy_tokens_kernel, tc,
                         {"PATCH": 8, "FEATHER": feather, "BASE_FEATHER": base_feather, "BLOCK": token_copy.BLOCK},
                         4, 3))
+        sw = {"q_ptr": f"*{ty}", "k_ptr": f"*{ty}", "candidates_ptr": "*i64", "own_score_ptr": "*fp32",
+              "valid_ptr": "*i1", "has_key_ptr": "*i1", "key_ok_ptr": "*i1", "colours_ptr": "*fp32",
+              "expected_ptr": "*fp32", "source_ptr": "*i64", "out_ptr": "*i64", "n": "i32", "grid_h": "i32",
+              "grid_w": "i32", "dim": "i32", "candidates": "i32", "parity": "i32", "continuity": "fp32",
+              "repeat_penalty": "fp32", "colour_weight": "fp32", "C_BLOCK": "constexpr", "RADIUS": "constexpr",
+              "COLOUR": "constexpr", "DIM_CHUNK": "constexpr", "BLOCK": "constexpr"}
+        for radius, colour in ((1, False), (0, True)):                  # the copy styles; a colour term
+            out.append((f"propagation_sweep[{ty},r{radius},{'colour' if colour else 'no_colour'}]",
+                        source_sweep.propagation_sweep_kernel, sw,
+                        {"parity": INT_ONE, "C_BLOCK": 8, "RADIUS": radius, "COLOUR": colour,
+                         "DIM_CHUNK": source_sweep.DIM_CHUNK, "BLOCK": source_sweep.BLOCK}, source_sweep.NUM_WARPS, 3))
     return out
 
 

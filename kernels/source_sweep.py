@@ -23,7 +23,8 @@ from rethined_engine.model import patchmatch
 from .tuning import INTERPRET
 
 BLOCK = 1024 if INTERPRET else 32     # tokens per program (the interpreter runs programs one by one: few, wide)
-DIM_CHUNK = 64        # key dimensions read at once
+DIM_CHUNK = 32        # key dimensions read at once
+NUM_WARPS = 8         # with BLOCK 32 and DIM_CHUNK 32: ~220 registers, no spills on sm_90 and sm_87 (compile_check)
 NO_OPTION: tl.constexpr = tl.constexpr(patchmatch.NO_OPTION)
 PADDING_SCORE: tl.constexpr = tl.constexpr(patchmatch.NO_OPTION - 1.0)   # candidate columns past C: never chosen
 
@@ -236,7 +237,8 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
                                        other, n, n // grid_w, grid_w, q.shape[-1], candidates.shape[-1],
                                        1 - sweep % 2, continuity, repeat_penalty, colour_weight,
                                        C_BLOCK=triton.next_power_of_2(candidates.shape[-1]), RADIUS=radius,
-                                       COLOUR=colour_weight > 0.0, DIM_CHUNK=DIM_CHUNK, BLOCK=BLOCK)
+                                       COLOUR=colour_weight > 0.0, DIM_CHUNK=DIM_CHUNK, BLOCK=BLOCK,
+                                       num_warps=NUM_WARPS)
         current, other = other, current
     return current
 
