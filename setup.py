@@ -60,8 +60,10 @@ def native_extensions():
         native_not_built(ImportError("pybind11 is not installed (a build requirement in pyproject.toml)"))
         return []
     flags = ["-O3", "-fopenmp"] + (["-march=native"] if os.environ.get("RETHINED_NATIVE_MARCH", "1") != "0" else [])
-    return [Pybind11Extension("rethined_engine._native", ["csrc/native/rethined_native.cpp", "csrc/native/lr_copy.cpp"],
-                              depends=["csrc/native/copy_rules.h", "csrc/native/lr_copy.h"], cxx_std=17,
+    return [Pybind11Extension("rethined_engine._native", ["csrc/native/rethined_native.cpp", "csrc/native/lr_copy.cpp",
+                                                         "csrc/native/source_sweep.cpp"],
+                              depends=["csrc/native/copy_rules.h", "csrc/native/lr_copy.h",
+                                       "csrc/native/source_sweep.h"], cxx_std=17,
                               extra_compile_args=flags, extra_link_args=["-fopenmp"])]
 
 

@@ -1,4 +1,4 @@
-"""The LR copy steps in the native extension (csrc/native/lr_copy.cpp) against their torch references in
+"""The LR copy steps in the native extension (csrc/native/lr_copy.cpp, source_sweep.cpp) against their torch references in
 `model.patchmatch`: fresh random inputs, odd batch and grid shapes, 1 and several threads. The C++ does each
 operation in the torch order, so results agree to float rounding (COPY_ATOL); the native backend's outputs with
 and without them are compared end to end."""
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rethined_engine import Engine
-from rethined_engine.backends.native_backend import CopyKernels, native_module
+from rethined_engine.backends.native_backend import CopyKernels, NativePropagation, native_module
 from rethined_engine.geometry import seam_taps
 from rethined_engine.model import patchmatch as pm
 from rethined_engine.train.masks import random_mask
@@ -84,6 +84,35 @@ def test_copy_kernels_stand_in_for_the_torch_steps():
     torch.testing.assert_close(got, ref, atol=COPY_ATOL, rtol=0)
 
 
+def propagation_case(batch, grid_h, grid_w, dim, candidates, colour_weight, seed):
+    """`propagate_sources`' inputs: random unit q, k; ~half the tokens holes; ~90 % of the known ones allowed keys;
+    random candidates (some not allowed keys); random colours; the start from `patchmatch.start_sources`."""
+    g = torch.Generator().manual_seed(seed)
+    n = grid_h * grid_w
+    q = torch.nn.functional.normalize(torch.randn(batch, n, dim, generator=g), dim=-1)
+    k = torch.nn.functional.normalize(torch.randn(batch, n, dim, generator=g), dim=-1)
+    hole = torch.rand(batch, n, generator=g) < 0.5
+    key_ok = ~hole & (torch.rand(batch, n, generator=g) < 0.9)
+    options = torch.randint(0, n, (batch, n, candidates), generator=g)
+    colours, expected = torch.rand(batch, n, 3, generator=g), torch.rand(batch, n, 3, generator=g)
+    source, own_score, valid, has_key = pm.start_sources(q, k, options, hole, key_ok, colours, expected, colour_weight)
+    return q, k, options, own_score, valid, has_key, key_ok, source, grid_w, colours, expected, colour_weight
+
+
+@pytest.mark.parametrize("batch,grid_h,grid_w,dim,candidates", [(1, 8, 12, 16, 8), (2, 16, 16, 256, 8),
+                                                                 (1, 10, 14, 70, 6)])
+@pytest.mark.parametrize("colour_weight,sweeps,radius,penalty", [(0.0, 1, 0, 0.0), (0.0, 8, 1, 0.05),
+                                                                 (0.5, 3, 2, 0.1)])
+def test_propagate_sources_matches_torch(threads, batch, grid_h, grid_w, dim, candidates, colour_weight, sweeps,
+                                         radius, penalty):
+    """On random unit vectors no two options' scores lie within float rounding: the sources are equal."""
+    args = propagation_case(batch, grid_h, grid_w, dim, candidates, colour_weight, seed=sweeps + radius)
+    start = args[7].clone()
+    got = NativePropagation(native)(*args, sweeps, 0.5, radius, penalty)
+    assert torch.equal(got, pm.propagate_sources(*args, sweeps, 0.5, radius, penalty))
+    assert torch.equal(args[7], start) and (got != start).any()
+
+
 @pytest.mark.parametrize("style", ["realistic", "fast"])
 def test_native_backend_with_and_without_the_kernels(rng, style):
     """End to end the kernels change nothing a uint8 result shows but a rare rounding tie."""
@@ -91,8 +120,10 @@ def test_native_backend_with_and_without_the_kernels(rng, style):
     mask = random_mask(300, 420, rng).astype(np.uint8)
     with_kernels = Engine(backend="native", style=style)
     assert with_kernels._impl.model.patch_match.copy_kernels is not None
+    assert with_kernels._impl.model.patch_match.propagation_kernel is not None
     without = Engine(backend="native", style=style)
     without._impl.model.patch_match.copy_kernels = None
+    without._impl.model.patch_match.propagation_kernel = None
     diff = np.abs(with_kernels.inpaint(image, mask).astype(int) - without.inpaint(image, mask).astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
 
@@ -111,7 +142,22 @@ def test_native_backend_with_and_without_the_kernels(rng, style):
                                   0.5), "levels: expected"),
     (lambda: native.harmonic_fill(np.zeros((1, 8, 8, 5), np.float32), np.zeros((1, 8, 8), np.float32), 1, 8, 24, 0.5),
      "values: expected at most 4 channels"),
+    (lambda: propagate(own_score=np.zeros((1, 16, 3), np.float32)), r"own_score: expected shape \(1, 16, 4\)"),
+    (lambda: propagate(candidates=np.full((1, 16, 4), 16, np.int64)), "candidates: token index out of range"),
+    (lambda: propagate(source=np.full((1, 16), -1, np.int64)), "source: token index out of range"),
+    (lambda: propagate(grid_w=5), "grid_w: expected >= 1 dividing"),
 ])
 def test_bad_arguments_are_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def propagate(**changed):
+    """`native.propagate_sources` on a valid 4 x 4 grid case, with some arguments replaced."""
+    args = dict(q=np.zeros((1, 16, 8), np.float32), k=np.zeros((1, 16, 8), np.float32),
+                candidates=np.zeros((1, 16, 4), np.int64), own_score=np.zeros((1, 16, 4), np.float32),
+                valid=np.ones((1, 16, 4), bool), has_key=np.ones((1, 16), bool), key_ok=np.ones((1, 16), bool),
+                source=np.zeros((1, 16), np.int64), grid_w=4, colours=np.zeros((1, 16, 3), np.float32),
+                expected=np.zeros((1, 16, 3), np.float32), colour_weight=0.0, sweeps=1, continuity=0.5,
+                repeat_radius=1, repeat_penalty=0.05)
+    return native.propagate_sources(**{**args, **changed})

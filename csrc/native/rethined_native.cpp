@@ -6,7 +6,8 @@
 //              index (N, K) int32, scale, patch, grid_h, grid_w, feather=0) -> (H, W, 3) of image's dtype
 //       (feather > 0 HR px, K = 1: neighbouring copies' texture cross-fades, `model.upscale.feathered_texture`)
 //   blend_seams(image, mask, filled, taps (2r + 1) float32, gain) -> (H, W, 3) of image's dtype
-//   and the LR network's copy steps, lr_copy.cpp: blur_base, copy_tokens, harmonic_fill, border_match
+//   and the LR network's copy steps, lr_copy.cpp: blur_base, copy_tokens, harmonic_fill, border_match; source_sweep.cpp:
+//   propagate_sources
 //
 // Same math as rethined_engine/deploy/host.py (numpy) and csrc/cuda/hr_upscale.cu; the torch model is
 // the specification (`Rethined.forward`). Buffers are read in place (no copies of the inputs).
@@ -15,6 +16,7 @@
 
 #include "copy_rules.h"
 #include "lr_copy.h"
+#include "source_sweep.h"
 
 #include <algorithm>
 #include <cmath>
@@ -533,6 +535,7 @@ PYBIND11_MODULE(_native, m) {
     m.def("blend_seams", &blend_seams<float>, py::arg("image"), py::arg("mask"), py::arg("filled"), py::arg("taps"),
           py::arg("gain"));
     rethined::register_lr_copy(m);
+    rethined::register_source_sweep(m);
     m.def("max_threads", &max_threads, "OpenMP threads the kernels use (1 without OpenMP)");
     m.def("set_num_threads", &set_num_threads, py::arg("n"), "OpenMP threads for later calls");
 }

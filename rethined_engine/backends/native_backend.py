@@ -79,6 +79,29 @@ class CopyKernels:
                                         patchmatch.COARSE_FIXED_SHARE, patchmatch.MEAN_WEIGHT_FLOOR)
 
 
+class NativePropagation:
+    """`patchmatch.propagate_sources` (same arguments but compact, same result) in the extension
+    (csrc/native/source_sweep.cpp): the copy styles' propagation updates, OpenMP over each update's tokens; the
+    sources equal the torch function's but where two options' scores lie within float rounding
+    (tests/test_native_lr_copy.py)."""
+
+    def __init__(self, native):
+        self.native = native
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, own_score: torch.Tensor,
+                 valid: torch.Tensor, has_key: torch.Tensor, key_ok: torch.Tensor, source: torch.Tensor, grid_w: int,
+                 colours: torch.Tensor, expected: torch.Tensor, colour_weight: float, sweeps: int, continuity: float,
+                 repeat_radius: int = 0, repeat_penalty: float = 0.0) -> torch.Tensor:
+        def floats(t: torch.Tensor) -> np.ndarray:
+            return t.float().contiguous().numpy()
+
+        chosen = self.native.propagate_sources(
+            floats(q), floats(k), candidates.contiguous().numpy(), floats(own_score), valid.contiguous().numpy(),
+            has_key.contiguous().numpy(), key_ok.contiguous().numpy(), source.contiguous().numpy(), grid_w,
+            floats(colours), floats(expected), colour_weight, sweeps, continuity, repeat_radius, repeat_penalty)
+        return torch.from_numpy(chosen)
+
+
 class NativeBackend(TorchBackend):
     """Same arguments as `TorchBackend`; CPU only, top-K HR mixing (hr_topk >= 1; hr_topk=0, dense rows,
     runs the torch path)."""
@@ -91,6 +114,7 @@ class NativeBackend(TorchBackend):
         self.model.to(memory_format=torch.channels_last)   # oneDNN's convs run ~1.3x faster on NHWC
         if self.dtype == torch.float32:
             self.model.patch_match.copy_kernels = CopyKernels(self.native)
+            self.model.patch_match.propagation_kernel = NativePropagation(self.native)
         self.lr_network = (LRNetwork(self.model, self.config.hr_topk, compact=True)
                            if self.config.hr_topk > 0 else None)
 
