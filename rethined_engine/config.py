@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma",
-                    "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_sweeps", "copy_continuity",
+                    "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_locality", "copy_sweeps", "copy_continuity",
                     "copy_match_sweeps", "copy_repeat_radius", "copy_repeat_penalty", "hr_topk", "hf_transfer",
                     "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather", "seam_sigma", "seam_gain",
                     "float_mask_threshold")  # may differ from training
@@ -75,6 +75,7 @@ class ModelConfig:
     copy_border_sigma: float = 0.0   # LR px: with "copy", the fill is shifted by a membrane of its colour mismatch (Gaussian means of this sigma) at the hole's border (`border_match`); 0 = off
     copy_pool: int = 8               # with "copy": keys per hole token ranked by similarity, re-ranked by colour (`copy_candidates`)
     copy_colour_weight: float = 0.0  # with "copy": similarity credit lost per unit of L1 RGB distance (in [0, 3]) from the expected colour
+    copy_locality: float = 0.0       # with "copy": similarity lost per grid long side of distance between a hole token and a key, choosing the candidates; 0 = off
     copy_sweeps: int = 1             # with "copy": checkerboard updates of the source choice (`choose_sources`); more grow coherent copies
     copy_continuity: float = 0.02    # with "copy": similarity credited to continuing a neighbour's copy without a seam
     copy_match_sweeps: int = 0       # with "copy": Jacobi sweeps of the copies' colour offsets (`copy_colour_offsets`); 0 = off
@@ -120,6 +121,8 @@ class ModelConfig:
             raise ValueError(f"copy_match_sweeps must be an int in 0..{COPY_MATCH_SWEEPS_MAX} (0 = off), got {self.copy_match_sweeps!r}")
         if not 0.0 <= self.copy_continuity <= 1.0:
             raise ValueError(f"copy_continuity must be in [0, 1] (cosine similarity credit), got {self.copy_continuity}")
+        if not self.copy_locality >= 0.0:
+            raise ValueError(f"copy_locality must be >= 0 (similarity per grid long side; 0 = off), got {self.copy_locality}")
         if not self.copy_colour_weight >= 0.0:
             raise ValueError(f"copy_colour_weight must be >= 0 (0 = rank by similarity only), got {self.copy_colour_weight}")
         if self.hr_topk < 0:

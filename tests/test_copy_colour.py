@@ -7,7 +7,7 @@ import scipy.sparse.linalg as sparse_linalg
 import torch
 import torch.nn.functional as F
 
-from rethined_engine.model.patchmatch import COPY_CANDIDATES, copy_candidates, harmonic_fill
+from rethined_engine.model.patchmatch import COPY_CANDIDATES, copy_candidates, harmonic_fill, token_distance
 
 NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
@@ -70,11 +70,12 @@ def random_tokens(batch, n, dim, seed):
     return q, k, colours, expected, hole, key_ok
 
 
-@pytest.mark.parametrize("pool, weight", [(8, 0.0), (16, 1.0), (64, 0.5)])
-def test_copy_candidates_compact_equals_dense(pool, weight):
+@pytest.mark.parametrize("pool, weight, locality", [(8, 0.0, 0.0), (16, 1.0, 0.0), (64, 0.5, 0.0), (8, 0.0, 1.0),
+                                                     (16, 0.5, 0.3)])
+def test_copy_candidates_compact_equals_dense(pool, weight, locality):
     q, k, colours, expected, hole, key_ok = random_tokens(2, 120, 16, seed=pool)
-    dense = copy_candidates(q, k, colours, expected, hole, key_ok, pool, weight, compact=False)
-    compact = copy_candidates(q, k, colours, expected, hole, key_ok, pool, weight, compact=True)
+    dense = copy_candidates(q, k, colours, expected, hole, key_ok, pool, weight, False, 12, locality)
+    compact = copy_candidates(q, k, colours, expected, hole, key_ok, pool, weight, True, 12, locality)
     assert dense.shape == compact.shape == (2, 120, COPY_CANDIDATES)
     assert torch.equal(dense[hole], compact[hole])
     assert bool(torch.gather(key_ok, 1, compact.flatten(1)).reshape(compact.shape)[hole].all())
@@ -103,3 +104,26 @@ def test_colour_weight_prefers_the_key_of_the_expected_colour():
     similar_first = copy_candidates(q, k, colours, expected, hole, key_ok, n, 0.0, compact=True)[0, 0, 0]
     colour_first = copy_candidates(q, k, colours, expected, hole, key_ok, n, 1.0, compact=True)[0, 0, 0]
     assert similar_first != 1 and colour_first == 1
+
+
+def test_token_distance_in_grid_long_sides():
+    """(0, 0) to (3, 4) on a 10 x 20 grid: 5 tokens, a quarter of the long side; symmetric, 0 on itself."""
+    rows, keys = torch.tensor([0, 3 * 20 + 4]), torch.tensor([3 * 20 + 4, 0])
+    torch.testing.assert_close(token_distance(rows, keys, 10, 20), torch.tensor([[0.25, 0.0], [0.0, 0.25]]))
+
+
+def test_locality_prefers_the_nearer_of_two_look_alikes():
+    """Two keys as similar as each other to a hole token, one beside it and one across the grid: with locality the
+    near one ranks first whichever is a hair more similar."""
+    grid_w, n, dim = 16, 16 * 4, 8
+    q = F.normalize(torch.ones(1, n, dim), dim=-1)
+    k = F.normalize(torch.randn(1, n, dim, generator=torch.Generator().manual_seed(0)), dim=-1)
+    hole = torch.zeros(1, n, dtype=torch.bool)
+    hole[0, 1] = True
+    far, near = n - 1, 2
+    k[0, far] = q[0, 0]                                          # the most similar key: far away
+    k[0, near] = F.normalize(q[0, 0] + 0.01 * torch.arange(dim), dim=0)   # nearly as similar: beside the hole
+    colours = torch.zeros(1, n, 3)
+    for locality, first in ((0.0, far), (0.1, near)):
+        got = copy_candidates(q, k, colours, colours, hole, ~hole, 8, 0.0, True, grid_w, locality)[0, 1, 0]
+        assert got == first, (locality, int(got))

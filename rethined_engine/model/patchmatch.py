@@ -632,7 +632,7 @@ def token_colours(image: torch.Tensor, patch: int) -> torch.Tensor:
 
 def copy_candidates(q: torch.Tensor, k: torch.Tensor, colours: torch.Tensor, expected: torch.Tensor,
                     query_masked: torch.Tensor, key_ok: torch.Tensor, pool: int, colour_weight: float,
-                    compact: bool) -> torch.Tensor:
+                    compact: bool, grid_w: int = 1, locality: float = 0.0) -> torch.Tensor:
     """The keys each hole token's copy is chosen from (`choose_sources`), (B, N, COPY_CANDIDATES) int64.
 
     q, k: (B, N, d) unit vectors; colours: (B, N, 3) each token's mean colour; expected: (B, N, 3) the
@@ -642,7 +642,10 @@ def copy_candidates(q: torch.Tensor, k: torch.Tensor, colours: torch.Tensor, exp
     surroundings predict continues the hole's content; similarity alone copies look-alikes of any colour).
     Entries past the allowed keys, and every entry of a known row, are not allowed keys (`choose_sources`
     ignores them). compact: computed over hole rows x allowed keys only (eager inference; data-dependent
-    sizes), else densely over all N x N pairs (the exported graph).
+    sizes), else densely over all N x N pairs (the exported graph). locality > 0: the similarities that choose
+    and rank the pool lose locality times the distance between the hole token and the key (`token_distance`,
+    on the grid of width grid_w): of look-alikes, the nearer one is copied (its content and colour are likelier
+    to be what the hole hides); the options' scores in `choose_sources` stay the similarities.
     """
     batch, n = query_masked.shape
     width = _consts.COPY_CANDIDATES
@@ -650,6 +653,8 @@ def copy_candidates(q: torch.Tensor, k: torch.Tensor, colours: torch.Tensor, exp
     if not compact:
         allowed = query_masked[:, :, None] & key_ok[:, None, :]
         similarity = torch.bmm(q.float(), k.float().transpose(1, 2))
+        if locality > 0.0:
+            similarity = similarity - locality * token_distance(own, own, n // grid_w, grid_w)[None]
         similarity = torch.where(allowed, similarity, torch.full_like(similarity, _consts.NOT_ALLOWED))
         return _rank_by_colour(similarity, colours, expected, pool, colour_weight, width)
     candidates = own[None, :, None].expand(batch, n, width).clone()
@@ -658,10 +663,22 @@ def copy_candidates(q: torch.Tensor, k: torch.Tensor, colours: torch.Tensor, exp
         if len(rows) == 0 or len(keys) == 0:
             continue
         similarity = q[b, rows].float() @ k[b, keys].float().T
+        if locality > 0.0:
+            similarity = similarity - locality * token_distance(rows, keys, n // grid_w, grid_w)
         chosen = _rank_by_colour(similarity[None], colours[b, keys][None], expected[b, rows][None], pool,
                                  colour_weight, width)[0]
         candidates[b, rows, :chosen.shape[-1]] = keys[chosen]
     return candidates
+
+
+def token_distance(rows: torch.Tensor, keys: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+    """Token indices rows (R,) and keys (K,) of a grid_h x grid_w grid -> (R, K) float32: the Euclidean distance
+    between their cells in units of the grid's longer side (0 .. sqrt(2)), so that a penalty on it means the same
+    at every LR size."""
+    row_y, row_x = (rows // grid_w).float(), _modulo(rows, grid_w).float()
+    key_y, key_x = (keys // grid_w).float(), _modulo(keys, grid_w).float()
+    dy, dx = row_y[:, None] - key_y[None, :], row_x[:, None] - key_x[None, :]
+    return torch.sqrt(dy * dy + dx * dx) * (1.0 / max(grid_h, grid_w))
 
 
 def _rank_by_colour(similarity: torch.Tensor, colours: torch.Tensor, expected: torch.Tensor, pool: int,
@@ -712,6 +729,7 @@ class NeuralPatchMatch(nn.Module):
         self.copy_base_feather, self.copy_base_sigma = cfg.copy_base_feather, cfg.copy_base_sigma
         self.copy_border_sigma = cfg.copy_border_sigma
         self.copy_pool = cfg.copy_pool
+        self.copy_locality = float(cfg.copy_locality)
         self.copy_colour_weight = float(cfg.copy_colour_weight)
         self.copy_sweeps, self.copy_continuity = cfg.copy_sweeps, float(cfg.copy_continuity)
         self.copy_match_sweeps = cfg.copy_match_sweeps
@@ -769,8 +787,9 @@ class NeuralPatchMatch(nn.Module):
         return harmonic_fill(colour_grid, fixed.to(colour_grid.dtype), self.colour_levels).flatten(2).transpose(1, 2)
 
     def copy_candidates(self, composite, q, k, query_masked, key_ok, compact: bool):
-        """`copy_candidates` with this module's pool and colour weight -> (candidates (B, N, COPY_CANDIDATES)
-        int64, the tokens' mean colours (B, N, 3), the expected colours (B, N, 3)), for `copy_outputs`."""
+        """`copy_candidates` with this module's pool, colour weight and locality -> (candidates (B, N,
+        COPY_CANDIDATES) int64, the tokens' mean colours (B, N, 3), the expected colours (B, N, 3)), for
+        `copy_outputs`."""
         colour_grid = token_colours(composite, self.patch).float()
         colours = colour_grid.flatten(2).transpose(1, 2)
         if self.copy_colour_weight > 0.0:
@@ -778,7 +797,7 @@ class NeuralPatchMatch(nn.Module):
         else:                                  # unused without the colour term: skip the membrane
             expected = colours
         candidates = copy_candidates(q, k, colours, expected, query_masked, key_ok, self.copy_pool,
-                                     self.copy_colour_weight, compact)
+                                     self.copy_colour_weight, compact, colour_grid.shape[-1], self.copy_locality)
         return candidates, colours, expected
 
     @torch.jit.unused
