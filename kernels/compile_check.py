@@ -23,7 +23,7 @@ INT_ONE = 1            # what the launcher specialises: an int argument equal to
 
 def _variants():
     """(name, kernel JITFunction, signature {arg: type}, constexprs {arg: value}, num_warps, num_stages)."""
-    from . import (coherence, hr_upscale, masked_attention, membrane, patch_projection, prep, seam_blend,
+    from . import (blur, coherence, hr_upscale, masked_attention, membrane, patch_projection, prep, seam_blend,
                    source_sweep, token_copy)
     from .patch_projection import dot_precision
 
@@ -105,6 +105,10 @@ def _variants():
             out.append((f"copy_tokens[{ty},{feather},{base_feather}]", token_copy.copy_tokens_kernel, tc,
                         {"PATCH": 8, "FEATHER": feather, "BASE_FEATHER": base_feather, "BLOCK": token_copy.BLOCK},
                         4, 3))
+        fa = {"x_ptr": f"*{ty}", "taps_ptr": "*fp32", "out_ptr": f"*{ty}", "total": "i32", "length": "i32",
+              "inner": "i32", "n_taps": "i32", "BLOCK": "constexpr"}
+        for axis, ones in (("rows", {}), ("cols", {"inner": INT_ONE})):
+            out.append((f"filter_axis[{ty},{axis}]", blur.filter_axis_kernel, fa, {**ones, "BLOCK": blur.BLOCK}, 4, 3))
         sw = {"q_ptr": f"*{ty}", "k_ptr": f"*{ty}", "candidates_ptr": "*i64", "own_score_ptr": "*fp32",
               "valid_ptr": "*i1", "has_key_ptr": "*i1", "key_ok_ptr": "*i1", "colours_ptr": "*fp32",
               "expected_ptr": "*fp32", "source_ptr": "*i64", "out_ptr": "*i64", "n": "i32", "grid_h": "i32",

@@ -16,6 +16,8 @@ import triton.language as tl
 
 from rethined_engine.model import patchmatch
 
+from . import blur
+
 BLOCK = 512           # grid cells per program
 
 
@@ -84,7 +86,9 @@ def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> tor
 
 
 def border_match(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor, sigma: float) -> torch.Tensor:
-    """`patchmatch.border_match` (same arguments and result) with the membrane's sweeps as Triton kernels."""
-    mismatch, at_border = patchmatch.border_mismatch(composite, mask, filled, sigma)
+    """`patchmatch.border_match` (same arguments and result) with the Gaussian means (`kernels.blur`) and the
+    membrane's sweeps as Triton kernels."""
+    means = blur.blur_base(patchmatch.border_stack(composite, mask, filled), sigma)
+    mismatch, at_border = patchmatch.mismatch_from_means(means, mask)
     membrane = harmonic_fill(mismatch, at_border, patchmatch.BORDER_MATCH_LEVELS)
     return torch.where(mask > 0, (filled + membrane).clamp(0.0, 1.0), filled)

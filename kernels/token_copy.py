@@ -3,7 +3,7 @@
 Every LR pixel is the weighted mean of up to four feathered token copies: its own token's source and those of
 the row, column and diagonal neighbours on its side of the token's centre lines, each read at the pixel
 shifted by that token's source displacement (clamped into the image), weighted by the feather fades and by
-whether the source pixel is known (COPY_FLOOR if not). With two bands the base (`blur_base`, made by torch
+whether the source pixel is known (COPY_FLOOR if not). With two bands the base (`kernels.blur.blur_base`, made
 before the launch) is blended as a weighted mean over the wider fade and the detail (image - base) with its
 contrast kept (over the root of the summed products of the weights of copies with one displacement).
 In torch that is ~500 small kernels per call (`bench.op_count`), here one plus the base's blur.
@@ -17,6 +17,8 @@ import triton
 import triton.language as tl
 
 from rethined_engine.model import patchmatch
+
+from . import blur
 
 BLOCK = 128           # LR pixels per program: one per thread of 4 warps
 COPY_FLOOR: tl.constexpr = tl.constexpr(patchmatch.COPY_FLOOR)
@@ -164,7 +166,7 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
     if source.shape != (batch, tokens) or source.dtype != torch.int64:
         raise ValueError(f"source: expected ({batch}, {tokens}) int64, got {tuple(source.shape)} {source.dtype}")
     image, known, source = image.contiguous(), known.contiguous(), source.contiguous()
-    base = patchmatch.blur_base(image, base_sigma).contiguous() if base_feather > 0 else image
+    base = blur.blur_base(image, base_sigma).contiguous() if base_feather > 0 else image
     out = torch.empty_like(image)
     grid = (triton.cdiv(h * w, BLOCK), batch)
     copy_tokens_kernel[grid](image, base, known, source, out, h, w, h // patch, w // patch, PATCH=patch,

@@ -11,6 +11,7 @@ from rethined_engine.model import patchmatch  # noqa: E402
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 CPU_SHAPES = [(1, 3, 16, 24), (2, 3, 32, 32), (1, 1, 8, 40)]
 GPU_SHAPES = [(1, 3, 512, 512), (2, 3, 288, 512)]
+BLUR_ATOL = 1e-6          # float32 in [0, 1]: a rounding step of the blurred means, carried by the membrane
 FP16_ATOL = 2e-3          # float16 grids: the kernel sums in float32 and rounds once, torch rounds every add
 
 
@@ -67,6 +68,7 @@ def test_harmonic_fill_float16_within_tolerance():
 
 
 def test_border_match_matches_reference():
+    """The Gaussian means (`kernels.blur`) may fuse a multiply-add where torch does not: float rounding."""
     g = torch.Generator().manual_seed(5)
     b, h, w = 1, 48, 64
     composite, filled = torch.rand(b, 3, h, w, generator=g), torch.rand(b, 3, h, w, generator=g)
@@ -74,8 +76,8 @@ def test_border_match_matches_reference():
     mask[..., 10:40, 8:50] = 1.0
     composite, filled, mask = composite.to(DEVICE), filled.to(DEVICE), mask.to(DEVICE)
     got = border_match(composite, mask, filled, 2.0)
-    assert torch.equal(got, patchmatch.border_match(composite, mask, filled, 2.0))
-    assert not torch.equal(got, filled)
+    torch.testing.assert_close(got, patchmatch.border_match(composite, mask, filled, 2.0), rtol=0, atol=BLUR_ATOL)
+    assert not torch.allclose(got, filled, atol=1e-3)
 
 
 def test_jacobi_sweeps_shape_errors():

@@ -6,7 +6,7 @@ carries the result to full resolution, reading and writing uint8 in the caller's
 copies; with hr_feather > 0 it cross-fades neighbouring copies' texture), and with `seam_sigma` the seam blend
 (`kernels/seam_blend.py`) rewrites its hole border in place. With lr_texture="copy" the candidates are ranked
 by torch operations, the sources' propagation updates run as Triton kernels (`kernels/source_sweep.py`), and the
-copies too (`kernels/token_copy.py`, `kernels/membrane.py`). Float images,
+copies too (`kernels/token_copy.py`, `kernels/membrane.py`, `kernels/blur.py`). Float images,
 hr_topk=0, and hr_feather > 0 with hr_topk > 1 run the torch path."""
 from __future__ import annotations
 
@@ -94,7 +94,8 @@ class TritonLRNetwork:
 class TritonCopyKernels:
     """The LR network's copy steps with lr_texture="copy" (`NeuralPatchMatch.copy_kernels`) on Triton:
     `kernels.token_copy.copy_tokens` (one kernel instead of ~500 torch ones), then, when border_sigma > 0,
-    `kernels.membrane.border_match` (one kernel per membrane sweep instead of ten). Same arguments as the
+    `kernels.membrane.border_match` (one kernel per membrane sweep instead of ten); their Gaussian blurs take
+    one kernel per axis (`kernels.blur`) instead of ~38. Same arguments as the
     torch path, float32 results equal to float rounding (tests/test_kernel_token_copy.py,
     tests/test_kernel_membrane.py)."""
 

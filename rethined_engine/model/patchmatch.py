@@ -616,8 +616,19 @@ def border_mismatch(composite: torch.Tensor, mask: torch.Tensor, filled: torch.T
                     sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
     """`border_match`'s boundary: (the mismatch (B, 3, h, w), zero away from the border; the hole pixels that
     touch a known one (B, 1, h, w) float {0, 1})."""
+    return mismatch_from_means(blur_base(border_stack(composite, mask, filled), sigma), mask)
+
+
+def border_stack(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+    """What `border_mismatch` blurs: (B, 8, h, w) = the known pixels and their weight, the fill's hole pixels and
+    theirs."""
     known = 1.0 - mask
-    means = blur_base(torch.cat([composite * known, known, filled * mask, mask], dim=1), sigma)
+    return torch.cat([composite * known, known, filled * mask, mask], dim=1)
+
+
+def mismatch_from_means(means: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`border_mismatch` from the Gaussian means of `border_stack` (B, 8, h, w) and mask (B, 1, h, w)."""
+    known = 1.0 - mask
     known_mean = means[:, 0:3] / means[:, 3:4].clamp_min(_consts.MEAN_WEIGHT_FLOOR)
     fill_mean = means[:, 4:7] / means[:, 7:8].clamp_min(_consts.MEAN_WEIGHT_FLOOR)
     at_border = F.max_pool2d(known, 3, stride=1, padding=1) * mask
