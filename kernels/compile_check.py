@@ -98,6 +98,11 @@ def _variants():
         mb = {"x_ptr": f"*{ty}", "value_ptr": f"*{ty}", "fixed_ptr": "*i1", "count_ptr": f"*{ty}",
               "out_ptr": f"*{ty}", "height": "i32", "width": "i32", "channels": "i32", "BLOCK": "constexpr"}
         out.append((f"jacobi_sweep[{ty}]", membrane.jacobi_sweep_kernel, mb, {"BLOCK": membrane.BLOCK}, 4, 3))
+        ms = {"buffers_ptr": f"*{ty}", "value_ptr": f"*{ty}", "fixed_ptr": "*i1", "count_ptr": f"*{ty}",
+              "height": "i32", "width": "i32", "channels": "i32", "planes": "i32", "sweeps": "i32",
+              "BLOCK": "constexpr"}
+        out.append((f"jacobi_small_grid[{ty}]", membrane.jacobi_small_grid_kernel, ms, {"BLOCK": membrane.SMALL_GRID},
+                    membrane.SMALL_GRID_WARPS, 3))
         tc = {"image_ptr": f"*{ty}", "base_ptr": f"*{ty}", "known_ptr": f"*{ty}", "source_ptr": "*i64",
               "out_ptr": f"*{ty}", "h": "i32", "w": "i32", "grid_h": "i32", "grid_w": "i32", "PATCH": "constexpr",
               "FEATHER": "constexpr", "BASE_FEATHER": "constexpr", "BLOCK": "constexpr"}

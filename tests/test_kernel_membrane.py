@@ -9,7 +9,7 @@ from rethined_engine.kernels.membrane import (border_match, harmonic_fill, jacob
 from rethined_engine.model import patchmatch  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-CPU_SHAPES = [(1, 3, 16, 24), (2, 3, 32, 32), (1, 1, 8, 40)]
+CPU_SHAPES = [(1, 3, 16, 24), (2, 3, 32, 32), (1, 1, 8, 40), (1, 2, 48, 96)]   # the last above SMALL_GRID
 GPU_SHAPES = [(1, 3, 512, 512), (2, 3, 288, 512)]
 BLUR_ATOL = 1e-6          # float32 in [0, 1]: a rounding step of the blurred means, carried by the membrane
 FP16_ATOL = 2e-3          # float16 grids: the kernel sums in float32 and rounds once, torch rounds every add
