@@ -10,6 +10,7 @@ pytest.importorskip("cv2")
 from rethined_engine import Engine  # noqa: E402
 from rethined_engine.bench.quality import build_methods, parse_variant, resolution_table, run, summarise  # noqa: E402
 from rethined_engine.cli import main as cli_main  # noqa: E402
+from rethined_engine.config import STYLES  # noqa: E402
 
 RESOLUTIONS = [64, 96]
 
@@ -460,9 +461,12 @@ def test_op_count_counts_the_lr_networks_operations():
     for row in rows.values():
         assert row["ops"] > 0 and sum(row["by_function"].values()) == row["ops"]
     assert rows["realistic"]["ops"] > 2 * rows["smooth"]["ops"]
-    assert "choose_sources" in rows["realistic"]["by_function"]
+    assert "propagate_sources" in rows["realistic"]["by_function"]
     pytest.importorskip("triton")
     if os.environ.get("TRITON_INTERPRET") == "1":  # the interpreter (conftest sets it without CUDA)
         triton_row = count_style("realistic", 64, 96, network="triton")
-        assert triton_row["by_function"]["triton:jacobi_sweep_kernel"] > 0
-        assert triton_row["ops"] < rows["realistic"]["ops"]   # the membrane's sweeps: one launch each
+        launches = triton_row["by_function"]
+        assert launches["triton:propagation_sweep_kernel"] == STYLES["realistic"]["copy_sweeps"]
+        assert launches["triton:jacobi_sweep_kernel"] > 0 and launches["triton:jacobi_small_grid_kernel"] > 0
+        assert launches["triton:filter_axis_kernel"] > 0 and "_filter_along" not in launches
+        assert triton_row["ops"] < rows["realistic"]["ops"] / 2   # the copy steps' kernels
