@@ -62,7 +62,7 @@ def triton_and_torch():
 
 @pytest.mark.parametrize("h,w", [(37, 53), (90, 130)])
 def test_triton_backend_matches_torch_backend(triton_and_torch, rng, h, w):
-    """End to end (interpreter on the CPU), HR scales 1 and 3: uint8 numpy HWC and torch CHW."""
+    """End to end (interpreter on the CPU), HR scales 1 and 3: uint8 numpy HWC, and torch CHW at scale 1."""
     fast, reference = triton_and_torch
     from PIL import Image
     from rethined_engine.cli import SAMPLE_IMAGE
@@ -72,8 +72,9 @@ def test_triton_backend_matches_torch_backend(triton_and_torch, rng, h, w):
     got, ref = fast.inpaint(image, mask), reference.inpaint(image, mask)
     diff = np.abs(got.astype(np.int16) - ref.astype(np.int16))
     assert (diff > 1).mean() <= 1e-3 and (diff > 0).mean() <= 2e-3
-    chw = torch.from_numpy(image).permute(2, 0, 1)
-    assert torch.equal(fast.inpaint(chw, torch.from_numpy(mask)), torch.from_numpy(got).permute(2, 0, 1))
+    if (h, w) == (37, 53):                        # torch CHW in too (at scale 1: a second call at scale 3 costs 35 s)
+        chw = torch.from_numpy(image).permute(2, 0, 1)
+        assert torch.equal(fast.inpaint(chw, torch.from_numpy(mask)), torch.from_numpy(got).permute(2, 0, 1))
 
 
 def test_triton_backend_seam_blend_matches_torch_backend(rng):
