@@ -36,13 +36,10 @@ def _sweep(src_ptr, offs, inside, y, x, height, width, count, fixed, value):
 
 
 @triton.jit
-def jacobi_sweep_kernel(x_ptr, value_ptr, fixed_ptr, count_ptr, out_ptr, height, width, channels,
-                        BLOCK: tl.constexpr):
-    """One sweep over plane program_id(1) (of B * C) of contiguous (B, C, h, w) x, value, out and (B, 1, h, w)
-    fixed (bool), count."""
-    plane = tl.program_id(1)
+def _plane(plane, offs, value_ptr, fixed_ptr, count_ptr, height, width, channels):
+    """The cells offs of plane (of B * C) -> (inside the grid, row, column, the plane's first cell, the cells'
+    neighbour count, whether fixed, value (float32)): what every sweep of the plane reads."""
     cells = height * width
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     inside = offs < cells
     y = offs // width
     x = offs - y * width
@@ -51,6 +48,17 @@ def jacobi_sweep_kernel(x_ptr, value_ptr, fixed_ptr, count_ptr, out_ptr, height,
     count = tl.load(count_ptr + per_image + offs, mask=inside, other=1.0).to(tl.float32)
     fixed = tl.load(fixed_ptr + per_image + offs, mask=inside, other=0) != 0
     value = tl.load(value_ptr + grid + offs, mask=inside, other=0.0).to(tl.float32)
+    return inside, y, x, grid, count, fixed, value
+
+
+@triton.jit
+def jacobi_sweep_kernel(x_ptr, value_ptr, fixed_ptr, count_ptr, out_ptr, height, width, channels,
+                        BLOCK: tl.constexpr):
+    """One sweep over plane program_id(1) (of B * C) of contiguous (B, C, h, w) x, value, out and (B, 1, h, w)
+    fixed (bool), count."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    inside, y, x, grid, count, fixed, value = _plane(tl.program_id(1), offs, value_ptr, fixed_ptr, count_ptr, height,
+                                                     width, channels)
     out = _sweep(x_ptr + grid, offs, inside, y, x, height, width, count, fixed, value)
     tl.store(out_ptr + grid + offs, out.to(out_ptr.dtype.element_ty), mask=inside)
 
@@ -61,18 +69,10 @@ def jacobi_small_grid_kernel(buffers_ptr, value_ptr, fixed_ptr, count_ptr, heigh
     """`sweeps` sweeps of plane program_id(0) (of B * C) of a grid of at most BLOCK cells: buffers (2, B, C, h, w),
     the start in buffers[0], sweep s reads buffers[s % 2] and writes the other (the result: buffers[sweeps % 2]);
     value (B, C, h, w), fixed (bool) and count (B, 1, h, w), all contiguous."""
-    plane = tl.program_id(0)
-    cells = height * width
     offs = tl.arange(0, BLOCK)
-    inside = offs < cells
-    y = offs // width
-    x = offs - y * width
-    grid = plane.to(tl.int64) * cells
-    per_image = (plane // channels).to(tl.int64) * cells
-    count = tl.load(count_ptr + per_image + offs, mask=inside, other=1.0).to(tl.float32)
-    fixed = tl.load(fixed_ptr + per_image + offs, mask=inside, other=0) != 0
-    value = tl.load(value_ptr + grid + offs, mask=inside, other=0.0).to(tl.float32)
-    buffer = planes.to(tl.int64) * cells                       # one buffer's size
+    inside, y, x, grid, count, fixed, value = _plane(tl.program_id(0), offs, value_ptr, fixed_ptr, count_ptr, height,
+                                                     width, channels)
+    buffer = planes.to(tl.int64) * (height * width)            # one buffer's size
     for sweep in range(sweeps):
         src = (sweep % 2) * buffer
         out = _sweep(buffers_ptr + src + grid, offs, inside, y, x, height, width, count, fixed, value)

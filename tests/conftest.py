@@ -129,3 +129,26 @@ def write_video(path, frames: list[np.ndarray], codec: str = "ffv1", pix_fmt: st
                 chunk.sample_rate, chunk.pts, chunk.time_base = CLIP_SAMPLE_RATE, start, Fraction(1, CLIP_SAMPLE_RATE)
                 container.mux(sound.encode(chunk))
             container.mux(sound.encode(None))
+
+
+def propagation_inputs(batch: int, grid_h: int, grid_w: int, dim: int, candidates: int, colour_weight: float, seed: int,
+                       device: str = "cpu", dtype: torch.dtype = torch.float32) -> tuple:
+    """`patchmatch.propagate_sources`' arguments up to colour_weight: random unit q, k (dtype); ~half the tokens
+    holes; ~90 % of the known ones allowed keys; random candidates (some not allowed keys); random colours; the
+    start from `patchmatch.start_sources`. On random unit vectors no two options' scores lie within float
+    rounding, so every implementation must choose the same sources."""
+    from rethined_engine.model.patchmatch import start_sources
+
+    g = torch.Generator().manual_seed(seed)
+    n = grid_h * grid_w
+    q = torch.nn.functional.normalize(torch.randn(batch, n, dim, generator=g), dim=-1)
+    k = torch.nn.functional.normalize(torch.randn(batch, n, dim, generator=g), dim=-1)
+    hole = torch.rand(batch, n, generator=g) < 0.5
+    key_ok = ~hole & (torch.rand(batch, n, generator=g) < 0.9)
+    options = torch.randint(0, n, (batch, n, candidates), generator=g)
+    colours, expected = torch.rand(batch, n, 3, generator=g), torch.rand(batch, n, 3, generator=g)
+    q, k, hole, key_ok, options, colours, expected = (t.to(device) for t in (q, k, hole, key_ok, options, colours,
+                                                                                expected))
+    q, k = q.to(dtype), k.to(dtype)
+    source, own_score, valid, has_key = start_sources(q, k, options, hole, key_ok, colours, expected, colour_weight)
+    return q, k, options, own_score, valid, has_key, key_ok, source, grid_w, colours, expected, colour_weight

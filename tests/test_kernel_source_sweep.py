@@ -1,6 +1,6 @@
 """Triton propagation updates (`kernels.source_sweep`) vs their torch reference (`model.patchmatch.propagate_sources`).
 CPU: the Triton interpreter at small grids; CUDA: the LR grid too. On random unit vectors no two options' scores lie
-within float rounding of each other, so the sources must be equal, not close."""
+within float rounding of each other, so the sources must be equal, not close (`conftest.propagation_inputs`)."""
 import pytest
 import torch
 
@@ -8,28 +8,15 @@ pytest.importorskip("triton")
 from rethined_engine.kernels.source_sweep import propagate_sources, propagate_sources_reference  # noqa: E402
 from rethined_engine.model import patchmatch  # noqa: E402
 
+from conftest import propagation_inputs  # noqa: E402
+
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 CUDA_MIN_AGREEMENT = 0.999   # CUDA: cuBLAS sums the reference's scores in its own order (one flip can propagate)
 
 
 def case(batch, grid_h, grid_w, dim, candidates, colour_weight, seed, dtype=torch.float32):
-    """`propagate_sources`' inputs on DEVICE: random unit q, k; ~half the tokens holes; ~90 % of the known ones
-    allowed keys; random candidates (some of them not allowed keys); random colours; the start from
-    `patchmatch.start_sources`."""
-    g = torch.Generator().manual_seed(seed)
-    n = grid_h * grid_w
-    q = torch.nn.functional.normalize(torch.randn(batch, n, dim, generator=g), dim=-1)
-    k = torch.nn.functional.normalize(torch.randn(batch, n, dim, generator=g), dim=-1)
-    hole = torch.rand(batch, n, generator=g) < 0.5
-    key_ok = ~hole & (torch.rand(batch, n, generator=g) < 0.9)
-    options = torch.randint(0, n, (batch, n, candidates), generator=g)
-    colours, expected = torch.rand(batch, n, 3, generator=g), torch.rand(batch, n, 3, generator=g)
-    q, k, hole, key_ok, options, colours, expected = (t.to(DEVICE) for t in (q, k, hole, key_ok, options, colours,
-                                                                                expected))
-    q, k = q.to(dtype), k.to(dtype)
-    source, own_score, valid, has_key = patchmatch.start_sources(q, k, options, hole, key_ok, colours, expected,
-                                                                 colour_weight)
-    return q, k, options, own_score, valid, has_key, key_ok, source, grid_w, colours, expected, colour_weight
+    """`propagate_sources`' inputs on DEVICE (`conftest.propagation_inputs`)."""
+    return propagation_inputs(batch, grid_h, grid_w, dim, candidates, colour_weight, seed, DEVICE, dtype)
 
 
 @pytest.mark.parametrize("batch,grid_h,grid_w,dim,candidates", [(1, 8, 12, 16, 8), (2, 16, 16, 32, 8),

@@ -12,6 +12,8 @@ from rethined_engine.geometry import seam_taps
 from rethined_engine.model import patchmatch as pm
 from rethined_engine.train.masks import random_mask
 
+from conftest import propagation_inputs
+
 native = native_module()
 pytestmark = pytest.mark.skipif(native is None, reason="rethined_engine._native not built")
 COPY_ATOL = 1e-6     # float32 values in [0, 1]; the C++ differs from torch by a rounding step at most (~1e-7)
@@ -84,21 +86,6 @@ def test_copy_kernels_stand_in_for_the_torch_steps():
     torch.testing.assert_close(got, ref, atol=COPY_ATOL, rtol=0)
 
 
-def propagation_case(batch, grid_h, grid_w, dim, candidates, colour_weight, seed):
-    """`propagate_sources`' inputs: random unit q, k; ~half the tokens holes; ~90 % of the known ones allowed keys;
-    random candidates (some not allowed keys); random colours; the start from `patchmatch.start_sources`."""
-    g = torch.Generator().manual_seed(seed)
-    n = grid_h * grid_w
-    q = torch.nn.functional.normalize(torch.randn(batch, n, dim, generator=g), dim=-1)
-    k = torch.nn.functional.normalize(torch.randn(batch, n, dim, generator=g), dim=-1)
-    hole = torch.rand(batch, n, generator=g) < 0.5
-    key_ok = ~hole & (torch.rand(batch, n, generator=g) < 0.9)
-    options = torch.randint(0, n, (batch, n, candidates), generator=g)
-    colours, expected = torch.rand(batch, n, 3, generator=g), torch.rand(batch, n, 3, generator=g)
-    source, own_score, valid, has_key = pm.start_sources(q, k, options, hole, key_ok, colours, expected, colour_weight)
-    return q, k, options, own_score, valid, has_key, key_ok, source, grid_w, colours, expected, colour_weight
-
-
 @pytest.mark.parametrize("batch,grid_h,grid_w,dim,candidates", [(1, 8, 12, 16, 8), (2, 16, 16, 256, 8),
                                                                  (1, 10, 14, 70, 6)])
 @pytest.mark.parametrize("colour_weight,sweeps,radius,penalty", [(0.0, 1, 0, 0.0), (0.0, 8, 1, 0.05),
@@ -106,7 +93,7 @@ def propagation_case(batch, grid_h, grid_w, dim, candidates, colour_weight, seed
 def test_propagate_sources_matches_torch(threads, batch, grid_h, grid_w, dim, candidates, colour_weight, sweeps,
                                          radius, penalty):
     """On random unit vectors no two options' scores lie within float rounding: the sources are equal."""
-    args = propagation_case(batch, grid_h, grid_w, dim, candidates, colour_weight, seed=sweeps + radius)
+    args = propagation_inputs(batch, grid_h, grid_w, dim, candidates, colour_weight, seed=sweeps + radius)
     start = args[7].clone()
     got = NativePropagation(native)(*args, sweeps, 0.5, radius, penalty)
     assert torch.equal(got, pm.propagate_sources(*args, sweeps, 0.5, radius, penalty))
