@@ -12,7 +12,9 @@ square image >= 512 px, fp16) the patch projection (kernels/patch_projection.py)
 epilogue (kernels/coherence.py) and the masked attention + mixing + top-K
 (kernels/masked_attention.py), the latter also against
 `F.scaled_dot_product_attention` on the already-compacted hole queries and allowed keys/values (equal
-shapes, no masking, no gathers, no top-K: the unfused floor it must stay within 2x of).
+shapes, no masking, no gathers, no top-K: the unfused floor it must stay within 2x of), and the default's copy
+steps (kernels/source_sweep.py's propagation updates, kernels/blur.py's Gaussian means, kernels/membrane.py's
+membrane) against their torch references.
 Appends a run to bench/results/kernels-<gpu>.json: its rows, the copy bandwidth and where it ran (device,
 commit, `dirty`, versions, threads; `bench.env.run_environment`).
 """
@@ -223,6 +225,7 @@ def bench_lr_kernels(hole: float = MASK_COVERAGE) -> list[dict]:
     q = do_bench(lambda: F.scaled_dot_product_attention(sq, sk, sv, scale=scale), quantiles=QUANTILES)
     rows.append(_row("masked_attention", "sdpa_compacted", n, q, hole_rows=m, keys=keys, tflop_s=attn_flop / q[0] / 1e9))
     rows += bench_coherence_epilogue(image, cfg)
+    rows += bench_copy_steps(image, features, weights, query_masked, cfg)
     for row in rows:
         print(f"{row['kernel']:19s} {row['impl']:16s} {row['median_ms']:8.3f} ms  {row.get('tflop_s', 0):7.2f} TFLOP/s"
               f"  {row.get('gb_s', 0):7.1f} GB/s", flush=True)
@@ -248,6 +251,43 @@ def bench_coherence_epilogue(image: torch.Tensor, cfg) -> list[dict]:
     for name, fn in (("triton", coherence_epilogue), ("torch_reference", coherence_epilogue_reference)):
         q = do_bench(lambda: fn(hidden, weight, bias, mixed, image, mask), quantiles=QUANTILES)
         rows.append(_row("coherence_epilogue", name, h * w, q, gb_s=moved / q[0] / 1e6))
+    return rows
+
+
+def bench_copy_steps(image: torch.Tensor, features: torch.Tensor, weights: tuple, query_masked: torch.Tensor,
+                     cfg) -> list[dict]:
+    """The shipped default's LR copy steps at the 64 x 64 grid, Triton against the torch reference: the
+    propagation updates (the shipped model's q, k and dense candidates for the `lr_case` mask), the border
+    match's Gaussian means (its 8-channel stack) and its membrane (BORDER_MATCH_LEVELS halvings)."""
+    from triton.testing import do_bench
+
+    from rethined_engine.kernels import blur, membrane, source_sweep
+    from rethined_engine.kernels.patch_projection import patch_projection
+    from rethined_engine.model import patchmatch as pm
+
+    p = cfg.patch_size
+    q, k = (t[None].float() for t in patch_projection(image, features, *weights, p))
+    hole = query_masked[None]
+    key_ok = ~hole
+    colours = pm.token_colours(image[None].float(), p).flatten(2).transpose(1, 2)
+    candidates = pm.copy_candidates(q, k, colours, colours, hole, key_ok, cfg.copy_pool, 0.0, compact=False)
+    source, own_score, valid, has_key = pm.start_sources(q, k, candidates, hole, key_ok, colours, colours, 0.0)
+    updates = (q, k, candidates, own_score, valid, has_key, key_ok, source, image.shape[-1] // p, colours, colours,
+               0.0, cfg.copy_sweeps, cfg.copy_continuity, cfg.copy_repeat_radius, cfg.copy_repeat_penalty)
+    g = torch.Generator(image.device).manual_seed(2)
+    stack = torch.rand(1, 8, *image.shape[1:], device=image.device, generator=g)
+    fixed = (stack[:, 3:4] > 0.7).float()
+    cases = (("propagate_sources", source_sweep.propagate_sources, source_sweep.propagate_sources_reference, updates,
+              {"hole_rows": int(hole.sum()), "sweeps": cfg.copy_sweeps}),
+             ("blur_base", blur.blur_base, blur.blur_base_reference, (stack, cfg.copy_border_sigma),
+              {"channels": 8}),
+             ("harmonic_fill", membrane.harmonic_fill, pm.harmonic_fill, (stack[:, :3], fixed, pm.BORDER_MATCH_LEVELS),
+              {"levels": pm.BORDER_MATCH_LEVELS}))
+    rows = []
+    for kernel, triton_fn, reference, args, extra in cases:
+        for name, fn in (("triton", triton_fn), ("torch_reference", reference)):
+            q_ms = do_bench(lambda: fn(*args), quantiles=QUANTILES)  # noqa: B023 - run before the loop moves on
+            rows.append(_row(kernel, name, image.shape[-1] * image.shape[-2], q_ms, **extra))
     return rows
 
 
