@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace py = pybind11;
@@ -69,7 +70,8 @@ struct Update {
     int d, c;
     Grid grid;
     float colour_weight, continuity, repeat_penalty;
-    int repeat_radius;
+    std::vector<std::pair<int, int>> window;   // (dy, dx) of the tokens before a token in raster order, within the
+                                               // repeat radius; empty when the repeat penalty is off
 
     float similarity(int64_t token, int64_t key) const {
         const float* a = q + token * d;
@@ -105,14 +107,13 @@ struct Update {
                 continues[s] = hole && grid.inside(cy, cx) && key_ok[continuation[s]];
                 taken[s] = hole ? src : -1;
             }
-            std::vector<int64_t> window;   // the sources of the hole tokens before t in raster order, within the radius
-            if (repeat_radius > 0 && repeat_penalty > 0.0f)
-                for (int dy = -repeat_radius; dy <= 0; ++dy)
-                    for (int dx = -repeat_radius; dx <= (dy < 0 ? repeat_radius : -1); ++dx) {
-                        const int y = row + dy, x = col + dx;
-                        const int64_t cell = grid.cell(y, x);
-                        window.push_back(grid.inside(y, x) && has_key[cell] ? in[cell] : -1);
-                    }
+            thread_local std::vector<int64_t> earlier;   // the sources of the window's hole tokens (-1: none)
+            earlier.clear();
+            for (const auto& [dy, dx] : window) {
+                const int y = row + dy, x = col + dx;
+                const int64_t cell = grid.cell(y, x);
+                earlier.push_back(grid.inside(y, x) && has_key[cell] ? in[cell] : -1);
+            }
             auto score = [&](int64_t option, float base, bool ok) {
                 float agree = 0.0f;
                 bool repeats = false;
@@ -121,9 +122,9 @@ struct Update {
                     repeats = repeats || option == taken[s];
                 }
                 float value = base + continuity * agree;
-                if (!window.empty()) {
+                if (!earlier.empty()) {
                     float repeated = 0.0f;
-                    for (int64_t w : window) repeated += option == w ? 1.0f : 0.0f;
+                    for (int64_t source : earlier) repeated += option == source ? 1.0f : 0.0f;
                     value = value - repeat_penalty * repeated;
                 }
                 return ok && !repeats ? value : kNoOption;
@@ -167,6 +168,10 @@ Longs propagate_sources(const Floats& q, const Floats& k, const Longs& candidate
     };
     if (out_of_range(candidates)) throw std::invalid_argument("candidates: token index out of range");
     if (out_of_range(source)) throw std::invalid_argument("source: token index out of range");
+    std::vector<std::pair<int, int>> window;
+    if (repeat_radius > 0 && repeat_penalty > 0.0f)
+        for (int dy = -repeat_radius; dy <= 0; ++dy)
+            for (int dx = -repeat_radius; dx <= (dy < 0 ? repeat_radius : -1); ++dx) window.emplace_back(dy, dx);
     Longs result({batch, n});
     std::vector<int64_t> other(static_cast<size_t>(n));
     {
@@ -177,7 +182,7 @@ Longs propagate_sources(const Floats& q, const Floats& k, const Longs& candidate
                                 candidates.data() + b * n * c, valid.data() + b * n * c, has_key.data() + b * n,
                                 key_ok.data() + b * n, n, static_cast<int>(d), static_cast<int>(c),
                                 Grid{static_cast<int>(n / grid_w), grid_w}, colour_weight, continuity,
-                                repeat_penalty, repeat_radius};
+                                repeat_penalty, window};
             int64_t* out = result.mutable_data() + b * n;
             std::copy(source.data() + b * n, source.data() + (b + 1) * n, out);
             for (int sweep = 0; sweep < sweeps; ++sweep) {     // the second colour first, as the torch function

@@ -136,13 +136,13 @@ class TritonBackend(TorchBackend):
             from ..kernels.hr_upscale import hr_upscale
             from ..kernels.prep import prepare_lr
             from ..kernels.seam_blend import seam_blend
+            from ..kernels.source_sweep import propagate_sources
         except ModuleNotFoundError as exc:
             if exc.name != "triton":      # some other module is missing: its own error names it
                 raise
             raise ImportError(f"backend 'triton' needs triton: pip install 'rethined_engine[triton]' ({exc})") from exc
         super().__init__(weights, target, dtype, **overrides)
         self.hr_upscale, self.prepare_lr, self.seam_blend = hr_upscale, prepare_lr, seam_blend
-        from ..kernels.source_sweep import propagate_sources
         self.model.patch_match.copy_kernels = TritonCopyKernels()
         self.model.patch_match.propagation_kernel = propagate_sources
         # the HR kernel cross-fades (hr_feather > 0) one copied source per token: hr_topk = 1
