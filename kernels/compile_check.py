@@ -23,8 +23,8 @@ INT_ONE = 1            # what the launcher specialises: an int argument equal to
 
 def _variants():
     """(name, kernel JITFunction, signature {arg: type}, constexprs {arg: value}, num_warps, num_stages)."""
-    from . import (blur, coherence, hr_upscale, masked_attention, membrane, patch_projection, prep, seam_blend,
-                   source_sweep, token_copy)
+    from . import (blur, coherence, copy_candidates, hr_upscale, masked_attention, membrane, patch_projection, prep,
+                   seam_blend, source_sweep, token_copy)
     from .patch_projection import dot_precision
 
     import torch
@@ -125,6 +125,17 @@ def _variants():
                         source_sweep.propagation_sweep_kernel, sw,
                         {"parity": INT_ONE, "C_BLOCK": 8, "RADIUS": radius, "COLOUR": colour,
                          "DIM_CHUNK": source_sweep.DIM_CHUNK, "BLOCK": source_sweep.BLOCK}, source_sweep.NUM_WARPS, 3))
+        cc = {"q_ptr": f"*{ty}", "k_ptr": f"*{ty}", "colours_ptr": "*fp32", "expected_ptr": "*fp32",
+              "query_masked_ptr": "*i1", "key_ok_ptr": "*i1", "out_ptr": "*i64", "n": "i32", "dim": "i32",
+              "grid_w": "i32", "pool": "i32", "colour_weight": "fp32", "locality": "fp32", "inv_side": "fp32",
+              "POOL_BLOCK": "constexpr", "COLOUR": "constexpr", "LOCALITY": "constexpr", "IEEE": "constexpr",
+              "BLOCK_M": "constexpr", "BLOCK_N": "constexpr", "DIM_CHUNK": "constexpr"}
+        for pool, colour, locality in ((8, True, False),):   # the copy styles; the largest pool
+            out.append((f"copy_candidates[{ty},pool{pool}{',colour' if colour else ''}{',locality' if locality else ''}]",
+                        copy_candidates.copy_candidates_kernel, cc,
+                        {"POOL_BLOCK": pool, "COLOUR": colour, "LOCALITY": locality, "IEEE": ty == "fp32",
+                         "BLOCK_M": copy_candidates.BLOCK_M, "BLOCK_N": copy_candidates.BLOCK_N,
+                         "DIM_CHUNK": copy_candidates.DIM_CHUNK}, copy_candidates.NUM_WARPS, 3))
     return out
 
 

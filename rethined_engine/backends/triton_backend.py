@@ -4,9 +4,10 @@ patch projection (`kernels/patch_projection.py`), the masked attention + token m
 (`kernels/masked_attention.py`) and the coherence epilogue (`kernels/coherence.py`) in Triton; the Triton HR-upscale kernel (`kernels/hr_upscale.py`)
 carries the result to full resolution, reading and writing uint8 in the caller's layout (no HR float
 copies; with hr_feather > 0 it cross-fades neighbouring copies' texture), and with `seam_sigma` the seam blend
-(`kernels/seam_blend.py`) rewrites its hole border in place. With lr_texture="copy" the candidates are ranked
-by torch operations, the sources' propagation updates run as Triton kernels (`kernels/source_sweep.py`), and the
-copies too (`kernels/token_copy.py`, `kernels/membrane.py`, `kernels/blur.py`). Float images,
+(`kernels/seam_blend.py`) rewrites its hole border in place. With lr_texture="copy" the candidate search
+(`kernels/copy_candidates.py`, pools up to its POOL_MAX), the sources' propagation updates
+(`kernels/source_sweep.py`) and the copies (`kernels/token_copy.py`, `kernels/membrane.py`, `kernels/blur.py`)
+run as Triton kernels; the expected colours' membrane on the token grid in torch. Float images,
 hr_topk=0, and hr_feather > 0 with hr_topk > 1 run the torch path."""
 from __future__ import annotations
 
@@ -133,6 +134,7 @@ class TritonBackend(TorchBackend):
             raise ValueError(f"device: the triton backend needs a CUDA device (or TRITON_INTERPRET=1 for testing on "
                              f"the CPU), got {target}")
         try:
+            from ..kernels.copy_candidates import POOL_MAX, copy_candidates
             from ..kernels.hr_upscale import hr_upscale
             from ..kernels.prep import prepare_lr
             from ..kernels.seam_blend import seam_blend
@@ -145,6 +147,8 @@ class TritonBackend(TorchBackend):
         self.hr_upscale, self.prepare_lr, self.seam_blend = hr_upscale, prepare_lr, seam_blend
         self.model.patch_match.copy_kernels = TritonCopyKernels()
         self.model.patch_match.propagation_kernel = propagate_sources
+        if self.model.patch_match.copy_pool <= POOL_MAX:
+            self.model.patch_match.candidates_kernel = copy_candidates
         # the HR kernel cross-fades (hr_feather > 0) one copied source per token: hr_topk = 1
         kernels_cover = self.config.hr_topk > 0 and (self.config.hr_feather == 0 or self.config.hr_topk == 1)
         # On CUDA the dense copy paths, graphed or not: no host sync (a graph can hold them), and the eager

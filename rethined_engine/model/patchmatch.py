@@ -747,6 +747,7 @@ class NeuralPatchMatch(nn.Module):
         self.copy_repeat_radius, self.copy_repeat_penalty = cfg.copy_repeat_radius, float(cfg.copy_repeat_penalty)
         self.copy_kernels = None   # a backend's copy steps: native `CopyKernels` (C++), triton `TritonCopyKernels`
         self.propagation_kernel = None   # a backend's `propagate_sources`: triton `kernels.source_sweep`
+        self.candidates_kernel = None    # a backend's `copy_candidates` (compact): triton `kernels.copy_candidates`
         self.colour_levels = (cfg.grid_multiple // cfg.patch_size).bit_length() - 1   # token grid sides divide by 2 ** this
         in_dim = cfg.token_dim + feature_channels
         self.to_q = nn.Linear(in_dim, cfg.attn_dim)
@@ -807,9 +808,18 @@ class NeuralPatchMatch(nn.Module):
             expected = self.expected_colours(colour_grid, key_ok)
         else:                                  # unused without the colour term: skip the membrane
             expected = colours
-        candidates = copy_candidates(q, k, colours, expected, query_masked, key_ok, self.copy_pool,
-                                     self.copy_colour_weight, compact, colour_grid.shape[-1], self.copy_locality)
+        if self.candidates_kernel is not None and not torch.jit.is_scripting():
+            candidates = self.kernel_candidates(q, k, colours, expected, query_masked, key_ok, colour_grid.shape[-1])
+        else:
+            candidates = copy_candidates(q, k, colours, expected, query_masked, key_ok, self.copy_pool,
+                                         self.copy_colour_weight, compact, colour_grid.shape[-1], self.copy_locality)
         return candidates, colours, expected
+
+    @torch.jit.unused
+    def kernel_candidates(self, q, k, colours, expected, query_masked, key_ok, grid_w: int) -> torch.Tensor:
+        """`copy_candidates` by `self.candidates_kernel` (the compact rows, without host syncs)."""
+        return self.candidates_kernel(q, k, colours, expected, query_masked, key_ok, self.copy_pool,
+                                      self.copy_colour_weight, grid_w, self.copy_locality)
 
     @torch.jit.unused
     def kernel_copies(self, composite: torch.Tensor, mask: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
