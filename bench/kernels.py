@@ -13,8 +13,8 @@ epilogue (kernels/coherence.py) and the masked attention + mixing + top-K
 (kernels/masked_attention.py), the latter also against
 `F.scaled_dot_product_attention` on the already-compacted hole queries and allowed keys/values (equal
 shapes, no masking, no gathers, no top-K: the unfused floor it must stay within 2x of), and the default's copy
-steps (kernels/source_sweep.py's propagation updates, kernels/blur.py's Gaussian means, kernels/membrane.py's
-membrane) against their torch references.
+steps (kernels/copy_candidates.py's candidate search, kernels/source_sweep.py's propagation updates,
+kernels/blur.py's Gaussian means, kernels/membrane.py's membrane) against their torch references.
 Appends a run to bench/results/kernels-<gpu>.json: its rows, the copy bandwidth and where it ran (device,
 commit, `dirty`, versions, threads; `bench.env.run_environment`).
 """
@@ -256,17 +256,18 @@ def bench_coherence_epilogue(image: torch.Tensor, cfg) -> list[dict]:
 
 def bench_copy_steps(image: torch.Tensor, features: torch.Tensor, weights: tuple, query_masked: torch.Tensor,
                      cfg) -> list[dict]:
-    """The shipped default's LR copy steps at the 64 x 64 grid, Triton against the torch reference: the
-    propagation updates (the shipped model's q, k and dense candidates for the `lr_case` mask), the border
+    """The shipped default's LR copy steps at the 64 x 64 grid, Triton against the torch reference (its dense,
+    graph-capturable form where it has one): the candidate search, the propagation updates (the shipped model's q, k and dense candidates for the `lr_case` mask), the border
     match's Gaussian means (its 8-channel stack) and its membrane (BORDER_MATCH_LEVELS halvings)."""
     from triton.testing import do_bench
 
-    from rethined_engine.kernels import blur, membrane, source_sweep
+    from rethined_engine.kernels import blur, copy_candidates, membrane, source_sweep
     from rethined_engine.kernels.patch_projection import patch_projection
     from rethined_engine.model import patchmatch as pm
 
     p = cfg.patch_size
-    q, k = (t[None].float() for t in patch_projection(image, features, *weights, p))
+    q_lr, k_lr = (t[None] for t in patch_projection(image, features, *weights, p))   # the engine's dtype
+    q, k = q_lr.float(), k_lr.float()
     hole = query_masked[None]
     key_ok = ~hole
     colours = pm.token_colours(image[None].float(), p).flatten(2).transpose(1, 2)
@@ -277,7 +278,10 @@ def bench_copy_steps(image: torch.Tensor, features: torch.Tensor, weights: tuple
     g = torch.Generator(image.device).manual_seed(2)
     stack = torch.rand(1, 8, *image.shape[1:], device=image.device, generator=g)
     fixed = (stack[:, 3:4] > 0.7).float()
-    cases = (("propagate_sources", source_sweep.propagate_sources, source_sweep.propagate_sources_reference, updates,
+    search = (q_lr, k_lr, colours, colours, hole, key_ok, cfg.copy_pool, cfg.copy_colour_weight)
+    cases = (("copy_candidates", lambda *a: copy_candidates.copy_candidates(*a, image.shape[-1] // p),
+              lambda *a: pm.copy_candidates(*a, compact=False), search, {"hole_rows": int(hole.sum())}),
+             ("propagate_sources", source_sweep.propagate_sources, source_sweep.propagate_sources_reference, updates,
               {"hole_rows": int(hole.sum()), "sweeps": cfg.copy_sweeps}),
              ("blur_base", blur.blur_base, blur.blur_base_reference, (stack, cfg.copy_border_sigma),
               {"channels": 8}),

@@ -26,6 +26,7 @@ def _variants():
     from . import (blur, coherence, copy_candidates, hr_upscale, masked_attention, membrane, patch_projection, prep,
                    seam_blend, source_sweep, token_copy)
     from .patch_projection import dot_precision
+    from rethined_engine.model import patchmatch
 
     import torch
     import triton
@@ -95,14 +96,22 @@ def _variants():
               "C": "constexpr", "BH": "constexpr", "BW": "constexpr"}
         out.append((f"coherence_epilogue[{ty}]", coherence.coherence_epilogue_kernel, co,
                     {"C": 16, "BH": coherence.BLOCK_ROWS, "BW": coherence.BLOCK_COLS}, 4, 3))
-        mb = {"x_ptr": f"*{ty}", "value_ptr": f"*{ty}", "fixed_ptr": "*i1", "count_ptr": f"*{ty}",
-              "out_ptr": f"*{ty}", "height": "i32", "width": "i32", "channels": "i32", "BLOCK": "constexpr"}
-        out.append((f"jacobi_sweep[{ty}]", membrane.jacobi_sweep_kernel, mb, {"BLOCK": membrane.BLOCK}, 4, 3))
-        ms = {"buffers_ptr": f"*{ty}", "value_ptr": f"*{ty}", "fixed_ptr": "*i1", "count_ptr": f"*{ty}",
-              "height": "i32", "width": "i32", "channels": "i32", "planes": "i32", "sweeps": "i32",
-              "BLOCK": "constexpr"}
-        out.append((f"jacobi_small_grid[{ty}]", membrane.jacobi_small_grid_kernel, ms, {"BLOCK": membrane.SMALL_GRID},
+        mb = {"src_ptr": f"*{ty}", "value_ptr": f"*{ty}", "fixed_ptr": "*u8", "out_ptr": f"*{ty}", "height": "i32",
+              "width": "i32", "channels": "i32", "FROM_COARSE": "constexpr", "BLOCK": "constexpr"}
+        for from_coarse in (False, True):
+            out.append((f"jacobi_sweep[{ty}{',from_coarse' if from_coarse else ''}]", membrane.jacobi_sweep_kernel, mb,
+                        {"FROM_COARSE": from_coarse, "BLOCK": membrane.BLOCK}, 4, 3))
+        mc = {"value_levels_ptr": f"*{ty}", "fixed_levels_ptr": "*u8", "buffers_ptr": f"*{ty}", "height": "i32",
+              "width": "i32", "channels": "i32", "planes": "i32", "levels": "i32", "last": "i32",
+              "coarsest_sweeps": "i32", "sweeps": "i32", "BLOCK": "constexpr"}
+        out.append((f"membrane_coarse[{ty}]", membrane.membrane_coarse_kernel, mc, {"BLOCK": membrane.SMALL_GRID},
                     membrane.SMALL_GRID_WARPS, 3))
+        mp = {"values_ptr": f"*{ty}", "fixed_ptr": f"*{ty}", "value_levels_ptr": f"*{ty}", "fixed_levels_ptr": "*u8",
+              "height": "i32", "width": "i32", "channels": "i32", "planes": "i32", "LEVELS": "constexpr",
+              "TILE": "constexpr"}
+        levels = patchmatch.BORDER_MATCH_LEVELS
+        out.append((f"membrane_pyramid[{ty}]", membrane.membrane_pyramid_kernel, mp,
+                    {"LEVELS": levels, "TILE": 2 ** levels}, membrane.pyramid_warps(2 ** levels), 3))
         tc = {"image_ptr": f"*{ty}", "base_ptr": f"*{ty}", "known_ptr": f"*{ty}", "source_ptr": "*i64",
               "out_ptr": f"*{ty}", "h": "i32", "w": "i32", "grid_h": "i32", "grid_w": "i32", "PATCH": "constexpr",
               "FEATHER": "constexpr", "BASE_FEATHER": "constexpr", "BLOCK": "constexpr"}

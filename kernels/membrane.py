@@ -1,14 +1,24 @@
-"""The copy styles' membrane (`model.patchmatch.harmonic_fill`, inside `border_match`) with each Jacobi sweep
-as one Triton kernel, and its torch reference of the same signature.
+"""The copy styles' membrane (`model.patchmatch.harmonic_fill`, inside `border_match`) as Triton kernels, and its
+torch reference of the same signature.
 
-A sweep sets every free cell of a (B, C, h, w) grid to the mean of its four grid neighbours (zero outside the
-grid) and every fixed cell to its value: in torch that is ten small kernels (the zero border concatenated,
-three adds, a divide, a select), here one. `harmonic_fill` at the LR size with BORDER_MATCH_LEVELS halvings
-runs 56 sweeps, so the membrane goes from ~420 kernels to ~60 (`bench.op_count` counts the torch side).
-A grid of at most SMALL_GRID cells (the two coarsest levels at 512^2 LR: 32 of the 56 sweeps) runs all its
-sweeps in one launch, one program per plane with a barrier between sweeps, so ~30 launches remain.
-The sum is taken in torch's order ((up + down) + left) + right and divided with IEEE rounding, so float32
-results are bit-equal to the reference; float16 grids are summed in float32 and rounded once.
+`harmonic_fill` solves Laplace's equation through a grid's fixed cells by a coarse-to-fine multigrid: a pyramid
+of `levels` halvings, JACOBI_COARSEST_SWEEPS neighbour-mean sweeps on the coarsest grid from its fixed cells'
+mean, then JACOBI_SWEEPS at each finer grid from the coarser solution. In torch each sweep is ten small kernels
+and the pyramid, the starts and the neighbour counts ~100 more (~210 in all for the 56 sweeps at a 512^2 LR
+grid with BORDER_MATCH_LEVELS halvings). Here:
+
+- `membrane_pyramid_kernel` builds every level at once: each program reduces one 2^levels-cell square tile of
+  the full grid to all coarser levels in registers;
+- `membrane_coarse_kernel` runs the levels of at most SMALL_GRID cells (the two coarsest at 512^2 LR: 32 of the
+  56 sweeps), coarsest first, in one program per plane, with a barrier between sweeps (a coarsest level larger
+  than that, from a grid over 1024 cells a side at 4 halvings, runs the torch reference);
+- each finer level takes one `jacobi_sweep_kernel` launch per sweep, the first reading the coarser solution
+  where a cell is free.
+
+Neighbour counts come from the cells' positions. A sweep's sum is taken in torch's order
+((up + down) + left) + right and divided with IEEE rounding, so it matches torch's bit for bit; the pyramid's
+sums of four cells and the coarsest mean may be summed in another order (float rounding); float16 grids are
+summed in float32 and rounded once.
 """
 from __future__ import annotations
 
@@ -20,115 +30,242 @@ from rethined_engine.model import patchmatch
 
 from . import blur
 
-BLOCK = 512           # grid cells per program
-SMALL_GRID = 4096     # cells: a grid this small runs all its sweeps in one program per plane
+BLOCK = 512             # grid cells per program of a single sweep
+SMALL_GRID = 4096       # cells: a level this small runs in `membrane_coarse_kernel`'s one program per plane
 SMALL_GRID_WARPS = 8
+PYRAMID_MAX_TILE = 64   # cells per side of a pyramid program's tile (2 ** levels): levels <= 6
+# a coarse cell is fixed where its 4 cells' weights sum above this (>= COARSE_FIXED_SHARE of them, as torch)
+FIXED_SUM: tl.constexpr = tl.constexpr(4 * patchmatch.COARSE_FIXED_SHARE - 0.5)
 
 
 @triton.jit
-def _sweep(src_ptr, offs, inside, y, x, height, width, count, fixed, value):
+def _level_start(level, height, width, planes):
+    """(first element of `level`'s block in the level buffers, each `planes` grids per level, finest first;
+    the level's height; its width)."""
+    start = 0
+    for finer in range(0, level):
+        start += planes * ((height >> finer) * (width >> finer))
+    return start, height >> level, width >> level
+
+
+@triton.jit
+def _neighbour_count(y, x, height, width):
+    """`patchmatch.neighbour_count` of the cells (y, x): how many of their 4 grid neighbours exist (float32)."""
+    return ((y > 0).to(tl.float32) + (y < height - 1).to(tl.float32)) + \
+        ((x > 0).to(tl.float32) + (x < width - 1).to(tl.float32))
+
+
+@triton.jit
+def _sweep(src_ptr, offs, inside, y, x, height, width, fixed, value):
     """One Jacobi update of the cells offs (row y, column x) of the plane at src_ptr -> float32 values."""
     up = tl.load(src_ptr + offs - width, mask=inside & (y > 0), other=0.0).to(tl.float32)
     down = tl.load(src_ptr + offs + width, mask=inside & (y < height - 1), other=0.0).to(tl.float32)
     left = tl.load(src_ptr + offs - 1, mask=inside & (x > 0), other=0.0).to(tl.float32)
     right = tl.load(src_ptr + offs + 1, mask=inside & (x < width - 1), other=0.0).to(tl.float32)
-    return tl.where(fixed, value, tl.math.div_rn(((up + down) + left) + right, count))
+    return tl.where(fixed, value, tl.math.div_rn(((up + down) + left) + right, _neighbour_count(y, x, height, width)))
 
 
 @triton.jit
-def _plane(plane, offs, value_ptr, fixed_ptr, count_ptr, height, width, channels):
-    """The cells offs of plane (of B * C) -> (inside the grid, row, column, the plane's first cell, the cells'
-    neighbour count, whether fixed, value (float32)): what every sweep of the plane reads."""
+def _start(coarse_ptr, value_ptr, fixed_ptr, y, x, width, ok):
+    """A finer level's start at cells (y, x) where ok: the cell's value where fixed, else its coarser cell's
+    solution (float32; 0 where not ok)."""
+    cell = y * width + x
+    fixed = tl.load(fixed_ptr + cell, mask=ok, other=0) != 0
+    value = tl.load(value_ptr + cell, mask=ok & fixed, other=0.0).to(tl.float32)
+    coarse = tl.load(coarse_ptr + (y // 2) * (width // 2) + x // 2, mask=ok & ~fixed, other=0.0).to(tl.float32)
+    return tl.where(fixed, value, coarse)
+
+
+@triton.jit
+def _halve(grid, SIDE: tl.constexpr):
+    """(SIDE, SIDE) -> (SIDE / 2, SIDE / 2): sums of 2 x 2 cells."""
+    pairs = tl.sum(tl.reshape(grid, (SIDE // 2, 2, SIDE // 2, 2)), axis=3)
+    return tl.sum(pairs, axis=1)
+
+
+@triton.jit
+def membrane_pyramid_kernel(values_ptr, fixed_ptr, value_levels_ptr, fixed_levels_ptr, height, width, channels,
+                            planes, LEVELS: tl.constexpr, TILE: tl.constexpr):
+    """`patchmatch.membrane_pyramid`'s grids of tile program_id(0) (TILE = 2 ** LEVELS cells a side) of image
+    program_id(1): values (B, C, h, w) and fixed (B, 1, h, w) {0, 1} -> every level's values * fixed (the fine
+    level) or weighted means (coarser) into value_levels, and its fixed cells (uint8) into fixed_levels
+    (`_level_start` layout; planes = B * C grids of values per level, B of fixed cells)."""
+    image = tl.program_id(1)
+    tiles_x = width // TILE
+    tile_y = tl.program_id(0) // tiles_x
+    tile_x = tl.program_id(0) - tile_y * tiles_x
+    y = tile_y * TILE + tl.arange(0, TILE)
+    x = tile_x * TILE + tl.arange(0, TILE)
+    cell = y[:, None] * width + x[None, :]
+    weight = tl.load(fixed_ptr + image * (height * width) + cell).to(tl.float32)
+    images = planes // channels
+    tl.store(fixed_levels_ptr + image * (height * width) + cell, (weight > 0).to(tl.uint8))
+    for channel in range(channels):
+        plane = image * channels + channel
+        value = tl.load(values_ptr + plane * (height * width) + cell).to(tl.float32) * weight
+        tl.store(value_levels_ptr + plane * (height * width) + cell, value.to(value_levels_ptr.dtype.element_ty))
+        level_value = value
+        level_weight = weight
+        for level in tl.static_range(1, LEVELS + 1):
+            weight_sum = _halve(level_weight, TILE >> (level - 1))
+            level_value = tl.math.div_rn(_halve(level_value * level_weight, TILE >> (level - 1)),
+                                         tl.maximum(weight_sum, 1.0))
+            level_value = level_value.to(value_levels_ptr.dtype.element_ty).to(tl.float32)   # the grid's dtype
+            level_weight = (weight_sum > FIXED_SUM).to(tl.float32)
+            start, level_h, level_w = _level_start(level, height, width, planes)
+            fixed_start, _, _ = _level_start(level, height, width, images)
+            ly = tile_y * (TILE >> level) + tl.arange(0, TILE >> level)
+            lx = tile_x * (TILE >> level) + tl.arange(0, TILE >> level)
+            level_cell = ly[:, None] * level_w + lx[None, :]
+            tl.store(value_levels_ptr + start + plane * (level_h * level_w) + level_cell,
+                     level_value.to(value_levels_ptr.dtype.element_ty))
+            if channel == 0:
+                tl.store(fixed_levels_ptr + fixed_start + image * (level_h * level_w) + level_cell,
+                         level_weight.to(tl.uint8))
+
+
+@triton.jit
+def jacobi_sweep_kernel(src_ptr, value_ptr, fixed_ptr, out_ptr, height, width, channels, FROM_COARSE: tl.constexpr,
+                        BLOCK: tl.constexpr):
+    """One sweep over plane program_id(1) (of B * C) of a level: value, out (B, C, h, w) and fixed (B, 1, h, w)
+    uint8, contiguous; src the previous sweep's (B, C, h, w), or with FROM_COARSE the coarser level's solution
+    (B, C, h / 2, w / 2), from which the level starts where a cell is free."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     cells = height * width
     inside = offs < cells
     y = offs // width
     x = offs - y * width
-    grid = plane.to(tl.int64) * cells
-    per_image = (plane // channels).to(tl.int64) * cells
-    count = tl.load(count_ptr + per_image + offs, mask=inside, other=1.0).to(tl.float32)
+    plane = tl.program_id(1).to(tl.int64)
+    grid = plane * cells
+    per_image = (plane // channels) * cells
     fixed = tl.load(fixed_ptr + per_image + offs, mask=inside, other=0) != 0
     value = tl.load(value_ptr + grid + offs, mask=inside, other=0.0).to(tl.float32)
-    return inside, y, x, grid, count, fixed, value
-
-
-@triton.jit
-def jacobi_sweep_kernel(x_ptr, value_ptr, fixed_ptr, count_ptr, out_ptr, height, width, channels,
-                        BLOCK: tl.constexpr):
-    """One sweep over plane program_id(1) (of B * C) of contiguous (B, C, h, w) x, value, out and (B, 1, h, w)
-    fixed (bool), count."""
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    inside, y, x, grid, count, fixed, value = _plane(tl.program_id(1), offs, value_ptr, fixed_ptr, count_ptr, height,
-                                                     width, channels)
-    out = _sweep(x_ptr + grid, offs, inside, y, x, height, width, count, fixed, value)
+    if FROM_COARSE:
+        coarse = src_ptr + plane * (cells // 4)
+        up = _start(coarse, value_ptr + grid, fixed_ptr + per_image, y - 1, x, width, inside & (y > 0))
+        down = _start(coarse, value_ptr + grid, fixed_ptr + per_image, y + 1, x, width, inside & (y < height - 1))
+        left = _start(coarse, value_ptr + grid, fixed_ptr + per_image, y, x - 1, width, inside & (x > 0))
+        right = _start(coarse, value_ptr + grid, fixed_ptr + per_image, y, x + 1, width, inside & (x < width - 1))
+        out = tl.where(fixed, value, tl.math.div_rn(((up + down) + left) + right,
+                                                    _neighbour_count(y, x, height, width)))
+    else:
+        out = _sweep(src_ptr + grid, offs, inside, y, x, height, width, fixed, value)
     tl.store(out_ptr + grid + offs, out.to(out_ptr.dtype.element_ty), mask=inside)
 
 
 @triton.jit
-def jacobi_small_grid_kernel(buffers_ptr, value_ptr, fixed_ptr, count_ptr, height, width, channels, planes, sweeps,
-                             BLOCK: tl.constexpr):
-    """`sweeps` sweeps of plane program_id(0) (of B * C) of a grid of at most BLOCK cells: buffers (2, B, C, h, w),
-    the start in buffers[0], sweep s reads buffers[s % 2] and writes the other (the result: buffers[sweeps % 2]);
-    value (B, C, h, w), fixed (bool) and count (B, 1, h, w), all contiguous."""
+def membrane_coarse_kernel(value_levels_ptr, fixed_levels_ptr, buffers_ptr, height, width, channels, planes, levels,
+                           last, coarsest_sweeps, sweeps, BLOCK: tl.constexpr):
+    """Levels `levels` (the coarsest) down to `last` of plane program_id(0) (of planes = B * C), each of at most
+    BLOCK cells, in one program: the coarsest from its fixed cells' mean and coarsest_sweeps sweeps, each finer
+    one from the coarser solution and `sweeps` sweeps. buffers (2, planes, cells of level `last`): each level's
+    grid lies at the start of its plane's region; the start goes to buffers[0], every sweep writes the other
+    buffer; the last one written holds the result."""
+    plane = tl.program_id(0)
+    image = plane // channels
     offs = tl.arange(0, BLOCK)
-    inside, y, x, grid, count, fixed, value = _plane(tl.program_id(0), offs, value_ptr, fixed_ptr, count_ptr, height,
-                                                     width, channels)
-    buffer = planes.to(tl.int64) * (height * width)            # one buffer's size
-    for sweep in range(sweeps):
-        src = (sweep % 2) * buffer
-        out = _sweep(buffers_ptr + src + grid, offs, inside, y, x, height, width, count, fixed, value)
-        tl.store(buffers_ptr + (buffer - src) + grid + offs, out.to(buffers_ptr.dtype.element_ty), mask=inside)
-        tl.debug_barrier()                                     # the next sweep reads other threads' cells
+    region = (height >> last) * (width >> last)                 # cells of each plane's region in a buffer
+    buffer = planes * region                                   # one buffer's size
+    dtype = buffers_ptr.dtype.element_ty
+    current = 0
+    for level in range(levels, last - 1, -1):
+        start, level_h, level_w = _level_start(level, height, width, planes)
+        fixed_start, _, _ = _level_start(level, height, width, planes // channels)
+        cells = level_h * level_w
+        inside = offs < cells
+        y = offs // level_w
+        x = offs - y * level_w
+        fixed = tl.load(fixed_levels_ptr + fixed_start + image * cells + offs, mask=inside, other=0) != 0
+        value = tl.load(value_levels_ptr + start + plane * cells + offs, mask=inside, other=0.0).to(tl.float32)
+        grid = plane * region                   # every level's grid at the start of the plane's region
+        if level == levels:                     # the coarsest: its fixed cells' mean everywhere free
+            total = tl.sum(tl.where(fixed, value, 0.0), axis=0).to(dtype).to(tl.float32)
+            count = tl.sum(fixed.to(tl.float32), axis=0)
+            mean = tl.math.div_rn(total, tl.maximum(count, 1.0)).to(dtype).to(tl.float32)
+            first = tl.where(fixed, value, mean)
+            level_sweeps = coarsest_sweeps
+        else:                                   # from the coarser solution, in buffers[current]
+            coarse = tl.load(buffers_ptr + current * buffer + grid + (y // 2) * (level_w // 2) + x // 2,
+                             mask=inside, other=0.0).to(tl.float32)
+            first = tl.where(fixed, value, coarse)
+            level_sweeps = sweeps
+            current = 1 - current
+        tl.store(buffers_ptr + current * buffer + grid + offs, first.to(dtype), mask=inside)
+        tl.debug_barrier()
+        for _ in range(level_sweeps):
+            out = _sweep(buffers_ptr + current * buffer + grid, offs, inside, y, x, level_h, level_w, fixed, value)
+            current = 1 - current
+            tl.store(buffers_ptr + current * buffer + grid + offs, out.to(dtype), mask=inside)
+            tl.debug_barrier()                  # the next sweep reads other threads' cells
 
 
-def jacobi_sweeps(x: torch.Tensor, value: torch.Tensor, is_fixed: torch.Tensor, count: torch.Tensor,
-                  sweeps: int) -> torch.Tensor:
-    """`sweeps` Jacobi sweeps from x: x, value (B, C, h, w), is_fixed (B, 1, h, w) bool, count (B, 1, h, w)
-    (each cell's number of grid neighbours) -> (B, C, h, w), fixed cells equal to value. One launch per
-    sweep, two buffers; a grid of at most SMALL_GRID cells, one launch in all."""
-    if x.dim() != 4 or value.shape != x.shape or is_fixed.shape != count.shape or is_fixed.shape[1] != 1 \
-            or is_fixed.shape[0] != x.shape[0] or is_fixed.shape[2:] != x.shape[2:] or is_fixed.dtype != torch.bool:
-        raise ValueError(f"x, value: expected (B, C, h, w), is_fixed (B, 1, h, w) bool and count (B, 1, h, w) of "
-                         f"one grid, got {tuple(x.shape)}, {tuple(value.shape)}, {tuple(is_fixed.shape)} "
-                         f"{is_fixed.dtype}, {tuple(count.shape)}")
-    batch, channels, height, width = x.shape
-    value, is_fixed, count = value.contiguous(), is_fixed.contiguous(), count.contiguous()
-    if height * width <= SMALL_GRID:
-        buffers = torch.empty((2, *value.shape), dtype=value.dtype, device=value.device)
-        buffers[0] = x                                                                        # x is not written
-        jacobi_small_grid_kernel[(batch * channels,)](buffers, value, is_fixed, count, height, width, channels,
-                                                      batch * channels, sweeps, BLOCK=SMALL_GRID,
-                                                      num_warps=SMALL_GRID_WARPS)
-        return buffers[sweeps % 2]
-    current, other = x.clone(memory_format=torch.contiguous_format), torch.empty_like(value)   # x is not written
-    grid = (triton.cdiv(height * width, BLOCK), batch * channels)
-    for _ in range(sweeps):
-        jacobi_sweep_kernel[grid](current, value, is_fixed, count, other, height, width, channels, BLOCK=BLOCK)
-        current, other = other, current
-    return current
-
-
-def jacobi_sweeps_reference(x: torch.Tensor, value: torch.Tensor, is_fixed: torch.Tensor, count: torch.Tensor,
-                            sweeps: int) -> torch.Tensor:
-    """`jacobi_sweeps` in torch: `patchmatch.jacobi_sweeps`, the sweeps of `patchmatch.harmonic_fill`."""
-    return patchmatch.jacobi_sweeps(x, value, is_fixed, count, sweeps)
+def pyramid_warps(tile: int) -> int:
+    """Warps of a pyramid program over a tile x tile square: ~64 cells a warp, 1 to 4."""
+    return max(1, min(4, tile * tile // 64))
 
 
 def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> torch.Tensor:
-    """`patchmatch.harmonic_fill` (same arguments and result) with its sweeps as `jacobi_sweeps`."""
-    value_levels, fixed_levels, x = patchmatch.membrane_pyramid(values, fixed, levels)
-    for level in range(levels, -1, -1):
-        value, weight = value_levels[level], fixed_levels[level]
-        if level < levels:
-            x = patchmatch._per_pixel(x, 2)
-        is_fixed = weight > 0
-        x = jacobi_sweeps(torch.where(is_fixed, value, x), value, is_fixed, patchmatch.neighbour_count(weight),
-                          patchmatch.membrane_sweeps(level, levels))
-    return x
+    """`patchmatch.harmonic_fill` (same arguments and result, within float rounding): values (B, C, h, w),
+    fixed (B, 1, h, w) {0, 1} of values' dtype, h and w divisible by 2 ** levels (levels <= 6) -> (B, C, h, w).
+    One pyramid launch, one for the levels of at most SMALL_GRID cells, one per sweep of each finer level."""
+    if values.dim() != 4 or fixed.dim() != 4 or fixed.shape[1] != 1 or fixed.shape[0] != values.shape[0] \
+            or fixed.shape[2:] != values.shape[2:]:
+        raise ValueError(f"values, fixed: expected (B, C, h, w) and (B, 1, h, w) of one grid, got "
+                         f"{tuple(values.shape)} and {tuple(fixed.shape)}")
+    batch, channels, height, width = values.shape
+    tile = 2 ** levels
+    if not (0 <= levels and tile <= PYRAMID_MAX_TILE) or height % tile or width % tile:
+        raise ValueError(f"levels: expected 0..{PYRAMID_MAX_TILE.bit_length() - 1} halvings that divide the "
+                         f"{height} x {width} grid, got {levels}")
+    planes = batch * channels
+    sizes = [(height >> level, width >> level) for level in range(levels + 1)]
+    if sizes[-1][0] * sizes[-1][1] > SMALL_GRID:     # a coarsest grid this large: one program per plane is too few
+        return patchmatch.harmonic_fill(values, fixed, levels)
+    cells = sum(h * w for h, w in sizes)
+    value_levels = torch.empty(planes * cells, dtype=values.dtype, device=values.device)
+    fixed_levels = torch.empty(batch * cells, dtype=torch.uint8, device=values.device)
+    membrane_pyramid_kernel[((height // tile) * (width // tile), batch)](
+        values.contiguous(), fixed.contiguous(), value_levels, fixed_levels, height, width, channels, planes,
+        LEVELS=levels, TILE=tile, num_warps=pyramid_warps(tile))
+    last = levels                        # the finest level the one-program kernel takes: at least the coarsest
+    while last > 0 and sizes[last - 1][0] * sizes[last - 1][1] <= SMALL_GRID:
+        last -= 1
+    last_h, last_w = sizes[last]
+    buffers = torch.empty(2, planes, last_h, last_w, dtype=values.dtype, device=values.device)
+    membrane_coarse_kernel[(planes,)](value_levels, fixed_levels, buffers, height, width, channels, planes, levels,
+                                      last, patchmatch.JACOBI_COARSEST_SWEEPS, patchmatch.JACOBI_SWEEPS,
+                                      BLOCK=SMALL_GRID,
+                                      num_warps=SMALL_GRID_WARPS)
+    writes = 1 + patchmatch.membrane_sweeps(levels, levels) + sum(1 + patchmatch.membrane_sweeps(level, levels)
+                                                                  for level in range(last, levels))
+    current = buffers[(writes - 1) % 2]
+    for level in range(last - 1, -1, -1):
+        level_h, level_w = sizes[level]
+        start = planes * sum(h * w for h, w in sizes[:level])
+        fixed_start = batch * sum(h * w for h, w in sizes[:level])
+        value = value_levels[start:start + planes * level_h * level_w]
+        level_fixed = fixed_levels[fixed_start:fixed_start + batch * level_h * level_w]
+        grid = (triton.cdiv(level_h * level_w, BLOCK), planes)
+        out, other = (torch.empty(batch, channels, level_h, level_w, dtype=values.dtype, device=values.device)
+                      for _ in range(2))
+        jacobi_sweep_kernel[grid](current, value, level_fixed, out, level_h, level_w, channels, FROM_COARSE=True,
+                                  BLOCK=BLOCK)
+        for _ in range(patchmatch.membrane_sweeps(level, levels) - 1):
+            out, other = other, out
+            jacobi_sweep_kernel[grid](other, value, level_fixed, out, level_h, level_w, channels, FROM_COARSE=False,
+                                      BLOCK=BLOCK)
+        current = out
+    return current.reshape(batch, channels, height, width)
+
+
+def harmonic_fill_reference(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> torch.Tensor:
+    """`harmonic_fill` in torch: `patchmatch.harmonic_fill`."""
+    return patchmatch.harmonic_fill(values, fixed, levels)
 
 
 def border_match(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor, sigma: float) -> torch.Tensor:
     """`patchmatch.border_match` (same arguments and result) with the Gaussian means (`kernels.blur`) and the
-    membrane's sweeps as Triton kernels."""
+    membrane (`harmonic_fill`) as Triton kernels."""
     means = blur.blur_base(patchmatch.border_stack(composite, mask, filled), sigma)
     mismatch, at_border = patchmatch.mismatch_from_means(means, mask)
     membrane = harmonic_fill(mismatch, at_border, patchmatch.BORDER_MATCH_LEVELS)
