@@ -67,7 +67,7 @@ LBACKENDS=${LBACKENDS:-"triton triton@fast triton@smooth triton_eager triton+nos
 step tests 200 "GPU correctness (kernels vs references at real sizes, backends end to end)" \
     python -m pytest -q -n 8 -p no:cacheprovider --maxfail=10 -m gpu tests/test_kernel_prep.py tests/test_kernel_hr_upscale.py \
     tests/test_kernel_patch_projection.py tests/test_kernel_masked_attention.py tests/test_kernel_coherence.py tests/test_kernel_seam_blend.py tests/test_kernel_membrane.py \
-    tests/test_kernel_source_sweep.py tests/test_kernel_blur.py \
+    tests/test_kernel_source_sweep.py tests/test_kernel_blur.py tests/test_kernel_copy_candidates.py \
     tests/test_triton_backend.py tests/test_deploy.py tests/test_engine.py
 step backend 120 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider tests/test_triton_backend.py
 step interleave 90 "the default against the smooth style (the default until the realistic style) and fast, interleaved in one process" \
