@@ -4,6 +4,7 @@
 #
 #   bash bench/gpu_bench.sh [quick]        # quick: tests + kernel bench + latency at 2048/4096 only
 #   STEPS="tests latency" bash bench/gpu_bench.sh   # only these steps (names below; default: all)
+#   ISIZES="2048 4096 8192" ...                     # the interleaved styles step's sizes (default 2048 4096)
 # The step limits add up to more than 10 minutes: where a command is cut at 10 minutes, run it as two,
 #   STEPS="tests backend kernels latency profile" ...   then   STEPS=compile ...
 # (on the H100, 2026-11-25: tests on 8 workers 72 s, kernels 30 s, latency 3 backends x 4 sizes ~130 s,
@@ -70,8 +71,8 @@ step tests 200 "GPU correctness (kernels vs references at real sizes, backends e
     tests/test_kernel_source_sweep.py tests/test_kernel_blur.py tests/test_kernel_copy_candidates.py \
     tests/test_triton_backend.py tests/test_deploy.py tests/test_engine.py
 step backend 120 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider tests/test_triton_backend.py
-step interleave 90 "the default against the smooth style (the default until the realistic style) and fast, interleaved in one process" \
-    python -m bench.latency --device cuda --backends triton@smooth triton@fast triton --sizes 2048 4096 --repeats 30 --warmup 3 --interleave \
+step interleave 150 "the default against the smooth style (the default until the realistic style) and fast, interleaved in one process" \
+    python -m bench.latency --device cuda --backends triton@smooth triton@fast triton --sizes ${ISIZES:-2048 4096} --repeats 30 --warmup 3 --interleave \
     --out bench/results/latency-styles-cuda.json
 step latency 200 "end-to-end latency, triton (graphed: default, fast and smooth styles; eager; graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
     python -m bench.latency --device cuda --backends $LBACKENDS --sizes $LSIZES --repeats 20 --warmup 3 --append

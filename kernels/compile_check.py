@@ -134,17 +134,21 @@ def _variants():
                         source_sweep.propagation_sweep_kernel, sw,
                         {"parity": INT_ONE, "C_BLOCK": 8, "RADIUS": radius, "COLOUR": colour,
                          "DIM_CHUNK": source_sweep.DIM_CHUNK, "BLOCK": source_sweep.BLOCK}, source_sweep.NUM_WARPS, 3))
-        cc = {"q_ptr": f"*{ty}", "k_ptr": f"*{ty}", "colours_ptr": "*fp32", "expected_ptr": "*fp32",
-              "query_masked_ptr": "*i1", "key_ok_ptr": "*i1", "out_ptr": "*i64", "n": "i32", "dim": "i32",
-              "grid_w": "i32", "pool": "i32", "colour_weight": "fp32", "locality": "fp32", "inv_side": "fp32",
-              "POOL_BLOCK": "constexpr", "COLOUR": "constexpr", "LOCALITY": "constexpr", "IEEE": "constexpr",
-              "BLOCK_M": "constexpr", "BLOCK_N": "constexpr", "DIM_CHUNK": "constexpr"}
-        for pool, colour, locality in ((8, True, False),):   # the copy styles; the largest pool
-            out.append((f"copy_candidates[{ty},pool{pool}{',colour' if colour else ''}{',locality' if locality else ''}]",
-                        copy_candidates.copy_candidates_kernel, cc,
-                        {"POOL_BLOCK": pool, "COLOUR": colour, "LOCALITY": locality, "IEEE": ty == "fp32",
-                         "BLOCK_M": copy_candidates.BLOCK_M, "BLOCK_N": copy_candidates.BLOCK_N,
-                         "DIM_CHUNK": copy_candidates.DIM_CHUNK}, copy_candidates.NUM_WARPS, 3))
+        ps = {"q_ptr": f"*{ty}", "k_ptr": f"*{ty}", "query_masked_ptr": "*i1", "key_ok_ptr": "*i1",
+              "value_ptr": "*fp32", "key_ptr": "*i32", "n": "i32", "dim": "i32", "grid_w": "i32", "pool": "i32",
+              "split_keys": "i32", "locality": "fp32", "inv_side": "fp32", "POOL_BLOCK": "constexpr",
+              "LOCALITY": "constexpr", "IEEE": "constexpr", "BLOCK_M": "constexpr", "BLOCK_N": "constexpr",
+              "DIM_CHUNK": "constexpr"}
+        out.append((f"pool_search[{ty},pool8]", copy_candidates.pool_search_kernel, ps,
+                    {"POOL_BLOCK": 8, "LOCALITY": False, "IEEE": ty == "fp32", "BLOCK_M": copy_candidates.BLOCK_M,
+                     "BLOCK_N": copy_candidates.BLOCK_N, "DIM_CHUNK": copy_candidates.DIM_CHUNK},
+                    copy_candidates.NUM_WARPS, 3))
+    pm_sig = {"value_ptr": "*fp32", "key_ptr": "*i32", "colours_ptr": "*fp32", "expected_ptr": "*fp32", "out_ptr": "*i64",
+              "n": "i32", "pool": "i32", "colour_weight": "fp32", "SPLITS": "constexpr", "POOL_BLOCK": "constexpr",
+              "COLOUR": "constexpr", "BLOCK_M": "constexpr"}
+    out.append(("pool_merge[pool8,colour]", copy_candidates.pool_merge_kernel, pm_sig,
+                {"SPLITS": copy_candidates.MAX_SPLITS, "POOL_BLOCK": 8, "COLOUR": True,
+                 "BLOCK_M": copy_candidates.MERGE_ROWS}, 4, 3))
     return out
 
 

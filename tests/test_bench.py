@@ -469,6 +469,7 @@ def test_op_count_counts_the_lr_networks_operations():
         assert launches["triton:propagation_sweep_kernel"] == STYLES["realistic"]["copy_sweeps"]
         assert launches["triton:jacobi_sweep_kernel"] > 0 and launches["triton:membrane_coarse_kernel"] == 1
         assert launches["triton:membrane_pyramid_kernel"] == 1 and "membrane_pyramid" not in launches
-        assert launches["triton:copy_candidates_kernel"] == 1 and "_rank_by_colour" not in launches
+        assert launches["triton:pool_search_kernel"] == launches["triton:pool_merge_kernel"] == 1
+        assert "_rank_by_colour" not in launches
         assert launches["triton:filter_axis_kernel"] > 0 and "_filter_along" not in launches
         assert triton_row["ops"] < rows["realistic"]["ops"] / 2   # the copy steps' kernels

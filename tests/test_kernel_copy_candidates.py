@@ -6,7 +6,8 @@ import pytest
 import torch
 
 pytest.importorskip("triton")
-from rethined_engine.kernels.copy_candidates import POOL_MAX, copy_candidates, copy_candidates_reference  # noqa: E402
+from rethined_engine.kernels.copy_candidates import (POOL_MAX, copy_candidates,  # noqa: E402
+                                                     copy_candidates_reference, key_splits)
 from rethined_engine.model import patchmatch  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -36,6 +37,17 @@ def test_copy_candidates_matches_reference(batch, grid_h, grid_w, dim, pool, col
     want = copy_candidates_reference(q, k, colours, expected, hole, key_ok, pool, colour_weight, grid_w, locality)
     assert got.dtype == torch.int64 and got.shape == (batch, grid_h * grid_w, patchmatch.COPY_CANDIDATES)
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("pool,colour_weight,locality", [(8, 0.5, 0.0), (20, 0.2, 1.0)])
+def test_copy_candidates_over_several_key_ranges(pool, colour_weight, locality):
+    """1536 keys: searched as key_splits(1536) > 1 ranges, whose pools the merge joins. (With seed 20 two of a
+    row's scores lie 3e-8 apart, within float rounding: these seeds have no such near-tie.)"""
+    assert key_splits(32 * 48) > 1
+    q, k, colours, expected, hole, key_ok = case(1, 32, 48, 16, seed=pool + 1)
+    got = copy_candidates(q, k, colours, expected, hole, key_ok, pool, colour_weight, 48, locality)
+    assert torch.equal(got, copy_candidates_reference(q, k, colours, expected, hole, key_ok, pool, colour_weight, 48,
+                                                      locality))
 
 
 def test_copy_candidates_float16_queries():
