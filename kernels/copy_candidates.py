@@ -169,7 +169,7 @@ def key_splits(n: int) -> int:
 def copy_candidates(q: torch.Tensor, k: torch.Tensor, colours: torch.Tensor, expected: torch.Tensor,
                     query_masked: torch.Tensor, key_ok: torch.Tensor, pool: int, colour_weight: float,
                     grid_w: int = 1, locality: float = 0.0) -> torch.Tensor:
-    """`patchmatch.copy_candidates` (compact) in one launch, no host sync: q, k (B, N, d) float16, bfloat16 or
+    """`patchmatch.copy_candidates` (compact) in two launches, no host sync: q, k (B, N, d) float16, bfloat16 or
     float32; colours, expected (B, N, 3); query_masked, key_ok (B, N) bool; 1 <= pool <= POOL_MAX; grid_w divides
     N -> (B, N, COPY_CANDIDATES) int64."""
     batch, n = query_masked.shape
