@@ -257,8 +257,9 @@ def bench_coherence_epilogue(image: torch.Tensor, cfg) -> list[dict]:
 def bench_copy_steps(image: torch.Tensor, features: torch.Tensor, weights: tuple, query_masked: torch.Tensor,
                      cfg) -> list[dict]:
     """The shipped default's LR copy steps at the 64 x 64 grid, Triton against the torch reference (its dense,
-    graph-capturable form where it has one): the candidate search, the propagation updates (the shipped model's q, k and dense candidates for the `lr_case` mask), the border
-    match's Gaussian means (its 8-channel stack) and its membrane (BORDER_MATCH_LEVELS halvings)."""
+    graph-capturable form where it has one): the candidate search and the propagation updates (the shipped
+    model's q, k and dense candidates for the `lr_case` mask), the border match's Gaussian means (its 8-channel
+    stack) and its membrane (BORDER_MATCH_LEVELS halvings)."""
     from triton.testing import do_bench
 
     from rethined_engine.kernels import blur, copy_candidates, membrane, source_sweep

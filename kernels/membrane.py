@@ -234,8 +234,7 @@ def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> tor
     buffers = torch.empty(2, planes, last_h, last_w, dtype=values.dtype, device=values.device)
     membrane_coarse_kernel[(planes,)](value_levels, fixed_levels, buffers, height, width, channels, planes, levels,
                                       last, patchmatch.JACOBI_COARSEST_SWEEPS, patchmatch.JACOBI_SWEEPS,
-                                      BLOCK=SMALL_GRID,
-                                      num_warps=SMALL_GRID_WARPS)
+                                      BLOCK=SMALL_GRID, num_warps=SMALL_GRID_WARPS)
     writes = 1 + patchmatch.membrane_sweeps(levels, levels) + sum(1 + patchmatch.membrane_sweeps(level, levels)
                                                                   for level in range(last, levels))
     current = buffers[(writes - 1) % 2]

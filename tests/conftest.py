@@ -131,20 +131,27 @@ def write_video(path, frames: list[np.ndarray], codec: str = "ffv1", pix_fmt: st
             container.mux(sound.encode(None))
 
 
+def token_inputs(g: torch.Generator, batch: int, n: int, dim: int, hole_share: float = 0.5) -> tuple:
+    """The copy steps' token tensors drawn from g, on the CPU: random unit q, k (batch, n, dim); about hole_share of
+    the tokens holes; ~90 % of the known ones allowed keys -> (q, k, hole, key_ok)."""
+    q = torch.nn.functional.normalize(torch.randn(batch, n, dim, generator=g), dim=-1)
+    k = torch.nn.functional.normalize(torch.randn(batch, n, dim, generator=g), dim=-1)
+    hole = torch.rand(batch, n, generator=g) < hole_share
+    key_ok = ~hole & (torch.rand(batch, n, generator=g) < 0.9)
+    return q, k, hole, key_ok
+
+
 def propagation_inputs(batch: int, grid_h: int, grid_w: int, dim: int, candidates: int, colour_weight: float, seed: int,
                        device: str = "cpu", dtype: torch.dtype = torch.float32) -> tuple:
-    """`patchmatch.propagate_sources`' arguments up to colour_weight: random unit q, k (dtype); ~half the tokens
-    holes; ~90 % of the known ones allowed keys; random candidates (some not allowed keys); random colours; the
-    start from `patchmatch.start_sources`. On random unit vectors no two options' scores lie within float
-    rounding, so every implementation must choose the same sources."""
+    """`patchmatch.propagate_sources`' arguments up to colour_weight: `token_inputs` (q, k in dtype); random
+    candidates (some not allowed keys); random colours; the start from `patchmatch.start_sources`. On random unit
+    vectors no two options' scores lie within float rounding, so every implementation must choose the same
+    sources."""
     from rethined_engine.model.patchmatch import start_sources
 
     g = torch.Generator().manual_seed(seed)
     n = grid_h * grid_w
-    q = torch.nn.functional.normalize(torch.randn(batch, n, dim, generator=g), dim=-1)
-    k = torch.nn.functional.normalize(torch.randn(batch, n, dim, generator=g), dim=-1)
-    hole = torch.rand(batch, n, generator=g) < 0.5
-    key_ok = ~hole & (torch.rand(batch, n, generator=g) < 0.9)
+    q, k, hole, key_ok = token_inputs(g, batch, n, dim)
     options = torch.randint(0, n, (batch, n, candidates), generator=g)
     colours, expected = torch.rand(batch, n, 3, generator=g), torch.rand(batch, n, 3, generator=g)
     q, k, hole, key_ok, options, colours, expected = (t.to(device) for t in (q, k, hole, key_ok, options, colours,

@@ -10,19 +10,18 @@ from rethined_engine.kernels.copy_candidates import (POOL_MAX, copy_candidates, 
                                                      copy_candidates_reference, key_splits)
 from rethined_engine.model import patchmatch  # noqa: E402
 
+from conftest import token_inputs  # noqa: E402
+
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 CUDA_MIN_AGREEMENT = 0.999   # share of equal entries on CUDA
 
 
-def case(batch, grid_h, grid_w, dim, seed, dtype=torch.float32, hole_share=0.5, key_share=0.9):
-    """copy_candidates' tensors on DEVICE: random unit q, k; about hole_share of the tokens holes; of the known
-    ones about key_share allowed keys; random colours and expected colours."""
+def case(batch, grid_h, grid_w, dim, seed, dtype=torch.float32, hole_share=0.5):
+    """copy_candidates' tensors on DEVICE: `conftest.token_inputs` (q, k in dtype), random colours and expected
+    colours."""
     g = torch.Generator().manual_seed(seed)
     n = grid_h * grid_w
-    q = torch.nn.functional.normalize(torch.randn(batch, n, dim, generator=g), dim=-1)
-    k = torch.nn.functional.normalize(torch.randn(batch, n, dim, generator=g), dim=-1)
-    hole = torch.rand(batch, n, generator=g) < hole_share
-    key_ok = ~hole & (torch.rand(batch, n, generator=g) < key_share)
+    q, k, hole, key_ok = token_inputs(g, batch, n, dim, hole_share)
     colours, expected = torch.rand(batch, n, 3, generator=g), torch.rand(batch, n, 3, generator=g)
     return q.to(DEVICE, dtype), k.to(DEVICE, dtype), colours.to(DEVICE), expected.to(DEVICE), hole.to(DEVICE), \
         key_ok.to(DEVICE)
