@@ -76,8 +76,8 @@ class TritonLRNetwork:
 
 
     def _copy(self, image, mask, key_inside, composite, q, k, query_masked, key_ok):
-        """lr_texture="copy": `NeuralPatchMatch.copy_candidates` and `.copy_outputs` (torch ops: cuBLAS for the
-        similarities), composited; the HR stage mixes the chosen source only."""
+        """lr_texture="copy": `NeuralPatchMatch.copy_candidates` and `.copy_outputs` (their hooked Triton kernels:
+        `TritonBackend` sets them), composited; the HR stage mixes the chosen source only."""
         pm = self.model.patch_match
         grid_w = key_inside.shape[-1]
         q, k, query_masked, key_ok = q[None], k[None], query_masked[None], key_ok[None]
@@ -95,7 +95,8 @@ class TritonLRNetwork:
 class TritonCopyKernels:
     """The LR network's copy steps with lr_texture="copy" (`NeuralPatchMatch.copy_kernels`) on Triton:
     `kernels.token_copy.copy_tokens` (one kernel instead of ~500 torch ones), then, when border_sigma > 0,
-    `kernels.membrane.border_match` (one kernel per membrane sweep instead of ten); their Gaussian blurs take
+    `kernels.membrane.border_match` (its membrane: a pyramid launch, one for the coarse levels and one per finer
+    sweep, instead of ~210 torch operations); their Gaussian blurs take
     one kernel per axis (`kernels.blur`) instead of ~38. Same arguments as the
     torch path, float32 results equal to float rounding (tests/test_kernel_token_copy.py,
     tests/test_kernel_membrane.py)."""
