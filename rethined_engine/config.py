@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma",
                     "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_locality", "copy_sweeps", "copy_continuity",
-                    "copy_match_sweeps", "copy_repeat_radius", "copy_repeat_penalty", "hr_topk", "hf_transfer",
+                    "copy_match_sweeps", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "hr_topk", "hf_transfer",
                     "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather", "seam_sigma", "seam_gain",
                     "float_mask_threshold")  # may differ from training
 LR_TEXTURES = ("mix", "copy")
@@ -82,6 +82,7 @@ class ModelConfig:
     copy_match_sweeps: int = 0       # with "copy": Jacobi sweeps of the copies' colour offsets (`copy_colour_offsets`); 0 = off
     copy_repeat_radius: int = 0      # with "copy": tokens; a source already copied this close counts against an option; 0 = off
     copy_repeat_penalty: float = 0.0  # with "copy": similarity lost per such copy of the same source
+    key_edge_tokens: int = 0         # tokens at each edge of the image that are never sources (an image's outermost rows and columns often hold a frame line or vignetting that a copy carries into the hole); kept where that would leave none
     # --- attention upscaling (HR) ----------------------------------------
     hr_topk: int = 4                 # keys mixed per masked token at HR; 0 = dense softmax rows, 1 = argmax gather
     hf_transfer: bool = True         # False: HR result is the bilinear-upsampled LR result
@@ -126,6 +127,8 @@ class ModelConfig:
             raise ValueError(f"copy_locality must be >= 0 (similarity per grid long side; 0 = off), got {self.copy_locality}")
         if not self.copy_colour_weight >= 0.0:
             raise ValueError(f"copy_colour_weight must be >= 0 (0 = rank by similarity only), got {self.copy_colour_weight}")
+        if not (isinstance(self.key_edge_tokens, int) and self.key_edge_tokens >= 0):
+            raise ValueError(f"key_edge_tokens must be an int >= 0 (tokens at each image edge; 0 = off), got {self.key_edge_tokens!r}")
         if self.hr_topk < 0:
             raise ValueError(f"hr_topk must be >= 0, got {self.hr_topk}")
         if not self.hf_decay >= 0.0:

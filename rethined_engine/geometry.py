@@ -30,6 +30,7 @@ class Geometry:
     patch: int
     grid_h: int
     grid_w: int
+    key_edge: int = 0
 
     @property
     def lr_size(self) -> tuple[int, int]:
@@ -39,12 +40,22 @@ class Geometry:
     def padded_size(self) -> tuple[int, int]:
         return self.grid_h * self.patch * self.scale, self.grid_w * self.patch * self.scale
 
+    def inside_grid(self) -> np.ndarray:
+        """(gh, gw) bool: the tokens whose HR patch lies wholly inside the original image."""
+        return self._token_grid(0)
+
     def key_inside_grid(self) -> np.ndarray:
-        """(gh, gw) bool: tokens whose HR patch lies wholly inside the original image (may be keys)."""
+        """(gh, gw) bool: the tokens that may be keys: inside the image, less `key_edge` at each of its edges
+        (`key_tokens`)."""
+        return self._token_grid(self.key_edge)
+
+    def _token_grid(self, edge: int) -> np.ndarray:
         span = self.scale * self.patch
-        rows = np.arange(self.grid_h) < tokens_inside(self.height, span)
-        cols = np.arange(self.grid_w) < tokens_inside(self.width, span)
-        return rows[:, None] & cols[None, :]
+        first_row, stop_row = key_tokens(self.height, span, edge)
+        first_col, stop_col = key_tokens(self.width, span, edge)
+        rows, cols = np.arange(self.grid_h), np.arange(self.grid_w)
+        return (((rows >= first_row) & (rows < stop_row))[:, None]
+                & ((cols >= first_col) & (cols < stop_col))[None, :])
 
     def key_inside(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """(gh*gw,) bool tensor of `key_inside_grid`, flattened row-major."""
@@ -56,6 +67,16 @@ class Geometry:
 def tokens_inside(extent: int, span: int) -> int:
     """How many leading tokens of `span` HR px lie wholly inside `extent` HR px (token i ends at (i + 1) span)."""
     return extent // span
+
+
+def key_tokens(extent: int, span: int, edge: int) -> tuple[int, int]:
+    """(first, stop): along one side of `extent` HR px, the tokens first .. stop - 1 of `span` HR px may be keys:
+    those wholly inside the image (`tokens_inside`) less `edge` at each end, unless that would leave none (an
+    image only a few tokens wide keeps them all). Integer arithmetic only: TorchScript compiles it."""
+    inside = tokens_inside(extent, span)
+    if inside > 2 * edge:
+        return edge, inside - edge
+    return 0, inside
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -75,7 +96,7 @@ def grid_plan(height: int, width: int, lr_long_side: int, patch: int, grid_multi
 def plan(height: int, width: int, cfg: ModelConfig) -> Geometry:
     """The `Geometry` of an H x W image (`grid_plan`)."""
     scale, grid_h, grid_w = grid_plan(height, width, cfg.lr_long_side, cfg.patch_size, cfg.grid_multiple)
-    return Geometry(height, width, scale, cfg.patch_size, grid_h, grid_w)
+    return Geometry(height, width, scale, cfg.patch_size, grid_h, grid_w, cfg.key_edge_tokens)
 
 
 def pad_mode(height: int, width: int, size: tuple[int, int]) -> str:

@@ -6,7 +6,9 @@ import torch
 
 from rethined_engine import Engine, ModelConfig
 from rethined_engine.config import STYLES
+from rethined_engine.deploy.host import prepare_lr
 from rethined_engine.deploy.onnx_export import LRNetwork, example_inputs
+from rethined_engine.geometry import plan
 from rethined_engine.model.patchmatch import NEIGHBOURS, choose_sources
 from rethined_engine.train.masks import random_mask
 from rethined_engine.weights import load_model, save_inference_weights
@@ -18,11 +20,11 @@ COPY = dict(lr_texture="copy", copy_feather=2, hr_topk=1, hf_decay=0.0, hf_fine_
 
 @pytest.fixture(scope="module", params=[{}, dict(copy_pool=64, copy_colour_weight=1.0),
                                         dict(copy_sweeps=4, copy_continuity=0.3, copy_match_sweeps=8,
-                                             copy_repeat_radius=2, copy_repeat_penalty=0.05)],
+                                             copy_repeat_radius=2, copy_repeat_penalty=0.05, key_edge_tokens=1)],
                 ids=["similarity", "colour", "propagated"])
 def copy_weights(tmp_path_factory, request):
     """Weights with copies chosen by similarity alone, ranked by colour, and grown by propagation sweeps with
-    their colours matched and nearby repeats of a source penalised."""
+    their colours matched, nearby repeats of a source penalised and the image's outermost tokens no sources."""
     path = tmp_path_factory.mktemp("weights") / "copy.safetensors"
     save_inference_weights(make_model(cfg=ModelConfig(**COPY, **request.param)), path)
     return path
@@ -180,6 +182,25 @@ def test_triton_backend_matches_torch_backend_with_copies(copy_weights, rng):
     ref = Engine(copy_weights, backend="torch", **settings).inpaint(image, mask)
     diff = np.abs(got.astype(np.int16) - ref.astype(np.int16))
     assert (diff > 1).mean() <= 1e-3 and (diff > 0).mean() <= 2e-3
+
+
+@pytest.mark.parametrize("edge", [0, 1, 2])
+def test_copies_never_come_from_the_edge_tokens_left_out(copy_weights, rng, edge):
+    """key_edge_tokens = e: no hole token copies one of the e outermost tokens inside the image along any side
+    (a frame line or vignetting there would be carried into the hole), through the propagation sweeps too;
+    with e = 0 some copies do come from there, so the check can fail."""
+    image, mask = sample(300, 420), random_mask(300, 420, rng)
+    model = load_model(copy_weights, key_edge_tokens=edge)
+    geom = plan(300, 420, model.cfg)
+    inputs = [torch.from_numpy(x) for x in prepare_lr(image, mask, geom)]
+    with torch.inference_mode():
+        _, weight, _, index = LRNetwork(model, 1)(*inputs)
+    copies = weight[0, :, 0] != 0
+    sources = index[0, copies, 0].long()
+    edge_tokens = torch.from_numpy((geom.inside_grid() & ~plan(300, 420, ModelConfig(key_edge_tokens=max(edge, 1)))
+                                    .key_inside_grid()).reshape(-1))
+    assert copies.sum() > 100
+    assert edge_tokens[sources].any() == (edge == 0)
 
 
 def test_copies_carry_more_texture_than_mixing(copy_weights, rng):

@@ -194,6 +194,8 @@ def test_bad_engine_arguments(weights_path, kwargs, match):
     ({"hr_topk": -1}, ValueError, "hr_topk"),
     ({"hf_decay": -1.0}, ValueError, "hf_decay"),
     ({"float_mask_threshold": 0.0}, ValueError, "float_mask_threshold"),
+    ({"key_edge_tokens": -1}, ValueError, "key_edge_tokens must be an int >= 0"),
+    ({"key_edge_tokens": 1.0}, ValueError, "key_edge_tokens must be an int >= 0"),
 ])
 def test_bad_inference_overrides(weights_path, kwargs, exc, match):
     with pytest.raises(exc, match=match):

@@ -159,8 +159,31 @@ def test_grid_plan_and_key_inside_tokens_match_plain_references(height, width):
     rows = [(i + 1) * token <= height for i in range(grid_h)]
     cols = [(j + 1) * token <= width for j in range(grid_w)]
     want = torch.tensor([[r and c for c in cols] for r in rows]).reshape(-1)
-    assert torch.equal(key_inside_tokens(height, width, token, grid_h, grid_w, torch.device("cpu")), want)
+    assert torch.equal(key_inside_tokens(height, width, token, grid_h, grid_w, 0, torch.device("cpu")), want)
     assert np.array_equal(plan(height, width, cfg).key_inside_grid().reshape(-1), want.numpy())
+    assert np.array_equal(plan(height, width, cfg).inside_grid().reshape(-1), want.numpy())
+
+
+@pytest.mark.parametrize("edge", [1, 2])
+@pytest.mark.parametrize("height,width", [(1, 1), (37, 100), (512, 513), (720, 1280), (4000, 3000), (8191, 17)])
+def test_key_edge_tokens_leave_out_the_outermost_tokens_inside_the_image(height, width, edge):
+    """key_edge_tokens = e: of the tokens wholly inside the image, the e first and e last along each side are
+    no keys, unless that leaves none along that side (then all stay)."""
+    cfg = ModelConfig(key_edge_tokens=edge)
+    geom = plan(height, width, cfg)
+    token = geom.scale * cfg.patch_size
+
+    def along(extent, count):
+        inside = [(i + 1) * token <= extent for i in range(count)]
+        n = sum(inside)
+        return [ok and (n <= 2 * edge or edge <= i < n - edge) for i, ok in enumerate(inside)]
+
+    rows, cols = along(height, geom.grid_h), along(width, geom.grid_w)
+    want = torch.tensor([[r and c for c in cols] for r in rows]).reshape(-1)
+    got = key_inside_tokens(height, width, token, geom.grid_h, geom.grid_w, edge, torch.device("cpu"))
+    assert torch.equal(got, want)
+    assert np.array_equal(geom.key_inside_grid().reshape(-1), want.numpy())
+    assert np.array_equal(geom.inside_grid(), plan(height, width, ModelConfig()).key_inside_grid())
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4, 7, 16])

@@ -157,7 +157,7 @@ class TritonBackend(TorchBackend):
         cuda = self.device.type == "cuda"
         self.lr_network = (TritonLRNetwork(self.model, self.config.hr_topk, compact=not cuda)
                            if kernels_cover else None)
-        self._key_inside: dict = {}    # per geometry, on the device: no host copy inside a captured graph
+        self._token_grids: dict = {}   # per geometry, on the device: no host copy inside a captured graph
         self._graphed = GraphedFunction(self._inpaint_one, agree=uint8_images_agree) if cuda_graphs and cuda else None
 
     @torch.inference_mode()
@@ -180,16 +180,17 @@ class TritonBackend(TorchBackend):
         geom = plan(image.shape[-2], image.shape[-1], self.config)
         lr_image, lr_mask = self.prepare_lr(image, hole, geom, channels_last=False)
         lr_image, lr_mask = lr_image.to(self.dtype), lr_mask.to(self.dtype)
-        if geom not in self._key_inside:
-            inside = geom.key_inside(self.device).to(self.dtype).reshape(1, 1, geom.grid_h, geom.grid_w)
-            self._key_inside[geom] = inside
-        lr_result, weight, fine_weight, index = self.lr_network(lr_image, lr_mask, self._key_inside[geom])
+        if geom not in self._token_grids:   # (the keys by position (1, 1, gh, gw), the tokens inside the image (N,))
+            keys = torch.from_numpy(geom.key_inside_grid()).to(self.device, self.dtype)[None, None]
+            self._token_grids[geom] = keys, torch.from_numpy(geom.inside_grid().reshape(-1)).to(self.device)
+        key_inside, inside = self._token_grids[geom]
+        lr_result, weight, fine_weight, index = self.lr_network(lr_image, lr_mask, key_inside)
         if not self.config.hf_transfer:
             weight, fine_weight = torch.zeros_like(weight), torch.zeros_like(fine_weight)
         fine_weight = fine_weight[0] if self.config.hf_fine_decay is not None else None   # None: the one-band kernel
         known = None
-        if self.config.hr_feather > 0:    # the LR network's key tokens: no hole pixel, wholly inside the image
-            known = ~token_mask(lr_mask, geom.patch)[0] & (self._key_inside[geom].flatten() > 0.5)
+        if self.config.hr_feather > 0:    # the tokens whose own texture a copy fades into: no hole pixel, inside
+            known = ~token_mask(lr_mask, geom.patch)[0] & inside
         out = self.hr_upscale(image, hole, lr_result, weight[0], fine_weight, index[0], geom, channels_last=False,
                               feather=self.config.hr_feather, known=known)
         if self._seam_taps is not None:

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..geometry import grid_plan, tokens_inside
+from ..geometry import grid_plan, key_tokens
 from .coarse import CoarseNet
 from .patchmatch import NeuralPatchMatch, TopKRows
 from .reparam import reparameterize_model
@@ -24,12 +24,15 @@ class LROutput(NamedTuple):
     key_ok: torch.Tensor        # (B, N) bool
 
 
-def key_inside_tokens(height: int, width: int, span: int, grid_h: int, grid_w: int, device: torch.device) -> torch.Tensor:
-    """(gh * gw,) bool, row-major: tokens of span x span HR px that lie wholly inside the H x W image (may be
-    keys); the tensor form of `Geometry.key_inside_grid`."""
-    rows = torch.arange(grid_h, device=device) < tokens_inside(height, span)
-    cols = torch.arange(grid_w, device=device) < tokens_inside(width, span)
-    return (rows[:, None] & cols[None, :]).reshape(-1)
+def key_inside_tokens(height: int, width: int, span: int, grid_h: int, grid_w: int, edge: int,
+                      device: torch.device) -> torch.Tensor:
+    """(gh * gw,) bool, row-major: tokens of span x span HR px that may be keys in the H x W image (wholly
+    inside it, less `edge` at each of its edges: `geometry.key_tokens`); the tensor form of
+    `Geometry.key_inside_grid`."""
+    first_row, stop_row = key_tokens(height, span, edge)
+    first_col, stop_col = key_tokens(width, span, edge)
+    rows, cols = torch.arange(grid_h, device=device), torch.arange(grid_w, device=device)
+    return (((rows >= first_row) & (rows < stop_row))[:, None] & ((cols >= first_col) & (cols < stop_col))[None, :]).reshape(-1)
 
 
 class Rethined(nn.Module):
@@ -42,6 +45,7 @@ class Rethined(nn.Module):
         self.lr_long_side, self.patch_size, self.grid_multiple = cfg.lr_long_side, cfg.patch_size, cfg.grid_multiple
         self.hr_topk, self.hf_transfer, self.hf_decay = cfg.hr_topk, cfg.hf_transfer, cfg.hf_decay
         self.hf_fine_decay, self.hf_mid_gain, self.hr_feather = cfg.hf_fine_decay, cfg.hf_mid_gain, cfg.hr_feather
+        self.key_edge_tokens = cfg.key_edge_tokens
         self.coarse_net = CoarseNet(cfg)
         self.patch_match = NeuralPatchMatch(cfg, self.coarse_net.feature_channels)
 
@@ -82,12 +86,14 @@ class Rethined(nn.Module):
         mask = mask.to(image.dtype)
         scale, grid_h, grid_w = grid_plan(height, width, self.lr_long_side, self.patch_size, self.grid_multiple)
         padded, padded_mask, lr_image, lr_mask = self.prepare(image, mask, scale, grid_h, grid_w)
-        inside = key_inside_tokens(height, width, scale * self.patch_size, grid_h, grid_w, image.device)
-        lr = self.forward_lr(lr_image, lr_mask, inside)
+        span = scale * self.patch_size
+        keys = key_inside_tokens(height, width, span, grid_h, grid_w, self.key_edge_tokens, image.device)
+        lr = self.forward_lr(lr_image, lr_mask, keys)
         if scale == 1:
             hr = lr.result
         else:
+            known = ~lr.query_masked & key_inside_tokens(height, width, span, grid_h, grid_w, 0, image.device)
             hr = attention_upscale(padded, padded_mask, lr.result, lr.attn, lr.query_masked, lr.key_ok,
                                    scale, self.patch_size, self.hr_topk, self.hf_transfer,
-                                   self.hf_decay, self.hf_fine_decay, self.hf_mid_gain, self.hr_feather)
+                                   self.hf_decay, self.hf_fine_decay, self.hf_mid_gain, self.hr_feather, known)
         return torch.where(mask > 0, hr[..., :height, :width], image)

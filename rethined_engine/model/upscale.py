@@ -128,7 +128,8 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
                       attn: torch.Tensor | TopKRows,
                       query_masked: torch.Tensor, key_ok: torch.Tensor, scale: int, patch: int,
                       topk: int = 1, hf_transfer: bool = True, hf_decay: float = 0.0,
-                      hf_fine_decay: float | None = None, hf_mid_gain: float = 1.0, feather: int = 0) -> torch.Tensor:
+                      hf_fine_decay: float | None = None, hf_mid_gain: float = 1.0, feather: int = 0,
+                      known: torch.Tensor | None = None) -> torch.Tensor:
     """Carry the LR result to HR.
 
     image: padded HR (B, 3, gh*s*P, gw*s*P) in [0, 1]; mask: (B, 1, ...) float hole mask; lr_result:
@@ -139,7 +140,8 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
     the band between them (`hf_band_gains`).
     feather: LR px (`ModelConfig.hr_feather`); with copies (`TopKRows`, K = 1, one band) > 0, the texture of
     neighbouring copies cross-fades over 2 * feather * scale HR px (`feathered_texture`) instead of each
-    token's source texture being pasted whole.
+    token's source texture being pasted whole; known (B, N) bool: the tokens whose own texture a copy fades
+    into (hole-free and inside the image; None: key_ok).
     Returns the HR result (B, 3, ...) with known pixels equal to `image`.
     """
     grid_h, grid_w = lr_result.shape[-2] // patch, lr_result.shape[-1] // patch
@@ -153,7 +155,8 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
         gain, fine_gain = gain[batch, token][:, None].to(up.dtype), fine_gain[batch, token][:, None].to(up.dtype)
         two_bands = hf_fine_decay is not None
         if feather > 0 and isinstance(attn, TopKRows) and not two_bands:
-            texture = feathered_texture(image - up, key_ok, attn, gain, batch, token, patch, scale, feather)
+            texture = feathered_texture(image - up, key_ok if known is None else known, attn, gain, batch, token,
+                                        patch, scale, feather)
             return torch.where(mask > 0, (up + texture).clamp(0.0, 1.0), image)
         source_ok = key_ok[..., None].to(up.dtype)
         hf = patchify(image - up, hr_patch) * source_ok
