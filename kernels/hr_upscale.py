@@ -283,9 +283,9 @@ def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor,
     kernel without the fine band's loads); index (N, K) int32. Writes `out` (default: a new contiguous
     uint8 tensor of image's shape) and returns it.
     feather: LR px (`ModelConfig.hr_feather`; `deploy.host.check_feather`: > 0 needs K = 1 and fine_weight
-    None); known: (N,) bool, the tokens whose texture may be copied (the LR network's key tokens), needed with
-    feather > 0: a token with a nonzero weight copies token index, cross-faded with its neighbours' copies
-    within feather * scale HR px of its edges."""
+    None); known: (N,) bool, the tokens whose texture a feathered copy may read (`deploy.host.known_tokens`),
+    needed with feather > 0: a token with a nonzero weight copies token index, cross-faded with its
+    neighbours' copies within feather * scale HR px of its edges."""
     if image.dtype != torch.uint8:
         raise TypeError(f"image: expected uint8, got {image.dtype}")
     check_feather(feather, geom.patch, weight.shape[-1], fine_weight is not None)

@@ -133,6 +133,17 @@ def test_native_backend_matches_torch_with_the_finest_band_only(rng):
 
 
 @needs_native
+def test_native_backend_matches_torch_with_the_edge_tokens_left_out(rng):
+    """key_edge_tokens reaches the native backend's keys, while its feathered texture (hr_feather 2) still fades
+    into the outermost tokens' own texture, as the torch reference does."""
+    image, mask = photo(333, 1000), random_mask(333, 1000, rng)
+    out = Engine(backend="native", key_edge_tokens=1).inpaint(image, mask)
+    diff = np.abs(out.astype(np.int16) - Engine(backend="torch", key_edge_tokens=1).inpaint(image, mask).astype(np.int16))
+    assert (diff > 1).mean() <= TIE_FRACTION and (diff > 0).mean() <= 2e-3
+    assert not np.array_equal(out, Engine(backend="native").inpaint(image, mask))
+
+
+@needs_native
 def test_native_backend_input_types(engines, rng):
     fast, reference = engines
     image, mask = photo(90, 130), random_mask(90, 130, rng)

@@ -96,17 +96,19 @@ def test_triton_backend_seam_blend_matches_torch_backend(rng):
                                              seam_sigma=0.0).inpaint(image, mask))
 
 
-@pytest.mark.parametrize("feather", [1, 2])
-def test_triton_backend_feathered_texture_matches_torch_backend(rng, feather):
+@pytest.mark.parametrize("feather,key_edge", [(1, 0), (2, 1)])
+def test_triton_backend_feathered_texture_matches_torch_backend(rng, feather, key_edge):
     """hr_feather > 0 (copies, one band, hr_topk = 1) at HR scale 4: the HR kernel's cross-faded texture, not
-    the torch path, against the torch backend."""
+    the torch path, against the torch backend; with key_edge_tokens the image's outermost tokens are no
+    sources, but a copy beside them still fades into their own texture."""
     from PIL import Image
     from rethined_engine import Engine
     from rethined_engine.cli import SAMPLE_IMAGE
     from rethined_engine.config import STYLES
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    settings = {**STYLES["realistic"], "lr_long_side": 32, "seam_sigma": 0.0, "hr_feather": feather}
+    settings = {**STYLES["realistic"], "lr_long_side": 32, "seam_sigma": 0.0, "hr_feather": feather,
+                "key_edge_tokens": key_edge}
     fast = TritonBackend(device=device, dtype="float32", cuda_graphs=False, **settings)
     assert fast.lr_network is not None
     reference = Engine(backend="torch", device=device, dtype="float32", **settings)

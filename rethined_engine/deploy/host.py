@@ -95,8 +95,10 @@ def fine_band(tokens: np.ndarray) -> np.ndarray:
 
 
 def known_tokens(mask: np.ndarray, geom: Geometry) -> np.ndarray:
-    """(N,) bool: the tokens whose texture may be copied (the LR network's key tokens): wholly inside the
-    image (`Geometry.key_inside_grid`) and without a hole pixel. mask (H, W) bool, True = hole."""
+    """(N,) bool: the tokens whose texture a feathered copy may read: wholly inside the image
+    (`Geometry.inside_grid`) and without a hole pixel (the LR network's keys, and with `key_edge_tokens` the
+    image's outermost tokens too, whose own texture a copy beside them fades into). mask (H, W) bool, True =
+    hole."""
     span = geom.scale * geom.patch
     rows, cols = geom.height // span, geom.width // span     # tokens wholly inside (`geometry.tokens_inside`)
     known = np.zeros((geom.grid_h, geom.grid_w), bool)
