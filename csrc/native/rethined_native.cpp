@@ -102,7 +102,41 @@ void copy_lr(const T* img, const uint8_t* msk, int H, int W, int h, int w, bool 
     }
 }
 
+// One source row of `downsample_lr`, blurred along x and subsampled, as 4 planes of w floats: the taps' sums
+// of r k, g k, b k and k at the LR columns, k = 0 on holes (holes contribute neither value nor weight).
+// Polyphase, so that every multiply-add runs along contiguous LR columns (vectorised): tap t = q scale + r
+// reads blur-padded column (ox + q) scale + r, i.e. entry ox + q of phase r's subsampled row. phase (4,
+// w + taps_n / scale + 1) is scratch; col_src maps a blur-padded column to an image column.
+template <typename T>
+void blur_row(const T* irow, const uint8_t* mrow, int w, int scale, const std::vector<float>& taps,
+              const std::vector<int>& col_src, float* phase, float* out) {
+    const int taps_n = static_cast<int>(taps.size());
+    const int row_len = static_cast<int>(col_src.size());
+    const int phase_len = w + taps_n / scale + 1;
+    std::fill(out, out + 4 * static_cast<size_t>(w), 0.0f);
+    for (int r = 0; r < scale && r < taps_n; ++r) {
+        for (int j = 0; j < phase_len && j * scale + r < row_len; ++j) {
+            const int sx = col_src[j * scale + r];
+            const float k = mrow[sx] ? 0.0f : 1.0f;
+            for (int c = 0; c < 3; ++c) phase[c * phase_len + j] = k * unit<T>(irow[3 * sx + c]);
+            phase[3 * phase_len + j] = k;
+        }
+        for (int t = r; t < taps_n; t += scale) {
+            const int q = t / scale;
+            const float tap = taps[t];
+            for (int c = 0; c < 4; ++c) {
+                float* o = out + static_cast<size_t>(c) * w;
+                const float* p = phase + static_cast<size_t>(c) * phase_len + q;
+                for (int ox = 0; ox < w; ++ox) o[ox] += tap * p[ox];
+            }
+        }
+    }
+}
+
 // Normalised Gaussian downsample by `scale` of the padded HR image (known pixels only) + any-hole pool.
+// Separable, x first: each source row is blurred along x and subsampled once (`blur_row`) into a ring of the
+// taps_n rows an output row needs (blur-padded rows in a window of taps_n consecutive ones fall in distinct
+// slots), then the output row sums them along y.
 template <typename T>
 void downsample_lr(const T* img, const uint8_t* msk, int H, int W, int Hp, int Wp, int h, int w, int scale,
                    bool reflect, float* out, float* out_mask) {
@@ -115,40 +149,43 @@ void downsample_lr(const T* img, const uint8_t* msk, int H, int W, int Hp, int W
     for (int x = 0; x < row_len; ++x) col_src[x] = pad_index(reflect_index(x - radius, Wp), W, reflect);
 #pragma omp parallel
     {
-        std::vector<float> rows(static_cast<size_t>(row_len) * 4);   // r*k, g*k, b*k, k after the vertical pass
+        std::vector<float> phase(4 * static_cast<size_t>(w + taps_n / scale + 1));
+        std::vector<float> ring(static_cast<size_t>(taps_n) * w * 4);   // blurred rows (4, w), slot = row mod taps_n
+        std::vector<int> ring_row(taps_n, -1);                          // the blur-padded row in each slot
+        std::vector<const float*> rows(taps_n);                         // an output row's taps_n rows
+        std::vector<float> acc(static_cast<size_t>(w) * 4);
+        std::vector<uint8_t> cell_rows(static_cast<size_t>(w) * scale);  // the output row's mask rows, ORed
 #pragma omp for schedule(static)
         for (int oy = 0; oy < h; ++oy) {
-            std::fill(rows.begin(), rows.end(), 0.0f);
+            std::fill(acc.begin(), acc.end(), 0.0f);
             for (int t = 0; t < taps_n; ++t) {
-                const int sy = pad_index(reflect_index(oy * scale + t - radius, Hp), H, reflect);
-                const float tap = taps[t];
-                const T* irow = img + static_cast<size_t>(sy) * W * 3;
-                const uint8_t* mrow = msk + static_cast<size_t>(sy) * W;
-                for (int x = 0; x < row_len; ++x) {
-                    const int sx = col_src[x];
-                    if (mrow[sx]) continue;   // holes contribute neither value nor weight
-                    float* r = &rows[static_cast<size_t>(x) * 4];
-                    r[0] += tap * unit<T>(irow[3 * sx]);
-                    r[1] += tap * unit<T>(irow[3 * sx + 1]);
-                    r[2] += tap * unit<T>(irow[3 * sx + 2]);
-                    r[3] += tap;
+                const int py = oy * scale + t;                   // blur-padded row
+                const int slot = py % taps_n;
+                float* row = &ring[static_cast<size_t>(slot) * w * 4];
+                if (ring_row[slot] != py) {
+                    const int sy = pad_index(reflect_index(py - radius, Hp), H, reflect);
+                    blur_row(img + static_cast<size_t>(sy) * W * 3, msk + static_cast<size_t>(sy) * W, w, scale, taps,
+                             col_src, phase.data(), row);
+                    ring_row[slot] = py;
                 }
+                const float tap = taps[t];
+                for (size_t i = 0; i < acc.size(); ++i) acc[i] += tap * row[i];
+            }
+            // any HR pixel of an s x s cell is a hole: the cells' s mask rows ORed, padded columns included
+            std::fill(cell_rows.begin(), cell_rows.end(), uint8_t{0});
+            for (int dy = 0; dy < scale; ++dy) {
+                const uint8_t* mrow = msk + static_cast<size_t>(pad_index(oy * scale + dy, H, reflect)) * W;
+                for (int x = 0; x < W; ++x) cell_rows[x] |= mrow[x];
+                for (int x = W; x < Wp; ++x) cell_rows[x] |= mrow[pad_index(x, W, reflect)];
             }
             for (int ox = 0; ox < w; ++ox) {
-                float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-                for (int t = 0; t < taps_n; ++t) {
-                    const float* r = &rows[static_cast<size_t>(ox * scale + t) * 4];
-                    for (int c = 0; c < 4; ++c) acc[c] += taps[t] * r[c];
-                }
                 const size_t o = static_cast<size_t>(oy) * w + ox;
-                for (int c = 0; c < 3; ++c) out[c * plane + o] = acc[3] > 0.0f ? acc[c] / acc[3] : 0.0f;
-                float hole = 0.0f;   // any HR pixel of the s x s cell is a hole
-                for (int dy = 0; dy < scale && hole == 0.0f; ++dy) {
-                    const uint8_t* mrow = msk + static_cast<size_t>(pad_index(oy * scale + dy, H, reflect)) * W;
-                    for (int dx = 0; dx < scale; ++dx)
-                        if (mrow[pad_index(ox * scale + dx, W, reflect)]) { hole = 1.0f; break; }
-                }
-                out_mask[o] = hole;
+                const float weight = acc[3 * static_cast<size_t>(w) + ox];
+                for (int c = 0; c < 3; ++c)
+                    out[c * plane + o] = weight > 0.0f ? acc[static_cast<size_t>(c) * w + ox] / weight : 0.0f;
+                uint8_t hole = 0;
+                for (int dx = 0; dx < scale; ++dx) hole |= cell_rows[static_cast<size_t>(ox) * scale + dx];
+                out_mask[o] = hole ? 1.0f : 0.0f;
             }
         }
     }
