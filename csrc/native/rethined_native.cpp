@@ -214,21 +214,43 @@ py::tuple prepare_lr(py::array_t<T, py::array::c_style> image, py::array_t<uint8
     return py::make_tuple(lr_image, lr_mask);
 }
 
-// Bilinear sample of the (3, h, w) LR result at HR pixel (y, x), half-pixel centres, edge clamped.
-inline void bilinear(const float* lr, int h, int w, float inv_scale, int y, int x, float rgb[3]) {
-    const float sy = std::max((y + 0.5f) * inv_scale - 0.5f, 0.0f);
-    const float sx = std::max((x + 0.5f) * inv_scale - 0.5f, 0.0f);
-    const int y0 = static_cast<int>(sy), x0 = static_cast<int>(sx);
-    const int y1 = std::min(y0 + 1, h - 1), x1 = std::min(x0 + 1, w - 1);
-    const float ly = sy - y0, lx = sx - x0;
-    const size_t plane = static_cast<size_t>(h) * w;
-    for (int c = 0; c < 3; ++c) {
-        const float* p = lr + c * plane;
-        const float top = p[y0 * w + x0] * (1.0f - lx) + p[y0 * w + x1] * lx;
-        const float bottom = p[y1 * w + x0] * (1.0f - lx) + p[y1 * w + x1] * lx;
-        rgb[c] = top * (1.0f - ly) + bottom * ly;
+// Bilinear samples of the (3, h, w) LR result at HR pixels, half-pixel centres, edge clamped. The taps along
+// each axis (the two LR samples and the second one's weight) are computed once per HR row and column.
+class Upsampler {
+public:
+    Upsampler(const float* lr, int h, int w, int rows, int cols, float inv_scale)
+        : lr_(lr), w_(w), plane_(static_cast<size_t>(h) * w), ys_(taps(rows, h, inv_scale)), xs_(taps(cols, w, inv_scale)) {}
+
+    // rgb = the LR result at HR pixel (y, x), 0 <= y < rows, 0 <= x < cols.
+    void at(int y, int x, float rgb[3]) const {
+        const Tap& ty = ys_[y];
+        const Tap& tx = xs_[x];
+        for (int c = 0; c < 3; ++c) {
+            const float* p = lr_ + c * plane_;
+            const float top = p[ty.i0 * w_ + tx.i0] * (1.0f - tx.l) + p[ty.i0 * w_ + tx.i1] * tx.l;
+            const float bottom = p[ty.i1 * w_ + tx.i0] * (1.0f - tx.l) + p[ty.i1 * w_ + tx.i1] * tx.l;
+            rgb[c] = top * (1.0f - ty.l) + bottom * ty.l;
+        }
     }
-}
+
+private:
+    struct Tap { int i0, i1; float l; };
+
+    static std::vector<Tap> taps(int count, int n, float inv_scale) {
+        std::vector<Tap> out(count);
+        for (int v = 0; v < count; ++v) {
+            const float s = std::max((v + 0.5f) * inv_scale - 0.5f, 0.0f);
+            const int i0 = static_cast<int>(s);
+            out[v] = {i0, std::min(i0 + 1, n - 1), s - i0};
+        }
+        return out;
+    }
+
+    const float* lr_;
+    int w_;
+    size_t plane_;
+    std::vector<Tap> ys_, xs_;
+};
 
 // 3x3 binomial blur (taps 1/4, 1/2, 1/4) of the image at offset (oy, ox) of the span x span token whose top-left
 // pixel is (y0, x0), the token's edge pixels replicated: y - blur is the finest band (`model.upscale.fine_band`).
@@ -275,9 +297,8 @@ std::vector<uint8_t> known_tokens(const uint8_t* msk, int H, int W, int span, in
 // fade (3 * span): feather_weight(o - n * span) at [(n + 1) * span + o], n = -1, 0, 1; shift (2 * tokens): each
 // token's (dy, dx) HR px to the source it copies (its own position where it keeps itself): `feather_tables`.
 template <typename T>
-inline void feathered_texture(const T* img, int W, const float* lr, int h, int w, float inv_scale,
-                              const float* fade, const int* shift, const uint8_t* known, int grid_h, int grid_w,
-                              int span, int y, int x, float rgb[3]) {
+inline void feathered_texture(const T* img, int W, const Upsampler& upsample, const float* fade, const int* shift,
+                              const uint8_t* known, int grid_h, int grid_w, int span, int y, int x, float rgb[3]) {
     const int ty = y / span, tx = x / span, oy = y - ty * span, ox = x - tx * span;
     const int side_y = span / 2 - oy > 0 ? -1 : 1, side_x = span / 2 - ox > 0 ? -1 : 1;
     const int max_y = grid_h * span - 1, max_x = grid_w * span - 1;
@@ -303,7 +324,7 @@ inline void feathered_texture(const T* img, int W, const float* lr, int h, int w
         const float weight = weights[k] * ((source_known ? 1.0f : 0.0f) + kCopyFloor);
         if (source_known) {
             float up[3];
-            bilinear(lr, h, w, inv_scale, qy, qx, up);
+            upsample.at(qy, qx, up);
             const size_t q = static_cast<size_t>(qy) * W + qx;
             for (int c = 0; c < 3; ++c) total[c] += weight * (unit<T>(img[3 * q + c]) - up[c]);
         }
@@ -367,6 +388,7 @@ py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<
         std::vector<float> fade;
         std::vector<int> shift;
         if (feather > 0) feather_tables(wt, ix, grid_h, grid_w, span, feather, fade, shift);
+        const Upsampler upsample(lr, h, w, grid_h * span, grid_w * span, inv_scale);
 #pragma omp parallel for schedule(dynamic, 8)
         for (int y = 0; y < H; ++y) {
             const int ty = y / span, oy = y - ty * span;
@@ -378,13 +400,13 @@ py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<
                 }
                 const int tx = x / span, ox = x - tx * span, token = ty * grid_w + tx;
                 float acc[3];
-                bilinear(lr, h, w, inv_scale, y, x, acc);
+                upsample.at(y, x, acc);
                 const bool interior = oy >= feather && span - feather - oy > 0 && ox >= feather && span - feather - ox > 0;
                 if (scale > 1 && feather > 0 && !interior) {   // the interior of a token: its own copy, weight 1
                     if (wt[token] != 0.0f) {
                         float texture[3];
-                        feathered_texture(img, W, lr, h, w, inv_scale, fade.data(), shift.data(), known.data(), grid_h,
-                                          grid_w, span, y, x, texture);
+                        feathered_texture(img, W, upsample, fade.data(), shift.data(), known.data(), grid_h, grid_w, span,
+                                          y, x, texture);
                         for (int c = 0; c < 3; ++c) acc[c] += wt[token] * texture[c];
                     }
                 } else if (scale > 1) {
@@ -395,7 +417,7 @@ py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<
                         const int y0 = (src / grid_w) * span, x0 = (src % grid_w) * span;
                         const int sy = y0 + oy, sx = x0 + ox;
                         float up[3], blur[3] = {0.0f, 0.0f, 0.0f};
-                        bilinear(lr, h, w, inv_scale, sy, sx, up);
+                        upsample.at(sy, sx, up);
                         if (fk != 0.0f) token_blur(img, W, span, y0, x0, oy, ox, blur);
                         const size_t q = static_cast<size_t>(sy) * W + sx;
                         for (int c = 0; c < 3; ++c) {
