@@ -32,7 +32,9 @@ def key_inside_tokens(height: int, width: int, span: int, grid_h: int, grid_w: i
     first_row, stop_row = key_tokens(height, span, edge)
     first_col, stop_col = key_tokens(width, span, edge)
     rows, cols = torch.arange(grid_h, device=device), torch.arange(grid_w, device=device)
-    return (((rows >= first_row) & (rows < stop_row))[:, None] & ((cols >= first_col) & (cols < stop_col))[None, :]).reshape(-1)
+    keep_rows = (rows >= first_row) & (rows < stop_row)
+    keep_cols = (cols >= first_col) & (cols < stop_col)
+    return (keep_rows[:, None] & keep_cols[None, :]).reshape(-1)
 
 
 class Rethined(nn.Module):
