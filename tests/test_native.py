@@ -45,6 +45,41 @@ def test_prepare_lr_matches_torch(rng, threads, h, w, lr_long, dtype):
     np.testing.assert_array_equal(lr_mask, ref_mask.numpy())
 
 
+@needs_native
+@pytest.mark.parametrize("batch,c1,c2,h,w", [(1, 32, 4, 64, 48), (2, 48, 32, 16, 16), (1, 5, 3, 7, 9), (1, 3, 2, 1, 1)])
+def test_upsample_cat_matches_torch(threads, batch, c1, c2, h, w):
+    """The coarse CNN's decoder join: x upsampled 2x (bilinear, align_corners=False) then skip, channels-last."""
+    g = torch.Generator().manual_seed(c1 * h + w)
+    x = torch.rand(batch, c1, h, w, generator=g).contiguous(memory_format=torch.channels_last)
+    skip = torch.rand(batch, c2, 2 * h, 2 * w, generator=g).contiguous(memory_format=torch.channels_last)
+    want = torch.cat([torch.nn.functional.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False),
+                      skip], dim=1)
+    got = native.upsample_cat(x.permute(0, 2, 3, 1).numpy(), skip.permute(0, 2, 3, 1).numpy())
+    np.testing.assert_allclose(got, want.permute(0, 2, 3, 1).numpy(), atol=1e-6, rtol=0)
+
+
+@needs_native
+def test_upsample_cat_refuses_mismatched_sizes():
+    x = np.zeros((1, 8, 8, 4), np.float32)
+    with pytest.raises(ValueError, match="skip: expected"):
+        native.upsample_cat(x, np.zeros((1, 16, 15, 2), np.float32))
+    with pytest.raises(ValueError, match="x, skip: expected"):
+        native.upsample_cat(x[0], np.zeros((1, 16, 16, 2), np.float32))
+
+
+@needs_native
+def test_native_backend_joins_the_decoder_in_cpp(rng):
+    """The native backend's CNN uses the C++ join; the engine's output stays that of the torch join to rounding."""
+    engine = Engine(backend="native")
+    coarse_net = engine._impl.model.coarse_net
+    assert coarse_net.join_kernel is not None
+    image, mask = photo(256, 384), random_mask(256, 384, rng)
+    joined = engine.inpaint(image, mask)
+    coarse_net.join_kernel = None
+    diff = np.abs(joined.astype(np.int16) - engine.inpaint(image, mask).astype(np.int16))
+    assert (diff > 1).mean() <= TIE_FRACTION and (diff > 0).mean() <= 2e-3
+
+
 def valid_sources(geom, mask, rng, k=4):
     """Random top-K rows (weight, fine_weight, index) whose sources are known tokens inside the image, as the
     LR network emits them."""

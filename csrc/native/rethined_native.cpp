@@ -7,13 +7,14 @@
 //       (feather > 0 HR px, K = 1: neighbouring copies' texture cross-fades, `model.upscale.feathered_texture`)
 //   blend_seams(image, mask, filled, taps (2r + 1) float32, gain) -> (H, W, 3) of image's dtype
 //   and the LR network's copy steps, lr_copy.cpp: blur_base, copy_tokens, harmonic_fill, border_match; source_sweep.cpp:
-//   propagate_sources
+//   propagate_sources; cnn_ops.cpp: the coarse CNN's decoder joins, upsample_cat
 //
 // Same math as rethined_engine/deploy/host.py (numpy) and csrc/cuda/hr_upscale.cu; the torch model is
 // the specification (`Rethined.forward`). Buffers are read in place (no copies of the inputs).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "cnn_ops.h"
 #include "copy_rules.h"
 #include "lr_copy.h"
 #include "source_sweep.h"
@@ -577,7 +578,7 @@ void set_num_threads(int n) {
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
-    m.doc() = "RETHINED CPU kernels: LR preparation, the LR copy steps, the HR attention-upscale stage and the seam blend (OpenMP).";
+    m.doc() = "RETHINED CPU kernels: LR preparation, the coarse CNN's decoder joins, the LR copy steps, the HR attention-upscale stage and the seam blend (OpenMP).";
     m.def("prepare_lr", &prepare_lr<uint8_t>, py::arg("image"), py::arg("mask"), py::arg("scale"), py::arg("grid_h"),
           py::arg("grid_w"), py::arg("patch"));
     m.def("prepare_lr", &prepare_lr<float>, py::arg("image"), py::arg("mask"), py::arg("scale"), py::arg("grid_h"),
@@ -593,6 +594,7 @@ PYBIND11_MODULE(_native, m) {
           py::arg("gain"));
     m.def("blend_seams", &blend_seams<float>, py::arg("image"), py::arg("mask"), py::arg("filled"), py::arg("taps"),
           py::arg("gain"));
+    rethined::register_cnn_ops(m);
     rethined::register_lr_copy(m);
     rethined::register_source_sweep(m);
     m.def("max_threads", &max_threads, "OpenMP threads the kernels use (1 without OpenMP)");

@@ -54,10 +54,23 @@ class CoarseNet(nn.Module):
         self.head = nn.Sequential(
             nn.Conv2d(w[0] + INPUT_CHANNELS, HEAD_HIDDEN, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(HEAD_HIDDEN, 3, 3, padding=1))
+        self.join_kernel = None   # a backend's `join`: native `UpsampleCat` (C++)
 
     @property
     def feature_channels(self) -> int:
         return self.decoder[self.feature_stage].pointwise.out_ch
+
+    def join(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """x (B, C1, h, w) upsampled 2x (bilinear) with skip (B, C2, 2h, 2w) after it along the channels: the
+        decoder's and the head's inputs."""
+        if self.join_kernel is not None and not torch.jit.is_scripting():
+            return self.kernel_join(x, skip)
+        return cat_channels([_upsample2x(x), skip])
+
+    @torch.jit.unused
+    def kernel_join(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """`join` by `self.join_kernel`."""
+        return self.join_kernel(x, skip)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x_in = cat_channels([image * (1.0 - mask), mask])
@@ -70,8 +83,8 @@ class CoarseNet(nn.Module):
         features = x
         for i in range(3, -1, -1):
             block: _Block = self.decoder[i]
-            x = block.forward(cat_channels([_upsample2x(x), skips[i]]))
+            x = block.forward(self.join(x, skips[i]))
             if i == self.feature_stage:
                 features = x
-        coarse = torch.sigmoid(self.head(cat_channels([_upsample2x(x), x_in])))
+        coarse = torch.sigmoid(self.head(self.join(x, x_in)))
         return coarse, features
