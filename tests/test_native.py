@@ -59,6 +59,27 @@ def test_upsample_cat_matches_torch(threads, batch, c1, c2, h, w):
 
 
 @needs_native
+def test_upsample_cat_writes_into_the_given_buffer():
+    x, skip = np.random.default_rng(0).random((1, 4, 6, 3), np.float32), np.zeros((1, 8, 12, 2), np.float32)
+    out = np.full((1, 8, 12, 5), np.nan, np.float32)
+    assert native.upsample_cat(x, skip, out) is out
+    np.testing.assert_array_equal(out, native.upsample_cat(x, skip))
+    with pytest.raises(ValueError, match="out: expected"):
+        native.upsample_cat(x, skip, np.zeros((1, 8, 12, 4), np.float32))
+
+
+@needs_native
+def test_upsample_join_buffers_stay_bounded(rng):
+    """The native join keeps its output buffers per shape, at most JOIN_BUFFERS of them over many image shapes."""
+    from rethined_engine.backends.native_backend import JOIN_BUFFERS
+
+    engine = Engine(backend="native")
+    for h, w in [(64, 64), (64, 96), (96, 64), (64, 128), (128, 64)]:
+        engine.inpaint(photo(h, w), random_mask(h, w, rng))
+        assert len(engine._impl.model.coarse_net.join_kernel._buffers) <= JOIN_BUFFERS
+
+
+@needs_native
 def test_upsample_cat_refuses_mismatched_sizes():
     x = np.zeros((1, 8, 8, 4), np.float32)
     with pytest.raises(ValueError, match="skip: expected"):

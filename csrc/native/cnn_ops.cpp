@@ -1,6 +1,7 @@
 // The coarse CNN's decoder joins on channels-last float32 buffers, OpenMP:
 //
-//   upsample_cat(x (B, h, w, C1), skip (B, 2h, 2w, C2)) -> (B, 2h, 2w, C1 + C2)
+//   upsample_cat(x (B, h, w, C1), skip (B, 2h, 2w, C2), out=None) -> (B, 2h, 2w, C1 + C2), written into out when
+//   given (a buffer of that shape reused across calls: a fresh one costs page faults on every call)
 //       x upsampled 2x (bilinear, half-pixel centres, edge clamped: F.interpolate(scale_factor=2,
 //       mode="bilinear", align_corners=False)) and skip after it along the channels: one pass where torch makes
 //       the upsampled tensor and then copies both into the concatenation (`model.coarse.CoarseNet.forward`,
@@ -13,8 +14,11 @@
 
 #include <pybind11/numpy.h>
 
+#include <pybind11/stl.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -42,7 +46,7 @@ std::vector<Tap> upsample_taps(int n) {
     return taps;
 }
 
-Floats upsample_cat(Floats x, Floats skip) {
+Floats upsample_cat(Floats x, Floats skip, std::optional<py::array_t<float, py::array::c_style>> out_buffer) {
     const auto xb = x.request(), sb = skip.request();
     if (xb.ndim != 4 || sb.ndim != 4) throw std::invalid_argument("x, skip: expected (B, h, w, C) and (B, 2h, 2w, C2)");
     const int B = static_cast<int>(xb.shape[0]), h = static_cast<int>(xb.shape[1]), w = static_cast<int>(xb.shape[2]);
@@ -50,7 +54,13 @@ Floats upsample_cat(Floats x, Floats skip) {
     if (sb.shape[0] != B || sb.shape[1] != 2 * h || sb.shape[2] != 2 * w)
         throw std::invalid_argument("skip: expected (B, 2h, 2w, C2) for x of (B, h, w, C1)");
     const int c = c1 + c2, H = 2 * h, W = 2 * w;
-    Floats out({B, H, W, c});
+    Floats out = out_buffer ? Floats(*out_buffer) : Floats({B, H, W, c});
+    if (out_buffer) {
+        const auto ob = out.request();
+        if (ob.ndim != 4 || ob.shape[0] != B || ob.shape[1] != H || ob.shape[2] != W || ob.shape[3] != c
+            || !out_buffer->writeable())
+            throw std::invalid_argument("out: expected a writeable C-contiguous float32 (B, 2h, 2w, C1 + C2) array");
+    }
     const float* xs = static_cast<const float*>(xb.ptr);
     const float* ss = static_cast<const float*>(sb.ptr);
     float* os = out.mutable_data();
@@ -84,7 +94,7 @@ Floats upsample_cat(Floats x, Floats skip) {
 }  // namespace
 
 void register_cnn_ops(py::module_& m) {
-    m.def("upsample_cat", &upsample_cat, py::arg("x"), py::arg("skip"));
+    m.def("upsample_cat", &upsample_cat, py::arg("x"), py::arg("skip"), py::arg("out") = py::none());
 }
 
 }  // namespace rethined

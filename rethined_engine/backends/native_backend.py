@@ -17,6 +17,7 @@ from .torch_backend import TorchBackend
 LR_BATCH = 1   # images per LR network call. On the 2-core Xeon at 1920x1080 one call on 8 images took 97 ms per
                # image against 61 ms alone (the working set leaves the caches); bench/results/latency-cpu-batch.json:
                # native 8-frame batches 6.4 frames/s vs 9.9 one by one at 52af968
+JOIN_BUFFERS = 10  # `UpsampleCat` output buffers kept: the five decoder joins of two LR grid shapes
 
 
 def native_module():
@@ -55,13 +56,24 @@ class UpsampleCat:
     """The coarse CNN's decoder join in the extension (csrc/native/cnn_ops.cpp): `CoarseNet.join`, x upsampled 2x
     (bilinear) with skip after it along the channels, in one pass where torch makes the upsampled tensor and then
     the concatenation. Channels-last float32 in and out; equal to float rounding (tests/test_native.py), about 4x
-    faster for the head's input at LR 512 (36 channels at 512 x 512)."""
+    faster for the head's input at LR 512 (36 channels at 512 x 512).
+
+    Each output shape's buffer is kept and written again by the next call of that shape (a fresh 38 MB array
+    for the head costs page faults on every call, and now and then tens of ms): a join's result is read by the
+    next convolution only, and the backend's calls run one at a time (the Engine's lock). At most
+    JOIN_BUFFERS are kept (five per LR grid shape and batch size; a new one past that starts the cache afresh)."""
 
     def __init__(self, native):
         self.native = native
+        self._buffers: dict[tuple[int, ...], np.ndarray] = {}
 
     def __call__(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        joined = self.native.upsample_cat(_channels_last(x), _channels_last(skip))
+        shape = (x.shape[0], skip.shape[2], skip.shape[3], x.shape[1] + skip.shape[1])
+        if shape not in self._buffers:
+            if len(self._buffers) >= JOIN_BUFFERS:
+                self._buffers.clear()
+            self._buffers[shape] = np.empty(shape, np.float32)
+        joined = self.native.upsample_cat(_channels_last(x), _channels_last(skip), self._buffers[shape])
         return torch.from_numpy(joined).permute(0, 3, 1, 2)           # (B, C1 + C2, 2h, 2w), channels-last
 
 
