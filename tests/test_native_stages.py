@@ -29,15 +29,15 @@ def test_each_torch_reference_computes_the_native_result():
 
 
 def test_the_default_stages_compute_the_native_result():
-    """copy and border (the default's LR copy steps): the torch reference and the C++ agree to float rounding;
-    hr with the default's full-resolution cross-fade: to a uint8 level."""
+    """copy, border (the default's LR copy steps) and join (the CNN's head input): the torch reference and the
+    C++ agree to float rounding; hr with the default's full-resolution cross-fade: to a uint8 level."""
     from bench.native_stages import stages
 
     with torch.inference_mode():
         pairs = {stage: (reference(), fast()) for stage, reference, fast in stages(640)
-                 if stage in ("copy", "border", "hr")}
-    assert set(pairs) == {"copy", "border", "hr"}
-    for stage in ("copy", "border"):
+                 if stage in ("copy", "border", "join", "hr")}
+    assert set(pairs) == {"copy", "border", "join", "hr"}
+    for stage in ("copy", "border", "join"):
         ref, got = pairs[stage]
         got = got.numpy() if isinstance(got, torch.Tensor) else got.transpose(0, 3, 1, 2)
         np.testing.assert_allclose(got, ref.numpy(), atol=1e-6, rtol=0, err_msg=stage)
