@@ -63,7 +63,8 @@ def native_extensions():
     return [Pybind11Extension("rethined_engine._native", ["csrc/native/rethined_native.cpp", "csrc/native/lr_copy.cpp",
                                                          "csrc/native/source_sweep.cpp", "csrc/native/cnn_ops.cpp"],
                               depends=["csrc/native/copy_rules.h", "csrc/native/lr_copy.h",
-                                       "csrc/native/source_sweep.h", "csrc/native/cnn_ops.h"], cxx_std=17,
+                                       "csrc/native/source_sweep.h", "csrc/native/cnn_ops.h",
+                                       "csrc/native/bilinear.h"], cxx_std=17,
                               extra_compile_args=flags, extra_link_args=["-fopenmp"])]
 
 

@@ -13,8 +13,9 @@
 #include "cnn_ops.h"
 
 #include <pybind11/numpy.h>
-
 #include <pybind11/stl.h>
+
+#include "bilinear.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -28,23 +29,6 @@ namespace rethined {
 namespace {
 
 using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
-
-// Along one axis of n input samples upsampled 2x: output o reads samples i0 and i1 with weights l0 and l1.
-struct Tap {
-    int i0, i1;
-    float l0, l1;
-};
-
-std::vector<Tap> upsample_taps(int n) {
-    std::vector<Tap> taps(2 * static_cast<size_t>(n));
-    for (int o = 0; o < 2 * n; ++o) {
-        const float source = std::max(0.5f * (static_cast<float>(o) + 0.5f) - 0.5f, 0.0f);
-        const int i0 = static_cast<int>(source);
-        const float l1 = source - static_cast<float>(i0);
-        taps[o] = {i0, i0 < n - 1 ? i0 + 1 : i0, 1.0f - l1, l1};
-    }
-    return taps;
-}
 
 Floats upsample_cat(Floats x, Floats skip, std::optional<py::array_t<float, py::array::c_style>> out_buffer) {
     const auto xb = x.request(), sb = skip.request();
@@ -64,26 +48,26 @@ Floats upsample_cat(Floats x, Floats skip, std::optional<py::array_t<float, py::
     const float* xs = static_cast<const float*>(xb.ptr);
     const float* ss = static_cast<const float*>(sb.ptr);
     float* os = out.mutable_data();
-    const std::vector<Tap> rows = upsample_taps(h), cols = upsample_taps(w);
+    const std::vector<AxisTap> rows = axis_taps(H, h, 0.5f), cols = axis_taps(W, w, 0.5f);
     {
         py::gil_scoped_release release;
 #pragma omp parallel for schedule(static)
         for (int by = 0; by < B * H; ++by) {
             const int b = by / H, y = by - b * H;
-            const Tap& ty = rows[y];
+            const AxisTap& ty = rows[y];
             const float* r0 = xs + (static_cast<size_t>(b) * h + ty.i0) * w * c1;
             const float* r1 = xs + (static_cast<size_t>(b) * h + ty.i1) * w * c1;
             const float* srow = ss + static_cast<size_t>(by) * W * c2;
             float* orow = os + static_cast<size_t>(by) * W * c;
             for (int X = 0; X < W; ++X) {
-                const Tap& tx = cols[X];
+                const AxisTap& tx = cols[X];
                 const float* a = r0 + static_cast<size_t>(tx.i0) * c1;
                 const float* bb = r0 + static_cast<size_t>(tx.i1) * c1;
                 const float* cc = r1 + static_cast<size_t>(tx.i0) * c1;
                 const float* d = r1 + static_cast<size_t>(tx.i1) * c1;
                 float* o = orow + static_cast<size_t>(X) * c;
-                for (int k = 0; k < c1; ++k)
-                    o[k] = ty.l0 * (tx.l0 * a[k] + tx.l1 * bb[k]) + ty.l1 * (tx.l0 * cc[k] + tx.l1 * d[k]);
+                const float h0 = 1.0f - ty.l, h1 = ty.l, w0 = 1.0f - tx.l, w1 = tx.l;
+                for (int k = 0; k < c1; ++k) o[k] = h0 * (w0 * a[k] + w1 * bb[k]) + h1 * (w0 * cc[k] + w1 * d[k]);
                 std::copy(srow + static_cast<size_t>(X) * c2, srow + static_cast<size_t>(X + 1) * c2, o + c1);
             }
         }

@@ -14,6 +14,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "bilinear.h"
 #include "cnn_ops.h"
 #include "copy_rules.h"
 #include "lr_copy.h"
@@ -220,12 +221,13 @@ py::tuple prepare_lr(py::array_t<T, py::array::c_style> image, py::array_t<uint8
 class Upsampler {
 public:
     Upsampler(const float* lr, int h, int w, int rows, int cols, float inv_scale)
-        : lr_(lr), w_(w), plane_(static_cast<size_t>(h) * w), ys_(taps(rows, h, inv_scale)), xs_(taps(cols, w, inv_scale)) {}
+        : lr_(lr), w_(w), plane_(static_cast<size_t>(h) * w), ys_(rethined::axis_taps(rows, h, inv_scale)),
+          xs_(rethined::axis_taps(cols, w, inv_scale)) {}
 
     // rgb = the LR result at HR pixel (y, x), 0 <= y < rows, 0 <= x < cols.
     void at(int y, int x, float rgb[3]) const {
-        const Tap& ty = ys_[y];
-        const Tap& tx = xs_[x];
+        const rethined::AxisTap& ty = ys_[y];
+        const rethined::AxisTap& tx = xs_[x];
         for (int c = 0; c < 3; ++c) {
             const float* p = lr_ + c * plane_;
             const float top = p[ty.i0 * w_ + tx.i0] * (1.0f - tx.l) + p[ty.i0 * w_ + tx.i1] * tx.l;
@@ -235,22 +237,10 @@ public:
     }
 
 private:
-    struct Tap { int i0, i1; float l; };
-
-    static std::vector<Tap> taps(int count, int n, float inv_scale) {
-        std::vector<Tap> out(count);
-        for (int v = 0; v < count; ++v) {
-            const float s = std::max((v + 0.5f) * inv_scale - 0.5f, 0.0f);
-            const int i0 = static_cast<int>(s);
-            out[v] = {i0, std::min(i0 + 1, n - 1), s - i0};
-        }
-        return out;
-    }
-
     const float* lr_;
     int w_;
     size_t plane_;
-    std::vector<Tap> ys_, xs_;
+    std::vector<rethined::AxisTap> ys_, xs_;
 };
 
 // 3x3 binomial blur (taps 1/4, 1/2, 1/4) of the image at offset (oy, ox) of the span x span token whose top-left
