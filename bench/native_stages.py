@@ -8,8 +8,8 @@ prep: HR uint8 image + mask -> LR input (torch: to float, pad, normalised Gaussi
 allowed keys, `LRNetwork(compact=True)`). HR: LR result + attention -> HR uint8 result (torch: `attention_upscale`
 top-K + uint8 rounding + composite; native: `hr_upscale`). seam: the seam blend on that uint8 result (torch:
 `model.upscale.blend_seams`; native: `blend_seams`, only tiles meeting the hole border). join: the coarse CNN's
-head input, its last decoder level upsampled 2x and concatenated with the CNN's input (torch: `F.interpolate` +
-`cat_channels`; native: `upsample_cat`). Same inputs: the sample photo at size x size, 40 % mask,
+head input, its last decoder level upsampled 2x and concatenated with the CNN's input (torch:
+`model.coarse.upsample_join`; native: `upsample_cat`). Same inputs: the sample photo at size x size, 40 % mask,
 the shipped weights' real LR output. With lr_texture="copy" (the shipped styles but smooth) two steps inside the LR
 network too: copy (`copy_tokens` with the settings' bands; native: `CopyKernels`) and border (`border_match`,
 when copy_border_sigma > 0; native: `border_match` of csrc/native/lr_copy.cpp), on that network's real sources. Median ms, written to bench/results/native-stages-cpu.json with where it
@@ -123,8 +123,7 @@ def join_stage(backend, lr_image: torch.Tensor) -> list[tuple[str, Callable[[], 
     head: the first decoder level upsampled to the LR size with the CNN's 4 input channels after it),
     channels-last, on random values of those shapes (the cost does not depend on them); none when the native
     backend runs the torch join (a dtype other than float32)."""
-    from rethined_engine.model.coarse import INPUT_CHANNELS, _upsample2x
-    from rethined_engine.model.layout import cat_channels
+    from rethined_engine.model.coarse import INPUT_CHANNELS, upsample_join
 
     net = backend.model.coarse_net
     if net.join_kernel is None:
@@ -134,7 +133,7 @@ def join_stage(backend, lr_image: torch.Tensor) -> list[tuple[str, Callable[[], 
     x = torch.rand(1, net.decoder[0].pointwise.out_ch, height // 2, width // 2, generator=g)
     skip = torch.rand(1, INPUT_CHANNELS, height, width, generator=g)
     x, skip = (t.contiguous(memory_format=torch.channels_last) for t in (x, skip))
-    return [("join", lambda: cat_channels([_upsample2x(x), skip]), lambda: net.join_kernel(x, skip))]
+    return [("join", lambda: upsample_join(x, skip), lambda: net.join_kernel(x, skip))]
 
 
 def copy_stages(model, backend, out, lr_image: torch.Tensor, lr_mask: torch.Tensor

@@ -30,6 +30,12 @@ def _upsample2x(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
+def upsample_join(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """x (B, C1, h, w) upsampled 2x (bilinear) with skip (B, C2, 2h, 2w) after it along the channels: the torch
+    form of `CoarseNet.join`."""
+    return cat_channels([_upsample2x(x), skip])
+
+
 class CoarseNet(nn.Module):
     """(B, 3, h, w) image in [0, 1] with holes zeroed, (B, 1, h, w) hole mask -> coarse RGB (B, 3, h, w)
     in [0, 1] and the decoder features at stride P (B, widths[feature_stage], h/P, w/P).
@@ -65,7 +71,7 @@ class CoarseNet(nn.Module):
         decoder's and the head's inputs."""
         if self.join_kernel is not None and not torch.jit.is_scripting():
             return self.kernel_join(x, skip)
-        return cat_channels([_upsample2x(x), skip])
+        return upsample_join(x, skip)
 
     @torch.jit.unused
     def kernel_join(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
