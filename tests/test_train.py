@@ -1,5 +1,6 @@
 """Training pieces: masks, data, losses, a resumable run, export."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -7,11 +8,13 @@ import torch
 from PIL import Image
 
 from rethined_engine import Engine, ModelConfig
+from rethined_engine.config import STYLES
 from rethined_engine.weights import load_model, read_metadata
 from rethined_engine.train.data import PhotoCrops
 from rethined_engine.train.losses import LossWeights, focal_frequency_loss, gradient_l1, total_loss
 from rethined_engine.train.masks import random_mask
-from rethined_engine.train.train import CHECKPOINT, LOG, TrainConfig, export, learning_rate, main, train
+from rethined_engine.train.train import (CHECKPOINT, LOG, TRAINING_STYLE, TrainConfig, export, learning_rate, main,
+                                         train)
 
 from conftest import make_model
 
@@ -169,9 +172,39 @@ def test_fine_tune_from_weights_file(photo_dir, tmp_path):
     main(["--out", str(out), "--export", str(shipped), "--export-hf-decay", "2.5"])
     train(photo_dir, out, TrainConfig(steps=3, batch=2, crop=64, warmup=1, lr=1e-3), init_from=shipped)
     resumed = torch.load(out / CHECKPOINT, weights_only=False)
-    assert resumed["step"] == 3 and ModelConfig.from_json(resumed["model_config"]).hf_decay == 0.0
+    assert resumed["step"] == 3
+    assert ModelConfig.from_json(resumed["model_config"]).hf_decay == STYLES[TRAINING_STYLE]["hf_decay"] != 2.5
     with pytest.raises(ValueError, match="architecture"):
         train(photo_dir, out, TrainConfig(steps=4, batch=2, crop=64, warmup=1), ModelConfig(coherence_hidden=8))
+
+
+def test_fine_tune_a_copy_style_file_and_export_a_style(photo_dir, tmp_path):
+    """A file whose default is a copy style (no gradient through the copy choice) fine-tunes with the mixed
+    attention; --export-style writes a style's settings as the new file's defaults."""
+    train(photo_dir, tmp_path / "seed", TrainConfig(steps=1, batch=1, crop=64, warmup=1))
+    realistic = tmp_path / "realistic.safetensors"
+    main(["--out", str(tmp_path / "seed"), "--export", str(realistic), "--export-style", "realistic",
+          "--export-seam-gain", "4"])
+    cfg = load_model(realistic).cfg
+    assert all(getattr(cfg, name) == value for name, value in STYLES["realistic"].items() if name != "seam_gain")
+    assert cfg.seam_gain == 4.0                        # single --export-* settings go on top of the style
+    out = tmp_path / "fine"
+    train(photo_dir, out, TrainConfig(steps=2, batch=2, crop=64, warmup=1, lr=1e-3), init_from=realistic)
+    state = torch.load(out / CHECKPOINT, weights_only=False)
+    assert state["step"] == 2 and ModelConfig.from_json(state["model_config"]).lr_texture == "mix"
+    assert all(math.isfinite(json.loads(line)["retrieval"]) for line in (out / LOG).read_text().splitlines())
+
+
+def test_retrieval_weight_scales_its_term(photo_dir, tmp_path):
+    """--retrieval-weight sets the retrieval term's weight in the loss (same seed, same first batch)."""
+    first = {}
+    for weight in (0.05, 2.0):
+        out = tmp_path / f"w{weight}"
+        train(photo_dir, out, TrainConfig(steps=1, batch=2, crop=64, warmup=1, retrieval_weight=weight))
+        first[weight] = json.loads((out / LOG).read_text().splitlines()[0])
+    a, b = first[0.05], first[2.0]
+    assert a["retrieval"] == pytest.approx(b["retrieval"], rel=1e-6)
+    assert b["loss"] - a["loss"] == pytest.approx((2.0 - 0.05) * a["retrieval"], rel=1e-4)
 
 
 def test_hr_training_path_is_the_inference_path(rng):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import INFERENCE_FIELDS, ModelConfig
+from ..config import INFERENCE_FIELDS, STYLES, ModelConfig, style_settings
 from ..model import Rethined
 from ..model.upscale import attention_upscale, downsample
 from ..weights import load_model, read_config, save_inference_weights
@@ -30,6 +30,9 @@ from .losses import LossWeights, hr_loss, total_loss
 
 CHECKPOINT = "last.pt"
 LOG = "log.jsonl"
+# the inference settings a model fine-tuned from a weights file trains with: the losses score the
+# attention-mixed tokens, which only the "mix" LR texture makes (the copy styles' choices have no gradient)
+TRAINING_STYLE = "smooth"
 # inference settings that --export can write as the file's defaults: (type, unit for --help)
 EXPORT_SETTINGS = {"hr_topk": (int, ""), "hf_decay": (float, " in tokens"), "hf_fine_decay": (float, " in tokens"),
                    "hf_mid_gain": (float, ""), "seam_sigma": (float, " in HR px"), "seam_gain": (float, "")}
@@ -54,6 +57,7 @@ class TrainConfig:
                                  # attention-upscaled result is scored too (hr_* weights); 1 in runs v0-v4
     hr_ssim_weight: float = 0.0       # LossWeights.hr_ssim
     hr_sharpness_weight: float = 0.0  # LossWeights.hr_sharpness
+    retrieval_weight: float = LossWeights.retrieval   # LossWeights.retrieval (0.05 in runs v0-v8)
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -151,8 +155,8 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
         model = _build(saved, state.get("fused", False), device)   # the run keeps its own inference settings
         model.load_state_dict(state["model"])
     elif from_weights:
-        model = load_model(init_from, device)   # inference form; the architecture comes from the file
-        print(f"fine-tuning the inference-form model of {init_from}")
+        model = load_model(init_from, device, style=TRAINING_STYLE)   # inference form, architecture from the file
+        print(f"fine-tuning the inference-form model of {init_from} with style={TRAINING_STYLE!r}")
     else:
         model = _build(mcfg, False, device)
         if init_from is not None:
@@ -173,7 +177,7 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
     model.train()
     key_inside = torch.ones(1, (tcfg.crop // mcfg.patch_size) ** 2, dtype=torch.bool, device=device)
     weights = LossWeights(hole_ssim=tcfg.ssim_weight, hr_ssim=tcfg.hr_ssim_weight,
-                          hr_sharpness=tcfg.hr_sharpness_weight)
+                          hr_sharpness=tcfg.hr_sharpness_weight, retrieval=tcfg.retrieval_weight)
     batches = Prefetcher(dataset, tcfg.batch, rng)   # owns rng from here on
     with open(out / LOG, "a") as log:
         while step < tcfg.steps:
@@ -203,14 +207,17 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
     return ckpt_path
 
 
-def export(checkpoint: Path, weights: Path, extra: dict[str, str] | None = None, **inference) -> None:
+def export(checkpoint: Path, weights: Path, extra: dict[str, str] | None = None, style: str | None = None,
+           **inference) -> None:
     """Checkpoint -> shipped inference weights (re-parameterised, fp16).
 
-    Inference settings (`INFERENCE_FIELDS`, not learned) take the current `ModelConfig` defaults, or
-    the values given in `inference`; the architecture comes from the checkpoint.
+    Inference settings (`INFERENCE_FIELDS`, not learned) take the current `ModelConfig` defaults, then the
+    named `style`'s (`config.STYLES`, e.g. "realistic"), then the values given in `inference`; the
+    architecture comes from the checkpoint.
     """
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    cfg = _architecture(ModelConfig.from_json(state["model_config"])).replace(**inference)
+    settings = style_settings(style, inference)
+    cfg = _architecture(ModelConfig.from_json(state["model_config"])).replace(**settings)
     model = _build(cfg, state.get("fused", False), "cpu")
     model.load_state_dict(state["model"])
     meta = {"train_steps": str(state["step"]), "train_seconds": f"{state['elapsed_s']:.0f}",
@@ -226,6 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, (kind, unit) in EXPORT_SETTINGS.items():
         parser.add_argument(f"--export-{name.replace('_', '-')}", type=kind, default=None,
                             help=f"with --export: the file's default {name}{unit} (else the checkpoint's)")
+    parser.add_argument("--export-style", choices=sorted(STYLES), default=None,
+                        help="with --export: the file's default inference settings are this style's "
+                             "(--export-* settings on top)")
     parser.add_argument("--export-lineage", default=None, help="with --export: the runs these weights descend from")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--init-from", type=Path, default=None,
@@ -238,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         chosen = {name: getattr(args, f"export_{name}") for name in EXPORT_SETTINGS}
         settings = {name: value for name, value in chosen.items() if value is not None}
         extra = {} if args.export_lineage is None else {"lineage": args.export_lineage}
-        export(args.out / CHECKPOINT, args.export, extra, **settings)
+        export(args.out / CHECKPOINT, args.export, extra, args.export_style, **settings)
         print(f"wrote {args.export}")
         return
     if args.data is None:
