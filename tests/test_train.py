@@ -11,7 +11,8 @@ from rethined_engine import Engine, ModelConfig
 from rethined_engine.config import STYLES
 from rethined_engine.weights import load_model, read_metadata
 from rethined_engine.train.data import PhotoCrops
-from rethined_engine.train.losses import LossWeights, focal_frequency_loss, gradient_l1, total_loss
+from rethined_engine.train.losses import (LossWeights, copy_distance_loss, focal_frequency_loss, gradient_l1, total_loss,
+                                          true_token_distances)
 from rethined_engine.train.masks import random_mask
 from rethined_engine.train.train import (CHECKPOINT, LOG, TRAINING_STYLE, TrainConfig, export, learning_rate, main,
                                          train)
@@ -77,6 +78,37 @@ def test_losses_finite_and_differentiable():
     loss.backward()
     assert model.patch_match.to_q.weight.grad is not None
     assert model.coarse_net.stem[0].conv_branches[0][0].weight.grad.abs().sum() > 0
+
+
+def test_copy_distance_is_the_expected_error_of_a_copy_drawn_from_the_attention():
+    """One-hot attention on each hole token's nearest key gives the nearest key's distance (the least any
+    attention can reach); uniform attention over the keys their mean; both against a plain loop."""
+    model = make_model(seed=5).train()
+    image = torch.rand(1, 3, 64, 64)
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 16:40, 8:48] = 1.0
+    out = model.forward_lr(image, mask, torch.ones(1, 64, dtype=torch.bool))
+    dist = true_token_distances(out, image, 8)
+    tokens = image.reshape(3, 8, 8, 8, 8).permute(1, 3, 0, 2, 4).reshape(64, -1)
+    keys = [j for j in range(64) if out.key_ok[0, j]]
+    holes = [i for i in range(64) if out.query_masked[0, i]]
+    assert len(keys) == 49 and len(holes) == 15
+    plain = {(i, j): float((tokens[i] - tokens[j]).pow(2).mean().sqrt()) for i in holes for j in keys}
+    nearest = torch.zeros(1, 64, 64)
+    uniform = torch.zeros(1, 64, 64)
+    for i in holes:
+        nearest[0, i, min(keys, key=lambda j: plain[i, j])] = 1.0
+        uniform[0, i, keys] = 1.0 / len(keys)
+    expect_nearest = np.mean([min(plain[i, j] for j in keys) for i in holes])
+    expect_uniform = np.mean([np.mean([plain[i, j] for j in keys]) for i in holes])
+    assert float(copy_distance_loss(out._replace(attn=nearest), dist)) == pytest.approx(expect_nearest, rel=1e-5)
+    assert float(copy_distance_loss(out._replace(attn=uniform), dist)) == pytest.approx(expect_uniform, rel=1e-5)
+    assert expect_nearest < expect_uniform
+    only_copy = LossWeights(hole_l1=0, coarse_l2=0, mixed_l1=0, focal_freq=0, hole_grad_l1=0, retrieval=0,
+                            copy_distance=1.0)
+    loss, parts = total_loss(out, image, mask, 8, only_copy)
+    loss.backward()                                    # on its own it reaches the query/key projections
+    assert model.patch_match.to_q.weight.grad.abs().sum() > 0 and "copy_distance" in parts
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ class LossWeights:
     focal_freq: float = 1.0     # focal frequency loss of the final result
     hole_grad_l1: float = 1.0   # image-gradient L1 of the final result next to/inside holes (token seams)
     retrieval: float = 0.05     # -log A at the known token closest to the ground-truth patch
+    copy_distance: float = 0.0  # expected RMS distance between a hole token's truth and the keys A weights
     hole_ssim: float = 0.0      # 1 - SSIM of the final result over hole pixels (from run v3 on)
     hr_ssim: float = 0.0        # 1 - SSIM of the attention-upscaled HR result over hole pixels (HR crops only)
     hr_sharpness: float = 0.0   # |log| of the HR hole's Laplacian energy over the ground truth's (HR crops only)
@@ -56,15 +57,36 @@ def gradient_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
     return total / count.clamp_min(1.0)
 
 
-def retrieval_loss(out: LROutput, target: torch.Tensor, patch: int) -> torch.Tensor:
-    """Teach the attention to put its mass on the known token nearest (L2) to each hole's true patch."""
-    gt_tokens = patchify(target, patch)                               # (B, N, D)
-    dist = torch.cdist(gt_tokens.float(), gt_tokens.float())          # (B, N, N)
-    dist = dist.masked_fill(~out.key_ok[:, None, :], float("inf"))
+def true_token_distances(out: LROutput, target: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, N, N) RMS pixel distance between token i's ground truth and key j's pixels (inf where j is not an
+    allowed key). Keys are known tokens, so their pixels are the ground truth's; no gradient."""
+    gt_tokens = patchify(target.detach(), patch).float()               # (B, N, 3 P^2)
+    dist = torch.cdist(gt_tokens, gt_tokens) / gt_tokens.shape[-1] ** 0.5
+    return dist.masked_fill(~out.key_ok[:, None, :], float("inf"))
+
+
+def _hole_rows(out: LROutput) -> torch.Tensor:
+    """(B, N) bool: hole tokens that have at least one allowed key."""
+    return out.query_masked & out.key_ok.any(dim=-1, keepdim=True)
+
+
+def retrieval_loss(out: LROutput, dist: torch.Tensor) -> torch.Tensor:
+    """Teach the attention to put its mass on the known token nearest to each hole's true patch.
+    dist: `true_token_distances`."""
     best = dist.argmin(dim=-1)                                        # (B, N)
-    rows = out.query_masked & out.key_ok.any(dim=-1, keepdim=True)
+    rows = _hole_rows(out)
     prob = out.attn.gather(-1, best[..., None])[..., 0].clamp_min(PROB_FLOOR)
     return -(prob.log() * rows).sum() / rows.sum().clamp_min(1)
+
+
+def copy_distance_loss(out: LROutput, dist: torch.Tensor) -> torch.Tensor:
+    """Mean over hole tokens of sum_j A_ij dist_ij: how far, in true content, the keys the attention weights
+    are from what the hole hides. The copy styles take the strongest key's pixels, so this is the error of
+    a copy drawn from A; unlike `retrieval_loss` any key as close as the nearest one is as good (textures
+    have many). dist: `true_token_distances`."""
+    rows = _hole_rows(out)
+    expected = (out.attn * dist.nan_to_num(posinf=0.0)).sum(dim=-1)  # A is 0 off the allowed keys
+    return (expected * rows).sum() / rows.sum().clamp_min(1)
 
 
 def total_loss(out: LROutput, target: torch.Tensor, mask: torch.Tensor, patch: int,
@@ -76,8 +98,11 @@ def total_loss(out: LROutput, target: torch.Tensor, mask: torch.Tensor, patch: i
         "mixed_l1": hole_mean((out.mixed - target).abs(), mask),
         "focal_freq": focal_frequency_loss(out.result, target),
         "hole_grad_l1": gradient_l1(out.result, target, mask),
-        "retrieval": retrieval_loss(out, target, patch),
     }
+    dist = true_token_distances(out, target, patch)
+    parts["retrieval"] = retrieval_loss(out, dist)
+    if w.copy_distance:
+        parts["copy_distance"] = copy_distance_loss(out, dist)
     if w.hole_ssim:
         parts["hole_ssim"] = 1.0 - hole_mean(ssim_map(out.result, target), mask)
     loss = sum(getattr(w, name) * value for name, value in parts.items())

@@ -58,6 +58,7 @@ class TrainConfig:
     hr_ssim_weight: float = 0.0       # LossWeights.hr_ssim
     hr_sharpness_weight: float = 0.0  # LossWeights.hr_sharpness
     retrieval_weight: float = LossWeights.retrieval   # LossWeights.retrieval (0.05 in runs v0-v8)
+    copy_distance_weight: float = 0.0                 # LossWeights.copy_distance (0 in runs v0-v8)
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -177,7 +178,8 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
     model.train()
     key_inside = torch.ones(1, (tcfg.crop // mcfg.patch_size) ** 2, dtype=torch.bool, device=device)
     weights = LossWeights(hole_ssim=tcfg.ssim_weight, hr_ssim=tcfg.hr_ssim_weight,
-                          hr_sharpness=tcfg.hr_sharpness_weight, retrieval=tcfg.retrieval_weight)
+                          hr_sharpness=tcfg.hr_sharpness_weight, retrieval=tcfg.retrieval_weight,
+                          copy_distance=tcfg.copy_distance_weight)
     batches = Prefetcher(dataset, tcfg.batch, rng)   # owns rng from here on
     with open(out / LOG, "a") as log:
         while step < tcfg.steps:
