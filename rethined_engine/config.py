@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma",
                     "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_locality", "copy_sweeps", "copy_continuity",
-                    "copy_match_sweeps", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "hr_topk",
+                    "copy_match_sweeps", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_hole_clearance", "hr_topk",
                     "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather", "seam_sigma", "seam_gain",
                     "float_mask_threshold")  # may differ from training
 LR_TEXTURES = ("mix", "copy")
 COPY_SWEEPS_MAX = 16   # each sweep is unrolled in the exported graph
 COPY_MATCH_SWEEPS_MAX = 256  # unrolled in the exported graph too
+KEY_HOLE_CLEARANCE_MAX = 4  # each step is a 3-tap max pool in the exported graph
 COPY_POOL_MAX = 1024  # TensorRT's TopK takes K <= 3840; a larger pool than this only adds distant, dissimilar keys
 
 # Named groups of inference settings (`Engine(style=...)`): "realistic" (the shipped default) copies each hole
@@ -34,7 +35,7 @@ STYLES = {
     "realistic": _REALISTIC,
     "seamless": _REALISTIC,
     "fast": _FAST,
-    "smooth": dict(lr_texture="mix", copy_base_feather=0, copy_border_sigma=0.0, hr_feather=0, hr_topk=1,
+    "smooth": dict(lr_texture="mix", key_hole_clearance=0, copy_base_feather=0, copy_border_sigma=0.0, hr_feather=0, hr_topk=1,
                    hf_transfer=True, hf_decay=0.5, hf_fine_decay=0.0, hf_mid_gain=0.5, seam_sigma=2.0, seam_gain=8.0),
 }
 
@@ -83,6 +84,7 @@ class ModelConfig:
     copy_repeat_radius: int = 0      # with "copy": tokens; a source already copied this close counts against an option; 0 = off
     copy_repeat_penalty: float = 0.0  # with "copy": similarity lost per such copy of the same source
     key_edge_tokens: int = 0         # tokens at each edge of the image that are never sources (an image's outermost rows and columns often hold a frame line or vignetting that a copy carries into the hole); kept where that would leave none
+    key_hole_clearance: int = 0      # tokens: a source is at least this many 4-neighbour steps from every hole token (a source next to a hole has no texture beyond that edge to cross-fade with, so its copy meets the next one at a step); dropped for an image it would leave without sources
     # --- attention upscaling (HR) ----------------------------------------
     hr_topk: int = 4                 # keys mixed per masked token at HR; 0 = dense softmax rows, 1 = argmax gather
     hf_transfer: bool = True         # False: HR result is the bilinear-upsampled LR result
@@ -129,6 +131,9 @@ class ModelConfig:
             raise ValueError(f"copy_colour_weight must be >= 0 (0 = rank by similarity only), got {self.copy_colour_weight}")
         if not (isinstance(self.key_edge_tokens, int) and self.key_edge_tokens >= 0):
             raise ValueError(f"key_edge_tokens must be an int >= 0 (tokens at each image edge; 0 = off), got {self.key_edge_tokens!r}")
+        if not (isinstance(self.key_hole_clearance, int) and 0 <= self.key_hole_clearance <= KEY_HOLE_CLEARANCE_MAX):
+            raise ValueError(f"key_hole_clearance must be an int in 0..{KEY_HOLE_CLEARANCE_MAX} (tokens between a source and "
+                             f"the nearest hole token; 0 = off), got {self.key_hole_clearance!r}")
         if self.hr_topk < 0:
             raise ValueError(f"hr_topk must be >= 0, got {self.hr_topk}")
         if not self.hf_decay >= 0.0:

@@ -18,7 +18,7 @@ import torch
 
 from ..geometry import plan
 from ..io import prepare
-from ..model.patchmatch import pad_rows, token_mask
+from ..model.patchmatch import allowed_keys, pad_rows, token_mask
 from ..model.rethined import Rethined
 from ..model.upscale import hf_band_gains
 from .cuda_graph import GraphedFunction
@@ -59,7 +59,8 @@ class TritonLRNetwork:
         composite = torch.where(mask > 0, coarse, image).contiguous()   # the attention mixes it in place
         q, k = self.project(composite[0], features[0], pm.to_q.weight, pm.to_q.bias, pm.to_k.weight, pm.to_k.bias, patch)
         query_masked = token_mask(mask, patch)[0]
-        key_ok = ~query_masked & (key_inside.flatten() > 0.5)
+        key_ok = allowed_keys(query_masked[None], key_inside.flatten()[None] > 0.5, features.shape[-1],
+                              pm.key_hole_clearance)[0]
         if pm.copy:
             return self._copy(image, mask, key_inside, composite, q, k, query_masked, key_ok)
         # values are read from known tokens only and only hole tokens are written: mix in place

@@ -635,6 +635,23 @@ def mismatch_from_means(means: torch.Tensor, mask: torch.Tensor) -> tuple[torch.
     return (known_mean - fill_mean) * at_border, at_border
 
 
+def allowed_keys(query_masked: torch.Tensor, key_inside: torch.Tensor, grid_w: int, clearance: int) -> torch.Tensor:
+    """(B, N) bool, the tokens a hole token may copy: known (not query_masked (B, N)), key_inside (B, N), and with
+    clearance > 0 at least `clearance` 4-neighbour steps from every hole token of the (N / grid_w, grid_w) grid
+    (`ModelConfig.key_hole_clearance`). A source next to a hole has no known texture beyond that edge, so its
+    copy's cross-fade with the next copy is one-sided and they meet at a step (the token staircase). An image
+    that the clearance would leave without a key keeps the known, inside ones."""
+    key_ok = ~query_masked & key_inside
+    if clearance <= 0:
+        return key_ok
+    batch = query_masked.shape[0]
+    near = query_masked.reshape(batch, 1, -1, grid_w).to(torch.float32)
+    for _ in range(clearance):
+        near = torch.maximum(F.max_pool2d(near, (3, 1), 1, (1, 0)), F.max_pool2d(near, (1, 3), 1, (0, 1)))
+    clear = key_ok & (near.reshape(batch, -1) == 0.0)
+    return torch.where(clear.any(dim=-1, keepdim=True), clear, key_ok)
+
+
 def token_colours(image: torch.Tensor, patch: int) -> torch.Tensor:
     """(B, 3, gh * P, gw * P) -> each token's mean colour (B, 3, gh, gw)."""
     b, c, h, w = image.shape
@@ -745,6 +762,7 @@ class NeuralPatchMatch(nn.Module):
         self.copy_sweeps, self.copy_continuity = cfg.copy_sweeps, float(cfg.copy_continuity)
         self.copy_match_sweeps = cfg.copy_match_sweeps
         self.copy_repeat_radius, self.copy_repeat_penalty = cfg.copy_repeat_radius, float(cfg.copy_repeat_penalty)
+        self.key_hole_clearance = cfg.key_hole_clearance
         self.copy_kernels = None   # a backend's copy steps: native `CopyKernels` (C++), triton `TritonCopyKernels`
         self.propagation_kernel = None   # a backend's `propagate_sources`: triton `kernels.source_sweep`
         self.candidates_kernel = None    # a backend's `copy_candidates` (compact): triton `kernels.copy_candidates`
@@ -774,7 +792,7 @@ class NeuralPatchMatch(nn.Module):
         grid_h, grid_w = features.shape[-2], features.shape[-1]
         tokens = patchify(composite, self.patch)
         query_masked = token_mask(mask, self.patch)
-        key_ok = ~query_masked & key_inside
+        key_ok = allowed_keys(query_masked, key_inside, grid_w, self.key_hole_clearance)
         q, k = self.project(tokens, features)
         if self.copy:
             candidates, colours, expected = self.copy_candidates(composite, q, k, query_masked, key_ok, topk is not None)
