@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from rethined_engine import Engine, ModelConfig
+from rethined_engine.backends.native_backend import native_module
 from rethined_engine.config import STYLES
 from rethined_engine.deploy.host import prepare_lr
 from rethined_engine.deploy.onnx_export import LRNetwork, example_inputs
 from rethined_engine.geometry import plan
-from rethined_engine.model.patchmatch import NEIGHBOURS, choose_sources
+from rethined_engine.model.patchmatch import NEIGHBOURS, allowed_keys, choose_sources
 from rethined_engine.train.masks import random_mask
 from rethined_engine.weights import load_model, save_inference_weights
 
@@ -18,13 +19,14 @@ from conftest import make_model
 COPY = dict(lr_texture="copy", copy_feather=2, hr_topk=1, hf_decay=0.0, hf_fine_decay=None, hf_mid_gain=1.0)
 
 
-@pytest.fixture(scope="module", params=[{}, dict(copy_pool=64, copy_colour_weight=1.0),
+@pytest.fixture(scope="module", params=[{}, dict(copy_pool=64, copy_colour_weight=1.0, key_hole_clearance=1),
                                         dict(copy_sweeps=4, copy_continuity=0.3, copy_match_sweeps=8,
                                              copy_repeat_radius=2, copy_repeat_penalty=0.05, key_edge_tokens=1)],
                 ids=["similarity", "colour", "propagated"])
 def copy_weights(tmp_path_factory, request):
-    """Weights with copies chosen by similarity alone, ranked by colour, and grown by propagation sweeps with
-    their colours matched, nearby repeats of a source penalised and the image's outermost tokens no sources."""
+    """Weights with copies chosen by similarity alone, ranked by colour (sources clear of the hole), and grown by
+    propagation sweeps with their colours matched, nearby repeats of a source penalised and the image's
+    outermost tokens no sources."""
     path = tmp_path_factory.mktemp("weights") / "copy.safetensors"
     save_inference_weights(make_model(cfg=ModelConfig(**COPY, **request.param)), path)
     return path
@@ -201,6 +203,61 @@ def test_copies_never_come_from_the_edge_tokens_left_out(copy_weights, rng, edge
                                     .key_inside_grid()).reshape(-1))
     assert copies.sum() > 100
     assert edge_tokens[sources].any() == (edge == 0)
+
+
+@pytest.mark.parametrize("clearance", [1, 2])
+def test_allowed_keys_keep_clear_of_the_hole(rng, clearance):
+    """allowed_keys against a plain loop: known, inside tokens whose 4-neighbour distance to every hole token is at
+    least the clearance; an image where none is left keeps its known, inside tokens."""
+    grid_h, grid_w = 7, 9
+    query_masked = torch.from_numpy(rng.random((3, grid_h * grid_w)) < 0.15)
+    query_masked[2] = True
+    query_masked[2, 0] = False                         # one known token, next to holes: the clearance would leave none
+    key_inside = torch.from_numpy(rng.random((3, grid_h * grid_w)) < 0.9)
+    key_inside[2, 0] = True
+    got = allowed_keys(query_masked, key_inside, grid_w, clearance)
+    for b in range(3):
+        holes = [(i // grid_w, i % grid_w) for i in range(grid_h * grid_w) if query_masked[b, i]]
+        clear = [not query_masked[b, i] and bool(key_inside[b, i])
+                 and all(abs(i // grid_w - y) + abs(i % grid_w - x) > clearance for y, x in holes)
+                 for i in range(grid_h * grid_w)]
+        if not any(clear):
+            clear = [not query_masked[b, i] and bool(key_inside[b, i]) for i in range(grid_h * grid_w)]
+        assert got[b].tolist() == clear
+    assert got[2].sum() == 1 and bool(got[2, 0])
+    assert torch.equal(allowed_keys(query_masked, key_inside, grid_w, 0), ~query_masked & key_inside)
+
+
+@pytest.mark.parametrize("clearance", [0, 1])
+def test_copies_keep_clear_of_the_hole(rng, clearance):
+    """key_hole_clearance = 1: no hole token copies a token beside a hole token (through the propagation sweeps
+    too); with 0 some do, so the check can fail. The native backend follows the torch reference."""
+    image, mask = sample(300, 420), random_mask(300, 420, rng)
+    model = load_model(None, key_hole_clearance=clearance)
+    geom = plan(300, 420, model.cfg)
+    inputs = [torch.from_numpy(x) for x in prepare_lr(image, mask, geom)]
+    with torch.inference_mode():
+        _, weight, _, index = LRNetwork(model, 1)(*inputs)
+        query_masked = model.patch_match(*_patch_match_inputs(model, inputs))[3][0]
+    copies = weight[0, :, 0] != 0
+    sources = index[0, copies, 0].long()
+    hole = query_masked.reshape(1, 1, geom.grid_h, geom.grid_w).float()
+    pool = torch.nn.functional.max_pool2d
+    next_to_hole = ((pool(hole, (3, 1), 1, (1, 0)) + pool(hole, (1, 3), 1, (0, 1))) > 0).reshape(-1) & ~query_masked
+    assert copies.sum() > 100
+    assert next_to_hole[sources].any() == (clearance == 0)
+    if clearance and native_module() is not None:
+        out = Engine(backend="native", key_hole_clearance=clearance).inpaint(image, mask)
+        ref = Engine(backend="torch", key_hole_clearance=clearance).inpaint(image, mask)
+        assert (np.abs(out.astype(np.int16) - ref.astype(np.int16)) > 1).mean() <= 1e-3
+
+
+def _patch_match_inputs(model, inputs):
+    """The patch-match module's inputs for LRNetwork's (lr image, lr mask, key_inside) inputs."""
+    image, mask, key_inside = inputs
+    coarse, features = model.coarse_net(image, mask)
+    composite = torch.where(mask > 0, coarse, image)
+    return composite, coarse, mask, features, key_inside.flatten(1) > 0.5
 
 
 def test_copies_carry_more_texture_than_mixing(copy_weights, rng):

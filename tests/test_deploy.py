@@ -91,7 +91,7 @@ def test_dynamic_graph_matches_torch(dynamic_graph, weights_path, lr_size, batch
     assert_graph_matches(session, net, example_inputs(*lr_size, 8, batch=batch, seed=2))
 
 
-@pytest.mark.parametrize("settings", [dict(copy_base_feather=4), dict(copy_border_sigma=2.0)])
+@pytest.mark.parametrize("settings", [dict(copy_base_feather=4), dict(copy_border_sigma=2.0, key_hole_clearance=1)])
 def test_copy_variants_export_and_pass_tensorrt_checks(tmp_path, settings):
     """lr_texture="copy" with two bands (the blurred base cross-fades wide, the detail keeps its contrast) or
     the border match (a membrane of the border mismatch): the graph parses for TensorRT and its LR result

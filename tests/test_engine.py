@@ -196,6 +196,8 @@ def test_bad_engine_arguments(weights_path, kwargs, match):
     ({"float_mask_threshold": 0.0}, ValueError, "float_mask_threshold"),
     ({"key_edge_tokens": -1}, ValueError, "key_edge_tokens must be an int >= 0"),
     ({"key_edge_tokens": 1.0}, ValueError, "key_edge_tokens must be an int >= 0"),
+    ({"key_hole_clearance": -1}, ValueError, "key_hole_clearance must be an int in 0..4"),
+    ({"key_hole_clearance": 5}, ValueError, "key_hole_clearance must be an int in 0..4"),
 ])
 def test_bad_inference_overrides(weights_path, kwargs, exc, match):
     with pytest.raises(exc, match=match):
