@@ -646,10 +646,11 @@ def allowed_keys(query_masked: torch.Tensor, key_inside: torch.Tensor, grid_w: i
         return key_ok
     batch = query_masked.shape[0]
     near = query_masked.reshape(batch, 1, -1, grid_w).to(torch.float32)
-    for _ in range(clearance):
-        near = torch.maximum(F.max_pool2d(near, (3, 1), 1, (1, 0)), F.max_pool2d(near, (1, 3), 1, (0, 1)))
+    for _ in range(clearance):   # > 0 within the steps taken so far (a sum, not a max: the exported graph's ops)
+        near = F.max_pool2d(near, (3, 1), 1, (1, 0)) + F.max_pool2d(near, (1, 3), 1, (0, 1))
     clear = key_ok & (near.reshape(batch, -1) == 0.0)
-    return torch.where(clear.any(dim=-1, keepdim=True), clear, key_ok)
+    none_left = clear.to(torch.float32).sum(dim=-1, keepdim=True) == 0.0   # no bool Where/any: the exported graph
+    return clear | (key_ok & none_left)
 
 
 def token_colours(image: torch.Tensor, patch: int) -> torch.Tensor:
