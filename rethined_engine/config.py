@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma",
                     "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_locality", "copy_sweeps", "copy_continuity",
-                    "copy_match_sweeps", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_hole_clearance", "hr_topk",
+                    "copy_match_sweeps", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_hole_clearance", "hr_fade_reflect", "hr_topk",
                     "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather", "seam_sigma", "seam_gain",
                     "float_mask_threshold")  # may differ from training
 LR_TEXTURES = ("mix", "copy")
@@ -92,6 +92,7 @@ class ModelConfig:
     hf_fine_decay: float | None = None  # tokens: the HF's finest band (what a 3x3 binomial blur removes) fades with this decay instead; None = one band, hf_decay
     hf_mid_gain: float = 1.0         # two bands: scales the HF below the finest band (0 = the finest band only); ignored with one band
     hr_feather: int = 0              # LR px: with "copy" and one band, neighbouring copies' HR texture cross-fades (contrast kept) over 2 * hr_feather * s HR px; 0 = pasted whole
+    hr_fade_reflect: bool = False    # hr_feather's fades read a source's own texture, mirrored about its edge, where past that edge lies a hole (both copies reach every pixel of the fade)
     seam_sigma: float = 0.0          # HR px: hole pixels near known ones blend towards a Gaussian average of those (`blend_seams`); 0 = off
     seam_gain: float = 8.0           # the blend's weight is min(1, seam_gain * the known pixels' share of the Gaussian)
     # --- input handling -------------------------------------------------
@@ -131,6 +132,8 @@ class ModelConfig:
             raise ValueError(f"copy_colour_weight must be >= 0 (0 = rank by similarity only), got {self.copy_colour_weight}")
         if not (isinstance(self.key_edge_tokens, int) and self.key_edge_tokens >= 0):
             raise ValueError(f"key_edge_tokens must be an int >= 0 (tokens at each image edge; 0 = off), got {self.key_edge_tokens!r}")
+        if not isinstance(self.hr_fade_reflect, bool):
+            raise ValueError(f"hr_fade_reflect must be a bool, got {self.hr_fade_reflect!r}")
         if not (isinstance(self.key_hole_clearance, int) and 0 <= self.key_hole_clearance <= KEY_HOLE_CLEARANCE_MAX):
             raise ValueError(f"key_hole_clearance must be an int in 0..{KEY_HOLE_CLEARANCE_MAX} (tokens between a source and "
                              f"the nearest hole token; 0 = off), got {self.key_hole_clearance!r}")

@@ -3,8 +3,9 @@
 //   prepare_lr(image (H, W, 3) uint8|float32, mask (H, W) uint8, scale, grid_h, grid_w, patch)
 //       -> (lr_image (1, 3, h, w) float32, lr_mask (1, 1, h, w) float32)
 //   hr_upscale(image, mask, lr_result (1, 3, h, w) float32, weight (N, K) float32, fine_weight (N, K) float32,
-//              index (N, K) int32, scale, patch, grid_h, grid_w, feather=0) -> (H, W, 3) of image's dtype
-//       (feather > 0 HR px, K = 1: neighbouring copies' texture cross-fades, `model.upscale.feathered_texture`)
+//              index (N, K) int32, scale, patch, grid_h, grid_w, feather=0, reflect=False) -> (H, W, 3) of image's dtype
+//       (feather > 0 HR px, K = 1: neighbouring copies' texture cross-fades, `model.upscale.feathered_texture`;
+//       reflect: past a source's edge where a hole lies, its own texture mirrored, `hr_fade_reflect`)
 //   blend_seams(image, mask, filled, taps (2r + 1) float32, gain) -> (H, W, 3) of image's dtype
 //   and the LR network's copy steps, lr_copy.cpp: blur_base, copy_tokens, harmonic_fill, border_match; source_sweep.cpp:
 //   propagate_sources; cnn_ops.cpp: the coarse CNN's decoder joins, upsample_cat
@@ -325,6 +326,59 @@ inline void feathered_texture(const T* img, int W, const Upsampler& upsample, co
     for (int c = 0; c < 3; ++c) rgb[c] = total[c] * norm;
 }
 
+// An offset (px) from a token's first row or column, reflected into the token about the edge it lies past
+// (`patchmatch._mirror`).
+inline int mirror_offset(int offset, int span) {
+    return offset >= span ? 2 * span - 1 - offset : (offset < 0 ? -1 - offset : offset);
+}
+
+// `feathered_texture` with `copy_tokens(reflect_unknown=True)` (`ModelConfig.hr_fade_reflect`): a copy read past
+// its source's edge where a hole token lies reads the source's own pixel mirrored about that edge instead. The
+// copies are sampled one by one (two that continue each other may now read different pixels); their weights
+// are summed per offset for the contrast norm, as before.
+template <typename T>
+inline void feathered_texture_reflect(const T* img, int W, const Upsampler& upsample, const float* fade,
+                                      const int* shift, const uint8_t* known, int grid_h, int grid_w, int span, int y,
+                                      int x, float rgb[3]) {
+    const int ty = y / span, tx = x / span, oy = y - ty * span, ox = x - tx * span;
+    const int side_y = span / 2 - oy > 0 ? -1 : 1, side_x = span / 2 - ox > 0 ? -1 : 1;
+    const int max_y = grid_h * span - 1, max_x = grid_w * span - 1;
+    int shift_y[4], shift_x[4], n = 0;
+    float weights[4], total[3] = {0.0f, 0.0f, 0.0f};
+    for (int ny = 0; ny != 2 * side_y; ny += side_y) {
+        for (int nx = 0; nx != 2 * side_x; nx += side_x) {
+            const int uy = ty + ny, ux = tx + nx;
+            if (uy < 0 || uy >= grid_h || ux < 0 || ux >= grid_w) continue;
+            const float fw = fade[(ny + 1) * span + oy] * fade[(nx + 1) * span + ox];
+            if (fw == 0.0f) continue;
+            const int u = uy * grid_w + ux, dy = shift[2 * u], dx = shift[2 * u + 1];
+            int qy = std::min(std::max(y + dy, 0), max_y), qx = std::min(std::max(x + dx, 0), max_x);
+            bool source_known = known[(qy / span) * grid_w + qx / span] != 0;
+            if (!source_known) {
+                const int off_y = oy - ny * span, off_x = ox - nx * span;
+                const int my = std::min(std::max(y + dy - (off_y - mirror_offset(off_y, span)), 0), max_y);
+                const int mx = std::min(std::max(x + dx - (off_x - mirror_offset(off_x, span)), 0), max_x);
+                if (known[(my / span) * grid_w + mx / span] != 0) { qy = my; qx = mx; source_known = true; }
+            }
+            const float weight = fw * ((source_known ? 1.0f : 0.0f) + kCopyFloor);
+            if (source_known) {
+                float up[3];
+                upsample.at(qy, qx, up);
+                const size_t q = static_cast<size_t>(qy) * W + qx;
+                for (int c = 0; c < 3; ++c) total[c] += weight * (unit<T>(img[3 * q + c]) - up[c]);
+            }
+            int k = 0;
+            while (k < n && (shift_y[k] != dy || shift_x[k] != dx)) ++k;
+            if (k == n) { shift_y[n] = dy; shift_x[n] = dx; weights[n] = 0.0f; ++n; }
+            weights[k] += weight;
+        }
+    }
+    float weight_squares = 0.0f;
+    for (int k = 0; k < n; ++k) weight_squares += weights[k] * weights[k];
+    const float norm = 1.0f / std::sqrt(weight_squares);
+    for (int c = 0; c < 3; ++c) rgb[c] = total[c] * norm;
+}
+
 // The lookup tables of `feathered_texture` for K = 1 sources (weight, index: (tokens,)).
 void feather_tables(const float* wt, const int32_t* ix, int grid_h, int grid_w, int span, int feather,
                     std::vector<float>& fade, std::vector<int>& shift) {
@@ -344,7 +398,7 @@ template <typename T>
 py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<uint8_t, py::array::c_style> mask,
                           py::array_t<float, py::array::c_style> lr_result, py::array_t<float, py::array::c_style> weight,
                           py::array_t<float, py::array::c_style> fine_weight, py::array_t<int32_t, py::array::c_style> index,
-                          int scale, int patch, int grid_h, int grid_w, int feather) {
+                          int scale, int patch, int grid_h, int grid_w, int feather, bool reflect) {
     const auto ib = image.request(), mb = mask.request(), lb = lr_result.request(), wb = weight.request(),
                fb = fine_weight.request(), xb = index.request();
     check_image(ib, mb);
@@ -396,8 +450,12 @@ py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<
                 if (scale > 1 && feather > 0 && !interior) {   // the interior of a token: its own copy, weight 1
                     if (wt[token] != 0.0f) {
                         float texture[3];
-                        feathered_texture(img, W, upsample, fade.data(), shift.data(), known.data(), grid_h, grid_w, span,
-                                          y, x, texture);
+                        if (reflect)
+                            feathered_texture_reflect(img, W, upsample, fade.data(), shift.data(), known.data(), grid_h,
+                                                      grid_w, span, y, x, texture);
+                        else
+                            feathered_texture(img, W, upsample, fade.data(), shift.data(), known.data(), grid_h, grid_w,
+                                              span, y, x, texture);
                         for (int c = 0; c < 3; ++c) acc[c] += wt[token] * texture[c];
                     }
                 } else if (scale > 1) {
@@ -575,10 +633,10 @@ PYBIND11_MODULE(_native, m) {
           py::arg("grid_w"), py::arg("patch"));
     m.def("hr_upscale", &hr_upscale<uint8_t>, py::arg("image"), py::arg("mask"), py::arg("lr_result"), py::arg("weight"),
           py::arg("fine_weight"), py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"),
-          py::arg("feather") = 0);
+          py::arg("feather") = 0, py::arg("reflect") = false);
     m.def("hr_upscale", &hr_upscale<float>, py::arg("image"), py::arg("mask"), py::arg("lr_result"), py::arg("weight"),
           py::arg("fine_weight"), py::arg("index"), py::arg("scale"), py::arg("patch"), py::arg("grid_h"), py::arg("grid_w"),
-          py::arg("feather") = 0);
+          py::arg("feather") = 0, py::arg("reflect") = false);
     m.attr("seam_tile") = py::make_tuple(kSeamRows, kSeamCols);   // blend_seams' work unit (rows, columns)
     m.def("blend_seams", &blend_seams<uint8_t>, py::arg("image"), py::arg("mask"), py::arg("filled"), py::arg("taps"),
           py::arg("gain"));

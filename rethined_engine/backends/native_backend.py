@@ -165,7 +165,7 @@ class NativeBackend(TorchBackend):
         for i, (image, mask) in enumerate(zip(images, masks)):
             result = self.native.hr_upscale(image, mask, lr_result[i:i + 1], weight[i], fine_weight[i], index[i],
                                             geom.scale, geom.patch, geom.grid_h, geom.grid_w,
-                                            self.config.hr_feather * geom.scale)
+                                            self.config.hr_feather * geom.scale, self.config.hr_fade_reflect)
             if self._seam_taps is not None:
                 result = self.native.blend_seams(image, mask, result, self._seam_taps.numpy(), self.config.seam_gain)
             out.append(result)

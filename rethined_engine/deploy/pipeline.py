@@ -53,6 +53,9 @@ class DeployedPipeline:
 
     def __init__(self, cfg: ModelConfig, lr_runner: LRRunner, sizes: LRSizeRange,
                  hr_runner: HRRunner = upscale_hr, float_mask_threshold: float | None = None):
+        if cfg.hr_fade_reflect:
+            raise ValueError("hr_fade_reflect: the deployed HR stages (numpy, CUDA C) do not read a source's mirrored "
+                             "texture; expected False (Engine(backend='native' or 'torch') implements it)")
         self.config = cfg
         self.lr_runner, self.hr_runner, self.sizes = lr_runner, hr_runner, sizes
         self.threshold = cfg.float_mask_threshold if float_mask_threshold is None else float_mask_threshold

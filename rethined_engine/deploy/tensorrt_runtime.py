@@ -73,7 +73,7 @@ class _Buffers:
             self.device[name] = cuda.mem_alloc(self.host[name].nbytes)
 
 
-HOST_SETTINGS = ("float_mask_threshold", "seam_sigma", "seam_gain", "hr_feather")   # applied after the LR graph: not baked into the plan
+HOST_SETTINGS = ("float_mask_threshold", "seam_sigma", "seam_gain", "hr_feather", "hr_fade_reflect")   # applied after the LR graph: not baked into the plan
 
 
 class TensorRTBackend(DeployedPipeline):

@@ -193,7 +193,7 @@ def check_copy_settings(patch: int, feather: int, base_feather: int, base_sigma:
 
 def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, patch: int,
                 feather: int, keep_contrast: bool = False, base_feather: int = 0,
-                base_sigma: float = 1.0) -> torch.Tensor:
+                base_sigma: float = 1.0, reflect_unknown: bool = False) -> torch.Tensor:
     """Hard copies at LR: every token takes the pixels of its source token, feathered into its neighbours.
 
     image: (B, 3, h, w) composite (known pixels real, holes filled by the coarse CNN); known: (B, 1, h, w)
@@ -213,6 +213,10 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
     image, base_sigma px) cross-fades over 2 * base_feather px as a weighted mean, their detail (image - base)
     over 2 * feather px with the contrast kept (as keep_contrast), and the result is their sum: neighbouring
     copies' brightness meets in a wide ramp instead of a step while their texture keeps its contrast.
+    reflect_unknown: where a copy read past its source token's edge meets a hole pixel, it reads the source
+    token's own pixel mirrored about that edge instead (`ModelConfig.hr_fade_reflect`): the fade stays two-sided
+    where the source lies next to a hole (without, the other copy alone reaches those pixels and the two meet
+    at a step).
     """
     check_copy_settings(patch, feather, base_feather, base_sigma)
     two_bands = base_feather > 0
@@ -269,6 +273,12 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
         index = src_y * width + src_x + first_pixel                                 # (B, 1, h, w) int64
         sampled = pixels[index.flatten()].reshape(batch, height, width, -1).permute(0, 3, 1, 2)
         values, source_known = sampled[:, :-1], sampled[:, -1:]                    # image and known, one gather
+        if reflect_unknown:
+            mirrored = _mirrored_sample(pixels, rows, cols, disp, local_y[:, None] - ny * patch,
+                                        local_x[None, :] - nx * patch, patch, first_pixel, batch)
+            use = (source_known < 0.5) & (mirrored[:, -1:] > 0.5)
+            values = torch.where(use, mirrored[:, :-1], values)
+            source_known = torch.where(use, mirrored[:, -1:], source_known)
         known_weight = valid.to(image.dtype) * (source_known + _consts.COPY_FLOOR)
         weight = weight * known_weight
         if two_bands:      # the base's weight: the same copy, a wider fade
@@ -291,6 +301,25 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
         detail = total / squares.sqrt()
         return base_total / base_sum + detail if two_bands else detail
     return total / weight_sum
+
+
+def _mirror(offset: torch.Tensor, patch: int) -> torch.Tensor:
+    """An offset (px) from a token's first row or column, reflected into the token (0..patch - 1) about the edge it
+    lies past (patch - 1 - k px before the far edge for k px past it; likewise before the near edge)."""
+    return torch.where(offset >= patch, 2 * patch - 1 - offset, torch.where(offset < 0, -1 - offset, offset))
+
+
+def _mirrored_sample(pixels: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, disp: torch.Tensor,
+                     offset_y: torch.Tensor, offset_x: torch.Tensor, patch: int, first_pixel: torch.Tensor,
+                     batch: int) -> torch.Tensor:
+    """`copy_tokens`' samples of the copies displaced by disp (B, 2, h, w), read at the offsets (px from the
+    copying token's first row / column, (h, 1) and (1, w)) mirrored into the source token: (B, C + 1, h, w)
+    values and known."""
+    height, width = rows.shape[0], cols.shape[1]
+    src_y = (rows + disp[:, :1] - (offset_y - _mirror(offset_y, patch))).clamp(0, height - 1)
+    src_x = (cols + disp[:, 1:] - (offset_x - _mirror(offset_x, patch))).clamp(0, width - 1)
+    index = src_y * width + src_x + first_pixel
+    return pixels[index.flatten()].reshape(batch, height, width, -1).permute(0, 3, 1, 2)
 
 
 COPY_CANDIDATES = 8           # strongest keys per hole token that `choose_sources` considers

@@ -47,6 +47,7 @@ class Rethined(nn.Module):
         self.lr_long_side, self.patch_size, self.grid_multiple = cfg.lr_long_side, cfg.patch_size, cfg.grid_multiple
         self.hr_topk, self.hf_transfer, self.hf_decay = cfg.hr_topk, cfg.hf_transfer, cfg.hf_decay
         self.hf_fine_decay, self.hf_mid_gain, self.hr_feather = cfg.hf_fine_decay, cfg.hf_mid_gain, cfg.hr_feather
+        self.hr_fade_reflect = cfg.hr_fade_reflect
         self.key_edge_tokens = cfg.key_edge_tokens
         self.coarse_net = CoarseNet(cfg)
         self.patch_match = NeuralPatchMatch(cfg, self.coarse_net.feature_channels)
@@ -97,5 +98,6 @@ class Rethined(nn.Module):
             known = ~lr.query_masked & key_inside_tokens(height, width, span, grid_h, grid_w, 0, image.device)
             hr = attention_upscale(padded, padded_mask, lr.result, lr.attn, lr.query_masked, lr.key_ok,
                                    scale, self.patch_size, self.hr_topk, self.hf_transfer,
-                                   self.hf_decay, self.hf_fine_decay, self.hf_mid_gain, self.hr_feather, known)
+                                   self.hf_decay, self.hf_fine_decay, self.hf_mid_gain, self.hr_feather, known,
+                                   self.hr_fade_reflect)
         return torch.where(mask > 0, hr[..., :height, :width], image)

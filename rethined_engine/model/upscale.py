@@ -129,7 +129,7 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
                       query_masked: torch.Tensor, key_ok: torch.Tensor, scale: int, patch: int,
                       topk: int = 1, hf_transfer: bool = True, hf_decay: float = 0.0,
                       hf_fine_decay: float | None = None, hf_mid_gain: float = 1.0, feather: int = 0,
-                      known: torch.Tensor | None = None) -> torch.Tensor:
+                      known: torch.Tensor | None = None, reflect: bool = False) -> torch.Tensor:
     """Carry the LR result to HR.
 
     image: padded HR (B, 3, gh*s*P, gw*s*P) in [0, 1]; mask: (B, 1, ...) float hole mask; lr_result:
@@ -141,7 +141,7 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
     feather: LR px (`ModelConfig.hr_feather`); with copies (`TopKRows`, K = 1, one band) > 0, the texture of
     neighbouring copies cross-fades over 2 * feather * scale HR px (`feathered_texture`) instead of each
     token's source texture being pasted whole; known (B, N) bool: the tokens whose own texture a copy fades
-    into (hole-free and inside the image; None: key_ok).
+    into (hole-free and inside the image; None: key_ok); reflect: `feathered_texture`'s.
     Returns the HR result (B, 3, ...) with known pixels equal to `image`.
     """
     grid_h, grid_w = lr_result.shape[-2] // patch, lr_result.shape[-1] // patch
@@ -156,7 +156,7 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
         two_bands = hf_fine_decay is not None
         if feather > 0 and isinstance(attn, TopKRows) and not two_bands:
             texture = feathered_texture(image - up, key_ok if known is None else known, attn, gain, batch, token,
-                                        patch, scale, feather)
+                                        patch, scale, feather, reflect)
             return torch.where(mask > 0, (up + texture).clamp(0.0, 1.0), image)
         source_ok = key_ok[..., None].to(up.dtype)
         hf = patchify(image - up, hr_patch) * source_ok
@@ -190,7 +190,8 @@ def attention_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.
 
 
 def feathered_texture(hf: torch.Tensor, key_ok: torch.Tensor, attn: TopKRows, gain: torch.Tensor,
-                      batch: torch.Tensor, token: torch.Tensor, patch: int, scale: int, feather: int) -> torch.Tensor:
+                      batch: torch.Tensor, token: torch.Tensor, patch: int, scale: int, feather: int,
+                      reflect: bool = False) -> torch.Tensor:
     """The copied texture of `attention_upscale`'s copies, cross-faded between neighbouring tokens.
 
     hf: (B, 3, gh*s*P, gw*s*P) padded HR image minus the upsampled LR result; key_ok: (B, N) bool; attn:
@@ -198,7 +199,9 @@ def feathered_texture(hf: torch.Tensor, key_ok: torch.Tensor, attn: TopKRows, ga
     the hole tokens (batch, token) (M,) each. Every token's source texture is the known tokens' hf moved by
     its copy's offset, feathered over feather * scale HR px across token edges (`copy_tokens` at HR with the
     LR copies' fade weights, normalised to keep the textures' contrast): where two copies from different
-    places meet, the texture blends instead of stepping, and stays as strong in the middle of the fade. Returns (B, 3, ...) texture, gain times it on hole tokens that copy, 0 elsewhere."""
+    places meet, the texture blends instead of stepping, and stays as strong in the middle of the fade. reflect
+    (`ModelConfig.hr_fade_reflect`): past a source's edge where a hole lies, the source's own texture, mirrored
+    (`copy_tokens(reflect_unknown=True)`). Returns (B, 3, ...) texture, gain times it on hole tokens that copy, 0 elsewhere."""
     batch_size, n = key_ok.shape
     grid_h = hf.shape[-2] // (scale * patch)
     grid_w = n // grid_h
@@ -207,7 +210,8 @@ def feathered_texture(hf: torch.Tensor, key_ok: torch.Tensor, attn: TopKRows, ga
     copies = attn.weight[batch, token, 0] > 0
     source[batch, token] = torch.where(copies, attn.index[batch, token, 0], token)
     known_px = _per_pixel(key_ok.to(hf.dtype).reshape(batch_size, 1, grid_h, grid_w), hr_patch)
-    texture = copy_tokens(hf * known_px, known_px, source, hr_patch, feather * scale, keep_contrast=True)
+    texture = copy_tokens(hf * known_px, known_px, source, hr_patch, feather * scale, keep_contrast=True,
+                          reflect_unknown=reflect)
     token_gain = torch.zeros(batch_size, n, dtype=hf.dtype, device=hf.device)
     token_gain[batch, token] = gain[:, 0].to(hf.dtype) * copies.to(hf.dtype)
     return texture * _per_pixel(token_gain.reshape(batch_size, 1, grid_h, grid_w), hr_patch)
