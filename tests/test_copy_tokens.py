@@ -136,3 +136,26 @@ def test_border_match_without_a_hole_or_mismatch_changes_nothing():
     assert torch.equal(border_match(image, torch.zeros(1, 1, 32, 32), image, 2.0), image)
     flat = torch.full((1, 3, 32, 32), 0.3)
     torch.testing.assert_close(border_match(flat, _hole(32, 32, (8, 24, 8, 24)), flat, 2.0), flat)
+
+
+def test_reflect_unknown_reads_the_source_mirrored():
+    """One row of five 4-px tokens, holes at tokens 2 and 3 (their pixels 0 here, as the HR texture's are):
+    token 2 copies token 0, token 3 copies token 4. Within the fade left of their shared edge, token 3's copy
+    read past its source's left edge lands in the hole (token 3 itself): plain, token 2's copy alone reaches
+    those pixels (up to COPY_FLOOR); with reflect_unknown, token 4's own pixels mirrored about its left edge."""
+    patch, feather = 4, 2
+    values = torch.arange(20, dtype=torch.float32).reshape(1, 1, 1, 20).expand(1, 3, 4, 20).clone()
+    known = torch.ones(1, 1, 4, 20)
+    known[..., 8:16] = 0.0
+    values = values * known
+    source = torch.tensor([[0, 1, 0, 4, 4]])
+    plain = copy_tokens(values, known, source, patch, feather)
+    mirrored = copy_tokens(values, known, source, patch, feather, reflect_unknown=True)
+    for x, mirror_x in ((10, 17), (11, 16)):
+        local = torch.tensor(float(x % patch))
+        own, other = feather_weight(local, patch, feather), feather_weight(local - patch, patch, feather)
+        own_value = float(values[0, 0, 0, x - 8])
+        expected = (own * own_value + other * float(values[0, 0, 0, mirror_x])) / (own + other)
+        assert float(mirrored[0, 0, 1, x]) == pytest.approx(float(expected), rel=1e-6)
+        assert float(plain[0, 0, 1, x]) == pytest.approx(own_value, rel=1e-3)
+    assert torch.equal(mirrored[..., :8], plain[..., :8])       # reads that find known pixels are unchanged

@@ -2,6 +2,8 @@
 reference `model.upscale.feathered_texture`; native `hr_upscale(..., feather)`, the deployed pipeline's numpy
 HR stage `deploy.host.upscale_hr(..., feather)`; the Triton kernel in test_kernel_hr_upscale.py, the CUDA C
 kernel in test_deploy.py)."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -39,10 +41,10 @@ def image_and_mask(request, photo_and_mask):
     return rng.integers(0, 256, (300, 420, 3), dtype=np.uint8), random_mask(300, 420, rng)
 
 
-@pytest.mark.parametrize("feather", [1, 2, 4])
-def test_native_feathered_texture_matches_the_torch_reference(image_and_mask, feather):
+@pytest.mark.parametrize("feather,reflect", [(1, False), (2, False), (4, False), (2, True)])
+def test_native_feathered_texture_matches_the_torch_reference(image_and_mask, feather, reflect):
     image, mask = image_and_mask
-    settings = {**REALISTIC, "hr_feather": feather}
+    settings = {**REALISTIC, "hr_feather": feather, "hr_fade_reflect": reflect}
     torch_out = Engine(backend="torch", device="cpu", **settings).inpaint(image, mask)
     native_out = Engine(backend="native", **settings).inpaint(image, mask)
     diff = np.abs(torch_out.astype(np.int16) - native_out)
@@ -70,6 +72,25 @@ def test_feathering_lowers_the_step_across_token_edges(photo_and_mask):
     assert steps[1] > 0.5 * steps[0], steps
 
 
+def test_mirrored_reads_lower_the_step_across_token_edges_further(photo_and_mask):
+    """hr_fade_reflect: where a copy's fade would read a hole past its source's edge it reads the source's own
+    texture mirrored, so fewer copies meet at a step: the seam ratio falls below the plain fade's."""
+    image, mask = photo_and_mask
+    hole = torch.from_numpy(mask)[None, None]
+    ratios = []
+    for reflect in (False, True):
+        out = Engine(backend="native", **{**REALISTIC, "hr_fade_reflect": reflect}).inpaint(image, mask)
+        ratios.append(float(grid_seam_ratio(torch.from_numpy(out).permute(2, 0, 1)[None].float(), hole, 32)[0]))
+    assert ratios[1] < ratios[0] - 0.02, ratios
+
+
+def test_deployed_stages_refuse_the_mirrored_reads():
+    """The numpy and CUDA C HR stages do not read mirrored texture: a deployed pipeline set to refuses it."""
+    cfg = dataclasses.replace(ModelConfig(**REALISTIC), hr_fade_reflect=True)
+    with pytest.raises(ValueError, match="hr_fade_reflect"):
+        DeployedPipeline(cfg, lambda inputs: inputs, LRSizeRange((32, 32), (512, 512)))
+
+
 def test_feather_off_is_the_pasted_texture(photo_and_mask):
     """hr_feather = 0: native's pasted path against the torch reference's (`attention_upscale` without
     `feathered_texture`)."""
@@ -86,6 +107,7 @@ def test_feather_off_is_the_pasted_texture(photo_and_mask):
     ({"lr_texture": "copy", "hr_feather": 5}, "hr_feather must be an int in 0..4"),
     ({"lr_texture": "mix", "hr_feather": 2}, "needs lr_texture='copy'"),
     ({"lr_texture": "copy", "hf_fine_decay": 0.0, "hr_feather": 2}, "hf_fine_decay=None"),
+    ({"lr_texture": "copy", "hr_fade_reflect": 1}, "hr_fade_reflect must be a bool"),
 ])
 def test_bad_feather_settings_are_refused(settings, match):
     with pytest.raises(ValueError, match=match):
@@ -154,7 +176,6 @@ def test_deployed_pipeline_feathers_as_the_torch_engine():
     """ONNX LR network (onnxruntime) + numpy HR stage with hr_feather=1 reproduce Engine(backend="torch",
     hr_feather=1) on the sample photo (shipped weights; scale 2), and differ from the pasted texture."""
     ort = pytest.importorskip("onnxruntime")
-    import dataclasses
     import tempfile
 
     from rethined_engine.deploy.graph_spec import INPUT_NAMES
