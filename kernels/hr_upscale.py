@@ -146,8 +146,49 @@ def _copy_sample(image_ptr, lr_ptr, known_ptr, y, x, dy, dx, weight, h, w, inv_s
 
 
 @triton.jit
+def _mirror(offset, span):
+    """`model.patchmatch._mirror`: an offset from a token's first row / column reflected into the token."""
+    return tl.where(offset >= span, 2 * span - 1 - offset, tl.where(offset < 0, -1 - offset, offset))
+
+
+@triton.jit
+def _mirrored_copy_sample(image_ptr, lr_ptr, known_ptr, y, x, oy, ox, ny, nx, dy, dx, fw, h, w, inv_scale, span,
+                          grid_h, grid_w, img_sy, img_sx, img_sc, live):
+    """One copy's sample with `hr_fade_reflect`: the copy of neighbour (ny, nx) moves the pixel by (dy, dx); where
+    that lands in a token not known, the pixel mirrored about the source's edge is read instead (if known). Its
+    weight fw x (known + COPY_FLOOR) and weight x (y - up) per channel (`copy_tokens(reflect_unknown=True)`)."""
+    max_y = grid_h * span - 1
+    max_x = grid_w * span - 1
+    qy = tl.minimum(tl.maximum(y + dy, 0), max_y)
+    qx = tl.minimum(tl.maximum(x + dx, 0), max_x)
+    reads = live & (fw > 0.0)
+    known = tl.load(known_ptr + (qy // span) * grid_w + qx // span, mask=reads, other=0) != 0
+    off_y = oy - ny * span
+    off_x = ox - nx * span
+    my = tl.minimum(tl.maximum(y + dy - (off_y - _mirror(off_y, span)), 0), max_y)
+    mx = tl.minimum(tl.maximum(x + dx - (off_x - _mirror(off_x, span)), 0), max_x)
+    mirrored = tl.load(known_ptr + (my // span) * grid_w + mx // span, mask=reads & ~known, other=0) != 0
+    qy = tl.where(known, qy, my)
+    qx = tl.where(known, qx, mx)
+    known = known | mirrored
+    weight = fw * (known.to(tl.float32) + COPY_FLOOR)
+    reads = reads & known
+    qy0, qy1, qly = _axis_taps(qy, h, inv_scale)
+    qx0, qx1, qlx = _axis_taps(qx, w, inv_scale)
+    q_off = qy * img_sy + qx * img_sx
+    lr_plane = h * w
+    t0 = tl.load(image_ptr + q_off, mask=reads, other=0).to(tl.float32) * INV_255 - _bilinear(
+        lr_ptr, w, qy0, qy1, qly, qx0, qx1, qlx, reads)
+    t1 = tl.load(image_ptr + img_sc + q_off, mask=reads, other=0).to(tl.float32) * INV_255 - _bilinear(
+        lr_ptr + lr_plane, w, qy0, qy1, qly, qx0, qx1, qlx, reads)
+    t2 = tl.load(image_ptr + 2 * img_sc + q_off, mask=reads, other=0).to(tl.float32) * INV_255 - _bilinear(
+        lr_ptr + 2 * lr_plane, w, qy0, qy1, qly, qx0, qx1, qlx, reads)
+    return weight, weight * t0, weight * t1, weight * t2
+
+
+@triton.jit
 def _feathered_texture(image_ptr, lr_ptr, weight_ptr, index_ptr, known_ptr, y, x, ty, tx, oy, ox, h, w, inv_scale,
-                       span, feather, grid_h, grid_w, img_sy, img_sx, img_sc, live):
+                       span, feather, grid_h, grid_w, img_sy, img_sx, img_sc, live, REFLECT: tl.constexpr):
     """The cross-faded copied texture (3 channels) at pixels (y, x) of token (ty, tx): the copies of the token
     and of the (up to) three neighbours on each pixel's side of the token's centre lines, one sample per
     distinct offset, summed over the root of the summed squared weights (`copy_tokens(keep_contrast=True)`;
@@ -168,6 +209,25 @@ def _feathered_texture(image_ptr, lr_ptr, weight_ptr, index_ptr, known_ptr, y, x
     s12 = _same(dy1, dx1, dy2, dx2)
     s13 = _same(dy1, dx1, dy3, dx3)
     s23 = _same(dy2, dx2, dy3, dx3)
+    if REFLECT:      # each copy sampled on its own (two with one offset may read different mirrored pixels)
+        w0, a0, b0, c0 = _mirrored_copy_sample(image_ptr, lr_ptr, known_ptr, y, x, oy, ox, 0 * side_y, 0 * side_x,
+                                               dy0, dx0, fw0, h, w, inv_scale, span, grid_h, grid_w, img_sy, img_sx,
+                                               img_sc, live)
+        w1, a1, b1, c1 = _mirrored_copy_sample(image_ptr, lr_ptr, known_ptr, y, x, oy, ox, side_y, 0 * side_x,
+                                               dy1, dx1, fw1, h, w, inv_scale, span, grid_h, grid_w, img_sy, img_sx,
+                                               img_sc, live)
+        w2, a2, b2, c2 = _mirrored_copy_sample(image_ptr, lr_ptr, known_ptr, y, x, oy, ox, 0 * side_y, side_x,
+                                               dy2, dx2, fw2, h, w, inv_scale, span, grid_h, grid_w, img_sy, img_sx,
+                                               img_sc, live)
+        w3, a3, b3, c3 = _mirrored_copy_sample(image_ptr, lr_ptr, known_ptr, y, x, oy, ox, side_y, side_x,
+                                               dy3, dx3, fw3, h, w, inv_scale, span, grid_h, grid_w, img_sy, img_sx,
+                                               img_sc, live)
+        # the weights of copies with one offset add before squaring (they continue each other)
+        squares = (w0 * w0 + w1 * w1 + w2 * w2 + w3 * w3
+                   + 2.0 * (w0 * w1 * s01 + w0 * w2 * s02 + w0 * w3 * s03 + w1 * w2 * s12 + w1 * w3 * s13
+                            + w2 * w3 * s23))
+        norm = tl.where(squares > 0.0, 1.0 / tl.sqrt(tl.where(squares > 0.0, squares, 1.0)), 0.0)
+        return (a0 + a1 + a2 + a3) * norm, (b0 + b1 + b2 + b3) * norm, (c0 + c1 + c2 + c3) * norm
     # each offset's summed weight, on the first candidate that has it (0 on the others)
     g0 = fw0 + fw1 * s01 + fw2 * s02 + fw3 * s03
     g1 = (fw1 + fw0 * s01 + fw2 * s12 + fw3 * s13) * (1.0 - s01)
@@ -191,7 +251,7 @@ def hr_upscale_kernel(image_ptr, mask_ptr, lr_ptr, weight_ptr, fine_weight_ptr, 
                       H, W, h, w, scale, span, grid_h, grid_w, cols, tiles_x, feather,
                       img_sy, img_sx, img_sc, out_sy, out_sx, out_sc, mask_sy, mask_sx,
                       K: tl.constexpr, FINE: tl.constexpr, FEATHER: tl.constexpr, TILE_H: tl.constexpr,
-                      TILE_W: tl.constexpr):
+                      TILE_W: tl.constexpr, REFLECT: tl.constexpr = False):
     """Program (token, tile): a TILE_H x TILE_W tile of one span x span token, so the token's sources and
     weights are scalars, a source with zero weights is skipped, a tile without hole pixels only copies,
     and the LR taps and blur offsets are computed per row and per column. FEATHER (K = 1, one band; feather
@@ -223,7 +283,7 @@ def hr_upscale_kernel(image_ptr, mask_ptr, lr_ptr, weight_ptr, fine_weight_ptr, 
             if gain != 0.0:
                 t0, t1, t2 = _feathered_texture(image_ptr, lr_ptr, weight_ptr, index_ptr, known_ptr, y, x, ty, tx,
                                                 oy, ox, h, w, inv_scale, span, feather, grid_h, grid_w,
-                                                img_sy, img_sx, img_sc, live)
+                                                img_sy, img_sx, img_sc, live, REFLECT)
                 acc0 += gain * t0
                 acc1 += gain * t1
                 acc2 += gain * t2
@@ -277,7 +337,8 @@ def tile_shape(span: int) -> tuple[int, int]:
 
 def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor, weight: torch.Tensor,
                fine_weight: torch.Tensor | None, index: torch.Tensor, geom: Geometry, channels_last: bool = True,
-               out: torch.Tensor | None = None, feather: int = 0, known: torch.Tensor | None = None) -> torch.Tensor:
+               out: torch.Tensor | None = None, feather: int = 0, known: torch.Tensor | None = None,
+               reflect: bool = False) -> torch.Tensor:
     """image uint8 (H, W, 3) if channels_last else (3, H, W), any strides; mask (H, W) bool/uint8;
     lr_result (1, 3, h, w) float32; weight, fine_weight (N, K) float32 (fine_weight None: one band, the
     kernel without the fine band's loads); index (N, K) int32. Writes `out` (default: a new contiguous
@@ -285,7 +346,8 @@ def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor,
     feather: LR px (`ModelConfig.hr_feather`; `deploy.host.check_feather`: > 0 needs K = 1 and fine_weight
     None); known: (N,) bool, the tokens whose texture a feathered copy may read (`deploy.host.known_tokens`),
     needed with feather > 0: a token with a nonzero weight copies token index, cross-faded with its
-    neighbours' copies within feather * scale HR px of its edges."""
+    neighbours' copies within feather * scale HR px of its edges; reflect (`ModelConfig.hr_fade_reflect`, with
+    feather > 0): past a source's edge where a token is not known, its own texture mirrored."""
     if image.dtype != torch.uint8:
         raise TypeError(f"image: expected uint8, got {image.dtype}")
     check_feather(feather, geom.patch, weight.shape[-1], fine_weight is not None)
@@ -312,14 +374,15 @@ def hr_upscale(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor,
                             geom.height, geom.width, h, w, geom.scale, span, geom.grid_h, geom.grid_w, cols, tiles_x,
                             feather * geom.scale, *_layout(image, channels_last), *_layout(out, channels_last),
                             mask.stride(0), mask.stride(1), K=weight.shape[-1] if transfer else 0, FINE=fine,
-                            FEATHER=feathered, TILE_H=tile_h, TILE_W=tile_w, num_warps=NUM_WARPS)
+                            FEATHER=feathered, TILE_H=tile_h, TILE_W=tile_w, REFLECT=feathered and reflect,
+                            num_warps=NUM_WARPS)
     return out
 
 
 def hr_upscale_reference(image: torch.Tensor, mask: torch.Tensor, lr_result: torch.Tensor, weight: torch.Tensor,
                          fine_weight: torch.Tensor | None, index: torch.Tensor, geom: Geometry, channels_last: bool = True,
                          out: torch.Tensor | None = None, feather: int = 0, known: torch.Tensor | None = None,
-                         compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                         compute_dtype: torch.dtype = torch.float32, reflect: bool = False) -> torch.Tensor:
     """Plain torch, same signature and math: what `Rethined.forward` computes for top-K rows, in
     compute_dtype (float32 as the model runs; float64 is the yardstick tests judge both against); with
     feather > 0, up + gain x `model.upscale.feathered_texture` on the hole tokens that copy (K = 1)."""
@@ -338,7 +401,7 @@ def hr_upscale_reference(image: torch.Tensor, mask: torch.Tensor, lr_result: tor
         rows = TopKRows((weight != 0).to(compute_dtype)[None], index.long()[None])
         gain = weight[token, :1].to(compute_dtype)
         up = up + feathered_texture(padded - up, known.bool()[None], rows, gain, torch.zeros_like(token), token,
-                                    geom.patch, geom.scale, feather)
+                                    geom.patch, geom.scale, feather, reflect)
     elif geom.scale > 1:
         padded = pad_to((img * ~hole)[None], geom.padded_size)
         hf = patchify(padded - up, span)[0]                                   # (N, 3 * span^2)

@@ -44,7 +44,7 @@ extern "C" void launch(const unsigned char* image, const unsigned char* mask, co
                     blockIdx = {bx, by, 0};
                     threadIdx = {tx, ty, 0};
                     KERNEL(image, mask, lr, weight, fine_weight, index, known, out, scalars[0], scalars[1],
-                           scalars[2], scalars[3], scalars[4], scalars[5], scalars[6], scalars[7]);
+                           scalars[2], scalars[3], scalars[4], scalars[5], scalars[6], scalars[7], scalars[8]);
                 }
 }
 """
@@ -64,20 +64,22 @@ def cpu_kernel(tmp_path_factory):
     return ctypes.CDLL(str(library)).launch
 
 
-def run_on_cpu(kernel, image, mask, lr, weight, fine_weight, index, known, geom, feather):
+def run_on_cpu(kernel, image, mask, lr, weight, fine_weight, index, known, geom, feather, reflect=False):
     out = np.full(image.shape, 77, np.uint8)          # poisoned
     ints = lambda values: np.ascontiguousarray(values, np.int32)  # noqa: E731
     arrays = [np.ascontiguousarray(a) for a in (image, mask.astype(np.uint8), lr, weight, fine_weight, index,
                                                 known.astype(np.uint8))]
     pointers = [a.ctypes.data_as(ctypes.c_void_p) for a in arrays + [out]]
-    scalars, grid, block = ints(kernel_scalars(geom, weight.shape[-1], feather)), ints(launch_grid(geom)), ints(BLOCK)
+    scalars = ints(kernel_scalars(geom, weight.shape[-1], feather, reflect))
+    grid, block = ints(launch_grid(geom)), ints(BLOCK)
     kernel(*pointers, *(a.ctypes.data_as(ctypes.c_void_p) for a in (scalars, grid, block)))
     return out
 
 
-@pytest.mark.parametrize("size,lr_long,feather", [((96, 200), 64, 0), ((96, 200), 64, 1), ((130, 250), 64, 2),
-                                                  ((37, 53), 512, 1)])   # scales 4, 4, 4, 1
-def test_cuda_kernel_source_matches_host_on_cpu(cpu_kernel, size, lr_long, feather):
+@pytest.mark.parametrize("size,lr_long,feather,reflect", [((96, 200), 64, 0, False), ((96, 200), 64, 1, False),
+                                                          ((130, 250), 64, 2, False), ((130, 250), 64, 2, True),
+                                                          ((37, 53), 512, 1, False)])   # scales 4, 4, 4, 4, 1
+def test_cuda_kernel_source_matches_host_on_cpu(cpu_kernel, size, lr_long, feather, reflect):
     rng = np.random.default_rng(feather + size[0])
     h, w = size
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -95,10 +97,13 @@ def test_cuda_kernel_source_matches_host_on_cpu(cpu_kernel, size, lr_long, feath
     if feather > 0:                                            # one band, a texture gain
         weight *= rng.uniform(0.3, 1.0, (tokens, 1)).astype(np.float32)
         fine_weight = np.zeros_like(weight)
-    ref = upscale_hr(image, mask, lr, weight, fine_weight, index, geom, feather)
-    got = run_on_cpu(cpu_kernel, image, mask, lr, weight, fine_weight, index, known_tokens(mask, geom), geom, feather)
+    ref = upscale_hr(image, mask, lr, weight, fine_weight, index, geom, feather, reflect)
+    got = run_on_cpu(cpu_kernel, image, mask, lr, weight, fine_weight, index, known_tokens(mask, geom), geom, feather,
+                     reflect)
     diff = np.abs(got.astype(np.int16) - ref)
     assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3, (diff.max(), (diff > 0).mean())
     assert np.array_equal(got[~mask], image[~mask])
     if feather > 0 and geom.scale > 1:
         assert not np.array_equal(got, upscale_hr(image, mask, lr, weight, fine_weight, index, geom))
+    if reflect:          # the mirrored reads change the fill
+        assert not np.array_equal(got, upscale_hr(image, mask, lr, weight, fine_weight, index, geom, feather))

@@ -84,13 +84,6 @@ def test_mirrored_reads_lower_the_step_across_token_edges_further(photo_and_mask
     assert ratios[1] < ratios[0] - 0.02, ratios
 
 
-def test_deployed_stages_refuse_the_mirrored_reads():
-    """The numpy and CUDA C HR stages do not read mirrored texture: a deployed pipeline set to refuses it."""
-    cfg = dataclasses.replace(ModelConfig(**REALISTIC), hr_fade_reflect=True)
-    with pytest.raises(ValueError, match="hr_fade_reflect"):
-        DeployedPipeline(cfg, lambda inputs: inputs, LRSizeRange((32, 32), (512, 512)))
-
-
 def test_feather_off_is_the_pasted_texture(photo_and_mask):
     """hr_feather = 0: native's pasted path against the torch reference's (`attention_upscale` without
     `feathered_texture`)."""
@@ -142,15 +135,19 @@ def levels_off(got: np.ndarray, exact: torch.Tensor) -> tuple[int, float]:
 
 
 @pytest.mark.parametrize("size,lr_long", FEATHER_SHAPES)
-@pytest.mark.parametrize("feather", [1, 2])
-def test_host_feathered_stage_matches_the_torch_reference(size, lr_long, feather):
-    """Numpy HR stage within one level of the float64 torch reference, as often off as the float32 one."""
+@pytest.mark.parametrize("feather,reflect", [(1, False), (2, False), (2, True)])
+def test_host_feathered_stage_matches_the_torch_reference(size, lr_long, feather, reflect):
+    """Numpy HR stage within one level of the float64 torch reference, as often off as the float32 one (reflect:
+    `hr_fade_reflect`'s mirrored reads, which change the fill)."""
     hr_upscale_reference = pytest.importorskip("rethined_engine.kernels.hr_upscale").hr_upscale_reference
     geom, image, mask, lr, weight, index, known = copy_case(np.random.default_rng(feather), size, lr_long)
-    got = upscale_hr(image, mask, lr, weight, np.zeros_like(weight), index, geom, feather)
+    got = upscale_hr(image, mask, lr, weight, np.zeros_like(weight), index, geom, feather, reflect)
     args = [torch.from_numpy(a) for a in (image, mask, lr, weight)] + [None, torch.from_numpy(index), geom]
-    exact = hr_upscale_reference(*args, feather=feather, known=torch.from_numpy(known), compute_dtype=torch.float64)
-    peer = hr_upscale_reference(*args, feather=feather, known=torch.from_numpy(known)).numpy()
+    exact = hr_upscale_reference(*args, feather=feather, known=torch.from_numpy(known), compute_dtype=torch.float64,
+                                 reflect=reflect)
+    peer = hr_upscale_reference(*args, feather=feather, known=torch.from_numpy(known), reflect=reflect).numpy()
+    if reflect and geom.scale > 1:
+        assert not np.array_equal(got, upscale_hr(image, mask, lr, weight, np.zeros_like(weight), index, geom, feather))
     lsb, rate = levels_off(got, exact)
     assert lsb <= 1 and rate <= 2 * levels_off(peer, exact)[1] + 1e-4, (lsb, rate)
     assert np.array_equal(got[~mask], image[~mask])
@@ -173,8 +170,9 @@ def test_host_stage_refuses_bad_feather_arguments(settings, match):
 
 
 def test_deployed_pipeline_feathers_as_the_torch_engine():
-    """ONNX LR network (onnxruntime) + numpy HR stage with hr_feather=1 reproduce Engine(backend="torch",
-    hr_feather=1) on the sample photo (shipped weights; scale 2), and differ from the pasted texture."""
+    """ONNX LR network (onnxruntime) + numpy HR stage with hr_feather=1 (and with hr_fade_reflect) reproduce
+    Engine(backend="torch") with the same settings on the sample photo (shipped weights; scale 2), and differ from
+    the pasted texture."""
     ort = pytest.importorskip("onnxruntime")
     import tempfile
 
@@ -196,3 +194,9 @@ def test_deployed_pipeline_feathers_as_the_torch_engine():
     pasted = DeployedPipeline(dataclasses.replace(cfg, hr_feather=0), runner, pipeline.sizes)
     assert not np.array_equal(got, pasted.inpaint(image, mask))
     assert np.array_equal(got[~mask], image[~mask])
+    mirrored = DeployedPipeline(dataclasses.replace(cfg, hr_fade_reflect=True), runner, pipeline.sizes)
+    got_mirrored = mirrored.inpaint(image, mask)        # hr_fade_reflect: the numpy stage's mirrored reads
+    ref_mirrored = Engine(backend="torch", device="cpu", hr_feather=1, hr_fade_reflect=True).inpaint(image, mask)
+    diff = np.abs(got_mirrored.astype(np.int16) - ref_mirrored)
+    assert diff.max() <= 1 and (diff > 0).mean() <= 1e-4
+    assert not np.array_equal(got_mirrored, got)

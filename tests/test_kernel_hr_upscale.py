@@ -129,26 +129,34 @@ FEATHER_CPU_CASES = [((61, 130), 64, 1), ((61, 130), 64, 2), ((96, 200), 64, 1),
 FEATHER_GPU_SHAPES = [((2048, 2048), 512), ((2160, 3840), 512)]
 
 
-def run_feather_case(rng, size, lr_long, device, feather, channels_last):
+def run_feather_case(rng, size, lr_long, device, feather, channels_last, reflect=False):
     """One copied source per token (every fifth token copies nothing) with a texture gain in [0.3, 1], one band:
-    the kernel's cross-faded texture against the torch reference (`model.upscale.feathered_texture`)."""
+    the kernel's cross-faded texture against the torch reference (`model.upscale.feathered_texture`); reflect:
+    with `hr_fade_reflect`'s mirrored reads, which change the fill."""
     geom, image, mask, lr, weight, _, index = case(rng, size, lr_long, device, k=1)
     weight = weight * torch.from_numpy(rng.uniform(0.3, 1.0, weight.shape).astype(np.float32)).to(device)
     known = torch.from_numpy(known_tokens(mask.bool().cpu().numpy(), geom)).to(device)
     img = image if channels_last else image.permute(2, 0, 1)
     out = torch.full(img.shape, POISON, dtype=torch.uint8, device=device)
     args = (img, mask, lr, weight, None, index, geom, channels_last)
-    hr_upscale(*args, out=out, feather=feather, known=known)
+    hr_upscale(*args, out=out, feather=feather, known=known, reflect=reflect)
     with fp32_convolutions():
-        peer = hr_upscale_reference(*args, feather=feather, known=known)
-    check(out, hr_upscale_reference(*args, feather=feather, known=known, compute_dtype=torch.float64), peer)
+        peer = hr_upscale_reference(*args, feather=feather, known=known, reflect=reflect)
+    check(out, hr_upscale_reference(*args, feather=feather, known=known, compute_dtype=torch.float64,
+                                    reflect=reflect), peer)
     if geom.scale > 1:   # there are copies, and the cross-fade changes the fill
         assert bool((weight != 0).any()) and not torch.equal(out, hr_upscale_reference(*args))
+        if reflect:
+            assert not torch.equal(out, hr_upscale_reference(*args, feather=feather, known=known))
 
 
 @pytest.mark.parametrize("size,lr_long,feather", FEATHER_CPU_CASES)
 def test_feathered_kernel_matches_reference(rng, size, lr_long, feather):
     run_feather_case(rng, size, lr_long, "cpu", feather, channels_last=feather == 1)
+
+
+def test_feathered_kernel_with_mirrored_reads_matches_reference(rng):
+    run_feather_case(rng, (61, 130), 64, "cpu", 2, channels_last=True, reflect=True)
 
 
 def test_feathered_kernel_refuses_bad_arguments(rng):
@@ -167,5 +175,6 @@ def test_feathered_kernel_refuses_bad_arguments(rng):
 @pytest.mark.parametrize("size,lr_long", [case[:2] for case in FEATHER_CPU_CASES[1:]] + FEATHER_GPU_SHAPES)
 @pytest.mark.parametrize("feather", [1, 2])
 @pytest.mark.parametrize("channels_last", [True, False], ids=["HWC", "CHW"])
-def test_feathered_kernel_matches_reference_cuda(rng, size, lr_long, feather, channels_last):
-    run_feather_case(rng, size, lr_long, "cuda", feather, channels_last)
+@pytest.mark.parametrize("reflect", [False, True])
+def test_feathered_kernel_matches_reference_cuda(rng, size, lr_long, feather, channels_last, reflect):
+    run_feather_case(rng, size, lr_long, "cuda", feather, channels_last, reflect)

@@ -96,11 +96,12 @@ def test_triton_backend_seam_blend_matches_torch_backend(rng):
                                              seam_sigma=0.0).inpaint(image, mask))
 
 
-@pytest.mark.parametrize("feather,key_edge", [(1, 0), (2, 1)])
-def test_triton_backend_feathered_texture_matches_torch_backend(rng, feather, key_edge):
+@pytest.mark.parametrize("feather,key_edge,reflect", [(1, 0, False), (2, 1, True)])
+def test_triton_backend_feathered_texture_matches_torch_backend(rng, feather, key_edge, reflect):
     """hr_feather > 0 (copies, one band, hr_topk = 1) at HR scale 4: the HR kernel's cross-faded texture, not
     the torch path, against the torch backend; with key_edge_tokens the image's outermost tokens are no
-    sources, but a copy beside them still fades into their own texture."""
+    sources, but a copy beside them still fades into their own texture; with hr_fade_reflect the kernel's
+    mirrored reads."""
     from PIL import Image
     from rethined_engine import Engine
     from rethined_engine.cli import SAMPLE_IMAGE
@@ -108,7 +109,7 @@ def test_triton_backend_feathered_texture_matches_torch_backend(rng, feather, ke
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     settings = {**STYLES["realistic"], "lr_long_side": 32, "seam_sigma": 0.0, "hr_feather": feather,
-                "key_edge_tokens": key_edge}
+                "key_edge_tokens": key_edge, "hr_fade_reflect": reflect}
     fast = TritonBackend(device=device, dtype="float32", cuda_graphs=False, **settings)
     assert fast.lr_network is not None
     reference = Engine(backend="torch", device=device, dtype="float32", **settings)

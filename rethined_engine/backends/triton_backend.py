@@ -8,7 +8,7 @@ copies; with hr_feather > 0 it cross-fades neighbouring copies' texture), and wi
 (`kernels/copy_candidates.py`, pools up to its POOL_MAX), the sources' propagation updates
 (`kernels/source_sweep.py`) and the copies (`kernels/token_copy.py`, `kernels/membrane.py`, `kernels/blur.py`)
 run as Triton kernels; the expected colours' membrane on the token grid in torch. Float images,
-hr_topk=0, hr_feather > 0 with hr_topk > 1, and hr_fade_reflect run the torch path."""
+hr_topk=0, and hr_feather > 0 with hr_topk > 1 run the torch path."""
 from __future__ import annotations
 
 import os
@@ -151,10 +151,8 @@ class TritonBackend(TorchBackend):
         self.model.patch_match.propagation_kernel = propagate_sources
         if self.model.patch_match.copy_pool <= POOL_MAX:
             self.model.patch_match.candidates_kernel = copy_candidates
-        # the HR kernel cross-fades (hr_feather > 0) one copied source per token: hr_topk = 1; it does not read a
-        # source's mirrored texture (hr_fade_reflect): the torch path does
-        kernels_cover = (self.config.hr_topk > 0 and (self.config.hr_feather == 0 or self.config.hr_topk == 1)
-                         and not self.config.hr_fade_reflect)
+        # the HR kernel cross-fades (hr_feather > 0) one copied source per token: hr_topk = 1
+        kernels_cover = self.config.hr_topk > 0 and (self.config.hr_feather == 0 or self.config.hr_topk == 1)
         # On CUDA the dense copy paths, graphed or not: no host sync (a graph can hold them), and the eager
         # call picks the same sources as the graph (cuBLAS may round a compacted similarity differently).
         cuda = self.device.type == "cuda"
@@ -195,7 +193,7 @@ class TritonBackend(TorchBackend):
         if self.config.hr_feather > 0:    # the tokens whose own texture a copy fades into: no hole pixel, inside
             known = ~token_mask(lr_mask, geom.patch)[0] & inside
         out = self.hr_upscale(image, hole, lr_result, weight[0], fine_weight, index[0], geom, channels_last=False,
-                              feather=self.config.hr_feather, known=known)
+                              feather=self.config.hr_feather, known=known, reflect=self.config.hr_fade_reflect)
         if self._seam_taps is not None:
             self.seam_blend(image, hole, out, self._seam_taps, self.config.seam_gain, channels_last=False)
         return out

@@ -28,10 +28,11 @@ def launch_grid(geom: Geometry) -> tuple[int, int, int]:
     return (-(-geom.width // BLOCK[0]), -(-geom.height // BLOCK[1]), 1)
 
 
-def kernel_scalars(geom: Geometry, topk: int, feather: int = 0) -> tuple[int, ...]:
-    """The int arguments after the pointers: H, W, scale, patch, grid_h, grid_w, K, feather in HR px (feather:
-    LR px, `ModelConfig.hr_feather`)."""
-    return (geom.height, geom.width, geom.scale, geom.patch, geom.grid_h, geom.grid_w, topk, feather * geom.scale)
+def kernel_scalars(geom: Geometry, topk: int, feather: int = 0, reflect: bool = False) -> tuple[int, ...]:
+    """The int arguments after the pointers: H, W, scale, patch, grid_h, grid_w, K, feather in HR px, reflect (feather:
+    LR px, `ModelConfig.hr_feather`; reflect: `ModelConfig.hr_fade_reflect`)."""
+    return (geom.height, geom.width, geom.scale, geom.patch, geom.grid_h, geom.grid_w, topk, feather * geom.scale,
+            int(reflect))
 
 
 @lru_cache(maxsize=None)
@@ -43,13 +44,13 @@ def cupy_kernel():
 
 
 def launch_hr_upscale_cupy(image, mask, lr, weight, fine_weight, index, known, out, geom: Geometry,
-                           feather: int = 0) -> None:
+                           feather: int = 0, reflect: bool = False) -> None:
     """CuPy arrays: image/out (H, W, 3) uint8, mask (H, W) uint8 or bool, lr (1, 3, h, w) float32, weight
     and fine_weight (N, K) float32, index (N, K) int32, known (N,) uint8 or bool (`host.known_tokens`; read
     with feather > 0 only) (all C-contiguous), on CuPy's current stream. feather: LR px (`host.check_feather`;
-    with feather > 0 the kernel reads no fine weights: one band)."""
+    with feather > 0 the kernel reads no fine weights: one band); reflect: `ModelConfig.hr_fade_reflect`."""
     import cupy as cp
 
     check_feather(feather, geom.patch, weight.shape[-1], two_bands=False)
-    scalars = tuple(cp.int32(v) for v in kernel_scalars(geom, weight.shape[-1], feather))
+    scalars = tuple(cp.int32(v) for v in kernel_scalars(geom, weight.shape[-1], feather, reflect))
     cupy_kernel()(launch_grid(geom), BLOCK, (image, mask, lr, weight, fine_weight, index, known, out, *scalars))

@@ -128,20 +128,28 @@ def feather_weight(offset: np.ndarray, span: int, feather: int) -> np.ndarray:
     return np.clip(np.minimum(rising, falling) / np.float32(2 * feather), 0.0, 1.0)
 
 
+def mirror_offset(offset: np.ndarray, span: int) -> np.ndarray:
+    """`model.patchmatch._mirror`: offsets (px from a token's first row / column) reflected into the token."""
+    return np.where(offset >= span, 2 * span - 1 - offset, np.where(offset < 0, -1 - offset, offset))
+
+
 def feathered_texture(hf: np.ndarray, known: np.ndarray, weight: np.ndarray, index: np.ndarray, geom: Geometry,
-                      feather: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+                      feather: int, ys: np.ndarray, xs: np.ndarray, reflect: bool = False) -> np.ndarray:
     """The cross-faded copied texture at HR pixels (ys, xs) (M,) of copying tokens: `model.upscale.feathered_texture`
     (`copy_tokens(keep_contrast=True)`). hf: padded (pH, pW, 3) image - bilinear(LR); known (N,) bool
     (`known_tokens`); weight, index (N, 1): a token with a nonzero weight copies token index, the others keep
     themselves; feather: HR px. The pixel's own token and the (up to) three neighbours on its side of the
     token's centre lines each bring their copy, weighted by `feather_weight` along both axes; copies that move
-    the pixel by the same offset are one sample, weighted by the sum of their weights. Returns (M, 3) float32."""
+    the pixel by the same offset are one sample, weighted by the sum of their weights. reflect
+    (`ModelConfig.hr_fade_reflect`): each copy is sampled on its own, and where it lands in a token not known it
+    reads the pixel mirrored about its source's edge (`copy_tokens(reflect_unknown=True)`). Returns (M, 3)
+    float32."""
     span, grid_h, grid_w = geom.scale * geom.patch, geom.grid_h, geom.grid_w
     ty, tx = ys // span, xs // span
     oy, ox = (ys - ty * span).astype(np.float32), (xs - tx * span).astype(np.float32)
     side_y = np.where(span // 2 - (ys - ty * span) > 0, -1, 1)
     side_x = np.where(span // 2 - (xs - tx * span) > 0, -1, 1)
-    weights, shifts = [], []
+    weights, shifts, sides = [], [], []
     for ny, nx in ((0, 0), (side_y, 0), (0, side_x), (side_y, side_x)):
         uy, ux = ty + ny, tx + nx
         inside = (uy >= 0) & (uy < grid_h) & (ux >= 0) & (ux < grid_w)
@@ -151,9 +159,28 @@ def feathered_texture(hf: np.ndarray, known: np.ndarray, weight: np.ndarray, ind
         source = np.where(weight[u, 0] != 0, index[u, 0], u)
         weights.append(fw)
         shifts.append(((source // grid_w - u // grid_w) * span, (source % grid_w - u % grid_w) * span))
+        sides.append((ny, nx))
     total = np.zeros((len(ys), 3), np.float32)
     squares = np.zeros(len(ys), np.float32)
     max_y, max_x = grid_h * span - 1, grid_w * span - 1
+    if reflect:
+        sampled = []
+        for fw, (dy, dx), (ny, nx) in zip(weights, shifts, sides):
+            qy, qx = np.clip(ys + dy, 0, max_y), np.clip(xs + dx, 0, max_x)
+            source_known = known[(qy // span) * grid_w + qx // span]
+            off_y, off_x = (ys - ty * span) - ny * span, (xs - tx * span) - nx * span
+            my = np.clip(ys + dy - (off_y - mirror_offset(off_y, span)), 0, max_y)
+            mx = np.clip(xs + dx - (off_x - mirror_offset(off_x, span)), 0, max_x)
+            use = ~source_known & known[(my // span) * grid_w + mx // span]
+            qy, qx = np.where(use, my, qy), np.where(use, mx, qx)
+            source_known = source_known | use
+            w = fw * (source_known + COPY_FLOOR)
+            total += (w * source_known)[:, None] * hf[qy, qx]
+            sampled.append(w)
+        for i, (dy, dx) in enumerate(shifts):      # copies with one offset continue each other: one weight
+            for j, (sy, sx) in enumerate(shifts):
+                squares += sampled[i] * sampled[j] * ((dy == sy) & (dx == sx))
+        return total / np.sqrt(squares)[:, None]
     for i, (dy, dx) in enumerate(shifts):
         same = [(dy == sy) & (dx == sx) for sy, sx in shifts]
         first = ~np.any(same[:i], axis=0) if i else np.ones(len(ys), bool)    # one sample per distinct offset
@@ -167,14 +194,16 @@ def feathered_texture(hf: np.ndarray, known: np.ndarray, weight: np.ndarray, ind
 
 
 def upscale_hr(image: np.ndarray, mask: np.ndarray, lr_result: np.ndarray, weight: np.ndarray,
-               fine_weight: np.ndarray, index: np.ndarray, geom: Geometry, feather: int = 0) -> np.ndarray:
+               fine_weight: np.ndarray, index: np.ndarray, geom: Geometry, feather: int = 0,
+               reflect: bool = False) -> np.ndarray:
     """The HR stage: hole pixel p of token i becomes clamp(up_p + sum_k (w_ik HF_j(p) + fw_ik fine_j(p)))
     with j = index_ik, up = bilinear(lr_result), HF = image - up and fine = image - its 3x3 binomial blur
     (`fine_band`) of the source token at the same offset; known pixels are the input's. image (H, W, 3)
     uint8 or float, mask (H, W) bool, lr_result (1, 3, h, w), weight/fine_weight/index (N, K) -> (H, W, 3)
     of image's dtype (uint8: rounded to nearest, ties to even).
     feather: LR px (`ModelConfig.hr_feather`); > 0 needs K = 1 and zero fine weights: within feather * scale
-    HR px of a token edge, HF_j(p) is the cross-faded texture of the neighbouring copies (`feathered_texture`)."""
+    HR px of a token edge, HF_j(p) is the cross-faded texture of the neighbouring copies (`feathered_texture`;
+    reflect: with its mirrored reads)."""
     s, span = geom.scale, geom.scale * geom.patch
     check_feather(feather, geom.patch, weight.shape[-1], bool(fine_weight.any()))
     up = upsample(lr_result[0], s)                                               # (pH, pW, 3)
@@ -201,7 +230,8 @@ def upscale_hr(image: np.ndarray, mask: np.ndarray, lr_result: np.ndarray, weigh
             edge = (np.minimum(oy, span - 1 - oy) < hr_feather) | (np.minimum(ox, span - 1 - ox) < hr_feather)
             gain = weight[(ys // span) * geom.grid_w + xs // span, 0]
             ys, xs, gain = ys[edge & (gain != 0)], xs[edge & (gain != 0)], gain[edge & (gain != 0)]
-            texture = feathered_texture(hf_image, known_tokens(mask, geom), weight, index, geom, hr_feather, ys, xs)
+            texture = feathered_texture(hf_image, known_tokens(mask, geom), weight, index, geom, hr_feather, ys, xs,
+                                        reflect)
             up[ys, xs] = bilinear[ys, xs] + gain[:, None] * texture
     filled = np.clip(up[:geom.height, :geom.width], 0.0, 1.0)
     filled = np.rint(filled * 255.0).astype(np.uint8) if image.dtype == np.uint8 else filled.astype(image.dtype)

@@ -15,7 +15,7 @@ from ..io import host_inputs, warn_fully_masked
 from .host import LRInputs, blend_seams, prepare_lr, upscale_hr
 
 LRRunner = Callable[[LRInputs], tuple[np.ndarray, ...]]  # -> lr_result, topk_weight, topk_fine_weight, topk_index
-HRRunner = Callable[..., np.ndarray]  # upscale_hr's signature (feather: the config's hr_feather, LR px)
+HRRunner = Callable[..., np.ndarray]  # upscale_hr's signature (feather: hr_feather, LR px; reflect: hr_fade_reflect)
 
 
 def _seam_blender(dtype: np.dtype) -> Callable[..., np.ndarray]:
@@ -53,9 +53,6 @@ class DeployedPipeline:
 
     def __init__(self, cfg: ModelConfig, lr_runner: LRRunner, sizes: LRSizeRange,
                  hr_runner: HRRunner = upscale_hr, float_mask_threshold: float | None = None):
-        if cfg.hr_fade_reflect:
-            raise ValueError("hr_fade_reflect: the deployed HR stages (numpy, CUDA C) do not read a source's mirrored "
-                             "texture; expected False (Engine(backend='native' or 'torch') implements it)")
         self.config = cfg
         self.lr_runner, self.hr_runner, self.sizes = lr_runner, hr_runner, sizes
         self.threshold = cfg.float_mask_threshold if float_mask_threshold is None else float_mask_threshold
@@ -72,7 +69,8 @@ class DeployedPipeline:
         if not self.config.hf_transfer:
             weight, fine_weight = np.zeros_like(weight), np.zeros_like(fine_weight)
         runner = self.hr_runner if image.dtype == np.uint8 else upscale_hr  # the CUDA kernel is uint8 only
-        filled = runner(image, mask, lr_result, weight[0], fine_weight[0], index[0], geom, self.config.hr_feather)
+        filled = runner(image, mask, lr_result, weight[0], fine_weight[0], index[0], geom, self.config.hr_feather,
+                        self.config.hr_fade_reflect)
         return self.blend_seams(image, mask, filled)
 
     def blend_seams(self, image: np.ndarray, mask: np.ndarray, filled: np.ndarray) -> np.ndarray:

@@ -203,7 +203,8 @@ class TensorRTBackend(DeployedPipeline):
             uploads += ("hr_known",)
         for name in uploads:
             cuda.memcpy_htod_async(buf.device[name], buf.host[name], stream)
-        scalars = [np.int32(v) for v in kernel_scalars(geom, self.topk, self.config.hr_feather)]
+        scalars = [np.int32(v) for v in kernel_scalars(geom, self.topk, self.config.hr_feather,
+                                                       self.config.hr_fade_reflect)]
         self._kernel(buf.device["hr_image"], buf.device["hr_mask"], buf.device["lr_result"], buf.device["topk_weight"],
                      buf.device["topk_fine_weight"], buf.device["topk_index"], buf.device["hr_known"],
                      buf.device["hr_out"], *scalars, block=BLOCK, grid=launch_grid(geom), stream=stream)

@@ -88,7 +88,7 @@ class TritonPythonModel:
             weight, fine_weight = np.zeros_like(weight), np.zeros_like(fine_weight)
         geom = plan(image.shape[0], image.shape[1], self.pipeline.config)
         filled = upscale_hr(image, mask, lr_result, weight[0], fine_weight[0], index[0], geom,
-                            self.pipeline.config.hr_feather)
+                            self.pipeline.config.hr_feather, self.pipeline.config.hr_fade_reflect)
         return {OUTPUT_IMAGE: self.pipeline.blend_seams(image, mask, filled)}
 
     def finalize(self) -> None:
