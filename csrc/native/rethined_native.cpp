@@ -333,9 +333,9 @@ inline int mirror_offset(int offset, int span) {
 }
 
 // `feathered_texture` with `copy_tokens(reflect_unknown=True)` (`ModelConfig.hr_fade_reflect`): a copy read past
-// its source's edge where a hole token lies reads the source's own pixel mirrored about that edge instead. The
-// copies are sampled one by one (two that continue each other may now read different pixels); their weights
-// are summed per offset for the contrast norm, as before.
+// its source's edge where a hole token lies reads the source's own pixel mirrored about that edge instead. Each
+// distinct pixel read is sampled once (copies that continue each other read the same pixel unless mirrored);
+// the weights are summed per offset for the contrast norm, as before.
 template <typename T>
 inline void feathered_texture_reflect(const T* img, int W, const Upsampler& upsample, const float* fade,
                                       const int* shift, const uint8_t* known, int grid_h, int grid_w, int span, int y,
@@ -343,8 +343,8 @@ inline void feathered_texture_reflect(const T* img, int W, const Upsampler& upsa
     const int ty = y / span, tx = x / span, oy = y - ty * span, ox = x - tx * span;
     const int side_y = span / 2 - oy > 0 ? -1 : 1, side_x = span / 2 - ox > 0 ? -1 : 1;
     const int max_y = grid_h * span - 1, max_x = grid_w * span - 1;
-    int shift_y[4], shift_x[4], n = 0;
-    float weights[4], total[3] = {0.0f, 0.0f, 0.0f};
+    int shift_y[4], shift_x[4], n = 0, read_y[4], read_x[4], reads = 0;
+    float weights[4], read_weights[4];
     for (int ny = 0; ny != 2 * side_y; ny += side_y) {
         for (int nx = 0; nx != 2 * side_x; nx += side_x) {
             const int uy = ty + ny, ux = tx + nx;
@@ -362,10 +362,10 @@ inline void feathered_texture_reflect(const T* img, int W, const Upsampler& upsa
             }
             const float weight = fw * ((source_known ? 1.0f : 0.0f) + kCopyFloor);
             if (source_known) {
-                float up[3];
-                upsample.at(qy, qx, up);
-                const size_t q = static_cast<size_t>(qy) * W + qx;
-                for (int c = 0; c < 3; ++c) total[c] += weight * (unit<T>(img[3 * q + c]) - up[c]);
+                int r = 0;
+                while (r < reads && (read_y[r] != qy || read_x[r] != qx)) ++r;
+                if (r == reads) { read_y[reads] = qy; read_x[reads] = qx; read_weights[reads] = 0.0f; ++reads; }
+                read_weights[r] += weight;
             }
             int k = 0;
             while (k < n && (shift_y[k] != dy || shift_x[k] != dx)) ++k;
@@ -373,7 +373,13 @@ inline void feathered_texture_reflect(const T* img, int W, const Upsampler& upsa
             weights[k] += weight;
         }
     }
-    float weight_squares = 0.0f;
+    float total[3] = {0.0f, 0.0f, 0.0f}, weight_squares = 0.0f;
+    for (int r = 0; r < reads; ++r) {
+        float up[3];
+        upsample.at(read_y[r], read_x[r], up);
+        const size_t q = static_cast<size_t>(read_y[r]) * W + read_x[r];
+        for (int c = 0; c < 3; ++c) total[c] += read_weights[r] * (unit<T>(img[3 * q + c]) - up[c]);
+    }
     for (int k = 0; k < n; ++k) weight_squares += weights[k] * weights[k];
     const float norm = 1.0f / std::sqrt(weight_squares);
     for (int c = 0; c < 3; ++c) rgb[c] = total[c] * norm;
