@@ -152,11 +152,10 @@ def _mirror(offset, span):
 
 
 @triton.jit
-def _mirrored_copy_sample(image_ptr, lr_ptr, known_ptr, y, x, oy, ox, ny, nx, dy, dx, fw, h, w, inv_scale, span,
-                          grid_h, grid_w, img_sy, img_sx, img_sc, live):
-    """One copy's sample with `hr_fade_reflect`: the copy of neighbour (ny, nx) moves the pixel by (dy, dx); where
-    that lands in a token not known, the pixel mirrored about the source's edge is read instead (if known). Its
-    weight fw x (known + COPY_FLOOR) and weight x (y - up) per channel (`copy_tokens(reflect_unknown=True)`)."""
+def _mirrored_read(known_ptr, y, x, oy, ox, ny, nx, dy, dx, fw, span, grid_h, grid_w, live):
+    """Where the copy of neighbour (ny, nx), moving the pixel by (dy, dx), reads with `hr_fade_reflect`: the moved
+    pixel, or where that lies in a token not known, the pixel mirrored about the source's edge (if known). Returns
+    (qy, qx, known, weight fw x (known + COPY_FLOOR)) (`copy_tokens(reflect_unknown=True)`)."""
     max_y = grid_h * span - 1
     max_x = grid_w * span - 1
     qy = tl.minimum(tl.maximum(y + dy, 0), max_y)
@@ -171,8 +170,12 @@ def _mirrored_copy_sample(image_ptr, lr_ptr, known_ptr, y, x, oy, ox, ny, nx, dy
     qy = tl.where(known, qy, my)
     qx = tl.where(known, qx, mx)
     known = known | mirrored
-    weight = fw * (known.to(tl.float32) + COPY_FLOOR)
-    reads = reads & known
+    return qy, qx, known, fw * (known.to(tl.float32) + COPY_FLOOR)
+
+
+@triton.jit
+def _sample_at(image_ptr, lr_ptr, qy, qx, weight, h, w, inv_scale, img_sy, img_sx, img_sc, reads):
+    """weight x (y - up) at pixels (qy, qx) per channel, read where `reads`."""
     qy0, qy1, qly = _axis_taps(qy, h, inv_scale)
     qx0, qx1, qlx = _axis_taps(qx, w, inv_scale)
     q_off = qy * img_sy + qx * img_sx
@@ -183,7 +186,7 @@ def _mirrored_copy_sample(image_ptr, lr_ptr, known_ptr, y, x, oy, ox, ny, nx, dy
         lr_ptr + lr_plane, w, qy0, qy1, qly, qx0, qx1, qlx, reads)
     t2 = tl.load(image_ptr + 2 * img_sc + q_off, mask=reads, other=0).to(tl.float32) * INV_255 - _bilinear(
         lr_ptr + 2 * lr_plane, w, qy0, qy1, qly, qx0, qx1, qlx, reads)
-    return weight, weight * t0, weight * t1, weight * t2
+    return weight * t0, weight * t1, weight * t2
 
 
 @triton.jit
@@ -209,19 +212,37 @@ def _feathered_texture(image_ptr, lr_ptr, weight_ptr, index_ptr, known_ptr, y, x
     s12 = _same(dy1, dx1, dy2, dx2)
     s13 = _same(dy1, dx1, dy3, dx3)
     s23 = _same(dy2, dx2, dy3, dx3)
-    if REFLECT:      # each copy sampled on its own (two with one offset may read different mirrored pixels)
-        w0, a0, b0, c0 = _mirrored_copy_sample(image_ptr, lr_ptr, known_ptr, y, x, oy, ox, 0 * side_y, 0 * side_x,
-                                               dy0, dx0, fw0, h, w, inv_scale, span, grid_h, grid_w, img_sy, img_sx,
-                                               img_sc, live)
-        w1, a1, b1, c1 = _mirrored_copy_sample(image_ptr, lr_ptr, known_ptr, y, x, oy, ox, side_y, 0 * side_x,
-                                               dy1, dx1, fw1, h, w, inv_scale, span, grid_h, grid_w, img_sy, img_sx,
-                                               img_sc, live)
-        w2, a2, b2, c2 = _mirrored_copy_sample(image_ptr, lr_ptr, known_ptr, y, x, oy, ox, 0 * side_y, side_x,
-                                               dy2, dx2, fw2, h, w, inv_scale, span, grid_h, grid_w, img_sy, img_sx,
-                                               img_sc, live)
-        w3, a3, b3, c3 = _mirrored_copy_sample(image_ptr, lr_ptr, known_ptr, y, x, oy, ox, side_y, side_x,
-                                               dy3, dx3, fw3, h, w, inv_scale, span, grid_h, grid_w, img_sy, img_sx,
-                                               img_sc, live)
+    if REFLECT:      # each copy's read (mirrored where needed); each distinct pixel read sampled once
+        qy0, qx0, k0, w0 = _mirrored_read(known_ptr, y, x, oy, ox, 0 * side_y, 0 * side_x, dy0, dx0, fw0, span,
+                                          grid_h, grid_w, live)
+        qy1, qx1, k1, w1 = _mirrored_read(known_ptr, y, x, oy, ox, side_y, 0 * side_x, dy1, dx1, fw1, span,
+                                          grid_h, grid_w, live)
+        qy2, qx2, k2, w2 = _mirrored_read(known_ptr, y, x, oy, ox, 0 * side_y, side_x, dy2, dx2, fw2, span,
+                                          grid_h, grid_w, live)
+        qy3, qx3, k3, w3 = _mirrored_read(known_ptr, y, x, oy, ox, side_y, side_x, dy3, dx3, fw3, span,
+                                          grid_h, grid_w, live)
+        v0 = w0 * k0.to(tl.float32)      # what a read contributes (0 where nothing known was found)
+        v1 = w1 * k1.to(tl.float32)
+        v2 = w2 * k2.to(tl.float32)
+        v3 = w3 * k3.to(tl.float32)
+        p01 = _same(qy0, qx0, qy1, qx1)
+        p02 = _same(qy0, qx0, qy2, qx2)
+        p03 = _same(qy0, qx0, qy3, qx3)
+        p12 = _same(qy1, qx1, qy2, qx2)
+        p13 = _same(qy1, qx1, qy3, qx3)
+        p23 = _same(qy2, qx2, qy3, qx3)
+        r0 = v0 + v1 * p01 + v2 * p02 + v3 * p03
+        r1 = (v1 + v0 * p01 + v2 * p12 + v3 * p13) * (1.0 - p01)
+        r2 = (v2 + v0 * p02 + v1 * p12 + v3 * p23) * (1.0 - p02) * (1.0 - p12)
+        r3 = (v3 + v0 * p03 + v1 * p13 + v2 * p23) * (1.0 - p03) * (1.0 - p13) * (1.0 - p23)
+        a0, b0, c0 = _sample_at(image_ptr, lr_ptr, qy0, qx0, r0, h, w, inv_scale, img_sy, img_sx, img_sc,
+                                live & (r0 > 0.0))
+        a1, b1, c1 = _sample_at(image_ptr, lr_ptr, qy1, qx1, r1, h, w, inv_scale, img_sy, img_sx, img_sc,
+                                live & (r1 > 0.0))
+        a2, b2, c2 = _sample_at(image_ptr, lr_ptr, qy2, qx2, r2, h, w, inv_scale, img_sy, img_sx, img_sc,
+                                live & (r2 > 0.0))
+        a3, b3, c3 = _sample_at(image_ptr, lr_ptr, qy3, qx3, r3, h, w, inv_scale, img_sy, img_sx, img_sc,
+                                live & (r3 > 0.0))
         # the weights of copies with one offset add before squaring (they continue each other)
         squares = (w0 * w0 + w1 * w1 + w2 * w2 + w3 * w3
                    + 2.0 * (w0 * w1 * s01 + w0 * w2 * s02 + w0 * w3 * s03 + w1 * w2 * s12 + w1 * w3 * s13

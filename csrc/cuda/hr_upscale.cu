@@ -118,8 +118,8 @@ __device__ __forceinline__ int mirror_offset(int offset, int span) {
 }
 
 // `feathered_texture` with the mirrored reads of `hr_fade_reflect` (`copy_tokens(reflect_unknown=True)`): each
-// copy is sampled on its own, and where it lands in a token not known it reads the pixel mirrored about its
-// source's edge (if known); the weights of copies with one offset add before squaring.
+// copy's read, where it lands in a token not known, is the pixel mirrored about its source's edge (if known); each
+// distinct pixel read is sampled once, and the weights of copies with one offset add before squaring.
 __device__ __forceinline__ void feathered_texture_reflect(const unsigned char* __restrict__ image, int W,
                                                           const float* __restrict__ lr, int h, int w, float inv_scale,
                                                           const float* __restrict__ weight,
@@ -130,8 +130,8 @@ __device__ __forceinline__ void feathered_texture_reflect(const unsigned char* _
     const int ty = y / span, tx = x / span, oy = y - ty * span, ox = x - tx * span;
     const int side_y = span / 2 - oy > 0 ? -1 : 1, side_x = span / 2 - ox > 0 ? -1 : 1;
     const int max_y = grid_h * span - 1, max_x = grid_w * span - 1;
-    int shift_y[4], shift_x[4], n = 0;
-    float weights[4], total[3] = {0.0f, 0.0f, 0.0f};
+    int shift_y[4], shift_x[4], n = 0, read_y[4], read_x[4], reads = 0;
+    float weights[4], read_weights[4], total[3] = {0.0f, 0.0f, 0.0f};
     for (int ny = 0; ny != 2 * side_y; ny += side_y) {
         for (int nx = 0; nx != 2 * side_x; nx += side_x) {
             const int uy = ty + ny, ux = tx + nx;
@@ -150,18 +150,24 @@ __device__ __forceinline__ void feathered_texture_reflect(const unsigned char* _
                 if (known[(my / span) * grid_w + mx / span] != 0) { qy = my; qx = mx; source_known = true; }
             }
             const float wk = fw * ((source_known ? 1.0f : 0.0f) + COPY_FLOOR);
-            if (source_known) {
-                float up[3];
-                bilinear_rgb(lr, h, w, inv_scale, qy, qx, up);
-                const long long q = (long long)qy * W + qx;
-#pragma unroll
-                for (int c = 0; c < 3; ++c) total[c] += wk * (image[3 * q + c] * (1.0f / 255.0f) - up[c]);
+            if (source_known) {      // each distinct pixel read is sampled once
+                int r = 0;
+                while (r < reads && (read_y[r] != qy || read_x[r] != qx)) ++r;
+                if (r == reads) { read_y[reads] = qy; read_x[reads] = qx; read_weights[reads] = 0.0f; ++reads; }
+                read_weights[r] += wk;
             }
             int k = 0;
             while (k < n && (shift_y[k] != dy || shift_x[k] != dx)) ++k;
             if (k == n) { shift_y[n] = dy; shift_x[n] = dx; weights[n] = 0.0f; ++n; }
             weights[k] += wk;
         }
+    }
+    for (int r = 0; r < reads; ++r) {
+        float up[3];
+        bilinear_rgb(lr, h, w, inv_scale, read_y[r], read_x[r], up);
+        const long long q = (long long)read_y[r] * W + read_x[r];
+#pragma unroll
+        for (int c = 0; c < 3; ++c) total[c] += read_weights[r] * (image[3 * q + c] * (1.0f / 255.0f) - up[c]);
     }
     float weight_squares = 0.0f;
     for (int k = 0; k < n; ++k) weight_squares += weights[k] * weights[k];
