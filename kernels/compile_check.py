@@ -37,16 +37,19 @@ def _variants():
           "scale": "i32", "span": "i32", "grid_h": "i32", "grid_w": "i32", "cols": "i32", "tiles_x": "i32",
           "feather": "i32", "img_sy": "i32", "img_sx": "i32", "img_sc": "i32", "out_sy": "i32", "out_sx": "i32",
           "out_sc": "i32", "mask_sy": "i32", "mask_sx": "i32", "K": "constexpr", "FINE": "constexpr",
-          "FEATHER": "constexpr", "TILE_H": "constexpr", "TILE_W": "constexpr"}
-    for layout, ones, fine, feather, span in (("hwc_scale1", ("scale", "img_sc", "out_sc", "mask_sx"), False, False, 8),
-                                              ("chw_scale4", ("img_sx", "out_sx", "mask_sx"), False, False, 32),
-                                              ("chw_scale4,fine", ("img_sx", "out_sx", "mask_sx"), True, False, 32),
-                                              ("chw_scale4,feather", ("img_sx", "out_sx", "mask_sx"), False, True, 32),
-                                              ("hwc_scale4,feather", ("img_sc", "out_sc", "mask_sx"), False, True, 32)):
+          "FEATHER": "constexpr", "TILE_H": "constexpr", "TILE_W": "constexpr", "REFLECT": "constexpr"}
+    chw, hwc = ("img_sx", "out_sx", "mask_sx"), ("img_sc", "out_sc", "mask_sx")
+    for layout, ones, fine, feather, reflect, span in (("hwc_scale1", ("scale", "img_sc", "out_sc", "mask_sx"), False,
+                                                        False, False, 8),
+                                                       ("chw_scale4", chw, False, False, False, 32),
+                                                       ("chw_scale4,fine", chw, True, False, False, 32),
+                                                       ("chw_scale4,feather", chw, False, True, False, 32),
+                                                       ("hwc_scale4,feather", hwc, False, True, False, 32),
+                                                       ("chw_scale4,feather,reflect", chw, False, True, True, 32)):
         tile_h, tile_w = hr_upscale.tile_shape(span)
         out.append((f"hr_upscale[{layout}]", hr_upscale.hr_upscale_kernel, hr,
                     {**{k: INT_ONE for k in ones}, "K": 1 if feather else 4, "FINE": fine, "FEATHER": feather,
-                     "TILE_H": tile_h, "TILE_W": tile_w}, hr_upscale.NUM_WARPS, 3))
+                     "TILE_H": tile_h, "TILE_W": tile_w, "REFLECT": reflect}, hr_upscale.NUM_WARPS, 3))
     rows = {"image_ptr": "*u8", "mask_ptr": "*u8", "taps_ptr": "*fp32", "rows_ptr": "*fp32", "H": "i32", "W": "i32",
             "Wp": "i32", "w": "i32", "scale": "i32", "radius": "i32", "img_sy": "i32", "img_sx": "i32",
             "img_sc": "i32", "mask_sy": "i32", "mask_sx": "i32", "n_taps": "i32", "REFLECT": "constexpr",

@@ -121,55 +121,31 @@ def _same(dy_a, dx_a, dy_b, dx_b):
 
 
 @triton.jit
-def _copy_sample(image_ptr, lr_ptr, known_ptr, y, x, dy, dx, weight, h, w, inv_scale, span, grid_h, grid_w,
-                 img_sy, img_sx, img_sc, live):
-    """One distinct offset's sample: its weight (the summed feather weights of the copies that move the pixel by
-    (dy, dx), times whether the sampled pixel's token is known + COPY_FLOOR) and weight x (y - up) there (0 if
-    not known) per channel."""
-    qy = tl.minimum(tl.maximum(y + dy, 0), grid_h * span - 1)
-    qx = tl.minimum(tl.maximum(x + dx, 0), grid_w * span - 1)
-    reads = live & (weight > 0.0)
-    known = tl.load(known_ptr + (qy // span) * grid_w + qx // span, mask=reads, other=0) != 0
-    weight = weight * (known.to(tl.float32) + COPY_FLOOR)
-    reads = reads & known                          # a known token lies wholly inside the image
-    qy0, qy1, qly = _axis_taps(qy, h, inv_scale)
-    qx0, qx1, qlx = _axis_taps(qx, w, inv_scale)
-    q_off = qy * img_sy + qx * img_sx
-    lr_plane = h * w
-    t0 = tl.load(image_ptr + q_off, mask=reads, other=0).to(tl.float32) * INV_255 - _bilinear(
-        lr_ptr, w, qy0, qy1, qly, qx0, qx1, qlx, reads)
-    t1 = tl.load(image_ptr + img_sc + q_off, mask=reads, other=0).to(tl.float32) * INV_255 - _bilinear(
-        lr_ptr + lr_plane, w, qy0, qy1, qly, qx0, qx1, qlx, reads)
-    t2 = tl.load(image_ptr + 2 * img_sc + q_off, mask=reads, other=0).to(tl.float32) * INV_255 - _bilinear(
-        lr_ptr + 2 * lr_plane, w, qy0, qy1, qly, qx0, qx1, qlx, reads)
-    return weight, weight * t0, weight * t1, weight * t2
-
-
-@triton.jit
 def _mirror(offset, span):
     """`model.patchmatch._mirror`: an offset from a token's first row / column reflected into the token."""
     return tl.where(offset >= span, 2 * span - 1 - offset, tl.where(offset < 0, -1 - offset, offset))
 
 
 @triton.jit
-def _mirrored_read(known_ptr, y, x, oy, ox, ny, nx, dy, dx, fw, span, grid_h, grid_w, live):
-    """Where the copy of neighbour (ny, nx), moving the pixel by (dy, dx), reads with `hr_fade_reflect`: the moved
-    pixel, or where that lies in a token not known, the pixel mirrored about the source's edge (if known). Returns
-    (qy, qx, known, weight fw x (known + COPY_FLOOR)) (`copy_tokens(reflect_unknown=True)`)."""
+def _copy_read(known_ptr, y, x, oy, ox, ny, nx, dy, dx, fw, span, grid_h, grid_w, live, REFLECT: tl.constexpr):
+    """Where the copy of neighbour (ny, nx), moving the pixel by (dy, dx), reads: the moved pixel, or with REFLECT
+    (`hr_fade_reflect`, `copy_tokens(reflect_unknown=True)`) where that lies in a token not known, the pixel mirrored
+    about the source's edge (if known). Returns (qy, qx, known, weight fw x (known + COPY_FLOOR))."""
     max_y = grid_h * span - 1
     max_x = grid_w * span - 1
     qy = tl.minimum(tl.maximum(y + dy, 0), max_y)
     qx = tl.minimum(tl.maximum(x + dx, 0), max_x)
     reads = live & (fw > 0.0)
     known = tl.load(known_ptr + (qy // span) * grid_w + qx // span, mask=reads, other=0) != 0
-    off_y = oy - ny * span
-    off_x = ox - nx * span
-    my = tl.minimum(tl.maximum(y + dy - (off_y - _mirror(off_y, span)), 0), max_y)
-    mx = tl.minimum(tl.maximum(x + dx - (off_x - _mirror(off_x, span)), 0), max_x)
-    mirrored = tl.load(known_ptr + (my // span) * grid_w + mx // span, mask=reads & ~known, other=0) != 0
-    qy = tl.where(known, qy, my)
-    qx = tl.where(known, qx, mx)
-    known = known | mirrored
+    if REFLECT:
+        off_y = oy - ny * span
+        off_x = ox - nx * span
+        my = tl.minimum(tl.maximum(y + dy - (off_y - _mirror(off_y, span)), 0), max_y)
+        mx = tl.minimum(tl.maximum(x + dx - (off_x - _mirror(off_x, span)), 0), max_x)
+        mirrored = tl.load(known_ptr + (my // span) * grid_w + mx // span, mask=reads & ~known, other=0) != 0
+        qy = tl.where(known, qy, my)
+        qx = tl.where(known, qx, mx)
+        known = known | mirrored
     return qy, qx, known, fw * (known.to(tl.float32) + COPY_FLOOR)
 
 
@@ -194,8 +170,9 @@ def _feathered_texture(image_ptr, lr_ptr, weight_ptr, index_ptr, known_ptr, y, x
                        span, feather, grid_h, grid_w, img_sy, img_sx, img_sc, live, REFLECT: tl.constexpr):
     """The cross-faded copied texture (3 channels) at pixels (y, x) of token (ty, tx): the copies of the token
     and of the (up to) three neighbours on each pixel's side of the token's centre lines, one sample per
-    distinct offset, summed over the root of the summed squared weights (`copy_tokens(keep_contrast=True)`;
-    the native `feathered_texture`)."""
+    distinct pixel read, summed over the root of the summed squared weights (the weights of copies with one
+    offset added first; `copy_tokens(keep_contrast=True)`, the native `feathered_texture`). REFLECT
+    (`hr_fade_reflect`): a read past a source's edge into a token not known is mirrored into the source."""
     side_y = tl.where(span // 2 - oy > 0, -1, 1)
     side_x = tl.where(span // 2 - ox > 0, -1, 1)
     fw0, dy0, dx0 = _neighbour_copy(weight_ptr, index_ptr, ty, tx, oy, ox, 0 * side_y, 0 * side_x, span, feather,
@@ -212,57 +189,41 @@ def _feathered_texture(image_ptr, lr_ptr, weight_ptr, index_ptr, known_ptr, y, x
     s12 = _same(dy1, dx1, dy2, dx2)
     s13 = _same(dy1, dx1, dy3, dx3)
     s23 = _same(dy2, dx2, dy3, dx3)
-    if REFLECT:      # each copy's read (mirrored where needed); each distinct pixel read sampled once
-        qy0, qx0, k0, w0 = _mirrored_read(known_ptr, y, x, oy, ox, 0 * side_y, 0 * side_x, dy0, dx0, fw0, span,
-                                          grid_h, grid_w, live)
-        qy1, qx1, k1, w1 = _mirrored_read(known_ptr, y, x, oy, ox, side_y, 0 * side_x, dy1, dx1, fw1, span,
-                                          grid_h, grid_w, live)
-        qy2, qx2, k2, w2 = _mirrored_read(known_ptr, y, x, oy, ox, 0 * side_y, side_x, dy2, dx2, fw2, span,
-                                          grid_h, grid_w, live)
-        qy3, qx3, k3, w3 = _mirrored_read(known_ptr, y, x, oy, ox, side_y, side_x, dy3, dx3, fw3, span,
-                                          grid_h, grid_w, live)
-        v0 = w0 * k0.to(tl.float32)      # what a read contributes (0 where nothing known was found)
-        v1 = w1 * k1.to(tl.float32)
-        v2 = w2 * k2.to(tl.float32)
-        v3 = w3 * k3.to(tl.float32)
-        p01 = _same(qy0, qx0, qy1, qx1)
-        p02 = _same(qy0, qx0, qy2, qx2)
-        p03 = _same(qy0, qx0, qy3, qx3)
-        p12 = _same(qy1, qx1, qy2, qx2)
-        p13 = _same(qy1, qx1, qy3, qx3)
-        p23 = _same(qy2, qx2, qy3, qx3)
-        r0 = v0 + v1 * p01 + v2 * p02 + v3 * p03
-        r1 = (v1 + v0 * p01 + v2 * p12 + v3 * p13) * (1.0 - p01)
-        r2 = (v2 + v0 * p02 + v1 * p12 + v3 * p23) * (1.0 - p02) * (1.0 - p12)
-        r3 = (v3 + v0 * p03 + v1 * p13 + v2 * p23) * (1.0 - p03) * (1.0 - p13) * (1.0 - p23)
-        a0, b0, c0 = _sample_at(image_ptr, lr_ptr, qy0, qx0, r0, h, w, inv_scale, img_sy, img_sx, img_sc,
-                                live & (r0 > 0.0))
-        a1, b1, c1 = _sample_at(image_ptr, lr_ptr, qy1, qx1, r1, h, w, inv_scale, img_sy, img_sx, img_sc,
-                                live & (r1 > 0.0))
-        a2, b2, c2 = _sample_at(image_ptr, lr_ptr, qy2, qx2, r2, h, w, inv_scale, img_sy, img_sx, img_sc,
-                                live & (r2 > 0.0))
-        a3, b3, c3 = _sample_at(image_ptr, lr_ptr, qy3, qx3, r3, h, w, inv_scale, img_sy, img_sx, img_sc,
-                                live & (r3 > 0.0))
-        # the weights of copies with one offset add before squaring (they continue each other)
-        squares = (w0 * w0 + w1 * w1 + w2 * w2 + w3 * w3
-                   + 2.0 * (w0 * w1 * s01 + w0 * w2 * s02 + w0 * w3 * s03 + w1 * w2 * s12 + w1 * w3 * s13
-                            + w2 * w3 * s23))
-        norm = tl.where(squares > 0.0, 1.0 / tl.sqrt(tl.where(squares > 0.0, squares, 1.0)), 0.0)
-        return (a0 + a1 + a2 + a3) * norm, (b0 + b1 + b2 + b3) * norm, (c0 + c1 + c2 + c3) * norm
-    # each offset's summed weight, on the first candidate that has it (0 on the others)
-    g0 = fw0 + fw1 * s01 + fw2 * s02 + fw3 * s03
-    g1 = (fw1 + fw0 * s01 + fw2 * s12 + fw3 * s13) * (1.0 - s01)
-    g2 = (fw2 + fw0 * s02 + fw1 * s12 + fw3 * s23) * (1.0 - s02) * (1.0 - s12)
-    g3 = (fw3 + fw0 * s03 + fw1 * s13 + fw2 * s23) * (1.0 - s03) * (1.0 - s13) * (1.0 - s23)
-    w0, a0, b0, c0 = _copy_sample(image_ptr, lr_ptr, known_ptr, y, x, dy0, dx0, g0, h, w, inv_scale, span, grid_h,
-                                  grid_w, img_sy, img_sx, img_sc, live)
-    w1, a1, b1, c1 = _copy_sample(image_ptr, lr_ptr, known_ptr, y, x, dy1, dx1, g1, h, w, inv_scale, span, grid_h,
-                                  grid_w, img_sy, img_sx, img_sc, live)
-    w2, a2, b2, c2 = _copy_sample(image_ptr, lr_ptr, known_ptr, y, x, dy2, dx2, g2, h, w, inv_scale, span, grid_h,
-                                  grid_w, img_sy, img_sx, img_sc, live)
-    w3, a3, b3, c3 = _copy_sample(image_ptr, lr_ptr, known_ptr, y, x, dy3, dx3, g3, h, w, inv_scale, span, grid_h,
-                                  grid_w, img_sy, img_sx, img_sc, live)
-    squares = w0 * w0 + w1 * w1 + w2 * w2 + w3 * w3
+    # each copy's read (mirrored where needed with REFLECT); each distinct pixel read sampled once
+    qy0, qx0, k0, w0 = _copy_read(known_ptr, y, x, oy, ox, 0 * side_y, 0 * side_x, dy0, dx0, fw0, span,
+                                  grid_h, grid_w, live, REFLECT)
+    qy1, qx1, k1, w1 = _copy_read(known_ptr, y, x, oy, ox, side_y, 0 * side_x, dy1, dx1, fw1, span,
+                                  grid_h, grid_w, live, REFLECT)
+    qy2, qx2, k2, w2 = _copy_read(known_ptr, y, x, oy, ox, 0 * side_y, side_x, dy2, dx2, fw2, span,
+                                  grid_h, grid_w, live, REFLECT)
+    qy3, qx3, k3, w3 = _copy_read(known_ptr, y, x, oy, ox, side_y, side_x, dy3, dx3, fw3, span,
+                                  grid_h, grid_w, live, REFLECT)
+    v0 = w0 * k0.to(tl.float32)      # what a read contributes (0 where nothing known was found)
+    v1 = w1 * k1.to(tl.float32)
+    v2 = w2 * k2.to(tl.float32)
+    v3 = w3 * k3.to(tl.float32)
+    p01 = _same(qy0, qx0, qy1, qx1)
+    p02 = _same(qy0, qx0, qy2, qx2)
+    p03 = _same(qy0, qx0, qy3, qx3)
+    p12 = _same(qy1, qx1, qy2, qx2)
+    p13 = _same(qy1, qx1, qy3, qx3)
+    p23 = _same(qy2, qx2, qy3, qx3)
+    r0 = v0 + v1 * p01 + v2 * p02 + v3 * p03
+    r1 = (v1 + v0 * p01 + v2 * p12 + v3 * p13) * (1.0 - p01)
+    r2 = (v2 + v0 * p02 + v1 * p12 + v3 * p23) * (1.0 - p02) * (1.0 - p12)
+    r3 = (v3 + v0 * p03 + v1 * p13 + v2 * p23) * (1.0 - p03) * (1.0 - p13) * (1.0 - p23)
+    a0, b0, c0 = _sample_at(image_ptr, lr_ptr, qy0, qx0, r0, h, w, inv_scale, img_sy, img_sx, img_sc,
+                            live & (r0 > 0.0))
+    a1, b1, c1 = _sample_at(image_ptr, lr_ptr, qy1, qx1, r1, h, w, inv_scale, img_sy, img_sx, img_sc,
+                            live & (r1 > 0.0))
+    a2, b2, c2 = _sample_at(image_ptr, lr_ptr, qy2, qx2, r2, h, w, inv_scale, img_sy, img_sx, img_sc,
+                            live & (r2 > 0.0))
+    a3, b3, c3 = _sample_at(image_ptr, lr_ptr, qy3, qx3, r3, h, w, inv_scale, img_sy, img_sx, img_sc,
+                            live & (r3 > 0.0))
+    # the weights of copies with one offset add before squaring (they continue each other)
+    squares = (w0 * w0 + w1 * w1 + w2 * w2 + w3 * w3
+               + 2.0 * (w0 * w1 * s01 + w0 * w2 * s02 + w0 * w3 * s03 + w1 * w2 * s12 + w1 * w3 * s13
+                        + w2 * w3 * s23))
     norm = tl.where(squares > 0.0, 1.0 / tl.sqrt(tl.where(squares > 0.0, squares, 1.0)), 0.0)
     return (a0 + a1 + a2 + a3) * norm, (b0 + b1 + b2 + b3) * norm, (c0 + c1 + c2 + c3) * norm
 
@@ -272,7 +233,7 @@ def hr_upscale_kernel(image_ptr, mask_ptr, lr_ptr, weight_ptr, fine_weight_ptr, 
                       H, W, h, w, scale, span, grid_h, grid_w, cols, tiles_x, feather,
                       img_sy, img_sx, img_sc, out_sy, out_sx, out_sc, mask_sy, mask_sx,
                       K: tl.constexpr, FINE: tl.constexpr, FEATHER: tl.constexpr, TILE_H: tl.constexpr,
-                      TILE_W: tl.constexpr, REFLECT: tl.constexpr = False):
+                      TILE_W: tl.constexpr, REFLECT: tl.constexpr):
     """Program (token, tile): a TILE_H x TILE_W tile of one span x span token, so the token's sources and
     weights are scalars, a source with zero weights is skipped, a tile without hole pixels only copies,
     and the LR taps and blur offsets are computed per row and per column. FEATHER (K = 1, one band; feather

@@ -150,7 +150,8 @@ def test_host_prepare_matches_torch_downsample(rng, h, w, scale):
 def torch_free_pipeline(session, image, mask, cfg):
     geom = plan(*image.shape[:2], cfg)
     result, weight, fine_weight, index = run_onnx(session, prepare_lr(image, mask, geom))
-    out = upscale_hr(image, mask, result, weight[0], fine_weight[0], index[0], geom, cfg.hr_feather)
+    out = upscale_hr(image, mask, result, weight[0], fine_weight[0], index[0], geom, cfg.hr_feather,
+                     cfg.hr_fade_reflect)
     return blend_seams(image, mask, out, seam_taps(cfg.seam_sigma), cfg.seam_gain) if cfg.seam_sigma > 0 else out
 
 

@@ -157,7 +157,7 @@ class StandInKernel:
     def __call__(self, *args, block, grid, stream=None) -> None:
         self.driver.require_context("cuLaunchKernel")
         image, mask, lr, weight, fine_weight, index, known, out = args[:8]
-        height, width, scale, patch, grid_h, grid_w, topk, feather = (int(v) for v in args[8:])
+        height, width, scale, patch, grid_h, grid_w, topk, feather, reflect = (int(v) for v in args[8:])
         geom = Geometry(height, width, scale, patch, grid_h, grid_w)
         assert block == BLOCK and grid == launch_grid(geom) and feather % scale == 0
         tokens = (grid_h * grid_w, topk)
@@ -168,7 +168,7 @@ class StandInKernel:
         arr(out, np.uint8, (height, width, 3))[:] = upscale_hr(
             arr(image, np.uint8, (height, width, 3)), hole,
             arr(lr, np.float32, (1, 3) + geom.lr_size), arr(weight, np.float32, tokens),
-            arr(fine_weight, np.float32, tokens), arr(index, np.int32, tokens), geom, feather // scale)
+            arr(fine_weight, np.float32, tokens), arr(index, np.int32, tokens), geom, feather // scale, bool(reflect))
 
 
 class StandInSourceModule:

@@ -64,69 +64,25 @@ __device__ __forceinline__ float feather_weight(float offset, int span, int feat
     return fminf(fmaxf(fminf(rising, falling) / (2.0f * feather), 0.0f), 1.0f);
 }
 
-// The copied texture at hole pixel (y, x): the copies of its token and of the (up to) three neighbours on its
-// side of the token's centre lines (a token with weight 0 keeps itself), weighted by feather_weight along
-// both axes, one sample per distinct offset (the summed weights of the copies that move the pixel by it),
-// times whether the sampled pixel's token is known (+ COPY_FLOOR); the weighted sum of image / 255 -
-// bilinear(lr) over the root of the summed squared weights (`copy_tokens(keep_contrast=True)`).
-__device__ __forceinline__ void feathered_texture(const unsigned char* __restrict__ image, int W,
-                                                  const float* __restrict__ lr, int h, int w, float inv_scale,
-                                                  const float* __restrict__ weight, const int* __restrict__ index,
-                                                  const unsigned char* __restrict__ known, int grid_h, int grid_w,
-                                                  int span, int feather, int y, int x, float rgb[3]) {
-    const int ty = y / span, tx = x / span, oy = y - ty * span, ox = x - tx * span;
-    const int side_y = span / 2 - oy > 0 ? -1 : 1, side_x = span / 2 - ox > 0 ? -1 : 1;
-    int shift_y[4], shift_x[4], n = 0;
-    float weights[4];
-    for (int ny = 0; ny != 2 * side_y; ny += side_y) {
-        for (int nx = 0; nx != 2 * side_x; nx += side_x) {
-            const int uy = ty + ny, ux = tx + nx;
-            if (uy < 0 || uy >= grid_h || ux < 0 || ux >= grid_w) continue;
-            const float fw = feather_weight((float)(oy - ny * span), span, feather)
-                             * feather_weight((float)(ox - nx * span), span, feather);
-            if (fw == 0.0f) continue;
-            const int u = uy * grid_w + ux, su = weight[u] != 0.0f ? index[u] : u;
-            const int dy = (su / grid_w - uy) * span, dx = (su % grid_w - ux) * span;
-            int k = 0;
-            while (k < n && (shift_y[k] != dy || shift_x[k] != dx)) ++k;
-            if (k == n) { shift_y[n] = dy; shift_x[n] = dx; weights[n] = 0.0f; ++n; }
-            weights[k] += fw;
-        }
-    }
-    float total[3] = {0.0f, 0.0f, 0.0f}, weight_squares = 0.0f;
-    for (int k = 0; k < n; ++k) {
-        const int qy = min(max(y + shift_y[k], 0), grid_h * span - 1), qx = min(max(x + shift_x[k], 0), grid_w * span - 1);
-        const bool source_known = known[(qy / span) * grid_w + qx / span] != 0;
-        const float wk = weights[k] * ((source_known ? 1.0f : 0.0f) + COPY_FLOOR);
-        if (source_known) {       // a known token lies wholly inside the image
-            float up[3];
-            bilinear_rgb(lr, h, w, inv_scale, qy, qx, up);
-            const long long q = (long long)qy * W + qx;
-#pragma unroll
-            for (int c = 0; c < 3; ++c) total[c] += wk * (image[3 * q + c] * (1.0f / 255.0f) - up[c]);
-        }
-        weight_squares += wk * wk;
-    }
-    const float norm = rsqrtf(weight_squares);
-#pragma unroll
-    for (int c = 0; c < 3; ++c) rgb[c] = total[c] * norm;
-}
-
 // An offset (px) from a token's first row or column, reflected into the token about the edge it lies past.
 __device__ __forceinline__ int mirror_offset(int offset, int span) {
     return offset >= span ? 2 * span - 1 - offset : (offset < 0 ? -1 - offset : offset);
 }
 
-// `feathered_texture` with the mirrored reads of `hr_fade_reflect` (`copy_tokens(reflect_unknown=True)`): each
-// copy's read, where it lands in a token not known, is the pixel mirrored about its source's edge (if known); each
-// distinct pixel read is sampled once, and the weights of copies with one offset add before squaring.
-__device__ __forceinline__ void feathered_texture_reflect(const unsigned char* __restrict__ image, int W,
+// The copied texture at hole pixel (y, x): the copies of its token and of the (up to) three neighbours on its
+// side of the token's centre lines (a token with weight 0 keeps itself), weighted by feather_weight along
+// both axes times whether the pixel read is in a known token (+ COPY_FLOOR); the weighted sum of image / 255 -
+// bilinear(lr) over the root of the summed squared weights, the weights of copies with one offset added first
+// (`copy_tokens(keep_contrast=True)`). Each distinct pixel read is sampled once. reflect (`hr_fade_reflect`,
+// `copy_tokens(reflect_unknown=True)`): where a copy's read lands in a token not known, the pixel mirrored about
+// its source's edge is read instead (if known).
+__device__ __forceinline__ void feathered_texture(const unsigned char* __restrict__ image, int W,
                                                           const float* __restrict__ lr, int h, int w, float inv_scale,
                                                           const float* __restrict__ weight,
                                                           const int* __restrict__ index,
                                                           const unsigned char* __restrict__ known, int grid_h,
-                                                          int grid_w, int span, int feather, int y, int x,
-                                                          float rgb[3]) {
+                                                          int grid_w, int span, int feather, int reflect, int y,
+                                                          int x, float rgb[3]) {
     const int ty = y / span, tx = x / span, oy = y - ty * span, ox = x - tx * span;
     const int side_y = span / 2 - oy > 0 ? -1 : 1, side_x = span / 2 - ox > 0 ? -1 : 1;
     const int max_y = grid_h * span - 1, max_x = grid_w * span - 1;
@@ -143,7 +99,7 @@ __device__ __forceinline__ void feathered_texture_reflect(const unsigned char* _
             const int dy = (su / grid_w - uy) * span, dx = (su % grid_w - ux) * span;
             int qy = min(max(y + dy, 0), max_y), qx = min(max(x + dx, 0), max_x);
             bool source_known = known[(qy / span) * grid_w + qx / span] != 0;
-            if (!source_known) {
+            if (!source_known && reflect) {
                 const int off_y = oy - ny * span, off_x = ox - nx * span;
                 const int my = min(max(y + dy - (off_y - mirror_offset(off_y, span)), 0), max_y);
                 const int mx = min(max(x + dx - (off_x - mirror_offset(off_x, span)), 0), max_x);
@@ -180,7 +136,7 @@ __device__ __forceinline__ void feathered_texture_reflect(const unsigned char* _
 // h = grid_h * patch, w = grid_w * patch; weight, fine_weight: (grid_h * grid_w, K) float32; index: same, int32;
 // known: (grid_h * grid_w) uint8, nonzero = a token wholly inside the image without a hole pixel (read only
 // with feather > 0); feather: HR px, 0..span / 2 (> 0: K = 1, fine_weight not read: one band); reflect: nonzero =
-// `feathered_texture_reflect` (`ModelConfig.hr_fade_reflect`).
+// `feathered_texture`'s mirrored reads (`ModelConfig.hr_fade_reflect`).
 __global__ void hr_upscale_u8(const unsigned char* __restrict__ image, const unsigned char* __restrict__ mask,
                               const float* __restrict__ lr, const float* __restrict__ weight,
                               const float* __restrict__ fine_weight, const int* __restrict__ index,
@@ -208,12 +164,8 @@ __global__ void hr_upscale_u8(const unsigned char* __restrict__ image, const uns
     if (scale > 1 && !interior) {      // feather > 0 and near a token edge: the cross-faded texture
         if (weight[token] != 0.0f) {
             float texture[3];
-            if (reflect)
-                feathered_texture_reflect(image, W, lr, h, w, inv_scale, weight, index, known, grid_h, grid_w, span,
-                                          feather, y, x, texture);
-            else
-                feathered_texture(image, W, lr, h, w, inv_scale, weight, index, known, grid_h, grid_w, span, feather,
-                                  y, x, texture);
+            feathered_texture(image, W, lr, h, w, inv_scale, weight, index, known, grid_h, grid_w, span, feather,
+                              reflect, y, x, texture);
 #pragma unroll
             for (int c = 0; c < 3; ++c) acc[c] += weight[token] * texture[c];
         }

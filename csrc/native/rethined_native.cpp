@@ -282,64 +282,24 @@ std::vector<uint8_t> known_tokens(const uint8_t* msk, int H, int W, int span, in
     return known;
 }
 
-// The copied texture at hole pixel (y, x) of copying token (ty, tx), cross-faded with the copies of the (up to) three
-// neighbours on its side of the token's centre lines: `copy_tokens(keep_contrast=True)` over image - bilinear(LR),
-// K = 1 sources.
-// Copies that continue each other move the pixel by the same offset: each distinct offset is sampled once.
-// fade (3 * span): feather_weight(o - n * span) at [(n + 1) * span + o], n = -1, 0, 1; shift (2 * tokens): each
-// token's (dy, dx) HR px to the source it copies (its own position where it keeps itself): `feather_tables`.
-template <typename T>
-inline void feathered_texture(const T* img, int W, const Upsampler& upsample, const float* fade, const int* shift,
-                              const uint8_t* known, int grid_h, int grid_w, int span, int y, int x, float rgb[3]) {
-    const int ty = y / span, tx = x / span, oy = y - ty * span, ox = x - tx * span;
-    const int side_y = span / 2 - oy > 0 ? -1 : 1, side_x = span / 2 - ox > 0 ? -1 : 1;
-    const int max_y = grid_h * span - 1, max_x = grid_w * span - 1;
-    int shift_y[4], shift_x[4], n = 0;
-    float weights[4];
-    for (int ny = 0; ny != 2 * side_y; ny += side_y) {
-        for (int nx = 0; nx != 2 * side_x; nx += side_x) {
-            const int uy = ty + ny, ux = tx + nx;
-            if (uy < 0 || uy >= grid_h || ux < 0 || ux >= grid_w) continue;
-            const float fw = fade[(ny + 1) * span + oy] * fade[(nx + 1) * span + ox];
-            if (fw == 0.0f) continue;
-            const int u = uy * grid_w + ux, dy = shift[2 * u], dx = shift[2 * u + 1];
-            int k = 0;
-            while (k < n && (shift_y[k] != dy || shift_x[k] != dx)) ++k;
-            if (k == n) { shift_y[n] = dy; shift_x[n] = dx; weights[n] = 0.0f; ++n; }
-            weights[k] += fw;
-        }
-    }
-    float total[3] = {0.0f, 0.0f, 0.0f}, weight_squares = 0.0f;
-    for (int k = 0; k < n; ++k) {
-        const int qy = std::min(std::max(y + shift_y[k], 0), max_y), qx = std::min(std::max(x + shift_x[k], 0), max_x);
-        const bool source_known = known[(qy / span) * grid_w + qx / span] != 0;
-        const float weight = weights[k] * ((source_known ? 1.0f : 0.0f) + kCopyFloor);
-        if (source_known) {
-            float up[3];
-            upsample.at(qy, qx, up);
-            const size_t q = static_cast<size_t>(qy) * W + qx;
-            for (int c = 0; c < 3; ++c) total[c] += weight * (unit<T>(img[3 * q + c]) - up[c]);
-        }
-        weight_squares += weight * weight;
-    }
-    const float norm = 1.0f / std::sqrt(weight_squares);   // contrast kept across the fade (copy_tokens keep_contrast)
-    for (int c = 0; c < 3; ++c) rgb[c] = total[c] * norm;
-}
-
 // An offset (px) from a token's first row or column, reflected into the token about the edge it lies past
 // (`patchmatch._mirror`).
 inline int mirror_offset(int offset, int span) {
     return offset >= span ? 2 * span - 1 - offset : (offset < 0 ? -1 - offset : offset);
 }
 
-// `feathered_texture` with `copy_tokens(reflect_unknown=True)` (`ModelConfig.hr_fade_reflect`): a copy read past
-// its source's edge where a hole token lies reads the source's own pixel mirrored about that edge instead. Each
-// distinct pixel read is sampled once (copies that continue each other read the same pixel unless mirrored);
-// the weights are summed per offset for the contrast norm, as before.
+// The copied texture at hole pixel (y, x) of copying token (ty, tx), cross-faded with the copies of the (up to) three
+// neighbours on its side of the token's centre lines: `copy_tokens(keep_contrast=True)` over image - bilinear(LR),
+// K = 1 sources. reflect (`ModelConfig.hr_fade_reflect`, `copy_tokens(reflect_unknown=True)`): a copy read past its
+// source's edge where a hole token lies reads the source's own pixel mirrored about that edge instead. Each distinct
+// pixel read is sampled once (copies that continue each other read the same pixel unless mirrored); the weights are
+// summed per offset for the contrast norm.
+// fade (3 * span): feather_weight(o - n * span) at [(n + 1) * span + o], n = -1, 0, 1; shift (2 * tokens): each
+// token's (dy, dx) HR px to the source it copies (its own position where it keeps itself): `feather_tables`.
 template <typename T>
-inline void feathered_texture_reflect(const T* img, int W, const Upsampler& upsample, const float* fade,
-                                      const int* shift, const uint8_t* known, int grid_h, int grid_w, int span, int y,
-                                      int x, float rgb[3]) {
+inline void feathered_texture(const T* img, int W, const Upsampler& upsample, const float* fade,
+                              const int* shift, const uint8_t* known, int grid_h, int grid_w, int span, bool reflect,
+                              int y, int x, float rgb[3]) {
     const int ty = y / span, tx = x / span, oy = y - ty * span, ox = x - tx * span;
     const int side_y = span / 2 - oy > 0 ? -1 : 1, side_x = span / 2 - ox > 0 ? -1 : 1;
     const int max_y = grid_h * span - 1, max_x = grid_w * span - 1;
@@ -354,7 +314,7 @@ inline void feathered_texture_reflect(const T* img, int W, const Upsampler& upsa
             const int u = uy * grid_w + ux, dy = shift[2 * u], dx = shift[2 * u + 1];
             int qy = std::min(std::max(y + dy, 0), max_y), qx = std::min(std::max(x + dx, 0), max_x);
             bool source_known = known[(qy / span) * grid_w + qx / span] != 0;
-            if (!source_known) {
+            if (!source_known && reflect) {
                 const int off_y = oy - ny * span, off_x = ox - nx * span;
                 const int my = std::min(std::max(y + dy - (off_y - mirror_offset(off_y, span)), 0), max_y);
                 const int mx = std::min(std::max(x + dx - (off_x - mirror_offset(off_x, span)), 0), max_x);
@@ -456,12 +416,8 @@ py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<
                 if (scale > 1 && feather > 0 && !interior) {   // the interior of a token: its own copy, weight 1
                     if (wt[token] != 0.0f) {
                         float texture[3];
-                        if (reflect)
-                            feathered_texture_reflect(img, W, upsample, fade.data(), shift.data(), known.data(), grid_h,
-                                                      grid_w, span, y, x, texture);
-                        else
-                            feathered_texture(img, W, upsample, fade.data(), shift.data(), known.data(), grid_h, grid_w,
-                                              span, y, x, texture);
+                        feathered_texture(img, W, upsample, fade.data(), shift.data(), known.data(), grid_h, grid_w, span,
+                                          reflect, y, x, texture);
                         for (int c = 0; c < 3; ++c) acc[c] += wt[token] * texture[c];
                     }
                 } else if (scale > 1) {
