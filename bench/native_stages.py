@@ -96,13 +96,13 @@ def stages(size: int, **settings) -> list[tuple[str, Callable[[], Any], Callable
         hr = attention_upscale(pad_to(image * (1 - m), geom.padded_size), pad_to(m, geom.padded_size), out.result,
                                out.attn, out.query_masked, out.key_ok, geom.scale, cfg.patch_size, cfg.hr_topk,
                                hf_decay=cfg.hf_decay, hf_fine_decay=cfg.hf_fine_decay, hf_mid_gain=cfg.hf_mid_gain,
-                               feather=cfg.hr_feather)
+                               feather=cfg.hr_feather, reflect=cfg.hr_fade_reflect)
         filled = (hr[..., :size, :size] * 255.0).round().clamp(0, 255).to(torch.uint8)
         return torch.where(t_mask, filled, t_img)
 
     def native_hr():
         return native.hr_upscale(img, mask_u8, lr_np, w_np, f_np, i_np, geom.scale, geom.patch, geom.grid_h, geom.grid_w,
-                                 cfg.hr_feather * geom.scale)
+                                 cfg.hr_feather * geom.scale, cfg.hr_fade_reflect)
 
     hr_np = native_hr()
     t_hr, taps = torch.from_numpy(hr_np).permute(2, 0, 1)[None], seam_taps(cfg.seam_sigma or SEAM_SIGMA)
