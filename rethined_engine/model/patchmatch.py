@@ -266,24 +266,24 @@ def copy_tokens(image: torch.Tensor, known: torch.Tensor, source: torch.Tensor, 
             valid = torch.where(toward == -1, picked_inside[0], picked_inside[1])
         else:
             disp, valid = picked[0], picked_inside[0]
-        weight = (feather_weight((local_y[:, None] - ny * patch).float(), patch, feather) *
-                  feather_weight((local_x[None, :] - nx * patch).float(), patch, feather)).to(image.dtype)
-        src_y = (rows + disp[:, :1]).clamp(0, height - 1)
-        src_x = (cols + disp[:, 1:]).clamp(0, width - 1)
-        index = src_y * width + src_x + first_pixel                                 # (B, 1, h, w) int64
-        sampled = pixels[index.flatten()].reshape(batch, height, width, -1).permute(0, 3, 1, 2)
+        offset_y = local_y[:, None] - ny * patch          # px from the copying token's first row / column
+        offset_x = local_x[None, :] - nx * patch
+        weight = (feather_weight(offset_y.float(), patch, feather) *
+                  feather_weight(offset_x.float(), patch, feather)).to(image.dtype)
+        src_y, src_x = rows + disp[:, :1], cols + disp[:, 1:]
+        sampled = _sample(pixels, src_y, src_x, first_pixel)
         values, source_known = sampled[:, :-1], sampled[:, -1:]                    # image and known, one gather
-        if reflect_unknown:
-            mirrored = _mirrored_sample(pixels, rows, cols, disp, local_y[:, None] - ny * patch,
-                                        local_x[None, :] - nx * patch, patch, first_pixel, batch)
+        if reflect_unknown:      # the same read mirrored into the source token
+            mirrored = _sample(pixels, src_y - (offset_y - _mirror(offset_y, patch)),
+                               src_x - (offset_x - _mirror(offset_x, patch)), first_pixel)
             use = (source_known < 0.5) & (mirrored[:, -1:] > 0.5)
             values = torch.where(use, mirrored[:, :-1], values)
             source_known = torch.where(use, mirrored[:, -1:], source_known)
         known_weight = valid.to(image.dtype) * (source_known + _consts.COPY_FLOOR)
         weight = weight * known_weight
         if two_bands:      # the base's weight: the same copy, a wider fade
-            base_weight = (feather_weight((local_y[:, None] - ny * patch).float(), patch, base_feather) *
-                           feather_weight((local_x[None, :] - nx * patch).float(), patch, base_feather)).to(image.dtype)
+            base_weight = (feather_weight(offset_y.float(), patch, base_feather) *
+                           feather_weight(offset_x.float(), patch, base_feather)).to(image.dtype)
             base_weight = base_weight * known_weight
             base_total = base_total + base_weight * values[:, :band]
             base_sum = base_sum + base_weight
@@ -309,16 +309,11 @@ def _mirror(offset: torch.Tensor, patch: int) -> torch.Tensor:
     return torch.where(offset >= patch, 2 * patch - 1 - offset, torch.where(offset < 0, -1 - offset, offset))
 
 
-def _mirrored_sample(pixels: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, disp: torch.Tensor,
-                     offset_y: torch.Tensor, offset_x: torch.Tensor, patch: int, first_pixel: torch.Tensor,
-                     batch: int) -> torch.Tensor:
-    """`copy_tokens`' samples of the copies displaced by disp (B, 2, h, w), read at the offsets (px from the
-    copying token's first row / column, (h, 1) and (1, w)) mirrored into the source token: (B, C + 1, h, w)
-    values and known."""
-    height, width = rows.shape[0], cols.shape[1]
-    src_y = (rows + disp[:, :1] - (offset_y - _mirror(offset_y, patch))).clamp(0, height - 1)
-    src_x = (cols + disp[:, 1:] - (offset_x - _mirror(offset_x, patch))).clamp(0, width - 1)
-    index = src_y * width + src_x + first_pixel
+def _sample(pixels: torch.Tensor, src_y: torch.Tensor, src_x: torch.Tensor, first_pixel: torch.Tensor) -> torch.Tensor:
+    """`copy_tokens`' gather: the rows of pixels (B * h * w, C + 1) (values and known) at (src_y, src_x) (B, 1, h, w)
+    px, clamped into the image; first_pixel (B, 1, 1, 1) each image's first row -> (B, C + 1, h, w)."""
+    batch, height, width = src_y.shape[0], src_y.shape[-2], src_x.shape[-1]
+    index = src_y.clamp(0, height - 1) * width + src_x.clamp(0, width - 1) + first_pixel   # (B, 1, h, w) int64
     return pixels[index.flatten()].reshape(batch, height, width, -1).permute(0, 3, 1, 2)
 
 
