@@ -139,11 +139,11 @@ def feathered_texture(hf: np.ndarray, known: np.ndarray, weight: np.ndarray, ind
     (`copy_tokens(keep_contrast=True)`). hf: padded (pH, pW, 3) image - bilinear(LR); known (N,) bool
     (`known_tokens`); weight, index (N, 1): a token with a nonzero weight copies token index, the others keep
     themselves; feather: HR px. The pixel's own token and the (up to) three neighbours on its side of the
-    token's centre lines each bring their copy, weighted by `feather_weight` along both axes; copies that move
-    the pixel by the same offset are one sample, weighted by the sum of their weights. reflect
-    (`ModelConfig.hr_fade_reflect`): each copy is sampled on its own, and where it lands in a token not known it
-    reads the pixel mirrored about its source's edge (`copy_tokens(reflect_unknown=True)`). Returns (M, 3)
-    float32."""
+    token's centre lines each bring their copy, weighted by `feather_weight` along both axes and by whether the
+    pixel read lies in a known token; the weights of copies that move the pixel by the same offset add before
+    squaring for the contrast norm. reflect (`ModelConfig.hr_fade_reflect`): where a copy's read lands in a token
+    not known it reads the pixel mirrored about its source's edge (`copy_tokens(reflect_unknown=True)`). Returns
+    (M, 3) float32."""
     span, grid_h, grid_w = geom.scale * geom.patch, geom.grid_h, geom.grid_w
     ty, tx = ys // span, xs // span
     oy, ox = (ys - ty * span).astype(np.float32), (xs - tx * span).astype(np.float32)
@@ -161,35 +161,25 @@ def feathered_texture(hf: np.ndarray, known: np.ndarray, weight: np.ndarray, ind
         shifts.append(((source // grid_w - u // grid_w) * span, (source % grid_w - u % grid_w) * span))
         sides.append((ny, nx))
     total = np.zeros((len(ys), 3), np.float32)
-    squares = np.zeros(len(ys), np.float32)
     max_y, max_x = grid_h * span - 1, grid_w * span - 1
-    if reflect:
-        sampled = []
-        for fw, (dy, dx), (ny, nx) in zip(weights, shifts, sides):
-            qy, qx = np.clip(ys + dy, 0, max_y), np.clip(xs + dx, 0, max_x)
-            source_known = known[(qy // span) * grid_w + qx // span]
+    read_weights = []
+    for fw, (dy, dx), (ny, nx) in zip(weights, shifts, sides):
+        qy, qx = np.clip(ys + dy, 0, max_y), np.clip(xs + dx, 0, max_x)
+        source_known = known[(qy // span) * grid_w + qx // span]
+        if reflect:      # a read into a token not known: the pixel mirrored into the source token
             off_y, off_x = (ys - ty * span) - ny * span, (xs - tx * span) - nx * span
             my = np.clip(ys + dy - (off_y - mirror_offset(off_y, span)), 0, max_y)
             mx = np.clip(xs + dx - (off_x - mirror_offset(off_x, span)), 0, max_x)
             use = ~source_known & known[(my // span) * grid_w + mx // span]
             qy, qx = np.where(use, my, qy), np.where(use, mx, qx)
             source_known = source_known | use
-            w = fw * (source_known + COPY_FLOOR)
-            total += (w * source_known)[:, None] * hf[qy, qx]
-            sampled.append(w)
-        for i, (dy, dx) in enumerate(shifts):      # copies with one offset continue each other: one weight
-            for j, (sy, sx) in enumerate(shifts):
-                squares += sampled[i] * sampled[j] * ((dy == sy) & (dx == sx))
-        return total / np.sqrt(squares)[:, None]
-    for i, (dy, dx) in enumerate(shifts):
-        same = [(dy == sy) & (dx == sx) for sy, sx in shifts]
-        first = ~np.any(same[:i], axis=0) if i else np.ones(len(ys), bool)    # one sample per distinct offset
-        summed = sum(w * s for w, s in zip(weights, same)) * first
-        qy, qx = np.clip(ys + dy, 0, max_y), np.clip(xs + dx, 0, max_x)
-        source_known = known[(qy // span) * grid_w + qx // span]
-        w = summed * (source_known + COPY_FLOOR)
+        w = fw * (source_known + COPY_FLOOR)
         total += (w * source_known)[:, None] * hf[qy, qx]
-        squares += w * w
+        read_weights.append(w)
+    squares = np.zeros(len(ys), np.float32)
+    for w_i, (dy, dx) in zip(read_weights, shifts):      # copies with one offset continue each other: one weight
+        for w_j, (sy, sx) in zip(read_weights, shifts):
+            squares += w_i * w_j * ((dy == sy) & (dx == sx))
     return total / np.sqrt(squares)[:, None]
 
 
