@@ -10,7 +10,7 @@ from rethined_engine.config import STYLES
 from rethined_engine.deploy.host import prepare_lr
 from rethined_engine.deploy.onnx_export import LRNetwork, example_inputs
 from rethined_engine.geometry import plan
-from rethined_engine.model.patchmatch import NEIGHBOURS, allowed_keys, choose_sources
+from rethined_engine.model.patchmatch import NEIGHBOURS, allowed_keys, choose_sources, token_mask
 from rethined_engine.train.masks import random_mask
 from rethined_engine.weights import load_model, save_inference_weights
 
@@ -186,22 +186,26 @@ def test_triton_backend_matches_torch_backend_with_copies(copy_weights, rng):
     assert (diff > 1).mean() <= 1e-3 and (diff > 0).mean() <= 2e-3
 
 
+def copied_sources(model, image, mask):
+    """The LR network's copies on the image: (geom, the sources of the hole tokens that copy (M,) int64, the LR
+    mask (1, 1, h, w))."""
+    geom = plan(image.shape[0], image.shape[1], model.cfg)
+    inputs = [torch.from_numpy(x) for x in prepare_lr(image, mask, geom)]
+    with torch.inference_mode():
+        _, weight, _, index = LRNetwork(model, 1)(*inputs)
+    return geom, index[0, weight[0, :, 0] != 0, 0].long(), inputs[1]
+
+
 @pytest.mark.parametrize("edge", [0, 1, 2])
 def test_copies_never_come_from_the_edge_tokens_left_out(copy_weights, rng, edge):
     """key_edge_tokens = e: no hole token copies one of the e outermost tokens inside the image along any side
     (a frame line or vignetting there would be carried into the hole), through the propagation sweeps too;
     with e = 0 some copies do come from there, so the check can fail."""
     image, mask = sample(300, 420), random_mask(300, 420, rng)
-    model = load_model(copy_weights, key_edge_tokens=edge)
-    geom = plan(300, 420, model.cfg)
-    inputs = [torch.from_numpy(x) for x in prepare_lr(image, mask, geom)]
-    with torch.inference_mode():
-        _, weight, _, index = LRNetwork(model, 1)(*inputs)
-    copies = weight[0, :, 0] != 0
-    sources = index[0, copies, 0].long()
+    geom, sources, _ = copied_sources(load_model(copy_weights, key_edge_tokens=edge), image, mask)
     edge_tokens = torch.from_numpy((geom.inside_grid() & ~plan(300, 420, ModelConfig(key_edge_tokens=max(edge, 1)))
                                     .key_inside_grid()).reshape(-1))
-    assert copies.sum() > 100
+    assert sources.numel() > 100
     assert edge_tokens[sources].any() == (edge == 0)
 
 
@@ -233,31 +237,17 @@ def test_copies_keep_clear_of_the_hole(rng, clearance):
     """key_hole_clearance = 1: no hole token copies a token beside a hole token (through the propagation sweeps
     too); with 0 some do, so the check can fail. The native backend follows the torch reference."""
     image, mask = sample(300, 420), random_mask(300, 420, rng)
-    model = load_model(None, key_hole_clearance=clearance)
-    geom = plan(300, 420, model.cfg)
-    inputs = [torch.from_numpy(x) for x in prepare_lr(image, mask, geom)]
-    with torch.inference_mode():
-        _, weight, _, index = LRNetwork(model, 1)(*inputs)
-        query_masked = model.patch_match(*_patch_match_inputs(model, inputs))[3][0]
-    copies = weight[0, :, 0] != 0
-    sources = index[0, copies, 0].long()
+    geom, sources, lr_mask = copied_sources(load_model(None, key_hole_clearance=clearance), image, mask)
+    query_masked = token_mask(lr_mask, geom.patch)[0]
     hole = query_masked.reshape(1, 1, geom.grid_h, geom.grid_w).float()
     pool = torch.nn.functional.max_pool2d
     next_to_hole = ((pool(hole, (3, 1), 1, (1, 0)) + pool(hole, (1, 3), 1, (0, 1))) > 0).reshape(-1) & ~query_masked
-    assert copies.sum() > 100
+    assert sources.numel() > 100
     assert next_to_hole[sources].any() == (clearance == 0)
     if clearance and native_module() is not None:
         out = Engine(backend="native", key_hole_clearance=clearance).inpaint(image, mask)
         ref = Engine(backend="torch", key_hole_clearance=clearance).inpaint(image, mask)
         assert (np.abs(out.astype(np.int16) - ref.astype(np.int16)) > 1).mean() <= 1e-3
-
-
-def _patch_match_inputs(model, inputs):
-    """The patch-match module's inputs for LRNetwork's (lr image, lr mask, key_inside) inputs."""
-    image, mask, key_inside = inputs
-    coarse, features = model.coarse_net(image, mask)
-    composite = torch.where(mask > 0, coarse, image)
-    return composite, coarse, mask, features, key_inside.flatten(1) > 0.5
 
 
 def test_copies_carry_more_texture_than_mixing(copy_weights, rng):
