@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma",
                     "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_locality", "copy_sweeps", "copy_continuity",
-                    "copy_match_sweeps", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_hole_clearance", "hr_fade_reflect", "hr_topk",
-                    "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather", "seam_sigma", "seam_gain",
-                    "float_mask_threshold")  # may differ from training
+                    "copy_match_sweeps", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_hole_clearance",
+                    "hr_fade_reflect", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather",
+                    "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
 LR_TEXTURES = ("mix", "copy")
 COPY_SWEEPS_MAX = 16   # each sweep is unrolled in the exported graph
 COPY_MATCH_SWEEPS_MAX = 256  # unrolled in the exported graph too
