@@ -42,6 +42,9 @@ def test_unknown_metadata_field_is_rejected():
     ({"copy_base_sigma": 0.0}, "copy_base_sigma"),
     ({"copy_border_sigma": -1.0}, "copy_border_sigma"),
     ({"copy_border_sigma": float("nan")}, "copy_border_sigma"),
+    ({"copy_consensus": -0.1}, "copy_consensus"),
+    ({"copy_consensus": 1.5}, "copy_consensus"),
+    ({"copy_consensus": float("nan")}, "copy_consensus"),
 ])
 def test_bad_values_name_the_field(changes, message):
     with pytest.raises(ValueError, match=message):

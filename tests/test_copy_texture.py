@@ -20,13 +20,13 @@ COPY = dict(lr_texture="copy", copy_feather=2, hr_topk=1, hf_decay=0.0, hf_fine_
 
 
 @pytest.fixture(scope="module", params=[{}, dict(copy_pool=64, copy_colour_weight=1.0, key_hole_clearance=1),
-                                        dict(copy_sweeps=4, copy_continuity=0.3, copy_match_sweeps=8,
+                                        dict(copy_sweeps=4, copy_continuity=0.3, copy_match_sweeps=8, copy_consensus=0.5,
                                              copy_repeat_radius=2, copy_repeat_penalty=0.05, key_edge_tokens=1)],
                 ids=["similarity", "colour", "propagated"])
 def copy_weights(tmp_path_factory, request):
     """Weights with copies chosen by similarity alone, ranked by colour (sources clear of the hole), and grown by
-    propagation sweeps with their colours matched, nearby repeats of a source penalised and the image's
-    outermost tokens no sources."""
+    propagation sweeps with their colours matched and moved half-way to their candidates' consensus, nearby
+    repeats of a source penalised and the image's outermost tokens no sources."""
     path = tmp_path_factory.mktemp("weights") / "copy.safetensors"
     save_inference_weights(make_model(cfg=ModelConfig(**COPY, **request.param)), path)
     return path
@@ -319,3 +319,60 @@ def test_the_default_is_the_realistic_style_and_fast_drops_its_seam_settings():
     mask[60:140, 100:220] = True
     out = fast.inpaint(image, mask)
     np.testing.assert_array_equal(out[~mask], image[~mask])
+
+
+@pytest.mark.parametrize("strength", [0.25, 1.0])
+def test_consensus_offsets_match_a_plain_loop(rng, strength):
+    from rethined_engine.model.patchmatch import consensus_offsets
+
+    grid_h, grid_w, patch, dim, width = 3, 4, 4, 5, 3
+    n = grid_h * grid_w
+    gen = torch.Generator().manual_seed(int(rng.integers(1 << 30)))
+    q = torch.nn.functional.normalize(torch.randn(1, n, dim, generator=gen), dim=-1)
+    k = torch.nn.functional.normalize(torch.randn(1, n, dim, generator=gen), dim=-1)
+    candidates = torch.randint(0, n, (1, n, width), generator=gen)
+    key_ok = torch.rand(1, n, generator=gen) > 0.3
+    copies = torch.rand(1, n, generator=gen) > 0.4
+    colours = torch.rand(1, n, 3, generator=gen)
+    copied = torch.rand(1, 3, grid_h * patch, grid_w * patch, generator=gen)
+    mask = (torch.rand(1, 1, grid_h * patch, grid_w * patch, generator=gen) > 0.3).float()
+    scale = torch.tensor(7.0)
+    got = consensus_offsets(q, k, candidates, key_ok, copies, colours, copied, mask, patch, scale, strength)
+    want = torch.zeros(1, n, 3)
+    for i in range(n):
+        allowed = [int(c) for c in candidates[0, i] if key_ok[0, c]]
+        if not copies[0, i] or not allowed:
+            continue
+        logits = torch.stack([scale * (q[0, i] @ k[0, c]) for c in allowed])
+        consensus = (torch.softmax(logits, 0)[:, None] * colours[0, allowed]).sum(0)
+        y, x = divmod(i, grid_w)
+        cell = (slice(None), slice(y * patch, (y + 1) * patch), slice(x * patch, (x + 1) * patch))
+        hole = mask[0][cell]
+        share, hole_mean_sum = hole.mean(), (copied[0][cell] * hole).mean(dim=(1, 2))
+        want[0, i] = strength * (share * consensus - hole_mean_sum)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_consensus_moves_a_stray_copy_towards_its_candidates_colour():
+    """A hole token that copies a red source while its other candidates, as similar, are green: with strength s
+    its hole pixels move s of the way from red towards the candidates' mean colour; tokens that copy nothing
+    stay."""
+    from rethined_engine.model.patchmatch import add_token_offsets, consensus_offsets
+
+    patch, grid_w = 4, 3
+    red, green = torch.tensor([0.8, 0.1, 0.1]), torch.tensor([0.1, 0.7, 0.1])
+    colours = torch.stack([red, green, green])[None]                   # token 0 red, 1 and 2 green
+    q = k = torch.nn.functional.normalize(torch.ones(1, 3, 4), dim=-1)   # equal similarities
+    candidates = torch.tensor([[[0, 1, 2]] * 3])
+    key_ok, copies = torch.tensor([[True, True, False]]), torch.tensor([[False, False, True]])
+    mask = torch.zeros(1, 1, patch, 3 * patch)
+    mask[..., 2 * patch:] = 1.0                                        # token 2 is the hole; it copied red
+    copied = torch.cat([red[:, None, None].expand(3, patch, patch), green[:, None, None].expand(3, patch, patch),
+                        red[:, None, None].expand(3, patch, patch)], dim=2)[None]
+    offsets = consensus_offsets(q, k, candidates, key_ok, copies, colours, copied, mask, patch, torch.tensor(10.0), 0.5)
+    consensus = (red + green) / 2                                      # token 2 is not an allowed key
+    torch.testing.assert_close(offsets[0, 2], 0.5 * (consensus - red))
+    assert offsets[0, :2].abs().max() == 0
+    moved = add_token_offsets(copied, mask, offsets, grid_w, patch)
+    assert torch.equal(moved[..., :2 * patch], copied[..., :2 * patch])  # known pixels kept
+    torch.testing.assert_close(moved[0, :, 2, 3 * patch - 2], red + 0.5 * (consensus - red))   # token centre

@@ -506,6 +506,43 @@ def copy_colour_offsets(colours: torch.Tensor, source: torch.Tensor, copies: tor
     return offsets
 
 
+def consensus_offsets(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, key_ok: torch.Tensor,
+                      copies: torch.Tensor, colours: torch.Tensor, copied: torch.Tensor, mask: torch.Tensor, patch: int,
+                      logit_scale: torch.Tensor, strength: float) -> torch.Tensor:
+    """Per-token colour offsets (B, N, 3) that move each copy's colour towards its candidates' consensus.
+
+    A copy keeps its one source's colour; when that source is a look-alike from a region of another colour (a
+    sky-blue block over a mountain) the fill's colour is wrong, which the hole's fidelity (PSNR) and its
+    coarsest realism level pay for. The consensus of a hole token is the mean colour of its candidates weighted
+    as the attention weighs them (softmax of logit_scale times the cosine similarities, over the allowed keys):
+    the colour the smooth style's attention mix would give the token. Each copying token's hole pixels move
+    `strength` of the way from their mean to it (0: none, 1: all the way; the offset is scaled by the token's
+    hole share, as a partly known token's known pixels stay).
+
+    q, k (B, N, d) unit vectors; candidates (B, N, C) key indices; key_ok, copies (B, N) bool (the hole tokens
+    that copy a source); colours (B, N, 3) every token's mean colour in the composite; copied (B, 3, h, w) the
+    copies; mask (B, 1, h, w) float {0, 1}; patch P px. Tokens that do not copy get 0."""
+    batch, n, width = candidates.shape
+    valid = torch.gather(key_ok, 1, candidates.flatten(1)).reshape(candidates.shape)
+    similarity = _option_scores(q, k, candidates, colours, colours, 0.0) * logit_scale
+    weight = torch.softmax(torch.where(valid, similarity, torch.full_like(similarity, _consts.NOT_ALLOWED)), dim=-1)
+    flat = (candidates + (torch.arange(batch, device=q.device) * n)[:, None, None]).flatten()
+    picked = colours.reshape(batch * n, -1).float()[flat].reshape(batch, n, width, -1)
+    consensus = (weight[..., None] * picked).sum(dim=2)
+    share = token_colours(mask.float(), patch).flatten(2).transpose(1, 2)                  # (B, N, 1)
+    hole_sum = token_colours(copied.float() * mask, patch).flatten(2).transpose(1, 2)      # (B, N, 3)
+    return strength * (share * consensus - hole_sum) * copies.to(consensus.dtype)[..., None]
+
+
+def add_token_offsets(copied: torch.Tensor, mask: torch.Tensor, offsets: torch.Tensor, grid_w: int,
+                      patch: int) -> torch.Tensor:
+    """copied (B, 3, h, w) with per-token offsets (B, N, 3) spread bilinearly over the pixels (each token's at
+    its centre) added to its hole pixels (mask (B, 1, h, w) > 0), clamped to [0, 1]."""
+    grid = offsets.transpose(1, 2).reshape(offsets.shape[0], 3, -1, grid_w).to(copied.dtype)
+    smooth = F.interpolate(grid, scale_factor=float(patch), mode="bilinear", align_corners=False)
+    return torch.where(mask > 0, (copied + smooth).clamp(0.0, 1.0), copied)
+
+
 def _grid_cell(row: torch.Tensor, col: torch.Tensor, grid_h: int, grid_w: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Token (row, col) of a gh x gw grid, any int64 shape -> (its row-major index, clamped into the grid;
     whether it lies inside), with comparisons the TensorRT operator list has (Greater, no Less)."""
@@ -786,6 +823,7 @@ class NeuralPatchMatch(nn.Module):
         self.copy_colour_weight = float(cfg.copy_colour_weight)
         self.copy_sweeps, self.copy_continuity = cfg.copy_sweeps, float(cfg.copy_continuity)
         self.copy_match_sweeps = cfg.copy_match_sweeps
+        self.copy_consensus = float(cfg.copy_consensus)
         self.copy_repeat_radius, self.copy_repeat_penalty = cfg.copy_repeat_radius, float(cfg.copy_repeat_penalty)
         self.key_hole_clearance = cfg.key_hole_clearance
         self.copy_kernels = None   # a backend's copy steps: native `CopyKernels` (C++), triton `TritonCopyKernels`
@@ -900,11 +938,13 @@ class NeuralPatchMatch(nn.Module):
             if self.copy_border_sigma > 0.0:
                 copied = border_match(composite, mask, copied, self.copy_border_sigma)
         own = torch.arange(source.shape[1], device=source.device)
+        copies = query_masked & (source != own)
+        if self.copy_consensus > 0.0:
+            offsets = consensus_offsets(q, k, candidates, key_ok, copies, colours, copied, mask, self.patch,
+                                        self.logit_scale(), self.copy_consensus)
+            copied = add_token_offsets(copied, mask, offsets, grid_w, self.patch)
         if self.copy_match_sweeps > 0:
-            offsets = copy_colour_offsets(colours, source, query_masked & (source != own), key_ok, grid_w,
-                                          self.copy_match_sweeps)
-            grid = offsets.transpose(1, 2).reshape(offsets.shape[0], 3, -1, grid_w).to(copied.dtype)
-            smooth = F.interpolate(grid, scale_factor=float(self.patch), mode="bilinear", align_corners=False)
-            copied = torch.where(mask > 0, (copied + smooth).clamp(0.0, 1.0), copied)
-        weight = (query_masked & (source != own)).to(torch.float32)[..., None]
+            offsets = copy_colour_offsets(colours, source, copies, key_ok, grid_w, self.copy_match_sweeps)
+            copied = add_token_offsets(copied, mask, offsets, grid_w, self.patch)
+        weight = copies.to(torch.float32)[..., None]
         return copied, copied, TopKRows(weight, source[..., None]), query_masked, key_ok
