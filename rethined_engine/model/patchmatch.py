@@ -522,13 +522,10 @@ def consensus_offsets(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
     q, k (B, N, d) unit vectors; candidates (B, N, C) key indices; key_ok, copies (B, N) bool (the hole tokens
     that copy a source); colours (B, N, 3) every token's mean colour in the composite; copied (B, 3, h, w) the
     copies; mask (B, 1, h, w) float {0, 1}; patch P px. Tokens that do not copy get 0."""
-    batch, n, width = candidates.shape
     valid = torch.gather(key_ok, 1, candidates.flatten(1)).reshape(candidates.shape)
     similarity = _option_scores(q, k, candidates, colours, colours, 0.0) * logit_scale
     weight = torch.softmax(torch.where(valid, similarity, torch.full_like(similarity, _consts.NOT_ALLOWED)), dim=-1)
-    flat = (candidates + (torch.arange(batch, device=q.device) * n)[:, None, None]).flatten()
-    picked = colours.reshape(batch * n, -1).float()[flat].reshape(batch, n, width, -1)
-    consensus = (weight[..., None] * picked).sum(dim=2)
+    consensus = (weight[..., None] * _picked_rows(colours, candidates)).sum(dim=2)
     share = token_colours(mask.float(), patch).flatten(2).transpose(1, 2)                  # (B, N, 1)
     hole_sum = token_colours(copied.float() * mask, patch).flatten(2).transpose(1, 2)      # (B, N, 3)
     return strength * (share * consensus - hole_sum) * copies.to(consensus.dtype)[..., None]
@@ -555,15 +552,20 @@ def _option_scores(q: torch.Tensor, k: torch.Tensor, options: torch.Tensor, colo
     """q (B, R, d) queries, k (B, K, d) keys, options (B, R, O) key indices, colours (B, K, 3) of the keys,
     expected (B, R, 3) -> (B, R, O) fp32: each option's cosine similarity to its row's query, less
     colour_weight times the L1 distance of its colour from the row's expected colour."""
-    batch, rows, width = options.shape
-    keys_per_image = k.shape[1]
-    flat = (options + (torch.arange(batch, device=q.device) * keys_per_image)[:, None, None]).flatten()
-    keys = k.reshape(batch * keys_per_image, -1).float()[flat].reshape(batch, rows, width, k.shape[-1])
-    score = torch.matmul(keys, q.float()[..., None])[..., 0]
+    score = torch.matmul(_picked_rows(k, options), q.float()[..., None])[..., 0]
     if colour_weight > 0.0:
-        picked = colours.reshape(batch * keys_per_image, -1).float()[flat].reshape(batch, rows, width, colours.shape[-1])
+        picked = _picked_rows(colours, options)
         score = score - colour_weight * _abs(picked - expected.float()[:, :, None, :]).sum(dim=-1)
     return score
+
+
+def _picked_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x (B, K, C), index (B, R, O) rows of x per image -> (B, R, O, C) fp32: x's rows at index (one flat
+    gather, which the exported graph keeps as a single Gather)."""
+    batch, rows, width = index.shape
+    keys_per_image = x.shape[1]
+    flat = (index + (torch.arange(batch, device=x.device) * keys_per_image)[:, None, None]).flatten()
+    return x.reshape(batch * keys_per_image, -1).float()[flat].reshape(batch, rows, width, x.shape[-1])
 
 
 def _scores_on_rows(q: torch.Tensor, k: torch.Tensor, options: torch.Tensor, colours: torch.Tensor,
