@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma",
                     "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_locality", "copy_sweeps", "copy_continuity",
-                    "copy_match_sweeps", "copy_consensus", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_hole_clearance",
+                    "copy_match_sweeps", "copy_consensus", "colour_anchor", "colour_anchor_sigma", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_hole_clearance",
                     "hr_fade_reflect", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather",
                     "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
 LR_TEXTURES = ("mix", "copy")
 COPY_SWEEPS_MAX = 16   # each sweep is unrolled in the exported graph
 COPY_MATCH_SWEEPS_MAX = 256  # unrolled in the exported graph too
 KEY_HOLE_CLEARANCE_MAX = 4  # each step is a 3-tap max pool in the exported graph
+COLOUR_ANCHOR_SIGMA_MAX = 20.0  # LR px: the native extension's filters take radius <= 31 on the anchor's 2 px cells
 COPY_POOL_MAX = 1024  # TensorRT's TopK takes K <= 3840; a larger pool than this only adds distant, dissimilar keys
 
 # Named groups of inference settings (`Engine(style=...)`): "realistic" (the shipped default) copies each hole
@@ -85,6 +86,8 @@ class ModelConfig:
     copy_continuity: float = 0.02    # with "copy": similarity credited to continuing a neighbour's copy without a seam
     copy_match_sweeps: int = 0       # with "copy": Jacobi sweeps of the copies' colour offsets (`copy_colour_offsets`); 0 = off
     copy_consensus: float = 0.0      # with "copy": share of the way each copy's colour moves towards its candidates' attention-weighted mean colour (`consensus_offsets`); 0 = off
+    colour_anchor: float = 0.0       # share of the LR fill's low band replaced by the nearest known colours' (`model.anchor.colour_anchor`); 0 = off
+    colour_anchor_sigma: float = 12.0  # LR px: the Gaussian of both low bands
     copy_repeat_radius: int = 0      # with "copy": tokens; a source already copied this close counts against an option; 0 = off
     copy_repeat_penalty: float = 0.0  # with "copy": similarity lost per such copy of the same source
     key_edge_tokens: int = 0         # tokens at each edge of the image that are never sources (an image's outermost rows and columns often hold a frame line or vignetting that a copy carries into the hole); kept where that would leave none
@@ -130,6 +133,10 @@ class ModelConfig:
             raise ValueError(f"copy_match_sweeps must be an int in 0..{COPY_MATCH_SWEEPS_MAX} (0 = off), got {self.copy_match_sweeps!r}")
         if not 0.0 <= self.copy_consensus <= 1.0:
             raise ValueError(f"copy_consensus must be in [0, 1] (0 = off, 1 = the candidates' mean colour), got {self.copy_consensus}")
+        if not 0.0 <= self.colour_anchor <= 1.0:
+            raise ValueError(f"colour_anchor must be in [0, 1] (0 = off, 1 = the nearest known colours' low band), got {self.colour_anchor}")
+        if not 0.0 < self.colour_anchor_sigma <= COLOUR_ANCHOR_SIGMA_MAX:
+            raise ValueError(f"colour_anchor_sigma must be in (0, {COLOUR_ANCHOR_SIGMA_MAX}] (LR px), got {self.colour_anchor_sigma}")
         if not 0.0 <= self.copy_continuity <= 1.0:
             raise ValueError(f"copy_continuity must be in [0, 1] (cosine similarity credit), got {self.copy_continuity}")
         if not self.copy_locality >= 0.0:

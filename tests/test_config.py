@@ -45,6 +45,10 @@ def test_unknown_metadata_field_is_rejected():
     ({"copy_consensus": -0.1}, "copy_consensus"),
     ({"copy_consensus": 1.5}, "copy_consensus"),
     ({"copy_consensus": float("nan")}, "copy_consensus"),
+    ({"colour_anchor": -0.1}, "colour_anchor"),
+    ({"colour_anchor": 1.5}, "colour_anchor"),
+    ({"colour_anchor_sigma": 0.0}, "colour_anchor_sigma"),
+    ({"colour_anchor_sigma": 24.0}, "colour_anchor_sigma"),
 ])
 def test_bad_values_name_the_field(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -91,10 +91,11 @@ def test_dynamic_graph_matches_torch(dynamic_graph, weights_path, lr_size, batch
     assert_graph_matches(session, net, example_inputs(*lr_size, 8, batch=batch, seed=2))
 
 
-@pytest.mark.parametrize("settings", [dict(copy_base_feather=4), dict(copy_border_sigma=2.0, key_hole_clearance=1)])
+@pytest.mark.parametrize("settings", [dict(copy_base_feather=4), dict(copy_border_sigma=2.0, key_hole_clearance=1),
+                                      dict(copy_border_sigma=2.0, colour_anchor=0.5)])
 def test_copy_variants_export_and_pass_tensorrt_checks(tmp_path, settings):
-    """lr_texture="copy" with two bands (the blurred base cross-fades wide, the detail keeps its contrast) or
-    the border match (a membrane of the border mismatch): the graph parses for TensorRT and its LR result
+    """lr_texture="copy" with two bands (the blurred base cross-fades wide, the detail keeps its contrast), the
+    border match (a membrane of the border mismatch) or the colour anchor (jump flooding): the graph parses for TensorRT and its LR result
     matches torch."""
     path = tmp_path / "copy_variant.safetensors"
     save_inference_weights(make_model(cfg=ModelConfig(lr_texture="copy", hr_topk=1, **settings)), path)

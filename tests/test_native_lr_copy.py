@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from rethined_engine import Engine
-from rethined_engine.backends.native_backend import CopyKernels, NativePropagation, native_module
+from rethined_engine.backends.native_backend import ColourAnchor, CopyKernels, NativePropagation, native_module
 from rethined_engine.geometry import seam_taps
 from rethined_engine.model import patchmatch as pm
+from rethined_engine.model.anchor import ANCHOR_CELL, colour_anchor, jump_steps
 from rethined_engine.train.masks import random_mask
 
 from conftest import propagation_inputs
@@ -86,6 +87,24 @@ def test_copy_kernels_stand_in_for_the_torch_steps():
     torch.testing.assert_close(got, ref, atol=COPY_ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("batch,h,w,sigma,strength", [(1, 64, 96, 12.0, 0.7), (2, 128, 64, 4.0, 1.0),
+                                                      (1, 96, 160, 8.0, 0.5)])
+def test_colour_anchor_matches_torch(threads, batch, h, w, sigma, strength):
+    """`ColourAnchor` (the jump flooding, cell means, blurs and upsampling in C++) against `colour_anchor`; the
+    second image of a batch of two is all hole (unchanged)."""
+    composite, filled = torch.rand(batch, 3, h, w), torch.rand(batch, 3, h, w)
+    mask = hole_masks(batch, h, w, seed=h * w)
+    if batch > 1:
+        mask[1] = 1.0
+    steps = jump_steps(max(h, w) // ANCHOR_CELL)
+    ref = colour_anchor(composite, mask, filled, strength, sigma, steps)
+    got = ColourAnchor(native)(composite, mask, filled, strength, sigma, steps)
+    torch.testing.assert_close(got, ref, atol=COPY_ATOL, rtol=0)
+    assert not torch.allclose(ref[:1], filled[:1], atol=1e-3)
+    if batch > 1:
+        assert torch.equal(got[1], filled[1])
+
+
 @pytest.mark.parametrize("batch,grid_h,grid_w,dim,candidates", [(1, 8, 12, 16, 8), (2, 16, 16, 256, 8),
                                                                  (1, 10, 14, 70, 6)])
 @pytest.mark.parametrize("colour_weight,sweeps,radius,penalty", [(0.0, 1, 0, 0.0), (0.0, 8, 1, 0.05),
@@ -105,12 +124,14 @@ def test_native_backend_with_and_without_the_kernels(rng, style):
     """End to end the kernels change nothing a uint8 result shows but a rare rounding tie."""
     image = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)
     mask = random_mask(300, 420, rng).astype(np.uint8)
-    with_kernels = Engine(backend="native", style=style)
+    with_kernels = Engine(backend="native", style=style, colour_anchor=0.7)
     assert with_kernels._impl.model.patch_match.copy_kernels is not None
     assert with_kernels._impl.model.patch_match.propagation_kernel is not None
-    without = Engine(backend="native", style=style)
+    assert with_kernels._impl.model.anchor_kernel is not None
+    without = Engine(backend="native", style=style, colour_anchor=0.7)
     without._impl.model.patch_match.copy_kernels = None
     without._impl.model.patch_match.propagation_kernel = None
+    without._impl.model.anchor_kernel = None
     diff = np.abs(with_kernels.inpaint(image, mask).astype(int) - without.inpaint(image, mask).astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
 
@@ -125,6 +146,12 @@ def test_native_backend_with_and_without_the_kernels(rng, style):
     (lambda: native.copy_tokens(np.zeros((1, 16, 16, 3), np.float32), np.ones((1, 16, 8), np.float32),
                                 np.zeros((1, 4), np.int64), 8, 2), "known: expected"),
     (lambda: native.blur_base(np.zeros((1, 8, 8, 3), np.float32), np.ones(4, np.float32)), "taps: expected an odd"),
+    (lambda: native.colour_anchor(np.zeros((1, 12, 16, 3), np.float32), np.zeros((1, 12, 16), np.float32),
+                                  np.zeros((1, 12, 16, 3), np.float32), 0.5, np.ones(3, np.float32), 8, [1]),
+     "cell: expected a divisor"),
+    (lambda: native.colour_anchor(np.zeros((1, 16, 16, 3), np.float32), np.zeros((1, 16, 8), np.float32),
+                                  np.zeros((1, 16, 16, 3), np.float32), 0.5, np.ones(3, np.float32), 8, [1]),
+     "mask: expected"),
     (lambda: native.harmonic_fill(np.zeros((1, 24, 24, 3), np.float32), np.zeros((1, 24, 24), np.float32), 4, 8, 24,
                                   0.5), "levels: expected"),
     (lambda: native.harmonic_fill(np.zeros((1, 8, 8, 5), np.float32), np.zeros((1, 8, 8), np.float32), 1, 8, 24, 0.5),

@@ -11,6 +11,8 @@
 //   border_match(composite (B, h, w, 3), mask (B, h, w), filled (B, h, w, 3), taps, levels, sweeps,
 //                coarsest_sweeps, fixed_share, weight_floor) -> (B, h, w, 3)
 //       the fill shifted by a membrane of its colour mismatch at the hole's border (`model.patchmatch.border_match`)
+//   colour_anchor(composite (B, h, w, 3), mask (B, h, w), filled (B, h, w, 3), strength, taps, cell, steps)
+//       -> (B, h, w, 3): part of the fill's low band replaced by the nearest known colours' (`model.anchor`)
 //
 // The torch functions are the specification; each operation is done in the same order and precision as they
 // do it (the separable filters as fused multiply-adds, as ATen's vectorised add with alpha), so the results
@@ -21,6 +23,7 @@
 #pragma GCC optimize("fp-contract=off")
 
 #include <pybind11/numpy.h>
+#include <pybind11/stl.h>
 
 #include <algorithm>
 #include <cmath>
@@ -28,6 +31,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "bilinear.h"
 #include "copy_rules.h"
 
 namespace py = pybind11;
@@ -509,6 +513,151 @@ Floats border_match(Floats composite, Floats mask, Floats filled, Floats taps, i
     return result;
 }
 
+// `model.anchor.nearest_seeds` on a gh x gw grid: jump flooding with the given steps, each step reading the
+// seeds as they were before it; of the seeds equally near a cell, its own, then the first in kJumpDirections'
+// order, wins (as the reference's tie break). Cells without a seed in reach hold kFar. A look past the grid's
+// edge reads kFar, which never beats a cell's own seed: it is skipped. Seeds are (row, col) in two int planes;
+// each row is updated a direction at a time over the columns it reaches (loops the compiler vectorises).
+constexpr int kFar = 16384;
+constexpr int kJumpDirections[8][2] = {{-1, -1}, {-1, 0}, {-1, 1}, {0, -1}, {0, 1}, {1, -1}, {1, 0}, {1, 1}};
+
+void jump_flood(const std::vector<float>& weight, int gh, int gw, const std::vector<int>& steps,
+                std::vector<int>& seed_row, std::vector<int>& seed_col) {
+    const size_t cells = static_cast<size_t>(gh) * gw;
+    seed_row.resize(cells);
+    seed_col.resize(cells);
+    for (int y = 0; y < gh; ++y)
+        for (int x = 0; x < gw; ++x) {
+            const size_t q = static_cast<size_t>(y) * gw + x;
+            const bool seed = weight[q] > 0.0f;
+            seed_row[q] = seed ? y : kFar;
+            seed_col[q] = seed ? x : kFar;
+        }
+    std::vector<int> row_before(cells), col_before(cells);
+    for (const int step : steps) {
+        row_before.swap(seed_row);
+        col_before.swap(seed_col);
+#pragma omp parallel
+        {
+            std::vector<int> best(gw);
+#pragma omp for schedule(static)
+            for (int y = 0; y < gh; ++y) {
+                const size_t q0 = static_cast<size_t>(y) * gw;
+                int* __restrict rows = seed_row.data() + q0;
+                int* __restrict cols = seed_col.data() + q0;
+                for (int x = 0; x < gw; ++x) {
+                    rows[x] = row_before[q0 + x];
+                    cols[x] = col_before[q0 + x];
+                    const int dy = rows[x] - y, dx = cols[x] - x;
+                    best[x] = dy * dy + dx * dx;
+                }
+                for (const auto& d : kJumpDirections) {
+                    const int yy = y + d[0] * step, shift = d[1] * step;
+                    if (yy < 0 || yy >= gh) continue;
+                    const int* look_rows = row_before.data() + static_cast<size_t>(yy) * gw + shift;
+                    const int* look_cols = col_before.data() + static_cast<size_t>(yy) * gw + shift;
+                    const int lo = std::max(0, -shift), hi = std::min(gw, gw - shift);
+                    for (int x = lo; x < hi; ++x) {
+                        const int dy = look_rows[x] - y, dx = look_cols[x] - x;
+                        const int distance = dy * dy + dx * dx;
+                        const bool nearer = distance < best[x];
+                        best[x] = nearer ? distance : best[x];
+                        rows[x] = nearer ? look_rows[x] : rows[x];
+                        cols[x] = nearer ? look_cols[x] : cols[x];
+                    }
+                }
+            }
+        }
+    }
+}
+
+Floats colour_anchor(Floats composite, Floats mask, Floats filled, float strength, Floats taps, int cell,
+                     std::vector<int> steps) {
+    const auto cb = composite.request(), mb = mask.request(), fb = filled.request();
+    if (cb.ndim != 4) throw std::invalid_argument("composite: expected (B, h, w, 3) float32");
+    const int B = static_cast<int>(cb.shape[0]), h = static_cast<int>(cb.shape[1]), w = static_cast<int>(cb.shape[2]);
+    check_nhwc(cb, "composite", B, h, w, 3);
+    check_plane(mb, "mask", B, h, w);
+    check_nhwc(fb, "filled", B, h, w, 3);
+    if (cell < 1 || h % cell || w % cell)
+        throw std::invalid_argument("cell: expected a divisor of h = " + std::to_string(h) + " and w = " +
+                                    std::to_string(w) + ", got " + std::to_string(cell));
+    const std::vector<float> g = taps_of(taps);
+    Floats result({B, h, w, 3});
+    const float* comp = static_cast<const float*>(cb.ptr);
+    const float* msk = static_cast<const float*>(mb.ptr);
+    const float* fill = static_cast<const float*>(fb.ptr);
+    float* out = result.mutable_data();
+    const int gh = h / cell, gw = w / cell;
+    const size_t pixels = static_cast<size_t>(h) * w, cells = static_cast<size_t>(gh) * gw;
+    const std::vector<AxisTap> ys = axis_taps(h, gh, 1.0f / static_cast<float>(cell));
+    const std::vector<AxisTap> xs = axis_taps(w, gw, 1.0f / static_cast<float>(cell));
+    const float fill_count = static_cast<float>(cell * cell);
+    py::gil_scoped_release release;
+    std::vector<float> weight(cells), stack(cells * 6), difference(cells * 3), shift(cells * 3);
+    std::vector<int> seed_row, seed_col;
+    for (int b = 0; b < B; ++b) {
+        const float* cm = comp + b * pixels * 3;
+        const float* m = msk + b * pixels;
+        const float* fl = fill + b * pixels * 3;
+        // cell sums as `cell_sums` takes them: along each row of a cell first, then down its rows
+#pragma omp parallel for schedule(static)
+        for (int gy = 0; gy < gh; ++gy)
+            for (int gx = 0; gx < gw; ++gx) {
+                float known_total = 0.0f, colour_total[3] = {}, fill_total[3] = {};
+                for (int dy = 0; dy < cell; ++dy) {
+                    float known_row = 0.0f, colour_row[3] = {}, fill_row[3] = {};
+                    for (int dx = 0; dx < cell; ++dx) {
+                        const size_t p = static_cast<size_t>(gy * cell + dy) * w + gx * cell + dx;
+                        const float known = 1.0f - m[p];
+                        known_row += known;
+                        for (int c = 0; c < 3; ++c) {
+                            colour_row[c] += cm[p * 3 + c] * known;
+                            fill_row[c] += fl[p * 3 + c];
+                        }
+                    }
+                    known_total += known_row;
+                    for (int c = 0; c < 3; ++c) colour_total[c] += colour_row[c], fill_total[c] += fill_row[c];
+                }
+                const size_t q = static_cast<size_t>(gy) * gw + gx;
+                weight[q] = known_total;
+                for (int c = 0; c < 3; ++c) {
+                    stack[q * 6 + c] = colour_total[c] / std::max(known_total, 1.0f);   // the cell's known colour
+                    stack[q * 6 + 3 + c] = fill_total[c] / fill_count;
+                }
+            }
+        jump_flood(weight, gh, gw, steps, seed_row, seed_col);
+        const bool has_seed = std::any_of(weight.begin(), weight.end(), [](float v) { return v > 0.0f; });
+        for (size_t q = 0; q < cells; ++q) {   // the nearest known colour minus the fill's, per cell
+            const bool reached = seed_row[q] != kFar;  // every cell, with a seed and steps that span the grid
+            const size_t from = reached ? static_cast<size_t>(seed_row[q]) * gw + seed_col[q] : q;
+            for (int c = 0; c < 3; ++c)
+                difference[q * 3 + c] = reached ? stack[from * 6 + c] - stack[q * 6 + 3 + c] : 0.0f;
+        }
+        blur_normalised(difference.data(), gh, gw, 3, g, shift.data());
+        const float gain = strength * (has_seed ? 1.0f : 0.0f);
+        for (size_t q = 0; q < cells * 3; ++q) shift[q] *= gain;
+        float* o = out + b * pixels * 3;
+#pragma omp parallel for schedule(static)
+        for (int y = 0; y < h; ++y) {
+            const AxisTap ty = ys[y];
+            for (int x = 0; x < w; ++x) {
+                const AxisTap tx = xs[x];
+                const size_t p = static_cast<size_t>(y) * w + x;
+                for (int c = 0; c < 3; ++c) {
+                    const float top = (1.0f - tx.l) * shift[(static_cast<size_t>(ty.i0) * gw + tx.i0) * 3 + c] +
+                                      tx.l * shift[(static_cast<size_t>(ty.i0) * gw + tx.i1) * 3 + c];
+                    const float bottom = (1.0f - tx.l) * shift[(static_cast<size_t>(ty.i1) * gw + tx.i0) * 3 + c] +
+                                         tx.l * shift[(static_cast<size_t>(ty.i1) * gw + tx.i1) * 3 + c];
+                    const float value = fl[p * 3 + c] + ((1.0f - ty.l) * top + ty.l * bottom) * m[p];
+                    o[p * 3 + c] = std::min(std::max(value, 0.0f), 1.0f);
+                }
+            }
+        }
+    }
+    return result;
+}
+
 }  // namespace
 
 void register_lr_copy(py::module_& m) {
@@ -520,6 +669,8 @@ void register_lr_copy(py::module_& m) {
     m.def("border_match", &border_match, py::arg("composite"), py::arg("mask"), py::arg("filled"), py::arg("taps"),
           py::arg("levels"), py::arg("sweeps"), py::arg("coarsest_sweeps"), py::arg("fixed_share"),
           py::arg("weight_floor"));
+    m.def("colour_anchor", &colour_anchor, py::arg("composite"), py::arg("mask"), py::arg("filled"),
+          py::arg("strength"), py::arg("taps"), py::arg("cell"), py::arg("steps"));
 }
 
 }  // namespace rethined

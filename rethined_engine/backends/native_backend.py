@@ -11,7 +11,7 @@ import torch
 from ..deploy.onnx_export import LRNetwork
 from ..geometry import plan, seam_taps
 from ..io import prepare
-from ..model import patchmatch
+from ..model import anchor, patchmatch
 from .torch_backend import TorchBackend
 
 LR_BATCH = 1   # images per LR network call. On the 2-core Xeon at 1920x1080 one call on 8 images took 97 ms per
@@ -105,6 +105,22 @@ class CopyKernels:
                                         patchmatch.COARSE_FIXED_SHARE, patchmatch.MEAN_WEIGHT_FLOOR)
 
 
+class ColourAnchor:
+    """`model.anchor.colour_anchor` (same arguments and result, float32; equal to float rounding,
+    tests/test_native_lr_copy.py) in the extension (csrc/native/lr_copy.cpp): the jump flooding, cell means and
+    blurs on the small cell grid, one pass over the LR pixels for the upsampled shift."""
+
+    def __init__(self, native):
+        self.native = native
+
+    def __call__(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor, strength: float,
+                 sigma: float, steps: list[int]) -> torch.Tensor:
+        anchored = self.native.colour_anchor(_channels_last(composite), mask[:, 0].contiguous().numpy(),
+                                             _channels_last(filled), strength, seam_taps(sigma / anchor.ANCHOR_CELL),
+                                             anchor.ANCHOR_CELL, steps)
+        return torch.from_numpy(anchored).permute(0, 3, 1, 2)         # (B, 3, h, w), channels-last
+
+
 class NativePropagation:
     """`patchmatch.propagate_sources` (same arguments but compact, same result) in the extension
     (csrc/native/source_sweep.cpp): the copy styles' propagation updates, OpenMP over each update's tokens; the
@@ -142,6 +158,7 @@ class NativeBackend(TorchBackend):
             self.model.coarse_net.join_kernel = UpsampleCat(self.native)
             self.model.patch_match.copy_kernels = CopyKernels(self.native)
             self.model.patch_match.propagation_kernel = NativePropagation(self.native)
+            self.model.anchor_kernel = ColourAnchor(self.native)
         self.lr_network = (LRNetwork(self.model, self.config.hr_topk, compact=True)
                            if self.config.hr_topk > 0 else None)
 

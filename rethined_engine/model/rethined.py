@@ -6,6 +6,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..geometry import grid_plan, key_tokens
+from .anchor import ANCHOR_CELL, colour_anchor, jump_steps
 from .coarse import CoarseNet
 from .patchmatch import NeuralPatchMatch, TopKRows
 from .reparam import reparameterize_model
@@ -49,6 +50,9 @@ class Rethined(nn.Module):
         self.hf_fine_decay, self.hf_mid_gain, self.hr_feather = cfg.hf_fine_decay, cfg.hf_mid_gain, cfg.hr_feather
         self.hr_fade_reflect = cfg.hr_fade_reflect
         self.key_edge_tokens = cfg.key_edge_tokens
+        self.colour_anchor, self.colour_anchor_sigma = float(cfg.colour_anchor), float(cfg.colour_anchor_sigma)
+        self.anchor_steps = jump_steps(cfg.lr_long_side // ANCHOR_CELL)
+        self.anchor_kernel = None   # a backend's `colour_anchor`: native `ColourAnchor` (C++)
         self.coarse_net = CoarseNet(cfg)
         self.patch_match = NeuralPatchMatch(cfg, self.coarse_net.feature_channels)
 
@@ -65,8 +69,20 @@ class Rethined(nn.Module):
         composite = torch.where(mask > 0, coarse, image)
         key_inside = key_inside.expand(image.shape[0], -1)
         refined, mixed, attn, query_masked, key_ok = self.patch_match(composite, coarse, mask, features, key_inside, topk)
+        if self.colour_anchor > 0.0:
+            if self.anchor_kernel is not None and not torch.jit.is_scripting():
+                refined = self.kernel_anchor(composite, mask, refined)
+            else:
+                refined = colour_anchor(composite, mask, refined, self.colour_anchor, self.colour_anchor_sigma,
+                                        self.anchor_steps)
         result = torch.where(mask > 0, refined.clamp(0.0, 1.0), image)
         return LROutput(result, coarse, refined, mixed, attn, query_masked, key_ok)
+
+    @torch.jit.unused
+    def kernel_anchor(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+        """`colour_anchor` with this model's settings, by `self.anchor_kernel`."""
+        return self.anchor_kernel(composite, mask, filled, self.colour_anchor, self.colour_anchor_sigma,
+                                  self.anchor_steps)
 
     def prepare(self, image: torch.Tensor, mask: torch.Tensor, scale: int, grid_h: int, grid_w: int
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
