@@ -69,14 +69,18 @@ class Rethined(nn.Module):
         composite = torch.where(mask > 0, coarse, image)
         key_inside = key_inside.expand(image.shape[0], -1)
         refined, mixed, attn, query_masked, key_ok = self.patch_match(composite, coarse, mask, features, key_inside, topk)
-        if self.colour_anchor > 0.0:
-            if self.anchor_kernel is not None and not torch.jit.is_scripting():
-                refined = self.kernel_anchor(composite, mask, refined)
-            else:
-                refined = colour_anchor(composite, mask, refined, self.colour_anchor, self.colour_anchor_sigma,
-                                        self.anchor_steps)
+        refined = self.anchor_fill(composite, mask, refined)
         result = torch.where(mask > 0, refined.clamp(0.0, 1.0), image)
         return LROutput(result, coarse, refined, mixed, attn, query_masked, key_ok)
+
+    def anchor_fill(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+        """`colour_anchor` of the fill (B, 3, h, w) with this model's settings, by `self.anchor_kernel` where a
+        backend set one; the fill itself with colour_anchor = 0."""
+        if self.colour_anchor <= 0.0:
+            return filled
+        if self.anchor_kernel is not None and not torch.jit.is_scripting():
+            return self.kernel_anchor(composite, mask, filled)
+        return colour_anchor(composite, mask, filled, self.colour_anchor, self.colour_anchor_sigma, self.anchor_steps)
 
     @torch.jit.unused
     def kernel_anchor(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
