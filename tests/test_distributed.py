@@ -21,8 +21,6 @@ from rethined_engine.distributed import (
 from rethined_engine.distributed.stages import read_hole, read_rgb, write_atomically
 from rethined_engine.train.masks import random_mask
 
-pytestmark = pytest.mark.xdist_group("ray")   # one worker runs every local Ray cluster of the suite, one at a time
-
 PHOTO_SIZES = {"beach": (240, 320), "field": (256, 256), "hill": (240, 320), "road": (288, 224)}   # (height, width)
 # half the 2 CPUs for the actors, half for decode and encode: file work keeps both actors fed
 RAY_CONFIG = BatchConfig(engine={"device": "cpu"}, workers=2, cpus_per_worker=0.5, cpus_per_io_task=0.25,

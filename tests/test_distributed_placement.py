@@ -11,8 +11,6 @@ from rethined_engine import Engine
 from rethined_engine.distributed import OK, BatchConfig, build_manifest, inpaint_dataset
 from rethined_engine.train.masks import random_mask
 
-pytestmark = pytest.mark.xdist_group("ray")   # one worker runs every local Ray cluster of the suite, one at a time
-
 
 def ancestors(pid: int) -> set[int]:
     """Process ids above pid (Linux /proc)."""
