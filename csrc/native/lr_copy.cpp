@@ -26,6 +26,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -452,14 +453,22 @@ Floats harmonic_fill(Floats values, Floats fixed, int levels, int sweeps, int co
     return result;
 }
 
-Floats border_match(Floats composite, Floats mask, Floats filled, Floats taps, int levels, int sweeps,
-                    int coarsest_sweeps, float fixed_share, float weight_floor) {
-    const auto cb = composite.request(), mb = mask.request(), fb = filled.request();
+// border_match's and colour_anchor's inputs: composite (B, h, w, 3), mask (B, h, w), filled (B, h, w, 3), all
+// float32 -> (B, h, w).
+std::array<int, 3> check_composite_mask_filled(const py::buffer_info& cb, const py::buffer_info& mb,
+                                               const py::buffer_info& fb) {
     if (cb.ndim != 4) throw std::invalid_argument("composite: expected (B, h, w, 3) float32");
     const int B = static_cast<int>(cb.shape[0]), h = static_cast<int>(cb.shape[1]), w = static_cast<int>(cb.shape[2]);
     check_nhwc(cb, "composite", B, h, w, 3);
     check_plane(mb, "mask", B, h, w);
     check_nhwc(fb, "filled", B, h, w, 3);
+    return {B, h, w};
+}
+
+Floats border_match(Floats composite, Floats mask, Floats filled, Floats taps, int levels, int sweeps,
+                    int coarsest_sweeps, float fixed_share, float weight_floor) {
+    const auto cb = composite.request(), mb = mask.request(), fb = filled.request();
+    const auto [B, h, w] = check_composite_mask_filled(cb, mb, fb);
     check_levels(h, w, levels, sweeps, coarsest_sweeps);
     const std::vector<float> g = taps_of(taps);
     Floats result({B, h, w, 3});
@@ -574,11 +583,7 @@ void jump_flood(const std::vector<float>& weight, int gh, int gw, const std::vec
 Floats colour_anchor(Floats composite, Floats mask, Floats filled, float strength, Floats taps, int cell,
                      std::vector<int> steps) {
     const auto cb = composite.request(), mb = mask.request(), fb = filled.request();
-    if (cb.ndim != 4) throw std::invalid_argument("composite: expected (B, h, w, 3) float32");
-    const int B = static_cast<int>(cb.shape[0]), h = static_cast<int>(cb.shape[1]), w = static_cast<int>(cb.shape[2]);
-    check_nhwc(cb, "composite", B, h, w, 3);
-    check_plane(mb, "mask", B, h, w);
-    check_nhwc(fb, "filled", B, h, w, 3);
+    const auto [B, h, w] = check_composite_mask_filled(cb, mb, fb);
     if (cell < 1 || h % cell || w % cell)
         throw std::invalid_argument("cell: expected a divisor of h = " + std::to_string(h) + " and w = " +
                                     std::to_string(w) + ", got " + std::to_string(cell));
@@ -594,7 +599,8 @@ Floats colour_anchor(Floats composite, Floats mask, Floats filled, float strengt
     const std::vector<AxisTap> xs = axis_taps(w, gw, 1.0f / static_cast<float>(cell));
     const float fill_count = static_cast<float>(cell * cell);
     py::gil_scoped_release release;
-    std::vector<float> weight(cells), stack(cells * 6), difference(cells * 3), shift(cells * 3);
+    std::vector<float> weight(cells), known_colour(cells * 3), fill_mean(cells * 3), difference(cells * 3),
+        shift(cells * 3);
     std::vector<int> seed_row, seed_col;
     for (int b = 0; b < B; ++b) {
         const float* cm = comp + b * pixels * 3;
@@ -622,21 +628,21 @@ Floats colour_anchor(Floats composite, Floats mask, Floats filled, float strengt
                 const size_t q = static_cast<size_t>(gy) * gw + gx;
                 weight[q] = known_total;
                 for (int c = 0; c < 3; ++c) {
-                    stack[q * 6 + c] = colour_total[c] / std::max(known_total, 1.0f);   // the cell's known colour
-                    stack[q * 6 + 3 + c] = fill_total[c] / fill_count;
+                    known_colour[q * 3 + c] = colour_total[c] / std::max(known_total, 1.0f);
+                    fill_mean[q * 3 + c] = fill_total[c] / fill_count;
                 }
             }
         jump_flood(weight, gh, gw, steps, seed_row, seed_col);
-        const bool has_seed = std::any_of(weight.begin(), weight.end(), [](float v) { return v > 0.0f; });
-        for (size_t q = 0; q < cells; ++q) {   // the nearest known colour minus the fill's, per cell
-            const bool reached = seed_row[q] != kFar;  // every cell, with a seed and steps that span the grid
+        // the nearest known colour minus the fill's, per cell; 0 where no seed reached (every cell of an image
+        // without a known pixel), so such an image gets no shift
+        for (size_t q = 0; q < cells; ++q) {
+            const bool reached = seed_row[q] != kFar;
             const size_t from = reached ? static_cast<size_t>(seed_row[q]) * gw + seed_col[q] : q;
             for (int c = 0; c < 3; ++c)
-                difference[q * 3 + c] = reached ? stack[from * 6 + c] - stack[q * 6 + 3 + c] : 0.0f;
+                difference[q * 3 + c] = reached ? known_colour[from * 3 + c] - fill_mean[q * 3 + c] : 0.0f;
         }
         blur_normalised(difference.data(), gh, gw, 3, g, shift.data());
-        const float gain = strength * (has_seed ? 1.0f : 0.0f);
-        for (size_t q = 0; q < cells * 3; ++q) shift[q] *= gain;
+        for (size_t q = 0; q < cells * 3; ++q) shift[q] *= strength;
         float* o = out + b * pixels * 3;
 #pragma omp parallel for schedule(static)
         for (int y = 0; y < h; ++y) {
