@@ -156,12 +156,18 @@ def torch_free_pipeline(session, image, mask, cfg):
     return blend_seams(image, mask, out, seam_taps(cfg.seam_sigma), cfg.seam_gain) if cfg.seam_sigma > 0 else out
 
 
+@pytest.fixture(scope="module")
+def shipped_session(tmp_path_factory):
+    """An onnxruntime session of the shipped weights' LR network, exported with dynamic sizes."""
+    path, _ = export_onnx(tmp_path_factory.mktemp("shipped") / "lr.onnx", 1024, 1024, dynamic=True)
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
 @pytest.mark.parametrize("size", [(37, 53), (333, 1000), (720, 1280), (1030, 2050)])
-def test_onnx_plus_host_matches_engine_on_a_photo(tmp_path_factory, rng, size):
+def test_onnx_plus_host_matches_engine_on_a_photo(shipped_session, rng, size):
     """The whole deployed pipeline (numpy prep -> ONNX LR network -> numpy HR stage and seam blend) with the shipped
     weights reproduces `Engine().inpaint` (torch backend, fp32) on a real photograph."""
-    path, _ = export_onnx(tmp_path_factory.mktemp("shipped") / "lr.onnx", 1024, 1024, dynamic=True)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = shipped_session
     engine = Engine(device="cpu")
     image = np.asarray(Image.open(SAMPLE).convert("RGB").resize(size[::-1]))
     mask = random_mask(*size, rng).astype(bool)
