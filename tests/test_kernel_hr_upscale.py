@@ -16,10 +16,11 @@ from rethined_engine.train.masks import random_mask  # noqa: E402
 from conftest import fp32_convolutions, hr_key_tokens  # noqa: E402
 
 CPU_SHAPES = [((37, 53), 512), ((61, 130), 32), ((61, 280), 32)]   # (H, W), lr_long_side: scales 1, 5, 9
-# The interpreter's cost is per program: at scale 9 the shipped 1 x 32 tiles make 216 programs per token, at
-# scale 4 32, so on the CPU those shapes run 4 x 32 tiles (same kernel and edge masks; a quarter of the
-# programs); scales 1, 3 and 5 run the shipped tile. The GPU tests run the shipped tile at every shape.
-INTERPRETER_TILE_PIXELS = {4: 128, 9: 128}      # HR scale -> TILE_PIXELS
+# The interpreter's cost is per program: at scale 9 the shipped 1 x 32 tiles make 216 programs per token, so on
+# the CPU that shape runs 4 x 32 tiles (same kernel and edge masks; a quarter of the programs), as do the
+# cross-fade cases marked WIDE; the others run the shipped tile. The GPU tests run the shipped tile at every shape.
+INTERPRETER_TILE_PIXELS = {9: 128}      # HR scale -> TILE_PIXELS
+WIDE = 128                              # TILE_PIXELS of the interpreter's wide tiles
 GPU_SHAPES = [((2048, 2048), 512), ((2160, 3840), 512), ((4096, 4096), 512)]
 POISON = 77
 MAX_LSB = 1             # fp32 rounding may turn a value near .5 the other way: one uint8 level
@@ -81,15 +82,10 @@ LAYOUT_CASES = [pytest.param(size, lr_long, layout, id=f"{'HWC' if layout else '
 
 @pytest.mark.parametrize("size,lr_long,channels_last", LAYOUT_CASES)
 def test_kernel_matches_reference(rng, size, lr_long, channels_last, monkeypatch):
-    interpreter_tiles(monkeypatch, size, lr_long)
-    run_case(rng, size, lr_long, "cpu", channels_last)
-
-
-def interpreter_tiles(monkeypatch, size, lr_long):
-    """On the CPU, INTERPRETER_TILE_PIXELS' tile for this shape's HR scale, if it names one."""
     scale = plan(*size, ModelConfig(lr_long_side=lr_long)).scale
     if scale in INTERPRETER_TILE_PIXELS:
         monkeypatch.setattr(hr_module, "TILE_PIXELS", INTERPRETER_TILE_PIXELS[scale])
+    run_case(rng, size, lr_long, "cpu", channels_last)
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
@@ -131,7 +127,8 @@ def test_kernel_matches_reference_cuda(rng, size, lr_long, channels_last):
     run_case(rng, size, lr_long, "cuda", channels_last)
 
 
-FEATHER_CPU_CASES = [((61, 130), 64, 1), ((61, 130), 64, 2), ((96, 200), 64, 1), ((37, 53), 512, 2)]   # scales 3, 3, 4, 1
+# (H, W), lr_long_side, feather, TILE_PIXELS under the interpreter (None: the shipped tile); scales 3, 3, 4, 1
+FEATHER_CPU_CASES = [((61, 130), 64, 1, None), ((61, 130), 64, 2, WIDE), ((96, 200), 64, 1, WIDE), ((37, 53), 512, 2, None)]
 FEATHER_GPU_SHAPES = [((2048, 2048), 512), ((2160, 3840), 512)]
 
 
@@ -156,13 +153,15 @@ def run_feather_case(rng, size, lr_long, device, feather, channels_last, reflect
             assert not torch.equal(out, hr_upscale_reference(*args, feather=feather, known=known))
 
 
-@pytest.mark.parametrize("size,lr_long,feather", FEATHER_CPU_CASES)
-def test_feathered_kernel_matches_reference(rng, size, lr_long, feather, monkeypatch):
-    interpreter_tiles(monkeypatch, size, lr_long)
+@pytest.mark.parametrize("size,lr_long,feather,tile_pixels", FEATHER_CPU_CASES)
+def test_feathered_kernel_matches_reference(rng, size, lr_long, feather, tile_pixels, monkeypatch):
+    if tile_pixels is not None:
+        monkeypatch.setattr(hr_module, "TILE_PIXELS", tile_pixels)
     run_feather_case(rng, size, lr_long, "cpu", feather, channels_last=feather == 1)
 
 
-def test_feathered_kernel_with_mirrored_reads_matches_reference(rng):
+def test_feathered_kernel_with_mirrored_reads_matches_reference(rng, monkeypatch):
+    monkeypatch.setattr(hr_module, "TILE_PIXELS", WIDE)
     run_feather_case(rng, (61, 130), 64, "cpu", 2, channels_last=True, reflect=True)
 
 
