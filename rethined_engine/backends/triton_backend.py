@@ -78,7 +78,7 @@ class TritonLRNetwork:
 
     def _copy(self, image, mask, key_inside, composite, q, k, query_masked, key_ok):
         """lr_texture="copy": `NeuralPatchMatch.copy_candidates` and `.copy_outputs` (their hooked Triton kernels:
-        `TritonBackend` sets them), then `Rethined.anchor_fill` (torch), composited; the HR stage mixes the
+        `TritonBackend` sets them), then `Rethined.finish_fill` (the colour anchor in torch); the HR stage mixes the
         chosen source only."""
         pm = self.model.patch_match
         grid_w = key_inside.shape[-1]
@@ -86,8 +86,7 @@ class TritonLRNetwork:
         candidates, colours, expected = pm.copy_candidates(composite, q, k, query_masked, key_ok, self.compact)
         copied, _, rows, _, _ = pm.copy_outputs(composite, mask, q, k, candidates, colours, expected, query_masked,
                                                 key_ok, grid_w, self.compact)
-        copied = self.model.anchor_fill(composite, mask, copied)
-        result = torch.where(mask > 0, copied.clamp(0.0, 1.0), image)
+        _, result = self.model.finish_fill(image, composite, mask, copied)
         weight, index = pad_rows(rows, self.topk)
         cfg = self.model.cfg
         gain, fine_gain = hf_band_gains(key_ok.reshape(key_inside.shape), cfg.hf_decay, cfg.hf_fine_decay,

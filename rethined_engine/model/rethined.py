@@ -69,9 +69,16 @@ class Rethined(nn.Module):
         composite = torch.where(mask > 0, coarse, image)
         key_inside = key_inside.expand(image.shape[0], -1)
         refined, mixed, attn, query_masked, key_ok = self.patch_match(composite, coarse, mask, features, key_inside, topk)
-        refined = self.anchor_fill(composite, mask, refined)
-        result = torch.where(mask > 0, refined.clamp(0.0, 1.0), image)
+        refined, result = self.finish_fill(image, composite, mask, refined)
         return LROutput(result, coarse, refined, mixed, attn, query_masked, key_ok)
+
+    def finish_fill(self, image: torch.Tensor, composite: torch.Tensor, mask: torch.Tensor,
+                    filled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LR fill's last steps, the same on every backend: `anchor_fill`, then the known pixels put back.
+        image, composite, filled (B, 3, h, w), mask (B, 1, h, w) -> (the anchored fill, the LR result: the
+        image with its hole pixels the anchored fill's, clamped to [0, 1])."""
+        filled = self.anchor_fill(composite, mask, filled)
+        return filled, torch.where(mask > 0, filled.clamp(0.0, 1.0), image)
 
     def anchor_fill(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
         """`colour_anchor` of the fill (B, 3, h, w) with this model's settings, by `self.anchor_kernel` where a
