@@ -23,8 +23,8 @@ INT_ONE = 1            # what the launcher specialises: an int argument equal to
 
 def _variants():
     """(name, kernel JITFunction, signature {arg: type}, constexprs {arg: value}, num_warps, num_stages)."""
-    from . import (blur, coherence, copy_candidates, hr_upscale, masked_attention, membrane, patch_projection, prep,
-                   seam_blend, source_sweep, token_copy)
+    from . import (blur, coherence, colour_anchor, copy_candidates, hr_upscale, masked_attention, membrane,
+                   patch_projection, prep, seam_blend, source_sweep, token_copy)
     from .patch_projection import dot_precision
     from rethined_engine.model import patchmatch
 
@@ -126,6 +126,13 @@ def _variants():
               "inner": "i32", "n_taps": "i32", "BLOCK": "constexpr"}
         for axis, ones in (("rows", {}), ("cols", {"inner": INT_ONE})):
             out.append((f"filter_axis[{ty},{axis}]", blur.filter_axis_kernel, fa, {**ones, "BLOCK": blur.BLOCK}, 4, 3))
+        ac = {"composite_ptr": f"*{ty}", "mask_ptr": f"*{ty}", "filled_ptr": f"*{ty}", "seed_ptr": "*i32",
+              "colour_ptr": "*fp32", "fill_ptr": "*fp32", "h": "i32", "w": "i32", "gh": "i32", "gw": "i32",
+              "total": "i32", "BLOCK": "constexpr"}
+        out.append((f"anchor_cells[{ty}]", colour_anchor.anchor_cells_kernel, ac, {"BLOCK": colour_anchor.BLOCK}, 4, 3))
+        aa = {"filled_ptr": f"*{ty}", "mask_ptr": f"*{ty}", "shift_ptr": "*fp32", "out_ptr": f"*{ty}", "h": "i32",
+              "w": "i32", "gh": "i32", "gw": "i32", "total": "i32", "strength": "fp32", "BLOCK": "constexpr"}
+        out.append((f"anchor_apply[{ty}]", colour_anchor.anchor_apply_kernel, aa, {"BLOCK": colour_anchor.BLOCK}, 4, 3))
         sw = {"q_ptr": f"*{ty}", "k_ptr": f"*{ty}", "candidates_ptr": "*i64", "own_score_ptr": "*fp32",
               "valid_ptr": "*i1", "has_key_ptr": "*i1", "key_ok_ptr": "*i1", "colours_ptr": "*fp32",
               "expected_ptr": "*fp32", "source_ptr": "*i64", "out_ptr": "*i64", "n": "i32", "grid_h": "i32",
@@ -146,6 +153,13 @@ def _variants():
                     {"POOL_BLOCK": 8, "LOCALITY": False, "IEEE": ty == "fp32", "BLOCK_M": copy_candidates.BLOCK_M,
                      "BLOCK_N": copy_candidates.BLOCK_N, "DIM_CHUNK": copy_candidates.DIM_CHUNK},
                     copy_candidates.NUM_WARPS, 3))
+    jf = {"seed_in_ptr": "*i32", "seed_out_ptr": "*i32", "gh": "i32", "gw": "i32", "total": "i32", "step": "i32",
+          "BLOCK": "constexpr"}
+    for name, ones in (("jump_flood[step]", {}), ("jump_flood[step1]", {"step": INT_ONE})):
+        out.append((name, colour_anchor.jump_flood_kernel, jf, {**ones, "BLOCK": colour_anchor.BLOCK}, 4, 3))
+    ad = {"seed_ptr": "*i32", "colour_ptr": "*fp32", "fill_ptr": "*fp32", "diff_ptr": "*fp32", "gh": "i32",
+          "gw": "i32", "total": "i32", "BLOCK": "constexpr"}
+    out.append(("anchor_difference", colour_anchor.anchor_difference_kernel, ad, {"BLOCK": colour_anchor.BLOCK}, 4, 3))
     pm_sig = {"value_ptr": "*fp32", "key_ptr": "*i32", "colours_ptr": "*fp32", "expected_ptr": "*fp32", "out_ptr": "*i64",
               "n": "i32", "pool": "i32", "colour_weight": "fp32", "SPLITS": "constexpr", "POOL_BLOCK": "constexpr",
               "COLOUR": "constexpr", "BLOCK_M": "constexpr"}

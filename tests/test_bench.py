@@ -11,6 +11,8 @@ from rethined_engine import Engine  # noqa: E402
 from rethined_engine.bench.quality import build_methods, parse_variant, resolution_table, run, summarise  # noqa: E402
 from rethined_engine.cli import main as cli_main  # noqa: E402
 from rethined_engine.config import STYLES  # noqa: E402
+from rethined_engine.model.anchor import ANCHOR_CELL, jump_steps  # noqa: E402
+from rethined_engine.weights import DEFAULT_WEIGHTS, read_config  # noqa: E402
 
 RESOLUTIONS = [64, 96]
 
@@ -472,6 +474,9 @@ def test_op_count_counts_the_lr_networks_operations():
         assert launches["triton:pool_search_kernel"] == launches["triton:pool_merge_kernel"] == 1
         assert "_rank_by_colour" not in launches
         assert launches["triton:filter_axis_kernel"] > 0
-        # the copy steps' filters are Triton kernels; torch filters remain only in the colour anchor (torch there)
-        assert "_filter_along" not in launches or "nearest_seeds" in launches
+        # the copy steps' filters and the colour anchor are Triton kernels: no torch filter or jump flood is left
+        assert "_filter_along" not in launches and "nearest_seeds" not in launches
+        assert launches["triton:anchor_cells_kernel"] == launches["triton:anchor_apply_kernel"] == 1
+        lr_long_side = read_config(DEFAULT_WEIGHTS).lr_long_side                  # the shipped weights' LR size
+        assert launches["triton:jump_flood_kernel"] == len(jump_steps(lr_long_side // ANCHOR_CELL))
         assert triton_row["ops"] < rows["realistic"]["ops"] / 2   # the copy steps' kernels

@@ -61,7 +61,7 @@ def triton_and_torch():
 
 
 @pytest.mark.parametrize("h,w", [(37, 53), (90, 130)])
-def test_triton_backend_matches_torch_backend(triton_and_torch, rng, h, w):
+def test_triton_backend_matches_torch_backend(triton_and_torch, rng, h, w, wide_interpreter_tiles):
     """End to end (interpreter on the CPU), HR scales 1 and 3: uint8 numpy HWC, and torch CHW at scale 1."""
     fast, reference = triton_and_torch
     from PIL import Image
@@ -77,7 +77,7 @@ def test_triton_backend_matches_torch_backend(triton_and_torch, rng, h, w):
         assert torch.equal(fast.inpaint(chw, torch.from_numpy(mask)), torch.from_numpy(got).permute(2, 0, 1))
 
 
-def test_triton_backend_seam_blend_matches_torch_backend(rng):
+def test_triton_backend_seam_blend_matches_torch_backend(rng, wide_interpreter_tiles):
     """With `seam_sigma` on (`kernels/seam_blend.py` after the HR kernel), at HR scale 3."""
     from PIL import Image
     from rethined_engine import Engine
@@ -97,7 +97,7 @@ def test_triton_backend_seam_blend_matches_torch_backend(rng):
 
 
 @pytest.mark.parametrize("feather,key_edge,reflect", [(1, 0, False), (2, 1, True)])
-def test_triton_backend_feathered_texture_matches_torch_backend(rng, feather, key_edge, reflect):
+def test_triton_backend_feathered_texture_matches_torch_backend(rng, feather, key_edge, reflect, wide_interpreter_tiles):
     """hr_feather > 0 (copies, one band, hr_topk = 1) at HR scale 4: the HR kernel's cross-faded texture, not
     the torch path, against the torch backend; with key_edge_tokens the image's outermost tokens are no
     sources, but a copy beside them still fades into their own texture; with hr_fade_reflect the kernel's
@@ -123,7 +123,7 @@ def test_triton_backend_feathered_texture_matches_torch_backend(rng, feather, ke
     assert not np.array_equal(ref, pasted.inpaint(image, mask))
 
 
-def test_fully_masked_image_in_a_batch_alone_takes_the_torch_path(rng, monkeypatch):
+def test_fully_masked_image_in_a_batch_alone_takes_the_torch_path(rng, monkeypatch, wide_interpreter_tiles):
     """A batch with one fully masked image: that image gets the coarse result (torch path, with the
     warning), the other runs the Triton pipeline; each equals its result on its own."""
     from PIL import Image
@@ -154,7 +154,7 @@ def test_triton_backend_needs_cuda_or_interpreter(monkeypatch, weights_path):
         Engine(weights=weights_path, backend="triton", device="cpu")
 
 
-def test_triton_backend_fp16_is_as_close_as_torch_fp16(triton_and_torch, rng):
+def test_triton_backend_fp16_is_as_close_as_torch_fp16(triton_and_torch, rng, wide_interpreter_tiles):
     """fp16 (the CUDA default): the triton backend's error vs the fp32 torch backend is at most the torch
     backend's own fp16 error (x2 + 0.1 % of values), and never more than 2 uint8 levels."""
     from PIL import Image

@@ -78,8 +78,8 @@ class TritonLRNetwork:
 
     def _copy(self, image, mask, key_inside, composite, q, k, query_masked, key_ok):
         """lr_texture="copy": `NeuralPatchMatch.copy_candidates` and `.copy_outputs` (their hooked Triton kernels:
-        `TritonBackend` sets them), then `Rethined.finish_fill` (the colour anchor in torch); the HR stage mixes the
-        chosen source only."""
+        `TritonBackend` sets them), then `Rethined.finish_fill` (its colour anchor: `kernels.colour_anchor`); the
+        HR stage mixes the chosen source only."""
         pm = self.model.patch_match
         grid_w = key_inside.shape[-1]
         q, k, query_masked, key_ok = q[None], k[None], query_masked[None], key_ok[None]
@@ -137,6 +137,7 @@ class TritonBackend(TorchBackend):
             raise ValueError(f"device: the triton backend needs a CUDA device (or TRITON_INTERPRET=1 for testing on "
                              f"the CPU), got {target}")
         try:
+            from ..kernels.colour_anchor import colour_anchor
             from ..kernels.copy_candidates import POOL_MAX, copy_candidates
             from ..kernels.hr_upscale import hr_upscale
             from ..kernels.prep import prepare_lr
@@ -150,6 +151,7 @@ class TritonBackend(TorchBackend):
         self.hr_upscale, self.prepare_lr, self.seam_blend = hr_upscale, prepare_lr, seam_blend
         self.model.patch_match.copy_kernels = TritonCopyKernels()
         self.model.patch_match.propagation_kernel = propagate_sources
+        self.model.anchor_kernel = colour_anchor
         if self.model.patch_match.copy_pool <= POOL_MAX:
             self.model.patch_match.candidates_kernel = copy_candidates
         # the HR kernel cross-fades (hr_feather > 0) one copied source per token: hr_topk = 1
