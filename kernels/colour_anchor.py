@@ -29,19 +29,23 @@ CELL: tl.constexpr = tl.constexpr(anchor.ANCHOR_CELL)
 
 
 @triton.jit
+def _program_cells(gh, gw, total, BLOCK: tl.constexpr):
+    """This program's BLOCK cells of the (B, gh, gw) grid (total = B * gh * gw): (flat offsets, which are live,
+    image b, flat cell in its grid, cell row, cell column)."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    cell = offs % (gh * gw)
+    return offs, offs < total, offs // (gh * gw), cell, cell // gw, cell % gw
+
+
+@triton.jit
 def anchor_cells_kernel(composite_ptr, mask_ptr, filled_ptr, seed_ptr, colour_ptr, fill_ptr, h, w, gh, gw, total,
                         BLOCK: tl.constexpr):
     """Per cell (b, cy, cx) of the (B, gh, gw) grid: seed = its flat index cy * gw + cx if it holds a known pixel,
     else NO_SEED; colour (B, 3, gh, gw) = the mean of its known pixels (0 without one); fill = the fill's mean
     (`anchor.cell_sums`' order: each row's sum, then the rows'). composite, filled (B, 3, h, w), mask (B, 1, h, w)
     contiguous, 1 = hole."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = offs < total
+    offs, live, b, cell, cy, cx = _program_cells(gh, gw, total, BLOCK)
     cells = gh * gw
-    b = offs // cells
-    cell = offs % cells
-    cy = cell // gw
-    cx = cell % gw
     weight = tl.zeros((BLOCK,), tl.float32)
     for r in tl.static_range(CELL):            # from zero, row by row: the reference's sums to the last bit
         row = tl.zeros((BLOCK,), tl.float32)
@@ -87,13 +91,7 @@ def _look(seed_ptr, b, cy, cx, dy, dx, step, gh, gw, place, best, best_key, live
 def jump_flood_kernel(seed_in_ptr, seed_out_ptr, gh, gw, total, step, BLOCK: tl.constexpr):
     """One jump flooding step on the (B, gh, gw) seeds: each cell keeps the nearest of its own seed and those of
     the eight cells `step` away, looked at in `anchor.JUMP_DIRECTIONS`' order."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = offs < total
-    cells = gh * gw
-    b = offs // cells
-    cell = offs % cells
-    cy = cell // gw
-    cx = cell % gw
+    offs, live, b, cell, cy, cx = _program_cells(gh, gw, total, BLOCK)
     best = tl.load(seed_in_ptr + offs, mask=live, other=NO_SEED)
     sy = best // gw - cy
     sx = best % gw - cx
@@ -113,11 +111,8 @@ def jump_flood_kernel(seed_in_ptr, seed_out_ptr, gh, gw, total, step, BLOCK: tl.
 def anchor_difference_kernel(seed_ptr, colour_ptr, fill_ptr, diff_ptr, gh, gw, total, BLOCK: tl.constexpr):
     """diff (B, 3, gh, gw) = the colour of each cell's nearest seed minus the fill's mean there (0 where the image
     has no seed: the reference multiplies its blur by has_seed = 0 there)."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = offs < total
+    offs, live, b, cell, _, _ = _program_cells(gh, gw, total, BLOCK)
     cells = gh * gw
-    b = offs // cells
-    cell = offs % cells
     seed = tl.load(seed_ptr + offs, mask=live, other=NO_SEED)
     has = live & (seed != NO_SEED)
     for ch in tl.static_range(3):
