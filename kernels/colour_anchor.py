@@ -4,8 +4,8 @@ On the ANCHOR_CELL x ANCHOR_CELL px cell grid: one launch takes every cell's kno
 pixel (a seed) and the fill's mean; jump flooding takes one launch per step (each cell keeps the nearest of its own
 seed and those of the eight cells `step` away, ties broken in the reference's order); one launch gathers the
 nearest seed's colour minus the fill's mean; `kernels.blur.blur_base` blurs that difference; one launch over the
-LR pixels upsamples it bilinearly and adds `strength` of it to the hole. In torch the same is ~15 operations per
-jump step and ~150 per call at 512^2 LR (`bench.op_count`): on the GPU, as many small kernels inside the CUDA graph.
+LR pixels upsamples it bilinearly and adds `strength` of it to the hole: 24 operations per call at 512^2 LR, where
+torch issues 226 (`bench.op_count`, docs/performance.md), on the GPU as many small kernels inside the CUDA graph.
 
 Distances are integers here (squared cell offsets times ORDER_SCALE, plus the look's place in the reference's
 order); the reference's float32 distances plus TIE_BREAK are exact while squared offsets stay below 2^19 (grids up
