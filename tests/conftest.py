@@ -161,15 +161,15 @@ def propagation_inputs(batch: int, grid_h: int, grid_w: int, dim: int, candidate
     return q, k, options, own_score, valid, has_key, key_ok, source, grid_w, colours, expected, colour_weight
 
 
-INTERPRETER_HR_TILE_PIXELS = 128   # the HR kernel's tile in backend-level tests under the interpreter (shipped: 32)
+INTERPRETER_HR_TILE_PIXELS = 128   # the HR kernel's wide tile under the interpreter (shipped: 32)
 
 
 @pytest.fixture
 def wide_interpreter_tiles(monkeypatch):
     """Under the Triton interpreter, the HR kernel runs 4 x 32 px tiles instead of the shipped 1 x 32 (a quarter
-    of the programs, which the interpreter runs one by one; same kernel and edge masks) for tests that compare
-    whole backends; tests/test_kernel_hr_upscale.py checks the shipped tile against the reference. No effect on
-    CUDA."""
+    of the programs, which the interpreter runs one by one; same kernel and edge masks), for tests that need not
+    check the shipped tile (whole-backend comparisons); tests/test_kernel_hr_upscale.py checks the shipped tile
+    against the reference. No effect on CUDA."""
     if os.environ.get("TRITON_INTERPRET") == "1":
         from rethined_engine.kernels import hr_upscale
         monkeypatch.setattr(hr_upscale, "TILE_PIXELS", INTERPRETER_HR_TILE_PIXELS)

@@ -157,21 +157,20 @@ def torch_free_pipeline(session, image, mask, cfg):
 
 
 @pytest.fixture(scope="module")
-def shipped_session(tmp_path_factory):
-    """An onnxruntime session of the shipped weights' LR network, exported with dynamic sizes."""
+def shipped_lr_runtime(tmp_path_factory):
+    """The shipped weights' LR network exported with dynamic sizes, loaded in onnxruntime."""
     path, _ = export_onnx(tmp_path_factory.mktemp("shipped") / "lr.onnx", 1024, 1024, dynamic=True)
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 @pytest.mark.parametrize("size", [(37, 53), (333, 1000), (720, 1280), (1030, 2050)])
-def test_onnx_plus_host_matches_engine_on_a_photo(shipped_session, rng, size):
+def test_onnx_plus_host_matches_engine_on_a_photo(shipped_lr_runtime, rng, size):
     """The whole deployed pipeline (numpy prep -> ONNX LR network -> numpy HR stage and seam blend) with the shipped
     weights reproduces `Engine().inpaint` (torch backend, fp32) on a real photograph."""
-    session = shipped_session
     engine = Engine(device="cpu")
     image = np.asarray(Image.open(SAMPLE).convert("RGB").resize(size[::-1]))
     mask = random_mask(*size, rng).astype(bool)
-    got = torch_free_pipeline(session, image, mask, engine.config)
+    got = torch_free_pipeline(shipped_lr_runtime, image, mask, engine.config)
     ref = engine.inpaint(image, mask)
     diff = np.abs(got.astype(np.int16) - ref.astype(np.int16))
     assert (diff > HR_MAX_LSB).mean() <= HR_MAX_TIE and (diff > 0).mean() <= HR_MAX_FLIPPED

@@ -13,14 +13,14 @@ from rethined_engine.kernels import hr_upscale as hr_module  # noqa: E402
 from rethined_engine.kernels.hr_upscale import hr_upscale, hr_upscale_reference  # noqa: E402
 from rethined_engine.train.masks import random_mask  # noqa: E402
 
-from conftest import fp32_convolutions, hr_key_tokens  # noqa: E402
+from conftest import INTERPRETER_HR_TILE_PIXELS, fp32_convolutions, hr_key_tokens  # noqa: E402
 
 CPU_SHAPES = [((37, 53), 512), ((61, 130), 32), ((61, 280), 32)]   # (H, W), lr_long_side: scales 1, 5, 9
 # The interpreter's cost is per program: at scale 9 the shipped 1 x 32 tiles make 216 programs per token, so on
-# the CPU that shape runs 4 x 32 tiles (same kernel and edge masks; a quarter of the programs), as do the
-# cross-fade cases marked WIDE; the others run the shipped tile. The GPU tests run the shipped tile at every shape.
-INTERPRETER_TILE_PIXELS = {9: 128}      # HR scale -> TILE_PIXELS
-WIDE = 128                              # TILE_PIXELS of the interpreter's wide tiles
+# the CPU that shape runs 4 x 32 tiles (conftest's INTERPRETER_HR_TILE_PIXELS: same kernel and edge masks; a quarter
+# of the programs), as do the cross-fade cases marked so; the others run the shipped tile. The GPU tests run the
+# shipped tile at every shape.
+INTERPRETER_TILE_PIXELS = {9: INTERPRETER_HR_TILE_PIXELS}      # HR scale -> TILE_PIXELS
 GPU_SHAPES = [((2048, 2048), 512), ((2160, 3840), 512), ((4096, 4096), 512)]
 POISON = 77
 MAX_LSB = 1             # fp32 rounding may turn a value near .5 the other way: one uint8 level
@@ -128,7 +128,8 @@ def test_kernel_matches_reference_cuda(rng, size, lr_long, channels_last):
 
 
 # (H, W), lr_long_side, feather, TILE_PIXELS under the interpreter (None: the shipped tile); scales 3, 3, 4, 1
-FEATHER_CPU_CASES = [((61, 130), 64, 1, None), ((61, 130), 64, 2, WIDE), ((96, 200), 64, 1, WIDE), ((37, 53), 512, 2, None)]
+FEATHER_CPU_CASES = [((61, 130), 64, 1, None), ((61, 130), 64, 2, INTERPRETER_HR_TILE_PIXELS),
+                     ((96, 200), 64, 1, INTERPRETER_HR_TILE_PIXELS), ((37, 53), 512, 2, None)]
 FEATHER_GPU_SHAPES = [((2048, 2048), 512), ((2160, 3840), 512)]
 
 
@@ -160,8 +161,7 @@ def test_feathered_kernel_matches_reference(rng, size, lr_long, feather, tile_pi
     run_feather_case(rng, size, lr_long, "cpu", feather, channels_last=feather == 1)
 
 
-def test_feathered_kernel_with_mirrored_reads_matches_reference(rng, monkeypatch):
-    monkeypatch.setattr(hr_module, "TILE_PIXELS", WIDE)
+def test_feathered_kernel_with_mirrored_reads_matches_reference(rng, wide_interpreter_tiles):
     run_feather_case(rng, (61, 130), 64, "cpu", 2, channels_last=True, reflect=True)
 
 
