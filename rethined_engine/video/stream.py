@@ -112,8 +112,9 @@ class VideoConfig:
 
 @dataclass
 class _Previous:
-    """What temporal mode keeps of the previous frame: grey (h, w) uint8 with its hole completed, hole (h, w)
-    bool (grown by flow_margin), output (H, W, 3) uint8, thumb (s, t) uint8 and thumb_known (s, t) bool."""
+    """What temporal mode keeps of the previous frame: grey (h, w) uint8 at the working size (its hole not
+    completed: `temporal.completed_pair` completes it with the next frame's), hole (h, w) bool (grown by
+    flow_margin), output (H, W, 3) uint8, thumb (s, t) uint8 and thumb_known (s, t) bool."""
     grey: np.ndarray
     hole: np.ndarray
     output: np.ndarray
@@ -236,12 +237,14 @@ class VideoInpainter:
     def _temporal(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import cv2
 
-        from .flow import forward_backward_valid, grey, push_pull
+        from .flow import forward_backward_valid, grey
         from .temporal import (
             blend,
             bounding_box,
             camera_motion,
             complete_flow,
+            complete_grey,
+            completed_pair,
             grow,
             grow_box,
             hold,
@@ -256,9 +259,8 @@ class VideoInpainter:
         size = working_size(frame.shape[:2], cfg.flow_long_side)
         hole = shrink_mask(mask, size, cfg.flow_margin)
         luma = cv2.resize(grey(frame), size[::-1], interpolation=cv2.INTER_AREA)
-        luma = np.round(push_pull(luma.astype(np.float32), ~hole)).astype(np.uint8)
         thumb_size = working_size(frame.shape[:2], cfg.scene_cut_side)
-        thumb = cv2.resize(luma, thumb_size[::-1], interpolation=cv2.INTER_AREA)
+        thumb = cv2.resize(complete_grey(luma, hole), thumb_size[::-1], interpolation=cv2.INTER_AREA)
         thumb_known = ~shrink_mask(mask, thumb_size, 0)
         previous = self._previous
         if previous is not None and cfg.scene_cut and scene_cut(
@@ -269,8 +271,9 @@ class VideoInpainter:
         step = step_valid = None
         if previous is not None:
             fill = (cfg.flow_fill, cfg.flow_fill_ring)
-            step = complete_flow(self._dis.calc(luma, previous.grey, None), hole, previous.hole, *fill)
-            back = complete_flow(self._dis.calc(previous.grey, luma, None), previous.hole, hole, *fill)
+            here, there = completed_pair(luma, previous.grey, hole | previous.hole)
+            step = complete_flow(self._dis.calc(here, there, None), hole, previous.hole, *fill)
+            back = complete_flow(self._dis.calc(there, here, None), previous.hole, hole, *fill)
             box = grow_box(bounding_box(hole | previous.hole) or (0, 0, 0, 0), cfg.flow_context, size)
             step_valid = forward_backward_valid(step, back, cfg.fb_relative, cfg.fb_absolute, box)
             self._memory.advance(step, step_valid, luma, hole, box, self._refine if cfg.refine_flow else None)

@@ -132,9 +132,9 @@ def grow_box(box: tuple[int, int, int, int], margin: int, size: tuple[int, int])
 class PastFrame:
     """One remembered frame: frame (H, W, 3) uint8; source (H, W) bool, the pixels it may give (outside its
     hole grown by a margin; None for the anchor, an output); grey (h, w) uint8 and hole (h, w) bool at the
-    working size, the grey's hole completed; flow (h, w, 2) float32 from the current frame to it and valid
-    (h, w) uint8 (1 where every step of the chain that made that flow passed the forward-backward check);
-    index: its position in the stream."""
+    working size (the grey's hole is not completed: `refine_near` completes it with the current frame's);
+    flow (h, w, 2) float32 from the current frame to it and valid (h, w) uint8 (1 where every step of the
+    chain that made that flow passed the forward-backward check); index: its position in the stream."""
     frame: np.ndarray
     source: np.ndarray | None
     grey: np.ndarray
@@ -185,7 +185,7 @@ class FrameMemory:
             past.valid[y0:y1, x0:x1] = (sample(valid, ends, cv2.INTER_NEAREST) & trusted).astype(np.uint8)
             past.flow[y0:y1, x0:x1] = step_box + sample(flow, ends)
             if refine is not None and past.index < self.latest:
-                refine_near(refine, grey, past, box)
+                refine_near(refine, grey, hole, past, box)
             flow = past.flow[y0:y1, x0:x1]
             landed = sample(past.hole.view(np.uint8), grid + flow, cv2.INTER_NEAREST).astype(bool)
             past.flow[y0:y1, x0:x1] = fill_flow(flow, hole[y0:y1, x0:x1] | landed, self.fill, self.ring)
@@ -302,16 +302,34 @@ def camera_motion(flow: np.ndarray, hole: np.ndarray, ring: int) -> float:
     return float(np.median(np.linalg.norm(flow[around], axis=-1)))
 
 
-def refine_near(estimator: cv2.DISOpticalFlow, grey: np.ndarray, past: PastFrame,
+def refine_near(estimator: cv2.DISOpticalFlow, grey: np.ndarray, hole: np.ndarray, past: PastFrame,
                 box: tuple[int, int, int, int]) -> None:
     """Re-estimate past.flow (h, w, 2) over box (working px) from itself: DIS from grey (h, w) uint8 over box
-    to past.grey over box moved by the flow's median (rounded), starting from the flow less that move."""
+    to past.grey over box moved by the flow's median (rounded), starting from the flow less that move; both
+    greys completed over hole (h, w) bool and past.hole so moved (`completed_pair`)."""
     y0, y1, x0, x1 = box
     start = past.flow[y0:y1, x0:x1]
     move = np.round(np.median(start.reshape(-1, 2), 0)).astype(np.float32)
-    target = sample(past.grey, pixel_grid(*grey.shape)[y0:y1, x0:x1] + move)
-    source = np.ascontiguousarray(grey[y0:y1, x0:x1])
+    positions = pixel_grid(*grey.shape)[y0:y1, x0:x1] + move
+    unknown = hole[y0:y1, x0:x1] | sample(past.hole.view(np.uint8), positions, cv2.INTER_NEAREST).astype(bool)
+    source, target = completed_pair(grey[y0:y1, x0:x1], sample(past.grey, positions), unknown)
     past.flow[y0:y1, x0:x1] = estimator.calc(source, target, np.ascontiguousarray(start - move)) + move
+
+
+def complete_grey(grey: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+    """grey (h, w) uint8 with its unknown (h, w) bool pixels filled from the others (`flow.push_pull`)."""
+    if not unknown.any():
+        return np.ascontiguousarray(grey)
+    return np.round(push_pull(grey.astype(np.float32), ~unknown)).astype(np.uint8)
+
+
+def completed_pair(grey: np.ndarray, other: np.ndarray, unknown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two greys (h, w) uint8 of one size, each completed over the same unknown (h, w) bool pixels (the union
+    of their holes) before flow is estimated between them. Completed over its own hole alone, a hole that moves
+    between the frames is a smooth patch that moves, and DIS tracks it: the flow of the pixels around the hole
+    takes the hole's motion (several working px where the scene moved a fraction of one), and the hole's flow
+    completed from them copies from the wrong place."""
+    return complete_grey(grey, unknown), complete_grey(other, unknown)
 
 
 def propagate(frame: np.ndarray, mask: np.ndarray, memory: FrameMemory) -> tuple[np.ndarray, np.ndarray]:
