@@ -207,6 +207,29 @@ def test_a_hole_moving_over_a_still_scene_is_copied_from_where_it_was_seen(rng):
         assert hole_psnr(outputs[t], still, masks[t]) > 45, (t, hole_psnr(outputs[t], still, masks[t]))
 
 
+class GreyEngine:
+    """Fills the hole with one grey (R = G = B)."""
+
+    def inpaint(self, frame, mask):
+        out = frame.copy()
+        out[mask != 0] = 128
+        return out
+
+
+@pytest.mark.parametrize("moving", [False, True], ids=["still_mask", "moving_mask"])
+def test_copies_never_read_a_past_frames_hole_pixels(rng, moving):
+    """A grey pan whose input frames hold magenta under the mask (what is being removed): every output pixel
+    stays grey (R = G = B up to rounding), so no copy, not even a bilinear read beside a past hole, takes in a
+    pixel the mask covered. With source_margin 0 such reads gave |R - G| up to 4 levels here."""
+    frames = pan_clip(rng, 8)
+    frames = np.repeat(frames.mean(-1, keepdims=True).round().astype(np.uint8), 3, -1)
+    masks = np.stack([box_mask(30, 60, 50 + 3 * t * moving, 80 + 3 * t * moving) for t in range(8)])
+    frames[masks] = (255, 0, 255)
+    outputs = VideoInpainter(GreyEngine()).process_batch(frames, masks)
+    spread = np.abs(outputs.astype(int)[..., 0] - outputs[..., 1])[masks]
+    assert spread.max() <= 1, spread.max()
+
+
 def test_process_batch_equals_process_in_order(engine, rng):
     frames = pan_clip(rng, 4)
     masks = np.stack([box_mask(20 + 5 * t, 50 + 5 * t, 40, 80) for t in range(4)])
@@ -251,6 +274,7 @@ def test_reset_allows_a_new_size_and_sizes_are_checked(engine, rng):
 
 
 @pytest.mark.parametrize("field, value", [("stabilise_weight", 1.0), ("memory_frames", 0), ("flow_preset", "slow"),
+                                          ("source_margin", 0),
                                           ("fb_absolute", -1.0), ("flow_fill", "mean"), ("still_average_frames", 0)])
 def test_config_rejects_bad_values_by_name(field, value):
     with pytest.raises(ValueError, match=field):

@@ -67,7 +67,8 @@ class VideoConfig:
     memory_frames: int = 8              # past frames kept, at most
     recent_frames: int = 3              # the newest frames always kept
     key_interval: int = 4               # besides those, every key_interval-th frame is kept
-    source_margin: int = 2              # px: a past frame gives no pixel this close to its own hole
+    source_margin: int = 1              # px: a past frame gives no pixel this close to its own hole (>= 1: a copy's
+                                        # bilinear read then never reaches a hole pixel)
     hold_ring: int = 8                  # px: the known pixels this close to the hole decide a hold
     hold_threshold: float = 3.0         # mean absolute change of those pixels, uint8 levels, up to which it holds
     hold_max_motion: float = 0.25       # working px: median motion of the hole's surroundings since the held frame
@@ -92,10 +93,10 @@ class VideoConfig:
         if self.flow_preset not in DIS_PRESETS:
             raise ValueError(f"flow_preset: expected one of {tuple(DIS_PRESETS)}, got {self.flow_preset!r}")
         for name in ("flow_long_side", "memory_frames", "recent_frames", "key_interval", "scene_cut_side",
-                     "still_average_frames"):
+                     "still_average_frames", "source_margin"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        for name in ("refine_scales", "flow_margin", "source_margin", "fb_relative", "fb_absolute",
+        for name in ("refine_scales", "flow_margin", "fb_relative", "fb_absolute",
                      "flow_context", "flow_fill_ring", "hold_ring", "hold_threshold", "hold_max_motion",
                      "scene_cut_threshold", "canvas_min_confidence", "engine_margin",
                      "engine_thin_width"):
