@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma",
-                    "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_locality", "copy_sweeps", "copy_continuity",
+                    "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_detail_weight", "copy_locality", "copy_sweeps", "copy_continuity",
                     "copy_match_sweeps", "copy_consensus", "colour_anchor", "colour_anchor_sigma", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_hole_clearance",
                     "hr_fade_reflect", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather",
                     "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
@@ -16,6 +16,7 @@ COPY_SWEEPS_MAX = 16   # each sweep is unrolled in the exported graph
 COPY_MATCH_SWEEPS_MAX = 256  # unrolled in the exported graph too
 KEY_HOLE_CLEARANCE_MAX = 4  # each step is a 3-tap max pool in the exported graph
 COLOUR_ANCHOR_SIGMA_MAX = 20.0  # LR px: the native extension's filters take radius <= 31 on the anchor's cells (model.anchor.ANCHOR_CELL px)
+COPY_DETAIL_WEIGHT_MAX = 0.09  # model.patchmatch.DETAIL_LEVEL_SPAN ** 2 times this stays under 2: a copy option's score stays above NO_OPTION
 COPY_POOL_MAX = 1024  # TensorRT's TopK takes K <= 3840; a larger pool than this only adds distant, dissimilar keys
 
 # Named groups of inference settings (`Engine(style=...)`): "realistic" (the shipped default) copies each hole
@@ -83,6 +84,7 @@ class ModelConfig:
     copy_border_sigma: float = 0.0   # LR px: with "copy", the fill is shifted by a membrane of its colour mismatch (Gaussian means of this sigma) at the hole's border (`border_match`); 0 = off
     copy_pool: int = 8               # with "copy": keys per hole token ranked by similarity, re-ranked by colour (`copy_candidates`)
     copy_colour_weight: float = 0.0  # with "copy": similarity credit lost per unit of L1 RGB distance (in [0, 3]) from the expected colour
+    copy_detail_weight: float = 0.0  # with "copy": similarity lost per squared difference between a key's detail level and the level the hole token's surroundings predict (`detail_keys`); 0 = off
     copy_locality: float = 0.0       # with "copy": similarity lost per grid long side of distance between a hole token and a key, choosing the candidates; 0 = off
     copy_sweeps: int = 1             # with "copy": checkerboard updates of the source choice (`choose_sources`); more grow coherent copies
     copy_continuity: float = 0.02    # with "copy": similarity credited to continuing a neighbour's copy without a seam
@@ -143,6 +145,8 @@ class ModelConfig:
             raise ValueError(f"copy_continuity must be in [0, 1] (cosine similarity credit), got {self.copy_continuity}")
         if not self.copy_locality >= 0.0:
             raise ValueError(f"copy_locality must be >= 0 (similarity per grid long side; 0 = off), got {self.copy_locality}")
+        if not 0.0 <= self.copy_detail_weight <= COPY_DETAIL_WEIGHT_MAX:
+            raise ValueError(f"copy_detail_weight must be in [0, {COPY_DETAIL_WEIGHT_MAX}] (0 = off), got {self.copy_detail_weight}")
         if not self.copy_colour_weight >= 0.0:
             raise ValueError(f"copy_colour_weight must be >= 0 (0 = rank by similarity only), got {self.copy_colour_weight}")
         if not (isinstance(self.key_edge_tokens, int) and self.key_edge_tokens >= 0):

@@ -83,6 +83,7 @@ class TritonLRNetwork:
         pm = self.model.patch_match
         grid_w = key_inside.shape[-1]
         q, k, query_masked, key_ok = q[None], k[None], query_masked[None], key_ok[None]
+        q, k = pm.copy_keys(composite, q, k, key_ok)
         candidates, colours, expected = pm.copy_candidates(composite, q, k, query_masked, key_ok, self.compact)
         copied, _, rows, _, _ = pm.copy_outputs(composite, mask, q, k, candidates, colours, expected, query_masked,
                                                 key_ok, grid_w, self.compact)

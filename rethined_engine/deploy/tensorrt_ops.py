@@ -22,7 +22,7 @@ SUPPORTED_OPS = {
     "Add": "", "And": "BOOL", "Cast": "to TensorRT types only", "Clip": "", "Concat": "",
     "Constant": "", "ConstantOfShape": "FP32 value in TensorRT 8.4", "Conv": "2D; weights are initializers",
     "DepthToSpace": "", "Div": "", "Equal": "", "Exp": "", "Expand": "", "Flatten": "", "Gather": "",
-    "GatherElements": "", "Greater": "", "Identity": "", "MatMul": "FP32/FP16", "MaxPool": "2D, no Indices output",
+    "GatherElements": "", "Greater": "", "Identity": "", "Log": "", "MatMul": "FP32/FP16", "MaxPool": "2D, no Indices output",
     "Mul": "", "Not": "BOOL", "Or": "BOOL", "Range": "integer inputs", "ReduceL2": "", "ReduceSum": "",
     "Relu": "", "Reshape": "", "Resize": "linear/nearest; half_pixel", "Shape": "", "Sigmoid": "",
     "Slice": "axes are constants", "Softmax": "", "Sqrt": "", "Squeeze": "axes are constants", "Sub": "",

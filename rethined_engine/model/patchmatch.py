@@ -5,6 +5,7 @@ P x P tokens (row-major over the grid) of C * P * P values, channel-major (c, dy
 `pixel_unshuffle` orders them.
 """
 
+import math
 import sys
 from typing import NamedTuple
 
@@ -326,6 +327,9 @@ JACOBI_SWEEPS = 8             # `harmonic_fill`: neighbour-mean sweeps per finer
 JACOBI_COARSEST_SWEEPS = 24   # `harmonic_fill`: sweeps on the coarsest grid, from the fixed cells' mean
 COARSE_FIXED_SHARE = 0.5      # `harmonic_fill`: a coarse cell is fixed where at least this share of its 4 cells is
 BORDER_MATCH_LEVELS = 4       # `border_match`: multigrid halvings of the membrane (LR sides are multiples of 32)
+DETAIL_SIGMA = 1.0            # `detail_levels`: LR px; a token's detail is what a Gaussian blur of this sigma removes
+DETAIL_MIN, DETAIL_MAX = 0.003, 0.3   # `detail_levels`: a token's mean detail (L1 over RGB, [0, 1] scale) is clamped to this
+DETAIL_LEVEL_SPAN = math.log(DETAIL_MAX / DETAIL_MIN)   # the most two detail levels differ by
 MEAN_WEIGHT_FLOOR = 1e-6      # `border_match`: a Gaussian mean over no pixel of its kind is 0, not NaN
 
 
@@ -716,6 +720,30 @@ def allowed_keys(query_masked: torch.Tensor, key_inside: torch.Tensor, grid_w: i
     return clear | (key_ok & none_left)
 
 
+def detail_levels(image: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, 3, gh * P, gw * P) -> each token's detail level (B, 1, gh, gw): the log of the mean over its pixels of
+    the L1 (RGB) difference between the image and its Gaussian blur (DETAIL_SIGMA px), clamped to
+    [DETAIL_MIN, DETAIL_MAX] (flat sky about 0.003, foliage 0.1 and more), so two levels differ by at most
+    DETAIL_LEVEL_SPAN."""
+    detail = _abs(image - blur_base(image, _consts.DETAIL_SIGMA)).sum(dim=1, keepdim=True)
+    return torch.log(token_colours(detail, patch).clamp(_consts.DETAIL_MIN, _consts.DETAIL_MAX))
+
+
+def detail_keys(q: torch.Tensor, k: torch.Tensor, levels: torch.Tensor, expected: torch.Tensor,
+                weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """q, k (B, N, d); levels, expected (B, N, 1) float32 (each token's `detail_levels`, the level expected
+    at it) -> q', k' (B, N, d + 3) of q's dtype with q'_i . k'_j = q_i . k_j - weight * (expected_i - levels_j)^2:
+    the copy's similarities lose the squared distance between a key's detail level and the level expected at
+    the hole token, so a smooth source is not copied into textured surroundings (a blurred blotch) nor a
+    busy one into smooth surroundings. Three more dimensions instead of another term, so every backend's
+    candidate search and propagation (`copy_candidates`, `choose_sources`) takes it unchanged."""
+    root = math.sqrt(2.0 * weight)
+    ones = torch.ones_like(levels)
+    q_extra = torch.cat([root * expected, ones, -weight * expected * expected], dim=-1)
+    k_extra = torch.cat([root * levels, -weight * levels * levels, ones], dim=-1)
+    return torch.cat([q, q_extra.to(q.dtype)], dim=-1), torch.cat([k, k_extra.to(k.dtype)], dim=-1)
+
+
 def token_colours(image: torch.Tensor, patch: int) -> torch.Tensor:
     """(B, 3, gh * P, gw * P) -> each token's mean colour (B, 3, gh, gw)."""
     b, c, h, w = image.shape
@@ -823,6 +851,7 @@ class NeuralPatchMatch(nn.Module):
         self.copy_pool = cfg.copy_pool
         self.copy_locality = float(cfg.copy_locality)
         self.copy_colour_weight = float(cfg.copy_colour_weight)
+        self.copy_detail_weight = float(cfg.copy_detail_weight)
         self.copy_sweeps, self.copy_continuity = cfg.copy_sweeps, float(cfg.copy_continuity)
         self.copy_match_sweeps = cfg.copy_match_sweeps
         self.copy_consensus = float(cfg.copy_consensus)
@@ -860,6 +889,7 @@ class NeuralPatchMatch(nn.Module):
         key_ok = allowed_keys(query_masked, key_inside, grid_w, self.key_hole_clearance)
         q, k = self.project(tokens, features)
         if self.copy:
+            q, k = self.copy_keys(composite, q, k, key_ok)
             candidates, colours, expected = self.copy_candidates(composite, q, k, query_masked, key_ok, topk is not None)
             return self.copy_outputs(composite, mask, q, k, candidates, colours, expected, query_masked, key_ok, grid_w,
                                      topk is not None)
@@ -875,11 +905,21 @@ class NeuralPatchMatch(nn.Module):
         return refined, mixed, attn, query_masked, key_ok
 
     def expected_colours(self, colour_grid: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
-        """colour_grid (B, 3, gh, gw) the tokens' mean colours, key_ok (B, N) bool -> (B, N, 3): the allowed
-        keys' own colours, and on every other token the membrane through them (`harmonic_fill` on the token
-        grid): the colour a hole token's surroundings predict."""
+        """colour_grid (B, C, gh, gw) a value per token (their mean colours, detail levels), key_ok (B, N) bool ->
+        (B, N, C): the allowed keys' own values, and on every other token the membrane through them
+        (`harmonic_fill` on the token grid): the value a hole token's surroundings predict."""
         fixed = key_ok.reshape(colour_grid.shape[0], 1, colour_grid.shape[2], colour_grid.shape[3])
         return harmonic_fill(colour_grid, fixed.to(colour_grid.dtype), self.colour_levels).flatten(2).transpose(1, 2)
+
+    def copy_keys(self, composite: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
+                  key_ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The copy's q, k (B, N, d): with copy_detail_weight > 0 `detail_keys` of composite's detail levels and
+        their membrane through the allowed keys (B, N, d + 3); else q, k themselves."""
+        if self.copy_detail_weight <= 0.0:
+            return q, k
+        level_grid = detail_levels(composite.float(), self.patch)
+        expected = self.expected_colours(level_grid, key_ok)
+        return detail_keys(q, k, level_grid.flatten(2).transpose(1, 2), expected, self.copy_detail_weight)
 
     def copy_candidates(self, composite, q, k, query_masked, key_ok, compact: bool):
         """`copy_candidates` with this module's pool, colour weight and locality -> (candidates (B, N,
