@@ -19,16 +19,17 @@ from conftest import make_model
 COPY = dict(lr_texture="copy", copy_feather=2, hr_topk=1, hf_decay=0.0, hf_fine_decay=None, hf_mid_gain=1.0)
 
 
-@pytest.fixture(scope="module", params=[{}, dict(copy_pool=64, copy_colour_weight=1.0, key_hole_clearance=1),
+@pytest.fixture(scope="module", params=[{}, dict(copy_pool=64, copy_colour_weight=1.0, key_hole_clearance=1,
+                                             copy_detail_weight=0.06),
                                         dict(copy_sweeps=4, copy_continuity=0.3, copy_match_sweeps=8, copy_consensus=0.5,
                                              copy_repeat_radius=2, copy_repeat_penalty=0.05, key_edge_tokens=1,
                                              colour_anchor=0.7)],
                 ids=["similarity", "colour", "propagated"])
 def copy_weights(tmp_path_factory, request):
-    """Weights with copies chosen by similarity alone, ranked by colour (sources clear of the hole), and grown by
-    propagation sweeps with their colours matched and moved half-way to their candidates' consensus, nearby
-    repeats of a source penalised, the image's outermost tokens no sources and the fill's low band anchored to
-    the nearest known colours."""
+    """Weights with copies chosen by similarity alone, ranked by colour and detail level (sources clear of the
+    hole), and grown by propagation sweeps with their colours matched and moved half-way to their candidates'
+    consensus, nearby repeats of a source penalised, the image's outermost tokens no sources and the fill's low
+    band anchored to the nearest known colours."""
     path = tmp_path_factory.mktemp("weights") / "copy.safetensors"
     save_inference_weights(make_model(cfg=ModelConfig(**COPY, **request.param)), path)
     return path
