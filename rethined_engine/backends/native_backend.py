@@ -144,6 +144,15 @@ class NativePropagation:
         return torch.from_numpy(chosen)
 
 
+def _join_channels_last(images: list[torch.Tensor]) -> torch.Tensor:
+    """(1, 3, H, W) results, each a view of an (H, W, 3) array -> (B, 3, H, W) with channels-last memory, so the
+    caller's (B, H, W, 3) view of it needs no copy. torch.cat writes channels-first memory, and the view back
+    transposes it again: two copies of every pixel, about 20 ms per 3840 x 2160 image on 2 cores."""
+    if len(images) == 1:
+        return images[0]
+    return torch.stack([image[0].permute(1, 2, 0) for image in images]).permute(0, 3, 1, 2)
+
+
 class NativeBackend(TorchBackend):
     """Same arguments as `TorchBackend`; CPU only, top-K HR mixing (hr_topk >= 1; hr_topk=0, dense rows,
     runs the torch path)."""
@@ -217,4 +226,4 @@ class NativeBackend(TorchBackend):
             result = torch.from_numpy(results[i]).permute(2, 0, 1)[None]
             # uint8: known pixels were copied by the kernel; float: cast to the input dtype, known pixels the input's
             out.append(result if as_uint8 else part.filled(result))
-        return batch.restore(torch.cat(out).to(batch.image.device))
+        return batch.restore(_join_channels_last(out).to(batch.image.device))
