@@ -153,3 +153,19 @@ def test_native_lr_network_on_several_images_per_call(engines, rng, monkeypatch,
         batch = engine.inpaint(images, masks)
     assert calls == [min(lr_batch, 4)] + ([4 - lr_batch] if lr_batch < 4 else [])
     assert_same(batch, want, "torch")   # the LR network's batched convolutions: as torch's, within one level
+
+
+def test_joined_results_are_channels_last_and_one_image_is_not_copied():
+    """`join_channels_last`: the host's (B, H, W, 3) view of the joined results needs no copy, and a single
+    result backed by (H, W, 3) memory comes back as a view of it."""
+    from rethined_engine.backends.torch_backend import join_channels_last
+
+    hwc = [torch.arange(2 * 3 * 4 * 5, dtype=torch.uint8).reshape(4, 5, 6)[..., i:i + 3] for i in (0, 3)]
+    images = [image.contiguous().permute(2, 0, 1) for image in hwc]
+    one = join_channels_last(images[:1])
+    assert one.data_ptr() == images[0].data_ptr()
+    both = join_channels_last(images)
+    assert torch.equal(both, torch.stack(images))
+    assert both.permute(0, 2, 3, 1).is_contiguous()
+    chw = join_channels_last([images[1].contiguous()])
+    assert torch.equal(chw[0], images[1]) and chw.permute(0, 2, 3, 1).is_contiguous()

@@ -12,7 +12,7 @@ from ..deploy.onnx_export import LRNetwork
 from ..geometry import plan, seam_taps
 from ..io import prepare
 from ..model import anchor, patchmatch
-from .torch_backend import TorchBackend
+from .torch_backend import TorchBackend, join_channels_last
 
 LR_BATCH = 1   # images per LR network call. On the 2-core Xeon at 1920x1080 one call on 8 images took 97 ms per
                # image against 61 ms alone (the working set leaves the caches); bench/results/latency-cpu-batch.json:
@@ -144,15 +144,6 @@ class NativePropagation:
         return torch.from_numpy(chosen)
 
 
-def _join_channels_last(images: list[torch.Tensor]) -> torch.Tensor:
-    """(1, 3, H, W) results, each a view of an (H, W, 3) array -> (B, 3, H, W) with channels-last memory, so the
-    caller's (B, H, W, 3) view of it needs no copy. torch.cat writes channels-first memory, and the view back
-    transposes it again: two copies of every pixel, about 20 ms per 3840 x 2160 image on 2 cores."""
-    if len(images) == 1:
-        return images[0]
-    return torch.stack([image[0].permute(1, 2, 0) for image in images]).permute(0, 3, 1, 2)
-
-
 class NativeBackend(TorchBackend):
     """Same arguments as `TorchBackend`; CPU only, top-K HR mixing (hr_topk >= 1; hr_topk=0, dense rows,
     runs the torch path)."""
@@ -226,4 +217,4 @@ class NativeBackend(TorchBackend):
             result = torch.from_numpy(results[i]).permute(2, 0, 1)[None]
             # uint8: known pixels were copied by the kernel; float: cast to the input dtype, known pixels the input's
             out.append(result if as_uint8 else part.filled(result))
-        return batch.restore(_join_channels_last(out).to(batch.image.device))
+        return batch.restore(join_channels_last([image[0] for image in out]).to(batch.image.device))

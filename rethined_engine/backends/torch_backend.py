@@ -28,6 +28,17 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torc
     return dtype
 
 
+def join_channels_last(images: list[torch.Tensor]) -> torch.Tensor:
+    """Results (3, H, W), one per image -> (B, 3, H, W) with channels-last memory, on their device, so that the
+    host's (B, H, W, 3) view of it (`io.prepare`'s restore, after any device copy, which keeps the strides) needs
+    no transpose: torch.cat or stack write channels-first memory, and the view back transposed it again, two
+    copies of every pixel on the host (about 20 ms per 3840 x 2160 image on 2 cores). One image already backed by
+    (H, W, 3) memory is not copied at all."""
+    if len(images) == 1:
+        return images[0].permute(1, 2, 0).contiguous().permute(2, 0, 1)[None]
+    return torch.stack([image.permute(1, 2, 0) for image in images]).permute(0, 3, 1, 2)
+
+
 class TorchBackend:
     """weights: .safetensors (default shipped); device: torch device (default CUDA when available);
     dtype: compute dtype (default float16 on CUDA, float32 on CPU); overrides: inference settings."""

@@ -22,7 +22,7 @@ from ..model.patchmatch import allowed_keys, pad_rows, token_mask
 from ..model.rethined import Rethined
 from ..model.upscale import hf_band_gains
 from .cuda_graph import GraphedFunction
-from .torch_backend import TorchBackend
+from .torch_backend import TorchBackend, join_channels_last
 
 
 class TritonLRNetwork:
@@ -178,7 +178,7 @@ class TritonBackend(TorchBackend):
         out = [self._fill(work.part(slice(i, i + 1)))[0] if full[i]   # nothing known: the coarse guess, torch path
                else run(image, hole[0])                              # image (3, H, W) uint8, any strides
                for i, (image, hole) in enumerate(zip(work.image, work.mask))]
-        return batch.restore(torch.stack(out).to(batch.image.device))
+        return batch.restore(join_channels_last(out).to(batch.image.device))
 
     def _inpaint_one(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         """image (3, H, W) uint8, hole (H, W) bool on the device -> (3, H, W) uint8; no host syncs."""
