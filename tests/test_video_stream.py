@@ -181,6 +181,19 @@ def test_temporal_on_keeps_known_pixels_bit_exact(engine, rng):
         np.testing.assert_array_equal(out[~mask], frame[~mask])
 
 
+def test_writing_to_a_returned_frame_does_not_change_later_frames(engine, rng):
+    """The stream keeps its own copy of each output: a caller drawing on the frames it got (an overlay, a
+    timestamp) leaves the next frames' blends and holds as they would be."""
+    frames = pan_clip(rng, 6)
+    mask = box_mask()
+    untouched, scribbled = VideoInpainter(engine), VideoInpainter(engine)
+    for frame in frames:
+        want = untouched.process(frame, mask)
+        got = scribbled.process(frame, mask)
+        np.testing.assert_array_equal(got, want)
+        got[:] = 255
+
+
 def test_pan_with_a_static_mask_recovers_the_hole_from_past_frames(engine, rng):
     """The hole (30 px wide) was in view PAN px per frame earlier: after a few frames it is copied, not invented."""
     frames, mask = pan_clip(rng, 10), box_mask()

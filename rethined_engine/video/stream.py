@@ -320,9 +320,10 @@ class VideoInpainter:
         if cfg.propagate:
             self._memory.push(frame.copy(), source, luma, hole, self._index)
             self._memory.evict()
+        kept = output.copy()        # the caller may write to the frame it gets; the state keeps its own
         if engine_filled and cfg.hold:
-            self._memory.set_anchor(output.copy(), luma, hole, self._index)
+            self._memory.set_anchor(kept, luma, hole, self._index)
         self._memory.latest = self._index
-        self._previous = _Previous(luma, hole, output, thumb, thumb_known)
+        self._previous = _Previous(luma, hole, kept, thumb, thumb_known)
         self._index += 1
         return output
