@@ -12,6 +12,7 @@ from rethined_engine.video.temporal import (
     FrameMemory,
     fill_flow,
     hole_width,
+    moving_pixels,
     propagate,
     stabilise,
     upsample_flow,
@@ -241,6 +242,22 @@ def test_copies_never_read_a_past_frames_hole_pixels(rng, moving):
     outputs = VideoInpainter(GreyEngine()).process_batch(frames, masks)
     spread = np.abs(outputs.astype(int)[..., 0] - outputs[..., 1])[masks]
     assert spread.max() <= 1, spread.max()
+
+
+def test_moving_pixels_are_those_that_stray_from_the_camera_motion():
+    """A camera zooming and panning (an affine flow) with a block that moves on its own: the block is flagged,
+    grown by one pixel, and nothing else (not the hole, whose flow is unknown)."""
+    h, w = SIZE
+    ys, xs = np.mgrid[:h, :w].astype(np.float32)
+    step = np.stack([0.02 * xs - 1.5, 0.01 * ys + 0.5], -1)
+    step[40:52, 100:120] += (2.0, -1.0)                     # a walker
+    hole = box_mask(10, 30, 20, 60)
+    step[hole] = 30.0                                       # whatever a hole's flow was completed with
+    moving = moving_pixels(step, hole, 0.6)
+    want = np.zeros(SIZE, bool)
+    want[39:53, 99:121] = True
+    np.testing.assert_array_equal(moving, want)
+    assert not moving_pixels(step, hole, 3.0).any()
 
 
 def test_process_batch_equals_process_in_order(engine, rng):

@@ -81,6 +81,8 @@ class VideoConfig:
     stabilise_weight: float = 0.7       # share of the previous output in an invented pixel
     still_stabilise_weight: float = 0.8  # ... while the hole's working-size mask equals the previous frame's
     copied_weight: float = 0.8          # share of the previous output in a pixel copied from a past frame
+    moving_source_threshold: float = 0.0  # working px: a frame gives no pixel whose step flow strays this far from
+                                        # the camera's affine motion (content moving on its own); 0 = off
     scene_cut_side: int = 64            # px of the longer side of the thumbnails compared for a cut
     scene_cut_threshold: float = 30.0   # mean absolute difference of the known thumbnail pixels, uint8 levels
 
@@ -99,7 +101,7 @@ class VideoConfig:
         for name in ("refine_scales", "flow_margin", "fb_relative", "fb_absolute",
                      "flow_context", "flow_fill_ring", "hold_ring", "hold_threshold", "hold_max_motion",
                      "scene_cut_threshold", "canvas_min_confidence", "engine_margin",
-                     "engine_thin_width"):
+                     "engine_thin_width", "moving_source_threshold"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
         if self.canvas_margin < 2:
@@ -249,6 +251,7 @@ class VideoInpainter:
             grow,
             grow_box,
             hold,
+            moving_pixels,
             propagate,
             scene_cut,
             shrink_mask,
@@ -279,6 +282,9 @@ class VideoInpainter:
             step_valid = forward_backward_valid(step, back, cfg.fb_relative, cfg.fb_absolute, box)
             self._memory.advance(step, step_valid, luma, hole, box, self._refine if cfg.refine_flow else None)
         source = ~grow(mask, cfg.source_margin)
+        if previous is not None and cfg.moving_source_threshold > 0:
+            moving = moving_pixels(step, hole, cfg.moving_source_threshold)
+            source &= ~cv2.resize(moving.view(np.uint8), frame.shape[1::-1], interpolation=cv2.INTER_NEAREST).view(bool)
         if cfg.canvas:
             trusted = None if previous is None else step_valid | (hole & cfg.trust_hole_flow)
             self._canvas.advance(frame, mask, source, None if previous is None else previous.output, step, trusted)

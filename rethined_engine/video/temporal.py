@@ -87,6 +87,7 @@ FLOW_FILLS = ("affine", "push_pull")
 AFFINE_MIN_POINTS = 12       # fewer known pixels around the unknown ones: push-pull instead of the affine fit
 AFFINE_TRIM = 2.0            # the fit is redone without the pixels whose residual exceeds this x the median ...
 AFFINE_MIN_RESIDUAL = 0.5    # ... or this many working px, whichever is more
+MOVING_FIT_STRIDE = 4        # `moving_pixels`: working px between the known pixels the camera's motion is fitted to
 
 
 def fill_flow(flow: np.ndarray, unknown: np.ndarray, fill: str, ring: int) -> np.ndarray:
@@ -101,18 +102,42 @@ def fill_flow(flow: np.ndarray, unknown: np.ndarray, fill: str, ring: int) -> np
     around = grow(unknown, ring) & ~unknown
     if fill == "push_pull" or np.count_nonzero(around) < AFFINE_MIN_POINTS:
         return push_pull(flow, ~unknown)
-    ys, xs = np.nonzero(around)
-    points = np.stack([xs, ys, np.ones_like(xs)], 1).astype(np.float64)
-    values = flow[ys, xs].astype(np.float64)
-    motion = np.linalg.lstsq(points, values, rcond=None)[0]
-    residual = np.linalg.norm(points @ motion - values, axis=1)
-    inliers = residual <= max(AFFINE_MIN_RESIDUAL, AFFINE_TRIM * float(np.median(residual)))
-    if np.count_nonzero(inliers) >= AFFINE_MIN_POINTS:
-        motion = np.linalg.lstsq(points[inliers], values[inliers], rcond=None)[0]
+    motion = fit_affine(flow, around)
     ys, xs = np.nonzero(unknown)
     out = flow.copy()
     out[ys, xs] = np.stack([xs, ys, np.ones_like(xs)], 1).astype(np.float64) @ motion
     return out
+
+
+def fit_affine(flow: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The affine motion (x, y, 1) -> flow (3, 2) float64 least-squares fitted to flow (h, w, 2) at points (h, w)
+    bool (at least AFFINE_MIN_POINTS), refitted once without the outliers (AFFINE_TRIM)."""
+    ys, xs = np.nonzero(points)
+    coords = np.stack([xs, ys, np.ones_like(xs)], 1).astype(np.float64)
+    values = flow[ys, xs].astype(np.float64)
+    motion = np.linalg.lstsq(coords, values, rcond=None)[0]
+    residual = np.linalg.norm(coords @ motion - values, axis=1)
+    inliers = residual <= max(AFFINE_MIN_RESIDUAL, AFFINE_TRIM * float(np.median(residual)))
+    if np.count_nonzero(inliers) >= AFFINE_MIN_POINTS:
+        motion = np.linalg.lstsq(coords[inliers], values[inliers], rcond=None)[0]
+    return motion
+
+
+def moving_pixels(step: np.ndarray, hole: np.ndarray, threshold: float) -> np.ndarray:
+    """(h, w) bool: the known pixels (outside hole (h, w) bool) whose step flow (h, w, 2) differs by more than
+    threshold working px from the camera's motion (`fit_affine` to every MOVING_FIT_STRIDE-th known pixel),
+    grown by one working px: content moving on its own (a walker), which a later frame must not copy into its
+    hole along the camera's motion (it would show the walker where it was)."""
+    known = ~hole
+    sampled = np.zeros_like(known)
+    sampled[::MOVING_FIT_STRIDE, ::MOVING_FIT_STRIDE] = known[::MOVING_FIT_STRIDE, ::MOVING_FIT_STRIDE]
+    if np.count_nonzero(sampled) < AFFINE_MIN_POINTS:
+        return np.zeros_like(hole)
+    motion = fit_affine(step, sampled)
+    grid = pixel_grid(*hole.shape).astype(np.float64)
+    camera = grid[..., 0:1] * motion[0] + grid[..., 1:2] * motion[1] + motion[2]
+    moving = (np.square(step - camera).sum(-1) > threshold * threshold) & known
+    return cv2.dilate(moving.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
 
 
 def complete_flow(flow: np.ndarray, hole: np.ndarray, target_hole: np.ndarray, fill: str, ring: int) -> np.ndarray:
