@@ -25,6 +25,9 @@ class VideoConfig:
         a fresher fill), copied ones by copied_weight (copies from different past frames disagree by their
         flows' errors).
     scene_cut: forget the past when the known pixels change more than scene_cut_threshold.
+    moving_source_threshold: a frame gives no pixel that moved on its own, more than this many working px from
+        the camera's motion (`temporal.moving_pixels`: the affine motion fitted to its step flow), so a later
+        hole, whose flow follows the camera, is not filled with a walker where the walker was (a doubled walker).
     canvas: keep one background canvas (`temporal.BackgroundCanvas`) over the hole's box, brought along by the
         flow and updated with every pixel seen, and copy from it what the kept past frames no longer show
         (confidence times canvas_decay per frame, used down to canvas_min_confidence), while the hole stays where
@@ -81,7 +84,7 @@ class VideoConfig:
     stabilise_weight: float = 0.7       # share of the previous output in an invented pixel
     still_stabilise_weight: float = 0.8  # ... while the hole's working-size mask equals the previous frame's
     copied_weight: float = 0.8          # share of the previous output in a pixel copied from a past frame
-    moving_source_threshold: float = 0.0  # working px: a frame gives no pixel whose step flow strays this far from
+    moving_source_threshold: float = 0.6  # working px: a frame gives no pixel whose step flow strays this far from
                                         # the camera's affine motion (content moving on its own); 0 = off
     scene_cut_side: int = 64            # px of the longer side of the thumbnails compared for a cut
     scene_cut_threshold: float = 30.0   # mean absolute difference of the known thumbnail pixels, uint8 levels
