@@ -756,7 +756,7 @@ def copy_candidates(q: torch.Tensor, k: torch.Tensor, colours: torch.Tensor, exp
     """The keys each hole token's copy is chosen from (`choose_sources`), (B, N, COPY_CANDIDATES) int64.
 
     q, k: (B, N, d) unit vectors; colours: (B, N, 3) each token's mean colour; expected: (B, N, 3) the
-    colour expected at each token (`NeuralPatchMatch.expected_colours`); query_masked, key_ok (B, N) bool.
+    colour expected at each token (`NeuralPatchMatch.expected_values`); query_masked, key_ok (B, N) bool.
     Of a hole token i's `pool` allowed keys j of highest similarity q_i . k_j, the COPY_CANDIDATES of
     highest q_i . k_j - colour_weight * |expected_i - colour_j|_1, best first (a source of the colour the
     surroundings predict continues the hole's content; similarity alone copies look-alikes of any colour).
@@ -904,12 +904,12 @@ class NeuralPatchMatch(nn.Module):
         refined = mixed + self.coherence(cat_channels([mixed, coarse, mask]))
         return refined, mixed, attn, query_masked, key_ok
 
-    def expected_colours(self, colour_grid: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
-        """colour_grid (B, C, gh, gw) a value per token (their mean colours, detail levels), key_ok (B, N) bool ->
+    def expected_values(self, value_grid: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+        """value_grid (B, C, gh, gw) a value per token (their mean colours, detail levels), key_ok (B, N) bool ->
         (B, N, C): the allowed keys' own values, and on every other token the membrane through them
         (`harmonic_fill` on the token grid): the value a hole token's surroundings predict."""
-        fixed = key_ok.reshape(colour_grid.shape[0], 1, colour_grid.shape[2], colour_grid.shape[3])
-        return harmonic_fill(colour_grid, fixed.to(colour_grid.dtype), self.colour_levels).flatten(2).transpose(1, 2)
+        fixed = key_ok.reshape(value_grid.shape[0], 1, value_grid.shape[2], value_grid.shape[3])
+        return harmonic_fill(value_grid, fixed.to(value_grid.dtype), self.colour_levels).flatten(2).transpose(1, 2)
 
     def copy_keys(self, composite: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
                   key_ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -918,7 +918,7 @@ class NeuralPatchMatch(nn.Module):
         if self.copy_detail_weight <= 0.0:
             return q, k
         level_grid = detail_levels(composite.float(), self.patch)
-        expected = self.expected_colours(level_grid, key_ok)
+        expected = self.expected_values(level_grid, key_ok)
         return detail_keys(q, k, level_grid.flatten(2).transpose(1, 2), expected, self.copy_detail_weight)
 
     def copy_candidates(self, composite, q, k, query_masked, key_ok, compact: bool):
@@ -928,7 +928,7 @@ class NeuralPatchMatch(nn.Module):
         colour_grid = token_colours(composite, self.patch).float()
         colours = colour_grid.flatten(2).transpose(1, 2)
         if self.copy_colour_weight > 0.0:
-            expected = self.expected_colours(colour_grid, key_ok)
+            expected = self.expected_values(colour_grid, key_ok)
         else:                                  # unused without the colour term: skip the membrane
             expected = colours
         if self.candidates_kernel is not None and not torch.jit.is_scripting():
