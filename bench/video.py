@@ -233,11 +233,12 @@ def oracle_scores(truth: np.ndarray, off: np.ndarray, masks: np.ndarray) -> dict
 def run_mode(mode: str, engine, frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, float]:
     """Stream the clip through a fresh inpainter: outputs (T, H, W, 3) uint8 and mean seconds per frame."""
     inpainter = make_inpainter(mode, engine)
-    outputs = np.empty_like(frames)
+    outputs = []
     t0 = time.perf_counter()
-    for t, (frame, mask) in enumerate(zip(frames, masks)):
-        outputs[t] = inpainter.process(frame, mask)
-    return outputs, (time.perf_counter() - t0) / len(frames)
+    for frame, mask in zip(frames, masks):
+        outputs += inpainter.push(frame, mask)
+    outputs += inpainter.flush()
+    return np.stack(outputs), (time.perf_counter() - t0) / len(frames)
 
 
 def evaluate_case(case: Case, clip: Clip, masks: np.ndarray, modes: list[str], engine,

@@ -140,7 +140,7 @@ def test_propagate_copies_along_an_exact_flow_and_not_from_the_past_hole(rng):
     source[:, 90:] = False            # the past frame may not give its columns >= 90
     flow = np.zeros((*SIZE, 2), np.float32)
     flow[..., 0] = 20                 # hole pixel x shows what the past frame had at x + 20
-    out, remaining = propagate(frame, mask, memory_with(past, source, flow))
+    out, remaining = propagate(frame, mask, memory_with(past, source, flow).frames)
     ys, xs = np.nonzero(mask)
     from_past = xs + 20 < 90
     np.testing.assert_array_equal(out[ys[from_past], xs[from_past]], past[ys[from_past], xs[from_past] + 20])

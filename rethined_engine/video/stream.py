@@ -1,6 +1,7 @@
 """`VideoInpainter`: frames of one size in, in order, one inpainted frame out per frame in."""
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,9 @@ class VideoConfig:
         a fresher fill), copied ones by copied_weight (copies from different past frames disagree by their
         flows' errors).
     scene_cut: forget the past when the known pixels change more than scene_cut_threshold.
+    lookahead: frames later in the stream give what they show as well (nearest first, past frames first at equal
+        distance): a frame's output waits until this many later frames have arrived (`VideoInpainter.push`,
+        `flush`; `process` needs 0). They and their flows are the only state it adds (bounded by it).
     moving_source_threshold: a frame gives no pixel that moved on its own, more than this many working px from
         the camera's motion (`temporal.moving_pixels`: the affine motion fitted to its step flow), so a later
         hole, whose flow follows the camera, is not filled with a walker where the walker was (a doubled walker).
@@ -68,6 +72,7 @@ class VideoConfig:
     fb_relative: float = 0.01           # forward-backward check: |f + b|^2 <= rel (|f|^2 + |b|^2) + abs
     fb_absolute: float = 0.5            # working px^2
     memory_frames: int = 8              # past frames kept, at most
+    lookahead: int = 0                  # later frames a frame's output waits for, to copy what they show (push)
     recent_frames: int = 3              # the newest frames always kept
     key_interval: int = 4               # besides those, every key_interval-th frame is kept
     source_margin: int = 1              # px: a past frame gives no pixel this close to its own hole (>= 1: a copy's
@@ -101,7 +106,7 @@ class VideoConfig:
                      "still_average_frames", "source_margin"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        for name in ("refine_scales", "flow_margin", "fb_relative", "fb_absolute",
+        for name in ("lookahead", "refine_scales", "flow_margin", "fb_relative", "fb_absolute",
                      "flow_context", "flow_fill_ring", "hold_ring", "hold_threshold", "hold_max_motion",
                      "scene_cut_threshold", "canvas_min_confidence", "engine_margin",
                      "engine_thin_width", "moving_source_threshold"):
@@ -118,14 +123,34 @@ class VideoConfig:
 
 @dataclass
 class _Previous:
-    """What temporal mode keeps of the previous frame: grey (h, w) uint8 at the working size (its hole not
-    completed: `temporal.completed_pair` completes it with the next frame's), hole (h, w) bool (grown by
-    flow_margin), output (H, W, 3) uint8, thumb (s, t) uint8 and thumb_known (s, t) bool."""
-    grey: np.ndarray
+    """What temporal mode keeps of the previous output frame: hole (h, w) bool at the working size (grown by
+    flow_margin) and output (H, W, 3) uint8."""
     hole: np.ndarray
     output: np.ndarray
+
+
+@dataclass
+class _Arrival:
+    """A frame as temporal mode takes it in, with what needs only it and the frame that arrived before it.
+
+    frame (H, W, 3) uint8 and mask (H, W) bool; at the working size grey (h, w) uint8 (its hole not completed:
+    `temporal.completed_pair` completes it with another frame's) and hole (h, w) bool (grown by flow_margin);
+    thumb (s, t) uint8 and thumb_known (s, t) bool, for the scene-cut test; source (H, W) bool, the pixels it
+    may give. When the frame before it is of the same scene (else None): step (h, w, 2) float32, the flow to
+    it, and step_valid (h, w) bool, its forward-backward check over box (working px); with a lookahead, ahead
+    (h, w, 2) float32, the flow from it to this frame, and ahead_valid (h, w) bool, that flow's check."""
+    frame: np.ndarray
+    mask: np.ndarray
+    grey: np.ndarray
+    hole: np.ndarray
     thumb: np.ndarray
     thumb_known: np.ndarray
+    source: np.ndarray
+    step: np.ndarray | None = None
+    step_valid: np.ndarray | None = None
+    box: tuple[int, int, int, int] | None = None
+    ahead: np.ndarray | None = None
+    ahead_valid: np.ndarray | None = None
 
 
 class VideoInpainter:
@@ -164,42 +189,75 @@ class VideoInpainter:
         self._forget()
 
     def _forget(self) -> None:
+        """Forget everything: the frames held back for the lookahead and the scene."""
+        self._waiting: deque[_Arrival] = deque()   # arrived, output not yet given (at most config.lookahead)
+        self._arrived: _Arrival | None = None        # the frame that arrived last
+        self._forget_scene()
+
+    def _forget_scene(self) -> None:
+        """Forget the past of the frames still to be output (a new scene starts)."""
         self._previous: _Previous | None = None
-        self._index = 0
+        self._index = 0             # the next output's position in its scene
         self._anchor_fills = 0      # engine fills averaged in the anchor (still_average_frames: frozen)
         if self.temporal == "on":
             self._memory.clear()
             self._canvas.clear()
 
     def reset(self) -> None:
-        """Forget every past frame (the next frame may have another size)."""
+        """Forget every past frame (the next frame may have another size); frames that `push` still holds
+        back are dropped (`flush` first to get them)."""
         self.frame_size = None
         self._forget()
 
     def state_nbytes(self) -> int:
         """Bytes of image data the stream holds between frames (past frames, flows, the previous output, the
-        canvas)."""
+        canvas, the frames held back for the lookahead)."""
         if self.temporal == "off":
             return 0
         held = [] if self._previous is None else list(vars(self._previous).values())
         for past in self._memory.frames + ([self._memory.anchor] if self._memory.anchor is not None else []):
             held += [past.frame, past.source, past.grey, past.hole, past.flow, past.valid]
-        return sum(x.nbytes for x in held if x is not None) + self._canvas.nbytes()
+        arrivals = list(self._waiting) + ([self._arrived] if self._arrived is not None else [])
+        for arrival in {id(a): a for a in arrivals}.values():
+            held += list(vars(arrival).values())
+        return sum(x.nbytes for x in held if isinstance(x, np.ndarray)) + self._canvas.nbytes()
 
     def process(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """One frame (H, W, 3) uint8 and its mask (H, W) -> the inpainted frame (H, W, 3) uint8."""
+        """One frame (H, W, 3) uint8 and its mask (H, W) -> the inpainted frame (H, W, 3) uint8. Needs
+        config.lookahead 0 (with a lookahead, a frame's output waits for later frames: `push`, `flush`)."""
+        if self.temporal == "on" and self.config.lookahead:
+            raise ValueError(f"process: config.lookahead is {self.config.lookahead}, so a frame's output waits "
+                             "for later frames; use push() and flush(), or lookahead=0")
+        return self.push(frame, mask)[0]
+
+    def push(self, frame: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        """Take one frame (H, W, 3) uint8 and its mask (H, W) -> the outputs now ready, (H, W, 3) uint8 each, in
+        order: with config.lookahead n (temporal on), frame i's output comes with frame i + n (the first n pushes
+        return none); `flush` gives the rest. Without a lookahead, exactly this frame's output."""
         size = frame.shape[:2]
         self._check_size("frame", size)
         if self.temporal == "off":
             self.frame_size = size
-            return self.engine.inpaint(frame, mask)
+            return [self.engine.inpaint(frame, mask)]
         frame, mask = np.asarray(frame), np.asarray(mask)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"frame: expected (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
         if mask.shape != size:
             raise ValueError(f"mask: expected shape {size}, got {mask.shape}")
         self.frame_size = size
-        return self._temporal(np.ascontiguousarray(frame), mask != 0)
+        self._arrived = self._arrive(np.ascontiguousarray(frame), mask != 0)
+        self._waiting.append(self._arrived)
+        outputs = []
+        while len(self._waiting) > self.config.lookahead:
+            outputs.append(self._emit())
+        return outputs
+
+    def flush(self) -> list[np.ndarray]:
+        """The outputs of the frames `push` still holds back (the end of the clip), in order."""
+        outputs = []
+        while self.temporal == "on" and self._waiting:
+            outputs.append(self._emit())
+        return outputs
 
     def process_batch(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Frames (B, H, W, 3) uint8 in order, masks (B, H, W) or one (H, W) for all -> (B, H, W, 3) uint8."""
@@ -240,25 +298,23 @@ class VideoInpainter:
                                                 np.ascontiguousarray(mask[y0:y1, x0:x1]))
         return out
 
-    def _temporal(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _arrive(self, frame: np.ndarray, mask: np.ndarray) -> _Arrival:
+        """What temporal mode needs of a frame (H, W, 3) uint8 with its mask (H, W) bool and the frame that
+        arrived before it: its working-size grey and hole, the scene-cut test, the flows between the two and
+        the pixels it may give."""
         import cv2
 
         from .flow import forward_backward_valid, grey
         from .temporal import (
-            blend,
             bounding_box,
-            camera_motion,
             complete_flow,
             complete_grey,
             completed_pair,
             grow,
             grow_box,
-            hold,
             moving_pixels,
-            propagate,
             scene_cut,
             shrink_mask,
-            stabilise,
             working_size,
         )
 
@@ -268,30 +324,84 @@ class VideoInpainter:
         luma = cv2.resize(grey(frame), size[::-1], interpolation=cv2.INTER_AREA)
         thumb_size = working_size(frame.shape[:2], cfg.scene_cut_side)
         thumb = cv2.resize(complete_grey(luma, hole), thumb_size[::-1], interpolation=cv2.INTER_AREA)
-        thumb_known = ~shrink_mask(mask, thumb_size, 0)
-        previous = self._previous
-        if previous is not None and cfg.scene_cut and scene_cut(
-                thumb, previous.thumb, thumb_known & previous.thumb_known, cfg.scene_cut_threshold):
+        now = _Arrival(frame, mask, luma, hole, thumb, ~shrink_mask(mask, thumb_size, 0), ~grow(mask, cfg.source_margin))
+        before = self._arrived
+        if before is not None and cfg.scene_cut and scene_cut(
+                thumb, before.thumb, now.thumb_known & before.thumb_known, cfg.scene_cut_threshold):
             self.scene_cuts += 1
-            self._forget()
-            previous = None
-        step = step_valid = None
+            before = None
+        if before is None:
+            return now
+        fill = (cfg.flow_fill, cfg.flow_fill_ring)
+        here, there = completed_pair(luma, before.grey, hole | before.hole)
+        now.step = complete_flow(self._dis.calc(here, there, None), hole, before.hole, *fill)
+        back = complete_flow(self._dis.calc(there, here, None), before.hole, hole, *fill)
+        now.box = grow_box(bounding_box(hole | before.hole) or (0, 0, 0, 0), cfg.flow_context, size)
+        now.step_valid = forward_backward_valid(now.step, back, cfg.fb_relative, cfg.fb_absolute, now.box)
+        if cfg.lookahead:
+            now.ahead = back
+            now.ahead_valid = forward_backward_valid(back, now.step, cfg.fb_relative, cfg.fb_absolute, now.box)
+        if cfg.moving_source_threshold > 0:
+            moving = moving_pixels(now.step, hole, cfg.moving_source_threshold)
+            now.source &= ~cv2.resize(moving.view(np.uint8), frame.shape[1::-1],
+                                      interpolation=cv2.INTER_NEAREST).view(bool)
+        return now
+
+    def _later_sources(self, now: _Arrival) -> list:
+        """The frames waiting after now, up to the next scene cut, as `temporal.PastFrame`s with their flows from
+        now (`temporal.chain_later`), nearest first."""
+        from .temporal import PastFrame, bounding_box, chain_later, grow_box
+
+        cfg = self.config
+        later = []
+        for arrival in list(self._waiting):
+            if arrival.step is None:
+                break
+            later.append(arrival)
+        if not later:
+            return []
+        frames = [PastFrame(a.frame, a.source, a.grey, a.hole, None, None, self._index + k + 1)
+                  for k, a in enumerate(later)]
+        holes = now.hole.copy()
+        for arrival in later:
+            holes |= arrival.hole
+        box = grow_box(bounding_box(holes) or (0, 0, 0, 0), cfg.flow_context, now.hole.shape)
+        chain_later(now.grey, now.hole, frames, [a.ahead for a in later], [a.ahead_valid for a in later], box,
+                    cfg.flow_fill, cfg.flow_fill_ring, cfg.trust_hole_flow, self._refine if cfg.refine_flow else None)
+        return frames
+
+    def _emit(self) -> np.ndarray:
+        """The output of the oldest waiting frame (its hole filled from the kept past frames, the waiting later
+        ones, the canvas, the hold or the engine, then stabilised); the state moves on to it."""
+        from .temporal import (
+            blend,
+            bounding_box,
+            camera_motion,
+            hold,
+            propagate,
+            stabilise,
+        )
+
+        cfg = self.config
+        now = self._waiting.popleft()
+        frame, mask, luma, hole, step, step_valid = now.frame, now.mask, now.grey, now.hole, now.step, now.step_valid
+        if step is None:
+            self._forget_scene()
+        previous = self._previous
         if previous is not None:
-            fill = (cfg.flow_fill, cfg.flow_fill_ring)
-            here, there = completed_pair(luma, previous.grey, hole | previous.hole)
-            step = complete_flow(self._dis.calc(here, there, None), hole, previous.hole, *fill)
-            back = complete_flow(self._dis.calc(there, here, None), previous.hole, hole, *fill)
-            box = grow_box(bounding_box(hole | previous.hole) or (0, 0, 0, 0), cfg.flow_context, size)
-            step_valid = forward_backward_valid(step, back, cfg.fb_relative, cfg.fb_absolute, box)
-            self._memory.advance(step, step_valid, luma, hole, box, self._refine if cfg.refine_flow else None)
-        source = ~grow(mask, cfg.source_margin)
-        if previous is not None and cfg.moving_source_threshold > 0:
-            moving = moving_pixels(step, hole, cfg.moving_source_threshold)
-            source &= ~cv2.resize(moving.view(np.uint8), frame.shape[1::-1], interpolation=cv2.INTER_NEAREST).view(bool)
+            self._memory.advance(step, step_valid, luma, hole, now.box, self._refine if cfg.refine_flow else None)
+        source = now.source
         if cfg.canvas:
             trusted = None if previous is None else step_valid | (hole & cfg.trust_hole_flow)
             self._canvas.advance(frame, mask, source, None if previous is None else previous.output, step, trusted)
-        filled, remaining = propagate(frame, mask, self._memory) if cfg.propagate else (frame, mask)
+        if cfg.propagate:
+            later = self._later_sources(now) if cfg.lookahead else []
+            past = [(self._index - p.index, 0, p) for p in self._memory.frames]
+            ahead = [(p.index - self._index, 1, p) for p in later]
+            sources = [p for _, _, p in sorted(past + ahead, key=lambda item: item[:2])]
+            filled, remaining = propagate(frame, mask, sources)
+        else:
+            filled, remaining = frame, mask
         still_hole = previous is not None and np.array_equal(hole, previous.hole)
         if cfg.canvas and still_hole:
             self._canvas.refresh(filled, mask & ~remaining)
@@ -333,6 +443,6 @@ class VideoInpainter:
         if engine_filled and cfg.hold:
             self._memory.set_anchor(kept, luma, hole, self._index)
         self._memory.latest = self._index
-        self._previous = _Previous(luma, hole, kept, thumb, thumb_known)
+        self._previous = _Previous(hole, kept)
         self._index += 1
         return output

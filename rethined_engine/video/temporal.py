@@ -357,23 +357,24 @@ def completed_pair(grey: np.ndarray, other: np.ndarray, unknown: np.ndarray) -> 
     return complete_grey(grey, unknown), complete_grey(other, unknown)
 
 
-def propagate(frame: np.ndarray, mask: np.ndarray, memory: FrameMemory) -> tuple[np.ndarray, np.ndarray]:
-    """Copy into the hole what remembered frames saw: each hole pixel takes, from the newest remembered frame
-    whose flow to it passed every check and lands on a pixel it may give, that frame's pixel there (bilinear).
+def propagate(frame: np.ndarray, mask: np.ndarray, sources: list[PastFrame]) -> tuple[np.ndarray, np.ndarray]:
+    """Copy into the hole what other frames saw: each hole pixel takes, from the first of sources (past or later
+    frames, in order of preference) whose flow to it passed every check and lands on a pixel it may give, that
+    frame's pixel there (bilinear).
 
     frame (H, W, 3) uint8, mask (H, W) bool -> (frame with the copied pixels, the hole still left (H, W) bool).
     """
     box = bounding_box(mask)
     out, remaining = frame.copy(), mask.copy()
-    if box is None or not memory.frames:
+    if box is None or not sources:
         return out, remaining
     y0, y1, x0, x1 = box
     grid = pixel_grid(*mask.shape)[y0:y1, x0:x1]
     left = mask[y0:y1, x0:x1].copy()
     patch = out[y0:y1, x0:x1]
     height, width = mask.shape
-    small_grid = to_working(grid, mask.shape, memory.frames[0].flow.shape[:2])
-    for past in memory.frames:
+    small_grid = to_working(grid, mask.shape, sources[0].flow.shape[:2])
+    for past in sources:
         if not left.any():
             break
         ends = grid + upsample_flow(past.flow, mask.shape, box)
@@ -387,6 +388,36 @@ def propagate(frame: np.ndarray, mask: np.ndarray, memory: FrameMemory) -> tuple
             left &= ~take
     remaining[y0:y1, x0:x1] = left
     return out, remaining
+
+
+def chain_later(grey: np.ndarray, hole: np.ndarray, later: list[PastFrame], steps: list[np.ndarray],
+                checks: list[np.ndarray], box: tuple[int, int, int, int], fill: str, ring: int, trust_hole: bool,
+                refine: cv2.DISOpticalFlow | None) -> None:
+    """Give later frames (in stream order, the first right after the current frame: grey (h, w) uint8, hole
+    (h, w) bool) their flow from the current frame and its check, over box (working px; zero and unchecked
+    elsewhere), as `FrameMemory.advance` does for past frames: steps[k] (h, w, 2) is the flow from the frame
+    before later[k] to it, checks[k] (h, w) bool its forward-backward check there (trusted in that frame's hole
+    with trust_hole); composed along the chain, the checks ANDed; with refine (DIS), the flows past the first
+    re-estimated (`refine_near`), and each completed in the holes (`fill_flow`). Sets later[k].flow, .valid."""
+    y0, y1, x0, x1 = box
+    grid = pixel_grid(*grey.shape)[y0:y1, x0:x1]
+    flow = np.zeros((y1 - y0, x1 - x0, 2), np.float32)
+    valid = np.ones((y1 - y0, x1 - x0), bool)
+    before_hole = hole
+    for k, (frame, step, checked) in enumerate(zip(later, steps, checks)):
+        ends = grid + flow
+        trusted = checked | (trust_hole & before_hole)
+        valid &= sample(trusted.view(np.uint8), ends, cv2.INTER_NEAREST).astype(bool)
+        flow = flow + sample(step, ends)
+        frame.flow = np.zeros((*grey.shape, 2), np.float32)
+        frame.valid = np.zeros(grey.shape, np.uint8)
+        frame.flow[y0:y1, x0:x1], frame.valid[y0:y1, x0:x1] = flow, valid
+        if refine is not None and k > 0:
+            refine_near(refine, grey, hole, frame, box)
+            flow = frame.flow[y0:y1, x0:x1].copy()
+        landed = sample(frame.hole.view(np.uint8), grid + flow, cv2.INTER_NEAREST).astype(bool)
+        frame.flow[y0:y1, x0:x1] = fill_flow(flow, hole[y0:y1, x0:x1] | landed, fill, ring)
+        before_hole = frame.hole
 
 
 def follow(previous: np.ndarray, step: np.ndarray, step_valid: np.ndarray,
