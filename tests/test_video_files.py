@@ -340,18 +340,24 @@ def test_parse_position_and_expected_frames():
     assert FrameRange.of(None, (0.5, 1.0)).expected_frames(None, Fraction(12)) == 6
 
 
-def test_temporal_on_streams_every_frame(clip, engine, tmp_path):
-    from rethined_engine.video import VideoInpainter
+@pytest.mark.parametrize("lookahead", [0, 3])
+def test_temporal_on_streams_every_frame_in_order(clip, engine, tmp_path, lookahead):
+    """Every frame comes out once, at its own time, as the stream gives it (with a lookahead, the last frames
+    come from the flush at the end), with the known pixels bit-exact."""
+    from rethined_engine.video import VideoConfig, VideoInpainter
 
-    try:
-        VideoInpainter(engine, temporal="on")
-    except NotImplementedError:
-        pytest.skip("temporal='on' is not available in this checkout")
     path, frames = clip
-    summary = inpaint_video(path, moving_mask, tmp_path / "on.mkv", temporal="on", engine=engine, encode=LOSSLESS)
-    got, _ = decoded(tmp_path / "on.mkv")
-    assert summary.frames == len(got) == len(frames)
+    config = VideoConfig(lookahead=lookahead)
+    done = []
+    summary = inpaint_video(path, moving_mask, tmp_path / "on.mkv", temporal="on", engine=engine, encode=LOSSLESS,
+                            config=config, progress=lambda n, total: done.append(n))
+    got, times = decoded(tmp_path / "on.mkv")
+    assert summary.frames == len(got) == len(frames) and done == list(range(1, len(frames) + 1))
+    assert times == pytest.approx(decoded(path)[1], abs=1e-3)
+    want = VideoInpainter(engine, "on", config).process_batch(np.stack(frames),
+                                                             np.stack([moving_mask(i) for i in range(len(frames))]))
     for i, (frame, out) in enumerate(zip(frames, got)):
+        np.testing.assert_array_equal(out, want[i])
         known = moving_mask(i) == 0
         assert np.array_equal(out[known], frame[known])
 

@@ -10,9 +10,11 @@ from rethined_engine.video.stream import VideoConfig, VideoInpainter
 from rethined_engine.video.temporal import (
     BackgroundCanvas,
     FrameMemory,
+    PastFrame,
     fill_flow,
     hole_width,
     moving_pixels,
+    nearest_first,
     propagate,
     stabilise,
     upsample_flow,
@@ -260,6 +262,74 @@ def test_moving_pixels_are_those_that_stray_from_the_camera_motion():
     assert not moving_pixels(step, hole, 3.0).any()
 
 
+def test_nearest_first_interleaves_by_distance_and_reads_later_frames_lazily():
+    """Past frames at distances 1, 2, 5 and later frames at 1, 2, 3: ordered by distance, past first at a tie;
+    a later frame is not computed before it is needed."""
+    def frame(index):
+        return PastFrame(None, None, None, None, None, None, index)
+
+    computed = []
+
+    def later():
+        for index in (11, 12, 13):
+            computed.append(index)
+            yield frame(index)
+
+    order = nearest_first([frame(9), frame(8), frame(5)], later(), 10)
+    assert [next(order).index for _ in range(3)] == [9, 11, 8] and computed == [11, 12]
+    assert [f.index for f in order] == [12, 13, 5]
+
+
+def test_a_lookahead_gives_every_output_in_order_and_process_refuses_it(engine, rng):
+    frames, mask = pan_clip(rng, 5), box_mask()
+    config = VideoConfig(lookahead=2)
+    pushed = VideoInpainter(engine, config=config)
+    ready = [pushed.push(frame, mask) for frame in frames]
+    assert [len(r) for r in ready] == [0, 0, 1, 1, 1]
+    outputs = [out for r in ready for out in r] + pushed.flush()
+    assert len(outputs) == 5 and pushed.flush() == []
+    np.testing.assert_array_equal(np.stack(outputs), VideoInpainter(engine, config=config).process_batch(frames, mask))
+    with pytest.raises(ValueError, match="lookahead"):
+        VideoInpainter(engine, config=config).process(frames[0], mask)
+
+
+def test_a_lookahead_copies_a_pans_first_frames_from_later_ones(engine, rng):
+    """The hole (30 px wide) comes into view PAN px per frame later: with 6 frames of lookahead the first
+    frames' holes are copied from later frames, where no past frame could show them; known pixels stay exact."""
+    frames, mask = pan_clip(rng, 10), box_mask()
+    ahead = VideoInpainter(engine, config=VideoConfig(lookahead=6)).process_batch(frames, mask)
+    streaming = VideoInpainter(engine).process_batch(frames, mask)
+    for t in range(4):
+        with_lookahead, without = hole_psnr(ahead[t], frames[t], mask), hole_psnr(streaming[t], frames[t], mask)
+        assert with_lookahead > without + 10, (t, with_lookahead, without)
+        np.testing.assert_array_equal(ahead[t][~mask], frames[t][~mask])
+
+
+def test_a_lookahead_stops_at_a_scene_cut(rng):
+    """Frames after a cut give nothing to the frames before it: the first scene's outputs are those of that
+    scene streamed alone, and the cut is counted once."""
+    first, second = pan_clip(rng, 4), pan_clip(rng, 3) // 3     # another, darker scene
+    mask = box_mask()
+    config = VideoConfig(lookahead=3)
+    both = VideoInpainter(CountingEngine(np.random.default_rng(1)), config=config)
+    outputs = both.process_batch(np.concatenate([first, second]), mask)
+    alone = VideoInpainter(CountingEngine(np.random.default_rng(1)), config=config).process_batch(first, mask)
+    np.testing.assert_array_equal(outputs[:4], alone)
+    assert both.scene_cuts == 1
+
+
+def test_a_lookaheads_state_stays_bounded(engine, rng):
+    config = VideoConfig(memory_frames=3, recent_frames=1, key_interval=4, lookahead=2)
+    frames, mask = pan_clip(rng, 6), box_mask(30, 34, 50, 54)
+    inpainter = VideoInpainter(engine, config=config)
+    held = []
+    for t in range(30):
+        inpainter.push(frames[t % 6], mask)
+        held.append(inpainter.state_nbytes())
+        assert len(inpainter._waiting) <= config.lookahead
+    assert held[-1] == held[15] > 0 and max(held) == held[-1]
+
+
 def test_process_batch_equals_process_in_order(engine, rng):
     frames = pan_clip(rng, 4)
     masks = np.stack([box_mask(20 + 5 * t, 50 + 5 * t, 40, 80) for t in range(4)])
@@ -304,7 +374,7 @@ def test_reset_allows_a_new_size_and_sizes_are_checked(engine, rng):
 
 
 @pytest.mark.parametrize("field, value", [("stabilise_weight", 1.0), ("memory_frames", 0), ("flow_preset", "slow"),
-                                          ("source_margin", 0),
+                                          ("source_margin", 0), ("lookahead", -1),
                                           ("fb_absolute", -1.0), ("flow_fill", "mean"), ("still_average_frames", 0)])
 def test_config_rejects_bad_values_by_name(field, value):
     with pytest.raises(ValueError, match=field):

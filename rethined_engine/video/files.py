@@ -51,6 +51,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -588,12 +589,22 @@ def _run(source, src: Path, masks, dst: Path, rng: FrameRange, encode: EncodeSet
     encoding: _Drain | _InlineDrain | None = None
     decoding = (_Prefetch if overlap else _InlineFetch)(iter(kept))
     written, first_size = 0, None
+    times: deque[tuple[int, float]] = deque()   # (pts, seconds) of the frames whose outputs are still to come
 
     def encode_frame(item: tuple[np.ndarray, int, float]) -> None:
         rgb, pts, t = item
         if audio is not None:
             audio.copy_until(writer, t)
         writer.write_frame(rgb, pts)
+
+    def put(outputs: list[np.ndarray]) -> None:
+        """Queue the inpainter's ready outputs for encoding, each with its frame's times."""
+        nonlocal written
+        for output in outputs:
+            encoding.put((output, *times.popleft()))
+            written += 1
+            if progress is not None:
+                progress(written, total)
 
     try:
         for index, frame, t, rgb in decoding:
@@ -607,12 +618,11 @@ def _run(source, src: Path, masks, dst: Path, rng: FrameRange, encode: EncodeSet
             elif rgb.shape[:2] != first_size:
                 raise ValueError(f"src: frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, the first frame "
                                  f"{first_size[1]}x{first_size[0]} (WxH); the size must not change mid-stream")
-            encoding.put((inpainter.process(rgb, masks.mask_at(index, rgb)), pts, t))
-            written += 1
-            if progress is not None:
-                progress(written, total)
+            times.append((pts, t))
+            put(inpainter.push(rgb, masks.mask_at(index, rgb)))
         if writer is None:
             raise ValueError(f"src: {src} has no video frames" + (" in the selected range" if rng.cuts else ""))
+        put(inpainter.flush())
         encoding.finish()
         if audio is not None:
             audio.copy_until(writer, kept.end_time)

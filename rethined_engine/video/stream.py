@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -245,7 +245,8 @@ class VideoInpainter:
         if mask.shape != size:
             raise ValueError(f"mask: expected shape {size}, got {mask.shape}")
         self.frame_size = size
-        self._arrived = self._arrive(np.ascontiguousarray(frame), mask != 0)
+        held_back = self.config.lookahead > 0     # the frame waits: keep a copy the caller cannot change
+        self._arrived = self._arrive(np.array(frame) if held_back else np.ascontiguousarray(frame), mask != 0)
         self._waiting.append(self._arrived)
         outputs = []
         while len(self._waiting) > self.config.lookahead:
@@ -260,7 +261,8 @@ class VideoInpainter:
         return outputs
 
     def process_batch(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """Frames (B, H, W, 3) uint8 in order, masks (B, H, W) or one (H, W) for all -> (B, H, W, 3) uint8."""
+        """Frames (B, H, W, 3) uint8 in order, masks (B, H, W) or one (H, W) for all -> (B, H, W, 3) uint8. With a
+        lookahead, the batch's last frames see the later frames of this batch only (`push` each, then `flush`)."""
         frames, masks = np.asarray(frames), np.asarray(masks)
         if frames.ndim != 4:
             raise ValueError(f"frames: expected (B, H, W, 3), got {frames.shape}")
@@ -272,7 +274,8 @@ class VideoInpainter:
             per_frame = list(masks) if masks.ndim == 3 else masks     # one mask each, or one for all
             return np.stack(list(self.engine.inpaint_frames(frames, per_frame, batch_size=len(frames))))
         masks = np.broadcast_to(masks, frames.shape[:3])
-        return np.stack([self.process(frame, mask) for frame, mask in zip(frames, masks)])
+        outputs = [out for frame, mask in zip(frames, masks) for out in self.push(frame, mask)]
+        return np.stack(outputs + self.flush())
 
     def _check_size(self, name: str, size: tuple[int, int]) -> None:
         """Raise ValueError naming `name` when (height, width) `size` is not the stream's frame size."""
@@ -347,28 +350,28 @@ class VideoInpainter:
                                       interpolation=cv2.INTER_NEAREST).view(bool)
         return now
 
-    def _later_sources(self, now: _Arrival) -> list:
+    def _later_sources(self, now: _Arrival) -> Iterator:
         """The frames waiting after now, up to the next scene cut, as `temporal.PastFrame`s with their flows from
-        now (`temporal.chain_later`), nearest first."""
+        now (`temporal.chain_later`: each computed when asked for), nearest first."""
         from .temporal import PastFrame, bounding_box, chain_later, grow_box
 
         cfg = self.config
         later = []
-        for arrival in list(self._waiting):
+        for arrival in self._waiting:
             if arrival.step is None:
                 break
             later.append(arrival)
         if not later:
-            return []
+            return iter(())
         frames = [PastFrame(a.frame, a.source, a.grey, a.hole, None, None, self._index + k + 1)
                   for k, a in enumerate(later)]
         holes = now.hole.copy()
         for arrival in later:
             holes |= arrival.hole
         box = grow_box(bounding_box(holes) or (0, 0, 0, 0), cfg.flow_context, now.hole.shape)
-        chain_later(now.grey, now.hole, frames, [a.ahead for a in later], [a.ahead_valid for a in later], box,
-                    cfg.flow_fill, cfg.flow_fill_ring, cfg.trust_hole_flow, self._refine if cfg.refine_flow else None)
-        return frames
+        return chain_later(now.grey, now.hole, frames, [a.ahead for a in later], [a.ahead_valid for a in later],
+                           box, cfg.flow_fill, cfg.flow_fill_ring, cfg.trust_hole_flow,
+                           self._refine if cfg.refine_flow else None)
 
     def _emit(self) -> np.ndarray:
         """The output of the oldest waiting frame (its hole filled from the kept past frames, the waiting later
@@ -378,6 +381,7 @@ class VideoInpainter:
             bounding_box,
             camera_motion,
             hold,
+            nearest_first,
             propagate,
             stabilise,
         )
@@ -395,11 +399,8 @@ class VideoInpainter:
             trusted = None if previous is None else step_valid | (hole & cfg.trust_hole_flow)
             self._canvas.advance(frame, mask, source, None if previous is None else previous.output, step, trusted)
         if cfg.propagate:
-            later = self._later_sources(now) if cfg.lookahead else []
-            past = [(self._index - p.index, 0, p) for p in self._memory.frames]
-            ahead = [(p.index - self._index, 1, p) for p in later]
-            sources = [p for _, _, p in sorted(past + ahead, key=lambda item: item[:2])]
-            filled, remaining = propagate(frame, mask, sources)
+            later = self._later_sources(now) if cfg.lookahead else ()
+            filled, remaining = propagate(frame, mask, nearest_first(self._memory.frames, later, self._index))
         else:
             filled, remaining = frame, mask
         still_hole = previous is not None and np.array_equal(hole, previous.hole)

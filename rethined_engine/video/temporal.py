@@ -9,6 +9,7 @@ indexes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -357,26 +358,24 @@ def completed_pair(grey: np.ndarray, other: np.ndarray, unknown: np.ndarray) -> 
     return complete_grey(grey, unknown), complete_grey(other, unknown)
 
 
-def propagate(frame: np.ndarray, mask: np.ndarray, sources: list[PastFrame]) -> tuple[np.ndarray, np.ndarray]:
+def propagate(frame: np.ndarray, mask: np.ndarray, sources: Iterable[PastFrame]) -> tuple[np.ndarray, np.ndarray]:
     """Copy into the hole what other frames saw: each hole pixel takes, from the first of sources (past or later
-    frames, in order of preference) whose flow to it passed every check and lands on a pixel it may give, that
-    frame's pixel there (bilinear).
+    frames, in order of preference; read only until no hole pixel is left) whose flow to it passed every check
+    and lands on a pixel it may give, that frame's pixel there (bilinear).
 
     frame (H, W, 3) uint8, mask (H, W) bool -> (frame with the copied pixels, the hole still left (H, W) bool).
     """
     box = bounding_box(mask)
     out, remaining = frame.copy(), mask.copy()
-    if box is None or not sources:
+    if box is None:
         return out, remaining
     y0, y1, x0, x1 = box
     grid = pixel_grid(*mask.shape)[y0:y1, x0:x1]
     left = mask[y0:y1, x0:x1].copy()
     patch = out[y0:y1, x0:x1]
     height, width = mask.shape
-    small_grid = to_working(grid, mask.shape, sources[0].flow.shape[:2])
     for past in sources:
-        if not left.any():
-            break
+        small_grid = to_working(grid, mask.shape, past.flow.shape[:2])
         ends = grid + upsample_flow(past.flow, mask.shape, box)
         usable = (sample(past.valid, small_grid, cv2.INTER_NEAREST).astype(bool)
                   & (ends[..., 0] >= 0) & (ends[..., 0] <= width - 1)
@@ -386,19 +385,22 @@ def propagate(frame: np.ndarray, mask: np.ndarray, sources: list[PastFrame]) -> 
         if take.any():
             patch[take] = sample(past.frame, ends)[take]
             left &= ~take
+        if not left.any():
+            break
     remaining[y0:y1, x0:x1] = left
     return out, remaining
 
 
 def chain_later(grey: np.ndarray, hole: np.ndarray, later: list[PastFrame], steps: list[np.ndarray],
                 checks: list[np.ndarray], box: tuple[int, int, int, int], fill: str, ring: int, trust_hole: bool,
-                refine: cv2.DISOpticalFlow | None) -> None:
-    """Give later frames (in stream order, the first right after the current frame: grey (h, w) uint8, hole
-    (h, w) bool) their flow from the current frame and its check, over box (working px; zero and unchecked
-    elsewhere), as `FrameMemory.advance` does for past frames: steps[k] (h, w, 2) is the flow from the frame
-    before later[k] to it, checks[k] (h, w) bool its forward-backward check there (trusted in that frame's hole
-    with trust_hole); composed along the chain, the checks ANDed; with refine (DIS), the flows past the first
-    re-estimated (`refine_near`), and each completed in the holes (`fill_flow`). Sets later[k].flow, .valid."""
+                refine: cv2.DISOpticalFlow | None) -> Iterator[PastFrame]:
+    """Later frames (in stream order, the first right after the current frame: grey (h, w) uint8, hole (h, w)
+    bool) with their flow from the current frame and its check set over box (working px; zero and unchecked
+    elsewhere), one at a time as they are asked for, as `FrameMemory.advance` does for past frames: steps[k]
+    (h, w, 2) is the flow from the frame before later[k] to it, checks[k] (h, w) bool its forward-backward
+    check there (trusted in that frame's hole with trust_hole); composed along the chain, the checks ANDed; with
+    refine (DIS), the flows past the first re-estimated (`refine_near`), and each completed in the holes
+    (`fill_flow`)."""
     y0, y1, x0, x1 = box
     grid = pixel_grid(*grey.shape)[y0:y1, x0:x1]
     flow = np.zeros((y1 - y0, x1 - x0, 2), np.float32)
@@ -418,6 +420,22 @@ def chain_later(grey: np.ndarray, hole: np.ndarray, later: list[PastFrame], step
         landed = sample(frame.hole.view(np.uint8), grid + flow, cv2.INTER_NEAREST).astype(bool)
         frame.flow[y0:y1, x0:x1] = fill_flow(flow, hole[y0:y1, x0:x1] | landed, fill, ring)
         before_hole = frame.hole
+        yield frame
+
+
+def nearest_first(past: list[PastFrame], later: Iterable[PastFrame], index: int) -> Iterator[PastFrame]:
+    """Past frames (newest first) and later frames (nearest first, consumed only as far as asked) of the frame
+    at stream position index, in order of distance, a past frame first at equal distance."""
+    later = iter(later)
+    upcoming = next(later, None)
+    for frame in past:
+        while upcoming is not None and upcoming.index - index < index - frame.index:
+            yield upcoming
+            upcoming = next(later, None)
+        yield frame
+    while upcoming is not None:
+        yield upcoming
+        upcoming = next(later, None)
 
 
 def follow(previous: np.ndarray, step: np.ndarray, step_valid: np.ndarray,
