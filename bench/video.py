@@ -141,15 +141,19 @@ def component_modes() -> list[str]:
             if isinstance(f.default, bool) and f.default]
 
 
+def mode_config(mode: str):
+    """A mode's (temporal, its `VideoConfig` or None for the defaults), see parse_mode."""
+    from rethined_engine.video.stream import VideoConfig
+
+    temporal, overrides = parse_mode(mode)
+    return temporal, VideoConfig(**overrides) if overrides else None
+
+
 def make_inpainter(mode: str, engine):
     """A `VideoInpainter` over `engine` for a mode (see parse_mode)."""
     from rethined_engine.video.stream import VideoInpainter
 
-    temporal, overrides = parse_mode(mode)
-    if not overrides:
-        return VideoInpainter(engine, temporal=temporal)
-    from rethined_engine.video.stream import VideoConfig
-    return VideoInpainter(engine, temporal=temporal, config=VideoConfig(**overrides))
+    return VideoInpainter(engine, *mode_config(mode))
 
 
 # --- quality -----------------------------------------------------------------------------------------------
@@ -362,8 +366,9 @@ def measure_speed(source: Path, mask_path: Path, mode: str, device: str) -> dict
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        summary = inpaint_video(source, mask_path, Path(tmp) / "out.mp4", temporal=parse_mode(mode)[0],
-                                engine=engine)
+        temporal, config = mode_config(mode)
+        summary = inpaint_video(source, mask_path, Path(tmp) / "out.mp4", temporal=temporal, engine=engine,
+                                config=config)
         seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_rss_mb() - base_rss
     frames = read_frames(source, summary.frames)
@@ -382,7 +387,7 @@ def measure_speed(source: Path, mask_path: Path, mode: str, device: str) -> dict
 
 
 def measure_throughput(height: int, mode: str, frames: int, warmup: int, photos: Path, device: str) -> dict:
-    """In a fresh process: frames/s of `VideoInpainter.process` over `frames` frames of a synthetic pan after
+    """In a fresh process: frames/s of `VideoInpainter.push` over `frames` frames of a synthetic pan after
     `warmup` untimed ones, then of `Engine.inpaint` alone on the same frames (numpy in and out both)."""
     import torch
 
@@ -405,7 +410,7 @@ def measure_throughput(height: int, mode: str, frames: int, warmup: int, photos:
         return frames / (time.perf_counter() - t0)
 
     inpainter = make_inpainter(mode, engine)
-    fps = frames_per_second(lambda frame: inpainter.process(frame, mask))
+    fps = frames_per_second(lambda frame: inpainter.push(frame, mask))
     engine_fps = frames_per_second(lambda frame: engine.inpaint(frame, mask))
     return {"mode": mode, "size": list(clip.frames.shape[1:3]), "frames": frames, "warmup": warmup, "fps": fps,
             "engine_fps": engine_fps, "mask_fraction": float(mask.mean())}
@@ -423,7 +428,7 @@ def measure_memory(height: int, mode: str, frames: int, every: int, warmup: int,
     inpainter = make_inpainter(mode, Engine(device=device))
     samples, t0 = [], time.perf_counter()
     for index in range(frames):
-        inpainter.process(clip.frames[order[index % len(order)]], masks[0])
+        inpainter.push(clip.frames[order[index % len(order)]], masks[0])
         if (index + 1) % every == 0:
             samples.append((index + 1, _rss_mb()))
     fitted = [(n, rss) for n, rss in samples if n > warmup]

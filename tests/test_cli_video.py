@@ -49,7 +49,22 @@ def test_video_x264_options_and_no_audio(inputs, tmp_path, capsys):
     assert "audio dropped: audio=False" in capsys.readouterr().out
 
 
+def test_video_lookahead_gives_every_frame_as_the_stream_does(inputs, tmp_path, capsys):
+    from rethined_engine.video import VideoConfig, VideoInpainter
+
+    src, mask, frames = inputs
+    out = tmp_path / "out.mkv"
+    assert main(["video", str(src), str(mask), "-o", str(out), "--lookahead", "3", "--lossless",
+                 "--device", "cpu"]) == 0
+    got, _ = decoded(out)
+    want = VideoInpainter(Engine(device="cpu"), "on", VideoConfig(lookahead=3)).process_batch(np.stack(frames),
+                                                                                              box_mask())
+    assert len(got) == len(frames) and all(np.array_equal(a, b) for a, b in zip(got, want))
+    assert f"wrote {out}: {len(frames)} frames" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("extra,match", [
+    (["--lookahead", "-1"], "--lookahead: expected >= 0, got -1"),
     (["--lossless", "--crf", "20"], "--lossless sets the codec and pixel format; leave out --crf"),
     (["--start", "1.5"], "--start: expected a frame index"),
     (["--end", "0"], "frames: the end"),
