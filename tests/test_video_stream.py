@@ -10,11 +10,9 @@ from rethined_engine.video.stream import VideoConfig, VideoInpainter
 from rethined_engine.video.temporal import (
     BackgroundCanvas,
     FrameMemory,
-    PastFrame,
     fill_flow,
     hole_width,
     moving_pixels,
-    nearest_first,
     propagate,
     stabilise,
     upsample_flow,
@@ -262,24 +260,6 @@ def test_moving_pixels_are_those_that_stray_from_the_camera_motion():
     assert not moving_pixels(step, hole, 3.0).any()
 
 
-def test_nearest_first_interleaves_by_distance_and_reads_later_frames_lazily():
-    """Past frames at distances 1, 2, 5 and later frames at 1, 2, 3: ordered by distance, past first at a tie;
-    a later frame is not computed before it is needed."""
-    def frame(index):
-        return PastFrame(None, None, None, None, None, None, index)
-
-    computed = []
-
-    def later():
-        for index in (11, 12, 13):
-            computed.append(index)
-            yield frame(index)
-
-    order = nearest_first([frame(9), frame(8), frame(5)], later(), 10)
-    assert [next(order).index for _ in range(3)] == [9, 11, 8] and computed == [11, 12]
-    assert [f.index for f in order] == [12, 13, 5]
-
-
 def test_a_lookahead_gives_every_output_in_order_and_process_refuses_it(engine, rng):
     frames, mask = pan_clip(rng, 5), box_mask()
     config = VideoConfig(lookahead=2)
@@ -303,6 +283,16 @@ def test_a_lookahead_copies_a_pans_first_frames_from_later_ones(engine, rng):
         with_lookahead, without = hole_psnr(ahead[t], frames[t], mask), hole_psnr(streaming[t], frames[t], mask)
         assert with_lookahead > without + 10, (t, with_lookahead, without)
         np.testing.assert_array_equal(ahead[t][~mask], frames[t][~mask])
+
+
+def test_a_lookahead_runs_the_engine_only_for_what_no_frame_shows(rng):
+    """Over a pan every hole pixel is in view within 5 frames, before or after: with 6 frames of lookahead the
+    engine is never called; without, it fills the first frames."""
+    frames, mask = pan_clip(rng, 10), box_mask()
+    ahead, streaming = CountingEngine(np.random.default_rng(1)), CountingEngine(np.random.default_rng(1))
+    VideoInpainter(ahead, config=VideoConfig(lookahead=6)).process_batch(frames, mask)
+    VideoInpainter(streaming).process_batch(frames, mask)
+    assert ahead.calls == 0 and streaming.calls > 0
 
 
 def test_a_lookahead_stops_at_a_scene_cut(rng):

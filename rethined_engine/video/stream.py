@@ -26,9 +26,11 @@ class VideoConfig:
         a fresher fill), copied ones by copied_weight (copies from different past frames disagree by their
         flows' errors).
     scene_cut: forget the past when the known pixels change more than scene_cut_threshold.
-    lookahead: frames later in the stream give what they show as well (nearest first, past frames first at equal
-        distance): a frame's output waits until this many later frames have arrived (`VideoInpainter.push`,
-        `flush`; `process` needs 0). They and their flows are the only state it adds (bounded by it).
+    lookahead: frames later in the stream give what they show as well: a frame's output waits until this many
+        later frames have arrived (`VideoInpainter.push`, `flush`; `process` needs 0). The hole is filled as without
+        them (past frames, canvas, hold or engine), then each pixel a later frame shows (nearest first) takes that
+        copy; where they show every pixel left, the engine does not run. The waiting frames and their flows are the
+        only state it adds.
     moving_source_threshold: a frame gives no pixel that moved on its own, more than this many working px from
         the camera's motion (`temporal.moving_pixels`: the affine motion fitted to its step flow), so a later
         hole, whose flow follows the camera, is not filled with a walker where the walker was (a doubled walker).
@@ -374,14 +376,13 @@ class VideoInpainter:
                            self._refine if cfg.refine_flow else None)
 
     def _emit(self) -> np.ndarray:
-        """The output of the oldest waiting frame (its hole filled from the kept past frames, the waiting later
-        ones, the canvas, the hold or the engine, then stabilised); the state moves on to it."""
+        """The output of the oldest waiting frame (its hole filled from the kept past frames, the canvas, the hold
+        or the engine, and the waiting later frames, then stabilised); the state moves on to it."""
         from .temporal import (
             blend,
             bounding_box,
             camera_motion,
             hold,
-            nearest_first,
             propagate,
             stabilise,
         )
@@ -398,15 +399,19 @@ class VideoInpainter:
         if cfg.canvas:
             trusted = None if previous is None else step_valid | (hole & cfg.trust_hole_flow)
             self._canvas.advance(frame, mask, source, None if previous is None else previous.output, step, trusted)
-        if cfg.propagate:
-            later = self._later_sources(now) if cfg.lookahead else ()
-            filled, remaining = propagate(frame, mask, nearest_first(self._memory.frames, later, self._index))
-        else:
-            filled, remaining = frame, mask
+        filled, remaining = propagate(frame, mask, self._memory.frames) if cfg.propagate else (frame, mask)
         still_hole = previous is not None and np.array_equal(hole, previous.hole)
         if cfg.canvas and still_hole:
             self._canvas.refresh(filled, mask & ~remaining)
             filled, remaining = self._canvas.fill(filled, remaining, cfg.canvas_min_confidence)
+        later_copies = None         # what later frames show of the pixels left: (filled with them, those pixels)
+        if cfg.propagate and cfg.lookahead and remaining.any():
+            ahead, left = propagate(filled, remaining, self._later_sources(now))
+            if left.any():
+                shown = remaining & ~left
+                later_copies = (ahead, shown) if shown.any() else None
+            else:
+                filled, remaining = ahead, left
         engine_filled = False
         if remaining.any():
             held = None
@@ -429,6 +434,11 @@ class VideoInpainter:
                 else:
                     filled, self._anchor_fills = fresh, 1
                 engine_filled = True
+            if later_copies is not None:    # filled as without a lookahead; then each pixel a later frame shows
+                ahead, shown = later_copies
+                y0, y1, x0, x1 = bounding_box(shown)
+                filled[y0:y1, x0:x1][shown[y0:y1, x0:x1]] = ahead[y0:y1, x0:x1][shown[y0:y1, x0:x1]]
+                remaining = remaining & ~shown
         copied = mask & ~remaining
         if cfg.stabilise and previous is not None and copied.any():
             filled = stabilise(filled, copied, previous.output, step, step_valid, cfg.copied_weight)

@@ -423,21 +423,6 @@ def chain_later(grey: np.ndarray, hole: np.ndarray, later: list[PastFrame], step
         yield frame
 
 
-def nearest_first(past: list[PastFrame], later: Iterable[PastFrame], index: int) -> Iterator[PastFrame]:
-    """Past frames (newest first) and later frames (nearest first, consumed only as far as asked) of the frame
-    at stream position index, in order of distance, a past frame first at equal distance."""
-    later = iter(later)
-    upcoming = next(later, None)
-    for frame in past:
-        while upcoming is not None and upcoming.index - index < index - frame.index:
-            yield upcoming
-            upcoming = next(later, None)
-        yield frame
-    while upcoming is not None:
-        yield upcoming
-        upcoming = next(later, None)
-
-
 def follow(previous: np.ndarray, step: np.ndarray, step_valid: np.ndarray,
            box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The previous output (H, W, 3) uint8 brought to this frame over box by step (h, w, 2, working flow to
