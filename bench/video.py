@@ -142,11 +142,12 @@ def component_modes() -> list[str]:
 
 
 def mode_config(mode: str):
-    """A mode's (temporal, its `VideoConfig` or None for the defaults), see parse_mode."""
+    """A mode's (temporal, its `VideoConfig`: the defaults with the mode's fields set), see parse_mode. "on" is
+    `VideoConfig()` also where `inpaint_video` would default to another (its lookahead)."""
     from rethined_engine.video.stream import VideoConfig
 
     temporal, overrides = parse_mode(mode)
-    return temporal, VideoConfig(**overrides) if overrides else None
+    return temporal, VideoConfig(**overrides)
 
 
 def make_inpainter(mode: str, engine):

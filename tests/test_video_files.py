@@ -340,17 +340,19 @@ def test_parse_position_and_expected_frames():
     assert FrameRange.of(None, (0.5, 1.0)).expected_frames(None, Fraction(12)) == 6
 
 
-@pytest.mark.parametrize("lookahead", [0, 3])
+@pytest.mark.parametrize("lookahead", [0, 3, None], ids=["0", "3", "default"])
 def test_temporal_on_streams_every_frame_in_order(clip, engine, tmp_path, lookahead):
     """Every frame comes out once, at its own time, as the stream gives it (with a lookahead, the last frames
-    come from the flush at the end), with the known pixels bit-exact."""
+    come from the flush at the end; by default FILE_LOOKAHEAD), with the known pixels bit-exact."""
     from rethined_engine.video import VideoConfig, VideoInpainter
+    from rethined_engine.video.files import FILE_LOOKAHEAD
 
     path, frames = clip
-    config = VideoConfig(lookahead=lookahead)
+    config = VideoConfig(lookahead=FILE_LOOKAHEAD if lookahead is None else lookahead)
     done = []
     summary = inpaint_video(path, moving_mask, tmp_path / "on.mkv", temporal="on", engine=engine, encode=LOSSLESS,
-                            config=config, progress=lambda n, total: done.append(n))
+                            config=None if lookahead is None else config,
+                            progress=lambda n, total: done.append(n))
     got, times = decoded(tmp_path / "on.mkv")
     assert summary.frames == len(got) == len(frames) and done == list(range(1, len(frames) + 1))
     assert times == pytest.approx(decoded(path)[1], abs=1e-3)

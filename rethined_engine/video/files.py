@@ -4,8 +4,9 @@ Reading: any container and codec the bundled FFmpeg decodes; the first video str
 frame to rgb24 (H, W, 3) uint8 with the source's colour matrix and range, inpainted by a `VideoInpainter`,
 converted back to the output pixel format with the same matrix and range, and encoded. The clip is never
 buffered: at most `PIPELINE_DEPTH` frames wait between decoding, inpainting and encoding (plus the
-encoder's own look-ahead). With `overlap_io` (by default when the engine runs on CUDA) decoding and
-encoding run on two threads beside the inpainting.
+encoder's own look-ahead, and the `VideoConfig.lookahead` frames the inpainter holds back). With
+`overlap_io` (by default when the engine runs on CUDA) decoding and encoding run on two threads beside the
+inpainting.
 
 Writing (`EncodeSettings`): libx264, yuv420p, crf 18, preset medium by default, at the source's frame
 rate and time base with the source's frame timestamps (shifted to start at 0 when a range cuts the
@@ -70,6 +71,7 @@ CHROMA_PROBE = 64  # a width divisible by every chroma subsampling factor, to re
 RGB_FORMAT = "rgb24"
 PIPELINE_DEPTH = 4  # frames queued between the decoding thread, the inpainting (calling) thread and the encoding thread
 PIPELINE_POLL_S = 0.1  # how often a blocked pipeline thread checks whether the other side stopped
+FILE_LOOKAHEAD = 16  # later frames each frame of a file also copies from (VideoConfig.lookahead; docs/video.md)
 
 
 @dataclass(frozen=True)
@@ -524,7 +526,8 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
     (one per frame), a mask video path (decoded in step), or a function `(source frame index, (H, W, 3)
     uint8 RGB frame) -> (H, W) mask`; nonzero/white fills (`rethined_engine.video.masks`).
     temporal: "on" (temporally consistent) or "off" (every frame `engine.inpaint` alone); engine: an
-    `Engine` (default `Engine()`); config: the temporal mode's `VideoConfig` (default `VideoConfig()`).
+    `Engine` (default `Engine()`); config: the temporal mode's `VideoConfig` (default
+    `VideoConfig(lookahead=FILE_LOOKAHEAD)`: each frame also copies what the next 16 frames show).
     frames / seconds: the range to keep (see the module docstring).
     encode: `EncodeSettings` (`LOSSLESS` for ffv1 bgr0). dilate: grow every mask by this many pixels.
     audio: copy the first audio stream. hold_last_mask: when a mask folder/video ends before the video,
@@ -544,7 +547,7 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
         raise ValueError(f"dst: {dst} is a folder; give a file name such as {dst / 'inpainted.mp4'}")
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise ValueError(f"dst: {dst} is the input video; write to another file")
-    inpainter = VideoInpainter(engine, temporal, config)
+    inpainter = VideoInpainter(engine, temporal, config or VideoConfig(lookahead=FILE_LOOKAHEAD))
     source = _open_source(src)
     try:
         masks = open_mask_source(mask, dilate, hold_last_mask)
@@ -702,6 +705,10 @@ the video is an error before anything is written (or, when its length shows only
 run stops and the partial output is removed), unless --hold-last-mask repeats its last mask (with a
 warning). Masks are indexed by source frame, also when --start cuts the video.
 
+--temporal on (the default) copies into the hole what other frames show: past frames, and the next
+--lookahead frames (16 by default; they wait in memory, so a frame is written once they have been read),
+and keeps what it has to invent steady; --temporal off fills every frame alone.
+
 The output keeps the frame rate, timestamps, colour tags and rotation; the first audio stream is copied,
 not re-encoded, and cut with --start/--end at audio packet boundaries (audio without timestamps is dropped
 with a warning when cut). Default encoding: libx264 yuv420p crf 18 preset medium (lossy); --lossless
@@ -723,9 +730,9 @@ def add_video_parser(subparsers) -> None:
                      "container (.mp4, .mkv, .mov, .avi)")
     cmd.add_argument("--temporal", choices=("on", "off"), default="on",
                      help="on: temporally consistent fill (default); off: every frame inpainted alone")
-    cmd.add_argument("--lookahead", type=int, default=0, metavar="N",
+    cmd.add_argument("--lookahead", type=int, default=FILE_LOOKAHEAD, metavar="N",
                      help="temporal on: each frame also copies what the next N frames show (they are held in "
-                          "memory; default 0)")
+                          f"memory; default {FILE_LOOKAHEAD}, 0 for none)")
     cmd.add_argument("--start", help="first frame kept: a frame index (120) or a time in seconds (4.5s)")
     cmd.add_argument("--end", help="end of the range, excluded: a frame index or a time in seconds (9s)")
     cmd.add_argument("--codec", help=f"FFmpeg encoder (default {defaults.codec})")
