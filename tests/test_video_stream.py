@@ -10,6 +10,8 @@ from rethined_engine.video.stream import VideoConfig, VideoInpainter
 from rethined_engine.video.temporal import (
     BackgroundCanvas,
     FrameMemory,
+    PastFrame,
+    copy_nearer,
     fill_flow,
     hole_width,
     moving_pixels,
@@ -140,12 +142,42 @@ def test_propagate_copies_along_an_exact_flow_and_not_from_the_past_hole(rng):
     source[:, 90:] = False            # the past frame may not give its columns >= 90
     flow = np.zeros((*SIZE, 2), np.float32)
     flow[..., 0] = 20                 # hole pixel x shows what the past frame had at x + 20
-    out, remaining = propagate(frame, mask, memory_with(past, source, flow).frames)
+    out, remaining, given = propagate(frame, mask, memory_with(past, source, flow).frames)
     ys, xs = np.nonzero(mask)
     from_past = xs + 20 < 90
     np.testing.assert_array_equal(out[ys[from_past], xs[from_past]], past[ys[from_past], xs[from_past] + 20])
     np.testing.assert_array_equal(remaining[ys, xs], ~from_past)
     np.testing.assert_array_equal(out[~mask], frame[~mask])
+    (index, pixels), = given
+    assert index == 0 and pixels.shape == (30, 30) and np.array_equal(pixels, ~remaining[30:60, 50:80])
+
+
+def still_frame(colour, index, source=None):
+    """A remembered frame of one colour at stream position index whose zero flow passed every check."""
+    return PastFrame(np.full((*SIZE, 3), colour, np.uint8), np.ones(SIZE, bool) if source is None else source,
+                     None, None, np.zeros((*SIZE, 2), np.float32), np.ones(SIZE, np.uint8), index)
+
+
+def test_copy_nearer_replaces_copies_from_farther_past_frames_only():
+    """The frame at position 10: columns 50-64 of the hole were copied from a past frame 3 back, columns 65-79
+    from one 1 back. A later frame 1 ahead replaces the first (nearer) but not the second (as near: the past
+    keeps it); nothing is then left that the frame 2 ahead is nearer for, and the one 3 ahead is never read."""
+    mask = box_mask()
+    filled = np.zeros((*SIZE, 3), np.uint8)
+    three_back, one_back = np.zeros((30, 30), bool), np.zeros((30, 30), bool)
+    three_back[:, :15], one_back[:, 15:] = True, True
+    given = [(9, one_back), (7, three_back)]
+    read = []
+
+    def later():
+        for colour, index in ((200, 11), (100, 12), (50, 13)):
+            read.append(index)
+            yield still_frame(colour, index)
+
+    out, nearer = copy_nearer(filled, mask, np.zeros(SIZE, bool), given, later(), 10)
+    assert np.all(out[30:60, 50:65] == 200) and np.all(out[30:60, 65:80] == 0)
+    np.testing.assert_array_equal(nearer[30:60, 50:80], three_back)
+    assert nearer.sum() == three_back.sum() and read == [11, 12]
 
 
 def test_stabilise_is_the_stated_blend_where_the_flow_holds(rng):

@@ -28,9 +28,9 @@ class VideoConfig:
     scene_cut: forget the past when the known pixels change more than scene_cut_threshold.
     lookahead: frames later in the stream give what they show as well: a frame's output waits until this many
         later frames have arrived (`VideoInpainter.push`, `flush`; `process` needs 0). The hole is filled as without
-        them (past frames, canvas, hold or engine), then each pixel a later frame shows (nearest first) takes that
-        copy; where they show every pixel left, the engine does not run. The waiting frames and their flows are the
-        only state it adds.
+        them (past frames, canvas, hold or engine), then a later frame's copy replaces each pixel no past frame gave
+        or a farther one did (`temporal.copy_nearer`); where they leave nothing to invent, the engine does not run.
+        The waiting frames and their flows are the only state it adds.
     moving_source_threshold: a frame gives no pixel that moved on its own, more than this many working px from
         the camera's motion (`temporal.moving_pixels`: the affine motion fitted to its step flow), so a later
         hole, whose flow follows the camera, is not filled with a walker where the walker was (a doubled walker).
@@ -382,6 +382,7 @@ class VideoInpainter:
             blend,
             bounding_box,
             camera_motion,
+            copy_nearer,
             hold,
             propagate,
             stabilise,
@@ -399,19 +400,19 @@ class VideoInpainter:
         if cfg.canvas:
             trusted = None if previous is None else step_valid | (hole & cfg.trust_hole_flow)
             self._canvas.advance(frame, mask, source, None if previous is None else previous.output, step, trusted)
-        filled, remaining = propagate(frame, mask, self._memory.frames) if cfg.propagate else (frame, mask)
+        filled, remaining, given = propagate(frame, mask, self._memory.frames) if cfg.propagate else (frame, mask, [])
+        left_by_past = remaining
         still_hole = previous is not None and np.array_equal(hole, previous.hole)
         if cfg.canvas and still_hole:
             self._canvas.refresh(filled, mask & ~remaining)
             filled, remaining = self._canvas.fill(filled, remaining, cfg.canvas_min_confidence)
-        later_copies = None         # what later frames show of the pixels left: (filled with them, those pixels)
-        if cfg.propagate and cfg.lookahead and remaining.any():
-            ahead, left = propagate(filled, remaining, self._later_sources(now))
-            if left.any():
-                shown = remaining & ~left
-                later_copies = (ahead, shown) if shown.any() else None
-            else:
-                filled, remaining = ahead, left
+        later_copies = None         # copies from later frames nearer than the past's: (filled with them, the pixels)
+        if cfg.propagate and cfg.lookahead:
+            ahead, nearer = copy_nearer(filled, mask, left_by_past, given, self._later_sources(now), self._index)
+            if not (remaining & ~nearer).any():
+                filled, remaining = ahead, remaining & ~nearer
+            elif nearer.any():
+                later_copies = ahead, nearer
         engine_filled = False
         if remaining.any():
             held = None
@@ -434,11 +435,11 @@ class VideoInpainter:
                 else:
                     filled, self._anchor_fills = fresh, 1
                 engine_filled = True
-            if later_copies is not None:    # filled as without a lookahead; then each pixel a later frame shows
-                ahead, shown = later_copies
-                y0, y1, x0, x1 = bounding_box(shown)
-                filled[y0:y1, x0:x1][shown[y0:y1, x0:x1]] = ahead[y0:y1, x0:x1][shown[y0:y1, x0:x1]]
-                remaining = remaining & ~shown
+            if later_copies is not None:    # filled as without a lookahead; then the later frames' copies
+                ahead, nearer = later_copies
+                y0, y1, x0, x1 = bounding_box(nearer)
+                filled[y0:y1, x0:x1][nearer[y0:y1, x0:x1]] = ahead[y0:y1, x0:x1][nearer[y0:y1, x0:x1]]
+                remaining = remaining & ~nearer
         copied = mask & ~remaining
         if cfg.stabilise and previous is not None and copied.any():
             filled = stabilise(filled, copied, previous.output, step, step_valid, cfg.copied_weight)

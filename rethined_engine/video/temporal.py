@@ -358,37 +358,82 @@ def completed_pair(grey: np.ndarray, other: np.ndarray, unknown: np.ndarray) -> 
     return complete_grey(grey, unknown), complete_grey(other, unknown)
 
 
-def propagate(frame: np.ndarray, mask: np.ndarray, sources: Iterable[PastFrame]) -> tuple[np.ndarray, np.ndarray]:
-    """Copy into the hole what other frames saw: each hole pixel takes, from the first of sources (past or later
-    frames, in order of preference; read only until no hole pixel is left) whose flow to it passed every check
-    and lands on a pixel it may give, that frame's pixel there (bilinear).
+def _reads(past: PastFrame, grid: np.ndarray, box: tuple[int, int, int, int],
+           frame_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Where the hole's box pixels (grid: their (bh, bw, 2) positions) land in a remembered frame, (bh, bw, 2),
+    and whether it may give them, (bh, bw) bool: its flow passed every check, the end lies in the frame and on a
+    pixel it may give."""
+    height, width = frame_size
+    ends = grid + upsample_flow(past.flow, frame_size, box)
+    usable = (sample(past.valid, to_working(grid, frame_size, past.flow.shape[:2]), cv2.INTER_NEAREST).astype(bool)
+              & (ends[..., 0] >= 0) & (ends[..., 0] <= width - 1)
+              & (ends[..., 1] >= 0) & (ends[..., 1] <= height - 1)
+              & sample(past.source.view(np.uint8), ends, cv2.INTER_NEAREST).astype(bool))
+    return ends, usable
 
-    frame (H, W, 3) uint8, mask (H, W) bool -> (frame with the copied pixels, the hole still left (H, W) bool).
+
+def propagate(frame: np.ndarray, mask: np.ndarray,
+              sources: Iterable[PastFrame]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]:
+    """Copy into the hole what remembered frames saw: each hole pixel takes, from the first of sources (in order of
+    preference; read only until no hole pixel is left) whose flow to it passed every check and lands on a pixel
+    it may give, that frame's pixel there (bilinear).
+
+    frame (H, W, 3) uint8, mask (H, W) bool -> (frame with the copied pixels, the hole still left (H, W) bool,
+    per source that gave pixels (its index, the (bh, bw) bool pixels it gave over the hole's box)).
     """
     box = bounding_box(mask)
     out, remaining = frame.copy(), mask.copy()
+    given = []
     if box is None:
-        return out, remaining
+        return out, remaining, given
     y0, y1, x0, x1 = box
     grid = pixel_grid(*mask.shape)[y0:y1, x0:x1]
     left = mask[y0:y1, x0:x1].copy()
     patch = out[y0:y1, x0:x1]
-    height, width = mask.shape
     for past in sources:
-        small_grid = to_working(grid, mask.shape, past.flow.shape[:2])
-        ends = grid + upsample_flow(past.flow, mask.shape, box)
-        usable = (sample(past.valid, small_grid, cv2.INTER_NEAREST).astype(bool)
-                  & (ends[..., 0] >= 0) & (ends[..., 0] <= width - 1)
-                  & (ends[..., 1] >= 0) & (ends[..., 1] <= height - 1)
-                  & sample(past.source.view(np.uint8), ends, cv2.INTER_NEAREST).astype(bool))
+        ends, usable = _reads(past, grid, box, mask.shape)
         take = left & usable
         if take.any():
             patch[take] = sample(past.frame, ends)[take]
             left &= ~take
+            given.append((past.index, take))
         if not left.any():
             break
     remaining[y0:y1, x0:x1] = left
-    return out, remaining
+    return out, remaining, given
+
+
+def copy_nearer(filled: np.ndarray, mask: np.ndarray, left: np.ndarray, given: list[tuple[int, np.ndarray]],
+                later: Iterable[PastFrame], index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Copies from later frames (nearest first, read only while one could still give a pixel) into the hole of
+    the frame at stream position index: a later frame at distance d gives the pixels past frames left (left
+    (H, W) bool) and those a past frame farther than d gave (`propagate`'s given; a past frame keeps a pixel at
+    equal distance), as `propagate` copies. filled (H, W, 3) uint8, mask (H, W) bool -> (filled with those
+    copies, the pixels they replaced (H, W) bool)."""
+    box = bounding_box(mask)
+    out, taken = filled.copy(), np.zeros_like(mask)
+    if box is None:
+        return out, taken
+    y0, y1, x0, x1 = box
+    grid = pixel_grid(*mask.shape)[y0:y1, x0:x1]
+    patch, open_ = out[y0:y1, x0:x1], left[y0:y1, x0:x1].copy()
+    farther = [(index - past, pixels) for past, pixels in given]
+    for frame in later:
+        distance = frame.index - index
+        wanted = open_.copy()
+        for past_distance, pixels in farther:
+            if past_distance > distance:
+                wanted |= pixels
+        wanted &= ~taken[y0:y1, x0:x1]
+        if not wanted.any():
+            break
+        ends, usable = _reads(frame, grid, box, mask.shape)
+        take = wanted & usable
+        if take.any():
+            patch[take] = sample(frame.frame, ends)[take]
+            taken[y0:y1, x0:x1] |= take
+            open_ &= ~take
+    return out, taken
 
 
 def chain_later(grey: np.ndarray, hole: np.ndarray, later: list[PastFrame], steps: list[np.ndarray],
