@@ -126,3 +126,6 @@ def test_cli_video_segments_writes_the_same_file_and_refuses_encoder_options(cli
     with pytest.raises(SystemExit, match="leave out --crf"):
         main(["video", str(path), str(tmp_path / "mask.png"), "-o", str(tmp_path / "x.mkv"), "--segments", "1",
               "--crf", "18"])
+    with pytest.raises(SystemExit, match="each segment without a lookahead; leave out --lookahead"):
+        main(["video", str(path), str(tmp_path / "mask.png"), "-o", str(tmp_path / "x.mkv"), "--segments", "1",
+              "--lookahead", "0"])

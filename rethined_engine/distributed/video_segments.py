@@ -277,9 +277,11 @@ def run_segments_command(args) -> None:
     """`rethined video IN MASK -o OUT --segments SECONDS`: `inpaint_video_segments` and a one-line summary."""
     refused = [flag for flag, value in (("--start", args.start), ("--end", args.end), ("--codec", args.codec),
                                         ("--pix-fmt", args.pix_fmt), ("--crf", args.crf), ("--preset", args.preset),
-                                        ("--hold-last-mask", args.hold_last_mask)) if value]
+                                        ("--hold-last-mask", args.hold_last_mask),
+                                        ("--lookahead", args.lookahead is not None)) if value]
     if refused:
-        raise SystemExit(f"error: --segments writes the whole video as FFV1; leave out {', '.join(refused)}")
+        raise SystemExit(f"error: --segments writes the whole video as FFV1, each segment without a lookahead; "
+                         f"leave out {', '.join(refused)}")
     use_ray = args.ray is not None
     if use_ray:
         from .command import connect_ray

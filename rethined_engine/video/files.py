@@ -730,9 +730,9 @@ def add_video_parser(subparsers) -> None:
                      "container (.mp4, .mkv, .mov, .avi)")
     cmd.add_argument("--temporal", choices=("on", "off"), default="on",
                      help="on: temporally consistent fill (default); off: every frame inpainted alone")
-    cmd.add_argument("--lookahead", type=int, default=FILE_LOOKAHEAD, metavar="N",
+    cmd.add_argument("--lookahead", type=int, default=None, metavar="N",
                      help="temporal on: each frame also copies what the next N frames show (they are held in "
-                          f"memory; default {FILE_LOOKAHEAD}, 0 for none)")
+                          f"memory; default {FILE_LOOKAHEAD}, 0 for none; not with --segments)")
     cmd.add_argument("--start", help="first frame kept: a frame index (120) or a time in seconds (4.5s)")
     cmd.add_argument("--end", help="end of the range, excluded: a frame index or a time in seconds (9s)")
     cmd.add_argument("--codec", help=f"FFmpeg encoder (default {defaults.codec})")
@@ -779,8 +779,9 @@ def run_video_command(args) -> None:
 
     frames, seconds = _range_args(args.start, args.end)
     encode = _encode_args(args)
-    if args.lookahead < 0:
-        raise SystemExit(f"error: --lookahead: expected >= 0, got {args.lookahead}")
+    lookahead = FILE_LOOKAHEAD if args.lookahead is None else args.lookahead
+    if lookahead < 0:
+        raise SystemExit(f"error: --lookahead: expected >= 0, got {lookahead}")
     try:
         engine = Engine(weights=args.weights, device=args.device)
     except (ValueError, FileNotFoundError) as exc:
@@ -790,7 +791,7 @@ def run_video_command(args) -> None:
         summary = inpaint_video(args.input, args.mask, args.output, temporal=args.temporal, engine=engine,
                                 frames=frames, seconds=seconds, encode=encode, dilate=args.dilate,
                                 audio=not args.no_audio, hold_last_mask=args.hold_last_mask, progress=progress,
-                                config=VideoConfig(lookahead=args.lookahead))
+                                config=VideoConfig(lookahead=lookahead))
     except (ValueError, FileNotFoundError, NotImplementedError, ImportError) as exc:
         progress.close()
         raise SystemExit(f"error: {exc}") from None
