@@ -1,5 +1,6 @@
 """Video segments: keyframe-aligned plans, seek-and-decode equal to a sequential decode, parts joined without
-re-encoding, and the segmented output against `inpaint_video` (temporal off: bit-exact; on: known pixels)."""
+re-encoding, and the segmented output against `inpaint_video` (temporal off: bit-exact; on: known pixels, and
+bit-exact with the whole past replayed)."""
 from fractions import Fraction
 
 import numpy as np
@@ -57,24 +58,26 @@ def test_plan_starts_every_segment_on_a_keyframe_and_covers_every_frame(clip):
     path, _ = clip
     pts, keyframe, _, fps = frame_table(path)
     assert len(pts) == FRAMES and fps == FPS and [i for i, k in enumerate(keyframe) if k] == list(range(0, FRAMES, GOP))
-    segments = plan_segments(path, seconds=0.7, warmup=3)
+    segments = plan_segments(path, seconds=0.7, warmup=3, lookahead=4)
     # boundaries at 0.7, 1.4 and 2.1 s: the keyframes at or after them are frames 10 (1.0 s) and 15 (1.5 s)
     assert [(s.first, s.stop) for s in segments] == [(0, 10), (10, 15), (15, 23)]
-    assert [s.warm for s in segments] == [0, 7, 12]
+    assert [s.warm for s in segments] == [0, 7, 12] and [s.end for s in segments] == [14, 19, 23]
     assert [s.seek_pts for s in segments] == [pts[0], pts[5], pts[10]]
     with pytest.raises(ValueError, match="^seconds: expected"):
         plan_segments(path, seconds=0)
     with pytest.raises(ValueError, match="^warmup: expected"):
         plan_segments(path, seconds=1, warmup=-1)
+    with pytest.raises(ValueError, match="^lookahead: expected"):
+        plan_segments(path, seconds=1, lookahead=-1)
 
 
 def test_seeking_to_each_segment_decodes_exactly_the_sequential_frames(clip):
     path, _ = clip
     sequential = decode_all(path)
     pts = frame_table(path)[0]
-    for segment in plan_segments(path, seconds=0.5, warmup=2):
+    for segment in plan_segments(path, seconds=0.5, warmup=2, lookahead=3):
         decoded = list(_segment_frames(path, segment, pts))
-        assert [index for index, _, _ in decoded] == list(range(segment.warm, segment.stop))
+        assert [index for index, _, _ in decoded] == list(range(segment.warm, segment.end))
         for index, _, rgb in decoded:
             assert np.array_equal(rgb, sequential[index]), index
 
@@ -104,11 +107,26 @@ def test_segments_with_temporal_state_keep_known_pixels_and_write_each_frame_onc
         assert np.array_equal(filled[~mask], frame[~mask])
 
 
+def test_segments_replaying_the_past_and_reading_ahead_equal_the_sequential_run(clip, tmp_path):
+    """With the whole past replayed (warmup past the first frame) and the lookahead's frames decoded past each
+    segment's end, every frame sees what one sequential run shows it: the outputs are equal bit for bit, also
+    right before a segment's end, where a segment without those frames would see fewer later frames."""
+    from rethined_engine.video import VideoConfig
+
+    path, mask = clip
+    inpaint_video(path, mask, tmp_path / "sequential.mkv", engine=Engine(device="cpu"), encode=LOSSLESS,
+                  audio=False, config=VideoConfig(lookahead=3))
+    inpaint_video_segments(path, mask, tmp_path / "segmented.mkv", seconds=0.5, engine={"device": "cpu"},
+                           warmup=FRAMES, lookahead=3)
+    expected, got = decode_all(tmp_path / "sequential.mkv"), decode_all(tmp_path / "segmented.mkv")
+    assert len(got) == FRAMES and all(np.array_equal(a, b) for a, b in zip(expected, got))
+
+
 def test_a_segment_past_the_end_is_an_error(clip):
     path, _ = clip
     pts = frame_table(path)[0]
     with pytest.raises(ValueError, match="ended at frame 23"):
-        list(_segment_frames(path, Segment(0, 20, 30, 20, pts[20]), pts))
+        list(_segment_frames(path, Segment(0, 20, 30, 20, 30, pts[20]), pts))
 
 
 def test_cli_video_segments_writes_the_same_file_and_refuses_encoder_options(clip, tmp_path, capsys):
@@ -126,6 +144,6 @@ def test_cli_video_segments_writes_the_same_file_and_refuses_encoder_options(cli
     with pytest.raises(SystemExit, match="leave out --crf"):
         main(["video", str(path), str(tmp_path / "mask.png"), "-o", str(tmp_path / "x.mkv"), "--segments", "1",
               "--crf", "18"])
-    with pytest.raises(SystemExit, match="each segment without a lookahead; leave out --lookahead"):
+    with pytest.raises(SystemExit, match="--lookahead: expected >= 0, got -2"):
         main(["video", str(path), str(tmp_path / "mask.png"), "-o", str(tmp_path / "x.mkv"), "--segments", "1",
-              "--lookahead", "0"])
+              "--lookahead", "-2"])

@@ -7,7 +7,8 @@ local loop, or as the rows of a Ray Data job with one Engine per actor) and join
 A segment starts at a keyframe (the first one at or after each multiple of `seconds`), so its decoder starts
 there after a seek and decodes nothing of the segments before it. With temporal mode on, a segment also
 decodes and inpaints the `warmup` frames before its first frame (seeking to the keyframe at or before them)
-to rebuild the temporal state, and drops their output: every frame is written once, by its own segment. The
+to rebuild the temporal state, and drops their output, and the `lookahead` frames after its last frame, which the
+frames before them copy from as in one sequential run: every frame is written once, by its own segment. The
 parts are lossless FFV1 (bgr0) in Matroska with the source's timestamps; `join_parts` remuxes their packets
 into one file (FFV1 frames are all keyframes, so any part boundary is a clean cut). The output is that FFV1
 file: encode it to a delivery codec afterwards (no audio is carried). Frames are indexed in presentation
@@ -19,6 +20,7 @@ import bisect
 import math
 import os
 import tempfile
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -36,17 +38,19 @@ PART_SUFFIX = ".mkv"
 @dataclass(frozen=True)
 class Segment:
     """Frames [first, stop) of a video (presentation order), written by one task. warm: the first frame
-    decoded (<= first; frames [warm, first) only warm the temporal state); seek_pts: the timestamp (video stream
-    time base) of the keyframe at or before `warm`, where decoding starts."""
+    decoded (<= first; frames [warm, first) only warm the temporal state); end: the frame after the last one
+    decoded (>= stop; frames [stop, end) are only copied from, the lookahead); seek_pts: the timestamp (video
+    stream time base) of the keyframe at or before `warm`, where decoding starts."""
 
     index: int
     first: int
     stop: int
     warm: int
+    end: int
     seek_pts: int
 
     def as_dict(self) -> dict:
-        return {"index": self.index, "first": self.first, "stop": self.stop, "warm": self.warm,
+        return {"index": self.index, "first": self.first, "stop": self.stop, "warm": self.warm, "end": self.end,
                 "seek_pts": self.seek_pts}
 
 
@@ -84,14 +88,16 @@ def frame_table(src: str | Path) -> FrameTable:
                           _frame_rate(video))
 
 
-def plan_segments(src: str | Path, seconds: float, warmup: int = 0, table: FrameTable | None = None) -> list[Segment]:
+def plan_segments(src: str | Path, seconds: float, warmup: int = 0, table: FrameTable | None = None,
+                  lookahead: int = 0) -> list[Segment]:
     """Keyframe-aligned segments of about `seconds` each covering every frame of src once; each decodes
-    `warmup` frames before its first (temporal state) from the keyframe at or before them. table: src's
-    `frame_table`, when already read."""
+    `warmup` frames before its first (temporal state) from the keyframe at or before them, and `lookahead`
+    frames after its last (up to the video's end). table: src's `frame_table`, when already read."""
     if not seconds > 0:
         raise ValueError(f"seconds: expected a segment length > 0, got {seconds}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup: expected a whole number of frames >= 0, got {warmup!r}")
+    for name, value in (("warmup", warmup), ("lookahead", lookahead)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name}: expected a whole number of frames >= 0, got {value!r}")
     pts, keyframe, time_base, _ = table or frame_table(src)
     keys = [i for i, key in enumerate(keyframe) if key]
     if not keys or keys[0] != 0:
@@ -105,12 +111,12 @@ def plan_segments(src: str | Path, seconds: float, warmup: int = 0, table: Frame
     for index, (first, stop) in enumerate(zip(starts, starts[1:] + [len(pts)])):
         warm = max(0, first - warmup)
         seek = keys[bisect.bisect_right(keys, warm) - 1]
-        segments.append(Segment(index, first, stop, warm, pts[seek]))
+        segments.append(Segment(index, first, stop, warm, min(len(pts), stop + lookahead), pts[seek]))
     return segments
 
 
 def _segment_frames(src: Path, segment: Segment, pts: list[int]) -> Iterator[tuple[int, Any, np.ndarray]]:
-    """(source index, decoded frame, (H, W, 3) uint8 RGB) of frames [warm, stop), decoded from the seek point."""
+    """(source index, decoded frame, (H, W, 3) uint8 RGB) of frames [warm, end), decoded from the seek point."""
     with _open_source(src) as container:
         video = container.streams.video[0]
         video.thread_type = "AUTO"
@@ -123,22 +129,23 @@ def _segment_frames(src: Path, segment: Segment, pts: list[int]) -> Iterator[tup
                 raise ValueError(f"src: a decoded frame's timestamp {frame.pts} is not one of the packets'")
             if index < segment.warm:
                 continue
-            if index >= segment.stop:
+            if index >= segment.end:
                 return
             if index != expected:
                 raise ValueError(f"src: frame {expected} could not be decoded after seeking to timestamp "
                                  f"{segment.seek_pts} (got frame {index})")
             expected += 1
             yield index, frame, _decode_rgb(frame)
-    if expected < segment.stop:
-        raise ValueError(f"src: the video ended at frame {expected}, before frame {segment.stop}")
+    if expected < segment.end:
+        raise ValueError(f"src: the video ended at frame {expected}, before frame {segment.end}")
 
 
 def inpaint_segment(src: str | Path, mask: Any, segment: Segment, part: str | Path, *, inpainter,
                     dilate: int = 0, hold_last_mask: bool = False, table: FrameTable | None = None) -> int:
     """Inpaint one segment of src into the FFV1 file `part` (written under a temporary name, then renamed);
-    returns the frames written (stop - first). inpainter: a `VideoInpainter`, reset first. table: src's
-    `frame_table`, when already read (a long video's packets are then not read again per segment)."""
+    returns the frames written (stop - first). inpainter: a `VideoInpainter`, reset first (its lookahead
+    should be the segment's). table: src's `frame_table`, when already read (a long video's packets are then
+    not read again per segment)."""
     import av
 
     src, part = Path(src), Path(part)
@@ -147,21 +154,30 @@ def inpaint_segment(src: str | Path, mask: Any, segment: Segment, part: str | Pa
     inpainter.reset()
     temporary = part.with_name(f".{part.name}.{os.getpid()}.tmp{PART_SUFFIX}")
     written = 0
+    waiting: deque[tuple[int, int]] = deque()     # (source index, pts) of the frames whose outputs are to come
     try:
         with av.open(str(temporary), "w") as out:
             stream = None
+
+            def write(outputs: list[np.ndarray]) -> None:
+                nonlocal stream, written
+                for filled in outputs:
+                    index, frame_pts = waiting.popleft()
+                    if not segment.first <= index < segment.stop:
+                        continue
+                    if stream is None:
+                        stream = out.add_stream(LOSSLESS.codec, rate=fps)
+                        stream.width, stream.height = filled.shape[1], filled.shape[0]
+                        stream.pix_fmt, stream.time_base = LOSSLESS.pix_fmt, time_base
+                    picture = av.VideoFrame.from_ndarray(filled, format="rgb24").reformat(format=LOSSLESS.pix_fmt)
+                    picture.pts, picture.time_base = frame_pts, time_base
+                    out.mux(stream.encode(picture))
+                    written += 1
+
             for index, frame, rgb in _segment_frames(src, segment, pts):
-                filled = inpainter.process(rgb, masks.mask_at(index, rgb))
-                if index < segment.first:
-                    continue
-                if stream is None:
-                    stream = out.add_stream(LOSSLESS.codec, rate=fps)
-                    stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], LOSSLESS.pix_fmt
-                    stream.time_base = time_base
-                picture = av.VideoFrame.from_ndarray(filled, format="rgb24").reformat(format=LOSSLESS.pix_fmt)
-                picture.pts, picture.time_base = frame.pts, time_base
-                out.mux(stream.encode(picture))
-                written += 1
+                waiting.append((index, frame.pts))
+                write(inpainter.push(rgb, masks.mask_at(index, rgb)))
+            write(inpainter.flush())
             if stream is not None:
                 out.mux(stream.encode(None))
         os.replace(temporary, part)
@@ -200,15 +216,15 @@ class SegmentStage:
     """One `VideoInpainter` (its Engine loaded once) per process or Ray actor; inpaints segment rows."""
 
     def __init__(self, src: str, mask: Any, folder: str, temporal: str, engine: dict, dilate: int,
-                 table: FrameTable):
+                 table: FrameTable, lookahead: int):
         from ..engine import Engine
-        from ..video.stream import VideoInpainter
+        from ..video.stream import VideoConfig, VideoInpainter
 
         self.src, self.mask, self.folder, self.dilate, self.table = src, mask, folder, dilate, table
-        self.inpainter = VideoInpainter(Engine(**engine), temporal)
+        self.inpainter = VideoInpainter(Engine(**engine), temporal, VideoConfig(lookahead=lookahead))
 
     def row(self, row: dict) -> dict:
-        segment = Segment(**{key: int(row[key]) for key in ("index", "first", "stop", "warm", "seek_pts")})
+        segment = Segment(**{key: int(row[key]) for key in ("index", "first", "stop", "warm", "end", "seek_pts")})
         frames = inpaint_segment(self.src, self.mask, segment, part_path(self.folder, segment.index),
                                  inpainter=self.inpainter, dilate=self.dilate, table=self.table)
         return {**row, "frames": frames}
@@ -220,28 +236,34 @@ class SegmentStage:
 
 def inpaint_video_segments(src: str | Path, mask: Any, dst: str | Path, *, seconds: float, temporal: str = "on",
                            engine: dict | None = None, dilate: int = 0, use_ray: bool = False, workers: int = 1,
-                           gpus_per_worker: float = 0.0, warmup: int | None = None) -> list[Segment]:
+                           gpus_per_worker: float = 0.0, warmup: int | None = None,
+                           lookahead: int | None = None) -> list[Segment]:
     """Inpaint src segment by segment into the FFV1 file dst (see the module docstring); returns the segments.
     mask: an image, array, folder, mask video or callable, as `inpaint_video`. engine: `Engine(**engine)`
     keyword arguments in every process. use_ray: segments are the rows of a Ray Data job with `workers` engine
     actors of `gpus_per_worker` GPUs (ray.init() first, or Ray starts a local one). warmup: frames decoded before
-    each segment to rebuild the temporal state (default: `VideoConfig.memory_frames` with temporal on, 0 off)."""
+    each segment to rebuild the temporal state (default: `VideoConfig.memory_frames` with temporal on, 0 off).
+    lookahead: later frames each frame copies from, decoded past each segment's end (default: `inpaint_video`'s,
+    `FILE_LOOKAHEAD`, with temporal on; 0 off)."""
+    from ..video.files import FILE_LOOKAHEAD
     from ..video.stream import VideoConfig
 
     if temporal not in ("on", "off"):
         raise ValueError(f"temporal: expected 'on' or 'off', got {temporal!r}")
     if warmup is None:
         warmup = VideoConfig().memory_frames if temporal == "on" else 0
+    if lookahead is None:
+        lookahead = FILE_LOOKAHEAD if temporal == "on" else 0
     src, dst = Path(src), Path(dst)
     if not dst.parent.is_dir():
         raise ValueError(f"dst: the folder {dst.parent} does not exist")
     if callable(mask) and use_ray:
         raise ValueError("mask: a function cannot be sent to Ray workers; give an image, a folder or a mask video")
     table = frame_table(src)
-    segments = plan_segments(src, seconds, warmup, table)
+    segments = plan_segments(src, seconds, warmup, table, lookahead)
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.parts.") as folder:
         stage_args = (str(src), mask if not isinstance(mask, Path) else str(mask), folder, temporal, engine or {},
-                      dilate, table)
+                      dilate, table, lookahead)
         rows = [segment.as_dict() for segment in segments]
         if use_ray:
             import ray.data
@@ -277,11 +299,11 @@ def run_segments_command(args) -> None:
     """`rethined video IN MASK -o OUT --segments SECONDS`: `inpaint_video_segments` and a one-line summary."""
     refused = [flag for flag, value in (("--start", args.start), ("--end", args.end), ("--codec", args.codec),
                                         ("--pix-fmt", args.pix_fmt), ("--crf", args.crf), ("--preset", args.preset),
-                                        ("--hold-last-mask", args.hold_last_mask),
-                                        ("--lookahead", args.lookahead is not None)) if value]
+                                        ("--hold-last-mask", args.hold_last_mask)) if value]
     if refused:
-        raise SystemExit(f"error: --segments writes the whole video as FFV1, each segment without a lookahead; "
-                         f"leave out {', '.join(refused)}")
+        raise SystemExit(f"error: --segments writes the whole video as FFV1; leave out {', '.join(refused)}")
+    if args.lookahead is not None and args.lookahead < 0:
+        raise SystemExit(f"error: --lookahead: expected >= 0, got {args.lookahead}")
     use_ray = args.ray is not None
     if use_ray:
         from .command import connect_ray
@@ -291,7 +313,8 @@ def run_segments_command(args) -> None:
     try:
         segments = inpaint_video_segments(args.input, args.mask, args.output, seconds=args.segments,
                                           temporal=args.temporal, engine=engine, dilate=args.dilate, use_ray=use_ray,
-                                          workers=args.workers, gpus_per_worker=args.gpus_per_worker)
+                                          workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                                          lookahead=args.lookahead)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         raise SystemExit(f"error: {exc}") from None
     print(f"wrote {args.output}: {segments[-1].stop} frames in {len(segments)} segments (FFV1)")

@@ -732,7 +732,7 @@ def add_video_parser(subparsers) -> None:
                      help="on: temporally consistent fill (default); off: every frame inpainted alone")
     cmd.add_argument("--lookahead", type=int, default=None, metavar="N",
                      help="temporal on: each frame also copies what the next N frames show (they are held in "
-                          f"memory; default {FILE_LOOKAHEAD}, 0 for none; not with --segments)")
+                          f"memory; default {FILE_LOOKAHEAD}, 0 for none)")
     cmd.add_argument("--start", help="first frame kept: a frame index (120) or a time in seconds (4.5s)")
     cmd.add_argument("--end", help="end of the range, excluded: a frame index or a time in seconds (9s)")
     cmd.add_argument("--codec", help=f"FFmpeg encoder (default {defaults.codec})")

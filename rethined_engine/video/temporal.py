@@ -1,6 +1,6 @@
 """Temporal parts of the streaming inpainter: a bounded memory of past frames with the flow from the current
-frame to each, copying what they saw into the hole, holding or blending the hole with the previous output
-moved by the flow, and a scene-cut test.
+frame to each (and, with a lookahead, flows to the waiting later frames), copying what they saw into the hole,
+holding or blending the hole with the previous output moved by the flow, and a scene-cut test.
 
 Sizes: full-resolution frames (H, W, 3) uint8 and masks (H, W) bool (True = hole); flow at a working size
 (h, w) (`working_size`), in working px. A box is (y0, y1, x0, x1), end exclusive, in the px of the array it
