@@ -527,7 +527,7 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
     uint8 RGB frame) -> (H, W) mask`; nonzero/white fills (`rethined_engine.video.masks`).
     temporal: "on" (temporally consistent) or "off" (every frame `engine.inpaint` alone); engine: an
     `Engine` (default `Engine()`); config: the temporal mode's `VideoConfig` (default
-    `VideoConfig(lookahead=FILE_LOOKAHEAD)`: each frame also copies what the next 16 frames show).
+    `VideoConfig(lookahead=FILE_LOOKAHEAD)`: each frame also copies what the next FILE_LOOKAHEAD frames show).
     frames / seconds: the range to keep (see the module docstring).
     encode: `EncodeSettings` (`LOSSLESS` for ffv1 bgr0). dilate: grow every mask by this many pixels.
     audio: copy the first audio stream. hold_last_mask: when a mask folder/video ends before the video,
@@ -706,7 +706,7 @@ run stops and the partial output is removed), unless --hold-last-mask repeats it
 warning). Masks are indexed by source frame, also when --start cuts the video.
 
 --temporal on (the default) copies into the hole what other frames show: past frames, and the next
---lookahead frames (16 by default; they wait in memory, so a frame is written once they have been read),
+--lookahead frames ({lookahead} by default; they wait in memory, so a frame is written once they have been read),
 and keeps what it has to invent steady; --temporal off fills every frame alone.
 
 The output keeps the frame rate, timestamps, colour tags and rotation; the first audio stream is copied,
@@ -714,7 +714,7 @@ not re-encoded, and cut with --start/--end at audio packet boundaries (audio wit
 with a warning when cut). Default encoding: libx264 yuv420p crf 18 preset medium (lossy); --lossless
 writes ffv1 bgr0, which keeps the RGB pixels bit for bit (use .mkv or .avi). The output is written to a
 temporary file next to OUT and renamed at the end: an error or Ctrl-C leaves no partial file.
-"""
+""".format(lookahead=FILE_LOOKAHEAD)
 
 
 def add_video_parser(subparsers) -> None:
