@@ -418,15 +418,24 @@ def copy_nearer(filled: np.ndarray, mask: np.ndarray, left: np.ndarray, given: l
     grid = pixel_grid(*mask.shape)[y0:y1, x0:x1]
     patch, open_ = out[y0:y1, x0:x1], left[y0:y1, x0:x1].copy()
     farther = [(index - past, pixels) for past, pixels in given]
-    for frame in later:
-        distance = frame.index - index
+
+    def wanted_at(distance: int) -> np.ndarray:
+        """The box's pixels a later frame this far ahead would give: left open, or given by a farther past frame."""
         wanted = open_.copy()
         for past_distance, pixels in farther:
             if past_distance > distance:
                 wanted |= pixels
-        wanted &= ~taken[y0:y1, x0:x1]
-        if not wanted.any():
+        return wanted & ~taken[y0:y1, x0:x1]
+
+    later, bound = iter(later), 1           # the next later frame is at least this far ahead
+    while (wanted := wanted_at(bound)).any():   # some pixel it could give: only then is its flow asked for
+        frame = next(later, None)
+        if frame is None:
             break
+        distance = frame.index - index
+        if distance != bound:
+            wanted = wanted_at(distance)
+        bound = distance + 1
         ends, usable = _reads(frame, grid, box, mask.shape)
         take = wanted & usable
         if take.any():
