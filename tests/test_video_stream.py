@@ -11,8 +11,10 @@ from rethined_engine.video.temporal import (
     BackgroundCanvas,
     FrameMemory,
     PastFrame,
+    chain_reach,
     copy_nearer,
     fill_flow,
+    grow,
     hole_width,
     moving_pixels,
     propagate,
@@ -326,6 +328,44 @@ def test_a_lookahead_runs_the_engine_only_for_what_no_frame_shows(rng):
     VideoInpainter(ahead, config=VideoConfig(lookahead=6)).process_batch(frames, mask)
     VideoInpainter(streaming).process_batch(frames, mask)
     assert ahead.calls == 0 and streaming.calls > 0
+
+
+def test_chain_reach_is_the_farthest_a_hole_pixel_moves_along_the_chain():
+    """Three steps of (0.3, 0.4) px then one back by (0.6, 0.8): the hole's pixels are farthest, 1.5 px, after the
+    third; flow outside the hole does not count, and an empty hole does not move."""
+    hole = box_mask()
+    step = np.broadcast_to(np.float32([0.3, 0.4]), (*SIZE, 2)).copy()
+    back = -2 * step
+    assert chain_reach(hole, [step, step, step, back]) == pytest.approx(1.5, abs=1e-5)
+    still = np.zeros((*SIZE, 2), np.float32)
+    still[~grow(hole, 20)] = 5.0
+    assert chain_reach(hole, [still, still]) == 0.0
+    assert chain_reach(np.zeros(SIZE, bool), [step]) == 0.0
+
+
+def still_clip(rng, frames):
+    """A still shot (frames, H, W, 3): one texture with fresh sensor noise (sigma 2 levels) in every frame."""
+    field = texture(rng, *SIZE).astype(np.float32)
+    noise = rng.normal(0, 2, (frames, *SIZE, 3))
+    return np.clip(np.round(field + noise), 0, 255).astype(np.uint8)
+
+
+def test_a_lookahead_composes_no_later_flow_for_a_still_logo(rng, monkeypatch):
+    """A still shot with a still mask: no later frame can show the hole, so no flow to one is composed (the
+    chain is never started) and the outputs are lookahead 0's; when the mask moves in a later frame, they are."""
+    from rethined_engine.video import temporal
+
+    chains = []
+    original = temporal.chain_later
+    monkeypatch.setattr(temporal, "chain_later", lambda *args, **kw: chains.append(1) or original(*args, **kw))
+    frames, mask = still_clip(rng, 6), box_mask()
+    streamed = VideoInpainter(CountingEngine(np.random.default_rng(1))).process_batch(frames, mask)
+    ahead = VideoInpainter(CountingEngine(np.random.default_rng(1)), config=VideoConfig(lookahead=3))
+    np.testing.assert_array_equal(ahead.process_batch(frames, mask), streamed)
+    assert chains == []
+    masks = np.stack([mask] * 5 + [box_mask(30, 60, 58, 88)])
+    VideoInpainter(CountingEngine(np.random.default_rng(1)), config=VideoConfig(lookahead=3)).process_batch(frames, masks)
+    assert chains
 
 
 def test_a_lookahead_stops_at_a_scene_cut(rng):

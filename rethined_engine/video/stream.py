@@ -140,7 +140,8 @@ class _Arrival:
     thumb (s, t) uint8 and thumb_known (s, t) bool, for the scene-cut test; source (H, W) bool, the pixels it
     may give. When the frame before it is of the same scene (else None): step (h, w, 2) float32, the flow to
     it, and step_valid (h, w) bool, its forward-backward check over box (working px); with a lookahead, ahead
-    (h, w, 2) float32, the flow from it to this frame, and ahead_valid (h, w) bool, that flow's check."""
+    (h, w, 2) float32, the flow from it to this frame, and ahead_valid (h, w) bool, that flow's check; same_mask,
+    whether its mask equals that frame's."""
     frame: np.ndarray
     mask: np.ndarray
     grey: np.ndarray
@@ -153,6 +154,7 @@ class _Arrival:
     box: tuple[int, int, int, int] | None = None
     ahead: np.ndarray | None = None
     ahead_valid: np.ndarray | None = None
+    same_mask: bool = False
 
 
 class VideoInpainter:
@@ -337,6 +339,7 @@ class VideoInpainter:
             before = None
         if before is None:
             return now
+        now.same_mask = np.array_equal(mask, before.mask)
         fill = (cfg.flow_fill, cfg.flow_fill_ring)
         here, there = completed_pair(luma, before.grey, hole | before.hole)
         now.step = complete_flow(self._dis.calc(here, there, None), hole, before.hole, *fill)
@@ -354,8 +357,12 @@ class VideoInpainter:
 
     def _later_sources(self, now: _Arrival) -> Iterator:
         """The frames waiting after now, up to the next scene cut, as `temporal.PastFrame`s with their flows from
-        now (`temporal.chain_later`: each computed when asked for), nearest first."""
-        from .temporal import PastFrame, bounding_box, chain_later, grow_box
+        now (`temporal.chain_later`: each computed when asked for), nearest first. None when they are not
+        expected to give a pixel: each has now's mask, and their step flows, composed without refinement, move
+        now's hole less than source_margin px (`temporal.chain_reach`), so every hole pixel lands within the
+        margin no frame gives (a logo on a still shot, whose later flows would be refined for nothing; the
+        refined flows may reach a little farther, so a hand-held shot can lose a few pixels at the hole's edge)."""
+        from .temporal import PastFrame, bounding_box, chain_later, chain_reach, grow_box
 
         cfg = self.config
         later = []
@@ -365,6 +372,10 @@ class VideoInpainter:
             later.append(arrival)
         if not later:
             return iter(())
+        if all(a.same_mask for a in later):
+            full_per_working = now.mask.shape[1] / now.hole.shape[1]
+            if chain_reach(now.hole, [a.ahead for a in later]) * full_per_working < cfg.source_margin:
+                return iter(())
         frames = [PastFrame(a.frame, a.source, a.grey, a.hole, None, None, self._index + k + 1)
                   for k, a in enumerate(later)]
         holes = now.hole.copy()

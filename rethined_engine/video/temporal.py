@@ -445,6 +445,24 @@ def copy_nearer(filled: np.ndarray, mask: np.ndarray, left: np.ndarray, given: l
     return out, taken
 
 
+def chain_reach(hole: np.ndarray, steps: list[np.ndarray]) -> float:
+    """How far (working px) the pixels of hole (h, w) bool move along a chain of steps (each (h, w, 2), the flow
+    from one frame to the next, as `chain_later` takes them), composed without refinement: the largest length
+    of a hole pixel's composed flow to any frame of the chain; 0 for an empty hole."""
+    box = bounding_box(hole)
+    if box is None:
+        return 0.0
+    y0, y1, x0, x1 = box
+    grid = pixel_grid(*hole.shape)[y0:y1, x0:x1]
+    inside = hole[y0:y1, x0:x1]
+    flow = np.zeros((y1 - y0, x1 - x0, 2), np.float32)
+    reach = 0.0
+    for step in steps:
+        flow = flow + sample(step, grid + flow)
+        reach = max(reach, float(np.sqrt(np.square(flow[inside]).sum(-1).max())))
+    return reach
+
+
 def chain_later(grey: np.ndarray, hole: np.ndarray, later: list[PastFrame], steps: list[np.ndarray],
                 checks: list[np.ndarray], box: tuple[int, int, int, int], fill: str, ring: int, trust_hole: bool,
                 refine: cv2.DISOpticalFlow | None) -> Iterator[PastFrame]:
