@@ -352,7 +352,7 @@ def still_clip(rng, frames):
 
 def test_a_lookahead_composes_no_later_flow_for_a_still_logo(rng, monkeypatch):
     """A still shot with a still mask: no later frame can show the hole, so no flow to one is composed (the
-    chain is never started) and the outputs are lookahead 0's; when the mask moves in a later frame, they are."""
+    chain is never started) and the outputs are lookahead 0's; when the mask moves in a later frame, it is."""
     from rethined_engine.video import temporal
 
     chains = []

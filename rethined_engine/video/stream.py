@@ -357,7 +357,7 @@ class VideoInpainter:
 
     def _later_sources(self, now: _Arrival) -> Iterator:
         """The frames waiting after now, up to the next scene cut, as `temporal.PastFrame`s with their flows from
-        now (`temporal.chain_later`: each computed when asked for), nearest first. None when they are not
+        now (`temporal.chain_later`: each computed when asked for), nearest first. Empty when they are not
         expected to give a pixel: each has now's mask, and their step flows, composed without refinement, move
         now's hole less than source_margin px (`temporal.chain_reach`), so every hole pixel lands within the
         margin no frame gives (a logo on a still shot, whose later flows would be refined for nothing; the
