@@ -140,7 +140,7 @@ class _Arrival:
     thumb (s, t) uint8 and thumb_known (s, t) bool, for the scene-cut test; source (H, W) bool, the pixels it
     may give. When the frame before it is of the same scene (else None): step (h, w, 2) float32, the flow to
     it, and step_valid (h, w) bool, its forward-backward check over box (working px); with a lookahead, ahead
-    (h, w, 2) float32, the flow from it to this frame, and ahead_valid (h, w) bool, that flow's check; same_mask,
+    (h, w, 2) float32, the flow from it to this frame, and ahead_valid (h, w) bool, that flow's check, and same_mask,
     whether its mask equals that frame's."""
     frame: np.ndarray
     mask: np.ndarray
@@ -339,7 +339,6 @@ class VideoInpainter:
             before = None
         if before is None:
             return now
-        now.same_mask = np.array_equal(mask, before.mask)
         fill = (cfg.flow_fill, cfg.flow_fill_ring)
         here, there = completed_pair(luma, before.grey, hole | before.hole)
         now.step = complete_flow(self._dis.calc(here, there, None), hole, before.hole, *fill)
@@ -347,6 +346,7 @@ class VideoInpainter:
         now.box = grow_box(bounding_box(hole | before.hole) or (0, 0, 0, 0), cfg.flow_context, size)
         now.step_valid = forward_backward_valid(now.step, back, cfg.fb_relative, cfg.fb_absolute, now.box)
         if cfg.lookahead:
+            now.same_mask = np.array_equal(mask, before.mask)
             now.ahead = back
             now.ahead_valid = forward_backward_valid(back, now.step, cfg.fb_relative, cfg.fb_absolute, now.box)
         if cfg.moving_source_threshold > 0:
