@@ -96,7 +96,7 @@ setup(
         "onnx": ["onnx>=1.15,<2", "onnxruntime>=1.17,<2"],
         "video": ["av>=18,<19", "opencv-python-headless>=4.8"],    # PyAV wheels bundle FFmpeg; OpenCV: DIS flow of the temporal mode
         "ray": ["ray[data]>=2.60,<3"],   # rethined batch --ray; tested with 2.60.0
-        "test": ["pytest>=7", "opencv-python-headless>=4.8", "onnx>=1.15,<2", "onnxruntime>=1.17,<2",
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "opencv-python-headless>=4.8", "onnx>=1.15,<2", "onnxruntime>=1.17,<2",
                  "triton>=3.0; platform_system == 'Linux'",    # kernel tests run in the Triton interpreter
                  "pypatchmatch>=2.2,<3; python_version >= '3.11'", "scikit-image>=0.22,<1", "av>=18,<19",
                  "imageio-ffmpeg>=0.5,<1",    # an ffmpeg binary for the raw-pipe test

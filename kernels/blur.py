@@ -19,7 +19,9 @@ import triton.language as tl
 from rethined_engine.geometry import seam_taps
 from rethined_engine.model import patchmatch
 
-BLOCK = 256           # values per program
+from .tuning import INTERPRET
+
+BLOCK = 4096 if INTERPRET else 256    # values per program (the interpreter runs programs one by one: few, wide)
 
 
 @triton.jit

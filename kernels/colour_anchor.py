@@ -21,8 +21,9 @@ import triton.language as tl
 from rethined_engine.model import anchor
 
 from . import blur
+from .tuning import INTERPRET
 
-BLOCK = 256                   # cells or LR pixels per program
+BLOCK = 2048 if INTERPRET else 256   # cells or LR pixels per program (interpreted: few, wide)
 NO_SEED: tl.constexpr = tl.constexpr(-1)          # a cell that knows no seed yet
 ORDER_SCALE: tl.constexpr = tl.constexpr(round(1 / anchor.TIE_BREAK))   # squared distance * this + the look's place
 CELL: tl.constexpr = tl.constexpr(anchor.ANCHOR_CELL)

@@ -28,11 +28,14 @@ import triton.language as tl
 from rethined_engine.deploy.host import check_feather
 from rethined_engine.geometry import Geometry
 
-TILE_PIXELS = 32    # HR pixels per program (one row of 32 in a large token), one per thread of one warp: the
+from .tuning import INTERPRET
+
+TILE_PIXELS_GPU = 32   # HR pixels per program (one row of 32 in a large token), one per thread of one warp: the
 NUM_WARPS = 1       # fastest of 32-512 px x 1-8 warps on an H100 at 2048^2-8192^2 (engine call, two bands, K = 1:
                     # 0.092 / 0.333 / 1.29 ms vs 0.120 / 0.410 / 1.58 at 128 px x 4 warps;
                     # bench/results/hr-upscale-tile-sweep-*.json); 64 registers at K = 1 and 4 (sm_90)
 MAX_TILE_W = 32     # tile columns: one 32-byte sector per row and channel (CHW)
+TILE_PIXELS = 4 * TILE_PIXELS_GPU if INTERPRET else TILE_PIXELS_GPU   # interpreted: 4 rows, a quarter of the programs
 INV_255 = tl.constexpr(1.0 / 255.0)
 INV_BLUR = tl.constexpr(1.0 / (16.0 * 255.0))   # the integer binomial taps (1 2 1) x (1 2 1) sum to 16
 COPY_FLOOR = tl.constexpr(1e-3)   # `model.patchmatch.COPY_FLOOR`: weight of a copy whose source token is not known

@@ -29,8 +29,9 @@ import triton.language as tl
 from rethined_engine.model import patchmatch
 
 from . import blur
+from .tuning import INTERPRET
 
-BLOCK = 512             # grid cells per program of a single sweep
+BLOCK = 4096 if INTERPRET else 512     # grid cells per program of a single sweep (interpreted: few, wide)
 SMALL_GRID = 4096       # cells: a level this small runs in `membrane_coarse_kernel`'s one program per plane
 SMALL_GRID_WARPS = 8
 PYRAMID_MAX_TILE = 64   # cells per side of a pyramid program's tile (2 ** levels): levels <= 6

@@ -19,8 +19,9 @@ import triton.language as tl
 from rethined_engine.model import patchmatch
 
 from . import blur
+from .tuning import INTERPRET
 
-BLOCK = 128           # LR pixels per program: one per thread of 4 warps
+BLOCK = 2048 if INTERPRET else 128    # LR pixels per program: one per thread of 4 warps (interpreted: few, wide)
 COPY_FLOOR: tl.constexpr = tl.constexpr(patchmatch.COPY_FLOOR)
 
 

@@ -13,7 +13,16 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from rethined_engine import Engine, ModelConfig, Rethined
+from rethined_engine.backends.native_backend import native_module
 from rethined_engine.weights import save_inference_weights
+
+# pytest-xdist's workers share the cores: torch's and the native extension's threads are split between them, so that
+# the workers do not oversubscribe the cores (the `threads` fixture still sets 1 and 3 for its tests)
+XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if XDIST_WORKERS > 1:
+    torch.set_num_threads(max(1, torch.get_num_threads() // XDIST_WORKERS))
+    if native_module() is not None:
+        native_module().set_num_threads(max(1, native_module().max_threads() // XDIST_WORKERS))
 
 
 def randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
@@ -57,8 +66,6 @@ def engine(weights_path):
 @pytest.fixture(params=[1, 3], ids=["1thread", "3threads"])
 def threads(request):
     """The native extension's OpenMP threads for one test, 1 and 3 (restored after it)."""
-    from rethined_engine.backends.native_backend import native_module
-
     native = native_module()
     if native is None:
         pytest.skip("rethined_engine._native not built")
@@ -161,15 +168,9 @@ def propagation_inputs(batch: int, grid_h: int, grid_w: int, dim: int, candidate
     return q, k, options, own_score, valid, has_key, key_ok, source, grid_w, colours, expected, colour_weight
 
 
-INTERPRETER_HR_TILE_PIXELS = 128   # the HR kernel's wide tile under the interpreter (shipped: 32)
-
-
 @pytest.fixture
-def wide_interpreter_tiles(monkeypatch):
-    """Under the Triton interpreter, the HR kernel runs 4 x 32 px tiles instead of the shipped 1 x 32 (a quarter
-    of the programs, which the interpreter runs one by one; same kernel and edge masks), for tests that need not
-    check the shipped tile (whole-backend comparisons); tests/test_kernel_hr_upscale.py checks the shipped tile
-    against the reference. No effect on CUDA."""
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        from rethined_engine.kernels import hr_upscale
-        monkeypatch.setattr(hr_upscale, "TILE_PIXELS", INTERPRETER_HR_TILE_PIXELS)
+def gpu_hr_tile(monkeypatch):
+    """The HR kernel's GPU tile (1 x 32 px) also under the Triton interpreter, which otherwise runs 4 x 32 px tiles
+    (`kernels.hr_upscale.TILE_PIXELS`: a quarter of the programs; same kernel and edge masks). No effect on CUDA."""
+    from rethined_engine.kernels import hr_upscale
+    monkeypatch.setattr(hr_upscale, "TILE_PIXELS", hr_upscale.TILE_PIXELS_GPU)

@@ -178,7 +178,7 @@ def test_native_backend_matches_torch_backend_with_copies(copy_weights, rng):
     assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3
 
 
-def test_triton_backend_matches_torch_backend_with_copies(copy_weights, rng, wide_interpreter_tiles):
+def test_triton_backend_matches_torch_backend_with_copies(copy_weights, rng):
     pytest.importorskip("triton")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     image, mask = sample(90, 130), random_mask(90, 130, rng)

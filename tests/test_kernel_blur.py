@@ -4,6 +4,7 @@ import pytest
 import torch
 
 pytest.importorskip("triton")
+from rethined_engine.kernels import blur  # noqa: E402
 from rethined_engine.kernels.blur import blur_base, blur_base_reference, filter_axis, gaussian_taps  # noqa: E402
 from rethined_engine.model import patchmatch  # noqa: E402
 
@@ -18,6 +19,17 @@ FP16_ATOL = 2e-3          # float16: the kernel sums in float32 and rounds once,
 def test_filter_axis_matches_reference(shape, dim, sigma):
     x = torch.rand(shape, generator=torch.Generator().manual_seed(dim)).to(DEVICE)
     taps = gaussian_taps(sigma, torch.device(DEVICE))
+    want = patchmatch._filter_along(x, taps.tolist(), dim)
+    torch.testing.assert_close(filter_axis(x, taps, dim), want, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_filter_axis_over_many_programs(monkeypatch, dim):
+    """Blocks of 64 values (the interpreter's default block holds the small shapes whole): the program offsets
+    and a partial last block."""
+    monkeypatch.setattr(blur, "BLOCK", 64)
+    x = torch.rand(2, 3, 20, 12, generator=torch.Generator().manual_seed(7)).to(DEVICE)
+    taps = gaussian_taps(3.0, torch.device(DEVICE))
     want = patchmatch._filter_along(x, taps.tolist(), dim)
     torch.testing.assert_close(filter_axis(x, taps, dim), want, rtol=0, atol=ATOL)
 

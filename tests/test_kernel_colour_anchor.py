@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 pytest.importorskip("triton")
+from rethined_engine.kernels import colour_anchor as anchor_kernels  # noqa: E402
 from rethined_engine.kernels.colour_anchor import (NO_SEED, colour_anchor, colour_anchor_reference,  # noqa: E402
                                                    jump_flood)
 from rethined_engine.model import anchor  # noqa: E402
@@ -40,6 +41,15 @@ def test_matches_reference(shape, strength, sigma):
     torch.testing.assert_close(got, want, rtol=0, atol=ATOL)
     assert torch.equal(got[(mask == 0).expand_as(got)], filled[(mask == 0).expand_as(filled)])   # known: as they were
     assert (got - filled).abs().max() > 1e-2                                                    # it moved the hole
+
+
+def test_matches_reference_over_many_programs(monkeypatch):
+    """Blocks of 64 cells or pixels (the interpreter's default block holds the small shapes whole): the program
+    offsets and partial last blocks, over two images."""
+    monkeypatch.setattr(anchor_kernels, "BLOCK", 64)
+    composite, mask, filled, steps = case(2, 40, 64, seed=9)
+    torch.testing.assert_close(colour_anchor(composite, mask, filled, 0.7, 12.0, steps),
+                               colour_anchor_reference(composite, mask, filled, 0.7, 12.0, steps), rtol=0, atol=ATOL)
 
 
 @pytest.mark.parametrize("shape", [(1, 16, 24), (2, 48, 30)])

@@ -9,18 +9,15 @@ pytest.importorskip("triton")
 from rethined_engine.config import ModelConfig  # noqa: E402
 from rethined_engine.deploy.host import known_tokens, upscale_hr  # noqa: E402
 from rethined_engine.geometry import plan  # noqa: E402
-from rethined_engine.kernels import hr_upscale as hr_module  # noqa: E402
 from rethined_engine.kernels.hr_upscale import hr_upscale, hr_upscale_reference  # noqa: E402
 from rethined_engine.train.masks import random_mask  # noqa: E402
 
-from conftest import INTERPRETER_HR_TILE_PIXELS, fp32_convolutions, hr_key_tokens  # noqa: E402
+from conftest import fp32_convolutions, hr_key_tokens  # noqa: E402
 
 CPU_SHAPES = [((37, 53), 512), ((61, 130), 32), ((61, 280), 32)]   # (H, W), lr_long_side: scales 1, 5, 9
-# The interpreter's cost is per program: at scale 9 the shipped 1 x 32 tiles make 216 programs per token, so on
-# the CPU that shape runs 4 x 32 tiles (conftest's INTERPRETER_HR_TILE_PIXELS: same kernel and edge masks; a quarter
-# of the programs), as do the cross-fade cases marked so; the others run the shipped tile. The GPU tests run the
-# shipped tile at every shape.
-INTERPRETER_TILE_PIXELS = {9: INTERPRETER_HR_TILE_PIXELS}      # HR scale -> TILE_PIXELS
+# The interpreter's cost is per program, and under it the kernel runs 4 x 32 px tiles (`hr_upscale.TILE_PIXELS`:
+# same kernel and edge masks, a quarter of the programs); the cases marked so run the GPU's 1 x 32 tile on the CPU
+# too (at scale 9 it makes 216 programs per token: too slow). The GPU tests run the GPU's tile at every shape.
 GPU_SHAPES = [((2048, 2048), 512), ((2160, 3840), 512), ((4096, 4096), 512)]
 POISON = 77
 MAX_LSB = 1             # fp32 rounding may turn a value near .5 the other way: one uint8 level
@@ -75,16 +72,18 @@ def run_case(rng, size, lr_long, device, channels_last, one_band=False):
     assert torch.equal(out[known], img[known])
 
 
-# both layouts at scales 1 and 5; at scale 9 (the slowest in the interpreter) the triton backend's CHW only
-LAYOUT_CASES = [pytest.param(size, lr_long, layout, id=f"{'HWC' if layout else 'CHW'}-{size[0]}x{size[1]}-lr{lr_long}")
-                for size, lr_long in CPU_SHAPES for layout in (True, False) if layout is False or size != CPU_SHAPES[-1][0]]
+# both layouts at scales 1 and 5; at scale 9 (the slowest in the interpreter) the triton backend's CHW only; the GPU's
+# tile at scale 1 and at scale 5 channels-last
+LAYOUT_CASES = [pytest.param(size, lr_long, layout, scale_one or (layout and size == CPU_SHAPES[1][0]),
+                             id=f"{'HWC' if layout else 'CHW'}-{size[0]}x{size[1]}-lr{lr_long}")
+                for (size, lr_long), scale_one in zip(CPU_SHAPES, (True, False, False)) for layout in (True, False)
+                if layout is False or size != CPU_SHAPES[-1][0]]
 
 
-@pytest.mark.parametrize("size,lr_long,channels_last", LAYOUT_CASES)
-def test_kernel_matches_reference(rng, size, lr_long, channels_last, monkeypatch):
-    scale = plan(*size, ModelConfig(lr_long_side=lr_long)).scale
-    if scale in INTERPRETER_TILE_PIXELS:
-        monkeypatch.setattr(hr_module, "TILE_PIXELS", INTERPRETER_TILE_PIXELS[scale])
+@pytest.mark.parametrize("size,lr_long,channels_last,gpu_tile", LAYOUT_CASES)
+def test_kernel_matches_reference(rng, size, lr_long, channels_last, gpu_tile, request):
+    if gpu_tile:
+        request.getfixturevalue("gpu_hr_tile")
     run_case(rng, size, lr_long, "cpu", channels_last)
 
 
@@ -127,9 +126,9 @@ def test_kernel_matches_reference_cuda(rng, size, lr_long, channels_last):
     run_case(rng, size, lr_long, "cuda", channels_last)
 
 
-# (H, W), lr_long_side, feather, TILE_PIXELS under the interpreter (None: the shipped tile); scales 3, 3, 4, 1
-FEATHER_CPU_CASES = [((61, 130), 64, 1, None), ((61, 130), 64, 2, INTERPRETER_HR_TILE_PIXELS),
-                     ((96, 200), 64, 1, INTERPRETER_HR_TILE_PIXELS), ((37, 53), 512, 2, None)]
+# (H, W), lr_long_side, feather, the GPU's tile under the interpreter too; scales 3, 3, 4, 1
+FEATHER_CPU_CASES = [((61, 130), 64, 1, True), ((61, 130), 64, 2, False), ((96, 200), 64, 1, False),
+                     ((37, 53), 512, 2, True)]
 FEATHER_GPU_SHAPES = [((2048, 2048), 512), ((2160, 3840), 512)]
 
 
@@ -154,14 +153,14 @@ def run_feather_case(rng, size, lr_long, device, feather, channels_last, reflect
             assert not torch.equal(out, hr_upscale_reference(*args, feather=feather, known=known))
 
 
-@pytest.mark.parametrize("size,lr_long,feather,tile_pixels", FEATHER_CPU_CASES)
-def test_feathered_kernel_matches_reference(rng, size, lr_long, feather, tile_pixels, monkeypatch):
-    if tile_pixels is not None:
-        monkeypatch.setattr(hr_module, "TILE_PIXELS", tile_pixels)
+@pytest.mark.parametrize("size,lr_long,feather,gpu_tile", FEATHER_CPU_CASES)
+def test_feathered_kernel_matches_reference(rng, size, lr_long, feather, gpu_tile, request):
+    if gpu_tile:
+        request.getfixturevalue("gpu_hr_tile")
     run_feather_case(rng, size, lr_long, "cpu", feather, channels_last=feather == 1)
 
 
-def test_feathered_kernel_with_mirrored_reads_matches_reference(rng, wide_interpreter_tiles):
+def test_feathered_kernel_with_mirrored_reads_matches_reference(rng):
     run_feather_case(rng, (61, 130), 64, "cpu", 2, channels_last=True, reflect=True)
 
 

@@ -4,13 +4,15 @@ import pytest
 import torch
 
 pytest.importorskip("triton")
+from rethined_engine.kernels import membrane  # noqa: E402
 from rethined_engine.kernels.membrane import (SMALL_GRID, border_match, harmonic_fill,  # noqa: E402
                                               harmonic_fill_reference)
 from rethined_engine.model import patchmatch  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # (shape, levels): one level and more; the last two with finer levels above SMALL_GRID cells (single sweeps)
-CPU_CASES = [((1, 3, 16, 24), 3), ((2, 3, 32, 32), 2), ((1, 1, 8, 40), 0), ((1, 2, 48, 96), 1), ((1, 3, 96, 64), 3)]
+CPU_CASES = [((1, 3, 16, 24), 3), ((2, 3, 32, 32), 2), ((1, 1, 8, 40), 0),
+             pytest.param((1, 2, 48, 96), 1, marks=pytest.mark.slow), ((1, 3, 96, 64), 3)]
 GPU_SHAPES = [(1, 3, 512, 512), (2, 3, 288, 512)]
 FP32_ATOL = 1e-6          # float32 in [0, 1]: the pyramid's and the mean's sums in another order than torch's
 FP16_ATOL = 2e-3          # float16 grids: the kernel sums in float32 and rounds once, torch rounds every add
@@ -40,6 +42,15 @@ def test_harmonic_fill_matches_reference(shape, levels):
 def test_harmonic_fill_crosses_the_small_grid_limit():
     """The 96 x 64 grid's finest level is above SMALL_GRID cells: it runs as single sweeps."""
     assert 96 * 64 > SMALL_GRID >= 48 * 32
+
+
+def test_harmonic_fill_sweeps_over_many_programs(monkeypatch):
+    """Single sweeps in blocks of 512 cells, the GPU's (the interpreter's default block holds a 96 x 72 level
+    whole): the program offsets and a partial last block."""
+    monkeypatch.setattr(membrane, "BLOCK", 512)
+    values, fixed = grids((1, 3, 96, 72), torch.float32, seed=11)
+    torch.testing.assert_close(harmonic_fill(values, fixed, 3), harmonic_fill_reference(values, fixed, 3), rtol=0,
+                               atol=FP32_ATOL)
 
 
 @pytest.mark.gpu

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 pytest.importorskip("triton")
+from rethined_engine.kernels import token_copy  # noqa: E402
 from rethined_engine.kernels.token_copy import copy_tokens, copy_tokens_reference  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -30,6 +31,15 @@ def test_copy_tokens_matches_reference(batch, h, w, feather, base_feather):
     want = copy_tokens_reference(image, known, source, 8, feather, base_feather, 3.0)
     torch.testing.assert_close(got, want, rtol=0, atol=ATOL)
     assert not torch.allclose(got, image)                        # it copied something
+
+
+def test_copy_tokens_over_many_programs(monkeypatch):
+    """Blocks of 128 LR pixels, the GPU's (the interpreter's default block holds the small shapes whole): the
+    program offsets and a partial last block, over two images."""
+    monkeypatch.setattr(token_copy, "BLOCK", 128)
+    image, known, source = case(2, 40, 24, 8, seed=3)
+    torch.testing.assert_close(copy_tokens(image, known, source, 8, 2, 2, 3.0),
+                               copy_tokens_reference(image, known, source, 8, 2, 2, 3.0), rtol=0, atol=ATOL)
 
 
 def test_copy_tokens_float16_is_the_float32_result_rounded():
