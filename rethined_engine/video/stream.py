@@ -141,7 +141,8 @@ class _Arrival:
     may give. When the frame before it is of the same scene (else None): step (h, w, 2) float32, the flow to
     it, and step_valid (h, w) bool, its forward-backward check over box (working px); with a lookahead, ahead
     (h, w, 2) float32, the flow from it to this frame, and ahead_valid (h, w) bool, that flow's check, and same_mask,
-    whether its mask equals that frame's."""
+    whether its mask equals that frame's (then it holds that frame's mask array, and its source array too where
+    neither lost a pixel to motion: plain_source)."""
     frame: np.ndarray
     mask: np.ndarray
     grey: np.ndarray
@@ -155,6 +156,7 @@ class _Arrival:
     ahead: np.ndarray | None = None
     ahead_valid: np.ndarray | None = None
     same_mask: bool = False
+    plain_source: bool = True
 
 
 class VideoInpainter:
@@ -224,7 +226,8 @@ class VideoInpainter:
         arrivals = list(self._waiting) + ([self._arrived] if self._arrived is not None else [])
         for arrival in {id(a): a for a in arrivals}.values():
             held += list(vars(arrival).values())
-        return sum(x.nbytes for x in held if isinstance(x, np.ndarray)) + self._canvas.nbytes()
+        arrays = {id(x): x for x in held if isinstance(x, np.ndarray)}      # an array several frames share, once
+        return sum(x.nbytes for x in arrays.values()) + self._canvas.nbytes()
 
     def process(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """One frame (H, W, 3) uint8 and its mask (H, W) -> the inpainted frame (H, W, 3) uint8. Needs
@@ -347,12 +350,18 @@ class VideoInpainter:
         now.step_valid = forward_backward_valid(now.step, back, cfg.fb_relative, cfg.fb_absolute, now.box)
         if cfg.lookahead:
             now.same_mask = np.array_equal(mask, before.mask)
+            if now.same_mask:        # a still mask: the waiting frames hold one array (8 MB per frame at 4K)
+                now.mask = before.mask
             now.ahead = back
             now.ahead_valid = forward_backward_valid(back, now.step, cfg.fb_relative, cfg.fb_absolute, now.box)
         if cfg.moving_source_threshold > 0:
             moving = moving_pixels(now.step, hole, cfg.moving_source_threshold)
-            now.source &= ~cv2.resize(moving.view(np.uint8), frame.shape[1::-1],
-                                      interpolation=cv2.INTER_NEAREST).view(bool)
+            if moving.any():
+                now.source = now.source & ~cv2.resize(moving.view(np.uint8), frame.shape[1::-1],
+                                                      interpolation=cv2.INTER_NEAREST).view(bool)
+                now.plain_source = False
+        if now.same_mask and now.plain_source and before.plain_source:   # both ~grow(mask): one array
+            now.source = before.source
         return now
 
     def _later_sources(self, now: _Arrival) -> Iterator:
