@@ -21,8 +21,8 @@ from rethined_engine.weights import save_inference_weights
 XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if XDIST_WORKERS > 1:
     torch.set_num_threads(max(1, torch.get_num_threads() // XDIST_WORKERS))
-    if native_module() is not None:
-        native_module().set_num_threads(max(1, native_module().max_threads() // XDIST_WORKERS))
+    if (native := native_module()) is not None:
+        native.set_num_threads(max(1, native.max_threads() // XDIST_WORKERS))
 
 
 def randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:

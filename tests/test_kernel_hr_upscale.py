@@ -72,12 +72,14 @@ def run_case(rng, size, lr_long, device, channels_last, one_band=False):
     assert torch.equal(out[known], img[known])
 
 
-# both layouts at scales 1 and 5; at scale 9 (the slowest in the interpreter) the triton backend's CHW only; the GPU's
-# tile at scale 1 and at scale 5 channels-last
-LAYOUT_CASES = [pytest.param(size, lr_long, layout, scale_one or (layout and size == CPU_SHAPES[1][0]),
+SCALE_1, SCALE_5, SCALE_9 = CPU_SHAPES
+# ((H, W), lr_long_side), channels_last, the GPU's tile: both layouts at scales 1 and 5; at scale 9 (the slowest in
+# the interpreter) the triton backend's CHW only; the GPU's tile at scale 1 and at scale 5 channels-last
+LAYOUT_CASES = [pytest.param(size, lr_long, layout, gpu_tile,
                              id=f"{'HWC' if layout else 'CHW'}-{size[0]}x{size[1]}-lr{lr_long}")
-                for (size, lr_long), scale_one in zip(CPU_SHAPES, (True, False, False)) for layout in (True, False)
-                if layout is False or size != CPU_SHAPES[-1][0]]
+                for (size, lr_long), layout, gpu_tile in ((SCALE_1, True, True), (SCALE_1, False, True),
+                                                          (SCALE_5, True, True), (SCALE_5, False, False),
+                                                          (SCALE_9, False, False))]
 
 
 @pytest.mark.parametrize("size,lr_long,channels_last,gpu_tile", LAYOUT_CASES)
