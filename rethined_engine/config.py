@@ -9,6 +9,7 @@ from dataclasses import dataclass
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma",
                     "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_detail_weight", "copy_locality", "copy_sweeps", "copy_continuity",
                     "copy_match_sweeps", "copy_consensus", "colour_anchor", "colour_anchor_sigma", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_hole_clearance",
+                    "key_hole_clearance_max_loss", "copy_detail_min_spread",
                     "hr_fade_reflect", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather",
                     "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
 LR_TEXTURES = ("mix", "copy")
@@ -96,6 +97,8 @@ class ModelConfig:
     copy_repeat_penalty: float = 0.0  # with "copy": similarity lost per such copy of the same source
     key_edge_tokens: int = 0         # tokens at each edge of the image that are never sources (an image's outermost rows and columns often hold a frame line or vignetting that a copy carries into the hole); kept where that would leave none
     key_hole_clearance: int = 0      # tokens: a source is at least this many 4-neighbour steps from every hole token (a source next to a hole has no texture beyond that edge to cross-fade with, so its copy meets the next one at a step); dropped for an image it would leave without sources
+    key_hole_clearance_max_loss: float = 1.0  # share: the clearance is dropped for an image whose sources it would cut by more (strokes spread over the image leave few sources clear of them); 1 = only where none is left
+    copy_detail_min_spread: float = 0.0  # share: copy_detail_weight applies only to an image whose hole lies one token from at least this share of its known tokens (`hole_spread`: strokes spread over the image, not one compact object); 0 = every image
     # --- attention upscaling (HR) ----------------------------------------
     hr_topk: int = 4                 # keys mixed per masked token at HR; 0 = dense softmax rows, 1 = argmax gather
     hf_transfer: bool = True         # False: HR result is the bilinear-upsampled LR result
@@ -156,6 +159,12 @@ class ModelConfig:
         if not (isinstance(self.key_hole_clearance, int) and 0 <= self.key_hole_clearance <= KEY_HOLE_CLEARANCE_MAX):
             raise ValueError(f"key_hole_clearance must be an int in 0..{KEY_HOLE_CLEARANCE_MAX} (tokens between a source and "
                              f"the nearest hole token; 0 = off), got {self.key_hole_clearance!r}")
+        if not 0.0 <= self.key_hole_clearance_max_loss <= 1.0:
+            raise ValueError(f"key_hole_clearance_max_loss must be in [0, 1] (a share of the sources; 1 = drop the clearance "
+                             f"only where it leaves none), got {self.key_hole_clearance_max_loss}")
+        if not 0.0 <= self.copy_detail_min_spread <= 1.0:
+            raise ValueError(f"copy_detail_min_spread must be in [0, 1] (a share of the known tokens; 0 = every image), "
+                             f"got {self.copy_detail_min_spread}")
         if self.hr_topk < 0:
             raise ValueError(f"hr_topk must be >= 0, got {self.hr_topk}")
         if not self.hf_decay >= 0.0:

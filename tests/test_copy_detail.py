@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rethined_engine.config import COPY_DETAIL_WEIGHT_MAX
-from rethined_engine.model.patchmatch import (DETAIL_LEVEL_SPAN, DETAIL_MAX, DETAIL_MIN, NO_OPTION, copy_candidates,
-                                              detail_keys, detail_levels)
+from rethined_engine.config import COPY_DETAIL_WEIGHT_MAX, ModelConfig
+from rethined_engine.model.patchmatch import (DETAIL_LEVEL_SPAN, DETAIL_MAX, DETAIL_MIN, NO_OPTION, NeuralPatchMatch,
+                                              copy_candidates, detail_keys, detail_levels, hole_spread)
 
 
 def test_detail_levels_of_flat_and_textured_tokens():
@@ -62,3 +62,47 @@ def test_detail_weight_prefers_the_key_of_the_expected_level():
         qd, kd = (q, k) if weight == 0.0 else detail_keys(q, k, levels, expected, weight)
         first[weight] = int(copy_candidates(qd, kd, no_colour, no_colour, hole, ~hole, n, 0.0, compact=True)[0, 0, 0])
     assert first[0.0] != 1 and first[0.06] == 1
+
+
+def test_a_weight_per_image_equals_each_image_alone():
+    g = torch.Generator().manual_seed(2)
+    q = F.normalize(torch.randn(2, 20, 8, generator=g), dim=-1)
+    k = F.normalize(torch.randn(2, 20, 8, generator=g), dim=-1)
+    levels = torch.rand(2, 20, 1, generator=g) * -4.0
+    expected = torch.rand(2, 20, 1, generator=g) * -4.0
+    weights = torch.tensor([0.0, 0.06]).reshape(2, 1, 1)
+    qb, kb = detail_keys(q, k, levels, expected, weights)
+    for b in range(2):
+        qa, ka = detail_keys(q[b:b + 1], k[b:b + 1], levels[b:b + 1], expected[b:b + 1], float(weights[b]))
+        torch.testing.assert_close(qb[b:b + 1] @ kb[b:b + 1].transpose(1, 2), qa @ ka.transpose(1, 2),
+                                   rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("min_spread", [0.0, 0.2, 0.9])
+def test_detail_weight_applies_to_images_whose_hole_is_spread(min_spread):
+    """copy_keys with copy_detail_min_spread: image 0 holds one compact hole (spread under 0.2), image 1 strokes
+    over the whole grid (spread above 0.2, under 0.9); an image under the bound keeps its similarities, one at or
+    above it loses the detail term."""
+    grid_h, grid_w, patch = 8, 8, 8
+    cfg = ModelConfig(lr_texture="copy", copy_detail_weight=0.06, copy_detail_min_spread=min_spread)
+    pm = NeuralPatchMatch(cfg, feature_channels=4)
+    g = torch.Generator().manual_seed(3)
+    amplitude = torch.rand(2, 1, grid_h, grid_w, generator=g) ** 3 * 0.3    # tokens from flat to busy
+    composite = 0.5 + amplitude.repeat_interleave(patch, 2).repeat_interleave(patch, 3) * torch.randn(
+        2, 3, grid_h * patch, grid_w * patch, generator=g)
+    query_masked = torch.zeros(2, grid_h, grid_w, dtype=torch.bool)
+    query_masked[0, 3:5, 3:5] = True
+    query_masked[1, :, 1::4] = True
+    query_masked = query_masked.reshape(2, -1)
+    inside = torch.ones_like(query_masked)
+    key_ok = ~query_masked
+    spread = hole_spread(query_masked, key_ok, grid_w)[:, 0]
+    assert spread[0] < 0.2 < spread[1] < 0.9
+    q = F.normalize(torch.randn(2, grid_h * grid_w, 16, generator=g), dim=-1)
+    k = F.normalize(torch.randn(2, grid_h * grid_w, 16, generator=g), dim=-1)
+    qd, kd = pm.copy_keys(composite, q, k, key_ok, query_masked, inside)
+    plain = q @ k.transpose(1, 2)
+    got = qd @ kd.transpose(1, 2)
+    for b in range(2):
+        weighted = bool(spread[b] >= min_spread)
+        assert torch.allclose(got[b], plain[b], atol=1e-5) != weighted, (b, float(spread[b]))

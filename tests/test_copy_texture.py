@@ -10,7 +10,7 @@ from rethined_engine.config import STYLES
 from rethined_engine.deploy.host import prepare_lr
 from rethined_engine.deploy.onnx_export import LRNetwork, example_inputs
 from rethined_engine.geometry import plan
-from rethined_engine.model.patchmatch import NEIGHBOURS, allowed_keys, choose_sources, token_mask
+from rethined_engine.model.patchmatch import NEIGHBOURS, allowed_keys, choose_sources, hole_spread, token_mask
 from rethined_engine.train.masks import random_mask
 from rethined_engine.weights import load_model, save_inference_weights
 
@@ -233,6 +233,48 @@ def test_allowed_keys_keep_clear_of_the_hole(rng, clearance):
         assert got[b].tolist() == clear
     assert got[2].sum() == 1 and bool(got[2, 0])
     assert torch.equal(allowed_keys(query_masked, key_inside, grid_w, 0), ~query_masked & key_inside)
+
+
+def plain_spread(hole: list[bool], keys: list[bool], grid_w: int) -> float:
+    """hole_spread by a loop: the share of keys 4-adjacent to a hole token."""
+    def near(i):
+        y, x = divmod(i, grid_w)
+        return any(hole[j] for j in range(len(hole)) if abs(j // grid_w - y) + abs(j % grid_w - x) == 1)
+    n_keys = sum(keys)
+    return sum(1 for i in range(len(keys)) if keys[i] and near(i)) / max(n_keys, 1)
+
+
+def test_hole_spread_is_the_share_of_keys_beside_the_hole(rng):
+    grid_h, grid_w = 8, 10
+    query_masked = torch.from_numpy(rng.random((4, grid_h * grid_w)) < 0.2)
+    query_masked[1] = False                          # no hole: nothing beside it
+    query_masked[3] = True                           # no key at all
+    key_ok = ~query_masked & torch.from_numpy(rng.random((4, grid_h * grid_w)) < 0.9)
+    got = hole_spread(query_masked, key_ok, grid_w)
+    assert got.shape == (4, 1) and got.dtype == torch.float32
+    want = [plain_spread(query_masked[b].tolist(), key_ok[b].tolist(), grid_w) for b in range(4)]
+    assert got[:, 0].tolist() == pytest.approx(want)
+    assert got[1, 0] == 0.0 and got[3, 0] == 0.0 and 0.0 < got[0, 0] < 1.0
+
+
+@pytest.mark.parametrize("max_loss", [0.0, 0.3, 1.0])
+def test_clearance_is_dropped_where_it_would_cut_too_many_sources(rng, max_loss):
+    """An image whose clear keys are fewer than (1 - max_loss) of its known, inside ones keeps those; the others
+    keep only the clear ones. Image 0 has one small hole (few keys lost), image 1 holes all over (most lost)."""
+    grid_h, grid_w = 9, 12
+    query_masked = torch.zeros(2, grid_h * grid_w, dtype=torch.bool)
+    query_masked[0, 4 * grid_w + 5] = True
+    query_masked[1] = torch.from_numpy(rng.random(grid_h * grid_w) < 0.3)
+    key_inside = torch.ones_like(query_masked)
+    got = allowed_keys(query_masked, key_inside, grid_w, 1, max_loss)
+    for b in range(2):
+        known = ~query_masked[b]
+        clear = allowed_keys(query_masked[b:b + 1], key_inside[b:b + 1], grid_w, 1)[0]
+        lost = 1.0 - clear.sum().item() / known.sum().item()
+        assert torch.equal(got[b], known if lost > max_loss else clear), (b, lost)
+    lost = [1.0 - allowed_keys(query_masked[b:b + 1], key_inside[b:b + 1], grid_w, 1)[0].sum().item()
+            / (~query_masked[b]).sum().item() for b in range(2)]
+    assert lost[0] < 0.1 < 0.5 < lost[1]               # the two images sit either side of 0.3
 
 
 @pytest.mark.parametrize("clearance", [0, 1])

@@ -18,7 +18,7 @@ import torch
 
 from ..geometry import plan
 from ..io import prepare
-from ..model.patchmatch import allowed_keys, pad_rows, token_mask
+from ..model.patchmatch import pad_rows, token_mask
 from ..model.rethined import Rethined
 from ..model.upscale import hf_band_gains
 from .cuda_graph import GraphedFunction
@@ -59,10 +59,10 @@ class TritonLRNetwork:
         composite = torch.where(mask > 0, coarse, image).contiguous()   # the attention mixes it in place
         q, k = self.project(composite[0], features[0], pm.to_q.weight, pm.to_q.bias, pm.to_k.weight, pm.to_k.bias, patch)
         query_masked = token_mask(mask, patch)[0]
-        key_ok = allowed_keys(query_masked[None], key_inside.flatten()[None] > 0.5, features.shape[-1],
-                              pm.key_hole_clearance)[0]
+        inside = key_inside.flatten()[None] > 0.5
+        key_ok = pm.allowed_keys(query_masked[None], inside, features.shape[-1])[0]
         if pm.copy:
-            return self._copy(image, mask, key_inside, composite, q, k, query_masked, key_ok)
+            return self._copy(image, mask, key_inside, composite, q, k, query_masked, key_ok, inside)
         # values are read from known tokens only and only hole tokens are written: mix in place
         mixed, weight, index = self.attend(q, k, composite[0], query_masked, key_ok, self.logit_scale,
                                            self.topk, patch, out=composite[0])
@@ -76,14 +76,14 @@ class TritonLRNetwork:
         return result[None], weight * gain[..., None], weight * fine_gain[..., None], index[None]
 
 
-    def _copy(self, image, mask, key_inside, composite, q, k, query_masked, key_ok):
+    def _copy(self, image, mask, key_inside, composite, q, k, query_masked, key_ok, inside):
         """lr_texture="copy": `NeuralPatchMatch.copy_candidates` and `.copy_outputs` (their hooked Triton kernels:
         `TritonBackend` sets them), then `Rethined.finish_fill` (its colour anchor: `kernels.colour_anchor`); the
         HR stage mixes the chosen source only."""
         pm = self.model.patch_match
         grid_w = key_inside.shape[-1]
         q, k, query_masked, key_ok = q[None], k[None], query_masked[None], key_ok[None]
-        q, k = pm.copy_keys(composite, q, k, key_ok)
+        q, k = pm.copy_keys(composite, q, k, key_ok, query_masked, inside)
         candidates, colours, expected = pm.copy_candidates(composite, q, k, query_masked, key_ok, self.compact)
         copied, _, rows, _, _ = pm.copy_outputs(composite, mask, q, k, candidates, colours, expected, query_masked,
                                                 key_ok, grid_w, self.compact)

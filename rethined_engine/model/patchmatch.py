@@ -702,22 +702,41 @@ def mismatch_from_means(means: torch.Tensor, mask: torch.Tensor) -> tuple[torch.
     return (known_mean - fill_mean) * at_border, at_border
 
 
-def allowed_keys(query_masked: torch.Tensor, key_inside: torch.Tensor, grid_w: int, clearance: int) -> torch.Tensor:
-    """(B, N) bool, the tokens a hole token may copy: known (not query_masked (B, N)), key_inside (B, N), and with
-    clearance > 0 at least `clearance` 4-neighbour steps from every hole token of the (N / grid_w, grid_w) grid
-    (`ModelConfig.key_hole_clearance`). A source next to a hole has no known texture beyond that edge, so its
-    copy's cross-fade with the next copy is one-sided and they meet at a step (the token staircase). An image
-    that the clearance would leave without a key keeps the known, inside ones."""
-    key_ok = ~query_masked & key_inside
-    if clearance <= 0:
-        return key_ok
+def clear_keys(query_masked: torch.Tensor, key_ok: torch.Tensor, grid_w: int, clearance: int) -> torch.Tensor:
+    """(B, N) bool: the keys of key_ok (B, N) at least `clearance` 4-neighbour steps from every hole token
+    (query_masked (B, N)) of the (N / grid_w, grid_w) token grid."""
     batch = query_masked.shape[0]
     near = query_masked.reshape(batch, 1, -1, grid_w).to(torch.float32)
     for _ in range(clearance):   # > 0 within the steps taken so far (a sum, not a max: the exported graph's ops)
         near = F.max_pool2d(near, (3, 1), 1, (1, 0)) + F.max_pool2d(near, (1, 3), 1, (0, 1))
-    clear = key_ok & (near.reshape(batch, -1) == 0.0)
-    none_left = clear.to(torch.float32).sum(dim=-1, keepdim=True) == 0.0   # no bool Where/any: the exported graph
-    return clear | (key_ok & none_left)
+    return key_ok & (near.reshape(batch, -1) == 0.0)
+
+
+def hole_spread(query_masked: torch.Tensor, key_ok: torch.Tensor, grid_w: int) -> torch.Tensor:
+    """(B, 1) float32: the share of each image's keys (key_ok (B, N)) one 4-neighbour step from a hole token.
+    About 0.2-0.5 for strokes spread over the image, under 0.15 for one or two compact objects (the saved masks of
+    docs/quality.md); 0 for an image without keys."""
+    keys = key_ok.to(torch.float32).sum(dim=-1, keepdim=True)
+    clear = clear_keys(query_masked, key_ok, grid_w, 1).to(torch.float32).sum(dim=-1, keepdim=True)
+    return (keys - clear) / keys.clamp_min(1.0)
+
+
+def allowed_keys(query_masked: torch.Tensor, key_inside: torch.Tensor, grid_w: int, clearance: int,
+                 max_loss: float = 1.0) -> torch.Tensor:
+    """(B, N) bool, the tokens a hole token may copy: known (not query_masked (B, N)), key_inside (B, N), and with
+    clearance > 0 at least `clearance` 4-neighbour steps from every hole token of the (N / grid_w, grid_w) grid
+    (`ModelConfig.key_hole_clearance`). A source next to a hole has no known texture beyond that edge, so its
+    copy's cross-fade with the next copy is one-sided and they meet at a step (the token staircase). An image
+    whose known, inside keys the clearance would cut by more than `max_loss` (a share; strokes spread over the image
+    leave few sources clear of them, and the nearest look-alikes go), or leave without any, keeps them all."""
+    key_ok = ~query_masked & key_inside
+    if clearance <= 0:
+        return key_ok
+    clear = clear_keys(query_masked, key_ok, grid_w, clearance)
+    keys = key_ok.to(torch.float32).sum(dim=-1, keepdim=True)
+    kept = clear.to(torch.float32).sum(dim=-1, keepdim=True)
+    too_few = ((1.0 - max_loss) * keys).clamp_min(1.0) > kept   # Greater, no bool Where/any: the exported graph
+    return clear | (key_ok & too_few)
 
 
 def detail_levels(image: torch.Tensor, patch: int) -> torch.Tensor:
@@ -730,17 +749,19 @@ def detail_levels(image: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 def detail_keys(q: torch.Tensor, k: torch.Tensor, levels: torch.Tensor, expected: torch.Tensor,
-                weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+                weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """q, k (B, N, d); levels, expected (B, N, 1) float32 (each token's `detail_levels`, the level expected
-    at it) -> q', k' (B, N, d + 3) of q's dtype with q'_i . k'_j = q_i . k_j - weight * (expected_i - levels_j)^2:
+    at it); weight a float or (B, 1, 1) float32, one per image -> q', k' (B, N, d + 3) of q's dtype with
+    q'_i . k'_j = q_i . k_j - weight * (expected_i - levels_j)^2:
     the copy's similarities lose the squared distance between a key's detail level and the level expected at
     the hole token, so a smooth source is not copied into textured surroundings (a blurred blotch) nor a
     busy one into smooth surroundings. Three more dimensions instead of another term, so every backend's
     candidate search and propagation (`copy_candidates`, `choose_sources`) takes it unchanged."""
-    root = math.sqrt(2.0 * weight)
+    root = torch.sqrt(2.0 * weight) if isinstance(weight, torch.Tensor) else math.sqrt(2.0 * weight)
     ones = torch.ones_like(levels)
-    q_extra = torch.cat([root * expected, ones, -weight * expected * expected], dim=-1)
-    k_extra = torch.cat([root * levels, -weight * levels * levels, ones], dim=-1)
+    minus_weight = -1.0 * weight                   # a Mul, not a Neg, in the exported graph
+    q_extra = torch.cat([root * expected, ones, minus_weight * expected * expected], dim=-1)
+    k_extra = torch.cat([root * levels, minus_weight * levels * levels, ones], dim=-1)
     return torch.cat([q, q_extra.to(q.dtype)], dim=-1), torch.cat([k, k_extra.to(k.dtype)], dim=-1)
 
 
@@ -857,6 +878,8 @@ class NeuralPatchMatch(nn.Module):
         self.copy_consensus = float(cfg.copy_consensus)
         self.copy_repeat_radius, self.copy_repeat_penalty = cfg.copy_repeat_radius, float(cfg.copy_repeat_penalty)
         self.key_hole_clearance = cfg.key_hole_clearance
+        self.key_hole_clearance_max_loss = float(cfg.key_hole_clearance_max_loss)
+        self.copy_detail_min_spread = float(cfg.copy_detail_min_spread)
         self.copy_kernels = None   # a backend's copy steps: native `CopyKernels` (C++), triton `TritonCopyKernels`
         self.propagation_kernel = None   # a backend's `propagate_sources`: triton `kernels.source_sweep`
         self.candidates_kernel = None    # a backend's `copy_candidates` (compact): triton `kernels.copy_candidates`
@@ -886,10 +909,10 @@ class NeuralPatchMatch(nn.Module):
         grid_h, grid_w = features.shape[-2], features.shape[-1]
         tokens = patchify(composite, self.patch)
         query_masked = token_mask(mask, self.patch)
-        key_ok = allowed_keys(query_masked, key_inside, grid_w, self.key_hole_clearance)
+        key_ok = self.allowed_keys(query_masked, key_inside, grid_w)
         q, k = self.project(tokens, features)
         if self.copy:
-            q, k = self.copy_keys(composite, q, k, key_ok)
+            q, k = self.copy_keys(composite, q, k, key_ok, query_masked, key_inside)
             candidates, colours, expected = self.copy_candidates(composite, q, k, query_masked, key_ok, topk is not None)
             return self.copy_outputs(composite, mask, q, k, candidates, colours, expected, query_masked, key_ok, grid_w,
                                      topk is not None)
@@ -911,15 +934,25 @@ class NeuralPatchMatch(nn.Module):
         fixed = key_ok.reshape(value_grid.shape[0], 1, value_grid.shape[2], value_grid.shape[3])
         return harmonic_fill(value_grid, fixed.to(value_grid.dtype), self.colour_levels).flatten(2).transpose(1, 2)
 
-    def copy_keys(self, composite: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
-                  key_ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def allowed_keys(self, query_masked: torch.Tensor, key_inside: torch.Tensor, grid_w: int) -> torch.Tensor:
+        """`allowed_keys` with this module's clearance and its largest loss of keys: (B, N) bool."""
+        return allowed_keys(query_masked, key_inside, grid_w, self.key_hole_clearance, self.key_hole_clearance_max_loss)
+
+    def copy_keys(self, composite: torch.Tensor, q: torch.Tensor, k: torch.Tensor, key_ok: torch.Tensor,
+                  query_masked: torch.Tensor, key_inside: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The copy's q, k (B, N, d): with copy_detail_weight > 0 `detail_keys` of composite's detail levels and
-        their membrane through the allowed keys (B, N, d + 3); else q, k themselves."""
+        their membrane through the allowed keys (B, N, d + 3), the weight 0 for an image whose `hole_spread` (over
+        its known tokens key_inside (B, N) bool) is under copy_detail_min_spread; else q, k themselves."""
         if self.copy_detail_weight <= 0.0:
             return q, k
         level_grid = detail_levels(composite.float(), self.patch)
         expected = self.expected_values(level_grid, key_ok)
-        return detail_keys(q, k, level_grid.flatten(2).transpose(1, 2), expected, self.copy_detail_weight)
+        weight = self.copy_detail_weight
+        if self.copy_detail_min_spread > 0.0:
+            spread = hole_spread(query_masked, ~query_masked & key_inside, level_grid.shape[-1])
+            under = torch.gt(spread.new_tensor(self.copy_detail_min_spread), spread)   # Greater: the exported graph's ops
+            weight = weight * (~under).to(torch.float32)[..., None]
+        return detail_keys(q, k, level_grid.flatten(2).transpose(1, 2), expected, weight)
 
     def copy_candidates(self, composite, q, k, query_masked, key_ok, compact: bool):
         """`copy_candidates` with this module's pool, colour weight and locality -> (candidates (B, N,
