@@ -149,7 +149,7 @@ class _Arrival:
     hole: np.ndarray
     thumb: np.ndarray
     thumb_known: np.ndarray
-    source: np.ndarray
+    source: np.ndarray | None     # None only while `VideoInpainter._arrive` builds it
     step: np.ndarray | None = None
     step_valid: np.ndarray | None = None
     box: tuple[int, int, int, int] | None = None
@@ -334,13 +334,14 @@ class VideoInpainter:
         luma = cv2.resize(grey(frame), size[::-1], interpolation=cv2.INTER_AREA)
         thumb_size = working_size(frame.shape[:2], cfg.scene_cut_side)
         thumb = cv2.resize(complete_grey(luma, hole), thumb_size[::-1], interpolation=cv2.INTER_AREA)
-        now = _Arrival(frame, mask, luma, hole, thumb, ~shrink_mask(mask, thumb_size, 0), ~grow(mask, cfg.source_margin))
+        now = _Arrival(frame, mask, luma, hole, thumb, ~shrink_mask(mask, thumb_size, 0), None)
         before = self._arrived
         if before is not None and cfg.scene_cut and scene_cut(
                 thumb, before.thumb, now.thumb_known & before.thumb_known, cfg.scene_cut_threshold):
             self.scene_cuts += 1
             before = None
         if before is None:
+            now.source = ~grow(mask, cfg.source_margin)
             return now
         fill = (cfg.flow_fill, cfg.flow_fill_ring)
         here, there = completed_pair(luma, before.grey, hole | before.hole)
@@ -357,11 +358,12 @@ class VideoInpainter:
         if cfg.moving_source_threshold > 0:
             moving = moving_pixels(now.step, hole, cfg.moving_source_threshold)
             if moving.any():
-                now.source = now.source & ~cv2.resize(moving.view(np.uint8), frame.shape[1::-1],
-                                                      interpolation=cv2.INTER_NEAREST).view(bool)
+                now.source = ~grow(mask, cfg.source_margin) & ~cv2.resize(
+                    moving.view(np.uint8), frame.shape[1::-1], interpolation=cv2.INTER_NEAREST).view(bool)
                 now.plain_source = False
-        if now.same_mask and now.plain_source and before.plain_source:   # both ~grow(mask): one array
-            now.source = before.source
+        if now.plain_source:     # with a still mask the frame before holds the same ~grow(mask): one array, made once
+            share = now.same_mask and before.plain_source
+            now.source = before.source if share else ~grow(mask, cfg.source_margin)
         return now
 
     def _later_sources(self, now: _Arrival) -> Iterator:
