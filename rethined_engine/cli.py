@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from .config import STYLES
 from .deploy.triton_repo import INSTANCE_KINDS, LR_PLATFORMS, SERVED_BACKENDS, TritonRepoConfig, write_triton_repo
+from .image_files import UPRIGHT, read_mask, read_photo, save_photo
 
 ASSETS = Path(__file__).parent / "assets"
 SAMPLE_IMAGE = ASSETS / "sample.jpg"
@@ -23,11 +23,10 @@ TRITON_DEFAULTS = (TritonRepoConfig.model_name, None, TritonRepoConfig.instances
 BENCHMARKS = ("quality", "detail_correlation", "latency", "native_stages", "kernels")  # modules of rethined_engine.bench (the repository's bench/)
 
 
-def _open(path: Path, what: str) -> Image.Image:
+def _read(reader, path: Path, what: str):
+    """reader(path), with a missing or unreadable file as a one-line error naming `what`."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im
+        return reader(path)
     except FileNotFoundError:
         raise SystemExit(f"error: {what} file not found: {path}")
     except (UnidentifiedImageError, OSError) as exc:
@@ -40,10 +39,11 @@ def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, device: str |
     if out_path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise SystemExit(f"error: -o must end in .png, .jpg or .jpeg, got {out_path.name}")
     t0 = time.perf_counter()
-    image = _open(image_path, "image").convert("RGB")
-    mask = _open(mask_path, "mask")
-    mask = np.asarray(mask.convert("L")) if mask.mode not in ("1", "L") else np.asarray(mask)
-    print(f"[1/3] read {image_path.name} {image.width}x{image.height}, mask covers "
+    photo = _read(read_photo, image_path, "image")
+    mask = _read(lambda path: read_mask(path, photo), mask_path, "mask")
+    height, width = photo.rgb.shape[:2]
+    turned = "" if photo.orientation == UPRIGHT else f" (turned by its EXIF orientation {photo.orientation})"
+    print(f"[1/3] read {image_path.name} {width}x{height}{turned}, mask covers "
           f"{100 * float((mask != 0).mean()):.1f}% ({time.perf_counter() - t0:.2f}s)")
     t1 = time.perf_counter()
     engine = Engine(weights=weights, device=device)
@@ -51,13 +51,12 @@ def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, device: str |
           f"({time.perf_counter() - t1:.2f}s)")
     t2 = time.perf_counter()
     try:
-        result = engine.inpaint(image, mask)
+        result = engine.inpaint(photo.rgb, mask)
     except (ValueError, TypeError) as exc:
         raise SystemExit(f"error: {exc}")
     t3 = time.perf_counter()
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {"quality": JPEG_QUALITY} if out_path.suffix.lower() in (".jpg", ".jpeg") else {}
-    result.save(out_path, **kwargs)
+    save_photo(out_path, result, photo, jpeg_quality=JPEG_QUALITY)
     print(f"[3/3] inpainted in {t3 - t2:.2f}s, wrote {out_path} (total {time.perf_counter() - t0:.2f}s)")
 
 

@@ -18,7 +18,8 @@ from rethined_engine.distributed import (
     build_manifest,
     inpaint_dataset,
 )
-from rethined_engine.distributed.stages import read_hole, read_rgb, write_atomically
+from rethined_engine.distributed.stages import write_atomically
+from rethined_engine.image_files import read_mask, read_photo
 from rethined_engine.train.masks import random_mask
 
 PHOTO_SIZES = {"beach": (240, 320), "field": (256, 256), "hill": (240, 320), "road": (288, 224)}   # (height, width)
@@ -55,7 +56,7 @@ def expected(folders):
     """stem -> Engine(device="cpu").inpaint of that photo and mask, (H, W, 3) uint8."""
     images, masks = folders
     engine = Engine(device="cpu")
-    return {stem: engine.inpaint(read_rgb(str(next(images.glob(stem + ".*")))), read_hole(str(masks / f"{stem}.png")))
+    return {stem: engine.inpaint(read_photo(next(images.glob(stem + ".*"))).rgb, read_mask(masks / f"{stem}.png"))
             for stem in PHOTO_SIZES}
 
 
@@ -225,7 +226,7 @@ def test_cli_batch_on_ray_with_a_static_mask(folders, ray_local, tmp_path, capsy
     assert status == 0 and "done 4, skipped 0, failed 0" in capsys.readouterr().out
     engine = Engine(device="cpu")
     for stem in PHOTO_SIZES:
-        filled = engine.inpaint(read_rgb(str(tmp_path / "images" / f"{stem}.png")), hole)
+        filled = engine.inpaint(read_photo(tmp_path / "images" / f"{stem}.png").rgb, hole)
         assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"{stem}.png")), filled), stem
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from ..image_files import EXIF_ORIENTATION, TURNED_SIDEWAYS
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg")
 UNKNOWN_SIZE = (0, 0)   # (height, width) of an image whose header cannot be read: sorts first, fails in decode
@@ -61,10 +63,12 @@ def image_files(folder: Path, what: str) -> dict[str, Path]:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the file's header only (no decode); UNKNOWN_SIZE when it cannot be read."""
+    """(height, width) as shown (EXIF orientation applied, as `image_files.read_photo` reads it) from the file's
+    header only (no decode); UNKNOWN_SIZE when it cannot be read."""
     try:
         with Image.open(path) as im:
-            return im.height, im.width
+            sideways = im.getexif().get(EXIF_ORIENTATION) in TURNED_SIDEWAYS
+            return (im.width, im.height) if sideways else (im.height, im.width)
     except (UnidentifiedImageError, OSError):
         return UNKNOWN_SIZE
 

@@ -4,8 +4,10 @@
 A row carries the manifest's fields (image, mask, output, height, width), `status` ("pending" while
 work remains, then "ok", "skipped" or "error"), `error` (a message, "" unless status is "error"), `worker`
 ("host:pid" of the process whose Engine took the row, "" when none did) and, between
-decode and encode, `pixels` ((H, W, 3) uint8 RGB) and `hole` ((H, W) uint8, nonzero = fill). A failure in
-any stage turns that row into an error row; it never stops the run.
+decode and encode, `pixels` ((H, W, 3) uint8 RGB, turned by the photo's EXIF orientation), `hole` ((H, W) uint8,
+nonzero = fill) and what the output keeps of the photo (`image_files`): `alpha` ((H, W) uint8, or NO_HOLE when
+opaque), `exif` and `icc` (bytes, b"" when none). A failure in any stage turns that row into an error row; it never
+stops the run.
 """
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ..cli import JPEG_QUALITY
+from ..image_files import Photo, read_mask, read_photo, save_photo
 
 PENDING, OK, SKIPPED, ERROR = "pending", "ok", "skipped", "error"
 RESULT_FIELDS = ("image", "mask", "output", "status", "error", "worker")
@@ -61,32 +63,37 @@ class BatchConfig:
                 raise ValueError(f"{name}: expected a number >= 0, got {getattr(self, name)}")
 
 
+NO_META = {"alpha": NO_HOLE, "exif": b"", "icc": b""}   # what a row keeps of a photo that has none of it
+
+
 def _failed(row: dict, stage: str, exc: BaseException) -> dict:
     return {**row, "status": ERROR, "error": f"{stage}: {type(exc).__name__}: {exc}",
-            "pixels": NO_PIXELS, "hole": NO_HOLE}
+            "pixels": NO_PIXELS, "hole": NO_HOLE, **NO_META}
 
 
-def read_rgb(path: str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB pixels of an image file (as stored: EXIF orientation not applied)."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+def _read(row: dict) -> dict:
+    """The row's photo and mask (`image_files`: turned upright, alpha, EXIF and ICC kept aside)."""
+    photo = read_photo(row["image"])
+    hole = read_mask(row["mask"], photo)
+    return {"pixels": photo.rgb, "hole": hole, "alpha": NO_HOLE if photo.alpha is None else photo.alpha,
+            "exif": photo.exif or b"", "icc": photo.icc or b""}
 
 
-def read_hole(path: str) -> np.ndarray:
-    """(H, W) uint8 mask of a mask file, nonzero = fill (colour masks through their luma, as `rethined inpaint`)."""
-    with Image.open(path) as im:
-        return np.asarray(im if im.mode in ("1", "L") else im.convert("L")).astype(np.uint8, copy=False)
+def _kept(row: dict) -> Photo:
+    """What the output keeps of the row's photo, as the `image_files.Photo` that `save_photo` reads."""
+    alpha, exif, icc = row["alpha"], row["exif"], row["icc"]
+    return Photo(row["pixels"], alpha if alpha.size else None, exif or None, icc or None, 1, row["pixels"].shape[:2])
 
 
 def decode(row: dict, config: BatchConfig) -> dict:
     """Manifest row -> row with pixels and hole (status pending), or a skipped or error row."""
-    row = {**row, "status": PENDING, "error": "", "worker": "", "pixels": NO_PIXELS, "hole": NO_HOLE}
+    row = {**row, "status": PENDING, "error": "", "worker": "", "pixels": NO_PIXELS, "hole": NO_HOLE, **NO_META}
     if config.skip_existing and os.path.exists(row["output"]):
         return {**row, "status": SKIPPED}
     if row["mask"] is None:
         return {**row, "status": ERROR, "error": f"mask: no mask file with the stem {Path(row['image']).stem!r}"}
     try:
-        return {**row, "pixels": read_rgb(row["image"]), "hole": read_hole(row["mask"])}
+        return {**row, **_read(row)}
     except Exception as exc:  # noqa: BLE001 - unreadable, truncated, not an image: this row fails, the run goes on
         return _failed(row, "decode", exc)
 
@@ -117,16 +124,17 @@ class EngineStage:
         return {key: [row[key] for row in rows] for key in batch}
 
 
-def write_atomically(path: Path, pixels: np.ndarray, jpeg_quality: int) -> None:
-    """Write (H, W, 3) uint8 pixels to path in the format of its suffix, through a hidden temporary file in
-    the same folder renamed over path: a process killed while writing leaves no partial file at path."""
+def write_atomically(path: Path, pixels: np.ndarray, jpeg_quality: int, photo: Photo | None = None) -> None:
+    """Write (H, W, 3) uint8 pixels to path in the format of its suffix, with what the output keeps of photo
+    (`image_files.save_photo`), through a hidden temporary file in the same folder renamed over path: a process
+    killed while writing leaves no partial file at path."""
     fmt = SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"output: expected a suffix in {tuple(SAVE_FORMATS)}, got {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        Image.fromarray(pixels).save(temporary, format=fmt, **({"quality": jpeg_quality} if fmt == "JPEG" else {}))
+        save_photo(temporary, pixels, photo, fmt, jpeg_quality)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -136,7 +144,7 @@ def encode(row: dict, config: BatchConfig) -> dict:
     """Write a pending row's pixels to its output; returns the row's RESULT_FIELDS with status ok or error."""
     if row["status"] == PENDING:
         try:
-            write_atomically(Path(row["output"]), row["pixels"], config.jpeg_quality)
+            write_atomically(Path(row["output"]), row["pixels"], config.jpeg_quality, _kept(row))
             row = {**row, "status": OK}
         except Exception as exc:  # noqa: BLE001 - a full disk, a read-only folder: this row fails, the run goes on
             row = _failed(row, "encode", exc)

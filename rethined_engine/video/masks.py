@@ -59,9 +59,12 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
 def binary_mask(mask: Any, what: str) -> np.ndarray:
     """A mask given as numpy (H, W) or (H, W, 1) array or PIL image -> (H, W) bool, nonzero = fill.
-    Colour PIL images are converted to luminance first; `what` names the mask in errors."""
+    PIL images as `image_files.mask_values` reads them (colour through luminance, an alpha channel as drawn over
+    black); `what` names the mask in errors."""
     if type(mask).__module__.startswith("PIL"):
-        mask = np.asarray(mask if mask.mode in ("1", "L") else mask.convert("L"))
+        from ..image_files import mask_values
+
+        mask = mask_values(mask)
     arr = np.asarray(mask)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]

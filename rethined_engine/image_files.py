@@ -1,0 +1,113 @@
+"""Photo and mask files for `rethined inpaint` and `rethined batch`: read as viewers show them, written back
+with what the photo carried.
+
+- A photo is turned by its EXIF orientation (as image viewers, editors and `cv2.imread` show it), so a mask drawn
+  on the photo as shown fits it, and the output is upright. Its alpha channel (RGBA, LA, PA, or a palette with a
+  transparent colour) is set aside and put back on the output; its EXIF (orientation reset to 1) and ICC profile are
+  copied to the output. 16-bit and float greys are scaled to 8 bits (the engine's files are 8-bit).
+- A mask fills where its pixels are nonzero (white = fill): colour masks through their luma. A mask with an alpha
+  channel counts as drawn over black (luma x alpha), so strokes painted on a transparent layer are the hole
+  whatever colour lies under its transparent pixels; where its colour channels hold one value everywhere (a
+  shape kept in the alpha channel alone), the alpha is the mask. A mask the size of the photo as stored, not as
+  shown (drawn by a program that ignores EXIF orientation), is turned with the photo.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+EXIF_ORIENTATION = 0x0112
+UPRIGHT = 1                       # EXIF orientation: stored as shown
+TURNED_SIDEWAYS = (5, 6, 7, 8)    # orientations that swap width and height
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+OPAQUE = 255
+
+
+@dataclass
+class Photo:
+    """rgb (H, W, 3) uint8 as shown; alpha (H, W) uint8 or None; exif (orientation 1) and icc bytes or None;
+    orientation: the EXIF orientation that was applied (1 = none); stored_size (height, width) in the file."""
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    exif: bytes | None
+    icc: bytes | None
+    orientation: int
+    stored_size: tuple[int, int]
+
+
+def _eight_bit(im: Image.Image) -> Image.Image:
+    """A 16-bit or float grey image scaled to 8 bits (mode L); others unchanged."""
+    if im.mode not in HIGH_DEPTH_MODES:
+        return im
+    values = np.asarray(im).astype(np.float64)
+    top = 1.0 if im.mode == "F" else 65535.0
+    return Image.fromarray(np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8))
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in ALPHA_MODES or (im.mode == "P" and "transparency" in im.info)
+
+
+def _open(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        im.load()
+        return im
+
+
+def read_photo(path: str | Path) -> Photo:
+    """The photo in path, turned upright by its EXIF orientation (module docstring)."""
+    im = _open(Path(path))
+    stored = (im.height, im.width)
+    orientation = int(im.getexif().get(EXIF_ORIENTATION, UPRIGHT))
+    icc = im.info.get("icc_profile")
+    im = ImageOps.exif_transpose(im)          # also sets the EXIF orientation to 1
+    exif = im.getexif()
+    exif_bytes = exif.tobytes() if len(exif) else None
+    im = _eight_bit(im)
+    alpha = np.asarray(im.convert("RGBA"))[..., 3].copy() if _has_alpha(im) else None
+    if alpha is not None and (alpha == OPAQUE).all():
+        alpha = None
+    return Photo(np.asarray(im.convert("RGB")), alpha, exif_bytes, icc, orientation, stored)
+
+
+def mask_values(im: Image.Image) -> np.ndarray:
+    """(H, W) uint8 of a mask image, nonzero = fill (module docstring: luma, alpha)."""
+    im = _eight_bit(im)
+    if not _has_alpha(im):
+        return np.asarray(im if im.mode in ("1", "L") else im.convert("L")).astype(np.uint8, copy=False)
+    luma_alpha = np.asarray(im.convert("LA"))
+    luma, alpha = luma_alpha[..., 0], luma_alpha[..., 1]
+    if luma.min() == luma.max():              # one colour everywhere: the shape is in the alpha channel
+        return alpha.copy()
+    return ((luma.astype(np.uint16) * alpha + OPAQUE // 2) // OPAQUE).astype(np.uint8)
+
+
+def read_mask(path: str | Path, photo: Photo | None = None) -> np.ndarray:
+    """(H, W) uint8 mask of the file in path (turned by its own EXIF orientation), nonzero = fill; with photo,
+    turned like it where the mask has the photo's stored size but not its shown one."""
+    im = ImageOps.exif_transpose(_open(Path(path)))    # a mask's own orientation, as for any image
+    if photo is not None and photo.orientation in TURNED_SIDEWAYS and (im.height, im.width) == photo.stored_size:
+        im.getexif()[EXIF_ORIENTATION] = photo.orientation
+        im = ImageOps.exif_transpose(im)
+    return mask_values(im)
+
+
+def save_photo(path: str | Path, rgb: np.ndarray, photo: Photo | None, fmt: str | None = None,
+               jpeg_quality: int = 95) -> None:
+    """Write rgb (H, W, 3) uint8 to path (format from its suffix, or fmt), with the photo's alpha (PNG, WebP,
+    TIFF: formats that hold one), EXIF and ICC profile."""
+    im = Image.fromarray(rgb)
+    fmt = fmt or Image.registered_extensions().get(Path(path).suffix.lower())
+    options = {"quality": jpeg_quality} if fmt == "JPEG" else {}
+    if photo is not None:
+        if photo.alpha is not None and fmt in ("PNG", "WEBP", "TIFF"):
+            im.putalpha(Image.fromarray(photo.alpha))
+        if photo.exif is not None:
+            options["exif"] = photo.exif
+        if photo.icc is not None:
+            options["icc_profile"] = photo.icc
+    im.save(path, format=fmt, **options)
