@@ -12,7 +12,7 @@ from PIL import UnidentifiedImageError
 
 from .config import STYLES
 from .deploy.triton_repo import INSTANCE_KINDS, LR_PLATFORMS, SERVED_BACKENDS, TritonRepoConfig, write_triton_repo
-from .image_files import UPRIGHT, read_mask, read_photo, save_photo
+from .image_files import UPRIGHT, output_format, read_mask, read_photo, save_photo
 
 ASSETS = Path(__file__).parent / "assets"
 SAMPLE_IMAGE = ASSETS / "sample.jpg"
@@ -36,8 +36,10 @@ def _read(reader, path: Path, what: str):
 def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, device: str | None, weights: Path | None) -> None:
     from .engine import Engine  # torch import is slow: only after the arguments parsed
 
-    if out_path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise SystemExit(f"error: -o must end in .png, .jpg or .jpeg, got {out_path.name}")
+    try:
+        output_format(out_path, "-o")
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}")
     t0 = time.perf_counter()
     photo = _read(read_photo, image_path, "image")
     mask = _read(lambda path: read_mask(path, photo), mask_path, "mask")
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     inp = sub.add_parser("inpaint", help="fill the masked pixels of an image (mask: white/nonzero = fill)")
     inp.add_argument("image", type=Path, help="input image (PNG/JPEG/...)")
     inp.add_argument("mask", type=Path, help="mask image of the same size; nonzero pixels are filled")
-    inp.add_argument("-o", "--output", type=Path, required=True, help="output .png or .jpg")
+    inp.add_argument("-o", "--output", type=Path, required=True, help="output .png, .jpg, .webp or .tif (only .jpg is lossy)")
     demo = sub.add_parser("demo", help="inpaint the shipped sample image with its mask")
     demo.add_argument("-o", "--output", type=Path, default=Path("rethined_demo.png"), help="output .png or .jpg")
     bench = sub.add_parser("bench", help=f"run a benchmark: {', '.join(BENCHMARKS)} (its own --help lists options)")

@@ -25,6 +25,8 @@ TURNED_SIDEWAYS = (5, 6, 7, 8)    # orientations that swap width and height
 HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 OPAQUE = 255
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+LOSSY_FORMATS = ("JPEG",)          # the others are written losslessly (WebP with lossless=True)
 
 
 @dataclass
@@ -96,13 +98,21 @@ def read_mask(path: str | Path, photo: Photo | None = None) -> np.ndarray:
     return mask_values(im)
 
 
+def output_format(path: str | Path, what: str = "output") -> str:
+    """The PIL format of an output path by its suffix (OUTPUT_FORMATS); ValueError naming `what` otherwise."""
+    fmt = OUTPUT_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{what}: expected a suffix in {tuple(OUTPUT_FORMATS)}, got {Path(path).name}")
+    return fmt
+
+
 def save_photo(path: str | Path, rgb: np.ndarray, photo: Photo | None, fmt: str | None = None,
                jpeg_quality: int = 95) -> None:
-    """Write rgb (H, W, 3) uint8 to path (format from its suffix, or fmt), with the photo's alpha (PNG, WebP,
-    TIFF: formats that hold one), EXIF and ICC profile."""
+    """Write rgb (H, W, 3) uint8 to path (format `output_format(path)`, or fmt: a temporary name), with the photo's
+    alpha (PNG, WebP, TIFF: formats that hold one), EXIF and ICC profile. Only JPEG is lossy (at jpeg_quality)."""
     im = Image.fromarray(rgb)
-    fmt = fmt or Image.registered_extensions().get(Path(path).suffix.lower())
-    options = {"quality": jpeg_quality} if fmt == "JPEG" else {}
+    fmt = fmt or output_format(path)
+    options = {"quality": jpeg_quality} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}
     if photo is not None:
         if photo.alpha is not None and fmt in ("PNG", "WEBP", "TIFF"):
             im.putalpha(Image.fromarray(photo.alpha))

@@ -40,7 +40,7 @@ def test_demo_uses_shipped_sample(tmp_path):
     ("missing", "not found"),
     ("not_image", "cannot read"),
     ("size", "does not match"),
-    ("suffix", "must end in"),
+    ("suffix", r"-o: expected a suffix in .*\.webp.*got o\.gif"),
 ])
 def test_errors(tmp_path, case, match):
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "in.png")

@@ -140,3 +140,15 @@ def test_batch_keeps_alpha_and_exif(tmp_path, fmt):
         assert glass.mode == ("RGBA" if suffix == ".png" else "RGB")
         if suffix == ".png":
             assert np.array_equal(np.asarray(glass)[..., 3], rgba[..., 3])
+
+
+@pytest.mark.parametrize("suffix", [".webp", ".tif"])
+def test_cli_writes_webp_and_tiff_losslessly(tmp_path, suffix):
+    pixels = photo_pixels(64, 96, seed=3)
+    Image.fromarray(pixels).save(tmp_path / "p.png")
+    Image.fromarray(box_mask(64, 96)).save(tmp_path / "m.png")
+    assert main(["inpaint", str(tmp_path / "p.png"), str(tmp_path / "m.png"), "-o", str(tmp_path / f"o{suffix}")]) in (0, None)
+    known = box_mask(64, 96) == 0
+    with Image.open(tmp_path / f"o{suffix}") as out:
+        assert np.array_equal(np.asarray(out.convert("RGB"))[known], pixels[known])
+

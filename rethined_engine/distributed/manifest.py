@@ -10,10 +10,10 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from ..image_files import EXIF_ORIENTATION, TURNED_SIDEWAYS
+from ..image_files import EXIF_ORIENTATION, OUTPUT_FORMATS, TURNED_SIDEWAYS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg")
+OUTPUT_SUFFIXES = tuple(OUTPUT_FORMATS)
 UNKNOWN_SIZE = (0, 0)   # (height, width) of an image whose header cannot be read: sorts first, fails in decode
 
 
@@ -76,7 +76,7 @@ def image_size(path: Path) -> tuple[int, int]:
 def build_manifest(images: Path, masks: Path, out_dir: Path, out_suffix: str = ".png") -> Manifest:
     """Pair every image in the folder `images` with the mask of the same stem in the folder `masks`, or
     with the single mask file `masks` (a static mask for every image). Output: out_dir / (stem +
-    out_suffix); out_suffix one of OUTPUT_SUFFIXES (PNG is lossless; JPEG at stages.JPEG_QUALITY)."""
+    out_suffix); out_suffix one of OUTPUT_SUFFIXES (only JPEG is lossy, at the batch's jpeg_quality)."""
     if out_suffix.lower() not in OUTPUT_SUFFIXES:
         raise ValueError(f"out_suffix: expected one of {OUTPUT_SUFFIXES}, got {out_suffix!r}")
     image_paths = image_files(Path(images), "images")

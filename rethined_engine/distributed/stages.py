@@ -21,13 +21,12 @@ from typing import Any
 import numpy as np
 
 from ..cli import JPEG_QUALITY
-from ..image_files import Photo, read_mask, read_photo, save_photo
+from ..image_files import Photo, output_format, read_mask, read_photo, save_photo
 
 PENDING, OK, SKIPPED, ERROR = "pending", "ok", "skipped", "error"
 RESULT_FIELDS = ("image", "mask", "output", "status", "error", "worker")
 NO_PIXELS = np.zeros((0, 0, 3), np.uint8)   # pixels of a row that has none (skipped, failed): same ndim
 NO_HOLE = np.zeros((0, 0), np.uint8)
-SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
 @dataclass(frozen=True)
@@ -128,9 +127,7 @@ def write_atomically(path: Path, pixels: np.ndarray, jpeg_quality: int, photo: P
     """Write (H, W, 3) uint8 pixels to path in the format of its suffix, with what the output keeps of photo
     (`image_files.save_photo`), through a hidden temporary file in the same folder renamed over path: a process
     killed while writing leaves no partial file at path."""
-    fmt = SAVE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"output: expected a suffix in {tuple(SAVE_FORMATS)}, got {path.name}")
+    fmt = output_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
