@@ -33,7 +33,7 @@ def test_detail_keys_subtract_the_squared_level_distance(weight, dtype):
     span = (math.log(DETAIL_MIN), math.log(DETAIL_MAX))
     levels = torch.empty(2, 30, 1, dtype=dtype).uniform_(*span, generator=g)
     expected = torch.empty(2, 30, 1, dtype=dtype).uniform_(*span, generator=g)
-    q2, k2 = detail_keys(q, k, levels, expected, weight)
+    q2, k2 = detail_keys(q, k, levels, expected, torch.tensor(weight, dtype=dtype))
     assert q2.shape == k2.shape == (2, 30, 19) and q2.dtype == dtype
     want = q @ k.transpose(1, 2) - weight * (expected - levels.transpose(1, 2)) ** 2
     torch.testing.assert_close(q2 @ k2.transpose(1, 2), want, rtol=0, atol=1e-5)
@@ -59,7 +59,7 @@ def test_detail_weight_prefers_the_key_of_the_expected_level():
     no_colour = torch.zeros(1, n, 3)
     first = {}
     for weight in (0.0, 0.06):
-        qd, kd = (q, k) if weight == 0.0 else detail_keys(q, k, levels, expected, weight)
+        qd, kd = (q, k) if weight == 0.0 else detail_keys(q, k, levels, expected, torch.tensor(weight))
         first[weight] = int(copy_candidates(qd, kd, no_colour, no_colour, hole, ~hole, n, 0.0, compact=True)[0, 0, 0])
     assert first[0.0] != 1 and first[0.06] == 1
 
@@ -73,7 +73,7 @@ def test_a_weight_per_image_equals_each_image_alone():
     weights = torch.tensor([0.0, 0.06]).reshape(2, 1, 1)
     qb, kb = detail_keys(q, k, levels, expected, weights)
     for b in range(2):
-        qa, ka = detail_keys(q[b:b + 1], k[b:b + 1], levels[b:b + 1], expected[b:b + 1], float(weights[b]))
+        qa, ka = detail_keys(q[b:b + 1], k[b:b + 1], levels[b:b + 1], expected[b:b + 1], weights[b, 0, 0])
         torch.testing.assert_close(qb[b:b + 1] @ kb[b:b + 1].transpose(1, 2), qa @ ka.transpose(1, 2),
                                    rtol=0, atol=1e-6)
 

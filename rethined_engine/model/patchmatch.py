@@ -749,15 +749,15 @@ def detail_levels(image: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 def detail_keys(q: torch.Tensor, k: torch.Tensor, levels: torch.Tensor, expected: torch.Tensor,
-                weight: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """q, k (B, N, d); levels, expected (B, N, 1) float32 (each token's `detail_levels`, the level expected
-    at it); weight a float or (B, 1, 1) float32, one per image -> q', k' (B, N, d + 3) of q's dtype with
-    q'_i . k'_j = q_i . k_j - weight * (expected_i - levels_j)^2:
+    at it); weight (B, 1, 1) float32, one per image (or a 0-d tensor for all) -> q', k' (B, N, d + 3) of q's dtype
+    with q'_i . k'_j = q_i . k_j - weight * (expected_i - levels_j)^2:
     the copy's similarities lose the squared distance between a key's detail level and the level expected at
     the hole token, so a smooth source is not copied into textured surroundings (a blurred blotch) nor a
     busy one into smooth surroundings. Three more dimensions instead of another term, so every backend's
     candidate search and propagation (`copy_candidates`, `choose_sources`) takes it unchanged."""
-    root = torch.sqrt(2.0 * weight) if isinstance(weight, torch.Tensor) else math.sqrt(2.0 * weight)
+    root = torch.sqrt(2.0 * weight)
     ones = torch.ones_like(levels)
     minus_weight = -1.0 * weight                   # a Mul, not a Neg, in the exported graph
     q_extra = torch.cat([root * expected, ones, minus_weight * expected * expected], dim=-1)
@@ -947,10 +947,10 @@ class NeuralPatchMatch(nn.Module):
             return q, k
         level_grid = detail_levels(composite.float(), self.patch)
         expected = self.expected_values(level_grid, key_ok)
-        weight = self.copy_detail_weight
+        weight = torch.full((q.shape[0], 1, 1), self.copy_detail_weight, dtype=torch.float32, device=q.device)
         if self.copy_detail_min_spread > 0.0:
             spread = hole_spread(query_masked, ~query_masked & key_inside, level_grid.shape[-1])
-            under = torch.gt(spread.new_tensor(self.copy_detail_min_spread), spread)   # Greater: the exported graph's ops
+            under = torch.gt(torch.full_like(spread, self.copy_detail_min_spread), spread)   # Greater: the exported graph's ops
             weight = weight * (~under).to(torch.float32)[..., None]
         return detail_keys(q, k, level_grid.flatten(2).transpose(1, 2), expected, weight)
 
