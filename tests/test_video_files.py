@@ -410,3 +410,23 @@ def test_pipeline_threads_keep_order_and_carry_exceptions():
         for i in range(100):
             drain.put(i)
     drain.abort()
+
+
+@pytest.mark.parametrize("rotation", [90, -90])
+def test_a_mask_drawn_on_a_turned_video_as_shown_is_turned_back(tmp_path, engine, rotation):
+    """A portrait phone video (display matrix a quarter turn): a still mask and a per-frame function drawn on the
+    frames as players show them (WxH swapped) give the output of the same masks as stored."""
+    src = tmp_path / "turned.mkv"
+    write_clip(src, n=4, rotation=rotation, audio=False)
+    shown = np.rot90(box_mask(), round(rotation / 90))           # the display turns the frame counterclockwise
+    assert shown.shape == (WIDTH, HEIGHT)
+    outputs = {}
+    for name, mask in [("stored", box_mask()), ("shown", shown), ("shown_fn", lambda i, f: shown)]:
+        dst = tmp_path / f"{name}.mkv"
+        inpaint_video(src, mask, dst, engine=engine, temporal="off", encode=LOSSLESS)
+        outputs[name] = decoded(dst)[0]
+    for name in ("shown", "shown_fn"):
+        assert all(np.array_equal(a, b) for a, b in zip(outputs[name], outputs["stored"])), name
+    with pytest.raises(ValueError, match="masks must match the frames"):
+        inpaint_video(src, np.zeros((WIDTH + 1, HEIGHT), np.uint8), tmp_path / "bad.mkv", engine=engine,
+                      temporal="off", encode=LOSSLESS)

@@ -614,6 +614,7 @@ def _run(source, src: Path, masks, dst: Path, rng: FrameRange, encode: EncodeSet
             pts = frame.pts if frame.pts is not None else round(t / video.time_base)
             if first_size is None:
                 first_size = rgb.shape[:2]
+                masks.rotation = frame.rotation
                 writer = _Writer(tmp, encode, options, video, frame, fps, pts if rng.cuts else 0)
                 if audio_fate == "copied":
                     audio, audio_fate = _open_audio(src, writer, t if rng.cuts else None)

@@ -11,8 +11,10 @@ range are skipped here too, so a mask video or folder stays aligned with the ful
 
 Polarity: nonzero (white) = fill for images, arrays and callables; a mask video fills where its
 luminance is >= `VIDEO_MASK_THRESHOLD` (lossy codecs turn pure black into small nonzero values).
-Colour mask images are converted to one channel (luminance). `dilate` grows every mask by a number of
-pixels. A folder or mask video with fewer masks than the video has frames raises `MaskTooShortError`
+Colour mask images are converted to one channel (luminance; an alpha channel as `image_files.mask_values`
+reads it). Masks are the size of the frames as stored; where the video's display matrix turns its frames a quarter
+(a phone's portrait video), a mask the size of the frames as players show them is turned back to them (a half turn
+keeps the size, so its masks are taken as stored). `dilate` grows every mask by a number of pixels. A folder or mask video with fewer masks than the video has frames raises `MaskTooShortError`
 unless `hold_last=True`, which repeats its last mask (with one warning).
 """
 from __future__ import annotations
@@ -99,6 +101,7 @@ class _Source:
         check_radius(radius)
         self.radius = radius
         self.hold_last = hold_last
+        self.rotation = 0     # degrees counterclockwise that the video's display matrix turns its frames (files.py)
         self._last: np.ndarray | None = None
         self._warned = False
 
@@ -123,11 +126,21 @@ class _Source:
                               "the remaining frames", stacklevel=2)
                 self._warned = True
             return self._last
+        raw = self._as_stored(raw, frame.shape[:2])
         if raw.shape != frame.shape[:2]:
             raise ValueError(f"mask: {self.describe()} gives a {raw.shape[1]}x{raw.shape[0]} mask for frame {index}, "
                              f"the video is {frame.shape[1]}x{frame.shape[0]} (WxH); masks must match the frames")
         self._last = self._grow(raw)
         return self._last
+
+    def _as_stored(self, raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """A mask (H', W') the size of the frames as players show them, turned a quarter by the display rotation
+        (a phone's portrait video), turned back to the frames as stored (size (H, W)); any other mask as it is.
+        A half turn keeps the size, so such a mask is taken as stored."""
+        quarters = round(self.rotation / 90) % 4
+        if quarters % 2 == 1 and raw.shape == size[::-1]:
+            return np.ascontiguousarray(np.rot90(raw, -quarters))
+        return raw
 
     def _grow(self, raw: np.ndarray) -> np.ndarray:
         return dilate(raw, self.radius)
@@ -146,7 +159,13 @@ class StillMask(_Source):
         super().__init__(radius, hold_last=False)
         self.path = Path(mask) if isinstance(mask, (str, Path)) else None
         self.mask = _read_mask_image(self.path) if self.path else binary_mask(mask, "mask")
+        self._stored: np.ndarray | None = None
         self._dilated: np.ndarray | None = None
+
+    def _as_stored(self, raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        if self._stored is None:   # one turn for the whole clip
+            self._stored = super()._as_stored(raw, size)
+        return self._stored
 
     def _grow(self, raw: np.ndarray) -> np.ndarray:
         if self._dilated is None:  # one dilation for the whole clip
