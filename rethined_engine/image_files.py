@@ -7,8 +7,8 @@ with what the photo carried.
   copied to the output. 16-bit and float greys are scaled to 8 bits (the engine's files are 8-bit).
 - A mask fills where its pixels are nonzero (white = fill): colour masks through their luma. A mask with an alpha
   channel counts as drawn over black (luma x alpha), so strokes painted on a transparent layer are the hole
-  whatever colour lies under its transparent pixels; where its colour channels hold one value everywhere (a
-  shape kept in the alpha channel alone), the alpha is the mask. A mask the size of the photo as stored, not as
+  whatever colour lies under its transparent pixels; where its colour channels hold one value everywhere and its
+  alpha does not (a shape kept in the alpha channel alone), the alpha is the mask. A mask the size of the photo as stored, not as
   shown (drawn by a program that ignores EXIF orientation), is turned with the photo.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 OPAQUE = 255
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
-LOSSY_FORMATS = ("JPEG",)          # the others are written losslessly (WebP with lossless=True)
+ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")   # output formats that hold an alpha channel
 
 
 @dataclass
@@ -83,7 +83,7 @@ def mask_values(im: Image.Image) -> np.ndarray:
         return np.asarray(im if im.mode in ("1", "L") else im.convert("L")).astype(np.uint8, copy=False)
     luma_alpha = np.asarray(im.convert("LA"))
     luma, alpha = luma_alpha[..., 0], luma_alpha[..., 1]
-    if luma.min() == luma.max():              # one colour everywhere: the shape is in the alpha channel
+    if luma.min() == luma.max() and alpha.min() != alpha.max():   # one colour: the shape is in the alpha channel
         return alpha.copy()
     return ((luma.astype(np.uint16) * alpha + OPAQUE // 2) // OPAQUE).astype(np.uint8)
 
@@ -114,7 +114,7 @@ def save_photo(path: str | Path, rgb: np.ndarray, photo: Photo | None, fmt: str 
     fmt = fmt or output_format(path)
     options = {"quality": jpeg_quality} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}
     if photo is not None:
-        if photo.alpha is not None and fmt in ("PNG", "WEBP", "TIFF"):
+        if photo.alpha is not None and fmt in ALPHA_FORMATS:
             im.putalpha(Image.fromarray(photo.alpha))
         if photo.exif is not None:
             options["exif"] = photo.exif

@@ -75,6 +75,8 @@ def test_masks_with_an_alpha_channel():
     painted_black = np.dstack([np.zeros((height, width, 3), np.uint8), np.full((height, width), 255, np.uint8)])
     painted_black[5:9, 3:25, :3] = 255                                                 # white on opaque black
     assert np.array_equal(mask_values(Image.fromarray(painted_black, "RGBA")) != 0, strokes != 0)
+    empty = np.dstack([np.zeros((height, width, 3), np.uint8), np.full((height, width), 255, np.uint8)])
+    assert not mask_values(Image.fromarray(empty, "RGBA")).any()                      # opaque black: nothing to fill
 
 
 def test_a_16_bit_grey_photo_is_scaled_to_8_bits(tmp_path):
