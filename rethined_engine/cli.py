@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import UnidentifiedImageError
 
-from .config import STYLES
+from .config import STYLES, parse_settings
 from .deploy.triton_repo import INSTANCE_KINDS, LR_PLATFORMS, SERVED_BACKENDS, TritonRepoConfig, write_triton_repo
 from .image_files import UPRIGHT, output_format, read_mask, read_photo, save_photo
 
@@ -33,7 +33,26 @@ def _read(reader, path: Path, what: str):
         raise SystemExit(f"error: cannot read {what} {path}: {exc}")
 
 
-def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, device: str | None, weights: Path | None) -> None:
+def add_engine_settings(parser: argparse.ArgumentParser) -> None:
+    """--style and --set, the Engine's settings, on a subcommand that inpaints (its --device and --weights: its own)."""
+    parser.add_argument("--style", choices=sorted(STYLES), default=None,
+                        help="inference style (default: the weights' own, realistic; docs/quality.md#settings)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="one Engine setting, e.g. --set copy_detail_weight=0.03 (repeatable; "
+                        "docs/quality.md#settings)")
+
+
+def engine_kwargs(args: argparse.Namespace) -> dict:
+    """`Engine` keyword arguments of a subcommand: --device and --weights where given, --style, the --set settings."""
+    try:
+        settings = parse_settings(args.settings)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    given = (("device", args.device), ("weights", args.weights), ("style", args.style))
+    return {**{key: value for key, value in given if value is not None}, **settings}
+
+
+def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, engine_options: dict) -> None:
     from .engine import Engine  # torch import is slow: only after the arguments parsed
 
     try:
@@ -48,7 +67,10 @@ def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, device: str |
     print(f"[1/3] read {image_path.name} {width}x{height}{turned}, mask covers "
           f"{100 * float((mask != 0).mean()):.1f}% ({time.perf_counter() - t0:.2f}s)")
     t1 = time.perf_counter()
-    engine = Engine(weights=weights, device=device)
+    try:
+        engine = Engine(**engine_options)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     print(f"[2/3] loaded weights on {engine.device} ({engine.backend}, {engine.dtype}) "
           f"({time.perf_counter() - t1:.2f}s)")
     t2 = time.perf_counter()
@@ -172,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in (inp, demo):
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
         p.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")
+    for p in (inp, demo, sub.choices["video"], sub.choices["batch"]):
+        add_engine_settings(p)
     args = parser.parse_args(argv)
     if args.command == "bench":
         import importlib
@@ -202,9 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "batch":
         return run_batch_command(args)
     elif args.command == "demo":
-        run_inpaint(SAMPLE_IMAGE, SAMPLE_MASK, args.output, args.device, args.weights)
+        run_inpaint(SAMPLE_IMAGE, SAMPLE_MASK, args.output, engine_kwargs(args))
     else:
-        run_inpaint(args.image, args.mask, args.output, args.device, args.weights)
+        run_inpaint(args.image, args.mask, args.output, engine_kwargs(args))
     return 0
 
 

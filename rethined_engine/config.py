@@ -48,6 +48,36 @@ STYLES = {
 }
 
 
+def parse_settings(pairs: list[str]) -> dict:
+    """KEY=VALUE strings (the command line's --set) -> inference settings, each value read as its
+    `ModelConfig` field's type (bool: true/false; a field that may be None: none); ValueError naming the pair."""
+    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    settings = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in INFERENCE_FIELDS:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(INFERENCE_FIELDS)}")
+        default = fields[key].default
+        text = text.strip()
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                value = text.lower() in ("true", "1")
+            elif text.lower() == "none" and "None" in str(fields[key].type):
+                value = None
+            elif isinstance(default, (int, float, str)):
+                value = type(default)(text)
+            else:                                     # a field whose default is None: a float when given
+                value = float(text)
+        except ValueError:
+            kind = "true or false" if isinstance(default, bool) else type(default if default is not None else 0.0).__name__
+            raise ValueError(f"--set {pair!r}: {key} takes {kind}, got {text!r}") from None
+        settings[key] = value
+    return settings
+
+
 def style_settings(style: str | None, overrides: dict) -> dict:
     """The inference settings of `style` (a STYLES name; None: none) with `overrides` on top."""
     if style is None:

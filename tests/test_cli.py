@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rethined_engine import Engine
 from rethined_engine.cli import main
 
 
@@ -52,3 +53,33 @@ def test_errors(tmp_path, case, match):
     with pytest.raises(SystemExit, match=match):
         main(["inpaint", str(tmp_path / args[0]), str(tmp_path / args[1]), "-o", str(tmp_path / args[2]),
               "--device", "cpu"])
+
+
+def test_style_and_settings_reach_the_engine(tmp_path):
+    """inpaint and batch take --style and repeatable --set KEY=VALUE (typed by ModelConfig)."""
+    rng = np.random.default_rng(4)
+    image = (rng.random((60, 90, 3)) * 255).astype(np.uint8)
+    mask = np.zeros((60, 90), np.uint8)
+    mask[20:40, 30:60] = 255
+    (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
+    Image.fromarray(image).save(tmp_path / "images" / "in.png")
+    Image.fromarray(mask).save(tmp_path / "masks" / "in.png")
+    settings = ["--style", "fast", "--set", "copy_detail_weight=0.03", "--set", "hr_fade_reflect=false"]
+    assert main(["inpaint", str(tmp_path / "images" / "in.png"), str(tmp_path / "masks" / "in.png"),
+                 "-o", str(tmp_path / "one.png"), "--device", "cpu", *settings]) == 0
+    assert main(["batch", str(tmp_path / "images"), str(tmp_path / "masks"), "-o", str(tmp_path / "out"),
+                 "--device", "cpu", *settings]) == 0
+    want = Engine(device="cpu", style="fast", copy_detail_weight=0.03, hr_fade_reflect=False).inpaint(image, mask)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "one.png")), want)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "in.png")), want)
+    assert not np.array_equal(want, Engine(device="cpu").inpaint(image, mask))
+
+
+@pytest.mark.parametrize("setting,match", [("nope=1", "KEY one of lr_long_side"), ("hr_feather=x", "hr_feather takes int"),
+                                           ("copy_detail_weight=5", "copy_detail_weight must be in")])
+def test_bad_settings_name_the_setting(tmp_path, setting, match):
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "in.png")
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "mask.png")
+    with pytest.raises(SystemExit, match=match):
+        main(["inpaint", str(tmp_path / "in.png"), str(tmp_path / "mask.png"), "-o", str(tmp_path / "o.png"),
+              "--device", "cpu", "--set", setting])

@@ -98,3 +98,14 @@ def test_video_help_names_the_mask_rules(capsys):
     text = capsys.readouterr().out
     for phrase in ("--temporal", "--start", "--crf", "--lossless", "--hold-last-mask", "shorter than"):
         assert phrase in text
+
+
+def test_video_style_and_settings_reach_the_engine(inputs, tmp_path):
+    src, mask, frames = inputs
+    out = tmp_path / "out.mkv"
+    assert main(["video", str(src), str(mask), "-o", str(out), "--temporal", "off", "--end", "2", "--lossless",
+                 "--device", "cpu", "--style", "smooth", "--set", "seam_sigma=0"]) == 0
+    got, _ = decoded(out)
+    engine = Engine(device="cpu", style="smooth", seam_sigma=0.0)
+    assert len(got) == 2 and all(np.array_equal(g, engine.inpaint(f, box_mask())) for g, f in zip(got, frames))
+    assert not np.array_equal(got[0], Engine(device="cpu").inpaint(frames[0], box_mask()))

@@ -51,8 +51,9 @@ def connect_ray(address: str):
 
 
 def _config(args: argparse.Namespace):
-    engine = {key: value for key, value in (("device", args.device), ("weights", args.weights)) if value is not None}
-    options = {"skip_existing": not args.overwrite, "engine": engine, "jpeg_quality": args.jpeg_quality}
+    from ..cli import engine_kwargs
+
+    options = {"skip_existing": not args.overwrite, "engine": engine_kwargs(args), "jpeg_quality": args.jpeg_quality}
     if args.ray is None:
         if args.workers != 1 or args.gpus_per_worker is not None or args.cpus_per_worker is not None:
             raise SystemExit("error: --workers, --gpus-per-worker and --cpus-per-worker apply with --ray only")

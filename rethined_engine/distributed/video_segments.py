@@ -309,7 +309,9 @@ def run_segments_command(args) -> None:
         from .command import connect_ray
 
         connect_ray(args.ray)
-    engine = {key: value for key, value in (("device", args.device), ("weights", args.weights)) if value is not None}
+    from ..cli import engine_kwargs
+
+    engine = engine_kwargs(args)
     try:
         segments = inpaint_video_segments(args.input, args.mask, args.output, seconds=args.segments,
                                           temporal=args.temporal, engine=engine, dilate=args.dilate, use_ray=use_ray,

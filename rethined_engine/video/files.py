@@ -783,8 +783,10 @@ def run_video_command(args) -> None:
     lookahead = FILE_LOOKAHEAD if args.lookahead is None else args.lookahead
     if lookahead < 0:
         raise SystemExit(f"error: --lookahead: expected >= 0, got {lookahead}")
+    from ..cli import engine_kwargs
+
     try:
-        engine = Engine(weights=args.weights, device=args.device)
+        engine = Engine(**engine_kwargs(args))
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
     progress = ProgressLine()
