@@ -714,8 +714,8 @@ def clear_keys(query_masked: torch.Tensor, key_ok: torch.Tensor, grid_w: int, cl
 
 def hole_spread(query_masked: torch.Tensor, key_ok: torch.Tensor, grid_w: int) -> torch.Tensor:
     """(B, 1) float32: the share of each image's keys (key_ok (B, N)) one 4-neighbour step from a hole token.
-    About 0.2-0.5 for strokes spread over the image, under 0.15 for one or two compact objects (the saved masks of
-    docs/quality.md); 0 for an image without keys."""
+    0.15-0.40 for strokes spread over the image, 0.02-0.09 for one or two compact objects (the saved masks of
+    docs/quality.md at 1K); 0 for an image without keys."""
     keys = key_ok.to(torch.float32).sum(dim=-1, keepdim=True)
     clear = clear_keys(query_masked, key_ok, grid_w, 1).to(torch.float32).sum(dim=-1, keepdim=True)
     return (keys - clear) / keys.clamp_min(1.0)
