@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -190,10 +191,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULTS / "native-stages-cpu.json",
+                        help="result file (default %(default)s)")
     args = parser.parse_args(argv)
     env = run_environment("cpu")     # before any measuring: exits if the commit is unknown
     rows = [row for size in args.sizes for row in measure(size, args.repeats)]
-    out = RESULTS / "native-stages-cpu.json"
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(env | {"rows": rows}, indent=1) + "\n")
     print(f"wrote {out}")
