@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     inp.add_argument("mask", type=Path, help="mask image of the same size; nonzero pixels are filled")
     inp.add_argument("-o", "--output", type=Path, required=True, help="output .png, .jpg, .webp or .tif (only .jpg is lossy)")
     demo = sub.add_parser("demo", help="inpaint the shipped sample image with its mask")
-    demo.add_argument("-o", "--output", type=Path, default=Path("rethined_demo.png"), help="output .png or .jpg")
+    demo.add_argument("-o", "--output", type=Path, default=Path("rethined_demo.png"),
+                      help="output .png, .jpg, .webp or .tif (default %(default)s)")
     bench = sub.add_parser("bench", help=f"run a benchmark: {', '.join(BENCHMARKS)} (its own --help lists options)")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark")
