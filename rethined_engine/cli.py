@@ -80,7 +80,7 @@ def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, engine_option
         raise SystemExit(f"error: {exc}")
     t3 = time.perf_counter()
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_photo(out_path, result, photo, jpeg_quality=JPEG_QUALITY)
+    save_photo(out_path, result, photo.kept, jpeg_quality=JPEG_QUALITY)
     print(f"[3/3] inpainted in {t3 - t2:.2f}s, wrote {out_path} (total {time.perf_counter() - t0:.2f}s)")
 
 

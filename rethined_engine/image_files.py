@@ -29,14 +29,21 @@ OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")   # output formats that hold an alpha channel
 
 
-@dataclass
-class Photo:
-    """rgb (H, W, 3) uint8 as shown; alpha (H, W) uint8 or None; exif (orientation 1) and icc bytes or None;
-    orientation: the EXIF orientation that was applied (1 = none); stored_size (height, width) in the file."""
-    rgb: np.ndarray
+@dataclass(frozen=True)
+class Kept:
+    """What an output keeps of its photo: alpha (H, W) uint8 or None (opaque); exif (orientation 1) and icc bytes or
+    None."""
     alpha: np.ndarray | None
     exif: bytes | None
     icc: bytes | None
+
+
+@dataclass
+class Photo:
+    """rgb (H, W, 3) uint8 as shown; kept: what the output keeps of it; orientation: the EXIF orientation that was
+    applied (1 = none); stored_size (height, width) in the file."""
+    rgb: np.ndarray
+    kept: Kept
     orientation: int
     stored_size: tuple[int, int]
 
@@ -52,6 +59,12 @@ def _eight_bit(im: Image.Image) -> Image.Image:
 
 def _has_alpha(im: Image.Image) -> bool:
     return im.mode in ALPHA_MODES or (im.mode == "P" and "transparency" in im.info)
+
+
+def shown_size(im: Image.Image) -> tuple[int, int]:
+    """(height, width) of an opened image as shown, its EXIF orientation applied (read from the header only)."""
+    sideways = im.getexif().get(EXIF_ORIENTATION) in TURNED_SIDEWAYS
+    return (im.width, im.height) if sideways else (im.height, im.width)
 
 
 def _open(path: Path) -> Image.Image:
@@ -73,7 +86,7 @@ def read_photo(path: str | Path) -> Photo:
     alpha = np.asarray(im.convert("RGBA"))[..., 3].copy() if _has_alpha(im) else None
     if alpha is not None and (alpha == OPAQUE).all():
         alpha = None
-    return Photo(np.asarray(im.convert("RGB")), alpha, exif_bytes, icc, orientation, stored)
+    return Photo(np.asarray(im.convert("RGB")), Kept(alpha, exif_bytes, icc), orientation, stored)
 
 
 def mask_values(im: Image.Image) -> np.ndarray:
@@ -106,18 +119,19 @@ def output_format(path: str | Path, what: str = "output") -> str:
     return fmt
 
 
-def save_photo(path: str | Path, rgb: np.ndarray, photo: Photo | None, fmt: str | None = None,
+def save_photo(path: str | Path, rgb: np.ndarray, kept: Kept | None, fmt: str | None = None,
                jpeg_quality: int = 95) -> None:
-    """Write rgb (H, W, 3) uint8 to path (format `output_format(path)`, or fmt: a temporary name), with the photo's
-    alpha (PNG, WebP, TIFF: formats that hold one), EXIF and ICC profile. Only JPEG is lossy (at jpeg_quality)."""
+    """Write rgb (H, W, 3) uint8 to path (format `output_format(path)`, or fmt: a temporary name), with what it keeps
+    of its photo: alpha (PNG, WebP, TIFF: formats that hold one), EXIF and ICC profile. Only JPEG is lossy (at
+    jpeg_quality)."""
     im = Image.fromarray(rgb)
     fmt = fmt or output_format(path)
     options = {"quality": jpeg_quality} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}
-    if photo is not None:
-        if photo.alpha is not None and fmt in ALPHA_FORMATS:
-            im.putalpha(Image.fromarray(photo.alpha))
-        if photo.exif is not None:
-            options["exif"] = photo.exif
-        if photo.icc is not None:
-            options["icc_profile"] = photo.icc
+    if kept is not None:
+        if kept.alpha is not None and fmt in ALPHA_FORMATS:
+            im.putalpha(Image.fromarray(kept.alpha))
+        if kept.exif is not None:
+            options["exif"] = kept.exif
+        if kept.icc is not None:
+            options["icc_profile"] = kept.icc
     im.save(path, format=fmt, **options)

@@ -42,7 +42,7 @@ def test_a_sideways_photo_is_read_as_shown(tmp_path):
     assert np.array_equal(photo.rgb, np.rot90(stored, k=-1))            # 90 degrees clockwise
     assert photo.orientation == SIDEWAYS and photo.stored_size == stored.shape[:2]
     kept = Image.Exif()
-    kept.load(photo.exif)
+    kept.load(photo.kept.exif)
     assert kept.get(MAKE) == "rethined test camera" and kept.get(EXIF_ORIENTATION, 1) == 1
 
 
@@ -95,12 +95,12 @@ def test_save_keeps_alpha_exif_and_icc(tmp_path):
     exif[MAKE] = "rethined test camera"
     im.save(tmp_path / "in.png", exif=exif, icc_profile=ICC)
     photo = read_photo(tmp_path / "in.png")
-    assert np.array_equal(photo.alpha, rgba[..., 3]) and photo.icc == ICC
-    save_photo(tmp_path / "out.png", photo.rgb, photo)
+    assert np.array_equal(photo.kept.alpha, rgba[..., 3]) and photo.kept.icc == ICC
+    save_photo(tmp_path / "out.png", photo.rgb, photo.kept)
     with Image.open(tmp_path / "out.png") as out:
         assert out.mode == "RGBA" and np.array_equal(np.asarray(out), rgba)
         assert out.info.get("icc_profile") == ICC and out.getexif().get(MAKE) == "rethined test camera"
-    save_photo(tmp_path / "out.jpg", photo.rgb, photo)                 # JPEG holds no alpha: RGB, EXIF and ICC
+    save_photo(tmp_path / "out.jpg", photo.rgb, photo.kept)                 # JPEG holds no alpha: RGB, EXIF and ICC
     with Image.open(tmp_path / "out.jpg") as out:
         assert out.mode == "RGB" and out.info.get("icc_profile") == ICC
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from ..image_files import EXIF_ORIENTATION, OUTPUT_FORMATS, TURNED_SIDEWAYS
+from ..image_files import OUTPUT_FORMATS, shown_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 OUTPUT_SUFFIXES = tuple(OUTPUT_FORMATS)
@@ -67,8 +67,7 @@ def image_size(path: Path) -> tuple[int, int]:
     header only (no decode); UNKNOWN_SIZE when it cannot be read."""
     try:
         with Image.open(path) as im:
-            sideways = im.getexif().get(EXIF_ORIENTATION) in TURNED_SIDEWAYS
-            return (im.width, im.height) if sideways else (im.height, im.width)
+            return shown_size(im)
     except (UnidentifiedImageError, OSError):
         return UNKNOWN_SIZE
 

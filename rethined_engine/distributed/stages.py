@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..cli import JPEG_QUALITY
-from ..image_files import Photo, output_format, read_mask, read_photo, save_photo
+from ..image_files import Kept, output_format, read_mask, read_photo, save_photo
 
 PENDING, OK, SKIPPED, ERROR = "pending", "ok", "skipped", "error"
 RESULT_FIELDS = ("image", "mask", "output", "status", "error", "worker")
@@ -73,15 +73,15 @@ def _failed(row: dict, stage: str, exc: BaseException) -> dict:
 def _read(row: dict) -> dict:
     """The row's photo and mask (`image_files`: turned upright, alpha, EXIF and ICC kept aside)."""
     photo = read_photo(row["image"])
-    hole = read_mask(row["mask"], photo)
-    return {"pixels": photo.rgb, "hole": hole, "alpha": NO_HOLE if photo.alpha is None else photo.alpha,
-            "exif": photo.exif or b"", "icc": photo.icc or b""}
+    kept = photo.kept
+    return {"pixels": photo.rgb, "hole": read_mask(row["mask"], photo),
+            "alpha": NO_HOLE if kept.alpha is None else kept.alpha, "exif": kept.exif or b"", "icc": kept.icc or b""}
 
 
-def _kept(row: dict) -> Photo:
-    """What the output keeps of the row's photo, as the `image_files.Photo` that `save_photo` reads."""
-    alpha, exif, icc = row["alpha"], row["exif"], row["icc"]
-    return Photo(row["pixels"], alpha if alpha.size else None, exif or None, icc or None, 1, row["pixels"].shape[:2])
+def _kept(row: dict) -> Kept:
+    """What the output keeps of the row's photo (its alpha, exif and icc columns), for `save_photo`."""
+    alpha = row["alpha"]
+    return Kept(alpha if alpha.size else None, row["exif"] or None, row["icc"] or None)
 
 
 def decode(row: dict, config: BatchConfig) -> dict:
@@ -123,15 +123,15 @@ class EngineStage:
         return {key: [row[key] for row in rows] for key in batch}
 
 
-def write_atomically(path: Path, pixels: np.ndarray, jpeg_quality: int, photo: Photo | None = None) -> None:
-    """Write (H, W, 3) uint8 pixels to path in the format of its suffix, with what the output keeps of photo
+def write_atomically(path: Path, pixels: np.ndarray, jpeg_quality: int, kept: Kept | None = None) -> None:
+    """Write (H, W, 3) uint8 pixels to path in the format of its suffix, with what it keeps of its photo
     (`image_files.save_photo`), through a hidden temporary file in the same folder renamed over path: a process
     killed while writing leaves no partial file at path."""
     fmt = output_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        save_photo(temporary, pixels, photo, fmt, jpeg_quality)
+        save_photo(temporary, pixels, kept, fmt, jpeg_quality)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
