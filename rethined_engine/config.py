@@ -13,6 +13,7 @@ INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_fea
                     "hr_fade_reflect", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather",
                     "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
 LR_TEXTURES = ("mix", "copy")
+COARSE_PREFILLS = ("zeros", "membrane")
 COPY_SWEEPS_MAX = 16   # each sweep is unrolled in the exported graph
 COPY_MATCH_SWEEPS_MAX = 256  # unrolled in the exported graph too
 KEY_HOLE_CLEARANCE_MAX = 4  # each step is a 3-tap max pool in the exported graph
@@ -102,6 +103,7 @@ class ModelConfig:
     blocks_per_stage: tuple[int, ...] = (1, 1, 2, 2, 2)
     train_branches: int = 2          # MobileOne over-parameterisation: k x k conv branches per layer
     feature_stage: int = 2           # stage index (stride 2 ** (index + 1)) of the decoder level whose features condition the tokens (stride 8)
+    coarse_prefill: str = "zeros"    # what the coarse CNN sees in the hole: "zeros", or "membrane" (`coarse.membrane_prefill`: a membrane through the known pixels); the weights are trained for one
     # --- NeuralPatchMatch -----------------------------------------------
     attn_dim: int = 256              # d_k of the Q/K projection
     init_logit_scale: float = 20.0   # 1/tau at init; logits are cosine similarities times this scale
@@ -151,6 +153,8 @@ class ModelConfig:
             raise ValueError(f"lr_long_side must be a multiple of {self.grid_multiple}, got {self.lr_long_side}")
         if not self.coherence_dilations or min(self.coherence_dilations) < 1:
             raise ValueError(f"coherence_dilations must be a non-empty tuple of ints >= 1, got {self.coherence_dilations}")
+        if self.coarse_prefill not in COARSE_PREFILLS:
+            raise ValueError(f"coarse_prefill must be one of {COARSE_PREFILLS}, got {self.coarse_prefill!r}")
         if self.lr_texture not in LR_TEXTURES:
             raise ValueError(f"lr_texture must be one of {LR_TEXTURES}, got {self.lr_texture!r}")
         if not (isinstance(self.copy_feather, int) and 0 <= self.copy_feather <= self.patch_size // 2):

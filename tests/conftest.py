@@ -8,6 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -48,6 +49,16 @@ def make_model(seed: int = 0, cfg: ModelConfig = ModelConfig()) -> Rethined:
 
 FIXTURE_HF_DECAY = 1.0       # the fixture's weights fade HF with hole depth and keep its finest band at full
 FIXTURE_HF_FINE_DECAY = 0.0  # strength, so every backend test covers `hf_band_gains` and the fine band
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    """A training folder: three small random photos of different shapes and a file that is not an image."""
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(96, 140), (200, 90), (130, 130)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"p{i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

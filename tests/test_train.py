@@ -111,15 +111,6 @@ def test_copy_distance_is_the_expected_error_of_a_copy_drawn_from_the_attention(
     assert model.patch_match.to_q.weight.grad.abs().sum() > 0 and "copy_distance" in parts
 
 
-@pytest.fixture
-def photo_dir(tmp_path):
-    rng = np.random.default_rng(0)
-    for i, (h, w) in enumerate([(96, 140), (200, 90), (130, 130)]):
-        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"p{i}.png")
-    (tmp_path / "notes.txt").write_text("not an image")
-    return tmp_path
-
-
 def test_photo_crops(photo_dir):
     data = PhotoCrops(photo_dir, crop=64)
     image, mask = data.sample(3, np.random.default_rng(0))

@@ -1,6 +1,7 @@
 """Coarse CNN f_theta: a small MobileOne encoder-decoder that fills the hole at LR."""
 from __future__ import annotations
 
+import sys
 import warnings
 
 import torch
@@ -8,11 +9,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from .anchor import cell_sums
 from .layout import cat_channels
+from .patchmatch import harmonic_fill
 from .reparam import MobileOneBlock, ReparamConv
 
-INPUT_CHANNELS = 4  # RGB with holes zeroed + the hole mask
+INPUT_CHANNELS = 4  # RGB with holes zeroed (or prefilled) + the hole mask
 HEAD_HIDDEN = 16
+PREFILL_CELL = 4      # LR px: the membrane prefill is solved on cells of this side and upsampled bilinearly
+PREFILL_LEVELS = 3    # multigrid halvings of that cell grid (LR sides are multiples of 32 = PREFILL_CELL * 2 ** 3)
+PREFILL_WEIGHT_FLOOR = 1e-6   # a cell's known share below this counts as none
+_consts = sys.modules[__name__]  # TorchScript reads module-level numbers only as a module's attributes: _consts.NAME
 
 
 with warnings.catch_warnings():   # torch 2.13 deprecates TorchScript, which hosts such as Nuke still load
@@ -36,9 +43,27 @@ def upsample_join(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
     return cat_channels([_upsample2x(x), skip])
 
 
+def membrane_prefill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """image (B, 3, h, w) with holes zeroed, mask (B, 1, h, w) float {0, 1}, h and w multiples of 32 -> (B, 3, h, w):
+    the image with its hole pixels a membrane through the known pixels (`ModelConfig.coarse_prefill` "membrane"):
+    the mean known colour of every PREFILL_CELL x PREFILL_CELL cell that holds a known pixel is fixed, the other
+    cells are harmonic (`harmonic_fill`), and the cell grid is upsampled bilinearly. A guess the coarse CNN
+    corrects: on 256 x 256 training crops its token colours lie closer to the truth than the zero-filled CNN's."""
+    cell: int = _consts.PREFILL_CELL
+    floor: float = _consts.PREFILL_WEIGHT_FLOOR
+    known = 1.0 - mask
+    known_share = cell_sums(known, cell) * (1.0 / (cell * cell))
+    fixed = (known_share > floor).to(image.dtype)
+    means = cell_sums(image * known, cell) * (1.0 / (cell * cell)) / known_share.clamp_min(floor) * fixed
+    membrane = F.interpolate(harmonic_fill(means, fixed, _consts.PREFILL_LEVELS), scale_factor=float(cell),
+                             mode="bilinear", align_corners=False)
+    return torch.where(mask > 0, membrane, image)
+
+
 class CoarseNet(nn.Module):
-    """(B, 3, h, w) image in [0, 1] with holes zeroed, (B, 1, h, w) hole mask -> coarse RGB (B, 3, h, w)
-    in [0, 1] and the decoder features at stride P (B, widths[feature_stage], h/P, w/P).
+    """(B, 3, h, w) image in [0, 1] (hole values ignored), (B, 1, h, w) hole mask -> coarse RGB (B, 3, h, w)
+    in [0, 1] and the decoder features at stride P (B, widths[feature_stage], h/P, w/P). The network sees the
+    image with its holes zeroed, or with cfg.coarse_prefill "membrane" filled by `membrane_prefill`.
 
     h and w must be multiples of 32 (five stride-2 stages).
     """
@@ -49,6 +74,7 @@ class CoarseNet(nn.Module):
         super().__init__()
         w, n, k = cfg.widths, cfg.blocks_per_stage, cfg.train_branches
         self.feature_stage = cfg.feature_stage
+        self.membrane_prefill = cfg.coarse_prefill == "membrane"
         self.stem = nn.Sequential(ReparamConv(INPUT_CHANNELS, w[0], 3, stride=2, branches=k), nn.ReLU(inplace=True))
         stages = [nn.Sequential(*[MobileOneBlock(w[0], w[0], 1, k) for _ in range(n[0])])]
         for i in range(1, 5):
@@ -79,7 +105,10 @@ class CoarseNet(nn.Module):
         return self.join_kernel(x, skip)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x_in = cat_channels([image * (1.0 - mask), mask])
+        known_image = image * (1.0 - mask)
+        if self.membrane_prefill:
+            known_image = membrane_prefill(known_image, mask)
+        x_in = cat_channels([known_image, mask])
         skips = []
         x = self.stem(x_in)
         for stage in self.encoder:

@@ -1,4 +1,4 @@
-"""Random multi-scale crops of a folder of photographs, with free-form masks."""
+"""Random multi-scale crops of a folder of photographs, with free-form or object masks."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .masks import DEFAULT_COVERAGE, random_mask
+from .masks import DEFAULT_COVERAGE, object_mask, random_mask
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 CACHE_LONG_SIDE = 1024  # photos are held in memory at most this large, or at the largest long side asked for
@@ -39,14 +39,20 @@ class PhotoCrops:
     Each crop takes a random square window of side c / f from a photo held at long side
     <= max(1024, long_side[1]), with f drawn so that the photo appears at a long side uniform in
     `long_side` (px; multi-scale; inference sees every photo at long side 512, the LR working size),
-    resized to c x c with anti-aliasing, randomly flipped.
+    resized to c x c with anti-aliasing, randomly flipped. Each crop's mask is free-form strokes and boxes
+    covering `coverage` (`random_mask`), or with probability `object_share` one or two object silhouettes
+    (`object_mask`, 5-20 %: what a user erases).
     """
 
     def __init__(self, folder: str | Path, crop: int = 256, coverage: tuple[float, float] = DEFAULT_COVERAGE,
-                 long_side: tuple[int, int] = PHOTO_LONG_SIDE, device: str | torch.device = "cpu"):
+                 long_side: tuple[int, int] = PHOTO_LONG_SIDE, device: str | torch.device = "cpu",
+                 object_share: float = 0.0):
         if not 0 < long_side[0] <= long_side[1]:
             raise ValueError(f"long_side must satisfy 0 < lo <= hi, got {long_side}")
+        if not 0.0 <= object_share <= 1.0:
+            raise ValueError(f"object_share must be in [0, 1] (a share of the crops), got {object_share}")
         self.crop, self.coverage, self.long_side, self.device = crop, coverage, long_side, torch.device(device)
+        self.object_share = object_share
         self.cache_long_side = max(CACHE_LONG_SIDE, long_side[1])
         self.photos = [torch.from_numpy(load_rgb(p, self.cache_long_side)).permute(2, 0, 1).to(self.device)
                        for p in list_images(folder)]
@@ -72,8 +78,15 @@ class PhotoCrops:
         images, masks = [], []
         for _ in range(batch):
             images.append(self._crop(self.photos[rng.integers(len(self.photos))], rng))
-            masks.append(torch.from_numpy(random_mask(self.crop, self.crop, rng, self.coverage))[None].float())
+            masks.append(torch.from_numpy(self._mask(rng))[None].float())
         return torch.stack(images), torch.stack(masks).to(self.device)
+
+    def _mask(self, rng: np.random.Generator) -> np.ndarray:
+        """One crop's (c, c) bool mask. Without object masks no draw decides the family, so such runs see the
+        batches they saw before object masks existed."""
+        if self.object_share > 0.0 and rng.random() < self.object_share:
+            return object_mask(self.crop, self.crop, rng)
+        return random_mask(self.crop, self.crop, rng, self.coverage)
 
 
 class Prefetcher:

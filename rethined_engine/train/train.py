@@ -59,6 +59,9 @@ class TrainConfig:
     hr_sharpness_weight: float = 0.0  # LossWeights.hr_sharpness
     retrieval_weight: float = LossWeights.retrieval   # LossWeights.retrieval (0.05 in runs v0-v8)
     copy_distance_weight: float = 0.0                 # LossWeights.copy_distance (0 in runs v0-v8)
+    object_share: float = 0.0    # share of crops whose mask is object silhouettes instead of strokes (0 in runs v0-v8)
+    coarse_prefill: str = ""     # a new run's ModelConfig.coarse_prefill ("zeros", "membrane"); "" keeps the
+                                 # architecture's own (the file's with --init-from X.safetensors)
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -77,6 +80,17 @@ def _architecture(cfg: ModelConfig) -> ModelConfig:
     """cfg with the inference settings (INFERENCE_FIELDS, not learned) at their defaults."""
     defaults = ModelConfig()
     return dataclasses.replace(cfg, **{name: getattr(defaults, name) for name in INFERENCE_FIELDS})
+
+
+def with_prefill(model: Rethined, prefill: str) -> Rethined:
+    """model itself, or (prefill names another `ModelConfig.coarse_prefill`) a copy built for that prefill with the
+    same tensors: the coarse CNN then learns to correct the new input."""
+    if not prefill or prefill == model.cfg.coarse_prefill:
+        return model
+    device = next(model.parameters()).device
+    rebuilt = _build(model.cfg.replace(coarse_prefill=prefill), _is_fused(model), str(device))
+    rebuilt.load_state_dict(model.state_dict())
+    return rebuilt
 
 
 def _build(mcfg: ModelConfig, fused: bool, device: str) -> Rethined:
@@ -150,6 +164,8 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
     state = torch.load(ckpt_path, map_location=device, weights_only=False) if ckpt_path.exists() else None
     if state is not None:
         expected, saved = read_config(init_from) if from_weights else mcfg, ModelConfig.from_json(state["model_config"])
+        if tcfg.coarse_prefill:
+            expected = expected.replace(coarse_prefill=tcfg.coarse_prefill)
         if _architecture(saved) != _architecture(expected):
             raise ValueError(f"{ckpt_path} was trained with a different architecture (ModelConfig beyond the "
                              f"inference settings {INFERENCE_FIELDS})")
@@ -158,11 +174,13 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
     elif from_weights:
         model = load_model(init_from, device, style=TRAINING_STYLE)   # inference form, architecture from the file
         print(f"fine-tuning the inference-form model of {init_from} with style={TRAINING_STYLE!r}")
+        model = with_prefill(model, tcfg.coarse_prefill)
     else:
         model = _build(mcfg, False, device)
         if init_from is not None:
             loaded = warm_start(model, init_from, init_skip)
             print(f"warm start: {len(loaded)} tensors from {init_from} (re-initialised: {init_skip})")
+        model = with_prefill(model, tcfg.coarse_prefill)
     mcfg = model.cfg
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     if state is not None:
@@ -173,7 +191,7 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
         print(f"resumed from {ckpt_path} at step {step}")
     scale = tcfg.hr_scale
     dataset = PhotoCrops(data, tcfg.crop * scale, long_side=(tcfg.photo_min * scale, tcfg.photo_max * scale),
-                         device=device)
+                         device=device, object_share=tcfg.object_share)
     print(f"{len(dataset.photos)} photos, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params")
     model.train()
     key_inside = torch.ones(1, (tcfg.crop // mcfg.patch_size) ** 2, dtype=torch.bool, device=device)
