@@ -47,8 +47,8 @@ def membrane_prefill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """image (B, 3, h, w) with holes zeroed, mask (B, 1, h, w) float {0, 1}, h and w multiples of 32 -> (B, 3, h, w):
     the image with its hole pixels a membrane through the known pixels (`ModelConfig.coarse_prefill` "membrane"):
     the mean known colour of every PREFILL_CELL x PREFILL_CELL cell that holds a known pixel is fixed, the other
-    cells are harmonic (`harmonic_fill`), and the cell grid is upsampled bilinearly. A guess the coarse CNN
-    corrects: on 256 x 256 training crops its token colours lie closer to the truth than the zero-filled CNN's."""
+    cells are harmonic (`harmonic_fill`), and the cell grid is upsampled bilinearly: a first guess of the hole's
+    colours for the network to correct, where zeros tell it nothing."""
     cell: int = _consts.PREFILL_CELL
     floor: float = _consts.PREFILL_WEIGHT_FLOOR
     known = 1.0 - mask
