@@ -480,3 +480,24 @@ def test_op_count_counts_the_lr_networks_operations():
         lr_long_side = read_config(DEFAULT_WEIGHTS).lr_long_side                  # the shipped weights' LR size
         assert launches["triton:jump_flood_kernel"] == len(jump_steps(lr_long_side // ANCHOR_CELL))
         assert triton_row["ops"] < rows["realistic"]["ops"] / 2   # the copy steps' kernels
+
+
+def test_coarse_colour_scores_every_guess_per_family(tmp_path, weights_path):
+    """On flat photos a membrane through the known colours is exact, Navier-Stokes nearly so; the coarse CNN of a
+    random weights file is not: the benchmark tells them apart, per mask family, in a JSON that says where it ran."""
+    from rethined_engine.bench.coarse_colour import main as coarse_colour_main
+
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for i, colour in enumerate([(200, 40, 90), (30, 160, 220)]):
+        Image.fromarray(np.full((300, 280, 3), colour, np.uint8)).save(folder / f"p{i}.png")
+    out = tmp_path / "colour.json"
+    coarse_colour_main(["--images", str(folder), "--weights", str(weights_path), "--crops", "2", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    _ran_here(saved)
+    errors = saved["token_colour_rms"]
+    name = weights_path.stem
+    assert errors.keys() == {f"coarse[{name}]", f"lr_result[{name}]", "membrane", "navier_stokes"}
+    assert all(by_family.keys() == {"strokes", "objects"} for by_family in errors.values())
+    assert max(errors["membrane"].values()) < 1e-5 and max(errors["navier_stokes"].values()) < 1.0 / 255
+    assert min(errors[f"coarse[{name}]"].values()) > 0.01
