@@ -83,14 +83,19 @@ def nearest_seeds(is_seed: torch.Tensor, steps: list[int]) -> torch.Tensor:
     return seeds
 
 
+def known_cell_means(image: torch.Tensor, mask: torch.Tensor, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """image (B, C, h, w), mask (B, 1, h, w) float {0, 1} -> (the mean of each cell's known pixels (B, C, h / cell,
+    w / cell), 0 in a cell without one; which cells hold a known pixel (B, 1, h / cell, w / cell) bool)."""
+    known = 1.0 - mask
+    weight = cell_sums(known, cell)
+    return cell_sums(image * known, cell) / weight.clamp(min=1.0), weight > 0.0
+
+
 def nearest_known_colours(composite: torch.Tensor, mask: torch.Tensor, cell: int,
                           steps: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """(the mean known colour of the nearest cell that holds a known pixel, per cell (B, 3, h / cell, w / cell);
     whether the image holds a known pixel at all (B, 1, 1, 1) float {0, 1})."""
-    known = 1.0 - mask
-    weight = cell_sums(known, cell)
-    colours = cell_sums(composite * known, cell) / weight.clamp(min=1.0)
-    is_seed = weight > 0.0
+    colours, is_seed = known_cell_means(composite, mask, cell)
     seeds = nearest_seeds(is_seed, steps)
     gw = colours.shape[-1]
     has_seed = is_seed.flatten(1).any(dim=1).reshape(-1, 1, 1, 1)

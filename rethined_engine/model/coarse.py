@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .anchor import cell_sums
+from .anchor import known_cell_means
 from .layout import cat_channels
 from .patchmatch import harmonic_fill
 from .reparam import MobileOneBlock, ReparamConv
@@ -18,7 +18,6 @@ INPUT_CHANNELS = 4  # RGB with holes zeroed (or prefilled) + the hole mask
 HEAD_HIDDEN = 16
 PREFILL_CELL = 4      # LR px: the membrane prefill is solved on cells of this side and upsampled bilinearly
 PREFILL_LEVELS = 3    # multigrid halvings of that cell grid (LR sides are multiples of 32 = PREFILL_CELL * 2 ** 3)
-PREFILL_WEIGHT_FLOOR = 1e-6   # a cell's known share below this counts as none
 _consts = sys.modules[__name__]  # TorchScript reads module-level numbers only as a module's attributes: _consts.NAME
 
 
@@ -50,11 +49,8 @@ def membrane_prefill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     cells are harmonic (`harmonic_fill`), and the cell grid is upsampled bilinearly: a first guess of the hole's
     colours for the network to correct, where zeros tell it nothing."""
     cell: int = _consts.PREFILL_CELL
-    floor: float = _consts.PREFILL_WEIGHT_FLOOR
-    known = 1.0 - mask
-    known_share = cell_sums(known, cell) * (1.0 / (cell * cell))
-    fixed = (known_share > floor).to(image.dtype)
-    means = cell_sums(image * known, cell) * (1.0 / (cell * cell)) / known_share.clamp_min(floor) * fixed
+    means, has_known = known_cell_means(image, mask, cell)
+    fixed = has_known.to(image.dtype)
     membrane = F.interpolate(harmonic_fill(means, fixed, _consts.PREFILL_LEVELS), scale_factor=float(cell),
                              mode="bilinear", align_corners=False)
     return torch.where(mask > 0, membrane, image)
