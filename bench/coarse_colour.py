@@ -23,10 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rethined_engine.model.coarse import membrane_prefill
-from rethined_engine.model.patchmatch import token_mask
+from rethined_engine.model.patchmatch import token_colours, token_mask
 from rethined_engine.model.rethined import key_inside_tokens
 from rethined_engine.train.data import PhotoCrops
 from rethined_engine.train.masks import MASK_FAMILIES
@@ -42,7 +41,7 @@ NS_RADIUS = 3
 def token_errors(guess: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor, patch: int) -> list[np.ndarray]:
     """guess, truth (B, 3, h, w), mask (B, 1, h, w) -> per image, the RMS colour error of each token that holds a
     hole pixel (its mean over the token's pixels against the truth's)."""
-    error = (F.avg_pool2d(guess, patch) - F.avg_pool2d(truth, patch)).pow(2).mean(dim=1).sqrt().flatten(1)
+    error = (token_colours(guess, patch) - token_colours(truth, patch)).pow(2).mean(dim=1).sqrt().flatten(1)
     holes = token_mask(mask, patch)
     return [error[b][holes[b]].numpy() for b in range(guess.shape[0])]
 
@@ -68,14 +67,15 @@ def measure(images: Path, weights: dict[str, Path], crops: int, seed: int) -> di
     def add(name: str, family: str, guess: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> None:
         errors.setdefault(name, {}).setdefault(family, []).extend(token_errors(guess, truth, mask, patch))
 
+    keys = {name: key_inside_tokens(CROP, CROP, patch, grid, grid, model.key_edge_tokens, torch.device("cpu"))[None]
+            for name, model in models.items()}
     for index in range(crops):
         family = list(MASK_FAMILIES)[index % len(MASK_FAMILIES)]
         truth, _ = sampler.sample(1, rng)
         mask = torch.from_numpy(MASK_FAMILIES[family](CROP, CROP, rng))[None, None].float()
         known = truth * (1.0 - mask)
         for name, model in models.items():
-            keys = key_inside_tokens(CROP, CROP, patch, grid, grid, model.key_edge_tokens, truth.device)
-            out = model.forward_lr(known, mask, keys[None])
+            out = model.forward_lr(known, mask, keys[name])
             add(f"coarse[{name}]", family, torch.where(mask > 0, out.coarse, known), truth, mask)
             add(f"lr_result[{name}]", family, out.result, truth, mask)
         add("membrane", family, membrane_prefill(known, mask), truth, mask)
