@@ -207,9 +207,10 @@ def test_temporal_off_equals_the_engine_frame_by_frame(engine, rng):
         np.testing.assert_array_equal(inpainter.process(frame, mask), engine.inpaint(frame, mask))
 
 
-def test_temporal_on_keeps_known_pixels_bit_exact(engine, rng):
+@pytest.mark.parametrize("flow_estimator", ["opencv", "torch"])
+def test_temporal_on_keeps_known_pixels_bit_exact(engine, rng, flow_estimator):
     frames = pan_clip(rng, 5)
-    inpainter = VideoInpainter(engine)
+    inpainter = VideoInpainter(engine, config=VideoConfig(flow_estimator=flow_estimator))
     for t, frame in enumerate(frames):
         mask = box_mask(20 + 3 * t, 50 + 3 * t, 40 + 5 * t, 80 + 5 * t)
         out = inpainter.process(frame, mask.astype(np.uint8))
@@ -230,10 +231,12 @@ def test_writing_to_a_returned_frame_does_not_change_later_frames(engine, rng):
         got[:] = 255
 
 
-def test_pan_with_a_static_mask_recovers_the_hole_from_past_frames(engine, rng):
-    """The hole (30 px wide) was in view PAN px per frame earlier: after a few frames it is copied, not invented."""
+@pytest.mark.parametrize("flow_estimator", ["opencv", "torch"])
+def test_pan_with_a_static_mask_recovers_the_hole_from_past_frames(engine, rng, flow_estimator):
+    """The hole (30 px wide) was in view PAN px per frame earlier: after a few frames it is copied, not invented,
+    with either flow estimator."""
     frames, mask = pan_clip(rng, 10), box_mask()
-    inpainter = VideoInpainter(engine)
+    inpainter = VideoInpainter(engine, config=VideoConfig(flow_estimator=flow_estimator))
     outputs = inpainter.process_batch(frames, mask)
     for t in range(6, 10):
         per_frame = hole_psnr(engine.inpaint(frames[t], mask), frames[t], mask)
@@ -444,6 +447,7 @@ def test_reset_allows_a_new_size_and_sizes_are_checked(engine, rng):
 
 
 @pytest.mark.parametrize("field, value", [("stabilise_weight", 1.0), ("memory_frames", 0), ("flow_preset", "slow"),
+                                          ("flow_estimator", "farneback"),
                                           ("source_margin", 0), ("lookahead", -1),
                                           ("fb_absolute", -1.0), ("flow_fill", "mean"), ("still_average_frames", 0)])
 def test_config_rejects_bad_values_by_name(field, value):

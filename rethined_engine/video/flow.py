@@ -7,6 +7,7 @@ in the target frame: source(x) ~ target(x + flow(x)).
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -26,6 +27,32 @@ def dis(preset: str = "medium") -> cv2.DISOpticalFlow:
     if preset not in DIS_PRESETS:
         raise ValueError(f"preset: expected one of {tuple(DIS_PRESETS)}, got {preset!r}")
     return cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+
+
+class FlowEstimator(Protocol):
+    """What the temporal steps need of a flow estimator (OpenCV's DIS interface): calc(source, target, start)
+    with (h, w) uint8 greys and a start flow (h, w, 2) float32 or None -> the flow (h, w, 2) float32."""
+
+    def calc(self, source: np.ndarray, target: np.ndarray, flow: np.ndarray | None) -> np.ndarray: ...
+
+
+FLOW_ESTIMATORS = ("opencv", "torch")   # OpenCV's DIS on the CPU; `video.dis_torch.TorchDIS` on a torch device
+
+
+def estimator(kind: str = "opencv", preset: str = "medium", device: Any = "cpu", scales_above_finest: int | None = None) -> FlowEstimator:
+    """A DIS estimator with OpenCV's `calc(source, target, flow)`: kind one of FLOW_ESTIMATORS ("torch" runs on
+    device); preset one of DIS_PRESETS; scales_above_finest: search only this many scales above the preset's
+    finest (a local refinement of a given start flow; None: the automatic coarsest scale)."""
+    if kind not in FLOW_ESTIMATORS:
+        raise ValueError(f"kind: expected one of {FLOW_ESTIMATORS}, got {kind!r}")
+    if kind == "torch":
+        from .dis_torch import TorchDIS
+
+        return TorchDIS(preset, device, scales_above_finest)
+    out = dis(preset)
+    if scales_above_finest is not None:
+        out.setCoarsestScale(out.getFinestScale() + scales_above_finest)
+    return out
 
 
 def grey(image: np.ndarray) -> np.ndarray:

@@ -64,6 +64,7 @@ class VideoConfig:
     canvas: bool = True
     flow_long_side: int = 480           # working size of the flow, px of its longer side
     flow_preset: str = "fast"           # DIS preset (video.flow.DIS_PRESETS)
+    flow_estimator: str = "opencv"      # video.flow.FLOW_ESTIMATORS: "torch" runs DIS on the engine's device
     flow_margin: int = 3                # working px: the hole grown by this before its flow is completed
     flow_context: int = 24              # working px: flows to past frames are kept over the holes' box grown by this
     flow_fill: str = "affine"           # how the hole's flow is completed (video.temporal.FLOW_FILLS)
@@ -97,11 +98,13 @@ class VideoConfig:
     scene_cut_threshold: float = 30.0   # mean absolute difference of the known thumbnail pixels, uint8 levels
 
     def __post_init__(self):
-        from .flow import DIS_PRESETS
+        from .flow import DIS_PRESETS, FLOW_ESTIMATORS
         from .temporal import FLOW_FILLS
 
         if self.flow_fill not in FLOW_FILLS:
             raise ValueError(f"flow_fill: expected one of {FLOW_FILLS}, got {self.flow_fill!r}")
+        if self.flow_estimator not in FLOW_ESTIMATORS:
+            raise ValueError(f"flow_estimator: expected one of {FLOW_ESTIMATORS}, got {self.flow_estimator!r}")
         if self.flow_preset not in DIS_PRESETS:
             raise ValueError(f"flow_preset: expected one of {tuple(DIS_PRESETS)}, got {self.flow_preset!r}")
         for name in ("flow_long_side", "memory_frames", "recent_frames", "key_interval", "scene_cut_side",
@@ -182,12 +185,13 @@ class VideoInpainter:
         self.scene_cuts = 0         # frames found to start a new scene
         self.held_frames = 0        # frames whose invented pixels were held from the anchor
         if temporal == "on":
-            from .flow import dis
+            from .flow import estimator
             from .temporal import BackgroundCanvas, FrameMemory
 
-            self._dis = dis(self.config.flow_preset)
-            self._refine = dis(self.config.flow_preset)
-            self._refine.setCoarsestScale(self._refine.getFinestScale() + self.config.refine_scales)
+            cfg = self.config
+            device = getattr(engine, "device", "cpu") if cfg.flow_estimator == "torch" else "cpu"
+            self._dis = estimator(cfg.flow_estimator, cfg.flow_preset, device)
+            self._refine = estimator(cfg.flow_estimator, cfg.flow_preset, device, cfg.refine_scales)
             self._memory = FrameMemory(self.config.memory_frames, self.config.recent_frames,
                                        self.config.key_interval, self.config.flow_fill, self.config.flow_fill_ring,
                                        self.config.trust_hole_flow)

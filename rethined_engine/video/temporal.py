@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
-from .flow import pixel_grid, push_pull, sample, warp_back
+from .flow import FlowEstimator, pixel_grid, push_pull, sample, warp_back
 
 
 def working_size(frame_size: tuple[int, int], long_side: int) -> tuple[int, int]:
@@ -191,7 +191,7 @@ class FrameMemory:
         self.frames, self.anchor, self.latest, self.box = [], None, -1, None
 
     def advance(self, step: np.ndarray, step_valid: np.ndarray, grey: np.ndarray, hole: np.ndarray,
-                box: tuple[int, int, int, int], refine: cv2.DISOpticalFlow | None) -> None:
+                box: tuple[int, int, int, int], refine: FlowEstimator | None) -> None:
         """A new current frame, grey (h, w) uint8 with hole (h, w) bool: step (h, w, 2) is the flow from it to
         the previous current frame, step_valid (h, w) bool its forward-backward check (the chained check of
         each remembered flow is ANDed with it, or with trust_hole in the hole). Over box (working px),
@@ -328,7 +328,7 @@ def camera_motion(flow: np.ndarray, hole: np.ndarray, ring: int) -> float:
     return float(np.median(np.linalg.norm(flow[around], axis=-1)))
 
 
-def refine_near(estimator: cv2.DISOpticalFlow, grey: np.ndarray, hole: np.ndarray, past: PastFrame,
+def refine_near(estimator: FlowEstimator, grey: np.ndarray, hole: np.ndarray, past: PastFrame,
                 box: tuple[int, int, int, int]) -> None:
     """Re-estimate past.flow (h, w, 2) over box (working px) from itself: DIS from grey (h, w) uint8 over box
     to past.grey over box moved by the flow's median (rounded), starting from the flow less that move; both
@@ -465,7 +465,7 @@ def chain_reach(hole: np.ndarray, steps: list[np.ndarray]) -> float:
 
 def chain_later(grey: np.ndarray, hole: np.ndarray, later: list[PastFrame], steps: list[np.ndarray],
                 checks: list[np.ndarray], box: tuple[int, int, int, int], fill: str, ring: int, trust_hole: bool,
-                refine: cv2.DISOpticalFlow | None) -> Iterator[PastFrame]:
+                refine: FlowEstimator | None) -> Iterator[PastFrame]:
     """Later frames (in stream order, the first right after the current frame: grey (h, w) uint8, hole (h, w)
     bool) with their flow from the current frame and its check set over box (working px; zero and unchecked
     elsewhere), one at a time as they are asked for, as `FrameMemory.advance` does for past frames: steps[k]

@@ -1,0 +1,93 @@
+"""DIS's patch search (`video.dis_torch.inverse_search`) as one Triton launch per pyramid scale, with its torch
+reference.
+
+Each program takes BLOCK_P patches of one image, holds their n = size^2 template pixels and mean-normalised
+gradients in registers, and runs every Gauss-Newton iteration in place: bilinear reads of the target at the
+patch's pixels moved by its flow (edges replicated, as `grid_sample` with border padding), the residual's dot
+products with the gradients and the 2 x 2 solve. The torch reference issues about eight small kernels per
+iteration (on the video working size, 3 scales x 16 iterations: ~400 launches per flow, all launch-bound on a GPU);
+this is one per scale. Flows agree to float rounding (tests/test_kernel_dis_search.py).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from rethined_engine.video import dis_torch
+
+from .tuning import INTERPRET
+
+BLOCK_P = 64 if INTERPRET else 16          # patches per program (interpreted: few, wide programs)
+inverse_search_reference = dis_torch.inverse_search
+
+
+@triton.jit
+def inverse_search_kernel(target_ptr, template_ptr, gx_ptr, gy_ptr, x_ptr, y_ptr, start_ptr, out_ptr,
+                          h, w, patches, iterations, limit2, eps, BLOCK_P: tl.constexpr, N: tl.constexpr):
+    """Program (i, b): patches i * BLOCK_P ... of image b. target (B, h, w); template, gx, gy (B, P, N); x, y
+    (P, N) px; start, out (B, 2, P); all float32, contiguous. limit2: the squared distance from the start past
+    which a patch keeps its start; eps: added to the Hessian's diagonal."""
+    b = tl.program_id(1).to(tl.int64)
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    live = p < patches
+    at = p[:, None] * N + tl.arange(0, N)[None, :]
+    both = live[:, None]
+    base = b * patches * N
+    template = tl.load(template_ptr + base + at, mask=both, other=0.0)
+    gx = tl.load(gx_ptr + base + at, mask=both, other=0.0)
+    gy = tl.load(gy_ptr + base + at, mask=both, other=0.0)
+    x = tl.load(x_ptr + at, mask=both, other=0.0)
+    y = tl.load(y_ptr + at, mask=both, other=0.0)
+    hxx = tl.sum(gx * gx, 1) + eps
+    hxy = tl.sum(gx * gy, 1)
+    hyy = tl.sum(gy * gy, 1) + eps
+    det = hxx * hyy - hxy * hxy
+    u0 = tl.load(start_ptr + b * 2 * patches + p, mask=live, other=0.0)
+    v0 = tl.load(start_ptr + (b * 2 + 1) * patches + p, mask=live, other=0.0)
+    u = u0
+    v = v0
+    image = target_ptr + b * h * w
+    for _ in range(iterations):
+        px = tl.minimum(tl.maximum(x + u[:, None], 0.0), w - 1.0)
+        py = tl.minimum(tl.maximum(y + v[:, None], 0.0), h - 1.0)
+        left = tl.floor(px)
+        top = tl.floor(py)
+        fx = px - left
+        fy = py - top
+        x0 = left.to(tl.int32)
+        y0 = top.to(tl.int32)
+        x1 = tl.minimum(x0 + 1, w - 1)
+        y1 = tl.minimum(y0 + 1, h - 1)
+        upper = (tl.load(image + y0 * w + x0, mask=both, other=0.0) * (1 - fx)
+                 + tl.load(image + y0 * w + x1, mask=both, other=0.0) * fx)
+        lower = (tl.load(image + y1 * w + x0, mask=both, other=0.0) * (1 - fx)
+                 + tl.load(image + y1 * w + x1, mask=both, other=0.0) * fx)
+        residual = upper * (1 - fy) + lower * fy - template
+        bx = tl.sum(gx * residual, 1)
+        by = tl.sum(gy * residual, 1)
+        u = u - (hyy * bx - hxy * by) / det
+        v = v - (hxx * by - hxy * bx) / det
+    strayed = (u - u0) * (u - u0) + (v - v0) * (v - v0) > limit2
+    tl.store(out_ptr + b * 2 * patches + p, tl.where(strayed, u0, u), mask=live)
+    tl.store(out_ptr + (b * 2 + 1) * patches + p, tl.where(strayed, v0, v), mask=live)
+
+
+def inverse_search(target: torch.Tensor, template: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor,
+                   x: torch.Tensor, y: torch.Tensor, start: torch.Tensor, iterations: int, size: int) -> torch.Tensor:
+    """`video.dis_torch.inverse_search` in one launch: target (B, 1, h, w); template, gx, gy (B, P, n) with n = size^2
+    a power of two; x, y (P, n) px; start (B, 2, P) -> (B, 2, P) float32."""
+    b, p, n = template.shape
+    if n & (n - 1) or n != size * size:
+        raise ValueError(f"template: expected n = size^2 a power of two, got n {n} with size {size}")
+    h, w = target.shape[-2:]
+    out = torch.empty(b, 2, p, dtype=torch.float32, device=target.device)
+
+    def flat(t: torch.Tensor) -> torch.Tensor:
+        return t.float().contiguous()
+
+    grid = (triton.cdiv(p, BLOCK_P), b)
+    inverse_search_kernel[grid](flat(target), flat(template), flat(gx), flat(gy), flat(x), flat(y), flat(start), out,
+                                h, w, p, iterations, float(size * size), dis_torch.HESSIAN_EPS,
+                                BLOCK_P=BLOCK_P, N=n)
+    return out

@@ -1,0 +1,217 @@
+"""DIS optical flow (Kroeger et al., ECCV 2016, "Fast Optical Flow using Dense Inverse Search") in plain torch, so
+that the flow runs on the device that holds the frames.
+
+A coarse-to-fine pyramid: at each scale a grid of square patches of the source image is matched into the target by
+inverse-compositional Gauss-Newton on mean-normalised patches (every patch at once), and the patches' flows are
+made dense by averaging the patches over each pixel, each weighted by 1 / max(1, |its photometric error there|).
+It follows OpenCV's `DISOpticalFlow` (the presets' scales, patch sizes, strides and iteration counts) without its
+sequential spatial propagation and variational refinement, which do not parallelise over patches. A patch whose
+search moves it more than its own size from where it started keeps its start.
+
+Flow fields as in `video.flow`: (h, w, 2) px (dx, dy) from a source pixel to where it lies in the target,
+source(x) ~ target(x + flow(x)); batched tensors are (B, 2, h, w).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class DISParams:
+    """finest_scale: the finest pyramid scale searched (0 = full size; the flow is upsampled from it);
+    patch_size, patch_stride: px of the square patches and between their origins; iterations: Gauss-Newton
+    steps per patch and scale."""
+    finest_scale: int
+    patch_size: int
+    patch_stride: int
+    iterations: int
+
+
+TORCH_DIS_PRESETS = {            # OpenCV 4's DISOpticalFlow presets, less variational refinement
+    "ultrafast": DISParams(2, 8, 4, 12),
+    "fast": DISParams(2, 8, 4, 16),
+    "medium": DISParams(1, 8, 3, 25),
+}
+HESSIAN_EPS = 1e-3               # (intensity levels / px)^2 added to each patch's Hessian diagonal: flat patches stay put
+DENSIFY_MIN_ERROR = 1.0          # intensity levels: a patch's weight at a pixel is 1 / max(this, |its error there|)
+SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8   # d/dx, intensity per px
+
+
+def auto_coarsest_scale(height: int, width: int, patch_size: int) -> int:
+    """OpenCV's choice of the coarsest scale: about a quarter of the long side per 4 patches, and patches that
+    still fit the short side."""
+    by_long = int(math.log2(max(height, width) / (4.0 * patch_size)) + 0.5)
+    by_short = int(math.log2(min(height, width) / patch_size))
+    return max(0, min(by_long, by_short))
+
+
+def pyramid(image: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """image (B, 1, h, w) -> [image, halved, ...] (levels + 1 tensors), each an area average of the one before."""
+    out = [image]
+    for _ in range(levels):
+        h, w = out[-1].shape[-2:]
+        out.append(F.interpolate(out[-1], size=(max(1, h // 2), max(1, w // 2)), mode="area"))
+    return out
+
+
+def gradients(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """d/dx and d/dy of image (B, 1, h, w), Sobel, edges replicated, intensity per px."""
+    padded = F.pad(image, (1, 1, 1, 1), mode="replicate")
+    kernel = SOBEL_X.to(image)
+    return F.conv2d(padded, kernel[None, None]), F.conv2d(padded, kernel.t()[None, None])
+
+
+def patch_origins(length: int, size: int, stride: int) -> torch.Tensor:
+    """Origins (n,) int64 of patches of size px every stride px along length px, the last flush with the end, so
+    that every pixel is covered; one patch at 0 when length < size."""
+    if length <= size:
+        return torch.zeros(1, dtype=torch.int64)
+    count = 1 + -(-(length - size) // stride)
+    return torch.clamp(torch.arange(count) * stride, max=length - size)
+
+
+def patch_pixels(ys: torch.Tensor, xs: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and columns (P, size^2) int64 of every pixel of the patches whose origins are every (ys, xs) pair,
+    P = len(ys) * len(xs), patches row by row, their pixels row by row."""
+    offsets = torch.arange(size)
+    rows = ys[:, None, None, None] + offsets[None, None, :, None]
+    cols = xs[None, :, None, None] + offsets[None, None, None, :]
+    shape = (len(ys), len(xs), size, size)
+    return rows.expand(shape).reshape(-1, size * size), cols.expand(shape).reshape(-1, size * size)
+
+
+def sample(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """image (B, 1, h, w) at positions x, y (B, P, n) or (P, n) px, bilinear, edges replicated -> (B, P, n)."""
+    h, w = image.shape[-2:]
+    x, y = x.expand(image.shape[0], *x.shape[-2:]), y.expand(image.shape[0], *y.shape[-2:])
+    grid = torch.stack((x * (2 / max(w - 1, 1)) - 1, y * (2 / max(h - 1, 1)) - 1), -1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
+
+
+def inverse_search(target: torch.Tensor, template: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor,
+                   x: torch.Tensor, y: torch.Tensor, start: torch.Tensor, iterations: int, size: int) -> torch.Tensor:
+    """Every patch's inverse-compositional Gauss-Newton search: target (B, 1, h, w) intensities; template, gx, gy
+    (B, P, n) the source's intensities and mean-normalised gradients over each patch's n pixels; x, y (P, n) those
+    pixels' columns and rows (px); start (B, 2, P) each patch's start flow -> its flow (B, 2, P) px, the start
+    where the search strayed more than size px from it."""
+    hxx = (gx * gx).sum(-1) + HESSIAN_EPS
+    hxy = (gx * gy).sum(-1)
+    hyy = (gy * gy).sum(-1) + HESSIAN_EPS
+    det = hxx * hyy - hxy * hxy
+    u, v = start[:, 0], start[:, 1]
+    for _ in range(iterations):
+        residual = sample(target, x + u[..., None], y + v[..., None]) - template
+        bx, by = (gx * residual).sum(-1), (gy * residual).sum(-1)
+        u = u - (hyy * bx - hxy * by) / det
+        v = v - (hxx * by - hxy * bx) / det
+    strayed = (u - start[:, 0]).square() + (v - start[:, 1]).square() > size * size
+    return torch.stack((torch.where(strayed, start[:, 0], u), torch.where(strayed, start[:, 1], v)), 1)
+
+
+def search_function(device: torch.device, size: int):
+    """The patches' search for tensors on device: on CUDA with Triton installed, the fused kernel
+    (`kernels.dis_search.inverse_search`: every iteration in one launch) where a patch's size^2 pixels are a power
+    of two; else `inverse_search`, a few torch operations per iteration."""
+    if device.type == "cuda" and size * size & (size * size - 1) == 0:
+        try:
+            from ..kernels import dis_search
+        except ImportError:         # no Triton: torch
+            return inverse_search
+        return dis_search.inverse_search
+    return inverse_search
+
+
+def search_scale(source: torch.Tensor, target: torch.Tensor, flow: torch.Tensor, params: DISParams) -> torch.Tensor:
+    """One scale of DIS: source, target (B, 1, h, w) float intensities; flow (B, 2, h, w) the start ->
+    the dense flow (B, 2, h, w) from the patches' inverse search and densification."""
+    b, _, h, w = source.shape
+    size = min(params.patch_size, h, w)
+    ys, xs = patch_origins(h, size, params.patch_stride), patch_origins(w, size, params.patch_stride)
+    rows, cols = patch_pixels(ys, xs, size)
+    index = (rows * w + cols).to(source.device)
+    gx, gy = gradients(source)
+
+    def gather(image: torch.Tensor) -> torch.Tensor:      # (B, 1, h, w) -> (B, P, n)
+        return image.flatten(1)[:, index]
+
+    template, gx, gy = gather(source), gather(gx), gather(gy)
+    gx, gy = gx - gx.mean(-1, keepdim=True), gy - gy.mean(-1, keepdim=True)      # mean normalisation
+    centre = ((ys[:, None] + size // 2) * w + (xs[None, :] + size // 2)).reshape(-1).to(source.device)
+    start = flow.flatten(2)[:, :, centre]                  # (B, 2, P)
+    x, y = cols.to(source), rows.to(source)
+    u, v = search_function(source.device, size)(target, template, gx, gy, x, y, start, params.iterations, size).unbind(1)
+    error = (sample(target, x + u[..., None], y + v[..., None]) - template).abs()
+    weight = 1 / error.clamp(min=DENSIFY_MIN_ERROR)        # (B, P, n)
+    flat = index.reshape(-1)
+    total = torch.zeros(b, h * w, dtype=source.dtype, device=source.device)
+    total.index_add_(1, flat, weight.reshape(b, -1))
+    dense = torch.zeros(b, 2, h * w, dtype=source.dtype, device=source.device)
+    dense[:, 0].index_add_(1, flat, (weight * u[..., None]).reshape(b, -1))
+    dense[:, 1].index_add_(1, flat, (weight * v[..., None]).reshape(b, -1))
+    return (dense / total[:, None]).reshape(b, 2, h, w)
+
+
+def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """flow (B, 2, h, w) px -> (B, 2, *size), bilinear, its x and y scaled by the change of width and height."""
+    h, w = flow.shape[-2:]
+    if (h, w) == tuple(size):
+        return flow
+    scale = torch.tensor([size[1] / w, size[0] / h], dtype=flow.dtype, device=flow.device)
+    if size[0] * size[1] < h * w:
+        out = F.interpolate(flow, size=size, mode="area")
+    else:
+        out = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
+    return out * scale[None, :, None, None]
+
+
+def dis_flow(source: torch.Tensor, target: torch.Tensor, params: DISParams, initial: torch.Tensor | None = None,
+             coarsest_scale: int | None = None) -> torch.Tensor:
+    """Flow (B, 2, h, w) float32 from source to target, both (B, h, w) grey intensities (uint8 or float in 0..255);
+    initial (B, 2, h, w) px, a flow to start from (brought down to the coarsest scale); coarsest_scale None:
+    `auto_coarsest_scale`, never below params.finest_scale."""
+    if source.shape != target.shape or source.dim() != 3:
+        raise ValueError(f"source, target: expected two (B, h, w) tensors of one shape, got {tuple(source.shape)} "
+                         f"and {tuple(target.shape)}")
+    h, w = source.shape[-2:]
+    coarsest = auto_coarsest_scale(h, w, params.patch_size) if coarsest_scale is None else coarsest_scale
+    coarsest = max(coarsest, params.finest_scale)
+    sources = pyramid(source[:, None].float(), coarsest)
+    targets = pyramid(target[:, None].float(), coarsest)
+    top = sources[coarsest].shape[-2:]
+    if initial is None:
+        flow = torch.zeros(source.shape[0], 2, *top, dtype=torch.float32, device=source.device)
+    else:
+        flow = resize_flow(initial.float(), top)
+    for scale in range(coarsest, params.finest_scale - 1, -1):
+        flow = search_scale(sources[scale], targets[scale], resize_flow(flow, sources[scale].shape[-2:]), params)
+    return resize_flow(flow, (h, w))
+
+
+class TorchDIS:
+    """A DIS estimator on a torch device with OpenCV's `calc` interface: `calc(source, target, flow)` takes (h, w)
+    uint8 grey numpy arrays and an optional start flow (h, w, 2) float32 (None: from zero) and returns the flow
+    (h, w, 2) float32. preset: one of TORCH_DIS_PRESETS; scales_above_finest: search only this many scales above
+    the preset's finest (a local refinement of a given flow; None: OpenCV's automatic coarsest scale)."""
+
+    def __init__(self, preset: str = "fast", device: str | torch.device = "cpu", scales_above_finest: int | None = None):
+        if preset not in TORCH_DIS_PRESETS:
+            raise ValueError(f"preset: expected one of {tuple(TORCH_DIS_PRESETS)}, got {preset!r}")
+        if scales_above_finest is not None and scales_above_finest < 0:
+            raise ValueError(f"scales_above_finest: expected None or >= 0, got {scales_above_finest}")
+        self.params = TORCH_DIS_PRESETS[preset]
+        self.device = torch.device(device)
+        self.coarsest_scale = None if scales_above_finest is None else self.params.finest_scale + scales_above_finest
+
+    def calc(self, source: np.ndarray, target: np.ndarray, flow: np.ndarray | None) -> np.ndarray:
+        """Flow (h, w, 2) float32 from source to target, (h, w) uint8 each; flow: the start, or None."""
+        def tensor(x: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+
+        initial = None if flow is None else tensor(flow).permute(2, 0, 1)[None]
+        out = dis_flow(tensor(source)[None], tensor(target)[None], self.params, initial, self.coarsest_scale)
+        return out[0].permute(1, 2, 0).contiguous().cpu().numpy()
