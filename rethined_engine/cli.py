@@ -10,14 +10,14 @@ from pathlib import Path
 
 from PIL import UnidentifiedImageError
 
-from .config import STYLES, parse_settings
+from .config import STYLES
 from .deploy.triton_repo import INSTANCE_KINDS, LR_PLATFORMS, SERVED_BACKENDS, TritonRepoConfig, write_triton_repo
-from .image_files import UPRIGHT, output_format, read_mask, read_photo, save_photo
+from .engine_options import add_engine_settings, engine_kwargs
+from .image_files import JPEG_QUALITY, UPRIGHT, output_format, read_mask, read_photo, save_photo
 
 ASSETS = Path(__file__).parent / "assets"
 SAMPLE_IMAGE = ASSETS / "sample.jpg"
 SAMPLE_MASK = ASSETS / "sample_mask.png"
-JPEG_QUALITY = 95
 TRITON_DEFAULTS = (TritonRepoConfig.model_name, None, TritonRepoConfig.instances, None, TritonRepoConfig.ensemble,
                    TritonRepoConfig.lr_platform)   # export's triton-repo-only options, unset
 BENCHMARKS = ("quality", "detail_correlation", "latency", "native_stages", "kernels")  # modules of rethined_engine.bench (the repository's bench/)
@@ -31,25 +31,6 @@ def _read(reader, path: Path, what: str):
         raise SystemExit(f"error: {what} file not found: {path}")
     except (UnidentifiedImageError, OSError) as exc:
         raise SystemExit(f"error: cannot read {what} {path}: {exc}")
-
-
-def add_engine_settings(parser: argparse.ArgumentParser) -> None:
-    """--style and --set, the Engine's settings, on a subcommand that inpaints (its --device and --weights: its own)."""
-    parser.add_argument("--style", choices=sorted(STYLES), default=None,
-                        help="inference style (default: the weights' own, realistic; docs/quality.md#settings)")
-    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                        help="one Engine setting, e.g. --set copy_detail_weight=0.03 (repeatable; "
-                        "docs/quality.md#settings)")
-
-
-def engine_kwargs(args: argparse.Namespace) -> dict:
-    """`Engine` keyword arguments of a subcommand: --device and --weights where given, --style, the --set settings."""
-    try:
-        settings = parse_settings(args.settings)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    given = (("device", args.device), ("weights", args.weights), ("style", args.style))
-    return {**{key: value for key, value in given if value is not None}, **settings}
 
 
 def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, engine_options: dict) -> None:

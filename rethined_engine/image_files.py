@@ -27,6 +27,7 @@ ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 OPAQUE = 255
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")   # output formats that hold an alpha channel
+JPEG_QUALITY = 95                 # quality of the JPEG outputs of `rethined inpaint` and `batch`
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def output_format(path: str | Path, what: str = "output") -> str:
 
 
 def save_photo(path: str | Path, rgb: np.ndarray, kept: Kept | None, fmt: str | None = None,
-               jpeg_quality: int = 95) -> None:
+               jpeg_quality: int = JPEG_QUALITY) -> None:
     """Write rgb (H, W, 3) uint8 to path (format `output_format(path)`, or fmt: a temporary name), with what it keeps
     of its photo: alpha (PNG, WebP, TIFF: formats that hold one), EXIF and ICC profile. Only JPEG is lossy (at
     jpeg_quality)."""

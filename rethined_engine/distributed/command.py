@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import JPEG_QUALITY
+from ..image_files import JPEG_QUALITY
 from .dataset import inpaint_dataset
 from .manifest import OUTPUT_SUFFIXES, build_manifest
 from .stages import ERROR, OK, SKIPPED, BatchConfig
@@ -51,7 +51,7 @@ def connect_ray(address: str):
 
 
 def _config(args: argparse.Namespace):
-    from ..cli import engine_kwargs
+    from ..engine_options import engine_kwargs
 
     options = {"skip_existing": not args.overwrite, "engine": engine_kwargs(args), "jpeg_quality": args.jpeg_quality}
     if args.ray is None:

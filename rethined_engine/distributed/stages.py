@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cli import JPEG_QUALITY
-from ..image_files import Kept, output_format, read_mask, read_photo, save_photo
+from ..image_files import JPEG_QUALITY, Kept, output_format, read_mask, read_photo, save_photo
 
 PENDING, OK, SKIPPED, ERROR = "pending", "ok", "skipped", "error"
 RESULT_FIELDS = ("image", "mask", "output", "status", "error", "worker")

@@ -309,7 +309,7 @@ def run_segments_command(args) -> None:
         from .command import connect_ray
 
         connect_ray(args.ray)
-    from ..cli import engine_kwargs
+    from ..engine_options import engine_kwargs
 
     engine = engine_kwargs(args)
     try:

@@ -783,7 +783,7 @@ def run_video_command(args) -> None:
     lookahead = FILE_LOOKAHEAD if args.lookahead is None else args.lookahead
     if lookahead < 0:
         raise SystemExit(f"error: --lookahead: expected >= 0, got {lookahead}")
-    from ..cli import engine_kwargs
+    from ..engine_options import engine_kwargs
 
     try:
         engine = Engine(**engine_kwargs(args))

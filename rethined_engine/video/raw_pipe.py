@@ -140,8 +140,8 @@ def run_raw_command(args) -> None:
         raw = RawFormat.parse(args.raw, args.pix_fmt or "rgb24")
     except ValueError as exc:
         raise SystemExit(f"error: --{exc}") from None
-    from ..cli import engine_kwargs
     from ..engine import Engine  # torch import is slow: only after the arguments were checked
+    from ..engine_options import engine_kwargs
 
     try:
         masks = open_mask_source(args.mask, args.dilate, args.hold_last_mask)
