@@ -207,6 +207,16 @@ class TorchDIS:
         self.device = torch.device(device)
         self.coarsest_scale = None if scales_above_finest is None else self.params.finest_scale + scales_above_finest
 
+    def flow(self, source: torch.Tensor, target: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
+        """Flow (2, h, w) float32 from source to target, (h, w) uint8 tensors each on the device, or (B, 2, h, w)
+        from (B, h, w) pairs; start: (2, h, w) or (B, 2, h, w) px, or None."""
+        single = source.dim() == 2
+        if single:
+            source, target = source[None], target[None]
+            start = None if start is None else start[None]
+        out = dis_flow(source, target, self.params, start, self.coarsest_scale)
+        return out[0] if single else out
+
     def calc(self, source: np.ndarray, target: np.ndarray, flow: np.ndarray | None) -> np.ndarray:
         """Flow (h, w, 2) float32 from source to target, (h, w) uint8 each; flow: the start, or None."""
         def tensor(x: np.ndarray) -> torch.Tensor:

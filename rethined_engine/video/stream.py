@@ -8,6 +8,7 @@ from typing import Any, Iterator
 import numpy as np
 
 TEMPORAL_MODES = ("off", "on")
+TEMPORAL_DEVICES = ("auto", "host", "engine")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class VideoConfig:
         them (past frames, canvas, hold or engine), then a later frame's copy replaces each pixel no past frame gave
         or a farther one did (`temporal.copy_nearer`); where they leave nothing to invent, the engine does not run.
         The waiting frames and their flows are the only state it adds.
+    temporal_device: where temporal mode runs. "host": numpy and OpenCV (`video.temporal`, the reference); "engine":
+        torch on the engine's device (`video.device_temporal`, the same steps with the flow by
+        `video.dis_torch.TorchDIS`; lookahead 0 only), so that on a GPU the frames, flows and copies stay there;
+        "auto": "engine" where the engine computes on CUDA and lookahead is 0, else "host".
     moving_source_threshold: a frame gives no pixel that moved on its own, more than this many working px from
         the camera's motion (`temporal.moving_pixels`: the affine motion fitted to its step flow), so a later
         hole, whose flow follows the camera, is not filled with a walker where the walker was (a doubled walker).
@@ -65,6 +70,7 @@ class VideoConfig:
     flow_long_side: int = 480           # working size of the flow, px of its longer side
     flow_preset: str = "fast"           # DIS preset (video.flow.DIS_PRESETS)
     flow_estimator: str = "opencv"      # video.flow.FLOW_ESTIMATORS: "torch" runs DIS on the engine's device
+    temporal_device: str = "auto"       # TEMPORAL_DEVICES: numpy on the host, or torch on the engine's device
     flow_margin: int = 3                # working px: the hole grown by this before its flow is completed
     flow_context: int = 24              # working px: flows to past frames are kept over the holes' box grown by this
     flow_fill: str = "affine"           # how the hole's flow is completed (video.temporal.FLOW_FILLS)
@@ -103,6 +109,10 @@ class VideoConfig:
 
         if self.flow_fill not in FLOW_FILLS:
             raise ValueError(f"flow_fill: expected one of {FLOW_FILLS}, got {self.flow_fill!r}")
+        if self.temporal_device not in TEMPORAL_DEVICES:
+            raise ValueError(f"temporal_device: expected one of {TEMPORAL_DEVICES}, got {self.temporal_device!r}")
+        if self.temporal_device == "engine" and self.lookahead:
+            raise ValueError(f"temporal_device: 'engine' takes lookahead 0, got lookahead {self.lookahead}")
         if self.flow_estimator not in FLOW_ESTIMATORS:
             raise ValueError(f"flow_estimator: expected one of {FLOW_ESTIMATORS}, got {self.flow_estimator!r}")
         if self.flow_preset not in DIS_PRESETS:
@@ -184,7 +194,15 @@ class VideoInpainter:
         self.frame_size: tuple[int, int] | None = None
         self.scene_cuts = 0         # frames found to start a new scene
         self.held_frames = 0        # frames whose invented pixels were held from the anchor
-        if temporal == "on":
+        self._device = None         # the device path (`device_temporal.DeviceTemporal`) where it runs
+        device = getattr(engine, "device", None)
+        on_cuda = getattr(device, "type", None) == "cuda" and not self.config.lookahead
+        if temporal == "on" and (self.config.temporal_device == "engine"
+                                 or (self.config.temporal_device == "auto" and on_cuda)):
+            from .device_temporal import DeviceTemporal
+
+            self._device = DeviceTemporal(engine, self.config, device if device is not None else "cpu")
+        elif temporal == "on":
             from .flow import estimator
             from .temporal import BackgroundCanvas, FrameMemory
 
@@ -209,7 +227,7 @@ class VideoInpainter:
         self._previous: _Previous | None = None
         self._index = 0             # the next output's position in its scene
         self._anchor_fills = 0      # engine fills averaged in the anchor (still_average_frames: frozen)
-        if self.temporal == "on":
+        if self.temporal == "on" and self._device is None:
             self._memory.clear()
             self._canvas.clear()
 
@@ -218,12 +236,16 @@ class VideoInpainter:
         back are dropped (`flush` first to get them)."""
         self.frame_size = None
         self._forget()
+        if self._device is not None:
+            self._device.reset()
 
     def state_nbytes(self) -> int:
         """Bytes of image data the stream holds between frames (past frames, flows, the previous output, the
         canvas, the frames held back for the lookahead)."""
         if self.temporal == "off":
             return 0
+        if self._device is not None:
+            return self._device.state_nbytes()
         held = [] if self._previous is None else list(vars(self._previous).values())
         for past in self._memory.frames + ([self._memory.anchor] if self._memory.anchor is not None else []):
             held += [past.frame, past.source, past.grey, past.hole, past.flow, past.valid]
@@ -245,6 +267,8 @@ class VideoInpainter:
         """Take one frame (H, W, 3) uint8 and its mask (H, W) -> the outputs now ready, (H, W, 3) uint8 each, in
         order: with config.lookahead n (temporal on), frame i's output comes with frame i + n (the first n pushes
         return none); `flush` gives the rest. Without a lookahead, exactly this frame's output."""
+        if self._device is not None:
+            return [self._push_device(frame, mask)]
         size = frame.shape[:2]
         self._check_size("frame", size)
         if self.temporal == "off":
@@ -287,6 +311,38 @@ class VideoInpainter:
         masks = np.broadcast_to(masks, frames.shape[:3])
         outputs = [out for frame, mask in zip(frames, masks) for out in self.push(frame, mask)]
         return np.stack(outputs + self.flush())
+
+    def _push_device(self, frame: Any, mask: Any) -> Any:
+        """One frame through the device path: frame (H, W, 3) uint8 numpy or (3, H, W) uint8 torch (any device),
+        mask (H, W) numpy or torch, nonzero = fill -> the output, numpy (H, W, 3) or torch (3, H, W) on the
+        frame's device. The path keeps its own copies of the frame and the output."""
+        import torch
+
+        tensor_in = isinstance(frame, torch.Tensor)
+        if tensor_in:
+            if frame.dim() != 3 or frame.shape[0] != 3 or frame.dtype != torch.uint8:
+                raise ValueError(f"frame: expected a (3, H, W) uint8 tensor, got {tuple(frame.shape)} {frame.dtype}")
+            size = tuple(frame.shape[1:])
+        else:
+            frame = np.asarray(frame)
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise ValueError(f"frame: expected (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+            size = frame.shape[:2]
+        self._check_size("frame", size)
+        if tuple(mask.shape) != tuple(size):
+            raise ValueError(f"mask: expected shape {tuple(size)}, got {tuple(mask.shape)}")
+        device = self._device.device
+        if tensor_in:
+            pixels = frame.to(device, copy=True)
+        else:
+            pixels = torch.from_numpy(np.ascontiguousarray(frame)).to(device, copy=True).permute(2, 0, 1).contiguous()
+        hole = mask.to(device) != 0 if isinstance(mask, torch.Tensor) else torch.from_numpy(np.asarray(mask) != 0).to(device)
+        self.frame_size = size
+        out = self._device.process(pixels, hole)
+        self.scene_cuts, self.held_frames = self._device.scene_cuts, self._device.held_frames
+        if tensor_in:
+            return out.to(frame.device, copy=True)
+        return out.permute(1, 2, 0).contiguous().cpu().numpy()
 
     def _check_size(self, name: str, size: tuple[int, int]) -> None:
         """Raise ValueError naming `name` when (height, width) `size` is not the stream's frame size."""

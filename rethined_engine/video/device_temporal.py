@@ -1,0 +1,665 @@
+"""Temporal mode on a torch device: `video.temporal` (the numpy/OpenCV reference) step for step in torch, so that
+frames, flows and every copy stay on the device that runs the engine (a CUDA GPU: no frame crosses PCIe unless the
+caller's frames live on the host).
+
+Same algorithm, same `VideoConfig`, same decisions; the differences are the arithmetic of the primitives: area
+resizes with torch's integer windows (OpenCV weighs partial pixels), bilinear reads in float32 (OpenCV's remap
+quantises positions to 1/32 px), the flow by `video.dis_torch.TorchDIS` (no variational refinement), a hole's width
+measured on the host (`temporal.hole_width`, a distance transform) once per distinct mask. `DeviceTemporal` is
+the stream (lookahead 0); `VideoInpainter` uses it where `VideoConfig.temporal_device` says so.
+
+Layouts: frames (3, H, W) uint8 and masks (H, W) bool (True = hole) at full resolution; flows (2, h, w) float32
+(dx, dy) in working px at the working size, masks there (h, w) bool; positions (..., 2) float32 (x, y) px. A box
+is (y0, y1, x0, x1), end exclusive, in the px of the array it indexes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterable
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import temporal
+from .dis_torch import TorchDIS
+from .flow import PUSH_PULL_CONTEXT, PUSH_PULL_EPS, PUSH_PULL_MIN_CONTEXT, PUSH_PULL_MIN_SIDE
+from .temporal import (
+    AFFINE_MIN_POINTS,
+    AFFINE_MIN_RESIDUAL,
+    AFFINE_TRIM,
+    CANVAS_EPS,
+    FLOW_FILLS,
+    MOVING_FIT_STRIDE,
+    grow_box,
+    working_size,
+)
+
+Box = tuple[int, int, int, int]
+LUMA = (0.299, 0.587, 0.114)      # RGB -> grey, as OpenCV's COLOR_RGB2GRAY
+
+
+# --- primitives ----------------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=16)
+def pixel_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(height, width, 2) float32 (x, y) coordinates of every pixel on device; shared, not to be written."""
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=device),
+                            torch.arange(width, dtype=torch.float32, device=device), indexing="ij")
+    return torch.stack((xs, ys), -1)
+
+
+def sample(image: torch.Tensor, positions: torch.Tensor, nearest: bool = False) -> torch.Tensor:
+    """image (h, w) or (C, h, w), any dtype, at positions (bh, bw, 2) (x, y) px, edges replicated -> (bh, bw) or
+    (C, bh, bw) float32 (bilinear, or the nearest pixel)."""
+    h, w = image.shape[-2:]
+    planes = image.float().reshape(1, -1, h, w)
+    scale = torch.tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)], device=positions.device)
+    grid = (positions * scale - 1)[None]
+    out = F.grid_sample(planes, grid, mode="nearest" if nearest else "bilinear", padding_mode="border",
+                        align_corners=True)[0]
+    return out[0] if image.dim() == 2 else out
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float levels -> uint8, rounded and clipped."""
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def bounding_box(mask: torch.Tensor) -> Box | None:
+    """(y0, y1, x0, x1) of the True pixels of mask (H, W), or None when there is none (one device sync)."""
+    rows, cols = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
+    if rows.numel() == 0:
+        return None
+    y0, y1, x0, x1 = torch.stack((rows[0], rows[-1], cols[0], cols[-1])).tolist()
+    return y0, y1 + 1, x0, x1 + 1
+
+
+def grow(mask: torch.Tensor, margin: int) -> torch.Tensor:
+    """mask (H, W) bool grown by margin px (a square), as two 1-D max filters."""
+    if margin <= 0:
+        return mask
+    x = mask[None, None].to(torch.float16 if mask.is_cuda else torch.float32)
+    x = F.max_pool2d(x, (1, 2 * margin + 1), stride=1, padding=(0, margin))
+    return F.max_pool2d(x, (2 * margin + 1, 1), stride=1, padding=(margin, 0))[0, 0] > 0
+
+
+@lru_cache(maxsize=8)
+def _ellipse(margin: int, device: torch.device) -> torch.Tensor:
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1)).astype(np.float32)
+    return torch.from_numpy(kernel).to(device)[None, None]
+
+
+def resize_area(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """image (h, w) or (C, h, w) -> float32 at size (h', w') <= its own, each pixel the mean of those it covers."""
+    planes = image.float().reshape(1, -1, *image.shape[-2:])
+    out = F.interpolate(planes, size=size, mode="area")[0]
+    return out[0] if image.dim() == 2 else out
+
+
+def shrink_mask(mask: torch.Tensor, size: tuple[int, int], margin: int) -> torch.Tensor:
+    """mask (H, W) bool -> (h, w) bool: every working pixel touching the hole, grown by margin working px (an
+    ellipse, as `temporal.shrink_mask`)."""
+    small = resize_area(mask, size) > 0
+    if margin > 0:
+        spread = F.conv2d(small[None, None].float(), _ellipse(margin, mask.device), padding=margin)
+        small = spread[0, 0] > 0.5
+    return small
+
+
+def grey(frame: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) uint8 RGB -> (H, W) uint8 luma."""
+    weights = torch.tensor(LUMA, device=frame.device)[:, None, None]
+    return to_uint8((frame.float() * weights).sum(0))
+
+
+def to_working(positions: torch.Tensor, frame_size: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """Full-resolution positions (..., 2) (x, y) of a (H, W) frame -> the same places at the working size (h, w)."""
+    (height, width), (h, w) = frame_size, size
+    return (positions + 0.5) * torch.tensor([w / width, h / height], device=positions.device) - 0.5
+
+
+def upsample_flow(flow: torch.Tensor, frame_size: tuple[int, int], box: Box) -> torch.Tensor:
+    """Working-size flow (2, h, w) brought to full resolution over box -> (box h, box w, 2) float32, full px."""
+    (height, width), (h, w) = frame_size, flow.shape[-2:]
+    y0, y1, x0, x1 = box
+    full = pixel_grid(height, width, flow.device)[y0:y1, x0:x1]
+    scale = torch.tensor([width / w, height / h], device=flow.device)
+    return sample(flow, to_working(full, frame_size, (h, w))).permute(1, 2, 0) * scale
+
+
+def warp_back(image: torch.Tensor, flow: torch.Tensor, nearest: bool = False) -> torch.Tensor:
+    """image (h, w) or (C, h, w) read at x + flow(x) for every pixel x of flow (2, h, w) -> float32."""
+    return sample(image, pixel_grid(*flow.shape[-2:], flow.device) + flow.permute(1, 2, 0), nearest)
+
+
+def forward_backward_valid(forward: torch.Tensor, backward: torch.Tensor, relative: float, absolute: float,
+                           box: Box) -> torch.Tensor:
+    """(h, w) bool: pixels inside box whose forward flow (2, h, w) the backward flow, read at its end, undoes
+    (`video.flow.forward_backward_valid`) and whose end lies inside the frame."""
+    y0, y1, x0, x1 = box
+    h, w = forward.shape[-2:]
+    ahead = forward[:, y0:y1, x0:x1]
+    end = pixel_grid(h, w, forward.device)[y0:y1, x0:x1] + ahead.permute(1, 2, 0)
+    back = sample(backward, end)
+    error = (ahead + back).square().sum(0)
+    bound = relative * (ahead.square().sum(0) + back.square().sum(0)) + absolute
+    inside = (end[..., 0] >= 0) & (end[..., 0] <= w - 1) & (end[..., 1] >= 0) & (end[..., 1] <= h - 1)
+    valid = torch.zeros(h, w, dtype=torch.bool, device=forward.device)
+    valid[y0:y1, x0:x1] = (error <= bound) & inside
+    return valid
+
+
+def push_pull(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """`video.flow.push_pull` for values (C, h, w) float32 with known (h, w) bool: the unknown pixels filled over
+    the box around them grown by PUSH_PULL_CONTEXT of its size; known pixels unchanged."""
+    box = bounding_box(~known)
+    if box is None:
+        return values
+    y0, y1, x0, x1 = box
+    grow_y = max(PUSH_PULL_MIN_CONTEXT, round(PUSH_PULL_CONTEXT * (y1 - y0)))
+    grow_x = max(PUSH_PULL_MIN_CONTEXT, round(PUSH_PULL_CONTEXT * (x1 - x0)))
+    y0, y1 = max(0, y0 - grow_y), min(known.shape[0], y1 + grow_y)
+    x0, x1 = max(0, x0 - grow_x), min(known.shape[1], x1 + grow_x)
+    out = values.clone()
+    part, inside = values[:, y0:y1, x0:x1], known[y0:y1, x0:x1]
+    weight = inside.float()
+    levels = [(part * weight, weight)]
+    while min(levels[-1][1].shape) > PUSH_PULL_MIN_SIDE:
+        summed, weights = levels[-1]
+        size = ((weights.shape[0] + 1) // 2, (weights.shape[1] + 1) // 2)
+        levels.append((resize_area(summed, size), resize_area(weights, size)))
+    summed, weights = levels[-1]
+    filled = summed / weights.clamp(min=PUSH_PULL_EPS)
+    for summed, weights in reversed(levels[:-1]):
+        coarse = F.interpolate(filled[None], size=weights.shape, mode="bilinear", align_corners=False)[0]
+        share = weights.clamp(max=1.0)
+        filled = share * (summed / weights.clamp(min=PUSH_PULL_EPS)) + (1 - share) * coarse
+    if not bool(inside.any()):
+        filled = torch.zeros_like(part)
+    out[:, y0:y1, x0:x1] = torch.where(inside, part, filled)
+    return out
+
+
+# --- flow completion -----------------------------------------------------------------------------------------
+
+def affine_field(motion: torch.Tensor, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """The affine motion (x, y, 1) -> flow, (3, 2) float64, over a (h, w) grid -> (2, h, w) float64."""
+    grid = pixel_grid(*size, device).double()
+    return (grid[..., 0:1] * motion[0] + grid[..., 1:2] * motion[1] + motion[2]).permute(2, 0, 1)
+
+
+def fit_affine(flow: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """`temporal.fit_affine`: the affine motion (3, 2) float64 least-squares fitted to flow (2, h, w) at points
+    (h, w) bool, refitted once without the outliers."""
+    ys, xs = torch.nonzero(points, as_tuple=True)
+    coords = torch.stack((xs, ys, torch.ones_like(xs)), 1).double()
+    values = flow[:, ys, xs].t().double()
+    motion = torch.linalg.lstsq(coords, values).solution
+    residual = torch.linalg.vector_norm(coords @ motion - values, dim=1)
+    bound = max(AFFINE_MIN_RESIDUAL, AFFINE_TRIM * float(torch.quantile(residual, 0.5)))
+    inliers = residual <= bound
+    if int(inliers.sum()) >= AFFINE_MIN_POINTS:
+        motion = torch.linalg.lstsq(coords[inliers], values[inliers]).solution
+    return motion
+
+
+def fill_flow(flow: torch.Tensor, unknown: torch.Tensor, fill: str, ring: int) -> torch.Tensor:
+    """`temporal.fill_flow` for flow (2, h, w) and unknown (h, w) bool."""
+    if fill not in FLOW_FILLS:
+        raise ValueError(f"fill: expected one of {FLOW_FILLS}, got {fill!r}")
+    if not bool(unknown.any()):
+        return flow
+    around = grow(unknown, ring) & ~unknown
+    if fill == "push_pull" or int(around.sum()) < AFFINE_MIN_POINTS:
+        return push_pull(flow, ~unknown)
+    field = affine_field(fit_affine(flow, around), flow.shape[-2:], flow.device).float()
+    return torch.where(unknown, field, flow)
+
+
+def complete_flow(flow: torch.Tensor, hole: torch.Tensor, target_hole: torch.Tensor, fill: str,
+                  ring: int) -> torch.Tensor:
+    """`temporal.complete_flow`: flow (2, h, w) completed in hole and where it lands in target_hole (h, w)."""
+    landed = warp_back(target_hole, flow, nearest=True) > 0.5
+    return fill_flow(flow, hole | landed, fill, ring)
+
+
+def moving_pixels(step: torch.Tensor, hole: torch.Tensor, threshold: float) -> torch.Tensor:
+    """`temporal.moving_pixels` for a step flow (2, h, w) and hole (h, w) bool."""
+    known = ~hole
+    sampled = torch.zeros_like(known)
+    sampled[::MOVING_FIT_STRIDE, ::MOVING_FIT_STRIDE] = known[::MOVING_FIT_STRIDE, ::MOVING_FIT_STRIDE]
+    if int(sampled.sum()) < AFFINE_MIN_POINTS:
+        return torch.zeros_like(hole)
+    camera = affine_field(fit_affine(step, sampled), step.shape[-2:], step.device)
+    moving = ((step.double() - camera).square().sum(0) > threshold * threshold) & known
+    return grow(moving, 1)
+
+
+def complete_grey(luma: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
+    """grey (h, w) uint8 with its unknown (h, w) pixels filled from the others (push-pull)."""
+    if not bool(unknown.any()):
+        return luma
+    return to_uint8(push_pull(luma.float()[None], ~unknown)[0])
+
+
+def camera_motion(flow: torch.Tensor, hole: torch.Tensor, ring: int) -> float:
+    """`temporal.camera_motion`: median length of flow (2, h, w) over the known pixels within ring of hole."""
+    around = grow(hole, ring) & ~hole
+    if not bool(around.any()):
+        return 0.0
+    return float(torch.quantile(torch.linalg.vector_norm(flow[:, around], dim=0), 0.5))
+
+
+def scene_cut(thumb: torch.Tensor, previous: torch.Tensor, known: torch.Tensor, threshold: float) -> bool:
+    """`temporal.scene_cut` for thumbnails (s, t) uint8 and known (s, t) bool."""
+    if not bool(known.any()):
+        return False
+    return float((thumb.float() - previous.float()).abs()[known].mean()) > threshold
+
+
+# --- memory of past frames -------------------------------------------------------------------------------------
+
+@dataclass
+class PastFrame:
+    """`temporal.PastFrame` on the device: frame (3, H, W) uint8; source (H, W) bool or None (the anchor);
+    grey (h, w) uint8; hole (h, w) bool; flow (2, h, w) float32 from the current frame to it; valid (h, w) bool."""
+    frame: torch.Tensor
+    source: torch.Tensor | None
+    grey: torch.Tensor
+    hole: torch.Tensor
+    flow: torch.Tensor
+    valid: torch.Tensor
+    index: int
+
+
+def refine_near(estimator: TorchDIS, luma: torch.Tensor, hole: torch.Tensor, past: PastFrame, box: Box) -> None:
+    """`temporal.refine_near`: past.flow re-estimated over box from itself, moved by its median (rounded)."""
+    y0, y1, x0, x1 = box
+    start = past.flow[:, y0:y1, x0:x1]
+    move = torch.quantile(start.reshape(2, -1), 0.5, dim=1).round()
+    positions = pixel_grid(*luma.shape, luma.device)[y0:y1, x0:x1] + move
+    unknown = hole[y0:y1, x0:x1] | (sample(past.hole, positions, nearest=True) > 0.5)
+    source = complete_grey(luma[y0:y1, x0:x1], unknown)
+    target = complete_grey(to_uint8(sample(past.grey, positions)), unknown)
+    past.flow[:, y0:y1, x0:x1] = estimator.flow(source, target, start - move[:, None, None]) + move[:, None, None]
+
+
+class FrameMemory:
+    """`temporal.FrameMemory` on the device: the same window of past frames, flows and checks as tensors."""
+
+    def __init__(self, capacity: int, recent: int, key_interval: int, fill: str, ring: int, trust_hole: bool):
+        self.capacity, self.recent, self.key_interval = capacity, recent, key_interval
+        self.fill, self.ring, self.trust_hole = fill, ring, trust_hole
+        self.clear()
+
+    def clear(self) -> None:
+        self.frames: list[PastFrame] = []
+        self.anchor: PastFrame | None = None
+        self.latest = -1
+        self.box: Box | None = None
+
+    def advance(self, step: torch.Tensor, step_valid: torch.Tensor, luma: torch.Tensor, hole: torch.Tensor,
+                box: Box, refine: TorchDIS | None) -> None:
+        """`temporal.FrameMemory.advance`: every remembered flow composed with step (2, h, w) over box."""
+        y0, y1, x0, x1 = box
+        py0, py1, px0, px1 = self.box or box
+        grid = pixel_grid(*luma.shape, luma.device)[y0:y1, x0:x1]
+        step_box = step[:, y0:y1, x0:x1]
+        ends = grid + step_box.permute(1, 2, 0) - torch.tensor([px0, py0], dtype=torch.float32, device=luma.device)
+        trusted = step_valid[y0:y1, x0:x1] | (self.trust_hole & hole[y0:y1, x0:x1])
+        for past in self.frames + ([self.anchor] if self.anchor is not None else []):
+            valid, flow = past.valid[py0:py1, px0:px1].clone(), past.flow[:, py0:py1, px0:px1].clone()
+            past.valid[y0:y1, x0:x1] = (sample(valid, ends, nearest=True) > 0.5) & trusted
+            past.flow[:, y0:y1, x0:x1] = step_box + sample(flow, ends)
+            if refine is not None and past.index < self.latest:
+                refine_near(refine, luma, hole, past, box)
+            flow = past.flow[:, y0:y1, x0:x1]
+            landed = sample(past.hole, grid + flow.permute(1, 2, 0), nearest=True) > 0.5
+            past.flow[:, y0:y1, x0:x1] = fill_flow(flow, hole[y0:y1, x0:x1] | landed, self.fill, self.ring)
+        self.box = box
+
+    def push(self, frame: torch.Tensor, source: torch.Tensor, luma: torch.Tensor, hole: torch.Tensor,
+             index: int) -> None:
+        self.frames.insert(0, PastFrame(frame, source, luma, hole, torch.zeros(2, *luma.shape, device=luma.device),
+                                        torch.ones(luma.shape, dtype=torch.bool, device=luma.device), index))
+
+    def set_anchor(self, output: torch.Tensor, luma: torch.Tensor, hole: torch.Tensor, index: int) -> None:
+        self.anchor = PastFrame(output, None, luma, hole, torch.zeros(2, *luma.shape, device=luma.device),
+                                torch.ones(luma.shape, dtype=torch.bool, device=luma.device), index)
+
+    def evict(self) -> None:
+        kept = [p for i, p in enumerate(self.frames) if i < self.recent or p.index % self.key_interval == 0]
+        self.frames = kept[:self.capacity]
+
+
+class BackgroundCanvas:
+    """`temporal.BackgroundCanvas` on the device: weighted (3, bh, bw) and confidence (bh, bw) float32 over box."""
+
+    def __init__(self, margin: int, decay: float):
+        self.margin, self.decay = margin, decay
+        self.clear()
+
+    def clear(self) -> None:
+        self.weighted: torch.Tensor | None = None
+        self.confidence: torch.Tensor | None = None
+        self.box: Box | None = None
+
+    def nbytes(self) -> int:
+        return 0 if self.box is None else _nbytes(self.weighted) + _nbytes(self.confidence)
+
+    def advance(self, frame: torch.Tensor, mask: torch.Tensor, source: torch.Tensor, previous: torch.Tensor | None,
+                step: torch.Tensor | None, trusted: torch.Tensor | None) -> None:
+        """`temporal.BackgroundCanvas.advance` (frame, previous (3, H, W) uint8; step (2, h, w))."""
+        hole_box = bounding_box(mask)
+        if hole_box is None:
+            self.clear()
+            return
+        height, width = mask.shape
+        y0, y1, x0, x1 = grow_box(hole_box, self.margin, mask.shape)
+        colour = frame[:, y0:y1, x0:x1].float()
+        confidence = torch.zeros(y1 - y0, x1 - x0, device=frame.device)
+        if previous is not None and self.box is not None:
+            grid = pixel_grid(height, width, frame.device)[y0:y1, x0:x1]
+            ends = grid + upsample_flow(step, mask.shape, (y0, y1, x0, x1))
+            gate = sample(trusted, to_working(grid, mask.shape, step.shape[-2:]), nearest=True)
+            py0, py1, px0, px1 = self.box
+            local = ends - torch.tensor([px0, py0], dtype=torch.float32, device=frame.device)
+            inside = ((local[..., 0] >= 0) & (local[..., 0] <= px1 - px0 - 1)
+                      & (local[..., 1] >= 0) & (local[..., 1] <= py1 - py0 - 1))
+            in_frame = ((ends[..., 0] >= 0) & (ends[..., 0] <= width - 1)
+                        & (ends[..., 1] >= 0) & (ends[..., 1] <= height - 1))
+            seen = sample(self.confidence, local)
+            weighted = sample(self.weighted, local)
+            colour = torch.where(inside, weighted / seen.clamp(min=CANVAS_EPS), to_uint8(sample(previous, ends)).float())
+            confidence = torch.where(inside, seen, in_frame.float()) * self.decay * gate
+        given = source[y0:y1, x0:x1]
+        colour = torch.where(given, frame[:, y0:y1, x0:x1].float(), colour)
+        confidence = torch.where(given, 1.0, confidence)
+        self.weighted, self.confidence, self.box = colour * confidence, confidence, (y0, y1, x0, x1)
+
+    def refresh(self, filled: torch.Tensor, copied: torch.Tensor) -> None:
+        if self.box is None:
+            return
+        y0, y1, x0, x1 = self.box
+        take = copied[y0:y1, x0:x1]
+        self.weighted = torch.where(take, filled[:, y0:y1, x0:x1].float() * self.confidence, self.weighted)
+
+    def fill(self, filled: torch.Tensor, remaining: torch.Tensor, min_confidence: float
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.box is None:
+            return filled, remaining
+        y0, y1, x0, x1 = self.box
+        take = remaining[y0:y1, x0:x1] & (self.confidence >= max(min_confidence, CANVAS_EPS))
+        if not bool(take.any()):
+            return filled, remaining
+        out, left = filled.clone(), remaining.clone()
+        colour = to_uint8(self.weighted / self.confidence.clamp(min=CANVAS_EPS))
+        out[:, y0:y1, x0:x1] = torch.where(take, colour, out[:, y0:y1, x0:x1])
+        left[y0:y1, x0:x1] &= ~take
+        return out, left
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+# --- copies and blends at full resolution ---------------------------------------------------------------------
+
+def _reads(past: PastFrame, grid: torch.Tensor, box: Box, frame_size: tuple[int, int]
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`temporal._reads`: where the box's pixels land in past, (bh, bw, 2), and whether it may give them."""
+    height, width = frame_size
+    ends = grid + upsample_flow(past.flow, frame_size, box)
+    usable = ((sample(past.valid, to_working(grid, frame_size, past.flow.shape[-2:]), nearest=True) > 0.5)
+              & (ends[..., 0] >= 0) & (ends[..., 0] <= width - 1)
+              & (ends[..., 1] >= 0) & (ends[..., 1] <= height - 1)
+              & (sample(past.source, ends, nearest=True) > 0.5))
+    return ends, usable
+
+
+def propagate(frame: torch.Tensor, mask: torch.Tensor, sources: Iterable[PastFrame]
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`temporal.propagate` for frame (3, H, W) uint8 and mask (H, W) bool -> (frame with the copies, the hole
+    still left)."""
+    box = bounding_box(mask)
+    out, remaining = frame.clone(), mask.clone()
+    if box is None:
+        return out, remaining
+    y0, y1, x0, x1 = box
+    grid = pixel_grid(*mask.shape, mask.device)[y0:y1, x0:x1]
+    left = mask[y0:y1, x0:x1].clone()
+    patch = out[:, y0:y1, x0:x1]
+    for past in sources:
+        ends, usable = _reads(past, grid, box, mask.shape)
+        take = left & usable
+        patch.copy_(torch.where(take, to_uint8(sample(past.frame, ends)), patch))
+        left &= ~take
+        if not bool(left.any()):
+            break
+    remaining[y0:y1, x0:x1] = left
+    return out, remaining
+
+
+def follow(previous: torch.Tensor, step: torch.Tensor, step_valid: torch.Tensor, box: Box
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`temporal.follow`: the previous output (3, H, W) uint8 brought here over box -> (3, bh, bw) float32
+    (rounded to levels, as OpenCV's remap of uint8) and (bh, bw) bool where step_valid holds."""
+    y0, y1, x0, x1 = box
+    size = previous.shape[-2:]
+    grid = pixel_grid(*size, previous.device)[y0:y1, x0:x1]
+    gate = sample(step_valid, to_working(grid, size, step.shape[-2:]), nearest=True) > 0.5
+    return to_uint8(sample(previous, grid + upsample_flow(step, size, box))).float(), gate
+
+
+def stabilise(filled: torch.Tensor, invented: torch.Tensor, previous: torch.Tensor, step: torch.Tensor,
+              step_valid: torch.Tensor, weight: float) -> torch.Tensor:
+    """`temporal.stabilise` for (3, H, W) uint8 frames."""
+    box = bounding_box(invented)
+    if box is None:
+        return filled
+    y0, y1, x0, x1 = box
+    warped, gate = follow(previous, step, step_valid, box)
+    gate &= invented[y0:y1, x0:x1]
+    out = filled.clone()
+    patch = out[:, y0:y1, x0:x1]
+    patch.copy_(torch.where(gate, to_uint8(weight * warped + (1 - weight) * patch.float()), patch))
+    return out
+
+
+def blend(base: torch.Tensor, fresh: torch.Tensor, pixels: torch.Tensor, weight: float) -> torch.Tensor:
+    """`temporal.blend` for (3, H, W) uint8 frames and pixels (H, W) bool."""
+    return torch.where(pixels, to_uint8((1 - weight) * base.float() + weight * fresh.float()), base)
+
+
+def hold(frame: torch.Tensor, mask: torch.Tensor, invented: torch.Tensor, anchor: PastFrame, ring: int,
+         threshold: float) -> torch.Tensor | None:
+    """`temporal.hold` for frame (3, H, W) uint8 with mask and invented (H, W) bool."""
+    if bounding_box(invented) is None:
+        return frame
+    near = grow(mask, ring)
+    y0, y1, x0, x1 = bounding_box(near)
+    warped, gate = follow(anchor.frame, anchor.flow, anchor.valid, (y0, y1, x0, x1))
+    known_ring = near[y0:y1, x0:x1] & ~mask[y0:y1, x0:x1] & gate
+    left = invented[y0:y1, x0:x1]
+    if not bool(known_ring.any()) or not bool(gate[left].all()):
+        return None
+    change = (warped[:, known_ring] - frame[:, y0:y1, x0:x1][:, known_ring].float()).abs().mean()
+    if float(change) > threshold:
+        return None
+    out = frame.clone()
+    out[:, y0:y1, x0:x1] = torch.where(left, to_uint8(warped), out[:, y0:y1, x0:x1])
+    return out
+
+
+# --- the stream ------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Arrival:
+    """`stream._Arrival` on the device (lookahead 0): frame (3, H, W) uint8, mask (H, W) bool, grey and hole at the
+    working size, the scene-cut thumbnail, the pixels it may give, and the flows to the frame before it."""
+    frame: torch.Tensor
+    mask: torch.Tensor
+    grey: torch.Tensor
+    hole: torch.Tensor
+    thumb: torch.Tensor
+    thumb_known: torch.Tensor
+    source: torch.Tensor | None = None
+    step: torch.Tensor | None = None
+    step_valid: torch.Tensor | None = None
+    box: Box | None = None
+
+
+class DeviceTemporal:
+    """Temporal mode ("on", lookahead 0) with every step on `device`: `process(frame, mask)` takes a frame (3, H, W)
+    uint8 and its mask (H, W) bool on the device and returns the output there. engine: an `Engine` (its inpaint
+    takes and returns CHW tensors on its device); config: a `VideoConfig`."""
+
+    def __init__(self, engine: Any, config: Any, device: torch.device):
+        if config.lookahead:
+            raise ValueError(f"config.lookahead: the device path takes 0, got {config.lookahead}")
+        self.engine, self.config, self.device = engine, config, torch.device(device)
+        self._dis = TorchDIS(config.flow_preset, self.device)
+        self._refine = TorchDIS(config.flow_preset, self.device, config.refine_scales)
+        self._memory = FrameMemory(config.memory_frames, config.recent_frames, config.key_interval,
+                                   config.flow_fill, config.flow_fill_ring, config.trust_hole_flow)
+        self._canvas = BackgroundCanvas(config.canvas_margin, config.canvas_decay)
+        self.scene_cuts = 0
+        self.held_frames = 0
+        self._widths: tuple[torch.Tensor, float] | None = None   # the last mask whose width was measured, its width
+        self.reset()
+
+    def reset(self) -> None:
+        self._arrived: _Arrival | None = None
+        self._forget_scene()
+
+    def _forget_scene(self) -> None:
+        self._previous: tuple[torch.Tensor, torch.Tensor] | None = None     # (hole (h, w), output (3, H, W))
+        self._index = 0
+        self._anchor_fills = 0
+        self._memory.clear()
+        self._canvas.clear()
+
+    def state_nbytes(self) -> int:
+        held = [] if self._previous is None else list(self._previous)
+        for past in self._memory.frames + ([self._memory.anchor] if self._memory.anchor is not None else []):
+            held += [past.frame, past.source, past.grey, past.hole, past.flow, past.valid]
+        if self._arrived is not None:
+            held += list(vars(self._arrived).values())
+        tensors = {id(t): t for t in held if isinstance(t, torch.Tensor)}
+        return sum(_nbytes(t) for t in tensors.values()) + self._canvas.nbytes()
+
+    def _hole_width(self, mask: torch.Tensor) -> float:
+        """`temporal.hole_width` of mask (H, W) bool, measured on the host once per distinct mask."""
+        if self._widths is not None and self._widths[0].shape == mask.shape and torch.equal(self._widths[0], mask):
+            return self._widths[1]
+        box = bounding_box(mask)
+        width = 0.0 if box is None else temporal.hole_width(mask[box[0]:box[1], box[2]:box[3]].cpu().numpy())
+        self._widths = (mask, width)
+        return width
+
+    def _engine_fill(self, frame: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`VideoInpainter._engine_fill`: the engine over the thin hole's cut-out or the whole frame."""
+        cfg, model = self.config, getattr(self.engine, "config", None)
+        if cfg.engine_margin == 0 or model is None:
+            return self.engine.inpaint(frame, mask)
+        scale = max(1, -(-max(mask.shape) // model.lr_long_side))
+        if self._hole_width(mask) > cfg.engine_thin_width * scale:
+            return self.engine.inpaint(frame, mask)
+        y0, y1, x0, x1 = grow_box(bounding_box(mask), cfg.engine_margin, mask.shape)
+        out = frame.clone()
+        out[:, y0:y1, x0:x1] = self.engine.inpaint(frame[:, y0:y1, x0:x1].contiguous(),
+                                                   mask[y0:y1, x0:x1].contiguous())
+        return out
+
+    def _arrive(self, frame: torch.Tensor, mask: torch.Tensor) -> _Arrival:
+        """`VideoInpainter._arrive` without a lookahead."""
+        cfg = self.config
+        full = tuple(frame.shape[-2:])
+        size = working_size(full, cfg.flow_long_side)
+        hole = shrink_mask(mask, size, cfg.flow_margin)
+        luma = to_uint8(resize_area(grey(frame), size))
+        thumb_size = working_size(full, cfg.scene_cut_side)
+        thumb = to_uint8(resize_area(complete_grey(luma, hole), thumb_size))
+        now = _Arrival(frame, mask, luma, hole, thumb, ~shrink_mask(mask, thumb_size, 0))
+        before = self._arrived
+        if before is not None and cfg.scene_cut and scene_cut(
+                thumb, before.thumb, now.thumb_known & before.thumb_known, cfg.scene_cut_threshold):
+            self.scene_cuts += 1
+            before = None
+        now.source = ~grow(mask, cfg.source_margin)
+        if before is None:
+            return now
+        fill = (cfg.flow_fill, cfg.flow_fill_ring)
+        unknown = hole | before.hole
+        here, there = complete_grey(luma, unknown), complete_grey(before.grey, unknown)
+        both = self._dis.flow(torch.stack((here, there)), torch.stack((there, here)))    # one batched estimate
+        now.step = complete_flow(both[0], hole, before.hole, *fill)
+        back = complete_flow(both[1], before.hole, hole, *fill)
+        now.box = grow_box(bounding_box(unknown) or (0, 0, 0, 0), cfg.flow_context, size)
+        now.step_valid = forward_backward_valid(now.step, back, cfg.fb_relative, cfg.fb_absolute, now.box)
+        if cfg.moving_source_threshold > 0:
+            moving = moving_pixels(now.step, hole, cfg.moving_source_threshold)
+            if bool(moving.any()):
+                spread = F.interpolate(moving[None, None].float(), size=full, mode="nearest")[0, 0] > 0.5
+                now.source &= ~spread
+        return now
+
+    def process(self, frame: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One frame (3, H, W) uint8 and its mask (H, W) bool on the device -> the output (3, H, W) uint8:
+        `VideoInpainter._emit` without a lookahead."""
+        cfg = self.config
+        now = self._arrive(frame, mask)
+        self._arrived = now
+        luma, hole, step, step_valid = now.grey, now.hole, now.step, now.step_valid
+        if step is None:
+            self._forget_scene()
+        previous = self._previous
+        if previous is not None:
+            self._memory.advance(step, step_valid, luma, hole, now.box, self._refine if cfg.refine_flow else None)
+        source = now.source
+        if cfg.canvas:
+            trusted = None if previous is None else step_valid | (hole & cfg.trust_hole_flow)
+            self._canvas.advance(frame, mask, source, None if previous is None else previous[1], step, trusted)
+        filled, remaining = propagate(frame, mask, self._memory.frames) if cfg.propagate else (frame, mask)
+        still_hole = previous is not None and torch.equal(hole, previous[0])
+        if cfg.canvas and still_hole:
+            self._canvas.refresh(filled, mask & ~remaining)
+            filled, remaining = self._canvas.fill(filled, remaining, cfg.canvas_min_confidence)
+        engine_filled = False
+        if bool(remaining.any()):
+            held = None
+            anchor = self._memory.anchor
+            if (cfg.hold and anchor is not None
+                    and camera_motion(anchor.flow, hole, cfg.flow_fill_ring) <= cfg.hold_max_motion):
+                held = hold(filled, mask, remaining, anchor, cfg.hold_ring, cfg.hold_threshold)
+            if held is not None and self._anchor_fills >= cfg.still_average_frames:
+                filled = held
+                self.held_frames += 1
+            else:
+                fresh = self._engine_fill(filled, remaining)
+                if held is not None:
+                    self._anchor_fills += 1
+                    filled = blend(held, fresh, remaining, 1 / self._anchor_fills)
+                elif cfg.stabilise and previous is not None:
+                    weight = cfg.still_stabilise_weight if still_hole else cfg.stabilise_weight
+                    filled = stabilise(fresh, remaining, previous[1], step, step_valid, weight)
+                    self._anchor_fills = cfg.still_average_frames
+                else:
+                    filled, self._anchor_fills = fresh, 1
+                engine_filled = True
+        copied = mask & ~remaining
+        if cfg.stabilise and previous is not None and bool(copied.any()):
+            filled = stabilise(filled, copied, previous[1], step, step_valid, cfg.copied_weight)
+        output = torch.where(mask, filled, frame)
+        if cfg.propagate:
+            self._memory.push(frame, source, luma, hole, self._index)
+            self._memory.evict()
+        if engine_filled and cfg.hold:
+            self._memory.set_anchor(output, luma, hole, self._index)
+        self._memory.latest = self._index
+        self._previous = (hole, output)
+        self._index += 1
+        return output
