@@ -69,7 +69,8 @@ step tests 200 "GPU correctness (kernels vs references at real sizes, backends e
     python -m pytest -q -n 8 -p no:cacheprovider --maxfail=10 -m gpu tests/test_kernel_prep.py tests/test_kernel_hr_upscale.py \
     tests/test_kernel_patch_projection.py tests/test_kernel_masked_attention.py tests/test_kernel_coherence.py tests/test_kernel_seam_blend.py tests/test_kernel_membrane.py \
     tests/test_kernel_source_sweep.py tests/test_kernel_blur.py tests/test_kernel_copy_candidates.py \
-    tests/test_triton_backend.py tests/test_deploy.py tests/test_engine.py
+    tests/test_triton_backend.py tests/test_deploy.py tests/test_engine.py \
+    tests/test_kernel_dis_search.py tests/test_video_dis_torch.py tests/test_video_device_temporal.py
 step backend 120 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider -m '' tests/test_triton_backend.py
 step interleave 150 "the default against the smooth style (the default until the realistic style), fast, the default without the mirrored fades and with copy_detail_weight 0.03, interleaved in one process" \
     python -m bench.latency --device cuda --backends triton@smooth triton@fast triton triton@hr_fade_reflect=false triton@copy_detail_weight=0.03 --sizes ${ISIZES:-2048 4096} --repeats 30 --warmup 3 --interleave \
@@ -77,8 +78,9 @@ step interleave 150 "the default against the smooth style (the default until the
 step latency 200 "end-to-end latency, triton (graphed: default, fast and smooth styles; eager; graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
     python -m bench.latency --device cuda --backends $LBACKENDS --sizes $LSIZES --repeats 20 --warmup 3 --append
 # video needs photos/train/enlightenment-data__Lichen-Branches.png (bench.video.SPEED_PHOTO; photos/ is not in git)
-step video 150 "frames/s of VideoInpainter.process, temporal off and on, at 3840x2160 (frames in host memory)" \
-    python -m bench.video --parts throughput --device cuda --throughput-heights 2160 --throughput-frames 30
+step video 240 "frames/s of VideoInpainter.process at 3840x2160: temporal off, on (on CUDA: the device path) and on the host path, frames in host memory and on the GPU" \
+    python -m bench.video --parts throughput --device cuda --throughput-heights 2160 --throughput-frames 30 \
+    --modes off on on+temporal_device=host
 step batch 150 "frames/s of 8-frame batches at 3840x2160 (one (8, 3, H, W) uint8 call each; triton graphed, torch eager)" \
     python -m bench.latency --device cuda --backends triton torch --sizes 3840x2160 --batch 8 --repeats 10 --warmup 3 --append
 step profile 120 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton@smooth triton_eager torch --sizes 2048 4096 8192

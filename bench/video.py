@@ -20,7 +20,7 @@ decoded frames.
 throughput: frames/s of `VideoInpainter.process` alone (no decode or encode; frames in host memory, as a
 pipeline hands them over) on a synthetic pan with a still logo mask, after THROUGHPUT_WARMUP frames (the CUDA
 graph capture, the flow's set-up), in a fresh process per size and mode, beside `Engine.inpaint` alone on the
-same frames.
+same frames; on CUDA also with the frames already on the GPU.
 memory: resident memory sampled every MEMORY_EVERY frames while one `VideoInpainter` streams a long clip (a
 synthetic pan played forwards and backwards), and its slope in MiB per 1,000 frames after the first
 MEMORY_WARMUP frames.
@@ -389,7 +389,9 @@ def measure_speed(source: Path, mask_path: Path, mode: str, device: str) -> dict
 
 def measure_throughput(height: int, mode: str, frames: int, warmup: int, photos: Path, device: str) -> dict:
     """In a fresh process: frames/s of `VideoInpainter.push` over `frames` frames of a synthetic pan after
-    `warmup` untimed ones, then of `Engine.inpaint` alone on the same frames (numpy in and out both)."""
+    `warmup` untimed ones, then of `Engine.inpaint` alone on the same frames (numpy in and out both); on CUDA the
+    same again with the frames and the mask already on the GPU ((3, H, W) uint8 tensors in and out: the
+    engine and temporal mode without the PCIe copies), with a fresh inpainter."""
     import torch
 
     from rethined_engine import Engine
@@ -400,21 +402,29 @@ def measure_throughput(height: int, mode: str, frames: int, warmup: int, photos:
     engine = Engine(device=device)
     cuda = engine.device.type == "cuda"
 
-    def frames_per_second(step) -> float:
-        for frame in clip.frames[:warmup]:
+    def frames_per_second(step, sequence) -> float:
+        for frame in sequence[:warmup]:
             step(frame)
         t0 = time.perf_counter()
-        for frame in clip.frames[warmup:]:
+        for frame in sequence[warmup:]:
             step(frame)
         if cuda:
             torch.cuda.synchronize()
         return frames / (time.perf_counter() - t0)
 
     inpainter = make_inpainter(mode, engine)
-    fps = frames_per_second(lambda frame: inpainter.push(frame, mask))
-    engine_fps = frames_per_second(lambda frame: engine.inpaint(frame, mask))
-    return {"mode": mode, "size": list(clip.frames.shape[1:3]), "frames": frames, "warmup": warmup, "fps": fps,
-            "engine_fps": engine_fps, "mask_fraction": float(mask.mean())}
+    row = {"mode": mode, "size": list(clip.frames.shape[1:3]), "frames": frames, "warmup": warmup,
+           "temporal_path": "device" if getattr(inpainter, "_device", None) is not None else "host",
+           "fps": frames_per_second(lambda frame: inpainter.push(frame, mask), clip.frames),
+           "engine_fps": frames_per_second(lambda frame: engine.inpaint(frame, mask), clip.frames),
+           "mask_fraction": float(mask.mean())}
+    if cuda:
+        resident = [torch.from_numpy(frame).permute(2, 0, 1).contiguous().cuda() for frame in clip.frames]
+        gpu_mask = torch.from_numpy(mask).cuda()
+        inpainter = make_inpainter(mode, engine)
+        row["fps_resident"] = frames_per_second(lambda frame: inpainter.push(frame, gpu_mask), resident)
+        row["engine_fps_resident"] = frames_per_second(lambda frame: engine.inpaint(frame, gpu_mask), resident)
+    return row
 
 
 def measure_memory(height: int, mode: str, frames: int, every: int, warmup: int, photos: Path, device: str) -> dict:
@@ -524,11 +534,13 @@ def speed_table(rows: list[dict]) -> str:
 
 
 def throughput_table(rows: list[dict]) -> str:
-    lines = ["| size | mode | threads | timed frames | frames/s (`VideoInpainter.process`) | "
-             "frames/s (`Engine.inpaint` alone) | load average |", "|---|---|---|---|---|---|---|"]
+    lines = ["| size | mode | temporal path | threads | timed frames | frames/s (`VideoInpainter.process`) | "
+             "frames/s (`Engine.inpaint` alone) | the same, frames on the GPU | load average |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['size'][1]}x{r['size'][0]} | {r['mode']} | {r['threads']} | {r['frames']} | "
-                     f"{r['fps']:.1f} | {r['engine_fps']:.1f} | "
+        resident = (f"{r['fps_resident']:.1f} / {r['engine_fps_resident']:.1f}" if "fps_resident" in r else "–")
+        lines.append(f"| {r['size'][1]}x{r['size'][0]} | {r['mode']} | {r.get('temporal_path', 'host')} | "
+                     f"{r['threads']} | {r['frames']} | {r['fps']:.1f} | {r['engine_fps']:.1f} | {resident} | "
                      f"{r['load_average'][0]:.1f}-{r['load_average'][1]:.1f} |")
     return "\n".join(lines)
 

@@ -40,6 +40,15 @@ def test_matches_reference(shape, iterations):
     assert (got - args[-1]).abs().max() > 0.1          # the patches moved from their starts
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(DEVICE != "cuda", reason="needs CUDA")
+@pytest.mark.parametrize("shape", [(2, 68, 120), (1, 270, 480)])   # the video working size's finest scales
+def test_matches_reference_at_the_working_size_on_cuda(shape):
+    args = case(*shape, seed=13)
+    torch.testing.assert_close(inverse_search(*args, 16, 8), inverse_search_reference(*args, 16, 8), rtol=0,
+                               atol=ATOL)
+
+
 def test_matches_reference_over_many_programs(monkeypatch):
     """Blocks of 4 patches: program offsets and a partial last block, over two images."""
     monkeypatch.setattr(dis_search, "BLOCK_P", 4)
@@ -65,6 +74,7 @@ def test_rejects_a_patch_size_that_is_not_a_power_of_two():
         inverse_search(*args, 4, 6)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the estimator picks the kernel on CUDA only")
 def test_estimator_with_the_kernel_matches_the_torch_search(monkeypatch):
     g = torch.Generator().manual_seed(5)

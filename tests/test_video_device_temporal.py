@@ -141,3 +141,39 @@ def test_auto_runs_on_the_host_for_a_cpu_engine_and_engine_refuses_a_lookahead(e
         VideoConfig(temporal_device="engine", lookahead=4)
     with pytest.raises(ValueError, match="temporal_device"):
         VideoConfig(temporal_device="gpu")
+
+
+@pytest.mark.parametrize("temporal, config", [("off", VideoConfig()), ("on", VideoConfig(lookahead=2))],
+                         ids=["off", "host_lookahead"])
+def test_tensor_frames_give_tensors_equal_to_the_numpy_outputs(engine, rng, temporal, config):
+    frames, mask = pan_clip(rng, 4), box_mask()
+    as_arrays, as_tensors = VideoInpainter(engine, temporal, config), VideoInpainter(engine, temporal, config)
+    want, got = [], []
+    for frame in frames:
+        want += as_arrays.push(frame, mask)
+        got += as_tensors.push(torch.from_numpy(frame).permute(2, 0, 1), torch.from_numpy(mask))
+    want, got = want + as_arrays.flush(), got + as_tensors.flush()
+    assert len(got) == len(want) == 4
+    for g, w in zip(got, want):
+        assert isinstance(g, torch.Tensor) and g.shape == (3, *mask.shape)
+        np.testing.assert_array_equal(g.permute(1, 2, 0).numpy(), w)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_a_cuda_engine_auto_takes_the_device_path_and_follows_the_host_path(weights_path, rng):
+    """On a CUDA engine temporal mode runs on the GPU by default; with frames on the GPU it returns them there,
+    known pixels exact, the hole as the host path fills it with the same flow estimator."""
+    from rethined_engine import Engine
+
+    engine = Engine(weights=weights_path, device="cuda")
+    frames = pan_clip(rng, 8)
+    device, reference = VideoInpainter(engine), VideoInpainter(engine, config=REFERENCE)
+    assert device._device is not None and device._device.device.type == "cuda"
+    for t, frame in enumerate(frames):
+        mask = box_mask(20 + 2 * t, 50 + 2 * t, 40 + 3 * t, 80 + 3 * t)
+        out = device.process(torch.from_numpy(frame).permute(2, 0, 1).cuda(), torch.from_numpy(mask).cuda())
+        assert out.is_cuda
+        got = out.permute(1, 2, 0).cpu().numpy()
+        np.testing.assert_array_equal(got[~mask], frame[~mask])
+        assert hole_psnr(got, reference.process(frame, mask), mask) > AGREEMENT_DB, t

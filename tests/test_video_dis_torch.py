@@ -16,7 +16,8 @@ from rethined_engine.video.flow import dis, estimator, warp_back
 
 SIZE = (120, 200)         # H, W of the test pairs
 INNER = (slice(12, -12), slice(12, -12))   # pixels whose flow is judged (the edges see past the frame)
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                          reason="needs CUDA")])]
 
 
 def texture(rng, height=SIZE[0], width=SIZE[1], sigma=1.5):

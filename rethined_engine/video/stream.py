@@ -195,6 +195,7 @@ class VideoInpainter:
         self.scene_cuts = 0         # frames found to start a new scene
         self.held_frames = 0        # frames whose invented pixels were held from the anchor
         self._device = None         # the device path (`device_temporal.DeviceTemporal`) where it runs
+        self._tensor_device = None  # the host path's frames came as torch tensors on this device: flush gives them so
         device = getattr(engine, "device", None)
         on_cuda = getattr(device, "type", None) == "cuda" and not self.config.lookahead
         if temporal == "on" and (self.config.temporal_device == "engine"
@@ -255,25 +256,39 @@ class VideoInpainter:
         arrays = {id(x): x for x in held if isinstance(x, np.ndarray)}      # an array several frames share, once
         return sum(x.nbytes for x in arrays.values()) + self._canvas.nbytes()
 
-    def process(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """One frame (H, W, 3) uint8 and its mask (H, W) -> the inpainted frame (H, W, 3) uint8. Needs
+    def process(self, frame: Any, mask: Any) -> Any:
+        """One frame (H, W, 3) uint8 numpy or (3, H, W) uint8 torch and its mask (H, W) -> the inpainted frame, of
+        the frame's type, layout and device. Needs
         config.lookahead 0 (with a lookahead, a frame's output waits for later frames: `push`, `flush`)."""
         if self.temporal == "on" and self.config.lookahead:
             raise ValueError(f"process: config.lookahead is {self.config.lookahead}, so a frame's output waits "
                              "for later frames; use push() and flush(), or lookahead=0")
         return self.push(frame, mask)[0]
 
-    def push(self, frame: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
-        """Take one frame (H, W, 3) uint8 and its mask (H, W) -> the outputs now ready, (H, W, 3) uint8 each, in
-        order: with config.lookahead n (temporal on), frame i's output comes with frame i + n (the first n pushes
-        return none); `flush` gives the rest. Without a lookahead, exactly this frame's output."""
+    def push(self, frame: Any, mask: Any) -> list[Any]:
+        """Take one frame (H, W, 3) uint8 numpy or (3, H, W) uint8 torch and its mask (H, W) -> the outputs now
+        ready, each of the frame's type, layout and device, in order: with config.lookahead n (temporal on), frame
+        i's output comes with frame i + n (the first n pushes return none); `flush` gives the rest. Without a
+        lookahead, exactly this frame's output. Tensors go through the host path as numpy arrays (temporal_device
+        "host"), through the device path as they are."""
+        tensor_in = type(frame).__module__.startswith("torch")
         if self._device is not None:
             return [self._push_device(frame, mask)]
-        size = frame.shape[:2]
-        self._check_size("frame", size)
         if self.temporal == "off":
+            size = tuple(frame.shape[-2:]) if tensor_in else np.asarray(frame).shape[:2]
+            self._check_size("frame", size)
             self.frame_size = size
             return [self.engine.inpaint(frame, mask)]
+        if tensor_in:
+            import torch
+
+            host_mask = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else mask
+            outputs = self.push(frame.permute(1, 2, 0).cpu().numpy(), host_mask)
+            self._tensor_device = frame.device
+            return [torch.from_numpy(out).permute(2, 0, 1).to(frame.device) for out in outputs]
+        size = np.asarray(frame).shape[:2]
+        self._check_size("frame", size)
+        self._tensor_device = None
         frame, mask = np.asarray(frame), np.asarray(mask)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"frame: expected (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
@@ -288,11 +303,16 @@ class VideoInpainter:
             outputs.append(self._emit())
         return outputs
 
-    def flush(self) -> list[np.ndarray]:
-        """The outputs of the frames `push` still holds back (the end of the clip), in order."""
+    def flush(self) -> list[Any]:
+        """The outputs of the frames `push` still holds back (the end of the clip), in order, of the type of the
+        frames pushed last."""
         outputs = []
         while self.temporal == "on" and self._waiting:
             outputs.append(self._emit())
+        if self._tensor_device is not None:
+            import torch
+
+            outputs = [torch.from_numpy(out).permute(2, 0, 1).to(self._tensor_device) for out in outputs]
         return outputs
 
     def process_batch(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
