@@ -21,6 +21,11 @@ throughput: frames/s of `VideoInpainter.process` alone (no decode or encode; fra
 pipeline hands them over) on a synthetic pan with a still logo mask, after THROUGHPUT_WARMUP frames (the CUDA
 graph capture, the flow's set-up), in a fresh process per size and mode, beside `Engine.inpaint` alone on the
 same frames; on CUDA also with the frames already on the GPU.
+ops: torch operations per frame of temporal mode on the device path (`video.device_temporal`; the engine's own not
+counted) on a synthetic pan with a still logo mask, after OPS_WARMUP frames, by the function that issues them: on a
+GPU each is about one kernel launch, and at the flow's working size a launch costs a few microseconds whatever its
+work, so their number bounds the path's time there. Counted on any device (TorchDispatchMode); DIS's patch search
+counts as one operation per call, as its Triton kernel (`kernels/dis_search.py`) runs it on CUDA.
 memory: resident memory sampled every MEMORY_EVERY frames while one `VideoInpainter` streams a long clip (a
 synthetic pan played forwards and backwards), and its slope in MiB per 1,000 frames after the first
 MEMORY_WARMUP frames.
@@ -102,6 +107,9 @@ LARGE_HEIGHT = 2160
 QUICK_HEIGHT = 72            # --quick: synthetic and speed clips this high
 QUICK_FRAMES = 3
 QUICK_MEMORY = (12, 2, 4)    # --quick: memory frames, sample every, warm-up
+OPS_HEIGHT = 1080
+OPS_FRAMES = 5               # counted frames per mode
+OPS_WARMUP = 3               # frames before counting (the memory of past frames fills up)
 OFF, ON = "off", "on"
 MODE_SEPARATOR = "+"         # on+FIELD=VALUE,FIELD=VALUE
 ORACLE_LONG_SIDE = 480      # px: the oracle's flows on the truth are taken at this long side
@@ -449,6 +457,88 @@ def measure_memory(height: int, mode: str, frames: int, every: int, warmup: int,
             "seconds_per_frame": (time.perf_counter() - t0) / frames}
 
 
+def count_operations(height: int, mode: str, frames: int, warmup: int, photos: Path, device: str) -> dict:
+    """Torch operations per frame of `mode`'s temporal mode on the device path over `frames` frames of a synthetic
+    pan after `warmup` uncounted ones; the engine's operations are not counted, DIS's patch search counts as one."""
+    import collections
+    import traceback
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from rethined_engine import Engine
+    from rethined_engine.video import dis_torch
+    from rethined_engine.video.stream import VideoInpainter
+
+    from .op_count import VIEW_OPS
+
+    temporal, config = mode_config(mode)
+    if temporal != ON:
+        raise ValueError(f"mode: the ops part counts temporal mode, got {mode!r}")
+    clip = synthetic_clip(photos / SPEED_PHOTO, "pan", warmup + frames, (height, frame_width(height)),
+                          round_trip=False)
+    mask = torch.from_numpy(clip_masks("logo", clip.frames.shape[1:3], 1)[0]).to(device)
+    engine = Engine(device=device)
+
+    class Counting(TorchDispatchMode):
+        """Counts operations by the video functions that issue them, while `on`."""
+        def __init__(self):
+            super().__init__()
+            self.by_function, self.on = collections.Counter(), True
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.name().split(".")[0]
+            if self.on and name not in VIEW_OPS:
+                issuer = [f.name for f in traceback.extract_stack() if "rethined_engine/video/" in f.filename]
+                self.by_function[" > ".join(issuer[4:6]) or "process"] += 1   # under VideoInpainter.process, push, _push_device, DeviceTemporal.process
+            return func(*args, **(kwargs or {}))
+
+    counting = Counting()
+
+    class Uncounted:
+        """The engine, its operations not counted."""
+        config = engine.config
+        device = engine.device
+
+        def inpaint(self, frame, hole):
+            counting.on = False
+            try:
+                return engine.inpaint(frame, hole)
+            finally:
+                counting.on = True
+
+    search = dis_torch.search_function
+
+    def one_launch(device_, size):
+        inner = search(device_, size)
+
+        def fused(*args):
+            counting.on = False
+            try:
+                return inner(*args)
+            finally:
+                counting.on = True
+                counting.by_function["dis patch search (one launch)"] += 1
+        return fused
+
+    dis_torch.search_function = one_launch
+    try:
+        inpainter = VideoInpainter(Uncounted(), config=dataclasses.replace(config, temporal_device="engine"))
+        tensors = [torch.from_numpy(frame).permute(2, 0, 1).contiguous().to(device) for frame in clip.frames]
+        for frame in tensors[:warmup]:
+            inpainter.process(frame, mask)
+        per_frame = []
+        for frame in tensors[warmup:]:
+            before = sum(counting.by_function.values())
+            with counting:
+                inpainter.process(frame, mask)
+            per_frame.append(sum(counting.by_function.values()) - before)
+    finally:
+        dis_torch.search_function = search
+    return {"mode": mode, "size": list(clip.frames.shape[1:3]), "frames": frames, "warmup": warmup,
+            "ops_per_frame": per_frame, "by_function": {k: v / frames for k, v in counting.by_function.most_common()}}
+
+
 def run_child(args: list[str], threads: int | None) -> dict:
     """Run this module with --child ARGS in a fresh process; its last stdout line is the row."""
     cmd = [sys.executable, "-m", __spec__.name, "--child", *args] + ([] if threads is None else ["--threads", str(threads)])
@@ -474,7 +564,7 @@ def child(argv: list[str], photos: Path, device: str) -> dict:
 # --- results -----------------------------------------------------------------------------------------------
 
 ROW_KEYS = {"quality": ("case", "mode", "frames"), "speed": ("size", "mode", "threads"),
-            "throughput": ("size", "mode", "threads"),
+            "throughput": ("size", "mode", "threads"), "ops": ("size", "mode", "frames"),
             "memory": ("size", "mode", "frames", "threads")}
 
 
@@ -545,6 +635,16 @@ def throughput_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def ops_table(rows: list[dict]) -> str:
+    lines = ["| size | mode | frames | operations per frame (median) | the three largest issuers (per frame) |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        top = ", ".join(f"{name} {count:.0f}" for name, count in list(r["by_function"].items())[:3])
+        lines.append(f"| {r['size'][1]}x{r['size'][0]} | {r['mode']} | {r['frames']} | "
+                     f"{float(np.median(r['ops_per_frame'])):.0f} | {top} |")
+    return "\n".join(lines)
+
+
 def memory_table(rows: list[dict]) -> str:
     lines = ["| size | mode | threads | frames | RSS first / last sample (MiB) | slope (MiB per 1,000 frames) | "
              "s/frame |", "|---|---|---|---|---|---|---|"]
@@ -558,7 +658,7 @@ def memory_table(rows: list[dict]) -> str:
 def markdown(result: dict) -> str:
     """The result file's tables, each headed by the commits and device of its rows."""
     tables = {"quality": quality_table, "speed": speed_table, "throughput": throughput_table,
-              "memory": memory_table}
+              "ops": ops_table, "memory": memory_table}
     parts = []
     for part, table in tables.items():
         rows = result.get(part, [])
@@ -615,6 +715,14 @@ def run(args: argparse.Namespace, env: dict, save) -> dict:
                 save(fresh)
                 print(f"throughput {height:5d}p {mode:6s} {row['fps']:.1f} frames/s, engine alone "
                       f"{row['engine_fps']:.1f} frames/s", flush=True)
+    if "ops" in args.parts:
+        frames, warmup = (1, 1) if args.quick else (OPS_FRAMES, OPS_WARMUP)
+        for mode in [m for m in args.modes or [] if parse_mode(m)[0] == ON] or [ON]:    # temporal modes only
+            row = count_operations(quick_height or OPS_HEIGHT, mode, frames, warmup, args.photos, args.device) | env
+            fresh["ops"].append(row)
+            save(fresh)
+            print(f"ops {row['size'][0]:5d}p {mode} {float(np.median(row['ops_per_frame'])):.0f} operations per frame",
+                  flush=True)
     if "memory" in args.parts:
         frames, every, warmup = QUICK_MEMORY if args.quick else (args.memory_frames, MEMORY_EVERY, MEMORY_WARMUP)
         height = quick_height or args.memory_height
