@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from . import temporal
-from .dis_torch import TorchDIS
+from .dis_torch import TorchDIS, constant
 from .flow import PUSH_PULL_CONTEXT, PUSH_PULL_EPS, PUSH_PULL_MIN_CONTEXT, PUSH_PULL_MIN_SIDE
 from .temporal import (
     AFFINE_MIN_POINTS,
@@ -56,11 +56,22 @@ def sample(image: torch.Tensor, positions: torch.Tensor, nearest: bool = False) 
     (C, bh, bw) float32 (bilinear, or the nearest pixel)."""
     h, w = image.shape[-2:]
     planes = image.float().reshape(1, -1, h, w)
-    scale = torch.tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)], device=positions.device)
+    scale = constant((2 / max(w - 1, 1), 2 / max(h - 1, 1)), positions.device)
     grid = (positions * scale - 1)[None]
     out = F.grid_sample(planes, grid, mode="nearest" if nearest else "bilinear", padding_mode="border",
                         align_corners=True)[0]
     return out[0] if image.dim() == 2 else out
+
+
+def sample_each(images: torch.Tensor, positions: torch.Tensor, nearest: bool = False) -> torch.Tensor:
+    """images (N, h, w) or (N, C, h, w), each at its own positions (N, bh, bw, 2) (x, y) px, edges replicated ->
+    (N, bh, bw) or (N, C, bh, bw) float32."""
+    h, w = images.shape[-2:]
+    planes = images.float().reshape(images.shape[0], -1, h, w)
+    scale = constant((2 / max(w - 1, 1), 2 / max(h - 1, 1)), positions.device)
+    out = F.grid_sample(planes, positions * scale - 1, mode="nearest" if nearest else "bilinear",
+                        padding_mode="border", align_corners=True)
+    return out[:, 0] if images.dim() == 3 else out
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -78,12 +89,13 @@ def bounding_box(mask: torch.Tensor) -> Box | None:
 
 
 def grow(mask: torch.Tensor, margin: int) -> torch.Tensor:
-    """mask (H, W) bool grown by margin px (a square), as two 1-D max filters."""
+    """mask (H, W) or (N, H, W) bool grown by margin px (a square), as two 1-D max filters."""
     if margin <= 0:
         return mask
-    x = mask[None, None].to(torch.float16 if mask.is_cuda else torch.float32)
+    x = mask.reshape(-1, 1, *mask.shape[-2:]).to(torch.float16 if mask.is_cuda else torch.float32)
     x = F.max_pool2d(x, (1, 2 * margin + 1), stride=1, padding=(0, margin))
-    return F.max_pool2d(x, (2 * margin + 1, 1), stride=1, padding=(margin, 0))[0, 0] > 0
+    x = F.max_pool2d(x, (2 * margin + 1, 1), stride=1, padding=(margin, 0))
+    return x.reshape(mask.shape) > 0
 
 
 @lru_cache(maxsize=8)
@@ -111,14 +123,14 @@ def shrink_mask(mask: torch.Tensor, size: tuple[int, int], margin: int) -> torch
 
 def grey(frame: torch.Tensor) -> torch.Tensor:
     """(3, H, W) uint8 RGB -> (H, W) uint8 luma."""
-    weights = torch.tensor(LUMA, device=frame.device)[:, None, None]
+    weights = constant(LUMA, frame.device)[:, None, None]
     return to_uint8((frame.float() * weights).sum(0))
 
 
 def to_working(positions: torch.Tensor, frame_size: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
     """Full-resolution positions (..., 2) (x, y) of a (H, W) frame -> the same places at the working size (h, w)."""
     (height, width), (h, w) = frame_size, size
-    return (positions + 0.5) * torch.tensor([w / width, h / height], device=positions.device) - 0.5
+    return (positions + 0.5) * constant((w / width, h / height), positions.device) - 0.5
 
 
 def upsample_flow(flow: torch.Tensor, frame_size: tuple[int, int], box: Box) -> torch.Tensor:
@@ -126,7 +138,7 @@ def upsample_flow(flow: torch.Tensor, frame_size: tuple[int, int], box: Box) -> 
     (height, width), (h, w) = frame_size, flow.shape[-2:]
     y0, y1, x0, x1 = box
     full = pixel_grid(height, width, flow.device)[y0:y1, x0:x1]
-    scale = torch.tensor([width / w, height / h], device=flow.device)
+    scale = constant((width / w, height / h), flow.device)
     return sample(flow, to_working(full, frame_size, (h, w))).permute(1, 2, 0) * scale
 
 
@@ -153,70 +165,94 @@ def forward_backward_valid(forward: torch.Tensor, backward: torch.Tensor, relati
 
 
 def push_pull(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """`video.flow.push_pull` for values (C, h, w) float32 with known (h, w) bool: the unknown pixels filled over
-    the box around them grown by PUSH_PULL_CONTEXT of its size; known pixels unchanged."""
-    box = bounding_box(~known)
+    """`video.flow.push_pull` for values (C, h, w) or (N, C, h, w) float32 with known (h, w) or (N, h, w) bool: the
+    unknown pixels filled over the box around them (the union of the N images' unknown pixels) grown by
+    PUSH_PULL_CONTEXT of its size; known pixels unchanged. Each level halves the weighted values and the weights
+    together (one area resize)."""
+    single = values.dim() == 3
+    values, known = (values[None], known[None]) if single else (values, known)
+    box = bounding_box(~known.all(0))
     if box is None:
-        return values
+        return values[0] if single else values
     y0, y1, x0, x1 = box
     grow_y = max(PUSH_PULL_MIN_CONTEXT, round(PUSH_PULL_CONTEXT * (y1 - y0)))
     grow_x = max(PUSH_PULL_MIN_CONTEXT, round(PUSH_PULL_CONTEXT * (x1 - x0)))
-    y0, y1 = max(0, y0 - grow_y), min(known.shape[0], y1 + grow_y)
-    x0, x1 = max(0, x0 - grow_x), min(known.shape[1], x1 + grow_x)
+    y0, y1 = max(0, y0 - grow_y), min(known.shape[1], y1 + grow_y)
+    x0, x1 = max(0, x0 - grow_x), min(known.shape[2], x1 + grow_x)
     out = values.clone()
-    part, inside = values[:, y0:y1, x0:x1], known[y0:y1, x0:x1]
+    part, inside = values[..., y0:y1, x0:x1], known[:, None, y0:y1, x0:x1]
     weight = inside.float()
-    levels = [(part * weight, weight)]
-    while min(levels[-1][1].shape) > PUSH_PULL_MIN_SIDE:
-        summed, weights = levels[-1]
-        size = ((weights.shape[0] + 1) // 2, (weights.shape[1] + 1) // 2)
-        levels.append((resize_area(summed, size), resize_area(weights, size)))
-    summed, weights = levels[-1]
-    filled = summed / weights.clamp(min=PUSH_PULL_EPS)
-    for summed, weights in reversed(levels[:-1]):
-        coarse = F.interpolate(filled[None], size=weights.shape, mode="bilinear", align_corners=False)[0]
+    levels = [torch.cat((part * weight, weight), 1)]       # (N, C + 1, h, w): weighted values, then the weight
+    while min(levels[-1].shape[-2:]) > PUSH_PULL_MIN_SIDE:
+        h, w = levels[-1].shape[-2:]
+        levels.append(F.interpolate(levels[-1], size=((h + 1) // 2, (w + 1) // 2), mode="area"))
+    filled = levels[-1][:, :-1] / levels[-1][:, -1:].clamp(min=PUSH_PULL_EPS)
+    for level in reversed(levels[:-1]):
+        summed, weights = level[:, :-1], level[:, -1:]
+        coarse = F.interpolate(filled, size=weights.shape[-2:], mode="bilinear", align_corners=False)
         share = weights.clamp(max=1.0)
         filled = share * (summed / weights.clamp(min=PUSH_PULL_EPS)) + (1 - share) * coarse
-    if not bool(inside.any()):
-        filled = torch.zeros_like(part)
-    out[:, y0:y1, x0:x1] = torch.where(inside, part, filled)
-    return out
+    filled = torch.where(inside.flatten(1).any(1)[:, None, None, None], filled, 0.0)   # no known pixel: zeros
+    out[..., y0:y1, x0:x1] = torch.where(inside, part, filled)
+    return out[0] if single else out
 
 
 # --- flow completion -----------------------------------------------------------------------------------------
 
-def affine_field(motion: torch.Tensor, size: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """The affine motion (x, y, 1) -> flow, (3, 2) float64, over a (h, w) grid -> (2, h, w) float64."""
+def affine_fields(motions: torch.Tensor, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Affine motions (x, y, 1) -> flow, (N, 3, 2) float64, over a (h, w) grid -> (N, 2, h, w) float64."""
     grid = pixel_grid(*size, device).double()
-    return (grid[..., 0:1] * motion[0] + grid[..., 1:2] * motion[1] + motion[2]).permute(2, 0, 1)
+    coords = torch.cat((grid, torch.ones_like(grid[..., :1])), -1)          # (h, w, 3)
+    return torch.einsum("hwi,nij->njhw", coords, motions)
 
 
-def fit_affine(flow: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """`temporal.fit_affine`: the affine motion (3, 2) float64 least-squares fitted to flow (2, h, w) at points
-    (h, w) bool, refitted once without the outliers."""
-    ys, xs = torch.nonzero(points, as_tuple=True)
-    coords = torch.stack((xs, ys, torch.ones_like(xs)), 1).double()
-    values = flow[:, ys, xs].t().double()
-    motion = torch.linalg.lstsq(coords, values).solution
-    residual = torch.linalg.vector_norm(coords @ motion - values, dim=1)
-    bound = max(AFFINE_MIN_RESIDUAL, AFFINE_TRIM * float(torch.quantile(residual, 0.5)))
-    inliers = residual <= bound
-    if int(inliers.sum()) >= AFFINE_MIN_POINTS:
-        motion = torch.linalg.lstsq(coords[inliers], values[inliers]).solution
-    return motion
+def fit_affine(flows: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """`temporal.fit_affine` for N fields at once: the affine motions (N, 3, 2) float64 least-squares fitted to
+    flows (N, 2, h, w) at points (N, h, w) bool (each at least AFFINE_MIN_POINTS), each refitted once without its
+    outliers (residual above AFFINE_TRIM x its median or AFFINE_MIN_RESIDUAL) where that leaves enough points.
+    Normal equations in float64."""
+    grid = pixel_grid(*flows.shape[-2:], flows.device).double().reshape(-1, 2)
+    coords = torch.cat((grid, torch.ones_like(grid[:, :1])), 1)                # (hw, 3)
+    values = flows.flatten(2).transpose(1, 2).double()                       # (N, hw, 2)
+    ridge = torch.eye(3, dtype=torch.float64, device=flows.device) * 1e-9
+
+    def solve(weights: torch.Tensor) -> torch.Tensor:                         # weights (N, hw) -> (N, 3, 2)
+        normal = torch.einsum("nk,ki,kj->nij", weights, coords, coords) + ridge
+        return torch.linalg.solve(normal, torch.einsum("nk,ki,nkj->nij", weights, coords, values))
+
+    chosen = points.flatten(1)
+    motions = solve(chosen.double())
+    residual = torch.linalg.vector_norm(torch.einsum("ki,nij->nkj", coords, motions) - values, dim=2)
+    median = torch.nanquantile(torch.where(chosen, residual, torch.nan), 0.5, dim=1)
+    inliers = chosen & (residual <= (AFFINE_TRIM * median).clamp(min=AFFINE_MIN_RESIDUAL)[:, None])
+    enough = inliers.sum(1) >= AFFINE_MIN_POINTS
+    return torch.where(enough[:, None, None], solve(inliers.double()), motions)
+
+
+def fill_flows(flows: torch.Tensor, unknown: torch.Tensor, fill: str, ring: int) -> torch.Tensor:
+    """`temporal.fill_flow` for N fields at once: flows (N, 2, h, w) with their unknown (N, h, w) bool pixels
+    filled, each by the affine fit to the known pixels within ring of its unknown ones, or by push-pull (fill
+    "push_pull", or fewer than AFFINE_MIN_POINTS such pixels)."""
+    if fill not in FLOW_FILLS:
+        raise ValueError(f"fill: expected one of {FLOW_FILLS}, got {fill!r}")
+    around = grow(unknown, ring) & ~unknown
+    counts, any_unknown = torch.stack((around.flatten(1).sum(1), unknown.flatten(1).any(1).long())).tolist()
+    affine = [k for k, (n, u) in enumerate(zip(counts, any_unknown)) if u and fill == "affine" and n >= AFFINE_MIN_POINTS]
+    pushed = [k for k, u in enumerate(any_unknown) if u and k not in affine]
+    out = flows
+    if affine:
+        fields = affine_fields(fit_affine(flows[affine], around[affine]), flows.shape[-2:], flows.device).float()
+        out = out.clone()
+        out[affine] = torch.where(unknown[affine][:, None], fields, flows[affine])
+    for k in pushed:
+        out = out.clone() if out is flows else out
+        out[k] = push_pull(flows[k], ~unknown[k])
+    return out
 
 
 def fill_flow(flow: torch.Tensor, unknown: torch.Tensor, fill: str, ring: int) -> torch.Tensor:
-    """`temporal.fill_flow` for flow (2, h, w) and unknown (h, w) bool."""
-    if fill not in FLOW_FILLS:
-        raise ValueError(f"fill: expected one of {FLOW_FILLS}, got {fill!r}")
-    if not bool(unknown.any()):
-        return flow
-    around = grow(unknown, ring) & ~unknown
-    if fill == "push_pull" or int(around.sum()) < AFFINE_MIN_POINTS:
-        return push_pull(flow, ~unknown)
-    field = affine_field(fit_affine(flow, around), flow.shape[-2:], flow.device).float()
-    return torch.where(unknown, field, flow)
+    """`temporal.fill_flow` for flow (2, h, w) and unknown (h, w) bool (`fill_flows` of one)."""
+    return fill_flows(flow[None], unknown[None], fill, ring)[0]
 
 
 def complete_flow(flow: torch.Tensor, hole: torch.Tensor, target_hole: torch.Tensor, fill: str,
@@ -233,16 +269,19 @@ def moving_pixels(step: torch.Tensor, hole: torch.Tensor, threshold: float) -> t
     sampled[::MOVING_FIT_STRIDE, ::MOVING_FIT_STRIDE] = known[::MOVING_FIT_STRIDE, ::MOVING_FIT_STRIDE]
     if int(sampled.sum()) < AFFINE_MIN_POINTS:
         return torch.zeros_like(hole)
-    camera = affine_field(fit_affine(step, sampled), step.shape[-2:], step.device)
+    camera = affine_fields(fit_affine(step[None], sampled[None]), step.shape[-2:], step.device)[0]
     moving = ((step.double() - camera).square().sum(0) > threshold * threshold) & known
     return grow(moving, 1)
 
 
 def complete_grey(luma: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
-    """grey (h, w) uint8 with its unknown (h, w) pixels filled from the others (push-pull)."""
+    """grey (h, w) or greys (N, h, w) uint8 with their unknown (h, w) or (N, h, w) pixels filled from the others
+    (push-pull; N greys over the box of all their unknown pixels)."""
     if not bool(unknown.any()):
         return luma
-    return to_uint8(push_pull(luma.float()[None], ~unknown)[0])
+    if luma.dim() == 2:
+        return to_uint8(push_pull(luma.float()[None], ~unknown)[0])
+    return to_uint8(push_pull(luma.float()[:, None], ~unknown)[:, 0])
 
 
 def camera_motion(flow: torch.Tensor, hole: torch.Tensor, ring: int) -> float:
@@ -275,16 +314,20 @@ class PastFrame:
     index: int
 
 
-def refine_near(estimator: TorchDIS, luma: torch.Tensor, hole: torch.Tensor, past: PastFrame, box: Box) -> None:
-    """`temporal.refine_near`: past.flow re-estimated over box from itself, moved by its median (rounded)."""
+def refine_near(estimator: TorchDIS, luma: torch.Tensor, hole: torch.Tensor, pasts: list[PastFrame],
+                flows: torch.Tensor, box: Box) -> torch.Tensor:
+    """`temporal.refine_near` for several past frames at once: their flows (R, 2, bh, bw) over box re-estimated
+    from themselves, each moved by its median (rounded), in one batched DIS call -> (R, 2, bh, bw). The greys
+    are completed over the box of all R holes (the host completes each over its own)."""
     y0, y1, x0, x1 = box
-    start = past.flow[:, y0:y1, x0:x1]
-    move = torch.quantile(start.reshape(2, -1), 0.5, dim=1).round()
-    positions = pixel_grid(*luma.shape, luma.device)[y0:y1, x0:x1] + move
-    unknown = hole[y0:y1, x0:x1] | (sample(past.hole, positions, nearest=True) > 0.5)
-    source = complete_grey(luma[y0:y1, x0:x1], unknown)
-    target = complete_grey(to_uint8(sample(past.grey, positions)), unknown)
-    past.flow[:, y0:y1, x0:x1] = estimator.flow(source, target, start - move[:, None, None]) + move[:, None, None]
+    move = torch.quantile(flows.flatten(2), 0.5, dim=2).round()                      # (R, 2)
+    positions = pixel_grid(*luma.shape, luma.device)[y0:y1, x0:x1] + move[:, None, None, :]
+    landed = sample_each(torch.stack([p.hole for p in pasts]), positions, nearest=True) > 0.5
+    unknown = hole[y0:y1, x0:x1] | landed
+    source = complete_grey(luma[y0:y1, x0:x1].expand(len(pasts), -1, -1), unknown)
+    target = complete_grey(to_uint8(sample_each(torch.stack([p.grey for p in pasts]), positions)), unknown)
+    shift = move[:, :, None, None]
+    return estimator.flow(source, target, flows - shift) + shift
 
 
 class FrameMemory:
@@ -303,23 +346,31 @@ class FrameMemory:
 
     def advance(self, step: torch.Tensor, step_valid: torch.Tensor, luma: torch.Tensor, hole: torch.Tensor,
                 box: Box, refine: TorchDIS | None) -> None:
-        """`temporal.FrameMemory.advance`: every remembered flow composed with step (2, h, w) over box."""
+        """`temporal.FrameMemory.advance`: every remembered flow composed with step (2, h, w) over box, all of
+        them at once (the refinements in one DIS call, the completions in one fit)."""
+        pasts = self.frames + ([self.anchor] if self.anchor is not None else [])
         y0, y1, x0, x1 = box
         py0, py1, px0, px1 = self.box or box
+        self.box = box
+        if not pasts:
+            return
         grid = pixel_grid(*luma.shape, luma.device)[y0:y1, x0:x1]
         step_box = step[:, y0:y1, x0:x1]
-        ends = grid + step_box.permute(1, 2, 0) - torch.tensor([px0, py0], dtype=torch.float32, device=luma.device)
+        ends = grid + step_box.permute(1, 2, 0)
+        ends[..., 0] -= px0        # in the previous box, border replicated
+        ends[..., 1] -= py0
         trusted = step_valid[y0:y1, x0:x1] | (self.trust_hole & hole[y0:y1, x0:x1])
-        for past in self.frames + ([self.anchor] if self.anchor is not None else []):
-            valid, flow = past.valid[py0:py1, px0:px1].clone(), past.flow[:, py0:py1, px0:px1].clone()
-            past.valid[y0:y1, x0:x1] = (sample(valid, ends, nearest=True) > 0.5) & trusted
-            past.flow[:, y0:y1, x0:x1] = step_box + sample(flow, ends)
-            if refine is not None and past.index < self.latest:
-                refine_near(refine, luma, hole, past, box)
-            flow = past.flow[:, y0:y1, x0:x1]
-            landed = sample(past.hole, grid + flow.permute(1, 2, 0), nearest=True) > 0.5
-            past.flow[:, y0:y1, x0:x1] = fill_flow(flow, hole[y0:y1, x0:x1] | landed, self.fill, self.ring)
-        self.box = box
+        valid = (sample(torch.stack([p.valid[py0:py1, px0:px1] for p in pasts]), ends, nearest=True) > 0.5) & trusted
+        before = torch.stack([p.flow[:, py0:py1, px0:px1] for p in pasts])           # (P, 2, ph, pw)
+        flows = step_box + sample(before.flatten(0, 1), ends).unflatten(0, (len(pasts), 2))
+        older = [k for k, p in enumerate(pasts) if refine is not None and p.index < self.latest]
+        if older:
+            flows[older] = refine_near(refine, luma, hole, [pasts[k] for k in older], flows[older], box)
+        landed = sample_each(torch.stack([p.hole for p in pasts]), grid + flows.permute(0, 2, 3, 1), nearest=True)
+        flows = fill_flows(flows, hole[y0:y1, x0:x1] | (landed > 0.5), self.fill, self.ring)
+        for past, flow, checked in zip(pasts, flows, valid):
+            past.flow[:, y0:y1, x0:x1] = flow
+            past.valid[y0:y1, x0:x1] = checked
 
     def push(self, frame: torch.Tensor, source: torch.Tensor, luma: torch.Tensor, hole: torch.Tensor,
              index: int) -> None:
@@ -366,7 +417,9 @@ class BackgroundCanvas:
             ends = grid + upsample_flow(step, mask.shape, (y0, y1, x0, x1))
             gate = sample(trusted, to_working(grid, mask.shape, step.shape[-2:]), nearest=True)
             py0, py1, px0, px1 = self.box
-            local = ends - torch.tensor([px0, py0], dtype=torch.float32, device=frame.device)
+            local = ends.clone()
+            local[..., 0] -= px0
+            local[..., 1] -= py0
             inside = ((local[..., 0] >= 0) & (local[..., 0] <= px1 - px0 - 1)
                       & (local[..., 1] >= 0) & (local[..., 1] <= py1 - py0 - 1))
             in_frame = ((ends[..., 0] >= 0) & (ends[..., 0] <= width - 1)
@@ -594,7 +647,7 @@ class DeviceTemporal:
             return now
         fill = (cfg.flow_fill, cfg.flow_fill_ring)
         unknown = hole | before.hole
-        here, there = complete_grey(luma, unknown), complete_grey(before.grey, unknown)
+        here, there = complete_grey(torch.stack((luma, before.grey)), unknown.expand(2, -1, -1))
         both = self._dis.flow(torch.stack((here, there)), torch.stack((there, here)))    # one batched estimate
         now.step = complete_flow(both[0], hole, before.hole, *fill)
         back = complete_flow(both[1], before.hole, hole, *fill)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -42,6 +43,12 @@ DENSIFY_MIN_ERROR = 1.0          # intensity levels: a patch's weight at a pixel
 SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8   # d/dx, intensity per px
 
 
+@lru_cache(maxsize=256)
+def constant(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """A small float32 tensor of values on device, made once: no host-to-device copy per call."""
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
 def auto_coarsest_scale(height: int, width: int, patch_size: int) -> int:
     """OpenCV's choice of the coarsest scale: about a quarter of the long side per 4 patches, and patches that
     still fit the short side."""
@@ -62,8 +69,13 @@ def pyramid(image: torch.Tensor, levels: int) -> list[torch.Tensor]:
 def gradients(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """d/dx and d/dy of image (B, 1, h, w), Sobel, edges replicated, intensity per px."""
     padded = F.pad(image, (1, 1, 1, 1), mode="replicate")
-    kernel = SOBEL_X.to(image)
+    kernel = _sobel(image.device).to(image.dtype)
     return F.conv2d(padded, kernel[None, None]), F.conv2d(padded, kernel.t()[None, None])
+
+
+@lru_cache(maxsize=8)
+def _sobel(device: torch.device) -> torch.Tensor:
+    return SOBEL_X.to(device)
 
 
 def patch_origins(length: int, size: int, stride: int) -> torch.Tensor:
@@ -83,6 +95,17 @@ def patch_pixels(ys: torch.Tensor, xs: torch.Tensor, size: int) -> tuple[torch.T
     cols = xs[None, :, None, None] + offsets[None, None, None, :]
     shape = (len(ys), len(xs), size, size)
     return rows.expand(shape).reshape(-1, size * size), cols.expand(shape).reshape(-1, size * size)
+
+
+@lru_cache(maxsize=64)
+def patch_geometry(h: int, w: int, size: int, stride: int, device: torch.device
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The patch grid of an (h, w) scale, made once per size and device: flat pixel index (P, n) int64 of every
+    patch pixel, flat index (P,) of each patch's centre, and the pixels' columns and rows (P, n) float32."""
+    ys, xs = patch_origins(h, size, stride), patch_origins(w, size, stride)
+    rows, cols = patch_pixels(ys, xs, size)
+    centre = ((ys[:, None] + size // 2) * w + (xs[None, :] + size // 2)).reshape(-1)
+    return (rows * w + cols).to(device), centre.to(device), cols.float().to(device), rows.float().to(device)
 
 
 def sample(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -131,9 +154,7 @@ def search_scale(source: torch.Tensor, target: torch.Tensor, flow: torch.Tensor,
     the dense flow (B, 2, h, w) from the patches' inverse search and densification."""
     b, _, h, w = source.shape
     size = min(params.patch_size, h, w)
-    ys, xs = patch_origins(h, size, params.patch_stride), patch_origins(w, size, params.patch_stride)
-    rows, cols = patch_pixels(ys, xs, size)
-    index = (rows * w + cols).to(source.device)
+    index, centre, x, y = patch_geometry(h, w, size, params.patch_stride, source.device)
     gx, gy = gradients(source)
 
     def gather(image: torch.Tensor) -> torch.Tensor:      # (B, 1, h, w) -> (B, P, n)
@@ -141,9 +162,7 @@ def search_scale(source: torch.Tensor, target: torch.Tensor, flow: torch.Tensor,
 
     template, gx, gy = gather(source), gather(gx), gather(gy)
     gx, gy = gx - gx.mean(-1, keepdim=True), gy - gy.mean(-1, keepdim=True)      # mean normalisation
-    centre = ((ys[:, None] + size // 2) * w + (xs[None, :] + size // 2)).reshape(-1).to(source.device)
     start = flow.flatten(2)[:, :, centre]                  # (B, 2, P)
-    x, y = cols.to(source), rows.to(source)
     u, v = search_function(source.device, size)(target, template, gx, gy, x, y, start, params.iterations, size).unbind(1)
     error = (sample(target, x + u[..., None], y + v[..., None]) - template).abs()
     weight = 1 / error.clamp(min=DENSIFY_MIN_ERROR)        # (B, P, n)
@@ -161,7 +180,7 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     h, w = flow.shape[-2:]
     if (h, w) == tuple(size):
         return flow
-    scale = torch.tensor([size[1] / w, size[0] / h], dtype=flow.dtype, device=flow.device)
+    scale = constant((size[1] / w, size[0] / h), flow.device)
     if size[0] * size[1] < h * w:
         out = F.interpolate(flow, size=size, mode="area")
     else:
