@@ -93,6 +93,31 @@ def test_device_path_follows_the_reference_on_a_pan_with_a_moving_hole(engine, r
     assert (device.held_frames, device.scene_cuts) == (reference.held_frames, reference.scene_cuts)
 
 
+@pytest.mark.parametrize("moving", [True, False], ids=["moving_hole", "still_hole"])
+def test_device_path_with_a_lookahead_follows_the_reference(engine, rng, moving):
+    """Frames later in the stream give what they show (a pan's first frames, a hole moving off what it covered),
+    on the device as on the host; outputs come lookahead frames late, in order, and flush gives the rest."""
+    lookahead = 3
+    frames = pan_clip(rng, 7)
+    device = VideoInpainter(engine, config=VideoConfig(temporal_device="engine", lookahead=lookahead))
+    reference = VideoInpainter(engine, config=VideoConfig(temporal_device="host", flow_estimator="torch",
+                                                          lookahead=lookahead))
+    masks = [box_mask(20 + 2 * t, 50 + 2 * t, 40 + 4 * t, 80 + 4 * t) if moving else box_mask() for t in range(7)]
+    got, want = [], []
+    for t, (frame, mask) in enumerate(zip(frames, masks)):
+        ready = device.push(frame, mask)
+        assert len(ready) == (1 if t >= lookahead else 0)
+        got += ready
+        want += reference.push(frame, mask)
+    got, want = got + device.flush(), want + reference.flush()
+    assert len(got) == len(want) == 7
+    for t, (g, w, frame, mask) in enumerate(zip(got, want, frames, masks)):
+        np.testing.assert_array_equal(g[~mask], frame[~mask])
+        assert hole_psnr(g, w, mask) > AGREEMENT_DB, t
+    per_frame = hole_psnr(engine.inpaint(frames[0], masks[0]), frames[0], masks[0])
+    assert hole_psnr(got[0], frames[0], masks[0]) > per_frame + 2      # the first frame, partly from later ones
+
+
 def test_device_path_recovers_a_pans_hole_from_past_frames(engine, rng):
     frames, mask = pan_clip(rng, 10), box_mask()
     outputs = VideoInpainter(engine, config=ON_DEVICE).process_batch(frames, mask)
@@ -135,16 +160,16 @@ def test_device_path_state_is_bounded_and_a_cut_forgets(engine, rng):
     assert inpainter.scene_cuts >= 1
 
 
-def test_auto_runs_on_the_host_for_a_cpu_engine_and_engine_refuses_a_lookahead(engine):
+def test_auto_runs_on_the_host_for_a_cpu_engine(engine):
     assert VideoInpainter(engine)._device is None
-    with pytest.raises(ValueError, match="temporal_device"):
-        VideoConfig(temporal_device="engine", lookahead=4)
+    assert VideoInpainter(engine, config=VideoConfig(temporal_device="engine", lookahead=4))._device is not None
     with pytest.raises(ValueError, match="temporal_device"):
         VideoConfig(temporal_device="gpu")
 
 
-@pytest.mark.parametrize("temporal, config", [("off", VideoConfig()), ("on", VideoConfig(lookahead=2))],
-                         ids=["off", "host_lookahead"])
+@pytest.mark.parametrize("temporal, config", [("off", VideoConfig()), ("on", VideoConfig(lookahead=2)),
+                                              ("on", VideoConfig(lookahead=2, temporal_device="engine"))],
+                         ids=["off", "host_lookahead", "device_lookahead"])
 def test_tensor_frames_give_tensors_equal_to_the_numpy_outputs(engine, rng, temporal, config):
     frames, mask = pan_clip(rng, 4), box_mask()
     as_arrays, as_tensors = VideoInpainter(engine, temporal, config), VideoInpainter(engine, temporal, config)

@@ -6,7 +6,7 @@ Same algorithm, same `VideoConfig`, same decisions; the differences are the arit
 resizes with torch's integer windows (OpenCV weighs partial pixels), bilinear reads in float32 (OpenCV's remap
 quantises positions to 1/32 px), the flow by `video.dis_torch.TorchDIS` (no variational refinement), a hole's width
 measured on the host (`temporal.hole_width`, a distance transform) once per distinct mask. `DeviceTemporal` is
-the stream (lookahead 0); `VideoInpainter` uses it where `VideoConfig.temporal_device` says so.
+the stream; `VideoInpainter` uses it where `VideoConfig.temporal_device` says so.
 
 Layouts: frames (3, H, W) uint8 and masks (H, W) bool (True = hole) at full resolution; flows (2, h, w) float32
 (dx, dy) in working px at the working size, masks there (h, w) bool; positions (..., 2) float32 (x, y) px. A box
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable
+from collections import deque
+from typing import Any, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -474,13 +475,14 @@ def _reads(past: PastFrame, grid: torch.Tensor, box: Box, frame_size: tuple[int,
 
 
 def propagate(frame: torch.Tensor, mask: torch.Tensor, sources: Iterable[PastFrame]
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+              ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, torch.Tensor]]]:
     """`temporal.propagate` for frame (3, H, W) uint8 and mask (H, W) bool -> (frame with the copies, the hole
-    still left)."""
+    still left, per source read (its index, the (bh, bw) bool pixels it gave over the hole's box; maybe none))."""
     box = bounding_box(mask)
     out, remaining = frame.clone(), mask.clone()
+    given = []
     if box is None:
-        return out, remaining
+        return out, remaining, given
     y0, y1, x0, x1 = box
     grid = pixel_grid(*mask.shape, mask.device)[y0:y1, x0:x1]
     left = mask[y0:y1, x0:x1].clone()
@@ -489,11 +491,92 @@ def propagate(frame: torch.Tensor, mask: torch.Tensor, sources: Iterable[PastFra
         ends, usable = _reads(past, grid, box, mask.shape)
         take = left & usable
         patch.copy_(torch.where(take, to_uint8(sample(past.frame, ends)), patch))
+        given.append((past.index, take))
         left &= ~take
         if not bool(left.any()):
             break
     remaining[y0:y1, x0:x1] = left
-    return out, remaining
+    return out, remaining, given
+
+
+def copy_nearer(filled: torch.Tensor, mask: torch.Tensor, left: torch.Tensor, given: list[tuple[int, torch.Tensor]],
+                later: Iterable[PastFrame], index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`temporal.copy_nearer` for filled (3, H, W) uint8 and mask, left (H, W) bool -> (filled with the later
+    frames' copies, the pixels they replaced (H, W) bool)."""
+    box = bounding_box(mask)
+    out, taken = filled.clone(), torch.zeros_like(mask)
+    if box is None:
+        return out, taken
+    y0, y1, x0, x1 = box
+    grid = pixel_grid(*mask.shape, mask.device)[y0:y1, x0:x1]
+    patch, open_ = out[:, y0:y1, x0:x1], left[y0:y1, x0:x1].clone()
+    farther = [(index - past, pixels) for past, pixels in given]
+
+    def wanted_at(distance: int) -> torch.Tensor:
+        wanted = open_.clone()
+        for past_distance, pixels in farther:
+            if past_distance > distance:
+                wanted |= pixels
+        return wanted & ~taken[y0:y1, x0:x1]
+
+    later, bound = iter(later), 1
+    while bool((wanted := wanted_at(bound)).any()):
+        frame = next(later, None)
+        if frame is None:
+            break
+        distance = frame.index - index
+        if distance != bound:
+            wanted = wanted_at(distance)
+        bound = distance + 1
+        ends, usable = _reads(frame, grid, box, mask.shape)
+        take = wanted & usable
+        patch.copy_(torch.where(take, to_uint8(sample(frame.frame, ends)), patch))
+        taken[y0:y1, x0:x1] |= take
+        open_ &= ~take
+    return out, taken
+
+
+def chain_reach(hole: torch.Tensor, steps: list[torch.Tensor]) -> float:
+    """`temporal.chain_reach` for hole (h, w) bool and step flows (2, h, w)."""
+    box = bounding_box(hole)
+    if box is None:
+        return 0.0
+    y0, y1, x0, x1 = box
+    grid = pixel_grid(*hole.shape, hole.device)[y0:y1, x0:x1]
+    inside = hole[y0:y1, x0:x1]
+    flow = torch.zeros(2, y1 - y0, x1 - x0, device=hole.device)
+    reach = torch.zeros((), device=hole.device)
+    for step in steps:
+        flow = flow + sample(step, grid + flow.permute(1, 2, 0))
+        reach = torch.maximum(reach, flow.square().sum(0)[inside].max())
+    return float(reach.sqrt())
+
+
+def chain_later(luma: torch.Tensor, hole: torch.Tensor, later: list[PastFrame], steps: list[torch.Tensor],
+                checks: list[torch.Tensor], box: Box, fill: str, ring: int, trust_hole: bool,
+                refine: TorchDIS | None) -> Iterator[PastFrame]:
+    """`temporal.chain_later`: the later frames with their flows (2, h, w) from the current frame and checks
+    (h, w) set over box, composed along the chain one frame at a time as they are asked for."""
+    y0, y1, x0, x1 = box
+    h, w = luma.shape
+    grid = pixel_grid(h, w, luma.device)[y0:y1, x0:x1]
+    flow = torch.zeros(2, y1 - y0, x1 - x0, device=luma.device)
+    valid = torch.ones(y1 - y0, x1 - x0, dtype=torch.bool, device=luma.device)
+    before_hole = hole
+    for k, (frame, step, checked) in enumerate(zip(later, steps, checks)):
+        ends = grid + flow.permute(1, 2, 0)
+        trusted = checked | (trust_hole & before_hole)
+        valid = valid & (sample(trusted, ends, nearest=True) > 0.5)
+        flow = flow + sample(step, ends)
+        if refine is not None and k > 0:
+            flow = refine_near(refine, luma, hole, [frame], flow[None], box)[0]
+        landed = sample(frame.hole, grid + flow.permute(1, 2, 0), nearest=True) > 0.5
+        frame.flow = torch.zeros(2, h, w, device=luma.device)
+        frame.valid = torch.zeros(h, w, dtype=torch.bool, device=luma.device)
+        frame.flow[:, y0:y1, x0:x1] = fill_flow(flow, hole[y0:y1, x0:x1] | landed, fill, ring)
+        frame.valid[y0:y1, x0:x1] = valid
+        before_hole = frame.hole
+        yield frame
 
 
 def follow(previous: torch.Tensor, step: torch.Tensor, step_valid: torch.Tensor, box: Box
@@ -551,8 +634,10 @@ def hold(frame: torch.Tensor, mask: torch.Tensor, invented: torch.Tensor, anchor
 
 @dataclass
 class _Arrival:
-    """`stream._Arrival` on the device (lookahead 0): frame (3, H, W) uint8, mask (H, W) bool, grey and hole at the
-    working size, the scene-cut thumbnail, the pixels it may give, and the flows to the frame before it."""
+    """`stream._Arrival` on the device: frame (3, H, W) uint8, mask (H, W) bool, grey and hole at the working size,
+    the scene-cut thumbnail, the pixels it may give, the flows to the frame before it (step, its check over box)
+    and, with a lookahead, from it (ahead, its check), and whether its mask equals that frame's (then it holds
+    that frame's mask tensor)."""
     frame: torch.Tensor
     mask: torch.Tensor
     grey: torch.Tensor
@@ -563,16 +648,18 @@ class _Arrival:
     step: torch.Tensor | None = None
     step_valid: torch.Tensor | None = None
     box: Box | None = None
+    ahead: torch.Tensor | None = None
+    ahead_valid: torch.Tensor | None = None
+    same_mask: bool = False
 
 
 class DeviceTemporal:
-    """Temporal mode ("on", lookahead 0) with every step on `device`: `process(frame, mask)` takes a frame (3, H, W)
-    uint8 and its mask (H, W) bool on the device and returns the output there. engine: an `Engine` (its inpaint
-    takes and returns CHW tensors on its device); config: a `VideoConfig`."""
+    """Temporal mode ("on") with every step on `device`, as `VideoInpainter` runs it on the host: `push(frame, mask)`
+    takes a frame (3, H, W) uint8 and its mask (H, W) bool on the device and returns the outputs now ready there
+    (with config.lookahead n, frame i's comes with frame i + n; `flush` gives the rest). engine: an `Engine` (its
+    inpaint takes and returns CHW tensors on its device); config: a `VideoConfig`."""
 
     def __init__(self, engine: Any, config: Any, device: torch.device):
-        if config.lookahead:
-            raise ValueError(f"config.lookahead: the device path takes 0, got {config.lookahead}")
         self.engine, self.config, self.device = engine, config, torch.device(device)
         self._dis = TorchDIS(config.flow_preset, self.device)
         self._refine = TorchDIS(config.flow_preset, self.device, config.refine_scales)
@@ -585,6 +672,8 @@ class DeviceTemporal:
         self.reset()
 
     def reset(self) -> None:
+        """Forget everything, the frames held back for the lookahead included."""
+        self._waiting: deque[_Arrival] = deque()
         self._arrived: _Arrival | None = None
         self._forget_scene()
 
@@ -599,10 +688,25 @@ class DeviceTemporal:
         held = [] if self._previous is None else list(self._previous)
         for past in self._memory.frames + ([self._memory.anchor] if self._memory.anchor is not None else []):
             held += [past.frame, past.source, past.grey, past.hole, past.flow, past.valid]
-        if self._arrived is not None:
-            held += list(vars(self._arrived).values())
+        arrivals = list(self._waiting) + ([self._arrived] if self._arrived is not None else [])
+        for arrival in {id(a): a for a in arrivals}.values():
+            held += list(vars(arrival).values())
         tensors = {id(t): t for t in held if isinstance(t, torch.Tensor)}
         return sum(_nbytes(t) for t in tensors.values()) + self._canvas.nbytes()
+
+    def push(self, frame: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        """One frame (3, H, W) uint8 and its mask (H, W) bool on the device, the path's own copies -> the outputs
+        now ready, (3, H, W) uint8 each, in order."""
+        self._arrived = self._arrive(frame, mask)
+        self._waiting.append(self._arrived)
+        outputs = []
+        while len(self._waiting) > self.config.lookahead:
+            outputs.append(self._emit())
+        return outputs
+
+    def flush(self) -> list[torch.Tensor]:
+        """The outputs of the frames still held back, in order."""
+        return [self._emit() for _ in range(len(self._waiting))]
 
     def _hole_width(self, mask: torch.Tensor) -> float:
         """`temporal.hole_width` of mask (H, W) bool, measured on the host once per distinct mask."""
@@ -628,7 +732,7 @@ class DeviceTemporal:
         return out
 
     def _arrive(self, frame: torch.Tensor, mask: torch.Tensor) -> _Arrival:
-        """`VideoInpainter._arrive` without a lookahead."""
+        """`VideoInpainter._arrive`."""
         cfg = self.config
         full = tuple(frame.shape[-2:])
         size = working_size(full, cfg.flow_long_side)
@@ -642,8 +746,8 @@ class DeviceTemporal:
                 thumb, before.thumb, now.thumb_known & before.thumb_known, cfg.scene_cut_threshold):
             self.scene_cuts += 1
             before = None
-        now.source = ~grow(mask, cfg.source_margin)
         if before is None:
+            now.source = ~grow(mask, cfg.source_margin)
             return now
         fill = (cfg.flow_fill, cfg.flow_fill_ring)
         unknown = hole | before.hole
@@ -653,6 +757,13 @@ class DeviceTemporal:
         back = complete_flow(both[1], before.hole, hole, *fill)
         now.box = grow_box(bounding_box(unknown) or (0, 0, 0, 0), cfg.flow_context, size)
         now.step_valid = forward_backward_valid(now.step, back, cfg.fb_relative, cfg.fb_absolute, now.box)
+        if cfg.lookahead:
+            now.same_mask = torch.equal(mask, before.mask)
+            if now.same_mask:        # a still mask: the waiting frames hold one tensor
+                now.mask = before.mask
+            now.ahead = back
+            now.ahead_valid = forward_backward_valid(back, now.step, cfg.fb_relative, cfg.fb_absolute, now.box)
+        now.source = ~grow(now.mask, cfg.source_margin)
         if cfg.moving_source_threshold > 0:
             moving = moving_pixels(now.step, hole, cfg.moving_source_threshold)
             if bool(moving.any()):
@@ -660,13 +771,36 @@ class DeviceTemporal:
                 now.source &= ~spread
         return now
 
-    def process(self, frame: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """One frame (3, H, W) uint8 and its mask (H, W) bool on the device -> the output (3, H, W) uint8:
-        `VideoInpainter._emit` without a lookahead."""
+    def _later_sources(self, now: _Arrival) -> Iterator[PastFrame]:
+        """`VideoInpainter._later_sources`: the waiting frames after now, up to the next cut, with their flows
+        from now (each composed when asked for), nearest first; none where they cannot give a pixel."""
         cfg = self.config
-        now = self._arrive(frame, mask)
-        self._arrived = now
-        luma, hole, step, step_valid = now.grey, now.hole, now.step, now.step_valid
+        later = []
+        for arrival in self._waiting:
+            if arrival.step is None:
+                break
+            later.append(arrival)
+        if not later:
+            return iter(())
+        if all(a.same_mask for a in later):
+            full_per_working = now.mask.shape[-1] / now.hole.shape[-1]
+            if chain_reach(now.hole, [a.ahead for a in later]) * full_per_working < cfg.source_margin:
+                return iter(())
+        frames = [PastFrame(a.frame, a.source, a.grey, a.hole, None, None, self._index + k + 1)
+                  for k, a in enumerate(later)]
+        holes = now.hole.clone()
+        for arrival in later:
+            holes |= arrival.hole
+        box = grow_box(bounding_box(holes) or (0, 0, 0, 0), cfg.flow_context, tuple(now.hole.shape))
+        return chain_later(now.grey, now.hole, frames, [a.ahead for a in later], [a.ahead_valid for a in later],
+                           box, cfg.flow_fill, cfg.flow_fill_ring, cfg.trust_hole_flow,
+                           self._refine if cfg.refine_flow else None)
+
+    def _emit(self) -> torch.Tensor:
+        """`VideoInpainter._emit`: the output (3, H, W) uint8 of the oldest waiting frame."""
+        cfg = self.config
+        now = self._waiting.popleft()
+        frame, mask, luma, hole, step, step_valid = now.frame, now.mask, now.grey, now.hole, now.step, now.step_valid
         if step is None:
             self._forget_scene()
         previous = self._previous
@@ -676,11 +810,22 @@ class DeviceTemporal:
         if cfg.canvas:
             trusted = None if previous is None else step_valid | (hole & cfg.trust_hole_flow)
             self._canvas.advance(frame, mask, source, None if previous is None else previous[1], step, trusted)
-        filled, remaining = propagate(frame, mask, self._memory.frames) if cfg.propagate else (frame, mask)
+        if cfg.propagate:
+            filled, remaining, given = propagate(frame, mask, self._memory.frames)
+        else:
+            filled, remaining, given = frame, mask, []
+        left_by_past = remaining
         still_hole = previous is not None and torch.equal(hole, previous[0])
         if cfg.canvas and still_hole:
             self._canvas.refresh(filled, mask & ~remaining)
             filled, remaining = self._canvas.fill(filled, remaining, cfg.canvas_min_confidence)
+        later_copies = None         # copies from later frames nearer than the past's: (filled with them, the pixels)
+        if cfg.propagate and cfg.lookahead:
+            ahead, nearer = copy_nearer(filled, mask, left_by_past, given, self._later_sources(now), self._index)
+            if not bool((remaining & ~nearer).any()):
+                filled, remaining = ahead, remaining & ~nearer
+            elif bool(nearer.any()):
+                later_copies = ahead, nearer
         engine_filled = False
         if bool(remaining.any()):
             held = None
@@ -703,6 +848,10 @@ class DeviceTemporal:
                 else:
                     filled, self._anchor_fills = fresh, 1
                 engine_filled = True
+            if later_copies is not None:    # filled as without a lookahead; then the later frames' copies
+                ahead, nearer = later_copies
+                filled = torch.where(nearer, ahead, filled)
+                remaining = remaining & ~nearer
         copied = mask & ~remaining
         if cfg.stabilise and previous is not None and bool(copied.any()):
             filled = stabilise(filled, copied, previous[1], step, step_valid, cfg.copied_weight)

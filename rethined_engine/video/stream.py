@@ -34,8 +34,8 @@ class VideoConfig:
         The waiting frames and their flows are the only state it adds.
     temporal_device: where temporal mode runs. "host": numpy and OpenCV (`video.temporal`, the reference); "engine":
         torch on the engine's device (`video.device_temporal`, the same steps with the flow by
-        `video.dis_torch.TorchDIS`; lookahead 0 only), so that on a GPU the frames, flows and copies stay there;
-        "auto": "engine" where the engine computes on CUDA and lookahead is 0, else "host".
+        `video.dis_torch.TorchDIS`), so that on a GPU the frames, flows and copies stay there; "auto": "engine"
+        where the engine computes on CUDA, else "host".
     moving_source_threshold: a frame gives no pixel that moved on its own, more than this many working px from
         the camera's motion (`temporal.moving_pixels`: the affine motion fitted to its step flow), so a later
         hole, whose flow follows the camera, is not filled with a walker where the walker was (a doubled walker).
@@ -111,8 +111,6 @@ class VideoConfig:
             raise ValueError(f"flow_fill: expected one of {FLOW_FILLS}, got {self.flow_fill!r}")
         if self.temporal_device not in TEMPORAL_DEVICES:
             raise ValueError(f"temporal_device: expected one of {TEMPORAL_DEVICES}, got {self.temporal_device!r}")
-        if self.temporal_device == "engine" and self.lookahead:
-            raise ValueError(f"temporal_device: 'engine' takes lookahead 0, got lookahead {self.lookahead}")
         if self.flow_estimator not in FLOW_ESTIMATORS:
             raise ValueError(f"flow_estimator: expected one of {FLOW_ESTIMATORS}, got {self.flow_estimator!r}")
         if self.flow_preset not in DIS_PRESETS:
@@ -197,7 +195,7 @@ class VideoInpainter:
         self._device = None         # the device path (`device_temporal.DeviceTemporal`) where it runs
         self._tensor_device = None  # the host path's frames came as torch tensors on this device: flush gives them so
         device = getattr(engine, "device", None)
-        on_cuda = getattr(device, "type", None) == "cuda" and not self.config.lookahead
+        on_cuda = getattr(device, "type", None) == "cuda"
         if temporal == "on" and (self.config.temporal_device == "engine"
                                  or (self.config.temporal_device == "auto" and on_cuda)):
             from .device_temporal import DeviceTemporal
@@ -273,7 +271,7 @@ class VideoInpainter:
         "host"), through the device path as they are."""
         tensor_in = type(frame).__module__.startswith("torch")
         if self._device is not None:
-            return [self._push_device(frame, mask)]
+            return self._push_device(frame, mask)
         if self.temporal == "off":
             size = tuple(frame.shape[-2:]) if tensor_in else np.asarray(frame).shape[:2]
             self._check_size("frame", size)
@@ -306,6 +304,8 @@ class VideoInpainter:
     def flush(self) -> list[Any]:
         """The outputs of the frames `push` still holds back (the end of the clip), in order, of the type of the
         frames pushed last."""
+        if self._device is not None:
+            return [self._from_device(out) for out in self._device.flush()]
         outputs = []
         while self.temporal == "on" and self._waiting:
             outputs.append(self._emit())
@@ -332,10 +332,10 @@ class VideoInpainter:
         outputs = [out for frame, mask in zip(frames, masks) for out in self.push(frame, mask)]
         return np.stack(outputs + self.flush())
 
-    def _push_device(self, frame: Any, mask: Any) -> Any:
+    def _push_device(self, frame: Any, mask: Any) -> list[Any]:
         """One frame through the device path: frame (H, W, 3) uint8 numpy or (3, H, W) uint8 torch (any device),
-        mask (H, W) numpy or torch, nonzero = fill -> the output, numpy (H, W, 3) or torch (3, H, W) on the
-        frame's device. The path keeps its own copies of the frame and the output."""
+        mask (H, W) numpy or torch, nonzero = fill -> the outputs now ready, numpy (H, W, 3) or torch (3, H, W) on
+        the frame's device. The path keeps its own copies of the frame and the outputs."""
         import torch
 
         tensor_in = isinstance(frame, torch.Tensor)
@@ -358,10 +358,14 @@ class VideoInpainter:
             pixels = torch.from_numpy(np.ascontiguousarray(frame)).to(device, copy=True).permute(2, 0, 1).contiguous()
         hole = mask.to(device) != 0 if isinstance(mask, torch.Tensor) else torch.from_numpy(np.asarray(mask) != 0).to(device)
         self.frame_size = size
-        out = self._device.process(pixels, hole)
+        self._tensor_device = frame.device if tensor_in else None
+        return [self._from_device(out) for out in self._device.push(pixels, hole)]
+
+    def _from_device(self, out: Any) -> Any:
+        """A device path output (3, H, W) uint8 as the caller's frames came: a copy on their device, or numpy."""
         self.scene_cuts, self.held_frames = self._device.scene_cuts, self._device.held_frames
-        if tensor_in:
-            return out.to(frame.device, copy=True)
+        if self._tensor_device is not None:
+            return out.to(self._tensor_device, copy=True)
         return out.permute(1, 2, 0).contiguous().cpu().numpy()
 
     def _check_size(self, name: str, size: tuple[int, int]) -> None:
