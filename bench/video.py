@@ -397,13 +397,15 @@ def measure_speed(source: Path, mask_path: Path, mode: str, device: str) -> dict
 
 def measure_throughput(height: int, mode: str, frames: int, warmup: int, photos: Path, device: str) -> dict:
     """In a fresh process: frames/s of `VideoInpainter.push` over `frames` frames of a synthetic pan after
-    `warmup` untimed ones, then of `Engine.inpaint` alone on the same frames (numpy in and out both); on CUDA the
+    `warmup` untimed ones (and as many more as the mode's lookahead), then of `Engine.inpaint` alone on the same frames (numpy in and out both); on CUDA the
     same again with the frames and the mask already on the GPU ((3, H, W) uint8 tensors in and out: the
     engine and temporal mode without the PCIe copies), with a fresh inpainter."""
     import torch
 
     from rethined_engine import Engine
 
+    temporal, config = mode_config(mode)
+    warmup += config.lookahead if temporal == ON else 0     # in the timed frames, each push gives one output
     clip = synthetic_clip(photos / SPEED_PHOTO, "pan", warmup + frames, (height, frame_width(height)),
                           round_trip=False)
     mask = clip_masks("logo", clip.frames.shape[1:3], 1)[0]
