@@ -146,17 +146,21 @@ def test_device_path_holds_a_still_shot_and_takes_tensors(engine, rng):
         assert change.mean() < 0.5 and change.max() <= 4
 
 
-def test_device_path_state_is_bounded_and_a_cut_forgets(engine, rng):
-    config = VideoConfig(temporal_device="engine", memory_frames=3, recent_frames=1, key_interval=4)
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_device_path_state_is_bounded_and_a_cut_forgets(engine, rng, lookahead):
+    config = VideoConfig(temporal_device="engine", memory_frames=3, recent_frames=1, key_interval=4,
+                         lookahead=lookahead)
     frames, mask = pan_clip(rng, 6), box_mask(30, 34, 50, 54)
     inpainter = VideoInpainter(engine, config=config)
     held = []
     for t in range(24):
-        inpainter.process(frames[t % 6], mask)
+        inpainter.push(frames[t % 6], mask)
         held.append(inpainter.state_nbytes())
         assert len(inpainter._device._memory.frames) <= config.memory_frames
+        assert len(inpainter._device._waiting) <= lookahead
     assert min(held) > 0 and max(held[12:]) == max(held)
-    inpainter.process(frames[0] // 3, mask)          # another, darker scene
+    inpainter.push(frames[0] // 3, mask)             # another, darker scene
+    inpainter.flush()
     assert inpainter.scene_cuts >= 1
 
 
