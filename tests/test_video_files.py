@@ -340,15 +340,17 @@ def test_parse_position_and_expected_frames():
     assert FrameRange.of(None, (0.5, 1.0)).expected_frames(None, Fraction(12)) == 6
 
 
-@pytest.mark.parametrize("lookahead", [0, 3, None], ids=["0", "3", "default"])
-def test_temporal_on_streams_every_frame_in_order(clip, engine, tmp_path, lookahead):
+@pytest.mark.parametrize("lookahead, device", [(0, "host"), (3, "host"), (None, "host"), (3, "engine")],
+                         ids=["0", "3", "default", "3_device_path"])
+def test_temporal_on_streams_every_frame_in_order(clip, engine, tmp_path, lookahead, device):
     """Every frame comes out once, at its own time, as the stream gives it (with a lookahead, the last frames
-    come from the flush at the end; by default FILE_LOOKAHEAD), with the known pixels bit-exact."""
+    come from the flush at the end; by default FILE_LOOKAHEAD), with the known pixels bit-exact; on the host
+    path and on the device path (which a CUDA engine takes)."""
     from rethined_engine.video import VideoConfig, VideoInpainter
     from rethined_engine.video.files import FILE_LOOKAHEAD
 
     path, frames = clip
-    config = VideoConfig(lookahead=FILE_LOOKAHEAD if lookahead is None else lookahead)
+    config = VideoConfig(lookahead=FILE_LOOKAHEAD if lookahead is None else lookahead, temporal_device=device)
     done = []
     summary = inpaint_video(path, moving_mask, tmp_path / "on.mkv", temporal="on", engine=engine, encode=LOSSLESS,
                             config=None if lookahead is None else config,
