@@ -194,25 +194,23 @@ class VideoInpainter:
         self.held_frames = 0        # frames whose invented pixels were held from the anchor
         self._device = None         # the device path (`device_temporal.DeviceTemporal`) where it runs
         self._tensor_device = None  # the host path's frames came as torch tensors on this device: flush gives them so
-        device = getattr(engine, "device", None)
-        on_cuda = getattr(device, "type", None) == "cuda"
-        if temporal == "on" and (self.config.temporal_device == "engine"
-                                 or (self.config.temporal_device == "auto" and on_cuda)):
+        cfg = self.config
+        engine_device = getattr(engine, "device", None) or "cpu"    # test stand-ins have none
+        on_cuda = getattr(engine_device, "type", None) == "cuda"
+        if temporal == "on" and (cfg.temporal_device == "engine" or (cfg.temporal_device == "auto" and on_cuda)):
             from .device_temporal import DeviceTemporal
 
-            self._device = DeviceTemporal(engine, self.config, device if device is not None else "cpu")
+            self._device = DeviceTemporal(engine, cfg, engine_device)
         elif temporal == "on":
             from .flow import estimator
             from .temporal import BackgroundCanvas, FrameMemory
 
-            cfg = self.config
-            device = getattr(engine, "device", "cpu") if cfg.flow_estimator == "torch" else "cpu"
-            self._dis = estimator(cfg.flow_estimator, cfg.flow_preset, device)
-            self._refine = estimator(cfg.flow_estimator, cfg.flow_preset, device, cfg.refine_scales)
-            self._memory = FrameMemory(self.config.memory_frames, self.config.recent_frames,
-                                       self.config.key_interval, self.config.flow_fill, self.config.flow_fill_ring,
-                                       self.config.trust_hole_flow)
-            self._canvas = BackgroundCanvas(self.config.canvas_margin, self.config.canvas_decay)
+            flow_device = engine_device if cfg.flow_estimator == "torch" else "cpu"
+            self._dis = estimator(cfg.flow_estimator, cfg.flow_preset, flow_device)
+            self._refine = estimator(cfg.flow_estimator, cfg.flow_preset, flow_device, cfg.refine_scales)
+            self._memory = FrameMemory(cfg.memory_frames, cfg.recent_frames, cfg.key_interval, cfg.flow_fill,
+                                       cfg.flow_fill_ring, cfg.trust_hole_flow)
+            self._canvas = BackgroundCanvas(cfg.canvas_margin, cfg.canvas_decay)
         self._forget()
 
     def _forget(self) -> None:
@@ -256,8 +254,8 @@ class VideoInpainter:
 
     def process(self, frame: Any, mask: Any) -> Any:
         """One frame (H, W, 3) uint8 numpy or (3, H, W) uint8 torch and its mask (H, W) -> the inpainted frame, of
-        the frame's type, layout and device. Needs
-        config.lookahead 0 (with a lookahead, a frame's output waits for later frames: `push`, `flush`)."""
+        the frame's type, layout and device. Needs config.lookahead 0 (with a lookahead, a frame's output waits for
+        later frames: `push`, `flush`)."""
         if self.temporal == "on" and self.config.lookahead:
             raise ValueError(f"process: config.lookahead is {self.config.lookahead}, so a frame's output waits "
                              "for later frames; use push() and flush(), or lookahead=0")
