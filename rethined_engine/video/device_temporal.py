@@ -14,9 +14,9 @@ is (y0, y1, x0, x1), end exclusive, in the px of the array it indexes.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
-from collections import deque
 from typing import Any, Iterable, Iterator
 
 import cv2
@@ -52,18 +52,6 @@ def pixel_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
     return torch.stack((xs, ys), -1)
 
 
-def sample(image: torch.Tensor, positions: torch.Tensor, nearest: bool = False) -> torch.Tensor:
-    """image (h, w) or (C, h, w), any dtype, at positions (bh, bw, 2) (x, y) px, edges replicated -> (bh, bw) or
-    (C, bh, bw) float32 (bilinear, or the nearest pixel)."""
-    h, w = image.shape[-2:]
-    planes = image.float().reshape(1, -1, h, w)
-    scale = constant((2 / max(w - 1, 1), 2 / max(h - 1, 1)), positions.device)
-    grid = (positions * scale - 1)[None]
-    out = F.grid_sample(planes, grid, mode="nearest" if nearest else "bilinear", padding_mode="border",
-                        align_corners=True)[0]
-    return out[0] if image.dim() == 2 else out
-
-
 def sample_each(images: torch.Tensor, positions: torch.Tensor, nearest: bool = False) -> torch.Tensor:
     """images (N, h, w) or (N, C, h, w), each at its own positions (N, bh, bw, 2) (x, y) px, edges replicated ->
     (N, bh, bw) or (N, C, bh, bw) float32."""
@@ -73,6 +61,12 @@ def sample_each(images: torch.Tensor, positions: torch.Tensor, nearest: bool = F
     out = F.grid_sample(planes, positions * scale - 1, mode="nearest" if nearest else "bilinear",
                         padding_mode="border", align_corners=True)
     return out[:, 0] if images.dim() == 3 else out
+
+
+def sample(image: torch.Tensor, positions: torch.Tensor, nearest: bool = False) -> torch.Tensor:
+    """image (h, w) or (C, h, w), any dtype, at positions (bh, bw, 2) (x, y) px, edges replicated -> (bh, bw) or
+    (C, bh, bw) float32 (bilinear, or the nearest pixel)."""
+    return sample_each(image[None], positions[None], nearest)[0]
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
