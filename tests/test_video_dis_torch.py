@@ -5,6 +5,7 @@ import torch
 
 cv2 = pytest.importorskip("cv2")
 
+from rethined_engine.video import dis_torch
 from rethined_engine.video.dis_torch import (
     TORCH_DIS_PRESETS,
     TorchDIS,
@@ -70,6 +71,24 @@ def test_a_start_flow_is_refined_locally(rng):
     far = local.calc(source, target, None)
     assert np.median(end_point_error(near, truth)) < 0.3
     assert np.median(end_point_error(far, truth)) > 5
+
+
+def test_the_coarsest_scale_is_a_bound_on_the_automatic_one_as_in_opencv(rng):
+    """OpenCV's setCoarsestScale only lowers its automatic coarsest scale: on a small image a larger bound searches
+    the automatic scales (there, the finest alone), a smaller one fewer than automatic on a large image."""
+    truth = smooth_flow(rng, 2.0, (1.0, 0.5))
+    source, target = pair(rng, truth)
+    source, target = np.ascontiguousarray(source[:60, :100]), np.ascontiguousarray(target[:60, :100])
+    start = truth[:60, :100] + np.float32([0.5, -0.5])   # automatic coarsest scale 2 = fast's finest: one scale
+    assert dis_torch.auto_coarsest_scale(60, 100, 8) == TORCH_DIS_PRESETS["fast"].finest_scale
+    bounded = TorchDIS("fast", scales_above_finest=3).calc(source, target, start)
+    np.testing.assert_array_equal(bounded, TorchDIS("fast").calc(source, target, start))
+    opencv = dis("fast")
+    opencv.setCoarsestScale(opencv.getFinestScale() + 3)
+    np.testing.assert_array_equal(opencv.calc(source, target, start.copy()), dis("fast").calc(source, target, start.copy()))
+    full_source, full_target = pair(rng, truth)                    # automatic: 3 scales; bounded to one
+    lowered = TorchDIS("fast", scales_above_finest=0).calc(full_source, full_target, None)
+    assert not np.array_equal(lowered, TorchDIS("fast").calc(full_source, full_target, None))
 
 
 def test_a_batch_equals_its_pairs_one_by_one(rng):

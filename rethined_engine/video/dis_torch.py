@@ -191,13 +191,15 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def dis_flow(source: torch.Tensor, target: torch.Tensor, params: DISParams, initial: torch.Tensor | None = None,
              coarsest_scale: int | None = None) -> torch.Tensor:
     """Flow (B, 2, h, w) float32 from source to target, both (B, h, w) grey intensities (uint8 or float in 0..255);
-    initial (B, 2, h, w) px, a flow to start from (brought down to the coarsest scale); coarsest_scale None:
-    `auto_coarsest_scale`, never below params.finest_scale."""
+    initial (B, 2, h, w) px, a flow to start from (brought down to the coarsest scale); coarsest_scale: an upper
+    bound on `auto_coarsest_scale` (None: none); the search never starts below params.finest_scale."""
     if source.shape != target.shape or source.dim() != 3:
         raise ValueError(f"source, target: expected two (B, h, w) tensors of one shape, got {tuple(source.shape)} "
                          f"and {tuple(target.shape)}")
     h, w = source.shape[-2:]
-    coarsest = auto_coarsest_scale(h, w, params.patch_size) if coarsest_scale is None else coarsest_scale
+    coarsest = auto_coarsest_scale(h, w, params.patch_size)
+    if coarsest_scale is not None:       # a bound, as OpenCV's setCoarsestScale: never above the automatic scale
+        coarsest = min(coarsest, coarsest_scale)
     coarsest = max(coarsest, params.finest_scale)
     sources = pyramid(source[:, None].float(), coarsest)
     targets = pyramid(target[:, None].float(), coarsest)
@@ -214,8 +216,9 @@ def dis_flow(source: torch.Tensor, target: torch.Tensor, params: DISParams, init
 class TorchDIS:
     """A DIS estimator on a torch device with OpenCV's `calc` interface: `calc(source, target, flow)` takes (h, w)
     uint8 grey numpy arrays and an optional start flow (h, w, 2) float32 (None: from zero) and returns the flow
-    (h, w, 2) float32. preset: one of TORCH_DIS_PRESETS; scales_above_finest: search only this many scales above
-    the preset's finest (a local refinement of a given flow; None: OpenCV's automatic coarsest scale)."""
+    (h, w, 2) float32. preset: one of TORCH_DIS_PRESETS; scales_above_finest: search at most this many scales above
+    the preset's finest (a local refinement of a given flow; small images get fewer, as OpenCV's automatic coarsest
+    scale allows; None: that automatic scale)."""
 
     def __init__(self, preset: str = "fast", device: str | torch.device = "cpu", scales_above_finest: int | None = None):
         if preset not in TORCH_DIS_PRESETS:

@@ -41,8 +41,9 @@ FLOW_ESTIMATORS = ("opencv", "torch")   # OpenCV's DIS on the CPU; `video.dis_to
 
 def estimator(kind: str = "opencv", preset: str = "medium", device: Any = "cpu", scales_above_finest: int | None = None) -> FlowEstimator:
     """A DIS estimator with OpenCV's `calc(source, target, flow)`: kind one of FLOW_ESTIMATORS ("torch" runs on
-    device); preset one of DIS_PRESETS; scales_above_finest: search only this many scales above the preset's
-    finest (a local refinement of a given start flow; None: the automatic coarsest scale)."""
+    device); preset one of DIS_PRESETS; scales_above_finest: search at most this many scales above the preset's
+    finest (a local refinement of a given start flow; never above the automatic coarsest scale, so small images
+    get fewer; None: the automatic coarsest scale)."""
     if kind not in FLOW_ESTIMATORS:
         raise ValueError(f"kind: expected one of {FLOW_ESTIMATORS}, got {kind!r}")
     if kind == "torch":
