@@ -91,6 +91,16 @@ def test_the_coarsest_scale_is_a_bound_on_the_automatic_one_as_in_opencv(rng):
     assert not np.array_equal(lowered, TorchDIS("fast").calc(full_source, full_target, None))
 
 
+def test_without_from_start_a_start_flow_is_not_searched_from(rng):
+    """The re-estimation of composed flows searches from zero on a crop already moved by the flow's median."""
+    truth = smooth_flow(rng, 3.0, (2.0, -1.0))
+    source, target = pair(rng, truth)
+    start = truth + np.float32([0.7, -0.4])
+    blind = TorchDIS("fast", from_start=False)
+    np.testing.assert_array_equal(blind.calc(source, target, start), blind.calc(source, target, None))
+    assert not np.array_equal(TorchDIS("fast").calc(source, target, start), blind.calc(source, target, None))
+
+
 def test_a_batch_equals_its_pairs_one_by_one(rng):
     pairs = [pair(rng, smooth_flow(rng, 3.0)) for _ in range(3)]
     params = TORCH_DIS_PRESETS["fast"]

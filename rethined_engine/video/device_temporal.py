@@ -312,7 +312,8 @@ class PastFrame:
 def refine_near(estimator: TorchDIS, luma: torch.Tensor, hole: torch.Tensor, pasts: list[PastFrame],
                 flows: torch.Tensor, box: Box) -> torch.Tensor:
     """`temporal.refine_near` for several past frames at once: their flows (R, 2, bh, bw) over box re-estimated
-    from themselves, each moved by its median (rounded), in one batched DIS call -> (R, 2, bh, bw). The greys
+    from themselves, each moved by its median (rounded), in one batched DIS call (estimator built with from_start
+    False, as the host's) -> (R, 2, bh, bw). The greys
     are completed over the box of all R holes (the host completes each over its own)."""
     y0, y1, x0, x1 = box
     move = torch.quantile(flows.flatten(2), 0.5, dim=2).round()                      # (R, 2)
@@ -656,7 +657,7 @@ class DeviceTemporal:
     def __init__(self, engine: Any, config: Any, device: torch.device):
         self.engine, self.config, self.device = engine, config, torch.device(device)
         self._dis = TorchDIS(config.flow_preset, self.device)
-        self._refine = TorchDIS(config.flow_preset, self.device, config.refine_scales)
+        self._refine = TorchDIS(config.flow_preset, self.device, config.refine_scales, from_start=False)
         self._memory = FrameMemory(config.memory_frames, config.recent_frames, config.key_interval,
                                    config.flow_fill, config.flow_fill_ring, config.trust_hole_flow)
         self._canvas = BackgroundCanvas(config.canvas_margin, config.canvas_decay)

@@ -218,9 +218,11 @@ class TorchDIS:
     uint8 grey numpy arrays and an optional start flow (h, w, 2) float32 (None: from zero) and returns the flow
     (h, w, 2) float32. preset: one of TORCH_DIS_PRESETS; scales_above_finest: search at most this many scales above
     the preset's finest (a local refinement of a given flow; small images get fewer, as OpenCV's automatic coarsest
-    scale allows; None: that automatic scale)."""
+    scale allows; None: that automatic scale). from_start False: a start flow given to `calc` or `flow` is not
+    searched from (the search starts at zero)."""
 
-    def __init__(self, preset: str = "fast", device: str | torch.device = "cpu", scales_above_finest: int | None = None):
+    def __init__(self, preset: str = "fast", device: str | torch.device = "cpu", scales_above_finest: int | None = None,
+                 from_start: bool = True):
         if preset not in TORCH_DIS_PRESETS:
             raise ValueError(f"preset: expected one of {tuple(TORCH_DIS_PRESETS)}, got {preset!r}")
         if scales_above_finest is not None and scales_above_finest < 0:
@@ -228,11 +230,13 @@ class TorchDIS:
         self.params = TORCH_DIS_PRESETS[preset]
         self.device = torch.device(device)
         self.coarsest_scale = None if scales_above_finest is None else self.params.finest_scale + scales_above_finest
+        self.from_start = from_start
 
     def flow(self, source: torch.Tensor, target: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
         """Flow (2, h, w) float32 from source to target, (h, w) uint8 tensors each on the device, or (B, 2, h, w)
         from (B, h, w) pairs; start: (2, h, w) or (B, 2, h, w) px, or None."""
         single = source.dim() == 2
+        start = start if self.from_start else None
         if single:
             source, target = source[None], target[None]
             start = None if start is None else start[None]
@@ -244,6 +248,6 @@ class TorchDIS:
         def tensor(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
 
-        initial = None if flow is None else tensor(flow).permute(2, 0, 1)[None]
+        initial = None if flow is None or not self.from_start else tensor(flow).permute(2, 0, 1)[None]
         out = dis_flow(tensor(source)[None], tensor(target)[None], self.params, initial, self.coarsest_scale)
         return out[0].permute(1, 2, 0).contiguous().cpu().numpy()

@@ -39,17 +39,19 @@ class FlowEstimator(Protocol):
 FLOW_ESTIMATORS = ("opencv", "torch")   # OpenCV's DIS on the CPU; `video.dis_torch.TorchDIS` on a torch device
 
 
-def estimator(kind: str = "opencv", preset: str = "medium", device: Any = "cpu", scales_above_finest: int | None = None) -> FlowEstimator:
+def estimator(kind: str = "opencv", preset: str = "medium", device: Any = "cpu", scales_above_finest: int | None = None,
+              from_start: bool = True) -> FlowEstimator:
     """A DIS estimator with OpenCV's `calc(source, target, flow)`: kind one of FLOW_ESTIMATORS ("torch" runs on
     device); preset one of DIS_PRESETS; scales_above_finest: search at most this many scales above the preset's
     finest (a local refinement of a given start flow; never above the automatic coarsest scale, so small images
-    get fewer; None: the automatic coarsest scale)."""
+    get fewer; None: the automatic coarsest scale); from_start False: a start flow given to calc is not searched
+    from ("torch" only, `dis_torch.TorchDIS`)."""
     if kind not in FLOW_ESTIMATORS:
         raise ValueError(f"kind: expected one of {FLOW_ESTIMATORS}, got {kind!r}")
     if kind == "torch":
         from .dis_torch import TorchDIS
 
-        return TorchDIS(preset, device, scales_above_finest)
+        return TorchDIS(preset, device, scales_above_finest, from_start)
     out = dis(preset)
     if scales_above_finest is not None:
         out.setCoarsestScale(out.getFinestScale() + scales_above_finest)

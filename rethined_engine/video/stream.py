@@ -207,7 +207,8 @@ class VideoInpainter:
 
             flow_device = engine_device if cfg.flow_estimator == "torch" else "cpu"
             self._dis = estimator(cfg.flow_estimator, cfg.flow_preset, flow_device)
-            self._refine = estimator(cfg.flow_estimator, cfg.flow_preset, flow_device, cfg.refine_scales)
+            self._refine = estimator(cfg.flow_estimator, cfg.flow_preset, flow_device, cfg.refine_scales,
+                                     from_start=False)      # torch: search from the crop moved by the median
             self._memory = FrameMemory(cfg.memory_frames, cfg.recent_frames, cfg.key_interval, cfg.flow_fill,
                                        cfg.flow_fill_ring, cfg.trust_hole_flow)
             self._canvas = BackgroundCanvas(cfg.canvas_margin, cfg.canvas_decay)

@@ -331,8 +331,9 @@ def camera_motion(flow: np.ndarray, hole: np.ndarray, ring: int) -> float:
 def refine_near(estimator: FlowEstimator, grey: np.ndarray, hole: np.ndarray, past: PastFrame,
                 box: tuple[int, int, int, int]) -> None:
     """Re-estimate past.flow (h, w, 2) over box (working px) from itself: DIS from grey (h, w) uint8 over box
-    to past.grey over box moved by the flow's median (rounded), starting from the flow less that move; both
-    greys completed over hole (h, w) bool and past.hole so moved (`completed_pair`)."""
+    to past.grey over box moved by the flow's median (rounded), given the flow less that move as a start (the
+    torch estimator, built with from_start False, searches from zero there: from the start it measured worse,
+    docs/video.md); both greys completed over hole (h, w) bool and past.hole so moved (`completed_pair`)."""
     y0, y1, x0, x1 = box
     start = past.flow[y0:y1, x0:x1]
     move = np.round(np.median(start.reshape(-1, 2), 0)).astype(np.float32)
