@@ -492,7 +492,8 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
             name = func.name().split(".")[0]
             if self.on and name not in VIEW_OPS:
                 issuer = [f.name for f in traceback.extract_stack() if "rethined_engine/video/" in f.filename]
-                self.by_function[" > ".join(issuer[4:6]) or "process"] += 1   # under VideoInpainter.process, push, _push_device, DeviceTemporal.process
+                step = next((i for i, name in enumerate(issuer) if name in ("_arrive", "_emit")), len(issuer))
+                self.by_function[" > ".join(issuer[step:step + 3]) or "push"] += 1   # the step, two calls deep
             return func(*args, **(kwargs or {}))
 
     counting = Counting()
