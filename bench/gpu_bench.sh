@@ -78,9 +78,9 @@ step interleave 150 "the default against the smooth style (the default until the
 step latency 200 "end-to-end latency, triton (graphed: default, fast and smooth styles; eager; graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
     python -m bench.latency --device cuda --backends $LBACKENDS --sizes $LSIZES --repeats 20 --warmup 3 --append
 # video needs photos/train/enlightenment-data__Lichen-Branches.png (bench.video.SPEED_PHOTO; photos/ is not in git)
-step video 240 "frames/s of VideoInpainter.push at 3840x2160: temporal off, on (on CUDA: the device path), on with the files' lookahead of 16, and on the host path; frames in host memory and on the GPU" \
+step video 240 "frames/s of VideoInpainter.push at 3840x2160: temporal off, on (the host path), and on the device path without and with the files' lookahead of 16; frames in host memory and on the GPU" \
     python -m bench.video --parts throughput --device cuda --throughput-heights 2160 --throughput-frames 30 \
-    --modes off on on+lookahead=16 on+temporal_device=host
+    --modes off on on+temporal_device=engine on+temporal_device=engine,lookahead=16
 step batch 150 "frames/s of 8-frame batches at 3840x2160 (one (8, 3, H, W) uint8 call each; triton graphed, torch eager)" \
     python -m bench.latency --device cuda --backends triton torch --sizes 3840x2160 --batch 8 --repeats 10 --warmup 3 --append
 step profile 120 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton@smooth triton_eager torch --sizes 2048 4096 8192

@@ -164,7 +164,7 @@ def test_device_path_state_is_bounded_and_a_cut_forgets(engine, rng, lookahead):
     assert inpainter.scene_cuts >= 1
 
 
-def test_auto_runs_on_the_host_for_a_cpu_engine(engine):
+def test_the_host_path_is_the_default_and_the_device_path_takes_a_lookahead(engine):
     assert VideoInpainter(engine)._device is None
     assert VideoInpainter(engine, config=VideoConfig(temporal_device="engine", lookahead=4))._device is not None
     with pytest.raises(ValueError, match="temporal_device"):
@@ -190,14 +190,14 @@ def test_tensor_frames_give_tensors_equal_to_the_numpy_outputs(engine, rng, temp
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_on_a_cuda_engine_auto_takes_the_device_path_and_follows_the_host_path(weights_path, rng):
-    """On a CUDA engine temporal mode runs on the GPU by default; with frames on the GPU it returns them there,
-    known pixels exact, the hole as the host path fills it with the same flow estimator."""
+def test_on_a_cuda_engine_the_device_path_runs_on_the_gpu_and_follows_the_host_path(weights_path, rng):
+    """On a CUDA engine the device path runs on the GPU; with frames on the GPU it returns them there, known
+    pixels exact, the hole as the host path fills it with the same flow estimator."""
     from rethined_engine import Engine
 
     engine = Engine(weights=weights_path, device="cuda")
     frames = pan_clip(rng, 8)
-    device, reference = VideoInpainter(engine), VideoInpainter(engine, config=REFERENCE)
+    device, reference = VideoInpainter(engine, config=ON_DEVICE), VideoInpainter(engine, config=REFERENCE)
     assert device._device is not None and device._device.device.type == "cuda"
     for t, frame in enumerate(frames):
         mask = box_mask(20 + 2 * t, 50 + 2 * t, 40 + 3 * t, 80 + 3 * t)

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import numpy as np
 
 TEMPORAL_MODES = ("off", "on")
-TEMPORAL_DEVICES = ("auto", "host", "engine")
+TEMPORAL_DEVICES = ("host", "engine")
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ class VideoConfig:
         The waiting frames and their flows are the only state it adds.
     temporal_device: where temporal mode runs. "host": numpy and OpenCV (`video.temporal`, the reference); "engine":
         torch on the engine's device (`video.device_temporal`, the same steps with the flow by
-        `video.dis_torch.TorchDIS`), so that on a GPU the frames, flows and copies stay there; "auto": "engine"
-        where the engine computes on CUDA, else "host".
+        `video.dis_torch.TorchDIS`), so that on a GPU the frames, flows and copies stay there. "host" is the
+        default until the device path has passed its tests and been timed on a GPU (bench/gpu_bench.sh).
     moving_source_threshold: a frame gives no pixel that moved on its own, more than this many working px from
         the camera's motion (`temporal.moving_pixels`: the affine motion fitted to its step flow), so a later
         hole, whose flow follows the camera, is not filled with a walker where the walker was (a doubled walker).
@@ -70,7 +70,7 @@ class VideoConfig:
     flow_long_side: int = 480           # working size of the flow, px of its longer side
     flow_preset: str = "fast"           # DIS preset (video.flow.DIS_PRESETS)
     flow_estimator: str = "opencv"      # video.flow.FLOW_ESTIMATORS: "torch" runs DIS on the engine's device
-    temporal_device: str = "auto"       # TEMPORAL_DEVICES: numpy on the host, or torch on the engine's device
+    temporal_device: str = "host"       # TEMPORAL_DEVICES: numpy on the host, or torch on the engine's device
     flow_margin: int = 3                # working px: the hole grown by this before its flow is completed
     flow_context: int = 24              # working px: flows to past frames are kept over the holes' box grown by this
     flow_fill: str = "affine"           # how the hole's flow is completed (video.temporal.FLOW_FILLS)
@@ -196,8 +196,7 @@ class VideoInpainter:
         self._tensor_device = None  # the host path's frames came as torch tensors on this device: flush gives them so
         cfg = self.config
         engine_device = getattr(engine, "device", None) or "cpu"    # test stand-ins have none
-        on_cuda = getattr(engine_device, "type", None) == "cuda"
-        if temporal == "on" and (cfg.temporal_device == "engine" or (cfg.temporal_device == "auto" and on_cuda)):
+        if temporal == "on" and cfg.temporal_device == "engine":
             from .device_temporal import DeviceTemporal
 
             self._device = DeviceTemporal(engine, cfg, engine_device)
