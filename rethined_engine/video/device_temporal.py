@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from . import temporal
-from .dis_torch import TorchDIS, constant
-from .flow import PUSH_PULL_CONTEXT, PUSH_PULL_EPS, PUSH_PULL_MIN_CONTEXT, PUSH_PULL_MIN_SIDE
+from .dis_torch import TorchDIS, constant, sample_at
+from .flow import PUSH_PULL_EPS, PUSH_PULL_MIN_SIDE, push_pull_box
 from .temporal import (
     AFFINE_MIN_POINTS,
     AFFINE_MIN_RESIDUAL,
@@ -55,11 +55,7 @@ def pixel_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
 def sample_each(images: torch.Tensor, positions: torch.Tensor, nearest: bool = False) -> torch.Tensor:
     """images (N, h, w) or (N, C, h, w), each at its own positions (N, bh, bw, 2) (x, y) px, edges replicated ->
     (N, bh, bw) or (N, C, bh, bw) float32."""
-    h, w = images.shape[-2:]
-    planes = images.float().reshape(images.shape[0], -1, h, w)
-    scale = constant((2 / max(w - 1, 1), 2 / max(h - 1, 1)), positions.device)
-    out = F.grid_sample(planes, positions * scale - 1, mode="nearest" if nearest else "bilinear",
-                        padding_mode="border", align_corners=True)
+    out = sample_at(images.float().reshape(images.shape[0], -1, *images.shape[-2:]), positions, nearest)
     return out[:, 0] if images.dim() == 3 else out
 
 
@@ -169,11 +165,7 @@ def push_pull(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     box = bounding_box(~known.all(0))
     if box is None:
         return values[0] if single else values
-    y0, y1, x0, x1 = box
-    grow_y = max(PUSH_PULL_MIN_CONTEXT, round(PUSH_PULL_CONTEXT * (y1 - y0)))
-    grow_x = max(PUSH_PULL_MIN_CONTEXT, round(PUSH_PULL_CONTEXT * (x1 - x0)))
-    y0, y1 = max(0, y0 - grow_y), min(known.shape[1], y1 + grow_y)
-    x0, x1 = max(0, x0 - grow_x), min(known.shape[2], x1 + grow_x)
+    y0, y1, x0, x1 = push_pull_box(box, tuple(known.shape[1:]))
     out = values.clone()
     part, inside = values[..., y0:y1, x0:x1], known[:, None, y0:y1, x0:x1]
     weight = inside.float()
@@ -715,12 +707,10 @@ class DeviceTemporal:
     def _engine_fill(self, frame: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """`VideoInpainter._engine_fill`: the engine over the thin hole's cut-out or the whole frame."""
         cfg, model = self.config, getattr(self.engine, "config", None)
-        if cfg.engine_margin == 0 or model is None:
+        if (cfg.engine_margin == 0 or model is None or not temporal.thin_hole(
+                tuple(mask.shape), self._hole_width(mask), model.lr_long_side, cfg.engine_thin_width)):
             return self.engine.inpaint(frame, mask)
-        scale = max(1, -(-max(mask.shape) // model.lr_long_side))
-        if self._hole_width(mask) > cfg.engine_thin_width * scale:
-            return self.engine.inpaint(frame, mask)
-        y0, y1, x0, x1 = grow_box(bounding_box(mask), cfg.engine_margin, mask.shape)
+        y0, y1, x0, x1 = grow_box(bounding_box(mask), cfg.engine_margin, tuple(mask.shape))
         out = frame.clone()
         out[:, y0:y1, x0:x1] = self.engine.inpaint(frame[:, y0:y1, x0:x1].contiguous(),
                                                    mask[y0:y1, x0:x1].contiguous())

@@ -108,12 +108,19 @@ def patch_geometry(h: int, w: int, size: int, stride: int, device: torch.device
     return (rows * w + cols).to(device), centre.to(device), cols.float().to(device), rows.float().to(device)
 
 
+def sample_at(images: torch.Tensor, positions: torch.Tensor, nearest: bool = False) -> torch.Tensor:
+    """images (N, C, h, w), each read at its own positions (N, a, b, 2) (x, y) px, edges replicated ->
+    (N, C, a, b) float (bilinear, or the nearest pixel)."""
+    h, w = images.shape[-2:]
+    scale = constant((2 / max(w - 1, 1), 2 / max(h - 1, 1)), positions.device)
+    return F.grid_sample(images, positions * scale - 1, mode="nearest" if nearest else "bilinear",
+                         padding_mode="border", align_corners=True)
+
+
 def sample(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """image (B, 1, h, w) at positions x, y (B, P, n) or (P, n) px, bilinear, edges replicated -> (B, P, n)."""
-    h, w = image.shape[-2:]
     x, y = x.expand(image.shape[0], *x.shape[-2:]), y.expand(image.shape[0], *y.shape[-2:])
-    grid = torch.stack((x * (2 / max(w - 1, 1)) - 1, y * (2 / max(h - 1, 1)) - 1), -1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
+    return sample_at(image, torch.stack((x, y), -1))[:, 0]
 
 
 def inverse_search(target: torch.Tensor, template: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor,

@@ -107,6 +107,15 @@ def forward_backward_valid(forward: np.ndarray, backward: np.ndarray, relative: 
     return valid
 
 
+def push_pull_box(box: tuple[int, int, int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The part of an (H, W) image push-pull works in: box (y0, y1, x0, x1), the unknown pixels' bounding box,
+    grown by PUSH_PULL_CONTEXT times its size (at least PUSH_PULL_MIN_CONTEXT px) on every side, clipped."""
+    y0, y1, x0, x1 = box
+    grow_y = max(PUSH_PULL_MIN_CONTEXT, round(PUSH_PULL_CONTEXT * (y1 - y0)))
+    grow_x = max(PUSH_PULL_MIN_CONTEXT, round(PUSH_PULL_CONTEXT * (x1 - x0)))
+    return max(0, y0 - grow_y), min(size[0], y1 + grow_y), max(0, x0 - grow_x), min(size[1], x1 + grow_x)
+
+
 def push_pull(values: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Fill the unknown pixels of values (H, W) or (H, W, C) float32 from the known ones (known (H, W) bool):
     push (halve the weighted values and the weights, INTER_AREA, down to PUSH_PULL_MIN_SIDE) then pull (each
@@ -116,10 +125,7 @@ def push_pull(values: np.ndarray, known: np.ndarray) -> np.ndarray:
     rows, cols = np.flatnonzero(~known.all(1)), np.flatnonzero(~known.all(0))
     if rows.size == 0:
         return values
-    grow_y = max(PUSH_PULL_MIN_CONTEXT, round(PUSH_PULL_CONTEXT * (rows[-1] + 1 - rows[0])))
-    grow_x = max(PUSH_PULL_MIN_CONTEXT, round(PUSH_PULL_CONTEXT * (cols[-1] + 1 - cols[0])))
-    y0, y1 = max(0, rows[0] - grow_y), min(known.shape[0], rows[-1] + 1 + grow_y)
-    x0, x1 = max(0, cols[0] - grow_x), min(known.shape[1], cols[-1] + 1 + grow_x)
+    y0, y1, x0, x1 = push_pull_box((int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1), known.shape)
     out = values.copy()
     out[y0:y1, x0:x1] = _push_pull(values[y0:y1, x0:x1], known[y0:y1, x0:x1])
     return out

@@ -134,6 +134,14 @@ class VideoConfig:
                 raise ValueError(f"{name}: expected in [0, 1), got {getattr(self, name)}")
 
 
+def _host_frame(frame: Any) -> np.ndarray:
+    """frame as an (H, W, 3) uint8 array; ValueError naming `frame` otherwise."""
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"frame: expected (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+    return frame
+
+
 @dataclass
 class _Previous:
     """What temporal mode keeps of the previous output frame: hole (h, w) bool at the working size (grown by
@@ -281,13 +289,11 @@ class VideoInpainter:
             host_mask = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else mask
             outputs = self.push(frame.permute(1, 2, 0).cpu().numpy(), host_mask)
             self._tensor_device = frame.device
-            return [torch.from_numpy(out).permute(2, 0, 1).to(frame.device) for out in outputs]
-        size = np.asarray(frame).shape[:2]
+            return [self._for_caller(out) for out in outputs]
+        frame, mask = _host_frame(frame), np.asarray(mask)
+        size = frame.shape[:2]
         self._check_size("frame", size)
         self._tensor_device = None
-        frame, mask = np.asarray(frame), np.asarray(mask)
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f"frame: expected (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
         if mask.shape != size:
             raise ValueError(f"mask: expected shape {size}, got {mask.shape}")
         self.frame_size = size
@@ -303,15 +309,13 @@ class VideoInpainter:
         """The outputs of the frames `push` still holds back (the end of the clip), in order, of the type of the
         frames pushed last."""
         if self._device is not None:
-            return [self._from_device(out) for out in self._device.flush()]
-        outputs = []
-        while self.temporal == "on" and self._waiting:
-            outputs.append(self._emit())
-        if self._tensor_device is not None:
-            import torch
-
-            outputs = [torch.from_numpy(out).permute(2, 0, 1).to(self._tensor_device) for out in outputs]
-        return outputs
+            outputs = self._device.flush()
+            self.scene_cuts, self.held_frames = self._device.scene_cuts, self._device.held_frames
+        else:
+            outputs = []
+            while self.temporal == "on" and self._waiting:
+                outputs.append(self._emit())
+        return [self._for_caller(out) for out in outputs]
 
     def process_batch(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Frames (B, H, W, 3) uint8 in order, masks (B, H, W) or one (H, W) for all -> (B, H, W, 3) uint8. With a
@@ -342,9 +346,7 @@ class VideoInpainter:
                 raise ValueError(f"frame: expected a (3, H, W) uint8 tensor, got {tuple(frame.shape)} {frame.dtype}")
             size = tuple(frame.shape[1:])
         else:
-            frame = np.asarray(frame)
-            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-                raise ValueError(f"frame: expected (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+            frame = _host_frame(frame)
             size = frame.shape[:2]
         self._check_size("frame", size)
         if tuple(mask.shape) != tuple(size):
@@ -357,11 +359,20 @@ class VideoInpainter:
         hole = mask.to(device) != 0 if isinstance(mask, torch.Tensor) else torch.from_numpy(np.asarray(mask) != 0).to(device)
         self.frame_size = size
         self._tensor_device = frame.device if tensor_in else None
-        return [self._from_device(out) for out in self._device.push(pixels, hole)]
-
-    def _from_device(self, out: Any) -> Any:
-        """A device path output (3, H, W) uint8 as the caller's frames came: a copy on their device, or numpy."""
+        outputs = self._device.push(pixels, hole)
         self.scene_cuts, self.held_frames = self._device.scene_cuts, self._device.held_frames
+        return [self._for_caller(out) for out in outputs]
+
+    def _for_caller(self, out: Any) -> Any:
+        """An output, the host path's (H, W, 3) uint8 array or the device path's (3, H, W) uint8 tensor (which
+        the path keeps), as the caller's frames came: a (3, H, W) tensor on their device (`_tensor_device`) or
+        an (H, W, 3) array, never the device path's own tensor."""
+        if isinstance(out, np.ndarray):
+            if self._tensor_device is None:
+                return out
+            import torch
+
+            return torch.from_numpy(out).permute(2, 0, 1).to(self._tensor_device)
         if self._tensor_device is not None:
             return out.to(self._tensor_device, copy=True)
         return out.permute(1, 2, 0).contiguous().cpu().numpy()
@@ -376,13 +387,11 @@ class VideoInpainter:
         """frame (H, W, 3) uint8 with its mask (H, W) bool filled by the engine: over the mask's box grown by
         config.engine_margin px when the hole is thin (`hole_width`, VideoConfig), else over the whole frame;
         pixels outside that box unchanged."""
-        from .temporal import bounding_box, grow_box, hole_width
+        from .temporal import bounding_box, grow_box, hole_width, thin_hole
 
         cfg, model = self.config, getattr(self.engine, "config", None)
-        if cfg.engine_margin == 0 or model is None:
-            return self.engine.inpaint(frame, mask)
-        scale = max(1, -(-max(mask.shape) // model.lr_long_side))   # the engine's HR scale over the whole frame
-        if hole_width(mask) > cfg.engine_thin_width * scale:
+        if (cfg.engine_margin == 0 or model is None
+                or not thin_hole(mask.shape, hole_width(mask), model.lr_long_side, cfg.engine_thin_width)):
             return self.engine.inpaint(frame, mask)
         y0, y1, x0, x1 = grow_box(bounding_box(mask), cfg.engine_margin, mask.shape)
         out = frame.copy()

@@ -58,6 +58,13 @@ def hole_width(mask: np.ndarray) -> float:
     return 4.0 * float(distance[padded.view(bool)].mean())
 
 
+def thin_hole(frame_size: tuple[int, int], width: float, lr_long_side: int, thin_width: float) -> bool:
+    """Whether a hole of typical width `width` px (`hole_width`) in a (H, W) frame is thin for the engine: at most
+    thin_width of its LR px over the whole frame (its HR scale, ceil(the frame's long side / lr_long_side) px
+    each). The engine fills a thin hole on a cut-out around it (`VideoConfig.engine_margin`)."""
+    return width <= thin_width * max(1, -(-max(frame_size) // lr_long_side))
+
+
 def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """(y0, y1, x0, x1) of the True pixels of mask (H, W), or None when there is none."""
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
