@@ -38,20 +38,29 @@ NETWORKS = ("exported", "triton")
 INTERPRETER_FRAMES = "triton/runtime/interpreter"   # the interpreter's own torch calls: no GPU kernel
 
 
-class OpCounter(TorchDispatchMode):
-    """Counts the non-view aten operations run inside it, by the innermost function of this package that
-    issued each."""
+def innermost_function(stack: list[tuple[str, str]]) -> str | None:
+    """The innermost function of this package (kernels/ included) in stack ((file, function) pairs, outermost
+    first), "?" for none; None (not counted) inside the Triton interpreter's own torch calls."""
+    if any(INTERPRETER_FRAMES in path for path, _ in stack):
+        return None
+    ours = [name for path, name in stack if f"/{PACKAGE}/" in path or "/kernels/" in path]
+    return ours[-1] if ours else "?"
 
-    def __init__(self):
+
+class OpCounter(TorchDispatchMode):
+    """Counts the non-view aten operations run inside it, by the label `issuer` gives each one's call stack
+    ((file, function) pairs, outermost first; None: not counted), by default `innermost_function`."""
+
+    def __init__(self, issuer=innermost_function):
         super().__init__()
         self.by_function: collections.Counter = collections.Counter()
+        self.issuer = issuer
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func._schema.name not in VIEW_OPS:
-            files = [(f.filename.replace("\\", "/"), f.name) for f in traceback.extract_stack()]
-            if not any(INTERPRETER_FRAMES in path for path, _ in files):
-                ours = [name for path, name in files if f"/{PACKAGE}/" in path or "/kernels/" in path]
-                self.by_function[ours[-1] if ours else "?"] += 1
+            label = self.issuer([(f.filename.replace("\\", "/"), f.name) for f in traceback.extract_stack()])
+            if label is not None:
+                self.by_function[label] += 1
         return func(*args, **(kwargs or {}))
 
     @contextlib.contextmanager

@@ -462,17 +462,13 @@ def measure_memory(height: int, mode: str, frames: int, every: int, warmup: int,
 def count_operations(height: int, mode: str, frames: int, warmup: int, photos: Path, device: str) -> dict:
     """Torch operations per frame of `mode`'s temporal mode on the device path over `frames` frames of a synthetic
     pan after `warmup` uncounted ones; the engine's operations are not counted, DIS's patch search counts as one."""
-    import collections
-    import traceback
-
     import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
 
     from rethined_engine import Engine
     from rethined_engine.video import dis_torch
     from rethined_engine.video.stream import VideoInpainter
 
-    from .op_count import VIEW_OPS
+    from .op_count import OpCounter
 
     temporal, config = mode_config(mode)
     if temporal != ON:
@@ -482,51 +478,29 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
     mask = torch.from_numpy(clip_masks("logo", clip.frames.shape[1:3], 1)[0]).to(device)
     engine = Engine(device=device)
 
-    class Counting(TorchDispatchMode):
-        """Counts operations by the video functions that issue them, while `on`."""
-        def __init__(self):
-            super().__init__()
-            self.by_function, self.on = collections.Counter(), True
+    def temporal_step(stack: list[tuple[str, str]]) -> str | None:
+        """The device path's step (_arrive, _emit) and the two calls under it; None (not counted) inside the
+        engine and inside DIS's patch search (counted as one launch per call below)."""
+        if any(path.endswith("rethined_engine/engine.py") or name == "inverse_search" for path, name in stack):
+            return None
+        video = [name for path, name in stack if "rethined_engine/video/" in path]
+        step = next((i for i, name in enumerate(video) if name in ("_arrive", "_emit")), len(video))
+        return " > ".join(video[step:step + 3]) or "push"
 
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            name = func.name().split(".")[0]
-            if self.on and name not in VIEW_OPS:
-                issuer = [f.name for f in traceback.extract_stack() if "rethined_engine/video/" in f.filename]
-                step = next((i for i, name in enumerate(issuer) if name in ("_arrive", "_emit")), len(issuer))
-                self.by_function[" > ".join(issuer[step:step + 3]) or "push"] += 1   # the step, two calls deep
-            return func(*args, **(kwargs or {}))
-
-    counting = Counting()
-
-    class Uncounted:
-        """The engine, its operations not counted."""
-        config = engine.config
-        device = engine.device
-
-        def inpaint(self, frame, hole):
-            counting.on = False
-            try:
-                return engine.inpaint(frame, hole)
-            finally:
-                counting.on = True
-
+    counting = OpCounter(temporal_step)
     search = dis_torch.search_function
 
     def one_launch(device_, size):
         inner = search(device_, size)
 
         def fused(*args):
-            counting.on = False
-            try:
-                return inner(*args)
-            finally:
-                counting.on = True
-                counting.by_function["dis patch search (one launch)"] += 1
+            counting.by_function["dis patch search (one launch)"] += 1
+            return inner(*args)
         return fused
 
     dis_torch.search_function = one_launch
     try:
-        inpainter = VideoInpainter(Uncounted(), config=dataclasses.replace(config, temporal_device="engine"))
+        inpainter = VideoInpainter(engine, config=dataclasses.replace(config, temporal_device="engine"))
         tensors = [torch.from_numpy(frame).permute(2, 0, 1).contiguous().to(device) for frame in clip.frames]
         for frame in tensors[:warmup]:
             inpainter.process(frame, mask)
