@@ -4,7 +4,7 @@ caller's frames live on the host).
 
 Same algorithm, same `VideoConfig`, same decisions; the differences are the arithmetic of the primitives: area
 resizes with torch's integer windows (OpenCV weighs partial pixels), bilinear reads in float32 (OpenCV's remap
-quantises positions to 1/32 px), the flow by `video.dis_torch.TorchDIS` (no variational refinement), a hole's width
+quantises positions to 1/32 px), the flow by `video.dis_torch.TorchDIS` (no spatial propagation), a hole's width
 measured on the host (`temporal.hole_width`, a distance transform) once per distinct mask. `DeviceTemporal` is
 the stream; `VideoInpainter` uses it where `VideoConfig.temporal_device` says so.
 
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import temporal
-from .dis_torch import TorchDIS, constant, sample_at
+from .dis_torch import TorchDIS
 from .flow import PUSH_PULL_EPS, PUSH_PULL_MIN_SIDE, push_pull_box
 from .temporal import (
     AFFINE_MIN_POINTS,
@@ -37,6 +37,7 @@ from .temporal import (
     grow_box,
     working_size,
 )
+from .torch_sampling import constant, sample_at
 
 Box = tuple[int, int, int, int]
 LUMA = (0.299, 0.587, 0.114)      # RGB -> grey, as OpenCV's COLOR_RGB2GRAY

@@ -4,9 +4,10 @@ that the flow runs on the device that holds the frames.
 A coarse-to-fine pyramid: at each scale a grid of square patches of the source image is matched into the target by
 inverse-compositional Gauss-Newton on mean-normalised patches (every patch at once), and the patches' flows are
 made dense by averaging the patches over each pixel, each weighted by 1 / max(1, |its photometric error there|).
-It follows OpenCV's `DISOpticalFlow` (the presets' scales, patch sizes, strides and iteration counts) without its
-sequential spatial propagation and variational refinement, which do not parallelise over patches. A patch whose
-search moves it more than its own size from where it started keeps its start.
+Each scale's dense flow is then refined variationally (`video.flow_refinement`), as OpenCV does. It follows
+OpenCV's `DISOpticalFlow` (the presets' scales, patch sizes, strides, iteration counts and refinement) without its
+sequential spatial propagation, which does not parallelise over patches. A patch whose search moves it more than
+its own size from where it started keeps its start.
 
 Flow fields as in `video.flow`: (h, w, 2) px (dx, dy) from a source pixel to where it lies in the target,
 source(x) ~ target(x + flow(x)); batched tensors are (B, 2, h, w).
@@ -21,32 +22,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .flow_refinement import RefinementParams, refine
+from .torch_sampling import constant, sample_at
+
 
 @dataclass(frozen=True)
 class DISParams:
     """finest_scale: the finest pyramid scale searched (0 = full size; the flow is upsampled from it);
     patch_size, patch_stride: px of the square patches and between their origins; iterations: Gauss-Newton
-    steps per patch and scale."""
+    steps per patch and scale; refinement_iterations: fixed-point iterations of the variational refinement after
+    each scale (0: none)."""
     finest_scale: int
     patch_size: int
     patch_stride: int
     iterations: int
+    refinement_iterations: int
 
 
-TORCH_DIS_PRESETS = {            # OpenCV 4's DISOpticalFlow presets, less variational refinement
-    "ultrafast": DISParams(2, 8, 4, 12),
-    "fast": DISParams(2, 8, 4, 16),
-    "medium": DISParams(1, 8, 3, 25),
+TORCH_DIS_PRESETS = {            # OpenCV's DISOpticalFlow presets
+    "ultrafast": DISParams(2, 8, 4, 12, 0),
+    "fast": DISParams(2, 8, 4, 16, 5),
+    "medium": DISParams(1, 8, 3, 25, 5),
 }
 HESSIAN_EPS = 1e-3               # (intensity levels / px)^2 added to each patch's Hessian diagonal: flat patches stay put
 DENSIFY_MIN_ERROR = 1.0          # intensity levels: a patch's weight at a pixel is 1 / max(this, |its error there|)
 SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8   # d/dx, intensity per px
-
-
-@lru_cache(maxsize=256)
-def constant(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
-    """A small float32 tensor of values on device, made once: no host-to-device copy per call."""
-    return torch.tensor(values, dtype=torch.float32, device=device)
 
 
 def auto_coarsest_scale(height: int, width: int, patch_size: int) -> int:
@@ -106,15 +106,6 @@ def patch_geometry(h: int, w: int, size: int, stride: int, device: torch.device
     rows, cols = patch_pixels(ys, xs, size)
     centre = ((ys[:, None] + size // 2) * w + (xs[None, :] + size // 2)).reshape(-1)
     return (rows * w + cols).to(device), centre.to(device), cols.float().to(device), rows.float().to(device)
-
-
-def sample_at(images: torch.Tensor, positions: torch.Tensor, nearest: bool = False) -> torch.Tensor:
-    """images (N, C, h, w), each read at its own positions (N, a, b, 2) (x, y) px, edges replicated ->
-    (N, C, a, b) float (bilinear, or the nearest pixel)."""
-    h, w = images.shape[-2:]
-    scale = constant((2 / max(w - 1, 1), 2 / max(h - 1, 1)), positions.device)
-    return F.grid_sample(images, positions * scale - 1, mode="nearest" if nearest else "bilinear",
-                         padding_mode="border", align_corners=True)
 
 
 def sample(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -215,8 +206,11 @@ def dis_flow(source: torch.Tensor, target: torch.Tensor, params: DISParams, init
         flow = torch.zeros(source.shape[0], 2, *top, dtype=torch.float32, device=source.device)
     else:
         flow = resize_flow(initial.float(), top)
+    refinement = RefinementParams(fixed_point_iterations=params.refinement_iterations)
     for scale in range(coarsest, params.finest_scale - 1, -1):
         flow = search_scale(sources[scale], targets[scale], resize_flow(flow, sources[scale].shape[-2:]), params)
+        if params.refinement_iterations:
+            flow = refine(sources[scale], targets[scale], flow, refinement)
     return resize_flow(flow, (h, w))
 
 
