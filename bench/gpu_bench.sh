@@ -70,7 +70,8 @@ step tests 200 "GPU correctness (kernels vs references at real sizes, backends e
     tests/test_kernel_patch_projection.py tests/test_kernel_masked_attention.py tests/test_kernel_coherence.py tests/test_kernel_seam_blend.py tests/test_kernel_membrane.py \
     tests/test_kernel_source_sweep.py tests/test_kernel_blur.py tests/test_kernel_copy_candidates.py \
     tests/test_triton_backend.py tests/test_deploy.py tests/test_engine.py \
-    tests/test_kernel_dis_search.py tests/test_video_dis_torch.py tests/test_video_device_temporal.py
+    tests/test_kernel_dis_search.py tests/test_kernel_flow_refinement.py tests/test_video_dis_torch.py tests/test_video_flow_refinement.py \
+    tests/test_video_device_temporal.py
 step backend 120 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider -m '' tests/test_triton_backend.py
 step interleave 150 "the default against the smooth style (the default until the realistic style), fast, the default without the mirrored fades and with copy_detail_weight 0.03, interleaved in one process" \
     python -m bench.latency --device cuda --backends triton@smooth triton@fast triton triton@hr_fade_reflect=false triton@copy_detail_weight=0.03 --sizes ${ISIZES:-2048 4096} --repeats 30 --warmup 3 --interleave \

@@ -480,8 +480,12 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
 
     def temporal_step(stack: list[tuple[str, str]]) -> str | None:
         """The device path's step (_arrive, _emit) and the two calls under it; None (not counted) inside the
-        engine and inside DIS's patch search (counted as one launch per call below)."""
+        engine, inside DIS's patch search and inside the variational refinement's iterations (counted as their
+        Triton launches below; the refinement's image derivatives are torch operations on a GPU too)."""
         if any(path.endswith("rethined_engine/engine.py") or name == "inverse_search" for path, name in stack):
+            return None
+        refinement = {name for path, name in stack if path.endswith("rethined_engine/video/flow_refinement.py")}
+        if "refine" in refinement and "image_terms" not in refinement:
             return None
         video = [name for path, name in stack if "rethined_engine/video/" in path]
         step = next((i for i, name in enumerate(video) if name in ("_arrive", "_emit")), len(video))
@@ -498,7 +502,19 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
             return inner(*args)
         return fused
 
+    refinement = dis_torch.refine_function
+
+    def kernel_launches(device_):
+        inner = refinement(device_)
+
+        def fused(source, target, flow, params):
+            counting.by_function["dis variational refinement (Triton launches)"] += (
+                params.fixed_point_iterations * (2 + 2 * params.sor_iterations))
+            return inner(source, target, flow, params)
+        return fused
+
     dis_torch.search_function = one_launch
+    dis_torch.refine_function = kernel_launches
     try:
         inpainter = VideoInpainter(engine, config=dataclasses.replace(config, temporal_device="engine"))
         tensors = [torch.from_numpy(frame).permute(2, 0, 1).contiguous().to(device) for frame in clip.frames]
@@ -512,6 +528,7 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
             per_frame.append(sum(counting.by_function.values()) - before)
     finally:
         dis_torch.search_function = search
+        dis_torch.refine_function = refinement
     return {"mode": mode, "size": list(clip.frames.shape[1:3]), "frames": frames, "warmup": warmup,
             "ops_per_frame": per_frame, "by_function": {k: v / frames for k, v in counting.by_function.most_common()}}
 

@@ -106,6 +106,7 @@ def test_quick_run_writes_every_part(photo, tmp_path):
     assert speed["frames"] == video.QUICK_FRAMES and speed["seconds_per_frame"] > 0 and speed["engine_fps"] > 0
     ops, = result["ops"]       # counted for temporal mode on the device path, whatever the modes asked for
     assert ops["mode"] == video.ON and ops["ops_per_frame"][0] > 0 and ops["by_function"]
+    assert ops["by_function"]["dis variational refinement (Triton launches)"] > 0
     memory, = result["memory"]
     assert len(memory["rss_mb"]) == video.QUICK_MEMORY[0] // video.QUICK_MEMORY[1]
     assert "| pan-1080p-blob |" in video.markdown(result)

@@ -147,6 +147,18 @@ def search_function(device: torch.device, size: int):
     return inverse_search
 
 
+def refine_function(device: torch.device):
+    """The variational refinement for tensors on device: on CUDA with Triton installed, the kernels of
+    `kernels.flow_refinement` (three per fixed-point iteration and SOR pass); else `flow_refinement.refine`."""
+    if device.type == "cuda":
+        try:
+            from ..kernels import flow_refinement as kernels
+        except ImportError:         # no Triton: torch
+            return refine
+        return kernels.refine
+    return refine
+
+
 def search_scale(source: torch.Tensor, target: torch.Tensor, flow: torch.Tensor, params: DISParams) -> torch.Tensor:
     """One scale of DIS: source, target (B, 1, h, w) float intensities; flow (B, 2, h, w) the start ->
     the dense flow (B, 2, h, w) from the patches' inverse search and densification."""
@@ -210,7 +222,7 @@ def dis_flow(source: torch.Tensor, target: torch.Tensor, params: DISParams, init
     for scale in range(coarsest, params.finest_scale - 1, -1):
         flow = search_scale(sources[scale], targets[scale], resize_flow(flow, sources[scale].shape[-2:]), params)
         if params.refinement_iterations:
-            flow = refine(sources[scale], targets[scale], flow, refinement)
+            flow = refine_function(source.device)(sources[scale], targets[scale], flow, refinement)
     return resize_flow(flow, (h, w))
 
 
