@@ -35,15 +35,20 @@ def _flow_at(flow_ptr, increment_ptr, at, mask):
 
 
 @triton.jit
-def smoothness_kernel(flow_ptr, increment_ptr, weights_ptr, h, w, half_alpha, eps2, BLOCK: tl.constexpr):
-    """Program (i, b): weights (B, 2, h, w) of the right and lower edges of pixels i * BLOCK ... of image b, from the
-    forward differences of flow + increment (B, 2, h, w); 0 where the neighbour lies outside the image."""
+def _block(h, w, BLOCK: tl.constexpr):
+    """Program (i, b)'s image b (int64), pixels per image n, its flat pixels i * BLOCK ..., which of them lie in
+    the image, and their rows and columns."""
     b = tl.program_id(1).to(tl.int64)
     n = h * w
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    live = i < n
-    row = i // w
-    col = i % w
+    return b, n, i, i < n, i // w, i % w
+
+
+@triton.jit
+def smoothness_kernel(flow_ptr, increment_ptr, weights_ptr, h, w, half_alpha, eps2, BLOCK: tl.constexpr):
+    """Program (i, b): weights (B, 2, h, w) of the right and lower edges of pixels i * BLOCK ... of image b, from the
+    forward differences of flow + increment (B, 2, h, w); 0 where the neighbour lies outside the image."""
+    b, n, i, live, row, col = _block(h, w, BLOCK)
     right = live & (col < w - 1)
     down = live & (row < h - 1)
     u_ptr = flow_ptr + b * 2 * n
@@ -80,12 +85,7 @@ def system_kernel(terms_ptr, flow_ptr, increment_ptr, weights_ptr, system_ptr, h
     """Program (i, b): system (B, 5, h, w) a11, a12, a22, b1, b2 of pixels i * BLOCK ... of image b from terms
     (B, 8, h, w) (`flow_refinement.image_terms`), the start flow and the increment (B, 2, h, w) and the edge
     weights (B, 2, h, w), as `flow_refinement.refine` builds it."""
-    b = tl.program_id(1).to(tl.int64)
-    n = h * w
-    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    live = i < n
-    row = i // w
-    col = i % w
+    b, n, i, live, row, col = _block(h, w, BLOCK)
     t = terms_ptr + b * 8 * n + i
     ix = tl.load(t, mask=live, other=0.0)
     iy = tl.load(t + n, mask=live, other=0.0)
@@ -129,12 +129,8 @@ def system_kernel(terms_ptr, flow_ptr, increment_ptr, weights_ptr, system_ptr, h
 def sor_kernel(system_ptr, weights_ptr, increment_ptr, h, w, parity, omega, BLOCK: tl.constexpr):
     """Program (i, b): one SOR update of the increment (B, 2, h, w), in place, at the pixels i * BLOCK ... of image
     b whose row + column has the given parity (0: red, 1: black)."""
-    b = tl.program_id(1).to(tl.int64)
-    n = h * w
-    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    row = i // w
-    col = i % w
-    live = (i < n) & ((row + col) % 2 == parity)
+    b, n, i, inside, row, col = _block(h, w, BLOCK)
+    live = inside & ((row + col) % 2 == parity)
     s = system_ptr + b * 5 * n + i
     a11 = tl.load(s, mask=live, other=1.0)
     a12 = tl.load(s + n, mask=live, other=0.0)

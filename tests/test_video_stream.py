@@ -1,4 +1,6 @@
 """VideoInpainter and its temporal parts (rethined_engine.video.flow, .temporal) against plain references."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -359,8 +361,9 @@ def test_a_lookahead_composes_no_later_flow_for_a_still_logo(rng, monkeypatch):
     from rethined_engine.video import temporal
 
     chains = []
-    original = temporal.chain_later
-    monkeypatch.setattr(temporal, "chain_later", lambda *args, **kw: chains.append(1) or original(*args, **kw))
+    original = temporal.HOST_STEPS.chain_later
+    monkeypatch.setattr(temporal, "HOST_STEPS", dataclasses.replace(
+        temporal.HOST_STEPS, chain_later=lambda *args, **kw: chains.append(1) or original(*args, **kw)))
     frames, mask = still_clip(rng, 6), box_mask()
     streamed = VideoInpainter(CountingEngine(np.random.default_rng(1))).process_batch(frames, mask)
     ahead = VideoInpainter(CountingEngine(np.random.default_rng(1)), config=VideoConfig(lookahead=3))

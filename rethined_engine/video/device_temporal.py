@@ -2,11 +2,12 @@
 frames, flows and every copy stay on the device that runs the engine (a CUDA GPU: no frame crosses PCIe unless the
 caller's frames live on the host).
 
-Same algorithm, same `VideoConfig`, same decisions; the differences are the arithmetic of the primitives: area
-resizes with torch's integer windows (OpenCV weighs partial pixels), bilinear reads in float32 (OpenCV's remap
-quantises positions to 1/32 px), the flow by `video.dis_torch.TorchDIS` (no spatial propagation), a hole's width
-measured on the host (`temporal.hole_width`, a distance transform) once per distinct mask. `DeviceTemporal` is
-the stream; `VideoInpainter` uses it where `VideoConfig.temporal_device` says so.
+Same algorithm, same `VideoConfig`, same decisions (one code for both paths: `temporal_emit.TemporalEmitter`
+over `DEVICE_STEPS`); the differences are the arithmetic of the primitives: area resizes with torch's integer
+windows (OpenCV weighs partial pixels), bilinear reads in float32 (OpenCV's remap quantises positions to 1/32 px),
+the flow by `video.dis_torch.TorchDIS` (no spatial propagation), a hole's width measured on the host
+(`temporal.hole_width`, a distance transform) once per distinct mask. `DeviceTemporal` is the stream;
+`VideoInpainter` uses it where `VideoConfig.temporal_device` says so.
 
 Layouts: frames (3, H, W) uint8 and masks (H, W) bool (True = hole) at full resolution; flows (2, h, w) float32
 (dx, dy) in working px at the working size, masks there (h, w) bool; positions (..., 2) float32 (x, y) px. A box
@@ -37,6 +38,7 @@ from .temporal import (
     grow_box,
     working_size,
 )
+from .temporal_emit import Previous, TemporalEmitter, TemporalSteps
 from .torch_sampling import constant, sample_at
 
 Box = tuple[int, int, int, int]
@@ -618,6 +620,14 @@ def hold(frame: torch.Tensor, mask: torch.Tensor, invented: torch.Tensor, anchor
     return out
 
 
+DEVICE_STEPS = TemporalSteps(
+    PastFrame=PastFrame, propagate=propagate, copy_nearer=copy_nearer, camera_motion=camera_motion, hold=hold,
+    blend=blend, stabilise=stabilise, chain_reach=chain_reach, chain_later=chain_later, bounding_box=bounding_box,
+    grow_box=grow_box, equal=torch.equal, any_set=lambda mask: bool(mask.any()),
+    compose=lambda mask, inside, outside: torch.where(mask, inside, outside), owned=lambda image: image,
+    nbytes=lambda x: _nbytes(x) if isinstance(x, torch.Tensor) else 0)
+
+
 # --- the stream ------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -641,11 +651,13 @@ class _Arrival:
     same_mask: bool = False
 
 
-class DeviceTemporal:
+class DeviceTemporal(TemporalEmitter):
     """Temporal mode ("on") with every step on `device`, as `VideoInpainter` runs it on the host: `push(frame, mask)`
     takes a frame (3, H, W) uint8 and its mask (H, W) bool on the device and returns the outputs now ready there
     (with config.lookahead n, frame i's comes with frame i + n; `flush` gives the rest). engine: an `Engine` (its
     inpaint takes and returns CHW tensors on its device); config: a `VideoConfig`."""
+
+    _steps = DEVICE_STEPS
 
     def __init__(self, engine: Any, config: Any, device: torch.device):
         self.engine, self.config, self.device = engine, config, torch.device(device)
@@ -666,21 +678,11 @@ class DeviceTemporal:
         self._forget_scene()
 
     def _forget_scene(self) -> None:
-        self._previous: tuple[torch.Tensor, torch.Tensor] | None = None     # (hole (h, w), output (3, H, W))
+        self._previous: Previous | None = None      # hole (h, w), output (3, H, W)
         self._index = 0
         self._anchor_fills = 0
         self._memory.clear()
         self._canvas.clear()
-
-    def state_nbytes(self) -> int:
-        held = [] if self._previous is None else list(self._previous)
-        for past in self._memory.frames + ([self._memory.anchor] if self._memory.anchor is not None else []):
-            held += [past.frame, past.source, past.grey, past.hole, past.flow, past.valid]
-        arrivals = list(self._waiting) + ([self._arrived] if self._arrived is not None else [])
-        for arrival in {id(a): a for a in arrivals}.values():
-            held += list(vars(arrival).values())
-        tensors = {id(t): t for t in held if isinstance(t, torch.Tensor)}
-        return sum(_nbytes(t) for t in tensors.values()) + self._canvas.nbytes()
 
     def push(self, frame: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         """One frame (3, H, W) uint8 and its mask (H, W) bool on the device, the path's own copies -> the outputs
@@ -756,98 +758,3 @@ class DeviceTemporal:
                 spread = F.interpolate(moving[None, None].float(), size=full, mode="nearest")[0, 0] > 0.5
                 now.source &= ~spread
         return now
-
-    def _later_sources(self, now: _Arrival) -> Iterator[PastFrame]:
-        """`VideoInpainter._later_sources`: the waiting frames after now, up to the next cut, with their flows
-        from now (each composed when asked for), nearest first; none where they cannot give a pixel."""
-        cfg = self.config
-        later = []
-        for arrival in self._waiting:
-            if arrival.step is None:
-                break
-            later.append(arrival)
-        if not later:
-            return iter(())
-        if all(a.same_mask for a in later):
-            full_per_working = now.mask.shape[-1] / now.hole.shape[-1]
-            if chain_reach(now.hole, [a.ahead for a in later]) * full_per_working < cfg.source_margin:
-                return iter(())
-        frames = [PastFrame(a.frame, a.source, a.grey, a.hole, None, None, self._index + k + 1)
-                  for k, a in enumerate(later)]
-        holes = now.hole.clone()
-        for arrival in later:
-            holes |= arrival.hole
-        box = grow_box(bounding_box(holes) or (0, 0, 0, 0), cfg.flow_context, tuple(now.hole.shape))
-        return chain_later(now.grey, now.hole, frames, [a.ahead for a in later], [a.ahead_valid for a in later],
-                           box, cfg.flow_fill, cfg.flow_fill_ring, cfg.trust_hole_flow,
-                           self._refine if cfg.refine_flow else None)
-
-    def _emit(self) -> torch.Tensor:
-        """`VideoInpainter._emit`: the output (3, H, W) uint8 of the oldest waiting frame."""
-        cfg = self.config
-        now = self._waiting.popleft()
-        frame, mask, luma, hole, step, step_valid = now.frame, now.mask, now.grey, now.hole, now.step, now.step_valid
-        if step is None:
-            self._forget_scene()
-        previous = self._previous
-        if previous is not None:
-            self._memory.advance(step, step_valid, luma, hole, now.box, self._refine if cfg.refine_flow else None)
-        source = now.source
-        if cfg.canvas:
-            trusted = None if previous is None else step_valid | (hole & cfg.trust_hole_flow)
-            self._canvas.advance(frame, mask, source, None if previous is None else previous[1], step, trusted)
-        if cfg.propagate:
-            filled, remaining, given = propagate(frame, mask, self._memory.frames)
-        else:
-            filled, remaining, given = frame, mask, []
-        left_by_past = remaining
-        still_hole = previous is not None and torch.equal(hole, previous[0])
-        if cfg.canvas and still_hole:
-            self._canvas.refresh(filled, mask & ~remaining)
-            filled, remaining = self._canvas.fill(filled, remaining, cfg.canvas_min_confidence)
-        later_copies = None         # copies from later frames nearer than the past's: (filled with them, the pixels)
-        if cfg.propagate and cfg.lookahead:
-            ahead, nearer = copy_nearer(filled, mask, left_by_past, given, self._later_sources(now), self._index)
-            if not bool((remaining & ~nearer).any()):
-                filled, remaining = ahead, remaining & ~nearer
-            elif bool(nearer.any()):
-                later_copies = ahead, nearer
-        engine_filled = False
-        if bool(remaining.any()):
-            held = None
-            anchor = self._memory.anchor
-            if (cfg.hold and anchor is not None
-                    and camera_motion(anchor.flow, hole, cfg.flow_fill_ring) <= cfg.hold_max_motion):
-                held = hold(filled, mask, remaining, anchor, cfg.hold_ring, cfg.hold_threshold)
-            if held is not None and self._anchor_fills >= cfg.still_average_frames:
-                filled = held
-                self.held_frames += 1
-            else:
-                fresh = self._engine_fill(filled, remaining)
-                if held is not None:
-                    self._anchor_fills += 1
-                    filled = blend(held, fresh, remaining, 1 / self._anchor_fills)
-                elif cfg.stabilise and previous is not None:
-                    weight = cfg.still_stabilise_weight if still_hole else cfg.stabilise_weight
-                    filled = stabilise(fresh, remaining, previous[1], step, step_valid, weight)
-                    self._anchor_fills = cfg.still_average_frames
-                else:
-                    filled, self._anchor_fills = fresh, 1
-                engine_filled = True
-            if later_copies is not None:    # filled as without a lookahead; then the later frames' copies
-                ahead, nearer = later_copies
-                filled = torch.where(nearer, ahead, filled)
-                remaining = remaining & ~nearer
-        copied = mask & ~remaining
-        if cfg.stabilise and previous is not None and bool(copied.any()):
-            filled = stabilise(filled, copied, previous[1], step, step_valid, cfg.copied_weight)
-        output = torch.where(mask, filled, frame)
-        if cfg.propagate:
-            self._memory.push(frame, source, luma, hole, self._index)
-            self._memory.evict()
-        if engine_filled and cfg.hold:
-            self._memory.set_anchor(output, luma, hole, self._index)
-        self._memory.latest = self._index
-        self._previous = (hole, output)
-        self._index += 1
-        return output

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
+
+from .temporal_emit import Previous, TemporalEmitter
 
 TEMPORAL_MODES = ("off", "on")
 TEMPORAL_DEVICES = ("host", "engine")
@@ -143,14 +145,6 @@ def _host_frame(frame: Any) -> np.ndarray:
 
 
 @dataclass
-class _Previous:
-    """What temporal mode keeps of the previous output frame: hole (h, w) bool at the working size (grown by
-    flow_margin) and output (H, W, 3) uint8."""
-    hole: np.ndarray
-    output: np.ndarray
-
-
-@dataclass
 class _Arrival:
     """A frame as temporal mode takes it in, with what needs only it and the frame that arrived before it.
 
@@ -178,7 +172,7 @@ class _Arrival:
     plain_source: bool = True
 
 
-class VideoInpainter:
+class VideoInpainter(TemporalEmitter):
     """Stream frames through an `Engine`.
 
     frame: (H, W, 3) uint8 RGB; mask: (H, W) bool or uint8 (nonzero = fill). temporal="off": each frame is
@@ -229,7 +223,7 @@ class VideoInpainter:
 
     def _forget_scene(self) -> None:
         """Forget the past of the frames still to be output (a new scene starts)."""
-        self._previous: _Previous | None = None
+        self._previous: Previous | None = None
         self._index = 0             # the next output's position in its scene
         self._anchor_fills = 0      # engine fills averaged in the anchor (still_average_frames: frozen)
         if self.temporal == "on" and self._device is None:
@@ -251,14 +245,14 @@ class VideoInpainter:
             return 0
         if self._device is not None:
             return self._device.state_nbytes()
-        held = [] if self._previous is None else list(vars(self._previous).values())
-        for past in self._memory.frames + ([self._memory.anchor] if self._memory.anchor is not None else []):
-            held += [past.frame, past.source, past.grey, past.hole, past.flow, past.valid]
-        arrivals = list(self._waiting) + ([self._arrived] if self._arrived is not None else [])
-        for arrival in {id(a): a for a in arrivals}.values():
-            held += list(vars(arrival).values())
-        arrays = {id(x): x for x in held if isinstance(x, np.ndarray)}      # an array several frames share, once
-        return sum(x.nbytes for x in arrays.values()) + self._canvas.nbytes()
+        return super().state_nbytes()
+
+    @property
+    def _steps(self):
+        """The host path's steps (`temporal.HOST_STEPS`, imported on first use: temporal off needs no OpenCV)."""
+        from .temporal import HOST_STEPS
+
+        return HOST_STEPS
 
     def process(self, frame: Any, mask: Any) -> Any:
         """One frame (H, W, 3) uint8 numpy or (3, H, W) uint8 torch and its mask (H, W) -> the inpainted frame, of
@@ -456,118 +450,3 @@ class VideoInpainter:
             share = now.same_mask and before.plain_source
             now.source = before.source if share else ~grow(mask, cfg.source_margin)
         return now
-
-    def _later_sources(self, now: _Arrival) -> Iterator:
-        """The frames waiting after now, up to the next scene cut, as `temporal.PastFrame`s with their flows from
-        now (`temporal.chain_later`: each computed when asked for), nearest first. Empty when they are not
-        expected to give a pixel: each has now's mask, and their step flows, composed without refinement, move
-        now's hole less than source_margin px (`temporal.chain_reach`), so every hole pixel lands within the
-        margin no frame gives (a logo on a still shot, whose later flows would be refined for nothing; the
-        refined flows may reach a little farther, so a hand-held shot can lose a few pixels at the hole's edge)."""
-        from .temporal import PastFrame, bounding_box, chain_later, chain_reach, grow_box
-
-        cfg = self.config
-        later = []
-        for arrival in self._waiting:
-            if arrival.step is None:
-                break
-            later.append(arrival)
-        if not later:
-            return iter(())
-        if all(a.same_mask for a in later):
-            full_per_working = now.mask.shape[1] / now.hole.shape[1]
-            if chain_reach(now.hole, [a.ahead for a in later]) * full_per_working < cfg.source_margin:
-                return iter(())
-        frames = [PastFrame(a.frame, a.source, a.grey, a.hole, None, None, self._index + k + 1)
-                  for k, a in enumerate(later)]
-        holes = now.hole.copy()
-        for arrival in later:
-            holes |= arrival.hole
-        box = grow_box(bounding_box(holes) or (0, 0, 0, 0), cfg.flow_context, now.hole.shape)
-        return chain_later(now.grey, now.hole, frames, [a.ahead for a in later], [a.ahead_valid for a in later],
-                           box, cfg.flow_fill, cfg.flow_fill_ring, cfg.trust_hole_flow,
-                           self._refine if cfg.refine_flow else None)
-
-    def _emit(self) -> np.ndarray:
-        """The output of the oldest waiting frame (its hole filled from the kept past frames, the canvas, the hold
-        or the engine, and the waiting later frames, then stabilised); the state moves on to it."""
-        from .temporal import (
-            blend,
-            bounding_box,
-            camera_motion,
-            copy_nearer,
-            hold,
-            propagate,
-            stabilise,
-        )
-
-        cfg = self.config
-        now = self._waiting.popleft()
-        frame, mask, luma, hole, step, step_valid = now.frame, now.mask, now.grey, now.hole, now.step, now.step_valid
-        if step is None:
-            self._forget_scene()
-        previous = self._previous
-        if previous is not None:
-            self._memory.advance(step, step_valid, luma, hole, now.box, self._refine if cfg.refine_flow else None)
-        source = now.source
-        if cfg.canvas:
-            trusted = None if previous is None else step_valid | (hole & cfg.trust_hole_flow)
-            self._canvas.advance(frame, mask, source, None if previous is None else previous.output, step, trusted)
-        filled, remaining, given = propagate(frame, mask, self._memory.frames) if cfg.propagate else (frame, mask, [])
-        left_by_past = remaining
-        still_hole = previous is not None and np.array_equal(hole, previous.hole)
-        if cfg.canvas and still_hole:
-            self._canvas.refresh(filled, mask & ~remaining)
-            filled, remaining = self._canvas.fill(filled, remaining, cfg.canvas_min_confidence)
-        later_copies = None         # copies from later frames nearer than the past's: (filled with them, the pixels)
-        if cfg.propagate and cfg.lookahead:
-            ahead, nearer = copy_nearer(filled, mask, left_by_past, given, self._later_sources(now), self._index)
-            if not (remaining & ~nearer).any():
-                filled, remaining = ahead, remaining & ~nearer
-            elif nearer.any():
-                later_copies = ahead, nearer
-        engine_filled = False
-        if remaining.any():
-            held = None
-            anchor = self._memory.anchor
-            if (cfg.hold and anchor is not None
-                    and camera_motion(anchor.flow, hole, cfg.flow_fill_ring) <= cfg.hold_max_motion):
-                held = hold(filled, mask, remaining, anchor, cfg.hold_ring, cfg.hold_threshold)
-            if held is not None and self._anchor_fills >= cfg.still_average_frames:
-                filled = held
-                self.held_frames += 1
-            else:
-                fresh = self._engine_fill(filled, remaining)
-                if held is not None:
-                    self._anchor_fills += 1
-                    filled = blend(held, fresh, remaining, 1 / self._anchor_fills)
-                elif cfg.stabilise and previous is not None:
-                    weight = cfg.still_stabilise_weight if still_hole else cfg.stabilise_weight
-                    filled = stabilise(fresh, remaining, previous.output, step, step_valid, weight)
-                    self._anchor_fills = cfg.still_average_frames
-                else:
-                    filled, self._anchor_fills = fresh, 1
-                engine_filled = True
-            if later_copies is not None:    # filled as without a lookahead; then the later frames' copies
-                ahead, nearer = later_copies
-                y0, y1, x0, x1 = bounding_box(nearer)
-                filled[y0:y1, x0:x1][nearer[y0:y1, x0:x1]] = ahead[y0:y1, x0:x1][nearer[y0:y1, x0:x1]]
-                remaining = remaining & ~nearer
-        copied = mask & ~remaining
-        if cfg.stabilise and previous is not None and copied.any():
-            filled = stabilise(filled, copied, previous.output, step, step_valid, cfg.copied_weight)
-        output = frame.copy()
-        hole_box = bounding_box(mask)
-        if hole_box is not None:
-            y0, y1, x0, x1 = hole_box
-            output[y0:y1, x0:x1][mask[y0:y1, x0:x1]] = filled[y0:y1, x0:x1][mask[y0:y1, x0:x1]]
-        if cfg.propagate:
-            self._memory.push(frame.copy(), source, luma, hole, self._index)
-            self._memory.evict()
-        kept = output.copy()        # the caller may write to the frame it gets; the state keeps its own
-        if engine_filled and cfg.hold:
-            self._memory.set_anchor(kept, luma, hole, self._index)
-        self._memory.latest = self._index
-        self._previous = _Previous(hole, kept)
-        self._index += 1
-        return output

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .flow import FlowEstimator, pixel_grid, push_pull, sample, warp_back
+from .temporal_emit import TemporalSteps
 
 
 def working_size(frame_size: tuple[int, int], long_side: int) -> tuple[int, int]:
@@ -574,3 +575,25 @@ def scene_cut(thumb: np.ndarray, previous: np.ndarray, known: np.ndarray, thresh
     if not known.any():
         return False
     return float(np.abs(thumb.astype(np.float32) - previous.astype(np.float32))[known].mean()) > threshold
+
+
+def compose(mask: np.ndarray, inside: np.ndarray, outside: np.ndarray) -> np.ndarray:
+    """A copy of outside (H, W, ...) with inside's pixels where mask (H, W) bool holds (copied over the mask's
+    box only)."""
+    out = outside.copy()
+    box = bounding_box(mask)
+    if box is not None:
+        y0, y1, x0, x1 = box
+        out[y0:y1, x0:x1][mask[y0:y1, x0:x1]] = inside[y0:y1, x0:x1][mask[y0:y1, x0:x1]]
+    return out
+
+
+def _array_nbytes(x: object) -> int:
+    return x.nbytes if isinstance(x, np.ndarray) else 0
+
+
+HOST_STEPS = TemporalSteps(
+    PastFrame=PastFrame, propagate=propagate, copy_nearer=copy_nearer, camera_motion=camera_motion, hold=hold,
+    blend=blend, stabilise=stabilise, chain_reach=chain_reach, chain_later=chain_later, bounding_box=bounding_box,
+    grow_box=grow_box, equal=np.array_equal, any_set=lambda mask: bool(mask.any()), compose=compose,
+    owned=lambda image: image.copy(), nbytes=_array_nbytes)
