@@ -32,6 +32,8 @@ VIEW_OPS = {"aten::view", "aten::reshape", "aten::_unsafe_view", "aten::expand",
             "aten::permute", "aten::unsqueeze", "aten::squeeze", "aten::slice", "aten::select", "aten::as_strided",
             "aten::alias", "aten::detach", "aten::split", "aten::unbind", "aten::chunk", "aten::flatten",
             "aten::narrow", "aten::lift_fresh", "aten::empty", "aten::empty_strided"}
+SYNC_OPS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::equal", "aten::is_nonzero", "aten::masked_select",
+            "aten::_unique2", "aten::unique_consecutive"}   # on a GPU: wait for it and copy to the host
 PACKAGE = "rethined_engine"
 DEFAULT_STYLES = ("realistic", "fast", "smooth")
 NETWORKS = ("exported", "triton")
@@ -49,18 +51,25 @@ def innermost_function(stack: list[tuple[str, str]]) -> str | None:
 
 class OpCounter(TorchDispatchMode):
     """Counts the non-view aten operations run inside it, by the label `issuer` gives each one's call stack
-    ((file, function) pairs, outermost first; None: not counted), by default `innermost_function`."""
+    ((file, function) pairs, outermost first; None: not counted), by default `innermost_function`; syncs counts,
+    by the same labels, those of them that on a GPU make the host wait for the device (SYNC_OPS: a tensor read
+    as a Python number or bool, a data-dependent shape, `torch.equal`), each of which also stands in the way of
+    capturing the work in a CUDA graph. Copies to the host (`.cpu()`) are not seen on a CPU run."""
 
     def __init__(self, issuer=innermost_function):
         super().__init__()
         self.by_function: collections.Counter = collections.Counter()
+        self.syncs: collections.Counter = collections.Counter()
         self.issuer = issuer
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func._schema.name not in VIEW_OPS:
+        name = func._schema.name
+        if name not in VIEW_OPS:
             label = self.issuer([(f.filename.replace("\\", "/"), f.name) for f in traceback.extract_stack()])
             if label is not None:
                 self.by_function[label] += 1
+                if name in SYNC_OPS:
+                    self.syncs[label] += 1
         return func(*args, **(kwargs or {}))
 
     @contextlib.contextmanager

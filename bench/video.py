@@ -520,17 +520,20 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
         tensors = [torch.from_numpy(frame).permute(2, 0, 1).contiguous().to(device) for frame in clip.frames]
         for frame in tensors[:warmup]:
             inpainter.process(frame, mask)
-        per_frame = []
+        per_frame, syncs_per_frame = [], []
         for frame in tensors[warmup:]:
-            before = sum(counting.by_function.values())
+            before, syncs_before = sum(counting.by_function.values()), sum(counting.syncs.values())
             with counting:
                 inpainter.process(frame, mask)
             per_frame.append(sum(counting.by_function.values()) - before)
+            syncs_per_frame.append(sum(counting.syncs.values()) - syncs_before)
     finally:
         dis_torch.search_function = search
         dis_torch.refine_function = refinement
     return {"mode": mode, "size": list(clip.frames.shape[1:3]), "frames": frames, "warmup": warmup,
-            "ops_per_frame": per_frame, "by_function": {k: v / frames for k, v in counting.by_function.most_common()}}
+            "ops_per_frame": per_frame, "by_function": {k: v / frames for k, v in counting.by_function.most_common()},
+            "syncs_per_frame": syncs_per_frame,
+            "syncs_by_function": {k: v / frames for k, v in counting.syncs.most_common()}}
 
 
 def run_child(args: list[str], threads: int | None) -> dict:
@@ -630,12 +633,13 @@ def throughput_table(rows: list[dict]) -> str:
 
 
 def ops_table(rows: list[dict]) -> str:
-    lines = ["| size | mode | frames | operations per frame (median) | the three largest issuers (per frame) |",
-             "|---|---|---|---|---|"]
+    lines = ["| size | mode | frames | operations per frame (median) | the three largest issuers (per frame) | "
+             "host syncs per frame (median) |", "|---|---|---|---|---|---|"]
     for r in rows:
         top = ", ".join(f"{name} {count:.0f}" for name, count in list(r["by_function"].items())[:3])
+        syncs = f"{float(np.median(r['syncs_per_frame'])):.0f}" if "syncs_per_frame" in r else "-"
         lines.append(f"| {r['size'][1]}x{r['size'][0]} | {r['mode']} | {r['frames']} | "
-                     f"{float(np.median(r['ops_per_frame'])):.0f} | {top} |")
+                     f"{float(np.median(r['ops_per_frame'])):.0f} | {top} | {syncs} |")
     return "\n".join(lines)
 
 

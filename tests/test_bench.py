@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("cv2")
@@ -452,6 +453,21 @@ def test_lr_runtimes_agree_on_a_small_image():
     assert [r["runtime"] for r in rows][0].startswith("torch compact")
     for row in rows:
         assert row["lr_result_max_abs_diff"] < 1e-4 and row["topk_index_differ_share"] == 0.0
+
+
+def test_op_counter_counts_the_host_syncs_among_the_operations():
+    """Reading a tensor as a bool and torch.equal make a GPU's host wait: counted as syncs (and as operations);
+    arithmetic is not."""
+    from rethined_engine.bench.op_count import OpCounter
+
+    a, b = torch.zeros(4), torch.ones(4)
+    counter = OpCounter(lambda stack: "here")
+    with counter:
+        c = a + b
+        flag = bool((c > 0).any())
+        same = torch.equal(a, b)
+    assert flag and not same
+    assert counter.syncs["here"] == 2 and counter.by_function["here"] == 5
 
 
 def test_op_count_counts_the_lr_networks_operations():

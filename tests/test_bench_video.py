@@ -107,6 +107,7 @@ def test_quick_run_writes_every_part(photo, tmp_path):
     ops, = result["ops"]       # counted for temporal mode on the device path, whatever the modes asked for
     assert ops["mode"] == video.ON and ops["ops_per_frame"][0] > 0 and ops["by_function"]
     assert ops["by_function"]["dis variational refinement (Triton launches)"] > 0
+    assert len(ops["syncs_per_frame"]) == len(ops["ops_per_frame"]) and sum(ops["syncs_by_function"].values()) > 0
     memory, = result["memory"]
     assert len(memory["rss_mb"]) == video.QUICK_MEMORY[0] // video.QUICK_MEMORY[1]
     assert "| pan-1080p-blob |" in video.markdown(result)
