@@ -620,12 +620,29 @@ def hold(frame: torch.Tensor, mask: torch.Tensor, invented: torch.Tensor, anchor
     return out
 
 
+def any_set(mask: torch.Tensor) -> bool:
+    """Whether mask holds a True (on a GPU: the host waits for it)."""
+    return bool(mask.any())
+
+
+def compose(mask: torch.Tensor, inside: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:
+    """inside (3, H, W) where mask (H, W) holds, else outside."""
+    return torch.where(mask, inside, outside)
+
+
+def owned(image: torch.Tensor) -> torch.Tensor:
+    """image itself: the device path's frames are its own copies, its outputs new tensors."""
+    return image
+
+
+def tensor_nbytes(x: object) -> int:
+    return _nbytes(x) if isinstance(x, torch.Tensor) else 0
+
+
 DEVICE_STEPS = TemporalSteps(
     PastFrame=PastFrame, propagate=propagate, copy_nearer=copy_nearer, camera_motion=camera_motion, hold=hold,
     blend=blend, stabilise=stabilise, chain_reach=chain_reach, chain_later=chain_later, bounding_box=bounding_box,
-    grow_box=grow_box, equal=torch.equal, any_set=lambda mask: bool(mask.any()),
-    compose=lambda mask, inside, outside: torch.where(mask, inside, outside), owned=lambda image: image,
-    nbytes=lambda x: _nbytes(x) if isinstance(x, torch.Tensor) else 0)
+    grow_box=grow_box, equal=torch.equal, any_set=any_set, compose=compose, owned=owned, nbytes=tensor_nbytes)
 
 
 # --- the stream ------------------------------------------------------------------------------------------------

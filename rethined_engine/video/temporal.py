@@ -588,12 +588,21 @@ def compose(mask: np.ndarray, inside: np.ndarray, outside: np.ndarray) -> np.nda
     return out
 
 
-def _array_nbytes(x: object) -> int:
+def any_set(mask: np.ndarray) -> bool:
+    """Whether mask holds a True."""
+    return bool(mask.any())
+
+
+def owned(image: np.ndarray) -> np.ndarray:
+    """A copy of image (C order) that the stream keeps while its caller may write to image."""
+    return image.copy()
+
+
+def array_nbytes(x: object) -> int:
     return x.nbytes if isinstance(x, np.ndarray) else 0
 
 
 HOST_STEPS = TemporalSteps(
     PastFrame=PastFrame, propagate=propagate, copy_nearer=copy_nearer, camera_motion=camera_motion, hold=hold,
     blend=blend, stabilise=stabilise, chain_reach=chain_reach, chain_later=chain_later, bounding_box=bounding_box,
-    grow_box=grow_box, equal=np.array_equal, any_set=lambda mask: bool(mask.any()), compose=compose,
-    owned=lambda image: image.copy(), nbytes=_array_nbytes)
+    grow_box=grow_box, equal=np.array_equal, any_set=any_set, compose=compose, owned=owned, nbytes=array_nbytes)
