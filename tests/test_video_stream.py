@@ -15,6 +15,7 @@ from rethined_engine.video.temporal import (
     PastFrame,
     chain_reach,
     copy_nearer,
+    engine_box,
     fill_flow,
     grow,
     hole_width,
@@ -452,7 +453,8 @@ def test_reset_allows_a_new_size_and_sizes_are_checked(engine, rng):
 @pytest.mark.parametrize("field, value", [("stabilise_weight", 1.0), ("memory_frames", 0), ("flow_preset", "slow"),
                                           ("flow_estimator", "farneback"),
                                           ("source_margin", 0), ("lookahead", -1),
-                                          ("fb_absolute", -1.0), ("flow_fill", "mean"), ("still_average_frames", 0)])
+                                          ("fb_absolute", -1.0), ("flow_fill", "mean"), ("still_average_frames", 0),
+                                          ("engine_box_multiple", 0)])
 def test_config_rejects_bad_values_by_name(field, value):
     with pytest.raises(ValueError, match=field):
         VideoConfig(**{field: value})
@@ -626,9 +628,40 @@ def test_hole_width_is_a_long_stroke_width(width):
 def test_a_thin_hole_is_filled_on_a_cut_out_and_a_wide_one_on_the_whole_frame(rng):
     frame, margin = texture(rng, *SIZE), 5
     thin, wide = box_mask(40, 44, 30, 120), box_mask(20, 80, 30, 120)      # 4 and 60 px wide
-    config = VideoConfig(engine_margin=margin, engine_thin_width=12)
+    config = VideoConfig(engine_margin=margin, engine_thin_width=12, engine_box_multiple=1)
     for mask, shape in ((thin, (4 + 2 * margin, 90 + 2 * margin)), (wide, SIZE)):
         engine = ShapeEngine(np.random.default_rng(1), lr_long_side=80)   # the frame is 2 LR px per px
         out = VideoInpainter(engine, config=config).process(frame, mask)
         assert engine.shapes == [shape]
         np.testing.assert_array_equal(out[~mask], frame[~mask])
+
+
+@pytest.mark.parametrize("box, margin, multiple", [((40, 44, 30, 120), 5, 64), ((0, 3, 150, 160), 8, 32),
+                                                   ((90, 96, 0, 7), 0, 64), ((10, 90, 5, 155), 4, 64)])
+def test_the_engine_box_holds_the_grown_box_in_whole_multiples_inside_the_frame(box, margin, multiple):
+    y0, y1, x0, x1 = engine_box(box, margin, multiple, SIZE)
+    assert 0 <= y0 and y1 <= SIZE[0] and 0 <= x0 and x1 <= SIZE[1]
+    assert y0 <= max(0, box[0] - margin) and y1 >= min(SIZE[0], box[1] + margin)
+    assert x0 <= max(0, box[2] - margin) and x1 >= min(SIZE[1], box[3] + margin)
+    for side, length in ((y1 - y0, SIZE[0]), (x1 - x0, SIZE[1])):
+        assert side % multiple == 0 or side == length
+    assert engine_box(box, margin, 1, SIZE) == (max(0, box[0] - margin), min(SIZE[0], box[1] + margin),
+                                                max(0, box[2] - margin), min(SIZE[1], box[3] + margin))
+
+
+def test_a_thin_hole_that_changes_keeps_the_engine_one_shape(rng):
+    """A stroke growing by 3 px a frame, every frame filled by the engine: cut-outs of one shape (one captured CUDA
+    graph on the triton backend), where unrounded ones change shape every frame."""
+    frames = np.stack([texture(rng, *SIZE)] * 6)
+    masks = np.stack([box_mask(40, 44, 30, 90 + 3 * k) for k in range(6)])
+    shapes = {}
+    for multiple in (1, 64):
+        engine = ShapeEngine(np.random.default_rng(1), lr_long_side=80)
+        config = VideoConfig(propagate=False, hold=False, canvas=False, engine_margin=5, engine_thin_width=12,
+                             engine_box_multiple=multiple)
+        out = VideoInpainter(engine, config=config).process_batch(frames, masks)
+        np.testing.assert_array_equal(out[~masks], frames[~masks])
+        shapes[multiple] = engine.shapes
+    assert len(shapes[1]) == 6 and len(set(shapes[1])) == 6
+    assert len(shapes[64]) == 6 and len(set(shapes[64])) == 1
+

@@ -66,6 +66,21 @@ def thin_hole(frame_size: tuple[int, int], width: float, lr_long_side: int, thin
     return width <= thin_width * max(1, -(-max(frame_size) // lr_long_side))
 
 
+def engine_box(box: tuple[int, int, int, int], margin: int, multiple: int, size: tuple[int, int]
+               ) -> tuple[int, int, int, int]:
+    """The cut-out the engine fills a thin hole on: box (y0, y1, x0, x1) grown by margin px, its height and width
+    then rounded up to multiples of `multiple` px (at most the frame's size (H, W)), grown about its centre and
+    shifted to lie inside the frame. A hole that moves or changes a little keeps the cut-out's shape, so that a
+    backend that captures one CUDA graph per image shape (`backends.cuda_graph`) replays it."""
+    out = []
+    for (start, end), length in zip(((box[0], box[1]), (box[2], box[3])), size):
+        start, end = max(0, start - margin), min(length, end + margin)
+        target = min(length, -(-(end - start) // multiple) * multiple)
+        start = min(max(0, start - (target - (end - start)) // 2), length - target)
+        out += [start, start + target]
+    return tuple(out)
+
+
 def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """(y0, y1, x0, x1) of the True pixels of mask (H, W), or None when there is none."""
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
