@@ -243,15 +243,32 @@ def oracle_scores(truth: np.ndarray, off: np.ndarray, masks: np.ndarray) -> dict
     return row
 
 
-def run_mode(mode: str, engine, frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, float]:
-    """Stream the clip through a fresh inpainter: outputs (T, H, W, 3) uint8 and mean seconds per frame."""
-    inpainter = make_inpainter(mode, engine)
+class ShapeRecorder:
+    """An engine that records the (height, width) of every image it is asked to fill and otherwise is `engine`
+    (a backend that captures one CUDA graph per image shape captures one per distinct shape)."""
+
+    def __init__(self, engine):
+        self.engine, self.shapes = engine, []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def inpaint(self, image, mask):
+        self.shapes.append(tuple(mask.shape[-2:]))
+        return self.engine.inpaint(image, mask)
+
+
+def run_mode(mode: str, engine, frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, float, list]:
+    """Stream the clip through a fresh inpainter: outputs (T, H, W, 3) uint8, mean seconds per frame and the
+    shapes of the images the engine filled, in order."""
+    recorder = ShapeRecorder(engine)
+    inpainter = make_inpainter(mode, recorder)
     outputs = []
     t0 = time.perf_counter()
     for frame, mask in zip(frames, masks):
         outputs += inpainter.push(frame, mask)
     outputs += inpainter.flush()
-    return np.stack(outputs), (time.perf_counter() - t0) / len(frames)
+    return np.stack(outputs), (time.perf_counter() - t0) / len(frames), recorder.shapes
 
 
 def evaluate_case(case: Case, clip: Clip, masks: np.ndarray, modes: list[str], engine,
@@ -267,12 +284,13 @@ def evaluate_case(case: Case, clip: Clip, masks: np.ndarray, modes: list[str], e
     rows, shown = [], {"truth": truth}
     for mode in modes:
         load_before = os.getloadavg()[0]
-        outputs, seconds = run_mode(mode, engine, truth, masks)
+        outputs, seconds, shapes = run_mode(mode, engine, truth, masks)
         scores = np.array([hole_scores(t, o, m) for t, o, m in zip(truth, outputs, masks)])
         warp = warp_errors(truth, outputs, masks)
         rows.append(base | {"mode": mode, "psnr": float(scores[:, 0].mean()), "ssim": float(scores[:, 1].mean()),
                             "psnr_per_frame": scores[:, 0].tolist(), "warp_hole": warp["hole"],
                             "warp_frame": warp["frame"], "seconds_per_frame": seconds,
+                            "engine_calls": len(shapes), "engine_shapes": len(set(shapes)),
                             "load_average": [load_before, os.getloadavg()[0]]})
         if mode == OFF:
             base |= oracle_scores(truth, outputs, masks)

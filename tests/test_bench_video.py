@@ -101,6 +101,7 @@ def test_quick_run_writes_every_part(photo, tmp_path):
         assert row["size"] == [video.QUICK_HEIGHT, video.frame_width(video.QUICK_HEIGHT)]
         assert np.isfinite(row["psnr"]) and 0 < row["ssim"] <= 1 and row["warp_hole"] >= 0
         assert row["truth_warp_hole"] >= 0 and row["commit"] == result["commit"]
+        assert row["engine_calls"] == row["frames"] and row["engine_shapes"] == 1     # off: every frame, whole
         assert (out.parent / f"video-{row['case']}.jpg").is_file()
     speed, = result["speed"]
     assert speed["frames"] == video.QUICK_FRAMES and speed["seconds_per_frame"] > 0 and speed["engine_fps"] > 0
