@@ -10,12 +10,14 @@ from scipy import ndimage
 from rethined_engine.video.flow import push_pull, warp_back
 from rethined_engine.video.stream import VideoConfig, VideoInpainter
 from rethined_engine.video.temporal import (
+    ENGINE_BOX_MULTIPLE_CUDA,
     BackgroundCanvas,
     FrameMemory,
     PastFrame,
     chain_reach,
     copy_nearer,
     engine_box,
+    engine_box_multiple,
     fill_flow,
     grow,
     hole_width,
@@ -649,9 +651,16 @@ def test_the_engine_box_holds_the_grown_box_in_whole_multiples_inside_the_frame(
                                                 max(0, box[2] - margin), min(SIZE[1], box[3] + margin))
 
 
+def test_engine_box_multiple_rounds_on_cuda_only_by_default():
+    assert engine_box_multiple(None, "cuda") == engine_box_multiple(None, "cuda:1") == ENGINE_BOX_MULTIPLE_CUDA
+    assert engine_box_multiple(None, "cpu") == engine_box_multiple(None, None) == 1
+    assert engine_box_multiple(32, "cpu") == engine_box_multiple(32, "cuda") == 32
+
+
 def test_a_thin_hole_that_changes_keeps_the_engine_one_shape(rng):
-    """A stroke growing by 3 px a frame, every frame filled by the engine: cut-outs of one shape (one captured CUDA
-    graph on the triton backend), where unrounded ones change shape every frame."""
+    """A stroke growing by 3 px a frame, every frame filled by the engine: with the cut-out's sides rounded to 64 px
+    (the default on CUDA) one shape (one captured CUDA graph on the triton backend), where unrounded ones (the
+    default elsewhere) change shape every frame."""
     frames = np.stack([texture(rng, *SIZE)] * 6)
     masks = np.stack([box_mask(40, 44, 30, 90 + 3 * k) for k in range(6)])
     shapes = {}

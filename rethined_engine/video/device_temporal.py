@@ -730,8 +730,8 @@ class DeviceTemporal(TemporalEmitter):
         if (cfg.engine_margin == 0 or model is None or not temporal.thin_hole(
                 tuple(mask.shape), self._hole_width(mask), model.lr_long_side, cfg.engine_thin_width)):
             return self.engine.inpaint(frame, mask)
-        y0, y1, x0, x1 = temporal.engine_box(bounding_box(mask), cfg.engine_margin, cfg.engine_box_multiple,
-                                             tuple(mask.shape))
+        multiple = temporal.engine_box_multiple(cfg.engine_box_multiple, self.device)
+        y0, y1, x0, x1 = temporal.engine_box(bounding_box(mask), cfg.engine_margin, multiple, tuple(mask.shape))
         out = frame.clone()
         out[:, y0:y1, x0:x1] = self.engine.inpaint(frame[:, y0:y1, x0:x1].contiguous(),
                                                    mask[y0:y1, x0:x1].contiguous())

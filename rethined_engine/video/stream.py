@@ -52,8 +52,10 @@ class VideoConfig:
         engine_thin_width of the engine's LR px over the whole frame: its HR scale, ceil(the frame's long side /
         `ModelConfig.lr_long_side`) px each) is filled by the engine on a cut-out of the frame, the box
         of the pixels left to invent grown by engine_margin px (0: always the whole frame), its sides rounded up to
-        multiples of engine_box_multiple px (`temporal.engine_box`: the pixels left to invent change from frame to
-        frame, and the triton backend captures a CUDA graph per new shape, keeping 4). The engine fills at
+        multiples of engine_box_multiple px (`temporal.engine_box`; None: 64 px on a CUDA engine, where the triton
+        backend captures a CUDA graph per new image shape and keeps 4, while the pixels left to invent change
+        from frame to frame; as they are elsewhere, where the larger cut-out cost 0.1-0.2 dB on the CPU, see
+        docs/video.md). The engine fills at
         most at its LR size and brings the fill up to the frame's size; the cut-out fits that size at a lower
         scale (at full resolution when its long side is within lr_long_side), so thin strokes keep their width.
         A wide hole keeps the whole frame: on a cut-out its fill repeats what little context the margin holds.
@@ -95,7 +97,8 @@ class VideoConfig:
     hold_max_motion: float = 0.25       # working px: median motion of the hole's surroundings since the held frame
     still_average_frames: int = 1       # engine fills averaged into a held fill before it is frozen
     engine_margin: int = 32             # px around a thin hole's box that the engine sees; 0: the whole frame
-    engine_box_multiple: int = 64       # px: that cut-out's sides are rounded up to multiples of this
+    engine_box_multiple: int | None = None  # px: that cut-out's sides are rounded up to multiples of this
+                                        # (None: 64 on a CUDA engine, 1 elsewhere: temporal.engine_box_multiple)
     engine_thin_width: float = 12.0     # engine LR px: a hole at most this wide (typically) counts as thin
     canvas_margin: int = 8              # px: the canvas covers the hole's box grown by this (>= 2)
     canvas_decay: float = 0.97          # the canvas's confidence is multiplied by this every frame
@@ -121,7 +124,7 @@ class VideoConfig:
         if self.flow_preset not in DIS_PRESETS:
             raise ValueError(f"flow_preset: expected one of {tuple(DIS_PRESETS)}, got {self.flow_preset!r}")
         for name in ("flow_long_side", "memory_frames", "recent_frames", "key_interval", "scene_cut_side",
-                     "still_average_frames", "source_margin", "engine_box_multiple"):
+                     "still_average_frames", "source_margin"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         for name in ("lookahead", "refine_scales", "flow_margin", "fb_relative", "fb_absolute",
@@ -130,6 +133,8 @@ class VideoConfig:
                      "engine_thin_width", "moving_source_threshold"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
+        if self.engine_box_multiple is not None and self.engine_box_multiple < 1:
+            raise ValueError(f"engine_box_multiple: expected None or >= 1, got {self.engine_box_multiple}")
         if self.canvas_margin < 2:
             raise ValueError(f"canvas_margin: expected >= 2, got {self.canvas_margin}")
         if not 0 < self.canvas_decay <= 1:
@@ -384,13 +389,20 @@ class VideoInpainter(TemporalEmitter):
         """frame (H, W, 3) uint8 with its mask (H, W) bool filled by the engine: over the mask's box grown by
         config.engine_margin px when the hole is thin (`hole_width`, VideoConfig), else over the whole frame;
         pixels outside that box unchanged."""
-        from .temporal import bounding_box, engine_box, hole_width, thin_hole
+        from .temporal import (
+            bounding_box,
+            engine_box,
+            engine_box_multiple,
+            hole_width,
+            thin_hole,
+        )
 
         cfg, model = self.config, getattr(self.engine, "config", None)
         if (cfg.engine_margin == 0 or model is None
                 or not thin_hole(mask.shape, hole_width(mask), model.lr_long_side, cfg.engine_thin_width)):
             return self.engine.inpaint(frame, mask)
-        y0, y1, x0, x1 = engine_box(bounding_box(mask), cfg.engine_margin, cfg.engine_box_multiple, mask.shape)
+        multiple = engine_box_multiple(cfg.engine_box_multiple, getattr(self.engine, "device", None))
+        y0, y1, x0, x1 = engine_box(bounding_box(mask), cfg.engine_margin, multiple, mask.shape)
         out = frame.copy()
         out[y0:y1, x0:x1] = self.engine.inpaint(np.ascontiguousarray(frame[y0:y1, x0:x1]),
                                                 np.ascontiguousarray(mask[y0:y1, x0:x1]))

@@ -9,13 +9,15 @@ indexes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import cv2
 import numpy as np
 
 from .flow import FlowEstimator, pixel_grid, push_pull, sample, warp_back
 from .temporal_emit import TemporalSteps
+
+ENGINE_BOX_MULTIPLE_CUDA = 64   # px: a thin hole's cut-out's sides on a CUDA engine (`engine_box_multiple`)
 
 
 def working_size(frame_size: tuple[int, int], long_side: int) -> tuple[int, int]:
@@ -64,6 +66,14 @@ def thin_hole(frame_size: tuple[int, int], width: float, lr_long_side: int, thin
     thin_width of its LR px over the whole frame (its HR scale, ceil(the frame's long side / lr_long_side) px
     each). The engine fills a thin hole on a cut-out around it (`VideoConfig.engine_margin`)."""
     return width <= thin_width * max(1, -(-max(frame_size) // lr_long_side))
+
+
+def engine_box_multiple(setting: int | None, device: Any) -> int:
+    """`VideoConfig.engine_box_multiple` for an engine on device: the setting, or for None ENGINE_BOX_MULTIPLE_CUDA
+    on CUDA (the triton backend captures a CUDA graph per image shape) and 1 (the cut-out as it is) elsewhere."""
+    if setting is not None:
+        return setting
+    return ENGINE_BOX_MULTIPLE_CUDA if str(device).startswith("cuda") else 1
 
 
 def engine_box(box: tuple[int, int, int, int], margin: int, multiple: int, size: tuple[int, int]
