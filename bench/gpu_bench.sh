@@ -82,6 +82,10 @@ step latency 200 "end-to-end latency, triton (graphed: default, fast and smooth 
 step video 240 "frames/s of VideoInpainter.push at 3840x2160: temporal off, on (the host path), and on the device path without and with the files' lookahead of 16; frames in host memory and on the GPU" \
     python -m bench.video --parts throughput --device cuda --throughput-heights 2160 --throughput-frames 30 \
     --modes off on on+temporal_device=engine on+temporal_device=engine,lookahead=16
+# video-thin (only when named in STEPS) needs clips/cup.mp4 (python -m bench.video_clips; clips/ is not in git)
+step video-thin 240 "a thin hole on the GPU: cup-watermark end to end, the engine's cut-out as it is and rounded to 64 px (the CUDA default: fewer shapes, fewer CUDA graph captures), host and device paths" \
+    python -m bench.video --parts quality --device cuda --cases cup-watermark --modes on+engine_box_multiple=1 on \
+    on+temporal_device=engine,engine_box_multiple=1 on+temporal_device=engine --out bench/results/video-engine-box-cuda.json
 step batch 150 "frames/s of 8-frame batches at 3840x2160 (one (8, 3, H, W) uint8 call each; triton graphed, torch eager)" \
     python -m bench.latency --device cuda --backends triton torch --sizes 3840x2160 --batch 8 --repeats 10 --warmup 3 --append
 step profile 120 "profile (where a call's time goes)" python -m bench.profile_engine --backend triton triton@smooth triton_eager torch --sizes 2048 4096 8192
