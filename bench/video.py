@@ -479,10 +479,12 @@ def measure_memory(height: int, mode: str, frames: int, every: int, warmup: int,
 
 def count_operations(height: int, mode: str, frames: int, warmup: int, photos: Path, device: str) -> dict:
     """Torch operations per frame of `mode`'s temporal mode on the device path over `frames` frames of a synthetic
-    pan after `warmup` uncounted ones; the engine's operations are not counted, DIS's patch search counts as one."""
+    pan after `warmup` uncounted ones; the engine's operations are not counted, DIS's patch search counts as one
+    launch and its variational refinement as the launches its Triton kernels make on a GPU."""
     import torch
 
     from rethined_engine import Engine
+    from rethined_engine.kernels.flow_refinement import launches as refinement_launches
     from rethined_engine.video import dis_torch
     from rethined_engine.video.stream import VideoInpainter
 
@@ -526,8 +528,8 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
         inner = refinement(device_)
 
         def fused(source, target, flow, params):
-            counting.by_function["dis variational refinement (Triton launches)"] += (
-                params.fixed_point_iterations * (2 + 2 * params.sor_iterations))
+            counting.by_function["dis variational refinement (Triton launches)"] += refinement_launches(
+                *flow.shape[-2:], params)
             return inner(source, target, flow, params)
         return fused
 

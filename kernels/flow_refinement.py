@@ -1,14 +1,16 @@
-"""The variational refinement of a flow (`video.flow_refinement.refine`) in Triton: three kernels per fixed-point
-iteration instead of ~40 torch operations per SOR pass, with its torch reference.
+"""The variational refinement of a flow (`video.flow_refinement.refine`) in Triton, with its torch reference: one
+launch per image for the video working size's scales instead of ~1,300 torch operations.
 
 Per fixed-point iteration: `smoothness_kernel` takes the Psi' weights of every pixel's edges to its right and lower
 neighbours from the current flow; `system_kernel` builds each pixel's 2 x 2 system (the constancy terms at the
 current increment, linearised as the reference does, plus the smoothness terms); `sor_kernel` runs one red or one
 black half-pass of SOR in place (a pixel of one colour reads only neighbours of the other, so a launch has no
-races). On the video working size (fast preset: scales of ~120 x 68 px and smaller) every launch is one or a few
-programs per image: launch-bound, ~12 launches per fixed-point iteration against ~250 torch operations. The image
-derivatives (`video.flow_refinement.image_terms`, once per scale) stay in torch. Flows agree with the reference
-to float rounding (tests/test_kernel_flow_refinement.py).
+races). An image of at most FUSED_MAX_PIXELS (the fast preset's scales at the video working size: 120 x 68 px
+and smaller) runs all of them in one program, `fused_refine_kernel`, which walks the image in chunks and puts a
+barrier between the passes; a larger one takes 2 + 2 x sor_iterations launches per fixed-point iteration. The
+image derivatives (`video.flow_refinement.image_terms`, once per scale) stay in torch. Flows agree with the
+reference to float rounding (tests/test_kernel_flow_refinement.py; the fused kernel's barriers are checked only
+on a GPU, the interpreter runs a program's passes in order anyway).
 
 Layouts: every tensor contiguous float32, (B, C, h, w) flattened per channel; pixel i of an image is row i // w,
 column i % w.
@@ -25,6 +27,9 @@ from rethined_engine.video.flow_refinement import RefinementParams
 from .tuning import INTERPRET
 
 BLOCK = 4096 if INTERPRET else 512          # pixels per program (interpreted: few, wide programs)
+FUSED_MAX_PIXELS = 16384     # images up to this many pixels run every iteration in one launch (fused_refine_kernel)
+FUSED_BLOCK = 1024           # ... in chunks of this many pixels
+FUSED_WARPS = 8
 refine_reference = flow_refinement.refine
 
 
@@ -49,6 +54,12 @@ def smoothness_kernel(flow_ptr, increment_ptr, weights_ptr, h, w, half_alpha, ep
     """Program (i, b): weights (B, 2, h, w) of the right and lower edges of pixels i * BLOCK ... of image b, from the
     forward differences of flow + increment (B, 2, h, w); 0 where the neighbour lies outside the image."""
     b, n, i, live, row, col = _block(h, w, BLOCK)
+    _smoothness(flow_ptr, increment_ptr, weights_ptr, b, n, i, live, row, col, h, w, half_alpha, eps2)
+
+
+@triton.jit
+def _smoothness(flow_ptr, increment_ptr, weights_ptr, b, n, i, live, row, col, h, w, half_alpha, eps2):
+    """`smoothness_kernel` at the flat pixels i of image b (live: those in the image)."""
     right = live & (col < w - 1)
     down = live & (row < h - 1)
     u_ptr = flow_ptr + b * 2 * n
@@ -86,6 +97,14 @@ def system_kernel(terms_ptr, flow_ptr, increment_ptr, weights_ptr, system_ptr, h
     (B, 8, h, w) (`flow_refinement.image_terms`), the start flow and the increment (B, 2, h, w) and the edge
     weights (B, 2, h, w), as `flow_refinement.refine` builds it."""
     b, n, i, live, row, col = _block(h, w, BLOCK)
+    _system(terms_ptr, flow_ptr, increment_ptr, weights_ptr, system_ptr, b, n, i, live, row, col, w, half_delta,
+            half_gamma, zeta2, eps2)
+
+
+@triton.jit
+def _system(terms_ptr, flow_ptr, increment_ptr, weights_ptr, system_ptr, b, n, i, live, row, col, w, half_delta,
+            half_gamma, zeta2, eps2):
+    """`system_kernel` at the flat pixels i of image b (live: those in the image)."""
     t = terms_ptr + b * 8 * n + i
     ix = tl.load(t, mask=live, other=0.0)
     iy = tl.load(t + n, mask=live, other=0.0)
@@ -130,6 +149,12 @@ def sor_kernel(system_ptr, weights_ptr, increment_ptr, h, w, parity, omega, BLOC
     """Program (i, b): one SOR update of the increment (B, 2, h, w), in place, at the pixels i * BLOCK ... of image
     b whose row + column has the given parity (0: red, 1: black)."""
     b, n, i, inside, row, col = _block(h, w, BLOCK)
+    _sor(system_ptr, weights_ptr, increment_ptr, b, n, i, inside, row, col, w, parity, omega)
+
+
+@triton.jit
+def _sor(system_ptr, weights_ptr, increment_ptr, b, n, i, inside, row, col, w, parity, omega):
+    """`sor_kernel` at the flat pixels i of image b (inside: those in the image)."""
     live = inside & ((row + col) % 2 == parity)
     s = system_ptr + b * 5 * n + i
     a11 = tl.load(s, mask=live, other=1.0)
@@ -153,6 +178,40 @@ def sor_kernel(system_ptr, weights_ptr, increment_ptr, h, w, parity, omega, BLOC
     tl.store(dv_ptr + i, dv, mask=live)
 
 
+@triton.jit
+def fused_refine_kernel(terms_ptr, flow_ptr, increment_ptr, weights_ptr, system_ptr, h, w, fixed_point_iterations,
+                        sor_iterations, half_alpha, half_delta, half_gamma, zeta2, eps2, omega,
+                        BLOCK: tl.constexpr):
+    """Program b: every fixed-point iteration of image b in one launch, as `refine`'s launches run them, over the
+    image in chunks of BLOCK pixels, with a barrier between the passes (the program's threads then see each
+    other's stores): for images of a few thousand pixels, where one program per image is enough."""
+    b = tl.program_id(0).to(tl.int64)
+    n = h * w
+    for _ in range(fixed_point_iterations):
+        for start in range(0, n, BLOCK):
+            i = start + tl.arange(0, BLOCK)
+            _smoothness(flow_ptr, increment_ptr, weights_ptr, b, n, i, i < n, i // w, i % w, h, w, half_alpha, eps2)
+        tl.debug_barrier()
+        for start in range(0, n, BLOCK):
+            i = start + tl.arange(0, BLOCK)
+            _system(terms_ptr, flow_ptr, increment_ptr, weights_ptr, system_ptr, b, n, i, i < n, i // w, i % w, w,
+                    half_delta, half_gamma, zeta2, eps2)
+        tl.debug_barrier()
+        for _sweep in range(sor_iterations):
+            for parity in range(2):
+                for start in range(0, n, BLOCK):
+                    i = start + tl.arange(0, BLOCK)
+                    _sor(system_ptr, weights_ptr, increment_ptr, b, n, i, i < n, i // w, i % w, w, parity, omega)
+                tl.debug_barrier()
+
+
+def launches(h: int, w: int, params: RefinementParams = RefinementParams()) -> int:
+    """Triton launches `refine` makes for a batch of (h, w) flows."""
+    if h * w <= FUSED_MAX_PIXELS:
+        return 1
+    return params.fixed_point_iterations * (2 + 2 * params.sor_iterations)
+
+
 def refine(source: torch.Tensor, target: torch.Tensor, flow: torch.Tensor,
            params: RefinementParams = RefinementParams()) -> torch.Tensor:
     """`video.flow_refinement.refine` with the fixed-point iterations in Triton: flow (B, 2, h, w) px from source
@@ -165,8 +224,13 @@ def refine(source: torch.Tensor, target: torch.Tensor, flow: torch.Tensor,
     increment = torch.zeros_like(flow)
     weights = torch.empty_like(flow)
     system = torch.empty(b, 5, h, w, dtype=torch.float32, device=flow.device)
-    grid = (triton.cdiv(h * w, BLOCK), b)
     zeta2, eps2 = params.zeta ** 2, params.epsilon ** 2
+    if h * w <= FUSED_MAX_PIXELS:
+        fused_refine_kernel[(b,)](terms, flow, increment, weights, system, h, w, params.fixed_point_iterations,
+                                  params.sor_iterations, params.alpha / 2, params.delta / 2, params.gamma / 2, zeta2,
+                                  eps2, params.omega, BLOCK=FUSED_BLOCK, num_warps=FUSED_WARPS)
+        return flow + increment
+    grid = (triton.cdiv(h * w, BLOCK), b)
     for _ in range(params.fixed_point_iterations):
         smoothness_kernel[grid](flow, increment, weights, h, w, params.alpha / 2, eps2, BLOCK=BLOCK)
         system_kernel[grid](terms, flow, increment, weights, system, h, w, params.delta / 2, params.gamma / 2,

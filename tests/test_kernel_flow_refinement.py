@@ -24,9 +24,20 @@ def case(b, h, w, seed):
     return [t.to(DEVICE) for t in (source, target, flow)]
 
 
+@pytest.fixture(params=["fused", "launches"])
+def path(request, monkeypatch):
+    """Both ways the kernels run: every iteration in one launch per image (images up to FUSED_MAX_PIXELS, here in
+    chunks of 64 pixels), and three launches per fixed-point iteration and SOR half-sweep."""
+    if request.param == "fused":
+        monkeypatch.setattr(flow_refinement_kernels, "FUSED_BLOCK", 64)
+    else:
+        monkeypatch.setattr(flow_refinement_kernels, "FUSED_MAX_PIXELS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("shape", [(1, 17, 23), (2, 32, 48)])
 @pytest.mark.parametrize("iterations", [1, 5])
-def test_matches_reference(shape, iterations):
+def test_matches_reference(shape, iterations, path):
     source, target, flow = case(*shape, seed=sum(shape) + iterations)
     params = RefinementParams(fixed_point_iterations=iterations)
     got = refine(source, target, flow, params)
@@ -44,6 +55,7 @@ def test_bad_flow_shape_is_named():
 def test_matches_reference_over_many_programs(monkeypatch):
     """Blocks of 64 pixels: program offsets, rows split across programs and a partial last block, two images."""
     monkeypatch.setattr(flow_refinement_kernels, "BLOCK", 64)
+    monkeypatch.setattr(flow_refinement_kernels, "FUSED_MAX_PIXELS", 0)
     source, target, flow = case(2, 21, 30, seed=11)
     params = RefinementParams(fixed_point_iterations=2)
     torch.testing.assert_close(refine(source, target, flow, params), refine_reference(source, target, flow, params),
@@ -53,7 +65,7 @@ def test_matches_reference_over_many_programs(monkeypatch):
 @pytest.mark.gpu
 @pytest.mark.skipif(DEVICE != "cuda", reason="needs CUDA")
 @pytest.mark.parametrize("shape", [(2, 68, 120), (1, 270, 480)])   # the video working size's scales
-def test_matches_reference_at_the_working_size_on_cuda(shape):
+def test_matches_reference_at_the_working_size_on_cuda(shape, path):
     source, target, flow = case(*shape, seed=13)
     torch.testing.assert_close(refine(source, target, flow), refine_reference(source, target, flow), rtol=0,
                                atol=ATOL)
