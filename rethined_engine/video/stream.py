@@ -51,15 +51,15 @@ class VideoConfig:
     engine_margin, engine_thin_width: a thin hole (its typical width, `temporal.hole_width`, at most
         engine_thin_width of the engine's LR px over the whole frame: its HR scale, ceil(the frame's long side /
         `ModelConfig.lr_long_side`) px each) is filled by the engine on a cut-out of the frame, the box
-        of the pixels left to invent grown by engine_margin px (0: always the whole frame), its sides rounded up to
-        multiples of engine_box_multiple px (`temporal.engine_box`; None: 64 px on a CUDA engine, where the triton
-        backend captures a CUDA graph per new image shape and keeps 4, while the pixels left to invent change
-        from frame to frame; as they are elsewhere, where the larger cut-out cost 0.1-0.2 dB on the CPU, see
-        docs/video.md). The engine fills at
+        of the pixels left to invent grown by engine_margin px (0: always the whole frame). The engine fills at
         most at its LR size and brings the fill up to the frame's size; the cut-out fits that size at a lower
         scale (at full resolution when its long side is within lr_long_side), so thin strokes keep their width.
         A wide hole keeps the whole frame: on a cut-out its fill repeats what little context the margin holds.
         Engines without a `config` (test stand-ins) always get the whole frame.
+    engine_box_multiple: the cut-out's sides are rounded up to multiples of this many px (`temporal.engine_box`),
+        so that the pixels left to invent, which change from frame to frame, give the engine few image shapes.
+        None: 64 on a CUDA engine (the triton backend captures a CUDA graph per new shape and keeps 4), 1 (the
+        cut-out as it is) elsewhere: the wider context cost 0.07-0.32 dB on the CPU (docs/video.md).
     still_average_frames: a fill the engine made alone (the first frame, the first after a cut, or any with
         stabilise off) is not held at once: while hold would keep it, the engine fills again and the held fill
         becomes the running mean of its fills (each weighing the same), up to this many, and is then held as is.
