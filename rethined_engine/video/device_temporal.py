@@ -39,21 +39,13 @@ from .temporal import (
     working_size,
 )
 from .temporal_emit import Previous, TemporalEmitter, TemporalSteps
-from .torch_sampling import constant, sample_at
+from .torch_sampling import constant, pixel_grid, sample_at
 
 Box = tuple[int, int, int, int]
 LUMA = (0.299, 0.587, 0.114)      # RGB -> grey, as OpenCV's COLOR_RGB2GRAY
 
 
 # --- primitives ----------------------------------------------------------------------------------------------
-
-@lru_cache(maxsize=16)
-def pixel_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
-    """(height, width, 2) float32 (x, y) coordinates of every pixel on device; shared, not to be written."""
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=device),
-                            torch.arange(width, dtype=torch.float32, device=device), indexing="ij")
-    return torch.stack((xs, ys), -1)
-
 
 def sample_each(images: torch.Tensor, positions: torch.Tensor, nearest: bool = False) -> torch.Tensor:
     """images (N, h, w) or (N, C, h, w), each at its own positions (N, bh, bw, 2) (x, y) px, edges replicated ->
@@ -74,7 +66,8 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def bounding_box(mask: torch.Tensor) -> Box | None:
-    """(y0, y1, x0, x1) of the True pixels of mask (H, W), or None when there is none (one device sync)."""
+    """(y0, y1, x0, x1) of the True pixels of mask (H, W), or None when there is none (on a GPU the host waits
+    for the two nonzero() calls and the read of the four ends)."""
     rows, cols = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
     if rows.numel() == 0:
         return None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .torch_sampling import sample_at
+from .torch_sampling import pixel_grid, sample_at
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,7 @@ def central_dy(image: torch.Tensor) -> torch.Tensor:
 
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """image (B, 1, h, w) read at x + flow(x), bilinear, edges replicated -> (B, 1, h, w)."""
-    h, w = image.shape[-2:]
-    xs = torch.arange(w, dtype=flow.dtype, device=flow.device)
-    ys = torch.arange(h, dtype=flow.dtype, device=flow.device)
-    grid = torch.stack((xs[None, :].expand(h, w), ys[:, None].expand(h, w)), -1)
-    return sample_at(image, grid + flow.permute(0, 2, 3, 1))
+    return sample_at(image, pixel_grid(*image.shape[-2:], flow.device) + flow.permute(0, 2, 3, 1))
 
 
 def image_terms(source: torch.Tensor, target: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""Small torch helpers shared by the flow and the temporal steps on a torch device: cached constants and reads of
-images at px positions."""
+"""Small torch helpers shared by the flow and the temporal steps on a torch device: cached constants, pixel
+grids and reads of images at px positions."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -21,3 +21,11 @@ def sample_at(images: torch.Tensor, positions: torch.Tensor, nearest: bool = Fal
     scale = constant((2 / max(w - 1, 1), 2 / max(h - 1, 1)), positions.device)
     return F.grid_sample(images, positions * scale - 1, mode="nearest" if nearest else "bilinear",
                          padding_mode="border", align_corners=True)
+
+
+@lru_cache(maxsize=16)
+def pixel_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(height, width, 2) float32 (x, y) coordinates of every pixel on device; shared, not to be written."""
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=device),
+                            torch.arange(width, dtype=torch.float32, device=device), indexing="ij")
+    return torch.stack((xs, ys), -1)
