@@ -84,7 +84,7 @@ def test_neighbour_sum_counts_only_edges_inside_the_image():
     values = torch.ones(1, 1, 4, 5)
     right, down = flow_refinement.smoothness_weights(torch.zeros(1, 2, 4, 5), RefinementParams(alpha=2.0,
                                                                                                epsilon=1.0))
-    counts = flow_refinement.neighbour_sum(values, right, down)[0, 0]
+    counts = flow_refinement.neighbour_sum(values, flow_refinement.edges(right, down))[0, 0]
     assert counts[0, 0] == 2 and counts[0, 2] == 3 and counts[2, 2] == 4 and counts[3, 4] == 2
 
 

@@ -149,7 +149,7 @@ def search_function(device: torch.device, size: int):
 
 def refine_function(device: torch.device):
     """The variational refinement for tensors on device: on CUDA with Triton installed, the kernels of
-    `kernels.flow_refinement` (three per fixed-point iteration and SOR pass); else `flow_refinement.refine`."""
+    `kernels.flow_refinement` (one launch per image at the video working size); else `flow_refinement.refine`."""
     if device.type == "cuda":
         try:
             from ..kernels import flow_refinement as kernels

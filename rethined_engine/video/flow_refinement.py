@@ -99,11 +99,17 @@ def smoothness_weights(current: torch.Tensor, params: RefinementParams) -> tuple
     return right, down
 
 
-def neighbour_sum(values: torch.Tensor, right: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
-    """For each pixel, its edges' weights times values (B, C, h, w) at the other end: left, right, up, down."""
+def edges(right: torch.Tensor, down: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Every pixel's four edge weights (B, 1, h, w) from `smoothness_weights`: to its right and lower neighbours,
+    and from its left and upper ones (0 at the image's edges)."""
+    return right, down, F.pad(right, (1, 0))[..., :-1], F.pad(down, (0, 0, 1, 0))[..., :-1, :]
+
+
+def neighbour_sum(values: torch.Tensor, weights: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """For each pixel, its edges' weights (`edges`) times values (B, C, h, w) at the other end: left, right, up,
+    down."""
+    right, down, right_in, down_in = weights
     padded = F.pad(values, (1, 1, 1, 1))
-    right_in = F.pad(right, (1, 0))[..., :-1]       # the weight of the edge from the left neighbour
-    down_in = F.pad(down, (0, 0, 1, 0))[..., :-1, :]
     return (right_in * padded[..., 1:-1, :-2] + right * padded[..., 1:-1, 2:]
             + down_in * padded[..., :-2, 1:-1] + down * padded[..., 2:, 1:-1])
 
@@ -122,17 +128,17 @@ def refine(source: torch.Tensor, target: torch.Tensor, flow: torch.Tensor,
     current = flow
     for _ in range(params.fixed_point_iterations):
         a11, a12, a22, b1, b2 = data_system(terms, increment, params).unbind(1)
-        right, down = smoothness_weights(current, params)
-        spread = (right + down + F.pad(right, (1, 0))[..., :-1] + F.pad(down, (0, 0, 1, 0))[..., :-1, :])[:, 0]
-        pull = neighbour_sum(flow, right, down) - flow * spread[:, None]     # the smoothness term's pull on W
+        weights = edges(*smoothness_weights(current, params))
+        spread = sum(weights)[:, 0]
+        pull = neighbour_sum(flow, weights) - flow * spread[:, None]     # the smoothness term's pull on W
         a11, a22 = a11 + spread, a22 + spread
         b1, b2 = b1 + pull[:, 0], b2 + pull[:, 1]
         du, dv = increment[:, 0], increment[:, 1]
         for _ in range(params.sor_iterations):
             for colour in colours:
-                near_u = neighbour_sum(du[:, None], right, down)[:, 0]
+                near_u = neighbour_sum(du[:, None], weights)[:, 0]
                 du = torch.where(colour, du + omega * ((near_u + b1 - a12 * dv) / a11 - du), du)
-                near_v = neighbour_sum(dv[:, None], right, down)[:, 0]
+                near_v = neighbour_sum(dv[:, None], weights)[:, 0]
                 dv = torch.where(colour, dv + omega * ((near_v + b2 - a12 * du) / a22 - dv), dv)
         increment = torch.stack((du, dv), 1)
         current = flow + increment
