@@ -4,7 +4,8 @@ reference.
 Each program takes BLOCK_P patches of one image, holds their n = size^2 template pixels and mean-normalised
 gradients in registers, and runs every Gauss-Newton iteration in place: bilinear reads of the target at the
 patch's pixels moved by its flow (edges replicated, as `grid_sample` with border padding), the residual's dot
-products with the gradients and the 2 x 2 solve. The torch reference issues about eight small kernels per
+products with the gradients and the 2 x 2 solve, and the patch's mean-normalised SSD, which stops it once it no
+longer falls. The torch reference issues about eight small kernels per
 iteration (on the video working size, 3 scales x 16 iterations: ~400 launches per flow, all launch-bound on a GPU);
 this is one per scale. Flows agree to float rounding (tests/test_kernel_dis_search.py).
 """
@@ -47,6 +48,8 @@ def inverse_search_kernel(target_ptr, template_ptr, gx_ptr, gy_ptr, x_ptr, y_ptr
     v0 = tl.load(start_ptr + (b * 2 + 1) * patches + p, mask=live, other=0.0)
     u = u0
     v = v0
+    moving = live
+    previous = tl.full((BLOCK_P,), float("inf"), tl.float32)
     image = target_ptr + b * h * w
     for _ in range(iterations):
         px = tl.minimum(tl.maximum(x + u[:, None], 0.0), w - 1.0)
@@ -66,8 +69,12 @@ def inverse_search_kernel(target_ptr, template_ptr, gx_ptr, gy_ptr, x_ptr, y_ptr
         residual = upper * (1 - fy) + lower * fy - template
         bx = tl.sum(gx * residual, 1)
         by = tl.sum(gy * residual, 1)
-        u = u - (hyy * bx - hxy * by) / det
-        v = v - (hxx * by - hxy * bx) / det
+        u = tl.where(moving, u - (hyy * bx - hxy * by) / det, u)
+        v = tl.where(moving, v - (hxx * by - hxy * bx) / det, v)
+        total = tl.sum(residual, 1)
+        ssd = tl.sum(residual * residual, 1) - total * total / N
+        moving = moving & (ssd < previous)
+        previous = ssd
     strayed = (u - u0) * (u - u0) + (v - v0) * (v - v0) > limit2
     tl.store(out_ptr + b * 2 * patches + p, tl.where(strayed, u0, u), mask=live)
     tl.store(out_ptr + (b * 2 + 1) * patches + p, tl.where(strayed, v0, v), mask=live)

