@@ -23,8 +23,8 @@ INT_ONE = 1            # what the launcher specialises: an int argument equal to
 
 def _variants():
     """(name, kernel JITFunction, signature {arg: type}, constexprs {arg: value}, num_warps, num_stages)."""
-    from . import (blur, coherence, colour_anchor, copy_candidates, hr_upscale, masked_attention, membrane,
-                   patch_projection, prep, seam_blend, source_sweep, token_copy)
+    from . import (blur, coherence, colour_anchor, copy_candidates, dis_search, flow_refinement, hr_upscale,
+                   masked_attention, membrane, patch_projection, prep, seam_blend, source_sweep, token_copy)
     from .patch_projection import dot_precision
     from rethined_engine.model import patchmatch
 
@@ -166,7 +166,41 @@ def _variants():
     out.append(("pool_merge[pool8,colour]", copy_candidates.pool_merge_kernel, pm_sig,
                 {"SPLITS": copy_candidates.MAX_SPLITS, "POOL_BLOCK": 8, "COLOUR": True,
                  "BLOCK_M": copy_candidates.MERGE_ROWS}, 4, 3))
+    out.extend(_video_variants(dis_search, flow_refinement))
     return out
+
+
+def _video_variants(dis_search, flow_refinement) -> list[tuple]:
+    """The video path's kernels: DIS's patch search and propagation (8 x 8 patches), the variational refinement's
+    three kernels and its fused form."""
+    n = 64                                                      # the presets' 8 x 8 patches
+    search = {"target_ptr": "*fp32", "template_ptr": "*fp32", "gx_ptr": "*fp32", "gy_ptr": "*fp32", "x_ptr": "*fp32",
+              "y_ptr": "*fp32", "start_ptr": "*fp32", "out_ptr": "*fp32", "h": "i32", "w": "i32", "patches": "i32",
+              "iterations": "i32", "limit2": "fp32", "eps": "fp32", "BLOCK_P": "constexpr", "N": "constexpr"}
+    spread = {"target_ptr": "*fp32", "template_ptr": "*fp32", "x_ptr": "*fp32", "y_ptr": "*fp32", "flow_ptr": "*fp32",
+              "out_ptr": "*fp32", "h": "i32", "w": "i32", "patches": "i32", "cols": "i32", "BLOCK_P": "constexpr",
+              "N": "constexpr"}
+    patches = {"BLOCK_P": dis_search.BLOCK_P, "N": n}
+    smooth = {"flow_ptr": "*fp32", "increment_ptr": "*fp32", "weights_ptr": "*fp32", "h": "i32", "w": "i32",
+              "half_alpha": "fp32", "eps2": "fp32", "BLOCK": "constexpr"}
+    system = {"terms_ptr": "*fp32", "flow_ptr": "*fp32", "increment_ptr": "*fp32", "weights_ptr": "*fp32",
+              "system_ptr": "*fp32", "h": "i32", "w": "i32", "half_delta": "fp32", "half_gamma": "fp32",
+              "zeta2": "fp32", "eps2": "fp32", "BLOCK": "constexpr"}
+    sor = {"system_ptr": "*fp32", "weights_ptr": "*fp32", "increment_ptr": "*fp32", "h": "i32", "w": "i32",
+           "parity": "i32", "omega": "fp32", "BLOCK": "constexpr"}
+    fused = {"terms_ptr": "*fp32", "flow_ptr": "*fp32", "increment_ptr": "*fp32", "weights_ptr": "*fp32",
+             "system_ptr": "*fp32", "h": "i32", "w": "i32", "fixed_point_iterations": "i32", "sor_iterations": "i32",
+             "half_alpha": "fp32", "half_delta": "fp32", "half_gamma": "fp32", "zeta2": "fp32", "eps2": "fp32",
+             "omega": "fp32", "BLOCK": "constexpr"}
+    return [("dis_inverse_search", dis_search.inverse_search_kernel, search, patches, 4, 3),
+            ("dis_propagate", dis_search.propagate_kernel, spread, patches, 4, 3),
+            ("refine_smoothness", flow_refinement.smoothness_kernel, smooth, {"BLOCK": flow_refinement.BLOCK}, 4, 3),
+            ("refine_system", flow_refinement.system_kernel, system, {"BLOCK": flow_refinement.BLOCK}, 4, 3),
+            ("refine_sor", flow_refinement.sor_kernel, sor, {"BLOCK": flow_refinement.BLOCK}, 4, 3),
+            ("refine_sor[parity1]", flow_refinement.sor_kernel, sor, {"parity": INT_ONE, "BLOCK": flow_refinement.BLOCK},
+             4, 3),
+            ("refine_fused", flow_refinement.fused_refine_kernel, fused, {"BLOCK": flow_refinement.FUSED_BLOCK},
+             flow_refinement.FUSED_WARPS, 3)]
 
 
 def _ptxas_usage(ptx: str, arch: int) -> tuple[int | None, int | None]:

@@ -21,6 +21,33 @@ from .tuning import INTERPRET
 
 BLOCK_P = 64 if INTERPRET else 16          # patches per program (interpreted: few, wide programs)
 inverse_search_reference = dis_torch.inverse_search
+propagate_reference = dis_torch.propagate
+
+
+@triton.jit
+def _read(image, x, y, u, v, h, w, mask):
+    """image (h, w) at every pixel x, y (BLOCK_P, N) of each patch moved by its flow u, v (BLOCK_P,): bilinear,
+    edges replicated (as `grid_sample` with border padding) -> (BLOCK_P, N)."""
+    px = tl.minimum(tl.maximum(x + u[:, None], 0.0), w - 1.0)
+    py = tl.minimum(tl.maximum(y + v[:, None], 0.0), h - 1.0)
+    left = tl.floor(px)
+    top = tl.floor(py)
+    fx = px - left
+    fy = py - top
+    x0 = left.to(tl.int32)
+    y0 = top.to(tl.int32)
+    x1 = tl.minimum(x0 + 1, w - 1)
+    y1 = tl.minimum(y0 + 1, h - 1)
+    upper = tl.load(image + y0 * w + x0, mask=mask, other=0.0) * (1 - fx) + tl.load(image + y0 * w + x1, mask=mask, other=0.0) * fx
+    lower = tl.load(image + y1 * w + x0, mask=mask, other=0.0) * (1 - fx) + tl.load(image + y1 * w + x1, mask=mask, other=0.0) * fx
+    return upper * (1 - fy) + lower * fy
+
+
+@triton.jit
+def _ssd(residual, N: tl.constexpr):
+    """Mean-normalised SSD (BLOCK_P,) of residuals (BLOCK_P, N), as `video.dis_torch.patch_ssd`."""
+    total = tl.sum(residual, 1)
+    return tl.sum(residual * residual, 1) - total * total / N
 
 
 @triton.jit
@@ -52,27 +79,12 @@ def inverse_search_kernel(target_ptr, template_ptr, gx_ptr, gy_ptr, x_ptr, y_ptr
     previous = tl.full((BLOCK_P,), float("inf"), tl.float32)
     image = target_ptr + b * h * w
     for _ in range(iterations):
-        px = tl.minimum(tl.maximum(x + u[:, None], 0.0), w - 1.0)
-        py = tl.minimum(tl.maximum(y + v[:, None], 0.0), h - 1.0)
-        left = tl.floor(px)
-        top = tl.floor(py)
-        fx = px - left
-        fy = py - top
-        x0 = left.to(tl.int32)
-        y0 = top.to(tl.int32)
-        x1 = tl.minimum(x0 + 1, w - 1)
-        y1 = tl.minimum(y0 + 1, h - 1)
-        upper = (tl.load(image + y0 * w + x0, mask=both, other=0.0) * (1 - fx)
-                 + tl.load(image + y0 * w + x1, mask=both, other=0.0) * fx)
-        lower = (tl.load(image + y1 * w + x0, mask=both, other=0.0) * (1 - fx)
-                 + tl.load(image + y1 * w + x1, mask=both, other=0.0) * fx)
-        residual = upper * (1 - fy) + lower * fy - template
+        residual = _read(image, x, y, u, v, h, w, both) - template
         bx = tl.sum(gx * residual, 1)
         by = tl.sum(gy * residual, 1)
         u = tl.where(moving, u - (hyy * bx - hxy * by) / det, u)
         v = tl.where(moving, v - (hxx * by - hxy * bx) / det, v)
-        total = tl.sum(residual, 1)
-        ssd = tl.sum(residual * residual, 1) - total * total / N
+        ssd = _ssd(residual, N)
         moving = moving & (ssd < previous)
         previous = ssd
     strayed = (u - u0) * (u - u0) + (v - v0) * (v - v0) > limit2
@@ -97,4 +109,69 @@ def inverse_search(target: torch.Tensor, template: torch.Tensor, gx: torch.Tenso
     inverse_search_kernel[grid](flat(target), flat(template), flat(gx), flat(gy), flat(x), flat(y), flat(start), out,
                                 h, w, p, iterations, float(size * size), dis_torch.HESSIAN_EPS,
                                 BLOCK_P=BLOCK_P, N=n)
+    return out
+
+
+@triton.jit
+def _try(image, flows, patches, q, x, y, template, h, w, live, best, best_u, best_v, N: tl.constexpr):
+    """The flows of patches q (BLOCK_P,) tried on each patch: where one's SSD is strictly lower than best, it and its
+    flow replace best, best_u, best_v."""
+    u = tl.load(flows + q, mask=live, other=0.0)
+    v = tl.load(flows + patches + q, mask=live, other=0.0)
+    ssd = _ssd(_read(image, x, y, u, v, h, w, live[:, None]) - template, N)
+    better = ssd < best
+    return tl.where(better, ssd, best), tl.where(better, u, best_u), tl.where(better, v, best_v)
+
+
+@triton.jit
+def propagate_kernel(target_ptr, template_ptr, x_ptr, y_ptr, flow_ptr, out_ptr, h, w, patches, cols,
+                     BLOCK_P: tl.constexpr, N: tl.constexpr):
+    """Program (i, b): patches i * BLOCK_P ... of image b, on a grid of `cols` patches per row. target (B, h, w);
+    template (B, P, N); x, y (P, N) px; flow, out (B, 2, P); all float32, contiguous. Each patch keeps its own
+    flow unless one of its four neighbours' (a missing one is the patch itself) has a strictly lower SSD, the
+    first such in the order left, right, up, down winning ties, as `torch.argmin` does in the reference."""
+    b = tl.program_id(1).to(tl.int64)
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    live = p < patches
+    at = p[:, None] * N + tl.arange(0, N)[None, :]
+    both = live[:, None]
+    template = tl.load(template_ptr + b * patches * N + at, mask=both, other=0.0)
+    x = tl.load(x_ptr + at, mask=both, other=0.0)
+    y = tl.load(y_ptr + at, mask=both, other=0.0)
+    image = target_ptr + b * h * w
+    flows = flow_ptr + b * 2 * patches
+    best_u = tl.load(flows + p, mask=live, other=0.0)
+    best_v = tl.load(flows + patches + p, mask=live, other=0.0)
+    best = _ssd(_read(image, x, y, best_u, best_v, h, w, both) - template, N)
+    row = p // cols
+    col = p % cols
+    last_row = patches // cols - 1
+    left = row * cols + tl.maximum(col - 1, 0)
+    right = row * cols + tl.minimum(col + 1, cols - 1)
+    up = tl.maximum(row - 1, 0) * cols + col
+    down = tl.minimum(row + 1, last_row) * cols + col
+    best, best_u, best_v = _try(image, flows, patches, left, x, y, template, h, w, live, best, best_u, best_v, N)
+    best, best_u, best_v = _try(image, flows, patches, right, x, y, template, h, w, live, best, best_u, best_v, N)
+    best, best_u, best_v = _try(image, flows, patches, up, x, y, template, h, w, live, best, best_u, best_v, N)
+    best, best_u, best_v = _try(image, flows, patches, down, x, y, template, h, w, live, best, best_u, best_v, N)
+    tl.store(out_ptr + b * 2 * patches + p, best_u, mask=live)
+    tl.store(out_ptr + (b * 2 + 1) * patches + p, best_v, mask=live)
+
+
+def propagate(target: torch.Tensor, template: torch.Tensor, x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor,
+              grid: tuple[int, int]) -> torch.Tensor:
+    """`video.dis_torch.propagate` in one launch: target (B, 1, h, w); template (B, P, n) with n a power of two;
+    x, y (P, n) px; flow (B, 2, P), P = rows * cols of grid -> (B, 2, P) float32."""
+    b, p, n = template.shape
+    if n & (n - 1) or p != grid[0] * grid[1]:
+        raise ValueError(f"template: expected (B, rows * cols, n) with n a power of two for grid {grid}, "
+                         f"got {tuple(template.shape)}")
+    h, w = target.shape[-2:]
+    out = torch.empty(b, 2, p, dtype=torch.float32, device=target.device)
+
+    def flat(t: torch.Tensor) -> torch.Tensor:
+        return t.float().contiguous()
+
+    propagate_kernel[(triton.cdiv(p, BLOCK_P), b)](flat(target), flat(template), flat(x), flat(y), flat(flow), out,
+                                                   h, w, p, grid[1], BLOCK_P=BLOCK_P, N=n)
     return out

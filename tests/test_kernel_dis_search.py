@@ -1,4 +1,5 @@
-"""Triton DIS patch search (`kernels.dis_search`) vs its torch reference (`video.dis_torch.inverse_search`, itself
+"""Triton DIS patch search and propagation (`kernels.dis_search`) vs their torch references
+(`video.dis_torch.inverse_search` and `propagate`, themselves
 checked against known flows in tests/test_video_dis_torch.py). CPU: the Triton interpreter; CUDA: also the
 whole estimator with the kernel against the torch search."""
 import pytest
@@ -6,7 +7,12 @@ import torch
 
 pytest.importorskip("triton")
 from rethined_engine.kernels import dis_search  # noqa: E402
-from rethined_engine.kernels.dis_search import inverse_search, inverse_search_reference  # noqa: E402
+from rethined_engine.kernels.dis_search import (  # noqa: E402
+    inverse_search,
+    inverse_search_reference,
+    propagate,
+    propagate_reference,
+)
 from rethined_engine.video import dis_torch  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -81,6 +87,30 @@ def test_a_patch_that_strays_keeps_its_start():
     assert bool((moved <= 64).all())
 
 
+def grid_of(h, w, size=8, stride=4):
+    return len(dis_torch.patch_origins(h, size, stride)), len(dis_torch.patch_origins(w, size, stride))
+
+
+@pytest.mark.parametrize("shape", [(1, 24, 40), (2, 33, 50)])
+def test_propagation_matches_reference(shape, monkeypatch):
+    """Starts of up to +-5 px: most patches take a neighbour's flow, the same one in the kernel as in the reference
+    (both compare the same SSDs, ties to the first of own, left, right, up, down). Blocks of 4 patches when
+    interpreted: program offsets and a partial last block."""
+    monkeypatch.setattr(dis_search, "BLOCK_P", 4 if DEVICE == "cpu" else dis_search.BLOCK_P)
+    target, template, _, _, x, y, start = case(*shape, seed=3)
+    start = start * 4
+    got = propagate(target, template, x, y, start, grid_of(*shape[1:]))
+    want = propagate_reference(target, template, x, y, start, grid_of(*shape[1:]))
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert (got != start).any(1).float().mean() > 0.5
+
+
+def test_propagation_rejects_a_grid_that_does_not_hold_the_patches():
+    target, template, _, _, x, y, start = case(1, 24, 40, seed=1)
+    with pytest.raises(ValueError, match="grid"):
+        propagate(target, template, x, y, start, (3, 3))
+
+
 def test_rejects_a_patch_size_that_is_not_a_power_of_two():
     args = case(1, 24, 40, seed=1, size=6)
     with pytest.raises(ValueError, match="power of two"):
@@ -89,12 +119,13 @@ def test_rejects_a_patch_size_that_is_not_a_power_of_two():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the estimator picks the kernel on CUDA only")
-def test_estimator_with_the_kernel_matches_the_torch_search(monkeypatch):
+def test_estimator_with_the_kernels_matches_the_torch_search(monkeypatch):
     g = torch.Generator().manual_seed(5)
     target = torch.nn.functional.avg_pool2d(torch.rand(2, 1, 124, 204, generator=g) * 255, 5, 1)[:, 0]
     source = torch.roll(target, shifts=(2, -3), dims=(-2, -1))
     params = dis_torch.TORCH_DIS_PRESETS["fast"]
     fused = dis_torch.dis_flow(source.cuda(), target.cuda(), params)
     monkeypatch.setattr(dis_torch, "search_function", lambda device, size: dis_torch.inverse_search)
+    monkeypatch.setattr(dis_torch, "propagate_function", lambda device, size: dis_torch.propagate)
     plain = dis_torch.dis_flow(source.cuda(), target.cuda(), params)
     torch.testing.assert_close(fused, plain, rtol=0, atol=1e-2)

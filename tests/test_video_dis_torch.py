@@ -91,6 +91,29 @@ def test_the_coarsest_scale_is_a_bound_on_the_automatic_one_as_in_opencv(rng):
     assert not np.array_equal(lowered, TorchDIS("fast").calc(full_source, full_target, None))
 
 
+@pytest.mark.parametrize("rounds", [1, 3])
+def test_propagation_carries_a_flow_one_patch_per_round(rng, rounds):
+    """One patch holds the true 14 px shift, the others zero: after each round of `propagate` the patches one grid
+    step further have taken it (it matches their pixels; zero does not), and no other patch has."""
+    truth = np.broadcast_to(np.float32([14.0, -9.0]), (*SIZE, 2)).copy()
+    source, target = (torch.from_numpy(image).float()[None, None] for image in pair(rng, truth))
+    params = TORCH_DIS_PRESETS["fast"]
+    index, _, x, y = dis_torch.patch_geometry(*SIZE, params.patch_size, params.patch_stride, torch.device("cpu"))
+    grid = (len(patch_origins(SIZE[0], 8, 4)), len(patch_origins(SIZE[1], 8, 4)))
+    flow = torch.zeros(1, 2, *grid)
+    seed = (grid[0] // 2, grid[1] // 2)
+    flow[0, :, seed[0], seed[1]] = torch.tensor([14.0, -9.0])
+    flow = flow.flatten(2)
+    template = source.flatten(1)[:, index]
+    for _ in range(rounds):
+        flow = dis_torch.propagate(target, template, x, y, flow, grid)
+    rows, cols = np.meshgrid(np.arange(grid[0]), np.arange(grid[1]), indexing="ij")
+    reached = (np.abs(rows - seed[0]) + np.abs(cols - seed[1]) <= rounds).reshape(-1)
+    took = (flow[0, 0] == 14.0).numpy()
+    np.testing.assert_array_equal(took, reached)
+    assert (flow[0, :, ~torch.from_numpy(reached)] == 0).all()
+
+
 def test_without_from_start_a_start_flow_is_not_searched_from(rng):
     """The re-estimation of composed flows searches from zero on a crop already moved by the flow's median."""
     truth = smooth_flow(rng, 3.0, (2.0, -1.0))

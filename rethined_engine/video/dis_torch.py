@@ -5,9 +5,10 @@ A coarse-to-fine pyramid: at each scale a grid of square patches of the source i
 inverse-compositional Gauss-Newton on mean-normalised patches (every patch at once), and the patches' flows are
 made dense by averaging the patches over each pixel, each weighted by 1 / max(1, |its photometric error there|).
 Each scale's dense flow is then refined variationally (`video.flow_refinement`), as OpenCV does. It follows
-OpenCV's `DISOpticalFlow` (the presets' scales, patch sizes, strides, iteration counts and refinement) without its
-sequential spatial propagation, which does not parallelise over patches. A patch whose search moves it more than
-its own size from where it started keeps its start.
+OpenCV's `DISOpticalFlow` (the presets' scales, patch sizes, strides, iteration counts, early stop and refinement),
+with its sequential spatial propagation, which does not parallelise over patches, replaced by rounds of a parallel
+one before each scale's search (`propagate`). A patch whose search moves it more than its own size from where it
+started keeps its start.
 
 Flow fields as in `video.flow`: (h, w, 2) px (dx, dy) from a source pixel to where it lies in the target,
 source(x) ~ target(x + flow(x)); batched tensors are (B, 2, h, w).
@@ -31,12 +32,13 @@ class DISParams:
     """finest_scale: the finest pyramid scale searched (0 = full size; the flow is upsampled from it);
     patch_size, patch_stride: px of the square patches and between their origins; iterations: Gauss-Newton
     steps per patch and scale; refinement_iterations: fixed-point iterations of the variational refinement after
-    each scale (0: none)."""
+    each scale (0: none); propagation_rounds: rounds of `propagate` before each scale's search (0: none)."""
     finest_scale: int
     patch_size: int
     patch_stride: int
     iterations: int
     refinement_iterations: int
+    propagation_rounds: int = 4
 
 
 TORCH_DIS_PRESETS = {            # OpenCV's DISOpticalFlow presets
@@ -148,6 +150,26 @@ def patch_ssd(residual: torch.Tensor) -> torch.Tensor:
     return residual.square().sum(-1) - residual.sum(-1).square() / residual.shape[-1]
 
 
+def propagate(target: torch.Tensor, template: torch.Tensor, x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor,
+              grid: tuple[int, int]) -> torch.Tensor:
+    """One round of spatial propagation, every patch at once: each patch takes whichever of its own flow and its
+    four grid neighbours' has the lowest mean-normalised SSD (`patch_ssd`) over its pixels. target (B, 1, h, w);
+    template (B, P, n); x, y (P, n) px; flow (B, 2, P) with P = rows * cols of grid -> (B, 2, P).
+
+    OpenCV's DIS propagates sequentially, in raster order and back, so that a good flow can cross the image in one
+    pass; rounds of this parallel form carry it one patch per round."""
+    b = flow.shape[0]
+    rows, cols = grid
+    own = flow.reshape(b, 2, rows, cols)
+    edge = F.pad(own, (1, 1, 1, 1), mode="replicate")          # a missing neighbour repeats the patch itself
+    candidates = torch.stack((own, edge[..., 1:-1, :-2], edge[..., 1:-1, 2:], edge[..., :-2, 1:-1], edge[..., 2:, 1:-1]),
+                             2).reshape(b, 2, 5, rows * cols)
+    reads = sample(target, (x + candidates[:, 0, :, :, None]).flatten(1, 2), (y + candidates[:, 1, :, :, None]).flatten(1, 2))
+    ssd = patch_ssd(reads.reshape(b, 5, rows * cols, -1) - template[:, None])          # (B, 5, P)
+    best = ssd.argmin(1)[:, None, None].expand(b, 2, 1, rows * cols)
+    return candidates.gather(2, best)[:, :, 0]
+
+
 def search_function(device: torch.device, size: int):
     """The patches' search for tensors on device: on CUDA with Triton installed, the fused kernel
     (`kernels.dis_search.inverse_search`: every iteration in one launch) where a patch's size^2 pixels are a power
@@ -159,6 +181,19 @@ def search_function(device: torch.device, size: int):
             return inverse_search
         return dis_search.inverse_search
     return inverse_search
+
+
+def propagate_function(device: torch.device, size: int):
+    """The patches' propagation round for tensors on device: on CUDA with Triton installed, the kernel
+    (`kernels.dis_search.propagate`: one launch per round) where a patch's size^2 pixels are a power of two; else
+    `propagate`."""
+    if device.type == "cuda" and size * size & (size * size - 1) == 0:
+        try:
+            from ..kernels import dis_search
+        except ImportError:         # no Triton: torch
+            return propagate
+        return dis_search.propagate
+    return propagate
 
 
 def refine_function(device: torch.device):
@@ -187,6 +222,10 @@ def search_scale(source: torch.Tensor, target: torch.Tensor, flow: torch.Tensor,
     template, gx, gy = gather(source), gather(gx), gather(gy)
     gx, gy = gx - gx.mean(-1, keepdim=True), gy - gy.mean(-1, keepdim=True)      # mean normalisation
     start = flow.flatten(2)[:, :, centre]                  # (B, 2, P)
+    grid = (len(patch_origins(h, size, params.patch_stride)), len(patch_origins(w, size, params.patch_stride)))
+    spread = propagate_function(source.device, size)
+    for _ in range(params.propagation_rounds):
+        start = spread(target, template, x, y, start, grid)
     u, v = search_function(source.device, size)(target, template, gx, gy, x, y, start, params.iterations, size).unbind(1)
     error = (sample(target, x + u[..., None], y + v[..., None]) - template).abs()
     weight = 1 / error.clamp(min=DENSIFY_MIN_ERROR)        # (B, P, n)
