@@ -25,7 +25,8 @@ ops: torch operations per frame of temporal mode on the device path (`video.devi
 counted) on a synthetic pan with a still logo mask, after OPS_WARMUP frames, by the function that issues them: on a
 GPU each is about one kernel launch, and at the flow's working size a launch costs a few microseconds whatever its
 work, so their number bounds the path's time there. Counted on any device (TorchDispatchMode); DIS's patch search
-counts as one operation per call, as its Triton kernel (`kernels/dis_search.py`) runs it on CUDA.
+and each of its propagation rounds count as one operation per call, as their Triton kernels (`kernels/dis_search.py`)
+run them on CUDA.
 memory: resident memory sampled every MEMORY_EVERY frames while one `VideoInpainter` streams a long clip (a
 synthetic pan played forwards and backwards), and its slope in MiB per 1,000 frames after the first
 MEMORY_WARMUP frames.
@@ -480,7 +481,8 @@ def measure_memory(height: int, mode: str, frames: int, every: int, warmup: int,
 def count_operations(height: int, mode: str, frames: int, warmup: int, photos: Path, device: str) -> dict:
     """Torch operations per frame of `mode`'s temporal mode on the device path over `frames` frames of a synthetic
     pan after `warmup` uncounted ones; the engine's operations are not counted, DIS's patch search counts as one
-    launch and its variational refinement as the launches its Triton kernels make on a GPU."""
+    launch, each of its propagation rounds as one, and its variational refinement as the launches its Triton kernels
+    make on a GPU."""
     import torch
 
     from rethined_engine import Engine
@@ -502,7 +504,8 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
         """The device path's step (_arrive, _emit) and the two calls under it; None (not counted) inside the
         engine, inside DIS's patch search and inside the variational refinement's iterations (counted as their
         Triton launches below; the refinement's image derivatives are torch operations on a GPU too)."""
-        if any(path.endswith("rethined_engine/engine.py") or name == "inverse_search" for path, name in stack):
+        if any(path.endswith("rethined_engine/engine.py") or name in ("inverse_search", "propagate")
+               for path, name in stack):
             return None
         refinement = {name for path, name in stack if path.endswith("rethined_engine/video/flow_refinement.py")}
         if "refine" in refinement and "image_terms" not in refinement:
@@ -522,6 +525,16 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
             return inner(*args)
         return fused
 
+    spread = dis_torch.propagate_function
+
+    def one_launch_per_round(device_, size):
+        inner = spread(device_, size)
+
+        def fused(*args):
+            counting.by_function["dis propagation (one launch per round)"] += 1
+            return inner(*args)
+        return fused
+
     refinement = dis_torch.refine_function
 
     def kernel_launches(device_):
@@ -534,6 +547,7 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
         return fused
 
     dis_torch.search_function = one_launch
+    dis_torch.propagate_function = one_launch_per_round
     dis_torch.refine_function = kernel_launches
     try:
         inpainter = VideoInpainter(engine, config=dataclasses.replace(config, temporal_device="engine"))
@@ -549,6 +563,7 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
             syncs_per_frame.append(sum(counting.syncs.values()) - syncs_before)
     finally:
         dis_torch.search_function = search
+        dis_torch.propagate_function = spread
         dis_torch.refine_function = refinement
     return {"mode": mode, "size": list(clip.frames.shape[1:3]), "frames": frames, "warmup": warmup,
             "ops_per_frame": per_frame, "by_function": {k: v / frames for k, v in counting.by_function.most_common()},
