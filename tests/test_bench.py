@@ -517,3 +517,37 @@ def test_coarse_colour_scores_every_guess_per_family(tmp_path, weights_path):
     assert all(by_family.keys() == {"strokes", "objects"} for by_family in errors.values())
     assert max(errors["membrane"].values()) < 1e-5 and max(errors["navier_stokes"].values()) < 1.0 / 255
     assert min(errors[f"coarse[{name}]"].values()) > 0.01
+
+
+def test_flow_accuracy_scores_each_estimator_on_known_motions(photos, tmp_path, monkeypatch):
+    """Rows per motion, noise level and estimator, each naming its commit; a merge keeps another commit's rows and
+    replaces this one's."""
+    from rethined_engine.bench import flow_accuracy
+
+    monkeypatch.setattr(flow_accuracy, "WIDTH", 160)
+    out = tmp_path / "flow.json"
+    argv = ["flow_accuracy", "--photos", str(photos), "--limit", "1", "--noise", "0", "--out", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
+    flow_accuracy.main()
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["motion"], r["estimator"]) for r in rows} == {
+        (m, e) for m in flow_accuracy.MOTIONS for e in ("opencv_dis", "torch_dis")}
+    assert all(r["noise"] == 0 and r["photos"] == 1 and 0 <= r["outliers"] <= 1 for r in rows)
+    saved = json.loads(out.read_text())
+    saved["rows"] = [{**row, "commit": "0" * 40} for row in saved["rows"]] + rows
+    out.write_text(json.dumps(saved))
+    monkeypatch.setattr("sys.argv", argv + ["--merge"])
+    flow_accuracy.main()
+    assert len(json.loads(out.read_text())["rows"]) == 2 * len(rows)
+
+
+def test_flow_accuracy_known_flows_move_the_named_pixels():
+    from rethined_engine.bench.flow_accuracy import known_flow
+
+    rng = np.random.default_rng(0)
+    shift = known_flow("shift", 40, 60, rng)
+    assert np.ptp(shift[..., 0]) == 0 and np.ptp(shift[..., 1]) == 0
+    moving = known_flow("object", 40, 60, rng)
+    assert 0 < (np.abs(moving - np.float32([3, 1])).sum(-1) > 0).mean() < 0.5     # an ellipse moves on its own
+    with pytest.raises(ValueError, match="motion"):
+        known_flow("spin", 40, 60, rng)
