@@ -105,6 +105,17 @@ def test_propagation_matches_reference(shape, monkeypatch):
     assert (got != start).any(1).float().mean() > 0.5
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(DEVICE != "cuda", reason="needs CUDA")
+@pytest.mark.parametrize("shape", [(2, 68, 120), (1, 270, 480)])   # the video working size's finest scales
+def test_propagation_matches_reference_at_the_working_size_on_cuda(shape):
+    target, template, _, _, x, y, start = case(*shape, seed=13)
+    start = start * 4
+    grid = grid_of(*shape[1:])
+    torch.testing.assert_close(propagate(target, template, x, y, start, grid),
+                               propagate_reference(target, template, x, y, start, grid), rtol=0, atol=0)
+
+
 def test_propagation_rejects_a_grid_that_does_not_hold_the_patches():
     target, template, _, _, x, y, start = case(1, 24, 40, seed=1)
     with pytest.raises(ValueError, match="grid"):
