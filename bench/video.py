@@ -504,8 +504,8 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
         """The device path's step (_arrive, _emit) and the two calls under it; None (not counted) inside the
         engine, inside DIS's patch search and inside the variational refinement's iterations (counted as their
         Triton launches below; the refinement's image derivatives are torch operations on a GPU too)."""
-        if any(path.endswith("rethined_engine/engine.py") or name in ("inverse_search", "propagate")
-               for path, name in stack):
+        if any(path.endswith("rethined_engine/engine.py") or name == "inverse_search"
+               or (name == "propagate" and path.endswith("rethined_engine/video/dis_torch.py")) for path, name in stack):
             return None
         refinement = {name for path, name in stack if path.endswith("rethined_engine/video/flow_refinement.py")}
         if "refine" in refinement and "image_terms" not in refinement:

@@ -80,13 +80,15 @@ def _sobel(device: torch.device) -> torch.Tensor:
     return SOBEL_X.to(device)
 
 
+def patch_count(length: int, size: int, stride: int) -> int:
+    """How many patches of size px every stride px cover length px (`patch_origins`)."""
+    return 1 if length <= size else 1 + -(-(length - size) // stride)
+
+
 def patch_origins(length: int, size: int, stride: int) -> torch.Tensor:
     """Origins (n,) int64 of patches of size px every stride px along length px, the last flush with the end, so
     that every pixel is covered; one patch at 0 when length < size."""
-    if length <= size:
-        return torch.zeros(1, dtype=torch.int64)
-    count = 1 + -(-(length - size) // stride)
-    return torch.clamp(torch.arange(count) * stride, max=length - size)
+    return torch.clamp(torch.arange(patch_count(length, size, stride)) * stride, max=max(0, length - size))
 
 
 def patch_pixels(ys: torch.Tensor, xs: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -222,7 +224,7 @@ def search_scale(source: torch.Tensor, target: torch.Tensor, flow: torch.Tensor,
     template, gx, gy = gather(source), gather(gx), gather(gy)
     gx, gy = gx - gx.mean(-1, keepdim=True), gy - gy.mean(-1, keepdim=True)      # mean normalisation
     start = flow.flatten(2)[:, :, centre]                  # (B, 2, P)
-    grid = (len(patch_origins(h, size, params.patch_stride)), len(patch_origins(w, size, params.patch_stride)))
+    grid = (patch_count(h, size, params.patch_stride), patch_count(w, size, params.patch_stride))
     spread = propagate_function(source.device, size)
     for _ in range(params.propagation_rounds):
         start = spread(target, template, x, y, start, grid)
