@@ -502,13 +502,11 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
 
     def temporal_step(stack: list[tuple[str, str]]) -> str | None:
         """The device path's step (_arrive, _emit) and the two calls under it; None (not counted) inside the
-        engine, inside DIS's patch search and inside the variational refinement's iterations (counted as their
-        Triton launches below; the refinement's image derivatives are torch operations on a GPU too)."""
+        engine, inside DIS's patch search and propagation and inside the variational refinement, its image
+        derivatives included (each counted as its Triton launches below)."""
         if any(path.endswith("rethined_engine/engine.py") or name == "inverse_search"
-               or (name == "propagate" and path.endswith("rethined_engine/video/dis_torch.py")) for path, name in stack):
-            return None
-        refinement = {name for path, name in stack if path.endswith("rethined_engine/video/flow_refinement.py")}
-        if "refine" in refinement and "image_terms" not in refinement:
+               or (name == "propagate" and path.endswith("rethined_engine/video/dis_torch.py"))
+               or (name == "refine" and path.endswith("rethined_engine/video/flow_refinement.py")) for path, name in stack):
             return None
         video = [name for path, name in stack if "rethined_engine/video/" in path]
         step = next((i for i, name in enumerate(video) if name in ("_arrive", "_emit")), len(video))

@@ -172,7 +172,7 @@ def _variants():
 
 def _video_variants(dis_search, flow_refinement) -> list[tuple]:
     """The video path's kernels: DIS's patch search and propagation (8 x 8 patches), the variational refinement's
-    three kernels and its fused form."""
+    four kernels and its fused form."""
     n = 64                                                      # the presets' 8 x 8 patches
     search = {"target_ptr": "*fp32", "template_ptr": "*fp32", "gx_ptr": "*fp32", "gy_ptr": "*fp32", "x_ptr": "*fp32",
               "y_ptr": "*fp32", "start_ptr": "*fp32", "out_ptr": "*fp32", "h": "i32", "w": "i32", "patches": "i32",
@@ -188,12 +188,15 @@ def _video_variants(dis_search, flow_refinement) -> list[tuple]:
               "zeta2": "fp32", "eps2": "fp32", "BLOCK": "constexpr"}
     sor = {"system_ptr": "*fp32", "weights_ptr": "*fp32", "increment_ptr": "*fp32", "h": "i32", "w": "i32",
            "parity": "i32", "omega": "fp32", "BLOCK": "constexpr"}
-    fused = {"terms_ptr": "*fp32", "flow_ptr": "*fp32", "increment_ptr": "*fp32", "weights_ptr": "*fp32",
+    terms = {"source_ptr": "*fp32", "target_ptr": "*fp32", "flow_ptr": "*fp32", "terms_ptr": "*fp32", "h": "i32",
+             "w": "i32", "BLOCK": "constexpr"}
+    fused = {"source_ptr": "*fp32", "target_ptr": "*fp32", "terms_ptr": "*fp32", "flow_ptr": "*fp32", "increment_ptr": "*fp32", "weights_ptr": "*fp32",
              "system_ptr": "*fp32", "h": "i32", "w": "i32", "fixed_point_iterations": "i32", "sor_iterations": "i32",
              "half_alpha": "fp32", "half_delta": "fp32", "half_gamma": "fp32", "zeta2": "fp32", "eps2": "fp32",
              "omega": "fp32", "BLOCK": "constexpr"}
     return [("dis_inverse_search", dis_search.inverse_search_kernel, search, patches, 4, 3),
             ("dis_propagate", dis_search.propagate_kernel, spread, patches, 4, 3),
+            ("refine_terms", flow_refinement.terms_kernel, terms, {"BLOCK": flow_refinement.BLOCK}, 4, 3),
             ("refine_smoothness", flow_refinement.smoothness_kernel, smooth, {"BLOCK": flow_refinement.BLOCK}, 4, 3),
             ("refine_system", flow_refinement.system_kernel, system, {"BLOCK": flow_refinement.BLOCK}, 4, 3),
             ("refine_sor", flow_refinement.sor_kernel, sor, {"BLOCK": flow_refinement.BLOCK}, 4, 3),

@@ -1,5 +1,6 @@
 """The variational refinement of a flow (`video.flow_refinement.refine`) in Triton, with its torch reference: one
-launch per image for the video working size's scales instead of ~1,300 torch operations.
+launch per image for the video working size's scales instead of ~1,300 torch operations, its image derivatives
+included.
 
 Per fixed-point iteration: `smoothness_kernel` takes the Psi' weights of every pixel's edges to its right and lower
 neighbours from the current flow; `system_kernel` builds each pixel's 2 x 2 system (the constancy terms at the
@@ -8,7 +9,8 @@ black half-pass of SOR in place (a pixel of one colour reads only neighbours of 
 races). An image of at most FUSED_MAX_PIXELS (the fast preset's scales at the video working size: 120 x 68 px
 and smaller) runs all of them in one program, `fused_refine_kernel`, which walks the image in chunks and puts a
 barrier between the passes; a larger one takes 2 + 2 x sor_iterations launches per fixed-point iteration. The
-image derivatives (`video.flow_refinement.image_terms`, once per scale) stay in torch. Flows agree with the
+image derivatives (`video.flow_refinement.image_terms`, once per scale) are `terms_kernel`, or the fused kernel's
+first pass: every pixel's 13 reads of the warped mean it needs, recomputed per pixel. Flows agree with the
 reference to float rounding (tests/test_kernel_flow_refinement.py; the fused kernel's barriers are checked only
 on a GPU, the interpreter runs a program's passes in order anyway).
 
@@ -179,14 +181,104 @@ def _sor(system_ptr, weights_ptr, increment_ptr, b, n, i, inside, row, col, w, p
 
 
 @triton.jit
-def fused_refine_kernel(terms_ptr, flow_ptr, increment_ptr, weights_ptr, system_ptr, h, w, fixed_point_iterations,
-                        sor_iterations, half_alpha, half_delta, half_gamma, zeta2, eps2, omega,
+def _warped(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live):
+    """At pixels (row, col) of image b: the source, and the target read at the pixel moved by its flow (bilinear,
+    edges replicated, as `video.flow_refinement.warp`)."""
+    at = row * w + col
+    px = tl.minimum(tl.maximum(col + tl.load(flow_ptr + 2 * b * n + at, mask=live, other=0.0), 0.0), w - 1.0)
+    py = tl.minimum(tl.maximum(row + tl.load(flow_ptr + (2 * b + 1) * n + at, mask=live, other=0.0), 0.0), h - 1.0)
+    left = tl.floor(px)
+    top = tl.floor(py)
+    fx = px - left
+    fy = py - top
+    x0 = left.to(tl.int32)
+    y0 = top.to(tl.int32)
+    x1 = tl.minimum(x0 + 1, w - 1)
+    y1 = tl.minimum(y0 + 1, h - 1)
+    image = target_ptr + b * n
+    upper = tl.load(image + y0 * w + x0, mask=live, other=0.0) * (1 - fx) + tl.load(image + y0 * w + x1, mask=live, other=0.0) * fx
+    lower = tl.load(image + y1 * w + x0, mask=live, other=0.0) * (1 - fx) + tl.load(image + y1 * w + x1, mask=live, other=0.0) * fx
+    return tl.load(source_ptr + b * n + at, mask=live, other=0.0), upper * (1 - fy) + lower * fy
+
+
+@triton.jit
+def _mean_iz(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live):
+    """The mean of source and warped target, and their difference Iz (warped - source), at (row, col)."""
+    source, warped = _warped(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live)
+    return (source + warped) / 2, warped - source
+
+
+@triton.jit
+def _mean(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live):
+    source, warped = _warped(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live)
+    return (source + warped) / 2
+
+
+@triton.jit
+def _ix(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live):
+    """Ix at (row, col): the mean's central difference along x, edges replicated."""
+    return (_mean(source_ptr, target_ptr, flow_ptr, b, n, row, tl.minimum(col + 1, w - 1), h, w, live)
+            - _mean(source_ptr, target_ptr, flow_ptr, b, n, row, tl.maximum(col - 1, 0), h, w, live))
+
+
+@triton.jit
+def _iy(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live):
+    """Iy at (row, col): the mean's central difference along y, edges replicated."""
+    return (_mean(source_ptr, target_ptr, flow_ptr, b, n, tl.minimum(row + 1, h - 1), col, h, w, live)
+            - _mean(source_ptr, target_ptr, flow_ptr, b, n, tl.maximum(row - 1, 0), col, h, w, live))
+
+
+@triton.jit
+def _terms(source_ptr, target_ptr, flow_ptr, terms_ptr, b, n, i, live, row, col, h, w):
+    """`terms_kernel` at the flat pixels i of image b (live: those in the image). Each derivative is a central
+    difference of one at the clamped neighbours, as the reference's replicate padding of each in turn."""
+    left, right = tl.maximum(col - 1, 0), tl.minimum(col + 1, w - 1)
+    up, down = tl.maximum(row - 1, 0), tl.minimum(row + 1, h - 1)
+    _, iz = _mean_iz(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live)
+    _, iz_left = _mean_iz(source_ptr, target_ptr, flow_ptr, b, n, row, left, h, w, live)
+    _, iz_right = _mean_iz(source_ptr, target_ptr, flow_ptr, b, n, row, right, h, w, live)
+    _, iz_up = _mean_iz(source_ptr, target_ptr, flow_ptr, b, n, up, col, h, w, live)
+    _, iz_down = _mean_iz(source_ptr, target_ptr, flow_ptr, b, n, down, col, h, w, live)
+    ix = _ix(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live)
+    iy = _iy(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live)
+    ixx = (_ix(source_ptr, target_ptr, flow_ptr, b, n, row, right, h, w, live)
+           - _ix(source_ptr, target_ptr, flow_ptr, b, n, row, left, h, w, live))
+    ixy = (_ix(source_ptr, target_ptr, flow_ptr, b, n, down, col, h, w, live)
+           - _ix(source_ptr, target_ptr, flow_ptr, b, n, up, col, h, w, live))
+    iyy = (_iy(source_ptr, target_ptr, flow_ptr, b, n, down, col, h, w, live)
+           - _iy(source_ptr, target_ptr, flow_ptr, b, n, up, col, h, w, live))
+    out = terms_ptr + 8 * b * n + i
+    tl.store(out, ix, mask=live)
+    tl.store(out + n, iy, mask=live)
+    tl.store(out + 2 * n, iz, mask=live)
+    tl.store(out + 3 * n, ixx, mask=live)
+    tl.store(out + 4 * n, ixy, mask=live)
+    tl.store(out + 5 * n, iyy, mask=live)
+    tl.store(out + 6 * n, iz_right - iz_left, mask=live)
+    tl.store(out + 7 * n, iz_down - iz_up, mask=live)
+
+
+@triton.jit
+def terms_kernel(source_ptr, target_ptr, flow_ptr, terms_ptr, h, w, BLOCK: tl.constexpr):
+    """Program (i, b): terms (B, 8, h, w) Ix, Iy, Iz, Ixx, Ixy, Iyy, Ixz, Iyz (`video.flow_refinement.image_terms`)
+    of pixels i * BLOCK ... of image b, from source, target (B, 1, h, w) and flow (B, 2, h, w)."""
+    b, n, i, live, row, col = _block(h, w, BLOCK)
+    _terms(source_ptr, target_ptr, flow_ptr, terms_ptr, b, n, i, live, row, col, h, w)
+
+
+@triton.jit
+def fused_refine_kernel(source_ptr, target_ptr, terms_ptr, flow_ptr, increment_ptr, weights_ptr, system_ptr, h, w,
+                        fixed_point_iterations, sor_iterations, half_alpha, half_delta, half_gamma, zeta2, eps2, omega,
                         BLOCK: tl.constexpr):
-    """Program b: every fixed-point iteration of image b in one launch, as `refine`'s launches run them, over the
-    image in chunks of BLOCK pixels, with a barrier between the passes (the program's threads then see each
-    other's stores): for images of a few thousand pixels, where one program per image is enough."""
+    """Program b: the image terms and every fixed-point iteration of image b in one launch, as `refine`'s launches
+    run them, over the image in chunks of BLOCK pixels, with a barrier between the passes (the program's threads
+    then see each other's stores): for images of a few thousand pixels, where one program per image is enough."""
     b = tl.program_id(0).to(tl.int64)
     n = h * w
+    for start in range(0, n, BLOCK):
+        i = start + tl.arange(0, BLOCK)
+        _terms(source_ptr, target_ptr, flow_ptr, terms_ptr, b, n, i, i < n, i // w, i % w, h, w)
+    tl.debug_barrier()
     for _ in range(fixed_point_iterations):
         for start in range(0, n, BLOCK):
             i = start + tl.arange(0, BLOCK)
@@ -209,7 +301,7 @@ def launches(h: int, w: int, params: RefinementParams = RefinementParams()) -> i
     """Triton launches `refine` makes for a batch of (h, w) flows."""
     if h * w <= FUSED_MAX_PIXELS:
         return 1
-    return params.fixed_point_iterations * (2 + 2 * params.sor_iterations)
+    return 1 + params.fixed_point_iterations * (2 + 2 * params.sor_iterations)
 
 
 def refine(source: torch.Tensor, target: torch.Tensor, flow: torch.Tensor,
@@ -220,17 +312,20 @@ def refine(source: torch.Tensor, target: torch.Tensor, flow: torch.Tensor,
         raise ValueError(f"flow: expected (B, 2, h, w) matching source {tuple(source.shape)}, got {tuple(flow.shape)}")
     b, _, h, w = flow.shape
     flow = flow.float().contiguous()
-    terms = flow_refinement.image_terms(source.float(), target.float(), flow).contiguous()
+    source, target = source.float().contiguous(), target.float().contiguous()
+    terms = torch.empty(b, 8, h, w, dtype=torch.float32, device=flow.device)
     increment = torch.zeros_like(flow)
     weights = torch.empty_like(flow)
     system = torch.empty(b, 5, h, w, dtype=torch.float32, device=flow.device)
     zeta2, eps2 = params.zeta ** 2, params.epsilon ** 2
     if h * w <= FUSED_MAX_PIXELS:
-        fused_refine_kernel[(b,)](terms, flow, increment, weights, system, h, w, params.fixed_point_iterations,
-                                  params.sor_iterations, params.alpha / 2, params.delta / 2, params.gamma / 2, zeta2,
-                                  eps2, params.omega, BLOCK=FUSED_BLOCK, num_warps=FUSED_WARPS)
+        fused_refine_kernel[(b,)](source, target, terms, flow, increment, weights, system, h, w,
+                                  params.fixed_point_iterations, params.sor_iterations, params.alpha / 2,
+                                  params.delta / 2, params.gamma / 2, zeta2, eps2, params.omega, BLOCK=FUSED_BLOCK,
+                                  num_warps=FUSED_WARPS)
         return flow + increment
     grid = (triton.cdiv(h * w, BLOCK), b)
+    terms_kernel[grid](source, target, flow, terms, h, w, BLOCK=BLOCK)
     for _ in range(params.fixed_point_iterations):
         smoothness_kernel[grid](flow, increment, weights, h, w, params.alpha / 2, eps2, BLOCK=BLOCK)
         system_kernel[grid](terms, flow, increment, weights, system, h, w, params.delta / 2, params.gamma / 2,

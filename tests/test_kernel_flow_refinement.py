@@ -35,7 +35,7 @@ def path(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("shape", [(1, 17, 23), (2, 32, 48)])
+@pytest.mark.parametrize("shape", [(1, 17, 23), (2, 24, 32)])
 @pytest.mark.parametrize("iterations", [1, 5])
 def test_matches_reference(shape, iterations, path):
     source, target, flow = case(*shape, seed=sum(shape) + iterations)
@@ -44,6 +44,21 @@ def test_matches_reference(shape, iterations, path):
     want = refine_reference(source, target, flow, params)
     torch.testing.assert_close(got, want, rtol=0, atol=ATOL)
     assert (got - flow).abs().mean() > 0.05            # the refinement moved the flow
+
+
+@pytest.mark.parametrize("shape", [(1, 17, 23), (2, 5, 6)])
+def test_image_terms_match_reference(shape, monkeypatch):
+    """The image derivatives alone (`terms_kernel`): reads past every edge, a flow that points out of the image, an
+    image a few pixels across; blocks of 64 pixels, so rows split across programs."""
+    monkeypatch.setattr(flow_refinement_kernels, "BLOCK", 64)
+    source, target, flow = case(*shape, seed=5)
+    flow = flow * 3
+    h, w = shape[1:]
+    terms = torch.empty(shape[0], 8, h, w, device=DEVICE)
+    flow_refinement_kernels.terms_kernel[(-(-h * w // 64), shape[0])](source.contiguous(), target.contiguous(),
+                                                                      flow.contiguous(), terms, h, w, BLOCK=64)
+    want = flow_refinement_kernels.flow_refinement.image_terms(source, target, flow)
+    torch.testing.assert_close(terms, want, rtol=0, atol=2e-3)      # levels: second differences of 0..255 reads
 
 
 def test_bad_flow_shape_is_named():
