@@ -185,3 +185,15 @@ def gpu_hr_tile(monkeypatch):
     (`kernels.hr_upscale.TILE_PIXELS`: a quarter of the programs; same kernel and edge masks). No effect on CUDA."""
     from rethined_engine.kernels import hr_upscale
     monkeypatch.setattr(hr_upscale, "TILE_PIXELS", hr_upscale.TILE_PIXELS_GPU)
+
+
+@pytest.fixture
+def flows_close():
+    """A check of two whole DIS flows (B, 2, h, w) computed with and without a Triton kernel: the search's early stop
+    and its propagation take discrete decisions on SSDs summed in another order, so a near tie may go either way on
+    a few patches; all but those agree to 1e-2 px."""
+    def check(fused: torch.Tensor, plain: torch.Tensor) -> None:
+        gap = (fused - plain).abs()
+        far = (gap > 1e-2).float().mean().item()
+        assert gap.median().item() < 1e-3 and far < 0.01, (gap.median().item(), far)
+    return check

@@ -88,11 +88,11 @@ def test_matches_reference_at_the_working_size_on_cuda(shape, path):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(DEVICE != "cuda", reason="TorchDIS picks the kernel on CUDA only")
-def test_torch_dis_with_the_kernel_matches_the_torch_refinement(monkeypatch):
+def test_torch_dis_with_the_kernel_matches_the_torch_refinement(monkeypatch, flows_close):
     assert dis_torch.refine_function(torch.device("cuda")) is refine
     source, target, _ = case(2, 120, 200, seed=3)
     params = dis_torch.TORCH_DIS_PRESETS["fast"]
     fused = dis_torch.dis_flow(source[:, 0], target[:, 0], params)
     monkeypatch.setattr(dis_torch, "refine_function", lambda device: refine_reference)
     plain = dis_torch.dis_flow(source[:, 0], target[:, 0], params)
-    torch.testing.assert_close(fused, plain, rtol=0, atol=1e-2)
+    flows_close(fused, plain)
