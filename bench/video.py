@@ -513,26 +513,19 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
         return " > ".join(video[step:step + 3]) or "push"
 
     counting = OpCounter(temporal_step)
-    search = dis_torch.search_function
 
-    def one_launch(device_, size):
-        inner = search(device_, size)
+    def one_launch_each(picker, label):
+        """picker (a `dis_torch` function picker), each function it picks counted as one launch per call."""
+        def counted_picker(device_, size):
+            inner = picker(device_, size)
 
-        def fused(*args):
-            counting.by_function["dis patch search (one launch)"] += 1
-            return inner(*args)
-        return fused
+            def counted(*args):
+                counting.by_function[label] += 1
+                return inner(*args)
+            return counted
+        return counted_picker
 
-    spread = dis_torch.propagate_function
-
-    def one_launch_per_round(device_, size):
-        inner = spread(device_, size)
-
-        def fused(*args):
-            counting.by_function["dis propagation (one launch per round)"] += 1
-            return inner(*args)
-        return fused
-
+    search, spread = dis_torch.search_function, dis_torch.propagate_function
     refinement = dis_torch.refine_function
 
     def kernel_launches(device_):
@@ -544,8 +537,8 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
             return inner(source, target, flow, params)
         return fused
 
-    dis_torch.search_function = one_launch
-    dis_torch.propagate_function = one_launch_per_round
+    dis_torch.search_function = one_launch_each(search, "dis patch search (one launch)")
+    dis_torch.propagate_function = one_launch_each(spread, "dis propagation (one launch per round)")
     dis_torch.refine_function = kernel_launches
     try:
         inpainter = VideoInpainter(engine, config=dataclasses.replace(config, temporal_device="engine"))

@@ -17,6 +17,7 @@ import triton.language as tl
 
 from rethined_engine.video import dis_torch
 
+from .sampling import bilinear
 from .tuning import INTERPRET
 
 BLOCK_P = 64 if INTERPRET else 16          # patches per program (interpreted: few, wide programs)
@@ -28,19 +29,7 @@ propagate_reference = dis_torch.propagate
 def _read(image, x, y, u, v, h, w, mask):
     """image (h, w) at every pixel x, y (BLOCK_P, N) of each patch moved by its flow u, v (BLOCK_P,): bilinear,
     edges replicated (as `grid_sample` with border padding) -> (BLOCK_P, N)."""
-    px = tl.minimum(tl.maximum(x + u[:, None], 0.0), w - 1.0)
-    py = tl.minimum(tl.maximum(y + v[:, None], 0.0), h - 1.0)
-    left = tl.floor(px)
-    top = tl.floor(py)
-    fx = px - left
-    fy = py - top
-    x0 = left.to(tl.int32)
-    y0 = top.to(tl.int32)
-    x1 = tl.minimum(x0 + 1, w - 1)
-    y1 = tl.minimum(y0 + 1, h - 1)
-    upper = tl.load(image + y0 * w + x0, mask=mask, other=0.0) * (1 - fx) + tl.load(image + y0 * w + x1, mask=mask, other=0.0) * fx
-    lower = tl.load(image + y1 * w + x0, mask=mask, other=0.0) * (1 - fx) + tl.load(image + y1 * w + x1, mask=mask, other=0.0) * fx
-    return upper * (1 - fy) + lower * fy
+    return bilinear(image, x + u[:, None], y + v[:, None], h, w, mask)
 
 
 @triton.jit

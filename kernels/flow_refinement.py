@@ -26,6 +26,7 @@ import triton.language as tl
 from rethined_engine.video import flow_refinement
 from rethined_engine.video.flow_refinement import RefinementParams
 
+from .sampling import bilinear
 from .tuning import INTERPRET
 
 BLOCK = 4096 if INTERPRET else 512          # pixels per program (interpreted: few, wide programs)
@@ -185,20 +186,9 @@ def _warped(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live):
     """At pixels (row, col) of image b: the source, and the target read at the pixel moved by its flow (bilinear,
     edges replicated, as `video.flow_refinement.warp`)."""
     at = row * w + col
-    px = tl.minimum(tl.maximum(col + tl.load(flow_ptr + 2 * b * n + at, mask=live, other=0.0), 0.0), w - 1.0)
-    py = tl.minimum(tl.maximum(row + tl.load(flow_ptr + (2 * b + 1) * n + at, mask=live, other=0.0), 0.0), h - 1.0)
-    left = tl.floor(px)
-    top = tl.floor(py)
-    fx = px - left
-    fy = py - top
-    x0 = left.to(tl.int32)
-    y0 = top.to(tl.int32)
-    x1 = tl.minimum(x0 + 1, w - 1)
-    y1 = tl.minimum(y0 + 1, h - 1)
-    image = target_ptr + b * n
-    upper = tl.load(image + y0 * w + x0, mask=live, other=0.0) * (1 - fx) + tl.load(image + y0 * w + x1, mask=live, other=0.0) * fx
-    lower = tl.load(image + y1 * w + x0, mask=live, other=0.0) * (1 - fx) + tl.load(image + y1 * w + x1, mask=live, other=0.0) * fx
-    return tl.load(source_ptr + b * n + at, mask=live, other=0.0), upper * (1 - fy) + lower * fy
+    px = col + tl.load(flow_ptr + 2 * b * n + at, mask=live, other=0.0)
+    py = row + tl.load(flow_ptr + (2 * b + 1) * n + at, mask=live, other=0.0)
+    return tl.load(source_ptr + b * n + at, mask=live, other=0.0), bilinear(target_ptr + b * n, px, py, h, w, live)
 
 
 @triton.jit

@@ -173,29 +173,28 @@ def propagate(target: torch.Tensor, template: torch.Tensor, x: torch.Tensor, y: 
 
 
 def search_function(device: torch.device, size: int):
-    """The patches' search for tensors on device: on CUDA with Triton installed, the fused kernel
-    (`kernels.dis_search.inverse_search`: every iteration in one launch) where a patch's size^2 pixels are a power
-    of two; else `inverse_search`, a few torch operations per iteration."""
-    if device.type == "cuda" and size * size & (size * size - 1) == 0:
-        try:
-            from ..kernels import dis_search
-        except ImportError:         # no Triton: torch
-            return inverse_search
-        return dis_search.inverse_search
-    return inverse_search
+    """The patches' search for tensors on device: the fused kernel (`kernels.dis_search.inverse_search`: every
+    iteration in one launch) where `_patch_kernel` finds it; else `inverse_search`, a few torch operations per
+    iteration."""
+    return _patch_kernel("inverse_search", device, size) or inverse_search
 
 
 def propagate_function(device: torch.device, size: int):
-    """The patches' propagation round for tensors on device: on CUDA with Triton installed, the kernel
-    (`kernels.dis_search.propagate`: one launch per round) where a patch's size^2 pixels are a power of two; else
-    `propagate`."""
-    if device.type == "cuda" and size * size & (size * size - 1) == 0:
-        try:
-            from ..kernels import dis_search
-        except ImportError:         # no Triton: torch
-            return propagate
-        return dis_search.propagate
-    return propagate
+    """The patches' propagation round for tensors on device: the kernel (`kernels.dis_search.propagate`: one
+    launch per round) where `_patch_kernel` finds it; else `propagate`."""
+    return _patch_kernel("propagate", device, size) or propagate
+
+
+def _patch_kernel(name: str, device: torch.device, size: int):
+    """`kernels.dis_search`'s function of that name on CUDA with Triton installed where a patch's size^2 pixels
+    are a power of two (the kernels hold a patch in one block); else None."""
+    if device.type != "cuda" or size * size & (size * size - 1):
+        return None
+    try:
+        from ..kernels import dis_search
+    except ImportError:             # no Triton: torch
+        return None
+    return getattr(dis_search, name)
 
 
 def refine_function(device: torch.device):
