@@ -63,7 +63,8 @@ def load_grey(path: Path) -> np.ndarray:
     if image is None:
         raise ValueError(f"photos: cannot read {path}")
     scale = WIDTH / max(image.shape)
-    return cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def errors(estimate: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
@@ -96,7 +97,8 @@ def measure(photos: list[Path], noises: list[float]) -> list[dict]:
         mean, median, outliers, seconds = np.mean(values, axis=0)
         rows.append({"motion": motion, "noise": noise, "estimator": name, "photos": len(values),
                      "mean_epe": round(float(mean), 4), "median_epe": round(float(median), 4),
-                     "outliers": round(float(outliers), 4), "seconds": round(float(np.median([v[3] for v in values])), 4)})
+                     "outliers": round(float(outliers), 4),
+                     "seconds": round(float(np.median([v[3] for v in values])), 4)})
     return rows
 
 
@@ -116,7 +118,8 @@ def main() -> None:
     if not photos:
         raise SystemExit(f"--photos: no .png or .jpg in {args.photos}")
     environment = run_environment("cpu")
-    rows = [{**row, "commit": environment["commit"], "dirty": environment["dirty"]} for row in measure(photos, args.noise)]
+    rows = [{**row, "commit": environment["commit"], "dirty": environment["dirty"]}
+            for row in measure(photos, args.noise)]
     if args.merge and args.out.exists():
         ours = {row_key(row) for row in rows}
         rows = [row for row in json.loads(args.out.read_text())["rows"] if row_key(row) not in ours] + rows

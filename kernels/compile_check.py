@@ -190,7 +190,8 @@ def _video_variants(dis_search, flow_refinement) -> list[tuple]:
            "parity": "i32", "omega": "fp32", "BLOCK": "constexpr"}
     terms = {"source_ptr": "*fp32", "target_ptr": "*fp32", "flow_ptr": "*fp32", "terms_ptr": "*fp32", "h": "i32",
              "w": "i32", "BLOCK": "constexpr"}
-    fused = {"source_ptr": "*fp32", "target_ptr": "*fp32", "terms_ptr": "*fp32", "flow_ptr": "*fp32", "increment_ptr": "*fp32", "weights_ptr": "*fp32",
+    fused = {"source_ptr": "*fp32", "target_ptr": "*fp32", "terms_ptr": "*fp32", "flow_ptr": "*fp32",
+             "increment_ptr": "*fp32", "weights_ptr": "*fp32",
              "system_ptr": "*fp32", "h": "i32", "w": "i32", "fixed_point_iterations": "i32", "sor_iterations": "i32",
              "half_alpha": "fp32", "half_delta": "fp32", "half_gamma": "fp32", "zeta2": "fp32", "eps2": "fp32",
              "omega": "fp32", "BLOCK": "constexpr"}
@@ -200,8 +201,8 @@ def _video_variants(dis_search, flow_refinement) -> list[tuple]:
             ("refine_smoothness", flow_refinement.smoothness_kernel, smooth, {"BLOCK": flow_refinement.BLOCK}, 4, 3),
             ("refine_system", flow_refinement.system_kernel, system, {"BLOCK": flow_refinement.BLOCK}, 4, 3),
             ("refine_sor", flow_refinement.sor_kernel, sor, {"BLOCK": flow_refinement.BLOCK}, 4, 3),
-            ("refine_sor[parity1]", flow_refinement.sor_kernel, sor, {"parity": INT_ONE, "BLOCK": flow_refinement.BLOCK},
-             4, 3),
+            ("refine_sor[parity1]", flow_refinement.sor_kernel, sor,
+             {"parity": INT_ONE, "BLOCK": flow_refinement.BLOCK}, 4, 3),
             ("refine_fused", flow_refinement.fused_refine_kernel, fused, {"BLOCK": flow_refinement.FUSED_BLOCK},
              flow_refinement.FUSED_WARPS, 3)]
 

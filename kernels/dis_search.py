@@ -1,5 +1,5 @@
-"""DIS's patch search (`video.dis_torch.inverse_search`) as one Triton launch per pyramid scale, with its torch
-reference.
+"""DIS's patch search (`video.dis_torch.inverse_search`) as one Triton launch per pyramid scale, and its spatial
+propagation (`video.dis_torch.propagate`) as one launch per round, with their torch references.
 
 Each program takes BLOCK_P patches of one image, holds their n = size^2 template pixels and mean-normalised
 gradients in registers, and runs every Gauss-Newton iteration in place: bilinear reads of the target at the
@@ -7,7 +7,9 @@ patch's pixels moved by its flow (edges replicated, as `grid_sample` with border
 products with the gradients and the 2 x 2 solve, and the patch's mean-normalised SSD, which stops it once it no
 longer falls. The torch reference issues about eight small kernels per
 iteration (on the video working size, 3 scales x 16 iterations: ~400 launches per flow, all launch-bound on a GPU);
-this is one per scale. Flows agree to float rounding (tests/test_kernel_dis_search.py).
+this is one per scale. A propagation round's program reads each of its patches at its own flow and at its four
+grid neighbours' and keeps the lowest SSD. Flows agree to float rounding, the discrete choices (the search's stop,
+the propagation's pick) but for near ties (tests/test_kernel_dis_search.py).
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ races). An image of at most FUSED_MAX_PIXELS (the fast preset's scales at the vi
 and smaller) runs all of them in one program, `fused_refine_kernel`, which walks the image in chunks and puts a
 barrier between the passes; a larger one takes 2 + 2 x sor_iterations launches per fixed-point iteration. The
 image derivatives (`video.flow_refinement.image_terms`, once per scale) are `terms_kernel`, or the fused kernel's
-first pass: every pixel's 13 reads of the warped mean it needs, recomputed per pixel. Flows agree with the
+first pass: each pixel reads the warped mean at the 13 positions around it that its second differences need
+(some twice), nothing shared between pixels. Flows agree with the
 reference to float rounding (tests/test_kernel_flow_refinement.py; the fused kernel's barriers are checked only
 on a GPU, the interpreter runs a program's passes in order anyway).
 

@@ -17,6 +17,8 @@ def bilinear(image, px, py, h, w, mask):
     y0 = top.to(tl.int32)
     x1 = tl.minimum(x0 + 1, w - 1)
     y1 = tl.minimum(y0 + 1, h - 1)
-    upper = tl.load(image + y0 * w + x0, mask=mask, other=0.0) * (1 - fx) + tl.load(image + y0 * w + x1, mask=mask, other=0.0) * fx
-    lower = tl.load(image + y1 * w + x0, mask=mask, other=0.0) * (1 - fx) + tl.load(image + y1 * w + x1, mask=mask, other=0.0) * fx
+    upper = (tl.load(image + y0 * w + x0, mask=mask, other=0.0) * (1 - fx)
+             + tl.load(image + y0 * w + x1, mask=mask, other=0.0) * fx)
+    lower = (tl.load(image + y1 * w + x0, mask=mask, other=0.0) * (1 - fx)
+             + tl.load(image + y1 * w + x1, mask=mask, other=0.0) * fx)
     return upper * (1 - fy) + lower * fy

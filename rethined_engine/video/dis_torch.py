@@ -126,7 +126,8 @@ def inverse_search(target: torch.Tensor, template: torch.Tensor, gx: torch.Tenso
     where the search strayed more than size px from it.
 
     As in OpenCV, a patch stops after the step taken where its mean-normalised SSD (`patch_ssd`) stopped falling:
-    under noise the later steps chase it (on noisy pans the median end-point error falls by about a third)."""
+    under noise the later steps chase it (with it, on `bench.flow_accuracy`'s noisy known motions, the mean
+    end-point error fell by 29-45 %)."""
     hxx = (gx * gx).sum(-1) + HESSIAN_EPS
     hxy = (gx * gy).sum(-1)
     hyy = (gy * gy).sum(-1) + HESSIAN_EPS
@@ -164,9 +165,10 @@ def propagate(target: torch.Tensor, template: torch.Tensor, x: torch.Tensor, y: 
     rows, cols = grid
     own = flow.reshape(b, 2, rows, cols)
     edge = F.pad(own, (1, 1, 1, 1), mode="replicate")          # a missing neighbour repeats the patch itself
-    candidates = torch.stack((own, edge[..., 1:-1, :-2], edge[..., 1:-1, 2:], edge[..., :-2, 1:-1], edge[..., 2:, 1:-1]),
-                             2).reshape(b, 2, 5, rows * cols)
-    reads = sample(target, (x + candidates[:, 0, :, :, None]).flatten(1, 2), (y + candidates[:, 1, :, :, None]).flatten(1, 2))
+    left, right, up, down = edge[..., 1:-1, :-2], edge[..., 1:-1, 2:], edge[..., :-2, 1:-1], edge[..., 2:, 1:-1]
+    candidates = torch.stack((own, left, right, up, down), 2).reshape(b, 2, 5, rows * cols)
+    moved = x + candidates[:, 0, :, :, None], y + candidates[:, 1, :, :, None]          # (B, 5, P, n) each
+    reads = sample(target, moved[0].flatten(1, 2), moved[1].flatten(1, 2))
     ssd = patch_ssd(reads.reshape(b, 5, rows * cols, -1) - template[:, None])          # (B, 5, P)
     best = ssd.argmin(1)[:, None, None].expand(b, 2, 1, rows * cols)
     return candidates.gather(2, best)[:, :, 0]
