@@ -1,6 +1,6 @@
 """How near the video path's flow estimators come to known flows, on synthetic motions over real photos.
 
-    python -m bench.flow_accuracy --photos PHOTOS/train [--limit 8] [--noise 0 2] [--out OUT.json]
+    python -m bench.flow_accuracy --photos PHOTOS/train [--limit 8] [--noise 0 2] [--device cuda] [--out OUT.json]
 
 Each photo (grey, long side `WIDTH` px, about the video path's working size) is moved by three known flows, each
 seeded per photo: a camera `shift` (up to +-25 x +-15 px), a camera `zoom-rotate` (up to +-6 % and +-0.05 rad about
@@ -12,8 +12,9 @@ less a `BORDER` px margin: mean and median end-point error (px) and the share of
 `OUTLIER_PX` off, averaged over the photos, per motion and noise level; each row names the commit it ran at
 (`--merge` keeps the saved rows of other commits, so that one file holds an estimator before and after a change).
 
-Estimators: OpenCV's DIS (`video.flow.dis`, the host path's) and `TorchDIS` (`video.dis_torch`, the device
-path's), both at the `fast` preset, on the CPU. The JSON holds the run's environment (`bench.env`) and the rows.
+Estimators: OpenCV's DIS (`video.flow.dis`, the host path's, on the CPU) and `TorchDIS` (`video.dis_torch`, the
+device path's, on `--device`: on CUDA with its Triton kernels), both at the `fast` preset. The JSON holds the run's
+environment (`bench.env`) and the rows; the default file is named by the device.
 """
 from __future__ import annotations
 
@@ -73,8 +74,8 @@ def errors(estimate: np.ndarray, truth: np.ndarray) -> tuple[float, float, float
     return float(epe.mean()), float(np.median(epe)), float((epe > OUTLIER_PX).mean())
 
 
-def measure(photos: list[Path], noises: list[float]) -> list[dict]:
-    estimators = {"opencv_dis": dis(PRESET), "torch_dis": TorchDIS(PRESET)}
+def measure(photos: list[Path], noises: list[float], device: str = "cpu") -> list[dict]:
+    estimators = {"opencv_dis": dis(PRESET), "torch_dis": TorchDIS(PRESET, device)}
     scores: dict[tuple, list] = {}
     for index, path in enumerate(photos):
         photo = load_grey(path)
@@ -88,6 +89,7 @@ def measure(photos: list[Path], noises: list[float]) -> list[dict]:
 
                 source, target = noisy(warp_back(photo, truth)), noisy(photo)
                 for name, estimator in estimators.items():
+                    estimator.calc(source, target, None)        # warm: CUDA's first call compiles the kernels
                     start = time.perf_counter()
                     flow = estimator.calc(source, target, None)
                     seconds = time.perf_counter() - start
@@ -108,7 +110,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=8, help="the first N photos, sorted by name")
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 2.0], help="sensor noise sigmas (levels)")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/flow-accuracy-cpu.json"))
+    parser.add_argument("--device", default="cpu", help="TorchDIS's torch device (default: cpu)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default bench/results/flow-accuracy-<cpu or GPU name>.json")
     parser.add_argument("--merge", action="store_true", help="keep the saved rows of other commits")
     args = parser.parse_args()
     if args.threads:
@@ -117,9 +121,12 @@ def main() -> None:
     photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})[:args.limit]
     if not photos:
         raise SystemExit(f"--photos: no .png or .jpg in {args.photos}")
-    environment = run_environment("cpu")
+    environment = run_environment(args.device)
+    if args.out is None:
+        name = "cpu" if args.device == "cpu" else environment["device"].replace(" ", "_")
+        args.out = Path(f"bench/results/flow-accuracy-{name}.json")
     rows = [{**row, "commit": environment["commit"], "dirty": environment["dirty"]}
-            for row in measure(photos, args.noise)]
+            for row in measure(photos, args.noise, args.device)]
     if args.merge and args.out.exists():
         ours = {row_key(row) for row in rows}
         rows = [row for row in json.loads(args.out.read_text())["rows"] if row_key(row) not in ours] + rows

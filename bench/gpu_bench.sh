@@ -47,7 +47,7 @@ EOF
 
 # Each step has a time limit (a remote command may be cut at 10 minutes) and its results are copied
 # to $OUT as soon as it ends, so a step cut short loses only itself.
-STEPS=${STEPS:-"tests backend kernels latency interleave batch video compile profile"}
+STEPS=${STEPS:-"tests backend kernels latency interleave batch video flow compile profile"}
 STAMP=$(mktemp); touch "$STAMP"   # result files newer than this one were written by this run
 step() {   # step NAME SECONDS LABEL CMD...
     local name=$1 limit=$2 label=$3; shift 3
@@ -82,6 +82,8 @@ step latency 200 "end-to-end latency, triton (graphed: default, fast and smooth 
 step video 240 "frames/s of VideoInpainter.push at 3840x2160: temporal off, on (the host path), and on the device path without and with the files' lookahead of 16; frames in host memory and on the GPU" \
     python -m bench.video --parts throughput --device cuda --throughput-heights 2160 --throughput-frames 30 \
     --modes off on on+temporal_device=engine on+temporal_device=engine,lookahead=16
+step flow 90 "TorchDIS with its Triton kernels against known motions (the carried photo), beside OpenCV's DIS on the CPU" \
+    python -m bench.flow_accuracy --device cuda --photos photos/train --limit 1
 # video-thin (only when named in STEPS) needs clips/cup.mp4 (python -m bench.video_clips; clips/ is not in git)
 step video-thin 240 "a thin hole on the GPU: cup-watermark end to end, the engine's cut-out as it is and rounded to 64 px (the CUDA default: fewer shapes, fewer CUDA graph captures), host and device paths" \
     python -m bench.video --parts quality --device cuda --cases cup-watermark --modes on+engine_box_multiple=1 on \
