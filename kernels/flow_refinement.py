@@ -10,9 +10,9 @@ races). An image of at most FUSED_MAX_PIXELS (the fast preset's scales at the vi
 and smaller) runs all of them in one program, `fused_refine_kernel`, which walks the image in chunks and puts a
 barrier between the passes; a larger one takes 2 + 2 x sor_iterations launches per fixed-point iteration. The
 image derivatives (`video.flow_refinement.image_terms`, once per scale) are `terms_kernel`, or the fused kernel's
-first pass: each pixel reads the warped mean at the 13 positions around it that its second differences need
-(some twice), nothing shared between pixels. Flows agree with the
-reference to float rounding (tests/test_kernel_flow_refinement.py; the fused kernel's barriers are checked only
+first pass: each pixel reads the warped target at the 13 positions around it that its second differences need
+(17 reads: the second differences' clamped positions are read apart), nothing shared between pixels. Flows agree
+with the reference to float rounding (tests/test_kernel_flow_refinement.py; the fused kernel's barriers are checked only
 on a GPU, the interpreter runs a program's passes in order anyway).
 
 Layouts: every tensor contiguous float32, (B, C, h, w) flattened per channel; pixel i of an image is row i // w,
@@ -193,14 +193,8 @@ def _warped(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live):
 
 
 @triton.jit
-def _mean_iz(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live):
-    """The mean of source and warped target, and their difference Iz (warped - source), at (row, col)."""
-    source, warped = _warped(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live)
-    return (source + warped) / 2, warped - source
-
-
-@triton.jit
 def _mean(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live):
+    """The mean of the source and the warped target at (row, col)."""
     source, warped = _warped(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live)
     return (source + warped) / 2
 
@@ -225,13 +219,14 @@ def _terms(source_ptr, target_ptr, flow_ptr, terms_ptr, b, n, i, live, row, col,
     difference of one at the clamped neighbours, as the reference's replicate padding of each in turn."""
     left, right = tl.maximum(col - 1, 0), tl.minimum(col + 1, w - 1)
     up, down = tl.maximum(row - 1, 0), tl.minimum(row + 1, h - 1)
-    _, iz = _mean_iz(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live)
-    _, iz_left = _mean_iz(source_ptr, target_ptr, flow_ptr, b, n, row, left, h, w, live)
-    _, iz_right = _mean_iz(source_ptr, target_ptr, flow_ptr, b, n, row, right, h, w, live)
-    _, iz_up = _mean_iz(source_ptr, target_ptr, flow_ptr, b, n, up, col, h, w, live)
-    _, iz_down = _mean_iz(source_ptr, target_ptr, flow_ptr, b, n, down, col, h, w, live)
-    ix = _ix(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live)
-    iy = _iy(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live)
+    source, warped = _warped(source_ptr, target_ptr, flow_ptr, b, n, row, col, h, w, live)
+    source_l, warped_l = _warped(source_ptr, target_ptr, flow_ptr, b, n, row, left, h, w, live)
+    source_r, warped_r = _warped(source_ptr, target_ptr, flow_ptr, b, n, row, right, h, w, live)
+    source_u, warped_u = _warped(source_ptr, target_ptr, flow_ptr, b, n, up, col, h, w, live)
+    source_d, warped_d = _warped(source_ptr, target_ptr, flow_ptr, b, n, down, col, h, w, live)
+    iz = warped - source
+    ix = (source_r + warped_r) / 2 - (source_l + warped_l) / 2        # the four neighbours give Ix, Iy, Ixz, Iyz
+    iy = (source_d + warped_d) / 2 - (source_u + warped_u) / 2
     ixx = (_ix(source_ptr, target_ptr, flow_ptr, b, n, row, right, h, w, live)
            - _ix(source_ptr, target_ptr, flow_ptr, b, n, row, left, h, w, live))
     ixy = (_ix(source_ptr, target_ptr, flow_ptr, b, n, down, col, h, w, live)
@@ -245,8 +240,8 @@ def _terms(source_ptr, target_ptr, flow_ptr, terms_ptr, b, n, i, live, row, col,
     tl.store(out + 3 * n, ixx, mask=live)
     tl.store(out + 4 * n, ixy, mask=live)
     tl.store(out + 5 * n, iyy, mask=live)
-    tl.store(out + 6 * n, iz_right - iz_left, mask=live)
-    tl.store(out + 7 * n, iz_down - iz_up, mask=live)
+    tl.store(out + 6 * n, (warped_r - source_r) - (warped_l - source_l), mask=live)
+    tl.store(out + 7 * n, (warped_d - source_d) - (warped_u - source_u), mask=live)
 
 
 @triton.jit
