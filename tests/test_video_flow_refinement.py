@@ -101,7 +101,7 @@ def test_torch_dis_presets_refine_as_opencv_presets(preset):
 
 def test_torch_dis_follows_opencv_dis_with_the_refinement(rng):
     """The fast preset on a shifted texture: the refinement lowers TorchDIS's median end-point error, and TorchDIS
-    stays within 1.5x of OpenCV's DIS without the spatial propagation TorchDIS leaves out."""
+    stays within 1.5x of OpenCV's DIS without its sequential spatial propagation (TorchDIS's is a parallel form)."""
     source, target = textured_pair(rng, 120, 200, (3, 2))
     truth = np.float32([-3.0, -2.0])
 

@@ -5,8 +5,8 @@ caller's frames live on the host).
 Same algorithm, same `VideoConfig`, same decisions (one code for both paths: `temporal_emit.TemporalEmitter`
 over `DEVICE_STEPS`); the differences are the arithmetic of the primitives: area resizes with torch's integer
 windows (OpenCV weighs partial pixels), bilinear reads in float32 (OpenCV's remap quantises positions to 1/32 px),
-the flow by `video.dis_torch.TorchDIS` (no spatial propagation), a hole's width measured on the host
-(`temporal.hole_width`, a distance transform) once per distinct mask. `DeviceTemporal` is the stream;
+the flow by `video.dis_torch.TorchDIS` (a parallel form of DIS's spatial propagation), a hole's width measured on
+the host (`temporal.hole_width`, a distance transform) once per distinct mask. `DeviceTemporal` is the stream;
 `VideoInpainter` uses it where `VideoConfig.temporal_device` says so.
 
 Layouts: frames (3, H, W) uint8 and masks (H, W) bool (True = hole) at full resolution; flows (2, h, w) float32
