@@ -33,7 +33,8 @@ def _read(reader, path: Path, what: str):
         raise SystemExit(f"error: cannot read {what} {path}: {exc}")
 
 
-def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, engine_options: dict) -> None:
+def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, engine_options: dict,
+                exclude_path: Path | None = None) -> None:
     from .engine import Engine  # torch import is slow: only after the arguments parsed
 
     try:
@@ -43,10 +44,12 @@ def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, engine_option
     t0 = time.perf_counter()
     photo = _read(read_photo, image_path, "image")
     mask = _read(lambda path: read_mask(path, photo), mask_path, "mask")
+    exclude = None if exclude_path is None else _read(lambda path: read_mask(path, photo), exclude_path, "exclude")
     height, width = photo.rgb.shape[:2]
     turned = "" if photo.orientation == UPRIGHT else f" (turned by its EXIF orientation {photo.orientation})"
+    excluded = "" if exclude is None else f", {100 * float((exclude != 0).mean()):.1f}% excluded as sources"
     print(f"[1/3] read {image_path.name} {width}x{height}{turned}, mask covers "
-          f"{100 * float((mask != 0).mean()):.1f}% ({time.perf_counter() - t0:.2f}s)")
+          f"{100 * float((mask != 0).mean()):.1f}%{excluded} ({time.perf_counter() - t0:.2f}s)")
     t1 = time.perf_counter()
     try:
         engine = Engine(**engine_options)
@@ -56,7 +59,7 @@ def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, engine_option
           f"({time.perf_counter() - t1:.2f}s)")
     t2 = time.perf_counter()
     try:
-        result = engine.inpaint(photo.rgb, mask)
+        result = engine.inpaint(photo.rgb, mask, exclude)
     except (ValueError, TypeError) as exc:
         raise SystemExit(f"error: {exc}")
     t3 = time.perf_counter()
@@ -131,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     inp.add_argument("image", type=Path, help="input image (PNG/JPEG/...)")
     inp.add_argument("mask", type=Path, help="mask image of the same size; nonzero pixels are filled")
     inp.add_argument("-o", "--output", type=Path, required=True, help="output .png, .jpg, .webp or .tif (only .jpg is lossy)")
+    inp.add_argument("--exclude", type=Path, default=None, help="mask image of the same size: nonzero pixels are "
+                     "kept but never copied into the hole (another object, a person beside it)")
     demo = sub.add_parser("demo", help="inpaint the shipped sample image with its mask")
     demo.add_argument("-o", "--output", type=Path, default=Path("rethined_demo.png"),
                       help="output .png, .jpg, .webp or .tif (default %(default)s)")
@@ -210,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "demo":
         run_inpaint(SAMPLE_IMAGE, SAMPLE_MASK, args.output, engine_kwargs(args))
     else:
-        run_inpaint(args.image, args.mask, args.output, engine_kwargs(args))
+        run_inpaint(args.image, args.mask, args.output, engine_kwargs(args), args.exclude)
     return 0
 
 

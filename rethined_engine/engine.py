@@ -92,10 +92,17 @@ class Engine:
         self._backend = backend
         self._lock = threading.Lock()
 
-    def inpaint(self, img: Any, mask: Any) -> Any:
-        """Fill the pixels where `mask` is set. See `rethined_engine.io` for the accepted inputs."""
+    def inpaint(self, img: Any, mask: Any, exclude: Any = None) -> Any:
+        """Fill the pixels where `mask` is set. See `rethined_engine.io` for the accepted inputs.
+
+        exclude: known pixels the fill must not copy (the sampling area's exclusions: a second object still to
+        remove, a person moving beside the hole), a mask accepted as `mask` is, nonzero = excluded; None copies
+        from anywhere. No token holding an excluded pixel (a square of `patch_size` LR px, `scale` x that at full
+        resolution) is a source; the excluded pixels themselves are kept, and the coarse network and the colour
+        steps still see them. Where every source is excluded, the fill is the coarse network's.
+        """
         with self._lock:
-            return self._impl.inpaint(img, mask)
+            return self._impl.inpaint(img, mask, exclude)
 
     def inpaint_frames(self, frames: Iterable[Any], masks: Any, batch_size: int = FRAME_BATCH) -> Iterator[Any]:
         """Inpaint a sequence of frames of one size, `batch_size` at a time (one `inpaint` call per batch, so

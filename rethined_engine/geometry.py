@@ -63,6 +63,23 @@ class Geometry:
 
         return torch.from_numpy(self.key_inside_grid().reshape(-1)).to(device)
 
+    def tokens_touching(self, pixels: np.ndarray) -> np.ndarray:
+        """(gh, gw) bool: the tokens wholly inside the image (`inside_grid`) with a set pixel of `pixels` (H, W)
+        bool in their span x span HR px; False for the others."""
+        span = self.scale * self.patch
+        rows, cols = tokens_inside(self.height, span), tokens_inside(self.width, span)
+        touched = np.zeros((self.grid_h, self.grid_w), bool)
+        inside = pixels[:rows * span, :cols * span].view(np.uint8)   # max over rows, then columns: ~10x faster than any
+        per_row = inside.reshape(rows, span, cols * span).max(axis=1)
+        touched[:rows, :cols] = per_row.reshape(rows, cols, span).max(axis=2) > 0
+        return touched
+
+    def source_grid(self, exclude: np.ndarray | None) -> np.ndarray:
+        """(gh, gw) bool: the tokens that may be sources of the fill: `key_inside_grid` less those touching the
+        excluded pixels `exclude` (H, W) bool (`tokens_touching`; None: none excluded)."""
+        keys = self.key_inside_grid()
+        return keys if exclude is None else keys & ~self.tokens_touching(exclude)
+
 
 def tokens_inside(extent: int, span: int) -> int:
     """How many leading tokens of `span` HR px lie wholly inside `extent` HR px (token i ends at (i + 1) span)."""

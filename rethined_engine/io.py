@@ -10,7 +10,8 @@ Two entry points share every rule below: `prepare` (torch backends: a `Batch` of
 `host_inputs` (the torch-free deployed pipeline: a `HostBatch` of numpy arrays). numpy and PIL inputs
 are checked and binarised in numpy, torch inputs in torch, each once. Importing this module imports
 neither torch nor PIL (the TensorRT runtime runs without torch); `prepare` imports torch when called.
-Error messages name the argument (`img`, `mask`) and say what to do.
+`exclude` (the known pixels a fill must not copy) is accepted and binarised as a mask is. Error messages name
+the argument (`img`, `mask`, `exclude`) and say what to do.
 """
 from __future__ import annotations
 
@@ -116,49 +117,51 @@ def _check_float_range(image: Any) -> None:
                          + (" (0..255 data? divide by 255)" if hi > 1.0 else ""))
 
 
-def _numpy_mask(mask: Any) -> np.ndarray:
-    """A numpy or PIL mask -> a numpy array (values untouched)."""
+def _numpy_mask(mask: Any, name: str) -> np.ndarray:
+    """A numpy or PIL mask -> a numpy array (values untouched); errors name the argument `name`."""
     if _is_pil(mask):
         if len(mask.getbands()) != 1:
-            raise ValueError(f"mask: PIL mode {mask.mode!r} has several channels; use mask.convert('L')")
+            raise ValueError(f"{name}: PIL mode {mask.mode!r} has several channels; use {name}.convert('L')")
         return np.asarray(mask.convert("L") if mask.mode == "P" else mask)
     if isinstance(mask, np.ndarray):
         if mask.dtype != np.bool_ and mask.dtype.kind not in "iuf":
-            raise TypeError(f"mask: unsupported numpy dtype {mask.dtype}")
+            raise TypeError(f"{name}: unsupported numpy dtype {mask.dtype}")
         return mask
-    raise TypeError(f"mask: expected a numpy array, torch tensor or PIL image, got {type(mask).__name__}")
+    raise TypeError(f"{name}: expected a numpy array, torch tensor or PIL image, got {type(mask).__name__}")
 
 
-def _torch_mask(mask: Any) -> "torch.Tensor":
-    """A torch mask: any real dtype (values untouched)."""
+def _torch_mask(mask: Any, name: str) -> "torch.Tensor":
+    """A torch mask: any real dtype (values untouched); errors name the argument `name`."""
     import torch
 
     if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"mask: expected a numpy array, torch tensor or PIL image, got {type(mask).__name__}")
+        raise TypeError(f"{name}: expected a numpy array, torch tensor or PIL image, got {type(mask).__name__}")
     if mask.is_complex():
-        raise TypeError(f"mask: unsupported torch dtype {mask.dtype}")
+        raise TypeError(f"{name}: unsupported torch dtype {mask.dtype}")
     return mask
 
 
-def _mask_batch_shape(shape: tuple[int, ...], batch: int, height: int, width: int) -> tuple[int, int, int, int]:
+def _mask_batch_shape(shape: tuple[int, ...], batch: int, height: int, width: int,
+                      name: str) -> tuple[int, int, int, int]:
     """Accepted mask layouts (HW, HW1, 1HW, BHW, B1HW, BHW1) -> the (B', 1, H, W) shape to reshape the
-    mask to (B' = 1 or batch); raises ValueError naming `mask` otherwise."""
+    mask to (B' = 1 or batch); raises ValueError naming the argument `name` otherwise."""
     core = tuple(shape)
     if len(core) >= 3 and core[-1] == 1 and core[-3:-1] == (height, width):
         core = core[:-1]                                           # HW1 / BHW1
     if len(core) < 2 or core[-2:] != (height, width):
-        raise ValueError(f"mask: shape {tuple(shape)} does not match the image size {height}x{width} "
+        raise ValueError(f"{name}: shape {tuple(shape)} does not match the image size {height}x{width} "
                          "(expected HW, HW1, 1HW, BHW or B1HW)")
     lead = core[:-2]
     if len(lead) == 2 and lead[1] == 1:
         lead = lead[:1]                                            # B1HW
     if len(lead) > 1 or (lead and lead[0] not in (1, batch)):
-        raise ValueError(f"mask: shape {tuple(shape)} does not fit a batch of {batch} images of {height}x{width}")
+        raise ValueError(f"{name}: shape {tuple(shape)} does not fit a batch of {batch} images of {height}x{width}")
     return (lead[0] if lead else 1, 1, height, width)
 
 
-def _binarise(mask: Any, threshold: float) -> Any:
-    """numpy array or torch tensor -> bool of the same kind: nonzero, or >= threshold for floats (NaN refused)."""
+def _binarise(mask: Any, threshold: float, name: str) -> Any:
+    """numpy array or torch tensor -> bool of the same kind: nonzero, or >= threshold for floats (NaN refused,
+    naming the argument `name`)."""
     if isinstance(mask, np.ndarray):
         if mask.dtype == np.bool_:
             return mask
@@ -171,16 +174,16 @@ def _binarise(mask: Any, threshold: float) -> Any:
         floating = mask.is_floating_point()
     if floating:
         if bool((mask != mask).any()):
-            raise ValueError("mask: contains NaN")
+            raise ValueError(f"{name}: contains NaN")
         return mask >= threshold
     return mask != 0
 
 
-def _mask(mask: Any, batch: int, height: int, width: int, threshold: float) -> Any:
+def _mask(mask: Any, batch: int, height: int, width: int, threshold: float, name: str = "mask") -> Any:
     """Any accepted mask -> bool (B', 1, H, W), B' = 1 or batch: a torch tensor for a torch mask (on its
-    device), else a numpy array."""
-    m = _torch_mask(mask) if _is_torch(mask) else _numpy_mask(mask)
-    return _binarise(m.reshape(_mask_batch_shape(tuple(m.shape), batch, height, width)), threshold)
+    device), else a numpy array. name: the argument it came as (`mask`, `exclude`), for error messages."""
+    m = _torch_mask(mask, name) if _is_torch(mask) else _numpy_mask(mask, name)
+    return _binarise(m.reshape(_mask_batch_shape(tuple(m.shape), batch, height, width, name)), threshold, name)
 
 
 def warn_fully_masked(stacklevel: int) -> None:
@@ -214,11 +217,13 @@ class HostBatch(NamedTuple):
     images: np.ndarray                   # (B, H, W, 3) uint8 or float, values untouched
     masks: np.ndarray                    # (B, H, W) bool, True = fill
     restore: Callable[[np.ndarray], Any]  # (B, H, W, 3) -> the caller's type
+    excludes: np.ndarray | None = None   # (B, H, W) bool, True = never a source of the fill; None: none excluded
 
 
-def host_inputs(img: Any, mask: Any, threshold: float) -> HostBatch:
+def host_inputs(img: Any, mask: Any, threshold: float, exclude: Any = None) -> HostBatch:
     """The `Engine.inpaint` contract for numpy HWC/BHWC and PIL RGB images, without torch (the deployed
-    pipeline): torch tensors are refused with how to convert them."""
+    pipeline): torch tensors are refused with how to convert them. exclude: a mask of the known pixels the
+    fill must not copy, accepted as `mask` is, or None."""
     if _is_torch(img):
         raise TypeError("img: this backend takes numpy arrays (HWC/BHWC) or PIL images; convert torch tensors "
                         "with img.permute(1, 2, 0).cpu().numpy() or use backend='torch'")
@@ -226,11 +231,16 @@ def host_inputs(img: Any, mask: Any, threshold: float) -> HostBatch:
     if checked is None:
         raise TypeError(f"img: expected a numpy array or PIL image, got {type(img).__name__}")
     arr, restore = checked
-    if _is_torch(mask):
-        raise TypeError("mask: this backend takes numpy arrays or PIL images; use mask.cpu().numpy()")
     batch, height, width = arr.shape[:3]
-    m = _mask(mask, batch, height, width, threshold)
-    return HostBatch(arr, np.broadcast_to(m[:, 0], (batch, height, width)), restore)
+    per_image = {}
+    for name, given in (("mask", mask), ("exclude", exclude)):
+        if given is None and name == "exclude":
+            continue
+        if _is_torch(given):
+            raise TypeError(f"{name}: this backend takes numpy arrays or PIL images; use {name}.cpu().numpy()")
+        per_image[name] = np.broadcast_to(_mask(given, batch, height, width, threshold, name)[:, 0],
+                                          (batch, height, width))
+    return HostBatch(arr, per_image["mask"], restore, per_image.get("exclude"))
 
 
 # --- torch backends ----------------------------------------------------------------------------------
@@ -242,14 +252,17 @@ class Batch:
     image: "torch.Tensor"             # original dtype (uint8 or float), values untouched
     mask: "torch.Tensor"
     restore: Callable[["torch.Tensor"], Any]  # (B, 3, H, W) tensor of the original dtype -> caller's type
+    exclude: "torch.Tensor | None" = None     # (B, 1, H, W) bool: known pixels never copied; None: none
 
     def to(self, device: "torch.device") -> "Batch":
-        """This batch with image and mask on `device` (the same objects where they are there already)."""
-        return replace(self, image=self.image.to(device), mask=self.mask.to(device))
+        """This batch with its tensors on `device` (the same objects where they are there already)."""
+        exclude = None if self.exclude is None else self.exclude.to(device)
+        return replace(self, image=self.image.to(device), mask=self.mask.to(device), exclude=exclude)
 
     def part(self, index: slice) -> "Batch":
         """The images `index` selects (a slice keeps the batch axis); `restore` stays the whole batch's."""
-        return replace(self, image=self.image[index], mask=self.mask[index])
+        exclude = None if self.exclude is None else self.exclude[index]
+        return replace(self, image=self.image[index], mask=self.mask[index], exclude=exclude)
 
     def fully_masked(self) -> list[bool]:
         """Per image: does its mask cover all of it."""
@@ -280,9 +293,22 @@ class Batch:
         return self.restore(self.image.clone())
 
 
-def prepare(img: Any, mask: Any, threshold: float = 0.5) -> Batch:
-    """Check `img` and `mask` and bring them to a common (B, 3, H, W) / (B, 1, H, W) form: numpy and PIL
-    inputs become tensors sharing their checked arrays' memory, torch inputs stay on their device."""
+def _torch_bool_mask(mask: Any, batch: int, height: int, width: int, threshold: float, name: str,
+                     device: "torch.device") -> "torch.Tensor":
+    """`_mask` as a (B, 1, H, W) bool tensor on `device` (a numpy mask shares its memory where it can)."""
+    import torch
+
+    m = _mask(mask, batch, height, width, threshold, name)
+    if isinstance(m, np.ndarray):
+        m = np.ascontiguousarray(m)                  # no negative strides
+        m = torch.from_numpy(m if m.flags.writeable else m.copy())
+    return m.to(device).expand(batch, 1, height, width)
+
+
+def prepare(img: Any, mask: Any, threshold: float = 0.5, exclude: Any = None) -> Batch:
+    """Check `img` and `mask` (and `exclude`, the known pixels the fill must not copy, accepted as `mask` is)
+    and bring them to a common (B, 3, H, W) / (B, 1, H, W) form: numpy and PIL inputs become tensors sharing
+    their checked arrays' memory, torch inputs stay on their device."""
     import torch
 
     if isinstance(img, torch.Tensor):
@@ -299,8 +325,6 @@ def prepare(img: Any, mask: Any, threshold: float = 0.5) -> Batch:
         image = torch.from_numpy(arr).permute(0, 3, 1, 2)
         restore = lambda out: host_restore(out.permute(0, 2, 3, 1).contiguous().numpy())  # noqa: E731
     batch, _, height, width = image.shape
-    m = _mask(mask, batch, height, width, threshold)
-    if isinstance(m, np.ndarray):
-        m = np.ascontiguousarray(m)                  # no negative strides
-        m = torch.from_numpy(m if m.flags.writeable else m.copy())
-    return Batch(image, m.to(image.device).expand(batch, 1, height, width), restore)
+    size = (batch, height, width, threshold)
+    excluded = None if exclude is None else _torch_bool_mask(exclude, *size, "exclude", image.device)
+    return Batch(image, _torch_bool_mask(mask, *size, "mask", image.device), restore, excluded)

@@ -83,3 +83,27 @@ def test_bad_settings_name_the_setting(tmp_path, setting, match):
     with pytest.raises(SystemExit, match=match):
         main(["inpaint", str(tmp_path / "in.png"), str(tmp_path / "mask.png"), "-o", str(tmp_path / "o.png"),
               "--device", "cpu", "--set", setting])
+
+
+def test_exclude_reaches_the_engine(tmp_path, capsys):
+    """--exclude: a mask image whose nonzero pixels are never copied; one of another size names the argument."""
+    from rethined_engine.cli import SAMPLE_IMAGE
+
+    image = np.asarray(Image.open(SAMPLE_IMAGE).convert("RGB").resize((240, 160)))
+    mask = np.zeros((160, 240), np.uint8)
+    mask[60:110, 90:160] = 255
+    exclude = np.zeros((160, 240), np.uint8)
+    exclude[:, 160:] = 255
+    for name, array in (("in.png", image), ("mask.png", mask), ("exclude.png", exclude),
+                        ("small.png", exclude[:100])):
+        Image.fromarray(array).save(tmp_path / name)
+    assert main(["inpaint", str(tmp_path / "in.png"), str(tmp_path / "mask.png"), "-o", str(tmp_path / "o.png"),
+                 "--device", "cpu", "--exclude", str(tmp_path / "exclude.png")]) == 0
+    assert "excluded as sources" in capsys.readouterr().out
+    engine = Engine(device="cpu")
+    want = engine.inpaint(image, mask, exclude)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), want)
+    assert not np.array_equal(want, engine.inpaint(image, mask))
+    with pytest.raises(SystemExit, match="exclude: shape"):
+        main(["inpaint", str(tmp_path / "in.png"), str(tmp_path / "mask.png"), "-o", str(tmp_path / "o.png"),
+              "--device", "cpu", "--exclude", str(tmp_path / "small.png")])

@@ -269,12 +269,12 @@ def test_calls_from_threads_run_one_at_a_time(weights_path, rng):
     expected = [engine.inpaint(img, mask) for img in images]
     inner, running, most = engine._impl.inpaint, [0], [0]
 
-    def counting_inpaint(img, m):
+    def counting_inpaint(img, m, exclude=None):
         running[0] += 1
         most[0] = max(most[0], running[0])
         time.sleep(0.02)
         try:
-            return inner(img, m)
+            return inner(img, m, exclude)
         finally:
             running[0] -= 1
 
@@ -367,7 +367,8 @@ def test_native_backend_runs_only_the_fully_masked_image_on_the_torch_path(weigh
     calls = []
     inner = backend._inpaint_known
     monkeypatch.setattr(backend, "_inpaint_known",
-                        lambda images, masks: calls.extend(image.shape for image in images) or inner(images, masks))
+                        lambda images, masks, excludes: calls.extend(image.shape for image in images)
+                        or inner(images, masks, excludes))
     images = rng.integers(0, 256, (3, 48, 64, 3), dtype=np.uint8)
     masks = np.stack([stroke_mask(48, 64, rng), np.ones((48, 64), bool), stroke_mask(48, 64, rng)])
     with pytest.warns(RuntimeWarning, match="whole image"):

@@ -148,7 +148,7 @@ def test_native_lr_network_on_several_images_per_call(engines, rng, monkeypatch,
     want = alone(engine, images, masks)
     calls = []
     inner = engine._impl._inpaint_known
-    monkeypatch.setattr(engine._impl, "_inpaint_known", lambda i, m: calls.append(len(i)) or inner(i, m))
+    monkeypatch.setattr(engine._impl, "_inpaint_known", lambda i, m, e: calls.append(len(i)) or inner(i, m, e))
     with pytest.warns(RuntimeWarning, match="whole image"):
         batch = engine.inpaint(images, masks)
     assert calls == [min(lr_batch, 4)] + ([4 - lr_batch] if lr_batch < 4 else [])

@@ -8,6 +8,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 pytest.importorskip("triton")
 from rethined_engine import ModelConfig  # noqa: E402
 from rethined_engine.config import STYLES  # noqa: E402
+from rethined_engine.geometry import plan  # noqa: E402
 from rethined_engine.backends.triton_backend import TritonBackend, TritonLRNetwork, uint8_images_agree  # noqa: E402
 from rethined_engine.deploy.onnx_export import LRNetwork, example_inputs  # noqa: E402
 from rethined_engine.train.masks import random_mask  # noqa: E402
@@ -138,7 +139,7 @@ def test_fully_masked_image_in_a_batch_alone_takes_the_torch_path(rng, monkeypat
     masks = np.stack([random_mask(37, 53, rng), np.ones((37, 53), bool)])
     calls = []
     monkeypatch.setattr(backend, "_inpaint_one",
-                        lambda img, hole: calls.append(1) or torch.where(hole.bool(), 255 - img, img))
+                        lambda img, hole, keys: calls.append(1) or torch.where(hole.bool(), 255 - img, img))
     with pytest.warns(RuntimeWarning, match="whole image"):
         batch = backend.inpaint(images, masks)
     assert len(calls) == 1
@@ -244,12 +245,13 @@ def test_graphed_pipeline_has_no_host_sync(weights_path, rng, style):
     h, w = 40, 64                                                # HR scale 1: the HR kernel is slow interpreted
     image = torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8)).to(device)
     hole = torch.from_numpy(random_mask(h, w, rng)).to(device)
+    keys = backend._grids(plan(h, w, backend.config))[0]
     backend.lr_network = TritonLRNetwork(backend.model, backend.config.hr_topk, compact=True)
-    want = backend._inpaint_one(image, hole)
+    want = backend._inpaint_one(image, hole, keys)
     backend.lr_network = TritonLRNetwork(backend.model, backend.config.hr_topk, compact=False)
     spy = HostSyncSpy()
     with spy:
-        got = backend._inpaint_one(image, hole)
+        got = backend._inpaint_one(image, hole, keys)
     assert spy.ops == []
     assert torch.equal(got, want)
     # the spy sees the compact copy path's syncs

@@ -162,17 +162,19 @@ class NativeBackend(TorchBackend):
         self.lr_network = (LRNetwork(self.model, self.config.hr_topk, compact=True)
                            if self.config.hr_topk > 0 else None)
 
-    def _inpaint_known(self, images: list[np.ndarray], masks: list[np.ndarray]) -> list[np.ndarray]:
-        """Images of one size (H, W, 3) uint8 or float32 with masks (H, W) uint8, each with known pixels ->
-        (H, W, 3) results of the images' dtype: the C++ LR preparation per image, the LR network once for
-        the whole batch, the C++ HR stage (and seam blend) per image."""
+    def _inpaint_known(self, images: list[np.ndarray], masks: list[np.ndarray],
+                       excludes: list[np.ndarray | None]) -> list[np.ndarray]:
+        """Images of one size (H, W, 3) uint8 or float32 with masks (H, W) uint8, each with known pixels, and
+        the known pixels each must not copy ((H, W) bool or None) -> (H, W, 3) results of the images' dtype: the
+        C++ LR preparation per image, the LR network once for the whole batch, the C++ HR stage (and seam
+        blend) per image."""
         geom = plan(images[0].shape[0], images[0].shape[1], self.config)
         prepared = [self.native.prepare_lr(image, mask, geom.scale, geom.grid_h, geom.grid_w, geom.patch)
                     for image, mask in zip(images, masks)]
         lr_image, lr_mask = (torch.from_numpy(np.concatenate(x)).to(self.dtype).contiguous(memory_format=torch.channels_last)
                              for x in zip(*prepared))
-        key_inside = torch.from_numpy(geom.key_inside_grid().astype(np.float32))[None, None]
-        key_inside = key_inside.expand(len(images), -1, -1, -1)
+        key_inside = torch.from_numpy(np.stack([geom.source_grid(exclude) for exclude in excludes])
+                                      .astype(np.float32))[:, None]
         lr_result, weight, fine_weight, index = self.lr_network(lr_image, lr_mask, key_inside)
         if not self.config.hf_transfer:
             weight, fine_weight = torch.zeros_like(weight), torch.zeros_like(fine_weight)
@@ -189,8 +191,8 @@ class NativeBackend(TorchBackend):
         return out
 
     @torch.inference_mode()
-    def inpaint(self, img: Any, mask: Any) -> Any:
-        batch = prepare(img, mask, self.config.float_mask_threshold)
+    def inpaint(self, img: Any, mask: Any, exclude: Any = None) -> Any:
+        batch = prepare(img, mask, self.config.float_mask_threshold, exclude)
         full = self._fully_masked(batch)
         if full is None:
             return batch.unchanged()
@@ -202,12 +204,14 @@ class NativeBackend(TorchBackend):
         if not as_uint8:
             images = images.float()
         masks = work.mask[:, 0].to(torch.uint8)
+        excludes = [None] * len(full) if work.exclude is None else [e[0].numpy() for e in work.exclude]
         known = [i for i in range(len(full)) if not full[i]]
         results = {}
         for start in range(0, len(known), LR_BATCH):
             chunk = known[start:start + LR_BATCH]
             results.update(zip(chunk, self._inpaint_known([np.ascontiguousarray(images[i].numpy()) for i in chunk],
-                                                          [masks[i].numpy() for i in chunk])))
+                                                          [masks[i].numpy() for i in chunk],
+                                                          [excludes[i] for i in chunk])))
         out = []
         for i in range(len(full)):
             part = work.part(slice(i, i + 1))

@@ -58,8 +58,8 @@ class TorchBackend:
             retain_freed_memory()      # no page faults for each call's large temporaries (cpu_memory.py)
 
     @torch.inference_mode()
-    def inpaint(self, img: Any, mask: Any) -> Any:
-        batch = prepare(img, mask, self.config.float_mask_threshold)
+    def inpaint(self, img: Any, mask: Any, exclude: Any = None) -> Any:
+        batch = prepare(img, mask, self.config.float_mask_threshold, exclude)
         if self._fully_masked(batch) is None:
             return batch.unchanged()
         return self._torch_result(batch)
@@ -81,8 +81,9 @@ class TorchBackend:
 
     def _fill(self, work: Batch) -> torch.Tensor:
         """The torch path on a batch on this backend's device: (B, 3, H, W) of the image's dtype there,
-        holes filled by the model, known pixels the input's, seams blended."""
-        result = self.model(work.as_float(self.dtype), work.mask)
+        holes filled by the model (never copying `work.exclude`'s pixels), known pixels the input's, seams
+        blended."""
+        result = self.model(work.as_float(self.dtype), work.mask, work.exclude)
         return self.blend_seams(work.image, work.mask, work.filled(result))
 
     def blend_seams(self, image: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch
 from ..geometry import plan
 from ..io import prepare
 from ..model.patchmatch import pad_rows, token_mask
-from ..model.rethined import Rethined
+from ..model.rethined import Rethined, tokens_touching
 from ..model.upscale import hf_band_gains
 from .cuda_graph import GraphedFunction
 from .torch_backend import TorchBackend, join_channels_last
@@ -162,12 +162,12 @@ class TritonBackend(TorchBackend):
         cuda = self.device.type == "cuda"
         self.lr_network = (TritonLRNetwork(self.model, self.config.hr_topk, compact=not cuda)
                            if kernels_cover else None)
-        self._token_grids: dict = {}   # per geometry, on the device: no host copy inside a captured graph
+        self._token_grids: dict = {}   # per geometry, on the device (`_grids`)
         self._graphed = GraphedFunction(self._inpaint_one, agree=uint8_images_agree) if cuda_graphs and cuda else None
 
     @torch.inference_mode()
-    def inpaint(self, img: Any, mask: Any) -> Any:
-        batch = prepare(img, mask, self.config.float_mask_threshold)
+    def inpaint(self, img: Any, mask: Any, exclude: Any = None) -> Any:
+        batch = prepare(img, mask, self.config.float_mask_threshold, exclude)
         full = self._fully_masked(batch)
         if full is None:
             return batch.unchanged()
@@ -175,20 +175,33 @@ class TritonBackend(TorchBackend):
             return self._torch_result(batch)
         work = batch.to(self.device)
         run = self._graphed or self._inpaint_one
+        geom = plan(work.image.shape[-2], work.image.shape[-1], self.config)
+        key_inside, _ = self._grids(geom)     # -> (B, 1, gh, gw), contiguous: one graph signature with or without
+        if work.exclude is None:
+            key_inside = key_inside.repeat(len(full), 1, 1, 1)
+        else:                                 # the sources less the tokens touching excluded pixels
+            touched = tokens_touching(work.exclude, geom.scale * geom.patch, geom.grid_h, geom.grid_w)
+            key_inside = key_inside * ~touched.reshape(-1, 1, geom.grid_h, geom.grid_w)
         out = [self._fill(work.part(slice(i, i + 1)))[0] if full[i]   # nothing known: the coarse guess, torch path
-               else run(image, hole[0])                              # image (3, H, W) uint8, any strides
+               else run(image, hole[0], key_inside[i:i + 1])         # image (3, H, W) uint8, any strides
                for i, (image, hole) in enumerate(zip(work.image, work.mask))]
         return batch.restore(join_channels_last(out).to(batch.image.device))
 
-    def _inpaint_one(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-        """image (3, H, W) uint8, hole (H, W) bool on the device -> (3, H, W) uint8; no host syncs."""
+    def _grids(self, geom) -> tuple[torch.Tensor, torch.Tensor]:
+        """A geometry's token grids on the device, made once (no host copy inside a captured graph): the keys by
+        position (1, 1, gh, gw) of the compute dtype, and the tokens inside the image (N,) bool."""
+        if geom not in self._token_grids:
+            keys = torch.from_numpy(geom.key_inside_grid()).to(self.device, self.dtype)[None, None]
+            self._token_grids[geom] = keys, torch.from_numpy(geom.inside_grid().reshape(-1)).to(self.device)
+        return self._token_grids[geom]
+
+    def _inpaint_one(self, image: torch.Tensor, hole: torch.Tensor, key_inside: torch.Tensor) -> torch.Tensor:
+        """image (3, H, W) uint8, hole (H, W) bool, key_inside (1, 1, gh, gw) of the compute dtype (1 = the token
+        may be a source) on the device -> (3, H, W) uint8; no host syncs."""
         geom = plan(image.shape[-2], image.shape[-1], self.config)
         lr_image, lr_mask = self.prepare_lr(image, hole, geom, channels_last=False)
         lr_image, lr_mask = lr_image.to(self.dtype), lr_mask.to(self.dtype)
-        if geom not in self._token_grids:   # (the keys by position (1, 1, gh, gw), the tokens inside the image (N,))
-            keys = torch.from_numpy(geom.key_inside_grid()).to(self.device, self.dtype)[None, None]
-            self._token_grids[geom] = keys, torch.from_numpy(geom.inside_grid().reshape(-1)).to(self.device)
-        key_inside, inside = self._token_grids[geom]
+        _, inside = self._grids(geom)
         lr_result, weight, fine_weight, index = self.lr_network(lr_image, lr_mask, key_inside)
         if not self.config.hf_transfer:
             weight, fine_weight = torch.zeros_like(weight), torch.zeros_like(fine_weight)

@@ -48,13 +48,14 @@ def unit_float(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32) / np.float32(255.0) if image.dtype == np.uint8 else image.astype(np.float32)
 
 
-def prepare_lr(image: np.ndarray, mask: np.ndarray, geom: Geometry) -> LRInputs:
-    """HR image (H, W, 3) and bool mask (H, W) -> the LR network's inputs."""
+def prepare_lr(image: np.ndarray, mask: np.ndarray, geom: Geometry, exclude: np.ndarray | None = None) -> LRInputs:
+    """HR image (H, W, 3) and bool mask (H, W) -> the LR network's inputs; exclude (H, W) bool: known pixels
+    whose tokens are no sources (`Geometry.source_grid`), or None."""
     known = (~mask).astype(np.float32)
     hr = _pad(unit_float(image) * known[..., None], geom)
     hr_mask = _pad(mask.astype(np.float32), geom)
     s = geom.scale
-    key_inside = geom.key_inside_grid().astype(np.float32)[None, None]
+    key_inside = geom.source_grid(exclude).astype(np.float32)[None, None]
     if s == 1:
         return LRInputs(hr.transpose(2, 0, 1)[None].copy(), hr_mask[None, None].copy(), key_inside)
     hr_known = 1.0 - hr_mask
@@ -99,12 +100,7 @@ def known_tokens(mask: np.ndarray, geom: Geometry) -> np.ndarray:
     (`Geometry.inside_grid`) and without a hole pixel (the LR network's keys, and with `key_edge_tokens` the
     image's outermost tokens too, whose own texture a copy beside them fades into). mask (H, W) bool, True =
     hole."""
-    span = geom.scale * geom.patch
-    rows, cols = geom.height // span, geom.width // span     # tokens wholly inside (`geometry.tokens_inside`)
-    known = np.zeros((geom.grid_h, geom.grid_w), bool)
-    inside = mask[:rows * span, :cols * span].view(np.uint8)   # max over rows, then columns: ~10x faster than any
-    known[:rows, :cols] = inside.reshape(rows, span, cols * span).max(axis=1).reshape(rows, cols, span).max(axis=2) == 0
-    return known.reshape(-1)
+    return (geom.inside_grid() & ~geom.tokens_touching(mask)).reshape(-1)
 
 
 def check_feather(feather: int, patch: int, topk: int, two_bands: bool) -> None:

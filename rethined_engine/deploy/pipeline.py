@@ -49,7 +49,7 @@ class LRSizeRange(NamedTuple):
 
 
 class DeployedPipeline:
-    """inpaint(img, mask) over an LR runner and an HR runner (numpy in, numpy out, per image)."""
+    """inpaint(img, mask, exclude) over an LR runner and an HR runner (numpy in, numpy out, per image)."""
 
     def __init__(self, cfg: ModelConfig, lr_runner: LRRunner, sizes: LRSizeRange,
                  hr_runner: HRRunner = upscale_hr, float_mask_threshold: float | None = None):
@@ -59,13 +59,14 @@ class DeployedPipeline:
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"float_mask_threshold: expected a value in (0, 1], got {self.threshold}")
 
-    def inpaint_one(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """image (H, W, 3), mask (H, W) bool -> (H, W, 3) of image's dtype."""
+    def inpaint_one(self, image: np.ndarray, mask: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+        """image (H, W, 3), mask (H, W) bool, exclude (H, W) bool (known pixels never copied) or None ->
+        (H, W, 3) of image's dtype."""
         if not mask.any():
             return image.copy()
         geom = plan(image.shape[0], image.shape[1], self.config)
         self.sizes.check(geom)
-        lr_result, weight, fine_weight, index = self.lr_runner(prepare_lr(image, mask, geom))
+        lr_result, weight, fine_weight, index = self.lr_runner(prepare_lr(image, mask, geom, exclude))
         if not self.config.hf_transfer:
             weight, fine_weight = np.zeros_like(weight), np.zeros_like(fine_weight)
         runner = self.hr_runner if image.dtype == np.uint8 else upscale_hr  # the CUDA kernel is uint8 only
@@ -80,8 +81,10 @@ class DeployedPipeline:
             return filled
         return _seam_blender(image.dtype)(image, mask, filled, seam_taps(self.config.seam_sigma), self.config.seam_gain)
 
-    def inpaint(self, img: Any, mask: Any) -> Any:
-        batch = host_inputs(img, mask, self.threshold)
+    def inpaint(self, img: Any, mask: Any, exclude: Any = None) -> Any:
+        batch = host_inputs(img, mask, self.threshold, exclude)
         if batch.masks.reshape(len(batch.masks), -1).all(axis=1).any():
             warn_fully_masked(stacklevel=3)
-        return batch.restore(np.stack([self.inpaint_one(i, m) for i, m in zip(batch.images, batch.masks)]))
+        excludes = [None] * len(batch.images) if batch.excludes is None else batch.excludes
+        return batch.restore(np.stack([self.inpaint_one(i, m, e)
+                                       for i, m, e in zip(batch.images, batch.masks, excludes)]))

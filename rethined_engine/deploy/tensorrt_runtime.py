@@ -178,23 +178,23 @@ class TensorRTBackend(DeployedPipeline):
         self._stream.synchronize()
         return tuple(buf.host[name].copy() for name in OUTPUT_NAMES)
 
-    def inpaint_one(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def inpaint_one(self, image: np.ndarray, mask: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         """One image with this backend's CUDA context current in the calling thread, popped however the
         call ends (the Engine's lock lets one thread at a time in)."""
         self._context.push()
         try:
-            return self._inpaint_one(image, mask)
+            return self._inpaint_one(image, mask, exclude)
         finally:
             self._context.pop()
 
-    def _inpaint_one(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _inpaint_one(self, image: np.ndarray, mask: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
         if image.dtype != np.uint8 or not mask.any():
-            return super().inpaint_one(image, mask)   # float images: HR stage in numpy, fp32
+            return super().inpaint_one(image, mask, exclude)   # float images: HR stage in numpy, fp32
         geom = plan(image.shape[0], image.shape[1], self.config)
         self.sizes.check(geom)
         buf = self._buffers_for(geom)
         cuda, stream = self.cuda, self._stream
-        self._enqueue_lr(buf, prepare_lr(image, mask, geom))
+        self._enqueue_lr(buf, prepare_lr(image, mask, geom, exclude))
         np.copyto(buf.host["hr_image"], image)
         np.copyto(buf.host["hr_mask"], mask)
         uploads = ("hr_image", "hr_mask")

@@ -1,11 +1,11 @@
 """The whole RETHINED model in plain torch: the reference every backend matches."""
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..geometry import grid_plan, key_tokens
+from ..geometry import grid_plan, key_tokens, tokens_inside
 from .anchor import ANCHOR_CELL, colour_anchor, jump_steps
 from .coarse import CoarseNet
 from .patchmatch import NeuralPatchMatch, TopKRows
@@ -36,6 +36,16 @@ def key_inside_tokens(height: int, width: int, span: int, grid_h: int, grid_w: i
     keep_rows = (rows >= first_row) & (rows < stop_row)
     keep_cols = (cols >= first_col) & (cols < stop_col)
     return (keep_rows[:, None] & keep_cols[None, :]).reshape(-1)
+
+
+def tokens_touching(pixels: torch.Tensor, span: int, grid_h: int, grid_w: int) -> torch.Tensor:
+    """(B, gh * gw) bool, row-major: the tokens of span x span HR px wholly inside the image that hold a set
+    pixel of `pixels` (B, 1, H, W) bool; False for the others. The tensor form of `Geometry.tokens_touching`."""
+    rows, cols = tokens_inside(pixels.shape[-2], span), tokens_inside(pixels.shape[-1], span)
+    touched = torch.zeros(pixels.shape[0], grid_h, grid_w, dtype=torch.bool, device=pixels.device)
+    inside = pixels[:, 0, :rows * span, :cols * span].reshape(pixels.shape[0], rows, span, cols, span)
+    touched[:, :rows, :cols] = inside.any(dim=4).any(dim=2)
+    return touched.reshape(pixels.shape[0], -1)
 
 
 class Rethined(nn.Module):
@@ -106,10 +116,12 @@ class Rethined(nn.Module):
         lr_image, lr_mask = downsample(padded, padded_mask, scale)
         return padded, padded_mask, lr_image, lr_mask
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, exclude: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Inpaint at full resolution.
 
-        image: (B, 3, H, W) float in [0, 1]; mask: (B, 1, H, W) bool or {0, 1}, True = fill.
+        image: (B, 3, H, W) float in [0, 1]; mask: (B, 1, H, W) bool or {0, 1}, True = fill; exclude: None or
+        (B, 1, H, W) bool, True = a known pixel the fill must not copy: no token holding one is a source
+        (`tokens_touching`).
         Returns (B, 3, H, W) in image.dtype with known pixels equal to the input.
         """
         height, width = image.shape[-2], image.shape[-1]
@@ -118,6 +130,8 @@ class Rethined(nn.Module):
         padded, padded_mask, lr_image, lr_mask = self.prepare(image, mask, scale, grid_h, grid_w)
         span = scale * self.patch_size
         keys = key_inside_tokens(height, width, span, grid_h, grid_w, self.key_edge_tokens, image.device)
+        if exclude is not None:
+            keys = keys[None] & ~tokens_touching(exclude, span, grid_h, grid_w)
         lr = self.forward_lr(lr_image, lr_mask, keys)
         if scale == 1:
             hr = lr.result
