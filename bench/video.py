@@ -254,9 +254,9 @@ class ShapeRecorder:
     def __getattr__(self, name):
         return getattr(self.engine, name)
 
-    def inpaint(self, image, mask):
+    def inpaint(self, image, mask, exclude=None):
         self.shapes.append(tuple(mask.shape[-2:]))
-        return self.engine.inpaint(image, mask)
+        return self.engine.inpaint(image, mask, exclude)
 
 
 def run_mode(mode: str, engine, frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, float, list]:
