@@ -38,7 +38,7 @@ from .temporal import (
     grow_box,
     working_size,
 )
-from .temporal_emit import Previous, TemporalEmitter, TemporalSteps, engine_inpaint
+from .temporal_emit import Previous, TemporalEmitter, TemporalSteps
 from .torch_sampling import constant, pixel_grid, sample_at
 
 Box = tuple[int, int, int, int]
@@ -243,11 +243,6 @@ def complete_flow(flow: torch.Tensor, hole: torch.Tensor, target_hole: torch.Ten
     """`temporal.complete_flow`: flow (2, h, w) completed in hole and where it lands in target_hole (h, w)."""
     landed = warp_back(target_hole, flow, nearest=True) > 0.5
     return fill_flow(flow, hole | landed, fill, ring)
-
-
-def full_size(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(h, w) bool at the working size -> (H, W) bool, nearest neighbour (as the host path's cv2.INTER_NEAREST)."""
-    return F.interpolate(pixels[None, None].float(), size=size, mode="nearest")[0, 0] > 0.5
 
 
 def moving_pixels(step: torch.Tensor, hole: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -649,8 +644,8 @@ DEVICE_STEPS = TemporalSteps(
 class _Arrival:
     """`stream._Arrival` on the device: frame (3, H, W) uint8, mask (H, W) bool, grey and hole at the working size,
     the scene-cut thumbnail, the pixels it may give, the flows to the frame before it (step, its check over box)
-    and, with a lookahead, from it (ahead, its check), whether its mask equals that frame's (then it holds
-    that frame's mask tensor), and the pixels that moved on their own at the working size (moving), if any."""
+    and, with a lookahead, from it (ahead, its check), and whether its mask equals that frame's (then it holds
+    that frame's mask tensor)."""
     frame: torch.Tensor
     mask: torch.Tensor
     grey: torch.Tensor
@@ -664,7 +659,6 @@ class _Arrival:
     ahead: torch.Tensor | None = None
     ahead_valid: torch.Tensor | None = None
     same_mask: bool = False
-    moving: torch.Tensor | None = None
 
 
 class DeviceTemporal(TemporalEmitter):
@@ -723,19 +717,17 @@ class DeviceTemporal(TemporalEmitter):
         self._widths = (mask, width)
         return width
 
-    def _engine_fill(self, frame: torch.Tensor, mask: torch.Tensor, moving: torch.Tensor | None) -> torch.Tensor:
+    def _engine_fill(self, frame: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """`VideoInpainter._engine_fill`: the engine over the thin hole's cut-out or the whole frame."""
-        exclude = None if moving is None else full_size(moving, tuple(mask.shape))
         cfg, model = self.config, getattr(self.engine, "config", None)
         if (cfg.engine_margin == 0 or model is None or not temporal.thin_hole(
                 tuple(mask.shape), self._hole_width(mask), model.lr_long_side, cfg.engine_thin_width)):
-            return engine_inpaint(self.engine, frame, mask, exclude)
+            return self.engine.inpaint(frame, mask)
         multiple = temporal.engine_box_multiple(cfg.engine_box_multiple, self.device)
         y0, y1, x0, x1 = temporal.engine_box(bounding_box(mask), cfg.engine_margin, multiple, tuple(mask.shape))
         out = frame.clone()
-        part = None if exclude is None else exclude[y0:y1, x0:x1].contiguous()
-        out[:, y0:y1, x0:x1] = engine_inpaint(self.engine, frame[:, y0:y1, x0:x1].contiguous(),
-                                              mask[y0:y1, x0:x1].contiguous(), part)
+        out[:, y0:y1, x0:x1] = self.engine.inpaint(frame[:, y0:y1, x0:x1].contiguous(),
+                                                   mask[y0:y1, x0:x1].contiguous())
         return out
 
     def _arrive(self, frame: torch.Tensor, mask: torch.Tensor) -> _Arrival:
@@ -774,7 +766,6 @@ class DeviceTemporal(TemporalEmitter):
         if cfg.moving_source_threshold > 0:
             moving = moving_pixels(now.step, hole, cfg.moving_source_threshold)
             if bool(moving.any()):
-                now.source &= ~full_size(moving, full)
-                if cfg.engine_skips_moving:
-                    now.moving = moving
+                spread = F.interpolate(moving[None, None].float(), size=full, mode="nearest")[0, 0] > 0.5
+                now.source &= ~spread
         return now

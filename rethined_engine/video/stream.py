@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .temporal_emit import Previous, TemporalEmitter, engine_inpaint
+from .temporal_emit import Previous, TemporalEmitter
 
 TEMPORAL_MODES = ("off", "on")
 TEMPORAL_DEVICES = ("host", "engine")
@@ -38,9 +38,6 @@ class VideoConfig:
         torch on the engine's device (`video.device_temporal`, the same steps with the flow by
         `video.dis_torch.TorchDIS`), so that on a GPU the frames, flows and copies stay there. "host" is the
         default until the device path has passed its tests and been timed on a GPU (bench/gpu_bench.sh).
-    engine_skips_moving: the engine's fill of a frame copies none of its pixels that moved on its own (those
-        moving_source_threshold finds, passed as `Engine.inpaint`'s exclude), so a walker beside the hole is not
-        copied into it.
     moving_source_threshold: a frame gives no pixel that moved on its own, more than this many working px from
         the camera's motion (`temporal.moving_pixels`: the affine motion fitted to its step flow), so a later
         hole, whose flow follows the camera, is not filled with a walker where the walker was (a doubled walker).
@@ -111,7 +108,6 @@ class VideoConfig:
     copied_weight: float = 0.8          # share of the previous output in a pixel copied from a past frame
     moving_source_threshold: float = 0.6  # working px: a frame gives no pixel whose step flow strays this far from
                                         # the camera's affine motion (content moving on its own); 0 = off
-    engine_skips_moving: bool = False   # the engine copies none of those pixels either (`Engine.inpaint`'s exclude)
     scene_cut_side: int = 64            # px of the longer side of the thumbnails compared for a cut
     scene_cut_threshold: float = 30.0   # mean absolute difference of the known thumbnail pixels, uint8 levels
 
@@ -167,8 +163,7 @@ class _Arrival:
     it, and step_valid (h, w) bool, its forward-backward check over box (working px); with a lookahead, ahead
     (h, w, 2) float32, the flow from it to this frame, and ahead_valid (h, w) bool, that flow's check, and same_mask,
     whether its mask equals that frame's (then it holds that frame's mask array, and its source array too where
-    neither lost a pixel to motion: plain_source); moving, with engine_skips_moving, its pixels (h, w) bool that
-    moved on their own, where there are any."""
+    neither lost a pixel to motion: plain_source)."""
     frame: np.ndarray
     mask: np.ndarray
     grey: np.ndarray
@@ -183,7 +178,6 @@ class _Arrival:
     ahead_valid: np.ndarray | None = None
     same_mask: bool = False
     plain_source: bool = True
-    moving: np.ndarray | None = None    # (h, w) bool: its pixels that moved on their own (with engine_skips_moving)
 
 
 class VideoInpainter(TemporalEmitter):
@@ -391,13 +385,10 @@ class VideoInpainter(TemporalEmitter):
             raise ValueError(f"{name}: size {size[1]}x{size[0]} differs from the stream's "
                              f"{self.frame_size[1]}x{self.frame_size[0]}; call reset() before a new size")
 
-    def _engine_fill(self, frame: np.ndarray, mask: np.ndarray, moving: np.ndarray | None) -> np.ndarray:
+    def _engine_fill(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """frame (H, W, 3) uint8 with its mask (H, W) bool filled by the engine: over the mask's box grown by
         config.engine_margin px when the hole is thin (`hole_width`, VideoConfig), else over the whole frame;
-        pixels outside that box unchanged. moving: None, or (h, w) bool at the working size, pixels the engine
-        must not copy (`Engine.inpaint`'s exclude)."""
-        import cv2
-
+        pixels outside that box unchanged."""
         from .temporal import (
             bounding_box,
             engine_box,
@@ -406,18 +397,15 @@ class VideoInpainter(TemporalEmitter):
             thin_hole,
         )
 
-        exclude = None if moving is None else cv2.resize(
-            moving.view(np.uint8), frame.shape[1::-1], interpolation=cv2.INTER_NEAREST).view(bool)
         cfg, model = self.config, getattr(self.engine, "config", None)
         if (cfg.engine_margin == 0 or model is None
                 or not thin_hole(mask.shape, hole_width(mask), model.lr_long_side, cfg.engine_thin_width)):
-            return engine_inpaint(self.engine, frame, mask, exclude)
+            return self.engine.inpaint(frame, mask)
         multiple = engine_box_multiple(cfg.engine_box_multiple, getattr(self.engine, "device", None))
         y0, y1, x0, x1 = engine_box(bounding_box(mask), cfg.engine_margin, multiple, mask.shape)
         out = frame.copy()
-        part = None if exclude is None else np.ascontiguousarray(exclude[y0:y1, x0:x1])
-        out[y0:y1, x0:x1] = engine_inpaint(self.engine, np.ascontiguousarray(frame[y0:y1, x0:x1]),
-                                           np.ascontiguousarray(mask[y0:y1, x0:x1]), part)
+        out[y0:y1, x0:x1] = self.engine.inpaint(np.ascontiguousarray(frame[y0:y1, x0:x1]),
+                                                np.ascontiguousarray(mask[y0:y1, x0:x1]))
         return out
 
     def _arrive(self, frame: np.ndarray, mask: np.ndarray) -> _Arrival:
@@ -473,8 +461,6 @@ class VideoInpainter(TemporalEmitter):
                 now.source = ~grow(mask, cfg.source_margin) & ~cv2.resize(
                     moving.view(np.uint8), frame.shape[1::-1], interpolation=cv2.INTER_NEAREST).view(bool)
                 now.plain_source = False
-                if cfg.engine_skips_moving:
-                    now.moving = moving
         if now.plain_source:     # with a still mask the frame before holds the same ~grow(mask): one array, made once
             share = now.same_mask and before.plain_source
             now.source = before.source if share else ~grow(mask, cfg.source_margin)

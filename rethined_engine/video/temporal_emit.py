@@ -13,12 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 
-def engine_inpaint(engine: Any, frame: Any, mask: Any, exclude: Any) -> Any:
-    """`engine.inpaint(frame, mask)`, with `exclude` (the known pixels it must not copy) only where there is one: an
-    engine of the caller's own may take frame and mask only."""
-    return engine.inpaint(frame, mask) if exclude is None else engine.inpaint(frame, mask, exclude)
-
-
 @dataclass(frozen=True)
 class TemporalSteps:
     """One path's steps (same names and contracts as `video.temporal`'s) and the array primitives its decisions
@@ -57,7 +51,7 @@ class TemporalEmitter:
     _steps (its `TemporalSteps`), _waiting (the arrivals whose output is not yet given, oldest first), _arrived
     (the last arrival), _memory (its `FrameMemory`), _canvas (its `BackgroundCanvas`), _previous (a `Previous` or
     None), _index (the next output's position in its scene), _anchor_fills, held_frames, _refine (the flow
-    estimator that re-estimates composed flows), _engine_fill(frame, mask, moving) and _forget_scene()."""
+    estimator that re-estimates composed flows), _engine_fill(frame, mask) and _forget_scene()."""
 
     def state_nbytes(self) -> int:
         """Bytes of image data the path holds between frames (past frames, flows, the previous output, the
@@ -142,7 +136,7 @@ class TemporalEmitter:
                 filled = held
                 self.held_frames += 1
             else:
-                fresh = self._engine_fill(filled, remaining, now.moving)
+                fresh = self._engine_fill(filled, remaining)
                 if held is not None:
                     self._anchor_fills += 1
                     filled = steps.blend(held, fresh, remaining, 1 / self._anchor_fills)
