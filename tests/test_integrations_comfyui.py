@@ -59,7 +59,8 @@ def run_node(name: str, **inputs):
 def test_node_declarations():
     assert set(comfyui.NODE_CLASS_MAPPINGS) == set(comfyui.NODE_DISPLAY_NAME_MAPPINGS)
     image_node = comfyui.NODE_CLASS_MAPPINGS["RethinedInpaint"]
-    assert image_node.INPUT_TYPES() == {"required": {"image": ("IMAGE",), "mask": ("MASK",)}}
+    assert image_node.INPUT_TYPES() == {"required": {"image": ("IMAGE",), "mask": ("MASK",)},
+                                        "optional": {"exclude": ("MASK",)}}
     video_node = comfyui.NODE_CLASS_MAPPINGS["RethinedVideoInpaint"]
     required = video_node.INPUT_TYPES()["required"]
     assert required["frames"] == ("IMAGE",) and required["mask"] == ("MASK",)
@@ -85,6 +86,22 @@ def test_image_node_on_a_batch_with_one_shared_mask(shipped_engine):
     (out,) = run_node("RethinedInpaint", image=images, mask=box_mask(1))
     for i in range(2):
         np.testing.assert_array_equal(out[i].numpy(), shipped_engine.inpaint(images[i].numpy(), box_mask(1)[0].numpy()))
+
+
+def test_image_node_passes_exclude_on(shipped_engine):
+    """The optional exclude MASK reaches `Engine.inpaint`, image by image (one MASK may serve the batch)."""
+    images = torch.from_numpy(np.stack([photo()[200:392, 300:556], photo()[250:442, 350:606]]).astype(np.float32) / 255)
+    mask = torch.zeros(1, 192, 256)
+    mask[:, 60:130, 90:170] = 1.0
+    exclude = torch.zeros(1, 192, 256)
+    exclude[:, :, 170:] = 1.0
+    (out,) = run_node("RethinedInpaint", image=images, mask=mask, exclude=exclude)
+    for i in range(2):
+        want = shipped_engine.inpaint(images[i].numpy(), mask[0].numpy(), exclude[0].numpy())
+        np.testing.assert_array_equal(out[i].numpy(), want)
+    assert not np.array_equal(out[0].numpy(), shipped_engine.inpaint(images[0].numpy(), mask[0].numpy()))
+    with pytest.raises(ValueError, match="exclude: expected"):
+        run_node("RethinedInpaint", image=images, mask=mask, exclude=torch.zeros(3, 192, 256))
 
 
 @pytest.mark.parametrize("temporal", ["on", "off"])

@@ -2,7 +2,8 @@
 float32, 1 = the area to inpaint (a mask fills where >= 0.5, as `Engine.inpaint` reads float masks).
 
 - `RethinedInpaint`: each image of the batch on its own, `Engine.inpaint` on the float images (the
-  result equals `Engine().inpaint(image.numpy(), mask.numpy())`).
+  result equals `Engine().inpaint(image.numpy(), mask.numpy())`); an optional second MASK, `exclude`, marks
+  known pixels the fill must not copy (`Engine.inpaint`'s exclude).
 - `RethinedVideoInpaint`: the batch as the frames of one clip, in order, through a `VideoInpainter`
   (temporal "on" or "off"); frames are quantised to uint8 for it, the known pixels are returned unchanged.
 
@@ -30,13 +31,14 @@ def default_engine() -> Any:
     return Engine()
 
 
-def batch_masks(mask: Any, images: np.ndarray) -> np.ndarray:
-    """MASK (B, H, W), (1, H, W) or (H, W) -> (B, H, W) float32 for `images` (B, H, W, 3); ValueError otherwise."""
+def batch_masks(mask: Any, images: np.ndarray, name: str = "mask") -> np.ndarray:
+    """MASK (B, H, W), (1, H, W) or (H, W) -> (B, H, W) float32 for `images` (B, H, W, 3); ValueError naming the
+    input `name` otherwise."""
     mask = np.asarray(mask.cpu().numpy() if hasattr(mask, "cpu") else mask, np.float32)
     if mask.ndim == 2:
         mask = mask[None]
     if mask.ndim != 3 or mask.shape[1:] != images.shape[1:3] or mask.shape[0] not in (1, images.shape[0]):
-        raise ValueError(f"mask: expected (B, H, W) with B = 1 or {images.shape[0]} and H, W = "
+        raise ValueError(f"{name}: expected (B, H, W) with B = 1 or {images.shape[0]} and H, W = "
                          f"{images.shape[1]}, {images.shape[2]} (the image's), got {tuple(mask.shape)}")
     return np.broadcast_to(mask, images.shape[:3])
 
@@ -68,13 +70,14 @@ class RethinedInpaint:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        return {"required": {"image": ("IMAGE",), "mask": ("MASK",)}}
+        return {"required": {"image": ("IMAGE",), "mask": ("MASK",)}, "optional": {"exclude": ("MASK",)}}
 
-    def inpaint(self, image: Any, mask: Any) -> tuple[Any]:
+    def inpaint(self, image: Any, mask: Any, exclude: Any = None) -> tuple[Any]:
         images = as_images(image)
         masks = batch_masks(mask, images)
+        excludes = [None] * len(images) if exclude is None else batch_masks(exclude, images, "exclude")
         engine = self.engine or default_engine()
-        return (as_tensor(np.stack([engine.inpaint(img, m) for img, m in zip(images, masks)])),)
+        return (as_tensor(np.stack([engine.inpaint(img, m, e) for img, m, e in zip(images, masks, excludes)])),)
 
 
 class RethinedVideoInpaint:
