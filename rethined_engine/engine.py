@@ -99,7 +99,8 @@ class Engine:
         remove, a person moving beside the hole), a mask accepted as `mask` is, nonzero = excluded; None copies
         from anywhere. No token holding an excluded pixel (a square of `patch_size` LR px, `scale` x that at full
         resolution) is a source; the excluded pixels themselves are kept, and the coarse network and the colour
-        steps still see them. Where every source is excluded, the fill is the coarse network's.
+        steps still see them. Where every source is excluded nothing is copied: the fill is the coarse network's,
+        colour-matched to the hole's border as usual.
         """
         with self._lock:
             return self._impl.inpaint(img, mask, exclude)
