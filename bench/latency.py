@@ -7,7 +7,8 @@
 Backends: any `Engine` backend (native, torch, triton, ...), `torch_compile` (the torch backend with its
 model wrapped in `torch.compile`, default mode; compilation happens in the warm-up calls), `triton_eager`
 (the triton backend without CUDA graphs: what the graph saves), any of these with `+noseam` (the seam blend,
-on in the shipped weights file, turned off: what it costs) and, as a peer
+on in the shipped weights file, turned off: what it costs) and then `+exclude` (every call also passes
+`Engine.inpaint` an exclusion, the known pixels of the image's left third: what it costs) and, as a peer
 on the same input, OpenCV's `cv2.inpaint` Telea with radius 3 (`opencv_telea`). On CUDA the image and
 mask are GPU-resident uint8 (3, H, W) / (H, W) tensors before the clock starts, and the result stays
 on the GPU. Input: the shipped sample photo resized to
@@ -47,6 +48,26 @@ TORCH_COMPILE = "torch_compile"
 TRITON_EAGER = "triton_eager"   # the triton backend launching kernel by kernel (no CUDA graph)
 NO_SEAM_SUFFIX = "+noseam"        # rows named "+seam" in older results: the blend on when the file had it off
 NO_SEAM_SETTINGS = {"seam_sigma": 0.0}
+EXCLUDE_SUFFIX = "+exclude"       # each call also passes an exclusion: the known pixels of the image's left third
+EXCLUDED_SHARE = 1 / 3            # of the width
+
+
+class _Excluding:
+    """An engine whose every call passes `Engine.inpaint` an exclusion: the known pixels of the image's left
+    EXCLUDED_SHARE (what the exclusion costs)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def inpaint(self, img, mask):
+        exclude = mask.clone() if hasattr(mask, "clone") else mask.copy()
+        width = mask.shape[-1]
+        exclude[..., : round(width * EXCLUDED_SHARE)] = True
+        exclude[..., round(width * EXCLUDED_SHARE):] = False
+        return self.engine.inpaint(img, mask, exclude & ~mask)
 
 
 class _OpenCVTelea:
@@ -90,13 +111,17 @@ STYLE_SEPARATOR = "@"   # BACKEND@STYLE: Engine(style=STYLE), e.g. native@smooth
 
 def make_engine(backend: str, device: str):
     """An `Engine` for a benchmark backend name: any Engine backend, TORCH_COMPILE or TRITON_EAGER, each
-    optionally with NO_SEAM_SUFFIX and then STYLE_SEPARATOR + a style name (e.g. native@smooth) or
-    comma-separated KEY=VALUE inference settings (e.g. native@copy_repeat_radius=0)."""
+    optionally with NO_SEAM_SUFFIX, then EXCLUDE_SUFFIX (calls that pass an exclusion, `_Excluding`), and then
+    STYLE_SEPARATOR + a style name (e.g. native@smooth) or comma-separated KEY=VALUE inference settings (e.g.
+    native@copy_repeat_radius=0)."""
     import torch
 
     from rethined_engine import Engine
 
     backend, _, style = backend.partition(STYLE_SEPARATOR)
+    if backend.endswith(EXCLUDE_SUFFIX):
+        return _Excluding(make_engine(backend.removesuffix(EXCLUDE_SUFFIX) + STYLE_SEPARATOR * bool(style) + style,
+                                      device))
     settings = dict(NO_SEAM_SETTINGS) if backend.endswith(NO_SEAM_SUFFIX) else {}
     if "=" in style:
         from .quality import setting_value

@@ -116,7 +116,7 @@ def test_cli_reaches_the_benchmark(photos, tmp_path):
     assert (tmp_path / "cli" / "quality-photos.json").exists()
 
 
-@pytest.mark.parametrize("backend", ["opencv_telea", "native", "torch", "native+noseam"])
+@pytest.mark.parametrize("backend", ["opencv_telea", "native", "torch", "native+noseam", "native+exclude@fast"])
 def test_latency_row_per_backend(backend):
     from rethined_engine.backends.native_backend import native_module
     from rethined_engine.bench.latency import measure_one
@@ -126,6 +126,23 @@ def test_latency_row_per_backend(backend):
     row = measure_one(96, backend, "cpu", repeats=1, warmup=0)
     assert row["backend"] == backend and row["size"] == 96 and row["median_ms"] > 0
     assert 0.35 < row["mask_frac"] < 0.45
+
+
+def test_latency_exclusion_reaches_the_engine():
+    """+exclude: each call passes the known pixels of the image's left third as `exclude`, and the result is the
+    engine's with that exclusion."""
+    from rethined_engine import Engine
+    from rethined_engine.bench.latency import bench_input, make_engine
+
+    engine = make_engine("torch+exclude@fast", "cpu")
+    assert engine.backend == "torch" and engine.config.hr_feather == Engine(style="fast").config.hr_feather
+    img, mask = bench_input(96)
+    exclude = np.zeros_like(mask)
+    exclude[:, :32] = True
+    reference = Engine(backend="torch", style="fast")
+    want = reference.inpaint(img, mask, exclude & ~mask)
+    np.testing.assert_array_equal(engine.inpaint(img, mask), want)
+    assert not np.array_equal(want, reference.inpaint(img, mask))
 
 
 def test_quality_merge_keeps_other_pairs(photos, tmp_path):
