@@ -74,6 +74,30 @@ def engine(weights_path):
     return Engine(weights=weights_path, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def onnx_path(tmp_path_factory):
+    """The shipped weights' LR network as an ONNX graph with free batch and LR sizes (exported at 512 x 512), once per
+    test run; skipped where onnxruntime, which every test of such a graph runs it with, is missing."""
+    pytest.importorskip("onnxruntime")
+    from rethined_engine.deploy.onnx_export import export_onnx
+
+    path, _ = export_onnx(tmp_path_factory.mktemp("onnx") / "lr.onnx", 512, 512, dynamic=True)
+    return path
+
+
+def onnxruntime_pipeline(onnx_path, sizes):
+    """The torch-free deployed pipeline (`DeployedPipeline`, the shipped weights' settings) with onnxruntime on the
+    CPU running the LR graph at onnx_path, TensorRT's stand-in; sizes: the `LRSizeRange` it accepts."""
+    ort = pytest.importorskip("onnxruntime")
+    from rethined_engine.deploy.graph_spec import INPUT_NAMES
+    from rethined_engine.deploy.pipeline import DeployedPipeline
+    from rethined_engine.weights import load_model
+
+    runtime = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    runner = lambda inputs: tuple(runtime.run(None, dict(zip(INPUT_NAMES, inputs))))  # noqa: E731
+    return DeployedPipeline(load_model().cfg, runner, sizes)
+
+
 @pytest.fixture(params=[1, 3], ids=["1thread", "3threads"])
 def threads(request):
     """The native extension's OpenMP threads for one test, 1 and 3 (restored after it)."""

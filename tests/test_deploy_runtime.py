@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from rethined_engine import Engine
-from rethined_engine.deploy.graph_spec import INPUT_NAMES
 from rethined_engine.deploy.onnx_export import export_onnx
 from rethined_engine.deploy.pipeline import DeployedPipeline, LRSizeRange
 from rethined_engine.deploy.tensorrt_build import BuildSettings, plan_info, profile_shapes, sidecar_path, trtexec_command
@@ -20,6 +19,8 @@ from rethined_engine.deploy.tensorrt_runtime import buffer_plan, load_plan_info,
 from rethined_engine.geometry import plan
 from rethined_engine.train.masks import random_mask
 from rethined_engine.weights import load_model
+
+from conftest import onnxruntime_pipeline  # noqa: E402
 
 ort = pytest.importorskip("onnxruntime")
 TIE_FRACTION = 1e-3  # values off by more than one level (top-K near-ties), as in test_deploy
@@ -29,18 +30,10 @@ SAMPLE = Path(__file__).resolve().parents[1] / "rethined_engine" / "assets" / "s
 
 
 @pytest.fixture(scope="module")
-def onnx_path(tmp_path_factory):
-    path, _ = export_onnx(tmp_path_factory.mktemp("rt") / "lr.onnx", 512, 512, dynamic=True)
-    return path
-
-
-@pytest.fixture(scope="module")
 def deployed(onnx_path):
     """Shipped weights through onnxruntime (random weights on noise give near-uniform attention rows,
     whose top-K ties make any two implementations differ)."""
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    runner = lambda inputs: tuple(session.run(None, dict(zip(INPUT_NAMES, inputs))))  # noqa: E731
-    return DeployedPipeline(load_model().cfg, runner, LRSizeRange((32, 32), (512, 512)))
+    return onnxruntime_pipeline(onnx_path, LRSizeRange((32, 32), (512, 512)))
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ from rethined_engine.geometry import plan
 from rethined_engine.model.rethined import tokens_touching
 from rethined_engine.train.masks import random_mask
 
+from conftest import onnxruntime_pipeline  # noqa: E402
+
 needs_native = pytest.mark.skipif(native_module() is None, reason="native extension not built")
 
 TIE_FRACTION = 1e-3   # values off by more than one level (top-K near-ties), as the backends' other comparisons
@@ -129,19 +131,12 @@ def test_native_backend_matches_torch_with_exclusion(reference, rng, h, w):
     assert not np.array_equal(out, Engine(backend="native").inpaint(image, mask))
 
 
-def test_deployed_pipeline_matches_torch_with_exclusion(reference, rng, tmp_path):
+def test_deployed_pipeline_matches_torch_with_exclusion(reference, rng, onnx_path):
     """The TensorRT backend's pipeline (onnxruntime standing in for TensorRT, the numpy HR stage for the CUDA
     kernel): the exclusion reaches the graph's key_inside input."""
-    ort = pytest.importorskip("onnxruntime")
-    from rethined_engine.deploy.graph_spec import INPUT_NAMES
-    from rethined_engine.deploy.onnx_export import export_onnx
-    from rethined_engine.deploy.pipeline import DeployedPipeline, LRSizeRange
-    from rethined_engine.weights import load_model
+    from rethined_engine.deploy.pipeline import LRSizeRange
 
-    path, _ = export_onnx(tmp_path / "lr.onnx", 512, 512, dynamic=True)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    runner = lambda inputs: tuple(session.run(None, dict(zip(INPUT_NAMES, inputs))))  # noqa: E731
-    deployed = DeployedPipeline(load_model().cfg, runner, LRSizeRange((32, 32), (512, 512)))
+    deployed = onnxruntime_pipeline(onnx_path, LRSizeRange((32, 32), (512, 512)))
     h, w = 333, 1000
     image, mask = photo(h, w), random_mask(h, w, rng)
     exclude = np.zeros((h, w), bool)

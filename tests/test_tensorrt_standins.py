@@ -20,7 +20,6 @@ from rethined_engine import Engine
 from rethined_engine.deploy.cuda_kernels import BLOCK, KERNEL_NAME, launch_grid
 from rethined_engine.deploy.graph_spec import INPUT_NAMES
 from rethined_engine.deploy.host import known_tokens, upscale_hr
-from rethined_engine.deploy.onnx_export import export_onnx
 from rethined_engine.deploy.tensorrt_build import BuildSettings, build_plan, sidecar_path
 from rethined_engine.geometry import Geometry
 
@@ -352,12 +351,6 @@ def standins():
                              ("tensorrt", trt)):
             patch.setitem(sys.modules, name, module)
         yield types.SimpleNamespace(driver=driver, trt=trt)
-
-
-@pytest.fixture(scope="module")
-def onnx_path(tmp_path_factory):
-    path, _ = export_onnx(tmp_path_factory.mktemp("standin") / "lr.onnx", 512, 512, dynamic=True)
-    return path
 
 
 @pytest.fixture(scope="module")

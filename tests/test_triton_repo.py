@@ -16,6 +16,8 @@ from rethined_engine.deploy.triton_repo import (INPUT_IMAGE, INPUT_MASK, MODEL_S
                                                 write_triton_repo)
 from rethined_engine.weights import DEFAULT_WEIGHTS
 
+from conftest import onnxruntime_pipeline
+
 
 def test_writes_config_and_model(tmp_path):
     model_dir = write_triton_repo(tmp_path, TritonRepoConfig(style="smooth", instances=2))
@@ -193,14 +195,9 @@ ANY_LR_SIDE = 1 << 16   # the dynamic graph takes any LR size
 
 def deployed_pipeline(onnx_path):
     """The torch-free pipeline over the same graph, in this process (the ensemble's reference)."""
-    ort = pytest.importorskip("onnxruntime")
-    from rethined_engine.deploy.graph_spec import INPUT_NAMES
-    from rethined_engine.deploy.pipeline import DeployedPipeline, LRSizeRange
-    from rethined_engine.weights import load_model
+    from rethined_engine.deploy.pipeline import LRSizeRange
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    runner = lambda inputs: tuple(session.run(None, dict(zip(INPUT_NAMES, inputs))))  # noqa: E731
-    return DeployedPipeline(load_model().cfg, runner, LRSizeRange((1, 1), (ANY_LR_SIDE, ANY_LR_SIDE)))
+    return onnxruntime_pipeline(onnx_path, LRSizeRange((1, 1), (ANY_LR_SIDE, ANY_LR_SIDE)))
 
 
 def load_stage(directory, name, monkeypatch):
