@@ -176,15 +176,14 @@ class TritonBackend(TorchBackend):
         work = batch.to(self.device)
         run = self._graphed or self._inpaint_one
         geom = plan(work.image.shape[-2], work.image.shape[-1], self.config)
-        key_inside, _ = self._grids(geom)     # -> (B, 1, gh, gw), contiguous: one graph signature with or without
-        if work.exclude is None:
-            key_inside = key_inside.repeat(len(full), 1, 1, 1)
-        else:                                 # the sources less the tokens touching excluded pixels
+        keys, _ = self._grids(geom)           # (1, 1, gh, gw) contiguous, as each image's row of the (B, 1, gh, gw)
+        per_image = [keys] * len(full)        # sources with an exclusion: one graph signature with or without
+        if work.exclude is not None:          # the sources less the tokens touching excluded pixels
             touched = tokens_touching(work.exclude, geom.scale * geom.patch, geom.grid_h, geom.grid_w)
-            key_inside = key_inside * ~touched.reshape(-1, 1, geom.grid_h, geom.grid_w)
+            per_image = (keys * ~touched.reshape(-1, 1, geom.grid_h, geom.grid_w)).split(1)
         out = [self._fill(work.part(slice(i, i + 1)))[0] if full[i]   # nothing known: the coarse guess, torch path
-               else run(image, hole[0], key_inside[i:i + 1])         # image (3, H, W) uint8, any strides
-               for i, (image, hole) in enumerate(zip(work.image, work.mask))]
+               else run(image, hole[0], image_keys)                  # image (3, H, W) uint8, any strides
+               for i, (image, hole, image_keys) in enumerate(zip(work.image, work.mask, per_image))]
         return batch.restore(join_channels_last(out).to(batch.image.device))
 
     def _grids(self, geom) -> tuple[torch.Tensor, torch.Tensor]:
