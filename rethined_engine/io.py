@@ -232,15 +232,15 @@ def host_inputs(img: Any, mask: Any, threshold: float, exclude: Any = None) -> H
         raise TypeError(f"img: expected a numpy array or PIL image, got {type(img).__name__}")
     arr, restore = checked
     batch, height, width = arr.shape[:3]
-    per_image = {}
-    for name, given in (("mask", mask), ("exclude", exclude)):
-        if given is None and name == "exclude":
-            continue
+
+    def host_mask(given: Any, name: str) -> np.ndarray:
+        """A mask argument -> (B, H, W) bool, torch tensors refused naming the argument."""
         if _is_torch(given):
             raise TypeError(f"{name}: this backend takes numpy arrays or PIL images; use {name}.cpu().numpy()")
-        per_image[name] = np.broadcast_to(_mask(given, batch, height, width, threshold, name)[:, 0],
-                                          (batch, height, width))
-    return HostBatch(arr, per_image["mask"], restore, per_image.get("exclude"))
+        return np.broadcast_to(_mask(given, batch, height, width, threshold, name)[:, 0], (batch, height, width))
+
+    masks = host_mask(mask, "mask")
+    return HostBatch(arr, masks, restore, None if exclude is None else host_mask(exclude, "exclude"))
 
 
 # --- torch backends ----------------------------------------------------------------------------------
