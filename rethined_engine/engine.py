@@ -105,22 +105,24 @@ class Engine:
         with self._lock:
             return self._impl.inpaint(img, mask, exclude)
 
-    def inpaint_frames(self, frames: Iterable[Any], masks: Any, batch_size: int = FRAME_BATCH) -> Iterator[Any]:
+    def inpaint_frames(self, frames: Iterable[Any], masks: Any, batch_size: int = FRAME_BATCH,
+                       excludes: Any = None) -> Iterator[Any]:
         """Inpaint a sequence of frames of one size, `batch_size` at a time (one `inpaint` call per batch, so
-        one LR network run per batch), yielding each frame's result in order as `inpaint(frame, mask)`
+        one LR network run per batch), yielding each frame's result in order as `inpaint(frame, mask, exclude)`
         would return it.
 
         frames: iterable of single images of one size (numpy HWC or torch CHW, as `inpaint` takes them);
         returns numpy HWC / torch CHW results of the frames' type and dtype;
         masks: one mask for every frame (numpy array, torch tensor or PIL image) or an iterable of masks,
-        one per frame. Raises ValueError naming `frames` for a frame of another size than the first and
-        naming `masks` when the masks run out before the frames.
+        one per frame; excludes: None (copy from anywhere), or known pixels no frame may copy, given as masks
+        are (one for every frame or one per frame; see `inpaint`). Raises ValueError naming `frames` for a
+        frame of another size than the first and naming `masks` or `excludes` when they run out before the
+        frames.
         """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
-        shared = _is_single_mask(masks)
-        mask_iter = None if shared else iter(masks)
-        first_shape, pending, pending_masks = None, [], []
+        per_frame = [_FrameMasks(masks, "masks")] + ([] if excludes is None else [_FrameMasks(excludes, "excludes")])
+        first_shape, pending = None, []
         for index, frame in enumerate(frames):
             if not hasattr(frame, "shape"):
                 raise TypeError(f"frames: frame {index} is a {type(frame).__name__}; expected a numpy HWC array "
@@ -132,22 +134,17 @@ class Engine:
                 raise ValueError(f"frames: frame {index} has shape {shape}, expected {first_shape} (the first "
                                  "frame's); start another sequence for another size")
             pending.append(frame)
-            if not shared:
-                try:
-                    pending_masks.append(next(mask_iter))
-                except StopIteration:
-                    raise ValueError(f"masks: ran out at frame {index} (after {index} masks); expected one mask "
-                                     "per frame or one mask for all") from None
+            for source in per_frame:
+                source.take(index)
             if len(pending) == batch_size:
-                yield from self._inpaint_stacked(pending, masks if shared else pending_masks)
-                pending, pending_masks = [], []
+                yield from self._inpaint_stacked(pending, per_frame)
+                pending = []
         if pending:
-            yield from self._inpaint_stacked(pending, masks if shared else pending_masks)
+            yield from self._inpaint_stacked(pending, per_frame)
 
-    def _inpaint_stacked(self, frames: list[Any], masks: Any) -> list[Any]:
-        """Frames of one size and one shared mask or a list of masks -> the results, one per frame."""
-        stack = _stack(frames)
-        return list(self.inpaint(stack, masks if not isinstance(masks, list) else _stack(masks)))
+    def _inpaint_stacked(self, frames: list[Any], per_frame: list[_FrameMasks]) -> list[Any]:
+        """Frames of one size and the masks (and excludes) taken for them -> the results, one per frame."""
+        return list(self.inpaint(_stack(frames), *(source.release() for source in per_frame)))
 
     @property
     def backend(self) -> str:
@@ -180,9 +177,33 @@ class Engine:
         return self._impl.engine_path if self._backend == "tensorrt" else None
 
 
-def _is_single_mask(masks: Any) -> bool:
-    """One mask (a numpy array, torch tensor or PIL image) rather than an iterable of per-frame masks."""
-    return isinstance(masks, np.ndarray) or type(masks).__module__.startswith(("torch", "PIL"))
+class _FrameMasks:
+    """The masks (or excludes) of `Engine.inpaint_frames`: one for every frame, or an iterable of one per frame,
+    taken frame by frame and handed over a batch at a time. name: the argument, for errors."""
+
+    def __init__(self, masks: Any, name: str):
+        # one mask: a numpy array, torch tensor or PIL image rather than an iterable of per-frame masks
+        self.shared = isinstance(masks, np.ndarray) or type(masks).__module__.startswith(("torch", "PIL"))
+        self.masks, self.name = masks, name
+        self.source = None if self.shared else iter(masks)
+        self.taken: list[Any] = []
+
+    def take(self, index: int) -> None:
+        """Take frame index's mask (a shared one is handed over as it is)."""
+        if self.shared:
+            return
+        try:
+            self.taken.append(next(self.source))
+        except StopIteration:
+            raise ValueError(f"{self.name}: ran out at frame {index} (after {index} {self.name}); expected one per "
+                             "frame or one for all") from None
+
+    def release(self) -> Any:
+        """The shared mask, or the masks taken since the last release stacked along a new first axis."""
+        if self.shared:
+            return self.masks
+        taken, self.taken = self.taken, []
+        return _stack(taken)
 
 
 def _stack(items: list[Any]) -> Any:

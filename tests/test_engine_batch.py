@@ -115,6 +115,29 @@ def test_inpaint_frames_names_the_argument_at_fault(engines, rng):
         list(engine.inpaint_frames(frames, [masks[0]]))
     with pytest.raises(ValueError, match="batch_size"):
         list(engine.inpaint_frames(frames, masks[0], batch_size=0))
+    with pytest.raises(ValueError, match="excludes: ran out at frame 1"):
+        list(engine.inpaint_frames(frames, masks[0], excludes=iter([masks[1]])))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shared_exclude", [False, True])
+def test_inpaint_frames_passes_each_frame_its_exclusion(engines, rng, backend, shared_exclude):
+    """With excludes, every frame's result is `inpaint(frame, mask, exclude)`'s, and not the plain call's."""
+    engine = engines[backend]
+    frames = rng.integers(0, 256, (3, HEIGHT, WIDTH, 3), dtype=np.uint8)
+    masks = box_masks(3, rng)
+    excludes = ~masks                          # every known pixel: nothing may be copied
+    excludes[:, :, :WIDTH // 2] = False        # ... but from the left half
+    if shared_exclude:
+        excludes = excludes[0] & excludes[1] & excludes[2]
+        per_frame = [excludes] * 3
+    else:
+        per_frame = list(excludes)
+    got = list(engine.inpaint_frames(frames, iter(masks), batch_size=2,
+                                     excludes=excludes if shared_exclude else iter(per_frame)))
+    assert_same(got, [engine.inpaint(f, m, e) for f, m, e in zip(frames, masks, per_frame)], backend)
+    plain = alone(engine, frames, masks)
+    assert any(not np.array_equal(g, p) for g, p in zip(got, plain))
 
 
 @pytest.mark.parametrize("shared_mask", [False, True])
