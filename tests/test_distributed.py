@@ -199,6 +199,40 @@ def test_static_mask_of_another_size_is_an_error_row(folders, expected, tmp_path
     assert sorted(os.listdir(tmp_path)) == ["beach.png", "hill.png"]
 
 
+def left_half(height: int, width: int) -> np.ndarray:
+    """(height, width) uint8 exclusion: the left half, 255."""
+    exclude = np.zeros((height, width), np.uint8)
+    exclude[:, :width // 2] = 255
+    return exclude
+
+
+def test_exclusions_pair_by_stem_and_reach_the_engine(folders, expected, tmp_path, capsys):
+    """An image with an exclusion file of its stem gets `inpaint(photo, mask, exclude)`, one without none
+    (its file equals the plain fill); an exclusion of another size fails its row, naming exclude; one without an
+    image is reported."""
+    images, masks = folders
+    excludes = tmp_path / "excludes"
+    excludes.mkdir()
+    Image.fromarray(left_half(*PHOTO_SIZES["beach"])).save(excludes / "beach.png")
+    Image.fromarray(left_half(8, 8)).save(excludes / "field.png")
+    Image.fromarray(left_half(8, 8)).save(excludes / "stray.png")
+    manifest = build_manifest(images, masks, tmp_path / "out", excludes=excludes)
+    assert {Path(row.image).stem: row.exclude for row in manifest.rows if row.exclude} == {
+        "beach": str(excludes / "beach.png"), "field": str(excludes / "field.png")}
+    assert manifest.unmatched_excludes == (str(excludes / "stray.png"),)
+    status = main(["batch", str(images), str(masks), "-o", str(tmp_path / "out"), "--exclude", str(excludes),
+                   "--device", "cpu"])
+    out = capsys.readouterr()
+    assert status == 1 and "done 3, skipped 0, failed 3" in out.out and "stray.png" in out.err
+    assert "field.png" not in out.err and "inpaint: ValueError: exclude" in out.out
+    beach = read_photo(images / "beach.png").rgb
+    want = Engine(device="cpu").inpaint(beach, read_mask(masks / "beach.png"), left_half(*PHOTO_SIZES["beach"]))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "beach.png")), want)
+    assert not np.array_equal(want, expected["beach"])
+    for stem in ("hill", "road"):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"{stem}.png")), expected[stem]), stem
+
+
 def test_cli_batch_jpeg_summary_and_exit_status(folders, expected, tmp_path, capsys):
     images, masks = folders
     status = main(["batch", str(images), str(masks), "-o", str(tmp_path), "--format", "jpg", "--jpeg-quality", "80",
@@ -212,7 +246,7 @@ def test_cli_batch_jpeg_summary_and_exit_status(folders, expected, tmp_path, cap
         assert (tmp_path / f"{stem}.jpg").read_bytes() == (tmp_path / "reference.jpg").read_bytes(), stem
 
 
-def test_cli_batch_on_ray_with_a_static_mask(folders, ray_local, tmp_path, capsys):
+def test_cli_batch_on_ray_with_a_static_mask_and_exclusion(folders, ray_local, tmp_path, capsys):
     images, _masks = folders
     for stem in PHOTO_SIZES:   # one size for all, as a static mask needs
         Image.open(next(images.glob(stem + ".*"))).resize((64, 48)).save(tmp_path / f"{stem}.png")
@@ -221,12 +255,14 @@ def test_cli_batch_on_ray_with_a_static_mask(folders, ray_local, tmp_path, capsy
     (tmp_path / "images").mkdir()
     for stem in PHOTO_SIZES:
         (tmp_path / f"{stem}.png").rename(tmp_path / "images" / f"{stem}.png")
+    Image.fromarray(left_half(48, 64)).save(tmp_path / "exclude.png")
     status = main(["batch", str(tmp_path / "images"), str(tmp_path / "static.png"), "-o", str(tmp_path / "out"),
+                   "--exclude", str(tmp_path / "exclude.png"),
                    "--ray", "--workers", "2", "--cpus-per-worker", "0.5", "--device", "cpu"])
     assert status == 0 and "done 4, skipped 0, failed 0" in capsys.readouterr().out
     engine = Engine(device="cpu")
     for stem in PHOTO_SIZES:
-        filled = engine.inpaint(read_photo(tmp_path / "images" / f"{stem}.png").rgb, hole)
+        filled = engine.inpaint(read_photo(tmp_path / "images" / f"{stem}.png").rgb, hole, left_half(48, 64))
         assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"{stem}.png")), filled), stem
 
 

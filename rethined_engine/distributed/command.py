@@ -1,5 +1,6 @@
-"""`rethined batch IMAGES MASKS -o OUT [--ray [ADDRESS]] [--workers N] [--gpus-per-worker G]`: inpaint a
-folder of images, with a progress line on stderr and a summary (done / skipped / failed, images per second)."""
+"""`rethined batch IMAGES MASKS -o OUT [--exclude EXCLUDES] [--ray [ADDRESS]] [--workers N] [--gpus-per-worker G]`:
+inpaint a folder of images, with a progress line on stderr and a summary (done / skipped / failed, images per
+second)."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,9 @@ def add_batch_parser(sub) -> None:
     batch.add_argument("masks", type=Path, help="folder of masks named like the images (any image suffix), "
                        "or one mask file for every image; nonzero pixels are filled")
     batch.add_argument("-o", "--output", type=Path, required=True, help="output folder (file names: image stems)")
+    batch.add_argument("--exclude", type=Path, default=None, metavar="EXCLUDES",
+                       help="folder of masks named like the images, or one mask file for every image: nonzero pixels "
+                       "are never copied into the hole (images without one exclude nothing)")
     batch.add_argument("--format", choices=[s.lstrip(".") for s in OUTPUT_SUFFIXES], default="png",
                        help="output format (default png, lossless)")
     batch.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY, help="quality of jpg outputs (default %(default)s)")
@@ -77,12 +81,14 @@ def run_batch_command(args: argparse.Namespace) -> int:
     """Exit status 0 when no row failed, 1 otherwise."""
     t0 = time.perf_counter()
     try:
-        manifest = build_manifest(args.images, args.masks, args.output, "." + args.format)
+        manifest = build_manifest(args.images, args.masks, args.output, "." + args.format, args.exclude)
         config = _config(args)
     except ValueError as exc:   # a folder that is not one, shared stems, a setting out of range
         raise SystemExit(f"error: {exc}")
     for mask in manifest.unmatched_masks:
         print(f"warning: mask without an image of its stem: {mask}", file=sys.stderr)
+    for exclude in manifest.unmatched_excludes:
+        print(f"warning: exclusion without an image of its stem: {exclude}", file=sys.stderr)
     counts = {OK: 0, SKIPPED: 0, ERROR: 0}
     failures = []
     total = len(manifest.rows)

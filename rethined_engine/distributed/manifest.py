@@ -1,7 +1,9 @@
 """The work list of a batch run: one row per (image, mask, output), images paired with masks by file stem.
 
 An image without a mask is kept as a row with `mask=None` (the run reports it as an error row); a mask
-without an image is listed in `Manifest.unmatched_masks`. Nothing is dropped silently.
+without an image is listed in `Manifest.unmatched_masks`. Nothing is dropped silently. Exclusions (known
+pixels no fill may copy) are optional: paired the same way, an image without one excludes nothing, and an
+exclusion without an image is listed in `Manifest.unmatched_excludes`.
 """
 from __future__ import annotations
 
@@ -20,25 +22,28 @@ UNKNOWN_SIZE = (0, 0)   # (height, width) of an image whose header cannot be rea
 @dataclass(frozen=True)
 class ManifestRow:
     """One unit of work. image, mask, output: file paths as strings (mask None: no mask of that stem);
-    height, width: the image's size in pixels from its header (UNKNOWN_SIZE when unreadable)."""
+    height, width: the image's size in pixels from its header (UNKNOWN_SIZE when unreadable); exclude: the
+    file of known pixels the fill must not copy (`Engine.inpaint`'s exclude), None for none."""
     image: str
     mask: str | None
     output: str
     height: int
     width: int
+    exclude: str | None = None
 
     def as_dict(self) -> dict:
         return {"image": self.image, "mask": self.mask, "output": self.output,
-                "height": self.height, "width": self.width}
+                "height": self.height, "width": self.width, "exclude": self.exclude}
 
 
 @dataclass(frozen=True)
 class Manifest:
     """rows: sorted by image size (height, width), then file name, so that equal shapes run together (the
-    triton backend keeps a CUDA graph per shape, for a few shapes). unmatched_masks: mask files whose stem
-    names no image."""
+    triton backend keeps a CUDA graph per shape, for a few shapes). unmatched_masks, unmatched_excludes: mask
+    and exclusion files whose stem names no image."""
     rows: tuple[ManifestRow, ...]
     unmatched_masks: tuple[str, ...]
+    unmatched_excludes: tuple[str, ...] = ()
 
     @property
     def missing_masks(self) -> tuple[str, ...]:
@@ -72,25 +77,33 @@ def image_size(path: Path) -> tuple[int, int]:
         return UNKNOWN_SIZE
 
 
-def build_manifest(images: Path, masks: Path, out_dir: Path, out_suffix: str = ".png") -> Manifest:
+def pair_by_stem(image_paths: dict[str, Path], masks: Path, what: str) -> tuple[dict[str, Path], tuple[str, ...]]:
+    """The mask file of each image stem (masks: a folder of files named by stem, or one file for every image)
+    and the files whose stem names no image. what: the argument, for errors."""
+    masks = Path(masks)
+    if masks.is_file():
+        return {stem: masks for stem in image_paths}, ()
+    mask_for = image_files(masks, what)
+    return mask_for, tuple(str(path) for stem, path in mask_for.items() if stem not in image_paths)
+
+
+def build_manifest(images: Path, masks: Path, out_dir: Path, out_suffix: str = ".png",
+                   excludes: Path | None = None) -> Manifest:
     """Pair every image in the folder `images` with the mask of the same stem in the folder `masks`, or
-    with the single mask file `masks` (a static mask for every image). Output: out_dir / (stem +
-    out_suffix); out_suffix one of OUTPUT_SUFFIXES (only JPEG is lossy, at the batch's jpeg_quality)."""
+    with the single mask file `masks` (a static mask for every image), and with its exclusion the same way
+    when excludes (a folder or one file) is given. Output: out_dir / (stem + out_suffix); out_suffix one of
+    OUTPUT_SUFFIXES (only JPEG is lossy, at the batch's jpeg_quality)."""
     if out_suffix.lower() not in OUTPUT_SUFFIXES:
         raise ValueError(f"out_suffix: expected one of {OUTPUT_SUFFIXES}, got {out_suffix!r}")
     image_paths = image_files(Path(images), "images")
-    masks = Path(masks)
-    if masks.is_file():
-        mask_for = {stem: masks for stem in image_paths}
-        unmatched: tuple[str, ...] = ()
-    else:
-        mask_for = image_files(masks, "masks")
-        unmatched = tuple(str(path) for stem, path in mask_for.items() if stem not in image_paths)
+    mask_for, unmatched = pair_by_stem(image_paths, masks, "masks")
+    exclude_for, unmatched_excludes = ({}, ()) if excludes is None else pair_by_stem(image_paths, excludes, "excludes")
     rows = []
     for stem, path in image_paths.items():
-        mask = mask_for.get(stem)
+        mask, exclude = mask_for.get(stem), exclude_for.get(stem)
         height, width = image_size(path)
         rows.append(ManifestRow(str(path), None if mask is None else str(mask),
-                                str(Path(out_dir) / (stem + out_suffix)), height, width))
+                                str(Path(out_dir) / (stem + out_suffix)), height, width,
+                                None if exclude is None else str(exclude)))
     rows.sort(key=lambda row: (row.height, row.width, Path(row.image).name))
-    return Manifest(tuple(rows), unmatched)
+    return Manifest(tuple(rows), unmatched, unmatched_excludes)

@@ -1,12 +1,13 @@
 """The three stages of a batch run, on row dicts, shared by the local loop and Ray Data: `decode` (CPU),
 `EngineStage` (one `Engine`, loaded once per process or actor), `encode` (CPU, atomic write).
 
-A row carries the manifest's fields (image, mask, output, height, width), `status` ("pending" while
+A row carries the manifest's fields (image, mask, output, height, width, exclude), `status` ("pending" while
 work remains, then "ok", "skipped" or "error"), `error` (a message, "" unless status is "error"), `worker`
 ("host:pid" of the process whose Engine took the row, "" when none did) and, between
 decode and encode, `pixels` ((H, W, 3) uint8 RGB, turned by the photo's EXIF orientation), `hole` ((H, W) uint8,
-nonzero = fill) and what the output keeps of the photo (`image_files`): `alpha` ((H, W) uint8, or NO_HOLE when
-opaque), `exif` and `icc` (bytes, b"" when none). A failure in any stage turns that row into an error row; it never
+nonzero = fill), `excluded` ((H, W) uint8, nonzero = never copied; NO_HOLE when the row has no exclusion) and
+what the output keeps of the photo (`image_files`): `alpha` ((H, W) uint8, or NO_HOLE when opaque), `exif` and
+`icc` (bytes, b"" when none). A failure in any stage turns that row into an error row; it never
 stops the run.
 """
 from __future__ import annotations
@@ -66,14 +67,15 @@ NO_META = {"alpha": NO_HOLE, "exif": b"", "icc": b""}   # what a row keeps of a 
 
 def _failed(row: dict, stage: str, exc: BaseException) -> dict:
     return {**row, "status": ERROR, "error": f"{stage}: {type(exc).__name__}: {exc}",
-            "pixels": NO_PIXELS, "hole": NO_HOLE, **NO_META}
+            "pixels": NO_PIXELS, "hole": NO_HOLE, "excluded": NO_HOLE, **NO_META}
 
 
 def _read(row: dict) -> dict:
-    """The row's photo and mask (`image_files`: turned upright, alpha, EXIF and ICC kept aside)."""
+    """The row's photo, mask and exclusion (`image_files`: turned upright, alpha, EXIF and ICC kept aside)."""
     photo = read_photo(row["image"])
     kept = photo.kept
-    return {"pixels": photo.rgb, "hole": read_mask(row["mask"], photo),
+    excluded = NO_HOLE if row["exclude"] is None else read_mask(row["exclude"], photo)
+    return {"pixels": photo.rgb, "hole": read_mask(row["mask"], photo), "excluded": excluded,
             "alpha": NO_HOLE if kept.alpha is None else kept.alpha, "exif": kept.exif or b"", "icc": kept.icc or b""}
 
 
@@ -85,7 +87,8 @@ def _kept(row: dict) -> Kept:
 
 def decode(row: dict, config: BatchConfig) -> dict:
     """Manifest row -> row with pixels and hole (status pending), or a skipped or error row."""
-    row = {**row, "status": PENDING, "error": "", "worker": "", "pixels": NO_PIXELS, "hole": NO_HOLE, **NO_META}
+    row = {**row, "status": PENDING, "error": "", "worker": "", "pixels": NO_PIXELS, "hole": NO_HOLE,
+           "excluded": NO_HOLE, **NO_META}
     if config.skip_existing and os.path.exists(row["output"]):
         return {**row, "status": SKIPPED}
     if row["mask"] is None:
@@ -111,7 +114,9 @@ class EngineStage:
             return row
         row = {**row, "worker": self.worker}
         try:
-            return {**row, "pixels": self.engine.inpaint(row["pixels"], row["hole"]), "hole": NO_HOLE}
+            excluded = row["excluded"] if row["excluded"].size else None
+            return {**row, "pixels": self.engine.inpaint(row["pixels"], row["hole"], excluded), "hole": NO_HOLE,
+                    "excluded": NO_HOLE}
         except Exception as exc:  # noqa: BLE001 - a size mismatch, an out-of-memory: this row fails, the run goes on
             return _failed(row, "inpaint", exc)
 
