@@ -11,8 +11,8 @@ import pytest
 
 from rethined_engine import Engine
 from rethined_engine.cli import main as cli_main
-from rethined_engine.deploy.triton_repo import (INPUT_IMAGE, INPUT_MASK, MODEL_SOURCE, MODEL_VERSION, OUTPUT_IMAGE,
-                                                PARAMETERS, WEIGHTS_FILE, TritonRepoConfig, engine_arguments,
+from rethined_engine.deploy.triton_repo import (INPUT_EXCLUDE, INPUT_IMAGE, INPUT_MASK, MODEL_SOURCE, MODEL_VERSION,
+                                                OUTPUT_IMAGE, PARAMETERS, WEIGHTS_FILE, TritonRepoConfig, engine_arguments,
                                                 write_triton_repo)
 from rethined_engine.weights import DEFAULT_WEIGHTS
 
@@ -66,8 +66,9 @@ def test_config_pbtxt_parses_as_model_config(tmp_path, config):
     parsed = text_format.Parse((model_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
     assert (parsed.name, parsed.backend, parsed.max_batch_size) == (config.model_name, "python", 0)
     uint8 = model_config_pb2.DataType.TYPE_UINT8
-    assert [(t.name, t.data_type, list(t.dims)) for t in parsed.input] == [
-        (INPUT_IMAGE, uint8, [-1, -1, 3]), (INPUT_MASK, uint8, [-1, -1])]
+    assert [(t.name, t.data_type, list(t.dims), t.optional) for t in parsed.input] == [
+        (INPUT_IMAGE, uint8, [-1, -1, 3], False), (INPUT_MASK, uint8, [-1, -1], False),
+        (INPUT_EXCLUDE, uint8, [-1, -1], True)]
     assert [(t.name, t.data_type, list(t.dims)) for t in parsed.output] == [(OUTPUT_IMAGE, uint8, [-1, -1, 3])]
     (group,) = parsed.instance_group
     kind = {"cpu": model_config_pb2.ModelInstanceGroup.KIND_CPU, "cuda": model_config_pb2.ModelInstanceGroup.KIND_GPU}
@@ -156,6 +157,32 @@ def test_model_answers_like_engine_and_refuses_bad_requests(model_module):
         assert tensor.name() == OUTPUT_IMAGE and np.array_equal(tensor.as_numpy(), expected)
     assert responses[1].output_tensors == [] and responses[1].error.code() == FakeTritonError.INVALID_ARG
     assert responses[1].error.message().startswith("mask: shape (45, 69) does not match the image size 45x70")
+    model.finalize()
+
+
+def test_model_passes_the_optional_exclusion(model_module):
+    """A request with EXCLUDE gets `Engine.inpaint(image, mask, exclude)`'s bytes (realistic: it copies, so the
+    exclusion changes the fill); one of another size an error naming exclude."""
+    module, model_dir = model_module
+    model = module.TritonPythonModel()
+    parameters = {key: {"string_value": ""} for key in PARAMETERS}
+    model.initialize({"model_config": json.dumps({"parameters": parameters}), "model_repository": str(model_dir),
+                      "model_version": MODEL_VERSION, "model_instance_kind": "CPU", "model_instance_device_id": "0"})
+    rng = np.random.default_rng()
+    image = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    mask = np.zeros((64, 96), np.uint8)
+    mask[20:44, 30:66] = 255
+    exclude = np.zeros_like(mask)
+    exclude[:, :80] = 1     # all but the right 16 columns: the sources must change
+    inputs = [FakeTensor(INPUT_IMAGE, image), FakeTensor(INPUT_MASK, mask)]
+    with_exclude, plain, bad = model.execute([inputs + [FakeTensor(INPUT_EXCLUDE, exclude)], inputs,
+                                              inputs + [FakeTensor(INPUT_EXCLUDE, exclude[1:])]])
+    engine = Engine()
+    expected = engine.inpaint(image, mask, exclude)
+    assert np.array_equal(with_exclude.output_tensors[0].as_numpy(), expected)
+    assert np.array_equal(plain.output_tensors[0].as_numpy(), engine.inpaint(image, mask))
+    assert not np.array_equal(expected, engine.inpaint(image, mask))
+    assert bad.error.code() == FakeTritonError.INVALID_ARG and bad.error.message().startswith("exclude:")
     model.finalize()
 
 

@@ -116,6 +116,21 @@ def test_client_example(server, tmp_path, capsys):
     assert "refused the request: [400] mask: shape" in capsys.readouterr().err
 
 
+def test_optional_exclusion(server, client, tmp_path):
+    image, mask = sample_inputs()
+    exclude = np.zeros_like(mask)
+    exclude[:, :SAMPLE_WIDTH // 2] = 255
+    want = Engine().inpaint(image, mask, exclude)
+    assert not np.array_equal(want, Engine().inpaint(image, mask))
+    assert np.array_equal(inpaint_remote(client, image, mask, exclude=exclude), want)
+    for name, array in (("image", image), ("mask", mask), ("exclude", exclude)):
+        Image.fromarray(array).save(tmp_path / f"{name}.png")
+    out = tmp_path / "out.png"
+    assert client_main([str(tmp_path / "image.png"), str(tmp_path / "mask.png"), "-o", str(out),
+                        "--exclude", str(tmp_path / "exclude.png"), "--url", server.http_url]) == 0
+    assert np.array_equal(np.asarray(Image.open(out)), want)
+
+
 def test_ensemble_answers_with_deployed_pipeline_bytes(server, client):
     reference = deployed_pipeline(server.repository / ENSEMBLE["lr"] / MODEL_VERSION / ONNX_FILE)
     for image, mask in (sample_inputs(), random_inputs(53, 75)):

@@ -1,8 +1,9 @@
 """Triton Inference Server Python-backend model that serves `Engine.inpaint`: `rethined export triton-repo`
 copies this file to `<repository>/<model>/<version>/model.py`.
 
-One request: IMAGE uint8 (H, W, 3) RGB and MASK uint8 (H, W), nonzero = fill, of any H and W; one response:
-INPAINTED uint8 (H, W, 3), the bytes `Engine().inpaint(image, mask)` returns. A request the Engine refuses (a
+One request: IMAGE uint8 (H, W, 3) RGB and MASK uint8 (H, W), nonzero = fill, of any H and W, and optionally
+EXCLUDE uint8 (H, W), nonzero = never copied; one response: INPAINTED uint8 (H, W, 3), the bytes
+`Engine().inpaint(image, mask, exclude)` returns. A request the Engine refuses (a
 mask of another size, an empty image) gets an error response carrying the Engine's message; the model
 stays loaded. The Engine's settings come from the `parameters` of config.pbtxt (`triton_repo.PARAMETERS`)
 and its device from the instance group: KIND_GPU -> "cuda:<device id>", KIND_CPU -> "cpu", KIND_MODEL ->
@@ -17,7 +18,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from rethined_engine import Engine
-from rethined_engine.deploy.triton_repo import INPUT_IMAGE, INPUT_MASK, OUTPUT_IMAGE, engine_arguments
+from rethined_engine.deploy.triton_repo import INPUT_EXCLUDE, INPUT_IMAGE, INPUT_MASK, OUTPUT_IMAGE, engine_arguments
 
 
 def instance_device(kind: str, device_id: str):
@@ -43,8 +44,9 @@ class TritonPythonModel:
     def _respond(self, request):
         image = pb_utils.get_input_tensor_by_name(request, INPUT_IMAGE).as_numpy()
         mask = pb_utils.get_input_tensor_by_name(request, INPUT_MASK).as_numpy()
+        exclude = pb_utils.get_input_tensor_by_name(request, INPUT_EXCLUDE)   # None: the request has none
         try:
-            result = self.engine.inpaint(image, mask)
+            result = self.engine.inpaint(image, mask, None if exclude is None else exclude.as_numpy())
         except (ValueError, TypeError) as exc:
             error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)   # HTTP 400, gRPC INVALID_ARGUMENT
             return pb_utils.InferenceResponse(error=error)

@@ -3,8 +3,9 @@
 Layout, for `TritonRepoConfig(model_name="rethined")`:
 
     DIR/rethined/config.pbtxt          backend "python", max_batch_size 0 (images of any size: no batching
-                                       across requests); IMAGE uint8 [-1, -1, 3] and MASK uint8 [-1, -1] in,
-                                       INPAINTED uint8 [-1, -1, 3] out; instance group and Engine parameters
+                                       across requests); IMAGE uint8 [-1, -1, 3], MASK uint8 [-1, -1] and the
+                                       optional EXCLUDE uint8 [-1, -1] in, INPAINTED uint8 [-1, -1, 3] out;
+                                       instance group and Engine parameters
     DIR/rethined/1/model.py            a copy of rethined_engine/deploy/triton_model.py
     DIR/rethined/1/weights.safetensors only with `weights`: a copy of that file
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 INPUT_IMAGE = "IMAGE"            # uint8 (H, W, 3) RGB
 INPUT_MASK = "MASK"              # uint8 (H, W), nonzero = fill
+INPUT_EXCLUDE = "EXCLUDE"        # optional uint8 (H, W), nonzero = never copied (`Engine.inpaint`'s exclude)
 OUTPUT_IMAGE = "INPAINTED"       # uint8 (H, W, 3); not "IMAGE": an ensemble whose output reuses its input's name
                                  # loads in Triton 2.51 but its HTTP responses do not decode
 MODEL_VERSION = "1"
@@ -86,7 +88,8 @@ backend: "python"
 max_batch_size: 0
 input [
   {{ name: "{INPUT_IMAGE}" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] }},
-  {{ name: "{INPUT_MASK}" data_type: TYPE_UINT8 dims: [ -1, -1 ] }}
+  {{ name: "{INPUT_MASK}" data_type: TYPE_UINT8 dims: [ -1, -1 ] }},
+  {{ name: "{INPUT_EXCLUDE}" data_type: TYPE_UINT8 dims: [ -1, -1 ] optional: true }}
 ]
 output [
   {{ name: "{OUTPUT_IMAGE}" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] }}
