@@ -12,8 +12,8 @@ import pytest
 from rethined_engine import Engine
 from rethined_engine.cli import main as cli_main
 from rethined_engine.deploy.triton_repo import (INPUT_EXCLUDE, INPUT_IMAGE, INPUT_MASK, MODEL_SOURCE, MODEL_VERSION,
-                                                OUTPUT_IMAGE, PARAMETERS, WEIGHTS_FILE, TritonRepoConfig, engine_arguments,
-                                                write_triton_repo)
+                                                OUTPUT_IMAGE, PARAMETERS, WEIGHTS_FILE, TritonRepoConfig,
+                                                engine_arguments, write_triton_repo)
 from rethined_engine.weights import DEFAULT_WEIGHTS
 
 from conftest import onnxruntime_pipeline
