@@ -17,8 +17,6 @@ from rethined_engine.video.stream import VideoConfig, VideoInpainter
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ON_DEVICE = VideoConfig(temporal_device="engine")
 REFERENCE = VideoConfig(temporal_device="host", flow_estimator="torch")   # the same flow estimator on the host
-DRIFT_ATOL = 0.02         # px: cv2.remap's bilinear weights are multiples of 1/32, torch's exact; the drift
-                          # field here is noise (neighbours 0.3 px apart), so a read differs by up to ~0.01
 AGREEMENT_DB = 35.0       # hole PSNR of the device path's output against the reference's: resize windows, float
                           # bilinear reads and float flows differ in the last digits, decisions do not
 
@@ -82,28 +80,6 @@ def test_forward_backward_check_agrees_with_the_reference(rng):
 
 
 # --- the stream ------------------------------------------------------------------------------------------------
-
-def test_camera_residual_drift_and_moving_pixels_agree_with_the_reference(rng):
-    h, w = 60, 90
-    ys, xs = np.mgrid[:h, :w].astype(np.float32)
-    hole = np.zeros((h, w), bool)
-    hole[20:35, 30:50] = True
-    steps = [np.stack([0.01 * xs - 1.0, 0.02 * ys + 0.3], -1) + rng.normal(0, 0.2, (h, w, 2)).astype(np.float32)
-             for _ in range(3)]
-    followed = rng.random((h, w)) > 0.1
-    want = got = None
-    for step in steps:
-        residual = ht.camera_residual(step, hole)
-        device_residual = dt.camera_residual(tensor(step.transpose(2, 0, 1)), tensor(hole))
-        np.testing.assert_allclose(device_residual.cpu().numpy().transpose(1, 2, 0), residual, atol=1e-4)
-        want = ht.drift(residual, step, want, 0.75, followed)
-        got = dt.drift(device_residual, tensor(step.transpose(2, 0, 1)), got, 0.75, tensor(followed))
-        np.testing.assert_allclose(got.cpu().numpy().transpose(1, 2, 0), want, atol=DRIFT_ATOL)
-    near = np.abs(np.sqrt(np.square(want).sum(-1)) - 0.3) <= 2 * DRIFT_ATOL   # decisions rounding could flip ...
-    far = ~ht.grow(near, 1)                                                     # ... and the one-px growth of them
-    np.testing.assert_array_equal(dt.moving_pixels(got, tensor(hole), 0.3).cpu().numpy()[far],
-                                  ht.moving_pixels(want, hole, 0.3)[far])
-
 
 def test_device_path_follows_the_reference_on_a_pan_with_a_moving_hole(engine, rng):
     frames = pan_clip(rng, 8)

@@ -245,29 +245,16 @@ def complete_flow(flow: torch.Tensor, hole: torch.Tensor, target_hole: torch.Ten
     return fill_flow(flow, hole | landed, fill, ring)
 
 
-def camera_residual(step: torch.Tensor, hole: torch.Tensor) -> torch.Tensor | None:
-    """`temporal.camera_residual` for a step flow (2, h, w) and hole (h, w) bool -> (2, h, w) float64 or None."""
+def moving_pixels(step: torch.Tensor, hole: torch.Tensor, threshold: float) -> torch.Tensor:
+    """`temporal.moving_pixels` for a step flow (2, h, w) and hole (h, w) bool."""
     known = ~hole
     sampled = torch.zeros_like(known)
     sampled[::MOVING_FIT_STRIDE, ::MOVING_FIT_STRIDE] = known[::MOVING_FIT_STRIDE, ::MOVING_FIT_STRIDE]
     if int(sampled.sum()) < AFFINE_MIN_POINTS:
-        return None
+        return torch.zeros_like(hole)
     camera = affine_fields(fit_affine(step[None], sampled[None]), step.shape[-2:], step.device)[0]
-    return (step.double() - camera).masked_fill(hole, 0)
-
-
-def drift(residual: torch.Tensor, step: torch.Tensor, before: torch.Tensor | None, decay: float,
-          followed: torch.Tensor) -> torch.Tensor:
-    """`temporal.drift` for (2, h, w) fields and followed (h, w) bool -> (2, h, w) float32."""
-    residual = residual.float()
-    if before is None:
-        return residual
-    return residual + decay * warp_back(before, step) * followed
-
-
-def moving_pixels(offset: torch.Tensor, hole: torch.Tensor, threshold: float) -> torch.Tensor:
-    """`temporal.moving_pixels` for an offset (2, h, w) and hole (h, w) bool."""
-    return grow((offset.square().sum(0) > threshold * threshold) & ~hole, 1)
+    moving = ((step.double() - camera).square().sum(0) > threshold * threshold) & known
+    return grow(moving, 1)
 
 
 def complete_grey(luma: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
@@ -657,8 +644,8 @@ DEVICE_STEPS = TemporalSteps(
 class _Arrival:
     """`stream._Arrival` on the device: frame (3, H, W) uint8, mask (H, W) bool, grey and hole at the working size,
     the scene-cut thumbnail, the pixels it may give, the flows to the frame before it (step, its check over box)
-    and, with a lookahead, from it (ahead, its check), whether its mask equals that frame's (then it holds
-    that frame's mask tensor), and its drift from the camera's motion (2, h, w) (with moving_drift_decay > 0)."""
+    and, with a lookahead, from it (ahead, its check), and whether its mask equals that frame's (then it holds
+    that frame's mask tensor)."""
     frame: torch.Tensor
     mask: torch.Tensor
     grey: torch.Tensor
@@ -672,7 +659,6 @@ class _Arrival:
     ahead: torch.Tensor | None = None
     ahead_valid: torch.Tensor | None = None
     same_mask: bool = False
-    drift: torch.Tensor | None = None
 
 
 class DeviceTemporal(TemporalEmitter):
@@ -777,14 +763,8 @@ class DeviceTemporal(TemporalEmitter):
             now.ahead = back
             now.ahead_valid = forward_backward_valid(back, now.step, cfg.fb_relative, cfg.fb_absolute, now.box)
         now.source = ~grow(now.mask, cfg.source_margin)
-        residual = camera_residual(now.step, hole) if cfg.moving_source_threshold > 0 else None
-        if residual is not None:
-            moving = moving_pixels(residual, hole, cfg.moving_source_threshold)
-            if cfg.moving_drift_decay > 0:
-                whole = (0, size[0], 0, size[1])
-                followed = forward_backward_valid(now.step, back, cfg.fb_relative, cfg.fb_absolute, whole)
-                now.drift = drift(residual, now.step, before.drift, cfg.moving_drift_decay, followed)
-                moving |= moving_pixels(now.drift, hole, cfg.moving_drift_threshold)
+        if cfg.moving_source_threshold > 0:
+            moving = moving_pixels(now.step, hole, cfg.moving_source_threshold)
             if bool(moving.any()):
                 spread = F.interpolate(moving[None, None].float(), size=full, mode="nearest")[0, 0] > 0.5
                 now.source &= ~spread

@@ -41,10 +41,6 @@ class VideoConfig:
     moving_source_threshold: a frame gives no pixel that moved on its own, more than this many working px from
         the camera's motion (`temporal.moving_pixels`: the affine motion fitted to its step flow), so a later
         hole, whose flow follows the camera, is not filled with a walker where the walker was (a doubled walker).
-    moving_drift_decay: with d > 0, also no pixel whose drift from the camera's motion (`temporal.drift`: this
-        step's offset plus d times the last frame's drift, brought along by the flow where it passes the
-        forward-backward check) exceeds moving_drift_threshold: a walker moving under the threshold per frame,
-        but steadily, adds up to about his speed / (1 - d).
     canvas: keep one background canvas (`temporal.BackgroundCanvas`) over the hole's box, brought along by the
         flow and updated with every pixel seen, and copy from it what the kept past frames no longer show
         (confidence times canvas_decay per frame, used down to canvas_min_confidence), while the hole stays where
@@ -112,9 +108,6 @@ class VideoConfig:
     copied_weight: float = 0.8          # share of the previous output in a pixel copied from a past frame
     moving_source_threshold: float = 0.6  # working px: a frame gives no pixel whose step flow strays this far from
                                         # the camera's affine motion (content moving on its own); 0 = off
-    moving_drift_decay: float = 0.0     # > 0: ... nor one whose drift from the camera's motion over the last frames
-                                        # (each older step's share times this per frame) strays ...; 0 = off
-    moving_drift_threshold: float = 1.2  # ... more than this many working px
     scene_cut_side: int = 64            # px of the longer side of the thumbnails compared for a cut
     scene_cut_threshold: float = 30.0   # mean absolute difference of the known thumbnail pixels, uint8 levels
 
@@ -137,13 +130,11 @@ class VideoConfig:
         for name in ("lookahead", "refine_scales", "flow_margin", "fb_relative", "fb_absolute",
                      "flow_context", "flow_fill_ring", "hold_ring", "hold_threshold", "hold_max_motion",
                      "scene_cut_threshold", "canvas_min_confidence", "engine_margin",
-                     "engine_thin_width", "moving_source_threshold", "moving_drift_threshold"):
+                     "engine_thin_width", "moving_source_threshold"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
         if self.engine_box_multiple is not None and self.engine_box_multiple < 1:
             raise ValueError(f"engine_box_multiple: expected None or >= 1, got {self.engine_box_multiple}")
-        if not 0 <= self.moving_drift_decay < 1:
-            raise ValueError(f"moving_drift_decay: expected in [0, 1), got {self.moving_drift_decay}")
         if self.canvas_margin < 2:
             raise ValueError(f"canvas_margin: expected >= 2, got {self.canvas_margin}")
         if not 0 < self.canvas_decay <= 1:
@@ -172,8 +163,7 @@ class _Arrival:
     it, and step_valid (h, w) bool, its forward-backward check over box (working px); with a lookahead, ahead
     (h, w, 2) float32, the flow from it to this frame, and ahead_valid (h, w) bool, that flow's check, and same_mask,
     whether its mask equals that frame's (then it holds that frame's mask array, and its source array too where
-    neither lost a pixel to motion: plain_source); drift (h, w, 2) float32, `temporal.drift` (None unless
-    moving_drift_decay > 0 and the camera's motion could be fitted)."""
+    neither lost a pixel to motion: plain_source)."""
     frame: np.ndarray
     mask: np.ndarray
     grey: np.ndarray
@@ -188,7 +178,6 @@ class _Arrival:
     ahead_valid: np.ndarray | None = None
     same_mask: bool = False
     plain_source: bool = True
-    drift: np.ndarray | None = None
 
 
 class VideoInpainter(TemporalEmitter):
@@ -428,11 +417,9 @@ class VideoInpainter(TemporalEmitter):
         from .flow import forward_backward_valid, grey
         from .temporal import (
             bounding_box,
-            camera_residual,
             complete_flow,
             complete_grey,
             completed_pair,
-            drift,
             grow,
             grow_box,
             moving_pixels,
@@ -468,13 +455,8 @@ class VideoInpainter(TemporalEmitter):
                 now.mask = before.mask
             now.ahead = back
             now.ahead_valid = forward_backward_valid(back, now.step, cfg.fb_relative, cfg.fb_absolute, now.box)
-        residual = camera_residual(now.step, hole) if cfg.moving_source_threshold > 0 else None
-        if residual is not None:
-            moving = moving_pixels(residual, hole, cfg.moving_source_threshold)
-            if cfg.moving_drift_decay > 0:
-                followed = forward_backward_valid(now.step, back, cfg.fb_relative, cfg.fb_absolute)
-                now.drift = drift(residual, now.step, before.drift, cfg.moving_drift_decay, followed)
-                moving |= moving_pixels(now.drift, hole, cfg.moving_drift_threshold)
+        if cfg.moving_source_threshold > 0:
+            moving = moving_pixels(now.step, hole, cfg.moving_source_threshold)
             if moving.any():
                 now.source = ~grow(mask, cfg.source_margin) & ~cv2.resize(
                     moving.view(np.uint8), frame.shape[1::-1], interpolation=cv2.INTER_NEAREST).view(bool)

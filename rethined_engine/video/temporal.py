@@ -157,43 +157,20 @@ def fit_affine(flow: np.ndarray, points: np.ndarray) -> np.ndarray:
     return motion
 
 
-def camera_residual(step: np.ndarray, hole: np.ndarray) -> np.ndarray | None:
-    """(h, w, 2) float64: the step flow (h, w, 2) less the camera's motion (`fit_affine` to every
-    MOVING_FIT_STRIDE-th known pixel, outside hole (h, w) bool), 0 in the hole; None where too few pixels are
-    known for the fit."""
+def moving_pixels(step: np.ndarray, hole: np.ndarray, threshold: float) -> np.ndarray:
+    """(h, w) bool: the known pixels (outside hole (h, w) bool) whose step flow (h, w, 2) differs by more than
+    threshold working px from the camera's motion (`fit_affine` to every MOVING_FIT_STRIDE-th known pixel),
+    grown by one working px: content moving on its own (a walker), which a later frame must not copy into its
+    hole along the camera's motion (it would show the walker where it was)."""
     known = ~hole
     sampled = np.zeros_like(known)
     sampled[::MOVING_FIT_STRIDE, ::MOVING_FIT_STRIDE] = known[::MOVING_FIT_STRIDE, ::MOVING_FIT_STRIDE]
     if np.count_nonzero(sampled) < AFFINE_MIN_POINTS:
-        return None
+        return np.zeros_like(hole)
     motion = fit_affine(step, sampled)
     grid = pixel_grid(*hole.shape).astype(np.float64)
     camera = grid[..., 0:1] * motion[0] + grid[..., 1:2] * motion[1] + motion[2]
-    residual = step - camera
-    residual[hole] = 0
-    return residual
-
-
-def drift(residual: np.ndarray, step: np.ndarray, before: np.ndarray | None, decay: float,
-          followed: np.ndarray) -> np.ndarray:
-    """(h, w, 2) float32: how far each pixel moved on its own over the last frames, the older steps fading by
-    decay per frame: residual (h, w, 2), this step's `camera_residual`, plus decay x the previous frame's drift
-    (h, w, 2) float32 at the step flow's (h, w, 2) end (None: none yet) where followed (h, w) bool (the step's
-    forward-backward check: a pixel a walker uncovered does not inherit his drift). Content that moves slowly
-    but steadily (a walker, under a working px per frame) adds up to about its speed / (1 - decay); flow noise,
-    of random sign, much less."""
-    residual = residual.astype(np.float32)
-    if before is None:
-        return residual
-    return residual + decay * warp_back(before, step) * followed[..., None]
-
-
-def moving_pixels(offset: np.ndarray, hole: np.ndarray, threshold: float) -> np.ndarray:
-    """(h, w) bool: the known pixels (outside hole (h, w) bool) whose offset (h, w, 2) from the camera's motion
-    (`camera_residual` of one step, or its `drift` over several) exceeds threshold working px, grown by one
-    working px: content moving on its own (a walker), which a later frame must not copy into its hole along the
-    camera's motion (it would show the walker where it was)."""
-    moving = (np.square(offset).sum(-1) > threshold * threshold) & ~hole
+    moving = (np.square(step - camera).sum(-1) > threshold * threshold) & known
     return cv2.dilate(moving.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
 
 
