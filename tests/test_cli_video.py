@@ -36,6 +36,22 @@ def test_video_lossless_range_matches_engine_with_progress(inputs, tmp_path, cap
     assert f"wrote {out}: 4 frames" in captured.out and "audio copied" in captured.out
 
 
+def test_video_exclude_reaches_every_frame(inputs, tmp_path, capsys):
+    from test_video_files import right_band
+
+    src, mask, frames = inputs
+    Image.fromarray(right_band()).save(tmp_path / "exclude.png")
+    out = tmp_path / "out.mkv"
+    assert main(["video", str(src), str(mask), "-o", str(out), "--temporal", "off", "--end", "3", "--lossless",
+                 "--exclude", str(tmp_path / "exclude.png"), "--device", "cpu"]) == 0
+    engine = Engine(device="cpu")
+    for frame, got in zip(frames, decoded(out)[0]):
+        assert np.array_equal(got, engine.inpaint(frame, box_mask(), right_band()))
+    with pytest.raises(SystemExit, match="exclude: file not found"):
+        main(["video", str(src), str(mask), "-o", str(out), "--exclude", str(tmp_path / "missing.png"),
+              "--device", "cpu"])
+
+
 def test_video_x264_options_and_no_audio(inputs, tmp_path, capsys):
     src, mask, _ = inputs
     out = tmp_path / "out.mp4"

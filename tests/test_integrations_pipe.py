@@ -132,6 +132,25 @@ def test_a_reader_that_goes_away_is_a_one_line_error(engine, ffmpeg, clip, tmp_p
     assert "error: output: the reader closed the pipe" in result.stderr
 
 
+def test_pipe_frames_passes_each_frame_its_exclusion(engine):
+    from rethined_engine.video import VideoInpainter
+    from rethined_engine.video.masks import StillMask
+    from rethined_engine.video.raw_pipe import pipe_frames
+
+    frames = photo_pan()[:3]
+    height, width = frames[0].shape[:2]
+    mask, exclude = moving_masks()[0], np.zeros((height, width), bool)
+    exclude[:, : width // 3] = True
+    out = io.BytesIO()
+    count = pipe_frames(VideoInpainter(engine, "off"), StillMask(mask), RawFormat(width, height),
+                        io.BytesIO(b"".join(f.tobytes() for f in frames)), out,
+                        excludes=StillMask(exclude, name="exclude"))
+    got = np.frombuffer(out.getvalue(), np.uint8).reshape(count, height, width, 3)
+    assert count == 3
+    for frame, filled in zip(frames, got):
+        np.testing.assert_array_equal(filled, engine.inpaint(frame, mask, exclude))
+
+
 def test_read_frame_splits_a_stream_into_frames_and_flags_a_cut():
     raw = RawFormat.parse("5x3")
     data = np.random.default_rng(0).integers(0, 256, raw.frame_bytes * 2 + 7, dtype=np.uint8).tobytes()

@@ -189,6 +189,52 @@ def test_mask_folder_video_and_callable_give_the_same_masks(clip, engine, tmp_pa
         assert np.array_equal(outputs["folder"][i], frame) and np.array_equal(outputs["video"][i], frame)
 
 
+def right_band(index=None, frame=None):
+    """(HEIGHT, WIDTH) uint8 exclusion: the right third, 255."""
+    exclude = np.zeros((HEIGHT, WIDTH), np.uint8)
+    exclude[:, 2 * WIDTH // 3:] = 255
+    return exclude
+
+
+def test_exclusions_in_every_form_reach_the_stream(clip, engine, tmp_path):
+    """An exclusion as an array (off: each frame `engine.inpaint(frame, mask, exclude)`), and as a folder, a
+    mask video or a function (on: the frames `VideoInpainter.push(frame, mask, exclude)` gives); one too short or
+    of another size is refused, naming exclude."""
+    from PIL import Image
+
+    from rethined_engine.video import VideoConfig, VideoInpainter
+
+    path, frames = clip
+    inpaint_video(path, box_mask(), tmp_path / "off.mkv", temporal="off", engine=engine, encode=LOSSLESS,
+                  frames=(0, 3), exclude=right_band())
+    for frame, out in zip(frames, decoded(tmp_path / "off.mkv")[0]):
+        assert np.array_equal(out, engine.inpaint(frame, box_mask(), right_band()))
+    folder = tmp_path / "excludes"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(right_band()).save(folder / f"{i}.png")
+    band_video = tmp_path / "band.mkv"
+    with av.open(str(band_video), "w") as container:
+        stream = container.add_stream("ffv1", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "gray"
+        for _ in range(4):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(right_band(), format="gray")))
+        container.mux(stream.encode(None))
+    config = VideoConfig(lookahead=0)
+    want = VideoInpainter(engine, "on", config).process_batch(np.stack(frames[:4]), box_mask(), right_band())
+    for name, exclude in (("folder", folder), ("video", band_video), ("callable", right_band)):
+        inpaint_video(path, box_mask(), tmp_path / f"{name}.mkv", engine=engine, encode=LOSSLESS, frames=(0, 4),
+                      config=config, exclude=exclude)
+        got = decoded(tmp_path / f"{name}.mkv")[0]
+        assert all(np.array_equal(g, w) for g, w in zip(got, want)), name
+    with pytest.raises(MaskTooShortError, match=r"^exclude: .*\(4 images\) has no mask for frame 4"):
+        inpaint_video(path, box_mask(), tmp_path / "short.mkv", engine=engine, encode=LOSSLESS, exclude=folder)
+    with pytest.raises(ValueError, match="^exclude: the mask array gives a 8x8 mask"):
+        inpaint_video(path, box_mask(), tmp_path / "small.mkv", engine=engine, encode=LOSSLESS,
+                      exclude=np.zeros((8, 8), np.uint8))
+    assert not (tmp_path / "short.mkv").exists() and not (tmp_path / "small.mkv").exists()
+
+
 @pytest.mark.parametrize("radius", [0, 1, 4])
 def test_dilate_matches_opencv(radius):
     cv2 = pytest.importorskip("cv2")

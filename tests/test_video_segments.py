@@ -141,6 +141,15 @@ def test_cli_video_segments_writes_the_same_file_and_refuses_encoder_options(cli
     assert "23 frames in 3 segments" in capsys.readouterr().out
     inpaint_video_segments(path, mask, tmp_path / "api.mkv", seconds=1, temporal="off", engine={"device": "cpu"})
     assert all(np.array_equal(a, b) for a, b in zip(decode_all(tmp_path / "cli.mkv"), decode_all(tmp_path / "api.mkv")))
+    exclude = np.zeros(mask.shape, np.uint8)
+    exclude[:, : mask.shape[1] // 3] = 255
+    Image.fromarray(exclude).save(tmp_path / "exclude.png")
+    main(["video", str(path), str(tmp_path / "mask.png"), "-o", str(tmp_path / "excluded.mkv"), "--segments", "1",
+          "--temporal", "off", "--exclude", str(tmp_path / "exclude.png"), "--device", "cpu"])
+    engine = Engine(device="cpu")
+    sources = decode_all(path)
+    assert all(np.array_equal(got, engine.inpaint(frame, mask, exclude))
+               for got, frame in zip(decode_all(tmp_path / "excluded.mkv"), sources))
     with pytest.raises(SystemExit, match="leave out --crf"):
         main(["video", str(path), str(tmp_path / "mask.png"), "-o", str(tmp_path / "x.mkv"), "--segments", "1",
               "--crf", "18"])

@@ -407,6 +407,58 @@ def test_a_lookahead_stops_at_a_scene_cut(rng):
     assert both.scene_cuts == 1
 
 
+class ExcludeRecorder:
+    """An engine wrapper recording the exclusion of each inpaint call (None when it got none)."""
+
+    def __init__(self, engine):
+        self.engine, self.excludes = engine, []
+        self.config, self.device = engine.config, engine.device
+
+    def inpaint(self, image, mask, exclude=None):
+        self.excludes.append(exclude)
+        return self.engine.inpaint(image, mask, exclude)
+
+
+def test_temporal_off_passes_each_frames_exclusion_to_the_engine(engine, rng):
+    frames, mask = pan_clip(rng, 3), box_mask()
+    excludes = np.zeros((3, *SIZE), bool)
+    excludes[:, :, 80:] = True
+    inpainter = VideoInpainter(engine, temporal="off")
+    for frame, exclude in zip(frames, excludes):
+        np.testing.assert_array_equal(inpainter.process(frame, mask, exclude), engine.inpaint(frame, mask, exclude))
+    np.testing.assert_array_equal(inpainter.process_batch(frames, mask, excludes[0]),
+                                  np.stack([engine.inpaint(f, mask, excludes[0]) for f in frames]))
+
+
+@pytest.mark.parametrize("temporal_device, lookahead", [("host", 0), ("engine", 0), ("host", 3)])
+def test_excluded_pixels_are_neither_given_by_past_frames_nor_copied_by_the_engine(engine, rng, temporal_device,
+                                                                                   lookahead):
+    """A pan whose hole shows, a few frames on, what was in view right of it: with that band excluded in every
+    frame, no past (or later) frame gives it, no blend with the previous output or the canvas reads it, and the
+    engine copies none of it (every engine call gets its part of the exclusion), so the hole is no longer
+    recovered; known pixels stay exact."""
+    frames, mask = pan_clip(rng, 10), box_mask()
+    exclude = np.zeros(SIZE, bool)
+    exclude[:, 80:] = True                   # what enters the hole (content moves left PAN px per frame)
+    config = VideoConfig(temporal_device=temporal_device, lookahead=lookahead)
+    plain = VideoInpainter(engine, config=config).process_batch(frames, mask)
+    recorder = ExcludeRecorder(engine)
+    excluded = VideoInpainter(recorder, config=config).process_batch(frames, mask, exclude)
+    np.testing.assert_array_equal(excluded[:, ~mask], frames[:, ~mask])
+    assert recorder.excludes and all(e is not None and bool(e.any()) for e in recorder.excludes)
+    for t in range(6, 10):
+        assert hole_psnr(excluded[t], frames[t], mask) < hole_psnr(plain[t], frames[t], mask) - 10, t
+
+
+def test_an_exclusion_of_another_size_is_refused_by_name(engine, rng):
+    frame = pan_clip(rng, 1)[0]
+    for temporal in ("on", "off"):
+        with pytest.raises(ValueError, match="exclude"):
+            VideoInpainter(engine, temporal=temporal).process(frame, box_mask(), np.zeros((8, 8), bool))
+    with pytest.raises(ValueError, match="excludes"):
+        VideoInpainter(engine).process_batch(pan_clip(rng, 2), box_mask(), np.zeros((3, *SIZE), bool))
+
+
 def test_process_batch_equals_process_in_order(engine, rng):
     frames = pan_clip(rng, 4)
     masks = np.stack([box_mask(20 + 5 * t, 50 + 5 * t, 40, 80) for t in range(4)])

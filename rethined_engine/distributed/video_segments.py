@@ -141,16 +141,19 @@ def _segment_frames(src: Path, segment: Segment, pts: list[int]) -> Iterator[tup
 
 
 def inpaint_segment(src: str | Path, mask: Any, segment: Segment, part: str | Path, *, inpainter,
-                    dilate: int = 0, hold_last_mask: bool = False, table: FrameTable | None = None) -> int:
+                    dilate: int = 0, hold_last_mask: bool = False, table: FrameTable | None = None,
+                    exclude: Any = None) -> int:
     """Inpaint one segment of src into the FFV1 file `part` (written under a temporary name, then renamed);
     returns the frames written (stop - first). inpainter: a `VideoInpainter`, reset first (its lookahead
     should be the segment's). table: src's `frame_table`, when already read (a long video's packets are then
-    not read again per segment)."""
+    not read again per segment). exclude: the pixels no fill may copy, as `inpaint_video` takes them."""
     import av
 
     src, part = Path(src), Path(part)
     pts, _, time_base, fps = table or frame_table(src)
-    masks = open_mask_source(mask, dilate, hold_last_mask)
+    sources = [open_mask_source(mask, dilate, hold_last_mask)]
+    if exclude is not None:
+        sources.append(open_mask_source(exclude, 0, hold_last_mask, "exclude"))
     inpainter.reset()
     temporary = part.with_name(f".{part.name}.{os.getpid()}.tmp{PART_SUFFIX}")
     written = 0
@@ -176,13 +179,14 @@ def inpaint_segment(src: str | Path, mask: Any, segment: Segment, part: str | Pa
 
             for index, frame, rgb in _segment_frames(src, segment, pts):
                 waiting.append((index, frame.pts))
-                write(inpainter.push(rgb, masks.mask_at(index, rgb)))
+                write(inpainter.push(rgb, *(masks.mask_at(index, rgb) for masks in sources)))
             write(inpainter.flush())
             if stream is not None:
                 out.mux(stream.encode(None))
         os.replace(temporary, part)
     finally:
-        masks.close()
+        for masks in sources:
+            masks.close()
         Path(temporary).unlink(missing_ok=True)
     return written
 
@@ -216,17 +220,19 @@ class SegmentStage:
     """One `VideoInpainter` (its Engine loaded once) per process or Ray actor; inpaints segment rows."""
 
     def __init__(self, src: str, mask: Any, folder: str, temporal: str, engine: dict, dilate: int,
-                 table: FrameTable, lookahead: int):
+                 table: FrameTable, lookahead: int, exclude: Any = None):
         from ..engine import Engine
         from ..video.stream import VideoConfig, VideoInpainter
 
         self.src, self.mask, self.folder, self.dilate, self.table = src, mask, folder, dilate, table
+        self.exclude = exclude
         self.inpainter = VideoInpainter(Engine(**engine), temporal, VideoConfig(lookahead=lookahead))
 
     def row(self, row: dict) -> dict:
         segment = Segment(**{key: int(row[key]) for key in ("index", "first", "stop", "warm", "end", "seek_pts")})
         frames = inpaint_segment(self.src, self.mask, segment, part_path(self.folder, segment.index),
-                                 inpainter=self.inpainter, dilate=self.dilate, table=self.table)
+                                 inpainter=self.inpainter, dilate=self.dilate, table=self.table,
+                                 exclude=self.exclude)
         return {**row, "frames": frames}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
@@ -237,14 +243,14 @@ class SegmentStage:
 def inpaint_video_segments(src: str | Path, mask: Any, dst: str | Path, *, seconds: float, temporal: str = "on",
                            engine: dict | None = None, dilate: int = 0, use_ray: bool = False, workers: int = 1,
                            gpus_per_worker: float = 0.0, warmup: int | None = None,
-                           lookahead: int | None = None) -> list[Segment]:
+                           lookahead: int | None = None, exclude: Any = None) -> list[Segment]:
     """Inpaint src segment by segment into the FFV1 file dst (see the module docstring); returns the segments.
     mask: an image, array, folder, mask video or callable, as `inpaint_video`. engine: `Engine(**engine)`
     keyword arguments in every process. use_ray: segments are the rows of a Ray Data job with `workers` engine
     actors of `gpus_per_worker` GPUs (ray.init() first, or Ray starts a local one). warmup: frames decoded before
     each segment to rebuild the temporal state (default: `VideoConfig.memory_frames` with temporal on, 0 off).
     lookahead: later frames each frame copies from, decoded past each segment's end (default: `inpaint_video`'s,
-    `FILE_LOOKAHEAD`, with temporal on; 0 off)."""
+    `FILE_LOOKAHEAD`, with temporal on; 0 off). exclude: the pixels no fill may copy, in the forms mask takes."""
     from ..video.files import FILE_LOOKAHEAD
     from ..video.stream import VideoConfig
 
@@ -257,13 +263,15 @@ def inpaint_video_segments(src: str | Path, mask: Any, dst: str | Path, *, secon
     src, dst = Path(src), Path(dst)
     if not dst.parent.is_dir():
         raise ValueError(f"dst: the folder {dst.parent} does not exist")
-    if callable(mask) and use_ray:
-        raise ValueError("mask: a function cannot be sent to Ray workers; give an image, a folder or a mask video")
+    for name, given in (("mask", mask), ("exclude", exclude)):
+        if callable(given) and use_ray:
+            raise ValueError(f"{name}: a function cannot be sent to Ray workers; give an image, a folder or a mask "
+                             "video")
     table = frame_table(src)
     segments = plan_segments(src, seconds, warmup, table, lookahead)
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.parts.") as folder:
         stage_args = (str(src), mask if not isinstance(mask, Path) else str(mask), folder, temporal, engine or {},
-                      dilate, table, lookahead)
+                      dilate, table, lookahead, exclude if not isinstance(exclude, Path) else str(exclude))
         rows = [segment.as_dict() for segment in segments]
         if use_ray:
             import ray.data
@@ -316,7 +324,7 @@ def run_segments_command(args) -> None:
         segments = inpaint_video_segments(args.input, args.mask, args.output, seconds=args.segments,
                                           temporal=args.temporal, engine=engine, dilate=args.dilate, use_ray=use_ray,
                                           workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-                                          lookahead=args.lookahead)
+                                          lookahead=args.lookahead, exclude=args.exclude)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         raise SystemExit(f"error: {exc}") from None
     print(f"wrote {args.output}: {segments[-1].stop} frames in {len(segments)} segments (FFV1)")

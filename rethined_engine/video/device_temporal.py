@@ -38,7 +38,7 @@ from .temporal import (
     grow_box,
     working_size,
 )
-from .temporal_emit import Previous, TemporalEmitter, TemporalSteps
+from .temporal_emit import Previous, TemporalEmitter, TemporalSteps, engine_inpaint
 from .torch_sampling import constant, pixel_grid, sample_at
 
 Box = tuple[int, int, int, int]
@@ -361,8 +361,10 @@ class FrameMemory:
         self.frames.insert(0, PastFrame(frame, source, luma, hole, torch.zeros(2, *luma.shape, device=luma.device),
                                         torch.ones(luma.shape, dtype=torch.bool, device=luma.device), index))
 
-    def set_anchor(self, output: torch.Tensor, luma: torch.Tensor, hole: torch.Tensor, index: int) -> None:
-        self.anchor = PastFrame(output, None, luma, hole, torch.zeros(2, *luma.shape, device=luma.device),
+    def set_anchor(self, output: torch.Tensor, luma: torch.Tensor, hole: torch.Tensor, index: int,
+                   exclude: torch.Tensor | None = None) -> None:
+        self.anchor = PastFrame(output, None if exclude is None else ~exclude, luma, hole,
+                                torch.zeros(2, *luma.shape, device=luma.device),
                                 torch.ones(luma.shape, dtype=torch.bool, device=luma.device), index)
 
     def evict(self) -> None:
@@ -386,7 +388,7 @@ class BackgroundCanvas:
         return 0 if self.box is None else _nbytes(self.weighted) + _nbytes(self.confidence)
 
     def advance(self, frame: torch.Tensor, mask: torch.Tensor, source: torch.Tensor, previous: torch.Tensor | None,
-                step: torch.Tensor | None, trusted: torch.Tensor | None) -> None:
+                step: torch.Tensor | None, trusted: torch.Tensor | None, barred: torch.Tensor | None = None) -> None:
         """`temporal.BackgroundCanvas.advance` (frame, previous (3, H, W) uint8; step (2, h, w))."""
         hole_box = bounding_box(mask)
         if hole_box is None:
@@ -411,6 +413,8 @@ class BackgroundCanvas:
             seen = sample(self.confidence, local)
             weighted = sample(self.weighted, local)
             colour = torch.where(inside, weighted / seen.clamp(min=CANVAS_EPS), to_uint8(sample(previous, ends)).float())
+            if barred is not None:
+                in_frame &= sample(barred, ends, nearest=True) < 0.5
             confidence = torch.where(inside, seen, in_frame.float()) * self.decay * gate
         given = source[y0:y1, x0:x1]
         colour = torch.where(given, frame[:, y0:y1, x0:x1].float(), colour)
@@ -562,25 +566,29 @@ def chain_later(luma: torch.Tensor, hole: torch.Tensor, later: list[PastFrame], 
         yield frame
 
 
-def follow(previous: torch.Tensor, step: torch.Tensor, step_valid: torch.Tensor, box: Box
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+def follow(previous: torch.Tensor, step: torch.Tensor, step_valid: torch.Tensor, box: Box,
+           barred: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`temporal.follow`: the previous output (3, H, W) uint8 brought here over box -> (3, bh, bw) float32
-    (rounded to levels, as OpenCV's remap of uint8) and (bh, bw) bool where step_valid holds."""
+    (rounded to levels, as OpenCV's remap of uint8) and (bh, bw) bool where step_valid holds and the flow does
+    not land on a barred (H, W) bool pixel."""
     y0, y1, x0, x1 = box
     size = previous.shape[-2:]
     grid = pixel_grid(*size, previous.device)[y0:y1, x0:x1]
     gate = sample(step_valid, to_working(grid, size, step.shape[-2:]), nearest=True) > 0.5
-    return to_uint8(sample(previous, grid + upsample_flow(step, size, box))).float(), gate
+    ends = grid + upsample_flow(step, size, box)
+    if barred is not None:
+        gate &= sample(barred, ends, nearest=True) < 0.5
+    return to_uint8(sample(previous, ends)).float(), gate
 
 
 def stabilise(filled: torch.Tensor, invented: torch.Tensor, previous: torch.Tensor, step: torch.Tensor,
-              step_valid: torch.Tensor, weight: float) -> torch.Tensor:
+              step_valid: torch.Tensor, weight: float, barred: torch.Tensor | None = None) -> torch.Tensor:
     """`temporal.stabilise` for (3, H, W) uint8 frames."""
     box = bounding_box(invented)
     if box is None:
         return filled
     y0, y1, x0, x1 = box
-    warped, gate = follow(previous, step, step_valid, box)
+    warped, gate = follow(previous, step, step_valid, box, barred)
     gate &= invented[y0:y1, x0:x1]
     out = filled.clone()
     patch = out[:, y0:y1, x0:x1]
@@ -600,7 +608,8 @@ def hold(frame: torch.Tensor, mask: torch.Tensor, invented: torch.Tensor, anchor
         return frame
     near = grow(mask, ring)
     y0, y1, x0, x1 = bounding_box(near)
-    warped, gate = follow(anchor.frame, anchor.flow, anchor.valid, (y0, y1, x0, x1))
+    barred = None if anchor.source is None else ~anchor.source
+    warped, gate = follow(anchor.frame, anchor.flow, anchor.valid, (y0, y1, x0, x1), barred)
     known_ring = near[y0:y1, x0:x1] & ~mask[y0:y1, x0:x1] & gate
     left = invented[y0:y1, x0:x1]
     if not bool(known_ring.any()) or not bool(gate[left].all()):
@@ -645,7 +654,7 @@ class _Arrival:
     """`stream._Arrival` on the device: frame (3, H, W) uint8, mask (H, W) bool, grey and hole at the working size,
     the scene-cut thumbnail, the pixels it may give, the flows to the frame before it (step, its check over box)
     and, with a lookahead, from it (ahead, its check), and whether its mask equals that frame's (then it holds
-    that frame's mask tensor)."""
+    that frame's mask tensor), and the pixels it must not give nor the engine copy (exclude, or None)."""
     frame: torch.Tensor
     mask: torch.Tensor
     grey: torch.Tensor
@@ -659,6 +668,7 @@ class _Arrival:
     ahead: torch.Tensor | None = None
     ahead_valid: torch.Tensor | None = None
     same_mask: bool = False
+    exclude: torch.Tensor | None = None
 
 
 class DeviceTemporal(TemporalEmitter):
@@ -694,10 +704,13 @@ class DeviceTemporal(TemporalEmitter):
         self._memory.clear()
         self._canvas.clear()
 
-    def push(self, frame: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-        """One frame (3, H, W) uint8 and its mask (H, W) bool on the device, the path's own copies -> the outputs
-        now ready, (3, H, W) uint8 each, in order."""
+    def push(self, frame: torch.Tensor, mask: torch.Tensor, exclude: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """One frame (3, H, W) uint8 and its mask (H, W) bool on the device, the path's own copies (and exclude,
+        (H, W) bool: pixels no fill may copy, or None) -> the outputs now ready, (3, H, W) uint8 each, in order."""
         self._arrived = self._arrive(frame, mask)
+        if exclude is not None:
+            self._arrived.exclude = exclude
+            self._arrived.source = self._arrived.source & ~exclude
         self._waiting.append(self._arrived)
         outputs = []
         while len(self._waiting) > self.config.lookahead:
@@ -717,17 +730,19 @@ class DeviceTemporal(TemporalEmitter):
         self._widths = (mask, width)
         return width
 
-    def _engine_fill(self, frame: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _engine_fill(self, frame: torch.Tensor, mask: torch.Tensor,
+                     exclude: torch.Tensor | None = None) -> torch.Tensor:
         """`VideoInpainter._engine_fill`: the engine over the thin hole's cut-out or the whole frame."""
         cfg, model = self.config, getattr(self.engine, "config", None)
         if (cfg.engine_margin == 0 or model is None or not temporal.thin_hole(
                 tuple(mask.shape), self._hole_width(mask), model.lr_long_side, cfg.engine_thin_width)):
-            return self.engine.inpaint(frame, mask)
+            return engine_inpaint(self.engine, frame, mask, exclude)
         multiple = temporal.engine_box_multiple(cfg.engine_box_multiple, self.device)
         y0, y1, x0, x1 = temporal.engine_box(bounding_box(mask), cfg.engine_margin, multiple, tuple(mask.shape))
         out = frame.clone()
-        out[:, y0:y1, x0:x1] = self.engine.inpaint(frame[:, y0:y1, x0:x1].contiguous(),
-                                                   mask[y0:y1, x0:x1].contiguous())
+        cut = None if exclude is None else exclude[y0:y1, x0:x1].contiguous()
+        out[:, y0:y1, x0:x1] = engine_inpaint(self.engine, frame[:, y0:y1, x0:x1].contiguous(),
+                                              mask[y0:y1, x0:x1].contiguous(), cut)
         return out
 
     def _arrive(self, frame: torch.Tensor, mask: torch.Tensor) -> _Arrival:

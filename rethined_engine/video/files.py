@@ -37,9 +37,9 @@ Errors (each names the argument): `src` missing (FileNotFoundError), unreadable,
 or without a frame in the selected range (ValueError); a frame whose size differs from the first frame's
 (ValueError, the frame index and both sizes); masks as in `rethined_engine.video.masks` (size mismatch:
 ValueError; a folder or mask video shorter than the video: `MaskTooShortError`, or the last mask held
-with a warning when `hold_last_mask=True`); `dst` equal to `src`, in a missing folder, with a suffix
-FFmpeg does not know, or a codec/pixel format/option the encoder or container lacks (ValueError, raised
-before any frame is inpainted).
+with a warning when `hold_last_mask=True`; the same for `exclude`, named so); `dst` equal to `src`, in a
+missing folder, with a suffix FFmpeg does not know, or a codec/pixel format/option the encoder or container
+lacks (ValueError, raised before any frame is inpainted).
 """
 from __future__ import annotations
 
@@ -519,7 +519,8 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
                   seconds: tuple[float | None, float | None] | None = None,
                   encode: EncodeSettings = EncodeSettings(), dilate: int = 0, audio: bool = True,
                   hold_last_mask: bool = False, progress: Progress | None = None,
-                  overlap_io: bool | None = None, config: VideoConfig | None = None) -> VideoSummary:
+                  overlap_io: bool | None = None, config: VideoConfig | None = None,
+                  exclude: Any = None) -> VideoSummary:
     """Inpaint every frame of the video `src` where `mask` says, write the video `dst`; see the module docstring.
 
     mask: an image path, numpy (H, W) array or PIL image (one mask for every frame), a folder of images
@@ -532,6 +533,9 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
     encode: `EncodeSettings` (`LOSSLESS` for ffv1 bgr0). dilate: grow every mask by this many pixels.
     audio: copy the first audio stream. hold_last_mask: when a mask folder/video ends before the video,
     hold its last mask (with a warning) instead of raising `MaskTooShortError`.
+    exclude: None, or the pixels no fill may copy (a second logo, a presenter beside the hole), in any form `mask`
+    takes (nonzero/white = excluded; not dilated): a frame gives none of them to other frames' holes and the
+    engine copies none (`Engine.inpaint`'s exclude); a folder or video of them follows hold_last_mask too.
     progress: called after every frame with (frames done, expected total or None; an estimate when
     `seconds` is given). overlap_io: decode and encode on two threads, `PIPELINE_DEPTH` frames apart,
     while the calling thread inpaints (PyAV releases the GIL); None = when the engine runs on a CUDA device
@@ -549,16 +553,16 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
         raise ValueError(f"dst: {dst} is the input video; write to another file")
     inpainter = VideoInpainter(engine, temporal, config or VideoConfig(lookahead=FILE_LOOKAHEAD))
     source = _open_source(src)
+    opened = []
     try:
-        masks = open_mask_source(mask, dilate, hold_last_mask)
-    except BaseException:
-        source.close()
-        raise
-    try:
+        opened.append(open_mask_source(mask, dilate, hold_last_mask))
+        if exclude is not None:
+            opened.append(open_mask_source(exclude, 0, hold_last_mask, "exclude"))
         overlap = _inference_on_gpu(inpainter) if overlap_io is None else overlap_io
-        return _run(source, src, masks, dst, rng, encode, options, inpainter, audio, progress, overlap)
+        return _run(source, src, opened, dst, rng, encode, options, inpainter, audio, progress, overlap)
     finally:
-        masks.close()
+        for masks in opened:
+            masks.close()
         source.close()
 
 
@@ -568,17 +572,19 @@ def _check_mask_count(masks, rng: FrameRange, video_frames: int) -> None:
         return
     needed = min(rng.stop, video_frames) if rng.stop is not None else video_frames
     if needed > masks.count:
-        raise MaskTooShortError(f"mask: {masks.describe()} has {masks.count} masks, the video needs {needed}; "
+        raise MaskTooShortError(f"{masks.name}: {masks.describe()} has {masks.count} masks, the video needs {needed}; "
                                 "give one mask per frame, or hold the last mask (hold_last_mask=True / "
                                 "--hold-last-mask)")
 
 
-def _run(source, src: Path, masks, dst: Path, rng: FrameRange, encode: EncodeSettings, options: dict[str, str],
+def _run(source, src: Path, sources: list, dst: Path, rng: FrameRange, encode: EncodeSettings, options: dict[str, str],
          inpainter: VideoInpainter, keep_audio: bool, progress: Progress | None, overlap: bool) -> VideoSummary:
+    """sources: the mask source, then the exclusion's when there is one (`masks.open_mask_source`)."""
     t_start = time.perf_counter()
     video = source.streams.video[0]
     fps = _frame_rate(video)
-    _check_mask_count(masks, rng, video.frames)
+    for masks in sources:
+        _check_mask_count(masks, rng, video.frames)
     total = rng.expected_frames(video.frames or None, fps)
     audio_fate = "copied" if source.streams.audio and keep_audio else (
         "dropped: audio=False" if source.streams.audio else "none")
@@ -614,7 +620,8 @@ def _run(source, src: Path, masks, dst: Path, rng: FrameRange, encode: EncodeSet
             pts = frame.pts if frame.pts is not None else round(t / video.time_base)
             if first_size is None:
                 first_size = rgb.shape[:2]
-                masks.rotation = frame.rotation
+                for masks in sources:
+                    masks.rotation = frame.rotation
                 writer = _Writer(tmp, encode, options, video, frame, fps, pts if rng.cuts else 0)
                 if audio_fate == "copied":
                     audio, audio_fate = _open_audio(src, writer, t if rng.cuts else None)
@@ -623,7 +630,7 @@ def _run(source, src: Path, masks, dst: Path, rng: FrameRange, encode: EncodeSet
                 raise ValueError(f"src: frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, the first frame "
                                  f"{first_size[1]}x{first_size[0]} (WxH); the size must not change mid-stream")
             times.append((pts, t))
-            put(inpainter.push(rgb, masks.mask_at(index, rgb)))
+            put(inpainter.push(rgb, *(masks.mask_at(index, rgb) for masks in sources)))
         if writer is None:
             raise ValueError(f"src: {src} has no video frames" + (" in the selected range" if rng.cuts else ""))
         put(inpainter.flush())
@@ -704,7 +711,8 @@ MASK is one image (the same mask for every frame), a folder of images (one per f
 order), or a mask video (frame i masks frame i; luma >= 128 fills). A folder or mask video shorter than
 the video is an error before anything is written (or, when its length shows only while decoding, the
 run stops and the partial output is removed), unless --hold-last-mask repeats its last mask (with a
-warning). Masks are indexed by source frame, also when --start cuts the video.
+warning). Masks are indexed by source frame, also when --start cuts the video. --exclude takes the same
+forms: pixels no fill may copy (a second logo, a presenter beside the hole); not dilated.
 
 --temporal on (the default) copies into the hole what other frames show: past frames, and the next
 --lookahead frames ({lookahead} by default; they wait in memory, so a frame is written once they have been read),
@@ -746,6 +754,8 @@ def add_video_parser(subparsers) -> None:
     cmd.add_argument("--no-audio", action="store_true", help="leave the audio out")
     cmd.add_argument("--hold-last-mask", action="store_true",
                      help="when the mask folder/video ends first, repeat its last mask instead of failing")
+    cmd.add_argument("--exclude", default=None, metavar="EXCLUDE",
+                     help="mask image, folder or mask video of pixels never copied into the hole (nonzero/white)")
     cmd.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     cmd.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")
 
@@ -794,7 +804,7 @@ def run_video_command(args) -> None:
         summary = inpaint_video(args.input, args.mask, args.output, temporal=args.temporal, engine=engine,
                                 frames=frames, seconds=seconds, encode=encode, dilate=args.dilate,
                                 audio=not args.no_audio, hold_last_mask=args.hold_last_mask, progress=progress,
-                                config=VideoConfig(lookahead=lookahead))
+                                config=VideoConfig(lookahead=lookahead), exclude=args.exclude)
     except (ValueError, FileNotFoundError, NotImplementedError, ImportError) as exc:
         progress.close()
         raise SystemExit(f"error: {exc}") from None

@@ -76,17 +76,18 @@ def binary_mask(mask: Any, what: str) -> np.ndarray:
     return arr != 0
 
 
-def _read_mask_image(path: Path) -> np.ndarray:
+def _read_mask_image(path: Path, name: str = "mask") -> np.ndarray:
+    """The image file at path as a (H, W) bool mask; errors name it as name ("mask", "exclude")."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im.load()
-            return binary_mask(im, f"mask {path}")
+            return binary_mask(im, f"{name} {path}")
     except FileNotFoundError:
-        raise FileNotFoundError(f"mask: file not found: {path}") from None
+        raise FileNotFoundError(f"{name}: file not found: {path}") from None
     except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"mask: cannot read {path} as an image: {exc}") from exc
+        raise ValueError(f"{name}: cannot read {path} as an image: {exc}") from exc
 
 
 def _natural_key(path: Path) -> list:
@@ -95,12 +96,14 @@ def _natural_key(path: Path) -> list:
 
 
 class _Source:
-    """Shared by every source: dilation, the size check, the end-of-masks rule."""
+    """Shared by every source: dilation, the size check, the end-of-masks rule. name: the argument the masks
+    came as ("mask", or "exclude" for the pixels no fill may copy), for errors."""
 
-    def __init__(self, radius: int, hold_last: bool):
+    def __init__(self, radius: int, hold_last: bool, name: str = "mask"):
         check_radius(radius)
         self.radius = radius
         self.hold_last = hold_last
+        self.name = name
         self.rotation = 0     # degrees counterclockwise that the video's display matrix turns its frames (files.py)
         self._last: np.ndarray | None = None
         self._warned = False
@@ -119,17 +122,18 @@ class _Source:
         raw = self._raw(index, frame)
         if raw is None:
             if not self.hold_last or self._last is None:
-                raise MaskTooShortError(f"mask: {self.describe()} has no mask for frame {index}; give one mask per "
-                                        "frame, or hold the last mask (hold_last_mask=True / --hold-last-mask)")
+                raise MaskTooShortError(f"{self.name}: {self.describe()} has no mask for frame {index}; give one mask "
+                                        "per frame, or hold the last mask (hold_last_mask=True / --hold-last-mask)")
             if not self._warned:
-                warnings.warn(f"mask: {self.describe()} ends before frame {index}; its last mask is held for "
-                              "the remaining frames", stacklevel=2)
+                warnings.warn(f"{self.name}: {self.describe()} ends before frame {index}; its last mask is held "
+                              "for the remaining frames", stacklevel=2)
                 self._warned = True
             return self._last
         raw = self._as_stored(raw, frame.shape[:2])
         if raw.shape != frame.shape[:2]:
-            raise ValueError(f"mask: {self.describe()} gives a {raw.shape[1]}x{raw.shape[0]} mask for frame {index}, "
-                             f"the video is {frame.shape[1]}x{frame.shape[0]} (WxH); masks must match the frames")
+            raise ValueError(f"{self.name}: {self.describe()} gives a {raw.shape[1]}x{raw.shape[0]} mask for frame "
+                             f"{index}, the video is {frame.shape[1]}x{frame.shape[0]} (WxH); masks must match the "
+                             "frames")
         self._last = self._grow(raw)
         return self._last
 
@@ -155,10 +159,10 @@ class _Source:
 class StillMask(_Source):
     """One mask for every frame: an image path, a numpy array or a PIL image (nonzero = fill)."""
 
-    def __init__(self, mask: Any, radius: int = 0):
-        super().__init__(radius, hold_last=False)
+    def __init__(self, mask: Any, radius: int = 0, name: str = "mask"):
+        super().__init__(radius, hold_last=False, name=name)
         self.path = Path(mask) if isinstance(mask, (str, Path)) else None
-        self.mask = _read_mask_image(self.path) if self.path else binary_mask(mask, "mask")
+        self.mask = _read_mask_image(self.path, name) if self.path else binary_mask(mask, name)
         self._stored: np.ndarray | None = None
         self._dilated: np.ndarray | None = None
 
@@ -182,13 +186,13 @@ class StillMask(_Source):
 class FolderMasks(_Source):
     """A folder of mask images, one per source frame in natural name order (see the module docstring)."""
 
-    def __init__(self, folder: Path, radius: int = 0, hold_last: bool = False):
-        super().__init__(radius, hold_last)
+    def __init__(self, folder: Path, radius: int = 0, hold_last: bool = False, name: str = "mask"):
+        super().__init__(radius, hold_last, name)
         self.folder = Path(folder)
         self.files = sorted((p for p in self.folder.iterdir() if p.suffix.lower() in MASK_IMAGE_SUFFIXES),
                             key=_natural_key)
         if not self.files:
-            raise ValueError(f"mask: the folder {self.folder} holds no mask images "
+            raise ValueError(f"{name}: the folder {self.folder} holds no mask images "
                              f"(expected files ending in {', '.join(MASK_IMAGE_SUFFIXES)})")
 
     @property
@@ -196,7 +200,7 @@ class FolderMasks(_Source):
         return len(self.files)
 
     def _raw(self, index: int, frame: np.ndarray) -> np.ndarray | None:
-        return _read_mask_image(self.files[index]) if index < len(self.files) else None
+        return _read_mask_image(self.files[index], self.name) if index < len(self.files) else None
 
     def describe(self) -> str:
         return f"the folder {self.folder} ({len(self.files)} images)"
@@ -205,18 +209,18 @@ class FolderMasks(_Source):
 class VideoMasks(_Source):
     """A mask video, decoded in step with the source video (luma >= VIDEO_MASK_THRESHOLD fills)."""
 
-    def __init__(self, path: Path, radius: int = 0, hold_last: bool = False):
+    def __init__(self, path: Path, radius: int = 0, hold_last: bool = False, name: str = "mask"):
         import av
 
-        super().__init__(radius, hold_last)
+        super().__init__(radius, hold_last, name)
         self.path = Path(path)
         try:
             self._container = av.open(str(self.path))
         except av.error.FFmpegError as exc:
-            raise ValueError(f"mask: cannot read {self.path} as an image or a video: {exc}") from exc
+            raise ValueError(f"{name}: cannot read {self.path} as an image or a video: {exc}") from exc
         if not self._container.streams.video:
             self._container.close()
-            raise ValueError(f"mask: {self.path} has no video stream")
+            raise ValueError(f"{name}: {self.path} has no video stream")
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         self._frames = self._container.decode(stream)
@@ -247,28 +251,29 @@ class VideoMasks(_Source):
 class CallableMasks(_Source):
     """`fn(index, frame) -> mask`: index = source frame index, frame (H, W, 3) uint8 RGB; mask (H, W), nonzero fills."""
 
-    def __init__(self, fn: Callable[[int, np.ndarray], Any], radius: int = 0):
-        super().__init__(radius, hold_last=False)
+    def __init__(self, fn: Callable[[int, np.ndarray], Any], radius: int = 0, name: str = "mask"):
+        super().__init__(radius, hold_last=False, name=name)
         self.fn = fn
 
     def _raw(self, index: int, frame: np.ndarray) -> np.ndarray:
-        return binary_mask(self.fn(index, frame), f"mask (returned by {self.describe()} for frame {index})")
+        return binary_mask(self.fn(index, frame), f"{self.name} (returned by {self.describe()} for frame {index})")
 
     def describe(self) -> str:
         return f"the function {getattr(self.fn, '__name__', repr(self.fn))}"
 
 
-def open_mask_source(mask: Any, radius: int = 0, hold_last: bool = False) -> _Source:
-    """Pick the source for `mask`: a callable, a numpy array or PIL image, a folder, an image file or a video file."""
+def open_mask_source(mask: Any, radius: int = 0, hold_last: bool = False, name: str = "mask") -> _Source:
+    """Pick the source for `mask`: a callable, a numpy array or PIL image, a folder, an image file or a video file.
+    name: the argument it came as, for errors ("exclude" for the pixels no fill may copy)."""
     if callable(mask) and not isinstance(mask, (str, Path)):
-        return CallableMasks(mask, radius)
+        return CallableMasks(mask, radius, name)
     if not isinstance(mask, (str, Path)):
-        return StillMask(mask, radius)
+        return StillMask(mask, radius, name)
     path = Path(mask)
     if path.is_dir():
-        return FolderMasks(path, radius, hold_last)
+        return FolderMasks(path, radius, hold_last, name)
     if not path.exists():
-        raise FileNotFoundError(f"mask: file not found: {path}")
+        raise FileNotFoundError(f"{name}: file not found: {path}")
     if path.suffix.lower() in MASK_IMAGE_SUFFIXES:
-        return StillMask(path, radius)
-    return VideoMasks(path, radius, hold_last)
+        return StillMask(path, radius, name)
+    return VideoMasks(path, radius, hold_last, name)

@@ -10,7 +10,8 @@ The input stream holds frames of W*H*3 bytes (rgb24: R, G, B per pixel, rows top
 one after the other; the output stream gets one frame of the same layout per input frame, written and
 flushed as soon as it is inpainted. At most one frame is held in memory besides the inpainter's state:
 the clip is never buffered. Masks come from the sources of `rethined_engine.video.masks` (a still image,
-a folder of images, or a mask video, which needs PyAV; frame i of the pipe gets mask i). Nothing but
+a folder of images, or a mask video, which needs PyAV; frame i of the pipe gets mask i; `--exclude` the same
+for the pixels no fill may copy). Nothing but
 frames is written to the output stream; messages go to stderr.
 
 Ends: the input ending on a frame boundary ends the run; a partial last frame raises `ShortReadError`;
@@ -103,12 +104,14 @@ def write_frame(stream: BinaryIO, frame: np.ndarray, index: int) -> None:
 
 
 def pipe_frames(inpainter: VideoInpainter, masks: Any, raw: RawFormat, src: BinaryIO, dst: BinaryIO,
-                progress: Callable[[int, None], None] | None = None) -> int:
-    """Inpaint every frame of `src` with the mask `masks.mask_at(i, frame)` and write it to `dst`; returns
-    the number of frames written. ValueError when `src` holds no frame at all."""
+                progress: Callable[[int, None], None] | None = None, excludes: Any = None) -> int:
+    """Inpaint every frame of `src` with the mask `masks.mask_at(i, frame)` (and the exclusion
+    `excludes.mask_at(i, frame)`, when given) and write it to `dst`; returns the number of frames written.
+    ValueError when `src` holds no frame at all."""
     index = 0
     while (frame := read_frame(src, raw, index)) is not None:
-        write_frame(dst, inpainter.process(frame, masks.mask_at(index, frame)), index)
+        exclude = None if excludes is None else excludes.mask_at(index, frame)
+        write_frame(dst, inpainter.process(frame, masks.mask_at(index, frame), exclude), index)
         index += 1
         if progress is not None:
             progress(index, None)
@@ -143,15 +146,21 @@ def run_raw_command(args) -> None:
     from ..engine import Engine  # torch import is slow: only after the arguments were checked
     from ..engine_options import engine_kwargs
 
+    sources = []
     try:
-        masks = open_mask_source(args.mask, args.dilate, args.hold_last_mask)
+        sources.append(open_mask_source(args.mask, args.dilate, args.hold_last_mask))
+        if args.exclude is not None:
+            sources.append(open_mask_source(args.exclude, 0, args.hold_last_mask, "exclude"))
         engine = Engine(**engine_kwargs(args))
     except (ValueError, FileNotFoundError, ImportError) as exc:
+        for opened in sources:
+            opened.close()
         raise SystemExit(f"error: {exc}") from None
+    masks, excludes = sources[0], (sources[1] if len(sources) > 1 else None)
     progress = ProgressLine()
     try:
         count = pipe_frames(VideoInpainter(engine, args.temporal), masks, raw, sys.stdin.buffer, sys.stdout.buffer,
-                            progress)
+                            progress, excludes)
     except OutputClosedError as exc:
         progress.close()
         _silence_stdout()
@@ -163,7 +172,8 @@ def run_raw_command(args) -> None:
         progress.close()
         raise SystemExit("interrupted: the output ends after the last frame written") from None
     finally:
-        masks.close()
+        for opened in sources:
+            opened.close()
     progress.close()
     print(f"wrote {count} frames {raw.width}x{raw.height} {raw.pix_fmt} to stdout on {engine.device}",
           file=sys.stderr)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .temporal_emit import Previous, TemporalEmitter
+from .temporal_emit import Previous, TemporalEmitter, engine_inpaint
 
 TEMPORAL_MODES = ("off", "on")
 TEMPORAL_DEVICES = ("host", "engine")
@@ -152,6 +152,11 @@ def _host_frame(frame: Any) -> np.ndarray:
     return frame
 
 
+def _host_array(mask: Any) -> Any:
+    """A torch mask as a numpy array (None and numpy as they are)."""
+    return mask.cpu().numpy() if type(mask).__module__.startswith("torch") else mask
+
+
 @dataclass
 class _Arrival:
     """A frame as temporal mode takes it in, with what needs only it and the frame that arrived before it.
@@ -163,7 +168,8 @@ class _Arrival:
     it, and step_valid (h, w) bool, its forward-backward check over box (working px); with a lookahead, ahead
     (h, w, 2) float32, the flow from it to this frame, and ahead_valid (h, w) bool, that flow's check, and same_mask,
     whether its mask equals that frame's (then it holds that frame's mask array, and its source array too where
-    neither lost a pixel to motion: plain_source)."""
+    neither lost a pixel to motion: plain_source); exclude (H, W) bool or None, the pixels it must not give nor the
+    engine copy (`VideoInpainter.push`)."""
     frame: np.ndarray
     mask: np.ndarray
     grey: np.ndarray
@@ -178,6 +184,7 @@ class _Arrival:
     ahead_valid: np.ndarray | None = None
     same_mask: bool = False
     plain_source: bool = True
+    exclude: np.ndarray | None = None
 
 
 class VideoInpainter(TemporalEmitter):
@@ -262,45 +269,50 @@ class VideoInpainter(TemporalEmitter):
 
         return HOST_STEPS
 
-    def process(self, frame: Any, mask: Any) -> Any:
-        """One frame (H, W, 3) uint8 numpy or (3, H, W) uint8 torch and its mask (H, W) -> the inpainted frame, of
-        the frame's type, layout and device. Needs config.lookahead 0 (with a lookahead, a frame's output waits for
-        later frames: `push`, `flush`)."""
+    def process(self, frame: Any, mask: Any, exclude: Any = None) -> Any:
+        """One frame (H, W, 3) uint8 numpy or (3, H, W) uint8 torch and its mask (H, W) (and exclude, as `push`
+        takes it) -> the inpainted frame, of the frame's type, layout and device. Needs config.lookahead 0 (with a
+        lookahead, a frame's output waits for later frames: `push`, `flush`)."""
         if self.temporal == "on" and self.config.lookahead:
             raise ValueError(f"process: config.lookahead is {self.config.lookahead}, so a frame's output waits "
                              "for later frames; use push() and flush(), or lookahead=0")
-        return self.push(frame, mask)[0]
+        return self.push(frame, mask, exclude)[0]
 
-    def push(self, frame: Any, mask: Any) -> list[Any]:
+    def push(self, frame: Any, mask: Any, exclude: Any = None) -> list[Any]:
         """Take one frame (H, W, 3) uint8 numpy or (3, H, W) uint8 torch and its mask (H, W) -> the outputs now
         ready, each of the frame's type, layout and device, in order: with config.lookahead n (temporal on), frame
         i's output comes with frame i + n (the first n pushes return none); `flush` gives the rest. Without a
         lookahead, exactly this frame's output. Tensors go through the host path as numpy arrays (temporal_device
-        "host"), through the device path as they are."""
+        "host"), through the device path as they are.
+
+        exclude: None, or (H, W) pixels of this frame (nonzero) that no fill may copy: this frame does not give
+        them to other frames' holes, and the engine does not copy them (`Engine.inpaint`'s exclude)."""
         tensor_in = type(frame).__module__.startswith("torch")
         if self._device is not None:
-            return self._push_device(frame, mask)
+            return self._push_device(frame, mask, exclude)
         if self.temporal == "off":
             size = tuple(frame.shape[-2:]) if tensor_in else np.asarray(frame).shape[:2]
             self._check_size("frame", size)
             self.frame_size = size
-            return [self.engine.inpaint(frame, mask)]
+            return [engine_inpaint(self.engine, frame, mask, exclude)]
         if tensor_in:
-            import torch
-
-            host_mask = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else mask
-            outputs = self.push(frame.permute(1, 2, 0).cpu().numpy(), host_mask)
+            outputs = self.push(frame.permute(1, 2, 0).cpu().numpy(), _host_array(mask), _host_array(exclude))
             self._tensor_device = frame.device
             return [self._for_caller(out) for out in outputs]
         frame, mask = _host_frame(frame), np.asarray(mask)
         size = frame.shape[:2]
         self._check_size("frame", size)
         self._tensor_device = None
-        if mask.shape != size:
-            raise ValueError(f"mask: expected shape {size}, got {mask.shape}")
+        for name, array in (("mask", mask), ("exclude", exclude)):
+            if array is not None and np.shape(array) != size:
+                raise ValueError(f"{name}: expected shape {size}, got {np.shape(array)}")
         self.frame_size = size
         held_back = self.config.lookahead > 0     # the frame waits: keep a copy the caller cannot change
         self._arrived = self._arrive(np.array(frame) if held_back else np.ascontiguousarray(frame), mask != 0)
+        if exclude is not None:
+            self._arrived.exclude = np.asarray(exclude) != 0
+            self._arrived.source = self._arrived.source & ~self._arrived.exclude
+            self._arrived.plain_source = False
         self._waiting.append(self._arrived)
         outputs = []
         while len(self._waiting) > self.config.lookahead:
@@ -319,27 +331,35 @@ class VideoInpainter(TemporalEmitter):
                 outputs.append(self._emit())
         return [self._for_caller(out) for out in outputs]
 
-    def process_batch(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """Frames (B, H, W, 3) uint8 in order, masks (B, H, W) or one (H, W) for all -> (B, H, W, 3) uint8. With a
-        lookahead, the batch's last frames see the later frames of this batch only (`push` each, then `flush`)."""
+    def process_batch(self, frames: np.ndarray, masks: np.ndarray, excludes: np.ndarray | None = None) -> np.ndarray:
+        """Frames (B, H, W, 3) uint8 in order, masks (B, H, W) or one (H, W) for all (excludes the same, or None)
+        -> (B, H, W, 3) uint8. With a lookahead, the batch's last frames see the later frames of this batch only
+        (`push` each, then `flush`)."""
         frames, masks = np.asarray(frames), np.asarray(masks)
+        excludes = None if excludes is None else np.asarray(excludes)
         if frames.ndim != 4:
             raise ValueError(f"frames: expected (B, H, W, 3), got {frames.shape}")
-        if masks.shape not in (frames.shape[:3], frames.shape[1:3]):
-            raise ValueError(f"masks: expected {frames.shape[:3]} or {frames.shape[1:3]}, got {masks.shape}")
+        for name, array in (("masks", masks), ("excludes", excludes)):
+            if array is not None and array.shape not in (frames.shape[:3], frames.shape[1:3]):
+                raise ValueError(f"{name}: expected {frames.shape[:3]} or {frames.shape[1:3]}, got {array.shape}")
         if self.temporal == "off":          # one engine call for the whole batch
             self._check_size("frames", frames.shape[1:3])
             self.frame_size = frames.shape[1:3]
-            per_frame = list(masks) if masks.ndim == 3 else masks     # one mask each, or one for all
-            return np.stack(list(self.engine.inpaint_frames(frames, per_frame, batch_size=len(frames))))
+            per_frame = [None if a is None else list(a) if a.ndim == 3 else a for a in (masks, excludes)]
+            given = {"excludes": per_frame[1]} if excludes is not None else {}
+            return np.stack(list(self.engine.inpaint_frames(frames, per_frame[0], batch_size=len(frames),
+                                                            **given)))
         masks = np.broadcast_to(masks, frames.shape[:3])
-        outputs = [out for frame, mask in zip(frames, masks) for out in self.push(frame, mask)]
+        excludes = [None] * len(frames) if excludes is None else np.broadcast_to(excludes, frames.shape[:3])
+        outputs = [out for frame, mask, exclude in zip(frames, masks, excludes)
+                   for out in self.push(frame, mask, exclude)]
         return np.stack(outputs + self.flush())
 
-    def _push_device(self, frame: Any, mask: Any) -> list[Any]:
+    def _push_device(self, frame: Any, mask: Any, exclude: Any = None) -> list[Any]:
         """One frame through the device path: frame (H, W, 3) uint8 numpy or (3, H, W) uint8 torch (any device),
-        mask (H, W) numpy or torch, nonzero = fill -> the outputs now ready, numpy (H, W, 3) or torch (3, H, W) on
-        the frame's device. The path keeps its own copies of the frame and the outputs."""
+        mask (H, W) numpy or torch, nonzero = fill (exclude the same, nonzero = never copied, or None) -> the
+        outputs now ready, numpy (H, W, 3) or torch (3, H, W) on the frame's device. The path keeps its own copies
+        of the frame and the outputs."""
         import torch
 
         tensor_in = isinstance(frame, torch.Tensor)
@@ -351,17 +371,19 @@ class VideoInpainter(TemporalEmitter):
             frame = _host_frame(frame)
             size = frame.shape[:2]
         self._check_size("frame", size)
-        if tuple(mask.shape) != tuple(size):
-            raise ValueError(f"mask: expected shape {tuple(size)}, got {tuple(mask.shape)}")
+        for name, array in (("mask", mask), ("exclude", exclude)):
+            if array is not None and tuple(array.shape) != tuple(size):
+                raise ValueError(f"{name}: expected shape {tuple(size)}, got {tuple(array.shape)}")
         device = self._device.device
         if tensor_in:
             pixels = frame.to(device, copy=True)
         else:
             pixels = torch.from_numpy(np.ascontiguousarray(frame)).to(device, copy=True).permute(2, 0, 1).contiguous()
-        hole = mask.to(device) != 0 if isinstance(mask, torch.Tensor) else torch.from_numpy(np.asarray(mask) != 0).to(device)
+        hole, excluded = (None if m is None else m.to(device) != 0 if isinstance(m, torch.Tensor)
+                          else torch.from_numpy(np.asarray(m) != 0).to(device) for m in (mask, exclude))
         self.frame_size = size
         self._tensor_device = frame.device if tensor_in else None
-        outputs = self._device.push(pixels, hole)
+        outputs = self._device.push(pixels, hole, excluded)
         self.scene_cuts, self.held_frames = self._device.scene_cuts, self._device.held_frames
         return [self._for_caller(out) for out in outputs]
 
@@ -385,10 +407,10 @@ class VideoInpainter(TemporalEmitter):
             raise ValueError(f"{name}: size {size[1]}x{size[0]} differs from the stream's "
                              f"{self.frame_size[1]}x{self.frame_size[0]}; call reset() before a new size")
 
-    def _engine_fill(self, frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """frame (H, W, 3) uint8 with its mask (H, W) bool filled by the engine: over the mask's box grown by
-        config.engine_margin px when the hole is thin (`hole_width`, VideoConfig), else over the whole frame;
-        pixels outside that box unchanged."""
+    def _engine_fill(self, frame: np.ndarray, mask: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+        """frame (H, W, 3) uint8 with its mask (H, W) bool filled by the engine, which copies no pixel of exclude
+        ((H, W) bool or None): over the mask's box grown by config.engine_margin px when the hole is thin
+        (`hole_width`, VideoConfig), else over the whole frame; pixels outside that box unchanged."""
         from .temporal import (
             bounding_box,
             engine_box,
@@ -400,12 +422,13 @@ class VideoInpainter(TemporalEmitter):
         cfg, model = self.config, getattr(self.engine, "config", None)
         if (cfg.engine_margin == 0 or model is None
                 or not thin_hole(mask.shape, hole_width(mask), model.lr_long_side, cfg.engine_thin_width)):
-            return self.engine.inpaint(frame, mask)
+            return engine_inpaint(self.engine, frame, mask, exclude)
         multiple = engine_box_multiple(cfg.engine_box_multiple, getattr(self.engine, "device", None))
         y0, y1, x0, x1 = engine_box(bounding_box(mask), cfg.engine_margin, multiple, mask.shape)
         out = frame.copy()
-        out[y0:y1, x0:x1] = self.engine.inpaint(np.ascontiguousarray(frame[y0:y1, x0:x1]),
-                                                np.ascontiguousarray(mask[y0:y1, x0:x1]))
+        cut = None if exclude is None else np.ascontiguousarray(exclude[y0:y1, x0:x1])
+        out[y0:y1, x0:x1] = engine_inpaint(self.engine, np.ascontiguousarray(frame[y0:y1, x0:x1]),
+                                           np.ascontiguousarray(mask[y0:y1, x0:x1]), cut)
         return out
 
     def _arrive(self, frame: np.ndarray, mask: np.ndarray) -> _Arrival:

@@ -255,11 +255,13 @@ class FrameMemory:
         self.frames.insert(0, PastFrame(frame, source, grey, hole, np.zeros((*grey.shape, 2), np.float32),
                                         np.ones(grey.shape, np.uint8), index))
 
-    def set_anchor(self, output: np.ndarray, grey: np.ndarray, hole: np.ndarray, index: int) -> None:
+    def set_anchor(self, output: np.ndarray, grey: np.ndarray, hole: np.ndarray, index: int,
+                   exclude: np.ndarray | None = None) -> None:
         """Anchor the current frame's output (H, W, 3) uint8, whose hole the engine filled: `hold` copies from
-        it through its own flow, so held pixels are resampled once, not once per frame."""
-        self.anchor = PastFrame(output, None, grey, hole, np.zeros((*grey.shape, 2), np.float32),
-                                np.ones(grey.shape, np.uint8), index)
+        it through its own flow, so held pixels are resampled once, not once per frame. exclude (H, W) bool: its
+        pixels no fill may copy (the anchor's source is the rest; None: every pixel)."""
+        self.anchor = PastFrame(output, None if exclude is None else ~exclude, grey, hole,
+                                np.zeros((*grey.shape, 2), np.float32), np.ones(grey.shape, np.uint8), index)
 
     def evict(self) -> None:
         """Keep the `recent` newest frames and key frames, at most `capacity`."""
@@ -293,11 +295,12 @@ class BackgroundCanvas:
         return 0 if self.box is None else self.weighted.nbytes + self.confidence.nbytes
 
     def advance(self, frame: np.ndarray, mask: np.ndarray, source: np.ndarray, previous: np.ndarray | None,
-                step: np.ndarray | None, trusted: np.ndarray | None) -> None:
+                step: np.ndarray | None, trusted: np.ndarray | None, barred: np.ndarray | None = None) -> None:
         """A new frame (H, W, 3) uint8 with its hole mask (H, W) bool; source (H, W) bool: the pixels it may
         give. previous (H, W, 3) uint8: the previous output, whose known pixels stand for the canvas outside its
-        box; step (h, w, 2) working flow from this frame to the previous one, trusted (h, w) bool where it may be
-        followed (None, None, None after a cut or on the first frame: only what this frame shows)."""
+        box, but for barred (H, W) bool (the previous frame's exclusion; None: none); step (h, w, 2) working flow
+        from this frame to the previous one, trusted (h, w) bool where it may be followed (None, None, None after
+        a cut or on the first frame: only what this frame shows)."""
         hole_box = bounding_box(mask)
         if hole_box is None:
             self.clear()
@@ -321,6 +324,8 @@ class BackgroundCanvas:
             weighted = sample(self.weighted, local)
             colour = np.where(inside[..., None], weighted / np.maximum(seen, CANVAS_EPS)[..., None],
                               sample(previous, ends).astype(np.float32))
+            if barred is not None:
+                in_frame &= ~sample(barred.view(np.uint8), ends, cv2.INTER_NEAREST).astype(bool)
             confidence = np.where(inside, seen, in_frame.astype(np.float32)) * self.decay * gate
         given = source[y0:y1, x0:x1]
         colour[given] = frame[y0:y1, x0:x1][given]
@@ -530,26 +535,30 @@ def chain_later(grey: np.ndarray, hole: np.ndarray, later: list[PastFrame], step
 
 
 def follow(previous: np.ndarray, step: np.ndarray, step_valid: np.ndarray,
-           box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+           box: tuple[int, int, int, int], barred: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The previous output (H, W, 3) uint8 brought to this frame over box by step (h, w, 2, working flow to
-    the previous frame) -> (box h, box w, 3) float32 and (box h, box w) bool, where step_valid (h, w) bool holds."""
+    the previous frame) -> (box h, box w, 3) float32 and (box h, box w) bool, where step_valid (h, w) bool holds
+    and the flow does not land on a barred (H, W) bool pixel of the previous frame (its exclusion; None: none)."""
     y0, y1, x0, x1 = box
     grid = pixel_grid(*previous.shape[:2])[y0:y1, x0:x1]
     small = to_working(grid, previous.shape[:2], step.shape[:2])
     gate = sample(step_valid.view(np.uint8), small, cv2.INTER_NEAREST).astype(bool)
-    return sample(previous, grid + upsample_flow(step, previous.shape[:2], box)).astype(np.float32), gate
+    ends = grid + upsample_flow(step, previous.shape[:2], box)
+    if barred is not None:
+        gate &= ~sample(barred.view(np.uint8), ends, cv2.INTER_NEAREST).astype(bool)
+    return sample(previous, ends).astype(np.float32), gate
 
 
 def stabilise(filled: np.ndarray, invented: np.ndarray, previous: np.ndarray, step: np.ndarray,
-              step_valid: np.ndarray, weight: float) -> np.ndarray:
+              step_valid: np.ndarray, weight: float, barred: np.ndarray | None = None) -> np.ndarray:
     """Blend the invented pixels of filled (H, W, 3) uint8 (invented (H, W) bool) with the previous output
-    (H, W, 3) uint8 brought to this frame by step (`follow`): weight of the previous output where step_valid
-    holds, 0 elsewhere. Other pixels unchanged."""
+    (H, W, 3) uint8 brought to this frame by step (`follow`, barred its exclusion): weight of the previous output
+    where step_valid holds, 0 elsewhere. Other pixels unchanged."""
     box = bounding_box(invented)
     if box is None:
         return filled
     y0, y1, x0, x1 = box
-    warped, gate = follow(previous, step, step_valid, box)
+    warped, gate = follow(previous, step, step_valid, box, barred)
     gate &= invented[y0:y1, x0:x1]
     out = filled.copy()
     patch = out[y0:y1, x0:x1]
@@ -581,7 +590,8 @@ def hold(frame: np.ndarray, mask: np.ndarray, invented: np.ndarray, anchor: Past
         return frame
     near = grow(mask, ring)
     y0, y1, x0, x1 = bounding_box(near)
-    warped, gate = follow(anchor.frame, anchor.flow, anchor.valid, (y0, y1, x0, x1))
+    barred = None if anchor.source is None else ~anchor.source
+    warped, gate = follow(anchor.frame, anchor.flow, anchor.valid, (y0, y1, x0, x1), barred)
     known_ring = near[y0:y1, x0:x1] & ~mask[y0:y1, x0:x1] & gate
     left = invented[y0:y1, x0:x1]
     if not known_ring.any() or not gate[left].all():

@@ -38,12 +38,19 @@ class TemporalSteps:
     nbytes: Callable[[Any], int]
 
 
+def engine_inpaint(engine: Any, image: Any, mask: Any, exclude: Any) -> Any:
+    """engine.inpaint(image, mask), with exclude where it is not None (engines without that argument serve
+    streams without exclusions)."""
+    return engine.inpaint(image, mask) if exclude is None else engine.inpaint(image, mask, exclude)
+
+
 @dataclass
 class Previous:
     """What temporal mode keeps of the previous output frame: hole (h, w) bool at the working size (grown by
-    flow_margin) and the output frame."""
+    flow_margin), the output frame and its exclusion (H, W) bool (the pixels no fill may copy, or None)."""
     hole: Any
     output: Any
+    exclude: Any = None
 
 
 class TemporalEmitter:
@@ -51,12 +58,12 @@ class TemporalEmitter:
     _steps (its `TemporalSteps`), _waiting (the arrivals whose output is not yet given, oldest first), _arrived
     (the last arrival), _memory (its `FrameMemory`), _canvas (its `BackgroundCanvas`), _previous (a `Previous` or
     None), _index (the next output's position in its scene), _anchor_fills, held_frames, _refine (the flow
-    estimator that re-estimates composed flows), _engine_fill(frame, mask) and _forget_scene()."""
+    estimator that re-estimates composed flows), _engine_fill(frame, mask, exclude) and _forget_scene()."""
 
     def state_nbytes(self) -> int:
         """Bytes of image data the path holds between frames (past frames, flows, the previous output, the
         canvas, the frames held back for the lookahead); an array several frames share counts once."""
-        held = [] if self._previous is None else [self._previous.hole, self._previous.output]
+        held = [] if self._previous is None else [self._previous.hole, self._previous.output, self._previous.exclude]
         for past in self._memory.frames + ([self._memory.anchor] if self._memory.anchor is not None else []):
             held += [past.frame, past.source, past.grey, past.hole, past.flow, past.valid]
         arrivals = list(self._waiting) + ([self._arrived] if self._arrived is not None else [])
@@ -108,7 +115,8 @@ class TemporalEmitter:
         source = now.source
         if cfg.canvas:
             trusted = None if previous is None else step_valid | (hole & cfg.trust_hole_flow)
-            self._canvas.advance(frame, mask, source, None if previous is None else previous.output, step, trusted)
+            self._canvas.advance(frame, mask, source, None if previous is None else previous.output, step, trusted,
+                                 None if previous is None else previous.exclude)
         if cfg.propagate:
             filled, remaining, given = steps.propagate(frame, mask, self._memory.frames)
         else:
@@ -136,13 +144,14 @@ class TemporalEmitter:
                 filled = held
                 self.held_frames += 1
             else:
-                fresh = self._engine_fill(filled, remaining)
+                fresh = self._engine_fill(filled, remaining, now.exclude)
                 if held is not None:
                     self._anchor_fills += 1
                     filled = steps.blend(held, fresh, remaining, 1 / self._anchor_fills)
                 elif cfg.stabilise and previous is not None:
                     weight = cfg.still_stabilise_weight if still_hole else cfg.stabilise_weight
-                    filled = steps.stabilise(fresh, remaining, previous.output, step, step_valid, weight)
+                    filled = steps.stabilise(fresh, remaining, previous.output, step, step_valid, weight,
+                                             previous.exclude)
                     self._anchor_fills = cfg.still_average_frames
                 else:
                     filled, self._anchor_fills = fresh, 1
@@ -153,15 +162,16 @@ class TemporalEmitter:
                 remaining = remaining & ~nearer
         copied = mask & ~remaining
         if cfg.stabilise and previous is not None and steps.any_set(copied):
-            filled = steps.stabilise(filled, copied, previous.output, step, step_valid, cfg.copied_weight)
+            filled = steps.stabilise(filled, copied, previous.output, step, step_valid, cfg.copied_weight,
+                                     previous.exclude)
         output = steps.compose(mask, filled, frame)
         if cfg.propagate:
             self._memory.push(steps.owned(frame), source, luma, hole, self._index)
             self._memory.evict()
         kept = steps.owned(output)  # the caller may write to the frame it gets; the state keeps its own
         if engine_filled and cfg.hold:
-            self._memory.set_anchor(kept, luma, hole, self._index)
+            self._memory.set_anchor(kept, luma, hole, self._index, now.exclude)
         self._memory.latest = self._index
-        self._previous = Previous(hole, kept)
+        self._previous = Previous(hole, kept, now.exclude)
         self._index += 1
         return output
