@@ -127,6 +127,21 @@ def test_float_formats_keep_known_pixels_and_hold_the_fill_as_level_over_255(eng
                                    atol=tolerance)
 
 
+def test_an_exclude_clip_reaches_every_frame(engine, clips):
+    """One exclusion frame for all: RGB24 equals `VideoInpainter.process(frame, mask, exclude)` in order, reset at
+    the cut, and differs from the plain fill."""
+    exclude = np.zeros((HEIGHT, WIDTH), np.uint8)
+    exclude[:, 60:] = 255
+    out = inpaint(*clips, engine=engine, exclude_clip=numpy_clip(vs.core, [exclude], vs.GRAY8))
+    inpainter, plain = VideoInpainter(engine, "on"), reference(engine)
+    for i, (frame, mask) in enumerate(zip(source_frames(), source_masks())):
+        if i == CUT:
+            inpainter.reset()
+        want = inpainter.process(frame, mask, exclude)
+        np.testing.assert_array_equal(rgb(out.get_frame(i)), want, err_msg=f"frame {i}")
+    assert not np.array_equal(want, plain[-1])
+
+
 def test_wrong_inputs_are_refused_by_name(clips):
     clip, mask = clips
     with pytest.raises(ValueError, match="clip: expected RGB24, RGBS or RGBH"):
@@ -135,6 +150,8 @@ def test_wrong_inputs_are_refused_by_name(clips):
         inpaint(clip, clip, engine=object())
     with pytest.raises(ValueError, match="mask_clip: expected 1 or 10 frames"):
         inpaint(clip, mask[:4], engine=object())
+    with pytest.raises(ValueError, match="exclude_clip: expected 1 or 10 frames"):
+        inpaint(clip, mask, engine=object(), exclude_clip=mask[:4])
 
 
 VPY = """
