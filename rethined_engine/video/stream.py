@@ -346,9 +346,8 @@ class VideoInpainter(TemporalEmitter):
             self._check_size("frames", frames.shape[1:3])
             self.frame_size = frames.shape[1:3]
             per_frame = [None if a is None else list(a) if a.ndim == 3 else a for a in (masks, excludes)]
-            given = {"excludes": per_frame[1]} if excludes is not None else {}
             return np.stack(list(self.engine.inpaint_frames(frames, per_frame[0], batch_size=len(frames),
-                                                            **given)))
+                                                            excludes=per_frame[1])))
         masks = np.broadcast_to(masks, frames.shape[:3])
         excludes = [None] * len(frames) if excludes is None else np.broadcast_to(excludes, frames.shape[:3])
         outputs = [out for frame, mask, exclude in zip(frames, masks, excludes)
