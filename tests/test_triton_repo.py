@@ -241,9 +241,10 @@ def load_stage(directory, name, monkeypatch):
     return model
 
 
-def run_ensemble(models, image, mask):
-    """prep -> lr -> hr as the ensemble's steps map their tensors; the first error response ends the request."""
-    tensors = {INPUT_IMAGE: image, INPUT_MASK: mask}
+def run_ensemble(models, image, mask, exclude=None):
+    """prep -> lr -> hr as the ensemble's steps map their tensors (EXCLUDE only where given); the first error
+    response ends the request."""
+    tensors = {INPUT_IMAGE: image, INPUT_MASK: mask, **({} if exclude is None else {INPUT_EXCLUDE: exclude})}
     for model in models:
         (response,) = model.execute([[FakeTensor(name, array) for name, array in tensors.items()]])
         if response.error is not None:
@@ -268,6 +269,13 @@ def test_ensemble_steps_match_deployed_pipeline(ensemble_repo, monkeypatch):
     assert np.array_equal(run_ensemble(models, image, np.zeros_like(mask)), image)
     error = run_ensemble(models, image, mask[:-1])
     assert error.code() == FakeTritonError.INVALID_ARG and error.message().startswith("mask: shape (332, 600)")
+    exclude = np.zeros_like(mask)
+    exclude[:, : 3 * width // 4] = 1            # all but the right quarter: the sources change
+    excluded = run_ensemble(models, image, mask, exclude)
+    assert np.array_equal(excluded, reference.inpaint(image, mask, exclude))
+    assert not np.array_equal(excluded, reference.inpaint(image, mask))
+    error = run_ensemble(models, image, mask, exclude[1:])
+    assert error.code() == FakeTritonError.INVALID_ARG and error.message().startswith("exclude:")
 
 
 def test_ensemble_configs_parse_and_connect(ensemble_repo):
@@ -286,7 +294,9 @@ def test_ensemble_configs_parse_and_connect(ensemble_repo):
     ensemble = parse((ensemble_repo / names["ensemble"] / "config.pbtxt").read_text())
     steps = {name: parse((ensemble_repo / name / "config.pbtxt").read_text()) for name in
              (names["prep"], names["lr"], names["hr"])}
-    assert ensemble.platform == "ensemble" and [t.name for t in ensemble.input] == [INPUT_IMAGE, INPUT_MASK]
+    assert ensemble.platform == "ensemble" and [(t.name, t.optional) for t in ensemble.input] == [
+        (INPUT_IMAGE, False), (INPUT_MASK, False), (INPUT_EXCLUDE, True)]
+    assert [(t.name, t.optional) for t in steps[names["prep"]].input][-1] == (INPUT_EXCLUDE, True)
     available = {t.name for t in ensemble.input}
     for step in ensemble.ensemble_scheduling.step:   # every step reads tensors that exist, writes its outputs
         model = steps[step.model_name]

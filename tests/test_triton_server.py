@@ -139,6 +139,12 @@ def test_ensemble_answers_with_deployed_pipeline_bytes(server, client):
     with pytest.raises(InferenceServerException) as mismatch:
         inpaint_remote(client, image, mask[:-1], ENSEMBLE["ensemble"])
     assert mismatch.value.status() == HTTP_BAD_REQUEST and "mask: shape (52, 75)" in mismatch.value.message()
+    image, mask = sample_inputs()
+    exclude = np.zeros_like(mask)
+    exclude[:, :SAMPLE_WIDTH // 2] = 255
+    excluded = inpaint_remote(client, image, mask, ENSEMBLE["ensemble"], exclude=exclude)
+    assert np.array_equal(excluded, reference.inpaint(image, mask, exclude))
+    assert not np.array_equal(excluded, reference.inpaint(image, mask))
     assert client.is_server_ready() and client.is_model_ready(ENSEMBLE["ensemble"])
 
 

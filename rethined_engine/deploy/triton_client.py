@@ -5,8 +5,7 @@
 
 Needs `tritonclient[http]` (or `[grpc]`). The image is sent as RGB uint8 (H, W, 3), the mask as its luma
 uint8 (H, W) (nonzero = fill, as `rethined inpaint` reads it), an exclusion the same way (nonzero = never
-copied; the Python-backend model only, not the ensemble); the answer is the bytes `Engine().inpaint` returns on
-the server.
+copied); the answer is the bytes `Engine().inpaint` returns on the server (the ensemble's: `DeployedPipeline`'s).
 """
 from __future__ import annotations
 

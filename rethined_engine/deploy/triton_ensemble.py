@@ -1,9 +1,11 @@
 """The ensemble `rethined export triton-repo --ensemble` adds next to the Python-backend model: host preparation ->
 the exported ONNX LR network -> the HR stage, as four Triton models (for `TritonRepoConfig(model_name="rethined")`):
 
-    DIR/rethined_ensemble/config.pbtxt   platform "ensemble": IMAGE, MASK in, INPAINTED out (the model's interface)
+    DIR/rethined_ensemble/config.pbtxt   platform "ensemble": IMAGE, MASK and the optional EXCLUDE in, INPAINTED
+                                         out (the model's interface)
     DIR/rethined_prep/1/model.py         Python backend, stage "prep": the checks of `Engine.inpaint`, then
-                                         `host.prepare_lr` -> image, mask, key_inside (the LR graph's inputs)
+                                         `host.prepare_lr` -> image, mask, key_inside (the LR graph's inputs;
+                                         EXCLUDE reaches the fill only through key_inside)
     DIR/rethined_lr/1/model.onnx         `rethined export onnx --dynamic` (weights' own settings), on
                                          platform "onnxruntime_onnx"; or, with lr_platform "python",
                                          onnxruntime inside the Python backend (stage "lr"; model.py beside it)
@@ -19,7 +21,8 @@ import shutil
 from pathlib import Path
 
 from .graph_spec import INPUT_NAMES, METADATA_CONFIG, OUTPUT_NAMES, read_metadata
-from .triton_repo import INPUT_IMAGE, INPUT_MASK, INSTANCE_KINDS, MODEL_VERSION, OUTPUT_IMAGE, TritonRepoConfig
+from .triton_repo import (INPUT_EXCLUDE, INPUT_IMAGE, INPUT_MASK, INSTANCE_KINDS, MODEL_VERSION, OUTPUT_IMAGE,
+                          TritonRepoConfig)
 
 STAGES = ("prep", "lr", "hr")
 STAGE_PARAMETER = "stage"
@@ -33,6 +36,8 @@ LR_OUTPUTS = {"lr_result": ("TYPE_FP32", "-1, 3, -1, -1"), "topk_weight": ("TYPE
               "topk_fine_weight": ("TYPE_FP32", "-1, -1, -1"), "topk_index": ("TYPE_INT32", "-1, -1, -1")}
 HR_INPUTS = {INPUT_IMAGE: ("TYPE_UINT8", "-1, -1, 3"), INPUT_MASK: ("TYPE_UINT8", "-1, -1"), **LR_OUTPUTS}
 IMAGE_INPUTS = {name: HR_INPUTS[name] for name in (INPUT_IMAGE, INPUT_MASK)}
+PREP_INPUTS = {**IMAGE_INPUTS, INPUT_EXCLUDE: HR_INPUTS[INPUT_MASK]}   # the ensemble's and prep's inputs
+OPTIONAL_INPUTS = (INPUT_EXCLUDE,)
 LR_INPUTS = {name: ("TYPE_FP32", dims) for name, dims in LR_INPUT_DIMS.items()}
 ENSEMBLE_LR_INPUT = "lr_{}"   # the ensemble's tensor name for the LR graph's input {} (apart from IMAGE, MASK)
 
@@ -43,8 +48,10 @@ def stage_names(model_name: str) -> dict[str, str]:
 
 
 def _tensors(tensors: dict[str, tuple[str, str]]) -> str:
-    return ",\n".join(f'  {{ name: "{name}" data_type: {dtype} dims: [ {dims} ] }}' for name, (dtype, dims) in
-                      tensors.items())
+    """Config entries of tensors (name -> (data type, dims)); those in OPTIONAL_INPUTS marked optional."""
+    return ",\n".join(f'  {{ name: "{name}" data_type: {dtype} dims: [ {dims} ]'
+                      f'{" optional: true" if name in OPTIONAL_INPUTS else ""} }}'
+                      for name, (dtype, dims) in tensors.items())
 
 
 def _model_config(name: str, kind: str, instances: int, inputs: dict, outputs: dict, backend: str,
@@ -62,18 +69,19 @@ def _map(pairs: dict[str, str]) -> str:
 
 
 def ensemble_pbtxt(config: TritonRepoConfig) -> str:
-    """The ensemble model's config.pbtxt: IMAGE, MASK -> prep -> lr -> hr -> INPAINTED."""
+    """The ensemble model's config.pbtxt: IMAGE, MASK (, EXCLUDE) -> prep -> lr -> hr -> INPAINTED."""
     names = stage_names(config.model_name)
     lr_inputs = {name: ENSEMBLE_LR_INPUT.format(name) for name in INPUT_NAMES}
     lr_outputs = {name: name for name in OUTPUT_NAMES}
     images = {INPUT_IMAGE: INPUT_IMAGE, INPUT_MASK: INPUT_MASK}
-    steps = [(names["prep"], images, lr_inputs), (names["lr"], {name: lr_inputs[name] for name in INPUT_NAMES},
+    steps = [(names["prep"], {**images, INPUT_EXCLUDE: INPUT_EXCLUDE}, lr_inputs),
+             (names["lr"], {name: lr_inputs[name] for name in INPUT_NAMES},
                                                   lr_outputs),
              (names["hr"], {**images, **lr_outputs}, {OUTPUT_IMAGE: OUTPUT_IMAGE})]
     step_text = ",\n".join(f'    {{ model_name: "{model}" model_version: -1\n      input_map [ {_map(inputs)} ]\n'
                            f"      output_map [ {_map(outputs)} ] }}" for model, inputs, outputs in steps)
     return (f'name: "{names["ensemble"]}"\nplatform: "ensemble"\nmax_batch_size: 0\n'
-            f"input [\n{_tensors(IMAGE_INPUTS)}\n]\noutput [\n{_tensors({OUTPUT_IMAGE: HR_INPUTS[INPUT_IMAGE]})}\n]\n"
+            f"input [\n{_tensors(PREP_INPUTS)}\n]\noutput [\n{_tensors({OUTPUT_IMAGE: HR_INPUTS[INPUT_IMAGE]})}\n]\n"
             f"ensemble_scheduling {{\n  step [\n{step_text}\n  ]\n}}\n")
 
 
@@ -83,7 +91,7 @@ def stage_configs(config: TritonRepoConfig) -> dict[str, str]:
     lr_kind = INSTANCE_KINDS[config.device]
     lr_outputs = {name: LR_OUTPUTS[name] for name in OUTPUT_NAMES}
     return {
-        names["prep"]: _model_config(names["prep"], INSTANCE_KIND_CPU, config.instances, IMAGE_INPUTS, LR_INPUTS,
+        names["prep"]: _model_config(names["prep"], INSTANCE_KIND_CPU, config.instances, PREP_INPUTS, LR_INPUTS,
                                      "python", "prep"),
         names["lr"]: _model_config(names["lr"], lr_kind, config.instances, LR_INPUTS, lr_outputs,
                                    config.lr_platform, "lr"),

@@ -1,8 +1,9 @@
 """Triton Python-backend model of one step of the ensemble `rethined export triton-repo --ensemble` writes
 (`triton_ensemble`); the config.pbtxt parameter "stage" picks the step:
 
-    prep: IMAGE uint8 (H, W, 3), MASK uint8 (H, W) (nonzero = fill) -> the LR graph's inputs image
-          (1, 3, h, w), mask (1, 1, h, w), key_inside (1, 1, gh, gw) float32 (`host.prepare_lr`)
+    prep: IMAGE uint8 (H, W, 3), MASK uint8 (H, W) (nonzero = fill), optionally EXCLUDE uint8 (H, W) (nonzero =
+          never copied) -> the LR graph's inputs image (1, 3, h, w), mask (1, 1, h, w), key_inside (1, 1, gh, gw)
+          float32 (`host.prepare_lr`)
     lr:   those -> lr_result (1, 3, h, w), topk_weight, topk_fine_weight (1, N, K) float32, topk_index
           (1, N, K) int32, by onnxruntime on model.onnx (lr_platform "python" only)
     hr:   IMAGE, MASK and the LR outputs -> INPAINTED uint8 (H, W, 3) (`host.upscale_hr`, seam blend)
@@ -22,7 +23,7 @@ from rethined_engine.deploy.graph_spec import INPUT_NAMES, OUTPUT_NAMES
 from rethined_engine.deploy.host import prepare_lr, upscale_hr
 from rethined_engine.deploy.pipeline import DeployedPipeline
 from rethined_engine.deploy.triton_ensemble import CONFIG_FILE, ONNX_FILE, STAGE_PARAMETER, STAGES
-from rethined_engine.deploy.triton_repo import INPUT_IMAGE, INPUT_MASK, OUTPUT_IMAGE
+from rethined_engine.deploy.triton_repo import INPUT_EXCLUDE, INPUT_IMAGE, INPUT_MASK, OUTPUT_IMAGE
 from rethined_engine.geometry import plan
 from rethined_engine.io import host_inputs
 
@@ -54,7 +55,9 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             def tensor(name, request=request):
-                return pb_utils.get_input_tensor_by_name(request, name).as_numpy()
+                """The request's input `name` as numpy; None for an optional input it does not carry."""
+                given = pb_utils.get_input_tensor_by_name(request, name)
+                return None if given is None else given.as_numpy()
             try:
                 outputs = step(tensor)
             except (ValueError, TypeError) as exc:
@@ -65,22 +68,23 @@ class TritonPythonModel:
                 pb_utils.Tensor(name, np.ascontiguousarray(array)) for name, array in outputs.items()]))
         return responses
 
-    def _checked(self, tensor) -> tuple[np.ndarray, np.ndarray]:
-        """IMAGE, MASK -> (H, W, 3) uint8 and (H, W) bool, checked as `Engine.inpaint` checks them."""
-        batch = host_inputs(tensor(INPUT_IMAGE), tensor(INPUT_MASK), self.pipeline.threshold)
-        return batch.images[0], batch.masks[0]
+    def _checked(self, tensor, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """IMAGE, MASK (and exclude) -> (H, W, 3) uint8, (H, W) bool and (H, W) bool or None, checked as
+        `Engine.inpaint` checks them."""
+        batch = host_inputs(tensor(INPUT_IMAGE), tensor(INPUT_MASK), self.pipeline.threshold, exclude)
+        return batch.images[0], batch.masks[0], None if batch.excludes is None else batch.excludes[0]
 
     def prepare(self, tensor) -> dict[str, np.ndarray]:
-        image, mask = self._checked(tensor)
-        return dict(zip(INPUT_NAMES, prepare_lr(image, mask, plan(image.shape[0], image.shape[1],
-                                                                  self.pipeline.config))))
+        image, mask, exclude = self._checked(tensor, tensor(INPUT_EXCLUDE))
+        geom = plan(image.shape[0], image.shape[1], self.pipeline.config)
+        return dict(zip(INPUT_NAMES, prepare_lr(image, mask, geom, exclude)))
 
     def run_lr(self, tensor) -> dict[str, np.ndarray]:
         return dict(zip(OUTPUT_NAMES, self.session.run(None, {name: tensor(name) for name in INPUT_NAMES})))
 
     def upscale(self, tensor) -> dict[str, np.ndarray]:
         """`DeployedPipeline.inpaint_one` after its LR network call."""
-        image, mask = self._checked(tensor)
+        image, mask, _ = self._checked(tensor)
         if not mask.any():
             return {OUTPUT_IMAGE: image}
         lr_result, weight, fine_weight, index = (tensor(name) for name in OUTPUT_NAMES)
