@@ -190,19 +190,25 @@ def test_tensor_frames_give_tensors_equal_to_the_numpy_outputs(engine, rng, temp
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_on_a_cuda_engine_the_device_path_runs_on_the_gpu_and_follows_the_host_path(weights_path, rng):
+@pytest.mark.parametrize("excluded", [False, True], ids=["plain", "exclude"])
+def test_on_a_cuda_engine_the_device_path_runs_on_the_gpu_and_follows_the_host_path(weights_path, rng, excluded):
     """On a CUDA engine the device path runs on the GPU; with frames on the GPU it returns them there, known
-    pixels exact, the hole as the host path fills it with the same flow estimator."""
+    pixels exact, the hole as the host path fills it with the same flow estimator (with an exclusion too)."""
     from rethined_engine import Engine
 
     engine = Engine(weights=weights_path, device="cuda")
     frames = pan_clip(rng, 8)
+    exclude = None
+    if excluded:
+        exclude = np.zeros(frames.shape[1:3], bool)
+        exclude[:, frames.shape[2] // 2:] = True
     device, reference = VideoInpainter(engine, config=ON_DEVICE), VideoInpainter(engine, config=REFERENCE)
     assert device._device is not None and device._device.device.type == "cuda"
     for t, frame in enumerate(frames):
         mask = box_mask(20 + 2 * t, 50 + 2 * t, 40 + 3 * t, 80 + 3 * t)
-        out = device.process(torch.from_numpy(frame).permute(2, 0, 1).cuda(), torch.from_numpy(mask).cuda())
+        out = device.process(torch.from_numpy(frame).permute(2, 0, 1).cuda(), torch.from_numpy(mask).cuda(),
+                             None if exclude is None else torch.from_numpy(exclude).cuda())
         assert out.is_cuda
         got = out.permute(1, 2, 0).cpu().numpy()
         np.testing.assert_array_equal(got[~mask], frame[~mask])
-        assert hole_psnr(got, reference.process(frame, mask), mask) > AGREEMENT_DB, t
+        assert hole_psnr(got, reference.process(frame, mask, exclude), mask) > AGREEMENT_DB, t
