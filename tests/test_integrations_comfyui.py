@@ -64,6 +64,7 @@ def test_node_declarations():
     video_node = comfyui.NODE_CLASS_MAPPINGS["RethinedVideoInpaint"]
     required = video_node.INPUT_TYPES()["required"]
     assert required["frames"] == ("IMAGE",) and required["mask"] == ("MASK",)
+    assert video_node.INPUT_TYPES()["optional"] == {"exclude": ("MASK",)}
     assert set(required["temporal"][0]) == {"on", "off"} and required["temporal"][1]["default"] == "on"
     for cls in (image_node, video_node):
         assert cls.RETURN_TYPES == ("IMAGE",) and callable(getattr(cls, cls.FUNCTION))
@@ -117,6 +118,20 @@ def test_video_node_equals_the_video_inpainter_on_quantised_frames(shipped_engin
         expected = inpainter.process(quantised, hole)
         np.testing.assert_array_equal(out[i].numpy()[hole], expected[hole].astype(np.float32) / 255)
         np.testing.assert_array_equal(out[i].numpy()[~hole], frames[i].numpy()[~hole])
+
+
+def test_video_node_passes_exclude_on(shipped_engine):
+    frames = pan_tensor()
+    mask, exclude = box_mask(1), torch.zeros(1, *frames.shape[1:3])
+    exclude[:, :, frames.shape[2] // 2:] = 1.0
+    (out,) = run_node("RethinedVideoInpaint", frames=frames, mask=mask, temporal="on", exclude=exclude)
+    inpainter = VideoInpainter(shipped_engine, "on")
+    hole, barred = mask[0].numpy() >= 0.5, exclude[0].numpy() >= 0.5
+    for i in range(FRAMES):
+        expected = inpainter.process(np.rint(frames[i].numpy() * 255).astype(np.uint8), hole, barred)
+        np.testing.assert_array_equal(out[i].numpy()[hole], expected[hole].astype(np.float32) / 255)
+    with pytest.raises(ValueError, match="exclude: expected"):
+        run_node("RethinedVideoInpaint", frames=frames, mask=mask, exclude=torch.zeros(2, 8, 8))
 
 
 def test_masks_of_the_wrong_shape_are_refused_by_name():

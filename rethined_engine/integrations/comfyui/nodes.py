@@ -5,7 +5,8 @@ float32, 1 = the area to inpaint (a mask fills where >= 0.5, as `Engine.inpaint`
   result equals `Engine().inpaint(image.numpy(), mask.numpy())`); an optional second MASK, `exclude`, marks
   known pixels the fill must not copy (`Engine.inpaint`'s exclude).
 - `RethinedVideoInpaint`: the batch as the frames of one clip, in order, through a `VideoInpainter`
-  (temporal "on" or "off"); frames are quantised to uint8 for it, the known pixels are returned unchanged.
+  (temporal "on" or "off"); frames are quantised to uint8 for it, the known pixels are returned unchanged; the
+  optional `exclude` MASK as for images (`VideoInpainter.push`'s exclude: no frame gives those pixels either).
 
 Masks: one per image, or one for the whole batch. Absolute imports only: ComfyUI loads this folder as a
 top-level package.
@@ -94,15 +95,17 @@ class RethinedVideoInpaint:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {"required": {"frames": ("IMAGE",), "mask": ("MASK",),
-                             "temporal": (list(TEMPORAL_MODES), {"default": "on"})}}
+                             "temporal": (list(TEMPORAL_MODES), {"default": "on"})},
+                "optional": {"exclude": ("MASK",)}}
 
-    def inpaint(self, frames: Any, mask: Any, temporal: str = "on") -> tuple[Any]:
+    def inpaint(self, frames: Any, mask: Any, temporal: str = "on", exclude: Any = None) -> tuple[Any]:
         from rethined_engine.video import VideoInpainter
 
         images = as_images(frames)
         masks = binary_mask(batch_masks(mask, images))
+        excludes = [None] * len(images) if exclude is None else binary_mask(batch_masks(exclude, images, "exclude"))
         inpainter = VideoInpainter(self.engine or default_engine(), temporal)
-        out = [fill_float(img, inpainter.process(to_uint8(img), m), m) for img, m in zip(images, masks)]
+        out = [fill_float(img, inpainter.process(to_uint8(img), m, e), m) for img, m, e in zip(images, masks, excludes)]
         return (as_tensor(np.stack(out)),)
 
 
