@@ -148,6 +148,21 @@ def test_no_hole_returns_the_rgb_and_a_wrong_channel_count_is_refused(cases):
             module(x[:, :3])
 
 
+def test_a_fifth_channel_is_the_exclusion(cases):
+    """(B, 5, H, W): the fifth channel >= 0.5 marks known pixels never copied, as `Engine.inpaint`'s exclude."""
+    image, alpha = cases[1]
+    exclude = np.zeros(alpha.shape, np.float32)
+    exclude[:, : alpha.shape[1] // 2] = 0.75
+    module = script_inpainter()
+    x = torch.cat([rgba(image, alpha), torch.from_numpy(exclude)[None, None]], dim=1)
+    with torch.no_grad():
+        got = module(x)[0].permute(1, 2, 0).numpy()
+    engine = Engine(backend="torch", device="cpu")
+    want = engine.inpaint(image, alpha, exclude >= 0.5)
+    assert np.abs(got - want).max() <= FLOAT_TOLERANCE
+    assert np.abs(got - engine.inpaint(image, alpha)).max() > 0.05     # the exclusion changed the fill
+
+
 @pytest.mark.parametrize("height,width", [(1, 1), (37, 100), (512, 513), (720, 1280), (4000, 3000), (8191, 17)])
 def test_grid_plan_and_key_inside_tokens_match_plain_references(height, width):
     cfg = ModelConfig()

@@ -4,13 +4,15 @@ CatFileCreator turns the .pt into a .cat; docs/integrations.md).
 The exported module is `torch.jit.script` of the torch backend's path (`Rethined.forward` and the seam blend),
 so it plans any H x W itself, runs on the device and in the float dtype it is moved to, and needs only torch:
 
-    forward(x: (B, 4, H, W) float) -> (B, 3, H, W) of x's dtype
+    forward(x: (B, 4, H, W) or (B, 5, H, W) float) -> (B, 3, H, W) of x's dtype
 
 x holds RGB in [0, 1] (values outside are clamped for the model) and the hole mask in alpha: a pixel is filled
-where alpha >= `ModelConfig.float_mask_threshold` (0.5), as `Engine.inpaint` reads float masks. Known pixels are
-returned unchanged; without a hole the RGB is returned as it came.
+where alpha >= `ModelConfig.float_mask_threshold` (0.5), as `Engine.inpaint` reads float masks. A fifth channel,
+where given, is the exclusion (`Engine.inpaint`'s exclude): a known pixel where it is >= that threshold is never
+copied. Known pixels are returned unchanged; without a hole the RGB is returned as it came.
 """
 from pathlib import Path
+from typing import Optional
 
 import torch
 from torch import nn
@@ -20,7 +22,7 @@ from ..model import Rethined
 from ..model.upscale import blend_seams
 from ..weights import load_model
 
-INPUT_CHANNELS = 4  # RGB + the hole mask in alpha
+INPUT_CHANNELS = (4, 5)  # RGB + the hole mask in alpha (+ the exclusion)
 
 
 class TorchScriptInpainter(nn.Module):
@@ -37,20 +39,23 @@ class TorchScriptInpainter(nn.Module):
     def __init__(self, model: Rethined, seam_taps: list[float], seam_gain: float, mask_threshold: float):
         super().__init__()
         self.model = model
-        self.input_channels = INPUT_CHANNELS
+        self.input_channels = list(INPUT_CHANNELS)
         self.seam_taps = seam_taps
         self.seam_gain = seam_gain
         self.mask_threshold = mask_threshold
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.input_channels:
-            raise ValueError("x: expected (B, 4, H, W), RGB and the hole mask in alpha; got shape "
-                             + str(list(x.shape)))
+        if x.dim() != 4 or x.shape[1] not in self.input_channels:
+            raise ValueError("x: expected (B, 4, H, W), RGB and the hole mask in alpha, or (B, 5, H, W) with the "
+                             "exclusion fifth; got shape " + str(list(x.shape)))
         image = x[:, :3]
-        mask = x[:, 3:] >= self.mask_threshold
+        mask = x[:, 3:4] >= self.mask_threshold
         if not bool(mask.any()):
             return image
-        filled = torch.where(mask, self.model(image.clamp(0.0, 1.0), mask), image)
+        exclude: Optional[torch.Tensor] = None
+        if x.shape[1] == 5:
+            exclude = x[:, 4:5] >= self.mask_threshold
+        filled = torch.where(mask, self.model(image.clamp(0.0, 1.0), mask, exclude), image)
         if len(self.seam_taps) == 0:
             return filled
         taps = torch.tensor(self.seam_taps, dtype=torch.float32, device=x.device)
