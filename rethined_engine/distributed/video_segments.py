@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..video.files import LOSSLESS, _decode_rgb, _frame_rate, _open_source, require_av
-from ..video.masks import open_mask_source
+from ..video.masks import MaskSources
 
 PART_SUFFIX = ".mkv"
 
@@ -151,9 +151,7 @@ def inpaint_segment(src: str | Path, mask: Any, segment: Segment, part: str | Pa
 
     src, part = Path(src), Path(part)
     pts, _, time_base, fps = table or frame_table(src)
-    sources = [open_mask_source(mask, dilate, hold_last_mask)]
-    if exclude is not None:
-        sources.append(open_mask_source(exclude, 0, hold_last_mask, "exclude"))
+    sources = MaskSources(mask, exclude, dilate, hold_last_mask)
     inpainter.reset()
     temporary = part.with_name(f".{part.name}.{os.getpid()}.tmp{PART_SUFFIX}")
     written = 0
@@ -179,14 +177,13 @@ def inpaint_segment(src: str | Path, mask: Any, segment: Segment, part: str | Pa
 
             for index, frame, rgb in _segment_frames(src, segment, pts):
                 waiting.append((index, frame.pts))
-                write(inpainter.push(rgb, *(masks.mask_at(index, rgb) for masks in sources)))
+                write(inpainter.push(rgb, *sources.at(index, rgb)))
             write(inpainter.flush())
             if stream is not None:
                 out.mux(stream.encode(None))
         os.replace(temporary, part)
     finally:
-        for masks in sources:
-            masks.close()
+        sources.close()
         Path(temporary).unlink(missing_ok=True)
     return written
 

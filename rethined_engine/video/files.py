@@ -60,7 +60,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from .masks import MaskTooShortError, open_mask_source
+from .masks import MaskSources, MaskTooShortError
 from .stream import VideoConfig, VideoInpainter
 
 Progress = Callable[[int, "int | None"], None]  # (frames done, total frames or None when unknown)
@@ -553,16 +553,16 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
         raise ValueError(f"dst: {dst} is the input video; write to another file")
     inpainter = VideoInpainter(engine, temporal, config or VideoConfig(lookahead=FILE_LOOKAHEAD))
     source = _open_source(src)
-    opened = []
     try:
-        opened.append(open_mask_source(mask, dilate, hold_last_mask))
-        if exclude is not None:
-            opened.append(open_mask_source(exclude, 0, hold_last_mask, "exclude"))
+        sources = MaskSources(mask, exclude, dilate, hold_last_mask)
+    except BaseException:
+        source.close()
+        raise
+    try:
         overlap = _inference_on_gpu(inpainter) if overlap_io is None else overlap_io
-        return _run(source, src, opened, dst, rng, encode, options, inpainter, audio, progress, overlap)
+        return _run(source, src, sources, dst, rng, encode, options, inpainter, audio, progress, overlap)
     finally:
-        for masks in opened:
-            masks.close()
+        sources.close()
         source.close()
 
 
@@ -577,13 +577,13 @@ def _check_mask_count(masks, rng: FrameRange, video_frames: int) -> None:
                                 "--hold-last-mask)")
 
 
-def _run(source, src: Path, sources: list, dst: Path, rng: FrameRange, encode: EncodeSettings, options: dict[str, str],
-         inpainter: VideoInpainter, keep_audio: bool, progress: Progress | None, overlap: bool) -> VideoSummary:
-    """sources: the mask source, then the exclusion's when there is one (`masks.open_mask_source`)."""
+def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, encode: EncodeSettings,
+         options: dict[str, str], inpainter: VideoInpainter, keep_audio: bool, progress: Progress | None,
+         overlap: bool) -> VideoSummary:
     t_start = time.perf_counter()
     video = source.streams.video[0]
     fps = _frame_rate(video)
-    for masks in sources:
+    for masks in sources.all:
         _check_mask_count(masks, rng, video.frames)
     total = rng.expected_frames(video.frames or None, fps)
     audio_fate = "copied" if source.streams.audio and keep_audio else (
@@ -620,7 +620,7 @@ def _run(source, src: Path, sources: list, dst: Path, rng: FrameRange, encode: E
             pts = frame.pts if frame.pts is not None else round(t / video.time_base)
             if first_size is None:
                 first_size = rgb.shape[:2]
-                for masks in sources:
+                for masks in sources.all:
                     masks.rotation = frame.rotation
                 writer = _Writer(tmp, encode, options, video, frame, fps, pts if rng.cuts else 0)
                 if audio_fate == "copied":
@@ -630,7 +630,7 @@ def _run(source, src: Path, sources: list, dst: Path, rng: FrameRange, encode: E
                 raise ValueError(f"src: frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, the first frame "
                                  f"{first_size[1]}x{first_size[0]} (WxH); the size must not change mid-stream")
             times.append((pts, t))
-            put(inpainter.push(rgb, *(masks.mask_at(index, rgb) for masks in sources)))
+            put(inpainter.push(rgb, *sources.at(index, rgb)))
         if writer is None:
             raise ValueError(f"src: {src} has no video frames" + (" in the selected range" if rng.cuts else ""))
         put(inpainter.flush())

@@ -277,3 +277,33 @@ def open_mask_source(mask: Any, radius: int = 0, hold_last: bool = False, name: 
     if path.suffix.lower() in MASK_IMAGE_SUFFIXES:
         return StillMask(path, radius, name)
     return VideoMasks(path, radius, hold_last, name)
+
+
+class MaskSources:
+    """A stream's mask source and, when given, its exclusion's (`exclude`: the pixels no fill may copy, in any form
+    a mask takes; not dilated, the same end-of-masks rule, errors naming exclude), opened together: when the
+    exclusion cannot be opened, the mask source is closed before the error goes on."""
+
+    def __init__(self, mask: Any, exclude: Any = None, radius: int = 0, hold_last: bool = False):
+        self.mask = open_mask_source(mask, radius, hold_last)
+        self.exclude: _Source | None = None
+        if exclude is not None:
+            try:
+                self.exclude = open_mask_source(exclude, 0, hold_last, "exclude")
+            except BaseException:
+                self.mask.close()
+                raise
+
+    @property
+    def all(self) -> list[_Source]:
+        """The mask source, then the exclusion's when there is one."""
+        return [self.mask] + ([] if self.exclude is None else [self.exclude])
+
+    def at(self, index: int, frame: np.ndarray) -> list[np.ndarray]:
+        """Source frame `index`'s mask, then its exclusion when there is one (`VideoInpainter.push`'s arguments
+        after the frame)."""
+        return [source.mask_at(index, frame) for source in self.all]
+
+    def close(self) -> None:
+        for source in self.all:
+            source.close()

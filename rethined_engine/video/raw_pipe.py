@@ -131,7 +131,7 @@ def _silence_stdout() -> None:
 def run_raw_command(args) -> None:
     """`rethined video - MASK -o - --raw WxH`: `pipe_frames` between stdin and stdout, messages on stderr."""
     from .files import ProgressLine
-    from .masks import open_mask_source
+    from .masks import MaskSources
 
     if str(args.input) != PIPE_NAME or str(args.output) != PIPE_NAME:
         raise SystemExit(f"error: --raw reads stdin and writes stdout: give '-' as INPUT and '-o -', got "
@@ -146,21 +146,18 @@ def run_raw_command(args) -> None:
     from ..engine import Engine  # torch import is slow: only after the arguments were checked
     from ..engine_options import engine_kwargs
 
-    sources = []
+    sources = None
     try:
-        sources.append(open_mask_source(args.mask, args.dilate, args.hold_last_mask))
-        if args.exclude is not None:
-            sources.append(open_mask_source(args.exclude, 0, args.hold_last_mask, "exclude"))
+        sources = MaskSources(args.mask, args.exclude, args.dilate, args.hold_last_mask)
         engine = Engine(**engine_kwargs(args))
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        for opened in sources:
-            opened.close()
+        if sources is not None:
+            sources.close()
         raise SystemExit(f"error: {exc}") from None
-    masks, excludes = sources[0], (sources[1] if len(sources) > 1 else None)
     progress = ProgressLine()
     try:
-        count = pipe_frames(VideoInpainter(engine, args.temporal), masks, raw, sys.stdin.buffer, sys.stdout.buffer,
-                            progress, excludes)
+        count = pipe_frames(VideoInpainter(engine, args.temporal), sources.mask, raw, sys.stdin.buffer,
+                            sys.stdout.buffer, progress, sources.exclude)
     except OutputClosedError as exc:
         progress.close()
         _silence_stdout()
@@ -172,8 +169,7 @@ def run_raw_command(args) -> None:
         progress.close()
         raise SystemExit("interrupted: the output ends after the last frame written") from None
     finally:
-        for opened in sources:
-            opened.close()
+        sources.close()
     progress.close()
     print(f"wrote {count} frames {raw.width}x{raw.height} {raw.pix_fmt} to stdout on {engine.device}",
           file=sys.stderr)
