@@ -152,6 +152,13 @@ def _host_frame(frame: Any) -> np.ndarray:
     return frame
 
 
+def _check_shapes(size: tuple[int, int], mask: Any, exclude: Any) -> None:
+    """ValueError naming `mask` or `exclude` (None: none) when it is not of the frame's size (H, W)."""
+    for name, array in (("mask", mask), ("exclude", exclude)):
+        if array is not None and tuple(np.shape(array)) != tuple(size):
+            raise ValueError(f"{name}: expected shape {tuple(size)}, got {tuple(np.shape(array))}")
+
+
 def _host_array(mask: Any) -> Any:
     """A torch mask as a numpy array (None and numpy as they are)."""
     return mask.cpu().numpy() if type(mask).__module__.startswith("torch") else mask
@@ -303,9 +310,7 @@ class VideoInpainter(TemporalEmitter):
         size = frame.shape[:2]
         self._check_size("frame", size)
         self._tensor_device = None
-        for name, array in (("mask", mask), ("exclude", exclude)):
-            if array is not None and np.shape(array) != size:
-                raise ValueError(f"{name}: expected shape {size}, got {np.shape(array)}")
+        _check_shapes(size, mask, exclude)
         self.frame_size = size
         held_back = self.config.lookahead > 0     # the frame waits: keep a copy the caller cannot change
         self._arrived = self._arrive(np.array(frame) if held_back else np.ascontiguousarray(frame), mask != 0)
@@ -370,9 +375,7 @@ class VideoInpainter(TemporalEmitter):
             frame = _host_frame(frame)
             size = frame.shape[:2]
         self._check_size("frame", size)
-        for name, array in (("mask", mask), ("exclude", exclude)):
-            if array is not None and tuple(array.shape) != tuple(size):
-                raise ValueError(f"{name}: expected shape {tuple(size)}, got {tuple(array.shape)}")
+        _check_shapes(size, mask, exclude)
         device = self._device.device
         if tensor_in:
             pixels = frame.to(device, copy=True)
