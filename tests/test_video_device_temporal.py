@@ -81,13 +81,19 @@ def test_forward_backward_check_agrees_with_the_reference(rng):
 
 # --- the stream ------------------------------------------------------------------------------------------------
 
-def test_device_path_follows_the_reference_on_a_pan_with_a_moving_hole(engine, rng):
+@pytest.mark.parametrize("excluded", [False, True], ids=["plain", "exclude"])
+def test_device_path_follows_the_reference_on_a_pan_with_a_moving_hole(engine, rng, excluded):
+    """The device path fills as the host path does, also with the right half of every frame excluded."""
     frames = pan_clip(rng, 8)
+    exclude = None
+    if excluded:
+        exclude = np.zeros(frames.shape[1:3], bool)
+        exclude[:, frames.shape[2] // 2:] = True
     device, reference = VideoInpainter(engine, config=ON_DEVICE), VideoInpainter(engine, config=REFERENCE)
     assert device._device is not None and reference._device is None
     for t, frame in enumerate(frames):
         mask = box_mask(20 + 2 * t, 50 + 2 * t, 40 + 3 * t, 80 + 3 * t)
-        got, want = device.process(frame, mask), reference.process(frame, mask)
+        got, want = device.process(frame, mask, exclude), reference.process(frame, mask, exclude)
         np.testing.assert_array_equal(got[~mask], frame[~mask])
         assert hole_psnr(got, want, mask) > AGREEMENT_DB, t
     assert (device.held_frames, device.scene_cuts) == (reference.held_frames, reference.scene_cuts)
