@@ -77,9 +77,9 @@ def test_seeking_to_each_segment_decodes_exactly_the_sequential_frames(clip):
     pts = frame_table(path)[0]
     for segment in plan_segments(path, seconds=0.5, warmup=2, lookahead=3):
         decoded = list(_segment_frames(path, segment, pts))
-        assert [index for index, _, _ in decoded] == list(range(segment.warm, segment.end))
-        for index, _, rgb in decoded:
-            assert np.array_equal(rgb, sequential[index]), index
+        assert [index for index, *_ in decoded] == list(range(segment.warm, segment.end))
+        for index, _, rgb, rgb16 in decoded:
+            assert np.array_equal(rgb, sequential[index]) and rgb16 is None, index
 
 
 def test_segments_without_temporal_state_equal_the_sequential_run(clip, tmp_path):

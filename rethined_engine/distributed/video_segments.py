@@ -9,9 +9,10 @@ there after a seek and decodes nothing of the segments before it. With temporal 
 decodes and inpaints the `warmup` frames before its first frame (seeking to the keyframe at or before them)
 to rebuild the temporal state, and drops their output, and the `lookahead` frames after its last frame, which the
 frames before them copy from as in one sequential run: every frame is written once, by its own segment. The
-parts are lossless FFV1 (bgr0) in Matroska with the source's timestamps; `join_parts` remuxes their packets
-into one file (FFV1 frames are all keyframes, so any part boundary is a clean cut). The output is that FFV1
-file: encode it to a delivery codec afterwards (no audio is carried). Frames are indexed in presentation
+parts are lossless FFV1 in RGB (bgr0, or rgb48le for a source of more than 8 bits per component, whose known
+pixels keep their depth: `video.known_pixels`) in Matroska with the source's timestamps; `join_parts` remuxes
+their packets into one file (FFV1 frames are all keyframes, so any part boundary is a clean cut). The output is
+that FFV1 file: encode it to a delivery codec afterwards (no audio is carried). Frames are indexed in presentation
 order, found from the packets' timestamps (a container without packet timestamps is refused).
 """
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..video.files import LOSSLESS, _decode_rgb, _frame_rate, _open_source, require_av
+from ..video.known_pixels import decode_frame, is_deep, restore, rgb_format
+from ..video.files import LOSSLESS, _frame_rate, _open_source, require_av
 from ..video.masks import MaskSources
 
 PART_SUFFIX = ".mkv"
@@ -115,11 +117,14 @@ def plan_segments(src: str | Path, seconds: float, warmup: int = 0, table: Frame
     return segments
 
 
-def _segment_frames(src: Path, segment: Segment, pts: list[int]) -> Iterator[tuple[int, Any, np.ndarray]]:
-    """(source index, decoded frame, (H, W, 3) uint8 RGB) of frames [warm, end), decoded from the seek point."""
+def _segment_frames(src: Path, segment: Segment, pts: list[int]
+                    ) -> Iterator[tuple[int, Any, np.ndarray, np.ndarray | None]]:
+    """(source index, decoded frame, (H, W, 3) uint8 RGB, and (H, W, 3) uint16 RGB for a source of more than 8 bits
+    per component, else None) of frames [warm, end), decoded from the seek point."""
     with _open_source(src) as container:
         video = container.streams.video[0]
         video.thread_type = "AUTO"
+        deep = video.codec_context.format is not None and is_deep(video.codec_context.format.name)
         container.seek(segment.seek_pts, stream=video, backward=True, any_frame=False)
         index_of = {p: i for i, p in enumerate(pts)}
         expected = segment.warm
@@ -135,7 +140,7 @@ def _segment_frames(src: Path, segment: Segment, pts: list[int]) -> Iterator[tup
                 raise ValueError(f"src: frame {expected} could not be decoded after seeking to timestamp "
                                  f"{segment.seek_pts} (got frame {index})")
             expected += 1
-            yield index, frame, _decode_rgb(frame)
+            yield index, frame, *decode_frame(frame, deep)
     if expected < segment.end:
         raise ValueError(f"src: the video ended at frame {expected}, before frame {segment.end}")
 
@@ -155,7 +160,9 @@ def inpaint_segment(src: str | Path, mask: Any, segment: Segment, part: str | Pa
     inpainter.reset()
     temporary = part.with_name(f".{part.name}.{os.getpid()}.tmp{PART_SUFFIX}")
     written = 0
-    waiting: deque[tuple[int, int]] = deque()     # (source index, pts) of the frames whose outputs are to come
+    # (source index, pts, 16-bit RGB and mask of a deep source or None) of the frames whose outputs are to come
+    waiting: deque[tuple[int, int, tuple[np.ndarray, np.ndarray] | None]] = deque()
+    pix_fmt = None
     try:
         with av.open(str(temporary), "w") as out:
             stream = None
@@ -163,21 +170,26 @@ def inpaint_segment(src: str | Path, mask: Any, segment: Segment, part: str | Pa
             def write(outputs: list[np.ndarray]) -> None:
                 nonlocal stream, written
                 for filled in outputs:
-                    index, frame_pts = waiting.popleft()
+                    index, frame_pts, deep = waiting.popleft()
                     if not segment.first <= index < segment.stop:
                         continue
+                    if deep is not None:
+                        filled = restore(filled, deep[1], deep[0])
                     if stream is None:
                         stream = out.add_stream(LOSSLESS.codec, rate=fps)
                         stream.width, stream.height = filled.shape[1], filled.shape[0]
-                        stream.pix_fmt, stream.time_base = LOSSLESS.pix_fmt, time_base
-                    picture = av.VideoFrame.from_ndarray(filled, format="rgb24").reformat(format=LOSSLESS.pix_fmt)
+                        stream.pix_fmt, stream.time_base = pix_fmt, time_base
+                    picture = av.VideoFrame.from_ndarray(filled, format=rgb_format(filled)).reformat(format=pix_fmt)
                     picture.pts, picture.time_base = frame_pts, time_base
                     out.mux(stream.encode(picture))
                     written += 1
 
-            for index, frame, rgb in _segment_frames(src, segment, pts):
-                waiting.append((index, frame.pts))
-                write(inpainter.push(rgb, *sources.at(index, rgb)))
+            for index, frame, rgb, rgb16 in _segment_frames(src, segment, pts):
+                if pix_fmt is None:
+                    pix_fmt = LOSSLESS.pixel_format(frame.format.name)
+                masks = sources.at(index, rgb)
+                waiting.append((index, frame.pts, None if rgb16 is None else (rgb16, masks[0])))
+                write(inpainter.push(rgb, *masks))
             write(inpainter.flush())
             if stream is not None:
                 out.mux(stream.encode(None))

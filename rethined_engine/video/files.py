@@ -2,23 +2,30 @@
 
 Reading: any container and codec the bundled FFmpeg decodes; the first video stream is decoded frame by
 frame to rgb24 (H, W, 3) uint8 with the source's colour matrix and range, inpainted by a `VideoInpainter`,
-converted back to the output pixel format with the same matrix and range, and encoded. The clip is never
+converted back to the output pixel format with the same matrix and range, and encoded. Where the output's pixel
+format is the source's, the samples no hole pixel reaches are the source's own; a source of more than 8 bits per
+component keeps its depth where its pixels are known (`rethined_engine.video.known_pixels`). The clip is never
 buffered: at most `PIPELINE_DEPTH` frames wait between decoding, inpainting and encoding (plus the
 encoder's own look-ahead, and the `VideoConfig.lookahead` frames the inpainter holds back). With
 `overlap_io` (by default when the engine runs on CUDA) decoding and encoding run on two threads beside the
 inpainting.
 
-Writing (`EncodeSettings`): libx264, yuv420p, crf 18, preset medium by default, at the source's frame
+Writing (`EncodeSettings`): libx264, crf 18, preset medium by default, yuv420p for an 8-bit source and
+yuv420p10le for a deeper one (`known_pixels.output_pixel_format`), at the source's frame
 rate and time base with the source's frame timestamps (shifted to start at 0 when a range cuts the
 start). The colour tags (color_range, colorspace, primaries, trc) and the rotation (display matrix) are
 copied; the first audio stream is copied packet for packet, not re-encoded.
 
-Pixel formats: rgb24 -> yuv420p/yuv422p/yuv444p is lossy (colour matrix rounding, and chroma subsampling
-for 420/422), so a round trip through a YUV format never returns the same pixels. RGB pixel formats
-keep rgb24 bit for bit: `LOSSLESS` (ffv1 with bgr0, in .mkv/.avi/.nut), or libx264rgb with
-options={"qp": "0"} and rgb24/bgr24/bgr0 — for pipelines that re-encode later. The pipeline is 8-bit:
-sources of higher bit depth (10-bit HDR, 16-bit RGB) are reduced to 8 bits per channel, their transfer
-and primaries tags copied unchanged.
+Pixel formats (`rethined_engine.video.known_pixels`): the inpainting is 8-bit RGB, and rgb24 <-> yuv420p/yuv422p/
+yuv444p is lossy (colour matrix rounding, and chroma subsampling for 420/422). Where the output's pixel format is
+the source's and has one component per plane (yuv420p, yuv420p10le, yuv422p10le, gbrp16le, ...), every sample no
+hole pixel reaches is written from the source frame, so only the codec changes the known pixels (a lossless one,
+ffv1 or libx264 with qp 0 in that format, none). RGB pixel formats keep the RGB frames bit for bit: `LOSSLESS`
+(ffv1 with bgr0, in .mkv/.avi/.nut), or libx264rgb with options={"qp": "0"} and rgb24/bgr24/bgr0 — for pipelines
+that re-encode later. A source of more than 8 bits per component (10-bit HDR, ProRes, 16-bit RGB) written to
+another format of more than 8 bits is decoded to 16-bit RGB and its known pixels are written from that, the
+hole's from the 8-bit fill; LOSSLESS then writes ffv1 with rgb48le, which keeps those 16-bit frames bit for bit.
+An output format of 8 bits reduces everything to 8 bits. The transfer and primaries tags are copied unchanged.
 
 Frame ranges (`frames=(first, stop)` in source frame indices, `seconds=(t0, t1)` in presentation time;
 stop and t1 excluded, None = open; both may be given and a frame is kept when it lies in both): frames
@@ -60,6 +67,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from .known_pixels import (decode_frame, is_deep, keep_source_samples, one_component_per_plane, output_pixel_format,
+                           restore, rgb_format)
 from .masks import MaskSources, MaskTooShortError
 from .stream import VideoConfig, VideoInpainter
 
@@ -68,7 +77,6 @@ POSITION_PATTERN = re.compile(r"^(\d+(?:\.\d*)?)s$")  # "2.5s": seconds; a bare 
 PROGRESS_INTERVAL_S = 0.25  # the progress line is redrawn at most this often
 NEW_FILE_MODE = 0o666  # before the umask, as open() creates files
 CHROMA_PROBE = 64  # a width divisible by every chroma subsampling factor, to read the factor off
-RGB_FORMAT = "rgb24"
 PIPELINE_DEPTH = 4  # frames queued between the decoding thread, the inpainting (calling) thread and the encoding thread
 PIPELINE_POLL_S = 0.1  # how often a blocked pipeline thread checks whether the other side stopped
 FILE_LOOKAHEAD = 16  # later frames each frame of a file also copies from (VideoConfig.lookahead; docs/video.md)
@@ -79,28 +87,24 @@ class EncodeSettings:
     """How the output video stream is encoded.
 
     codec: an FFmpeg encoder name (libx264, libx265, libvpx-vp9, ffv1, ...); pix_fmt: the encoded pixel
-    format (see the module docstring for which are lossless); crf: constant rate factor (libx264: 0-51,
-    lower = better, 18 = visually lossless; None = the codec's default or a codec without crf); preset:
+    format (see the module docstring for which are lossless), None = by the source's bit depth
+    (`known_pixels.output_pixel_format`: yuv420p or yuv420p10le; ffv1 bgr0 or rgb48le); crf: constant rate factor
+    (libx264: 0-51, lower = better, 18 = visually lossless; None = the codec's default or a codec without crf); preset:
     the encoder's speed/size trade-off (libx264: ultrafast ... veryslow; None = the codec's default);
     options: further encoder options, FFmpeg names and string values (e.g. {"tune": "film"}).
     """
 
     codec: str = "libx264"
-    pix_fmt: str = "yuv420p"
+    pix_fmt: str | None = None
     crf: int | None = 18
     preset: str | None = "medium"
     options: Mapping[str, str] = field(default_factory=dict)
 
     def codec_options(self) -> dict[str, str]:
         """The encoder options as FFmpeg takes them; ValueError when the codec lacks the pixel format or an option."""
-        import av
-
-        try:
-            context = av.codec.CodecContext.create(self.codec, "w")
-        except (ValueError, av.FFmpegError) as exc:
-            raise ValueError(f"encode.codec: no FFmpeg encoder named {self.codec!r} ({exc})") from exc
+        context = self._context()
         formats = [fmt.name for fmt in context.codec.video_formats or ()]
-        if self.pix_fmt not in formats:
+        if self.pix_fmt is not None and self.pix_fmt not in formats:
             raise ValueError(f"encode.pix_fmt: {self.codec} cannot encode {self.pix_fmt!r}; "
                              f"it takes {', '.join(formats)}")
         known = {opt.name for opt in context.supported_options.private} | {
@@ -116,8 +120,25 @@ class EncodeSettings:
             options[name] = str(value)
         return options
 
+    def pixel_format(self, source_pix_fmt: str | None) -> str:
+        """The pixel format written for a source in `source_pix_fmt` (None: unknown): pix_fmt, or when it is None
+        the encoder's default for the source's depth (`known_pixels.output_pixel_format`)."""
+        if self.pix_fmt is not None:
+            return self.pix_fmt
+        formats = [fmt.name for fmt in self._context().codec.video_formats or ()]
+        return output_pixel_format(self.codec, formats, source_pix_fmt)
 
-LOSSLESS = EncodeSettings(codec="ffv1", pix_fmt="bgr0", crf=None, preset=None)  # rgb24 kept bit for bit
+    def _context(self):
+        """A closed codec context of the encoder; ValueError naming encode.codec when FFmpeg has none."""
+        import av
+
+        try:
+            return av.codec.CodecContext.create(self.codec, "w")
+        except (ValueError, av.FFmpegError) as exc:
+            raise ValueError(f"encode.codec: no FFmpeg encoder named {self.codec!r} ({exc})") from exc
+
+
+LOSSLESS = EncodeSettings(codec="ffv1", crf=None, preset=None)  # bgr0 or rgb48le: the RGB frames kept bit for bit
 
 
 @dataclass(frozen=True)
@@ -234,22 +255,18 @@ def _umask() -> int:
     return mask
 
 
-def _decode_rgb(frame) -> np.ndarray:
-    """A decoded frame -> (H, W, 3) uint8 RGB, with the frame's own colour matrix and range."""
-    return frame.to_ndarray(format=RGB_FORMAT, src_color_range=frame.color_range)
-
-
 class _KeptFrames:
-    """The source's video frames in the range, as (source index, frame, presentation time in s);
-    after the iteration `end_time` is the time of the first frame past the range (None: the video ended)."""
+    """The source's video frames in the range, as (source index, frame, presentation time in s, (H, W, 3) uint8 RGB,
+    and (H, W, 3) uint16 RGB when `deep`, else None); after the iteration `end_time` is the time of the first frame
+    past the range (None: the video ended)."""
 
-    def __init__(self, source, rng: FrameRange, fps: Fraction):
+    def __init__(self, source, rng: FrameRange, fps: Fraction, deep: bool):
         self.video = source.streams.video[0]
         self.video.thread_type = "AUTO"
-        self.source, self.rng, self.fps = source, rng, fps
+        self.source, self.rng, self.fps, self.deep = source, rng, fps, deep
         self.end_time: float | None = None
 
-    def __iter__(self) -> Iterator[tuple[int, Any, float, np.ndarray]]:
+    def __iter__(self) -> Iterator[tuple[int, Any, float, np.ndarray, np.ndarray | None]]:
         for index, frame in enumerate(self.source.decode(self.video)):
             t = float(frame.time) if frame.time is not None else float(index / self.fps)
             if self.rng.before(index, t):
@@ -257,7 +274,7 @@ class _KeptFrames:
             if self.rng.after(index, t):
                 self.end_time = t
                 return
-            yield index, frame, t, _decode_rgb(frame)
+            yield index, frame, t, *decode_frame(frame, self.deep)
 
 
 class _Failure:
@@ -391,8 +408,8 @@ def _put_unless(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
 class _Writer:
     """The output container: the video stream encoded from RGB frames, and the copied audio stream."""
 
-    def __init__(self, path: Path, encode: EncodeSettings, options: dict[str, str], src_video, first_frame,
-                 fps: Fraction, pts_offset: int):
+    def __init__(self, path: Path, encode: EncodeSettings, pix_fmt: str, options: dict[str, str], src_video,
+                 first_frame, fps: Fraction, pts_offset: int):
         import av
 
         try:
@@ -401,27 +418,27 @@ class _Writer:
             raise ValueError(f"dst: FFmpeg knows no container for the suffix {path.suffix!r} "
                              f"(use .mp4, .mkv, .mov, .avi, ...): {exc}") from exc
         try:
-            self._add_video(encode, options, src_video, first_frame, fps)
+            self._add_video(encode.codec, pix_fmt, options, src_video, first_frame, fps)
         except BaseException:
             self.container.close()
             raise
         self.pts_offset = pts_offset
         self.audio = None
 
-    def _add_video(self, encode: EncodeSettings, options: dict[str, str], src_video, first_frame,
+    def _add_video(self, codec: str, pix_fmt: str, options: dict[str, str], src_video, first_frame,
                    fps: Fraction) -> None:
         """The video stream, its encoder opened now so that rejected settings fail before any inpainting."""
         import av
 
-        if encode.codec not in self.container.supported_codecs:
+        if codec not in self.container.supported_codecs:
             raise ValueError(f"encode.codec: the {self.container.format.name} container cannot hold "
-                             f"{encode.codec}; choose another suffix for dst (e.g. .mkv)")
-        _check_frame_size(encode.pix_fmt, first_frame.width, first_frame.height)
-        self.pix_fmt = encode.pix_fmt
-        self.is_rgb = av.VideoFormat(encode.pix_fmt).is_rgb
-        self.video = self.container.add_stream(encode.codec, rate=fps, options=options)
+                             f"{codec}; choose another suffix for dst (e.g. .mkv)")
+        _check_frame_size(pix_fmt, first_frame.width, first_frame.height)
+        self.pix_fmt = pix_fmt
+        self.is_rgb = av.VideoFormat(pix_fmt).is_rgb
+        self.video = self.container.add_stream(codec, rate=fps, options=options)
         ctx = self.video.codec_context
-        ctx.width, ctx.height, ctx.pix_fmt = first_frame.width, first_frame.height, encode.pix_fmt
+        ctx.width, ctx.height, ctx.pix_fmt = first_frame.width, first_frame.height, pix_fmt
         ctx.time_base = self.video.time_base = self.time_base = src_video.time_base
         ctx.color_primaries, ctx.color_trc = first_frame.color_primaries, first_frame.color_trc
         # the source's YUV matrix and range, for both conversions and the tags (they describe YUV only)
@@ -433,7 +450,7 @@ class _Writer:
         try:
             ctx.open()
         except av.FFmpegError as exc:
-            raise ValueError(f"encode: the encoder {encode.codec} rejects the options {options}: {exc}") from exc
+            raise ValueError(f"encode: the encoder {codec} rejects the options {options}: {exc}") from exc
 
     def add_audio(self, template) -> bool:
         """Add a stream copying `template`; False when the container cannot hold its codec."""
@@ -442,16 +459,20 @@ class _Writer:
         self.audio = self.container.add_stream_from_template(template)
         return True
 
-    def write_frame(self, rgb: np.ndarray, pts: int) -> None:
-        """Encode one (H, W, 3) uint8 RGB frame at source timestamp `pts` (source video time base)."""
+    def write_frame(self, rgb: np.ndarray, pts: int, source=None, mask: np.ndarray | None = None) -> None:
+        """Encode one (H, W, 3) RGB frame, uint8 or uint16, at source timestamp `pts` (source video time base); with
+        `source`, a decoded frame in the output's pixel format, its samples where mask (H, W) bool (the hole) does
+        not reach (`known_pixels.keep_source_samples`)."""
         import av
 
-        frame = av.VideoFrame.from_ndarray(rgb, format=RGB_FORMAT)
+        frame = av.VideoFrame.from_ndarray(rgb, format=rgb_format(rgb))
         if self.is_rgb:
             frame = frame.reformat(format=self.pix_fmt)
         else:
             frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.colorspace,
                                    dst_color_range=self.color_range)
+        if source is not None:
+            keep_source_samples(frame, source, mask)
         frame.pts, frame.time_base = pts - self.pts_offset, self.time_base
         self.container.mux(self.video.encode(frame))
 
@@ -530,7 +551,8 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
     `Engine` (default `Engine()`); config: the temporal mode's `VideoConfig` (default
     `VideoConfig(lookahead=FILE_LOOKAHEAD)`: each frame also copies what the next FILE_LOOKAHEAD frames show).
     frames / seconds: the range to keep (see the module docstring).
-    encode: `EncodeSettings` (`LOSSLESS` for ffv1 bgr0). dilate: grow every mask by this many pixels.
+    encode: `EncodeSettings` (`LOSSLESS` for ffv1 in RGB, at the source's depth). dilate: grow every mask by this
+    many pixels.
     audio: copy the first audio stream. hold_last_mask: when a mask folder/video ends before the video,
     hold its last mask (with a warning) instead of raising `MaskTooShortError`.
     exclude: None, or the pixels no fill may copy (a second logo, a presenter beside the hole), in any form `mask`
@@ -588,7 +610,11 @@ def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, en
     total = rng.expected_frames(video.frames or None, fps)
     audio_fate = "copied" if source.streams.audio and keep_audio else (
         "dropped: audio=False" if source.streams.audio else "none")
-    kept = _KeptFrames(source, rng, fps)
+    source_format = video.codec_context.format
+    source_pix_fmt = None if source_format is None else source_format.name
+    pix_fmt = encode.pixel_format(source_pix_fmt)
+    native = pix_fmt == source_pix_fmt and one_component_per_plane(pix_fmt)    # known samples from the source's
+    kept = _KeptFrames(source, rng, fps, deep=is_deep(source_pix_fmt) and is_deep(pix_fmt) and not native)
     fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=f".partial{dst.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)
@@ -598,39 +624,43 @@ def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, en
     encoding: _Drain | _InlineDrain | None = None
     decoding = (_Prefetch if overlap else _InlineFetch)(iter(kept))
     written, first_size = 0, None
-    times: deque[tuple[int, float]] = deque()   # (pts, seconds) of the frames whose outputs are still to come
+    # (pts, seconds, the source frame to keep samples of or None, its 16-bit RGB or None, its mask) of the frames
+    # whose outputs are still to come
+    waiting: deque[tuple[int, float, Any, np.ndarray | None, np.ndarray]] = deque()
 
-    def encode_frame(item: tuple[np.ndarray, int, float]) -> None:
-        rgb, pts, t = item
+    def encode_frame(item: tuple[np.ndarray, int, float, Any, np.ndarray]) -> None:
+        rgb, pts, t, kept_source, mask = item
         if audio is not None:
             audio.copy_until(writer, t)
-        writer.write_frame(rgb, pts)
+        writer.write_frame(rgb, pts, kept_source, mask)
 
     def put(outputs: list[np.ndarray]) -> None:
-        """Queue the inpainter's ready outputs for encoding, each with its frame's times."""
+        """Queue the inpainter's ready outputs for encoding with their frames' times (a deep source's at 16 bits)."""
         nonlocal written
         for output in outputs:
-            encoding.put((output, *times.popleft()))
+            pts, t, kept_source, rgb16, mask = waiting.popleft()
+            encoding.put((output if rgb16 is None else restore(output, mask, rgb16), pts, t, kept_source, mask))
             written += 1
             if progress is not None:
                 progress(written, total)
 
     try:
-        for index, frame, t, rgb in decoding:
+        for index, frame, t, rgb, rgb16 in decoding:
             pts = frame.pts if frame.pts is not None else round(t / video.time_base)
             if first_size is None:
                 first_size = rgb.shape[:2]
                 for masks in sources.all:
                     masks.rotation = frame.rotation
-                writer = _Writer(tmp, encode, options, video, frame, fps, pts if rng.cuts else 0)
+                writer = _Writer(tmp, encode, pix_fmt, options, video, frame, fps, pts if rng.cuts else 0)
                 if audio_fate == "copied":
                     audio, audio_fate = _open_audio(src, writer, t if rng.cuts else None)
                 encoding = (_Drain if overlap else _InlineDrain)(encode_frame)
             elif rgb.shape[:2] != first_size:
                 raise ValueError(f"src: frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, the first frame "
                                  f"{first_size[1]}x{first_size[0]} (WxH); the size must not change mid-stream")
-            times.append((pts, t))
-            put(inpainter.push(rgb, *sources.at(index, rgb)))
+            masks = sources.at(index, rgb)
+            waiting.append((pts, t, frame if native else None, rgb16, masks[0]))
+            put(inpainter.push(rgb, *masks))
         if writer is None:
             raise ValueError(f"src: {src} has no video frames" + (" in the selected range" if rng.cuts else ""))
         put(inpainter.flush())
@@ -720,8 +750,10 @@ and keeps what it has to invent steady; --temporal off fills every frame alone.
 
 The output keeps the frame rate, timestamps, colour tags and rotation; the first audio stream is copied,
 not re-encoded, and cut with --start/--end at audio packet boundaries (audio without timestamps is dropped
-with a warning when cut). Default encoding: libx264 yuv420p crf 18 preset medium (lossy); --lossless
-writes ffv1 bgr0, which keeps the RGB pixels bit for bit (use .mkv or .avi). The output is written to a
+with a warning when cut). Default encoding: libx264 crf 18 preset medium (lossy), yuv420p, or yuv420p10le
+for a source of more than 8 bits per component, whose known pixels keep their depth (the fill has 8 bits of
+precision); --lossless writes ffv1 in RGB (bgr0, or rgb48le for a deeper source), which keeps the RGB frames bit
+for bit (use .mkv or .avi). The output is written to a
 temporary file next to OUT and renamed at the end: an error or Ctrl-C leaves no partial file.
 """.format(lookahead=FILE_LOOKAHEAD)
 
@@ -745,11 +777,13 @@ def add_video_parser(subparsers) -> None:
     cmd.add_argument("--start", help="first frame kept: a frame index (120) or a time in seconds (4.5s)")
     cmd.add_argument("--end", help="end of the range, excluded: a frame index or a time in seconds (9s)")
     cmd.add_argument("--codec", help=f"FFmpeg encoder (default {defaults.codec})")
-    cmd.add_argument("--pix-fmt", help=f"encoded pixel format (default {defaults.pix_fmt})")
+    cmd.add_argument("--pix-fmt", help="encoded pixel format (default yuv420p, or yuv420p10le for a source of more "
+                     "than 8 bits per component)")
     cmd.add_argument("--crf", type=int, help=f"constant rate factor, lower = better (default {defaults.crf})")
     cmd.add_argument("--preset", help=f"encoder preset (default {defaults.preset})")
     cmd.add_argument("--lossless", action="store_true",
-                     help="ffv1 with bgr0: the RGB frames bit for bit (not with --codec/--pix-fmt/--crf/--preset)")
+                     help="ffv1 with bgr0 (rgb48le for a source of more than 8 bits): the RGB frames bit for bit "
+                          "(not with --codec/--pix-fmt/--crf/--preset)")
     cmd.add_argument("--dilate", type=int, default=0, help="grow every mask by this many pixels (default 0)")
     cmd.add_argument("--no-audio", action="store_true", help="leave the audio out")
     cmd.add_argument("--hold-last-mask", action="store_true",

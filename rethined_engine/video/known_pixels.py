@@ -1,0 +1,128 @@
+"""How a video file's known pixels get through `inpaint_video`: as the source's own samples where the output has the
+source's pixel format, and at the source's bit depth otherwise.
+
+`VideoInpainter` works on 8-bit RGB, and every conversion between a format's samples and RGB rounds: an 8-bit yuv420p
+frame decoded to RGB and converted back returns about 93 % of its luma codes off by a level (a one-off check, not in a
+result file). So where the output's pixel format is the source's, the inpainted frame is converted to it and then
+every sample no hole pixel reaches is replaced by the source's own (`keep_source_samples`): luma where the pixel is
+known, a chroma sample where the whole block of pixels it covers is. The codec's own compression is all that changes
+them. Formats with one component per plane take this (yuv420p, yuv422p10le, yuv444p12le, gbrp16le, gray, ...);
+interleaved ones (nv12, p010le, bgr0, rgb24) are converted as the rest.
+
+Bit depth: a source of more than 8 bits per component (10-bit HDR, ProRes, 16-bit RGB) written to another deep
+format (LOSSLESS's rgb48le, a yuv422p10le source as yuv420p10le) has its frames decoded to 16-bit RGB (rgb48le, with
+the frame's colour matrix and range), rounded to 8 bits for the inpainter, and each output put back at 16 bits
+(`restore`): the known pixels are the decoded 16-bit frame's, bit for bit, and the hole's are the 8-bit fill times
+257 (8 bits of precision). An output format of 8 bits reduces everything to 8 bits.
+
+Which pixel format an encoder writes when none is asked for (`output_pixel_format`): ffv1, a lossless codec, writes
+RGB, the frames bit for bit (bgr0 for an 8-bit source, rgb48le for a deeper one); every other encoder yuv420p or
+yuv420p10le; an encoder that takes neither writes the first format it lists that is deep enough.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+RGB8_FORMAT = "rgb24"       # what the inpainter takes and gives: (H, W, 3) uint8
+RGB16_FORMAT = "rgb48le"    # a deep source's frames: (H, W, 3) uint16
+SHALLOW_BITS = 8            # bits per component of an 8-bit format; a source with more is deep
+LEVEL_16_PER_8 = 257        # 65535 / 255: an 8-bit level as a 16-bit one
+LOSSLESS_CODEC = "ffv1"
+LOSSLESS_PIX_FMTS = ("bgr0", "rgb48le")     # ffv1's default for an 8-bit / a deep source: RGB kept bit for bit
+DEFAULT_PIX_FMTS = ("yuv420p", "yuv420p10le")   # every other encoder's, for an 8-bit / a deep source
+DEEP_OUTPUT_BITS = 10       # the least depth a fallback format for a deep source has
+
+
+def component_bits(pix_fmt: str) -> int:
+    """The most bits any component of the pixel format `pix_fmt` holds (yuv420p 8, yuv420p10le 10, rgb48le 16);
+    0 for a format without components (a hardware surface such as cuda)."""
+    import av
+
+    return max((component.bits for component in av.VideoFormat(pix_fmt).components), default=0)
+
+
+def is_deep(pix_fmt: str | None) -> bool:
+    """Whether the pixel format holds more than 8 bits per component (None, an unknown format: no)."""
+    return pix_fmt is not None and component_bits(pix_fmt) > SHALLOW_BITS
+
+
+def output_pixel_format(codec: str, formats: list[str], source_pix_fmt: str | None) -> str:
+    """The pixel format the encoder `codec` (which takes `formats`) writes when none is asked for, for a source in
+    `source_pix_fmt` (None: unknown, taken as 8-bit): the codec's default for the source's depth (module docstring),
+    or when the encoder lacks it the first of `formats` with at least 8 bits per component (an 8-bit source) or 10
+    (a deep one). ValueError naming encode.pix_fmt when none has."""
+    deep = is_deep(source_pix_fmt)
+    defaults = LOSSLESS_PIX_FMTS if codec == LOSSLESS_CODEC else DEFAULT_PIX_FMTS
+    preferred = defaults[deep]
+    if preferred in formats:
+        return preferred
+    least = DEEP_OUTPUT_BITS if deep else SHALLOW_BITS
+    for name in formats:
+        if component_bits(name) >= least:
+            return name
+    raise ValueError(f"encode.pix_fmt: {codec} takes no format of {least} or more bits per component for this "
+                     f"{source_pix_fmt} source ({', '.join(formats)}); name one")
+
+
+def decode_frame(frame, deep: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """A decoded PyAV video frame -> its (H, W, 3) uint8 RGB for the inpainter and, when deep, its (H, W, 3) uint16
+    RGB (else None), both with the frame's own colour matrix and range."""
+    if not deep:
+        return frame.to_ndarray(format=RGB8_FORMAT, src_color_range=frame.color_range), None
+    rgb16 = frame.to_ndarray(format=RGB16_FORMAT, src_color_range=frame.color_range)
+    return to_8bit(rgb16), rgb16
+
+
+def to_8bit(rgb16: np.ndarray) -> np.ndarray:
+    """uint16 levels -> the nearest uint8 levels (round(x * 255 / 65535)), same shape."""
+    return ((rgb16.astype(np.uint32) * 255 + 65535 // 2) // 65535).astype(np.uint8)
+
+
+def restore(output: np.ndarray, mask: np.ndarray, rgb16: np.ndarray) -> np.ndarray:
+    """The inpainter's output (H, W, 3) uint8 for a frame whose 16-bit RGB is rgb16 (H, W, 3) uint16 and whose hole
+    is mask (H, W) bool, at 16 bits: rgb16 where the mask is False, the output times 257 where it is True."""
+    out = rgb16.copy()
+    out[mask] = output[mask].astype(np.uint16) * LEVEL_16_PER_8
+    return out
+
+
+def rgb_format(image: np.ndarray) -> str:
+    """The PyAV format of an (H, W, 3) RGB array: rgb24 for uint8, rgb48le for uint16."""
+    return RGB16_FORMAT if image.dtype == np.uint16 else RGB8_FORMAT
+
+
+def one_component_per_plane(pix_fmt: str) -> bool:
+    """Whether every component of the little-endian pixel format `pix_fmt` has a plane of its own (yuv420p,
+    yuv422p10le, gbrp16le, gray: `keep_source_samples` takes it), not interleaved (nv12, p010le, bgr0, rgb24)."""
+    import av
+
+    fmt = av.VideoFormat(pix_fmt)
+    planes = [component.plane for component in fmt.components]
+    return bool(planes) and len(set(planes)) == len(planes) and not pix_fmt.endswith("be")
+
+
+def plane_samples(frame, index: int) -> np.ndarray:
+    """Plane `index` of a PyAV frame as a writable (height, width) view of its samples (uint8, or uint16 for a
+    format of more than 8 bits)."""
+    plane = frame.planes[index]
+    dtype = np.dtype(np.uint16 if is_deep(frame.format.name) else np.uint8)
+    rows = np.frombuffer(plane, dtype=dtype).reshape(plane.height, plane.line_size // dtype.itemsize)
+    return rows[:, :plane.width]
+
+
+def _block_any(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Whether any pixel of mask (H, W) bool lies in each block of a plane of `shape` (h, w) covering the frame
+    (blocks of ceil(H / h) x ceil(W / w) pixels; the frame's last row and column repeat for an odd size)."""
+    height, width = mask.shape
+    by, bx = -(-height // shape[0]), -(-width // shape[1])
+    padded = np.pad(mask, ((0, shape[0] * by - height), (0, shape[1] * bx - width)), mode="edge")
+    return padded.reshape(shape[0], by, shape[1], bx).any(axis=(1, 3))
+
+
+def keep_source_samples(frame, source, mask: np.ndarray) -> None:
+    """Write the source frame's samples into `frame` (both PyAV frames of the same size and a pixel format with one
+    component per plane) wherever no pixel of mask (H, W) bool, the hole, lies in the block a sample covers."""
+    for index in range(len(frame.planes)):
+        out, src = plane_samples(frame, index), plane_samples(source, index)
+        known = ~_block_any(mask, out.shape)
+        out[known] = src[known]
