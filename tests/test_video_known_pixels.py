@@ -17,6 +17,7 @@ from rethined_engine.video.known_pixels import (  # noqa: E402
     LEVEL_16_PER_8,
     _block_any,
     is_deep,
+    keep_source_samples,
     one_component_per_plane,
     output_pixel_format,
     plane_samples,
@@ -111,10 +112,35 @@ def test_plane_layouts_and_the_blocks_a_hole_reaches():
                                                  "bgr0", "rgb24", "yuv420p10be")] == [True] * 4 + [False] * 5
     hole = np.zeros((5, 7), bool)
     hole[2, 3] = hole[4, 6] = True
-    assert np.array_equal(_block_any(hole, (5, 7)), hole)
+    assert np.array_equal(_block_any(hole, (5, 7), (1, 1)), hole)
     expected = np.zeros((3, 4), bool)
     expected[1, 1] = expected[2, 3] = True          # 2 x 2 blocks; the odd last row and column repeat
-    assert np.array_equal(_block_any(hole, (3, 4)), expected)
+    assert np.array_equal(_block_any(hole, (3, 4), (2, 2)), expected)
+
+
+@pytest.mark.parametrize("pix_fmt, size", [("yuv420p", (64, 96)), ("yuv444p", (63, 95)), ("yuv422p10le", (64, 95)),
+                                           ("gbrp16le", (31, 47))])
+def test_keep_source_samples_replaces_exactly_the_samples_no_hole_pixel_reaches(pix_fmt, size):
+    rng = np.random.default_rng(1)
+    frame, source = av.VideoFrame(size[1], size[0], pix_fmt), av.VideoFrame(size[1], size[0], pix_fmt)
+    for f in (frame, source):
+        for i in range(len(f.planes)):
+            samples = plane_samples(f, i)
+            samples[:] = rng.integers(0, 1024, samples.shape)
+    before = [plane_samples(frame, i).copy() for i in range(len(frame.planes))]
+    hole = np.zeros(size, bool)
+    hole[5:17, 9:30] = True
+    hole[size[0] - 3:, size[1] - 2:] = True            # at the odd edge
+    keep_source_samples(frame, source, hole)
+    for i, old in enumerate(before):
+        out, src = plane_samples(frame, i), plane_samples(source, i)
+        block = (-(-size[0] // out.shape[0]), -(-size[1] // out.shape[1]))
+        reached = np.array([[hole[y * block[0]:(y + 1) * block[0], x * block[1]:(x + 1) * block[1]].any()
+                             for x in range(out.shape[1])] for y in range(out.shape[0])])
+        assert np.array_equal(out[~reached], src[~reached]) and np.array_equal(out[reached], old[reached])
+    empty = np.zeros(size, bool)
+    keep_source_samples(frame, source, empty)
+    assert all(np.array_equal(plane_samples(frame, i), plane_samples(source, i)) for i in range(len(frame.planes)))
 
 
 def test_to_8bit_rounds_to_the_nearest_level_and_restore_keeps_the_known_pixels():

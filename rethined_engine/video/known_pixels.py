@@ -110,19 +110,29 @@ def plane_samples(frame, index: int) -> np.ndarray:
     return rows[:, :plane.width]
 
 
-def _block_any(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Whether any pixel of mask (H, W) bool lies in each block of a plane of `shape` (h, w) covering the frame
-    (blocks of ceil(H / h) x ceil(W / w) pixels; the frame's last row and column repeat for an odd size)."""
-    height, width = mask.shape
-    by, bx = -(-height // shape[0]), -(-width // shape[1])
-    padded = np.pad(mask, ((0, shape[0] * by - height), (0, shape[1] * bx - width)), mode="edge")
-    return padded.reshape(shape[0], by, shape[1], bx).any(axis=(1, 3))
+def _block_any(mask: np.ndarray, shape: tuple[int, int], block: tuple[int, int]) -> np.ndarray:
+    """Whether any pixel of mask (h, w) bool lies in each of the `shape` (n, m) blocks of `block` (by, bx) pixels
+    that cover it from its top-left corner (mask's last row and column repeat where the blocks reach past it)."""
+    (n, m), (by, bx) = shape, block
+    padded = np.pad(mask, ((0, n * by - mask.shape[0]), (0, m * bx - mask.shape[1])), mode="edge")
+    return padded.reshape(n, by, m, bx).any(axis=(1, 3))
 
 
 def keep_source_samples(frame, source, mask: np.ndarray) -> None:
     """Write the source frame's samples into `frame` (both PyAV frames of the same size and a pixel format with one
-    component per plane) wherever no pixel of mask (H, W) bool, the hole, lies in the block a sample covers."""
+    component per plane) wherever no pixel of mask (H, W) bool, the hole, lies in the block a sample covers (a
+    plane's blocks: ceil(H / its height) x ceil(W / its width) pixels)."""
+    height, width = mask.shape
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     for index in range(len(frame.planes)):
         out, src = plane_samples(frame, index), plane_samples(source, index)
-        known = ~_block_any(mask, out.shape)
-        out[known] = src[known]
+        if not rows.size:
+            np.copyto(out, src)
+            continue
+        by, bx = -(-height // out.shape[0]), -(-width // out.shape[1])
+        y0, y1 = rows[0] // by, -(-(rows[-1] + 1) // by)        # the blocks over the hole's bounding box
+        x0, x1 = cols[0] // bx, -(-(cols[-1] + 1) // bx)
+        fill = out[y0:y1, x0:x1].copy()
+        np.copyto(out, src)
+        hole = _block_any(mask[y0 * by:y1 * by, x0 * bx:x1 * bx], (y1 - y0, x1 - x0), (by, bx))
+        np.copyto(out[y0:y1, x0:x1], fill, where=hole)
