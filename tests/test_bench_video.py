@@ -137,3 +137,18 @@ def test_ever_seen_follows_a_pan_and_the_ceiling_copies_the_truth():
     assert np.array_equal(ever, recent)       # all within ORACLE_WINDOW frames
     scores = video.oracle_scores(truth, np.zeros_like(truth), masks)
     assert scores["oracle_seen"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_known_pixels_bench_compares_the_kept_samples_with_the_conversions_alone(photo, tmp_path):
+    from rethined_engine.bench import video_known_pixels
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / video.SPEED_PHOTO).write_bytes(photo.read_bytes())
+    row = video_known_pixels.measure(photos, SIZE[0], 3, 1, "yuv420p10le")
+    kept = row["known_samples_lossless_output"]
+    assert kept["inpaint_video"]["pix_fmt"] == "yuv420p10le"
+    assert kept["inpaint_video"]["luma"]["exact_share"] == kept["inpaint_video"]["chroma"]["exact_share"] == 1.0
+    assert kept["conversions_alone"]["luma"]["exact_share"] < 0.5          # rgb24 and back: most codes move
+    assert kept["inpaint_video_8bit_output"]["pix_fmt"] == "yuv420p"
+    assert set(row["x264_seconds_per_frame"]) == {"default", "yuv420p"} and row["keep_source_samples_seconds"] > 0
