@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     add_segment_arguments(sub.choices["video"])
     sub.choices["video"].add_argument(
         "--raw", metavar="WxH", help="pipe mode: raw frames of this size on stdin (INPUT '-'), raw frames on stdout "
-        "('-o -'); --pix-fmt then names their pixel format (rgb24, the default)")
+        "('-o -'); --pix-fmt then names their pixel format (rgb24, the default, or rgb48le)")
     for p in (inp, demo):
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
         p.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")

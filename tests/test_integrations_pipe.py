@@ -151,6 +151,29 @@ def test_pipe_frames_passes_each_frame_its_exclusion(engine):
         np.testing.assert_array_equal(filled, engine.inpaint(frame, mask, exclude))
 
 
+def test_rgb48le_frames_keep_their_known_pixels_at_16_bits(engine):
+    from rethined_engine.video import VideoInpainter
+    from rethined_engine.video.known_pixels import LEVEL_16_PER_8, to_8bit
+    from rethined_engine.video.masks import StillMask
+    from rethined_engine.video.raw_pipe import pipe_frames
+
+    rng = np.random.default_rng(2)
+    frames = [(f.astype(np.uint16) * LEVEL_16_PER_8 + rng.integers(-128, 128, f.shape)).clip(0, 65535)
+              .astype("<u2") for f in photo_pan()[:3]]                   # low bits in use
+    height, width = frames[0].shape[:2]
+    mask = moving_masks()[0]
+    out = io.BytesIO()
+    raw = RawFormat.parse(f"{width}x{height}", "rgb48le")
+    count = pipe_frames(VideoInpainter(engine, "off"), StillMask(mask), raw,
+                        io.BytesIO(b"".join(f.tobytes() for f in frames)), out)
+    got = np.frombuffer(out.getvalue(), "<u2").reshape(count, height, width, 3)
+    assert count == 3 and raw.frame_bytes == width * height * 6
+    for frame, filled in zip(frames, got):
+        np.testing.assert_array_equal(filled[~mask], frame[~mask])
+        expected = engine.inpaint(to_8bit(frame), mask)[mask].astype(np.uint16) * LEVEL_16_PER_8
+        np.testing.assert_array_equal(filled[mask], expected)
+
+
 def test_read_frame_splits_a_stream_into_frames_and_flags_a_cut():
     raw = RawFormat.parse("5x3")
     data = np.random.default_rng(0).integers(0, 256, raw.frame_bytes * 2 + 7, dtype=np.uint8).tobytes()

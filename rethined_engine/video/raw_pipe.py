@@ -7,8 +7,10 @@ For shell pipelines with the ffmpeg binary, which decodes and encodes while this
       | ffmpeg -f rawvideo -pix_fmt rgb24 -s 1280x720 -r 25 -i - -i in.mp4 -map 0:v -map 1:a? -c:a copy out.mp4
 
 The input stream holds frames of W*H*3 bytes (rgb24: R, G, B per pixel, rows top to bottom, no padding),
-one after the other; the output stream gets one frame of the same layout per input frame, written and
-flushed as soon as it is inpainted. At most one frame is held in memory besides the inpainter's state:
+or W*H*6 (rgb48le: the same with 16-bit little-endian levels, for sources of more than 8 bits: the frame is
+inpainted at 8 bits and its known pixels written back at 16, bit for bit, `known_pixels.restore`), one after the
+other; the output stream gets one frame of the same layout per input frame, written and flushed as soon as it
+is inpainted. At most one frame is held in memory besides the inpainter's state:
 the clip is never buffered. Masks come from the sources of `rethined_engine.video.masks` (a still image,
 a folder of images, or a mask video, which needs PyAV; frame i of the pipe gets mask i; `--exclude` the same
 for the pixels no fill may copy). Nothing but
@@ -29,9 +31,11 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .known_pixels import restore, to_8bit
 from .stream import VideoInpainter
 
-RAW_PIXEL_FORMATS = {"rgb24": 3}  # raw pixel format -> bytes per pixel
+RAW_PIXEL_FORMATS = {"rgb24": np.dtype(np.uint8), "rgb48le": np.dtype("<u2")}  # raw pixel format -> sample type
+RAW_CHANNELS = 3
 RAW_SIZE_PATTERN = re.compile(r"^([1-9]\d*)x([1-9]\d*)$")
 PIPE_NAME = "-"  # the input/output name that means stdin/stdout
 FILE_ONLY_OPTIONS = ("start", "end", "codec", "crf", "preset", "lossless", "no_audio")  # video-file options
@@ -71,11 +75,12 @@ class RawFormat:
     @property
     def frame_bytes(self) -> int:
         """Bytes of one frame."""
-        return self.width * self.height * RAW_PIXEL_FORMATS[self.pix_fmt]
+        return self.width * self.height * RAW_CHANNELS * RAW_PIXEL_FORMATS[self.pix_fmt].itemsize
 
 
 def read_frame(stream: BinaryIO, raw: RawFormat, index: int) -> np.ndarray | None:
-    """The next frame of `stream` as (H, W, 3) uint8, or None when the stream ends before its first byte.
+    """The next frame of `stream` as (H, W, 3) uint8 (rgb24) or uint16 (rgb48le), or None when the stream ends
+    before its first byte.
     ShortReadError when it ends inside the frame."""
     buffer = bytearray(raw.frame_bytes)
     view, filled = memoryview(buffer), 0
@@ -90,11 +95,12 @@ def read_frame(stream: BinaryIO, raw: RawFormat, index: int) -> np.ndarray | Non
         raise ShortReadError(f"input: frame {index} is cut short: {filled} of {len(buffer)} bytes "
                              f"({raw.width}x{raw.height} {raw.pix_fmt}); check --raw and --pix-fmt against "
                              "the producer's size and pixel format")
-    return np.frombuffer(buffer, np.uint8).reshape(raw.height, raw.width, RAW_PIXEL_FORMATS[raw.pix_fmt])
+    return np.frombuffer(buffer, RAW_PIXEL_FORMATS[raw.pix_fmt]).reshape(raw.height, raw.width, RAW_CHANNELS)
 
 
 def write_frame(stream: BinaryIO, frame: np.ndarray, index: int) -> None:
-    """Write one (H, W, 3) uint8 frame and flush; OutputClosedError when the reader went away."""
+    """Write one (H, W, 3) frame (uint8, or uint16 little-endian) and flush; OutputClosedError when the reader went
+    away."""
     try:
         stream.write(np.ascontiguousarray(frame).data)
         stream.flush()
@@ -106,12 +112,15 @@ def write_frame(stream: BinaryIO, frame: np.ndarray, index: int) -> None:
 def pipe_frames(inpainter: VideoInpainter, masks: Any, raw: RawFormat, src: BinaryIO, dst: BinaryIO,
                 progress: Callable[[int, None], None] | None = None, excludes: Any = None) -> int:
     """Inpaint every frame of `src` with the mask `masks.mask_at(i, frame)` (and the exclusion
-    `excludes.mask_at(i, frame)`, when given) and write it to `dst`; returns the number of frames written.
-    ValueError when `src` holds no frame at all."""
+    `excludes.mask_at(i, frame)`, when given; an rgb48le frame: its 8-bit rounding) and write it to `dst`; returns
+    the number of frames written. ValueError when `src` holds no frame at all."""
     index = 0
     while (frame := read_frame(src, raw, index)) is not None:
-        exclude = None if excludes is None else excludes.mask_at(index, frame)
-        write_frame(dst, inpainter.process(frame, masks.mask_at(index, frame), exclude), index)
+        rgb = to_8bit(frame) if frame.dtype != np.uint8 else frame
+        mask = masks.mask_at(index, rgb)
+        exclude = None if excludes is None else excludes.mask_at(index, rgb)
+        output = inpainter.process(rgb, mask, exclude)
+        write_frame(dst, output if rgb is frame else restore(output, mask, frame), index)
         index += 1
         if progress is not None:
             progress(index, None)
