@@ -153,7 +153,7 @@ def test_pipe_frames_passes_each_frame_its_exclusion(engine):
 
 def test_rgb48le_frames_keep_their_known_pixels_at_16_bits(engine):
     from rethined_engine.video import VideoInpainter
-    from rethined_engine.video.known_pixels import LEVEL_16_PER_8, to_8bit
+    from rethined_engine.video.known_pixels import LEVEL_16_PER_8, to_uint8
     from rethined_engine.video.masks import StillMask
     from rethined_engine.video.raw_pipe import pipe_frames
 
@@ -170,7 +170,7 @@ def test_rgb48le_frames_keep_their_known_pixels_at_16_bits(engine):
     assert count == 3 and raw.frame_bytes == width * height * 6
     for frame, filled in zip(frames, got):
         np.testing.assert_array_equal(filled[~mask], frame[~mask])
-        expected = engine.inpaint(to_8bit(frame), mask)[mask].astype(np.uint16) * LEVEL_16_PER_8
+        expected = engine.inpaint(to_uint8(frame), mask)[mask].astype(np.uint16) * LEVEL_16_PER_8
         np.testing.assert_array_equal(filled[mask], expected)
 
 

@@ -21,8 +21,8 @@ from rethined_engine.video.known_pixels import (  # noqa: E402
     one_component_per_plane,
     output_pixel_format,
     plane_samples,
-    restore,
-    to_8bit,
+    put_back,
+    to_uint8,
 )
 
 WIDTH, HEIGHT, FRAMES, FPS = 96, 64, 6, 12
@@ -143,16 +143,23 @@ def test_keep_source_samples_replaces_exactly_the_samples_no_hole_pixel_reaches(
     assert all(np.array_equal(plane_samples(frame, i), plane_samples(source, i)) for i in range(len(frame.planes)))
 
 
-def test_to_8bit_rounds_to_the_nearest_level_and_restore_keeps_the_known_pixels():
+def test_to_uint8_rounds_to_the_nearest_level_and_put_back_keeps_the_known_pixels():
     levels = np.arange(65536, dtype=np.uint16)
-    assert np.array_equal(to_8bit(levels), np.round(levels / LEVEL_16_PER_8).astype(np.uint8))
+    assert np.array_equal(to_uint8(levels), np.round(levels / LEVEL_16_PER_8).astype(np.uint8))
     rng = np.random.default_rng(0)
     rgb16 = rng.integers(0, 65536, (8, 10, 3), dtype=np.uint16)
     output = rng.integers(0, 256, (8, 10, 3), dtype=np.uint8)
     hole = rng.random((8, 10)) < 0.4
-    out = restore(output, hole, rgb16)
+    out = put_back(rgb16, output, hole)
     assert out.dtype == np.uint16 and np.array_equal(out[~hole], rgb16[~hole])
     assert np.array_equal(out[hole], output[hole].astype(np.uint16) * LEVEL_16_PER_8)
+    for dtype in (np.float16, np.float32, np.float64):                   # VapourSynth's RGBH / RGBS, ComfyUI's IMAGE
+        floats = rng.random((8, 10, 3)).astype(dtype)
+        assert np.array_equal(to_uint8(floats), np.clip(np.rint(floats.astype(np.float32) * 255), 0, 255))
+        out = put_back(floats, output, hole)
+        assert out.dtype == dtype and np.array_equal(out[~hole], floats[~hole])
+        assert np.array_equal(out[hole], (output[hole] / np.float32(255)).astype(dtype))
+    assert to_uint8(output) is output
 
 
 @pytest.mark.parametrize("temporal", ["off", "on"])
@@ -166,7 +173,7 @@ def test_a_16bit_source_keeps_its_known_pixels_bit_for_bit(rgb16_clip, engine, m
         assert np.array_equal(result[~mask], frame[~mask])
         assert np.all(result[mask] % LEVEL_16_PER_8 == 0)      # the fill: 8-bit levels at 16 bits
         if temporal == "off":
-            expected = engine.inpaint(to_8bit(frame), mask)
+            expected = engine.inpaint(to_uint8(frame), mask)
             assert np.array_equal(result[mask], expected[mask].astype(np.uint16) * LEVEL_16_PER_8)
 
 

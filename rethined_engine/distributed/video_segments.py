@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..video.known_pixels import decode_frame, is_deep, restore, rgb_format
+from ..video.known_pixels import decode_frame, is_deep, put_back, rgb_format
 from ..video.files import LOSSLESS, _frame_rate, _open_source, require_av
 from ..video.masks import MaskSources
 
@@ -174,7 +174,7 @@ def inpaint_segment(src: str | Path, mask: Any, segment: Segment, part: str | Pa
                     if not segment.first <= index < segment.stop:
                         continue
                     if deep is not None:
-                        filled = restore(filled, deep[1], deep[0])
+                        filled = put_back(deep[0], filled, deep[1])
                     if stream is None:
                         stream = out.add_stream(LOSSLESS.codec, rate=fps)
                         stream.width, stream.height = filled.shape[1], filled.shape[0]

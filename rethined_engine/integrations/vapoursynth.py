@@ -8,7 +8,7 @@ Formats: `clip` RGB24, RGBS or RGBH, returned in the same format, size and lengt
 (GRAY) clip of the same size, one frame per frame of `clip` or a single frame for all; integer masks fill
 where nonzero, float masks where >= 0.5. `exclude_clip` (optional, the same forms): pixels no fill may copy
 (`VideoInpainter.push`'s exclude). Float frames are quantised to uint8 for the engine and the inpainted
-pixels written back as level / 255 (`integrations.float_frames`): known pixels stay the input's bit for bit.
+pixels written back as level / 255 (`video.known_pixels.put_back`): known pixels stay the input's bit for bit.
 
 Frame properties: `RethinedFilled` = 1 where the frame's mask had pixels to fill, else 0. A frame whose
 `_SceneChangePrev` is set starts a new scene: the temporal state is forgotten before it.
@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from ..video.stream import VideoConfig, VideoInpainter
-from .float_frames import binary_mask, fill_float, to_uint8
+from ..video.known_pixels import put_back, to_uint8
+from .masks import binary_mask
 
 FILLED_PROP = "RethinedFilled"
 SCENE_CHANGE_PROP = "_SceneChangePrev"
@@ -92,7 +93,7 @@ class _ClipInpainter:
         mask = masks[0]
         output = self.output(n, frame, masks)
         out = frame.copy()
-        rgb = fill_float(_rgb(frame), output, mask) if self.float_input else output
+        rgb = put_back(_rgb(frame), output, mask) if self.float_input else output
         for plane in range(3):
             np.copyto(np.asarray(out[plane]), rgb[..., plane])
         out.props[FILLED_PROP] = int(mask.any())

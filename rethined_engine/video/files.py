@@ -68,7 +68,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from .known_pixels import (decode_frame, is_deep, keep_source_samples, one_component_per_plane, output_pixel_format,
-                           restore, rgb_format)
+                           put_back, rgb_format)
 from .masks import MaskSources, MaskTooShortError
 from .stream import VideoConfig, VideoInpainter
 
@@ -639,7 +639,7 @@ def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, en
         nonlocal written
         for output in outputs:
             pts, t, kept_source, rgb16, mask = waiting.popleft()
-            encoding.put((output if rgb16 is None else restore(output, mask, rgb16), pts, t, kept_source, mask))
+            encoding.put((output if rgb16 is None else put_back(rgb16, output, mask), pts, t, kept_source, mask))
             written += 1
             if progress is not None:
                 progress(written, total)

@@ -12,8 +12,8 @@ interleaved ones (nv12, p010le, bgr0, rgb24) are converted as the rest.
 Bit depth: a source of more than 8 bits per component (10-bit HDR, ProRes, 16-bit RGB) written to another deep
 format (LOSSLESS's rgb48le, a yuv422p10le source as yuv420p10le) has its frames decoded to 16-bit RGB (rgb48le, with
 the frame's colour matrix and range), rounded to 8 bits for the inpainter, and each output put back at 16 bits
-(`restore`): the known pixels are the decoded 16-bit frame's, bit for bit, and the hole's are the 8-bit fill times
-257 (8 bits of precision). An output format of 8 bits reduces everything to 8 bits.
+: the known pixels are the decoded 16-bit frame's, bit for bit, and the hole's are the 8-bit fill times
+257 (8 bits of precision; `put_back`). An output format of 8 bits reduces everything to 8 bits.
 
 Which pixel format an encoder writes when none is asked for (`output_pixel_format`): ffv1, a lossless codec, writes
 RGB, the frames bit for bit (bgr0 for an 8-bit source, rgb48le for a deeper one); every other encoder yuv420p or
@@ -26,7 +26,8 @@ import numpy as np
 RGB8_FORMAT = "rgb24"       # what the inpainter takes and gives: (H, W, 3) uint8
 RGB16_FORMAT = "rgb48le"    # a deep source's frames: (H, W, 3) uint16
 SHALLOW_BITS = 8            # bits per component of an 8-bit format; a source with more is deep
-LEVEL_16_PER_8 = 257        # 65535 / 255: an 8-bit level as a 16-bit one
+UINT8_MAX, UINT16_MAX = 255, 65535
+LEVEL_16_PER_8 = UINT16_MAX // UINT8_MAX    # 257: an 8-bit level as a 16-bit one
 LOSSLESS_CODEC = "ffv1"
 LOSSLESS_PIX_FMTS = ("bgr0", "rgb48le")     # ffv1's default for an 8-bit / a deep source: RGB kept bit for bit
 DEFAULT_PIX_FMTS = ("yuv420p", "yuv420p10le")   # every other encoder's, for an 8-bit / a deep source
@@ -70,19 +71,30 @@ def decode_frame(frame, deep: bool) -> tuple[np.ndarray, np.ndarray | None]:
     if not deep:
         return frame.to_ndarray(format=RGB8_FORMAT, src_color_range=frame.color_range), None
     rgb16 = frame.to_ndarray(format=RGB16_FORMAT, src_color_range=frame.color_range)
-    return to_8bit(rgb16), rgb16
+    return to_uint8(rgb16), rgb16
 
 
-def to_8bit(rgb16: np.ndarray) -> np.ndarray:
-    """uint16 levels -> the nearest uint8 levels (round(x * 255 / 65535)), same shape."""
-    return ((rgb16.astype(np.uint32) * 255 + 65535 // 2) // 65535).astype(np.uint8)
+def to_uint8(frame: np.ndarray) -> np.ndarray:
+    """A frame of more precision than 8 bits -> the nearest uint8 levels, same shape: uint16 levels (round(x * 255 /
+    65535)), or floats in [0, 1] (as VapourSynth's RGBS/RGBH and ComfyUI's IMAGE hold them: round(x * 255), values
+    outside clipped); a uint8 frame is returned as it is."""
+    frame = np.asarray(frame)
+    if frame.dtype == np.uint8:
+        return frame
+    if frame.dtype == np.uint16:
+        return ((frame.astype(np.uint32) * UINT8_MAX + UINT16_MAX // 2) // UINT16_MAX).astype(np.uint8)
+    return np.clip(np.rint(frame.astype(np.float32) * UINT8_MAX), 0, UINT8_MAX).astype(np.uint8)
 
 
-def restore(output: np.ndarray, mask: np.ndarray, rgb16: np.ndarray) -> np.ndarray:
-    """The inpainter's output (H, W, 3) uint8 for a frame whose 16-bit RGB is rgb16 (H, W, 3) uint16 and whose hole
-    is mask (H, W) bool, at 16 bits: rgb16 where the mask is False, the output times 257 where it is True."""
-    out = rgb16.copy()
-    out[mask] = output[mask].astype(np.uint16) * LEVEL_16_PER_8
+def put_back(frame: np.ndarray, filled: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The inpainter's output filled (H, W, 3) uint8 for `frame` (H, W, 3) uint16 or float, at the frame's precision: a
+    copy of frame whose pixels where mask (H, W) bool is set are filled's, times 257 (uint16) or divided by 255 (float,
+    in the frame's dtype); the known pixels stay the frame's bit for bit."""
+    out = np.array(frame, copy=True)
+    if out.dtype == np.uint16:
+        out[mask] = filled[mask].astype(np.uint16) * LEVEL_16_PER_8
+    else:
+        out[mask] = (filled[mask].astype(np.float32) / UINT8_MAX).astype(out.dtype)
     return out
 
 

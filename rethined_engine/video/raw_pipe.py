@@ -8,7 +8,7 @@ For shell pipelines with the ffmpeg binary, which decodes and encodes while this
 
 The input stream holds frames of W*H*3 bytes (rgb24: R, G, B per pixel, rows top to bottom, no padding),
 or W*H*6 (rgb48le: the same with 16-bit little-endian levels, for sources of more than 8 bits: the frame is
-inpainted at 8 bits and its known pixels written back at 16, bit for bit, `known_pixels.restore`), one after the
+inpainted at 8 bits and its known pixels written back at 16, bit for bit, `known_pixels.put_back`), one after the
 other; the output stream gets one frame of the same layout per input frame, written and flushed as soon as it
 is inpainted. At most one frame is held in memory besides the inpainter's state:
 the clip is never buffered. Masks come from the sources of `rethined_engine.video.masks` (a still image,
@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .known_pixels import restore, to_8bit
+from .known_pixels import put_back, to_uint8
 from .stream import VideoInpainter
 
 RAW_PIXEL_FORMATS = {"rgb24": np.dtype(np.uint8), "rgb48le": np.dtype("<u2")}  # raw pixel format -> sample type
@@ -116,11 +116,11 @@ def pipe_frames(inpainter: VideoInpainter, masks: Any, raw: RawFormat, src: Bina
     the number of frames written. ValueError when `src` holds no frame at all."""
     index = 0
     while (frame := read_frame(src, raw, index)) is not None:
-        rgb = to_8bit(frame) if frame.dtype != np.uint8 else frame
+        rgb = to_uint8(frame)
         mask = masks.mask_at(index, rgb)
         exclude = None if excludes is None else excludes.mask_at(index, rgb)
         output = inpainter.process(rgb, mask, exclude)
-        write_frame(dst, output if rgb is frame else restore(output, mask, frame), index)
+        write_frame(dst, output if rgb is frame else put_back(frame, output, mask), index)
         index += 1
         if progress is not None:
             progress(index, None)

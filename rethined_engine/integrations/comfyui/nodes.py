@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from rethined_engine.integrations.float_frames import binary_mask, fill_float, to_uint8
+from rethined_engine.integrations.masks import binary_mask
+from rethined_engine.video.known_pixels import put_back, to_uint8
 from rethined_engine.video.stream import TEMPORAL_MODES
 
 CATEGORY = "inpaint/rethined"
@@ -105,7 +106,7 @@ class RethinedVideoInpaint:
         masks = binary_mask(batch_masks(mask, images))
         excludes = [None] * len(images) if exclude is None else binary_mask(batch_masks(exclude, images, "exclude"))
         inpainter = VideoInpainter(self.engine or default_engine(), temporal)
-        out = [fill_float(img, inpainter.process(to_uint8(img), m, e), m) for img, m, e in zip(images, masks, excludes)]
+        out = [put_back(img, inpainter.process(to_uint8(img), m, e), m) for img, m, e in zip(images, masks, excludes)]
         return (as_tensor(np.stack(out)),)
 
 
