@@ -1,19 +1,21 @@
-"""How a video file's known pixels get through `inpaint_video`: as the source's own samples where the output has the
-source's pixel format, and at the source's bit depth otherwise.
+"""How a video file's known pixels get through `inpaint_video`, whose inpainter works on 8-bit RGB: as the source's
+own samples where the output has the source's pixel format, at the source's bit depth otherwise; and how frames of
+more precision than 8 bits (uint16, float) go through the uint8 `VideoInpainter` (`to_uint8`, `put_back`: the raw
+pipe's rgb48le, VapourSynth's and ComfyUI's float frames).
 
-`VideoInpainter` works on 8-bit RGB, and every conversion between a format's samples and RGB rounds: an 8-bit yuv420p
-frame decoded to RGB and converted back returns about 93 % of its luma codes off by a level (a one-off check, not in a
-result file). So where the output's pixel format is the source's, the inpainted frame is converted to it and then
-every sample no hole pixel reaches is replaced by the source's own (`keep_source_samples`): luma where the pixel is
-known, a chroma sample where the whole block of pixels it covers is. The codec's own compression is all that changes
-them. Formats with one component per plane take this (yuv420p, yuv422p10le, yuv444p12le, gbrp16le, gray, ...);
-interleaved ones (nv12, p010le, bgr0, rgb24) are converted as the rest.
+Every conversion between a format's samples and RGB rounds: an 8-bit yuv420p frame decoded to rgb24 and converted
+back keeps 7 % of its luma codes, a 10-bit one none (`bench/results/video-known-pixels-cpu.json`). So where the
+output's pixel format is the source's, the inpainted frame is converted to it and then every sample no hole pixel
+reaches is replaced by the source's own (`keep_source_samples`): luma where the pixel is known, a chroma sample where
+the whole block of pixels it covers is. The codec's own compression is all that changes them. Formats with one
+component per plane take this (yuv420p, yuv422p10le, yuv444p12le, gbrp16le, gray, ...); interleaved ones (nv12,
+p010le, bgr0, rgb24) are converted as the rest.
 
 Bit depth: a source of more than 8 bits per component (10-bit HDR, ProRes, 16-bit RGB) written to another deep
 format (LOSSLESS's rgb48le, a yuv422p10le source as yuv420p10le) has its frames decoded to 16-bit RGB (rgb48le, with
-the frame's colour matrix and range), rounded to 8 bits for the inpainter, and each output put back at 16 bits
-: the known pixels are the decoded 16-bit frame's, bit for bit, and the hole's are the 8-bit fill times
-257 (8 bits of precision; `put_back`). An output format of 8 bits reduces everything to 8 bits.
+the frame's colour matrix and range), rounded to 8 bits for the inpainter, and each output put back at 16 bits: the
+known pixels are the decoded 16-bit frame's, bit for bit, and the hole's are the 8-bit fill times 257 (8 bits of
+precision). An output format of 8 bits reduces everything to 8 bits.
 
 Which pixel format an encoder writes when none is asked for (`output_pixel_format`): ffv1, a lossless codec, writes
 RGB, the frames bit for bit (bgr0 for an 8-bit source, rgb48le for a deeper one); every other encoder yuv420p or
