@@ -415,7 +415,7 @@ def test_temporal_on_streams_every_frame_in_order(clip, engine, tmp_path, lookah
 def test_audio_the_output_container_cannot_hold_is_dropped_with_a_warning(clip, engine, tmp_path):
     path, _ = clip
     vp9 = EncodeSettings(codec="libvpx-vp9", crf=40, preset=None, options={"b": "0"})
-    with pytest.warns(UserWarning, match="the audio is dropped .*webm.* cannot hold aac"):
+    with pytest.warns(UserWarning, match="the audio stream 1 is dropped .*webm.* cannot hold aac"):
         summary = inpaint_video(path, box_mask(), tmp_path / "out.webm", temporal="off", engine=engine,
                                 encode=vp9, frames=(0, 2))
     assert summary.audio.startswith("dropped") and summary.frames == 2

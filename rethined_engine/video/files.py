@@ -13,8 +13,9 @@ inpainting.
 Writing (`EncodeSettings`): libx264, crf 18, preset medium by default, yuv420p for an 8-bit source and
 yuv420p10le for a deeper one (`known_pixels.output_pixel_format`), at the source's frame
 rate and time base with the source's frame timestamps (shifted to start at 0 when a range cuts the
-start). The colour tags (color_range, colorspace, primaries, trc) and the rotation (display matrix) are
-copied; the first audio stream is copied packet for packet, not re-encoded.
+start). The colour tags (color_range, colorspace, primaries, trc), the rotation (display matrix) and the container's
+and video stream's tags (title, language, ...) are copied; every audio and subtitle stream is copied packet for
+packet, not re-encoded, with its tags and disposition (`rethined_engine.video.stream_copy`).
 
 Pixel formats (`rethined_engine.video.known_pixels`): the inpainting is 8-bit RGB, and rgb24 <-> yuv420p/yuv422p/
 yuv444p is lossy (colour matrix rounding, and chroma subsampling for 420/422). Where the output's pixel format is
@@ -29,12 +30,12 @@ An output format of 8 bits reduces everything to 8 bits. The transfer and primar
 
 Frame ranges (`frames=(first, stop)` in source frame indices, `seconds=(t0, t1)` in presentation time;
 stop and t1 excluded, None = open; both may be given and a frame is kept when it lies in both): frames
-before the range are decoded and skipped, decoding stops after it. The audio is cut without re-encoding
-at packet boundaries: packets starting in [time of the first kept frame, time of the first frame after
-the range) are kept and shifted like the video, so the audio may start up to one packet (about 21 ms for
+before the range are decoded and skipped, decoding stops after it. The audio and subtitles are cut without
+re-encoding at packet boundaries: packets starting in [time of the first kept frame, time of the first frame
+after the range) are kept and shifted like the video, so the audio may start up to one packet (about 21 ms for
 AAC at 48 kHz) late and stays in sync. Audio without timestamps cannot be cut and is dropped with a
-warning when a range is given; audio whose codec the output container cannot hold is dropped with a
-warning too (`VideoSummary.audio` says what happened).
+warning when a range is given; a stream whose codec the output container cannot hold is dropped with a
+warning too (`VideoSummary.audio` and `.subtitles` say what happened to each).
 
 The output is written to a hidden temporary file in `dst`'s folder (same filesystem) and moved onto
 `dst` with `os.replace` at the end; any exception or KeyboardInterrupt removes the temporary file, so
@@ -58,7 +59,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -71,6 +71,7 @@ from .known_pixels import (decode_frame, is_deep, keep_source_samples, one_compo
                            put_back, rgb_format)
 from .masks import MaskSources, MaskTooShortError
 from .stream import VideoConfig, VideoInpainter
+from .stream_copy import StreamCopy, copied_tags
 
 Progress = Callable[[int, "int | None"], None]  # (frames done, total frames or None when unknown)
 POSITION_PATTERN = re.compile(r"^(\d+(?:\.\d*)?)s$")  # "2.5s": seconds; a bare integer: a frame index
@@ -79,6 +80,7 @@ NEW_FILE_MODE = 0o666  # before the umask, as open() creates files
 CHROMA_PROBE = 64  # a width divisible by every chroma subsampling factor, to read the factor off
 PIPELINE_DEPTH = 4  # frames queued between the decoding thread, the inpainting (calling) thread and the encoding thread
 PIPELINE_POLL_S = 0.1  # how often a blocked pipeline thread checks whether the other side stopped
+COPY_OPTIONS = {"audio": "audio", "subtitle": "subtitles"}  # stream kind -> inpaint_video's option copying it
 FILE_LOOKAHEAD = 16  # later frames each frame of a file also copies from (VideoConfig.lookahead; docs/video.md)
 
 
@@ -144,8 +146,8 @@ LOSSLESS = EncodeSettings(codec="ffv1", crf=None, preset=None)  # bgr0 or rgb48l
 @dataclass(frozen=True)
 class VideoSummary:
     """What `inpaint_video` wrote: output path, frames written, wall-clock seconds, frames per second of
-    processing (decode + inpaint + encode), the video's frame rate, and the audio's fate
-    ("copied", "none", or "dropped: <reason>")."""
+    processing (decode + inpaint + encode), the video's frame rate, and what happened to the source's audio and
+    subtitle streams (`StreamCopy.fate`: "copied", "none", "dropped: <why>", or "copied K of N; dropped: ...")."""
 
     output: Path
     frames: int
@@ -153,6 +155,7 @@ class VideoSummary:
     processing_fps: float
     video_fps: Fraction
     audio: str
+    subtitles: str = "none"
 
 
 def parse_position(text: str) -> tuple[int | None, float | None]:
@@ -406,7 +409,7 @@ def _put_unless(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
 
 
 class _Writer:
-    """The output container: the video stream encoded from RGB frames, and the copied audio stream."""
+    """The output container: the video stream encoded from RGB frames (the copied streams: `StreamCopy`)."""
 
     def __init__(self, path: Path, encode: EncodeSettings, pix_fmt: str, options: dict[str, str], src_video,
                  first_frame, fps: Fraction, pts_offset: int):
@@ -423,7 +426,6 @@ class _Writer:
             self.container.close()
             raise
         self.pts_offset = pts_offset
-        self.audio = None
 
     def _add_video(self, codec: str, pix_fmt: str, options: dict[str, str], src_video, first_frame,
                    fps: Fraction) -> None:
@@ -447,17 +449,11 @@ class _Writer:
             ctx.colorspace, ctx.color_range = self.colorspace, self.color_range
         if first_frame.rotation:
             self.video.set_display_rotation(first_frame.rotation)
+        self.video.metadata.update(copied_tags(src_video.metadata))
         try:
             ctx.open()
         except av.FFmpegError as exc:
             raise ValueError(f"encode: the encoder {codec} rejects the options {options}: {exc}") from exc
-
-    def add_audio(self, template) -> bool:
-        """Add a stream copying `template`; False when the container cannot hold its codec."""
-        if template.codec_context.name not in self.container.supported_codecs:
-            return False
-        self.audio = self.container.add_stream_from_template(template)
-        return True
 
     def write_frame(self, rgb: np.ndarray, pts: int, source=None, mask: np.ndarray | None = None) -> None:
         """Encode one (H, W, 3) RGB frame, uint8 or uint16, at source timestamp `pts` (source video time base); with
@@ -476,15 +472,6 @@ class _Writer:
         frame.pts, frame.time_base = pts - self.pts_offset, self.time_base
         self.container.mux(self.video.encode(frame))
 
-    def write_audio(self, packet, offset: int) -> None:
-        """Copy one audio packet, its timestamps moved back by `offset` (audio time base)."""
-        if packet.pts is not None:
-            packet.pts -= offset
-        if packet.dts is not None:
-            packet.dts -= offset
-        packet.stream = self.audio
-        self.container.mux(packet)
-
     def finish(self) -> None:
         self.container.mux(self.video.encode(None))
         self.container.close()
@@ -496,52 +483,13 @@ class _Writer:
             pass
 
 
-class _AudioCopy:
-    """The source's first audio stream, demuxed from a second reader of the file and copied packet by
-    packet up to the video's current time, so the muxer never holds more than a moment of either."""
-
-    def __init__(self, src: Path, start_time: float | None):
-        import av
-
-        self.container = av.open(str(src))
-        self.stream = self.container.streams.audio[0]
-        self.packets = (p for p in self.container.demux(self.stream) if p.size)  # size 0: end of stream
-        self.start_time = start_time  # packets starting before it are dropped (None: keep all)
-        self.offset = 0 if start_time is None else round(start_time / self.stream.time_base)
-        self.next = next(self.packets, None)
-
-    @staticmethod
-    def _time(packet) -> float | None:
-        """When the packet starts, in seconds (its pts, else its dts; None when it carries neither)."""
-        stamp = packet.pts if packet.pts is not None else packet.dts
-        return float(stamp * packet.time_base) if stamp is not None else None
-
-    @property
-    def has_timestamps(self) -> bool:
-        return self.next is None or self._time(self.next) is not None
-
-    def copy_until(self, writer: _Writer, end_time: float | None) -> None:
-        """Copy the packets starting before `end_time` seconds (None: all that are left); packets without
-        timestamps (only when no range cuts the audio) are copied in file order."""
-        while self.next is not None:
-            packet, t = self.next, self._time(self.next)
-            if t is not None and end_time is not None and t >= end_time:
-                return
-            if self.start_time is None or (t is not None and t >= self.start_time):
-                writer.write_audio(packet, self.offset)
-            self.next = next(self.packets, None)
-
-    def close(self) -> None:
-        self.container.close()
-
-
 def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str = "on", engine: Any = None,
                   frames: tuple[int | None, int | None] | None = None,
                   seconds: tuple[float | None, float | None] | None = None,
                   encode: EncodeSettings = EncodeSettings(), dilate: int = 0, audio: bool = True,
                   hold_last_mask: bool = False, progress: Progress | None = None,
                   overlap_io: bool | None = None, config: VideoConfig | None = None,
-                  exclude: Any = None) -> VideoSummary:
+                  exclude: Any = None, subtitles: bool = True) -> VideoSummary:
     """Inpaint every frame of the video `src` where `mask` says, write the video `dst`; see the module docstring.
 
     mask: an image path, numpy (H, W) array or PIL image (one mask for every frame), a folder of images
@@ -553,8 +501,9 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
     frames / seconds: the range to keep (see the module docstring).
     encode: `EncodeSettings` (`LOSSLESS` for ffv1 in RGB, at the source's depth). dilate: grow every mask by this
     many pixels.
-    audio: copy the first audio stream. hold_last_mask: when a mask folder/video ends before the video,
-    hold its last mask (with a warning) instead of raising `MaskTooShortError`.
+    audio / subtitles: copy every audio / subtitle stream, with its tags (`stream_copy`). hold_last_mask: when a
+    mask folder/video ends before the video, hold its last mask (with a warning) instead of raising
+    `MaskTooShortError`.
     exclude: None, or the pixels no fill may copy (a second logo, a presenter beside the hole), in any form `mask`
     takes (nonzero/white = excluded; not dilated): a frame gives none of them to other frames' holes and the
     engine copies none (`Engine.inpaint`'s exclude); a folder or video of them follows hold_last_mask too.
@@ -582,7 +531,8 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
         raise
     try:
         overlap = _inference_on_gpu(inpainter) if overlap_io is None else overlap_io
-        return _run(source, src, sources, dst, rng, encode, options, inpainter, audio, progress, overlap)
+        kinds = tuple(kind for kind, keep in zip(COPY_OPTIONS, (audio, subtitles)) if keep)
+        return _run(source, src, sources, dst, rng, encode, options, inpainter, kinds, progress, overlap)
     finally:
         sources.close()
         source.close()
@@ -600,7 +550,7 @@ def _check_mask_count(masks, rng: FrameRange, video_frames: int) -> None:
 
 
 def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, encode: EncodeSettings,
-         options: dict[str, str], inpainter: VideoInpainter, keep_audio: bool, progress: Progress | None,
+         options: dict[str, str], inpainter: VideoInpainter, kinds: tuple[str, ...], progress: Progress | None,
          overlap: bool) -> VideoSummary:
     t_start = time.perf_counter()
     video = source.streams.video[0]
@@ -608,8 +558,6 @@ def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, en
     for masks in sources.all:
         _check_mask_count(masks, rng, video.frames)
     total = rng.expected_frames(video.frames or None, fps)
-    audio_fate = "copied" if source.streams.audio and keep_audio else (
-        "dropped: audio=False" if source.streams.audio else "none")
     source_format = video.codec_context.format
     source_pix_fmt = None if source_format is None else source_format.name
     pix_fmt = encode.pixel_format(source_pix_fmt)
@@ -620,7 +568,7 @@ def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, en
     tmp = Path(tmp_name)
     os.chmod(tmp, NEW_FILE_MODE & ~_umask())  # mkstemp makes it private; dst gets the usual permissions
     writer: _Writer | None = None
-    audio: _AudioCopy | None = None
+    copies: StreamCopy | None = None
     encoding: _Drain | _InlineDrain | None = None
     decoding = (_Prefetch if overlap else _InlineFetch)(iter(kept))
     written, first_size = 0, None
@@ -630,8 +578,8 @@ def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, en
 
     def encode_frame(item: tuple[np.ndarray, int, float, Any, np.ndarray]) -> None:
         rgb, pts, t, kept_source, mask = item
-        if audio is not None:
-            audio.copy_until(writer, t)
+        if copies is not None:
+            copies.copy_until(writer.container, t)
         writer.write_frame(rgb, pts, kept_source, mask)
 
     def put(outputs: list[np.ndarray]) -> None:
@@ -652,8 +600,9 @@ def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, en
                 for masks in sources.all:
                     masks.rotation = frame.rotation
                 writer = _Writer(tmp, encode, pix_fmt, options, video, frame, fps, pts if rng.cuts else 0)
-                if audio_fate == "copied":
-                    audio, audio_fate = _open_audio(src, writer, t if rng.cuts else None)
+                writer.container.metadata.update(copied_tags(source.metadata))
+                copies = StreamCopy(src, kinds, t if rng.cuts else None)
+                copies.attach(writer.container)
                 encoding = (_Drain if overlap else _InlineDrain)(encode_frame)
             elif rgb.shape[:2] != first_size:
                 raise ValueError(f"src: frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, the first frame "
@@ -665,8 +614,8 @@ def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, en
             raise ValueError(f"src: {src} has no video frames" + (" in the selected range" if rng.cuts else ""))
         put(inpainter.flush())
         encoding.finish()
-        if audio is not None:
-            audio.copy_until(writer, kept.end_time)
+        if copies is not None:
+            copies.copy_until(writer.container, kept.end_time)
         writer.finish()
         os.replace(tmp, dst)
     except BaseException:
@@ -678,25 +627,20 @@ def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, en
         raise
     finally:
         decoding.close()
-        if audio is not None:
-            audio.close()
+        if copies is not None:
+            copies.close()
     elapsed = time.perf_counter() - t_start
-    return VideoSummary(dst, written, elapsed, written / elapsed if elapsed > 0 else 0.0, fps, audio_fate)
+    audio_fate, subtitle_fate = (_fate(kind, kinds, copies, source) for kind in COPY_OPTIONS)
+    return VideoSummary(dst, written, elapsed, written / elapsed if elapsed > 0 else 0.0, fps, audio_fate,
+                        subtitle_fate)
 
 
-def _open_audio(src: Path, writer: _Writer, start_time: float | None) -> tuple[_AudioCopy | None, str]:
-    """The audio copier (None when the audio is dropped, with a warning) and the audio's fate."""
-    audio = _AudioCopy(src, start_time)
-    reason = None
-    if start_time is not None and not audio.has_timestamps:
-        reason = "no timestamps to cut it by"
-    elif not writer.add_audio(audio.stream):
-        reason = f"the {writer.container.format.name} container cannot hold {audio.stream.codec_context.name}"
-    if reason is None:
-        return audio, "copied"
-    audio.close()
-    warnings.warn(f"src: the audio is dropped ({reason}; it is copied, never re-encoded)", stacklevel=4)
-    return None, f"dropped: {reason}"
+def _fate(kind: str, kinds: tuple[str, ...], copies: StreamCopy, source) -> str:
+    """What happened to the source's streams of `kind` (`StreamCopy.fate`, or "dropped: audio=False" when they
+    were not asked for)."""
+    if kind not in kinds:
+        return f"dropped: {COPY_OPTIONS[kind]}=False" if any(s.type == kind for s in source.streams) else "none"
+    return copies.fate(kind)
 
 
 class ProgressLine:
@@ -748,13 +692,14 @@ forms: pixels no fill may copy (a second logo, a presenter beside the hole); not
 --lookahead frames ({lookahead} by default; they wait in memory, so a frame is written once they have been read),
 and keeps what it has to invent steady; --temporal off fills every frame alone.
 
-The output keeps the frame rate, timestamps, colour tags and rotation; the first audio stream is copied,
-not re-encoded, and cut with --start/--end at audio packet boundaries (audio without timestamps is dropped
-with a warning when cut). Default encoding: libx264 crf 18 preset medium (lossy), yuv420p, or yuv420p10le
-for a source of more than 8 bits per component, whose known pixels keep their depth (the fill has 8 bits of
-precision); --lossless writes ffv1 in RGB (bgr0, or rgb48le for a deeper source), which keeps the RGB frames bit
-for bit (use .mkv or .avi). The output is written to a
-temporary file next to OUT and renamed at the end: an error or Ctrl-C leaves no partial file.
+The output keeps the frame rate, timestamps, colour tags, rotation and tags; every audio and subtitle stream is
+copied, not re-encoded, with its language and disposition, and cut with --start/--end at packet boundaries
+(audio without timestamps is dropped with a warning when cut). Default encoding: libx264 crf 18 preset medium
+(lossy), yuv420p, or yuv420p10le for a source of more than 8 bits per component, whose known pixels keep their
+depth (the fill has 8 bits of precision); where the output has the source's pixel format, every sample outside the
+hole is the source's own. --lossless writes ffv1 in RGB (bgr0, or rgb48le for a deeper source), which keeps the
+RGB frames bit for bit (use .mkv or .avi). The output is written to a temporary file next to OUT and renamed at
+the end: an error or Ctrl-C leaves no partial file.
 """.format(lookahead=FILE_LOOKAHEAD)
 
 
@@ -785,7 +730,8 @@ def add_video_parser(subparsers) -> None:
                      help="ffv1 with bgr0 (rgb48le for a source of more than 8 bits): the RGB frames bit for bit "
                           "(not with --codec/--pix-fmt/--crf/--preset)")
     cmd.add_argument("--dilate", type=int, default=0, help="grow every mask by this many pixels (default 0)")
-    cmd.add_argument("--no-audio", action="store_true", help="leave the audio out")
+    cmd.add_argument("--no-audio", action="store_true", help="leave the audio streams out")
+    cmd.add_argument("--no-subtitles", action="store_true", help="leave the subtitle streams out")
     cmd.add_argument("--hold-last-mask", action="store_true",
                      help="when the mask folder/video ends first, repeat its last mask instead of failing")
     cmd.add_argument("--exclude", default=None, metavar="EXCLUDE",
@@ -837,7 +783,8 @@ def run_video_command(args) -> None:
     try:
         summary = inpaint_video(args.input, args.mask, args.output, temporal=args.temporal, engine=engine,
                                 frames=frames, seconds=seconds, encode=encode, dilate=args.dilate,
-                                audio=not args.no_audio, hold_last_mask=args.hold_last_mask, progress=progress,
+                                audio=not args.no_audio, subtitles=not args.no_subtitles,
+                                hold_last_mask=args.hold_last_mask, progress=progress,
                                 config=VideoConfig(lookahead=lookahead), exclude=args.exclude)
     except (ValueError, FileNotFoundError, NotImplementedError, ImportError) as exc:
         progress.close()
@@ -848,4 +795,4 @@ def run_video_command(args) -> None:
     progress.close()
     print(f"wrote {summary.output}: {summary.frames} frames at {float(summary.video_fps):.3g} fps in "
           f"{summary.elapsed_s:.1f}s ({summary.processing_fps:.1f} frames/s on {engine.device}), "
-          f"audio {summary.audio}")
+          f"audio {summary.audio}" + (f", subtitles {summary.subtitles}" if summary.subtitles != "none" else ""))

@@ -38,7 +38,7 @@ RAW_PIXEL_FORMATS = {"rgb24": np.dtype(np.uint8), "rgb48le": np.dtype("<u2")}  #
 RAW_CHANNELS = 3
 RAW_SIZE_PATTERN = re.compile(r"^([1-9]\d*)x([1-9]\d*)$")
 PIPE_NAME = "-"  # the input/output name that means stdin/stdout
-FILE_ONLY_OPTIONS = ("start", "end", "codec", "crf", "preset", "lossless", "no_audio")  # video-file options
+FILE_ONLY_OPTIONS = ("start", "end", "codec", "crf", "preset", "lossless", "no_audio", "no_subtitles")  # files only
 
 
 class ShortReadError(ValueError):
