@@ -1,6 +1,7 @@
 """`inpaint_video` copies every audio and subtitle stream of the source, with its tags and disposition, and the
-container's tags: a 1 s clip at 96x64 with two audio tracks (AAC, English, default; Opus, French, titled) written
-with PyAV, and subtitles (SubRip, German) muxed in with imageio-ffmpeg's ffmpeg binary."""
+container's tags and chapters: a 1 s clip at 96x64 with two audio tracks (AAC, English, default; Opus, French,
+titled) and two chapters written with PyAV, and subtitles (SubRip, German) muxed in with imageio-ffmpeg's ffmpeg
+binary."""
 import subprocess
 from fractions import Fraction
 
@@ -16,6 +17,7 @@ from rethined_engine.video import LOSSLESS, EncodeSettings, inpaint_video  # noq
 WIDTH, HEIGHT, FPS, FRAMES, RATE = 96, 64, 12, 12, 48000
 TRACKS = (("aac", "mono", {"language": "eng"}, "default"), ("libopus", "stereo", {"language": "fra",
                                                                                      "title": "commentary"}, None))
+MS = Fraction(1, 1000)
 SUBTITLES = "1\n00:00:00,100 --> 00:00:00,400\nHello\n\n2\n00:00:00,600 --> 00:00:00,900\nWorld\n"
 
 
@@ -31,6 +33,8 @@ def clip(tmp_path_factory):
     rng = np.random.default_rng(0)
     with av.open(str(path), "w") as container:
         container.metadata["title"] = "A film"
+        container.set_chapters([{"id": i + 1, "start": 500 * i, "end": 500 * (i + 1), "time_base": MS,
+                                 "metadata": {"title": title}} for i, title in enumerate(("One", "Two"))])
         video = container.add_stream("ffv1", rate=FPS)
         video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "bgr0"
         tracks = []
@@ -107,6 +111,24 @@ def test_a_range_cuts_every_audio_stream_alike(clip, engine, tmp_path):
         expected = [(t - start, payload) for t, payload in source if start - 1e-9 <= t < end]
         assert kept_language == language and [p for _, p in kept] == [p for _, p in expected]
         assert [t for t, _ in kept] == pytest.approx([t for t, _ in expected], abs=2e-3)
+
+
+def chapters(path):
+    """(title, start s, end s) of every chapter of path."""
+    with av.open(str(path)) as container:
+        return [(c["metadata"].get("title"), float(c["start"] * c["time_base"]), float(c["end"] * c["time_base"]))
+                for c in container.chapters()]
+
+
+def test_chapters_are_copied_and_cut_with_the_range(clip, engine, tmp_path):
+    mask = np.zeros((HEIGHT, WIDTH), bool)
+    inpaint_video(clip, mask, tmp_path / "all.mkv", temporal="off", engine=engine, encode=LOSSLESS)
+    assert chapters(tmp_path / "all.mkv") == [("One", 0.0, 0.5), ("Two", 0.5, 1.0)]
+    inpaint_video(clip, mask, tmp_path / "cut.mkv", temporal="off", engine=engine, encode=LOSSLESS, frames=(3, 9))
+    assert chapters(tmp_path / "cut.mkv") == [("One", 0.0, 0.25), ("Two", 0.25, 0.5)]       # 0.25-0.75 s kept
+    inpaint_video(clip, mask, tmp_path / "late.mkv", temporal="off", engine=engine, encode=LOSSLESS, frames=(7, None))
+    (title, start, end), = chapters(tmp_path / "late.mkv")         # from frame 7, at 7/12 s, to the end
+    assert title == "Two" and start == 0.0 and end == pytest.approx(1 - 7 / FPS, abs=1e-3)
 
 
 def test_a_stream_the_container_cannot_hold_is_dropped_alone(clip, engine, tmp_path):

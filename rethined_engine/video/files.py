@@ -14,7 +14,7 @@ Writing (`EncodeSettings`): libx264, crf 18, preset medium by default, yuv420p f
 yuv420p10le for a deeper one (`known_pixels.output_pixel_format`), at the source's frame
 rate and time base with the source's frame timestamps (shifted to start at 0 when a range cuts the
 start). The colour tags (color_range, colorspace, primaries, trc), the rotation (display matrix) and the container's
-and video stream's tags (title, language, ...) are copied; every audio and subtitle stream is copied packet for
+and video stream's tags (title, language, ...) and the chapters are copied; every audio and subtitle stream is copied packet for
 packet, not re-encoded, with its tags and disposition (`rethined_engine.video.stream_copy`).
 
 Pixel formats (`rethined_engine.video.known_pixels`): the inpainting is 8-bit RGB, and rgb24 <-> yuv420p/yuv422p/
@@ -71,7 +71,7 @@ from .known_pixels import (decode_frame, is_deep, keep_source_samples, one_compo
                            put_back, rgb_format)
 from .masks import MaskSources, MaskTooShortError
 from .stream import VideoConfig, VideoInpainter
-from .stream_copy import StreamCopy, copied_tags
+from .stream_copy import StreamCopy, copied_chapters, copied_tags
 
 Progress = Callable[[int, "int | None"], None]  # (frames done, total frames or None when unknown)
 POSITION_PATTERN = re.compile(r"^(\d+(?:\.\d*)?)s$")  # "2.5s": seconds; a bare integer: a frame index
@@ -200,6 +200,12 @@ class FrameRange:
 
     def after(self, index: int, t: float) -> bool:
         return (self.stop is not None and index >= self.stop) or (self.t1 is not None and t >= self.t1)
+
+    def end_time(self, fps: Fraction) -> float | None:
+        """Where the range ends in seconds, as far as it is known before decoding (stop / fps and t1, the
+        earlier; None: open)."""
+        ends = [v for v in (None if self.stop is None else float(self.stop / fps), self.t1) if v is not None]
+        return min(ends) if ends else None
 
     def expected_frames(self, count: int | None, fps: Fraction) -> int | None:
         """How many frames the range keeps of a `count`-frame video at `fps` (an estimate for time bounds;
@@ -601,6 +607,8 @@ def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, en
                     masks.rotation = frame.rotation
                 writer = _Writer(tmp, encode, pix_fmt, options, video, frame, fps, pts if rng.cuts else 0)
                 writer.container.metadata.update(copied_tags(source.metadata))
+                writer.container.set_chapters(copied_chapters(source.chapters(), t if rng.cuts else 0.0,
+                                                              rng.end_time(fps)))
                 copies = StreamCopy(src, kinds, t if rng.cuts else None)
                 copies.attach(writer.container)
                 encoding = (_Drain if overlap else _InlineDrain)(encode_frame)

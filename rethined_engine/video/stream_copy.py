@@ -1,6 +1,6 @@
-"""The source's other streams in `inpaint_video`'s output: every audio and subtitle stream, copied packet for packet
+"""The rest of the source in `inpaint_video`'s output: every audio and subtitle stream, copied packet for packet
 (never re-encoded) and cut with the frame range, with its tags (language, title) and disposition (default, forced,
-...); and the tags of the source's container and video stream.
+...); the tags of the source's container and video stream; and its chapters, cut and shifted with the range.
 
 Packets are demuxed from a second reader of the source and copied up to the video's current time, so the muxer never
 holds more than a moment of any stream. A range cuts at packet boundaries: the packets starting in [time of the first
@@ -30,6 +30,23 @@ def packet_time(packet) -> float | None:
     """When a packet starts, in seconds (its pts, else its dts; None when it carries neither)."""
     stamp = packet.pts if packet.pts is not None else packet.dts
     return float(stamp * packet.time_base) if stamp is not None else None
+
+
+def copied_chapters(chapters: list[dict], start: float, end: float | None) -> list[dict]:
+    """The source's chapters (PyAV's dicts: id, start, end, time_base, metadata) for an output that keeps the
+    source's [start, end) seconds (end None: to its end), moved back by start: a chapter wholly outside is left out,
+    one that crosses a bound is cut at it."""
+    kept = []
+    for chapter in chapters:
+        base = chapter["time_base"]
+        first, last = chapter["start"] * base, chapter["end"] * base
+        if last <= start or (end is not None and first >= end):
+            continue
+        shift = round(start / base)
+        stop = chapter["end"] if end is None else min(chapter["end"], round(end / base))
+        kept.append({**chapter, "start": max(chapter["start"] - shift, 0), "end": stop - shift,
+                     "metadata": dict(chapter["metadata"])})
+    return kept
 
 
 def _first_packet_timed(src: Path, index: int) -> bool:
