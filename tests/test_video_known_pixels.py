@@ -182,11 +182,12 @@ def known_chroma(mask):
     return ~mask.reshape(HEIGHT // 2, 2, WIDTH // 2, 2).any(axis=(1, 3))
 
 
-@pytest.mark.parametrize("source_format", ["yuv420p", "yuv420p10le"])
-def test_the_source_format_keeps_every_known_sample(engine, mask, tmp_path, source_format):
+@pytest.mark.parametrize("source_format, overlap_io", [("yuv420p", False), ("yuv420p10le", False),
+                                                       ("yuv420p10le", True)])
+def test_the_source_format_keeps_every_known_sample(engine, mask, tmp_path, source_format, overlap_io):
     source, out = tmp_path / "source.mkv", tmp_path / "out.mkv"
     write_deep(source, deep_frames(), "ffv1", source_format)
-    inpaint_video(source, mask, out, temporal="on", engine=engine,
+    inpaint_video(source, mask, out, temporal="on", engine=engine, overlap_io=overlap_io,
                   encode=EncodeSettings(codec="ffv1", pix_fmt=source_format, crf=None, preset=None))
     chroma = known_chroma(mask)
     for before, after in zip(planes(source), planes(out)):
