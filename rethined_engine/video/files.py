@@ -14,8 +14,8 @@ Writing (`EncodeSettings`): libx264, crf 18, preset medium by default, yuv420p f
 yuv420p10le for a deeper one (`known_pixels.output_pixel_format`), at the source's frame
 rate and time base with the source's frame timestamps (shifted to start at 0 when a range cuts the
 start). The colour tags (color_range, colorspace, primaries, trc), the rotation (display matrix) and the container's
-and video stream's tags (title, language, ...) and the chapters are copied; every audio and subtitle stream is copied packet for
-packet, not re-encoded, with its tags and disposition (`rethined_engine.video.stream_copy`).
+and video stream's tags (title, language, ...) and the chapters are copied; every audio and subtitle stream is
+copied packet for packet, not re-encoded, with its tags and disposition (`rethined_engine.video.stream_copy`).
 
 Pixel formats (`rethined_engine.video.known_pixels`): the inpainting is 8-bit RGB, and rgb24 <-> yuv420p/yuv422p/
 yuv444p is lossy (colour matrix rounding, and chroma subsampling for 420/422). Where the output's pixel format is
@@ -30,7 +30,8 @@ An output format of 8 bits reduces everything to 8 bits. The transfer and primar
 
 Frame ranges (`frames=(first, stop)` in source frame indices, `seconds=(t0, t1)` in presentation time;
 stop and t1 excluded, None = open; both may be given and a frame is kept when it lies in both): frames
-before the range are decoded and skipped, decoding stops after it. The audio and subtitles are cut without
+before the range are skipped, from the keyframe at or before its first frame on (`rethined_engine.video.seek`:
+the frames before that keyframe are not decoded), decoding stops after it. The audio and subtitles are cut without
 re-encoding at packet boundaries: packets starting in [time of the first kept frame, time of the first frame
 after the range) are kept and shifted like the video, so the audio may start up to one packet (about 21 ms for
 AAC at 48 kHz) late and stays in sync. Audio without timestamps cannot be cut and is dropped with a
@@ -70,6 +71,7 @@ import numpy as np
 from .known_pixels import (decode_frame, is_deep, keep_source_samples, one_component_per_plane, output_pixel_format,
                            put_back, rgb_format)
 from .masks import MaskSources, MaskTooShortError
+from .seek import seek_plan
 from .stream import VideoConfig, VideoInpainter
 from .stream_copy import StreamCopy, copied_chapters, copied_tags
 
@@ -266,17 +268,34 @@ def _umask() -> int:
 
 class _KeptFrames:
     """The source's video frames in the range, as (source index, frame, presentation time in s, (H, W, 3) uint8 RGB,
-    and (H, W, 3) uint16 RGB when `deep`, else None); after the iteration `end_time` is the time of the first frame
-    past the range (None: the video ended)."""
+    and (H, W, 3) uint16 RGB when `deep`, else None), decoded from the keyframe at or before the range's first frame
+    (`seek.seek_plan`; src: the source's path); after the iteration `end_time` is the time of the first frame past
+    the range (None: the video ended)."""
 
-    def __init__(self, source, rng: FrameRange, fps: Fraction, deep: bool):
+    def __init__(self, source, src: Path, rng: FrameRange, fps: Fraction, deep: bool):
         self.video = source.streams.video[0]
         self.video.thread_type = "AUTO"
-        self.source, self.rng, self.fps, self.deep = source, rng, fps, deep
+        self.source, self.src, self.rng, self.fps, self.deep = source, src, rng, fps, deep
         self.end_time: float | None = None
 
+    def _indexed_frames(self) -> Iterator[tuple[int, Any]]:
+        """(source index, frame) from the seek point, or from the start when there is none or the seek landed
+        past the range's first frame."""
+        plan = seek_plan(self.src, self.rng.first, self.rng.t0)
+        if plan is not None:
+            self.source.seek(plan.pts, stream=self.video, backward=True, any_frame=False)
+            frames = self.source.decode(self.video)
+            first = next(frames, None)
+            start = None if first is None else plan.ranks.get(first.pts)
+            if start is not None and start <= plan.first_kept:
+                yield start, first
+                yield from enumerate(frames, start + 1)
+                return
+            self.source.seek(min(plan.ranks), stream=self.video, backward=True, any_frame=False)
+        yield from enumerate(self.source.decode(self.video))
+
     def __iter__(self) -> Iterator[tuple[int, Any, float, np.ndarray, np.ndarray | None]]:
-        for index, frame in enumerate(self.source.decode(self.video)):
+        for index, frame in self._indexed_frames():
             t = float(frame.time) if frame.time is not None else float(index / self.fps)
             if self.rng.before(index, t):
                 continue
@@ -568,7 +587,7 @@ def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, en
     source_pix_fmt = None if source_format is None else source_format.name
     pix_fmt = encode.pixel_format(source_pix_fmt)
     native = pix_fmt == source_pix_fmt and one_component_per_plane(pix_fmt)    # known samples from the source's
-    kept = _KeptFrames(source, rng, fps, deep=is_deep(source_pix_fmt) and is_deep(pix_fmt) and not native)
+    kept = _KeptFrames(source, src, rng, fps, deep=is_deep(source_pix_fmt) and is_deep(pix_fmt) and not native)
     fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=f".partial{dst.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)

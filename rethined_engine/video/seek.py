@@ -1,0 +1,60 @@
+"""Where `inpaint_video` starts decoding a range that starts late in a file: at the keyframe at or before the range's
+first frame, instead of decoding every frame before it.
+
+Frames are indexed in presentation order (a mask folder's and mask video's frame i masks source frame i), so the
+index of the first frame decoded after a seek must be known: `seek_plan` demuxes the video packets (no decoding) from
+the file's start until it has seen `REORDER_MARGIN` packets past the range's first frame, ranks their timestamps
+(presentation order), and picks the last keyframe at or before that frame. Frames decoded after the seek are counted
+on from the rank of the first one. No plan (decode from the start, as before) when the range starts in the first
+group of pictures, when a packet carries no timestamp, or when the video has no frame in the range.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+REORDER_MARGIN = 64     # packets demuxed past the range's first frame: more than any decoder's reordering depth
+
+
+@dataclass(frozen=True)
+class SeekPlan:
+    """Seek to `pts` (the video stream's time base; a keyframe); `ranks` maps the timestamps demuxed to their frame
+    index; `first_kept`: the index of the range's first frame."""
+    pts: int
+    ranks: dict[int, int]
+    first_kept: int
+
+
+def seek_plan(src: Path, first: int | None, t0: float | None) -> SeekPlan | None:
+    """The `SeekPlan` for a range of src's first video stream that starts at frame index `first` and time `t0`
+    seconds (either None: no bound; a frame is in the range when it satisfies both), or None (module docstring)."""
+    import av
+
+    if not first and not t0:
+        return None
+    with av.open(str(src)) as container:
+        video = container.streams.video[0]
+        base = video.time_base
+        packets, past = [], None
+        for packet in container.demux(video):
+            if packet.size == 0:
+                continue
+            if packet.pts is None:
+                return None
+            packets.append((packet.pts, packet.is_keyframe))
+            reached = len(packets) > (first or 0) and (t0 is None or packet.pts * base >= t0)
+            if past is None and reached:
+                past = 0
+            elif past is not None:
+                past += 1
+                if past >= REORDER_MARGIN:
+                    break
+    packets.sort()
+    first_kept = next((i for i, (pts, _) in enumerate(packets)
+                       if i >= (first or 0) and (t0 is None or pts * base >= t0)), None)
+    if first_kept is None:
+        return None
+    key = max((i for i in range(first_kept + 1) if packets[i][1]), default=0)
+    if key == 0:
+        return None
+    return SeekPlan(packets[key][0], {pts: i for i, (pts, _) in enumerate(packets)}, first_kept)
