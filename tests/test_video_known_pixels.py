@@ -98,6 +98,9 @@ def test_default_pixel_formats_follow_the_source_depth():
     assert output_pixel_format("ffv1", ["bgr0", "rgb48le", "yuv420p"], "gbrp16le") == "rgb48le"
     assert output_pixel_format("prores_ks", ["yuv422p10le", "yuv444p10le"], "yuv420p") == "yuv422p10le"
     assert output_pixel_format("x", ["cuda", "yuv444p", "yuv444p12le"], "p010le") == "yuv444p12le"
+    assert output_pixel_format("dpx", ["gray", "rgba", "gray16le", "rgba64le", "rgb48le"], "rgb48be") == "rgb48le"
+    assert output_pixel_format("bmp", ["bgra", "bgr24", "gray"], "yuv420p") == "bgr24"      # colour, no alpha first
+    assert output_pixel_format("x", ["gray", "rgba"], "yuv420p") == "rgba"
     with pytest.raises(ValueError, match="encode.pix_fmt: libvpx-vp9 takes no format of 10 or more bits"):
         output_pixel_format("libvpx-vp9", ["yuv420p", "gbrp"], "yuv420p10le")
     assert [is_deep(f) for f in ("yuv420p", "nv12", "bgr0", "yuv420p10le", "p010le", "gbrp16le", None)] == [
@@ -119,7 +122,7 @@ def test_plane_layouts_and_the_blocks_a_hole_reaches():
 
 
 @pytest.mark.parametrize("pix_fmt, size", [("yuv420p", (64, 96)), ("yuv444p", (63, 95)), ("yuv422p10le", (64, 95)),
-                                           ("gbrp16le", (31, 47))])
+                                           ("gbrp16le", (31, 47)), ("yuva420p", (64, 96))])
 def test_keep_source_samples_replaces_exactly_the_samples_no_hole_pixel_reaches(pix_fmt, size):
     rng = np.random.default_rng(1)
     frame, source = av.VideoFrame(size[1], size[0], pix_fmt), av.VideoFrame(size[1], size[0], pix_fmt)
@@ -134,6 +137,9 @@ def test_keep_source_samples_replaces_exactly_the_samples_no_hole_pixel_reaches(
     keep_source_samples(frame, source, hole)
     for i, old in enumerate(before):
         out, src = plane_samples(frame, i), plane_samples(source, i)
+        if i == 3:                                       # yuva420p's alpha: the source's everywhere
+            assert np.array_equal(out, src)
+            continue
         block = (-(-size[0] // out.shape[0]), -(-size[1] // out.shape[1]))
         reached = np.array([[hole[y * block[0]:(y + 1) * block[0], x * block[1]:(x + 1) * block[1]].any()
                              for x in range(out.shape[1])] for y in range(out.shape[0])])

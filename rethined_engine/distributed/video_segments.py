@@ -33,6 +33,7 @@ import numpy as np
 from ..video.known_pixels import decode_frame, is_deep, put_back, rgb_format
 from ..video.files import LOSSLESS, _frame_rate, _open_source, require_av
 from ..video.masks import MaskSources
+from ..video.sequences import VideoSource
 
 PART_SUFFIX = ".mkv"
 
@@ -73,7 +74,7 @@ def part_path(folder: str | Path, index: int) -> Path:
 def frame_table(src: str | Path) -> FrameTable:
     """The `FrameTable` of src's first video stream."""
     require_av()
-    with _open_source(Path(src)) as container:
+    with _open_source(VideoSource.of(Path(src))) as container:
         video = container.streams.video[0]
         frames = []
         for packet in container.demux(video):
@@ -121,7 +122,7 @@ def _segment_frames(src: Path, segment: Segment, pts: list[int]
                     ) -> Iterator[tuple[int, Any, np.ndarray, np.ndarray | None]]:
     """(source index, decoded frame, (H, W, 3) uint8 RGB, and (H, W, 3) uint16 RGB for a source of more than 8 bits
     per component, else None) of frames [warm, end), decoded from the seek point."""
-    with _open_source(src) as container:
+    with _open_source(VideoSource.of(src)) as container:
         video = container.streams.video[0]
         video.thread_type = "AUTO"
         deep = video.codec_context.format is not None and is_deep(video.codec_context.format.name)

@@ -56,6 +56,7 @@ import math
 import os
 import queue
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -71,7 +72,8 @@ import numpy as np
 from .known_pixels import (decode_frame, is_deep, keep_source_samples, one_component_per_plane, output_pixel_format,
                            put_back, rgb_format)
 from .masks import MaskSources, MaskTooShortError
-from .seek import seek_plan
+from .seek import indexed_frames, seek_plan
+from .sequences import IMAGE_ENCODERS, VideoSource, check_suffix, is_sequence
 from .stream import VideoConfig, VideoInpainter
 from .stream_copy import StreamCopy, copied_chapters, copied_tags
 
@@ -226,19 +228,59 @@ def require_av() -> None:
         raise ImportError("video files need PyAV: pip install 'rethined_engine[video]' (or pip install 'av>=18,<19')")
 
 
-def _open_source(src: Path):
+def _open_source(source: VideoSource):
+    """The source's input container; ValueError naming src when it cannot be read or holds no video stream."""
     import av
 
-    if not src.is_file():
-        raise FileNotFoundError(f"src: file not found: {src}")
     try:
-        container = av.open(str(src))
+        container = source.open()
     except av.FFmpegError as exc:
-        raise ValueError(f"src: cannot read {src} as a video: {exc}") from exc
+        raise ValueError(f"src: cannot read {source.path} as a video: {exc}") from exc
     if not container.streams.video:
         container.close()
-        raise ValueError(f"src: {src} has no video stream")
+        raise ValueError(f"src: {source.path} has no video stream")
     return container
+
+
+def _sequence_encoding(dst: Path, encode: EncodeSettings) -> EncodeSettings:
+    """The settings an image sequence dst is written with: its suffix's encoder (`IMAGE_ENCODERS`) when encode is
+    `EncodeSettings()`, else encode; ValueError naming dst for a suffix no image encoder here takes."""
+    check_suffix(dst, "dst")
+    codec = IMAGE_ENCODERS.get(dst.suffix.lower())
+    if codec is None:
+        raise ValueError(f"dst: an image sequence's suffix must be one of {', '.join(IMAGE_ENCODERS)}, got {dst.name}")
+    return EncodeSettings(codec=codec, crf=None, preset=None) if encode == EncodeSettings() else encode
+
+
+class _Output:
+    """Where the output is written until it is complete: a hidden temporary file beside dst, moved onto dst at the
+    end (`commit`); for an image sequence, a hidden folder beside it whose files are moved beside dst at the end.
+    `discard` removes what was written."""
+
+    def __init__(self, dst: Path):
+        self.dst = dst
+        if is_sequence(dst):
+            self.folder: Path | None = Path(tempfile.mkdtemp(dir=dst.parent, prefix=".", suffix=".partial"))
+            self.path = self.folder / dst.name
+        else:
+            fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=f".partial{dst.suffix}")
+            os.close(fd)
+            self.folder, self.path = None, Path(name)
+            os.chmod(self.path, NEW_FILE_MODE & ~_umask())  # mkstemp makes it private; dst gets the usual permissions
+
+    def commit(self) -> None:
+        if self.folder is None:
+            os.replace(self.path, self.dst)
+            return
+        for written in sorted(self.folder.iterdir()):
+            os.replace(written, self.dst.parent / written.name)
+        self.folder.rmdir()
+
+    def discard(self) -> None:
+        if self.folder is None:
+            self.path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _frame_rate(stream) -> Fraction:
@@ -269,33 +311,18 @@ def _umask() -> int:
 class _KeptFrames:
     """The source's video frames in the range, as (source index, frame, presentation time in s, (H, W, 3) uint8 RGB,
     and (H, W, 3) uint16 RGB when `deep`, else None), decoded from the keyframe at or before the range's first frame
-    (`seek.seek_plan`; src: the source's path); after the iteration `end_time` is the time of the first frame past
-    the range (None: the video ended)."""
+    (`seek.seek_plan`; open_source() opens a second reader of the source); after the iteration `end_time` is the
+    time of the first frame past the range (None: the video ended)."""
 
-    def __init__(self, source, src: Path, rng: FrameRange, fps: Fraction, deep: bool):
+    def __init__(self, source, open_source: Callable[[], Any], rng: FrameRange, fps: Fraction, deep: bool):
         self.video = source.streams.video[0]
         self.video.thread_type = "AUTO"
-        self.source, self.src, self.rng, self.fps, self.deep = source, src, rng, fps, deep
+        self.source, self.open_source, self.rng, self.fps, self.deep = source, open_source, rng, fps, deep
         self.end_time: float | None = None
 
-    def _indexed_frames(self) -> Iterator[tuple[int, Any]]:
-        """(source index, frame) from the seek point, or from the start when there is none or the seek landed
-        past the range's first frame."""
-        plan = seek_plan(self.src, self.rng.first, self.rng.t0)
-        if plan is not None:
-            self.source.seek(plan.pts, stream=self.video, backward=True, any_frame=False)
-            frames = self.source.decode(self.video)
-            first = next(frames, None)
-            start = None if first is None else plan.ranks.get(first.pts)
-            if start is not None and start <= plan.first_kept:
-                yield start, first
-                yield from enumerate(frames, start + 1)
-                return
-            self.source.seek(min(plan.ranks), stream=self.video, backward=True, any_frame=False)
-        yield from enumerate(self.source.decode(self.video))
-
     def __iter__(self) -> Iterator[tuple[int, Any, float, np.ndarray, np.ndarray | None]]:
-        for index, frame in self._indexed_frames():
+        plan = seek_plan(self.open_source, self.rng.first, self.rng.t0)
+        for index, frame in indexed_frames(self.source, self.video, plan):
             t = float(frame.time) if frame.time is not None else float(index / self.fps)
             if self.rng.before(index, t):
                 continue
@@ -437,11 +464,13 @@ class _Writer:
     """The output container: the video stream encoded from RGB frames (the copied streams: `StreamCopy`)."""
 
     def __init__(self, path: Path, encode: EncodeSettings, pix_fmt: str, options: dict[str, str], src_video,
-                 first_frame, fps: Fraction, pts_offset: int):
+                 first_frame, fps: Fraction, pts_offset: int, first_number: int | None = None):
+        """first_number: for an image sequence path, the number of its first file (image2's start_number)."""
         import av
 
         try:
-            self.container = av.open(str(path), "w")
+            self.container = (av.open(str(path), "w") if first_number is None else
+                              av.open(str(path), "w", format="image2", options={"start_number": str(first_number)}))
         except (ValueError, av.FFmpegError) as exc:
             raise ValueError(f"dst: FFmpeg knows no container for the suffix {path.suffix!r} "
                              f"(use .mp4, .mkv, .mov, .avi, ...): {exc}") from exc
@@ -514,8 +543,10 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
                   encode: EncodeSettings = EncodeSettings(), dilate: int = 0, audio: bool = True,
                   hold_last_mask: bool = False, progress: Progress | None = None,
                   overlap_io: bool | None = None, config: VideoConfig | None = None,
-                  exclude: Any = None, subtitles: bool = True) -> VideoSummary:
+                  exclude: Any = None, subtitles: bool = True, input_fps: float | None = None) -> VideoSummary:
     """Inpaint every frame of the video `src` where `mask` says, write the video `dst`; see the module docstring.
+    src and dst may be image sequences (`shot.%04d.png`: `rethined_engine.video.sequences`); input_fps: a source
+    sequence's frames per second (default `SEQUENCE_FPS`, 24; a ValueError for a video file, read at its own rate).
 
     mask: an image path, numpy (H, W) array or PIL image (one mask for every frame), a folder of images
     (one per frame), a mask video path (decoded in step), or a function `(source frame index, (H, W, 3)
@@ -540,15 +571,18 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
     require_av()
     src, dst = Path(src), Path(dst)
     rng = FrameRange.of(frames, seconds)
+    source_spec = VideoSource.of(src, input_fps)
+    if is_sequence(dst):
+        encode = _sequence_encoding(dst, encode)
     options = encode.codec_options()
     if not dst.parent.is_dir():
         raise ValueError(f"dst: the folder {dst.parent} does not exist")
     if dst.is_dir():
         raise ValueError(f"dst: {dst} is a folder; give a file name such as {dst / 'inpainted.mp4'}")
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+    if dst.resolve() == src.resolve():
         raise ValueError(f"dst: {dst} is the input video; write to another file")
     inpainter = VideoInpainter(engine, temporal, config or VideoConfig(lookahead=FILE_LOOKAHEAD))
-    source = _open_source(src)
+    source = _open_source(source_spec)
     try:
         sources = MaskSources(mask, exclude, dilate, hold_last_mask)
     except BaseException:
@@ -557,7 +591,7 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
     try:
         overlap = _inference_on_gpu(inpainter) if overlap_io is None else overlap_io
         kinds = tuple(kind for kind, keep in zip(COPY_OPTIONS, (audio, subtitles)) if keep)
-        return _run(source, src, sources, dst, rng, encode, options, inpainter, kinds, progress, overlap)
+        return _run(source, source_spec, sources, dst, rng, encode, options, inpainter, kinds, progress, overlap)
     finally:
         sources.close()
         source.close()
@@ -574,24 +608,23 @@ def _check_mask_count(masks, rng: FrameRange, video_frames: int) -> None:
                                 "--hold-last-mask)")
 
 
-def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, encode: EncodeSettings,
+def _run(source, source_spec: VideoSource, sources: MaskSources, dst: Path, rng: FrameRange, encode: EncodeSettings,
          options: dict[str, str], inpainter: VideoInpainter, kinds: tuple[str, ...], progress: Progress | None,
          overlap: bool) -> VideoSummary:
     t_start = time.perf_counter()
     video = source.streams.video[0]
     fps = _frame_rate(video)
+    count = video.frames or source_spec.frames     # 0 / None: the container does not say
     for masks in sources.all:
-        _check_mask_count(masks, rng, video.frames)
-    total = rng.expected_frames(video.frames or None, fps)
+        _check_mask_count(masks, rng, count)
+    total = rng.expected_frames(count or None, fps)
     source_format = video.codec_context.format
     source_pix_fmt = None if source_format is None else source_format.name
     pix_fmt = encode.pixel_format(source_pix_fmt)
     native = pix_fmt == source_pix_fmt and one_component_per_plane(pix_fmt)    # known samples from the source's
-    kept = _KeptFrames(source, src, rng, fps, deep=is_deep(source_pix_fmt) and is_deep(pix_fmt) and not native)
-    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=f".partial{dst.suffix}")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, NEW_FILE_MODE & ~_umask())  # mkstemp makes it private; dst gets the usual permissions
+    kept = _KeptFrames(source, source_spec.open, rng, fps,
+                       deep=is_deep(source_pix_fmt) and is_deep(pix_fmt) and not native)
+    output = _Output(dst)
     writer: _Writer | None = None
     copies: StreamCopy | None = None
     encoding: _Drain | _InlineDrain | None = None
@@ -624,11 +657,13 @@ def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, en
                 first_size = rgb.shape[:2]
                 for masks in sources.all:
                     masks.rotation = frame.rotation
-                writer = _Writer(tmp, encode, pix_fmt, options, video, frame, fps, pts if rng.cuts else 0)
+                number = None if output.folder is None else (source_spec.first_number or 0) + index
+                writer = _Writer(output.path, encode, pix_fmt, options, video, frame, fps, pts if rng.cuts else 0,
+                                 number)
                 writer.container.metadata.update(copied_tags(source.metadata))
                 writer.container.set_chapters(copied_chapters(source.chapters(), t if rng.cuts else 0.0,
                                                               rng.end_time(fps)))
-                copies = StreamCopy(src, kinds, t if rng.cuts else None)
+                copies = StreamCopy(source_spec.open, kinds, t if rng.cuts else None)
                 copies.attach(writer.container)
                 encoding = (_Drain if overlap else _InlineDrain)(encode_frame)
             elif rgb.shape[:2] != first_size:
@@ -638,19 +673,20 @@ def _run(source, src: Path, sources: MaskSources, dst: Path, rng: FrameRange, en
             waiting.append((pts, t, frame if native else None, rgb16, masks[0]))
             put(inpainter.push(rgb, *masks))
         if writer is None:
-            raise ValueError(f"src: {src} has no video frames" + (" in the selected range" if rng.cuts else ""))
+            raise ValueError(f"src: {source_spec.path} has no video frames"
+                             + (" in the selected range" if rng.cuts else ""))
         put(inpainter.flush())
         encoding.finish()
         if copies is not None:
             copies.copy_until(writer.container, kept.end_time)
         writer.finish()
-        os.replace(tmp, dst)
+        output.commit()
     except BaseException:
         if encoding is not None:
             encoding.abort()
         if writer is not None:
             writer.abort()
-        tmp.unlink(missing_ok=True)
+        output.discard()
         raise
     finally:
         decoding.close()
@@ -708,6 +744,10 @@ def _clock(seconds: float) -> str:
 
 VIDEO_HELP = """Inpaint a video file: every frame is filled where its mask is nonzero (white).
 
+IN and OUT may be image sequences: a file name with one printf counter (shot.%04d.png; PNG, TIFF, DPX, BMP,
+JPEG; EXR is refused), read from the folder's lowest number at --input-fps (24 by default) and written with the
+source's numbers; 16-bit PNG/TIFF and 10/16-bit DPX keep their depth where the frame is known.
+
 MASK is one image (the same mask for every frame), a folder of images (one per frame, in natural name
 order), or a mask video (frame i masks frame i; luma >= 128 fills). A folder or mask video shorter than
 the video is an error before anything is written (or, when its length shows only while decoding, the
@@ -737,10 +777,13 @@ def add_video_parser(subparsers) -> None:
     defaults = EncodeSettings()
     cmd = subparsers.add_parser("video", help="inpaint a video file (mask: image, folder of images, or video)",
                                 description=VIDEO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cmd.add_argument("input", type=Path, help="input video (any container FFmpeg reads)")
+    cmd.add_argument("input", type=Path, help="input video (any container FFmpeg reads), or an image sequence "
+                     "(shot.%%04d.png: PNG, TIFF, DPX, BMP, JPEG)")
+    cmd.add_argument("--input-fps", type=float, default=None, metavar="FPS",
+                     help="frames per second of an input image sequence (default 24)")
     cmd.add_argument("mask", help="mask image, folder of mask images, or mask video; nonzero/white = fill")
     cmd.add_argument("-o", "--output", type=Path, required=True, help="output video; the suffix picks the "
-                     "container (.mp4, .mkv, .mov, .avi)")
+                     "container (.mp4, .mkv, .mov, .avi), or an image sequence (out.%%04d.png, .tif, .dpx)")
     cmd.add_argument("--temporal", choices=("on", "off"), default="on",
                      help="on: temporally consistent fill (default); off: every frame inpainted alone")
     cmd.add_argument("--lookahead", type=int, default=None, metavar="N",
@@ -812,7 +855,8 @@ def run_video_command(args) -> None:
                                 frames=frames, seconds=seconds, encode=encode, dilate=args.dilate,
                                 audio=not args.no_audio, subtitles=not args.no_subtitles,
                                 hold_last_mask=args.hold_last_mask, progress=progress,
-                                config=VideoConfig(lookahead=lookahead), exclude=args.exclude)
+                                config=VideoConfig(lookahead=lookahead), exclude=args.exclude,
+                                input_fps=args.input_fps)
     except (ValueError, FileNotFoundError, NotImplementedError, ImportError) as exc:
         progress.close()
         raise SystemExit(f"error: {exc}") from None

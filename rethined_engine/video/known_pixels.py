@@ -52,17 +52,23 @@ def is_deep(pix_fmt: str | None) -> bool:
 def output_pixel_format(codec: str, formats: list[str], source_pix_fmt: str | None) -> str:
     """The pixel format the encoder `codec` (which takes `formats`) writes when none is asked for, for a source in
     `source_pix_fmt` (None: unknown, taken as 8-bit): the codec's default for the source's depth (module docstring),
-    or when the encoder lacks it the first of `formats` with at least 8 bits per component (an 8-bit source) or 10
-    (a deep one). ValueError naming encode.pix_fmt when none has."""
+    or when the encoder lacks it the first of `formats` in colour (three colour components: no grey) with at least 8
+    bits per component (an 8-bit source) or 10 (a deep one), one without alpha first. ValueError naming
+    encode.pix_fmt when none has."""
+    import av
+
     deep = is_deep(source_pix_fmt)
     defaults = LOSSLESS_PIX_FMTS if codec == LOSSLESS_CODEC else DEFAULT_PIX_FMTS
     preferred = defaults[deep]
     if preferred in formats:
         return preferred
     least = DEEP_OUTPUT_BITS if deep else SHALLOW_BITS
-    for name in formats:
-        if component_bits(name) >= least:
-            return name
+    for alpha in (False, True):
+        for name in formats:
+            components = av.VideoFormat(name).components
+            colour = [c for c in components if not c.is_alpha]
+            if len(colour) >= 3 and (len(colour) < len(components)) == alpha and component_bits(name) >= least:
+                return name
     raise ValueError(f"encode.pix_fmt: {codec} takes no format of {least} or more bits per component for this "
                      f"{source_pix_fmt} source ({', '.join(formats)}); name one")
 
@@ -135,12 +141,14 @@ def _block_any(mask: np.ndarray, shape: tuple[int, int], block: tuple[int, int])
 def keep_source_samples(frame, source, mask: np.ndarray) -> None:
     """Write the source frame's samples into `frame` (both PyAV frames of the same size and a pixel format with one
     component per plane) wherever no pixel of mask (H, W) bool, the hole, lies in the block a sample covers (a
-    plane's blocks: ceil(H / its height) x ceil(W / its width) pixels)."""
+    plane's blocks: ceil(H / its height) x ceil(W / its width) pixels); an alpha plane is the source's everywhere
+    (the inpainter fills colour, not transparency)."""
     height, width = mask.shape
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    alpha = {component.plane for component in frame.format.components if component.is_alpha}
     for index in range(len(frame.planes)):
         out, src = plane_samples(frame, index), plane_samples(source, index)
-        if not rows.size:
+        if not rows.size or index in alpha:
             np.copyto(out, src)
             continue
         by, bx = -(-height // out.shape[0]), -(-width // out.shape[1])

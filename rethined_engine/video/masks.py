@@ -26,6 +26,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .seek import indexed_frames, seek_plan
+
 VIDEO_MASK_THRESHOLD = 128  # a mask video's luma (0..255) at or above this fills
 MASK_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
@@ -223,7 +225,8 @@ class VideoMasks(_Source):
             raise ValueError(f"{name}: {self.path} has no video stream")
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
-        self._frames = self._container.decode(stream)
+        self._stream = stream
+        self._frames = None     # (index, frame) from the keyframe before the first mask asked for (`seek`)
         self._next_index = 0
         self._count = stream.frames or None  # 0 when the container does not say
 
@@ -232,12 +235,17 @@ class VideoMasks(_Source):
         return self._count
 
     def _raw(self, index: int, frame: np.ndarray) -> np.ndarray | None:
+        if self._frames is None:
+            import av
+
+            plan = seek_plan(lambda: av.open(str(self.path)), index, None)
+            self._frames = indexed_frames(self._container, self._stream, plan)
         decoded = None
         while self._next_index <= index:
-            decoded = next(self._frames, None)
-            if decoded is None:
+            item = next(self._frames, None)
+            if item is None:
                 return None
-            self._next_index += 1
+            self._next_index, decoded = item[0] + 1, item[1]
         luma = decoded.to_ndarray(format="gray", src_color_range=decoded.color_range)
         return luma >= VIDEO_MASK_THRESHOLD
 

@@ -2,7 +2,8 @@
 first frame, instead of decoding every frame before it.
 
 Frames are indexed in presentation order (a mask folder's and mask video's frame i masks source frame i), so the
-index of the first frame decoded after a seek must be known: `seek_plan` demuxes the video packets (no decoding) from
+index of the first frame decoded after a seek must be known (a mask video seeks the same way to the first mask asked
+for): `seek_plan` demuxes the video packets (no decoding) from
 the file's start until it has seen `REORDER_MARGIN` packets past the range's first frame, ranks their timestamps
 (presentation order), and picks the last keyframe at or before that frame. Frames decoded after the seek are counted
 on from the rank of the first one. No plan (decode from the start, as before) when the range starts in the first
@@ -11,7 +12,7 @@ group of pictures, when a packet carries no timestamp, or when the video has no 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any, Callable, Iterator
 
 REORDER_MARGIN = 64     # packets demuxed past the range's first frame: more than any decoder's reordering depth
 
@@ -25,14 +26,13 @@ class SeekPlan:
     first_kept: int
 
 
-def seek_plan(src: Path, first: int | None, t0: float | None) -> SeekPlan | None:
-    """The `SeekPlan` for a range of src's first video stream that starts at frame index `first` and time `t0`
-    seconds (either None: no bound; a frame is in the range when it satisfies both), or None (module docstring)."""
-    import av
-
+def seek_plan(open_video: Callable[[], Any], first: int | None, t0: float | None) -> SeekPlan | None:
+    """The `SeekPlan` for a range of the first video stream of the container `open_video()` opens (a second reader
+    of the source) that starts at frame index `first` and time `t0` seconds (either None: no bound; a frame is in the
+    range when it satisfies both), or None (module docstring)."""
     if not first and not t0:
         return None
-    with av.open(str(src)) as container:
+    with open_video() as container:
         video = container.streams.video[0]
         base = video.time_base
         packets, past = [], None
@@ -58,3 +58,19 @@ def seek_plan(src: Path, first: int | None, t0: float | None) -> SeekPlan | None
     if key == 0:
         return None
     return SeekPlan(packets[key][0], {pts: i for i, (pts, _) in enumerate(packets)}, first_kept)
+
+
+def indexed_frames(container, stream, plan: SeekPlan | None) -> Iterator[tuple[int, Any]]:
+    """(frame index, frame) of the video `stream` of an open `container`, decoded from the plan's keyframe, or from
+    the start when plan is None or the seek landed past its first kept frame."""
+    if plan is not None:
+        container.seek(plan.pts, stream=stream, backward=True, any_frame=False)
+        frames = container.decode(stream)
+        first = next(frames, None)
+        start = None if first is None else plan.ranks.get(first.pts)
+        if start is not None and start <= plan.first_kept:
+            yield start, first
+            yield from enumerate(frames, start + 1)
+            return
+        container.seek(min(plan.ranks), stream=stream, backward=True, any_frame=False)
+    yield from enumerate(container.decode(stream))

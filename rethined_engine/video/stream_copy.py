@@ -14,8 +14,7 @@ Matroska writers add) are not copied, nor an old-style rotate tag (the display m
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 NOT_COPIED_TAG_PREFIXES = ("ENCODER", "DURATION", "BPS", "NUMBER_OF_", "_STATISTICS_", "ROTATE")  # upper case
 TIMESTAMP_CHECKED_KINDS = ("audio",)  # kinds whose first packet is checked for a timestamp when a range cuts them
@@ -49,11 +48,10 @@ def copied_chapters(chapters: list[dict], start: float, end: float | None) -> li
     return kept
 
 
-def _first_packet_timed(src: Path, index: int) -> bool:
-    """Whether the first packet of stream `index` of src carries a timestamp (True for a stream without packets)."""
-    import av
-
-    with av.open(str(src)) as probe:
+def _first_packet_timed(open_source: Callable[[], Any], index: int) -> bool:
+    """Whether the first packet of stream `index` of the source carries a timestamp (True for a stream without
+    packets)."""
+    with open_source() as probe:
         first = next((p for p in probe.demux(probe.streams[index]) if p.size), None)
     return first is None or packet_time(first) is not None
 
@@ -65,15 +63,14 @@ def _label(stream) -> str:
 
 
 class StreamCopy:
-    """The source's streams of `kinds` ("audio", "subtitle"), read by a second reader of `src`; `start_time`: the
-    time of the first kept frame when a range cuts the video (packets before it are left out), else None. `attach`
-    adds the output streams, `copy_until` copies, `fate` reports, `close` closes the reader."""
+    """The source's streams of `kinds` ("audio", "subtitle"), read by a second reader of the source (`open_source()`
+    opens one); `start_time`: the time of the first kept frame when a range cuts the video (packets before it are left
+    out), else None. `attach` adds the output streams, `copy_until` copies, `fate` reports, `close` closes the
+    reader."""
 
-    def __init__(self, src: Path, kinds: tuple[str, ...], start_time: float | None):
-        import av
-
-        self.src, self.start_time = src, start_time
-        self.container = av.open(str(src))
+    def __init__(self, open_source: Callable[[], Any], kinds: tuple[str, ...], start_time: float | None):
+        self.open_source, self.start_time = open_source, start_time
+        self.container = open_source()
         self.streams = [s for s in self.container.streams if s.type in kinds]
         self.described = [(s.index, s.type, _label(s)) for s in self.streams]   # for `fate`, after `close`
         self.targets: dict[int, tuple[Any, int]] = {}   # source stream index -> (output stream, pts offset)
@@ -88,7 +85,7 @@ class StreamCopy:
             if name not in output.supported_codecs:
                 self.dropped[stream.index] = f"the {output.format.name} container cannot hold {name}"
             elif (self.start_time is not None and stream.type in TIMESTAMP_CHECKED_KINDS
-                  and not _first_packet_timed(self.src, stream.index)):
+                  and not _first_packet_timed(self.open_source, stream.index)):
                 self.dropped[stream.index] = "no timestamps to cut it by"
             else:
                 target = output.add_stream_from_template(stream)
