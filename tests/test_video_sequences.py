@@ -10,7 +10,7 @@ cv2 = pytest.importorskip("cv2")
 
 from rethined_engine import Engine  # noqa: E402
 from rethined_engine.cli import main  # noqa: E402
-from rethined_engine.video import inpaint_video  # noqa: E402
+from rethined_engine.video import LOSSLESS, inpaint_video  # noqa: E402
 from rethined_engine.video.known_pixels import LEVEL_16_PER_8  # noqa: E402
 from rethined_engine.video.sequences import VideoSource, is_sequence, sequence_numbers  # noqa: E402
 
@@ -85,7 +85,9 @@ def test_a_16bit_tiff_range_into_dpx_keeps_depth_and_numbers(engine, tmp_path):
     frames = plates(np.uint16)
     src = write_sequence(tmp_path / "in", frames, ".tif")
     out = tmp_path / "out.%04d.dpx"
-    inpaint_video(src, hole(), out, temporal="on", engine=engine, frames=(2, 5))
+    with pytest.raises(ValueError, match="dst: .jpg files are lossy"):
+        inpaint_video(src, hole(), tmp_path / "out.%04d.jpg", engine=engine, encode=LOSSLESS)
+    inpaint_video(src, hole(), out, temporal="on", engine=engine, frames=(2, 5), encode=LOSSLESS)
     with av.open(str(out), format="image2", options={"start_number": str(FIRST + 2)}) as container:
         got = [f.to_ndarray(format="rgb48le") for f in container.decode(video=0)]
         assert container.streams.video[0].codec_context.pix_fmt.startswith("rgb48")

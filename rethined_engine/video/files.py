@@ -73,7 +73,7 @@ from .known_pixels import (decode_frame, is_deep, keep_source_samples, one_compo
                            put_back, rgb_format)
 from .masks import MaskSources, MaskTooShortError
 from .seek import indexed_frames, seek_plan
-from .sequences import IMAGE_ENCODERS, VideoSource, check_suffix, is_sequence
+from .sequences import IMAGE_ENCODERS, LOSSY_IMAGE_ENCODERS, VideoSource, check_suffix, is_sequence
 from .stream import VideoConfig, VideoInpainter
 from .stream_copy import StreamCopy, copied_chapters, copied_tags
 
@@ -244,12 +244,15 @@ def _open_source(source: VideoSource):
 
 def _sequence_encoding(dst: Path, encode: EncodeSettings) -> EncodeSettings:
     """The settings an image sequence dst is written with: its suffix's encoder (`IMAGE_ENCODERS`) when encode is
-    `EncodeSettings()`, else encode; ValueError naming dst for a suffix no image encoder here takes."""
+    `EncodeSettings()` or `LOSSLESS` (a lossless suffix), else encode; ValueError naming dst for a suffix no image
+    encoder here takes, or a lossy one with LOSSLESS."""
     check_suffix(dst, "dst")
     codec = IMAGE_ENCODERS.get(dst.suffix.lower())
     if codec is None:
         raise ValueError(f"dst: an image sequence's suffix must be one of {', '.join(IMAGE_ENCODERS)}, got {dst.name}")
-    return EncodeSettings(codec=codec, crf=None, preset=None) if encode == EncodeSettings() else encode
+    if encode == LOSSLESS and codec in LOSSY_IMAGE_ENCODERS:
+        raise ValueError(f"dst: {dst.suffix} files are lossy; a lossless sequence needs .png, .tif or .dpx")
+    return EncodeSettings(codec=codec, crf=None, preset=None) if encode in (EncodeSettings(), LOSSLESS) else encode
 
 
 class _Output:

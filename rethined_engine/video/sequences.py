@@ -7,11 +7,11 @@ per second (`SEQUENCE_FPS` by default: a sequence states no rate); a gap in the 
 would stop there). Frame i of the sequence is source frame i (a mask folder's i-th image masks it).
 
 Writing a sequence goes through the image2 muxer with the encoder its suffix names (`IMAGE_ENCODERS`, when the
-settings are `EncodeSettings()`'s defaults), numbered as the source's frames are: from the source sequence's own
-numbers, or from the source frame index for a video file. A 16-bit PNG or TIFF and a 10- or 16-bit DPX source keeps
-its depth (`known_pixels`). The files are written into a hidden folder beside the output and moved into place at the
-end; an error or interruption removes that folder and leaves files already there untouched. EXR is refused: it holds
-linear light, which the inpainter (display-referred 8-bit RGB) would treat as display values.
+settings are `EncodeSettings()`'s defaults or `LOSSLESS`), numbered as the source's frames are: from the source
+sequence's own numbers, or from the source frame index for a video file. A 16-bit PNG or TIFF and a 10- or 16-bit
+DPX source keeps its depth (`known_pixels`). The files are written into a hidden folder beside the output and moved
+into place at the end; an error or interruption removes that folder and leaves files already there untouched. EXR
+is refused: it holds linear light, which the inpainter (display-referred 8-bit RGB) would treat as display values.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ COUNTER = re.compile(r"%(0\d+)?d")
 SEQUENCE_FPS = 24   # frames per second of a sequence read without input_fps
 IMAGE_ENCODERS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".dpx": "dpx", ".bmp": "bmp", ".jpg": "mjpeg",
                   ".jpeg": "mjpeg"}
+LOSSY_IMAGE_ENCODERS = ("mjpeg",)
 REFUSED_SUFFIXES = {".exr": "EXR holds linear light, which the inpainter (display-referred 8-bit RGB) does not take; "
                             "convert it to 16-bit TIFF, PNG or DPX first"}
 
