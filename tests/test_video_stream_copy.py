@@ -35,7 +35,7 @@ def clip(tmp_path_factory):
         container.metadata["title"] = "A film"
         container.set_chapters([{"id": i + 1, "start": 500 * i, "end": 500 * (i + 1), "time_base": MS,
                                  "metadata": {"title": title}} for i, title in enumerate(("One", "Two"))])
-        video = container.add_stream("ffv1", rate=FPS)
+        video = container.add_stream("ffv1", rate=FPS, options={"g": "1"})     # every frame a keyframe
         video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "bgr0"
         tracks = []
         for codec, layout, tags, disposition in TRACKS:
@@ -170,3 +170,21 @@ def test_cli_reports_the_streams_and_leaves_subtitles_out_on_request(subtitled, 
     assert main(["video", str(subtitled), str(mask_file), "-o", str(tmp_path / "b.mkv"), "--temporal", "off",
                  "--lossless", "--no-subtitles", "--device", "cpu"]) == 0
     assert "subtitles dropped: subtitles=False" in capsys.readouterr().out
+
+
+def test_video_segments_carry_every_stream_tag_and_chapter(subtitled, tmp_path):
+    from rethined_engine.distributed.video_segments import inpaint_video_segments
+
+    out = tmp_path / "segmented.mkv"
+    segments = inpaint_video_segments(subtitled, np.zeros((HEIGHT, WIDTH), bool), out, seconds=0.5, temporal="off",
+                                      engine={"device": "cpu"})
+    assert len(segments) == 2
+    assert packets(out, "audio") == packets(subtitled, "audio")
+    assert packets(out, "subtitle") == packets(subtitled, "subtitle")
+    assert chapters(out) == chapters(subtitled)
+    with av.open(str(out)) as container:
+        assert container.metadata.get("title") == "A film"
+    inpaint_video_segments(subtitled, np.zeros((HEIGHT, WIDTH), bool), tmp_path / "bare.mkv", seconds=0.5,
+                           temporal="off", engine={"device": "cpu"}, audio=False, subtitles=False)
+    with av.open(str(tmp_path / "bare.mkv")) as container:
+        assert [s.type for s in container.streams] == ["video"]

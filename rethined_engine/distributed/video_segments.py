@@ -11,9 +11,10 @@ to rebuild the temporal state, and drops their output, and the `lookahead` frame
 frames before them copy from as in one sequential run: every frame is written once, by its own segment. The
 parts are lossless FFV1 in RGB (bgr0, or rgb48le for a source of more than 8 bits per component, whose known
 pixels keep their depth: `video.known_pixels`) in Matroska with the source's timestamps; `join_parts` remuxes
-their packets into one file (FFV1 frames are all keyframes, so any part boundary is a clean cut). The output is
-that FFV1 file: encode it to a delivery codec afterwards (no audio is carried). Frames are indexed in presentation
-order, found from the packets' timestamps (a container without packet timestamps is refused).
+their packets into one file (FFV1 frames are all keyframes, so any part boundary is a clean cut), with the source's
+audio and subtitle streams, tags and chapters copied in step (`video.stream_copy`). The output is that FFV1 file:
+encode it to a delivery codec afterwards. Frames are indexed in presentation order, found from the packets'
+timestamps (a container without packet timestamps is refused).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from ..video.known_pixels import decode_frame, is_deep, put_back, rgb_format
 from ..video.files import LOSSLESS, _frame_rate, _open_source, require_av
 from ..video.masks import MaskSources
 from ..video.sequences import VideoSource
+from ..video.stream_copy import StreamCopy, copied_chapters, copied_tags, packet_time
 
 PART_SUFFIX = ".mkv"
 
@@ -201,13 +203,16 @@ def inpaint_segment(src: str | Path, mask: Any, segment: Segment, part: str | Pa
     return written
 
 
-def join_parts(parts: list[str | Path], dst: str | Path) -> None:
+def join_parts(parts: list[str | Path], dst: str | Path, src: str | Path | None = None,
+               kinds: tuple[str, ...] = ("audio", "subtitle")) -> None:
     """Remux the video packets of `parts` (FFV1 files from `inpaint_segment`, in order) into dst, without
-    decoding; dst is written under a temporary name and renamed."""
+    decoding; with `src`, the source video, also its streams of `kinds` (copied packet for packet, in step with the
+    video), its tags and chapters (`video.stream_copy`). dst is written under a temporary name and renamed."""
     import av
 
     dst = Path(dst)
     temporary = dst.with_name(f".{dst.name}.{os.getpid()}.tmp{dst.suffix}")
+    copies = None
     try:
         with av.open(str(temporary), "w") as out:
             stream = None
@@ -216,14 +221,34 @@ def join_parts(parts: list[str | Path], dst: str | Path) -> None:
                     video = source.streams.video[0]
                     if stream is None:
                         stream = out.add_stream_from_template(video)
+                        if src is not None:
+                            copies = _copy_source_streams(VideoSource.of(Path(src)), out, stream, kinds)
                     for packet in source.demux(video):
                         if packet.size == 0:
                             continue
+                        if copies is not None:
+                            copies.copy_until(out, packet_time(packet))
                         packet.stream = stream
                         out.mux(packet)
+            if copies is not None:
+                copies.copy_until(out, None)
         os.replace(temporary, dst)
     finally:
+        if copies is not None:
+            copies.close()
         temporary.unlink(missing_ok=True)
+
+
+def _copy_source_streams(source: VideoSource, out, video, kinds: tuple[str, ...]) -> StreamCopy:
+    """The source's container and video tags and chapters set on `out` (its video stream `video`), and its streams
+    of `kinds` attached for copying."""
+    with source.open() as container:
+        out.metadata.update(copied_tags(container.metadata))
+        video.metadata.update(copied_tags(container.streams.video[0].metadata))
+        out.set_chapters(copied_chapters(container.chapters(), 0.0, None))
+    copies = StreamCopy(source.open, kinds, None)
+    copies.attach(out)
+    return copies
 
 
 class SegmentStage:
@@ -253,14 +278,16 @@ class SegmentStage:
 def inpaint_video_segments(src: str | Path, mask: Any, dst: str | Path, *, seconds: float, temporal: str = "on",
                            engine: dict | None = None, dilate: int = 0, use_ray: bool = False, workers: int = 1,
                            gpus_per_worker: float = 0.0, warmup: int | None = None,
-                           lookahead: int | None = None, exclude: Any = None) -> list[Segment]:
+                           lookahead: int | None = None, exclude: Any = None, audio: bool = True,
+                           subtitles: bool = True) -> list[Segment]:
     """Inpaint src segment by segment into the FFV1 file dst (see the module docstring); returns the segments.
     mask: an image, array, folder, mask video or callable, as `inpaint_video`. engine: `Engine(**engine)`
     keyword arguments in every process. use_ray: segments are the rows of a Ray Data job with `workers` engine
     actors of `gpus_per_worker` GPUs (ray.init() first, or Ray starts a local one). warmup: frames decoded before
     each segment to rebuild the temporal state (default: `VideoConfig.memory_frames` with temporal on, 0 off).
     lookahead: later frames each frame copies from, decoded past each segment's end (default: `inpaint_video`'s,
-    `FILE_LOOKAHEAD`, with temporal on; 0 off). exclude: the pixels no fill may copy, in the forms mask takes."""
+    `FILE_LOOKAHEAD`, with temporal on; 0 off). exclude: the pixels no fill may copy, in the forms mask takes.
+    audio / subtitles: copy the source's audio / subtitle streams into dst at the join (with its tags and chapters)."""
     from ..video.files import FILE_LOOKAHEAD
     from ..video.stream import VideoConfig
 
@@ -298,7 +325,8 @@ def inpaint_video_segments(src: str | Path, mask: Any, dst: str | Path, *, secon
         missing = {row["index"] for row in rows} - {int(row["index"]) for row in done}
         if missing:
             raise RuntimeError(f"segments {sorted(missing)} were not written")
-        join_parts([part_path(folder, segment.index) for segment in segments], dst)
+        kinds = tuple(kind for kind, keep in (("audio", audio), ("subtitle", subtitles)) if keep)
+        join_parts([part_path(folder, segment.index) for segment in segments], dst, src, kinds)
     return segments
 
 
@@ -334,7 +362,8 @@ def run_segments_command(args) -> None:
         segments = inpaint_video_segments(args.input, args.mask, args.output, seconds=args.segments,
                                           temporal=args.temporal, engine=engine, dilate=args.dilate, use_ray=use_ray,
                                           workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-                                          lookahead=args.lookahead, exclude=args.exclude)
+                                          lookahead=args.lookahead, exclude=args.exclude,
+                                          audio=not args.no_audio, subtitles=not args.no_subtitles)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         raise SystemExit(f"error: {exc}") from None
     print(f"wrote {args.output}: {segments[-1].stop} frames in {len(segments)} segments (FFV1)")
