@@ -90,11 +90,14 @@ def yuv10_clip(tmp_path_factory):
 
 
 def test_default_pixel_formats_follow_the_source_depth():
-    x264 = ["yuv420p", "yuv422p", "yuv420p10le", "gray"]
+    x264 = ["yuv420p", "yuv422p", "yuv420p10le", "yuv422p10le", "gray"]
     assert output_pixel_format("libx264", x264, "yuv420p") == "yuv420p"
     assert output_pixel_format("libx264", x264, None) == "yuv420p"
-    assert output_pixel_format("libx264", x264, "yuv422p10le") == "yuv420p10le"
-    assert output_pixel_format("ffv1", ["bgr0", "rgb48le", "yuv420p"], "yuv420p") == "bgr0"
+    assert output_pixel_format("libx264", x264, "yuv422p10le") == "yuv422p10le"    # the source's own, if taken
+    assert output_pixel_format("libx264", x264, "gray") == "gray"
+    assert output_pixel_format("libx264", x264, "yuv444p12le") == "yuv420p10le"
+    assert output_pixel_format("libx264", x264, "bgr0") == "yuv420p"
+    assert output_pixel_format("ffv1", ["bgr0", "rgb48le", "yuv420p"], "yuv420p") == "bgr0"       # ffv1: RGB
     assert output_pixel_format("ffv1", ["bgr0", "rgb48le", "yuv420p"], "gbrp16le") == "rgb48le"
     assert output_pixel_format("prores_ks", ["yuv422p10le", "yuv444p10le"], "yuv420p") == "yuv422p10le"
     assert output_pixel_format("x", ["cuda", "yuv444p", "yuv444p12le"], "p010le") == "yuv444p12le"
@@ -219,12 +222,16 @@ def test_another_10bit_format_keeps_the_codes_within_a_step(yuv10_clip, engine, 
         assert container.streams.video[0].codec_context.pix_fmt == "yuv444p"    # asked for 8 bits: 8 bits
 
 
-def test_the_default_encoding_of_a_10bit_source_is_10bit(yuv10_clip, engine, mask, tmp_path):
-    inpaint_video(yuv10_clip, mask, tmp_path / "out.mp4", temporal="off", engine=engine,
+@pytest.mark.parametrize("source_format, written", [("yuv420p10le", "yuv420p10le"), ("yuv422p10le", "yuv422p10le"),
+                                                     ("gbrp10le", "yuv420p10le")])
+def test_the_default_encoding_keeps_the_source_format_or_its_depth(engine, mask, tmp_path, source_format, written):
+    source = tmp_path / "source.mkv"
+    write_deep(source, deep_frames(2), "ffv1", source_format)
+    inpaint_video(source, mask, tmp_path / "out.mp4", temporal="off", engine=engine,
                   encode=EncodeSettings(preset="ultrafast"))
     with av.open(str(tmp_path / "out.mp4")) as container:
         context = container.streams.video[0].codec_context
-        assert context.name == "h264" and context.pix_fmt == "yuv420p10le"
+        assert context.name == "h264" and context.pix_fmt == written        # libx264 takes no gbrp10le
 
 
 def test_segments_of_a_16bit_source_equal_the_sequential_run(rgb16_clip, mask, tmp_path):

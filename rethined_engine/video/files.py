@@ -10,9 +10,9 @@ encoder's own look-ahead, and the `VideoConfig.lookahead` frames the inpainter h
 `overlap_io` (by default when the engine runs on CUDA) decoding and encoding run on two threads beside the
 inpainting.
 
-Writing (`EncodeSettings`): libx264, crf 18, preset medium by default, yuv420p for an 8-bit source and
-yuv420p10le for a deeper one (`known_pixels.output_pixel_format`), at the source's frame
-rate and time base with the source's frame timestamps (shifted to start at 0 when a range cuts the
+Writing (`EncodeSettings`): libx264, crf 18, preset medium by default, in the source's pixel format when libx264
+takes it, else yuv420p for an 8-bit source and yuv420p10le for a deeper one (`known_pixels.output_pixel_format`), at
+the source's frame rate and time base with the source's frame timestamps (shifted to start at 0 when a range cuts the
 start). The colour tags (color_range, colorspace, primaries, trc), the rotation (display matrix) and the container's
 and video stream's tags (title, language, ...) and the chapters are copied; every audio and subtitle stream is
 copied packet for packet, not re-encoded, with its tags and disposition (`rethined_engine.video.stream_copy`).
@@ -93,8 +93,9 @@ class EncodeSettings:
     """How the output video stream is encoded.
 
     codec: an FFmpeg encoder name (libx264, libx265, libvpx-vp9, ffv1, ...); pix_fmt: the encoded pixel
-    format (see the module docstring for which are lossless), None = by the source's bit depth
-    (`known_pixels.output_pixel_format`: yuv420p or yuv420p10le; ffv1 bgr0 or rgb48le); crf: constant rate factor
+    format (see the module docstring for which are lossless), None = the source's when the encoder takes it, else
+    by its bit depth (`known_pixels.output_pixel_format`: yuv420p or yuv420p10le; ffv1 bgr0 or rgb48le); crf: constant
+    rate factor
     (libx264: 0-51, lower = better, 18 = visually lossless; None = the codec's default or a codec without crf); preset:
     the encoder's speed/size trade-off (libx264: ultrafast ... veryslow; None = the codec's default);
     options: further encoder options, FFmpeg names and string values (e.g. {"tune": "film"}).
@@ -765,11 +766,11 @@ and keeps what it has to invent steady; --temporal off fills every frame alone.
 The output keeps the frame rate, timestamps, colour tags, rotation and tags; every audio and subtitle stream is
 copied, not re-encoded, with its language and disposition, and cut with --start/--end at packet boundaries
 (audio without timestamps is dropped with a warning when cut). Default encoding: libx264 crf 18 preset medium
-(lossy), yuv420p, or yuv420p10le for a source of more than 8 bits per component, whose known pixels keep their
-depth (the fill has 8 bits of precision); where the output has the source's pixel format, every sample outside the
-hole is the source's own. --lossless writes ffv1 in RGB (bgr0, or rgb48le for a deeper source), which keeps the
-RGB frames bit for bit (use .mkv or .avi). The output is written to a temporary file next to OUT and renamed at
-the end: an error or Ctrl-C leaves no partial file.
+(lossy), in the source's pixel format when libx264 takes it (yuv420p, yuv422p10le, ...), so that every sample
+outside the hole is the source's own, else yuv420p, or yuv420p10le for a source of more than 8 bits per component,
+whose known pixels keep their depth (the fill has 8 bits of precision). --lossless writes ffv1 in RGB (bgr0, or
+rgb48le for a deeper source), which keeps the RGB frames bit for bit (use .mkv or .avi). The output is written to a
+temporary file next to OUT and renamed at the end: an error or Ctrl-C leaves no partial file.
 """.format(lookahead=FILE_LOOKAHEAD)
 
 
@@ -795,8 +796,8 @@ def add_video_parser(subparsers) -> None:
     cmd.add_argument("--start", help="first frame kept: a frame index (120) or a time in seconds (4.5s)")
     cmd.add_argument("--end", help="end of the range, excluded: a frame index or a time in seconds (9s)")
     cmd.add_argument("--codec", help=f"FFmpeg encoder (default {defaults.codec})")
-    cmd.add_argument("--pix-fmt", help="encoded pixel format (default yuv420p, or yuv420p10le for a source of more "
-                     "than 8 bits per component)")
+    cmd.add_argument("--pix-fmt", help="encoded pixel format (default: the source's when the encoder takes it, "
+                     "else yuv420p, or yuv420p10le for a source of more than 8 bits per component)")
     cmd.add_argument("--crf", type=int, help=f"constant rate factor, lower = better (default {defaults.crf})")
     cmd.add_argument("--preset", help=f"encoder preset (default {defaults.preset})")
     cmd.add_argument("--lossless", action="store_true",

@@ -17,9 +17,11 @@ the frame's colour matrix and range), rounded to 8 bits for the inpainter, and e
 known pixels are the decoded 16-bit frame's, bit for bit, and the hole's are the 8-bit fill times 257 (8 bits of
 precision). An output format of 8 bits reduces everything to 8 bits.
 
-Which pixel format an encoder writes when none is asked for (`output_pixel_format`): ffv1, a lossless codec, writes
-RGB, the frames bit for bit (bgr0 for an 8-bit source, rgb48le for a deeper one); every other encoder yuv420p or
-yuv420p10le; an encoder that takes neither writes the first format it lists that is deep enough.
+Which pixel format an encoder writes when none is asked for (`output_pixel_format`): the source's own when the
+encoder takes it (so that the samples outside the hole are the source's: yuv420p from a phone, yuv422p10le from
+ProRes); ffv1, a lossless codec, writes RGB, the frames bit for bit (bgr0 for an 8-bit source, rgb48le for a deeper
+one); for a source format it lacks, every other encoder yuv420p or yuv420p10le, or, lacking those, the first format
+it lists in colour that is deep enough.
 """
 from __future__ import annotations
 
@@ -51,12 +53,14 @@ def is_deep(pix_fmt: str | None) -> bool:
 
 def output_pixel_format(codec: str, formats: list[str], source_pix_fmt: str | None) -> str:
     """The pixel format the encoder `codec` (which takes `formats`) writes when none is asked for, for a source in
-    `source_pix_fmt` (None: unknown, taken as 8-bit): the codec's default for the source's depth (module docstring),
-    or when the encoder lacks it the first of `formats` in colour (three colour components: no grey) with at least 8
-    bits per component (an 8-bit source) or 10 (a deep one), one without alpha first. ValueError naming
-    encode.pix_fmt when none has."""
+    `source_pix_fmt` (None: unknown, taken as 8-bit): the source's own when the encoder takes it (but ffv1, which
+    writes RGB), else the codec's default for the source's depth (module docstring), else the first of `formats` in
+    colour (three colour components: no grey) with at least 8 bits per component (an 8-bit source) or 10 (a deep
+    one), one without alpha first. ValueError naming encode.pix_fmt when none has."""
     import av
 
+    if codec != LOSSLESS_CODEC and source_pix_fmt in formats:
+        return source_pix_fmt
     deep = is_deep(source_pix_fmt)
     defaults = LOSSLESS_PIX_FMTS if codec == LOSSLESS_CODEC else DEFAULT_PIX_FMTS
     preferred = defaults[deep]
