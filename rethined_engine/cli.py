@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--topk", type=int, default=None, help="keys per hole token for the HR stage "
                         "(default: the weights' hr_topk)")
     export.add_argument("--weights", type=Path, default=None, help="a .safetensors file (default: shipped weights)")
-    from .video.files import add_video_parser, run_video_command
+    from .video.command import add_video_parser, run_video_command
     add_video_parser(sub)
     from .distributed.command import add_batch_parser, run_batch_command
     from .distributed.video_segments import add_segment_arguments, run_segments_command

@@ -424,7 +424,7 @@ def test_audio_the_output_container_cannot_hold_is_dropped_with_a_warning(clip, 
 
 
 def test_pipeline_threads_keep_order_and_carry_exceptions():
-    from rethined_engine.video.files import _Drain, _Prefetch
+    from rethined_engine.video.pipeline_threads import Drain, Prefetch
 
     def numbers(fail_at=None):
         for i in range(20):
@@ -432,18 +432,18 @@ def test_pipeline_threads_keep_order_and_carry_exceptions():
                 raise RuntimeError(f"failed at {i}")
             yield i
 
-    assert list(_Prefetch(numbers())) == list(range(20))
+    assert list(Prefetch(numbers())) == list(range(20))
     seen = []
     with pytest.raises(RuntimeError, match="failed at 7"):
-        for i in _Prefetch(numbers(fail_at=7)):
+        for i in Prefetch(numbers(fail_at=7)):
             seen.append(i)
     assert seen == list(range(7))
-    early = _Prefetch(numbers())
+    early = Prefetch(numbers())
     next(iter(early))
     early.close()  # returns although the consumer stopped reading
 
     done = []
-    drain = _Drain(done.append)
+    drain = Drain(done.append)
     for i in range(20):
         drain.put(i)
     drain.finish()
@@ -453,7 +453,7 @@ def test_pipeline_threads_keep_order_and_carry_exceptions():
         if item == 3:
             raise RuntimeError("encoder failed")
 
-    drain = _Drain(fail_on_three)
+    drain = Drain(fail_on_three)
     with pytest.raises(RuntimeError, match="encoder failed"):
         for i in range(100):
             drain.put(i)

@@ -139,7 +139,7 @@ def _silence_stdout() -> None:
 
 def run_raw_command(args) -> None:
     """`rethined video - MASK -o - --raw WxH`: `pipe_frames` between stdin and stdout, messages on stderr."""
-    from .files import ProgressLine
+    from .command import ProgressLine
     from .masks import MaskSources
 
     if str(args.input) != PIPE_NAME or str(args.output) != PIPE_NAME:
