@@ -1,6 +1,7 @@
 """Image sequences in and out of `inpaint_video`: numbered PNG, TIFF and DPX files written here with OpenCV and
 PyAV (64 x 96, 6 frames, numbered from 1001 as VFX plates are), 8- and 16-bit."""
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 av = pytest.importorskip("av")
 cv2 = pytest.importorskip("cv2")
 
+from conftest import write_video  # noqa: E402
 from rethined_engine import Engine  # noqa: E402
 from rethined_engine.cli import main  # noqa: E402
 from rethined_engine.video import LOSSLESS, inpaint_video  # noqa: E402
@@ -101,17 +103,13 @@ def test_a_16bit_tiff_range_into_dpx_keeps_depth_and_numbers(engine, tmp_path):
 
 def test_a_video_file_into_a_sequence_and_a_failure_leaves_nothing(engine, tmp_path):
     clip = tmp_path / "clip.mkv"
-    with av.open(str(clip), "w") as container:
-        video = container.add_stream("ffv1", rate=12)
-        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "bgr0"
-        for i, rgb in enumerate(plates()):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="bgr0")
-            frame.pts = i
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
+    write_video(clip, plates(), "ffv1", "bgr0", audio=True)                  # with an AAC track
     out = tmp_path / "frames" / "f%03d.png"
     out.parent.mkdir()
-    inpaint_video(clip, hole(), out, temporal="off", engine=engine, frames=(1, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                        # no warning about the audio
+        summary = inpaint_video(clip, hole(), out, temporal="off", engine=engine, frames=(1, 3))
+    assert summary.audio == "dropped: an image sequence holds none"
     assert sorted(os.listdir(out.parent)) == ["f001.png", "f002.png"]          # source frame indices
     (out.parent / "f001.png").write_bytes(b"keep")
 

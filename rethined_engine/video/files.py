@@ -466,7 +466,7 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
         raise
     try:
         overlap = _inference_on_gpu(inpainter) if overlap_io is None else overlap_io
-        kinds = tuple(kind for kind, keep in zip(COPY_OPTIONS, (audio, subtitles)) if keep)
+        kinds = () if is_sequence(dst) else tuple(kind for kind, keep in zip(COPY_OPTIONS, (audio, subtitles)) if keep)
         return _run(source, source_spec, sources, dst, rng, encode, options, inpainter, kinds, progress, overlap)
     finally:
         sources.close()
@@ -569,14 +569,16 @@ def _run(source, source_spec: VideoSource, sources: MaskSources, dst: Path, rng:
         if copies is not None:
             copies.close()
     elapsed = time.perf_counter() - t_start
-    audio_fate, subtitle_fate = (_fate(kind, kinds, copies, source) for kind in COPY_OPTIONS)
+    audio_fate, subtitle_fate = (_fate(kind, kinds, copies, source, output.folder is not None) for kind in COPY_OPTIONS)
     return VideoSummary(dst, written, elapsed, written / elapsed if elapsed > 0 else 0.0, fps, audio_fate,
                         subtitle_fate)
 
 
-def _fate(kind: str, kinds: tuple[str, ...], copies: StreamCopy, source) -> str:
-    """What happened to the source's streams of `kind` (`StreamCopy.fate`, or "dropped: audio=False" when they
-    were not asked for)."""
-    if kind not in kinds:
-        return f"dropped: {COPY_OPTIONS[kind]}=False" if any(s.type == kind for s in source.streams) else "none"
-    return copies.fate(kind)
+def _fate(kind: str, kinds: tuple[str, ...], copies: StreamCopy, source, sequence: bool) -> str:
+    """What happened to the source's streams of `kind` (`StreamCopy.fate`; "dropped: audio=False" when they were not
+    asked for; "dropped: an image sequence holds none" for a `sequence` output)."""
+    if kind in kinds:
+        return copies.fate(kind)
+    if not any(s.type == kind for s in source.streams):
+        return "none"
+    return "dropped: an image sequence holds none" if sequence else f"dropped: {COPY_OPTIONS[kind]}=False"
