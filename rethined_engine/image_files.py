@@ -4,7 +4,10 @@ with what the photo carried.
 - A photo is turned by its EXIF orientation (as image viewers, editors and `cv2.imread` show it), so a mask drawn
   on the photo as shown fits it, and the output is upright. Its alpha channel (RGBA, LA, PA, or a palette with a
   transparent colour) is set aside and put back on the output; its EXIF (orientation reset to 1) and ICC profile are
-  copied to the output. 16-bit and float greys are scaled to 8 bits (the engine's files are 8-bit).
+  copied to the output. A photo of more than 8 bits per channel is read at 8, with a warning
+  (`ReducedDepthWarning`: its known pixels lose their low bits): 16-bit and float greys are scaled to 8 bits, and
+  Pillow, which has no 48-bit mode, reads 16-bit colour (a PNG or TIFF from a raw developer) at 8. Video files and
+  image sequences keep 16 bits (`rethined video`, `rethined_engine.video.known_pixels`).
 - A mask fills where its pixels are nonzero (white = fill): colour masks through their luma. A mask with an alpha
   channel counts as drawn over black (luma x alpha), so strokes painted on a transparent layer are the hole
   whatever colour lies under its transparent pixels; where its colour channels hold one value everywhere and its
@@ -13,6 +16,7 @@ with what the photo carried.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +28,7 @@ UPRIGHT = 1                       # EXIF orientation: stored as shown
 TURNED_SIDEWAYS = (5, 6, 7, 8)    # orientations that swap width and height
 HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+DEEP_COLOUR_RAWMODE = ";16"       # in a Pillow tile's raw mode: 16 bits per colour sample (RGB;16B, RGBA;16N, ...)
 OPAQUE = 255
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")   # output formats that hold an alpha channel
@@ -68,15 +73,31 @@ def shown_size(im: Image.Image) -> tuple[int, int]:
     return (im.width, im.height) if sideways else (im.height, im.width)
 
 
-def _open(path: Path) -> Image.Image:
+class ReducedDepthWarning(UserWarning):
+    """A photo of more than 8 bits per channel was read at 8 (module docstring)."""
+
+
+def _deeper_than_8_bits(im: Image.Image) -> bool:
+    """Whether the opened (not yet loaded) image stores more than 8 bits per sample: a 16-bit or float grey, or 16 bits
+    per colour sample (a 48- or 64-bit PNG or TIFF, which Pillow loads as 8-bit RGB)."""
+    return im.mode in HIGH_DEPTH_MODES or any(DEEP_COLOUR_RAWMODE in str(tile.args) for tile in im.tile)
+
+
+def _open(path: Path, photo: bool = False) -> Image.Image:
+    """The loaded image; for a photo (photo=True) deeper than 8 bits, a `ReducedDepthWarning`."""
     with Image.open(path) as im:
+        deep = photo and _deeper_than_8_bits(im)
         im.load()
-        return im
+    if deep:
+        warnings.warn(f"{path.name}: more than 8 bits per channel, read at 8, so the output's known pixels lose their "
+                      "low bits; to keep 16, name it as a one-frame sequence (photo.0001.tif) and run "
+                      "`rethined video 'photo.%04d.tif' MASK -o 'out.%04d.tif'`", ReducedDepthWarning, stacklevel=3)
+    return im
 
 
 def read_photo(path: str | Path) -> Photo:
     """The photo in path, turned upright by its EXIF orientation (module docstring)."""
-    im = _open(Path(path))
+    im = _open(Path(path), photo=True)
     stored = (im.height, im.width)
     orientation = int(im.getexif().get(EXIF_ORIENTATION, UPRIGHT))
     icc = im.info.get("icc_profile")

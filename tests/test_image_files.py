@@ -83,9 +83,28 @@ def test_a_16_bit_grey_photo_is_scaled_to_8_bits(tmp_path):
     grey = (np.arange(40 * 60).reshape(40, 60) * 27).astype(np.uint16)
     Image.fromarray(grey).save(tmp_path / "g16.png")
     assert Image.open(tmp_path / "g16.png").mode.startswith("I")
-    photo = read_photo(tmp_path / "g16.png")
+    with pytest.warns(UserWarning, match="g16.png: more than 8 bits per channel, read at 8"):
+        photo = read_photo(tmp_path / "g16.png")
     want = np.rint(grey / 257.0).astype(np.uint8)
     assert np.array_equal(photo.rgb, np.repeat(want[..., None], 3, axis=-1))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_a_16_bit_colour_photo_is_read_at_8_bits_with_a_warning(tmp_path, suffix):
+    import warnings
+
+    cv2 = pytest.importorskip("cv2")
+    from rethined_engine.image_files import ReducedDepthWarning
+
+    rgb16 = np.random.default_rng(0).integers(0, 65536, (6, 8, 3)).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / f"deep{suffix}"), rgb16[..., ::-1])
+    with pytest.warns(ReducedDepthWarning, match=f"deep{suffix}: more than 8 bits per channel, read at 8"):
+        photo = read_photo(tmp_path / f"deep{suffix}")
+    assert photo.rgb.dtype == np.uint8 and photo.rgb.shape == (6, 8, 3)
+    cv2.imwrite(str(tmp_path / f"shallow{suffix}"), (rgb16 >> 8).astype(np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_photo(tmp_path / f"shallow{suffix}")                      # 8 bits: no warning
 
 
 def test_save_keeps_alpha_exif_and_icc(tmp_path):
