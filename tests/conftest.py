@@ -140,14 +140,22 @@ CLIP_FPS, CLIP_SAMPLE_RATE, CLIP_AUDIO_FRAME = 12, 48000, 1024   # the tests' vi
 
 
 def write_video(path, frames: list[np.ndarray], codec: str = "ffv1", pix_fmt: str = "bgr0", audio: bool = True,
-                rotation: int = 0, colour: dict | None = None, options: dict | None = None) -> None:
+                rotation: int = 0, colour: dict | None = None, options: dict | None = None,
+                tracks: list[tuple[str, str, dict, str | None]] | None = None, tags: dict | None = None,
+                chapters: list[dict] | None = None) -> None:
     """A clip written with PyAV: `frames` ((H, W, 3) uint8 RGB, converted to pix_fmt with colour's colorspace)
     at CLIP_FPS, with `colour` set on the codec context, the encoder's `options` and a display rotation in
-    degrees, plus, with `audio`, a mono 440 Hz AAC track of the same length."""
+    degrees, plus audio tracks of the same length playing 440 Hz: `tracks` ((encoder, layout, tags, disposition
+    name or None) each), by default with `audio` one mono AAC track; the container's `tags` and `chapters` (PyAV's
+    chapter dicts)."""
     import av
 
+    tracks = tracks if tracks is not None else [("aac", "mono", {}, None)] if audio else []
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
+        container.metadata.update(tags or {})
+        if chapters:
+            container.set_chapters(chapters)
         video = container.add_stream(codec, rate=CLIP_FPS)
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
         video.options = options or {}
@@ -155,19 +163,27 @@ def write_video(path, frames: list[np.ndarray], codec: str = "ffv1", pix_fmt: st
             video.set_display_rotation(rotation)
         for name, value in (colour or {}).items():
             setattr(video.codec_context, name, value)
-        sound = container.add_stream("aac", rate=CLIP_SAMPLE_RATE, layout="mono") if audio else None
+        sounds = []
+        for encoder, layout, track_tags, disposition in tracks:
+            sound = container.add_stream(encoder, rate=CLIP_SAMPLE_RATE, layout=layout)
+            sound.metadata.update(track_tags)
+            if disposition:
+                sound.disposition = getattr(av.stream.Disposition, disposition)
+            sounds.append((sound, layout))
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
                 format=pix_fmt, dst_colorspace=(colour or {}).get("colorspace"))
             frame.pts, frame.time_base = i, Fraction(1, CLIP_FPS)
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
-        if sound is not None:
-            t = np.arange(CLIP_SAMPLE_RATE * len(frames) // CLIP_FPS) / CLIP_SAMPLE_RATE
-            samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            for start in range(0, samples.shape[1], CLIP_AUDIO_FRAME):
-                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + CLIP_AUDIO_FRAME]),
-                                                   format="fltp", layout="mono")
+        t = np.arange(CLIP_SAMPLE_RATE * len(frames) // CLIP_FPS) / CLIP_SAMPLE_RATE
+        tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        for sound, layout in sounds:
+            samples = np.tile(tone, (1 if layout == "mono" else 2, 1))
+            step = sound.codec_context.frame_size or CLIP_AUDIO_FRAME      # Opus takes 960 samples, AAC 1024
+            for start in range(0, samples.shape[1], step):
+                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + step]),
+                                                   format="fltp", layout=layout)     # the encoder resamples
                 chunk.sample_rate, chunk.pts, chunk.time_base = CLIP_SAMPLE_RATE, start, Fraction(1, CLIP_SAMPLE_RATE)
                 container.mux(sound.encode(chunk))
             container.mux(sound.encode(None))

@@ -10,11 +10,12 @@ import pytest
 
 av = pytest.importorskip("av")
 
+from conftest import CLIP_FPS as FPS, write_video  # noqa: E402
 from rethined_engine import Engine  # noqa: E402
 from rethined_engine.cli import main  # noqa: E402
 from rethined_engine.video import LOSSLESS, EncodeSettings, inpaint_video  # noqa: E402
 
-WIDTH, HEIGHT, FPS, FRAMES, RATE = 96, 64, 12, 12, 48000
+WIDTH, HEIGHT, FRAMES = 96, 64, 12
 TRACKS = (("aac", "mono", {"language": "eng"}, "default"), ("libopus", "stereo", {"language": "fra",
                                                                                      "title": "commentary"}, None))
 MS = Fraction(1, 1000)
@@ -28,37 +29,14 @@ def engine():
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    """The clip with two audio tracks and a container title."""
+    """The clip with two audio tracks, a container title and two chapters."""
     path = tmp_path_factory.mktemp("streams") / "clip.mkv"
     rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as container:
-        container.metadata["title"] = "A film"
-        container.set_chapters([{"id": i + 1, "start": 500 * i, "end": 500 * (i + 1), "time_base": MS,
-                                 "metadata": {"title": title}} for i, title in enumerate(("One", "Two"))])
-        video = container.add_stream("ffv1", rate=FPS, options={"g": "1"})     # every frame a keyframe
-        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "bgr0"
-        tracks = []
-        for codec, layout, tags, disposition in TRACKS:
-            track = container.add_stream(codec, rate=RATE, layout=layout)
-            track.metadata.update(tags)
-            track.disposition = getattr(av.stream.Disposition, disposition) if disposition else 0
-            tracks.append(track)
-        for i in range(FRAMES):
-            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8), format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            container.mux(video.encode(frame.reformat(format="bgr0")))
-        container.mux(video.encode(None))
-        t = np.arange(RATE * FRAMES // FPS) / RATE
-        for track, (_, layout, _, _) in zip(tracks, TRACKS):
-            channels = 1 if layout == "mono" else 2
-            samples = np.tile((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), (channels, 1))
-            step = track.codec_context.frame_size or 960
-            for start in range(0, samples.shape[1], step):
-                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + step]),
-                                                   format="fltp", layout=layout)     # the encoder resamples
-                chunk.sample_rate, chunk.pts, chunk.time_base = RATE, start, Fraction(1, RATE)
-                container.mux(track.encode(chunk))
-            container.mux(track.encode(None))
+    frames = [rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in range(FRAMES)]
+    chapters = [{"id": i + 1, "start": 500 * i, "end": 500 * (i + 1), "time_base": MS, "metadata": {"title": title}}
+                for i, title in enumerate(("One", "Two"))]
+    write_video(path, frames, "ffv1", "bgr0", options={"g": "1"}, tracks=list(TRACKS),    # every frame a keyframe
+                tags={"title": "A film"}, chapters=chapters)
     return path
 
 

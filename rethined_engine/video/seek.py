@@ -35,6 +35,10 @@ def seek_plan(open_video: Callable[[], Any], first: int | None, t0: float | None
     with open_video() as container:
         video = container.streams.video[0]
         base = video.time_base
+
+        def in_range(index: int, pts: int) -> bool:
+            return index >= (first or 0) and (t0 is None or pts * base >= t0)
+
         packets, past = [], None
         for packet in container.demux(video):
             if packet.size == 0:
@@ -42,16 +46,14 @@ def seek_plan(open_video: Callable[[], Any], first: int | None, t0: float | None
             if packet.pts is None:
                 return None
             packets.append((packet.pts, packet.is_keyframe))
-            reached = len(packets) > (first or 0) and (t0 is None or packet.pts * base >= t0)
-            if past is None and reached:
+            if past is None and in_range(len(packets) - 1, packet.pts):    # decode order: ranked after the scan
                 past = 0
             elif past is not None:
                 past += 1
                 if past >= REORDER_MARGIN:
                     break
     packets.sort()
-    first_kept = next((i for i, (pts, _) in enumerate(packets)
-                       if i >= (first or 0) and (t0 is None or pts * base >= t0)), None)
+    first_kept = next((i for i, (pts, _) in enumerate(packets) if in_range(i, pts)), None)
     if first_kept is None:
         return None
     key = max((i for i in range(first_kept + 1) if packets[i][1]), default=0)
