@@ -207,8 +207,16 @@ def _video_variants(dis_search, flow_refinement) -> list[tuple]:
              flow_refinement.FUSED_WARPS, 3)]
 
 
+def _usage_from_log(log: str) -> tuple[int | None, int | None]:
+    """(registers per thread, spill stores in bytes) read from a `ptxas -v` log."""
+    regs = re.search(r"Used (\d+) registers", log)
+    spills = re.search(r"(\d+) bytes spill stores", log)
+    return (int(regs.group(1)) if regs else None, int(spills.group(1)) if spills else None)
+
+
 def _ptxas_usage(ptx: str, arch: int) -> tuple[int | None, int | None]:
-    """(registers per thread, spill stores in bytes) from `ptxas -v`, or (None, None) if it cannot say."""
+    """(registers per thread, spill stores in bytes) from a second `ptxas -v` run, for a Triton that does not
+    print its own ptxas log; (None, None) if it cannot say."""
     import shutil
 
     try:                                    # the ptxas Triton itself used (its API moved between versions)
@@ -227,15 +235,31 @@ def _ptxas_usage(ptx: str, arch: int) -> tuple[int | None, int | None]:
         gpu = f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"     # Triton targets sm_90a on Hopper
         proc = subprocess.run([ptxas, "-v", f"--gpu-name={gpu}", str(src), "-o", str(Path(tmp) / "k.cubin")],
                               capture_output=True, text=True)
-    regs = re.search(r"Used (\d+) registers", proc.stderr)
-    spills = re.search(r"(\d+) bytes spill stores", proc.stderr)
-    return (int(regs.group(1)) if regs else None, int(spills.group(1)) if spills else None)
+    return _usage_from_log(proc.stderr)
+
+
+def _compile_with_log(fn, sig, constexprs, target, num_warps: int, num_stages: int):
+    """triton.compile, and the log of the ptxas -v run it makes (printed where Triton has the
+    TRITON_DUMP_PTXAS_LOG knob; empty where it has not)."""
+    import contextlib
+    import io
+
+    import triton
+    from triton.compiler import ASTSource
+
+    knobs = getattr(getattr(triton, "knobs", None), "nvidia", None)
+    prints_log = hasattr(knobs, "dump_ptxas_log")
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log), (knobs.scope() if prints_log else contextlib.nullcontext()):
+        if prints_log:
+            knobs.dump_ptxas_log = True
+        kernel = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs), target=target,
+                                options={"num_warps": num_warps, "num_stages": num_stages})
+    return kernel, log.getvalue()
 
 
 def compile_all(archs: list[int]) -> list[dict]:
-    import triton
     from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
 
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise SystemExit("error: unset TRITON_INTERPRET: the interpreter does not compile kernels")
@@ -246,12 +270,13 @@ def compile_all(archs: list[int]) -> list[dict]:
             sig = {k: ("constexpr" if k in constexprs else v) for k, v in signature.items()}
             t0 = time.perf_counter()
             try:
-                kernel = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs), target=target,
-                                        options={"num_warps": num_warps, "num_stages": num_stages})
+                kernel, log = _compile_with_log(fn, sig, constexprs, target, num_warps, num_stages)
             except Exception as exc:  # noqa: BLE001 - reported per kernel, the caller decides
                 rows.append({"arch": arch, "kernel": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000]})
                 continue
-            regs, spills = _ptxas_usage(kernel.asm["ptx"], arch)
+            regs, spills = _usage_from_log(log)
+            if regs is None:                  # a Triton that keeps its ptxas log to itself: ptxas -v once more
+                regs, spills = _ptxas_usage(kernel.asm["ptx"], arch)
             rows.append({"arch": arch, "kernel": name, "ok": True, "seconds": time.perf_counter() - t0,
                          "shared_bytes": kernel.metadata.shared, "registers": regs, "spill_bytes": spills,
                          "num_warps": num_warps})

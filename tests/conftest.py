@@ -12,6 +12,16 @@ from PIL import Image
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+    with contextlib.suppress(ImportError, AttributeError, TypeError):   # another Triton: the check stays on
+        import dataclasses
+
+        from triton.runtime import interpreter
+        # The interpreter widens every int32 add, sub and mul to int64 and asserts the result fits (~40 % of the
+        # interpreted kernels' time). At the test shapes (a few hundred px) index arithmetic stays far inside int32;
+        # RETHINED_INTERPRETER_OVERFLOW_CHECK=1 keeps the check.
+        if os.environ.get("RETHINED_INTERPRETER_OVERFLOW_CHECK", "0") == "0":
+            builder = interpreter.interpreter_builder
+            builder.options = dataclasses.replace(builder.options, sanitize_overflow=False)
 
 from rethined_engine import Engine, ModelConfig, Rethined
 from rethined_engine.backends.native_backend import native_module
