@@ -34,6 +34,8 @@ VIEW_OPS = {"aten::view", "aten::reshape", "aten::_unsafe_view", "aten::expand",
             "aten::narrow", "aten::lift_fresh", "aten::empty", "aten::empty_strided"}
 SYNC_OPS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::equal", "aten::is_nonzero", "aten::masked_select",
             "aten::_unique2", "aten::unique_consecutive"}   # on a GPU: wait for it and copy to the host
+HOST_READS = ("tolist", "cpu")   # Tensor methods that on a GPU copy to the host and wait; on a CPU run they reach no
+                                 # dispatch (`count_host_reads` counts them)
 PACKAGE = "rethined_engine"
 DEFAULT_STYLES = ("realistic", "fast", "smooth")
 NETWORKS = ("exported", "triton")
@@ -54,7 +56,8 @@ class OpCounter(TorchDispatchMode):
     ((file, function) pairs, outermost first; None: not counted), by default `innermost_function`; syncs counts,
     by the same labels, those of them that on a GPU make the host wait for the device (SYNC_OPS: a tensor read
     as a Python number or bool, a data-dependent shape, `torch.equal`), each of which also stands in the way of
-    capturing the work in a CUDA graph. Copies to the host (`.cpu()`) are not seen on a CPU run."""
+    capturing the work in a CUDA graph. Copies to the host (`.tolist()`, `.cpu()`) reach no dispatch on a CPU
+    run: `count_host_reads` counts them."""
 
     def __init__(self, issuer=innermost_function):
         super().__init__()
@@ -65,12 +68,40 @@ class OpCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func._schema.name
         if name not in VIEW_OPS:
-            label = self.issuer([(f.filename.replace("\\", "/"), f.name) for f in traceback.extract_stack()])
-            if label is not None:
+            if (label := self._label()) is not None:
                 self.by_function[label] += 1
                 if name in SYNC_OPS:
                     self.syncs[label] += 1
         return func(*args, **(kwargs or {}))
+
+    def _label(self) -> str | None:
+        return self.issuer([(f.filename.replace("\\", "/"), f.name) for f in traceback.extract_stack()])
+
+    @contextlib.contextmanager
+    def count_host_reads(self):
+        """Count each call of a HOST_READS method (a copy to the host, which on a GPU waits for the device) as a
+        sync, by the issuer's label, while inside."""
+        originals = {name: torch.Tensor.__dict__.get(name) for name in HOST_READS}
+
+        def counted(name):
+            method = getattr(torch.Tensor, name)
+
+            def read(tensor, *args, **kwargs):
+                if (label := self._label()) is not None:
+                    self.syncs[label] += 1
+                return method(tensor, *args, **kwargs)
+            return read
+
+        for name in HOST_READS:
+            setattr(torch.Tensor, name, counted(name))
+        try:
+            yield
+        finally:
+            for name, original in originals.items():
+                if original is None:
+                    delattr(torch.Tensor, name)
+                else:
+                    setattr(torch.Tensor, name, original)
 
     @contextlib.contextmanager
     def count_triton_launches(self):

@@ -482,7 +482,8 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
     """Torch operations per frame of `mode`'s temporal mode on the device path over `frames` frames of a synthetic
     pan after `warmup` uncounted ones; the engine's operations are not counted, DIS's patch search counts as one
     launch, each of its propagation rounds as one, and its variational refinement as the launches its Triton kernels
-    make on a GPU."""
+    make on a GPU. Host syncs: the operations that make the host wait (`op_count.SYNC_OPS`) and the copies to the
+    host (`op_count.HOST_READS`)."""
     import torch
 
     from rethined_engine import Engine
@@ -548,7 +549,7 @@ def count_operations(height: int, mode: str, frames: int, warmup: int, photos: P
         per_frame, syncs_per_frame = [], []
         for frame in tensors[warmup:]:
             before, syncs_before = sum(counting.by_function.values()), sum(counting.syncs.values())
-            with counting:
+            with counting, counting.count_host_reads():
                 inpainter.process(frame, mask)
             per_frame.append(sum(counting.by_function.values()) - before)
             syncs_per_frame.append(sum(counting.syncs.values()) - syncs_before)

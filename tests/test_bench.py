@@ -487,6 +487,23 @@ def test_op_counter_counts_the_host_syncs_among_the_operations():
     assert counter.syncs["here"] == 2 and counter.by_function["here"] == 5
 
 
+def test_op_counter_counts_copies_to_the_host_inside_count_host_reads_only():
+    """tolist() and cpu() reach no dispatch on a CPU tensor but copy to the host on a GPU: counted as syncs
+    (not operations) inside count_host_reads, not outside it, and the Tensor methods are restored after."""
+    from rethined_engine.bench.op_count import OpCounter
+
+    before = (torch.Tensor.tolist, torch.Tensor.cpu)
+    a = torch.arange(4)
+    counter = OpCounter(lambda stack: "here")
+    with counter:
+        a.tolist()
+    assert counter.syncs["here"] == 0
+    with counter, counter.count_host_reads():
+        assert a.tolist() == [0, 1, 2, 3] and torch.equal(a.cpu(), a)
+    assert counter.syncs["here"] == 3 and counter.by_function["here"] == 1      # tolist, cpu, equal; equal's op
+    assert (torch.Tensor.tolist, torch.Tensor.cpu) == before and "tolist" not in torch.Tensor.__dict__
+
+
 def test_op_count_counts_the_lr_networks_operations():
     """bench.op_count: a positive count per style that its by-function table adds up to; the copy styles issue
     more operations than the attention mix (the propagation sweeps and the membrane)."""
