@@ -40,6 +40,33 @@ def test_grow_and_bounding_box_equal_the_reference(rng, margin):
     assert dt.bounding_box(tensor(np.zeros((4, 4), bool))) is None
 
 
+def host_syncs(call):
+    """call()'s result and the host syncs it makes (`bench.op_count`: reads to the host and copies to it)."""
+    from rethined_engine.bench.op_count import OpCounter
+
+    counter = OpCounter(lambda stack: "call")
+    with counter, counter.count_host_reads():
+        result = call()
+    return result, counter.syncs["call"]
+
+
+@pytest.mark.parametrize("coverage", [0.0, 0.05])
+def test_box_cut_and_motion_read_the_device_once_and_equal_the_reference(rng, coverage):
+    """bounding_box, scene_cut and camera_motion each make one read to the host (on a GPU one wait), with or
+    without any pixel set, and give the reference's values."""
+    mask = blobs(rng, (90, 130), coverage) if coverage else np.zeros((90, 130), bool)
+    assert host_syncs(lambda: dt.bounding_box(tensor(mask))) == (ht.bounding_box(mask), 1)
+    thumb, previous = (rng.integers(0, 256, (24, 40), dtype=np.uint8) for _ in range(2))
+    known = ~blobs(rng, (24, 40), 0.3, 2.0) if coverage else np.zeros((24, 40), bool)
+    for threshold in (80.0, 90.0):                            # the mean difference of uniform noise is ~85
+        want = ht.scene_cut(thumb, previous, known, threshold)
+        assert host_syncs(lambda: dt.scene_cut(tensor(thumb), tensor(previous), tensor(known), threshold)) == (want, 1)
+    flow = rng.normal(0, 3, (2, 90, 130)).astype(np.float32)
+    hole = mask if coverage else np.ones((90, 130), bool)      # every pixel a hole: no pixel around it
+    got, syncs = host_syncs(lambda: dt.camera_motion(tensor(flow), tensor(hole), 4))
+    assert syncs == 1 and got == pytest.approx(ht.camera_motion(flow.transpose(1, 2, 0), hole, 4), rel=1e-6)
+
+
 @pytest.mark.parametrize("margin", [0, 3])
 def test_shrink_mask_equals_the_reference_at_a_whole_ratio(rng, margin):
     mask = blobs(rng, (96, 160), 0.1, 3.0)

@@ -15,6 +15,7 @@ is (y0, y1, x0, x1), end exclusive, in the px of the array it indexes.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
@@ -65,14 +66,25 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
+@lru_cache(maxsize=8)
+def _box_weights(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(4, height + width) int32: over [rows | columns] set, each row's maximum is one end of the box: height - y0,
+    y1, width - x0, x1 (0 where nothing is set)."""
+    rows, cols = torch.arange(height, dtype=torch.int32), torch.arange(width, dtype=torch.int32)
+    none_r, none_c = torch.zeros_like(rows), torch.zeros_like(cols)
+    return torch.stack((torch.cat((height - rows, none_c)), torch.cat((rows + 1, none_c)),
+                        torch.cat((none_r, width - cols)), torch.cat((none_r, cols + 1)))).to(device)
+
+
 def bounding_box(mask: torch.Tensor) -> Box | None:
-    """(y0, y1, x0, x1) of the True pixels of mask (H, W), or None when there is none (on a GPU the host waits
-    for the two nonzero() calls and the read of the four ends)."""
-    rows, cols = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
-    if rows.numel() == 0:
+    """(y0, y1, x0, x1) of the True pixels of mask (H, W), or None when there is none; one read to the host (on
+    a GPU the host waits once), five operations."""
+    if mask.numel() == 0:
         return None
-    y0, y1, x0, x1 = torch.stack((rows[0], rows[-1], cols[0], cols[-1])).tolist()
-    return y0, y1 + 1, x0, x1 + 1
+    height, width = mask.shape
+    lines = torch.cat((mask.any(1), mask.any(0)))                                   # (H + W,) bool
+    from_top, y1, from_left, x1 = (lines * _box_weights(height, width, mask.device)).amax(1).tolist()
+    return (height - from_top, y1, width - from_left, x1) if y1 else None
 
 
 def grow(mask: torch.Tensor, margin: int) -> torch.Tensor:
@@ -250,18 +262,15 @@ def moving_pixels(step: torch.Tensor, hole: torch.Tensor, threshold: float) -> t
     known = ~hole
     sampled = torch.zeros_like(known)
     sampled[::MOVING_FIT_STRIDE, ::MOVING_FIT_STRIDE] = known[::MOVING_FIT_STRIDE, ::MOVING_FIT_STRIDE]
-    if int(sampled.sum()) < AFFINE_MIN_POINTS:
-        return torch.zeros_like(hole)
+    enough = sampled.sum() >= AFFINE_MIN_POINTS          # on the device: too few points leave nothing moving
     camera = affine_fields(fit_affine(step[None], sampled[None]), step.shape[-2:], step.device)[0]
-    moving = ((step.double() - camera).square().sum(0) > threshold * threshold) & known
+    moving = ((step.double() - camera).square().sum(0) > threshold * threshold) & known & enough
     return grow(moving, 1)
 
 
 def complete_grey(luma: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
     """grey (h, w) or greys (N, h, w) uint8 with their unknown (h, w) or (N, h, w) pixels filled from the others
-    (push-pull; N greys over the box of all their unknown pixels)."""
-    if not bool(unknown.any()):
-        return luma
+    (push-pull; N greys over the box of all their unknown pixels; none unknown: luma's values)."""
     if luma.dim() == 2:
         return to_uint8(push_pull(luma.float()[None], ~unknown)[0])
     return to_uint8(push_pull(luma.float()[:, None], ~unknown)[:, 0])
@@ -270,16 +279,16 @@ def complete_grey(luma: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
 def camera_motion(flow: torch.Tensor, hole: torch.Tensor, ring: int) -> float:
     """`temporal.camera_motion`: median length of flow (2, h, w) over the known pixels within ring of hole."""
     around = grow(hole, ring) & ~hole
-    if not bool(around.any()):
-        return 0.0
-    return float(torch.quantile(torch.linalg.vector_norm(flow[:, around], dim=0), 0.5))
+    lengths = torch.where(around, torch.linalg.vector_norm(flow, dim=0), torch.nan)
+    median = float(torch.nanquantile(lengths.flatten(), 0.5))           # one read; nan: no such pixel
+    return 0.0 if math.isnan(median) else median
 
 
 def scene_cut(thumb: torch.Tensor, previous: torch.Tensor, known: torch.Tensor, threshold: float) -> bool:
     """`temporal.scene_cut` for thumbnails (s, t) uint8 and known (s, t) bool."""
-    if not bool(known.any()):
-        return False
-    return float((thumb.float() - previous.float()).abs()[known].mean()) > threshold
+    change = torch.where(known, (thumb.float() - previous.float()).abs(), 0.0)
+    total, count = torch.stack((change.sum(), known.sum().float())).tolist()      # one read
+    return count > 0 and total / count > threshold
 
 
 # --- memory of past frames -------------------------------------------------------------------------------------
@@ -780,7 +789,5 @@ class DeviceTemporal(TemporalEmitter):
         now.source = ~grow(now.mask, cfg.source_margin)
         if cfg.moving_source_threshold > 0:
             moving = moving_pixels(now.step, hole, cfg.moving_source_threshold)
-            if bool(moving.any()):
-                spread = F.interpolate(moving[None, None].float(), size=full, mode="nearest")[0, 0] > 0.5
-                now.source &= ~spread
+            now.source &= ~(F.interpolate(moving[None, None].float(), size=full, mode="nearest")[0, 0] > 0.5)
         return now
