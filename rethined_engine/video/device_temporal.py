@@ -44,6 +44,7 @@ from .torch_sampling import constant, pixel_grid, sample_at
 
 Box = tuple[int, int, int, int]
 LUMA = (0.299, 0.587, 0.114)      # RGB -> grey, as OpenCV's COLOR_RGB2GRAY
+AFFINE_RIDGE = 1e-9               # added to the diagonal of an affine fit's normal equations
 
 
 # --- primitives ----------------------------------------------------------------------------------------------
@@ -182,11 +183,10 @@ def push_pull(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         h, w = levels[-1].shape[-2:]
         levels.append(F.interpolate(levels[-1], size=((h + 1) // 2, (w + 1) // 2), mode="area"))
     filled = levels[-1][:, :-1] / levels[-1][:, -1:].clamp(min=PUSH_PULL_EPS)
-    for level in reversed(levels[:-1]):
+    for level in reversed(levels[:-1]):          # five operations a level: one launch each on a GPU
         summed, weights = level[:, :-1], level[:, -1:]
         coarse = F.interpolate(filled, size=weights.shape[-2:], mode="bilinear", align_corners=False)
-        share = weights.clamp(max=1.0)
-        filled = share * (summed / weights.clamp(min=PUSH_PULL_EPS)) + (1 - share) * coarse
+        filled = torch.lerp(coarse, summed / weights.clamp(min=PUSH_PULL_EPS), weights.clamp(max=1.0))
     filled = torch.where(inside.flatten(1).any(1)[:, None, None, None], filled, 0.0)   # no known pixel: zeros
     out[..., y0:y1, x0:x1] = torch.where(inside, part, filled)
     return out[0] if single else out
@@ -194,22 +194,33 @@ def push_pull(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
 
 # --- flow completion -----------------------------------------------------------------------------------------
 
+@lru_cache(maxsize=8)
+def _homogeneous_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(height, width, 3) float64 (x, y, 1) of every pixel on device; shared, not to be written."""
+    grid = pixel_grid(height, width, device).double()
+    return torch.cat((grid, torch.ones_like(grid[..., :1])), -1)
+
+
+@lru_cache(maxsize=4)
+def _ridge(device: torch.device) -> torch.Tensor:
+    """(3, 3) float64: what keeps the normal equations of an affine fit solvable with too few points."""
+    return torch.eye(3, dtype=torch.float64, device=device) * AFFINE_RIDGE
+
+
 def affine_fields(motions: torch.Tensor, size: tuple[int, int], device: torch.device) -> torch.Tensor:
     """Affine motions (x, y, 1) -> flow, (N, 3, 2) float64, over a (h, w) grid -> (N, 2, h, w) float64."""
-    grid = pixel_grid(*size, device).double()
-    coords = torch.cat((grid, torch.ones_like(grid[..., :1])), -1)          # (h, w, 3)
-    return torch.einsum("hwi,nij->njhw", coords, motions)
+    return torch.einsum("hwi,nij->njhw", _homogeneous_grid(*size, device), motions)
 
 
 def fit_affine(flows: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """`temporal.fit_affine` for N fields at once: the affine motions (N, 3, 2) float64 least-squares fitted to
     flows (N, 2, h, w) at points (N, h, w) bool (each at least AFFINE_MIN_POINTS), each refitted once without its
     outliers (residual above AFFINE_TRIM x its median or AFFINE_MIN_RESIDUAL) where that leaves enough points.
-    Normal equations in float64."""
-    grid = pixel_grid(*flows.shape[-2:], flows.device).double().reshape(-1, 2)
-    coords = torch.cat((grid, torch.ones_like(grid[:, :1])), 1)                # (hw, 3)
+    Normal equations in float64. The median of an even count is the lower middle value (the reference's: the mean
+    of the two; one operation against nineteen for the quantile)."""
+    coords = _homogeneous_grid(*flows.shape[-2:], flows.device).reshape(-1, 3)    # (hw, 3)
     values = flows.flatten(2).transpose(1, 2).double()                       # (N, hw, 2)
-    ridge = torch.eye(3, dtype=torch.float64, device=flows.device) * 1e-9
+    ridge = _ridge(flows.device)
 
     def solve(weights: torch.Tensor) -> torch.Tensor:                         # weights (N, hw) -> (N, 3, 2)
         normal = torch.einsum("nk,ki,kj->nij", weights, coords, coords) + ridge
@@ -218,7 +229,7 @@ def fit_affine(flows: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     chosen = points.flatten(1)
     motions = solve(chosen.double())
     residual = torch.linalg.vector_norm(torch.einsum("ki,nij->nkj", coords, motions) - values, dim=2)
-    median = torch.nanquantile(torch.where(chosen, residual, torch.nan), 0.5, dim=1)
+    median = torch.nanmedian(torch.where(chosen, residual, torch.nan), dim=1).values
     inliers = chosen & (residual <= (AFFINE_TRIM * median).clamp(min=AFFINE_MIN_RESIDUAL)[:, None])
     enough = inliers.sum(1) >= AFFINE_MIN_POINTS
     return torch.where(enough[:, None, None], solve(inliers.double()), motions)
