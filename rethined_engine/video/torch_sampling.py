@@ -19,8 +19,9 @@ def sample_at(images: torch.Tensor, positions: torch.Tensor, nearest: bool = Fal
     (N, C, a, b) float (bilinear, or the nearest pixel)."""
     h, w = images.shape[-2:]
     scale = constant((2 / max(w - 1, 1), 2 / max(h - 1, 1)), positions.device)
-    return F.grid_sample(images, positions * scale - 1, mode="nearest" if nearest else "bilinear",
-                         padding_mode="border", align_corners=True)
+    grid = torch.addcmul(constant((-1.0, -1.0), positions.device), positions, scale)   # to [-1, 1]: one operation
+    return F.grid_sample(images, grid, mode="nearest" if nearest else "bilinear", padding_mode="border",
+                         align_corners=True)
 
 
 @lru_cache(maxsize=16)
