@@ -126,6 +126,28 @@ def test_device_path_follows_the_reference_on_a_pan_with_a_moving_hole(engine, r
     assert (device.held_frames, device.scene_cuts) == (reference.held_frames, reference.scene_cuts)
 
 
+HOST_SYNCS_PER_FRAME_MAX = 27    # the device path on the pan below: 7-27 per frame (each one a wait on a GPU, and
+                                 # in the way of one CUDA graph per frame; docs/video.md, "Launches per frame")
+
+
+def test_device_path_stays_within_its_host_sync_budget(engine, rng):
+    """Reads to the host (a tensor as a number or bool, a data-dependent shape, torch.equal, tolist, cpu) per frame
+    of the device path on a pan with a still hole, the engine's own left out: none more without a reason."""
+    from rethined_engine.bench.op_count import OpCounter
+
+    def outside_the_engine(stack):
+        return None if any(path.endswith("rethined_engine/engine.py") for path, _ in stack) else "path"
+
+    device = VideoInpainter(engine, config=ON_DEVICE)
+    per_frame = []
+    for frame in pan_clip(rng, 8):
+        counter = OpCounter(outside_the_engine)
+        with counter, counter.count_host_reads():
+            device.process(frame, box_mask())
+        per_frame.append(counter.syncs["path"])
+    assert 0 < max(per_frame) <= HOST_SYNCS_PER_FRAME_MAX, per_frame
+
+
 @pytest.mark.parametrize("moving", [True, False], ids=["moving_hole", "still_hole"])
 def test_device_path_with_a_lookahead_follows_the_reference(engine, rng, moving):
     """Frames later in the stream give what they show (a pan's first frames, a hole moving off what it covered),
