@@ -161,7 +161,7 @@ class TemporalEmitter:
                 filled = steps.compose(nearer, ahead, filled)
                 remaining = remaining & ~nearer
         copied = mask & ~remaining
-        if cfg.stabilise and previous is not None and steps.any_set(copied):
+        if cfg.stabilise and previous is not None:          # nothing copied: stabilise's empty box returns filled
             filled = steps.stabilise(filled, copied, previous.output, step, step_valid, cfg.copied_weight,
                                      previous.exclude)
         output = steps.compose(mask, filled, frame)
