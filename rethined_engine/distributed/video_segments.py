@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..video.known_pixels import decode_frame, is_deep, put_back, rgb_format
-from ..video.files import LOSSLESS, _frame_rate, _open_source, require_av
+from ..video.files import LOSSLESS, _frame_rate, _open_source, copied_kinds, require_av
 from ..video.masks import MaskSources
 from ..video.sequences import VideoSource
 from ..video.stream_copy import StreamCopy, copied_chapters, copied_tags, packet_time
@@ -325,8 +325,8 @@ def inpaint_video_segments(src: str | Path, mask: Any, dst: str | Path, *, secon
         missing = {row["index"] for row in rows} - {int(row["index"]) for row in done}
         if missing:
             raise RuntimeError(f"segments {sorted(missing)} were not written")
-        kinds = tuple(kind for kind, keep in (("audio", audio), ("subtitle", subtitles)) if keep)
-        join_parts([part_path(folder, segment.index) for segment in segments], dst, src, kinds)
+        join_parts([part_path(folder, segment.index) for segment in segments], dst, src,
+                   copied_kinds(audio, subtitles))
     return segments
 
 

@@ -224,6 +224,11 @@ def require_av() -> None:
         raise ImportError("video files need PyAV: pip install 'rethined_engine[video]' (or pip install 'av>=18,<19')")
 
 
+def copied_kinds(audio: bool, subtitles: bool) -> tuple[str, ...]:
+    """The stream kinds ("audio", "subtitle") the options `audio` and `subtitles` ask to copy (`COPY_OPTIONS`)."""
+    return tuple(kind for kind, keep in zip(COPY_OPTIONS, (audio, subtitles)) if keep)
+
+
 def _open_source(source: VideoSource):
     """The source's input container; ValueError naming src when it cannot be read or holds no video stream."""
     import av
@@ -466,7 +471,7 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
         raise
     try:
         overlap = _inference_on_gpu(inpainter) if overlap_io is None else overlap_io
-        kinds = () if is_sequence(dst) else tuple(kind for kind, keep in zip(COPY_OPTIONS, (audio, subtitles)) if keep)
+        kinds = () if is_sequence(dst) else copied_kinds(audio, subtitles)
         return _run(source, source_spec, sources, dst, rng, encode, options, inpainter, kinds, progress, overlap)
     finally:
         sources.close()
