@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma",
                     "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_detail_weight", "copy_locality", "copy_sweeps", "copy_continuity",
-                    "copy_match_sweeps", "copy_consensus", "colour_anchor", "colour_anchor_sigma", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_hole_clearance",
+                    "copy_match_sweeps", "copy_consensus", "colour_anchor", "colour_anchor_sigma", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_frame_lines", "key_hole_clearance",
                     "key_hole_clearance_max_loss", "copy_detail_min_spread",
                     "hr_fade_reflect", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather",
                     "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
@@ -128,6 +128,7 @@ class ModelConfig:
     copy_repeat_radius: int = 0      # with "copy": tokens; a source already copied this close counts against an option; 0 = off
     copy_repeat_penalty: float = 0.0  # with "copy": similarity lost per such copy of the same source
     key_edge_tokens: int = 0         # tokens at each edge of the image that are never sources (an image's outermost rows and columns often hold a frame line or vignetting that a copy carries into the hole); kept where that would leave none
+    key_frame_lines: bool = False    # the edge tokens along a side whose outermost line is a frame line (a thin line unlike the image just inside: a scan edge, a border, a dark last row) are never sources (`frame_lines`); kept where that would leave none
     key_hole_clearance: int = 0      # tokens: a source is at least this many 4-neighbour steps from every hole token (a source next to a hole has no texture beyond that edge to cross-fade with, so its copy meets the next one at a step); dropped for an image it would leave without sources
     key_hole_clearance_max_loss: float = 1.0  # share: the clearance is dropped for an image whose sources it would cut by more (strokes spread over the image leave few sources clear of them); 1 = only where none is left
     copy_detail_min_spread: float = 0.0  # share: copy_detail_weight applies only to an image whose hole lies one token from at least this share of its known tokens (`hole_spread`: strokes spread over the image, not one compact object); 0 = every image
@@ -188,6 +189,8 @@ class ModelConfig:
             raise ValueError(f"copy_colour_weight must be >= 0 (0 = rank by similarity only), got {self.copy_colour_weight}")
         if not (isinstance(self.key_edge_tokens, int) and self.key_edge_tokens >= 0):
             raise ValueError(f"key_edge_tokens must be an int >= 0 (tokens at each image edge; 0 = off), got {self.key_edge_tokens!r}")
+        if not isinstance(self.key_frame_lines, bool):
+            raise ValueError(f"key_frame_lines must be a bool, got {self.key_frame_lines!r}")
         if not isinstance(self.hr_fade_reflect, bool):
             raise ValueError(f"hr_fade_reflect must be a bool, got {self.hr_fade_reflect!r}")
         if not (isinstance(self.key_hole_clearance, int) and 0 <= self.key_hole_clearance <= KEY_HOLE_CLEARANCE_MAX):

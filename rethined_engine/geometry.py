@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import ModelConfig
+from .frame_lines import keep_grid
 
 if TYPE_CHECKING:
     import torch
@@ -31,6 +32,7 @@ class Geometry:
     grid_h: int
     grid_w: int
     key_edge: int = 0
+    frame_lines: bool = False   # `ModelConfig.key_frame_lines`: no sources along a side holding a frame line
 
     @property
     def lr_size(self) -> tuple[int, int]:
@@ -74,10 +76,14 @@ class Geometry:
         touched[:rows, :cols] = per_row.reshape(rows, cols, span).max(axis=2) > 0
         return touched
 
-    def source_grid(self, exclude: np.ndarray | None) -> np.ndarray:
+    def source_grid(self, exclude: np.ndarray | None, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """(gh, gw) bool: the tokens that may be sources of the fill: `key_inside_grid` less those touching the
-        excluded pixels `exclude` (H, W) bool (`tokens_touching`; None: none excluded)."""
+        excluded pixels `exclude` (H, W) bool (`tokens_touching`; None: none excluded) and, with `frame_lines`,
+        those along a side of `image` (H, W, 3) uint8 or float in [0, 1] that holds a frame line
+        (`frame_lines.keep_grid`; mask (H, W) bool, True = hole)."""
         keys = self.key_inside_grid()
+        if self.frame_lines:
+            keys = keys & keep_grid(image, mask, self.scale * self.patch, self.grid_h, self.grid_w)
         return keys if exclude is None else keys & ~self.tokens_touching(exclude)
 
 
@@ -113,7 +119,7 @@ def grid_plan(height: int, width: int, lr_long_side: int, patch: int, grid_multi
 def plan(height: int, width: int, cfg: ModelConfig) -> Geometry:
     """The `Geometry` of an H x W image (`grid_plan`)."""
     scale, grid_h, grid_w = grid_plan(height, width, cfg.lr_long_side, cfg.patch_size, cfg.grid_multiple)
-    return Geometry(height, width, scale, cfg.patch_size, grid_h, grid_w, cfg.key_edge_tokens)
+    return Geometry(height, width, scale, cfg.patch_size, grid_h, grid_w, cfg.key_edge_tokens, cfg.key_frame_lines)
 
 
 def pad_mode(height: int, width: int, size: tuple[int, int]) -> str:

@@ -19,7 +19,7 @@ import torch
 from ..geometry import plan
 from ..io import prepare
 from ..model.patchmatch import pad_rows, token_mask
-from ..model.rethined import Rethined, tokens_touching
+from ..model.rethined import Rethined, frame_line_keys, tokens_touching
 from ..model.upscale import hf_band_gains
 from .cuda_graph import GraphedFunction
 from .torch_backend import TorchBackend, join_channels_last
@@ -181,6 +181,9 @@ class TritonBackend(TorchBackend):
         if work.exclude is not None:          # the sources less the tokens touching excluded pixels
             touched = tokens_touching(work.exclude, geom.scale * geom.patch, geom.grid_h, geom.grid_w)
             per_image = (keys * ~touched.reshape(-1, 1, geom.grid_h, geom.grid_w)).split(1)
+        if geom.frame_lines:                  # less the tokens along a side holding a frame line
+            kept = frame_line_keys(work.image, work.mask, geom.scale * geom.patch, geom.grid_h, geom.grid_w)
+            per_image = [image_keys * kept[i].reshape(keys.shape) for i, image_keys in enumerate(per_image)]
         out = [self._fill(work.part(slice(i, i + 1)))[0] if full[i]   # nothing known: the coarse guess, torch path
                else run(image, hole[0], image_keys)                  # image (3, H, W) uint8, any strides
                for i, (image, hole, image_keys) in enumerate(zip(work.image, work.mask, per_image))]

@@ -55,7 +55,7 @@ def prepare_lr(image: np.ndarray, mask: np.ndarray, geom: Geometry, exclude: np.
     hr = _pad(unit_float(image) * known[..., None], geom)
     hr_mask = _pad(mask.astype(np.float32), geom)
     s = geom.scale
-    key_inside = geom.source_grid(exclude).astype(np.float32)[None, None]
+    key_inside = geom.source_grid(exclude, image, mask).astype(np.float32)[None, None]
     if s == 1:
         return LRInputs(hr.transpose(2, 0, 1)[None].copy(), hr_mask[None, None].copy(), key_inside)
     hr_known = 1.0 - hr_mask

@@ -4,6 +4,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
+from .. import frame_lines as _frame_lines   # TorchScript reads its numbers as the module's attributes
 from ..config import ModelConfig
 from ..geometry import grid_plan, key_tokens, tokens_inside
 from .anchor import ANCHOR_CELL, colour_anchor, jump_steps
@@ -48,6 +49,72 @@ def tokens_touching(pixels: torch.Tensor, span: int, grid_h: int, grid_w: int) -
     return touched.reshape(pixels.shape[0], -1)
 
 
+def _lower_median(values: torch.Tensor) -> torch.Tensor:
+    """(..., n) with NaN for missing -> (...,): the lower middle of the present values, NaN where none
+    (`frame_lines.lower_median`)."""
+    ordered = torch.sort(values, dim=-1)[0]                 # NaN last
+    present = (~torch.isnan(values)).sum(-1)
+    index = (present - 1).clamp(min=0) // 2
+    middle = torch.gather(ordered, -1, index.unsqueeze(-1)).squeeze(-1)
+    return torch.where(present > 0, middle, torch.full_like(middle, float("nan")))
+
+
+def _side_holds_line(strip: torch.Tensor, known: torch.Tensor, span: int) -> torch.Tensor:
+    """`frame_lines.side_holds_line` (with `side_statistics`): strip (B, C, STRIP_LINES, n) float in [0, 1], known
+    (B, STRIP_LINES, n) bool -> (B,) bool."""
+    b, c, n = strip.shape[0], strip.shape[1], strip.shape[3]
+    spans = n // span
+    if spans == 0:
+        return torch.zeros(b, dtype=torch.bool, device=strip.device)
+    near, far = _frame_lines.FRAME_LINE_BAND[0], _frame_lines.FRAME_LINE_BAND[1]
+    depth = torch.arange(near, far, dtype=torch.float64, device=strip.device)
+    centred = depth - depth.mean()
+    weights = (1.0 / (far - near) - depth.mean() * centred / (centred * centred).sum()).to(strip.dtype)
+    departure = strip[:, :, 0] - (strip[:, :, near:far] * weights[:, None]).sum(2)                # (B, C, n)
+    departure = torch.where(known.all(1)[:, None], departure, torch.full_like(departure, float("nan")))
+    per_span = _lower_median(departure[..., :spans * span].reshape(b, c, spans, span))           # (B, C, spans)
+    side = _lower_median(per_span)                                                              # (B, C)
+    agree = (torch.sign(per_span) == torch.sign(side)[..., None]) & (per_span.abs() >= side.abs()[..., None] / 2)
+    share = agree.sum(-1).to(torch.float64) / (~torch.isnan(per_span)).sum(-1).clamp(min=1).to(torch.float64)
+    holds = (side.abs() >= _frame_lines.FRAME_LINE_MIN_STEP) & (share >= _frame_lines.FRAME_LINE_AGREEMENT)
+    return holds.any(1)                             # NaN (no span judged) holds nothing
+
+
+def _keep_range(first_side: torch.Tensor, last_side: torch.Tensor, extent: int, span: int, count: int) -> torch.Tensor:
+    """(B, count) bool: `frame_lines.keep_range` along one axis of `count` tokens, per image (first_side,
+    last_side (B,) bool); tokens past the image's whole ones kept."""
+    inside = extent // span
+    first = first_side.to(torch.int64)
+    stop = torch.full_like(first, inside)
+    if extent % span == 0:
+        stop = stop - last_side.to(torch.int64)
+    none_left = stop <= first
+    first = torch.where(none_left, torch.zeros_like(first), first)
+    stop = torch.where(none_left, torch.full_like(stop, inside), stop)
+    tokens = torch.arange(count, device=first_side.device)[None]
+    return (tokens >= first[:, None]) & ((tokens < stop[:, None]) | (tokens >= inside))
+
+
+def frame_line_keys(image: torch.Tensor, mask: torch.Tensor, span: int, grid_h: int, grid_w: int) -> torch.Tensor:
+    """(B, gh * gw) bool, row-major: the tokens that stay sources, all but those along a side of `image` (B, 3, H,
+    W) uint8 or float in [0, 1] that holds a frame line (mask (B, 1, H, W) bool or {0, 1}, 1 = hole); the tensor
+    form of `frame_lines.keep_grid`, on the image's device without a host read."""
+    b, height, width = image.shape[0], image.shape[-2], image.shape[-1]
+    lines = _frame_lines.STRIP_LINES
+    if min(height, width) < 2 * lines:
+        return torch.ones(b, grid_h * grid_w, dtype=torch.bool, device=image.device)
+    values = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+    known = mask[:, 0].float() < 0.5
+    strips = [values[:, :, :lines], values[:, :, height - lines:].flip(2), values[:, :, :, :lines].transpose(2, 3),
+              values[:, :, :, width - lines:].flip(3).transpose(2, 3)]
+    knowns = [known[:, :lines], known[:, height - lines:].flip(1), known[:, :, :lines].transpose(1, 2),
+              known[:, :, width - lines:].flip(2).transpose(1, 2)]
+    top, bottom, left, right = [_side_holds_line(strip, k, span) for strip, k in zip(strips, knowns)]
+    rows = _keep_range(top, bottom, height, span, grid_h)
+    cols = _keep_range(left, right, width, span, grid_w)
+    return (rows[:, :, None] & cols[:, None, :]).reshape(b, -1)
+
+
 class Rethined(nn.Module):
     """Coarse CNN + NeuralPatchMatch at LR, attention upscaling to HR. `torch.jit.script` compiles it
     (`forward` reads the settings it needs as plain attributes: TorchScript cannot read the config)."""
@@ -59,7 +126,7 @@ class Rethined(nn.Module):
         self.hr_topk, self.hf_transfer, self.hf_decay = cfg.hr_topk, cfg.hf_transfer, cfg.hf_decay
         self.hf_fine_decay, self.hf_mid_gain, self.hr_feather = cfg.hf_fine_decay, cfg.hf_mid_gain, cfg.hr_feather
         self.hr_fade_reflect = cfg.hr_fade_reflect
-        self.key_edge_tokens = cfg.key_edge_tokens
+        self.key_edge_tokens, self.key_frame_lines = cfg.key_edge_tokens, cfg.key_frame_lines
         self.colour_anchor, self.colour_anchor_sigma = float(cfg.colour_anchor), float(cfg.colour_anchor_sigma)
         self.anchor_steps = jump_steps(cfg.lr_long_side // ANCHOR_CELL)
         self.anchor_kernel = None   # a backend's `colour_anchor`: native `ColourAnchor` (C++)
@@ -132,6 +199,8 @@ class Rethined(nn.Module):
         keys = key_inside_tokens(height, width, span, grid_h, grid_w, self.key_edge_tokens, image.device)
         if exclude is not None:
             keys = keys[None] & ~tokens_touching(exclude, span, grid_h, grid_w)
+        if self.key_frame_lines:
+            keys = keys & frame_line_keys(image, mask, span, grid_h, grid_w)
         lr = self.forward_lr(lr_image, lr_mask, keys)
         if scale == 1:
             hr = lr.result
