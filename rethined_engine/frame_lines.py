@@ -78,14 +78,14 @@ def side_holds_line(strip: np.ndarray, known: np.ndarray, span: int) -> np.ndarr
 
 
 def frame_line_sides(image: np.ndarray, mask: np.ndarray, span: int) -> np.ndarray:
-    """image (B, 3, H, W) uint8 or float in [0, 1], mask (B, H, W) bool (True = hole), span: HR px per token ->
+    """image (B, 3, H, W) uint8 or float in [0, 1], mask (B, H, W) bool or {0, 1} (1 = hole), span: HR px per token ->
     (B, 4) bool: per side (SIDES' order) whether it holds a frame line; none in an image under 2 * STRIP_LINES px
     on a side."""
     if min(image.shape[-2:]) < 2 * STRIP_LINES:
         return np.zeros((image.shape[0], len(SIDES)), bool)
     scale = np.float32(255.0) if image.dtype == np.uint8 else np.float32(1.0)
     strips = [strip.astype(np.float32) / scale for strip in edge_strips(image)]
-    known = edge_strips(~mask)
+    known = [strip == 0 for strip in edge_strips(mask)]      # the strips only: no pass over the whole mask
     return np.stack([side_holds_line(s, k, span) for s, k in zip(strips, known)], axis=1)
 
 
@@ -100,7 +100,7 @@ def keep_range(sides_first_last: tuple[bool, bool], extent: int, span: int) -> t
 
 
 def keep_grid(image: np.ndarray, mask: np.ndarray, span: int, grid_h: int, grid_w: int) -> np.ndarray:
-    """image (H, W, 3) uint8 or float in [0, 1], mask (H, W) bool -> (grid_h, grid_w) bool: the tokens that stay
+    """image (H, W, 3) uint8 or float in [0, 1], mask (H, W) bool or {0, 1} -> (grid_h, grid_w) bool: the tokens that stay
     sources, all but those along a side holding a frame line (`frame_line_sides`). Tokens outside the image are
     kept here (`Geometry.key_inside_grid` drops them)."""
     top, bottom, left, right = frame_line_sides(np.moveaxis(image, -1, 0)[None], mask[None], span)[0]

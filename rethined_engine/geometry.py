@@ -80,7 +80,7 @@ class Geometry:
         """(gh, gw) bool: the tokens that may be sources of the fill: `key_inside_grid` less those touching the
         excluded pixels `exclude` (H, W) bool (`tokens_touching`; None: none excluded) and, with `frame_lines`,
         those along a side of `image` (H, W, 3) uint8 or float in [0, 1] that holds a frame line
-        (`frame_lines.keep_grid`; mask (H, W) bool, True = hole)."""
+        (`frame_lines.keep_grid`; mask (H, W) bool or {0, 1}, 1 = hole)."""
         keys = self.key_inside_grid()
         if self.frame_lines:
             keys = keys & keep_grid(image, mask, self.scale * self.patch, self.grid_h, self.grid_w)

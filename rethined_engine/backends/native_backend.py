@@ -173,7 +173,7 @@ class NativeBackend(TorchBackend):
                     for image, mask in zip(images, masks)]
         lr_image, lr_mask = (torch.from_numpy(np.concatenate(x)).to(self.dtype).contiguous(memory_format=torch.channels_last)
                              for x in zip(*prepared))
-        key_inside = torch.from_numpy(np.stack([geom.source_grid(exclude, image, mask > 0)
+        key_inside = torch.from_numpy(np.stack([geom.source_grid(exclude, image, mask)
                                                 for image, mask, exclude in zip(images, masks, excludes)])
                                       .astype(np.float32))[:, None]
         lr_result, weight, fine_weight, index = self.lr_network(lr_image, lr_mask, key_inside)
