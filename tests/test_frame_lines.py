@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from rethined_engine import Engine
-from rethined_engine.config import STYLES
+from rethined_engine.config import STYLES, ModelConfig
 from rethined_engine.frame_lines import FRAME_LINE_MIN_STEP, frame_line_sides, keep_grid, keep_range
 from rethined_engine.geometry import plan
 from rethined_engine.model.rethined import frame_line_keys
 from rethined_engine.train.masks import random_mask
 
+from conftest import onnxruntime_pipeline  # noqa: E402
 from test_exclude import chosen_sources, close_uint8, needs_native, photo  # noqa: E402
 
 SPAN = 16   # HR px per token in the synthetic cases
@@ -129,11 +130,29 @@ def test_an_image_without_a_frame_line_is_filled_as_with_the_setting_off(engines
     np.testing.assert_array_equal(engines[True].inpaint(image, mask), engines[False].inpaint(image, mask))
 
 
+def test_the_copy_styles_take_frame_lines_and_smooth_does_not():
+    assert STYLES["realistic"]["key_frame_lines"] and STYLES["fast"]["key_frame_lines"]
+    assert not ModelConfig(**{**STYLES["smooth"]}).key_frame_lines
+    with pytest.raises(ValueError, match="key_frame_lines must be a bool"):
+        ModelConfig(key_frame_lines=1)
+
+
 @needs_native
 def test_native_backend_matches_torch_with_frame_lines(engines, framed, rng):
     mask = random_mask(*framed.shape[:2], rng)
     native = Engine(backend="native", key_frame_lines=True)
     assert close_uint8(native.inpaint(framed, mask), engines[True].inpaint(framed, mask))
+
+
+def test_deployed_pipeline_matches_torch_with_frame_lines(engines, framed, rng, onnx_path):
+    """The deployed pipeline (onnxruntime standing in for TensorRT; the weights file's settings, which name
+    key_frame_lines) finds the frame lines on the host."""
+    from rethined_engine.deploy.pipeline import LRSizeRange
+
+    deployed = onnxruntime_pipeline(onnx_path, LRSizeRange((32, 32), (512, 512)))
+    assert deployed.config.key_frame_lines
+    mask = random_mask(*framed.shape[:2], rng)
+    assert close_uint8(deployed.inpaint(framed, mask), engines[True].inpaint(framed, mask))
 
 
 def test_triton_backend_matches_torch_with_frame_lines(rng):
