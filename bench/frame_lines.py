@@ -4,8 +4,8 @@ scores them.
     python -m bench.frame_lines --images PHOTOS/train-select PHOTOS/heldout --resolutions 1024 2048 3840 \
         --out bench/results/frame-lines-cpu.json
 
-Per photo, size and side: the departure's median over the side (levels, the channel farthest from 0), the share
-of token spans that agree with it, and whether the side holds a frame line. No hole: every position is judged.
+Per photo, size and side: the mean of the token spans' median departures (levels, the channel farthest from 0),
+the share of spans that agree with it, and whether the side holds a frame line. No hole: every position is judged.
 """
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from rethined_engine.frame_lines import (
     FRAME_LINE_BAND,
     FRAME_LINE_MIN_STEP,
     SIDES,
-    STRIP_LINES,
-    edge_strips,
-    side_holds_line,
+    frame_line_sides,
     side_statistics,
+    side_strips,
+    whole_spans,
 )
 from rethined_engine.geometry import plan
 from rethined_engine.train.data import list_images
@@ -36,17 +36,19 @@ LEVELS = 255.0
 
 
 def side_scores(image: np.ndarray, span: int) -> list[dict]:
-    """image (H, W, 3) uint8 -> per side: {"side", "departure" (levels, the channel whose median departs most),
-    "agreement" (that channel's), "frame_line"} (`frame_lines.side_statistics`; no hole)."""
-    values = np.moveaxis(image, -1, 0)[None].astype(np.float32) / np.float32(LEVELS)
-    known = np.ones((1, STRIP_LINES, max(image.shape[:2])), bool)
+    """image (H, W, 3) uint8 -> per side: {"side", "departure" (levels: the mean of the spans' median departures, in
+    the channel that departs most), "agreement" (that channel's share), "frame_line"} (`frame_lines`; no hole)."""
+    chw = np.moveaxis(image, -1, 0)[None]
+    height, width = image.shape[:2]
+    strips = side_strips(chw, 0).astype(np.float32) / np.float32(LEVELS)
+    known = (np.arange(strips.shape[-1]) < whole_spans(height, width, span)[:, None])[None]     # (1, 4, n)
+    mean, share = (x[0] for x in side_statistics(strips, known, span))
+    found = frame_line_sides(chw, np.zeros((1, height, width), bool), span)[0]
     out = []
-    for side, strip in zip(SIDES, edge_strips(values)):
-        median, share = (x[0] for x in side_statistics(strip, known[..., :strip.shape[-1]], span))
-        channel = int(np.nanargmax(np.abs(median)))
-        out.append({"side": side, "departure": round(float(median[channel]) * LEVELS, 2),
-                    "agreement": round(float(share[channel]), 3),
-                    "frame_line": bool(side_holds_line(strip, known[..., :strip.shape[-1]], span)[0])})
+    for index, side in enumerate(SIDES):
+        channel = int(np.argmax(np.abs(mean[index])))
+        out.append({"side": side, "departure": round(float(mean[index, channel]) * LEVELS, 2),
+                    "agreement": round(float(share[index, channel]), 3), "frame_line": bool(found[index])})
     return out
 
 

@@ -181,9 +181,6 @@ class TritonBackend(TorchBackend):
         if work.exclude is not None:          # the sources less the tokens touching excluded pixels
             touched = tokens_touching(work.exclude, geom.scale * geom.patch, geom.grid_h, geom.grid_w)
             per_image = (keys * ~touched.reshape(-1, 1, geom.grid_h, geom.grid_w)).split(1)
-        if geom.frame_lines:                  # less the tokens along a side holding a frame line
-            kept = frame_line_keys(work.image, work.mask, geom.scale * geom.patch, geom.grid_h, geom.grid_w)
-            per_image = [image_keys * kept[i].reshape(keys.shape) for i, image_keys in enumerate(per_image)]
         out = [self._fill(work.part(slice(i, i + 1)))[0] if full[i]   # nothing known: the coarse guess, torch path
                else run(image, hole[0], image_keys)                  # image (3, H, W) uint8, any strides
                for i, (image, hole, image_keys) in enumerate(zip(work.image, work.mask, per_image))]
@@ -204,6 +201,9 @@ class TritonBackend(TorchBackend):
         lr_image, lr_mask = self.prepare_lr(image, hole, geom, channels_last=False)
         lr_image, lr_mask = lr_image.to(self.dtype), lr_mask.to(self.dtype)
         _, inside = self._grids(geom)
+        if geom.frame_lines:              # less the tokens along a side holding a frame line (inside the graph)
+            kept = frame_line_keys(image[None], hole[None, None], geom.scale * geom.patch, geom.grid_h, geom.grid_w)
+            key_inside = key_inside * kept.reshape(key_inside.shape)
         lr_result, weight, fine_weight, index = self.lr_network(lr_image, lr_mask, key_inside)
         if not self.config.hf_transfer:
             weight, fine_weight = torch.zeros_like(weight), torch.zeros_like(fine_weight)

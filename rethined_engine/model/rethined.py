@@ -2,6 +2,7 @@
 from typing import NamedTuple, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import frame_lines as _frame_lines   # TorchScript reads its numbers as the module's attributes
@@ -49,35 +50,36 @@ def tokens_touching(pixels: torch.Tensor, span: int, grid_h: int, grid_w: int) -
     return touched.reshape(pixels.shape[0], -1)
 
 
-def _lower_median(values: torch.Tensor) -> torch.Tensor:
-    """(..., n) with NaN for missing -> (...,): the lower middle of the present values, NaN where none
-    (`frame_lines.lower_median`)."""
-    ordered = torch.sort(values, dim=-1)[0]                 # NaN last
-    present = (~torch.isnan(values)).sum(-1)
-    index = (present - 1).clamp(min=0) // 2
-    middle = torch.gather(ordered, -1, index.unsqueeze(-1)).squeeze(-1)
-    return torch.where(present > 0, middle, torch.full_like(middle, float("nan")))
+def _side_strips(x: torch.Tensor, fill: float) -> torch.Tensor:
+    """`frame_lines.side_strips`: x (B, C, H, W) -> (B, 4, C, STRIP_LINES, max(H, W))."""
+    lines, height, width = _frame_lines.STRIP_LINES, x.shape[-2], x.shape[-1]
+    n = max(height, width)
+    sides = [x[..., :lines, :], x[..., height - lines:, :].flip(-2), x[..., :lines].transpose(-1, -2),
+             x[..., width - lines:].flip(-1).transpose(-1, -2)]
+    return torch.stack([F.pad(side, [0, n - side.shape[-1]], value=fill) for side in sides], 1)
 
 
-def _side_holds_line(strip: torch.Tensor, known: torch.Tensor, span: int) -> torch.Tensor:
-    """`frame_lines.side_holds_line` (with `side_statistics`): strip (B, C, STRIP_LINES, n) float in [0, 1], known
-    (B, STRIP_LINES, n) bool -> (B,) bool."""
-    b, c, n = strip.shape[0], strip.shape[1], strip.shape[3]
+def _side_statistics(strips: torch.Tensor, known: torch.Tensor, span: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`frame_lines.side_statistics`: strips (B, 4, C, STRIP_LINES, n) float32, known (B, 4, n) bool -> (mean
+    departure, agreeing share), each (B, 4, C)."""
+    b, c, n = strips.shape[0], strips.shape[2], strips.shape[-1]
     spans = n // span
-    if spans == 0:
-        return torch.zeros(b, dtype=torch.bool, device=strip.device)
     near, far = _frame_lines.FRAME_LINE_BAND[0], _frame_lines.FRAME_LINE_BAND[1]
-    depth = torch.arange(near, far, dtype=torch.float64, device=strip.device)
+    depth = torch.arange(near, far, dtype=torch.float64, device=strips.device)
     centred = depth - depth.mean()
-    weights = (1.0 / (far - near) - depth.mean() * centred / (centred * centred).sum()).to(strip.dtype)
-    departure = strip[:, :, 0] - (strip[:, :, near:far] * weights[:, None]).sum(2)                # (B, C, n)
-    departure = torch.where(known.all(1)[:, None], departure, torch.full_like(departure, float("nan")))
-    per_span = _lower_median(departure[..., :spans * span].reshape(b, c, spans, span))           # (B, C, spans)
-    side = _lower_median(per_span)                                                              # (B, C)
-    agree = (torch.sign(per_span) == torch.sign(side)[..., None]) & (per_span.abs() >= side.abs()[..., None] / 2)
-    share = agree.sum(-1).to(torch.float64) / (~torch.isnan(per_span)).sum(-1).clamp(min=1).to(torch.float64)
-    holds = (side.abs() >= _frame_lines.FRAME_LINE_MIN_STEP) & (share >= _frame_lines.FRAME_LINE_AGREEMENT)
-    return holds.any(1)                             # NaN (no span judged) holds nothing
+    weights = (1.0 / (far - near) - depth.mean() * centred / (centred * centred).sum()).to(strips)
+    band = strips[..., near:far, :spans * span]
+    departure = strips[..., 0, :spans * span] - torch.einsum("bscln,l->bscn", band, weights)
+    known = known[..., :spans * span]
+    departure = torch.where(known[:, :, None], departure, torch.full_like(departure, float("nan")))
+    judged = known.reshape(b, 4, 1, spans, span).sum(-1) >= span / 2
+    per_span = torch.nanmedian(departure.reshape(b, 4, c, spans, span), dim=-1)[0]   # the lower middle
+    per_span = torch.where(judged, per_span, torch.zeros_like(per_span))
+    judged_count = judged.sum(-1).clamp(min=1)
+    mean = per_span.sum(-1) / judged_count
+    same_way = torch.sign(per_span) == torch.sign(mean)[..., None]
+    agree = judged & same_way & (per_span.abs() >= mean.abs()[..., None] / 2)
+    return mean, agree.sum(-1) / judged_count
 
 
 def _keep_range(first_side: torch.Tensor, last_side: torch.Tensor, extent: int, span: int, count: int) -> torch.Tensor:
@@ -100,18 +102,19 @@ def frame_line_keys(image: torch.Tensor, mask: torch.Tensor, span: int, grid_h: 
     W) uint8 or float in [0, 1] that holds a frame line (mask (B, 1, H, W) bool or {0, 1}, 1 = hole); the tensor
     form of `frame_lines.keep_grid`, on the image's device without a host read."""
     b, height, width = image.shape[0], image.shape[-2], image.shape[-1]
-    lines = _frame_lines.STRIP_LINES
-    if min(height, width) < 2 * lines:
+    if min(height, width) < 2 * _frame_lines.STRIP_LINES:
         return torch.ones(b, grid_h * grid_w, dtype=torch.bool, device=image.device)
-    values = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
-    known = mask[:, 0].float() < 0.5
-    strips = [values[:, :, :lines], values[:, :, height - lines:].flip(2), values[:, :, :, :lines].transpose(2, 3),
-              values[:, :, :, width - lines:].flip(3).transpose(2, 3)]
-    knowns = [known[:, :lines], known[:, height - lines:].flip(1), known[:, :, :lines].transpose(1, 2),
-              known[:, :, width - lines:].flip(2).transpose(1, 2)]
-    top, bottom, left, right = [_side_holds_line(strip, k, span) for strip, k in zip(strips, knowns)]
-    rows = _keep_range(top, bottom, height, span, grid_h)
-    cols = _keep_range(left, right, width, span, grid_w)
+    strips = _side_strips(image, 0.0).float()
+    if image.dtype == torch.uint8:
+        strips = strips / 255.0
+    position = torch.arange(max(height, width), device=image.device)      # no host copy: a CUDA graph captures it
+    across, down = width // span * span, height // span * span
+    inside = torch.stack([position < across, position < across, position < down, position < down])   # (4, n)
+    known = (_side_strips(mask.to(torch.uint8), 1.0) == 0).all(3)[:, :, 0] & inside                    # (B, 4, n)
+    mean, share = _side_statistics(strips, known, span)
+    holds = ((mean.abs() >= _frame_lines.FRAME_LINE_MIN_STEP) & (share >= _frame_lines.FRAME_LINE_AGREEMENT)).any(-1)
+    rows = _keep_range(holds[:, 0], holds[:, 1], height, span, grid_h)
+    cols = _keep_range(holds[:, 2], holds[:, 3], width, span, grid_w)
     return (rows[:, :, None] & cols[:, None, :]).reshape(b, -1)
 
 
