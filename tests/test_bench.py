@@ -585,3 +585,24 @@ def test_flow_accuracy_known_flows_move_the_named_pixels():
     assert 0 < (np.abs(moving - np.float32([3, 1])).sum(-1) > 0).mean() < 0.5     # an ellipse moves on its own
     with pytest.raises(ValueError, match="motion"):
         known_flow("spin", 40, 60, rng)
+
+
+def test_frame_line_scan_names_the_side_holding_a_line(tmp_path):
+    """bench.frame_lines: a photo with a dark last row is listed with its bottom side, one without is not; the
+    rows carry each side's departure (levels) and agreement."""
+    from bench.frame_lines import main as frame_lines_main
+
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    smooth = np.clip(120 + rng.normal(0, 4, (96, 128, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(smooth).save(folder / "plain.png")
+    framed = smooth.copy()
+    framed[-1] = 20
+    Image.fromarray(framed).save(folder / "framed.png")
+    out = tmp_path / "frame-lines.json"
+    frame_lines_main(["--images", str(folder), "--resolutions", "128", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["found"] == [["photos", "framed.png", "bottom"]]
+    bottom = next(r for r in saved["rows"] if r["image"] == "framed.png" and r["side"] == "bottom")
+    assert bottom["departure"] < -80 and bottom["agreement"] == 1.0 and bottom["frame_line"]
