@@ -169,3 +169,12 @@ def test_triton_backend_matches_torch_with_frame_lines(rng):
     kept = frame_line_keys(torch.from_numpy(image).permute(2, 0, 1)[None], torch.from_numpy(mask)[None, None], 16, 3, 4)
     assert not kept.all()                           # the dark last row is found: its tokens are no sources
     assert close_uint8(fast.inpaint(image, mask), torch_engine.inpaint(image, mask))
+
+
+def test_a_batch_judges_each_image_on_its_own(engines, framed, rng):
+    """One framed and one plain image in a batch: each filled as alone."""
+    plain = photo(256, 384)
+    mask = random_mask(256, 384, rng)
+    batch = engines[True].inpaint(np.stack([framed, plain]), mask)
+    np.testing.assert_array_equal(batch[0], engines[True].inpaint(framed, mask))
+    np.testing.assert_array_equal(batch[1], engines[True].inpaint(plain, mask))
