@@ -8,9 +8,10 @@ each position's departure is the outermost line's value minus the value the leas
 FRAME_LINE_BAND lines (4-7 px from the edge) predicts there, so a vignette or a sky's gradient departs by little.
 Per token span along the edge the departure's median is taken over the positions known on every line of the strip
 (a span with fewer than half of them known is not judged); the side holds a frame line when, in some colour
-channel, the mean of the judged spans' medians is at least FRAME_LINE_MIN_STEP from 0 and at least FRAME_LINE_AGREEMENT
-of them depart the same way by at least half as much (a scene edge cut by the frame over part of a side does
-not). A line up to 3 px thick counts; a wide border (one that reaches the band) does not.
+channel, the mean of the judged spans' medians is at least FRAME_LINE_MIN_STEP from 0 and at least
+FRAME_LINE_AGREEMENT of them depart the same way by at least half as much (a scene edge cut by the frame over part
+of a side does not); a side with fewer than FRAME_LINE_MIN_SPANS judged spans is not judged. A line up to 3 px
+thick counts; a wide border (one that reaches the band) does not.
 
 The numpy form here serves the hosts (the native backend, the deployed pipelines: no torch); the tensor form is
 `model.rethined.frame_line_keys` (the torch and Triton backends). Both judge the four sides at once. Layout:
@@ -25,6 +26,7 @@ FRAME_LINE_BAND = (4, 8)        # px from the edge: the lines the outermost one 
 STRIP_LINES = FRAME_LINE_BAND[1]   # lines read per side
 FRAME_LINE_MIN_STEP = 12.0 / 255.0  # the least mean departure of a frame line, in [0, 1] units
 FRAME_LINE_AGREEMENT = 0.8      # share of the side's judged token spans that must depart the same way, by half as much
+FRAME_LINE_MIN_SPANS = 8        # judged token spans a side needs to be judged at all (a few spans agree by chance)
 SIDES = ("top", "bottom", "left", "right")
 
 
@@ -64,7 +66,7 @@ def side_statistics(strips: np.ndarray, known: np.ndarray, span: int) -> tuple[n
     """strips (B, 4, C, STRIP_LINES, n) float32 in [0, 1], known (B, 4, n) bool (the positions known on every
     line and inside a whole span) -> per side and channel (B, 4, C): the mean of the judged spans' median departures
     (0 where none is judged) and the share of them that depart the same way by at least half as much (0 where
-    none is)."""
+    fewer than FRAME_LINE_MIN_SPANS are)."""
     b, c, n = strips.shape[0], strips.shape[2], strips.shape[-1]
     spans = n // span
     band = strips[..., FRAME_LINE_BAND[0]:FRAME_LINE_BAND[1], :spans * span]
@@ -76,7 +78,8 @@ def side_statistics(strips: np.ndarray, known: np.ndarray, span: int) -> tuple[n
     judged_count = np.maximum(judged.sum(-1), 1)
     mean = per_span.sum(-1) / judged_count                                                         # (B, 4, C)
     agree = judged & (np.sign(per_span) == np.sign(mean)[..., None]) & (np.abs(per_span) >= np.abs(mean)[..., None] / 2)
-    return mean, agree.sum(-1) / judged_count
+    share = np.where(judged_count >= FRAME_LINE_MIN_SPANS, agree.sum(-1) / judged_count, 0.0)
+    return mean, share
 
 
 def frame_line_sides(image: np.ndarray, mask: np.ndarray, span: int) -> np.ndarray:

@@ -92,6 +92,14 @@ def test_token_forms_agree(rng, h, w, dtype):
         np.testing.assert_array_equal(got[0].numpy(), want.reshape(-1))
 
 
+def test_a_side_of_few_token_spans_is_not_judged(rng):
+    """Under FRAME_LINE_MIN_SPANS spans a few agree by chance: a side that short holds no frame line."""
+    image = textured(rng, 160, 7 * SPAN)
+    image[-1] = 20
+    image[:, -1] = 20
+    assert sides(image) == [False, False, False, True]     # the bottom's 7 spans are not judged; the right's 10 are
+
+
 def test_keep_range_drops_the_token_touching_the_line():
     assert keep_range((True, True), 64, 16) == (1, 3)
     assert keep_range((False, True), 70, 16) == (0, 4)      # the last whole token ends before the edge's line
@@ -156,17 +164,20 @@ def test_deployed_pipeline_matches_torch_with_frame_lines(engines, framed, rng, 
 
 
 def test_triton_backend_matches_torch_with_frame_lines(rng):
-    """Interpreted on the CPU without CUDA: the frame lines reach the Triton pipeline's keys."""
+    """Interpreted on the CPU without CUDA (one LR px per px: 8 token spans along the bottom): the frame lines reach
+    the Triton pipeline's keys."""
     pytest.importorskip("triton")
     from rethined_engine.backends.triton_backend import TritonBackend
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    settings = {**STYLES["realistic"], "lr_long_side": 32, "seam_sigma": 0.0, "key_frame_lines": True}
+    settings = {**STYLES["realistic"], "lr_long_side": 64, "seam_sigma": 0.0, "key_frame_lines": True}
     fast = TritonBackend(device=device, dtype="float32", cuda_graphs=False, **settings)
     torch_engine = Engine(backend="torch", device=device, dtype="float32", **settings)
     image, mask = photo(48, 64), random_mask(48, 64, rng)
+    image[-9:-1] = image[-9:-1].mean(axis=(0, 1)).astype(np.uint8)   # a plain band above a dark last row
     image[-1] = 10
-    kept = frame_line_keys(torch.from_numpy(image).permute(2, 0, 1)[None], torch.from_numpy(mask)[None, None], 16, 3, 4)
+    mask[-12:] = False                              # every span along the bottom judged
+    kept = frame_line_keys(torch.from_numpy(image).permute(2, 0, 1)[None], torch.from_numpy(mask)[None, None], 8, 6, 8)
     assert not kept.all()                           # the dark last row is found: its tokens are no sources
     assert close_uint8(fast.inpaint(image, mask), torch_engine.inpaint(image, mask))
 

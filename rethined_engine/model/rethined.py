@@ -79,24 +79,23 @@ def _side_statistics(strips: torch.Tensor, known: torch.Tensor, span: int) -> tu
     mean = per_span.sum(-1) / judged_count
     same_way = torch.sign(per_span) == torch.sign(mean)[..., None]
     agree = judged & same_way & (per_span.abs() >= mean.abs()[..., None] / 2)
-    return mean, agree.sum(-1) / judged_count
+    share = agree.sum(-1) / judged_count
+    return mean, torch.where(judged_count >= _frame_lines.FRAME_LINE_MIN_SPANS, share, torch.zeros_like(share))
 
 
 def _keep_range(first_side: torch.Tensor, last_side: torch.Tensor, extent: int, span: int, count: int) -> torch.Tensor:
     """(B, count) bool: `frame_lines.keep_range` along one axis of `count` tokens, per image (first_side,
     last_side (B,) bool); tokens past the image's whole ones kept."""
     inside = extent // span
-    first = first_side.to(torch.int64)
-    stop = torch.full_like(first, inside)
-    if extent % span == 0:
-        stop = stop - last_side.to(torch.int64)
-    none_left = stop <= first
-    first = torch.where(none_left, torch.zeros_like(first), first)
-    stop = torch.where(none_left, torch.full_like(stop, inside), stop)
     tokens = torch.arange(count, device=first_side.device)[None]
-    return (tokens >= first[:, None]) & ((tokens < stop[:, None]) | (tokens >= inside))
-
-
+    if inside <= 1:                                 # dropping its one token would leave none
+        return torch.ones(first_side.shape[0], count, dtype=torch.bool, device=first_side.device)
+    drop = (tokens == 0) & first_side[:, None]
+    if extent % span == 0:                          # the last whole token touches the edge's line
+        drop = drop | ((tokens == inside - 1) & last_side[:, None])
+    if inside == 2:                                 # both dropped would leave none: keep both
+        drop = drop & ~(drop[:, :1] & drop[:, 1:2])
+    return ~drop
 def frame_line_keys(image: torch.Tensor, mask: torch.Tensor, span: int, grid_h: int, grid_w: int) -> torch.Tensor:
     """(B, gh * gw) bool, row-major: the tokens that stay sources, all but those along a side of `image` (B, 3, H,
     W) uint8 or float in [0, 1] that holds a frame line (mask (B, 1, H, W) bool or {0, 1}, 1 = hole); the tensor
