@@ -96,6 +96,8 @@ def _keep_range(first_side: torch.Tensor, last_side: torch.Tensor, extent: int, 
     if inside == 2:                                 # both dropped would leave none: keep both
         drop = drop & ~(drop[:, :1] & drop[:, 1:2])
     return ~drop
+
+
 def frame_line_keys(image: torch.Tensor, mask: torch.Tensor, span: int, grid_h: int, grid_w: int) -> torch.Tensor:
     """(B, gh * gw) bool, row-major: the tokens that stay sources, all but those along a side of `image` (B, 3, H,
     W) uint8 or float in [0, 1] that holds a frame line (mask (B, 1, H, W) bool or {0, 1}, 1 = hole); the tensor
