@@ -26,10 +26,8 @@ from rethined_engine.frame_lines import (
     FRAME_LINE_BAND,
     FRAME_LINE_MIN_STEP,
     SIDES,
-    frame_line_sides,
-    side_statistics,
-    side_strips,
-    whole_spans,
+    frame_line_statistics,
+    holds_line,
 )
 from rethined_engine.geometry import plan
 from rethined_engine.train.data import list_images
@@ -44,12 +42,9 @@ PICTURE_SIZE = (300, 600)   # px: the --picture crop, (height, width), shown wit
 def side_scores(image: np.ndarray, span: int) -> list[dict]:
     """image (H, W, 3) uint8 -> per side: {"side", "departure" (levels: the mean of the spans' median departures, in
     the channel that departs most), "agreement" (that channel's share), "frame_line"} (`frame_lines`; no hole)."""
-    chw = np.moveaxis(image, -1, 0)[None]
-    height, width = image.shape[:2]
-    strips = side_strips(chw, 0).astype(np.float32) / np.float32(LEVELS)
-    known = (np.arange(strips.shape[-1]) < whole_spans(height, width, span)[:, None])[None]     # (1, 4, n)
-    mean, share = (x[0] for x in side_statistics(strips, known, span))
-    found = frame_line_sides(chw, np.zeros((1, height, width), bool), span)[0]
+    mean, share = (x[0] for x in frame_line_statistics(np.moveaxis(image, -1, 0)[None],
+                                                       np.zeros((1, *image.shape[:2]), bool), span))
+    found = holds_line(mean, share)
     out = []
     for index, side in enumerate(SIDES):
         channel = int(np.argmax(np.abs(mean[index])))

@@ -82,19 +82,30 @@ def side_statistics(strips: np.ndarray, known: np.ndarray, span: int) -> tuple[n
     return mean, share
 
 
-def frame_line_sides(image: np.ndarray, mask: np.ndarray, span: int) -> np.ndarray:
-    """image (B, 3, H, W) uint8 or float in [0, 1], mask (B, H, W) bool or {0, 1} (1 = hole), span: HR px per token
-    -> (B, 4) bool: per side (SIDES' order) whether it holds a frame line; none in an image under 2 * STRIP_LINES
-    px on a side. Only the strips are read and converted."""
+def frame_line_statistics(image: np.ndarray, mask: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """image (B, C, H, W) uint8 or float in [0, 1], mask (B, H, W) bool or {0, 1} (1 = hole), span: HR px per token
+    -> `side_statistics` of its four sides, (B, 4, C) each; zeros for an image under 2 * STRIP_LINES px on a side.
+    Only the strips are read and converted."""
     height, width = image.shape[-2:]
     if min(height, width) < 2 * STRIP_LINES:
-        return np.zeros((image.shape[0], len(SIDES)), bool)
+        none = np.zeros((image.shape[0], len(SIDES), image.shape[1]))
+        return none, none
     scale = np.float32(255.0) if image.dtype == np.uint8 else np.float32(1.0)
     strips = side_strips(image, 0).astype(np.float32) / scale
     inside = np.arange(strips.shape[-1]) < whole_spans(height, width, span)[:, None]          # (4, n)
     known = (side_strips(mask, 1) == 0).all(2) & inside
-    mean, share = side_statistics(strips, known, span)
+    return side_statistics(strips, known, span)
+
+
+def holds_line(mean: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """`side_statistics`' (mean, share), (..., C) each -> (...,) bool: whether the side holds a frame line."""
     return ((np.abs(mean) >= FRAME_LINE_MIN_STEP) & (share >= FRAME_LINE_AGREEMENT)).any(-1)
+
+
+def frame_line_sides(image: np.ndarray, mask: np.ndarray, span: int) -> np.ndarray:
+    """image (B, 3, H, W), mask (B, H, W) as `frame_line_statistics` takes them -> (B, 4) bool: per side (SIDES'
+    order) whether it holds a frame line."""
+    return holds_line(*frame_line_statistics(image, mask, span))
 
 
 def keep_range(sides_first_last: tuple[bool, bool], extent: int, span: int) -> tuple[int, int]:
