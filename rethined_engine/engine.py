@@ -10,6 +10,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from .backends import AVAILABLE
+from .io import as_float32
 
 FRAME_BATCH = 8      # frames per batch of `Engine.inpaint_frames`: one LR network call (one CUDA graph) each
 
@@ -102,8 +103,12 @@ class Engine:
         steps still see them. Where every source is excluded nothing is copied: the fill is the coarse network's,
         colour-matched to the hole's border as usual.
         """
+        deep = as_float32(img)
         with self._lock:
-            return self._impl.inpaint(img, mask, exclude)
+            if deep is None:
+                return self._impl.inpaint(img, mask, exclude)
+            image, as_uint16 = deep
+            return as_uint16(self._impl.inpaint(image, mask, exclude))
 
     def inpaint_frames(self, frames: Iterable[Any], masks: Any, batch_size: int = FRAME_BATCH,
                        excludes: Any = None) -> Iterator[Any]:

@@ -4,10 +4,12 @@ with what the photo carried.
 - A photo is turned by its EXIF orientation (as image viewers, editors and `cv2.imread` show it), so a mask drawn
   on the photo as shown fits it, and the output is upright. Its alpha channel (RGBA, LA, PA, or a palette with a
   transparent colour) is set aside and put back on the output; its EXIF (orientation reset to 1) and ICC profile are
-  copied to the output. A photo of more than 8 bits per channel is read at 8, with a warning
-  (`ReducedDepthWarning`: its known pixels lose their low bits): 16-bit and float greys are scaled to 8 bits, and
-  Pillow, which has no 48-bit mode, reads 16-bit colour (a PNG or TIFF from a raw developer) at 8. Video files and
-  image sequences keep 16 bits (`rethined video`, `rethined_engine.video.known_pixels`).
+  copied to the output.
+- A 16-bit photo (a PNG or TIFF from a raw developer, colour or grey, with or without alpha) is read at 16 bits
+  (`Photo.rgb` uint16) where OpenCV is installed (`rethined_engine.deep_photos`; Pillow has no 48-bit mode), and
+  written at 16 bits to a PNG or TIFF output, its known pixels bit for bit; a JPEG or WebP output holds 8. Without
+  OpenCV, and for 32-bit and float greys, a photo of more than 8 bits per channel is read at 8, with a warning
+  (`ReducedDepthWarning`: its known pixels lose their low bits).
 - A mask fills where its pixels are nonzero (white = fill): colour masks through their luma. A mask with an alpha
   channel counts as drawn over black (luma x alpha), so strokes painted on a transparent layer are the hole
   whatever colour lies under its transparent pixels; where its colour channels hold one value everywhere and its
@@ -23,10 +25,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from .deep_photos import DEEP_EXTRA, DEEP_FORMATS, encode, opencv, read_pixels, to_8_bits, turn_upright
+from .io import UINT16_MAX
+
 EXIF_ORIENTATION = 0x0112
 UPRIGHT = 1                       # EXIF orientation: stored as shown
 TURNED_SIDEWAYS = (5, 6, 7, 8)    # orientations that swap width and height
-HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+SIXTEEN_BIT_GREYS = ("I;16", "I;16B", "I;16L")
+HIGH_DEPTH_MODES = (*SIXTEEN_BIT_GREYS, "I", "F")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 DEEP_COLOUR_RAWMODE = ";16"       # in a Pillow tile's raw mode: 16 bits per colour sample (RGB;16B, RGBA;16N, ...)
 OPAQUE = 255
@@ -46,8 +52,9 @@ class Kept:
 
 @dataclass
 class Photo:
-    """rgb (H, W, 3) uint8 as shown; kept: what the output keeps of it; orientation: the EXIF orientation that was
-    applied (1 = none); stored_size (height, width) in the file."""
+    """rgb (H, W, 3) uint8, or uint16 for a 16-bit photo, as shown; kept: what the output keeps of it (a 16-bit
+    photo's alpha is uint16 too); orientation: the EXIF orientation that was applied (1 = none); stored_size
+    (height, width) in the file."""
     rgb: np.ndarray
     kept: Kept
     orientation: int
@@ -83,32 +90,56 @@ def _deeper_than_8_bits(im: Image.Image) -> bool:
     return im.mode in HIGH_DEPTH_MODES or any(DEEP_COLOUR_RAWMODE in str(tile.args) for tile in im.tile)
 
 
-def _open(path: Path, photo: bool = False) -> Image.Image:
-    """The loaded image; for a photo (photo=True) deeper than 8 bits, a `ReducedDepthWarning`."""
+def _sixteen_bits(im: Image.Image) -> bool:
+    """Whether the opened (not yet loaded) image stores 16-bit integer samples, grey or colour."""
+    return im.mode in SIXTEEN_BIT_GREYS or any(DEEP_COLOUR_RAWMODE in str(tile.args) for tile in im.tile)
+
+
+def _warn_reduced(path: Path, sixteen_bits: bool) -> None:
+    how = f"to keep 16, install OpenCV ({DEEP_EXTRA})" if sixteen_bits else "only 16-bit integer photos keep it"
+    warnings.warn(f"{path.name}: more than 8 bits per channel, read at 8, so the output's known pixels lose their "
+                  f"low bits; {how}", ReducedDepthWarning, stacklevel=3)
+
+
+def _open(path: Path) -> Image.Image:
+    """The loaded image."""
     with Image.open(path) as im:
-        deep = photo and _deeper_than_8_bits(im)
         im.load()
-    if deep:
-        warnings.warn(f"{path.name}: more than 8 bits per channel, read at 8, so the output's known pixels lose their "
-                      "low bits; to keep 16, name it as a one-frame sequence (photo.0001.tif) and run "
-                      "`rethined video 'photo.%04d.tif' MASK -o 'out.%04d.tif'`", ReducedDepthWarning, stacklevel=3)
     return im
+
+
+def _upright_exif(im: Image.Image) -> bytes | None:
+    """The opened image's EXIF without its orientation (the output is stored upright), or None where it has none."""
+    exif = im.getexif()                  # Pillow's cached copy: the orientation is put back after
+    orientation = exif.pop(EXIF_ORIENTATION, None)
+    upright = exif.tobytes() if len(exif) else None
+    if orientation is not None:
+        exif[EXIF_ORIENTATION] = orientation
+    return upright
+
+
+def _opaque_or_none(alpha: np.ndarray | None, opaque: int) -> np.ndarray | None:
+    return None if alpha is None or (alpha == opaque).all() else alpha
 
 
 def read_photo(path: str | Path) -> Photo:
     """The photo in path, turned upright by its EXIF orientation (module docstring)."""
-    im = _open(Path(path), photo=True)
-    stored = (im.height, im.width)
-    orientation = int(im.getexif().get(EXIF_ORIENTATION, UPRIGHT))
-    icc = im.info.get("icc_profile")
-    im = ImageOps.exif_transpose(im)          # also sets the EXIF orientation to 1
-    exif = im.getexif()
-    exif_bytes = exif.tobytes() if len(exif) else None
-    im = _eight_bit(im)
-    alpha = np.asarray(im.convert("RGBA"))[..., 3].copy() if _has_alpha(im) else None
-    if alpha is not None and (alpha == OPAQUE).all():
-        alpha = None
-    return Photo(np.asarray(im.convert("RGB")), Kept(alpha, exif_bytes, icc), orientation, stored)
+    path = Path(path)
+    with Image.open(path) as im:
+        sixteen_bits, deep = _sixteen_bits(im), _deeper_than_8_bits(im)   # before getexif, which may load a PNG
+        stored = (im.height, im.width)
+        orientation = int(im.getexif().get(EXIF_ORIENTATION, UPRIGHT))
+        icc, exif = im.info.get("icc_profile"), _upright_exif(im)
+        if sixteen_bits and opencv() is not None:
+            pixels = turn_upright(read_pixels(path), orientation)
+            alpha = _opaque_or_none(pixels[..., 3] if pixels.shape[-1] == 4 else None, UINT16_MAX)
+            return Photo(np.ascontiguousarray(pixels[..., :3]), Kept(alpha, exif, icc), orientation, stored)
+        im.load()
+    if deep:
+        _warn_reduced(path, sixteen_bits)
+    im = _eight_bit(ImageOps.exif_transpose(im))
+    alpha = _opaque_or_none(np.asarray(im.convert("RGBA"))[..., 3].copy() if _has_alpha(im) else None, OPAQUE)
+    return Photo(np.asarray(im.convert("RGB")), Kept(alpha, exif, icc), orientation, stored)
 
 
 def mask_values(im: Image.Image) -> np.ndarray:
@@ -143,17 +174,28 @@ def output_format(path: str | Path, what: str = "output") -> str:
 
 def save_photo(path: str | Path, rgb: np.ndarray, kept: Kept | None, fmt: str | None = None,
                jpeg_quality: int = JPEG_QUALITY) -> None:
-    """Write rgb (H, W, 3) uint8 to path (format `output_format(path)`, or fmt: a temporary name), with what it keeps
-    of its photo: alpha (PNG, WebP, TIFF: formats that hold one), EXIF and ICC profile. Only JPEG is lossy (at
+    """Write rgb (H, W, 3) uint8 or uint16 to path (format `output_format(path)`, or fmt: a temporary name), with
+    what it keeps of its photo: alpha (PNG, WebP, TIFF: formats that hold one), EXIF and ICC profile. uint16 is
+    written at 16 bits to a PNG or TIFF (`deep_photos.encode`), at 8 to the others. Only JPEG is lossy (at
     jpeg_quality)."""
-    im = Image.fromarray(rgb)
     fmt = fmt or output_format(path)
+    alpha = None if kept is None or fmt not in ALPHA_FORMATS else kept.alpha
+    exif, icc = (None, None) if kept is None else (kept.exif, kept.icc)
+    if rgb.dtype == np.uint16 and fmt in DEEP_FORMATS:
+        if alpha is not None and alpha.dtype != np.uint16:
+            alpha = alpha.astype(np.uint16) * (UINT16_MAX // OPAQUE)
+        Path(path).write_bytes(encode(rgb, alpha, fmt, exif, icc))
+        return
+    if rgb.dtype == np.uint16:
+        rgb = to_8_bits(rgb)
+    if alpha is not None and alpha.dtype == np.uint16:
+        alpha = to_8_bits(alpha)
+    im = Image.fromarray(rgb)
     options = {"quality": jpeg_quality} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}
-    if kept is not None:
-        if kept.alpha is not None and fmt in ALPHA_FORMATS:
-            im.putalpha(Image.fromarray(kept.alpha))
-        if kept.exif is not None:
-            options["exif"] = kept.exif
-        if kept.icc is not None:
-            options["icc_profile"] = kept.icc
+    if alpha is not None:
+        im.putalpha(Image.fromarray(alpha))
+    if exif is not None:
+        options["exif"] = exif
+    if icc is not None:
+        options["icc_profile"] = icc
     im.save(path, format=fmt, **options)

@@ -1,7 +1,8 @@
 """Input checking and conversion for `Engine.inpaint`, one pass per call.
 
-Accepted images: numpy HWC (or BHWC) uint8/float; torch CHW or BCHW uint8/float (any device);
-PIL RGB. Float images must lie in [0, 1]. Masks: numpy, torch or PIL (any single-channel mode: 1, L, P,
+Accepted images: numpy HWC (or BHWC) uint8/uint16/float; torch CHW or BCHW uint8/uint16/float (any device);
+PIL RGB. Float images must lie in [0, 1]; 16-bit ones are computed as float32 (`as_float32`) and their results
+returned as uint16. Masks: numpy, torch or PIL (any single-channel mode: 1, L, P,
 I, I;16, F), shaped HW, HW1, 1HW, BHW, B1HW or BHW1 (a single mask is shared by a batch); bool/integer
 masks fill where nonzero, float masks where value >= the threshold (0.5 by default). The result has the
 input's type, dtype, layout and device; known (unmasked) pixels are copied from the input bit for bit.
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import torch
 
 NUMPY_IMAGE_DTYPES = (np.uint8, np.float16, np.float32, np.float64)
+UINT16_MAX = 65535                   # a 16-bit sample's full scale
 FULLY_MASKED_WARNING = "mask covers the whole image: nothing is known, the result is the coarse network's guess"
 
 
@@ -62,7 +64,7 @@ def _numpy_image(img: np.ndarray) -> np.ndarray:
         raise ValueError(f"img: expected 3 channels (RGB) in the last axis, got shape {img.shape}"
                          f"{_channel_hint(img.shape[-1])}")
     if img.dtype not in NUMPY_IMAGE_DTYPES:
-        raise TypeError(f"img: unsupported numpy dtype {img.dtype}; expected uint8 or float16/32/64")
+        raise TypeError(f"img: unsupported numpy dtype {img.dtype}; expected uint8, uint16 or float16/32/64")
     arr = np.ascontiguousarray(img if img.ndim == 4 else img[None])
     if not arr.flags.writeable:  # e.g. np.asarray of a PIL image; torch cannot wrap read-only memory
         arr = arr.copy()
@@ -91,8 +93,25 @@ def _torch_image(img: "torch.Tensor") -> "torch.Tensor":
         raise ValueError(f"img: expected 3 channels (RGB) in dim -3, got shape {tuple(img.shape)}"
                          f"{_channel_hint(channels)}")
     if img.dtype not in (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        raise TypeError(f"img: unsupported torch dtype {img.dtype}; expected uint8 or a float dtype")
+        raise TypeError(f"img: unsupported torch dtype {img.dtype}; expected uint8, uint16 or a float dtype")
     return img if img.ndim == 4 else img[None]
+
+
+def as_float32(img: Any) -> tuple[Any, Callable[[Any], Any]] | None:
+    """A 16-bit image (numpy uint16 or torch uint16, any layout) -> (its values / 65535 as float32, of the same kind
+    and device; a function taking a float result of the same shape back to uint16). float32 holds every 16-bit
+    value exactly enough that the known pixels, which the engine returns bit for bit, come back unchanged.
+    None for any other input."""
+    if isinstance(img, np.ndarray) and img.dtype == np.uint16:
+        return (img.astype(np.float32) / np.float32(UINT16_MAX),
+                lambda out: np.clip(np.rint(out * np.float32(UINT16_MAX)), 0, UINT16_MAX).astype(np.uint16))
+    if _is_torch(img):
+        import torch
+
+        if isinstance(img, torch.Tensor) and img.dtype == torch.uint16:
+            return (img.to(torch.float32) / UINT16_MAX,
+                    lambda out: (out.float() * UINT16_MAX).round().clamp(0, UINT16_MAX).to(torch.uint16))
+    return None
 
 
 def _check_not_empty(size: tuple[int, int, int], img: Any) -> None:

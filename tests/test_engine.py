@@ -42,6 +42,30 @@ def test_known_pixels_bit_exact_float(engine, rng, h, w, dtype):
     assert out.min() >= 0 and out.max() <= 1
 
 
+@pytest.mark.parametrize("h,w", [(37, 53), (333, 1000)])
+def test_known_pixels_bit_exact_uint16(engine, rng, h, w):
+    """16-bit images come back as uint16 with every known sample unchanged; a 16-bit copy of an 8-bit picture (v x 257:
+    the same values in [0, 1]) gets the 8-bit picture's fill, to within that fill's 8-bit rounding (128.5 levels)."""
+    img8 = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = stroke_mask(h, w, rng)
+    noisy = img8.astype(np.uint16) * 257 + rng.integers(0, 257, (h, w, 3), dtype=np.uint16)
+    assert_known_exact(engine.inpaint(noisy, mask), noisy, mask)
+    img = img8.astype(np.uint16) * 257
+    out = engine.inpaint(img, mask)
+    assert_known_exact(out, img, mask)
+    out8 = engine.inpaint(img8, mask).astype(np.int32) * 257
+    assert np.abs(out[mask].astype(np.int32) - out8[mask]).max() <= 129
+
+
+def test_torch_uint16(engine, rng):
+    img = torch.from_numpy(rng.integers(0, 65536, (3, 40, 48), dtype=np.uint16))
+    mask = torch.zeros(40, 48, dtype=torch.bool)
+    mask[10:30, 5:20] = True
+    out = engine.inpaint(img, mask)
+    assert out.dtype == torch.uint16 and out.shape == img.shape and torch.equal(out[:, ~mask], img[:, ~mask])
+    assert torch.equal(out, torch.from_numpy(engine.inpaint(img.permute(1, 2, 0).numpy(), mask.numpy())).permute(2, 0, 1))
+
+
 def test_torch_chw_and_bchw(engine, rng):
     img = torch.from_numpy(rng.random((3, 45, 61)).astype(np.float32))
     mask = torch.from_numpy(stroke_mask(45, 61, rng))

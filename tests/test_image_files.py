@@ -1,5 +1,5 @@
-"""Photo and mask files (`rethined_engine.image_files`): EXIF orientation, alpha, 16-bit greys, masks with an alpha
-channel, and what `rethined inpaint` and `rethined batch` write back (alpha, EXIF, ICC)."""
+"""Photo and mask files (`rethined_engine.image_files`, `deep_photos`): EXIF orientation, alpha, 16-bit photos, masks
+with an alpha channel, and what `rethined inpaint` and `rethined batch` write back (alpha, EXIF, ICC, 16 bits)."""
 from pathlib import Path
 
 import numpy as np
@@ -8,9 +8,13 @@ from PIL import Image
 
 from rethined_engine.cli import main
 from rethined_engine.distributed.manifest import build_manifest
-from rethined_engine.image_files import EXIF_ORIENTATION, mask_values, read_mask, read_photo, save_photo
+from rethined_engine import image_files
+from rethined_engine.deep_photos import encode, to_8_bits
+from rethined_engine.image_files import (EXIF_ORIENTATION, Kept, ReducedDepthWarning, mask_values, read_mask,
+                                         read_photo, save_photo)
 
 MAKE = 0x010F                      # an EXIF tag the output must keep
+EXIF_IFD, EXPOSURE_TIME = 0x8769, 0x829A   # and one in its EXIF sub-IFD
 ICC = b"\0\0\0\x18not a real profile, kept as bytes"
 SIDEWAYS = 6                       # EXIF: turn 90 degrees clockwise to show
 
@@ -79,32 +83,96 @@ def test_masks_with_an_alpha_channel():
     assert not mask_values(Image.fromarray(empty, "RGBA")).any()                      # opaque black: nothing to fill
 
 
-def test_a_16_bit_grey_photo_is_scaled_to_8_bits(tmp_path):
+def srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def exif_bytes(orientation=None) -> bytes:
+    exif = Image.Exif()
+    exif[MAKE] = "rethined test camera"
+    exif.get_ifd(EXIF_IFD)[EXPOSURE_TIME] = 0.004
+    if orientation is not None:
+        exif[EXIF_ORIENTATION] = orientation
+    return exif.tobytes()
+
+
+def deep_samples(height, width, channels, seed=0):
+    return np.random.default_rng(seed).integers(0, 65536, (height, width, channels)).astype(np.uint16)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_a_16_bit_photo_is_read_at_16_bits(tmp_path, suffix, channels):
+    import warnings
+
+    cv2 = pytest.importorskip("cv2")
+    samples = deep_samples(6, 8, channels)
+    stored = samples[..., 0] if channels == 1 else samples[..., [2, 1, 0, 3][:channels]]     # OpenCV: BGR(A)
+    cv2.imwrite(str(tmp_path / f"deep{suffix}"), stored)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        photo = read_photo(tmp_path / f"deep{suffix}")
+    assert photo.rgb.dtype == np.uint16
+    assert np.array_equal(photo.rgb, np.repeat(samples, 3, axis=-1) if channels == 1 else samples[..., :3])
+    if channels == 4:
+        assert np.array_equal(photo.kept.alpha, samples[..., 3])
+    else:
+        assert photo.kept.alpha is None
+
+
+def test_without_opencv_a_16_bit_photo_is_read_at_8_bits_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setattr(image_files, "opencv", lambda: None)
     grey = (np.arange(40 * 60).reshape(40, 60) * 27).astype(np.uint16)
     Image.fromarray(grey).save(tmp_path / "g16.png")
     assert Image.open(tmp_path / "g16.png").mode.startswith("I")
-    with pytest.warns(UserWarning, match="g16.png: more than 8 bits per channel, read at 8"):
+    with pytest.warns(ReducedDepthWarning, match="g16.png: more than 8 bits per channel, read at 8.*install OpenCV"):
         photo = read_photo(tmp_path / "g16.png")
     want = np.rint(grey / 257.0).astype(np.uint8)
     assert np.array_equal(photo.rgb, np.repeat(want[..., None], 3, axis=-1))
 
 
+def test_a_float_grey_photo_is_read_at_8_bits_with_a_warning(tmp_path):
+    Image.fromarray(np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4), "F").save(tmp_path / "f.tif")
+    with pytest.warns(ReducedDepthWarning, match="f.tif: more than 8 bits per channel, read at 8"):
+        photo = read_photo(tmp_path / "f.tif")
+    assert photo.rgb.dtype == np.uint8 and photo.rgb[-1, -1, 0] == 255
+
+
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
-def test_a_16_bit_colour_photo_is_read_at_8_bits_with_a_warning(tmp_path, suffix):
-    import warnings
+def test_a_16_bit_photo_is_written_at_16_bits_with_its_metadata(tmp_path, suffix):
+    pytest.importorskip("cv2")
+    samples, icc = deep_samples(10, 14, 4, seed=1), srgb_profile()
+    save_photo(tmp_path / f"out{suffix}", samples[..., :3], Kept(samples[..., 3], exif_bytes(), icc))
+    back = read_photo(tmp_path / f"out{suffix}")
+    assert np.array_equal(back.rgb, samples[..., :3]) and np.array_equal(back.kept.alpha, samples[..., 3])
+    assert back.kept.icc == icc
+    with Image.open(tmp_path / f"out{suffix}") as out:
+        exif = out.getexif()
+        assert out.mode == "RGBA" and out.info.get("icc_profile") == icc
+        assert exif.get(MAKE) == "rethined test camera" and exif.get_ifd(EXIF_IFD).get(EXPOSURE_TIME) == 0.004
+    save_photo(tmp_path / "out.webp", samples[..., :3], Kept(samples[..., 3], exif_bytes(), icc))   # 8 bits only
+    with Image.open(tmp_path / "out.webp") as out:
+        assert np.array_equal(np.asarray(out), to_8_bits(samples)) and out.info.get("icc_profile") == icc
 
+
+def test_cli_inpaints_a_16_bit_photo_at_16_bits(tmp_path, capsys):
+    """A sideways 16-bit PNG with EXIF and ICC, written as a TIFF: the output is upright, 16-bit, its known samples the
+    photo's, and keeps the EXIF and ICC."""
     cv2 = pytest.importorskip("cv2")
-    from rethined_engine.image_files import ReducedDepthWarning
-
-    rgb16 = np.random.default_rng(0).integers(0, 65536, (6, 8, 3)).astype(np.uint16)
-    cv2.imwrite(str(tmp_path / f"deep{suffix}"), rgb16[..., ::-1])
-    with pytest.warns(ReducedDepthWarning, match=f"deep{suffix}: more than 8 bits per channel, read at 8"):
-        photo = read_photo(tmp_path / f"deep{suffix}")
-    assert photo.rgb.dtype == np.uint8 and photo.rgb.shape == (6, 8, 3)
-    cv2.imwrite(str(tmp_path / f"shallow{suffix}"), (rgb16 >> 8).astype(np.uint8))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        read_photo(tmp_path / f"shallow{suffix}")                      # 8 bits: no warning
+    stored, icc = deep_samples(96, 128, 3, seed=2), srgb_profile()
+    (tmp_path / "p.png").write_bytes(encode(stored, None, "PNG", exif_bytes(SIDEWAYS), icc))
+    Image.fromarray(box_mask(96, 128)).save(tmp_path / "m.png")              # drawn on the photo as stored
+    assert main(["inpaint", str(tmp_path / "p.png"), str(tmp_path / "m.png"), "-o", str(tmp_path / "o.tif")]) in (0, None)
+    assert "turned by its EXIF orientation 6" in capsys.readouterr().out
+    shown, hole = np.rot90(stored, k=-1), np.rot90(box_mask(96, 128), k=-1) != 0
+    result = cv2.imread(str(tmp_path / "o.tif"), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    assert result.dtype == np.uint16 and result.shape == shown.shape
+    assert np.array_equal(result[~hole], shown[~hole]) and not np.array_equal(result[hole], shown[hole])
+    with Image.open(tmp_path / "o.tif") as out:
+        assert out.info.get("icc_profile") == icc and out.getexif().get(MAKE) == "rethined test camera"
+        assert out.getexif().get(EXIF_ORIENTATION, 1) == 1
 
 
 def test_save_keeps_alpha_exif_and_icc(tmp_path):
@@ -173,3 +241,17 @@ def test_cli_writes_webp_and_tiff_losslessly(tmp_path, suffix):
     with Image.open(tmp_path / f"o{suffix}") as out:
         assert np.array_equal(np.asarray(out.convert("RGB"))[known], pixels[known])
 
+
+
+def test_batch_keeps_16_bits(tmp_path):
+    """`rethined batch` (local) writes a 16-bit photo's PNG output at 16 bits, its known samples the photo's."""
+    cv2 = pytest.importorskip("cv2")
+    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
+    images.mkdir(), masks.mkdir()
+    samples = deep_samples(64, 96, 3, seed=4)
+    cv2.imwrite(str(images / "deep.tif"), samples[..., ::-1])
+    Image.fromarray(box_mask(64, 96)).save(masks / "deep.png")
+    assert main(["batch", str(images), str(masks), "-o", str(out), "--format", "png", "--device", "cpu"]) == 0
+    result = cv2.imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    known = box_mask(64, 96) == 0
+    assert result.dtype == np.uint16 and np.array_equal(result[known], samples[known])
