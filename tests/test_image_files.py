@@ -164,7 +164,8 @@ def test_cli_inpaints_a_16_bit_photo_at_16_bits(tmp_path, capsys):
     stored, icc = deep_samples(96, 128, 3, seed=2), srgb_profile()
     (tmp_path / "p.png").write_bytes(encode(stored, None, "PNG", exif_bytes(SIDEWAYS), icc))
     Image.fromarray(box_mask(96, 128)).save(tmp_path / "m.png")              # drawn on the photo as stored
-    assert main(["inpaint", str(tmp_path / "p.png"), str(tmp_path / "m.png"), "-o", str(tmp_path / "o.tif")]) in (0, None)
+    args = ["inpaint", str(tmp_path / "p.png"), str(tmp_path / "m.png"), "-o", str(tmp_path / "o.tif")]
+    assert main(args) in (0, None)
     assert "turned by its EXIF orientation 6" in capsys.readouterr().out
     shown, hole = np.rot90(stored, k=-1), np.rot90(box_mask(96, 128), k=-1) != 0
     result = cv2.imread(str(tmp_path / "o.tif"), cv2.IMREAD_UNCHANGED)[..., ::-1]
