@@ -97,19 +97,25 @@ def _torch_image(img: "torch.Tensor") -> "torch.Tensor":
     return img if img.ndim == 4 else img[None]
 
 
+def _float_to_uint16(out: np.ndarray) -> np.ndarray:
+    """A float result in [0, 1] (the engine's: clamped) -> uint16, rounded to nearest; `out` is overwritten."""
+    out = np.multiply(out, np.float32(UINT16_MAX), out=out) if out.dtype == np.float32 else out * UINT16_MAX
+    return np.rint(out, out=out).astype(np.uint16)
+
+
 def as_float32(img: Any) -> tuple[Any, Callable[[Any], Any]] | None:
     """A 16-bit image (numpy uint16 or torch uint16, any layout) -> (its values / 65535 as float32, of the same kind
     and device; a function taking a float result of the same shape back to uint16). float32 holds every 16-bit
     value exactly enough that the known pixels, which the engine returns bit for bit, come back unchanged.
     None for any other input."""
     if isinstance(img, np.ndarray) and img.dtype == np.uint16:
-        return (img.astype(np.float32) / np.float32(UINT16_MAX),
-                lambda out: np.clip(np.rint(out * np.float32(UINT16_MAX)), 0, UINT16_MAX).astype(np.uint16))
+        return np.multiply(img, np.float32(1.0 / UINT16_MAX), dtype=np.float32), _float_to_uint16
     if _is_torch(img):
         import torch
 
         if isinstance(img, torch.Tensor) and img.dtype == torch.uint16:
-            return (img.to(torch.float32) / UINT16_MAX,
+            scale = torch.tensor(1.0 / UINT16_MAX, dtype=torch.float32, device=img.device)   # as numpy's
+            return (img.to(torch.float32) * scale,
                     lambda out: (out.float() * UINT16_MAX).round().clamp(0, UINT16_MAX).to(torch.uint16))
     return None
 
