@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from PIL import UnidentifiedImageError
@@ -24,9 +25,15 @@ BENCHMARKS = ("quality", "detail_correlation", "latency", "native_stages", "kern
 
 
 def _read(reader, path: Path, what: str):
-    """reader(path), with a missing or unreadable file as a one-line error naming `what`."""
+    """reader(path), with a missing or unreadable file as a one-line error naming `what`, and what it warns about
+    (a depth read at 8 bits, an animation's first frame) as one line each on stderr."""
     try:
-        return reader(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = reader(path)
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
+        return result
     except FileNotFoundError:
         raise SystemExit(f"error: {what} file not found: {path}")
     except (UnidentifiedImageError, OSError) as exc:

@@ -4,7 +4,8 @@ with what the photo carried.
 - A photo is turned by its EXIF orientation (as image viewers, editors and `cv2.imread` show it), so a mask drawn
   on the photo as shown fits it, and the output is upright. Its alpha channel (RGBA, LA, PA, or a palette with a
   transparent colour) is set aside and put back on the output; its EXIF (orientation reset to 1) and ICC profile are
-  copied to the output.
+  copied to the output. Of a file of several frames (an animation, a multi-page TIFF) the first is read, with a
+  warning (`FirstFrameWarning`).
 - A 16-bit photo (a PNG or TIFF from a raw developer, colour or grey, with or without alpha) is read at 16 bits
   (`Photo.rgb` uint16) where OpenCV is installed (`rethined_engine.deep_photos`; Pillow has no 48-bit mode), and
   written at 16 bits to a PNG or TIFF output, its known pixels bit for bit; a JPEG or WebP output holds 8. Without
@@ -84,6 +85,10 @@ class ReducedDepthWarning(UserWarning):
     """A photo of more than 8 bits per channel was read at 8 (module docstring)."""
 
 
+class FirstFrameWarning(UserWarning):
+    """A file of several frames (an animated GIF, WebP or PNG, a multi-page TIFF) was read as its first frame."""
+
+
 def _deeper_than_8_bits(im: Image.Image) -> bool:
     """Whether the opened (not yet loaded) image stores more than 8 bits per sample: a 16-bit or float grey, or 16 bits
     per colour sample (a 48- or 64-bit PNG or TIFF, which Pillow loads as 8-bit RGB)."""
@@ -127,6 +132,10 @@ def read_photo(path: str | Path) -> Photo:
     path = Path(path)
     with Image.open(path) as im:
         sixteen_bits, deep = _sixteen_bits(im), _deeper_than_8_bits(im)   # before getexif, which may load a PNG
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            warnings.warn(f"{path.name}: {frames} frames, only the first is inpainted (`rethined video` takes every "
+                          "frame of an animation)", FirstFrameWarning, stacklevel=2)
         stored = (im.height, im.width)
         orientation = int(im.getexif().get(EXIF_ORIENTATION, UPRIGHT))
         icc, exif = im.info.get("icc_profile"), _upright_exif(im)

@@ -10,8 +10,8 @@ from rethined_engine.cli import main
 from rethined_engine.distributed.manifest import build_manifest
 from rethined_engine import image_files
 from rethined_engine.deep_photos import encode, to_8_bits
-from rethined_engine.image_files import (EXIF_ORIENTATION, Kept, ReducedDepthWarning, mask_values, read_mask,
-                                         read_photo, save_photo)
+from rethined_engine.image_files import (EXIF_ORIENTATION, FirstFrameWarning, Kept, ReducedDepthWarning, mask_values,
+                                         read_mask, read_photo, save_photo)
 
 MAKE = 0x010F                      # an EXIF tag the output must keep
 EXIF_IFD, EXPOSURE_TIME = 0x8769, 0x829A   # and one in its EXIF sub-IFD
@@ -256,3 +256,15 @@ def test_batch_keeps_16_bits(tmp_path):
     result = cv2.imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED)[..., ::-1]
     known = box_mask(64, 96) == 0
     assert result.dtype == np.uint16 and np.array_equal(result[known], samples[known])
+
+
+def test_an_animation_is_read_as_its_first_frame_with_a_warning(tmp_path, capsys):
+    frames = [Image.fromarray(photo_pixels(48, 80, seed=seed)) for seed in range(3)]
+    frames[0].save(tmp_path / "anim.png", save_all=True, append_images=frames[1:])      # an animated PNG
+    with pytest.warns(FirstFrameWarning, match="anim.png: 3 frames, only the first is inpainted"):
+        photo = read_photo(tmp_path / "anim.png")
+    assert np.array_equal(photo.rgb, np.asarray(frames[0]))
+    Image.fromarray(box_mask(48, 80)).save(tmp_path / "m.png")
+    args = ["inpaint", str(tmp_path / "anim.png"), str(tmp_path / "m.png"), "-o", str(tmp_path / "o.png")]
+    assert main(args) in (0, None)
+    assert "warning: anim.png: 3 frames, only the first is inpainted" in capsys.readouterr().err
