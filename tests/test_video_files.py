@@ -3,6 +3,7 @@
 The per-frame reference is `Engine.inpaint` on the frames as PyAV decodes them; with the lossless
 output (ffv1 bgr0) the written frames must equal it bit for bit."""
 import os
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -478,3 +479,30 @@ def test_a_mask_drawn_on_a_turned_video_as_shown_is_turned_back(tmp_path, engine
     with pytest.raises(ValueError, match="masks must match the frames"):
         inpaint_video(src, np.zeros((WIDTH + 1, HEIGHT), np.uint8), tmp_path / "bad.mkv", engine=engine,
                       temporal="off", encode=LOSSLESS)
+
+
+@pytest.mark.parametrize("suffix,codec", [(".ts", "h264"), (".webm", "vp9"), (".ogv", "vp8")])
+def test_a_container_that_cannot_hold_libx264_gets_its_own_encoder(clip, engine, tmp_path, suffix, codec):
+    """With no codec asked for, MPEG-TS takes libx264 (FFmpeg's muxer says so; its list of codecs is empty), WebM and
+    Ogg their own default encoders; every frame is written."""
+    path, _ = clip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")               # the AAC track WebM and Ogg cannot hold
+        summary = inpaint_video(path, box_mask(), tmp_path / f"out{suffix}", temporal="off", engine=engine,
+                                frames=(0, 3))
+    assert summary.frames == 3
+    with av.open(str(tmp_path / f"out{suffix}")) as container:
+        assert container.streams.video[0].codec_context.name == codec
+        assert len(list(container.decode(video=0))) == 3
+
+
+def test_an_encoder_without_crf_named_alone_drops_the_default_crf():
+    from rethined_engine.video.command import _encode_args
+
+    class Args:
+        codec, pix_fmt, crf, preset, lossless = "ffv1", None, None, None, False
+
+    assert _encode_args(Args()) == EncodeSettings(codec="ffv1", crf=None, preset=None)
+    Args.crf = 20                                   # named on purpose: kept, and `codec_options` says ffv1 has none
+    with pytest.raises(ValueError, match="encode.crf: the encoder ffv1 has no crf option"):
+        _encode_args(Args()).codec_options()

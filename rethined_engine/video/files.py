@@ -10,8 +10,9 @@ encoder's own look-ahead, and the `VideoConfig.lookahead` frames the inpainter h
 `overlap_io` (by default when the engine runs on CUDA) decoding and encoding run on two threads beside the
 inpainting.
 
-Writing (`EncodeSettings`): libx264, crf 18, preset medium by default, in the source's pixel format when libx264
-takes it, else yuv420p for an 8-bit source and yuv420p10le for a deeper one (`known_pixels.output_pixel_format`), at
+Writing (`EncodeSettings`): libx264, crf 18, preset medium by default (in a container that cannot hold H.264,
+.webm, .ogv or .gif, that container's own default encoder: VP9, VP8, GIF, at crf 18 where it takes one and with no
+bitrate target), in the source's pixel format when libx264 takes it, else yuv420p for an 8-bit source and yuv420p10le for a deeper one (`known_pixels.output_pixel_format`), at
 the source's frame rate and time base with the source's frame timestamps (shifted to start at 0 when a range cuts the
 start). The colour tags (color_range, colorspace, primaries, trc), the rotation (display matrix) and the container's
 and video stream's tags (title, language, ...) and the chapters are copied; every audio and subtitle stream is
@@ -59,7 +60,7 @@ import shutil
 import tempfile
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -122,6 +123,14 @@ class EncodeSettings:
             options[name] = str(value)
         return options
 
+    def for_encoder(self, codec: str, named: tuple[str, ...] = ()) -> "EncodeSettings":
+        """These settings with `codec` as the encoder, crf and preset dropped (None) where that encoder has no
+        such option, unless they are `named` (set by the caller on purpose: `codec_options` then says so)."""
+        settings = replace(self, codec=codec)
+        known = {opt.name for opt in settings._context().supported_options.private}
+        lacking = [name for name in ("crf", "preset") if name not in known and name not in named]
+        return replace(settings, **dict.fromkeys(lacking))
+
     def pixel_format(self, source_pix_fmt: str | None) -> str:
         """The pixel format written for a source in `source_pix_fmt` (None: unknown): pix_fmt, or when it is None
         the encoder's default for the source's depth (`known_pixels.output_pixel_format`)."""
@@ -141,6 +150,7 @@ class EncodeSettings:
 
 
 LOSSLESS = EncodeSettings(codec="ffv1", crf=None, preset=None)  # bgr0 or rgb48le: the RGB frames kept bit for bit
+CONSTANT_QUALITY = {"libvpx-vp9": {"b": "0"}, "libvpx": {"b": "0"}}   # no bitrate target: crf alone sets the quality
 
 
 @dataclass(frozen=True)
@@ -256,6 +266,65 @@ def _sequence_encoding(dst: Path, encode: EncodeSettings) -> EncodeSettings:
     return EncodeSettings(codec=codec, crf=None, preset=None) if encode in (EncodeSettings(), LOSSLESS) else encode
 
 
+PROBE_SIZE = 64   # px: the frame side of the empty stream `_probe_container` starts a container with
+
+
+@dataclass(frozen=True)
+class _ContainerProbe:
+    """FFmpeg's answer for a suffix and a video encoder: known (FFmpeg has a container for the suffix), holds (a file
+    of it starts with a stream of that encoder: added and the header written), default (its default video encoder,
+    None where FFmpeg has none)."""
+    known: bool
+    holds: bool = False
+    default: str | None = None
+
+
+def _probe_container(dst: Path, codec: str) -> _ContainerProbe:
+    """`_ContainerProbe` for dst's suffix and codec, from an empty file in a temporary folder."""
+    import av
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            probe = av.open(str(Path(folder) / f"probe{dst.suffix}"), "w")
+        except (ValueError, av.FFmpegError):
+            return _ContainerProbe(known=False)
+        try:
+            try:
+                default = av.codec.Codec(probe.default_video_codec, "w").name
+            except (ValueError, av.FFmpegError):
+                default = None
+            try:
+                stream = probe.add_stream(codec, rate=25)
+                stream.width = stream.height = PROBE_SIZE
+                stream.pix_fmt = stream.codec_context.codec.video_formats[0].name
+                probe.start_encoding()
+            except (ValueError, av.FFmpegError):
+                return _ContainerProbe(True, False, default)
+            return _ContainerProbe(True, True, default)
+        finally:
+            try:
+                probe.close()
+            except av.FFmpegError:       # a container whose header failed
+                pass
+
+
+def _container_encoding(dst: Path, encode: EncodeSettings) -> EncodeSettings:
+    """The settings a video file dst is written with: encode, or, where encode names the default encoder (libx264)
+    and dst's container cannot hold it (.webm, .ogv, .gif), the container's own default encoder (VP9, VP8, GIF),
+    with encode's crf and preset where it takes them and no bitrate target (`CONSTANT_QUALITY`). ValueError naming
+    dst where the container holds neither; a suffix FFmpeg does not know is left to the writer, which names it."""
+    if encode.codec != EncodeSettings.codec:
+        return encode
+    probe = _probe_container(dst, encode.codec)
+    if not probe.known or probe.holds:
+        return encode
+    if probe.default is None or not _probe_container(dst, probe.default).holds:
+        raise ValueError(f"dst: FFmpeg here cannot write video into a {dst.suffix} file with {encode.codec}"
+                         + (f" or {probe.default}" if probe.default else "") + "; use .mp4, .mkv, .mov or .webm")
+    settings = encode.for_encoder(probe.default)
+    return replace(settings, options={**CONSTANT_QUALITY.get(probe.default, {}), **settings.options})
+
+
 class _Output:
     """Where the output is written until it is complete: a hidden temporary file beside dst, moved onto dst at the
     end (`commit`); for an image sequence, a hidden folder beside it whose files are moved beside dst at the end.
@@ -367,13 +436,14 @@ class _Writer:
         """The video stream, its encoder opened now so that rejected settings fail before any inpainting."""
         import av
 
-        if codec not in self.container.supported_codecs:
-            raise ValueError(f"encode.codec: the {self.container.format.name} container cannot hold "
-                             f"{codec}; choose another suffix for dst (e.g. .mkv)")
         _check_frame_size(pix_fmt, first_frame.width, first_frame.height)
         self.pix_fmt = pix_fmt
         self.is_rgb = av.VideoFormat(pix_fmt).is_rgb
-        self.video = self.container.add_stream(codec, rate=fps, options=options)
+        try:
+            self.video = self.container.add_stream(codec, rate=fps, options=options)
+        except ValueError as exc:          # FFmpeg's answer for the container (mpegts takes any codec)
+            raise ValueError(f"encode.codec: the {self.container.format.name} container cannot hold "
+                             f"{codec}; choose another suffix for dst (e.g. .mkv)") from exc
         ctx = self.video.codec_context
         ctx.width, ctx.height, ctx.pix_fmt = first_frame.width, first_frame.height, pix_fmt
         ctx.time_base = self.video.time_base = self.time_base = src_video.time_base
@@ -453,8 +523,7 @@ def inpaint_video(src: str | Path, mask: Any, dst: str | Path, *, temporal: str 
     src, dst = Path(src), Path(dst)
     rng = FrameRange.of(frames, seconds)
     source_spec = VideoSource.of(src, input_fps)
-    if is_sequence(dst):
-        encode = _sequence_encoding(dst, encode)
+    encode = _sequence_encoding(dst, encode) if is_sequence(dst) else _container_encoding(dst, encode)
     options = encode.codec_options()
     if not dst.parent.is_dir():
         raise ValueError(f"dst: the folder {dst.parent} does not exist")
