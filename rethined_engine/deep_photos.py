@@ -7,8 +7,9 @@ so they are added to its output here, as the formats define them:
 
 - PNG: an `iCCP` chunk (the profile, zlib-compressed) and an `eXIf` chunk (the EXIF's TIFF structure), right
   after `IHDR`, where Pillow puts them in an 8-bit PNG.
-- TIFF: a new first IFD appended to OpenCV's file (its own tags, the EXIF's first-IFD tags it lacks, the
-  ICC profile, the EXIF and GPS sub-IFDs), the header pointed at it; the pixel strips stay where OpenCV wrote them.
+- TIFF: a new first IFD appended to OpenCV's file (its own entries, the EXIF's first-IFD tags it lacks, the
+  ICC profile, the EXIF and GPS sub-IFDs, ExtraSamples for an alpha), the header pointed at it; the pixel strips
+  stay where OpenCV wrote them.
 
 Samples are 0..65535 (`io.UINT16_MAX`); `Engine.inpaint` takes and returns uint16 arrays.
 """
