@@ -506,3 +506,6 @@ def test_an_encoder_without_crf_named_alone_drops_the_default_crf():
     Args.crf = 20                                   # named on purpose: kept, and `codec_options` says ffv1 has none
     with pytest.raises(ValueError, match="encode.crf: the encoder ffv1 has no crf option"):
         _encode_args(Args()).codec_options()
+    Args.codec = "x264"                             # not an FFmpeg encoder: a one-line error
+    with pytest.raises(SystemExit, match="error: --codec: encode.codec: no FFmpeg encoder named 'x264'"):
+        _encode_args(Args())

@@ -140,7 +140,10 @@ def _encode_args(args) -> EncodeSettings:
             raise SystemExit(f"error: --lossless sets the codec and pixel format; leave out {flags}")
         return LOSSLESS
     settings = EncodeSettings(**chosen)
-    return settings.for_encoder(settings.codec, named=tuple(chosen)) if "codec" in chosen else settings
+    try:
+        return settings.for_encoder(settings.codec, named=tuple(chosen)) if "codec" in chosen else settings
+    except ValueError as exc:                   # an encoder FFmpeg does not have
+        raise SystemExit(f"error: --codec: {exc}") from None
 
 
 def run_video_command(args) -> None:
