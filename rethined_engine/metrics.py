@@ -185,14 +185,9 @@ def _expand(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     m = x.shape[dim]
     padded = _pad(x, dim, 1)
     left, centre, right = (_every(padded, dim, k, m) for k in range(3))
-    shape = list(x.shape)
-    shape[dim] = 2 * m
-    out = x.new_empty(shape)
-    even, odd = _every(out, dim, 0, m, 2), _every(out, dim, 1, m, 2)
-    torch.add(left, right, out=even)
-    even.add_(centre, alpha=6.0).mul_(1.0 / 8.0)
-    torch.add(centre, right, out=odd)
-    odd.mul_(0.5)
+    even = torch.add(left, right).add_(centre, alpha=6.0).mul_(1.0 / 8.0)
+    odd = torch.add(centre, right).mul_(0.5)
+    out = torch.stack([even, odd], dim=dim + 1).flatten(dim, dim + 1)     # even, odd, even, ... (differentiable)
     return _every(out, dim, 0, size)
 
 

@@ -5,14 +5,15 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from rethined_engine import Engine, ModelConfig
 from rethined_engine.config import STYLES
 from rethined_engine.weights import load_model, read_metadata
 from rethined_engine.train.data import PhotoCrops
-from rethined_engine.train.losses import (LossWeights, copy_distance_loss, focal_frequency_loss, gradient_l1, total_loss,
-                                          true_token_distances)
+from rethined_engine.train.losses import (LossWeights, copy_distance_loss, focal_frequency_loss, gradient_l1,
+                                          patch_swd, total_loss, true_token_distances)
 from rethined_engine.train.masks import random_mask
 from rethined_engine.train.train import (CHECKPOINT, LOG, TRAINING_STYLE, TrainConfig, export, learning_rate, main,
                                          train)
@@ -216,6 +217,31 @@ def test_fine_tune_a_copy_style_file_and_export_a_style(photo_dir, tmp_path):
     state = torch.load(out / CHECKPOINT, weights_only=False)
     assert state["step"] == 2 and ModelConfig.from_json(state["model_config"]).lr_texture == "mix"
     assert all(math.isfinite(json.loads(line)["retrieval"]) for line in (out / LOG).read_text().splitlines())
+
+
+def test_patch_swd_is_the_realism_metric_as_a_loss():
+    """0 for identical images; a blurred truth scores worse than the truth with faint noise, as the metric says; its
+    gradient is finite; the coarse fill's term joins total_loss and reaches the coarse network."""
+    from rethined_engine.metrics import swd_levels
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 48, 64)
+    mask = torch.zeros(2, 1, 48, 64)
+    mask[:, :, 12:36, 16:48] = 1.0
+    assert float(patch_swd(target, target, mask)) == 0.0
+    blurred = F.avg_pool2d(F.pad(target, (2, 2, 2, 2), mode="reflect"), 5, stride=1)
+    noisy = (target + 0.01 * torch.randn_like(target)).clamp(0, 1)
+    assert float(patch_swd(blurred, target, mask)) > 3 * float(patch_swd(noisy, target, mask))
+    assert float(swd_levels(blurred, target, mask).mean()) > float(swd_levels(noisy, target, mask).mean())
+    pred = blurred.clone().requires_grad_(True)
+    patch_swd(pred, target, mask).backward()
+    assert pred.grad.abs().sum() > 0 and torch.isfinite(pred.grad).all()
+    model = make_model(seed=5).train()
+    image, hole = torch.rand(2, 3, 64, 64), F.pad(mask[..., :32], (16, 16, 0, 16))        # the model's sizes
+    out = model.forward_lr(image, hole, torch.ones(1, 64, dtype=torch.bool))
+    loss, parts = total_loss(out, image, hole, 8, LossWeights(coarse_swd=1.0))
+    loss.backward()
+    assert parts["coarse_swd"] > 0 and model.coarse_net.stem[0].conv_branches[0][0].weight.grad.abs().sum() > 0
 
 
 def test_retrieval_weight_scales_its_term(photo_dir, tmp_path):

@@ -5,11 +5,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ..metrics import hole_laplacian_energy, ssim_map
+from ..metrics import (SWD_LEVELS, SWD_PATCH, SWD_STD_FLOOR, _descriptors, hole_laplacian_energy, hole_pyramid,
+                       laplacian_pyramid, ssim_map)
 from ..model import LROutput
 from ..model.patchmatch import patchify
 
 PROB_FLOOR = 1e-8
+PATCH_SWD_PROJECTIONS = 64      # random unit directions per level and step of `patch_swd`
+PATCH_SWD_CENTRES = 2048        # hole centres per level and image of `patch_swd` (a random subset above this)
 ENERGY_FLOOR = 1e-8   # Laplacian energy floor of the HR sharpness loss (flat holes)
 
 
@@ -25,6 +28,7 @@ class LossWeights:
     hole_ssim: float = 0.0      # 1 - SSIM of the final result over hole pixels (from run v3 on)
     hr_ssim: float = 0.0        # 1 - SSIM of the attention-upscaled HR result over hole pixels (HR crops only)
     hr_sharpness: float = 0.0   # |log| of the HR hole's Laplacian energy over the ground truth's (HR crops only)
+    coarse_swd: float = 0.0     # `patch_swd` of the coarse CNN's fill: the distribution of its 7x7 neighbourhoods
 
 
 def hole_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -55,6 +59,38 @@ def gradient_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
         total = total + (grad_err * pair).sum()
         count = count + pair.sum() * pred.shape[1]
     return total / count.clamp_min(1.0)
+
+
+def patch_swd(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, levels: int = SWD_LEVELS,
+              projections: int = PATCH_SWD_PROJECTIONS, centres: int = PATCH_SWD_CENTRES) -> torch.Tensor:
+    """The realism metric (`metrics.swd_levels`) as a loss: per image and Laplacian level, the sliced Wasserstein-1
+    distance between pred's and target's 7 x 7 x 3 neighbourhoods centred in the hole (at most `centres` of them,
+    the same for both), each dimension normalised by both sets' (detached) mean and std, on `projections` random
+    unit directions drawn from torch's generator (new ones every call); the mean over images and levels.
+    pred, target (B, 3, h, w) in [0, 1], mask (B, 1, h, w) > 0 = hole; pred carries the gradient."""
+    pred_bands, target_bands = laplacian_pyramid(pred, levels), laplacian_pyramid(target, levels)
+    holes = hole_pyramid(mask, levels)
+    total, count = pred.new_zeros(()), 0
+    for level in range(levels):
+        for i in range(pred.shape[0]):
+            ys, xs = torch.nonzero(holes[level][i, 0], as_tuple=True)
+            if ys.numel() == 0:
+                continue
+            if ys.numel() > centres:
+                keep = torch.randperm(ys.numel(), device=ys.device)[:centres]
+                ys, xs = ys[keep], xs[keep]
+            a = _descriptors(pred_bands[level][i], ys, xs, SWD_PATCH)
+            b = _descriptors(target_bands[level][i], ys, xs, SWD_PATCH)
+            with torch.no_grad():
+                both = torch.cat([a, b])
+                mean, scale = both.mean(0), both.std(0).clamp_min(SWD_STD_FLOOR).reciprocal()
+                directions = torch.randn(a.shape[1], projections, device=a.device, dtype=a.dtype)
+                weights = directions / directions.norm(dim=0, keepdim=True) * scale[:, None]
+            pa = torch.sort((a - mean) @ weights, dim=0).values
+            pb = torch.sort((b - mean) @ weights, dim=0).values
+            total = total + (pa - pb).abs().mean()
+            count += 1
+    return total / max(count, 1)
 
 
 def true_token_distances(out: LROutput, target: torch.Tensor, patch: int) -> torch.Tensor:
@@ -105,6 +141,8 @@ def total_loss(out: LROutput, target: torch.Tensor, mask: torch.Tensor, patch: i
         parts["copy_distance"] = copy_distance_loss(out, dist)
     if w.hole_ssim:
         parts["hole_ssim"] = 1.0 - hole_mean(ssim_map(out.result, target), mask)
+    if w.coarse_swd:
+        parts["coarse_swd"] = patch_swd(torch.where(mask > 0, out.coarse, target).float(), target.float(), mask)
     loss = sum(getattr(w, name) * value for name, value in parts.items())
     return loss, {name: float(value.detach()) for name, value in parts.items()}
 

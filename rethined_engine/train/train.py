@@ -60,6 +60,7 @@ class TrainConfig:
     retrieval_weight: float = LossWeights.retrieval   # LossWeights.retrieval (0.05 in runs v0-v8)
     copy_distance_weight: float = 0.0                 # LossWeights.copy_distance (0 in runs v0-v8)
     object_share: float = 0.0    # share of crops whose mask is object silhouettes instead of strokes (0 in runs v0-v8)
+    coarse_swd_weight: float = 0.0   # LossWeights.coarse_swd (0 in runs v0-v8)
     coarse_prefill: str = ""     # a new run's ModelConfig.coarse_prefill ("zeros", "membrane"); "" keeps the
                                  # architecture's own (the file's with --init-from X.safetensors)
 
@@ -197,7 +198,7 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
     key_inside = torch.ones(1, (tcfg.crop // mcfg.patch_size) ** 2, dtype=torch.bool, device=device)
     weights = LossWeights(hole_ssim=tcfg.ssim_weight, hr_ssim=tcfg.hr_ssim_weight,
                           hr_sharpness=tcfg.hr_sharpness_weight, retrieval=tcfg.retrieval_weight,
-                          copy_distance=tcfg.copy_distance_weight)
+                          copy_distance=tcfg.copy_distance_weight, coarse_swd=tcfg.coarse_swd_weight)
     batches = Prefetcher(dataset, tcfg.batch, rng)   # owns rng from here on
     with open(out / LOG, "a") as log:
         while step < tcfg.steps:
