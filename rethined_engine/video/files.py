@@ -10,13 +10,14 @@ encoder's own look-ahead, and the `VideoConfig.lookahead` frames the inpainter h
 `overlap_io` (by default when the engine runs on CUDA) decoding and encoding run on two threads beside the
 inpainting.
 
-Writing (`EncodeSettings`): libx264, crf 18, preset medium by default (in a container that cannot hold H.264,
-.webm, .ogv or .gif, that container's own default encoder: VP9, VP8, GIF, at crf 18 where it takes one and with no
-bitrate target), in the source's pixel format when libx264 takes it, else yuv420p for an 8-bit source and
-yuv420p10le for a deeper one (`known_pixels.output_pixel_format`), at the source's frame rate and time base with
-the source's frame timestamps (shifted to start at 0 when a range cuts the start). The colour tags (color_range, colorspace, primaries, trc), the rotation (display matrix) and the container's
-and video stream's tags (title, language, ...) and the chapters are copied; every audio and subtitle stream is
-copied packet for packet, not re-encoded, with its tags and disposition (`rethined_engine.video.stream_copy`).
+Writing (`EncodeSettings`): libx264, crf 18, preset medium by default (in a container that cannot hold H.264, .webm,
+.ogv or .gif, that container's own default encoder: VP9, VP8, GIF, at crf 18 where it takes one and with no bitrate
+target), in the source's pixel format when libx264 takes it, else yuv420p for an 8-bit source and yuv420p10le for a
+deeper one (`known_pixels.output_pixel_format`), at the source's frame rate and time base with the source's frame
+timestamps (shifted to start at 0 when a range cuts the start). The colour tags (color_range, colorspace, primaries,
+trc), the rotation (display matrix) and the container's and video stream's tags (title, language, ...) and the chapters
+are copied; every audio and subtitle stream is copied packet for packet, not re-encoded, with its tags and disposition
+(`rethined_engine.video.stream_copy`).
 
 Pixel formats (`rethined_engine.video.known_pixels`): the inpainting is 8-bit RGB, and rgb24 <-> yuv420p/yuv422p/
 yuv444p is lossy (colour matrix rounding, and chroma subsampling for 420/422). Where the output's pixel format is
