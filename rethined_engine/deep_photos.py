@@ -20,8 +20,6 @@ import zlib
 
 import numpy as np
 
-from .io import UINT16_MAX
-
 DEEP_FORMATS = ("PNG", "TIFF")        # output formats that hold 16 bits per sample
 DEEP_EXTRA = "pip install opencv-python-headless, or the video extra"   # what installs OpenCV
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -69,11 +67,6 @@ def turn_upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """(H, W, ...) as stored -> as shown under EXIF `orientation` (1-8; others leave it), contiguous."""
     turn = _TURNS.get(orientation)
     return np.ascontiguousarray(pixels if turn is None else turn(pixels))
-
-
-def to_8_bits(values: np.ndarray) -> np.ndarray:
-    """uint16 samples -> the nearest uint8 ones (v * 255 / 65535, rounded)."""
-    return ((values.astype(np.uint32) * 255 + UINT16_MAX // 2) // UINT16_MAX).astype(np.uint8)
 
 
 def encode(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, exif: bytes | None, icc: bytes | None) -> bytes:

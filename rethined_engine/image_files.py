@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .deep_photos import DEEP_EXTRA, DEEP_FORMATS, encode, opencv, read_pixels, to_8_bits, turn_upright
-from .io import UINT16_MAX
+from .deep_photos import DEEP_EXTRA, DEEP_FORMATS, encode, opencv, read_pixels, turn_upright
+from .io import UINT16_MAX, to_uint8
 
 EXIF_ORIENTATION = 0x0112
 UPRIGHT = 1                       # EXIF orientation: stored as shown
@@ -196,9 +196,9 @@ def save_photo(path: str | Path, rgb: np.ndarray, kept: Kept | None, fmt: str | 
         Path(path).write_bytes(encode(rgb, alpha, fmt, exif, icc))
         return
     if rgb.dtype == np.uint16:
-        rgb = to_8_bits(rgb)
+        rgb = to_uint8(rgb)
     if alpha is not None and alpha.dtype == np.uint16:
-        alpha = to_8_bits(alpha)
+        alpha = to_uint8(alpha)
     im = Image.fromarray(rgb)
     options = {"quality": jpeg_quality} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}
     if alpha is not None:

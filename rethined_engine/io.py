@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import torch
 
 NUMPY_IMAGE_DTYPES = (np.uint8, np.float16, np.float32, np.float64)
-UINT16_MAX = 65535                   # a 16-bit sample's full scale
+UINT8_MAX, UINT16_MAX = 255, 65535   # an 8-bit and a 16-bit sample's full scale
 FULLY_MASKED_WARNING = "mask covers the whole image: nothing is known, the result is the coarse network's guess"
 
 
@@ -95,6 +95,18 @@ def _torch_image(img: "torch.Tensor") -> "torch.Tensor":
     if img.dtype not in (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64):
         raise TypeError(f"img: unsupported torch dtype {img.dtype}; expected uint8, uint16 or a float dtype")
     return img if img.ndim == 4 else img[None]
+
+
+def to_uint8(frame: np.ndarray) -> np.ndarray:
+    """An image of more precision than 8 bits -> the nearest uint8 levels, same shape: uint16 levels (round(x * 255 /
+    65535)), or floats in [0, 1] (as VapourSynth's RGBS/RGBH and ComfyUI's IMAGE hold them: round(x * 255), values
+    outside clipped); a uint8 array is returned as it is."""
+    frame = np.asarray(frame)
+    if frame.dtype == np.uint8:
+        return frame
+    if frame.dtype == np.uint16:
+        return ((frame.astype(np.uint32) * UINT8_MAX + UINT16_MAX // 2) // UINT16_MAX).astype(np.uint8)
+    return np.clip(np.rint(frame.astype(np.float32) * UINT8_MAX), 0, UINT8_MAX).astype(np.uint8)
 
 
 def _float_to_uint16(out: np.ndarray) -> np.ndarray:

@@ -9,7 +9,8 @@ from PIL import Image
 from rethined_engine.cli import main
 from rethined_engine.distributed.manifest import build_manifest
 from rethined_engine import image_files
-from rethined_engine.deep_photos import encode, to_8_bits
+from rethined_engine.deep_photos import encode
+from rethined_engine.io import to_uint8
 from rethined_engine.image_files import (EXIF_ORIENTATION, FirstFrameWarning, Kept, ReducedDepthWarning, mask_values,
                                          read_mask, read_photo, save_photo)
 
@@ -154,7 +155,7 @@ def test_a_16_bit_photo_is_written_at_16_bits_with_its_metadata(tmp_path, suffix
         assert exif.get(MAKE) == "rethined test camera" and exif.get_ifd(EXIF_IFD).get(EXPOSURE_TIME) == 0.004
     save_photo(tmp_path / "out.webp", samples[..., :3], Kept(samples[..., 3], exif_bytes(), icc))   # 8 bits only
     with Image.open(tmp_path / "out.webp") as out:
-        assert np.array_equal(np.asarray(out), to_8_bits(samples)) and out.info.get("icc_profile") == icc
+        assert np.array_equal(np.asarray(out), to_uint8(samples)) and out.info.get("icc_profile") == icc
 
 
 def test_cli_inpaints_a_16_bit_photo_at_16_bits(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """Masks as the integrations take them (VapourSynth's GRAY clips, ComfyUI's MASK): float masks fill where the value
 reaches the engine's threshold, others where nonzero. Their float frames go through the uint8 `VideoInpainter` by
-`video.known_pixels.to_uint8` and `put_back`, which keep the known pixels the input's bit for bit."""
+`io.to_uint8` and `video.known_pixels.put_back`, which keep the known pixels the input's bit for bit."""
 from __future__ import annotations
 
 import numpy as np

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..io import UINT8_MAX, UINT16_MAX, to_uint8
+
 RGB8_FORMAT = "rgb24"       # what the inpainter takes and gives: (H, W, 3) uint8
 RGB16_FORMAT = "rgb48le"    # a deep source's frames: (H, W, 3) uint16
 SHALLOW_BITS = 8            # bits per component of an 8-bit format; a source with more is deep
-UINT8_MAX, UINT16_MAX = 255, 65535
 LEVEL_16_PER_8 = UINT16_MAX // UINT8_MAX    # 257: an 8-bit level as a 16-bit one
 LOSSLESS_CODEC = "ffv1"
 LOSSLESS_PIX_FMTS = ("bgr0", "rgb48le")     # ffv1's default for an 8-bit / a deep source: RGB kept bit for bit
@@ -84,18 +85,6 @@ def decode_frame(frame, deep: bool) -> tuple[np.ndarray, np.ndarray | None]:
         return frame.to_ndarray(format=RGB8_FORMAT, src_color_range=frame.color_range), None
     rgb16 = frame.to_ndarray(format=RGB16_FORMAT, src_color_range=frame.color_range)
     return to_uint8(rgb16), rgb16
-
-
-def to_uint8(frame: np.ndarray) -> np.ndarray:
-    """A frame of more precision than 8 bits -> the nearest uint8 levels, same shape: uint16 levels (round(x * 255 /
-    65535)), or floats in [0, 1] (as VapourSynth's RGBS/RGBH and ComfyUI's IMAGE hold them: round(x * 255), values
-    outside clipped); a uint8 frame is returned as it is."""
-    frame = np.asarray(frame)
-    if frame.dtype == np.uint8:
-        return frame
-    if frame.dtype == np.uint16:
-        return ((frame.astype(np.uint32) * UINT8_MAX + UINT16_MAX // 2) // UINT16_MAX).astype(np.uint8)
-    return np.clip(np.rint(frame.astype(np.float32) * UINT8_MAX), 0, UINT8_MAX).astype(np.uint8)
 
 
 def put_back(frame: np.ndarray, filled: np.ndarray, mask: np.ndarray) -> np.ndarray:
