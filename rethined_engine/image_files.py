@@ -67,7 +67,7 @@ def _eight_bit(im: Image.Image) -> Image.Image:
     if im.mode not in HIGH_DEPTH_MODES:
         return im
     values = np.asarray(im).astype(np.float64)
-    top = 1.0 if im.mode == "F" else 65535.0
+    top = 1.0 if im.mode == "F" else float(UINT16_MAX)
     return Image.fromarray(np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8))
 
 

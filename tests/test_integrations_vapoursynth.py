@@ -4,8 +4,8 @@ Needs VapourSynth (R81+, CPython >= 3.12; marked `vapoursynth`, skipped where it
 10 frames at 96x64 panning over the shipped photo, a cut at frame 5 (another part of the photo, flagged with
 `_SceneChangePrev`), a box mask moving with it and empty at frame 3; frames come from numpy through
 `std.ModifyFrame`. The reference: `VideoInpainter` on the same uint8 frames in order, reset at the cut.
-RGB24 must equal it bit for bit in any request order; RGBS holds level / 255 exactly; RGBH within half
-precision's rounding (HALF_TOLERANCE)."""
+RGB24 must equal it bit for bit in any request order; RGB48 holds level x 257 and RGBS level / 255 exactly; RGBH
+within half precision's rounding (HALF_TOLERANCE)."""
 import subprocess
 import sys
 from pathlib import Path
@@ -49,8 +49,8 @@ def source_masks() -> list[np.ndarray]:
 
 
 def numpy_clip(core, arrays: list[np.ndarray], fmt, cut: int | None = None):
-    """A clip of `arrays` ((H, W, 3) or (H, W) uint8 each) in `fmt` (RGB24 or GRAY8), frame `cut` flagged
-    with _SceneChangePrev."""
+    """A clip of `arrays` ((H, W, 3) or (H, W), uint8 or uint16, each) in `fmt` (RGB24, RGB48 or GRAY8), frame `cut`
+    flagged with _SceneChangePrev."""
     blank = core.std.BlankClip(width=arrays[0].shape[1], height=arrays[0].shape[0], format=fmt, length=len(arrays))
 
     def fill(n, f):
@@ -127,6 +127,20 @@ def test_float_formats_keep_known_pixels_and_hold_the_fill_as_level_over_255(eng
                                    atol=tolerance)
 
 
+def test_rgb48_keeps_its_known_pixels_and_holds_the_fill_as_level_times_257(engine, clips):
+    """16 bits with content in the low bits (each sample + 100, so no known pixel is a multiple of 257): the known
+    pixels come back unchanged, the hole holds the 8-bit reference's levels x 257."""
+    expected = reference(engine)
+    deep = [frame.astype(np.uint16) * 257 + np.uint16(100) * (frame < 255) for frame in source_frames()]
+    source = numpy_clip(vs.core, deep, vs.RGB48)
+    out = inpaint(source, clips[1], engine=engine)
+    assert out.format.id == vs.RGB48
+    for n in SHUFFLED:
+        got, hole = rgb(out.get_frame(n)), source_masks()[n] != 0
+        np.testing.assert_array_equal(got[~hole], deep[n][~hole])
+        np.testing.assert_array_equal(got[hole], expected[n][hole].astype(np.uint16) * 257)
+
+
 def test_an_exclude_clip_reaches_every_frame(engine, clips):
     """One exclusion frame for all: RGB24 equals `VideoInpainter.process(frame, mask, exclude)` in order, reset at
     the cut, and differs from the plain fill."""
@@ -144,7 +158,7 @@ def test_an_exclude_clip_reaches_every_frame(engine, clips):
 
 def test_wrong_inputs_are_refused_by_name(clips):
     clip, mask = clips
-    with pytest.raises(ValueError, match="clip: expected RGB24, RGBS or RGBH"):
+    with pytest.raises(ValueError, match="clip: expected RGB24, RGB48, RGBS or RGBH"):
         inpaint(clip.resize.Point(format=vs.YUV444P8, matrix_s="709"), mask, engine=object())
     with pytest.raises(ValueError, match="mask_clip: expected a one-plane"):
         inpaint(clip, clip, engine=object())

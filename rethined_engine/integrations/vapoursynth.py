@@ -4,11 +4,12 @@
     from rethined_engine.integrations.vapoursynth import inpaint
     clip = inpaint(clip.resize.Bicubic(format=vs.RGB24, matrix_in_s="709"), mask_clip.resize.Point(format=vs.GRAY8))
 
-Formats: `clip` RGB24, RGBS or RGBH, returned in the same format, size and length. `mask_clip`: a one-plane
+Formats: `clip` RGB24, RGB48, RGBS or RGBH, returned in the same format, size and length. `mask_clip`: a one-plane
 (GRAY) clip of the same size, one frame per frame of `clip` or a single frame for all; integer masks fill
 where nonzero, float masks where >= 0.5. `exclude_clip` (optional, the same forms): pixels no fill may copy
-(`VideoInpainter.push`'s exclude). Float frames are quantised to uint8 for the engine and the inpainted
-pixels written back as level / 255 (`video.known_pixels.put_back`): known pixels stay the input's bit for bit.
+(`VideoInpainter.push`'s exclude). 16-bit and float frames are quantised to uint8 for the engine and the inpainted
+pixels written back as level x 257 or level / 255 (`video.known_pixels.put_back`): known pixels stay the input's
+bit for bit.
 
 Frame properties: `RethinedFilled` = 1 where the frame's mask had pixels to fill, else 0. A frame whose
 `_SceneChangePrev` is set starts a new scene: the temporal state is forgotten before it.
@@ -40,16 +41,16 @@ CACHE_FRAMES = 8  # inpainted frames kept for requests that arrive after a later
 
 
 def _rgb(frame: Any) -> np.ndarray:
-    """A VapourSynth RGB frame -> (H, W, 3) array of its sample type (uint8, float32 or float16)."""
+    """A VapourSynth RGB frame -> (H, W, 3) array of its sample type (uint8, uint16, float32 or float16)."""
     return np.stack([np.asarray(frame[plane]) for plane in range(3)], axis=-1)
 
 
 class _ClipInpainter:
     """The frame function's state: the inpainter, the last index it processed, kept outputs, scene starts."""
 
-    def __init__(self, clip: Any, mask_clips: list, inpainter: VideoInpainter, float_input: bool):
+    def __init__(self, clip: Any, mask_clips: list, inpainter: VideoInpainter, deep_input: bool):
         self.clip, self.mask_clips, self.inpainter = clip, mask_clips, inpainter   # the mask, the exclusion if any
-        self.float_input = float_input  # RGBS/RGBH: quantised for the inpainter, filled pixels written back as floats
+        self.deep_input = deep_input  # RGB48/RGBS/RGBH: quantised for the inpainter, filled pixels written back in kind
         self.last: int | None = None
         self.kept: OrderedDict[int, np.ndarray] = OrderedDict()  # index -> (H, W, 3) uint8 output
         self.scene_starts = {0}
@@ -62,7 +63,7 @@ class _ClipInpainter:
             self.scene_starts.add(index)
             self.inpainter.reset()
         rgb = _rgb(frame)
-        output = self.inpainter.process(to_uint8(rgb) if self.float_input else rgb, *masks)
+        output = self.inpainter.process(to_uint8(rgb) if self.deep_input else rgb, *masks)
         self.last = index
         self.kept[index] = output
         while len(self.kept) > CACHE_FRAMES:
@@ -93,7 +94,7 @@ class _ClipInpainter:
         mask = masks[0]
         output = self.output(n, frame, masks)
         out = frame.copy()
-        rgb = put_back(_rgb(frame), output, mask) if self.float_input else output
+        rgb = put_back(_rgb(frame), output, mask) if self.deep_input else output
         for plane in range(3):
             np.copyto(np.asarray(out[plane]), rgb[..., plane])
         out.props[FILLED_PROP] = int(mask.any())
@@ -122,12 +123,13 @@ def inpaint(clip: Any, mask_clip: Any, temporal: str = "on", engine: Any = None,
     returns a clip of clip's format."""
     import vapoursynth as vs
 
-    if clip.format is None or clip.format.id not in (vs.RGB24, vs.RGBS, vs.RGBH):
-        raise ValueError(f"clip: expected RGB24, RGBS or RGBH, got {clip.format.name if clip.format else 'variable'}"
+    if clip.format is None or clip.format.id not in (vs.RGB24, vs.RGB48, vs.RGBS, vs.RGBH):
+        raise ValueError(f"clip: expected RGB24, RGB48, RGBS or RGBH, got "
+                         f"{clip.format.name if clip.format else 'variable'}"
                          "; convert first, e.g. clip.resize.Bicubic(format=vs.RGB24, matrix_in_s='709')")
     mask_clips = [_checked_mask_clip(clip, mask_clip, "mask_clip")]
     if exclude_clip is not None:
         mask_clips.append(_checked_mask_clip(clip, exclude_clip, "exclude_clip"))
     inpainter = VideoInpainter(engine, temporal, config)
-    state = _ClipInpainter(clip, mask_clips, inpainter, clip.format.sample_type == vs.FLOAT)
+    state = _ClipInpainter(clip, mask_clips, inpainter, clip.format.id != vs.RGB24)
     return clip.std.ModifyFrame(clips=[clip, *mask_clips], selector=state)
