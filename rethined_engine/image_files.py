@@ -14,8 +14,8 @@ with what the photo carried.
 - A mask fills where its pixels are nonzero (white = fill): colour masks through their luma. A mask with an alpha
   channel counts as drawn over black (luma x alpha), so strokes painted on a transparent layer are the hole
   whatever colour lies under its transparent pixels; where its colour channels hold one value everywhere and its
-  alpha does not (a shape kept in the alpha channel alone), the alpha is the mask. A mask the size of the photo as stored, not as
-  shown (drawn by a program that ignores EXIF orientation), is turned with the photo.
+  alpha does not (a shape kept in the alpha channel alone), the alpha is the mask. A mask the size of the photo as
+  stored, not as shown (drawn by a program that ignores EXIF orientation), is turned with the photo.
 """
 from __future__ import annotations
 
