@@ -41,22 +41,27 @@ def _read(reader, path: Path, what: str):
 
 
 def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, engine_options: dict,
-                exclude_path: Path | None = None) -> None:
+                exclude_path: Path | None = None, dilate: int = 0) -> None:
     from .engine import Engine  # torch import is slow: only after the arguments parsed
+    from .video.masks import check_radius, dilate as grown
 
     try:
         output_format(out_path, "-o")
+        check_radius(dilate)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}")
     t0 = time.perf_counter()
     photo = _read(read_photo, image_path, "image")
     mask = _read(lambda path: read_mask(path, photo), mask_path, "mask")
+    if dilate:
+        mask = grown(mask != 0, dilate)
     exclude = None if exclude_path is None else _read(lambda path: read_mask(path, photo), exclude_path, "exclude")
     height, width = photo.rgb.shape[:2]
     turned = "" if photo.orientation == UPRIGHT else f" (turned by its EXIF orientation {photo.orientation})"
     excluded = "" if exclude is None else f", {100 * float((exclude != 0).mean()):.1f}% excluded as sources"
+    grew = f" (grown by {dilate} px)" if dilate else ""
     print(f"[1/3] read {image_path.name} {width}x{height}{turned}, mask covers "
-          f"{100 * float((mask != 0).mean()):.1f}%{excluded} ({time.perf_counter() - t0:.2f}s)")
+          f"{100 * float((mask != 0).mean()):.1f}%{grew}{excluded} ({time.perf_counter() - t0:.2f}s)")
     t1 = time.perf_counter()
     try:
         engine = Engine(**engine_options)
@@ -143,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     inp.add_argument("-o", "--output", type=Path, required=True, help="output .png, .jpg, .webp or .tif (only .jpg is lossy)")
     inp.add_argument("--exclude", type=Path, default=None, help="mask image of the same size: nonzero pixels are "
                      "kept but never copied into the hole (another object, a person beside it)")
+    inp.add_argument("--dilate", type=int, default=0, metavar="PX", help="grow the mask by this many pixels in "
+                     "every direction (default 0): an object's halo, shadow edge or anti-aliased outline; not the "
+                     "--exclude mask")
     demo = sub.add_parser("demo", help="inpaint the shipped sample image with its mask")
     demo.add_argument("-o", "--output", type=Path, default=Path("rethined_demo.png"),
                       help="output .png, .jpg, .webp or .tif (default %(default)s)")
@@ -222,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "demo":
         run_inpaint(SAMPLE_IMAGE, SAMPLE_MASK, args.output, engine_kwargs(args))
     else:
-        run_inpaint(args.image, args.mask, args.output, engine_kwargs(args), args.exclude)
+        run_inpaint(args.image, args.mask, args.output, engine_kwargs(args), args.exclude, args.dilate)
     return 0
 
 

@@ -269,3 +269,30 @@ def test_an_animation_is_read_as_its_first_frame_with_a_warning(tmp_path, capsys
     args = ["inpaint", str(tmp_path / "anim.png"), str(tmp_path / "m.png"), "-o", str(tmp_path / "o.png")]
     assert main(args) in (0, None)
     assert "warning: anim.png: 3 frames, only the first is inpainted" in capsys.readouterr().err
+
+
+def test_dilate_grows_the_mask_of_inpaint_and_batch(tmp_path, capsys):
+    """--dilate N fills the mask grown by N px (a square of side 2N + 1 about each mask pixel) in `rethined inpaint`
+    and in `rethined batch`, and keeps every pixel beyond it."""
+    from rethined_engine.video.masks import dilate
+
+    pixels, mask = photo_pixels(64, 96, seed=5), box_mask(64, 96)
+    Image.fromarray(pixels).save(tmp_path / "p.png")
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    grown = dilate(mask != 0, 3)
+    args = ["inpaint", str(tmp_path / "p.png"), str(tmp_path / "m.png"), "-o", str(tmp_path / "o.png"), "--dilate", "3"]
+    assert main(args) in (0, None)
+    assert "(grown by 3 px)" in capsys.readouterr().out
+    result = np.asarray(Image.open(tmp_path / "o.png"))
+    assert np.array_equal(result[~grown], pixels[~grown])
+    ring = grown & (mask == 0)
+    assert (result[ring] != pixels[ring]).any(axis=-1).mean() > 0.9          # the ring is filled too
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    Image.fromarray(pixels).save(images / "p.png")
+    Image.fromarray(mask).save(masks / "p.png")
+    batch = ["batch", str(images), str(masks), "-o", str(tmp_path / "out"), "--dilate", "3", "--device", "cpu"]
+    assert main(batch) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "p.png")), result)
+    with pytest.raises(SystemExit, match="dilate: expected a whole number of pixels >= 0, got -1"):
+        main(args[:-1] + ["-1"])

@@ -31,6 +31,8 @@ def add_batch_parser(sub) -> None:
                        help="output format (default png, lossless)")
     batch.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY, help="quality of jpg outputs (default %(default)s)")
     batch.add_argument("--overwrite", action="store_true", help="redo images whose output exists (default: skip them)")
+    batch.add_argument("--dilate", type=int, default=0, metavar="PX", help="grow every mask by this many pixels in "
+                       "every direction (default 0); not the exclusions")
     batch.add_argument("--ray", nargs="?", const=LOCAL_RAY, default=None, metavar="ADDRESS",
                        help="run on Ray Data: the cluster at ADDRESS (e.g. ray://head:10001 or auto), or without "
                        "ADDRESS the one of RAY_ADDRESS, else a local Ray")
@@ -57,7 +59,8 @@ def connect_ray(address: str):
 def _config(args: argparse.Namespace):
     from ..engine_options import engine_kwargs
 
-    options = {"skip_existing": not args.overwrite, "engine": engine_kwargs(args), "jpeg_quality": args.jpeg_quality}
+    options = {"skip_existing": not args.overwrite, "engine": engine_kwargs(args), "jpeg_quality": args.jpeg_quality,
+               "dilate": args.dilate}
     if args.ray is None:
         if args.workers != 1 or args.gpus_per_worker is not None or args.cpus_per_worker is not None:
             raise SystemExit("error: --workers, --gpus-per-worker and --cpus-per-worker apply with --ray only")

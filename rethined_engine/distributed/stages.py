@@ -50,8 +50,12 @@ class BatchConfig:
     cpus_per_io_task: float = 1.0
     rows_per_call: int = 1
     actor_start_timeout_s: int = 600
+    dilate: int = 0              # px every mask grows by in every direction (`video.masks.dilate`); not the exclusions
 
     def __post_init__(self):
+        from ..video.masks import check_radius
+
+        check_radius(self.dilate)
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality: expected 1..100, got {self.jpeg_quality}")
         for name in ("workers", "rows_per_call", "actor_start_timeout_s"):
@@ -70,12 +74,18 @@ def _failed(row: dict, stage: str, exc: BaseException) -> dict:
             "pixels": NO_PIXELS, "hole": NO_HOLE, "excluded": NO_HOLE, **NO_META}
 
 
-def _read(row: dict) -> dict:
-    """The row's photo, mask and exclusion (`image_files`: turned upright, alpha, EXIF and ICC kept aside)."""
+def _read(row: dict, dilate: int) -> dict:
+    """The row's photo, mask (grown by `dilate` px) and exclusion (`image_files`: turned upright, alpha, EXIF and ICC
+    kept aside)."""
+    from ..video.masks import dilate as grown
+
     photo = read_photo(row["image"])
     kept = photo.kept
     excluded = NO_HOLE if row["exclude"] is None else read_mask(row["exclude"], photo)
-    return {"pixels": photo.rgb, "hole": read_mask(row["mask"], photo), "excluded": excluded,
+    hole = read_mask(row["mask"], photo)
+    if dilate:
+        hole = grown(hole != 0, dilate).astype(np.uint8)
+    return {"pixels": photo.rgb, "hole": hole, "excluded": excluded,
             "alpha": NO_HOLE if kept.alpha is None else kept.alpha, "exif": kept.exif or b"", "icc": kept.icc or b""}
 
 
@@ -94,7 +104,7 @@ def decode(row: dict, config: BatchConfig) -> dict:
     if row["mask"] is None:
         return {**row, "status": ERROR, "error": f"mask: no mask file with the stem {Path(row['image']).stem!r}"}
     try:
-        return {**row, **_read(row)}
+        return {**row, **_read(row, config.dilate)}
     except Exception as exc:  # noqa: BLE001 - unreadable, truncated, not an image: this row fails, the run goes on
         return _failed(row, "decode", exc)
 
