@@ -201,9 +201,9 @@ class NativeBackend(TorchBackend):
             return self._torch_result(batch)
         work = batch.to(self.device)
         images = work.image.permute(0, 2, 3, 1)                    # (B, H, W, 3): numpy input's own memory
-        as_uint8 = images.dtype == torch.uint8
-        if not as_uint8:
+        if images.dtype != torch.uint8:
             images = images.float()
+        kernel_dtype = images.dtype == work.image.dtype            # uint8 or float32: the kernels' own dtypes
         masks = work.mask[:, 0].to(torch.uint8)
         excludes = [None] * len(full) if work.exclude is None else [e[0].numpy() for e in work.exclude]
         known = [i for i in range(len(full)) if not full[i]]
@@ -220,6 +220,6 @@ class NativeBackend(TorchBackend):
                 out.append(self._fill(part))
                 continue
             result = torch.from_numpy(results[i]).permute(2, 0, 1)[None]
-            # uint8: known pixels were copied by the kernel; float: cast to the input dtype, known pixels the input's
-            out.append(result if as_uint8 else part.filled(result))
+            # uint8, float32: known pixels were copied by the kernels; other floats: cast back, known pixels the input's
+            out.append(result if kernel_dtype else part.filled(result))
         return batch.restore(join_channels_last([image[0] for image in out]).to(batch.image.device))
