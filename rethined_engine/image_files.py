@@ -4,8 +4,8 @@ with what the photo carried.
 - A photo is turned by its EXIF orientation (as image viewers, editors and `cv2.imread` show it), so a mask drawn
   on the photo as shown fits it, and the output is upright. Its alpha channel (RGBA, LA, PA, or a palette with a
   transparent colour) is set aside and put back on the output; its EXIF (orientation reset to 1) and ICC profile are
-  copied to the output. Of a file of several frames (an animation, a multi-page TIFF) the first is read, with a
-  warning (`FirstFrameWarning`).
+  copied to the output. HEIC/HEIF photos (a phone's) are read where the pillow-heif plugin is installed. Of a file
+  of several frames (an animation, a multi-page TIFF) the first is read, with a warning (`FirstFrameWarning`).
 - A 16-bit photo (a PNG or TIFF from a raw developer, colour or grey, with or without alpha) is read at 16 bits
   (`Photo.rgb` uint16) where OpenCV is installed (`rethined_engine.deep_photos`; Pillow has no 48-bit mode), and
   written at 16 bits to a PNG or TIFF output, its known pixels bit for bit; a JPEG or WebP output holds 8. Without
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .deep_photos import DEEP_EXTRA, DEEP_FORMATS, encode, opencv, read_pixels, turn_upright
 from .io import UINT16_MAX, to_uint8
@@ -40,6 +40,7 @@ OPAQUE = 255
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")   # output formats that hold an alpha channel
 JPEG_QUALITY = 95                 # quality of the JPEG outputs of `rethined inpaint` and `batch`
+HEIF_SUFFIXES = (".heic", ".heif", ".hif")   # read through the pillow-heif plugin where it is installed
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,22 @@ def _warn_reduced(path: Path, sixteen_bits: bool) -> None:
                   f"low bits; {how}", ReducedDepthWarning, stacklevel=3)
 
 
+def register_heif(path: Path) -> None:
+    """For a HEIC/HEIF file (an iPhone's photos), Pillow's opener from the pillow-heif plugin; UnidentifiedImageError
+    naming the plugin where it is not installed."""
+    if path.suffix.lower() not in HEIF_SUFFIXES:
+        return
+    try:
+        import pillow_heif
+    except ImportError:
+        raise UnidentifiedImageError(f"{path.name}: HEIC/HEIF photos need the pillow-heif plugin "
+                                     "(pip install pillow-heif), or convert it to JPEG or PNG first") from None
+    pillow_heif.register_heif_opener()
+
+
 def _open(path: Path) -> Image.Image:
     """The loaded image."""
+    register_heif(path)
     with Image.open(path) as im:
         im.load()
     return im
@@ -130,6 +145,7 @@ def _opaque_or_none(alpha: np.ndarray | None, opaque: int) -> np.ndarray | None:
 def read_photo(path: str | Path) -> Photo:
     """The photo in path, turned upright by its EXIF orientation (module docstring)."""
     path = Path(path)
+    register_heif(path)
     with Image.open(path) as im:
         sixteen_bits, deep = _sixteen_bits(im), _deeper_than_8_bits(im)   # before getexif, which may load a PNG
         frames = getattr(im, "n_frames", 1)

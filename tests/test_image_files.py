@@ -296,3 +296,28 @@ def test_dilate_grows_the_mask_of_inpaint_and_batch(tmp_path, capsys):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "p.png")), result)
     with pytest.raises(SystemExit, match="dilate: expected a whole number of pixels >= 0, got -1"):
         main(args[:-1] + ["-1"])
+
+
+def test_a_heic_photo_without_the_plugin_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)            # as if pillow-heif were not installed
+    (tmp_path / "p.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic")
+    Image.fromarray(box_mask(48, 80)).save(tmp_path / "m.png")
+    with pytest.raises(SystemExit, match="p.heic: HEIC/HEIF photos need the pillow-heif plugin"):
+        main(["inpaint", str(tmp_path / "p.heic"), str(tmp_path / "m.png"), "-o", str(tmp_path / "o.png")])
+
+
+def test_a_heic_photo_is_read_through_pillow_heif(tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    y, x = np.mgrid[0:48, 0:80]
+    pixels = np.stack([x * 3, y * 5, (x + y) * 2], axis=-1).astype(np.uint8)     # smooth: what HEVC keeps
+    with_heif = Image.fromarray(pixels)
+    exif = with_heif.getexif()
+    exif[MAKE] = "rethined test camera"
+    pillow_heif.from_pillow(with_heif).save(tmp_path / "p.heic", exif=exif.tobytes(), quality=95)
+    photo = read_photo(tmp_path / "p.heic")
+    assert photo.rgb.shape == pixels.shape and np.abs(photo.rgb.astype(int) - pixels).mean() < 3
+    kept = Image.Exif()
+    kept.load(photo.kept.exif)
+    assert kept.get(MAKE) == "rethined test camera"

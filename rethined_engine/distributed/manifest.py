@@ -12,9 +12,9 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from ..image_files import OUTPUT_FORMATS, shown_size
+from ..image_files import HEIF_SUFFIXES, OUTPUT_FORMATS, register_heif, shown_size
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".avif", *HEIF_SUFFIXES)
 OUTPUT_SUFFIXES = tuple(OUTPUT_FORMATS)
 UNKNOWN_SIZE = (0, 0)   # (height, width) of an image whose header cannot be read: sorts first, fails in decode
 
@@ -71,6 +71,7 @@ def image_size(path: Path) -> tuple[int, int]:
     """(height, width) as shown (EXIF orientation applied, as `image_files.read_photo` reads it) from the file's
     header only (no decode); UNKNOWN_SIZE when it cannot be read."""
     try:
+        register_heif(path)
         with Image.open(path) as im:
             return shown_size(im)
     except (UnidentifiedImageError, OSError):
