@@ -41,7 +41,7 @@ OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")   # output formats that hold an alpha channel
 JPEG_QUALITY = 95                 # quality of the JPEG outputs of `rethined inpaint` and `batch`
 HEIF_SUFFIXES = (".heic", ".heif", ".hif")   # read through the pillow-heif plugin where it is installed
-HEIF_PLUGIN = "pillow-heif<1.9"   # 1.9 needs Pillow 13, which this package does not take yet
+HEIF_PLUGIN = "pillow-heif"      # tested: 1.8.1 on Pillow 12.3, 1.9.0 on Pillow 13.0
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def register_heif(path: Path) -> None:
         import pillow_heif
     except ImportError:
         raise UnidentifiedImageError(f"{path.name}: HEIC/HEIF photos need the pillow-heif plugin "
-                                     f"(pip install '{HEIF_PLUGIN}'), or convert it to JPEG or PNG first") from None
+                                     f"(pip install {HEIF_PLUGIN}), or convert it to JPEG or PNG first") from None
     pillow_heif.register_heif_opener()
 
 
