@@ -266,18 +266,23 @@ def _sorted_rows(x: torch.Tensor) -> torch.Tensor:
     return torch.sort(x, dim=1).values
 
 
+def swd_projection(a: torch.Tensor, b: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Point sets a and b (n, D) of equal size, unit directions (D, P) -> (mean (D,), weights (P, D)): each
+    dimension normalised by the mean and std of both sets together, then projected on the directions, in one
+    product: x's projections are weights @ (x - mean).T."""
+    mean = (a.mean(0) + b.mean(0)) * 0.5
+    var = ((a - mean).square().mean(0) + (b - mean).square().mean(0)) * 0.5
+    scale = var.sqrt().clamp_min(SWD_STD_FLOOR).reciprocal()
+    return mean, (directions * scale[:, None]).T
+
+
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int, generator: torch.Generator) -> torch.Tensor:
     """Sliced Wasserstein-1 distance between point sets a and b (n, D) of equal size: each dimension is
     normalised by the mean and std of both sets together, both are projected on `projections` random unit
     directions (drawn from generator), and the distance is the mean over directions of the mean absolute
-    difference between the sorted projections. 0-dim tensor."""
-    mean_a, mean_b = a.mean(0), b.mean(0)
-    mean = (mean_a + mean_b) * 0.5
-    var = ((a - mean).square().mean(0) + (b - mean).square().mean(0)) * 0.5
-    scale = var.sqrt().clamp_min(SWD_STD_FLOOR).reciprocal()
+    difference between the sorted projections (`swd_projection`). 0-dim tensor."""
     directions = torch.randn(a.shape[1], projections, generator=generator, dtype=torch.float64)
-    directions = (directions / directions.norm(dim=0, keepdim=True)).to(a)
-    weights = (directions * scale[:, None]).T          # (P, D): normalise, then project, in one product
+    mean, weights = swd_projection(a, b, (directions / directions.norm(dim=0, keepdim=True)).to(a))
     pa = _sorted_rows(weights @ (a - mean).T)          # (P, n)
     pb = _sorted_rows(weights @ (b - mean).T)
     return (pa - pb).abs().mean()

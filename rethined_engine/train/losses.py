@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..metrics import (SWD_LEVELS, SWD_PATCH, SWD_STD_FLOOR, _descriptors, hole_laplacian_energy, hole_pyramid,
-                       laplacian_pyramid, ssim_map)
+from ..metrics import (SWD_LEVELS, SWD_PATCH, _descriptors, hole_laplacian_energy, hole_pyramid, laplacian_pyramid,
+                       ssim_map, swd_projection)
 from ..model import LROutput
 from ..model.patchmatch import patchify
 
@@ -65,8 +65,9 @@ def patch_swd(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, leve
               projections: int = PATCH_SWD_PROJECTIONS, centres: int = PATCH_SWD_CENTRES) -> torch.Tensor:
     """The realism metric (`metrics.swd_levels`) as a loss: per image and Laplacian level, the sliced Wasserstein-1
     distance between pred's and target's 7 x 7 x 3 neighbourhoods centred in the hole (at most `centres` of them,
-    the same for both), each dimension normalised by both sets' (detached) mean and std, on `projections` random
-    unit directions drawn from torch's generator (new ones every call); the mean over images and levels.
+    the same for both), normalised and projected as the metric does (`metrics.swd_projection`, detached), on
+    `projections` random unit directions drawn from torch's generator (new ones every call); the mean over images
+    and levels.
     pred, target (B, 3, h, w) in [0, 1], mask (B, 1, h, w) > 0 = hole; pred carries the gradient."""
     pred_bands, target_bands = laplacian_pyramid(pred, levels), laplacian_pyramid(target, levels)
     holes = hole_pyramid(mask, levels)
@@ -82,12 +83,10 @@ def patch_swd(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, leve
             a = _descriptors(pred_bands[level][i], ys, xs, SWD_PATCH)
             b = _descriptors(target_bands[level][i], ys, xs, SWD_PATCH)
             with torch.no_grad():
-                both = torch.cat([a, b])
-                mean, scale = both.mean(0), both.std(0).clamp_min(SWD_STD_FLOOR).reciprocal()
                 directions = torch.randn(a.shape[1], projections, device=a.device, dtype=a.dtype)
-                weights = directions / directions.norm(dim=0, keepdim=True) * scale[:, None]
-            pa = torch.sort((a - mean) @ weights, dim=0).values
-            pb = torch.sort((b - mean) @ weights, dim=0).values
+                mean, weights = swd_projection(a, b, directions / directions.norm(dim=0, keepdim=True))
+            pa = torch.sort((a - mean) @ weights.T, dim=0).values
+            pb = torch.sort((b - mean) @ weights.T, dim=0).values
             total = total + (pa - pb).abs().mean()
             count += 1
     return total / max(count, 1)
