@@ -91,15 +91,16 @@ class FirstFrameWarning(UserWarning):
     """A file of several frames (an animated GIF, WebP or PNG, a multi-page TIFF) was read as its first frame."""
 
 
-def _deeper_than_8_bits(im: Image.Image) -> bool:
-    """Whether the opened (not yet loaded) image stores more than 8 bits per sample: a 16-bit or float grey, or 16 bits
-    per colour sample (a 48- or 64-bit PNG or TIFF, which Pillow loads as 8-bit RGB)."""
-    return im.mode in HIGH_DEPTH_MODES or any(DEEP_COLOUR_RAWMODE in str(tile.args) for tile in im.tile)
-
-
 def _sixteen_bits(im: Image.Image) -> bool:
-    """Whether the opened (not yet loaded) image stores 16-bit integer samples, grey or colour."""
+    """Whether the opened (not yet loaded) image stores 16-bit integer samples: a 16-bit grey, or 16 bits per colour
+    sample (a 48- or 64-bit PNG or TIFF, which Pillow loads as 8-bit RGB)."""
     return im.mode in SIXTEEN_BIT_GREYS or any(DEEP_COLOUR_RAWMODE in str(tile.args) for tile in im.tile)
+
+
+def _deeper_than_8_bits(im: Image.Image) -> bool:
+    """Whether the opened (not yet loaded) image stores more than 8 bits per sample: `_sixteen_bits`, or a 32-bit or
+    float grey."""
+    return im.mode in HIGH_DEPTH_MODES or _sixteen_bits(im)
 
 
 def _warn_reduced(path: Path, sixteen_bits: bool) -> None:
