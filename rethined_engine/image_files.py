@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .deep_photos import DEEP_EXTRA, DEEP_FORMATS, encode, opencv, read_pixels, turn_upright
-from .io import UINT16_MAX, to_uint8
+from .io import LEVEL_16_PER_8, UINT16_MAX, to_uint8
 
 EXIF_ORIENTATION = 0x0112
 UPRIGHT = 1                       # EXIF orientation: stored as shown
@@ -210,7 +210,7 @@ def save_photo(path: str | Path, rgb: np.ndarray, kept: Kept | None, fmt: str | 
     exif, icc = (None, None) if kept is None else (kept.exif, kept.icc)
     if rgb.dtype == np.uint16 and fmt in DEEP_FORMATS:
         if alpha is not None and alpha.dtype != np.uint16:
-            alpha = alpha.astype(np.uint16) * (UINT16_MAX // OPAQUE)
+            alpha = alpha.astype(np.uint16) * LEVEL_16_PER_8
         Path(path).write_bytes(encode(rgb, alpha, fmt, exif, icc))
         return
     if rgb.dtype == np.uint16:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 NUMPY_IMAGE_DTYPES = (np.uint8, np.float16, np.float32, np.float64)
 UINT8_MAX, UINT16_MAX = 255, 65535   # an 8-bit and a 16-bit sample's full scale
+LEVEL_16_PER_8 = UINT16_MAX // UINT8_MAX    # 257: an 8-bit level as a 16-bit one
 FULLY_MASKED_WARNING = "mask covers the whole image: nothing is known, the result is the coarse network's guess"
 
 

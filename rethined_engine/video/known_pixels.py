@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io import UINT8_MAX, UINT16_MAX, to_uint8
+from ..io import LEVEL_16_PER_8, UINT8_MAX, to_uint8   # to_uint8: re-exported for the video path and the integrations
 
 RGB8_FORMAT = "rgb24"       # what the inpainter takes and gives: (H, W, 3) uint8
 RGB16_FORMAT = "rgb48le"    # a deep source's frames: (H, W, 3) uint16
 SHALLOW_BITS = 8            # bits per component of an 8-bit format; a source with more is deep
-LEVEL_16_PER_8 = UINT16_MAX // UINT8_MAX    # 257: an 8-bit level as a 16-bit one
 LOSSLESS_CODEC = "ffv1"
 LOSSLESS_PIX_FMTS = ("bgr0", "rgb48le")     # ffv1's default for an 8-bit / a deep source: RGB kept bit for bit
 DEFAULT_PIX_FMTS = ("yuv420p", "yuv420p10le")   # every other encoder's, for an 8-bit / a deep source
