@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io import LEVEL_16_PER_8, UINT8_MAX, to_uint8   # to_uint8: re-exported for the video path and the integrations
+from ..io import LEVEL_16_PER_8, UINT8_MAX, to_uint8
 
 RGB8_FORMAT = "rgb24"       # what the inpainter takes and gives: (H, W, 3) uint8
 RGB16_FORMAT = "rgb48le"    # a deep source's frames: (H, W, 3) uint16
