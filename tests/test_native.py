@@ -178,6 +178,21 @@ def test_native_backend_matches_torch_backend(engines, rng, h, w):
 
 
 @needs_native
+def test_native_backend_matches_torch_backend_on_float32(engines, rng):
+    """float32 in and out (the native backend returns the C++ stages' result without a join): the fill within the
+    uint8 test's bounds at 1/255, the known pixels the input's bit for bit."""
+    fast, reference = engines
+    image, mask = (photo(333, 1000) / 255.0).astype(np.float32), random_mask(333, 1000, rng)
+    image += rng.random(image.shape, dtype=np.float32) / 512          # values between 8-bit levels
+    image = np.clip(image, 0.0, 1.0)
+    out = fast.inpaint(image, mask)
+    assert out.dtype == np.float32
+    diff = np.abs(out - reference.inpaint(image, mask)) * 255
+    assert (diff > 1).mean() <= TIE_FRACTION and (diff > 0.5).mean() <= 2e-3
+    np.testing.assert_array_equal(out[~mask], image[~mask])
+
+
+@needs_native
 def test_native_backend_matches_torch_with_the_finest_band_only(rng):
     """hf_mid_gain=0 (finest band only) reaches the native HR kernel through the LR network's token gains."""
     settings = {"hf_decay": 1.0, "hf_fine_decay": 2.0, "hf_mid_gain": 0.0, "hr_feather": 0}
