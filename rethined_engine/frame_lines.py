@@ -30,14 +30,12 @@ FRAME_LINE_MIN_SPANS = 8        # judged token spans a side needs to be judged a
 SIDES = ("top", "bottom", "left", "right")
 
 
-def _band_weights() -> tuple[float, ...]:
-    """w . values over the FRAME_LINE_BAND lines = the value at line 0 of the least-squares line through them."""
+def band_weights() -> np.ndarray:
+    """(len(band),) float32: w . values over the FRAME_LINE_BAND lines = the value at line 0 of the least-squares
+    line through them."""
     depth = np.arange(*FRAME_LINE_BAND, dtype=np.float64)
     centred = depth - depth.mean()
-    return tuple(float(w) for w in 1.0 / depth.size - depth.mean() * centred / (centred ** 2).sum())
-
-
-BAND_WEIGHTS = _band_weights()   # both forms of the check take these (float64; used in float32)
+    return (1.0 / depth.size - depth.mean() * centred / (centred ** 2).sum()).astype(np.float32)
 
 
 def side_strips(x: np.ndarray, fill) -> np.ndarray:
@@ -72,8 +70,7 @@ def side_statistics(strips: np.ndarray, known: np.ndarray, span: int) -> tuple[n
     b, c, n = strips.shape[0], strips.shape[2], strips.shape[-1]
     spans = n // span
     band = strips[..., FRAME_LINE_BAND[0]:FRAME_LINE_BAND[1], :spans * span]
-    weights = np.array(BAND_WEIGHTS, np.float32)
-    departure = strips[..., 0, :spans * span] - np.einsum("bscln,l->bscn", band, weights)             # (B, 4, C, n')
+    departure = strips[..., 0, :spans * span] - np.einsum("bscln,l->bscn", band, band_weights())  # (B, 4, C, n')
     known = known[..., :spans * span]
     departure = np.where(known[:, :, None], departure, np.nan).reshape(b, 4, c, spans, span)
     judged = known.reshape(b, 4, 1, spans, span).sum(-1) >= span / 2                                # (B, 4, 1, S)

@@ -65,7 +65,9 @@ def _side_statistics(strips: torch.Tensor, known: torch.Tensor, span: int) -> tu
     b, c, n = strips.shape[0], strips.shape[2], strips.shape[-1]
     spans = n // span
     near, far = _frame_lines.FRAME_LINE_BAND[0], _frame_lines.FRAME_LINE_BAND[1]
-    weights = torch.tensor(list(_frame_lines.BAND_WEIGHTS), dtype=torch.float64, device=strips.device).to(strips)
+    depth = torch.arange(near, far, dtype=torch.float64, device=strips.device)
+    centred = depth - depth.mean()
+    weights = (1.0 / (far - near) - depth.mean() * centred / (centred * centred).sum()).to(strips)
     band = strips[..., near:far, :spans * span]
     departure = strips[..., 0, :spans * span] - torch.einsum("bscln,l->bscn", band, weights)
     known = known[..., :spans * span]
