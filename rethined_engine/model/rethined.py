@@ -65,6 +65,8 @@ def _side_statistics(strips: torch.Tensor, known: torch.Tensor, span: int) -> tu
     b, c, n = strips.shape[0], strips.shape[2], strips.shape[-1]
     spans = n // span
     near, far = _frame_lines.FRAME_LINE_BAND[0], _frame_lines.FRAME_LINE_BAND[1]
+    # the band's least-squares weights (`frame_lines.band_weights`), computed on the device: a tensor made from
+    # host numbers here would be a host-to-device copy inside the captured CUDA graph
     depth = torch.arange(near, far, dtype=torch.float64, device=strips.device)
     centred = depth - depth.mean()
     weights = (1.0 / (far - near) - depth.mean() * centred / (centred * centred).sum()).to(strips)
