@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma",
                     "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_detail_weight", "copy_locality", "copy_sweeps", "copy_continuity",
-                    "copy_match_sweeps", "copy_consensus", "colour_anchor", "colour_anchor_sigma", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_frame_lines", "key_hole_clearance",
+                    "copy_match_sweeps", "copy_consensus", "colour_anchor", "colour_anchor_sigma", "colour_anchor_flat", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_frame_lines", "key_hole_clearance",
                     "key_hole_clearance_max_loss", "copy_detail_min_spread",
                     "hr_fade_reflect", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather",
                     "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
@@ -126,6 +126,7 @@ class ModelConfig:
     copy_consensus: float = 0.0      # with "copy": share of the way each copy's colour moves towards its candidates' attention-weighted mean colour (`consensus_offsets`); 0 = off
     colour_anchor: float = 0.0       # share of the LR fill's low band replaced by the nearest known colours' (`model.anchor.colour_anchor`); 0 = off
     colour_anchor_sigma: float = 12.0  # LR px: the Gaussian of both low bands
+    colour_anchor_flat: bool = False  # where the hole's known surroundings are flat (`model.anchor.flat_weight`: an out-of-focus background, a sky), the fill's whole low band below 2 LR px becomes the nearest known colours'
     copy_repeat_radius: int = 0      # with "copy": tokens; a source already copied this close counts against an option; 0 = off
     copy_repeat_penalty: float = 0.0  # with "copy": similarity lost per such copy of the same source
     key_edge_tokens: int = 0         # tokens at each edge of the image that are never sources (an image's outermost rows and columns often hold a frame line or vignetting that a copy carries into the hole); kept where that would leave none
@@ -190,6 +191,8 @@ class ModelConfig:
             raise ValueError(f"copy_colour_weight must be >= 0 (0 = rank by similarity only), got {self.copy_colour_weight}")
         if not (isinstance(self.key_edge_tokens, int) and self.key_edge_tokens >= 0):
             raise ValueError(f"key_edge_tokens must be an int >= 0 (tokens at each image edge; 0 = off), got {self.key_edge_tokens!r}")
+        if not isinstance(self.colour_anchor_flat, bool):
+            raise ValueError(f"colour_anchor_flat must be a bool, got {self.colour_anchor_flat!r}")
         if not isinstance(self.key_frame_lines, bool):
             raise ValueError(f"key_frame_lines must be a bool, got {self.key_frame_lines!r}")
         if not isinstance(self.hr_fade_reflect, bool):
