@@ -93,12 +93,14 @@ def test_dynamic_graph_matches_torch(dynamic_graph, weights_path, lr_size, batch
 
 @pytest.mark.parametrize("settings", [dict(copy_base_feather=4), dict(copy_border_sigma=2.0, key_hole_clearance=1),
                                       dict(copy_border_sigma=2.0, colour_anchor=0.5),
+                                      dict(colour_anchor=0.7, colour_anchor_flat=True),
                                       dict(key_hole_clearance=1, key_hole_clearance_max_loss=0.15,
                                            copy_detail_weight=0.03, copy_detail_min_spread=0.15),
                                       dict(coarse_prefill="membrane", colour_anchor=0.7)])
 def test_copy_variants_export_and_pass_tensorrt_checks(tmp_path, settings):
     """lr_texture="copy" with two bands (the blurred base cross-fades wide, the detail keeps its contrast), the
-    border match (a membrane of the border mismatch), the colour anchor (jump flooding), the sources' clearance and
+    border match (a membrane of the border mismatch), the colour anchor (jump flooding; fine where the surroundings
+    are flat), the sources' clearance and
     detail term gated on the hole's spread, or the coarse CNN's membrane prefill: the graph parses for TensorRT and
     its LR result matches torch."""
     path = tmp_path / "copy_variant.safetensors"

@@ -119,16 +119,20 @@ def test_propagate_sources_matches_torch(threads, batch, grid_h, grid_w, dim, ca
     assert torch.equal(args[7], start) and (got != start).any()
 
 
-@pytest.mark.parametrize("style", ["realistic", "fast"])
-def test_native_backend_with_and_without_the_kernels(rng, style):
-    """End to end the kernels change nothing a uint8 result shows but a rare rounding tie."""
+@pytest.mark.parametrize("style,flat", [("realistic", False), ("fast", False), ("realistic", True)])
+def test_native_backend_with_and_without_the_kernels(rng, style, flat):
+    """End to end the kernels change nothing a uint8 result shows but a rare rounding tie (flat: the colour anchor
+    run twice, the second time fine, where the surroundings are flat)."""
     image = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)
+    if flat:
+        image = np.repeat(np.linspace(60, 90, 420, dtype=np.float32)[None, :, None], 300, 0).repeat(3, 2)
+        image = (image + rng.normal(0, 1, image.shape)).round().astype(np.uint8)
     mask = random_mask(300, 420, rng).astype(np.uint8)
-    with_kernels = Engine(backend="native", style=style, colour_anchor=0.7)
+    with_kernels = Engine(backend="native", style=style, colour_anchor=0.7, colour_anchor_flat=flat)
     assert with_kernels._impl.model.patch_match.copy_kernels is not None
     assert with_kernels._impl.model.patch_match.propagation_kernel is not None
     assert with_kernels._impl.model.anchor_kernel is not None
-    without = Engine(backend="native", style=style, colour_anchor=0.7)
+    without = Engine(backend="native", style=style, colour_anchor=0.7, colour_anchor_flat=flat)
     without._impl.model.patch_match.copy_kernels = None
     without._impl.model.patch_match.propagation_kernel = None
     without._impl.model.anchor_kernel = None

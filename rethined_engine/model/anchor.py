@@ -21,7 +21,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from .patchmatch import blur_base, harmonic_fill
+from .patchmatch import _abs, blur_base, harmonic_fill
 
 ANCHOR_CELL = 2           # LR px: side of the cells the nearest known colours are found on
 FAR = 16384.0             # a cell coordinate no seed has, beyond any grid (exported graphs: fp16 holds it)
@@ -29,9 +29,9 @@ JUMP_DIRECTIONS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0),
 TIE_BREAK = 1.0 / 16      # added per place in the looks' order: below the 1 that separates integer squared distances
 FLAT_BAND_SIGMAS = (1.0, 6.0)  # LR px: the band (difference of two Gaussian blurs) whose size tells flat surroundings
 FLAT_WINDOW_SIGMA = 4.0   # LR px: the Gaussian that averages the band's size over the known pixels around each pixel
-FLAT_DETAIL_LOW = 0.008   # sum over RGB of the band's magnitude ([0, 1] scale): at or below it the surroundings are flat
-FLAT_DETAIL_HIGH = 0.025  # ... at or above it structured (weight 0); log-linear between. A bokeh background 0.004-0.04,
-                          # a leaf's veins 0.015-0.11, foliage and buildings 0.01-0.5 (10th-90th percentiles at 512 px)
+FLAT_DETAIL_LOW = 0.008   # sum over RGB of the band's size ([0, 1] scale): at or below it the surroundings are flat
+FLAT_DETAIL_HIGH = 0.025  # ... at or above it structured (weight 0); log-linear between. 10th-90th percentiles over
+                          # a photo at 512 px: a bokeh 0.004-0.04, a leaf's veins 0.015-0.11, buildings 0.005-0.4
 FLAT_DETAIL_FLOOR = 1e-5  # the band's smallest size (log of 0 is not a number)
 FLAT_ANCHOR_SIGMA = 2.0   # LR px: the fine anchor's low band (all of it replaced)
 FLAT_CELL = 8             # LR px: the band's size is carried into the hole by a membrane on cells of this side
@@ -142,7 +142,7 @@ def flat_weight(composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     known = has_known.to(composite.dtype)
     fine_sigma, coarse_sigma = _consts.FLAT_BAND_SIGMAS
     band = known_blur(means, known, fine_sigma / cell) - known_blur(means, known, coarse_sigma / cell)
-    size = known_blur(band.abs().sum(dim=1, keepdim=True), known, _consts.FLAT_WINDOW_SIGMA / cell)
+    size = known_blur(_abs(band).sum(dim=1, keepdim=True), known, _consts.FLAT_WINDOW_SIGMA / cell)
     membrane_cell: int = _consts.FLAT_CELL // cell
     size_cells, has_size = known_cell_means(size, 1.0 - known, membrane_cell)
     membrane = F.interpolate(harmonic_fill(size_cells, has_size.to(size.dtype), _consts.FLAT_LEVELS),
