@@ -69,12 +69,13 @@ and keeps what it has to invent steady; --temporal off fills every frame alone.
 The output keeps the frame rate, timestamps, colour tags, rotation and tags; every audio and subtitle stream is
 copied, not re-encoded, with its language and disposition, and cut with --start/--end at packet boundaries (audio
 without timestamps is dropped with a warning when cut). Default encoding: libx264 crf 18 preset medium (lossy;
-.webm, .ogv and .gif, which cannot hold H.264, get their container's own encoder; --codec alone drops the crf and
-preset an encoder lacks), in the source's pixel format when libx264 takes it (yuv420p, yuv422p10le, ...), so that
-every sample outside the hole is the source's own, else yuv420p, or yuv420p10le for a source of more than 8 bits
-per component, whose known pixels keep their depth (the fill has 8 bits of precision). --lossless writes ffv1 in
-RGB (bgr0, or rgb48le for a deeper source), which keeps the RGB frames bit for bit (use .mkv or .avi). The output
-is written to a temporary file next to OUT and renamed at the end: an error or Ctrl-C leaves no partial file.
+.webm, .ogv and .gif, which cannot hold H.264, get their container's own encoder, GIF a palette of 256 colours per
+frame; --codec alone drops the crf and preset an encoder lacks), in the source's pixel format when libx264 takes it
+(yuv420p, yuv422p10le, ...), so that every sample outside the hole is the source's own, else yuv420p, or yuv420p10le
+for a source of more than 8 bits per component, whose known pixels keep their depth (the fill has 8 bits of
+precision). --lossless writes ffv1 in RGB (bgr0, or rgb48le for a deeper source), which keeps the RGB frames bit for
+bit (use .mkv or .avi). The output is written to a temporary file next to OUT and renamed at the end: an error or
+Ctrl-C leaves no partial file.
 """.format(lookahead=FILE_LOOKAHEAD)
 
 

@@ -13,11 +13,11 @@ inpainting.
 Writing (`EncodeSettings`): libx264, crf 18, preset medium by default (in a container that cannot hold H.264, .webm,
 .ogv or .gif, that container's own default encoder: VP9, VP8, GIF, at crf 18 where it takes one and with no bitrate
 target), in the source's pixel format when libx264 takes it, else yuv420p for an 8-bit source and yuv420p10le for a
-deeper one (`known_pixels.output_pixel_format`), at the source's frame rate and time base with the source's frame
-timestamps (shifted to start at 0 when a range cuts the start). The colour tags (color_range, colorspace, primaries,
-trc), the rotation (display matrix) and the container's and video stream's tags (title, language, ...) and the chapters
-are copied; every audio and subtitle stream is copied packet for packet, not re-encoded, with its tags and disposition
-(`rethined_engine.video.stream_copy`).
+deeper one, GIF a palette of 256 colours chosen per frame (`known_pixels.output_pixel_format`, `palette`), at the
+source's frame rate and time base with the source's frame timestamps (shifted to start at 0 when a range cuts the
+start). The colour tags (color_range, colorspace, primaries, trc), the rotation (display matrix) and the container's
+and video stream's tags (title, language, ...) and the chapters are copied; every audio and subtitle stream is
+copied packet for packet, not re-encoded, with its tags and disposition (`rethined_engine.video.stream_copy`).
 
 Pixel formats (`rethined_engine.video.known_pixels`): the inpainting is 8-bit RGB, and rgb24 <-> yuv420p/yuv422p/
 yuv444p is lossy (colour matrix rounding, and chroma subsampling for 420/422). Where the output's pixel format is
@@ -71,6 +71,7 @@ import numpy as np
 from .known_pixels import (decode_frame, is_deep, keep_source_samples, one_component_per_plane, output_pixel_format,
                            put_back, rgb_format)
 from .masks import MaskSources, MaskTooShortError
+from .palette import PALETTE_PIX_FMT, PaletteFrames
 from .pipeline_threads import Drain, InlineDrain, InlineFetch, Prefetch
 from .seek import indexed_frames, seek_plan
 from .sequences import IMAGE_ENCODERS, LOSSY_IMAGE_ENCODERS, VideoSource, check_suffix, is_sequence
@@ -448,6 +449,8 @@ class _Writer:
         ctx = self.video.codec_context
         ctx.width, ctx.height, ctx.pix_fmt = first_frame.width, first_frame.height, pix_fmt
         ctx.time_base = self.video.time_base = self.time_base = src_video.time_base
+        self.palette = (PaletteFrames(first_frame.width, first_frame.height, self.time_base)
+                        if pix_fmt == PALETTE_PIX_FMT else None)
         ctx.color_primaries, ctx.color_trc = first_frame.color_primaries, first_frame.color_trc
         # the source's YUV matrix and range, for both conversions and the tags (they describe YUV only)
         self.colorspace, self.color_range = first_frame.colorspace, first_frame.color_range
@@ -468,6 +471,11 @@ class _Writer:
         import av
 
         frame = av.VideoFrame.from_ndarray(rgb, format=rgb_format(rgb))
+        if self.palette is not None:
+            frame.pts, frame.time_base = pts - self.pts_offset, self.time_base
+            for indexed in self.palette.convert(frame):
+                self.container.mux(self.video.encode(indexed))
+            return
         if self.is_rgb:
             frame = frame.reformat(format=self.pix_fmt)
         else:
@@ -479,6 +487,9 @@ class _Writer:
         self.container.mux(self.video.encode(frame))
 
     def finish(self) -> None:
+        if self.palette is not None:
+            for indexed in self.palette.flush():
+                self.container.mux(self.video.encode(indexed))
         self.container.mux(self.video.encode(None))
         self.container.close()
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..io import LEVEL_16_PER_8, UINT8_MAX, to_uint8
+from .palette import PALETTE_PIX_FMT
 
 RGB8_FORMAT = "rgb24"       # what the inpainter takes and gives: (H, W, 3) uint8
 RGB16_FORMAT = "rgb48le"    # a deep source's frames: (H, W, 3) uint16
@@ -56,7 +57,8 @@ def output_pixel_format(codec: str, formats: list[str], source_pix_fmt: str | No
     `source_pix_fmt` (None: unknown, taken as 8-bit): the source's own when the encoder takes it (but ffv1, which
     writes RGB), else the codec's default for the source's depth (module docstring), else the first of `formats` in
     colour (three colour components: no grey) with at least 8 bits per component (an 8-bit source) or 10 (a deep
-    one), one without alpha first. ValueError naming encode.pix_fmt when none has."""
+    one), one without alpha first, else a palette of 256 colours per frame (`palette.PALETTE_PIX_FMT`: GIF, whose
+    other formats hold 2-3 bits per component). ValueError naming encode.pix_fmt when none has."""
     import av
 
     if codec != LOSSLESS_CODEC and source_pix_fmt in formats:
@@ -73,6 +75,8 @@ def output_pixel_format(codec: str, formats: list[str], source_pix_fmt: str | No
             colour = [c for c in components if not c.is_alpha]
             if len(colour) >= 3 and (len(colour) < len(components)) == alpha and component_bits(name) >= least:
                 return name
+    if PALETTE_PIX_FMT in formats:
+        return PALETTE_PIX_FMT
     raise ValueError(f"encode.pix_fmt: {codec} takes no format of {least} or more bits per component for this "
                      f"{source_pix_fmt} source ({', '.join(formats)}); name one")
 
@@ -105,8 +109,12 @@ def rgb_format(image: np.ndarray) -> str:
 
 def one_component_per_plane(pix_fmt: str) -> bool:
     """Whether every component of the little-endian pixel format `pix_fmt` has a plane of its own (yuv420p,
-    yuv422p10le, gbrp16le, gray: `keep_source_samples` takes it), not interleaved (nv12, p010le, bgr0, rgb24)."""
+    yuv422p10le, gbrp16le, gray: `keep_source_samples` takes it), not interleaved (nv12, p010le, bgr0, rgb24), nor
+    palette indices (pal8: each frame has its own palette)."""
     import av
+
+    if pix_fmt == PALETTE_PIX_FMT:
+        return False
 
     fmt = av.VideoFormat(pix_fmt)
     planes = [component.plane for component in fmt.components]
