@@ -1,11 +1,10 @@
-"""The colour anchor (`model.anchor`): jump flooding against a brute-force nearest seed, the anchored fill's
-low band, texture and known pixels, and where the surroundings are flat (`flat_weight`)."""
+"""The colour anchor (`model.anchor`): jump flooding against a brute-force nearest seed, and the anchored fill's
+low band, texture and known pixels."""
 import pytest
 import torch
 
 from rethined_engine.config import ModelConfig
-from rethined_engine.model.anchor import (ANCHOR_CELL, FAR, FLAT_ANCHOR_SIGMA, colour_anchor, flat_weight, jump_steps,
-                                          nearest_seeds)
+from rethined_engine.model.anchor import ANCHOR_CELL, FAR, colour_anchor, jump_steps, nearest_seeds
 from rethined_engine.model.patchmatch import blur_base
 
 from conftest import make_model
@@ -113,57 +112,3 @@ def test_model_applies_the_anchor_to_the_lr_fill(rng):
     assert torch.allclose(on.refined, expected, atol=1e-6)
     assert not torch.allclose(on.result, off.result, atol=1e-3)
     assert torch.equal(on.result[(mask == 0).expand_as(image)], image[(mask == 0).expand_as(image)])
-
-
-def surroundings(pattern: torch.Tensor, size=(96, 128), hole=(32, 64, 40, 96)) -> tuple[torch.Tensor, torch.Tensor]:
-    """(H, W) pattern added to mid grey in RGB, with a rectangular hole (top, bottom, left, right)."""
-    image = (0.5 + pattern)[None, None].expand(1, 3, *size).clone()
-    mask = torch.zeros(1, 1, *size)
-    top, bottom, left, right = hole
-    mask[..., top:bottom, left:right] = 1.0
-    return image, mask
-
-
-def test_flat_surroundings_weigh_one_and_structured_ones_zero():
-    _, cols = torch.meshgrid(torch.arange(96.0), torch.arange(128.0), indexing="ij")
-    gradient, mask = surroundings(0.001 * cols - 0.05)                   # a sky's gradient: 0.5 over a 512 px image
-    assert flat_weight(gradient, mask)[mask > 0].min() > 0.99
-    stripes, _ = surroundings(0.1 * torch.sin(cols * (2 * torch.pi / 12)))  # a leaf's veins, 12 px apart
-    assert flat_weight(stripes, mask)[mask > 0].max() < 0.01
-    fine_noise, _ = surroundings(0.01 * torch.randn(96, 128, generator=torch.Generator().manual_seed(0)))
-    assert flat_weight(fine_noise, mask)[mask > 0].min() > 0.8       # grain alone leaves a surface mostly flat
-
-
-def test_flat_weight_ignores_the_hole_and_follows_the_nearer_side():
-    """The hole's own pixels do not count; a hole between a flat half and a striped half weighs one at the flat
-    side, falling towards the striped side (the membrane of the structure's size: the larger size reaches
-    further), and zero there."""
-    _, cols = torch.meshgrid(torch.arange(96.0), torch.arange(128.0), indexing="ij")
-    half = torch.where(cols < 64, torch.zeros_like(cols), 0.1 * torch.sin(cols * (2 * torch.pi / 12)))
-    image, mask = surroundings(half, hole=(24, 72, 32, 96))
-    weight = flat_weight(image, mask)
-    noisy = torch.where(mask > 0, torch.rand(image.shape, generator=torch.Generator().manual_seed(1)), image)
-    assert torch.equal(flat_weight(noisy, mask), weight)
-    row = weight[0, 0, 48, 32:96]
-    assert row[0] > 0.99 and row[-4:].max() < 0.01
-    assert (row[1:] <= row[:-1] + 1e-6).all()
-
-
-def test_model_moves_a_flat_hole_towards_the_fine_anchor(rng):
-    """forward_lr with colour_anchor_flat equals the colour anchor's fill moved by `flat_weight` towards the fine
-    anchor; with a flat image that is the fine anchor itself."""
-    cfg = ModelConfig(lr_long_side=64, lr_texture="copy", colour_anchor=0.7, colour_anchor_sigma=6.0)
-    image = 0.4 + 0.01 * torch.from_numpy(rng.random((1, 3, 64, 96), dtype="float32"))
-    mask = torch.zeros(1, 1, 64, 96)
-    mask[..., 16:48, 24:72] = 1.0
-    keys = torch.ones(8 * 12, dtype=torch.bool)
-    model = make_model(cfg=cfg)
-    off = model.forward_lr(image, mask, keys)
-    flat = make_model(cfg=cfg.replace(colour_anchor_flat=True)).forward_lr(image, mask, keys)
-    composite = torch.where(mask > 0, off.coarse, image)
-    copied = off.mixed                                                    # the copies, before any anchor
-    steps = jump_steps(cfg.lr_long_side // ANCHOR_CELL)
-    fine = colour_anchor(composite, mask, copied, 1.0, FLAT_ANCHOR_SIGMA, steps)
-    assert flat_weight(composite, mask)[mask > 0].min() > 0.99
-    assert torch.allclose(flat.refined[(mask > 0).expand_as(image)], fine[(mask > 0).expand_as(image)], atol=1e-5)
-    assert torch.allclose(off.refined, colour_anchor(composite, mask, copied, 0.7, 6.0, steps), atol=1e-6)

@@ -7,36 +7,20 @@ the fill's low band (its Gaussian blur) by the blurred image of the nearest know
 found by jump flooding on a grid of ANCHOR_CELL x ANCHOR_CELL px cells). The copies' texture, above the low
 band, is kept.
 
-Where the hole's known surroundings are flat (an out-of-focus background, a clear sky), the copies' layout of
-colours is no better a guess than the nearest known colours, and a copied structure (a branch from beside the
-hole, a cloud's edge) stands out as a blotch: `flat_weight` says how flat, and `ModelConfig.colour_anchor_flat`
-moves the fill there towards a fine anchor (all of its low band below FLAT_ANCHOR_SIGMA replaced).
-
-Shapes: LR images (B, C, h, w) with h and w multiples of ANCHOR_CELL (`flat_weight`: of FLAT_CELL * 2 **
-FLAT_LEVELS, 32); masks (B, 1, h, w) float {0, 1}, 1 = hole.
+Shapes: LR images (B, C, h, w) with h and w multiples of ANCHOR_CELL; masks (B, 1, h, w) float {0, 1},
+1 = hole.
 """
-import math
 import sys
 
 import torch
 import torch.nn.functional as F
 
-from .patchmatch import _abs, blur_base, harmonic_fill
+from .patchmatch import blur_base
 
 ANCHOR_CELL = 2           # LR px: side of the cells the nearest known colours are found on
 FAR = 16384.0             # a cell coordinate no seed has, beyond any grid (exported graphs: fp16 holds it)
 JUMP_DIRECTIONS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))   # the 8 cells a jump looks at
 TIE_BREAK = 1.0 / 16      # added per place in the looks' order: below the 1 that separates integer squared distances
-FLAT_BAND_SIGMAS = (1.0, 6.0)  # LR px: the band (difference of two Gaussian blurs) whose size tells flat surroundings
-FLAT_WINDOW_SIGMA = 4.0   # LR px: the Gaussian that averages the band's size over the known pixels around each pixel
-FLAT_DETAIL_LOW = 0.008   # sum over RGB of the band's size ([0, 1] scale): at or below it the surroundings are flat
-FLAT_DETAIL_HIGH = 0.025  # ... at or above it structured (weight 0); log-linear between. 10th-90th percentiles over
-                          # a photo at 512 px: a bokeh 0.004-0.04, a leaf's veins 0.015-0.11, buildings 0.005-0.4
-FLAT_DETAIL_FLOOR = 1e-5  # the band's smallest size (log of 0 is not a number)
-FLAT_ANCHOR_SIGMA = 2.0   # LR px: the fine anchor's low band (all of it replaced)
-FLAT_CELL = 8             # LR px: the band's size is carried into the hole by a membrane on cells of this side
-FLAT_LEVELS = 2           # multigrid halvings of that cell grid
-KNOWN_WEIGHT_FLOOR = 1e-6  # a Gaussian mean over no known pixel is 0, not NaN
 _consts = sys.modules[__name__]  # TorchScript reads module-level numbers only as a module's attributes: _consts.NAME
 
 
@@ -120,37 +104,6 @@ def nearest_known_colours(composite: torch.Tensor, mask: torch.Tensor, cell: int
     flat = colours.flatten(2)
     picked = torch.gather(flat, 2, index[:, None, :].expand(-1, flat.shape[1], -1))
     return picked.reshape(colours.shape), has_seed.to(composite.dtype)
-
-
-def known_blur(image: torch.Tensor, known: torch.Tensor, sigma: float) -> torch.Tensor:
-    """The Gaussian mean (sigma px) of image (B, C, h, w) over the pixels where known (B, 1, h, w) float {0, 1} is
-    1 (normalised convolution): a blur that no hole pixel leaks into."""
-    return blur_base(image * known, sigma) / blur_base(known, sigma).clamp(min=_consts.KNOWN_WEIGHT_FLOOR)
-
-
-def flat_weight(composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """How flat each hole pixel's known surroundings are, (B, 1, h, w) in [0, 1]: 1 where the magnitude of the
-    known pixels' band between Gaussian blurs of FLAT_BAND_SIGMAS (RGB-summed, averaged by a Gaussian of
-    FLAT_WINDOW_SIGMA over known pixels, then carried into the hole by a membrane through the FLAT_CELL px cells
-    that hold a known pixel) is at most FLAT_DETAIL_LOW, 0 from FLAT_DETAIL_HIGH, log-linear between. The band
-    leaves out the finest detail (noise, grain: a sky has some) and measures the structure a copy brings
-    (stripes, edges, clouds' outlines); a steep ramp (over 0.002 per LR px) reads as some structure beside the
-    hole, where the blurs see one side of it. Known pixels get their own surroundings' value. Computed on the
-    ANCHOR_CELL grid (known cell means; sigmas in cells) and upsampled bilinearly."""
-    cell: int = _consts.ANCHOR_CELL
-    means, has_known = known_cell_means(composite, mask, cell)
-    known = has_known.to(composite.dtype)
-    fine_sigma, coarse_sigma = _consts.FLAT_BAND_SIGMAS
-    band = known_blur(means, known, fine_sigma / cell) - known_blur(means, known, coarse_sigma / cell)
-    size = known_blur(_abs(band).sum(dim=1, keepdim=True), known, _consts.FLAT_WINDOW_SIGMA / cell)
-    membrane_cell: int = _consts.FLAT_CELL // cell
-    size_cells, has_size = known_cell_means(size, 1.0 - known, membrane_cell)
-    membrane = F.interpolate(harmonic_fill(size_cells, has_size.to(size.dtype), _consts.FLAT_LEVELS),
-                             scale_factor=float(membrane_cell), mode="bilinear", align_corners=False)
-    level = torch.log(torch.where(known > 0, size, membrane).clamp(min=_consts.FLAT_DETAIL_FLOOR))
-    high = math.log(_consts.FLAT_DETAIL_HIGH)
-    weight = ((high - level) * (1.0 / (high - math.log(_consts.FLAT_DETAIL_LOW)))).clamp(0.0, 1.0)
-    return F.interpolate(weight, scale_factor=float(cell), mode="bilinear", align_corners=False)
 
 
 def colour_anchor(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor, strength: float,

@@ -9,9 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .anchor import known_cell_means
+from .flat import known_membrane
 from .layout import cat_channels
-from .patchmatch import harmonic_fill
 from .reparam import MobileOneBlock, ReparamConv
 
 INPUT_CHANNELS = 4  # RGB with holes zeroed (or prefilled) + the hole mask
@@ -48,11 +47,7 @@ def membrane_prefill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     the mean known colour of every PREFILL_CELL x PREFILL_CELL cell that holds a known pixel is fixed, the other
     cells are harmonic (`harmonic_fill`), and the cell grid is upsampled bilinearly: a first guess of the hole's
     colours for the network to correct, where zeros tell it nothing."""
-    cell: int = _consts.PREFILL_CELL
-    means, has_known = known_cell_means(image, mask, cell)
-    fixed = has_known.to(image.dtype)
-    membrane = F.interpolate(harmonic_fill(means, fixed, _consts.PREFILL_LEVELS), scale_factor=float(cell),
-                             mode="bilinear", align_corners=False)
+    membrane = known_membrane(image, mask, _consts.PREFILL_CELL, _consts.PREFILL_LEVELS)
     return torch.where(mask > 0, membrane, image)
 
 

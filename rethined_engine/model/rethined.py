@@ -8,8 +8,9 @@ from torch import nn
 from .. import frame_lines as _frame_lines   # TorchScript reads its numbers as the module's attributes
 from ..config import ModelConfig
 from ..geometry import grid_plan, key_tokens, tokens_inside
-from .anchor import ANCHOR_CELL, FLAT_ANCHOR_SIGMA, colour_anchor, flat_weight, jump_steps
+from .anchor import ANCHOR_CELL, colour_anchor, jump_steps
 from .coarse import CoarseNet
+from .flat import flat_fill
 from .patchmatch import NeuralPatchMatch, TopKRows
 from .reparam import reparameterize_model
 from .upscale import attention_upscale, downsample, pad_to
@@ -134,7 +135,7 @@ class Rethined(nn.Module):
         self.hr_fade_reflect = cfg.hr_fade_reflect
         self.key_edge_tokens, self.key_frame_lines = cfg.key_edge_tokens, cfg.key_frame_lines
         self.colour_anchor, self.colour_anchor_sigma = float(cfg.colour_anchor), float(cfg.colour_anchor_sigma)
-        self.colour_anchor_flat, self.flat_anchor_sigma = cfg.colour_anchor_flat, FLAT_ANCHOR_SIGMA
+        self.colour_anchor_flat = cfg.colour_anchor_flat
         self.anchor_steps = jump_steps(cfg.lr_long_side // ANCHOR_CELL)
         self.anchor_kernel = None   # a backend's `colour_anchor`: native `ColourAnchor` (C++)
         self.coarse_net = CoarseNet(cfg)
@@ -165,15 +166,15 @@ class Rethined(nn.Module):
         return filled, torch.where(mask > 0, filled.clamp(0.0, 1.0), image)
 
     def anchor_fill(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
-        """`colour_anchor` of the fill (B, 3, h, w) with this model's settings, then (colour_anchor_flat) moved
-        by `flat_weight` towards the fine anchor (all of its low band below FLAT_ANCHOR_SIGMA replaced); by
-        `self.anchor_kernel` where a backend set one. The fill itself with neither."""
+        """`colour_anchor` of the fill (B, 3, h, w) with this model's settings, by `self.anchor_kernel` where a
+        backend set one, then (colour_anchor_flat) moved by `flat_fill`'s weight towards its fill (the low band a
+        membrane through the known pixels, where the surroundings are flat). The fill itself with neither."""
         anchored = filled
         if self.colour_anchor > 0.0:
             anchored = self.anchor(composite, mask, filled, self.colour_anchor, self.colour_anchor_sigma)
         if self.colour_anchor_flat:
-            fine = self.anchor(composite, mask, filled, 1.0, self.flat_anchor_sigma)
-            anchored = anchored + flat_weight(composite, mask) * (fine - anchored)
+            smooth, weight = flat_fill(composite, mask, filled)
+            anchored = anchored + weight * (smooth - anchored)
         return anchored
 
     def anchor(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor, strength: float,
