@@ -126,7 +126,7 @@ class ModelConfig:
     copy_consensus: float = 0.0      # with "copy": share of the way each copy's colour moves towards its candidates' attention-weighted mean colour (`consensus_offsets`); 0 = off
     colour_anchor: float = 0.0       # share of the LR fill's low band replaced by the nearest known colours' (`model.anchor.colour_anchor`); 0 = off
     colour_anchor_sigma: float = 12.0  # LR px: the Gaussian of both low bands
-    colour_anchor_flat: bool = False  # where the hole's known surroundings are flat (`model.anchor.flat_weight`: an out-of-focus background, a sky), the fill's whole low band below 2 LR px becomes the nearest known colours'
+    colour_anchor_flat: bool = False  # where the hole's known surroundings are flat (a sky, a fog, an out-of-focus background) and the colours around agree, the fill's low band below 2 LR px becomes a membrane through the known pixels (`model.flat.flat_fill`)
     copy_repeat_radius: int = 0      # with "copy": tokens; a source already copied this close counts against an option; 0 = off
     copy_repeat_penalty: float = 0.0  # with "copy": similarity lost per such copy of the same source
     key_edge_tokens: int = 0         # tokens at each edge of the image that are never sources (an image's outermost rows and columns often hold a frame line or vignetting that a copy carries into the hole); kept where that would leave none

@@ -5,8 +5,8 @@ cloud, a dark stroke of the branch beside the hole, each edge of the copied toke
 known pixels (a smooth surface, harmonic in the hole) is the better guess there, but not where two regions meet:
 a membrane spreads a sky's grey into a pyramid's hidden apex, where the copies continue the stone. `flat_fill`
 (`ModelConfig.colour_anchor_flat`) moves the fill's low band towards the membrane by the product of two weights:
-`flat_weight`, how flat the known surroundings are, and `uniform_weight`, how alike the known colours are that the
-membrane mixes at each hole pixel (their spread about it).
+`flat_weight`, how flat the known surroundings are, and how alike the known colours are that the membrane mixes at
+each hole pixel (their variance about it).
 
 Shapes: LR images (B, C, h, w) with h and w multiples of 32; masks (B, 1, h, w) float {0, 1}, 1 = hole.
 """

@@ -115,7 +115,6 @@ def one_component_per_plane(pix_fmt: str) -> bool:
 
     if pix_fmt == PALETTE_PIX_FMT:
         return False
-
     fmt = av.VideoFormat(pix_fmt)
     planes = [component.plane for component in fmt.components]
     return bool(planes) and len(set(planes)) == len(planes) and not pix_fmt.endswith("be")
