@@ -99,10 +99,9 @@ def test_dynamic_graph_matches_torch(dynamic_graph, weights_path, lr_size, batch
                                       dict(coarse_prefill="membrane", colour_anchor=0.7)])
 def test_copy_variants_export_and_pass_tensorrt_checks(tmp_path, settings):
     """lr_texture="copy" with two bands (the blurred base cross-fades wide, the detail keeps its contrast), the
-    border match (a membrane of the border mismatch), the colour anchor (jump flooding; fine where the surroundings
-    are flat), the sources' clearance and
-    detail term gated on the hole's spread, or the coarse CNN's membrane prefill: the graph parses for TensorRT and
-    its LR result matches torch."""
+    border match (a membrane of the border mismatch), the colour anchor (jump flooding; and a membrane where the
+    surroundings are flat, `model.flat`), the sources' clearance and detail term gated on the hole's spread, or the
+    coarse CNN's membrane prefill: the graph parses for TensorRT and its LR result matches torch."""
     path = tmp_path / "copy_variant.safetensors"
     save_inference_weights(make_model(cfg=ModelConfig(lr_texture="copy", hr_topk=1, **settings)), path)
     graph, geom = export_onnx(tmp_path / "lr.onnx", 300, 500, weights=path)

@@ -121,8 +121,8 @@ def test_propagate_sources_matches_torch(threads, batch, grid_h, grid_w, dim, ca
 
 @pytest.mark.parametrize("style,flat", [("realistic", False), ("fast", False), ("realistic", True)])
 def test_native_backend_with_and_without_the_kernels(rng, style, flat):
-    """End to end the kernels change nothing a uint8 result shows but a rare rounding tie (flat: the colour anchor
-    run twice, the second time fine, where the surroundings are flat)."""
+    """End to end the kernels change nothing a uint8 result shows but a rare rounding tie (flat: a flat photo, whose
+    fill also moves towards the membrane of `model.flat`)."""
     image = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)
     if flat:
         image = np.repeat(np.linspace(60, 90, 420, dtype=np.float32)[None, :, None], 300, 0).repeat(3, 2)
