@@ -496,12 +496,13 @@ def test_a_container_that_cannot_hold_libx264_gets_its_own_encoder(clip, engine,
         assert len(list(container.decode(video=0))) == 3
 
 
-def test_gif_gets_a_palette_of_its_own_for_every_frame(engine, tmp_path):
-    """.gif with no pixel format asked for: pal8 with each frame's own 256 colours (FFmpeg's palettegen and
-    paletteuse), every frame, a few levels from the lossless output where GIF's fixed 3-3-2 palette (rgb8) is
-    over twice as far off."""
+@pytest.mark.parametrize("source_pix_fmt", ["bgr0", "rgb48le"])
+def test_gif_gets_a_palette_of_its_own_for_every_frame(engine, tmp_path, source_pix_fmt):
+    """.gif with no pixel format asked for, from an 8-bit or a 16-bit source: pal8 with each frame's own 256
+    colours (FFmpeg's palettegen and paletteuse), every frame, a few levels from the lossless output where GIF's
+    fixed 3-3-2 palette (rgb8) is over twice as far off."""
     src = tmp_path / "smooth.mkv"
-    write_clip(src, n=4, smooth=True)
+    write_clip(src, n=4, smooth=True, pix_fmt=source_pix_fmt)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")               # the AAC track GIF cannot hold
         summary = inpaint_video(src, box_mask(), tmp_path / "out.gif", temporal="off", engine=engine)
