@@ -16,6 +16,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from . import patchmatch as _patchmatch   # TorchScript reads its numbers as the module's attributes
 from .anchor import known_cell_means
 from .patchmatch import _abs, blur_base, harmonic_fill
 
@@ -35,14 +36,16 @@ SPREAD_LOW = 1e-3         # sum over RGB of the known colours' variance about th
 SPREAD_HIGH = 1e-2        # ... at or above it two regions meet (weight 0); log-linear between. A fog 3e-5 to 4e-3, a
                           # pyramid's edge against the sky up to 5e-2 (10th-90th percentiles over a hole's flat pixels)
 SPREAD_FLOOR = 1e-7       # a channel's smallest variance (rounding makes that of alike colours slightly negative)
-KNOWN_WEIGHT_FLOOR = 1e-6  # a Gaussian mean over no known pixel is 0, not NaN
 _consts = sys.modules[__name__]  # TorchScript reads module-level numbers only as a module's attributes: _consts.NAME
 
 
 def known_blur(image: torch.Tensor, known: torch.Tensor, sigma: float) -> torch.Tensor:
     """The Gaussian mean (sigma px) of image (B, C, h, w) over the pixels where known (B, 1, h, w) float {0, 1} is
-    1 (normalised convolution): a blur that no hole pixel leaks into."""
-    return blur_base(image * known, sigma) / blur_base(known, sigma).clamp(min=_consts.KNOWN_WEIGHT_FLOOR)
+    1 (normalised convolution, the values and their weight blurred in one pass): a blur that no hole pixel leaks
+    into; 0 where no known pixel is near (`model.patchmatch.MEAN_WEIGHT_FLOOR`)."""
+    channels = image.shape[1]
+    means = blur_base(torch.cat([image * known, known], dim=1), sigma)
+    return means[:, :channels] / means[:, channels:].clamp(min=_patchmatch.MEAN_WEIGHT_FLOOR)
 
 
 def known_membrane(image: torch.Tensor, mask: torch.Tensor, cell: int, levels: int) -> torch.Tensor:
