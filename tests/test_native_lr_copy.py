@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from rethined_engine import Engine
-from rethined_engine.backends.native_backend import ColourAnchor, CopyKernels, NativePropagation, native_module
+from rethined_engine.backends.native_backend import (ColourAnchor, CopyKernels, FlatFill, NativePropagation,
+                                                     native_module)
 from rethined_engine.geometry import seam_taps
 from rethined_engine.model import patchmatch as pm
+from rethined_engine.model.flat import flat_fill
 from rethined_engine.model.anchor import ANCHOR_CELL, colour_anchor, jump_steps
 from rethined_engine.train.masks import random_mask
 
@@ -18,6 +20,8 @@ from conftest import propagation_inputs
 native = native_module()
 pytestmark = pytest.mark.skipif(native is None, reason="rethined_engine._native not built")
 COPY_ATOL = 1e-6     # float32 values in [0, 1]; the C++ differs from torch by a rounding step at most (~1e-7)
+FLAT_WEIGHT_ATOL = 1e-4  # `flat_fill`'s weight: log ramps of a variance that is the difference of two membranes of
+                         # similar size (the squares' and the square of the colours'), which magnifies rounding
 
 
 def channels_last(x: torch.Tensor) -> np.ndarray:
@@ -105,6 +109,22 @@ def test_colour_anchor_matches_torch(threads, batch, h, w, sigma, strength):
         assert torch.equal(got[1], filled[1])
 
 
+@pytest.mark.parametrize("batch,h,w", [(1, 64, 96), (2, 128, 64), (1, 96, 160)])
+def test_flat_fill_matches_torch(threads, batch, h, w):
+    """`FlatFill` (cell means, known-pixel blurs, membranes and upsampling in C++) against `flat_fill`: the first
+    image's known pixels a faint gradient with grain (flat: weights near 1), a second one random (weights near 0)."""
+    composite, filled = torch.rand(batch, 3, h, w), torch.rand(batch, 3, h, w)
+    composite[0] = torch.linspace(0.2, 0.4, w).expand(3, h, w) + 0.003 * torch.randn(3, h, w)
+    mask = hole_masks(batch, h, w, seed=h + w)
+    ref_fill, ref_weight = flat_fill(composite, mask, filled)
+    got_fill, got_weight = FlatFill(native)(composite, mask, filled)
+    torch.testing.assert_close(got_fill, ref_fill, atol=COPY_ATOL, rtol=0)
+    torch.testing.assert_close(got_weight, ref_weight, atol=FLAT_WEIGHT_ATOL, rtol=0)
+    assert ref_weight[0].mean() > 0.5
+    if batch > 1:
+        assert ref_weight[1].mean() < 0.5
+
+
 @pytest.mark.parametrize("batch,grid_h,grid_w,dim,candidates", [(1, 8, 12, 16, 8), (2, 16, 16, 256, 8),
                                                                  (1, 10, 14, 70, 6)])
 @pytest.mark.parametrize("colour_weight,sweeps,radius,penalty", [(0.0, 1, 0, 0.0), (0.0, 8, 1, 0.05),
@@ -132,10 +152,12 @@ def test_native_backend_with_and_without_the_kernels(rng, style, flat):
     assert with_kernels._impl.model.patch_match.copy_kernels is not None
     assert with_kernels._impl.model.patch_match.propagation_kernel is not None
     assert with_kernels._impl.model.anchor_kernel is not None
+    assert with_kernels._impl.model.flat_kernel is not None
     without = Engine(backend="native", style=style, colour_anchor=0.7, colour_anchor_flat=flat)
     without._impl.model.patch_match.copy_kernels = None
     without._impl.model.patch_match.propagation_kernel = None
     without._impl.model.anchor_kernel = None
+    without._impl.model.flat_kernel = None
     diff = np.abs(with_kernels.inpaint(image, mask).astype(int) - without.inpaint(image, mask).astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
 
@@ -156,6 +178,10 @@ def test_native_backend_with_and_without_the_kernels(rng, style, flat):
     (lambda: native.colour_anchor(np.zeros((1, 16, 16, 3), np.float32), np.zeros((1, 16, 8), np.float32),
                                   np.zeros((1, 16, 16, 3), np.float32), 0.5, np.ones(3, np.float32), 8, [1]),
      "mask: expected"),
+    (lambda: FlatFill(native)(torch.zeros(1, 3, 36, 48), torch.zeros(1, 1, 36, 48), torch.zeros(1, 3, 36, 48)),
+     "composite: expected h and w divisible by"),
+    (lambda: FlatFill(native)(torch.zeros(1, 3, 32, 48), torch.zeros(1, 1, 32, 48), torch.zeros(1, 3, 32, 48)),
+     "levels: expected"),
     (lambda: native.harmonic_fill(np.zeros((1, 24, 24, 3), np.float32), np.zeros((1, 24, 24), np.float32), 4, 8, 24,
                                   0.5), "levels: expected"),
     (lambda: native.harmonic_fill(np.zeros((1, 8, 8, 5), np.float32), np.zeros((1, 8, 8), np.float32), 1, 8, 24, 0.5),

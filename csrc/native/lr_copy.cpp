@@ -13,6 +13,9 @@
 //       the fill shifted by a membrane of its colour mismatch at the hole's border (`model.patchmatch.border_match`)
 //   colour_anchor(composite (B, h, w, 3), mask (B, h, w), filled (B, h, w, 3), strength, taps, cell, steps)
 //       -> (B, h, w, 3): part of the fill's low band replaced by the nearest known colours' (`model.anchor`)
+//   flat_fill(composite (B, h, w, 3), mask (B, h, w), filled (B, h, w, 3), the constants of `model.flat`)
+//       -> ((B, h, w, 3) the fill with its low band a membrane of the known colours, (B, h, w) its weight)
+//       (`model.flat.flat_fill`)
 //
 // The torch functions are the specification; each operation is done in the same order and precision as they
 // do it (the separable filters as fused multiply-adds, as ATen's vectorised add with alpha), so the results
@@ -30,6 +33,7 @@
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
+#include <tuple>
 #include <vector>
 
 #include "bilinear.h"
@@ -50,7 +54,7 @@ constexpr int kMaxMembraneChannels = 4;
 // megabytes per call cost more in page faults than the arithmetic (border_match at 512 x 512: ~25 ms with fresh
 // buffers). About 30 floats per LR pixel in all (~30 MB at 512 x 512).
 enum Slot { kFilterZeros, kFilterRows, kBlurSums, kBase, kBorderStack, kBorderMeans, kMismatch, kBorder,
-            kShift, kSolution, kNextSolution, kCountChannels, kLevelValues,
+            kShift, kFlatLowInput, kFlatLow, kSolution, kNextSolution, kCountChannels, kLevelValues,
             kLevelWeights = kLevelValues + kMaxLevels + 1, kSlots = kLevelWeights + kMaxLevels + 1 };
 
 float* scratch(int slot, size_t n) {
@@ -664,6 +668,201 @@ Floats colour_anchor(Floats composite, Floats mask, Floats filled, float strengt
     return result;
 }
 
+// `model.anchor.known_cell_means` of one (h, w) image whose value at pixel p, channel c is value(p, c): per cell x
+// cell cell, the mean over its known pixels (known (h, w) in {0, 1}; sums along each row of a cell first, then down
+// its rows, as `cell_sums`) into means (h / cell, w / cell, C), 0 in a cell without one; has (h / cell, w / cell):
+// 1 where the cell holds a known pixel, else 0.
+template <int C, typename Value>
+void known_cell_means(int h, int w, int cell, const float* known, Value value, float* means, float* has) {
+    const int gh = h / cell, gw = w / cell;
+#pragma omp parallel for schedule(static)
+    for (int gy = 0; gy < gh; ++gy)
+        for (int gx = 0; gx < gw; ++gx) {
+            float known_total = 0.0f, total[C] = {};
+            for (int dy = 0; dy < cell; ++dy) {
+                float known_row = 0.0f, row[C] = {};
+                for (int dx = 0; dx < cell; ++dx) {
+                    const size_t p = static_cast<size_t>(gy * cell + dy) * w + gx * cell + dx;
+                    known_row += known[p];
+                    for (int c = 0; c < C; ++c) row[c] += value(p, c) * known[p];
+                }
+                known_total += known_row;
+                for (int c = 0; c < C; ++c) total[c] += row[c];
+            }
+            const size_t q = static_cast<size_t>(gy) * gw + gx;
+            for (int c = 0; c < C; ++c) means[q * C + c] = total[c] / std::max(known_total, 1.0f);
+            has[q] = known_total > 0.0f ? 1.0f : 0.0f;
+        }
+}
+
+// (h * scale, w * scale, C) from (h, w, C): bilinear, half-pixel centres (F.interpolate(scale_factor=scale)).
+void upsample(const float* in, int h, int w, int C, int scale, float* out) {
+    const int H = h * scale, W = w * scale;
+    const std::vector<AxisTap> ys = axis_taps(H, h, 1.0f / static_cast<float>(scale));
+    const std::vector<AxisTap> xs = axis_taps(W, w, 1.0f / static_cast<float>(scale));
+#pragma omp parallel for schedule(static)
+    for (int y = 0; y < H; ++y) {
+        const AxisTap ty = ys[y];
+        for (int x = 0; x < W; ++x) {
+            const AxisTap tx = xs[x];
+            for (int c = 0; c < C; ++c) {
+                const float top = (1.0f - tx.l) * in[(static_cast<size_t>(ty.i0) * w + tx.i0) * C + c] +
+                                  tx.l * in[(static_cast<size_t>(ty.i0) * w + tx.i1) * C + c];
+                const float bottom = (1.0f - tx.l) * in[(static_cast<size_t>(ty.i1) * w + tx.i0) * C + c] +
+                                     tx.l * in[(static_cast<size_t>(ty.i1) * w + tx.i1) * C + c];
+                out[(static_cast<size_t>(y) * W + x) * C + c] = (1.0f - ty.l) * top + ty.l * bottom;
+            }
+        }
+    }
+}
+
+// `model.flat.log_ramp` with its two numbers as torch rounds them to float: top = log(high), factor =
+// 1 / (log(high) - log(low)).
+struct LogRamp {
+    float top, factor;
+    LogRamp(double low, double high)
+        : top(static_cast<float>(std::log(high))), factor(static_cast<float>(1.0 / (std::log(high) - std::log(low)))) {}
+    float operator()(float value) const { return std::min(std::max((top - std::log(value)) * factor, 0.0f), 1.0f); }
+};
+
+// The Gaussian mean over known pixels (`model.flat.known_blur`) of a (h, w, C) grid whose known cells (has) hold
+// their value: stack (h, w, C + 1) holds the values (0 where not known) and has; out (h, w, C).
+template <int C>
+void known_blur(const float* stack, int h, int w, const std::vector<float>& taps, float weight_floor, float* out) {
+    const size_t cells = static_cast<size_t>(h) * w;
+    std::vector<float> blurred(cells * (C + 1));
+    blur_normalised(stack, h, w, C + 1, taps, blurred.data());
+    for (size_t q = 0; q < cells; ++q)
+        for (int c = 0; c < C; ++c)
+            out[q * C + c] = blurred[q * (C + 1) + c] / std::max(blurred[q * (C + 1) + C], weight_floor);
+}
+
+// One image's `flat_weight` on its band cells: composite (h, w, 3), known (h, w) -> ramp (h / band_cell,
+// w / band_cell), the weight before its bilinear upsampling.
+void flat_band_weight(const float* composite, const float* known, int h, int w, int band_cell,
+                      const std::vector<float>& fine_taps, const std::vector<float>& coarse_taps,
+                      const std::vector<float>& window_taps, int flat_cell, int flat_levels, const LogRamp& ramp,
+                      float detail_floor, int sweeps, int coarsest_sweeps, float fixed_share, float weight_floor,
+                      float* weight) {
+    const int gh = h / band_cell, gw = w / band_cell;
+    const size_t cells = static_cast<size_t>(gh) * gw;
+    std::vector<float> stack(cells * 4), has(cells), fine(cells * 3), coarse(cells * 3), size(cells);
+    known_cell_means<3>(h, w, band_cell, known, [&](size_t p, int c) { return composite[p * 3 + c]; },
+                        fine.data(), has.data());
+    for (size_t q = 0; q < cells; ++q) {
+        for (int c = 0; c < 3; ++c) stack[q * 4 + c] = fine[q * 3 + c] * has[q];
+        stack[q * 4 + 3] = has[q];
+    }
+    known_blur<3>(stack.data(), gh, gw, fine_taps, weight_floor, fine.data());
+    known_blur<3>(stack.data(), gh, gw, coarse_taps, weight_floor, coarse.data());
+    for (size_t q = 0; q < cells; ++q) {
+        float band = 0.0f;
+        for (int c = 0; c < 3; ++c) band += std::fabs(fine[q * 3 + c] - coarse[q * 3 + c]);
+        stack[q * 2] = band * has[q];
+        stack[q * 2 + 1] = has[q];
+    }
+    known_blur<1>(stack.data(), gh, gw, window_taps, weight_floor, size.data());
+    // carried into the hole by a membrane through the flat cells that hold a known band cell
+    const int fh = gh / flat_cell, fw = gw / flat_cell;
+    std::vector<float> flat_means(static_cast<size_t>(fh) * fw), flat_has(flat_means.size()),
+        flat_membrane(flat_means.size()), carried(cells);
+    known_cell_means<1>(gh, gw, flat_cell, has.data(), [&](size_t q, int) { return size[q]; }, flat_means.data(),
+                        flat_has.data());
+    membrane(flat_means.data(), flat_has.data(), fh, fw, 1, flat_levels, sweeps, coarsest_sweeps, fixed_share, nullptr,
+             flat_membrane.data());
+    upsample(flat_membrane.data(), fh, fw, 1, flat_cell, carried.data());
+    for (size_t q = 0; q < cells; ++q)
+        weight[q] = ramp(std::max(has[q] > 0.0f ? size[q] : carried[q], detail_floor));
+}
+
+std::tuple<Floats, Floats> flat_fill(Floats composite, Floats mask, Floats filled, int band_cell, Floats fine_taps,
+                                     Floats coarse_taps, Floats window_taps, int flat_cell, int flat_levels,
+                                     double detail_low, double detail_high, float detail_floor, int membrane_cell,
+                                     int membrane_levels, Floats low_taps, double spread_low, double spread_high,
+                                     float spread_floor, int sweeps, int coarsest_sweeps, float fixed_share,
+                                     float weight_floor) {
+    const auto cb = composite.request(), mb = mask.request(), fb = filled.request();
+    const auto [B, h, w] = check_composite_mask_filled(cb, mb, fb);
+    if (band_cell < 1 || flat_cell < 1 || membrane_cell < 1)
+        throw std::invalid_argument("band_cell, flat_cell, membrane_cell: expected >= 1");
+    const int flat_span = band_cell * flat_cell;
+    if (h % flat_span || w % flat_span || h % membrane_cell || w % membrane_cell)
+        throw std::invalid_argument("composite: expected h and w divisible by band_cell * flat_cell = " +
+                                    std::to_string(flat_span) + " and membrane_cell = " +
+                                    std::to_string(membrane_cell) + ", got h = " + std::to_string(h) + ", w = " +
+                                    std::to_string(w));
+    check_levels(h / flat_span, w / flat_span, flat_levels, sweeps, coarsest_sweeps);
+    check_levels(h / membrane_cell, w / membrane_cell, membrane_levels, sweeps, coarsest_sweeps);
+    const std::vector<float> fine = taps_of(fine_taps), coarse = taps_of(coarse_taps), window = taps_of(window_taps),
+                             low_g = taps_of(low_taps);
+    const LogRamp detail_ramp(detail_low, detail_high), spread_ramp(spread_low, spread_high);
+    Floats smooth({B, h, w, 3}), weights({B, h, w});
+    const float* comp = static_cast<const float*>(cb.ptr);
+    const float* msk = static_cast<const float*>(mb.ptr);
+    const float* fill = static_cast<const float*>(fb.ptr);
+    float* smooth_out = smooth.mutable_data();
+    float* weight_out = weights.mutable_data();
+    const size_t pixels = static_cast<size_t>(h) * w;
+    const int bh = h / band_cell, bw = w / band_cell, mh = h / membrane_cell, mw = w / membrane_cell;
+    const size_t membrane_cells = static_cast<size_t>(mh) * mw;
+    py::gil_scoped_release release;
+    std::vector<float> known(pixels), band_weight(static_cast<size_t>(bh) * bw), colour_means(membrane_cells * 3),
+        square_means(membrane_cells * 3), has(membrane_cells), colours(membrane_cells * 3), squares(membrane_cells * 3);
+    float* low_input = scratch(kFlatLowInput, pixels * 3);
+    float* low = scratch(kFlatLow, pixels * 3);
+    for (int b = 0; b < B; ++b) {
+        const float* cm = comp + b * pixels * 3;
+        const float* m = msk + b * pixels;
+        const float* fl = fill + b * pixels * 3;
+        float* so = smooth_out + b * pixels * 3;
+        float* wo = weight_out + b * pixels;
+#pragma omp parallel for schedule(static)
+        for (long long p = 0; p < static_cast<long long>(pixels); ++p) {
+            known[p] = 1.0f - m[p];
+            for (int c = 0; c < 3; ++c) low_input[p * 3 + c] = m[p] > 0.0f ? fl[p * 3 + c] : cm[p * 3 + c];
+        }
+        flat_band_weight(cm, known.data(), h, w, band_cell, fine, coarse, window, flat_cell, flat_levels, detail_ramp,
+                         detail_floor, sweeps, coarsest_sweeps, fixed_share, weight_floor, band_weight.data());
+        upsample(band_weight.data(), bh, bw, 1, band_cell, wo);
+        // the known colours' membrane and that of their squares
+        known_cell_means<3>(h, w, membrane_cell, known.data(), [&](size_t p, int c) { return cm[p * 3 + c]; },
+                            colour_means.data(), has.data());
+        known_cell_means<3>(h, w, membrane_cell, known.data(),
+                            [&](size_t p, int c) { return cm[p * 3 + c] * cm[p * 3 + c]; }, square_means.data(),
+                            has.data());
+        membrane(colour_means.data(), has.data(), mh, mw, 3, membrane_levels, sweeps, coarsest_sweeps, fixed_share,
+                 nullptr, colours.data());
+        membrane(square_means.data(), has.data(), mh, mw, 3, membrane_levels, sweeps, coarsest_sweeps, fixed_share,
+                 nullptr, squares.data());
+        blur_normalised(low_input, h, w, 3, low_g, low);
+        const std::vector<AxisTap> ys = axis_taps(h, mh, 1.0f / static_cast<float>(membrane_cell));
+        const std::vector<AxisTap> xs = axis_taps(w, mw, 1.0f / static_cast<float>(membrane_cell));
+#pragma omp parallel for schedule(static)
+        for (int y = 0; y < h; ++y) {
+            const AxisTap ty = ys[y];
+            for (int x = 0; x < w; ++x) {
+                const AxisTap tx = xs[x];
+                const size_t p = static_cast<size_t>(y) * w + x;
+                auto at = [&](const float* grid, int c) {
+                    const float top = (1.0f - tx.l) * grid[(static_cast<size_t>(ty.i0) * mw + tx.i0) * 3 + c] +
+                                      tx.l * grid[(static_cast<size_t>(ty.i0) * mw + tx.i1) * 3 + c];
+                    const float bottom = (1.0f - tx.l) * grid[(static_cast<size_t>(ty.i1) * mw + tx.i0) * 3 + c] +
+                                         tx.l * grid[(static_cast<size_t>(ty.i1) * mw + tx.i1) * 3 + c];
+                    return (1.0f - ty.l) * top + ty.l * bottom;
+                };
+                float spread = 0.0f;
+                for (int c = 0; c < 3; ++c) {
+                    const float colour = at(colours.data(), c);
+                    spread += std::max(at(squares.data(), c) - colour * colour, spread_floor);
+                    so[p * 3 + c] = (fl[p * 3 + c] - low[p * 3 + c]) + colour;
+                }
+                wo[p] *= spread_ramp(spread);
+            }
+        }
+    }
+    return {smooth, weights};
+}
+
 }  // namespace
 
 void register_lr_copy(py::module_& m) {
@@ -677,6 +876,12 @@ void register_lr_copy(py::module_& m) {
           py::arg("weight_floor"));
     m.def("colour_anchor", &colour_anchor, py::arg("composite"), py::arg("mask"), py::arg("filled"),
           py::arg("strength"), py::arg("taps"), py::arg("cell"), py::arg("steps"));
+    m.def("flat_fill", &flat_fill, py::arg("composite"), py::arg("mask"), py::arg("filled"), py::arg("band_cell"),
+          py::arg("fine_taps"), py::arg("coarse_taps"), py::arg("window_taps"), py::arg("flat_cell"),
+          py::arg("flat_levels"), py::arg("detail_low"), py::arg("detail_high"), py::arg("detail_floor"),
+          py::arg("membrane_cell"), py::arg("membrane_levels"), py::arg("low_taps"), py::arg("spread_low"),
+          py::arg("spread_high"), py::arg("spread_floor"), py::arg("sweeps"), py::arg("coarsest_sweeps"),
+          py::arg("fixed_share"), py::arg("weight_floor"));
 }
 
 }  // namespace rethined

@@ -11,7 +11,7 @@ import torch
 from ..deploy.onnx_export import LRNetwork
 from ..geometry import plan, seam_taps
 from ..io import prepare
-from ..model import anchor, patchmatch
+from ..model import anchor, flat, patchmatch
 from .torch_backend import TorchBackend, join_channels_last
 
 LR_BATCH = 1   # images per LR network call. On the 2-core Xeon at 1920x1080 one call on 8 images took 97 ms per
@@ -121,6 +121,29 @@ class ColourAnchor:
         return torch.from_numpy(anchored).permute(0, 3, 1, 2)         # (B, 3, h, w), channels-last
 
 
+class FlatFill:
+    """`model.flat.flat_fill` (same arguments and results, float32; equal to float rounding,
+    tests/test_native_lr_copy.py) in the extension (csrc/native/lr_copy.cpp): the cell means, known-pixel blurs and
+    membranes on their cell grids, one pass over the LR pixels for the upsampled membrane, its spread and the fill."""
+
+    def __init__(self, native):
+        self.native = native
+
+    def __call__(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        fine_sigma, coarse_sigma = flat.FLAT_BAND_SIGMAS
+        smooth, weight = self.native.flat_fill(
+            _channels_last(composite), mask[:, 0].contiguous().numpy(), _channels_last(filled), flat.BAND_CELL,
+            seam_taps(fine_sigma / flat.BAND_CELL), seam_taps(coarse_sigma / flat.BAND_CELL),
+            seam_taps(flat.FLAT_WINDOW_SIGMA / flat.BAND_CELL), flat.FLAT_CELL // flat.BAND_CELL, flat.FLAT_LEVELS,
+            flat.FLAT_DETAIL_LOW, flat.FLAT_DETAIL_HIGH, flat.FLAT_DETAIL_FLOOR, flat.MEMBRANE_CELL,
+            flat.MEMBRANE_LEVELS, seam_taps(flat.FLAT_LOW_SIGMA), flat.SPREAD_LOW, flat.SPREAD_HIGH,
+            flat.SPREAD_FLOOR, patchmatch.JACOBI_SWEEPS, patchmatch.JACOBI_COARSEST_SWEEPS,
+            patchmatch.COARSE_FIXED_SHARE, patchmatch.MEAN_WEIGHT_FLOOR)
+        return (torch.from_numpy(smooth).permute(0, 3, 1, 2),        # (B, 3, h, w), channels-last
+                torch.from_numpy(weight)[:, None])                   # (B, 1, h, w)
+
+
 class NativePropagation:
     """`patchmatch.propagate_sources` (same arguments but compact, same result) in the extension
     (csrc/native/source_sweep.cpp): the copy styles' propagation updates, OpenMP over each update's tokens; the
@@ -159,6 +182,7 @@ class NativeBackend(TorchBackend):
             self.model.patch_match.copy_kernels = CopyKernels(self.native)
             self.model.patch_match.propagation_kernel = NativePropagation(self.native)
             self.model.anchor_kernel = ColourAnchor(self.native)
+            self.model.flat_kernel = FlatFill(self.native)
         self.lr_network = (LRNetwork(self.model, self.config.hr_topk, compact=True)
                            if self.config.hr_topk > 0 else None)
 

@@ -138,6 +138,7 @@ class Rethined(nn.Module):
         self.colour_anchor_flat = cfg.colour_anchor_flat
         self.anchor_steps = jump_steps(cfg.lr_long_side // ANCHOR_CELL)
         self.anchor_kernel = None   # a backend's `colour_anchor`: native `ColourAnchor` (C++)
+        self.flat_kernel = None     # a backend's `flat_fill`: native `FlatFill` (C++)
         self.coarse_net = CoarseNet(cfg)
         self.patch_match = NeuralPatchMatch(cfg, self.coarse_net.feature_channels)
 
@@ -173,9 +174,22 @@ class Rethined(nn.Module):
         if self.colour_anchor > 0.0:
             anchored = self.anchor(composite, mask, filled, self.colour_anchor, self.colour_anchor_sigma)
         if self.colour_anchor_flat:
-            smooth, weight = flat_fill(composite, mask, filled)
+            smooth, weight = self.flat(composite, mask, filled)
             anchored = anchored + weight * (smooth - anchored)
         return anchored
+
+    def flat(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`flat_fill`, by `self.flat_kernel` where a backend set one."""
+        if self.flat_kernel is not None and not torch.jit.is_scripting():
+            return self.kernel_flat(composite, mask, filled)
+        return flat_fill(composite, mask, filled)
+
+    @torch.jit.unused
+    def kernel_flat(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`flat_fill` by `self.flat_kernel`."""
+        return self.flat_kernel(composite, mask, filled)
 
     def anchor(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor, strength: float,
                sigma: float) -> torch.Tensor:
