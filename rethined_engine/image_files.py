@@ -19,6 +19,7 @@ with what the photo carried.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ OPAQUE = 255
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")   # output formats that hold an alpha channel
 JPEG_QUALITY = 95                 # quality of the JPEG outputs of `rethined inpaint` and `batch`
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_METADATA_CHUNKS = (b"eXIf", b"iTXt", b"tEXt", b"zTXt")   # the chunks Pillow reads EXIF and XMP orientation from
 HEIF_SUFFIXES = (".heic", ".heif", ".hif")   # read through the pillow-heif plugin where it is installed
 HEIF_PLUGIN = "pillow-heif"      # tested: 1.8.1 on Pillow 12.3, 1.9.0 on Pillow 13.0
 
@@ -77,9 +80,38 @@ def _has_alpha(im: Image.Image) -> bool:
     return im.mode in ALPHA_MODES or (im.mode == "P" and "transparency" in im.info)
 
 
+def _png_metadata_after_pixels(path: str) -> bool:
+    """Whether the PNG file at path holds a metadata chunk (PNG_METADATA_CHUNKS) after its first IDAT, from the
+    chunks' headers only (their bodies are skipped); True where the file is not a whole PNG (Pillow decides)."""
+    with open(path, "rb") as f:
+        if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+            return True
+        seen_pixels = False
+        while len(header := f.read(8)) == 8:           # a chunk: length (4 bytes, big-endian), type (4), body, CRC (4)
+            kind = header[4:]
+            if kind == b"IEND":
+                return False
+            seen_pixels |= kind == b"IDAT"
+            if seen_pixels and kind in PNG_METADATA_CHUNKS:
+                return True
+            f.seek(int.from_bytes(header[:4], "big") + 4, os.SEEK_CUR)
+    return True
+
+
+def header_exif(im: Image.Image) -> Image.Exif:
+    """The opened image's EXIF (`Image.getexif`), without decoding its pixels where the file allows: Pillow's PNG
+    reader decodes a whole PNG that has no eXIf chunk before its pixels, to look for one after them; where no
+    metadata chunk follows the first IDAT, the chunks before it, already read, hold all there is."""
+    filename = getattr(im, "filename", "")
+    if im.format == "PNG" and "exif" not in im.info and filename and not _png_metadata_after_pixels(filename):
+        return Image.Image.getexif(im)
+    return im.getexif()
+
+
 def shown_size(im: Image.Image) -> tuple[int, int]:
-    """(height, width) of an opened image as shown, its EXIF orientation applied (read from the header only)."""
-    sideways = im.getexif().get(EXIF_ORIENTATION) in TURNED_SIDEWAYS
+    """(height, width) of an opened image as shown, its EXIF orientation applied (`header_exif`: the pixels are not
+    decoded but where a PNG's metadata follows them)."""
+    sideways = header_exif(im).get(EXIF_ORIENTATION) in TURNED_SIDEWAYS
     return (im.width, im.height) if sideways else (im.height, im.width)
 
 
@@ -130,9 +162,9 @@ def _open(path: Path) -> Image.Image:
     return im
 
 
-def _upright_exif(im: Image.Image) -> bytes | None:
-    """The opened image's EXIF without its orientation (the output is stored upright), or None where it has none."""
-    exif = im.getexif()                  # Pillow's cached copy: the orientation is put back after
+def _upright_exif(exif: Image.Exif) -> bytes | None:
+    """An image's EXIF (Pillow's cached copy: the orientation is put back after) as bytes without its orientation
+    (the output is stored upright), or None where it has none."""
     orientation = exif.pop(EXIF_ORIENTATION, None)
     upright = exif.tobytes() if len(exif) else None
     if orientation is not None:
@@ -149,14 +181,15 @@ def read_photo(path: str | Path) -> Photo:
     path = Path(path)
     register_heif(path)
     with Image.open(path) as im:
-        sixteen_bits, deep = _sixteen_bits(im), _deeper_than_8_bits(im)   # before getexif, which may load a PNG
+        sixteen_bits, deep = _sixteen_bits(im), _deeper_than_8_bits(im)   # before any getexif, which may load a PNG
         frames = getattr(im, "n_frames", 1)
         if frames > 1:
             warnings.warn(f"{path.name}: {frames} frames, only the first is inpainted (`rethined video` takes every "
                           "frame of an animation)", FirstFrameWarning, stacklevel=2)
         stored = (im.height, im.width)
-        orientation = int(im.getexif().get(EXIF_ORIENTATION, UPRIGHT))
-        icc, exif = im.info.get("icc_profile"), _upright_exif(im)
+        tags = header_exif(im)
+        orientation = int(tags.get(EXIF_ORIENTATION, UPRIGHT))
+        icc, exif = im.info.get("icc_profile"), _upright_exif(tags)
         if sixteen_bits and opencv() is not None:
             pixels = turn_upright(read_pixels(path), orientation)
             alpha = _opaque_or_none(pixels[..., 3] if pixels.shape[-1] == 4 else None, UINT16_MAX)

@@ -9,10 +9,10 @@ from PIL import Image
 from rethined_engine.cli import main
 from rethined_engine.distributed.manifest import build_manifest
 from rethined_engine import image_files
-from rethined_engine.deep_photos import encode
+from rethined_engine.deep_photos import EXIF_PREFIX, encode
 from rethined_engine.io import to_uint8
 from rethined_engine.image_files import (EXIF_ORIENTATION, FirstFrameWarning, Kept, ReducedDepthWarning, mask_values,
-                                         read_mask, read_photo, save_photo)
+                                         read_mask, read_photo, save_photo, shown_size)
 
 MAKE = 0x010F                      # an EXIF tag the output must keep
 EXIF_IFD, EXPOSURE_TIME = 0x8769, 0x829A   # and one in its EXIF sub-IFD
@@ -101,6 +101,65 @@ def exif_bytes(orientation=None) -> bytes:
 
 def deep_samples(height, width, channels, seed=0):
     return np.random.default_rng(seed).integers(0, 65536, (height, width, channels)).astype(np.uint16)
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    import zlib
+
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+def with_chunk_before_end(png: bytes, kind: bytes, body: bytes) -> bytes:
+    """The PNG's bytes with one more chunk right before its IEND (after its pixels)."""
+    end = png.rindex(b"IEND") - 4
+    return png[:end] + png_chunk(kind, body) + png[end:]
+
+
+def count_png_decodes(monkeypatch) -> list:
+    from PIL import PngImagePlugin
+
+    decodes = []
+    load = PngImagePlugin.PngImageFile.load
+
+    def counted(self):
+        decodes.append(self.filename)
+        return load(self)
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", counted)
+    return decodes
+
+
+def test_a_16_bit_png_is_decoded_once(tmp_path, monkeypatch):
+    """OpenCV decodes its pixels; Pillow only reads its chunks' headers (no eXIf after the pixels to look for), also
+    for the size a manifest takes (`shown_size`)."""
+    cv2 = pytest.importorskip("cv2")
+    samples = deep_samples(12, 16, 3)
+    cv2.imwrite(str(tmp_path / "deep.png"), samples[..., ::-1])
+    decodes = count_png_decodes(monkeypatch)
+    photo = read_photo(tmp_path / "deep.png")
+    assert np.array_equal(photo.rgb, samples) and photo.kept.exif is None and photo.orientation == 1
+    with Image.open(tmp_path / "deep.png") as im:
+        assert shown_size(im) == (12, 16)
+    assert decodes == []
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_exif_after_the_pixels_of_a_png_is_read(tmp_path, deep):
+    """An eXIf chunk after IDAT (allowed by the PNG spec) still turns the photo and is kept."""
+    if deep:
+        pytest.importorskip("cv2")
+    stored = deep_samples(12, 16, 3) if deep else photo_pixels(12, 16)
+    plain = encode(stored, None, "PNG", None, None) if deep else None
+    if not deep:
+        Image.fromarray(stored).save(tmp_path / "plain.png")
+        plain = (tmp_path / "plain.png").read_bytes()
+    (tmp_path / "late.png").write_bytes(with_chunk_before_end(plain, b"eXIf", exif_bytes(SIDEWAYS)[len(EXIF_PREFIX):]))
+    photo = read_photo(tmp_path / "late.png")
+    assert photo.orientation == SIDEWAYS and np.array_equal(photo.rgb, np.rot90(stored, k=-1))
+    kept = Image.Exif()
+    kept.load(photo.kept.exif)
+    assert kept[MAKE] == "rethined test camera" and EXIF_ORIENTATION not in kept
+    with Image.open(tmp_path / "late.png") as im:
+        assert shown_size(im) == (16, 12)
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
