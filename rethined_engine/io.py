@@ -187,8 +187,11 @@ def _mask_batch_shape(shape: tuple[int, ...], batch: int, height: int, width: in
     if len(core) >= 3 and core[-1] == 1 and core[-3:-1] == (height, width):
         core = core[:-1]                                           # HW1 / BHW1
     if len(core) < 2 or core[-2:] != (height, width):
+        colour = (len(core) >= 3 and core[-1] in (3, 4) and core[-3:-1] == (height, width))
+        hint = (f"; a colour mask: pass one channel, e.g. {name}[..., 0], or {name}.any(-1) for a hole wherever any "
+                "channel is set") if colour else ""
         raise ValueError(f"{name}: shape {tuple(shape)} does not match the image size {height}x{width} "
-                         "(expected HW, HW1, 1HW, BHW or B1HW)")
+                         f"(expected HW, HW1, 1HW, BHW or B1HW){hint}")
     lead = core[:-2]
     if len(lead) == 2 and lead[1] == 1:
         lead = lead[:1]                                            # B1HW

@@ -178,6 +178,7 @@ BAD_INPUT_CASES = [
     (GOOD, np.zeros((15, 16, 1), bool), ValueError, "does not match"),
     (GOOD, np.zeros((2, 16, 16), bool), ValueError, "batch of 1"),
     (GOOD, np.zeros((16,), bool), ValueError, "does not match"),
+    (GOOD, np.zeros((16, 16, 3), bool), ValueError, r"a colour mask: pass one channel, e.g. mask\[\.\.\., 0\]"),
     (np.zeros((0, 16, 3), np.uint8), np.zeros((0, 16), bool), ValueError, "empty"),
     (np.full((16, 16, 3), np.nan, np.float32), MASK, ValueError, "NaN"),
     (np.full((16, 16, 3), np.inf, np.float32), MASK, ValueError, "NaN or infinite"),
