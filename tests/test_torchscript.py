@@ -4,6 +4,7 @@ and the integer planning it compiles against plain references."""
 import math
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -102,8 +103,12 @@ def test_loaded_in_a_torch_only_process_matches_the_torch_engine(tmp_path, cases
 
 
 def test_style_option_matches_the_engine_with_that_style(cases):
+    """...and scripting it warns of no `torch.jit.script` deprecation (torch >= 2.13; the export silences it)."""
     image, alpha = cases[0]
-    module = script_inpainter(style="smooth")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = script_inpainter(style="smooth")
+    assert not [w for w in caught if "torch.jit.script" in str(w.message)]
     with torch.no_grad():
         got = module(rgba(image, alpha))[0].permute(1, 2, 0).numpy()
     want = Engine(backend="torch", device="cpu", style="smooth").inpaint(image, alpha)

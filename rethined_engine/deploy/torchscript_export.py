@@ -11,6 +11,7 @@ where alpha >= `ModelConfig.float_mask_threshold` (0.5), as `Engine.inpaint` rea
 where given, is the exclusion (`Engine.inpaint`'s exclude): a known pixel where it is >= that threshold is never
 copied. Known pixels are returned unchanged; without a hole the RGB is returned as it came.
 """
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -23,6 +24,8 @@ from ..model.upscale import blend_seams
 from ..weights import load_model
 
 INPUT_CHANNELS = (4, 5)  # RGB + the hole mask in alpha (+ the exclusion)
+JIT_DEPRECATION = r"`torch\.jit\.script` is deprecated"   # torch >= 2.13, once per scripted function: the hosts
+                                                          # this export serves read TorchScript only
 
 
 class TorchScriptInpainter(nn.Module):
@@ -70,7 +73,9 @@ def script_inpainter(weights: str | Path | None = None, style: str | None = None
     model = load_model(weights, "cpu", torch.float32, style=style, **overrides)
     cfg = model.cfg
     taps = seam_taps(cfg.seam_sigma).tolist() if cfg.seam_sigma > 0 else []
-    return torch.jit.script(TorchScriptInpainter(model, taps, cfg.seam_gain, cfg.float_mask_threshold).eval())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", JIT_DEPRECATION, DeprecationWarning)
+        return torch.jit.script(TorchScriptInpainter(model, taps, cfg.seam_gain, cfg.float_mask_threshold).eval())
 
 
 def export_torchscript(path: str | Path, weights: str | Path | None = None, style: str | None = None,
