@@ -276,7 +276,7 @@ def test_hr_losses_reach_the_attention(photo_dir, tmp_path):
     """HR crops: the run logs the HR terms, and the HR losses alone move the Q/K projections."""
     from rethined_engine import ModelConfig, Rethined
     from rethined_engine.train.losses import LossWeights, log_energy_ratio
-    from rethined_engine.train.train import _hr_step
+    from rethined_engine.train.train import _step_losses
 
     out = tmp_path / "hr"
     train(photo_dir, out, TrainConfig(steps=1, batch=2, crop=64, warmup=1, hr_scale=2, hr_ssim_weight=1.0,
@@ -290,7 +290,7 @@ def test_hr_losses_reach_the_attention(photo_dir, tmp_path):
     mask[:, :, 30:90, 20:100] = 1
     no_lr = LossWeights(hole_l1=0, coarse_l2=0, mixed_l1=0, focal_freq=0, hole_grad_l1=0, retrieval=0,
                         hr_ssim=1.0, hr_sharpness=0.1)
-    loss, _ = _hr_step(model, image, mask, 2, torch.ones(1, 64, dtype=torch.bool), no_lr)
+    loss = _step_losses(model, image, mask, 2, torch.ones(1, 64, dtype=torch.bool), no_lr)[0]
     loss.backward()
     assert model.patch_match.to_q.weight.grad.abs().sum() > 0
     # the sharpness term: 0 for equal images, log(4) for a 2x contrast (4x Laplacian energy)

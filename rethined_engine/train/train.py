@@ -25,6 +25,7 @@ from ..config import INFERENCE_FIELDS, STYLES, ModelConfig, style_settings
 from ..model import Rethined
 from ..model.upscale import attention_upscale, downsample
 from ..weights import load_model, read_config, save_inference_weights
+from .adversarial import DOWNSAMPLE, Critic
 from .data import PHOTO_LONG_SIDE, PhotoCrops, Prefetcher
 from .losses import LossWeights, hr_loss, total_loss
 
@@ -63,6 +64,8 @@ class TrainConfig:
     coarse_swd_weight: float = 0.0   # LossWeights.coarse_swd (0 in runs v0-v8)
     coarse_prefill: str = ""     # a new run's ModelConfig.coarse_prefill ("zeros", "membrane"); "" keeps the
                                  # architecture's own (the file's with --init-from X.safetensors)
+    adversarial_weight: float = 0.0  # the LR result's adversarial term (`adversarial.Critic`; 0 in runs v0-v8: none)
+    discriminator_lr: float = 2e-4   # its discriminator's Adam learning rate (constant)
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -101,12 +104,17 @@ def _build(mcfg: ModelConfig, fused: bool, device: str) -> Rethined:
     return model.to(device)
 
 
-def _save(path: Path, model, opt, step: int, rng_state: dict, tcfg: TrainConfig, elapsed: float) -> None:
-    """rng_state: the data generator's state from before the next batch to train on."""
+def _save(path: Path, model, opt, step: int, rng_state: dict, tcfg: TrainConfig, elapsed: float,
+          critic: Critic | None) -> None:
+    """rng_state: the data generator's state from before the next batch to train on; critic: the adversarial
+    term's discriminator and optimiser, where the run has one."""
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng_state,
-                "torch_rng": torch.get_rng_state(), "model_config": model.cfg.to_json(), "fused": _is_fused(model),
-                "train_config": dataclasses.asdict(tcfg), "elapsed_s": elapsed}, tmp)
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng_state,
+             "torch_rng": torch.get_rng_state(), "model_config": model.cfg.to_json(), "fused": _is_fused(model),
+             "train_config": dataclasses.asdict(tcfg), "elapsed_s": elapsed}
+    if critic is not None:
+        state["critic"] = critic.state_dict()
+    torch.save(state, tmp)
     tmp.replace(path)
 
 
@@ -134,13 +142,20 @@ def hr_forward(model: Rethined, image: torch.Tensor, mask: torch.Tensor, scale: 
     return lr_out, lr_target, lr_mask, hr
 
 
-def _hr_step(model: Rethined, image: torch.Tensor, mask: torch.Tensor, scale: int, key_inside: torch.Tensor,
-             weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
-    """LR losses against the downsampled ground truth plus HR losses on the upscaled result."""
+def _step_losses(model: Rethined, image: torch.Tensor, mask: torch.Tensor, scale: int, key_inside: torch.Tensor,
+                 weights: LossWeights) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor,
+                                                torch.Tensor]:
+    """A batch's reconstruction losses: the LR losses (against the downsampled ground truth for HR crops, scale
+    > 1) plus, for HR crops, the HR losses on the upscaled result. Returns (loss, parts for logging, the LR result,
+    the LR ground truth, the LR mask): what the adversarial term judges."""
+    if scale == 1:
+        lr_out = model.forward_lr(image, mask, key_inside)
+        loss, parts = total_loss(lr_out, image, mask, model.cfg.patch_size, weights)
+        return loss, parts, lr_out.result, image, mask
     lr_out, lr_target, lr_mask, hr = hr_forward(model, image, mask, scale, key_inside)
     loss, parts = total_loss(lr_out, lr_target, lr_mask, model.cfg.patch_size, weights)
     hr_extra, hr_parts = hr_loss(hr, image, mask, weights)
-    return loss + hr_extra, parts | hr_parts
+    return loss + hr_extra, parts | hr_parts, lr_out.result, lr_target, lr_mask
 
 
 def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelConfig(),
@@ -153,6 +168,12 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
     """
     if tcfg.hr_scale < 1:
         raise ValueError(f"hr_scale must be >= 1, got {tcfg.hr_scale}")
+    if tcfg.adversarial_weight < 0 or tcfg.discriminator_lr <= 0:
+        raise ValueError(f"adversarial_weight: expected >= 0 and discriminator_lr > 0, got {tcfg.adversarial_weight} "
+                         f"and {tcfg.discriminator_lr}")
+    if tcfg.adversarial_weight and tcfg.crop % DOWNSAMPLE:
+        raise ValueError(f"crop: expected a multiple of {DOWNSAMPLE} (the discriminator's cell) with "
+                         f"adversarial_weight > 0, got {tcfg.crop}")
     from_weights = init_from is not None and init_from.suffix == ".safetensors"
     if from_weights and init_skip:
         raise ValueError("--init-skip applies to a training checkpoint, not to a .safetensors weights file")
@@ -184,8 +205,11 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
         model = with_prefill(model, tcfg.coarse_prefill)
     mcfg = model.cfg
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    critic = Critic(tcfg.discriminator_lr, device) if tcfg.adversarial_weight else None
     if state is not None:
         opt.load_state_dict(state["opt"])
+        if critic is not None and "critic" in state:
+            critic.load_state_dict(state["critic"])
         step, elapsed = state["step"], state["elapsed_s"]
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
@@ -206,15 +230,17 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
             image, mask = batches.next()
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, tcfg)
-            if scale == 1:
-                lr_out = model.forward_lr(image, mask, key_inside)
-                loss, parts = total_loss(lr_out, image, mask, mcfg.patch_size, weights)
-            else:
-                loss, parts = _hr_step(model, image, mask, scale, key_inside, weights)
+            loss, parts, fake, real, hole = _step_losses(model, image, mask, scale, key_inside, weights)
+            if critic is not None:
+                adversarial = critic.generator_loss(fake, hole)
+                loss = loss + tcfg.adversarial_weight * adversarial
+                parts["adversarial"] = float(adversarial.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
             opt.step()
+            if critic is not None:
+                parts["discriminator"] = critic.step(real, fake, hole)
             step += 1
             elapsed += time.perf_counter() - t0
             log.write(json.dumps({"step": step, "loss": float(loss.detach()), **parts, "lr": learning_rate(step - 1, tcfg),
@@ -223,7 +249,7 @@ def train(data: Path, out: Path, tcfg: TrainConfig, mcfg: ModelConfig = ModelCon
                 log.flush()
                 print(f"step {step} loss {float(loss.detach()):.4f} {parts} {elapsed:.0f}s", flush=True)
             if step % tcfg.checkpoint_every == 0 or step == tcfg.steps:
-                _save(ckpt_path, model, opt, step, batches.upcoming_state, tcfg, elapsed)
+                _save(ckpt_path, model, opt, step, batches.upcoming_state, tcfg, elapsed, critic)
     batches.close()
     return ckpt_path
 
