@@ -7,7 +7,9 @@
 # TRAIN_ARGS go to `rethined_engine.train.train` after v7's own (a repeated option takes the later value), e.g.
 #   bash bench/train_gpu.sh m2 10000 540 --coarse-prefill membrane --object-share 0.3
 # fine-tunes the coarse CNN to a membrane in the hole on v7's objective (run m1 did it on the CPU without the
-# HR crops: bench/results/training/README.md).
+# HR crops: bench/results/training/README.md), and
+#   bash bench/train_gpu.sh a2 10000 540 --adversarial-weight 0.05
+# adds the adversarial term (a patch discriminator on the hole; docs/training.md).
 #
 # The run lives in .gpu/runs/NAME (carry ".gpu" with the command); it resumes there if a checkpoint is
 # present, trains towards STEPS (the cosine schedule's length: keep it the same across commands) for at
