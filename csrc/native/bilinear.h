@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <vector>
 
 namespace rethined {
@@ -23,6 +24,16 @@ inline std::vector<AxisTap> axis_taps(int count, int n, float inv_scale) {
         out[v] = {i0, std::min(i0 + 1, n - 1), s - static_cast<float>(i0)};
     }
     return out;
+}
+
+// The bilinear sample of channel c of a (rows, w, C) grid at (ty, tx): along x first, then along y (the order of
+// torch's upsample_bilinear2d on the CPU).
+inline float bilinear_at(const float* grid, int w, int C, int c, const AxisTap& ty, const AxisTap& tx) {
+    const float top = (1.0f - tx.l) * grid[(static_cast<size_t>(ty.i0) * w + tx.i0) * C + c] +
+                      tx.l * grid[(static_cast<size_t>(ty.i0) * w + tx.i1) * C + c];
+    const float bottom = (1.0f - tx.l) * grid[(static_cast<size_t>(ty.i1) * w + tx.i0) * C + c] +
+                         tx.l * grid[(static_cast<size_t>(ty.i1) * w + tx.i1) * C + c];
+    return (1.0f - ty.l) * top + ty.l * bottom;
 }
 
 }  // namespace rethined

@@ -655,11 +655,7 @@ Floats colour_anchor(Floats composite, Floats mask, Floats filled, float strengt
                 const AxisTap tx = xs[x];
                 const size_t p = static_cast<size_t>(y) * w + x;
                 for (int c = 0; c < 3; ++c) {
-                    const float top = (1.0f - tx.l) * shift[(static_cast<size_t>(ty.i0) * gw + tx.i0) * 3 + c] +
-                                      tx.l * shift[(static_cast<size_t>(ty.i0) * gw + tx.i1) * 3 + c];
-                    const float bottom = (1.0f - tx.l) * shift[(static_cast<size_t>(ty.i1) * gw + tx.i0) * 3 + c] +
-                                         tx.l * shift[(static_cast<size_t>(ty.i1) * gw + tx.i1) * 3 + c];
-                    const float value = fl[p * 3 + c] + ((1.0f - ty.l) * top + ty.l * bottom) * m[p];
+                    const float value = fl[p * 3 + c] + bilinear_at(shift.data(), gw, 3, c, ty, tx) * m[p];
                     o[p * 3 + c] = std::min(std::max(value, 0.0f), 1.0f);
                 }
             }
@@ -705,13 +701,8 @@ void upsample(const float* in, int h, int w, int C, int scale, float* out) {
         const AxisTap ty = ys[y];
         for (int x = 0; x < W; ++x) {
             const AxisTap tx = xs[x];
-            for (int c = 0; c < C; ++c) {
-                const float top = (1.0f - tx.l) * in[(static_cast<size_t>(ty.i0) * w + tx.i0) * C + c] +
-                                  tx.l * in[(static_cast<size_t>(ty.i0) * w + tx.i1) * C + c];
-                const float bottom = (1.0f - tx.l) * in[(static_cast<size_t>(ty.i1) * w + tx.i0) * C + c] +
-                                     tx.l * in[(static_cast<size_t>(ty.i1) * w + tx.i1) * C + c];
-                out[(static_cast<size_t>(y) * W + x) * C + c] = (1.0f - ty.l) * top + ty.l * bottom;
-            }
+            for (int c = 0; c < C; ++c)
+                out[(static_cast<size_t>(y) * W + x) * C + c] = bilinear_at(in, w, C, c, ty, tx);
         }
     }
 }
@@ -843,17 +834,10 @@ std::tuple<Floats, Floats> flat_fill(Floats composite, Floats mask, Floats fille
             for (int x = 0; x < w; ++x) {
                 const AxisTap tx = xs[x];
                 const size_t p = static_cast<size_t>(y) * w + x;
-                auto at = [&](const float* grid, int c) {
-                    const float top = (1.0f - tx.l) * grid[(static_cast<size_t>(ty.i0) * mw + tx.i0) * 3 + c] +
-                                      tx.l * grid[(static_cast<size_t>(ty.i0) * mw + tx.i1) * 3 + c];
-                    const float bottom = (1.0f - tx.l) * grid[(static_cast<size_t>(ty.i1) * mw + tx.i0) * 3 + c] +
-                                         tx.l * grid[(static_cast<size_t>(ty.i1) * mw + tx.i1) * 3 + c];
-                    return (1.0f - ty.l) * top + ty.l * bottom;
-                };
                 float spread = 0.0f;
                 for (int c = 0; c < 3; ++c) {
-                    const float colour = at(colours.data(), c);
-                    spread += std::max(at(squares.data(), c) - colour * colour, spread_floor);
+                    const float colour = bilinear_at(colours.data(), mw, 3, c, ty, tx);
+                    spread += std::max(bilinear_at(squares.data(), mw, 3, c, ty, tx) - colour * colour, spread_floor);
                     so[p * 3 + c] = (fl[p * 3 + c] - low[p * 3 + c]) + colour;
                 }
                 wo[p] *= spread_ramp(spread);
