@@ -43,7 +43,7 @@ def _read(reader, path: Path, what: str):
 def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, engine_options: dict,
                 exclude_path: Path | None = None, dilate: int = 0) -> None:
     from .engine import Engine  # torch import is slow: only after the arguments parsed
-    from .video.masks import check_radius, dilate as grown
+    from .video.masks import check_radius
 
     try:
         output_format(out_path, "-o")
@@ -52,9 +52,7 @@ def run_inpaint(image_path: Path, mask_path: Path, out_path: Path, engine_option
         raise SystemExit(f"error: {exc}")
     t0 = time.perf_counter()
     photo = _read(read_photo, image_path, "image")
-    mask = _read(lambda path: read_mask(path, photo), mask_path, "mask")
-    if dilate:
-        mask = grown(mask != 0, dilate)
+    mask = _read(lambda path: read_mask(path, photo, dilate), mask_path, "mask")
     exclude = None if exclude_path is None else _read(lambda path: read_mask(path, photo), exclude_path, "exclude")
     height, width = photo.rgb.shape[:2]
     turned = "" if photo.orientation == UPRIGHT else f" (turned by its EXIF orientation {photo.orientation})"

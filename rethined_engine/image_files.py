@@ -214,14 +214,19 @@ def mask_values(im: Image.Image) -> np.ndarray:
     return ((luma.astype(np.uint16) * alpha + OPAQUE // 2) // OPAQUE).astype(np.uint8)
 
 
-def read_mask(path: str | Path, photo: Photo | None = None) -> np.ndarray:
+def read_mask(path: str | Path, photo: Photo | None = None, grow: int = 0) -> np.ndarray:
     """(H, W) uint8 mask of the file in path (turned by its own EXIF orientation), nonzero = fill; with photo,
-    turned like it where the mask has the photo's stored size but not its shown one."""
+    turned like it where the mask has the photo's stored size but not its shown one; grow > 0: its hole grown by
+    that many px in every direction (`video.masks.dilate`), as 0 / 1."""
     im = ImageOps.exif_transpose(_open(Path(path)))    # a mask's own orientation, as for any image
     if photo is not None and photo.orientation in TURNED_SIDEWAYS and (im.height, im.width) == photo.stored_size:
         im.getexif()[EXIF_ORIENTATION] = photo.orientation
         im = ImageOps.exif_transpose(im)
-    return mask_values(im)
+    mask = mask_values(im)
+    if not grow:
+        return mask
+    from .video.masks import dilate    # the video package only where a mask grows
+    return dilate(mask != 0, grow).astype(np.uint8)
 
 
 def output_format(path: str | Path, what: str = "output") -> str:

@@ -77,14 +77,10 @@ def _failed(row: dict, stage: str, exc: BaseException) -> dict:
 def _read(row: dict, dilate: int) -> dict:
     """The row's photo, mask (grown by `dilate` px) and exclusion (`image_files`: turned upright, alpha, EXIF and ICC
     kept aside)."""
-    from ..video.masks import dilate as grown
-
     photo = read_photo(row["image"])
     kept = photo.kept
     excluded = NO_HOLE if row["exclude"] is None else read_mask(row["exclude"], photo)
-    hole = read_mask(row["mask"], photo)
-    if dilate:
-        hole = grown(hole != 0, dilate).astype(np.uint8)
+    hole = read_mask(row["mask"], photo, dilate)
     return {"pixels": photo.rgb, "hole": hole, "excluded": excluded,
             "alpha": NO_HOLE if kept.alpha is None else kept.alpha, "exif": kept.exif or b"", "icc": kept.icc or b""}
 
