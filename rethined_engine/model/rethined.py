@@ -172,7 +172,7 @@ class Rethined(nn.Module):
         membrane through the known pixels, where the surroundings are flat). The fill itself with neither."""
         anchored = filled
         if self.colour_anchor > 0.0:
-            anchored = self.anchor(composite, mask, filled, self.colour_anchor, self.colour_anchor_sigma)
+            anchored = self.anchor(composite, mask, filled)
         if self.colour_anchor_flat:
             smooth, weight = self.flat(composite, mask, filled)
             anchored = anchored + weight * (smooth - anchored)
@@ -191,18 +191,17 @@ class Rethined(nn.Module):
         """`flat_fill` by `self.flat_kernel`."""
         return self.flat_kernel(composite, mask, filled)
 
-    def anchor(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor, strength: float,
-               sigma: float) -> torch.Tensor:
-        """`colour_anchor` with this strength and sigma, by `self.anchor_kernel` where a backend set one."""
+    def anchor(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+        """`colour_anchor` with this model's settings, by `self.anchor_kernel` where a backend set one."""
         if self.anchor_kernel is not None and not torch.jit.is_scripting():
-            return self.kernel_anchor(composite, mask, filled, strength, sigma)
-        return colour_anchor(composite, mask, filled, strength, sigma, self.anchor_steps)
+            return self.kernel_anchor(composite, mask, filled)
+        return colour_anchor(composite, mask, filled, self.colour_anchor, self.colour_anchor_sigma, self.anchor_steps)
 
     @torch.jit.unused
-    def kernel_anchor(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor, strength: float,
-                      sigma: float) -> torch.Tensor:
-        """`colour_anchor` by `self.anchor_kernel`."""
-        return self.anchor_kernel(composite, mask, filled, strength, sigma, self.anchor_steps)
+    def kernel_anchor(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+        """`colour_anchor` with this model's settings, by `self.anchor_kernel`."""
+        return self.anchor_kernel(composite, mask, filled, self.colour_anchor, self.colour_anchor_sigma,
+                                  self.anchor_steps)
 
     def prepare(self, image: torch.Tensor, mask: torch.Tensor, scale: int, grid_h: int, grid_w: int
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
