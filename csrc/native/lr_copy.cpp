@@ -797,8 +797,9 @@ std::tuple<Floats, Floats> flat_fill(Floats composite, Floats mask, Floats fille
     const int bh = h / band_cell, bw = w / band_cell, mh = h / membrane_cell, mw = w / membrane_cell;
     const size_t membrane_cells = static_cast<size_t>(mh) * mw;
     py::gil_scoped_release release;
-    std::vector<float> known(pixels), band_weight(static_cast<size_t>(bh) * bw), colour_means(membrane_cells * 3),
-        square_means(membrane_cells * 3), has(membrane_cells), colours(membrane_cells * 3), squares(membrane_cells * 3);
+    std::vector<float> known(pixels), band_weight(static_cast<size_t>(bh) * bw), both_means(membrane_cells * 6),
+        colour_means(membrane_cells * 3), square_means(membrane_cells * 3), has(membrane_cells),
+        colours(membrane_cells * 3), squares(membrane_cells * 3);
     float* low_input = scratch(kFlatLowInput, pixels * 3);
     float* low = scratch(kFlatLow, pixels * 3);
     for (int b = 0; b < B; ++b) {
@@ -815,12 +816,18 @@ std::tuple<Floats, Floats> flat_fill(Floats composite, Floats mask, Floats fille
         flat_band_weight(cm, known.data(), h, w, band_cell, fine, coarse, window, flat_cell, flat_levels, detail_ramp,
                          detail_floor, sweeps, coarsest_sweeps, fixed_share, weight_floor, band_weight.data());
         upsample(band_weight.data(), bh, bw, 1, band_cell, wo);
-        // the known colours' membrane and that of their squares
-        known_cell_means<3>(h, w, membrane_cell, known.data(), [&](size_t p, int c) { return cm[p * 3 + c]; },
-                            colour_means.data(), has.data());
-        known_cell_means<3>(h, w, membrane_cell, known.data(),
-                            [&](size_t p, int c) { return cm[p * 3 + c] * cm[p * 3 + c]; }, square_means.data(),
-                            has.data());
+        // the known colours' membrane and that of their squares: their cell means in one pass (channels 0-2 the
+        // colours, 3-5 their squares), each membrane on its three
+        auto colour_or_square = [&](size_t p, int c) {
+            const float colour = cm[p * 3 + c % 3];
+            return c < 3 ? colour : colour * colour;
+        };
+        known_cell_means<6>(h, w, membrane_cell, known.data(), colour_or_square, both_means.data(), has.data());
+        for (size_t q = 0; q < membrane_cells; ++q)
+            for (int c = 0; c < 3; ++c) {
+                colour_means[q * 3 + c] = both_means[q * 6 + c];
+                square_means[q * 3 + c] = both_means[q * 6 + 3 + c];
+            }
         membrane(colour_means.data(), has.data(), mh, mw, 3, membrane_levels, sweeps, coarsest_sweeps, fixed_share,
                  nullptr, colours.data());
         membrane(square_means.data(), has.data(), mh, mw, 3, membrane_levels, sweeps, coarsest_sweeps, fixed_share,
