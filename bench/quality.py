@@ -3,6 +3,7 @@
     python -m bench.quality --images PHOTOS/heldout --resolutions 1024 2048 4096 [--seed 0]
     python -m bench.quality --images PHOTOS/heldout --resolutions 4096 --methods ours opencv_ns_r3 --merge
     python -m bench.quality --images PHOTOS/heldout --resolutions 2048 --mask-family objects
+    python -m bench.quality --images PHOTOS/pilot --resolutions 1024 --methods ours --grid-offsets 4
 
 Each photo is Lanczos-resized to every long side in --resolutions (the ground truth at that size; a
 row says `upsampled` when the photo was smaller). Masks (--mask-family): `strokes` (default), free-form
@@ -27,6 +28,13 @@ much more the fill steps across our token-grid lines than elsewhere: 1 = no stai
 swd_l0 .. swd_l3, swd_mean (x 10^3, lower is better: sliced Wasserstein distance between the fill's and the
 truth's 7x7 neighbourhoods per Laplacian pyramid level, level 0 finest, level 3 local colour; see
 `rethined_engine.metrics.realism_swd`).
+
+Grid offsets (--grid-offsets N): which source each hole token of ours copies depends on where the token grid
+falls on the photo, and a few pixels' shift changes a photo's scores by far more than most settings do. With
+N > 1 every photo is also scored with its first d rows and columns cropped off (image and mask), for N values
+of d spread evenly over one of our tokens at that size (`grid_offsets`), every method alike; the tables average
+over them, and a further table gives the range of the per-offset means of PSNR, SWD mean and L3, the noise a
+difference between settings has to clear.
 
 Writes OUT/quality-<dataset>.json ({"commit", "dirty", "device", "python", "torch", "triton", "numpy",
 "rethined_engine", "threads", "dataset", "mask_family", "runs": [...], "rows": [...], "summary": [...]}: the
@@ -68,6 +76,8 @@ PATCHMATCH_SEED = 0
 BIHARMONIC_LONG_SIDE = 512        # px: where the biharmonic fill is solved (our LR working size)
 SWD_KEYS = tuple(f"swd_l{level}" for level in range(SWD_LEVELS)) + ("swd_mean",)
 METRICS = ("psnr", "ssim", "l1", "sharpness", "sharpness_inner", "seam_ratio", *SWD_KEYS, "seconds")
+
+MEANS_SPREAD = ("psnr", "swd_mean", "swd_l3")   # metrics whose range over grid offsets the spread table gives
 
 Method = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image HWC uint8, mask HW bool, long side) -> HWC uint8
 
@@ -230,17 +240,58 @@ def resized(path: Path, long_side: int) -> tuple[np.ndarray, bool]:
     return np.array(image.resize((round(image.width * f), round(image.height * f)), Image.LANCZOS)), True
 
 
+def grid_offsets(token_span: int, count: int) -> list[int]:
+    """count crops d (px: the first d rows and columns of the photo and mask are cut off), spread evenly over one
+    token of token_span px: round(j * token_span / count) for j < count; count in 1..token_span."""
+    if not 1 <= count <= token_span:
+        raise ValueError(f"grid offsets: expected a count in 1..{token_span} (the token's span in px), got {count}")
+    return [round(j * token_span / count) for j in range(count)]
+
+
+def _means(rows: list[dict]) -> dict[str, float | None]:
+    """Each METRICS key's mean over rows; None where a row lacks it (an older run) or has none."""
+    values = {k: [r.get(k) for r in rows] for k in METRICS}
+    return {k: None if None in v else float(np.mean(v)) for k, v in values.items()}
+
+
 def summarise(rows: list[dict]) -> list[dict]:
-    """Per (method, resolution) means; a metric is None where a row lacks it (an older run) or has none."""
+    """Per (method, resolution) means over photos and grid offsets (rows without an offset: offset 0), with the
+    number of photos and of offsets."""
     out = []
     for method in dict.fromkeys(r["method"] for r in rows):
         for res in sorted({r["resolution"] for r in rows}):
             sel = [r for r in rows if r["method"] == method and r["resolution"] == res]
             if sel:
-                values = {k: [r.get(k) for r in sel] for k in METRICS}
-                out.append({"method": method, "resolution": res, "images": len(sel),
-                            **{k: None if None in v else float(np.mean(v)) for k, v in values.items()}})
+                out.append({"method": method, "resolution": res, "images": len({r["image"] for r in sel}),
+                            "offsets": len({r.get("offset", 0) for r in sel}), **_means(sel)})
     return out
+
+
+def offset_spread(rows: list[dict]) -> list[dict]:
+    """Per (method, resolution) scored at more than one grid offset: the lowest and highest over offsets of the
+    photos' mean of each MEANS_SPREAD metric ({"method", "resolution", "offsets", "<metric>": [low, high]})."""
+    out = []
+    for s in summarise(rows):
+        if s["offsets"] < 2:
+            continue
+        sel = [r for r in rows if r["method"] == s["method"] and r["resolution"] == s["resolution"]]
+        per_offset = [_means([r for r in sel if r.get("offset", 0) == d])
+                      for d in sorted({r.get("offset", 0) for r in sel})]
+        out.append({"method": s["method"], "resolution": s["resolution"], "offsets": s["offsets"],
+                    **{k: None if any(m[k] is None for m in per_offset) else
+                       [min(m[k] for m in per_offset), max(m[k] for m in per_offset)] for k in MEANS_SPREAD}})
+    return out
+
+
+def spread_table(spread: list[dict]) -> str:
+    """Markdown: per (method, resolution), the range over grid offsets of the photos' mean PSNR, SWD mean and L3."""
+    lines = ["| method | long side | grid offsets | PSNR (dB), lowest - highest | SWD mean | SWD L3 |",
+             "|---|---:|---:|---|---|---|"]
+    for s in spread:
+        cells = [("-" if s[k] is None else f"{s[k][0]:{fmt}} - {s[k][1]:{fmt}}")
+                 for k, fmt in zip(MEANS_SPREAD, (".2f", ".1f", ".1f"))]
+        lines.append(f"| {s['method']} | {s['resolution']} | {s['offsets']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -279,12 +330,15 @@ def markdown_table(summary: list[dict]) -> str:
 
 
 def merged_rows(previous: dict, rows: list[dict], images: list[str], seed: int,
-                mask_family: str = DEFAULT_MASK_FAMILY) -> list[dict]:
+                mask_family: str = DEFAULT_MASK_FAMILY, offsets: int = 1) -> list[dict]:
     """previous run's rows for (method, resolution) pairs this run did not score, then this run's rows.
-    Files written before mask families existed hold strokes rows."""
+    Files written before mask families existed hold strokes rows; files written before grid offsets, one offset."""
     if previous["images"] != images or previous.get("seed") != seed:
         raise SystemExit(f"error: --merge needs the same photos and seed as the saved run (saved: "
                          f"{len(previous['images'])} photos, seed {previous.get('seed')}; now {len(images)}, seed {seed})")
+    if previous.get("grid_offsets", 1) != offsets:
+        raise SystemExit(f"error: --merge: the saved run used {previous.get('grid_offsets', 1)} grid offsets, "
+                         f"this one {offsets}")
     saved_family = previous.get("mask_family", DEFAULT_MASK_FAMILY)
     if saved_family != mask_family:
         raise SystemExit(f"error: --merge: the saved run used {saved_family} masks, this one {mask_family}")
@@ -312,10 +366,11 @@ def commit_label(run_entry: dict) -> str:
 
 def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dict[str, Method],
         limit: int | None = None, device: str = "cpu", merge: bool = False,
-        mask_family: str = DEFAULT_MASK_FAMILY) -> dict:
+        mask_family: str = DEFAULT_MASK_FAMILY, offsets: int = 1) -> dict:
     """Score every method on every photo at every resolution; write JSON, table and grid under out.
     merge: keep the saved JSON's rows for (method, resolution) pairs this run does not score.
-    mask_family: a MASK_FAMILIES name; other than strokes, its masks and files carry the name (`run_name`)."""
+    mask_family: a MASK_FAMILIES name; other than strokes, its masks and files carry the name (`run_name`).
+    offsets: grid offsets per photo and resolution (`grid_offsets`; 1: the photo as it is)."""
     env = run_environment(device)     # before any scoring: exits if the commit is unknown
     dataset = images.name
     name = run_name(dataset, mask_family)
@@ -326,46 +381,54 @@ def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dic
     rows, grid_panels = [], None
     for index, photo in enumerate(photos):
         for res in resolutions:
-            image, upsampled = resized(photo, res)
-            mask = fixed_mask(mask_dir, photo, index, image.shape[:2], seed, mask_family)
-            target = torch.from_numpy(image).permute(2, 0, 1)[None].double() / 255
-            hole = torch.from_numpy(mask)[None, None].double()
-            token_span = plan(*mask.shape, config).scale * config.patch_size    # HR px per token of ours
-            panels = [("masked input", masked_input(image, mask))]
-            for method_name, method in methods.items():
-                t0 = time.perf_counter()
-                pred = method(image, mask, res)
-                seconds = time.perf_counter() - t0
-                pred_t = torch.from_numpy(pred).permute(2, 0, 1)[None].double() / 255
-                scores = hole_metrics(pred_t, target, hole, grid_span=token_span) | realism_swd(pred_t, target, hole)
-                scores = {k: None if math.isnan(v) else v for k, v in scores.items()}
-                rows.append({"method": method_name, "resolution": res, "image": photo.name,
-                             "size": list(image.shape[:2]), "upsampled": upsampled, "mask_family": mask_family,
-                             "coverage": float(mask.mean()), "seconds": seconds, **scores})
-                panels.append((method_name, pred))
-                print(f"{photo.name[:40]:40s} {res:5d} {method_name:20s} psnr {scores['psnr']:6.2f} "
-                      f"ssim {scores['ssim']:.4f} l1 {scores['l1']:.4f} sharp {scores['sharpness']:.3f} "
-                      f"inner {_fmt(scores['sharpness_inner'], '.3f')} seam {_fmt(scores['seam_ratio'], '.3f')} "
-                      f"swd {_fmt(scores['swd_mean'], '.1f')} {seconds:7.2f}s", flush=True)
-            if index == 0 and res == resolutions[-1]:
-                grid_panels = (panels + [("ground truth", image)], mask)
+            whole, upsampled = resized(photo, res)
+            whole_mask = fixed_mask(mask_dir, photo, index, whole.shape[:2], seed, mask_family)
+            for offset in grid_offsets(plan(*whole_mask.shape, config).scale * config.patch_size, offsets):
+                image = np.ascontiguousarray(whole[offset:, offset:])
+                mask = np.ascontiguousarray(whole_mask[offset:, offset:])
+                target = torch.from_numpy(image).permute(2, 0, 1)[None].double() / 255
+                hole = torch.from_numpy(mask)[None, None].double()
+                token_span = plan(*mask.shape, config).scale * config.patch_size    # HR px per token of ours
+                panels = [("masked input", masked_input(image, mask))]
+                for method_name, method in methods.items():
+                    t0 = time.perf_counter()
+                    pred = method(image, mask, res)
+                    seconds = time.perf_counter() - t0
+                    pred_t = torch.from_numpy(pred).permute(2, 0, 1)[None].double() / 255
+                    scores = (hole_metrics(pred_t, target, hole, grid_span=token_span)
+                              | realism_swd(pred_t, target, hole))
+                    scores = {k: None if math.isnan(v) else v for k, v in scores.items()}
+                    rows.append({"method": method_name, "resolution": res, "image": photo.name, "offset": offset,
+                                 "size": list(image.shape[:2]), "upsampled": upsampled, "mask_family": mask_family,
+                                 "coverage": float(mask.mean()), "seconds": seconds, **scores})
+                    panels.append((method_name, pred))
+                    print(f"{photo.name[:40]:40s} {res:5d} +{offset:<3d} {method_name:20s} psnr {scores['psnr']:6.2f} "
+                          f"ssim {scores['ssim']:.4f} l1 {scores['l1']:.4f} sharp {scores['sharpness']:.3f} "
+                          f"inner {_fmt(scores['sharpness_inner'], '.3f')} seam {_fmt(scores['seam_ratio'], '.3f')} "
+                          f"swd {_fmt(scores['swd_mean'], '.1f')} {seconds:7.2f}s", flush=True)
+                if index == 0 and res == resolutions[-1] and offset == 0:
+                    grid_panels = (panels + [("ground truth", image)], mask)
     names = [p.name for p in photos]
     runs = [env | {"resolutions": resolutions, "methods": list(methods)}]
     saved = out / f"quality-{name}.json"
     if merge and saved.is_file():
         previous = json.loads(saved.read_text())
-        rows = merged_rows(previous, rows, names, seed, mask_family)
+        rows = merged_rows(previous, rows, names, seed, mask_family, offsets)
         runs = previous_runs(previous) + runs
         resolutions = sorted({r["resolution"] for r in rows})
-    result = env | {"dataset": dataset, "mask_family": mask_family, "seed": seed, "resolutions": resolutions,
-                    "images": names, "runs": runs, "rows": rows, "summary": summarise(rows)}
+    result = env | {"dataset": dataset, "mask_family": mask_family, "seed": seed, "grid_offsets": offsets,
+                    "resolutions": resolutions, "images": names, "runs": runs, "rows": rows,
+                    "summary": summarise(rows), "offset_spread": offset_spread(rows)}
     out.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(result, indent=1) + "\n")
     commits = ", ".join(dict.fromkeys(commit_label(r) for r in runs))
+    offsets_note = f", each at {offsets} grid offsets" if offsets > 1 else ""
     (out / f"quality-{name}.md").write_text(
-        f"Hole-region quality on `{dataset}` ({len(photos)} photos, {mask_family} masks, seed {seed}, "
+        f"Hole-region quality on `{dataset}` ({len(photos)} photos{offsets_note}, {mask_family} masks, seed {seed}, "
         f"commit {commits}, {result['device']}).\n\n" + markdown_table(result["summary"]) + "\n"
-        + resolution_table(result["summary"]))
+        + resolution_table(result["summary"])
+        + ("\nRange over the grid offsets of the photos' means:\n\n" + spread_table(result["offset_spread"])
+           if result["offset_spread"] else ""))
     grid = out / f"quality-{name}-grid.jpg"
     if merge and grid.is_file():
         print(f"kept {grid} (--merge: this run's methods are only part of it; to redraw it for every method run "
@@ -392,12 +455,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mask-family", choices=list(MASK_FAMILIES), default=DEFAULT_MASK_FAMILY,
                         help="strokes: free-form strokes and boxes, 30-50 %% (default); objects: one or two "
                              "person/sign/car silhouettes, 5-20 %%; objects runs write *-objects files and masks")
+    parser.add_argument("--grid-offsets", type=int, default=1, metavar="N",
+                        help="score every photo at N crops of its first rows and columns spread over one token of "
+                             "ours (default 1: as it is); the tables average over them and give their range")
     args = parser.parse_args(argv)
     if min(args.resolutions) < 64:
         parser.error(f"--resolutions must be >= 64 px, got {args.resolutions}")
+    if args.grid_offsets < 1:
+        parser.error(f"--grid-offsets must be >= 1, got {args.grid_offsets}")
     with torch.inference_mode():
         result = run(args.images, args.resolutions, args.seed, args.out, build_methods(args.methods, args.device, args.ours),
-                     args.limit, args.device, args.merge, args.mask_family)
+                     args.limit, args.device, args.merge, args.mask_family, args.grid_offsets)
     print("\n" + markdown_table(result["summary"]))
 
 

@@ -191,6 +191,52 @@ def test_quality_rows_and_tables_carry_texture_realism(photos, tmp_path):
     assert summary["swd_mean"] is None and markdown_table([summary]).count("| - ") == 5
 
 
+def test_grid_offsets_spread_over_one_token():
+    from rethined_engine.bench.quality import grid_offsets
+
+    assert grid_offsets(16, 1) == [0]
+    assert grid_offsets(16, 4) == [0, 4, 8, 12]
+    assert grid_offsets(64, 3) == [0, 21, 43]
+    for count in (0, 17):
+        with pytest.raises(ValueError, match="count in 1..16"):
+            grid_offsets(16, count)
+
+
+def test_quality_grid_offsets_crop_every_method_alike_and_give_their_range(photos, tmp_path):
+    """--grid-offsets 2 at 64 px (ours works at scale 1 there: 8 px tokens, offsets 0 and 4): each photo is
+    scored as it is and with its first 4 rows and columns cut off, image and mask alike; the summary averages
+    over both, counts photos and offsets apart, and the spread table gives the range of the per-offset means;
+    a merge with another offset count is refused."""
+    from rethined_engine.bench.quality import offset_spread
+
+    out = tmp_path / "results"
+    cli_main(["bench", "quality", "--images", str(photos), "--resolutions", "64", "--methods", "opencv_ns_r3",
+              "coarse_bicubic", "--out", str(out), "--grid-offsets", "2"])
+    saved = json.loads((out / "quality-photos.json").read_text())
+    assert saved["grid_offsets"] == 2 and len(saved["rows"]) == 2 * 2 * 2
+    masks = {p.stem: np.asarray(Image.open(p)) > 0 for p in (out / "masks-photos").iterdir()}
+    for row in saved["rows"]:
+        whole = masks[row["image"][:-4]]
+        assert row["offset"] in (0, 4)
+        assert row["size"] == [whole.shape[0] - row["offset"], whole.shape[1] - row["offset"]]
+        assert row["coverage"] == pytest.approx(whole[row["offset"]:, row["offset"]:].mean())
+    for summary in saved["summary"]:
+        sel = [r for r in saved["rows"] if r["method"] == summary["method"]]
+        assert summary["images"] == 2 and summary["offsets"] == 2
+        assert summary["psnr"] == pytest.approx(np.mean([r["psnr"] for r in sel]))
+    for spread in saved["offset_spread"]:
+        sel = [r for r in saved["rows"] if r["method"] == spread["method"]]
+        per_offset = sorted(np.mean([r["swd_l3"] for r in sel if r["offset"] == d]) for d in (0, 4))
+        assert spread["swd_l3"] == pytest.approx(per_offset)
+    assert [s["method"] for s in saved["offset_spread"]] == ["opencv_ns_r3", "coarse_bicubic"]
+    table = (out / "quality-photos.md").read_text()
+    assert "each at 2 grid offsets" in table and "| opencv_ns_r3 | 64 | 2 |" in table
+    assert offset_spread([{**r, "offset": 0} for r in saved["rows"]]) == []        # one offset: no range
+    with pytest.raises(SystemExit, match="2 grid offsets, this one 1"):
+        cli_main(["bench", "quality", "--images", str(photos), "--resolutions", "96", "--methods", "opencv_ns_r3",
+                  "--out", str(out), "--merge"])
+
+
 def test_quality_object_masks_live_beside_the_strokes_run(photos, tmp_path):
     """--mask-family objects: its own mask folder and files (*-objects), rows naming the family, 5-20 % holes;
     the strokes run's masks and files in the same folder are left as they were."""
