@@ -37,7 +37,8 @@ over them, and a further table gives the range of the per-offset means of PSNR, 
 difference between settings has to clear.
 
 Writes OUT/quality-<dataset>.json ({"commit", "dirty", "device", "python", "torch", "triton", "numpy",
-"rethined_engine", "threads", "dataset", "mask_family", "runs": [...], "rows": [...], "summary": [...]}: the
+"rethined_engine", "threads", "dataset", "mask_family", "grid_offsets", "runs": [...], "rows": [...] (each with
+its "offset"), "summary": [...], "offset_spread": [...]}: the
 top level says where the latest run ran (`bench.env.run_environment`: HEAD of the checkout the code runs
 from, `dirty` when tracked files differ from it), each entry of `runs` the same for the run that made its
 methods and resolutions (entries merged from files written before runs carried it may lack some); each row
