@@ -379,25 +379,28 @@ def run(images: Path, resolutions: list[int], seed: int, out: Path, methods: dic
     mask_dir = out / f"masks-{name}"
     resolutions = sorted(resolutions)
     config = read_config(DEFAULT_WEIGHTS)
+
+    def token_span(shape: tuple[int, ...]) -> int:     # HR px per token of ours on an image of this shape
+        return plan(*shape, config).scale * config.patch_size
+
     rows, grid_panels = [], None
     for index, photo in enumerate(photos):
         for res in resolutions:
             whole, upsampled = resized(photo, res)
             whole_mask = fixed_mask(mask_dir, photo, index, whole.shape[:2], seed, mask_family)
-            for offset in grid_offsets(plan(*whole_mask.shape, config).scale * config.patch_size, offsets):
+            for offset in grid_offsets(token_span(whole_mask.shape), offsets):
                 image = np.ascontiguousarray(whole[offset:, offset:])
                 mask = np.ascontiguousarray(whole_mask[offset:, offset:])
                 target = torch.from_numpy(image).permute(2, 0, 1)[None].double() / 255
                 hole = torch.from_numpy(mask)[None, None].double()
-                token_span = plan(*mask.shape, config).scale * config.patch_size    # HR px per token of ours
+                span = token_span(mask.shape)
                 panels = [("masked input", masked_input(image, mask))]
                 for method_name, method in methods.items():
                     t0 = time.perf_counter()
                     pred = method(image, mask, res)
                     seconds = time.perf_counter() - t0
                     pred_t = torch.from_numpy(pred).permute(2, 0, 1)[None].double() / 255
-                    scores = (hole_metrics(pred_t, target, hole, grid_span=token_span)
-                              | realism_swd(pred_t, target, hole))
+                    scores = hole_metrics(pred_t, target, hole, grid_span=span) | realism_swd(pred_t, target, hole)
                     scores = {k: None if math.isnan(v) else v for k, v in scores.items()}
                     rows.append({"method": method_name, "resolution": res, "image": photo.name, "offset": offset,
                                  "size": list(image.shape[:2]), "upsampled": upsampled, "mask_family": mask_family,
