@@ -2,7 +2,8 @@
 each checkerboard update as one Triton kernel, and its torch reference of the same signature.
 
 An update lets every hole token of one colour pick the best of its C candidates and of the four continuations of
-its hole neighbours' copies, scored with the continuity credit, the repeat penalty and the rule against a
+its hole neighbours' copies (and, with border_continuity > 0, of its known neighbours' look-alikes,
+`patchmatch.border_lookalikes`), scored with the continuity credits, the repeat penalty and the rule against a
 neighbour's source. In torch that is ~80 small kernels per update (gathers, pairwise comparisons of the options,
 the continuations' scores, TopK), ~670 for the default's 8 updates (`bench.op_count`); here one. Each program
 takes BLOCK tokens of one image. A token that updates reads its candidates and their scores (`start_sources`,
@@ -42,33 +43,53 @@ def _cell(y, x, grid_h, grid_w):
 
 @triton.jit
 def _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w, active,
-          DY: tl.constexpr, DX: tl.constexpr):
+          DY: tl.constexpr, DX: tl.constexpr, GUIDES: tl.constexpr):
     """The neighbour (row + DY, col + DX) of each token -> (taken: its source if it is a hole that copies, else -1;
     continuation: its source shifted back by (DY, DX) (clamped into the grid); whether that continuation is an
-    option: the neighbour copies, and the shifted token is inside the grid and an allowed key)."""
+    option: the neighbour copies (GUIDES: or is a known token whose source is not itself, its look-alike), and the
+    shifted token is inside the grid and an allowed key; whether the neighbour is a hole that copies)."""
     ny = row + DY
     nx = col + DX
     cell = _cell(ny, nx, grid_h, grid_w)
-    hole = _inside(ny, nx, grid_h, grid_w) & (tl.load(has_key_ptr + image + cell, mask=active, other=0) != 0)
+    inside = _inside(ny, nx, grid_h, grid_w)
+    copies = tl.load(has_key_ptr + image + cell, mask=active, other=0) != 0
+    hole = inside & copies
     src = tl.load(source_ptr + image + cell, mask=active, other=0)
+    offers = hole
+    if GUIDES:
+        offers = hole | (inside & ~copies & (src != cell))
     sy = src // grid_w
     cy = sy - DY
     cx = (src - sy * grid_w) - DX
     continuation = _cell(cy, cx, grid_h, grid_w)
-    ok = hole & _inside(cy, cx, grid_h, grid_w) & \
+    ok = offers & _inside(cy, cx, grid_h, grid_w) & \
         (tl.load(key_ok_ptr + image + continuation, mask=active, other=0) != 0)
-    return tl.where(hole, src, -1), continuation, ok
+    return tl.where(hole, src, -1), continuation, ok, hole
+
+
+@triton.jit
+def _credit(option, cont, ok, hole, continuity, border_continuity, GUIDES: tl.constexpr):
+    """One side's credit for option: (continuity; GUIDES: border_continuity where the neighbour is known) if option
+    continues that neighbour, else 0 (float32)."""
+    continued = (option == tl.where(ok, cont, -1)).to(tl.float32)
+    if GUIDES:
+        return continued * tl.where(hole, continuity, border_continuity)
+    return continued
 
 
 @triton.jit
 def _neighbour_terms(option, taken0, taken1, taken2, taken3, cont0, cont1, cont2, cont3,
-                     ok0, ok1, ok2, ok3):
-    """-> (how many hole neighbours' copies option continues (float32), whether a hole neighbour copies it);
-    option and the sides' values broadcast against each other."""
-    agree = (option == tl.where(ok0, cont0, -1)).to(tl.float32)
-    agree += (option == tl.where(ok1, cont1, -1)).to(tl.float32)
-    agree += (option == tl.where(ok2, cont2, -1)).to(tl.float32)
-    agree += (option == tl.where(ok3, cont3, -1)).to(tl.float32)
+                     ok0, ok1, ok2, ok3, hole0, hole1, hole2, hole3, continuity, border_continuity,
+                     GUIDES: tl.constexpr):
+    """-> (the credit for the neighbours' copies option continues (float32): continuity times their count, or with
+    GUIDES the sides' credits summed in NEIGHBOURS order; whether a hole neighbour copies option); option and the
+    sides' values broadcast against each other."""
+    agree = _credit(option, cont0, ok0, hole0, continuity, border_continuity, GUIDES)
+    agree += _credit(option, cont1, ok1, hole1, continuity, border_continuity, GUIDES)
+    agree += _credit(option, cont2, ok2, hole2, continuity, border_continuity, GUIDES)
+    agree += _credit(option, cont3, ok3, hole3, continuity, border_continuity, GUIDES)
+    if not GUIDES:
+        agree = continuity * agree
     repeats = (option == taken0) | (option == taken1) | (option == taken2) | (option == taken3)
     return agree, repeats
 
@@ -110,8 +131,8 @@ def _continued_score(score, option, expected0, expected1, expected2, colours_ptr
 @triton.jit
 def propagation_sweep_kernel(q_ptr, k_ptr, candidates_ptr, own_score_ptr, valid_ptr, has_key_ptr, key_ok_ptr,
                              colours_ptr, expected_ptr, source_ptr, out_ptr, n, grid_h, grid_w, dim, candidates,
-                             parity, continuity, repeat_penalty, colour_weight,
-                             C_BLOCK: tl.constexpr, RADIUS: tl.constexpr, COLOUR: tl.constexpr,
+                             parity, continuity, repeat_penalty, colour_weight, border_continuity,
+                             C_BLOCK: tl.constexpr, RADIUS: tl.constexpr, COLOUR: tl.constexpr, GUIDES: tl.constexpr,
                              DIM_CHUNK: tl.constexpr, BLOCK: tl.constexpr):
     """One update of the tokens of colour `parity` ((row + col) % 2) of image program_id(1): source (B, N) int64
     in, out (B, N) int64 (every token written); q, k (B, N, dim); candidates, own_score, valid (B, N, candidates);
@@ -125,10 +146,14 @@ def propagation_sweep_kernel(q_ptr, k_ptr, candidates_ptr, own_score_ptr, valid_
     has_key = tl.load(has_key_ptr + image + tokens, mask=in_image, other=0) != 0
     active = in_image & has_key & ((row + col) % 2 == parity)
 
-    taken0, cont0, ok0 = _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w, active, -1, 0)
-    taken1, cont1, ok1 = _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w, active, 1, 0)
-    taken2, cont2, ok2 = _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w, active, 0, -1)
-    taken3, cont3, ok3 = _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w, active, 0, 1)
+    taken0, cont0, ok0, hole0 = _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w,
+                                        active, -1, 0, GUIDES)
+    taken1, cont1, ok1, hole1 = _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w,
+                                        active, 1, 0, GUIDES)
+    taken2, cont2, ok2, hole2 = _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w,
+                                        active, 0, -1, GUIDES)
+    taken3, cont3, ok3, hole3 = _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w,
+                                        active, 0, 1, GUIDES)
 
     # the continuations' similarities: q . k over the key dimension
     score0 = tl.zeros((BLOCK,), tl.float32)
@@ -169,8 +194,10 @@ def propagation_sweep_kernel(q_ptr, k_ptr, candidates_ptr, own_score_ptr, valid_
     score = tl.load(own_score_ptr + at, mask=read, other=0.0).to(tl.float32)
     agree, repeats = _neighbour_terms(option, taken0[:, None], taken1[:, None], taken2[:, None], taken3[:, None],
                                       cont0[:, None], cont1[:, None], cont2[:, None], cont3[:, None],
-                                      ok0[:, None], ok1[:, None], ok2[:, None], ok3[:, None])
-    score = score + continuity * agree
+                                      ok0[:, None], ok1[:, None], ok2[:, None], ok3[:, None], hole0[:, None],
+                                      hole1[:, None], hole2[:, None], hole3[:, None], continuity, border_continuity,
+                                      GUIDES)
+    score = score + agree
     if RADIUS > 0:
         score = score - repeat_penalty * _repeated(option, source_ptr, has_key_ptr, image, row, col, grid_h, grid_w,
                                                    active, RADIUS, True)
@@ -191,8 +218,9 @@ def propagation_sweep_kernel(q_ptr, k_ptr, candidates_ptr, own_score_ptr, valid_
         else:
             option, option_ok, side_score = cont3, ok3, score3
         agree, repeats = _neighbour_terms(option, taken0, taken1, taken2, taken3, cont0, cont1, cont2, cont3,
-                                          ok0, ok1, ok2, ok3)
-        side_score = side_score + continuity * agree
+                                          ok0, ok1, ok2, ok3, hole0, hole1, hole2, hole3, continuity,
+                                          border_continuity, GUIDES)
+        side_score = side_score + agree
         if RADIUS > 0:
             side_score = side_score - repeat_penalty * _repeated(option, source_ptr, has_key_ptr, image, row, col,
                                                                  grid_h, grid_w, active, RADIUS, False)
@@ -207,7 +235,8 @@ def propagation_sweep_kernel(q_ptr, k_ptr, candidates_ptr, own_score_ptr, valid_
 def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, own_score: torch.Tensor,
                       valid: torch.Tensor, has_key: torch.Tensor, key_ok: torch.Tensor, source: torch.Tensor,
                       grid_w: int, colours: torch.Tensor, expected: torch.Tensor, colour_weight: float, sweeps: int,
-                      continuity: float, repeat_radius: int = 0, repeat_penalty: float = 0.0) -> torch.Tensor:
+                      continuity: float, repeat_radius: int = 0, repeat_penalty: float = 0.0,
+                      border_continuity: float = 0.0) -> torch.Tensor:
     """`patchmatch.propagate_sources` (same arguments but compact, same result) with one launch per update, no
     host sync: q, k (B, N, d); candidates (B, N, C) int64; own_score (B, N, C) float32; valid (B, N, C) and
     has_key, key_ok (B, N) bool; source (B, N) int64 (not written); colours, expected (B, N, 3)."""
@@ -226,6 +255,8 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
     if colours.shape != (batch, n, 3) or expected.shape != (batch, n, 3):
         raise ValueError(f"colours, expected: expected ({batch}, {n}, 3) each, got {tuple(colours.shape)} and "
                          f"{tuple(expected.shape)}")
+    if not border_continuity >= 0.0:
+        raise ValueError(f"border_continuity: expected >= 0 (0 = off), got {border_continuity}")
     radius = repeat_radius if repeat_penalty > 0.0 else 0
     q, k, candidates, own_score = q.contiguous(), k.contiguous(), candidates.contiguous(), own_score.float().contiguous()
     valid, has_key, key_ok = valid.contiguous(), has_key.contiguous(), key_ok.contiguous()
@@ -235,9 +266,10 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
     for sweep in range(sweeps):
         propagation_sweep_kernel[grid](q, k, candidates, own_score, valid, has_key, key_ok, colours, expected, current,
                                        other, n, n // grid_w, grid_w, q.shape[-1], candidates.shape[-1],
-                                       1 - sweep % 2, continuity, repeat_penalty, colour_weight,
+                                       1 - sweep % 2, continuity, repeat_penalty, colour_weight, border_continuity,
                                        C_BLOCK=triton.next_power_of_2(candidates.shape[-1]), RADIUS=radius,
-                                       COLOUR=colour_weight > 0.0, DIM_CHUNK=DIM_CHUNK, BLOCK=BLOCK,
+                                       COLOUR=colour_weight > 0.0, GUIDES=border_continuity > 0.0,
+                                       DIM_CHUNK=DIM_CHUNK, BLOCK=BLOCK,
                                        num_warps=NUM_WARPS)
         current, other = other, current
     return current
@@ -247,7 +279,8 @@ def propagate_sources_reference(q: torch.Tensor, k: torch.Tensor, candidates: to
                                 valid: torch.Tensor, has_key: torch.Tensor, key_ok: torch.Tensor,
                                 source: torch.Tensor, grid_w: int, colours: torch.Tensor, expected: torch.Tensor,
                                 colour_weight: float, sweeps: int, continuity: float, repeat_radius: int = 0,
-                                repeat_penalty: float = 0.0) -> torch.Tensor:
+                                repeat_penalty: float = 0.0, border_continuity: float = 0.0) -> torch.Tensor:
     """`propagate_sources` in torch: `patchmatch.propagate_sources`, dense."""
     return patchmatch.propagate_sources(q, k, candidates, own_score, valid, has_key, key_ok, source, grid_w, colours,
-                                        expected, colour_weight, sweeps, continuity, repeat_radius, repeat_penalty)
+                                        expected, colour_weight, sweeps, continuity, repeat_radius, repeat_penalty,
+                                        border_continuity=border_continuity)

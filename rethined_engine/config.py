@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma",
                     "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_detail_weight", "copy_locality", "copy_sweeps", "copy_continuity",
+                    "copy_border_continuity",
                     "copy_match_sweeps", "copy_consensus", "colour_anchor", "colour_anchor_sigma", "colour_anchor_flat", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_frame_lines", "key_hole_clearance",
                     "key_hole_clearance_max_loss", "copy_detail_min_spread",
                     "hr_fade_reflect", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather",
@@ -19,6 +20,7 @@ COPY_MATCH_SWEEPS_MAX = 256  # unrolled in the exported graph too
 KEY_HOLE_CLEARANCE_MAX = 4  # each step is a 3-tap max pool in the exported graph
 COLOUR_ANCHOR_SIGMA_MAX = 20.0  # LR px: the native extension's filters take radius <= 31 on the anchor's cells (model.anchor.ANCHOR_CELL px)
 COPY_DETAIL_WEIGHT_MAX = 0.09  # model.patchmatch.DETAIL_LEVEL_SPAN ** 2 times this stays under 2: a copy option's score stays above NO_OPTION
+COPY_BORDER_CONTINUITY_MAX = 6.0  # similarities differ by <= 2, four neighbours' copy_continuity by <= 4
 COPY_POOL_MAX = 1024  # TensorRT's TopK takes K <= 3840; a larger pool than this only adds distant, dissimilar keys
 
 # Named groups of inference settings (`Engine(style=...)`): "realistic" (the shipped default) copies each hole
@@ -122,6 +124,7 @@ class ModelConfig:
     copy_locality: float = 0.0       # with "copy": similarity lost per grid long side of distance between a hole token and a key, choosing the candidates; 0 = off
     copy_sweeps: int = 1             # with "copy": checkerboard updates of the source choice (`choose_sources`); more grow coherent copies
     copy_continuity: float = 0.02    # with "copy": similarity credited to continuing a neighbour's copy without a seam
+    copy_border_continuity: float = 0.0  # with "copy": similarity credited to continuing a known neighbour's look-alike (`border_lookalikes`); 0 = off
     copy_match_sweeps: int = 0       # with "copy": Jacobi sweeps of the copies' colour offsets (`copy_colour_offsets`); 0 = off
     copy_consensus: float = 0.0      # with "copy": share of the way each copy's colour moves towards its candidates' attention-weighted mean colour (`consensus_offsets`); 0 = off
     colour_anchor: float = 0.0       # share of the LR fill's low band replaced by the nearest known colours' (`model.anchor.colour_anchor`); 0 = off
@@ -183,6 +186,9 @@ class ModelConfig:
             raise ValueError(f"colour_anchor_sigma must be in (0, {COLOUR_ANCHOR_SIGMA_MAX}] (LR px), got {self.colour_anchor_sigma}")
         if not 0.0 <= self.copy_continuity <= 1.0:
             raise ValueError(f"copy_continuity must be in [0, 1] (cosine similarity credit), got {self.copy_continuity}")
+        if not 0.0 <= self.copy_border_continuity <= COPY_BORDER_CONTINUITY_MAX:
+            raise ValueError(f"copy_border_continuity must be in [0, {COPY_BORDER_CONTINUITY_MAX}] (cosine similarity "
+                             f"credit; 0 = off), got {self.copy_border_continuity}")
         if not self.copy_locality >= 0.0:
             raise ValueError(f"copy_locality must be >= 0 (similarity per grid long side; 0 = off), got {self.copy_locality}")
         if not 0.0 <= self.copy_detail_weight <= COPY_DETAIL_WEIGHT_MAX:

@@ -210,12 +210,14 @@ def token_inputs(g: torch.Generator, batch: int, n: int, dim: int, hole_share: f
 
 
 def propagation_inputs(batch: int, grid_h: int, grid_w: int, dim: int, candidates: int, colour_weight: float, seed: int,
-                       device: str = "cpu", dtype: torch.dtype = torch.float32) -> tuple:
+                       device: str = "cpu", dtype: torch.dtype = torch.float32,
+                       border_continuity: float = 0.0) -> tuple:
     """`patchmatch.propagate_sources`' arguments up to colour_weight: `token_inputs` (q, k in dtype); random
-    candidates (some not allowed keys); random colours; the start from `patchmatch.start_sources`. On random unit
-    vectors no two options' scores lie within float rounding, so every implementation must choose the same
-    sources."""
-    from rethined_engine.model.patchmatch import start_sources
+    candidates (some not allowed keys); random colours; the start from `patchmatch.start_sources`, with
+    border_continuity > 0 the known tokens beside the hole set to their look-alikes (`border_lookalikes`). On
+    random unit vectors no two options' scores lie within float rounding, so every implementation must choose
+    the same sources."""
+    from rethined_engine.model.patchmatch import border_lookalikes, start_sources
 
     g = torch.Generator().manual_seed(seed)
     n = grid_h * grid_w
@@ -226,6 +228,8 @@ def propagation_inputs(batch: int, grid_h: int, grid_w: int, dim: int, candidate
                                                                                 expected))
     q, k = q.to(dtype), k.to(dtype)
     source, own_score, valid, has_key = start_sources(q, k, options, hole, key_ok, colours, expected, colour_weight)
+    if border_continuity > 0.0:
+        source = border_lookalikes(k, has_key, key_ok, source, grid_w)
     return q, k, options, own_score, valid, has_key, key_ok, source, grid_w, colours, expected, colour_weight
 
 

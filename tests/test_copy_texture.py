@@ -10,7 +10,8 @@ from rethined_engine.config import STYLES
 from rethined_engine.deploy.host import prepare_lr
 from rethined_engine.deploy.onnx_export import LRNetwork, example_inputs
 from rethined_engine.geometry import plan
-from rethined_engine.model.patchmatch import NEIGHBOURS, allowed_keys, choose_sources, hole_spread, token_mask
+from rethined_engine.model.patchmatch import (LOOKALIKE_RADIUS, NEIGHBOURS, allowed_keys, border_lookalikes,
+                                              choose_sources, hole_spread, token_mask)
 from rethined_engine.train.masks import random_mask
 from rethined_engine.weights import load_model, save_inference_weights
 
@@ -23,13 +24,13 @@ COPY = dict(lr_texture="copy", copy_feather=2, hr_topk=1, hf_decay=0.0, hf_fine_
                                              copy_detail_weight=0.06),
                                         dict(copy_sweeps=4, copy_continuity=0.3, copy_match_sweeps=8, copy_consensus=0.5,
                                              copy_repeat_radius=2, copy_repeat_penalty=0.05, key_edge_tokens=1,
-                                             colour_anchor=0.7)],
+                                             colour_anchor=0.7, copy_border_continuity=1.0)],
                 ids=["similarity", "colour", "propagated"])
 def copy_weights(tmp_path_factory, request):
     """Weights with copies chosen by similarity alone, ranked by colour and detail level (sources clear of the
-    hole), and grown by propagation sweeps with their colours matched and moved half-way to their candidates'
-    consensus, nearby repeats of a source penalised, the image's outermost tokens no sources and the fill's low
-    band anchored to the nearest known colours."""
+    hole), and grown by propagation sweeps (from the border's look-alikes too) with their colours matched and moved
+    half-way to their candidates' consensus, nearby repeats of a source penalised, the image's outermost tokens no
+    sources and the fill's low band anchored to the nearest known colours."""
     path = tmp_path_factory.mktemp("weights") / "copy.safetensors"
     save_inference_weights(make_model(cfg=ModelConfig(**COPY, **request.param)), path)
     return path
@@ -83,6 +84,75 @@ def test_choose_sources_with_no_row_to_update(holes):
         source = choose_sources(q, q, candidates, query_masked, ~query_masked, grid_w, colours, colours, 0.5, 4, 0.5,
                                 compact)
         assert bool((source[0, 7:7 + holes] != 7).all()) and source[0, 0] == 0
+
+
+def lookalike_loop(k: torch.Tensor, has_key: torch.Tensor, key_ok: torch.Tensor, grid_w: int) -> torch.Tensor:
+    """`border_lookalikes` of one image as a plain loop: (N,) int64, -1 where a token keeps its start."""
+    n = has_key.shape[0]
+    grid_h = n // grid_w
+    hole = has_key.reshape(grid_h, grid_w)
+    want = torch.full((n,), -1, dtype=torch.int64)
+    for i in range(n):
+        y, x = divmod(i, grid_w)
+        beside = any(0 <= y + dy < grid_h and 0 <= x + dx < grid_w and hole[y + dy, x + dx] for dy, dx in NEIGHBOURS)
+        if not (key_ok[i] and beside):
+            continue
+        far = [j for j in range(n) if key_ok[j] and max(abs(j // grid_w - y), abs(j % grid_w - x)) > LOOKALIKE_RADIUS]
+        if far:
+            want[i] = max(far, key=lambda j: float(k[i] @ k[j]))
+    return want
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_border_lookalikes_match_a_plain_loop(compact):
+    """Each allowed key beside a hole token that copies takes its most similar allowed key outside the radius;
+    every other token keeps its start, as does a border token with no key far enough."""
+    g = torch.Generator().manual_seed(3)
+    grid_h, grid_w, dim = 7, 9, 12
+    n = grid_h * grid_w
+    k = torch.nn.functional.normalize(torch.randn(2, n, dim, generator=g), dim=-1)
+    has_key = torch.rand(2, n, generator=g) < 0.3
+    key_ok = ~has_key & (torch.rand(2, n, generator=g) < 0.8)
+    key_ok[1] = False                                       # the second image: no key has a look-alike
+    key_ok[1, 0] = True
+    has_key[1, 1] = True
+    start = torch.randint(0, n, (2, n), generator=g)
+    got = border_lookalikes(k, has_key, key_ok, start, grid_w, compact)
+    for b in range(2):
+        want = lookalike_loop(k[b], has_key[b], key_ok[b], grid_w)
+        assert torch.equal(got[b], torch.where(want >= 0, want, start[b]))
+    assert (got[0] != start[0]).sum() >= 10
+
+
+def test_border_continuity_continues_a_known_neighbours_lookalike():
+    """A hole row under a known row whose look-alikes lie elsewhere: with the border credit each hole token copies
+    the token below its known neighbour's look-alike (the border continued), without it its strongest candidate;
+    either way known tokens keep themselves."""
+    g = torch.Generator().manual_seed(4)
+    grid_h, grid_w, dim = 8, 8, 32
+    n = grid_h * grid_w
+    k = torch.nn.functional.normalize(torch.randn(1, n, dim, generator=g), dim=-1)
+    # row 1 (known) looks like row 5 (known), so row 6 continues what lies under row 1: row 2, the hole
+    k[0, 5 * grid_w:6 * grid_w] = torch.nn.functional.normalize(k[0, grid_w:2 * grid_w] +
+                                                                0.05 * torch.randn(grid_w, dim, generator=g), dim=-1)
+    hole = torch.zeros(grid_h, grid_w, dtype=torch.bool)
+    hole[2] = True
+    query_masked, key_ok = hole.flatten()[None], ~hole.flatten()[None]
+    q = torch.nn.functional.normalize(torch.randn(1, n, dim, generator=g), dim=-1)
+    no_colour = torch.zeros(1, n, 3)
+    from rethined_engine.model.patchmatch import copy_candidates
+    candidates = copy_candidates(q, k, no_colour, no_colour, query_masked, key_ok, 8, 0.0, compact=True)
+    own = torch.arange(n)
+    for compact in (False, True):
+        plain = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, no_colour, no_colour, 0.0, 8, 0.5,
+                               compact)
+        border = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, no_colour, no_colour, 0.0, 8, 0.5,
+                                compact, border_continuity=2.0)
+        row = slice(2 * grid_w, 3 * grid_w)
+        assert torch.equal(border[0, row], own[6 * grid_w:7 * grid_w])   # under row 5, the look-alike of row 1
+        assert not torch.equal(plain[0, row], own[6 * grid_w:7 * grid_w])
+        for source in (plain, border):
+            assert torch.equal(source[0, ~hole.flatten()], own[~hole.flatten()])
 
 
 def continued_share(source: torch.Tensor, hole: torch.Tensor, grid_w: int) -> float:

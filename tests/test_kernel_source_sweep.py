@@ -14,21 +14,25 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 CUDA_MIN_AGREEMENT = 0.999   # CUDA: cuBLAS sums the reference's scores in its own order (one flip can propagate)
 
 
-def case(batch, grid_h, grid_w, dim, candidates, colour_weight, seed, dtype=torch.float32):
+def case(batch, grid_h, grid_w, dim, candidates, colour_weight, seed, dtype=torch.float32, border_continuity=0.0):
     """`propagate_sources`' inputs on DEVICE (`conftest.propagation_inputs`)."""
-    return propagation_inputs(batch, grid_h, grid_w, dim, candidates, colour_weight, seed, DEVICE, dtype)
+    return propagation_inputs(batch, grid_h, grid_w, dim, candidates, colour_weight, seed, DEVICE, dtype,
+                              border_continuity)
 
 
 @pytest.mark.parametrize("batch,grid_h,grid_w,dim,candidates", [(1, 8, 12, 16, 8), (2, 16, 16, 32, 8),
                                                                  (1, 10, 14, 70, 6)])
 @pytest.mark.parametrize("colour_weight,sweeps,radius,penalty", [(0.0, 1, 0, 0.0), (0.0, 8, 1, 0.05),
                                                                  (0.5, 3, 2, 0.1)])
+@pytest.mark.parametrize("border_continuity", [0.0, 0.75])
 def test_propagate_sources_matches_reference(batch, grid_h, grid_w, dim, candidates, colour_weight, sweeps, radius,
-                                             penalty):
-    args = case(batch, grid_h, grid_w, dim, candidates, colour_weight, seed=sweeps + radius)
+                                             penalty, border_continuity):
+    """With the border credit the known tokens beside the hole start from their look-alikes."""
+    args = case(batch, grid_h, grid_w, dim, candidates, colour_weight, seed=sweeps + radius,
+                border_continuity=border_continuity)
     start = args[7].clone()
-    got = propagate_sources(*args, sweeps, 0.5, radius, penalty)
-    want = propagate_sources_reference(*args, sweeps, 0.5, radius, penalty)
+    got = propagate_sources(*args, sweeps, 0.5, radius, penalty, border_continuity)
+    want = propagate_sources_reference(*args, sweeps, 0.5, radius, penalty, border_continuity)
     assert torch.equal(got, want)
     assert torch.equal(args[7], start)                                     # the start is not written
     assert (got != start).any()                                            # the updates changed something
@@ -57,6 +61,11 @@ def test_propagate_sources_rejects_bad_arguments(which, bad, message):
     args[which] = bad(args[which])
     with pytest.raises(ValueError, match=message):
         propagate_sources(*args, 1, 0.5)
+
+
+def test_propagate_sources_rejects_a_negative_border_credit():
+    with pytest.raises(ValueError, match="border_continuity"):
+        propagate_sources(*case(1, 6, 6, 16, 8, 0.0, seed=1), 1, 0.5, border_continuity=-0.5)
 
 
 @pytest.mark.gpu

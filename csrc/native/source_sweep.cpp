@@ -4,12 +4,14 @@
 //   propagate_sources(q, k (B, N, d) float32, candidates (B, N, C) int64, own_score (B, N, C) float32,
 //                     valid (B, N, C) bool, has_key, key_ok (B, N) bool, source (B, N) int64, grid_w,
 //                     colours, expected (B, N, 3) float32, colour_weight, sweeps, continuity, repeat_radius,
-//                     repeat_penalty) -> (B, N) int64
+//                     repeat_penalty, border_continuity) -> (B, N) int64
 //
 // Each update lets every hole token of one checkerboard colour pick the best of its C candidates (scored
 // own_score, made once by torch) and of the four continuations of its hole neighbours' copies (scored here: q . k
 // summed in index order, less the colour term), with the continuity credit, the repeat penalty and the rule against
-// a neighbour's source. The torch function is the specification; the scores are combined in its order and
+// a neighbour's source; with border_continuity > 0 a known neighbour whose source is not itself (its look-alike,
+// `border_lookalikes`) offers its continuation too, credited border_continuity. The torch function is the
+// specification; the scores are combined in its order and
 // precision, and only the continuations' dot products are summed in another order than its matmul, so the chosen
 // sources equal its own except where two options' scores lie within float rounding (tests/test_native_lr_copy.py).
 // Of equal scores the first option wins (candidates in order, then the sides up, down, left, right).
@@ -69,7 +71,7 @@ struct Update {
     int64_t n;
     int d, c;
     Grid grid;
-    float colour_weight, continuity, repeat_penalty;
+    float colour_weight, continuity, repeat_penalty, border_continuity;
     std::vector<std::pair<int, int>> window;   // (dy, dx) of the tokens before a token in raster order, within the
                                                // repeat radius; empty when the repeat penalty is off
 
@@ -96,15 +98,19 @@ struct Update {
             }
             int64_t taken[kSides], continuation[kSides];
             bool continues[kSides];
+            float credit[kSides];
             for (int s = 0; s < kSides; ++s) {
                 const int ny = row + kSideDy[s], nx = col + kSideDx[s];
                 const int64_t neighbour = grid.cell(ny, nx);
                 const bool hole = grid.inside(ny, nx) && has_key[neighbour];
                 const int64_t src = in[neighbour];
+                const bool guide = border_continuity > 0.0f && grid.inside(ny, nx) && !has_key[neighbour] &&
+                                   src != neighbour;
                 const int cy = static_cast<int>(src / grid.w) - kSideDy[s];
                 const int cx = static_cast<int>(src % grid.w) - kSideDx[s];
                 continuation[s] = grid.cell(cy, cx);
-                continues[s] = hole && grid.inside(cy, cx) && key_ok[continuation[s]];
+                continues[s] = (hole || guide) && grid.inside(cy, cx) && key_ok[continuation[s]];
+                credit[s] = hole ? continuity : border_continuity;
                 taken[s] = hole ? src : -1;
             }
             thread_local std::vector<int64_t> earlier;   // the sources of the window's hole tokens (-1: none)
@@ -115,13 +121,15 @@ struct Update {
                 earlier.push_back(grid.inside(y, x) && has_key[cell] ? in[cell] : -1);
             }
             auto score = [&](int64_t option, float base, bool ok) {
-                float agree = 0.0f;
+                float agree = 0.0f, credited = 0.0f;   // hole neighbours continued; with guides, the credits summed
                 bool repeats = false;
                 for (int s = 0; s < kSides; ++s) {
-                    agree += option == (continues[s] ? continuation[s] : -1) ? 1.0f : 0.0f;
+                    const bool continued = option == (continues[s] ? continuation[s] : -1);
+                    agree += continued ? 1.0f : 0.0f;
+                    credited += continued ? credit[s] : 0.0f;
                     repeats = repeats || option == taken[s];
                 }
-                float value = base + continuity * agree;
+                float value = border_continuity > 0.0f ? base + credited : base + continuity * agree;
                 if (!earlier.empty()) {
                     float repeated = 0.0f;
                     for (int64_t source : earlier) repeated += option == source ? 1.0f : 0.0f;
@@ -147,7 +155,7 @@ struct Update {
 Longs propagate_sources(const Floats& q, const Floats& k, const Longs& candidates, const Floats& own_score,
                         const Bools& valid, const Bools& has_key, const Bools& key_ok, const Longs& source, int grid_w,
                         const Floats& colours, const Floats& expected, float colour_weight, int sweeps,
-                        float continuity, int repeat_radius, float repeat_penalty) {
+                        float continuity, int repeat_radius, float repeat_penalty, float border_continuity) {
     if (q.ndim() != 3) throw std::invalid_argument("q: expected (B, N, d) float32");
     const py::ssize_t batch = q.shape(0), n = q.shape(1), d = q.shape(2);
     if (candidates.ndim() != 3) throw std::invalid_argument("candidates: expected (B, N, C) int64");
@@ -163,6 +171,7 @@ Longs propagate_sources(const Floats& q, const Floats& k, const Longs& candidate
     check_shape(expected, {batch, n, 3}, "expected");
     if (grid_w < 1 || n % grid_w) throw std::invalid_argument("grid_w: expected >= 1 dividing the token count");
     if (sweeps < 0) throw std::invalid_argument("sweeps: expected >= 0");
+    if (!(border_continuity >= 0.0f)) throw std::invalid_argument("border_continuity: expected >= 0 (0 = off)");
     const auto out_of_range = [n](const Longs& a) {
         return std::any_of(a.data(), a.data() + a.size(), [n](int64_t i) { return i < 0 || i >= n; });
     };
@@ -182,7 +191,7 @@ Longs propagate_sources(const Floats& q, const Floats& k, const Longs& candidate
                                 candidates.data() + b * n * c, valid.data() + b * n * c, has_key.data() + b * n,
                                 key_ok.data() + b * n, n, static_cast<int>(d), static_cast<int>(c),
                                 Grid{static_cast<int>(n / grid_w), grid_w}, colour_weight, continuity,
-                                repeat_penalty, window};
+                                repeat_penalty, border_continuity, window};
             int64_t* out = result.mutable_data() + b * n;
             std::copy(source.data() + b * n, source.data() + (b + 1) * n, out);
             for (int sweep = 0; sweep < sweeps; ++sweep) {     // the second colour first, as the torch function
@@ -200,7 +209,8 @@ void register_source_sweep(py::module_& m) {
     m.def("propagate_sources", &propagate_sources, py::arg("q"), py::arg("k"), py::arg("candidates"),
           py::arg("own_score"), py::arg("valid"), py::arg("has_key"), py::arg("key_ok"), py::arg("source"),
           py::arg("grid_w"), py::arg("colours"), py::arg("expected"), py::arg("colour_weight"), py::arg("sweeps"),
-          py::arg("continuity"), py::arg("repeat_radius"), py::arg("repeat_penalty"));
+          py::arg("continuity"), py::arg("repeat_radius"), py::arg("repeat_penalty"),
+          py::arg("border_continuity") = 0.0f);
 }
 
 }  // namespace rethined

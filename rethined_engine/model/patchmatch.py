@@ -319,6 +319,7 @@ def _sample(pixels: torch.Tensor, src_y: torch.Tensor, src_x: torch.Tensor, firs
 
 
 COPY_CANDIDATES = 8           # strongest keys per hole token that `choose_sources` considers
+LOOKALIKE_RADIUS = 1          # tokens: a look-alike (`border_lookalikes`) lies farther than this (Chebyshev)
 NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 NO_OPTION = -3.0              # score of a ruled-out candidate (cosine similarities + bonus lie in [-1, 1.02])
 NOT_ALLOWED = -1.0e4          # similarity of a key a hole token may not copy (below any colour-penalised score)
@@ -336,7 +337,7 @@ MEAN_WEIGHT_FLOOR = 1e-6      # `border_match`: a Gaussian mean over no pixel of
 def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, query_masked: torch.Tensor,
                    key_ok: torch.Tensor, grid_w: int, colours: torch.Tensor, expected: torch.Tensor,
                    colour_weight: float, sweeps: int = 1, continuity: float = 0.02, compact: bool = False,
-                   repeat_radius: int = 0, repeat_penalty: float = 0.0) -> torch.Tensor:
+                   repeat_radius: int = 0, repeat_penalty: float = 0.0, border_continuity: float = 0.0) -> torch.Tensor:
     """The source token each token copies with lr_texture="copy", (B, N) int64.
 
     q, k: (B, N, d) unit vectors; candidates: (B, N, C) key indices, strongest first (entries that are not
@@ -346,12 +347,71 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
     stamps the same source on neighbouring tokens (a lattice of repeats in flat regions), so the hole
     tokens are split like a checkerboard and start from their strongest key (`start_sources`); then `sweeps`
     updates alternate between the two colours (`propagate_sources`). compact: the scores are computed on the
-    rows that use them only (eager inference; data-dependent sizes), else densely.
+    rows that use them only (eager inference; data-dependent sizes), else densely. border_continuity > 0: the
+    known tokens beside the hole take their look-alikes as sources for the updates (`border_lookalikes`), so a
+    hole token may continue the border as it continues a hole neighbour's copy, credited border_continuity per
+    known neighbour; every token that does not copy is its own source again in the result.
     """
     source, own_score, valid, has_key = start_sources(q, k, candidates, query_masked, key_ok, colours, expected,
                                                       colour_weight, compact)
-    return propagate_sources(q, k, candidates, own_score, valid, has_key, key_ok, source, grid_w, colours, expected,
-                             colour_weight, sweeps, continuity, repeat_radius, repeat_penalty, compact)
+    if border_continuity > 0.0:
+        source = border_lookalikes(k, has_key, key_ok, source, grid_w, compact)
+    source = propagate_sources(q, k, candidates, own_score, valid, has_key, key_ok, source, grid_w, colours, expected,
+                               colour_weight, sweeps, continuity, repeat_radius, repeat_penalty, compact,
+                               border_continuity)
+    return copies_only(source, has_key)
+
+
+def copies_only(source: torch.Tensor, has_key: torch.Tensor) -> torch.Tensor:
+    """source (B, N) int64 -> the same with every token that does not copy (has_key (B, N) bool false) its own
+    source: the known tokens' look-alikes (`border_lookalikes`) guide the propagation only."""
+    own = torch.arange(source.shape[1], device=source.device)
+    return torch.where(has_key, source, own[None])
+
+
+def _far_apart(row_a: torch.Tensor, col_a: torch.Tensor, row_b: torch.Tensor, col_b: torch.Tensor) -> torch.Tensor:
+    """Token cells (A,) and (B,) int64 -> (A, B) bool: farther apart than LOOKALIKE_RADIUS tokens (Chebyshev)."""
+    dy = (row_a[:, None] - row_b[None, :]).to(torch.float32)      # float: the exported graph's Relu takes no ints
+    dx = (col_a[:, None] - col_b[None, :]).to(torch.float32)
+    return torch.gt(_abs(dy), float(_consts.LOOKALIKE_RADIUS)) | torch.gt(_abs(dx), float(_consts.LOOKALIKE_RADIUS))
+
+
+def border_lookalikes(k: torch.Tensor, has_key: torch.Tensor, key_ok: torch.Tensor, source: torch.Tensor,
+                      grid_w: int, compact: bool = False) -> torch.Tensor:
+    """source (B, N) int64 (`start_sources`) with each allowed key beside the hole (a 4-neighbour of a hole token
+    that copies, has_key) set to its look-alike: the allowed key j of highest k_i . k_j farther than
+    LOOKALIKE_RADIUS tokens (Chebyshev) from it (k (B, N, d) unit vectors). A hole token beside it that copies
+    the look-alike's neighbour on its own side continues the border as its known neighbour continues there
+    (exemplar-based inpainting's idea: what lies beside a look-alike of the border comes next). A known token
+    without a look-alike keeps itself. compact: computed over the border rows x allowed keys only (eager
+    inference), else densely over all N x N pairs (the exported graph)."""
+    batch, n = has_key.shape
+    grid_h = n // grid_w
+    own = torch.arange(n, device=k.device)
+    hole = has_key.to(torch.float32).reshape(batch, 1, grid_h, grid_w)
+    beside = (F.max_pool2d(hole, (3, 1), stride=1, padding=(1, 0)) > 0.0) | \
+        (F.max_pool2d(hole, (1, 3), stride=1, padding=(0, 1)) > 0.0)
+    border = beside.flatten(1) & key_ok
+    row, col = own // grid_w, _modulo(own, grid_w)
+    if not compact:
+        allowed = border[:, :, None] & key_ok[:, None, :] & _far_apart(row, col, row, col)[None]
+        similarity = torch.bmm(k.float(), k.float().transpose(1, 2))
+        similarity = torch.where(allowed, similarity, torch.full_like(similarity, _consts.NOT_ALLOWED))
+        best_similarity, best = similarity.topk(1, dim=-1)          # TopK, not ArgMax: the TensorRT operator list
+        found = best_similarity[..., 0] > _consts.NOT_ALLOWED
+        return torch.where(found, best[..., 0], source)
+    lookalike = source.clone()
+    for b in range(batch):
+        rows, keys = border[b].nonzero()[:, 0], key_ok[b].nonzero()[:, 0]
+        if len(rows) == 0 or len(keys) == 0:
+            continue
+        far = _far_apart(row[rows], col[rows], row[keys], col[keys])
+        similarity = torch.where(far, k[b, rows].float() @ k[b, keys].float().T,
+                                 torch.full(far.shape, _consts.NOT_ALLOWED, device=k.device))
+        best_similarity, best = similarity.max(dim=-1)
+        found = best_similarity > _consts.NOT_ALLOWED
+        lookalike[b, rows[found]] = keys[best[found]]
+    return lookalike
 
 
 def start_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, query_masked: torch.Tensor,
@@ -377,7 +437,7 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
                       valid: torch.Tensor, has_key: torch.Tensor, key_ok: torch.Tensor, source: torch.Tensor,
                       grid_w: int, colours: torch.Tensor, expected: torch.Tensor, colour_weight: float, sweeps: int,
                       continuity: float, repeat_radius: int = 0, repeat_penalty: float = 0.0,
-                      compact: bool = False) -> torch.Tensor:
+                      compact: bool = False, border_continuity: float = 0.0) -> torch.Tensor:
     """`choose_sources`' propagation: `sweeps` checkerboard updates of source (B, N) int64 from `start_sources`
     (own_score, valid, has_key), the second colour first -> the updated sources (B, N) int64.
 
@@ -394,6 +454,8 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
     (counting every token that updates at the same time makes them all leave a source together, and return
     together in the next update). Scores are float32; of equal scores of two different keys (identical key
     vectors) torch's TopK picks either. compact: continuations scored on the rows each sweep updates only.
+    A token that does not copy but whose source is not itself (a known token's look-alike, `border_lookalikes`)
+    offers its continuation too, credited border_continuity instead of continuity (0: such sources are ignored).
     """
     batch, n = has_key.shape
     grid_h = n // grid_w
@@ -411,6 +473,11 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
     sides = len(neighbours)
     neighbour_index = torch.stack(neighbours, -1).flatten()[None].expand(batch, -1)
     neighbour_hole = torch.gather(has_key, 1, neighbour_index).reshape(batch, n, sides) & torch.stack(inside, -1)[None]
+    neighbour_copies = neighbour_hole      # the neighbours whose copies a token may continue (fixed)
+    if border_continuity > 0.0:            # and the known ones with a look-alike
+        guides = ~has_key & (source != own[None])
+        neighbour_copies = neighbour_hole | \
+            (torch.gather(guides, 1, neighbour_index).reshape(batch, n, sides) & torch.stack(inside, -1)[None])
     dy_side, dx_side = torch.cat(side_dy), torch.cat(side_dx)
     no_source = torch.full((batch, n, sides), -1, dtype=torch.int64, device=q.device)
     parity = _modulo(row + col, 2)
@@ -430,19 +497,25 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
         taken = torch.where(neighbour_hole, neighbour_source, no_source)                    # (B, N, 4)
         continuation, in_grid = _grid_cell(neighbour_source // grid_w - dy_side,
                                            _modulo(neighbour_source, grid_w) - dx_side, grid_h, grid_w)
-        continuation_ok = neighbour_hole & in_grid & \
+        continuation_ok = neighbour_copies & in_grid & \
             torch.gather(key_ok, 1, continuation.flatten(1)).reshape(batch, n, sides)
         all_options = torch.cat([candidates, continuation], -1)                              # (B, N, C + 4)
         all_ok = torch.cat([valid, continuation_ok], -1)
         repeats = (all_options[..., :, None] == taken[..., None, :]).to(torch.int32).sum(dim=-1) > 0
         continued_ok = torch.where(continuation_ok, continuation, no_source)
-        agree = (all_options[..., :, None] == continued_ok[..., None, :]).to(own_score.dtype).sum(dim=-1)  # neighbours continued
+        continues = (all_options[..., :, None] == continued_ok[..., None, :]).to(own_score.dtype)  # (B, N, C + 4, 4)
         updated = (parity == 1 - sweep % 2)[None] & has_key
         if compact:                                   # score the rows this sweep updates only
             continued = _scores_on_rows(q, k, continuation, colours, expected, colour_weight, updated)
         else:
             continued = _option_scores(q, k, continuation, colours, expected, colour_weight)
-        score = torch.cat([own_score, continued], -1) + continuity * agree
+        if border_continuity > 0.0:
+            per_side = neighbour_hole.to(own_score.dtype)
+            credit = torch.where(neighbour_hole, torch.full_like(per_side, continuity),
+                                 torch.full_like(per_side, border_continuity))                     # (B, N, 4)
+            score = torch.cat([own_score, continued], -1) + (continues * credit[:, :, None, :]).sum(dim=-1)
+        else:
+            score = torch.cat([own_score, continued], -1) + continuity * continues.sum(dim=-1)
         if repeat_radius > 0 and repeat_penalty > 0.0:
             window_source = torch.gather(source, 1, window_cells.flatten()[None].expand(batch, -1)).reshape(batch, n, -1)
             window_source = torch.where(window_in, window_source, torch.full_like(window_source, -1))
@@ -874,6 +947,7 @@ class NeuralPatchMatch(nn.Module):
         self.copy_colour_weight = float(cfg.copy_colour_weight)
         self.copy_detail_weight = float(cfg.copy_detail_weight)
         self.copy_sweeps, self.copy_continuity = cfg.copy_sweeps, float(cfg.copy_continuity)
+        self.copy_border_continuity = float(cfg.copy_border_continuity)
         self.copy_match_sweeps = cfg.copy_match_sweeps
         self.copy_consensus = float(cfg.copy_consensus)
         self.copy_repeat_radius, self.copy_repeat_penalty = cfg.copy_repeat_radius, float(cfg.copy_repeat_penalty)
@@ -989,9 +1063,13 @@ class NeuralPatchMatch(nn.Module):
         """`choose_sources` with its propagation updates by `self.propagation_kernel`."""
         source, own_score, valid, has_key = start_sources(q, k, candidates, query_masked, key_ok, colours, expected,
                                                           self.copy_colour_weight, compact)
-        return self.propagation_kernel(q, k, candidates, own_score, valid, has_key, key_ok, source, grid_w, colours,
-                                       expected, self.copy_colour_weight, self.copy_sweeps, self.copy_continuity,
-                                       self.copy_repeat_radius, self.copy_repeat_penalty)
+        if self.copy_border_continuity > 0.0:
+            source = border_lookalikes(k, has_key, key_ok, source, grid_w, compact)
+        source = self.propagation_kernel(q, k, candidates, own_score, valid, has_key, key_ok, source, grid_w, colours,
+                                         expected, self.copy_colour_weight, self.copy_sweeps, self.copy_continuity,
+                                         self.copy_repeat_radius, self.copy_repeat_penalty,
+                                         self.copy_border_continuity)
+        return copies_only(source, has_key)
 
     def copy_outputs(self, composite, mask, q, k, candidates, colours, expected, query_masked, key_ok, grid_w: int,
                      compact: bool):
@@ -1004,7 +1082,7 @@ class NeuralPatchMatch(nn.Module):
         else:
             source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, colours, expected,
                                     self.copy_colour_weight, self.copy_sweeps, self.copy_continuity, compact,
-                                    self.copy_repeat_radius, self.copy_repeat_penalty)
+                                    self.copy_repeat_radius, self.copy_repeat_penalty, self.copy_border_continuity)
         if self.copy_kernels is not None and not torch.jit.is_scripting():
             copied = self.kernel_copies(composite, mask, source)
         else:
