@@ -73,8 +73,8 @@ step tests 200 "GPU correctness (kernels vs references at real sizes, backends e
     tests/test_kernel_dis_search.py tests/test_kernel_flow_refinement.py tests/test_video_dis_torch.py tests/test_video_flow_refinement.py \
     tests/test_video_device_temporal.py
 step backend 120 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider -m '' tests/test_triton_backend.py
-step interleave 200 "the default against the smooth style (the default until the realistic style), fast, the default without the mirrored fades, without the colour anchor, without the frame-line check and with copy_detail_weight 0.03, interleaved in one process" \
-    python -m bench.latency --device cuda --backends triton@smooth triton@fast triton triton@hr_fade_reflect=false triton@colour_anchor=0 triton@key_frame_lines=false triton@copy_detail_weight=0.03 --sizes ${ISIZES:-2048 4096} --repeats 30 --warmup 3 --interleave \
+step interleave 200 "the default against the smooth style (the default until the realistic style), fast, the default without the mirrored fades, without the colour anchor, without the frame-line check, with copy_detail_weight 0.03 and with copy_border_continuity 1, interleaved in one process" \
+    python -m bench.latency --device cuda --backends triton@smooth triton@fast triton triton@hr_fade_reflect=false triton@colour_anchor=0 triton@key_frame_lines=false triton@copy_detail_weight=0.03 triton@copy_border_continuity=1 --sizes ${ISIZES:-2048 4096} --repeats 30 --warmup 3 --interleave \
     --out bench/results/latency-styles-cuda.json
 step latency 200 "end-to-end latency, triton (graphed: default, fast and smooth styles; eager; graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
     python -m bench.latency --device cuda --backends $LBACKENDS --sizes $LSIZES --repeats 20 --warmup 3 --append
