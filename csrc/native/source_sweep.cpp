@@ -11,9 +11,9 @@
 // summed in index order, less the colour term), with the continuity credit, the repeat penalty and the rule against
 // a neighbour's source; with border_continuity > 0 a known neighbour whose source is not itself (its look-alike,
 // `border_lookalikes`) offers its continuation too, credited border_continuity. The torch function is the
-// specification; the scores are combined in its order and
-// precision, and only the continuations' dot products are summed in another order than its matmul, so the chosen
-// sources equal its own except where two options' scores lie within float rounding (tests/test_native_lr_copy.py).
+// specification; the scores are combined in its order and precision, and only the continuations' dot products are
+// summed in another order than its matmul, so the chosen sources equal its own except where two options' scores lie
+// within float rounding (tests/test_native_lr_copy.py).
 // Of equal scores the first option wins (candidates in order, then the sides up, down, left, right).
 #include "source_sweep.h"
 
