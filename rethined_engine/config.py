@@ -195,6 +195,12 @@ class ModelConfig:
             raise ValueError(f"copy_detail_weight must be in [0, {COPY_DETAIL_WEIGHT_MAX}] (0 = off), got {self.copy_detail_weight}")
         if not self.copy_colour_weight >= 0.0:
             raise ValueError(f"copy_colour_weight must be >= 0 (0 = rank by similarity only), got {self.copy_colour_weight}")
+        if not (isinstance(self.copy_repeat_radius, int) and self.copy_repeat_radius >= 0):
+            raise ValueError(f"copy_repeat_radius must be an int >= 0 (tokens; 0 = off), "
+                             f"got {self.copy_repeat_radius!r}")
+        if not self.copy_repeat_penalty >= 0.0:
+            raise ValueError(f"copy_repeat_penalty must be >= 0 (similarity per repeat; 0 = off), "
+                             f"got {self.copy_repeat_penalty}")
         if not (isinstance(self.key_edge_tokens, int) and self.key_edge_tokens >= 0):
             raise ValueError(f"key_edge_tokens must be an int >= 0 (tokens at each image edge; 0 = off), got {self.key_edge_tokens!r}")
         if not isinstance(self.colour_anchor_flat, bool):
