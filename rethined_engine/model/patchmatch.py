@@ -386,12 +386,8 @@ def border_lookalikes(k: torch.Tensor, has_key: torch.Tensor, key_ok: torch.Tens
     without a look-alike keeps itself. compact: computed over the border rows x allowed keys only (eager
     inference), else densely over all N x N pairs (the exported graph)."""
     batch, n = has_key.shape
-    grid_h = n // grid_w
     own = torch.arange(n, device=k.device)
-    hole = has_key.to(torch.float32).reshape(batch, 1, grid_h, grid_w)
-    beside = (F.max_pool2d(hole, (3, 1), stride=1, padding=(1, 0)) > 0.0) | \
-        (F.max_pool2d(hole, (1, 3), stride=1, padding=(0, 1)) > 0.0)
-    border = beside.flatten(1) & key_ok
+    border = key_ok & ~clear_keys(has_key, key_ok, grid_w, 1)
     row, col = own // grid_w, _modulo(own, grid_w)
     if not compact:
         allowed = border[:, :, None] & key_ok[:, None, :] & _far_apart(row, col, row, col)[None]
