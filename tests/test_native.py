@@ -152,6 +152,11 @@ def test_bad_arguments_raise_value_error(rng):
     with pytest.raises(ValueError, match="weight, fine_weight, index"):
         native.hr_upscale(image, np.zeros((20, 30), np.uint8), np.zeros((1, 3, 32, 32), np.float32),
                           np.zeros((16, 4), np.float32), np.zeros((16, 3), np.float32), np.zeros((16, 4), np.int32), 1, 8, 4, 4)
+    partial = np.zeros((16, 1), np.int32)
+    partial[0] = 8                            # token (2, 0): rows 16-23 of a 20-row image
+    with pytest.raises(ValueError, match="wholly inside the image"):
+        native.hr_upscale(image, np.ones((20, 30), np.uint8), np.zeros((1, 3, 32, 32), np.float32),
+                          np.ones((16, 1), np.float32), np.zeros((16, 1), np.float32), partial, 1, 8, 4, 4)
     with pytest.raises(ValueError, match="n:"):
         native.set_num_threads(0)
 
