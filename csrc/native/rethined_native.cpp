@@ -383,14 +383,14 @@ py::array_t<T> hr_upscale(py::array_t<T, py::array::c_style> image, py::array_t<
     const float* wt = static_cast<const float*>(wb.ptr);
     const float* fw = static_cast<const float*>(fb.ptr);
     const int32_t* ix = static_cast<const int32_t*>(xb.ptr);
-    for (py::ssize_t i = 0; i < xb.size; ++i)
-        if ((wt[i] != 0.0f || fw[i] != 0.0f) && (ix[i] < 0 || ix[i] >= tokens))
-            throw std::invalid_argument("index: out of range");
     const int span = scale * patch;
-    for (py::ssize_t i = 0; i < xb.size; ++i)   // a source's texture is read over its whole span: inside the image
-        if ((wt[i] != 0.0f || fw[i] != 0.0f) && (static_cast<long long>(ix[i] / grid_w + 1) * span > H
-                                                 || static_cast<long long>(ix[i] % grid_w + 1) * span > W))
+    for (py::ssize_t i = 0; i < xb.size; ++i) {
+        if (wt[i] == 0.0f && fw[i] == 0.0f) continue;
+        if (ix[i] < 0 || ix[i] >= tokens) throw std::invalid_argument("index: out of range");
+        // a source's texture is read over its whole span: it must lie inside the image
+        if (static_cast<long long>(ix[i] / grid_w + 1) * span > H || static_cast<long long>(ix[i] % grid_w + 1) * span > W)
             throw std::invalid_argument("index: a source token must lie wholly inside the image");
+    }
     if (feather < 0 || feather > span / 2) throw std::invalid_argument("feather: expected 0..span / 2 HR px");
     if (feather > 0 && K != 1) throw std::invalid_argument("feather: needs one source per token (K = 1)");
     py::array_t<T> result({H, W, 3});
