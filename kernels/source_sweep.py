@@ -4,8 +4,10 @@ each checkerboard update as one Triton kernel, and its torch reference of the sa
 An update lets every hole token of one colour pick the best of its C candidates and of the four continuations of
 its hole neighbours' copies (and, with border_continuity > 0, of its known neighbours' look-alikes,
 `patchmatch.border_lookalikes`), scored with the continuity credits, the repeat penalty and the rule against a
-neighbour's source. In torch that is ~80 small kernels per update (gathers, pairwise comparisons of the options,
-the continuations' scores, TopK), ~670 for the default's 8 updates (`bench.op_count`); here one. Each program
+neighbour's source; with support_margin > 0 a hole neighbour's copy is credited only while its score (tracked
+across updates in a second buffer) is at least its best allowed candidate's less the margin. In torch that is ~80
+small kernels per update (gathers, pairwise comparisons of the options, the continuations' scores, TopK), ~670 for
+the default's 8 updates (`bench.op_count`); here one. Each program
 takes BLOCK tokens of one image. A token that updates reads its candidates and their scores (`start_sources`,
 torch, once per call), its neighbours' sources from the previous update, and scores the continuations itself:
 a float32 dot product over the key dimension in DIM_CHUNK slices, summed in another order than the reference's
@@ -42,12 +44,13 @@ def _cell(y, x, grid_h, grid_w):
 
 
 @triton.jit
-def _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w, active,
-          DY: tl.constexpr, DX: tl.constexpr, GUIDES: tl.constexpr):
+def _side(source_ptr, has_key_ptr, key_ok_ptr, score_ptr, floor_ptr, image, row, col, grid_h, grid_w, active,
+          DY: tl.constexpr, DX: tl.constexpr, GUIDES: tl.constexpr, SUPPORT: tl.constexpr):
     """The neighbour (row + DY, col + DX) of each token -> (taken: its source if it is a hole that copies, else -1;
     continuation: its source shifted back by (DY, DX) (clamped into the grid); whether that continuation is an
     option: the neighbour copies (GUIDES: or is a known token whose source is not itself, its look-alike), and the
-    shifted token is inside the grid and an allowed key; whether the neighbour is a hole that copies)."""
+    shifted token is inside the grid and an allowed key; whether it earns the credit: an option and (SUPPORT) the
+    neighbour's copy is supported, its score at least its floor; whether the neighbour is a hole that copies)."""
     ny = row + DY
     nx = col + DX
     cell = _cell(ny, nx, grid_h, grid_w)
@@ -64,7 +67,12 @@ def _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w, 
     continuation = _cell(cy, cx, grid_h, grid_w)
     ok = offers & _inside(cy, cx, grid_h, grid_w) & \
         (tl.load(key_ok_ptr + image + continuation, mask=active, other=0) != 0)
-    return tl.where(hole, src, -1), continuation, ok, hole
+    credited = ok
+    if SUPPORT:
+        supported = tl.load(score_ptr + image + cell, mask=active, other=0.0) >= \
+            tl.load(floor_ptr + image + cell, mask=active, other=0.0)
+        credited = ok & (~hole | supported)
+    return tl.where(hole, src, -1), continuation, ok, credited, hole
 
 
 @triton.jit
@@ -130,13 +138,16 @@ def _continued_score(score, option, expected0, expected1, expected2, colours_ptr
 
 @triton.jit
 def propagation_sweep_kernel(q_ptr, k_ptr, candidates_ptr, own_score_ptr, valid_ptr, has_key_ptr, key_ok_ptr,
-                             colours_ptr, expected_ptr, source_ptr, out_ptr, n, grid_h, grid_w, dim, candidates,
-                             parity, continuity, repeat_penalty, colour_weight, border_continuity,
-                             C_BLOCK: tl.constexpr, RADIUS: tl.constexpr, COLOUR: tl.constexpr, GUIDES: tl.constexpr,
-                             DIM_CHUNK: tl.constexpr, BLOCK: tl.constexpr):
+                             colours_ptr, expected_ptr, source_ptr, out_ptr, score_ptr, score_out_ptr, floor_ptr, n,
+                             grid_h, grid_w, dim, candidates, parity, continuity, repeat_penalty, colour_weight,
+                             border_continuity, C_BLOCK: tl.constexpr, RADIUS: tl.constexpr, COLOUR: tl.constexpr,
+                             GUIDES: tl.constexpr, SUPPORT: tl.constexpr, DIM_CHUNK: tl.constexpr,
+                             BLOCK: tl.constexpr):
     """One update of the tokens of colour `parity` ((row + col) % 2) of image program_id(1): source (B, N) int64
     in, out (B, N) int64 (every token written); q, k (B, N, dim); candidates, own_score, valid (B, N, candidates);
-    has_key, key_ok (B, N) bool; colours, expected (B, N, 3) float32; all contiguous."""
+    has_key, key_ok (B, N) bool; colours, expected (B, N, 3) float32; SUPPORT: score in, score_out (B, N) float32
+    (every token written: the sources' scores without credits or penalties), floor (B, N) float32 (the score a
+    copy needs to be supported); all contiguous."""
     tokens = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     image = tl.program_id(1).to(tl.int64) * n
     in_image = tokens < n
@@ -146,14 +157,18 @@ def propagation_sweep_kernel(q_ptr, k_ptr, candidates_ptr, own_score_ptr, valid_
     has_key = tl.load(has_key_ptr + image + tokens, mask=in_image, other=0) != 0
     active = in_image & has_key & ((row + col) % 2 == parity)
 
-    taken0, cont0, ok0, hole0 = _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w,
-                                        active, -1, 0, GUIDES)
-    taken1, cont1, ok1, hole1 = _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w,
-                                        active, 1, 0, GUIDES)
-    taken2, cont2, ok2, hole2 = _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w,
-                                        active, 0, -1, GUIDES)
-    taken3, cont3, ok3, hole3 = _side(source_ptr, has_key_ptr, key_ok_ptr, image, row, col, grid_h, grid_w,
-                                        active, 0, 1, GUIDES)
+    taken0, cont0, ok0, credited0, hole0 = _side(source_ptr, has_key_ptr, key_ok_ptr, score_ptr, floor_ptr,
+                                                      image, row, col, grid_h, grid_w, active, -1, 0, GUIDES,
+                                                      SUPPORT)
+    taken1, cont1, ok1, credited1, hole1 = _side(source_ptr, has_key_ptr, key_ok_ptr, score_ptr, floor_ptr,
+                                                      image, row, col, grid_h, grid_w, active, 1, 0, GUIDES,
+                                                      SUPPORT)
+    taken2, cont2, ok2, credited2, hole2 = _side(source_ptr, has_key_ptr, key_ok_ptr, score_ptr, floor_ptr,
+                                                      image, row, col, grid_h, grid_w, active, 0, -1, GUIDES,
+                                                      SUPPORT)
+    taken3, cont3, ok3, credited3, hole3 = _side(source_ptr, has_key_ptr, key_ok_ptr, score_ptr, floor_ptr,
+                                                      image, row, col, grid_h, grid_w, active, 0, 1, GUIDES,
+                                                      SUPPORT)
 
     # the continuations' similarities: q . k over the key dimension
     score0 = tl.zeros((BLOCK,), tl.float32)
@@ -191,13 +206,13 @@ def propagation_sweep_kernel(q_ptr, k_ptr, candidates_ptr, own_score_ptr, valid_
     read = active[:, None] & (c < candidates)[None, :]
     option = tl.load(candidates_ptr + at, mask=read, other=0)
     option_ok = tl.load(valid_ptr + at, mask=read, other=0) != 0
-    score = tl.load(own_score_ptr + at, mask=read, other=0.0).to(tl.float32)
+    base = tl.load(own_score_ptr + at, mask=read, other=0.0).to(tl.float32)
     agree, repeats = _neighbour_terms(option, taken0[:, None], taken1[:, None], taken2[:, None], taken3[:, None],
                                       cont0[:, None], cont1[:, None], cont2[:, None], cont3[:, None],
-                                      ok0[:, None], ok1[:, None], ok2[:, None], ok3[:, None], hole0[:, None],
-                                      hole1[:, None], hole2[:, None], hole3[:, None], continuity, border_continuity,
-                                      GUIDES)
-    score = score + agree
+                                      credited0[:, None], credited1[:, None], credited2[:, None], credited3[:, None],
+                                      hole0[:, None], hole1[:, None], hole2[:, None], hole3[:, None], continuity,
+                                      border_continuity, GUIDES)
+    score = base + agree
     if RADIUS > 0:
         score = score - repeat_penalty * _repeated(option, source_ptr, has_key_ptr, image, row, col, grid_h, grid_w,
                                                    active, RADIUS, True)
@@ -206,6 +221,7 @@ def propagation_sweep_kernel(q_ptr, k_ptr, candidates_ptr, own_score_ptr, valid_
     top = tl.max(score, axis=1)
     first = tl.min(tl.where(score == top[:, None], c[None, :], C_BLOCK), axis=1)
     best = tl.sum(tl.where(c[None, :] == first[:, None], option, 0), axis=1)
+    best_base = tl.sum(tl.where(c[None, :] == first[:, None], base, 0.0), axis=1)
 
     # the continuations, in NEIGHBOURS order: each replaces the best so far only with a higher score
     for side in tl.static_range(4):
@@ -218,8 +234,9 @@ def propagation_sweep_kernel(q_ptr, k_ptr, candidates_ptr, own_score_ptr, valid_
         else:
             option, option_ok, side_score = cont3, ok3, score3
         agree, repeats = _neighbour_terms(option, taken0, taken1, taken2, taken3, cont0, cont1, cont2, cont3,
-                                          ok0, ok1, ok2, ok3, hole0, hole1, hole2, hole3, continuity,
-                                          border_continuity, GUIDES)
+                                          credited0, credited1, credited2, credited3, hole0, hole1, hole2, hole3,
+                                          continuity, border_continuity, GUIDES)
+        side_base = side_score
         side_score = side_score + agree
         if RADIUS > 0:
             side_score = side_score - repeat_penalty * _repeated(option, source_ptr, has_key_ptr, image, row, col,
@@ -228,15 +245,19 @@ def propagation_sweep_kernel(q_ptr, k_ptr, candidates_ptr, own_score_ptr, valid_
         better = side_score > top
         top = tl.where(better, side_score, top)
         best = tl.where(better, option, best)
+        best_base = tl.where(better, side_base, best_base)
     updated = active & (top > NO_OPTION)
     tl.store(out_ptr + image + tokens, tl.where(updated, best, own_source), mask=in_image)
+    if SUPPORT:
+        own_score = tl.load(score_ptr + image + tokens, mask=in_image, other=0.0)
+        tl.store(score_out_ptr + image + tokens, tl.where(updated, best_base, own_score), mask=in_image)
 
 
 def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, own_score: torch.Tensor,
                       valid: torch.Tensor, has_key: torch.Tensor, key_ok: torch.Tensor, source: torch.Tensor,
                       grid_w: int, colours: torch.Tensor, expected: torch.Tensor, colour_weight: float, sweeps: int,
                       continuity: float, repeat_radius: int = 0, repeat_penalty: float = 0.0,
-                      border_continuity: float = 0.0) -> torch.Tensor:
+                      border_continuity: float = 0.0, support_margin: float = 0.0) -> torch.Tensor:
     """`patchmatch.propagate_sources` (same arguments but compact, same result) with one launch per update, no
     host sync: q, k (B, N, d); candidates (B, N, C) int64; own_score (B, N, C) float32; valid (B, N, C) and
     has_key, key_ok (B, N) bool; source (B, N) int64 (not written); colours, expected (B, N, 3)."""
@@ -257,21 +278,31 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
                          f"{tuple(expected.shape)}")
     if not border_continuity >= 0.0:
         raise ValueError(f"border_continuity: expected >= 0 (0 = off), got {border_continuity}")
+    if not support_margin >= 0.0:
+        raise ValueError(f"support_margin: expected >= 0 (0 = off), got {support_margin}")
     radius = repeat_radius if repeat_penalty > 0.0 else 0
     q, k, candidates, own_score = q.contiguous(), k.contiguous(), candidates.contiguous(), own_score.float().contiguous()
     valid, has_key, key_ok = valid.contiguous(), has_key.contiguous(), key_ok.contiguous()
     colours, expected = colours.float().contiguous(), expected.float().contiguous()
     current, other = source.clone(memory_format=torch.contiguous_format), torch.empty_like(source)
+    support = support_margin > 0.0
+    if support:   # the start's sources' scores (dense: no host sync), and the floors
+        score = patchmatch.source_scores(q, k, current, colours, expected, colour_weight)
+        score, other_score = score.contiguous(), torch.empty_like(score)
+        floor = patchmatch.support_floors(own_score, valid, support_margin).contiguous()
+    else:         # not read
+        score = other_score = floor = own_score
     grid = (triton.cdiv(n, BLOCK), batch)
     for sweep in range(sweeps):
         propagation_sweep_kernel[grid](q, k, candidates, own_score, valid, has_key, key_ok, colours, expected, current,
-                                       other, n, n // grid_w, grid_w, q.shape[-1], candidates.shape[-1],
-                                       1 - sweep % 2, continuity, repeat_penalty, colour_weight, border_continuity,
-                                       C_BLOCK=triton.next_power_of_2(candidates.shape[-1]), RADIUS=radius,
-                                       COLOUR=colour_weight > 0.0, GUIDES=border_continuity > 0.0,
-                                       DIM_CHUNK=DIM_CHUNK, BLOCK=BLOCK,
-                                       num_warps=NUM_WARPS)
+                                       other, score, other_score, floor, n, n // grid_w, grid_w, q.shape[-1],
+                                       candidates.shape[-1], 1 - sweep % 2, continuity, repeat_penalty, colour_weight,
+                                       border_continuity, C_BLOCK=triton.next_power_of_2(candidates.shape[-1]),
+                                       RADIUS=radius, COLOUR=colour_weight > 0.0, GUIDES=border_continuity > 0.0,
+                                       SUPPORT=support, DIM_CHUNK=DIM_CHUNK, BLOCK=BLOCK, num_warps=NUM_WARPS)
         current, other = other, current
+        if support:
+            score, other_score = other_score, score
     return current
 
 
@@ -279,8 +310,9 @@ def propagate_sources_reference(q: torch.Tensor, k: torch.Tensor, candidates: to
                                 valid: torch.Tensor, has_key: torch.Tensor, key_ok: torch.Tensor,
                                 source: torch.Tensor, grid_w: int, colours: torch.Tensor, expected: torch.Tensor,
                                 colour_weight: float, sweeps: int, continuity: float, repeat_radius: int = 0,
-                                repeat_penalty: float = 0.0, border_continuity: float = 0.0) -> torch.Tensor:
+                                repeat_penalty: float = 0.0, border_continuity: float = 0.0,
+                                support_margin: float = 0.0) -> torch.Tensor:
     """`propagate_sources` in torch: `patchmatch.propagate_sources`, dense."""
     return patchmatch.propagate_sources(q, k, candidates, own_score, valid, has_key, key_ok, source, grid_w, colours,
                                         expected, colour_weight, sweeps, continuity, repeat_radius, repeat_penalty,
-                                        border_continuity=border_continuity)
+                                        border_continuity=border_continuity, support_margin=support_margin)

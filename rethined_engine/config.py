@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma",
                     "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_detail_weight", "copy_locality", "copy_sweeps", "copy_continuity",
-                    "copy_border_continuity",
+                    "copy_border_continuity", "copy_support_margin",
                     "copy_match_sweeps", "copy_consensus", "colour_anchor", "colour_anchor_sigma", "colour_anchor_flat", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_frame_lines", "key_hole_clearance",
                     "key_hole_clearance_max_loss", "copy_detail_min_spread",
                     "hr_fade_reflect", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather",
@@ -21,6 +21,7 @@ KEY_HOLE_CLEARANCE_MAX = 4  # each step is a 3-tap max pool in the exported grap
 COLOUR_ANCHOR_SIGMA_MAX = 20.0  # LR px: the native extension's filters take radius <= 31 on the anchor's cells (model.anchor.ANCHOR_CELL px)
 COPY_DETAIL_WEIGHT_MAX = 0.09  # model.patchmatch.DETAIL_LEVEL_SPAN ** 2 times this stays under 2: a copy option's score stays above NO_OPTION
 COPY_BORDER_CONTINUITY_MAX = 6.0  # similarities differ by <= 2, four neighbours' copy_continuity by <= 4
+COPY_SUPPORT_MARGIN_MAX = 2.0  # the span of cosine similarities
 COPY_POOL_MAX = 1024  # TensorRT's TopK takes K <= 3840; a larger pool than this only adds distant, dissimilar keys
 
 # Named groups of inference settings (`Engine(style=...)`): "realistic" (the shipped default) copies each hole
@@ -125,6 +126,7 @@ class ModelConfig:
     copy_sweeps: int = 1             # with "copy": checkerboard updates of the source choice (`choose_sources`); more grow coherent copies
     copy_continuity: float = 0.02    # with "copy": similarity credited to continuing a neighbour's copy without a seam
     copy_border_continuity: float = 0.0  # with "copy": similarity credited to continuing a known neighbour's look-alike (`border_lookalikes`); 0 = off
+    copy_support_margin: float = 0.0  # with "copy": a hole neighbour's copy earns continuity only while within this of its best own candidate's score (`propagate_sources`); 0 = off
     copy_match_sweeps: int = 0       # with "copy": Jacobi sweeps of the copies' colour offsets (`copy_colour_offsets`); 0 = off
     copy_consensus: float = 0.0      # with "copy": share of the way each copy's colour moves towards its candidates' attention-weighted mean colour (`consensus_offsets`); 0 = off
     colour_anchor: float = 0.0       # share of the LR fill's low band replaced by the nearest known colours' (`model.anchor.colour_anchor`); 0 = off
@@ -189,6 +191,9 @@ class ModelConfig:
         if not 0.0 <= self.copy_border_continuity <= COPY_BORDER_CONTINUITY_MAX:
             raise ValueError(f"copy_border_continuity must be in [0, {COPY_BORDER_CONTINUITY_MAX}] (cosine similarity "
                              f"credit; 0 = off), got {self.copy_border_continuity}")
+        if not 0.0 <= self.copy_support_margin <= COPY_SUPPORT_MARGIN_MAX:
+            raise ValueError(f"copy_support_margin must be in [0, {COPY_SUPPORT_MARGIN_MAX}] (cosine similarity; "
+                             f"0 = off), got {self.copy_support_margin}")
         if not self.copy_locality >= 0.0:
             raise ValueError(f"copy_locality must be >= 0 (similarity per grid long side; 0 = off), got {self.copy_locality}")
         if not 0.0 <= self.copy_detail_weight <= COPY_DETAIL_WEIGHT_MAX:

@@ -4,13 +4,15 @@
 //   propagate_sources(q, k (B, N, d) float32, candidates (B, N, C) int64, own_score (B, N, C) float32,
 //                     valid (B, N, C) bool, has_key, key_ok (B, N) bool, source (B, N) int64, grid_w,
 //                     colours, expected (B, N, 3) float32, colour_weight, sweeps, continuity, repeat_radius,
-//                     repeat_penalty, border_continuity) -> (B, N) int64
+//                     repeat_penalty, border_continuity, support_margin) -> (B, N) int64
 //
 // Each update lets every hole token of one checkerboard colour pick the best of its C candidates (scored
 // own_score, made once by torch) and of the four continuations of its hole neighbours' copies (scored here: q . k
 // summed in index order, less the colour term), with the continuity credit, the repeat penalty and the rule against
 // a neighbour's source; with border_continuity > 0 a known neighbour whose source is not itself (its look-alike,
-// `border_lookalikes`) offers its continuation too, credited border_continuity. The torch function is the
+// `border_lookalikes`) offers its continuation too, credited border_continuity; with support_margin > 0 a hole
+// neighbour's copy is credited only while its score (the chosen option's, tracked across updates) is at least its
+// best allowed candidate's less the margin. The torch function is the
 // specification; the scores are combined in its order and precision, and only the continuations' dot products are
 // summed in another order than its matmul, so the chosen sources equal its own except where two options' scores lie
 // within float rounding (tests/test_native_lr_copy.py).
@@ -72,6 +74,7 @@ struct Update {
     int d, c;
     Grid grid;
     float colour_weight, continuity, repeat_penalty, border_continuity;
+    const float* support_floor;   // (N,) the score a hole token's copy needs to earn its neighbours' credit; null: off
     std::vector<std::pair<int, int>> window;   // (dy, dx) of the tokens before a token in raster order, within the
                                                // repeat radius; empty when the repeat penalty is off
 
@@ -88,16 +91,19 @@ struct Update {
         return sum;
     }
 
-    void run(const int64_t* in, int64_t* out, int parity) const {
+    // in, out: the sources; score_in, score_out: each source's score (the option's, without credits or
+    // penalties), tracked with support_floor only
+    void run(const int64_t* in, int64_t* out, const float* score_in, float* score_out, int parity) const {
 #pragma omp parallel for schedule(static)
         for (int64_t t = 0; t < n; ++t) {
             const int row = static_cast<int>(t / grid.w), col = static_cast<int>(t % grid.w);
+            if (support_floor) score_out[t] = score_in[t];
             if (!has_key[t] || (row + col) % 2 != parity) {
                 out[t] = in[t];
                 continue;
             }
             int64_t taken[kSides], continuation[kSides];
-            bool continues[kSides];
+            bool continues[kSides], supported[kSides];
             float credit[kSides];
             for (int s = 0; s < kSides; ++s) {
                 const int ny = row + kSideDy[s], nx = col + kSideDx[s];
@@ -111,6 +117,7 @@ struct Update {
                 continuation[s] = grid.cell(cy, cx);
                 continues[s] = (hole || guide) && grid.inside(cy, cx) && key_ok[continuation[s]];
                 credit[s] = hole ? continuity : border_continuity;
+                supported[s] = !hole || !support_floor || score_in[neighbour] >= support_floor[neighbour];
                 taken[s] = hole ? src : -1;
             }
             thread_local std::vector<int64_t> earlier;   // the sources of the window's hole tokens (-1: none)
@@ -124,7 +131,7 @@ struct Update {
                 float agree = 0.0f, credited = 0.0f;   // hole neighbours continued; with guides, the credits summed
                 bool repeats = false;
                 for (int s = 0; s < kSides; ++s) {
-                    const bool continued = option == (continues[s] ? continuation[s] : -1);
+                    const bool continued = option == (continues[s] ? continuation[s] : -1) && supported[s];
                     agree += continued ? 1.0f : 0.0f;
                     credited += continued ? credit[s] : 0.0f;
                     repeats = repeats || option == taken[s];
@@ -137,17 +144,19 @@ struct Update {
                 }
                 return ok && !repeats ? value : kNoOption;
             };
-            float top = -INFINITY;
+            float top = -INFINITY, best_base = 0.0f;
             int64_t best = in[t];
             for (int i = 0; i < c; ++i) {
                 const float s = score(candidates[t * c + i], own_score[t * c + i], valid[t * c + i]);
-                if (s > top) top = s, best = candidates[t * c + i];
+                if (s > top) top = s, best = candidates[t * c + i], best_base = own_score[t * c + i];
             }
             for (int s = 0; s < kSides; ++s) {
-                const float value = score(continuation[s], similarity(t, continuation[s]), continues[s]);
-                if (value > top) top = value, best = continuation[s];
+                const float base = similarity(t, continuation[s]);
+                const float value = score(continuation[s], base, continues[s]);
+                if (value > top) top = value, best = continuation[s], best_base = base;
             }
             out[t] = top > kNoOption ? best : in[t];
+            if (support_floor && top > kNoOption) score_out[t] = best_base;
         }
     }
 };
@@ -155,7 +164,8 @@ struct Update {
 Longs propagate_sources(const Floats& q, const Floats& k, const Longs& candidates, const Floats& own_score,
                         const Bools& valid, const Bools& has_key, const Bools& key_ok, const Longs& source, int grid_w,
                         const Floats& colours, const Floats& expected, float colour_weight, int sweeps,
-                        float continuity, int repeat_radius, float repeat_penalty, float border_continuity) {
+                        float continuity, int repeat_radius, float repeat_penalty, float border_continuity,
+                        float support_margin) {
     if (q.ndim() != 3) throw std::invalid_argument("q: expected (B, N, d) float32");
     const py::ssize_t batch = q.shape(0), n = q.shape(1), d = q.shape(2);
     if (candidates.ndim() != 3) throw std::invalid_argument("candidates: expected (B, N, C) int64");
@@ -172,6 +182,7 @@ Longs propagate_sources(const Floats& q, const Floats& k, const Longs& candidate
     if (grid_w < 1 || n % grid_w) throw std::invalid_argument("grid_w: expected >= 1 dividing the token count");
     if (sweeps < 0) throw std::invalid_argument("sweeps: expected >= 0");
     if (!(border_continuity >= 0.0f)) throw std::invalid_argument("border_continuity: expected >= 0 (0 = off)");
+    if (!(support_margin >= 0.0f)) throw std::invalid_argument("support_margin: expected >= 0 (0 = off)");
     const auto out_of_range = [n](const Longs& a) {
         return std::any_of(a.data(), a.data() + a.size(), [n](int64_t i) { return i < 0 || i >= n; });
     };
@@ -183,6 +194,8 @@ Longs propagate_sources(const Floats& q, const Floats& k, const Longs& candidate
             for (int dx = -repeat_radius; dx <= (dy < 0 ? repeat_radius : -1); ++dx) window.emplace_back(dy, dx);
     Longs result({batch, n});
     std::vector<int64_t> other(static_cast<size_t>(n));
+    const bool gated = support_margin > 0.0f;
+    std::vector<float> floors(gated ? n : 0), score(gated ? n : 0), other_score(gated ? n : 0);
     {
         py::gil_scoped_release release;
         for (py::ssize_t b = 0; b < batch; ++b) {
@@ -191,12 +204,22 @@ Longs propagate_sources(const Floats& q, const Floats& k, const Longs& candidate
                                 candidates.data() + b * n * c, valid.data() + b * n * c, has_key.data() + b * n,
                                 key_ok.data() + b * n, n, static_cast<int>(d), static_cast<int>(c),
                                 Grid{static_cast<int>(n / grid_w), grid_w}, colour_weight, continuity,
-                                repeat_penalty, border_continuity, window};
+                                repeat_penalty, border_continuity, gated ? floors.data() : nullptr, window};
             int64_t* out = result.mutable_data() + b * n;
             std::copy(source.data() + b * n, source.data() + (b + 1) * n, out);
+            if (gated) {   // `patchmatch.support_floors`, and the start's sources' scores
+                for (int64_t t = 0; t < n; ++t) {
+                    float best = kNoOption;
+                    for (int i = 0; i < c; ++i)
+                        if (update.valid[t * c + i]) best = std::max(best, update.own_score[t * c + i]);
+                    floors[t] = best - support_margin;
+                    score[t] = update.has_key[t] ? update.similarity(t, out[t]) : kNoOption;
+                }
+            }
             for (int sweep = 0; sweep < sweeps; ++sweep) {     // the second colour first, as the torch function
-                update.run(out, other.data(), 1 - sweep % 2);
+                update.run(out, other.data(), score.data(), other_score.data(), 1 - sweep % 2);
                 std::copy(other.begin(), other.end(), out);
+                std::swap(score, other_score);
             }
         }
     }
@@ -210,7 +233,7 @@ void register_source_sweep(py::module_& m) {
           py::arg("own_score"), py::arg("valid"), py::arg("has_key"), py::arg("key_ok"), py::arg("source"),
           py::arg("grid_w"), py::arg("colours"), py::arg("expected"), py::arg("colour_weight"), py::arg("sweeps"),
           py::arg("continuity"), py::arg("repeat_radius"), py::arg("repeat_penalty"),
-          py::arg("border_continuity") = 0.0f);
+          py::arg("border_continuity") = 0.0f, py::arg("support_margin") = 0.0f);
 }
 
 }  // namespace rethined

@@ -156,7 +156,8 @@ class NativePropagation:
     def __call__(self, q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, own_score: torch.Tensor,
                  valid: torch.Tensor, has_key: torch.Tensor, key_ok: torch.Tensor, source: torch.Tensor, grid_w: int,
                  colours: torch.Tensor, expected: torch.Tensor, colour_weight: float, sweeps: int, continuity: float,
-                 repeat_radius: int = 0, repeat_penalty: float = 0.0, border_continuity: float = 0.0) -> torch.Tensor:
+                 repeat_radius: int = 0, repeat_penalty: float = 0.0, border_continuity: float = 0.0,
+                 support_margin: float = 0.0) -> torch.Tensor:
         def floats(t: torch.Tensor) -> np.ndarray:
             return t.float().contiguous().numpy()
 
@@ -164,7 +165,7 @@ class NativePropagation:
             floats(q), floats(k), candidates.contiguous().numpy(), floats(own_score), valid.contiguous().numpy(),
             has_key.contiguous().numpy(), key_ok.contiguous().numpy(), source.contiguous().numpy(), grid_w,
             floats(colours), floats(expected), colour_weight, sweeps, continuity, repeat_radius, repeat_penalty,
-            border_continuity)
+            border_continuity, support_margin)
         return torch.from_numpy(chosen)
 
 

@@ -337,7 +337,8 @@ MEAN_WEIGHT_FLOOR = 1e-6      # `border_match`: a Gaussian mean over no pixel of
 def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, query_masked: torch.Tensor,
                    key_ok: torch.Tensor, grid_w: int, colours: torch.Tensor, expected: torch.Tensor,
                    colour_weight: float, sweeps: int = 1, continuity: float = 0.02, compact: bool = False,
-                   repeat_radius: int = 0, repeat_penalty: float = 0.0, border_continuity: float = 0.0) -> torch.Tensor:
+                   repeat_radius: int = 0, repeat_penalty: float = 0.0, border_continuity: float = 0.0,
+                   support_margin: float = 0.0) -> torch.Tensor:
     """The source token each token copies with lr_texture="copy", (B, N) int64.
 
     q, k: (B, N, d) unit vectors; candidates: (B, N, C) key indices, strongest first (entries that are not
@@ -350,7 +351,8 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
     rows that use them only (eager inference; data-dependent sizes), else densely. border_continuity > 0: the
     known tokens beside the hole take their look-alikes as sources for the updates (`border_lookalikes`), so a
     hole token may continue the border as it continues a hole neighbour's copy, credited border_continuity per
-    known neighbour; every token that does not copy is its own source again in the result.
+    known neighbour; every token that does not copy is its own source again in the result. support_margin > 0: a
+    hole neighbour's copy is credited only while its query supports it (`propagate_sources`).
     """
     source, own_score, valid, has_key = start_sources(q, k, candidates, query_masked, key_ok, colours, expected,
                                                       colour_weight, compact)
@@ -358,7 +360,7 @@ def choose_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, q
         source = border_lookalikes(k, has_key, key_ok, source, grid_w, compact)
     source = propagate_sources(q, k, candidates, own_score, valid, has_key, key_ok, source, grid_w, colours, expected,
                                colour_weight, sweeps, continuity, repeat_radius, repeat_penalty, compact,
-                               border_continuity)
+                               border_continuity, support_margin)
     return copies_only(source, has_key)
 
 
@@ -433,7 +435,8 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
                       valid: torch.Tensor, has_key: torch.Tensor, key_ok: torch.Tensor, source: torch.Tensor,
                       grid_w: int, colours: torch.Tensor, expected: torch.Tensor, colour_weight: float, sweeps: int,
                       continuity: float, repeat_radius: int = 0, repeat_penalty: float = 0.0,
-                      compact: bool = False, border_continuity: float = 0.0) -> torch.Tensor:
+                      compact: bool = False, border_continuity: float = 0.0,
+                      support_margin: float = 0.0) -> torch.Tensor:
     """`choose_sources`' propagation: `sweeps` checkerboard updates of source (B, N) int64 from `start_sources`
     (own_score, valid, has_key), the second colour first -> the updated sources (B, N) int64.
 
@@ -452,6 +455,11 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
     vectors) torch's TopK picks either. compact: continuations scored on the rows each sweep updates only.
     A token that does not copy but whose source is not itself (a known token's look-alike, `border_lookalikes`)
     offers its continuation too, credited border_continuity instead of continuity (0: such sources are ignored).
+    support_margin > 0: a hole neighbour's copy earns the credit only while it is supported, i.e. its score (the
+    option's score without credits or penalties when that neighbour chose it; at the start its source's score) is
+    at least its best allowed candidate's less support_margin; so a cluster of copies that only their continuations
+    hold in place, none of them supported by its own query, gives way to the tokens' own candidates (a continuation
+    stays an option, uncredited). 0: every copy earns it. The look-alikes of known neighbours always do.
     """
     batch, n = has_key.shape
     grid_h = n // grid_w
@@ -488,6 +496,12 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
         window_cells = torch.stack(cells, -1)
         window_in = torch.stack(cells_in, -1)[None] & \
             torch.gather(has_key, 1, window_cells.flatten()[None].expand(batch, -1)).reshape(batch, n, -1)
+    if support_margin > 0.0:
+        floor = support_floors(own_score, valid, support_margin)
+        if compact:
+            current = _scores_on_rows(q, k, source[..., None], colours, expected, colour_weight, has_key)[..., 0]
+        else:
+            current = source_scores(q, k, source, colours, expected, colour_weight)
     for sweep in range(sweeps):
         neighbour_source = torch.gather(source, 1, neighbour_index).reshape(batch, n, sides)
         taken = torch.where(neighbour_hole, neighbour_source, no_source)                    # (B, N, 4)
@@ -500,6 +514,9 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
         repeats = (all_options[..., :, None] == taken[..., None, :]).to(torch.int32).sum(dim=-1) > 0
         continued_ok = torch.where(continuation_ok, continuation, no_source)
         continues = (all_options[..., :, None] == continued_ok[..., None, :]).to(own_score.dtype)  # (B, N, C + 4, 4)
+        if support_margin > 0.0:       # credit only the supported hole neighbours' copies (and every look-alike)
+            supported = ((current >= floor) | ~has_key).to(own_score.dtype)
+            continues = continues * torch.gather(supported, 1, neighbour_index).reshape(batch, n, sides)[:, :, None, :]
         updated = (parity == 1 - sweep % 2)[None] & has_key
         if compact:                                   # score the rows this sweep updates only
             continued = _scores_on_rows(q, k, continuation, colours, expected, colour_weight, updated)
@@ -522,7 +539,23 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
         best = torch.gather(all_options, 2, top)[..., 0]
         updated = updated & (top_score[..., 0] > _consts.NO_OPTION)
         source = torch.where(updated, best, source)
+        if support_margin > 0.0:
+            current = torch.where(updated, torch.gather(torch.cat([own_score, continued], -1), 2, top)[..., 0], current)
     return source
+
+
+def source_scores(q: torch.Tensor, k: torch.Tensor, source: torch.Tensor, colours: torch.Tensor,
+                  expected: torch.Tensor, colour_weight: float) -> torch.Tensor:
+    """q, k (B, N, d), source (B, N) int64, colours, expected (B, N, 3) -> (B, N) float32: each token's score of
+    its source as an option (`_option_scores`)."""
+    return _option_scores(q, k, source[..., None], colours, expected, colour_weight)[..., 0]
+
+
+def support_floors(own_score: torch.Tensor, valid: torch.Tensor, support_margin: float) -> torch.Tensor:
+    """own_score (B, N, C) float32, valid (B, N, C) bool -> (B, N) float32: the score a token's copy needs to be
+    supported (`propagate_sources`' support_margin): its best allowed candidate's score less support_margin."""
+    best = torch.where(valid, own_score, torch.full_like(own_score, _consts.NO_OPTION)).max(dim=-1).values
+    return best - support_margin
 
 
 def copy_colour_offsets(colours: torch.Tensor, source: torch.Tensor, copies: torch.Tensor, key_ok: torch.Tensor,
@@ -944,6 +977,7 @@ class NeuralPatchMatch(nn.Module):
         self.copy_detail_weight = float(cfg.copy_detail_weight)
         self.copy_sweeps, self.copy_continuity = cfg.copy_sweeps, float(cfg.copy_continuity)
         self.copy_border_continuity = float(cfg.copy_border_continuity)
+        self.copy_support_margin = float(cfg.copy_support_margin)
         self.copy_match_sweeps = cfg.copy_match_sweeps
         self.copy_consensus = float(cfg.copy_consensus)
         self.copy_repeat_radius, self.copy_repeat_penalty = cfg.copy_repeat_radius, float(cfg.copy_repeat_penalty)
@@ -1064,7 +1098,7 @@ class NeuralPatchMatch(nn.Module):
         source = self.propagation_kernel(q, k, candidates, own_score, valid, has_key, key_ok, source, grid_w, colours,
                                          expected, self.copy_colour_weight, self.copy_sweeps, self.copy_continuity,
                                          self.copy_repeat_radius, self.copy_repeat_penalty,
-                                         self.copy_border_continuity)
+                                         self.copy_border_continuity, self.copy_support_margin)
         return copies_only(source, has_key)
 
     def copy_outputs(self, composite, mask, q, k, candidates, colours, expected, query_masked, key_ok, grid_w: int,
@@ -1078,7 +1112,8 @@ class NeuralPatchMatch(nn.Module):
         else:
             source = choose_sources(q, k, candidates, query_masked, key_ok, grid_w, colours, expected,
                                     self.copy_colour_weight, self.copy_sweeps, self.copy_continuity, compact,
-                                    self.copy_repeat_radius, self.copy_repeat_penalty, self.copy_border_continuity)
+                                    self.copy_repeat_radius, self.copy_repeat_penalty, self.copy_border_continuity,
+                                    self.copy_support_margin)
         if self.copy_kernels is not None and not torch.jit.is_scripting():
             copied = self.kernel_copies(composite, mask, source)
         else:
