@@ -135,16 +135,20 @@ def _variants():
         out.append((f"anchor_apply[{ty}]", colour_anchor.anchor_apply_kernel, aa, {"BLOCK": colour_anchor.BLOCK}, 4, 3))
         sw = {"q_ptr": f"*{ty}", "k_ptr": f"*{ty}", "candidates_ptr": "*i64", "own_score_ptr": "*fp32",
               "valid_ptr": "*i1", "has_key_ptr": "*i1", "key_ok_ptr": "*i1", "colours_ptr": "*fp32",
-              "expected_ptr": "*fp32", "source_ptr": "*i64", "out_ptr": "*i64", "n": "i32", "grid_h": "i32",
+              "expected_ptr": "*fp32", "source_ptr": "*i64", "out_ptr": "*i64", "score_ptr": "*fp32",
+              "score_out_ptr": "*fp32", "floor_ptr": "*fp32", "n": "i32", "grid_h": "i32",
               "grid_w": "i32", "dim": "i32", "candidates": "i32", "parity": "i32", "continuity": "fp32",
               "repeat_penalty": "fp32", "colour_weight": "fp32", "border_continuity": "fp32", "C_BLOCK": "constexpr",
-              "RADIUS": "constexpr", "COLOUR": "constexpr", "GUIDES": "constexpr", "DIM_CHUNK": "constexpr",
-              "BLOCK": "constexpr"}
-        for radius, colour, guides in ((1, False, True), (1, False, False), (0, True, False)):  # the copy styles
+              "RADIUS": "constexpr", "COLOUR": "constexpr", "GUIDES": "constexpr", "SUPPORT": "constexpr",
+              "DIM_CHUNK": "constexpr", "BLOCK": "constexpr"}
+        for radius, colour, guides, support in ((1, False, True, False), (1, False, False, False),
+                                                (0, True, False, False), (1, False, False, True)):  # the copy styles
             out.append((f"propagation_sweep[{ty},r{radius},{'colour' if colour else 'no_colour'}"
-                        f"{',guides' if guides else ''}]", source_sweep.propagation_sweep_kernel, sw,
+                        f"{',guides' if guides else ''}{',support' if support else ''}]",
+                        source_sweep.propagation_sweep_kernel, sw,
                         {"parity": INT_ONE, "C_BLOCK": 8, "RADIUS": radius, "COLOUR": colour, "GUIDES": guides,
-                         "DIM_CHUNK": source_sweep.DIM_CHUNK, "BLOCK": source_sweep.BLOCK}, source_sweep.NUM_WARPS, 3))
+                         "SUPPORT": support, "DIM_CHUNK": source_sweep.DIM_CHUNK, "BLOCK": source_sweep.BLOCK},
+                        source_sweep.NUM_WARPS, 3))
         ps = {"q_ptr": f"*{ty}", "k_ptr": f"*{ty}", "query_masked_ptr": "*i1", "key_ok_ptr": "*i1",
               "value_ptr": "*fp32", "key_ptr": "*i32", "n": "i32", "dim": "i32", "grid_w": "i32", "pool": "i32",
               "split_keys": "i32", "locality": "fp32", "inv_side": "fp32", "POOL_BLOCK": "constexpr",

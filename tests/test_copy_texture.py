@@ -11,7 +11,8 @@ from rethined_engine.deploy.host import prepare_lr
 from rethined_engine.deploy.onnx_export import LRNetwork, example_inputs
 from rethined_engine.geometry import plan
 from rethined_engine.model.patchmatch import (LOOKALIKE_RADIUS, NEIGHBOURS, allowed_keys, border_lookalikes,
-                                              choose_sources, hole_spread, token_mask)
+                                              choose_sources, hole_spread, propagate_sources, start_sources,
+                                              token_mask)
 from rethined_engine.train.masks import random_mask
 from rethined_engine.weights import load_model, save_inference_weights
 
@@ -24,13 +25,13 @@ COPY = dict(lr_texture="copy", copy_feather=2, hr_topk=1, hf_decay=0.0, hf_fine_
                                              copy_detail_weight=0.06),
                                         dict(copy_sweeps=4, copy_continuity=0.3, copy_match_sweeps=8, copy_consensus=0.5,
                                              copy_repeat_radius=2, copy_repeat_penalty=0.05, key_edge_tokens=1,
-                                             colour_anchor=0.7, copy_border_continuity=1.0)],
+                                             colour_anchor=0.7, copy_border_continuity=1.0, copy_support_margin=0.15)],
                 ids=["similarity", "colour", "propagated"])
 def copy_weights(tmp_path_factory, request):
     """Weights with copies chosen by similarity alone, ranked by colour and detail level (sources clear of the
-    hole), and grown by propagation sweeps (from the border's look-alikes too) with their colours matched and moved
-    half-way to their candidates' consensus, nearby repeats of a source penalised, the image's outermost tokens no
-    sources and the fill's low band anchored to the nearest known colours."""
+    hole), and grown by propagation sweeps (from the border's look-alikes too; only supported copies credited) with
+    their colours matched and moved half-way to their candidates' consensus, nearby repeats of a source penalised,
+    the image's outermost tokens no sources and the fill's low band anchored to the nearest known colours."""
     path = tmp_path_factory.mktemp("weights") / "copy.safetensors"
     save_inference_weights(make_model(cfg=ModelConfig(**COPY, **request.param)), path)
     return path
@@ -153,6 +154,43 @@ def test_border_continuity_continues_a_known_neighbours_lookalike():
         assert not torch.equal(plain[0, row], own[6 * grid_w:7 * grid_w])
         for source in (plain, border):
             assert torch.equal(source[0, ~hole.flatten()], own[~hole.flatten()])
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_support_margin_dissolves_a_cluster_that_only_its_continuations_hold(compact):
+    """A 3 x 3 hole copies a 3 x 3 known block that none of its queries resembles (cosine ~0), one continued copy;
+    each hole token's own candidate scores 0.35. With the continuation credit (0.5 per neighbour) the block holds
+    itself in place; with a support margin of 0.1 no copy of it is supported, and every token leaves it."""
+    g = torch.Generator().manual_seed(5)
+    grid_h = grid_w = 8
+    n, dim = grid_h * grid_w, 64
+    hole = torch.zeros(grid_h, grid_w, dtype=torch.bool)
+    hole[3:6, 3:6] = True
+    cells = hole.flatten().nonzero()[:, 0]
+    block = torch.tensor([(r - 3) * grid_w + (c - 3) for r, c in zip(cells // grid_w, cells % grid_w)])
+    own_keys = torch.arange(6 * grid_w, 6 * grid_w + len(cells))        # in rows 6-7
+    q = torch.nn.functional.normalize(torch.randn(1, n, dim, generator=g), dim=-1)
+    k = torch.nn.functional.normalize(torch.randn(1, n, dim, generator=g), dim=-1)
+    noise = torch.randn(len(cells), dim, generator=g)
+    noise = torch.nn.functional.normalize(noise - (noise * q[0, cells]).sum(-1, keepdim=True) * q[0, cells], dim=-1)
+    k[0, own_keys] = 0.35 * q[0, cells] + (1 - 0.35 ** 2) ** 0.5 * noise   # cosine 0.35 to its token's query
+    query_masked, key_ok = hole.flatten()[None], ~hole.flatten()[None]
+    candidates = torch.arange(n)[None, :, None].clone()
+    candidates[0, cells, 0] = own_keys
+    colours = torch.zeros(1, n, 3)
+    source, own_score, valid, has_key = start_sources(q, k, candidates, query_masked, key_ok, colours, colours, 0.0,
+                                                      compact)
+    source[0, cells] = block                                             # the cluster
+    block_scores = (q[0, cells] * k[0, block]).sum(-1)
+    assert block_scores.abs().max() < 0.25 < own_score[0, cells, 0].min()
+
+    def chosen(margin):
+        return propagate_sources(q, k, candidates, own_score, valid, has_key, key_ok, source, grid_w, colours,
+                                 colours, 0.0, 8, 0.5, compact=compact, support_margin=margin)[0, cells]
+
+    assert torch.equal(chosen(0.0), block)
+    assert not (chosen(0.1) == block).any()
+    assert torch.equal(chosen(2.0), block)                              # every copy supported
 
 
 def continued_share(source: torch.Tensor, hole: torch.Tensor, grid_w: int) -> float:

@@ -24,15 +24,16 @@ def case(batch, grid_h, grid_w, dim, candidates, colour_weight, seed, dtype=torc
                                                                  (1, 10, 14, 70, 6)])
 @pytest.mark.parametrize("colour_weight,sweeps,radius,penalty", [(0.0, 1, 0, 0.0), (0.0, 8, 1, 0.05),
                                                                  (0.5, 3, 2, 0.1)])
-@pytest.mark.parametrize("border_continuity", [0.0, 0.75])
+@pytest.mark.parametrize("border_continuity,support_margin", [(0.0, 0.0), (0.75, 0.0), (0.0, 0.15), (0.75, 0.1)])
 def test_propagate_sources_matches_reference(batch, grid_h, grid_w, dim, candidates, colour_weight, sweeps, radius,
-                                             penalty, border_continuity):
-    """With the border credit the known tokens beside the hole start from their look-alikes."""
+                                             penalty, border_continuity, support_margin):
+    """With the border credit the known tokens beside the hole start from their look-alikes; with the support
+    margin only supported copies are credited (their scores tracked across updates)."""
     args = case(batch, grid_h, grid_w, dim, candidates, colour_weight, seed=sweeps + radius,
                 border_continuity=border_continuity)
     start = args[7].clone()
-    got = propagate_sources(*args, sweeps, 0.5, radius, penalty, border_continuity)
-    want = propagate_sources_reference(*args, sweeps, 0.5, radius, penalty, border_continuity)
+    got = propagate_sources(*args, sweeps, 0.5, radius, penalty, border_continuity, support_margin)
+    want = propagate_sources_reference(*args, sweeps, 0.5, radius, penalty, border_continuity, support_margin)
     assert torch.equal(got, want)
     assert torch.equal(args[7], start)                                     # the start is not written
     assert (got != start).any()                                            # the updates changed something
@@ -63,9 +64,10 @@ def test_propagate_sources_rejects_bad_arguments(which, bad, message):
         propagate_sources(*args, 1, 0.5)
 
 
-def test_propagate_sources_rejects_a_negative_border_credit():
-    with pytest.raises(ValueError, match="border_continuity"):
-        propagate_sources(*case(1, 6, 6, 16, 8, 0.0, seed=1), 1, 0.5, border_continuity=-0.5)
+@pytest.mark.parametrize("name", ["border_continuity", "support_margin"])
+def test_propagate_sources_rejects_a_negative_credit_or_margin(name):
+    with pytest.raises(ValueError, match=name):
+        propagate_sources(*case(1, 6, 6, 16, 8, 0.0, seed=1), 1, 0.5, **{name: -0.5})
 
 
 @pytest.mark.gpu

@@ -129,18 +129,21 @@ def test_flat_fill_matches_torch(threads, batch, h, w):
                                                                  (1, 10, 14, 70, 6)])
 @pytest.mark.parametrize("colour_weight,sweeps,radius,penalty", [(0.0, 1, 0, 0.0), (0.0, 8, 1, 0.05),
                                                                  (0.5, 3, 2, 0.1)])
-@pytest.mark.parametrize("border_continuity", [0.0, 0.75])
+@pytest.mark.parametrize("border_continuity,support_margin", [(0.0, 0.0), (0.75, 0.0), (0.0, 0.15), (0.75, 0.1)])
 def test_propagate_sources_matches_torch(threads, batch, grid_h, grid_w, dim, candidates, colour_weight, sweeps,
-                                         radius, penalty, border_continuity):
+                                         radius, penalty, border_continuity, support_margin):
     """On random unit vectors no two options' scores lie within float rounding: the sources are equal (with the
-    border credit, the known tokens beside the hole start from their look-alikes)."""
+    border credit, the known tokens beside the hole start from their look-alikes; with the support margin, only
+    supported copies credited)."""
     args = propagation_inputs(batch, grid_h, grid_w, dim, candidates, colour_weight, seed=sweeps + radius,
                               border_continuity=border_continuity)
     start = args[7].clone()
-    got = NativePropagation(native)(*args, sweeps, 0.5, radius, penalty, border_continuity)
+    got = NativePropagation(native)(*args, sweeps, 0.5, radius, penalty, border_continuity, support_margin)
     assert torch.equal(got, pm.propagate_sources(*args, sweeps, 0.5, radius, penalty,
-                                                 border_continuity=border_continuity))
+                                                 border_continuity=border_continuity, support_margin=support_margin))
     assert torch.equal(args[7], start) and (got != start).any()
+    if support_margin > 0.0:                  # the gate takes the credit from some copies on these inputs
+        assert not torch.equal(got, NativePropagation(native)(*args, sweeps, 0.5, radius, penalty, border_continuity))
 
 
 @pytest.mark.parametrize("style,flat", [("realistic", False), ("fast", False), ("realistic", True)])
@@ -195,6 +198,8 @@ def test_native_backend_with_and_without_the_kernels(rng, style, flat):
     (lambda: propagate(source=np.full((1, 16), -1, np.int64)), "source: token index out of range"),
     (lambda: propagate(grid_w=5), "grid_w: expected >= 1 dividing"),
     (lambda: propagate(border_continuity=-1.0), "border_continuity: expected >= 0"),
+    (lambda: propagate(support_margin=-0.1), "support_margin: expected >= 0"),
+    (lambda: propagate(support_margin=float("nan")), "support_margin: expected >= 0"),
 ])
 def test_bad_arguments_are_named(call, message):
     with pytest.raises(ValueError, match=message):

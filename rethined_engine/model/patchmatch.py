@@ -515,7 +515,7 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
         continued_ok = torch.where(continuation_ok, continuation, no_source)
         continues = (all_options[..., :, None] == continued_ok[..., None, :]).to(own_score.dtype)  # (B, N, C + 4, 4)
         if support_margin > 0.0:       # credit only the supported hole neighbours' copies (and every look-alike)
-            supported = ((current >= floor) | ~has_key).to(own_score.dtype)
+            supported = (~torch.gt(floor, current) | ~has_key).to(own_score.dtype)   # >= without GreaterOrEqual
             continues = continues * torch.gather(supported, 1, neighbour_index).reshape(batch, n, sides)[:, :, None, :]
         updated = (parity == 1 - sweep % 2)[None] & has_key
         if compact:                                   # score the rows this sweep updates only
@@ -554,8 +554,8 @@ def source_scores(q: torch.Tensor, k: torch.Tensor, source: torch.Tensor, colour
 def support_floors(own_score: torch.Tensor, valid: torch.Tensor, support_margin: float) -> torch.Tensor:
     """own_score (B, N, C) float32, valid (B, N, C) bool -> (B, N) float32: the score a token's copy needs to be
     supported (`propagate_sources`' support_margin): its best allowed candidate's score less support_margin."""
-    best = torch.where(valid, own_score, torch.full_like(own_score, _consts.NO_OPTION)).max(dim=-1).values
-    return best - support_margin
+    best = torch.where(valid, own_score, torch.full_like(own_score, _consts.NO_OPTION)).topk(1, dim=-1).values
+    return best[..., 0] - support_margin      # TopK, not ReduceMax: the TensorRT operator list
 
 
 def copy_colour_offsets(colours: torch.Tensor, source: torch.Tensor, copies: torch.Tensor, key_ok: torch.Tensor,
