@@ -496,6 +496,7 @@ def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor
         window_cells = torch.stack(cells, -1)
         window_in = torch.stack(cells_in, -1)[None] & \
             torch.gather(has_key, 1, window_cells.flatten()[None].expand(batch, -1)).reshape(batch, n, -1)
+    floor = current = own_score[..., 0]     # each token's floor and current score: set and read with the gate only
     if support_margin > 0.0:
         floor = support_floors(own_score, valid, support_margin)
         if compact:
