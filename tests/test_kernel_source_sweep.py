@@ -73,9 +73,11 @@ def test_propagate_sources_rejects_a_negative_credit_or_margin(name):
 @pytest.mark.gpu
 @pytest.mark.skipif(DEVICE != "cuda", reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_propagate_sources_on_the_lr_grid_on_cuda(dtype):
-    """The default's settings on the 64 x 64 token grid of a 512 px LR image, 256-dim keys."""
+@pytest.mark.parametrize("support_margin", [0.0, 0.2])
+def test_propagate_sources_on_the_lr_grid_on_cuda(dtype, support_margin):
+    """The default's settings on the 64 x 64 token grid of a 512 px LR image, 256-dim keys (with and without the
+    support gate)."""
     args = case(1, 64, 64, 256, patchmatch.COPY_CANDIDATES, 0.0, seed=9, dtype=dtype)
-    got = propagate_sources(*args, 8, 0.5, 1, 0.05)
-    want = propagate_sources_reference(*args, 8, 0.5, 1, 0.05)
+    got = propagate_sources(*args, 8, 0.5, 1, 0.05, support_margin=support_margin)
+    want = propagate_sources_reference(*args, 8, 0.5, 1, 0.05, support_margin=support_margin)
     assert (got == want).float().mean() >= CUDA_MIN_AGREEMENT
