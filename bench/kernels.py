@@ -275,7 +275,8 @@ def bench_copy_steps(image: torch.Tensor, features: torch.Tensor, weights: tuple
     candidates = pm.copy_candidates(q, k, colours, colours, hole, key_ok, cfg.copy_pool, 0.0, compact=False)
     source, own_score, valid, has_key = pm.start_sources(q, k, candidates, hole, key_ok, colours, colours, 0.0)
     updates = (q, k, candidates, own_score, valid, has_key, key_ok, source, image.shape[-1] // p, colours, colours,
-               0.0, cfg.copy_sweeps, cfg.copy_continuity, cfg.copy_repeat_radius, cfg.copy_repeat_penalty)
+               0.0, cfg.copy_sweeps, cfg.copy_continuity, cfg.copy_repeat_radius, cfg.copy_repeat_penalty,
+               cfg.copy_border_continuity, cfg.copy_support_margin)
     g = torch.Generator(image.device).manual_seed(2)
     stack = torch.rand(1, 8, *image.shape[1:], device=image.device, generator=g)
     fixed = (stack[:, 3:4] > 0.7).float()
