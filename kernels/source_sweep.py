@@ -249,8 +249,8 @@ def propagation_sweep_kernel(q_ptr, k_ptr, candidates_ptr, own_score_ptr, valid_
     updated = active & (top > NO_OPTION)
     tl.store(out_ptr + image + tokens, tl.where(updated, best, own_source), mask=in_image)
     if SUPPORT:
-        own_score = tl.load(score_ptr + image + tokens, mask=in_image, other=0.0)
-        tl.store(score_out_ptr + image + tokens, tl.where(updated, best_base, own_score), mask=in_image)
+        kept = tl.load(score_ptr + image + tokens, mask=in_image, other=0.0)      # the score of the source kept
+        tl.store(score_out_ptr + image + tokens, tl.where(updated, best_base, kept), mask=in_image)
 
 
 def propagate_sources(q: torch.Tensor, k: torch.Tensor, candidates: torch.Tensor, own_score: torch.Tensor,
