@@ -24,24 +24,25 @@ COPY_BORDER_CONTINUITY_MAX = 6.0  # similarities differ by <= 2, four neighbours
 COPY_SUPPORT_MARGIN_MAX = 2.0  # the span of cosine similarities
 COPY_POOL_MAX = 1024  # TensorRT's TopK takes K <= 3840; a larger pool than this only adds distant, dissimilar keys
 
-# Named groups of inference settings (`Engine(style=...)`): "realistic" (the shipped default) copies each hole
-# token's strongest source, grown into coherent copies by 8 propagation sweeps (a source already copied diagonally
-# before loses 0.05 of similarity; continuing a neighbour's copy earns credit only while that copy scores within 0.2
-# of its token's best own candidate), cross-fades the copies' blurred base and their detail (contrast kept) over 8
-# px, moves the fill's colour to its border's (a membrane of the mismatch), replaces 0.7 of its low band (Gaussian,
-# 12 LR px) by that of the nearest known pixels' colours (the colour anchor), and transfers each source's whole
-# high-frequency band at full strength, cross-faded between neighbouring copies over 4 LR px (real texture; past a
-# source's edge where a hole lies, its own texture mirrored), and copies nothing from the tokens along a side that
-# holds a frame line (`frame_lines`); "fast"
-# is realistic without the two-band copies and the border match (the colour anchor kept), with a 2 LR px texture fade
-# (more visible seams);
+# Named groups of inference settings (`Engine(style=...)`): "realistic" (the shipped default) copies each hole token's
+# strongest source, grown into coherent copies by 8 propagation sweeps (a source already copied diagonally before loses
+# 0.05 of similarity; continuing a neighbour's copy earns credit only while that copy scores within 0.2 of its token's
+# best own candidate), cross-fades the copies' blurred base and their detail (contrast kept) over 8 px, moves the fill's
+# colour to its border's (a membrane of the mismatch), replaces 0.7 of its low band (Gaussian, 12 LR px) by that of the
+# nearest known pixels' colours (the colour anchor), where the known surroundings are flat and their colours agree moves
+# that low band towards a membrane through the known pixels (`flat_fill`: a fog, a clear sky, an out-of-focus
+# background), and transfers each source's whole high-frequency band at full strength, cross-faded between neighbouring
+# copies over 4 LR px (real texture; past a source's edge where a hole lies, its own texture mirrored), and copies
+# nothing from the tokens along a side that holds a frame line (`frame_lines`); "fast" is realistic without the two-band
+# copies and the border match (the colour anchor kept), with a 2 LR px texture fade (more visible seams);
 # "seamless" is realistic's former name; "smooth" mixes the sources by their attention weights and fades the
 # transferred texture away from the hole's border (the fill that scores best on PSNR/SSIM, which reward blur).
 # docs/quality.md measures them.
 _FAST = dict(lr_texture="copy", copy_feather=2, copy_base_feather=0, copy_border_sigma=0.0, copy_sweeps=8,
              copy_continuity=0.5, copy_support_margin=0.2, copy_repeat_radius=1, copy_repeat_penalty=0.05, hr_topk=1,
              hf_transfer=True, hf_decay=0.0, hf_fine_decay=None, hf_mid_gain=1.0, hr_feather=1, hr_fade_reflect=True,
-             seam_sigma=2.0, seam_gain=8.0, colour_anchor=0.7, colour_anchor_sigma=12.0, key_frame_lines=True)
+             seam_sigma=2.0, seam_gain=8.0, colour_anchor=0.7, colour_anchor_sigma=12.0, colour_anchor_flat=True,
+             key_frame_lines=True)
 _REALISTIC = {**_FAST, "copy_feather": 4, "copy_base_feather": 4, "copy_base_sigma": 3.0, "copy_border_sigma": 2.0,
               "hr_feather": 2}
 STYLES = {
@@ -50,7 +51,7 @@ STYLES = {
     "fast": _FAST,
     "smooth": dict(lr_texture="mix", key_hole_clearance=0, hr_fade_reflect=False, copy_base_feather=0,
                    copy_border_sigma=0.0, hr_feather=0, hr_topk=1, hf_transfer=True, hf_decay=0.5, hf_fine_decay=0.0,
-                   hf_mid_gain=0.5, seam_sigma=2.0, seam_gain=8.0, colour_anchor=0.0),
+                   hf_mid_gain=0.5, seam_sigma=2.0, seam_gain=8.0, colour_anchor=0.0, colour_anchor_flat=False),
 }
 
 

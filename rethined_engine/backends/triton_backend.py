@@ -6,8 +6,9 @@ carries the result to full resolution, reading and writing uint8 in the caller's
 copies; with hr_feather > 0 it cross-fades neighbouring copies' texture), and with `seam_sigma` the seam blend
 (`kernels/seam_blend.py`) rewrites its hole border in place. With lr_texture="copy" the candidate search
 (`kernels/copy_candidates.py`, pools up to its POOL_MAX), the sources' propagation updates
-(`kernels/source_sweep.py`) and the copies (`kernels/token_copy.py`, `kernels/membrane.py`, `kernels/blur.py`)
-run as Triton kernels; the expected colours' membrane on the token grid in torch. Float images,
+(`kernels/source_sweep.py`), the copies (`kernels/token_copy.py`, `kernels/membrane.py`, `kernels/blur.py`), the
+colour anchor (`kernels/colour_anchor.py`) and the flat fill's blurs and membranes (`kernels/flat_fill.py`) run as
+Triton kernels; the expected colours' membrane on the token grid in torch. Float images,
 hr_topk=0, and hr_feather > 0 with hr_topk > 1 run the torch path."""
 from __future__ import annotations
 
@@ -140,6 +141,7 @@ class TritonBackend(TorchBackend):
         try:
             from ..kernels.colour_anchor import colour_anchor
             from ..kernels.copy_candidates import POOL_MAX, copy_candidates
+            from ..kernels.flat_fill import flat_fill
             from ..kernels.hr_upscale import hr_upscale
             from ..kernels.prep import prepare_lr
             from ..kernels.seam_blend import seam_blend
@@ -153,6 +155,7 @@ class TritonBackend(TorchBackend):
         self.model.patch_match.copy_kernels = TritonCopyKernels()
         self.model.patch_match.propagation_kernel = propagate_sources
         self.model.anchor_kernel = colour_anchor
+        self.model.flat_kernel = flat_fill
         if self.model.patch_match.copy_pool <= POOL_MAX:
             self.model.patch_match.candidates_kernel = copy_candidates
         # the HR kernel cross-fades (hr_feather > 0) one copied source per token: hr_topk = 1
