@@ -565,12 +565,15 @@ def test_op_count_counts_the_lr_networks_operations():
         triton_row = count_style("realistic", 64, 96, network="triton")
         launches = triton_row["by_function"]
         assert launches["triton:propagation_sweep_kernel"] == STYLES["realistic"]["copy_sweeps"]
-        assert launches["triton:jacobi_sweep_kernel"] > 0 and launches["triton:membrane_coarse_kernel"] == 1
-        assert launches["triton:membrane_pyramid_kernel"] == 1 and "membrane_pyramid" not in launches
+        # the border match's membrane, and the flat fill's two (the flatness carried into the hole, the colours)
+        membranes = 1 + 2 * STYLES["realistic"]["colour_anchor_flat"]
+        assert launches["triton:jacobi_sweep_kernel"] > 0 and launches["triton:membrane_coarse_kernel"] == membranes
+        assert launches["triton:membrane_pyramid_kernel"] == membranes and "membrane_pyramid" not in launches
         assert launches["triton:pool_search_kernel"] == launches["triton:pool_merge_kernel"] == 1
         assert "_rank_by_colour" not in launches
         assert launches["triton:filter_axis_kernel"] > 0
-        # the copy steps' filters and the colour anchor are Triton kernels: no torch filter or jump flood is left
+        # the copy steps' filters, the colour anchor and the flat fill's blurs are Triton kernels: no torch filter or
+        # jump flood is left
         assert "_filter_along" not in launches and "nearest_seeds" not in launches
         assert launches["triton:anchor_cells_kernel"] == launches["triton:anchor_apply_kernel"] == 1
         lr_long_side = read_config(DEFAULT_WEIGHTS).lr_long_side                  # the shipped weights' LR size
