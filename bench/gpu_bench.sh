@@ -68,13 +68,14 @@ LBACKENDS=${LBACKENDS:-"triton triton@fast triton@smooth triton_eager triton+nos
 step tests 200 "GPU correctness (kernels vs references at real sizes, backends end to end)" \
     python -m pytest -q -n 8 -p no:cacheprovider --maxfail=10 -m gpu tests/test_kernel_prep.py tests/test_kernel_hr_upscale.py \
     tests/test_kernel_patch_projection.py tests/test_kernel_masked_attention.py tests/test_kernel_coherence.py tests/test_kernel_seam_blend.py tests/test_kernel_membrane.py \
-    tests/test_kernel_source_sweep.py tests/test_kernel_blur.py tests/test_kernel_copy_candidates.py \
+    tests/test_kernel_source_sweep.py tests/test_kernel_blur.py tests/test_kernel_copy_candidates.py tests/test_kernel_token_copy.py \
+    tests/test_kernel_colour_anchor.py tests/test_kernel_flat_fill.py \
     tests/test_triton_backend.py tests/test_deploy.py tests/test_engine.py \
     tests/test_kernel_dis_search.py tests/test_kernel_flow_refinement.py tests/test_video_dis_torch.py tests/test_video_flow_refinement.py \
     tests/test_video_device_temporal.py
 step backend 120 "triton backend vs torch backend (CUDA)" python -m pytest -q -p no:cacheprovider -m '' tests/test_triton_backend.py
-step interleave 200 "the default against the smooth style (the default until the realistic style), fast, the default without the mirrored fades, without the colour anchor, without the frame-line check, with copy_detail_weight 0.03 and with copy_border_continuity 1, interleaved in one process" \
-    python -m bench.latency --device cuda --backends triton@smooth triton@fast triton triton@hr_fade_reflect=false triton@colour_anchor=0 triton@key_frame_lines=false triton@copy_detail_weight=0.03 triton@copy_border_continuity=1 --sizes ${ISIZES:-2048 4096} --repeats 30 --warmup 3 --interleave \
+step interleave 200 "the default against the smooth style (the default until the realistic style), fast, the default without the mirrored fades, without the colour anchor, without the frame-line check, without the flat fill, without the support gate, with copy_detail_weight 0.03 and with copy_border_continuity 1, interleaved in one process" \
+    python -m bench.latency --device cuda --backends triton@smooth triton@fast triton triton@hr_fade_reflect=false triton@colour_anchor=0 triton@key_frame_lines=false triton@colour_anchor_flat=false triton@copy_support_margin=0 triton@copy_detail_weight=0.03 triton@copy_border_continuity=1 --sizes ${ISIZES:-2048 4096} --repeats 30 --warmup 3 --interleave \
     --out bench/results/latency-styles-cuda.json
 step latency 200 "end-to-end latency, triton (graphed: default, fast and smooth styles; eager; graphed without the seam blend) + torch eager (GPU-resident uint8, 40 % mask)" \
     python -m bench.latency --device cuda --backends $LBACKENDS --sizes $LSIZES --repeats 20 --warmup 3 --append
