@@ -2,7 +2,7 @@
 fill's low band moved towards a membrane through the known pixels) with its blurs and membranes as Triton kernels,
 and its torch reference of the same signature.
 
-In torch the fill's five Gaussian blurs are a multiply-add per tap and axis and its two membranes ten small
+In torch the fill's four Gaussian blurs are a multiply-add per tap and axis and its two membranes ten small
 operations per Jacobi sweep: ~960 operations per call at 512^2 LR (`bench.op_count`). Here each blur is
 `kernels.blur.blur_base` (one launch per axis) and each membrane `kernels.membrane.harmonic_fill` (a pyramid launch,
 one for the levels of at most its SMALL_GRID cells, one per sweep of each finer level); the cell means, the ramps and
