@@ -6,7 +6,8 @@ In torch the fill's four Gaussian blurs are a multiply-add per tap and axis and 
 operations per Jacobi sweep: ~960 operations per call at 512^2 LR (`bench.op_count`). Here each blur is
 `kernels.blur.blur_base` (one launch per axis) and each membrane `kernels.membrane.harmonic_fill` (a pyramid launch,
 one for the levels of at most its SMALL_GRID cells, one per sweep of each finer level); the cell means, the ramps and
-the bilinear upsamplings stay torch operations. Same arguments and results as the reference, within float rounding
+the bilinear upsamplings stay torch operations (the ramps are `flat.flatness` and `flat.agreement`, shared with
+the reference). Same arguments and results as the reference, within float rounding
 (tests/test_kernel_flat_fill.py).
 
 Shapes: LR images (B, C, h, w) with h and w multiples of 32; masks (B, 1, h, w) float {0, 1}, 1 = hole.
@@ -47,9 +48,7 @@ def flat_weight(composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     band = known_blur(means, known, fine_sigma / cell) - known_blur(means, known, coarse_sigma / cell)
     size = known_blur(band.abs().sum(dim=1, keepdim=True), known, flat.FLAT_WINDOW_SIGMA / cell)
     carried = known_membrane(size, 1.0 - known, flat.FLAT_CELL // cell, flat.FLAT_LEVELS)
-    level = torch.where(known > 0, size, carried).clamp(min=flat.FLAT_DETAIL_FLOOR)
-    weight = flat.log_ramp(level, flat.FLAT_DETAIL_LOW, flat.FLAT_DETAIL_HIGH)
-    return F.interpolate(weight, scale_factor=float(cell), mode="bilinear", align_corners=False)
+    return flat.flatness(size, carried, known)
 
 
 def flat_fill(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor
@@ -60,8 +59,7 @@ def flat_fill(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor
     both = known_membrane(torch.cat([composite, composite * composite], dim=1), mask, flat.MEMBRANE_CELL,
                           flat.MEMBRANE_LEVELS)
     colours, squares = both[:, :channels], both[:, channels:]
-    spread = (squares - colours * colours).clamp(min=flat.SPREAD_FLOOR).sum(dim=1, keepdim=True)
-    weight = flat_weight(composite, mask) * flat.log_ramp(spread, flat.SPREAD_LOW, flat.SPREAD_HIGH)
+    weight = flat_weight(composite, mask) * flat.agreement(colours, squares)
     low = blur.blur_base(torch.where(mask > 0, filled, composite), flat.FLAT_LOW_SIGMA)
     return filled - low + colours, weight
 

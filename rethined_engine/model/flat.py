@@ -79,9 +79,24 @@ def flat_weight(composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     band = known_blur(means, known, fine_sigma / cell) - known_blur(means, known, coarse_sigma / cell)
     size = known_blur(_abs(band).sum(dim=1, keepdim=True), known, _consts.FLAT_WINDOW_SIGMA / cell)
     membrane = known_membrane(size, 1.0 - known, _consts.FLAT_CELL // cell, _consts.FLAT_LEVELS)
-    level = torch.where(known > 0, size, membrane).clamp(min=_consts.FLAT_DETAIL_FLOOR)
+    return flatness(size, membrane, known)
+
+
+def flatness(size: torch.Tensor, carried: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """`flat_weight`'s ramp on the BAND_CELL grid: the band's size (B, 1, gh, gw) where a cell holds a known pixel
+    (known float {0, 1}), else the size carried into the hole -> 1 at most FLAT_DETAIL_LOW, 0 from FLAT_DETAIL_HIGH,
+    log-linear between, upsampled bilinearly to (B, 1, h, w)."""
+    level = torch.where(known > 0, size, carried).clamp(min=_consts.FLAT_DETAIL_FLOOR)
     weight = log_ramp(level, _consts.FLAT_DETAIL_LOW, _consts.FLAT_DETAIL_HIGH)
-    return F.interpolate(weight, scale_factor=float(cell), mode="bilinear", align_corners=False)
+    return F.interpolate(weight, scale_factor=float(_consts.BAND_CELL), mode="bilinear", align_corners=False)
+
+
+def agreement(colours: torch.Tensor, squares: torch.Tensor) -> torch.Tensor:
+    """How alike the known colours are that a membrane mixes, (B, 1, h, w) in [0, 1]: colours, squares (B, C, h, w),
+    the membranes of the known colours and of their squares -> 1 where their variance (summed over channels) is at
+    most SPREAD_LOW, 0 from SPREAD_HIGH, log-linear between."""
+    spread = (squares - colours * colours).clamp(min=_consts.SPREAD_FLOOR).sum(dim=1, keepdim=True)
+    return log_ramp(spread, _consts.SPREAD_LOW, _consts.SPREAD_HIGH)
 
 
 def flat_fill(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor
@@ -95,7 +110,6 @@ def flat_fill(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor
     both = known_membrane(torch.cat([composite, composite * composite], dim=1), mask, _consts.MEMBRANE_CELL,
                           _consts.MEMBRANE_LEVELS)
     membrane, squares = both[:, :channels], both[:, channels:]
-    spread = (squares - membrane * membrane).clamp(min=_consts.SPREAD_FLOOR).sum(dim=1, keepdim=True)
-    weight = flat_weight(composite, mask) * log_ramp(spread, _consts.SPREAD_LOW, _consts.SPREAD_HIGH)
+    weight = flat_weight(composite, mask) * agreement(membrane, squares)
     low = blur_base(torch.where(mask > 0, filled, composite), _consts.FLAT_LOW_SIGMA)
     return filled - low + membrane, weight
