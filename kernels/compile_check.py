@@ -23,10 +23,10 @@ INT_ONE = 1            # what the launcher specialises: an int argument equal to
 
 def _variants():
     """(name, kernel JITFunction, signature {arg: type}, constexprs {arg: value}, num_warps, num_stages)."""
-    from . import (blur, coherence, colour_anchor, copy_candidates, dis_search, flow_refinement, hr_upscale,
-                   masked_attention, membrane, patch_projection, prep, seam_blend, source_sweep, token_copy)
+    from . import (blur, coherence, colour_anchor, copy_candidates, dis_search, flat_fill, flow_refinement,
+                   hr_upscale, masked_attention, membrane, patch_projection, prep, seam_blend, source_sweep, token_copy)
     from .patch_projection import dot_precision
-    from rethined_engine.model import patchmatch
+    from rethined_engine.model import flat, patchmatch
 
     import torch
     import triton
@@ -112,9 +112,21 @@ def _variants():
         mp = {"values_ptr": f"*{ty}", "fixed_ptr": f"*{ty}", "value_levels_ptr": f"*{ty}", "fixed_levels_ptr": "*u8",
               "height": "i32", "width": "i32", "channels": "i32", "planes": "i32", "LEVELS": "constexpr",
               "TILE": "constexpr"}
-        levels = patchmatch.BORDER_MATCH_LEVELS
-        out.append((f"membrane_pyramid[{ty}]", membrane.membrane_pyramid_kernel, mp,
-                    {"LEVELS": levels, "TILE": 2 ** levels}, membrane.pyramid_warps(2 ** levels), 3))
+        # the border match's levels, and the flat fill's (the colours' membrane, the flatness carried into the hole)
+        for levels in (patchmatch.BORDER_MATCH_LEVELS, flat.MEMBRANE_LEVELS, flat.FLAT_LEVELS):
+            out.append((f"membrane_pyramid[{ty},levels{levels}]", membrane.membrane_pyramid_kernel, mp,
+                        {"LEVELS": levels, "TILE": 2 ** levels}, membrane.pyramid_warps(2 ** levels), 3))
+        cm = {"x_ptr": f"*{ty}", "hole_ptr": f"*{ty}", "out_ptr": "*fp32", "h": "i32", "w": "i32", "gh": "i32",
+              "gw": "i32", "total": "i32", "C": "constexpr", "CELL": "constexpr", "SQUARES": "constexpr",
+              "BLOCK": "constexpr"}
+        for cell, squares in ((flat.MEMBRANE_CELL, True), (flat.BAND_CELL, False)):   # the membrane's, the band's
+            out.append((f"flat_cell_means[{ty},cell{cell}{',squares' if squares else ''}]",
+                        flat_fill.cell_means_kernel, cm, {"C": 3, "CELL": cell, "SQUARES": squares,
+                                                          "BLOCK": flat_fill.BLOCK}, 4, 3))
+        fe = {"filled_ptr": f"*{ty}", "low_ptr": f"*{ty}", "membranes_ptr": "*fp32", "flatness_ptr": "*fp32",
+              "fill_out_ptr": f"*{ty}", "weight_out_ptr": f"*{ty}", "h": "i32", "w": "i32", "mh": "i32", "mw": "i32",
+              "bh": "i32", "bw": "i32", "total": "i32", "BLOCK": "constexpr"}
+        out.append((f"flat_epilogue[{ty}]", flat_fill.flat_epilogue_kernel, fe, {"BLOCK": flat_fill.BLOCK}, 4, 3))
         tc = {"image_ptr": f"*{ty}", "base_ptr": f"*{ty}", "known_ptr": f"*{ty}", "source_ptr": "*i64",
               "out_ptr": f"*{ty}", "h": "i32", "w": "i32", "grid_h": "i32", "grid_w": "i32", "PATCH": "constexpr",
               "FEATHER": "constexpr", "BASE_FEATHER": "constexpr", "BLOCK": "constexpr"}
@@ -165,6 +177,15 @@ def _variants():
     ad = {"seed_ptr": "*i32", "colour_ptr": "*fp32", "fill_ptr": "*fp32", "diff_ptr": "*fp32", "gh": "i32",
           "gw": "i32", "total": "i32", "BLOCK": "constexpr"}
     out.append(("anchor_difference", colour_anchor.anchor_difference_kernel, ad, {"BLOCK": colour_anchor.BLOCK}, 4, 3))
+    bs = {"stack_ptr": "*fp32", "fine_ptr": "*fp32", "coarse_ptr": "*fp32", "out_ptr": "*fp32",
+          "cells_per_image": "i32", "total": "i32", "BLOCK": "constexpr"}
+    out.append(("flat_band_size", flat_fill.band_size_kernel, bs, {"BLOCK": flat_fill.BLOCK}, 4, 3))
+    band_grid = {"stack_ptr": "*fp32", "blurred_ptr": "*fp32", "out_ptr": "*fp32", "bh": "i32", "bw": "i32",
+                 "gh": "i32", "gw": "i32", "total": "i32", "BLOCK": "constexpr"}
+    out.append(("flat_carry_cells", flat_fill.carry_cells_kernel, band_grid, {"BLOCK": flat_fill.BLOCK}, 4, 3))
+    flatness = {"stack_ptr": "*fp32", "blurred_ptr": "*fp32", "carried_ptr": "*fp32", "out_ptr": "*fp32", "bh": "i32",
+                "bw": "i32", "gh": "i32", "gw": "i32", "total": "i32", "BLOCK": "constexpr"}
+    out.append(("flat_flatness", flat_fill.flatness_kernel, flatness, {"BLOCK": flat_fill.BLOCK}, 4, 3))
     pm_sig = {"value_ptr": "*fp32", "key_ptr": "*i32", "colours_ptr": "*fp32", "expected_ptr": "*fp32", "out_ptr": "*i64",
               "n": "i32", "pool": "i32", "colour_weight": "fp32", "SPLITS": "constexpr", "POOL_BLOCK": "constexpr",
               "COLOUR": "constexpr", "BLOCK_M": "constexpr"}

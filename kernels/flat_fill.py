@@ -1,67 +1,297 @@
 """The flat fill (`model.flat.flat_fill`: where the hole's known surroundings are flat and their colours agree, the
-fill's low band moved towards a membrane through the known pixels) with its blurs and membranes as Triton kernels,
-and its torch reference of the same signature.
+fill's low band moved towards a membrane through the known pixels) as a few Triton launches, and its torch
+reference of the same signature.
 
-In torch the fill's four Gaussian blurs are a multiply-add per tap and axis and its two membranes ten small
-operations per Jacobi sweep: ~960 operations per call at 512^2 LR (`bench.op_count`). Here each blur is
-`kernels.blur.blur_base` (one launch per axis) and each membrane `kernels.membrane.harmonic_fill` (a pyramid launch,
-one for the levels of at most its SMALL_GRID cells, one per sweep of each finer level); the cell means, the ramps and
-the bilinear upsamplings stay torch operations (the ramps are `flat.flatness` and `flat.agreement`, shared with
-the reference). Same arguments and results as the reference, within float rounding
-(tests/test_kernel_flat_fill.py).
+In torch the fill is ~1100 small operations per call at 512^2 LR (Gaussian blurs as a multiply-add per tap and axis,
+Jacobi sweeps, cell sums, ramps, upsamplings; `bench.op_count`). Here:
 
-Shapes: LR images (B, C, h, w) with h and w multiples of 32; masks (B, 1, h, w) float {0, 1}, 1 = hole.
+- `cell_means_kernel` takes the known pixels' mean (and, for the colours' membrane, their squares' mean) per cell
+  and whether the cell holds one, in one launch per grid: the membrane's MEMBRANE_CELL cells, the band's BAND_CELL;
+- each known-pixel blur of `flat_weight` is `kernels.blur.filter_axis` on the stack (values x known, known), one
+  launch per axis, its ratio taken by the next kernel: `band_size_kernel` (the band's size between the two blurs,
+  RGB-summed, as the next stack), `carry_cells_kernel` (the size's mean over each FLAT_CELL cell of known band
+  cells) and `flatness_kernel` (the flatness ramp on the band grid, the carried size upsampled inside it);
+- each membrane is `kernels.membrane.harmonic_fill`, the fill's low band `kernels.blur.blur_base`;
+- `flat_epilogue_kernel`, one launch over the LR pixels, upsamples the membranes and the flatness ramp bilinearly,
+  takes the agreement ramp and writes the fill and its weight.
+
+Sums run in the reference's order where it fixes one (a cell's rows, then the rows); a known-pixel blur's ratio
+skips the reference's normalisation by the taps inside the image, which cancels in it (both blurs are normalised
+alike), so results agree to float rounding (tests/test_kernel_flat_fill.py).
+
+Shapes: LR images (B, 3, h, w) with h and w multiples of 32; masks (B, 1, h, w) float {0, 1}, 1 = hole.
 """
 from __future__ import annotations
 
+import math
+
 import torch
-import torch.nn.functional as F
+import triton
+import triton.language as tl
 
 from rethined_engine.model import flat, patchmatch
-from rethined_engine.model.anchor import known_cell_means
 
 from . import blur, membrane
+from .tuning import INTERPRET
+
+BLOCK = 2048 if INTERPRET else 256   # cells or LR pixels per program (interpreted: few, wide)
+FLOOR: tl.constexpr = tl.constexpr(patchmatch.MEAN_WEIGHT_FLOOR)   # a known-pixel blur's smallest weight
+CARRY_CELL: tl.constexpr = tl.constexpr(flat.FLAT_CELL // flat.BAND_CELL)   # band cells per flat cell (a side)
+BAND_CELL: tl.constexpr = tl.constexpr(flat.BAND_CELL)
+MEMBRANE_CELL: tl.constexpr = tl.constexpr(flat.MEMBRANE_CELL)
+DETAIL_FLOOR: tl.constexpr = tl.constexpr(flat.FLAT_DETAIL_FLOOR)
+SPREAD_FLOOR: tl.constexpr = tl.constexpr(flat.SPREAD_FLOOR)
 
 
-def known_blur(image: torch.Tensor, known: torch.Tensor, sigma: float) -> torch.Tensor:
-    """`flat.known_blur` (the Gaussian mean of image (B, C, h, w) over its known pixels) by `blur.blur_base`."""
-    channels = image.shape[1]
-    means = blur.blur_base(torch.cat([image * known, known], dim=1), sigma)
-    return means[:, :channels] / means[:, channels:].clamp(min=patchmatch.MEAN_WEIGHT_FLOOR)
+def _ramp_numbers(low: float, high: float) -> tuple[float, float]:
+    """`flat.log_ramp`'s two numbers: (log(high), 1 / (log(high) - log(low)))."""
+    return math.log(high), 1.0 / (math.log(high) - math.log(low))
 
 
-def known_membrane(image: torch.Tensor, mask: torch.Tensor, cell: int, levels: int) -> torch.Tensor:
-    """`flat.known_membrane` (a membrane through the known pixels' cell means, (B, C, h, w)) by
-    `membrane.harmonic_fill`."""
-    means, has_known = known_cell_means(image, mask, cell)
-    fill = membrane.harmonic_fill(means, has_known.to(image.dtype), levels)
-    return F.interpolate(fill, scale_factor=float(cell), mode="bilinear", align_corners=False)
+DETAIL_TOP, DETAIL_FACTOR = (tl.constexpr(v) for v in _ramp_numbers(flat.FLAT_DETAIL_LOW, flat.FLAT_DETAIL_HIGH))
+SPREAD_TOP, SPREAD_FACTOR = (tl.constexpr(v) for v in _ramp_numbers(flat.SPREAD_LOW, flat.SPREAD_HIGH))
 
 
-def flat_weight(composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """`flat.flat_weight` (how flat each pixel's known surroundings are, (B, 1, h, w) in [0, 1]) with its blurs and
-    membrane as Triton kernels."""
+@triton.jit
+def _program_cells(gh, gw, total, BLOCK: tl.constexpr):
+    """This program's BLOCK cells of the (B, gh, gw) grid (total = B * gh * gw): (which are live, image b, flat
+    cell in its grid, cell row, cell column)."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    cell = offs % (gh * gw)
+    return offs < total, offs // (gh * gw), cell, cell // gw, cell % gw
+
+
+@triton.jit
+def _log_ramp(value, TOP: tl.constexpr, FACTOR: tl.constexpr):
+    """`flat.log_ramp`: 1 at or below its low end, 0 from its high end (TOP = log(high)), linear in log between."""
+    return tl.minimum(tl.maximum((TOP - tl.log(value)) * FACTOR, 0.0), 1.0)
+
+
+@triton.jit
+def _bilinear_taps(y, x, gh, gw, SCALE: tl.constexpr):
+    """Where the pixel (y, x) reads a (gh, gw) grid upsampled SCALE times (torch's `interpolate(scale_factor=SCALE,
+    mode="bilinear", align_corners=False)`): (row above, row below, column left, column right, their weights)."""
+    src_y = tl.maximum((y.to(tl.float32) + 0.5) / SCALE - 0.5, 0.0)
+    src_x = tl.maximum((x.to(tl.float32) + 0.5) / SCALE - 0.5, 0.0)
+    y0 = tl.minimum(src_y.to(tl.int32), gh - 1)
+    x0 = tl.minimum(src_x.to(tl.int32), gw - 1)
+    return y0, tl.minimum(y0 + 1, gh - 1), x0, tl.minimum(x0 + 1, gw - 1), src_y - y0, src_x - x0
+
+
+@triton.jit
+def _bilinear(ptr, plane, gw, y0, y1, x0, x1, ly, lx, live):
+    """The bilinear read of the grid plane starting at ptr + plane (row length gw) at `_bilinear_taps`' place."""
+    v00 = tl.load(ptr + plane + y0 * gw + x0, mask=live, other=0.0).to(tl.float32)
+    v01 = tl.load(ptr + plane + y0 * gw + x1, mask=live, other=0.0).to(tl.float32)
+    v10 = tl.load(ptr + plane + y1 * gw + x0, mask=live, other=0.0).to(tl.float32)
+    v11 = tl.load(ptr + plane + y1 * gw + x1, mask=live, other=0.0).to(tl.float32)
+    return (1.0 - ly) * ((1.0 - lx) * v00 + lx * v01) + ly * ((1.0 - lx) * v10 + lx * v11)
+
+
+@triton.jit
+def cell_means_kernel(x_ptr, hole_ptr, out_ptr, h, w, gh, gw, total, C: tl.constexpr, CELL: tl.constexpr,
+                      SQUARES: tl.constexpr, BLOCK: tl.constexpr):
+    """Per cell of the (B, gh, gw) grid of CELL x CELL px cells over x (B, C, h, w) with hole (B, 1, h, w) {0, 1}:
+    out (B, C * (1 + SQUARES) + 1, gh, gw) = the mean of the cell's known values (`anchor.known_cell_means`: sums
+    of rows, then of the rows; 0 without a known pixel), with SQUARES then that of their squares, then whether the
+    cell holds a known pixel (1.0 or 0.0)."""
+    live, b, cell, cy, cx = _program_cells(gh, gw, total, BLOCK)
+    cells = gh * gw
+    out_channels = C * (1 + SQUARES) + 1
+    weight = tl.zeros((BLOCK,), tl.float32)
+    for r in tl.static_range(CELL):
+        row = tl.zeros((BLOCK,), tl.float32)
+        for c in tl.static_range(CELL):
+            row += 1.0 - tl.load(hole_ptr + (b * h + cy * CELL + r) * w + cx * CELL + c, mask=live,
+                                 other=1.0).to(tl.float32)
+        weight += row
+    count = tl.maximum(weight, 1.0)
+    for ch in tl.static_range(C):
+        value_sum = tl.zeros((BLOCK,), tl.float32)
+        square_sum = tl.zeros((BLOCK,), tl.float32)
+        for r in tl.static_range(CELL):
+            value_row = tl.zeros((BLOCK,), tl.float32)
+            square_row = tl.zeros((BLOCK,), tl.float32)
+            for c in tl.static_range(CELL):
+                known = 1.0 - tl.load(hole_ptr + (b * h + cy * CELL + r) * w + cx * CELL + c, mask=live,
+                                      other=1.0).to(tl.float32)
+                value = tl.load(x_ptr + ((b * C + ch) * h + cy * CELL + r) * w + cx * CELL + c, mask=live,
+                                other=0.0).to(tl.float32)
+                value_row += value * known
+                square_row += value * value * known
+            value_sum += value_row
+            square_sum += square_row
+        tl.store(out_ptr + (b * out_channels + ch) * cells + cell, value_sum / count, mask=live)
+        if SQUARES:
+            tl.store(out_ptr + (b * out_channels + C + ch) * cells + cell, square_sum / count, mask=live)
+    tl.store(out_ptr + (b * out_channels + out_channels - 1) * cells + cell, tl.where(weight > 0.0, 1.0, 0.0),
+             mask=live)
+
+
+@triton.jit
+def band_size_kernel(stack_ptr, fine_ptr, coarse_ptr, out_ptr, cells_per_image, total, BLOCK: tl.constexpr):
+    """Per band cell: the band (the fine known-pixel blur less the coarse one, each the ratio of its blurred stack's
+    three value channels to its weight channel, at least FLOOR) summed |.| over RGB, as the next known-pixel blur's
+    stack: out (B, 2, gh, gw) = (size x known, known), known the stack (B, 4, gh, gw)'s last channel."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = offs < total
+    b = offs // cells_per_image
+    cell = offs % cells_per_image
+    fine_weight = tl.maximum(tl.load(fine_ptr + (b * 4 + 3) * cells_per_image + cell, mask=live, other=1.0), FLOOR)
+    coarse_weight = tl.maximum(tl.load(coarse_ptr + (b * 4 + 3) * cells_per_image + cell, mask=live, other=1.0),
+                               FLOOR)
+    size = tl.zeros((BLOCK,), tl.float32)
+    for ch in tl.static_range(3):
+        at = (b * 4 + ch) * cells_per_image + cell
+        fine = tl.load(fine_ptr + at, mask=live, other=0.0) / fine_weight
+        coarse = tl.load(coarse_ptr + at, mask=live, other=0.0) / coarse_weight
+        size += tl.abs(fine - coarse)
+    known = tl.load(stack_ptr + (b * 4 + 3) * cells_per_image + cell, mask=live, other=0.0)
+    tl.store(out_ptr + (b * 2) * cells_per_image + cell, size * known, mask=live)
+    tl.store(out_ptr + (b * 2 + 1) * cells_per_image + cell, known, mask=live)
+
+
+@triton.jit
+def carry_cells_kernel(stack_ptr, blurred_ptr, out_ptr, bh, bw, gh, gw, total, BLOCK: tl.constexpr):
+    """Per CARRY_CELL x CARRY_CELL block of band cells: out (B, 2, gh, gw) = (the mean over its known band cells of
+    the band's size (the blurred stack (B, 2, bh, bw)'s ratio, its weight at least FLOOR), 0 without one; whether
+    it holds one), known being the stack (B, 2, bh, bw)'s second channel: the carrying membrane's values and fixed
+    cells."""
+    live, b, cell, cy, cx = _program_cells(gh, gw, total, BLOCK)
+    band_cells = bh * bw
+    weight = tl.zeros((BLOCK,), tl.float32)
+    size_sum = tl.zeros((BLOCK,), tl.float32)
+    for r in tl.static_range(CARRY_CELL):
+        weight_row = tl.zeros((BLOCK,), tl.float32)
+        size_row = tl.zeros((BLOCK,), tl.float32)
+        for c in tl.static_range(CARRY_CELL):
+            at = (cy * CARRY_CELL + r) * bw + cx * CARRY_CELL + c
+            known = tl.load(stack_ptr + (b * 2 + 1) * band_cells + at, mask=live, other=0.0)
+            size = tl.load(blurred_ptr + (b * 2) * band_cells + at, mask=live, other=0.0) / tl.maximum(
+                tl.load(blurred_ptr + (b * 2 + 1) * band_cells + at, mask=live, other=1.0), FLOOR)
+            weight_row += known
+            size_row += size * known
+        weight += weight_row
+        size_sum += size_row
+    tl.store(out_ptr + (b * 2) * gh * gw + cell, size_sum / tl.maximum(weight, 1.0), mask=live)
+    tl.store(out_ptr + (b * 2 + 1) * gh * gw + cell, tl.where(weight > 0.0, 1.0, 0.0), mask=live)
+
+
+@triton.jit
+def flatness_kernel(stack_ptr, blurred_ptr, carried_ptr, out_ptr, bh, bw, gh, gw, total, BLOCK: tl.constexpr):
+    """`flat.flatness` on the band grid, before its upsampling: out (B, 1, bh, bw) = the ramp of the band's size
+    (the blurred stack's ratio) where the band cell is known, else of the carried size (carried (B, 1, gh, gw)
+    upsampled CARRY_CELL times), at least DETAIL_FLOOR."""
+    live, b, cell, y, x = _program_cells(bh, bw, total, BLOCK)
+    band_cells = bh * bw
+    known = tl.load(stack_ptr + (b * 2 + 1) * band_cells + cell, mask=live, other=0.0)
+    size = tl.load(blurred_ptr + (b * 2) * band_cells + cell, mask=live, other=0.0) / tl.maximum(
+        tl.load(blurred_ptr + (b * 2 + 1) * band_cells + cell, mask=live, other=1.0), FLOOR)
+    y0, y1, x0, x1, ly, lx = _bilinear_taps(y, x, gh, gw, CARRY_CELL)
+    carried = _bilinear(carried_ptr, b * gh * gw, gw, y0, y1, x0, x1, ly, lx, live)
+    level = tl.maximum(tl.where(known > 0.0, size, carried), DETAIL_FLOOR)
+    tl.store(out_ptr + b * band_cells + cell, _log_ramp(level, DETAIL_TOP, DETAIL_FACTOR), mask=live)
+
+
+@triton.jit
+def flat_epilogue_kernel(filled_ptr, low_ptr, membranes_ptr, flatness_ptr, fill_out_ptr, weight_out_ptr, h, w,
+                         mh, mw, bh, bw, total, BLOCK: tl.constexpr):
+    """Per LR pixel: the colours' membrane and that of their squares (membranes (B, 6, mh, mw), upsampled
+    MEMBRANE_CELL times) give the fill, filled - low + colours (B, 3, h, w), and the agreement ramp of the
+    colours' variance (squares - colours^2, each at least SPREAD_FLOOR, summed over RGB); weight (B, 1, h, w) =
+    that ramp times the flatness ramp (B, 1, bh, bw) upsampled BAND_CELL times."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = offs < total
+    pixels = h * w
+    b = offs // pixels
+    pixel = offs % pixels
+    y = pixel // w
+    x = pixel % w
+    my0, my1, mx0, mx1, mly, mlx = _bilinear_taps(y, x, mh, mw, MEMBRANE_CELL)
+    spread = tl.zeros((BLOCK,), tl.float32)
+    for ch in tl.static_range(3):
+        colour = _bilinear(membranes_ptr, (b * 6 + ch) * mh * mw, mw, my0, my1, mx0, mx1, mly, mlx, live)
+        square = _bilinear(membranes_ptr, (b * 6 + 3 + ch) * mh * mw, mw, my0, my1, mx0, mx1, mly, mlx, live)
+        spread += tl.maximum(square - colour * colour, SPREAD_FLOOR)
+        at = (b * 3 + ch) * pixels + pixel
+        fill = tl.load(filled_ptr + at, mask=live, other=0.0).to(tl.float32) - tl.load(
+            low_ptr + at, mask=live, other=0.0).to(tl.float32) + colour
+        tl.store(fill_out_ptr + at, fill.to(fill_out_ptr.dtype.element_ty), mask=live)
+    by0, by1, bx0, bx1, bly, blx = _bilinear_taps(y, x, bh, bw, BAND_CELL)
+    flatness = _bilinear(flatness_ptr, b * bh * bw, bw, by0, by1, bx0, bx1, bly, blx, live)
+    weight = flatness * _log_ramp(spread, SPREAD_TOP, SPREAD_FACTOR)
+    tl.store(weight_out_ptr + offs, weight.to(weight_out_ptr.dtype.element_ty), mask=live)
+
+
+def _cell_means(x: torch.Tensor, hole: torch.Tensor, cell: int, squares: bool) -> torch.Tensor:
+    """`cell_means_kernel`: (B, C * (1 + squares) + 1, h / cell, w / cell) float32, the last channel the has-known
+    flags."""
+    b, channels, h, w = x.shape
+    gh, gw = h // cell, w // cell
+    out = torch.empty((b, channels * (1 + squares) + 1, gh, gw), dtype=torch.float32, device=x.device)
+    total = b * gh * gw
+    cell_means_kernel[(triton.cdiv(total, BLOCK),)](x, hole, out, h, w, gh, gw, total, C=channels, CELL=cell,
+                                                    SQUARES=squares, BLOCK=BLOCK)
+    return out
+
+
+def _known_blur_stack(stack: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The Gaussian blur (sigma cells) of a known-pixel blur's stack (values x known, known), one launch per axis,
+    unnormalised (its ratio is what the next kernel reads)."""
+    taps = blur.gaussian_taps(float(sigma), stack.device)
+    return blur.filter_axis(blur.filter_axis(stack, taps, 2), taps, 3)
+
+
+def flat_weight_grid(composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`flat.flat_weight` before its upsampling: the flatness ramp on the BAND_CELL grid, (B, 1, h / BAND_CELL,
+    w / BAND_CELL) float32."""
     cell = flat.BAND_CELL
-    means, has_known = known_cell_means(composite, mask, cell)
-    known = has_known.to(composite.dtype)
+    stack = _cell_means(composite, mask, cell, squares=False)          # (B, 4, bh, bw): means, known
+    b, _, bh, bw = stack.shape
     fine_sigma, coarse_sigma = flat.FLAT_BAND_SIGMAS
-    band = known_blur(means, known, fine_sigma / cell) - known_blur(means, known, coarse_sigma / cell)
-    size = known_blur(band.abs().sum(dim=1, keepdim=True), known, flat.FLAT_WINDOW_SIGMA / cell)
-    carried = known_membrane(size, 1.0 - known, flat.FLAT_CELL // cell, flat.FLAT_LEVELS)
-    return flat.flatness(size, carried, known)
+    fine, coarse = _known_blur_stack(stack, fine_sigma / cell), _known_blur_stack(stack, coarse_sigma / cell)
+    band_cells = b * bh * bw
+    size_stack = torch.empty((b, 2, bh, bw), dtype=torch.float32, device=composite.device)
+    band_size_kernel[(triton.cdiv(band_cells, BLOCK),)](stack, fine, coarse, size_stack, bh * bw, band_cells,
+                                                        BLOCK=BLOCK)
+    blurred = _known_blur_stack(size_stack, flat.FLAT_WINDOW_SIGMA / cell)
+    gh, gw = bh // CARRY_CELL, bw // CARRY_CELL
+    carry = torch.empty((b, 2, gh, gw), dtype=torch.float32, device=composite.device)
+    carry_cells = b * gh * gw
+    carry_cells_kernel[(triton.cdiv(carry_cells, BLOCK),)](size_stack, blurred, carry, bh, bw, gh, gw, carry_cells,
+                                                           BLOCK=BLOCK)
+    carried = membrane.harmonic_fill(carry[:, :1], carry[:, 1:], flat.FLAT_LEVELS).contiguous()
+    ramp = torch.empty((b, 1, bh, bw), dtype=torch.float32, device=composite.device)
+    flatness_kernel[(triton.cdiv(band_cells, BLOCK),)](size_stack, blurred, carried, ramp, bh, bw, gh, gw,
+                                                       band_cells, BLOCK=BLOCK)
+    return ramp
 
 
 def flat_fill(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """`flat.flat_fill`: composite (B, 3, h, w), mask (B, 1, h, w), filled (B, 3, h, w) -> (the fill with its low
-    band the known colours' membrane (B, 3, h, w), that fill's weight (B, 1, h, w) in [0, 1])."""
-    channels = composite.shape[1]
-    both = known_membrane(torch.cat([composite, composite * composite], dim=1), mask, flat.MEMBRANE_CELL,
-                          flat.MEMBRANE_LEVELS)
-    colours, squares = both[:, :channels], both[:, channels:]
-    weight = flat_weight(composite, mask) * flat.agreement(colours, squares)
-    low = blur.blur_base(torch.where(mask > 0, filled, composite), flat.FLAT_LOW_SIGMA)
-    return filled - low + colours, weight
+    band the known colours' membrane (B, 3, h, w), that fill's weight (B, 1, h, w) in [0, 1]), of filled's dtype.
+    No host sync, so a CUDA graph can hold it."""
+    b, channels, h, w = filled.shape
+    span = flat.BAND_CELL * flat.FLAT_CELL
+    if channels != 3 or composite.shape != filled.shape or mask.shape != (b, 1, h, w):
+        raise ValueError(f"composite, mask, filled: expected (B, 3, h, w), (B, 1, h, w), (B, 3, h, w), got "
+                         f"{tuple(composite.shape)}, {tuple(mask.shape)}, {tuple(filled.shape)}")
+    if h % span or w % span or h % flat.MEMBRANE_CELL or w % flat.MEMBRANE_CELL:
+        raise ValueError(f"filled: h and w must be multiples of BAND_CELL * FLAT_CELL ({span}) and MEMBRANE_CELL "
+                         f"({flat.MEMBRANE_CELL}), got {h}x{w}")
+    composite, mask, filled = composite.contiguous(), mask.contiguous(), filled.contiguous()
+    means = _cell_means(composite, mask, flat.MEMBRANE_CELL, squares=True)      # (B, 7, mh, mw)
+    membranes = membrane.harmonic_fill(means[:, :6], means[:, 6:], flat.MEMBRANE_LEVELS).contiguous()
+    ramp = flat_weight_grid(composite, mask)
+    low = blur.blur_base(torch.where(mask > 0, filled, composite), flat.FLAT_LOW_SIGMA).contiguous()
+    fill = torch.empty_like(filled)
+    weight = torch.empty_like(mask, dtype=filled.dtype)
+    pixels = b * h * w
+    flat_epilogue_kernel[(triton.cdiv(pixels, BLOCK),)](filled, low, membranes, ramp, fill, weight, h, w,
+                                                        membranes.shape[2], membranes.shape[3], ramp.shape[2],
+                                                        ramp.shape[3], pixels, BLOCK=BLOCK)
+    return fill, weight
 
 
 def flat_fill_reference(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor
