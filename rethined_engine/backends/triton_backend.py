@@ -7,7 +7,7 @@ copies; with hr_feather > 0 it cross-fades neighbouring copies' texture), and wi
 (`kernels/seam_blend.py`) rewrites its hole border in place. With lr_texture="copy" the candidate search
 (`kernels/copy_candidates.py`, pools up to its POOL_MAX), the sources' propagation updates
 (`kernels/source_sweep.py`), the copies (`kernels/token_copy.py`, `kernels/membrane.py`, `kernels/blur.py`), the
-colour anchor (`kernels/colour_anchor.py`) and the flat fill's blurs and membranes (`kernels/flat_fill.py`) run as
+colour anchor (`kernels/colour_anchor.py`) and the flat fill (`kernels/flat_fill.py`) run as
 Triton kernels; the expected colours' membrane on the token grid in torch. Float images,
 hr_topk=0, and hr_feather > 0 with hr_topk > 1 run the torch path."""
 from __future__ import annotations
