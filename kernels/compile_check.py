@@ -123,6 +123,15 @@ def _variants():
             out.append((f"flat_cell_means[{ty},cell{cell}{',squares' if squares else ''}]",
                         flat_fill.cell_means_kernel, cm, {"C": 3, "CELL": cell, "SQUARES": squares,
                                                           "BLOCK": flat_fill.BLOCK}, 4, 3))
+        bst = {"composite_ptr": f"*{ty}", "mask_ptr": f"*{ty}", "filled_ptr": f"*{ty}", "stack_ptr": "*fp32",
+               "pixels": "i32", "total": "i32", "BLOCK": "constexpr"}
+        out.append((f"border_stack[{ty}]", membrane.border_stack_kernel, bst, {"BLOCK": membrane.BLOCK}, 4, 3))
+        bmm = {"means_ptr": "*fp32", "mask_ptr": f"*{ty}", "mismatch_ptr": f"*{ty}", "at_border_ptr": f"*{ty}",
+               "h": "i32", "w": "i32", "total": "i32", "BLOCK": "constexpr"}
+        out.append((f"border_mismatch[{ty}]", membrane.border_mismatch_kernel, bmm, {"BLOCK": membrane.BLOCK}, 4, 3))
+        bap = {"filled_ptr": f"*{ty}", "mask_ptr": f"*{ty}", "membrane_ptr": f"*{ty}", "out_ptr": f"*{ty}",
+               "pixels": "i32", "total": "i32", "BLOCK": "constexpr"}
+        out.append((f"border_apply[{ty}]", membrane.border_apply_kernel, bap, {"BLOCK": membrane.BLOCK}, 4, 3))
         fe = {"filled_ptr": f"*{ty}", "low_ptr": f"*{ty}", "membranes_ptr": "*fp32", "flatness_ptr": "*fp32",
               "fill_out_ptr": f"*{ty}", "weight_out_ptr": f"*{ty}", "h": "i32", "w": "i32", "mh": "i32", "mw": "i32",
               "bh": "i32", "bw": "i32", "total": "i32", "BLOCK": "constexpr"}

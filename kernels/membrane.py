@@ -15,6 +15,11 @@ grid with BORDER_MATCH_LEVELS halvings). Here:
 - each finer level takes one `jacobi_sweep_kernel` launch per sweep, the first reading the coarser solution
   where a cell is free.
 
+`border_match` runs around it in three more launches (the stack of known and hole pixels, the colour mismatch at the
+hole's border from their Gaussian sums, the shifted fill) and `kernels.blur.filter_axis`'s two: 10 operations per call
+besides the membrane's 26 at 512^2 LR (5 of them allocations), where torch operations around the same kernels took 24
+(`bench.op_count`).
+
 Neighbour counts come from the cells' positions. A sweep's sum is taken in torch's order
 ((up + down) + left) + right and divided with IEEE rounding, so it matches torch's bit for bit; the pyramid's
 sums of four cells and the coarsest mean may be summed in another order (float rounding); float16 grids are
@@ -37,6 +42,7 @@ SMALL_GRID_WARPS = 8
 PYRAMID_MAX_TILE = 64   # cells per side of a pyramid program's tile (2 ** levels): levels <= 6
 # a coarse cell is fixed where its 4 cells' weights sum above this (>= COARSE_FIXED_SHARE of them, as torch)
 FIXED_SUM: tl.constexpr = tl.constexpr(4 * patchmatch.COARSE_FIXED_SHARE - 0.5)
+MEAN_WEIGHT_FLOOR: tl.constexpr = tl.constexpr(patchmatch.MEAN_WEIGHT_FLOOR)   # `border_match`'s smallest mean weight
 
 
 @triton.jit
@@ -263,10 +269,100 @@ def harmonic_fill_reference(values: torch.Tensor, fixed: torch.Tensor, levels: i
     return patchmatch.harmonic_fill(values, fixed, levels)
 
 
+@triton.jit
+def border_stack_kernel(composite_ptr, mask_ptr, filled_ptr, stack_ptr, pixels, total, BLOCK: tl.constexpr):
+    """`patchmatch.border_stack` in float32: stack (B, 8, h, w) = (the known pixels x known, known, the fill's hole
+    pixels x mask, mask), from composite, filled (B, 3, h, w) and mask (B, 1, h, w) {0, 1} (pixels = h * w)."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = offs < total
+    b = offs // pixels
+    pixel = offs % pixels
+    hole = tl.load(mask_ptr + offs, mask=live, other=0.0).to(tl.float32)
+    known = 1.0 - hole
+    for ch in tl.static_range(3):
+        at = (b * 3 + ch) * pixels + pixel
+        tl.store(stack_ptr + (b * 8 + ch) * pixels + pixel,
+                 tl.load(composite_ptr + at, mask=live, other=0.0).to(tl.float32) * known, mask=live)
+        tl.store(stack_ptr + (b * 8 + 4 + ch) * pixels + pixel,
+                 tl.load(filled_ptr + at, mask=live, other=0.0).to(tl.float32) * hole, mask=live)
+    tl.store(stack_ptr + (b * 8 + 3) * pixels + pixel, known, mask=live)
+    tl.store(stack_ptr + (b * 8 + 7) * pixels + pixel, hole, mask=live)
+
+
+@triton.jit
+def border_mismatch_kernel(means_ptr, mask_ptr, mismatch_ptr, at_border_ptr, h, w, total, BLOCK: tl.constexpr):
+    """`patchmatch.mismatch_from_means` from the stack's unnormalised Gaussian sums (B, 8, h, w) (the normalisation by
+    the taps inside the image cancels in each mean's ratio): at_border (B, 1, h, w) = a hole pixel with a known one
+    among its 8 neighbours; mismatch (B, 3, h, w) = there, the known pixels' Gaussian mean less the fill's (each
+    weight at least MEAN_WEIGHT_FLOOR), 0 elsewhere."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = offs < total
+    pixels = h * w
+    b = offs // pixels
+    pixel = offs % pixels
+    y = pixel // w
+    x = pixel % w
+    hole = tl.load(mask_ptr + offs, mask=live, other=0.0).to(tl.float32)
+    near_known = tl.zeros((BLOCK,), tl.float32)
+    for dy in tl.static_range(-1, 2):
+        for dx in tl.static_range(-1, 2):
+            inside = live & (y + dy >= 0) & (y + dy < h) & (x + dx >= 0) & (x + dx < w)
+            neighbour = tl.load(mask_ptr + offs + dy * w + dx, mask=inside, other=1.0).to(tl.float32)
+            near_known = tl.maximum(near_known, 1.0 - neighbour)
+    at_border = near_known * hole
+    known_weight = tl.maximum(tl.load(means_ptr + (b * 8 + 3) * pixels + pixel, mask=live, other=1.0),
+                              MEAN_WEIGHT_FLOOR)
+    fill_weight = tl.maximum(tl.load(means_ptr + (b * 8 + 7) * pixels + pixel, mask=live, other=1.0),
+                             MEAN_WEIGHT_FLOOR)
+    for ch in tl.static_range(3):
+        known_mean = tl.load(means_ptr + (b * 8 + ch) * pixels + pixel, mask=live, other=0.0) / known_weight
+        fill_mean = tl.load(means_ptr + (b * 8 + 4 + ch) * pixels + pixel, mask=live, other=0.0) / fill_weight
+        tl.store(mismatch_ptr + (b * 3 + ch) * pixels + pixel,
+                 ((known_mean - fill_mean) * at_border).to(mismatch_ptr.dtype.element_ty), mask=live)
+    tl.store(at_border_ptr + offs, at_border.to(at_border_ptr.dtype.element_ty), mask=live)
+
+
+@triton.jit
+def border_apply_kernel(filled_ptr, mask_ptr, membrane_ptr, out_ptr, pixels, total, BLOCK: tl.constexpr):
+    """out (B, 3, h, w) = the fill plus the membrane, clamped to [0, 1], at hole pixels; the fill elsewhere."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = offs < total
+    b = offs // (3 * pixels)
+    pixel = offs % pixels
+    hole = tl.load(mask_ptr + b * pixels + pixel, mask=live, other=0.0)
+    fill = tl.load(filled_ptr + offs, mask=live, other=0.0)
+    shifted = tl.minimum(tl.maximum(fill + tl.load(membrane_ptr + offs, mask=live, other=0.0), 0.0), 1.0)
+    tl.store(out_ptr + offs, tl.where(hole > 0, shifted, fill), mask=live)
+
+
 def border_match(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor, sigma: float) -> torch.Tensor:
-    """`patchmatch.border_match` (same arguments and result) with the Gaussian means (`kernels.blur`) and the
-    membrane (`harmonic_fill`) as Triton kernels."""
-    means = blur.blur_base(patchmatch.border_stack(composite, mask, filled), sigma)
-    mismatch, at_border = patchmatch.mismatch_from_means(means, mask)
+    """`patchmatch.border_match` (same arguments and result, within float rounding; (B, 3, h, w) images, mask
+    (B, 1, h, w) {0, 1} of their dtype) in Triton: the stack, the mismatch and the last step one launch each, the
+    Gaussian sums `kernels.blur.filter_axis` (one launch per axis), the membrane `harmonic_fill`."""
+    b, channels, h, w = filled.shape
+    if channels != 3 or composite.shape != filled.shape or mask.shape != (b, 1, h, w):
+        raise ValueError(f"composite, mask, filled: expected (B, 3, h, w), (B, 1, h, w), (B, 3, h, w), got "
+                         f"{tuple(composite.shape)}, {tuple(mask.shape)}, {tuple(filled.shape)}")
+    if not sigma > 0.0:
+        raise ValueError(f"sigma: expected > 0 px, got {sigma}")
+    composite, mask, filled = composite.contiguous(), mask.contiguous(), filled.contiguous()
+    pixels = h * w
+    grid = (triton.cdiv(b * pixels, BLOCK),)
+    stack = torch.empty((b, 8, h, w), dtype=torch.float32, device=filled.device)
+    border_stack_kernel[grid](composite, mask, filled, stack, pixels, b * pixels, BLOCK=BLOCK)
+    taps = blur.gaussian_taps(float(sigma), filled.device)
+    sums = blur.filter_axis(blur.filter_axis(stack, taps, 2), taps, 3)
+    mismatch = torch.empty_like(filled)
+    at_border = torch.empty_like(mask)
+    border_mismatch_kernel[grid](sums, mask, mismatch, at_border, h, w, b * pixels, BLOCK=BLOCK)
     membrane = harmonic_fill(mismatch, at_border, patchmatch.BORDER_MATCH_LEVELS)
-    return torch.where(mask > 0, (filled + membrane).clamp(0.0, 1.0), filled)
+    out = torch.empty_like(filled)
+    border_apply_kernel[(triton.cdiv(out.numel(), BLOCK),)](filled, mask, membrane, out, pixels, out.numel(),
+                                                            BLOCK=BLOCK)
+    return out
+
+
+def border_match_reference(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor,
+                           sigma: float) -> torch.Tensor:
+    """`border_match` in torch: `patchmatch.border_match`."""
+    return patchmatch.border_match(composite, mask, filled, sigma)

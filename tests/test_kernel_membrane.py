@@ -5,8 +5,8 @@ import torch
 
 pytest.importorskip("triton")
 from rethined_engine.kernels import membrane  # noqa: E402
-from rethined_engine.kernels.membrane import (SMALL_GRID, border_match, harmonic_fill,  # noqa: E402
-                                              harmonic_fill_reference)
+from rethined_engine.kernels.membrane import (SMALL_GRID, border_match, border_match_reference,  # noqa: E402
+                                              harmonic_fill, harmonic_fill_reference)
 from rethined_engine.model import patchmatch  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -95,5 +95,45 @@ def test_border_match_matches_reference():
     mask[..., 10:40, 8:50] = 1.0
     composite, filled, mask = composite.to(DEVICE), filled.to(DEVICE), mask.to(DEVICE)
     got = border_match(composite, mask, filled, 2.0)
-    torch.testing.assert_close(got, patchmatch.border_match(composite, mask, filled, 2.0), rtol=0, atol=FP32_ATOL)
+    torch.testing.assert_close(got, border_match_reference(composite, mask, filled, 2.0), rtol=0, atol=FP32_ATOL)
     assert not torch.allclose(got, filled, atol=1e-3)
+
+
+def border_case(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(composite, mask, filled) on DEVICE, three images of 32 x 64: a disc, two boxes (one at the image's edge),
+    no hole."""
+    g = torch.Generator().manual_seed(seed)
+    composite, filled = torch.rand(3, 3, 32, 64, generator=g), torch.rand(3, 3, 32, 64, generator=g)
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(64.0), indexing="ij")
+    mask = torch.zeros(3, 1, 32, 64)
+    mask[0, 0] = (((ys - 15.5) ** 2 + (xs - 30.0) ** 2) < 11.0 ** 2).float()
+    mask[1, 0, 0:12, 40:64] = 1.0
+    mask[1, 0, 18:29, 5:21] = 1.0
+    return composite.to(DEVICE), mask.to(DEVICE), filled.to(DEVICE)
+
+
+def test_border_match_matches_reference_over_many_programs_and_ragged_holes(monkeypatch):
+    """Blocks of 64 pixels: program offsets, partial blocks, holes at the image's edge and an image without one."""
+    monkeypatch.setattr(membrane, "BLOCK", 64)
+    composite, mask, filled = border_case(seed=8)
+    got = border_match(composite, mask, filled, 2.0)
+    torch.testing.assert_close(got, border_match_reference(composite, mask, filled, 2.0), rtol=0, atol=FP32_ATOL)
+    assert torch.equal(got[2], filled[2])
+
+
+def test_border_match_float16():
+    composite, mask, filled = border_case(seed=9)
+    got = border_match(composite.half(), mask.half(), filled.half(), 2.0)
+    assert got.dtype == torch.float16
+    torch.testing.assert_close(got.float(), border_match_reference(composite, mask, filled, 2.0), rtol=0,
+                               atol=FP16_ATOL)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda c, m, f, s: (c[:, :2], m, f[:, :2], s), "composite, mask, filled"),
+    (lambda c, m, f, s: (c, m[..., :16], f, s), "composite, mask, filled"),
+    (lambda c, m, f, s: (c, m, f, 0.0), "sigma"),
+])
+def test_border_match_names_bad_arguments(change, message):
+    with pytest.raises(ValueError, match=message):
+        border_match(*change(*border_case(seed=1), 2.0))
