@@ -137,3 +137,17 @@ def test_border_match_float16():
 def test_border_match_names_bad_arguments(change, message):
     with pytest.raises(ValueError, match=message):
         border_match(*change(*border_case(seed=1), 2.0))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(DEVICE != "cuda", reason="needs CUDA")
+@pytest.mark.parametrize("shape", GPU_SHAPES)
+def test_border_match_at_lr_sizes_on_cuda(shape):
+    b, _, h, w = shape
+    g = torch.Generator().manual_seed(12)
+    composite, filled = torch.rand(b, 3, h, w, generator=g), torch.rand(b, 3, h, w, generator=g)
+    mask = torch.zeros(b, 1, h, w)
+    mask[..., h // 5:3 * h // 5, w // 4:3 * w // 4] = 1.0
+    composite, mask, filled = composite.to(DEVICE), mask.to(DEVICE), filled.to(DEVICE)
+    torch.testing.assert_close(border_match(composite, mask, filled, 2.0),
+                               border_match_reference(composite, mask, filled, 2.0), rtol=0, atol=FP32_ATOL)
