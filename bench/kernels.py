@@ -14,7 +14,8 @@ epilogue (kernels/coherence.py) and the masked attention + mixing + top-K
 `F.scaled_dot_product_attention` on the already-compacted hole queries and allowed keys/values (equal
 shapes, no masking, no gathers, no top-K: the unfused floor it must stay within 2x of), and the default's copy
 steps (kernels/copy_candidates.py's candidate search, kernels/source_sweep.py's propagation updates,
-kernels/blur.py's Gaussian means, kernels/membrane.py's membrane) against their torch references.
+kernels/blur.py's Gaussian means, kernels/membrane.py's membrane and border match, kernels/colour_anchor.py,
+kernels/flat_fill.py) against their torch references.
 Appends a run to bench/results/kernels-<gpu>.json: its rows, the copy bandwidth and where it ran (device,
 commit, `dirty`, versions, threads; `bench.env.run_environment`).
 """
@@ -259,11 +260,13 @@ def bench_copy_steps(image: torch.Tensor, features: torch.Tensor, weights: tuple
     """The shipped default's LR copy steps at the 64 x 64 grid, Triton against the torch reference (its dense,
     graph-capturable form where it has one): the candidate search and the propagation updates (the shipped
     model's q, k and dense candidates for the `lr_case` mask), the border match's Gaussian means (its 8-channel
-    stack) and its membrane (BORDER_MATCH_LEVELS halvings)."""
+    stack) and its membrane (BORDER_MATCH_LEVELS halvings), and the whole border match, colour anchor and flat
+    fill on the float32 LR image with the `lr_case` hole (its tokens' pixels) filled by noise."""
     from triton.testing import do_bench
 
-    from rethined_engine.kernels import blur, copy_candidates, membrane, source_sweep
+    from rethined_engine.kernels import blur, colour_anchor, copy_candidates, flat_fill, membrane, source_sweep
     from rethined_engine.kernels.patch_projection import patch_projection
+    from rethined_engine.model import anchor
     from rethined_engine.model import patchmatch as pm
 
     p = cfg.patch_size
@@ -289,6 +292,17 @@ def bench_copy_steps(image: torch.Tensor, features: torch.Tensor, weights: tuple
               {"channels": 8}),
              ("harmonic_fill", membrane.harmonic_fill, pm.harmonic_fill, (stack[:, :3], fixed, pm.BORDER_MATCH_LEVELS),
               {"levels": pm.BORDER_MATCH_LEVELS}))
+    grid_h, grid_w = image.shape[1] // p, image.shape[2] // p
+    mask = hole.reshape(1, 1, grid_h, grid_w).float().repeat_interleave(p, 2).repeat_interleave(p, 3)
+    composite = image[None].float() * (1.0 - mask)
+    filled = torch.where(mask > 0, torch.rand(composite.shape, device=image.device, generator=g), composite)
+    steps = anchor.jump_steps(max(image.shape[1:]) // anchor.ANCHOR_CELL)
+    hole_pixels = {"hole_pixels": int(mask.sum())}
+    cases += (("border_match", membrane.border_match, membrane.border_match_reference,
+               (composite, mask, filled, cfg.copy_border_sigma), hole_pixels),
+              ("colour_anchor", colour_anchor.colour_anchor, colour_anchor.colour_anchor_reference,
+               (composite, mask, filled, cfg.colour_anchor, cfg.colour_anchor_sigma, steps), hole_pixels),
+              ("flat_fill", flat_fill.flat_fill, flat_fill.flat_fill_reference, (composite, mask, filled), hole_pixels))
     rows = []
     for kernel, triton_fn, reference, args, extra in cases:
         for name, fn in (("triton", triton_fn), ("torch_reference", reference)):
