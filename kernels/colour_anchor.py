@@ -21,6 +21,7 @@ import triton.language as tl
 from rethined_engine.model import anchor
 
 from . import blur
+from .sampling import known_count, program_places, upsample_taps, upsampled
 from .tuning import INTERPRET
 
 BLOCK = 2048 if INTERPRET else 256   # cells or LR pixels per program (interpreted: few, wide)
@@ -30,30 +31,15 @@ CELL: tl.constexpr = tl.constexpr(anchor.ANCHOR_CELL)
 
 
 @triton.jit
-def _program_cells(gh, gw, total, BLOCK: tl.constexpr):
-    """This program's BLOCK cells of the (B, gh, gw) grid (total = B * gh * gw): (flat offsets, which are live,
-    image b, flat cell in its grid, cell row, cell column)."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    cell = offs % (gh * gw)
-    return offs, offs < total, offs // (gh * gw), cell, cell // gw, cell % gw
-
-
-@triton.jit
 def anchor_cells_kernel(composite_ptr, mask_ptr, filled_ptr, seed_ptr, colour_ptr, fill_ptr, h, w, gh, gw, total,
                         BLOCK: tl.constexpr):
     """Per cell (b, cy, cx) of the (B, gh, gw) grid: seed = its flat index cy * gw + cx if it holds a known pixel,
     else NO_SEED; colour (B, 3, gh, gw) = the mean of its known pixels (0 without one); fill = the fill's mean
     (`anchor.cell_sums`' order: each row's sum, then the rows'). composite, filled (B, 3, h, w), mask (B, 1, h, w)
     contiguous, 1 = hole."""
-    offs, live, b, cell, cy, cx = _program_cells(gh, gw, total, BLOCK)
+    offs, live, b, cell, cy, cx = program_places(gh, gw, total, BLOCK)
     cells = gh * gw
-    weight = tl.zeros((BLOCK,), tl.float32)
-    for r in tl.static_range(CELL):            # from zero, row by row: the reference's sums to the last bit
-        row = tl.zeros((BLOCK,), tl.float32)
-        for c in tl.static_range(CELL):
-            row += 1.0 - tl.load(mask_ptr + (b * h + cy * CELL + r) * w + cx * CELL + c, mask=live,
-                                 other=1.0).to(tl.float32)
-        weight += row
+    weight = known_count(mask_ptr, b, h, w, cy, cx, live, CELL, BLOCK)   # row by row: the reference's sums
     tl.store(seed_ptr + offs, tl.where(weight > 0.0, cell, NO_SEED).to(tl.int32), mask=live)
     for ch in tl.static_range(3):
         known_sum = tl.zeros((BLOCK,), tl.float32)
@@ -92,7 +78,7 @@ def _look(seed_ptr, b, cy, cx, dy, dx, step, gh, gw, place, best, best_key, live
 def jump_flood_kernel(seed_in_ptr, seed_out_ptr, gh, gw, total, step, BLOCK: tl.constexpr):
     """One jump flooding step on the (B, gh, gw) seeds: each cell keeps the nearest of its own seed and those of
     the eight cells `step` away, looked at in `anchor.JUMP_DIRECTIONS`' order."""
-    offs, live, b, cell, cy, cx = _program_cells(gh, gw, total, BLOCK)
+    offs, live, b, cell, cy, cx = program_places(gh, gw, total, BLOCK)
     best = tl.load(seed_in_ptr + offs, mask=live, other=NO_SEED)
     sy = best // gw - cy
     sx = best % gw - cx
@@ -112,7 +98,7 @@ def jump_flood_kernel(seed_in_ptr, seed_out_ptr, gh, gw, total, step, BLOCK: tl.
 def anchor_difference_kernel(seed_ptr, colour_ptr, fill_ptr, diff_ptr, gh, gw, total, BLOCK: tl.constexpr):
     """diff (B, 3, gh, gw) = the colour of each cell's nearest seed minus the fill's mean there (0 where the image
     has no seed: the reference multiplies its blur by has_seed = 0 there)."""
-    offs, live, b, cell, _, _ = _program_cells(gh, gw, total, BLOCK)
+    offs, live, b, cell, _, _ = program_places(gh, gw, total, BLOCK)
     cells = gh * gw
     seed = tl.load(seed_ptr + offs, mask=live, other=NO_SEED)
     has = live & (seed != NO_SEED)
@@ -128,29 +114,12 @@ def anchor_apply_kernel(filled_ptr, mask_ptr, shift_ptr, out_ptr, h, w, gh, gw, 
                         BLOCK: tl.constexpr):
     """out (B, 3, h, w) = clamp(filled + mask * strength * shift, 0, 1), the shift (B, 3, gh, gw) upsampled
     bilinearly by CELL (torch's `interpolate(scale_factor=CELL, mode="bilinear", align_corners=False)`)."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = offs < total
+    offs, live, b, pixel, y, x = program_places(h, w, total, BLOCK)
     pixels = h * w
-    b = offs // pixels
-    pixel = offs % pixels
-    y = pixel // w
-    x = pixel % w
-    src_y = tl.maximum((y.to(tl.float32) + 0.5) / CELL - 0.5, 0.0)
-    src_x = tl.maximum((x.to(tl.float32) + 0.5) / CELL - 0.5, 0.0)
-    y0 = tl.minimum(src_y.to(tl.int32), gh - 1)
-    x0 = tl.minimum(src_x.to(tl.int32), gw - 1)
-    y1 = tl.minimum(y0 + 1, gh - 1)
-    x1 = tl.minimum(x0 + 1, gw - 1)
-    ly = src_y - y0.to(tl.float32)
-    lx = src_x - x0.to(tl.float32)
+    y0, y1, x0, x1, ly, lx = upsample_taps(y, x, gh, gw, CELL)
     hole = tl.load(mask_ptr + offs, mask=live, other=0.0).to(tl.float32)
     for ch in tl.static_range(3):
-        plane = (b * 3 + ch) * gh * gw
-        v00 = tl.load(shift_ptr + plane + y0 * gw + x0, mask=live, other=0.0) * strength
-        v01 = tl.load(shift_ptr + plane + y0 * gw + x1, mask=live, other=0.0) * strength
-        v10 = tl.load(shift_ptr + plane + y1 * gw + x0, mask=live, other=0.0) * strength
-        v11 = tl.load(shift_ptr + plane + y1 * gw + x1, mask=live, other=0.0) * strength
-        shift = (1.0 - ly) * ((1.0 - lx) * v00 + lx * v01) + ly * ((1.0 - lx) * v10 + lx * v11)
+        shift = upsampled(shift_ptr, (b * 3 + ch) * gh * gw, gw, y0, y1, x0, x1, ly, lx, live) * strength
         at = (b * 3 + ch) * pixels + pixel
         value = tl.load(filled_ptr + at, mask=live, other=0.0).to(tl.float32) + shift * hole
         value = tl.minimum(tl.maximum(value, 0.0), 1.0)

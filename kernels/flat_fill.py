@@ -34,6 +34,7 @@ import triton.language as tl
 from rethined_engine.model import flat, patchmatch
 
 from . import blur, membrane
+from .sampling import known_count, program_places, upsample_taps, upsampled
 from .tuning import INTERPRET
 
 BLOCK = 2048 if INTERPRET else 256   # cells or LR pixels per program (interpreted: few, wide)
@@ -55,39 +56,9 @@ SPREAD_TOP, SPREAD_FACTOR = (tl.constexpr(v) for v in _ramp_numbers(flat.SPREAD_
 
 
 @triton.jit
-def _program_cells(gh, gw, total, BLOCK: tl.constexpr):
-    """This program's BLOCK cells of the (B, gh, gw) grid (total = B * gh * gw): (which are live, image b, flat
-    cell in its grid, cell row, cell column)."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    cell = offs % (gh * gw)
-    return offs < total, offs // (gh * gw), cell, cell // gw, cell % gw
-
-
-@triton.jit
 def _log_ramp(value, TOP: tl.constexpr, FACTOR: tl.constexpr):
     """`flat.log_ramp`: 1 at or below its low end, 0 from its high end (TOP = log(high)), linear in log between."""
     return tl.minimum(tl.maximum((TOP - tl.log(value)) * FACTOR, 0.0), 1.0)
-
-
-@triton.jit
-def _bilinear_taps(y, x, gh, gw, SCALE: tl.constexpr):
-    """Where the pixel (y, x) reads a (gh, gw) grid upsampled SCALE times (torch's `interpolate(scale_factor=SCALE,
-    mode="bilinear", align_corners=False)`): (row above, row below, column left, column right, their weights)."""
-    src_y = tl.maximum((y.to(tl.float32) + 0.5) / SCALE - 0.5, 0.0)
-    src_x = tl.maximum((x.to(tl.float32) + 0.5) / SCALE - 0.5, 0.0)
-    y0 = tl.minimum(src_y.to(tl.int32), gh - 1)
-    x0 = tl.minimum(src_x.to(tl.int32), gw - 1)
-    return y0, tl.minimum(y0 + 1, gh - 1), x0, tl.minimum(x0 + 1, gw - 1), src_y - y0, src_x - x0
-
-
-@triton.jit
-def _bilinear(ptr, plane, gw, y0, y1, x0, x1, ly, lx, live):
-    """The bilinear read of the grid plane starting at ptr + plane (row length gw) at `_bilinear_taps`' place."""
-    v00 = tl.load(ptr + plane + y0 * gw + x0, mask=live, other=0.0).to(tl.float32)
-    v01 = tl.load(ptr + plane + y0 * gw + x1, mask=live, other=0.0).to(tl.float32)
-    v10 = tl.load(ptr + plane + y1 * gw + x0, mask=live, other=0.0).to(tl.float32)
-    v11 = tl.load(ptr + plane + y1 * gw + x1, mask=live, other=0.0).to(tl.float32)
-    return (1.0 - ly) * ((1.0 - lx) * v00 + lx * v01) + ly * ((1.0 - lx) * v10 + lx * v11)
 
 
 @triton.jit
@@ -97,16 +68,10 @@ def cell_means_kernel(x_ptr, hole_ptr, out_ptr, h, w, gh, gw, total, C: tl.const
     out (B, C * (1 + SQUARES) + 1, gh, gw) = the mean of the cell's known values (`anchor.known_cell_means`: sums
     of rows, then of the rows; 0 without a known pixel), with SQUARES then that of their squares, then whether the
     cell holds a known pixel (1.0 or 0.0)."""
-    live, b, cell, cy, cx = _program_cells(gh, gw, total, BLOCK)
+    _, live, b, cell, cy, cx = program_places(gh, gw, total, BLOCK)
     cells = gh * gw
     out_channels = C * (1 + SQUARES) + 1
-    weight = tl.zeros((BLOCK,), tl.float32)
-    for r in tl.static_range(CELL):
-        row = tl.zeros((BLOCK,), tl.float32)
-        for c in tl.static_range(CELL):
-            row += 1.0 - tl.load(hole_ptr + (b * h + cy * CELL + r) * w + cx * CELL + c, mask=live,
-                                 other=1.0).to(tl.float32)
-        weight += row
+    weight = known_count(hole_ptr, b, h, w, cy, cx, live, CELL, BLOCK)
     count = tl.maximum(weight, 1.0)
     for ch in tl.static_range(C):
         value_sum = tl.zeros((BLOCK,), tl.float32)
@@ -159,7 +124,7 @@ def carry_cells_kernel(stack_ptr, blurred_ptr, out_ptr, bh, bw, gh, gw, total, B
     the band's size (the blurred stack (B, 2, bh, bw)'s ratio, its weight at least FLOOR), 0 without one; whether
     it holds one), known being the stack (B, 2, bh, bw)'s second channel: the carrying membrane's values and fixed
     cells."""
-    live, b, cell, cy, cx = _program_cells(gh, gw, total, BLOCK)
+    _, live, b, cell, cy, cx = program_places(gh, gw, total, BLOCK)
     band_cells = bh * bw
     weight = tl.zeros((BLOCK,), tl.float32)
     size_sum = tl.zeros((BLOCK,), tl.float32)
@@ -184,13 +149,13 @@ def flatness_kernel(stack_ptr, blurred_ptr, carried_ptr, out_ptr, bh, bw, gh, gw
     """`flat.flatness` on the band grid, before its upsampling: out (B, 1, bh, bw) = the ramp of the band's size
     (the blurred stack's ratio) where the band cell is known, else of the carried size (carried (B, 1, gh, gw)
     upsampled CARRY_CELL times), at least DETAIL_FLOOR."""
-    live, b, cell, y, x = _program_cells(bh, bw, total, BLOCK)
+    _, live, b, cell, y, x = program_places(bh, bw, total, BLOCK)
     band_cells = bh * bw
     known = tl.load(stack_ptr + (b * 2 + 1) * band_cells + cell, mask=live, other=0.0)
     size = tl.load(blurred_ptr + (b * 2) * band_cells + cell, mask=live, other=0.0) / tl.maximum(
         tl.load(blurred_ptr + (b * 2 + 1) * band_cells + cell, mask=live, other=1.0), FLOOR)
-    y0, y1, x0, x1, ly, lx = _bilinear_taps(y, x, gh, gw, CARRY_CELL)
-    carried = _bilinear(carried_ptr, b * gh * gw, gw, y0, y1, x0, x1, ly, lx, live)
+    y0, y1, x0, x1, ly, lx = upsample_taps(y, x, gh, gw, CARRY_CELL)
+    carried = upsampled(carried_ptr, b * gh * gw, gw, y0, y1, x0, x1, ly, lx, live)
     level = tl.maximum(tl.where(known > 0.0, size, carried), DETAIL_FLOOR)
     tl.store(out_ptr + b * band_cells + cell, _log_ramp(level, DETAIL_TOP, DETAIL_FACTOR), mask=live)
 
@@ -202,25 +167,20 @@ def flat_epilogue_kernel(filled_ptr, low_ptr, membranes_ptr, flatness_ptr, fill_
     MEMBRANE_CELL times) give the fill, filled - low + colours (B, 3, h, w), and the agreement ramp of the
     colours' variance (squares - colours^2, each at least SPREAD_FLOOR, summed over RGB); weight (B, 1, h, w) =
     that ramp times the flatness ramp (B, 1, bh, bw) upsampled BAND_CELL times."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = offs < total
+    offs, live, b, pixel, y, x = program_places(h, w, total, BLOCK)
     pixels = h * w
-    b = offs // pixels
-    pixel = offs % pixels
-    y = pixel // w
-    x = pixel % w
-    my0, my1, mx0, mx1, mly, mlx = _bilinear_taps(y, x, mh, mw, MEMBRANE_CELL)
+    my0, my1, mx0, mx1, mly, mlx = upsample_taps(y, x, mh, mw, MEMBRANE_CELL)
     spread = tl.zeros((BLOCK,), tl.float32)
     for ch in tl.static_range(3):
-        colour = _bilinear(membranes_ptr, (b * 6 + ch) * mh * mw, mw, my0, my1, mx0, mx1, mly, mlx, live)
-        square = _bilinear(membranes_ptr, (b * 6 + 3 + ch) * mh * mw, mw, my0, my1, mx0, mx1, mly, mlx, live)
+        colour = upsampled(membranes_ptr, (b * 6 + ch) * mh * mw, mw, my0, my1, mx0, mx1, mly, mlx, live)
+        square = upsampled(membranes_ptr, (b * 6 + 3 + ch) * mh * mw, mw, my0, my1, mx0, mx1, mly, mlx, live)
         spread += tl.maximum(square - colour * colour, SPREAD_FLOOR)
         at = (b * 3 + ch) * pixels + pixel
         fill = tl.load(filled_ptr + at, mask=live, other=0.0).to(tl.float32) - tl.load(
             low_ptr + at, mask=live, other=0.0).to(tl.float32) + colour
         tl.store(fill_out_ptr + at, fill.to(fill_out_ptr.dtype.element_ty), mask=live)
-    by0, by1, bx0, bx1, bly, blx = _bilinear_taps(y, x, bh, bw, BAND_CELL)
-    flatness = _bilinear(flatness_ptr, b * bh * bw, bw, by0, by1, bx0, bx1, bly, blx, live)
+    by0, by1, bx0, bx1, bly, blx = upsample_taps(y, x, bh, bw, BAND_CELL)
+    flatness = upsampled(flatness_ptr, b * bh * bw, bw, by0, by1, bx0, bx1, bly, blx, live)
     weight = flatness * _log_ramp(spread, SPREAD_TOP, SPREAD_FACTOR)
     tl.store(weight_out_ptr + offs, weight.to(weight_out_ptr.dtype.element_ty), mask=live)
 

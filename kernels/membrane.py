@@ -34,6 +34,7 @@ import triton.language as tl
 from rethined_engine.model import patchmatch
 
 from . import blur
+from .sampling import program_places
 from .tuning import INTERPRET
 
 BLOCK = 4096 if INTERPRET else 512     # grid cells per program of a single sweep (interpreted: few, wide)
@@ -295,13 +296,8 @@ def border_mismatch_kernel(means_ptr, mask_ptr, mismatch_ptr, at_border_ptr, h, 
     the taps inside the image cancels in each mean's ratio): at_border (B, 1, h, w) = a hole pixel with a known one
     among its 8 neighbours; mismatch (B, 3, h, w) = there, the known pixels' Gaussian mean less the fill's (each
     weight at least MEAN_WEIGHT_FLOOR), 0 elsewhere."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = offs < total
+    offs, live, b, pixel, y, x = program_places(h, w, total, BLOCK)
     pixels = h * w
-    b = offs // pixels
-    pixel = offs % pixels
-    y = pixel // w
-    x = pixel % w
     hole = tl.load(mask_ptr + offs, mask=live, other=0.0).to(tl.float32)
     near_known = tl.zeros((BLOCK,), tl.float32)
     for dy in tl.static_range(-1, 2):
