@@ -63,15 +63,21 @@ def filter_axis(x: torch.Tensor, taps: torch.Tensor, dim: int) -> torch.Tensor:
     return out
 
 
+def gaussian_sums(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The separable Gaussian (sigma px, `blur_base`'s taps) of (B, C, h, w), not normalised at the image's edges
+    (zero outside): one launch per axis. For a ratio of two such sums (a mean over some pixels) the normalisation
+    cancels."""
+    taps = gaussian_taps(float(sigma), image.device)
+    return filter_axis(filter_axis(image, taps, 2), taps, 3)
+
+
 def blur_base(image: torch.Tensor, sigma: float) -> torch.Tensor:
     """`patchmatch.blur_base` (same arguments and result) with each axis's filter one launch: (B, C, h, w) ->
     (B, C, h, w), normalised by the taps inside the image."""
     if not sigma > 0.0:
         raise ValueError(f"sigma: expected > 0 px, got {sigma}")
-    taps = gaussian_taps(float(sigma), image.device)
     channels = image.shape[1]
-    stack = torch.cat([image, torch.ones_like(image[:, :1])], dim=1)
-    stack = filter_axis(filter_axis(stack, taps, 2), taps, 3)
+    stack = gaussian_sums(torch.cat([image, torch.ones_like(image[:, :1])], dim=1), sigma)
     return stack[:, :channels] / stack[:, channels:]
 
 

@@ -9,7 +9,7 @@ hole select and normalisation:
 
 - `cell_means_kernel` takes the known pixels' mean (and, for the colours' membrane, their squares' mean) per cell
   and whether the cell holds one, in one launch per grid: the membrane's MEMBRANE_CELL cells, the band's BAND_CELL;
-- each known-pixel blur of `flat_weight` is `kernels.blur.filter_axis` on the stack (values x known, known), one
+- each known-pixel blur of `flat_weight` is `kernels.blur.gaussian_sums` of the stack (values x known, known), one
   launch per axis, its ratio taken by the next kernel: `band_size_kernel` (the band's size between the two blurs,
   RGB-summed, as the next stack), `carry_cells_kernel` (the size's mean over each FLAT_CELL cell of known band
   cells) and `flatness_kernel` (the flatness ramp on the band grid, the carried size upsampled inside it);
@@ -197,13 +197,6 @@ def _cell_means(x: torch.Tensor, hole: torch.Tensor, cell: int, squares: bool) -
     return out
 
 
-def _known_blur_stack(stack: torch.Tensor, sigma: float) -> torch.Tensor:
-    """The Gaussian blur (sigma cells) of a known-pixel blur's stack (values x known, known), one launch per axis,
-    unnormalised (its ratio is what the next kernel reads)."""
-    taps = blur.gaussian_taps(float(sigma), stack.device)
-    return blur.filter_axis(blur.filter_axis(stack, taps, 2), taps, 3)
-
-
 def flat_weight_grid(composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """`flat.flat_weight` before its upsampling: the flatness ramp on the BAND_CELL grid, (B, 1, h / BAND_CELL,
     w / BAND_CELL) float32."""
@@ -211,12 +204,12 @@ def flat_weight_grid(composite: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     stack = _cell_means(composite, mask, cell, squares=False)          # (B, 4, bh, bw): means, known
     b, _, bh, bw = stack.shape
     fine_sigma, coarse_sigma = flat.FLAT_BAND_SIGMAS
-    fine, coarse = _known_blur_stack(stack, fine_sigma / cell), _known_blur_stack(stack, coarse_sigma / cell)
+    fine, coarse = blur.gaussian_sums(stack, fine_sigma / cell), blur.gaussian_sums(stack, coarse_sigma / cell)
     band_cells = b * bh * bw
     size_stack = torch.empty((b, 2, bh, bw), dtype=torch.float32, device=composite.device)
     band_size_kernel[(triton.cdiv(band_cells, BLOCK),)](stack, fine, coarse, size_stack, bh * bw, band_cells,
                                                         BLOCK=BLOCK)
-    blurred = _known_blur_stack(size_stack, flat.FLAT_WINDOW_SIGMA / cell)
+    blurred = blur.gaussian_sums(size_stack, flat.FLAT_WINDOW_SIGMA / cell)
     gh, gw = bh // CARRY_CELL, bw // CARRY_CELL
     carry = torch.empty((b, 2, gh, gw), dtype=torch.float32, device=composite.device)
     carry_cells = b * gh * gw

@@ -16,7 +16,7 @@ grid with BORDER_MATCH_LEVELS halvings). Here:
   where a cell is free.
 
 `border_match` runs around it in three more launches (the stack of known and hole pixels, the colour mismatch at the
-hole's border from their Gaussian sums, the shifted fill) and `kernels.blur.filter_axis`'s two: 10 operations per call
+hole's border from their Gaussian sums, the shifted fill) and `kernels.blur.gaussian_sums`' two: 10 operations per call
 besides the membrane's 26 at 512^2 LR (5 of them allocations), where torch operations around the same kernels took 24
 (`bench.op_count`).
 
@@ -334,7 +334,7 @@ def border_apply_kernel(filled_ptr, mask_ptr, membrane_ptr, out_ptr, pixels, tot
 def border_match(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor, sigma: float) -> torch.Tensor:
     """`patchmatch.border_match` (same arguments and result, within float rounding; (B, 3, h, w) images, mask
     (B, 1, h, w) {0, 1} of their dtype) in Triton: the stack, the mismatch and the last step one launch each, the
-    Gaussian sums `kernels.blur.filter_axis` (one launch per axis), the membrane `harmonic_fill`."""
+    Gaussian sums `kernels.blur.gaussian_sums` (one launch per axis), the membrane `harmonic_fill`."""
     b, channels, h, w = filled.shape
     if channels != 3 or composite.shape != filled.shape or mask.shape != (b, 1, h, w):
         raise ValueError(f"composite, mask, filled: expected (B, 3, h, w), (B, 1, h, w), (B, 3, h, w), got "
@@ -346,8 +346,7 @@ def border_match(composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tens
     grid = (triton.cdiv(b * pixels, BLOCK),)
     stack = torch.empty((b, 8, h, w), dtype=torch.float32, device=filled.device)
     border_stack_kernel[grid](composite, mask, filled, stack, pixels, b * pixels, BLOCK=BLOCK)
-    taps = blur.gaussian_taps(float(sigma), filled.device)
-    sums = blur.filter_axis(blur.filter_axis(stack, taps, 2), taps, 3)
+    sums = blur.gaussian_sums(stack, sigma)
     mismatch = torch.empty_like(filled)
     at_border = torch.empty_like(mask)
     border_mismatch_kernel[grid](sums, mask, mismatch, at_border, h, w, b * pixels, BLOCK=BLOCK)
