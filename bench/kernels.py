@@ -293,7 +293,7 @@ def bench_copy_steps(image: torch.Tensor, features: torch.Tensor, weights: tuple
              ("harmonic_fill", membrane.harmonic_fill, pm.harmonic_fill, (stack[:, :3], fixed, pm.BORDER_MATCH_LEVELS),
               {"levels": pm.BORDER_MATCH_LEVELS}))
     grid_h, grid_w = image.shape[1] // p, image.shape[2] // p
-    mask = hole.reshape(1, 1, grid_h, grid_w).float().repeat_interleave(p, 2).repeat_interleave(p, 3)
+    mask = pm._per_pixel(hole.reshape(1, 1, grid_h, grid_w).float(), p)
     composite = image[None].float() * (1.0 - mask)
     filled = torch.where(mask > 0, torch.rand(composite.shape, device=image.device, generator=g), composite)
     steps = anchor.jump_steps(max(image.shape[1:]) // anchor.ANCHOR_CELL)
