@@ -9,12 +9,13 @@ from dataclasses import dataclass
 INFERENCE_FIELDS = ("lr_long_side", "lr_texture", "copy_feather", "copy_base_feather", "copy_base_sigma",
                     "copy_border_sigma", "copy_pool", "copy_colour_weight", "copy_detail_weight", "copy_locality", "copy_sweeps", "copy_continuity",
                     "copy_border_continuity", "copy_support_margin",
-                    "copy_match_sweeps", "copy_consensus", "colour_anchor", "colour_anchor_sigma", "colour_anchor_flat", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_frame_lines", "key_hole_clearance",
+                    "copy_match_sweeps", "copy_consensus", "colour_anchor", "colour_anchor_sigma", "colour_anchor_flat", "flat_fill_form", "copy_repeat_radius", "copy_repeat_penalty", "key_edge_tokens", "key_frame_lines", "key_hole_clearance",
                     "key_hole_clearance_max_loss", "copy_detail_min_spread",
                     "hr_fade_reflect", "hr_topk", "hf_transfer", "hf_decay", "hf_fine_decay", "hf_mid_gain", "hr_feather",
                     "seam_sigma", "seam_gain", "float_mask_threshold")  # may differ from training
 LR_TEXTURES = ("mix", "copy")
 COARSE_PREFILLS = ("zeros", "membrane")
+FLAT_FILL_FORMS = ("membrane", "continued", "continued_flat")   # `model.flat.flat_fill`'s smooth fill and weight
 COPY_SWEEPS_MAX = 16   # each sweep is unrolled in the exported graph
 COPY_MATCH_SWEEPS_MAX = 256  # unrolled in the exported graph too
 KEY_HOLE_CLEARANCE_MAX = 4  # each step is a 3-tap max pool in the exported graph
@@ -134,6 +135,7 @@ class ModelConfig:
     colour_anchor: float = 0.0       # share of the LR fill's low band replaced by the nearest known colours' (`model.anchor.colour_anchor`); 0 = off
     colour_anchor_sigma: float = 12.0  # LR px: the Gaussian of both low bands
     colour_anchor_flat: bool = False  # where the hole's known surroundings are flat (a sky, a fog, an out-of-focus background) and the colours around agree, the fill's low band below 2 LR px becomes a membrane through the known pixels (`model.flat.flat_fill`)
+    flat_fill_form: str = "membrane"  # FLAT_FILL_FORMS: the flat fill's smooth fill and its weight. "membrane": the known colours' membrane where the surroundings are flat and the colours around agree; "continued": the known pixels' slopes continued into the hole (`model.flat.continued_fill`), weighted by how well that predicts the known ring beside the hole when the ring is left out; "continued_flat": that weight times the flatness
     copy_repeat_radius: int = 0      # with "copy": tokens; a source already copied this close counts against an option; 0 = off
     copy_repeat_penalty: float = 0.0  # with "copy": similarity lost per such copy of the same source
     key_edge_tokens: int = 0         # tokens at each edge of the image that are never sources (an image's outermost rows and columns often hold a frame line or vignetting that a copy carries into the hole); kept where that would leave none
@@ -212,6 +214,8 @@ class ModelConfig:
             raise ValueError(f"key_edge_tokens must be an int >= 0 (tokens at each image edge; 0 = off), got {self.key_edge_tokens!r}")
         if not isinstance(self.colour_anchor_flat, bool):
             raise ValueError(f"colour_anchor_flat must be a bool, got {self.colour_anchor_flat!r}")
+        if self.flat_fill_form not in FLAT_FILL_FORMS:
+            raise ValueError(f"flat_fill_form must be one of {FLAT_FILL_FORMS}, got {self.flat_fill_form!r}")
         if not isinstance(self.key_frame_lines, bool):
             raise ValueError(f"key_frame_lines must be a bool, got {self.key_frame_lines!r}")
         if not isinstance(self.hr_fade_reflect, bool):

@@ -62,6 +62,7 @@ def test_unknown_metadata_field_is_rejected():
     ({"colour_anchor": 1.5}, "colour_anchor"),
     ({"colour_anchor_sigma": 0.0}, "colour_anchor_sigma"),
     ({"colour_anchor_sigma": 24.0}, "colour_anchor_sigma"),
+    ({"flat_fill_form": "biharmonic"}, "flat_fill_form must be one of"),
 ])
 def test_bad_values_name_the_field(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -1,5 +1,5 @@
-"""Copy sources ranked by colour: `harmonic_fill` against an exact sparse solve, `copy_candidates` compact
-against dense and the colour term's effect."""
+"""Copy sources ranked by colour: `harmonic_fill` and `poisson_fill` against an exact sparse solve,
+`copy_candidates` compact against dense and the colour term's effect."""
 import numpy as np
 import pytest
 import scipy.sparse as sparse
@@ -7,14 +7,16 @@ import scipy.sparse.linalg as sparse_linalg
 import torch
 import torch.nn.functional as F
 
-from rethined_engine.model.patchmatch import COPY_CANDIDATES, copy_candidates, harmonic_fill, token_distance
+from rethined_engine.model.patchmatch import (COPY_CANDIDATES, copy_candidates, harmonic_fill, poisson_fill,
+                                             token_distance)
 
 NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
 
-def exact_membrane(values: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+def exact_membrane(values: np.ndarray, fixed: np.ndarray, laplacian: np.ndarray | None = None) -> np.ndarray:
     """values (C, h, w), fixed (h, w) bool -> Laplace's equation on the free cells (each the mean of its
-    in-grid neighbours), the fixed cells as boundary: one sparse solve."""
+    in-grid neighbours), the fixed cells as boundary: one sparse solve; with laplacian (C, h, w), Poisson's (each
+    free cell's in-grid neighbours' sum less their count times it equals its laplacian)."""
     h, w = fixed.shape
     index = np.arange(h * w).reshape(h, w)
     rows, cols, data = [], [], []
@@ -28,6 +30,8 @@ def exact_membrane(values: np.ndarray, fixed: np.ndarray) -> np.ndarray:
                 continue
             inside = [(y + dy, x + dx) for dy, dx in NEIGHBOURS if 0 <= y + dy < h and 0 <= x + dx < w]
             rows.append(i), cols.append(i), data.append(float(len(inside)))
+            if laplacian is not None:
+                rhs[i] = -laplacian[:, y, x]
             for yy, xx in inside:
                 rows.append(i), cols.append(index[yy, xx]), data.append(-1.0)
     matrix = sparse.csr_matrix((data, (rows, cols)), shape=(h * w, h * w))
@@ -50,6 +54,34 @@ def test_harmonic_fill_approximates_the_exact_membrane(size, rng):
     # a multigrid of 24 + 8 + 8 sweeps, not a converged solve: within 0.06 on average, 0.25 at worst, of a
     # membrane whose free cells average 0.4 in magnitude
     assert error.mean() < 0.06 and error.max() < 0.25
+
+
+@pytest.mark.parametrize("size", [(64, 64), (36, 64)])
+def test_poisson_fill_approximates_the_exact_solution(size, rng):
+    """The free cells' grid Laplacian given (a smooth field with some noise): the same multigrid as the membrane's,
+    within the same bounds of the exact solve, fixed cells untouched."""
+    h, w = size
+    yy, xx = np.mgrid[:h, :w]
+    values = np.stack([np.sin(xx / 7.0), yy / h])
+    laplacian = np.stack([0.002 * np.cos(yy / 6.0) + 0.0005 * rng.standard_normal((h, w)), np.full((h, w), -0.001)])
+    fixed = np.ones((h, w), bool)
+    fixed[h // 5:h * 4 // 5, w // 6:w * 3 // 4] = False
+    want = exact_membrane(values, fixed, laplacian)
+    got = poisson_fill(torch.tensor(values, dtype=torch.float32)[None],
+                       torch.tensor(fixed, dtype=torch.float32)[None, None],
+                       torch.tensor(laplacian, dtype=torch.float32)[None], 2)[0].numpy()
+    np.testing.assert_array_equal(got[:, fixed], values[:, fixed].astype(np.float32))
+    error = np.abs(got - want)[:, ~fixed]
+    assert error.mean() < 0.06 and error.max() < 0.25
+    assert np.abs(exact_membrane(values, fixed) - want)[:, ~fixed].mean() > 0.02   # the rhs matters here
+
+
+def test_poisson_fill_with_zero_rhs_is_harmonic_fill():
+    fixed = torch.ones(1, 1, 32, 48)
+    fixed[..., 4:28, 8:40] = 0
+    values = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(poisson_fill(values, fixed, torch.zeros_like(values), 2),
+                               harmonic_fill(values, fixed, 2), rtol=0, atol=1e-6)
 
 
 def test_harmonic_fill_is_exact_for_a_constant_boundary():

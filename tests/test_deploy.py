@@ -94,6 +94,7 @@ def test_dynamic_graph_matches_torch(dynamic_graph, weights_path, lr_size, batch
 @pytest.mark.parametrize("settings", [dict(copy_base_feather=4), dict(copy_border_sigma=2.0, key_hole_clearance=1),
                                       dict(copy_border_sigma=2.0, colour_anchor=0.5),
                                       dict(colour_anchor=0.7, colour_anchor_flat=True),
+                                      dict(colour_anchor=0.7, colour_anchor_flat=True, flat_fill_form="continued_flat"),
                                       dict(key_hole_clearance=1, key_hole_clearance_max_loss=0.15,
                                            copy_detail_weight=0.03, copy_detail_min_spread=0.15),
                                       dict(coarse_prefill="membrane", colour_anchor=0.7)])

@@ -9,6 +9,7 @@ import torch
 from rethined_engine import Engine
 from rethined_engine.backends.native_backend import (ColourAnchor, CopyKernels, FlatFill, NativePropagation,
                                                      native_module)
+from rethined_engine.config import FLAT_FILL_FORMS
 from rethined_engine.geometry import seam_taps
 from rethined_engine.model import patchmatch as pm
 from rethined_engine.model.flat import flat_fill
@@ -109,20 +110,28 @@ def test_colour_anchor_matches_torch(threads, batch, h, w, sigma, strength):
         assert torch.equal(got[1], filled[1])
 
 
-@pytest.mark.parametrize("batch,h,w", [(1, 64, 96), (2, 128, 64), (1, 96, 160)])
-def test_flat_fill_matches_torch(threads, batch, h, w):
-    """`FlatFill` (cell means, known-pixel blurs, membranes and upsampling in C++) against `flat_fill`: the first
-    image's known pixels a faint gradient with grain (flat: weights near 1), a second one random (weights near 0)."""
+@pytest.mark.parametrize("form", FLAT_FILL_FORMS)
+@pytest.mark.parametrize("batch,h,w", [(1, 64, 96), (3, 128, 64), (1, 96, 160)])
+def test_flat_fill_matches_torch(threads, batch, h, w, form):
+    """`FlatFill` (cell means, known-pixel blurs, membranes, the continued fill's Poisson solve, the ring's dilation
+    and upsampling in C++) against `flat_fill`: the first image's known pixels a faint gradient with grain (flat:
+    weights near 1), a second one random (weights near 0); with three, the third a ramp with grain of 0.02 (the
+    continued weight inside its ramp)."""
     composite, filled = torch.rand(batch, 3, h, w), torch.rand(batch, 3, h, w)
     composite[0] = torch.linspace(0.2, 0.4, w).expand(3, h, w) + 0.003 * torch.randn(3, h, w)
+    if batch > 2:
+        composite[2] = torch.linspace(0.3, 0.6, w).expand(3, h, w) + 0.02 * torch.randn(3, h, w)
     mask = hole_masks(batch, h, w, seed=h + w)
-    ref_fill, ref_weight = flat_fill(composite, mask, filled)
-    got_fill, got_weight = FlatFill(native)(composite, mask, filled)
+    ref_fill, ref_weight = flat_fill(composite, mask, filled, form)
+    got_fill, got_weight = FlatFill(native, form)(composite, mask, filled)
     torch.testing.assert_close(got_fill, ref_fill, atol=COPY_ATOL, rtol=0)
     torch.testing.assert_close(got_weight, ref_weight, atol=FLAT_WEIGHT_ATOL, rtol=0)
     assert ref_weight[0].mean() > 0.5
     if batch > 1:
         assert ref_weight[1].mean() < 0.5
+    if batch > 2 and form == "continued":
+        hole = mask[2] > 0
+        assert 0.05 < ref_weight[2][hole].mean() < 0.95
 
 
 @pytest.mark.parametrize("batch,grid_h,grid_w,dim,candidates", [(1, 8, 12, 16, 8), (2, 16, 16, 256, 8),
@@ -185,10 +194,16 @@ def test_native_backend_with_and_without_the_kernels(rng, style, flat):
     (lambda: native.colour_anchor(np.zeros((1, 16, 16, 3), np.float32), np.zeros((1, 16, 8), np.float32),
                                   np.zeros((1, 16, 16, 3), np.float32), 0.5, np.ones(3, np.float32), 8, [1]),
      "mask: expected"),
-    (lambda: FlatFill(native)(torch.zeros(1, 3, 36, 48), torch.zeros(1, 1, 36, 48), torch.zeros(1, 3, 36, 48)),
+    (lambda: FlatFill(native, "membrane")(torch.zeros(1, 3, 36, 48), torch.zeros(1, 1, 36, 48),
+                                          torch.zeros(1, 3, 36, 48)),
      "composite: expected h and w divisible by"),
-    (lambda: FlatFill(native)(torch.zeros(1, 3, 32, 48), torch.zeros(1, 1, 32, 48), torch.zeros(1, 3, 32, 48)),
+    (lambda: FlatFill(native, "membrane")(torch.zeros(1, 3, 32, 48), torch.zeros(1, 1, 32, 48),
+                                          torch.zeros(1, 3, 32, 48)),
      "levels: expected"),
+    (lambda: native.flat_fill(
+        *[np.zeros(shape, np.float32) for shape in ((1, 32, 32, 3), (1, 32, 32), (1, 32, 32, 3))], 2,
+        np.ones(3, np.float32), np.ones(3, np.float32), np.ones(3, np.float32), 4, 1, 0.01, 0.02, 1e-5, 4, 1,
+        np.ones(3, np.float32), 0.001, 0.01, 1e-7, 8, 24, 0.5, 1e-6, 3), "form: expected 0"),
     (lambda: native.harmonic_fill(np.zeros((1, 24, 24, 3), np.float32), np.zeros((1, 24, 24), np.float32), 4, 8, 24,
                                   0.5), "levels: expected"),
     (lambda: native.harmonic_fill(np.zeros((1, 8, 8, 5), np.float32), np.zeros((1, 8, 8), np.float32), 1, 8, 24, 0.5),

@@ -129,6 +129,17 @@ def test_hr_feather_option_matches_the_engine_with_it(cases):
     assert np.abs(got - pasted).max() > 0.05     # the cross-fade changed the fill
 
 
+def test_continued_flat_fill_matches_the_engine_with_it(cases):
+    """flat_fill_form = "continued_flat" (the known slopes continued into the hole, weighted by their error on the
+    left-out ring, times the flatness) scripts, and matches the engine."""
+    image, alpha = max(cases, key=lambda case: case[0].shape[0] * case[0].shape[1])
+    module = script_inpainter(flat_fill_form="continued_flat")
+    with torch.no_grad():
+        got = module(rgba(image, alpha))[0].permute(1, 2, 0).numpy()
+    want = Engine(backend="torch", device="cpu", flat_fill_form="continued_flat").inpaint(image, alpha)
+    assert np.abs(got - want).max() <= FLOAT_TOLERANCE
+
+
 def test_half_precision_keeps_known_pixels_and_stays_close_to_float32(cases):
     image, soft = cases[1]
     alpha = (soft >= 0.5).astype(np.float32)     # 0.4999 rounds to 0.5 in float16: a hard alpha is the same mask

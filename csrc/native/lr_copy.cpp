@@ -13,7 +13,8 @@
 //       the fill shifted by a membrane of its colour mismatch at the hole's border (`model.patchmatch.border_match`)
 //   colour_anchor(composite (B, h, w, 3), mask (B, h, w), filled (B, h, w, 3), strength, taps, cell, steps)
 //       -> (B, h, w, 3): part of the fill's low band replaced by the nearest known colours' (`model.anchor`)
-//   flat_fill(composite (B, h, w, 3), mask (B, h, w), filled (B, h, w, 3), the constants of `model.flat`)
+//   flat_fill(composite (B, h, w, 3), mask (B, h, w), filled (B, h, w, 3), the constants of `model.flat`, the form's
+//             index in config.FLAT_FILL_FORMS)
 //       -> ((B, h, w, 3) the fill with its low band a membrane of the known colours, (B, h, w) its weight)
 //       (`model.flat.flat_fill`)
 //
@@ -49,13 +50,15 @@ using Floats = py::array_t<float, py::array::c_style>;
 constexpr int kMaxTaps = 63;   // filter taps: radius ceil(3 sigma) <= 31, sigma <= 10 px
 constexpr int kMaxLevels = 10;  // harmonic_fill halvings
 constexpr int kMaxMembraneChannels = 4;
+enum FlatForm { kMembraneForm, kContinuedForm, kContinuedFlatForm };   // config.FLAT_FILL_FORMS, in order
 
 // Scratch buffers, one set per calling thread, kept between calls and grown as needed: allocating a few fresh
 // megabytes per call cost more in page faults than the arithmetic (border_match at 512 x 512: ~25 ms with fresh
 // buffers). About 30 floats per LR pixel in all (~30 MB at 512 x 512).
 enum Slot { kFilterZeros, kFilterRows, kBlurSums, kBase, kBorderStack, kBorderMeans, kMismatch, kBorder,
-            kShift, kFlatLowInput, kFlatLow, kSolution, kNextSolution, kCountChannels, kLevelValues,
-            kLevelWeights = kLevelValues + kMaxLevels + 1, kSlots = kLevelWeights + kMaxLevels + 1 };
+            kShift, kFlatLowInput, kFlatLow, kSolution, kNextSolution, kCountChannels, kShiftChannels, kLevelValues,
+            kLevelWeights = kLevelValues + kMaxLevels + 1, kLevelRhs = kLevelWeights + kMaxLevels + 1,
+            kSlots = kLevelRhs + kMaxLevels + 1 };
 
 float* scratch(int slot, size_t n) {
     thread_local std::vector<float> buffers[kSlots];
@@ -308,8 +311,10 @@ void zero_border(float* grid, int H, int W, int C) {
 // region (h, w) or null: the cells whose result is wanted, a set that every free cell's grid neighbours of it belong
 // to (a hole with its fixed border); the finest grid's sweeps then update only these, and the other cells of out
 // are not the membrane's. The wanted cells' values are the same either way: no sweep reads past the fixed border.
+// rhs (h, w, C) or null: `model.patchmatch.poisson_fill`'s right-hand side (each free cell's grid Laplacian);
+// null: Laplace's equation (`harmonic_fill`).
 void membrane(const float* values, const float* fixed, int h, int w, int C, int levels, int sweeps, int coarsest_sweeps,
-              float fixed_share, const float* region, float* out) {
+              float fixed_share, const float* region, float* out, const float* rhs = nullptr) {
     float* value[kMaxLevels + 1];
     float* weight[kMaxLevels + 1];
     int hs[kMaxLevels + 1], ws[kMaxLevels + 1];
@@ -340,6 +345,21 @@ void membrane(const float* values, const float* fixed, int h, int w, int C, int 
                 weight[l + 1][p] = sum > threshold ? 1.0f : 0.0f;
             }
     }
+    const float* rhs_level[kMaxLevels + 1] = {rhs};
+    for (int l = 0; rhs != nullptr && l < levels; ++l) {   // a coarse cell's rhs: the sum of its four
+        const int H = hs[l + 1], W = ws[l + 1], w0 = ws[l];
+        float* coarse = scratch(kLevelRhs + l + 1, static_cast<size_t>(H) * W * C);
+        const float* r = rhs_level[l];
+#pragma omp parallel for schedule(static)
+        for (int y = 0; y < H; ++y)
+            for (int x = 0; x < W; ++x) {
+                const size_t a = static_cast<size_t>(2 * y) * w0 + 2 * x, b = a + 1, c2 = a + w0, d = c2 + 1;
+                const size_t p = static_cast<size_t>(y) * W + x;
+                for (int c = 0; c < C; ++c)
+                    coarse[p * C + c] = r[a * C + c] + r[b * C + c] + r[c2 * C + c] + r[d * C + c];
+            }
+        rhs_level[l + 1] = coarse;
+    }
     // coarsest grid: start from the fixed cells' mean
     const int Hc = hs[levels], Wc = ws[levels];
     double mean[kMaxMembraneChannels] = {}, count = 0.0;
@@ -353,6 +373,7 @@ void membrane(const float* values, const float* fixed, int h, int w, int C, int 
     float* x = scratch(kSolution, most);
     float* next = scratch(kNextSolution, most);
     float* count_c = scratch(kCountChannels, static_cast<size_t>(h) * w * C);   // 0 on fixed cells
+    float* shift_c = scratch(kShiftChannels, rhs != nullptr ? static_cast<size_t>(h) * w * C : 0);   // rhs / count
     std::fill(x, x + static_cast<size_t>(Hc + 2) * (Wc + 2) * C, 0.0f);
     for (int y = 0; y < Hc; ++y)
         for (int xx = 0; xx < Wc; ++xx)
@@ -399,9 +420,11 @@ void membrane(const float* values, const float* fixed, int h, int w, int C, int 
         for_cells([&](int y, int begin, int end) {
             for (int xx = begin; xx < end; ++xx) {
                 const size_t p = static_cast<size_t>(y) * W + xx;
-                const float n = f[p] > 0.0f ? 0.0f : static_cast<float>((y > 0) + (y + 1 < H) + (xx > 0) + (xx + 1 < W));
+                const float neighbours = static_cast<float>((y > 0) + (y + 1 < H) + (xx > 0) + (xx + 1 < W));
+                const float n = f[p] > 0.0f ? 0.0f : neighbours;
                 for (int c = 0; c < C; ++c) {
                     count_c[p * C + c] = n;
+                    if (rhs != nullptr) shift_c[p * C + c] = rhs_level[l][p * C + c] / neighbours;
                     if (f[p] > 0.0f) x[static_cast<size_t>(y + 1) * stride + (xx + 1) * C + c] = v[p * C + c];
                 }
             }
@@ -415,9 +438,17 @@ void membrane(const float* values, const float* fixed, int h, int w, int C, int 
                 const float* __restrict down = x + static_cast<size_t>(y + 2) * stride + C;
                 const float* __restrict count_row = count_c + static_cast<size_t>(y) * row;
                 float* __restrict result = next + static_cast<size_t>(y + 1) * stride + C;
-                for (int i = begin * C; i < end * C; ++i) {
-                    const float neighbours = ((up[i] + down[i]) + mid[i]) + mid[i + 2 * C];
-                    result[i] = count_row[i] > 0.0f ? neighbours / count_row[i] : mid[i + C];
+                if (rhs == nullptr) {
+                    for (int i = begin * C; i < end * C; ++i) {
+                        const float neighbours = ((up[i] + down[i]) + mid[i]) + mid[i + 2 * C];
+                        result[i] = count_row[i] > 0.0f ? neighbours / count_row[i] : mid[i + C];
+                    }
+                } else {   // Poisson: the neighbours' mean less rhs / count
+                    const float* __restrict shift_row = shift_c + static_cast<size_t>(y) * row;
+                    for (int i = begin * C; i < end * C; ++i) {
+                        const float neighbours = ((up[i] + down[i]) + mid[i]) + mid[i + 2 * C];
+                        result[i] = count_row[i] > 0.0f ? neighbours / count_row[i] - shift_row[i] : mid[i + C];
+                    }
                 }
             });
             std::swap(x, next);
@@ -766,13 +797,118 @@ void flat_band_weight(const float* composite, const float* known, int h, int w, 
         weight[q] = ramp(std::max(has[q] > 0.0f ? size[q] : carried[q], detail_floor));
 }
 
+// `model.flat.continued_fill`'s cell grid for one image: composite (h, w, 3), known (h, w) {0, 1} -> cells
+// (h / cell, w / cell, 3), before the bilinear upsampling: the steps between neighbouring known cell means carried
+// into the hole by two membranes (along rows, along columns), then the Poisson solution with their divergence.
+void continued_cells(const float* composite, const float* known, int h, int w, int cell, int levels, int sweeps,
+                     int coarsest_sweeps, float fixed_share, float* cells) {
+    const int gh = h / cell, gw = w / cell;
+    const size_t n = static_cast<size_t>(gh) * gw;
+    std::vector<float> means(n * 3), has(n), steps_x(n * 3), steps_y(n * 3), known_x(n), known_y(n),
+        along_x(n * 3), along_y(n * 3), divergence(n * 3);
+    known_cell_means<3>(h, w, cell, known, [&](size_t p, int c) { return composite[p * 3 + c]; }, means.data(),
+                        has.data());
+    for (int gy = 0; gy < gh; ++gy)
+        for (int gx = 0; gx < gw; ++gx) {   // forward differences, 0 past the last column / row
+            const size_t q = static_cast<size_t>(gy) * gw + gx;
+            const bool right = gx + 1 < gw, below = gy + 1 < gh;
+            known_x[q] = right ? has[q + 1] * has[q] : 0.0f;
+            known_y[q] = below ? has[q + gw] * has[q] : 0.0f;
+            for (int c = 0; c < 3; ++c) {
+                steps_x[q * 3 + c] = right ? means[(q + 1) * 3 + c] - means[q * 3 + c] : 0.0f;
+                steps_y[q * 3 + c] = below ? means[(q + gw) * 3 + c] - means[q * 3 + c] : 0.0f;
+            }
+        }
+    membrane(steps_x.data(), known_x.data(), gh, gw, 3, levels, sweeps, coarsest_sweeps, fixed_share, nullptr,
+             along_x.data());
+    membrane(steps_y.data(), known_y.data(), gh, gw, 3, levels, sweeps, coarsest_sweeps, fixed_share, nullptr,
+             along_y.data());
+    for (int gy = 0; gy < gh; ++gy)
+        for (int gx = 0; gx < gw; ++gx) {   // `model.flat.divergence`
+            const size_t q = static_cast<size_t>(gy) * gw + gx;
+            for (int c = 0; c < 3; ++c) {
+                const float right = gx + 1 < gw ? along_x[q * 3 + c] : 0.0f;
+                const float left = gx > 0 ? along_x[(q - 1) * 3 + c] : 0.0f;
+                const float down = gy + 1 < gh ? along_y[q * 3 + c] : 0.0f;
+                const float up = gy > 0 ? along_y[(q - gw) * 3 + c] : 0.0f;
+                divergence[q * 3 + c] = ((right - left) + down) - up;
+            }
+        }
+    membrane(means.data(), has.data(), gh, gw, 3, levels, sweeps, coarsest_sweeps, fixed_share, nullptr, cells,
+             divergence.data());
+}
+
+// mask (h, w) {0, 1} -> grown (h, w): the largest value within `radius` px along each axis (F.max_pool2d's square
+// window of side 2 radius + 1, clipped at the image's edges), rows first.
+void dilate(const float* mask, int h, int w, int radius, float* grown) {
+    std::vector<float> rows(static_cast<size_t>(h) * w);
+#pragma omp parallel for schedule(static)
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            float most = 0.0f;
+            for (int k = std::max(x - radius, 0); k <= std::min(x + radius, w - 1); ++k)
+                most = std::max(most, mask[static_cast<size_t>(y) * w + k]);
+            rows[static_cast<size_t>(y) * w + x] = most;
+        }
+#pragma omp parallel for schedule(static)
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            float most = 0.0f;
+            for (int k = std::max(y - radius, 0); k <= std::min(y + radius, h - 1); ++k)
+                most = std::max(most, rows[static_cast<size_t>(k) * w + x]);
+            grown[static_cast<size_t>(y) * w + x] = most;
+        }
+}
+
+// `model.flat.holdout_weight`'s carried error for one image: composite (h, w, 3), mask (h, w) -> carried (h / cell,
+// w / cell), the membrane before its bilinear upsampling; returns whether the image holds a ring pixel.
+bool holdout_cells(const float* composite, const float* mask, int h, int w, int ring_width, int cell, int levels,
+                   int sweeps, int coarsest_sweeps, float fixed_share, float* carried) {
+    const size_t pixels = static_cast<size_t>(h) * w;
+    const int gh = h / cell, gw = w / cell;
+    const size_t n = static_cast<size_t>(gh) * gw;
+    std::vector<float> grown(pixels), ring(pixels), grown_known(pixels), error(pixels), guess(n * 3), means(n), has(n);
+    dilate(mask, h, w, ring_width, grown.data());
+    bool any_ring = false;
+    for (size_t p = 0; p < pixels; ++p) {
+        ring[p] = grown[p] - mask[p];
+        grown_known[p] = 1.0f - grown[p];
+        any_ring = any_ring || ring[p] > 0.0f;
+    }
+    continued_cells(composite, grown_known.data(), h, w, cell, levels, sweeps, coarsest_sweeps, fixed_share,
+                    guess.data());
+    const std::vector<AxisTap> ys = axis_taps(h, gh, 1.0f / static_cast<float>(cell));
+    const std::vector<AxisTap> xs = axis_taps(w, gw, 1.0f / static_cast<float>(cell));
+#pragma omp parallel for schedule(static)
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            const size_t p = static_cast<size_t>(y) * w + x;
+            float total = 0.0f;
+            if (ring[p] > 0.0f)
+                for (int c = 0; c < 3; ++c) {
+                    const float miss = bilinear_at(guess.data(), gw, 3, c, ys[y], xs[x]) - composite[p * 3 + c];
+                    total += miss * miss;
+                }
+            error[p] = total * ring[p];
+        }
+    known_cell_means<1>(h, w, cell, ring.data(), [&](size_t p, int) { return error[p]; }, means.data(), has.data());
+    membrane(means.data(), has.data(), gh, gw, 1, levels, sweeps, coarsest_sweeps, fixed_share, nullptr, carried);
+    return any_ring;
+}
+
 std::tuple<Floats, Floats> flat_fill(Floats composite, Floats mask, Floats filled, int band_cell, Floats fine_taps,
                                      Floats coarse_taps, Floats window_taps, int flat_cell, int flat_levels,
                                      double detail_low, double detail_high, float detail_floor, int membrane_cell,
                                      int membrane_levels, Floats low_taps, double spread_low, double spread_high,
                                      float spread_floor, int sweeps, int coarsest_sweeps, float fixed_share,
-                                     float weight_floor) {
+                                     float weight_floor, int form, int holdout_ring, double holdout_low,
+                                     double holdout_high, float holdout_floor) {
     const auto cb = composite.request(), mb = mask.request(), fb = filled.request();
+    if (form < kMembraneForm || form > kContinuedFlatForm)
+        throw std::invalid_argument("form: expected 0 (membrane), 1 (continued) or 2 (continued_flat), got " +
+                                    std::to_string(form));
+    if (holdout_ring < 0)
+        throw std::invalid_argument("holdout_ring: expected >= 0, got " + std::to_string(holdout_ring));
     const auto [B, h, w] = check_composite_mask_filled(cb, mb, fb);
     if (band_cell < 1 || flat_cell < 1 || membrane_cell < 1)
         throw std::invalid_argument("band_cell, flat_cell, membrane_cell: expected >= 1");
@@ -786,7 +922,8 @@ std::tuple<Floats, Floats> flat_fill(Floats composite, Floats mask, Floats fille
     check_levels(h / membrane_cell, w / membrane_cell, membrane_levels, sweeps, coarsest_sweeps);
     const std::vector<float> fine = taps_of(fine_taps), coarse = taps_of(coarse_taps), window = taps_of(window_taps),
                              low_g = taps_of(low_taps);
-    const LogRamp detail_ramp(detail_low, detail_high), spread_ramp(spread_low, spread_high);
+    const LogRamp detail_ramp(detail_low, detail_high), spread_ramp(spread_low, spread_high),
+        holdout_ramp(holdout_low, holdout_high);
     Floats smooth({B, h, w, 3}), weights({B, h, w});
     const float* comp = static_cast<const float*>(cb.ptr);
     const float* msk = static_cast<const float*>(mb.ptr);
@@ -799,7 +936,7 @@ std::tuple<Floats, Floats> flat_fill(Floats composite, Floats mask, Floats fille
     py::gil_scoped_release release;
     std::vector<float> known(pixels), band_weight(static_cast<size_t>(bh) * bw), both_means(membrane_cells * 6),
         colour_means(membrane_cells * 3), square_means(membrane_cells * 3), has(membrane_cells),
-        colours(membrane_cells * 3), squares(membrane_cells * 3);
+        colours(membrane_cells * 3), squares(membrane_cells * 3), carried(membrane_cells);
     float* low_input = scratch(kFlatLowInput, pixels * 3);
     float* low = scratch(kFlatLow, pixels * 3);
     for (int b = 0; b < B; ++b) {
@@ -813,9 +950,37 @@ std::tuple<Floats, Floats> flat_fill(Floats composite, Floats mask, Floats fille
             known[p] = 1.0f - m[p];
             for (int c = 0; c < 3; ++c) low_input[p * 3 + c] = m[p] > 0.0f ? fl[p * 3 + c] : cm[p * 3 + c];
         }
-        flat_band_weight(cm, known.data(), h, w, band_cell, fine, coarse, window, flat_cell, flat_levels, detail_ramp,
-                         detail_floor, sweeps, coarsest_sweeps, fixed_share, weight_floor, band_weight.data());
-        upsample(band_weight.data(), bh, bw, 1, band_cell, wo);
+        if (form != kContinuedForm) {
+            flat_band_weight(cm, known.data(), h, w, band_cell, fine, coarse, window, flat_cell, flat_levels,
+                             detail_ramp, detail_floor, sweeps, coarsest_sweeps, fixed_share, weight_floor,
+                             band_weight.data());
+            upsample(band_weight.data(), bh, bw, 1, band_cell, wo);
+        } else {
+            std::fill(wo, wo + pixels, 1.0f);
+        }
+        blur_normalised(low_input, h, w, 3, low_g, low);
+        const std::vector<AxisTap> ys = axis_taps(h, mh, 1.0f / static_cast<float>(membrane_cell));
+        const std::vector<AxisTap> xs = axis_taps(w, mw, 1.0f / static_cast<float>(membrane_cell));
+        if (form != kMembraneForm) {   // the continued fill, weighted by its error on the left-out ring
+            continued_cells(cm, known.data(), h, w, membrane_cell, membrane_levels, sweeps, coarsest_sweeps,
+                            fixed_share, colours.data());
+            const float any_ring = holdout_cells(cm, m, h, w, holdout_ring, membrane_cell, membrane_levels, sweeps,
+                                                 coarsest_sweeps, fixed_share, carried.data()) ? 1.0f : 0.0f;
+#pragma omp parallel for schedule(static)
+            for (int y = 0; y < h; ++y) {
+                const AxisTap ty = ys[y];
+                for (int x = 0; x < w; ++x) {
+                    const AxisTap tx = xs[x];
+                    const size_t p = static_cast<size_t>(y) * w + x;
+                    for (int c = 0; c < 3; ++c)
+                        so[p * 3 + c] =
+                            (fl[p * 3 + c] - low[p * 3 + c]) + bilinear_at(colours.data(), mw, 3, c, ty, tx);
+                    const float error = std::max(bilinear_at(carried.data(), mw, 1, 0, ty, tx), holdout_floor);
+                    wo[p] = (holdout_ramp(error) * any_ring) * wo[p];
+                }
+            }
+            continue;
+        }
         // the known colours' membrane and that of their squares: their cell means in one pass (channels 0-2 the
         // colours, 3-5 their squares), each membrane on its three
         auto colour_or_square = [&](size_t p, int c) {
@@ -832,9 +997,6 @@ std::tuple<Floats, Floats> flat_fill(Floats composite, Floats mask, Floats fille
                  nullptr, colours.data());
         membrane(square_means.data(), has.data(), mh, mw, 3, membrane_levels, sweeps, coarsest_sweeps, fixed_share,
                  nullptr, squares.data());
-        blur_normalised(low_input, h, w, 3, low_g, low);
-        const std::vector<AxisTap> ys = axis_taps(h, mh, 1.0f / static_cast<float>(membrane_cell));
-        const std::vector<AxisTap> xs = axis_taps(w, mw, 1.0f / static_cast<float>(membrane_cell));
 #pragma omp parallel for schedule(static)
         for (int y = 0; y < h; ++y) {
             const AxisTap ty = ys[y];
@@ -872,7 +1034,8 @@ void register_lr_copy(py::module_& m) {
           py::arg("flat_levels"), py::arg("detail_low"), py::arg("detail_high"), py::arg("detail_floor"),
           py::arg("membrane_cell"), py::arg("membrane_levels"), py::arg("low_taps"), py::arg("spread_low"),
           py::arg("spread_high"), py::arg("spread_floor"), py::arg("sweeps"), py::arg("coarsest_sweeps"),
-          py::arg("fixed_share"), py::arg("weight_floor"));
+          py::arg("fixed_share"), py::arg("weight_floor"), py::arg("form") = 0, py::arg("holdout_ring") = 0,
+          py::arg("holdout_low") = 1.0, py::arg("holdout_high") = 2.0, py::arg("holdout_floor") = 1e-9f);
 }
 
 }  // namespace rethined

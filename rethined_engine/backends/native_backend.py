@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import FLAT_FILL_FORMS
 from ..deploy.onnx_export import LRNetwork
 from ..geometry import plan, seam_taps
 from ..io import prepare
@@ -122,12 +123,14 @@ class ColourAnchor:
 
 
 class FlatFill:
-    """`model.flat.flat_fill` (same arguments and results, float32; equal to float rounding,
-    tests/test_native_lr_copy.py) in the extension (csrc/native/lr_copy.cpp): the cell means, known-pixel blurs and
-    membranes on their cell grids, one pass over the LR pixels for the upsampled membrane, its spread and the fill."""
+    """`model.flat.flat_fill` of one form (`config.FLAT_FILL_FORMS`; same arguments and results, float32; equal to
+    float rounding, tests/test_native_lr_copy.py) in the extension (csrc/native/lr_copy.cpp): the cell means,
+    known-pixel blurs and membranes on their cell grids, one pass over the LR pixels for the upsampled smooth fill,
+    its weight and the fill."""
 
-    def __init__(self, native):
+    def __init__(self, native, form: str):
         self.native = native
+        self.form = form
 
     def __call__(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,7 +142,8 @@ class FlatFill:
             flat.FLAT_DETAIL_LOW, flat.FLAT_DETAIL_HIGH, flat.FLAT_DETAIL_FLOOR, flat.MEMBRANE_CELL,
             flat.MEMBRANE_LEVELS, seam_taps(flat.FLAT_LOW_SIGMA), flat.SPREAD_LOW, flat.SPREAD_HIGH,
             flat.SPREAD_FLOOR, patchmatch.JACOBI_SWEEPS, patchmatch.JACOBI_COARSEST_SWEEPS,
-            patchmatch.COARSE_FIXED_SHARE, patchmatch.MEAN_WEIGHT_FLOOR)
+            patchmatch.COARSE_FIXED_SHARE, patchmatch.MEAN_WEIGHT_FLOOR, FLAT_FILL_FORMS.index(self.form),
+            flat.HOLDOUT_RING, flat.HOLDOUT_ERROR_LOW, flat.HOLDOUT_ERROR_HIGH, flat.HOLDOUT_ERROR_FLOOR)
         return (torch.from_numpy(smooth).permute(0, 3, 1, 2),        # (B, 3, h, w), channels-last
                 torch.from_numpy(weight)[:, None])                   # (B, 1, h, w)
 
@@ -184,7 +188,7 @@ class NativeBackend(TorchBackend):
             self.model.patch_match.copy_kernels = CopyKernels(self.native)
             self.model.patch_match.propagation_kernel = NativePropagation(self.native)
             self.model.anchor_kernel = ColourAnchor(self.native)
-            self.model.flat_kernel = FlatFill(self.native)
+            self.model.flat_kernel = FlatFill(self.native, self.model.flat_fill_form)
         self.lr_network = (LRNetwork(self.model, self.config.hr_topk, compact=True)
                            if self.config.hr_topk > 0 else None)
 

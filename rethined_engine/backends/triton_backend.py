@@ -155,7 +155,8 @@ class TritonBackend(TorchBackend):
         self.model.patch_match.copy_kernels = TritonCopyKernels()
         self.model.patch_match.propagation_kernel = propagate_sources
         self.model.anchor_kernel = colour_anchor
-        self.model.flat_kernel = flat_fill
+        if self.model.flat_fill_form == "membrane":
+            self.model.flat_kernel = flat_fill
         if self.model.patch_match.copy_pool <= POOL_MAX:
             self.model.patch_match.candidates_kernel = copy_candidates
         # the HR kernel cross-fades (hr_feather > 0) one copied source per token: hr_topk = 1

@@ -728,6 +728,30 @@ def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> tor
     return x
 
 
+def poisson_fill(values: torch.Tensor, fixed: torch.Tensor, rhs: torch.Tensor, levels: int) -> torch.Tensor:
+    """`harmonic_fill` with a right-hand side: (B, C, h, w) `values` where `fixed` (B, 1, h, w, float {0, 1}) is
+    set; elsewhere an approximation of the discrete Poisson solution (each free cell's grid Laplacian, the sum of
+    its neighbours less their count times the cell, equals its rhs (B, C, h, w)), by the same coarse-to-fine
+    multigrid and sweeps; a coarse cell's rhs is the sum of its four (the Laplacian of a grid of twice the spacing
+    is four times as large)."""
+    value_levels, fixed_levels, x = membrane_pyramid(values, fixed, levels)
+    rhs_levels = [rhs]
+    for _ in range(levels):
+        rhs_levels.append(_halve(rhs_levels[-1]))
+    for level in range(levels, -1, -1):
+        value, weight = value_levels[level], fixed_levels[level]
+        if level < levels:
+            x = _per_pixel(x, 2)
+        is_fixed = weight > 0
+        count = neighbour_count(weight)
+        column, row = _zero_border(x)
+        shift = rhs_levels[level] / count
+        x = torch.where(is_fixed, value, x)
+        for _ in range(membrane_sweeps(level, levels)):
+            x = torch.where(is_fixed, value, _neighbour_mean(x, count, column, row) - shift)
+    return x
+
+
 def jacobi_sweeps(x: torch.Tensor, value: torch.Tensor, is_fixed: torch.Tensor, count: torch.Tensor,
                   sweeps: int) -> torch.Tensor:
     """`sweeps` Jacobi sweeps of `harmonic_fill` from x: every free cell of x, value (B, C, h, w) becomes the

@@ -136,6 +136,7 @@ class Rethined(nn.Module):
         self.key_edge_tokens, self.key_frame_lines = cfg.key_edge_tokens, cfg.key_frame_lines
         self.colour_anchor, self.colour_anchor_sigma = float(cfg.colour_anchor), float(cfg.colour_anchor_sigma)
         self.colour_anchor_flat = cfg.colour_anchor_flat
+        self.flat_fill_form = cfg.flat_fill_form
         self.anchor_steps = jump_steps(cfg.lr_long_side // ANCHOR_CELL)
         self.anchor_kernel = None   # a backend's `colour_anchor`: native `ColourAnchor` (C++)
         self.flat_kernel = None     # a backend's `flat_fill`: native `FlatFill` (C++)
@@ -183,7 +184,7 @@ class Rethined(nn.Module):
         """`flat_fill`, by `self.flat_kernel` where a backend set one."""
         if self.flat_kernel is not None and not torch.jit.is_scripting():
             return self.kernel_flat(composite, mask, filled)
-        return flat_fill(composite, mask, filled)
+        return flat_fill(composite, mask, filled, self.flat_fill_form)
 
     @torch.jit.unused
     def kernel_flat(self, composite: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor
