@@ -64,13 +64,24 @@ def _neighbour_count(y, x, height, width):
 
 
 @triton.jit
-def _sweep(src_ptr, offs, inside, y, x, height, width, fixed, value):
-    """One Jacobi update of the cells offs (row y, column x) of the plane at src_ptr -> float32 values."""
+def _sweep(src_ptr, offs, inside, y, x, height, width, fixed, value, shift):
+    """One Jacobi update of the cells offs (row y, column x) of the plane at src_ptr -> float32 values: a free
+    cell's neighbours' mean less shift (`poisson_fill`'s rhs / count; 0.0 for Laplace's equation)."""
     up = tl.load(src_ptr + offs - width, mask=inside & (y > 0), other=0.0).to(tl.float32)
     down = tl.load(src_ptr + offs + width, mask=inside & (y < height - 1), other=0.0).to(tl.float32)
     left = tl.load(src_ptr + offs - 1, mask=inside & (x > 0), other=0.0).to(tl.float32)
     right = tl.load(src_ptr + offs + 1, mask=inside & (x < width - 1), other=0.0).to(tl.float32)
-    return tl.where(fixed, value, tl.math.div_rn(((up + down) + left) + right, _neighbour_count(y, x, height, width)))
+    mean = tl.math.div_rn(((up + down) + left) + right, _neighbour_count(y, x, height, width))
+    return tl.where(fixed, value, mean - shift)
+
+
+@triton.jit
+def _shift(rhs_ptr, offs, inside, y, x, height, width, HAS_RHS: tl.constexpr):
+    """`poisson_fill`'s rhs / neighbour count at the cells offs of the plane at rhs_ptr (float32), or 0.0."""
+    if HAS_RHS:
+        rhs = tl.load(rhs_ptr + offs, mask=inside, other=0.0).to(tl.float32)
+        return tl.math.div_rn(rhs, _neighbour_count(y, x, height, width))
+    return 0.0
 
 
 @triton.jit
@@ -92,12 +103,15 @@ def _halve(grid, SIDE: tl.constexpr):
 
 
 @triton.jit
-def membrane_pyramid_kernel(values_ptr, fixed_ptr, value_levels_ptr, fixed_levels_ptr, height, width, channels,
-                            planes, LEVELS: tl.constexpr, TILE: tl.constexpr):
+def membrane_pyramid_kernel(values_ptr, fixed_ptr, value_levels_ptr, fixed_levels_ptr, rhs_ptr, rhs_levels_ptr,
+                            height, width, channels, planes, LEVELS: tl.constexpr, TILE: tl.constexpr,
+                            HAS_RHS: tl.constexpr):
     """`patchmatch.membrane_pyramid`'s grids of tile program_id(0) (TILE = 2 ** LEVELS cells a side) of image
     program_id(1): values (B, C, h, w) and fixed (B, 1, h, w) {0, 1} -> every level's values * fixed (the fine
     level) or weighted means (coarser) into value_levels, and its fixed cells (uint8) into fixed_levels
-    (`_level_start` layout; planes = B * C grids of values per level, B of fixed cells)."""
+    (`_level_start` layout; planes = B * C grids of values per level, B of fixed cells); with HAS_RHS also
+    `poisson_fill`'s rhs (B, C, h, w) and its sums of four cells per level into rhs_levels (value_levels'
+    layout)."""
     image = tl.program_id(1)
     tiles_x = width // TILE
     tile_y = tl.program_id(0) // tiles_x
@@ -114,6 +128,9 @@ def membrane_pyramid_kernel(values_ptr, fixed_ptr, value_levels_ptr, fixed_level
         tl.store(value_levels_ptr + plane * (height * width) + cell, value.to(value_levels_ptr.dtype.element_ty))
         level_value = value
         level_weight = weight
+        if HAS_RHS:
+            level_rhs = tl.load(rhs_ptr + plane * (height * width) + cell).to(tl.float32)
+            tl.store(rhs_levels_ptr + plane * (height * width) + cell, level_rhs.to(value_levels_ptr.dtype.element_ty))
         for level in tl.static_range(1, LEVELS + 1):
             weight_sum = _halve(level_weight, TILE >> (level - 1))
             level_value = tl.math.div_rn(_halve(level_value * level_weight, TILE >> (level - 1)),
@@ -127,17 +144,23 @@ def membrane_pyramid_kernel(values_ptr, fixed_ptr, value_levels_ptr, fixed_level
             level_cell = ly[:, None] * level_w + lx[None, :]
             tl.store(value_levels_ptr + start + plane * (level_h * level_w) + level_cell,
                      level_value.to(value_levels_ptr.dtype.element_ty))
+            if HAS_RHS:
+                level_rhs = _halve(level_rhs, TILE >> (level - 1))
+                level_rhs = level_rhs.to(value_levels_ptr.dtype.element_ty).to(tl.float32)   # the grid's dtype
+                tl.store(rhs_levels_ptr + start + plane * (level_h * level_w) + level_cell,
+                         level_rhs.to(value_levels_ptr.dtype.element_ty))
             if channel == 0:
                 tl.store(fixed_levels_ptr + fixed_start + image * (level_h * level_w) + level_cell,
                          level_weight.to(tl.uint8))
 
 
 @triton.jit
-def jacobi_sweep_kernel(src_ptr, value_ptr, fixed_ptr, out_ptr, height, width, channels, FROM_COARSE: tl.constexpr,
-                        BLOCK: tl.constexpr):
+def jacobi_sweep_kernel(src_ptr, value_ptr, fixed_ptr, rhs_ptr, out_ptr, height, width, channels,
+                        FROM_COARSE: tl.constexpr, HAS_RHS: tl.constexpr, BLOCK: tl.constexpr):
     """One sweep over plane program_id(1) (of B * C) of a level: value, out (B, C, h, w) and fixed (B, 1, h, w)
     uint8, contiguous; src the previous sweep's (B, C, h, w), or with FROM_COARSE the coarser level's solution
-    (B, C, h / 2, w / 2), from which the level starts where a cell is free."""
+    (B, C, h / 2, w / 2), from which the level starts where a cell is free; with HAS_RHS the level's rhs
+    (B, C, h, w) of `poisson_fill`."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     cells = height * width
     inside = offs < cells
@@ -148,6 +171,7 @@ def jacobi_sweep_kernel(src_ptr, value_ptr, fixed_ptr, out_ptr, height, width, c
     per_image = (plane // channels) * cells
     fixed = tl.load(fixed_ptr + per_image + offs, mask=inside, other=0) != 0
     value = tl.load(value_ptr + grid + offs, mask=inside, other=0.0).to(tl.float32)
+    shift = _shift(rhs_ptr + grid, offs, inside, y, x, height, width, HAS_RHS)
     if FROM_COARSE:
         coarse = src_ptr + plane * (cells // 4)
         up = _start(coarse, value_ptr + grid, fixed_ptr + per_image, y - 1, x, width, inside & (y > 0))
@@ -155,15 +179,15 @@ def jacobi_sweep_kernel(src_ptr, value_ptr, fixed_ptr, out_ptr, height, width, c
         left = _start(coarse, value_ptr + grid, fixed_ptr + per_image, y, x - 1, width, inside & (x > 0))
         right = _start(coarse, value_ptr + grid, fixed_ptr + per_image, y, x + 1, width, inside & (x < width - 1))
         out = tl.where(fixed, value, tl.math.div_rn(((up + down) + left) + right,
-                                                    _neighbour_count(y, x, height, width)))
+                                                    _neighbour_count(y, x, height, width)) - shift)
     else:
-        out = _sweep(src_ptr + grid, offs, inside, y, x, height, width, fixed, value)
+        out = _sweep(src_ptr + grid, offs, inside, y, x, height, width, fixed, value, shift)
     tl.store(out_ptr + grid + offs, out.to(out_ptr.dtype.element_ty), mask=inside)
 
 
 @triton.jit
-def membrane_coarse_kernel(value_levels_ptr, fixed_levels_ptr, buffers_ptr, height, width, channels, planes, levels,
-                           last, coarsest_sweeps, sweeps, BLOCK: tl.constexpr):
+def membrane_coarse_kernel(value_levels_ptr, fixed_levels_ptr, rhs_levels_ptr, buffers_ptr, height, width, channels,
+                           planes, levels, last, coarsest_sweeps, sweeps, HAS_RHS: tl.constexpr, BLOCK: tl.constexpr):
     """Levels `levels` (the coarsest) down to `last` of plane program_id(0) (of planes = B * C), each of at most
     BLOCK cells, in one program: the coarsest from its fixed cells' mean and coarsest_sweeps sweeps, each finer
     one from the coarser solution and `sweeps` sweeps. buffers (2, planes, cells of level `last`): each level's
@@ -185,6 +209,7 @@ def membrane_coarse_kernel(value_levels_ptr, fixed_levels_ptr, buffers_ptr, heig
         x = offs - y * level_w
         fixed = tl.load(fixed_levels_ptr + fixed_start + image * cells + offs, mask=inside, other=0) != 0
         value = tl.load(value_levels_ptr + start + plane * cells + offs, mask=inside, other=0.0).to(tl.float32)
+        shift = _shift(rhs_levels_ptr + start + plane * cells, offs, inside, y, x, level_h, level_w, HAS_RHS)
         grid = plane * region                   # every level's grid at the start of the plane's region
         if level == levels:                     # the coarsest: its fixed cells' mean everywhere free
             total = tl.sum(tl.where(fixed, value, 0.0), axis=0).to(dtype).to(tl.float32)
@@ -201,7 +226,8 @@ def membrane_coarse_kernel(value_levels_ptr, fixed_levels_ptr, buffers_ptr, heig
         tl.store(buffers_ptr + current * buffer + grid + offs, first.to(dtype), mask=inside)
         tl.debug_barrier()
         for _ in range(level_sweeps):
-            out = _sweep(buffers_ptr + current * buffer + grid, offs, inside, y, x, level_h, level_w, fixed, value)
+            out = _sweep(buffers_ptr + current * buffer + grid, offs, inside, y, x, level_h, level_w, fixed, value,
+                         shift)
             current = 1 - current
             tl.store(buffers_ptr + current * buffer + grid + offs, out.to(dtype), mask=inside)
             tl.debug_barrier()                  # the next sweep reads other threads' cells
@@ -216,6 +242,19 @@ def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> tor
     """`patchmatch.harmonic_fill` (same arguments and result, within float rounding): values (B, C, h, w),
     fixed (B, 1, h, w) {0, 1} of values' dtype, h and w divisible by 2 ** levels (levels <= 6) -> (B, C, h, w).
     One pyramid launch, one for the levels of at most SMALL_GRID cells, one per sweep of each finer level."""
+    return _solve(values, fixed, None, levels)
+
+
+def poisson_fill(values: torch.Tensor, fixed: torch.Tensor, rhs: torch.Tensor, levels: int) -> torch.Tensor:
+    """`patchmatch.poisson_fill` (same arguments and result, within float rounding): `harmonic_fill`'s launches
+    with rhs (B, C, h, w) summed over each level by the pyramid launch and taken by every sweep."""
+    if rhs.shape != values.shape:
+        raise ValueError(f"rhs: expected values' shape {tuple(values.shape)}, got {tuple(rhs.shape)}")
+    return _solve(values, fixed, rhs, levels)
+
+
+def _solve(values: torch.Tensor, fixed: torch.Tensor, rhs: torch.Tensor | None, levels: int) -> torch.Tensor:
+    """`harmonic_fill` (rhs None) or `poisson_fill`."""
     if values.dim() != 4 or fixed.dim() != 4 or fixed.shape[1] != 1 or fixed.shape[0] != values.shape[0] \
             or fixed.shape[2:] != values.shape[2:]:
         raise ValueError(f"values, fixed: expected (B, C, h, w) and (B, 1, h, w) of one grid, got "
@@ -228,21 +267,26 @@ def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> tor
     planes = batch * channels
     sizes = [(height >> level, width >> level) for level in range(levels + 1)]
     if sizes[-1][0] * sizes[-1][1] > SMALL_GRID:     # a coarsest grid this large: one program per plane is too few
-        return patchmatch.harmonic_fill(values, fixed, levels)
+        if rhs is None:
+            return patchmatch.harmonic_fill(values, fixed, levels)
+        return patchmatch.poisson_fill(values, fixed, rhs, levels)
     cells = sum(h * w for h, w in sizes)
     value_levels = torch.empty(planes * cells, dtype=values.dtype, device=values.device)
     fixed_levels = torch.empty(batch * cells, dtype=torch.uint8, device=values.device)
+    has_rhs = rhs is not None
+    rhs = rhs.contiguous() if has_rhs else value_levels         # not read without HAS_RHS
+    rhs_levels = torch.empty_like(value_levels) if has_rhs else value_levels
     membrane_pyramid_kernel[((height // tile) * (width // tile), batch)](
-        values.contiguous(), fixed.contiguous(), value_levels, fixed_levels, height, width, channels, planes,
-        LEVELS=levels, TILE=tile, num_warps=pyramid_warps(tile))
+        values.contiguous(), fixed.contiguous(), value_levels, fixed_levels, rhs, rhs_levels, height, width, channels,
+        planes, LEVELS=levels, TILE=tile, HAS_RHS=has_rhs, num_warps=pyramid_warps(tile))
     last = levels                        # the finest level the one-program kernel takes: at least the coarsest
     while last > 0 and sizes[last - 1][0] * sizes[last - 1][1] <= SMALL_GRID:
         last -= 1
     last_h, last_w = sizes[last]
     buffers = torch.empty(2, planes, last_h, last_w, dtype=values.dtype, device=values.device)
-    membrane_coarse_kernel[(planes,)](value_levels, fixed_levels, buffers, height, width, channels, planes, levels,
-                                      last, patchmatch.JACOBI_COARSEST_SWEEPS, patchmatch.JACOBI_SWEEPS,
-                                      BLOCK=SMALL_GRID, num_warps=SMALL_GRID_WARPS)
+    membrane_coarse_kernel[(planes,)](value_levels, fixed_levels, rhs_levels, buffers, height, width, channels, planes,
+                                      levels, last, patchmatch.JACOBI_COARSEST_SWEEPS, patchmatch.JACOBI_SWEEPS,
+                                      HAS_RHS=has_rhs, BLOCK=SMALL_GRID, num_warps=SMALL_GRID_WARPS)
     writes = 1 + patchmatch.membrane_sweeps(levels, levels) + sum(1 + patchmatch.membrane_sweeps(level, levels)
                                                                   for level in range(last, levels))
     current = buffers[(writes - 1) % 2]
@@ -251,16 +295,17 @@ def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> tor
         start = planes * sum(h * w for h, w in sizes[:level])
         fixed_start = batch * sum(h * w for h, w in sizes[:level])
         value = value_levels[start:start + planes * level_h * level_w]
+        level_rhs = rhs_levels[start:start + planes * level_h * level_w]
         level_fixed = fixed_levels[fixed_start:fixed_start + batch * level_h * level_w]
         grid = (triton.cdiv(level_h * level_w, BLOCK), planes)
         out, other = (torch.empty(batch, channels, level_h, level_w, dtype=values.dtype, device=values.device)
                       for _ in range(2))
-        jacobi_sweep_kernel[grid](current, value, level_fixed, out, level_h, level_w, channels, FROM_COARSE=True,
-                                  BLOCK=BLOCK)
+        jacobi_sweep_kernel[grid](current, value, level_fixed, level_rhs, out, level_h, level_w, channels,
+                                  FROM_COARSE=True, HAS_RHS=has_rhs, BLOCK=BLOCK)
         for _ in range(patchmatch.membrane_sweeps(level, levels) - 1):
             out, other = other, out
-            jacobi_sweep_kernel[grid](other, value, level_fixed, out, level_h, level_w, channels, FROM_COARSE=False,
-                                      BLOCK=BLOCK)
+            jacobi_sweep_kernel[grid](other, value, level_fixed, level_rhs, out, level_h, level_w, channels,
+                                      FROM_COARSE=False, HAS_RHS=has_rhs, BLOCK=BLOCK)
         current = out
     return current.reshape(batch, channels, height, width)
 
@@ -268,6 +313,11 @@ def harmonic_fill(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> tor
 def harmonic_fill_reference(values: torch.Tensor, fixed: torch.Tensor, levels: int) -> torch.Tensor:
     """`harmonic_fill` in torch: `patchmatch.harmonic_fill`."""
     return patchmatch.harmonic_fill(values, fixed, levels)
+
+
+def poisson_fill_reference(values: torch.Tensor, fixed: torch.Tensor, rhs: torch.Tensor, levels: int) -> torch.Tensor:
+    """`poisson_fill` in torch: `patchmatch.poisson_fill`."""
+    return patchmatch.poisson_fill(values, fixed, rhs, levels)
 
 
 @triton.jit

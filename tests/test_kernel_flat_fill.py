@@ -1,4 +1,4 @@
-"""Triton flat fill (`kernels.flat_fill`) vs its torch reference (`model.flat.flat_fill`).
+"""Triton flat fill (`kernels.flat_fill`) vs its torch reference (`model.flat.flat_fill`), every form.
 CPU: the Triton interpreter at small sizes; CUDA: the LR size too."""
 import pytest
 import torch
@@ -42,9 +42,9 @@ def scene(kind: str, batch: int, height: int, width: int, seed: int
     return composite.to(DEVICE), mask.to(DEVICE), filled.to(DEVICE)
 
 
-def assert_matches_reference(composite, mask, filled):
-    fill, weight = flat_fill(composite, mask, filled)
-    want_fill, want_weight = flat_fill_reference(composite, mask, filled)
+def assert_matches_reference(composite, mask, filled, form="membrane"):
+    fill, weight = flat_fill(composite, mask, filled, form)
+    want_fill, want_weight = flat_fill_reference(composite, mask, filled, form)
     assert fill.shape == filled.shape and weight.shape == mask.shape
     torch.testing.assert_close(fill, want_fill, rtol=0, atol=FILL_ATOL)
     torch.testing.assert_close(weight, want_weight, rtol=0, atol=WEIGHT_ATOL)
@@ -89,6 +89,35 @@ def test_flat_fill_matches_reference_over_many_programs_and_ragged_holes(monkeyp
     assert_matches_reference(composite * (1.0 - mask), mask, filled)
 
 
+@pytest.mark.parametrize("form", ["continued", "continued_flat"])
+@pytest.mark.parametrize("kind", ["sky", "haze", "stripes"])
+def test_continued_forms_match_reference(kind, form):
+    """The continued fill (cell steps, their membrane, divergence, Poisson solve) and its weight (the ring's
+    dilation, the ring's error per cell, its membrane, the ramp); the sky's clean ramp scores 1, the stripes 0."""
+    composite, mask, filled = scene(kind, 1, 64, 96, seed=17)
+    weight = assert_matches_reference(composite, mask, filled, form)[mask > 0]
+    if form == "continued":
+        low, high = {"sky": (0.9, 1.0), "haze": (0.0, 1.0), "stripes": (0.0, 0.1)}[kind]
+        assert low <= weight.min() and weight.max() <= high
+
+
+def test_continued_forms_over_many_programs_and_ragged_holes(monkeypatch):
+    """As the membrane form's case above: blocks of 64, a disc, two boxes one at the image's edge, and an image
+    without a known pixel (weight 0: no ring to judge by)."""
+    monkeypatch.setattr(flat_kernels, "BLOCK", 64)
+    composite, _, filled = scene("haze", 3, 64, 96, seed=11)
+    ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(96.0), indexing="ij")
+    mask = torch.zeros(3, 1, 64, 96)
+    mask[0, 0] = (((ys - 30.5) ** 2 + (xs - 41.5) ** 2) < 19.0 ** 2).float()
+    mask[1, 0, 5:27, 60:96] = 1.0
+    mask[1, 0, 40:59, 3:33] = 1.0
+    mask[2] = 1.0
+    mask = mask.to(DEVICE)
+    for form in ("continued", "continued_flat"):
+        weight = assert_matches_reference(composite * (1.0 - mask), mask, filled, form)
+        assert weight[2].max() == 0
+
+
 def test_float16():
     composite, mask, filled = scene("haze", 1, 64, 96, seed=13)
     fill, weight = flat_fill(composite.half(), mask.half(), filled.half())
@@ -102,6 +131,7 @@ def test_float16():
     (lambda c, m, f: (c[:, :2], m, f[:, :2]), "composite, mask, filled"),
     (lambda c, m, f: (c, m[:, :, :-32], f), "composite, mask, filled"),
     (lambda c, m, f: (c[..., :-4], m[..., :-4], f[..., :-4]), "multiples of BAND_CELL"),
+    (lambda c, m, f: (c, m, f, "biharmonic"), "form: expected one of"),
 ])
 def test_bad_arguments_are_named(change, message):
     composite, mask, filled = scene("sky", 1, 64, 64, seed=1)
@@ -114,4 +144,5 @@ def test_bad_arguments_are_named(change, message):
 @pytest.mark.parametrize("shape", GPU_SHAPES)
 def test_flat_fill_at_lr_sizes_on_cuda(shape):
     for kind in ("sky", "haze", "stripes"):
-        assert_matches_reference(*scene(kind, *shape, seed=7))
+        for form in ("membrane", "continued", "continued_flat"):
+            assert_matches_reference(*scene(kind, *shape, seed=7), form)

@@ -1,4 +1,5 @@
-"""Triton membrane (`kernels.membrane`) vs its torch reference (`model.patchmatch.harmonic_fill`, `border_match`).
+"""Triton membrane (`kernels.membrane`) vs its torch reference (`model.patchmatch.harmonic_fill`, `poisson_fill`,
+`border_match`).
 CPU: the Triton interpreter at small sizes; CUDA: the LR size too."""
 import pytest
 import torch
@@ -6,7 +7,8 @@ import torch
 pytest.importorskip("triton")
 from rethined_engine.kernels import membrane  # noqa: E402
 from rethined_engine.kernels.membrane import (SMALL_GRID, border_match, border_match_reference,  # noqa: E402
-                                              harmonic_fill, harmonic_fill_reference)
+                                              harmonic_fill, harmonic_fill_reference, poisson_fill,
+                                              poisson_fill_reference)
 from rethined_engine.model import patchmatch  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -37,6 +39,31 @@ def test_harmonic_fill_matches_reference(shape, levels):
     on_fixed = fixed.expand_as(got) > 0
     assert torch.equal(got[on_fixed], values[on_fixed])                    # fixed cells keep their value
     assert got[~on_fixed].std() < values[~on_fixed].std()                  # free cells are smoothed, not copied
+
+
+@pytest.mark.parametrize("shape,levels", CPU_CASES)
+def test_poisson_fill_matches_reference(shape, levels):
+    """The rhs summed over each level by the pyramid launch and taken by every sweep, in the one-program levels and
+    the single sweeps alike; it moves the free cells."""
+    values, fixed = grids(shape, torch.float32, seed=levels + 20)
+    rhs = 0.01 * torch.randn(shape, generator=torch.Generator().manual_seed(levels)).to(DEVICE)
+    got = poisson_fill(values, fixed, rhs, levels)
+    torch.testing.assert_close(got, poisson_fill_reference(values, fixed, rhs, levels), rtol=0, atol=FP32_ATOL)
+    assert (got - harmonic_fill(values, fixed, levels)).abs().max() > 1e-3
+
+
+def test_poisson_fill_sweeps_over_many_programs(monkeypatch):
+    monkeypatch.setattr(membrane, "BLOCK", 512)
+    values, fixed = grids((1, 3, 96, 72), torch.float32, seed=12)
+    rhs = 0.01 * torch.randn(1, 3, 96, 72, generator=torch.Generator().manual_seed(3)).to(DEVICE)
+    torch.testing.assert_close(poisson_fill(values, fixed, rhs, 3), poisson_fill_reference(values, fixed, rhs, 3),
+                               rtol=0, atol=FP32_ATOL)
+
+
+def test_poisson_fill_rejects_an_rhs_of_another_shape():
+    values, fixed = grids((1, 3, 16, 16), torch.float32, seed=1)
+    with pytest.raises(ValueError, match="rhs: expected"):
+        poisson_fill(values, fixed, values[:, :2], 2)
 
 
 def test_harmonic_fill_crosses_the_small_grid_limit():

@@ -12,6 +12,8 @@ Triton kernels; the expected colours' membrane on the token grid in torch. Float
 hr_topk=0, and hr_feather > 0 with hr_topk > 1 run the torch path."""
 from __future__ import annotations
 
+import functools
+
 import os
 from typing import Any
 
@@ -155,8 +157,7 @@ class TritonBackend(TorchBackend):
         self.model.patch_match.copy_kernels = TritonCopyKernels()
         self.model.patch_match.propagation_kernel = propagate_sources
         self.model.anchor_kernel = colour_anchor
-        if self.model.flat_fill_form == "membrane":
-            self.model.flat_kernel = flat_fill
+        self.model.flat_kernel = functools.partial(flat_fill, form=self.model.flat_fill_form)
         if self.model.patch_match.copy_pool <= POOL_MAX:
             self.model.patch_match.candidates_kernel = copy_candidates
         # the HR kernel cross-fades (hr_feather > 0) one copied source per token: hr_topk = 1
