@@ -10,6 +10,7 @@ Must run without TRITON_INTERPRET (the kernels must be JIT functions, not interp
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import subprocess
@@ -99,27 +100,36 @@ def _variants():
               "C": "constexpr", "BH": "constexpr", "BW": "constexpr"}
         out.append((f"coherence_epilogue[{ty}]", coherence.coherence_epilogue_kernel, co,
                     {"C": 16, "BH": coherence.BLOCK_ROWS, "BW": coherence.BLOCK_COLS}, 4, 3))
-        mb = {"src_ptr": f"*{ty}", "value_ptr": f"*{ty}", "fixed_ptr": "*u8", "out_ptr": f"*{ty}", "height": "i32",
-              "width": "i32", "channels": "i32", "FROM_COARSE": "constexpr", "BLOCK": "constexpr"}
-        for from_coarse in (False, True):
-            out.append((f"jacobi_sweep[{ty}{',from_coarse' if from_coarse else ''}]", membrane.jacobi_sweep_kernel, mb,
-                        {"FROM_COARSE": from_coarse, "BLOCK": membrane.BLOCK}, 4, 3))
-        mc = {"value_levels_ptr": f"*{ty}", "fixed_levels_ptr": "*u8", "buffers_ptr": f"*{ty}", "height": "i32",
-              "width": "i32", "channels": "i32", "planes": "i32", "levels": "i32", "last": "i32",
-              "coarsest_sweeps": "i32", "sweeps": "i32", "BLOCK": "constexpr"}
-        out.append((f"membrane_coarse[{ty}]", membrane.membrane_coarse_kernel, mc, {"BLOCK": membrane.SMALL_GRID},
-                    membrane.SMALL_GRID_WARPS, 3))
+        mb = {"src_ptr": f"*{ty}", "value_ptr": f"*{ty}", "fixed_ptr": "*u8", "rhs_ptr": f"*{ty}", "out_ptr": f"*{ty}",
+              "height": "i32", "width": "i32", "channels": "i32", "FROM_COARSE": "constexpr", "HAS_RHS": "constexpr",
+              "BLOCK": "constexpr"}
+        for from_coarse, has_rhs in itertools.product((False, True), (False, True)):   # harmonic_fill, poisson_fill
+            out.append((f"jacobi_sweep[{ty}{',from_coarse' if from_coarse else ''}{',rhs' if has_rhs else ''}]",
+                        membrane.jacobi_sweep_kernel, mb,
+                        {"FROM_COARSE": from_coarse, "HAS_RHS": has_rhs, "BLOCK": membrane.BLOCK}, 4, 3))
+        mc = {"value_levels_ptr": f"*{ty}", "fixed_levels_ptr": "*u8", "rhs_levels_ptr": f"*{ty}",
+              "buffers_ptr": f"*{ty}", "height": "i32", "width": "i32", "channels": "i32", "planes": "i32",
+              "levels": "i32", "last": "i32", "coarsest_sweeps": "i32", "sweeps": "i32", "HAS_RHS": "constexpr",
+              "BLOCK": "constexpr"}
+        for has_rhs in (False, True):
+            out.append((f"membrane_coarse[{ty}{',rhs' if has_rhs else ''}]", membrane.membrane_coarse_kernel, mc,
+                        {"HAS_RHS": has_rhs, "BLOCK": membrane.SMALL_GRID}, membrane.SMALL_GRID_WARPS, 3))
         mp = {"values_ptr": f"*{ty}", "fixed_ptr": f"*{ty}", "value_levels_ptr": f"*{ty}", "fixed_levels_ptr": "*u8",
-              "height": "i32", "width": "i32", "channels": "i32", "planes": "i32", "LEVELS": "constexpr",
-              "TILE": "constexpr"}
-        # the border match's levels, and the flat fill's (the colours' membrane, the flatness carried into the hole)
-        for levels in (patchmatch.BORDER_MATCH_LEVELS, flat.MEMBRANE_LEVELS, flat.FLAT_LEVELS):
-            out.append((f"membrane_pyramid[{ty},levels{levels}]", membrane.membrane_pyramid_kernel, mp,
-                        {"LEVELS": levels, "TILE": 2 ** levels}, membrane.pyramid_warps(2 ** levels), 3))
+              "rhs_ptr": f"*{ty}", "rhs_levels_ptr": f"*{ty}", "height": "i32", "width": "i32", "channels": "i32",
+              "planes": "i32", "LEVELS": "constexpr", "TILE": "constexpr", "HAS_RHS": "constexpr"}
+        # the border match's levels, and the flat fill's (the colours' membrane and the continued fill's steps and
+        # Poisson solve, the flatness carried into the hole)
+        for levels, has_rhs in ((patchmatch.BORDER_MATCH_LEVELS, False), (flat.MEMBRANE_LEVELS, False),
+                                (flat.MEMBRANE_LEVELS, True), (flat.FLAT_LEVELS, False)):
+            out.append((f"membrane_pyramid[{ty},levels{levels}{',rhs' if has_rhs else ''}]",
+                        membrane.membrane_pyramid_kernel, mp, {"LEVELS": levels, "TILE": 2 ** levels,
+                                                               "HAS_RHS": has_rhs},
+                        membrane.pyramid_warps(2 ** levels), 3))
         cm = {"x_ptr": f"*{ty}", "hole_ptr": f"*{ty}", "out_ptr": "*fp32", "h": "i32", "w": "i32", "gh": "i32",
               "gw": "i32", "total": "i32", "C": "constexpr", "CELL": "constexpr", "SQUARES": "constexpr",
               "BLOCK": "constexpr"}
-        for cell, squares in ((flat.MEMBRANE_CELL, True), (flat.BAND_CELL, False)):   # the membrane's, the band's
+        # the membrane's, the continued fill's, the band's
+        for cell, squares in ((flat.MEMBRANE_CELL, True), (flat.MEMBRANE_CELL, False), (flat.BAND_CELL, False)):
             out.append((f"flat_cell_means[{ty},cell{cell}{',squares' if squares else ''}]",
                         flat_fill.cell_means_kernel, cm, {"C": 3, "CELL": cell, "SQUARES": squares,
                                                           "BLOCK": flat_fill.BLOCK}, 4, 3))
@@ -136,6 +146,18 @@ def _variants():
               "fill_out_ptr": f"*{ty}", "weight_out_ptr": f"*{ty}", "h": "i32", "w": "i32", "mh": "i32", "mw": "i32",
               "bh": "i32", "bw": "i32", "total": "i32", "BLOCK": "constexpr"}
         out.append((f"flat_epilogue[{ty}]", flat_fill.flat_epilogue_kernel, fe, {"BLOCK": flat_fill.BLOCK}, 4, 3))
+        re = {"composite_ptr": f"*{ty}", "hole_ptr": f"*{ty}", "grown_ptr": f"*{ty}", "guess_ptr": "*fp32",
+              "out_ptr": "*fp32", "h": "i32", "w": "i32", "gh": "i32", "gw": "i32", "total": "i32",
+              "BLOCK": "constexpr"}
+        out.append((f"flat_ring_error[{ty}]", flat_fill.ring_error_kernel, re, {"BLOCK": flat_fill.BLOCK}, 4, 3))
+        ce = {"filled_ptr": f"*{ty}", "low_ptr": f"*{ty}", "continued_ptr": "*fp32", "carried_ptr": "*fp32",
+              "any_ring_ptr": "*fp32", "flatness_ptr": "*fp32", "fill_out_ptr": f"*{ty}", "weight_out_ptr": f"*{ty}",
+              "h": "i32", "w": "i32", "mh": "i32", "mw": "i32", "bh": "i32", "bw": "i32", "total": "i32",
+              "FLAT": "constexpr", "BLOCK": "constexpr"}
+        for with_flatness in (False, True):                 # flat_fill_form continued, continued_flat
+            out.append((f"flat_continued_epilogue[{ty}{',flat' if with_flatness else ''}]",
+                        flat_fill.continued_epilogue_kernel, ce, {"FLAT": with_flatness, "BLOCK": flat_fill.BLOCK},
+                        4, 3))
         tc = {"image_ptr": f"*{ty}", "base_ptr": f"*{ty}", "known_ptr": f"*{ty}", "source_ptr": "*i64",
               "out_ptr": f"*{ty}", "h": "i32", "w": "i32", "grid_h": "i32", "grid_w": "i32", "PATCH": "constexpr",
               "FEATHER": "constexpr", "BASE_FEATHER": "constexpr", "BLOCK": "constexpr"}
@@ -195,6 +217,12 @@ def _variants():
     flatness = {"stack_ptr": "*fp32", "blurred_ptr": "*fp32", "carried_ptr": "*fp32", "out_ptr": "*fp32", "bh": "i32",
                 "bw": "i32", "gh": "i32", "gw": "i32", "total": "i32", "BLOCK": "constexpr"}
     out.append(("flat_flatness", flat_fill.flatness_kernel, flatness, {"BLOCK": flat_fill.BLOCK}, 4, 3))
+    steps = {"means_ptr": "*fp32", "steps_ptr": "*fp32", "known_ptr": "*fp32", "gh": "i32", "gw": "i32",
+             "total": "i32", "BLOCK": "constexpr"}
+    out.append(("flat_steps", flat_fill.steps_kernel, steps, {"BLOCK": flat_fill.BLOCK}, 4, 3))
+    divergence = {"along_ptr": "*fp32", "out_ptr": "*fp32", "gh": "i32", "gw": "i32", "total": "i32",
+                  "BLOCK": "constexpr"}
+    out.append(("flat_divergence", flat_fill.divergence_kernel, divergence, {"BLOCK": flat_fill.BLOCK}, 4, 3))
     pm_sig = {"value_ptr": "*fp32", "key_ptr": "*i32", "colours_ptr": "*fp32", "expected_ptr": "*fp32", "out_ptr": "*i64",
               "n": "i32", "pool": "i32", "colour_weight": "fp32", "SPLITS": "constexpr", "POOL_BLOCK": "constexpr",
               "COLOUR": "constexpr", "BLOCK_M": "constexpr"}

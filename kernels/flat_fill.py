@@ -242,7 +242,7 @@ def ring_error_kernel(composite_ptr, hole_ptr, grown_ptr, guess_ptr, out_ptr, h,
     pixels = h * w
     weight = tl.zeros((BLOCK,), tl.float32)
     error_sum = tl.zeros((BLOCK,), tl.float32)
-    for r in tl.static_range(MEMBRANE_CELL):
+    for r in range(MEMBRANE_CELL):                       # a loop, not unrolled: the rows' reads stay in registers
         weight_row = tl.zeros((BLOCK,), tl.float32)
         error_row = tl.zeros((BLOCK,), tl.float32)
         y = cy * MEMBRANE_CELL + r

@@ -77,11 +77,12 @@ def _sweep(src_ptr, offs, inside, y, x, height, width, fixed, value, shift):
 
 @triton.jit
 def _shift(rhs_ptr, offs, inside, y, x, height, width, HAS_RHS: tl.constexpr):
-    """`poisson_fill`'s rhs / neighbour count at the cells offs of the plane at rhs_ptr (float32), or 0.0."""
+    """`poisson_fill`'s rhs / neighbour count at the cells offs of the plane at rhs_ptr (float32), or 0."""
+    shift = tl.zeros_like(offs).to(tl.float32)
     if HAS_RHS:
         rhs = tl.load(rhs_ptr + offs, mask=inside, other=0.0).to(tl.float32)
-        return tl.math.div_rn(rhs, _neighbour_count(y, x, height, width))
-    return 0.0
+        shift = tl.math.div_rn(rhs, _neighbour_count(y, x, height, width))
+    return shift
 
 
 @triton.jit
