@@ -56,7 +56,10 @@ enum FlatForm { kMembraneForm, kContinuedForm, kContinuedFlatForm };   // config
 // megabytes per call cost more in page faults than the arithmetic (border_match at 512 x 512: ~25 ms with fresh
 // buffers). About 30 floats per LR pixel in all (~30 MB at 512 x 512).
 enum Slot { kFilterZeros, kFilterRows, kBlurSums, kBase, kBorderStack, kBorderMeans, kMismatch, kBorder,
-            kShift, kFlatLowInput, kFlatLow, kSolution, kNextSolution, kCountChannels, kShiftChannels, kLevelValues,
+            kShift, kFlatLowInput, kFlatLow, kSolution, kNextSolution, kCountChannels, kShiftChannels,
+            kContinuedMeans, kContinuedHas, kStepsX, kStepsY, kStepKnownX, kStepKnownY, kAlongX, kAlongY,
+            kDivergence, kDilateRows, kGrown, kRing, kGrownKnown, kRingError, kGuess, kErrorMeans, kErrorHas,
+            kLevelValues,
             kLevelWeights = kLevelValues + kMaxLevels + 1, kLevelRhs = kLevelWeights + kMaxLevels + 1,
             kSlots = kLevelRhs + kMaxLevels + 1 };
 
@@ -804,10 +807,17 @@ void continued_cells(const float* composite, const float* known, int h, int w, i
                      int coarsest_sweeps, float fixed_share, float* cells) {
     const int gh = h / cell, gw = w / cell;
     const size_t n = static_cast<size_t>(gh) * gw;
-    std::vector<float> means(n * 3), has(n), steps_x(n * 3), steps_y(n * 3), known_x(n), known_y(n),
-        along_x(n * 3), along_y(n * 3), divergence(n * 3);
-    known_cell_means<3>(h, w, cell, known, [&](size_t p, int c) { return composite[p * 3 + c]; }, means.data(),
-                        has.data());
+    float* means = scratch(kContinuedMeans, n * 3);
+    float* has = scratch(kContinuedHas, n);
+    float* steps_x = scratch(kStepsX, n * 3);
+    float* steps_y = scratch(kStepsY, n * 3);
+    float* known_x = scratch(kStepKnownX, n);
+    float* known_y = scratch(kStepKnownY, n);
+    float* along_x = scratch(kAlongX, n * 3);
+    float* along_y = scratch(kAlongY, n * 3);
+    float* divergence = scratch(kDivergence, n * 3);
+    known_cell_means<3>(h, w, cell, known, [&](size_t p, int c) { return composite[p * 3 + c]; }, means, has);
+#pragma omp parallel for schedule(static)
     for (int gy = 0; gy < gh; ++gy)
         for (int gx = 0; gx < gw; ++gx) {   // forward differences, 0 past the last column / row
             const size_t q = static_cast<size_t>(gy) * gw + gx;
@@ -819,10 +829,9 @@ void continued_cells(const float* composite, const float* known, int h, int w, i
                 steps_y[q * 3 + c] = below ? means[(q + gw) * 3 + c] - means[q * 3 + c] : 0.0f;
             }
         }
-    membrane(steps_x.data(), known_x.data(), gh, gw, 3, levels, sweeps, coarsest_sweeps, fixed_share, nullptr,
-             along_x.data());
-    membrane(steps_y.data(), known_y.data(), gh, gw, 3, levels, sweeps, coarsest_sweeps, fixed_share, nullptr,
-             along_y.data());
+    membrane(steps_x, known_x, gh, gw, 3, levels, sweeps, coarsest_sweeps, fixed_share, nullptr, along_x);
+    membrane(steps_y, known_y, gh, gw, 3, levels, sweeps, coarsest_sweeps, fixed_share, nullptr, along_y);
+#pragma omp parallel for schedule(static)
     for (int gy = 0; gy < gh; ++gy)
         for (int gx = 0; gx < gw; ++gx) {   // `model.flat.divergence`
             const size_t q = static_cast<size_t>(gy) * gw + gx;
@@ -834,14 +843,13 @@ void continued_cells(const float* composite, const float* known, int h, int w, i
                 divergence[q * 3 + c] = ((right - left) + down) - up;
             }
         }
-    membrane(means.data(), has.data(), gh, gw, 3, levels, sweeps, coarsest_sweeps, fixed_share, nullptr, cells,
-             divergence.data());
+    membrane(means, has, gh, gw, 3, levels, sweeps, coarsest_sweeps, fixed_share, nullptr, cells, divergence);
 }
 
 // mask (h, w) {0, 1} -> grown (h, w): the largest value within `radius` px along each axis (F.max_pool2d's square
 // window of side 2 radius + 1, clipped at the image's edges), rows first.
 void dilate(const float* mask, int h, int w, int radius, float* grown) {
-    std::vector<float> rows(static_cast<size_t>(h) * w);
+    float* rows = scratch(kDilateRows, static_cast<size_t>(h) * w);
 #pragma omp parallel for schedule(static)
     for (int y = 0; y < h; ++y)
         for (int x = 0; x < w; ++x) {
@@ -867,16 +875,22 @@ bool holdout_cells(const float* composite, const float* mask, int h, int w, int 
     const size_t pixels = static_cast<size_t>(h) * w;
     const int gh = h / cell, gw = w / cell;
     const size_t n = static_cast<size_t>(gh) * gw;
-    std::vector<float> grown(pixels), ring(pixels), grown_known(pixels), error(pixels), guess(n * 3), means(n), has(n);
-    dilate(mask, h, w, ring_width, grown.data());
+    float* grown = scratch(kGrown, pixels);
+    float* ring = scratch(kRing, pixels);
+    float* grown_known = scratch(kGrownKnown, pixels);
+    float* error = scratch(kRingError, pixels);
+    float* guess = scratch(kGuess, n * 3);
+    float* means = scratch(kErrorMeans, n);
+    float* has = scratch(kErrorHas, n);
+    dilate(mask, h, w, ring_width, grown);
     bool any_ring = false;
-    for (size_t p = 0; p < pixels; ++p) {
+#pragma omp parallel for schedule(static) reduction(|| : any_ring)
+    for (long long p = 0; p < static_cast<long long>(pixels); ++p) {
         ring[p] = grown[p] - mask[p];
         grown_known[p] = 1.0f - grown[p];
         any_ring = any_ring || ring[p] > 0.0f;
     }
-    continued_cells(composite, grown_known.data(), h, w, cell, levels, sweeps, coarsest_sweeps, fixed_share,
-                    guess.data());
+    continued_cells(composite, grown_known, h, w, cell, levels, sweeps, coarsest_sweeps, fixed_share, guess);
     const std::vector<AxisTap> ys = axis_taps(h, gh, 1.0f / static_cast<float>(cell));
     const std::vector<AxisTap> xs = axis_taps(w, gw, 1.0f / static_cast<float>(cell));
 #pragma omp parallel for schedule(static)
@@ -886,13 +900,13 @@ bool holdout_cells(const float* composite, const float* mask, int h, int w, int 
             float total = 0.0f;
             if (ring[p] > 0.0f)
                 for (int c = 0; c < 3; ++c) {
-                    const float miss = bilinear_at(guess.data(), gw, 3, c, ys[y], xs[x]) - composite[p * 3 + c];
+                    const float miss = bilinear_at(guess, gw, 3, c, ys[y], xs[x]) - composite[p * 3 + c];
                     total += miss * miss;
                 }
             error[p] = total * ring[p];
         }
-    known_cell_means<1>(h, w, cell, ring.data(), [&](size_t p, int) { return error[p]; }, means.data(), has.data());
-    membrane(means.data(), has.data(), gh, gw, 1, levels, sweeps, coarsest_sweeps, fixed_share, nullptr, carried);
+    known_cell_means<1>(h, w, cell, ring, [&](size_t p, int) { return error[p]; }, means, has);
+    membrane(means, has, gh, gw, 1, levels, sweeps, coarsest_sweeps, fixed_share, nullptr, carried);
     return any_ring;
 }
 
