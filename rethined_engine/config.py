@@ -35,7 +35,9 @@ COPY_POOL_MAX = 1024  # TensorRT's TopK takes K <= 3840; a larger pool than this
 # background), and transfers each source's whole high-frequency band at full strength, cross-faded between neighbouring
 # copies over 4 LR px (real texture; past a source's edge where a hole lies, its own texture mirrored), and copies
 # nothing from the tokens along a side that holds a frame line (`frame_lines`); "fast" is realistic without the two-band
-# copies and the border match (the colour anchor kept), with a 2 LR px texture fade (more visible seams);
+# copies and the border match (the colour anchor kept), with a 2 LR px texture fade (more visible seams), and with the
+# continued flat fill (`flat_fill_form="continued"`: the known slopes carried into the hole where they predict the
+# known ring beside it);
 # "seamless" is realistic's former name; "smooth" mixes the sources by their attention weights and fades the
 # transferred texture away from the hole's border (the fill that scores best on PSNR/SSIM, which reward blur).
 # docs/quality.md measures them.
@@ -43,16 +45,17 @@ _FAST = dict(lr_texture="copy", copy_feather=2, copy_base_feather=0, copy_border
              copy_continuity=0.5, copy_support_margin=0.2, copy_repeat_radius=1, copy_repeat_penalty=0.05, hr_topk=1,
              hf_transfer=True, hf_decay=0.0, hf_fine_decay=None, hf_mid_gain=1.0, hr_feather=1, hr_fade_reflect=True,
              seam_sigma=2.0, seam_gain=8.0, colour_anchor=0.7, colour_anchor_sigma=12.0, colour_anchor_flat=True,
-             key_frame_lines=True)
+             flat_fill_form="continued", key_frame_lines=True)
 _REALISTIC = {**_FAST, "copy_feather": 4, "copy_base_feather": 4, "copy_base_sigma": 3.0, "copy_border_sigma": 2.0,
-              "hr_feather": 2}
+              "hr_feather": 2, "flat_fill_form": "membrane"}
 STYLES = {
     "realistic": _REALISTIC,
     "seamless": _REALISTIC,
     "fast": _FAST,
     "smooth": dict(lr_texture="mix", key_hole_clearance=0, hr_fade_reflect=False, copy_base_feather=0,
                    copy_border_sigma=0.0, hr_feather=0, hr_topk=1, hf_transfer=True, hf_decay=0.5, hf_fine_decay=0.0,
-                   hf_mid_gain=0.5, seam_sigma=2.0, seam_gain=8.0, colour_anchor=0.0, colour_anchor_flat=False),
+                   hf_mid_gain=0.5, seam_sigma=2.0, seam_gain=8.0, colour_anchor=0.0, colour_anchor_flat=False,
+                   flat_fill_form="membrane"),
 }
 
 
