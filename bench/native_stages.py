@@ -12,7 +12,9 @@ head input, its last decoder level upsampled 2x and concatenated with the CNN's 
 `model.coarse.upsample_join`; native: `upsample_cat`). Same inputs: the sample photo at size x size, 40 % mask,
 the shipped weights' real LR output. With lr_texture="copy" (the shipped styles but smooth) two steps inside the LR
 network too: copy (`copy_tokens` with the settings' bands; native: `CopyKernels`) and border (`border_match`,
-when copy_border_sigma > 0; native: `border_match` of csrc/native/lr_copy.cpp), on that network's real sources. Median ms, written to bench/results/native-stages-cpu.json with where it
+when copy_border_sigma > 0; native: `border_match` of csrc/native/lr_copy.cpp), on that network's real sources, and
+the flat fill in each form (`flat:membrane`, `flat:continued`, `flat:continued_flat`; torch: `model.flat.flat_fill`;
+native: `FlatFill`) on its composite and copies. Median ms, written to bench/results/native-stages-cpu.json with where it
 ran (device, commit, `dirty`, versions, torch threads; `bench.env.run_environment`).
 """
 from __future__ import annotations
@@ -170,6 +172,24 @@ def copy_stages(model, backend, out, lr_image: torch.Tensor, lr_mask: torch.Tens
             return kernels.border_match(image_nhwc, holes, copied_nhwc, cfg.copy_border_sigma)
 
         pairs.append(("border", torch_border, native_border))
+    pairs += flat_stages(composite, lr_mask, copied)
+    return pairs
+
+
+def flat_stages(composite: torch.Tensor, lr_mask: torch.Tensor, copied: torch.Tensor
+                ) -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
+    """(stage, torch reference, native) for the flat fill in each of its forms (`config.FLAT_FILL_FORMS`), on the
+    LR network's composite and copies."""
+    from rethined_engine.backends.native_backend import FlatFill, require_native
+    from rethined_engine.config import FLAT_FILL_FORMS
+    from rethined_engine.model.flat import flat_fill
+
+    native = require_native()
+    pairs = []
+    for form in FLAT_FILL_FORMS:
+        kernel = FlatFill(native, form)
+        pairs.append((f"flat:{form}", lambda form=form: flat_fill(composite, lr_mask, copied, form),
+                      lambda kernel=kernel: kernel(composite, lr_mask, copied)))
     return pairs
 
 
@@ -183,7 +203,7 @@ def measure(size: int, repeats: int) -> list[dict]:
         t_ref, t_fast = median_ms(reference, repeats), median_ms(fast, repeats)
         rows.append({"stage": stage, "size": size, "torch_ms": t_ref, "native_ms": t_fast, "speedup": t_ref / t_fast,
                      "threads": threads})
-        print(f"{stage:4s} {size:5d}^2  torch {t_ref:8.1f} ms  native {t_fast:8.1f} ms  x{t_ref / t_fast:.1f}", flush=True)
+        print(f"{stage:20s} {size:5d}^2  torch {t_ref:8.1f} ms  native {t_fast:8.1f} ms  x{t_ref / t_fast:.1f}", flush=True)
     return rows
 
 

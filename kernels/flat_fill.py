@@ -17,6 +17,13 @@ hole select and normalisation:
 - `flat_epilogue_kernel`, one launch over the LR pixels, upsamples the membranes and the flatness ramp bilinearly,
   takes the agreement ramp and writes the fill and its weight.
 
+The continued forms (`ModelConfig.flat_fill_form`) replace the colours' membrane and both ramps: `continued_cells`
+takes the cell means (`cell_means_kernel`), their steps (`steps_kernel`), the steps' membrane, their divergence
+(`divergence_kernel`) and the Poisson solve (`kernels.membrane.poisson_fill`); `holdout_cells` grows the hole (one
+max pool), runs `continued_cells` on it, takes the guess's squared error on the ring per cell (`ring_error_kernel`)
+and carries it into the hole by a membrane; `continued_epilogue_kernel` upsamples both and writes the fill and its
+weight (times the flatness ramp for "continued_flat").
+
 Sums run in the reference's order where it fixes one (a cell's rows, then the rows); a known-pixel blur's ratio
 skips the reference's normalisation by the taps inside the image, which cancels in it (both blurs are normalised
 alike), so results agree to float rounding (tests/test_kernel_flat_fill.py).

@@ -1,5 +1,5 @@
-"""The copy styles' membrane (`model.patchmatch.harmonic_fill`, inside `border_match`) as Triton kernels, and its
-torch reference of the same signature.
+"""The copy styles' membrane (`model.patchmatch.harmonic_fill`, inside `border_match`) and its Poisson form
+(`poisson_fill`, the continued flat fill's) as Triton kernels, and their torch references of the same signatures.
 
 `harmonic_fill` solves Laplace's equation through a grid's fixed cells by a coarse-to-fine multigrid: a pyramid
 of `levels` halvings, JACOBI_COARSEST_SWEEPS neighbour-mean sweeps on the coarsest grid from its fixed cells'
@@ -19,6 +19,9 @@ grid with BORDER_MATCH_LEVELS halvings). Here:
 hole's border from their Gaussian sums, the shifted fill) and `kernels.blur.gaussian_sums`' two: 10 operations per call
 besides the membrane's 26 at 512^2 LR (5 of them allocations), where torch operations around the same kernels took 24
 (`bench.op_count`).
+
+`poisson_fill` takes the same launches with a right-hand side: the pyramid launch sums it over each level's four
+cells, and every sweep subtracts its ratio to the cell's neighbour count from the neighbours' mean.
 
 Neighbour counts come from the cells' positions. A sweep's sum is taken in torch's order
 ((up + down) + left) + right and divided with IEEE rounding, so it matches torch's bit for bit; the pyramid's

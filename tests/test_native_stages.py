@@ -44,3 +44,16 @@ def test_the_default_stages_compute_the_native_result():
     ref, got = pairs["hr"]
     diff = np.abs(ref[0].permute(1, 2, 0).numpy().astype(np.int16) - got.astype(np.int16))
     assert diff.max() <= 1 and (diff > 0).mean() <= 2e-3
+
+
+def test_the_flat_fill_stages_compute_the_native_result():
+    """flat:membrane, flat:continued, flat:continued_flat: torch's `flat_fill` and the C++ `FlatFill` agree on the
+    LR network's real composite and copies (fill to float rounding, weight within 1e-4: a ramp in log)."""
+    from bench.native_stages import stages
+
+    with torch.inference_mode():
+        pairs = {stage: (reference(), fast()) for stage, reference, fast in stages(640) if stage.startswith("flat:")}
+    assert set(pairs) == {"flat:membrane", "flat:continued", "flat:continued_flat"}
+    for stage, ((ref_fill, ref_weight), (fill, weight)) in pairs.items():
+        torch.testing.assert_close(fill, ref_fill, atol=1e-5, rtol=0, msg=stage)
+        torch.testing.assert_close(weight, ref_weight, atol=1e-4, rtol=0, msg=stage)
