@@ -73,11 +73,9 @@ def test_flat_fill_matches_reference_without_a_hole():
     assert_matches_reference(composite, torch.zeros_like(mask), filled)
 
 
-def test_flat_fill_matches_reference_over_many_programs_and_ragged_holes(monkeypatch):
-    """Blocks of 64 cells or pixels (the interpreter's default block holds the small shapes whole): the program
-    offsets and partial last blocks; two images with other holes (a disc, cells partly known, a hole at the
-    image's edge) and an image without a known pixel."""
-    monkeypatch.setattr(flat_kernels, "BLOCK", 64)
+def ragged_scene() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(composite, mask, filled): three 64 x 96 haze images with other holes than `scene`'s: a disc (cells partly
+    known), two boxes one at the image's edge, and an image without a known pixel."""
     composite, _, filled = scene("haze", 3, 64, 96, seed=11)
     ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(96.0), indexing="ij")
     mask = torch.zeros(3, 1, 64, 96)
@@ -86,7 +84,14 @@ def test_flat_fill_matches_reference_over_many_programs_and_ragged_holes(monkeyp
     mask[1, 0, 40:59, 3:33] = 1.0
     mask[2] = 1.0
     mask = mask.to(DEVICE)
-    assert_matches_reference(composite * (1.0 - mask), mask, filled)
+    return composite * (1.0 - mask), mask, filled
+
+
+def test_flat_fill_matches_reference_over_many_programs_and_ragged_holes(monkeypatch):
+    """Blocks of 64 cells or pixels (the interpreter's default block holds the small shapes whole): the program
+    offsets and partial last blocks, on `ragged_scene`."""
+    monkeypatch.setattr(flat_kernels, "BLOCK", 64)
+    assert_matches_reference(*ragged_scene())
 
 
 @pytest.mark.parametrize("form", ["continued", "continued_flat"])
@@ -105,16 +110,8 @@ def test_continued_forms_over_many_programs_and_ragged_holes(monkeypatch):
     """As the membrane form's case above: blocks of 64, a disc, two boxes one at the image's edge, and an image
     without a known pixel (weight 0: no ring to judge by)."""
     monkeypatch.setattr(flat_kernels, "BLOCK", 64)
-    composite, _, filled = scene("haze", 3, 64, 96, seed=11)
-    ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(96.0), indexing="ij")
-    mask = torch.zeros(3, 1, 64, 96)
-    mask[0, 0] = (((ys - 30.5) ** 2 + (xs - 41.5) ** 2) < 19.0 ** 2).float()
-    mask[1, 0, 5:27, 60:96] = 1.0
-    mask[1, 0, 40:59, 3:33] = 1.0
-    mask[2] = 1.0
-    mask = mask.to(DEVICE)
     for form in ("continued", "continued_flat"):
-        weight = assert_matches_reference(composite * (1.0 - mask), mask, filled, form)
+        weight = assert_matches_reference(*ragged_scene(), form)
         assert weight[2].max() == 0
 
 

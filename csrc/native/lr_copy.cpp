@@ -846,26 +846,29 @@ void continued_cells(const float* composite, const float* known, int h, int w, i
     membrane(means, has, gh, gw, 3, levels, sweeps, coarsest_sweeps, fixed_share, nullptr, cells, divergence);
 }
 
-// mask (h, w) {0, 1} -> grown (h, w): the largest value within `radius` px along each axis (F.max_pool2d's square
-// window of side 2 radius + 1, clipped at the image's edges), rows first.
+// out (h, w) = the largest value of src (h, w) {0, 1} within `radius` px along one axis (along_rows: x, else y),
+// clipped at the image's edges.
+void max_along(const float* src, int h, int w, int radius, bool along_rows, float* out) {
+    const int n = along_rows ? w : h;
+    const size_t step = along_rows ? 1 : static_cast<size_t>(w);
+#pragma omp parallel for schedule(static)
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            const int at = along_rows ? x : y;
+            const float* line = src + static_cast<size_t>(y) * w + x - static_cast<size_t>(at) * step;
+            float most = 0.0f;
+            for (int k = std::max(at - radius, 0); k <= std::min(at + radius, n - 1); ++k)
+                most = std::max(most, line[static_cast<size_t>(k) * step]);
+            out[static_cast<size_t>(y) * w + x] = most;
+        }
+}
+
+// mask (h, w) {0, 1} -> grown (h, w): F.max_pool2d's square window of side 2 radius + 1, clipped at the image's
+// edges, as a pass along the rows and one along the columns.
 void dilate(const float* mask, int h, int w, int radius, float* grown) {
     float* rows = scratch(kDilateRows, static_cast<size_t>(h) * w);
-#pragma omp parallel for schedule(static)
-    for (int y = 0; y < h; ++y)
-        for (int x = 0; x < w; ++x) {
-            float most = 0.0f;
-            for (int k = std::max(x - radius, 0); k <= std::min(x + radius, w - 1); ++k)
-                most = std::max(most, mask[static_cast<size_t>(y) * w + k]);
-            rows[static_cast<size_t>(y) * w + x] = most;
-        }
-#pragma omp parallel for schedule(static)
-    for (int y = 0; y < h; ++y)
-        for (int x = 0; x < w; ++x) {
-            float most = 0.0f;
-            for (int k = std::max(y - radius, 0); k <= std::min(y + radius, h - 1); ++k)
-                most = std::max(most, rows[static_cast<size_t>(k) * w + x]);
-            grown[static_cast<size_t>(y) * w + x] = most;
-        }
+    max_along(mask, h, w, radius, true, rows);
+    max_along(rows, h, w, radius, false, grown);
 }
 
 // `model.flat.holdout_weight`'s carried error for one image: composite (h, w, 3), mask (h, w) -> carried (h / cell,
