@@ -463,7 +463,7 @@ def test_copy_colour_offsets_even_out_a_small_step_and_keep_a_large_one():
 def test_the_default_is_the_realistic_style_and_fast_drops_its_seam_settings():
     """The shipped file's own settings are the realistic style's (seamless: its former name); fast is realistic
     without the two-band copies (and with their narrower detail fade) and the border match, with a narrower
-    full-resolution texture fade, and keeps known pixels exact like every style."""
+    full-resolution texture fade and the continued flat fill, and keeps known pixels exact like every style."""
     default = Engine(backend="torch", device="cpu").config
     assert default == Engine(backend="torch", device="cpu", style="realistic").config
     assert default == Engine(backend="torch", device="cpu", style="seamless").config
@@ -472,8 +472,9 @@ def test_the_default_is_the_realistic_style_and_fast_drops_its_seam_settings():
     assert fast.config.copy_base_feather == 0 and fast.config.copy_border_sigma == 0.0
     assert fast.config.replace(copy_feather=default.copy_feather, copy_base_feather=default.copy_base_feather,
                                copy_base_sigma=default.copy_base_sigma, copy_border_sigma=default.copy_border_sigma,
-                               hr_feather=default.hr_feather) == default
+                               hr_feather=default.hr_feather, flat_fill_form=default.flat_fill_form) == default
     assert fast.config.hr_feather < default.hr_feather
+    assert (default.flat_fill_form, fast.config.flat_fill_form) == ("membrane", "continued")
     rng = np.random.default_rng(7)
     image = rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)
     mask = np.zeros((200, 300), bool)
