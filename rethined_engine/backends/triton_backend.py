@@ -13,7 +13,6 @@ hr_topk=0, and hr_feather > 0 with hr_topk > 1 run the torch path."""
 from __future__ import annotations
 
 import functools
-
 import os
 from typing import Any
 
